@@ -1,0 +1,60 @@
+"""The method interface: replacement pixels for one face region."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..detections import Detections
+from ..registry import NoParams, Registry
+from .compositor import Compositor, Region
+
+METHODS: Registry["Method"] = Registry("method")
+
+
+class Method:
+    """Subclasses implement ``render``; the compositor blends its output in.
+
+    ``render(frame, region, rng)`` gets the current frame (RGB uint8, read only)
+    and returns a uint8 patch of the region's rectangle shape. Methods that act
+    on the whole frame (fullblur, outline) override ``apply`` instead.
+    """
+
+    Params = NoParams
+    name = "?"
+    uses_rng = False
+
+    def __init__(self, params=None):
+        self.params = params if params is not None else self.Params()
+
+    def render(self, frame: np.ndarray, region: Region, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def apply(
+        self, frame: np.ndarray, detections: Detections, compositor: Compositor, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Return an anonymized copy of ``frame``; the input array is never modified."""
+        out = frame.copy()
+        for region in compositor.regions(detections, frame.shape):
+            patch = self.render(out, region, rng)
+            compositor.blend(out, region, np.asarray(patch, np.uint8))
+        return out
+
+
+def crop(frame: np.ndarray, region: Region) -> np.ndarray:
+    return frame[region.slices]
+
+
+def parse_color(text: str | tuple) -> tuple[int, int, int]:
+    """'0', '128', '255,0,0' or '#ff0000' -> an RGB tuple."""
+    if isinstance(text, tuple):
+        vals = list(text)
+    else:
+        t = text.strip()
+        if t.startswith("#") and len(t) == 7:
+            vals = [int(t[i : i + 2], 16) for i in (1, 3, 5)]
+        else:
+            vals = [int(float(v)) for v in t.split(",")]
+    if len(vals) == 1:
+        vals = vals * 3
+    if len(vals) != 3 or not all(0 <= v <= 255 for v in vals):
+        raise ValueError(f"colour {text!r}: expected a grey level, R,G,B or #rrggbb with values 0..255")
+    return tuple(int(v) for v in vals)

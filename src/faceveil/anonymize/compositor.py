@@ -1,0 +1,135 @@
+"""The one place that decides which pixels a face region owns.
+
+Methods only produce replacement pixels for a rectangle; the compositor turns a
+detection into that rectangle (mask scale, clipping, feather margin), draws the
+region's shape (box or ellipse, feathered outward so the face itself is always
+fully replaced) and blends. Pixels where the weight is 0 are copied back
+untouched, so "everything outside the regions is byte-identical" holds for every
+method by construction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from ..detections import Detections
+from ..registry import param
+
+
+@dataclass(frozen=True)
+class RegionParams:
+    shape: Literal["ellipse", "box"] = param("ellipse", "region shape drawn around each face")
+    mask_scale: float = param(1.3, "region size relative to the detected box (deface's --mask-scale 1.3 is 1.6 here)")
+    feather: float = param(0.0, "soft edge outside the region, as a fraction of the face size")
+
+    def __post_init__(self):
+        if not 0.5 <= self.mask_scale <= 5:
+            raise ValueError("mask_scale must be between 0.5 and 5")
+        if not 0 <= self.feather <= 1:
+            raise ValueError("feather must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One face's rectangle in the frame (integer, clipped) and its blend weights."""
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    weight: np.ndarray  # float32 (h, w) in [0, 1]: 1 = replaced, 0 = untouched
+    box: tuple[float, float, float, float]  # the scaled face box in frame pixels (unclipped)
+    landmarks: np.ndarray | None  # 5x2 in frame pixels
+    index: int  # position in the Detections
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y1, self.y2), slice(self.x1, self.x2)
+
+    @property
+    def face_width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def face_height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+class Compositor:
+    def __init__(self, params: RegionParams | None = None):
+        self.params = params or RegionParams()
+
+    def scaled_boxes(self, detections: Detections) -> np.ndarray:
+        b = detections.xyxy.astype(np.float64)
+        c = (b[:, :2] + b[:, 2:]) / 2
+        half = (b[:, 2:] - b[:, :2]) / 2 * self.params.mask_scale
+        return np.concatenate([c - half, c + half], axis=1)
+
+    def regions(self, detections: Detections, shape: tuple[int, ...]) -> list[Region]:
+        h, w = shape[:2]
+        out = []
+        for i, (box, face) in enumerate(zip(self.scaled_boxes(detections), detections)):
+            fw, fh = box[2] - box[0], box[3] - box[1]
+            if not (np.isfinite(box).all() and fw > 0 and fh > 0):
+                continue
+            margin = self.params.feather * max(fw, fh)
+            # floor/ceil so that any pixel the box touches belongs to the region
+            x1 = int(np.clip(np.floor(box[0] - margin), 0, w))
+            y1 = int(np.clip(np.floor(box[1] - margin), 0, h))
+            x2 = int(np.clip(np.ceil(box[2] + margin), 0, w))
+            y2 = int(np.clip(np.ceil(box[3] + margin), 0, h))
+            if x2 <= x1 or y2 <= y1:
+                continue
+            weight = self._weight(box, margin, x1, y1, x2, y2)
+            out.append(Region(x1, y1, x2, y2, weight, tuple(box), face.landmarks, i))
+        return out
+
+    def _weight(self, box, margin, x1, y1, x2, y2) -> np.ndarray:
+        hh, ww = y2 - y1, x2 - x1
+        if self.params.shape == "box":
+            core = np.zeros((hh, ww), np.uint8)
+            bx1, by1 = int(np.floor(box[0])) - x1, int(np.floor(box[1])) - y1
+            bx2, by2 = int(np.ceil(box[2])) - x1, int(np.ceil(box[3])) - y1
+            core[max(by1, 0) : max(by2, 0), max(bx1, 0) : max(bx2, 0)] = 1
+        else:
+            # Ellipse inscribed in the scaled box: a pixel belongs when its centre is inside.
+            cx, cy = (box[0] + box[2]) / 2 - x1, (box[1] + box[3]) / 2 - y1
+            ax, ay = max((box[2] - box[0]) / 2, 0.5), max((box[3] - box[1]) / 2, 0.5)
+            yy, xx = np.ogrid[0:hh, 0:ww]
+            core = ((((xx + 0.5 - cx) / ax) ** 2 + ((yy + 0.5 - cy) / ay) ** 2) <= 1.0).astype(np.uint8)
+            if not core.any():  # a face smaller than a pixel still owns its pixel
+                core[min(max(int(cy), 0), hh - 1), min(max(int(cx), 0), ww - 1)] = 1
+        if margin <= 0:
+            return core.astype(np.float32)
+        # Feather outward: weight 1 on the whole core, falling linearly to 0 over `margin` px.
+        dist = cv2.distanceTransform((1 - core).astype(np.uint8), cv2.DIST_L2, 5)
+        return np.clip(1.0 - dist / margin, 0.0, 1.0).astype(np.float32)
+
+    def mask(self, detections: Detections, shape: tuple[int, ...]) -> np.ndarray:
+        """Full-frame weight map (max over faces); used by evaluation and tests."""
+        m = np.zeros(shape[:2], np.float32)
+        for r in self.regions(detections, shape):
+            sl = r.slices
+            m[sl] = np.maximum(m[sl], r.weight)
+        return m
+
+    @staticmethod
+    def blend(frame: np.ndarray, region: Region, patch: np.ndarray) -> None:
+        """Write ``patch`` into ``frame`` (in place) under the region's weights."""
+        sl = region.slices
+        dst = frame[sl]
+        if patch.shape != dst.shape:
+            raise ValueError(f"method returned a {patch.shape} patch for a {dst.shape} region")
+        w = region.weight
+        full = w >= 1.0
+        if full.all():
+            dst[...] = patch
+            return
+        mixed = (w > 0) & ~full
+        dst[full] = patch[full]
+        if mixed.any():
+            a = w[mixed][:, None]
+            dst[mixed] = np.clip(patch[mixed] * a + dst[mixed] * (1 - a) + 0.5, 0, 255).astype(np.uint8)

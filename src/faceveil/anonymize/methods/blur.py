@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ...registry import param
+from ..base import METHODS, Method, crop
+
+
+def odd(k: float) -> int:
+    k = max(1, int(round(k)))
+    return k if k % 2 else k + 1
+
+
+@METHODS.register("blur")
+class Blur(Method):
+    """Gaussian blur; kernel fixed in pixels (kernel=25) or relative to the face width (relative=0.5).
+
+    The default (kernel = the whole face width, sigma by OpenCV's rule) is strong
+    enough that face recognition fails; literature settings: kernel=25;
+    kernel=9 sigma=3; relative=0.3; relative=0.5.
+    """
+
+    @dataclass(frozen=True)
+    class Params:
+        kernel: int = param(0, "fixed kernel size in pixels, made odd (0: use `relative`)")
+        relative: float = param(1.0, "kernel size as a fraction of the face width, when kernel=0")
+        sigma: float = param(0.0, "Gaussian sigma in pixels (0: OpenCV's rule from the kernel size)")
+
+        def __post_init__(self):
+            if self.kernel < 0 or self.sigma < 0:
+                raise ValueError("kernel and sigma must be >= 0")
+            if self.kernel == 0 and not 0 < self.relative <= 4:
+                raise ValueError("relative must be in (0, 4]")
+
+    def kernel_for(self, face_width: float) -> int:
+        p = self.params
+        return odd(p.kernel if p.kernel else p.relative * face_width)
+
+    def render(self, frame, region, rng):
+        k = self.kernel_for(region.face_width)
+        # Blur the region's own pixels only (reflected at its border), so nothing
+        # from outside bleeds in and the face cannot be inferred from the context's blur.
+        return cv2.GaussianBlur(crop(frame, region), (k, k), self.params.sigma, borderType=cv2.BORDER_REFLECT)
+
+
+@METHODS.register("fullblur")
+class FullBlur(Method):
+    """Blur the whole image, faces or not (a box filter, e.g. 18x18 as in the literature)."""
+
+    @dataclass(frozen=True)
+    class Params:
+        kernel: int = param(18, "box filter size in pixels (even sizes allowed)")
+        gaussian: bool = param(False, "use a Gaussian (kernel made odd) instead of a box filter")
+
+        def __post_init__(self):
+            if self.kernel < 1:
+                raise ValueError("kernel must be >= 1")
+
+    def apply(self, frame, detections, compositor, rng):
+        k = self.params.kernel
+        if self.params.gaussian:
+            return cv2.GaussianBlur(frame, (odd(k), odd(k)), 0)
+        return cv2.blur(frame, (k, k))

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from ...errors import UsageError
+from ...registry import param
+from ..base import METHODS, Method, crop
+
+
+@lru_cache(maxsize=8)
+def _load_rgba(path: str) -> np.ndarray:
+    from ...io.images import read_image_rgba
+
+    return read_image_rgba(path)
+
+
+@METHODS.register("overlay")
+class Overlay(Method):
+    """Paste an image (emoji, logo; PNG transparency respected) scaled over each face."""
+
+    @dataclass(frozen=True)
+    class Params:
+        image: str = param("", "path of the image to paste (required)")
+
+        def __post_init__(self):
+            if not self.image:
+                raise ValueError("overlay needs image=PATH")
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        try:
+            self.rgba = _load_rgba(self.params.image)
+        except Exception as exc:
+            raise UsageError(f"{self.params.image}: cannot read overlay image ({exc})") from None
+
+    def render(self, frame, region, rng):
+        patch = crop(frame, region)
+        h, w = patch.shape[:2]
+        art = cv2.resize(self.rgba, (w, h), interpolation=cv2.INTER_AREA)
+        alpha = art[:, :, 3:4].astype(np.float32) / 255.0
+        return np.clip(art[:, :, :3] * alpha + patch * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)

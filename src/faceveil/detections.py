@@ -1,0 +1,174 @@
+"""The one value type that carries faces between stages.
+
+Like supervision's ``Detections``: an immutable struct of arrays. Selection
+with a boolean mask or index array returns a new ``Detections``; iterating
+yields ``Face`` records for code that wants one face at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
+    score: float
+    landmarks: np.ndarray | None  # 5x2 (eyes, nose, mouth corners) or None
+    track_id: int = -1
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+@dataclass(frozen=True)
+class Detections:
+    xyxy: np.ndarray  # float32, Nx4
+    score: np.ndarray  # float32, N
+    landmarks: np.ndarray  # float32, Nx5x2, NaN where a detector has none
+    track_id: np.ndarray = field(default=None)  # int64, N, -1 if none
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        object.__setattr__(self, "xyxy", np.asarray(self.xyxy, np.float32).reshape(n, 4))
+        object.__setattr__(self, "score", np.asarray(self.score, np.float32).reshape(n))
+        lm = self.landmarks
+        lm = np.full((n, 5, 2), np.nan, np.float32) if lm is None else np.asarray(lm, np.float32)
+        object.__setattr__(self, "landmarks", lm.reshape(n, 5, 2))
+        tid = self.track_id
+        tid = np.full(n, -1, np.int64) if tid is None else np.asarray(tid, np.int64)
+        object.__setattr__(self, "track_id", tid.reshape(n))
+
+    # construction ---------------------------------------------------------
+    @classmethod
+    def empty(cls, source: str = "") -> "Detections":
+        return cls(np.zeros((0, 4)), np.zeros(0), None, None, source)
+
+    @classmethod
+    def from_boxes(cls, xyxy, score=None, landmarks=None, source: str = "") -> "Detections":
+        xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        score = np.ones(len(xyxy), np.float32) if score is None else score
+        return cls(xyxy, score, landmarks, None, source)
+
+    @classmethod
+    def from_xywh(cls, xywh, score=None, landmarks=None, source: str = "") -> "Detections":
+        b = np.asarray(xywh, np.float32).reshape(-1, 4).copy()
+        b[:, 2:] += b[:, :2]
+        return cls.from_boxes(b, score, landmarks, source)
+
+    @classmethod
+    def merge(cls, items: list["Detections"], source: str = "") -> "Detections":
+        items = [d for d in items if len(d)]
+        if not items:
+            return cls.empty(source)
+        return cls(
+            np.concatenate([d.xyxy for d in items]),
+            np.concatenate([d.score for d in items]),
+            np.concatenate([d.landmarks for d in items]),
+            np.concatenate([d.track_id for d in items]),
+            source or "+".join(dict.fromkeys(d.source for d in items)),
+        )
+
+    # access ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index) -> "Detections":
+        if isinstance(index, (int, np.integer)):
+            index = [index]
+        return Detections(
+            self.xyxy[index], self.score[index], self.landmarks[index], self.track_id[index], self.source
+        )
+
+    def __iter__(self) -> Iterator[Face]:
+        for i in range(len(self)):
+            lm = self.landmarks[i]
+            yield Face(
+                tuple(float(v) for v in self.xyxy[i]),
+                float(self.score[i]),
+                None if np.isnan(lm).any() else lm.copy(),
+                int(self.track_id[i]),
+            )
+
+    @property
+    def widths(self) -> np.ndarray:
+        return self.xyxy[:, 2] - self.xyxy[:, 0]
+
+    @property
+    def heights(self) -> np.ndarray:
+        return self.xyxy[:, 3] - self.xyxy[:, 1]
+
+    @property
+    def areas(self) -> np.ndarray:
+        return np.clip(self.widths, 0, None) * np.clip(self.heights, 0, None)
+
+    @property
+    def has_landmarks(self) -> np.ndarray:
+        return ~np.isnan(self.landmarks).any(axis=(1, 2))
+
+    # transforms -----------------------------------------------------------
+    def scaled(self, factor: float) -> "Detections":
+        """Coordinates multiplied by ``factor`` (maps boxes between image sizes)."""
+        return Detections(self.xyxy * factor, self.score, self.landmarks * factor, self.track_id, self.source)
+
+    def translated(self, dx: float, dy: float) -> "Detections":
+        off = np.array([dx, dy], np.float32)
+        return Detections(
+            self.xyxy + np.tile(off, 2), self.score, self.landmarks + off, self.track_id, self.source
+        )
+
+    def clipped(self, width: int, height: int) -> "Detections":
+        b = self.xyxy.copy()
+        b[:, 0::2] = np.clip(b[:, 0::2], 0, width)
+        b[:, 1::2] = np.clip(b[:, 1::2], 0, height)
+        return Detections(b, self.score, self.landmarks, self.track_id, self.source)
+
+    def filter(self, min_score: float = 0.0, min_size: float = 0.0) -> "Detections":
+        keep = (self.score >= min_score) & (np.minimum(self.widths, self.heights) >= min_size)
+        return self[keep]
+
+    def to_json(self) -> list[dict]:
+        out = []
+        for face in self:
+            item = {"box": [round(v, 2) for v in face.box], "score": round(face.score, 4)}
+            item["landmarks"] = (
+                None if face.landmarks is None else np.round(face.landmarks, 2).tolist()
+            )
+            if face.track_id >= 0:
+                item["track_id"] = face.track_id
+            out.append(item)
+        return out
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of Nx4 and Mx4 xyxy boxes."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(det: Detections, iou_threshold: float = 0.3) -> Detections:
+    """Greedy non-maximum suppression, highest score first (OpenCV's C++ loop)."""
+    if len(det) <= 1:
+        return det
+    import cv2
+
+    xywh = det.xyxy.copy()
+    xywh[:, 2:] -= xywh[:, :2]
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), det.score.tolist(), 0.0, float(iou_threshold))
+    keep = np.asarray(keep, np.int64).reshape(-1)
+    return det[np.sort(keep)]

@@ -1,0 +1,1 @@
+"""Readers and writers: images (Pillow), atomic writes, input discovery."""

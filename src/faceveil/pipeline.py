@@ -1,0 +1,178 @@
+"""The path of one image: detect -> anonymize (compositor) -> write.
+
+``Anonymizer`` loads its models once and is reused for many images; it is the
+object behind the CLI, the batch runner and the Python API.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .anonymize import Compositor, RegionParams, get_method
+from .detect import get_detector
+from .detections import Detections
+from .errors import FaceveilError, InputError
+from .io.images import read_image, write_image
+from .registry import make_params
+
+
+@dataclass(frozen=True)
+class AnonymizerConfig:
+    """Everything needed to rebuild an Anonymizer (picklable, for worker processes)."""
+
+    method: str = "blur"
+    method_params: dict = field(default_factory=dict)
+    detector: str = "centerface"
+    detector_params: dict = field(default_factory=dict)
+    region: dict = field(default_factory=dict)
+    seed: int = 0
+    keep_metadata: bool = False
+    jpeg_quality: int = 95
+
+
+@dataclass
+class ItemResult:
+    input: str
+    output: str | None
+    status: str  # "written" | "failed" | "detected"
+    faces: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    detections: list | None = None
+    size: list | None = None  # width, height
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("output", "error")}
+
+
+def _plain(value: Any) -> Any:
+    """Parameter values as JSON-friendly scalars, for reports."""
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+class Anonymizer:
+    """Detect and anonymize faces; models load once.
+
+    >>> anon = Anonymizer(method="pixelate", method_params={"cells": 10})
+    >>> out = anon.anonymize(image)             # RGB uint8 HxWx3 in, same out
+    >>> result = anon.process_file("in.jpg", "out/in.jpg")
+    """
+
+    def __init__(self, method: str = "blur", method_params: dict | None = None, detector: str = "centerface",
+                 detector_params: dict | None = None, region: dict | RegionParams | None = None, seed: int = 0,
+                 keep_metadata: bool = False, jpeg_quality: int = 95):
+        self.method = get_method(method, method_params)
+        self.detector_name = detector
+        self._detector_params = detector_params or {}
+        self._detector = None
+        if isinstance(region, RegionParams):
+            region_params = region
+        else:
+            region_params = make_params(_RegionHolder, region or {}, "region")
+        self.compositor = Compositor(region_params)
+        self.seed = int(seed)
+        self.keep_metadata = keep_metadata
+        self.jpeg_quality = jpeg_quality
+        # Build the detector now so a bad name or parameter fails before any work.
+        _ = self.detector
+
+    @classmethod
+    def from_config(cls, cfg: AnonymizerConfig) -> "Anonymizer":
+        return cls(cfg.method, cfg.method_params, cfg.detector, cfg.detector_params, cfg.region, cfg.seed,
+                   cfg.keep_metadata, cfg.jpeg_quality)
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            self._detector = get_detector(self.detector_name, self._detector_params)
+        return self._detector
+
+    def describe(self) -> dict:
+        return {
+            "method": self.method.name,
+            "method_params": {k: _plain(v) for k, v in asdict(self.method.params).items()},
+            "detector": self.detector_name,
+            "detector_params": {k: _plain(v) for k, v in asdict(self.detector.params).items()},
+            "region": asdict(self.compositor.params),
+            "seed": self.seed,
+        }
+
+    def rng_for(self, key: str) -> np.random.Generator:
+        """A generator that depends only on the seed and the item, not on processing order."""
+        return np.random.default_rng([self.seed, zlib.crc32(key.encode())])
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return self.detector.detect(check_image(image))
+
+    def anonymize(self, image: np.ndarray, detections: Detections | None = None,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+        image = check_image(image)
+        if detections is None:
+            detections = self.detector.detect(image)
+        if rng is None:
+            rng = np.random.default_rng(self.seed)
+        out = self.method.apply(image, detections, self.compositor, rng)
+        if out.shape != image.shape or out.dtype != np.uint8:
+            raise FaceveilError(f"method {self.method.name!r} returned {out.shape} {out.dtype}")
+        return out
+
+    def process_file(self, src: str | Path, dst: str | Path, key: str | None = None) -> ItemResult:
+        """Anonymize one file into ``dst``. Never raises for bad input: the result says why.
+
+        Fails closed: nothing is written unless detection and anonymization both succeeded.
+        """
+        t0 = time.perf_counter()
+        src, dst = Path(src), Path(dst)
+        try:
+            img = read_image(src)
+            dets = self.detector.detect(img.rgb)
+            out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
+            write_image(dst, out, img, self.keep_metadata, self.jpeg_quality)
+            return ItemResult(str(src), str(dst), "written", len(dets), time.perf_counter() - t0,
+                              detections=dets.to_json(), size=list(img.rgb.shape[1::-1]))
+        except FaceveilError as exc:
+            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except MemoryError:
+            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0, f"{src}: out of memory")
+        except Exception as exc:  # fail closed on anything unexpected, and say what it was
+            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0,
+                              f"{src}: {exc.__class__.__name__}: {exc}")
+
+    def detect_file(self, src: str | Path) -> ItemResult:
+        t0 = time.perf_counter()
+        try:
+            img = read_image(src)
+            dets = self.detector.detect(img.rgb)
+            return ItemResult(str(src), None, "detected", len(dets), time.perf_counter() - t0,
+                              detections=dets.to_json(), size=list(img.rgb.shape[1::-1]))
+        except FaceveilError as exc:
+            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0,
+                              f"{src}: {exc.__class__.__name__}: {exc}")
+
+
+class _RegionHolder:
+    Params = RegionParams
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise InputError(f"expected a uint8 image, got {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(f"expected an RGB image HxWx3, got shape {a.shape}")
+    if a.shape[2] == 4:
+        a = a[:, :, :3]
+    return np.ascontiguousarray(a)

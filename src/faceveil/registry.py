@@ -1,0 +1,160 @@
+"""Name -> class registries for detectors and methods.
+
+Each registered class declares its parameters as a dataclass (``Params``) whose
+fields carry a ``help`` text in their metadata. The CLI parses ``name=value``
+strings generically from those fields, so adding a method or detector is one
+new file and no CLI change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Callable, Generic, TypeVar
+
+from .errors import UsageError
+
+T = TypeVar("T")
+
+
+def param(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help text (shown by `faceveil methods`)."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use immutable defaults (tuples) for parameters")
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[type], type]:
+        def deco(cls: type) -> type:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            cls.name = name
+            self._items[name] = cls
+            return cls
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str) -> type:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UsageError(
+                f"unknown {self.kind} {name!r} (choose from: {', '.join(self.names())})"
+            ) from None
+
+    def create(self, name: str, params: dict[str, Any] | None = None) -> T:
+        cls = self.get(name)
+        return cls(make_params(cls, params or {}, f"{self.kind} {name!r}"))
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.names():
+            cls = self._items[name]
+            doc = (cls.__doc__ or "").strip().splitlines()
+            out.append(
+                {
+                    "name": name,
+                    "summary": doc[0] if doc else "",
+                    "params": [
+                        {
+                            "name": f.name,
+                            "type": _type_name(_field_type(cls.Params, f)),
+                            "default": f.default,
+                            "help": f.metadata.get("help", ""),
+                        }
+                        for f in dataclasses.fields(cls.Params)
+                    ],
+                }
+            )
+        return out
+
+
+def _field_type(params_cls: type, f: dataclasses.Field) -> Any:
+    return typing.get_type_hints(params_cls)[f.name]
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "|".join(str(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(text: str, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(map(str, choices))}")
+        return text
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if text.lower() in ("", "none"):
+            return None
+        return _convert(text, args[0])
+    if tp is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if tp is float:
+        try:
+            if "/" in text:  # "1/16" reads naturally for relative sizes
+                num, den = text.split("/", 1)
+                return float(num) / float(den)
+            return float(text)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError("expected a number") from None
+    return text
+
+
+def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
+    """Build ``cls.Params`` from strings or typed values; raise UsageError on bad input."""
+    params_cls = cls.Params
+    fields = {f.name: f for f in dataclasses.fields(params_cls)}
+    kwargs = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise UsageError(f"unknown parameter {key!r} for {what} (known: {known})")
+        if isinstance(value, str):
+            try:
+                value = _convert(value, _field_type(params_cls, fields[key]))
+            except ValueError as exc:
+                raise UsageError(f"bad value {key}={value!r} for {what}: {exc}") from None
+        kwargs[key] = value
+    try:
+        return params_cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"bad parameters for {what}: {exc}") from None
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, str]:
+    """Parse ``["kernel=25", "sigma=3"]`` into a dict; raise UsageError on bad syntax."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"bad parameter {item!r}: expected name=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,151 @@
+"""The command line: outputs, exit codes and one-line messages for bad input."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceveil.cli import main
+from faceveil.io.images import read_rgb
+
+
+@pytest.fixture()
+def photos(tmp_path, astronaut):
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(astronaut).save(d / "astro.jpg", quality=95)
+    Image.fromarray(astronaut[:, ::-1]).save(d / "sub" / "mirror.png")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_folder_is_mirrored_and_faces_changed(photos, tmp_path, capsys, astronaut):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", photos, "-o", out, "--report", tmp_path / "r.json", "-q")
+    assert code == 0, err
+    assert (out / "astro.jpg").is_file() and (out / "sub" / "mirror.png").is_file()
+    assert not (out / "notes.txt").exists()
+    png = read_rgb(out / "sub" / "mirror.png")
+    mirrored = astronaut[:, ::-1]
+    face = (slice(80, 160), slice(512 - 260, 512 - 190))
+    assert np.abs(png[face].astype(int) - mirrored[face]).mean() > 10, "face pixels changed"
+    assert np.array_equal(png[400:, :100], mirrored[400:, :100]), "pixels far from the face unchanged"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["method"] == "blur" and report["summary"]["faces"] == 2
+    assert report["summary"]["skipped"] == 1
+    assert all(f["status"] == "written" and f["faces"] == 1 for f in report["files"])
+    assert "2 of 2 files anonymized" in err
+
+
+def test_inputs_are_never_modified(photos, tmp_path, capsys):
+    before = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
+    run(capsys, "anonymize", photos, "-o", tmp_path / "out", "-q", "-m", "pixelate")
+    assert before == {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
+
+
+def test_bad_files_are_reported_and_batch_continues(photos, tmp_path, capsys):
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 garbage")
+    data = (photos / "astro.jpg").read_bytes()
+    (photos / "cut.jpg").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", photos, "-o", out, "-q")
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("faceveil: error:")]
+    assert len(lines) == 2 and any("broken.jpg" in line for line in lines) and any("cut.jpg" in line for line in lines)
+    assert "Traceback" not in err
+    assert (out / "astro.jpg").exists() and not (out / "broken.jpg").exists() and not (out / "cut.jpg").exists()
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name], "no temporary files left"
+
+
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["anonymize", "{photos}"], "no output folder given"),
+        (["anonymize", "{tmp}/missing.jpg", "-o", "{tmp}/o"], "missing.jpg: no such file"),
+        (["anonymize", "{photos}", "-o", "{photos}/out"], "inside the input"),
+        (["anonymize", "{photos}/astro.jpg", "-o", "{photos}"], "would overwrite astro.jpg"),
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "-m", "smudge"], "unknown method 'smudge'"),
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "-p", "kernel=big"], "expected an integer"),
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "--threshold", "3"], "threshold must be between 0 and 1"),
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "-d", "nodetector"], "unknown detector"),
+        (["anonymize", "{empty}", "-o", "{tmp}/o"], "folder is empty"),
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "--mask-scale", "9"], "mask_scale"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(argv, fragment, photos, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    argv = [a.format(photos=photos, tmp=tmp_path, empty=tmp_path / "empty") for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert fragment in err and err.count("\n") == 1 and err.startswith("faceveil: error:")
+    assert not (tmp_path / "o").exists()
+
+
+def test_non_image_named_explicitly_fails(photos, tmp_path, capsys):
+    code, _, err = run(capsys, "anonymize", photos / "notes.txt", "-o", tmp_path / "o", "-q")
+    assert code == 1 and "notes.txt: not an image" in err
+
+
+def test_detect_json(photos, tmp_path, capsys):
+    code, _, err = run(capsys, "detect", photos, "--json", tmp_path / "boxes.json", "-q")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "boxes.json").read_text())
+    files = {f["path"].split("/")[-1]: f for f in doc["files"]}
+    assert len(files["astro.jpg"]["faces"]) == 1
+    face = files["astro.jpg"]["faces"][0]
+    assert len(face["box"]) == 4 and len(face["landmarks"]) == 5 and 0 < face["score"] <= 1
+    assert files["astro.jpg"]["size"] == [512, 512]
+
+
+def test_jobs_give_identical_results(photos, tmp_path, capsys):
+    for j in ("1", "2"):
+        code, _, err = run(capsys, "anonymize", photos, "-o", tmp_path / f"o{j}", "-q", "-j", j, "-m", "noise")
+        assert code == 0, err
+    for p in (tmp_path / "o1").rglob("*.png"):
+        assert np.array_equal(read_rgb(p), read_rgb(tmp_path / "o2" / p.relative_to(tmp_path / "o1")))
+
+
+def test_seed_controls_random_methods(photos, tmp_path, capsys):
+    outs = []
+    for i, seed in enumerate(["1", "1", "2"]):
+        run(capsys, "anonymize", photos / "sub" / "mirror.png", "-o", tmp_path / f"s{i}", "-q", "-m", "noise",
+            "--seed", seed)
+        outs.append(read_rgb(tmp_path / f"s{i}" / "mirror.png"))
+    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+
+
+def test_in_place_requires_the_flag(photos, tmp_path, capsys):
+    target = tmp_path / "copy"
+    shutil.copytree(photos, target)
+    before = (target / "sub" / "mirror.png").read_bytes()
+    code, _, _ = run(capsys, "anonymize", target / "sub", "--in-place", "-q")
+    assert code == 0 and (target / "sub" / "mirror.png").read_bytes() != before
+
+
+def test_methods_and_detectors_listing(capsys):
+    code, out, _ = run(capsys, "methods")
+    assert code == 0 and "pixelate" in out and "cells" in out and "default 8" in out
+    code, out, _ = run(capsys, "detectors", "--json")
+    assert code == 0 and "centerface" in {d["name"] for d in json.loads(out)}
+
+
+def test_help_teaches_by_example(capsys):
+    with pytest.raises(SystemExit):
+        main(["anonymize", "--help"])
+    out, _ = capsys.readouterr()
+    assert "examples:" in out and "-p kernel=25" in out
+
+
+def test_console_script_runs():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "faceveil", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("faceveil ")

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceveil.errors import InputError
+from faceveil.io.atomic import atomic_path
+from faceveil.io.images import read_image, write_image
+
+
+def _exif_with_gps(orientation=1):
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    ex[0x010F] = "CameraMaker"
+    ex[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}  # GPS IFD
+    return ex
+
+
+def test_orientation_applied_and_metadata_stripped(tmp_path):
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = 255  # left half white
+    src = tmp_path / "a.jpg"
+    Image.fromarray(arr).save(src, exif=_exif_with_gps(orientation=6), quality=95)
+    img = read_image(src)
+    assert img.rgb.shape == (40, 20, 3), "orientation 6 rotates the pixels"
+    write_image(tmp_path / "out.jpg", img.rgb, img)
+    out = Image.open(tmp_path / "out.jpg")
+    assert len(out.getexif()) == 0 and "exif" not in out.info
+    assert out.size == (20, 40)
+
+
+def test_keep_metadata_keeps_exif_with_orientation_reset(tmp_path):
+    src = tmp_path / "a.jpg"
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(src, exif=_exif_with_gps(orientation=6))
+    img = read_image(src)
+    write_image(tmp_path / "out.jpg", img.rgb, img, keep_metadata=True)
+    ex = Image.open(tmp_path / "out.jpg").getexif()
+    assert ex[0x010F] == "CameraMaker" and ex[0x0112] == 1
+
+
+@pytest.mark.parametrize("ext", [".png", ".webp", ".bmp", ".tif", ".jpeg"])
+def test_formats_round_trip(tmp_path, ext, noise_image):
+    src = tmp_path / f"a{ext}"
+    kwargs = {"lossless": True} if ext == ".webp" else {}
+    Image.fromarray(noise_image).save(src, **kwargs)
+    img = read_image(src)
+    if ext != ".jpeg":
+        assert np.array_equal(img.rgb, noise_image)
+    write_image(tmp_path / f"b{ext}", img.rgb, img)
+    assert Image.open(tmp_path / f"b{ext}").size == (160, 120)
+
+
+def test_alpha_and_grey_modes_survive(tmp_path):
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 3] = 77
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    img = read_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png", img.rgb, img)
+    assert np.asarray(Image.open(tmp_path / "b.png"))[..., 3].max() == 77
+    Image.fromarray(np.full((10, 10), 9, np.uint8), "L").save(tmp_path / "g.png")
+    img = read_image(tmp_path / "g.png")
+    assert img.rgb.shape == (10, 10, 3)
+    write_image(tmp_path / "g2.png", img.rgb, img)
+    assert Image.open(tmp_path / "g2.png").mode == "L"
+
+
+def test_bad_inputs_raise_input_error_naming_the_file(tmp_path, noise_image):
+    (tmp_path / "text.jpg").write_text("hello")
+    with pytest.raises(InputError, match="text.jpg: not an image"):
+        read_image(tmp_path / "text.jpg")
+    Image.fromarray(noise_image).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cut.jpg"):
+        read_image(tmp_path / "cut.jpg")
+    with pytest.raises(InputError, match="no such file"):
+        read_image(tmp_path / "missing.jpg")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "x.png"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"done")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]

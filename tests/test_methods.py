@@ -1,0 +1,155 @@
+"""Every method: pixels change inside the region, and only there; each parameter does what it says."""
+import cv2
+import numpy as np
+import pytest
+
+from faceveil.anonymize import METHODS, Compositor, RegionParams, get_method
+from faceveil.detections import Detections
+
+REGIONAL = ["blur", "pixelate", "blackout", "block", "noise", "eyebar"]
+
+LM = np.array([[[70, 55], [90, 55], [80, 65], [72, 75], [88, 75]]], np.float32)
+FACE = Detections.from_boxes([[60, 40, 100, 90]], [0.9], LM)
+
+
+def apply(name, image, params=None, region=None, dets=FACE, seed=0):
+    method = get_method(name, params or {})
+    comp = Compositor(RegionParams(**(region or {})))
+    return method.apply(image, dets, comp, np.random.default_rng(seed)), comp
+
+
+@pytest.mark.parametrize("name", REGIONAL)
+@pytest.mark.parametrize("shape", ["box", "ellipse"])
+def test_only_region_pixels_change(name, shape, noise_image):
+    before = noise_image.copy()
+    out, comp = apply(name, noise_image, region={"shape": shape, "mask_scale": 1.2})
+    assert np.array_equal(noise_image, before), "input must not be modified"
+    mask = comp.mask(FACE, noise_image.shape)
+    changed = (out != noise_image).any(axis=2)
+    assert not changed[mask == 0].any(), "a pixel outside the region changed"
+    assert changed[mask == 1].mean() > (0.05 if name == "eyebar" else 0.9)
+
+
+def test_region_geometry_box_and_ellipse():
+    comp = Compositor(RegionParams(shape="box", mask_scale=1.0))
+    m = comp.mask(Detections.from_boxes([[10, 20, 30, 60]]), (100, 100))
+    assert m.sum() == 20 * 40 and m[20:60, 10:30].all()
+    comp = Compositor(RegionParams(shape="box", mask_scale=1.5))
+    m = comp.mask(Detections.from_boxes([[10, 20, 30, 60]]), (100, 100))
+    assert m.sum() == 30 * 60 and m[10:70, 5:35].all()
+    comp = Compositor(RegionParams(shape="ellipse", mask_scale=1.0))
+    m = comp.mask(Detections.from_boxes([[0, 0, 40, 40]]), (100, 100))
+    assert abs(m.sum() - np.pi * 20 * 20) < 40 and m[20, 20] == 1 and m[0, 0] == 0
+
+
+def test_regions_clip_at_image_border():
+    comp = Compositor(RegionParams(shape="box", mask_scale=1.0))
+    m = comp.mask(Detections.from_boxes([[-10, -10, 10, 10], [95, 95, 130, 130]]), (100, 100))
+    assert m.sum() == 100 + 25
+
+
+def test_feather_keeps_face_fully_covered_and_fades_outside():
+    comp = Compositor(RegionParams(shape="box", mask_scale=1.0, feather=0.25))
+    m = comp.mask(Detections.from_boxes([[40, 40, 60, 60]]), (100, 100))
+    assert (m[40:60, 40:60] == 1).all()
+    assert 0 < m[50, 37] < 1 and m[50, 30] == 0 and m[50, 38] > m[50, 36]
+
+
+def test_blur_fixed_kernel_equals_opencv_on_region(noise_image):
+    out, comp = apply("blur", noise_image, {"kernel": 9, "sigma": 3}, {"shape": "box", "mask_scale": 1.0})
+    expect = cv2.GaussianBlur(noise_image[40:90, 60:100], (9, 9), 3, borderType=cv2.BORDER_REFLECT)
+    assert np.array_equal(out[40:90, 60:100], expect)
+
+
+def test_blur_relative_kernel_scales_with_face():
+    m = get_method("blur", {"relative": 0.3})
+    assert m.kernel_for(100) == 31 and m.kernel_for(50) == 15
+    assert get_method("blur", {"kernel": 24}).kernel_for(1000) == 25
+
+
+def test_pixelate_grid_has_requested_cells(noise_image):
+    out, _ = apply("pixelate", noise_image, {"cells": 5}, {"shape": "box", "mask_scale": 1.0})
+    face = out[40:90, 60:100]
+    assert len(np.unique(face.reshape(-1, 3), axis=0)) == 25
+    # each cell is the mean of its pixels
+    cell = noise_image[40:50, 60:68].reshape(-1, 3).mean(axis=0)
+    assert np.abs(face[0, 0].astype(float) - cell).max() <= 1
+
+
+def test_pixelate_fixed_block_size(noise_image):
+    out, _ = apply("pixelate", noise_image, {"block": 10}, {"shape": "box", "mask_scale": 1.0})
+    assert len(np.unique(out[40:90, 60:100].reshape(-1, 3), axis=0)) == 5 * 4
+
+
+def test_blackout_colours(noise_image):
+    out, _ = apply("blackout", noise_image, {"color": "128"}, {"shape": "box", "mask_scale": 1.0})
+    assert (out[40:90, 60:100] == 128).all()
+    out, _ = apply("blackout", noise_image, {"color": "#ff0010"}, {"shape": "box", "mask_scale": 1.0})
+    assert (out[40:90, 60:100] == [255, 0, 16]).all()
+
+
+def test_block_is_channel_mean(noise_image):
+    out, _ = apply("block", noise_image, {}, {"shape": "box", "mask_scale": 1.0})
+    mean = np.round(noise_image[40:90, 60:100].reshape(-1, 3).mean(axis=0))
+    assert (out[40:90, 60:100] == mean.astype(np.uint8)).all()
+
+
+def test_noise_amount_and_seed():
+    flat = np.full((120, 160, 3), 7, np.uint8)
+    region = {"shape": "box", "mask_scale": 1.0}
+    out, _ = apply("noise", flat, {"amount": 30}, region, seed=5)
+    frac = (out[40:90, 60:100] != 7).any(axis=2).mean()
+    assert 0.25 < frac < 0.35
+    again, _ = apply("noise", flat, {"amount": 30}, region, seed=5)
+    other, _ = apply("noise", flat, {"amount": 30}, region, seed=6)
+    assert np.array_equal(out, again) and not np.array_equal(out, other)
+    none, _ = apply("noise", flat, {"amount": 0}, region)
+    assert np.array_equal(none, flat)
+
+
+def test_eyebar_covers_eyes_not_mouth():
+    flat = np.full((120, 160, 3), 200, np.uint8)
+    out, _ = apply("eyebar", flat, {"color": "0"})
+    assert (out[55, 70] == 0).all() and (out[55, 90] == 0).all() and (out[55, 80] == 0).all()
+    assert (out[75, 72] == 200).all(), "the mouth stays visible"
+    no_lm = Detections.from_boxes([[60, 40, 100, 90]])
+    out, _ = apply("eyebar", flat, {"color": "0"}, {"shape": "box", "mask_scale": 1.0}, dets=no_lm)
+    assert (out[57, 80] == 0).all() and (out[85, 80] == 200).all()
+
+
+def test_fullblur_blurs_everything(noise_image):
+    out, _ = apply("fullblur", noise_image, {"kernel": 18}, dets=Detections.empty())
+    assert np.array_equal(out, cv2.blur(noise_image, (18, 18)))
+
+
+def test_overlay_pastes_with_alpha(tmp_path, noise_image):
+    from PIL import Image
+
+    art = np.zeros((10, 10, 4), np.uint8)
+    art[..., 0] = 255
+    art[..., 3] = 255
+    art[:5, :, 3] = 0  # top half transparent
+    Image.fromarray(art, "RGBA").save(tmp_path / "a.png")
+    out, _ = apply("overlay", noise_image, {"image": str(tmp_path / "a.png")}, {"shape": "box", "mask_scale": 1.0})
+    assert (out[80, 80] == [255, 0, 0]).all()
+    assert np.array_equal(out[42, 62], noise_image[42, 62])
+
+
+def test_overlay_missing_image_is_usage_error(tmp_path):
+    from faceveil.errors import UsageError
+
+    with pytest.raises(UsageError, match="cannot read overlay"):
+        get_method("overlay", {"image": str(tmp_path / "missing.png")})
+
+
+def test_outline_draws_but_hides_nothing(noise_image):
+    out, _ = apply("outline", noise_image)
+    assert (out != noise_image).any()
+    inner = (out[50:80, 66:95] == noise_image[50:80, 66:95]).all(axis=2).mean()
+    assert inner > 0.8
+
+
+def test_all_registered_methods_have_help():
+    for item in METHODS.describe():
+        assert item["summary"], item["name"]
+        assert all(p["help"] for p in item["params"]), item["name"]

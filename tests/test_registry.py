@@ -1,0 +1,48 @@
+import pytest
+
+from faceveil.anonymize import METHODS, get_method
+from faceveil.detect import DETECTORS
+from faceveil.errors import UsageError
+from faceveil.registry import parse_assignments
+
+
+def test_every_conventional_method_is_registered():
+    assert {"blur", "pixelate", "blackout", "block", "noise", "eyebar", "fullblur", "overlay", "outline"} <= set(
+        METHODS.names()
+    )
+    assert {"centerface", "yunet", "dlib-hog", "dlib-cnn", "haar"} <= set(DETECTORS.names())
+
+
+def test_params_parse_from_strings():
+    m = get_method("blur", {"kernel": "25", "sigma": "3"})
+    assert m.params.kernel == 25 and m.params.sigma == 3.0
+    assert get_method("blur", {"relative": "1/2"}).params.relative == 0.5
+    assert get_method("outline", {"scores": "no"}).params.scores is False
+
+
+@pytest.mark.parametrize(
+    "name,params,fragment",
+    [
+        ("blur", {"kernel": "abc"}, "expected an integer"),
+        ("blur", {"kernal": "3"}, "unknown parameter 'kernal'"),
+        ("blur", {"kernel": "-3"}, "must be >= 0"),
+        ("noise", {"amount": "150"}, "between 0 and 100"),
+        ("blackout", {"color": "300"}, "0..255"),
+        ("nope", {}, "unknown method 'nope'"),
+    ],
+)
+def test_bad_params_are_usage_errors(name, params, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        get_method(name, params)
+
+
+def test_parse_assignments():
+    assert parse_assignments(["kernel=25", "color=1,2,3"]) == {"kernel": "25", "color": "1,2,3"}
+    with pytest.raises(UsageError):
+        parse_assignments(["kernel"])
+
+
+def test_describe_lists_defaults_and_help():
+    blur = next(m for m in METHODS.describe() if m["name"] == "blur")
+    kernel = next(p for p in blur["params"] if p["name"] == "kernel")
+    assert kernel["default"] == 0 and kernel["type"] == "int" and kernel["help"]
