@@ -99,7 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("detectors", help="list detectors and their parameters")
     t.add_argument("--json", action="store_true", help="machine-readable output")
     t.set_defaults(func=cmd_list, registry="detectors")
+
+    # Command groups that later features fill in: each module in the lists
+    # below has `register(subparsers)` adding its commands.
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    if EVAL_MODULES:
+        ev = sub.add_parser("eval", help="measure leaks, privacy, utility and quality")
+        ev_sub = ev.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
+        for module in EVAL_MODULES:
+            importlib.import_module(module).register(ev_sub)
     return parser
+
+
+# Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
+COMMAND_MODULES: list[str] = []
+EVAL_MODULES: list[str] = []
 
 
 def _detector_params(args) -> dict:
