@@ -41,9 +41,27 @@ class Blur(Method):
 
     def render(self, frame, region, rng):
         k = self.kernel_for(region.face_width)
-        # Blur the region's own pixels only (reflected at its border), so nothing
-        # from outside bleeds in and the face cannot be inferred from the context's blur.
-        return cv2.GaussianBlur(crop(frame, region), (k, k), self.params.sigma, borderType=cv2.BORDER_REFLECT)
+        return gaussian_blur(crop(frame, region), k, self.params.sigma)
+
+
+# Above this kernel size the blur runs on a shrunk copy: a 600 px kernel on a
+# 700 px face costs seconds at full size, and the difference is invisible.
+EXACT_MAX_KERNEL = 41
+
+
+def gaussian_blur(patch: np.ndarray, k: int, sigma: float = 0.0) -> np.ndarray:
+    """Gaussian blur of the region's own pixels (reflected at its border), so nothing
+    from outside bleeds in. Exact for k <= EXACT_MAX_KERNEL, approximate above."""
+    if sigma <= 0:
+        sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8  # OpenCV's rule, made explicit for the shrunk path
+    if k <= EXACT_MAX_KERNEL:
+        return cv2.GaussianBlur(patch, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
+    h, w = patch.shape[:2]
+    f = EXACT_MAX_KERNEL / k
+    sw, sh = max(1, round(w * f)), max(1, round(h * f))
+    small = cv2.resize(patch, (sw, sh), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (odd(k * f), odd(k * f)), sigma * f, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 @METHODS.register("fullblur")
