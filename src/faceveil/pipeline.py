@@ -126,39 +126,45 @@ class Anonymizer:
 
         Fails closed: nothing is written unless detection and anonymization both succeeded.
         """
-        t0 = time.perf_counter()
         src, dst = Path(src), Path(dst)
-        try:
+
+        def work() -> ItemResult:
             img = read_image(src)
             dets = self.detector.detect(img.rgb)
             out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
             write_image(dst, out, img, self.keep_metadata, self.jpeg_quality)
-            return ItemResult(str(src), str(dst), "written", len(dets), time.perf_counter() - t0,
+            return ItemResult(str(src), str(dst), "written", len(dets),
                               detections=dets.to_json(), size=list(img.rgb.shape[1::-1]))
-        except FaceveilError as exc:
-            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except MemoryError:
-            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0, f"{src}: out of memory")
-        except Exception as exc:  # fail closed on anything unexpected, and say what it was
-            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0,
-                              f"{src}: {exc.__class__.__name__}: {exc}")
+
+        return _guarded(src, work)
 
     def detect_file(self, src: str | Path) -> ItemResult:
-        t0 = time.perf_counter()
-        try:
+        src = Path(src)
+
+        def work() -> ItemResult:
             img = read_image(src)
             dets = self.detector.detect(img.rgb)
-            return ItemResult(str(src), None, "detected", len(dets), time.perf_counter() - t0,
+            return ItemResult(str(src), None, "detected", len(dets),
                               detections=dets.to_json(), size=list(img.rgb.shape[1::-1]))
-        except FaceveilError as exc:
-            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:
-            return ItemResult(str(src), None, "failed", 0, time.perf_counter() - t0,
-                              f"{src}: {exc.__class__.__name__}: {exc}")
+
+        return _guarded(src, work)
+
+
+def _guarded(src: Path, work) -> ItemResult:
+    """Run one item; turn any failure into a failed result with a one-line reason."""
+    t0 = time.perf_counter()
+    try:
+        result = work()
+    except FaceveilError as exc:
+        result = ItemResult(str(src), None, "failed", error=str(exc))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except MemoryError:
+        result = ItemResult(str(src), None, "failed", error=f"{src}: out of memory")
+    except Exception as exc:  # fail closed on anything unexpected, and say what it was
+        result = ItemResult(str(src), None, "failed", error=f"{src}: {exc.__class__.__name__}: {exc}")
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 class _RegionHolder:
