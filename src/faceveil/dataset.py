@@ -1,0 +1,549 @@
+"""Dataset mode: anonymize an annotated dataset so that its labels stay valid.
+
+The job reads the labels (``io.datasets``), anonymizes every image in place in
+a mirrored tree under OUT (same names, same format), copies the label files
+byte for byte, and records every finished file in ``OUT/manifest.jsonl``:
+input and output SHA-256, faces from labels and from detection, method,
+parameters, seed, faceveil version and time.
+
+Resumable and crash-safe: images are written atomically before their
+manifest line is appended and fsynced, so after a kill -9 an image either has
+a line whose hash matches the file on disk (skipped next time) or it is done
+again with the same result (the random stream of an image depends only on
+the seed and its path, never on worker order). The manifest is compacted, one
+line per file, when a run finishes.
+
+Backends: local worker processes, or Ray actors (a local Ray instance unless
+an address is given). Both call the same ``_process`` so their outputs are
+byte-identical.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .detections import Detections, box_iou
+from .errors import FaceveilError, InputError, UsageError
+from .io.atomic import atomic_path
+from .io.datasets import LabelSet, label_files, read_labels, resolve_image
+from .io.images import is_image_path, read_image, write_image
+from .io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file
+from .pipeline import Anonymizer, AnonymizerConfig
+
+BOX_MODES = ("gt", "detect", "union")
+MANIFEST = "manifest.jsonl"
+# A detection overlapping a labelled face this much is the same face (for counting only).
+SAME_FACE_IOU = 0.3
+# What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
+_STALE_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Everything a worker needs (picklable)."""
+
+    anonymizer: AnonymizerConfig
+    boxes: str = "union"
+    min_size: float = 0.0
+
+
+@dataclass(frozen=True)
+class Item:
+    rel: str  # image path relative to the images root (also the seed key)
+    src: str
+    dst: str
+    out_rel: str  # output path relative to OUT (what the manifest records)
+    xyxy: tuple  # labelled face boxes in pixels, ((x1, y1, x2, y2), ...)
+    size: tuple | None  # (w, h) stated by the labels
+
+
+@dataclass
+class Summary:
+    images: int = 0  # in the labels
+    done: int = 0  # written in this run
+    skipped: int = 0  # already done by an earlier run (manifest and hash agree)
+    failed: list[str] = field(default_factory=list)  # "path: reason"
+    missing: list[str] = field(default_factory=list)  # named in the labels, no file
+    unlabelled: list[str] = field(default_factory=list)  # image files not in the labels: not written
+    faces_labels: int = 0
+    faces_detected: int = 0
+    faces_detected_extra: int = 0  # detections matching no labelled face
+    small_left: int = 0
+    clipped: int = 0
+    degenerate: int = 0  # labelled boxes with no area inside the image
+    size_mismatch: int = 0
+    stale_tmp_removed: int = 0
+    seconds: float = 0.0
+    out: str = ""
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+# ---------------------------------------------------------------------------
+# one image (runs in a worker)
+
+_STATE: dict = {}
+
+
+def _init_worker(cfg: DatasetConfig) -> None:
+    _STATE["cfg"] = cfg
+    _STATE["anon"] = Anonymizer.from_config(cfg.anonymizer)
+
+
+def _process(item: Item) -> dict:
+    """Anonymize one image; returns {"entry": manifest entry} or {"error": message}. Never raises."""
+    t0 = time.perf_counter()
+    cfg: DatasetConfig = _STATE["cfg"]
+    anon: Anonymizer = _STATE["anon"]
+    try:
+        in_sha = sha256_file(item.src)
+        img = read_image(item.src)
+        h, w = img.rgb.shape[:2]
+        labels = Detections.from_boxes(np.array(item.xyxy, np.float32).reshape(-1, 4), source="label")
+        b = labels.xyxy
+        outside = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > w) | (b[:, 3] > h)
+        labels = labels.clipped(w, h)
+        has_area = (labels.widths > 0) & (labels.heights > 0)
+        degenerate = int((~has_area).sum())
+        labels = labels[has_area]
+        small = np.minimum(labels.widths, labels.heights) < cfg.min_size
+        kept_labels = labels[~small] if cfg.boxes in ("gt", "union") else Detections.empty("label")
+        detected = extra = small_det = 0
+        parts = [kept_labels]
+        if cfg.boxes in ("detect", "union"):
+            dets = anon.detect(img.rgb).clipped(w, h)
+            det_small = np.minimum(dets.widths, dets.heights) < cfg.min_size
+            small_det = int(det_small.sum())
+            dets = dets[~det_small]
+            detected = len(dets)
+            if len(labels) and len(dets):
+                extra = int((box_iou(dets.xyxy, labels.xyxy).max(axis=1) < SAME_FACE_IOU).sum())
+            else:
+                extra = detected
+            parts.append(dets)
+        faces = Detections.merge(parts, "label+detector")
+        out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
+        write_image(item.dst, out, img, anon.keep_metadata, anon.jpeg_quality)
+        out_sha = sha256_file(item.dst)
+        desc = _describe(anon)
+        entry = {
+            "kind": "image",
+            "path": item.rel,
+            "output": item.out_rel,
+            "input_sha256": in_sha,
+            "output_sha256": out_sha,
+            "size": [w, h],
+            "faces": {
+                "labels": len(labels),
+                "labels_anonymized": len(kept_labels),
+                "detected": detected,
+                "detected_extra": extra,
+                "small_left": int(small.sum()) if cfg.boxes != "detect" else 0,
+                "small_detected_left": small_det,
+                "clipped": int(outside.sum()),
+                "degenerate": degenerate,
+            },
+            "anonymized_regions": len(faces),
+            "boxes": cfg.boxes,
+            "min_size": cfg.min_size,
+            **desc,
+            "faceveil": __version__,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+        if item.size is not None and tuple(item.size) != (w, h):
+            entry["size_mismatch"] = list(item.size)
+        return {"entry": entry}
+    except FaceveilError as exc:
+        return {"error": str(exc), "path": item.rel}
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # fail closed: nothing was written under the final name; say why
+        return {"error": f"{item.src}: {exc.__class__.__name__}: {exc}", "path": item.rel}
+
+
+_DESC_CACHE: dict = {}
+
+
+def _describe(anon: Anonymizer) -> dict:
+    key = id(anon)
+    if key not in _DESC_CACHE:
+        d = anon.describe()
+        d["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
+        _DESC_CACHE[key] = d
+    return _DESC_CACHE[key]
+
+
+# ---------------------------------------------------------------------------
+# backends: each yields results as they finish (any order)
+
+def _threads(cfg: DatasetConfig, workers: int) -> DatasetConfig:
+    from .batch import _threads_per_worker, _with_threads
+
+    return replace(cfg, anonymizer=_with_threads(cfg.anonymizer, _threads_per_worker(workers)))
+
+
+def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[dict]:
+    if jobs <= 1 or len(items) <= 1:
+        _init_worker(_threads(cfg, 1))
+        for it in items:
+            yield _process(it)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(_threads(cfg, jobs),)) as pool:
+        try:
+            yield from _windowed(lambda it: pool.submit(_process, it), items, 2 * jobs,
+                                 lambda fs: wait(fs, return_when=FIRST_COMPLETED)[0], lambda f: f.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def run_ray(cfg: DatasetConfig, items: list[Item], jobs: int = 1, address: str | None = None) -> Iterator[dict]:
+    """Ray actors, each holding one Anonymizer (models load once per actor).
+
+    With an address the images and OUT must be on storage every node sees, and
+    faceveil installed on every node.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--backend ray needs Ray: pip install 'faceveil[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=jobs, **kwargs)
+        started = True
+    try:
+        actor_cls = ray.remote(num_cpus=1)(_RayWorker)
+        cfg_t = _threads(cfg, jobs) if not address else cfg
+        actors = [actor_cls.remote(cfg_t) for _ in range(max(1, jobs))]
+        turn = iter(range(1 << 62))
+        pending: dict = {}
+
+        def submit(it: Item):
+            ref = actors[next(turn) % len(actors)].run.remote(it)
+            pending[ref] = it
+            return ref
+
+        def collect(refs):
+            done, _ = ray.wait(list(refs), num_returns=1)
+            return done
+
+        def result(ref):
+            it = pending.pop(ref)
+            try:
+                return ray.get(ref)
+            except ray.exceptions.RayError as exc:  # a worker died: the image is not done, report it
+                return {"error": f"{it.src}: Ray worker failed: {str(exc).splitlines()[0]}", "path": it.rel}
+
+        yield from _windowed(submit, items, 2 * max(1, jobs), collect, result)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _RayWorker:
+    def __init__(self, cfg: DatasetConfig):
+        _init_worker(cfg)
+
+    def run(self, item: Item) -> dict:
+        return _process(item)
+
+
+def _windowed(submit: Callable, items: Iterable, window: int, wait_some: Callable, get: Callable) -> Iterator:
+    """Keep at most ``window`` items in flight (a million-image job must not queue everything at once)."""
+    it = iter(items)
+    inflight = set()
+    for x in it:
+        inflight.add(submit(x))
+        if len(inflight) >= window:
+            break
+    while inflight:
+        for f in wait_some(inflight):
+            inflight.discard(f)
+            yield get(f)
+            nxt = next(it, None)
+            if nxt is not None:
+                inflight.add(submit(nxt))
+
+
+# ---------------------------------------------------------------------------
+# the job
+
+@dataclass
+class Plan:
+    labels: LabelSet
+    images_root: Path
+    out: Path
+    image_prefix: PurePosixPath  # where images go under OUT
+    label_targets: list[tuple[Path, PurePosixPath]]  # (source file, path under OUT)
+    items: list[Item]
+    missing: list[str]
+    unlabelled: list[str]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,
+         face_classes: set[str] | None = None) -> Plan:
+    images_root, labels_path, out = Path(images), Path(labels), Path(out)
+    if not images_root.is_dir():
+        raise UsageError(f"{images_root}: no such images folder")
+    if not labels_path.exists():
+        raise UsageError(f"{labels_path}: no such label file or folder")
+    # Mirror the tree that holds both images and labels (e.g. images/ and ground_truth/x.txt)
+    # unless they only share / or the home folder: then OUT gets the images folder and the labels by name.
+    images_abs, labels_abs = images_root.resolve(), labels_path.resolve()
+    base: Path | None = Path(os.path.commonpath([images_abs, labels_abs]))
+    if base == Path(base.anchor) or base == Path.home().resolve():
+        base = None
+    inputs = [images_root, labels_path] + ([base] if base else [])
+    for src in inputs:
+        if _inside(out, src):
+            raise UsageError(f"{out}: output folder is inside the input {src}; use a folder outside the dataset")
+        if _inside(src, out):
+            raise UsageError(f"{out}: output folder contains the input {src}; use another folder")
+    ls = read_labels(fmt, labels_path, images_root)
+    if base is not None:
+        image_prefix = PurePosixPath(images_abs.relative_to(base).as_posix())
+    else:
+        image_prefix = PurePosixPath(images_abs.name)
+    targets = []
+    for f in label_files(ls):
+        fa = f.resolve()
+        if base is not None:
+            rel = PurePosixPath(fa.relative_to(base).as_posix())
+        elif labels_path.is_dir():
+            rel = PurePosixPath(labels_abs.name) / fa.relative_to(labels_abs).as_posix()
+        else:
+            rel = PurePosixPath(fa.name)
+        if str(rel) == MANIFEST:
+            raise UsageError(f"{f}: a label file named {MANIFEST} would collide with faceveil's manifest")
+        targets.append((f, rel))
+    items, missing = [], []
+    named = set()
+    for im in ls.images:
+        src = resolve_image(images_root, im.path)
+        named.add(im.path)
+        if not src.is_file():
+            missing.append(im.path)
+            continue
+        keep = [c in face_classes for c in im.classes] if face_classes is not None else [True] * len(im)
+        xyxy = tuple(tuple(float(v) for v in b) for b, k in zip(im.xyxy, keep) if k)
+        out_rel = image_prefix / im.path
+        items.append(Item(im.path, str(src), str(out / out_rel), str(out_rel), xyxy, im.size))
+    unlabelled = []
+    if fmt != "yolo":  # YOLO lists every image of the folder already
+        for p in sorted(images_root.rglob("*")):
+            if p.is_file() and is_image_path(p) and not p.name.startswith("."):
+                rel = p.relative_to(images_root).as_posix()
+                if rel not in named:
+                    unlabelled.append(rel)
+    return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled)
+
+
+def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> dict:
+    return {"format": fmt, "boxes": cfg.boxes, "min_size": cfg.min_size,
+            "face_classes": sorted(face_classes) if face_classes is not None else None,
+            **_describe(anon), "keep_metadata": anon.keep_metadata, "jpeg_quality": anon.jpeg_quality,
+            "faceveil": __version__}
+
+
+def _remove_stale_tmp(out: Path) -> int:
+    n = 0
+    for p in out.rglob(".*"):
+        if p.is_file() and _STALE_TMP.match(p.name):
+            p.unlink()
+            n += 1
+    return n
+
+
+def anonymize_dataset(
+    fmt: str,
+    images: str | os.PathLike,
+    labels: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: DatasetConfig,
+    jobs: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    face_classes: set[str] | None = None,
+    progress: bool = True,
+    on_entry: Callable[[dict], None] | None = None,
+) -> Summary:
+    t0 = time.perf_counter()
+    if cfg.boxes not in BOX_MODES:
+        raise UsageError(f"--boxes must be one of {', '.join(BOX_MODES)}")
+    if cfg.min_size < 0:
+        raise UsageError("--min-size must be >= 0")
+    if backend not in ("local", "ray"):
+        raise UsageError("--backend must be local or ray")
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: output exists and is not a folder")
+    manifest_path = out / MANIFEST
+    if out.is_dir() and any(out.iterdir()) and not manifest_path.exists():
+        raise UsageError(f"{out}: folder is not empty and has no {MANIFEST}; refusing to write into it")
+    p = plan(fmt, images, labels, out, face_classes)
+    anon = Anonymizer.from_config(cfg.anonymizer)  # bad names or parameters fail here, before any work
+    settings = _job_key(cfg, anon, fmt, face_classes)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out))
+
+    entries, _ = read_manifest(manifest_path)
+    for e in entries:
+        if e.get("job") != key:
+            diff = sorted(k for k in settings if k in e and e[k] != settings[k]) or ["format, classes or output"]
+            raise UsageError(f"{manifest_path}: made with other settings ({', '.join(diff)}); "
+                             "use a new output folder or the same settings")
+    latest = {(e.get("kind"), e.get("path")): e for e in entries}
+    out.mkdir(parents=True, exist_ok=True)
+    summary.stale_tmp_removed = _remove_stale_tmp(out)
+
+    writer = ManifestWriter(manifest_path)
+    try:
+        # Label files first, byte for byte: the boxes keep matching the images, which keep their size and names.
+        for src, rel in p.label_targets:
+            in_sha = sha256_file(src)
+            prev = latest.get(("labels", str(rel)))
+            dst = out / rel
+            if prev and prev["input_sha256"] == in_sha and dst.is_file() and sha256_file(dst) == prev["output_sha256"]:
+                continue
+            with atomic_path(dst) as tmp:
+                tmp.write_bytes(src.read_bytes())
+            e = {"kind": "labels", "path": str(rel), "output": str(rel), "input_sha256": in_sha,
+                 "output_sha256": sha256_file(dst), "job": key, "faceveil": __version__,
+                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            writer.append(e)
+            latest[("labels", str(rel))] = e
+
+        todo = []
+        for it in p.items:
+            prev = latest.get(("image", it.rel))
+            if prev and _still_done(prev, it):
+                summary.skipped += 1
+                _count(summary, prev)
+                continue
+            todo.append(it)
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True,
+                   desc="anonymizing dataset")
+        faces = 0
+        t_run = time.perf_counter()
+        results = run_ray(cfg, todo, jobs, address) if backend == "ray" else run_local(cfg, todo, jobs)
+        try:
+            for r in results:
+                if "error" in r:
+                    summary.failed.append(r["error"])
+                else:
+                    e = {**r["entry"], "job": key}
+                    writer.append(e)  # only after the image is on disk under its final name
+                    latest[("image", e["path"])] = e
+                    summary.done += 1
+                    _count(summary, e)
+                    faces += e["anonymized_regions"]
+                    if on_entry:
+                        on_entry(e)
+                dt = max(time.perf_counter() - t_run, 1e-9)
+                bar.set_postfix_str(f"{faces / dt:.1f} faces/s, failed {len(summary.failed)}", refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+    finally:
+        writer.close()
+    # One line per file, labels first then images in dataset order; atomic, so a crash here loses nothing.
+    order = [("labels", str(rel)) for _, rel in p.label_targets] + [("image", it.rel) for it in p.items]
+    seen = set(order)
+    compact = [latest[k] for k in order if k in latest] + [e for k, e in latest.items() if k not in seen]
+    if compact != entries:
+        rewrite_manifest(manifest_path, compact)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _still_done(prev: dict, it: Item) -> bool:
+    dst = Path(it.dst)
+    return (dst.is_file() and prev.get("output") == it.out_rel and sha256_file(dst) == prev.get("output_sha256")
+            and sha256_file(it.src) == prev.get("input_sha256"))
+
+
+def _count(s: Summary, e: dict) -> None:
+    f = e["faces"]
+    s.faces_labels += f["labels"]
+    s.faces_detected += f["detected"]
+    s.faces_detected_extra += f["detected_extra"]
+    s.small_left += f["small_left"] + f["small_detected_left"]
+    s.clipped += f["clipped"]
+    s.degenerate += f["degenerate"]
+    s.size_mismatch += "size_mismatch" in e
+
+
+# ---------------------------------------------------------------------------
+# verify
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    altered: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)  # files under OUT that no manifest line accounts for
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.altered or self.unexpected)
+
+
+def verify(out: str | os.PathLike) -> VerifyReport:
+    out = Path(out)
+    manifest_path = out / MANIFEST
+    if not manifest_path.is_file():
+        raise InputError(f"{manifest_path}: no manifest (not a faceveil dataset output?)")
+    entries, _ = read_manifest(manifest_path)
+    latest = {(e.get("kind"), e.get("path")): e for e in entries}
+    rep = VerifyReport()
+    known = {MANIFEST}
+    for e in latest.values():
+        rel = e.get("output")
+        if not rel:
+            continue
+        known.add(rel)
+        rep.checked += 1
+        path = out / rel
+        if not _inside(path, out):
+            rep.altered.append(f"{rel} (path outside the output folder)")
+        elif not path.is_file():
+            rep.missing.append(rel)
+        elif sha256_file(path) != e.get("output_sha256"):
+            rep.altered.append(rel)
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(out).as_posix()
+            if rel not in known:
+                rep.unexpected.append(rel)
+    return rep

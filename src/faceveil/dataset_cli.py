@@ -1,0 +1,135 @@
+"""`faceveil dataset anonymize|verify`: argument parsing and messages only (the work is in dataset.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import UsageError
+
+EPILOG = """\
+examples:
+  faceveil dataset anonymize --format wider --images wider/images \\
+      --labels wider/ground_truth/wider_face_val_bbx_gt.txt -o wider-anon/ --jobs 2
+  faceveil dataset anonymize --format coco --images coco/images --labels coco/faces.json -o anon/ \\
+      -m pixelate -p cells=10 --boxes gt --min-size 8
+  faceveil dataset anonymize --format yolo --images ds/images --labels ds/labels -o anon/ \\
+      --face-classes 0 --backend ray --jobs 4
+  faceveil dataset verify anon/
+
+Images keep their names, folders and sizes; label files are copied byte for
+byte, so the labels stay valid. OUT/manifest.jsonl records every file with its
+input and output SHA-256. Run the same command again to resume after a crash
+or Ctrl-C: finished images are skipped.
+"""
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    ds = sub.add_parser("dataset", help="anonymize an annotated dataset, keeping its labels valid")
+    ds_sub = ds.add_subparsers(dest="dataset_command", metavar="DATASET_COMMAND", required=True)
+
+    a = ds_sub.add_parser("anonymize", help="anonymize every image of a WIDER, COCO, YOLO or VOC dataset",
+                          formatter_class=fmt, epilog=EPILOG,
+                          description="Anonymize the faces of an annotated dataset into OUT, resumably.")
+    a.add_argument("--format", "-f", required=True, choices=["wider", "coco", "yolo", "voc"],
+                   help="label format (voc: a folder of Pascal VOC XML files)")
+    a.add_argument("--images", required=True, metavar="DIR", help="the images root the labels refer to")
+    a.add_argument("--labels", required=True, metavar="FILE",
+                   help="label file (wider, coco) or folder (yolo: one .txt per image; voc: .xml files)")
+    a.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (outside the dataset)")
+    a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`)")
+    a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[], help="method parameter")
+    a.add_argument("--boxes", choices=["gt", "detect", "union"], default="union",
+                   help="which faces: the labelled boxes, the detector's, or both (default union: recall first)")
+    a.add_argument("--min-size", type=float, default=0.0, metavar="N",
+                   help="leave faces whose shorter side is below N pixels alone; they are counted (default 0)")
+    a.add_argument("--face-classes", metavar="NAMES",
+                   help="comma-separated label classes that are faces (default: every class)")
+    r = a.add_argument_group("region")
+    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape (default ellipse)")
+    r.add_argument("--mask-scale", type=float, help="region size relative to the box (default 1.3)")
+    r.add_argument("--feather", type=float, help="soft edge outside the region, fraction of face size")
+    from .cli import _add_detection_args
+
+    _add_detection_args(a)
+    o = a.add_argument_group("output and scale")
+    o.add_argument("--seed", type=int, default=0, help="seed for random methods (recorded in the manifest)")
+    o.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default)")
+    o.add_argument("--jobs", "-j", type=int, default=1, help="worker processes or Ray actors (default 1)")
+    o.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local worker processes, or Ray (a local instance unless --address)")
+    o.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 or auto")
+    o.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON")
+    o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    o.add_argument("--debug", action="store_true", help="show tracebacks")
+    a.set_defaults(func=cmd_dataset_anonymize)
+
+    v = ds_sub.add_parser("verify", help="recheck the hashes of a dataset output against its manifest")
+    v.add_argument("output", metavar="OUT", help="a folder written by `faceveil dataset anonymize`")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.add_argument("--debug", action="store_true", help="show tracebacks")
+    v.set_defaults(func=cmd_dataset_verify)
+
+
+def cmd_dataset_anonymize(args) -> int:
+    from .cli import _config
+    from .dataset import DatasetConfig, anonymize_dataset
+    from .registry import parse_assignments
+
+    if args.address and args.backend != "ray":
+        raise UsageError("--address needs --backend ray")
+    if not 1 <= args.jpeg_quality <= 100:
+        raise UsageError("--jpeg-quality must be between 1 and 100")
+    region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
+              if v is not None}
+    cfg = DatasetConfig(_config(args, args.method, parse_assignments(args.param), region), args.boxes, args.min_size)
+    classes = None
+    if args.face_classes is not None:
+        classes = {c.strip() for c in args.face_classes.split(",") if c.strip()}
+        if not classes:
+            raise UsageError("--face-classes is empty; use --boxes detect when no label class is a face")
+    s = anonymize_dataset(args.format, args.images, args.labels, args.output, cfg, args.jobs, args.backend,
+                          args.address, classes, progress=not args.quiet)
+    for msg in s.failed:
+        print(f"faceveil: error: {msg}", file=sys.stderr)
+    for rel in s.missing[:20]:
+        print(f"faceveil: warning: {rel}: in the labels but no such image; skipped", file=sys.stderr)
+    if len(s.missing) > 20:
+        print(f"faceveil: warning: ... and {len(s.missing) - 20} more missing images", file=sys.stderr)
+    if s.unlabelled:
+        print(f"faceveil: warning: {len(s.unlabelled)} images under {args.images} are not in the labels and were "
+              f"not written (e.g. {s.unlabelled[0]})", file=sys.stderr)
+    if args.summary:
+        from .io.atomic import write_bytes_atomic
+
+        write_bytes_atomic(args.summary, json.dumps(s.to_json(), indent=1).encode())
+    rate = s.done / s.seconds if s.seconds > 0 else 0.0
+    msg = (f"faceveil: {s.done} images anonymized, {s.skipped} already done, {len(s.failed)} failed, "
+           f"{len(s.missing)} missing ({rate:.1f} images/s) -> {args.output}\n"
+           f"faceveil: faces: {s.faces_labels} labelled, {s.faces_detected} detected "
+           f"({s.faces_detected_extra} not in the labels), {s.small_left} below --min-size left alone, "
+           f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area")
+    if s.size_mismatch:
+        msg += f"\nfaceveil: warning: {s.size_mismatch} images differ in size from what the labels state"
+    if s.stale_tmp_removed:
+        msg += f"\nfaceveil: removed {s.stale_tmp_removed} partial files left by an interrupted run"
+    print(msg, file=sys.stderr)
+    return 1 if s.failed or s.missing else 0
+
+
+def cmd_dataset_verify(args) -> int:
+    from .dataset import verify
+
+    rep = verify(args.output)
+    if args.json:
+        print(json.dumps({"ok": rep.ok, "checked": rep.checked, "missing": rep.missing, "altered": rep.altered,
+                          "unexpected": rep.unexpected}, indent=1))
+    for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("not in the manifest", rep.unexpected)):
+        for rel in items:
+            print(f"faceveil: {kind}: {rel}", file=sys.stderr)
+    status = "ok" if rep.ok else "FAILED"
+    print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
+          f"{len(rep.altered)} altered, {len(rep.unexpected)} not in the manifest", file=sys.stderr)
+    return 0 if rep.ok else 1

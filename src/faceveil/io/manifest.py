@@ -1,0 +1,99 @@
+"""Append-only JSON-lines manifests that survive kill -9.
+
+Each entry is one line written with a single ``write`` and ``fsync``ed before
+the next, so a crash can leave at most the last line torn; readers ignore such
+a tail and the appender cuts it off before writing again (otherwise the next
+entry would be glued onto it). A damaged line anywhere else is an error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError
+from .atomic import atomic_path
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """(entries, size in bytes of the intact part). A torn last line is left out."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    entries: list[dict] = []
+    good = 0
+    lines = data.split(b"\n")
+    # After the last b"\n" comes either b"" (clean end) or a torn line.
+    for n, raw in enumerate(lines[:-1], 1):
+        try:
+            entry = json.loads(raw)
+            if not isinstance(entry, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if n == len(lines) - 1 and lines[-1] == b"":
+                break  # a last line that is complete but damaged: torn as well
+            raise InputError(f"{path}:{n}: damaged manifest line (not a JSON object)") from None
+        entries.append(entry)
+        good += len(raw) + 1
+    return entries, good
+
+
+class ManifestWriter:
+    """Appends entries durably; cuts off a torn tail first."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        _, good = read_manifest(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.ftruncate(self._fd, good)
+        os.lseek(self._fd, good, os.SEEK_SET)
+        os.fsync(self._fd)
+        if created:  # make the new directory entry itself durable
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def append(self, entry: dict) -> None:
+        data = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "ManifestWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def rewrite_manifest(path: str | os.PathLike, entries: Iterable[dict]) -> None:
+    """Replace the manifest atomically (a crash leaves the old one whole)."""
+    text = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in entries)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(text.encode())
+            f.flush()
+            os.fsync(f.fileno())
