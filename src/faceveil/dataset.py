@@ -415,11 +415,12 @@ def anonymize_dataset(
     summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out))
 
     entries, _ = read_manifest(manifest_path)
-    for e in entries:
-        if e.get("job") != key:
-            diff = sorted(k for k in settings if k in e and e[k] != settings[k]) or ["format, classes or output"]
-            raise UsageError(f"{manifest_path}: made with other settings ({', '.join(diff)}); "
-                             "use a new output folder or the same settings")
+    other = [e for e in entries if e.get("job") != key]
+    if other:
+        diff = sorted({k for e in other for k in settings if k in e and e[k] != settings[k]})
+        what = ", ".join(diff) or "format, face classes or output options"
+        raise UsageError(f"{manifest_path}: made with other settings ({what}); "
+                         "use a new output folder or the same settings")
     latest = {(e.get("kind"), e.get("path")): e for e in entries}
     out.mkdir(parents=True, exist_ok=True)
     summary.stale_tmp_removed = _remove_stale_tmp(out)

@@ -1,0 +1,272 @@
+"""Dataset mode: labels stay valid, exactly the right pixels change, resumable after kill -9, verify."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceveil.anonymize import Compositor, RegionParams
+from faceveil.cli import main
+from faceveil.dataset import DatasetConfig, anonymize_dataset, verify
+from faceveil.detections import Detections
+from faceveil.errors import UsageError
+from faceveil.io.datasets import read_wider, write_coco, write_wider, write_yolo
+from faceveil.io.manifest import ManifestWriter, read_manifest
+from faceveil.pipeline import AnonymizerConfig
+
+from conftest import shared_path
+
+ROOT = Path(__file__).resolve().parents[1]
+GREY = "128"
+
+
+def noise_dataset(tmp_path: Path, n: int = 4, size=(96, 64), boxes=None, ext=".png") -> tuple[Path, Path]:
+    """n noise images in two folders, WIDER labels; returns (images root, label file)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "ds" / "images"
+    lines = []
+    for i in range(n):
+        rel = f"ev{i % 2}/img{i:03d}{ext}"
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(p)
+        b = boxes if boxes is not None else [(10 + i, 8, 20, 24)]
+        lines += [rel, str(len(b))] + [f"{x} {y} {w} {h} 0 0 0 0 0 0" for x, y, w, h in b]
+    gt = tmp_path / "ds" / "gt" / "labels.txt"
+    gt.parent.mkdir(parents=True)
+    gt.write_text("\n".join(lines) + "\n")
+    return root, gt
+
+
+def cfg(method="blackout", params=None, boxes="gt", min_size=0.0, shape="box", seed=0) -> DatasetConfig:
+    return DatasetConfig(AnonymizerConfig(method=method, method_params={"color": GREY} if params is None else params,
+                                          region={"shape": shape, "mask_scale": 1.0}, seed=seed), boxes, min_size)
+
+
+def rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def manifest_images(out: Path) -> list[dict]:
+    return [e for e in read_manifest(out / "manifest.jsonl")[0] if e["kind"] == "image"]
+
+
+def test_gt_boxes_change_exactly_the_labelled_regions(tmp_path):
+    # one face partly outside the image (clipped), one below --min-size (left alone), one ordinary
+    boxes = [(10, 8, 20, 24), (80, 40, 30, 30), (50, 5, 5, 5)]
+    root, gt = noise_dataset(tmp_path, n=2, boxes=boxes)
+    out = tmp_path / "out"
+    s = anonymize_dataset("wider", root, gt, out, cfg(min_size=6), progress=False)
+    assert (s.done, s.failed, s.missing) == (2, [], [])
+    assert (s.faces_labels, s.small_left, s.clipped) == (6, 2, 2)
+    comp = Compositor(RegionParams("box", 1.0))
+    anonymized = Detections.from_xywh(boxes[:2]).clipped(96, 64)
+    mask = comp.mask(anonymized, (64, 96)) > 0
+    for im in read_wider(gt).images:
+        before, after = rgb(root / im.path), rgb(out / "images" / im.path)
+        changed = (before != after).any(axis=2)
+        np.testing.assert_array_equal(changed, mask)
+        assert (after[mask] == 128).all()
+    # labels copied byte for byte, under the same relative path as in the input tree
+    assert (out / "gt" / "labels.txt").read_bytes() == gt.read_bytes()
+    e = manifest_images(out)[0]
+    assert e["faces"] == {"labels": 3, "labels_anonymized": 2, "detected": 0, "detected_extra": 0, "small_left": 1,
+                          "small_detected_left": 0, "clipped": 1, "degenerate": 0}
+    assert e["method"] == "blackout" and e["method_params"] == {"color": GREY} and e["seed"] == 0
+    assert e["faceveil"] and e["time"] and len(e["input_sha256"]) == 64
+    assert verify(out).ok
+
+
+def test_union_covers_labels_and_detections(tmp_path, astronaut):
+    from faceveil import detect
+
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(astronaut).save(root / "astronaut.png")
+    label = (330, 300, 60, 60)  # not the face: the detector must supply that one
+    gt = tmp_path / "ds" / "gt.txt"
+    gt.write_text(f"astronaut.png\n1\n{' '.join(map(str, label))} 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    s = anonymize_dataset("wider", root, gt, out, cfg(boxes="union"), progress=False)
+    assert s.done == 1 and s.faces_detected >= 1 and s.faces_detected_extra == s.faces_detected
+    comp = Compositor(RegionParams("box", 1.0))
+    dets = detect(astronaut)
+    m_label = comp.mask(Detections.from_xywh([label]), astronaut.shape) > 0
+    m_det = comp.mask(dets, astronaut.shape) > 0
+    assert m_det.sum() > 2000 and not (m_det & m_label).any()
+    changed = (rgb(out / "images" / "astronaut.png") != astronaut).any(axis=2)
+    np.testing.assert_array_equal(changed, m_label | m_det)
+    # gt alone leaves the face; detect alone leaves the labelled box
+    for mode, expect in (("gt", m_label), ("detect", m_det)):
+        o = tmp_path / mode
+        anonymize_dataset("wider", root, gt, o, cfg(boxes=mode), progress=False)
+        np.testing.assert_array_equal((rgb(o / "images" / "astronaut.png") != astronaut).any(axis=2), expect)
+
+
+def test_rerun_skips_done_images_and_redoes_altered_ones(tmp_path):
+    root, gt = noise_dataset(tmp_path, n=4)
+    out = tmp_path / "out"
+    assert anonymize_dataset("wider", root, gt, out, cfg(), progress=False).done == 4
+    first = {e["path"]: e["output_sha256"] for e in manifest_images(out)}
+    target = out / "images" / "ev1" / "img001.png"
+    target.write_bytes(b"tampered")
+    (out / "images" / "ev0" / "img000.png").unlink()
+    rep = verify(out)
+    assert rep.altered == ["images/ev1/img001.png"] and rep.missing == ["images/ev0/img000.png"] and not rep.ok
+    s = anonymize_dataset("wider", root, gt, out, cfg(), progress=False)
+    assert (s.done, s.skipped) == (2, 2)
+    assert {e["path"]: e["output_sha256"] for e in manifest_images(out)} == first
+    assert len(read_manifest(out / "manifest.jsonl")[0]) == 5  # compacted: labels + one line per image
+    assert verify(out).ok
+    with pytest.raises(UsageError, match="other settings.*method"):
+        anonymize_dataset("wider", root, gt, out, cfg(method="pixelate", params={}), progress=False)
+
+
+def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
+    root, gt = noise_dataset(tmp_path, n=30, size=(320, 240))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "faceveil", "dataset", "anonymize", "--format", "wider", "--images", str(root),
+           "--labels", str(gt), "-o", str(out), "--boxes", "gt", "-m", "blackout", "-p", f"color={GREY}",
+           "--shape", "box", "--mask-scale", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and manifest.read_bytes().count(b"\n") >= 5:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    before = manifest_images(out)
+    assert 4 <= len(before) < 30
+    with open(manifest, "ab") as f:  # what a kill inside a write would leave
+        f.write(b'{"kind":"image","path":"ev0/img0')
+    redone = []
+    anonymize_dataset("wider", root, gt, out, cfg(), progress=False, on_entry=lambda e: redone.append(e["path"]))
+    done_before = {e["path"] for e in before}
+    assert not done_before & set(redone), "an image finished before the kill was done again"
+    after = manifest_images(out)
+    assert sorted(e["path"] for e in after) == sorted(im.path for im in read_wider(gt).images)
+    assert verify(out).ok
+    # same bytes as an uninterrupted run
+    clean = tmp_path / "clean"
+    anonymize_dataset("wider", root, gt, clean, cfg(), progress=False)
+    assert {e["path"]: e["output_sha256"] for e in after} == {e["path"]: e["output_sha256"]
+                                                               for e in manifest_images(clean)}
+
+
+def test_manifest_writer_cuts_a_torn_tail(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_bytes(b'{"a":1}\n{"a":2}\n{"a":')
+    assert read_manifest(p)[0] == [{"a": 1}, {"a": 2}]
+    with ManifestWriter(p) as w:
+        w.append({"a": 3})
+    assert p.read_bytes() == b'{"a":1}\n{"a":2}\n{"a":3}\n'
+    p.write_bytes(b'{"a":1}\nxx\n{"a":2}\n')
+    with pytest.raises(Exception, match=r"m\.jsonl:2: damaged"):
+        read_manifest(p)
+
+
+def test_cli_verify_reports_altered_files(tmp_path, capsys):
+    root, gt = noise_dataset(tmp_path, n=2)
+    out = tmp_path / "out"
+    args = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-o", str(out),
+            "--boxes", "gt", "-q"]
+    assert main(args) == 0
+    assert main(["dataset", "verify", str(out)]) == 0
+    img = out / "images" / "ev0" / "img000.png"
+    a = rgb(img).copy()
+    a[0, 0] ^= 1
+    Image.fromarray(a).save(img)
+    (out / "images" / "ev0" / "extra.png").write_bytes(img.read_bytes())
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "altered: images/ev0/img000.png" in err and "not in the manifest: images/ev0/extra.png" in err
+
+
+def test_cli_refuses_output_inside_input_and_bad_labels(tmp_path, capsys):
+    root, gt = noise_dataset(tmp_path, n=1)
+    base = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-q"]
+    assert main(base + ["-o", str(root / "anon")]) == 2
+    assert "inside the input" in capsys.readouterr().err
+    assert main(base + ["-o", str(tmp_path / "ds" / "anon")]) == 2  # inside the dataset tree
+    gt.write_text("ev0/img000.png\n1\n1 2 3\n")
+    assert main(base + ["-o", str(tmp_path / "o2")]) == 1
+    err = capsys.readouterr().err
+    assert "labels.txt:3:" in err and "Traceback" not in err
+    gt.write_text("../../escape.png\n0\n")
+    assert main(base + ["-o", str(tmp_path / "o3")]) == 1
+    assert "leaves the images folder" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("x")
+    assert main(base + ["-o", str(tmp_path / "full")]) == 2
+
+
+def test_missing_and_unlabelled_images_are_reported_not_written(tmp_path, capsys):
+    root, gt = noise_dataset(tmp_path, n=3)
+    gt.write_text(gt.read_text() + "ev0/gone.png\n0\n")
+    (root / "ev1" / "img001.png").rename(root / "ev1" / "nolabel.png")
+    out = tmp_path / "out"
+    s = anonymize_dataset("wider", root, gt, out, cfg(), progress=False)
+    assert sorted(s.missing) == ["ev0/gone.png", "ev1/img001.png"] and s.unlabelled == ["ev1/nolabel.png"]
+    assert not (out / "images" / "ev1" / "nolabel.png").exists()
+    assert s.done == 2
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc"])
+def test_other_formats_keep_their_labels(tmp_path, fmt):
+    from test_datasets_io import facemask_subset
+
+    root, voc = facemask_subset(tmp_path, n=3)
+    labels = {"coco": tmp_path / "fm" / "faces.json", "yolo": tmp_path / "fm" / "labels",
+              "voc": shared_path("facemask", "annotations")}[fmt]
+    if fmt == "coco":
+        write_coco(voc, labels)
+    elif fmt == "yolo":
+        write_yolo(voc, labels)
+    out = tmp_path / "out"
+    s = anonymize_dataset(fmt, root, labels, out, cfg(), progress=False)
+    if fmt == "voc":  # 3 of the 700 annotated images were copied
+        assert s.done == 3 and len(s.missing) == 697
+        return
+    assert (s.done, s.failed, s.missing) == (3, [], [])
+    assert s.faces_labels == sum(len(im) for im in voc.images)
+    for src in ([labels] if labels.is_file() else sorted(labels.rglob("*.txt"))):
+        rel = src.relative_to(tmp_path / "fm")
+        assert (out / rel).read_bytes() == src.read_bytes()
+    for im in voc.images:
+        before, after = rgb(root / im.path), rgb(out / "images" / im.path)
+        assert before.shape == after.shape
+        x, y, w, h = im.xywh[0].astype(int)
+        assert np.abs(after[y + 2:y + h - 2, x + 2:x + w - 2].astype(int) - 128).max() <= 16  # grey, up to JPEG noise
+    assert verify(out).ok
+
+
+@pytest.mark.slow
+def test_ray_backend_equals_local(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'faceveil[ray]')")
+    from test_datasets_io import facemask_subset
+
+    root, voc = facemask_subset(tmp_path, n=6)
+    write_wider(voc, tmp_path / "fm" / "gt.txt")
+    c = cfg(method="noise", params={}, boxes="union", shape="ellipse", seed=7)  # random and detecting
+    local = tmp_path / "local"
+    anonymize_dataset("wider", root, tmp_path / "fm" / "gt.txt", local, c, jobs=2, progress=False)
+    ray_out = tmp_path / "ray"
+    s = anonymize_dataset("wider", root, tmp_path / "fm" / "gt.txt", ray_out, c, jobs=2, backend="ray",
+                          progress=False)
+    assert s.done == 6 and not s.failed
+    hashes = {e["path"]: e["output_sha256"] for e in manifest_images(local)}
+    assert {e["path"]: e["output_sha256"] for e in manifest_images(ray_out)} == hashes
+    assert len(set(hashes.values())) == 6
