@@ -217,28 +217,20 @@ def run_ray(cfg: DatasetConfig, items: list[Item], jobs: int = 1, address: str |
     With an address the images and OUT must be on storage every node sees, and
     faceveil installed on every node.
     """
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install 'faceveil[ray]'") from None
-    started = False
-    if not ray.is_initialized():
-        kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=jobs, **kwargs)
-        started = True
+    ray = _import_ray()
+    started = start_ray(jobs, address)
     try:
         actor_cls = ray.remote(num_cpus=1)(_RayWorker)
         cfg_t = _threads(cfg, jobs) if not address else cfg
         actors = [actor_cls.remote(cfg_t) for _ in range(max(1, jobs))]
-        turn = iter(range(1 << 62))
+        load = [0] * len(actors)  # items in flight per actor: the next goes to the least busy
         pending: dict = {}
 
         def submit(it: Item):
-            ref = actors[next(turn) % len(actors)].run.remote(it)
-            pending[ref] = it
+            k = load.index(min(load))
+            load[k] += 1
+            ref = actors[k].run.remote(it)
+            pending[ref] = (it, k)
             return ref
 
         def collect(refs):
@@ -246,7 +238,8 @@ def run_ray(cfg: DatasetConfig, items: list[Item], jobs: int = 1, address: str |
             return done
 
         def result(ref):
-            it = pending.pop(ref)
+            it, k = pending.pop(ref)
+            load[k] -= 1
             try:
                 return ray.get(ref)
             except ray.exceptions.RayError as exc:  # a worker died: the image is not done, report it
@@ -256,6 +249,30 @@ def run_ray(cfg: DatasetConfig, items: list[Item], jobs: int = 1, address: str |
     finally:
         if started:
             ray.shutdown()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--backend ray needs Ray: pip install 'faceveil[ray]'") from None
+    return ray
+
+
+def start_ray(jobs: int, address: str | None = None) -> bool:
+    """Connect to ``address`` or start a local instance with ``jobs`` CPUs; False if Ray was already up."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # Workers of a local instance must import this same faceveil, even from a source tree.
+        pkg_parent = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join([pkg_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        ray.init(num_cpus=jobs, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+    return True
 
 
 class _RayWorker:
@@ -457,7 +474,12 @@ def anonymize_dataset(
                    desc="anonymizing dataset")
         faces = 0
         t_run = time.perf_counter()
-        results = run_ray(cfg, todo, jobs, address) if backend == "ray" else run_local(cfg, todo, jobs)
+        if not todo:
+            results: Iterable[dict] = ()
+        elif backend == "ray":
+            results = run_ray(cfg, todo, jobs, address)
+        else:
+            results = run_local(cfg, todo, jobs)
         try:
             for r in results:
                 if "error" in r:
