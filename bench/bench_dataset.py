@@ -155,15 +155,17 @@ def main() -> None:
     base = rows[0][1] / rows[0][2]
     print(f"\n{args.n} images from {args.source}, blur, --boxes union; {cores} cores "
           f"(shared with other work: see 'machine busy')\n")
-    print(f"| run | images | wall s | images/s | faces/s | vs local x1 | CPU util (of {cores} cores) | machine busy | failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| run | images | wall s | images/s | faces/s | vs local x1 | CPU util (of {cores} cores) | CPU s/image "
+          "| machine busy | failed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, n, wall, faces, cpu, machine, failed in rows:
         rate = n / wall
         if not n:
-            print(f"| {name} | | {wall:.1f} | | | | {100 * cpu / (wall * cores):.0f}% | {100 * machine:.0f}% | |")
+            print(f"| {name} | | {wall:.1f} | | | | {100 * cpu / (wall * cores):.0f}% | {cpu:.1f} s total "
+                  f"| {100 * machine:.0f}% | |")
             continue
         print(f"| {name} | {n} | {wall:.1f} | {rate:.2f} | {faces / wall:.1f} | {rate / base:.2f}x | "
-              f"{100 * cpu / (wall * cores):.0f}% | {100 * machine:.0f}% | {failed} |")
+              f"{100 * cpu / (wall * cores):.0f}% | {cpu / n:.3f} | {100 * machine:.0f}% | {failed} |")
     ref = hashes[("local", 2)]
     print()
     for key, h in hashes.items():

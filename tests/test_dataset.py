@@ -130,12 +130,13 @@ def test_rerun_skips_done_images_and_redoes_altered_ones(tmp_path):
         anonymize_dataset("wider", root, gt, out, cfg(method="pixelate", params={}), progress=False)
 
 
-def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, jobs):
     root, gt = noise_dataset(tmp_path, n=30, size=(320, 240))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "faceveil", "dataset", "anonymize", "--format", "wider", "--images", str(root),
            "--labels", str(gt), "-o", str(out), "--boxes", "gt", "-m", "blackout", "-p", f"color={GREY}",
-           "--shape", "box", "--mask-scale", "1", "-q"]
+           "--shape", "box", "--mask-scale", "1", "-q", "--jobs", str(jobs)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
     manifest = out / "manifest.jsonl"
@@ -152,7 +153,9 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     with open(manifest, "ab") as f:  # what a kill inside a write would leave
         f.write(b'{"kind":"image","path":"ev0/img0')
     redone = []
-    anonymize_dataset("wider", root, gt, out, cfg(), progress=False, on_entry=lambda e: redone.append(e["path"]))
+    s = anonymize_dataset("wider", root, gt, out, cfg(), jobs=jobs, progress=False,
+                          on_entry=lambda e: redone.append(e["path"]))
+    assert s.failed == [] and s.skipped + s.done == 30
     done_before = {e["path"] for e in before}
     assert not done_before & set(redone), "an image finished before the kill was done again"
     after = manifest_images(out)

@@ -100,7 +100,8 @@ _STATE: dict = {}
 
 def _init_worker(cfg: DatasetConfig) -> None:
     _STATE["cfg"] = cfg
-    _STATE["anon"] = Anonymizer.from_config(cfg.anonymizer)
+    _STATE["anon"] = anon = Anonymizer.from_config(cfg.anonymizer)
+    _STATE["desc"] = _describe(anon)
 
 
 def _process(item: Item) -> dict:
@@ -138,7 +139,7 @@ def _process(item: Item) -> dict:
         out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
         write_image(item.dst, out, img, anon.keep_metadata, anon.jpeg_quality)
         out_sha = sha256_file(item.dst)
-        desc = _describe(anon)
+        desc = _STATE["desc"]
         entry = {
             "kind": "image",
             "path": item.rel,
@@ -175,16 +176,10 @@ def _process(item: Item) -> dict:
         return {"error": f"{item.src}: {exc.__class__.__name__}: {exc}", "path": item.rel}
 
 
-_DESC_CACHE: dict = {}
-
-
 def _describe(anon: Anonymizer) -> dict:
-    key = id(anon)
-    if key not in _DESC_CACHE:
-        d = anon.describe()
-        d["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
-        _DESC_CACHE[key] = d
-    return _DESC_CACHE[key]
+    d = anon.describe()
+    d["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
+    return d
 
 
 # ---------------------------------------------------------------------------
