@@ -138,14 +138,15 @@ def test_coco_keeps_every_field(tmp_path):
         "images": [{"id": 7, "file_name": "a/b.jpg", "width": 64, "height": 48, "license": 3},
                    {"id": 9, "file_name": "c.jpg", "width": 10, "height": 10}],
         "annotations": [{"id": 100, "image_id": 7, "category_id": 2, "bbox": [1, 2.5, 10, 12], "area": 120,
-                         "iscrowd": 0, "segmentation": [[1, 2, 3, 4]], "attributes": {"occluded": True}}],
+                         "iscrowd": 0, "segmentation": [[1, 2, 3, 4]], "attributes": {"occluded": True}},
+                        {"id": 101, "image_id": 9, "bbox": [0, 0, 2, 2]}],
         "categories": [{"id": 2, "name": "face", "supercategory": "person"}],
     }
     src = tmp_path / "in.json"
     src.write_text(json.dumps(doc, indent=2))
     labels = read_coco(src)
     np.testing.assert_array_equal(labels.images[0].xyxy, [[1, 2.5, 11, 14.5]])
-    assert labels.images[0].classes == ["face"] and len(labels.images[1]) == 0
+    assert labels.images[0].classes == ["face"] and len(labels.images[1]) == 1
     write_coco(labels, tmp_path / "out.json")
     assert json.loads((tmp_path / "out.json").read_text()) == doc
 

@@ -348,8 +348,9 @@ def write_coco(labels: LabelSet, path: str | os.PathLike) -> None:
                 ann["id"] = next_ann
                 used_ann_ids.add(next_ann)
             ann["image_id"] = entry["id"]
-            ann.setdefault("category_id", ids.get(cls, cls))
-            ann.setdefault("iscrowd", 0)
+            if "ann" not in ex:  # a new annotation; one read from COCO keeps exactly its own fields
+                ann["category_id"] = ids.get(cls, cls)
+                ann["iscrowd"] = 0
             anns.append(ann)
     if src is not None:
         doc = {}
