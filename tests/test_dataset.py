@@ -275,3 +275,21 @@ def test_ray_backend_equals_local(tmp_path):
     hashes = {e["path"]: e["output_sha256"] for e in manifest_images(local)}
     assert {e["path"]: e["output_sha256"] for e in manifest_images(ray_out)} == hashes
     assert len(set(hashes.values())) == 6
+
+
+def _die(item):  # module level: a pool worker finds it by name
+    os._exit(3)
+
+
+def test_a_dead_worker_is_a_clear_error_and_resumable(tmp_path, monkeypatch):
+    import faceveil.dataset as ds
+    from faceveil.errors import FaceveilError
+
+    root, gt = noise_dataset(tmp_path, n=4)
+    out = tmp_path / "out"
+    monkeypatch.setattr(ds, "_process", _die)
+    with pytest.raises(FaceveilError, match="worker process died.*resume"):
+        anonymize_dataset("wider", root, gt, out, cfg(), jobs=2, progress=False)
+    monkeypatch.undo()
+    assert anonymize_dataset("wider", root, gt, out, cfg(), jobs=2, progress=False).done == 4
+    assert verify(out).ok

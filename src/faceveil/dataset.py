@@ -26,6 +26,7 @@ import re
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -193,7 +194,7 @@ def _threads(cfg: DatasetConfig, workers: int) -> DatasetConfig:
 
 def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[dict]:
     if jobs <= 1 or len(items) <= 1:
-        _init_worker(_threads(cfg, 1))
+        _init_worker(_threads(cfg, jobs))  # same threads as the pool would use: same numbers
         for it in items:
             yield _process(it)
         return
@@ -201,6 +202,9 @@ def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[
         try:
             yield from _windowed(lambda it: pool.submit(_process, it), items, 2 * jobs,
                                  lambda fs: wait(fs, return_when=FIRST_COMPLETED)[0], lambda f: f.result())
+        except BrokenProcessPool:
+            raise FaceveilError("a worker process died (out of memory?); the images finished so far are in the "
+                                "manifest: run the same command again to resume") from None
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
