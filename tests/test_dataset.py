@@ -293,3 +293,24 @@ def test_a_dead_worker_is_a_clear_error_and_resumable(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert anonymize_dataset("wider", root, gt, out, cfg(), jobs=2, progress=False).done == 4
     assert verify(out).ok
+
+
+def test_default_boxes_refuse_to_guess_when_labels_may_not_be_faces(tmp_path, capsys):
+    root, gt = noise_dataset(tmp_path, n=2)
+    doc = {"images": [{"id": i, "file_name": im.path} for i, im in enumerate(read_wider(gt).images)],
+           "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [10, 8, 20, 24]},
+                           {"id": 2, "image_id": 1, "category_id": 2, "bbox": [30, 8, 20, 24]}],
+           "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "head"}]}
+    coco = tmp_path / "ds" / "c.json"
+    coco.write_text(json.dumps(doc))
+    base = ["dataset", "anonymize", "--format", "coco", "--images", str(root), "--labels", str(coco), "-q",
+            "-m", "blackout", "-p", f"color={GREY}", "--shape", "box", "--mask-scale", "1", "--threshold", "0.99"]
+    assert main(base + ["-o", str(tmp_path / "a")]) == 2
+    assert "which label classes are faces? The labels have head, person" in capsys.readouterr().err
+    assert main(base + ["-o", str(tmp_path / "b"), "--face-classes", "head"]) == 0
+    assert "--boxes union" in capsys.readouterr().err
+    e = {e["path"]: e for e in manifest_images(tmp_path / "b")}
+    assert e["ev0/img000.png"]["faces"]["labels"] == 0 and e["ev1/img001.png"]["faces"]["labels"] == 1
+    img = rgb(tmp_path / "b" / "images" / "ev1" / "img001.png")
+    assert (img[8:32, 30:50] == 128).all()
+    assert not (rgb(tmp_path / "b" / "images" / "ev0" / "img000.png") == 128).all(axis=2).any()

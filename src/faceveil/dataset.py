@@ -56,7 +56,7 @@ class DatasetConfig:
     """Everything a worker needs (picklable)."""
 
     anonymizer: AnonymizerConfig
-    boxes: str = "union"
+    boxes: str = "union"  # "auto": union when the labels are faces (see default_boxes)
     min_size: float = 0.0
 
 
@@ -88,6 +88,7 @@ class Summary:
     stale_tmp_removed: int = 0
     seconds: float = 0.0
     out: str = ""
+    boxes: str = ""  # the box mode used
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -380,6 +381,18 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
     return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled)
 
 
+def default_boxes(labels: LabelSet, face_classes: set[str] | None) -> str:
+    """``union`` when the labels are faces; refuse to guess when they may be something else (persons, cars)."""
+    if labels.format == "wider" or face_classes is not None:
+        return "union"
+    classes = labels.classes
+    if all(re.search(r"face|mask", c, re.I) for c in classes):
+        return "union"
+    shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
+    raise UsageError(f"which label classes are faces? The labels have {shown}: give --face-classes NAMES, "
+                     "or --boxes detect to use the detector only, or --boxes union to treat every box as a face")
+
+
 def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> dict:
     return {"format": fmt, "boxes": cfg.boxes, "min_size": cfg.min_size,
             "face_classes": sorted(face_classes) if face_classes is not None else None,
@@ -410,7 +423,7 @@ def anonymize_dataset(
     on_entry: Callable[[dict], None] | None = None,
 ) -> Summary:
     t0 = time.perf_counter()
-    if cfg.boxes not in BOX_MODES:
+    if cfg.boxes not in BOX_MODES + ("auto",):
         raise UsageError(f"--boxes must be one of {', '.join(BOX_MODES)}")
     if cfg.min_size < 0:
         raise UsageError("--min-size must be >= 0")
@@ -425,10 +438,13 @@ def anonymize_dataset(
     if out.is_dir() and any(out.iterdir()) and not manifest_path.exists():
         raise UsageError(f"{out}: folder is not empty and has no {MANIFEST}; refusing to write into it")
     p = plan(fmt, images, labels, out, face_classes)
+    if cfg.boxes == "auto":
+        cfg = replace(cfg, boxes=default_boxes(p.labels, face_classes))
     anon = Anonymizer.from_config(cfg.anonymizer)  # bad names or parameters fail here, before any work
     settings = _job_key(cfg, anon, fmt, face_classes)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out))
+    summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out),
+                      boxes=cfg.boxes)
 
     entries, _ = read_manifest(manifest_path)
     other = [e for e in entries if e.get("job") != key]

@@ -40,8 +40,9 @@ def register(sub) -> None:
     a.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (outside the dataset)")
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`)")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[], help="method parameter")
-    a.add_argument("--boxes", choices=["gt", "detect", "union"], default="union",
-                   help="which faces: the labelled boxes, the detector's, or both (default union: recall first)")
+    a.add_argument("--boxes", choices=["gt", "detect", "union"], default="auto",
+                   help="which faces: the labelled boxes, the detector's, or both (default union when the labels "
+                        "are faces: WIDER, --face-classes given, or every class named like face/mask)")
     a.add_argument("--min-size", type=float, default=0.0, metavar="N",
                    help="leave faces whose shorter side is below N pixels alone; they are counted (default 0)")
     a.add_argument("--face-classes", metavar="NAMES",
@@ -108,7 +109,7 @@ def cmd_dataset_anonymize(args) -> int:
     rate = s.done / s.seconds if s.seconds > 0 else 0.0
     msg = (f"faceveil: {s.done} images anonymized, {s.skipped} already done, {len(s.failed)} failed, "
            f"{len(s.missing)} missing ({rate:.1f} images/s) -> {args.output}\n"
-           f"faceveil: faces: {s.faces_labels} labelled, {s.faces_detected} detected "
+           f"faceveil: faces (--boxes {s.boxes}): {s.faces_labels} labelled, {s.faces_detected} detected "
            f"({s.faces_detected_extra} not in the labels), {s.small_left} below --min-size left alone, "
            f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area")
     if s.size_mismatch:
