@@ -32,6 +32,7 @@ def _cookie_name() -> str:
 def create_app(rs: ReviewSet, token: str) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # edits are a few boxes
+    app.url_map.merge_slashes = False  # "//etc/passwd" is a bad path (404), not a redirect to another one
 
     def authorized() -> bool:
         given = request.headers.get(HEADER)
