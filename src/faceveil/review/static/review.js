@@ -279,7 +279,8 @@ async function apply() {
     replaceItem(updated);
     edits.delete(updated.path);
     showDetail();
-    setStatus(`applied: ${updated.faces.filter((f) => !f.removed).length + updated.manual.length} regions re-anonymized`);
+    const n = updated.faces.filter((f) => !f.removed).length + updated.manual.length;
+    setStatus(`applied: ${n} region${n === 1 ? "" : "s"} re-anonymized`);
   } catch (err) { setStatus("apply failed: " + err.message, "error"); }
 }
 
