@@ -77,7 +77,7 @@ def server(tmp_path, astronaut):
 
 @pytest.mark.slow
 def test_draw_a_box_on_a_missed_face_and_apply(server, tmp_path, astronaut):
-    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -97,13 +97,15 @@ def test_draw_a_box_on_a_missed_face_and_apply(server, tmp_path, astronaut):
               what="the image")
         # Drag over the face (image pixels 168..282 x 44..192), converted to screen pixels.
         face = [168, 44, 282, 192]
-        scale = img.rect["width"] / astronaut.shape[1]
-        x0 = face[0] * scale - img.rect["width"] / 2  # Selenium 4 offsets are from the element's centre
-        y0 = face[1] * scale - img.rect["height"] / 2
-        (ActionChains(driver).move_to_element_with_offset(img, round(x0), round(y0)).click_and_hold()
-         .move_by_offset(round((face[2] - face[0]) * scale / 2), round((face[3] - face[1]) * scale / 2))
-         .move_by_offset(round((face[2] - face[0]) * scale / 2), round((face[3] - face[1]) * scale / 2))
-         .release().perform())
+        r = img.rect  # viewport coordinates: the page is not scrolled
+        scale = r["width"] / astronaut.shape[1]
+        drag = ActionBuilder(driver)  # absolute moves: Selenium's element offsets use the in-view centre
+        drag.pointer_action.move_to_location(round(r["x"] + face[0] * scale), round(r["y"] + face[1] * scale))
+        drag.pointer_action.pointer_down()
+        drag.pointer_action.move_to_location(round(r["x"] + 225 * scale), round(r["y"] + 118 * scale))
+        drag.pointer_action.move_to_location(round(r["x"] + face[2] * scale), round(r["y"] + face[3] * scale))
+        drag.pointer_action.pointer_up()
+        drag.perform()
         _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#stage-out .box.manual.pending"), what="the drawn box")
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
         _wait(lambda: "applied" in driver.find_element(By.ID, "status").text, what="Apply")
