@@ -317,3 +317,46 @@ def test_config_from_an_anonymize_report(tmp_path):
     args = build_parser().parse_args(["review", "o", "--originals", "i", "--from-report", str(report), "-m", "blur"])
     assert config_from_args(args).method_params == {}
     assert isinstance(args, argparse.Namespace)
+
+
+def test_cli_prints_a_url_with_a_token_and_warns_off_loopback(base, monkeypatch, capsys):
+    """The real command up to serving: the server is stopped at once, as by Ctrl-C."""
+    from werkzeug.serving import BaseWSGIServer
+
+    src, out, cache = base
+    seen = {}
+
+    def fake_serve(self, *a, **k):
+        seen["port"] = self.server_port
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseWSGIServer, "serve_forever", fake_serve)
+    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"]) == 0
+    captured = capsys.readouterr()
+    url = captured.out.strip()
+    assert url.startswith(f"http://127.0.0.1:{seen['port']}/?token=") and len(url.split("token=")[1]) >= 32
+    assert "warning" not in captured.err and "resume" in captured.err
+    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none",
+                 "--host", "0.0.0.0"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: listening on 0.0.0.0" in captured.err
+    assert captured.out.split("token=")[1] != url.split("token=")[1], "a new token per run"
+
+
+def test_apply_without_edits_reproduces_a_seeded_random_method(base, tmp_path):
+    """Apply seeds each file as the batch does, so an Apply with no edits rewrites the same pixels."""
+    src, _, _ = base
+    out = tmp_path / "out"
+    only = tmp_path / "in"
+    only.mkdir()
+    shutil.copy2(src / "astro.png", only / "astro.png")
+    assert main(["anonymize", str(only), "-o", str(out), "-q", "-m", "noise", "--seed", "4"]) == 0
+    before = _read(out / "astro.png")
+    rs = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=4), ReviewSettings(second=("none",)),
+                   tmp_path / "cache")
+    rs.apply("astro.png", [], [])
+    assert (_read(out / "astro.png") == before).all()
+    rs2 = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=5), ReviewSettings(second=("none",)),
+                    tmp_path / "cache")
+    rs2.apply("astro.png", [], [])
+    assert (_read(out / "astro.png") != before).any(), "another seed gives other noise (the test can fail)"

@@ -99,14 +99,22 @@ def test_draw_a_box_on_a_missed_face_and_apply(server, tmp_path, astronaut):
         face = [168, 44, 282, 192]
         r = img.rect  # viewport coordinates: the page is not scrolled
         scale = r["width"] / astronaut.shape[1]
-        drag = ActionBuilder(driver)  # absolute moves: Selenium's element offsets use the in-view centre
-        drag.pointer_action.move_to_location(round(r["x"] + face[0] * scale), round(r["y"] + face[1] * scale))
-        drag.pointer_action.pointer_down()
-        drag.pointer_action.move_to_location(round(r["x"] + 225 * scale), round(r["y"] + 118 * scale))
-        drag.pointer_action.move_to_location(round(r["x"] + face[2] * scale), round(r["y"] + face[3] * scale))
-        drag.pointer_action.pointer_up()
-        drag.perform()
-        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#stage-out .box.manual.pending"), what="the drawn box")
+
+        def drag_over_face():
+            drag = ActionBuilder(driver)  # absolute moves: Selenium's element offsets use the in-view centre
+            drag.pointer_action.move_to_location(round(r["x"] + face[0] * scale), round(r["y"] + face[1] * scale))
+            drag.pointer_action.pointer_down()
+            drag.pointer_action.move_to_location(round(r["x"] + 225 * scale), round(r["y"] + 118 * scale))
+            drag.pointer_action.move_to_location(round(r["x"] + face[2] * scale), round(r["y"] + face[3] * scale))
+            drag.pointer_action.pointer_up()
+            drag.perform()
+            _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#stage-out .box.manual.pending"), what="the box")
+
+        pending = "#stage-out .box.manual.pending"
+        drag_over_face()
+        driver.find_element(By.TAG_NAME, "body").send_keys("u")  # undo removes the unapplied box
+        _wait(lambda: not driver.find_elements(By.CSS_SELECTOR, pending), what="undo")
+        drag_over_face()
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
         _wait(lambda: "applied" in driver.find_element(By.ID, "status").text, what="Apply")
         driver.save_screenshot(str(tmp_path / "review-browser.png"))
