@@ -105,10 +105,11 @@ def test_items_are_sorted_flags_first_with_a_counter(env):
     leak = items["leak.png"]
     assert [f["kind"] for f in leak["flags"]] == ["unhidden"]
     # the flagged box is the astronaut's face
-    x1, y1, x2, y2 = leak["flags"][0]["box"]
+    (x1, y1, x2, y2), = leak["flags"][0]["boxes"]
     assert 170 < x1 < 200 and 50 < y1 < 70 and 255 < x2 < 285 and 165 < y2 < 190
     assert items["astro.png"]["flags"] == [] and len(items["astro.png"]["faces"]) == 1
-    assert data["summary"] == {"total": 4, "flagged": 2, "flagged_remaining": 2, "approved": 0, "refused": 0}
+    assert data["summary"] == {"total": 4, "flagged": 2, "flagged_remaining": 2, "approved": 0, "refused": 0,
+                               "checking": 0}
     assert data["second_detectors"] == ["yunet"]
 
 
@@ -210,7 +211,7 @@ def test_apply_fixes_the_leak_and_clears_its_flag(env):
     leak = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "leak.png")
     before = _read(out / "leak.png")
     assert (before == _read(src / "leak.png")).all()
-    face = leak["flags"][0]["box"]
+    face = leak["flags"][0]["boxes"][0]
     r = client.post("/api/apply", json={"path": "leak.png", "manual": [], "removed": []}, headers=HDR)
     assert r.status_code == 200
     assert r.get_json()["flags"] == []
@@ -335,7 +336,7 @@ def test_cli_prints_a_url_with_a_token_and_warns_off_loopback(base, monkeypatch,
     captured = capsys.readouterr()
     url = captured.out.strip()
     assert url.startswith(f"http://127.0.0.1:{seen['port']}/?token=") and len(url.split("token=")[1]) >= 32
-    assert "warning" not in captured.err and "resume" in captured.err
+    assert "warning" not in captured.err
     assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none",
                  "--host", "0.0.0.0"]) == 0
     captured = capsys.readouterr()
@@ -360,3 +361,40 @@ def test_apply_without_edits_reproduces_a_seeded_random_method(base, tmp_path):
                     tmp_path / "cache")
     rs2.apply("astro.png", [], [])
     assert (_read(out / "astro.png") != before).any(), "another seed gives other noise (the test can fail)"
+
+
+def test_a_reencoded_but_untouched_face_is_flagged_in_jpeg_outputs(tmp_path, astronaut):
+    """JPEG outputs differ from the original everywhere; the check compares against the original
+    re-encoded with the output's own tables, so an untouched face is still caught (any quality)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "ok.jpg", quality=90)
+    Image.fromarray(astronaut[:, ::-1].copy()).save(src / "leak.jpg", quality=90)
+    assert main(["anonymize", str(src), "-o", str(out), "-q"]) == 0
+    Image.open(src / "leak.jpg").save(out / "leak.jpg", quality=70)  # another tool, nothing hidden
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
+    items = {i["path"]: i for i in rs.listing()["items"]}
+    assert items["ok.jpg"]["flags"] == []
+    assert [f["kind"] for f in items["leak.jpg"]["flags"]] == ["unhidden"]
+
+
+def test_background_checking_and_cached_restart(base, tmp_path):
+    src, pristine, _ = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    cache = tmp_path / "cache"
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    data = rs.listing()
+    assert data["summary"]["checking"] == 4 and not any(i["checked"] for i in data["items"])
+    rs.start_checking()
+    rs.wait(120)
+    data = rs.listing()
+    assert data["summary"]["checking"] == 0 and data["items"][0]["path"] in ("bad.png", "leak.png")
+    assert data["summary"]["flagged_remaining"] == 2
+    # a restart with nothing changed has every result at once, from the cache
+    rs2 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    assert rs2.checking == 0 and rs2.listing()["summary"]["flagged_remaining"] == 2
+    # an output changed since then is checked again
+    shutil.copy2(src / "astro.png", out / "astro.png")
+    rs3 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    assert rs3.checking == 1

@@ -65,8 +65,10 @@ def server(tmp_path, astronaut):
     # un-anonymized and only the reviewer's box can hide it on Apply.
     assert main(["anonymize", str(src), "-o", str(out), "-q", "-t", "0.95"]) == 0
     assert (np.asarray(Image.open(out / "z-leak.png")) == astronaut).all()
+    # Checked in the background, as `faceveil review` does: the page fills in while it polls.
     rs = ReviewSet(out, src, AnonymizerConfig(detector_params={"threshold": 0.95}), ReviewSettings(),
-                   tmp_path / "cache")
+                   tmp_path / "cache", background=True)
+    rs.start_checking()
     srv = make_server("127.0.0.1", 0, create_app(rs, TOKEN), threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -85,7 +87,9 @@ def test_draw_a_box_on_a_missed_face_and_apply(server, tmp_path, astronaut):
     driver = _browser()
     try:
         driver.get(base + "?token=" + TOKEN)
-        cards = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#grid .card"), what="the grid")
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#grid .card") and
+              not driver.find_elements(By.ID, "checking"), what="the checked grid")
+        cards = driver.find_elements(By.CSS_SELECTOR, "#grid .card")
         assert [c.get_attribute("data-path") for c in cards] == ["z-leak.png", "a-noise.png", "b-noise.png"]
         assert "flagged" in cards[0].get_attribute("class")
         assert driver.find_element(By.ID, "flagged-remaining").text == "1"

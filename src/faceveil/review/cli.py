@@ -59,7 +59,7 @@ def register(sub) -> None:
     f.add_argument("--cache-dir", metavar="DIR",
                    help="where detections and output thumbnails are cached "
                         "(default $XDG_CACHE_HOME/faceveil/review/<hash of OUT>, i.e. ~/.cache/...)")
-    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    r.add_argument("--quiet", "-q", action="store_true", help="print only the URL")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     r.set_defaults(func=cmd_review)
 
@@ -126,7 +126,7 @@ def cmd_review(args) -> int:
     settings = ReviewSettings(second=tuple(s.strip() for s in args.second.split(",")), near=args.near,
                               small_face=args.small_face)
     rs = ReviewSet(args.output, args.originals, config_from_args(args), settings, args.cache_dir,
-                   progress=not args.quiet)
+                   progress=False, background=True)
     for rel in rs.refused:
         print(f"faceveil: warning: {rel}: refused, a link leading out of OUT or IN", file=sys.stderr)
     token = secrets.token_urlsafe(24)
@@ -140,19 +140,20 @@ def cmd_review(args) -> int:
               "and learns the URL sees the ORIGINAL images", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{server.server_port}/?token={token}"
-    s = rs.listing()["summary"]
-    print(f"faceveil: reviewing {s['total']} images ({s['flagged_remaining']} flagged, {s['approved']} approved); "
-          f"edits saved in {rs.out_root / 'review.json'}; cache {rs.cache_dir}", file=sys.stderr)
+    say = (lambda *a, **k: None) if args.quiet else print
+    say(f"faceveil: reviewing {len(rs.items)} images ({rs.checking} to check, in the background: the page fills in "
+          f"as they are done); edits saved in {rs.out_root / 'review.json'}; cache {rs.cache_dir}", file=sys.stderr)
     print(url, flush=True)
-    print("faceveil: press Ctrl-C to stop", file=sys.stderr)
+    say("faceveil: press Ctrl-C to stop", file=sys.stderr)
     if args.open:
         import webbrowser
 
         webbrowser.open(url)
+    rs.start_checking()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        print("faceveil: stopped; run the same command again to resume", file=sys.stderr)
+        say("faceveil: stopped; run the same command again to resume", file=sys.stderr)
     finally:
         server.server_close()
     return 0

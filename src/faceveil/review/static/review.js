@@ -52,8 +52,10 @@ function updateCounter() {
   const flagged = items.filter((i) => i.flags.length);
   const remaining = flagged.filter((i) => !i.approved).length;
   const approved = items.filter((i) => i.approved).length;
+  const checking = items.filter((i) => !i.checked).length;
   $("#counter").innerHTML = `<span class="n" id="flagged-remaining">${remaining}</span> flagged images remaining` +
-    ` · ${approved}/${items.length} approved`;
+    ` · ${approved}/${items.length} approved` +
+    (checking ? ` · <span id="checking">checking ${items.length - checking}/${items.length}…</span>` : "");
 }
 
 function boxEl(box, size, cls, label) {
@@ -72,7 +74,7 @@ function drawBoxes(frame, item, labels) {
   frame.querySelectorAll(".box").forEach((b) => b.remove());
   if (!item.size) return;
   const e = edits.get(item.path) || { manual: item.manual, removed: item.removed };
-  const flagged = item.flags.filter((f) => f.box).map((f) => f.box);
+  const flagged = item.flags.flatMap((f) => f.boxes || []);
   const isFlag = (b) => flagged.some((f) => sameBox(f, b));
   for (const f of item.faces) {
     const removed = isRemoved(e, f.box);
@@ -120,7 +122,12 @@ function renderGrid() {
     name.textContent = (item.approved ? "✓ " : "") + item.path +
       (item.faces.length ? ` · ${item.faces.length} face${item.faces.length > 1 ? "s" : ""}` : "");
     card.appendChild(name);
-    if (item.flags.length) {
+    if (!item.checked) {
+      const why = document.createElement("div");
+      why.className = "why";
+      why.textContent = "checking…";
+      card.appendChild(why);
+    } else if (item.flags.length) {
       const why = document.createElement("div");
       why.className = "why";
       why.textContent = item.flags.map((f) => f.text).slice(0, 2).join("; ") +
@@ -327,10 +334,26 @@ $("#btn-undo").addEventListener("click", undo);
 $("#btn-apply").addEventListener("click", apply);
 $("#btn-approve").addEventListener("click", approve);
 
+// While the server is still checking images, refresh the list every 2 s (flags first, as they arrive).
+async function refresh() {
+  try {
+    const data = await api("api/items");
+    const current = items[idx] && items[idx].path;
+    const wasChecked = items[idx] && items[idx].checked;
+    items = data.items;
+    idx = Math.max(items.findIndex((i) => i.path === current), 0);
+    if (view === "grid") renderGrid();
+    else if (!wasChecked && items[idx].checked) showDetail();
+    else updateCounter();
+    if (data.summary.checking) setTimeout(refresh, 2000);
+  } catch (err) { setTimeout(refresh, 5000); }
+}
+
 async function load() {
   try {
     const data = await api("api/items");
     items = data.items;
+    if (data.summary.checking) setTimeout(refresh, 2000);
     const c = data.config;
     $("#config").textContent = `${c.method} ${JSON.stringify(c.method_params)} · ${c.detector} ` +
       `threshold ${data.threshold ?? "-"} · second: ${data.second_detectors.join(", ") || "none"}`;
