@@ -1,0 +1,159 @@
+"""`faceveil review OUT --originals IN`: start the review page (registered through cli.COMMAND_MODULES)."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import secrets
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+
+EPILOG = """\
+examples:
+  faceveil anonymize photos/ -o out/ --report report.json
+  faceveil review out/ --originals photos/ --from-report report.json --open
+  faceveil review out/ --originals photos/ -m pixelate -p cells=10   same options as that anonymize run
+
+The page lists risky images first (faces a second detector found that the output
+left unchanged, faces just under the threshold, very small faces, failed files).
+Draw a box on a missed face and press Apply: the ORIGINAL is re-anonymized with the
+same method plus your boxes and written over the output. Edits and approvals are
+kept in OUT/review.json, so running the command again resumes. Originals are shown
+on the page only, never copied; detections and output thumbnails are cached in the
+user cache folder (see --cache-dir).
+"""
+
+
+def register(sub) -> None:
+    from ..cli import _add_detection_args
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    r = sub.add_parser("review", help="check an anonymized set in the browser, fix missed faces",
+                       formatter_class=fmt, epilog=EPILOG,
+                       description="Serve a local page to review anonymized images against their originals.")
+    r.add_argument("output", metavar="OUT", help="the anonymized folder (the -o of `faceveil anonymize`)")
+    r.add_argument("--originals", "-i", required=True, metavar="IN", help="the input folder it was made from")
+    r.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    r.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    r.add_argument("--open", action="store_true", help="open the page in the default browser")
+    r.add_argument("--from-report", metavar="FILE",
+                   help="take method, parameters, region, detector and seed from an `anonymize --report` file")
+    a = r.add_argument_group("anonymization (as in the anonymize run; used by Apply)")
+    a.add_argument("--method", "-m", help="anonymization method (default blur)")
+    a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[], help="a method parameter")
+    a.add_argument("--shape", choices=["ellipse", "box"], help="region shape (default ellipse)")
+    a.add_argument("--mask-scale", type=float, help="region size relative to the box (default 1.3)")
+    a.add_argument("--feather", type=float, help="soft edge, fraction of face size (default 0)")
+    a.add_argument("--seed", type=int, help="seed for random methods (default 0)")
+    a.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality of rewritten files (default 95)")
+    a.add_argument("--keep-metadata", action="store_true", help="keep the originals' metadata in rewritten files")
+    _add_detection_args(r)
+    f = r.add_argument_group("flags")
+    f.add_argument("--second", default="auto", metavar="NAMES",
+                   help="independent detector(s), comma-separated, or none (default auto: yunet, else dlib-hog)")
+    f.add_argument("--near", type=float, default=0.5,
+                   help="flag faces scoring at least this fraction of the threshold (default 0.5)")
+    f.add_argument("--small-face", type=int, default=20, help="flag detected faces smaller than this, px (default 20)")
+    f.add_argument("--cache-dir", metavar="DIR",
+                   help="where detections and output thumbnails are cached "
+                        "(default $XDG_CACHE_HOME/faceveil/review/<hash of OUT>, i.e. ~/.cache/...)")
+    r.add_argument("--quiet", "-q", action="store_true", help="print only the URL")
+    r.add_argument("--debug", action="store_true", help="show tracebacks")
+    r.set_defaults(func=cmd_review)
+
+
+def config_from_args(args):
+    """An AnonymizerConfig: an anonymize report as the base, explicit options on top."""
+    from ..pipeline import AnonymizerConfig
+    from ..registry import parse_assignments
+
+    base: dict = {}
+    if args.from_report:
+        try:
+            base = json.loads(Path(args.from_report).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{args.from_report}: cannot read report ({exc})") from None
+        if "method" not in base:
+            raise UsageError(f"{args.from_report}: not a `faceveil anonymize --report` file (no method)")
+    method = args.method or base.get("method", "blur")
+    method_params = dict(base.get("method_params", {})) if method == base.get("method") else {}
+    method_params.update(parse_assignments(args.param))
+    region = dict(base.get("region", {}))
+    region.update({k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale),
+                                     ("feather", args.feather)) if v is not None})
+    detector = args.detector
+    det_params = dict(base.get("detector_params", {})) if detector == base.get("detector", "centerface") else {}
+    det_params.pop("threads", None)
+    det_params.update(parse_assignments(args.detector_param))
+    if args.threshold is not None:
+        det_params["threshold"] = args.threshold
+    if args.max_size is not None:
+        det_params["max_size"] = args.max_size
+    if not 1 <= args.jpeg_quality <= 100:
+        raise UsageError("--jpeg-quality must be between 1 and 100")
+    return AnonymizerConfig(method=method, method_params=method_params, detector=detector,
+                            detector_params=det_params, region=region,
+                            seed=args.seed if args.seed is not None else int(base.get("seed", 0)),
+                            keep_metadata=args.keep_metadata, jpeg_quality=args.jpeg_quality)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_review(args) -> int:
+    try:
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        from .server import create_app
+    except ImportError:
+        raise UsageError("`faceveil review` needs Flask: pip install 'faceveil[review]'") from None
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *a, **k) -> None:  # one line per image would bury the URL (and log the token)
+            pass
+    from .store import ReviewSet, ReviewSettings
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError("--port must be between 0 and 65535")
+    settings = ReviewSettings(second=tuple(s.strip() for s in args.second.split(",")), near=args.near,
+                              small_face=args.small_face)
+    rs = ReviewSet(args.output, args.originals, config_from_args(args), settings, args.cache_dir,
+                   progress=False, background=True)
+    for rel in rs.refused:
+        print(f"faceveil: warning: {rel}: refused, a link leading out of OUT or IN", file=sys.stderr)
+    token = secrets.token_urlsafe(24)
+    try:
+        server = make_server(args.host, args.port, create_app(rs, token), threaded=True,
+                             request_handler=QuietHandler)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+    if not _is_loopback(args.host):
+        print(f"faceveil: warning: listening on {args.host}, not only this machine: anyone who can reach it "
+              "and learns the URL sees the ORIGINAL images", file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{server.server_port}/?token={token}"
+    say = (lambda *a, **k: None) if args.quiet else print
+    say(f"faceveil: reviewing {len(rs.items)} images ({rs.checking} to check, in the background: the page fills in "
+          f"as they are done); edits saved in {rs.out_root / 'review.json'}; cache {rs.cache_dir}", file=sys.stderr)
+    print(url, flush=True)
+    say("faceveil: press Ctrl-C to stop", file=sys.stderr)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
+    rs.start_checking()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        say("faceveil: stopped; run the same command again to resume", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,127 @@
+"""The review page's HTTP side (Flask): a token on every request, files only from OUT and IN.
+
+Endpoints (all need the token: ``?token=``, header ``X-Faceveil-Token``, or the
+cookie set by the first page load; POSTs need the header, so a cookie alone
+never authorizes a change):
+  GET  /                       the page            GET /static/<file>   its assets
+  GET  /api/items              items, flags first, counters, settings
+  GET  /img/out/<rel>          anonymized output   GET /img/orig/<rel>  original (shown, never copied)
+  GET  /thumb/<rel>            cached thumbnail of the output
+  POST /api/apply              {path, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
+  POST /api/approve            {path, approved: true|false}
+"""
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+from flask import Flask, Response, abort, jsonify, request, send_file, send_from_directory
+
+from ..errors import FaceveilError
+from .store import ReviewSet
+
+STATIC = Path(__file__).parent / "static"
+HEADER = "X-Faceveil-Token"
+
+
+def _cookie_name() -> str:
+    # One cookie per port, so two review servers on one host don't log each other out.
+    return "faceveil_review_" + (request.host.rsplit(":", 1)[-1] if ":" in request.host else "80")
+
+
+def create_app(rs: ReviewSet, token: str) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # edits are a few boxes
+    app.url_map.merge_slashes = False  # "//etc/passwd" is a bad path (404), not a redirect to another one
+
+    def authorized() -> bool:
+        given = request.headers.get(HEADER)
+        if request.method == "GET":
+            given = given or request.args.get("token") or request.cookies.get(_cookie_name())
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+    @app.before_request
+    def check_token():
+        if not authorized():
+            abort(403)
+
+    @app.after_request
+    def headers(resp: Response) -> Response:
+        resp.headers["Cache-Control"] = "no-store"  # originals must not linger in the browser cache
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        return resp
+
+    @app.get("/")
+    def index():
+        resp = send_from_directory(STATIC, "index.html")
+        if request.args.get("token"):
+            resp.set_cookie(_cookie_name(), token, httponly=True, samesite="Strict")
+        return resp
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204  # browsers ask for it; a 404 would be noise in the console
+
+    @app.get("/static/<path:name>")
+    def static_file(name: str):
+        return send_from_directory(STATIC, name)  # werkzeug's safe_join refuses traversal
+
+    @app.get("/api/items")
+    def items():
+        return jsonify(rs.listing())
+
+    def serve(which: str, rel: str):
+        try:
+            return send_file(rs.file(which, rel), max_age=0, conditional=False)
+        except KeyError:
+            abort(404)
+        except PermissionError:
+            abort(403)
+
+    @app.get("/img/<which>/<path:rel>")
+    def image(which: str, rel: str):
+        return serve(which, rel)
+
+    @app.get("/thumb/<path:rel>")
+    def thumb(rel: str):
+        try:
+            return send_file(rs.thumbnail(rel), mimetype="image/jpeg", max_age=0, conditional=False)
+        except KeyError:
+            abort(404)
+        except PermissionError:
+            abort(403)
+        except FaceveilError as exc:
+            return jsonify(error=str(exc)), 500
+
+    def body() -> dict:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+            abort(400)
+        return data
+
+    @app.post("/api/apply")
+    def apply():
+        data = body()
+        try:
+            return jsonify(rs.apply(data["path"], data.get("manual", []), data.get("removed", [])))
+        except KeyError:
+            abort(404)
+        except ValueError as exc:
+            return jsonify(error=str(exc)), 400
+        except FaceveilError as exc:
+            return jsonify(error=str(exc)), 409
+
+    @app.post("/api/approve")
+    def approve():
+        data = body()
+        try:
+            return jsonify(rs.approve(data["path"], bool(data.get("approved", True))))
+        except KeyError:
+            abort(404)
+
+    return app

@@ -1,0 +1,369 @@
+// faceveil review page: plain JS, no build step, no external assets.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const TOKEN = params.get("token") || sessionStorage.getItem("faceveil-token") || "";
+sessionStorage.setItem("faceveil-token", TOKEN);
+// Keep the token out of the address bar (and out of history); the cookie and sessionStorage carry it.
+if (params.has("token")) history.replaceState(null, "", location.pathname);
+
+const $ = (sel) => document.querySelector(sel);
+let items = [];          // from /api/items, flags first
+let idx = 0;             // current item
+let view = "grid";
+let drawing = true;      // draw mode in the large view
+const edits = new Map(); // path -> {manual: [...], removed: [...], undo: [...]}, unapplied changes
+
+function enc(path) { return path.split("/").map(encodeURIComponent).join("/"); }
+function url(kind, item) {
+  const v = item.version ? "&v=" + encodeURIComponent(item.version) : "";
+  return `${kind}/${enc(item.path)}?token=${encodeURIComponent(TOKEN)}${v}`;
+}
+
+async function api(path, body) {
+  const opts = { headers: { "X-Faceveil-Token": TOKEN } };
+  if (body !== undefined) {
+    opts.method = "POST";
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opts);
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || `${r.status} ${r.statusText}`);
+  return data;
+}
+
+function editOf(item) {
+  if (!edits.has(item.path)) {
+    edits.set(item.path, { manual: item.manual.map((b) => b.slice()), removed: item.removed.map((b) => b.slice()),
+                           undo: [] });
+  }
+  return edits.get(item.path);
+}
+function dirty(item) {
+  const e = edits.get(item.path);
+  return !!e && (JSON.stringify(e.manual) !== JSON.stringify(item.manual) ||
+                 JSON.stringify(e.removed) !== JSON.stringify(item.removed));
+}
+function sameBox(a, b) { return a.every((v, i) => Math.abs(v - b[i]) < 0.5); }
+function isRemoved(e, box) { return e.removed.some((b) => sameBox(b, box)); }
+
+function updateCounter() {
+  const flagged = items.filter((i) => i.flags.length);
+  const remaining = flagged.filter((i) => !i.approved).length;
+  const approved = items.filter((i) => i.approved).length;
+  const checking = items.filter((i) => !i.checked).length;
+  $("#counter").innerHTML = `<span class="n" id="flagged-remaining">${remaining}</span> flagged images remaining` +
+    ` · ${approved}/${items.length} approved` +
+    (checking ? ` · <span id="checking">checking ${items.length - checking}/${items.length}…</span>` : "");
+}
+
+function boxEl(box, size, cls, label) {
+  const d = document.createElement("div");
+  d.className = "box " + cls;
+  const [w, h] = size;
+  d.style.left = (100 * box[0] / w) + "%";
+  d.style.top = (100 * box[1] / h) + "%";
+  d.style.width = (100 * (box[2] - box[0]) / w) + "%";
+  d.style.height = (100 * (box[3] - box[1]) / h) + "%";
+  if (label) { const s = document.createElement("span"); s.textContent = label; d.appendChild(s); }
+  return d;
+}
+
+function drawBoxes(frame, item, labels) {
+  frame.querySelectorAll(".box").forEach((b) => b.remove());
+  if (!item.size) return;
+  const e = edits.get(item.path) || { manual: item.manual, removed: item.removed };
+  const flagged = item.flags.flatMap((f) => f.boxes || []);
+  const isFlag = (b) => flagged.some((f) => sameBox(f, b));
+  for (const f of item.faces) {
+    const removed = isRemoved(e, f.box);
+    frame.appendChild(boxEl(f.box, item.size, (removed ? "removed" : "main") + (isFlag(f.box) ? " flag" : ""),
+                            labels ? (removed ? "removed" : f.score.toFixed(2)) : ""));
+  }
+  for (const s of item.suggestions) {
+    if (e.manual.some((m) => sameBox(m, s.box))) continue;
+    frame.appendChild(boxEl(s.box, item.size, "sugg" + (s.hidden ? " hidden-ok" : "") + (isFlag(s.box) ? " flag" : ""),
+                            labels ? `${s.source} ${s.score.toFixed(2)}` : ""));
+  }
+  for (const m of e.manual) {
+    const pending = !item.manual.some((b) => sameBox(b, m));
+    frame.appendChild(boxEl(m, item.size, "manual" + (pending ? " pending" : ""), labels ? "manual" : ""));
+  }
+}
+
+function renderGrid() {
+  const grid = $("#grid");
+  grid.textContent = "";
+  items.forEach((item, i) => {
+    const card = document.createElement("div");
+    card.className = "card" + (item.flags.length ? " flagged" : "") + (item.approved ? " approved" : "") +
+      (i === idx ? " selected" : "");
+    card.dataset.path = item.path;
+    card.dataset.index = i;
+    if (item.has_output) {
+      const frame = document.createElement("div");
+      frame.className = "frame";
+      const img = document.createElement("img");
+      img.src = url("thumb", item);
+      img.alt = item.path;
+      img.loading = "lazy";
+      frame.appendChild(img);
+      card.appendChild(frame);
+      drawBoxes(frame, item, false);
+    } else {
+      const m = document.createElement("div");
+      m.className = "missing";
+      m.textContent = "no output (failed)";
+      card.appendChild(m);
+    }
+    const name = document.createElement("div");
+    name.className = "name";
+    name.textContent = (item.approved ? "✓ " : "") + item.path +
+      (item.faces.length ? ` · ${item.faces.length} face${item.faces.length > 1 ? "s" : ""}` : "");
+    card.appendChild(name);
+    if (!item.checked) {
+      const why = document.createElement("div");
+      why.className = "why";
+      why.textContent = "checking…";
+      card.appendChild(why);
+    } else if (item.flags.length) {
+      const why = document.createElement("div");
+      why.className = "why";
+      why.textContent = item.flags.map((f) => f.text).slice(0, 2).join("; ") +
+        (item.flags.length > 2 ? ` (+${item.flags.length - 2})` : "");
+      card.appendChild(why);
+    }
+    card.addEventListener("click", () => { idx = i; showDetail(); });
+    grid.appendChild(card);
+  });
+  updateCounter();
+}
+
+function stage(id, item, kind) {
+  const st = $(id);
+  st.textContent = "";
+  st.classList.toggle("drawing", drawing);
+  const available = kind === "img/out" ? item.has_output : item.has_original;
+  if (!available) { st.textContent = kind === "img/out" ? "no output (failed)" : "no original"; return; }
+  const frame = document.createElement("div");
+  frame.className = "frame";
+  const img = document.createElement("img");
+  img.src = url(kind, item);
+  img.alt = kind === "img/out" ? "anonymized " + item.path : "original " + item.path;
+  img.draggable = false;
+  frame.appendChild(img);
+  st.appendChild(frame);
+  drawBoxes(frame, item, true);
+  attachDrawing(frame, item);
+}
+
+function showDetail() {
+  view = "detail";
+  const item = items[idx];
+  editOf(item);
+  $("#grid").hidden = true;
+  $("#detail").hidden = false;
+  $("#detail-name").textContent = item.path;
+  $("#detail-pos").textContent = `${idx + 1} / ${items.length}`;
+  $("#btn-approve").textContent = item.approved ? "unapprove" : "approve";
+  $("#btn-draw").textContent = "draw: " + (drawing ? "on" : "off");
+  $("#btn-draw").classList.toggle("on", drawing);
+  const fl = $("#flags");
+  fl.textContent = "";
+  for (const f of item.flags) { const li = document.createElement("li"); li.textContent = f.text; fl.appendChild(li); }
+  if (!item.flags.length) { const li = document.createElement("li"); li.className = "none"; li.textContent = "no flags"; fl.appendChild(li); }
+  stage("#stage-out", item, "img/out");
+  stage("#stage-orig", item, "img/orig");
+  setStatus();
+  updateCounter();
+}
+
+function showGrid() {
+  view = "grid";
+  $("#detail").hidden = true;
+  $("#grid").hidden = false;
+  renderGrid();
+  const sel = $("#grid .card.selected");
+  if (sel) sel.scrollIntoView({ block: "nearest" });
+}
+
+function setStatus(text, cls) {
+  const st = $("#status");
+  const item = items[idx];
+  st.className = cls || (item && dirty(item) ? "dirty" : "");
+  st.textContent = text || (item && dirty(item) ? "unapplied changes: press Enter to apply" :
+    item && item.applied_at ? `applied ${item.applied_at}` : "");
+}
+
+function redrawDetail() {
+  const item = items[idx];
+  document.querySelectorAll("#detail .frame").forEach((f) => drawBoxes(f, item, true));
+  setStatus();
+}
+
+function attachDrawing(frame, item) {
+  let start = null, temp = null;
+  const toImage = (ev) => {
+    const r = frame.getBoundingClientRect();
+    const x = Math.min(Math.max(ev.clientX - r.left, 0), r.width);
+    const y = Math.min(Math.max(ev.clientY - r.top, 0), r.height);
+    return [x * item.size[0] / r.width, y * item.size[1] / r.height, x, y];
+  };
+  // Pointer capture keeps the drag ours when it leaves the image; no window listeners pile up.
+  frame.addEventListener("pointerdown", (ev) => {
+    if (!drawing || ev.button !== 0 || !item.size) return;
+    ev.preventDefault();
+    frame.setPointerCapture(ev.pointerId);
+    start = toImage(ev);
+    temp = boxEl([start[0], start[1], start[0], start[1]], item.size, "manual pending", "");
+    frame.appendChild(temp);
+  });
+  frame.addEventListener("pointermove", (ev) => {
+    if (!start) return;
+    const p = toImage(ev);
+    const b = [Math.min(start[0], p[0]), Math.min(start[1], p[1]), Math.max(start[0], p[0]), Math.max(start[1], p[1])];
+    const n = boxEl(b, item.size, "manual pending", "");
+    temp.replaceWith(n);
+    temp = n;
+  });
+  frame.addEventListener("pointerup", (ev) => {
+    if (!start) return;
+    const p = toImage(ev);
+    const moved = Math.hypot(p[2] - start[2], p[3] - start[3]);
+    const e = editOf(item);
+    if (moved >= 4) {
+      const b = [Math.min(start[0], p[0]), Math.min(start[1], p[1]), Math.max(start[0], p[0]), Math.max(start[1], p[1])]
+        .map((v) => Math.round(v * 10) / 10);
+      e.manual.push(b);
+      e.undo.push(() => e.manual.pop());
+    } else {
+      clickAt(item, e, start[0], start[1]);
+    }
+    start = null;
+    temp = null;
+    redrawDetail();
+  });
+}
+
+// A click (no drag) toggles a detected box (false face) or accepts a suggestion as a manual box.
+function clickAt(item, e, x, y) {
+  const inside = (b) => x >= b[0] && x <= b[2] && y >= b[1] && y <= b[3];
+  const area = (b) => (b[2] - b[0]) * (b[3] - b[1]);
+  const manual = e.manual.filter(inside).sort((a, b) => area(a) - area(b))[0];
+  if (manual) {
+    const i = e.manual.indexOf(manual);
+    e.manual.splice(i, 1);
+    e.undo.push(() => e.manual.splice(i, 0, manual));
+    return;
+  }
+  const sugg = item.suggestions.filter((s) => inside(s.box)).sort((a, b) => area(a.box) - area(b.box))[0];
+  if (sugg && !e.manual.some((m) => sameBox(m, sugg.box))) {
+    e.manual.push(sugg.box.slice());
+    e.undo.push(() => e.manual.pop());
+    return;
+  }
+  const face = item.faces.filter((f) => inside(f.box)).sort((a, b) => area(a.box) - area(b.box))[0];
+  if (face) {
+    const i = e.removed.findIndex((b) => sameBox(b, face.box));
+    if (i >= 0) { const [b] = e.removed.splice(i, 1); e.undo.push(() => e.removed.splice(i, 0, b)); }
+    else { e.removed.push(face.box.slice()); e.undo.push(() => e.removed.pop()); }
+  }
+}
+
+function replaceItem(updated) {
+  const i = items.findIndex((it) => it.path === updated.path);
+  if (i >= 0) items[i] = updated;
+}
+
+async function apply() {
+  const item = items[idx];
+  if (!item.has_original) { setStatus("no original: cannot re-anonymize", "error"); return; }
+  const e = editOf(item);
+  setStatus("applying…");
+  try {
+    const updated = await api("api/apply", { path: item.path, manual: e.manual, removed: e.removed });
+    replaceItem(updated);
+    edits.delete(updated.path);
+    showDetail();
+    const n = updated.faces.filter((f) => !f.removed).length + updated.manual.length;
+    setStatus(`applied: ${n} region${n === 1 ? "" : "s"} re-anonymized`);
+  } catch (err) { setStatus("apply failed: " + err.message, "error"); }
+}
+
+async function approve() {
+  const item = items[idx];
+  if (dirty(item)) { setStatus("apply or undo the changes first", "error"); return; }
+  try {
+    const updated = await api("api/approve", { path: item.path, approved: !item.approved });
+    replaceItem(updated);
+    if (updated.approved && idx < items.length - 1) idx += 1;
+    view === "detail" ? showDetail() : renderGrid();
+  } catch (err) { setStatus("approve failed: " + err.message, "error"); }
+}
+
+function undo() {
+  const e = edits.get(items[idx].path);
+  if (e && e.undo.length) { e.undo.pop()(); view === "detail" ? redrawDetail() : renderGrid(); }
+}
+
+function move(step) {
+  idx = Math.min(Math.max(idx + step, 0), items.length - 1);
+  view === "detail" ? showDetail() : renderGrid();
+}
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.target instanceof HTMLInputElement || !items.length) return;
+  const k = ev.key;
+  if (k === "ArrowRight" || k === "j") move(1);
+  else if (k === "ArrowLeft" || k === "k") move(-1);
+  else if (k === "a") approve();
+  else if (k === "d") { drawing = !drawing; if (view === "detail") showDetail(); }
+  else if (k === "u" || (k === "z" && (ev.ctrlKey || ev.metaKey))) undo();
+  else if (k === "Enter") view === "detail" ? apply() : showDetail();
+  else if (k === "Escape") showGrid();
+  else return;
+  ev.preventDefault();
+});
+
+$("#btn-grid").addEventListener("click", showGrid);
+$("#btn-prev").addEventListener("click", () => move(-1));
+$("#btn-next").addEventListener("click", () => move(1));
+$("#btn-draw").addEventListener("click", () => { drawing = !drawing; showDetail(); });
+$("#btn-undo").addEventListener("click", undo);
+$("#btn-apply").addEventListener("click", apply);
+$("#btn-approve").addEventListener("click", approve);
+
+// While the server is still checking images, refresh the list every 2 s (flags first, as they arrive).
+async function refresh() {
+  try {
+    const data = await api("api/items");
+    const current = items[idx] && items[idx].path;
+    const wasChecked = items[idx] && items[idx].checked;
+    items = data.items;
+    idx = Math.max(items.findIndex((i) => i.path === current), 0);
+    if (view === "grid") renderGrid();
+    else if (!wasChecked && items[idx].checked) showDetail();
+    else updateCounter();
+    if (data.summary.checking) setTimeout(refresh, 2000);
+  } catch (err) { setTimeout(refresh, 5000); }
+}
+
+async function load() {
+  try {
+    const data = await api("api/items");
+    items = data.items;
+    if (data.summary.checking) setTimeout(refresh, 2000);
+    const c = data.config;
+    $("#config").textContent = `${c.method} ${JSON.stringify(c.method_params)} · ${c.detector} ` +
+      `threshold ${data.threshold ?? "-"} · second: ${data.second_detectors.join(", ") || "none"}`;
+    // Resume: start at the first flagged image not yet approved, else the first not approved.
+    let start = items.findIndex((i) => i.flags.length && !i.approved);
+    if (start < 0) start = items.findIndex((i) => !i.approved);
+    idx = Math.max(start, 0);
+    showGrid();
+  } catch (err) {
+    $("#counter").textContent = "cannot load: " + err.message + " (open the URL printed by `faceveil review`)";
+  }
+}
+load();

@@ -1,0 +1,399 @@
+"""The review server over HTTP (Flask's test client): token, file confinement, flags, Apply, resume."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("flask", reason="the review page needs Flask (pip install 'faceveil[review]')")
+
+from faceveil.anonymize import Compositor, RegionParams  # noqa: E402
+from faceveil.cli import main  # noqa: E402
+from faceveil.detections import Detections  # noqa: E402
+from faceveil.pipeline import AnonymizerConfig  # noqa: E402
+from faceveil.review import ReviewSet, ReviewSettings, create_app  # noqa: E402
+from faceveil.review.cli import _is_loopback, config_from_args  # noqa: E402
+
+TOKEN = "test-token-0123456789"
+HDR = {"X-Faceveil-Token": TOKEN}
+
+
+def _read(p: Path) -> np.ndarray:
+    return np.asarray(Image.open(p).convert("RGB"))
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, astronaut):
+    """IN (originals) and a pristine OUT made by `faceveil anonymize IN -o OUT`.
+
+    leak.png's output is overwritten with its original: a face deliberately left un-anonymized.
+    bad.png cannot be read, so it has no output (a failed file).
+    """
+    root = tmp_path_factory.mktemp("review")
+    src = root / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(astronaut).save(src / "astro.png")
+    Image.fromarray(astronaut).save(src / "leak.png")
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)).save(src / "sub" / "noise.png")
+    (src / "bad.png").write_bytes(b"not a png")
+    out = root / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q"]) == 1  # bad.png fails
+    shutil.copy2(src / "leak.png", out / "leak.png")
+    return src, out, root / "cache"
+
+
+@pytest.fixture()
+def env(base, tmp_path):
+    src, pristine, cache = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("yunet",)), cache)
+    client = create_app(rs, TOKEN).test_client(use_cookies=False)  # each request shows its own credentials
+    return rs, client, src, out
+
+
+def test_every_endpoint_needs_the_token(env):
+    rs, client, _, _ = env
+    gets = ["/", "/static/review.js", "/api/items", "/img/out/astro.png", "/img/orig/astro.png", "/thumb/astro.png"]
+    for url in gets:
+        assert client.get(url).status_code == 403, url
+        assert client.get(url + "?token=wrong").status_code == 403, url
+        assert client.get(url, headers={"X-Faceveil-Token": "wrong"}).status_code == 403, url
+        assert client.get(url + f"?token={TOKEN}").status_code == 200, url
+        assert client.get(url, headers=HDR).status_code == 200, url
+    for url in ["/api/apply", "/api/approve"]:
+        body = {"path": "astro.png", "manual": []}
+        assert client.post(url, json=body).status_code == 403
+        # A token in the query (or a cookie) is not enough for a change: only the header the page's script sends.
+        assert client.post(url + f"?token={TOKEN}", json=body).status_code == 403
+        assert client.post(url, json=body, headers={"X-Faceveil-Token": "x"}).status_code == 403
+    assert not (rs.out_root / "review.json").exists(), "a refused POST must change nothing"
+
+
+def test_first_page_load_sets_a_cookie_that_serves_assets(env):
+    client = create_app(env[0], TOKEN).test_client()
+    r = client.get(f"/?token={TOKEN}")
+    assert r.status_code == 200 and b"faceveil review" in r.data
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert r.headers["Referrer-Policy"] == "no-referrer" and "default-src 'none'" in r.headers["Content-Security-Policy"]
+    assert client.get("/static/review.css").status_code == 200  # the test client keeps the cookie
+    assert client.get("/img/orig/astro.png").status_code == 200
+    assert client.post("/api/approve", json={"path": "astro.png"}).status_code == 403  # cookie alone: no POST
+
+
+def test_items_are_sorted_flags_first_with_a_counter(env):
+    _, client, _, _ = env
+    data = client.get("/api/items", headers=HDR).get_json()
+    order = [i["path"] for i in data["items"]]
+    assert set(order[:2]) == {"bad.png", "leak.png"}, order
+    assert set(order[2:]) == {"astro.png", "sub/noise.png"}
+    items = {i["path"]: i for i in data["items"]}
+    assert [f["kind"] for f in items["bad.png"]["flags"]][:1] == ["failed"] and not items["bad.png"]["has_output"]
+    leak = items["leak.png"]
+    assert [f["kind"] for f in leak["flags"]] == ["unhidden"]
+    # the flagged box is the astronaut's face
+    (x1, y1, x2, y2), = leak["flags"][0]["boxes"]
+    assert 170 < x1 < 200 and 50 < y1 < 70 and 255 < x2 < 285 and 165 < y2 < 190
+    assert items["astro.png"]["flags"] == [] and len(items["astro.png"]["faces"]) == 1
+    assert data["summary"] == {"total": 4, "flagged": 2, "flagged_remaining": 2, "approved": 0, "refused": 0,
+                               "checking": 0}
+    assert data["second_detectors"] == ["yunet"]
+
+
+def test_second_detector_and_near_threshold_flags(base, tmp_path):
+    """Main detector at threshold 0.95 misses the face (0.93): yunet finds it, and it is 'just under'."""
+    src, pristine, cache = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    shutil.copy2(src / "astro.png", out / "astro.png")  # as if made at that threshold: face left as is
+    rs = ReviewSet(out, src, AnonymizerConfig(detector_params={"threshold": 0.95}), ReviewSettings(second=("yunet",)),
+                   cache)
+    items = {i["path"]: i for i in rs.listing()["items"]}
+    kinds = sorted(f["kind"] for f in items["astro.png"]["flags"])
+    assert kinds == ["near", "second"]
+    assert items["astro.png"]["faces"] == []
+    assert {s["source"] for s in items["astro.png"]["suggestions"]} == {"near", "yunet"}
+
+
+def test_small_faces_are_flagged(base, tmp_path, astronaut):
+    src, _, cache = base
+    small_in, out = tmp_path / "in", tmp_path / "out"
+    small_in.mkdir()
+    # The astronaut shrunk until her face is ~15 px wide, on a larger grey canvas.
+    face = np.asarray(Image.fromarray(astronaut).resize((96, 96)))
+    canvas = np.full((240, 320, 3), 128, np.uint8)
+    canvas[60:156, 100:196] = face
+    Image.fromarray(canvas).save(small_in / "small.png")
+    assert main(["anonymize", str(small_in), "-o", str(out), "-q", "-t", "0.05"]) == 0
+    rs = ReviewSet(out, small_in, AnonymizerConfig(detector_params={"threshold": 0.05}),
+                   ReviewSettings(second=("none",)), tmp_path / "cache")
+    item = rs.listing()["items"][0]
+    assert item["faces"], "the shrunk face should still be detected at threshold 0.05"
+    assert "small" in [f["kind"] for f in item["flags"]]
+
+
+def test_traversal_and_unlisted_files_are_refused(env, tmp_path):
+    rs, client, src, out = env
+    (tmp_path / "secret.png").write_bytes((src / "astro.png").read_bytes())
+    for url in ["/img/out/../../secret.png", "/img/orig/../out/astro.png", "/img/orig/%2e%2e/secret.png",
+                "/img/orig//etc/passwd", "/img/out/review.json", "/img/etc/astro.png", "/thumb/../secret.png",
+                "/static/../store.py", "/static/%2e%2e/server.py", "/img/out/sub/../../secret.png"]:
+        r = client.get(url, headers=HDR)
+        assert r.status_code in (403, 404), (url, r.status_code)
+        assert r.data != (tmp_path / "secret.png").read_bytes()
+    r = client.post("/api/apply", json={"path": "../secret.png", "manual": [[0, 0, 50, 50]]}, headers=HDR)
+    assert r.status_code == 404
+
+
+def test_symlinks_out_of_the_roots_are_refused(base, tmp_path):
+    src, pristine, cache = base
+    secret = tmp_path / "secret.png"
+    shutil.copy2(src / "astro.png", secret)
+    in2, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(src, in2, symlinks=True)
+    shutil.copytree(pristine, out)
+    (out / "evil.png").symlink_to(secret)
+    (in2 / "evil.png").symlink_to(secret)
+    (in2 / "evil2.png").symlink_to(secret)
+    rs = ReviewSet(out, in2, AnonymizerConfig(), ReviewSettings(second=("none",)), cache)
+    client = create_app(rs, TOKEN).test_client()
+    assert sorted(rs.refused) == ["evil.png", "evil2.png"]
+    for url in ["/img/out/evil.png", "/img/orig/evil.png", "/img/orig/evil2.png", "/thumb/evil.png"]:
+        assert client.get(url, headers=HDR).status_code == 404, url
+    assert client.post("/api/apply", json={"path": "evil.png", "manual": [[0, 0, 9, 9]]},
+                       headers=HDR).status_code == 404
+    # A link swapped in after start-up is caught when the file is served.
+    (out / "astro.png").unlink()
+    (out / "astro.png").symlink_to(secret)
+    assert client.get("/img/out/astro.png", headers=HDR).status_code == 403
+    assert client.get("/thumb/astro.png", headers=HDR).status_code == 403
+    assert secret.read_bytes() == (src / "astro.png").read_bytes()
+
+
+def test_apply_changes_exactly_the_new_box_and_records_it(env):
+    rs, client, src, out = env
+    before_in = _digest(src)
+    before = _read(out / "sub" / "noise.png")
+    noise = next(i for i in rs.listing()["items"] if i["path"] == "sub/noise.png")
+    assert noise["faces"] == [], "the noise image must have no detected face for this test"
+    box = [40.0, 50.0, 100.0, 130.0]
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [box], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.data
+    item = r.get_json()
+    assert item["manual"] == [box] and item["applied_at"]
+    after = _read(out / "sub" / "noise.png")
+    changed = (before != after).any(axis=2)
+    mask = Compositor(RegionParams()).mask(Detections.from_boxes([box]), before.shape) > 0
+    assert not (changed & ~mask).any(), "pixels outside the new box's region changed"
+    assert changed[mask].mean() > 0.95, "the new region should be re-anonymized (blur on noise changes ~all)"
+    saved = json.loads((out / "review.json").read_text())
+    assert saved["items"]["sub/noise.png"]["manual"] == [box]
+    assert saved["config"]["method"] == "blur" and saved["last"] == "sub/noise.png"
+    assert _digest(src) == before_in, "originals must never be modified"
+    assert not list(out.rglob(".*.tmp*")), "no temporary file left"
+
+
+def test_apply_fixes_the_leak_and_clears_its_flag(env):
+    rs, client, src, out = env
+    leak = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "leak.png")
+    before = _read(out / "leak.png")
+    assert (before == _read(src / "leak.png")).all()
+    face = leak["flags"][0]["boxes"][0]
+    r = client.post("/api/apply", json={"path": "leak.png", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 200
+    assert r.get_json()["flags"] == []
+    # Now identical to what `faceveil anonymize` wrote for the same picture (same method, key-free blur).
+    assert (_read(out / "leak.png") == _read(out / "astro.png")).all()
+    x1, y1, x2, y2 = (int(v) for v in face)
+    assert (_read(out / "leak.png")[y1:y2, x1:x2] != before[y1:y2, x1:x2]).any(axis=2).mean() > 0.8
+    assert client.get("/api/items", headers=HDR).get_json()["summary"]["flagged_remaining"] == 1
+
+
+def test_removing_a_false_box_restores_its_pixels(env):
+    rs, client, src, out = env
+    astro = next(i for i in rs.listing()["items"] if i["path"] == "astro.png")
+    face = astro["faces"][0]["box"]
+    r = client.post("/api/apply", json={"path": "astro.png", "manual": [], "removed": [face]}, headers=HDR)
+    assert r.status_code == 200
+    assert r.get_json()["faces"][0]["removed"] is True
+    assert (_read(out / "astro.png") == _read(src / "astro.png")).all()
+
+
+def test_bad_requests(env):
+    _, client, _, _ = env
+    assert client.post("/api/apply", data="nope", headers=HDR).status_code == 400
+    assert client.post("/api/apply", json={"manual": []}, headers=HDR).status_code == 400
+    r = client.post("/api/apply", json={"path": "astro.png", "manual": [[1, 2, "x", 4]]}, headers=HDR)
+    assert r.status_code == 400 and "bad box" in r.get_json()["error"]
+    assert client.post("/api/apply", json={"path": "bad.png", "manual": [[0, 0, 9, 9]]}, headers=HDR).status_code == 409
+    assert client.post("/api/approve", json={"path": "nope.png"}, headers=HDR).status_code == 404
+    assert client.get("/api/apply", headers=HDR).status_code == 405
+
+
+def test_approve_and_resume_after_restart(env, base):
+    rs, client, src, out = env
+    box = [10.0, 10.0, 60.0, 60.0]
+    assert client.post("/api/apply", json={"path": "sub/noise.png", "manual": [box]}, headers=HDR).status_code == 200
+    r = client.post("/api/approve", json={"path": "leak.png", "approved": True}, headers=HDR)
+    assert r.status_code == 200 and r.get_json()["approved"] is True
+    assert client.get("/api/items", headers=HDR).get_json()["summary"]["flagged_remaining"] == 1
+    # restart: a new ReviewSet on the same folders
+    rs2 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("yunet",)), base[2])
+    data = rs2.listing()
+    items = {i["path"]: i for i in data["items"]}
+    assert items["leak.png"]["approved"] and items["sub/noise.png"]["manual"] == [box]
+    assert data["summary"]["flagged_remaining"] == 1 and data["summary"]["approved"] == 1
+    assert data["last"] == "leak.png"
+    client2 = create_app(rs2, "other").test_client()
+    assert client2.post("/api/approve", json={"path": "leak.png", "approved": False},
+                        headers={"X-Faceveil-Token": "other"}).get_json()["approved"] is False
+
+
+def test_thumbnails_are_cached_outside_out_and_nothing_of_the_originals_is_copied(env, tmp_path):
+    rs, client, src, out = env
+    before_out = set(_digest(out))
+    for rel in ["astro.png", "leak.png", "sub/noise.png"]:
+        r = client.get(f"/thumb/{rel}", headers=HDR)
+        assert r.status_code == 200 and r.mimetype == "image/jpeg"
+        assert max(Image.open(__import__("io").BytesIO(r.data)).size) <= 320
+        client.get(f"/img/orig/{rel}", headers=HDR)
+    assert client.get("/thumb/bad.png", headers=HDR).status_code == 404  # no output, and never a thumb of an original
+    client.post("/api/approve", json={"path": "astro.png"}, headers=HDR)
+    assert set(_digest(out)) - before_out == {"review.json"}
+    thumbs = list((rs.cache_dir / "thumbs").glob("*.jpg"))
+    assert len(thumbs) >= 3
+    # every cached file is a thumbnail of an OUTPUT or the detection cache, never the originals' pixels
+    assert {p.name for p in rs.cache_dir.iterdir()} <= {"analysis.json", "thumbs"}
+    originals = {hashlib.sha1(p.read_bytes()).hexdigest() for p in src.rglob("*") if p.is_file()}
+    assert not originals & {hashlib.sha1(p.read_bytes()).hexdigest() for p in rs.cache_dir.rglob("*") if p.is_file()}
+
+
+def test_default_cache_dir_is_outside_out(base, monkeypatch, tmp_path):
+    from faceveil.review.store import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    d = default_cache_dir(base[1])
+    assert d.parent == tmp_path / "xdg" / "faceveil" / "review"
+
+
+def test_cli_usage(base, tmp_path, capsys):
+    src, out, _ = base
+    assert main(["review", str(tmp_path / "nope"), "--originals", str(src), "-q"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["review", str(out), "--originals", str(out), "-q"]) == 2
+    assert "same folder" in capsys.readouterr().err
+    assert main(["review", str(out), "--originals", str(src), "--second", "nonesuch", "-q"]) == 2
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.2")
+
+
+def test_config_from_an_anonymize_report(tmp_path):
+    import argparse
+
+    from faceveil.cli import build_parser
+
+    report = tmp_path / "report.json"
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(src / "a.png")
+    assert main(["anonymize", str(src), "-o", str(tmp_path / "out"), "-q", "-m", "pixelate", "-p", "cells=6",
+                 "--mask-scale", "1.5", "--seed", "7", "-t", "0.3", "--report", str(report)]) == 0
+    args = build_parser().parse_args(["review", "o", "--originals", "i", "--from-report", str(report)])
+    cfg = config_from_args(args)
+    assert (cfg.method, cfg.method_params["cells"], cfg.region["mask_scale"], cfg.seed) == ("pixelate", 6, 1.5, 7)
+    assert cfg.detector_params["threshold"] == 0.3
+    args = build_parser().parse_args(["review", "o", "--originals", "i", "--from-report", str(report), "-m", "blur"])
+    assert config_from_args(args).method_params == {}
+    assert isinstance(args, argparse.Namespace)
+
+
+def test_cli_prints_a_url_with_a_token_and_warns_off_loopback(base, monkeypatch, capsys):
+    """The real command up to serving: the server is stopped at once, as by Ctrl-C."""
+    from werkzeug.serving import BaseWSGIServer
+
+    src, out, cache = base
+    seen = {}
+
+    def fake_serve(self, *a, **k):
+        seen["port"] = self.server_port
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseWSGIServer, "serve_forever", fake_serve)
+    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"]) == 0
+    captured = capsys.readouterr()
+    url = captured.out.strip()
+    assert url.startswith(f"http://127.0.0.1:{seen['port']}/?token=") and len(url.split("token=")[1]) >= 32
+    assert "warning" not in captured.err
+    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none",
+                 "--host", "0.0.0.0"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: listening on 0.0.0.0" in captured.err
+    assert captured.out.split("token=")[1] != url.split("token=")[1], "a new token per run"
+
+
+def test_apply_without_edits_reproduces_a_seeded_random_method(base, tmp_path):
+    """Apply seeds each file as the batch does, so an Apply with no edits rewrites the same pixels."""
+    src, _, _ = base
+    out = tmp_path / "out"
+    only = tmp_path / "in"
+    only.mkdir()
+    shutil.copy2(src / "astro.png", only / "astro.png")
+    assert main(["anonymize", str(only), "-o", str(out), "-q", "-m", "noise", "--seed", "4"]) == 0
+    before = _read(out / "astro.png")
+    rs = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=4), ReviewSettings(second=("none",)),
+                   tmp_path / "cache")
+    rs.apply("astro.png", [], [])
+    assert (_read(out / "astro.png") == before).all()
+    rs2 = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=5), ReviewSettings(second=("none",)),
+                    tmp_path / "cache")
+    rs2.apply("astro.png", [], [])
+    assert (_read(out / "astro.png") != before).any(), "another seed gives other noise (the test can fail)"
+
+
+def test_a_reencoded_but_untouched_face_is_flagged_in_jpeg_outputs(tmp_path, astronaut):
+    """JPEG outputs differ from the original everywhere; the check compares against the original
+    re-encoded with the output's own tables, so an untouched face is still caught (any quality)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "ok.jpg", quality=90)
+    Image.fromarray(astronaut[:, ::-1].copy()).save(src / "leak.jpg", quality=90)
+    assert main(["anonymize", str(src), "-o", str(out), "-q"]) == 0
+    Image.open(src / "leak.jpg").save(out / "leak.jpg", quality=70)  # another tool, nothing hidden
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
+    items = {i["path"]: i for i in rs.listing()["items"]}
+    assert items["ok.jpg"]["flags"] == []
+    assert [f["kind"] for f in items["leak.jpg"]["flags"]] == ["unhidden"]
+
+
+def test_background_checking_and_cached_restart(base, tmp_path):
+    src, pristine, _ = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    cache = tmp_path / "cache"
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    data = rs.listing()
+    assert data["summary"]["checking"] == 4 and not any(i["checked"] for i in data["items"])
+    rs.start_checking()
+    rs.wait(120)
+    data = rs.listing()
+    assert data["summary"]["checking"] == 0 and data["items"][0]["path"] in ("bad.png", "leak.png")
+    assert data["summary"]["flagged_remaining"] == 2
+    # a restart with nothing changed has every result at once, from the cache
+    rs2 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    assert rs2.checking == 0 and rs2.listing()["summary"]["flagged_remaining"] == 2
+    # an output changed since then is checked again
+    shutil.copy2(src / "astro.png", out / "astro.png")
+    rs3 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    assert rs3.checking == 1
