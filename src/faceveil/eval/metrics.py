@@ -253,10 +253,17 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
         raise ValueError("the Fréchet distance needs at least two descriptors per set")
     mu1, mu2 = x.mean(0), y.mean(0)
     s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2)
+    import warnings
+
+    with warnings.catch_warnings():
+        # fewer descriptors than dimensions give a singular product; handled just below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():  # singular product (few samples): regularise as the FID code does
         off = np.eye(len(s1)) * 1e-6
-        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", linalg.LinAlgWarning)
+            covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
     covmean = np.real(covmean)
     d = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
     return max(d, 0.0)
