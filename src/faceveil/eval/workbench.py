@@ -219,6 +219,8 @@ class Workbench:
                     rec = self._measure_anonymized(v, rel, need, old, originals[rel])
             except FaceveilError as exc:
                 rec = {"error": str(exc)}
+            except (OSError, ValueError, RuntimeError, MemoryError) as exc:  # e.g. dlib on a degenerate image
+                rec = {"error": f"{rel}: {exc.__class__.__name__}: {exc}"}
             rec["sig"] = sig
             records[rel] = out[rel] = rec
             if (n + 1) % 200 == 0:
