@@ -223,7 +223,7 @@ class Workbench:
                 rec = {"error": f"{rel}: {exc.__class__.__name__}: {exc}"}
             rec["sig"] = sig
             records[rel] = out[rel] = rec
-            if (n + 1) % 200 == 0:
+            if (n + 1) % 25 == 0:  # keep partial progress if interrupted
                 self._save(v, records)
         self._save(v, records)
         return out
