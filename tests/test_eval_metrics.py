@@ -140,3 +140,11 @@ def test_read_bbx_gt(tmp_path):
     gt = read_bbx_gt(p)
     assert gt["a/x.jpg"].tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
     assert gt["a/empty.jpg"].shape == (0, 4)
+
+
+def test_wider_plus_one_pixel_convention():
+    gt = {"e/img": WiderImage(np.array([[0, 0, 4, 4]], float), {s: np.array([0]) for s in ("easy", "medium", "hard")})}
+    pred = {"e/img": (np.array([[0, 0, 2, 3.5]]), np.array([0.9]))}
+    # inclusive pixels: 3 x 4.5 of 5 x 5 -> IoU 0.54 (a hit); continuous: 2 x 3.5 of 4 x 4 -> 0.44 (a miss)
+    assert evaluate(pred, gt)["hard"]["ap"] == pytest.approx(1.0)
+    assert evaluate(pred, gt, plus_one=False)["hard"]["ap"] == pytest.approx(0.0)

@@ -78,20 +78,22 @@ def load_ground_truth(gt_dir: str | Path, split: str = "val") -> dict[str, Wider
     return out
 
 
-def _overlaps(pred_xyxy: np.ndarray, gt_xyxy: np.ndarray) -> np.ndarray:
-    """IoU with the "+1" pixel convention of the official code (boxes are inclusive pixel ranges)."""
+def _overlaps(pred_xyxy: np.ndarray, gt_xyxy: np.ndarray, one: float = 1.0) -> np.ndarray:
+    """IoU with the "+1" pixel convention of the official code (boxes are inclusive pixel ranges);
+    ``one=0`` gives the continuous convention most other code uses."""
     lt = np.maximum(pred_xyxy[:, None, :2], gt_xyxy[None, :, :2])
     rb = np.minimum(pred_xyxy[:, None, 2:], gt_xyxy[None, :, 2:])
-    wh = np.clip(rb - lt + 1, 0, None)
+    wh = np.clip(rb - lt + one, 0, None)
     inter = wh[..., 0] * wh[..., 1]
-    ap = (pred_xyxy[:, 2] - pred_xyxy[:, 0] + 1) * (pred_xyxy[:, 3] - pred_xyxy[:, 1] + 1)
-    ag = (gt_xyxy[:, 2] - gt_xyxy[:, 0] + 1) * (gt_xyxy[:, 3] - gt_xyxy[:, 1] + 1)
+    ap = (pred_xyxy[:, 2] - pred_xyxy[:, 0] + one) * (pred_xyxy[:, 3] - pred_xyxy[:, 1] + one)
+    ag = (gt_xyxy[:, 2] - gt_xyxy[:, 0] + one) * (gt_xyxy[:, 3] - gt_xyxy[:, 1] + one)
     union = ap[:, None] + ag[None, :] - inter
     # The official code only counts positive-width intersections.
-    return np.where((rb - lt + 1 > 0).all(axis=2), inter / union, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((rb - lt + one > 0).all(axis=2) & (union > 0), inter / np.where(union > 0, union, 1), 0.0)
 
 
-def _image_eval(pred_xywh: np.ndarray, gt_xywh: np.ndarray, ignore: np.ndarray, iou: float):
+def _image_eval(pred_xywh: np.ndarray, gt_xywh: np.ndarray, ignore: np.ndarray, iou: float, one: float = 1.0):
     """Per prediction (descending score): cumulative recalled faces, and whether it counts as a proposal.
 
     Vectorised form of the official loop: a prediction is matched to its best-overlap
@@ -102,7 +104,7 @@ def _image_eval(pred_xywh: np.ndarray, gt_xywh: np.ndarray, ignore: np.ndarray, 
     p[:, 2:] += p[:, :2]
     g = gt_xywh.copy()
     g[:, 2:] += g[:, :2]
-    ov = _overlaps(p, g)
+    ov = _overlaps(p, g, one)
     j = np.argmax(ov, axis=1)
     matched = ov[np.arange(len(p)), j] >= iou
     on_kept = matched & (ignore[j] == 1)
@@ -128,11 +130,12 @@ def _img_pr_info(scores: np.ndarray, proposal: np.ndarray, pred_recall: np.ndarr
 
 
 def evaluate(predictions: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str, WiderImage],
-             iou: float = 0.5) -> dict:
+             iou: float = 0.5, plus_one: bool = True) -> dict:
     """AP easy/medium/hard of ``predictions`` (key ``"event/name"`` -> (xyxy Nx4, scores N)).
 
     Only the images in ``predictions`` are evaluated (and only their faces counted);
-    keys missing from the ground truth raise an error.
+    keys missing from the ground truth raise an error. ``plus_one=False`` swaps the official
+    inclusive-pixel IoU for the continuous one (a comparison aid; it lowers AP on tiny faces).
     """
     missing = [k for k in predictions if k not in gt]
     if missing:
@@ -160,11 +163,12 @@ def evaluate(predictions: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str
                 continue
             ignore = np.zeros(len(img.boxes))
             ignore[keep] = 1
-            pred_recall, proposal = _image_eval(xywh, img.boxes, ignore, iou)
+            pred_recall, proposal = _image_eval(xywh, img.boxes, ignore, iou, 1.0 if plus_one else 0.0)
             pr += _img_pr_info(s, proposal, pred_recall)
         with np.errstate(invalid="ignore", divide="ignore"):
             precision = np.where(pr[:, 0] > 0, pr[:, 1] / np.maximum(pr[:, 0], 1), 0.0)
         recall = pr[:, 1] / max(count, 1)
         out[setting] = {"ap": average_precision(recall, precision), "n_faces": count}
     out["n_images"] = len(prepared)
+    out["iou_convention"] = "official +1" if plus_one else "continuous"
     return out
