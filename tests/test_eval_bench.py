@@ -171,3 +171,16 @@ def test_lfw_expected_order():
     print(rank1, chance)
     assert rank1["weak"] > 0.85
     assert rank1["strong"] < 0.15 and rank1["blackout"] < 0.15
+
+
+def test_detection_wider_protocol_subset(tmp_path):
+    images = shared_path("widerface-val", "images")
+    gtdir = shared_path("widerface-val", "ground_truth")
+    out = tmp_path / "w"
+    assert main(["eval", "detection", "--images", str(images), "--wider-gt", str(gtdir), "--limit", "2",
+                 "-m", "blackout", "-o", str(out), "-q"]) == 0
+    doc = json.loads((out / "detection.json").read_text())
+    orig, anon = doc["wider_original"], doc["variants"][0]["wider"]
+    assert orig["n_images"] == 2 and orig["hard"]["n_faces"] >= orig["easy"]["n_faces"]
+    assert orig["hard"]["ap"] > 0.3
+    assert anon["hard"]["ap"] < orig["hard"]["ap"]
