@@ -156,7 +156,7 @@ def test_lfw_expected_order():
     lfw = shared_path("lfw")
     from faceveil.eval.privacy import evaluate_privacy
 
-    ps = load_pairs(lfw / "pairs.csv", people=40, seed=0)
+    ps = load_pairs(lfw / "pairs.csv", people=24, seed=0)
     wb = Workbench(lfw, None, progress=False)
     files = ps.files
     orig = wb.originals(files, {"desc"})
