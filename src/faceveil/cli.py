@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
-COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli"]
-EVAL_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench"]
+EVAL_MODULES: list[str] = ["faceveil.eval.commands"]
 
 
 def _detector_params(args) -> dict:

