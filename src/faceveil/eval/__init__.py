@@ -1,0 +1,1 @@
+"""Evaluation: privacy (face-recognition attacks), detection utility and image quality."""
