@@ -233,7 +233,7 @@ def _batch(images, boxes, order: _Order, step: int, cfg: TrainConfig, pool: Thre
 
     items = list(pool.map(one, range(cfg.batch)))
     x = torch.from_numpy(np.stack([im for im, _ in items])).permute(0, 3, 1, 2).float()
-    return x, [b for _, b in items]
+    return x, targets_from_boxes([b for _, b in items], cfg.input_size, cfg.input_size)
 
 
 def _lr(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -270,10 +270,10 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: TrainConfig, p
                 checkpoints.append(Checkpoint(f, step, elapsed, copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})))
             if progress >= 1.0 or not fractions:
                 break
-            x, bxs = nxt.result()
+            x, tg = nxt.result()
             nxt = prefetch.submit(_batch, images, boxes, order, step + 1, cfg, pool)
             x = x.to(device, non_blocking=True)
-            tg = targets_from_boxes(bxs, cfg.input_size, cfg.input_size, device)
+            tg = {k: v.to(device, non_blocking=True) for k, v in tg.items()}
             for g in opt.param_groups:
                 g["lr"] = _lr(step, progress, cfg)
             loss = l_det(model(x), tg)

@@ -74,6 +74,9 @@ def parse_methods(text: str, overrides: list[str] | None = None) -> list[MethodS
         if name != "none":
             METHODS.get(name)  # unknown name -> UsageError listing the choices
         params = {**METHOD_DEFAULTS.get(name, {}), **extra.get(name, {}), **parse_assignments(kvs)}
+        if name != "none":  # typed values (and a bad name or value fails here, before any training)
+            typed = METHODS.create(name, params).params
+            params = {k: getattr(typed, k) for k in params}
         specs.append(MethodSpec(part if kvs else name, name, params if name != "none" else {}))
     if len({s.label for s in specs}) != len(specs):
         raise UsageError(f"--methods {text!r} names a method twice")
@@ -299,8 +302,9 @@ def run(samples: list[Sample], cfg: RunConfig, out_dir: str | Path, data_info: d
         return [D.predict(model, im, cfg.eval_threshold, cfg.device) for im in images]
 
     rows: list[dict] = []
-    clean_model = clean_test_preds = pseudo = None
-    pseudo_t = None
+    clean_model = pseudo = None
+    pseudo_t = [None]  # filled by the 'none' run; read by summary()
+    summary = _summary_factory(cfg, train_s, test_s, data_info, pseudo_t, D.n_params(D.CompactFaceNet(cfg.width)))
     for spec in cfg.methods:
         t0 = time.perf_counter()
         train_imgs = anonymize_samples(train_s, spec, cfg.seed)
@@ -327,9 +331,9 @@ def run(samples: list[Sample], cfg: RunConfig, out_dir: str | Path, data_info: d
                "train": {"steps": res.steps, "seconds": round(res.seconds, 2), "anonymize_seconds": round(t_anon, 2),
                          "final_loss": res.losses[-1] if res.losses else None}}
         if spec.method == "none":
-            clean_model, clean_test_preds = model, preds
-            pseudo_t = best_f1_threshold(preds, gts)
-            pseudo = [p.xyxy[p.score >= pseudo_t] for p in preds]
+            clean_model = model
+            pseudo_t[0] = best_f1_threshold(preds, gts)
+            pseudo = [p.xyxy[p.score >= pseudo_t[0]] for p in preds]
         row["cycle_fidelity"] = ap / rows[0]["ap"] if rows and rows[0]["ap"] else (1.0 if spec.method == "none" else None)
         row["posthoc_fidelity"] = ap_overall(preds_anon, pseudo)
         row["operation_fidelity"] = ap_overall(predict_all(clean_model, test_anon), pseudo)
@@ -337,28 +341,37 @@ def run(samples: list[Sample], cfg: RunConfig, out_dir: str | Path, data_info: d
         if cfg.save_models:
             D.export_onnx(model, out_dir / "models" / f"{_safe(spec.label)}.onnx")
         rows.append(row)
+        # Partial results after each method, so a run stopped early still leaves its numbers.
+        _write_json(_finite({**summary(rows), "partial": True}), out_dir / "results.json")
         _say(cfg, f"[{spec.label}] AP {ap:.3f}, cycle fidelity {_f(row['cycle_fidelity'])} "
                   f"({res.steps} steps, {res.seconds:.0f} s)")
-    del clean_test_preds
-    import torch as _t
-
-    results = {
-        "faceveil_eval": "train", "seed": cfg.seed, "split_seed": cfg.split_seed, "device": cfg.device,
-        "torch": _t.__version__, "budget_s": cfg.budget_s if np.isfinite(cfg.budget_s) else None, "max_steps": cfg.max_steps,
-        "detector": {"name": "CompactFaceNet", "width": cfg.width, "params": D.n_params(clean_model),
-                     "input_size": cfg.input_size, "batch": cfg.batch, "stride": 4},
-        "data": {**(data_info or {}), "n_train": len(train_s), "n_test": len(test_s),
-                 "n_train_faces": int(sum(len(s.boxes) for s in train_s)),
-                 "n_test_faces": int(sum(len(s.boxes) for s in test_s)),
-                 "test_fraction": cfg.test_fraction,
-                 "split": {"train": [s.name for s in train_s], "test": [s.name for s in test_s]}},
-        "pseudo_gt_threshold": pseudo_t, "eval_threshold": cfg.eval_threshold,
-        "methods": rows, "correlation": pearson_table(rows),
-        "left_out": ["FD-dlib in the correlation table (needs dlib descriptors of tiny faces)",
-                     "operation fidelity with CenterFace: it uses the clean-trained compact detector here"],
-    }
+    results = summary(rows)
     write_outputs(results, out_dir)
     return results
+
+
+def _summary_factory(cfg: RunConfig, train_s, test_s, data_info, pseudo_t_ref, n_params: int):
+    import torch
+
+    def summary(rows: list[dict]) -> dict:
+        return {
+            "faceveil_eval": "train", "seed": cfg.seed, "split_seed": cfg.split_seed, "device": cfg.device,
+            "torch": torch.__version__, "budget_s": cfg.budget_s if np.isfinite(cfg.budget_s) else None,
+            "max_steps": cfg.max_steps,
+            "detector": {"name": "CompactFaceNet", "width": cfg.width, "params": n_params,
+                         "input_size": cfg.input_size, "batch": cfg.batch, "stride": 4},
+            "data": {**(data_info or {}), "n_train": len(train_s), "n_test": len(test_s),
+                     "n_train_faces": int(sum(len(s.boxes) for s in train_s)),
+                     "n_test_faces": int(sum(len(s.boxes) for s in test_s)),
+                     "test_fraction": cfg.test_fraction,
+                     "split": {"train": [s.name for s in train_s], "test": [s.name for s in test_s]}},
+            "pseudo_gt_threshold": pseudo_t_ref[0], "eval_threshold": cfg.eval_threshold,
+            "methods": rows, "correlation": pearson_table(rows),
+            "left_out": ["FD-dlib in the correlation table (needs dlib descriptors of tiny faces)",
+                         "operation fidelity with CenterFace: it uses the clean-trained compact detector here"],
+        }
+
+    return summary
 
 
 def _safe(label: str) -> str:
@@ -378,12 +391,18 @@ def _finite(v):
     return v
 
 
+def _write_json(doc: dict, path: Path) -> None:
+    from ..io.atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(doc, indent=1, allow_nan=False).encode())
+
+
 def write_outputs(results: dict, out_dir: Path) -> None:
     from ..io.atomic import write_bytes_atomic
     from .plots import plot_ap_by_size, plot_ap_vs_time
 
     results = _finite(results)
-    write_bytes_atomic(out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False).encode())
+    _write_json(results, out_dir / "results.json")
     plot_ap_by_size(results, out_dir / "ap_by_size.png")
     plot_ap_vs_time(results, out_dir / "ap_vs_time.png")
     write_bytes_atomic(out_dir / "report.md", report_markdown(results).encode())
