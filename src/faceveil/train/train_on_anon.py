@@ -269,7 +269,7 @@ class RunConfig:
     input_size: int = 320
     width: int = 16
     threads: int = 4
-    eval_threshold: float = 0.05
+    eval_threshold: float = 0.02
     save_models: bool = False
     quiet: bool = False
 
