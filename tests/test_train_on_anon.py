@@ -208,6 +208,13 @@ def test_end_to_end_run_writes_every_report_file(tmp_path):
     q = res["methods"][2]["quality"]  # blackout vs original: large L1, low PSNR
     assert q["l1"] > 50 and q["psnr"] < 15 and q["n_crops"] == 8
     assert set(res["correlation"]["all"]) == {"l1", "mse", "ssim", "psnr"}
+    # The exported model runs without torch and finds what the torch model finds.
+    from faceveil.io.images import read_rgb
+    from faceveil.train.centermap import OnnxCompactDetector
+
+    img = read_rgb(img_dir / "img0.png")
+    onnx_dets = OnnxCompactDetector(out / "models" / "none.onnx").detect(img, threshold=0.0)
+    assert len(onnx_dets) > 0
     md = (out / "report.md").read_text()
     assert "| blackout | erasure |" in md and "cycle fidelity" in md
 

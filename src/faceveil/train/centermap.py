@@ -88,3 +88,33 @@ def decode(heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray, threshold:
     xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
     dets = Detections.from_boxes(xyxy, scores, source=source)
     return nms(dets, nms_iou) if nms_iou < 1 else dets
+
+
+class OnnxCompactDetector:
+    """The exported compact detector run with onnxruntime (no torch): ``detect(rgb_uint8) -> Detections``."""
+
+    PAD = 32  # the network's total stride
+
+    def __init__(self, path, threshold: float = 0.3, nms_iou: float = 0.4, threads: int = 0):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.threshold, self.nms_iou = threshold, nms_iou
+
+    def raw_maps(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Heatmap (probability), log size and offset maps of one image padded bottom/right to a multiple of 32."""
+        h, w = image.shape[:2]
+        ph, pw = -(-h // self.PAD) * self.PAD, -(-w // self.PAD) * self.PAD
+        x = np.zeros((1, 3, ph, pw), np.float32)
+        x[0, :, :h, :w] = np.asarray(image, np.float32).transpose(2, 0, 1)
+        heat, size, off = self.session.run(None, {"image": x})
+        return 1 / (1 + np.exp(-heat[0])), size[0], off[0]
+
+    def detect(self, image: np.ndarray, threshold: float | None = None) -> Detections:
+        heat, size, off = self.raw_maps(image)
+        h, w = image.shape[:2]
+        t = self.threshold if threshold is None else threshold
+        return decode(heat, size, off, t, STRIDE, nms_iou=self.nms_iou).clipped(w, h)

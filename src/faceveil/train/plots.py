@@ -33,7 +33,7 @@ def plot_ap_by_size(results: dict, path: Path) -> None:
     ax.set_ylabel("AP @ IoU 0.5 (clean test)")
     ax.set_ylim(0, 1)
     ax.set_title("Detector trained on anonymized faces, tested on clean faces")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     _save(fig, path)
     plt.close(fig)
 
@@ -53,6 +53,6 @@ def plot_ap_vs_time(results: dict, path: Path) -> None:
     ax.set_ylabel("AP @ IoU 0.5 (clean test)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     _save(fig, path)
     plt.close(fig)
