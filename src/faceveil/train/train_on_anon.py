@@ -343,7 +343,7 @@ def run(samples: list[Sample], cfg: RunConfig, out_dir: str | Path, data_info: d
         rows.append(row)
         # Partial results after each method, so a run stopped early still leaves its numbers.
         _write_json(_finite({**summary(rows), "partial": True}), out_dir / "results.json")
-        _say(cfg, f"[{spec.label}] AP {ap:.3f}, cycle fidelity {_f(row['cycle_fidelity'])} "
+        _say(cfg, f"[{spec.label}] AP {ap:.3f}, cycle fidelity {row['cycle_fidelity'] or 0:.3f} "
                   f"({res.steps} steps, {res.seconds:.0f} s)")
     results = summary(rows)
     write_outputs(results, out_dir)
@@ -399,68 +399,13 @@ def _write_json(doc: dict, path: Path) -> None:
 
 def write_outputs(results: dict, out_dir: Path) -> None:
     from ..io.atomic import write_bytes_atomic
-    from .plots import plot_ap_by_size, plot_ap_vs_time
+    from .report import plot_ap_by_size, plot_ap_vs_time, report_markdown
 
     results = _finite(results)
     _write_json(results, out_dir / "results.json")
     plot_ap_by_size(results, out_dir / "ap_by_size.png")
     plot_ap_vs_time(results, out_dir / "ap_vs_time.png")
     write_bytes_atomic(out_dir / "report.md", report_markdown(results).encode())
-
-
-def _f(v, nd: int = 3) -> str:
-    return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
-
-
-def report_markdown(r: dict) -> str:
-    d = r["data"]
-    lines = [
-        "# Train on anonymized, test on clean",
-        "",
-        f"{d['n_train']} train images ({d['n_train_faces']} faces), {d['n_test']} test images "
-        f"({d['n_test_faces']} faces); split seed {r['split_seed']}, training seed {r['seed']}, device {r['device']}, "
-        + (f"budget {r['budget_s']:.0f} s per method" if r["budget_s"] else "no time budget")
-        + (f", at most {r['max_steps']} steps" if r["max_steps"] else "") + ".",
-        f"Detector: {r['detector']['name']} ({r['detector']['params'] / 1e6:.2f} M parameters), trained from scratch "
-        f"per method. AP at IoU 0.5, all-point interpolation, on the clean test split.",
-        "",
-        "| method | family | AP | cycle fidelity | post-hoc fidelity | operation fidelity | AP on anonymized test | steps | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for m in r["methods"]:
-        lines.append(f"| {m['label']} | {m['family']} | {_f(m['ap'])} | {_f(m['cycle_fidelity'])} | "
-                     f"{_f(m['posthoc_fidelity'])} | {_f(m['operation_fidelity'])} | {_f(m['ap_anonymized_test'])} | "
-                     f"{m['train']['steps']} | {m['train']['seconds']:.0f} |")
-    names = list(r["methods"][0]["ap_by_size"])
-    n = r["methods"][0]["n_gt_by_size"]
-    lines += ["", "AP by face height (px; test faces per bucket in brackets):", "",
-              "| method | " + " | ".join(f"{k} ({n[k]})" for k in names) + " |",
-              "|---" * (len(names) + 1) + "|"]
-    for m in r["methods"]:
-        lines.append(f"| {m['label']} | " + " | ".join(_f(m["ap_by_size"][k]) for k in names) + " |")
-    lines += ["", "Face-crop quality (train split, original vs anonymized):", "",
-              "| method | L1 | L2 (MSE) | SSIM | PSNR |", "|---|---|---|---|---|"]
-    for m in r["methods"]:
-        q = m["quality"]
-        if q:
-            lines.append(f"| {m['label']} | {_f(q['l1'], 1)} | {_f(q['mse'], 0)} | {_f(q['ssim'])} | {_f(q['psnr'], 1)} |")
-    c = r["correlation"]
-    lines += ["", "Pearson r of each quality metric with cycle fidelity across methods ('none' left out; p in brackets):",
-              "", "| set | n | " + " | ".join(QUALITY_KEYS) + " |", "|---" * (len(QUALITY_KEYS) + 2) + "|"]
-    for name, tab in [("all", c["all"])] + sorted(c["by_family"].items()):
-        n_ = max(v["n"] for v in tab.values())
-        lines.append(f"| {name} | {n_} | " + " | ".join(
-            "–" if tab[k]["r"] is None else f"{tab[k]['r']:+.2f} ({tab[k]['p']:.2f})" for k in QUALITY_KEYS) + " |")
-    lines += ["", "AP at the checkpoints (fraction of the budget: AP):", ""]
-    for m in r["methods"]:
-        lines.append(f"- {m['label']}: " + ", ".join(f"{p['fraction']:.2f} ({p['seconds']:.0f} s): {_f(p['ap'])}" for p in m["curve"]))
-    lines += ["", "Definitions (DartBlur's names): cycle fidelity = AP of the detector trained on anonymized data, on "
-              "clean test images, relative to the clean-trained detector's AP. Post-hoc fidelity = AP of the "
-              "anonymized-trained detector on anonymized test images, scored against the clean-trained detector's "
-              f"detections on clean images (score >= {_f(r['pseudo_gt_threshold'], 2)}, its best-F1 cut-off). "
-              "Operation fidelity = the clean-trained detector on anonymized test images against its own clean "
-              "detections.", "", "Plots: ap_by_size.png, ap_vs_time.png. Left out: " + "; ".join(r["left_out"]) + ".", ""]
-    return "\n".join(lines)
 
 
 # command line ---------------------------------------------------------------
