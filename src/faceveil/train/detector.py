@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -329,7 +330,9 @@ def export_onnx(model: CompactFaceNet, path, opset: int = 17) -> None:
 
     model = copy.deepcopy(model).cpu().eval()
     dummy = torch.zeros(1, 3, 64, 64)
-    with atomic_path(path) as tmp:
+    # The legacy TorchScript exporter: the torch.export-based one needs onnxscript, which faceveil does not install.
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, (dummy,), str(tmp), input_names=["image"], output_names=["heatmap", "size", "offset"],
             dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "heatmap": {0: "n", 2: "h4", 3: "w4"},
