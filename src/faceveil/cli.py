@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
 COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench"]
-EVAL_MODULES: list[str] = ["faceveil.eval.commands"]
+EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.train.train_on_anon"]
 
 
 def _detector_params(args) -> dict:
