@@ -110,7 +110,7 @@ class Tracker:
                 self._update(tr, index, det_boxes[di], detections.landmarks[di])
                 matched_tracks.add(ti)
                 matched_dets.add(di)
-                out_boxes.append(self._output_box(tr, det_boxes[di]))
+                out_boxes.append(self._edge_extend(self._output_box(tr, det_boxes[di]), tr))
                 out_ids.append(tr.id)
                 out_scores.append(detections.score[di])
                 out_lms.append(detections.landmarks[di])
@@ -118,7 +118,7 @@ class Tracker:
                 if di in matched_dets:
                     continue
                 tr = self._new_track(index, det_boxes[di], detections.landmarks[di])
-                out_boxes.append(det_boxes[di])
+                out_boxes.append(self._edge_extend(det_boxes[di], tr))
                 out_ids.append(tr.id)
                 out_scores.append(detections.score[di])
                 out_lms.append(detections.landmarks[di])
@@ -131,9 +131,14 @@ class Tracker:
             age = index - tr.last_index
             if age > hold:
                 continue  # lost for good
-            pred = tr.predict(index)
-            pred[2:] = np.maximum(pred[2:], _to_cxcywh(tr.last_box)[2:])  # never smaller than the last detection
-            box = _to_xyxy(pred, p.grow * age)
+            # Cover both "kept moving" and "stopped": the union of the last detection, where
+            # it would be at constant velocity, and the smoothed prediction, grown with age.
+            raw = _to_cxcywh(tr.last_box)
+            moved = raw + tr.velocity * age
+            moved[2:] = np.maximum(moved[2:], raw[2:])
+            cands = np.stack([_to_xyxy(raw, p.grow * age), _to_xyxy(moved, p.grow * age),
+                              _to_xyxy(tr.predict(index), p.grow * age)])
+            box = np.concatenate([cands[:, :2].min(0), cands[:, 2:].max(0)])
             if not self._visible(box):
                 continue
             keep.append(tr)
@@ -195,7 +200,8 @@ class Tracker:
         gap = max(index - tr.last_index, 1)
         det = _to_cxcywh(box)
         pred = tr.predict(index)
-        tr.velocity = 0.5 * (det - tr.state) / gap + 0.5 * tr.velocity
+        measured = (det - _to_cxcywh(tr.last_box)) / gap
+        tr.velocity = measured if tr.hits == 1 else 0.5 * measured + 0.5 * tr.velocity
         tr.state = a * det + (1 - a) * pred
         tr.last_index = index
         tr.last_box = box.copy()
@@ -208,6 +214,31 @@ class Tracker:
         smooth = _to_xyxy(tr.state)
         # Union: smoothing may steady the region but never uncover part of the detection.
         return np.concatenate([np.minimum(smooth[:2], det_box[:2]), np.maximum(smooth[2:], det_box[2:])])
+
+    def _edge_extend(self, box: np.ndarray, tr: Track) -> np.ndarray:
+        """A face cut by the frame edge: extend its box past that edge to a whole face's size.
+
+        The detector sees only the visible part, and a region drawn in that part
+        (an ellipse) misses the corners along the edge; the track's earlier size,
+        or a face's usual 4:5 shape, says how far the face reaches.
+        """
+        if self.frame_size is None:
+            return box
+        W, H = self.frame_size
+        x1, y1, x2, y2 = (float(v) for v in box)
+        w, h = x2 - x1, y2 - y1
+        tw, th = (float(v) for v in np.maximum(tr.state[2:], 1.0))
+        full_w, full_h = max(w, tw, 0.8 * h), max(h, th, 1.25 * w)
+        edge = 2.0
+        if x1 <= edge and x2 < W - edge:
+            x1 = x2 - full_w
+        elif x2 >= W - edge and x1 > edge:
+            x2 = x1 + full_w
+        if y1 <= edge and y2 < H - edge:
+            y1 = y2 - full_h
+        elif y2 >= H - edge and y1 > edge:
+            y2 = y1 + full_h
+        return np.array([x1, y1, x2, y2])
 
     def _new_track(self, index: int, box: np.ndarray, landmarks: np.ndarray) -> Track:
         s = _to_cxcywh(box)
