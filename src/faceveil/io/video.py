@@ -70,6 +70,8 @@ def _open_input(path: Path):
 
 
 def _short(exc: BaseException) -> str:
+    if getattr(exc, "strerror", None):  # FFmpegError: the message without errno and file name
+        return str(exc.strerror)[:160]
     text = str(exc).strip().splitlines()
     return (text[0] if text else exc.__class__.__name__)[:160]
 
