@@ -34,7 +34,6 @@ HIKERS = SHARED / "videos" / "group_hikers_640x480_ccby.mp4"
 
 def prepare(src: Path, dst: Path, seconds: float, scale: float = 1.0) -> int:
     """Trim to ``seconds`` (and scale) with audio, re-encoded near-losslessly; return the frame count."""
-    import av
     import cv2
 
     from faceveil.io.video import EncodeOptions, VideoWriter, probe, read_frames

@@ -6,7 +6,6 @@ skimage's astronaut when it is absent) with known per-frame face boxes.
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np

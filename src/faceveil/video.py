@@ -27,7 +27,7 @@ import numpy as np
 
 from .detections import Detections
 from .errors import FaceveilError, InputError, UsageError
-from .io.video import DecodeReport, EncodeOptions, VideoFrame, VideoInfo, VideoWriter, probe, read_frames
+from .io.video import DecodeReport, EncodeOptions, VideoFrame, VideoWriter, probe, read_frames
 from .pipeline import Anonymizer, ItemResult
 from .track import Tracker, TrackParams
 
