@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     _add_common(a)
+    from .cli_video import add_video_args
+
+    add_video_args(a)
     a.set_defaults(func=cmd_anonymize)
 
     d = sub.add_parser("detect", help="write face boxes, scores and landmarks as JSON", formatter_class=fmt,
@@ -155,7 +158,6 @@ def _report_failures(results) -> int:
 
 
 def cmd_anonymize(args) -> int:
-    from .io.images import is_image_path
     from .io.inputs import plan_jobs
     from .pipeline import Anonymizer
     from .registry import parse_assignments
@@ -168,10 +170,15 @@ def cmd_anonymize(args) -> int:
     cfg = _config(args, args.method, parse_assignments(args.param), region)
     if args.in_place and args.output:
         raise UsageError("give either -o OUT or --in-place, not both")
-    jobs, skipped = plan_jobs(args.inputs, args.output, is_image_path, args.in_place)
+    from .cli_video import is_media_path, run_videos, split_video_jobs, video_options
+
+    video_options(args)  # bad video options fail before any work
+    jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place)
+    image_jobs, video_jobs = split_video_jobs(jobs)
     # Build once here so bad names, parameters or a missing model fail before any work.
     describe = Anonymizer.from_config(cfg).describe()
-    results = run_batch(cfg, jobs, "anonymize", args.jobs, _progress(args))
+    results = run_batch(cfg, image_jobs, "anonymize", args.jobs, _progress(args)) if image_jobs else []
+    results += run_videos(cfg, video_jobs, args)
     n_failed = _report_failures(results)
     written = [r for r in results if r.status == "written"]
     faces = sum(r.faces for r in written)
@@ -189,7 +196,8 @@ def cmd_anonymize(args) -> int:
     if n_failed:
         msg += f"; {n_failed} failed (not written)"
     print(msg, file=sys.stderr)
-    return 1 if n_failed else 0
+    partial = any(getattr(r, "failed_frames", 0) for r in written)  # video frames blurred or dropped
+    return 1 if n_failed or partial else 0
 
 
 def cmd_detect(args) -> int:

@@ -1,0 +1,258 @@
+"""A small IoU tracker with constant-velocity hold and look-ahead back-fill.
+
+Hand-written on purpose: Roboflow's ``trackers`` pulls in ``supervision`` and
+with it opencv-python 5 (which clashes with our opencv-python-headless<5, both
+install ``cv2``), and ``norfair`` pins numpy<2 and adds filterpy and rich; neither
+back-fills a track over the frames before its first detection nor grows a held
+box, which is what keeps a video from leaking. Faces are few per frame, so a
+greedy match (scipy's Hungarian solver is not a core dependency) is enough.
+
+Privacy rules baked in: every detection is anonymized from its first frame (no
+"confirmed after k hits"), a smoothed box is never smaller than the raw
+detection (their union is used), and a held box grows with the time it is held.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..detections import Detections, box_iou
+from ..registry import param
+
+
+@dataclass(frozen=True)
+class TrackParams:
+    hold: int = param(15, "frames a lost face stays anonymized at its predicted position")
+    lookahead: int = param(0, "frames a new track is extended backwards before its first detection")
+    smoothing: float = param(0.5, "box smoothing, 0 (raw boxes) .. 0.9 (heavy); the raw box is always covered")
+    iou: float = param(0.1, "minimum IoU between a prediction and a detection to continue a track")
+    max_jump: float = param(1.0, "else: maximum centre distance, in face sizes, to continue a track")
+    grow: float = param(0.04, "a held or back-filled box grows by this fraction per frame")
+
+    def __post_init__(self):
+        if self.hold < 0 or self.lookahead < 0:
+            raise ValueError("hold and lookahead must be >= 0")
+        if not 0 <= self.smoothing < 1:
+            raise ValueError("smoothing must be in [0, 1)")
+
+
+def _to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
+    xyxy = np.asarray(xyxy, np.float64)
+    return np.concatenate([(xyxy[..., :2] + xyxy[..., 2:]) / 2, xyxy[..., 2:] - xyxy[..., :2]], axis=-1)
+
+
+def _to_xyxy(s: np.ndarray, grow: float = 0.0) -> np.ndarray:
+    half = np.maximum(s[..., 2:], 1.0) * (1.0 + grow) / 2
+    return np.concatenate([s[..., :2] - half, s[..., :2] + half], axis=-1)
+
+
+@dataclass
+class Track:
+    id: int
+    state: np.ndarray  # cx, cy, w, h (smoothed)
+    velocity: np.ndarray  # per frame
+    last_index: int  # frame of the last detection
+    last_box: np.ndarray  # the raw last detection, xyxy
+    first_index: int
+    first_state: np.ndarray
+    landmarks: np.ndarray
+    hits: int = 1
+    history: list = field(default_factory=list)  # (index, cx, cy, w, h) of the first detections
+
+    def predict(self, index: int) -> np.ndarray:
+        s = self.state + self.velocity * (index - self.last_index)
+        s[2:] = np.maximum(s[2:], 1.0)
+        return s
+
+    def backward(self, index: int) -> np.ndarray:
+        """Where the face probably was at ``index`` < first_index (constant velocity, backwards)."""
+        v = self.birth_velocity()
+        s = self.first_state + v * (index - self.first_index)
+        s[2:] = np.maximum(s[2:], 1.0)
+        return s
+
+    def birth_velocity(self) -> np.ndarray:
+        if len(self.history) < 2:
+            return np.zeros(4)
+        h = np.asarray(self.history, np.float64)
+        dt = h[-1, 0] - h[0, 0]
+        return (h[-1, 1:] - h[0, 1:]) / dt if dt > 0 else np.zeros(4)
+
+
+class Tracker:
+    """Feed frames in order with ``step``; get that frame's boxes with track ids.
+
+    ``step(index, detections)``: ``detections`` is None on frames the detector
+    skipped (``--detect-every``): tracks are carried without ageing on them.
+    ``backfill(index)``: extra boxes for an earlier frame from tracks born within
+    ``lookahead`` frames after it; ask once the frame is about to leave the buffer.
+    """
+
+    def __init__(self, params: TrackParams | None = None, frame_size: tuple[int, int] | None = None):
+        self.params = params or TrackParams()
+        self.frame_size = frame_size  # (width, height): tracks that leave it end
+        self.tracks: list[Track] = []
+        self.recent: list[Track] = []  # tracks born in the last `lookahead` frames
+        self._next_id = 0
+
+    def step(self, index: int, detections: Detections | None, hold: int | None = None) -> Detections:
+        p = self.params
+        hold = p.hold if hold is None else hold
+        out_boxes, out_ids, out_scores, out_lms = [], [], [], []
+        matched_tracks: set[int] = set()
+        if detections is not None and len(detections):
+            det_boxes = detections.xyxy.astype(np.float64)
+            pairs = self._match(index, det_boxes)
+            matched_dets = set()
+            for ti, di in pairs:
+                tr = self.tracks[ti]
+                self._update(tr, index, det_boxes[di], detections.landmarks[di])
+                matched_tracks.add(ti)
+                matched_dets.add(di)
+                out_boxes.append(self._edge_extend(self._output_box(tr, det_boxes[di]), tr))
+                out_ids.append(tr.id)
+                out_scores.append(detections.score[di])
+                out_lms.append(detections.landmarks[di])
+            for di in range(len(det_boxes)):
+                if di in matched_dets:
+                    continue
+                tr = self._new_track(index, det_boxes[di], detections.landmarks[di])
+                out_boxes.append(self._edge_extend(det_boxes[di], tr))
+                out_ids.append(tr.id)
+                out_scores.append(detections.score[di])
+                out_lms.append(detections.landmarks[di])
+        keep: list[Track] = []
+        new_ids = set(out_ids)
+        for ti, tr in enumerate(self.tracks):
+            if ti in matched_tracks or tr.id in new_ids:
+                keep.append(tr)
+                continue
+            age = index - tr.last_index
+            if age > hold:
+                continue  # lost for good
+            # Cover both "kept moving" and "stopped": the union of the last detection, where
+            # it would be at constant velocity, and the smoothed prediction, grown with age.
+            raw = _to_cxcywh(tr.last_box)
+            moved = raw + tr.velocity * age
+            moved[2:] = np.maximum(moved[2:], raw[2:])
+            cands = np.stack([_to_xyxy(raw, p.grow * age), _to_xyxy(moved, p.grow * age),
+                              _to_xyxy(tr.predict(index), p.grow * age)])
+            box = np.concatenate([cands[:, :2].min(0), cands[:, 2:].max(0)])
+            if not self._visible(box):
+                continue
+            keep.append(tr)
+            out_boxes.append(box)
+            out_ids.append(tr.id)
+            out_scores.append(0.0)
+            out_lms.append(np.full((5, 2), np.nan, np.float32))
+        self.tracks = keep
+        self.recent = [t for t in self.recent if index - t.first_index <= p.lookahead]
+        if not out_boxes:
+            return Detections.empty("track")
+        return Detections(np.asarray(out_boxes, np.float32), np.asarray(out_scores, np.float32),
+                          np.asarray(out_lms, np.float32), np.asarray(out_ids, np.int64), "track")
+
+    def backfill(self, index: int) -> Detections:
+        """Boxes for frame ``index`` from tracks first seen within ``lookahead`` frames after it."""
+        p = self.params
+        boxes, ids = [], []
+        for tr in self.recent:
+            gap = tr.first_index - index
+            if 0 < gap <= p.lookahead:
+                box = _to_xyxy(tr.backward(index), p.grow * gap)
+                if self._visible(box):
+                    boxes.append(box)
+                    ids.append(tr.id)
+        if not boxes:
+            return Detections.empty("track")
+        n = len(boxes)
+        return Detections(np.asarray(boxes, np.float32), np.zeros(n, np.float32), None,
+                          np.asarray(ids, np.int64), "track")
+
+    # internals ------------------------------------------------------------------
+    def _match(self, index: int, det_boxes: np.ndarray) -> list[tuple[int, int]]:
+        if not self.tracks:
+            return []
+        p = self.params
+        pred = np.stack([_to_xyxy(t.predict(index)) for t in self.tracks])
+        iou = box_iou(pred, det_boxes)
+        pc, dc = _to_cxcywh(pred), _to_cxcywh(det_boxes)
+        size = np.maximum(pc[:, None, 2:].max(-1), dc[None, :, 2:].max(-1))
+        dist = np.linalg.norm(pc[:, None, :2] - dc[None, :, :2], axis=-1) / np.maximum(size, 1.0)
+        # One score: IoU first, centre distance as the tie-breaker and fallback for small fast faces.
+        score = np.where(iou >= p.iou, 1.0 + iou, np.where(dist <= p.max_jump, 1.0 - dist / (p.max_jump + 1e-9) * 0.999, -1.0))
+        pairs = []
+        used_t, used_d = set(), set()
+        for flat in np.argsort(-score, axis=None):
+            ti, di = np.unravel_index(flat, score.shape)
+            if score[ti, di] < 0:
+                break
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            pairs.append((int(ti), int(di)))
+        return pairs
+
+    def _update(self, tr: Track, index: int, box: np.ndarray, landmarks: np.ndarray) -> None:
+        a = 1.0 - self.params.smoothing
+        gap = max(index - tr.last_index, 1)
+        det = _to_cxcywh(box)
+        pred = tr.predict(index)
+        measured = (det - _to_cxcywh(tr.last_box)) / gap
+        tr.velocity = measured if tr.hits == 1 else 0.5 * measured + 0.5 * tr.velocity
+        tr.state = a * det + (1 - a) * pred
+        tr.last_index = index
+        tr.last_box = box.copy()
+        tr.landmarks = landmarks
+        tr.hits += 1
+        if len(tr.history) < 6:
+            tr.history.append((index, *det))
+
+    def _output_box(self, tr: Track, det_box: np.ndarray) -> np.ndarray:
+        smooth = _to_xyxy(tr.state)
+        # Union: smoothing may steady the region but never uncover part of the detection.
+        return np.concatenate([np.minimum(smooth[:2], det_box[:2]), np.maximum(smooth[2:], det_box[2:])])
+
+    def _edge_extend(self, box: np.ndarray, tr: Track) -> np.ndarray:
+        """A face cut by the frame edge: extend its box past that edge to a whole face's size.
+
+        The detector sees only the visible part, and a region drawn in that part
+        (an ellipse) misses the corners along the edge; the track's earlier size,
+        or a face's usual 4:5 shape, says how far the face reaches.
+        """
+        if self.frame_size is None:
+            return box
+        W, H = self.frame_size
+        x1, y1, x2, y2 = (float(v) for v in box)
+        w, h = x2 - x1, y2 - y1
+        tw, th = (float(v) for v in np.maximum(tr.state[2:], 1.0))
+        full_w, full_h = max(w, tw, 0.8 * h), max(h, th, 1.25 * w)
+        edge = 2.0
+        if x1 <= edge and x2 < W - edge:
+            x1 = x2 - full_w
+        elif x2 >= W - edge and x1 > edge:
+            x2 = x1 + full_w
+        if y1 <= edge and y2 < H - edge:
+            y1 = y2 - full_h
+        elif y2 >= H - edge and y1 > edge:
+            y2 = y1 + full_h
+        return np.array([x1, y1, x2, y2])
+
+    def _new_track(self, index: int, box: np.ndarray, landmarks: np.ndarray) -> Track:
+        s = _to_cxcywh(box)
+        tr = Track(self._next_id, s.copy(), np.zeros(4), index, box.copy(), index, s.copy(), landmarks,
+                   history=[(index, *s)])
+        self._next_id += 1
+        self.tracks.append(tr)
+        if self.params.lookahead:
+            self.recent.append(tr)
+        return tr
+
+    def _visible(self, box: np.ndarray) -> bool:
+        if self.frame_size is None:
+            return True
+        w, h = self.frame_size
+        return box[2] > 0 and box[3] > 0 and box[0] < w and box[1] < h
+
