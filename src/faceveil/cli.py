@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["faceveil.bank_cli"]
 EVAL_MODULES: list[str] = []
 
 
