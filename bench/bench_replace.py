@@ -211,7 +211,8 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0) -> None:
 
     bank = load_bank()
     print(f"\n## Donor banks\n\nshipped: {len(bank)} averages, k = {sorted(set(bank.k.tolist()))}, source: {bank.source}")
-    donors_names = [n for n in g_ok if n not in set(probe_names)][:120]
+    used = {g_ok[t] for t in truth}
+    donors_names = [n for n in g_ok if n not in used][:120]
     faces, ids = [], []
     for name in donors_names:
         f = gallery[g_ok.index(name)]
@@ -232,7 +233,7 @@ def grid(out: Path) -> None:
     """Originals and replacements (two seeds, Poisson, blur) from deepface-unit (MIT)."""
     cf = get_detector("centerface", {"threads": 1})
     tiles = []
-    for name in ["img3.jpg", "img20.jpg", "img41.jpg", "img17.jpg", "couple.jpg", "img22.jpg"]:
+    for n, name in enumerate(["img3.jpg", "img20.jpg", "img41.jpg", "img17.jpg", "couple.jpg", "img22.jpg"]):
         img = read_rgb(DATA / "deepface-unit" / name)
         f = 480 / max(img.shape[:2])
         img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
@@ -242,14 +243,14 @@ def grid(out: Path) -> None:
         x1, y1 = np.clip((c - s).astype(int), 0, None)
         x2, y2 = (c + s).astype(int)
         row = [img]
-        for mname, params, seed in [("replace", {}, 0), ("replace", {}, 1), ("replace", {"harmonizer": "poisson"}, 0),
-                                    ("blur", {}, 0)]:
-            row.append(get_method(mname, params).apply(img, dets, COMP, np.random.default_rng(seed)))
+        for mname, params in [("replace", {"identity": 2 * n}), ("replace", {"identity": 2 * n + 1}),
+                              ("replace", {"identity": 2 * n, "harmonizer": "poisson"}), ("blur", {})]:
+            row.append(get_method(mname, params).apply(img, dets, COMP, np.random.default_rng(0)))
         tiles.append(np.concatenate([cv2.resize(r[y1:y2, x1:x2], (150, 150), interpolation=cv2.INTER_AREA)
                                      for r in row], 1))
     g = np.concatenate(tiles, 0)
     head = np.full((22, g.shape[1], 3), 255, np.uint8)
-    for i, t in enumerate(["original", "replace seed 0", "replace seed 1", "poisson", "blur"]):
+    for i, t in enumerate(["original", "replace id 2n", "replace id 2n+1", "poisson id 2n", "blur"]):
         cv2.putText(head, t, (i * 150 + 6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     g = np.concatenate([head, g], 0)
     from PIL import Image

@@ -108,9 +108,11 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
     return m
 
 
-def plausible(landmarks: np.ndarray, box=None, max_residual: float = 0.25) -> bool:
+def plausible(landmarks: np.ndarray, box=None, max_residual: float = 0.4) -> bool:
     """False for landmarks that a similarity cannot map onto the template well
-    (profiles, mis-ordered points): the residual, in eye distances, is too large."""
+    (profiles, mis-ordered points): the residual, in eye distances, is too large.
+    Measured on 120 LFW photos (CenterFace landmarks): 50 % under 0.11, 95 % under 0.28,
+    none above 0.4; 0.25 sent 12 % of those near-frontal faces to the blur fallback."""
     lm = np.asarray(landmarks, np.float64)
     if lm.shape != (5, 2) or not np.isfinite(lm).all():
         return False
@@ -174,10 +176,13 @@ def list_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> l
 
 
 def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face: int = 40,
-               size: int = SIZE, source: str = "", progress: bool = False) -> tuple[Bank, dict]:
+               size: int = SIZE, source: str = "", progress: bool = False,
+               max_residual: float = 0.25) -> tuple[Bank, dict]:
     """Detect, align and store faces. A labelled image contributes its largest face
     (the labelled person); an unlabelled one every face, each a person of its own.
-    Returns the bank and counts (images, faces kept, skipped and why)."""
+    Donors must be closer to frontal (``max_residual``) than the faces replaced:
+    averages of turned heads ghost. Returns the bank and counts (images, faces kept,
+    skipped and why)."""
     from ..detect import get_detector
     from ..io.images import read_rgb
 
@@ -209,7 +214,7 @@ def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face
             if box[2] - box[0] < min_face:
                 stats["small"] += 1
                 continue
-            if not plausible(lm, box):
+            if not plausible(lm, box, max_residual):
                 stats["implausible"] += 1
                 continue
             faces.append(align(img, lm, size))
