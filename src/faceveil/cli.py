@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
-COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench"]
+COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench", "faceveil.bank_cli"]
 EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.train.train_on_anon"]
 
 

@@ -1,0 +1,277 @@
+"""Face replacement vs blur / pixelate / blackout: privacy, utility, quality, speed.
+
+    python bench/bench_replace.py [--people 100] [--grid-only]
+
+On LFW (../shared/data/lfw, evaluation only; nothing from it is written to the
+repository): gallery = the first photo of every one of its people (original),
+probes = the second photo of --people of them, anonymized. dlib descriptors
+(5-point shape model) on the box dlib's HOG detector finds on the original,
+reused on the anonymized image (CenterFace's box when HOG misses).
+
+- naive attack: anonymized probe vs original gallery (all people): rank-1, and
+  verification at distance < 0.6 (genuine pair + one impostor pair per probe);
+- parrot attack: the gallery anonymized with the same method too (probe people only);
+- detection rate of anonymized faces by CenterFace and dlib HOG (IoU >= 0.3 with
+  the original box); SSIM vs the original (whole image and face box); FD-dlib
+  (Frechet distance of descriptors, anonymized vs original probes);
+- diversity: 10 identity seeds per face, pairwise descriptor distances;
+- speed: faces/s of the method alone (detections given), on these 250x250 photos, per wall-clock
+  second and per CPU-second (the latter is what to compare on a shared machine);
+- donor-match rate of the shipped bank (from its build) and of an experimental
+  LFW donor bank built from people not among the probes (never saved).
+
+Then draws bench/replace_grid.png from deepface-unit photos (MIT).
+Timings are noisy on a shared machine: read them as rough.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+DATA = ROOT.parent / "shared" / "data"
+
+from faceveil.anonymize import Compositor, RegionParams, get_method  # noqa: E402
+from faceveil.anonymize.identity import MATCH, descriptor  # noqa: E402
+from faceveil.detect import get_detector  # noqa: E402
+from faceveil.detections import Detections, box_iou  # noqa: E402
+from faceveil.io.images import read_rgb  # noqa: E402
+
+METHODS = {
+    "replace": ("replace", {}),
+    "replace-blurred": ("replace", {"appearance": "blurred"}),
+    "replace-poisson": ("replace", {"harmonizer": "poisson"}),
+    "blur": ("blur", {}),
+    "pixelate": ("pixelate", {}),
+    "blackout": ("blackout", {}),
+}
+
+
+def lfw_people() -> dict[str, list[Path]]:
+    root = DATA / "lfw"
+    return {d.name: sorted(d.glob("*.jpg")) for d in sorted(root.iterdir()) if d.is_dir()}
+
+
+class Face:
+    def __init__(self, path: Path, cf, hog):
+        self.img = read_rgb(path)
+        d = cf.detect(self.img)
+        if not len(d):
+            raise LookupError
+        c = np.array([125, 125])
+        i = int(np.argmin(np.linalg.norm((d.xyxy[:, :2] + d.xyxy[:, 2:]) / 2 - c, axis=1)))
+        self.det = d[[i]]
+        h = hog.detect(self.img)
+        self.dbox = h.xyxy[int(np.argmax(h.areas))] if len(h) else self.det.xyxy[0]
+        self.desc = descriptor(self.img, self.dbox)
+
+
+def anonymize(method, face: Face, seed: int) -> np.ndarray:
+    return method.apply(face.img, face.det, COMP, np.random.default_rng(seed))
+
+
+COMP = Compositor(RegionParams())
+
+
+def rank1(probes: np.ndarray, gallery: np.ndarray, truth: np.ndarray) -> float:
+    d = np.linalg.norm(probes[:, None] - gallery[None], axis=2)
+    return float((d.argmin(axis=1) == truth).mean())
+
+
+def verification(probes, gallery, truth, rng) -> tuple[float, float, float]:
+    gen = np.linalg.norm(probes - gallery[truth], axis=1)
+    other = (truth + rng.integers(1, len(gallery), len(truth))) % len(gallery)
+    imp = np.linalg.norm(probes - gallery[other], axis=1)
+    tar, far = float((gen < MATCH).mean()), float((imp < MATCH).mean())
+    return (tar + 1 - far) / 2, tar, far
+
+
+def frechet(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def ssim(a, b) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=2))
+
+
+def detected(dets: Detections, box) -> bool:
+    return len(dets) > 0 and float(box_iou(dets.xyxy, np.asarray(box, np.float32)[None]).max()) >= 0.3
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+    return "\n".join(out)
+
+
+def bench(n_people: int, seed: int, gallery_limit: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    cf = get_detector("centerface", {"threads": 1})
+    hog = get_detector("dlib-hog", {})
+    people = lfw_people()
+    names = list(people)[: gallery_limit or None]
+    t = time.perf_counter()
+    gallery, g_ok = [], []
+    for name in names:
+        try:
+            gallery.append(Face(people[name][0], cf, hog))
+            g_ok.append(name)
+        except LookupError:
+            pass
+    probe_names = [n for n in rng.permutation(g_ok)[: n_people * 2] if len(people[n]) >= 2]
+    probes, truth = [], []
+    for name in probe_names:
+        try:
+            probes.append(Face(people[name][1], cf, hog))
+            truth.append(g_ok.index(name))
+        except LookupError:
+            pass
+        if len(probes) == n_people:
+            break
+    truth = np.array(truth)
+    print(f"gallery {len(gallery)} people, {len(probes)} probes ({time.perf_counter() - t:.0f} s to read)",
+          file=sys.stderr)
+    g_desc = np.stack([f.desc for f in gallery])
+    p_desc = np.stack([f.desc for f in probes])
+
+    rows = []
+    r1 = rank1(p_desc, g_desc, truth)
+    acc, tar, far = verification(p_desc, g_desc, truth, np.random.default_rng(1))
+    rows.append({"method": "original", "naive rank-1": r1, "naive verif. acc": acc, "TAR@0.6": tar, "FAR@0.6": far,
+                 "parrot rank-1": r1, "det CenterFace": 1.0, "det dlib HOG": 1.0, "SSIM img": 1.0, "SSIM box": 1.0,
+                 "FD-dlib": 0.0, "faces/s": float("nan"), "faces/CPU-s": float("nan")})
+    chance = 1 / len(gallery)
+    for label, (name, params) in METHODS.items():
+        method = get_method(name, params)
+        t, c = time.perf_counter(), time.process_time()
+        outs = [anonymize(method, f, 1000 + i) for i, f in enumerate(probes)]
+        fps = len(probes) / (time.perf_counter() - t)
+        fpc = len(probes) / (time.process_time() - c)
+        a_desc = np.stack([descriptor(o, f.dbox) for o, f in zip(outs, probes)])
+        # parrot: the attacker anonymizes the gallery (probe people only) the same way
+        gal_idx = truth
+        par_gal = np.stack([descriptor(anonymize(method, gallery[g], 5000 + j), gallery[g].dbox)
+                            for j, g in enumerate(gal_idx)])
+        par = rank1(a_desc, par_gal, np.arange(len(probes)))
+        acc, tar, far = verification(a_desc, g_desc, truth, np.random.default_rng(1))
+        det_cf = np.mean([detected(cf.detect(o), f.det.xyxy[0]) for o, f in zip(outs, probes)])
+        det_hog = np.mean([detected(hog.detect(o), f.det.xyxy[0]) for o, f in zip(outs, probes)])
+        s_img = np.mean([ssim(o, f.img) for o, f in zip(outs, probes)])
+        s_box = []
+        for o, f in zip(outs, probes):
+            x1, y1, x2, y2 = np.clip(f.det.xyxy[0], 0, 249).astype(int)
+            s_box.append(ssim(o[y1:y2, x1:x2], f.img[y1:y2, x1:x2]) if min(x2 - x1, y2 - y1) >= 7 else np.nan)
+        row = {"method": label, "naive rank-1": rank1(a_desc, g_desc, truth), "naive verif. acc": acc,
+               "TAR@0.6": tar, "FAR@0.6": far, "parrot rank-1": par, "det CenterFace": float(det_cf),
+               "det dlib HOG": float(det_hog), "SSIM img": float(s_img), "SSIM box": float(np.nanmean(s_box)),
+               "FD-dlib": frechet(a_desc, p_desc), "faces/s": fps, "faces/CPU-s": fpc}
+        if hasattr(method, "counts"):
+            row["method"] += f" {dict(method.counts)}"
+        rows.append(row)
+        print(f"{label}: done", file=sys.stderr)
+    print(f"\n## LFW: {len(probes)} probes, naive gallery {len(gallery)} people (chance rank-1 {chance:.3f}), "
+          f"parrot gallery {len(probes)} (chance {1 / len(probes):.3f})\n")
+    print(table(rows, list(rows[0])))
+
+    # diversity: 10 identities per face on 20 faces
+    method = get_method("replace", {})
+    dists, orig_d = [], []
+    for f in probes[:20]:
+        d = []
+        for ident in range(10):
+            m = get_method("replace", {"identity": ident})
+            d.append(descriptor(m.apply(f.img, f.det, COMP, np.random.default_rng(0)), f.dbox))
+        d = np.stack(d)
+        pd = np.linalg.norm(d[:, None] - d[None], axis=2)[np.triu_indices(10, 1)]
+        dists.extend(pd)
+        orig_d.extend(np.linalg.norm(d - f.desc, axis=1))
+    dists, orig_d = np.array(dists), np.array(orig_d)
+    print(f"\n## Diversity over 10 identity seeds x {min(20, len(probes))} faces (replace, shipped bank)\n")
+    print(f"pairwise descriptor distance: median {np.median(dists):.3f}, min {dists.min():.3f}, "
+          f"pairs >= 0.6: {(dists >= MATCH).mean():.1%}; distance to the original face: median "
+          f"{np.median(orig_d):.3f}, min {orig_d.min():.3f}, below 0.6: {(orig_d < MATCH).mean():.1%}")
+
+    # the shipped bank's donor check, and an experimental LFW donor bank (people not among the probes)
+    from faceveil.anonymize.bank import Bank, align, load_bank, plausible
+    from faceveil.anonymize.identity import synthesize_bank
+
+    bank = load_bank()
+    print(f"\n## Donor banks\n\nshipped: {len(bank)} averages, k = {sorted(set(bank.k.tolist()))}, source: {bank.source}")
+    used = {g_ok[t] for t in truth}
+    donors_names = [n for n in g_ok if n not in used][:120]
+    faces, ids = [], []
+    for name in donors_names:
+        f = gallery[g_ok.index(name)]
+        lm = f.det.landmarks[0]
+        if plausible(lm, f.det.xyxy[0]):
+            faces.append(align(f.img, lm))
+            ids.append(name)
+    lfw_bank = Bank(np.stack(faces), np.array(ids), np.ones(len(ids), np.int32), np.array(ids), "donors", "LFW (experiment)")
+    for k in (3, 5):
+        t = time.perf_counter()
+        _, st = synthesize_bank(lfw_bank, 40, k=k, seed=0, candidates=40)
+        print(f"LFW donor bank, {len(ids)} people, k={k}: donor-match rate before rejection "
+              f"{st['donor_match_rate_before']:.1%} ({st['averages_drawn']} drawn), after 0 %; kept "
+              f"{st['kept']}, pairwise min {st['pairwise_min']:.3f} ({time.perf_counter() - t:.0f} s)")
+
+
+def grid(out: Path) -> None:
+    """Originals and replacements (two seeds, Poisson, blur) from deepface-unit (MIT)."""
+    cf = get_detector("centerface", {"threads": 1})
+    tiles = []
+    for n, name in enumerate(["img3.jpg", "img20.jpg", "img41.jpg", "img17.jpg", "couple.jpg", "img22.jpg"]):
+        img = read_rgb(DATA / "deepface-unit" / name)
+        f = 480 / max(img.shape[:2])
+        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        dets = cf.detect(img)
+        b = dets.xyxy[int(np.argmax(dets.areas))]
+        c, s = (b[:2] + b[2:]) / 2, max(b[2:] - b[:2]) * 0.95
+        x1, y1 = np.clip((c - s).astype(int), 0, None)
+        x2, y2 = (c + s).astype(int)
+        row = [img]
+        for mname, params in [("replace", {"identity": 2 * n}), ("replace", {"identity": 2 * n + 1}),
+                              ("replace", {"identity": 2 * n, "harmonizer": "poisson"}), ("blur", {})]:
+            row.append(get_method(mname, params).apply(img, dets, COMP, np.random.default_rng(0)))
+        tiles.append(np.concatenate([cv2.resize(r[y1:y2, x1:x2], (150, 150), interpolation=cv2.INTER_AREA)
+                                     for r in row], 1))
+    g = np.concatenate(tiles, 0)
+    head = np.full((22, g.shape[1], 3), 255, np.uint8)
+    for i, t in enumerate(["original", "replace id 2n", "replace id 2n+1", "poisson id 2n", "blur"]):
+        cv2.putText(head, t, (i * 150 + 6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    g = np.concatenate([head, g], 0)
+    from PIL import Image
+
+    Image.fromarray(g).quantize(256, dither=Image.Dither.NONE).save(out, optimize=True)
+    print(f"grid -> {out} ({out.stat().st_size // 1024} KB)", file=sys.stderr)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--people", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gallery", type=int, default=0, help="limit the gallery to this many people (0: all)")
+    ap.add_argument("--grid-only", action="store_true")
+    ap.add_argument("--grid", default=str(ROOT / "bench" / "replace_grid.png"))
+    args = ap.parse_args()
+    if not args.grid_only:
+        bench(args.people, args.seed, args.gallery)
+    grid(Path(args.grid))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""Donor banks: face crops aligned to one canonical 5-point template.
+
+A bank is a compressed ``.npz`` file (format ``faceveil-bank/1``) with:
+
+- ``faces``: uint8 (N, S, S, 3) RGB crops, aligned so the 5 landmarks (left eye,
+  right eye, nose, left and right mouth corner, as CenterFace gives them) sit on
+  ``template`` (float32 5x2, pixels in an S x S crop; S = 128 by default);
+- ``identity``: str (N): who each entry is (a person for a donor bank; a made-up
+  name for a synthesized identity);
+- ``k``: int (N): how many different people were averaged into the entry
+  (1: a real, single face);
+- ``donors``: str (N): the donor identities of each entry, joined with ``|``;
+- ``kind``: ``"donors"`` (real aligned faces, e.g. from ``faceveil bank build``)
+  or ``"averages"`` (each entry the pixel average of >= k different people);
+- ``source``: a free-text note on where the faces came from and how.
+
+The bank that ships with faceveil holds only averages (k >= 5 by default);
+``tools/build_default_bank.py`` rebuilds it. Only the 5 landmarks and the box of
+a target face are ever used to place a bank face: never its pixels.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from ..errors import InputError, UsageError
+
+FORMAT = "faceveil-bank/1"
+SIZE = 128
+# Eye distance 36 px; nose and mouth placed in the ratios of the usual 112 px
+# ArcFace template, shifted so the whole face (forehead to chin) fits.
+TEMPLATE = np.array([[46.0, 50.0], [82.0, 50.0], [64.0, 70.5], [49.5, 91.5], [78.5, 91.5]], np.float32)
+# Where a CenterFace box falls in the template (median over the deepface-unit faces).
+CANON_BOX = (30.5, 5.0, 98.0, 115.5)
+
+
+@dataclass
+class Bank:
+    faces: np.ndarray
+    identity: np.ndarray
+    k: np.ndarray
+    donors: np.ndarray
+    kind: str = "donors"
+    source: str = ""
+    template: np.ndarray = field(default_factory=lambda: TEMPLATE.copy())
+
+    def __post_init__(self):
+        n = len(self.faces)
+        if self.faces.ndim != 4 or self.faces.shape[3] != 3 or self.faces.dtype != np.uint8:
+            raise ValueError("faces must be uint8 (N, S, S, 3)")
+        if not (len(self.identity) == len(self.k) == len(self.donors) == n):
+            raise ValueError("faces, identity, k and donors must have the same length")
+        if self.kind not in ("donors", "averages"):
+            raise ValueError(f"unknown bank kind {self.kind!r}")
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    @property
+    def size(self) -> int:
+        return self.faces.shape[1]
+
+    def people(self) -> list[str]:
+        return sorted(set(self.identity.tolist()))
+
+    def save(self, path: str | Path) -> None:
+        from ..io.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(
+                    fh, format=np.array(FORMAT), faces=self.faces, identity=self.identity.astype(str),
+                    k=self.k.astype(np.int32), donors=self.donors.astype(str), kind=np.array(self.kind),
+                    source=np.array(self.source), template=self.template.astype(np.float32),
+                )
+
+
+def load_bank(path: str | Path | None = None) -> Bank:
+    """Load a bank file; ``None`` loads the one shipped with faceveil."""
+    if path in (None, ""):
+        ref = resources.files("faceveil") / "data" / "default_bank.npz"
+        with resources.as_file(ref) as p:
+            return load_bank(p)
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z.get("format", "")) != FORMAT:
+                raise InputError(f"{path}: not a faceveil bank (expected format {FORMAT})")
+            return Bank(z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
+                        z["template"].astype(np.float32))
+    except FileNotFoundError:
+        raise InputError(f"{path}: bank file not found") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read bank ({exc})") from None
+
+
+# alignment -----------------------------------------------------------------
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
+    """2x3 similarity (rotation, uniform scale, shift) taking src points to dst (least squares)."""
+    m, _ = cv2.estimateAffinePartial2D(np.asarray(src, np.float32), np.asarray(dst, np.float32), method=cv2.LMEDS)
+    return m
+
+
+def plausible(landmarks: np.ndarray, box=None, max_residual: float = 0.4) -> bool:
+    """False for landmarks that a similarity cannot map onto the template well
+    (profiles, mis-ordered points): the residual, in eye distances, is too large.
+    Measured on 120 LFW photos (CenterFace landmarks): 50 % under 0.11, 95 % under 0.28,
+    none above 0.4; 0.25 sent 12 % of those near-frontal faces to the blur fallback."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (5, 2) or not np.isfinite(lm).all():
+        return False
+    eye = lm[1] - lm[0]
+    eye_dist = float(np.hypot(*eye))
+    if eye_dist < 1e-3 or eye[0] <= 0:  # eyes swapped or on top of each other: a profile or a mirror
+        return False
+    if box is not None and eye_dist < 0.2 * (box[2] - box[0]):  # eyes collapsed together: a strong profile
+        return False
+    m = similarity(TEMPLATE, lm)
+    if m is None:
+        return False
+    fit = TEMPLATE @ m[:, :2].T + m[:, 2]
+    scale = float(np.hypot(*m[:, 0]))
+    residual = np.linalg.norm(fit - lm, axis=1).max() / max(scale * (TEMPLATE[1, 0] - TEMPLATE[0, 0]), 1e-6)
+    return residual <= max_residual
+
+
+def align(image: np.ndarray, landmarks: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """The face with these landmarks warped onto the template, as a size x size crop."""
+    t = TEMPLATE * (size / SIZE)
+    m = similarity(landmarks, t)
+    if m is None:
+        raise ValueError("cannot align these landmarks")
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA if _scale(m) < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _scale(m: np.ndarray) -> float:
+    return float(np.hypot(m[0, 0], m[1, 0]))
+
+
+# building ------------------------------------------------------------------
+
+def list_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> list[tuple[Path, str | None]]:
+    """(image path, identity) pairs: from a CSV (``file,identity``; paths relative to
+    the folder) or else from sub-folders (``folder/<person>/*.jpg``). Images directly
+    in ``folder`` without a CSV get identity None: every face in them is a person of its own."""
+    from ..io.images import is_image_path
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    if labels_csv:
+        out = []
+        with open(labels_csv, newline="") as fh:
+            rows = list(csv.reader(fh))
+        if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "identity"]:
+            rows = rows[1:]
+        for i, row in enumerate(rows, 1):
+            if len(row) < 2:
+                raise InputError(f"{labels_csv}: line {i}: expected file,identity")
+            out.append((folder / row[0].strip(), row[1].strip()))
+        return out
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and is_image_path(p):
+            rel = p.relative_to(folder)
+            out.append((p, rel.parts[0] if len(rel.parts) > 1 else None))
+    return out
+
+
+def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face: int = 40,
+               size: int = SIZE, source: str = "", progress: bool = False,
+               max_residual: float = 0.25) -> tuple[Bank, dict]:
+    """Detect, align and store faces. A labelled image contributes its largest face
+    (the labelled person); an unlabelled one every face, each a person of its own.
+    Donors must be closer to frontal (``max_residual``) than the faces replaced:
+    averages of turned heads ghost. Returns the bank and counts (images, faces kept,
+    skipped and why)."""
+    from ..detect import get_detector
+    from ..io.images import read_rgb
+
+    detector = detector or get_detector("centerface", {"threshold": 0.5})
+    items = list(items)
+    faces, ids = [], []
+    stats = {"images": len(items), "unreadable": 0, "no_face": 0, "small": 0, "implausible": 0, "kept": 0}
+    it = items
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(items, desc="bank", unit="img")
+    for path, ident in it:
+        try:
+            img = read_rgb(path)
+        except Exception:
+            stats["unreadable"] += 1
+            continue
+        dets = detector.detect(img)
+        dets = dets[dets.has_landmarks]
+        if not len(dets):
+            stats["no_face"] += 1
+            continue
+        order = np.argsort(-dets.areas)
+        if ident is not None:
+            order = order[:1]
+        for j in order:
+            box, lm = dets.xyxy[j], dets.landmarks[j]
+            if box[2] - box[0] < min_face:
+                stats["small"] += 1
+                continue
+            if not plausible(lm, box, max_residual):
+                stats["implausible"] += 1
+                continue
+            faces.append(align(img, lm, size))
+            ids.append(ident if ident is not None else f"{Path(path).name}#{j}")
+            stats["kept"] += 1
+    if not faces:
+        raise UsageError("no usable face found: the bank would be empty")
+    ids_arr = np.array(ids)
+    bank = Bank(np.stack(faces), ids_arr, np.ones(len(faces), np.int32), ids_arr.copy(), "donors", source,
+                TEMPLATE * (size / SIZE))
+    return bank, stats
+
+
+# canonical masks -----------------------------------------------------------
+
+def face_mask(size: int = SIZE, feather: float = 0.06, head: bool = False) -> np.ndarray:
+    """float32 weight of the face itself (forehead to chin, cheek to cheek) in the
+    template; ``head``: nearly the whole crop (hair and neck of the averaged donors too)."""
+    s = size / SIZE
+    m = np.zeros((size, size), np.float32)
+    centre, axes = ((64, 66), (58, 60)) if head else ((64, 72), (39, 50))
+    cv2.ellipse(m, (round(centre[0] * s), round(centre[1] * s)), (round(axes[0] * s), round(axes[1] * s)),
+                0, 0, 360, 1.0, -1)
+    k = max(3, int(feather * size) | 1)
+    return cv2.GaussianBlur(m, (0, 0), k / 2.5) * (m.max() > 0)

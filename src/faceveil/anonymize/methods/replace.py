@@ -1,0 +1,303 @@
+"""Face replacement: a new, non-existent face in the original pose (decoupled design).
+
+Identity and appearance never come from the original face's pixels:
+
+- identity: an average of k donors of k different people from a bank, picked by a
+  seed (see ``anonymize/identity.py``);
+- pose: only the detection's box and 5 landmarks (a similarity transform from the
+  template to the landmarks);
+- surroundings: the inside of the detection box is filled from the context outside
+  it (OpenCV's Telea inpainting), then the new face is pasted on top;
+- harmonization: colour and light matched to a ring of context outside the box
+  (Lab mean/std), feathered blend or Poisson cloning (``harmonizer=poisson``).
+
+The only opt-in exception is ``appearance=blurred``: a 4x4 colour summary of the
+original region sets the face's low-frequency shading.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from ...registry import param
+from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible
+from ..base import METHODS, Method, crop
+from ..identity import Synthesizer, seed_for
+from .blur import gaussian_blur, odd
+
+WORK_FACE = 96  # faces are composed at this box width at most, then resized (bank faces are 68 px wide)
+
+
+@lru_cache(maxsize=4)
+def _synthesizer(path: str, k: int, reject: bool) -> Synthesizer:
+    return Synthesizer(load_bank(path or None), k=k, reject=reject)
+
+
+@lru_cache(maxsize=2)
+def _canon_masks(size: int, head: bool):
+    alpha = face_mask(size, 0.1 if head else 0.06, head)
+    s = size / SIZE
+    bx1, by1, bx2, by2 = (v * s for v in CANON_BOX)
+    ring = np.zeros((size, size), bool)
+    cx, cy, hw, hh = (bx1 + bx2) / 2, (by1 + by2) / 2, (bx2 - bx1) / 2 * 1.05, (by2 - by1) / 2 * 1.05
+    yy, xx = np.mgrid[0:size, 0:size]
+    ring[(np.abs(xx + 0.5 - cx) > hw) | (np.abs(yy + 0.5 - cy) > hh)] = True
+    ring &= alpha < 0.01
+    return alpha, ring
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; large sigmas on a shrunk copy (a 50 px sigma at full size costs ~30 ms)."""
+    if sigma <= 3:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    f = 3.0 / sigma
+    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 3.0)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _fill(img: np.ndarray, known: np.ndarray, size: float) -> np.ndarray:
+    """Smooth fill of the unknown pixels from the known ones (normalized convolution,
+    coarse to fine); OpenCV's Telea inpainting leaves streaks across large holes."""
+    k = known.astype(np.float32)
+    src = img.astype(np.float32) * k[:, :, None]
+    out = np.broadcast_to(img[known].reshape(-1, 3).mean(axis=0), src.shape).astype(np.float32)
+    for sigma in (size / 2, size / 6, size / 20):
+        sigma = max(sigma, 1.0)
+        den = _blur(k, sigma)
+        est = _blur(src, sigma) / np.maximum(den, 1e-6)[:, :, None]
+        w = np.clip(den * 4, 0, 1)[:, :, None]  # finer scales only where enough known pixels are near
+        out = out * (1 - w) + est * w
+    out[known] = img[known]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _lab(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
+def _rgb(lab: np.ndarray) -> np.ndarray:
+    return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _stats(lab: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    if where.sum() < 16:
+        return None
+    px = lab[where]
+    return px.mean(axis=0), px.std(axis=0) + 1e-3
+
+
+@METHODS.register("replace")
+class Replace(Method):
+    """A new face (average of >= 3 donors, never the original's pixels) in the original pose.
+
+    Identity: the seed picks an identity from the bank (same seed, same face).
+    Faces without landmarks or under `min_landmark_face` px get the face fitted to
+    the box; profiles whose landmarks a similarity cannot fit get a strong blur
+    (counted in `counts`).
+    """
+
+    uses_rng = True
+
+    @dataclass(frozen=True)
+    class Params:
+        bank: str = param("", "donor or averages bank (.npz from `faceveil bank build`); empty: the bank shipped "
+                          "with faceveil (averages of 5 people each)")
+        k: int = param(5, "people averaged per identity when the bank holds single donors (>= 3)")
+        identity: int = param(-1, "identity seed: >= 0 gives every face this identity (combined with the track id "
+                               "in video); -1 draws one per face from the run's seed")
+        harmonizer: Literal["classic", "poisson"] = param(
+            "classic", "classic: Lab colour transfer from the context ring + feathered blend; poisson: "
+            "OpenCV seamless cloning")
+        color_strength: float = param(0.6, "how far the face's colour moves toward the context's (0..1)")
+        appearance: Literal["none", "blurred"] = param(
+            "none", "blurred: let a 4x4 colour summary of the original region set the light (opt-in: it uses "
+            "the original pixels)")
+        paste: Literal["face", "head"] = param("head", "face: paste the face only (forehead to chin), fill the rest of "
+                                               "the region from the context; head: also the donors' averaged hair")
+        min_landmark_face: float = param(12.0, "faces narrower than this (px) are fitted to the box, not the landmarks")
+        reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
+
+        def __post_init__(self):
+            if self.k < 3:
+                raise ValueError("k must be at least 3")
+            if not 0 <= self.color_strength <= 1:
+                raise ValueError("color_strength must be between 0 and 1")
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        p = self.params
+        self.synth = _synthesizer(p.bank, p.k, p.reject)
+        self.counts: Counter = Counter()  # replaced / fitted / blurred, over this object's lifetime
+
+    # identities -----------------------------------------------------------
+    def identity_seed(self, track_id: int, index: int, rng: np.random.Generator) -> int:
+        """Tracked faces keep one identity per track; otherwise the identity
+        parameter fixes it, or the run's generator draws one."""
+        ident = self.params.identity
+        if track_id >= 0:
+            return seed_for(max(ident, 0), "track", track_id)
+        if ident >= 0:
+            return ident
+        return int(rng.integers(2**62))
+
+    def apply(self, frame, detections, compositor, rng):
+        out = frame.copy()
+        for region in compositor.regions(detections, frame.shape):
+            seed = self.identity_seed(int(detections.track_id[region.index]), region.index, rng)
+            box = detections.xyxy[region.index].astype(np.float64)
+            patch = self.render_face(frame, region, box, seed)
+            compositor.blend(out, region, patch)
+        return out
+
+    def render(self, frame, region, rng):  # the Method interface, when called region by region
+        b = np.asarray(region.box, np.float64)
+        c, half = (b[:2] + b[2:]) / 2, (b[2:] - b[:2]) / 2
+        return self.render_face(frame, region, np.r_[c - half, c + half], int(rng.integers(2**62)))
+
+    # one face ---------------------------------------------------------------
+    def render_face(self, frame: np.ndarray, region, box: np.ndarray, seed: int) -> np.ndarray:
+        p = self.params
+        lm = region.landmarks
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        use_lm = lm is not None and min(bw, bh) >= p.min_landmark_face
+        if use_lm and not plausible(lm, box):
+            self.counts["blurred"] += 1
+            return gaussian_blur(crop(frame, region), odd(max(region.face_width, region.face_height)))
+        self.counts["replaced" if use_lm else "fitted"] += 1
+
+        H, W = frame.shape[:2]
+        # Work window: the region plus context around the box, in frame pixels.
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        wx1 = int(max(0, min(region.x1, np.floor(cx - bw))))
+        wy1 = int(max(0, min(region.y1, np.floor(cy - bh))))
+        wx2 = int(min(W, max(region.x2, np.ceil(cx + bw))))
+        wy2 = int(min(H, max(region.y2, np.ceil(cy + bh))))
+        win = frame[wy1:wy2, wx1:wx2]
+        f = min(1.0, WORK_FACE / max(bw, 1.0))
+        sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
+        small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA) if f < 1 else win.copy()
+        fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
+        sbox = np.array([(box[0] - wx1) * fx, (box[1] - wy1) * fy, (box[2] - wx1) * fx, (box[3] - wy1) * fy])
+
+        # Unknown: the detection box and every pixel the region covers. Filled from the context only.
+        hole_full = np.zeros((wy2 - wy1, wx2 - wx1), np.float32)
+        hole_full[region.y1 - wy1: region.y2 - wy1, region.x1 - wx1: region.x2 - wx1] = region.weight > 0
+        hole_full[max(int(np.floor(box[1])) - wy1, 0): max(int(np.ceil(box[3])) - wy1, 0),
+                  max(int(np.floor(box[0])) - wx1, 0): max(int(np.ceil(box[2])) - wx1, 0)] = 1.0
+        hole = (cv2.resize(hole_full, (sw, sh), interpolation=cv2.INTER_AREA) > 0) if f < 1 else hole_full > 0
+        small[hole] = 0
+
+        ident = self.synth.identity(seed)
+        face = ident.face
+        size = face.shape[0]
+        alpha_c, ring_c = _canon_masks(size, p.paste == "head")
+        ring_c = _canon_masks(size, False)[1]
+        scale_t = size / SIZE
+        if use_lm:
+            dst = (np.asarray(lm, np.float64) - [wx1, wy1]) * [fx, fy]
+            m, _ = cv2.estimateAffinePartial2D((TEMPLATE * scale_t).astype(np.float32), dst.astype(np.float32))
+        else:
+            m = None
+        if m is None:  # fit the template's box to the detection box
+            cb = np.array(CANON_BOX) * scale_t
+            sx, sy = (sbox[2] - sbox[0]) / (cb[2] - cb[0]), (sbox[3] - sbox[1]) / (cb[3] - cb[1])
+            m = np.array([[sx, 0, sbox[0] - sx * cb[0]], [0, sy, sbox[1] - sy * cb[1]]])
+        warped = cv2.warpAffine(face, m, (sw, sh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(alpha_c, m, (sw, sh), flags=cv2.INTER_LINEAR, borderValue=0)
+
+        known = ~hole
+        if known.sum() >= 16:
+            base = _fill(small, known, max(sbox[2] - sbox[0], sbox[3] - sbox[1]))
+        else:  # no context at all (the face fills the frame): the bank face's own surroundings
+            base = warped.copy()
+
+        # Colour: the bank face's context ring -> the target's context ring.
+        lab_face = _lab(warped)
+        ring_t = known & self._ring(sbox, sw, sh, 1.0, 2.0)
+        tgt = _stats(_lab(small), ring_t)
+        src = _stats(_lab(face), ring_c)
+        if tgt is not None and src is not None and p.color_strength > 0:
+            (mt, st), (ms, ss) = tgt, src
+            ratio = np.clip(st / ss, 0.6, 1.6)
+            moved = (lab_face - ms) * ratio + mt
+            lab_face += p.color_strength * (moved - lab_face)
+        if p.appearance == "blurred":
+            lab_face = self._shading_from_original(lab_face, frame, box, m, wx1, wy1, fx, fy, sw, sh)
+        warped = _rgb(lab_face)
+
+        if p.harmonizer == "poisson":
+            comp = self._poisson(warped, base, alpha)
+        else:
+            a = alpha[:, :, None]
+            comp = np.clip(warped * a + base * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+
+        # Back to frame resolution; the original pixels survive only outside the box and the face.
+        weight = np.maximum(hole.astype(np.float32), alpha)
+        if f < 1:
+            comp = cv2.resize(comp, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+            weight = cv2.resize(weight, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+        # The box and the region are always fully replaced, whatever the resizing did.
+        weight[hole_full > 0] = 1.0
+        w3 = weight[:, :, None]
+        out = np.where(w3 >= 1.0, comp, np.clip(comp * w3 + win * (1 - w3) + 0.5, 0, 255)).astype(np.uint8)
+        ry, rx = region.y1 - wy1, region.x1 - wx1
+        return out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)]
+
+    @staticmethod
+    def _ring(sbox, sw, sh, inner: float = 1.1, outer: float = 1.6) -> np.ndarray:
+        cx, cy = (sbox[0] + sbox[2]) / 2, (sbox[1] + sbox[3]) / 2
+        hw, hh = (sbox[2] - sbox[0]) / 2, (sbox[3] - sbox[1]) / 2
+        yy, xx = np.mgrid[0:sh, 0:sw]
+        dx, dy = np.abs(xx + 0.5 - cx), np.abs(yy + 0.5 - cy)
+        inside_outer = (dx <= hw * outer) & (dy <= hh * outer)
+        inside_inner = (dx <= hw * inner) & (dy <= hh * inner)
+        return inside_outer & ~inside_inner
+
+    @staticmethod
+    def _poisson(warped, base, alpha):
+        mask = (alpha > 0.5).astype(np.uint8) * 255
+        mask[0, :] = mask[-1, :] = 0
+        mask[:, 0] = mask[:, -1] = 0
+        ys, xs = np.nonzero(mask)
+        if len(ys) < 16:
+            return base
+        center = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
+        try:
+            cloned = cv2.seamlessClone(warped, base, mask, center, cv2.NORMAL_CLONE)
+        except cv2.error:  # degenerate masks at the frame edge: fall back to the feathered blend
+            cloned = warped
+        a = np.clip(alpha * 1.5, 0, 1)[:, :, None]  # soften the clone's hard mask edge
+        return np.clip(cloned * a + base * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _shading_from_original(lab_face, frame, box, m, wx1, wy1, fx, fy, sw, sh):
+        """Replace the face's low frequencies by a 4x4 summary of the original box (opt-in)."""
+        x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+        x2, y2 = min(int(np.ceil(box[2])), frame.shape[1]), min(int(np.ceil(box[3])), frame.shape[0])
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            return lab_face
+        summary = cv2.resize(frame[y1:y2, x1:x2], (4, 4), interpolation=cv2.INTER_AREA)  # all that is kept
+        bx1, by1 = (x1 - wx1) * fx, (y1 - wy1) * fy
+        bw, bh = max(1, round((x2 - x1) * fx)), max(1, round((y2 - y1) * fy))
+        target = np.zeros((sh, sw, 3), np.float32)
+        have = np.zeros((sh, sw), np.float32)
+        up = _lab(cv2.resize(summary, (bw, bh), interpolation=cv2.INTER_LINEAR))
+        ty, tx = int(round(by1)), int(round(bx1))
+        hh, ww = min(bh, sh - ty), min(bw, sw - tx)
+        if hh <= 0 or ww <= 0 or ty < 0 or tx < 0:
+            return lab_face
+        target[ty:ty + hh, tx:tx + ww] = up[:hh, :ww]
+        have[ty:ty + hh, tx:tx + ww] = 1
+        sigma = max(bw, bh) / 8
+        low = cv2.GaussianBlur(lab_face, (0, 0), sigma)
+        den = cv2.GaussianBlur(have, (0, 0), sigma)
+        tgt_low = cv2.GaussianBlur(target, (0, 0), sigma) / np.maximum(den, 1e-6)[:, :, None]
+        w = np.clip(den * 2 - 0.5, 0, 1)[:, :, None]  # fades out at the box edge instead of a seam
+        return lab_face + (tgt_low - low) * w

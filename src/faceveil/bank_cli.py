@@ -1,0 +1,86 @@
+"""`faceveil bank ...`: build and inspect donor banks for the `replace` method."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EPILOG = """\
+examples:
+  faceveil bank build people/ -o donors.npz               one sub-folder per person
+  faceveil bank build photos/ --labels ids.csv -o donors.npz   CSV lines: file,identity
+  faceveil bank build people/ -o ids.npz --average 64 --k 5    only averages of 5 people (needs dlib)
+  faceveil bank info ids.npz
+  faceveil anonymize in/ -o out/ -m replace -p bank=ids.npz
+
+Build from faces you may use (consented, or with a licence that allows it). A
+bank of single donors holds real faces: keep it private; `--average N` keeps only
+averages of k different people, each checked by dlib against its donors.
+"""
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    b = sub.add_parser("bank", help="build donor banks for the replace method", formatter_class=fmt, epilog=EPILOG)
+    bs = b.add_subparsers(dest="bank_command", metavar="BANK_COMMAND", required=True)
+    bb = bs.add_parser("build", help="detect, align and store faces from a folder", formatter_class=fmt, epilog=EPILOG)
+    bb.add_argument("folder", metavar="DIR", help="photos: DIR/<person>/*.jpg, or any layout with --labels")
+    bb.add_argument("-o", "--output", required=True, metavar="BANK", help="bank file to write (.npz)")
+    bb.add_argument("--labels", metavar="CSV", help="file,identity per line (paths relative to DIR)")
+    bb.add_argument("--min-face", type=int, default=60, help="skip faces narrower than this many pixels (default 60)")
+    bb.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
+    bb.add_argument("--average", type=int, default=0, metavar="N",
+                    help="store N synthesized identities (averages of k people) instead of the donors")
+    bb.add_argument("--k", type=int, default=5, help="people per average (>= 3, default 5)")
+    bb.add_argument("--seed", type=int, default=0, help="seed for drawing the averages")
+    bb.add_argument("--min-distance", type=float, default=0.6,
+                    help="with --average: keep adding identities only while each is at least this far (dlib "
+                         "distance) from every one kept; 0 keeps N")
+    bb.add_argument("--merge-lookalikes", action="store_true",
+                    help="join identities that dlib cannot tell apart (for loosely labelled folders)")
+    bb.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    bb.add_argument("--debug", action="store_true", help="show tracebacks")
+    bb.set_defaults(func=cmd_build)
+    bi = bs.add_parser("info", help="print what a bank holds")
+    bi.add_argument("bank", nargs="?", default="", help="bank file (default: the one shipped with faceveil)")
+    bi.add_argument("--debug", action="store_true", help="show tracebacks")
+    bi.set_defaults(func=cmd_info)
+
+
+def cmd_build(args) -> int:
+    from .anonymize.bank import build_bank, list_labelled
+    from .errors import UsageError
+
+    if args.k < 3:
+        raise UsageError("--k must be at least 3")
+    items = list_labelled(args.folder, args.labels)
+    if not items:
+        raise UsageError(f"{args.folder}: no images found")
+    bank, stats = build_bank(items, min_face=args.min_face, size=args.size, source=f"faceveil bank build {args.folder}",
+                             progress=not args.quiet)
+    report = {"faces": stats, "people": len(bank.people())}
+    if args.merge_lookalikes:
+        from .anonymize.identity import merge_lookalikes
+
+        bank, report["lookalike_merges"] = merge_lookalikes(bank)
+        report["people"] = len(bank.people())
+    if args.average:
+        from .anonymize.identity import synthesize_bank
+
+        bank, report["averages"] = synthesize_bank(bank, args.average, args.k, args.seed,
+                                                      min_distance=args.min_distance, progress=not args.quiet)
+    bank.save(args.output)
+    print(json.dumps(report), file=sys.stderr)
+    print(f"faceveil: bank of {len(bank)} {bank.kind} ({report['people']} people) -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .anonymize.bank import load_bank
+
+    bank = load_bank(args.bank or None)
+    donors = {d for entry in bank.donors for d in str(entry).split("|")}
+    info = {"entries": len(bank), "kind": bank.kind, "size": bank.size, "donor_people": len(donors),
+            "k_min": int(bank.k.min()), "k_max": int(bank.k.max()), "source": bank.source}
+    print(json.dumps(info, indent=1))
+    return 0

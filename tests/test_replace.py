@@ -1,0 +1,181 @@
+"""Face replacement: a new identity in the original pose, never computed from the original face's pixels."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceveil.anonymize import Compositor, RegionParams, get_method
+from faceveil.anonymize.bank import TEMPLATE, load_bank
+from faceveil.detections import Detections
+
+pytest.importorskip("dlib")
+from faceveil.anonymize.identity import MATCH, Synthesizer, descriptor  # noqa: E402
+
+COMP = Compositor(RegionParams())
+
+
+@pytest.fixture(scope="module")
+def face(astronaut_faces):
+    return astronaut_faces[[int(np.argmax(astronaut_faces.areas))]]
+
+
+def run(image, dets, seed=0, **params):
+    method = get_method("replace", params)
+    return method.apply(image, dets, COMP, np.random.default_rng(seed)), method
+
+
+def test_same_seed_same_output_and_identity_param_fixes_the_face(astronaut, face):
+    a, _ = run(astronaut, face, seed=3)
+    b, _ = run(astronaut, face, seed=3)
+    assert np.array_equal(a, b)
+    c, _ = run(astronaut, face, seed=4)
+    assert not np.array_equal(a, c)
+    d, _ = run(astronaut, face, seed=5, identity=11)
+    e, _ = run(astronaut, face, seed=6, identity=11)
+    assert np.array_equal(d, e)
+
+
+def test_different_seeds_give_different_people(astronaut, face):
+    box = face.xyxy[0]
+    orig = descriptor(astronaut, box)
+    descs = []
+    for ident in (0, 1, 2):
+        out, m = run(astronaut, face, identity=ident)
+        assert m.counts["replaced"] == 1
+        descs.append(descriptor(out, box))
+    for i in range(3):
+        assert np.linalg.norm(descs[i] - orig) > MATCH, "the replaced face still matches the original"
+        for j in range(i):
+            assert np.linalg.norm(descs[i] - descs[j]) > MATCH, f"identities {i} and {j} look like one person"
+
+
+def test_original_face_pixels_do_not_influence_the_output(astronaut, face):
+    x1, y1, x2, y2 = face.xyxy[0]
+    sl = np.s_[int(y1): int(np.ceil(y2)), int(x1): int(np.ceil(x2))]
+    changed = astronaut.copy()
+    changed[sl] = np.random.default_rng(0).integers(0, 256, changed[sl].shape, dtype=np.uint8)
+    # a box region: the region is the box, the output does not change at all
+    box_comp = Compositor(RegionParams(shape="box", mask_scale=1.0))
+    method = get_method("replace", {})
+    out = method.apply(astronaut, face, box_comp, np.random.default_rng(1))
+    out2 = method.apply(changed, face, box_comp, np.random.default_rng(1))
+    assert np.array_equal(out, out2)
+    # the default ellipse leaves the box's corners to the compositor (kept as they are, for every
+    # method); every pixel the region owns is the same
+    out, _ = run(astronaut, face, seed=1)
+    out2, _ = run(changed, face, seed=1)
+    mask = COMP.mask(face, astronaut.shape) > 0
+    assert np.array_equal(out[mask], out2[mask])
+    assert np.array_equal(out2[~mask], changed[~mask])
+    # ... also when every pixel the region covers changes
+    changed[mask] = 255 - changed[mask]
+    out3, _ = run(changed, face, seed=1)
+    assert np.array_equal(out[mask], out3[mask])
+
+
+def test_appearance_blurred_uses_only_a_4x4_summary(astronaut):
+    lm = TEMPLATE[None] * 0.8 + np.array([180, 60], np.float32)  # a face whose box is 4 x (integer) pixels wide
+    dets = Detections.from_boxes([[184, 60, 240, 152]], [0.9], lm)
+    out, _ = run(astronaut, dets, seed=1, appearance="blurred")
+    plain, _ = run(astronaut, dets, seed=1)
+    assert not np.array_equal(out, plain), "the opt-in should change the output"
+    # shuffle pixels within each of the 4x4 cells: same summary, same output
+    img = astronaut.copy()
+    rng = np.random.default_rng(0)
+    for cy in range(4):
+        for cx in range(4):
+            cell = img[60 + cy * 23: 60 + (cy + 1) * 23, 184 + cx * 14: 184 + (cx + 1) * 14]
+            flat = cell.reshape(-1, 3)
+            cell[...] = flat[rng.permutation(len(flat))].reshape(cell.shape)
+    out2, _ = run(img, dets, seed=1, appearance="blurred")
+    mask = COMP.mask(dets, img.shape) > 0  # the ellipse leaves the box's corners as they are
+    assert np.array_equal(out[mask], out2[mask])
+
+
+@pytest.mark.parametrize("params", [{}, {"harmonizer": "poisson"}, {"paste": "face"}, {"appearance": "blurred"}])
+def test_only_region_pixels_change(astronaut, face, params):
+    before = astronaut.copy()
+    out, _ = run(astronaut, face, **params)
+    assert np.array_equal(astronaut, before), "input must not be modified"
+    mask = COMP.mask(face, astronaut.shape)
+    changed = (out != astronaut).any(axis=2)
+    assert not changed[mask == 0].any()
+    assert changed[mask == 1].mean() > 0.9
+
+
+def test_small_faces_profiles_and_missing_landmarks(astronaut, face):
+    swapped = face.landmarks[:, [1, 0, 2, 4, 3]]  # eyes swapped: what a mirrored profile looks like
+    tiny = Detections.from_boxes([[20, 20, 30, 31]], [0.9], TEMPLATE[None] * 0.1 + 10)
+    nolm = Detections.from_boxes(face.xyxy, [0.9])
+    dets = Detections.merge([Detections(face.xyxy, face.score, swapped), tiny, nolm])
+    out, m = run(astronaut, Detections(dets.xyxy[:1], dets.score[:1], dets.landmarks[:1]))
+    assert m.counts == {"blurred": 1}
+    for d in (tiny, nolm):
+        out, m = run(astronaut, d)
+        assert m.counts == {"fitted": 1}
+        mask = COMP.mask(d, astronaut.shape) == 1
+        assert (out != astronaut).any(axis=2)[mask].mean() > 0.9
+
+
+def test_packaged_bank_holds_only_averages():
+    bank = load_bank()
+    assert bank.kind == "averages" and len(bank) >= 32
+    assert (bank.k >= 3).all()
+    for entry, k in zip(bank.donors, bank.k):
+        assert len(set(str(entry).split("|"))) == k
+    assert bank.faces.shape[1:] == (128, 128, 3) and bank.faces.dtype == np.uint8
+    assert "deepface" in bank.source and "lfw" not in bank.source.lower()
+
+
+def test_bank_build_cli_and_a_donor_bank_in_replace(tmp_path, astronaut, face):
+    from PIL import Image
+
+    from faceveil.cli import main
+
+    people = {"ann": astronaut, "bob": astronaut[:, ::-1], "cy": (astronaut * 0.7).astype(np.uint8)}
+    for name, img in people.items():
+        (tmp_path / "in" / name).mkdir(parents=True)
+        Image.fromarray(np.ascontiguousarray(img)).save(tmp_path / "in" / name / "a.png")
+    Image.fromarray(astronaut).save(tmp_path / "in" / "unlabelled.png")  # no sub-folder: not in a labelled run
+    (tmp_path / "in" / "labels.csv").write_text("file,identity\nann/a.png,x\nbob/a.png,y\n")
+    assert main(["bank", "build", str(tmp_path / "in"), "-o", str(tmp_path / "b.npz"), "-q"]) == 0
+    bank = load_bank(tmp_path / "b.npz")
+    assert bank.kind == "donors" and sorted(bank.identity) == ["ann", "bob", "cy", "unlabelled.png#0"]
+    assert (bank.k == 1).all() and bank.faces.shape == (4, 128, 128, 3)
+    # aligned: the eyes sit where the template says (the astronaut's left eye is darker than her cheek)
+    eye = bank.faces[0, 48:53, 44:49].mean()
+    cheek = bank.faces[0, 72:77, 36:41].mean()
+    assert eye < cheek
+    assert main(["bank", "build", str(tmp_path / "in"), "--labels", str(tmp_path / "in" / "labels.csv"),
+                 "-o", str(tmp_path / "c.npz"), "-q"]) == 0
+    assert sorted(load_bank(tmp_path / "c.npz").identity) == ["x", "y"]
+    # a donor bank is averaged on the fly (3 people here: k=3, the check off because they are one person)
+    syn = Synthesizer(bank, k=3, reject=False)
+    ident = syn.identity(7)
+    assert len(set(ident.donors)) == 3
+    out, _ = run(astronaut, face, bank=str(tmp_path / "b.npz"), k=3, reject=False)
+    assert (out != astronaut).any()
+    assert main(["bank", "build", str(tmp_path / "in"), "-o", str(tmp_path / "d.npz"), "-q", "--k", "2"]) == 2
+
+
+def test_bad_bank_is_a_usage_error(tmp_path):
+    from faceveil.errors import FaceveilError
+
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"nope")
+    with pytest.raises(FaceveilError, match="x.npz"):
+        get_method("replace", {"bank": str(bad)})
+    with pytest.raises(FaceveilError, match="k"):
+        get_method("replace", {"k": "2"})
+
+
+def test_cli_anonymize_with_replace(tmp_path, astronaut):
+    from PIL import Image
+
+    from faceveil.cli import main
+    from faceveil.io.images import read_rgb
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", "replace", "-q"]) == 0
+    out = read_rgb(tmp_path / "out" / "a.png")
+    assert out.shape == astronaut.shape and (out != astronaut).any()

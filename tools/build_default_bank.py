@@ -1,0 +1,79 @@
+"""Rebuild the donor bank shipped with faceveil (src/faceveil/data/default_bank.npz).
+
+    python tools/build_default_bank.py [--data ../shared/data/deepface-unit] [--count 64] [--k 5]
+
+Source: the deepface unit-test photos (serengil/deepface, MIT licence). Identity
+groups: connected components of master.csv's `Yes` pairs; every face in an
+unlabelled photo starts as a person of its own, then faces that dlib cannot tell
+apart (distance < 0.6) are joined, so "k different people" holds even where the
+labels are missing. The file holds only averages of k different people, each
+checked by dlib against every photo of its donors (never a single real face).
+Never point this at LFW or WIDER FACE: their licences forbid shipping results.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from faceveil.anonymize.bank import build_bank, load_bank  # noqa: E402
+from faceveil.anonymize.identity import merge_lookalikes, synthesize_bank  # noqa: E402
+
+
+def identity_groups(master_csv: Path) -> dict[str, str]:
+    rows = [r for r in csv.DictReader(open(master_csv)) if r["Decision"].strip() == "Yes"]
+    names = sorted({r["file_x"] for r in rows} | {r["file_y"] for r in rows})
+    idx = {n: i for i, n in enumerate(names)}
+    m = coo_matrix((np.ones(len(rows)), ([idx[r["file_x"]] for r in rows], [idx[r["file_y"]] for r in rows])),
+                   shape=(len(names), len(names)))
+    _, lab = connected_components(m, directed=False)
+    return {n: f"person{l:02d}" for n, l in zip(names, lab)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "deepface-unit"))
+    ap.add_argument("--out", default=str(ROOT / "src" / "faceveil" / "data" / "default_bank.npz"))
+    ap.add_argument("--count", type=int, default=64, help="identities to keep")
+    ap.add_argument("--candidates", type=int, default=192, help="checked averages drawn before choosing")
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--min-distance", type=float, default=0.0,
+                    help="stop adding identities closer than this to a kept one (0: keep --count)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--donors-cache", help="reuse (or write) the aligned donors here, to skip detection on reruns")
+    args = ap.parse_args()
+    data = Path(args.data)
+    groups = identity_groups(data / "master.csv")
+    items = [(p, groups.get(p.name)) for p in sorted(data.glob("*.jpg"))]
+    if args.donors_cache and Path(args.donors_cache).exists():
+        donors, stats = load_bank(args.donors_cache), {"cached": args.donors_cache}
+    else:
+        donors, stats = build_bank(items, min_face=60, progress=True,
+                                   source="deepface-unit (serengil/deepface, MIT); tools/build_default_bank.py")
+        if args.donors_cache:
+            donors.save(args.donors_cache)
+    donors, merged = merge_lookalikes(donors)
+    bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
+                                min_distance=args.min_distance, progress=True)
+    bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; averages of k={args.k}, "
+                   f"donor-checked; ordered farthest-first: entries 0..{syn['distinct_prefix'] - 1} are pairwise "
+                   f">= 0.6 apart (dlib); tools/build_default_bank.py")
+    assert bank.kind == "averages" and (bank.k >= 3).all()
+    bank.save(args.out)
+    report = {"faces": stats, "lookalike_merges": merged, "people": len(donors.people()), **syn,
+              "bytes": Path(args.out).stat().st_size}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
