@@ -1,0 +1,1 @@
+"""Evaluation: leaks against labels, privacy, utility and quality metrics."""
