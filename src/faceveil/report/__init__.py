@@ -1,0 +1,1 @@
+"""Plots and reports drawn from the plain results that eval/ computes."""
