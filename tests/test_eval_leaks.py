@@ -168,3 +168,35 @@ def test_bad_label_files_fail_with_the_file_name(tmp_path):
         read_labels(bad)
     with pytest.raises(FaceveilError, match="missing"):
         read_labels(tmp_path / "missing.json")
+
+
+def test_eval_leaks_command_writes_results_plot_and_crops(tmp_path, astronaut, capsys):
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(astronaut).save(images / "astro.png")
+    # the real face, plus a "face" labelled on the empty sky at the top left that no detector will find
+    (tmp_path / "gt.txt").write_text("astro.png\n2\n180 60 90 115 0 0 0 0 0 0\n10 10 40 40 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    code = main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "gt.txt"), "-o", str(out), "-q",
+                 "--detect", "fast"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "all >= 10 px                     2       1  50.00%" in printed
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["result"]["faces"] == 2 and doc["result"]["leaked"] == 1
+    assert doc["result"]["leaks"][0]["box"] == [10.0, 10.0, 50.0, 50.0]
+    assert doc["detector"] == "centerface" and doc["pr"]["positives"] == 2
+    assert (out / "pr_curve.png").stat().st_size > 1000
+    crops = list((out / "leaked").glob("*.png"))
+    assert [c.name for c in crops] == ["astro_10_10_cov00.png"]
+
+
+def test_eval_leaks_usage_errors(tmp_path, capsys):
+    from faceveil.cli import main
+
+    (tmp_path / "gt.txt").write_text("nothere.jpg\n1\n1 1 20 20 0 0 0 0 0 0\n")
+    code = main(["eval", "leaks", "--images", str(tmp_path), "--labels", str(tmp_path / "gt.txt"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "none of the 1 labelled images" in err and "Traceback" not in err
