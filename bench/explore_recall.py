@@ -113,8 +113,8 @@ def evaluate(setname, dets: dict[str, Detections], regions: RegionParams, shapes
 
 
 def sweep(setname: str, combo: str, thrs: list[float], scales: list[float], shape: str, nms_iou: float,
-          per_pass_thr: dict[str, float], tsmalls: list[float], spx: tuple[float, float]) -> None:
-    from faceveil.detect.multiscale import size_threshold
+          per_pass_thr: dict[str, float], tsmalls: list[float], spx: tuple[float, float], dy: float = 0.0, grow: float = 1.0) -> None:
+    from faceveil.detect.multiscale import calibrate, size_threshold
 
     images, labels = SETS[setname]
     lab = read_labels(labels)
@@ -136,10 +136,12 @@ def sweep(setname: str, combo: str, thrs: list[float], scales: list[float], shap
             parts = [p[(p.score >= per_pass_thr.get(name, 0))
                        & (p.score >= size_threshold(np.sqrt(p.areas), tsm, thr, *spx))]
                      for p, name in zip(parts, passes)]
-            fused[k] = nms(Detections.merge(parts, "x"), nms_iou).clipped(shapes[k][1], shapes[k][0])
+            f = nms(Detections.merge(parts, "x"), nms_iou)
+            f = calibrate(f, dy, grow, *spx)
+            fused[k] = f.clipped(shapes[k][1], shapes[k][0])
         for s in scales:
             r = evaluate(setname, fused, RegionParams(shape, s, 0.0), shapes, lab)
-            print(f"{setname} {combo:22s} thr={thr:<5} small={tsm:<5} scale={s:<4} {shape:7s} leak={r['leak']*100:5.2f}% "
+            print(f"{setname} {combo:22s} thr={thr:<5} small={tsm:<5} scale={s:<4} {shape:7s} dy={dy} grow={grow} leak={r['leak']*100:5.2f}% "
                   f"away={r['away']*100:5.2f}%  leak10-20={r['leak10']*100:5.2f}% leak5-10={r['leak5']*100:5.1f}% "
                   f"n={r['n']} ms={ms:.0f}", flush=True)
 
@@ -156,6 +158,8 @@ def main() -> None:
     ap.add_argument("--nms", type=float, default=0.3)
     ap.add_argument("--pthr", default="", help="per-pass minimum threshold, e.g. cf2048=0.3")
     ap.add_argument("--tsmall", default="", help="score cuts for small boxes (size-aware threshold)")
+    ap.add_argument("--dy", type=float, default=0.0, help="shift boxes down by this fraction of their height")
+    ap.add_argument("--grow", type=float, default=1.0, help="enlarge small boxes by this")
     ap.add_argument("--spx", default="16,64", help="small_px,large_px of the size-aware threshold")
     a = ap.parse_args()
     if a.stage == "cache":
@@ -165,7 +169,7 @@ def main() -> None:
         for combo in a.passes.split(","):
             sweep(a.set, combo, [float(x) for x in a.thr.split(",")], [float(x) for x in a.scale.split(",")],
                   a.shape, a.nms, pthr, [float(x) for x in a.tsmall.split(",") if x],
-                  tuple(float(x) for x in a.spx.split(",")))
+                  tuple(float(x) for x in a.spx.split(",")), a.dy, a.grow)
 
 
 if __name__ == "__main__":

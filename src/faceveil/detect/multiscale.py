@@ -36,6 +36,19 @@ def size_threshold(size: np.ndarray, small: float, large: float, small_px: float
     return small + (large - small) * np.clip(t, 0.0, 1.0)
 
 
+def calibrate(d: Detections, dy: float, grow: float, small_px: float, large_px: float) -> Detections:
+    """Shift boxes down by ``dy`` of their height; enlarge small ones up to ``grow`` (1 from ``large_px``)."""
+    if len(d) == 0 or (dy == 0 and grow == 1):
+        return d
+    size = np.sqrt(d.areas)
+    g = size_threshold(size, grow, 1.0, small_px, large_px)
+    b = d.xyxy.astype(np.float64)
+    c = (b[:, :2] + b[:, 2:]) / 2
+    half = (b[:, 2:] - b[:, :2]) / 2 * g[:, None]
+    c[:, 1] += dy * (b[:, 3] - b[:, 1])
+    return Detections(np.concatenate([c - half, c + half], axis=1), d.score, d.landmarks, d.track_id, d.source)
+
+
 @DETECTORS.register("multiscale")
 class MultiScale(Detector):
     """CenterFace at several scales (+ flip, + YuNet), size-aware score cut: the recall-first presets."""
@@ -47,8 +60,8 @@ class MultiScale(Detector):
         small_px: float = param(16.0, "boxes up to this size (sqrt of area, image pixels) use small_threshold")
         large_px: float = param(64.0, "boxes from this size use threshold; log-linear in between")
         min_side: int = param(0, "upscale images whose longer side is below this to this (0: never)")
-        zoom: float = param(1.0, "extra pass on the image enlarged this much, for faces under ~16 px (1: off)")
-        zoom_max_side: int = param(2560, "cap on the zoomed image's longer side")
+        zoom: float = param(1.0, "extra pass on the original enlarged this much, for faces under ~16 px (1: off)")
+        zoom_max_side: int = param(2048, "cap on the zoomed image's longer side")
         zoom_min_score: float = param(0.0, "zoomed-pass boxes need at least this score too (it sees more false faces)")
         flip: bool = param(False, "also detect on the mirrored image (main pass)")
         yunet: bool = param(False, "add YuNet as a second, independent detector (needs yuface)")
@@ -56,6 +69,10 @@ class MultiScale(Detector):
         max_size: int = param(1920, "downscale so the longer side is at most this first (0: never)")
         coarse_size: int = param(640, "also detect on a copy shrunk to this longer side, for very large faces (0: off)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
+        box_dy: float = param(0.0, "shift boxes down by this fraction of their height (CenterFace's boxes sit "
+                              "high: forehead in, chin and face masks partly out)")
+        small_grow: float = param(1.0, "enlarge boxes up to small_px by this factor (their outline is noisier), "
+                                  "tapering to 1 at large_px")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
 
         def __post_init__(self):
@@ -107,7 +124,8 @@ class MultiScale(Detector):
         out = [self._pass(image, f, floor)]
         if p.flip:
             out.append(self._pass(image, f, floor, flip=True))
-        zf = min(f * p.zoom, p.zoom_max_side / side)
+        # zoom is relative to the original: a small photo already enlarged by min_side gets no second pass
+        zf = min(p.zoom, p.zoom_max_side / side)
         if p.zoom > 1.0 and zf > f * 1.05:
             z = self._pass(image, zf, max(floor, min(p.zoom_min_score, self.floor)))
             out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom"))
@@ -129,8 +147,10 @@ class MultiScale(Detector):
 
     def _fuse(self, parts: list[Detections], image: np.ndarray) -> Detections:
         merged = Detections.merge(parts, "multiscale")
-        return nms(Detections(merged.xyxy, merged.score, merged.landmarks, None, "multiscale"),
-                   self.params.nms_iou).clipped(image.shape[1], image.shape[0])
+        p = self.params
+        fused = nms(Detections(merged.xyxy, merged.score, merged.landmarks, None, "multiscale"), p.nms_iou)
+        fused = calibrate(fused, p.box_dy, p.small_grow, p.small_px, p.large_px)
+        return fused.clipped(image.shape[1], image.shape[0])
 
     def detect(self, image: np.ndarray) -> Detections:
         return self._fuse([self.keep(d) for d in self.passes(image)], image)
