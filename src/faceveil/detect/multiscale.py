@@ -127,7 +127,7 @@ class MultiScale(Detector):
         # zoom is relative to the original: a small photo already enlarged by min_side gets no second pass
         zf = min(p.zoom, p.zoom_max_side / side)
         if p.zoom > 1.0 and zf > f * 1.05:
-            z = self._pass(image, zf, max(floor, min(p.zoom_min_score, self.floor)))
+            z = self._pass(image, zf, floor)
             out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom"))
         if p.coarse_size and side * f > 1.5 * p.coarse_size:
             out.append(self._pass(image, p.coarse_size / side, floor))

@@ -84,7 +84,7 @@ def cmd_leaks(args) -> int:
         raise UsageError(f"none of the {len(keys)} labelled images is in {images}")
 
     out = Path(args.output) if args.output else None
-    leak, pr = LeakMetric(args.coverage, args.min_size), PRCurve(0.5, args.min_size)
+    leak, pr, pr_used = LeakMetric(args.coverage, args.min_size), PRCurve(0.5, args.min_size), PRCurve(0.5, args.min_size)
     failed, seconds, crops = [], 0.0, 0
     bar = tqdm(found, unit="img", file=sys.stderr, disable=args.quiet, dynamic_ncols=True, desc="evaluating")
     for key, path in bar:
@@ -100,6 +100,7 @@ def cmd_leaks(args) -> int:
         lab = labels[key]
         item = leak.update(mask, lab.faces, lab.ignore, key)
         pr.update(candidates, lab.faces, lab.ignore)
+        pr_used.update(dets, lab.faces, lab.ignore)
         bar.set_postfix(leaked=int(sum(r.leaked.sum() for r in leak.per_image)), refresh=False)
         if out is not None:
             crops += _write_crops(out / "leaked", key, img, mask, lab.faces.xyxy, item, args.max_crops - crops)
@@ -107,7 +108,7 @@ def cmd_leaks(args) -> int:
     n = len(found) - len(failed)
     res = leak.compute()
     pr_res = pr.compute()
-    op = _operating_point(pr_res, anon.detector)
+    op = _operating_point(pr_used.compute())
     ms = seconds / max(n, 1) * 1000
     _print_summary(res, pr_res, op, ms, n, describe, args)
     for msg in failed:
@@ -153,15 +154,11 @@ def detect_with_candidates(detector, image: np.ndarray, floor: float):
     return d, d
 
 
-def _operating_point(pr, detector) -> dict | None:
-    """Recall and precision at the detector's own (large-box) threshold, for the plot's marker."""
-    thr = getattr(detector.params, "threshold", None)
-    if thr is None or not len(pr.thresholds):
+def _operating_point(used) -> dict | None:
+    """Recall and precision of the detections in use (a size-aware cut is no single point on the score axis)."""
+    if not len(used.recall):
         return None
-    i = int(np.searchsorted(-pr.thresholds, -thr, side="right")) - 1
-    if i < 0:
-        return None
-    return {"threshold": float(thr), "recall": float(pr.recall[i]), "precision": float(pr.precision[i])}
+    return {"recall": float(used.recall[-1]), "precision": float(used.precision[-1])}
 
 
 def _thin(a: np.ndarray, n: int = 400) -> list[float]:
@@ -195,7 +192,7 @@ def _print_summary(res, pr, op, ms, n, describe, args) -> None:
           f"(mean per image {_pct(res.away_rate_mean)})")
     line = f"detector vs labels (IoU 0.5, faces >= {args.min_size:g} px): AP {pr.ap:.3f}"
     if op:
-        line += f"; at threshold {op['threshold']:g}: recall {op['recall']:.3f}, precision {op['precision']:.3f}"
+        line += f"; detections in use: recall {op['recall']:.3f}, precision {op['precision']:.3f}"
     print(line)
 
 
