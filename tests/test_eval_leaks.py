@@ -187,7 +187,8 @@ def test_eval_leaks_command_writes_results_plot_and_crops(tmp_path, astronaut, c
     doc = json.loads((out / "results.json").read_text())
     assert doc["result"]["faces"] == 2 and doc["result"]["leaked"] == 1
     assert doc["result"]["leaks"][0]["box"] == [10.0, 10.0, 50.0, 50.0]
-    assert doc["detector"] == "centerface" and doc["pr"]["positives"] == 2
+    assert doc["detector"] == "multiscale" and doc["pr"]["positives"] == 2
+    assert doc["pr"]["operating_point"] == {"recall": 0.5, "precision": 1.0}
     assert (out / "pr_curve.png").stat().st_size > 1000
     crops = list((out / "leaked").glob("*.png"))
     assert [c.name for c in crops] == ["astro_10_10_cov00.png"]
