@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
                    help="a method parameter, repeatable, e.g. -p kernel=25")
     r = a.add_argument_group("region")
-    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape around each face (default ellipse)")
+    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape around each face (default: the preset's)")
     r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's)")
     r.add_argument("--feather", type=float, help="soft edge outside the region, fraction of face size (default 0)")
     _add_detection_args(a)
@@ -131,9 +131,8 @@ def _detector_params(args) -> dict:
 
 
 def _config(args, method: str = "blur", method_params: dict | None = None, region: dict | None = None):
-    from .pipeline import AnonymizerConfig
-
     from .detect.presets import resolve
+    from .pipeline import AnonymizerConfig
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
