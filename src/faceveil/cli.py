@@ -42,8 +42,10 @@ could not be processed: it is reported, and the exit code is 1.
 
 def _add_detection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("detection")
-    g.add_argument("--detector", "-d", default="centerface", help="detector name (see `faceveil detectors`); default centerface")
-    g.add_argument("--threshold", "-t", type=float, help="detection threshold (lower finds more faces; default 0.2 for centerface)")
+    g.add_argument("--detect", choices=["fast", "balanced", "thorough"], help="detection preset: fast, balanced "
+                   "(default) or thorough; fewer leaked faces costs time (see README)")
+    g.add_argument("--detector", "-d", help="detector name (see `faceveil detectors`), its own defaults instead of a preset")
+    g.add_argument("--threshold", "-t", type=float, help="detection threshold (lower finds more faces; default: the preset's)")
     g.add_argument("--max-size", type=int, help="downscale images whose longer side exceeds this before detecting")
     g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
                    help="any detector parameter, repeatable")
@@ -72,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
                    help="a method parameter, repeatable, e.g. -p kernel=25")
     r = a.add_argument_group("region")
-    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape around each face (default ellipse)")
-    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default 1.3)")
+    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape around each face (default: the preset's)")
+    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's)")
     r.add_argument("--feather", type=float, help="soft edge outside the region, fraction of face size (default 0)")
     _add_detection_args(a)
     o = a.add_argument_group("output")
@@ -119,28 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
 COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench", "faceveil.bank_cli"]
-EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.train.train_on_anon"]
+EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.eval.cli_leaks", "faceveil.train.train_on_anon"]
 
 
 def _detector_params(args) -> dict:
     from .registry import parse_assignments
 
     params = parse_assignments(args.detector_param)
-    if args.threshold is not None:
-        params["threshold"] = args.threshold
     if args.max_size is not None:
         params["max_size"] = args.max_size
     return params
 
 
 def _config(args, method: str = "blur", method_params: dict | None = None, region: dict | None = None):
+    from .detect.presets import resolve
     from .pipeline import AnonymizerConfig
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    detector, detector_params, region = resolve(args.detect, args.detector, _detector_params(args), region, args.threshold)
     return AnonymizerConfig(
-        method=method, method_params=method_params or {}, detector=args.detector,
-        detector_params=_detector_params(args), region=region or {},
+        method=method, method_params=method_params or {}, detector=detector,
+        detector_params=detector_params, region=region,
         seed=getattr(args, "seed", 0), keep_metadata=getattr(args, "keep_metadata", False),
         jpeg_quality=getattr(args, "jpeg_quality", 95),
     )

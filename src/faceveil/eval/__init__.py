@@ -1,1 +1,1 @@
-"""Evaluation: privacy (face-recognition attacks), detection utility and image quality."""
+"""Evaluation: leaks against labels, privacy (face-recognition attacks), detection utility and image quality."""

@@ -1,0 +1,161 @@
+"""Recall-first detection: CenterFace at several scales, optionally flipped, optionally with YuNet.
+
+A missed face is a leak, a false alarm only hides some background, and the
+background it hides grows with the false box's area. So the score cut depends on
+the box size: small boxes are kept at a lower score (a false one costs a few
+pixels), large ones need the normal score. Passes are pooled and merged with NMS.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..detections import Detections, nms
+from ..registry import param
+from .base import DETECTORS, Detector, downscale
+
+
+def flip_detections(d: Detections, width: int) -> Detections:
+    """Map detections found on a horizontally flipped image back onto the original."""
+    b = d.xyxy.copy()
+    b[:, [0, 2]] = width - d.xyxy[:, [2, 0]]
+    lm = d.landmarks.copy()
+    lm[:, :, 0] = width - lm[:, :, 0]
+    lm = lm[:, [1, 0, 2, 4, 3]]  # the eyes and the mouth corners change sides
+    return Detections(b, d.score, lm, d.track_id, d.source)
+
+
+def size_threshold(size: np.ndarray, small: float, large: float, small_px: float, large_px: float) -> np.ndarray:
+    """Score cut per box: ``small`` at or below ``small_px``, ``large`` from ``large_px``, log-linear between."""
+    size = np.asarray(size, np.float64)
+    if large_px <= small_px:
+        return np.where(size <= small_px, small, large)
+    t = (np.log(np.maximum(size, 1e-6)) - math.log(small_px)) / (math.log(large_px) - math.log(small_px))
+    return small + (large - small) * np.clip(t, 0.0, 1.0)
+
+
+def calibrate(d: Detections, dy: float, grow: float, small_px: float, large_px: float) -> Detections:
+    """Shift boxes down by ``dy`` of their height; enlarge small ones up to ``grow`` (1 from ``large_px``)."""
+    if len(d) == 0 or (dy == 0 and grow == 1):
+        return d
+    size = np.sqrt(d.areas)
+    g = size_threshold(size, grow, 1.0, small_px, large_px)
+    b = d.xyxy.astype(np.float64)
+    c = (b[:, :2] + b[:, 2:]) / 2
+    half = (b[:, 2:] - b[:, :2]) / 2 * g[:, None]
+    c[:, 1] += dy * (b[:, 3] - b[:, 1])
+    return Detections(np.concatenate([c - half, c + half], axis=1), d.score, d.landmarks, d.track_id, d.source)
+
+
+@DETECTORS.register("multiscale")
+class MultiScale(Detector):
+    """CenterFace at several scales (+ flip, + YuNet), size-aware score cut: the recall-first presets."""
+
+    @dataclass(frozen=True)
+    class Params:
+        threshold: float = param(0.2, "score cut for large boxes (>= large_px); lower finds more faces")
+        small_threshold: float = param(0.2, "score cut for small boxes (<= small_px): a false small box hides little")
+        small_px: float = param(16.0, "boxes up to this size (sqrt of area, image pixels) use small_threshold")
+        large_px: float = param(64.0, "boxes from this size use threshold; log-linear in between")
+        min_side: int = param(0, "upscale images whose longer side is below this to this (0: never)")
+        zoom: float = param(1.0, "extra pass on the original enlarged this much, for faces under ~16 px (1: off)")
+        zoom_max_side: int = param(2048, "cap on the zoomed image's longer side")
+        zoom_min_score: float = param(0.0, "zoomed-pass boxes need at least this score too (it sees more false faces)")
+        flip: bool = param(False, "also detect on the mirrored image (main pass)")
+        yunet: bool = param(False, "add YuNet as a second, independent detector (needs yuface)")
+        yunet_threshold: float = param(0.6, "YuNet's score cut")
+        max_size: int = param(1920, "downscale so the longer side is at most this first (0: never)")
+        coarse_size: int = param(640, "also detect on a copy shrunk to this longer side, for very large faces (0: off)")
+        nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
+        box_dy: float = param(0.0, "shift boxes down by this fraction of their height (CenterFace's boxes sit "
+                              "high: forehead in, chin and face masks partly out)")
+        small_grow: float = param(1.0, "enlarge boxes up to small_px by this factor (their outline is noisier), "
+                                  "tapering to 1 at large_px")
+        threads: int = param(0, "onnxruntime threads (0: all cores)")
+
+        def __post_init__(self):
+            for name in ("threshold", "small_threshold"):
+                if not 0.0 < getattr(self, name) < 1.0:
+                    raise ValueError(f"{name} must be between 0 and 1")
+            if self.zoom < 1.0 or self.min_side < 0 or self.max_size < 0:
+                raise ValueError("zoom must be >= 1 and sizes >= 0")
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        from .centerface import CenterFace
+
+        p = self.params
+        self.cf = CenterFace(CenterFace.Params(threshold=min(p.threshold, p.small_threshold), threads=p.threads))
+        self.yn = None
+        if p.yunet:
+            from .yunet import YuNet
+
+            self.yn = YuNet(YuNet.Params(threshold=p.yunet_threshold))
+
+    @property
+    def floor(self) -> float:
+        return min(self.params.threshold, self.params.small_threshold)
+
+    def _pass(self, image: np.ndarray, factor: float, floor: float, flip: bool = False) -> Detections:
+        """Raw CenterFace detections (before NMS) on ``image`` resized by ``factor``, in ``image``'s pixels."""
+        import cv2
+
+        h, w = image.shape[:2]
+        img = image[:, ::-1] if flip else image
+        if factor != 1.0:
+            interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+            img = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=interp)
+        elif flip:
+            img = np.ascontiguousarray(img)
+        d = self.cf.detect_raw(img, floor).scaled(1.0 / factor)
+        return flip_detections(d, w) if flip else d
+
+    def passes(self, image: np.ndarray, floor: float | None = None) -> list[Detections]:
+        """Every pass's raw detections in image pixels, cut at ``floor`` (default: the lowest threshold)."""
+        p = self.params
+        floor = self.floor if floor is None else floor
+        h, w = image.shape[:2]
+        side = max(h, w)
+        _, f = downscale(image, p.max_size)
+        if p.min_side and side < p.min_side:
+            f = p.min_side / side
+        out = [self._pass(image, f, floor)]
+        if p.flip:
+            out.append(self._pass(image, f, floor, flip=True))
+        # zoom is relative to the original: a small photo already enlarged by min_side gets no second pass
+        zf = min(p.zoom, p.zoom_max_side / side)
+        if p.zoom > 1.0 and zf > f * 1.05:
+            z = self._pass(image, zf, floor)
+            out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom"))
+        if p.coarse_size and side * f > 1.5 * p.coarse_size:
+            out.append(self._pass(image, p.coarse_size / side, floor))
+        if self.yn is not None:
+            out.append(self.yn.detect(image))
+        return out
+
+    def keep(self, d: Detections) -> Detections:
+        """The operating point: YuNet's own cut, the zoom pass's minimum, then the size-aware cut."""
+        p = self.params
+        if d.source == "yunet":
+            return d
+        ok = d.score >= size_threshold(np.sqrt(d.areas), p.small_threshold, p.threshold, p.small_px, p.large_px)
+        if d.source == "zoom":
+            ok &= d.score >= p.zoom_min_score
+        return d[ok]
+
+    def _fuse(self, parts: list[Detections], image: np.ndarray) -> Detections:
+        merged = Detections.merge(parts, "multiscale")
+        p = self.params
+        fused = nms(Detections(merged.xyxy, merged.score, merged.landmarks, None, "multiscale"), p.nms_iou)
+        fused = calibrate(fused, p.box_dy, p.small_grow, p.small_px, p.large_px)
+        return fused.clipped(image.shape[1], image.shape[0])
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return self._fuse([self.keep(d) for d in self.passes(image)], image)
+
+    def detect_candidates(self, image: np.ndarray, floor: float) -> tuple[Detections, Detections]:
+        """(what ``detect`` returns, every candidate down to ``floor``) from one set of passes (for PR curves)."""
+        parts = self.passes(image, min(floor, self.floor))
+        return self._fuse([self.keep(d) for d in parts], image), self._fuse(parts, image)

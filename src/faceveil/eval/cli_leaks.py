@@ -1,0 +1,215 @@
+"""`faceveil eval leaks`: how many labelled faces the detection settings leave uncovered."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EPILOG = """\
+examples:
+  faceveil eval leaks --images data/facemask/images --labels data/facemask/gt.txt -o leaks/
+  faceveil eval leaks --images widerface/images --labels wider_face_val_bbx_gt.txt --detect thorough
+  faceveil eval leaks --images imgs/ --labels annotations/ --format voc --threshold 0.3 --mask-scale 1.5
+
+A labelled face (shorter side >= --min-size px, 10 by default) is leaked when less than
+--coverage (80 %) of its box is anonymized (compositor weight >= 0.5). Away-from-face:
+the share of pixels outside every labelled box enlarged 1.6x that were anonymized.
+-o writes results.json, pr_curve.png and leaked/ (one crop per leaked face: anonymized
+pixels tinted red, the labelled box in green) for a person to look at.
+"""
+
+
+def register(subparsers) -> None:
+    from ..cli import _add_common, _add_detection_args
+
+    p = subparsers.add_parser("leaks", help="leaked faces and over-anonymized area against labelled boxes",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                              description="Run detection on labelled photos and count faces left uncovered.")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of the labelled images")
+    p.add_argument("--labels", required=True, metavar="PATH",
+                   help="WIDER gt .txt, VOC folder of .xml, COCO .json or YOLO folder of .txt")
+    p.add_argument("--format", choices=["wider", "voc", "coco", "yolo"], help="label format (default: guessed)")
+    p.add_argument("-o", "--output", metavar="OUTDIR", help="write results.json, pr_curve.png and leaked/ crops here")
+    r = p.add_argument_group("region")
+    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape (default: the preset's)")
+    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's)")
+    r.add_argument("--feather", type=float, help="soft edge outside the region (default 0)")
+    _add_detection_args(p)
+    m = p.add_argument_group("measure")
+    m.add_argument("--min-size", type=float, default=10, help="faces smaller than this (shorter side, px) are "
+                   "reported in their own bucket only (default 10)")
+    m.add_argument("--coverage", type=float, default=0.8, help="a face is leaked below this covered share (default 0.8)")
+    m.add_argument("--pr-floor", type=float, default=0.05, help="score down to which the PR curve runs (default 0.05)")
+    m.add_argument("--limit", type=int, default=0, help="evaluate only N images, evenly spaced (quick look)")
+    m.add_argument("--max-crops", type=int, default=500, help="write at most this many leaked-face crops")
+    _add_common(p)
+    p.set_defaults(func=cmd_leaks)
+
+
+def cmd_leaks(args) -> int:
+    from tqdm import tqdm
+
+    from .. import __version__
+    from ..cli import _detector_params
+    from ..detect.presets import resolve
+    from ..errors import FaceveilError, UsageError
+    from ..io.images import read_rgb
+    from ..pipeline import Anonymizer
+    from .labels import read_labels, resolve_image
+    from .leaks import LeakMetric, PRCurve, anonymized_mask
+
+    if not 0 < args.coverage <= 1:
+        raise UsageError("--coverage must be in (0, 1]")
+    images = Path(args.images)
+    if not images.is_dir():
+        raise UsageError(f"{images}: not a folder")
+    labels = read_labels(args.labels, args.format, images)
+    region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
+              if v is not None}
+    detector, params, region = resolve(args.detect, args.detector, _detector_params(args), region, args.threshold)
+    anon = Anonymizer(method="blur", detector=detector, detector_params=params, region=region)
+    describe = anon.describe()
+    keys = list(labels)
+    if args.limit and args.limit < len(keys):
+        keys = [keys[i] for i in np.linspace(0, len(keys) - 1, args.limit).round().astype(int)]
+    found = [(k, resolve_image(images, k)) for k in keys]
+    missing = [k for k, p in found if p is None]
+    found = [(k, p) for k, p in found if p is not None]
+    if not found:
+        raise UsageError(f"none of the {len(keys)} labelled images is in {images}")
+
+    out = Path(args.output) if args.output else None
+    leak, pr, pr_used = LeakMetric(args.coverage, args.min_size), PRCurve(0.5, args.min_size), PRCurve(0.5, args.min_size)
+    failed, seconds, crops = [], 0.0, 0
+    bar = tqdm(found, unit="img", file=sys.stderr, disable=args.quiet, dynamic_ncols=True, desc="evaluating")
+    for key, path in bar:
+        try:
+            img = read_rgb(path)
+        except FaceveilError as exc:
+            failed.append(str(exc))
+            continue
+        t0 = time.perf_counter()
+        dets, candidates = detect_with_candidates(anon.detector, img, args.pr_floor)
+        seconds += time.perf_counter() - t0
+        mask = anonymized_mask(anon.compositor, dets, img.shape)
+        lab = labels[key]
+        item = leak.update(mask, lab.faces, lab.ignore, key)
+        pr.update(candidates, lab.faces, lab.ignore)
+        pr_used.update(dets, lab.faces, lab.ignore)
+        bar.set_postfix(leaked=int(sum(r.leaked.sum() for r in leak.per_image)), refresh=False)
+        if out is not None:
+            crops += _write_crops(out / "leaked", key, img, mask, lab.faces.xyxy, item, args.max_crops - crops)
+    bar.close()
+    n = len(found) - len(failed)
+    res = leak.compute()
+    pr_res = pr.compute()
+    op = _operating_point(pr_used.compute())
+    ms = seconds / max(n, 1) * 1000
+    _print_summary(res, pr_res, op, ms, n, describe, args)
+    for msg in failed:
+        print(f"faceveil: error: {msg}", file=sys.stderr)
+    if missing:
+        print(f"faceveil: {len(missing)} labelled images not found in {images} (skipped), e.g. {missing[0]}",
+              file=sys.stderr)
+    if out is not None:
+        from ..io.atomic import write_bytes_atomic
+        from ..report.leaks import plot_pr_curve
+
+        doc = {"faceveil": __version__, "images": str(images), "labels": str(args.labels),
+               "detect": args.detect, **{k: describe[k] for k in ("detector", "detector_params", "region")},
+               "evaluated": n, "missing": len(missing), "failed": failed, "ms_per_image": round(ms, 1),
+               "min_size": args.min_size, "coverage": args.coverage,
+               "result": res.to_json(),
+               "pr": {"ap": pr_res.ap, "positives": pr_res.positives, "operating_point": op,
+                      "recall": _thin(pr_res.recall), "precision": _thin(pr_res.precision),
+                      "thresholds": _thin(pr_res.thresholds)}}
+        write_bytes_atomic(out / "results.json", json.dumps(doc, indent=1, default=_json_default).encode())
+        plot_pr_curve(pr_res, out / "pr_curve.png", op and (op["recall"], op["precision"]),
+                      f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
+        print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crops -> {out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def detect_with_candidates(detector, image: np.ndarray, floor: float):
+    """(detections in use, candidates down to ``floor`` for the PR curve), from one detection run where possible."""
+    from ..detect.centerface import CenterFace
+
+    if hasattr(detector, "detect_candidates"):
+        return detector.detect_candidates(image, floor)
+    if isinstance(detector, CenterFace) and floor < detector.params.threshold:
+        # Greedy NMS commutes with a score cut, so cutting the low-threshold result is exact.
+        low = getattr(detector, "_low", None)
+        if low is None:
+            from dataclasses import replace
+
+            low = detector._low = CenterFace(replace(detector.params, threshold=floor))
+        cand = low.detect(image)
+        return cand[cand.score >= detector.params.threshold], cand
+    d = detector.detect(image)
+    return d, d
+
+
+def _operating_point(used) -> dict | None:
+    """Recall and precision of the detections in use (a size-aware cut is no single point on the score axis)."""
+    if not len(used.recall):
+        return None
+    return {"recall": float(used.recall[-1]), "precision": float(used.precision[-1])}
+
+
+def _thin(a: np.ndarray, n: int = 400) -> list[float]:
+    a = np.asarray(a, np.float64)
+    if len(a) > n:
+        a = a[np.linspace(0, len(a) - 1, n).round().astype(int)]
+    return [round(float(v), 5) for v in a]
+
+
+def _json_default(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return str(v)
+
+
+def _pct(x: float) -> str:
+    return "   -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 100:5.2f}%"
+
+
+def _print_summary(res, pr, op, ms, n, describe, args) -> None:
+    params = ", ".join(f"{k}={v}" for k, v in describe["detector_params"].items())
+    region = describe["region"]
+    print(f"detector: {describe['detector']} ({params})")
+    print(f"region: {region['shape']}, mask_scale {region['mask_scale']}, feather {region['feather']}")
+    print(f"{n} images, {ms:.0f} ms/image for detection\n")
+    print(f"{'face size (shorter side)':26s} {'faces':>7s} {'leaked':>7s} {'rate':>7s}")
+    for b in res.buckets:
+        print(f"{b['bucket']:26s} {b['faces']:7d} {b['leaked']:7d} {_pct(b['rate']):>7s}")
+    print(f"{'all >= %g px' % args.min_size:26s} {res.faces:7d} {res.leaked:7d} {_pct(res.leak_rate):>7s}")
+    print(f"\nover-anonymized (away from faces): {_pct(res.away_rate)} of pixels "
+          f"(mean per image {_pct(res.away_rate_mean)})")
+    line = f"detector vs labels (IoU 0.5, faces >= {args.min_size:g} px): AP {pr.ap:.3f}"
+    if op:
+        line += f"; detections in use: recall {op['recall']:.3f}, precision {op['precision']:.3f}"
+    print(line)
+
+
+def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int) -> int:
+    from PIL import Image
+
+    from ..io.atomic import atomic_path
+    from ..report.leaks import leak_crop
+
+    written = 0
+    stem = Path(key).with_suffix("").as_posix().replace("/", "__")
+    for i in np.flatnonzero(item.leaked):
+        if written >= budget:
+            break
+        x1, y1 = int(boxes[i][0]), int(boxes[i][1])
+        crop = leak_crop(image, mask, boxes[i])
+        with atomic_path(folder / f"{stem}_{x1}_{y1}_cov{int(item.coverage[i] * 100):02d}.png") as tmp:
+            Image.fromarray(crop).save(tmp, format="PNG")
+        written += 1
+    return written

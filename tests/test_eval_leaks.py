@@ -1,0 +1,203 @@
+"""Leak metric, over-anonymization, PR curve and label readers, on hand-made values."""
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceveil.anonymize import Compositor, RegionParams
+from faceveil.detections import Detections
+from faceveil.eval.labels import read_labels, resolve_image
+from faceveil.eval.leaks import (LeakMetric, PRCurve, anonymized_mask, box_coverage, match_detections,
+                                 near_face_mask)
+
+
+def boxes(*xyxy):
+    return Detections.from_boxes(np.array(xyxy, np.float32).reshape(-1, 4), source="label")
+
+
+def test_box_coverage_counts_pixel_centres():
+    mask = np.zeros((10, 10), bool)
+    mask[0:10, 0:3] = True  # columns 0, 1, 2
+    cov, total = box_coverage(mask, np.array([[0, 0, 4, 5], [2.6, 0, 4, 2], [20, 20, 30, 30]]))
+    assert total.tolist() == [20, 2, 0]
+    assert cov[0] == pytest.approx(15 / 20)  # columns 0-2 of 0-3
+    assert cov[1] == 0.0  # centres 3.5 only: column 2's centre 2.5 is left of 2.6
+    assert math.isnan(cov[2])  # entirely outside the image
+
+
+def test_leak_and_away_numbers_by_hand():
+    # 20x20 image, two labelled faces: A 10x10 at (0,0), B 4x4 at (14,14) (under 10 px: bucket 0-10 only).
+    labels = boxes([0, 0, 10, 10], [14, 14, 18, 18])
+    anon = np.zeros((20, 20), bool)
+    anon[0:10, 0:8] = True  # A: 80 of 100 pixels -> exactly 80 %: not leaked
+    anon[19, 0:5] = True  # 5 pixels away from faces
+    metric = LeakMetric(min_size=4, buckets=((4, 10), (10, math.inf)))
+    item = metric.update(anon, labels)
+    assert item.coverage.tolist() == [0.8, 0.0]
+    assert item.leaked.tolist() == [False, True]
+    # near-face area: A enlarged 1.6x -> [-3, 13) clipped to [0, 13): 169 px; B -> [12.8, 19.2): pixel
+    # centres 13.5 .. 18.5, so 6x6 = 36 px (12.5 lies outside)
+    near = near_face_mask(labels, (20, 20))
+    assert near.sum() == 169 + 36
+    assert item.away_pixels == 400 - 205
+    assert item.away_anonymized == 5
+    r = metric.compute()
+    assert (r.faces, r.leaked, r.leak_rate) == (2, 1, 0.5)
+    assert [(b["faces"], b["leaked"]) for b in r.buckets] == [(1, 1), (1, 0)]
+    assert r.away_rate == pytest.approx(5 / 195)
+    assert r.leaks == [{"image": "", "box": [14.0, 14.0, 18.0, 18.0], "coverage": 0.0, "size": 4.0}]
+
+
+def test_just_under_coverage_leaks_and_min_size_and_ignore():
+    labels = boxes([0, 0, 10, 10], [0, 10, 6, 16], [10, 0, 20, 10])
+    anon = np.zeros((20, 20), bool)
+    anon[0:10, 0:7] = True
+    anon[0:9, 7] = True  # 79 of 100 pixels
+    metric = LeakMetric()  # min_size 10: the 6 px face is outside the headline number
+    metric.update(anon, labels, ignore=np.array([False, False, True]))
+    r = metric.compute()
+    assert (r.faces, r.leaked) == (1, 1)
+    assert [b["faces"] for b in r.buckets] == [1, 1, 0, 0, 0]  # 6 px in 5-10, 10 px in 10-20; ignored face nowhere
+
+
+def test_away_rate_pools_pixels_and_keeps_per_image_mean():
+    m = LeakMetric()
+    a = np.zeros((10, 10), bool)
+    a[0, :] = True  # 10 of 100
+    b = np.zeros((10, 30), bool)  # 0 of 300
+    m.update(a, Detections.empty("label"))
+    m.update(b, Detections.empty("label"))
+    r = m.compute()
+    assert r.away_rate == pytest.approx(10 / 400)
+    assert r.away_rate_mean == pytest.approx((0.1 + 0.0) / 2)
+    assert math.isnan(r.leak_rate) and r.faces == 0
+
+
+def test_compositor_mask_is_what_counts():
+    # a detection equal to the labelled box, default ellipse 1.3x: covers the box well enough
+    label = boxes([20, 20, 60, 60])
+    comp = Compositor(RegionParams("ellipse", 1.3, 0.0))
+    m = LeakMetric()
+    m.update(anonymized_mask(comp, label, (100, 100)), label)
+    assert m.compute().leaked == 0
+    # the same ellipse at scale 1.0 misses the box corners: about pi/4 = 78.5 % < 80 %
+    comp = Compositor(RegionParams("ellipse", 1.0, 0.0))
+    m = LeakMetric()
+    item = m.update(anonymized_mask(comp, label, (100, 100)), label)
+    assert 0.75 < item.coverage[0] < 0.8 and m.compute().leaked == 1
+    # feathering adds weights below 1 outside the region; only weight >= 0.5 counts as anonymized
+    comp = Compositor(RegionParams("box", 1.0, 0.5))
+    mask = anonymized_mask(comp, label, (100, 100))
+    weights = comp.mask(label, (100, 100))
+    assert mask.sum() == (weights >= 0.5).sum() < (weights > 0).sum()
+
+
+def test_match_detections_and_pr_curve():
+    labels = boxes([0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 64, 4])
+    ignore = np.array([False, False, True, False])  # third invalid; fourth too small (< 10 px)
+    dets = Detections.from_boxes(
+        [[0, 0, 10, 10], [0, 1, 10, 11], [40, 0, 50, 10], [100, 100, 110, 110], [20, 0, 30, 10], [60, 0, 64, 4]],
+        np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4]),
+    )
+    status, taken = match_detections(dets, labels, ignore | np.array([False, False, False, True]))
+    # 0: TP; 1: duplicate of a taken face -> FP; 2: on an invalid face -> ignored; 3: FP; 4: TP; 5: tiny -> ignored
+    assert status.tolist() == [1, 0, -1, 0, 1, -1]
+    pr = PRCurve()
+    pr.update(dets, labels, ignore)
+    r = pr.compute()
+    assert r.positives == 2
+    assert r.thresholds.tolist() == pytest.approx([0.9, 0.8, 0.6, 0.5])
+    assert r.recall.tolist() == [0.5, 0.5, 0.5, 1.0]
+    assert r.precision.tolist() == pytest.approx([1.0, 0.5, 1 / 3, 0.5])
+    assert r.ap == pytest.approx(0.5 * 1.0 + 0.5 * 0.5)
+
+
+def test_wider_reader_flags_invalid_and_skips_empty_rows(tmp_path):
+    gt = tmp_path / "gt.txt"
+    gt.write_text("a/1.jpg\n2\n10 20 30 40 0 0 0 0 0 0 \n5 5 4 4 2 0 0 1 0 0 \nb/2.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n"
+                  "c/3.jpg\n1\n1 2 3 4 0 0 0 0 0 0\n")
+    lab = read_labels(gt)
+    assert list(lab) == ["a/1.jpg", "b/2.jpg", "c/3.jpg"]
+    assert lab["a/1.jpg"].faces.xyxy.tolist() == [[10, 20, 40, 60], [5, 5, 9, 9]]
+    assert lab["a/1.jpg"].ignore.tolist() == [False, True]
+    assert len(lab["b/2.jpg"].faces) == 0
+    assert lab["c/3.jpg"].faces.xyxy.tolist() == [[1, 2, 4, 6]]
+    assert lab["a/1.jpg"].faces.source == "label"
+
+
+def test_voc_coco_yolo_readers_agree(tmp_path):
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    (voc / "p.xml").write_text(
+        "<annotation><filename>p.jpg</filename>"
+        "<object><name>face</name><difficult>0</difficult><bndbox><xmin>10</xmin><ymin>20</ymin>"
+        "<xmax>40</xmax><ymax>60</ymax></bndbox></object>"
+        "<object><name>face</name><difficult>1</difficult><bndbox><xmin>0</xmin><ymin>0</ymin>"
+        "<xmax>8</xmax><ymax>8</ymax></bndbox></object></annotation>")
+    coco = tmp_path / "c.json"
+    coco.write_text(json.dumps({
+        "images": [{"id": 7, "file_name": "p.jpg"}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "face"}],
+        "annotations": [{"image_id": 7, "category_id": 2, "bbox": [10, 20, 30, 40], "iscrowd": 0},
+                        {"image_id": 7, "category_id": 1, "bbox": [0, 0, 99, 99]},
+                        {"image_id": 7, "category_id": 2, "bbox": [0, 0, 8, 8], "iscrowd": 1}]}))
+    images = tmp_path / "img"
+    images.mkdir()
+    Image.new("RGB", (100, 80)).save(images / "p.jpg")
+    yolo = tmp_path / "yolo"
+    yolo.mkdir()
+    (yolo / "p.txt").write_text("0 0.25 0.5 0.3 0.5\n0 0.04 0.05 0.08 0.1\n")
+    a, b, c = read_labels(voc), read_labels(coco), read_labels(yolo, images=images)
+    for lab in (a, b, c):
+        assert list(lab) == ["p.jpg"]
+        np.testing.assert_allclose(lab["p.jpg"].faces.xyxy, [[10, 20, 40, 60], [0, 0, 8, 8]], atol=1e-4)
+    assert a["p.jpg"].ignore.tolist() == b["p.jpg"].ignore.tolist() == [False, True]
+    assert c["p.jpg"].ignore.tolist() == [False, False]
+    assert resolve_image(images, "p.jpg") == images / "p.jpg"
+    assert resolve_image(images, "p") == images / "p.jpg"
+
+
+def test_bad_label_files_fail_with_the_file_name(tmp_path):
+    from faceveil.errors import FaceveilError
+
+    bad = tmp_path / "gt.txt"
+    bad.write_text("a.jpg\nthree\n")
+    with pytest.raises(FaceveilError, match="gt.txt"):
+        read_labels(bad)
+    with pytest.raises(FaceveilError, match="missing"):
+        read_labels(tmp_path / "missing.json")
+
+
+def test_eval_leaks_command_writes_results_plot_and_crops(tmp_path, astronaut, capsys):
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(astronaut).save(images / "astro.png")
+    # the real face, plus a "face" labelled on the empty sky at the top left that no detector will find
+    (tmp_path / "gt.txt").write_text("astro.png\n2\n180 60 90 115 0 0 0 0 0 0\n10 10 40 40 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    code = main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "gt.txt"), "-o", str(out), "-q",
+                 "--detect", "fast"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "all >= 10 px                     2       1  50.00%" in printed
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["result"]["faces"] == 2 and doc["result"]["leaked"] == 1
+    assert doc["result"]["leaks"][0]["box"] == [10.0, 10.0, 50.0, 50.0]
+    assert doc["detector"] == "multiscale" and doc["pr"]["positives"] == 2
+    assert doc["pr"]["operating_point"] == {"recall": 0.5, "precision": 1.0}
+    assert (out / "pr_curve.png").stat().st_size > 1000
+    crops = list((out / "leaked").glob("*.png"))
+    assert [c.name for c in crops] == ["astro_10_10_cov00.png"]
+
+
+def test_eval_leaks_usage_errors(tmp_path, capsys):
+    from faceveil.cli import main
+
+    (tmp_path / "gt.txt").write_text("nothere.jpg\n1\n1 1 20 20 0 0 0 0 0 0\n")
+    code = main(["eval", "leaks", "--images", str(tmp_path), "--labels", str(tmp_path / "gt.txt"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "none of the 1 labelled images" in err and "Traceback" not in err
