@@ -48,7 +48,8 @@ def base(tmp_path_factory, astronaut):
     Image.fromarray(rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)).save(src / "sub" / "noise.png")
     (src / "bad.png").write_bytes(b"not a png")
     out = root / "out"
-    assert main(["anonymize", str(src), "-o", str(out), "-q"]) == 1  # bad.png fails
+    # plain centerface: the library's default AnonymizerConfig() (the CLI's default is the balanced preset)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--detector", "centerface"]) == 1  # bad.png fails
     shutil.copy2(src / "leak.png", out / "leak.png")
     return src, out, root / "cache"
 
@@ -350,7 +351,7 @@ def test_apply_without_edits_reproduces_a_seeded_random_method(base, tmp_path):
     only = tmp_path / "in"
     only.mkdir()
     shutil.copy2(src / "astro.png", only / "astro.png")
-    assert main(["anonymize", str(only), "-o", str(out), "-q", "-m", "noise", "--seed", "4"]) == 0
+    assert main(["anonymize", str(only), "-o", str(out), "-q", "-m", "noise", "--seed", "4", "-d", "centerface"]) == 0
     before = _read(out / "astro.png")
     rs = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=4), ReviewSettings(second=("none",)),
                    tmp_path / "cache")

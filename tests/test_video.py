@@ -232,7 +232,10 @@ def test_cli_exit_code_1_when_frames_failed(clip_file, tmp_path, monkeypatch):
     from faceveil import cli
     from faceveil.detect.centerface import CenterFace
 
+    from faceveil.detect.multiscale import MultiScale
+
     monkeypatch.setattr(CenterFace, "detect", FailingDetector().detect)
+    monkeypatch.setattr(MultiScale, "detect", FailingDetector().detect)  # the default preset's detector
     rc = cli.main(["anonymize", str(clip_file), "-o", str(tmp_path / "o"), "-q"])
     assert rc == 1 and (tmp_path / "o" / clip_file.name).exists()
 

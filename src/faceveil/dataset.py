@@ -394,9 +394,12 @@ def default_boxes(labels: LabelSet, face_classes: set[str] | None) -> str:
 
 
 def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> dict:
+    described = _describe(anon)
+    if cfg.boxes == "gt":  # the detector never runs: its settings must not block a resume
+        described = {k: v for k, v in described.items() if k not in ("detector", "detector_params")}
     return {"format": fmt, "boxes": cfg.boxes, "min_size": cfg.min_size,
             "face_classes": sorted(face_classes) if face_classes is not None else None,
-            **_describe(anon), "keep_metadata": anon.keep_metadata, "jpeg_quality": anon.jpeg_quality,
+            **described, "keep_metadata": anon.keep_metadata, "jpeg_quality": anon.jpeg_quality,
             "faceveil": __version__}
 
 

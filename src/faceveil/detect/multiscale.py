@@ -63,6 +63,8 @@ class MultiScale(Detector):
         zoom: float = param(1.0, "extra pass on the original enlarged this much, for faces under ~16 px (1: off)")
         zoom_max_side: int = param(2048, "cap on the zoomed image's longer side")
         zoom_min_score: float = param(0.0, "zoomed-pass boxes need at least this score too (it sees more false faces)")
+        zoom_max_px: float = param(64.0, "zoomed-pass boxes larger than this (sqrt of area, image pixels) are dropped: "
+                                   "enlarged, a big face breaks into part-face boxes that could win the merge")
         flip: bool = param(False, "also detect on the mirrored image (main pass)")
         yunet: bool = param(False, "add YuNet as a second, independent detector (needs yuface)")
         yunet_threshold: float = param(0.6, "YuNet's score cut")
@@ -128,6 +130,7 @@ class MultiScale(Detector):
         zf = min(p.zoom, p.zoom_max_side / side)
         if p.zoom > 1.0 and zf > f * 1.05:
             z = self._pass(image, zf, floor)
+            z = z[np.sqrt(z.areas) <= p.zoom_max_px]
             out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom"))
         if p.coarse_size and side * f > 1.5 * p.coarse_size:
             out.append(self._pass(image, p.coarse_size / side, floor))
@@ -135,12 +138,17 @@ class MultiScale(Detector):
             out.append(self.yn.detect(image))
         return out
 
+    def cut(self, d: Detections) -> np.ndarray:
+        """The score each box needs, by its size (sqrt of area)."""
+        p = self.params
+        return size_threshold(np.sqrt(d.areas), p.small_threshold, p.threshold, p.small_px, p.large_px)
+
     def keep(self, d: Detections) -> Detections:
         """The operating point: YuNet's own cut, the zoom pass's minimum, then the size-aware cut."""
         p = self.params
         if d.source == "yunet":
             return d
-        ok = d.score >= size_threshold(np.sqrt(d.areas), p.small_threshold, p.threshold, p.small_px, p.large_px)
+        ok = d.score >= self.cut(d)
         if d.source == "zoom":
             ok &= d.score >= p.zoom_min_score
         return d[ok]

@@ -66,6 +66,7 @@ def register(sub) -> None:
 
 def config_from_args(args):
     """An AnonymizerConfig: an anonymize report as the base, explicit options on top."""
+    from ..detect.presets import resolve
     from ..pipeline import AnonymizerConfig
     from ..registry import parse_assignments
 
@@ -80,17 +81,22 @@ def config_from_args(args):
     method = args.method or base.get("method", "blur")
     method_params = dict(base.get("method_params", {})) if method == base.get("method") else {}
     method_params.update(parse_assignments(args.param))
-    region = dict(base.get("region", {}))
-    region.update({k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale),
-                                     ("feather", args.feather)) if v is not None})
-    detector = args.detector
-    det_params = dict(base.get("detector_params", {})) if detector == base.get("detector", "centerface") else {}
-    det_params.pop("threads", None)
-    det_params.update(parse_assignments(args.detector_param))
-    if args.threshold is not None:
-        det_params["threshold"] = args.threshold
+    region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale),
+                                ("feather", args.feather)) if v is not None}
+    cli_det_params = parse_assignments(args.detector_param)
     if args.max_size is not None:
-        det_params["max_size"] = args.max_size
+        cli_det_params["max_size"] = args.max_size
+    if base.get("detector") and not args.detect and args.detector in (None, base["detector"]):
+        # Detection as in the anonymize run the report describes, explicit options on top.
+        detector = base["detector"]
+        det_params = dict(base.get("detector_params", {}))
+        det_params.pop("threads", None)
+        det_params.update(cli_det_params)
+        if args.threshold is not None:
+            _, det_params, _ = resolve(None, detector, det_params, None, args.threshold)
+        region = {**base.get("region", {}), **region}
+    else:  # as `faceveil anonymize` would resolve the same options (default: the balanced preset)
+        detector, det_params, region = resolve(args.detect, args.detector, cli_det_params, region, args.threshold)
     if not 1 <= args.jpeg_quality <= 100:
         raise UsageError("--jpeg-quality must be between 1 and 100")
     return AnonymizerConfig(method=method, method_params=method_params, detector=detector,

@@ -222,6 +222,9 @@ class ReviewSet:
                 params = dict(self.config.detector_params)
                 probe = get_detector(self.config.detector, params)
                 self.threshold = getattr(probe.params, "threshold", None)
+                if hasattr(probe, "detect_candidates"):  # kept faces and weaker candidates from one run
+                    self._detectors[key] = probe
+                    return probe
                 if self.threshold is not None and self.threshold > 0:
                     params["threshold"] = self.threshold * self.settings.near
                 self._detectors[key] = get_detector(self.config.detector, params)
@@ -343,9 +346,13 @@ class ReviewSet:
         try:
             rgb = read_image(item.orig).rgb
             det = self._detector("main")
-            found = det.detect(rgb)
-            thr = self.threshold if self.threshold is not None else -np.inf
-            main, near = found[found.score >= thr], found[found.score < thr]
+            if hasattr(det, "detect_candidates"):  # e.g. multiscale: its score cut depends on the box size
+                main, near = det.detect_candidates(rgb, det.floor * self.settings.near)
+                near = near[near.score >= det.cut(near) * self.settings.near]
+            else:
+                found = det.detect(rgb)
+                thr = self.threshold if self.threshold is not None else -np.inf
+                main, near = found[found.score >= thr], found[found.score < thr]
             if len(near) and len(main):  # under-threshold duplicates of a kept face are not news
                 near = near[box_iou(near.xyxy, main.xyxy).max(axis=1) < self.settings.match_iou]
             second = []
