@@ -116,12 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
         ev_sub = ev.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
         for module in EVAL_MODULES:
             importlib.import_module(module).register(ev_sub)
+    if TRAIN_MODULES:
+        tr = sub.add_parser("train", help="train the learned models faceveil ships (needs the train extra: torch)")
+        tr_sub = tr.add_subparsers(dest="train_command", metavar="TRAIN_COMMAND", required=True)
+        for module in TRAIN_MODULES:
+            importlib.import_module(module).register(tr_sub)
     return parser
 
 
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
 COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench", "faceveil.bank_cli"]
 EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.eval.cli_leaks", "faceveil.train.train_on_anon"]
+# `faceveil train ...` commands (each module's `register(subparsers)`; torch is imported only when one runs).
+TRAIN_MODULES: list[str] = []
 
 
 def _detector_params(args) -> dict:
