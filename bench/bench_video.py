@@ -83,7 +83,8 @@ def speed_table(clip: Path, frames: int, work: Path) -> list[tuple[str, float, f
     fv = [sys.executable, "-m", "faceveil", "anonymize", str(clip), "-q"]
     settings = [("faceveil, tracking off", ["--no-tracking"]), ("faceveil, tracking on (default)", []),
                 ("faceveil, tracking, detect-every 2", ["--detect-every", "2"]),
-                ("faceveil, tracking, detect-every 3", ["--detect-every", "3"])]
+                ("faceveil, tracking, detect-every 3", ["--detect-every", "3"]),
+                ("faceveil --detect balanced (the images' default), tracking on", ["--detect", "balanced"])]
     for i, (name, extra) in enumerate(settings):
         wall, mem = run_timed(fv + ["-o", str(work / f"fv{i}")] + extra, env)
         rows.append((name, frames / wall, mem))
@@ -124,17 +125,26 @@ def leak_table(clips) -> list[tuple[str, int, int, int]]:
     from faceveil.track.synthetic import changed, leaked
     from faceveil.video import VideoOptions, tracked_frames
 
-    anon = Anonymizer()
-    raws = [[anon.detect(f) for f in c.frames] for c in clips]
+    from faceveil.cli import VIDEO_PRESET
+    from faceveil.detect.presets import resolve
+    from faceveil.pipeline import AnonymizerConfig
+
+    det, det_params, region = resolve(VIDEO_PRESET)  # what `faceveil anonymize clip.mp4` runs
+    preset = Anonymizer.from_config(AnonymizerConfig(detector=det, detector_params=det_params, region=region))
+    plain = Anonymizer()  # plain CenterFace, ellipse region 1.3 (the library's default)
+    raws = {id(a): [[a.detect(f) for f in c.frames] for c in clips] for a in (preset, plain)}
     total_gt = sum(int(((b[:, 2:] - b[:, :2]).min(1) >= 10).sum()) for c in clips for b in c.boxes)
-    settings = [("faceveil, tracking off", VideoOptions(tracking=False)),
-                ("faceveil, tracking on (default)", VideoOptions()),
-                ("faceveil, tracking, detect-every 2", VideoOptions(detect_every=2)),
-                ("faceveil, tracking, detect-every 3", VideoOptions(detect_every=3))]
+    settings = [(f"faceveil --detect {VIDEO_PRESET}, tracking off", preset, VideoOptions(tracking=False)),
+                (f"faceveil --detect {VIDEO_PRESET}, tracking on (default)", preset, VideoOptions()),
+                (f"faceveil --detect {VIDEO_PRESET}, tracking, detect-every 2", preset, VideoOptions(detect_every=2)),
+                (f"faceveil --detect {VIDEO_PRESET}, tracking, detect-every 3", preset, VideoOptions(detect_every=3)),
+                ("faceveil -d centerface (ellipse 1.3), tracking off", plain, VideoOptions(tracking=False)),
+                ("faceveil -d centerface (ellipse 1.3), tracking on", plain, VideoOptions())]
     rows = []
-    for name, opt in settings:
+    for name, anon, opt in settings:
         by_mask = by_pixels = 0
-        for c, raw in zip(clips, raws):
+        raw_all = raws[id(anon)]
+        for c, raw in zip(clips, raw_all):
             current = {}
 
             def frames(c=c):

@@ -5,6 +5,7 @@ skimage's astronaut when it is absent) with known per-frame face boxes.
 """
 from __future__ import annotations
 
+import shutil
 from fractions import Fraction
 
 import av
@@ -367,3 +368,22 @@ def test_real_clip_keeps_audio_and_frames_and_covers_faces(tmp_path):
         for x1, y1, x2, y2 in yunet.detect(a_frames[i]).xyxy.astype(int):
             diff = np.abs(a_frames[i][y1:y2, x1:x2].astype(int) - b_frames[i][y1:y2, x1:x2]).mean()
             assert diff > 8, (i, diff)
+
+
+def test_videos_default_to_the_fast_preset_and_images_to_balanced(clip_file, tmp_path):
+    """Per-frame cost sets video speed, so a video without --detect runs the fast preset."""
+    import json
+
+    from PIL import Image
+
+    from faceveil import cli
+    from faceveil.detect.presets import PRESETS
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy2(clip_file, src / "clip.mp4")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(src / "still.png")
+    assert cli.main(["anonymize", str(src), "-o", str(tmp_path / "o"), "-q", "--report", str(tmp_path / "r.json")]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["detector_params"]["zoom"] == PRESETS["balanced"]["params"]["zoom"] > 1  # the images
+    assert rep["video"]["detector"] == "multiscale" and rep["video"]["detector_params"]["zoom"] == 1.0

@@ -43,7 +43,7 @@ could not be processed: it is reported, and the exit code is 1.
 def _add_detection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("detection")
     g.add_argument("--detect", choices=["fast", "balanced", "thorough"], help="detection preset: fast, balanced "
-                   "(default) or thorough; fewer leaked faces costs time (see README)")
+                   "(default for images; videos default to fast) or thorough; fewer leaked faces costs time (see README)")
     g.add_argument("--detector", "-d", help="detector name (see `faceveil detectors`), its own defaults instead of a preset")
     g.add_argument("--threshold", "-t", type=float, help="detection threshold (lower finds more faces; default: the preset's)")
     g.add_argument("--max-size", type=int, help="downscale images whose longer side exceeds this before detecting")
@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
 COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench", "faceveil.bank_cli"]
 EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.eval.cli_leaks", "faceveil.train.train_on_anon"]
+# Detection preset for videos when neither --detect nor --detector is given (images: presets.DEFAULT_PRESET).
+VIDEO_PRESET = "fast"
+
 # `faceveil train ...` commands (each module's `register(subparsers)`; torch is imported only when one runs).
 TRAIN_MODULES: list[str] = []
 
@@ -186,8 +189,18 @@ def cmd_anonymize(args) -> int:
     image_jobs, video_jobs = split_video_jobs(jobs)
     # Build once here so bad names, parameters or a missing model fail before any work.
     describe = Anonymizer.from_config(cfg).describe()
+    vcfg = cfg
+    if video_jobs and args.detect is None and args.detector is None:
+        # Per-frame cost decides video speed and tracking (hold, look-ahead) bridges a missed frame,
+        # so videos default to the fast preset (bench/bench_video.py measures leaks and fps).
+        vcfg = _config(argparse.Namespace(**{**vars(args), "detect": VIDEO_PRESET}), args.method,
+                       parse_assignments(args.param), region)
+        if image_jobs:
+            describe["video"] = Anonymizer.from_config(vcfg).describe()
+        elif video_jobs:
+            describe = Anonymizer.from_config(vcfg).describe()
     results = run_batch(cfg, image_jobs, "anonymize", args.jobs, _progress(args)) if image_jobs else []
-    results += run_videos(cfg, video_jobs, args)
+    results += run_videos(vcfg, video_jobs, args)
     n_failed = _report_failures(results)
     written = [r for r in results if r.status == "written"]
     faces = sum(r.faces for r in written)
