@@ -40,6 +40,7 @@ from .errors import FaceveilError, InputError, UsageError
 from .io.atomic import atomic_path
 from .io.datasets import LabelSet, label_files, read_labels, resolve_image
 from .io.images import is_image_path, read_image, write_image
+from .io.inputs import is_inside
 from .io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file
 from .pipeline import Anonymizer, AnonymizerConfig
 
@@ -315,14 +316,6 @@ class Plan:
     unlabelled: list[str]
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,
          face_classes: set[str] | None = None) -> Plan:
     images_root, labels_path, out = Path(images), Path(labels), Path(out)
@@ -338,9 +331,9 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         base = None
     inputs = [images_root, labels_path] + ([base] if base else [])
     for src in inputs:
-        if _inside(out, src):
+        if is_inside(out, src):
             raise UsageError(f"{out}: output folder is inside the input {src}; use a folder outside the dataset")
-        if _inside(src, out):
+        if is_inside(src, out):
             raise UsageError(f"{out}: output folder contains the input {src}; use another folder")
     ls = read_labels(fmt, labels_path, images_root)
     if base is not None:
@@ -576,7 +569,7 @@ def verify(out: str | os.PathLike) -> VerifyReport:
         known.add(rel)
         rep.checked += 1
         path = out / rel
-        if not _inside(path, out):
+        if not is_inside(path, out):
             rep.altered.append(f"{rel} (path outside the output folder)")
         elif not path.is_file():
             rep.missing.append(rel)

@@ -16,7 +16,8 @@ class Job:
     rel: str  # the name shown in progress and reports
 
 
-def _inside(path: Path, root: Path) -> bool:
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is ``root`` or below it, after resolving symlinks and ``..``."""
     try:
         path.resolve().relative_to(root.resolve())
         return True
@@ -50,7 +51,7 @@ def plan_jobs(
         if not src.exists():
             raise UsageError(f"{src}: no such file or folder")
         if out_root is not None and not in_place:
-            if src.is_dir() and _inside(out_root, src):
+            if src.is_dir() and is_inside(out_root, src):
                 raise UsageError(f"{out_root}: output folder is inside the input {src} (use another folder)")
             if src.is_file() and out_root.resolve() == src.parent.resolve():
                 raise UsageError(f"{out_root}: output folder is the input's own folder; it would overwrite {src.name}")
