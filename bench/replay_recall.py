@@ -1,0 +1,100 @@
+"""Tune the presets' cuts, box calibration and region without re-running the network.
+
+Stage `cache` runs a preset's passes once per photo at a low floor and stores every
+pass's raw boxes (bench/out/replay/<set>.pkl); stage `sweep` replays MultiScale's
+keep -> merge -> NMS -> calibrate -> region for each combination of values and prints
+the leak rate (faces >= 10 px) and away-from-face area, exactly as `faceveil eval leaks`
+scores them (a score cut commutes with greedy NMS, so a low-floor cache is exact).
+
+  python bench/replay_recall.py cache fm wd                 # all 700 + 476 photos (slow: ~10 + 35 min, 2 cores)
+  python bench/replay_recall.py sweep wd "{'mask_scale': [1.2, 1.25], 'small_grow': [1.2, 1.35], 'box_dy': [0.11]}"
+
+Keys: threshold, small_threshold, small_px, large_px, zoom_min_score, box_dy, small_grow, mask_scale;
+unset keys take the balanced preset's values.
+"""
+from __future__ import annotations
+
+import ast
+import itertools
+import pickle
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from faceveil.anonymize import Compositor, RegionParams
+from faceveil.detect import get_detector
+from faceveil.detect.multiscale import MultiScale, calibrate, size_threshold
+from faceveil.detect.presets import resolve
+from faceveil.detections import Detections, nms
+from faceveil.eval.labels import read_labels, resolve_image
+from faceveil.eval.leaks import LeakMetric, anonymized_mask
+from faceveil.io.images import read_rgb
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {"fm": (DATA / "facemask" / "images", DATA / "facemask" / "gt.txt"),
+        "wd": (DATA / "widerface-val" / "images", DATA / "widerface-val" / "ground_truth" / "wider_face_val_bbx_gt.txt")}
+OUT = Path(__file__).resolve().parent / "out" / "replay"
+FLOOR = 0.05
+
+
+def cache(setname: str, preset: str = "balanced") -> None:
+    images, labels = SETS[setname]
+    name, params, _ = resolve(preset)
+    det = get_detector(name, {**params, "threshold": 0.1, "small_threshold": FLOOR})
+    store, shapes, t = {}, {}, time.perf_counter()
+    for key in tqdm(list(read_labels(labels)), desc=setname, file=sys.stderr, mininterval=10):
+        img = read_rgb(resolve_image(images, key))
+        store[key] = [(d.source, np.concatenate([d.xyxy, d.score[:, None]], 1)) for d in det.passes(img, FLOOR)]
+        shapes[key] = img.shape[:2]
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / f"{setname}.pkl", "wb") as f:
+        pickle.dump({"passes": store, "shapes": shapes, "preset": preset, "seconds": time.perf_counter() - t}, f)
+
+
+def replay(cached: dict, labels, p: dict) -> tuple[float, float, dict]:
+    comp = Compositor(RegionParams("box", p["mask_scale"], 0.0))
+    metric = LeakMetric(min_size=5)
+    for key, parts in cached["passes"].items():
+        h, w = cached["shapes"][key]
+        kept = []
+        for source, a in parts:
+            d = Detections(a[:, :4], a[:, 4], None, None, source)
+            ok = d.score >= size_threshold(np.sqrt(d.areas), p["small_threshold"], p["threshold"],
+                                           p["small_px"], p["large_px"])
+            if source == "zoom":
+                ok &= d.score >= p["zoom_min_score"]
+            kept.append(d[ok])
+        fused = nms(Detections.merge(kept, "multiscale"), p["nms_iou"])
+        fused = calibrate(fused, p["box_dy"], p["small_grow"], p["small_px"], p["large_px"]).clipped(w, h)
+        metric.update(anonymized_mask(comp, fused, (h, w)), labels[key].faces, labels[key].ignore, key)
+    r = metric.compute()
+    n = sum(b["faces"] for b in r.buckets if b["min"] >= 10)
+    leaked = sum(b["leaked"] for b in r.buckets if b["min"] >= 10)
+    return leaked / n, r.away_rate, {b["bucket"]: b["leaked"] for b in r.buckets}
+
+
+def sweep(setname: str, grid: dict) -> None:
+    with open(OUT / f"{setname}.pkl", "rb") as f:
+        cached = pickle.load(f)
+    labels = read_labels(SETS[setname][1])
+    _, params, region = resolve(cached["preset"])
+    base = {**asdict(MultiScale.Params()), **params, "mask_scale": region["mask_scale"]}
+    for values in itertools.product(*grid.values()):
+        p = {**base, **dict(zip(grid, values))}
+        leak, away, by = replay(cached, labels, p)
+        setting = " ".join(f"{k}={v}" for k, v in zip(grid, values))
+        print(f"{setname} {setting} leaked={leak * 100:.2f}% away={away * 100:.2f}% leaked by size: {by}", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("cache", "sweep"):
+        sys.exit(__doc__)
+    if sys.argv[1] == "cache":
+        for s in sys.argv[2:]:
+            cache(s)
+    else:
+        sweep(sys.argv[2], ast.literal_eval(sys.argv[3]))
