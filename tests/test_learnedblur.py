@@ -172,6 +172,7 @@ def test_l_cycl_gradients_reach_the_refiner():
     assert ref.e1[0].weight.grad.abs().sum() > 0 and ref.out.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
     torch = _torch()
     _centerface_path()
@@ -188,10 +189,12 @@ def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
                          det_width=4, warmup=0.4, det_only=0.0, cf_threshold=0.05)
         return L.train(ims, bxs, cfg, progress=False)
 
-    a, b, c = run(0), run(0), run(1)
-    sa, sb, sc = (r.refiner.state_dict() for r in (a, b, c))
+    a, b = run(0), run(0)
+    sa, sb = a.refiner.state_dict(), b.refiner.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    torch.manual_seed(0)  # the weights train() starts from under seed 0: training must have moved them
+    s0 = L.Refiner(4).state_dict()
+    assert not all(torch.equal(sa[k], s0[k]) for k in sa)
     assert a.steps == 2 and [r["phase"] for r in a.log] == ["warmup", "full"] and "cycl" in a.log[1]
 
     out = tmp_path / "lb.onnx"
@@ -216,7 +219,7 @@ def test_shipped_weights_on_real_photo():
     assert shipped_model_path().is_file() and shipped_model_path().stat().st_size < 5_000_000
     root = shared_path("facemask")
     gt = read_wider_gt(root / "gt.txt")
-    name = "maksssksksss108.jpg" if "maksssksksss108.jpg" in gt else sorted(gt)[0]
+    name = "maksssksksss1.jpg"  # a street scene, 9 faces of 20-40 px
     img = read_rgb(root / "images" / name)
     dets = Detections.from_boxes(gt[name], source="label")
     comp = Compositor()
@@ -225,3 +228,8 @@ def test_shipped_weights_on_real_photo():
     mask = comp.mask(dets, img.shape)
     assert np.array_equal(out[mask == 0], img[mask == 0])
     assert (out != blur).any()
+    # L_rev's budget (epsilon 20 on 0..255) keeps the refined faces near the Gaussian blur.
+    h, w = img.shape[:2]
+    for x1, y1, x2, y2 in np.round(gt[name]).astype(int):
+        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+        assert np.abs(out[y1:y2, x1:x2].astype(float) - blur[y1:y2, x1:x2]).mean() < 25
