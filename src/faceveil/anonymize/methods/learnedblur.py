@@ -1,0 +1,104 @@
+"""Learned blur (DartBlur-style): Gaussian blur, then a small network refines each blurred face.
+
+The Gaussian blur (the ``blur`` method's code, same kernel rule) is what removes
+identity; the refiner only sees the *blurred* crop (plus unblurred context
+outside the face) and adds a bounded residual inside the face region, trained
+so that detectors still find a face there (``faceveil train learnedblur``).
+Inference is onnxruntime only; the weights ship as ``faceveil/data/learnedblur.onnx``.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ...errors import ModelError
+from ...registry import param
+from ..base import METHODS, Method
+from ..learnedblur_geometry import MIN_FACE, SIZE, crop_rect, extract
+from .blur import Blur
+
+
+def shipped_model_path() -> Path:
+    return Path(str(resources.files("faceveil") / "data" / "learnedblur.onnx"))
+
+
+@lru_cache(maxsize=4)
+def _session(path: str, threads: int):
+    import onnxruntime as ort
+
+    if not Path(path).is_file():
+        raise ModelError(f"{path}: learned-blur model file missing (rebuild it with `faceveil train learnedblur`)")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # a truncated or foreign file
+        raise ModelError(f"{path}: cannot load learned-blur model ({exc.__class__.__name__})") from None
+
+
+@METHODS.register("learnedblur")
+class LearnedBlur(Method):
+    """Gaussian blur refined by a small network so detectors still see a face (DartBlur); same kernel rule as blur."""
+
+    @dataclass(frozen=True)
+    class Params:
+        kernel: int = param(0, "Gaussian kernel in pixels, made odd (0: use `relative`), as in blur")
+        relative: float = param(1.0, "Gaussian kernel as a fraction of the face width, when kernel=0")
+        sigma: float = param(0.0, "Gaussian sigma in pixels (0: OpenCV's rule from the kernel size)")
+        model: str = param("", "refiner ONNX file (empty: the weights shipped with faceveil)")
+        threads: int = param(0, "onnxruntime threads (0: all cores)")
+        batch: int = param(64, "faces per network call")
+
+        def __post_init__(self):
+            if self.kernel < 0 or self.sigma < 0 or self.batch < 1:
+                raise ValueError("kernel and sigma must be >= 0, batch >= 1")
+            if self.kernel == 0 and not 0 < self.relative <= 4:
+                raise ValueError("relative must be in (0, 4]")
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        p = self.params
+        self.blur = Blur(Blur.Params(p.kernel, p.relative, p.sigma))
+        self.path = p.model or str(shipped_model_path())
+        self.session = _session(self.path, p.threads)
+        self._lock = threading.Lock()
+
+    def residuals(self, crops: np.ndarray) -> np.ndarray:
+        """(N, SIZE, SIZE, 3) uint8 blurred crops -> (N, SIZE, SIZE, 3) float32 masked residuals."""
+        out = []
+        for i in range(0, len(crops), self.params.batch):
+            x = np.ascontiguousarray(crops[i : i + self.params.batch].transpose(0, 3, 1, 2), np.float32)
+            with self._lock:  # one session shared by threads
+                (r,) = self.session.run(None, {"crop": x})
+            out.append(r.transpose(0, 2, 3, 1))
+        return np.concatenate(out) if out else np.zeros((0, SIZE, SIZE, 3), np.float32)
+
+    def apply(self, frame, detections, compositor, rng):
+        blurred = self.blur.apply(frame, detections, compositor, rng)  # identical to frame outside the regions
+        out = blurred.copy()
+        jobs = []
+        for region in compositor.regions(detections, frame.shape):
+            box = detections.xyxy[region.index]
+            if min(box[2] - box[0], box[3] - box[1]) < MIN_FACE:
+                continue  # too small to refine: the plain Gaussian blur stays
+            rect = crop_rect(box)
+            crop = cv2.resize(extract(blurred, rect), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+            jobs.append((region, rect, crop))
+        if not jobs:
+            return out
+        res = self.residuals(np.stack([c for _, _, c in jobs]))
+        for (region, rect, _), r in zip(jobs, res):
+            x1, y1, x2, y2 = rect
+            up = cv2.resize(r, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+            part = extract(up, (region.x1 - x1, region.y1 - y1, region.x2 - x1, region.y2 - y1))
+            patch = np.clip(np.rint(blurred[region.slices].astype(np.float32) + part), 0, 255).astype(np.uint8)
+            compositor.blend(out, region, patch)
+        return out

@@ -1,0 +1,340 @@
+"""Training the learned blur (DartBlur, Jiang et al. CVPR 2023) with its four objectives.
+
+g(x, b) = G(x, b) + refiner residual inside each face region, where G is the
+``blur`` method (computed in numpy, it needs no gradient) and the refiner is a
+small U-Net on a fixed-size crop with context (``anonymize/learnedblur_geometry``).
+Losses, equally weighted by default:
+- L_rev  = mean over faces of max(mean |g - G| inside the box - epsilon, 0)  (review convenience);
+- L_oper = L_det(f(g), f(x)): f = CenterFace run in torch (``onnx_torch``), targets its detections on x;
+- L_post = L_det(f_g(g), f(x)): f_g = the compact detector, trained on the fly on g's output;
+- L_cycl = L_det(f_g'(x), f(x)), f_g' = f_g after one unrolled SGD step on g's output (second order,
+  ``torch.func.functional_call``), as in the paper's Algorithm 1.
+Phases (fractions of the budget): warm-up (L_rev + L_oper for g, f_g trained), full, then f_g only.
+f_g itself learns from the labelled boxes of the blurred images (what a dataset user would do).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ..anonymize.compositor import Compositor
+from ..anonymize.learnedblur_geometry import CONTEXT, MIN_FACE, SIZE, crop_rect, residual_mask
+from ..anonymize.methods.blur import Blur
+from ..detections import Detections, nms
+from . import detector as D
+
+RES_SCALE = 32.0  # residual units: the zero-initialised last conv starts g at exactly G
+
+
+# the refiner -----------------------------------------------------------------
+
+def _cr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(inplace=True))
+
+
+class Refiner(nn.Module):
+    """Small U-Net: (N, 3, SIZE, SIZE) blurred crop in 0..255 -> masked residual in pixel units.
+
+    No batch norm: a face's output must not depend on the other faces in the batch."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        w = width
+        self.e1 = _cr(3, w)  # one conv at full size: that level dominates the cost
+        self.e2 = nn.Sequential(_cr(w, 2 * w, 2), _cr(2 * w, 2 * w))
+        self.e3 = nn.Sequential(_cr(2 * w, 4 * w, 2), _cr(4 * w, 4 * w), _cr(4 * w, 4 * w))
+        self.d2 = nn.Sequential(_cr(6 * w, 2 * w), _cr(2 * w, 2 * w))
+        self.d1 = _cr(3 * w, w)
+        self.out = nn.Conv2d(w, 3, 3, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.register_buffer("mask", torch.from_numpy(residual_mask())[None, None])
+
+    def forward(self, crop: torch.Tensor) -> torch.Tensor:
+        x = crop / 127.5 - 1.0
+        e1 = self.e1(x)
+        e2 = self.e2(e1)
+        e3 = self.e3(e2)
+        d2 = self.d2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2], 1))
+        d1 = self.d1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], 1))
+        return self.out(d1) * RES_SCALE * self.mask
+
+
+def refine(refiner: Refiner, blurred: torch.Tensor, boxes: list[np.ndarray], region: torch.Tensor,
+           max_faces: int = 64) -> torch.Tensor:
+    """g's torch path: blurred images (N,3,H,W, 0..255) + each face's residual, under the region weights.
+
+    Mirrors ``LearnedBlur.apply`` (crop with context, bilinear resize to SIZE, residual resized back);
+    overlapping faces add their residuals here where inference lets the later face win."""
+    n, _, h, w = blurred.shape
+    jobs = []
+    for i, bs in enumerate(boxes):
+        for b in bs:
+            if min(b[2] - b[0], b[3] - b[1]) >= MIN_FACE:
+                jobs.append((i, crop_rect(b, CONTEXT)))
+    if len(jobs) > max_faces:  # the largest faces first: they carry most of the detection signal
+        jobs = sorted(jobs, key=lambda j: -(j[1][2] - j[1][0]) * (j[1][3] - j[1][1]))[:max_faces]
+    if not jobs:
+        return blurred
+    crops = []
+    for i, (x1, y1, x2, y2) in jobs:
+        crops.append(F.interpolate(_window(blurred[i : i + 1], (x1, y1, x2, y2)), (SIZE, SIZE), mode="bilinear",
+                                   align_corners=False))
+    res = refiner(torch.cat(crops))
+    canvas = [torch.zeros_like(blurred[0]) for _ in range(n)]
+    for (i, (x1, y1, x2, y2)), r in zip(jobs, res):
+        up = F.interpolate(r[None], (y2 - y1, x2 - x1), mode="bilinear", align_corners=False)[0]
+        sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+        if sx2 <= sx1 or sy2 <= sy1:
+            continue
+        part = up[:, sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1]
+        canvas[i] = canvas[i] + F.pad(part, (sx1, w - sx2, sy1, h - sy2))
+    return (blurred + torch.stack(canvas) * region).clamp(0, 255)
+
+
+def _window(img: torch.Tensor, rect: tuple[int, int, int, int]) -> torch.Tensor:
+    """(1,C,H,W) -> the rectangle's pixels, zero outside the image (as ``learnedblur_geometry.extract``)."""
+    x1, y1, x2, y2 = rect
+    h, w = img.shape[-2:]
+    p = F.pad(img, (max(-x1, 0), max(x2 - w, 0), max(-y1, 0), max(y2 - h, 0)))
+    ox, oy = max(-x1, 0), max(-y1, 0)
+    return p[:, :, y1 + oy : y2 + oy, x1 + ox : x2 + ox]
+
+
+def l_rev(g: torch.Tensor, blurred: torch.Tensor, boxes: list[np.ndarray], epsilon: float) -> torch.Tensor:
+    """Hinge on the mean absolute difference (0..255 units) to the Gaussian blur inside each face box."""
+    diff = (g - blurred).abs().mean(1)
+    h, w = diff.shape[-2:]
+    terms = []
+    for i, bs in enumerate(boxes):
+        for x1, y1, x2, y2 in np.round(np.asarray(bs).reshape(-1, 4)).astype(int):
+            x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+            if x2 > x1 and y2 > y1:
+                terms.append(F.relu(diff[i, y1:y2, x1:x2].mean() - epsilon))
+    return torch.stack(terms).mean() if terms else g.sum() * 0.0
+
+
+def l_cycl(fg: nn.Module, y: torch.Tensor, x: torch.Tensor, t_gt: dict, t_cf: dict, inner_lr: float) -> torch.Tensor:
+    """L_det(f_g'(x), f(x)) with f_g' = f_g after one SGD step on g's output ``y``: second order, so the
+    gradient reaches g through the step (the paper's Algorithm 1)."""
+    params = dict(fg.named_parameters())
+    inner = D.l_det(functional_call(fg, params, (y,)), t_gt)
+    grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
+    stepped = {k: p - inner_lr * gr for (k, p), gr in zip(params.items(), grads)}
+    return D.l_det(functional_call(fg, stepped, (x,)), t_cf)
+
+
+# data --------------------------------------------------------------------------
+
+@dataclass
+class LBConfig:
+    budget_s: float = 1200.0
+    max_steps: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    batch: int = 8
+    input_size: int = 128
+    scale: tuple[float, float] = (0.6, 1.6)
+    width: int = 16  # refiner
+    det_width: int = 8  # f_g, the on-the-fly compact detector
+    lr: float = 5e-3
+    det_lr: float = 3e-3
+    inner_lr: float = 0.01  # the unrolled SGD step of L_cycl
+    epsilon: float = 20.0
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # rev, oper, post, cycl
+    warmup: float = 0.2
+    det_only: float = 0.05
+    kernel: int = 0
+    relative: float = 1.0
+    sigma: float = 0.0
+    cf_threshold: float = 0.4  # CenterFace score above which its detections on x are targets
+    max_faces: int = 32
+    threads: int = 2  # data preparation threads
+
+
+@dataclass
+class LBResult:
+    refiner: Refiner
+    detector: D.CompactFaceNet
+    steps: int
+    seconds: float
+    log: list[dict] = field(default_factory=list)
+
+
+def augment_around_face(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, out_size: int,
+                        scale: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """``detector.augment``, but the crop holds a randomly chosen labelled face (somewhere in its middle half).
+
+    Random crops of these photos are mostly background; centring on faces gives every step face signal,
+    which is what a CPU budget of a few hundred steps needs."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if not len(boxes):
+        return D.augment(image, boxes, rng, out_size, scale)
+    s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = boxes[int(rng.integers(len(boxes)))]
+    cx = (x1 + x2) / 2 * s + rng.uniform(-out_size / 4, out_size / 4)
+    cy = (y1 + y2) / 2 * s + rng.uniform(-out_size / 4, out_size / 4)
+    # Place the crop by translating the image, then let augment's crop start at that point (zero padding).
+    x0, y0 = int(round(cx - out_size / 2)), int(round(cy - out_size / 2))
+    nh, nw = max(int(round(h * s)), 1), max(int(round(w * s)), 1)
+    img = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    b = boxes * np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
+    out = np.zeros((out_size, out_size, 3), np.uint8)
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + out_size, nw), min(y0 + out_size, nh)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    b = b - np.array([x0, y0, x0, y0], np.float32)
+    c = (b[:, :2] + b[:, 2:]) / 2
+    inside = (c >= 0).all(1) & (c < out_size).all(1)
+    b = np.clip(b[inside], 0, out_size)
+    b = b[np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= 1.0]
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+        b = np.stack([out_size - b[:, 2], b[:, 1], out_size - b[:, 0], b[:, 3]], axis=1).reshape(-1, 4)
+    return np.ascontiguousarray(out), b.astype(np.float32)
+
+
+class _Data:
+    def __init__(self, images, boxes, cfg: LBConfig):
+        from ..detect.centerface import CenterFace
+
+        self.images, self.boxes, self.cfg = images, boxes, cfg
+        self.order = D._Order(len(images), cfg.seed)
+        self.blur = Blur(Blur.Params(cfg.kernel, cfg.relative, cfg.sigma))
+        self.comp = Compositor()
+        self.cf = CenterFace(CenterFace.Params(threads=1))
+
+    def one(self, step: int, j: int):
+        cfg = self.cfg
+        k = self.order[step * cfg.batch + j]
+        rng = np.random.default_rng([cfg.seed, step, j])
+        img, b = augment_around_face(self.images[k], self.boxes[k], rng, cfg.input_size, cfg.scale)
+        dets = Detections.from_boxes(b, source="label")
+        blurred = self.blur.apply(img, dets, self.comp, rng)
+        region = self.comp.mask(dets, img.shape)
+        cf = nms(self.cf.detect_raw(img, cfg.cf_threshold), 0.3).xyxy
+        return img, blurred, region, b, cf
+
+    def batch(self, step: int, pool: ThreadPoolExecutor):
+        items = list(pool.map(lambda j: self.one(step, j), range(self.cfg.batch)))
+        t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float()  # noqa: E731
+        x = t([it[0] for it in items])
+        g0 = t([it[1] for it in items])
+        region = torch.from_numpy(np.stack([it[2] for it in items]))[:, None]
+        return x, g0, region, [it[3] for it in items], [it[4] for it in items]
+
+
+# training ----------------------------------------------------------------------
+
+def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, progress: bool = True,
+          cf_model: nn.Module | None = None) -> LBResult:
+    from .onnx_torch import TorchCenterFace
+
+    if not images:
+        raise ValueError("no training images")
+    D.seed_everything(cfg.seed, cfg.device)
+    dev = torch.device(cfg.device)
+    refiner = Refiner(cfg.width).to(dev)
+    fg = D.CompactFaceNet(cfg.det_width).to(dev)
+    cf = (cf_model or TorchCenterFace()).to(dev)
+    opt_g = torch.optim.Adam(refiner.parameters(), lr=cfg.lr)
+    opt_f = torch.optim.AdamW(fg.parameters(), lr=cfg.det_lr, weight_decay=5e-4)
+    data = _Data(images, boxes, cfg)
+    w_rev, w_oper, w_post, w_cycl = cfg.weights
+    log: list[dict] = []
+    step, t0, last = 0, time.perf_counter(), 0.0
+    fg.train()
+    with ThreadPoolExecutor(max(cfg.threads, 1)) as pool, ThreadPoolExecutor(1) as prefetch:
+        nxt = prefetch.submit(data.batch, 0, pool)
+        while True:
+            elapsed = time.perf_counter() - t0
+            prog = elapsed / cfg.budget_s if cfg.budget_s > 0 else 0.0
+            if cfg.max_steps:
+                prog = max(prog, step / cfg.max_steps) if cfg.budget_s != float("inf") else step / cfg.max_steps
+            if prog >= 1.0:
+                break
+            x, g0, region, gt, cfb = nxt.result()
+            nxt = prefetch.submit(data.batch, step + 1, pool)
+            x, g0, region = x.to(dev), g0.to(dev), region.to(dev)
+            h, w = x.shape[-2:]
+            t_gt = D.targets_from_boxes(gt, h, w, dev)
+            t_cf = D.targets_from_boxes(cfb, h, w, dev)
+            phase = "warmup" if prog < cfg.warmup else ("det" if prog >= 1.0 - cfg.det_only else "full")
+            scale = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0)))
+            for grp in opt_g.param_groups:
+                grp["lr"] = cfg.lr * scale
+            for grp in opt_f.param_groups:
+                grp["lr"] = cfg.det_lr * min(1.0, (step + 1) / 50) * scale
+            rec = {"step": step, "phase": phase}
+            if phase != "det":
+                y = refine(refiner, g0, gt, region, cfg.max_faces)
+                losses = {"rev": l_rev(y, g0, gt, cfg.epsilon), "oper": D.l_det(cf(y), t_cf)}
+                if phase == "full":
+                    losses["post"] = D.l_det(fg(y), t_cf)
+                    losses["cycl"] = l_cycl(fg, y, x, t_gt, t_cf, cfg.inner_lr)
+                wts = {"rev": w_rev, "oper": w_oper, "post": w_post, "cycl": w_cycl}
+                total = sum(wts[k] * v for k, v in losses.items())
+                if total.requires_grad:  # else no face in this batch was large enough to refine
+                    opt_g.zero_grad(set_to_none=True)
+                    total.backward(inputs=list(refiner.parameters()))
+                    torch.nn.utils.clip_grad_norm_(refiner.parameters(), 10.0)
+                    opt_g.step()
+                y_det = y.detach()
+                rec.update({k: round(float(v.detach()), 4) for k, v in losses.items()})
+            else:
+                y_det = refine(refiner, g0, gt, region, cfg.max_faces).detach()
+            loss_f = D.l_det(fg(y_det), t_gt)
+            opt_f.zero_grad(set_to_none=True)
+            loss_f.backward()
+            torch.nn.utils.clip_grad_norm_(fg.parameters(), 10.0)
+            opt_f.step()
+            rec["fg"] = round(float(loss_f.detach()), 4)
+            step += 1
+            if step % 10 == 0 or step <= 10:
+                log.append(rec)
+            if progress and time.perf_counter() - last > 30:
+                last = time.perf_counter()
+                print(f"  [learnedblur] step {step}, {elapsed:.0f}s, {phase}: "
+                      + ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("step", "phase")),
+                      file=sys.stderr, flush=True)
+    refiner.eval()
+    fg.eval()
+    return LBResult(refiner, fg, step, time.perf_counter() - t0, log)
+
+
+def export_onnx(refiner: Refiner, path, opset: int = 17) -> None:
+    """Input ``crop`` (N, 3, SIZE, SIZE) float 0..255, output ``residual`` (same shape, pixel units)."""
+    import copy
+    import warnings
+
+    from ..io.atomic import atomic_path
+
+    model = copy.deepcopy(refiner).cpu().eval()
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.zeros(1, 3, SIZE, SIZE),), str(tmp), input_names=["crop"],
+                          output_names=["residual"], dynamic_axes={"crop": {0: "n"}, "residual": {0: "n"}},
+                          opset_version=opset, dynamo=False)
+
+
+def write_card(path, cfg: LBConfig, res: LBResult, extra: dict) -> None:
+    """A JSON record next to the model: config, steps, time, the split, the loss log."""
+    from ..io.atomic import write_bytes_atomic
+
+    doc = {"faceveil_train": "learnedblur", "config": asdict(cfg), "steps": res.steps,
+           "seconds": round(res.seconds, 1), "torch": torch.__version__, **extra, "log": res.log}
+    write_bytes_atomic(Path(path), json.dumps(doc, indent=1, default=str).encode())

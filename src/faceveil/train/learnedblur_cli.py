@@ -1,0 +1,93 @@
+"""``faceveil train learnedblur``: train the learned blur's refiner and export it as ONNX.
+
+torch is imported only when the command runs, so the CLI stays torch-free.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..errors import FaceveilError, UsageError
+
+EPILOG = """\
+examples:
+  faceveil train learnedblur --images ../shared/data/facemask/images --labels ../shared/data/facemask/gt.txt \\
+      --budget 25m --torch-threads 1 -o learnedblur.onnx
+  faceveil train learnedblur ... --device cuda --budget 10m -o learnedblur.onnx
+
+Only the train part of a seeded split is used (--split-seed, --test-fraction: the same split as
+`faceveil eval train` with the same values); the split, the config and the loss log are written to
+OUTPUT.json next to the model. Use the model with `-m learnedblur -p model=learnedblur.onnx`.
+"""
+
+
+def register(sub) -> None:
+    import argparse
+
+    p = sub.add_parser("learnedblur", help="train the learned blur (DartBlur) refiner and export ONNX",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       description="A Gaussian blur refined so that detectors still find the faces.")
+    p.add_argument("--images", required=True, help="folder of the labelled images")
+    p.add_argument("--labels", required=True, help="WIDER-layout gt.txt (name, count, x y w h ... per face)")
+    p.add_argument("-o", "--output", required=True, help="ONNX file to write (plus OUTPUT.json)")
+    p.add_argument("--budget", default="20m", help="training time (20m, 90s, 1h; default 20m)")
+    p.add_argument("--steps", type=int, help="stop after this many steps (reproducible weights)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share held out, never trained on (default 0.2)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--input-size", type=int, default=128, help="training crop side around a face (multiple of 32)")
+    p.add_argument("--epsilon", type=float, default=20.0, help="L_rev budget: mean |g - blur| per pixel, 0..255")
+    p.add_argument("--relative", type=float, default=1.0, help="Gaussian kernel / face width (as blur)")
+    p.add_argument("--kernel", type=int, default=0, help="fixed Gaussian kernel in pixels (0: use --relative)")
+    p.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--max-images", type=int, help="use only the first N labelled images (quick runs)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_learnedblur)
+
+
+def cmd_learnedblur(args) -> int:
+    from .train_on_anon import INSTALL_HINT, load_samples, parse_duration, split
+
+    try:
+        import torch
+    except ImportError:
+        raise FaceveilError(f"`faceveil train learnedblur` needs torch: {INSTALL_HINT}") from None
+    from . import learnedblur as L
+
+    budget = parse_duration(args.budget)
+    if budget <= 0 and not args.steps:
+        raise UsageError("--budget must be positive (or give --steps)")
+    if args.input_size % 32:
+        raise UsageError("--input-size must be a multiple of 32")
+    if not 0 < args.test_fraction < 1:
+        raise UsageError("--test-fraction must be between 0 and 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available to torch here")
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    samples, problems = load_samples(args.images, args.labels, args.max_images)
+    for msg in problems:
+        print(f"faceveil: warning: skipped {msg}", file=sys.stderr)
+    train_s, test_s = split(samples, args.test_fraction, args.split_seed)
+    cfg = L.LBConfig(budget_s=budget if budget > 0 else float("inf"), max_steps=args.steps, seed=args.seed,
+                     device=args.device, batch=args.batch, input_size=args.input_size, epsilon=args.epsilon,
+                     kernel=args.kernel, relative=args.relative)
+    if not args.quiet:
+        print(f"faceveil: {len(train_s)} train images ({len(test_s)} held out); training on {args.device}",
+              file=sys.stderr)
+    t0 = time.perf_counter()
+    res = L.train([s.image for s in train_s], [s.boxes for s in train_s], cfg, progress=not args.quiet)
+    out = Path(args.output)
+    L.export_onnx(res.refiner, out)
+    L.write_card(out.with_name(out.name + ".json"), cfg, res, {
+        "command": "faceveil train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None,
+        "data": {"images": str(args.images), "labels": str(args.labels), "split_seed": args.split_seed,
+                 "test_fraction": args.test_fraction, "train": [s.name for s in train_s],
+                 "test": [s.name for s in test_s]},
+        "torch_threads": torch.get_num_threads()})
+    print(f"faceveil: {res.steps} steps in {time.perf_counter() - t0:.0f} s -> {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,235 @@
+"""Learned blur: the onnxruntime method, the torch training path (skipped without torch), the shipped weights."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from faceveil.anonymize import Compositor, RegionParams, get_method
+from faceveil.anonymize.learnedblur_geometry import SIZE, crop_rect, extract, residual_mask
+from faceveil.anonymize.methods.learnedblur import shipped_model_path
+from faceveil.detections import Detections
+
+from conftest import shared_path
+
+FACES = Detections.from_boxes([[60, 40, 100, 90], [150, 100, 170, 124], [2, 2, 5, 5]], [0.9, 0.8, 0.7])
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (the train extra)")
+
+
+def _centerface_path():
+    from faceveil.detect.centerface import centerface_model_path
+    from faceveil.errors import ModelError
+
+    try:
+        return centerface_model_path()
+    except ModelError as exc:
+        pytest.skip(str(exc))
+
+
+def _faces_dataset(tmp_path, n=4, size=96, seed=0):
+    """Noise images with skin-coloured elliptical 'faces' with dark eyes, and a WIDER gt.txt."""
+    rng = np.random.default_rng(seed)
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    lines = []
+    for i in range(n):
+        img = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+        w = int(rng.integers(20, 36))
+        x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - w))
+        cv2.ellipse(img, (x + w // 2, y + w // 2), (w // 2, w // 2), 0, 0, 360, (230, 180, 150), -1)
+        cv2.circle(img, (x + w // 3, y + w // 3), 2, (20, 20, 20), -1)
+        cv2.circle(img, (x + 2 * w // 3, y + w // 3), 2, (20, 20, 20), -1)
+        cv2.imwrite(str(img_dir / f"img{i}.png"), img[:, :, ::-1])
+        lines += [f"img{i}.png", "1", f"{x} {y} {w} {w} 0 0 0 0 0 0"]
+    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
+    return img_dir, tmp_path / "gt.txt"
+
+
+# geometry and the method (no torch) ------------------------------------------------------
+
+def test_geometry_crop_rect_and_mask():
+    assert crop_rect([10, 20, 30, 60]) == (0, 0, 40, 80)  # centre (20, 40), twice the box each way
+    m = residual_mask()
+    assert m.shape == (SIZE, SIZE) and m[SIZE // 2, SIZE // 2] == 1.0
+    assert m[0, 0] == 0 and m[0, SIZE // 2] == 0  # zero outside the 1.3x ellipse (radius 0.65 of the half side)
+    frame = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
+    e = extract(frame, (-1, 3, 2, 7))
+    assert e.shape == (4, 3, 3) and not e[:, 0].any() and not e[2:].any()
+    assert np.array_equal(e[:2, 1:], frame[3:5, 0:2])
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "box"])
+def test_pixels_outside_regions_unchanged(shape, noise_image):
+    before = noise_image.copy()
+    comp = Compositor(RegionParams(shape=shape, feather=0.2))
+    out = get_method("learnedblur").apply(noise_image, FACES, comp, np.random.default_rng(0))
+    assert np.array_equal(noise_image, before), "input must not be modified"
+    mask = comp.mask(FACES, noise_image.shape)
+    changed = (out != noise_image).any(axis=2)
+    assert not changed[mask == 0].any(), "a pixel outside the regions changed"
+    assert changed[mask == 1].mean() > 0.9
+
+
+def test_refinement_stays_near_gaussian_blur(noise_image):
+    """Same kernel as blur; the refiner's change is bounded (trained with L_rev's budget of 20)."""
+    comp = Compositor()
+    lb = get_method("learnedblur").apply(noise_image, FACES[:1], comp, np.random.default_rng(0))
+    gb = get_method("blur").apply(noise_image, FACES[:1], comp, np.random.default_rng(0))
+    x1, y1, x2, y2 = FACES.xyxy[0].astype(int)
+    d = np.abs(lb[y1:y2, x1:x2].astype(float) - gb[y1:y2, x1:x2]).mean()
+    assert 0 < d < 30
+
+
+def test_missing_model_is_model_error(tmp_path):
+    from faceveil.errors import ModelError
+
+    with pytest.raises(ModelError, match="missing"):
+        get_method("learnedblur", {"model": str(tmp_path / "none.onnx")})
+
+
+# torch parts ------------------------------------------------------------------------------
+
+def test_centerface_torch_walker_matches_onnxruntime():
+    torch = _torch()
+    from faceveil.detect.centerface import CenterFace
+    from faceveil.train.onnx_torch import TorchCenterFace
+
+    path = _centerface_path()
+    img = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        got = TorchCenterFace(path).raw(x)
+    cf = CenterFace()
+    want = cf.session.run(None, {"input.1": x.numpy()})
+    names = TorchCenterFace(path).graph.output_names
+    for name, w in zip(names, want):
+        np.testing.assert_allclose(got[name].numpy(), w, atol=1e-4, rtol=0)
+
+
+def test_refiner_onnx_matches_torch_and_method_path(tmp_path, noise_image):
+    torch = _torch()
+    from faceveil.train import learnedblur as L
+
+    torch.manual_seed(0)
+    ref = L.Refiner(8)
+    torch.nn.init.normal_(ref.out.weight, std=0.5)  # zero-initialised otherwise: nothing to compare
+    ref.eval()
+    L.export_onnx(ref, tmp_path / "r.onnx")
+    import onnxruntime as ort
+
+    x = torch.rand(3, 3, SIZE, SIZE) * 255
+    (got,) = ort.InferenceSession(str(tmp_path / "r.onnx")).run(None, {"crop": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, ref(x).numpy(), atol=1e-3)
+    # The method (numpy + onnxruntime) and the training path (torch) produce the same image.
+    comp = Compositor()
+    dets = FACES[:2]
+    out = get_method("learnedblur", {"model": str(tmp_path / "r.onnx")}).apply(noise_image, dets, comp,
+                                                                                np.random.default_rng(0))
+    g0 = get_method("blur").apply(noise_image, dets, comp, np.random.default_rng(0))
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
+    mask = comp.mask(dets, noise_image.shape)
+    with torch.no_grad():
+        y = L.refine(ref, t(g0), [dets.xyxy], torch.from_numpy(mask)[None, None])[0].permute(1, 2, 0).numpy()
+    assert np.abs(y - out).max() <= 1.0  # uint8 rounding of the crop and the result
+    assert np.abs(out.astype(float) - g0).max() > 2  # and the refiner did change something
+
+
+def test_l_rev_hinge_zero_inside_budget():
+    torch = _torch()
+    from faceveil.train.learnedblur import l_rev
+
+    g0 = torch.full((1, 3, 20, 20), 100.0)
+    boxes = [np.array([[0, 0, 10, 10]], np.float32)]
+    y = g0.clone()
+    y[:, :, :10, :10] += 19.0  # mean |diff| 19 inside the box: within epsilon 20
+    y[:, :, 15:, 15:] += 200.0  # outside every box: not counted
+    assert float(l_rev(y, g0, boxes, 20.0)) == 0.0
+    y[:, :, :5, :10] += 8.0  # half the box now 27 off: mean 23 -> hinge 3
+    assert float(l_rev(y, g0, boxes, 20.0)) == pytest.approx(3.0)
+
+
+def test_l_cycl_gradients_reach_the_refiner():
+    torch = _torch()
+    from faceveil.train import detector as D
+    from faceveil.train import learnedblur as L
+
+    torch.manual_seed(0)
+    ref, fg = L.Refiner(8), D.CompactFaceNet(4)
+    torch.nn.init.normal_(ref.out.weight, std=0.01)
+    x = torch.rand(2, 3, 64, 64) * 255
+    boxes = [np.array([[16, 16, 48, 48]], np.float32)] * 2
+    region = torch.ones(2, 1, 64, 64)
+    y = L.refine(ref, x, boxes, region)
+    tg = D.targets_from_boxes(boxes, 64, 64)
+    loss = L.l_cycl(fg, y, x, tg, tg, inner_lr=0.1)
+    loss.backward(inputs=list(ref.parameters()))
+    grads = [p.grad for p in ref.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert ref.e1[0].weight.grad.abs().sum() > 0 and ref.out.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
+    torch = _torch()
+    _centerface_path()
+    from faceveil.cli import main
+    from faceveil.train import learnedblur as L
+    from faceveil.train.train_on_anon import load_samples
+
+    img_dir, gt = _faces_dataset(tmp_path)
+    samples, _ = load_samples(img_dir, gt)
+    ims, bxs = [s.image for s in samples], [s.boxes for s in samples]
+
+    def run(seed):
+        cfg = L.LBConfig(budget_s=float("inf"), max_steps=2, seed=seed, batch=2, input_size=64, width=4,
+                         det_width=4, warmup=0.4, det_only=0.0, cf_threshold=0.05)
+        return L.train(ims, bxs, cfg, progress=False)
+
+    a, b = run(0), run(0)
+    sa, sb = a.refiner.state_dict(), b.refiner.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    torch.manual_seed(0)  # the weights train() starts from under seed 0: training must have moved them
+    s0 = L.Refiner(4).state_dict()
+    assert not all(torch.equal(sa[k], s0[k]) for k in sa)
+    assert a.steps == 2 and [r["phase"] for r in a.log] == ["warmup", "full"] and "cycl" in a.log[1]
+
+    out = tmp_path / "lb.onnx"
+    rc = main(["train", "learnedblur", "--images", str(img_dir), "--labels", str(gt), "--steps", "2", "--budget", "0",
+               "--batch", "2", "--input-size", "64", "--test-fraction", "0.25", "-o", str(out), "-q"])
+    assert rc == 0 and out.is_file() and (tmp_path / "lb.onnx.json").is_file()
+    import json
+
+    card = json.loads((tmp_path / "lb.onnx.json").read_text())
+    assert card["steps"] == 2 and len(card["data"]["test"]) == 1 and card["data"]["test"][0] not in card["data"]["train"]
+    res = get_method("learnedblur", {"model": str(out)}).apply(noise_image, FACES, Compositor(), np.random.default_rng(0))
+    assert res.shape == noise_image.shape and (res != noise_image).any()
+
+
+# the shipped weights on a real photo ----------------------------------------------------------
+
+def test_shipped_weights_on_real_photo():
+    from faceveil.detect.centerface import CenterFace
+    from faceveil.io.images import read_rgb
+    from faceveil.train.train_on_anon import read_wider_gt
+
+    assert shipped_model_path().is_file() and shipped_model_path().stat().st_size < 5_000_000
+    root = shared_path("facemask")
+    gt = read_wider_gt(root / "gt.txt")
+    name = "maksssksksss1.jpg"  # a street scene, 9 faces of 20-40 px
+    img = read_rgb(root / "images" / name)
+    dets = Detections.from_boxes(gt[name], source="label")
+    comp = Compositor()
+    out = get_method("learnedblur").apply(img, dets, comp, np.random.default_rng(0))
+    blur = get_method("blur").apply(img, dets, comp, np.random.default_rng(0))
+    mask = comp.mask(dets, img.shape)
+    assert np.array_equal(out[mask == 0], img[mask == 0])
+    assert (out != blur).any()
+    # L_rev's budget (epsilon 20 on 0..255) keeps the refined faces near the Gaussian blur.
+    h, w = img.shape[:2]
+    for x1, y1, x2, y2 in np.round(gt[name]).astype(int):
+        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+        assert np.abs(out[y1:y2, x1:x2].astype(float) - blur[y1:y2, x1:x2]).mean() < 25
