@@ -187,6 +187,7 @@ class ReviewSet:
         self.items = self._discover()
         self._cache = self._load_cache()
         self._thread: threading.Thread | None = None
+        self.manifest = self._load_manifest()
         self._restore_cached()
         if not background:
             self.analyse_all()
@@ -263,6 +264,36 @@ class ReviewSet:
         state.setdefault("items", {})
         state.update({"faceveil": __version__, "format": FORMAT, "originals": str(self.in_root), "config": now})
         return state
+
+    def _load_manifest(self) -> dict[str, dict] | None:
+        """For a dataset output (OUT/manifest.jsonl): the latest image entry by its path under OUT."""
+        from ..dataset import MANIFEST
+        from ..io.manifest import read_manifest
+
+        path = self.out_root / MANIFEST
+        if not path.is_file():
+            return None
+        entries, _ = read_manifest(path)
+        return {e["output"]: e for e in entries if e.get("kind") == "image" and e.get("output")}
+
+    def _manifest_apply(self, rel: str, entry: dict, dst: Path, regions, manual, removed) -> None:
+        """Append the reviewed image to the manifest (append-only, fsynced), so that `dataset verify`
+        passes and a resumed `dataset anonymize` skips it (same job key, new output hash)."""
+        from ..dataset import MANIFEST
+        from ..io.manifest import ManifestWriter, sha256_file
+
+        new = {**entry, "output_sha256": sha256_file(dst), "regions": regions, "anonymized_regions": len(regions),
+               "reviewed": True, "manual": manual, "removed": removed, "faceveil": __version__,
+               "time": _now()}
+        with ManifestWriter(self.out_root / MANIFEST) as w:
+            w.append(new)
+        self.manifest[rel] = new
+
+    def _check_manifest_config(self, rel: str, entry: dict) -> None:
+        if not _same_settings(entry, self.anonymizer.describe()):
+            raise FaceveilError(f"{rel}: the dataset was anonymized with other settings ({entry.get('method')} "
+                                f"{entry.get('method_params')}); start the review without method options "
+                                "(it then takes them from OUT/manifest.jsonl)")
 
     def _cache_path(self) -> Path:
         return self.cache_dir / "analysis.json"
@@ -525,20 +556,38 @@ class ReviewSet:
             h, w = img.rgb.shape[:2]
             manual_boxes = _clean_boxes(manual, w, h)
             removed_boxes = _clean_boxes(removed, w, h, min_size=0)
-            main = [f["box"] for f in item.analysis.get("main", []) if not _matches(f["box"], removed_boxes)]
+            entry = self.manifest.get(rel) if self.manifest is not None else None
+            if entry is not None:
+                # A dataset output: redo exactly the run's regions (labels and detections), not our detections.
+                if "regions" not in entry:
+                    raise FaceveilError(f"{rel}: its manifest entry has no regions (an older faceveil): "
+                                        "run `faceveil dataset anonymize` again with this version first")
+                self._check_manifest_config(rel, entry)
+                base = entry["regions"]
+                key = entry["path"]  # the dataset seeds each image by its path in the labels
+            else:
+                base = [f["box"] for f in item.analysis.get("main", [])]
+                # The batch seeds each file by "<input folder name>/<rel>"; the same key gives the same noise.
+                key = f"{self.in_root.name}/{rel}"
+            kept = [b for b in base if not _matches(b, removed_boxes)]
             dets = Detections.merge([
-                Detections.from_boxes(main, None, None, self.config.detector),
+                Detections.from_boxes(kept, None, None, self.config.detector),
                 Detections.from_boxes(manual_boxes, None, None, "manual")])
-            # The batch seeds each file by "<input folder name>/<rel>"; the same key gives the same noise.
-            key = f"{self.in_root.name}/{rel}"
             out = self.anonymizer.anonymize(img.rgb, dets, self.anonymizer.rng_for(key))
             dst = item.out if item.out is not None else self.out_root / rel
             write_image(dst, out, img, self.config.keep_metadata, self.config.jpeg_quality)
             item.out = dst
+            if entry is not None:  # before review.json: the manifest is what `dataset verify` trusts
+                self._manifest_apply(rel, entry, dst, [list(map(float, b)) for b in dets.xyxy], manual_boxes,
+                                     removed_boxes)
             self._record(rel, manual=manual_boxes, removed=removed_boxes, applied_at=_now(),
                          faces=len(dets), approved=False, approved_at=None)
             self._analyse(item)
             return self.item_json(item)
+
+
+def _same_settings(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("method", "method_params", "region", "seed"))
 
 
 def _matches(box, boxes, iou: float = 0.9) -> bool:
