@@ -32,13 +32,11 @@ def _second() -> tuple[str, ...]:
         return ("none",)
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory, astronaut):
+def make_video_set(root: Path, astronaut) -> tuple[Path, Path]:
     """IN/clip.mp4 (three moving faces, audio) anonymized by `faceveil anonymize` with blackout boxes;
     IN/leak.mp4 whose 'output' is the original itself with an empty record (every face missed)."""
     import faceveil
 
-    root = tmp_path_factory.mktemp("review-video")
     src, out = root / "in", root / "out"
     src.mkdir()
     d = faceveil.detect(astronaut)
@@ -52,6 +50,13 @@ def base(tmp_path_factory, astronaut):
     rec = json.loads(tracks_path(out / "clip.mp4").read_text())
     leak = {**rec, "video": "leak.mp4", "frames": [[] for _ in rec["frames"]], "errors": {}}
     tracks_path(out / "leak.mp4").write_text(json.dumps(leak))
+    return src, out
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, astronaut):
+    root = tmp_path_factory.mktemp("review-video")
+    src, out = make_video_set(root, astronaut)
     return src, out, root / "cache"
 
 
