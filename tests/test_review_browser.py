@@ -146,3 +146,57 @@ def test_draw_a_box_on_a_missed_face_and_apply(server, tmp_path, astronaut):
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+def test_video_track_strips_and_a_box_over_a_frame_range(tmp_path, astronaut):
+    """A video: strips per track, a frame picked from a strip, a box drawn there and applied over a range."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from werkzeug.serving import make_server
+
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings, create_app
+    from test_review_video import make_video_set
+
+    src, out = make_video_set(tmp_path, astronaut)
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
+    srv = make_server("127.0.0.1", 0, create_app(rs, TOKEN), threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    driver = _browser()
+    try:
+        driver.get(f"http://127.0.0.1:{srv.server_port}/?token={TOKEN}")
+        card = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, '#grid .card[data-path="clip.mp4"]'),
+                     what="the video card")[0]
+        assert "tracks" in card.text
+        card.click()
+        figs = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#strips .strip figure"), what="track strips")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#strips .strip")) >= 1
+        figs[0].click()
+        frame = int(figs[0].get_attribute("data-frame"))
+        _wait(lambda: driver.find_element(By.ID, "frame-num").get_attribute("value") == str(frame), what="frame")
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#stage-out .box.main"), what="the run's boxes")
+        driver.execute_script("document.getElementById('range-from').value = 2;"
+                              "document.getElementById('range-to').value = 5;")
+        img = driver.find_element(By.CSS_SELECTOR, "#stage-out img")
+        _wait(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img),
+              what="the frame")
+        r = img.rect
+        scale = r["width"] / 256
+        drag = ActionBuilder(driver)
+        drag.pointer_action.move_to_location(round(r["x"] + 10 * scale), round(r["y"] + 150 * scale))
+        drag.pointer_action.pointer_down()
+        drag.pointer_action.move_to_location(round(r["x"] + 60 * scale), round(r["y"] + 185 * scale))
+        drag.pointer_action.pointer_up()
+        drag.perform()
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+        _wait(lambda: "applied" in driver.find_element(By.ID, "status").text, timeout=60, what="Apply")
+        driver.save_screenshot(str(tmp_path / "review-video.png"))
+        (m,) = json.loads((out / "review.json").read_text())["items"]["clip.mp4"]["manual"]
+        assert (m["from"], m["to"]) == (2, 5)
+        assert np.allclose(m["box"], [10, 150, 60, 185], atol=2 / scale + 1), m
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+        srv.shutdown()

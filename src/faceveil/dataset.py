@@ -46,6 +46,7 @@ from .pipeline import Anonymizer, AnonymizerConfig
 
 BOX_MODES = ("gt", "detect", "union")
 MANIFEST = "manifest.jsonl"
+REVIEW_FILE = "review.json"  # written beside the manifest by `faceveil review` (review/store.py)
 # A detection overlapping a labelled face this much is the same face (for counting only).
 SAME_FACE_IOU = 0.3
 # What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
@@ -161,6 +162,8 @@ def _process(item: Item) -> dict:
                 "degenerate": degenerate,
             },
             "anonymized_regions": len(faces),
+            # The exact boxes, so the review page can redo this image plus a reviewer's boxes.
+            "regions": [[float(v) for v in b] for b in faces.xyxy],  # float32 -> float: exact
             "boxes": cfg.boxes,
             "min_size": cfg.min_size,
             **desc,
@@ -561,7 +564,7 @@ def verify(out: str | os.PathLike) -> VerifyReport:
     entries, _ = read_manifest(manifest_path)
     latest = {(e.get("kind"), e.get("path")): e for e in entries}
     rep = VerifyReport()
-    known = {MANIFEST}
+    known = {MANIFEST, REVIEW_FILE}  # faceveil's own records, not outputs
     for e in latest.values():
         rel = e.get("output")
         if not rel:

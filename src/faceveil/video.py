@@ -235,15 +235,40 @@ def _write_preview(dst: Path, rgb: np.ndarray, seconds: float) -> None:
     write_image(preview_path(dst, seconds), rgb, None, False, 90)
 
 
+def tracks_path(dst: str | os.PathLike) -> Path:
+    """Where the track record of output ``dst`` goes: a hidden sidecar beside it (read by `faceveil review`)."""
+    dst = Path(dst)
+    return dst.parent / ".faceveil" / f"{dst.name}.tracks.json"
+
+
+def _options_json(options: VideoOptions) -> dict:
+    from dataclasses import asdict
+
+    return asdict(options)
+
+
+def options_from_json(d: dict) -> VideoOptions:
+    d = dict(d)
+    enc = EncodeOptions(**d.pop("encode", {}))
+    return VideoOptions(**{k: v for k, v in d.items() if k in VideoOptions.__dataclass_fields__}, encode=enc)
+
+
 def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.PathLike,
                   options: VideoOptions | None = None, progress: bool = True, key: str | None = None,
-                  threaded: bool = True) -> VideoResult:
-    """Anonymize one video into ``dst``. Never raises for bad input: the result says why."""
+                  threaded: bool = True, manual: dict[int, list] | None = None,
+                  record: bool = True) -> VideoResult:
+    """Anonymize one video into ``dst``. Never raises for bad input: the result says why.
+
+    ``manual``: frame index -> extra boxes [[x1, y1, x2, y2], ...] anonymized on that frame
+    (a reviewer's boxes). ``record``: also write the per-frame boxes, track ids and failed
+    frames to ``tracks_path(dst)``, atomically, after the video itself.
+    """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     options = options or VideoOptions()
     try:
-        return _process(anonymizer, src, dst, options, progress, key or src.name, threaded, t0)
+        return _process(anonymizer, src, dst, options, progress, key or src.name, threaded, t0, manual or {},
+                        record)
     except FaceveilError as exc:
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
     except (KeyboardInterrupt, SystemExit):
@@ -255,7 +280,7 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
                            f"{src}: {exc.__class__.__name__}: {exc}")
 
 
-def _process(anonymizer, src, dst, options, progress, key, threaded, t0) -> VideoResult:
+def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record) -> VideoResult:
     from tqdm import tqdm
 
     info = probe(src)
@@ -268,6 +293,9 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0) -> Vide
     track_ids: set[int] = set()
     warnings: list[str] = []
     next_preview = 0.0
+    # Per written frame: [[x1, y1, x2, y2, track id, "d" detected | "h" held/predicted | "m" manual], ...]
+    boxes_log: list[list] = []
+    errors_log: dict[str, str] = {}
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=key[-30:], leave=False)
     try:
@@ -278,15 +306,24 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0) -> Vide
                     vf = item.frame
                     out = None
                     error = item.error
+                    dets = item.detections
+                    if vf.index in manual:
+                        dets = Detections.merge([dets, Detections.from_boxes(manual[vf.index], source="manual")],
+                                                "track+manual")
                     if error is None:
                         try:
-                            out = anonymizer.anonymize(vf.rgb, item.detections, anonymizer.rng_for(f"{key}#{vf.index}"))
+                            out = anonymizer.anonymize(vf.rgb, dets, anonymizer.rng_for(f"{key}#{vf.index}"))
                         except (KeyboardInterrupt, SystemExit, MemoryError):
                             raise
                         except Exception as exc:
                             error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
+                    n_auto = len(item.detections)
+                    boxes_log.append([] if error is not None else [
+                        [*(round(float(v), 1) for v in b), int(t), "m" if i >= n_auto else ("h" if sc == 0 else "d")]
+                        for i, (b, t, sc) in enumerate(zip(dets.xyxy, dets.track_id, dets.score))])
                     if error is not None:
                         failed += 1
+                        errors_log[str(vf.index)] = error
                         if len(warnings) < 20:
                             warnings.append(error)
                         if options.on_error == "drop":
@@ -311,12 +348,40 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0) -> Vide
         bar.close()
     if report.errors:
         warnings.extend(f"undecodable: {e}" for e in report.errors[:5])
+    if record:
+        try:
+            _write_tracks(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors))
+        except OSError as exc:  # the video is fine; only the review loses its track view
+            warnings.append(f"track record not written: {exc}")
     seconds = time.perf_counter() - t0
     n = written + dropped
     return VideoResult(str(src), str(dst), "written", face_frames, seconds, None, None,
                        [info.width, info.height], frames=written, failed_frames=failed, dropped_frames=dropped,
                        decode_errors=len(report.errors), tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
                        warnings=warnings or None)
+
+
+def _write_tracks(dst: Path, anonymizer: Anonymizer, options: VideoOptions, key: str, info, boxes: list,
+                  errors: dict, failed: int, decode_errors: int) -> None:
+    """The track record `faceveil review` reads: one JSON file, written atomically after the video."""
+    import json
+
+    from . import __version__
+    from .io.atomic import write_bytes_atomic
+
+    try:
+        desc = anonymizer.describe()
+        desc["detector_params"].pop("threads", None)
+    except AttributeError:  # a stand-in detector without params (tests, the Python API): no Apply from the review
+        desc = None
+    data = {"format": 1, "faceveil": __version__, "video": dst.name, "key": key, "config": desc,
+            "options": _options_json(options), "fps": float(info.fps), "size": None, "frames": boxes,
+            "errors": errors, "failed_frames": failed, "decode_errors": decode_errors,
+            "hold": options.frames_held(float(info.fps))}
+    data["size"] = [info.height, info.width] if info.rotation in (90, -90, 270) else [info.width, info.height]
+    path = tracks_path(dst)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, json.dumps(data, separators=(",", ":")).encode())
 
 
 def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str = "blur",

@@ -8,7 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import FaceveilError, UsageError
 
 EPILOG = """\
 examples:
@@ -39,7 +39,8 @@ def register(sub) -> None:
     r.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
     r.add_argument("--open", action="store_true", help="open the page in the default browser")
     r.add_argument("--from-report", metavar="FILE",
-                   help="take method, parameters, region, detector and seed from an `anonymize --report` file")
+                   help="take method, parameters, region, detector and seed from an `anonymize --report` file or a "
+                        "dataset manifest.jsonl (default for a dataset output: OUT/manifest.jsonl)")
     a = r.add_argument_group("anonymization (as in the anonymize run; used by Apply)")
     a.add_argument("--method", "-m", help="anonymization method (default blur)")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[], help="a method parameter")
@@ -71,9 +72,23 @@ def config_from_args(args):
     from ..registry import parse_assignments
 
     base: dict = {}
-    if args.from_report:
+    report = args.from_report
+    manifest = Path(args.output) / "manifest.jsonl"
+    if not report and manifest.is_file() and not (args.method or args.param or args.seed is not None):
+        report = str(manifest)  # a dataset output: Apply must redo its images with the run's settings
+    if report and report.endswith(".jsonl"):  # a dataset manifest: its last image entry has the settings
+        from ..io.manifest import read_manifest
+
         try:
-            base = json.loads(Path(args.from_report).read_text())
+            images = [e for e in read_manifest(report)[0] if e.get("kind") == "image"]
+        except (OSError, FaceveilError) as exc:
+            raise UsageError(f"{report}: cannot read manifest ({exc})") from None
+        base = images[-1] if images else {}
+        if "method" not in base:
+            raise UsageError(f"{report}: a manifest with no anonymized image")
+    elif report:
+        try:
+            base = json.loads(Path(report).read_text())
         except (OSError, ValueError) as exc:
             raise UsageError(f"{args.from_report}: cannot read report ({exc})") from None
         if "method" not in base:

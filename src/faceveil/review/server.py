@@ -6,8 +6,11 @@ never authorizes a change):
   GET  /                       the page            GET /static/<file>   its assets
   GET  /api/items              items, flags first, counters, settings
   GET  /img/out/<rel>          anonymized output   GET /img/orig/<rel>  original (shown, never copied)
-  GET  /thumb/<rel>            cached thumbnail of the output
+  GET  /thumb/<rel>            cached thumbnail of the output (a video's first face frame)
+  GET  /frame/<which>/<rel>?i=N[&w=W]   frame N of a video, output or original, as JPEG (memory only)
+  GET  /api/frame/<rel>?i=N    the boxes anonymized on frame N of a video (its track record)
   POST /api/apply              {path, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
+                               (a video: manual: [{box: [x1,y1,x2,y2], from: frame, to: frame}...])
   POST /api/approve            {path, approved: true|false}
 """
 from __future__ import annotations
@@ -91,6 +94,40 @@ def create_app(rs: ReviewSet, token: str) -> Flask:
     def thumb(rel: str):
         try:
             return send_file(rs.thumbnail(rel), mimetype="image/jpeg", max_age=0, conditional=False)
+        except KeyError:
+            abort(404)
+        except PermissionError:
+            abort(403)
+        except FaceveilError as exc:
+            return jsonify(error=str(exc)), 500
+
+    def frame_index() -> tuple[int, int | None]:
+        try:
+            i = int(request.args.get("i", "0"))
+            w = int(request.args["w"]) if "w" in request.args else None
+        except ValueError:
+            abort(400)
+        if i < 0 or (w is not None and not 16 <= w <= 4096):
+            abort(400)
+        return i, w
+
+    @app.get("/frame/<which>/<path:rel>")
+    def frame(which: str, rel: str):
+        i, w = frame_index()
+        try:
+            return Response(rs.frame(which, rel, i, w), mimetype="image/jpeg")
+        except KeyError:
+            abort(404)
+        except PermissionError:
+            abort(403)
+        except FaceveilError as exc:
+            return jsonify(error=str(exc)), 500
+
+    @app.get("/api/frame/<path:rel>")
+    def frame_boxes(rel: str):
+        i, _ = frame_index()
+        try:
+            return jsonify(rs.frame_boxes(rel, i))
         except KeyError:
             abort(404)
         except PermissionError:

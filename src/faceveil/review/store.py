@@ -31,6 +31,8 @@ from ..detections import Detections, box_iou
 from ..errors import FaceveilError, UsageError
 from ..io.atomic import write_bytes_atomic
 from ..io.images import is_image_path, read_image, write_image
+from ..io.video import is_video_path
+from . import videos
 from ..pipeline import Anonymizer, AnonymizerConfig
 
 REVIEW_FILE = "review.json"
@@ -44,7 +46,7 @@ HIDDEN_RATIO = 4.0
 HIDDEN_FLOOR = 2.0  # mean squared error; lossless outputs have a re-encoding error of 0
 
 # Risk of each kind of flag; an image's risk is the sum over the kinds it has (sort key).
-RISK = {"failed": 100, "error": 100, "unhidden": 90, "second": 80, "size": 50, "near": 40, "small": 15,
+RISK = {"failed": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60, "no-record": 30, "unhidden": 90, "size": 50, "near": 40, "small": 15,
         "no-original": 5}
 
 
@@ -77,7 +79,7 @@ def _list_images(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not is_image_path(p):
+        if any(part.startswith(".") for part in rel.parts) or not (is_image_path(p) or is_video_path(p)):
             continue
         if p.is_file() or p.is_symlink():
             found[rel.as_posix()] = p
@@ -149,6 +151,10 @@ class Item:
     check: dict = field(default_factory=dict)  # per face: hidden in the output? (cached by output stat)
     check_done: bool = False
 
+    @property
+    def video(self) -> bool:
+        return is_video_path(self.rel)
+
 
 class ReviewSet:
     """The images under review and everything the page can do to them. Thread-safe."""
@@ -187,6 +193,8 @@ class ReviewSet:
         self.items = self._discover()
         self._cache = self._load_cache()
         self._thread: threading.Thread | None = None
+        self._frames: dict = {}  # recent decoded video frames (JPEG bytes), memory only
+        self.manifest = self._load_manifest()
         self._restore_cached()
         if not background:
             self.analyse_all()
@@ -264,6 +272,36 @@ class ReviewSet:
         state.update({"faceveil": __version__, "format": FORMAT, "originals": str(self.in_root), "config": now})
         return state
 
+    def _load_manifest(self) -> dict[str, dict] | None:
+        """For a dataset output (OUT/manifest.jsonl): the latest image entry by its path under OUT."""
+        from ..dataset import MANIFEST
+        from ..io.manifest import read_manifest
+
+        path = self.out_root / MANIFEST
+        if not path.is_file():
+            return None
+        entries, _ = read_manifest(path)
+        return {e["output"]: e for e in entries if e.get("kind") == "image" and e.get("output")}
+
+    def _manifest_apply(self, rel: str, entry: dict, dst: Path, regions, manual, removed) -> None:
+        """Append the reviewed image to the manifest (append-only, fsynced), so that `dataset verify`
+        passes and a resumed `dataset anonymize` skips it (same job key, new output hash)."""
+        from ..dataset import MANIFEST
+        from ..io.manifest import ManifestWriter, sha256_file
+
+        new = {**entry, "output_sha256": sha256_file(dst), "regions": regions, "anonymized_regions": len(regions),
+               "reviewed": True, "manual": manual, "removed": removed, "faceveil": __version__,
+               "time": _now()}
+        with ManifestWriter(self.out_root / MANIFEST) as w:
+            w.append(new)
+        self.manifest[rel] = new
+
+    def _check_manifest_config(self, rel: str, entry: dict) -> None:
+        if not _same_settings(entry, self.anonymizer.describe()):
+            raise FaceveilError(f"{rel}: the dataset was anonymized with other settings ({entry.get('method')} "
+                                f"{entry.get('method_params')}); start the review without method options "
+                                "(it then takes them from OUT/manifest.jsonl)")
+
     def _cache_path(self) -> Path:
         return self.cache_dir / "analysis.json"
 
@@ -298,7 +336,9 @@ class ReviewSet:
         for item in self.items.values():
             entry = self._cache.get(item.rel)
             orig_key = f"{_stat_key(item.orig)}:{config_key}"
-            if entry and entry.get("orig_key") == orig_key and entry.get("out_key") == f"{_stat_key(item.out)}:{orig_key}":
+            out_key = (f"{_stat_key(item.out)}:{_stat_key(item.out and videos.record_path(item.out))}:{orig_key}"
+                       if item.video else f"{_stat_key(item.out)}:{orig_key}")
+            if entry and entry.get("orig_key") == orig_key and entry.get("out_key") == out_key:
                 item.analysis, item.check, item.check_done = entry["analysis"], entry["check"], True
 
     def start_checking(self) -> None:
@@ -326,6 +366,19 @@ class ReviewSet:
         with self._lock:
             entry = dict(self._cache.get(item.rel, {}))
         orig_key = f"{_stat_key(item.orig)}:{self._config_key()}"
+        if item.video:  # tracks come from the run's record; the check depends on original and output together
+            out_key = f"{_stat_key(item.out)}:{_stat_key(item.out and videos.record_path(item.out))}:{orig_key}"
+            if entry.get("out_key") != out_key:
+                with self._detect_lock:
+                    dets = [(n, self._detector(n)) for n in self._second_names]
+                    entry = {"orig_key": orig_key, "out_key": out_key, "check": {},
+                             "analysis": videos.analyse(item.orig, item.out, dets, self.settings.match_iou)}
+            with self._lock:
+                self._cache[item.rel] = entry
+                item.analysis, item.check, item.check_done = entry["analysis"], entry["check"], True
+            if save:
+                self._save_cache()
+            return
         if entry.get("orig_key") != orig_key:
             with self._detect_lock:
                 entry = {"orig_key": orig_key, "analysis": self._detect(item)}
@@ -403,6 +456,8 @@ class ReviewSet:
             flags.append({"kind": "error", "text": a["error"]})
         if c.get("error"):
             flags.append({"kind": "error", "text": c["error"]})
+        if item.video:
+            return flags + videos.flags(a)
         if c.get("size_mismatch"):
             flags.append({"kind": "size", "text": "output size differs from the original: cannot check"})
         removed = rec.get("removed", [])
@@ -433,6 +488,17 @@ class ReviewSet:
     def item_json(self, item: Item) -> dict:
         a, rec = item.analysis, self._manual(item.rel)
         flags = self.flags(item)
+        if item.video:
+            return {
+                "path": item.rel, "kind": "video", "size": a.get("size"), "frames": a.get("frames", 0),
+                "fps": a.get("fps"), "hold": a.get("hold"), "tracks": a.get("tracks", []),
+                "failed_frames": a.get("failed", []), "second": a.get("second", []), "samples": a.get("samples", []),
+                "has_record": bool(a.get("record")), "has_output": item.out is not None,
+                "has_original": item.orig is not None, "version": _stat_key(item.out), "faces": [],
+                "suggestions": [], "manual": rec.get("manual", []), "removed": [],
+                "applied_at": rec.get("applied_at"), "approved": bool(rec.get("approved")), "flags": flags,
+                "checked": item.check_done, "risk": sum(RISK.get(f["kind"], 10) for f in flags),
+            }
         removed = rec.get("removed", [])
         faces = [{**f, "source": self.config.detector, "removed": _matches(f["box"], removed)} for f in a.get("main", [])]
         hidden = {g: item.check.get(g, []) for g in ("near", "second")}
@@ -481,6 +547,9 @@ class ReviewSet:
         src = self.file("out", rel)
         key = hashlib.sha1(f"{rel}:{_stat_key(src)}:{size}".encode()).hexdigest()
         path = self.cache_dir / "thumbs" / f"{key}.jpg"
+        if not path.is_file() and self.items[rel].video:  # the first frame with a face, else the first
+            tr = self.items[rel].analysis.get("tracks") or [{"start": 0}]
+            write_bytes_atomic(path, videos.frame_jpeg(src, tr[0]["start"], size))
         if not path.is_file():
             from PIL import Image
 
@@ -488,6 +557,46 @@ class ReviewSet:
             img.thumbnail((size, size))
             write_image(path, np.asarray(img), None, False, 85)
         return path
+
+    def frame(self, which: str, rel: str, index: int, width: int | None = None) -> bytes:
+        """Frame ``index`` of a video item as JPEG bytes, kept in memory only (a few recent ones)."""
+        item = self.items.get(rel)
+        if item is None or not item.video:
+            raise KeyError(rel)
+        src = self.file(which, rel)
+        key = (which, rel, _stat_key(src), index, width)
+        with self._lock:
+            if key in self._frames:
+                return self._frames[key]
+        data = videos.frame_jpeg(src, index, width)
+        with self._lock:
+            self._frames[key] = data
+            while len(self._frames) > 256:
+                self._frames.pop(next(iter(self._frames)))
+        return data
+
+    def frame_boxes(self, rel: str, index: int) -> dict:
+        """The boxes the run (and Apply) anonymized on one frame of a video, from its track record."""
+        item = self.items.get(rel)
+        if item is None or not item.video or item.out is None:
+            raise KeyError(rel)
+        rec = videos.load_record(self.file("out", rel))
+        if rec is None or not 0 <= index < len(rec["frames"]):
+            raise KeyError(index)
+        return {"frame": index, "boxes": [{"box": b[:4], "track": b[4], "kind": b[5]} for b in rec["frames"][index]],
+                "error": rec.get("errors", {}).get(str(index))}
+
+    def _apply_video(self, item: Item, manual) -> dict:
+        rec = videos.load_record(item.out) if item.out is not None else None
+        if rec is None or not rec.get("config"):
+            raise FaceveilError(f"{item.rel}: no usable track record beside the output (anonymize it again with this "
+                                "faceveil): Apply needs the run's settings")
+        w, h = rec["size"]
+        ranges = videos.clean_ranges(manual, w, h, len(rec["frames"]))
+        result = videos.apply(item.orig, item.out, rec, ranges)
+        self._record(item.rel, manual=ranges, applied_at=_now(), approved=False, approved_at=None, **result)
+        self._analyse(item)
+        return self.item_json(item)
 
     # edits --------------------------------------------------------------
     def _record(self, rel: str, **changes) -> dict:
@@ -521,24 +630,44 @@ class ReviewSet:
                 raise FaceveilError(f"{rel}: no original to re-anonymize")
             if not item.check_done:  # not reached by the background check yet
                 self._analyse(item, save=False)
+            if item.video:
+                return self._apply_video(item, manual)
             img = read_image(item.orig)
             h, w = img.rgb.shape[:2]
             manual_boxes = _clean_boxes(manual, w, h)
             removed_boxes = _clean_boxes(removed, w, h, min_size=0)
-            main = [f["box"] for f in item.analysis.get("main", []) if not _matches(f["box"], removed_boxes)]
+            entry = self.manifest.get(rel) if self.manifest is not None else None
+            if entry is not None:
+                # A dataset output: redo exactly the run's regions (labels and detections), not our detections.
+                if "regions" not in entry:
+                    raise FaceveilError(f"{rel}: its manifest entry has no regions (an older faceveil): "
+                                        "run `faceveil dataset anonymize` again with this version first")
+                self._check_manifest_config(rel, entry)
+                base = entry["regions"]
+                key = entry["path"]  # the dataset seeds each image by its path in the labels
+            else:
+                base = [f["box"] for f in item.analysis.get("main", [])]
+                # The batch seeds each file by "<input folder name>/<rel>"; the same key gives the same noise.
+                key = f"{self.in_root.name}/{rel}"
+            kept = [b for b in base if not _matches(b, removed_boxes)]
             dets = Detections.merge([
-                Detections.from_boxes(main, None, None, self.config.detector),
+                Detections.from_boxes(kept, None, None, self.config.detector),
                 Detections.from_boxes(manual_boxes, None, None, "manual")])
-            # The batch seeds each file by "<input folder name>/<rel>"; the same key gives the same noise.
-            key = f"{self.in_root.name}/{rel}"
             out = self.anonymizer.anonymize(img.rgb, dets, self.anonymizer.rng_for(key))
             dst = item.out if item.out is not None else self.out_root / rel
             write_image(dst, out, img, self.config.keep_metadata, self.config.jpeg_quality)
             item.out = dst
+            if entry is not None:  # before review.json: the manifest is what `dataset verify` trusts
+                self._manifest_apply(rel, entry, dst, [list(map(float, b)) for b in dets.xyxy], manual_boxes,
+                                     removed_boxes)
             self._record(rel, manual=manual_boxes, removed=removed_boxes, applied_at=_now(),
                          faces=len(dets), approved=False, approved_at=None)
             self._analyse(item)
             return self.item_json(item)
+
+
+def _same_settings(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("method", "method_params", "region", "seed"))
 
 
 def _matches(box, boxes, iou: float = 0.9) -> bool:

@@ -13,6 +13,9 @@ let idx = 0;             // current item
 let view = "grid";
 let drawing = true;      // draw mode in the large view
 const edits = new Map(); // path -> {manual: [...], removed: [...], undo: [...]}, unapplied changes
+let frameIdx = 0;        // the frame shown of a video item
+let frameBoxes = [];     // what the run anonymized on that frame (from its track record)
+const isVideo = (item) => item.kind === "video";
 
 function enc(path) { return path.split("/").map(encodeURIComponent).join("/"); }
 function url(kind, item) {
@@ -35,8 +38,9 @@ async function api(path, body) {
 
 function editOf(item) {
   if (!edits.has(item.path)) {
-    edits.set(item.path, { manual: item.manual.map((b) => b.slice()), removed: item.removed.map((b) => b.slice()),
-                           undo: [] });
+    // A deep copy: image boxes are arrays, video boxes {box, from, to}.
+    edits.set(item.path, { manual: JSON.parse(JSON.stringify(item.manual)),
+                           removed: JSON.parse(JSON.stringify(item.removed)), undo: [] });
   }
   return edits.get(item.path);
 }
@@ -92,6 +96,119 @@ function drawBoxes(frame, item, labels) {
   }
 }
 
+function frameUrl(which, item, i, w) {
+  const v = item.version ? "&v=" + encodeURIComponent(item.version) : "";
+  return `frame/${which}/${enc(item.path)}?token=${encodeURIComponent(TOKEN)}&i=${i}${w ? "&w=" + w : ""}${v}`;
+}
+
+// Boxes on a video frame: the run's (detected solid, held/predicted dashed), manual ranges covering it.
+function drawVideoBoxes(frame, item, labels) {
+  frame.querySelectorAll(".box").forEach((b) => b.remove());
+  if (!item.size) return;
+  const e = edits.get(item.path) || { manual: item.manual };
+  for (const b of frameBoxes) {
+    if (b.kind === "m") continue;
+    frame.appendChild(boxEl(b.box, item.size, b.kind === "h" ? "main held" : "main",
+                            labels ? (b.kind === "h" ? `#${b.track} held` : `#${b.track}`) : ""));
+  }
+  for (const s of item.second.filter((f) => f.frame === frameIdx)) {
+    frame.appendChild(boxEl(s.box, item.size, "sugg flag", labels ? `${s.source} ${s.score.toFixed(2)}` : ""));
+  }
+  for (const m of e.manual) {
+    if (frameIdx < m.from || frameIdx > m.to) continue;
+    const pending = !item.manual.some((b) => JSON.stringify(b) === JSON.stringify(m));
+    frame.appendChild(boxEl(m.box, item.size, "manual" + (pending ? " pending" : ""),
+                            labels ? `manual ${m.from}–${m.to}` : ""));
+  }
+}
+
+function defaultRange(item, i) {
+  // That frame ± the hold length, or to the end of a track visible there.
+  const hold = item.hold || 0;
+  let to = i + hold;
+  for (const t of item.tracks) if (t.start <= i && i <= t.end) to = Math.max(to, t.end);
+  $("#range-from").value = Math.max(0, i - hold);
+  $("#range-to").value = Math.min(item.frames - 1, to);
+}
+
+async function setFrame(i, keepRange) {
+  const item = items[idx];
+  frameIdx = Math.min(Math.max(0, i), Math.max(0, item.frames - 1));
+  $("#frame-num").value = frameIdx;
+  if (!keepRange) defaultRange(item, frameIdx);
+  document.querySelectorAll(".strip figure").forEach((f) =>
+    f.classList.toggle("current", Number(f.dataset.frame) === frameIdx));
+  frameBoxes = [];
+  if (item.has_record && item.has_output) {
+    try {
+      const r = await api(`api/frame/${enc(item.path)}?i=${frameIdx}`);
+      frameBoxes = r.boxes;
+      $("#frame-info").textContent = `${frameIdx + 1}/${item.frames}` + (r.error ? ` · FAILED: ${r.error}` : "") +
+        ` · ${r.boxes.length} box${r.boxes.length === 1 ? "" : "es"}`;
+    } catch (err) { $("#frame-info").textContent = "boxes: " + err.message; }
+  }
+  videoStage("#stage-out", item, "out");
+  videoStage("#stage-orig", item, "orig");
+}
+
+function videoStage(id, item, which) {
+  const st = $(id);
+  st.textContent = "";
+  st.classList.toggle("drawing", drawing);
+  const available = which === "out" ? item.has_output : item.has_original;
+  if (!available) { st.textContent = which === "out" ? "no output (failed)" : "no original"; return; }
+  const frame = document.createElement("div");
+  frame.className = "frame";
+  const img = document.createElement("img");
+  img.src = frameUrl(which, item, frameIdx);
+  img.alt = `${which === "out" ? "anonymized" : "original"} ${item.path} frame ${frameIdx}`;
+  img.draggable = false;
+  frame.appendChild(img);
+  st.appendChild(frame);
+  drawVideoBoxes(frame, item, true);
+  attachDrawing(frame, item);
+}
+
+function renderStrips(item) {
+  const box = $("#strips");
+  box.textContent = "";
+  const flagged = new Set(item.flags.flatMap((f) => f.tracks || []));
+  const row = (label, frames, heldSet, flag) => {
+    const r = document.createElement("div");
+    r.className = "strip";
+    const l = document.createElement("span");
+    l.className = "label" + (flag ? " flag" : "");
+    l.textContent = label;
+    r.appendChild(l);
+    for (const f of frames.slice(0, 16)) {
+      const fig = document.createElement("figure");
+      fig.dataset.frame = f;
+      if (heldSet && heldSet.has(f)) fig.className = "held";
+      const img = document.createElement("img");
+      img.loading = "lazy";
+      img.src = frameUrl("out", item, f, 96);
+      img.alt = `frame ${f}`;
+      const cap = document.createElement("figcaption");
+      cap.textContent = f;
+      fig.append(img, cap);
+      fig.addEventListener("click", () => setFrame(f));
+      r.appendChild(fig);
+    }
+    box.appendChild(r);
+  };
+  for (const t of item.tracks) {
+    const held = new Set(t.held.flat());
+    row(`track #${t.id}: frames ${t.start}–${t.end}` + (t.held.length ? `, held ${t.held.map((h) => h.join("–")).join(", ")}` : ""),
+        t.strip, held, flagged.has(t.id));
+  }
+  if (item.failed_frames.length) row("failed frames (fully blurred)", item.failed_frames, null, true);
+  const second = [...new Set(item.second.map((s) => s.frame))];
+  if (second.length) row("second detector: unchanged faces", second, null, true);
+  if (!item.tracks.length && !item.failed_frames.length && !second.length) {
+    box.textContent = item.has_record ? "no face tracks" : "no track record";
+  }
+}
+
 function renderGrid() {
   const grid = $("#grid");
   grid.textContent = "";
@@ -119,8 +236,9 @@ function renderGrid() {
     }
     const name = document.createElement("div");
     name.className = "name";
-    name.textContent = (item.approved ? "✓ " : "") + item.path +
-      (item.faces.length ? ` · ${item.faces.length} face${item.faces.length > 1 ? "s" : ""}` : "");
+    name.textContent = (item.approved ? "✓ " : "") + item.path + (isVideo(item)
+      ? ` · video, ${item.frames} frames, ${item.tracks.length} track${item.tracks.length === 1 ? "" : "s"}`
+      : (item.faces.length ? ` · ${item.faces.length} face${item.faces.length > 1 ? "s" : ""}` : ""));
     card.appendChild(name);
     if (!item.checked) {
       const why = document.createElement("div");
@@ -173,8 +291,17 @@ function showDetail() {
   fl.textContent = "";
   for (const f of item.flags) { const li = document.createElement("li"); li.textContent = f.text; fl.appendChild(li); }
   if (!item.flags.length) { const li = document.createElement("li"); li.className = "none"; li.textContent = "no flags"; fl.appendChild(li); }
-  stage("#stage-out", item, "img/out");
-  stage("#stage-orig", item, "img/orig");
+  $("#video").hidden = !isVideo(item);
+  if (isVideo(item)) {
+    const shown = $("#video").dataset.path === item.path;
+    $("#video").dataset.path = item.path;
+    renderStrips(item);
+    const first = item.flags.flatMap((f) => f.frames || [])[0] ?? (item.tracks[0] ? item.tracks[0].start : 0);
+    setFrame(shown ? frameIdx : first, shown);
+  } else {
+    stage("#stage-out", item, "img/out");
+    stage("#stage-orig", item, "img/orig");
+  }
   setStatus();
   updateCounter();
 }
@@ -198,7 +325,8 @@ function setStatus(text, cls) {
 
 function redrawDetail() {
   const item = items[idx];
-  document.querySelectorAll("#detail .frame").forEach((f) => drawBoxes(f, item, true));
+  document.querySelectorAll("#detail .frame").forEach((f) =>
+    isVideo(item) ? drawVideoBoxes(f, item, true) : drawBoxes(f, item, true));
   setStatus();
 }
 
@@ -235,8 +363,17 @@ function attachDrawing(frame, item) {
     if (moved >= 4) {
       const b = [Math.min(start[0], p[0]), Math.min(start[1], p[1]), Math.max(start[0], p[0]), Math.max(start[1], p[1])]
         .map((v) => Math.round(v * 10) / 10);
-      e.manual.push(b);
+      if (isVideo(item)) {  // held over the frame range in the bar (default: this frame ± the hold)
+        const a = parseInt($("#range-from").value, 10), z = parseInt($("#range-to").value, 10);
+        const from = Number.isFinite(a) ? a : frameIdx, to = Number.isFinite(z) ? z : frameIdx;
+        e.manual.push({ box: b, from: Math.min(from, to), to: Math.max(from, to) });
+      } else e.manual.push(b);
       e.undo.push(() => e.manual.pop());
+    } else if (isVideo(item)) {
+      const inside = (m) => frameIdx >= m.from && frameIdx <= m.to && start[0] >= m.box[0] && start[0] <= m.box[2] &&
+        start[1] >= m.box[1] && start[1] <= m.box[3];
+      const i = e.manual.findIndex(inside);  // a click removes a manual box shown on this frame
+      if (i >= 0) { const [m] = e.manual.splice(i, 1); e.undo.push(() => e.manual.splice(i, 0, m)); }
     } else {
       clickAt(item, e, start[0], start[1]);
     }
@@ -286,8 +423,11 @@ async function apply() {
     replaceItem(updated);
     edits.delete(updated.path);
     showDetail();
-    const n = updated.faces.filter((f) => !f.removed).length + updated.manual.length;
-    setStatus(`applied: ${n} region${n === 1 ? "" : "s"} re-anonymized`);
+    if (isVideo(updated)) setStatus(`applied: video re-anonymized with ${updated.manual.length} manual box range(s)`);
+    else {
+      const n = updated.faces.filter((f) => !f.removed).length + updated.manual.length;
+      setStatus(`applied: ${n} region${n === 1 ? "" : "s"} re-anonymized`);
+    }
   } catch (err) { setStatus("apply failed: " + err.message, "error"); }
 }
 
@@ -322,6 +462,7 @@ document.addEventListener("keydown", (ev) => {
   else if (k === "u" || (k === "z" && (ev.ctrlKey || ev.metaKey))) undo();
   else if (k === "Enter") view === "detail" ? apply() : showDetail();
   else if (k === "Escape") showGrid();
+  else if ((k === "," || k === ".") && view === "detail" && isVideo(items[idx])) setFrame(frameIdx + (k === "." ? 1 : -1));
   else return;
   ev.preventDefault();
 });
@@ -333,6 +474,9 @@ $("#btn-draw").addEventListener("click", () => { drawing = !drawing; showDetail(
 $("#btn-undo").addEventListener("click", undo);
 $("#btn-apply").addEventListener("click", apply);
 $("#btn-approve").addEventListener("click", approve);
+$("#btn-fprev").addEventListener("click", () => setFrame(frameIdx - 1));
+$("#btn-fnext").addEventListener("click", () => setFrame(frameIdx + 1));
+$("#frame-num").addEventListener("change", () => setFrame(parseInt($("#frame-num").value, 10) || 0));
 
 // While the server is still checking images, refresh the list every 2 s (flags first, as they arrive).
 async function refresh() {

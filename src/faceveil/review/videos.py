@@ -1,0 +1,227 @@
+"""Videos on the review page: tracks from the anonymize run's record, flags, frames, Apply.
+
+Why a sidecar rather than recomputing tracks here: ``process_video`` writes
+OUT/.faceveil/<video>.tracks.json (per-frame boxes, track ids, held/predicted
+boxes, failed frames, the exact settings) atomically after the video. It is what
+the run actually did, including failed frames that no recomputation could know
+about, and it costs the review nothing; recomputing would mean a full detection
+pass over every video at review start. A video without a record is flagged.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..detections import box_iou
+from ..errors import FaceveilError
+from ..io.video import read_frames
+
+SAMPLES = 6  # frames of each video checked by the second detector(s)
+GAP_FRACTION = 0.5  # a held run this long (fraction of the hold length, >= 3 frames) is flagged
+
+
+def record_path(out: Path) -> Path:
+    from ..video import tracks_path
+
+    return tracks_path(out)
+
+
+def load_record(out: Path) -> dict | None:
+    p = record_path(out)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise FaceveilError(f"{p}: cannot read the track record ({exc})")
+
+
+def _runs(frames: list[int]) -> list[list[int]]:
+    """Consecutive runs [first, last] of sorted frame indexes."""
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    return runs
+
+
+def tracks(record: dict) -> list[dict]:
+    """Per track: first/last frame, held (predicted) runs, and the frames worth showing."""
+    by_id: dict[int, dict] = {}
+    for i, boxes in enumerate(record["frames"]):
+        for b in boxes:
+            tid, kind = int(b[4]), b[5]
+            if tid < 0:
+                continue
+            t = by_id.setdefault(tid, {"id": tid, "frames": [], "held": []})
+            t["frames"].append(i)
+            if kind == "h":
+                t["held"].append(i)
+    out = []
+    for t in by_id.values():
+        start, end = t["frames"][0], t["frames"][-1]
+        held = _runs(t["held"])
+        # Held in the middle (the detector lost the face and found it again) or at the ends (look-ahead, hold).
+        gaps = [r for r in held if r[0] > start and r[1] < end]
+        strip = sorted({start, end, *(r[0] for r in held), *(r[1] for r in held)})
+        out.append({"id": t["id"], "start": start, "end": end, "held": held,
+                    "longest_gap": max((r[1] - r[0] + 1 for r in gaps), default=0), "strip": strip})
+    return sorted(out, key=lambda t: t["start"])
+
+
+def decode_some(path: Path, indexes: set[int]) -> dict[int, np.ndarray]:
+    """The frames with these decode indexes, in one pass (stops after the last one)."""
+    got: dict[int, np.ndarray] = {}
+    if not indexes:
+        return got
+    last = max(indexes)
+    for vf in read_frames(path):
+        if vf.index in indexes:
+            got[vf.index] = vf.rgb
+        if vf.index >= last:
+            break
+    return got
+
+
+def frame_jpeg(path: Path, index: int, width: int | None = None) -> bytes:
+    """One decoded frame as JPEG bytes, in memory (an original's frame is never written to disk)."""
+    from PIL import Image
+
+    rgb = decode_some(path, {index}).get(index)
+    if rgb is None:
+        raise KeyError(index)
+    im = Image.fromarray(rgb)
+    if width and width < im.width:
+        im = im.resize((width, max(1, round(im.height * width / im.width))))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _noise(orig: np.ndarray, out: np.ndarray, boxes: list) -> float:
+    """Mean squared difference outside every recorded box (grown by half): the codec's noise level."""
+    keep = np.ones(orig.shape[:2], bool)
+    h, w = keep.shape
+    for b in boxes:
+        bw, bh = b[2] - b[0], b[3] - b[1]
+        keep[max(0, int(b[1] - bh / 2)):min(h, int(b[3] + bh / 2) + 1),
+             max(0, int(b[0] - bw / 2)):min(w, int(b[2] + bw / 2) + 1)] = False
+    if not keep.any():
+        return 0.0
+    d = orig[keep].astype(np.float32) - out[keep].astype(np.float32)
+    return float((d * d).mean())
+
+
+def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: float) -> dict:
+    """Tracks and failed frames from the record; second-detector faces on sampled ORIGINAL frames
+    that the output left unchanged (its pixels differ no more than the codec's noise)."""
+    from .store import HIDDEN_FLOOR, HIDDEN_RATIO, mse_inside
+
+    a: dict = {"error": None, "size": None, "frames": 0, "tracks": [], "failed": [], "second": [], "record": False}
+    if out is None:
+        return a
+    try:
+        rec = load_record(out)
+    except FaceveilError as exc:
+        return {**a, "error": str(exc)}
+    if rec is None:
+        return a
+    n = len(rec["frames"])
+    a.update(record=True, size=rec["size"], frames=n, fps=rec["fps"], hold=rec["hold"], tracks=tracks(rec),
+             failed=sorted(int(i) for i in rec.get("errors", {})), decode_errors=rec.get("decode_errors", 0))
+    if orig is None or not detectors or not n:
+        return a
+    samples = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(SAMPLES, n))})
+    try:
+        originals, outputs = decode_some(orig, set(samples)), decode_some(out, set(samples))
+    except FaceveilError as exc:
+        return {**a, "error": str(exc)}
+    for i in samples:
+        if i not in originals or i not in outputs or originals[i].shape != outputs[i].shape:
+            continue
+        o, w = originals[i], outputs[i]
+        known = [b[:4] for b in rec["frames"][i]]
+        noise = _noise(o, w, known)
+        for name, det in detectors:
+            d = det.detect(o)
+            if len(d) and known:
+                d = d[box_iou(d.xyxy, np.asarray(known, np.float32)).max(axis=1) < match_iou]
+            for box, score in zip(d.xyxy, d.score):
+                box = [float(v) for v in box]
+                hidden = mse_inside(o, w, box) > HIDDEN_RATIO * noise + HIDDEN_FLOOR
+                if not hidden:
+                    a["second"].append({"frame": i, "box": box, "score": float(score), "source": name})
+    a["samples"] = samples
+    return a
+
+
+def flags(a: dict, hold_gap: int | None = None) -> list[dict]:
+    fl: list[dict] = []
+    if a.get("error"):
+        fl.append({"kind": "error", "text": a["error"]})
+    if not a.get("record"):
+        fl.append({"kind": "no-record", "text": "no track record (not made by this faceveil's anonymize): "
+                                                "tracks unknown, Apply unavailable"})
+        return fl
+    if a["failed"]:
+        fl.append({"kind": "failed-frames", "text": f"{len(a['failed'])} frames failed and were written fully "
+                                                   f"blurred (first: {a['failed'][0]})", "frames": a["failed"]})
+    limit = max(3, int(GAP_FRACTION * a.get("hold", 0))) if hold_gap is None else hold_gap
+    long = [t for t in a["tracks"] if t["longest_gap"] >= limit]
+    if long:
+        fl.append({"kind": "held-gap", "count": len(long),
+                   "text": f"{len(long)} track(s) held over a gap of >= {limit} frames (detector lost the face): "
+                           + ", ".join(f"#{t['id']} ({t['longest_gap']} frames)" for t in long[:5]),
+                   "tracks": [t["id"] for t in long]})
+    if a["second"]:
+        s = a["second"]
+        srcs = ", ".join(sorted({f["source"] for f in s}))
+        fl.append({"kind": "second", "count": len(s),
+                   "text": f"{len(s)} face(s) found by {srcs} on sampled frames "
+                           f"({', '.join(str(f['frame']) for f in s[:5])}) but unchanged in the output",
+                   "boxes": [f["box"] for f in s], "frames": [f["frame"] for f in s]})
+    return fl
+
+
+def clean_ranges(manual, w: int, h: int, n: int) -> list[dict]:
+    """Video edits from the page: [{box: [x1, y1, x2, y2], from: i, to: j}, ...], clipped to the video."""
+    from .store import _clean_boxes
+
+    if not isinstance(manual, list):
+        raise ValueError("manual must be a list")
+    out = []
+    for m in manual:
+        if not isinstance(m, dict) or not all(isinstance(m.get(k), int) and not isinstance(m.get(k), bool)
+                                              for k in ("from", "to")):
+            raise ValueError(f"bad video box {m!r}: expected {{box: [x1, y1, x2, y2], from: frame, to: frame}}")
+        boxes = _clean_boxes([m.get("box")], w, h)
+        a, b = sorted((max(0, m["from"]), min(n - 1, m["to"])))
+        if boxes and a <= b:
+            out.append({"box": boxes[0], "from": a, "to": b})
+    return out
+
+
+def apply(orig: Path, out: Path, record: dict, ranges: list[dict]) -> dict:
+    """Re-anonymize the ORIGINAL with the run's settings plus the manual boxes, held over their ranges;
+    written atomically over the output (audio kept as in the run), the record rewritten."""
+    from ..pipeline import Anonymizer, AnonymizerConfig
+    from ..video import options_from_json, process_video
+
+    c = record["config"]
+    anonymizer = Anonymizer.from_config(AnonymizerConfig(
+        method=c["method"], method_params=c["method_params"], detector=c["detector"],
+        detector_params=c["detector_params"], region=c["region"], seed=c["seed"]))
+    per_frame: dict[int, list] = {}
+    for m in ranges:
+        for i in range(m["from"], m["to"] + 1):
+            per_frame.setdefault(i, []).append(m["box"])
+    r = process_video(anonymizer, orig, out, options_from_json(record["options"]), progress=False,
+                      key=record["key"], manual=per_frame)
+    if r.status != "written":
+        raise FaceveilError(r.error or f"{orig}: re-anonymizing failed")
+    return {"frames": r.frames, "failed_frames": r.failed_frames}

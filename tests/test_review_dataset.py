@@ -1,0 +1,79 @@
+"""The review page on a dataset output: Apply records the change in manifest.jsonl, verify and resume agree."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("flask", reason="the review page needs Flask (pip install 'faceveil[review]')")
+
+from faceveil.cli import build_parser  # noqa: E402
+from faceveil.dataset import DatasetConfig, anonymize_dataset, verify  # noqa: E402
+from faceveil.io.manifest import read_manifest  # noqa: E402
+from faceveil.pipeline import AnonymizerConfig  # noqa: E402
+from faceveil.review import ReviewSet, ReviewSettings, create_app  # noqa: E402
+from faceveil.review.cli import config_from_args  # noqa: E402
+
+TOKEN = "test-token-dataset"
+HDR = {"X-Faceveil-Token": TOKEN}
+
+
+def _dataset(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Two noise images with one labelled face each (WIDER labels); tmp/ds/{images,gt}."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "ds"
+    lines = []
+    for i in range(2):
+        rel = f"ev/img{i}.png"
+        (root / "images" / "ev").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(root / "images" / rel)
+        lines += [rel, "1", "8 8 16 16 0 0 0 0 0 0"]
+    (root / "gt").mkdir()
+    (root / "gt" / "labels.txt").write_text("\n".join(lines) + "\n")
+    return root, root / "images", root / "gt" / "labels.txt"
+
+
+def test_apply_on_a_dataset_output_updates_the_manifest(tmp_path):
+    root, images, labels = _dataset(tmp_path)
+    out = tmp_path / "out"
+    dcfg = DatasetConfig(AnonymizerConfig(
+        method="blackout", method_params={"color": "128"}, region={"shape": "box", "mask_scale": 1.0}), "gt")
+    s = anonymize_dataset("wider", images, labels, out, dcfg, progress=False)
+    assert s.done == 2 and verify(out).ok
+    # The review takes the run's settings from the manifest when given no method options.
+    cfg = config_from_args(build_parser().parse_args(["review", str(out), "--originals", str(root)]))
+    assert (cfg.method, cfg.method_params["color"], cfg.region["shape"]) == ("blackout", "128", "box")
+    rs = ReviewSet(out, root, cfg, ReviewSettings(second=("none",)), tmp_path / "cache")
+    client = create_app(rs, TOKEN).test_client(use_cookies=False)
+    rel = "images/ev/img0.png"
+    before = np.asarray(Image.open(out / rel).convert("RGB")).copy()
+    box = [50, 30, 70, 50]
+    r = client.post("/api/apply", json={"path": rel, "manual": [box], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    after = np.asarray(Image.open(out / rel).convert("RGB"))
+    changed = np.any(after != before, axis=2)
+    assert (after[30:50, 50:70] == 128).all()  # the manual box is blacked out
+    changed[30:50, 50:70] = False
+    assert not changed.any()  # ... and nothing else changed (the labelled face stays hidden as it was)
+    assert (after[8:24, 8:24] == 128).all()
+
+    rep = verify(out)
+    assert rep.ok, rep  # new hash recorded; review.json is faceveil's own file, not "unexpected"
+    entries = [e for e in read_manifest(out / "manifest.jsonl")[0] if e["kind"] == "image"]
+    last = entries[-1]
+    assert last["output"] == rel and last["reviewed"] is True and last["manual"] == [[50.0, 30.0, 70.0, 50.0]]
+    assert last["anonymized_regions"] == 2 and last["removed"] == []
+
+    # A resumed dataset run neither redoes nor flags the reviewed image, and keeps its entry.
+    s2 = anonymize_dataset("wider", images, labels, out, dcfg, progress=False)
+    assert (s2.done, s2.skipped, s2.failed) == (0, 2, [])
+    assert (np.asarray(Image.open(out / rel).convert("RGB")) == after).all()
+    compact = {e["output"]: e for e in read_manifest(out / "manifest.jsonl")[0] if e["kind"] == "image"}
+    assert compact[rel]["reviewed"] is True and verify(out).ok
+
+    # Other settings than the run's: Apply refuses rather than record a mismatching entry.
+    other = ReviewSet(out, root, AnonymizerConfig(method="blur"), ReviewSettings(second=("none",)), tmp_path / "c2")
+    r = create_app(other, TOKEN).test_client().post("/api/apply", json={"path": rel, "manual": [box]}, headers=HDR)
+    assert r.status_code == 409 and "other settings" in r.get_json()["error"]

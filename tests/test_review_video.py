@@ -1,0 +1,167 @@
+"""Videos on the review page: tracks and flags from the run's record, frames, Apply over a frame range."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flask", reason="the review page needs Flask (pip install 'faceveil[review]')")
+
+from faceveil.cli import main  # noqa: E402
+from faceveil.detect import get_detector  # noqa: E402
+from faceveil.errors import FaceveilError  # noqa: E402
+from faceveil.io.video import probe, read_frames  # noqa: E402
+from faceveil.pipeline import AnonymizerConfig  # noqa: E402
+from faceveil.review import ReviewSet, ReviewSettings, create_app  # noqa: E402
+from faceveil.track.synthetic import make_clip, sprite_from_photo, write_clip  # noqa: E402
+from faceveil.video import tracks_path  # noqa: E402
+
+TOKEN = "test-token-video"
+HDR = {"X-Faceveil-Token": TOKEN}
+FPS, N = 12, 24
+
+
+def _second() -> tuple[str, ...]:
+    try:
+        get_detector("yunet", {})
+        return ("yunet",)
+    except FaceveilError:
+        return ("none",)
+
+
+def make_video_set(root: Path, astronaut) -> tuple[Path, Path]:
+    """IN/clip.mp4 (three moving faces, audio) anonymized by `faceveil anonymize` with blackout boxes;
+    IN/leak.mp4 whose 'output' is the original itself with an empty record (every face missed)."""
+    import faceveil
+
+    src, out = root / "in", root / "out"
+    src.mkdir()
+    d = faceveil.detect(astronaut)
+    sprite = sprite_from_photo(astronaut, d.xyxy[int(np.argmax(d.areas))])
+    clip = make_clip([sprite], (256, 192), N, FPS, seed=5)
+    write_clip(src / "clip.mp4", clip.frames, FPS, audio=True)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--detector", "centerface",
+                 "-m", "blackout", "--shape", "box", "--mask-scale", "1.0"]) == 0
+    write_clip(src / "leak.mp4", clip.frames, FPS, audio=False)
+    shutil.copy2(src / "leak.mp4", out / "leak.mp4")
+    rec = json.loads(tracks_path(out / "clip.mp4").read_text())
+    leak = {**rec, "video": "leak.mp4", "frames": [[] for _ in rec["frames"]], "errors": {}}
+    tracks_path(out / "leak.mp4").write_text(json.dumps(leak))
+    return src, out
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, astronaut):
+    root = tmp_path_factory.mktemp("review-video")
+    src, out = make_video_set(root, astronaut)
+    return src, out, root / "cache"
+
+
+@pytest.fixture()
+def env(base, tmp_path):
+    src, pristine, cache = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=_second()), cache)
+    return rs, create_app(rs, TOKEN).test_client(use_cookies=False), src, out
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    return [f.rgb.astype(np.int16) for f in read_frames(path)]
+
+
+def test_the_run_leaves_a_track_record(base):
+    _, out, _ = base
+    rec = json.loads(tracks_path(out / "clip.mp4").read_text())
+    assert len(rec["frames"]) == N and rec["config"]["method"] == "blackout" and rec["size"] == [256, 192]
+    kinds = {b[5] for f in rec["frames"] for b in f}
+    assert "d" in kinds and {b[4] for f in rec["frames"] for b in f} - {-1}  # detections with track ids
+    assert not any(p.name.endswith(".tracks.json") for p in out.iterdir())  # hidden away in .faceveil/
+
+
+def test_video_items_show_tracks_and_flags(env):
+    rs, client, _, out = env
+    data = client.get("/api/items", headers=HDR).get_json()
+    items = {i["path"]: i for i in data["items"]}
+    clip = items["clip.mp4"]
+    assert clip["kind"] == "video" and clip["frames"] == N and clip["has_record"] and clip["size"] == [256, 192]
+    assert clip["tracks"] and all(t["start"] <= t["end"] and t["start"] in t["strip"] and t["end"] in t["strip"]
+                                  for t in clip["tracks"])
+    boxes = client.get("/api/frame/clip.mp4?i=12", headers=HDR).get_json()["boxes"]
+    assert boxes and all(len(b["box"]) == 4 for b in boxes)
+    if _second() != ("none",):  # every face of leak.mp4 is unchanged: the second detector flags it first
+        assert data["items"][0]["path"] == "leak.mp4"
+        assert "second" in [f["kind"] for f in items["leak.mp4"]["flags"]]
+    # frames of output and original are served as JPEG, from memory
+    for url in ["/frame/out/clip.mp4?i=3", "/frame/orig/clip.mp4?i=3&w=64", "/thumb/clip.mp4"]:
+        r = client.get(url, headers=HDR)
+        assert r.status_code == 200 and r.data[:2] == b"\xff\xd8", url
+    assert client.get("/frame/out/clip.mp4?i=999", headers=HDR).status_code == 404
+    assert client.get("/frame/out/clip.mp4?i=-1", headers=HDR).status_code == 400
+
+    # a held gap in a track and a failed frame (edited into the record) are flagged
+    p = tracks_path(out / "clip.mp4")
+    rec = json.loads(p.read_text())
+    tid = max({b[4] for f in rec["frames"] for b in f if b[4] >= 0},
+              key=lambda t: sum(b[4] == t for f in rec["frames"] for b in f))
+    seen = [i for i, f in enumerate(rec["frames"]) if any(b[4] == tid for b in f)]
+    for i in seen[2:7]:
+        for b in rec["frames"][i]:
+            if b[4] == tid:
+                b[5] = "h"
+    rec["errors"] = {"4": "frame 4: boom"}
+    p.write_text(json.dumps(rec))
+    rs2 = ReviewSet(out, rs.in_root, AnonymizerConfig(), ReviewSettings(second=("none",)), rs.cache_dir)
+    item = {i["path"]: i for i in create_app(rs2, TOKEN).test_client().get("/api/items", headers=HDR)
+            .get_json()["items"]}["clip.mp4"]
+    kinds = {f["kind"]: f for f in item["flags"]}
+    assert "failed-frames" in kinds and kinds["failed-frames"]["frames"] == [4]
+    assert "held-gap" in kinds and tid in kinds["held-gap"]["tracks"]
+
+
+def test_apply_a_box_over_a_frame_range(env):
+    rs, client, src, out = env
+    before = _frames(out / "clip.mp4")
+    orig = _frames(src / "clip.mp4")
+    box, first, last = [8, 150, 56, 188], 6, 11  # background near the bottom-left corner
+    manual = [{"box": box, "from": first, "to": last}]
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": manual}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    after = _frames(out / "clip.mp4")
+    assert len(after) == len(before) == N
+    x1, y1, x2, y2 = box
+    for i in range(N):
+        inside = np.abs(after[i][y1:y2, x1:x2] - before[i][y1:y2, x1:x2]).mean()
+        if first <= i <= last:
+            assert inside > 40 and after[i][y1 + 4:y2 - 4, x1 + 4:x2 - 4].max() < 30, i  # blacked out
+        else:
+            assert inside < 4, i  # codec noise only
+        rest = np.abs(after[i] - before[i]).astype(np.float32)
+        rest[max(0, y1 - 8):y2 + 8, max(0, x1 - 8):x2 + 8] = 0
+        assert rest.mean() < 2, i
+    assert probe(out / "clip.mp4").has_audio
+    assert orig[first][y1:y2, x1:x2].mean() > 30  # the region was not black to begin with
+    saved = json.loads((out / "review.json").read_text())["items"]["clip.mp4"]
+    assert saved["manual"] == [{"box": [8.0, 150.0, 56.0, 188.0], "from": first, "to": last}]
+    boxes = client.get(f"/api/frame/clip.mp4?i={first}", headers=HDR).get_json()["boxes"]
+    assert [b["box"] for b in boxes if b["kind"] == "m"] == [[8.0, 150.0, 56.0, 188.0]]
+    item = client.get("/api/items", headers=HDR).get_json()
+    assert {i["path"]: i for i in item["items"]}["clip.mp4"]["manual"] == saved["manual"]
+    bad = client.post("/api/apply", json={"path": "clip.mp4", "manual": [[1, 2, 3, 4]]}, headers=HDR)
+    assert bad.status_code == 400
+
+
+def test_video_endpoints_need_the_token(env):
+    _, client, _, out = env
+    for url in ["/frame/out/clip.mp4?i=0", "/frame/orig/clip.mp4?i=0", "/api/frame/clip.mp4?i=0", "/thumb/clip.mp4"]:
+        assert client.get(url).status_code == 403
+        assert client.get(url + "&token=wrong" if "?" in url else url + "?token=wrong").status_code == 403
+    before = (out / "clip.mp4").read_bytes()
+    body = {"path": "clip.mp4", "manual": [{"box": [0, 0, 50, 50], "from": 0, "to": 3}]}
+    assert client.post("/api/apply", json=body).status_code == 403
+    assert client.post(f"/api/apply?token={TOKEN}", json=body).status_code == 403
+    assert (out / "clip.mp4").read_bytes() == before and not (out / "review.json").exists()
+    assert client.get("/frame/out/../in/clip.mp4?i=0", headers=HDR).status_code == 404
