@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench", "faceveil.bank_cli"]
 EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.eval.cli_leaks", "faceveil.train.train_on_anon"]
 # `faceveil train ...` commands (each module's `register(subparsers)`; torch is imported only when one runs).
-TRAIN_MODULES: list[str] = []
+TRAIN_MODULES: list[str] = ["faceveil.train.harmonizer"]
 
 
 def _detector_params(args) -> dict:
