@@ -14,6 +14,7 @@ each) and deepface-unit's faces (MIT), per harmonizer:
 - SSIM of the face box vs the original, FD-dlib (LFW), detection rate by CenterFace
   and dlib HOG (IoU >= 0.3 with the original box), naive rank-1 (anonymized probe
   vs the original gallery of --gallery people; privacy must not get worse);
+- robustness: deepface-unit with the whole photo darkened or tinted;
 - speed: faces/s of the method alone (detections given) per wall-clock and per CPU
   second, in this process, on these photos. The machine is shared: timings are rough.
 """
@@ -39,13 +40,17 @@ from faceveil.detect import get_detector  # noqa: E402
 from faceveil.io.images import read_rgb  # noqa: E402
 
 
-def variants(model: str) -> dict[str, dict]:
-    return {
+def variants(model: str, extra: str = "") -> dict[str, dict]:
+    more = {"unet (--extra-model)": {"harmonizer": "unet", "harmonizer_model": extra}} if extra else {}
+    return more | {
         "classic": {"harmonizer": "classic"},
         "poisson": {"harmonizer": "poisson"},
         "unet": {"harmonizer": "unet", "harmonizer_model": model},
         "unet (no Lab transfer first)": {"harmonizer": "unet", "harmonizer_model": model, "color_strength": 0.0},
     }
+
+
+SCENES = {"as is": (1.0, 1.0, 1.0), "dark": (0.4, 0.4, 0.4), "warm": (1.0, 0.75, 0.5)}
 
 
 def rings(box, shape, scale: float = 1.3):
@@ -94,6 +99,7 @@ def main() -> int:
     ap.add_argument("--people", type=int, default=40)
     ap.add_argument("--gallery", type=int, default=200)
     ap.add_argument("--model", default="", help="harmonizer ONNX (default: the shipped one)")
+    ap.add_argument("--extra-model", default="", help="another harmonizer ONNX to compare with")
     args = ap.parse_args()
     cf = get_detector("centerface", {"threads": 1})
     hog = get_detector("dlib-hog", {})
@@ -122,7 +128,7 @@ def main() -> int:
     rows = [{"harmonizer": "original", "LFW ring dE": ref_ring, "LFW ring err": 0.0, "LFW face dE": 0.0,
              "unit ring dE": ref_ring_df, "unit ring err": 0.0, "unit face dE": 0.0, "SSIM box": 1.0, "FD-dlib": 0.0, "det CF": 1.0, "det HOG": 1.0,
              "naive rank-1": rank1(p_desc, g_desc, truth), "faces/s": np.nan, "faces/CPU-s": np.nan}]
-    for label, params in variants(args.model).items():
+    for label, params in variants(args.model, args.extra_model).items():
         method = get_method("replace", params)
         method.apply(probes[0].img, probes[0].det, COMP, np.random.default_rng(0))  # load models before timing
         t, c = time.perf_counter(), time.process_time()
@@ -147,6 +153,25 @@ def main() -> int:
         print(f"{label}: done", file=sys.stderr)
     print(f"\n## LFW {len(probes)} probes (gallery {len(gallery)} people, chance rank-1 {1 / len(gallery):.3f}); "
           f"deepface-unit {n_df} faces in {len(df)} photos (640 px)\n")
+    print(table(rows, list(rows[0])))
+
+    # Scenes outside the training range: the whole photo darkened or tinted (deepface-unit).
+    rows = []
+    for label, params in variants(args.model, args.extra_model).items():
+        method = get_method("replace", params)
+        row = {"harmonizer": label}
+        for scene, gain in SCENES.items():
+            vals = []
+            for img, d in df:
+                lit = np.clip(img * np.array(gain), 0, 255).astype(np.uint8)
+                out = method.apply(lit, d, COMP, np.random.default_rng(7))
+                vals += [colour_metrics(out, lit, b) for b in d.xyxy]
+            v = np.array(vals)
+            row[f"{scene}: ring err"] = float(np.nanmean(v[:, 1]))
+            row[f"{scene}: face dE"] = float(np.mean(v[:, 2]))
+            row[f"{scene}: face dE p90"] = float(np.percentile(v[:, 2], 90))
+        rows.append(row)
+    print(f"\n## deepface-unit, whole photo re-lit ({', '.join(f'{k} = RGB x {v}' for k, v in SCENES.items())})\n")
     print(table(rows, list(rows[0])))
     return 0
 

@@ -2,7 +2,8 @@
 
 The proxy task of the decoupled-anonymization paper: take a real face with its
 surroundings, re-colour / re-light the face at random (Lab shift and gain, gamma,
-per-channel gain, a shading gradient), and train the network to restore the
+per-channel gain, a shading gradient; on top of a random exposure and colour cast
+of the whole scene), and train the network to restore the
 original from the re-coloured crop, the face mask and the context. It never sees
 identity pairs, so any face photos serve. The crops are cut exactly as the
 `replace` method cuts them at inference (a window of twice the box around the
@@ -140,7 +141,7 @@ def perturb(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random re-colouring / re-lighting of a float32 RGB crop in [0, 1]."""
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
     mean = lab.reshape(-1, 3).mean(axis=0)
-    lab[..., 0] = (lab[..., 0] - mean[0]) * rng.uniform(0.75, 1.3) + mean[0] + rng.uniform(-20, 20)
+    lab[..., 0] = (lab[..., 0] - mean[0]) * rng.uniform(0.7, 1.35) + mean[0] + rng.uniform(-30, 30)
     lab[..., 1:] = (lab[..., 1:] - mean[1:]) * rng.uniform(0.7, 1.3) + mean[1:] + rng.normal(0, 8, 2)
     theta, g = rng.uniform(0, 2 * np.pi), rng.uniform(-20, 20)  # a shading gradient across the face
     n = rgb.shape[0]
@@ -150,6 +151,14 @@ def perturb(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0, 1)
     out = out ** rng.uniform(0.75, 1.35) * rng.uniform(0.9, 1.1, 3)
     return np.clip(out, 0, 1).astype(np.float32)
+
+
+def scene_cast(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """One random exposure, gamma and colour cast applied to the whole scene (face and context
+    alike), so that the network learns to follow the context, not a prior of what skin looks like."""
+    gain = rng.uniform(0.45, 1.2) * rng.uniform(0.75, 1.25, 3)
+    gamma = rng.uniform(0.8, 1.25)
+    return [np.clip(im ** gamma * gain, 0, 1).astype(np.float32) for im in images]
 
 
 def sample(crops: Crops, i: int, rng: np.random.Generator, augment: bool = True, recolour: float = 0.9):
@@ -164,6 +173,8 @@ def sample(crops: Crops, i: int, rng: np.random.Generator, augment: bool = True,
     img = warp(crops.image[i]).astype(np.float32) / 255
     base = warp(crops.base[i]).astype(np.float32) / 255
     a = (warp(crops.alpha[i]).astype(np.float32) / 255)[:, :, None]
+    if augment and rng.random() < 0.7:
+        img, base = scene_cast([img, base], rng)
     face = perturb(img, rng) if rng.random() < recolour else img
     x = face * a + base * (1 - a)
     y = img * a + base * (1 - a)
