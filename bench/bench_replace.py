@@ -47,6 +47,7 @@ METHODS = {
     "replace": ("replace", {}),
     "replace-blurred": ("replace", {"appearance": "blurred"}),
     "replace-poisson": ("replace", {"harmonizer": "poisson"}),
+    "replace-unet": ("replace", {"harmonizer": "unet"}),
     "blur": ("blur", {}),
     "pixelate": ("pixelate", {}),
     "blackout": ("blackout", {}),
@@ -230,7 +231,7 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0) -> None:
 
 
 def grid(out: Path) -> None:
-    """Originals and replacements (two seeds, Poisson, blur) from deepface-unit (MIT)."""
+    """Originals and replacements (two seeds, Poisson, U-Net, blur) from deepface-unit (MIT)."""
     cf = get_detector("centerface", {"threads": 1})
     tiles = []
     for n, name in enumerate(["img3.jpg", "img20.jpg", "img41.jpg", "img17.jpg", "couple.jpg", "img22.jpg"]):
@@ -244,13 +245,14 @@ def grid(out: Path) -> None:
         x2, y2 = (c + s).astype(int)
         row = [img]
         for mname, params in [("replace", {"identity": 2 * n}), ("replace", {"identity": 2 * n + 1}),
-                              ("replace", {"identity": 2 * n, "harmonizer": "poisson"}), ("blur", {})]:
+                              ("replace", {"identity": 2 * n, "harmonizer": "poisson"}),
+                              ("replace", {"identity": 2 * n, "harmonizer": "unet"}), ("blur", {})]:
             row.append(get_method(mname, params).apply(img, dets, COMP, np.random.default_rng(0)))
         tiles.append(np.concatenate([cv2.resize(r[y1:y2, x1:x2], (150, 150), interpolation=cv2.INTER_AREA)
                                      for r in row], 1))
     g = np.concatenate(tiles, 0)
     head = np.full((22, g.shape[1], 3), 255, np.uint8)
-    for i, t in enumerate(["original", "replace id 2n", "replace id 2n+1", "poisson id 2n", "blur"]):
+    for i, t in enumerate(["original", "replace id 2n", "replace id 2n+1", "poisson id 2n", "unet id 2n", "blur"]):
         cv2.putText(head, t, (i * 150 + 6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     g = np.concatenate([head, g], 0)
     from PIL import Image

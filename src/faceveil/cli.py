@@ -131,7 +131,7 @@ EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.eval.cli_leaks", 
 VIDEO_PRESET = "fast"
 
 # `faceveil train ...` commands (each module's `register(subparsers)`; torch is imported only when one runs).
-TRAIN_MODULES: list[str] = ["faceveil.train.learnedblur_cli"]
+TRAIN_MODULES: list[str] = ["faceveil.train.learnedblur_cli", "faceveil.train.harmonizer"]
 
 
 def _detector_params(args) -> dict:

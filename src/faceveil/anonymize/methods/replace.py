@@ -9,7 +9,10 @@ Identity and appearance never come from the original face's pixels:
 - surroundings: the inside of the detection box is filled from the context outside
   it (OpenCV's Telea inpainting), then the new face is pasted on top;
 - harmonization: colour and light matched to a ring of context outside the box
-  (Lab mean/std), feathered blend or Poisson cloning (``harmonizer=poisson``).
+  (Lab mean/std), feathered blend or Poisson cloning (``harmonizer=poisson``);
+  ``harmonizer=unet`` then corrects the pasted face with the learned U-Net
+  (``anonymize/harmonizer.py``), which sees only the pasted face, its mask and
+  the context-filled window, never the original face.
 
 The only opt-in exception is ``appearance=blurred``: a 4x4 colour summary of the
 original region sets the face's low-frequency shading.
@@ -112,9 +115,11 @@ class Replace(Method):
         k: int = param(5, "people averaged per identity when the bank holds single donors (>= 3)")
         identity: int = param(-1, "identity seed: >= 0 gives every face this identity (combined with the track id "
                                "in video); -1 draws one per face from the run's seed")
-        harmonizer: Literal["classic", "poisson"] = param(
+        harmonizer: Literal["classic", "poisson", "unet"] = param(
             "classic", "classic: Lab colour transfer from the context ring + feathered blend; poisson: "
-            "OpenCV seamless cloning")
+            "OpenCV seamless cloning; unet: classic, then the learned U-Net corrects colour and light")
+        harmonizer_model: str = param("", "ONNX model for harmonizer=unet (`faceveil train harmonizer`); empty: "
+                                      "the one shipped with faceveil")
         color_strength: float = param(0.6, "how far the face's colour moves toward the context's (0..1)")
         appearance: Literal["none", "blurred"] = param(
             "none", "blurred: let a 4x4 colour summary of the original region set the light (opt-in: it uses "
@@ -134,6 +139,11 @@ class Replace(Method):
         super().__init__(params)
         p = self.params
         self.synth = _synthesizer(p.bank, p.k, p.reject)
+        self.unet = None
+        if p.harmonizer == "unet":
+            from ..harmonizer import load_harmonizer
+
+            self.unet = load_harmonizer(p.harmonizer_model)
         self.counts: Counter = Counter()  # replaced / fitted / blurred, over this object's lifetime
 
     # identities -----------------------------------------------------------
@@ -237,6 +247,8 @@ class Replace(Method):
         else:
             a = alpha[:, :, None]
             comp = np.clip(warped * a + base * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+            if self.unet is not None:  # its input: the pasted face, its mask, the context-filled window
+                comp = self.unet(comp, alpha)
 
         # Back to frame resolution; the original pixels survive only outside the box and the face.
         weight = np.maximum(hole.astype(np.float32), alpha)
