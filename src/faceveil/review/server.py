@@ -90,16 +90,20 @@ def create_app(rs: ReviewSet, token: str) -> Flask:
     def image(which: str, rel: str):
         return serve(which, rel)
 
-    @app.get("/thumb/<path:rel>")
-    def thumb(rel: str):
+    def guarded(make):
+        """Unknown item: 404; outside the served folders: 403; a file faceveil cannot read: 500 with the reason."""
         try:
-            return send_file(rs.thumbnail(rel), mimetype="image/jpeg", max_age=0, conditional=False)
+            return make()
         except KeyError:
             abort(404)
         except PermissionError:
             abort(403)
         except FaceveilError as exc:
             return jsonify(error=str(exc)), 500
+
+    @app.get("/thumb/<path:rel>")
+    def thumb(rel: str):
+        return guarded(lambda: send_file(rs.thumbnail(rel), mimetype="image/jpeg", max_age=0, conditional=False))
 
     def frame_index() -> tuple[int, int | None]:
         try:
@@ -114,26 +118,12 @@ def create_app(rs: ReviewSet, token: str) -> Flask:
     @app.get("/frame/<which>/<path:rel>")
     def frame(which: str, rel: str):
         i, w = frame_index()
-        try:
-            return Response(rs.frame(which, rel, i, w), mimetype="image/jpeg")
-        except KeyError:
-            abort(404)
-        except PermissionError:
-            abort(403)
-        except FaceveilError as exc:
-            return jsonify(error=str(exc)), 500
+        return guarded(lambda: Response(rs.frame(which, rel, i, w), mimetype="image/jpeg"))
 
     @app.get("/api/frame/<path:rel>")
     def frame_boxes(rel: str):
         i, _ = frame_index()
-        try:
-            return jsonify(rs.frame_boxes(rel, i))
-        except KeyError:
-            abort(404)
-        except PermissionError:
-            abort(403)
-        except FaceveilError as exc:
-            return jsonify(error=str(exc)), 500
+        return guarded(lambda: jsonify(rs.frame_boxes(rel, i)))
 
     def body() -> dict:
         data = request.get_json(silent=True)
