@@ -88,9 +88,7 @@ def cmd_bench(args) -> int:
     out = Path(args.output)
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
     wb = workbench(args, args.images)
-    vs = build_variants(args)
-    for v in vs:
-        wb.check_variant(v)
+    vs = wb.check_variants(build_variants(args))
     files = pairset.files[: args.limit or None]
     if args.limit:
         keep = set(files)

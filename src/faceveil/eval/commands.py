@@ -169,9 +169,7 @@ def cmd_privacy(args) -> int:
     if args.limit:
         raise UsageError("use --people to evaluate a subset of the pairs")
     wb = workbench(args, args.images)
-    vs = variants(args)
-    for v in vs:
-        wb.check_variant(v)
+    vs = wb.check_variants(variants(args))
     files = pairset.files
     need_o = {"desc"} if args.no_fta else {"desc", "hog"}
     need_a = {"desc"} if args.no_fta else {"desc", "detect"}
@@ -221,9 +219,7 @@ def cmd_detection(args) -> int:
     out = Path(args.output)
     files = list_images(args.images, args.limit)
     wb = workbench(args, args.images)
-    vs = variants(args)
-    for v in vs:
-        wb.check_variant(v)
+    vs = wb.check_variants(variants(args))
     labels = read_wider_labels(args.labels, files) if args.labels else None
     gt = None
     if args.wider_gt:
@@ -280,9 +276,7 @@ def cmd_quality(args) -> int:
     out = Path(args.output)
     files = list_images(args.images, args.limit)
     wb = workbench(args, args.images)
-    vs = variants(args)
-    for v in vs:
-        wb.check_variant(v)
+    vs = wb.check_variants(variants(args))
     originals = wb.originals(files, {"desc"})
     doc = {"images": str(args.images), "n_files": len(files), "variants": []}
     for v in vs:

@@ -148,6 +148,12 @@ class Workbench:
                                               self.region, v.seed)
         return self._anonymizers[v]
 
+    def check_variants(self, variants: list[Variant]) -> list[Variant]:
+        """Check every variant (see check_variant) and return them, so a command fails before any image work."""
+        for v in variants:
+            self.check_variant(v)
+        return variants
+
     def check_variant(self, v: Variant) -> None:
         """Fail early (bad method name or parameter, missing folder) before any image work."""
         if v.anon_dir is not None:
