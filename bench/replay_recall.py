@@ -1,9 +1,8 @@
 """Tune the presets' cuts, box calibration and region without re-running the network.
 
 Stage `cache` runs a preset's passes once per photo at a low floor and stores every
-pass's raw boxes (bench/out/replay/<set>.pkl); stage `sweep` replays MultiScale's
-keep -> merge -> NMS -> calibrate -> region for each combination of values and prints
-the leak rate (faces >= 10 px) and away-from-face area, exactly as `faceveil eval leaks`
+pass's raw boxes (bench/out/replay/<set>.pkl); stage `sweep` runs MultiScale's own
+keep and fuse (merge, NMS, calibrate) and the region for each combination of values and prints the leak rate (faces >= 10 px) and away-from-face area, exactly as `faceveil eval leaks`
 scores them (a score cut commutes with greedy NMS, so a low-floor cache is exact).
 
   python bench/replay_recall.py cache fm wd                 # all 700 + 476 photos (slow: ~10 + 35 min, 2 cores)
@@ -27,9 +26,9 @@ from tqdm import tqdm
 
 from faceveil.anonymize import Compositor, RegionParams
 from faceveil.detect import get_detector
-from faceveil.detect.multiscale import MultiScale, calibrate, size_threshold
+from faceveil.detect.multiscale import MultiScale
 from faceveil.detect.presets import resolve
-from faceveil.detections import Detections, nms
+from faceveil.detections import Detections
 from faceveil.eval.labels import read_labels, resolve_image
 from faceveil.eval.leaks import LeakMetric, anonymized_mask
 from faceveil.io.images import read_rgb
@@ -56,20 +55,14 @@ def cache(setname: str, preset: str = "balanced") -> None:
 
 
 def replay(cached: dict, labels, p: dict) -> tuple[float, float, dict]:
+    """MultiScale's own keep and fuse on the cached passes (its network is not run)."""
     comp = Compositor(RegionParams("box", p["mask_scale"], 0.0))
+    det = get_detector("multiscale", {k: v for k, v in p.items() if k != "mask_scale"})
     metric = LeakMetric(min_size=5)
     for key, parts in cached["passes"].items():
         h, w = cached["shapes"][key]
-        kept = []
-        for source, a in parts:
-            d = Detections(a[:, :4], a[:, 4], None, None, source)
-            ok = d.score >= size_threshold(np.sqrt(d.areas), p["small_threshold"], p["threshold"],
-                                           p["small_px"], p["large_px"])
-            if source == "zoom":
-                ok &= d.score >= p["zoom_min_score"]
-            kept.append(d[ok])
-        fused = nms(Detections.merge(kept, "multiscale"), p["nms_iou"])
-        fused = calibrate(fused, p["box_dy"], p["small_grow"], p["small_px"], p["large_px"]).clipped(w, h)
+        kept = [det.keep(Detections(a[:, :4], a[:, 4], None, None, source)) for source, a in parts]
+        fused = det.fuse(kept, w, h)
         metric.update(anonymized_mask(comp, fused, (h, w)), labels[key].faces, labels[key].ignore, key)
     r = metric.compute()
     n = sum(b["faces"] for b in r.buckets if b["min"] >= 10)

@@ -153,17 +153,20 @@ class MultiScale(Detector):
             ok &= d.score >= p.zoom_min_score
         return d[ok]
 
-    def _fuse(self, parts: list[Detections], image: np.ndarray) -> Detections:
+    def fuse(self, parts: list[Detections], width: int, height: int) -> Detections:
+        """Merge the passes' kept boxes: NMS, calibration, clipped to the image."""
         merged = Detections.merge(parts, "multiscale")
         p = self.params
         fused = nms(Detections(merged.xyxy, merged.score, merged.landmarks, None, "multiscale"), p.nms_iou)
         fused = calibrate(fused, p.box_dy, p.small_grow, p.small_px, p.large_px)
-        return fused.clipped(image.shape[1], image.shape[0])
+        return fused.clipped(width, height)
 
     def detect(self, image: np.ndarray) -> Detections:
-        return self._fuse([self.keep(d) for d in self.passes(image)], image)
+        h, w = image.shape[:2]
+        return self.fuse([self.keep(d) for d in self.passes(image)], w, h)
 
     def detect_candidates(self, image: np.ndarray, floor: float) -> tuple[Detections, Detections]:
         """(what ``detect`` returns, every candidate down to ``floor``) from one set of passes (for PR curves)."""
         parts = self.passes(image, min(floor, self.floor))
-        return self._fuse([self.keep(d) for d in parts], image), self._fuse(parts, image)
+        h, w = image.shape[:2]
+        return self.fuse([self.keep(d) for d in parts], w, h), self.fuse(parts, w, h)
