@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faceveil.anonymize import Compositor, RegionParams, get_method
-from faceveil.anonymize.learnedblur_geometry import SIZE, crop_rect, extract, residual_mask
+from faceveil.anonymize.learnedblur_geometry import SIZE, crop_rect, extract, face_prior, residual_mask
 from faceveil.anonymize.methods.learnedblur import shipped_model_path
 from faceveil.detections import Detections
 
@@ -61,6 +61,17 @@ def test_geometry_crop_rect_and_mask():
     assert np.array_equal(e[:2, 1:], frame[3:5, 0:2])
 
 
+def test_face_prior_is_the_average_faces_lost_detail():
+    """The refiner's starting residual: eyes dark, nose bridge bright, zero-mean (a detail layer), on the box's grid."""
+    p = face_prior()
+    g = p.mean(axis=2)
+    assert p.shape == (SIZE, SIZE, 3) and p.dtype == np.float32
+    assert abs(float(g.mean())) < 1.0
+    # the bank's eyes (x 46 / 82, y 50 of 128) land at (25, 27) and (39, 27) of the 64 px crop
+    assert g[27, 25] < -20 and g[27, 39] < -20 and g[32, 32] > 10
+    assert np.array_equal(p, face_prior()), "deterministic"
+
+
 @pytest.mark.parametrize("shape", ["ellipse", "box"])
 def test_pixels_outside_regions_unchanged(shape, noise_image):
     before = noise_image.copy()
@@ -91,6 +102,19 @@ def test_missing_model_is_model_error(tmp_path):
 
 
 # torch parts ------------------------------------------------------------------------------
+
+def test_refiner_starts_at_the_scaled_prior():
+    """Before any step, g = blur + prior * face_prior under the residual mask, whatever the face behind the blur."""
+    torch = _torch()
+    from faceveil.train import learnedblur as L
+
+    r = L.Refiner()
+    with torch.no_grad():
+        r.prior.copy_(torch.from_numpy(0.5 * face_prior()).permute(2, 0, 1)[None])
+    a = r(torch.rand(2, 3, SIZE, SIZE) * 255)
+    expected = torch.from_numpy(0.5 * face_prior() * residual_mask()[..., None]).permute(2, 0, 1)
+    assert torch.allclose(a[0], expected, atol=1e-4) and torch.allclose(a[1], expected, atol=1e-4)
+
 
 def test_centerface_torch_walker_matches_onnxruntime():
     torch = _torch()

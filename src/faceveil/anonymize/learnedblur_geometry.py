@@ -18,6 +18,34 @@ FEATHER = 0.3  # fraction of the ellipse radius over which the residual fades to
 MIN_FACE = 4  # faces whose box is smaller (px, shorter side) get the plain Gaussian blur
 
 
+# The default bank's faces are 128 px, aligned so the eyes sit at y=50 and the mouth at y=91.5; this
+# rectangle of them is where a labelled face box falls (forehead to chin, ear to ear).
+PRIOR_BOX = (24.0, 18.0, 104.0, 112.0)
+
+
+def face_prior(size: int = SIZE, context: float = CONTEXT, relative: float = 1.0) -> np.ndarray:
+    """float32 (size, size, 3): the detail an average face loses to the Gaussian blur, on the crop's grid.
+
+    The refiner starts from this (scaled) and learns from there: a blurred face plus the *average*
+    face's structure is something detectors find (DartBlur's aim) while no pixel of it depends on the
+    person behind the blur. The average is over all faces of the shipped bank (themselves averages).
+    """
+    import cv2
+
+    from .bank import load_bank
+    from .methods.blur import gaussian_blur
+
+    mean = load_bank().faces.astype(np.float32).mean(0)
+    inner = size / context  # the face box's side on the crop
+    lo = (size - inner) / 2
+    bx1, by1, bx2, by2 = PRIOR_BOX
+    sx, sy = inner / (bx2 - bx1), inner / (by2 - by1)
+    m = np.array([[sx, 0, lo - bx1 * sx], [0, sy, lo - by1 * sy]], np.float32)
+    face = cv2.warpAffine(mean, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    k = int(round(relative * inner)) | 1
+    return (face - gaussian_blur(face, k)).astype(np.float32)
+
+
 def crop_rect(box, context: float = CONTEXT) -> tuple[int, int, int, int]:
     """Integer crop rectangle (x1, y1, x2, y2), possibly outside the frame, for one xyxy face box."""
     x1, y1, x2, y2 = (float(v) for v in box)

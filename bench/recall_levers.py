@@ -1,0 +1,162 @@
+"""Levers measured for issue 3 that did NOT pay on facemask: replayed exactly on the cached passes.
+
+Builds on bench/replay_recall.py's cache (run its `cache` stage first). Stage `cache` adds, per
+photo, the mirrored main pass (CenterFace, floor 0.05) and YuNet's boxes (score >= 0.2); stage
+`run` prints leaked faces (>= 10 px) and away-from-face area for each lever next to the balanced
+preset, so the closing note's claims can be checked:
+
+  python bench/replay_recall.py cache fm                      # ~10 min
+  python bench/recall_levers.py cache fm                      # ~3 min
+  python bench/recall_levers.py run fm
+
+Levers: (1) flip agreement: main-pass boxes below the cut but >= s2 are kept when the mirrored
+pass has a box at IoU >= 0.5 (>= s2 too), and boxes under 0.3 need that agreement at >= 0.1;
+(2) YuNet as a second detector, its boxes added after the merge; (3) box fusion inside NMS: the
+winner grows to the union (or only its lower edge to the lowest) of the boxes it suppresses with
+IoU >= 0.5, or takes their score-weighted mean (WBF); (4) taller boxes (lower edge + 10-20 %).
+"""
+from __future__ import annotations
+
+import pickle
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+from replay_recall import FLOOR, OUT, SETS
+from faceveil.anonymize import Compositor, RegionParams
+from faceveil.detect import get_detector
+from faceveil.detect.base import downscale
+from faceveil.detect.multiscale import MultiScale, calibrate
+from faceveil.detect.presets import resolve
+from faceveil.detections import Detections
+from faceveil.eval.labels import read_labels, resolve_image
+from faceveil.eval.leaks import LeakMetric, anonymized_mask
+from faceveil.io.images import read_rgb
+
+
+def _arr(d: Detections) -> np.ndarray:
+    return np.concatenate([d.xyxy, d.score[:, None]], 1)
+
+
+def cache(setname: str) -> None:
+    from faceveil.detect.yunet import YuNet
+
+    images, labels = SETS[setname]
+    name, params, _ = resolve("balanced")
+    det = get_detector(name, {**params, "threshold": 0.1, "small_threshold": FLOOR})
+    yn = YuNet(YuNet.Params(threshold=0.2))
+    flip, yunet, t = {}, {}, time.perf_counter()
+    for key in read_labels(labels):
+        img = read_rgb(resolve_image(images, key))
+        side = max(img.shape[:2])
+        _, f = downscale(img, det.params.max_size)
+        if det.params.min_side and side < det.params.min_side:
+            f = det.params.min_side / side
+        flip[key] = _arr(det._pass(img, f, FLOOR, flip=True))
+        yunet[key] = _arr(yn.detect(img))
+    with open(OUT / f"{setname}_levers.pkl", "wb") as fh:
+        pickle.dump({"flip": flip, "yunet": yunet, "seconds": time.perf_counter() - t}, fh)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    aa = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    bb = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (aa[:, None] + bb[None, :] - inter)
+
+
+def fused_nms(d: Detections, thr: float, mode: str, u: float = 0.5) -> Detections:
+    """Greedy NMS whose winner absorbs the boxes it suppresses (IoU >= u): union, lower edge, or WBF."""
+    order = np.argsort(-d.score)
+    b = d.xyxy.astype(np.float64)
+    alive = np.ones(len(d), bool)
+    out, scores = [], []
+    for i in order:
+        if not alive[i]:
+            continue
+        io = iou(b[i : i + 1], b)[0]
+        cluster = alive & (io > thr)
+        alive &= ~cluster
+        nb, m = b[i].copy(), cluster & (io >= u)
+        if mode == "union":
+            nb[:2], nb[2:] = np.minimum(nb[:2], b[m, :2].min(0)), np.maximum(nb[2:], b[m, 2:].max(0))
+        elif mode == "down":
+            nb[3] = max(nb[3], b[m, 3].max())
+        elif mode == "wbf":
+            nb = (b[m] * d.score[m, None]).sum(0) / d.score[m].sum()
+        out.append(nb)
+        scores.append(d.score[i])
+    return Detections(np.array(out).reshape(-1, 4), np.array(scores), None, None, "multiscale")
+
+
+def run(setname: str) -> None:
+    with open(OUT / f"{setname}.pkl", "rb") as fh:
+        cached = pickle.load(fh)
+    with open(OUT / f"{setname}_levers.pkl", "rb") as fh:
+        extra = pickle.load(fh)
+    labels = read_labels(SETS[setname][1])
+    _, params, region = resolve("balanced")
+    p = {**asdict(MultiScale.Params()), **params}
+    det = get_detector("multiscale", p)
+
+    def score(lever: str, ms: float = region["mask_scale"], **kw) -> None:
+        comp = Compositor(RegionParams("box", ms, 0.0))
+        metric = LeakMetric(min_size=5)
+        for key, parts in cached["passes"].items():
+            h, w = cached["shapes"][key]
+            kept = [det.keep(Detections(a[:, :4], a[:, 4], None, None, s)) for s, a in parts]
+            if lever == "flip":
+                fl, main = extra["flip"][key], parts[0][1]
+                agree = lambda a, s: (iou(a[:, :4], fl[fl[:, 4] >= s, :4]) >= 0.5).any(1) if len(fl) and len(a) \
+                    else np.zeros(len(a), bool)  # noqa: E731
+                k0 = kept[0]
+                kept[0] = k0[(k0.score >= 0.3) | agree(_arr(k0), 0.1)]
+                low = main[main[:, 4] >= kw["s2"]]
+                kept.append(Detections(low[agree(low, kw["s2"]), :4], np.full(agree(low, kw["s2"]).sum(), 0.01),
+                                       None, None, "agree"))
+            if lever in ("union", "down", "wbf"):
+                merged = Detections.merge(kept, "multiscale")
+                f = fused_nms(merged, p["nms_iou"], lever) if len(merged) else merged
+                f = calibrate(f, p["box_dy"], p["small_grow"], p["small_px"], p["large_px"]).clipped(w, h)
+            else:
+                f = det.fuse(kept, w, h)
+            if lever == "yunet":
+                y = extra["yunet"][key]
+                y = y[y[:, 4] >= kw["t"]]
+                f = Detections.merge([f, Detections(y[:, :4], y[:, 4], None, None, "yunet")], "m").clipped(w, h)
+            if lever == "tall" and len(f):
+                b = f.xyxy.copy()
+                b[:, 3] += kw["k"] * (b[:, 3] - b[:, 1])
+                f = Detections(b, f.score, None, None, f.source).clipped(w, h)
+            metric.update(anonymized_mask(comp, f, (h, w)), labels[key].faces, labels[key].ignore, key)
+        r = metric.compute()
+        n = sum(b["faces"] for b in r.buckets if b["min"] >= 10)
+        leaked = sum(b["leaked"] for b in r.buckets if b["min"] >= 10)
+        setting = ", ".join(f"{k} {v}" for k, v in kw.items())
+        print(f"| {lever} | {setting}{', ' if setting else ''}region {ms} | {leaked / n * 100:.2f} % | "
+              f"{r.away_rate * 100:.2f} % |", flush=True)
+
+    print(f"{setname}: leaked faces >= 10 px and away-from-face area")
+    print("| lever | setting | leaked | away |\n|---|---|---|---|")
+    score("balanced")
+    for s2, ms in ((0.07, 1.25), (0.07, 1.2), (0.07, 1.15)):
+        score("flip", ms, s2=s2)
+    for t in (0.3, 0.5, 0.7):
+        score("yunet", t=t)
+    for lever in ("union", "down", "wbf"):
+        score(lever)
+    for k in (0.1, 0.2):
+        score("tall", 1.2, k=k)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("cache", "run"):
+        sys.exit(__doc__)
+    for s in sys.argv[2:]:
+        (cache if sys.argv[1] == "cache" else run)(s)
