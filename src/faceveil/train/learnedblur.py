@@ -3,6 +3,8 @@
 g(x, b) = G(x, b) + refiner residual inside each face region, where G is the
 ``blur`` method (computed in numpy, it needs no gradient) and the refiner is a
 small U-Net on a fixed-size crop with context (``anonymize/learnedblur_geometry``).
+The residual starts from a randomly chosen bank face's blurred-away detail (the
+prior, identity-free) that the network sees and corrects.
 Losses, equally weighted by default:
 - L_rev  = mean over faces of max(mean |g - G| inside the box - epsilon, 0)  (review convenience);
 - L_oper = L_det(f(g), f(x)): f = CenterFace run in torch (``onnx_torch``), targets its detections on x;
@@ -30,7 +32,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..anonymize.compositor import Compositor
-from ..anonymize.learnedblur_geometry import CONTEXT, MIN_FACE, SIZE, crop_rect, face_prior, residual_mask
+from ..anonymize.learnedblur_geometry import CONTEXT, MIN_FACE, SIZE, crop_rect, face_priors, residual_mask
 from ..anonymize.methods.blur import Blur
 from ..detections import Detections, nms
 from . import detector as D
@@ -45,14 +47,16 @@ def _cr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class Refiner(nn.Module):
-    """Small U-Net: (N, 3, SIZE, SIZE) blurred crop in 0..255 -> masked residual in pixel units.
+    """Small U-Net: (N, 3, SIZE, SIZE) blurred crop in 0..255 and the face's prior detail -> masked residual.
 
-    No batch norm: a face's output must not depend on the other faces in the batch."""
+    The residual is ``prior_scale`` times the prior detail (one bank face's structure, ``face_priors``)
+    plus the network's own correction; the network sees the prior too. No batch norm: a face's output
+    must not depend on the other faces in the batch."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, prior_scale: float = 0.5):
         super().__init__()
         w = width
-        self.e1 = _cr(3, w)  # one conv at full size: that level dominates the cost
+        self.e1 = _cr(6, w)  # one conv at full size: that level dominates the cost
         self.e2 = nn.Sequential(_cr(w, 2 * w, 2), _cr(2 * w, 2 * w))
         self.e3 = nn.Sequential(_cr(2 * w, 4 * w, 2), _cr(4 * w, 4 * w), _cr(4 * w, 4 * w))
         self.d2 = nn.Sequential(_cr(6 * w, 2 * w), _cr(2 * w, 2 * w))
@@ -60,28 +64,27 @@ class Refiner(nn.Module):
         self.out = nn.Conv2d(w, 3, 3, 1, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        # A learned, image-independent residual (pixel units) that starts as the average face's lost
-        # detail (``face_prior``): it carries no trace of the person, and it gives g a face-like start
-        # that CenterFace already finds on ~90 % of blurred faces, which a CPU budget cannot reach from zero.
-        self.prior = nn.Parameter(torch.zeros(1, 3, SIZE, SIZE))
         self.register_buffer("mask", torch.from_numpy(residual_mask())[None, None])
+        self.register_buffer("prior_scale", torch.tensor(float(prior_scale)))
 
-    def forward(self, crop: torch.Tensor) -> torch.Tensor:
-        x = crop / 127.5 - 1.0
+    def forward(self, crop: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([crop / 127.5 - 1.0, prior / 64.0], 1)
         e1 = self.e1(x)
         e2 = self.e2(e1)
         e3 = self.e3(e2)
         d2 = self.d2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2], 1))
         d1 = self.d1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], 1))
-        return (self.out(d1) * RES_SCALE + self.prior) * self.mask
+        return (self.out(d1) * RES_SCALE + self.prior_scale * prior) * self.mask
 
 
 def refine(refiner: Refiner, blurred: torch.Tensor, boxes: list[np.ndarray], region: torch.Tensor,
-           max_faces: int = 64) -> torch.Tensor:
+           max_faces: int = 64, priors: torch.Tensor | None = None, rng: np.random.Generator | None = None
+           ) -> torch.Tensor:
     """g's torch path: blurred images (N,3,H,W, 0..255) + each face's residual, under the region weights.
 
     Mirrors ``LearnedBlur.apply`` (crop with context, bilinear resize to SIZE, residual resized back);
-    overlapping faces add their residuals here where inference lets the later face win."""
+    overlapping faces add their residuals here where inference lets the later face win. Each face gets
+    one of ``priors`` (K, 3, SIZE, SIZE), drawn with ``rng`` (zeros when None)."""
     n, _, h, w = blurred.shape
     jobs = []
     for i, bs in enumerate(boxes):
@@ -96,7 +99,12 @@ def refine(refiner: Refiner, blurred: torch.Tensor, boxes: list[np.ndarray], reg
     for i, (x1, y1, x2, y2) in jobs:
         crops.append(F.interpolate(_window(blurred[i : i + 1], (x1, y1, x2, y2)), (SIZE, SIZE), mode="bilinear",
                                    align_corners=False))
-    res = refiner(torch.cat(crops))
+    if priors is None:
+        prior = torch.zeros(len(crops), 3, SIZE, SIZE, device=blurred.device)
+    else:
+        rng = rng or np.random.default_rng(0)
+        prior = priors[torch.from_numpy(rng.integers(len(priors), size=len(crops))).to(priors.device)]
+    res = refiner(torch.cat(crops), prior)
     canvas = [torch.zeros_like(blurred[0]) for _ in range(n)]
     for (i, (x1, y1, x2, y2)), r in zip(jobs, res):
         up = F.interpolate(r[None], (y2 - y1, x2 - x1), mode="bilinear", align_corners=False)[0]
@@ -159,11 +167,10 @@ class LBConfig:
     epsilon: float = 20.0
     weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # rev, oper, post, cycl
     warmup: float = 0.2
-    prior: float = 0.5  # the refiner's learned prior starts as this times face_prior (0: from zero)
-    prior_lr: float = 0.05  # its Adam step, pixel units (the network's lr is far too small for pixel values)
+    prior: float = 0.5  # scale of the bank face detail added to each blurred face (0: none, the network alone)
     det_only: float = 0.05
     kernel: int = 0
-    relative: float = 1.0
+    relative: float = 1.5
     sigma: float = 0.0
     cf_threshold: float = 0.4  # CenterFace score above which its detections on x are targets
     max_faces: int = 32
@@ -254,17 +261,12 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
         raise ValueError("no training images")
     D.seed_everything(cfg.seed, cfg.device)
     dev = torch.device(cfg.device)
-    refiner = Refiner(cfg.width)
-    if cfg.prior:
-        rel = cfg.relative if not cfg.kernel else 1.0
-        with torch.no_grad():
-            refiner.prior.copy_(torch.from_numpy(cfg.prior * face_prior(relative=rel)).permute(2, 0, 1)[None])
-    refiner = refiner.to(dev)
+    refiner = Refiner(cfg.width, cfg.prior).to(dev)
+    priors = torch.from_numpy(face_priors(relative=cfg.relative if not cfg.kernel else 1.0)).permute(0, 3, 1, 2)
+    priors = priors.contiguous().to(dev)
     fg = D.CompactFaceNet(cfg.det_width).to(dev)
     cf = (cf_model or TorchCenterFace()).to(dev)
-    net_params = [p for n, p in refiner.named_parameters() if n != "prior"]
-    opt_g = torch.optim.Adam([{"params": net_params, "lr": cfg.lr, "base": cfg.lr},
-                              {"params": [refiner.prior], "lr": cfg.prior_lr, "base": cfg.prior_lr}])
+    opt_g = torch.optim.Adam(refiner.parameters(), lr=cfg.lr)
     opt_f = torch.optim.AdamW(fg.parameters(), lr=cfg.det_lr, weight_decay=5e-4)
     data = _Data(images, boxes, cfg)
     w_rev, w_oper, w_post, w_cycl = cfg.weights
@@ -289,12 +291,12 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
             phase = "warmup" if prog < cfg.warmup else ("det" if prog >= 1.0 - cfg.det_only else "full")
             scale = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0)))
             for grp in opt_g.param_groups:
-                grp["lr"] = grp["base"] * scale
+                grp["lr"] = cfg.lr * scale
             for grp in opt_f.param_groups:
                 grp["lr"] = cfg.det_lr * min(1.0, (step + 1) / 50) * scale
             rec = {"step": step, "phase": phase}
             if phase != "det":
-                y = refine(refiner, g0, gt, region, cfg.max_faces)
+                y = refine(refiner, g0, gt, region, cfg.max_faces, priors, np.random.default_rng([cfg.seed, step, 7]))
                 losses = {"rev": l_rev(y, g0, gt, cfg.epsilon), "oper": D.l_det(cf(y), t_cf)}
                 if phase == "full":
                     losses["post"] = D.l_det(fg(y), t_cf)
@@ -309,7 +311,8 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
                 y_det = y.detach()
                 rec.update({k: round(float(v.detach()), 4) for k, v in losses.items()})
             else:
-                y_det = refine(refiner, g0, gt, region, cfg.max_faces).detach()
+                y_det = refine(refiner, g0, gt, region, cfg.max_faces, priors,
+                               np.random.default_rng([cfg.seed, step, 7])).detach()
             loss_f = D.l_det(fg(y_det), t_gt)
             opt_f.zero_grad(set_to_none=True)
             loss_f.backward()
@@ -330,7 +333,8 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
 
 
 def export_onnx(refiner: Refiner, path, opset: int = 17) -> None:
-    """Input ``crop`` (N, 3, SIZE, SIZE) float 0..255, output ``residual`` (same shape, pixel units)."""
+    """Inputs ``crop`` (N, 3, SIZE, SIZE) float 0..255 and ``prior`` (N, 3, SIZE, SIZE, a ``face_priors``
+    entry per face), output ``residual`` (same shape, pixel units)."""
     import copy
     import warnings
 
@@ -339,8 +343,9 @@ def export_onnx(refiner: Refiner, path, opset: int = 17) -> None:
     model = copy.deepcopy(refiner).cpu().eval()
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (torch.zeros(1, 3, SIZE, SIZE),), str(tmp), input_names=["crop"],
-                          output_names=["residual"], dynamic_axes={"crop": {0: "n"}, "residual": {0: "n"}},
+        torch.onnx.export(model, (torch.zeros(1, 3, SIZE, SIZE), torch.zeros(1, 3, SIZE, SIZE)), str(tmp),
+                          input_names=["crop", "prior"], output_names=["residual"],
+                          dynamic_axes={"crop": {0: "n"}, "prior": {0: "n"}, "residual": {0: "n"}},
                           opset_version=opset, dynamo=False)
 
 

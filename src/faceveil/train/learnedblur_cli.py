@@ -40,7 +40,8 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--input-size", type=int, default=128, help="training crop side around a face (multiple of 32)")
     p.add_argument("--epsilon", type=float, default=20.0, help="L_rev budget: mean |g - blur| per pixel, 0..255")
-    p.add_argument("--relative", type=float, default=1.0, help="Gaussian kernel / face width (as blur)")
+    p.add_argument("--relative", type=float, default=1.5,
+                   help="Gaussian kernel / face width (as blur; default 1.5, the method's default)")
     p.add_argument("--kernel", type=int, default=0, help="fixed Gaussian kernel in pixels (0: use --relative)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--max-images", type=int, help="use only the first N labelled images (quick runs)")

@@ -2,8 +2,10 @@
 
 The Gaussian blur (the ``blur`` method's code, same kernel rule) is what removes
 identity; the refiner only sees the *blurred* crop (plus unblurred context
-outside the face) and adds a bounded residual inside the face region, trained
-so that detectors still find a face there (``faceveil train learnedblur``).
+outside the face) and the detail a bank face (an average of 5 people, chosen at
+random per face; a tracked face keeps its own) loses to the same blur, and adds a
+bounded residual inside the face region, trained so that detectors still find a
+face there (``faceveil train learnedblur``).
 Inference is onnxruntime only; the weights ship as ``faceveil/data/learnedblur.onnx``.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from ...errors import ModelError
 from ...registry import param
 from ..base import METHODS, Method
-from ..learnedblur_geometry import MIN_FACE, SIZE, crop_rect, extract
+from ..learnedblur_geometry import MIN_FACE, SIZE, crop_rect, extract, face_priors
 from .blur import Blur
 
 
@@ -44,14 +46,22 @@ def _session(path: str, threads: int):
         raise ModelError(f"{path}: cannot load learned-blur model ({exc.__class__.__name__})") from None
 
 
+@lru_cache(maxsize=4)
+def _priors(relative: float) -> np.ndarray:
+    """(K, 3, SIZE, SIZE) float32, the network's layout."""
+    return np.ascontiguousarray(face_priors(relative=relative).transpose(0, 3, 1, 2))
+
+
 @METHODS.register("learnedblur")
 class LearnedBlur(Method):
-    """Gaussian blur refined by a small network so detectors still see a face (DartBlur); same kernel rule as blur."""
+    """Gaussian blur refined by a small network so detectors still see a face (DartBlur); kernel rule as blur's."""
 
     @dataclass(frozen=True)
     class Params:
         kernel: int = param(0, "Gaussian kernel in pixels, made odd (0: use `relative`), as in blur")
-        relative: float = param(1.0, "Gaussian kernel as a fraction of the face width, when kernel=0")
+        relative: float = param(1.5, "Gaussian kernel as a fraction of the face width, when kernel=0 (the "
+                                "shipped weights were trained at 1.5: with faces detectable again, a plain blur's "
+                                "1.0 let dlib's naive attack above chance)")
         sigma: float = param(0.0, "Gaussian sigma in pixels (0: OpenCV's rule from the kernel size)")
         model: str = param("", "refiner ONNX file (empty: the weights shipped with faceveil)")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
@@ -69,15 +79,31 @@ class LearnedBlur(Method):
         self.blur = Blur(Blur.Params(p.kernel, p.relative, p.sigma))
         self.path = p.model or str(shipped_model_path())
         self.session = _session(self.path, p.threads)
+        # Models from before the prior input take the crop alone.
+        self.takes_prior = "prior" in {i.name for i in self.session.get_inputs()}
+        self.priors = _priors(p.relative if not p.kernel else 1.0) if self.takes_prior else None
         self._lock = threading.Lock()
 
-    def residuals(self, crops: np.ndarray) -> np.ndarray:
-        """(N, SIZE, SIZE, 3) uint8 blurred crops -> (N, SIZE, SIZE, 3) float32 masked residuals."""
+    def choose_priors(self, detections, indices: list[int], rng: np.random.Generator) -> np.ndarray:
+        """Which bank face lends each face its structure: a tracked face keeps one (no flicker), others draw."""
+        k = len(self.priors)
+        ids = detections.track_id
+        drawn = rng.integers(k, size=len(indices))
+        return np.array([int(ids[i]) % k if ids is not None and ids[i] >= 0 else int(d)
+                         for i, d in zip(indices, drawn)], np.int64)
+
+    def residuals(self, crops: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        """(N, SIZE, SIZE, 3) uint8 blurred crops (+ each face's prior index) -> (N, SIZE, SIZE, 3) float32 residuals."""
         out = []
+        if which is None:
+            which = np.zeros(len(crops), np.int64)
         for i in range(0, len(crops), self.params.batch):
             x = np.ascontiguousarray(crops[i : i + self.params.batch].transpose(0, 3, 1, 2), np.float32)
+            feed = {"crop": x}
+            if self.takes_prior:
+                feed["prior"] = self.priors[which[i : i + self.params.batch]]
             with self._lock:  # one session shared by threads
-                (r,) = self.session.run(None, {"crop": x})
+                (r,) = self.session.run(None, feed)
             out.append(r.transpose(0, 2, 3, 1))
         return np.concatenate(out) if out else np.zeros((0, SIZE, SIZE, 3), np.float32)
 
@@ -94,7 +120,8 @@ class LearnedBlur(Method):
             jobs.append((region, rect, crop))
         if not jobs:
             return out
-        res = self.residuals(np.stack([c for _, _, c in jobs]))
+        which = self.choose_priors(detections, [r.index for r, _, _ in jobs], rng) if self.takes_prior else None
+        res = self.residuals(np.stack([c for _, _, c in jobs]), which)
         for (region, rect, _), r in zip(jobs, res):
             x1, y1, x2, y2 = rect
             up = cv2.resize(r, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
