@@ -7,6 +7,7 @@ preset, so the closing note's claims can be checked:
 
   python bench/replay_recall.py cache fm                      # ~10 min
   python bench/recall_levers.py cache fm                      # ~3 min
+  python bench/recall_levers.py verify fm                     # optional, ~7 min: YuNet as a verifier
   python bench/recall_levers.py run fm
 
 Levers: (1) flip agreement: main-pass boxes below the cut but >= s2 are kept when the mirrored
@@ -60,6 +61,38 @@ def cache(setname: str) -> None:
         pickle.dump({"flip": flip, "yunet": yunet, "seconds": time.perf_counter() - t}, fh)
 
 
+def verify(setname: str, crop: int = 160) -> None:
+    """YuNet's score for a face where each raw candidate is (0: none), by its NMS-0.5 survivor."""
+    import cv2
+
+    from faceveil.detect.yunet import YuNet
+    from faceveil.detections import nms
+
+    with open(OUT / f"{setname}.pkl", "rb") as fh:
+        cached = pickle.load(fh)
+    yn = YuNet(YuNet.Params(threshold=0.05))
+    out = {}
+    for key, parts in cached["passes"].items():
+        raw = np.concatenate([a for _, a in parts]) if parts else np.zeros((0, 5))
+        if not len(raw):
+            out[key] = np.zeros(0)
+            continue
+        img = read_rgb(resolve_image(SETS[setname][0], key))
+        keep = nms(Detections(raw[:, :4], raw[:, 4], None, None, "raw"), 0.5)
+        ver = np.zeros(len(keep))
+        for i, b in enumerate(keep.xyxy):
+            side = 2.2 * max(b[2] - b[0], b[3] - b[1], 4)
+            x0, y0, f = (b[0] + b[2] - side) / 2, (b[1] + b[3] - side) / 2, crop / side
+            m = np.array([[f, 0, -x0 * f], [0, f, -y0 * f]], np.float32)
+            found = yn.detect(cv2.warpAffine(img, m, (crop, crop), flags=cv2.INTER_LINEAR))
+            if len(found):
+                ok = iou(((b - [x0, y0, x0, y0]) * f)[None], found.xyxy)[0] >= 0.3
+                ver[i] = found.score[ok].max() if ok.any() else 0.0
+        out[key] = ver[iou(raw[:, :4], keep.xyxy).argmax(1)]
+    with open(OUT / f"{setname}_verify.pkl", "wb") as fh:
+        pickle.dump(out, fh)
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
@@ -104,6 +137,21 @@ def run(setname: str) -> None:
     _, params, region = resolve("balanced")
     p = {**asdict(MultiScale.Params()), **params}
     det = get_detector("multiscale", p)
+    vfile = OUT / f"{setname}_verify.pkl"
+    verified = pickle.loads(vfile.read_bytes()) if vfile.is_file() else None
+
+    def verify_keep(key, parts, veto_px):
+        kept, off = [], 0
+        for s, a in parts:
+            v, off = verified[key][off : off + len(a)], off + len(a)
+            d = Detections(a[:, :4], a[:, 4], None, None, s)
+            ok = a[:, 4] >= det.cut(d)
+            if s == "zoom":
+                ok &= a[:, 4] >= p["zoom_min_score"]
+            if veto_px:
+                ok &= ~((a[:, 4] < 0.3) & (v < 0.1) & (np.sqrt(d.areas) >= veto_px))
+            kept.append(d[ok | ((a[:, 4] >= 0.05) & (v >= 0.6))])
+        return kept
 
     def score(lever: str, ms: float = region["mask_scale"], **kw) -> None:
         comp = Compositor(RegionParams("box", ms, 0.0))
@@ -111,6 +159,8 @@ def run(setname: str) -> None:
         for key, parts in cached["passes"].items():
             h, w = cached["shapes"][key]
             kept = [det.keep(Detections(a[:, :4], a[:, 4], None, None, s)) for s, a in parts]
+            if lever == "verify":
+                kept = verify_keep(key, parts, kw["veto_px"])
             if lever == "flip":
                 fl, main = extra["flip"][key], parts[0][1]
                 agree = lambda a, s: (iou(a[:, :4], fl[fl[:, 4] >= s, :4]) >= 0.5).any(1) if len(fl) and len(a) \
@@ -153,10 +203,13 @@ def run(setname: str) -> None:
         score(lever)
     for k in (0.1, 0.2):
         score("tall", 1.2, k=k)
+    if verified is not None:
+        for veto_px in (0, 24, 16):
+            score("verify", veto_px=veto_px)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("cache", "run"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("cache", "verify", "run"):
         sys.exit(__doc__)
     for s in sys.argv[2:]:
-        (cache if sys.argv[1] == "cache" else run)(s)
+        {"cache": cache, "verify": verify, "run": run}[sys.argv[1]](s)
