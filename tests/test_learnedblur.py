@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faceveil.anonymize import Compositor, RegionParams, get_method
-from faceveil.anonymize.learnedblur_geometry import SIZE, crop_rect, extract, face_prior, face_priors, residual_mask
+from faceveil.anonymize.learnedblur_geometry import SIZE, crop_rect, extract, face_priors, residual_mask
 from faceveil.anonymize.methods.learnedblur import shipped_model_path
 from faceveil.detections import Detections
 
@@ -63,22 +63,19 @@ def test_geometry_crop_rect_and_mask():
 
 def test_face_priors_are_bank_faces_lost_detail():
     """What g adds before the network: a detail layer (zero-mean), eyes dark, nose bridge bright, on the box's grid."""
-    p = face_prior()  # the average bank face
-    g = p.mean(axis=2)
-    assert p.shape == (SIZE, SIZE, 3) and p.dtype == np.float32
+    ps = face_priors()
+    assert ps.shape == (22, SIZE, SIZE, 3) and ps.dtype == np.float32 and np.array_equal(ps, face_priors())
+    g = ps.mean(axis=(0, 3))  # their average
     assert abs(float(g.mean())) < 1.0
     # the bank's eyes (x 46 / 82, y 50 of 128) land at (25, 27) and (39, 27) of the 64 px crop
     assert g[27, 25] < -20 and g[27, 39] < -20 and g[32, 32] > 10
-    ps = face_priors()
-    assert ps.shape == (22, SIZE, SIZE, 3) and np.array_equal(ps, face_priors())
     assert (ps.mean(axis=3)[:, 27, 25] < 0).all()  # every one has a dark eye there
     assert min(np.abs(ps[i] - ps[j]).mean() for i in range(5) for j in range(i)) > 3  # different faces
 
 
 def test_tracked_faces_keep_their_prior_untracked_draw_with_the_seed():
     m = get_method("learnedblur")
-    if not m.takes_prior:
-        pytest.skip("the shipped model predates the prior input")
+    assert m.takes_prior
     tracked = Detections(FACES.xyxy, FACES.score, None, np.array([5, 5, 30]))
     for seed in range(3):
         assert list(m.choose_priors(tracked, [0, 1, 2], np.random.default_rng(seed))) == [5, 5, 8]

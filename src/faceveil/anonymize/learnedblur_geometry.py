@@ -27,7 +27,7 @@ PRIOR_FACES = 22
 
 
 def face_priors(size: int = SIZE, context: float = CONTEXT, relative: float = 1.0,
-                count: int = PRIOR_FACES) -> np.ndarray:
+                count: int = PRIOR_FACES, kernel: int = 0) -> np.ndarray:
     """float32 (count, size, size, 3): the detail each bank face loses to the Gaussian blur, on the crop's grid.
 
     g adds one of these (scaled) to each blurred face, then the network refines: a blurred face plus some
@@ -35,19 +35,14 @@ def face_priors(size: int = SIZE, context: float = CONTEXT, relative: float = 1.
     behind the blur. The bank faces are themselves averages of 5 people (not anybody's face), and a face
     gets a randomly chosen one (a tracked face keeps its own), so two photos of one person do not share
     the same added detail (a single fixed detail let dlib's parrot attack match people better than
-    against the plain blur: EER 0.35 vs 0.41 on LFW).
+    against the plain blur: EER 0.35 vs 0.41 on LFW). ``relative``/``kernel`` are the blur's; a fixed
+    kernel (> 0) has no size relative to the face, so its priors use 1.0.
     """
     from .bank import load_bank
 
+    relative = relative if not kernel else 1.0
     faces = load_bank().faces.astype(np.float32)[:count]
     return np.stack([_detail(f, size, context, relative) for f in faces])
-
-
-def face_prior(size: int = SIZE, context: float = CONTEXT, relative: float = 1.0) -> np.ndarray:
-    """The detail of the bank's average face (float32 (size, size, 3)), e.g. for a picture of the prior."""
-    from .bank import load_bank
-
-    return _detail(load_bank().faces.astype(np.float32).mean(0), size, context, relative)
 
 
 def _detail(face128: np.ndarray, size: int, context: float, relative: float) -> np.ndarray:

@@ -262,7 +262,7 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
     D.seed_everything(cfg.seed, cfg.device)
     dev = torch.device(cfg.device)
     refiner = Refiner(cfg.width, cfg.prior).to(dev)
-    priors = torch.from_numpy(face_priors(relative=cfg.relative if not cfg.kernel else 1.0)).permute(0, 3, 1, 2)
+    priors = torch.from_numpy(face_priors(relative=cfg.relative, kernel=cfg.kernel)).permute(0, 3, 1, 2)
     priors = priors.contiguous().to(dev)
     fg = D.CompactFaceNet(cfg.det_width).to(dev)
     cf = (cf_model or TorchCenterFace()).to(dev)

@@ -47,9 +47,9 @@ def _session(path: str, threads: int):
 
 
 @lru_cache(maxsize=4)
-def _priors(relative: float) -> np.ndarray:
+def _priors(relative: float, kernel: int) -> np.ndarray:
     """(K, 3, SIZE, SIZE) float32, the network's layout."""
-    return np.ascontiguousarray(face_priors(relative=relative).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(face_priors(relative=relative, kernel=kernel).transpose(0, 3, 1, 2))
 
 
 @METHODS.register("learnedblur")
@@ -81,16 +81,14 @@ class LearnedBlur(Method):
         self.session = _session(self.path, p.threads)
         # Models from before the prior input take the crop alone.
         self.takes_prior = "prior" in {i.name for i in self.session.get_inputs()}
-        self.priors = _priors(p.relative if not p.kernel else 1.0) if self.takes_prior else None
+        self.priors = _priors(p.relative, p.kernel) if self.takes_prior else None
         self._lock = threading.Lock()
 
     def choose_priors(self, detections, indices: list[int], rng: np.random.Generator) -> np.ndarray:
         """Which bank face lends each face its structure: a tracked face keeps one (no flicker), others draw."""
-        k = len(self.priors)
-        ids = detections.track_id
-        drawn = rng.integers(k, size=len(indices))
-        return np.array([int(ids[i]) % k if ids is not None and ids[i] >= 0 else int(d)
-                         for i, d in zip(indices, drawn)], np.int64)
+        ids = detections.track_id[np.asarray(indices, np.int64)]
+        drawn = rng.integers(len(self.priors), size=len(ids))
+        return np.where(ids >= 0, ids % len(self.priors), drawn).astype(np.int64)
 
     def residuals(self, crops: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
         """(N, SIZE, SIZE, 3) uint8 blurred crops (+ each face's prior index) -> (N, SIZE, SIZE, 3) float32 residuals."""
