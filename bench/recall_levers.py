@@ -28,10 +28,9 @@ import numpy as np
 from replay_recall import FLOOR, OUT, SETS
 from faceveil.anonymize import Compositor, RegionParams
 from faceveil.detect import get_detector
-from faceveil.detect.base import downscale
 from faceveil.detect.multiscale import MultiScale, calibrate
 from faceveil.detect.presets import resolve
-from faceveil.detections import Detections
+from faceveil.detections import Detections, box_iou as iou
 from faceveil.eval.labels import read_labels, resolve_image
 from faceveil.eval.leaks import LeakMetric, anonymized_mask
 from faceveil.io.images import read_rgb
@@ -51,11 +50,7 @@ def cache(setname: str) -> None:
     flip, yunet, t = {}, {}, time.perf_counter()
     for key in read_labels(labels):
         img = read_rgb(resolve_image(images, key))
-        side = max(img.shape[:2])
-        _, f = downscale(img, det.params.max_size)
-        if det.params.min_side and side < det.params.min_side:
-            f = det.params.min_side / side
-        flip[key] = _arr(det._pass(img, f, FLOOR, flip=True))
+        flip[key] = _arr(det._pass(img, det.main_factor(img), FLOOR, flip=True))
         yunet[key] = _arr(yn.detect(img))
     with open(OUT / f"{setname}_levers.pkl", "wb") as fh:
         pickle.dump({"flip": flip, "yunet": yunet, "seconds": time.perf_counter() - t}, fh)
@@ -91,17 +86,6 @@ def verify(setname: str, crop: int = 160) -> None:
         out[key] = ver[iou(raw[:, :4], keep.xyxy).argmax(1)]
     with open(OUT / f"{setname}_verify.pkl", "wb") as fh:
         pickle.dump(out, fh)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    aa = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    bb = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (aa[:, None] + bb[None, :] - inter)
 
 
 def fused_nms(d: Detections, thr: float, mode: str, u: float = 0.5) -> Detections:
@@ -145,12 +129,8 @@ def run(setname: str) -> None:
         for s, a in parts:
             v, off = verified[key][off : off + len(a)], off + len(a)
             d = Detections(a[:, :4], a[:, 4], None, None, s)
-            ok = a[:, 4] >= det.cut(d)
-            if s == "zoom":
-                ok &= a[:, 4] >= p["zoom_min_score"]
-            if veto_px:
-                ok &= ~((a[:, 4] < 0.3) & (v < 0.1) & (np.sqrt(d.areas) >= veto_px))
-            kept.append(d[ok | ((a[:, 4] >= 0.05) & (v >= 0.6))])
+            veto = (a[:, 4] < 0.3) & (v < 0.1) & (np.sqrt(d.areas) >= veto_px) if veto_px else np.zeros(len(a), bool)
+            kept += [det.keep(d[~veto]), d[(a[:, 4] >= 0.05) & (v >= 0.6)]]  # fuse's NMS drops the doubles
         return kept
 
     def score(lever: str, ms: float = region["mask_scale"], **kw) -> None:

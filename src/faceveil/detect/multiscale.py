@@ -114,15 +114,19 @@ class MultiScale(Detector):
         d = self.cf.detect_raw(img, floor).scaled(1.0 / factor)
         return flip_detections(d, w) if flip else d
 
+    def main_factor(self, image: np.ndarray) -> float:
+        """The main pass's resize factor: down to ``max_size``, or up to ``min_side`` for small photos."""
+        p = self.params
+        side = max(image.shape[:2])
+        _, f = downscale(image, p.max_size)
+        return p.min_side / side if p.min_side and side < p.min_side else f
+
     def passes(self, image: np.ndarray, floor: float | None = None) -> list[Detections]:
         """Every pass's raw detections in image pixels, cut at ``floor`` (default: the lowest threshold)."""
         p = self.params
         floor = self.floor if floor is None else floor
-        h, w = image.shape[:2]
-        side = max(h, w)
-        _, f = downscale(image, p.max_size)
-        if p.min_side and side < p.min_side:
-            f = p.min_side / side
+        side = max(image.shape[:2])
+        f = self.main_factor(image)
         out = [self._pass(image, f, floor)]
         if p.flip:
             out.append(self._pass(image, f, floor, flip=True))
