@@ -14,7 +14,11 @@ Levers: (1) flip agreement: main-pass boxes below the cut but >= s2 are kept whe
 pass has a box at IoU >= 0.5 (>= s2 too), and boxes under 0.3 need that agreement at >= 0.1;
 (2) YuNet as a second detector, its boxes added after the merge; (3) box fusion inside NMS: the
 winner grows to the union (or only its lower edge to the lowest) of the boxes it suppresses with
-IoU >= 0.5, or takes their score-weighted mean (WBF); (4) taller boxes (lower edge + 10-20 %).
+IoU >= 0.5, or takes their score-weighted mean (WBF); (4) taller boxes (lower edge + 10-20 %);
+(5) landmark-driven boxes (the cache's landmarks): the lower edge moved to the chin estimated from
+eyes and mouth (mouth + k x the eye-to-mouth drop), or, for turned faces (nose off the eyes' midpoint
+by more than t of the box width), the lower edge moved down k x the height or the box widened on the
+nose's side; (6) an ellipse region (circumscribing the box at 1.41x) instead of a box.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from replay_recall import FLOOR, OUT, SETS
+from replay_recall import FLOOR, OUT, SETS, as_detections
 from faceveil.anonymize import Compositor, RegionParams
 from faceveil.detect import get_detector
 from faceveil.detect.multiscale import MultiScale, calibrate
@@ -112,6 +116,26 @@ def fused_nms(d: Detections, thr: float, mode: str, u: float = 0.5) -> Detection
     return Detections(np.array(out).reshape(-1, 4), np.array(scores), None, None, "multiscale")
 
 
+def landmark_boxes(f: Detections, mode: str, k: float, t: float = 0.0, min_px: float = 0.0) -> Detections:
+    """Boxes reshaped by their landmarks (lever 5); boxes under ``min_px`` (sqrt of area) are left alone."""
+    if not len(f) or f.landmarks is None:
+        return f
+    b, lm = f.xyxy.astype(np.float64).copy(), f.landmarks.astype(np.float64)
+    eye, mouth, nose = lm[:, :2].mean(1), lm[:, 3:5].mean(1), lm[:, 2]
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    turn = (nose[:, 0] - eye[:, 0]) / np.maximum(w, 1)
+    big = np.sqrt(f.areas) >= min_px
+    if mode == "chin":
+        b[:, 3] = np.where(big, np.maximum(b[:, 3], mouth[:, 1] + k * (mouth[:, 1] - eye[:, 1])), b[:, 3])
+    elif mode == "turned-down":
+        b[:, 3] += np.where(big & (np.abs(turn) > t), k * h, 0)
+    elif mode == "turned-wide":
+        grow = np.where(big, k * w * np.clip(np.abs(turn) - t, 0, None) / 0.5, 0)
+        b[:, 0] -= np.where(turn < 0, grow, 0)
+        b[:, 2] += np.where(turn > 0, grow, 0)
+    return Detections(b, f.score, f.landmarks, None, f.source)
+
+
 def run(setname: str) -> None:
     with open(OUT / f"{setname}.pkl", "rb") as fh:
         cached = pickle.load(fh)
@@ -128,17 +152,17 @@ def run(setname: str) -> None:
         kept, off = [], 0
         for s, a in parts:
             v, off = verified[key][off : off + len(a)], off + len(a)
-            d = Detections(a[:, :4], a[:, 4], None, None, s)
+            d = as_detections(a, s)
             veto = (a[:, 4] < 0.3) & (v < 0.1) & (np.sqrt(d.areas) >= veto_px) if veto_px else np.zeros(len(a), bool)
             kept += [det.keep(d[~veto]), d[(a[:, 4] >= 0.05) & (v >= 0.6)]]  # fuse's NMS drops the doubles
         return kept
 
-    def score(lever: str, ms: float = region["mask_scale"], **kw) -> None:
-        comp = Compositor(RegionParams("box", ms, 0.0))
+    def score(lever: str, ms: float = region["mask_scale"], shape: str = "box", **kw) -> None:
+        comp = Compositor(RegionParams(shape, ms, 0.0))
         metric = LeakMetric(min_size=5)
         for key, parts in cached["passes"].items():
             h, w = cached["shapes"][key]
-            kept = [det.keep(Detections(a[:, :4], a[:, 4], None, None, s)) for s, a in parts]
+            kept = [det.keep(as_detections(a, s)) for s, a in parts]
             if lever == "verify":
                 kept = verify_keep(key, parts, kw["veto_px"])
             if lever == "flip":
@@ -164,12 +188,14 @@ def run(setname: str) -> None:
                 b = f.xyxy.copy()
                 b[:, 3] += kw["k"] * (b[:, 3] - b[:, 1])
                 f = Detections(b, f.score, None, None, f.source).clipped(w, h)
+            if lever in ("chin", "turned-down", "turned-wide"):
+                f = landmark_boxes(f, lever, **kw).clipped(w, h)
             metric.update(anonymized_mask(comp, f, (h, w)), labels[key].faces, labels[key].ignore, key)
         r = metric.compute()
         n = sum(b["faces"] for b in r.buckets if b["min"] >= 10)
         leaked = sum(b["leaked"] for b in r.buckets if b["min"] >= 10)
         setting = ", ".join(f"{k} {v}" for k, v in kw.items())
-        print(f"| {lever} | {setting}{', ' if setting else ''}region {ms} | {leaked / n * 100:.2f} % | "
+        print(f"| {lever} | {setting}{', ' if setting else ''}region {shape} {ms} | {leaked / n * 100:.2f} % | "
               f"{r.away_rate * 100:.2f} % |", flush=True)
 
     print(f"{setname}: leaked faces >= 10 px and away-from-face area")
@@ -186,6 +212,17 @@ def run(setname: str) -> None:
     if verified is not None:
         for veto_px in (0, 24, 16):
             score("verify", veto_px=veto_px)
+    if cached["passes"] and next(iter(cached["passes"].values()))[0][1].shape[1] >= 15:
+        for k in (1.0, 1.2):
+            score("chin", k=k)
+        for k, t in ((0.15, 0.1), (0.15, 0.15), (0.3, 0.1)):
+            score("turned-down", k=k, t=t, min_px=24)
+        for k in (0.4, 0.8):
+            score("turned-wide", k=k, t=0.05, min_px=32)
+    else:
+        print("(landmark levers skipped: the replay cache predates landmarks; rerun replay_recall.py cache)")
+    for ms in (1.4, 1.45, 1.5, 1.55):
+        score("balanced", ms, shape="ellipse")
 
 
 if __name__ == "__main__":

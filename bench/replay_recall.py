@@ -1,14 +1,14 @@
 """Tune the presets' cuts, box calibration and region without re-running the network.
 
 Stage `cache` runs a preset's passes once per photo at a low floor and stores every
-pass's raw boxes (bench/out/replay/<set>.pkl); stage `sweep` runs MultiScale's own
+pass's raw boxes and landmarks (bench/out/replay/<set>.pkl); stage `sweep` runs MultiScale's own
 keep and fuse (merge, NMS, calibrate) and the region for each combination of values and prints the leak rate (faces >= 10 px) and away-from-face area, exactly as `faceveil eval leaks`
 scores them (a score cut commutes with greedy NMS, so a low-floor cache is exact).
 
   python bench/replay_recall.py cache fm wd                 # all 700 + 476 photos (slow: ~10 + 35 min, 2 cores)
   python bench/replay_recall.py sweep wd "{'mask_scale': [1.2, 1.25], 'small_grow': [1.2, 1.35], 'box_dy': [0.11]}"
 
-Keys: threshold, small_threshold, small_px, large_px, zoom_min_score, box_dy, small_grow, mask_scale;
+Keys: threshold, small_threshold, small_px, large_px, zoom_min_score, box_dy, small_grow, mask_scale, shape;
 unset keys take the balanced preset's values.
 """
 from __future__ import annotations
@@ -40,6 +40,18 @@ OUT = Path(__file__).resolve().parent / "out" / "replay"
 FLOOR = 0.05
 
 
+def as_array(d: Detections) -> np.ndarray:
+    """Rows of x1 y1 x2 y2 score and the 5 landmarks (NaN when the detector gives none)."""
+    lm = d.landmarks.reshape(-1, 10) if d.landmarks is not None else np.full((len(d), 10), np.nan, np.float32)
+    return np.concatenate([d.xyxy, d.score[:, None], lm], 1)
+
+
+def as_detections(a: np.ndarray, source: str) -> Detections:
+    """``as_array``'s rows back to Detections (caches from before landmarks have 5 columns)."""
+    lm = a[:, 5:15].reshape(-1, 5, 2) if a.shape[1] >= 15 else None
+    return Detections(a[:, :4], a[:, 4], lm, None, source)
+
+
 def cache(setname: str, preset: str = "balanced") -> None:
     images, labels = SETS[setname]
     name, params, _ = resolve(preset)
@@ -47,7 +59,7 @@ def cache(setname: str, preset: str = "balanced") -> None:
     store, shapes, t = {}, {}, time.perf_counter()
     for key in tqdm(list(read_labels(labels)), desc=setname, file=sys.stderr, mininterval=10):
         img = read_rgb(resolve_image(images, key))
-        store[key] = [(d.source, np.concatenate([d.xyxy, d.score[:, None]], 1)) for d in det.passes(img, FLOOR)]
+        store[key] = [(d.source, as_array(d)) for d in det.passes(img, FLOOR)]
         shapes[key] = img.shape[:2]
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / f"{setname}.pkl", "wb") as f:
@@ -56,12 +68,12 @@ def cache(setname: str, preset: str = "balanced") -> None:
 
 def replay(cached: dict, labels, p: dict) -> tuple[float, float, dict]:
     """MultiScale's own keep and fuse on the cached passes (its network is not run)."""
-    comp = Compositor(RegionParams("box", p["mask_scale"], 0.0))
-    det = get_detector("multiscale", {k: v for k, v in p.items() if k != "mask_scale"})
+    comp = Compositor(RegionParams(p.get("shape", "box"), p["mask_scale"], 0.0))
+    det = get_detector("multiscale", {k: v for k, v in p.items() if k not in ("mask_scale", "shape")})
     metric = LeakMetric(min_size=5)
     for key, parts in cached["passes"].items():
         h, w = cached["shapes"][key]
-        kept = [det.keep(Detections(a[:, :4], a[:, 4], None, None, source)) for source, a in parts]
+        kept = [det.keep(as_detections(a, source)) for source, a in parts]
         fused = det.fuse(kept, w, h)
         metric.update(anonymized_mask(comp, fused, (h, w)), labels[key].faces, labels[key].ignore, key)
     r = metric.compute()
@@ -75,7 +87,7 @@ def sweep(setname: str, grid: dict) -> None:
         cached = pickle.load(f)
     labels = read_labels(SETS[setname][1])
     _, params, region = resolve(cached["preset"])
-    base = {**asdict(MultiScale.Params()), **params, "mask_scale": region["mask_scale"]}
+    base = {**asdict(MultiScale.Params()), **params, "mask_scale": region["mask_scale"], "shape": region["shape"]}
     for values in itertools.product(*grid.values()):
         p = {**base, **dict(zip(grid, values))}
         leak, away, by = replay(cached, labels, p)
