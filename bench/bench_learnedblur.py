@@ -9,7 +9,8 @@ Test split: the same seeded split as `faceveil train learnedblur` / `faceveil ev
   anonymized images, scored against that detector's own detections on the clean images (pseudo ground
   truth, cut at the score that best matches the labels); CenterFace (the detector used in training) and
   YuNet (never used in training). Also AP against the labels, for reference.
-- review convenience: mean |method - Gaussian blur| (0..255) inside the labelled boxes.
+- review convenience: mean |method - Gaussian blur| (0..255) inside the labelled boxes, and its colour
+  part (the difference's distance from grey, i.e. a tint).
 - speed: faces/s of the method alone (boxes given), wall clock; noisy on a shared machine.
 - bench/learnedblur_grid.png: original / Gaussian blur / learned blur crops of test faces.
 Privacy (LFW) and cycle / post-hoc fidelity come from `faceveil eval privacy` and `faceveil eval train`.
@@ -78,21 +79,25 @@ def main() -> None:
             rows[label][f"ap_labels_{dname}"] = ap_overall(preds, gts)
         rows["none"][f"pseudo_threshold_{dname}"] = t
     for label in METHODS:
-        diffs = []
+        diffs, colour = [], []
         for s, a, b in zip(test, outs[label], outs["blur"]):
             h, w = s.image.shape[:2]
             for x1, y1, x2, y2 in np.round(s.boxes).astype(int):
                 x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
                 if x2 > x1 and y2 > y1:
-                    diffs.append(np.abs(a[y1:y2, x1:x2].astype(float) - b[y1:y2, x1:x2]).mean())
+                    d = a[y1:y2, x1:x2].astype(float) - b[y1:y2, x1:x2]
+                    diffs.append(np.abs(d).mean())
+                    colour.append(np.abs(d - d.mean(2, keepdims=True)).mean())  # the tint: off grey
         rows[label]["l1_to_blur"] = float(np.mean(diffs))
+        rows[label]["colour_to_blur"] = float(np.mean(colour))
     print(f"facemask test split: {len(test)} images, {n_faces} labelled faces")
-    print("| method | oper. fid. CenterFace | oper. fid. YuNet | AP labels CF | AP labels YuNet | L1 to blur | faces/s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | oper. fid. CenterFace | oper. fid. YuNet | AP labels CF | AP labels YuNet | L1 to blur "
+          "| its colour part | faces/s |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, r in rows.items():
         fps = f"{r['faces_per_s']:.0f}" if r["faces_per_s"] else "-"
         print(f"| {label} | {r['oper_centerface']:.3f} | {r['oper_yunet']:.3f} | {r['ap_labels_centerface']:.3f} | "
-              f"{r['ap_labels_yunet']:.3f} | {r['l1_to_blur']:.1f} | {fps} |")
+              f"{r['ap_labels_yunet']:.3f} | {r['l1_to_blur']:.1f} | {r['colour_to_blur']:.1f} | {fps} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"n_images": len(test), "n_faces": n_faces, "rows": rows}, indent=1))
     grid(test, outs, args.grid)

@@ -190,6 +190,22 @@ def test_l_rev_hinge_zero_inside_budget():
     assert float(l_rev(y, g0, boxes, 20.0)) == pytest.approx(3.0)
 
 
+def test_l_colour_counts_only_the_colour_of_the_change():
+    torch = _torch()
+    from faceveil.train.learnedblur import l_colour
+
+    g0 = torch.full((1, 3, 20, 20), 100.0)
+    boxes = [np.array([[0, 0, 10, 10]], np.float32)]
+    y = g0.clone()
+    y[:, :, :10, :10] += 40.0  # a grey change, however large, has no colour
+    assert float(l_colour(y, g0, boxes, 3.0)) == 0.0
+    y[:, 0, :10, :10] += 9.0  # red +9: channel mean +3, |d - mean| = 6, 3, 3 -> 4 per pixel
+    assert float(l_colour(y, g0, boxes, 3.0)) == pytest.approx(1.0)
+    assert float(l_colour(y, g0, boxes, 4.0)) == 0.0
+    y[:, 2, 15:, 15:] += 90.0  # outside every box: not counted
+    assert float(l_colour(y, g0, boxes, 3.0)) == pytest.approx(1.0)
+
+
 def test_l_cycl_gradients_reach_the_refiner():
     torch = _torch()
     from faceveil.train import detector as D

@@ -6,7 +6,10 @@ small U-Net on a fixed-size crop with context (``anonymize/learnedblur_geometry`
 The residual starts from a randomly chosen bank face's blurred-away detail (the
 prior, identity-free) that the network sees and corrects.
 Losses, equally weighted by default:
-- L_rev  = mean over faces of max(mean |g - G| inside the box - epsilon, 0)  (review convenience);
+- L_rev  = mean over faces of max(mean |g - G| inside the box - epsilon, 0)  (review convenience),
+  optionally plus the same hinge on the colour part of g - G (its difference from the grey mean of the
+  three channels; budget ``colour_epsilon``, off by default): without it the network spends its budget on a
+  purple-blue tint that CenterFace answers to; with it, on dark high-contrast blotches (README);
 - L_oper = L_det(f(g), f(x)): f = CenterFace run in torch (``onnx_torch``), targets its detections on x;
 - L_post = L_det(f_g(g), f(x)): f_g = the compact detector, trained on the fly on g's output;
 - L_cycl = L_det(f_g'(x), f(x)), f_g' = f_g after one unrolled SGD step on g's output (second order,
@@ -138,6 +141,12 @@ def l_rev(g: torch.Tensor, blurred: torch.Tensor, boxes: list[np.ndarray], epsil
     return torch.stack(terms).mean() if terms else g.sum() * 0.0
 
 
+def l_colour(g: torch.Tensor, blurred: torch.Tensor, boxes: list[np.ndarray], epsilon: float) -> torch.Tensor:
+    """``l_rev``'s hinge on the colour of the change: |d - grey(d)| with d = g - G, grey = the channel mean."""
+    d = g - blurred
+    return l_rev(d - d.mean(1, keepdim=True), torch.zeros_like(d), boxes, epsilon)
+
+
 def l_cycl(fg: nn.Module, y: torch.Tensor, x: torch.Tensor, t_gt: dict, t_cf: dict, inner_lr: float) -> torch.Tensor:
     """L_det(f_g'(x), f(x)) with f_g' = f_g after one SGD step on g's output ``y``: second order, so the
     gradient reaches g through the step (the paper's Algorithm 1)."""
@@ -165,6 +174,7 @@ class LBConfig:
     det_lr: float = 3e-3
     inner_lr: float = 0.01  # the unrolled SGD step of L_cycl
     epsilon: float = 20.0
+    colour_epsilon: float = float("inf")  # L_rev's budget for the colour part of g - G (inf: no colour term)
     weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # rev, oper, post, cycl
     warmup: float = 0.2
     prior: float = 0.5  # scale of the bank face detail added to each blurred face (0: none, the network alone)
@@ -298,10 +308,12 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
             if phase != "det":
                 y = refine(refiner, g0, gt, region, cfg.max_faces, priors, np.random.default_rng([cfg.seed, step, 7]))
                 losses = {"rev": l_rev(y, g0, gt, cfg.epsilon), "oper": D.l_det(cf(y), t_cf)}
+                if math.isfinite(cfg.colour_epsilon):
+                    losses["colour"] = l_colour(y, g0, gt, cfg.colour_epsilon)
                 if phase == "full":
                     losses["post"] = D.l_det(fg(y), t_cf)
                     losses["cycl"] = l_cycl(fg, y, x, t_gt, t_cf, cfg.inner_lr)
-                wts = {"rev": w_rev, "oper": w_oper, "post": w_post, "cycl": w_cycl}
+                wts = {"rev": w_rev, "colour": w_rev, "oper": w_oper, "post": w_post, "cycl": w_cycl}
                 total = sum(wts[k] * v for k, v in losses.items())
                 if total.requires_grad:  # else no face in this batch was large enough to refine
                     opt_g.zero_grad(set_to_none=True)

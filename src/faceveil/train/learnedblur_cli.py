@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--input-size", type=int, default=128, help="training crop side around a face (multiple of 32)")
     p.add_argument("--epsilon", type=float, default=20.0, help="L_rev budget: mean |g - blur| per pixel, 0..255")
+    p.add_argument("--colour-epsilon", type=float, default=float("inf"),
+                   help="L_rev budget for the colour part of g - blur (its distance from grey), 0..255 "
+                        "(default inf: no colour term; 3 removes the tint but costs operation fidelity, README)")
     p.add_argument("--relative", type=float, default=1.5,
                    help="Gaussian kernel / face width (as blur; default 1.5, the method's default)")
     p.add_argument("--kernel", type=int, default=0, help="fixed Gaussian kernel in pixels (0: use --relative)")
@@ -64,6 +67,8 @@ def cmd_learnedblur(args) -> int:
         raise UsageError("--budget must be positive (or give --steps)")
     if args.input_size % 32:
         raise UsageError("--input-size must be a multiple of 32")
+    if not (args.epsilon >= 0 and args.colour_epsilon >= 0):
+        raise UsageError("--epsilon and --colour-epsilon must be >= 0")
     if not 0 < args.test_fraction < 1:
         raise UsageError("--test-fraction must be between 0 and 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -76,7 +81,7 @@ def cmd_learnedblur(args) -> int:
     train_s, test_s = split(samples, args.test_fraction, args.split_seed)
     cfg = L.LBConfig(budget_s=budget if budget > 0 else float("inf"), max_steps=args.steps, seed=args.seed,
                      device=args.device, batch=args.batch, input_size=args.input_size, epsilon=args.epsilon,
-                     kernel=args.kernel, relative=args.relative)
+                     colour_epsilon=args.colour_epsilon, kernel=args.kernel, relative=args.relative)
     if not args.quiet:
         print(f"faceveil: {len(train_s)} train images ({len(test_s)} held out); training on {args.device}",
               file=sys.stderr)
