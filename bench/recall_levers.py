@@ -31,12 +31,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from replay_recall import FLOOR, OUT, SETS, as_detections
+from replay_recall import FLOOR, OUT, SETS, as_detections, has_landmarks
 from faceveil.anonymize import Compositor, RegionParams
 from faceveil.detect import get_detector
 from faceveil.detect.multiscale import MultiScale, calibrate
 from faceveil.detect.presets import resolve
-from faceveil.detections import Detections, box_iou as iou
+from faceveil.detections import Detections, box_iou as iou, nms
 from faceveil.eval.labels import read_labels, resolve_image
 from faceveil.eval.leaks import LeakMetric, anonymized_mask
 from faceveil.io.images import read_rgb
@@ -67,7 +67,6 @@ def verify(setname: str, crop: int = 160) -> None:
     import cv2
 
     from faceveil.detect.yunet import YuNet
-    from faceveil.detections import nms
 
     with open(OUT / f"{setname}.pkl", "rb") as fh:
         cached = pickle.load(fh)
@@ -140,8 +139,6 @@ def landmark_boxes(f: Detections, mode: str, k: float, t: float = 0.0, min_px: f
 
 def confirmed_unlabelled(raw: np.ndarray, verified: np.ndarray, labels: Detections, t: float = 0.6) -> Detections:
     """Candidates (>= 0.05) that YuNet confirms at >= t and that overlap no labelled face (IoU < 0.1)."""
-    from faceveil.detections import nms
-
     ok = (raw[:, 4] >= 0.05) & (verified >= t) if len(raw) else np.zeros(0, bool)
     d = nms(Detections(raw[ok, :4], verified[ok], None, None, "label"), 0.3)
     return d[iou(d.xyxy, labels.xyxy).max(1) < 0.1] if len(d) and len(labels) else d
@@ -155,7 +152,7 @@ def relabelled(setname: str, cached: dict, verified: dict, labels: dict) -> None
     for ms, kw in ((1.25, {}), (1.3, {}), (1.35, {}), (1.25, {"small_grow": 1.5})):
         det = get_detector("multiscale", {**asdict(MultiScale.Params()), **params, **kw})
         comp = Compositor(RegionParams("box", ms, 0.0))
-        plain, more = LeakMetric(min_size=5), LeakMetric(min_size=5)
+        plain, more = LeakMetric(), LeakMetric()
         for key, parts in cached["passes"].items():
             h, w = cached["shapes"][key]
             mask = anonymized_mask(comp, det.fuse([det.keep(as_detections(a, s)) for s, a in parts], w, h), (h, w))
@@ -167,10 +164,8 @@ def relabelled(setname: str, cached: dict, verified: dict, labels: dict) -> None
             more.update(mask, Detections.merge([lab.faces, extra], "label"),
                         np.concatenate([ign, np.ones(len(extra), bool)]), key)
         r, r2 = plain.compute(), more.compute()
-        n = sum(b["faces"] for b in r.buckets if b["min"] >= 10)
-        leaked = sum(b["leaked"] for b in r.buckets if b["min"] >= 10)
         setting = ", ".join(f"{k} {v}" for k, v in kw.items())
-        print(f"| {setting}{', ' if setting else ''}region box {ms} | {leaked / n * 100:.2f} % | "
+        print(f"| {setting}{', ' if setting else ''}region box {ms} | {r.leak_rate * 100:.2f} % | "
               f"{r.away_rate * 100:.2f} % | {r2.away_rate * 100:.2f} % |", flush=True)
 
 
@@ -197,7 +192,7 @@ def run(setname: str) -> None:
 
     def score(lever: str, ms: float = region["mask_scale"], shape: str = "box", **kw) -> None:
         comp = Compositor(RegionParams(shape, ms, 0.0))
-        metric = LeakMetric(min_size=5)
+        metric = LeakMetric()  # leak_rate: faces >= 10 px
         for key, parts in cached["passes"].items():
             h, w = cached["shapes"][key]
             kept = [det.keep(as_detections(a, s)) for s, a in parts]
@@ -230,10 +225,8 @@ def run(setname: str) -> None:
                 f = landmark_boxes(f, lever, **kw).clipped(w, h)
             metric.update(anonymized_mask(comp, f, (h, w)), labels[key].faces, labels[key].ignore, key)
         r = metric.compute()
-        n = sum(b["faces"] for b in r.buckets if b["min"] >= 10)
-        leaked = sum(b["leaked"] for b in r.buckets if b["min"] >= 10)
         setting = ", ".join(f"{k} {v}" for k, v in kw.items())
-        print(f"| {lever} | {setting}{', ' if setting else ''}region {shape} {ms} | {leaked / n * 100:.2f} % | "
+        print(f"| {lever} | {setting}{', ' if setting else ''}region {shape} {ms} | {r.leak_rate * 100:.2f} % | "
               f"{r.away_rate * 100:.2f} % |", flush=True)
 
     print(f"{setname}: leaked faces >= 10 px and away-from-face area")
@@ -250,7 +243,7 @@ def run(setname: str) -> None:
     if verified is not None:
         for veto_px in (0, 24, 16):
             score("verify", veto_px=veto_px)
-    if cached["passes"] and next(iter(cached["passes"].values()))[0][1].shape[1] >= 15:
+    if cached["passes"] and has_landmarks(next(iter(cached["passes"].values()))[0][1]):
         for k in (1.0, 1.2):
             score("chin", k=k)
         for k, t in ((0.15, 0.1), (0.15, 0.15), (0.3, 0.1)):
