@@ -89,6 +89,8 @@ def _field_type(params_cls: type, f: dataclasses.Field) -> Any:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is typing.Literal:
         return "|".join(str(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return f"{_type_name(typing.get_args(tp)[0])},..."
     return getattr(tp, "__name__", str(tp))
 
 
@@ -104,6 +106,9 @@ def _convert(text: str, tp: Any) -> Any:
         if text.lower() in ("", "none"):
             return None
         return _convert(text, args[0])
+    if origin is tuple:  # "0.6,0.9" for tuple[float, ...]; "" is the empty tuple
+        item = typing.get_args(tp)[0]
+        return tuple(_convert(t.strip(), item) for t in text.split(",") if t.strip())
     if tp is bool:
         low = text.lower()
         if low in ("1", "true", "yes", "on"):

@@ -70,6 +70,11 @@ class MultiScale(Detector):
         yunet_threshold: float = param(0.6, "YuNet's score cut")
         max_size: int = param(1920, "downscale so the longer side is at most this first (0: never)")
         coarse_size: int = param(640, "also detect on a copy shrunk to this longer side, for very large faces (0: off)")
+        big_scales: tuple[float, ...] = param((), "photos enlarged by min_side also get passes at these factors of "
+                                              "their own size (e.g. 0.6,0.9), for big faces: enlarged, CenterFace "
+                                              "boxes a big face short, above its chin or mask")
+        big_min_px: float = param(48.0, "big-face passes keep boxes from this size (sqrt of area, image pixels)")
+        big_min_score: float = param(0.5, "big-face passes keep boxes from this score (a false big box hides much)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
         box_dy: float = param(0.0, "shift boxes down by this fraction of their height (CenterFace's boxes sit "
                               "high: forehead in, chin and face masks partly out)")
@@ -83,6 +88,8 @@ class MultiScale(Detector):
                     raise ValueError(f"{name} must be between 0 and 1")
             if self.zoom < 1.0 or self.min_side < 0 or self.max_size < 0:
                 raise ValueError("zoom must be >= 1 and sizes >= 0")
+            if not all(0.0 < s <= 1.0 for s in self.big_scales):
+                raise ValueError("big_scales must be factors in (0, 1]")
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -138,6 +145,14 @@ class MultiScale(Detector):
             out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom"))
         if p.coarse_size and side * f > 1.5 * p.coarse_size:
             out.append(self._pass(image, p.coarse_size / side, floor))
+        if f > 1.0:
+            # Enlarged for its small faces, a photo's big faces outgrow the sizes CenterFace boxes well: their
+            # boxes stop above the chin or mask (masked profiles most of all). At or under the photo's own size
+            # the same faces get taller boxes with higher scores; only big boxes from these passes count.
+            for s in p.big_scales:
+                b = self._pass(image, s, floor)
+                b = b[np.sqrt(b.areas) >= p.big_min_px]
+                out.append(Detections(b.xyxy, b.score, b.landmarks, None, "big"))
         if self.yn is not None:
             out.append(self.yn.detect(image))
         return out
@@ -148,13 +163,15 @@ class MultiScale(Detector):
         return size_threshold(np.sqrt(d.areas), p.small_threshold, p.threshold, p.small_px, p.large_px)
 
     def keep(self, d: Detections) -> Detections:
-        """The operating point: YuNet's own cut, the zoom pass's minimum, then the size-aware cut."""
+        """The operating point: YuNet's own cut, the zoom and big-face passes' minimums, then the size-aware cut."""
         p = self.params
         if d.source == "yunet":
             return d
         ok = d.score >= self.cut(d)
         if d.source == "zoom":
             ok &= d.score >= p.zoom_min_score
+        if d.source == "big":
+            ok &= d.score >= p.big_min_score
         return d[ok]
 
     def fuse(self, parts: list[Detections], width: int, height: int) -> Detections:
