@@ -8,7 +8,8 @@ scores them (a score cut commutes with greedy NMS, so a low-floor cache is exact
   python bench/replay_recall.py cache fm wd                 # all 700 + 476 photos (slow: ~10 + 35 min, 2 cores)
   python bench/replay_recall.py sweep wd "{'mask_scale': [1.2, 1.25], 'small_grow': [1.2, 1.35], 'box_dy': [0.11]}"
 
-Keys: threshold, small_threshold, small_px, large_px, zoom_min_score, box_dy, small_grow, mask_scale, shape;
+Keys: threshold, small_threshold, small_px, large_px, zoom_min_score, box_dy, small_grow, mask_scale, shape,
+big_scales (any of BIG_GRID: the cache holds a big-face pass at each), big_min_px, big_min_score;
 unset keys take the balanced preset's values.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ SETS = {"fm": (DATA / "facemask" / "images", DATA / "facemask" / "gt.txt"),
         "wd": (DATA / "widerface-val" / "images", DATA / "widerface-val" / "ground_truth" / "wider_face_val_bbx_gt.txt")}
 OUT = Path(__file__).resolve().parent / "out" / "replay"
 FLOOR = 0.05
+BIG_GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0)  # big-face pass scales the cache holds (every box, any size)
 
 
 def as_array(d: Detections) -> np.ndarray:
@@ -60,15 +62,35 @@ def as_detections(a: np.ndarray, source: str) -> Detections:
 def cache(setname: str, preset: str = "balanced") -> None:
     images, labels = SETS[setname]
     name, params, _ = resolve(preset)
-    det = get_detector(name, {**params, "threshold": 0.1, "small_threshold": FLOOR})
+    det = get_detector(name, {**params, "threshold": 0.1, "small_threshold": FLOOR, "big_scales": ()})
     store, shapes, t = {}, {}, time.perf_counter()
     for key in tqdm(list(read_labels(labels)), desc=setname, file=sys.stderr, mininterval=10):
         img = read_rgb(resolve_image(images, key))
         store[key] = [(d.source, as_array(d)) for d in det.passes(img, FLOOR)]
+        big = det.big_passes(img, FLOOR, BIG_GRID, min_px=0.0)
+        store[key] += [(f"big@{s}", as_array(d)) for s, d in zip(BIG_GRID, big)]
         shapes[key] = img.shape[:2]
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / f"{setname}.pkl", "wb") as f:
         pickle.dump({"passes": store, "shapes": shapes, "preset": preset, "seconds": time.perf_counter() - t}, f)
+
+
+def replayed_passes(parts: list, p: dict) -> list[Detections]:
+    """A photo's cached passes as ``MultiScale.passes`` gives them under params ``p``.
+
+    Big-face passes are cached at every scale of BIG_GRID with boxes of any size: the ones in
+    ``p["big_scales"]`` are used, cut at ``big_min_px``. Caches from before big-face passes have none.
+    """
+    out = []
+    for source, a in parts:
+        d = as_detections(a, source)
+        if source.startswith("big@"):
+            if float(source[4:]) not in tuple(p.get("big_scales", ())):
+                continue
+            d = d[np.sqrt(d.areas) >= p["big_min_px"]]
+            d = Detections(d.xyxy, d.score, d.landmarks, None, "big")
+        out.append(d)
+    return out
 
 
 def replay(cached: dict, labels, p: dict) -> tuple[float, float, dict]:
@@ -78,7 +100,7 @@ def replay(cached: dict, labels, p: dict) -> tuple[float, float, dict]:
     metric = LeakMetric()  # leak_rate: faces >= 10 px; the buckets still list 5-10 px
     for key, parts in cached["passes"].items():
         h, w = cached["shapes"][key]
-        kept = [det.keep(as_detections(a, source)) for source, a in parts]
+        kept = [det.keep(d) for d in replayed_passes(parts, p)]
         fused = det.fuse(kept, w, h)
         metric.update(anonymized_mask(comp, fused, (h, w)), labels[key].faces, labels[key].ignore, key)
     r = metric.compute()

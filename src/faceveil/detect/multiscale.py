@@ -145,16 +145,29 @@ class MultiScale(Detector):
             out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom"))
         if p.coarse_size and side * f > 1.5 * p.coarse_size:
             out.append(self._pass(image, p.coarse_size / side, floor))
-        if f > 1.0:
-            # Enlarged for its small faces, a photo's big faces outgrow the sizes CenterFace boxes well: their
-            # boxes stop above the chin or mask (masked profiles most of all). At or under the photo's own size
-            # the same faces get taller boxes with higher scores; only big boxes from these passes count.
-            for s in p.big_scales:
-                b = self._pass(image, s, floor)
-                b = b[np.sqrt(b.areas) >= p.big_min_px]
-                out.append(Detections(b.xyxy, b.score, b.landmarks, None, "big"))
+        out += self.big_passes(image, floor)
         if self.yn is not None:
             out.append(self.yn.detect(image))
+        return out
+
+    def big_passes(self, image: np.ndarray, floor: float, scales: tuple[float, ...] | None = None,
+                   min_px: float | None = None) -> list[Detections]:
+        """Passes at ``scales`` (default ``big_scales``) of a photo's own size, boxes from ``min_px`` only.
+
+        Run only when the main pass enlarged the photo: enlarged for its small faces, a photo's big
+        faces outgrow the sizes CenterFace boxes well and their boxes stop above the chin or mask
+        (masked profiles most of all). At or under the photo's own size the same faces get taller
+        boxes with higher scores.
+        """
+        p = self.params
+        if self.main_factor(image) <= 1.0:
+            return []
+        min_px = p.big_min_px if min_px is None else min_px
+        out = []
+        for s in p.big_scales if scales is None else scales:
+            b = self._pass(image, s, floor)
+            b = b[np.sqrt(b.areas) >= min_px]
+            out.append(Detections(b.xyxy, b.score, b.landmarks, None, "big"))
         return out
 
     def cut(self, d: Detections) -> np.ndarray:
