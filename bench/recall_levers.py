@@ -1,7 +1,8 @@
 """Levers measured for issue 3 that did NOT pay on facemask: replayed exactly on the cached passes.
 
 They were measured against the balanced preset as it was before its big-face passes (1.27 % / 2.46 %):
-the rows leave the cache's big-face passes out, so they stay exactly the README's.
+`run` leaves the cache's big-face passes out, so its rows stay exactly the README's; `runbig` replays
+the same levers on top of the shipped preset, big-face passes included (without the verify rows).
 
 Builds on bench/replay_recall.py's cache (run its `cache` stage first). Stage `cache` adds, per
 photo, the mirrored main pass (CenterFace, floor 0.05) and YuNet's boxes (score >= 0.2); stage
@@ -12,6 +13,7 @@ preset, so the closing note's claims can be checked:
   python bench/recall_levers.py cache fm                      # ~3 min
   python bench/recall_levers.py verify fm                     # optional, ~7 min: YuNet as a verifier
   python bench/recall_levers.py run fm
+  python bench/recall_levers.py runbig fm                     # the same levers on top of the big-face passes
 
 Levers: (1) flip agreement: main-pass boxes below the cut but >= s2 are kept when the mirrored
 pass has a box at IoU >= 0.5 (>= s2 too), and boxes under 0.3 need that agreement at >= 0.1;
@@ -34,7 +36,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from replay_recall import FLOOR, OUT, SETS, as_detections, has_landmarks
+from replay_recall import FLOOR, OUT, SETS, as_detections, has_landmarks, replayed_passes
 from faceveil.anonymize import Compositor, RegionParams
 from faceveil.detect import get_detector
 from faceveil.detect.multiscale import MultiScale, calibrate
@@ -184,17 +186,20 @@ def relabelled(setname: str, cached: dict, verified: dict, labels: dict) -> None
               f"{r.away_rate * 100:.2f} % | {r2.away_rate * 100:.2f} % |", flush=True)
 
 
-def run(setname: str) -> None:
+def run(setname: str, with_big: bool = False) -> None:
     with open(OUT / f"{setname}.pkl", "rb") as fh:
-        cached = without_big(pickle.load(fh))
+        cached = pickle.load(fh)
     with open(OUT / f"{setname}_levers.pkl", "rb") as fh:
         extra = pickle.load(fh)
     labels = read_labels(SETS[setname][1])
-    params, region = balanced_before_big()
+    if with_big:
+        _, params, region = resolve("balanced")
+    else:
+        cached, (params, region) = without_big(cached), balanced_before_big()
     p = {**asdict(MultiScale.Params()), **params}
     det = get_detector("multiscale", p)
-    vfile = OUT / f"{setname}_verify.pkl"
-    verified = pickle.loads(vfile.read_bytes()) if vfile.is_file() else None
+    vfile = OUT / f"{setname}_verify.pkl"  # its rows follow the cache without big-face passes
+    verified = pickle.loads(vfile.read_bytes()) if vfile.is_file() and not with_big else None
 
     def verify_keep(key, parts, veto_px):
         kept, off = [], 0
@@ -210,7 +215,7 @@ def run(setname: str) -> None:
         metric = LeakMetric()  # leak_rate: faces >= 10 px
         for key, parts in cached["passes"].items():
             h, w = cached["shapes"][key]
-            kept = [det.keep(as_detections(a, s)) for s, a in parts]
+            kept = [det.keep(d) for d in replayed_passes(parts, p)]
             if lever == "verify":
                 kept = verify_keep(key, parts, kw["veto_px"])
             if lever == "flip":
@@ -274,7 +279,7 @@ def run(setname: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("cache", "verify", "run"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("cache", "verify", "run", "runbig"):
         sys.exit(__doc__)
     for s in sys.argv[2:]:
-        {"cache": cache, "verify": verify, "run": run}[sys.argv[1]](s)
+        {"cache": cache, "verify": verify, "run": run, "runbig": lambda s: run(s, with_big=True)}[sys.argv[1]](s)
