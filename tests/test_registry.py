@@ -46,3 +46,13 @@ def test_describe_lists_defaults_and_help():
     blur = next(m for m in METHODS.describe() if m["name"] == "blur")
     kernel = next(p for p in blur["params"] if p["name"] == "kernel")
     assert kernel["default"] == 0 and kernel["type"] == "int" and kernel["help"]
+
+
+def test_tuple_params_parse_from_comma_separated_text():
+    from faceveil.detect import get_detector
+
+    assert get_detector("multiscale", {"big_scales": "0.6, 0.9"}).params.big_scales == (0.6, 0.9)
+    assert get_detector("multiscale", {"big_scales": ""}).params.big_scales == ()
+    ms = next(d for d in DETECTORS.describe() if d["name"] == "multiscale")
+    big = next(p for p in ms["params"] if p["name"] == "big_scales")
+    assert big["type"] == "comma-separated floats" and big["default"] == ()

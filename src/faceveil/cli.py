@@ -259,7 +259,11 @@ def cmd_list(args) -> int:
     for item in items:
         print(f"{item['name']}: {item['summary']}")
         for p in item["params"]:
-            default = json.dumps(p["default"]) if not isinstance(p["default"], str) else repr(p["default"])
+            d = p["default"]
+            if isinstance(d, tuple):  # written the way --dp/-p take it: "0.6,0.9"; "" is none
+                default = repr(",".join(map(str, d)))
+            else:
+                default = json.dumps(d) if not isinstance(d, str) else repr(d)
             print(f"    {p['name']} ({p['type']}, default {default})")
             print(textwrap.indent(textwrap.fill(p["help"], 70), " " * 8))
         print()

@@ -90,7 +90,7 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is typing.Literal:
         return "|".join(str(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is tuple:
-        return f"{_type_name(typing.get_args(tp)[0])},..."
+        return f"comma-separated {_type_name(typing.get_args(tp)[0])}s"
     return getattr(tp, "__name__", str(tp))
 
 
