@@ -87,8 +87,7 @@ def replayed_passes(parts: list, p: dict) -> list[Detections]:
         if source.startswith("big@"):
             if float(source[4:]) not in tuple(p.get("big_scales", ())):
                 continue
-            d = d[np.sqrt(d.areas) >= p["big_min_px"]]
-            d = Detections(d.xyxy, d.score, d.landmarks, None, "big")
+            d = MultiScale.as_big(d, p["big_min_px"])
         out.append(d)
     return out
 

@@ -163,12 +163,13 @@ class MultiScale(Detector):
         if self.main_factor(image) <= 1.0:
             return []
         min_px = p.big_min_px if min_px is None else min_px
-        out = []
-        for s in p.big_scales if scales is None else scales:
-            b = self._pass(image, s, floor)
-            b = b[np.sqrt(b.areas) >= min_px]
-            out.append(Detections(b.xyxy, b.score, b.landmarks, None, "big"))
-        return out
+        return [self.as_big(self._pass(image, s, floor), min_px) for s in (p.big_scales if scales is None else scales)]
+
+    @staticmethod
+    def as_big(d: Detections, min_px: float) -> Detections:
+        """A big-face pass's boxes from ``min_px`` (sqrt of area) on, marked for ``keep``'s big_min_score."""
+        d = d[np.sqrt(d.areas) >= min_px]
+        return Detections(d.xyxy, d.score, d.landmarks, None, "big")
 
     def cut(self, d: Detections) -> np.ndarray:
         """The score each box needs, by its size (sqrt of area)."""
