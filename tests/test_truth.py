@@ -94,3 +94,97 @@ def io_bytes(data: bytes):
     import io
 
     return io.BytesIO(data)
+
+
+# ---------------------------------------------------------------------------
+# 3. usage errors exit 2 with one line; unknown flags get "did you mean" and "see --help"
+
+
+def _tiny_video(path: Path, frames: int = 4) -> Path:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    p = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(p)
+    return p
+
+
+@pytest.mark.parametrize("opts,name", [
+    (["-m", "replace", "-p", "bank=nothere.npz"], "nothere.npz"),
+    (["-m", "learnedblur", "-p", "model=nothere.onnx"], "nothere.onnx"),
+    (["-m", "replace", "-p", "harmonizer=unet", "-p", "harmonizer_model=nothere.onnx"], "nothere.onnx"),
+])
+def test_a_missing_file_named_in_a_parameter_is_bad_usage(tmp_path, photo, capsys, opts, name):
+    rc, _, err = _run(["anonymize", str(photo), "-o", str(tmp_path / "out"), "-q", *opts], capsys)
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.startswith("faceveil: error: ") and name in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_unknown_encoder_preset_is_bad_usage(tmp_path, capsys):
+    clip = _tiny_video(tmp_path / "clip.mp4")
+    rc, _, err = _run(["anonymize", str(clip), "-o", str(tmp_path / "out"), "-q", "--preset", "superduper"], capsys)
+    assert rc == 2, err
+    assert err.count("\n") == 1 and "superduper" in err and "avcodec" not in err
+    assert "veryfast" in err  # the choices are named
+
+
+def _one_line_usage_error(err: str) -> str:
+    assert err.count("\n") == 1, err
+    assert err.startswith("faceveil: error: ") and "usage:" not in err
+    assert "--help" in err
+    return err
+
+
+@pytest.mark.parametrize("argv,hint", [
+    (["anonymize", "photo.jpg", "-o", "out", "--treshold", "0.1"], "--threshold"),
+    (["anonymize", "photo.jpg", "-o", "out", "--mask-scael", "1.2"], "--mask-scale"),
+    (["anonymize", "photo.jpg", "-o", "out", "--jbos", "2"], "--jobs"),
+    (["detect", "photo.jpg", "--jsn", "x.json"], "--json"),
+    (["dataset", "anonymize", "--fromat", "wider"], "--format"),
+    # deface's spellings
+    (["anonymize", "photo.jpg", "-o", "out", "--tresh", "0.1"], "--threshold"),
+    (["anonymize", "photo.jpg", "-o", "out", "--replacewith", "mosaic"], "-m pixelate"),
+    (["anonymize", "photo.jpg", "-o", "out", "--keep-audio"], "--no-audio"),
+    (["anonymize", "photo.jpg", "-o", "out", "--scale", "640x360"], "--max-size"),
+])
+def test_unknown_flags_one_line_with_did_you_mean(argv, hint, capsys):
+    rc, _, err = _run(argv, capsys)
+    assert rc == 2
+    err = _one_line_usage_error(err)
+    assert hint in err, err
+
+
+def test_deface_thresh_is_taken_as_threshold():
+    # argparse takes an unambiguous prefix: deface's --thresh is --threshold here, with the same meaning
+    args = build_parser().parse_args(["anonymize", "photo.jpg", "-o", "out", "--thresh", "0.1"])
+    assert args.threshold == 0.1
+
+
+def test_other_argparse_errors_are_one_line_and_exit_2(capsys):
+    for argv in (["anonymize", "x.jpg", "--shape", "circle"], ["anonymize", "x.jpg", "--jobs", "two"],
+                 ["anonymise", "x.jpg"], ["review", "out/"]):
+        rc, _, err = _run(argv, capsys)
+        assert rc == 2, argv
+        _one_line_usage_error(err)
+    rc, _, err = _run(["anonymise", "x.jpg"], capsys)
+    assert "did you mean anonymize" in err
+
+
+def test_mask_scale_help_says_what_deface_1_3_is_here(capsys):
+    rc, out, _ = _run(["anonymize", "--help"], capsys)
+    assert rc == 0
+    assert re.search(r"deface's\s+--mask-scale\s+1\.3\s+is\s+1\.6", out)

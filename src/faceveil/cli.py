@@ -40,6 +40,72 @@ could not be processed: it is reported, and the exit code is 1.
 """
 
 
+# deface's options (its README) and what they are here: its users type them from habit.
+DEFACE_FLAGS = {
+    "--thresh": "--threshold (-t)",
+    "--replacewith": "-m METHOD (blur, -m pixelate for mosaic, -m blackout for solid, -m overlay for img)",
+    "--replaceimg": "-m overlay -p image=FILE",
+    "--mosaicsize": "-m pixelate -p block=N",
+    "--keep-audio": "nothing: audio is kept by default (--no-audio drops it)",
+    "--scale": "--max-size N (the longer side to detect at)",
+    "--boxes": "--shape box",
+    "--draw-scores": "-m outline",
+    "--disable-progress-output": "--quiet (-q)",
+    "--ffmpeg-config": "--codec, --crf, --preset",
+    "--execution-provider": "nothing: detection runs on the CPU with onnxruntime",
+    "--backend": "nothing: detection runs on the CPU with onnxruntime",
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's message rules: one line, exit 2, "see --help", and "did you mean"
+    for close option names and deface's spellings (argparse < 3.14 prints the whole usage block and
+    suggests nothing; 3.14's suggest_on_error covers choices only)."""
+
+    def parse_args(self, args=None, namespace=None):
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:  # collected across subcommands: name them against the subcommand that was chosen
+            leaf = self._leaf(ns)
+            flags = [a for a in extras if a.startswith("-") and len(a) > 1]
+            if flags:
+                leaf.error(f"unknown option {flags[0].split('=', 1)[0]}" + leaf._suggest(flags[0]))
+            leaf.error(f"unexpected argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}")
+        return ns
+
+    def _leaf(self, ns) -> "ArgumentParser":
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(ns, action.dest, None) or "")
+                if isinstance(chosen, ArgumentParser):
+                    return chosen._leaf(ns)
+        return self
+
+    def _suggest(self, flag: str) -> str:
+        import difflib
+
+        flag = flag.split("=", 1)[0]
+        if flag in DEFACE_FLAGS:
+            return f" (deface's {flag}? here: {DEFACE_FLAGS[flag]})"
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.7)
+        return f"; did you mean {close[0]}?" if close else ""
+
+    def error(self, message: str):
+        import difflib
+
+        message = message.replace("\n", " ")
+        if "invalid choice" in message:  # e.g. a misspelt command
+            import re
+
+            m = re.search(r"invalid choice: '([^']*)'", message)
+            choices = [c for a in self._actions if a.choices for c in a.choices if isinstance(c, str)]
+            close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6) if m else []
+            if close:
+                message += f"; did you mean {close[0]}?"
+        where = self.prog.partition(" ")[2]  # "anonymize" for "faceveil anonymize"
+        self.exit(2, f"faceveil: error: {where + ': ' if where else ''}{message} (see `{self.prog} --help`)\n")
+
+
 def _add_detection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("detection")
     g.add_argument("--detect", choices=["fast", "balanced", "thorough"], help="detection preset: fast, balanced "
@@ -59,7 +125,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="faceveil", formatter_class=fmt, epilog=EPILOG_MAIN,
         description="Find every face in images and hide it; measure how well it worked.",
     )
@@ -75,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method parameter, repeatable, e.g. -p kernel=25")
     r = a.add_argument_group("region")
     r.add_argument("--shape", choices=["ellipse", "box"], help="region shape around each face (default: the preset's)")
-    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's)")
+    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's; "
+                   "deface's --mask-scale 1.3 is 1.6 here)")
     r.add_argument("--feather", type=float, help="soft edge outside the region, fraction of face size (default 0)")
     _add_detection_args(a)
     o = a.add_argument_group("output")

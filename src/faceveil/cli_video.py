@@ -17,11 +17,16 @@ def is_media_path(path) -> bool:
     return is_image_path(path) or is_video_path(path)
 
 
+# x264's and x265's preset names (both encoders take the same ones); anything else fails in the encoder.
+X264_PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
+
+
 def add_video_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video (mp4, mov, mkv, avi, webm)")
     g.add_argument("--crf", type=int, default=20, help="video quality, lower is better (x264 CRF; default 20)")
     g.add_argument("--codec", help="video codec (default libx264; libvpx-vp9 for .webm), e.g. libx265")
-    g.add_argument("--preset", default="veryfast", help="x264/x265 preset (default veryfast; 'medium' is ~2.5x slower)")
+    g.add_argument("--preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",
+                   help="x264/x265 preset (default veryfast; 'medium' is ~2.5x slower): " + ", ".join(X264_PRESETS))
     g.add_argument("--no-audio", action="store_true", help="drop the audio stream (default: copied unchanged)")
     g.add_argument("--hold", type=int, metavar="FRAMES",
                    help="keep a lost face anonymized at its predicted position this many frames (default 0.5 s)")

@@ -95,7 +95,7 @@ def load_bank(path: str | Path | None = None) -> Bank:
             return Bank(z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
                         z["template"].astype(np.float32))
     except FileNotFoundError:
-        raise InputError(f"{path}: bank file not found") from None
+        raise UsageError(f"{path}: bank file not found") from None  # a name the user gave: bad usage
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"{path}: cannot read bank ({exc})") from None
 
