@@ -188,3 +188,75 @@ def test_mask_scale_help_says_what_deface_1_3_is_here(capsys):
     rc, out, _ = _run(["anonymize", "--help"], capsys)
     assert rc == 0
     assert re.search(r"deface's\s+--mask-scale\s+1\.3\s+is\s+1\.6", out)
+
+
+# ---------------------------------------------------------------------------
+# 2. help shows the defaults a run applies (one source)
+
+
+def _help(argv, capsys) -> str:
+    rc, out, _ = _run([*argv, "--help"], capsys)
+    assert rc == 0
+    return " ".join(out.split())  # argparse wraps lines anywhere
+
+
+def _help_default(text: str, flag: str) -> str:
+    text = text.split("options:", 1)[1]  # not the usage line
+    m = re.search(re.escape(flag) + r" \S+ [^()]*?\(default:? ([\w.]+)", text)
+    assert m, f"{flag}: no default in the help"
+    return m.group(1)
+
+
+def _assert_help_matches_run(text: str, region: dict, params: dict):
+    assert _help_default(text, "--shape") == region["shape"]
+    assert float(_help_default(text, "--mask-scale")) == region["mask_scale"]
+    assert float(_help_default(text, "--feather")) == region["feather"]
+    assert float(_help_default(text, "--threshold")) == params["threshold"]
+
+
+def test_anonymize_help_states_the_defaults_a_run_records(tmp_path, photo, capsys):
+    report = tmp_path / "r.json"
+    rc, _, err = _run(["anonymize", str(photo), "-o", str(tmp_path / "out"), "-q", "--report", str(report)], capsys)
+    assert rc == 0, err
+    doc = json.loads(report.read_text())
+    _assert_help_matches_run(_help(["anonymize"], capsys), doc["region"], doc["detector_params"])
+
+
+def test_dataset_help_states_the_defaults_a_run_records(tmp_path, capsys):
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(root / "a.png")
+    gt = tmp_path / "ds" / "gt.txt"
+    gt.write_text("a.png\n1\n10 8 20 24 0 0 0 0 0 0\n")
+    out = tmp_path / "anon"
+    rc, _, err = _run(["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt),
+                       "-o", str(out), "-q"], capsys)
+    assert rc == 0, err
+    entry = next(json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()
+                 if json.loads(line).get("kind") == "image")
+    _assert_help_matches_run(_help(["dataset", "anonymize"], capsys), entry["region"], entry["detector_params"])
+
+
+def test_detectors_listing_names_the_default_the_cli_runs(capsys):
+    from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
+
+    rc, out, _ = _run(["detectors"], capsys)
+    assert rc == 0
+    default = PRESETS[DEFAULT_PRESET]["detector"]
+    from faceveil.detect import DETECTORS
+
+    summaries = {line.split(":")[0]: line for line in out.splitlines() if line.split(":")[0] in DETECTORS.names()}
+    assert "default" in summaries[default]
+    assert not any("default" in line for name, line in summaries.items() if name != default), summaries
+    assert f"--detect {DEFAULT_PRESET}" in out
+
+
+def test_readme_states_the_default_region():
+    from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    methods = readme.split("### Methods", 1)[1].split("###", 1)[0]
+    region = PRESETS[DEFAULT_PRESET]["region"]
+    assert f"{region['mask_scale']}" in methods and "1.3 ×" not in methods
+    detectors = readme.split("### Detectors", 1)[1].split("###", 1)[0]
+    assert "`centerface` (default" not in detectors

@@ -106,12 +106,45 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"faceveil: error: {where + ': ' if where else ''}{message} (see `{self.prog} --help`)\n")
 
 
+def default_settings() -> dict:
+    """What a run without options uses (the default preset's detector and region, RegionParams for the
+    rest): the one source help texts print their defaults from."""
+    from dataclasses import fields
+
+    from .anonymize import RegionParams
+    from .detect.presets import DEFAULT_PRESET, PRESETS
+
+    p = PRESETS[DEFAULT_PRESET]
+    return {"detector": p["detector"], "detector_params": dict(p["params"]),
+            "region": {**{f.name: f.default for f in fields(RegionParams)}, **p["region"]}}
+
+
+def add_region_args(p: argparse.ArgumentParser) -> None:
+    """--shape, --mask-scale, --feather with the defaults a run applies."""
+    from .detect.presets import DEFAULT_PRESET
+
+    reg = default_settings()["region"]
+    r = p.add_argument_group("region")
+    r.add_argument("--shape", choices=["ellipse", "box"],
+                   help=f"region shape around each face (default {reg['shape']}: the {DEFAULT_PRESET} preset's)")
+    r.add_argument("--mask-scale", type=float,
+                   help=f"region size relative to the detected box (default {reg['mask_scale']}: the "
+                        f"{DEFAULT_PRESET} preset's; deface's --mask-scale 1.3 is 1.6 here)")
+    r.add_argument("--feather", type=float,
+                   help=f"soft edge outside the region, fraction of face size (default {reg['feather']:g})")
+
+
 def _add_detection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("detection")
-    g.add_argument("--detect", choices=["fast", "balanced", "thorough"], help="detection preset: fast, balanced "
-                   "(default for images; videos default to fast) or thorough; fewer leaked faces costs time (see README)")
+    from .detect.presets import DEFAULT_PRESET, PRESETS
+
+    d = default_settings()["detector_params"]
+    g.add_argument("--detect", choices=list(PRESETS), help=f"detection preset (default {DEFAULT_PRESET}; videos in "
+                   f"`anonymize`: {VIDEO_PRESET}); fewer leaked faces costs time (see README)")
     g.add_argument("--detector", "-d", help="detector name (see `faceveil detectors`), its own defaults instead of a preset")
-    g.add_argument("--threshold", "-t", type=float, help="detection threshold (lower finds more faces; default: the preset's)")
+    small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
+    g.add_argument("--threshold", "-t", type=float, help=f"detection score cut (default {d['threshold']}{small}: the "
+                   f"{DEFAULT_PRESET} preset's); lower finds more faces; sets every cut the detector has")
     g.add_argument("--max-size", type=int, help="downscale images whose longer side exceeds this before detecting")
     g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
                    help="any detector parameter, repeatable")
@@ -139,11 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`); default blur")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
                    help="a method parameter, repeatable, e.g. -p kernel=25")
-    r = a.add_argument_group("region")
-    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape around each face (default: the preset's)")
-    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's; "
-                   "deface's --mask-scale 1.3 is 1.6 here)")
-    r.add_argument("--feather", type=float, help="soft edge outside the region, fraction of face size (default 0)")
+    add_region_args(a)
     _add_detection_args(a)
     o = a.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write a JSON summary: per file faces, method, params, time, errors")
@@ -335,10 +364,18 @@ def cmd_list(args) -> int:
             print(textwrap.indent(textwrap.fill(p["help"], 70), " " * 8))
         print()
     if args.registry == "methods":
-        print("Region options for every method: --shape ellipse|box, --mask-scale, --feather.")
+        reg = default_settings()["region"]
+        print(f"Region options for every method: --shape ellipse|box (default {reg['shape']}), --mask-scale "
+              f"(default {reg['mask_scale']}), --feather (default {reg['feather']:g}).")
         print("Set a parameter with -p NAME=VALUE, e.g. faceveil anonymize in/ -o out/ -m blur -p kernel=25")
     else:
-        print("Choose with --detector NAME; set a parameter with --dp NAME=VALUE.")
+        from .detect.presets import DEFAULT_PRESET, PRESETS
+
+        d = default_settings()
+        presets = ", ".join(f"--detect {k}" for k in PRESETS)
+        print(f"The CLI's default is {d['detector']} with the --detect {DEFAULT_PRESET} preset's parameters "
+              f"({presets}; `faceveil detect --help`), which differ from the defaults listed above.")
+        print("Choose another with --detector NAME (its own defaults); set a parameter with --dp NAME=VALUE.")
     return 0
 
 

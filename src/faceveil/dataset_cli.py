@@ -47,11 +47,9 @@ def register(sub) -> None:
                    help="leave faces whose shorter side is below N pixels alone; they are counted (default 0)")
     a.add_argument("--face-classes", metavar="NAMES",
                    help="comma-separated label classes that are faces (default: every class)")
-    r = a.add_argument_group("region")
-    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape (default ellipse)")
-    r.add_argument("--mask-scale", type=float, help="region size relative to the box (default 1.3)")
-    r.add_argument("--feather", type=float, help="soft edge outside the region, fraction of face size")
-    from .cli import _add_detection_args
+    from .cli import _add_detection_args, add_region_args
+
+    add_region_args(a)
 
     _add_detection_args(a)
     o = a.add_argument_group("output and scale")
