@@ -260,3 +260,22 @@ def test_readme_states_the_default_region():
     assert f"{region['mask_scale']}" in methods and "1.3 ×" not in methods
     detectors = readme.split("### Detectors", 1)[1].split("###", 1)[0]
     assert "`centerface` (default" not in detectors
+
+
+# ---------------------------------------------------------------------------
+# 4. an unwritable --report / --json fails before the work, in one line
+
+
+@pytest.mark.parametrize("cmd", ["anonymize", "detect"])
+@pytest.mark.parametrize("where", ["under_a_file", "a_folder", "proc"])
+def test_unwritable_report_fails_first_in_one_line(tmp_path, photo, capsys, cmd, where):
+    target = {"under_a_file": str(photo / "r.json"), "a_folder": str(tmp_path), "proc": "/proc/faceveil-r.json"}[where]
+    if where == "proc" and not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    out = tmp_path / "out"
+    argv = (["anonymize", str(photo), "-o", str(out), "--report", target] if cmd == "anonymize"
+            else ["detect", str(photo), "--json", target])
+    rc, _, err = _run([*argv, "-q"], capsys)
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.startswith("faceveil: error: ") and "Traceback" not in err
+    assert not out.exists(), "nothing is anonymized before the report is known to be writable"

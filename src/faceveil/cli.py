@@ -254,6 +254,37 @@ def _config(args, method: str = "blur", method_params: dict | None = None, regio
     )
 
 
+def check_writable(path: str, what: str) -> None:
+    """Refuse (bad usage, before any work) a file that could not be written at the end of a run.
+
+    Probes the nearest existing folder with a temporary file: permission bits alone say nothing
+    for root, a read-only mount or /proc. Creates no folder."""
+    import tempfile
+
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{path}: {what} is a folder; give a file name")
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UsageError(f"{path}: cannot write {what}: {anc} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write {what} in {anc} ({exc.strerror or exc})") from None
+
+
+def _write_result_file(path: str, data: bytes, what: str) -> None:
+    from .io.atomic import write_bytes_atomic
+
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:  # e.g. the disk filled up during the run
+        raise FaceveilError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None
+
+
 def _progress(args) -> bool:
     return not args.quiet
 
@@ -278,6 +309,8 @@ def cmd_anonymize(args) -> int:
     cfg = _config(args, args.method, parse_assignments(args.param), region)
     if args.in_place and args.output:
         raise UsageError("give either -o OUT or --in-place, not both")
+    if args.report:
+        check_writable(args.report, "the report")
     from .cli_video import is_media_path, run_videos, split_video_jobs, video_options
 
     video_options(args)  # bad video options fail before any work
@@ -301,12 +334,10 @@ def cmd_anonymize(args) -> int:
     written = [r for r in results if r.status == "written"]
     faces = sum(r.faces for r in written)
     if args.report:
-        from .io.atomic import write_bytes_atomic
-
         report = {"faceveil": __version__, **describe, "files": [r.to_json() for r in results],
                   "skipped": [str(p) for p in skipped],
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces}}
-        write_bytes_atomic(args.report, json.dumps(report, indent=1).encode())
+        _write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
     msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({faces} faces) -> {where}"
     if skipped:
@@ -325,6 +356,8 @@ def cmd_detect(args) -> int:
     from .batch import run_batch
 
     cfg = _config(args)
+    if args.json:
+        check_writable(args.json, "the detections")
     jobs, _ = plan_jobs(args.inputs, ".", is_image_path, in_place=True)
     describe = Anonymizer.from_config(cfg).describe()
     results = run_batch(cfg, jobs, "detect", args.jobs, _progress(args))
@@ -333,9 +366,7 @@ def cmd_detect(args) -> int:
            "files": [{"path": r.input, "size": r.size, "faces": r.detections, "error": r.error} for r in results]}
     text = json.dumps(doc, indent=1)
     if args.json:
-        from .io.atomic import write_bytes_atomic
-
-        write_bytes_atomic(args.json, text.encode())
+        _write_result_file(args.json, text.encode(), "the detections")
         total = sum(r.faces for r in results)
         print(f"faceveil: {total} faces in {len(results) - n_failed} files -> {args.json}", file=sys.stderr)
     else:
