@@ -279,3 +279,22 @@ def test_unwritable_report_fails_first_in_one_line(tmp_path, photo, capsys, cmd,
     assert rc == 2, err
     assert err.count("\n") == 1 and err.startswith("faceveil: error: ") and "Traceback" not in err
     assert not out.exists(), "nothing is anonymized before the report is known to be writable"
+
+
+# ---------------------------------------------------------------------------
+# 5. smaller ones
+
+
+@pytest.mark.slow
+def test_eval_privacy_limit_does_what_its_help_says(tmp_path, capsys):
+    from conftest import shared_path
+
+    lfw = shared_path("lfw")
+    rc, help_text, _ = _run(["eval", "privacy", "--help"], capsys)
+    assert "--limit" in help_text
+    out = tmp_path / "p"
+    rc, _, err = _run(["eval", "privacy", "--pairs", str(lfw / "pairs.csv"), "--images", str(lfw), "--people", "3",
+                       "--all-pairs", "--limit", "5", "--no-fta", "-m", "blackout", "-o", str(out), "-q"], capsys)
+    assert rc == 0, err
+    doc = json.loads((out / "privacy.json").read_text())
+    assert doc["baseline"]["n_pairs"] == 5
