@@ -298,3 +298,22 @@ def test_eval_privacy_limit_does_what_its_help_says(tmp_path, capsys):
     assert rc == 0, err
     doc = json.loads((out / "privacy.json").read_text())
     assert doc["baseline"]["n_pairs"] == 5
+
+
+def test_detect_on_a_video_says_what_to_use(tmp_path, capsys):
+    clip = _tiny_video(tmp_path / "clip.mp4")
+    rc, out, err = _run(["detect", str(clip), "-q"], capsys)
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and "clip.mp4" in err and "video" in err and "faceveil anonymize" in err
+    rc, help_text, _ = _run(["detect", "--help"], capsys)
+    assert "images only" in " ".join(help_text.split())
+
+
+def test_detect_names_the_videos_it_skips_in_a_folder(tmp_path, photo, capsys):
+    folder = tmp_path / "mix"
+    folder.mkdir()
+    _tiny_video(folder / "clip.mp4")
+    Image.open(photo).save(folder / "a.png")
+    rc, out, err = _run(["detect", str(folder), "-q"], capsys)
+    assert rc == 0 and len(json.loads(out)["files"]) == 1
+    assert "1 video skipped" in err

@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_anonymize)
 
     d = sub.add_parser("detect", help="write face boxes, scores and landmarks as JSON", formatter_class=fmt,
+                       description="Detect faces in images only (a video's per-frame faces: `faceveil anonymize` "
+                                   "writes them to OUT/.faceveil/<name>.tracks.json).",
                        epilog="example:\n  faceveil detect photos/ --json boxes.json --threshold 0.3")
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     d.add_argument("--json", metavar="FILE", help="write results here (default: standard output)")
@@ -355,10 +357,20 @@ def cmd_detect(args) -> int:
     from .pipeline import Anonymizer
     from .batch import run_batch
 
+    from .io.video import is_video_path
+
     cfg = _config(args)
+    for p in args.inputs:
+        if is_video_path(p) and not Path(p).is_dir():
+            raise UsageError(f"{p}: a video; `faceveil detect` reads images only (`faceveil anonymize {p} -o OUT` "
+                             "records a video's faces per frame in OUT/.faceveil/<name>.tracks.json)")
     if args.json:
         check_writable(args.json, "the detections")
-    jobs, _ = plan_jobs(args.inputs, ".", is_image_path, in_place=True)
+    jobs, skipped = plan_jobs(args.inputs, ".", is_image_path, in_place=True)
+    videos = sum(1 for p in skipped if is_video_path(p))
+    if videos:
+        print(f"faceveil: {videos} video{'s' if videos > 1 else ''} skipped (`faceveil detect` reads images only)",
+              file=sys.stderr)
     describe = Anonymizer.from_config(cfg).describe()
     results = run_batch(cfg, jobs, "detect", args.jobs, _progress(args))
     n_failed = _report_failures(results)
