@@ -317,3 +317,21 @@ def test_detect_names_the_videos_it_skips_in_a_folder(tmp_path, photo, capsys):
     rc, out, err = _run(["detect", str(folder), "-q"], capsys)
     assert rc == 0 and len(json.loads(out)["files"]) == 1
     assert "1 video skipped" in err
+
+
+def test_eval_leaks_crops_match_the_table(tmp_path, capsys):
+    """A leaked face too small for any bucket of the table gets no crop: crops == leaked faces shown."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(images / "a.png")  # flat: no detection
+    gt = tmp_path / "gt.txt"
+    gt.write_text("a.png\n2\n10 10 3 3 0 0 0 0 0 0\n60 40 14 14 0 0 0 0 0 0\n")  # a 3 px face and a 14 px face
+    out = tmp_path / "leaks"
+    rc, table, err = _run(["eval", "leaks", "--images", str(images), "--labels", str(gt), "-o", str(out), "-q"], capsys)
+    assert rc == 0, err
+    rows = [line.split() for line in table.splitlines() if re.match(r"^\d+-\d+ px|^\d+\+ px", line)]
+    in_table = sum(int(r[-2]) for r in rows)
+    assert in_table == 1
+    crops = list((out / "leaked").glob("*.png"))
+    assert len(crops) == in_table
+    assert re.search(rf"\b{in_table} leaked-face crop\b", err), err

@@ -102,8 +102,9 @@ def cmd_leaks(args) -> int:
         pr.update(candidates, lab.faces, lab.ignore)
         pr_used.update(dets, lab.faces, lab.ignore)
         bar.set_postfix(leaked=int(sum(r.leaked.sum() for r in leak.per_image)), refresh=False)
-        if out is not None:
-            crops += _write_crops(out / "leaked", key, img, mask, lab.faces.xyxy, item, args.max_crops - crops)
+        if out is not None:  # crops of the leaks the table counts (faces under its smallest bucket are not in it)
+            shown = item.size >= leak.buckets[0][0]
+            crops += _write_crops(out / "leaked", key, img, mask, lab.faces.xyxy, item, args.max_crops - crops, shown)
     bar.close()
     n = len(found) - len(failed)
     res = leak.compute()
@@ -131,7 +132,8 @@ def cmd_leaks(args) -> int:
         write_bytes_atomic(out / "results.json", json.dumps(doc, indent=1, default=_json_default).encode())
         plot_pr_curve(pr_res, out / "pr_curve.png", op and (op["recall"], op["precision"]),
                       f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
-        print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crops -> {out}", file=sys.stderr)
+        print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
+              f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -196,7 +198,7 @@ def _print_summary(res, pr, op, ms, n, describe, args) -> None:
     print(line)
 
 
-def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int) -> int:
+def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int, shown=None) -> int:
     from PIL import Image
 
     from ..io.atomic import atomic_path
@@ -204,7 +206,7 @@ def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int) 
 
     written = 0
     stem = Path(key).with_suffix("").as_posix().replace("/", "__")
-    for i in np.flatnonzero(item.leaked):
+    for i in np.flatnonzero(item.leaked if shown is None else item.leaked & shown):
         if written >= budget:
             break
         x1, y1 = int(boxes[i][0]), int(boxes[i][1])
