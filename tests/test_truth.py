@@ -335,3 +335,18 @@ def test_eval_leaks_crops_match_the_table(tmp_path, capsys):
     crops = list((out / "leaked").glob("*.png"))
     assert len(crops) == in_table
     assert re.search(rf"\b{in_table} leaked-face crop\b", err), err
+
+
+def test_h265_quiet_prints_no_encoder_chatter(tmp_path, capfd):
+    """x265 writes its own "x265 [info]: ..." lines to the process's stderr; -q means nothing but errors."""
+    import av
+
+    try:
+        av.codec.Codec("libx265", "w")
+    except Exception:
+        pytest.skip("this PyAV build has no libx265")
+    clip = _tiny_video(tmp_path / "clip.mp4")
+    rc = main(["anonymize", str(clip), "-o", str(tmp_path / "out"), "--codec", "h265", "-q"])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    assert "x265 [info]" not in err and "x265 [" not in err, err
