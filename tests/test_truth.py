@@ -350,3 +350,16 @@ def test_h265_quiet_prints_no_encoder_chatter(tmp_path, capfd):
     err = capfd.readouterr().err
     assert rc == 0, err
     assert "x265 [info]" not in err and "x265 [" not in err, err
+
+
+def test_eval_train_without_torch_says_so_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "a.png")
+    gt = tmp_path / "gt.txt"
+    gt.write_text("a.png\n1\n4 4 10 10 0 0 0 0 0 0\nmissing.png\n1\n4 4 10 10 0 0 0 0 0 0\n")
+    rc, _, err = _run(["eval", "train", "--images", str(images), "--labels", str(gt), "-o", str(tmp_path / "r")],
+                      capsys)
+    assert rc == 1
+    assert err.startswith("faceveil: error: ") and "needs torch" in err and err.count("\n") == 1, err
