@@ -363,3 +363,26 @@ def test_eval_train_without_torch_says_so_first(tmp_path, monkeypatch, capsys):
                       capsys)
     assert rc == 1
     assert err.startswith("faceveil: error: ") and "needs torch" in err and err.count("\n") == 1, err
+
+
+def test_video_summary_counts_face_frames_and_tracks(tmp_path, astronaut, capsys):
+    import av
+
+    clip = tmp_path / "in" / "clip.mp4"
+    clip.parent.mkdir()
+    Image.fromarray(astronaut).save(tmp_path / "in" / "photo.png")
+    frame = np.asarray(Image.fromarray(astronaut).resize((256, 256)))
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 256, 256, "yuv420p"
+        for _ in range(5):
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    rc, _, err = _run(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out")], capsys)
+    assert rc == 0, err
+    per_video = next(line for line in err.splitlines() if line.startswith("faceveil: ") and "clip.mp4:" in line)
+    assert re.search(r"5 frames, 5 face-frames in 1 track\b", per_video), per_video
+    summary = err.strip().splitlines()[-1]
+    assert "(1 face in images, 5 face-frames in videos)" in summary, summary

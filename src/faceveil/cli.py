@@ -341,7 +341,7 @@ def cmd_anonymize(args) -> int:
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces}}
         _write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
-    msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({faces} faces) -> {where}"
+    msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({_faces_text(written)}) -> {where}"
     if skipped:
         msg += f"; {len(skipped)} non-image files skipped"
     if n_failed:
@@ -349,6 +349,19 @@ def cmd_anonymize(args) -> int:
     print(msg, file=sys.stderr)
     partial = any(getattr(r, "failed_frames", 0) for r in written)  # video frames blurred or dropped
     return 1 if n_failed or partial else 0
+
+
+def _faces_text(written) -> str:
+    """"3 faces", or for videos "14387 face-frames in videos" (one face over 300 frames counts 300)."""
+    from .cli_video import is_video_path
+
+    n_img = sum(r.faces for r in written if not is_video_path(r.input))
+    n_vid = sum(r.faces for r in written if is_video_path(r.input))
+    img = f"{n_img} face{'' if n_img == 1 else 's'}"
+    if not any(is_video_path(r.input) for r in written):
+        return img
+    vid = f"{n_vid} face-frame{'' if n_vid == 1 else 's'} in videos"
+    return f"{img} in images, {vid}" if len(written) > sum(is_video_path(r.input) for r in written) else vid
 
 
 def cmd_detect(args) -> int:

@@ -79,7 +79,8 @@ def run_videos(cfg, jobs, args) -> list:
                 print(f"faceveil: warning: {job.src}: {r.decode_errors} packets could not be decoded (left out)",
                       file=sys.stderr)
             if not args.quiet:
-                print(f"faceveil: {job.rel}: {r.frames} frames, {r.tracks} face tracks, {r.fps:.1f} fps",
-                      file=sys.stderr)
+                # A face seen in 300 frames is 300 face-frames and one track (boxes linked over time).
+                print(f"faceveil: {job.rel}: {r.frames} frames, {r.faces} face-frames in {r.tracks} "
+                      f"track{'' if r.tracks == 1 else 's'}, {r.fps:.1f} fps", file=sys.stderr)
         results.append(r)
     return results
