@@ -386,3 +386,26 @@ def test_video_summary_counts_face_frames_and_tracks(tmp_path, astronaut, capsys
     assert re.search(r"5 frames, 5 face-frames in 1 track\b", per_video), per_video
     summary = err.strip().splitlines()[-1]
     assert "(1 face in images, 5 face-frames in videos)" in summary, summary
+
+
+def test_progress_into_a_log_is_lines_not_carriage_returns(tmp_path, astronaut, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(astronaut).save(src / f"{i}.png")
+    rc, _, err = _run(["anonymize", str(src), "-o", str(tmp_path / "out")], capsys)  # stderr is no terminal here
+    assert rc == 0, err
+    assert "\r" not in err and "\x1b[" not in err
+    assert any("3/3" in line for line in err.splitlines()), err
+
+
+def test_progress_lines_come_every_few_seconds_at_most():
+    import io
+
+    from faceveil.progress import tqdm
+
+    log = io.StringIO()
+    for _ in tqdm(range(20000), file=log, desc="work"):
+        pass
+    lines = log.getvalue().splitlines()
+    assert 1 <= len(lines) <= 3 and "20000/20000" in lines[-1] and "\r" not in log.getvalue()

@@ -192,7 +192,7 @@ def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face
     stats = {"images": len(items), "unreadable": 0, "no_face": 0, "small": 0, "implausible": 0, "kept": 0}
     it = items
     if progress:
-        from tqdm import tqdm
+        from ..progress import tqdm
 
         it = tqdm(items, desc="bank", unit="img")
     for path, ident in it:

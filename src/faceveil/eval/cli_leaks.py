@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 
 
 def cmd_leaks(args) -> int:
-    from tqdm import tqdm
+    from ..progress import tqdm
 
     from .. import __version__
     from ..cli import _detector_params
