@@ -409,3 +409,40 @@ def test_progress_lines_come_every_few_seconds_at_most():
         pass
     lines = log.getvalue().splitlines()
     assert 1 <= len(lines) <= 3 and "20000/20000" in lines[-1] and "\r" not in log.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# help fits on a screen (100 x 64) and the top level names what faceveil does
+
+
+def _all_parsers():
+    import argparse
+
+    def walk(p):
+        yield p
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in dict.fromkeys(a.choices.values()):
+                    yield from walk(sub)
+
+    return list(walk(build_parser()))
+
+
+def test_every_help_fits_on_a_screen(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    parsers = _all_parsers()
+    assert len(parsers) > 15
+    for p in parsers:
+        text = p.format_help()
+        lines = text.rstrip("\n").splitlines()
+        assert len(lines) <= 64, f"{p.prog} --help: {len(lines)} lines"
+        wide = [line for line in lines if len(line) > 100]
+        assert not wide, f"{p.prog} --help: {wide[0]!r}"
+        assert "usage:" in lines[0] and len(text.split("\n\n")[0].splitlines()) <= 3, f"{p.prog}: usage block"
+
+
+def test_top_level_help_names_video_dataset_and_review(capsys):
+    text = _help([], capsys)
+    desc = text.split("positional arguments")[0]
+    for word in ("video", "dataset", "review"):
+        assert word in desc, word

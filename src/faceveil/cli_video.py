@@ -26,19 +26,19 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crf", type=int, default=20, help="video quality, lower is better (x264 CRF; default 20)")
     g.add_argument("--codec", help="video codec (default libx264; libvpx-vp9 for .webm), e.g. libx265")
     g.add_argument("--preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",
-                   help="x264/x265 preset (default veryfast; 'medium' is ~2.5x slower): " + ", ".join(X264_PRESETS))
+                   help=f"x264/x265 speed: {X264_PRESETS[0]}..{X264_PRESETS[-1]} (default %(default)s)")
     g.add_argument("--no-audio", action="store_true", help="drop the audio stream (default: copied unchanged)")
     g.add_argument("--hold", type=int, metavar="FRAMES",
-                   help="keep a lost face anonymized at its predicted position this many frames (default 0.5 s)")
+                   help="keep a lost face hidden where it is predicted (default 0.5 s)")
     g.add_argument("--lookahead", type=int, metavar="FRAMES",
-                   help="also anonymize a face this many frames before its first detection (default 0.25 s)")
+                   help="hide a face this long before it is first detected (default 0.25 s)")
     g.add_argument("--detect-every", type=int, default=1, metavar="N",
-                   help="run the detector on every Nth frame, tracking in between (faster, may leak more)")
+                   help="detect on every Nth frame, track in between (faster, may leak more)")
     g.add_argument("--no-tracking", action="store_true", help="per-frame detections only (no hold, no look-ahead)")
     g.add_argument("--on-error", choices=["blur", "drop"], default="blur",
-                   help="a frame that cannot be processed is written fully blurred (default) or dropped")
+                   help="a frame that fails is written fully blurred (default) or dropped")
     g.add_argument("--preview", type=float, default=0, metavar="SECONDS",
-                   help="also write one anonymized still every SECONDS into OUT/<name>_preview/")
+                   help="also write a still every SECONDS into OUT/<name>_preview/")
 
 
 def video_options(args):
