@@ -237,6 +237,19 @@ def test_dataset_help_states_the_defaults_a_run_records(tmp_path, capsys):
     _assert_help_matches_run(_help(["dataset", "anonymize"], capsys), entry["region"], entry["detector_params"])
 
 
+def test_eval_leaks_help_states_the_defaults_a_run_records(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(images / "a.png")
+    gt = tmp_path / "gt.txt"
+    gt.write_text("a.png\n1\n10 10 20 20 0 0 0 0 0 0\n")
+    rc, _, err = _run(["eval", "leaks", "--images", str(images), "--labels", str(gt), "-o", str(tmp_path / "l"),
+                       "-q"], capsys)
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "l" / "results.json").read_text())
+    _assert_help_matches_run(_help(["eval", "leaks"], capsys), doc["region"], doc["detector_params"])
+
+
 def test_detectors_listing_names_the_default_the_cli_runs(capsys):
     from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
 

@@ -25,7 +25,7 @@ pixels tinted red, the labelled box in green) for a person to look at.
 
 
 def register(subparsers) -> None:
-    from ..cli import _add_common, _add_detection_args
+    from ..cli import _add_common, _add_detection_args, add_region_args
 
     p = subparsers.add_parser("leaks", help="leaked faces and over-anonymized area against labelled boxes",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -35,10 +35,7 @@ def register(subparsers) -> None:
                    help="WIDER gt .txt, VOC folder of .xml, COCO .json or YOLO folder of .txt")
     p.add_argument("--format", choices=["wider", "voc", "coco", "yolo"], help="label format (default: guessed)")
     p.add_argument("-o", "--output", metavar="OUTDIR", help="write results.json, pr_curve.png and leaked/ crops here")
-    r = p.add_argument_group("region")
-    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape (default: the preset's)")
-    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's)")
-    r.add_argument("--feather", type=float, help="soft edge outside the region (default 0)")
+    add_region_args(p)
     _add_detection_args(p)
     m = p.add_argument_group("measure")
     m.add_argument("--min-size", type=float, default=10, help="faces smaller than this (shorter side, px) are "
