@@ -105,10 +105,10 @@ def test_refinement_stays_near_gaussian_blur(noise_image):
     assert 0 < d < 30
 
 
-def test_missing_model_is_model_error(tmp_path):
-    from faceveil.errors import ModelError
+def test_missing_model_is_a_usage_error(tmp_path):
+    from faceveil.errors import UsageError  # a file the user named that is not there: exit 2
 
-    with pytest.raises(ModelError, match="missing"):
+    with pytest.raises(UsageError, match="none.onnx: learned-blur model file not found"):
         get_method("learnedblur", {"model": str(tmp_path / "none.onnx")})
 
 

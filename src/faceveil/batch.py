@@ -10,7 +10,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable
 
-from tqdm import tqdm
+from .progress import tqdm
 
 from .io.inputs import Job
 from .pipeline import Anonymizer, AnonymizerConfig, ItemResult

@@ -17,10 +17,11 @@ EPILOG_MAIN = """\
 examples:
   faceveil anonymize photo.jpg -o out/                 blur every face (the default method)
   faceveil anonymize photos/ -o out/ --jobs 2          a whole tree, mirrored under out/
-  faceveil anonymize photos/ -o out/ -m pixelate -p cells=10
+  faceveil anonymize clip.mp4 -o out/                  videos: faces tracked, audio copied
+  faceveil review out/ --originals photos/             check the result, fix missed faces
+  faceveil dataset anonymize --format voc --images imgs/ --labels xml/ -o anon/
   faceveil detect photos/ --json boxes.json            boxes, scores and 5 landmarks per face
   faceveil methods                                     every method with its parameters
-  faceveil detectors                                   every detector with its parameters
 """
 
 EPILOG_ANON = """\
@@ -28,25 +29,170 @@ examples:
   faceveil anonymize photo.jpg -o out/
   faceveil anonymize photos/ -o out/ --report report.json --jobs 2
   faceveil anonymize photos/ -o out/ -m blur -p kernel=25            fixed 25x25 Gaussian
-  faceveil anonymize photos/ -o out/ -m blur -p kernel=9 -p sigma=3
   faceveil anonymize photos/ -o out/ -m pixelate -p cells=16         16x16 mosaic per face
-  faceveil anonymize photos/ -o out/ -m blackout -p color=128        constant grey
-  faceveil anonymize photos/ -o out/ -m overlay -p image=emoji.png
-  faceveil anonymize photos/ -o out/ --threshold 0.1 --mask-scale 1.5 --shape box
+  faceveil anonymize clip.mp4 -o out/ --detect-every 2               videos: H.264, audio copied
 
-Outputs keep the input's file names, formats and folder tree. Metadata (EXIF,
-GPS) is stripped unless --keep-metadata. Nothing is written for a file that
-could not be processed: it is reported, and the exit code is 1.
+Outputs keep the input's names, formats and folder tree; metadata (EXIF, GPS) is stripped unless
+--keep-metadata. A file that could not be processed is not written: it is reported (exit code 1).
 """
+
+
+# deface's options (its README) and what they are here: its users type them from habit.
+DEFACE_FLAGS = {
+    "--thresh": "--threshold (-t)",
+    "--replacewith": "-m METHOD (blur, -m pixelate for mosaic, -m blackout for solid, -m overlay for img)",
+    "--replaceimg": "-m overlay -p image=FILE",
+    "--mosaicsize": "-m pixelate -p block=N",
+    "--keep-audio": "nothing: audio is kept by default (--no-audio drops it)",
+    "--scale": "--max-size N (the longer side to detect at)",
+    "--boxes": "--shape box",
+    "--draw-scores": "-m outline",
+    "--disable-progress-output": "--quiet (-q)",
+    "--ffmpeg-config": "--codec, --crf, --preset",
+    "--execution-provider": "nothing: detection runs on the CPU with onnxruntime",
+    "--backend": "nothing: detection runs on the CPU with onnxruntime",
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that fits a screen: "-m, --method METHOD" once (argparse repeats the metavar per spelling),
+    "usage: faceveil anonymize [options] INPUT [INPUT ...]" instead of every option again, and at most
+    100 columns."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=26, width=None):
+        import shutil
+
+        width = width or max(60, min(100, shutil.get_terminal_size().columns - 2))
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        names = ", ".join(sorted(action.option_strings, key=len))
+        if action.nargs == 0:
+            return names
+        return f"{names} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
+    def _fill_text(self, text, width, indent):
+        # Descriptions and epilogs keep their own line breaks (examples line up); only a line wider than the
+        # screen is wrapped.
+        return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
+                         if len(indent + line) > width else indent + line for line in text.splitlines())
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):  # argparse undercounts the indented command names
+            self._action_max_length += 4
+
+    def _format_usage(self, usage, actions, groups, prefix):
+        if usage is not None:
+            return super()._format_usage(usage, actions, groups, prefix)
+        shown = [a for a in actions if not a.option_strings or a.required]
+        prog = self._prog
+        if len(shown) < len(actions):
+            self._prog = f"{prog} [options]"  # wrapped with the rest when the line is too long
+        try:
+            return super()._format_usage(usage, shown, groups, prefix)
+        finally:
+            self._prog = prog
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's message rules: one line, exit 2, "see --help", and "did you mean"
+    for close option names and deface's spellings (argparse < 3.14 prints the whole usage block and
+    suggests nothing; 3.14's suggest_on_error covers choices only)."""
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("formatter_class") in (None, argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+            kwargs["formatter_class"] = HelpFormatter  # every command's help, wherever it is registered
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:  # collected across subcommands: name them against the subcommand that was chosen
+            leaf = self._leaf(ns)
+            flags = [a for a in extras if a.startswith("-") and len(a) > 1]
+            if flags:
+                leaf.error(f"unknown option {flags[0].split('=', 1)[0]}" + leaf._suggest(flags[0]))
+            leaf.error(f"unexpected argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}")
+        return ns
+
+    def _leaf(self, ns) -> "ArgumentParser":
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(ns, action.dest, None) or "")
+                if isinstance(chosen, ArgumentParser):
+                    return chosen._leaf(ns)
+        return self
+
+    def _suggest(self, flag: str) -> str:
+        import difflib
+
+        flag = flag.split("=", 1)[0]
+        if flag in DEFACE_FLAGS:
+            return f" (deface's {flag}? here: {DEFACE_FLAGS[flag]})"
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.7)
+        return f"; did you mean {close[0]}?" if close else ""
+
+    def error(self, message: str):
+        import difflib
+
+        message = message.replace("\n", " ")
+        if "invalid choice" in message:  # e.g. a misspelt command
+            import re
+
+            m = re.search(r"invalid choice: '([^']*)'", message)
+            choices = [c for a in self._actions if a.choices for c in a.choices if isinstance(c, str)]
+            close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6) if m else []
+            if close:
+                message += f"; did you mean {close[0]}?"
+        where = self.prog.partition(" ")[2]  # "anonymize" for "faceveil anonymize"
+        self.exit(2, f"faceveil: error: {where + ': ' if where else ''}{message} (see `{self.prog} --help`)\n")
+
+
+def default_settings() -> dict:
+    """What a run without options uses (the default preset's detector and region, RegionParams for the
+    rest): the one source help texts print their defaults from."""
+    from dataclasses import fields
+
+    from .anonymize import RegionParams
+    from .detect.presets import DEFAULT_PRESET, PRESETS
+
+    p = PRESETS[DEFAULT_PRESET]
+    return {"detector": p["detector"], "detector_params": dict(p["params"]),
+            "region": {**{f.name: f.default for f in fields(RegionParams)}, **p["region"]}}
+
+
+def add_region_args(p: argparse.ArgumentParser) -> None:
+    """--shape, --mask-scale, --feather with the defaults a run applies."""
+    from .detect.presets import DEFAULT_PRESET
+
+    reg = default_settings()["region"]
+    r = p.add_argument_group("region")
+    r.add_argument("--shape", choices=["ellipse", "box"],
+                   help=f"region shape around each face (default {reg['shape']}: the {DEFAULT_PRESET} preset's)")
+    r.add_argument("--mask-scale", type=float, metavar="X",
+                   help=f"region size relative to the detected box (default {reg['mask_scale']}: the "
+                        f"{DEFAULT_PRESET} preset's; deface's --mask-scale 1.3 is 1.6 here)")
+    r.add_argument("--feather", type=float, metavar="F",
+                   help=f"soft edge outside the region, fraction of face size (default {reg['feather']:g})")
 
 
 def _add_detection_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("detection")
-    g.add_argument("--detect", choices=["fast", "balanced", "thorough"], help="detection preset: fast, balanced "
-                   "(default for images; videos default to fast) or thorough; fewer leaked faces costs time (see README)")
-    g.add_argument("--detector", "-d", help="detector name (see `faceveil detectors`), its own defaults instead of a preset")
-    g.add_argument("--threshold", "-t", type=float, help="detection threshold (lower finds more faces; default: the preset's)")
-    g.add_argument("--max-size", type=int, help="downscale images whose longer side exceeds this before detecting")
+    from .detect.presets import DEFAULT_PRESET, PRESETS
+
+    d = default_settings()["detector_params"]
+    g.add_argument("--detect", choices=list(PRESETS), metavar="PRESET",
+                   help=f"{', '.join(list(PRESETS)[:-1])} or {list(PRESETS)[-1]}: "
+                        f"fewer leaks cost time (default {DEFAULT_PRESET}; videos: {VIDEO_PRESET})")
+    g.add_argument("--detector", "-d", metavar="NAME",
+                   help="a detector (`faceveil detectors`) with its own defaults, not a preset")
+    small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
+    g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}{small}: the "
+                   f"{DEFAULT_PRESET} preset's); lower finds more faces; sets every cut the detector has")
+    g.add_argument("--max-size", type=int, metavar="PX", help="detect on a copy at most this long (px)")
     g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
                    help="any detector parameter, repeatable")
 
@@ -59,29 +205,28 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="faceveil", formatter_class=fmt, epilog=EPILOG_MAIN,
-        description="Find every face in images and hide it; measure how well it worked.",
+        description="Find every face in images and videos (anonymize) or in annotated datasets (dataset) and\n"
+                    "hide it; check and fix the result in the browser (review); measure how well it worked\n"
+                    "(eval leaks, eval privacy, bench).",
     )
     parser.add_argument("--version", action="version", version=f"faceveil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    a = sub.add_parser("anonymize", help="hide faces in images or folders", formatter_class=fmt,
-                       epilog=EPILOG_ANON, description="Detect faces and hide them with the chosen method.")
-    a.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (searched recursively)")
+    a = sub.add_parser("anonymize", help="hide faces in images, videos or folders", formatter_class=fmt,
+                       epilog=EPILOG_ANON, description="Detect faces in images and videos and hide them.")
+    a.add_argument("inputs", nargs="+", metavar="INPUT", help="images, videos and/or folders (searched recursively)")
     a.add_argument("-o", "--output", metavar="OUT", help="output folder (created if missing)")
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`); default blur")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
                    help="a method parameter, repeatable, e.g. -p kernel=25")
-    r = a.add_argument_group("region")
-    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape around each face (default: the preset's)")
-    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's)")
-    r.add_argument("--feather", type=float, help="soft edge outside the region, fraction of face size (default 0)")
+    add_region_args(a)
     _add_detection_args(a)
     o = a.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write a JSON summary: per file faces, method, params, time, errors")
     o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default; GPS too)")
-    o.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     _add_common(a)
@@ -91,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_anonymize)
 
     d = sub.add_parser("detect", help="write face boxes, scores and landmarks as JSON", formatter_class=fmt,
+                       description="Detect faces in images only (a video's per-frame faces: `faceveil anonymize` "
+                                   "writes them to OUT/.faceveil/<name>.tracks.json).",
                        epilog="example:\n  faceveil detect photos/ --json boxes.json --threshold 0.3")
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     d.add_argument("--json", metavar="FILE", help="write results here (default: standard output)")
@@ -158,6 +305,37 @@ def _config(args, method: str = "blur", method_params: dict | None = None, regio
     )
 
 
+def check_writable(path: str, what: str) -> None:
+    """Refuse (bad usage, before any work) a file that could not be written at the end of a run.
+
+    Probes the nearest existing folder with a temporary file: permission bits alone say nothing
+    for root, a read-only mount or /proc. Creates no folder."""
+    import tempfile
+
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{path}: {what} is a folder; give a file name")
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UsageError(f"{path}: cannot write {what}: {anc} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write {what} in {anc} ({exc.strerror or exc})") from None
+
+
+def _write_result_file(path: str, data: bytes, what: str) -> None:
+    from .io.atomic import write_bytes_atomic
+
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:  # e.g. the disk filled up during the run
+        raise FaceveilError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None
+
+
 def _progress(args) -> bool:
     return not args.quiet
 
@@ -182,6 +360,8 @@ def cmd_anonymize(args) -> int:
     cfg = _config(args, args.method, parse_assignments(args.param), region)
     if args.in_place and args.output:
         raise UsageError("give either -o OUT or --in-place, not both")
+    if args.report:
+        check_writable(args.report, "the report")
     from .cli_video import is_media_path, run_videos, split_video_jobs, video_options
 
     video_options(args)  # bad video options fail before any work
@@ -205,14 +385,12 @@ def cmd_anonymize(args) -> int:
     written = [r for r in results if r.status == "written"]
     faces = sum(r.faces for r in written)
     if args.report:
-        from .io.atomic import write_bytes_atomic
-
         report = {"faceveil": __version__, **describe, "files": [r.to_json() for r in results],
                   "skipped": [str(p) for p in skipped],
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces}}
-        write_bytes_atomic(args.report, json.dumps(report, indent=1).encode())
+        _write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
-    msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({faces} faces) -> {where}"
+    msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({_faces_text(written)}) -> {where}"
     if skipped:
         msg += f"; {len(skipped)} non-image files skipped"
     if n_failed:
@@ -222,14 +400,39 @@ def cmd_anonymize(args) -> int:
     return 1 if n_failed or partial else 0
 
 
+def _faces_text(written) -> str:
+    """"3 faces", or for videos "14387 face-frames in videos" (one face over 300 frames counts 300)."""
+    from .cli_video import is_video_path
+
+    n_img = sum(r.faces for r in written if not is_video_path(r.input))
+    n_vid = sum(r.faces for r in written if is_video_path(r.input))
+    img = f"{n_img} face{'' if n_img == 1 else 's'}"
+    if not any(is_video_path(r.input) for r in written):
+        return img
+    vid = f"{n_vid} face-frame{'' if n_vid == 1 else 's'} in videos"
+    return f"{img} in images, {vid}" if len(written) > sum(is_video_path(r.input) for r in written) else vid
+
+
 def cmd_detect(args) -> int:
     from .io.images import is_image_path
     from .io.inputs import plan_jobs
     from .pipeline import Anonymizer
     from .batch import run_batch
 
+    from .io.video import is_video_path
+
     cfg = _config(args)
-    jobs, _ = plan_jobs(args.inputs, ".", is_image_path, in_place=True)
+    for p in args.inputs:
+        if is_video_path(p) and not Path(p).is_dir():
+            raise UsageError(f"{p}: a video; `faceveil detect` reads images only (`faceveil anonymize {p} -o OUT` "
+                             "records a video's faces per frame in OUT/.faceveil/<name>.tracks.json)")
+    if args.json:
+        check_writable(args.json, "the detections")
+    jobs, skipped = plan_jobs(args.inputs, ".", is_image_path, in_place=True)
+    videos = sum(1 for p in skipped if is_video_path(p))
+    if videos:
+        print(f"faceveil: {videos} video{'s' if videos > 1 else ''} skipped (`faceveil detect` reads images only)",
+              file=sys.stderr)
     describe = Anonymizer.from_config(cfg).describe()
     results = run_batch(cfg, jobs, "detect", args.jobs, _progress(args))
     n_failed = _report_failures(results)
@@ -237,9 +440,7 @@ def cmd_detect(args) -> int:
            "files": [{"path": r.input, "size": r.size, "faces": r.detections, "error": r.error} for r in results]}
     text = json.dumps(doc, indent=1)
     if args.json:
-        from .io.atomic import write_bytes_atomic
-
-        write_bytes_atomic(args.json, text.encode())
+        _write_result_file(args.json, text.encode(), "the detections")
         total = sum(r.faces for r in results)
         print(f"faceveil: {total} faces in {len(results) - n_failed} files -> {args.json}", file=sys.stderr)
     else:
@@ -268,10 +469,18 @@ def cmd_list(args) -> int:
             print(textwrap.indent(textwrap.fill(p["help"], 70), " " * 8))
         print()
     if args.registry == "methods":
-        print("Region options for every method: --shape ellipse|box, --mask-scale, --feather.")
+        reg = default_settings()["region"]
+        print(f"Region options for every method: --shape ellipse|box (default {reg['shape']}), --mask-scale "
+              f"(default {reg['mask_scale']}), --feather (default {reg['feather']:g}).")
         print("Set a parameter with -p NAME=VALUE, e.g. faceveil anonymize in/ -o out/ -m blur -p kernel=25")
     else:
-        print("Choose with --detector NAME; set a parameter with --dp NAME=VALUE.")
+        from .detect.presets import DEFAULT_PRESET, PRESETS
+
+        d = default_settings()
+        presets = ", ".join(f"--detect {k}" for k in PRESETS)
+        print(f"The CLI's default is {d['detector']} with the --detect {DEFAULT_PRESET} preset's parameters "
+              f"({presets}; `faceveil detect --help`), which differ from the defaults listed above.")
+        print("Choose another with --detector NAME (its own defaults); set a parameter with --dp NAME=VALUE.")
     return 0
 
 

@@ -17,23 +17,28 @@ def is_media_path(path) -> bool:
     return is_image_path(path) or is_video_path(path)
 
 
+# x264's and x265's preset names (both encoders take the same ones); anything else fails in the encoder.
+X264_PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
+
+
 def add_video_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video (mp4, mov, mkv, avi, webm)")
     g.add_argument("--crf", type=int, default=20, help="video quality, lower is better (x264 CRF; default 20)")
     g.add_argument("--codec", help="video codec (default libx264; libvpx-vp9 for .webm), e.g. libx265")
-    g.add_argument("--preset", default="veryfast", help="x264/x265 preset (default veryfast; 'medium' is ~2.5x slower)")
+    g.add_argument("--preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",
+                   help=f"x264/x265 speed: {X264_PRESETS[0]}..{X264_PRESETS[-1]} (default %(default)s)")
     g.add_argument("--no-audio", action="store_true", help="drop the audio stream (default: copied unchanged)")
     g.add_argument("--hold", type=int, metavar="FRAMES",
-                   help="keep a lost face anonymized at its predicted position this many frames (default 0.5 s)")
+                   help="keep a lost face hidden where it is predicted (default 0.5 s)")
     g.add_argument("--lookahead", type=int, metavar="FRAMES",
-                   help="also anonymize a face this many frames before its first detection (default 0.25 s)")
+                   help="hide a face this long before it is first detected (default 0.25 s)")
     g.add_argument("--detect-every", type=int, default=1, metavar="N",
-                   help="run the detector on every Nth frame, tracking in between (faster, may leak more)")
+                   help="detect on every Nth frame, track in between (faster, may leak more)")
     g.add_argument("--no-tracking", action="store_true", help="per-frame detections only (no hold, no look-ahead)")
     g.add_argument("--on-error", choices=["blur", "drop"], default="blur",
-                   help="a frame that cannot be processed is written fully blurred (default) or dropped")
+                   help="a frame that fails is written fully blurred (default) or dropped")
     g.add_argument("--preview", type=float, default=0, metavar="SECONDS",
-                   help="also write one anonymized still every SECONDS into OUT/<name>_preview/")
+                   help="also write a still every SECONDS into OUT/<name>_preview/")
 
 
 def video_options(args):
@@ -74,7 +79,8 @@ def run_videos(cfg, jobs, args) -> list:
                 print(f"faceveil: warning: {job.src}: {r.decode_errors} packets could not be decoded (left out)",
                       file=sys.stderr)
             if not args.quiet:
-                print(f"faceveil: {job.rel}: {r.frames} frames, {r.tracks} face tracks, {r.fps:.1f} fps",
-                      file=sys.stderr)
+                # A face seen in 300 frames is 300 face-frames and one track (boxes linked over time).
+                print(f"faceveil: {job.rel}: {r.frames} frames, {r.faces} face-frames in {r.tracks} "
+                      f"track{'' if r.tracks == 1 else 's'}, {r.fps:.1f} fps", file=sys.stderr)
         results.append(r)
     return results

@@ -482,7 +482,7 @@ def anonymize_dataset(
                 continue
             todo.append(it)
 
-        from tqdm import tqdm
+        from .progress import tqdm
 
         bar = tqdm(total=len(todo), unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True,
                    desc="anonymizing dataset")

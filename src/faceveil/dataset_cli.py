@@ -11,8 +11,8 @@ EPILOG = """\
 examples:
   faceveil dataset anonymize --format wider --images wider/images \\
       --labels wider/ground_truth/wider_face_val_bbx_gt.txt -o wider-anon/ --jobs 2
-  faceveil dataset anonymize --format coco --images coco/images --labels coco/faces.json -o anon/ \\
-      -m pixelate -p cells=10 --boxes gt --min-size 8
+  faceveil dataset anonymize --format coco --images coco/images --labels coco/faces.json \\
+      -o anon/ -m pixelate -p cells=10 --boxes gt --min-size 8
   faceveil dataset anonymize --format yolo --images ds/images --labels ds/labels -o anon/ \\
       --face-classes 0 --backend ray --jobs 4
   faceveil dataset verify anon/
@@ -36,27 +36,25 @@ def register(sub) -> None:
                    help="label format (voc: a folder of Pascal VOC XML files)")
     a.add_argument("--images", required=True, metavar="DIR", help="the images root the labels refer to")
     a.add_argument("--labels", required=True, metavar="FILE",
-                   help="label file (wider, coco) or folder (yolo: one .txt per image; voc: .xml files)")
+                   help="label file (wider, coco) or folder (yolo: .txt per image; voc: .xml)")
     a.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (outside the dataset)")
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`)")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[], help="method parameter")
     a.add_argument("--boxes", choices=["gt", "detect", "union"], default="auto",
-                   help="which faces: the labelled boxes, the detector's, or both (default union when the labels "
-                        "are faces: WIDER, --face-classes given, or every class named like face/mask)")
+                   help="the labelled boxes, the detector's, or both (default union when the labels are "
+                        "faces, else it asks)")
     a.add_argument("--min-size", type=float, default=0.0, metavar="N",
-                   help="leave faces whose shorter side is below N pixels alone; they are counted (default 0)")
+                   help="leave (and count) faces under N px on their shorter side (default 0)")
     a.add_argument("--face-classes", metavar="NAMES",
                    help="comma-separated label classes that are faces (default: every class)")
-    r = a.add_argument_group("region")
-    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape (default ellipse)")
-    r.add_argument("--mask-scale", type=float, help="region size relative to the box (default 1.3)")
-    r.add_argument("--feather", type=float, help="soft edge outside the region, fraction of face size")
-    from .cli import _add_detection_args
+    from .cli import _add_detection_args, add_region_args
+
+    add_region_args(a)
 
     _add_detection_args(a)
     o = a.add_argument_group("output and scale")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (recorded in the manifest)")
-    o.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
     o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default)")
     o.add_argument("--jobs", "-j", type=int, default=1, help="worker processes or Ray actors (default 1)")
     o.add_argument("--backend", choices=["local", "ray"], default="local",

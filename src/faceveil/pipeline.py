@@ -51,7 +51,10 @@ class ItemResult:
 
 
 def _plain(value: Any) -> Any:
-    """Parameter values as JSON-friendly scalars, for reports."""
+    """Parameter values as JSON values, for reports and manifests: tuples as lists (which the
+    registry reads back), anything else that JSON has no type for as text."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 

@@ -106,9 +106,14 @@ def _convert(text: str, tp: Any) -> Any:
         if text.lower() in ("", "none"):
             return None
         return _convert(text, args[0])
-    if origin is tuple:  # "0.6,0.9" for tuple[float, ...]; "" is the empty tuple
+    if origin is tuple:
+        # "0.6,0.9" for tuple[float, ...] ("" is the empty tuple), also as reports write it, "[0.6, 0.9]",
+        # and as Python prints it, "(0.6, 0.9)", so a value copied from any of them reads back.
         item = typing.get_args(tp)[0]
-        return tuple(_convert(t.strip(), item) for t in text.split(",") if t.strip())
+        body = text.strip()
+        if len(body) >= 2 and (body[0], body[-1]) in (("[", "]"), ("(", ")")):
+            body = body[1:-1]
+        return tuple(_convert(t.strip(), item) for t in body.split(",") if t.strip())
     if tp is bool:
         low = text.lower()
         if low in ("1", "true", "yes", "on"):
@@ -132,6 +137,12 @@ def _convert(text: str, tp: Any) -> Any:
     return text
 
 
+def _is_tuple_type(tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_tuple_type(a) for a in typing.get_args(tp))
+    return typing.get_origin(tp) is tuple
+
+
 def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
     """Build ``cls.Params`` from strings or typed values; raise UsageError on bad input."""
     params_cls = cls.Params
@@ -142,11 +153,14 @@ def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
         if key not in fields:
             known = ", ".join(fields) or "none"
             raise UsageError(f"unknown parameter {key!r} for {what} (known: {known})")
+        tp = _field_type(params_cls, fields[key])
         if isinstance(value, str):
             try:
-                value = _convert(value, _field_type(params_cls, fields[key]))
+                value = _convert(value, tp)
             except ValueError as exc:
                 raise UsageError(f"bad value {key}={value!r} for {what}: {exc}") from None
+        elif isinstance(value, list) and _is_tuple_type(tp):  # a JSON list read back from a report or manifest
+            value = tuple(value)
         kwargs[key] = value
     try:
         return params_cls(**kwargs)

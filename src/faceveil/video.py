@@ -281,7 +281,7 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
 
 
 def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record) -> VideoResult:
-    from tqdm import tqdm
+    from .progress import tqdm
 
     info = probe(src)
     report = DecodeReport()

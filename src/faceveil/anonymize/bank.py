@@ -95,7 +95,7 @@ def load_bank(path: str | Path | None = None) -> Bank:
             return Bank(z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
                         z["template"].astype(np.float32))
     except FileNotFoundError:
-        raise InputError(f"{path}: bank file not found") from None
+        raise UsageError(f"{path}: bank file not found") from None  # a name the user gave: bad usage
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"{path}: cannot read bank ({exc})") from None
 
@@ -192,7 +192,7 @@ def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face
     stats = {"images": len(items), "unreadable": 0, "no_face": 0, "small": 0, "implausible": 0, "kept": 0}
     it = items
     if progress:
-        from tqdm import tqdm
+        from ..progress import tqdm
 
         it = tqdm(items, desc="bank", unit="img")
     for path, ident in it:

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 
 NET_SIZE = 128
 
@@ -63,6 +63,8 @@ def default_model() -> Path:
 def load_harmonizer(path: str = "", threads: int = 1) -> Harmonizer:
     """The model at ``path``; empty: the one shipped with faceveil."""
     p = Path(path) if path else default_model()
+    if not p.is_file() and path:  # a name the user gave: bad usage
+        raise UsageError(f"{p}: harmonizer model not found")
     if not p.is_file():
         raise ModelError(f"{p}: harmonizer model not found" + ("" if path else " (the package is incomplete)"))
     return Harmonizer(p, threads)

@@ -149,7 +149,7 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     drawn, raw_matches, raw_total = [], 0, 0
     it = range(candidates)
     if progress:
-        from tqdm import tqdm
+        from ..progress import tqdm
 
         it = tqdm(it, desc="averages", unit="id")
     seen = set()

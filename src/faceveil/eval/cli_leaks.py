@@ -25,7 +25,7 @@ pixels tinted red, the labelled box in green) for a person to look at.
 
 
 def register(subparsers) -> None:
-    from ..cli import _add_common, _add_detection_args
+    from ..cli import _add_common, _add_detection_args, add_region_args
 
     p = subparsers.add_parser("leaks", help="leaked faces and over-anonymized area against labelled boxes",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -35,10 +35,7 @@ def register(subparsers) -> None:
                    help="WIDER gt .txt, VOC folder of .xml, COCO .json or YOLO folder of .txt")
     p.add_argument("--format", choices=["wider", "voc", "coco", "yolo"], help="label format (default: guessed)")
     p.add_argument("-o", "--output", metavar="OUTDIR", help="write results.json, pr_curve.png and leaked/ crops here")
-    r = p.add_argument_group("region")
-    r.add_argument("--shape", choices=["ellipse", "box"], help="region shape (default: the preset's)")
-    r.add_argument("--mask-scale", type=float, help="region size relative to the detected box (default: the preset's)")
-    r.add_argument("--feather", type=float, help="soft edge outside the region (default 0)")
+    add_region_args(p)
     _add_detection_args(p)
     m = p.add_argument_group("measure")
     m.add_argument("--min-size", type=float, default=10, help="faces smaller than this (shorter side, px) are "
@@ -52,7 +49,7 @@ def register(subparsers) -> None:
 
 
 def cmd_leaks(args) -> int:
-    from tqdm import tqdm
+    from ..progress import tqdm
 
     from .. import __version__
     from ..cli import _detector_params
@@ -102,8 +99,9 @@ def cmd_leaks(args) -> int:
         pr.update(candidates, lab.faces, lab.ignore)
         pr_used.update(dets, lab.faces, lab.ignore)
         bar.set_postfix(leaked=int(sum(r.leaked.sum() for r in leak.per_image)), refresh=False)
-        if out is not None:
-            crops += _write_crops(out / "leaked", key, img, mask, lab.faces.xyxy, item, args.max_crops - crops)
+        if out is not None:  # crops of the leaks the table counts (faces under its smallest bucket are not in it)
+            shown = item.size >= leak.buckets[0][0]
+            crops += _write_crops(out / "leaked", key, img, mask, lab.faces.xyxy, item, args.max_crops - crops, shown)
     bar.close()
     n = len(found) - len(failed)
     res = leak.compute()
@@ -131,7 +129,8 @@ def cmd_leaks(args) -> int:
         write_bytes_atomic(out / "results.json", json.dumps(doc, indent=1, default=_json_default).encode())
         plot_pr_curve(pr_res, out / "pr_curve.png", op and (op["recall"], op["precision"]),
                       f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
-        print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crops -> {out}", file=sys.stderr)
+        print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
+              f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -196,7 +195,7 @@ def _print_summary(res, pr, op, ms, n, describe, args) -> None:
     print(line)
 
 
-def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int) -> int:
+def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int, shown=None) -> int:
     from PIL import Image
 
     from ..io.atomic import atomic_path
@@ -204,7 +203,7 @@ def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int) 
 
     written = 0
     stem = Path(key).with_suffix("").as_posix().replace("/", "__")
-    for i in np.flatnonzero(item.leaked):
+    for i in np.flatnonzero(item.leaked if shown is None else item.leaked & shown):
         if written >= budget:
             break
         x1, y1 = int(boxes[i][0]), int(boxes[i][1])

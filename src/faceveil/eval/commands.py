@@ -81,6 +81,7 @@ def register(sub) -> None:
     p.add_argument("--all-pairs", action="store_true", help="verify every pair of the used photos, not the CSV's")
     p.add_argument("--no-fta", action="store_true", help="skip the failure-to-acquire detectors (faster)")
     add_variant_args(p)
+    next(a for a in p._actions if a.dest == "limit").help = "use only the first N pairs (after --people; 0: all)"
     p.set_defaults(func=cmd_privacy)
 
     d = sub.add_parser("detection", help="do detectors still find faces after anonymization?", formatter_class=fmt,
@@ -166,8 +167,12 @@ def cmd_privacy(args) -> int:
 
     out = Path(args.output)
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
-    if args.limit:
-        raise UsageError("use --people to evaluate a subset of the pairs")
+    if args.limit:  # the first N pairs (after --people / --all-pairs), and only the photos they use
+        from .privacy import PairSet
+
+        pairs = pairset.pairs[:args.limit]
+        used = {f for a, b, _ in pairs for f in (a, b)}
+        pairset = PairSet(pairs, {f: i for f, i in pairset.identity.items() if f in used})
     wb = workbench(args, args.images)
     vs = wb.check_variants(variants(args))
     files = pairset.files

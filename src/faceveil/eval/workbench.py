@@ -197,7 +197,7 @@ class Workbench:
         return self._measure(v, rels, set(need), originals)
 
     def _measure(self, v: Variant, rels, need, originals) -> dict:
-        from tqdm import tqdm
+        from ..progress import tqdm
 
         records = self._load(v)
         out = {}

@@ -269,6 +269,8 @@ class VideoWriter:
         options = {}
         if codec in ("libx264", "libx265"):
             options = {"crf": str(opt.crf), "preset": opt.preset}
+            if codec == "libx265":  # x265 prints its own info lines to stderr (FFmpeg's log level does not reach them)
+                options["x265-params"] = "log-level=error"
         elif codec in ("libvpx-vp9", "libvpx"):
             options = {"crf": str(opt.crf + 11), "b": "0", "deadline": "realtime", "cpu-used": "8"}
         elif codec == "libaom-av1":

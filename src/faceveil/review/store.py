@@ -319,7 +319,7 @@ class ReviewSet:
 
     # analysis -----------------------------------------------------------
     def analyse_all(self) -> None:
-        from tqdm import tqdm
+        from ..progress import tqdm
 
         todo = [i for i in self.items.values() if not i.check_done]
         last_save = time.monotonic()

@@ -106,7 +106,7 @@ def collect(dirs: list[str], min_face: int = 24, max_side: int = 1024, progress:
     stats = {"images": len(paths), "unreadable": 0, "faces": 0, "small": 0, "implausible": 0}
     it = paths
     if progress:
-        from tqdm import tqdm
+        from ..progress import tqdm
 
         it = tqdm(paths, desc="faces", unit="img", file=sys.stderr)
     for path in it:
@@ -235,7 +235,7 @@ def train(crops: Crops, out: str | Path, *, seconds: float = 1200, steps: int = 
     step, losses = 0, []
     bar = None
     if progress:
-        from tqdm import tqdm
+        from ..progress import tqdm
 
         bar = tqdm(total=steps or None, desc="train", unit="step", file=sys.stderr)
     while True:

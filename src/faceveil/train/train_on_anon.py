@@ -455,6 +455,10 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # before reading any data: nothing else matters without it
+        raise FaceveilError(f"`faceveil eval train` needs torch: {INSTALL_HINT}")
     specs = parse_methods(args.methods, args.param)
     budget = parse_duration(args.budget)
     if budget <= 0 and not args.steps:

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...errors import ModelError
+from ...errors import ModelError, UsageError
 from ...registry import param
 from ..base import METHODS, Method
 from ..learnedblur_geometry import MIN_FACE, SIZE, crop_rect, extract, face_priors
@@ -34,6 +34,8 @@ def shipped_model_path() -> Path:
 def _session(path: str, threads: int):
     import onnxruntime as ort
 
+    if not Path(path).is_file() and Path(path) != shipped_model_path():  # a name the user gave: bad usage
+        raise UsageError(f"{path}: learned-blur model file not found")
     if not Path(path).is_file():
         raise ModelError(f"{path}: learned-blur model file missing (rebuild it with `faceveil train learnedblur`)")
     opts = ort.SessionOptions()
