@@ -417,3 +417,17 @@ def test_endpoint_refuses_a_link_swapped_in_after_start_up(served, name, side):
         assert r.data != before
     assert not any(p.is_file() and not p.is_symlink() and p.read_bytes() == before for p in out.rglob("*")), \
         "the outside file was copied into OUT"
+
+
+def test_dataset_inputs_under_the_reserved_name_are_refused(tmp_path):
+    from faceveil.dataset import DatasetConfig, anonymize_dataset
+    from faceveil.errors import UsageError
+
+    root = tmp_path / "ds"
+    (root / "images" / ".faceveil").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(root / "images" / ".faceveil" / "review.png")
+    (root / "labels.txt").write_text(".faceveil/review.png\n1\n4 4 8 8 0 0 0 0 0 0\n")
+    with pytest.raises(UsageError, match=r"\.faceveil"):
+        anonymize_dataset("wider", root / "images", root / "labels.txt", tmp_path / "out",
+                          DatasetConfig(AnonymizerConfig(method="blackout"), "gt"), progress=False)
+    assert not (tmp_path / "out" / "images" / ".faceveil").exists()

@@ -355,7 +355,7 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
             rel = PurePosixPath(fa.name)
         if str(rel) == MANIFEST:
             raise UsageError(f"{f}: a label file named {MANIFEST} would collide with faceveil's manifest")
-        if rel.parts[:1] == (OWN_DIR,):
+        if OWN_DIR in rel.parts:
             raise UsageError(f"{f}: a label file under {OWN_DIR}/ would collide with faceveil's own folder")
         targets.append((f, rel))
     items, missing = [], []
@@ -369,7 +369,7 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         keep = [c in face_classes for c in im.classes] if face_classes is not None else [True] * len(im)
         xyxy = tuple(tuple(float(v) for v in b) for b, k in zip(im.xyxy, keep) if k)
         out_rel = image_prefix / im.path
-        if out_rel.parts[:1] == (OWN_DIR,):
+        if OWN_DIR in out_rel.parts:
             raise UsageError(f"{src}: an image under {OWN_DIR}/ would collide with faceveil's own folder")
         items.append(Item(im.path, str(src), str(out / out_rel), str(out_rel), xyxy, im.size))
     unlabelled = []
