@@ -357,10 +357,21 @@ def test_apply_without_edits_reproduces_a_seeded_random_method(base, tmp_path):
                    tmp_path / "cache")
     rs.apply("astro.png", [], [])
     assert (_read(out / "astro.png") == before).all()
+    # What the run hid is kept as it was; a new box is drawn with the seeded noise of this file.
+    box = [400.0, 400.0, 480.0, 480.0]
+    pristine = (out / "astro.png").read_bytes()
+    rs.apply("astro.png", [box], [])
+    seed4 = _read(out / "astro.png")
+    (out / "astro.png").write_bytes(pristine)
     rs2 = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=5), ReviewSettings(second=("none",)),
-                    tmp_path / "cache")
-    rs2.apply("astro.png", [], [])
-    assert (_read(out / "astro.png") != before).any(), "another seed gives other noise (the test can fail)"
+                    tmp_path / "cache2")
+    rs2.apply("astro.png", [box], [])
+    after = _read(out / "astro.png")
+    assert (after[400:480, 400:480] != seed4[400:480, 400:480]).any(), "another seed gives other noise"
+    moved = (after != before).any(axis=2)
+    moved[400:480, 400:480] = False
+    # every pixel the run changed stays as the run wrote it (elsewhere only pixels still equal to the original may move)
+    assert not (moved & (before != _read(only / "astro.png")).any(axis=2)).any()
 
 
 def test_a_reencoded_but_untouched_face_is_flagged_in_jpeg_outputs(tmp_path, astronaut):

@@ -10,8 +10,9 @@
   is read from, so a user's or a dataset's own review.json is never overwritten.
   Stopping and restarting resumes.
 - Apply redoes the regions the run recorded (its --report, a dataset's manifest)
-  plus the reviewer's boxes, and keeps every pixel the run changed outside them (unless
-  the reviewer removed that box): it never shows more of a face than the run's output did.
+  plus the reviewer's boxes, and keeps every pixel the run changed as the run left it
+  (unless the reviewer removed that box): it never shows more of a face than the run's
+  output did, even with no record of the run or with other settings than the run's.
 - Detection results and thumbnails (of outputs only, never originals) go to a
   cache folder outside OUT (default: the user cache dir), so nothing extra lands
   among the files a user publishes.
@@ -735,10 +736,11 @@ class ReviewSet:
         return rec
 
     def _keep_run_changes(self, orig: np.ndarray, new: np.ndarray, old_path: Path, removed: list) -> np.ndarray:
-        """``new`` with the current output's pixels wherever the run changed the original and ``new``
-        does not: a region the review does not know of (no record of the run, another shape or scale,
-        a box our detector misses) stays hidden. Removed boxes are the reviewer's decision: not kept.
-        Fails closed: an output that cannot be compared refuses the Apply."""
+        """``new`` with the current output's pixels wherever the run changed the original: a region the
+        review does not know of (no record of the run, another shape, scale or strength, a box our
+        detector misses) stays exactly as hidden as the run left it; ``new`` only adds what the run left
+        untouched. Removed boxes are the reviewer's decision: not kept. Fails closed: an output that
+        cannot be compared refuses the Apply."""
         try:
             old = read_image(old_path).rgb
             if old.shape != orig.shape:
@@ -750,7 +752,7 @@ class ReviewSet:
         lossless = np.array_equal(base, orig)
         changed = np.abs(old.astype(np.int16) - base.astype(np.int16)).max(axis=2) > (0 if lossless else
                                                                                         KEEP_TOLERANCE)
-        keep = changed & (new == orig).all(axis=2)
+        keep = changed
         if removed:
             keep &= ~(self.anonymizer.compositor.mask(Detections.from_boxes(removed), orig.shape) > 0)
         if not keep.any():
