@@ -457,3 +457,14 @@ def _matches_box(a, b) -> bool:
     from faceveil.detections import box_iou
 
     return float(box_iou(np.asarray(a), np.asarray(b)).max()) >= 0.3
+
+
+def test_settings_compare_equal_whichever_form_a_tuple_was_written_in():
+    from faceveil.review.store import _same_settings, plain_params
+
+    old = {"method": "m", "method_params": {"sizes": "(0.6, 0.9)", "n": 3}, "region": {"shape": "box"}, "seed": 0}
+    new = {"method": "m", "method_params": {"sizes": [0.6, 0.9], "n": 3}, "region": {"shape": "box"}, "seed": 0}
+    assert _same_settings(old, new)
+    assert not _same_settings(old, {**new, "method_params": {"sizes": [0.6, 1.0], "n": 3}})
+    assert plain_params({"a": "()", "b": "(2.0)", "c": "(x)", "d": "text"}) == {"a": (), "b": (2.0,), "c": "(x)",
+                                                                              "d": "text"}

@@ -350,8 +350,7 @@ class ReviewSet:
             state = _old_state(self.out_root / OLD_REVIEW_FILE)
         saved = state.get("config")
         now = self.anonymizer.describe()
-        if saved and {k: saved.get(k) for k in ("method", "method_params", "region", "seed")} != {
-                k: now.get(k) for k in ("method", "method_params", "region", "seed")}:
+        if isinstance(saved, dict) and not _same_settings(saved, now):
             print(f"faceveil: warning: {path} was made with other settings ({saved.get('method')}, "
                   f"{saved.get('method_params')}); Apply uses the current ones ({now['method']}, "
                   f"{now['method_params']})", file=sys.stderr)
@@ -845,7 +844,11 @@ def _old_state(path: Path) -> dict:
 
 
 def _same_settings(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("method", "method_params", "region", "seed"))
+    """Same method, parameters, region and seed, whichever form a tuple was written in (list or text)."""
+    def key(d: dict) -> tuple:
+        return (d.get("method"), plain_params(d.get("method_params")), plain_params(d.get("region")), d.get("seed"))
+
+    return key(a) == key(b)
 
 
 def _matches(box, boxes, iou: float = 0.9) -> bool:
