@@ -468,3 +468,23 @@ def test_settings_compare_equal_whichever_form_a_tuple_was_written_in():
     assert not _same_settings(old, {**new, "method_params": {"sizes": [0.6, 1.0], "n": 3}})
     assert plain_params({"a": "()", "b": "(2.0)", "c": "(x)", "d": "text"}) == {"a": (), "b": (2.0,), "c": "(x)",
                                                                               "d": "text"}
+
+
+def test_a_report_with_relative_paths_is_matched_from_another_folder(run, tmp_path, monkeypatch):
+    """`cd photos-parent && faceveil anonymize in -o out --report r.json`, then the review started elsewhere."""
+    from faceveil.review.store import load_run_record
+
+    work = tmp_path / "work"
+    shutil.copytree(run / "in", work / "in")
+    monkeypatch.chdir(work)
+    assert main(["anonymize", "in", "-o", "out", "-q", "-d", "centerface", "--report", "r.json"]) == 0
+    doc = json.loads((work / "r.json").read_text())
+    assert doc["files"][0]["output"].startswith("out"), "set-up: paths written relative"
+    monkeypatch.chdir(tmp_path)
+    rec = load_run_record(doc, work / "r.json", work / "out", work / "in")
+    assert set(rec.regions) == {"m1.jpg", "m2.jpg"} and rec.inputs == {"m1.jpg", "m2.jpg"}
+    assert all(len(v) == 1 for v in rec.regions.values())
+    moved = tmp_path / "elsewhere"
+    shutil.move(work, moved)  # report, IN and OUT moved together: matched by the report's folder
+    rec = load_run_record(doc, moved / "r.json", moved / "out", moved / "in")
+    assert set(rec.regions) == {"m1.jpg", "m2.jpg"}
