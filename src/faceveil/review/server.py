@@ -66,7 +66,8 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
         """Every refusal as its status and a one-line JSON reason (the page shows it)."""
         if isinstance(exc, RequestEntityTooLarge):  # a body too large is a bad request like any other
             return jsonify(error=f"request body over {MAX_BODY >> 20} MiB"), 400
-        return jsonify(error=(exc.description or exc.name).splitlines()[0][:200]), exc.code
+        own = exc.description and exc.description != type(exc).description  # ours, not werkzeug's paragraph
+        return jsonify(error=(exc.description if own else exc.name).splitlines()[0][:200]), exc.code
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):  # never a traceback to the client; one line on the console (--debug: all)
