@@ -12,6 +12,7 @@ from PIL import Image
 
 pytest.importorskip("flask", reason="the review page needs Flask (pip install 'faceveil[review]')")
 
+from conftest import shared_path  # noqa: E402
 from faceveil.anonymize import Compositor, RegionParams  # noqa: E402
 from faceveil.cli import build_parser, main  # noqa: E402
 from faceveil.detections import Detections  # noqa: E402
@@ -23,6 +24,7 @@ from faceveil.review.cli import config_from_args  # noqa: E402
 TOKEN = "test-token-faults"
 HDR = {"X-Faceveil-Token": TOKEN}
 NONE = ReviewSettings(second=("none",))
+FAST = ("-d", "centerface")  # where the detector does not matter: one plain pass, not the preset's
 
 
 def _read(p: Path) -> np.ndarray:
@@ -69,7 +71,7 @@ def env(run, tmp_path):
 # issue 17 item 4 ------------------------------------------------------------------------------
 def test_apply_refuses_an_original_swapped_for_a_link_out_of_the_originals(env, tmp_path, astronaut):
     src, out, _ = env
-    rs, client = _review(out, src)
+    rs, client = _review(out, src, *FAST)
     secret = tmp_path / "secret.jpg"
     Image.fromarray(astronaut[::-1].copy()).save(secret)
     before = (out / "m2.jpg").read_bytes()
@@ -87,7 +89,7 @@ def test_apply_refuses_an_output_folder_swapped_for_a_link(env, tmp_path):
     shutil.copy2(src / "m1.jpg", src / "sub" / "m3.jpg")
     (out / "sub").mkdir()
     shutil.copy2(out / "m1.jpg", out / "sub" / "m3.jpg")
-    rs, client = _review(out, src)
+    rs, client = _review(out, src, *FAST)
     elsewhere = tmp_path / "elsewhere"
     shutil.move(out / "sub", elsewhere)
     (out / "sub").symlink_to(elsewhere, target_is_directory=True)
@@ -177,7 +179,7 @@ def test_review_state_lives_under_dot_faceveil_and_a_user_review_json_is_left_al
     src, out, _ = env
     label = b'{"images": [], "annotations": []}'
     (out / "review.json").write_bytes(label)  # e.g. a dataset's label file of that name
-    rs, client = _review(out, src)
+    rs, client = _review(out, src, *FAST)
     assert client.post("/api/approve", json={"path": "m1.jpg"}, headers=HDR).status_code == 200
     assert (out / "review.json").read_bytes() == label
     saved = json.loads((out / ".faceveil" / "review.json").read_text())
@@ -187,10 +189,10 @@ def test_review_state_lives_under_dot_faceveil_and_a_user_review_json_is_left_al
 
 def test_an_old_review_json_is_still_resumed(env):
     src, out, _ = env
-    rs, client = _review(out, src)
+    rs, client = _review(out, src, *FAST)
     client.post("/api/approve", json={"path": "m2.jpg"}, headers=HDR)
     shutil.move(out / ".faceveil" / "review.json", out / "review.json")  # where faceveil 0.1.0 kept it
-    rs2, _ = _review(out, src)
+    rs2, _ = _review(out, src, *FAST)
     assert {i["path"]: i["approved"] for i in rs2.listing()["items"]} == {"m1.jpg": False, "m2.jpg": True}
 
 
@@ -229,7 +231,7 @@ def test_a_dataset_label_file_named_review_json_survives_a_review(tmp_path):
 ])
 def test_malformed_huge_or_nested_bodies_get_a_400_with_a_one_line_json_error(env, body):
     src, out, _ = env
-    rs, client = _review(out, src)
+    rs, client = _review(out, src, *FAST)
     before = (out / "m1.jpg").read_bytes()
     for url in ("/api/apply", "/api/approve"):
         r = client.post(url, data=body.encode("utf-8", "surrogateescape"), headers={**HDR, "Content-Type":
@@ -242,7 +244,7 @@ def test_malformed_huge_or_nested_bodies_get_a_400_with_a_one_line_json_error(en
 
 def test_a_deeply_nested_box_gets_a_short_400(env):
     src, out, _ = env
-    rs, client = _review(out, src)
+    rs, client = _review(out, src, *FAST)
     deep: list = [1]
     for _ in range(500):
         deep = [deep]
@@ -254,7 +256,7 @@ def test_originals_not_part_of_the_run_are_not_served(env, astronaut):
     src, out, report = env
     Image.fromarray(astronaut[::2, ::2].copy()).save(src / "private.jpg")  # in IN, never anonymized
     for extra in ([], ["--from-report", str(report)]):
-        rs, client = _review(out, src, *extra)
+        rs, client = _review(out, src, *extra, *FAST)
         assert client.get("/img/orig/private.jpg", headers=HDR).status_code in (403, 404), extra
         r = client.post("/api/apply", json={"path": "private.jpg", "manual": []}, headers=HDR)
         assert r.status_code in (403, 404, 409), extra
@@ -436,7 +438,6 @@ def test_dataset_inputs_under_the_reserved_name_are_refused(tmp_path):
 def test_issue_17_5_a_face_only_the_thorough_run_found_stays_hidden(tmp_path):
     """The issue's own case: facemask maksssksksss1.jpg, `anonymize --detect thorough` hides a face scored
     0.107 that the default preset does not find; a review with default options and no report then Applies."""
-    from tests.conftest import shared_path
 
     photo = shared_path("facemask", "images", "maksssksksss1.jpg")
     src, out = tmp_path / "in", tmp_path / "out"
