@@ -79,7 +79,7 @@ def test_every_endpoint_needs_the_token(env):
         # A token in the query (or a cookie) is not enough for a change: only the header the page's script sends.
         assert client.post(url + f"?token={TOKEN}", json=body).status_code == 403
         assert client.post(url, json=body, headers={"X-Faceveil-Token": "x"}).status_code == 403
-    assert not (rs.out_root / "review.json").exists(), "a refused POST must change nothing"
+    assert not (rs.out_root / ".faceveil" / "review.json").exists(), "a refused POST must change nothing"
 
 
 def test_first_page_load_sets_a_cookie_that_serves_assets(env):
@@ -199,7 +199,7 @@ def test_apply_changes_exactly_the_new_box_and_records_it(env):
     mask = Compositor(RegionParams()).mask(Detections.from_boxes([box]), before.shape) > 0
     assert not (changed & ~mask).any(), "pixels outside the new box's region changed"
     assert changed[mask].mean() > 0.95, "the new region should be re-anonymized (blur on noise changes ~all)"
-    saved = json.loads((out / "review.json").read_text())
+    saved = json.loads((out / ".faceveil" / "review.json").read_text())
     assert saved["items"]["sub/noise.png"]["manual"] == [box]
     assert saved["config"]["method"] == "blur" and saved["last"] == "sub/noise.png"
     assert _digest(src) == before_in, "originals must never be modified"
@@ -272,7 +272,7 @@ def test_thumbnails_are_cached_outside_out_and_nothing_of_the_originals_is_copie
         client.get(f"/img/orig/{rel}", headers=HDR)
     assert client.get("/thumb/bad.png", headers=HDR).status_code == 404  # no output, and never a thumb of an original
     client.post("/api/approve", json={"path": "astro.png"}, headers=HDR)
-    assert set(_digest(out)) - before_out == {"review.json"}
+    assert set(_digest(out)) - before_out == {".faceveil/review.json"}
     thumbs = list((rs.cache_dir / "thumbs").glob("*.jpg"))
     assert len(thumbs) >= 3
     # every cached file is a thumbnail of an OUTPUT or the detection cache, never the originals' pixels
@@ -357,10 +357,21 @@ def test_apply_without_edits_reproduces_a_seeded_random_method(base, tmp_path):
                    tmp_path / "cache")
     rs.apply("astro.png", [], [])
     assert (_read(out / "astro.png") == before).all()
+    # What the run hid is kept as it was; a new box is drawn with the seeded noise of this file.
+    box = [400.0, 400.0, 480.0, 480.0]
+    pristine = (out / "astro.png").read_bytes()
+    rs.apply("astro.png", [box], [])
+    seed4 = _read(out / "astro.png")
+    (out / "astro.png").write_bytes(pristine)
     rs2 = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=5), ReviewSettings(second=("none",)),
-                    tmp_path / "cache")
-    rs2.apply("astro.png", [], [])
-    assert (_read(out / "astro.png") != before).any(), "another seed gives other noise (the test can fail)"
+                    tmp_path / "cache2")
+    rs2.apply("astro.png", [box], [])
+    after = _read(out / "astro.png")
+    assert (after[400:480, 400:480] != seed4[400:480, 400:480]).any(), "another seed gives other noise"
+    moved = (after != before).any(axis=2)
+    moved[400:480, 400:480] = False
+    # every pixel the run changed stays as the run wrote it (elsewhere only pixels still equal to the original may move)
+    assert not (moved & (before != _read(only / "astro.png")).any(axis=2)).any()
 
 
 def test_a_reencoded_but_untouched_face_is_flagged_in_jpeg_outputs(tmp_path, astronaut):

@@ -124,7 +124,7 @@ def test_draw_a_box_on_a_missed_face_and_apply(server, tmp_path, astronaut):
         driver.save_screenshot(str(tmp_path / "review-browser.png"))
 
         after = np.asarray(Image.open(out / "z-leak.png").convert("RGB"))
-        saved = json.loads((out / "review.json").read_text())["items"]["z-leak.png"]
+        saved = json.loads((out / ".faceveil" / "review.json").read_text())["items"]["z-leak.png"]
         (mx1, my1, mx2, my2), = saved["manual"]
         # The box landed where it was drawn (within the rounding of screen pixels) ...
         assert np.allclose([mx1, my1, mx2, my2], face, atol=2 / scale + 1), saved["manual"]
@@ -140,7 +140,7 @@ def test_draw_a_box_on_a_missed_face_and_apply(server, tmp_path, astronaut):
         assert driver.find_element(By.ID, "flagged-remaining").text == "0"
 
         driver.find_element(By.TAG_NAME, "body").send_keys("a")  # approve with one key
-        _wait(lambda: json.loads((out / "review.json").read_text())["items"]["z-leak.png"].get("approved"),
+        _wait(lambda: json.loads((out / ".faceveil" / "review.json").read_text())["items"]["z-leak.png"].get("approved"),
               what="approve")
         assert (tmp_path / "review-browser.png").stat().st_size > 10_000
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -193,7 +193,7 @@ def test_video_track_strips_and_a_box_over_a_frame_range(tmp_path, astronaut):
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
         _wait(lambda: "applied" in driver.find_element(By.ID, "status").text, timeout=60, what="Apply")
         driver.save_screenshot(str(tmp_path / "review-video.png"))
-        (m,) = json.loads((out / "review.json").read_text())["items"]["clip.mp4"]["manual"]
+        (m,) = json.loads((out / ".faceveil" / "review.json").read_text())["items"]["clip.mp4"]["manual"]
         assert (m["from"], m["to"]) == (2, 5)
         assert np.allclose(m["box"], [10, 150, 60, 185], atol=2 / scale + 1), m
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -144,7 +144,7 @@ def test_apply_a_box_over_a_frame_range(env):
         assert rest.mean() < 2, i
     assert probe(out / "clip.mp4").has_audio
     assert orig[first][y1:y2, x1:x2].mean() > 30  # the region was not black to begin with
-    saved = json.loads((out / "review.json").read_text())["items"]["clip.mp4"]
+    saved = json.loads((out / ".faceveil" / "review.json").read_text())["items"]["clip.mp4"]
     assert saved["manual"] == [{"box": [8.0, 150.0, 56.0, 188.0], "from": first, "to": last}]
     boxes = client.get(f"/api/frame/clip.mp4?i={first}", headers=HDR).get_json()["boxes"]
     assert [b["box"] for b in boxes if b["kind"] == "m"] == [[8.0, 150.0, 56.0, 188.0]]
@@ -163,5 +163,5 @@ def test_video_endpoints_need_the_token(env):
     body = {"path": "clip.mp4", "manual": [{"box": [0, 0, 50, 50], "from": 0, "to": 3}]}
     assert client.post("/api/apply", json=body).status_code == 403
     assert client.post(f"/api/apply?token={TOKEN}", json=body).status_code == 403
-    assert (out / "clip.mp4").read_bytes() == before and not (out / "review.json").exists()
+    assert (out / "clip.mp4").read_bytes() == before and not (out / ".faceveil" / "review.json").exists()
     assert client.get("/frame/out/../in/clip.mp4?i=0", headers=HDR).status_code == 404

@@ -46,7 +46,8 @@ from .pipeline import Anonymizer, AnonymizerConfig
 
 BOX_MODES = ("gt", "detect", "union")
 MANIFEST = "manifest.jsonl"
-REVIEW_FILE = "review.json"  # written beside the manifest by `faceveil review` (review/store.py)
+REVIEW_FILE = "review.json"  # where `faceveil review` 0.1.0 kept its progress; now under OWN_DIR
+OWN_DIR = ".faceveil"  # faceveil's own files under OUT (review progress, track records): never outputs
 # A detection overlapping a labelled face this much is the same face (for counting only).
 SAME_FACE_IOU = 0.3
 # What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
@@ -354,6 +355,8 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
             rel = PurePosixPath(fa.name)
         if str(rel) == MANIFEST:
             raise UsageError(f"{f}: a label file named {MANIFEST} would collide with faceveil's manifest")
+        if OWN_DIR in rel.parts:
+            raise UsageError(f"{f}: a label file under {OWN_DIR}/ would collide with faceveil's own folder")
         targets.append((f, rel))
     items, missing = [], []
     named = set()
@@ -366,6 +369,8 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         keep = [c in face_classes for c in im.classes] if face_classes is not None else [True] * len(im)
         xyxy = tuple(tuple(float(v) for v in b) for b, k in zip(im.xyxy, keep) if k)
         out_rel = image_prefix / im.path
+        if OWN_DIR in out_rel.parts:
+            raise UsageError(f"{src}: an image under {OWN_DIR}/ would collide with faceveil's own folder")
         items.append(Item(im.path, str(src), str(out / out_rel), str(out_rel), xyxy, im.size))
     unlabelled = []
     if fmt != "yolo":  # YOLO lists every image of the folder already
@@ -581,6 +586,6 @@ def verify(out: str | os.PathLike) -> VerifyReport:
     for p in sorted(out.rglob("*")):
         if p.is_file():
             rel = p.relative_to(out).as_posix()
-            if rel not in known:
+            if rel not in known and rel.split("/", 1)[0] != OWN_DIR:
                 rep.unexpected.append(rel)
     return rep

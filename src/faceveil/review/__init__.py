@@ -9,7 +9,7 @@ from .store import ReviewSet, ReviewSettings
 __all__ = ["ReviewSet", "ReviewSettings", "create_app"]
 
 
-def create_app(review_set: ReviewSet, token: str):
+def create_app(review_set: ReviewSet, token: str, debug: bool = False):
     from .server import create_app as _create
 
-    return _create(review_set, token)
+    return _create(review_set, token, debug)

@@ -8,7 +8,14 @@ import secrets
 import sys
 from pathlib import Path
 
+from ..anonymize import RegionParams
+from ..detect.presets import DEFAULT_PRESET, PRESETS
 from ..errors import FaceveilError, UsageError
+from ..pipeline import AnonymizerConfig
+
+# The defaults --help prints are the ones that apply: the default preset's region, the library's method.
+_REGION = {**{k: v.default for k, v in RegionParams.__dataclass_fields__.items()}, **PRESETS[DEFAULT_PRESET]["region"]}
+_CONFIG = AnonymizerConfig()
 
 EPILOG = """\
 examples:
@@ -19,8 +26,10 @@ examples:
 The page lists risky images first (faces a second detector found that the output
 left unchanged, faces just under the threshold, very small faces, failed files).
 Draw a box on a missed face and press Apply: the ORIGINAL is re-anonymized with the
-same method plus your boxes and written over the output. Edits and approvals are
-kept in OUT/review.json, so running the command again resumes. Originals are shown
+same method plus the regions the run hid (from its --report) and your boxes, and
+written over the output; whatever the run changed stays changed. Edits and approvals
+are kept in OUT/.faceveil/review.json, so running the command again resumes. Only the
+run's files are shown (an output in OUT, or named by the report); originals are shown
 on the page only, never copied; detections and output thumbnails are cached in the
 user cache folder (see --cache-dir).
 """
@@ -42,13 +51,16 @@ def register(sub) -> None:
                    help="take method, parameters, region, detector and seed from an `anonymize --report` file or a "
                         "dataset manifest.jsonl (default for a dataset output: OUT/manifest.jsonl)")
     a = r.add_argument_group("anonymization (as in the anonymize run; used by Apply)")
-    a.add_argument("--method", "-m", help="anonymization method (default blur)")
+    a.add_argument("--method", "-m", help=f"anonymization method (default {_CONFIG.method})")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[], help="a method parameter")
-    a.add_argument("--shape", choices=["ellipse", "box"], help="region shape (default ellipse)")
-    a.add_argument("--mask-scale", type=float, help="region size relative to the box (default 1.3)")
-    a.add_argument("--feather", type=float, help="soft edge, fraction of face size (default 0)")
-    a.add_argument("--seed", type=int, help="seed for random methods (default 0)")
-    a.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality of rewritten files (default 95)")
+    a.add_argument("--shape", choices=["ellipse", "box"],
+                   help=f"region shape (default {_REGION['shape']}, the {DEFAULT_PRESET} preset's)")
+    a.add_argument("--mask-scale", type=float,
+                   help=f"region size relative to the box (default {_REGION['mask_scale']})")
+    a.add_argument("--feather", type=float, help=f"soft edge, fraction of face size (default {_REGION['feather']})")
+    a.add_argument("--seed", type=int, help=f"seed for random methods (default {_CONFIG.seed})")
+    a.add_argument("--jpeg-quality", type=int, default=_CONFIG.jpeg_quality,
+                   help="JPEG/WebP quality of rewritten files (default %(default)s)")
     a.add_argument("--keep-metadata", action="store_true", help="keep the originals' metadata in rewritten files")
     _add_detection_args(r)
     f = r.add_argument_group("flags")
@@ -65,17 +77,49 @@ def register(sub) -> None:
     r.set_defaults(func=cmd_review)
 
 
-def config_from_args(args):
-    """An AnonymizerConfig: an anonymize report as the base, explicit options on top."""
-    from ..detect.presets import resolve
-    from ..pipeline import AnonymizerConfig
-    from ..registry import parse_assignments
-
-    base: dict = {}
+def _report_path(args) -> str | None:
+    """The record of the run: --from-report, else a dataset output's own manifest."""
     report = args.from_report
     manifest = Path(args.output) / "manifest.jsonl"
     if not report and manifest.is_file() and not (args.method or args.param or args.seed is not None):
         report = str(manifest)  # a dataset output: Apply must redo its images with the run's settings
+    return report
+
+
+def _read_report(path: str) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UsageError(f"{path}: cannot read report ({exc})") from None
+    if not isinstance(doc, dict) or "method" not in doc:
+        raise UsageError(f"{path}: not a `faceveil anonymize --report` file (no method)")
+    return doc
+
+
+def run_record_from_args(args):
+    """What the run did per file (regions, files given), from --from-report; None without a report
+    (a dataset's manifest is read by the ReviewSet itself)."""
+    from .store import load_run_record
+
+    if not args.from_report or args.from_report.endswith(".jsonl"):
+        return None
+    return load_run_record(_read_report(args.from_report), args.from_report, args.output, args.originals)
+
+
+def counted(images: int, videos: int) -> str:
+    """ "1 image and 2 videos", "2 videos", "3 images" (nothing: "0 images")."""
+    parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((images, "image"), (videos, "video")) if n]
+    return " and ".join(parts) or "0 images"
+
+
+def config_from_args(args):
+    """An AnonymizerConfig: an anonymize report as the base, explicit options on top."""
+    from ..detect.presets import resolve
+    from ..registry import parse_assignments
+    from .store import plain_params
+
+    base: dict = {}
+    report = _report_path(args)
     if report and report.endswith(".jsonl"):  # a dataset manifest: its last image entry has the settings
         from ..io.manifest import read_manifest
 
@@ -87,14 +131,9 @@ def config_from_args(args):
         if "method" not in base:
             raise UsageError(f"{report}: a manifest with no anonymized image")
     elif report:
-        try:
-            base = json.loads(Path(report).read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{args.from_report}: cannot read report ({exc})") from None
-        if "method" not in base:
-            raise UsageError(f"{args.from_report}: not a `faceveil anonymize --report` file (no method)")
-    method = args.method or base.get("method", "blur")
-    method_params = dict(base.get("method_params", {})) if method == base.get("method") else {}
+        base = _read_report(report)
+    method = args.method or base.get("method", _CONFIG.method)
+    method_params = plain_params(base.get("method_params")) if method == base.get("method") else {}
     method_params.update(parse_assignments(args.param))
     region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale),
                                 ("feather", args.feather)) if v is not None}
@@ -104,14 +143,18 @@ def config_from_args(args):
     if base.get("detector") and not args.detect and args.detector in (None, base["detector"]):
         # Detection as in the anonymize run the report describes, explicit options on top.
         detector = base["detector"]
-        det_params = dict(base.get("detector_params", {}))
+        det_params = plain_params(base.get("detector_params"))
         det_params.pop("threads", None)
         det_params.update(cli_det_params)
         if args.threshold is not None:
             _, det_params, _ = resolve(None, detector, det_params, None, args.threshold)
-        region = {**base.get("region", {}), **region}
     else:  # as `faceveil anonymize` would resolve the same options (default: the balanced preset)
         detector, det_params, region = resolve(args.detect, args.detector, cli_det_params, region, args.threshold)
+    if isinstance(base.get("region"), dict):
+        # Apply redraws the run's regions: always the run's shape and scale (explicit options on top),
+        # even when the review detects with other settings to flag more.
+        region = {**base["region"], **{k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale),
+                                                         ("feather", args.feather)) if v is not None}}
     if not 1 <= args.jpeg_quality <= 100:
         raise UsageError("--jpeg-quality must be between 1 and 100")
     return AnonymizerConfig(method=method, method_params=method_params, detector=detector,
@@ -140,19 +183,19 @@ def cmd_review(args) -> int:
     class QuietHandler(WSGIRequestHandler):
         def log_request(self, *a, **k) -> None:  # one line per image would bury the URL (and log the token)
             pass
-    from .store import ReviewSet, ReviewSettings
+    from .store import REVIEW_FILE, ReviewSet, ReviewSettings
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be between 0 and 65535")
     settings = ReviewSettings(second=tuple(s.strip() for s in args.second.split(",")), near=args.near,
                               small_face=args.small_face)
     rs = ReviewSet(args.output, args.originals, config_from_args(args), settings, args.cache_dir,
-                   progress=False, background=True)
+                   progress=False, background=True, run=run_record_from_args(args))
     for rel in rs.refused:
         print(f"faceveil: warning: {rel}: refused, a link leading out of OUT or IN", file=sys.stderr)
     token = secrets.token_urlsafe(24)
     try:
-        server = make_server(args.host, args.port, create_app(rs, token), threaded=True,
+        server = make_server(args.host, args.port, create_app(rs, token, args.debug), threaded=True,
                              request_handler=QuietHandler)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
@@ -162,8 +205,10 @@ def cmd_review(args) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{server.server_port}/?token={token}"
     say = (lambda *a, **k: None) if args.quiet else print
-    say(f"faceveil: reviewing {len(rs.items)} images ({rs.checking} to check, in the background: the page fills in "
-          f"as they are done); edits saved in {rs.out_root / 'review.json'}; cache {rs.cache_dir}", file=sys.stderr)
+    n_videos = sum(i.video for i in rs.items.values())
+    say(f"faceveil: reviewing {counted(len(rs.items) - n_videos, n_videos)} ({rs.checking} to check, in the "
+        f"background: the page fills in as they are done); edits saved in {rs.out_root / REVIEW_FILE}; "
+        f"cache {rs.cache_dir}", file=sys.stderr)
     print(url, flush=True)
     say("faceveil: press Ctrl-C to stop", file=sys.stderr)
     if args.open:

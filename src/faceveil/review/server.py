@@ -12,19 +12,37 @@ never authorizes a change):
   POST /api/apply              {path, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
                                (a video: manual: [{box: [x1,y1,x2,y2], from: frame, to: frame}...])
   POST /api/approve            {path, approved: true|false}
+A bad request gets its status with a one-line JSON body {"error": ...}, never a traceback.
 """
 from __future__ import annotations
 
 import hmac
+import json
+import sys
 from pathlib import Path
 
 from flask import Flask, Response, abort, jsonify, request, send_file, send_from_directory
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import FaceveilError
 from .store import ReviewSet
 
 STATIC = Path(__file__).parent / "static"
 HEADER = "X-Faceveil-Token"
+MAX_BODY = 1 << 20  # edits are a few boxes
+MAX_DEPTH = 8  # {"manual": [{"box": [x1, ...]}]} is 4 deep
+
+
+def _too_deep(data, limit: int = MAX_DEPTH) -> bool:
+    """Whether a parsed JSON value nests deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def _cookie_name() -> str:
@@ -32,9 +50,9 @@ def _cookie_name() -> str:
     return "faceveil_review_" + (request.host.rsplit(":", 1)[-1] if ":" in request.host else "80")
 
 
-def create_app(rs: ReviewSet, token: str) -> Flask:
+def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
     app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # edits are a few boxes
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.url_map.merge_slashes = False  # "//etc/passwd" is a bad path (404), not a redirect to another one
 
     def authorized() -> bool:
@@ -42,6 +60,23 @@ def create_app(rs: ReviewSet, token: str) -> Flask:
         if request.method == "GET":
             given = given or request.args.get("token") or request.cookies.get(_cookie_name())
         return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        """Every refusal as its status and a one-line JSON reason (the page shows it)."""
+        if isinstance(exc, RequestEntityTooLarge):  # a body too large is a bad request like any other
+            return jsonify(error=f"request body over {MAX_BODY >> 20} MiB"), 400
+        own = exc.description and exc.description != type(exc).description  # ours, not werkzeug's paragraph
+        return jsonify(error=(exc.description if own else exc.name).splitlines()[0][:200]), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # never a traceback to the client; one line on the console (--debug: all)
+        if debug:
+            app.logger.exception("review: unexpected error")
+        else:
+            first = (str(exc).splitlines() or [""])[0][:200]
+            print(f"faceveil: error: {request.path}: {exc.__class__.__name__}: {first}", file=sys.stderr)
+        return jsonify(error=f"internal error ({exc.__class__.__name__})"), 500
 
     @app.before_request
     def check_token():
@@ -126,9 +161,19 @@ def create_app(rs: ReviewSet, token: str) -> Flask:
         return guarded(lambda: jsonify(rs.frame_boxes(rel, i)))
 
     def body() -> dict:
-        data = request.get_json(silent=True)
+        """The request's JSON object; anything malformed, huge or deeply nested is a 400 with its reason."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            abort(400, f"request body over {MAX_BODY >> 20} MiB")
+        try:
+            data = json.loads(request.get_data(cache=False))
+        except RecursionError:
+            abort(400, "request body nested too deeply")
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            abort(400, f"request body is not JSON ({str(exc).splitlines()[0][:80]})")
+        if _too_deep(data):
+            abort(400, "request body nested too deeply")
         if not isinstance(data, dict) or not isinstance(data.get("path"), str):
-            abort(400)
+            abort(400, 'expected a JSON object with a "path"')
         return data
 
     @app.post("/api/apply")
@@ -138,6 +183,8 @@ def create_app(rs: ReviewSet, token: str) -> Flask:
             return jsonify(rs.apply(data["path"], data.get("manual", []), data.get("removed", [])))
         except KeyError:
             abort(404)
+        except PermissionError:  # the original or output resolves out of IN / OUT now, or was not in the run
+            abort(403)
         except ValueError as exc:
             return jsonify(error=str(exc)), 400
         except FaceveilError as exc:

@@ -5,14 +5,21 @@
 - Flags come from detections on the ORIGINAL (main detector run once at a lowered
   threshold, then split; an independent second detector) checked against the
   OUTPUT's pixels: a face whose pixels the output left unchanged is a leak.
-- Edits (manual boxes, removed boxes, approvals) live in OUT/review.json, the one
-  file the review adds beside the outputs; so stopping and restarting resumes.
+- Edits (manual boxes, removed boxes, approvals) live in OUT/.faceveil/review.json:
+  faceveil's own files under OUT keep to that one hidden folder, a name no input file
+  is read from, so a user's or a dataset's own review.json is never overwritten.
+  Stopping and restarting resumes.
+- Apply redoes the regions the run recorded (its --report, a dataset's manifest)
+  plus the reviewer's boxes, and keeps every pixel the run changed as the run left it
+  (unless the reviewer removed that box): it never shows more of a face than the run's
+  output did, even with no record of the run or with other settings than the run's.
 - Detection results and thumbnails (of outputs only, never originals) go to a
   cache folder outside OUT (default: the user cache dir), so nothing extra lands
   among the files a user publishes.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -35,8 +42,13 @@ from ..io.video import is_video_path
 from . import videos
 from ..pipeline import Anonymizer, AnonymizerConfig
 
-REVIEW_FILE = "review.json"
+OWN_DIR = ".faceveil"  # faceveil's own files under OUT (a video's track record too: video.tracks_path)
+REVIEW_FILE = f"{OWN_DIR}/review.json"
+OLD_REVIEW_FILE = "review.json"  # where faceveil 0.1.0 kept it: still read (when it is ours), never written
 FORMAT = 1
+# Apply keeps the output's pixel where it differs from the original (re-encoded as the output was)
+# by more than this, per channel: what the run changed stays changed. 0 for lossless outputs.
+KEEP_TOLERANCE = 6
 
 # A face counts as hidden when the output's pixels in the inner 60 % of its box differ
 # from the original's clearly more than re-encoding the original the way the output was
@@ -64,6 +76,77 @@ def default_cache_dir(out_root: Path) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     digest = hashlib.sha1(str(out_root.resolve()).encode()).hexdigest()[:16]
     return base / "faceveil" / "review" / digest
+
+
+def plain_params(params: dict | None) -> dict:
+    """Parameters as a report, manifest, track record or review.json stores them, ready for make_params.
+
+    Tuples are JSON lists (current writers) or, from faceveil 0.1.0, Python text such as
+    '(0.6, 0.9)'; both become tuples. Anything else is passed through unchanged.
+    """
+    out = {}
+    for key, value in (params or {}).items():
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, str) and value[:1] == "(" and value[-1:] == ")":
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                parsed = None
+            if isinstance(parsed, (tuple, int, float)):  # "(0.6)" is Python's text for a bare number
+                value = parsed if isinstance(parsed, tuple) else (parsed,)
+        out[key] = value
+    return out
+
+
+@dataclass
+class RunRecord:
+    """What an `anonymize --report` run did, by posix path under OUT and IN: the regions it hid in
+    each written image, and every file it was given (the failed ones too)."""
+
+    source: str
+    regions: dict[str, list[list[float]]] = field(default_factory=dict)
+    inputs: set[str] = field(default_factory=set)
+
+
+def _rel_under(text: str, root: Path, bases: list[Path]) -> str | None:
+    """``text`` (a path as the report wrote it: absolute, or relative to where the run was started)
+    as a posix path under ``root``, or None. Unknown starting folder: the longest tail that exists."""
+    p = Path(text)
+    for cand in [p] if p.is_absolute() else [b / p for b in bases]:
+        try:
+            return (cand.parent.resolve() / cand.name).relative_to(root).as_posix()
+        except (ValueError, OSError):
+            continue
+    parts = p.parts
+    for k in range(len(parts)):
+        tail = Path(*parts[k:])
+        if ".." not in tail.parts and not tail.is_absolute() and (root / tail).exists():
+            return tail.as_posix()
+    return None
+
+
+def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.PathLike,
+                    in_root: str | os.PathLike) -> RunRecord:
+    """The per-file part of an `anonymize --report` document, keyed by paths under OUT and IN."""
+    out_root, in_root = Path(out_root).resolve(), Path(in_root).resolve()
+    bases = [Path.cwd(), Path(report).resolve().parent]
+    rec = RunRecord(str(report))
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise UsageError(f"{report}: not a `faceveil anonymize --report` file (no files)")
+    for f in files:
+        if not isinstance(f, dict):
+            continue
+        if isinstance(f.get("input"), str):
+            rel = _rel_under(f["input"], in_root, bases)
+            if rel is not None:
+                rec.inputs.add(rel)
+        if f.get("status") == "written" and isinstance(f.get("output"), str):
+            rel = _rel_under(f["output"], out_root, bases)
+            if rel is not None and not is_video_path(rel):  # a video's record is its track file
+                rec.regions[rel] = [[float(v) for v in d["box"]] for d in f.get("detections") or []]
+    return rec
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -161,9 +244,10 @@ class ReviewSet:
 
     def __init__(self, out_root: str | os.PathLike, originals: str | os.PathLike, config: AnonymizerConfig,
                  settings: ReviewSettings | None = None, cache_dir: str | os.PathLike | None = None,
-                 progress: bool = False, background: bool = False):
+                 progress: bool = False, background: bool = False, run: RunRecord | None = None):
         """Pair OUT with IN and check every image, now (default) or, with ``background``, in a
-        thread started by ``start_checking`` while the page is already served."""
+        thread started by ``start_checking`` while the page is already served. ``run``: the
+        anonymize run's report (regions per output, files given), when there is one."""
         self.out_root = Path(out_root).resolve()
         self.in_root = Path(originals).resolve()
         if not self.out_root.is_dir():
@@ -173,6 +257,7 @@ class ReviewSet:
         if self.out_root == self.in_root:
             raise UsageError("OUT and --originals are the same folder: an in-place run has no originals to review")
         self.config = config
+        self.run = run
         self.settings = settings or ReviewSettings()
         self.anonymizer = Anonymizer.from_config(config)
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.out_root)
@@ -261,10 +346,11 @@ class ReviewSet:
                 state = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise FaceveilError(f"{path}: cannot read the saved review ({exc}); move it away to start afresh")
+        else:
+            state = _old_state(self.out_root / OLD_REVIEW_FILE)
         saved = state.get("config")
         now = self.anonymizer.describe()
-        if saved and {k: saved.get(k) for k in ("method", "method_params", "region", "seed")} != {
-                k: now.get(k) for k in ("method", "method_params", "region", "seed")}:
+        if isinstance(saved, dict) and not _same_settings(saved, now):
             print(f"faceveil: warning: {path} was made with other settings ({saved.get('method')}, "
                   f"{saved.get('method_params')}); Apply uses the current ones ({now['method']}, "
                   f"{now['method_params']})", file=sys.stderr)
@@ -371,8 +457,14 @@ class ReviewSet:
             if entry.get("out_key") != out_key:
                 with self._detect_lock:
                     dets = [(n, self._detector(n)) for n in self._second_names]
-                    entry = {"orig_key": orig_key, "out_key": out_key, "check": {},
-                             "analysis": videos.analyse(item.orig, item.out, dets, self.settings.match_iou)}
+                    try:  # resolved and checked now, as every read
+                        orig = self.file("orig", item.rel) if item.orig is not None and self.in_run(item) else None
+                        out = self.file("out", item.rel) if item.out is not None else None
+                        analysis = videos.analyse(orig, out, dets, self.settings.match_iou, self.out_root)
+                    except PermissionError:
+                        analysis = {**videos.analyse(None, None, [], 0),
+                                    "error": f"{item.rel}: refused, now a link leading out of OUT or IN"}
+                    entry = {"orig_key": orig_key, "out_key": out_key, "check": {}, "analysis": analysis}
             with self._lock:
                 self._cache[item.rel] = entry
                 item.analysis, item.check, item.check_done = entry["analysis"], entry["check"], True
@@ -394,10 +486,10 @@ class ReviewSet:
             self._save_cache()
 
     def _detect(self, item: Item) -> dict:
-        if item.orig is None:
+        if item.orig is None or not self.in_run(item):
             return {"error": None, "size": None, "main": [], "near": [], "second": []}
         try:
-            rgb = read_image(item.orig).rgb
+            rgb = read_image(self.file("orig", item.rel)).rgb
             det = self._detector("main")
             if hasattr(det, "detect_candidates"):  # e.g. multiscale: its score cut depends on the box size
                 main, near = det.detect_candidates(rgb, det.floor * self.settings.near)
@@ -420,19 +512,25 @@ class ReviewSet:
                     "second": second}
         except FaceveilError as exc:
             return {"error": str(exc), "size": None, "main": [], "near": [], "second": []}
+        except PermissionError:
+            return {"error": f"{item.rel}: refused, the original is now a link leading out of IN",
+                    "size": None, "main": [], "near": [], "second": []}
 
     def _check(self, item: Item, analysis: dict) -> dict:
         """For every face found on the original: is it hidden in the output?"""
         if item.out is None or item.orig is None or analysis.get("error"):
             return {}
         try:
-            out = read_image(item.out).rgb
-            orig = read_image(item.orig).rgb
+            out_path = self.file("out", item.rel)
+            out = read_image(out_path).rgb
+            orig = read_image(self.file("orig", item.rel)).rgb
             if out.shape != orig.shape:
                 return {"size_mismatch": [list(orig.shape[1::-1]), list(out.shape[1::-1])]}
-            base = reencoded_like(orig, item.out, self.config.jpeg_quality)
+            base = reencoded_like(orig, out_path, self.config.jpeg_quality)
         except FaceveilError as exc:
             return {"error": str(exc)}
+        except PermissionError:
+            return {"error": f"{item.rel}: refused, now a link leading out of OUT or IN"}
         except (OSError, ValueError) as exc:
             return {"error": f"{item.out}: cannot check ({exc})"}
         result = {}
@@ -449,7 +547,8 @@ class ReviewSet:
         a, c, rec = item.analysis, item.check, self._manual(item.rel)
         flags: list[dict] = []
         if item.out is None:
-            flags.append({"kind": "failed", "text": "no output: the file failed or was skipped"})
+            flags.append({"kind": "failed", "text": "no output: the file failed or was skipped" + (
+                "" if self.in_run(item) else " (its original is not shown: no report of the run names it)")})
         if item.orig is None:
             flags.append({"kind": "no-original", "text": "no original found: cannot compare or re-anonymize"})
         if a.get("error"):
@@ -494,7 +593,8 @@ class ReviewSet:
                 "fps": a.get("fps"), "hold": a.get("hold"), "tracks": a.get("tracks", []),
                 "failed_frames": a.get("failed", []), "second": a.get("second", []), "samples": a.get("samples", []),
                 "has_record": bool(a.get("record")), "has_output": item.out is not None,
-                "has_original": item.orig is not None, "version": _stat_key(item.out), "faces": [],
+                "has_original": item.orig is not None and self.in_run(item), "version": _stat_key(item.out),
+                "faces": [],
                 "suggestions": [], "manual": rec.get("manual", []), "removed": [],
                 "applied_at": rec.get("applied_at"), "approved": bool(rec.get("approved")), "flags": flags,
                 "checked": item.check_done, "risk": sum(RISK.get(f["kind"], 10) for f in flags),
@@ -505,7 +605,8 @@ class ReviewSet:
         suggestions = [{**f, "hidden": h} for g in ("near", "second") for f, h in zip(a.get(g, []), hidden[g])]
         return {
             "path": item.rel, "kind": "image",  # video items (tracks, frame strips) will add their own fields
-            "size": a.get("size"), "has_output": item.out is not None, "has_original": item.orig is not None,
+            "size": a.get("size"), "has_output": item.out is not None,
+            "has_original": item.orig is not None and self.in_run(item),
             "version": _stat_key(item.out), "faces": faces, "suggestions": suggestions,
             "manual": rec.get("manual", []), "removed": removed, "applied_at": rec.get("applied_at"),
             "approved": bool(rec.get("approved")), "flags": flags, "checked": item.check_done,
@@ -529,18 +630,41 @@ class ReviewSet:
 
     # files --------------------------------------------------------------
     def file(self, which: str, rel: str) -> Path:
-        """The output or original file of a known item; anything else is refused (KeyError)."""
+        """The output or original file of a known item, resolved and checked now; unknown: KeyError,
+        outside its root or not part of the run: PermissionError. Every read goes through here."""
         item = self.items.get(rel)
         if item is None or which not in ("out", "orig"):
             raise KeyError(rel)
         path, root = (item.out, self.out_root) if which == "out" else (item.orig, self.in_root)
         if path is None:
             raise KeyError(rel)
+        if which == "orig" and not self.in_run(item):
+            raise PermissionError(rel)
+        return self._checked(path, root, rel)
+
+    @staticmethod
+    def _checked(path: Path, root: Path, rel: str) -> Path:
         real = path.resolve()
-        # Checked again per request: a link may have been swapped in since start-up.
+        # Checked at the time of use: a link may have been swapped in since start-up.
         if not _inside(real, root) or not real.is_file():
             raise PermissionError(rel)
         return real
+
+    def in_run(self, item: Item) -> bool:
+        """Whether the anonymize run took this original: it has an output, or the run's report or
+        manifest names it. Other files in IN (never given to the run) are not shown or used."""
+        if item.out is not None:
+            return True
+        if self.run is not None and item.rel in self.run.inputs:
+            return True
+        return self.manifest is not None and item.rel in self.manifest
+
+    def _own(self, name: str) -> Path:
+        """A faceveil file under OUT/.faceveil; refused when that folder is a link or a file."""
+        d = self.out_root / OWN_DIR
+        if d.is_symlink() or (d.exists() and not d.is_dir()):
+            raise FaceveilError(f"{d}: not faceveil's own folder (a link or a file); move it away")
+        return self.out_root / name
 
     def thumbnail(self, rel: str, size: int = 320) -> Path:
         """A JPEG thumbnail of the OUTPUT (anonymized pixels only), made on first request and cached."""
@@ -580,20 +704,21 @@ class ReviewSet:
         item = self.items.get(rel)
         if item is None or not item.video or item.out is None:
             raise KeyError(rel)
-        rec = videos.load_record(self.file("out", rel))
+        rec = videos.load_record(self.file("out", rel), self.out_root)
         if rec is None or not 0 <= index < len(rec["frames"]):
             raise KeyError(index)
         return {"frame": index, "boxes": [{"box": b[:4], "track": b[4], "kind": b[5]} for b in rec["frames"][index]],
                 "error": rec.get("errors", {}).get(str(index))}
 
     def _apply_video(self, item: Item, manual) -> dict:
-        rec = videos.load_record(item.out) if item.out is not None else None
+        out = self.file("out", item.rel) if item.out is not None else None
+        rec = videos.load_record(out, self.out_root) if out is not None else None
         if rec is None or not rec.get("config"):
             raise FaceveilError(f"{item.rel}: no usable track record beside the output (anonymize it again with this "
                                 "faceveil): Apply needs the run's settings")
         w, h = rec["size"]
         ranges = videos.clean_ranges(manual, w, h, len(rec["frames"]))
-        result = videos.apply(item.orig, item.out, rec, ranges)
+        result = videos.apply(self.file("orig", item.rel), out, rec, ranges)
         self._record(item.rel, manual=ranges, applied_at=_now(), approved=False, approved_at=None, **result)
         self._analyse(item)
         return self.item_json(item)
@@ -604,10 +729,36 @@ class ReviewSet:
         rec.update(changes)
         self.state["last"] = rel
         self.state["updated"] = _now()
-        write_bytes_atomic(self.out_root / REVIEW_FILE, json.dumps(self.state, indent=1).encode())
+        write_bytes_atomic(self._own(REVIEW_FILE), json.dumps(self.state, indent=1).encode())
         for listener in self.listeners:
             listener(rel, rec)
         return rec
+
+    def _keep_run_changes(self, orig: np.ndarray, new: np.ndarray, old_path: Path, removed: list) -> np.ndarray:
+        """``new`` with the current output's pixels wherever the run changed the original: a region the
+        review does not know of (no record of the run, another shape, scale or strength, a box our
+        detector misses) stays exactly as hidden as the run left it; ``new`` only adds what the run left
+        untouched. Removed boxes are the reviewer's decision: not kept. Fails closed: an output that
+        cannot be compared refuses the Apply."""
+        try:
+            old = read_image(old_path).rgb
+            if old.shape != orig.shape:
+                raise FaceveilError(f"{old_path}: its size differs from the original's; Apply cannot keep what "
+                                    "the run hid (anonymize it again instead)")
+            base = reencoded_like(orig, old_path, self.config.jpeg_quality)
+        except (OSError, ValueError) as exc:
+            raise FaceveilError(f"{old_path}: cannot compare with the original ({exc})") from None
+        lossless = np.array_equal(base, orig)
+        changed = np.abs(old.astype(np.int16) - base.astype(np.int16)).max(axis=2) > (0 if lossless else
+                                                                                        KEEP_TOLERANCE)
+        keep = changed
+        if removed:
+            keep &= ~(self.anonymizer.compositor.mask(Detections.from_boxes(removed), orig.shape) > 0)
+        if not keep.any():
+            return new
+        out = new.copy()
+        out[keep] = old[keep]
+        return out
 
     def approve(self, rel: str, approved: bool = True) -> dict:
         with self._lock:
@@ -628,11 +779,19 @@ class ReviewSet:
                 raise KeyError(rel)
             if item.orig is None:
                 raise FaceveilError(f"{rel}: no original to re-anonymize")
+            if not self.in_run(item):
+                raise FaceveilError(f"{rel}: not part of the anonymize run (no output, and no report naming it); "
+                                    "start the review with --from-report to redo the run's failed files")
             if not item.check_done:  # not reached by the background check yet
                 self._analyse(item, save=False)
             if item.video:
                 return self._apply_video(item, manual)
-            img = read_image(item.orig)
+            # Resolved and checked now: IN/x may have become a link to a file elsewhere since start-up.
+            img = read_image(self.file("orig", rel))
+            old_path = self.file("out", rel) if item.out is not None else None
+            dst = old_path if old_path is not None else self.out_root / rel
+            if not _inside(dst.parent.resolve(), self.out_root):
+                raise PermissionError(rel)
             h, w = img.rgb.shape[:2]
             manual_boxes = _clean_boxes(manual, w, h)
             removed_boxes = _clean_boxes(removed, w, h, min_size=0)
@@ -647,6 +806,10 @@ class ReviewSet:
                 key = entry["path"]  # the dataset seeds each image by its path in the labels
             else:
                 base = [f["box"] for f in item.analysis.get("main", [])]
+                if self.run is not None and rel in self.run.regions:
+                    # The regions the run hid first, then any face our detector finds that none of them covers.
+                    recorded = self.run.regions[rel]
+                    base = recorded + [b for b in base if not _matches(b, recorded, iou=0.5)]
                 # The batch seeds each file by "<input folder name>/<rel>"; the same key gives the same noise.
                 key = f"{self.in_root.name}/{rel}"
             kept = [b for b in base if not _matches(b, removed_boxes)]
@@ -654,7 +817,8 @@ class ReviewSet:
                 Detections.from_boxes(kept, None, None, self.config.detector),
                 Detections.from_boxes(manual_boxes, None, None, "manual")])
             out = self.anonymizer.anonymize(img.rgb, dets, self.anonymizer.rng_for(key))
-            dst = item.out if item.out is not None else self.out_root / rel
+            if old_path is not None:
+                out = self._keep_run_changes(img.rgb, out, old_path, removed_boxes)
             write_image(dst, out, img, self.config.keep_metadata, self.config.jpeg_quality)
             item.out = dst
             if entry is not None:  # before review.json: the manifest is what `dataset verify` trusts
@@ -666,8 +830,25 @@ class ReviewSet:
             return self.item_json(item)
 
 
+def _old_state(path: Path) -> dict:
+    """A review saved by faceveil 0.1.0 at OUT/review.json, if that file is one (else a user's file: {})."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 << 20:
+            return {}
+        state = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if isinstance(state, dict) and "faceveil" in state and "format" in state and isinstance(state.get("items"), dict):
+        return state
+    return {}
+
+
 def _same_settings(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("method", "method_params", "region", "seed"))
+    """Same method, parameters, region and seed, whichever form a tuple was written in (list or text)."""
+    def key(d: dict) -> tuple:
+        return (d.get("method"), plain_params(d.get("method_params")), plain_params(d.get("region")), d.get("seed"))
+
+    return key(a) == key(b)
 
 
 def _matches(box, boxes, iou: float = 0.9) -> bool:
@@ -681,14 +862,23 @@ def _clean_boxes(boxes, w: int, h: int, min_size: float = 2.0) -> list[list[floa
         raise ValueError("boxes must be a list")
     for b in boxes:
         if not (isinstance(b, (list, tuple)) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b)):
-            raise ValueError(f"bad box {b!r}: expected [x1, y1, x2, y2]")
+            raise ValueError(f"bad box {_short(b)}: expected [x1, y1, x2, y2]")
         x1, x2 = sorted((min(max(float(b[0]), 0), w), min(max(float(b[2]), 0), w)))
         y1, y2 = sorted((min(max(float(b[1]), 0), h), min(max(float(b[3]), 0), h)))
         if not all(np.isfinite([x1, y1, x2, y2])):
-            raise ValueError(f"bad box {b!r}")
+            raise ValueError(f"bad box {_short(b)}")
         if x2 - x1 >= min_size and y2 - y1 >= min_size:
             out.append([x1, y1, x2, y2])
     return out
+
+
+def _short(value, limit: int = 60) -> str:
+    """A value from a request, for a one-line message: its repr, cut short."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = "<nested too deeply>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _now() -> str:

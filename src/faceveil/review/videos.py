@@ -29,8 +29,15 @@ def record_path(out: Path) -> Path:
     return tracks_path(out)
 
 
-def load_record(out: Path) -> dict | None:
+def load_record(out: Path, root: Path | None = None) -> dict | None:
+    """The run's track record of ``out``; with ``root``, refused when it resolves outside it."""
     p = record_path(out)
+    if root is not None and (p.exists() or p.is_symlink()):
+        real = p.resolve()
+        try:
+            real.relative_to(root)
+        except ValueError:
+            raise FaceveilError(f"{p}: refused, a link leading out of OUT") from None
     try:
         return json.loads(p.read_text())
     except FileNotFoundError:
@@ -117,7 +124,8 @@ def _noise(orig: np.ndarray, out: np.ndarray, boxes: list) -> float:
     return float((d * d).mean())
 
 
-def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: float) -> dict:
+def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: float,
+            root: Path | None = None) -> dict:
     """Tracks and failed frames from the record; second-detector faces on sampled ORIGINAL frames
     that the output left unchanged (its pixels differ no more than the codec's noise)."""
     from .store import HIDDEN_FLOOR, HIDDEN_RATIO, mse_inside
@@ -126,7 +134,7 @@ def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: flo
     if out is None:
         return a
     try:
-        rec = load_record(out)
+        rec = load_record(out, root)
     except FaceveilError as exc:
         return {**a, "error": str(exc)}
     if rec is None:
@@ -190,7 +198,7 @@ def flags(a: dict, hold_gap: int | None = None) -> list[dict]:
 
 def clean_ranges(manual, w: int, h: int, n: int) -> list[dict]:
     """Video edits from the page: [{box: [x1, y1, x2, y2], from: i, to: j}, ...], clipped to the video."""
-    from .store import _clean_boxes
+    from .store import _clean_boxes, _short
 
     if not isinstance(manual, list):
         raise ValueError("manual must be a list")
@@ -198,7 +206,7 @@ def clean_ranges(manual, w: int, h: int, n: int) -> list[dict]:
     for m in manual:
         if not isinstance(m, dict) or not all(isinstance(m.get(k), int) and not isinstance(m.get(k), bool)
                                               for k in ("from", "to")):
-            raise ValueError(f"bad video box {m!r}: expected {{box: [x1, y1, x2, y2], from: frame, to: frame}}")
+            raise ValueError(f"bad video box {_short(m)}: expected {{box: [x1, y1, x2, y2], from: frame, to: frame}}")
         boxes = _clean_boxes([m.get("box")], w, h)
         a, b = sorted((max(0, m["from"]), min(n - 1, m["to"])))
         if boxes and a <= b:
@@ -212,10 +220,12 @@ def apply(orig: Path, out: Path, record: dict, ranges: list[dict]) -> dict:
     from ..pipeline import Anonymizer, AnonymizerConfig
     from ..video import options_from_json, process_video
 
+    from .store import plain_params
+
     c = record["config"]
     anonymizer = Anonymizer.from_config(AnonymizerConfig(
-        method=c["method"], method_params=c["method_params"], detector=c["detector"],
-        detector_params=c["detector_params"], region=c["region"], seed=c["seed"]))
+        method=c["method"], method_params=plain_params(c["method_params"]), detector=c["detector"],
+        detector_params=plain_params(c["detector_params"]), region=c["region"], seed=c["seed"]))
     per_frame: dict[int, list] = {}
     for m in ranges:
         for i in range(m["from"], m["to"] + 1):
