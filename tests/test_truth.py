@@ -86,7 +86,7 @@ def test_review_loop_on_default_settings(tmp_path, astronaut):
     assert r.status_code == 200, r.data
     # Apply without edits redoes the original with the run's own settings: the same pixels.
     assert np.array_equal(np.asarray(Image.open(out / "astro.png")), np.asarray(Image.open(io_bytes(made))))
-    saved = json.loads((out / "review.json").read_text())
+    saved = json.loads((out / ".faceveil" / "review.json").read_text())
     assert saved["config"]["detector_params"]["big_scales"] == [0.6, 0.9]
 
 
