@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default; GPS too)")
     o.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
+    ex = o.add_mutually_exclusive_group()
+    ex.add_argument("--overwrite", "-y", action="store_true",
+                    help="replace outputs that already exist (default: refuse, naming the first one)")
+    ex.add_argument("--skip-existing", "-n", action="store_true", help="leave outputs that already exist alone")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     _add_common(a)
     from .cli_video import add_video_args
@@ -186,6 +190,9 @@ def cmd_anonymize(args) -> int:
 
     video_options(args)  # bad video options fail before any work
     jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place)
+    from .io.inputs import check_existing
+
+    jobs, kept = check_existing(jobs, "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
     image_jobs, video_jobs = split_video_jobs(jobs)
     # Build once here so bad names, parameters or a missing model fail before any work.
     describe = Anonymizer.from_config(cfg).describe()
@@ -208,13 +215,15 @@ def cmd_anonymize(args) -> int:
         from .io.atomic import write_bytes_atomic
 
         report = {"faceveil": __version__, **describe, "files": [r.to_json() for r in results],
-                  "skipped": [str(p) for p in skipped],
+                  "skipped": [str(p) for p in skipped], "existing": [str(j.dst) for j in kept],
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces}}
         write_bytes_atomic(args.report, json.dumps(report, indent=1).encode())
     where = args.output if args.output else "in place"
     msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({faces} faces) -> {where}"
     if skipped:
         msg += f"; {len(skipped)} non-image files skipped"
+    if kept:
+        msg += f"; {len(kept)} existing outputs left as they were"
     if n_failed:
         msg += f"; {n_failed} failed (not written)"
     print(msg, file=sys.stderr)
