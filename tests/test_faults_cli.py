@@ -85,3 +85,71 @@ def test_single_file_output_name_is_a_file(coll, tmp_path, capsys, astronaut):
     assert code == 2 and "name.jpg" in err
     code, _, err = run(capsys, "anonymize", coll / "d1" / "x.jpg", "-o", dst, "--overwrite", *FAST)
     assert code == 0, err
+
+
+# item 7: a truncated or corrupt video is never a success ------------------------------------------------
+
+def _video_out_files(out):
+    return [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+
+
+def _cut(tmp_path, name, n_bytes):
+    from conftest import shared_path
+
+    src = shared_path("videos", name)
+    dst = tmp_path / "in" / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes()[:n_bytes])
+    return dst
+
+
+@pytest.mark.parametrize("name,n_bytes", [("group_hikers_640x480_ccby.mp4", 200_000),  # moov first, tail cut
+                                          ("crowd_marathon_960x540_pd.mkv", 1_894_000)])  # mkv, half of it
+def test_truncated_video_fails_and_writes_nothing(name, n_bytes, tmp_path, capsys):
+    src = _cut(tmp_path, name, n_bytes)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q", "--detect-every", "5", "-m", "blackout")
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("faceveil: error:")]
+    assert len(errors) == 1 and name in errors[0] and "truncated" in errors[0], err
+    assert "Traceback" not in err
+    assert _video_out_files(out) == [], "no output, no preview, no track record, no temporary file"
+
+
+def test_truncated_video_allowed_says_how_many_frames(tmp_path, capsys):
+    import json
+
+    src = _cut(tmp_path, "group_hikers_640x480_ccby.mp4", 200_000)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q", "--detect-every", "5", "-m", "blackout",
+                       "--allow-truncated", "--report", tmp_path / "r.json")
+    assert code == 1, "a truncated file is never a success, even when its frames are written"
+    assert (out / src.name).is_file()
+    assert "of 521" in err, err
+    rec = json.loads((out / ".faceveil" / f"{src.name}.tracks.json").read_text())
+    assert rec["announced_frames"] == 521 and 0 < len(rec["frames"]) < 521
+    f = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert f["announced_frames"] == 521 and f["frames"] == len(rec["frames"])
+
+
+@pytest.mark.parametrize("kind", ["empty", "audio-only"])
+def test_video_without_frames_is_one_line(kind, tmp_path, capsys):
+    import av
+
+    src = tmp_path / "in" / "v.mp4"
+    src.parent.mkdir()
+    if kind == "empty":
+        src.write_bytes(b"")
+    else:
+        with av.open(str(src), "w") as c:
+            a = c.add_stream("aac", rate=8000)
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 8000, 0
+            for p in a.encode(f):
+                c.mux(p)
+            for p in a.encode(None):
+                c.mux(p)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q")
+    assert code == 1 and err.count("faceveil: error:") == 1 and "v.mp4" in err and "Traceback" not in err, err
+    assert _video_out_files(out) == []

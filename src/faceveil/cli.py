@@ -227,7 +227,8 @@ def cmd_anonymize(args) -> int:
     if n_failed:
         msg += f"; {n_failed} failed (not written)"
     print(msg, file=sys.stderr)
-    partial = any(getattr(r, "failed_frames", 0) for r in written)  # video frames blurred or dropped
+    # Video frames blurred or dropped, or a truncated video written under --allow-truncated.
+    partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) for r in written)
     return 1 if n_failed or partial else 0
 
 
