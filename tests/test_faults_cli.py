@@ -153,3 +153,137 @@ def test_video_without_frames_is_one_line(kind, tmp_path, capsys):
     code, _, err = run(capsys, "anonymize", src, "-o", out, "-q")
     assert code == 1 and err.count("faceveil: error:") == 1 and "v.mp4" in err and "Traceback" not in err, err
     assert _video_out_files(out) == []
+
+
+# item 10: SIGTERM and SIGINT leave no temporary file and no process -----------------------------------------
+
+_started: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes():
+    """Whatever a test started is gone after it, even when it failed half way."""
+    yield
+    import psutil
+
+    for p in _started:
+        try:
+            procs = [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            procs = []
+        for q in procs:
+            with __import__("contextlib").suppress(psutil.NoSuchProcess):
+                q.kill()
+        p.wait()
+    _started.clear()
+
+
+def _faceveil(*argv, **kw):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    p = subprocess.Popen([sys.executable, "-m", "faceveil", *map(str, argv)], env=env,
+                         stderr=subprocess.PIPE, text=True, **kw)
+    _started.append(p)
+    return p
+
+
+def _temporaries(folder):
+    return [p for p in folder.rglob("*") if ".tmp" in p.name] if folder.exists() else []
+
+
+def _wait_for(cond, timeout=60.0):
+    import time
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_signal_during_video_leaves_no_temporary(sig, code, tmp_path):
+    import signal
+
+    from conftest import shared_path
+
+    src = shared_path("videos", "talking_head_speech_844.mp4")
+    out = tmp_path / "out"
+    argv = ("anonymize", src, "-o", out, "-q", "--detect", "fast", "--max-size", "320", "-m", "blackout")
+    p = _faceveil(*argv)
+    assert _wait_for(lambda: bool(_temporaries(out))), "the run writes into a temporary file"
+    p.send_signal(getattr(signal, sig))
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == code, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert _temporaries(out) == [] and not (out / src.name).exists()
+    # Re-running finishes, into the same bytes as an undisturbed run.
+    for dst in (out, tmp_path / "again"):
+        q = _faceveil(*argv[:3], dst, *argv[4:])
+        assert q.wait(timeout=300) == 0, q.stderr.read()
+    assert (out / src.name).read_bytes() == (tmp_path / "again" / src.name).read_bytes()
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path, capsys, astronaut):
+    import os
+    import subprocess
+    import sys
+
+    from faceveil.io.atomic import atomic_path
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.fromarray(astronaut).save(src)
+    out = tmp_path / "out"
+    with atomic_path(out / "probe.png") as tmp:
+        name = tmp.name.replace("probe.png", "a.png")
+    (out / "probe.png").unlink()
+    assert f".{os.getpid()}." in name, "the writer's pid is in the temporary's name"
+    stale = out / name.replace(f".{os.getpid()}.", f".{dead.pid}.")
+    live = out / name.replace("a.png", "b.png")  # this (live) process's own
+    foreign = out / ".notes.txt.12345.tmp"
+    for p in (stale, live, foreign):
+        p.write_bytes(b"x")
+    code, _, err = run(capsys, "anonymize", src, "-o", out, *FAST)
+    assert code == 0, err
+    assert not stale.exists(), "a dead writer's temporary is removed"
+    assert live.exists() and foreign.exists(), "a live writer's, or another program's, file is left alone"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_signal_during_parallel_batch_leaves_no_worker(sig, code, tmp_path, astronaut):
+    import signal
+
+    import psutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(40):
+        Image.fromarray(np.roll(astronaut, 7 * i, axis=1)).save(src / f"{i:02d}.jpg", quality=90)
+    out = tmp_path / "out"
+    p = _faceveil("anonymize", src, "-o", out, "-q", "-j", "2")
+    proc = psutil.Process(p.pid)
+    assert _wait_for(lambda: len(proc.children()) >= 2 and out.exists() and any(out.iterdir()))
+    children = proc.children(recursive=True)
+    p.send_signal(getattr(signal, sig))
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == code, err
+    assert "Traceback" not in err, err
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"worker processes left: {alive}"
+    assert _temporaries(out) == []
+    written = sorted(out.iterdir())
+    assert 0 < len(written) < 40, "interrupted part way"
+    # Every file that was written is complete: the same bytes as a fresh run of that file.
+    q = _faceveil("anonymize", src / written[0].name, "-o", tmp_path / "one", "-q")
+    assert q.wait(timeout=120) == 0
+    assert (tmp_path / "one" / written[0].name).read_bytes() == written[0].read_bytes()

@@ -193,6 +193,10 @@ def cmd_anonymize(args) -> int:
     from .io.inputs import check_existing
 
     jobs, kept = check_existing(jobs, "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
+    from .io.atomic import remove_stale_temporaries
+
+    # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
+    stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
     image_jobs, video_jobs = split_video_jobs(jobs)
     # Build once here so bad names, parameters or a missing model fail before any work.
     describe = Anonymizer.from_config(cfg).describe()
@@ -224,6 +228,8 @@ def cmd_anonymize(args) -> int:
         msg += f"; {len(skipped)} non-image files skipped"
     if kept:
         msg += f"; {len(kept)} existing outputs left as they were"
+    if stale:
+        msg += f"; {stale} temporary files of interrupted runs removed"
     if n_failed:
         msg += f"; {n_failed} failed (not written)"
     print(msg, file=sys.stderr)
@@ -291,8 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    from .signals import Terminated, terminate_as_interrupt
+
     try:
-        return args.func(args)
+        with terminate_as_interrupt():
+            return args.func(args)
+    except Terminated:
+        print("faceveil: terminated; no partial files were left", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("faceveil: interrupted; no partial files were left", file=sys.stderr)
         return 130
