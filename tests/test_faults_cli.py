@@ -287,3 +287,101 @@ def test_signal_during_parallel_batch_leaves_no_worker(sig, code, tmp_path, astr
     q = _faceveil("anonymize", src / written[0].name, "-o", tmp_path / "one", "-q")
     assert q.wait(timeout=120) == 0
     assert (tmp_path / "one" / written[0].name).read_bytes() == written[0].read_bytes()
+
+
+# item 12: the Python API, eval and bench share the CLI's defaults ---------------------------------------------
+
+def _same_config(a: dict, b: dict):
+    pa = {k: v for k, v in a["detector_params"].items() if k != "threads"}
+    pb = {k: v for k, v in b["detector_params"].items() if k != "threads"}
+    assert (a["detector"], pa, a["region"]) == (b["detector"], pb, b["region"])
+
+
+def test_api_defaults_are_the_clis(coll, tmp_path, capsys, astronaut):
+    import json
+
+    import faceveil
+    from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
+
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, "-q", "--report", tmp_path / "r.json")
+    assert code == 0, err
+    cli = json.loads((tmp_path / "r.json").read_text())
+    api = faceveil.Anonymizer().describe()
+    _same_config(api, cli)
+    assert api["detector"] == PRESETS[DEFAULT_PRESET]["detector"] and api["region"]["shape"] == "box"
+    # The functions find what the CLI's default finds, and hide it the same way.
+    faces = faceveil.detect(astronaut)
+    assert np.array_equal(faces.xyxy, faceveil.Anonymizer().detect(astronaut).xyxy) and len(faces) == 1
+    from faceveil.io.images import read_rgb
+
+    img = read_rgb(coll / "d1" / "x.jpg")
+    ours = faceveil.anonymize(img)
+    mask = faceveil.Anonymizer().compositor.mask(faceveil.detect(img), img.shape) > 0
+    assert (ours[~mask] == img[~mask]).all() and np.abs(ours[mask].astype(int) - img[mask]).mean() > 5
+
+
+def test_anonymize_with_detections_needs_no_detector(monkeypatch, noise_image):
+    import faceveil
+    det = __import__("importlib").import_module("faceveil.detect")  # faceveil.detect is also a function
+    import faceveil.pipeline as pipeline
+    from faceveil.api import _detector
+
+    def no_detector(*a, **k):
+        raise AssertionError("a detector was built")
+
+    _detector.cache_clear()
+    monkeypatch.setattr(det, "get_detector", no_detector)
+    monkeypatch.setattr(pipeline, "get_detector", no_detector)
+    faces = faceveil.Detections.from_boxes([[40, 30, 100, 90]])
+    out = faceveil.anonymize(noise_image, "blackout", detections=faces)
+    assert (out[40:80, 50:90] == 0).all() and (out[:20] == noise_image[:20]).all()
+
+
+def test_video_api_defaults_are_the_clis_video_default(monkeypatch, tmp_path, capsys):
+    import json
+
+    from conftest import shared_path
+
+    import faceveil.video
+    from faceveil.detect.presets import VIDEO_PRESET, resolve
+
+    src = _cut(tmp_path, "talking_head_speech_844.mp4", 10**9)
+    r = faceveil.video.anonymize_video(src, tmp_path / "api" / "v.mp4", "blackout",
+                                       options=faceveil.video.VideoOptions(detect_every=25))
+    assert r.status == "written"
+    api = json.loads((tmp_path / "api" / ".faceveil" / "v.mp4.tracks.json").read_text())["config"]
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "cli", "-q", "-m", "blackout", "--detect-every", "25")
+    assert code == 0, err
+    cli = json.loads((tmp_path / "cli" / ".faceveil" / f"{src.name}.tracks.json").read_text())["config"]
+    _same_config(api, cli)
+    name, params, _ = resolve(VIDEO_PRESET)
+    assert api["detector"] == name
+
+    seen = []
+    det = __import__("importlib").import_module("faceveil.detect")  # faceveil.detect is also a function
+    from faceveil.api import _detector
+
+    real = det.get_detector
+    _detector.cache_clear()
+    monkeypatch.setattr(det, "get_detector", lambda n, p=None: seen.append((n, dict(p or {}))) or real(n, p))
+    frames = faceveil.video.track(src, options=faceveil.video.VideoOptions(detect_every=50))
+    next(iter(frames))
+    assert seen == [(name, params)]
+
+
+def test_eval_and_bench_default_to_the_anonymize_preset(tmp_path):
+    from faceveil.cli import build_parser
+    from faceveil.detect.presets import resolve
+    from faceveil.eval.commands import workbench
+
+    (tmp_path / "imgs").mkdir()
+    name, params, region = resolve(None)
+    for argv in (["eval", "quality", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "q")],
+                 ["eval", "detection", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "q")],
+                 ["bench", "--images", str(tmp_path / "imgs"), "--pairs", "p.csv", "-o", str(tmp_path / "b")]):
+        wb = workbench(build_parser().parse_args(argv), tmp_path / "imgs")
+        assert (wb.detector, wb.detector_params, wb.region) == (name, params, region)
+    args = build_parser().parse_args(["eval", "quality", "--images", str(tmp_path / "imgs"), "-o", "q",
+                                      "--detect", "thorough"])
+    assert workbench(args, tmp_path / "imgs").detector_params == resolve("thorough")[1]

@@ -131,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
 COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench", "faceveil.bank_cli"]
 EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.eval.cli_leaks", "faceveil.train.train_on_anon"]
-# Detection preset for videos when neither --detect nor --detector is given (images: presets.DEFAULT_PRESET).
-VIDEO_PRESET = "fast"
+# Detection preset for videos when neither --detect nor --detector is given (images: presets.DEFAULT_PRESET);
+# one constant, shared with faceveil.video's Python API.
+from .detect.presets import VIDEO_PRESET  # noqa: E402
 
 # `faceveil train ...` commands (each module's `register(subparsers)`; torch is imported only when one runs).
 TRAIN_MODULES: list[str] = ["faceveil.train.learnedblur_cli", "faceveil.train.harmonizer"]

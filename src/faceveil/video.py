@@ -135,16 +135,23 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         yield emit(buffer.popleft())
 
 
-def track(path: str | os.PathLike, detector: str = "centerface", options: VideoOptions | None = None,
-          **detector_params) -> Iterator[tuple[np.ndarray, Detections]]:
+def _video_preset(detector: str | None, preset: str | None) -> str | None:
+    from .detect.presets import VIDEO_PRESET
+
+    return preset if preset or detector else VIDEO_PRESET
+
+
+def track(path: str | os.PathLike, detector: str | None = None, options: VideoOptions | None = None,
+          preset: str | None = None, **detector_params) -> Iterator[tuple[np.ndarray, Detections]]:
     """Iterate ``(frame, detections)`` over a video: upright RGB frames, tracked faces with ids.
 
-    A frame whose detection failed comes with ``detections.source == "error"``
-    and no boxes; treat it as "anything may be a face there".
+    Detection defaults to the CLI's for videos (presets.VIDEO_PRESET). A frame whose
+    detection failed comes with ``detections.source == "error"`` and no boxes; treat it as
+    "anything may be a face there".
     """
-    from .api import _detector
+    from .api import resolved_detector
 
-    det = _detector(detector, tuple(sorted(detector_params.items())))
+    det = resolved_detector(detector, _video_preset(detector, preset), detector_params)
     info = probe(path)
     for item in tracked_frames(read_frames(path), det.detect, options or VideoOptions(), float(info.fps)):
         if item.error is not None:
@@ -409,11 +416,15 @@ def _write_tracks(dst: Path, anonymizer: Anonymizer, options: VideoOptions, key:
 
 
 def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str = "blur",
-                    detector: str = "centerface", options: VideoOptions | None = None, progress: bool = False,
-                    **method_params) -> VideoResult:
-    """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written."""
-    result = process_video(Anonymizer(method=method, method_params=method_params, detector=detector), src, dst,
-                           options, progress)
+                    detector: str | None = None, options: VideoOptions | None = None, progress: bool = False,
+                    preset: str | None = None, **method_params) -> VideoResult:
+    """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written.
+
+    Detection and region default to the CLI's for videos (presets.VIDEO_PRESET).
+    """
+    anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
+                            preset=_video_preset(detector, preset))
+    result = process_video(anonymizer, src, dst, options, progress)
     if result.status == "failed":
         raise InputError(result.error)
     return result
