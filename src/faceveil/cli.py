@@ -84,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
     ex = o.add_mutually_exclusive_group()
-    ex.add_argument("--overwrite", "-y", action="store_true",
+    ex.add_argument("--overwrite", action="store_true",
                     help="replace outputs that already exist (default: refuse, naming the first one)")
-    ex.add_argument("--skip-existing", "-n", action="store_true", help="leave outputs that already exist alone")
+    ex.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     _add_common(a)
     from .cli_video import add_video_args
