@@ -104,7 +104,8 @@ def _cut(tmp_path, name, n_bytes):
 
 
 @pytest.mark.parametrize("name,n_bytes", [("group_hikers_640x480_ccby.mp4", 200_000),  # moov first, tail cut
-                                          ("crowd_marathon_960x540_pd.mkv", 1_894_000)])  # mkv, half of it
+                                          pytest.param("crowd_marathon_960x540_pd.mkv", 1_894_000,  # mkv, half
+                                                       marks=pytest.mark.slow)])
 def test_truncated_video_fails_and_writes_nothing(name, n_bytes, tmp_path, capsys):
     src = _cut(tmp_path, name, n_bytes)
     out = tmp_path / "out"
@@ -338,6 +339,7 @@ def test_anonymize_with_detections_needs_no_detector(monkeypatch, noise_image):
     assert (out[40:80, 50:90] == 0).all() and (out[:20] == noise_image[:20]).all()
 
 
+@pytest.mark.slow
 def test_video_api_defaults_are_the_clis_video_default(monkeypatch, tmp_path, capsys):
     import json
 
