@@ -41,8 +41,9 @@ def test_presets_resolve_and_explicit_options_win():
     name, params, region = resolve("fast", None, {"max_size": 900}, {"mask_scale": 1.5}, threshold=0.5)
     assert params["threshold"] == params["small_threshold"] == 0.5 and params["max_size"] == 900
     assert region == {"shape": "box", "mask_scale": 1.5}
-    # a detector named without a preset runs with its own defaults
-    assert resolve(None, "centerface", {}, {}, 0.3) == ("centerface", {"threshold": 0.3}, {})
+    # a detector named without a preset runs with its own defaults, in the one default region
+    assert resolve(None, "centerface", {}, {}, 0.3) == ("centerface", {"threshold": 0.3},
+                                                         PRESETS[DEFAULT_PRESET]["region"])
     with pytest.raises(UsageError, match="not both"):
         resolve("balanced", "yunet")
     with pytest.raises(UsageError, match="unknown detection preset"):

@@ -23,6 +23,10 @@ TOKEN = "test-token-0123456789"
 HDR = {"X-Faceveil-Token": TOKEN}
 
 
+# The base fixture's run: `faceveil anonymize --detector centerface` (its own defaults, the default region).
+CF = AnonymizerConfig(detector="centerface")
+
+
 def _read(p: Path) -> np.ndarray:
     return np.asarray(Image.open(p).convert("RGB"))
 
@@ -48,7 +52,7 @@ def base(tmp_path_factory, astronaut):
     Image.fromarray(rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)).save(src / "sub" / "noise.png")
     (src / "bad.png").write_bytes(b"not a png")
     out = root / "out"
-    # plain centerface: the library's default AnonymizerConfig() (the CLI's default is the balanced preset)
+    # plain centerface (the CLI's and the library's default is the balanced preset); the review below uses CF
     assert main(["anonymize", str(src), "-o", str(out), "-q", "--detector", "centerface"]) == 1  # bad.png fails
     shutil.copy2(src / "leak.png", out / "leak.png")
     return src, out, root / "cache"
@@ -59,7 +63,7 @@ def env(base, tmp_path):
     src, pristine, cache = base
     out = tmp_path / "out"
     shutil.copytree(pristine, out)
-    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("yunet",)), cache)
+    rs = ReviewSet(out, src, CF, ReviewSettings(second=("yunet",)), cache)
     client = create_app(rs, TOKEN).test_client(use_cookies=False)  # each request shows its own credentials
     return rs, client, src, out
 
@@ -119,7 +123,7 @@ def test_second_detector_and_near_threshold_flags(base, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(pristine, out)
     shutil.copy2(src / "astro.png", out / "astro.png")  # as if made at that threshold: face left as is
-    rs = ReviewSet(out, src, AnonymizerConfig(detector_params={"threshold": 0.95}), ReviewSettings(second=("yunet",)),
+    rs = ReviewSet(out, src, AnonymizerConfig(detector="centerface", detector_params={"threshold": 0.95}), ReviewSettings(second=("yunet",)),
                    cache)
     items = {i["path"]: i for i in rs.listing()["items"]}
     kinds = sorted(f["kind"] for f in items["astro.png"]["flags"])
@@ -138,7 +142,7 @@ def test_small_faces_are_flagged(base, tmp_path, astronaut):
     canvas[60:156, 100:196] = face
     Image.fromarray(canvas).save(small_in / "small.png")
     assert main(["anonymize", str(small_in), "-o", str(out), "-q", "-t", "0.05"]) == 0
-    rs = ReviewSet(out, small_in, AnonymizerConfig(detector_params={"threshold": 0.05}),
+    rs = ReviewSet(out, small_in, AnonymizerConfig(detector="centerface", detector_params={"threshold": 0.05}),
                    ReviewSettings(second=("none",)), tmp_path / "cache")
     item = rs.listing()["items"][0]
     assert item["faces"], "the shrunk face should still be detected at threshold 0.05"
@@ -168,7 +172,7 @@ def test_symlinks_out_of_the_roots_are_refused(base, tmp_path):
     (out / "evil.png").symlink_to(secret)
     (in2 / "evil.png").symlink_to(secret)
     (in2 / "evil2.png").symlink_to(secret)
-    rs = ReviewSet(out, in2, AnonymizerConfig(), ReviewSettings(second=("none",)), cache)
+    rs = ReviewSet(out, in2, CF, ReviewSettings(second=("none",)), cache)
     client = create_app(rs, TOKEN).test_client()
     assert sorted(rs.refused) == ["evil.png", "evil2.png"]
     for url in ["/img/out/evil.png", "/img/orig/evil.png", "/img/orig/evil2.png", "/thumb/evil.png"]:
@@ -196,7 +200,7 @@ def test_apply_changes_exactly_the_new_box_and_records_it(env):
     assert item["manual"] == [box] and item["applied_at"]
     after = _read(out / "sub" / "noise.png")
     changed = (before != after).any(axis=2)
-    mask = Compositor(RegionParams()).mask(Detections.from_boxes([box]), before.shape) > 0
+    mask = Compositor(RegionParams(**rs.config.region)).mask(Detections.from_boxes([box]), before.shape) > 0
     assert not (changed & ~mask).any(), "pixels outside the new box's region changed"
     assert changed[mask].mean() > 0.95, "the new region should be re-anonymized (blur on noise changes ~all)"
     saved = json.loads((out / ".faceveil" / "review.json").read_text())
@@ -251,7 +255,7 @@ def test_approve_and_resume_after_restart(env, base):
     assert r.status_code == 200 and r.get_json()["approved"] is True
     assert client.get("/api/items", headers=HDR).get_json()["summary"]["flagged_remaining"] == 1
     # restart: a new ReviewSet on the same folders
-    rs2 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("yunet",)), base[2])
+    rs2 = ReviewSet(out, src, CF, ReviewSettings(second=("yunet",)), base[2])
     data = rs2.listing()
     items = {i["path"]: i for i in data["items"]}
     assert items["leak.png"]["approved"] and items["sub/noise.png"]["manual"] == [box]
@@ -353,7 +357,7 @@ def test_apply_without_edits_reproduces_a_seeded_random_method(base, tmp_path):
     shutil.copy2(src / "astro.png", only / "astro.png")
     assert main(["anonymize", str(only), "-o", str(out), "-q", "-m", "noise", "--seed", "4", "-d", "centerface"]) == 0
     before = _read(out / "astro.png")
-    rs = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=4), ReviewSettings(second=("none",)),
+    rs = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=4, detector="centerface"), ReviewSettings(second=("none",)),
                    tmp_path / "cache")
     rs.apply("astro.png", [], [])
     assert (_read(out / "astro.png") == before).all()
@@ -363,7 +367,7 @@ def test_apply_without_edits_reproduces_a_seeded_random_method(base, tmp_path):
     rs.apply("astro.png", [box], [])
     seed4 = _read(out / "astro.png")
     (out / "astro.png").write_bytes(pristine)
-    rs2 = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=5), ReviewSettings(second=("none",)),
+    rs2 = ReviewSet(out, only, AnonymizerConfig(method="noise", seed=5, detector="centerface"), ReviewSettings(second=("none",)),
                     tmp_path / "cache2")
     rs2.apply("astro.png", [box], [])
     after = _read(out / "astro.png")
@@ -394,7 +398,7 @@ def test_background_checking_and_cached_restart(base, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(pristine, out)
     cache = tmp_path / "cache"
-    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    rs = ReviewSet(out, src, CF, ReviewSettings(second=("none",)), cache, background=True)
     data = rs.listing()
     assert data["summary"]["checking"] == 4 and not any(i["checked"] for i in data["items"])
     rs.start_checking()
@@ -403,9 +407,9 @@ def test_background_checking_and_cached_restart(base, tmp_path):
     assert data["summary"]["checking"] == 0 and data["items"][0]["path"] in ("bad.png", "leak.png")
     assert data["summary"]["flagged_remaining"] == 2
     # a restart with nothing changed has every result at once, from the cache
-    rs2 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    rs2 = ReviewSet(out, src, CF, ReviewSettings(second=("none",)), cache, background=True)
     assert rs2.checking == 0 and rs2.listing()["summary"]["flagged_remaining"] == 2
     # an output changed since then is checked again
     shutil.copy2(src / "astro.png", out / "astro.png")
-    rs3 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), cache, background=True)
+    rs3 = ReviewSet(out, src, CF, ReviewSettings(second=("none",)), cache, background=True)
     assert rs3.checking == 1

@@ -16,21 +16,37 @@ def _detector(name: str, frozen_params: tuple):
     return get_detector(name, dict(frozen_params))
 
 
-def detect(image: np.ndarray, detector: str = "centerface", **params) -> Detections:
-    """Faces in an RGB uint8 image (HxWx3). Models are loaded once and cached."""
+def resolved_detector(detector: str | None = None, preset: str | None = None, params: dict | None = None):
+    """The cached detector for a preset (default: the CLI's, ``balanced``) or a named detector."""
+    from .detect.presets import resolve
+
+    name, p, _ = resolve(preset, detector, params)
+    return _detector(name, tuple(sorted(p.items())))
+
+
+def detect(image: np.ndarray, detector: str | None = None, preset: str | None = None, **params) -> Detections:
+    """Faces in an RGB uint8 image (HxWx3). Models are loaded once and cached.
+
+    Default: the ``balanced`` preset, as ``faceveil anonymize``; ``preset`` picks another,
+    ``detector`` a detector by name with its own defaults (``params`` override either).
+    """
     from .pipeline import check_image
 
-    return _detector(detector, tuple(sorted(params.items()))).detect(check_image(image))
+    return resolved_detector(detector, preset, params).detect(check_image(image))
 
 
 def anonymize(image: np.ndarray, method: str = "blur", detections: Detections | None = None,
-              detector: str = "centerface", seed: int = 0, **params) -> np.ndarray:
+              detector: str | None = None, seed: int = 0, preset: str | None = None,
+              region: dict | None = None, **params) -> np.ndarray:
     """Return a copy of ``image`` with every face hidden by ``method``.
 
     ``params`` are the method's parameters (see ``faceveil methods``), e.g.
-    ``anonymize(img, "blur", kernel=25)``. Pass ``detections`` to skip detection.
+    ``anonymize(img, "blur", kernel=25)``. Detection and region are the CLI's defaults
+    (``preset``, ``detector`` and ``region`` as in ``detect`` and ``Anonymizer``). Pass
+    ``detections`` to skip detection: no detector is built then.
     """
-    anon = Anonymizer(method=method, method_params=params, detector=detector, seed=seed)
+    anon = Anonymizer(method=method, method_params=params, detector=detector, region=region, seed=seed,
+                      preset=preset, load_detector=False)
     if detections is None:
-        detections = detect(image, detector)
+        detections = detect(image, detector, preset)
     return anon.anonymize(image, detections)

@@ -23,6 +23,13 @@ def _init_worker(cfg: AnonymizerConfig) -> None:
     _worker = Anonymizer.from_config(cfg)
 
 
+def _init_pool_worker(cfg: AnonymizerConfig) -> None:
+    from .signals import ignore_in_worker
+
+    ignore_in_worker()
+    _init_worker(cfg)
+
+
 def _run_one(mode: str, job: Job) -> ItemResult:
     assert _worker is not None
     if mode == "detect":
@@ -67,7 +74,7 @@ def run_batch(
         else:
             threads = _threads_per_worker(jobs)
             cfg = _with_threads(cfg, threads)
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(cfg,)) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker, initargs=(cfg,)) as pool:
                 try:
                     consume(pool.map(_run_one, [mode] * len(jobs_list), jobs_list, chunksize=1))
                 except BaseException:

@@ -228,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default; GPS too)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
+    ex = o.add_mutually_exclusive_group()
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace outputs that already exist (default: refuse, naming the first one)")
+    ex.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     _add_common(a)
     from .cli_video import add_video_args
@@ -274,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules adding top-level commands (e.g. dataset, review) and `faceveil eval ...` commands.
 COMMAND_MODULES: list[str] = ["faceveil.dataset_cli", "faceveil.review.cli", "faceveil.eval.bench", "faceveil.bank_cli"]
 EVAL_MODULES: list[str] = ["faceveil.eval.commands", "faceveil.eval.cli_leaks", "faceveil.train.train_on_anon"]
-# Detection preset for videos when neither --detect nor --detector is given (images: presets.DEFAULT_PRESET).
-VIDEO_PRESET = "fast"
+# Detection preset for videos when neither --detect nor --detector is given (images: presets.DEFAULT_PRESET);
+# one constant, shared with faceveil.video's Python API.
+from .detect.presets import VIDEO_PRESET  # noqa: E402
 
 # `faceveil train ...` commands (each module's `register(subparsers)`; torch is imported only when one runs).
 TRAIN_MODULES: list[str] = ["faceveil.train.learnedblur_cli", "faceveil.train.harmonizer"]
@@ -366,6 +371,13 @@ def cmd_anonymize(args) -> int:
 
     video_options(args)  # bad video options fail before any work
     jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place)
+    from .io.inputs import check_existing
+
+    jobs, kept = check_existing(jobs, "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
+    from .io.atomic import remove_stale_temporaries
+
+    # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
+    stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
     image_jobs, video_jobs = split_video_jobs(jobs)
     # Build once here so bad names, parameters or a missing model fail before any work.
     describe = Anonymizer.from_config(cfg).describe()
@@ -386,17 +398,22 @@ def cmd_anonymize(args) -> int:
     faces = sum(r.faces for r in written)
     if args.report:
         report = {"faceveil": __version__, **describe, "files": [r.to_json() for r in results],
-                  "skipped": [str(p) for p in skipped],
+                  "skipped": [str(p) for p in skipped], "existing": [str(j.dst) for j in kept],
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces}}
         _write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
     msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({_faces_text(written)}) -> {where}"
     if skipped:
         msg += f"; {len(skipped)} non-image files skipped"
+    if kept:
+        msg += f"; {len(kept)} existing outputs left as they were"
+    if stale:
+        msg += f"; {stale} temporary files of interrupted runs removed"
     if n_failed:
         msg += f"; {n_failed} failed (not written)"
     print(msg, file=sys.stderr)
-    partial = any(getattr(r, "failed_frames", 0) for r in written)  # video frames blurred or dropped
+    # Video frames blurred or dropped, or a truncated video written under --allow-truncated.
+    partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) for r in written)
     return 1 if n_failed or partial else 0
 
 
@@ -490,8 +507,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    from .signals import Terminated, terminate_as_interrupt
+
     try:
-        return args.func(args)
+        with terminate_as_interrupt():
+            return args.func(args)
+    except Terminated:
+        print("faceveil: terminated; no partial files were left", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("faceveil: interrupted; no partial files were left", file=sys.stderr)
         return 130

@@ -39,6 +39,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="a frame that fails is written fully blurred (default) or dropped")
     g.add_argument("--preview", type=float, default=0, metavar="SECONDS",
                    help="also write a still every SECONDS into OUT/<name>_preview/")
+    g.add_argument("--allow-truncated", action="store_true",
+                   help="write what decodes from a truncated video (still exit 1; default: fail, write nothing)")
 
 
 def video_options(args):
@@ -49,7 +51,8 @@ def video_options(args):
         raise UsageError("--crf must be between 0 and 63")
     enc = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, audio=not args.no_audio)
     return VideoOptions(tracking=not args.no_tracking, hold=args.hold, lookahead=args.lookahead,
-                        detect_every=args.detect_every, on_error=args.on_error, preview=args.preview, encode=enc)
+                        detect_every=args.detect_every, on_error=args.on_error, preview=args.preview,
+                        allow_truncated=args.allow_truncated, encode=enc)
 
 
 def split_video_jobs(jobs):
@@ -77,6 +80,9 @@ def run_videos(cfg, jobs, args) -> list:
                       f"first: {r.warnings[0] if r.warnings else '?'}", file=sys.stderr)
             if r.decode_errors:
                 print(f"faceveil: warning: {job.src}: {r.decode_errors} packets could not be decoded (left out)",
+                      file=sys.stderr)
+            if r.truncated:
+                print(f"faceveil: warning: {job.src}: truncated: {r.truncated}; the frames that decoded were written",
                       file=sys.stderr)
             if not args.quiet:
                 # A face seen in 300 frames is 300 face-frames and one track (boxes linked over time).

@@ -27,12 +27,22 @@ class AnonymizerConfig:
 
     method: str = "blur"
     method_params: dict = field(default_factory=dict)
-    detector: str = "centerface"
+    detector: str | None = None  # None: the default preset's (detect/presets.py), as the CLI
     detector_params: dict = field(default_factory=dict)
     region: dict = field(default_factory=dict)
     seed: int = 0
     keep_metadata: bool = False
     jpeg_quality: int = 95
+
+    def __post_init__(self):
+        # Resolved at once (a preset's detector, parameters and region), so every reader of
+        # the config sees the detector that runs, and the defaults are the CLI's.
+        from .detect.presets import resolve
+
+        name, params, region = resolve(None, self.detector, self.detector_params, self.region)
+        object.__setattr__(self, "detector", name)
+        object.__setattr__(self, "detector_params", params)
+        object.__setattr__(self, "region", region)
 
 
 @dataclass
@@ -64,25 +74,35 @@ class Anonymizer:
     >>> anon = Anonymizer(method="pixelate", method_params={"cells": 10})
     >>> out = anon.anonymize(image)             # RGB uint8 HxWx3 in, same out
     >>> result = anon.process_file("in.jpg", "out/in.jpg")
+
+    Detection and region default to the CLI's: the ``balanced`` preset (``preset`` picks
+    another); an explicit ``detector`` runs with its own defaults plus ``detector_params``.
+    ``load_detector=False`` defers building the detector until something needs it (callers
+    that pass their own detections never do).
     """
 
-    def __init__(self, method: str = "blur", method_params: dict | None = None, detector: str = "centerface",
+    def __init__(self, method: str = "blur", method_params: dict | None = None, detector: str | None = None,
                  detector_params: dict | None = None, region: dict | RegionParams | None = None, seed: int = 0,
-                 keep_metadata: bool = False, jpeg_quality: int = 95):
+                 keep_metadata: bool = False, jpeg_quality: int = 95, preset: str | None = None,
+                 load_detector: bool = True):
+        from .detect.presets import resolve
+
         self.method = get_method(method, method_params)
+        given_region = region if isinstance(region, dict) else None
+        detector, detector_params, region_dict = resolve(preset, detector, detector_params, given_region)
         self.detector_name = detector
-        self._detector_params = detector_params or {}
+        self._detector_params = detector_params
         self._detector = None
         if isinstance(region, RegionParams):
             region_params = region
         else:
-            region_params = make_params(_RegionHolder, region or {}, "region")
+            region_params = make_params(_RegionHolder, region_dict, "region")
         self.compositor = Compositor(region_params)
         self.seed = int(seed)
         self.keep_metadata = keep_metadata
         self.jpeg_quality = jpeg_quality
-        # Build the detector now so a bad name or parameter fails before any work.
-        _ = self.detector
+        if load_detector:  # build it now so a bad name or parameter fails before any work
+            _ = self.detector
 
     @classmethod
     def from_config(cls, cfg: AnonymizerConfig) -> "Anonymizer":

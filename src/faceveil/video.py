@@ -41,6 +41,7 @@ class VideoOptions:
     smoothing: float = 0.5
     on_error: str = "blur"  # "blur" | "drop"
     preview: float = 0.0  # seconds between preview stills (0: none)
+    allow_truncated: bool = False  # write what decodes of a truncated or corrupt file (else it fails)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
 
     def __post_init__(self):
@@ -70,6 +71,8 @@ class VideoResult(ItemResult):
     failed_frames: int = 0  # frames whose processing raised (written fully blurred, or dropped)
     dropped_frames: int = 0
     decode_errors: int = 0  # packets that could not be decoded (no pixels exist for them)
+    announced_frames: int = 0  # frames the container announces (0: unknown)
+    truncated: str | None = None  # with allow_truncated: what is missing ("decoded 48 of 521 frames ...")
     tracks: int = 0
     fps: float = 0.0  # processing speed
     warnings: list | None = None
@@ -132,16 +135,23 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         yield emit(buffer.popleft())
 
 
-def track(path: str | os.PathLike, detector: str = "centerface", options: VideoOptions | None = None,
-          **detector_params) -> Iterator[tuple[np.ndarray, Detections]]:
+def _video_preset(detector: str | None, preset: str | None) -> str | None:
+    from .detect.presets import VIDEO_PRESET
+
+    return preset if preset or detector else VIDEO_PRESET
+
+
+def track(path: str | os.PathLike, detector: str | None = None, options: VideoOptions | None = None,
+          preset: str | None = None, **detector_params) -> Iterator[tuple[np.ndarray, Detections]]:
     """Iterate ``(frame, detections)`` over a video: upright RGB frames, tracked faces with ids.
 
-    A frame whose detection failed comes with ``detections.source == "error"``
-    and no boxes; treat it as "anything may be a face there".
+    Detection defaults to the CLI's for videos (presets.VIDEO_PRESET). A frame whose
+    detection failed comes with ``detections.source == "error"`` and no boxes; treat it as
+    "anything may be a face there".
     """
-    from .api import _detector
+    from .api import resolved_detector
 
-    det = _detector(detector, tuple(sorted(detector_params.items())))
+    det = resolved_detector(detector, _video_preset(detector, preset), detector_params)
     info = probe(path)
     for item in tracked_frames(read_frames(path), det.detect, options or VideoOptions(), float(info.fps)):
         if item.error is not None:
@@ -285,7 +295,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
 
     info = probe(src)
     report = DecodeReport()
-    frames: Iterable[VideoFrame] = read_frames(src, report)
+    frames: Iterable[VideoFrame] = read_frames(src, report, allow_truncated=options.allow_truncated)
     if threaded:
         frames = _background(frames)
     detect = anonymizer.detector.detect
@@ -298,6 +308,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     errors_log: dict[str, str] = {}
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=key[-30:], leave=False)
+    previews: list[Path] = []
     try:
         with VideoWriter(dst, info, options.encode) as writer:
             sink = _EncoderThread(writer) if threaded else writer
@@ -335,6 +346,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                         face_frames += len(item.detections)
                         track_ids.update(int(t) for t in item.detections.track_id if t >= 0)
                     if options.preview and vf.time >= next_preview:
+                        previews.append(preview_path(dst, vf.time))
                         _write_preview(dst, out, vf.time)
                         next_preview = vf.time + options.preview
                     sink.write(out, vf.pts)
@@ -344,25 +356,43 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                 if threaded:
                     sink.close()
             written = writer.frames
+    except BaseException:
+        _remove_previews(previews)  # the video failed: its stills go with it
+        raise
     finally:
         bar.close()
     if report.errors:
         warnings.extend(f"undecodable: {e}" for e in report.errors[:5])
+    if report.shortfall:
+        warnings.append(f"truncated: {report.shortfall}")
     if record:
         try:
-            _write_tracks(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors))
+            _write_tracks(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
+                          report)
         except OSError as exc:  # the video is fine; only the review loses its track view
             warnings.append(f"track record not written: {exc}")
     seconds = time.perf_counter() - t0
     n = written + dropped
     return VideoResult(str(src), str(dst), "written", face_frames, seconds, None, None,
                        [info.width, info.height], frames=written, failed_frames=failed, dropped_frames=dropped,
-                       decode_errors=len(report.errors), tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
+                       decode_errors=len(report.errors), announced_frames=report.announced,
+                       truncated=report.shortfall, tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
                        warnings=warnings or None)
 
 
+def _remove_previews(paths: list[Path]) -> None:
+    import contextlib
+
+    for p in paths:
+        with contextlib.suppress(OSError):
+            p.unlink()
+    if paths:
+        with contextlib.suppress(OSError):
+            paths[0].parent.rmdir()  # only when empty
+
+
 def _write_tracks(dst: Path, anonymizer: Anonymizer, options: VideoOptions, key: str, info, boxes: list,
-                  errors: dict, failed: int, decode_errors: int) -> None:
+                  errors: dict, failed: int, decode_errors: int, report: DecodeReport | None = None) -> None:
     """The track record `faceveil review` reads: one JSON file, written atomically after the video."""
     import json
 
@@ -377,7 +407,8 @@ def _write_tracks(dst: Path, anonymizer: Anonymizer, options: VideoOptions, key:
     data = {"format": 1, "faceveil": __version__, "video": dst.name, "key": key, "config": desc,
             "options": _options_json(options), "fps": float(info.fps), "size": None, "frames": boxes,
             "errors": errors, "failed_frames": failed, "decode_errors": decode_errors,
-            "hold": options.frames_held(float(info.fps))}
+            "hold": options.frames_held(float(info.fps)),
+            "announced_frames": report.announced if report else 0, "truncated": report.shortfall if report else None}
     data["size"] = [info.height, info.width] if info.rotation in (90, -90, 270) else [info.width, info.height]
     path = tracks_path(dst)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -385,11 +416,15 @@ def _write_tracks(dst: Path, anonymizer: Anonymizer, options: VideoOptions, key:
 
 
 def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str = "blur",
-                    detector: str = "centerface", options: VideoOptions | None = None, progress: bool = False,
-                    **method_params) -> VideoResult:
-    """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written."""
-    result = process_video(Anonymizer(method=method, method_params=method_params, detector=detector), src, dst,
-                           options, progress)
+                    detector: str | None = None, options: VideoOptions | None = None, progress: bool = False,
+                    preset: str | None = None, **method_params) -> VideoResult:
+    """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written.
+
+    Detection and region default to the CLI's for videos (presets.VIDEO_PRESET).
+    """
+    anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
+                            preset=_video_preset(detector, preset))
+    result = process_video(anonymizer, src, dst, options, progress)
     if result.status == "failed":
         raise InputError(result.error)
     return result

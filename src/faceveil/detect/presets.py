@@ -46,13 +46,18 @@ PRESETS: dict[str, dict] = {
     },
 }
 DEFAULT_PRESET = "balanced"
+# Videos when neither a preset nor a detector is given (CLI and faceveil.video alike): per-frame cost
+# decides video speed and tracking (hold, look-ahead) bridges a missed frame (bench/bench_video.py).
+VIDEO_PRESET = "fast"
 
 
 def resolve(preset: str | None, detector: str | None = None, detector_params: dict | None = None,
             region: dict | None = None, threshold: float | None = None) -> tuple[str, dict, dict]:
     """(detector name, detector params, region params) for a preset and explicit overrides.
 
-    An explicit ``detector`` without a preset means that detector with its own defaults.
+    An explicit ``detector`` without a preset means that detector with its own defaults; the
+    region is still the default preset's (the one default region: RegionParams' own field
+    defaults are the compositor's, for methods and training, not what faceveil ships).
     ``threshold`` sets every score cut the detector has (``threshold`` and, for
     multiscale, ``small_threshold``), so "--threshold 0.5" means no box under 0.5.
     """
@@ -63,7 +68,7 @@ def resolve(preset: str | None, detector: str | None = None, detector_params: di
         if detector != p["detector"]:
             raise UsageError(f"preset {preset!r} uses detector {p['detector']!r}: give --detect or --detector, not both")
     if detector and not preset:
-        name, params, reg = detector, {}, {}
+        name, params, reg = detector, {}, dict(get_preset(DEFAULT_PRESET)["region"])
     else:
         p = get_preset(preset or DEFAULT_PRESET)
         name, params, reg = p["detector"], dict(p["params"]), dict(p["region"])

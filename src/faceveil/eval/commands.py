@@ -60,7 +60,9 @@ def add_variant_args(p: argparse.ArgumentParser, single: bool = True) -> None:
     r.add_argument("--shape", choices=["ellipse", "box"])
     r.add_argument("--mask-scale", type=float)
     r.add_argument("--feather", type=float)
-    r.add_argument("--detector", "-d", default="centerface", help="the pipeline's detector (default centerface)")
+    r.add_argument("--detect", choices=["fast", "balanced", "thorough"],
+                   help="detection preset (default balanced, as `faceveil anonymize`)")
+    r.add_argument("--detector", "-d", help="the pipeline's detector, its own defaults instead of a preset")
     r.add_argument("--threshold", "-t", type=float, help="its threshold")
     r.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[])
     r.add_argument("--seed", type=int, default=0, help="seed for random methods")
@@ -107,13 +109,15 @@ def workbench(args, root):
     from ..registry import parse_assignments
     from .workbench import Workbench
 
-    dp = parse_assignments(args.detector_param)
-    if args.threshold is not None:
-        dp["threshold"] = args.threshold
+    from ..detect.presets import resolve
+
     region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
               if v is not None}
+    # Resolved as `faceveil anonymize` resolves them, so eval measures what anonymize ships.
+    name, dp, region = resolve(args.detect, args.detector, parse_assignments(args.detector_param), region,
+                               args.threshold)
     cache = Path(args.cache) if args.cache else Path(args.output) / "cache"
-    return Workbench(Path(root), cache, args.detector, dp, region, not args.quiet)
+    return Workbench(Path(root), cache, name, dp, region, not args.quiet)
 
 
 def variants(args) -> list:

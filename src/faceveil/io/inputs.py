@@ -33,15 +33,23 @@ def plan_jobs(
 ) -> tuple[list[Job], list[Path]]:
     """Map inputs to outputs: a file goes to OUT/name, a folder's tree is mirrored under OUT.
 
-    Returns the jobs and the files inside folders that were skipped (not a
-    supported type). Raises UsageError for a missing input or an output that
-    would overwrite or sit inside an input (unless ``in_place``).
+    One input file and an OUT that names a supported file (``-o blurred.jpg``) and is no
+    folder: that file is the output. Returns the jobs and the files inside folders that
+    were skipped (not a supported type). Raises UsageError for a missing input, an output
+    that would overwrite or sit inside an input (unless ``in_place``), or two inputs that
+    would write one output (the same file given twice is one input).
     """
     if not inputs:
         raise UsageError("no input given")
     if output is None and not in_place:
         raise UsageError("no output folder given: use -o OUT (or --in-place to overwrite the inputs)")
     out_root = Path(output) if output is not None else None
+    if out_root is not None and not in_place and len(inputs) == 1 and Path(inputs[0]).is_file() \
+            and not out_root.is_dir() and accept(out_root):
+        src = Path(inputs[0])
+        if out_root.resolve() == src.resolve():
+            raise UsageError(f"{out_root}: output is the input itself (use --in-place to overwrite it)")
+        return [Job(src, out_root, src.name)], []
     if out_root is not None and out_root.exists() and not out_root.is_dir():
         raise UsageError(f"{out_root}: output exists and is not a folder")
     jobs: list[Job] = []
@@ -71,4 +79,46 @@ def plan_jobs(
             jobs.append(Job(src, dst, src.name))
     if not jobs and skipped:
         raise UsageError(f"no supported files among the inputs ({len(skipped)} other files skipped)")
-    return jobs, skipped
+    return _one_output_each(jobs), skipped
+
+
+def _one_output_each(jobs: list[Job]) -> list[Job]:
+    """Drop repeats of one input; refuse two different inputs that map to one output."""
+    by_dst: dict[Path, Job] = {}
+    kept: list[Job] = []
+    for job in jobs:
+        key = job.dst.resolve()
+        first = by_dst.get(key)
+        if first is None:
+            by_dst[key] = job
+            kept.append(job)
+        elif first.src.resolve() != job.src.resolve():
+            raise UsageError(f"{job.dst}: two inputs would write this output: {first.src} and {job.src} "
+                             "(give them separate -o folders, or their common parent folder)")
+    return kept
+
+
+EXISTING_POLICIES = ("refuse", "overwrite", "skip")
+
+
+def check_existing(jobs: list[Job], policy: str = "refuse") -> tuple[list[Job], list[Job]]:
+    """Apply the policy for outputs that already exist (as ffmpeg's -y / -n do).
+
+    ``refuse`` raises UsageError naming the first existing output, before anything is
+    written; ``overwrite`` keeps every job; ``skip`` leaves existing outputs alone.
+    Returns (jobs to run, jobs skipped because their output exists). In place (dst is src)
+    is its own explicit policy and never counts as existing.
+    """
+    if policy not in EXISTING_POLICIES:
+        raise UsageError(f"existing outputs: unknown policy {policy!r} (choose from {', '.join(EXISTING_POLICIES)})")
+    if policy == "overwrite":
+        return jobs, []
+    clash = [j for j in jobs if j.dst != j.src and (j.dst.exists() or j.dst.is_symlink())]
+    if not clash:
+        return jobs, []
+    if policy == "refuse":
+        more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+        raise UsageError(f"{clash[0].dst}: output exists{more}; use --overwrite to replace or --skip-existing "
+                         "to keep existing outputs")
+    ids = {id(j) for j in clash}
+    return [j for j in jobs if id(j) not in ids], clash

@@ -128,15 +128,53 @@ class DecodeReport:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.decoded = 0  # frames decoded
+        self.announced = 0  # frames the container announces (0: unknown)
+        self.shortfall: str | None = None  # "decoded 48 of 521 frames ..." when fewer than announced
+
+
+# Slack for frames an MP4 edit list legitimately trims from the decoded stream.
+_FRAME_SLACK = 2
+# A video stream may end before the container's duration (audio running on): with nothing
+# but the container's duration to go by, a shorter gap than this is no truncation.
+_CONTAINER_SLACK_S = 1.0
+
+
+def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int, str | None]:
+    """(announced frames, description of the shortfall or None) for ``decoded`` frames ending at ``last_end``."""
+    tb = v.time_base or Fraction(1, 90000)
+    fps = float(v.average_rate or v.guessed_rate or 25)
+    if v.frames:
+        announced = int(v.frames)
+        if decoded < announced - _FRAME_SLACK:
+            return announced, f"decoded {decoded} of {announced} frames the container announces"
+        return announced, None
+    if v.duration is not None:
+        end = float(((v.start_time or 0) + v.duration) * tb)
+        slack = _FRAME_SLACK / fps
+    elif container.duration is not None:
+        end = ((container.start_time or 0) + container.duration) / 1_000_000
+        slack = max(_FRAME_SLACK / fps, _CONTAINER_SLACK_S)
+    else:
+        return 0, None
+    announced = max(1, round((end - float((v.start_time or 0) * tb)) * fps))
+    if last_end is None or last_end < end - slack:
+        got = 0.0 if last_end is None else last_end
+        return announced, (f"decoded {decoded} of about {announced} frames the container announces "
+                           f"({got:.2f} of {end:.2f} s)")
+    return announced, None
 
 
 def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
-                threads: int = 0) -> Iterator[VideoFrame]:
+                threads: int = 0, allow_truncated: bool = False) -> Iterator[VideoFrame]:
     """Decode the first video stream to upright RGB frames.
 
-    A packet that fails to decode is skipped and recorded in ``report`` (its
-    pixels do not exist, so nothing from it can leak); a file that yields no
-    frame at all raises InputError.
+    A truncated or corrupt file raises InputError (after the frames before the damage were
+    yielded, so a writer must discard its output): a packet that cannot be demuxed or
+    decoded, or fewer frames (or seconds) than the container announces. With
+    ``allow_truncated`` such packets are skipped (their pixels do not exist, so nothing
+    from them can leak) and everything is recorded in ``report``. A file that yields no
+    frame at all always raises InputError.
     """
     import av
 
@@ -148,34 +186,47 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
         if threads:
             v.codec_context.thread_count = threads
         tb = v.time_base or Fraction(1, 90000)
+        report = report if report is not None else DecodeReport()
+        hint = " (--allow-truncated writes the frames that decode)"
         index = 0
         bad = 0
+        last_end = None
+        step = 1 / float(v.average_rate or v.guessed_rate or 25)
         packets = c.demux(v)
         while True:
             try:
                 packet = next(packets)
             except StopIteration:
                 break
-            except av.FFmpegError as exc:  # a broken container: stop, keep what was decoded
-                if report is not None:
-                    report.errors.append(f"demux: {_short(exc)}")
+            except av.FFmpegError as exc:  # a broken container: stop
+                report.errors.append(f"demux: {_short(exc)}")
+                if not allow_truncated:
+                    raise InputError(f"{path}: truncated or corrupt video: cannot read past frame {index} "
+                                     f"({_short(exc)}){hint}") from None
                 break
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
                 bad += 1
-                if report is not None:
-                    report.errors.append(f"packet pts={packet.pts}: {_short(exc)}")
+                report.errors.append(f"packet pts={packet.pts}: {_short(exc)}")
+                if not allow_truncated:
+                    raise InputError(f"{path}: truncated or corrupt video: frame {index} cannot be decoded "
+                                     f"({_short(exc)}){hint}") from None
                 continue
             for frame in frames:
                 rgb = frame.to_ndarray(format="rgb24")
                 rot = int(round(frame.rotation or 0))
-                t = float(frame.pts * tb) if frame.pts is not None else index / float(v.average_rate or 25)
+                t = float(frame.pts * tb) if frame.pts is not None else index * step
+                last_end = t + step
                 yield VideoFrame(upright(rgb, rot), index, frame.pts, t)
                 index += 1
+                report.decoded = index
         if index == 0:
             why = f"no frame could be decoded ({bad} bad packets)" if bad else "no video frames"
             raise InputError(f"{path}: {why}")
+        report.announced, report.shortfall = _shortfall(v, c, index, last_end)
+        if report.shortfall and not allow_truncated:
+            raise InputError(f"{path}: truncated video: {report.shortfall}{hint}")
     except av.FFmpegError as exc:
         raise InputError(f"{path}: cannot decode video ({_short(exc)})") from None
     finally:

@@ -147,7 +147,7 @@ def anonymize_samples(samples: list[Sample], spec: MethodSpec, seed: int) -> lis
         return [s.image for s in samples]
     from ..pipeline import Anonymizer
 
-    anon = Anonymizer(spec.method, spec.params, seed=seed)
+    anon = Anonymizer(spec.method, spec.params, seed=seed, load_detector=False)  # labelled boxes: no detector
     return [anon.anonymize(s.image, Detections.from_boxes(s.boxes, source="label"), anon.rng_for(s.name))
             for s in samples]
 

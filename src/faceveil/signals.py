@@ -1,0 +1,46 @@
+"""SIGTERM handled like Ctrl-C: the run unwinds (temporary files removed) and exits 143.
+
+Python turns SIGINT into KeyboardInterrupt, whose unwinding every writer already
+handles (atomic writes remove their temporary file); SIGTERM's default is to die on
+the spot, leaving the temporary behind. ``Terminated`` subclasses KeyboardInterrupt so
+that every ``except KeyboardInterrupt: raise`` path lets it through unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwind like Ctrl-C; the CLI exits 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises ``Terminated`` in the main thread; the old handler returns after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def ignore_in_worker() -> None:
+    """For worker processes of a pool: the parent alone reacts to SIGINT/SIGTERM.
+
+    A signal to the whole process group (Ctrl-C in a terminal, `timeout`) would otherwise
+    kill a worker mid-write (SIGTERM: its temporary file stays) or print its traceback
+    (SIGINT). The parent cancels what has not started, lets the running items finish
+    (each an atomic write) and shuts the pool down, so no worker outlives it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -1,0 +1,389 @@
+"""Issue 17 (never leak, never lose): output planning, videos, signals and the API's defaults."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceveil.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def coll(tmp_path, astronaut):
+    """Two folders that both hold x.jpg (different pictures)."""
+    for i, img in enumerate((astronaut, astronaut[:, ::-1]), 1):
+        d = tmp_path / "coll" / f"d{i}"
+        d.mkdir(parents=True)
+        Image.fromarray(img).save(d / "x.jpg", quality=90)
+    return tmp_path / "coll"
+
+
+FAST = ("-q", "--detect", "fast")
+
+
+def test_two_folders_with_one_name_refused_before_writing(coll, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", coll / "d1", coll / "d2", "-o", out, *FAST)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("faceveil: error:") and "x.jpg" in err
+    assert "d1" in err and "d2" in err
+    assert not out.exists() or not any(out.iterdir()), "nothing written"
+
+
+def test_two_files_with_one_name_refused(coll, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", coll / "d1" / "x.jpg", coll / "d2" / "x.jpg", "-o", out, *FAST)
+    assert code == 2 and "x.jpg" in err and err.count("\n") == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_same_file_twice_is_one_input(coll, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", coll / "d1" / "x.jpg", coll / "d1" / "x.jpg", "-o", out, *FAST)
+    assert code == 0 and "1 of 1 files" in err, err
+
+
+def test_existing_output_refused_overwritten_or_skipped(coll, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.jpg").write_bytes(b"someone else's file")
+    code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, *FAST)
+    assert code == 2 and err.count("\n") == 1 and "x.jpg" in err and "--overwrite" in err
+    assert (out / "x.jpg").read_bytes() == b"someone else's file", "an unrelated file is never replaced silently"
+
+    code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, "--skip-existing", *FAST)
+    assert code == 0, err
+    assert (out / "x.jpg").read_bytes() == b"someone else's file"
+    assert "0 of 0 files" in err or "1 existing" in err
+
+    code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, "--overwrite", *FAST)
+    assert code == 0, err
+    assert (out / "x.jpg").read_bytes()[:2] == b"\xff\xd8"
+
+    with pytest.raises(SystemExit) as exc:  # argparse: the two policies exclude each other
+        run(capsys, "anonymize", coll / "d1", "-o", out, "--overwrite", "--skip-existing", *FAST)
+    assert exc.value.code == 2
+
+
+def test_single_file_output_name_is_a_file(coll, tmp_path, capsys, astronaut):
+    dst = tmp_path / "res" / "name.jpg"
+    code, _, err = run(capsys, "anonymize", coll / "d1" / "x.jpg", "-o", dst, *FAST)
+    assert code == 0, err
+    assert dst.is_file(), "-o name.jpg with one input file writes that file, not a folder"
+    from faceveil.io.images import read_rgb
+
+    got = read_rgb(dst).astype(int)
+    assert np.abs(got[80:160, 190:260] - astronaut[80:160, 190:260]).mean() > 10, "the face is hidden"
+    # A second run refuses to replace it unless told to.
+    code, _, err = run(capsys, "anonymize", coll / "d1" / "x.jpg", "-o", dst, *FAST)
+    assert code == 2 and "name.jpg" in err
+    code, _, err = run(capsys, "anonymize", coll / "d1" / "x.jpg", "-o", dst, "--overwrite", *FAST)
+    assert code == 0, err
+
+
+# item 7: a truncated or corrupt video is never a success ------------------------------------------------
+
+def _video_out_files(out):
+    return [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+
+
+def _cut(tmp_path, name, n_bytes):
+    from conftest import shared_path
+
+    src = shared_path("videos", name)
+    dst = tmp_path / "in" / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes()[:n_bytes])
+    return dst
+
+
+@pytest.mark.parametrize("name,n_bytes", [("group_hikers_640x480_ccby.mp4", 200_000),  # moov first, tail cut
+                                          pytest.param("crowd_marathon_960x540_pd.mkv", 1_894_000,  # mkv, half
+                                                       marks=pytest.mark.slow)])
+def test_truncated_video_fails_and_writes_nothing(name, n_bytes, tmp_path, capsys):
+    src = _cut(tmp_path, name, n_bytes)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q", "--detect-every", "5", "-m", "blackout")
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("faceveil: error:")]
+    assert len(errors) == 1 and name in errors[0] and "truncated" in errors[0], err
+    assert "Traceback" not in err
+    assert _video_out_files(out) == [], "no output, no preview, no track record, no temporary file"
+
+
+def test_truncated_video_allowed_says_how_many_frames(tmp_path, capsys):
+    import json
+
+    src = _cut(tmp_path, "group_hikers_640x480_ccby.mp4", 200_000)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q", "--detect-every", "5", "-m", "blackout",
+                       "--allow-truncated", "--report", tmp_path / "r.json")
+    assert code == 1, "a truncated file is never a success, even when its frames are written"
+    assert (out / src.name).is_file()
+    assert "of 521" in err, err
+    rec = json.loads((out / ".faceveil" / f"{src.name}.tracks.json").read_text())
+    assert rec["announced_frames"] == 521 and 0 < len(rec["frames"]) < 521
+    f = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert f["announced_frames"] == 521 and f["frames"] == len(rec["frames"])
+
+
+@pytest.mark.parametrize("kind", ["empty", "audio-only"])
+def test_video_without_frames_is_one_line(kind, tmp_path, capsys):
+    import av
+
+    src = tmp_path / "in" / "v.mp4"
+    src.parent.mkdir()
+    if kind == "empty":
+        src.write_bytes(b"")
+    else:
+        with av.open(str(src), "w") as c:
+            a = c.add_stream("aac", rate=8000)
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 8000, 0
+            for p in a.encode(f):
+                c.mux(p)
+            for p in a.encode(None):
+                c.mux(p)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q")
+    assert code == 1 and err.count("faceveil: error:") == 1 and "v.mp4" in err and "Traceback" not in err, err
+    assert _video_out_files(out) == []
+
+
+# item 10: SIGTERM and SIGINT leave no temporary file and no process -----------------------------------------
+
+_started: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes():
+    """Whatever a test started is gone after it, even when it failed half way."""
+    yield
+    import psutil
+
+    for p in _started:
+        try:
+            procs = [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            procs = []
+        for q in procs:
+            with __import__("contextlib").suppress(psutil.NoSuchProcess):
+                q.kill()
+        p.wait()
+    _started.clear()
+
+
+def _faceveil(*argv, **kw):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    p = subprocess.Popen([sys.executable, "-m", "faceveil", *map(str, argv)], env=env,
+                         stderr=subprocess.PIPE, text=True, **kw)
+    _started.append(p)
+    return p
+
+
+def _temporaries(folder):
+    return [p for p in folder.rglob("*") if ".tmp" in p.name] if folder.exists() else []
+
+
+def _wait_for(cond, timeout=60.0):
+    import time
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_signal_during_video_leaves_no_temporary(sig, code, tmp_path):
+    import signal
+
+    from conftest import shared_path
+
+    src = shared_path("videos", "talking_head_speech_844.mp4")
+    out = tmp_path / "out"
+    argv = ("anonymize", src, "-o", out, "-q", "--detect", "fast", "--max-size", "320", "-m", "blackout")
+    p = _faceveil(*argv)
+    assert _wait_for(lambda: bool(_temporaries(out))), "the run writes into a temporary file"
+    p.send_signal(getattr(signal, sig))
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == code, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert _temporaries(out) == [] and not (out / src.name).exists()
+    # Re-running finishes, into the same bytes as an undisturbed run.
+    for dst in (out, tmp_path / "again"):
+        q = _faceveil(*argv[:3], dst, *argv[4:])
+        assert q.wait(timeout=300) == 0, q.stderr.read()
+    assert (out / src.name).read_bytes() == (tmp_path / "again" / src.name).read_bytes()
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path, capsys, astronaut):
+    import os
+    import subprocess
+    import sys
+
+    from faceveil.io.atomic import atomic_path
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.fromarray(astronaut).save(src)
+    out = tmp_path / "out"
+    with atomic_path(out / "probe.png") as tmp:
+        name = tmp.name.replace("probe.png", "a.png")
+    (out / "probe.png").unlink()
+    assert f".{os.getpid()}." in name, "the writer's pid is in the temporary's name"
+    stale = out / name.replace(f".{os.getpid()}.", f".{dead.pid}.")
+    live = out / name.replace("a.png", "b.png")  # this (live) process's own
+    foreign = out / ".notes.txt.12345.tmp"
+    for p in (stale, live, foreign):
+        p.write_bytes(b"x")
+    code, _, err = run(capsys, "anonymize", src, "-o", out, *FAST)
+    assert code == 0, err
+    assert not stale.exists(), "a dead writer's temporary is removed"
+    assert live.exists() and foreign.exists(), "a live writer's, or another program's, file is left alone"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_signal_during_parallel_batch_leaves_no_worker(sig, code, tmp_path, astronaut):
+    import signal
+
+    import psutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(40):
+        Image.fromarray(np.roll(astronaut, 7 * i, axis=1)).save(src / f"{i:02d}.jpg", quality=90)
+    out = tmp_path / "out"
+    p = _faceveil("anonymize", src, "-o", out, "-q", "-j", "2")
+    proc = psutil.Process(p.pid)
+    assert _wait_for(lambda: len(proc.children()) >= 2 and out.exists() and any(out.iterdir()))
+    children = proc.children(recursive=True)
+    p.send_signal(getattr(signal, sig))
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == code, err
+    assert "Traceback" not in err, err
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"worker processes left: {alive}"
+    assert _temporaries(out) == []
+    written = sorted(out.iterdir())
+    assert 0 < len(written) < 40, "interrupted part way"
+    # Every file that was written is complete: the same bytes as a fresh run of that file.
+    q = _faceveil("anonymize", src / written[0].name, "-o", tmp_path / "one", "-q")
+    assert q.wait(timeout=120) == 0
+    assert (tmp_path / "one" / written[0].name).read_bytes() == written[0].read_bytes()
+
+
+# item 12: the Python API, eval and bench share the CLI's defaults ---------------------------------------------
+
+def _same_config(a: dict, b: dict):
+    pa = {k: v for k, v in a["detector_params"].items() if k != "threads"}
+    pb = {k: v for k, v in b["detector_params"].items() if k != "threads"}
+    assert (a["detector"], pa, a["region"]) == (b["detector"], pb, b["region"])
+
+
+def test_api_defaults_are_the_clis(coll, tmp_path, capsys, astronaut):
+    import json
+
+    import faceveil
+    from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
+
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, "-q", "--report", tmp_path / "r.json")
+    assert code == 0, err
+    cli = json.loads((tmp_path / "r.json").read_text())
+    api = faceveil.Anonymizer().describe()
+    _same_config(api, cli)
+    assert api["detector"] == PRESETS[DEFAULT_PRESET]["detector"] and api["region"]["shape"] == "box"
+    # The functions find what the CLI's default finds, and hide it the same way.
+    faces = faceveil.detect(astronaut)
+    assert np.array_equal(faces.xyxy, faceveil.Anonymizer().detect(astronaut).xyxy) and len(faces) == 1
+    from faceveil.io.images import read_rgb
+
+    img = read_rgb(coll / "d1" / "x.jpg")
+    ours = faceveil.anonymize(img)
+    mask = faceveil.Anonymizer().compositor.mask(faceveil.detect(img), img.shape) > 0
+    assert (ours[~mask] == img[~mask]).all() and np.abs(ours[mask].astype(int) - img[mask]).mean() > 5
+
+
+def test_anonymize_with_detections_needs_no_detector(monkeypatch, noise_image):
+    import faceveil
+    det = __import__("importlib").import_module("faceveil.detect")  # faceveil.detect is also a function
+    import faceveil.pipeline as pipeline
+    from faceveil.api import _detector
+
+    def no_detector(*a, **k):
+        raise AssertionError("a detector was built")
+
+    _detector.cache_clear()
+    monkeypatch.setattr(det, "get_detector", no_detector)
+    monkeypatch.setattr(pipeline, "get_detector", no_detector)
+    faces = faceveil.Detections.from_boxes([[40, 30, 100, 90]])
+    out = faceveil.anonymize(noise_image, "blackout", detections=faces)
+    assert (out[40:80, 50:90] == 0).all() and (out[:20] == noise_image[:20]).all()
+
+
+@pytest.mark.slow
+def test_video_api_defaults_are_the_clis_video_default(monkeypatch, tmp_path, capsys):
+    import json
+
+    from conftest import shared_path
+
+    import faceveil.video
+    from faceveil.detect.presets import VIDEO_PRESET, resolve
+
+    src = _cut(tmp_path, "talking_head_speech_844.mp4", 10**9)
+    r = faceveil.video.anonymize_video(src, tmp_path / "api" / "v.mp4", "blackout",
+                                       options=faceveil.video.VideoOptions(detect_every=25))
+    assert r.status == "written"
+    api = json.loads((tmp_path / "api" / ".faceveil" / "v.mp4.tracks.json").read_text())["config"]
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "cli", "-q", "-m", "blackout", "--detect-every", "25")
+    assert code == 0, err
+    cli = json.loads((tmp_path / "cli" / ".faceveil" / f"{src.name}.tracks.json").read_text())["config"]
+    _same_config(api, cli)
+    name, params, _ = resolve(VIDEO_PRESET)
+    assert api["detector"] == name
+
+    seen = []
+    det = __import__("importlib").import_module("faceveil.detect")  # faceveil.detect is also a function
+    from faceveil.api import _detector
+
+    real = det.get_detector
+    _detector.cache_clear()
+    monkeypatch.setattr(det, "get_detector", lambda n, p=None: seen.append((n, dict(p or {}))) or real(n, p))
+    frames = faceveil.video.track(src, options=faceveil.video.VideoOptions(detect_every=50))
+    next(iter(frames))
+    assert seen == [(name, params)]
+
+
+def test_eval_and_bench_default_to_the_anonymize_preset(tmp_path):
+    from faceveil.cli import build_parser
+    from faceveil.detect.presets import resolve
+    from faceveil.eval.commands import workbench
+
+    (tmp_path / "imgs").mkdir()
+    name, params, region = resolve(None)
+    for argv in (["eval", "quality", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "q")],
+                 ["eval", "detection", "--images", str(tmp_path / "imgs"), "-o", str(tmp_path / "q")],
+                 ["bench", "--images", str(tmp_path / "imgs"), "--pairs", "p.csv", "-o", str(tmp_path / "b")]):
+        wb = workbench(build_parser().parse_args(argv), tmp_path / "imgs")
+        assert (wb.detector, wb.detector_params, wb.region) == (name, params, region)
+    args = build_parser().parse_args(["eval", "quality", "--images", str(tmp_path / "imgs"), "-o", "q",
+                                      "--detect", "thorough"])
+    assert workbench(args, tmp_path / "imgs").detector_params == resolve("thorough")[1]
