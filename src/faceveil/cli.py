@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
     ex = o.add_mutually_exclusive_group()
     ex.add_argument("--overwrite", action="store_true",
-                    help="replace outputs that already exist (default: refuse, naming the first one)")
+                    help="replace existing outputs (default: refuse, naming the first)")
     ex.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     _add_common(a)

@@ -40,7 +40,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preview", type=float, default=0, metavar="SECONDS",
                    help="also write a still every SECONDS into OUT/<name>_preview/")
     g.add_argument("--allow-truncated", action="store_true",
-                   help="write what decodes from a truncated video (still exit 1; default: fail, write nothing)")
+                   help="write what decodes of a truncated video (exit 1; default: write nothing)")
 
 
 def video_options(args):
