@@ -5,6 +5,7 @@ EXIF orientation to the pixels, and writes without metadata unless asked.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .atomic import atomic_path
+from .atomic import write_bytes_atomic
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -120,5 +121,8 @@ def write_image(
         if source.exif:
             kwargs["exif"] = source.exif
         kwargs.update(source.info)
-    with atomic_path(target) as tmp:
-        img.save(tmp, format=fmt, **kwargs)
+    # Encoded in memory, then written and size-checked: on a nearly full disk Pillow's JPEG encoder
+    # returned without raising and left a truncated file that was reported (and hashed) as written.
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    write_bytes_atomic(target, buf.getvalue())
