@@ -214,3 +214,121 @@ def test_full_disk_dataset_mode_never_manifests_a_truncated_file(tmp_path, astro
     s = anonymize_dataset("wider", root, gt, out, _dataset_cfg(), progress=False)
     assert (s.done, s.skipped) == (1, 0) and verify(out).ok
     assert read_rgb(out / "images" / "a" / "astro.jpg").shape == (256, 256, 3)
+
+
+# --- 3. unusual images: every frame and every bit kept, or a one-line refusal --------------------------------
+
+FACE = (slice(80, 160), slice(190, 260))  # inside the astronaut's face, in displayed orientation
+
+
+def _error_lines(err):
+    return [ln for ln in err.splitlines() if ln.startswith("faceveil: error:")]
+
+
+def test_multi_frame_images_are_refused_and_the_batch_goes_on(tmp_path, capsys, astronaut):
+    src = tmp_path / "in"
+    src.mkdir()
+    im = Image.fromarray(astronaut)
+    frames = [im.rotate(10), im.rotate(20)]
+    im.save(src / "anim.webp", save_all=True, append_images=frames, duration=100, loop=0)
+    im.save(src / "pages.tif", save_all=True, append_images=frames)
+    im.save(src / "anim.png", save_all=True, append_images=frames)  # APNG
+    im.save(src / "plain.png")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
+    assert code == 1, err
+    lines = _error_lines(err)
+    assert len(lines) == 3 and all("animated/multi-page images are not supported (3 frames)" in ln for ln in lines)
+    assert sorted(p.name for p in out.iterdir()) == ["plain.png"]
+    assert (read_rgb(out / "plain.png")[FACE] == 0).all()
+
+
+def _grey16(astronaut, top=65535):
+    from skimage.color import rgb2gray
+
+    return np.round(rgb2gray(astronaut) * top).astype(np.uint16)
+
+
+@pytest.mark.parametrize("top", [65535, 4095])  # full 16-bit range, and 12-bit data in a 16-bit file
+def test_16bit_grey_png_face_found_and_bit_depth_kept(tmp_path, capsys, astronaut, top):
+    g = _grey16(astronaut, top)
+    src = tmp_path / "g16.png"
+    Image.fromarray(g).save(src)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "--report", tmp_path / "r.json", "-q")
+    assert code == 0, err
+    import json
+
+    assert json.loads((tmp_path / "r.json").read_text())["files"][0]["faces"] == 1
+    res = Image.open(out / "g16.png")
+    assert res.mode == "I;16"
+    o = np.asarray(res)
+    assert (o[FACE] == 0).all(), "the face is blacked out in 16 bit"
+    changed = o != g
+    assert changed.any() and np.array_equal(o[~changed], g[~changed])
+    assert np.array_equal(o[400:], g[400:]), "away from the face every 16-bit value is kept"
+
+
+def test_16bit_colour_png_is_refused_not_truncated(tmp_path, capsys, astronaut):
+    import cv2
+
+    src = tmp_path / "c16.png"
+    cv2.imwrite(str(src), (astronaut.astype(np.uint16) * 257)[:, :, ::-1])
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", "-q")
+    assert code == 1
+    assert len(_error_lines(err)) == 1 and "16-bit colour images are not supported" in err
+    assert not (tmp_path / "out" / "c16.png").exists()
+
+
+def _alpha(shape):
+    a = np.full(shape[:2], 255, np.uint8)
+    a[:, :60] = 0  # a transparent band at the left, away from the face
+    a[-40:, :] = 128
+    return a
+
+
+@pytest.mark.slow
+def test_unusual_modes_and_exif_orientations(tmp_path, capsys, astronaut):
+    """CMYK JPEG, palette+transparency PNG, LA PNG, RGBA WebP, 1-bit PNG/TIFF, EXIF orientations 1-8."""
+    src = tmp_path / "in"
+    src.mkdir()
+    im = Image.fromarray(astronaut)
+    alpha = Image.fromarray(_alpha(astronaut.shape))
+    im.convert("CMYK").save(src / "cmyk.jpg", quality=95)
+    p = im.convert("P", palette=Image.Palette.ADAPTIVE, colors=255)
+    p_arr = np.asarray(p).copy()
+    p_arr[:, :60] = 255  # index 255 unused by the 255-colour palette: transparent
+    p2 = Image.fromarray(p_arr, "P")
+    p2.putpalette(p.getpalette() + [0, 0, 0] * (256 - len(p.getpalette()) // 3))
+    p2.save(src / "pal.png", transparency=255)
+    la = im.convert("L")
+    la.putalpha(alpha)
+    la.save(src / "la.png")
+    rgba = im.copy()
+    rgba.putalpha(alpha)
+    rgba.save(src / "rgba.webp", lossless=True)
+    im.convert("1").save(src / "bw.png")
+    im.convert("1").save(src / "bw.tif")
+    undo = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_270}
+    for o in range(1, 9):
+        ex = Image.Exif()
+        ex[0x0112] = o
+        (im.transpose(undo[o]) if o > 1 else im).save(src / f"orient{o}.jpg", exif=ex.tobytes(), quality=95)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
+    assert code == 0, err
+    for f in sorted(out.iterdir()):
+        res = Image.open(f)
+        assert res.size == (512, 512), f.name
+        rgb = np.asarray(res.convert("RGB")).astype(int)
+        assert (rgb[FACE] < 16).all(), f"{f.name}: face not blacked out where it is displayed"
+        if f.name.startswith(("orient", "cmyk")):
+            assert np.abs(rgb[400:, :150] - astronaut[400:, :150]).mean() < 6, f"{f.name}: not oriented as displayed"
+            assert "exif" not in res.info or Image.open(f).getexif().get(0x0112, 1) == 1
+    for name in ("la.png", "rgba.webp", "pal.png"):
+        a = np.asarray(Image.open(out / name).convert("RGBA"))[:, :, 3]
+        assert (a[:-40, :60] == 0).all() and (a[100:400, 100:] == 255).all(), f"{name}: transparency lost"
+    assert Image.open(out / "la.png").mode == "LA"
+    assert Image.open(out / "bw.png").mode == "L"  # 1-bit grows to grey: a blur needs grey levels

@@ -33,6 +33,8 @@ class ImageFile:
     alpha: np.ndarray | None = None  # HxW uint8 when the source had transparency
     exif: bytes | None = None  # source EXIF with orientation reset (used only with keep_metadata)
     info: dict = field(default_factory=dict)  # icc_profile, dpi (kept only with keep_metadata)
+    deep: np.ndarray | None = None  # HxW uint16 of a 16-bit grey source; ``rgb`` is its 8-bit view
+    deep_max: int = 255  # the 16-bit value that ``rgb``'s 255 stands for
 
 
 def _open(path: Path):
@@ -42,8 +44,19 @@ def _open(path: Path):
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
     try:
         img = Image.open(path)
+        frames = getattr(img, "n_frames", 1)
+        # Only the first frame would be anonymized and written, the rest silently dropped: refuse.
+        # MPO (phone cameras' JPEG) is exempt: its extra frames are previews, dropped like metadata.
+        if frames > 1 and img.format != "MPO":
+            raise InputError(f"{path}: animated/multi-page images are not supported ({frames} frames)")
+        if img.mode == "F" or img.mode.startswith("I;32") or (img.mode == "I" and img.format != "PNG") \
+                or _deep_colour(img):
+            raise InputError(f"{path}: {_depth_name(img)} images are not supported (the bit depth would be lost); "
+                             "convert to 8 bit first")
         img.load()  # decode now, so truncated files fail here
         img = ImageOps.exif_transpose(img)  # orientation goes into the pixels
     except UnidentifiedImageError:
@@ -57,12 +70,43 @@ def _open(path: Path):
     return img
 
 
+def _deep_colour(img) -> bool:
+    """A colour image with more than 8 bits a channel: Pillow reads it as 8-bit RGB, so it cannot be written back."""
+    if img.mode not in ("RGB", "RGBA", "CMYK", "LA", "P"):
+        return False
+    if img.format == "TIFF":
+        bits = img.tag_v2.get(258, (8,))
+        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    if img.format == "PNG" and img.fp is not None:
+        # Pillow keeps no bit depth for PNG: read it from the IHDR chunk (byte 24 of every PNG).
+        pos = img.fp.tell()
+        try:
+            img.fp.seek(24)
+            return img.fp.read(1) == b"\x10"
+        finally:
+            img.fp.seek(pos)
+    return False
+
+
+def _depth_name(img) -> str:
+    return {"F": "floating-point"}.get(img.mode, "32-bit" if img.mode.startswith("I") else "16-bit colour")
+
+
 def read_image(path: str | os.PathLike) -> ImageFile:
     path = Path(path)
     img = _open(path)
     mode = img.mode
     alpha = None
-    if "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
+    deep, deep_max = None, 255
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey: Pillow's convert("RGB") clips every value over 255 to white (a face became
+        # a white sheet, "0 faces"). Detect on an 8-bit view scaled by the image's own maximum
+        # (12-bit data in a 16-bit file stays visible); write_image puts the faces back in 16 bit.
+        deep = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
+        deep_max = max(int(deep.max()), 1)
+        view = ((deep.astype(np.uint32) * 255 + deep_max // 2) // deep_max).astype(np.uint8)
+        rgb = np.repeat(view[:, :, None], 3, axis=2)
+    elif "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba)[:, :, 3].copy()
         rgb = np.asarray(rgba.convert("RGB"))
@@ -77,7 +121,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     except Exception:
         exif = None
     info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
-    return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info)
+    return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max)
 
 
 def read_image_rgba(path: str | os.PathLike) -> np.ndarray:
@@ -95,10 +139,14 @@ def write_image(
     source: ImageFile | None = None,
     keep_metadata: bool = False,
     jpeg_quality: int = 95,
+    region: np.ndarray | None = None,
 ) -> None:
     """Write atomically in the format of the target's extension, in the source's colour mode.
 
     Metadata (EXIF, GPS, XMP, ICC, comments) is dropped unless ``keep_metadata``.
+    A 16-bit grey source written as PNG or TIFF stays 16-bit: pixels in ``region`` (HxW bool,
+    where the faces were anonymized; default: where ``rgb`` differs from the source's 8-bit view)
+    take the anonymized value scaled up, every other pixel keeps its 16-bit value.
     """
     from PIL import Image
 
@@ -107,9 +155,17 @@ def write_image(
     if fmt is None:
         raise InputError(f"{target}: unsupported output format {target.suffix!r}")
     img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
-    if source is not None:
+    if source is not None and source.deep is not None and fmt in ("PNG", "TIFF"):
+        grey = np.asarray(img.convert("L"))
+        if region is None:
+            region = grey != source.rgb[:, :, 0]
+        up = ((grey.astype(np.uint32) * source.deep_max + 127) // 255).astype(np.uint16)
+        img = Image.fromarray(np.where(region, up, source.deep))  # uint16: mode I;16
+    elif source is not None:
         if source.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
             img.putalpha(Image.fromarray(source.alpha, "L"))
+            if source.mode == "LA":
+                img = img.convert("LA")
         elif source.mode in ("L", "1", "I", "I;16", "F") or source.mode == "LA" and fmt not in ("PNG", "WEBP", "TIFF"):
             img = img.convert("L")
     kwargs: dict = {}
