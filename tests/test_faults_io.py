@@ -332,3 +332,44 @@ def test_unusual_modes_and_exif_orientations(tmp_path, capsys, astronaut):
         assert (a[:-40, :60] == 0).all() and (a[100:400, 100:] == 255).all(), f"{name}: transparency lost"
     assert Image.open(out / "la.png").mode == "LA"
     assert Image.open(out / "bw.png").mode == "L"  # 1-bit grows to grey: a blur needs grey levels
+
+
+# --- 4. bombs, empty files, wrong extensions: one line each, exit 1, the batch goes on -----------------------
+
+def _declared_png(path, w, h, rows):
+    """A valid PNG header declaring w x h pixels, with only ``rows`` rows of (zero) data: a tiny file."""
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    raw = zlib.compress(b"\0" * (rows * (1 + 3 * w)), 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+
+
+def test_bombs_empty_and_misnamed_files(tmp_path, capsys, astronaut):
+    src = tmp_path / "in"
+    src.mkdir()
+    _declared_png(src / "bomb.png", 100000, 100000, 1)  # 10 G pixels: Pillow's own error
+    _declared_png(src / "big.png", 12000, 10000, 10000)  # 120 M pixels in 350 kB: Pillow only warned (2 GB, 36 s)
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "text.jpg").write_text("not an image")
+    Image.fromarray(astronaut).save(src / "png_named.jpg", format="PNG")  # decoded by content, written as .jpg says
+    Image.fromarray(astronaut).save(src / "jpeg_named.png", format="JPEG", quality=95)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
+    assert code == 1
+    assert "Traceback" not in err and "Warning" not in err, err
+    lines = _error_lines(err)
+    assert len(lines) == 4, err
+    expect = {"bomb.png": "decompression bomb guard", "big.png": "decompression bomb guard",
+              "empty.jpg": "empty file", "text.jpg": "not an image"}
+    for name, cause in expect.items():
+        assert [ln for ln in lines if name in ln and cause in ln], f"{name}: {err}"
+    assert sorted(p.name for p in out.iterdir()) == ["jpeg_named.png", "png_named.jpg"]
+    assert (out / "png_named.jpg").read_bytes()[:2] == b"\xff\xd8", "written as the extension says: JPEG"
+    assert (out / "jpeg_named.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("png_named.jpg", "jpeg_named.png"):
+        assert (read_rgb(out / name)[FACE] < 16).all()
