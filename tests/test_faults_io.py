@@ -252,6 +252,7 @@ def _grey16(astronaut, top=65535):
 @pytest.mark.parametrize("top", [65535, 4095])  # full 16-bit range, and 12-bit data in a 16-bit file
 def test_16bit_grey_png_face_found_and_bit_depth_kept(tmp_path, capsys, astronaut, top):
     g = _grey16(astronaut, top)
+    g[100:104, 200:204] = 100  # darker than 8 bits tell: black at 8 bit, yet its 16-bit value must go too
     src = tmp_path / "g16.png"
     Image.fromarray(g).save(src)
     out = tmp_path / "out"
@@ -267,6 +268,26 @@ def test_16bit_grey_png_face_found_and_bit_depth_kept(tmp_path, capsys, astronau
     changed = o != g
     assert changed.any() and np.array_equal(o[~changed], g[~changed])
     assert np.array_equal(o[400:], g[400:]), "away from the face every 16-bit value is kept"
+
+
+def test_16bit_grey_in_dataset_mode_replaces_the_whole_labelled_face(tmp_path, astronaut):
+    from faceveil.dataset import anonymize_dataset
+
+    g = _grey16(astronaut)
+    g[100:104, 200:204] = 100
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(g).save(root / "g16.png")
+    gt = tmp_path / "ds" / "gt.txt"
+    gt.write_text("g16.png\n1\n180 58 90 120 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    s = anonymize_dataset("wider", root, gt, out, _dataset_cfg(), progress=False)
+    assert s.done == 1, s.failed
+    o = np.asarray(Image.open(out / "images" / "g16.png"))
+    assert o.dtype == np.uint16 and (o[58:178, 180:270] == 0).all()
+    inside = np.zeros(g.shape, bool)
+    inside[58:178, 180:270] = True
+    assert np.array_equal(o[~inside], g[~inside])
 
 
 def test_16bit_colour_png_is_refused_not_truncated(tmp_path, capsys, astronaut):
