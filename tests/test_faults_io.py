@@ -394,3 +394,23 @@ def test_bombs_empty_and_misnamed_files(tmp_path, capsys, astronaut):
     assert (out / "jpeg_named.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in ("png_named.jpg", "jpeg_named.png"):
         assert (read_rgb(out / name)[FACE] < 16).all()
+
+
+def test_atomic_write_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch, astronaut):
+    import os
+    import stat
+
+    from faceveil.io.images import read_image, write_image
+
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    src = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(src)
+    write_image(tmp_path / "out" / "a.png", read_image(src).rgb, read_image(src))
+    assert False in synced and synced[-1] is True, "file fsynced before the rename, folder after"
