@@ -290,6 +290,24 @@ def test_16bit_grey_in_dataset_mode_replaces_the_whole_labelled_face(tmp_path, a
     assert np.array_equal(o[~inside], g[~inside])
 
 
+def test_16bit_grey_review_apply_replaces_the_whole_manual_box(tmp_path, capsys, astronaut):
+    pytest.importorskip("flask", reason="the review page needs Flask")
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings
+
+    g = _grey16(astronaut)
+    g[300:304, 300:304] = 100  # black at 8 bit, inside the box drawn below
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(g).save(src / "g16.png")
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout"]) == 0
+    cfg = AnonymizerConfig(method="blackout", region={"shape": "box", "mask_scale": 1.0})
+    rs = ReviewSet(out, src, cfg, ReviewSettings(second=("none",)), tmp_path / "cache")
+    rs.apply("g16.png", [[280.0, 280.0, 340.0, 340.0]], [])
+    o = np.asarray(Image.open(out / "g16.png"))
+    assert o.dtype == np.uint16 and (o[280:340, 280:340] == 0).all()
+
+
 def test_16bit_colour_png_is_refused_not_truncated(tmp_path, capsys, astronaut):
     import cv2
 
