@@ -319,6 +319,16 @@ def test_16bit_colour_png_is_refused_not_truncated(tmp_path, capsys, astronaut):
     assert not (tmp_path / "out" / "c16.png").exists()
 
 
+def test_cmyk_jpeg_keep_metadata_drops_its_cmyk_profile(tmp_path, capsys, astronaut):
+    src = tmp_path / "in" / "cmyk.jpg"
+    src.parent.mkdir()
+    Image.fromarray(astronaut).convert("CMYK").save(src, icc_profile=b"\0" * 128 + b"a CMYK profile")
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", "--keep-metadata", "-q", "-d", "centerface")
+    assert code == 0, err
+    res = Image.open(tmp_path / "out" / "cmyk.jpg")
+    assert res.mode == "RGB" and b"a CMYK profile" not in res.info.get("icc_profile", b"")
+
+
 def _alpha(shape):
     a = np.full(shape[:2], 255, np.uint8)
     a[:, :60] = 0  # a transparent band at the left, away from the face

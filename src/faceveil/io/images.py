@@ -134,6 +134,8 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     except Exception:
         exif = None
     info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
+    if mode == "CMYK":  # written as RGB: its CMYK colour profile would misdescribe the pixels
+        info.pop("icc_profile", None)
     return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max)
 
 
