@@ -62,6 +62,7 @@ def test_panorama_faces_found_by_each_detector(astronaut, name):
     assert (iou.max(axis=1) > 0.3).all(), f"{name}: faces missed: {iou.max(axis=1)}"
 
 
+@pytest.mark.slow
 def test_photos_that_fit_keep_identical_detections(astronaut):
     """Only photos that max_size would shrink below min_factor take the tiled path: others are untouched."""
     import cv2
