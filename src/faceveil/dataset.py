@@ -142,7 +142,8 @@ def _process(item: Item) -> dict:
             parts.append(dets)
         faces = Detections.merge(parts, "label+detector")
         out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
-        write_image(item.dst, out, img, anon.keep_metadata, anon.jpeg_quality)
+        write_image(item.dst, out, img, anon.keep_metadata, anon.jpeg_quality,
+                    anon.compositor.mask(faces, out.shape) > 0 if img.deep is not None else None)
         out_sha = sha256_file(item.dst)
         desc = _STATE["desc"]
         entry = {

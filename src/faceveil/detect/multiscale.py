@@ -14,7 +14,7 @@ import numpy as np
 
 from ..detections import Detections, nms
 from ..registry import param
-from .base import DETECTORS, Detector, downscale
+from .base import DETECTORS, Detector, downscale, tile_factor
 
 
 def flip_detections(d: Detections, width: int) -> Detections:
@@ -69,6 +69,9 @@ class MultiScale(Detector):
         yunet: bool = param(False, "add YuNet as a second, independent detector (needs yuface)")
         yunet_threshold: float = param(0.6, "YuNet's score cut")
         max_size: int = param(1920, "downscale so the longer side is at most this first (0: never)")
+        min_factor: float = param(0.5, "never shrink a photo more than this for max_size: a wide panorama or huge "
+                                  "photo also gets a pass in tiles of max_size, at the factor that keeps a "
+                                  "max_size square's pixel count (at least this), for its small faces (0: off)")
         coarse_size: int = param(640, "also detect on a copy shrunk to this longer side, for very large faces (0: off)")
         big_scales: tuple[float, ...] = param((), "photos enlarged by min_side also get passes at these factors of "
                                               "their own size (e.g. 0.6,0.9), for big faces: enlarged, CenterFace "
@@ -88,6 +91,8 @@ class MultiScale(Detector):
                     raise ValueError(f"{name} must be between 0 and 1")
             if self.zoom < 1.0 or self.min_side < 0 or self.max_size < 0:
                 raise ValueError("zoom must be >= 1 and sizes >= 0")
+            if not 0.0 <= self.min_factor <= 1.0:
+                raise ValueError("min_factor must be between 0 and 1")
             if not all(0.0 < s <= 1.0 for s in self.big_scales):
                 raise ValueError("big_scales must be factors in (0, 1]")
 
@@ -143,6 +148,12 @@ class MultiScale(Detector):
             z = self._pass(image, zf, floor)
             z = z[np.sqrt(z.areas) <= p.zoom_max_px]
             out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom"))
+        # Shrunk to max_size, a panorama's or huge photo's small faces fall under what CenterFace finds;
+        # the tiled pass sees them at (nearly) their own size. Photos max_size shrinks less than min_factor
+        # never take it, so their detections stay exactly what they were.
+        t = tile_factor(*image.shape[:2], p.max_size, p.min_factor)
+        if t is not None:
+            out.append(self.cf.detect_tiled(image, t, floor, p.max_size))
         if p.coarse_size and side * f > 1.5 * p.coarse_size:
             out.append(self._pass(image, p.coarse_size / side, floor))
         out += self.big_passes(image, floor)

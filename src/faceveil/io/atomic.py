@@ -8,13 +8,34 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import FaceveilError
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    """Push ``path``'s data (or a folder's new entries) to the disk, so a crash cannot undo a rename."""
+    try:
+        fd = os.open(path, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if directory else os.O_RDONLY)
+    except OSError:
+        if directory:  # some platforms and file systems cannot open a folder: the rename is still atomic
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
 
     On any exception (Ctrl-C included) the temporary file is removed, so a
-    half-written output never appears under the final name.
+    half-written output never appears under the final name. The file is fsynced
+    before the rename and the folder after it: an output that is in place (or in
+    a manifest) survives a power cut, and a full disk shows up here, not later.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -25,17 +46,34 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync_path(tmp_path)
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+    _fsync_path(target.parent, directory=True)
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``target`` atomically; raise unless every byte reached the file.
+
+    The size is checked after the flush because a writer that stops short without
+    raising (Pillow's JPEG encoder on a full disk did) must never pass for a success.
+    """
+    target = Path(target)
+    try:
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                size = os.fstat(f.fileno()).st_size
+            if size != len(data):
+                raise FaceveilError(f"{target}: cannot write: only {size} of {len(data)} bytes reached the disk "
+                                    "(disk full?)")
+    except OSError as exc:
+        raise FaceveilError(f"{target}: cannot write: {exc.strerror or exc}") from None
 
 
 # atomic_path's names: "." + target name + "." + writer pid + "." + mkstemp's 8 characters + ".tmp" + suffix.

@@ -5,14 +5,17 @@ EXIF orientation to the pixels, and writes without metadata unless asked.
 """
 from __future__ import annotations
 
+import io
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .atomic import atomic_path
+from .atomic import write_bytes_atomic
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -32,6 +35,8 @@ class ImageFile:
     alpha: np.ndarray | None = None  # HxW uint8 when the source had transparency
     exif: bytes | None = None  # source EXIF with orientation reset (used only with keep_metadata)
     info: dict = field(default_factory=dict)  # icc_profile, dpi (kept only with keep_metadata)
+    deep: np.ndarray | None = None  # HxW uint16 of a 16-bit grey source; ``rgb`` is its 8-bit view
+    deep_max: int = 255  # the 16-bit value that ``rgb``'s 255 stands for
 
 
 def _open(path: Path):
@@ -41,8 +46,27 @@ def _open(path: Path):
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS (89 MP) and twice that, then decodes: a 350 kB
+            # PNG declaring 12000x10000 took 2.1 GB and 36 s. Refuse from the warning's limit on (a
+            # library caller who needs bigger photos raises PIL.Image.MAX_IMAGE_PIXELS).
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        frames = getattr(img, "n_frames", 1)
+        refusal = None
+        # Only the first frame would be anonymized and written, the rest silently dropped: refuse.
+        # MPO (phone cameras' JPEG) is exempt: its extra frames are previews, dropped like metadata.
+        if frames > 1 and img.format != "MPO":
+            refusal = f"animated/multi-page images are not supported ({frames} frames)"
+        elif img.mode == "F" or img.mode.startswith("I;32") or (img.mode == "I" and img.format != "PNG") \
+                or _deep_colour(img):
+            refusal = f"{_depth_name(img)} images are not supported (the bit depth would be lost); convert to 8 bit first"
+        if refusal:
+            img.close()
+            raise InputError(f"{path}: {refusal}")
         img.load()  # decode now, so truncated files fail here
         img = ImageOps.exif_transpose(img)  # orientation goes into the pixels
     except UnidentifiedImageError:
@@ -51,9 +75,34 @@ def _open(path: Path):
         raise InputError(f"{path}: permission denied") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{path}: cannot decode image ({exc})") from None
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: refused, {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(m.group(1)):,} pixels" if m else "its declared size"
+        raise InputError(f"{path}: refused, {size} is over the {Image.MAX_IMAGE_PIXELS:,}-pixel limit "
+                         "(decompression bomb guard)") from None
     return img
+
+
+def _deep_colour(img) -> bool:
+    """A colour image with more than 8 bits a channel: Pillow reads it as 8-bit RGB, so it cannot be written back."""
+    if img.mode not in ("RGB", "RGBA", "CMYK", "LA", "P"):
+        return False
+    if img.format == "TIFF":
+        bits = img.tag_v2.get(258, (8,))
+        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    if img.format == "PNG" and img.fp is not None:
+        # Pillow keeps no bit depth for PNG: read it from the IHDR chunk (byte 24 of every PNG).
+        pos = img.fp.tell()
+        try:
+            img.fp.seek(24)
+            return img.fp.read(1) == b"\x10"
+        finally:
+            img.fp.seek(pos)
+    return False
+
+
+def _depth_name(img) -> str:
+    return {"F": "floating-point"}.get(img.mode, "32-bit" if img.mode.startswith("I") else "16-bit colour")
 
 
 def read_image(path: str | os.PathLike) -> ImageFile:
@@ -61,7 +110,16 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     img = _open(path)
     mode = img.mode
     alpha = None
-    if "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
+    deep, deep_max = None, 255
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey: Pillow's convert("RGB") clips every value over 255 to white (a face became
+        # a white sheet, "0 faces"). Detect on an 8-bit view scaled by the image's own maximum
+        # (12-bit data in a 16-bit file stays visible); write_image puts the faces back in 16 bit.
+        deep = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
+        deep_max = max(int(deep.max()), 1)
+        view = ((deep.astype(np.uint32) * 255 + deep_max // 2) // deep_max).astype(np.uint8)
+        rgb = np.repeat(view[:, :, None], 3, axis=2)
+    elif "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba)[:, :, 3].copy()
         rgb = np.asarray(rgba.convert("RGB"))
@@ -76,7 +134,9 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     except Exception:
         exif = None
     info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
-    return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info)
+    if mode == "CMYK":  # written as RGB: its CMYK colour profile would misdescribe the pixels
+        info.pop("icc_profile", None)
+    return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max)
 
 
 def read_image_rgba(path: str | os.PathLike) -> np.ndarray:
@@ -94,10 +154,14 @@ def write_image(
     source: ImageFile | None = None,
     keep_metadata: bool = False,
     jpeg_quality: int = 95,
+    region: np.ndarray | None = None,
 ) -> None:
     """Write atomically in the format of the target's extension, in the source's colour mode.
 
     Metadata (EXIF, GPS, XMP, ICC, comments) is dropped unless ``keep_metadata``.
+    A 16-bit grey source written as PNG or TIFF stays 16-bit: pixels in ``region`` (HxW bool,
+    where the faces were anonymized; default: where ``rgb`` differs from the source's 8-bit view)
+    take the anonymized value scaled up, every other pixel keeps its 16-bit value.
     """
     from PIL import Image
 
@@ -106,9 +170,17 @@ def write_image(
     if fmt is None:
         raise InputError(f"{target}: unsupported output format {target.suffix!r}")
     img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
-    if source is not None:
+    if source is not None and source.deep is not None and fmt in ("PNG", "TIFF"):
+        grey = np.asarray(img.convert("L"))
+        if region is None:
+            region = grey != source.rgb[:, :, 0]
+        up = ((grey.astype(np.uint32) * source.deep_max + 127) // 255).astype(np.uint16)
+        img = Image.fromarray(np.where(region, up, source.deep))  # uint16: mode I;16
+    elif source is not None:
         if source.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
             img.putalpha(Image.fromarray(source.alpha, "L"))
+            if source.mode == "LA":
+                img = img.convert("LA")
         elif source.mode in ("L", "1", "I", "I;16", "F") or source.mode == "LA" and fmt not in ("PNG", "WEBP", "TIFF"):
             img = img.convert("L")
     kwargs: dict = {}
@@ -120,5 +192,8 @@ def write_image(
         if source.exif:
             kwargs["exif"] = source.exif
         kwargs.update(source.info)
-    with atomic_path(target) as tmp:
-        img.save(tmp, format=fmt, **kwargs)
+    # Encoded in memory, then written and size-checked: on a nearly full disk Pillow's JPEG encoder
+    # returned without raising and left a truncated file that was reported (and hashed) as written.
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    write_bytes_atomic(target, buf.getvalue())

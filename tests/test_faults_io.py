@@ -1,0 +1,445 @@
+"""Images in and out without leaks or loss (issue 17): huge and wide photos, full disks, unusual files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceveil.cli import main
+from faceveil.io.images import read_rgb
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- 1. wide panoramas and huge photos: tiled, never shrunk below what their faces need ----------------------
+
+def _panorama(astronaut, width=10000, height=200, n=10):
+    """A wide canvas holding ``n`` copies of the astronaut's real face, each about 36x48 px."""
+    import cv2
+
+    crop = astronaut[10:240, 110:340]  # the face is near x 180..270, y 58..178 of the full photo
+    s = 0.4
+    small = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    canvas = (np.full((height, width, 3), 110, np.uint8) + rng.integers(0, 30, (height, width, 3), dtype=np.uint8))
+    faces = []
+    step = (width - 400) // n
+    for i in range(n):
+        x, y = 200 + i * step, 30 + (i % 3) * 25
+        canvas[y:y + small.shape[0], x:x + small.shape[1]] = small[:, ::-1] if i % 2 else small
+        fx = (180 - 110) * s if i % 2 == 0 else small.shape[1] - (270 - 110) * s
+        faces.append((int(x + fx), int(y + (58 - 10) * s), int(x + fx + 90 * s), int(y + (178 - 10) * s)))
+    return canvas, faces
+
+
+@pytest.mark.slow
+def test_wide_panorama_every_face_blacked_out(tmp_path, capsys, astronaut):
+    pano, faces = _panorama(astronaut)
+    src = tmp_path / "pano.png"  # lossless, so "changed" means anonymized, not re-encoded
+    Image.fromarray(pano).save(src)
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", "-m", "blackout", "-q")
+    assert code == 0, err
+    out = read_rgb(tmp_path / "out" / "pano.png")
+    for x1, y1, x2, y2 in faces:
+        inner = (slice(y1 + 8, y2 - 8), slice(x1 + 6, x2 - 6))
+        assert (out[inner] < 10).mean() > 0.9, f"face at {x1},{y1} left visible"
+    assert np.array_equal(out[:, :150], pano[:, :150]), "background far from faces unchanged"
+
+
+@pytest.mark.parametrize("name", ["multiscale", "centerface"])
+def test_panorama_faces_found_by_each_detector(astronaut, name):
+    from faceveil.detect import get_detector
+    from faceveil.detections import box_iou
+
+    pano, faces = _panorama(astronaut, width=6000, n=6)
+    d = get_detector(name, {"threshold": 0.2})
+    found = d.detect(pano)
+    iou = box_iou(np.array(faces, np.float32), found.xyxy)
+    assert (iou.max(axis=1) > 0.3).all(), f"{name}: faces missed: {iou.max(axis=1)}"
+
+
+@pytest.mark.slow
+def test_photos_that_fit_keep_identical_detections(astronaut):
+    """Only photos that max_size would shrink below min_factor take the tiled path: others are untouched."""
+    import cv2
+
+    from faceveil.detect import get_detector
+    from faceveil.detect.base import tile_factor
+    from faceveil.detect.presets import resolve
+
+    name, params, _ = resolve("balanced")
+    new, old = get_detector(name, params), get_detector(name, {**params, "min_factor": 0})
+    for size in ((1920, 1080), (3000, 2000)):  # 3000 px: shrunk to 0.64 for max_size, above min_factor
+        img = cv2.resize(astronaut, size)
+        assert tile_factor(size[1], size[0], 1920, 0.5) is None
+        a, b = new.detect(img), old.detect(img)
+        assert len(a) >= 1 and np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.score, b.score)
+    assert tile_factor(200, 10000, 1920, 0.5) == 1.0  # a thin panorama has few pixels: its own size
+    assert tile_factor(4000, 6000, 1920, 0.5) == 0.5  # a huge photo: at most halved
+
+
+@pytest.mark.slow
+def test_huge_photo_big_face_not_fragmented(astronaut):
+    """The tiled pass keeps only faces that fit its overlap, so a big face is not cut into extra boxes."""
+    import cv2
+
+    from faceveil.detect import get_detector
+    from faceveil.detect.presets import resolve
+
+    name, params, _ = resolve("balanced")
+    big = cv2.resize(astronaut, (4000, 4000))  # the face is about 700x940 px, 350 px in the 0.5 tiles
+    assert len(get_detector(name, params).detect(big)) == 1
+
+
+# --- 2. a full disk: a short write is an error, never a written (or manifested) file -------------------------
+
+def _wider_set(tmp_path, astronaut, ext=".jpg"):
+    """One real photo (a ~15 kB JPEG whose anonymized copy is ~45 kB) with a WIDER label file."""
+    root = tmp_path / "ds" / "images"
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(astronaut[::2, ::2]).save(root / "a" / f"astro{ext}", quality=75)
+    gt = tmp_path / "ds" / "gt.txt"
+    gt.write_text(f"a/astro{ext}\n1\n90 29 45 60 0 0 0 0 0 0\n")
+    return root, gt
+
+
+def _dataset_cfg():
+    from faceveil.dataset import DatasetConfig
+    from faceveil.pipeline import AnonymizerConfig
+
+    return DatasetConfig(AnonymizerConfig(method="blackout", region={"shape": "box", "mask_scale": 1.0}), "gt", 0.0)
+
+
+@pytest.fixture()
+def short_writes(monkeypatch):
+    """A file system that keeps only half of what it is given and says nothing (Pillow's JPEG save on a full disk)."""
+    import builtins
+
+    import faceveil.io.atomic as atomic
+
+    class Short:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data)[: len(data) // 2])
+            return len(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def short_open(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        return Short(f) if "w" in mode else f
+
+    monkeypatch.setattr(atomic, "open", short_open, raising=False)
+
+
+def test_short_write_fails_the_file_and_leaves_nothing(tmp_path, capsys, astronaut, short_writes):
+    src = tmp_path / "in" / "astro.jpg"
+    src.parent.mkdir()
+    Image.fromarray(astronaut).save(src, quality=90)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q")
+    assert code == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("faceveil: error:")]
+    assert len(lines) == 1 and "astro.jpg" in lines[0] and "disk full" in lines[0], err
+    assert not list(out.rglob("*.jpg")) and not [p for p in out.rglob("*") if p.is_file()], "no output, no temp file"
+
+
+def test_short_write_in_dataset_mode_is_not_in_the_manifest(tmp_path, astronaut, short_writes, monkeypatch):
+    from faceveil.dataset import anonymize_dataset
+    from faceveil.io.manifest import read_manifest
+
+    root, gt = _wider_set(tmp_path, astronaut)
+    out = tmp_path / "out"
+    s = anonymize_dataset("wider", root, gt, out, _dataset_cfg(), progress=False)
+    assert s.done == 0 and len(s.failed) == 1
+    assert not (out / "images" / "a" / "astro.jpg").exists()
+    assert not [e for e in read_manifest(out / "manifest.jsonl")[0] if e["kind"] == "image"]
+    monkeypatch.undo()  # the disk has room again: the re-run does the image, it is not "already done"
+    s = anonymize_dataset("wider", root, gt, out, _dataset_cfg(), progress=False)
+    assert (s.done, s.skipped, s.failed) == (1, 0, [])
+
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    """A 2 MB tmpfs with about 12 kB left; skipped where mounting is not allowed."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {r.stderr.strip()}")
+    try:
+        st = os.statvfs(mnt)
+        (mnt / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 12 * 1024))
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_jpeg_is_an_error_not_a_truncated_success(tmp_path, capsys, astronaut, full_disk):
+    root, gt = _wider_set(tmp_path, astronaut)
+    src = root / "a" / "astro.jpg"
+    out = full_disk / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q")
+    assert code == 1 and "1 of 1 files anonymized" not in err, err
+    assert [ln for ln in err.splitlines() if ln.startswith("faceveil: error:") and "astro.jpg" in ln], err
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()], "no truncated output, no temp file"
+
+
+def test_full_disk_dataset_mode_never_manifests_a_truncated_file(tmp_path, astronaut, full_disk):
+    from faceveil.dataset import anonymize_dataset, verify
+    from faceveil.io.manifest import read_manifest
+
+    root, gt = _wider_set(tmp_path, astronaut)
+    out = full_disk / "out"
+    s = anonymize_dataset("wider", root, gt, out, _dataset_cfg(), progress=False)
+    assert s.done == 0 and len(s.failed) == 1
+    assert not (out / "images" / "a" / "astro.jpg").exists()
+    assert not [e for e in read_manifest(out / "manifest.jsonl")[0] if e["kind"] == "image"]
+    (full_disk / "filler").unlink()  # room again: the re-run redoes it instead of saying "already done"
+    s = anonymize_dataset("wider", root, gt, out, _dataset_cfg(), progress=False)
+    assert (s.done, s.skipped) == (1, 0) and verify(out).ok
+    assert read_rgb(out / "images" / "a" / "astro.jpg").shape == (256, 256, 3)
+
+
+# --- 3. unusual images: every frame and every bit kept, or a one-line refusal --------------------------------
+
+FACE = (slice(80, 160), slice(190, 260))  # inside the astronaut's face, in displayed orientation
+
+
+def _error_lines(err):
+    return [ln for ln in err.splitlines() if ln.startswith("faceveil: error:")]
+
+
+def test_multi_frame_images_are_refused_and_the_batch_goes_on(tmp_path, capsys, astronaut):
+    src = tmp_path / "in"
+    src.mkdir()
+    im = Image.fromarray(astronaut)
+    frames = [im.rotate(10), im.rotate(20)]
+    im.save(src / "anim.webp", save_all=True, append_images=frames, duration=100, loop=0)
+    im.save(src / "pages.tif", save_all=True, append_images=frames)
+    im.save(src / "anim.png", save_all=True, append_images=frames)  # APNG
+    im.save(src / "plain.png")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
+    assert code == 1, err
+    lines = _error_lines(err)
+    assert len(lines) == 3 and all("animated/multi-page images are not supported (3 frames)" in ln for ln in lines)
+    assert sorted(p.name for p in out.iterdir()) == ["plain.png"]
+    assert (read_rgb(out / "plain.png")[FACE] == 0).all()
+
+
+def _grey16(astronaut, top=65535):
+    from skimage.color import rgb2gray
+
+    return np.round(rgb2gray(astronaut) * top).astype(np.uint16)
+
+
+@pytest.mark.parametrize("top", [65535, 4095])  # full 16-bit range, and 12-bit data in a 16-bit file
+def test_16bit_grey_png_face_found_and_bit_depth_kept(tmp_path, capsys, astronaut, top):
+    g = _grey16(astronaut, top)
+    g[100:104, 200:204] = 100  # darker than 8 bits tell: black at 8 bit, yet its 16-bit value must go too
+    src = tmp_path / "g16.png"
+    Image.fromarray(g).save(src)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "--report", tmp_path / "r.json", "-q")
+    assert code == 0, err
+    import json
+
+    assert json.loads((tmp_path / "r.json").read_text())["files"][0]["faces"] == 1
+    res = Image.open(out / "g16.png")
+    assert res.mode == "I;16"
+    o = np.asarray(res)
+    assert (o[FACE] == 0).all(), "the face is blacked out in 16 bit"
+    changed = o != g
+    assert changed.any() and np.array_equal(o[~changed], g[~changed])
+    assert np.array_equal(o[400:], g[400:]), "away from the face every 16-bit value is kept"
+
+
+def test_16bit_grey_in_dataset_mode_replaces_the_whole_labelled_face(tmp_path, astronaut):
+    from faceveil.dataset import anonymize_dataset
+
+    g = _grey16(astronaut)
+    g[100:104, 200:204] = 100
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(g).save(root / "g16.png")
+    gt = tmp_path / "ds" / "gt.txt"
+    gt.write_text("g16.png\n1\n180 58 90 120 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    s = anonymize_dataset("wider", root, gt, out, _dataset_cfg(), progress=False)
+    assert s.done == 1, s.failed
+    o = np.asarray(Image.open(out / "images" / "g16.png"))
+    assert o.dtype == np.uint16 and (o[58:178, 180:270] == 0).all()
+    inside = np.zeros(g.shape, bool)
+    inside[58:178, 180:270] = True
+    assert np.array_equal(o[~inside], g[~inside])
+
+
+def test_16bit_grey_review_apply_replaces_the_whole_manual_box(tmp_path, capsys, astronaut):
+    pytest.importorskip("flask", reason="the review page needs Flask")
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings
+
+    g = _grey16(astronaut)
+    g[300:304, 300:304] = 100  # black at 8 bit, inside the box drawn below
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(g).save(src / "g16.png")
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout"]) == 0
+    cfg = AnonymizerConfig(method="blackout", region={"shape": "box", "mask_scale": 1.0})
+    rs = ReviewSet(out, src, cfg, ReviewSettings(second=("none",)), tmp_path / "cache")
+    rs.apply("g16.png", [[280.0, 280.0, 340.0, 340.0]], [])
+    o = np.asarray(Image.open(out / "g16.png"))
+    assert o.dtype == np.uint16 and (o[280:340, 280:340] == 0).all()
+
+
+def test_16bit_colour_png_is_refused_not_truncated(tmp_path, capsys, astronaut):
+    import cv2
+
+    src = tmp_path / "c16.png"
+    cv2.imwrite(str(src), (astronaut.astype(np.uint16) * 257)[:, :, ::-1])
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", "-q")
+    assert code == 1
+    assert len(_error_lines(err)) == 1 and "16-bit colour images are not supported" in err
+    assert not (tmp_path / "out" / "c16.png").exists()
+
+
+def test_cmyk_jpeg_keep_metadata_drops_its_cmyk_profile(tmp_path, capsys, astronaut):
+    src = tmp_path / "in" / "cmyk.jpg"
+    src.parent.mkdir()
+    Image.fromarray(astronaut).convert("CMYK").save(src, icc_profile=b"\0" * 128 + b"a CMYK profile")
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", "--keep-metadata", "-q", "-d", "centerface")
+    assert code == 0, err
+    res = Image.open(tmp_path / "out" / "cmyk.jpg")
+    assert res.mode == "RGB" and b"a CMYK profile" not in res.info.get("icc_profile", b"")
+
+
+def _alpha(shape):
+    a = np.full(shape[:2], 255, np.uint8)
+    a[:, :60] = 0  # a transparent band at the left, away from the face
+    a[-40:, :] = 128
+    return a
+
+
+@pytest.mark.slow
+def test_unusual_modes_and_exif_orientations(tmp_path, capsys, astronaut):
+    """CMYK JPEG, palette+transparency PNG, LA PNG, RGBA WebP, 1-bit PNG/TIFF, EXIF orientations 1-8."""
+    src = tmp_path / "in"
+    src.mkdir()
+    im = Image.fromarray(astronaut)
+    alpha = Image.fromarray(_alpha(astronaut.shape))
+    im.convert("CMYK").save(src / "cmyk.jpg", quality=95)
+    p = im.convert("P", palette=Image.Palette.ADAPTIVE, colors=255)
+    p_arr = np.asarray(p).copy()
+    p_arr[:, :60] = 255  # index 255 unused by the 255-colour palette: transparent
+    p2 = Image.fromarray(p_arr, "P")
+    p2.putpalette(p.getpalette() + [0, 0, 0] * (256 - len(p.getpalette()) // 3))
+    p2.save(src / "pal.png", transparency=255)
+    la = im.convert("L")
+    la.putalpha(alpha)
+    la.save(src / "la.png")
+    rgba = im.copy()
+    rgba.putalpha(alpha)
+    rgba.save(src / "rgba.webp", lossless=True)
+    im.convert("1").save(src / "bw.png")
+    im.convert("1").save(src / "bw.tif")
+    undo = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_270}
+    for o in range(1, 9):
+        ex = Image.Exif()
+        ex[0x0112] = o
+        (im.transpose(undo[o]) if o > 1 else im).save(src / f"orient{o}.jpg", exif=ex.tobytes(), quality=95)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
+    assert code == 0, err
+    for f in sorted(out.iterdir()):
+        res = Image.open(f)
+        assert res.size == (512, 512), f.name
+        rgb = np.asarray(res.convert("RGB")).astype(int)
+        assert (rgb[FACE] < 16).all(), f"{f.name}: face not blacked out where it is displayed"
+        if f.name.startswith(("orient", "cmyk")):
+            assert np.abs(rgb[400:, :150] - astronaut[400:, :150]).mean() < 6, f"{f.name}: not oriented as displayed"
+            assert "exif" not in res.info or Image.open(f).getexif().get(0x0112, 1) == 1
+    for name in ("la.png", "rgba.webp", "pal.png"):
+        a = np.asarray(Image.open(out / name).convert("RGBA"))[:, :, 3]
+        assert (a[:-40, :60] == 0).all() and (a[100:400, 100:] == 255).all(), f"{name}: transparency lost"
+    assert Image.open(out / "la.png").mode == "LA"
+    assert Image.open(out / "bw.png").mode == "L"  # 1-bit grows to grey: a blur needs grey levels
+
+
+# --- 4. bombs, empty files, wrong extensions: one line each, exit 1, the batch goes on -----------------------
+
+def _declared_png(path, w, h, rows):
+    """A valid PNG header declaring w x h pixels, with only ``rows`` rows of (zero) data: a tiny file."""
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    raw = zlib.compress(b"\0" * (rows * (1 + 3 * w)), 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+
+
+def test_bombs_empty_and_misnamed_files(tmp_path, capsys, astronaut):
+    src = tmp_path / "in"
+    src.mkdir()
+    _declared_png(src / "bomb.png", 100000, 100000, 1)  # 10 G pixels: Pillow's own error
+    _declared_png(src / "big.png", 12000, 10000, 10000)  # 120 M pixels in 350 kB: Pillow only warned (2 GB, 36 s)
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "text.jpg").write_text("not an image")
+    Image.fromarray(astronaut).save(src / "png_named.jpg", format="PNG")  # decoded by content, written as .jpg says
+    Image.fromarray(astronaut).save(src / "jpeg_named.png", format="JPEG", quality=95)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
+    assert code == 1
+    assert "Traceback" not in err and "Warning" not in err, err
+    lines = _error_lines(err)
+    assert len(lines) == 4, err
+    expect = {"bomb.png": "decompression bomb guard", "big.png": "decompression bomb guard",
+              "empty.jpg": "empty file", "text.jpg": "not an image"}
+    for name, cause in expect.items():
+        assert [ln for ln in lines if name in ln and cause in ln], f"{name}: {err}"
+    assert sorted(p.name for p in out.iterdir()) == ["jpeg_named.png", "png_named.jpg"]
+    assert (out / "png_named.jpg").read_bytes()[:2] == b"\xff\xd8", "written as the extension says: JPEG"
+    assert (out / "jpeg_named.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("png_named.jpg", "jpeg_named.png"):
+        assert (read_rgb(out / name)[FACE] < 16).all()
+
+
+def test_atomic_write_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch, astronaut):
+    import os
+    import stat
+
+    from faceveil.io.images import read_image, write_image
+
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    src = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(src)
+    write_image(tmp_path / "out" / "a.png", read_image(src).rgb, read_image(src))
+    assert False in synced and synced[-1] is True, "file fsynced before the rename, folder after"
