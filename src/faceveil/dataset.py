@@ -20,6 +20,7 @@ byte-identical.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -39,7 +40,7 @@ from .detections import Detections, box_iou
 from .errors import FaceveilError, InputError, UsageError
 from .io.atomic import atomic_path
 from .io.datasets import LabelSet, label_files, read_labels, resolve_image
-from .io.images import is_image_path, read_image, write_image
+from .io.images import ImageFile, is_image_path, read_image, write_image
 from .io.inputs import is_inside
 from .io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file
 from .pipeline import Anonymizer, AnonymizerConfig
@@ -70,6 +71,9 @@ class Item:
     out_rel: str  # output path relative to OUT (what the manifest records)
     xyxy: tuple  # labelled face boxes in pixels, ((x1, y1, x2, y2), ...)
     size: tuple | None  # (w, h) stated by the labels
+    # The pixel frame of the boxes: "stored" (the file's pixels as stored, EXIF orientation not applied:
+    # WIDER, COCO, VOC) or "oriented" (after the EXIF orientation: YOLO, as Ultralytics reads images).
+    frame: str = "stored"
 
 
 @dataclass
@@ -115,9 +119,24 @@ def _process(item: Item) -> dict:
     anon: Anonymizer = _STATE["anon"]
     try:
         in_sha = sha256_file(item.src)
-        img = read_image(item.src)
+        img = read_image(item.src)  # pixels with the EXIF orientation applied (upright: what the detector wants)
+        orientation = exif_orientation(item.src)
         h, w = img.rgb.shape[:2]
-        labels = Detections.from_boxes(np.array(item.xyxy, np.float32).reshape(-1, 4), source="label")
+        sw, sh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the stored size
+        lw, lh = (sw, sh) if item.frame == "stored" else (w, h)  # the size in the labels' frame
+        b = np.array(item.xyxy, np.float32).reshape(-1, 4)
+        # A box with area that lies wholly outside the image is a wrong label (or a wrong frame): say so.
+        away = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & ((b[:, 0] >= lw) | (b[:, 1] >= lh) | (b[:, 2] <= 0)
+                                                              | (b[:, 3] <= 0))
+        if away.any():
+            k = int(np.argmax(away))
+            x1, y1, x2, y2 = (float(v) for v in b[k])
+            rot = f", EXIF orientation {orientation}" if orientation != 1 else ""
+            raise InputError(f"{item.src}: labelled box {k + 1} (x {x1:g}..{x2:g}, y {y1:g}..{y2:g}) lies outside "
+                             f"the {lw}x{lh} image ({item.frame} pixels{rot}); nothing was written")
+        if item.frame == "stored" and orientation != 1:
+            b = boxes_to_oriented(b, orientation, sw, sh)
+        labels = Detections.from_boxes(b, source="label")
         b = labels.xyxy
         outside = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > w) | (b[:, 3] > h)
         labels = labels.clipped(w, h)
@@ -141,8 +160,7 @@ def _process(item: Item) -> dict:
             parts.append(dets)
         faces = Detections.merge(parts, "label+detector")
         out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
-        write_image(item.dst, out, img, anon.keep_metadata, anon.jpeg_quality)
-        out_sha = sha256_file(item.dst)
+        out_sha = _write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality)
         desc = _STATE["desc"]
         entry = {
             "kind": "image",
@@ -150,7 +168,7 @@ def _process(item: Item) -> dict:
             "output": item.out_rel,
             "input_sha256": in_sha,
             "output_sha256": out_sha,
-            "size": [w, h],
+            "size": [w, h],  # as shown (EXIF orientation applied), the frame of "regions"
             "faces": {
                 "labels": len(labels),
                 "labels_anonymized": len(kept_labels),
@@ -171,15 +189,113 @@ def _process(item: Item) -> dict:
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t0, 4),
         }
-        if item.size is not None and tuple(item.size) != (w, h):
+        if orientation != 1:
+            entry["orientation"] = orientation  # the output keeps it: stored pixels stay in the labels' frame
+        if item.size is not None and tuple(item.size) != (lw, lh):
             entry["size_mismatch"] = list(item.size)
         return {"entry": entry}
     except FaceveilError as exc:
         return {"error": str(exc), "path": item.rel}
     except (KeyboardInterrupt, SystemExit):
         raise
+    except OSError as exc:  # fail closed (nothing under the final name) and say why in one line
+        cause = exc.strerror or exc.__class__.__name__
+        where = exc.filename or item.dst
+        return {"error": f"{where}: {cause}", "path": item.rel}
     except Exception as exc:  # fail closed: nothing was written under the final name; say why
         return {"error": f"{item.src}: {exc.__class__.__name__}: {exc}", "path": item.rel}
+
+
+# ---------------------------------------------------------------------------
+# EXIF orientation. Dataset labels (WIDER, COCO, VOC) address the stored pixels, so dataset mode keeps them:
+# it anonymizes the upright view (the detector needs upright faces), turns the result back into the stored
+# frame and writes it with the same orientation tag (and no other metadata unless --keep-metadata). The
+# output then reads like its input in every loader, and the label files, copied byte for byte, still fit.
+# Hand-written: Pillow's exif_transpose only goes one way and knows nothing of boxes. Each orientation is a
+# sequence of three involutions (mirror x, mirror y, transpose), applied in the same order to pixels and
+# boxes; tests/test_faults_dataset.py checks them against Pillow for all eight.
+
+_STEPS = {1: "", 2: "x", 3: "xy", 4: "y", 5: "t", 6: "yt", 7: "xyt", 8: "xt"}
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation (1..8) that ``read_image`` applied; 1 when there is none or it is invalid."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        try:
+            o = int(im.getexif().get(0x0112, 1))
+        except Exception:  # a broken EXIF block: Pillow's exif_transpose ignores it too
+            return 1
+    return o if o in _STEPS else 1
+
+
+def _step(a: np.ndarray, s: str) -> np.ndarray:
+    return a[:, ::-1] if s == "x" else a[::-1] if s == "y" else a.swapaxes(0, 1)
+
+
+def to_oriented(a: np.ndarray, orientation: int) -> np.ndarray:
+    for s in _STEPS[orientation]:
+        a = _step(a, s)
+    return np.ascontiguousarray(a)
+
+
+def to_stored(a: np.ndarray, orientation: int) -> np.ndarray:
+    for s in reversed(_STEPS[orientation]):
+        a = _step(a, s)
+    return np.ascontiguousarray(a)
+
+
+def boxes_to_oriented(xyxy: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
+    """Boxes in stored pixels (image ``width`` x ``height`` as stored) -> boxes in the upright view."""
+    b = np.array(xyxy, np.float32).reshape(-1, 4)
+    w, h = width, height
+    for s in _STEPS[orientation]:
+        if s == "x":
+            b = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1)
+        elif s == "y":
+            b = np.stack([b[:, 0], h - b[:, 3], b[:, 2], h - b[:, 1]], axis=1)
+        else:
+            b = b[:, [1, 0, 3, 2]]
+            w, h = h, w
+    return b.astype(np.float32)
+
+
+def _write_checked(dst: str, rgb: np.ndarray, src: ImageFile, orientation: int, keep_metadata: bool,
+                   quality: int) -> str:
+    """Write ``rgb`` (upright) in the source's stored frame, read it back, return the SHA-256 of what decoded.
+
+    The manifest only ever records a hash that this check produced: a short or corrupt write is an error
+    here (and the file is removed), never a finished image.
+    """
+    from PIL import Image
+
+    exif = None
+    if keep_metadata and src.exif:
+        ex = Image.Exif()
+        ex.load(src.exif)
+        ex[0x0112] = orientation
+        exif = ex.tobytes()
+    elif orientation != 1:
+        ex = Image.Exif()
+        ex[0x0112] = orientation  # only the orientation: no camera, time or place
+        exif = ex.tobytes()
+    alpha = to_stored(src.alpha, orientation) if src.alpha is not None else None
+    target = replace(src, rgb=src.rgb[:0], alpha=alpha, exif=exif, info=src.info if keep_metadata else {})
+    stored = to_stored(rgb, orientation)
+    write_image(dst, stored, target, True, quality)
+    data = Path(dst).read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            ok = im.size == (stored.shape[1], stored.shape[0])
+    except Exception:
+        ok = False
+    if not ok:
+        Path(dst).unlink(missing_ok=True)
+        raise InputError(f"{dst}: the written image does not read back whole (disk full or failing?); "
+                         "not recorded as done")
+    return hashlib.sha256(data).hexdigest()
 
 
 def _describe(anon: Anonymizer) -> dict:
@@ -366,7 +482,8 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         keep = [c in face_classes for c in im.classes] if face_classes is not None else [True] * len(im)
         xyxy = tuple(tuple(float(v) for v in b) for b, k in zip(im.xyxy, keep) if k)
         out_rel = image_prefix / im.path
-        items.append(Item(im.path, str(src), str(out / out_rel), str(out_rel), xyxy, im.size))
+        items.append(Item(im.path, str(src), str(out / out_rel), str(out_rel), xyxy, im.size,
+                          "oriented" if fmt == "yolo" else "stored"))
     unlabelled = []
     if fmt != "yolo":  # YOLO lists every image of the folder already
         for p in sorted(images_root.rglob("*")):

@@ -1,0 +1,111 @@
+"""Dataset mode faults (issues 17 and 18): EXIF orientation, dead parents, verified writes, one-line errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from faceveil.cli import main
+from faceveil.dataset import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+GREY = 128
+FACE = (180, 58, 270, 178)  # the astronaut's face, x1 y1 x2 y2
+
+
+def _coco(root: Path, names_boxes: dict[str, list], sizes: dict[str, tuple]) -> Path:
+    images, anns = [], []
+    for k, (name, boxes) in enumerate(names_boxes.items(), 1):
+        w, h = sizes[name]
+        images.append({"id": k, "file_name": name, "width": w, "height": h})
+        for b in boxes:
+            anns.append({"id": len(anns) + 1, "image_id": k, "category_id": 1, "bbox": list(b), "iscrowd": 0})
+    p = root / "labels.json"
+    p.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "face"}]}))
+    return p
+
+
+def _anon_args(fmt, images, labels, out, *extra):
+    return ["dataset", "anonymize", "--format", fmt, "--images", str(images), "--labels", str(labels), "-o",
+            str(out), "--boxes", "gt", "-m", "blackout", "-p", f"color={GREY}", "--shape", "box",
+            "--mask-scale", "1", "-q", *extra]
+
+
+# ---------------------------------------------------------------------------
+# issue 17 item 3: labels in stored pixels on EXIF-rotated images
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_labels_in_stored_pixels_hit_the_face(tmp_path, astronaut, orientation, capsys):
+    stored = np.ascontiguousarray(astronaut[:400, :300])  # not square: a swapped frame would show
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    ex[0x010F] = "CameraMaker"  # private metadata: must not reach the output
+    Image.fromarray(stored).save(root / "a.jpg", exif=ex, quality=95)
+    x1, y1, x2, y2 = FACE
+    labels = _coco(tmp_path / "ds", {"a.jpg": [(x1, y1, x2 - x1, y2 - y1)]}, {"a.jpg": (300, 400)})
+    out = tmp_path / "out"
+    assert main(_anon_args("coco", root, labels, out)) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 labelled" in err and "0 without area" in err and "warning" not in err
+    res = Image.open(out / "images" / "a.jpg")
+    assert res.getexif().get(0x0112, 1) == orientation, "the output must display the way the input does"
+    assert 0x010F not in res.getexif(), "metadata is stripped by default"
+    after = np.asarray(res.convert("RGB")).astype(int)
+    before = np.asarray(Image.open(root / "a.jpg").convert("RGB")).astype(int)
+    assert after.shape == before.shape == (400, 300, 3), "stored pixels keep the frame of the labels"
+    face = np.zeros(after.shape[:2], bool)
+    face[y1:y2, x1:x2] = True
+    assert np.abs(after[face] - GREY).mean() < 2, "the labelled face must be blacked out"
+    assert np.abs(after[~face] - before[~face]).mean() < 2, "pixels away from the face must not change"
+    # the same holds for a viewer that applies the orientation
+    shown_in, shown_out = (np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB")).astype(int)
+                           for p in (root / "a.jpg", out / "images" / "a.jpg"))
+    assert shown_in.shape == shown_out.shape
+    assert (np.abs(shown_in - shown_out).max(axis=2) > 40).sum() > 0.8 * face.sum()
+    assert verify(out).ok
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_transforms_match_pillow(orientation):
+    from faceveil.dataset import boxes_to_oriented, to_oriented, to_stored
+
+    rng = np.random.default_rng(orientation)
+    a = rng.integers(0, 256, (7, 5, 3), np.uint8)
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    im = Image.fromarray(a)
+    im.info["exif"] = ex.tobytes()
+    im.getexif()[0x0112] = orientation
+    want = np.asarray(ImageOps.exif_transpose(im))
+    got = to_oriented(a, orientation)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(to_stored(got, orientation), a)
+    # a one-pixel box lands on the same pixel
+    for y in range(7):
+        for x in range(5):
+            mark = np.zeros((7, 5), bool)
+            mark[y, x] = True
+            ys, xs = np.nonzero(to_oriented(mark, orientation))
+            b = boxes_to_oriented(np.array([[x, y, x + 1, y + 1]], np.float32), orientation, 5, 7)
+            assert b.tolist() == [[xs[0], ys[0], xs[0] + 1, ys[0] + 1]]
+
+
+def test_a_labelled_box_outside_the_image_is_an_error(tmp_path, astronaut, capsys):
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(astronaut[:100, :200]).save(root / "a.png")
+    Image.fromarray(astronaut[:100, :200]).save(root / "b.png")
+    labels = _coco(tmp_path / "ds", {"a.png": [(250, 10, 40, 40)], "b.png": [(10, 10, 40, 40)]},
+                   {"a.png": (200, 100), "b.png": (200, 100)})
+    out = tmp_path / "out"
+    assert main(_anon_args("coco", root, labels, out)) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "error" in ln]
+    assert len(lines) == 1 and "a.png" in lines[0] and "outside" in lines[0] and "200x100" in lines[0], err
+    assert "Traceback" not in err
+    assert not (out / "images" / "a.png").exists() and (out / "images" / "b.png").exists()
