@@ -109,3 +109,96 @@ def test_a_labelled_box_outside_the_image_is_an_error(tmp_path, astronaut, capsy
     assert len(lines) == 1 and "a.png" in lines[0] and "outside" in lines[0] and "200x100" in lines[0], err
     assert "Traceback" not in err
     assert not (out / "images" / "a.png").exists() and (out / "images" / "b.png").exists()
+
+
+# ---------------------------------------------------------------------------
+# issue 17 item 11: worker processes die with their parent
+
+def _noise_wider(tmp_path: Path, n: int, size=(320, 240)) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    lines = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / f"{i:03d}.png")
+        lines += [f"{i:03d}.png", "1", "10 8 60 70 0 0 0 0 0 0"]
+    gt = tmp_path / "ds" / "gt.txt"
+    gt.write_text("\n".join(lines) + "\n")
+    return root, gt
+
+
+def _kill_9_when(cmd: list[str], ready, timeout: float = 120) -> list:
+    """Start ``cmd``, kill -9 it once ``ready()``; return the processes it had started (psutil)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "faceveil", *cmd], env=env, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own group: nothing else gets the signals
+    deadline = time.monotonic() + timeout
+    kids = []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+        assert kids, "the run had no worker processes when it was killed"
+        gone, alive = psutil.wait_procs(kids, timeout=15)
+        assert not alive, f"processes of the killed run are still alive: {[p.pid for p in alive]}"
+    finally:
+        for p in kids:  # never leave them behind, even when the test fails
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    return kids
+
+
+def _no_tmp(out: Path) -> list[str]:
+    return [p.name for p in out.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.mark.slow
+def test_kill_9_dataset_jobs_2_leaves_no_worker_and_resumes_to_the_same_bytes(tmp_path):
+    from faceveil.io.manifest import read_manifest
+
+    root, gt = _noise_wider(tmp_path, 24)
+    out = tmp_path / "out"
+    args = _anon_args("wider", root, gt, out, "--jobs", "2")
+    manifest = out / "manifest.jsonl"
+    _kill_9_when(args, lambda: manifest.exists() and manifest.read_bytes().count(b"\n") >= 4)
+    assert main(_anon_args("wider", root, gt, out, "--jobs", "2")) == 0
+    clean = tmp_path / "clean"
+    assert main(_anon_args("wider", root, gt, clean)) == 0
+    assert _no_tmp(out) == []
+    for p in sorted(clean.rglob("*")):
+        if p.is_file() and p.name != "manifest.jsonl":
+            assert (out / p.relative_to(clean)).read_bytes() == p.read_bytes(), p
+    hashes = lambda o: {e["path"]: e["output_sha256"] for e in read_manifest(o / "manifest.jsonl")[0]}  # noqa: E731
+    assert hashes(out) == hashes(clean) and verify(out).ok
+
+
+@pytest.mark.slow
+def test_kill_9_image_batch_jobs_2_leaves_no_worker(tmp_path):
+    root, _ = _noise_wider(tmp_path, 150, size=(640, 480))
+    out = tmp_path / "out"
+    _kill_9_when(["anonymize", str(root), "-o", str(out), "--jobs", "2", "-q"],
+                 lambda: out.exists() and sum(1 for p in out.glob("*.png")) >= 2)
+    assert _no_tmp(out) == [], "a worker stopped by its parent's death must not leave a temporary file"
+
+
+@pytest.mark.slow
+def test_kill_9_ray_local_leaves_no_process(tmp_path):
+    pytest.importorskip("ray")
+    root, gt = _noise_wider(tmp_path, 200, size=(160, 120))
+    out = tmp_path / "out"
+    manifest = out / "manifest.jsonl"
+    _kill_9_when(_anon_args("wider", root, gt, out, "--jobs", "2", "--backend", "ray"),
+                 lambda: manifest.exists() and manifest.read_bytes().count(b"\n") >= 4, timeout=180)

@@ -112,6 +112,13 @@ def _init_worker(cfg: DatasetConfig) -> None:
     _STATE["desc"] = _describe(anon)
 
 
+def _init_pool_worker(parent_pid: int, cfg: DatasetConfig) -> None:
+    from .batch import die_with_parent
+
+    die_with_parent(parent_pid)  # a killed run must not leave its workers behind
+    _init_worker(cfg)
+
+
 def _process(item: Item) -> dict:
     """Anonymize one image; returns {"entry": manifest entry} or {"error": message}. Never raises."""
     t0 = time.perf_counter()
@@ -319,7 +326,8 @@ def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[
         for it in items:
             yield _process(it)
         return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(_threads(cfg, jobs),)) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker,
+                             initargs=(os.getpid(), _threads(cfg, jobs))) as pool:
         try:
             yield from _windowed(lambda it: pool.submit(_process, it), items, 2 * jobs,
                                  lambda fs: wait(fs, return_when=FIRST_COMPLETED)[0], lambda f: f.result())
@@ -342,7 +350,8 @@ def run_ray(cfg: DatasetConfig, items: list[Item], jobs: int = 1, address: str |
     try:
         actor_cls = ray.remote(num_cpus=1)(_RayWorker)
         cfg_t = _threads(cfg, jobs) if not address else cfg
-        actors = [actor_cls.remote(cfg_t) for _ in range(max(1, jobs))]
+        driver = os.getpid() if not address else None  # a local instance: actors end when this process dies
+        actors = [actor_cls.remote(cfg_t, driver) for _ in range(max(1, jobs))]
         load = [0] * len(actors)  # items in flight per actor: the next goes to the least busy
         pending: dict = {}
 
@@ -369,6 +378,7 @@ def run_ray(cfg: DatasetConfig, items: list[Item], jobs: int = 1, address: str |
     finally:
         if started:
             ray.shutdown()
+            _stop_reaper()
 
 
 def _import_ray():
@@ -392,11 +402,63 @@ def start_ray(jobs: int, address: str | None = None) -> bool:
         pkg_parent = str(Path(__file__).resolve().parents[1])
         path = os.pathsep.join([pkg_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
         ray.init(num_cpus=jobs, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+        _start_reaper()
     return True
 
 
+# A local Ray instance must not outlive this process either. Ray fate-shares its head processes (gcs_server,
+# raylet) with the driver and its workers with the raylet, but its agents (DashboardAgent, RuntimeEnvAgent)
+# outlive a kill -9 of the driver by a minute (they try to report the raylet's death to the dead GCS, with a
+# fixed 60 s timeout). So a small reaper process, started after ray.init, holds the list of the processes Ray
+# started; when this process ends without saying "done" (killed), the reaper kills what is left of them.
+# psutil comes with Ray (ray/thirdparty_files); the create time guards against a reused pid.
+_REAPER_CODE = r"""
+import json, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+sys.path.insert(0, sys.argv[1])
+import psutil
+procs = json.loads(sys.argv[2])
+if sys.stdin.read().strip() != "done":
+    time.sleep(2.0)  # Ray's own fate-sharing goes first
+    for pid, created in procs:
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - created) < 0.01:
+                p.kill()
+        except psutil.Error:
+            pass
+"""
+_REAPER: dict = {}
+
+
+def _start_reaper() -> None:
+    import subprocess
+
+    try:
+        import psutil  # Ray's copy (ray/thirdparty_files) when it is not installed on its own
+    except ImportError:
+        return
+    procs = [(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)]
+    path = str(Path(psutil.__file__).resolve().parents[1])
+    _REAPER["proc"] = subprocess.Popen([sys.executable, "-c", _REAPER_CODE, path, json.dumps(procs)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+
+
+def _stop_reaper() -> None:
+    proc = _REAPER.pop("proc", None)
+    if proc is not None:
+        try:
+            proc.communicate(b"done\n", timeout=10)
+        except Exception:  # it only ever kills Ray's own processes, which ray.shutdown has ended already
+            proc.kill()
+
+
 class _RayWorker:
-    def __init__(self, cfg: DatasetConfig):
+    def __init__(self, cfg: DatasetConfig, driver_pid: int | None = None):
+        if driver_pid is not None:
+            from .batch import die_with_parent
+
+            die_with_parent(driver_pid, direct=False)
         _init_worker(cfg)
 
     def run(self, item: Item) -> dict:
