@@ -202,3 +202,80 @@ def test_kill_9_ray_local_leaves_no_process(tmp_path):
     manifest = out / "manifest.jsonl"
     _kill_9_when(_anon_args("wider", root, gt, out, "--jobs", "2", "--backend", "ray"),
                  lambda: manifest.exists() and manifest.read_bytes().count(b"\n") >= 4, timeout=180)
+
+
+# ---------------------------------------------------------------------------
+# issue 17 item 2: the manifest records only writes that passed a check; verify decodes
+
+def _manifest(out: Path) -> dict:
+    from faceveil.io.manifest import read_manifest
+
+    return {e["path"]: e for e in read_manifest(out / "manifest.jsonl")[0]}
+
+
+def test_a_short_image_write_is_an_error_and_not_recorded(tmp_path, monkeypatch, capsys):
+    import faceveil.dataset as ds
+
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    out = tmp_path / "out"
+    real = ds.write_image
+
+    def short_write(target, *a, **k):  # what a full disk or a failing device can leave behind
+        real(target, *a, **k)
+        if Path(target).name == "000.png":
+            data = Path(target).read_bytes()
+            Path(target).write_bytes(data[: len(data) // 2])
+
+    monkeypatch.setattr(ds, "write_image", short_write)
+    assert main(_anon_args("wider", root, gt, out)) == 1
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("faceveil: error:")]
+    assert len(errors) == 1 and "000.png" in errors[0] and "Traceback" not in err, err
+    assert "000.png" not in _manifest(out) and "001.png" in _manifest(out)
+    assert not (out / "images" / "000.png").exists(), "a damaged output must not stay under its final name"
+    monkeypatch.undo()
+    assert main(_anon_args("wider", root, gt, out)) == 0
+    assert "1 images anonymized, 1 already done" in capsys.readouterr().err
+    assert verify(out).ok
+
+
+def test_a_short_label_copy_is_an_error_and_not_recorded(tmp_path, monkeypatch, capsys):
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    out = tmp_path / "out"
+    real = Path.write_bytes
+
+    def short_write(self, data):
+        return real(self, data[: len(data) // 2])
+
+    monkeypatch.setattr(Path, "write_bytes", short_write)
+    assert main(_anon_args("wider", root, gt, out)) == 1
+    err = capsys.readouterr().err
+    assert "gt.txt" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "gt.txt" not in _manifest(out) if (out / "manifest.jsonl").exists() else True
+    assert not (out / "gt.txt").exists()
+
+
+def test_verify_catches_an_output_that_does_not_decode(tmp_path, capsys):
+    from faceveil.io.manifest import read_manifest, rewrite_manifest, sha256_file
+
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    out = tmp_path / "out"
+    assert main(_anon_args("wider", root, gt, out)) == 0
+    bad = out / "images" / "000.png"
+    bad.write_bytes(bad.read_bytes()[:100])
+    # a manifest that recorded the truncated bytes (as an unchecked write would have)
+    entries = read_manifest(out / "manifest.jsonl")[0]
+    for e in entries:
+        if e["path"] == "000.png":
+            e["output_sha256"] = sha256_file(bad)
+    rewrite_manifest(out / "manifest.jsonl", entries)
+    rep = verify(out)
+    assert not rep.ok and rep.damaged == ["images/000.png"]
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "does not decode: images/000.png" in err and "verify FAILED" in err
+    # bytes that decode but differ from the manifest hash
+    other = out / "images" / "001.png"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(other)
+    assert verify(out).altered == ["images/001.png"]

@@ -639,15 +639,19 @@ def anonymize_dataset(
     try:
         # Label files first, byte for byte: the boxes keep matching the images, which keep their size and names.
         for src, rel in p.label_targets:
-            in_sha = sha256_file(src)
+            data = src.read_bytes()
+            in_sha = hashlib.sha256(data).hexdigest()
             prev = latest.get(("labels", str(rel)))
             dst = out / rel
             if prev and prev["input_sha256"] == in_sha and dst.is_file() and sha256_file(dst) == prev["output_sha256"]:
                 continue
             with atomic_path(dst) as tmp:
-                tmp.write_bytes(src.read_bytes())
+                tmp.write_bytes(data)
+                if sha256_file(tmp) != in_sha:  # checked before the rename: a short copy never gets the name
+                    raise InputError(f"{dst}: the copy of {src} did not write whole (disk full or failing?); "
+                                     "nothing was recorded")
             e = {"kind": "labels", "path": str(rel), "output": str(rel), "input_sha256": in_sha,
-                 "output_sha256": sha256_file(dst), "job": key, "faceveil": __version__,
+                 "output_sha256": in_sha, "job": key, "faceveil": __version__,
                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             writer.append(e)
             latest[("labels", str(rel))] = e
@@ -729,10 +733,11 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     altered: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # files under OUT that no manifest line accounts for
+    damaged: list[str] = field(default_factory=list)  # images whose bytes match the manifest but do not decode
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.altered or self.unexpected)
+        return not (self.missing or self.altered or self.unexpected or self.damaged)
 
 
 def verify(out: str | os.PathLike) -> VerifyReport:
@@ -757,9 +762,22 @@ def verify(out: str | os.PathLike) -> VerifyReport:
             rep.missing.append(rel)
         elif sha256_file(path) != e.get("output_sha256"):
             rep.altered.append(rel)
+        elif e.get("kind") == "image" and not _decodes(path):
+            rep.damaged.append(rel)  # a write that was recorded without being checked (older versions)
     for p in sorted(out.rglob("*")):
         if p.is_file():
             rel = p.relative_to(out).as_posix()
             if rel not in known:
                 rep.unexpected.append(rel)
     return rep
+
+
+def _decodes(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except Exception:  # any decoder complaint means the file is not a whole image
+        return False
