@@ -279,3 +279,153 @@ def test_verify_catches_an_output_that_does_not_decode(tmp_path, capsys):
     other = out / "images" / "001.png"
     Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(other)
     assert verify(out).altered == ["images/001.png"]
+
+
+# ---------------------------------------------------------------------------
+# issue 18 item 4: one-line errors, never a traceback
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("faceveil: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_read_only_output_on_a_read_only_mount_is_one_line(tmp_path, capsys):
+    import subprocess
+
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        for out in (ro, ro / "out"):  # an empty read-only OUT, and one that cannot be created
+            assert main(_anon_args("wider", root, gt, out)) == 1
+            line = _one_error_line(capsys.readouterr().err)
+            assert str(ro) in line and "Read-only file system" in line, line
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_permission_denied_output_is_one_line(tmp_path, monkeypatch, capsys):
+    import faceveil.io.manifest as mf
+
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    out = tmp_path / "out"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *a, **k):
+        if self == out:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    assert main(_anon_args("wider", root, gt, out)) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{out}: Permission denied" in line, line
+    monkeypatch.undo()
+    real_open = mf.os.open
+
+    def os_open(path, *a, **k):
+        if str(path).endswith("manifest.jsonl"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(mf.os, "open", os_open)
+    assert main(_anon_args("wider", root, gt, out)) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "manifest.jsonl: Permission denied" in line, line
+
+
+def test_manifest_full_disk_leaves_the_image_not_done_and_says_so(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from faceveil.io.manifest import ManifestWriter
+
+    root, gt = _noise_wider(tmp_path, 3, size=(64, 48))
+    out = tmp_path / "out"
+    real = ManifestWriter.append
+
+    def append(self, entry):
+        if entry.get("path") == "001.png":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return real(self, entry)
+
+    monkeypatch.setattr(ManifestWriter, "append", append)
+    assert main(_anon_args("wider", root, gt, out)) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "No space left on device" in line and "001.png" in line and "not done" in line, line
+    assert "001.png" not in _manifest(out)
+    assert not (out / "images" / "001.png").exists(), "an output the manifest does not hold is not left behind"
+    monkeypatch.undo()
+    assert main(_anon_args("wider", root, gt, out)) == 0
+    assert "already done" in capsys.readouterr().err
+    assert set(_manifest(out)) == {"gt.txt", "000.png", "001.png", "002.png"} and verify(out).ok
+
+
+def test_voc_label_symlink_out_of_the_dataset_is_refused(tmp_path, capsys):
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(root / "a.jpg")
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(root / "b.jpg")
+    ann = tmp_path / "ds" / "annotations"
+    ann.mkdir()
+    xml = ("<annotation><filename>{}</filename><size><width>64</width><height>48</height></size>"
+           "<object><name>face</name><bndbox><xmin>5</xmin><ymin>5</ymin><xmax>20</xmax><ymax>20</ymax></bndbox>"
+           "</object></annotation>")
+    (ann / "a.xml").write_text(xml.format("a.jpg"))
+    secret = tmp_path / "elsewhere" / "b.xml"
+    secret.parent.mkdir()
+    secret.write_text(xml.format("b.jpg"))
+    (ann / "b.xml").symlink_to(secret)
+    out = tmp_path / "out"
+    assert main(_anon_args("voc", root, ann, out)) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "b.xml" in line and "outside" in line, line
+    assert not out.exists() or not any(out.rglob("*.xml"))
+
+
+def test_other_settings_name_the_setting_that_differs(tmp_path, capsys):
+    from faceveil.io.manifest import read_manifest, rewrite_manifest
+
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    out = tmp_path / "out"
+    assert main(_anon_args("wider", root, gt, out)) == 0
+    # what a run that has just started leaves: its label lines only
+    entries = read_manifest(out / "manifest.jsonl")[0]
+    rewrite_manifest(out / "manifest.jsonl", [e for e in entries if e["kind"] == "labels"])
+    capsys.readouterr()
+    args = _anon_args("wider", root, gt, out)
+    args[args.index("blackout")] = "pixelate"
+    args[args.index(f"color={GREY}")] = "cells=8"
+    assert main(args) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "method: pixelate here, blackout in" in line and "manifest.jsonl" in line, line
+
+
+def test_a_second_run_writing_into_the_same_output_is_refused(tmp_path, capsys):
+    from faceveil.io.manifest import ManifestWriter
+
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    out = tmp_path / "out"
+    assert main(_anon_args("wider", root, gt, out)) == 0
+    (out / "images" / "000.png").unlink()
+    capsys.readouterr()
+    with ManifestWriter(out / "manifest.jsonl"):  # another run holds it
+        assert main(_anon_args("wider", root, gt, out)) == 1
+        line = _one_error_line(capsys.readouterr().err)
+        assert "another faceveil run" in line, line
+    assert main(_anon_args("wider", root, gt, out)) == 0 and verify(out).ok
+
+
+def test_format_wider_given_a_voc_folder_is_a_usage_error(tmp_path, capsys):
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    ann = tmp_path / "ds" / "annotations"
+    ann.mkdir()
+    (ann / "a.xml").write_text("<annotation><filename>a.jpg</filename></annotation>")
+    assert main(_anon_args("wider", root, ann, tmp_path / "out")) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "--format wider" in line and "label file" in line and "--format voc" in line, line

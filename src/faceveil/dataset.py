@@ -504,6 +504,7 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         raise UsageError(f"{images_root}: no such images folder")
     if not labels_path.exists():
         raise UsageError(f"{labels_path}: no such label file or folder")
+    _check_labels_kind(fmt, labels_path)
     # Mirror the tree that holds both images and labels (e.g. images/ and ground_truth/x.txt)
     # unless they only share / or the home folder: then OUT gets the images folder and the labels by name.
     images_abs, labels_abs = images_root.resolve(), labels_path.resolve()
@@ -524,12 +525,16 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
     targets = []
     for f in label_files(ls):
         fa = f.resolve()
-        if base is not None:
-            rel = PurePosixPath(fa.relative_to(base).as_posix())
-        elif labels_path.is_dir():
-            rel = PurePosixPath(labels_abs.name) / fa.relative_to(labels_abs).as_posix()
-        else:
-            rel = PurePosixPath(fa.name)
+        try:
+            if base is not None:
+                rel = PurePosixPath(fa.relative_to(base).as_posix())
+            elif labels_path.is_dir():
+                rel = PurePosixPath(labels_abs.name) / fa.relative_to(labels_abs).as_posix()
+            else:
+                rel = PurePosixPath(fa.name)
+        except ValueError:  # the readers refuse such links already; never write outside OUT's mirror
+            raise InputError(f"{f}: a link to {fa}, outside the labels folder {labels_path}; "
+                             "refusing to read it") from None
         if str(rel) == MANIFEST:
             raise UsageError(f"{f}: a label file named {MANIFEST} would collide with faceveil's manifest")
         targets.append((f, rel))
@@ -554,6 +559,24 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
                 if rel not in named:
                     unlabelled.append(rel)
     return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled)
+
+
+_LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a label file (COCO .json)",
+               "yolo": "a folder of YOLO .txt label files", "voc": "a folder of Pascal VOC .xml files"}
+
+
+def _check_labels_kind(fmt: str, labels: Path) -> None:
+    """--format and --labels must agree on file versus folder: a usage error, named, before anything is read."""
+    wants_dir = fmt in ("yolo", "voc")
+    if labels.is_dir() == wants_dir or fmt not in _LABEL_KIND:
+        return
+    if labels.is_dir():
+        guess = "voc" if next(labels.rglob("*.xml"), None) else "yolo" if next(labels.rglob("*.txt"), None) else None
+    else:
+        guess = {".json": "coco", ".txt": "wider"}.get(labels.suffix.lower())
+    hint = f"; it looks like {_LABEL_KIND[guess]}: use --format {guess}" if guess and guess != fmt else ""
+    got = "a folder" if labels.is_dir() else "a file"
+    raise UsageError(f"{labels}: --format {fmt} expects {_LABEL_KIND[fmt]}, got {got}{hint}")
 
 
 def default_boxes(labels: LabelSet, face_classes: set[str] | None) -> str:
@@ -624,18 +647,47 @@ def anonymize_dataset(
     summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out),
                       boxes=cfg.boxes)
 
-    entries, _ = read_manifest(manifest_path)
-    other = [e for e in entries if e.get("job") != key]
-    if other:
-        diff = sorted({k for e in other for k in settings if k in e and e[k] != settings[k]})
-        what = ", ".join(diff) or "format, face classes or output options"
-        raise UsageError(f"{manifest_path}: made with other settings ({what}); "
-                         "use a new output folder or the same settings")
-    latest = {(e.get("kind"), e.get("path")): e for e in entries}
-    out.mkdir(parents=True, exist_ok=True)
-    summary.stale_tmp_removed = _remove_stale_tmp(out)
+    try:
+        return _run_job(p, cfg, settings, key, summary, out, jobs, backend, address, on_entry, progress, t0)
+    except OSError as exc:  # a read-only, full or vanished OUT: one line naming the file, never a traceback
+        raise InputError(f"{exc.filename or out}: {exc.strerror or exc}") from exc
 
-    writer = ManifestWriter(manifest_path)
+
+def _check_settings(entries: list[dict], settings: dict, key: str, manifest_path: Path) -> None:
+    other = [e for e in entries if e.get("job") != key]
+    if not other:
+        return
+    diff: dict = {}
+    for e in other:
+        theirs = e.get("settings", e)  # label lines carry the job's settings; image lines hold them at the top
+        for k in settings:
+            if k in theirs and theirs[k] != settings[k] and k not in diff:
+                diff[k] = theirs[k]
+    what = "; ".join(f"{k}: {_show(settings[k])} here, {_show(v)} in {manifest_path}" for k, v in sorted(diff.items()))
+    raise UsageError(f"{manifest_path}: made with other settings ({what or 'format, face classes or output options'}); "
+                     "use a new output folder or the same settings")
+
+
+def _show(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Summary, out: Path, jobs: int,
+             backend: str, address: str | None, on_entry, progress: bool, t0: float) -> Summary:
+    manifest_path = out / MANIFEST
+    entries, _ = read_manifest(manifest_path)
+    _check_settings(entries, settings, key, manifest_path)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = ManifestWriter(manifest_path)  # locked: a second run into OUT stops here
+    try:
+        entries, _ = read_manifest(manifest_path)  # again, under the lock (a run may have ended meanwhile)
+        _check_settings(entries, settings, key, manifest_path)
+    except BaseException:
+        writer.close()
+        raise
+    latest = {(e.get("kind"), e.get("path")): e for e in entries}
+    summary.stale_tmp_removed = _remove_stale_tmp(out)  # under the lock: no other run's file in progress
+
     try:
         # Label files first, byte for byte: the boxes keep matching the images, which keep their size and names.
         for src, rel in p.label_targets:
@@ -651,9 +703,9 @@ def anonymize_dataset(
                     raise InputError(f"{dst}: the copy of {src} did not write whole (disk full or failing?); "
                                      "nothing was recorded")
             e = {"kind": "labels", "path": str(rel), "output": str(rel), "input_sha256": in_sha,
-                 "output_sha256": in_sha, "job": key, "faceveil": __version__,
+                 "output_sha256": in_sha, "job": key, "settings": settings, "faceveil": __version__,
                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            writer.append(e)
+            _record(writer, e, dst)
             latest[("labels", str(rel))] = e
 
         todo = []
@@ -683,7 +735,7 @@ def anonymize_dataset(
                     summary.failed.append(r["error"])
                 else:
                     e = {**r["entry"], "job": key}
-                    writer.append(e)  # only after the image is on disk under its final name
+                    _record(writer, e, out / e["output"])  # only after the image is on disk and checked
                     latest[("image", e["path"])] = e
                     summary.done += 1
                     _count(summary, e)
@@ -695,16 +747,30 @@ def anonymize_dataset(
                 bar.update(1)
         finally:
             bar.close()
+        # One line per file, labels first then images in dataset order; atomic, so a crash here loses nothing.
+        # Still under the lock, so no other run's line can go missing.
+        order = [("labels", str(rel)) for _, rel in p.label_targets] + [("image", it.rel) for it in p.items]
+        seen = set(order)
+        compact = [latest[k] for k in order if k in latest] + [e for k, e in latest.items() if k not in seen]
+        if compact != entries:
+            try:
+                rewrite_manifest(manifest_path, compact)
+            except OSError:  # a full disk at the very end: the appended manifest already holds every line
+                pass
     finally:
         writer.close()
-    # One line per file, labels first then images in dataset order; atomic, so a crash here loses nothing.
-    order = [("labels", str(rel)) for _, rel in p.label_targets] + [("image", it.rel) for it in p.items]
-    seen = set(order)
-    compact = [latest[k] for k in order if k in latest] + [e for k, e in latest.items() if k not in seen]
-    if compact != entries:
-        rewrite_manifest(manifest_path, compact)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _record(writer: ManifestWriter, entry: dict, output: Path) -> None:
+    """Append the entry; when that fails (disk full), the output is not done: remove it and stop the run."""
+    try:
+        writer.append(entry)
+    except OSError as exc:
+        output.unlink(missing_ok=True)
+        raise InputError(f"{writer.path}: cannot record {entry['output']} ({exc.strerror or exc}), so it is not "
+                         "done and was removed; free some space and run the same command again to resume") from exc
 
 
 def _still_done(prev: dict, it: Item) -> bool:
