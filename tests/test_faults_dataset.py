@@ -429,3 +429,22 @@ def test_format_wider_given_a_voc_folder_is_a_usage_error(tmp_path, capsys):
     assert main(_anon_args("wider", root, ann, tmp_path / "out")) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "--format wider" in line and "label file" in line and "--format voc" in line, line
+
+
+def test_yolo_boxes_are_read_in_the_upright_frame(tmp_path, astronaut, capsys):
+    # Ultralytics reads images upright (EXIF applied) and normalises by that size: YOLO labels live there.
+    stored = np.ascontiguousarray(astronaut[:400, :300])
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    ex = Image.Exif()
+    ex[0x0112] = 6  # shown rotated 90 degrees clockwise: 400 wide, 300 high
+    Image.fromarray(stored).save(root / "a.jpg", exif=ex, quality=95)
+    labels = tmp_path / "ds" / "labels"
+    labels.mkdir()
+    x1, y1, x2, y2 = 400 - 178, 180, 400 - 58, 270  # the face, upright
+    (labels / "a.txt").write_text(f"0 {(x1 + x2) / 800} {(y1 + y2) / 600} {(x2 - x1) / 400} {(y2 - y1) / 300}\n")
+    out = tmp_path / "out"
+    assert main(_anon_args("yolo", root, labels, out, "--face-classes", "0")) == 0, capsys.readouterr().err
+    after = np.asarray(Image.open(out / "images" / "a.jpg").convert("RGB")).astype(int)
+    fx1, fy1, fx2, fy2 = FACE
+    assert np.abs(after[fy1:fy2, fx1:fx2] - GREY).mean() < 2
