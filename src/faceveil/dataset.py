@@ -401,8 +401,9 @@ def start_ray(jobs: int, address: str | None = None) -> bool:
         # Workers of a local instance must import this same faceveil, even from a source tree.
         pkg_parent = str(Path(__file__).resolve().parents[1])
         path = os.pathsep.join([pkg_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        before = _children()
         ray.init(num_cpus=jobs, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
-        _start_reaper()
+        _start_reaper(before)
     return True
 
 
@@ -431,14 +432,23 @@ if sys.stdin.read().strip() != "done":
 _REAPER: dict = {}
 
 
-def _start_reaper() -> None:
-    import subprocess
-
+def _children() -> set:
     try:
         import psutil  # Ray's copy (ray/thirdparty_files) when it is not installed on its own
     except ImportError:
+        return set()
+    return {(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)}
+
+
+def _start_reaper(before: set) -> None:
+    """Only the processes that ray.init started: a library caller's own child processes are none of its business."""
+    import subprocess
+
+    try:
+        import psutil
+    except ImportError:
         return
-    procs = [(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)]
+    procs = sorted(_children() - before)
     path = str(Path(psutil.__file__).resolve().parents[1])
     _REAPER["proc"] = subprocess.Popen([sys.executable, "-c", _REAPER_CODE, path, json.dumps(procs)],
                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
