@@ -448,3 +448,31 @@ def test_yolo_boxes_are_read_in_the_upright_frame(tmp_path, astronaut, capsys):
     after = np.asarray(Image.open(out / "images" / "a.jpg").convert("RGB")).astype(int)
     fx1, fy1, fx2, fy2 = FACE
     assert np.abs(after[fy1:fy2, fx1:fx2] - GREY).mean() < 2
+
+
+def test_a_worker_whose_run_is_an_ancestor_still_dies_with_it(tmp_path):
+    # forkserver workers (Python 3.14's default) and Ray actors are not children of the run: pid polling
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = subprocess.Popen(["sleep", "60"])
+    code = ("import sys, time\nfrom faceveil.batch import die_with_parent\n"
+            "die_with_parent(int(sys.argv[1]))\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    worker = subprocess.Popen([sys.executable, "-c", code, str(run.pid)], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    try:
+        assert worker.stdout.readline() == b"ready\n"
+        time.sleep(0.5)
+        assert worker.poll() is None, "the worker must live while the run does"
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        worker.wait(timeout=10)
+        assert worker.returncode != 0
+    finally:
+        for p in (run, worker):
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -48,8 +48,13 @@ _POLL_S = 0.25
 _GRACE_S = 5.0
 
 
-def die_with_parent(parent_pid: int, direct: bool = True) -> None:
-    """End this process soon after ``parent_pid`` dies (``direct``: it is our parent, not just an ancestor)."""
+def die_with_parent(parent_pid: int) -> None:
+    """End this process soon after the process ``parent_pid`` (the run) dies.
+
+    The run is our parent with the fork and spawn start methods; with forkserver (the default from Python
+    3.14) or under Ray it is an ancestor, and then the watchdog polls its pid instead.
+    """
+    direct = os.getppid() == parent_pid
 
     def parent_gone() -> bool:
         if direct:

@@ -468,7 +468,7 @@ class _RayWorker:
         if driver_pid is not None:
             from .batch import die_with_parent
 
-            die_with_parent(driver_pid, direct=False)
+            die_with_parent(driver_pid)
         _init_worker(cfg)
 
     def run(self, item: Item) -> dict:
