@@ -476,3 +476,21 @@ def test_a_worker_whose_run_is_an_ancestor_still_dies_with_it(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_keep_metadata_keeps_the_orientation_with_the_rest(tmp_path, astronaut, capsys):
+    stored = np.ascontiguousarray(astronaut[:400, :300])
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    ex = Image.Exif()
+    ex[0x0112] = 8
+    ex[0x010F] = "CameraMaker"
+    Image.fromarray(stored).save(root / "a.jpg", exif=ex, quality=95)
+    x1, y1, x2, y2 = FACE
+    labels = _coco(tmp_path / "ds", {"a.jpg": [(x1, y1, x2 - x1, y2 - y1)]}, {"a.jpg": (300, 400)})
+    out = tmp_path / "out"
+    assert main(_anon_args("coco", root, labels, out, "--keep-metadata")) == 0, capsys.readouterr().err
+    res = Image.open(out / "images" / "a.jpg")
+    assert res.getexif().get(0x0112) == 8 and res.getexif().get(0x010F) == "CameraMaker"
+    after = np.asarray(res.convert("RGB")).astype(int)
+    assert np.abs(after[y1:y2, x1:x2] - GREY).mean() < 2
