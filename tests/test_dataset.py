@@ -145,9 +145,15 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, jobs)
         if manifest.exists() and manifest.read_bytes().count(b"\n") >= 5:
             break
         time.sleep(0.005)
+    psutil = pytest.importorskip("psutil")
+    kids = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    _, alive = psutil.wait_procs(kids, timeout=15)
+    for p in alive:  # never leave them behind, even when the test fails
+        p.kill()
+    assert not alive, "worker processes outlived the killed run"
     before = manifest_images(out)
     assert 4 <= len(before) < 30
     with open(manifest, "ab") as f:  # what a kill inside a write would leave

@@ -5,8 +5,12 @@ is reported and the batch goes on.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable
 
@@ -23,11 +27,75 @@ def _init_worker(cfg: AnonymizerConfig) -> None:
     _worker = Anonymizer.from_config(cfg)
 
 
-def _init_pool_worker(cfg: AnonymizerConfig) -> None:
+def _init_pool_worker(parent_pid: int, cfg: AnonymizerConfig) -> None:
     from .signals import ignore_in_worker
 
-    ignore_in_worker()
+    ignore_in_worker()  # Ctrl-C / `timeout` reach the parent, which shuts the pool down
+    die_with_parent(parent_pid)  # after ignore_in_worker: the parent's death sends its own signal
     _init_worker(cfg)
+
+
+# ---------------------------------------------------------------------------
+# Worker processes must not outlive the run. A pool worker waits on a pipe from its parent; after the parent
+# is killed (kill -9, OOM killer) nothing ever closes that pipe (its siblings hold copies), so without this
+# the workers would sleep forever. The standard library has no option for it (ProcessPoolExecutor,
+# multiprocessing), hence the few lines here: Linux's PR_SET_PDEATHSIG (through ctypes) signals the worker
+# the moment its parent dies; a watchdog thread that polls the parent's pid covers other systems, a
+# parent that died before the prctl call, and Ray actors (whose parent is Ray's raylet, not the run).
+# The signal (_DEATH_SIGNAL) is turned into SystemExit: the worker unwinds, so an image being written loses its
+# temporary file (io.atomic.atomic_path) instead of leaving it; a worker stuck in native code is ended
+# with os._exit after a grace period.
+
+PR_SET_PDEATHSIG = 1
+# SIGUSR1, not SIGTERM: pool workers ignore SIGINT/SIGTERM sent to the whole process group (Ctrl-C,
+# `timeout`), which the parent handles by shutting the pool down; the parent's death is told apart.
+_DEATH_SIGNAL = getattr(signal, "SIGUSR1", signal.SIGTERM)
+_POLL_S = 0.25
+_GRACE_S = 5.0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process soon after the process ``parent_pid`` (the run) dies.
+
+    The run is our parent with the fork and spawn start methods; with forkserver (the default from Python
+    3.14) or under Ray it is an ancestor, and then the watchdog polls its pid instead.
+    """
+    direct = os.getppid() == parent_pid
+
+    def parent_gone() -> bool:
+        if direct:
+            return os.getppid() != parent_pid
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's: cannot be ours, but not gone either
+            return False
+        return False
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(_DEATH_SIGNAL, _on_sigterm)
+    if direct and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, _DEATH_SIGNAL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl (musl oddities): the watchdog still works
+            pass
+    threading.Thread(target=_watch_parent, args=(parent_gone,), name="faceveil-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_gone: Callable[[], bool]) -> None:
+    while not parent_gone():
+        time.sleep(_POLL_S)
+    os.kill(os.getpid(), _DEATH_SIGNAL)  # unwind the main thread first (it removes temporary files)
+    time.sleep(_GRACE_S)
+    os._exit(1)
+
+
+def _on_sigterm(signum, frame) -> None:
+    killer = threading.Timer(_GRACE_S, os._exit, (1,))  # in case unwinding blocks (a pipe to a dead parent)
+    killer.daemon = True
+    killer.start()
+    raise SystemExit(128 + signum)
 
 
 def _run_one(mode: str, job: Job) -> ItemResult:
@@ -74,7 +142,8 @@ def run_batch(
         else:
             threads = _threads_per_worker(jobs)
             cfg = _with_threads(cfg, threads)
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker, initargs=(cfg,)) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker,
+                                     initargs=(os.getpid(), cfg)) as pool:
                 try:
                     consume(pool.map(_run_one, [mode] * len(jobs_list), jobs_list, chunksize=1))
                 except BaseException:

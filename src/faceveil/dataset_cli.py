@@ -124,11 +124,13 @@ def cmd_dataset_verify(args) -> int:
     rep = verify(args.output)
     if args.json:
         print(json.dumps({"ok": rep.ok, "checked": rep.checked, "missing": rep.missing, "altered": rep.altered,
-                          "unexpected": rep.unexpected}, indent=1))
-    for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("not in the manifest", rep.unexpected)):
+                          "damaged": rep.damaged, "unexpected": rep.unexpected}, indent=1))
+    for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("does not decode", rep.damaged),
+                        ("not in the manifest", rep.unexpected)):
         for rel in items:
             print(f"faceveil: {kind}: {rel}", file=sys.stderr)
     status = "ok" if rep.ok else "FAILED"
     print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
-          f"{len(rep.altered)} altered, {len(rep.unexpected)} not in the manifest", file=sys.stderr)
+          f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest",
+          file=sys.stderr)
     return 0 if rep.ok else 1

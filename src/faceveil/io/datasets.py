@@ -123,6 +123,15 @@ def resolve_image(root: Path, rel: str) -> Path:
     return path
 
 
+def _inside_labels(path: Path, root: Path) -> None:
+    """Refuse a label file that is a symlink (or under one) leading outside the labels folder ``root``."""
+    real = path.resolve()
+    try:
+        real.relative_to(root.resolve())
+    except ValueError:
+        raise LabelError(f"{path}: a link to {real}, outside the labels folder {root}; refusing to read it") from None
+
+
 def split_missing(labels: LabelSet, root: str | os.PathLike) -> tuple[list[ImageLabels], list[ImageLabels]]:
     """(present, missing): images whose file exists under ``root`` and those that do not."""
     root = Path(root)
@@ -405,6 +414,7 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
     names: list[str] | None = None
     names_file = labels_dir / "classes.txt"
     if names_file.is_file():
+        _inside_labels(names_file, labels_dir)
         names = [ln.strip() for ln in _read_text(names_file).splitlines() if ln.strip()]
     by_stem: dict[str, Path] = {}
     for p in sorted(images_root.rglob("*")):
@@ -415,6 +425,8 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
             by_stem[stem] = p
     label_files = {p.relative_to(labels_dir).with_suffix("").as_posix(): p
                    for p in sorted(labels_dir.rglob("*.txt")) if p != names_file}
+    for p in label_files.values():
+        _inside_labels(p, labels_dir)
     images: list[ImageLabels] = []
     for stem in sorted(set(by_stem) | set(label_files)):
         img = by_stem.get(stem)
@@ -491,6 +503,7 @@ def read_voc(annotations_dir: str | os.PathLike) -> LabelSet:
     images: list[ImageLabels] = []
     seen: dict[str, Path] = {}
     for xf in sorted(annotations_dir.rglob("*.xml")):
+        _inside_labels(xf, annotations_dir)
         try:
             root = ET.fromstring(_read_text(xf))
         except ET.ParseError as exc:

@@ -50,15 +50,40 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[dict], int]:
     return entries, good
 
 
+_OPEN_FDS: set[int] = set()
+
+
+def _close_in_child() -> None:
+    # A forked worker must not keep the manifest (and its lock) open: after a kill -9 of the run, a worker
+    # still exiting would otherwise hold the lock and refuse the resume.
+    for fd in list(_OPEN_FDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _OPEN_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
+
 class ManifestWriter:
     """Appends entries durably; cuts off a torn tail first."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        _, good = read_manifest(self.path)
+        self._fd = -1
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        _OPEN_FDS.add(self._fd)
+        try:
+            _lock(self._fd, self.path)  # one writer at a time: two would write over each other's lines
+            _, good = read_manifest(self.path)
+        except BaseException:
+            self.close()
+            raise
         os.ftruncate(self._fd, good)
         os.lseek(self._fd, good, os.SEEK_SET)
         os.fsync(self._fd)
@@ -79,6 +104,7 @@ class ManifestWriter:
 
     def close(self) -> None:
         if self._fd >= 0:
+            _OPEN_FDS.discard(self._fd)
             os.close(self._fd)
             self._fd = -1
 
@@ -87,6 +113,23 @@ class ManifestWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _lock(fd: int, path: Path) -> None:
+    """An exclusive lock on the open manifest, dropped by the kernel when the process ends (kill -9 included)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one run per output folder is then up to the user
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ManifestBusy(f"{path}: another faceveil run is writing into this output folder; "
+                           "wait for it to end, or use another folder") from None
+
+
+class ManifestBusy(InputError):
+    """Another process holds the manifest."""
 
 
 def rewrite_manifest(path: str | os.PathLike, entries: Iterable[dict]) -> None:
