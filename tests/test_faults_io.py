@@ -425,6 +425,21 @@ def test_bombs_empty_and_misnamed_files(tmp_path, capsys, astronaut):
         assert (read_rgb(out / name)[FACE] < 16).all()
 
 
+def test_large_real_photos_pass_the_bomb_guard(tmp_path, capsys, monkeypatch, astronaut):
+    """Over Pillow's pixel limit, a photo with its real bytes passes; the same size declared in a tiny file is refused."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)  # astronaut: 262,144 pixels, warned, not refused
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "photo.jpg", quality=90)  # ~50 kB: ~5 pixels per byte
+    _declared_png(src / "bomb.png", 512, 512, 1)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
+    assert code == 1 and "Traceback" not in err
+    assert [ln for ln in _error_lines(err) if "bomb.png" in ln and "decompression bomb guard" in ln], err
+    assert [p.name for p in out.iterdir()] == ["photo.jpg"]
+    assert (read_rgb(out / "photo.jpg")[FACE] < 16).all()
+
+
 def test_atomic_write_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch, astronaut):
     import os
     import stat

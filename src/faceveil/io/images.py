@@ -39,6 +39,11 @@ class ImageFile:
     deep_max: int = 255  # the 16-bit value that ``rgb``'s 255 stands for
 
 
+# Above Pillow's MAX_IMAGE_PIXELS, a file declaring more pixels than this per byte is refused as a bomb:
+# camera JPEGs hold 2-10 pixels per byte, even flat PNG screenshots well under 50.
+_BOMB_PIXELS_PER_BYTE = 64
+
+
 def _open(path: Path):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -49,12 +54,19 @@ def _open(path: Path):
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS (89 MP) and twice that, then decodes: a 350 kB
-            # PNG declaring 12000x10000 took 2.1 GB and 36 s. Refuse from the warning's limit on (a
-            # library caller who needs bigger photos raises PIL.Image.MAX_IMAGE_PIXELS).
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            # Pillow only warns between MAX_IMAGE_PIXELS (89 MP) and twice that (where it refuses), then
+            # decodes: a 350 kB PNG declaring 12000x10000 took 2.1 GB and 36 s. Real photos of that size
+            # (100+ MP phone and camera sensors) hold a few pixels per byte of file; a bomb holds hundreds.
+            # So in that band a file is refused only when it is that suspiciously small (a library caller
+            # who needs bigger photos raises PIL.Image.MAX_IMAGE_PIXELS).
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
             img = Image.open(path)
+        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+            pixels = img.size[0] * img.size[1]
+            if pixels > _BOMB_PIXELS_PER_BYTE * path.stat().st_size:
+                img.close()
+                raise Image.DecompressionBombWarning(f"({pixels} pixels)")
         frames = getattr(img, "n_frames", 1)
         refusal = None
         # Only the first frame would be anonymized and written, the rest silently dropped: refuse.
@@ -78,8 +90,8 @@ def _open(path: Path):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         m = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(m.group(1)):,} pixels" if m else "its declared size"
-        raise InputError(f"{path}: refused, {size} is over the {Image.MAX_IMAGE_PIXELS:,}-pixel limit "
-                         "(decompression bomb guard)") from None
+        raise InputError(f"{path}: refused, {size} in a {path.stat().st_size:,}-byte file is over the "
+                         f"{Image.MAX_IMAGE_PIXELS:,}-pixel limit (decompression bomb guard)") from None
     return img
 
 
