@@ -81,15 +81,22 @@ def _signature(path: Path) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _default_detection() -> tuple[str, dict, dict]:
+    from ..detect.presets import resolve
+
+    return resolve(None)
+
+
 @dataclass
 class Workbench:
     """Measure images under ``root`` (paths relative to it) for any number of variants."""
 
     root: Path
     cache_dir: Path | None = None
-    detector: str = "centerface"
-    detector_params: dict = field(default_factory=dict)
-    region: dict = field(default_factory=dict)
+    # The default preset's detector, parameters and region, as `faceveil anonymize` and the API use.
+    detector: str = field(default_factory=lambda: _default_detection()[0])
+    detector_params: dict = field(default_factory=lambda: _default_detection()[1])
+    region: dict = field(default_factory=lambda: _default_detection()[2])
     progress: bool = True
 
     def __post_init__(self):
