@@ -387,3 +387,30 @@ def test_eval_and_bench_default_to_the_anonymize_preset(tmp_path):
     args = build_parser().parse_args(["eval", "quality", "--images", str(tmp_path / "imgs"), "-o", "q",
                                       "--detect", "thorough"])
     assert workbench(args, tmp_path / "imgs").detector_params == resolve("thorough")[1]
+
+
+def test_jobs_split_the_cores_for_the_default_preset_too():
+    """--jobs N gives each worker's onnxruntime session cores/N threads for every detector that has a session."""
+    from faceveil.batch import _with_threads
+    from faceveil.pipeline import AnonymizerConfig
+
+    assert AnonymizerConfig().detector == "multiscale"
+    assert _with_threads(AnonymizerConfig(), 1).detector_params["threads"] == 1
+    assert _with_threads(AnonymizerConfig(detector="centerface"), 3).detector_params["threads"] == 3
+    assert "threads" not in _with_threads(AnonymizerConfig(detector="haar", detector_params={}), 1).detector_params
+    assert _with_threads(AnonymizerConfig(detector_params={"threads": 2}), 1).detector_params["threads"] == 2
+
+
+def test_hidden_folders_of_an_input_are_not_inputs(tmp_path, astronaut):
+    """faceveil's own OUT/.faceveil/ (review state) and folders like .git are never read as photos to write."""
+    from PIL import Image
+
+    from faceveil.cli import main
+
+    src = tmp_path / "in"
+    (src / ".faceveil").mkdir(parents=True)
+    Image.fromarray(astronaut).save(src / "a.png")
+    Image.fromarray(astronaut).save(src / ".faceveil" / "b.png")
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.png"]

@@ -158,6 +158,13 @@ def _with_threads(cfg: AnonymizerConfig, threads: int) -> AnonymizerConfig:
     """Split the cores between workers (onnxruntime would otherwise oversubscribe them)."""
     from dataclasses import replace
 
-    if cfg.detector in ("centerface",) and "threads" not in cfg.detector_params:
+    from dataclasses import fields
+
+    from .detect import DETECTORS
+
+    # Every detector with an onnxruntime session has a `threads` parameter (multiscale, the presets'
+    # detector, included); the others (dlib, Haar) run single-threaded anyway.
+    has_threads = "threads" in {f.name for f in fields(DETECTORS.get(cfg.detector).Params)}
+    if has_threads and "threads" not in cfg.detector_params:
         return replace(cfg, detector_params={**cfg.detector_params, "threads": threads})
     return cfg

@@ -64,7 +64,9 @@ def plan_jobs(
             if src.is_file() and out_root.resolve() == src.parent.resolve():
                 raise UsageError(f"{out_root}: output folder is the input's own folder; it would overwrite {src.name}")
         if src.is_dir():
-            found = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
+            # Hidden files and everything in hidden folders (.git, faceveil's own .faceveil/) are not inputs.
+            found = sorted(p for p in src.rglob("*")
+                           if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
             if not found:
                 raise UsageError(f"{src}: folder is empty")
             for p in found:
