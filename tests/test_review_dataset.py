@@ -77,3 +77,50 @@ def test_apply_on_a_dataset_output_updates_the_manifest(tmp_path):
     other = ReviewSet(out, root, AnonymizerConfig(method="blur"), ReviewSettings(second=("none",)), tmp_path / "c2")
     r = create_app(other, TOKEN).test_client().post("/api/apply", json={"path": rel, "manual": [box]}, headers=HDR)
     assert r.status_code == 409 and "other settings" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("orientation", [6, 3])
+def test_apply_on_an_exif_rotated_dataset_output_keeps_the_stored_frame(tmp_path, astronaut, orientation):
+    """Apply rewrites a dataset output in the stored frame with its orientation tag, as dataset mode wrote it,
+    so its labels (stored pixels) still address the face and `dataset verify` stays ok."""
+    import json
+
+    from PIL import ImageOps
+
+    stored = np.ascontiguousarray(astronaut[:400, :300])
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    Image.fromarray(stored).save(root / "images" / "a.png", exif=ex)
+    face = (180, 58, 270, 178)
+    labels = root / "labels.json"
+    labels.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 300, "height": 400}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                         "bbox": [face[0], face[1], face[2] - face[0], face[3] - face[1]]}],
+        "categories": [{"id": 1, "name": "face"}]}))
+    out = tmp_path / "out"
+    dcfg = DatasetConfig(AnonymizerConfig(
+        method="blackout", method_params={"color": "128"}, region={"shape": "box", "mask_scale": 1.0}), "gt")
+    s = anonymize_dataset("coco", root / "images", labels, out, dcfg, progress=False)
+    assert s.done == 1 and verify(out).ok
+    rel = "images/a.png"
+    cfg = config_from_args(build_parser().parse_args(["review", str(out), "--originals", str(root)]))
+    rs = ReviewSet(out, root, cfg, ReviewSettings(second=("none",)), tmp_path / "cache")
+    client = create_app(rs, TOKEN).test_client(use_cookies=False)
+    before = np.asarray(Image.open(out / rel).convert("RGB")).copy()
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(root / "images" / "a.png")).convert("RGB"))
+    h, w = shown.shape[:2]
+    box = [w - 40.0, h - 40.0, w - 10.0, h - 10.0]  # a manual box in the upright view, as the page draws it
+    r = client.post("/api/apply", json={"path": rel, "manual": [box], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    res = Image.open(out / rel)
+    assert res.getexif().get(0x0112, 1) == orientation, "the output keeps its orientation tag"
+    after = np.asarray(res.convert("RGB"))
+    assert after.shape == before.shape == (400, 300, 3), "stored pixels keep the labels' frame"
+    x1, y1, x2, y2 = face
+    assert (after[y1:y2, x1:x2] == 128).all(), "the labelled face (stored pixels) stays hidden"
+    up = np.asarray(ImageOps.exif_transpose(res).convert("RGB"))
+    assert (up[int(box[1]):int(box[3]), int(box[0]):int(box[2])] == 128).all(), "the manual box is hidden"
+    assert verify(out).ok

@@ -168,7 +168,7 @@ def _process(item: Item) -> dict:
             parts.append(dets)
         faces = Detections.merge(parts, "label+detector")
         out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
-        out_sha = _write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality,
+        out_sha = write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality,
                                  anon.compositor.mask(faces, out.shape) > 0 if img.deep is not None else None)
         desc = _STATE["desc"]
         entry = {
@@ -270,7 +270,7 @@ def boxes_to_oriented(xyxy: np.ndarray, orientation: int, width: int, height: in
     return b.astype(np.float32)
 
 
-def _write_checked(dst: str, rgb: np.ndarray, src: ImageFile, orientation: int, keep_metadata: bool,
+def write_checked(dst: str, rgb: np.ndarray, src: ImageFile, orientation: int, keep_metadata: bool,
                    quality: int, region: np.ndarray | None = None) -> str:
     """Write ``rgb`` (upright) in the source's stored frame, read it back, return the SHA-256 of what decoded.
 

@@ -819,8 +819,16 @@ class ReviewSet:
             out = self.anonymizer.anonymize(img.rgb, dets, self.anonymizer.rng_for(key))
             if old_path is not None:
                 out = self._keep_run_changes(img.rgb, out, old_path, removed_boxes)
-            write_image(dst, out, img, self.config.keep_metadata, self.config.jpeg_quality,
-                        self.anonymizer.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None)
+            deep_region = self.anonymizer.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
+            if entry is not None:
+                # A dataset output keeps the original's stored pixel frame and orientation tag (its labels
+                # address stored pixels), and is read back before the manifest records it, as dataset mode does.
+                from ..dataset import write_checked
+
+                write_checked(str(dst), out, img, int(entry.get("orientation", 1)), self.config.keep_metadata,
+                              self.config.jpeg_quality, deep_region)
+            else:
+                write_image(dst, out, img, self.config.keep_metadata, self.config.jpeg_quality, deep_region)
             item.out = dst
             if entry is not None:  # before review.json: the manifest is what `dataset verify` trusts
                 self._manifest_apply(rel, entry, dst, [list(map(float, b)) for b in dets.xyxy], manual_boxes,
