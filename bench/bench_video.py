@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import synthetic_video
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DEFACE = Path(sys.executable).parent / "deface"
@@ -101,10 +103,7 @@ def synthetic_set(n_clips: int = 3, n_frames: int = 48):
     import faceveil
     from faceveil.detect.base import downscale
     from faceveil.io.images import read_rgb
-    from common import synthetic_video
-
-    sv = synthetic_video()
-    make_clip, sprite_from_photo = sv.make_clip, sv.sprite_from_photo
+    make_clip, sprite_from_photo = synthetic_video("make_clip", "sprite_from_photo")
 
     names = ["img1.jpg", "img3.jpg", "couple.jpg", "img10.jpg", "img17.jpg", "img22.jpg", "img30.jpg",
              "img40.jpg", "img50.jpg"]
@@ -125,15 +124,12 @@ def synthetic_set(n_clips: int = 3, n_frames: int = 48):
 def leak_table(clips) -> list[tuple[str, int, int, int]]:
     from faceveil.io.video import VideoFrame
     from faceveil.pipeline import Anonymizer
+    changed, leaked = synthetic_video("changed", "leaked")
     from faceveil.video import VideoOptions, tracked_frames
 
-    from common import synthetic_video
     from faceveil.cli import VIDEO_PRESET
     from faceveil.detect.presets import resolve
     from faceveil.pipeline import AnonymizerConfig
-
-    sv = synthetic_video()
-    changed, leaked = sv.changed, sv.leaked
 
     det, det_params, region = resolve(VIDEO_PRESET)  # what `faceveil anonymize clip.mp4` runs
     preset = Anonymizer.from_config(AnonymizerConfig(detector=det, detector_params=det_params, region=region))
@@ -175,10 +171,8 @@ def _deface_leaks(clips) -> int:
     from deface.centerface import CenterFace
     from deface.deface import anonymize_frame
 
-    from common import synthetic_video
+    changed, leaked = synthetic_video("changed", "leaked")
 
-    sv = synthetic_video()
-    changed, leaked = sv.changed, sv.leaked
     n = 0
     for c in clips:
         cf = CenterFace()

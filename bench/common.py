@@ -21,15 +21,15 @@ DATA = ROOT.parent / "shared" / "data"  # read only; nothing from it is written 
 TESTS = ROOT / "tests"
 
 
-def synthetic_video():
-    """The module `tests/synthetic_video.py`: synthetic clips with known face boxes and the leaked-face-frames
-    metric. It is a test fixture (not part of the package) that bench_video.py reuses as it is; tests/ goes at the
+def synthetic_video(*names: str) -> tuple:
+    """These names of `tests/synthetic_video.py` (synthetic clips with known face boxes, the leaked-face-frames
+    metric). It is a test fixture, not part of the package, that bench_video.py reuses as it is: tests/ goes at the
     END of sys.path here, the one place a benchmark reaches outside bench/, so nothing of bench/ is shadowed."""
     if str(TESTS) not in sys.path:
         sys.path.append(str(TESTS))
-    import synthetic_video
+    import synthetic_video as module
 
-    return synthetic_video
+    return tuple(getattr(module, n) for n in names)
 
 
 # LFW face evaluation (bench_replace.py, bench_harmonizer.py) -------------------------------------------------
