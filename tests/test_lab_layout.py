@@ -89,3 +89,30 @@ def test_readme_is_for_users():
     for doc in ("recall.md", "learned-models.md", "benchmarks.md", "architecture.md"):
         assert (ROOT / "docs" / doc).is_file(), doc
         assert f"docs/{doc}" in text, f"README.md does not link docs/{doc}"
+
+
+def _doc_commands():
+    """(file, command) for every `faceveil ...` line in docs/*.md code blocks, continuations joined."""
+    out = []
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", path.read_text(), re.S | re.M):
+            if lang in ("", "bash", "sh", "console"):
+                out += [(path.name, line.strip()) for line in body.replace("\\\n", " ").splitlines()
+                        if line.strip().startswith("faceveil ") and "..." not in line]
+    return out
+
+
+def test_docs_commands_are_accepted_by_the_parser(capsys):
+    """The commands moved from README.md into docs/ stay valid (README's own are run by test_readme_commands)."""
+    import shlex
+
+    from faceveil.cli import build_parser
+
+    commands = _doc_commands()
+    assert len(commands) >= 20, commands
+    parser = build_parser()
+    for name, cmd in commands:
+        try:
+            parser.parse_args(shlex.split(cmd, comments=True)[1:])
+        except SystemExit as exc:
+            raise AssertionError(f"docs/{name}: {cmd}: exit {exc.code}: {capsys.readouterr().err}") from None
