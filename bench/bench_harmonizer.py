@@ -23,21 +23,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_replace import COMP, DATA, Face, detected, frechet, lfw_people, rank1, ssim, table  # noqa: E402
-
-from faceveil.anonymize import get_method  # noqa: E402
-from faceveil.anonymize.identity import descriptor  # noqa: E402
-from faceveil.detect import get_detector  # noqa: E402
-from faceveil.io.images import read_rgb  # noqa: E402
+from common import COMP, DATA, ROOT, Face, detected, frechet, lfw_people, rank1, ssim, table
+from faceveil.anonymize import get_method
+from faceveil.anonymize.identity import descriptor
+from faceveil.detect import get_detector
+from faceveil.io.images import read_rgb
 
 
 def variants(model: str, extra: str = "") -> dict[str, dict]:

@@ -27,13 +27,12 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 DATA = ROOT.parent / "shared" / "data" / "facemask"
 
-from faceveil.anonymize import Compositor, get_method  # noqa: E402
-from faceveil.detect import get_detector  # noqa: E402
-from faceveil.detections import Detections  # noqa: E402
-from faceveil.train.train_on_anon import ap_overall, best_f1_threshold, load_samples, split  # noqa: E402
+from faceveil.anonymize import Compositor, get_method
+from faceveil.detect import get_detector
+from faceveil.detections import Detections
+from faceveil.train.train_on_anon import ap_overall, best_f1_threshold, load_samples, split
 
 # "blur" is the Gaussian blur inside learnedblur (kernel 1.5x the face width); "blur1" is blur's own default.
 METHODS = {"none": None, "blackout": ("blackout", {}), "blur": ("blur", {"relative": 1.5}),

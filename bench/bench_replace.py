@@ -33,15 +33,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-DATA = ROOT.parent / "shared" / "data"
-
-from faceveil.anonymize import Compositor, RegionParams, get_method  # noqa: E402
-from faceveil.anonymize.identity import MATCH, descriptor  # noqa: E402
-from faceveil.detect import get_detector  # noqa: E402
-from faceveil.detections import Detections, box_iou  # noqa: E402
-from faceveil.io.images import read_rgb  # noqa: E402
+from common import COMP, DATA, ROOT, Face, detected, frechet, lfw_people, rank1, ssim, table
+from faceveil.anonymize import get_method
+from faceveil.anonymize.identity import MATCH, descriptor
+from faceveil.detect import get_detector
+from faceveil.io.images import read_rgb
 
 METHODS = {
     "replace": ("replace", {}),
@@ -54,35 +50,8 @@ METHODS = {
 }
 
 
-def lfw_people() -> dict[str, list[Path]]:
-    root = DATA / "lfw"
-    return {d.name: sorted(d.glob("*.jpg")) for d in sorted(root.iterdir()) if d.is_dir()}
-
-
-class Face:
-    def __init__(self, path: Path, cf, hog):
-        self.img = read_rgb(path)
-        d = cf.detect(self.img)
-        if not len(d):
-            raise LookupError
-        c = np.array([125, 125])
-        i = int(np.argmin(np.linalg.norm((d.xyxy[:, :2] + d.xyxy[:, 2:]) / 2 - c, axis=1)))
-        self.det = d[[i]]
-        h = hog.detect(self.img)
-        self.dbox = h.xyxy[int(np.argmax(h.areas))] if len(h) else self.det.xyxy[0]
-        self.desc = descriptor(self.img, self.dbox)
-
-
 def anonymize(method, face: Face, seed: int) -> np.ndarray:
     return method.apply(face.img, face.det, COMP, np.random.default_rng(seed))
-
-
-COMP = Compositor(RegionParams())
-
-
-def rank1(probes: np.ndarray, gallery: np.ndarray, truth: np.ndarray) -> float:
-    d = np.linalg.norm(probes[:, None] - gallery[None], axis=2)
-    return float((d.argmin(axis=1) == truth).mean())
 
 
 def verification(probes, gallery, truth, rng) -> tuple[float, float, float]:
@@ -91,32 +60,6 @@ def verification(probes, gallery, truth, rng) -> tuple[float, float, float]:
     imp = np.linalg.norm(probes - gallery[other], axis=1)
     tar, far = float((gen < MATCH).mean()), float((imp < MATCH).mean())
     return (tar + 1 - far) / 2, tar, far
-
-
-def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import linalg
-
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2).real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
-
-
-def ssim(a, b) -> float:
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, channel_axis=2))
-
-
-def detected(dets: Detections, box) -> bool:
-    return len(dets) > 0 and float(box_iou(dets.xyxy, np.asarray(box, np.float32)[None]).max()) >= 0.3
-
-
-def table(rows: list[dict], cols: list[str]) -> str:
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        out.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
-    return "\n".join(out)
 
 
 def bench(n_people: int, seed: int, gallery_limit: int = 0) -> None:

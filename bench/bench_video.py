@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import synthetic_video
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DEFACE = Path(sys.executable).parent / "deface"
@@ -101,7 +103,7 @@ def synthetic_set(n_clips: int = 3, n_frames: int = 48):
     import faceveil
     from faceveil.detect.base import downscale
     from faceveil.io.images import read_rgb
-    from faceveil.track.synthetic import make_clip, sprite_from_photo
+    make_clip, sprite_from_photo = synthetic_video("make_clip", "sprite_from_photo")
 
     names = ["img1.jpg", "img3.jpg", "couple.jpg", "img10.jpg", "img17.jpg", "img22.jpg", "img30.jpg",
              "img40.jpg", "img50.jpg"]
@@ -122,7 +124,7 @@ def synthetic_set(n_clips: int = 3, n_frames: int = 48):
 def leak_table(clips) -> list[tuple[str, int, int, int]]:
     from faceveil.io.video import VideoFrame
     from faceveil.pipeline import Anonymizer
-    from faceveil.track.synthetic import changed, leaked
+    changed, leaked = synthetic_video("changed", "leaked")
     from faceveil.video import VideoOptions, tracked_frames
 
     from faceveil.cli import VIDEO_PRESET
@@ -169,7 +171,7 @@ def _deface_leaks(clips) -> int:
     from deface.centerface import CenterFace
     from deface.deface import anonymize_frame
 
-    from faceveil.track.synthetic import changed, leaked
+    changed, leaked = synthetic_video("changed", "leaked")
 
     n = 0
     for c in clips:

@@ -16,7 +16,7 @@ from faceveil.errors import FaceveilError  # noqa: E402
 from faceveil.io.video import probe, read_frames  # noqa: E402
 from faceveil.pipeline import AnonymizerConfig  # noqa: E402
 from faceveil.review import ReviewSet, ReviewSettings, create_app  # noqa: E402
-from faceveil.track.synthetic import make_clip, sprite_from_photo, write_clip  # noqa: E402
+from synthetic_video import make_clip, sprite_from_photo, write_clip  # noqa: E402
 from faceveil.video import tracks_path  # noqa: E402
 
 TOKEN = "test-token-video"

@@ -18,7 +18,7 @@ from faceveil.errors import InputError
 from faceveil.io.video import EncodeOptions, probe, read_frames
 from faceveil.pipeline import Anonymizer
 from faceveil.track import Tracker, TrackParams
-from faceveil.track.synthetic import changed, leaked, make_clip, sprite_from_photo, write_clip
+from synthetic_video import changed, leaked, make_clip, sprite_from_photo, write_clip
 from faceveil.video import VideoOptions, process_video, tracked_frames
 from faceveil.io.video import VideoFrame
 

@@ -6,6 +6,4 @@ from .errors import FaceveilError  # noqa: E402
 from .pipeline import Anonymizer  # noqa: E402
 from .api import anonymize, detect  # noqa: E402
 
-Pipeline = Anonymizer
-
-__all__ = ["Anonymizer", "Pipeline", "Detections", "Face", "FaceveilError", "anonymize", "detect", "__version__"]
+__all__ = ["Anonymizer", "Detections", "Face", "FaceveilError", "anonymize", "detect", "__version__"]

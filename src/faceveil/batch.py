@@ -115,7 +115,6 @@ def run_batch(
     mode: str = "anonymize",
     jobs: int = 1,
     progress: bool = True,
-    on_result: Callable[[ItemResult], None] | None = None,
 ) -> list[ItemResult]:
     """Process every job; return results in input order."""
     results: list[ItemResult] = []
@@ -132,8 +131,6 @@ def run_batch(
             failed += r.status == "failed"
             bar.set_postfix(faces=faces, failed=failed, refresh=False)
             bar.update(1)
-            if on_result:
-                on_result(r)
 
     try:
         if jobs <= 1:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -97,7 +96,6 @@ class CenterFace(Detector):
     def __init__(self, params=None):
         super().__init__(params)
         self.session = _session(str(centerface_model_path()), self.params.threads)
-        self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray) -> Detections:
         p = self.params

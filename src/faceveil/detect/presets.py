@@ -2,7 +2,7 @@
 
 A preset is data: a detector name, its parameters and the region parameters
 (the compositor's mask scale and shape). Numbers behind the choices are in
-bench/bench_recall.py's table (README, "Recall-first detection").
+bench/bench_recall.py's tables (docs/recall.md).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import fields
 from ..errors import UsageError
 
 # Shared by every preset (measured on all 700 facemask and 476 WIDER photos by replaying cached
-# passes, see README "Recall-first detection"): a size-aware cut (0.1 for boxes <= 16 px, 0.2 from
+# passes, see docs/recall.md): a size-aware cut (0.1 for boxes <= 16 px, 0.2 from
 # 64 px), boxes moved down 11 % of their height and small ones enlarged up to 1.35x, drawn as a box
 # 1.25x the face. Growing small boxes pays more than growing all: large faces own most pixels.
 _CALIBRATED = {"threshold": 0.2, "small_threshold": 0.1, "small_px": 16.0, "large_px": 64.0,
@@ -19,7 +19,7 @@ _CALIBRATED = {"threshold": 0.2, "small_threshold": 0.1, "small_px": 16.0, "larg
 _REGION = {"shape": "box", "mask_scale": 1.25}
 # Photos enlarged to min_side also get passes at 0.6x and 0.9x their own size whose boxes count from
 # 48 px and score 0.5: enlarged, big faces get boxes that stop above the chin or mask (facemask, all
-# 700 photos: 1.27 % -> 0.95 % leaked at 2.46 % -> 2.45 % away; README "Recall-first detection").
+# 700 photos: 1.27 % -> 0.95 % leaked at 2.46 % -> 2.45 % away; docs/recall.md).
 _BIG_FACES = {"big_scales": (0.6, 0.9), "big_min_px": 48.0, "big_min_score": 0.5}
 
 PRESETS: dict[str, dict] = {

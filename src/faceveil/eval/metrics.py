@@ -6,8 +6,6 @@ Scores are *distances*: lower means "more likely the same person".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from ..detections import box_iou
@@ -267,20 +265,6 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     covmean = np.real(covmean)
     d = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
     return max(d, 0.0)
-
-
-@dataclass
-class FrechetDistance:
-    real: list = field(default_factory=list)
-    fake: list = field(default_factory=list)
-
-    def update(self, original_desc, anonymized_desc) -> None:
-        self.real.append(np.asarray(original_desc, np.float64).reshape(-1, 128))
-        self.fake.append(np.asarray(anonymized_desc, np.float64).reshape(-1, 128))
-
-    def compute(self) -> dict:
-        x, y = np.concatenate(self.real), np.concatenate(self.fake)
-        return {"fd_dlib": frechet_distance(x, y), "n": int(min(len(x), len(y)))}
 
 
 class Diversity:

@@ -9,7 +9,7 @@ Losses, equally weighted by default:
 - L_rev  = mean over faces of max(mean |g - G| inside the box - epsilon, 0)  (review convenience),
   optionally plus the same hinge on the colour part of g - G (its difference from the grey mean of the
   three channels; budget ``colour_epsilon``, off by default): without it the network spends its budget on a
-  purple-blue tint that CenterFace answers to; with it, on dark high-contrast blotches (README);
+  purple-blue tint that CenterFace answers to; with it, on dark high-contrast blotches (docs/learned-models.md);
 - L_oper = L_det(f(g), f(x)): f = CenterFace run in torch (``onnx_torch``), targets its detections on x;
 - L_post = L_det(f_g(g), f(x)): f_g = the compact detector, trained on the fly on g's output;
 - L_cycl = L_det(f_g'(x), f(x)), f_g' = f_g after one unrolled SGD step on g's output (second order,

@@ -1,15 +1,15 @@
 """Cycle-fidelity probes for the learned blur: what, added to a blurred face, lets a detector trained on it find clean faces?
 
-Each probe is a bench-only method (registered here, not in faceveil) run through `faceveil eval train`'s
+Each probe is a probe-only method (registered here, not in faceveil) run through `faceveil eval train`'s
 own protocol (facemask, split seed 0, 600 steps, batch 8, 256 px; ~3 min per method on 2 cores):
 
-  python bench/cycle_probes.py OUT                         # all probes below, plus 'none' as reference
-  python bench/cycle_probes.py OUT "none,grain:sigma=8"    # a chosen few
+  python research/cycle_probes.py OUT                         # all probes below, plus 'none' as reference
+  python research/cycle_probes.py OUT "none,grain:sigma=8"    # a chosen few
 
 - grain: Gaussian blur 1.5x (or learnedblur, model=PATH) + seeded grey grain inside the region;
 - softedge: the region feathered outward by `feather` of the face size (blur, or learnedblur with model=PATH);
 - prior: blur + `scale` x a bank face's blurred-away detail and no network (a zero-correction refiner).
-README ("Learned blur") has the numbers.
+docs/learned-models.md ("What was tried") has the numbers.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Real face photos are cut out (face box from a detector on the still photo) and
 moved over a textured background: across the frame while growing, in through
 one edge and out through another, behind an occluder for a few frames, and
-smeared by motion blur. Used by tests and bench/bench_video.py.
+smeared by motion blur. A test fixture (not part of the package): used by tests and, through
+bench/common.py, by bench/bench_video.py.
 """
 from __future__ import annotations
 

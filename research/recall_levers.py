@@ -1,19 +1,19 @@
 """Levers measured for issue 3 that did NOT pay on facemask: replayed exactly on the cached passes.
 
 They were measured against the balanced preset as it was before its big-face passes (1.27 % / 2.46 %):
-`run` leaves the cache's big-face passes out, so its rows stay exactly the README's; `runbig` replays
+`run` leaves the cache's big-face passes out, so its rows stay exactly those of docs/recall.md; `runbig` replays
 the same levers on top of the shipped preset, big-face passes included (without the verify rows).
 
-Builds on bench/replay_recall.py's cache (run its `cache` stage first). Stage `cache` adds, per
+Builds on research/replay_recall.py's cache (run its `cache` stage first). Stage `cache` adds, per
 photo, the mirrored main pass (CenterFace, floor 0.05) and YuNet's boxes (score >= 0.2); stage
 `run` prints leaked faces (>= 10 px) and away-from-face area for each lever next to the balanced
 preset, so the closing note's claims can be checked:
 
-  python bench/replay_recall.py cache fm                      # ~10 min
-  python bench/recall_levers.py cache fm                      # ~3 min
-  python bench/recall_levers.py verify fm                     # optional, ~7 min: YuNet as a verifier
-  python bench/recall_levers.py run fm
-  python bench/recall_levers.py runbig fm                     # the same levers on top of the big-face passes
+  python research/replay_recall.py cache fm                      # ~10 min
+  python research/recall_levers.py cache fm                      # ~3 min
+  python research/recall_levers.py verify fm                     # optional, ~7 min: YuNet as a verifier
+  python research/recall_levers.py run fm
+  python research/recall_levers.py runbig fm                     # the same levers on top of the big-face passes
 
 Levers: (1) flip agreement: main-pass boxes below the cut but >= s2 are kept when the mirrored
 pass has a box at IoU >= 0.5 (>= s2 too), and boxes under 0.3 need that agreement at >= 0.1;

@@ -1,12 +1,12 @@
 """Tune the presets' cuts, box calibration and region without re-running the network.
 
 Stage `cache` runs a preset's passes once per photo at a low floor and stores every
-pass's raw boxes and landmarks (bench/out/replay/<set>.pkl); stage `sweep` runs MultiScale's own
+pass's raw boxes and landmarks (research/out/replay/<set>.pkl); stage `sweep` runs MultiScale's own
 keep and fuse (merge, NMS, calibrate) and the region for each combination of values and prints the leak rate (faces >= 10 px) and away-from-face area, exactly as `faceveil eval leaks`
 scores them (a score cut commutes with greedy NMS, so a low-floor cache is exact).
 
-  python bench/replay_recall.py cache fm wd                 # all 700 + 476 photos (slow: ~10 + 35 min, 2 cores)
-  python bench/replay_recall.py sweep wd "{'mask_scale': [1.2, 1.25], 'small_grow': [1.2, 1.35], 'box_dy': [0.11]}"
+  python research/replay_recall.py cache fm wd                 # all 700 + 476 photos (slow: ~10 + 35 min, 2 cores)
+  python research/replay_recall.py sweep wd "{'mask_scale': [1.2, 1.25], 'small_grow': [1.2, 1.35], 'box_dy': [0.11]}"
 
 Keys: threshold, small_threshold, small_px, large_px, zoom_min_score, box_dy, small_grow, mask_scale, shape,
 big_scales (any of BIG_GRID: the cache holds a big-face pass at each), big_min_px, big_min_score;

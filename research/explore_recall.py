@@ -1,14 +1,14 @@
 """Research harness behind the detection presets (run by hand; slow).
 
 Stage 1 (`cache`): run one detection pass over a labelled set at a low threshold and
-store the per-image detections (after that pass's NMS) in bench/out/cache/.
+store the per-image detections (after that pass's NMS) in research/out/cache/.
 Stage 2 (`sweep`): combine cached passes (union + NMS, at a threshold) and measure
 leak rate and away-from-face area for mask scales, without running a network again.
 Greedy NMS commutes with a score cut, so a pass cached at 0.02 gives exactly what a
 run at any higher threshold would.
 
-  python bench/explore_recall.py cache fm cf1          # facemask, CenterFace as is
-  python bench/explore_recall.py sweep fm cf1+flip --thr 0.1,0.2 --scale 1.3,1.5
+  python research/explore_recall.py cache fm cf1          # facemask, CenterFace as is
+  python research/explore_recall.py sweep fm cf1+flip --thr 0.1,0.2 --scale 1.3,1.5
 """
 from __future__ import annotations
 

@@ -1,0 +1,87 @@
+"""The one helper module the benchmarks share: paths, the LFW face-evaluation helpers, table output.
+
+Benchmarks run as `python bench/NAME.py` from a checkout with faceveil installed (`make install`
+or `pip install -e .`), so this folder is on sys.path and `import common` finds this file. They
+import faceveil's public names and this module only, never each other.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from faceveil.anonymize import Compositor, RegionParams
+from faceveil.anonymize.identity import descriptor
+from faceveil.detections import Detections, box_iou
+from faceveil.io.images import read_rgb
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"  # read only; nothing from it is written to the repository
+TESTS = ROOT / "tests"
+
+
+def synthetic_video(*names: str) -> tuple:
+    """These names of `tests/synthetic_video.py` (synthetic clips with known face boxes, the leaked-face-frames
+    metric). It is a test fixture, not part of the package, that bench_video.py reuses as it is: tests/ goes at the
+    END of sys.path here, the one place a benchmark reaches outside bench/, so nothing of bench/ is shadowed."""
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))
+    import synthetic_video as module
+
+    return tuple(getattr(module, n) for n in names)
+
+
+# LFW face evaluation (bench_replace.py, bench_harmonizer.py) -------------------------------------------------
+
+def lfw_people() -> dict[str, list[Path]]:
+    root = DATA / "lfw"
+    return {d.name: sorted(d.glob("*.jpg")) for d in sorted(root.iterdir()) if d.is_dir()}
+
+
+class Face:
+    def __init__(self, path: Path, cf, hog):
+        self.img = read_rgb(path)
+        d = cf.detect(self.img)
+        if not len(d):
+            raise LookupError
+        c = np.array([125, 125])
+        i = int(np.argmin(np.linalg.norm((d.xyxy[:, :2] + d.xyxy[:, 2:]) / 2 - c, axis=1)))
+        self.det = d[[i]]
+        h = hog.detect(self.img)
+        self.dbox = h.xyxy[int(np.argmax(h.areas))] if len(h) else self.det.xyxy[0]
+        self.desc = descriptor(self.img, self.dbox)
+
+
+COMP = Compositor(RegionParams())
+
+
+def rank1(probes: np.ndarray, gallery: np.ndarray, truth: np.ndarray) -> float:
+    d = np.linalg.norm(probes[:, None] - gallery[None], axis=2)
+    return float((d.argmin(axis=1) == truth).mean())
+
+
+def frechet(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def ssim(a, b) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=2))
+
+
+def detected(dets: Detections, box) -> bool:
+    return len(dets) > 0 and float(box_iou(dets.xyxy, np.asarray(box, np.float32)[None]).max()) >= 0.3
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+    return "\n".join(out)
