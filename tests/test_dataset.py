@@ -18,7 +18,7 @@ from faceveil.cli import main
 from faceveil.dataset import DatasetConfig, anonymize_dataset, verify
 from faceveil.detections import Detections
 from faceveil.errors import UsageError
-from faceveil.io.datasets import read_wider, write_coco, write_wider, write_yolo
+from faceveil.io.labels import read_wider, write_coco, write_wider, write_yolo
 from faceveil.io.manifest import ManifestWriter, read_manifest
 from faceveil.pipeline import AnonymizerConfig
 

@@ -1,6 +1,6 @@
 """Dataset mode: anonymize an annotated dataset so that its labels stay valid.
 
-The job reads the labels (``io.datasets``), anonymizes every image in place in
+The job reads the labels (``io.labels``), anonymizes every image in place in
 a mirrored tree under OUT (same names, same format), copies the label files
 byte for byte, and records every finished file in ``OUT/manifest.jsonl``:
 input and output SHA-256, faces from labels and from detection, method,
@@ -39,7 +39,7 @@ from . import __version__
 from .detections import Detections, box_iou
 from .errors import FaceveilError, InputError, UsageError
 from .io.atomic import atomic_path
-from .io.datasets import LabelSet, label_files, read_labels, resolve_image
+from .io.labels import LabelSet, label_files, read_labels, resolve_image
 from .io.images import ImageFile, is_image_path, read_image, write_image
 from .io.inputs import is_inside
 from .io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file
@@ -533,7 +533,7 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
             raise UsageError(f"{out}: output folder is inside the input {src}; use a folder outside the dataset")
         if is_inside(src, out):
             raise UsageError(f"{out}: output folder contains the input {src}; use another folder")
-    ls = read_labels(fmt, labels_path, images_root)
+    ls = read_labels(labels_path, fmt, images_root)
     if base is not None:
         image_prefix = PurePosixPath(images_abs.relative_to(base).as_posix())
     else:
