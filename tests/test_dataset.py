@@ -288,7 +288,7 @@ def _die(item):  # module level: a pool worker finds it by name
 
 
 def test_a_dead_worker_is_a_clear_error_and_resumable(tmp_path, monkeypatch):
-    import faceveil.dataset as ds
+    import faceveil.dataset.backends as ds  # where the pool looks up the worker function
     from faceveil.errors import FaceveilError
 
     root, gt = noise_dataset(tmp_path, n=4)
