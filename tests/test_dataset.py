@@ -293,7 +293,7 @@ def test_a_dead_worker_is_a_clear_error_and_resumable(tmp_path, monkeypatch):
 
     root, gt = noise_dataset(tmp_path, n=4)
     out = tmp_path / "out"
-    monkeypatch.setattr(ds, "_process", _die)
+    monkeypatch.setattr(ds, "process_item", _die)
     with pytest.raises(FaceveilError, match="worker process died.*resume"):
         anonymize_dataset("wider", root, gt, out, cfg(), jobs=2, progress=False)
     monkeypatch.undo()

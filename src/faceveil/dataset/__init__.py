@@ -14,7 +14,7 @@ the seed and its path, never on worker order). The manifest is compacted, one
 line per file, when a run finishes.
 
 Backends: local worker processes, or Ray actors (a local Ray instance unless
-an address is given). Both call the same ``worker._process`` so their outputs
+an address is given). Both call the same ``worker.process_item`` so their outputs
 are byte-identical.
 
 Modules: ``plan`` (labels -> work orders), ``worker`` (one image), ``orient``

@@ -1,6 +1,6 @@
 """Where the images run: local worker processes or Ray actors, each yielding results as they finish (any order).
 
-Both call the same ``worker._process``, so their outputs are byte-identical.
+Both call the same ``worker.process_item``, so their outputs are byte-identical.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import FaceveilError, UsageError
 from .config import DatasetConfig, Item
-from .worker import _init_pool_worker, _init_worker, _process
+from .worker import init_pool_worker, init_worker, process_item
 
 def _threads(cfg: DatasetConfig, workers: int) -> DatasetConfig:
     from ..batch import _threads_per_worker, _with_threads
@@ -25,14 +25,14 @@ def _threads(cfg: DatasetConfig, workers: int) -> DatasetConfig:
 
 def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[dict]:
     if jobs <= 1 or len(items) <= 1:
-        _init_worker(_threads(cfg, jobs))  # same threads as the pool would use: same numbers
+        init_worker(_threads(cfg, jobs))  # same threads as the pool would use: same numbers
         for it in items:
-            yield _process(it)
+            yield process_item(it)
         return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker,
+    with ProcessPoolExecutor(max_workers=jobs, initializer=init_pool_worker,
                              initargs=(os.getpid(), _threads(cfg, jobs))) as pool:
         try:
-            yield from _windowed(lambda it: pool.submit(_process, it), items, 2 * jobs,
+            yield from _windowed(lambda it: pool.submit(process_item, it), items, 2 * jobs,
                                  lambda fs: wait(fs, return_when=FIRST_COMPLETED)[0], lambda f: f.result())
         except BrokenProcessPool:
             raise FaceveilError("a worker process died (out of memory?); the images finished so far are in the "
@@ -172,10 +172,10 @@ class _RayWorker:
             from ..batch import die_with_parent
 
             die_with_parent(driver_pid)
-        _init_worker(cfg)
+        init_worker(cfg)
 
     def run(self, item: Item) -> dict:
-        return _process(item)
+        return process_item(item)
 
 
 def _windowed(submit: Callable, items: Iterable, window: int, wait_some: Callable, get: Callable) -> Iterator:

@@ -20,14 +20,14 @@ from ..pipeline import Anonymizer
 from .backends import run_local, run_ray
 from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary
 from .plan import Plan, default_boxes, plan
-from .worker import _describe
+from .worker import describe_anonymizer
 
 # What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
 _STALE_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 
 def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> dict:
-    described = _describe(anon)
+    described = describe_anonymizer(anon)
     if cfg.boxes == "gt":  # the detector never runs: its settings must not block a resume
         described = {k: v for k, v in described.items() if k not in ("detector", "detector_params")}
     return {"format": fmt, "boxes": cfg.boxes, "min_size": cfg.min_size,

@@ -21,20 +21,20 @@ SAME_FACE_IOU = 0.3
 _STATE: dict = {}
 
 
-def _init_worker(cfg: DatasetConfig) -> None:
+def init_worker(cfg: DatasetConfig) -> None:
     _STATE["cfg"] = cfg
     _STATE["anon"] = anon = Anonymizer.from_config(cfg.anonymizer)
-    _STATE["desc"] = _describe(anon)
+    _STATE["desc"] = describe_anonymizer(anon)
 
 
-def _init_pool_worker(parent_pid: int, cfg: DatasetConfig) -> None:
+def init_pool_worker(parent_pid: int, cfg: DatasetConfig) -> None:
     from ..batch import die_with_parent
 
     die_with_parent(parent_pid)  # a killed run must not leave its workers behind
-    _init_worker(cfg)
+    init_worker(cfg)
 
 
-def _process(item: Item) -> dict:
+def process_item(item: Item) -> dict:
     """Anonymize one image; returns {"entry": manifest entry} or {"error": message}. Never raises."""
     t0 = time.perf_counter()
     cfg: DatasetConfig = _STATE["cfg"]
@@ -129,7 +129,7 @@ def _process(item: Item) -> dict:
         return {"error": f"{item.src}: {exc.__class__.__name__}: {exc}", "path": item.rel}
 
 
-def _describe(anon: Anonymizer) -> dict:
+def describe_anonymizer(anon: Anonymizer) -> dict:
     d = anon.describe()
     d["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
     return d

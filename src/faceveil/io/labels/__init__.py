@@ -23,7 +23,8 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 __all__ = [
     "FORMATS", "WIDER_ATTRS", "ImageLabels", "LabelError", "LabelSet", "find_image",
-    "guess_format", "label_files", "read_coco", "read_eval_labels", "read_labels", "read_voc", "read_wider", "read_yolo",
+    "guess_format", "label_files", "read_coco", "read_eval_labels", "read_labels", "read_voc", "read_wider",
+    "read_yolo",
     "resolve_image", "safe_relpath", "split_missing", "write_coco", "write_voc", "write_wider", "write_yolo",
 ]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from .core import ImageLabels, LabelError, LabelSet, _check_box, _read_text, safe_relpath
+from .core import ImageLabels, LabelError, LabelSet, check_box, read_text, safe_relpath
 
 
 def read_coco(path: str | os.PathLike) -> LabelSet:
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -61,7 +61,7 @@ def read_coco(path: str | os.PathLike) -> LabelSet:
         if "category_id" in ann and cat_names and ann["category_id"] not in cat_names:
             raise LabelError(f"{where}: category_id {ann['category_id']!r} is not in 'categories'")
         vals = [float(v) for v in bbox]
-        _check_box(vals, where)
+        check_box(vals, where)
         rec[3].append(vals)
         rec[4].append(cat_names.get(ann.get("category_id"), str(ann.get("category_id", "face"))))
         rec[5].append({"ann": ann})

@@ -151,7 +151,7 @@ def resolve_image(root: Path, rel: str) -> Path:
     return path
 
 
-def _inside_labels(path: Path, root: Path) -> None:
+def inside_labels(path: Path, root: Path) -> None:
     """Refuse a label file that is a symlink (or under one) leading outside the labels folder ``root``."""
     real = path.resolve()
     try:
@@ -169,19 +169,19 @@ def split_missing(labels: LabelSet, root: str | os.PathLike) -> tuple[list[Image
     return present, missing
 
 
-def _check_box(vals: list[float], where: str) -> None:
+def check_box(vals: list[float], where: str) -> None:
     if not all(math.isfinite(v) for v in vals):
         raise LabelError(f"{where}: box {vals} is not finite")
     if vals[2] < 0 or vals[3] < 0:
         raise LabelError(f"{where}: box width and height must be >= 0, got {vals[2]:g} x {vals[3]:g}")
 
 
-def _num(v: float) -> str:
+def format_number(v: float) -> str:
     """Integers without a decimal point (as WIDER writes them), other values exactly."""
     return str(int(v)) if float(v).is_integer() and abs(v) < 2**53 else repr(float(v))
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:

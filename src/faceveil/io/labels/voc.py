@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from .core import ImageLabels, LabelError, LabelSet, _check_box, _inside_labels, _num, _read_text, safe_relpath
+from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, format_number, read_text, safe_relpath
 
 
 def read_voc(annotations_dir: str | os.PathLike) -> LabelSet:
@@ -19,9 +19,9 @@ def read_voc(annotations_dir: str | os.PathLike) -> LabelSet:
     images: list[ImageLabels] = []
     seen: dict[str, Path] = {}
     for xf in sorted(annotations_dir.rglob("*.xml")):
-        _inside_labels(xf, annotations_dir)
+        inside_labels(xf, annotations_dir)
         try:
-            root = ET.fromstring(_read_text(xf))
+            root = ET.fromstring(read_text(xf))
         except ET.ParseError as exc:
             line = exc.position[0] if exc.position else 0
             raise LabelError(f"{xf}:{line}: invalid XML ({exc})") from None
@@ -49,7 +49,7 @@ def read_voc(annotations_dir: str | os.PathLike) -> LabelSet:
             except (TypeError, ValueError):
                 raise LabelError(f"{xf}: object {k + 1}: bndbox needs numeric xmin ymin xmax ymax") from None
             vals = [x1, y1, x2 - x1, y2 - y1]
-            _check_box(vals, f"{xf}: object {k + 1}")
+            check_box(vals, f"{xf}: object {k + 1}")
             boxes.append(vals)
             classes.append(obj.findtext("name") or "face")
             extra.append({"bndbox": (x1, y1, x2, y2)})  # the corners as written, for an exact write back
@@ -84,6 +84,6 @@ def write_voc(labels: LabelSet, annotations_dir: str | os.PathLike) -> None:
             ET.SubElement(obj, "difficult").text = "1" if ign else "0"
             bb = ET.SubElement(obj, "bndbox")
             for tag, val in zip(("xmin", "ymin", "xmax", "ymax"), corners):
-                ET.SubElement(bb, tag).text = _num(val)
+                ET.SubElement(bb, tag).text = format_number(val)
         ET.indent(root)
         write_bytes_atomic(annotations_dir / rel.with_suffix(".xml"), ET.tostring(root, encoding="utf-8") + b"\n")

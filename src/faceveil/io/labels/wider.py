@@ -1,4 +1,4 @@
-"""WIDER FACE labels: name / count / count lines of ``x y w h [blur expression illumination invalid occlusion pose]``."""
+"""WIDER FACE labels: name, count, then per face ``x y w h [blur expression illumination invalid occlusion pose]``."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ import numpy as np
 
 from ..atomic import write_bytes_atomic
 from ..images import is_image_path
-from .core import ImageLabels, LabelError, LabelSet, _check_box, _num, _read_text, safe_relpath
+from .core import ImageLabels, LabelError, LabelSet, check_box, format_number, read_text, safe_relpath
 
 WIDER_ATTRS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 _INVALID = WIDER_ATTRS.index("invalid")
@@ -16,7 +16,7 @@ _INVALID = WIDER_ATTRS.index("invalid")
 
 def read_wider(path: str | os.PathLike) -> LabelSet:
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     images: list[ImageLabels] = []
     seen: dict[str, int] = {}
     trailing = None
@@ -71,7 +71,7 @@ def read_wider(path: str | os.PathLike) -> LabelSet:
                 attrs = [int(v) for v in t[4:]]
             except ValueError:
                 raise LabelError(f"{where_box}: not a number in {lines[i].strip()!r}") from None
-            _check_box(vals, where_box)
+            check_box(vals, where_box)
             boxes.append(vals)
             extra.append({"attrs": attrs} if attrs else {})
             i += 1
@@ -98,6 +98,6 @@ def write_wider(labels: LabelSet, path: str | os.PathLike) -> None:
         if not len(im) and im.info.get("placeholder"):
             out.append("0 0 0 0 0 0 0 0 0 0" + trailing)
         for box, ex in zip(im.xywh, im.extra):
-            cols = [_num(v) for v in box] + [str(int(a)) for a in ex.get("attrs", [])]
+            cols = [format_number(v) for v in box] + [str(int(a)) for a in ex.get("attrs", [])]
             out.append(" ".join(cols) + trailing)
     write_bytes_atomic(path, ("\n".join(out) + "\n").encode())

@@ -12,7 +12,7 @@ import numpy as np
 from ...errors import InputError
 from ..atomic import write_bytes_atomic
 from ..images import is_image_path
-from .core import ImageLabels, LabelError, LabelSet, _check_box, _inside_labels, _read_text
+from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, read_text
 
 
 def _oriented_size(path: Path) -> tuple[int, int]:
@@ -46,8 +46,8 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
     names: list[str] | None = None
     names_file = labels_dir / "classes.txt"
     if names_file.is_file():
-        _inside_labels(names_file, labels_dir)
-        names = [ln.strip() for ln in _read_text(names_file).splitlines() if ln.strip()]
+        inside_labels(names_file, labels_dir)
+        names = [ln.strip() for ln in read_text(names_file).splitlines() if ln.strip()]
     by_stem: dict[str, Path] = {}
     for p in sorted(images_root.rglob("*")):
         if p.is_file() and is_image_path(p) and not p.name.startswith("."):
@@ -58,7 +58,7 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
     label_files = {p.relative_to(labels_dir).with_suffix("").as_posix(): p
                    for p in sorted(labels_dir.rglob("*.txt")) if p != names_file}
     for p in label_files.values():
-        _inside_labels(p, labels_dir)
+        inside_labels(p, labels_dir)
     images: list[ImageLabels] = []
     for stem in sorted(set(by_stem) | set(label_files)):
         img = by_stem.get(stem)
@@ -67,7 +67,7 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
         size = _oriented_size(img) if img else None
         boxes, classes, extra = [], [], []
         if lf is not None:
-            for n, line in enumerate(_read_text(lf).splitlines(), 1):
+            for n, line in enumerate(read_text(lf).splitlines(), 1):
                 t = line.split()
                 if not t:
                     continue
@@ -82,7 +82,7 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
                     raise LabelError(f"{where}: not a number in {line.strip()!r}") from None
                 if cls < 0:
                     raise LabelError(f"{where}: negative class id {cls}")
-                _check_box([cx, cy, w, h], where)
+                check_box([cx, cy, w, h], where)
                 # Pixels need the image's size; without the image the box stays normalised (reported missing).
                 W, H = size if size else (1, 1)
                 boxes.append([(cx - w / 2) * W, (cy - h / 2) * H, w * W, h * H])
