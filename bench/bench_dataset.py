@@ -33,7 +33,7 @@ SOURCES = {
 
 
 def build(tmp: Path, source: str, n: int) -> tuple[Path, Path]:
-    from faceveil.io.datasets import ImageLabels, LabelSet, read_wider, write_wider
+    from faceveil.io.labels import ImageLabels, LabelSet, read_wider, write_wider
 
     images, gt = SOURCES[source]
     if not gt.exists():

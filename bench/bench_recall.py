@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceveil.detect.presets import PRESETS, resolve
-from faceveil.eval.labels import read_labels, resolve_image
+from faceveil.io.labels import find_image as resolve_image, read_eval_labels as read_labels
 from faceveil.eval.leaks import LeakMetric, anonymized_mask
 from faceveil.io.images import read_rgb
 from faceveil.pipeline import Anonymizer

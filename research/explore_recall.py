@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from faceveil.anonymize import Compositor, RegionParams
 from faceveil.detections import Detections, nms
-from faceveil.eval.labels import read_labels, resolve_image
+from faceveil.io.labels import find_image as resolve_image, read_eval_labels as read_labels
 from faceveil.eval.leaks import LeakMetric, anonymized_mask
 from faceveil.io.images import read_rgb
 

@@ -30,7 +30,7 @@ from faceveil.detect import get_detector
 from faceveil.detect.multiscale import MultiScale
 from faceveil.detect.presets import resolve
 from faceveil.detections import Detections
-from faceveil.eval.labels import read_labels, resolve_image
+from faceveil.io.labels import find_image as resolve_image, read_eval_labels as read_labels
 from faceveil.eval.leaks import LeakMetric, anonymized_mask
 from faceveil.io.images import read_rgb
 

@@ -18,7 +18,7 @@ from faceveil.cli import main
 from faceveil.dataset import DatasetConfig, anonymize_dataset, verify
 from faceveil.detections import Detections
 from faceveil.errors import UsageError
-from faceveil.io.datasets import read_wider, write_coco, write_wider, write_yolo
+from faceveil.io.labels import read_wider, write_coco, write_wider, write_yolo
 from faceveil.io.manifest import ManifestWriter, read_manifest
 from faceveil.pipeline import AnonymizerConfig
 
@@ -288,12 +288,12 @@ def _die(item):  # module level: a pool worker finds it by name
 
 
 def test_a_dead_worker_is_a_clear_error_and_resumable(tmp_path, monkeypatch):
-    import faceveil.dataset as ds
+    import faceveil.dataset.backends as ds  # where the pool looks up the worker function
     from faceveil.errors import FaceveilError
 
     root, gt = noise_dataset(tmp_path, n=4)
     out = tmp_path / "out"
-    monkeypatch.setattr(ds, "_process", _die)
+    monkeypatch.setattr(ds, "process_item", _die)
     with pytest.raises(FaceveilError, match="worker process died.*resume"):
         anonymize_dataset("wider", root, gt, out, cfg(), jobs=2, progress=False)
     monkeypatch.undo()

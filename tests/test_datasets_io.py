@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceveil.io.datasets import (
+from faceveil.io.labels import (
     ImageLabels, LabelError, LabelSet, read_coco, read_labels, read_voc, read_wider, read_yolo,
     resolve_image, split_missing, write_coco, write_wider, write_yolo,
 )
@@ -232,6 +232,7 @@ def test_voc_bad_xml_names_the_line(tmp_path):
 def test_read_labels_dispatch_and_in_memory_sets(tmp_path):
     ls = LabelSet("wider", [ImageLabels("p.jpg", [[0, 0, 4, 4]])])
     write_wider(ls, tmp_path / "w.txt")
-    assert read_labels("wider", tmp_path / "w.txt").images[0].path == "p.jpg"
-    with pytest.raises(Exception, match="unknown dataset format"):
-        read_labels("kitti", tmp_path / "w.txt")
+    assert read_labels(tmp_path / "w.txt", "wider").images[0].path == "p.jpg"
+    assert read_labels(tmp_path / "w.txt").images[0].path == "p.jpg"  # the format guessed from the name
+    with pytest.raises(Exception, match="unknown label format"):
+        read_labels(tmp_path / "w.txt", "kitti")

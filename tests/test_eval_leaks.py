@@ -8,7 +8,7 @@ from PIL import Image
 
 from faceveil.anonymize import Compositor, RegionParams
 from faceveil.detections import Detections
-from faceveil.eval.labels import read_labels, resolve_image
+from faceveil.io.labels import find_image, read_eval_labels
 from faceveil.eval.leaks import (LeakMetric, PRCurve, anonymized_mask, box_coverage, match_detections,
                                  near_face_mask)
 
@@ -118,7 +118,7 @@ def test_wider_reader_flags_invalid_and_skips_empty_rows(tmp_path):
     gt = tmp_path / "gt.txt"
     gt.write_text("a/1.jpg\n2\n10 20 30 40 0 0 0 0 0 0 \n5 5 4 4 2 0 0 1 0 0 \nb/2.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n"
                   "c/3.jpg\n1\n1 2 3 4 0 0 0 0 0 0\n")
-    lab = read_labels(gt)
+    lab = read_eval_labels(gt)
     assert list(lab) == ["a/1.jpg", "b/2.jpg", "c/3.jpg"]
     assert lab["a/1.jpg"].faces.xyxy.tolist() == [[10, 20, 40, 60], [5, 5, 9, 9]]
     assert lab["a/1.jpg"].ignore.tolist() == [False, True]
@@ -149,14 +149,14 @@ def test_voc_coco_yolo_readers_agree(tmp_path):
     yolo = tmp_path / "yolo"
     yolo.mkdir()
     (yolo / "p.txt").write_text("0 0.25 0.5 0.3 0.5\n0 0.04 0.05 0.08 0.1\n")
-    a, b, c = read_labels(voc), read_labels(coco), read_labels(yolo, images=images)
+    a, b, c = read_eval_labels(voc), read_eval_labels(coco), read_eval_labels(yolo, images=images)
     for lab in (a, b, c):
         assert list(lab) == ["p.jpg"]
         np.testing.assert_allclose(lab["p.jpg"].faces.xyxy, [[10, 20, 40, 60], [0, 0, 8, 8]], atol=1e-4)
     assert a["p.jpg"].ignore.tolist() == b["p.jpg"].ignore.tolist() == [False, True]
     assert c["p.jpg"].ignore.tolist() == [False, False]
-    assert resolve_image(images, "p.jpg") == images / "p.jpg"
-    assert resolve_image(images, "p") == images / "p.jpg"
+    assert find_image(images, "p.jpg") == images / "p.jpg"
+    assert find_image(images, "p") == images / "p.jpg"
 
 
 def test_bad_label_files_fail_with_the_file_name(tmp_path):
@@ -165,9 +165,9 @@ def test_bad_label_files_fail_with_the_file_name(tmp_path):
     bad = tmp_path / "gt.txt"
     bad.write_text("a.jpg\nthree\n")
     with pytest.raises(FaceveilError, match="gt.txt"):
-        read_labels(bad)
+        read_eval_labels(bad)
     with pytest.raises(FaceveilError, match="missing"):
-        read_labels(tmp_path / "missing.json")
+        read_eval_labels(tmp_path / "missing.json")
 
 
 def test_eval_leaks_command_writes_results_plot_and_crops(tmp_path, astronaut, capsys):

@@ -6,7 +6,8 @@ import pytest
 
 from faceveil.eval.metrics import (CropQuality, DetectionAP, DetectionRate, Diversity, Rank1, Verification,
                                    average_precision, crop_quality, frechet_distance)
-from faceveil.eval.widerface import WiderImage, evaluate, read_bbx_gt
+from faceveil.eval.widerface import WiderImage, evaluate
+from faceveil.io.labels import read_wider
 
 
 def test_eer_and_rates_of_known_scores():
@@ -137,9 +138,9 @@ def test_wider_protocol_ignore_boxes():
 def test_read_bbx_gt(tmp_path):
     p = tmp_path / "gt.txt"
     p.write_text("a/x.jpg\n2\n1 2 3 4 0 0 0 0 0 0\n5 6 7 8 0 0 0 0 0 0\na/empty.jpg\n0\n0 0 0 0 0 0 0 0 0 0\n")
-    gt = read_bbx_gt(p)
-    assert gt["a/x.jpg"].tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
-    assert gt["a/empty.jpg"].shape == (0, 4)
+    gt = read_wider(p)
+    assert gt["a/x.jpg"].xywh.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert gt["a/empty.jpg"].xywh.shape == (0, 4)
 
 
 def test_wider_plus_one_pixel_convention():

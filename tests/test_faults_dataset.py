@@ -214,7 +214,7 @@ def _manifest(out: Path) -> dict:
 
 
 def test_a_short_image_write_is_an_error_and_not_recorded(tmp_path, monkeypatch, capsys):
-    import faceveil.dataset as ds
+    import faceveil.dataset.orient as ds  # write_checked writes through it
 
     root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
     out = tmp_path / "out"

@@ -85,7 +85,7 @@ def inputs(tmp_path_factory) -> Path:
     import av
     from skimage import data
 
-    from faceveil.io.datasets import read_voc, write_coco, write_wider, write_yolo
+    from faceveil.io.labels import read_voc, write_coco, write_wider, write_yolo
 
     root = tmp_path_factory.mktemp("readme-inputs")
     astro = data.astronaut()  # one face near (180..270, 58..178)

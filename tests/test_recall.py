@@ -78,19 +78,19 @@ def test_cli_detect_preset_and_override(tmp_path, astronaut, capsys):
 def test_default_preset_leak_bounds_on_labelled_photos():
     """The first 12 facemask photos in gt.txt: 61 faces >= 10 px (measured: 0 leaked, 2.5 % away; plain
     CenterFace 14 leaked)."""
-    from faceveil.eval.labels import read_labels, resolve_image
+    from faceveil.io.labels import find_image, read_eval_labels
     from faceveil.eval.leaks import LeakMetric, anonymized_mask
     from faceveil.io.images import read_rgb
     from faceveil.pipeline import Anonymizer
 
     root = shared_path("facemask")
-    labels = read_labels(root / "gt.txt")
+    labels = read_eval_labels(root / "gt.txt")
     name, params, region = resolve(None)
     anon = Anonymizer(detector=name, detector_params=params, region=region)
     fast = Anonymizer(detector="centerface", region={"shape": "ellipse"})
     metric, baseline = LeakMetric(), LeakMetric()
     for key in list(labels)[:12]:
-        img = read_rgb(resolve_image(root / "images", key))
+        img = read_rgb(find_image(root / "images", key))
         lab = labels[key]
         metric.update(anonymized_mask(anon.compositor, anon.detect(img), img.shape), lab.faces, lab.ignore, key)
         baseline.update(anonymized_mask(fast.compositor, fast.detect(img), img.shape), lab.faces, lab.ignore, key)
@@ -128,14 +128,14 @@ def test_big_face_passes_run_only_on_enlarged_photos_and_keep_big_confident_boxe
 def test_big_face_passes_cover_big_masked_faces_to_the_chin(key):
     """Two facemask photos (400 px) with one big masked face each (133 and 269 px): enlarged to 800, CenterFace
     boxes them above the mask (71 % / 43 % of the labelled face covered); the big-face passes cover them."""
-    from faceveil.eval.labels import read_labels, resolve_image
+    from faceveil.io.labels import find_image, read_eval_labels
     from faceveil.eval.leaks import anonymized_mask, box_coverage
     from faceveil.io.images import read_rgb
     from faceveil.pipeline import Anonymizer
 
     root = shared_path("facemask")
-    lab = read_labels(root / "gt.txt")[key]
-    img = read_rgb(resolve_image(root / "images", key))
+    lab = read_eval_labels(root / "gt.txt")[key]
+    img = read_rgb(find_image(root / "images", key))
     face = lab.faces.xyxy[np.argmax(lab.faces.areas)][None]
     name, params, region = resolve(None)
     covered = {}

@@ -57,7 +57,7 @@ def cmd_leaks(args) -> int:
     from ..errors import FaceveilError, UsageError
     from ..io.images import read_rgb
     from ..pipeline import Anonymizer
-    from .labels import read_labels, resolve_image
+    from ..io.labels import find_image as resolve_image, read_eval_labels as read_labels
     from .leaks import LeakMetric, PRCurve, anonymized_mask
 
     if not 0 < args.coverage <= 1:

@@ -117,9 +117,9 @@ def wider_key(rel: str) -> str:
 
 def read_wider_labels(path, files: list[str]) -> dict[str, np.ndarray]:
     """WIDER-layout txt labels -> rel -> xyxy, matched by relative path or, failing that, by file name."""
-    from .widerface import read_bbx_gt
+    from ..io.labels import read_wider
 
-    raw = read_bbx_gt(path)
+    raw = {im.path: im.xywh for im in read_wider(path).images}
     by_name = {k.rsplit("/", 1)[-1]: v for k, v in raw.items()}
     out = {}
     for f in files:

@@ -7,9 +7,7 @@ ground-truth box it overlaps most (IoU with the "+1" pixel convention), boxes
 outside the difficulty's keep list are "ignore" boxes (a prediction on them is
 neither a true nor a false positive), 1000 score thresholds, all-point AP.
 Written here rather than imported because that code is not packaged on PyPI.
-
-This module also holds a minimal reader of the ``*_bbx_gt.txt`` layout; it may
-later be merged with the general label readers in ``faceveil.eval.labels``.
+The ``*_bbx_gt.txt`` files are read by ``faceveil.io.labels``.
 """
 from __future__ import annotations
 
@@ -29,31 +27,6 @@ THRESH_NUM = 1000
 class WiderImage:
     boxes: np.ndarray  # Nx4 x, y, w, h (as in the .mat files)
     keep: dict  # setting -> 0-based indices of the boxes that count in that setting
-
-
-def read_bbx_gt(path: str | Path) -> dict[str, np.ndarray]:
-    """``wider_face_*_bbx_gt.txt``: name, count, then ``x y w h`` + attributes per face -> name -> Nx4 xywh."""
-    path = Path(path)
-    try:
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    out: dict[str, np.ndarray] = {}
-    i = 0
-    try:
-        while i < len(lines):
-            if not lines[i]:
-                i += 1
-                continue
-            name, n = lines[i], int(lines[i + 1])
-            # An image without faces is written with count 0 followed by one line of zeros.
-            rows = lines[i + 2 : i + 2 + max(n, 1)]
-            boxes = np.array([[float(v) for v in r.split()[:4]] for r in rows[:n]], np.float64).reshape(-1, 4)
-            out[name] = boxes
-            i += 2 + max(n, 1)
-    except (ValueError, IndexError):
-        raise InputError(f"{path}: not in the WIDER FACE bbx_gt layout (line {i + 1})") from None
-    return out
 
 
 def load_ground_truth(gt_dir: str | Path, split: str = "val") -> dict[str, WiderImage]:

@@ -95,16 +95,13 @@ def parse_duration(text: str) -> float:
 
 
 def read_wider_gt(path: str | Path) -> dict[str, np.ndarray]:
-    """WIDER-layout ``gt.txt`` -> image name -> Nx4 xyxy boxes (degenerate boxes dropped).
-
-    Uses eval/widerface's reader; to be merged with the general readers in eval/labels.py.
-    """
-    from ..eval.widerface import read_bbx_gt
+    """WIDER-layout ``gt.txt`` -> image name -> Nx4 xyxy boxes (degenerate boxes dropped)."""
+    from ..io.labels import read_wider
 
     out = {}
-    for name, xywh in read_bbx_gt(path).items():
-        b = Detections.from_xywh(xywh).xyxy
-        out[name] = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+    for im in read_wider(path).images:
+        b = Detections.from_xywh(im.xywh).xyxy
+        out[im.path] = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
     return out
 
 

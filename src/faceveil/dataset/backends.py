@@ -1,0 +1,195 @@
+"""Where the images run: local worker processes or Ray actors, each yielding results as they finish (any order).
+
+Both call the same ``worker.process_item``, so their outputs are byte-identical.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from ..errors import FaceveilError, UsageError
+from .config import DatasetConfig, Item
+from .worker import init_pool_worker, init_worker, process_item
+
+def _threads(cfg: DatasetConfig, workers: int) -> DatasetConfig:
+    from ..batch import _threads_per_worker, _with_threads
+
+    return replace(cfg, anonymizer=_with_threads(cfg.anonymizer, _threads_per_worker(workers)))
+
+
+def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[dict]:
+    if jobs <= 1 or len(items) <= 1:
+        init_worker(_threads(cfg, jobs))  # same threads as the pool would use: same numbers
+        for it in items:
+            yield process_item(it)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, initializer=init_pool_worker,
+                             initargs=(os.getpid(), _threads(cfg, jobs))) as pool:
+        try:
+            yield from _windowed(lambda it: pool.submit(process_item, it), items, 2 * jobs,
+                                 lambda fs: wait(fs, return_when=FIRST_COMPLETED)[0], lambda f: f.result())
+        except BrokenProcessPool:
+            raise FaceveilError("a worker process died (out of memory?); the images finished so far are in the "
+                                "manifest: run the same command again to resume") from None
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def run_ray(cfg: DatasetConfig, items: list[Item], jobs: int = 1, address: str | None = None) -> Iterator[dict]:
+    """Ray actors, each holding one Anonymizer (models load once per actor).
+
+    With an address the images and OUT must be on storage every node sees, and
+    faceveil installed on every node.
+    """
+    ray = _import_ray()
+    started = start_ray(jobs, address)
+    try:
+        actor_cls = ray.remote(num_cpus=1)(_RayWorker)
+        cfg_t = _threads(cfg, jobs) if not address else cfg
+        driver = os.getpid() if not address else None  # a local instance: actors end when this process dies
+        actors = [actor_cls.remote(cfg_t, driver) for _ in range(max(1, jobs))]
+        load = [0] * len(actors)  # items in flight per actor: the next goes to the least busy
+        pending: dict = {}
+
+        def submit(it: Item):
+            k = load.index(min(load))
+            load[k] += 1
+            ref = actors[k].run.remote(it)
+            pending[ref] = (it, k)
+            return ref
+
+        def collect(refs):
+            done, _ = ray.wait(list(refs), num_returns=1)
+            return done
+
+        def result(ref):
+            it, k = pending.pop(ref)
+            load[k] -= 1
+            try:
+                return ray.get(ref)
+            except ray.exceptions.RayError as exc:  # a worker died: the image is not done, report it
+                return {"error": f"{it.src}: Ray worker failed: {str(exc).splitlines()[0]}", "path": it.rel}
+
+        yield from _windowed(submit, items, 2 * max(1, jobs), collect, result)
+    finally:
+        if started:
+            ray.shutdown()
+            _stop_reaper()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--backend ray needs Ray: pip install 'faceveil[ray]'") from None
+    return ray
+
+
+def start_ray(jobs: int, address: str | None = None) -> bool:
+    """Connect to ``address`` or start a local instance with ``jobs`` CPUs; False if Ray was already up."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # Workers of a local instance must import this same faceveil, even from a source tree.
+        pkg_parent = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join([pkg_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        before = _children()
+        ray.init(num_cpus=jobs, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+        _start_reaper(before)
+    return True
+
+
+# A local Ray instance must not outlive this process either. Ray fate-shares its head processes (gcs_server,
+# raylet) with the driver and its workers with the raylet, but its agents (DashboardAgent, RuntimeEnvAgent)
+# outlive a kill -9 of the driver by a minute (they try to report the raylet's death to the dead GCS, with a
+# fixed 60 s timeout). So a small reaper process, started after ray.init, holds the list of the processes Ray
+# started; when this process ends without saying "done" (killed), the reaper kills what is left of them.
+# psutil comes with Ray (ray/thirdparty_files); the create time guards against a reused pid.
+_REAPER_CODE = r"""
+import json, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+sys.path.insert(0, sys.argv[1])
+import psutil
+procs = json.loads(sys.argv[2])
+if sys.stdin.read().strip() != "done":
+    time.sleep(2.0)  # Ray's own fate-sharing goes first
+    for pid, created in procs:
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - created) < 0.01:
+                p.kill()
+        except psutil.Error:
+            pass
+"""
+_REAPER: dict = {}
+
+
+def _children() -> set:
+    try:
+        import psutil  # Ray's copy (ray/thirdparty_files) when it is not installed on its own
+    except ImportError:
+        return set()
+    return {(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)}
+
+
+def _start_reaper(before: set) -> None:
+    """Only the processes that ray.init started: a library caller's own child processes are none of its business."""
+    import subprocess
+
+    try:
+        import psutil
+    except ImportError:
+        return
+    procs = sorted(_children() - before)
+    path = str(Path(psutil.__file__).resolve().parents[1])
+    _REAPER["proc"] = subprocess.Popen([sys.executable, "-c", _REAPER_CODE, path, json.dumps(procs)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+
+
+def _stop_reaper() -> None:
+    proc = _REAPER.pop("proc", None)
+    if proc is not None:
+        try:
+            proc.communicate(b"done\n", timeout=10)
+        except Exception:  # it only ever kills Ray's own processes, which ray.shutdown has ended already
+            proc.kill()
+
+
+class _RayWorker:
+    def __init__(self, cfg: DatasetConfig, driver_pid: int | None = None):
+        if driver_pid is not None:
+            from ..batch import die_with_parent
+
+            die_with_parent(driver_pid)
+        init_worker(cfg)
+
+    def run(self, item: Item) -> dict:
+        return process_item(item)
+
+
+def _windowed(submit: Callable, items: Iterable, window: int, wait_some: Callable, get: Callable) -> Iterator:
+    """Keep at most ``window`` items in flight (a million-image job must not queue everything at once)."""
+    it = iter(items)
+    inflight = set()
+    for x in it:
+        inflight.add(submit(x))
+        if len(inflight) >= window:
+            break
+    while inflight:
+        for f in wait_some(inflight):
+            inflight.discard(f)
+            yield get(f)
+            nxt = next(it, None)
+            if nxt is not None:
+                inflight.add(submit(nxt))

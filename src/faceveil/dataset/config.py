@@ -1,0 +1,57 @@
+"""The job's vocabulary: its settings (DatasetConfig), one image's work order (Item), the Summary, OUT's own names."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..pipeline import AnonymizerConfig
+
+BOX_MODES = ("gt", "detect", "union")
+MANIFEST = "manifest.jsonl"
+REVIEW_FILE = "review.json"  # where `faceveil review` 0.1.0 kept its progress; now under OWN_DIR
+OWN_DIR = ".faceveil"  # faceveil's own files under OUT (review progress, track records): never outputs
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Everything a worker needs (picklable)."""
+
+    anonymizer: AnonymizerConfig
+    boxes: str = "union"  # "auto": union when the labels are faces (see default_boxes)
+    min_size: float = 0.0
+
+
+@dataclass(frozen=True)
+class Item:
+    rel: str  # image path relative to the images root (also the seed key)
+    src: str
+    dst: str
+    out_rel: str  # output path relative to OUT (what the manifest records)
+    xyxy: tuple  # labelled face boxes in pixels, ((x1, y1, x2, y2), ...)
+    size: tuple | None  # (w, h) stated by the labels
+    # The pixel frame of the boxes: "stored" (the file's pixels as stored, EXIF orientation not applied:
+    # WIDER, COCO, VOC) or "oriented" (after the EXIF orientation: YOLO, as Ultralytics reads images).
+    frame: str = "stored"
+
+
+@dataclass
+class Summary:
+    images: int = 0  # in the labels
+    done: int = 0  # written in this run
+    skipped: int = 0  # already done by an earlier run (manifest and hash agree)
+    failed: list[str] = field(default_factory=list)  # "path: reason"
+    missing: list[str] = field(default_factory=list)  # named in the labels, no file
+    unlabelled: list[str] = field(default_factory=list)  # image files not in the labels: not written
+    faces_labels: int = 0
+    faces_detected: int = 0
+    faces_detected_extra: int = 0  # detections matching no labelled face
+    small_left: int = 0
+    clipped: int = 0
+    degenerate: int = 0  # labelled boxes with no area inside the image
+    size_mismatch: int = 0
+    stale_tmp_removed: int = 0
+    seconds: float = 0.0
+    out: str = ""
+    boxes: str = ""  # the box mode used
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)

@@ -1,0 +1,225 @@
+"""The job: check the settings against OUT's manifest, copy the label files, run the images, record every file."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .. import __version__
+from ..errors import InputError, UsageError
+from ..io.atomic import atomic_path
+from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file
+from ..pipeline import Anonymizer
+from .backends import run_local, run_ray
+from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary
+from .plan import Plan, default_boxes, plan
+from .worker import describe_anonymizer
+
+# What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
+_STALE_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
+
+
+def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> dict:
+    described = describe_anonymizer(anon)
+    if cfg.boxes == "gt":  # the detector never runs: its settings must not block a resume
+        described = {k: v for k, v in described.items() if k not in ("detector", "detector_params")}
+    return {"format": fmt, "boxes": cfg.boxes, "min_size": cfg.min_size,
+            "face_classes": sorted(face_classes) if face_classes is not None else None,
+            **described, "keep_metadata": anon.keep_metadata, "jpeg_quality": anon.jpeg_quality,
+            "faceveil": __version__}
+
+
+def _remove_stale_tmp(out: Path) -> int:
+    n = 0
+    for p in out.rglob(".*"):
+        if p.is_file() and _STALE_TMP.match(p.name):
+            p.unlink()
+            n += 1
+    return n
+
+
+def anonymize_dataset(
+    fmt: str,
+    images: str | os.PathLike,
+    labels: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: DatasetConfig,
+    jobs: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    face_classes: set[str] | None = None,
+    progress: bool = True,
+    on_entry: Callable[[dict], None] | None = None,
+) -> Summary:
+    t0 = time.perf_counter()
+    if cfg.boxes not in BOX_MODES + ("auto",):
+        raise UsageError(f"--boxes must be one of {', '.join(BOX_MODES)}")
+    if cfg.min_size < 0:
+        raise UsageError("--min-size must be >= 0")
+    if backend not in ("local", "ray"):
+        raise UsageError("--backend must be local or ray")
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: output exists and is not a folder")
+    manifest_path = out / MANIFEST
+    if out.is_dir() and any(out.iterdir()) and not manifest_path.exists():
+        raise UsageError(f"{out}: folder is not empty and has no {MANIFEST}; refusing to write into it")
+    p = plan(fmt, images, labels, out, face_classes)
+    if cfg.boxes == "auto":
+        cfg = replace(cfg, boxes=default_boxes(p.labels, face_classes))
+    anon = Anonymizer.from_config(cfg.anonymizer)  # bad names or parameters fail here, before any work
+    settings = _job_key(cfg, anon, fmt, face_classes)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out),
+                      boxes=cfg.boxes)
+
+    try:
+        return _run_job(p, cfg, settings, key, summary, out, jobs, backend, address, on_entry, progress, t0)
+    except OSError as exc:  # a read-only, full or vanished OUT: one line naming the file, never a traceback
+        raise InputError(f"{exc.filename or out}: {exc.strerror or exc}") from exc
+
+
+def _check_settings(entries: list[dict], settings: dict, key: str, manifest_path: Path) -> None:
+    other = [e for e in entries if e.get("job") != key]
+    if not other:
+        return
+    diff: dict = {}
+    for e in other:
+        theirs = e.get("settings", e)  # label lines carry the job's settings; image lines hold them at the top
+        for k in settings:
+            if k in theirs and theirs[k] != settings[k] and k not in diff:
+                diff[k] = theirs[k]
+    what = "; ".join(f"{k}: {_show(settings[k])} here, {_show(v)} in {manifest_path}" for k, v in sorted(diff.items()))
+    raise UsageError(f"{manifest_path}: made with other settings ({what or 'format, face classes or output options'}); "
+                     "use a new output folder or the same settings")
+
+
+def _show(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Summary, out: Path, jobs: int,
+             backend: str, address: str | None, on_entry, progress: bool, t0: float) -> Summary:
+    manifest_path = out / MANIFEST
+    entries, _ = read_manifest(manifest_path)
+    _check_settings(entries, settings, key, manifest_path)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = ManifestWriter(manifest_path)  # locked: a second run into OUT stops here
+    try:
+        entries, _ = read_manifest(manifest_path)  # again, under the lock (a run may have ended meanwhile)
+        _check_settings(entries, settings, key, manifest_path)
+    except BaseException:
+        writer.close()
+        raise
+    latest = {(e.get("kind"), e.get("path")): e for e in entries}
+    summary.stale_tmp_removed = _remove_stale_tmp(out)  # under the lock: no other run's file in progress
+
+    try:
+        # Label files first, byte for byte: the boxes keep matching the images, which keep their size and names.
+        for src, rel in p.label_targets:
+            data = src.read_bytes()
+            in_sha = hashlib.sha256(data).hexdigest()
+            prev = latest.get(("labels", str(rel)))
+            dst = out / rel
+            if prev and prev["input_sha256"] == in_sha and dst.is_file() and sha256_file(dst) == prev["output_sha256"]:
+                continue
+            with atomic_path(dst) as tmp:
+                tmp.write_bytes(data)
+                if sha256_file(tmp) != in_sha:  # checked before the rename: a short copy never gets the name
+                    raise InputError(f"{dst}: the copy of {src} did not write whole (disk full or failing?); "
+                                     "nothing was recorded")
+            e = {"kind": "labels", "path": str(rel), "output": str(rel), "input_sha256": in_sha,
+                 "output_sha256": in_sha, "job": key, "settings": settings, "faceveil": __version__,
+                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            _record(writer, e, dst)
+            latest[("labels", str(rel))] = e
+
+        todo = []
+        for it in p.items:
+            prev = latest.get(("image", it.rel))
+            if prev and _still_done(prev, it):
+                summary.skipped += 1
+                _count(summary, prev)
+                continue
+            todo.append(it)
+
+        from ..progress import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True,
+                   desc="anonymizing dataset")
+        faces = 0
+        t_run = time.perf_counter()
+        if not todo:
+            results: Iterable[dict] = ()
+        elif backend == "ray":
+            results = run_ray(cfg, todo, jobs, address)
+        else:
+            results = run_local(cfg, todo, jobs)
+        try:
+            for r in results:
+                if "error" in r:
+                    summary.failed.append(r["error"])
+                else:
+                    e = {**r["entry"], "job": key}
+                    _record(writer, e, out / e["output"])  # only after the image is on disk and checked
+                    latest[("image", e["path"])] = e
+                    summary.done += 1
+                    _count(summary, e)
+                    faces += e["anonymized_regions"]
+                    if on_entry:
+                        on_entry(e)
+                dt = max(time.perf_counter() - t_run, 1e-9)
+                bar.set_postfix_str(f"{faces / dt:.1f} faces/s, failed {len(summary.failed)}", refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+        # One line per file, labels first then images in dataset order; atomic, so a crash here loses nothing.
+        # Still under the lock, so no other run's line can go missing.
+        order = [("labels", str(rel)) for _, rel in p.label_targets] + [("image", it.rel) for it in p.items]
+        seen = set(order)
+        compact = [latest[k] for k in order if k in latest] + [e for k, e in latest.items() if k not in seen]
+        if compact != entries:
+            try:
+                rewrite_manifest(manifest_path, compact)
+            except OSError:  # a full disk at the very end: the appended manifest already holds every line
+                pass
+    finally:
+        writer.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _record(writer: ManifestWriter, entry: dict, output: Path) -> None:
+    """Append the entry; when that fails (disk full), the output is not done: remove it and stop the run."""
+    try:
+        writer.append(entry)
+    except OSError as exc:
+        output.unlink(missing_ok=True)
+        raise InputError(f"{writer.path}: cannot record {entry['output']} ({exc.strerror or exc}), so it is not "
+                         "done and was removed; free some space and run the same command again to resume") from exc
+
+
+def _still_done(prev: dict, it: Item) -> bool:
+    dst = Path(it.dst)
+    return (dst.is_file() and prev.get("output") == it.out_rel and sha256_file(dst) == prev.get("output_sha256")
+            and sha256_file(it.src) == prev.get("input_sha256"))
+
+
+def _count(s: Summary, e: dict) -> None:
+    f = e["faces"]
+    s.faces_labels += f["labels"]
+    s.faces_detected += f["detected"]
+    s.faces_detected_extra += f["detected_extra"]
+    s.small_left += f["small_left"] + f["small_detected_left"]
+    s.clipped += f["clipped"]
+    s.degenerate += f["degenerate"]
+    s.size_mismatch += "size_mismatch" in e

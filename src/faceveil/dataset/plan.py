@@ -1,0 +1,122 @@
+"""Planning a job: read the labels, map every image and label file to its place under OUT, before any work."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import InputError, UsageError
+from ..io.images import is_image_path
+from ..io.inputs import is_inside
+from ..io.labels import LabelSet, label_files, read_labels, resolve_image
+from .config import MANIFEST, OWN_DIR, Item
+
+@dataclass
+class Plan:
+    labels: LabelSet
+    images_root: Path
+    out: Path
+    image_prefix: PurePosixPath  # where images go under OUT
+    label_targets: list[tuple[Path, PurePosixPath]]  # (source file, path under OUT)
+    items: list[Item]
+    missing: list[str]
+    unlabelled: list[str]
+
+
+def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,
+         face_classes: set[str] | None = None) -> Plan:
+    images_root, labels_path, out = Path(images), Path(labels), Path(out)
+    if not images_root.is_dir():
+        raise UsageError(f"{images_root}: no such images folder")
+    if not labels_path.exists():
+        raise UsageError(f"{labels_path}: no such label file or folder")
+    _check_labels_kind(fmt, labels_path)
+    # Mirror the tree that holds both images and labels (e.g. images/ and ground_truth/x.txt)
+    # unless they only share / or the home folder: then OUT gets the images folder and the labels by name.
+    images_abs, labels_abs = images_root.resolve(), labels_path.resolve()
+    base: Path | None = Path(os.path.commonpath([images_abs, labels_abs]))
+    if base == Path(base.anchor) or base == Path.home().resolve():
+        base = None
+    inputs = [images_root, labels_path] + ([base] if base else [])
+    for src in inputs:
+        if is_inside(out, src):
+            raise UsageError(f"{out}: output folder is inside the input {src}; use a folder outside the dataset")
+        if is_inside(src, out):
+            raise UsageError(f"{out}: output folder contains the input {src}; use another folder")
+    ls = read_labels(labels_path, fmt, images_root)
+    if base is not None:
+        image_prefix = PurePosixPath(images_abs.relative_to(base).as_posix())
+    else:
+        image_prefix = PurePosixPath(images_abs.name)
+    targets = []
+    for f in label_files(ls):
+        fa = f.resolve()
+        try:
+            if base is not None:
+                rel = PurePosixPath(fa.relative_to(base).as_posix())
+            elif labels_path.is_dir():
+                rel = PurePosixPath(labels_abs.name) / fa.relative_to(labels_abs).as_posix()
+            else:
+                rel = PurePosixPath(fa.name)
+        except ValueError:  # the readers refuse such links already; never write outside OUT's mirror
+            raise InputError(f"{f}: a link to {fa}, outside the labels folder {labels_path}; "
+                             "refusing to read it") from None
+        if str(rel) == MANIFEST:
+            raise UsageError(f"{f}: a label file named {MANIFEST} would collide with faceveil's manifest")
+        if OWN_DIR in rel.parts:
+            raise UsageError(f"{f}: a label file under {OWN_DIR}/ would collide with faceveil's own folder")
+        targets.append((f, rel))
+    items, missing = [], []
+    named = set()
+    for im in ls.images:
+        src = resolve_image(images_root, im.path)
+        named.add(im.path)
+        if not src.is_file():
+            missing.append(im.path)
+            continue
+        keep = [c in face_classes for c in im.classes] if face_classes is not None else [True] * len(im)
+        xyxy = tuple(tuple(float(v) for v in b) for b, k in zip(im.xyxy, keep) if k)
+        out_rel = image_prefix / im.path
+        if OWN_DIR in out_rel.parts:
+            raise UsageError(f"{src}: an image under {OWN_DIR}/ would collide with faceveil's own folder")
+        items.append(Item(im.path, str(src), str(out / out_rel), str(out_rel), xyxy, im.size,
+                          "oriented" if fmt == "yolo" else "stored"))
+    unlabelled = []
+    if fmt != "yolo":  # YOLO lists every image of the folder already
+        for p in sorted(images_root.rglob("*")):
+            if p.is_file() and is_image_path(p) and not p.name.startswith("."):
+                rel = p.relative_to(images_root).as_posix()
+                if rel not in named:
+                    unlabelled.append(rel)
+    return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled)
+
+
+_LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a label file (COCO .json)",
+               "yolo": "a folder of YOLO .txt label files", "voc": "a folder of Pascal VOC .xml files"}
+
+
+def _check_labels_kind(fmt: str, labels: Path) -> None:
+    """--format and --labels must agree on file versus folder: a usage error, named, before anything is read."""
+    wants_dir = fmt in ("yolo", "voc")
+    if labels.is_dir() == wants_dir or fmt not in _LABEL_KIND:
+        return
+    if labels.is_dir():
+        guess = "voc" if next(labels.rglob("*.xml"), None) else "yolo" if next(labels.rglob("*.txt"), None) else None
+    else:
+        guess = {".json": "coco", ".txt": "wider"}.get(labels.suffix.lower())
+    hint = f"; it looks like {_LABEL_KIND[guess]}: use --format {guess}" if guess and guess != fmt else ""
+    got = "a folder" if labels.is_dir() else "a file"
+    raise UsageError(f"{labels}: --format {fmt} expects {_LABEL_KIND[fmt]}, got {got}{hint}")
+
+
+def default_boxes(labels: LabelSet, face_classes: set[str] | None) -> str:
+    """``union`` when the labels are faces; refuse to guess when they may be something else (persons, cars)."""
+    if labels.format == "wider" or face_classes is not None:
+        return "union"
+    classes = labels.classes
+    if all(re.search(r"face|mask", c, re.I) for c in classes):
+        return "union"
+    shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
+    raise UsageError(f"which label classes are faces? The labels have {shown}: give --face-classes NAMES, "
+                     "or --boxes detect to use the detector only, or --boxes union to treat every box as a face")

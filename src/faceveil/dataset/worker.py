@@ -1,0 +1,135 @@
+"""One image, in a worker: read, place the labelled boxes, detect, anonymize, write and check, describe it."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .. import __version__
+from ..detections import Detections, box_iou
+from ..errors import FaceveilError, InputError
+from ..io.images import read_image
+from ..io.manifest import sha256_file
+from ..pipeline import Anonymizer
+from .config import DatasetConfig, Item
+from .orient import boxes_to_oriented, exif_orientation, write_checked
+
+# A detection overlapping a labelled face this much is the same face (for counting only).
+SAME_FACE_IOU = 0.3
+
+_STATE: dict = {}
+
+
+def init_worker(cfg: DatasetConfig) -> None:
+    _STATE["cfg"] = cfg
+    _STATE["anon"] = anon = Anonymizer.from_config(cfg.anonymizer)
+    _STATE["desc"] = describe_anonymizer(anon)
+
+
+def init_pool_worker(parent_pid: int, cfg: DatasetConfig) -> None:
+    from ..batch import die_with_parent
+
+    die_with_parent(parent_pid)  # a killed run must not leave its workers behind
+    init_worker(cfg)
+
+
+def process_item(item: Item) -> dict:
+    """Anonymize one image; returns {"entry": manifest entry} or {"error": message}. Never raises."""
+    t0 = time.perf_counter()
+    cfg: DatasetConfig = _STATE["cfg"]
+    anon: Anonymizer = _STATE["anon"]
+    try:
+        in_sha = sha256_file(item.src)
+        img = read_image(item.src)  # pixels with the EXIF orientation applied (upright: what the detector wants)
+        orientation = exif_orientation(item.src)
+        h, w = img.rgb.shape[:2]
+        sw, sh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the stored size
+        lw, lh = (sw, sh) if item.frame == "stored" else (w, h)  # the size in the labels' frame
+        b = np.array(item.xyxy, np.float32).reshape(-1, 4)
+        # A box with area that lies wholly outside the image is a wrong label (or a wrong frame): say so.
+        away = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & ((b[:, 0] >= lw) | (b[:, 1] >= lh) | (b[:, 2] <= 0)
+                                                              | (b[:, 3] <= 0))
+        if away.any():
+            k = int(np.argmax(away))
+            x1, y1, x2, y2 = (float(v) for v in b[k])
+            rot = f", EXIF orientation {orientation}" if orientation != 1 else ""
+            raise InputError(f"{item.src}: labelled box {k + 1} (x {x1:g}..{x2:g}, y {y1:g}..{y2:g}) lies outside "
+                             f"the {lw}x{lh} image ({item.frame} pixels{rot}); nothing was written")
+        if item.frame == "stored" and orientation != 1:
+            b = boxes_to_oriented(b, orientation, sw, sh)
+        labels = Detections.from_boxes(b, source="label")
+        b = labels.xyxy
+        outside = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > w) | (b[:, 3] > h)
+        labels = labels.clipped(w, h)
+        has_area = (labels.widths > 0) & (labels.heights > 0)
+        degenerate = int((~has_area).sum())
+        labels = labels[has_area]
+        small = np.minimum(labels.widths, labels.heights) < cfg.min_size
+        kept_labels = labels[~small] if cfg.boxes in ("gt", "union") else Detections.empty("label")
+        detected = extra = small_det = 0
+        parts = [kept_labels]
+        if cfg.boxes in ("detect", "union"):
+            dets = anon.detect(img.rgb).clipped(w, h)
+            det_small = np.minimum(dets.widths, dets.heights) < cfg.min_size
+            small_det = int(det_small.sum())
+            dets = dets[~det_small]
+            detected = len(dets)
+            if len(labels) and len(dets):
+                extra = int((box_iou(dets.xyxy, labels.xyxy).max(axis=1) < SAME_FACE_IOU).sum())
+            else:
+                extra = detected
+            parts.append(dets)
+        faces = Detections.merge(parts, "label+detector")
+        out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
+        out_sha = write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality,
+                                 anon.compositor.mask(faces, out.shape) > 0 if img.deep is not None else None)
+        desc = _STATE["desc"]
+        entry = {
+            "kind": "image",
+            "path": item.rel,
+            "output": item.out_rel,
+            "input_sha256": in_sha,
+            "output_sha256": out_sha,
+            "size": [w, h],  # as shown (EXIF orientation applied), the frame of "regions"
+            "faces": {
+                "labels": len(labels),
+                "labels_anonymized": len(kept_labels),
+                "detected": detected,
+                "detected_extra": extra,
+                "small_left": int(small.sum()) if cfg.boxes != "detect" else 0,
+                "small_detected_left": small_det,
+                "clipped": int(outside.sum()),
+                "degenerate": degenerate,
+            },
+            "anonymized_regions": len(faces),
+            # The exact boxes, so the review page can redo this image plus a reviewer's boxes.
+            "regions": [[float(v) for v in b] for b in faces.xyxy],  # float32 -> float: exact
+            "boxes": cfg.boxes,
+            "min_size": cfg.min_size,
+            **desc,
+            "faceveil": __version__,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+        if orientation != 1:
+            entry["orientation"] = orientation  # the output keeps it: stored pixels stay in the labels' frame
+        if item.size is not None and tuple(item.size) != (lw, lh):
+            entry["size_mismatch"] = list(item.size)
+        return {"entry": entry}
+    except FaceveilError as exc:
+        return {"error": str(exc), "path": item.rel}
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except OSError as exc:  # fail closed (nothing under the final name) and say why in one line
+        cause = exc.strerror or exc.__class__.__name__
+        where = exc.filename or item.dst
+        return {"error": f"{where}: {cause}", "path": item.rel}
+    except Exception as exc:  # fail closed: nothing was written under the final name; say why
+        return {"error": f"{item.src}: {exc.__class__.__name__}: {exc}", "path": item.rel}
+
+
+def describe_anonymizer(anon: Anonymizer) -> dict:
+    d = anon.describe()
+    d["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
+    return d

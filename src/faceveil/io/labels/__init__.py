@@ -1,0 +1,101 @@
+"""Labelled face boxes in and out: one module per format, one type (``LabelSet``) for eval, train and dataset mode.
+
+``read_labels(path, fmt, images)`` reads WIDER FACE txt, COCO JSON, YOLO txt or
+Pascal VOC XML (the format guessed from the path when not given); ``write_wider``,
+``write_coco``, ``write_yolo`` and ``write_voc`` write a set back.
+``read_eval_labels`` reads the same files narrowed to what eval measures against.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ...errors import InputError, UsageError
+from .coco import read_coco, write_coco
+from .core import (
+    FORMATS, ImageLabels, LabelError, LabelSet, label_files, resolve_image, safe_relpath, split_missing,
+)
+from .voc import read_voc, write_voc
+from .wider import WIDER_ATTRS, read_wider, write_wider
+from .yolo import read_yolo, write_yolo
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+__all__ = [
+    "FORMATS", "WIDER_ATTRS", "ImageLabels", "LabelError", "LabelSet", "find_image",
+    "guess_format", "label_files", "read_coco", "read_eval_labels", "read_labels", "read_voc", "read_wider",
+    "read_yolo",
+    "resolve_image", "safe_relpath", "split_missing", "write_coco", "write_voc", "write_wider", "write_yolo",
+]
+
+
+def guess_format(path: str | os.PathLike) -> str:
+    p = Path(path)
+    if p.is_dir():
+        if any(p.glob("*.xml")):
+            return "voc"
+        if any(p.glob("*.txt")):
+            return "yolo"
+        raise UsageError(f"{p}: no .xml (VOC) or .txt (YOLO) label files in this folder")
+    if p.suffix.lower() == ".json":
+        return "coco"
+    if p.suffix.lower() == ".txt":
+        return "wider"
+    raise UsageError(f"{p}: cannot tell the label format; give --format ({'|'.join(FORMATS)})")
+
+
+def read_labels(path: str | os.PathLike, fmt: str | None = None,
+                images: str | os.PathLike | None = None) -> LabelSet:
+    """Labels from a file or folder; ``images`` is needed for YOLO (its boxes are relative to the image size)."""
+    path = Path(path)
+    if fmt is None:
+        if not path.exists():
+            raise InputError(f"{path}: labels not found")
+        fmt = guess_format(path)
+    if fmt == "wider":
+        return read_wider(path)
+    if fmt == "coco":
+        return read_coco(path)
+    if fmt == "yolo":
+        if images is None:
+            raise UsageError("YOLO labels are relative to the image size: give the images folder too")
+        return read_yolo(path, images)
+    if fmt == "voc":
+        return read_voc(path)
+    raise UsageError(f"unknown label format {fmt!r} (choose from: {', '.join(FORMATS)})")
+
+
+def read_eval_labels(path: str | os.PathLike, fmt: str | None = None,
+                     images: str | os.PathLike | None = None) -> LabelSet:
+    """``read_labels`` narrowed to what eval measures against: the images a label file names (YOLO lists every
+    image of the folder), and of a COCO file with a face category only the annotations of its face categories
+    (a name containing "face"); in the other formats every box is a face."""
+    labels = read_labels(path, fmt, images)
+    images = [im for im in labels.images if im.info.get("label_file", True)]
+    cats = (labels.meta.get("coco") or {}).get("categories") or []
+    face_ids = {c["id"] for c in cats if "face" in str(c.get("name", "")).lower()}
+    if labels.format == "coco" and face_ids:
+        narrowed = []
+        for im in images:
+            keep = [ex["ann"].get("category_id") in face_ids for ex in im.extra]
+            narrowed.append(ImageLabels(im.path, im.xywh[keep], [c for c, k in zip(im.classes, keep) if k],
+                                        [e for e, k in zip(im.extra, keep) if k], im.size, im.line, im.info,
+                                        im.ignore[keep]))
+        images = narrowed
+    return LabelSet(labels.format, images, labels.source, labels.meta)
+
+
+def find_image(images: str | os.PathLike, key: str) -> Path | None:
+    """The image file for a label key, leniently: the exact relative path, else a file with that name or stem."""
+    images = Path(images)
+    p = images / key
+    if p.is_file():
+        return p
+    name = Path(key).name
+    stem = Path(key).stem if Path(key).suffix.lower() in IMAGE_EXTS else name
+    for ext in IMAGE_EXTS:
+        for cand in (images / (stem + ext), images / (stem + ext.upper())):
+            if cand.is_file():
+                return cand
+    hits = [q for q in images.rglob(stem + ".*") if q.suffix.lower() in IMAGE_EXTS]
+    return hits[0] if hits else None

@@ -1,0 +1,122 @@
+"""YOLO labels: ``labels/<rel>.txt`` beside ``images/<rel>.jpg``, lines ``class cx cy w h`` normalised to [0, 1].
+
+Boxes are in the upright frame (after EXIF orientation), as Ultralytics reads them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ...errors import InputError
+from ..atomic import write_bytes_atomic
+from ..images import is_image_path
+from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, read_text
+
+
+def _oriented_size(path: Path) -> tuple[int, int]:
+    """Width and height after EXIF orientation, from the header only (no decode)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            try:
+                orientation = img.getexif().get(0x0112, 1)
+            except Exception:
+                orientation = 1
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"{path}: cannot read image size ({exc})") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> LabelSet:
+    """Every image under ``images_root`` (an image without a label file has no boxes), and every label file.
+
+    A label file whose image is missing is kept with ``size=None`` so that
+    ``split_missing`` can report it. Class names come from ``classes.txt`` in
+    the labels folder when present.
+    """
+    labels_dir, images_root = Path(labels_dir), Path(images_root)
+    if not labels_dir.is_dir():
+        raise LabelError(f"{labels_dir}: YOLO labels must be a folder of .txt files")
+    if not images_root.is_dir():
+        raise LabelError(f"{images_root}: no such images folder")
+    names: list[str] | None = None
+    names_file = labels_dir / "classes.txt"
+    if names_file.is_file():
+        inside_labels(names_file, labels_dir)
+        names = [ln.strip() for ln in read_text(names_file).splitlines() if ln.strip()]
+    by_stem: dict[str, Path] = {}
+    for p in sorted(images_root.rglob("*")):
+        if p.is_file() and is_image_path(p) and not p.name.startswith("."):
+            stem = p.relative_to(images_root).with_suffix("").as_posix()
+            if stem in by_stem:
+                raise LabelError(f"{p}: two images share the label name {stem}.txt ({by_stem[stem].name})")
+            by_stem[stem] = p
+    label_files = {p.relative_to(labels_dir).with_suffix("").as_posix(): p
+                   for p in sorted(labels_dir.rglob("*.txt")) if p != names_file}
+    for p in label_files.values():
+        inside_labels(p, labels_dir)
+    images: list[ImageLabels] = []
+    for stem in sorted(set(by_stem) | set(label_files)):
+        img = by_stem.get(stem)
+        lf = label_files.get(stem)
+        rel = img.relative_to(images_root).as_posix() if img else None
+        size = _oriented_size(img) if img else None
+        boxes, classes, extra = [], [], []
+        if lf is not None:
+            for n, line in enumerate(read_text(lf).splitlines(), 1):
+                t = line.split()
+                if not t:
+                    continue
+                where = f"{lf}:{n}"
+                if len(t) != 5:
+                    raise LabelError(f"{where}: expected 'class cx cy w h', got {len(t)} values "
+                                     "(segmentation polygons are not supported)")
+                try:
+                    cls = int(t[0])
+                    cx, cy, w, h = (float(v) for v in t[1:])
+                except ValueError:
+                    raise LabelError(f"{where}: not a number in {line.strip()!r}") from None
+                if cls < 0:
+                    raise LabelError(f"{where}: negative class id {cls}")
+                check_box([cx, cy, w, h], where)
+                # Pixels need the image's size; without the image the box stays normalised (reported missing).
+                W, H = size if size else (1, 1)
+                boxes.append([(cx - w / 2) * W, (cy - h / 2) * H, w * W, h * H])
+                classes.append(names[cls] if names and cls < len(names) else str(cls))
+                extra.append({"cls": cls})
+        info = {"label_file": lf is not None}
+        if rel is None:
+            # No image: name the missing one after the label file; its boxes stay normalised.
+            rel = stem + ".jpg"
+            info["normalised"] = True
+        images.append(ImageLabels(rel, np.array(boxes).reshape(-1, 4), classes, extra, size, 0, info))
+    return LabelSet("yolo", images, labels_dir, {"names": names})
+
+
+def write_yolo(labels: LabelSet, labels_dir: str | os.PathLike) -> None:
+    """One ``.txt`` per image (not for images that had none and have no boxes), 6 decimals as Ultralytics writes."""
+    labels_dir = Path(labels_dir)
+    names = labels.meta.get("names")
+    if names is None:
+        names = [c for c in labels.classes if not c.isdigit()] or None
+    for im in labels.images:
+        if not len(im) and im.info.get("label_file") is False:
+            continue
+        if len(im) and im.size is None and not im.info.get("normalised"):
+            raise InputError(f"{im.path}: YOLO needs the image size to normalise boxes")
+        W, H = im.size or (1, 1)
+        rows = []
+        for box, cls, ex in zip(im.xywh, im.classes, im.extra):
+            cid = ex.get("cls")
+            if cid is None:
+                cid = int(cls) if cls.isdigit() else names.index(cls)
+            x, y, w, h = (float(v) for v in box)
+            rows.append(f"{cid} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}")
+        target = labels_dir / PurePosixPath(im.path).with_suffix(".txt")
+        write_bytes_atomic(target, "".join(r + "\n" for r in rows).encode())
+    if names:
+        write_bytes_atomic(labels_dir / "classes.txt", "".join(n + "\n" for n in names).encode())
