@@ -75,7 +75,8 @@ class FlagsMixin:
         removed = rec.get("removed", [])
         faces = [{**f, "source": self.config.detector, "removed": matches(f["box"], removed)} for f in a.get("main", [])]
         hidden = {g: item.check.get(g, []) for g in ("near", "second")}
-        suggestions = [{**f, "source": f["by"], "hidden": h} for g in ("near", "second") for f, h in zip(a.get(g, []), hidden[g])]
+        suggestions = [{**f, "source": f["by"], "hidden": h}
+                       for g in ("near", "second") for f, h in zip(a.get(g, []), hidden[g])]
         return {
             "path": item.rel, "kind": "image",  # video items (tracks, frame strips) will add their own fields
             "size": a.get("size"), "has_output": item.out is not None,
