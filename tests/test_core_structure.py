@@ -253,3 +253,26 @@ def test_a_damaged_track_record_is_one_error_naming_the_file(tmp_path):
     out = _record_file(tmp_path, {"format": 2, "frames": [[{"score": 1}]]})
     with pytest.raises(FaceveilError, match="clip.mp4.tracks.json"):
         read_record(out)
+
+
+def test_an_eval_cache_from_an_earlier_version_is_reused_and_read(tmp_path):
+    """The eval cache kept detections as columns {"xyxy", "score", "landmarks"}: still read, not recomputed."""
+    from faceveil.eval.workbench import ORIGINAL, Variant, Workbench, acquired
+    from faceveil.io.images import write_image
+
+    root = tmp_path / "imgs"
+    rgb = np.full((48, 64, 3), 200, np.uint8)
+    rgb[::2] = 40  # stripes, so that a blackout box changes pixels
+    write_image(root / "a.png", rgb, None, False, 95)
+    wb = Workbench(root, cache_dir=tmp_path / "cache", progress=False)
+    st = (root / "a.png").stat()
+    old = {"dets": {"xyxy": [[8.0, 4.0, 40.0, 36.0]], "score": [0.9], "landmarks": None}, "size": [64, 48],
+           "box": [8.0, 4.0, 40.0, 36.0], "desc": None, "has": ["desc"], "sig": [st.st_size, st.st_mtime_ns]}
+    wb._cache_file(ORIGINAL).parent.mkdir(parents=True)
+    wb._cache_file(ORIGINAL).write_text(json.dumps({"variant": ORIGINAL.as_dict(), "records": {"a.png": old}}))
+    rec = wb.originals(["a.png"])["a.png"]
+    assert rec == old and wb._det is None  # from the cache: no detector was even built
+    assert acquired(rec["dets"], [8, 4, 40, 36], 0.5) and not acquired(rec["dets"], [44, 4, 60, 20], 0.5)
+    orig, anon = wb.anonymize_image(Variant.of("blackout"), "a.png", rec)
+    changed = np.abs(orig.astype(int) - anon.astype(int)).max(axis=2) > 0
+    assert changed[14:26, 18:30].all() and not changed[:, 54:].any()

@@ -258,7 +258,7 @@ class Workbench:
             if self._wider_det is None:
                 self._wider_det = get_detector("centerface", {})
             d = eval_detect(self._wider_det, img)
-            rec["wider"] = _dets_json(d)
+            rec["wider"] = _dets_json(Detections(d.xyxy, d.score, None))  # boxes and scores are all AP needs
             has.add("wider")
 
     def _describe(self, img, box):

@@ -17,6 +17,7 @@ from ..detections import Detections
 from ..errors import FaceveilError
 from ..io.atomic import write_bytes_atomic
 from ..io.images import read_image, write_image
+from ..io.manifest import ManifestWriter, sha256_file
 from ..video.record import read_record
 from . import videos
 from .checks import KEEP_TOLERANCE, clean_boxes, matches, reencoded_like
@@ -31,7 +32,6 @@ class EditsMixin:
         """Append the reviewed image to the manifest (append-only, fsynced), so that `dataset verify`
         passes and a resumed `dataset anonymize` skips it (same job key, new output hash)."""
         from ..dataset import MANIFEST
-        from ..io.manifest import ManifestWriter, sha256_file
 
         new = {**entry, "output_sha256": sha256_file(dst), "regions": regions, "anonymized_regions": len(regions),
                "reviewed": True, "manual": manual, "removed": removed, "faceveil": __version__,

@@ -38,6 +38,7 @@ from ..detections import Detections, box_iou
 from ..errors import FaceveilError, UsageError
 from ..io.atomic import write_bytes_atomic
 from ..io.images import read_image, write_image
+from ..io.manifest import read_manifest
 from ..pipeline import Anonymizer, AnonymizerConfig
 from ..progress import tqdm
 from ..video.record import read_record, tracks_path
@@ -192,7 +193,6 @@ class ReviewSet(FlagsMixin, EditsMixin):
     def _load_manifest(self) -> dict[str, dict] | None:
         """For a dataset output (OUT/manifest.jsonl): the latest image entry by its path under OUT."""
         from ..dataset import MANIFEST
-        from ..io.manifest import read_manifest
 
         path = self.out_root / MANIFEST
         if not path.is_file():
