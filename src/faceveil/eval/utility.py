@@ -5,6 +5,7 @@ import numpy as np
 
 from ..detections import Detections
 from .metrics import DetectionAP, DetectionRate
+from .widerface import evaluate
 
 
 def greedy_nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -96,8 +97,6 @@ def evaluate_detection(files: list[str], originals: dict, anonymized: dict, pipe
 
 def wider_ap(files: list[str], records: dict, gt) -> dict:
     """Official-protocol WIDER FACE AP of the stored 'wider' detections (see ``eval_detect``)."""
-    from .widerface import evaluate
-
     preds = {}
     for f in files:
         r = records.get(f, {})

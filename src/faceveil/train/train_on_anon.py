@@ -24,10 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..anonymize import METHODS
 from ..detections import Detections
 from ..errors import FaceveilError, InputError, UsageError
 from ..eval.metrics import CropQuality, ap_by_size, ap_overall, best_f1_threshold, pearson_table
 from ..io.atomic import write_bytes_atomic
+from ..io.images import read_rgb
+from ..pipeline import Anonymizer
+from ..registry import parse_assignments
 from .report import plot_ap_by_size, plot_ap_vs_time, report_markdown
 
 DEFAULT_METHODS = "none,blur,pixelate,blackout,block,noise,fullblur"
@@ -61,9 +65,6 @@ class MethodSpec:
 
 def parse_methods(text: str, overrides: list[str] | None = None) -> list[MethodSpec]:
     """``"none,blur,pixelate:cells=16"`` plus ``-p blur:kernel=9`` overrides -> specs ('none' first)."""
-    from ..anonymize import METHODS
-    from ..registry import parse_assignments
-
     extra: dict[str, dict] = {}
     for item in overrides or []:
         if ":" not in item:
@@ -111,8 +112,6 @@ def read_wider_gt(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def load_samples(images: str | Path, labels: str | Path, max_images: int | None = None) -> tuple[list[Sample], list[str]]:
-    from ..io.images import read_rgb
-
     images, labels = Path(images), Path(labels)
     if not images.is_dir():
         raise UsageError(f"--images {images}: not a folder")
@@ -147,8 +146,6 @@ def anonymize_samples(samples: list[Sample], spec: MethodSpec, seed: int) -> lis
     """The labelled faces of each image anonymized (dataset mode, ``--boxes gt``); 'none' returns originals."""
     if spec.method == "none":
         return [s.image for s in samples]
-    from ..pipeline import Anonymizer
-
     anon = Anonymizer(spec.method, spec.params, seed=seed, load_detector=False)  # labelled boxes: no detector
     return [anon.anonymize(s.image, Detections.from_boxes(s.boxes, source="label"), anon.rng_for(s.name))
             for s in samples]
