@@ -1,18 +1,15 @@
-"""What the review page works on: pairs of (anonymized output, original), their flags, the reviewer's edits.
+"""The review set: output/original pairs checked against detections on the original, cached, served.
 
 - Items are image files found under OUT, plus originals under IN with no output
-  (a failed file). OUT/rel pairs with IN/rel, the tree ``faceveil anonymize IN -o OUT`` writes.
-- Flags come from detections on the ORIGINAL (main detector run once at a lowered
-  threshold, then split; an independent second detector) checked against the
-  OUTPUT's pixels: a face whose pixels the output left unchanged is a leak.
-- Edits (manual boxes, removed boxes, approvals) live in OUT/.faceveil/review.json:
-  faceveil's own files under OUT keep to that one hidden folder, a name no input file
-  is read from, so a user's or a dataset's own review.json is never overwritten.
-  Stopping and restarting resumes.
-- Apply redoes the regions the run recorded (its --report, a dataset's manifest)
-  plus the reviewer's boxes, and keeps every pixel the run changed as the run left it
-  (unless the reviewer removed that box): it never shows more of a face than the run's
-  output did, even with no record of the run or with other settings than the run's.
+  (a failed file). OUT/rel pairs with IN/rel, the tree ``faceveil anonymize IN -o OUT`` writes (pairs.py).
+- The check: detections on the ORIGINAL (main detector run once at a lowered
+  threshold, then split; an independent second detector) tested against the
+  OUTPUT's pixels (checks.py): a face whose pixels the output left unchanged is a leak.
+  What the page shows of it (flags, risk) is flags.py; videos are videos.py.
+- Edits (manual boxes, removed boxes, approvals) and Apply are edits.py; they live in
+  OUT/.faceveil/review.json: faceveil's own files under OUT keep to that one hidden folder,
+  a name no input file is read from, so a user's or a dataset's own review.json is never
+  overwritten. Stopping and restarting resumes.
 - Detection results and thumbnails (of outputs only, never originals) go to a
   cache folder outside OUT (default: the user cache dir), so nothing extra lands
   among the files a user publishes.

@@ -2,7 +2,8 @@
 
 Why a sidecar rather than recomputing tracks here: ``process_video`` writes
 OUT/.faceveil/<video>.tracks.json (per-frame boxes, track ids, held/predicted
-boxes, failed frames, the exact settings) atomically after the video. It is what
+boxes, failed frames, the exact settings; its format is video/record.py's, read
+here with ``read_record``) atomically after the video. It is what
 the run actually did, including failed frames that no recomputation could know
 about, and it costs the review nothing; recomputing would mean a full detection
 pass over every video at review start. A video without a record is flagged.
