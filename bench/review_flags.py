@@ -24,7 +24,7 @@ from faceveil.detections import box_iou
 from faceveil.io.images import read_image
 from faceveil.pipeline import AnonymizerConfig
 from faceveil.review import ReviewSet, ReviewSettings
-from faceveil.review.store import HIDDEN_FLOOR, HIDDEN_RATIO, mse_inside, reencoded_like
+from faceveil.review.checks import HIDDEN_FLOOR, HIDDEN_RATIO, mse_inside, reencoded_like
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {"facemask": ("facemask/images", "facemask/gt.txt"),

@@ -38,7 +38,7 @@ def test_from_xywh():
     assert d.xyxy.tolist() == [[10, 20, 15, 26]]
 
 
-def test_to_json_rounds_and_marks_missing_landmarks():
+def test_to_dict_rounds_and_marks_missing_landmarks():
     d = Detections.from_boxes([[1.234, 2, 3, 4]], [0.123456])
-    j = d.to_json()
-    assert j == [{"box": [1.23, 2.0, 3.0, 4.0], "score": 0.1235, "landmarks": None}]
+    j = d.to_dict(2, 4)["faces"]
+    assert j == [{"box": [1.23, 2.0, 3.0, 4.0], "score": 0.1235, "landmarks": None, "source": "detected"}]

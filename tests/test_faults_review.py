@@ -461,19 +461,19 @@ def _matches_box(a, b) -> bool:
 
 
 def test_settings_compare_equal_whichever_form_a_tuple_was_written_in():
-    from faceveil.review.store import _same_settings, plain_params
+    from faceveil.review.runs import plain_params, same_settings
 
     old = {"method": "m", "method_params": {"sizes": "(0.6, 0.9)", "n": 3}, "region": {"shape": "box"}, "seed": 0}
     new = {"method": "m", "method_params": {"sizes": [0.6, 0.9], "n": 3}, "region": {"shape": "box"}, "seed": 0}
-    assert _same_settings(old, new)
-    assert not _same_settings(old, {**new, "method_params": {"sizes": [0.6, 1.0], "n": 3}})
+    assert same_settings(old, new)
+    assert not same_settings(old, {**new, "method_params": {"sizes": [0.6, 1.0], "n": 3}})
     assert plain_params({"a": "()", "b": "(2.0)", "c": "(x)", "d": "text"}) == {"a": (), "b": (2.0,), "c": "(x)",
                                                                               "d": "text"}
 
 
 def test_a_report_with_relative_paths_is_matched_from_another_folder(run, tmp_path, monkeypatch):
     """`cd photos-parent && faceveil anonymize in -o out --report r.json`, then the review started elsewhere."""
-    from faceveil.review.store import load_run_record
+    from faceveil.review.runs import load_run_record
 
     work = tmp_path / "work"
     shutil.copytree(run / "in", work / "in")

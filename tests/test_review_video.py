@@ -77,8 +77,8 @@ def test_the_run_leaves_a_track_record(base):
     _, out, _ = base
     rec = json.loads(tracks_path(out / "clip.mp4").read_text())
     assert len(rec["frames"]) == N and rec["config"]["method"] == "blackout" and rec["size"] == [256, 192]
-    kinds = {b[5] for f in rec["frames"] for b in f}
-    assert "d" in kinds and {b[4] for f in rec["frames"] for b in f} - {-1}  # detections with track ids
+    kinds = {b["source"] for f in rec["frames"] for b in f}
+    assert "detected" in kinds and {b.get("track_id", -1) for f in rec["frames"] for b in f} - {-1}  # with track ids
     assert not any(p.name.endswith(".tracks.json") for p in out.iterdir())  # hidden away in .faceveil/
 
 
@@ -105,13 +105,13 @@ def test_video_items_show_tracks_and_flags(env):
     # a held gap in a track and a failed frame (edited into the record) are flagged
     p = tracks_path(out / "clip.mp4")
     rec = json.loads(p.read_text())
-    tid = max({b[4] for f in rec["frames"] for b in f if b[4] >= 0},
-              key=lambda t: sum(b[4] == t for f in rec["frames"] for b in f))
-    seen = [i for i, f in enumerate(rec["frames"]) if any(b[4] == tid for b in f)]
+    tid = max({b["track_id"] for f in rec["frames"] for b in f if "track_id" in b},
+              key=lambda t: sum(b.get("track_id") == t for f in rec["frames"] for b in f))
+    seen = [i for i, f in enumerate(rec["frames"]) if any(b.get("track_id") == tid for b in f)]
     for i in seen[2:7]:
         for b in rec["frames"][i]:
-            if b[4] == tid:
-                b[5] = "h"
+            if b.get("track_id") == tid:
+                b["source"] = "held"
     rec["errors"] = {"4": "frame 4: boom"}
     p.write_text(json.dumps(rec))
     rs2 = ReviewSet(out, rs.in_root, AnonymizerConfig(), ReviewSettings(second=("none",)), rs.cache_dir)

@@ -8,9 +8,9 @@ import pytest
 
 from faceveil.detections import Detections
 from faceveil.errors import UsageError
+from faceveil.eval.metrics import ap_by_size, ap_overall
 from faceveil.train.centermap import decode, encode
-from faceveil.train.train_on_anon import (Sample, anonymize_samples, ap_by_size, ap_overall, parse_duration,
-                                          parse_methods, split)
+from faceveil.train.train_on_anon import Sample, anonymize_samples, parse_duration, parse_methods, split
 
 
 def _faces_dataset(tmp_path, n=6, size=96, seed=0):

@@ -1,8 +1,14 @@
-"""The one value type that carries faces between stages.
+"""The one value type that carries faces between stages, and its one JSON form.
 
 Like supervision's ``Detections``: an immutable struct of arrays. Selection
 with a boolean mask or index array returns a new ``Detections``; iterating
 yields ``Face`` records for code that wants one face at a time.
+
+Every box says where it came from (``sources``, one of ``SOURCES``): found by a
+detector, held or back-filled by the tracker, drawn by a reviewer, or taken from
+a dataset's labels. ``to_dict`` / ``from_dict`` are the one JSON form, written by
+reports, the eval cache, the review and the video track record; ``from_dict``
+also reads the shapes earlier versions wrote.
 """
 from __future__ import annotations
 
@@ -10,6 +16,12 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
+
+
+# Where a box came from. "held": the tracker carried a track over frames its detector missed;
+# "backfilled": the tracker extended a track backwards over the frames before it was first found.
+SOURCES = ("detected", "held", "backfilled", "manual", "label")
+_SOURCE_DTYPE = "<U10"
 
 
 @dataclass(frozen=True)
@@ -34,7 +46,8 @@ class Detections:
     score: np.ndarray  # float32, N
     landmarks: np.ndarray  # float32, Nx5x2, NaN where a detector has none
     track_id: np.ndarray = field(default=None)  # int64, N, -1 if none
-    source: str = ""
+    source: str = ""  # what made the set (a detector's name, "track", "manual", ...)
+    sources: np.ndarray = field(default=None)  # per box, one of SOURCES; None: from ``source``
 
     def __post_init__(self) -> None:
         n = len(self.xyxy)
@@ -46,6 +59,15 @@ class Detections:
         tid = self.track_id
         tid = np.full(n, -1, np.int64) if tid is None else np.asarray(tid, np.int64)
         object.__setattr__(self, "track_id", tid.reshape(n))
+        src = self.sources
+        if src is None:
+            src = np.full(n, self.source if self.source in SOURCES else "detected", _SOURCE_DTYPE)
+        else:
+            src = np.asarray(src, _SOURCE_DTYPE).reshape(n)
+            bad = set(src.tolist()) - set(SOURCES)
+            if bad:
+                raise ValueError(f"unknown box source(s) {sorted(bad)}: expected one of {SOURCES}")
+        object.__setattr__(self, "sources", src)
 
     # construction ---------------------------------------------------------
     @classmethod
@@ -75,6 +97,7 @@ class Detections:
             np.concatenate([d.landmarks for d in items]),
             np.concatenate([d.track_id for d in items]),
             source or "+".join(dict.fromkeys(d.source for d in items)),
+            np.concatenate([d.sources for d in items]),
         )
 
     # access ---------------------------------------------------------------
@@ -85,7 +108,8 @@ class Detections:
         if isinstance(index, (int, np.integer)):
             index = [index]
         return Detections(
-            self.xyxy[index], self.score[index], self.landmarks[index], self.track_id[index], self.source
+            self.xyxy[index], self.score[index], self.landmarks[index], self.track_id[index], self.source,
+            self.sources[index],
         )
 
     def __iter__(self) -> Iterator[Face]:
@@ -117,35 +141,85 @@ class Detections:
     # transforms -----------------------------------------------------------
     def scaled(self, factor: float) -> "Detections":
         """Coordinates multiplied by ``factor`` (maps boxes between image sizes)."""
-        return Detections(self.xyxy * factor, self.score, self.landmarks * factor, self.track_id, self.source)
+        return Detections(self.xyxy * factor, self.score, self.landmarks * factor, self.track_id, self.source,
+                          self.sources)
 
     def translated(self, dx: float, dy: float) -> "Detections":
         off = np.array([dx, dy], np.float32)
         return Detections(
-            self.xyxy + np.tile(off, 2), self.score, self.landmarks + off, self.track_id, self.source
+            self.xyxy + np.tile(off, 2), self.score, self.landmarks + off, self.track_id, self.source,
+            self.sources,
         )
 
     def clipped(self, width: int, height: int) -> "Detections":
         b = self.xyxy.copy()
         b[:, 0::2] = np.clip(b[:, 0::2], 0, width)
         b[:, 1::2] = np.clip(b[:, 1::2], 0, height)
-        return Detections(b, self.score, self.landmarks, self.track_id, self.source)
+        return Detections(b, self.score, self.landmarks, self.track_id, self.source, self.sources)
+
+    def with_sources(self, source: str) -> "Detections":
+        """The same boxes, every one marked as coming from ``source`` (one of SOURCES)."""
+        return Detections(self.xyxy, self.score, self.landmarks, self.track_id, self.source,
+                          np.full(len(self), source, _SOURCE_DTYPE))
 
     def filter(self, min_score: float = 0.0, min_size: float = 0.0) -> "Detections":
         keep = (self.score >= min_score) & (np.minimum(self.widths, self.heights) >= min_size)
         return self[keep]
 
-    def to_json(self) -> list[dict]:
-        out = []
-        for face in self:
-            item = {"box": [round(v, 2) for v in face.box], "score": round(face.score, 4)}
-            item["landmarks"] = (
-                None if face.landmarks is None else np.round(face.landmarks, 2).tolist()
-            )
-            if face.track_id >= 0:
-                item["track_id"] = face.track_id
-            out.append(item)
-        return out
+    # the one JSON form ---------------------------------------------------
+    def to_dict(self, decimals: int | None = None, score_decimals: int | None = None) -> dict:
+        """``{"detector": source, "faces": [{"box", "score", "landmarks", "track_id", "source"}, ...]}``.
+
+        Coordinates and scores are exact (float32 -> float) unless rounded to ``decimals`` /
+        ``score_decimals``. "landmarks" is null for a box without them; "track_id" only where
+        there is one.
+        """
+        def rnd(v, d):
+            return float(v) if d is None else round(float(v), d)
+
+        faces = []
+        for i in range(len(self)):
+            lm = self.landmarks[i]
+            item = {"box": [rnd(v, decimals) for v in self.xyxy[i]], "score": rnd(self.score[i], score_decimals),
+                    "landmarks": None if np.isnan(lm).any() else [[rnd(v, decimals) for v in p] for p in lm]}
+            if self.track_id[i] >= 0:
+                item["track_id"] = int(self.track_id[i])
+            item["source"] = str(self.sources[i])
+            faces.append(item)
+        return {"detector": self.source, "faces": faces}
+
+    @classmethod
+    def from_dict(cls, data) -> "Detections":
+        """Detections from ``to_dict``'s form, or from a shape an earlier faceveil wrote:
+
+        - a list of faces ``[{"box", "score", "landmarks", "track_id"}]`` (reports' "detections");
+        - columns ``{"xyxy": [...], "score": [...], "landmarks": ...}`` (the eval cache);
+        - None or an empty list/dict: no faces.
+        Faces without a "source" count as detected.
+        """
+        if not data:
+            return cls.empty()
+        if isinstance(data, dict) and "xyxy" in data:
+            if not data["xyxy"]:
+                return cls.empty()
+            lm = data.get("landmarks")
+            return cls(np.asarray(data["xyxy"]), np.asarray(data["score"]), None if lm is None else np.asarray(lm),
+                       None)
+        detector = ""
+        faces = data
+        if isinstance(data, dict):
+            detector, faces = data.get("detector") or "", data.get("faces") or []
+        if not faces:
+            return cls.empty(detector)
+        n = len(faces)
+        lms = np.full((n, 5, 2), np.nan, np.float32)
+        for i, f in enumerate(faces):
+            if f.get("landmarks") is not None:
+                lms[i] = np.asarray(f["landmarks"], np.float32).reshape(5, 2)
+        return cls(np.asarray([f["box"] for f in faces], np.float32),
+                   np.asarray([f.get("score", 1.0) for f in faces], np.float32), lms,
+                   np.asarray([f.get("track_id", -1) for f in faces], np.int64), detector,
+                   np.asarray([f.get("source", "detected") for f in faces], _SOURCE_DTYPE))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -159,7 +159,7 @@ class Anonymizer:
             region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
             write_image(dst, out, img, self.keep_metadata, self.jpeg_quality, region)
             return ItemResult(str(src), str(dst), "written", len(dets),
-                              detections=dets.to_json(), size=list(img.rgb.shape[1::-1]))
+                              detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]))
 
         return _guarded(src, work)
 
@@ -170,7 +170,7 @@ class Anonymizer:
             img = read_image(src)
             dets = self.detector.detect(img.rgb)
             return ItemResult(str(src), None, "detected", len(dets),
-                              detections=dets.to_json(), size=list(img.rgb.shape[1::-1]))
+                              detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]))
 
         return _guarded(src, work)
 

@@ -191,6 +191,95 @@ class DetectionRate:
 
 # quality ---------------------------------------------------------------
 
+# Detector training scores (faceveil train), over per-image Detections and labelled boxes ----------
+
+# The crop-quality metrics correlated with cycle fidelity in a train-on-anonymized run.
+QUALITY_KEYS = ("l1", "mse", "ssim", "psnr")
+
+
+def ap_overall(preds: list, gts: list[np.ndarray], iou: float = 0.5) -> float:
+    """AP of per-image detections (Detections) against per-image labelled boxes (Nx4 xyxy)."""
+    m = DetectionAP(iou)
+    for p, g in zip(preds, gts):
+        m.update(p.xyxy, p.score, g)
+    return m.compute()["ap"]
+
+
+def ap_by_size(preds: list, gts: list[np.ndarray], iou: float = 0.5) -> tuple[dict, dict]:
+    """AP per face-height bucket, COCO-style: ground truth of other sizes is ignored (a detection of it is
+    neither a true nor a false positive), and so are unmatched detections whose height is outside the bucket."""
+    edges = np.asarray(SIZE_BUCKETS, np.float64)
+    names = size_bucket_names()
+    aps, counts = {}, {}
+    for b, name in enumerate(names):
+        lo, hi = edges[b], (edges[b + 1] if b + 1 < len(edges) else np.inf)
+        m = DetectionAP(iou)
+        for p, g in zip(preds, gts):
+            gh = g[:, 3] - g[:, 1]
+            inb = (gh >= lo) & (gh < hi)
+            gin, gout = g[inb], g[~inb]
+            keep = np.ones(len(p), bool)
+            if len(p) and len(gout):
+                keep &= box_iou(p.xyxy, gout).max(axis=1) < iou
+            ph = p.heights
+            in_range = (ph >= lo) & (ph < hi)
+            if len(p) and len(gin):
+                in_range |= box_iou(p.xyxy, gin).max(axis=1) >= iou
+            keep &= in_range
+            m.update(p.xyxy[keep], p.score[keep], gin)
+        r = m.compute()
+        aps[name] = None if r["n_gt"] == 0 else r["ap"]
+        counts[name] = r["n_gt"]
+    return aps, counts
+
+
+def best_f1_threshold(preds: list, gts: list[np.ndarray], iou: float = 0.5) -> float:
+    """The score threshold at which the detections best match the labels (F1): pseudo ground truth cut-off."""
+    best, best_t = -1.0, 0.3
+    for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
+        tp = n_pred = n_gt = 0
+        for p, g in zip(preds, gts):
+            q = p.xyxy[p.score >= t]
+            n_pred += len(q)
+            n_gt += len(g)
+            if len(q) and len(g):
+                iou_m = box_iou(q, g)
+                # one-to-one greedy matching is close enough for choosing a threshold
+                used = set()
+                for r in np.argsort(-iou_m.max(axis=1)):
+                    j = int(np.argmax(iou_m[r]))
+                    if iou_m[r, j] >= iou and j not in used:
+                        used.add(j)
+                        tp += 1
+        f1 = 2 * tp / max(n_pred + n_gt, 1)
+        if f1 > best:
+            best, best_t = f1, float(t)
+    return best_t
+
+
+def pearson_table(rows: list[dict]) -> dict:
+    """Pearson r (and p) of each quality metric with cycle fidelity, over all methods and per family.
+
+    The reference 'none' is left out: its PSNR is infinite and its fidelity is 1 by definition."""
+    from scipy.stats import pearsonr
+
+    def corr(rs: list[dict]) -> dict:
+        out = {}
+        for k in QUALITY_KEYS:
+            pairs = [(r["quality"].get(k), r["cycle_fidelity"]) for r in rs]
+            pairs = [(a, b) for a, b in pairs if a is not None and b is not None and np.isfinite(a) and np.isfinite(b)]
+            if len(pairs) < 3 or np.ptp([a for a, _ in pairs]) == 0 or np.ptp([b for _, b in pairs]) == 0:
+                out[k] = {"r": None, "p": None, "n": len(pairs)}
+                continue
+            r, p = pearsonr([a for a, _ in pairs], [b for _, b in pairs])
+            out[k] = {"r": float(r), "p": float(p), "n": len(pairs)}
+        return out
+
+    rs = [r for r in rows if r["method"] != "none"]
+    fams = sorted({r["family"] for r in rs})
+    return {"all": corr(rs), "by_family": {f: corr([r for r in rs if r["family"] == f]) for f in fams}}
+
+
 def crop_quality(original: np.ndarray, anonymized: np.ndarray) -> dict:
     """L1, MSE, PSNR and SSIM between two same-sized uint8 crops (values on the 0..255 scale)."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity

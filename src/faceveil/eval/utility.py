@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..detections import Detections
+from .metrics import DetectionAP, DetectionRate
+from .widerface import evaluate
 
 
 def greedy_nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -49,10 +51,9 @@ def eval_detect(detector, image: np.ndarray, threshold: float = 0.02, nms_iou: f
     raw = Detections(b, raw.score, raw.landmarks, None, raw.source)
     return raw[greedy_nms(raw.xyxy, raw.score, nms_iou)]
 
-def _boxes(rec: dict | None, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    from .workbench import dets_from
 
-    d = dets_from(rec)
+def _boxes(rec: dict | None, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    d = Detections.from_dict(rec)
     if min_score is not None:
         d = d.filter(min_score=min_score)
     return d.xyxy, d.score
@@ -67,8 +68,6 @@ def evaluate_detection(files: list[str], originals: dict, anonymized: dict, pipe
     labelled faces are a further reference. Fidelity (DartBlur) is the AP of the detector's
     score-ranked detections on the anonymized image against its own original detections.
     """
-    from .metrics import DetectionAP, DetectionRate
-
     detectors = {"pipeline_detector": ("dets", "low", pipeline_threshold), "dlib-hog": ("hog", "hog", 0.0)}
     out: dict = {"n_images": 0, "n_errors": 0}
     acc = {name: (DetectionRate(), DetectionAP()) for name in detectors}
@@ -98,8 +97,6 @@ def evaluate_detection(files: list[str], originals: dict, anonymized: dict, pipe
 
 def wider_ap(files: list[str], records: dict, gt) -> dict:
     """Official-protocol WIDER FACE AP of the stored 'wider' detections (see ``eval_detect``)."""
-    from .widerface import evaluate
-
     preds = {}
     for f in files:
         r = records.get(f, {})

@@ -17,10 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..detect import get_detector
+from ..detect.presets import resolve
 from ..detections import Detections, box_iou
 from ..errors import FaceveilError, InputError, UsageError
 from ..io.atomic import write_bytes_atomic
 from ..io.images import read_rgb
+from ..pipeline import Anonymizer
+from ..progress import tqdm
+from .descriptors import DlibDescriber
+from .metrics import crop_quality
+from .utility import eval_detect
 
 CACHE_VERSION = 1
 LOW_THRESHOLD = 0.05  # CenterFace threshold for score-ranked (AP) runs on anonymized images
@@ -65,15 +72,8 @@ def _digest(obj) -> str:
 
 
 def _dets_json(d: Detections) -> dict:
-    return {"xyxy": np.round(d.xyxy, 2).tolist(), "score": np.round(d.score, 5).tolist(),
-            "landmarks": None if not d.has_landmarks.any() else np.round(d.landmarks, 2).tolist()}
-
-
-def dets_from(rec: dict | None) -> Detections:
-    if not rec or not rec["xyxy"]:
-        return Detections.empty()
-    return Detections(np.asarray(rec["xyxy"]), np.asarray(rec["score"]),
-                      None if rec.get("landmarks") is None else np.asarray(rec["landmarks"]), None)
+    """A record's detections in the one JSON form (boxes to 0.01 px, scores to 1e-5, as the cache always kept)."""
+    return d.to_dict(2, 5)
 
 
 def _signature(path: Path) -> list:
@@ -82,8 +82,6 @@ def _signature(path: Path) -> list:
 
 
 def _default_detection() -> tuple[str, dict, dict]:
-    from ..detect.presets import resolve
-
     return resolve(None)
 
 
@@ -114,8 +112,6 @@ class Workbench:
     @property
     def det(self):
         if self._det is None:
-            from ..detect import get_detector
-
             self._det = get_detector(self.detector, self.detector_params)
         return self._det
 
@@ -123,8 +119,6 @@ class Workbench:
     def det_low(self):
         """The same detector at a low threshold, for score-ranked measurements."""
         if self._low is None:
-            from ..detect import get_detector
-
             params = dict(self.detector_params)
             if "threshold" in {f for f in type(self.det.params).__dataclass_fields__}:
                 params["threshold"] = min(LOW_THRESHOLD, getattr(self.det.params, "threshold", LOW_THRESHOLD))
@@ -134,23 +128,17 @@ class Workbench:
     @property
     def hog(self):
         if self._hog is None:
-            from ..detect import get_detector
-
             self._hog = get_detector("dlib-hog", {"threshold": HOG_LOW})
         return self._hog
 
     @property
     def describer(self):
         if self._desc is None:
-            from .descriptors import DlibDescriber
-
             self._desc = DlibDescriber(points=5)
         return self._desc
 
     def anonymizer(self, v: Variant):
         if v not in self._anonymizers:
-            from ..pipeline import Anonymizer
-
             self._anonymizers[v] = Anonymizer(v.method, dict(v.params), self.detector, self.detector_params,
                                               self.region, v.seed)
         return self._anonymizers[v]
@@ -204,8 +192,6 @@ class Workbench:
         return self._measure(v, rels, set(need), originals)
 
     def _measure(self, v: Variant, rels, need, originals) -> dict:
-        from ..progress import tqdm
-
         records = self._load(v)
         out = {}
         todo = []
@@ -249,12 +235,12 @@ class Workbench:
             dets = self.det.detect(img)
             rec["dets"] = _dets_json(dets)
             rec["size"] = [img.shape[1], img.shape[0]]
-        dets = dets_from(rec["dets"])
+        dets = Detections.from_dict(rec["dets"])
         if ("hog" in need or (len(dets) == 0 and "box" not in rec)) and "hog" not in has:
             rec["hog"] = _dets_json(self.hog.detect(img))
             has.add("hog")
         if "box" not in rec:
-            src = dets if len(dets) else dets_from(rec.get("hog")).filter(min_score=0.0)
+            src = dets if len(dets) else Detections.from_dict(rec.get("hog")).filter(min_score=0.0)
             rec["box"] = None if len(src) == 0 else src.xyxy[int(np.argmax(src.areas))].round(2).tolist()
         if "low" in need and "low" not in has:
             rec["low"] = _dets_json(self.det_low.detect(img))
@@ -269,13 +255,10 @@ class Workbench:
     def _wider(self, img, rec, has, need) -> None:
         """CenterFace as benchmarks run it (see ``eval_detect``), for WIDER FACE AP."""
         if "wider" in need and "wider" not in has:
-            from ..detect import get_detector
-            from .utility import eval_detect
-
             if self._wider_det is None:
                 self._wider_det = get_detector("centerface", {})
             d = eval_detect(self._wider_det, img)
-            rec["wider"] = {"xyxy": np.round(d.xyxy, 2).tolist(), "score": np.round(d.score, 5).tolist()}
+            rec["wider"] = _dets_json(Detections(d.xyxy, d.score, None))  # boxes and scores are all AP needs
             has.add("wider")
 
     def _describe(self, img, box):
@@ -291,7 +274,7 @@ class Workbench:
                 raise InputError(f"{Path(v.anon_dir) / rel}: size {anon.shape[1::-1]} differs from the original's")
             return img, anon
         a = self.anonymizer(v)
-        return img, a.anonymize(img, dets_from(orig["dets"]), a.rng_for(rel))
+        return img, a.anonymize(img, Detections.from_dict(orig["dets"]), a.rng_for(rel))
 
     def _measure_anonymized(self, v, rel, need, old, orig) -> dict:
         if "error" in orig:
@@ -307,10 +290,8 @@ class Workbench:
             rec["hog"] = _dets_json(self.hog.detect(anon))
             has.add("detect")
         if "quality" in need and "quality" not in has:
-            from .metrics import crop_quality
-
             q = []
-            for box in dets_from(orig["dets"]).clipped(img.shape[1], img.shape[0]).xyxy:
+            for box in Detections.from_dict(orig["dets"]).clipped(img.shape[1], img.shape[0]).xyxy:
                 x1, y1, x2, y2 = np.floor(box[:2]).astype(int).tolist() + np.ceil(box[2:]).astype(int).tolist()
                 if x2 - x1 < 1 or y2 - y1 < 1:
                     continue
@@ -325,7 +306,7 @@ class Workbench:
 
 def acquired(found: dict | None, box, min_score: float) -> bool:
     """Whether any detection (score >= min_score) overlaps ``box`` by IoU >= FTA_IOU."""
-    d = dets_from(found).filter(min_score=min_score)
+    d = Detections.from_dict(found).filter(min_score=min_score)
     return bool(len(d)) and bool((box_iou(np.asarray(box), d.xyxy) >= FTA_IOU).any())
 
 

@@ -99,7 +99,7 @@ def _read_report(path: str) -> dict:
 def run_record_from_args(args):
     """What the run did per file (regions, files given), from --from-report; None without a report
     (a dataset's manifest is read by the ReviewSet itself)."""
-    from .store import load_run_record
+    from .runs import load_run_record
 
     if not args.from_report or args.from_report.endswith(".jsonl"):
         return None
@@ -116,7 +116,7 @@ def config_from_args(args):
     """An AnonymizerConfig: an anonymize report as the base, explicit options on top."""
     from ..detect.presets import resolve
     from ..registry import parse_assignments
-    from .store import plain_params
+    from .runs import plain_params
 
     base: dict = {}
     report = _report_path(args)

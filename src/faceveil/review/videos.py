@@ -2,7 +2,8 @@
 
 Why a sidecar rather than recomputing tracks here: ``process_video`` writes
 OUT/.faceveil/<video>.tracks.json (per-frame boxes, track ids, held/predicted
-boxes, failed frames, the exact settings) atomically after the video. It is what
+boxes, failed frames, the exact settings; its format is video/record.py's, read
+here with ``read_record``) atomically after the video. It is what
 the run actually did, including failed frames that no recomputation could know
 about, and it costs the review nothing; recomputing would mean a full detection
 pass over every video at review start. A video without a record is flagged.
@@ -10,7 +11,6 @@ pass over every video at review start. A video without a record is flagged.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +18,14 @@ import numpy as np
 from ..detections import box_iou
 from ..errors import FaceveilError
 from ..io.video import read_frames
+from ..pipeline import Anonymizer, AnonymizerConfig
+from ..video import options_from_json, process_video
+from ..video.record import read_record
+from .checks import clean_boxes, hidden, mse_inside, short
+from .runs import plain_params
 
 SAMPLES = 6  # frames of each video checked by the second detector(s)
 GAP_FRACTION = 0.5  # a held run this long (fraction of the hold length, >= 3 frames) is flagged
-
-
-def record_path(out: Path) -> Path:
-    from ..video import tracks_path
-
-    return tracks_path(out)
-
-
-def load_record(out: Path, root: Path | None = None) -> dict | None:
-    """The run's track record of ``out``; with ``root``, refused when it resolves outside it."""
-    p = record_path(out)
-    if root is not None and (p.exists() or p.is_symlink()):
-        real = p.resolve()
-        try:
-            real.relative_to(root)
-        except ValueError:
-            raise FaceveilError(f"{p}: refused, a link leading out of OUT") from None
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise FaceveilError(f"{p}: cannot read the track record ({exc})")
 
 
 def _runs(frames: list[int]) -> list[list[int]]:
@@ -58,16 +40,17 @@ def _runs(frames: list[int]) -> list[list[int]]:
 
 
 def tracks(record: dict) -> list[dict]:
-    """Per track: first/last frame, held (predicted) runs, and the frames worth showing."""
+    """Per track: first/last frame, held (predicted) runs, and the frames worth showing.
+
+    ``record``: as ``video.record.read_record`` returns it (one Detections per frame)."""
     by_id: dict[int, dict] = {}
-    for i, boxes in enumerate(record["frames"]):
-        for b in boxes:
-            tid, kind = int(b[4]), b[5]
+    for i, dets in enumerate(record["frames"]):
+        for tid, source in zip(dets.track_id.tolist(), dets.sources.tolist()):
             if tid < 0:
                 continue
             t = by_id.setdefault(tid, {"id": tid, "frames": [], "held": []})
             t["frames"].append(i)
-            if kind == "h":
+            if source in ("held", "backfilled"):  # carried by the tracker, not seen by the detector
                 t["held"].append(i)
     out = []
     for t in by_id.values():
@@ -128,13 +111,11 @@ def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: flo
             root: Path | None = None) -> dict:
     """Tracks and failed frames from the record; second-detector faces on sampled ORIGINAL frames
     that the output left unchanged (its pixels differ no more than the codec's noise)."""
-    from .store import HIDDEN_FLOOR, HIDDEN_RATIO, mse_inside
-
     a: dict = {"error": None, "size": None, "frames": 0, "tracks": [], "failed": [], "second": [], "record": False}
     if out is None:
         return a
     try:
-        rec = load_record(out, root)
+        rec = read_record(out, root)
     except FaceveilError as exc:
         return {**a, "error": str(exc)}
     if rec is None:
@@ -153,7 +134,7 @@ def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: flo
         if i not in originals or i not in outputs or originals[i].shape != outputs[i].shape:
             continue
         o, w = originals[i], outputs[i]
-        known = [b[:4] for b in rec["frames"][i]]
+        known = [[round(v, 1) for v in b] for b in rec["frames"][i].xyxy.tolist()]  # as the record keeps them
         noise = _noise(o, w, known)
         for name, det in detectors:
             d = det.detect(o)
@@ -161,8 +142,7 @@ def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: flo
                 d = d[box_iou(d.xyxy, np.asarray(known, np.float32)).max(axis=1) < match_iou]
             for box, score in zip(d.xyxy, d.score):
                 box = [float(v) for v in box]
-                hidden = mse_inside(o, w, box) > HIDDEN_RATIO * noise + HIDDEN_FLOOR
-                if not hidden:
+                if not hidden(mse_inside(o, w, box), noise):
                     a["second"].append({"frame": i, "box": box, "score": float(score), "source": name})
     a["samples"] = samples
     return a
@@ -198,16 +178,14 @@ def flags(a: dict, hold_gap: int | None = None) -> list[dict]:
 
 def clean_ranges(manual, w: int, h: int, n: int) -> list[dict]:
     """Video edits from the page: [{box: [x1, y1, x2, y2], from: i, to: j}, ...], clipped to the video."""
-    from .store import _clean_boxes, _short
-
     if not isinstance(manual, list):
         raise ValueError("manual must be a list")
     out = []
     for m in manual:
         if not isinstance(m, dict) or not all(isinstance(m.get(k), int) and not isinstance(m.get(k), bool)
                                               for k in ("from", "to")):
-            raise ValueError(f"bad video box {_short(m)}: expected {{box: [x1, y1, x2, y2], from: frame, to: frame}}")
-        boxes = _clean_boxes([m.get("box")], w, h)
+            raise ValueError(f"bad video box {short(m)}: expected {{box: [x1, y1, x2, y2], from: frame, to: frame}}")
+        boxes = clean_boxes([m.get("box")], w, h)
         a, b = sorted((max(0, m["from"]), min(n - 1, m["to"])))
         if boxes and a <= b:
             out.append({"box": boxes[0], "from": a, "to": b})
@@ -217,11 +195,6 @@ def clean_ranges(manual, w: int, h: int, n: int) -> list[dict]:
 def apply(orig: Path, out: Path, record: dict, ranges: list[dict]) -> dict:
     """Re-anonymize the ORIGINAL with the run's settings plus the manual boxes, held over their ranges;
     written atomically over the output (audio kept as in the run), the record rewritten."""
-    from ..pipeline import Anonymizer, AnonymizerConfig
-    from ..video import options_from_json, process_video
-
-    from .store import plain_params
-
     c = record["config"]
     anonymizer = Anonymizer.from_config(AnonymizerConfig(
         method=c["method"], method_params=plain_params(c["method_params"]), detector=c["detector"],

@@ -100,6 +100,7 @@ class Tracker:
         p = self.params
         hold = p.hold if hold is None else hold
         out_boxes, out_ids, out_scores, out_lms = [], [], [], []
+        held: set[int] = set()  # indexes of boxes carried over a miss
         matched_tracks: set[int] = set()
         if detections is not None and len(detections):
             det_boxes = detections.xyxy.astype(np.float64)
@@ -146,12 +147,14 @@ class Tracker:
             out_ids.append(tr.id)
             out_scores.append(0.0)
             out_lms.append(np.full((5, 2), np.nan, np.float32))
+            held.add(len(out_boxes) - 1)
         self.tracks = keep
         self.recent = [t for t in self.recent if index - t.first_index <= p.lookahead]
         if not out_boxes:
             return Detections.empty("track")
         return Detections(np.asarray(out_boxes, np.float32), np.asarray(out_scores, np.float32),
-                          np.asarray(out_lms, np.float32), np.asarray(out_ids, np.int64), "track")
+                          np.asarray(out_lms, np.float32), np.asarray(out_ids, np.int64), "track",
+                          ["held" if i in held else "detected" for i in range(len(out_boxes))])
 
     def backfill(self, index: int) -> Detections:
         """Boxes for frame ``index`` from tracks first seen within ``lookahead`` frames after it."""
@@ -168,7 +171,7 @@ class Tracker:
             return Detections.empty("track")
         n = len(boxes)
         return Detections(np.asarray(boxes, np.float32), np.zeros(n, np.float32), None,
-                          np.asarray(ids, np.int64), "track")
+                          np.asarray(ids, np.int64), "track", ["backfilled"] * n)
 
     # internals ------------------------------------------------------------------
     def _match(self, index: int, det_boxes: np.ndarray) -> list[tuple[int, int]]:

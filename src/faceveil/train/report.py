@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .train_on_anon import QUALITY_KEYS
+from ..eval.metrics import QUALITY_KEYS
+from ..io.atomic import atomic_path
 
 
 def _save(fig, path: Path) -> None:
-    from ..io.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
 

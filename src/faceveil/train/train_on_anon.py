@@ -24,8 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..detections import Detections, box_iou
+from ..anonymize import METHODS
+from ..detections import Detections
 from ..errors import FaceveilError, InputError, UsageError
+from ..eval.metrics import CropQuality, ap_by_size, ap_overall, best_f1_threshold, pearson_table
+from ..io.atomic import write_bytes_atomic
+from ..io.images import read_rgb
+from ..pipeline import Anonymizer
+from ..registry import parse_assignments
+from .report import plot_ap_by_size, plot_ap_vs_time, report_markdown
 
 DEFAULT_METHODS = "none,blur,pixelate,blackout,block,noise,fullblur"
 # Safe Fakes' fixed settings (blur 25x25, pixelate 10x10, full-image blur 18x18).
@@ -33,7 +40,6 @@ METHOD_DEFAULTS = {"blur": {"kernel": 25}, "pixelate": {"cells": 10}, "fullblur"
 FAMILIES = {"none": "reference", "blur": "obfuscation", "pixelate": "obfuscation", "fullblur": "obfuscation",
             "blackout": "erasure", "block": "erasure", "noise": "erasure", "eyebar": "erasure",
             "replace": "replacement", "overlay": "replacement", "learnedblur": "obfuscation"}
-QUALITY_KEYS = ("l1", "mse", "ssim", "psnr")
 INSTALL_HINT = "pip install 'faceveil[train]' (torch)"
 
 
@@ -59,9 +65,6 @@ class MethodSpec:
 
 def parse_methods(text: str, overrides: list[str] | None = None) -> list[MethodSpec]:
     """``"none,blur,pixelate:cells=16"`` plus ``-p blur:kernel=9`` overrides -> specs ('none' first)."""
-    from ..anonymize import METHODS
-    from ..registry import parse_assignments
-
     extra: dict[str, dict] = {}
     for item in overrides or []:
         if ":" not in item:
@@ -106,8 +109,6 @@ def read_wider_gt(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def load_samples(images: str | Path, labels: str | Path, max_images: int | None = None) -> tuple[list[Sample], list[str]]:
-    from ..io.images import read_rgb
-
     images, labels = Path(images), Path(labels)
     if not images.is_dir():
         raise UsageError(f"--images {images}: not a folder")
@@ -142,8 +143,6 @@ def anonymize_samples(samples: list[Sample], spec: MethodSpec, seed: int) -> lis
     """The labelled faces of each image anonymized (dataset mode, ``--boxes gt``); 'none' returns originals."""
     if spec.method == "none":
         return [s.image for s in samples]
-    from ..pipeline import Anonymizer
-
     anon = Anonymizer(spec.method, spec.params, seed=seed, load_detector=False)  # labelled boxes: no detector
     return [anon.anonymize(s.image, Detections.from_boxes(s.boxes, source="label"), anon.rng_for(s.name))
             for s in samples]
@@ -151,8 +150,6 @@ def anonymize_samples(samples: list[Sample], spec: MethodSpec, seed: int) -> lis
 
 def face_quality(samples: list[Sample], anonymized: list[np.ndarray]) -> dict:
     """Mean L1, MSE (L2), SSIM, PSNR between original and anonymized face crops (labelled boxes)."""
-    from ..eval.metrics import CropQuality
-
     q = CropQuality()
     for s, a in zip(samples, anonymized):
         h, w = s.image.shape[:2]
@@ -161,94 +158,6 @@ def face_quality(samples: list[Sample], anonymized: list[np.ndarray]) -> dict:
             if x2 - x1 >= 2 and y2 - y1 >= 2:
                 q.update(s.image[y1:y2, x1:x2], a[y1:y2, x1:x2])
     return q.compute()
-
-
-# scoring ------------------------------------------------------------------
-
-def ap_overall(preds: list[Detections], gts: list[np.ndarray], iou: float = 0.5) -> float:
-    from ..eval.metrics import DetectionAP
-
-    m = DetectionAP(iou)
-    for p, g in zip(preds, gts):
-        m.update(p.xyxy, p.score, g)
-    return m.compute()["ap"]
-
-
-def ap_by_size(preds: list[Detections], gts: list[np.ndarray], iou: float = 0.5) -> tuple[dict, dict]:
-    """AP per face-height bucket, COCO-style: ground truth of other sizes is ignored (a detection of it is
-    neither a true nor a false positive), and so are unmatched detections whose height is outside the bucket."""
-    from ..eval.metrics import SIZE_BUCKETS, DetectionAP, size_bucket_names
-
-    edges = np.asarray(SIZE_BUCKETS, np.float64)
-    names = size_bucket_names()
-    aps, counts = {}, {}
-    for b, name in enumerate(names):
-        lo, hi = edges[b], (edges[b + 1] if b + 1 < len(edges) else np.inf)
-        m = DetectionAP(iou)
-        for p, g in zip(preds, gts):
-            gh = g[:, 3] - g[:, 1]
-            inb = (gh >= lo) & (gh < hi)
-            gin, gout = g[inb], g[~inb]
-            keep = np.ones(len(p), bool)
-            if len(p) and len(gout):
-                keep &= box_iou(p.xyxy, gout).max(axis=1) < iou
-            ph = p.heights
-            in_range = (ph >= lo) & (ph < hi)
-            if len(p) and len(gin):
-                in_range |= box_iou(p.xyxy, gin).max(axis=1) >= iou
-            keep &= in_range
-            m.update(p.xyxy[keep], p.score[keep], gin)
-        r = m.compute()
-        aps[name] = None if r["n_gt"] == 0 else r["ap"]
-        counts[name] = r["n_gt"]
-    return aps, counts
-
-
-def best_f1_threshold(preds: list[Detections], gts: list[np.ndarray], iou: float = 0.5) -> float:
-    """The score threshold at which the detections best match the labels (F1): pseudo ground truth cut-off."""
-    best, best_t = -1.0, 0.3
-    for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        tp = n_pred = n_gt = 0
-        for p, g in zip(preds, gts):
-            q = p.xyxy[p.score >= t]
-            n_pred += len(q)
-            n_gt += len(g)
-            if len(q) and len(g):
-                iou_m = box_iou(q, g)
-                # one-to-one greedy matching is close enough for choosing a threshold
-                used = set()
-                for r in np.argsort(-iou_m.max(axis=1)):
-                    j = int(np.argmax(iou_m[r]))
-                    if iou_m[r, j] >= iou and j not in used:
-                        used.add(j)
-                        tp += 1
-        f1 = 2 * tp / max(n_pred + n_gt, 1)
-        if f1 > best:
-            best, best_t = f1, float(t)
-    return best_t
-
-
-def pearson_table(rows: list[dict]) -> dict:
-    """Pearson r (and p) of each quality metric with cycle fidelity, over all methods and per family.
-
-    The reference 'none' is left out: its PSNR is infinite and its fidelity is 1 by definition."""
-    from scipy.stats import pearsonr
-
-    def corr(rs: list[dict]) -> dict:
-        out = {}
-        for k in QUALITY_KEYS:
-            pairs = [(r["quality"].get(k), r["cycle_fidelity"]) for r in rs]
-            pairs = [(a, b) for a, b in pairs if a is not None and b is not None and np.isfinite(a) and np.isfinite(b)]
-            if len(pairs) < 3 or np.ptp([a for a, _ in pairs]) == 0 or np.ptp([b for _, b in pairs]) == 0:
-                out[k] = {"r": None, "p": None, "n": len(pairs)}
-                continue
-            r, p = pearsonr([a for a, _ in pairs], [b for _, b in pairs])
-            out[k] = {"r": float(r), "p": float(p), "n": len(pairs)}
-        return out
-
-    rs = [r for r in rows if r["method"] != "none"]
-    fams = sorted({r["family"] for r in rs})
-    return {"all": corr(rs), "by_family": {f: corr([r for r in rs if r["family"] == f]) for f in fams}}
 
 
 # the run --------------------------------------------------------------------
@@ -389,15 +298,10 @@ def _finite(v):
 
 
 def _write_json(doc: dict, path: Path) -> None:
-    from ..io.atomic import write_bytes_atomic
-
     write_bytes_atomic(path, json.dumps(doc, indent=1, allow_nan=False).encode())
 
 
 def write_outputs(results: dict, out_dir: Path) -> None:
-    from ..io.atomic import write_bytes_atomic
-    from .report import plot_ap_by_size, plot_ap_vs_time, report_markdown
-
     results = _finite(results)
     _write_json(results, out_dir / "results.json")
     plot_ap_by_size(results, out_dir / "ap_by_size.png")

@@ -1,0 +1,176 @@
+"""The reviewer's edits: approvals and boxes recorded in review.json, and Apply, which re-anonymizes the original.
+
+Apply redoes the regions the run recorded (its --report, a dataset's manifest) plus the reviewer's
+boxes, and keeps every pixel the run changed as the run left it (unless the reviewer removed that
+box): it never shows more of a face than the run's output did.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..detections import Detections
+from ..errors import FaceveilError
+from ..io.atomic import write_bytes_atomic
+from ..io.images import read_image, write_image
+from ..io.manifest import ManifestWriter, sha256_file
+from ..video.record import read_record
+from . import videos
+from .checks import KEEP_TOLERANCE, clean_boxes, matches, reencoded_like
+from .pairs import REVIEW_FILE, Item, inside
+from .runs import same_settings
+
+
+class EditsMixin:
+    """ReviewSet's edits (see store.ReviewSet); every change is written to OUT/.faceveil/review.json at once."""
+
+    def _manifest_apply(self, rel: str, entry: dict, dst: Path, regions, manual, removed) -> None:
+        """Append the reviewed image to the manifest (append-only, fsynced), so that `dataset verify`
+        passes and a resumed `dataset anonymize` skips it (same job key, new output hash)."""
+        from ..dataset import MANIFEST
+
+        new = {**entry, "output_sha256": sha256_file(dst), "regions": regions, "anonymized_regions": len(regions),
+               "reviewed": True, "manual": manual, "removed": removed, "faceveil": __version__,
+               "time": _now()}
+        with ManifestWriter(self.out_root / MANIFEST) as w:
+            w.append(new)
+        self.manifest[rel] = new
+
+    def _check_manifest_config(self, rel: str, entry: dict) -> None:
+        if not same_settings(entry, self.anonymizer.describe()):
+            raise FaceveilError(f"{rel}: the dataset was anonymized with other settings ({entry.get('method')} "
+                                f"{entry.get('method_params')}); start the review without method options "
+                                "(it then takes them from OUT/manifest.jsonl)")
+
+    def _apply_video(self, item: Item, manual) -> dict:
+        out = self.file("out", item.rel) if item.out is not None else None
+        rec = read_record(out, self.out_root) if out is not None else None
+        if rec is None or not rec.get("config"):
+            raise FaceveilError(f"{item.rel}: no usable track record beside the output (anonymize it again with this "
+                                "faceveil): Apply needs the run's settings")
+        w, h = rec["size"]
+        ranges = videos.clean_ranges(manual, w, h, len(rec["frames"]))
+        result = videos.apply(self.file("orig", item.rel), out, rec, ranges)
+        self._record(item.rel, manual=ranges, applied_at=_now(), approved=False, approved_at=None, **result)
+        self._analyse(item)
+        return self.item_json(item)
+
+    def _record(self, rel: str, **changes) -> dict:
+        rec = self.state["items"].setdefault(rel, {})
+        rec.update(changes)
+        self.state["last"] = rel
+        self.state["updated"] = _now()
+        write_bytes_atomic(self._own(REVIEW_FILE), json.dumps(self.state, indent=1).encode())
+        return rec
+
+    def _keep_run_changes(self, orig: np.ndarray, new: np.ndarray, old_path: Path, removed: list) -> np.ndarray:
+        """``new`` with the current output's pixels wherever the run changed the original: a region the
+        review does not know of (no record of the run, another shape, scale or strength, a box our
+        detector misses) stays exactly as hidden as the run left it; ``new`` only adds what the run left
+        untouched. Removed boxes are the reviewer's decision: not kept. Fails closed: an output that
+        cannot be compared refuses the Apply."""
+        try:
+            old = read_image(old_path).rgb
+            if old.shape != orig.shape:
+                raise FaceveilError(f"{old_path}: its size differs from the original's; Apply cannot keep what "
+                                    "the run hid (anonymize it again instead)")
+            base = reencoded_like(orig, old_path, self.config.jpeg_quality)
+        except (OSError, ValueError) as exc:
+            raise FaceveilError(f"{old_path}: cannot compare with the original ({exc})") from None
+        lossless = np.array_equal(base, orig)
+        changed = np.abs(old.astype(np.int16) - base.astype(np.int16)).max(axis=2) > (0 if lossless else
+                                                                                        KEEP_TOLERANCE)
+        keep = changed
+        if removed:
+            keep &= ~(self.anonymizer.compositor.mask(Detections.from_boxes(removed), orig.shape) > 0)
+        if not keep.any():
+            return new
+        out = new.copy()
+        out[keep] = old[keep]
+        return out
+
+    def approve(self, rel: str, approved: bool = True) -> dict:
+        with self._lock:
+            if rel not in self.items:
+                raise KeyError(rel)
+            self._record(rel, approved=bool(approved), approved_at=_now() if approved else None)
+            return self.item_json(self.items[rel])
+
+    def apply(self, rel: str, manual: list, removed: list) -> dict:
+        """Re-anonymize the ORIGINAL with the main detections (minus removed) plus manual boxes.
+
+        Same method, parameters, region and seed key as ``faceveil anonymize IN -o OUT``,
+        so pixels outside the changed regions come out as before. Written atomically over the output.
+        """
+        with self._lock:
+            item = self.items.get(rel)
+            if item is None:
+                raise KeyError(rel)
+            if item.orig is None:
+                raise FaceveilError(f"{rel}: no original to re-anonymize")
+            if not self.in_run(item):
+                raise FaceveilError(f"{rel}: not part of the anonymize run (no output, and no report naming it); "
+                                    "start the review with --from-report to redo the run's failed files")
+            if not item.check_done:  # not reached by the background check yet
+                self._analyse(item, save=False)
+            if item.video:
+                return self._apply_video(item, manual)
+            # Resolved and checked now: IN/x may have become a link to a file elsewhere since start-up.
+            img = read_image(self.file("orig", rel))
+            old_path = self.file("out", rel) if item.out is not None else None
+            dst = old_path if old_path is not None else self.out_root / rel
+            if not inside(dst.parent.resolve(), self.out_root):
+                raise PermissionError(rel)
+            h, w = img.rgb.shape[:2]
+            manual_boxes = clean_boxes(manual, w, h)
+            removed_boxes = clean_boxes(removed, w, h, min_size=0)
+            entry = self.manifest.get(rel) if self.manifest is not None else None
+            if entry is not None:
+                # A dataset output: redo exactly the run's regions (labels and detections), not our detections.
+                if "regions" not in entry:
+                    raise FaceveilError(f"{rel}: its manifest entry has no regions (an older faceveil): "
+                                        "run `faceveil dataset anonymize` again with this version first")
+                self._check_manifest_config(rel, entry)
+                base = entry["regions"]
+                key = entry["path"]  # the dataset seeds each image by its path in the labels
+            else:
+                base = [f["box"] for f in item.analysis.get("main", [])]
+                if self.run is not None and rel in self.run.regions:
+                    # The regions the run hid first, then any face our detector finds that none of them covers.
+                    recorded = self.run.regions[rel]
+                    base = recorded + [b for b in base if not matches(b, recorded, iou=0.5)]
+                # The batch seeds each file by "<input folder name>/<rel>"; the same key gives the same noise.
+                key = f"{self.in_root.name}/{rel}"
+            kept = [b for b in base if not matches(b, removed_boxes)]
+            dets = Detections.merge([
+                Detections.from_boxes(kept, None, None, self.config.detector),
+                Detections.from_boxes(manual_boxes, None, None, "manual")])
+            out = self.anonymizer.anonymize(img.rgb, dets, self.anonymizer.rng_for(key))
+            if old_path is not None:
+                out = self._keep_run_changes(img.rgb, out, old_path, removed_boxes)
+            deep_region = self.anonymizer.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
+            if entry is not None:
+                # A dataset output keeps the original's stored pixel frame and orientation tag (its labels
+                # address stored pixels), and is read back before the manifest records it, as dataset mode does.
+                from ..dataset import write_checked
+
+                write_checked(str(dst), out, img, int(entry.get("orientation", 1)), self.config.keep_metadata,
+                              self.config.jpeg_quality, deep_region)
+            else:
+                write_image(dst, out, img, self.config.keep_metadata, self.config.jpeg_quality, deep_region)
+            item.out = dst
+            if entry is not None:  # before review.json: the manifest is what `dataset verify` trusts
+                self._manifest_apply(rel, entry, dst, [list(map(float, b)) for b in dets.xyxy], manual_boxes,
+                                     removed_boxes)
+            self._record(rel, manual=manual_boxes, removed=removed_boxes, applied_at=_now(),
+                         faces=len(dets), approved=False, approved_at=None)
+            self._analyse(item)
+            return self.item_json(item)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,103 @@
+"""What the page shows of each item: its flags, their risk, and the listing sorted by risk."""
+from __future__ import annotations
+
+from . import videos
+from .checks import matches
+from .pairs import Item, stat_key
+
+# Risk of each kind of flag; an image's risk is the sum over the kinds it has (sort key).
+RISK = {"failed": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60, "no-record": 30, "unhidden": 90, "size": 50, "near": 40, "small": 15,
+        "no-original": 5}
+
+
+class FlagsMixin:
+    """ReviewSet's views (see store.ReviewSet): read-only over its items, state and settings."""
+
+    def _manual(self, rel: str) -> dict:
+        return self.state["items"].get(rel, {})
+
+    def flags(self, item: Item) -> list[dict]:
+        a, c, rec = item.analysis, item.check, self._manual(item.rel)
+        flags: list[dict] = []
+        if item.out is None:
+            flags.append({"kind": "failed", "text": "no output: the file failed or was skipped" + (
+                "" if self.in_run(item) else " (its original is not shown: no report of the run names it)")})
+        if item.orig is None:
+            flags.append({"kind": "no-original", "text": "no original found: cannot compare or re-anonymize"})
+        if a.get("error"):
+            flags.append({"kind": "error", "text": a["error"]})
+        if c.get("error"):
+            flags.append({"kind": "error", "text": c["error"]})
+        if item.video:
+            return flags + videos.flags(a)
+        if c.get("size_mismatch"):
+            flags.append({"kind": "size", "text": "output size differs from the original: cannot check"})
+        removed = rec.get("removed", [])
+        # One flag per kind, with its boxes: a crowd gives one line "23 faces ...", not 23 lines.
+        found: dict[str, list] = {"unhidden": [], "second": [], "near": [], "small": []}
+        for group, kind in (("main", "unhidden"), ("second", "second"), ("near", "near")):
+            for face, hidden in zip(a.get(group, []), c.get(group, [])):
+                if not hidden and not (group == "main" and matches(face["box"], removed)):
+                    found[kind].append(face)
+        for face in a.get("main", []):
+            b = face["box"]
+            if min(b[2] - b[0], b[3] - b[1]) < self.settings.small_face and not matches(b, removed):
+                found["small"].append(face)
+        for kind, faces in found.items():
+            if not faces:
+                continue
+            n = len(faces)
+            many = f"{n} faces" if n > 1 else "a face"
+            best = max(f["score"] for f in faces)
+            sources = ", ".join(sorted({f["by"] for f in faces}))
+            text = {"unhidden": f"{many} found by {self.config.detector} (best {best:.2f}) but unchanged in the output",
+                    "second": f"{many} found by {sources} (best {best:.2f}), not hidden in the output",
+                    "near": f"{many} just under the threshold (best {best:.2f}), not hidden",
+                    "small": f"{many} smaller than {self.settings.small_face} px"}[kind]
+            flags.append({"kind": kind, "text": text, "count": n, "boxes": [f["box"] for f in faces]})
+        return flags
+
+    def item_json(self, item: Item) -> dict:
+        a, rec = item.analysis, self._manual(item.rel)
+        flags = self.flags(item)
+        if item.video:
+            return {
+                "path": item.rel, "kind": "video", "size": a.get("size"), "frames": a.get("frames", 0),
+                "fps": a.get("fps"), "hold": a.get("hold"), "tracks": a.get("tracks", []),
+                "failed_frames": a.get("failed", []), "second": a.get("second", []), "samples": a.get("samples", []),
+                "has_record": bool(a.get("record")), "has_output": item.out is not None,
+                "has_original": item.orig is not None and self.in_run(item), "version": stat_key(item.out),
+                "faces": [],
+                "suggestions": [], "manual": rec.get("manual", []), "removed": [],
+                "applied_at": rec.get("applied_at"), "approved": bool(rec.get("approved")), "flags": flags,
+                "checked": item.check_done, "risk": sum(RISK.get(f["kind"], 10) for f in flags),
+            }
+        removed = rec.get("removed", [])
+        faces = [{**f, "source": self.config.detector, "removed": matches(f["box"], removed)} for f in a.get("main", [])]
+        hidden = {g: item.check.get(g, []) for g in ("near", "second")}
+        suggestions = [{**f, "source": f["by"], "hidden": h}
+                       for g in ("near", "second") for f, h in zip(a.get(g, []), hidden[g])]
+        return {
+            "path": item.rel, "kind": "image",  # video items (tracks, frame strips) will add their own fields
+            "size": a.get("size"), "has_output": item.out is not None,
+            "has_original": item.orig is not None and self.in_run(item),
+            "version": stat_key(item.out), "faces": faces, "suggestions": suggestions,
+            "manual": rec.get("manual", []), "removed": removed, "applied_at": rec.get("applied_at"),
+            "approved": bool(rec.get("approved")), "flags": flags, "checked": item.check_done,
+            "risk": sum(RISK.get(f["kind"], 10) for f in flags),
+        }
+
+    def listing(self) -> dict:
+        with self._lock:
+            items = [self.item_json(i) for i in self.items.values()]
+        items.sort(key=lambda d: (-d["risk"], -sum(f.get("count", 1) for f in d["flags"]), d["path"]))
+        flagged = [d for d in items if d["flags"]]
+        return {
+            "items": items,
+            "summary": {"total": len(items), "flagged": len(flagged),
+                        "flagged_remaining": sum(not d["approved"] for d in flagged),
+                        "approved": sum(d["approved"] for d in items), "refused": len(self.refused),
+                        "checking": self.checking},
+            "config": self.state["config"], "last": self.state.get("last"),
+            "second_detectors": self._second_names, "threshold": self.threshold,
+        }

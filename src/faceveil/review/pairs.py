@@ -1,0 +1,53 @@
+"""The pairs under review: output and original files found under OUT and IN, kept inside their roots."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io.images import is_image_path
+from ..io.video import is_video_path
+
+OWN_DIR = ".faceveil"  # faceveil's own files under OUT (a video's track record too: video.tracks_path)
+REVIEW_FILE = f"{OWN_DIR}/review.json"
+OLD_REVIEW_FILE = "review.json"  # where faceveil 0.1.0 kept it: still read (when it is ours), never written
+
+
+def inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def list_images(root: Path) -> dict[str, Path]:
+    """Image files under root by posix relative path; hidden files/folders (ours, temp files) skipped."""
+    found: dict[str, Path] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not (is_image_path(p) or is_video_path(p)):
+            continue
+        if p.is_file() or p.is_symlink():
+            found[rel.as_posix()] = p
+    return found
+
+
+def stat_key(p: Path | None) -> str | None:
+    if p is None or not p.is_file():
+        return None
+    st = p.stat()
+    return f"{st.st_size}-{st.st_mtime_ns}"
+
+
+@dataclass
+class Item:
+    rel: str
+    out: Path | None
+    orig: Path | None
+    analysis: dict = field(default_factory=dict)  # detections on the original (cached)
+    check: dict = field(default_factory=dict)  # per face: hidden in the output? (cached by output stat)
+    check_done: bool = False
+
+    @property
+    def video(self) -> bool:
+        return is_video_path(self.rel)

@@ -1,0 +1,108 @@
+"""What earlier runs left to read back: an anonymize report's regions, stored parameters, a saved review.
+
+Each reader accepts what faceveil 0.1.0 wrote as well as what the current version writes.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..detections import Detections
+from ..errors import UsageError
+from ..io.video import is_video_path
+
+
+def plain_params(params: dict | None) -> dict:
+    """Parameters as a report, manifest, track record or review.json stores them, ready for make_params.
+
+    Tuples are JSON lists (current writers) or, from faceveil 0.1.0, Python text such as
+    '(0.6, 0.9)'; both become tuples. Anything else is passed through unchanged.
+    """
+    out = {}
+    for key, value in (params or {}).items():
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, str) and value[:1] == "(" and value[-1:] == ")":
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                parsed = None
+            if isinstance(parsed, (tuple, int, float)):  # "(0.6)" is Python's text for a bare number
+                value = parsed if isinstance(parsed, tuple) else (parsed,)
+        out[key] = value
+    return out
+
+
+@dataclass
+class RunRecord:
+    """What an `anonymize --report` run did, by posix path under OUT and IN: the regions it hid in
+    each written image, and every file it was given (the failed ones too)."""
+
+    source: str
+    regions: dict[str, list[list[float]]] = field(default_factory=dict)
+    inputs: set[str] = field(default_factory=set)
+
+
+def _rel_under(text: str, root: Path, bases: list[Path]) -> str | None:
+    """``text`` (a path as the report wrote it: absolute, or relative to where the run was started)
+    as a posix path under ``root``, or None. Unknown starting folder: the longest tail that exists."""
+    p = Path(text)
+    for cand in [p] if p.is_absolute() else [b / p for b in bases]:
+        try:
+            return (cand.parent.resolve() / cand.name).relative_to(root).as_posix()
+        except (ValueError, OSError):
+            continue
+    parts = p.parts
+    for k in range(len(parts)):
+        tail = Path(*parts[k:])
+        if ".." not in tail.parts and not tail.is_absolute() and (root / tail).exists():
+            return tail.as_posix()
+    return None
+
+
+def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.PathLike,
+                    in_root: str | os.PathLike) -> RunRecord:
+    """The per-file part of an `anonymize --report` document, keyed by paths under OUT and IN."""
+    out_root, in_root = Path(out_root).resolve(), Path(in_root).resolve()
+    bases = [Path.cwd(), Path(report).resolve().parent]
+    rec = RunRecord(str(report))
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise UsageError(f"{report}: not a `faceveil anonymize --report` file (no files)")
+    for f in files:
+        if not isinstance(f, dict):
+            continue
+        if isinstance(f.get("input"), str):
+            rel = _rel_under(f["input"], in_root, bases)
+            if rel is not None:
+                rec.inputs.add(rel)
+        if f.get("status") == "written" and isinstance(f.get("output"), str):
+            rel = _rel_under(f["output"], out_root, bases)
+            if rel is not None and not is_video_path(rel):  # a video's record is its track file
+                # float32 -> float is exact: Apply redoes the regions the run hid
+                rec.regions[rel] = [[float(v) for v in b] for b in Detections.from_dict(f.get("detections")).xyxy]
+    return rec
+
+
+def old_state(path: Path) -> dict:
+    """A review saved by faceveil 0.1.0 at OUT/review.json, if that file is one (else a user's file: {})."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 << 20:
+            return {}
+        state = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if isinstance(state, dict) and "faceveil" in state and "format" in state and isinstance(state.get("items"), dict):
+        return state
+    return {}
+
+
+def same_settings(a: dict, b: dict) -> bool:
+    """Same method, parameters, region and seed, whichever form a tuple was written in (list or text)."""
+    def key(d: dict) -> tuple:
+        return (d.get("method"), plain_params(d.get("method_params")), plain_params(d.get("region")), d.get("seed"))
+
+    return key(a) == key(b)

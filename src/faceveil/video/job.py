@@ -1,0 +1,181 @@
+"""The video job: one file decoded, tracked, anonymized and encoded into its output, failing closed per frame.
+
+Fails closed per frame: a frame whose detection, tracking or anonymization
+raises is written fully blurred (``on_error="blur"``, the default) or left out
+(``"drop"``), and counted in the result. Decoding runs in a background thread
+and encoding in another, so the detector (onnxruntime releases the GIL) never
+waits on I/O.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from ..detections import Detections
+from ..errors import FaceveilError, InputError
+from ..io.images import write_image
+from ..io.video import DecodeReport, VideoFrame, VideoWriter, probe, read_frames
+from ..pipeline import Anonymizer
+from ..progress import tqdm
+from .options import VideoOptions, VideoResult, video_preset
+from .record import frame_faces, write_record
+from .threads import EncoderThread, background
+from .tracking import tracked_frames
+
+
+def full_blur(rgb: np.ndarray) -> np.ndarray:
+    """The whole frame reduced to about 32 px across and scaled back: no face survives this."""
+    h, w = rgb.shape[:2]
+    f = 32 / max(h, w)
+    small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def preview_path(dst: Path, seconds: float) -> Path:
+    return dst.parent / f"{dst.stem}_preview" / f"{dst.stem}_{seconds:08.2f}s.jpg"
+
+
+def _write_preview(dst: Path, rgb: np.ndarray, seconds: float) -> None:
+    write_image(preview_path(dst, seconds), rgb, None, False, 90)
+
+
+def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.PathLike,
+                  options: VideoOptions | None = None, progress: bool = True, key: str | None = None,
+                  threaded: bool = True, manual: dict[int, list] | None = None,
+                  record: bool = True) -> VideoResult:
+    """Anonymize one video into ``dst``. Never raises for bad input: the result says why.
+
+    ``manual``: frame index -> extra boxes [[x1, y1, x2, y2], ...] anonymized on that frame
+    (a reviewer's boxes). ``record``: also write the per-frame boxes, track ids and failed
+    frames to ``tracks_path(dst)``, atomically, after the video itself.
+    """
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    options = options or VideoOptions()
+    try:
+        return _process(anonymizer, src, dst, options, progress, key or src.name, threaded, t0, manual or {},
+                        record)
+    except FaceveilError as exc:
+        return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except MemoryError:
+        return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, f"{src}: out of memory")
+    except Exception as exc:  # fail closed on anything unexpected, and say what it was
+        return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0,
+                           f"{src}: {exc.__class__.__name__}: {exc}")
+
+
+def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record) -> VideoResult:
+    info = probe(src)
+    report = DecodeReport()
+    frames: Iterable[VideoFrame] = read_frames(src, report, allow_truncated=options.allow_truncated)
+    if threaded:
+        frames = background(frames)
+    detect = anonymizer.detector.detect
+    face_frames = failed = dropped = 0
+    track_ids: set[int] = set()
+    warnings: list[str] = []
+    next_preview = 0.0
+    boxes_log: list[list] = []  # per written frame: the boxes anonymized on it (record.frame_faces)
+    errors_log: dict[str, str] = {}
+    bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True, desc=key[-30:], leave=False)
+    previews: list[Path] = []
+    try:
+        with VideoWriter(dst, info, options.encode) as writer:
+            sink = EncoderThread(writer) if threaded else writer
+            try:
+                for item in tracked_frames(frames, detect, options, float(info.fps)):
+                    vf = item.frame
+                    out = None
+                    error = item.error
+                    dets = item.detections
+                    if vf.index in manual:
+                        dets = Detections.merge([dets, Detections.from_boxes(manual[vf.index], source="manual")],
+                                                "track+manual")
+                    if error is None:
+                        try:
+                            out = anonymizer.anonymize(vf.rgb, dets, anonymizer.rng_for(f"{key}#{vf.index}"))
+                        except (KeyboardInterrupt, SystemExit, MemoryError):
+                            raise
+                        except Exception as exc:
+                            error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
+                    boxes_log.append([] if error is not None else frame_faces(dets))
+                    if error is not None:
+                        failed += 1
+                        errors_log[str(vf.index)] = error
+                        if len(warnings) < 20:
+                            warnings.append(error)
+                        if options.on_error == "drop":
+                            dropped += 1
+                            bar.update(1)
+                            continue
+                        out = full_blur(vf.rgb)
+                    else:
+                        face_frames += len(item.detections)
+                        track_ids.update(int(t) for t in item.detections.track_id if t >= 0)
+                    if options.preview and vf.time >= next_preview:
+                        previews.append(preview_path(dst, vf.time))
+                        _write_preview(dst, out, vf.time)
+                        next_preview = vf.time + options.preview
+                    sink.write(out, vf.pts)
+                    bar.update(1)
+                    bar.set_postfix(faces=len(item.detections), failed=failed, refresh=False)
+            finally:
+                if threaded:
+                    sink.close()
+            written = writer.frames
+    except BaseException:
+        _remove_previews(previews)  # the video failed: its stills go with it
+        raise
+    finally:
+        bar.close()
+    if report.errors:
+        warnings.extend(f"undecodable: {e}" for e in report.errors[:5])
+    if report.shortfall:
+        warnings.append(f"truncated: {report.shortfall}")
+    if record:
+        try:
+            write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
+                          report)
+        except OSError as exc:  # the video is fine; only the review loses its track view
+            warnings.append(f"track record not written: {exc}")
+    seconds = time.perf_counter() - t0
+    n = written + dropped
+    return VideoResult(str(src), str(dst), "written", face_frames, seconds, None, None,
+                       [info.width, info.height], frames=written, failed_frames=failed, dropped_frames=dropped,
+                       decode_errors=len(report.errors), announced_frames=report.announced,
+                       truncated=report.shortfall, tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
+                       warnings=warnings or None)
+
+
+def _remove_previews(paths: list[Path]) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            p.unlink()
+    if paths:
+        with contextlib.suppress(OSError):
+            paths[0].parent.rmdir()  # only when empty
+
+
+def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str = "blur",
+                    detector: str | None = None, options: VideoOptions | None = None, progress: bool = False,
+                    preset: str | None = None, **method_params) -> VideoResult:
+    """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written.
+
+    Detection and region default to the CLI's for videos (presets.VIDEO_PRESET).
+    """
+    anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
+                            preset=video_preset(detector, preset))
+    result = process_video(anonymizer, src, dst, options, progress)
+    if result.status == "failed":
+        raise InputError(result.error)
+    return result

@@ -1,0 +1,70 @@
+"""How a video is processed: the options, the result, and the options as the track record stores them."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..detect.presets import VIDEO_PRESET
+from ..errors import UsageError
+from ..io.video import EncodeOptions
+from ..pipeline import ItemResult
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    tracking: bool = True
+    hold: int | None = None  # frames; None: half a second
+    lookahead: int | None = None  # frames; None: a quarter of a second
+    detect_every: int = 1
+    smoothing: float = 0.5
+    on_error: str = "blur"  # "blur" | "drop"
+    preview: float = 0.0  # seconds between preview stills (0: none)
+    allow_truncated: bool = False  # write what decodes of a truncated or corrupt file (else it fails)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+
+    def __post_init__(self):
+        if self.detect_every < 1:
+            raise UsageError("--detect-every must be at least 1")
+        if self.on_error not in ("blur", "drop"):
+            raise UsageError("--on-error must be blur or drop")
+        if (self.hold is not None and self.hold < 0) or (self.lookahead is not None and self.lookahead < 0):
+            raise UsageError("--hold and --lookahead must be >= 0")
+        if self.preview < 0:
+            raise UsageError("--preview must be >= 0 seconds")
+        if not 0 <= self.encode.crf <= 63:
+            raise UsageError("--crf must be between 0 and 63")
+
+    def frames_held(self, fps: float) -> int:
+        return self.hold if self.hold is not None else max(1, round(0.5 * fps))
+
+    def frames_ahead(self, fps: float) -> int:
+        if not self.tracking:
+            return 0
+        return self.lookahead if self.lookahead is not None else max(1, round(0.25 * fps))
+
+
+@dataclass
+class VideoResult(ItemResult):
+    frames: int = 0  # frames written
+    failed_frames: int = 0  # frames whose processing raised (written fully blurred, or dropped)
+    dropped_frames: int = 0
+    decode_errors: int = 0  # packets that could not be decoded (no pixels exist for them)
+    announced_frames: int = 0  # frames the container announces (0: unknown)
+    truncated: str | None = None  # with allow_truncated: what is missing ("decoded 48 of 521 frames ...")
+    tracks: int = 0
+    fps: float = 0.0  # processing speed
+    warnings: list | None = None
+
+
+def video_preset(detector: str | None, preset: str | None) -> str | None:
+    """The preset a video gets: the one asked for, none when a detector is named, else presets.VIDEO_PRESET."""
+    return preset if preset or detector else VIDEO_PRESET
+
+
+def options_json(options: VideoOptions) -> dict:
+    return asdict(options)
+
+
+def options_from_json(d: dict) -> VideoOptions:
+    d = dict(d)
+    enc = EncodeOptions(**d.pop("encode", {}))
+    return VideoOptions(**{k: v for k, v in d.items() if k in VideoOptions.__dataclass_fields__}, encode=enc)

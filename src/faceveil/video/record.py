@@ -1,0 +1,96 @@
+"""The track record of an anonymized video: written by the video job, read by `faceveil review`.
+
+One JSON file per output, OUT/.faceveil/<name>.tracks.json, written atomically after the
+video: the exact settings, the boxes anonymized on every frame (``Detections.to_dict``'s
+faces: box, score, track id and where the box came from) and the frames that failed.
+Format 2; ``read_record`` also reads format 1 (faceveil 0.1.0), whose boxes were lists
+``[x1, y1, x2, y2, track id, "d" detected | "h" held or back-filled | "m" manual]``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..detections import Detections
+from ..errors import FaceveilError
+from ..io.atomic import write_bytes_atomic
+from .options import VideoOptions, options_json
+
+FORMAT = 2
+_OLD_KINDS = {"d": "detected", "h": "held", "m": "manual"}  # format 1's box kinds
+
+
+def tracks_path(dst: str | os.PathLike) -> Path:
+    """Where the track record of output ``dst`` goes: a hidden sidecar beside it (read by `faceveil review`)."""
+    dst = Path(dst)
+    return dst.parent / ".faceveil" / f"{dst.name}.tracks.json"
+
+
+def frame_faces(dets: Detections) -> list[dict]:
+    """One frame's boxes as the record keeps them: to 0.1 px, scores to 1e-4, no landmarks."""
+    plain = Detections(dets.xyxy, dets.score, None, dets.track_id, dets.source, dets.sources)
+    return plain.to_dict(1, 4)["faces"]
+
+
+def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, frames: list[list[dict]],
+                 errors: dict, failed: int, decode_errors: int, report=None) -> None:
+    """The track record `faceveil review` reads: one JSON file, written atomically after the video.
+
+    ``frames``: per written frame, ``frame_faces`` of the boxes anonymized on it ([] for a failed frame).
+    """
+    try:
+        desc = anonymizer.describe()
+        desc["detector_params"].pop("threads", None)
+    except AttributeError:  # a stand-in detector without params (tests, the Python API): no Apply from the review
+        desc = None
+    data = {"format": FORMAT, "faceveil": __version__, "video": dst.name, "key": key, "config": desc,
+            "options": options_json(options), "fps": float(info.fps), "size": None, "frames": frames,
+            "errors": errors, "failed_frames": failed, "decode_errors": decode_errors,
+            "hold": options.frames_held(float(info.fps)),
+            "announced_frames": report.announced if report else 0, "truncated": report.shortfall if report else None}
+    data["size"] = [info.height, info.width] if info.rotation in (90, -90, 270) else [info.width, info.height]
+    path = tracks_path(dst)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, json.dumps(data, separators=(",", ":")).encode())
+
+
+def _old_frame(boxes: list) -> Detections:
+    """A format-1 frame ([[x1, y1, x2, y2, track id, kind], ...]) as Detections; held boxes had score 0."""
+    if not boxes:
+        return Detections.empty()
+    sources = [_OLD_KINDS.get(b[5], "detected") for b in boxes]
+    return Detections(np.asarray([b[:4] for b in boxes], np.float32),
+                      np.asarray([0.0 if s == "held" else 1.0 for s in sources], np.float32), None,
+                      np.asarray([int(b[4]) for b in boxes], np.int64), "track", sources)
+
+
+def parse_record(data: dict) -> dict:
+    """A record as read from its file, with "frames" as one ``Detections`` per frame (either format)."""
+    data = dict(data)
+    if data.get("format", 1) == 1:
+        data["frames"] = [_old_frame(f) for f in data["frames"]]
+    else:
+        data["frames"] = [Detections.from_dict(f) for f in data["frames"]]
+    return data
+
+
+def read_record(out: Path, root: Path | None = None) -> dict | None:
+    """The run's track record of output ``out`` (None when there is none); with ``root``, refused when
+    it resolves outside it. Its "frames" are one ``Detections`` per frame."""
+    p = tracks_path(out)
+    if root is not None and (p.exists() or p.is_symlink()):
+        real = p.resolve()
+        try:
+            real.relative_to(root)
+        except ValueError:
+            raise FaceveilError(f"{p}: refused, a link leading out of OUT") from None
+    try:
+        return parse_record(json.loads(p.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise FaceveilError(f"{p}: cannot read the track record ({exc})")

@@ -1,0 +1,80 @@
+"""The two helper threads of a video job: decoding ahead of detection, encoding behind it."""
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..io.video import VideoWriter
+
+_END = object()
+
+
+def background(iterable: Iterable, size: int = 8) -> Iterator:
+    """Run ``iterable`` in a thread, ``size`` items ahead; its exceptions re-raise here."""
+    q: queue.Queue = queue.Queue(size)
+    stop = threading.Event()
+
+    def run():
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    t = threading.Thread(target=run, daemon=True, name="faceveil-decode")
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+class EncoderThread:
+    """Feeds a VideoWriter from a queue, so encoding overlaps detection."""
+
+    def __init__(self, writer: VideoWriter, size: int = 8):
+        self.writer = writer
+        self.q: queue.Queue = queue.Queue(size)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="faceveil-encode")
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            item = self.q.get()
+            if item is _END:
+                return
+            if self.error is None:
+                try:
+                    self.writer.write(*item)
+                except BaseException as exc:
+                    self.error = exc
+
+    def write(self, rgb: np.ndarray, pts: int | None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put((rgb, pts))
+
+    def close(self) -> None:
+        self.q.put(_END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error

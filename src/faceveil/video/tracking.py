@@ -1,0 +1,81 @@
+"""The tracking loop: frames in, each frame's final detections out (detect every Nth frame, track, hold, backfill)."""
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..api import resolved_detector
+from ..detections import Detections
+from ..io.video import VideoFrame, probe, read_frames
+from ..track import Tracker, TrackParams
+from .options import VideoOptions, video_preset
+
+
+@dataclass
+class TrackedFrame:
+    frame: VideoFrame
+    detections: Detections
+    error: str | None = None
+
+
+def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], Detections],
+                   options: VideoOptions, fps: float) -> Iterator[TrackedFrame]:
+    """Frames with their final detections, in order, ``lookahead`` frames behind the input."""
+    n = options.detect_every
+    hold = options.frames_held(fps)
+    ahead = options.frames_ahead(fps)
+    tracker: Tracker | None = None
+    last_raw = Detections.empty()
+    buffer: deque[TrackedFrame] = deque()
+
+    def emit(item: TrackedFrame) -> TrackedFrame:
+        if tracker is not None and ahead and item.error is None:
+            extra = tracker.backfill(item.frame.index)
+            if len(extra):
+                item.detections = Detections.merge([item.detections, extra], "track")
+        return item
+
+    for vf in frames:
+        error = None
+        dets = Detections.empty()
+        try:
+            raw = detect(vf.rgb) if vf.index % n == 0 else None
+            if options.tracking:
+                if tracker is None:
+                    h, w = vf.rgb.shape[:2]
+                    tracker = Tracker(TrackParams(hold=hold, lookahead=ahead, smoothing=options.smoothing), (w, h))
+                # A skipped frame is no miss: tracks live `hold` frames past the next detection run.
+                dets = tracker.step(vf.index, raw, hold + n - 1)
+            else:
+                last_raw = raw if raw is not None else last_raw
+                dets = last_raw
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:
+            error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
+        buffer.append(TrackedFrame(vf, dets, error))
+        while len(buffer) > ahead:
+            yield emit(buffer.popleft())
+    while buffer:
+        yield emit(buffer.popleft())
+
+
+def track(path: str | os.PathLike, detector: str | None = None, options: VideoOptions | None = None,
+          preset: str | None = None, **detector_params) -> Iterator[tuple[np.ndarray, Detections]]:
+    """Iterate ``(frame, detections)`` over a video: upright RGB frames, tracked faces with ids.
+
+    Detection defaults to the CLI's for videos (presets.VIDEO_PRESET). A frame whose
+    detection failed comes with ``detections.source == "error"`` and no boxes; treat it as
+    "anything may be a face there".
+    """
+    det = resolved_detector(detector, video_preset(detector, preset), detector_params)
+    info = probe(path)
+    for item in tracked_frames(read_frames(path), det.detect, options or VideoOptions(), float(info.fps)):
+        if item.error is not None:
+            yield item.frame.rgb, Detections.empty("error")
+        else:
+            yield item.frame.rgb, item.detections
