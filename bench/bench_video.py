@@ -125,7 +125,7 @@ def leak_table(clips) -> list[tuple[str, int, int, int]]:
     from faceveil.track.synthetic import changed, leaked
     from faceveil.video import VideoOptions, tracked_frames
 
-    from faceveil.cli import VIDEO_PRESET
+    from faceveil.detect.presets import VIDEO_PRESET
     from faceveil.detect.presets import resolve
     from faceveil.pipeline import AnonymizerConfig
 
