@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ..errors import FaceveilError, UsageError
 from ..train.train_on_anon import DEFAULT_METHODS
-from .common import add_detection_args, add_region_args, region_from_args, resolve_detection
 from . import eval_leaks
+from .common import add_detection_args, add_region_args, region_from_args, resolve_detection
 
 EPILOG_PRIVACY = """\
 examples:
