@@ -127,7 +127,7 @@ def leak_table(clips) -> list[tuple[str, int, int, int]]:
     changed, leaked = synthetic_video("changed", "leaked")
     from faceveil.video import VideoOptions, tracked_frames
 
-    from faceveil.cli import VIDEO_PRESET
+    from faceveil.detect.presets import VIDEO_PRESET
     from faceveil.detect.presets import resolve
     from faceveil.pipeline import AnonymizerConfig
 

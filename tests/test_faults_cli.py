@@ -375,7 +375,7 @@ def test_video_api_defaults_are_the_clis_video_default(monkeypatch, tmp_path, ca
 def test_eval_and_bench_default_to_the_anonymize_preset(tmp_path):
     from faceveil.cli import build_parser
     from faceveil.detect.presets import resolve
-    from faceveil.eval.commands import workbench
+    from faceveil.cli.eval import workbench
 
     (tmp_path / "imgs").mkdir()
     name, params, region = resolve(None)

@@ -18,8 +18,8 @@ from faceveil.cli import build_parser, main  # noqa: E402
 from faceveil.detections import Detections  # noqa: E402
 from faceveil.pipeline import AnonymizerConfig  # noqa: E402
 from faceveil.review import ReviewSet, ReviewSettings, create_app  # noqa: E402
-from faceveil.review import cli as review_cli  # noqa: E402
-from faceveil.review.cli import config_from_args  # noqa: E402
+from faceveil.cli import review as review_cli  # noqa: E402
+from faceveil.cli.review import config_from_args  # noqa: E402
 
 TOKEN = "test-token-faults"
 HDR = {"X-Faceveil-Token": TOKEN}
@@ -279,7 +279,7 @@ def test_a_failed_file_in_the_report_is_served(tmp_path, astronaut):
 def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, astronaut):
     from werkzeug.serving import BaseWSGIServer
 
-    from faceveil.review.cli import counted
+    from faceveil.cli.review import counted
 
     assert counted(0, 2) == "2 videos" and counted(1, 2) == "1 image and 2 videos" and counted(3, 0) == "3 images"
     src = tmp_path / "in"

@@ -17,7 +17,7 @@ from faceveil.cli import main  # noqa: E402
 from faceveil.detections import Detections  # noqa: E402
 from faceveil.pipeline import AnonymizerConfig  # noqa: E402
 from faceveil.review import ReviewSet, ReviewSettings, create_app  # noqa: E402
-from faceveil.review.cli import _is_loopback, config_from_args  # noqa: E402
+from faceveil.cli.review import _is_loopback, config_from_args  # noqa: E402
 
 TOKEN = "test-token-0123456789"
 HDR = {"X-Faceveil-Token": TOKEN}

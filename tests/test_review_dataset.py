@@ -14,7 +14,7 @@ from faceveil.dataset import DatasetConfig, anonymize_dataset, verify  # noqa: E
 from faceveil.io.manifest import read_manifest  # noqa: E402
 from faceveil.pipeline import AnonymizerConfig  # noqa: E402
 from faceveil.review import ReviewSet, ReviewSettings, create_app  # noqa: E402
-from faceveil.review.cli import config_from_args  # noqa: E402
+from faceveil.cli.review import config_from_args  # noqa: E402
 
 TOKEN = "test-token-dataset"
 HDR = {"X-Faceveil-Token": TOKEN}

@@ -68,7 +68,7 @@ def test_review_loop_on_default_settings(tmp_path, astronaut):
     """README's loop: anonymize --report -> review --from-report -> Apply, all on the default preset."""
     pytest.importorskip("flask", reason="the review page needs Flask")
     from faceveil.review import ReviewSet, ReviewSettings, create_app
-    from faceveil.review.cli import config_from_args
+    from faceveil.cli.review import config_from_args
 
     src, out, report = tmp_path / "photos", tmp_path / "out", tmp_path / "report.json"
     src.mkdir()

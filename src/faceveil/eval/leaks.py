@@ -227,3 +227,22 @@ class PRCurve:
         mpre = np.maximum.accumulate(mpre[::-1])[::-1]
         ap = float(np.sum((mrec[1:] - mrec[:-1]) * mpre[1:]))
         return PRResult(scores, precision, recall, ap, self.positives)
+
+
+def detect_with_candidates(detector, image: np.ndarray, floor: float):
+    """(detections in use, candidates down to ``floor`` for the PR curve), from one detection run where possible."""
+    from ..detect.centerface import CenterFace
+
+    if hasattr(detector, "detect_candidates"):
+        return detector.detect_candidates(image, floor)
+    if isinstance(detector, CenterFace) and floor < detector.params.threshold:
+        # Greedy NMS commutes with a score cut, so cutting the low-threshold result is exact.
+        low = getattr(detector, "_low", None)
+        if low is None:
+            from dataclasses import replace
+
+            low = detector._low = CenterFace(replace(detector.params, threshold=floor))
+        cand = low.detect(image)
+        return cand[cand.score >= detector.params.threshold], cand
+    d = detector.detect(image)
+    return d, d

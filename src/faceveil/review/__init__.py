@@ -2,7 +2,7 @@
 
 ``ReviewSet`` (store.py) pairs OUT with the originals, flags risky images and
 applies manual boxes; ``create_app`` (server.py) serves it over HTTP with a
-token; ``faceveil review`` (cli.py) wires both to the command line.
+token; ``faceveil review`` (faceveil.cli.review) wires both to the command line.
 """
 from .store import ReviewSet, ReviewSettings
 

@@ -15,8 +15,6 @@ Only numpy/cv2 at import time: torch is imported by the command (the `train` ext
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -28,17 +26,6 @@ import numpy as np
 NET = 128  # network input size (= harmonizer_net.NET_SIZE; duplicated so this module needs no torch)
 STORE = 192  # stored crops cover 3 box sizes; augmentation cuts the 2-box window out of them
 BOX_PX = 64  # a box's side in the network input (the window is twice the box)
-
-EPILOG = """\
-examples:
-  faceveil train harmonizer --images ../shared/data/facemask/images ../shared/data/deepface-unit \\
-      -o harmonizer.onnx --budget 20m --seed 0 --threads 1
-  faceveil anonymize in/ -o out/ -m replace -p harmonizer=unet -p harmonizer_model=harmonizer.onnx
-
---steps N stops after N steps (bit-reproducible under --seed on one machine);
---budget stops on wall-clock time (the step count then varies with the machine's load).
-Train only on photos whose licence allows shipping what you compute from them.
-"""
 
 
 @dataclass
@@ -266,42 +253,3 @@ def train(crops: Crops, out: str | Path, *, seconds: float = 1200, steps: int = 
             "params": n_params(model), "faces_train": int(len(tr_idx)), "faces_val": int(n_val), "seed": seed,
             "device": device, "threads": threads, "loss_last100": float(np.mean(losses[-100:])) if losses else None,
             "val_l1_face_input": before, "val_l1_face_output": after, "onnx_bytes": Path(out).stat().st_size}
-
-
-def register(sub) -> None:
-    p = sub.add_parser("harmonizer", help="train the U-Net harmonizer of the replace method (ONNX out)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="folders (or files) of face photos")
-    p.add_argument("-o", "--output", required=True, metavar="ONNX", help="model file to write")
-    p.add_argument("--budget", default="20m", help="training time (e.g. 20m, 90s, 1h; default 20m)")
-    p.add_argument("--steps", type=int, default=0, help="stop after this many steps instead (reproducible)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--width", type=int, default=16, help="channels of the first level (default 16; ~0.5 MB)")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--min-face", type=int, default=24, help="skip faces narrower than this many pixels")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_train)
-
-
-def cmd_train(args) -> int:
-    from ..errors import UsageError
-
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise UsageError("training needs torch: pip install 'faceveil[train]'") from None
-    seconds = parse_duration(args.budget)
-    t = time.perf_counter()
-    crops, stats = collect(args.images, min_face=args.min_face, progress=not args.quiet)
-    prep_s = time.perf_counter() - t
-    summary = train(crops, args.output, seconds=seconds, steps=args.steps, seed=args.seed, device=args.device,
-                    threads=args.threads, batch_size=args.batch, width=args.width, lr=args.lr,
-                    progress=not args.quiet)
-    summary.update(data=stats, prepare_seconds=round(prep_s, 1), images=[str(d) for d in args.images])
-    print(json.dumps(summary, indent=1), file=sys.stderr)
-    return 0

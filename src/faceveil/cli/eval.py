@@ -1,12 +1,17 @@
-"""`faceveil eval privacy|detection|quality`: argument parsing and tables; the work is in eval/."""
+"""`faceveil eval privacy|detection|quality|train` (and `eval leaks` from eval_leaks.py): argument parsing and
+tables; the work is in faceveil.eval (and faceveil.train for `eval train`)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import FaceveilError, UsageError
+from ..train.train_on_anon import DEFAULT_METHODS
+from . import eval_leaks
+from .common import add_detection_args, add_region_args, region_from_args, resolve_detection
 
 EPILOG_PRIVACY = """\
 examples:
@@ -56,16 +61,9 @@ def add_variant_args(p: argparse.ArgumentParser, single: bool = True) -> None:
                        help="evaluate one variant per value, e.g. blur.kernel=5,9,15,25")
         p.add_argument("--anonymized", metavar="DIR",
                        help="evaluate outputs made elsewhere: a folder mirroring --images (instead of --method)")
-    r = p.add_argument_group("region and detection (as `faceveil anonymize`)")
-    r.add_argument("--shape", choices=["ellipse", "box"])
-    r.add_argument("--mask-scale", type=float)
-    r.add_argument("--feather", type=float)
-    r.add_argument("--detect", choices=["fast", "balanced", "thorough"],
-                   help="detection preset (default balanced, as `faceveil anonymize`)")
-    r.add_argument("--detector", "-d", help="the pipeline's detector, its own defaults instead of a preset")
-    r.add_argument("--threshold", "-t", type=float, help="its threshold")
-    r.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[])
-    r.add_argument("--seed", type=int, default=0, help="seed for random methods")
+    p.add_argument("--seed", type=int, default=0, help="seed for random methods")
+    add_region_args(p)  # as `faceveil anonymize`, with the same defaults
+    add_detection_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if missing)")
     p.add_argument("--cache", metavar="DIR", help="measurement cache (default OUT/cache)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
@@ -74,6 +72,14 @@ def add_variant_args(p: argparse.ArgumentParser, single: bool = True) -> None:
 
 
 def register(sub) -> None:
+    ev = sub.add_parser("eval", help="measure leaks, privacy, utility and quality")
+    ev_sub = ev.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
+    register_variant_commands(ev_sub)
+    eval_leaks.register(ev_sub)
+    register_train(ev_sub)
+
+
+def register_variant_commands(sub) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("privacy", help="face-recognition attacks on anonymized photos", formatter_class=fmt,
                        epilog=EPILOG_PRIVACY, description="Can dlib's face recognition still match anonymized people?")
@@ -106,23 +112,17 @@ def register(sub) -> None:
 # shared helpers -------------------------------------------------------------
 
 def workbench(args, root):
-    from ..registry import parse_assignments
-    from .workbench import Workbench
+    from ..eval.workbench import Workbench
 
-    from ..detect.presets import resolve
-
-    region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
-              if v is not None}
     # Resolved as `faceveil anonymize` resolves them, so eval measures what anonymize ships.
-    name, dp, region = resolve(args.detect, args.detector, parse_assignments(args.detector_param), region,
-                               args.threshold)
+    name, dp, region = resolve_detection(args, region_from_args(args))
     cache = Path(args.cache) if args.cache else Path(args.output) / "cache"
     return Workbench(Path(root), cache, name, dp, region, not args.quiet)
 
 
 def variants(args) -> list:
     from ..registry import parse_assignments
-    from .workbench import Variant, parse_sweep
+    from ..eval.workbench import Variant, parse_sweep
 
     if args.anonymized:
         if args.sweep or args.param:
@@ -167,12 +167,12 @@ def fmt(v, digits: int = 3) -> str:
 
 def cmd_privacy(args) -> int:
     from ..report.plots import det_plot
-    from .privacy import ATTACKS, evaluate_privacy, load_pairs
+    from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs
 
     out = Path(args.output)
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
     if args.limit:  # the first N pairs (after --people / --all-pairs), and only the photos they use
-        from .privacy import PairSet
+        from ..eval.privacy import PairSet
 
         pairs = pairset.pairs[:args.limit]
         used = {f for a, b, _ in pairs for f in (a, b)}
@@ -223,7 +223,7 @@ def privacy_table(doc) -> str:
 
 def cmd_detection(args) -> int:
     from ..report.plots import rate_by_size_plot
-    from .utility import evaluate_detection, read_wider_labels, wider_ap
+    from ..eval.utility import evaluate_detection, read_wider_labels, wider_ap
 
     out = Path(args.output)
     files = list_images(args.images, args.limit)
@@ -232,7 +232,7 @@ def cmd_detection(args) -> int:
     labels = read_wider_labels(args.labels, files) if args.labels else None
     gt = None
     if args.wider_gt:
-        from .widerface import load_ground_truth
+        from ..eval.widerface import load_ground_truth
 
         gt = load_ground_truth(args.wider_gt)
     extra = {"wider"} if gt is not None else set()
@@ -280,7 +280,7 @@ def detection_table(doc) -> str:
 def cmd_quality(args) -> int:
     from dataclasses import replace
 
-    from .quality import evaluate_diversity, evaluate_quality
+    from ..eval.quality import evaluate_diversity, evaluate_quality
 
     out = Path(args.output)
     files = list_images(args.images, args.limit)
@@ -305,4 +305,77 @@ def cmd_quality(args) -> int:
                      f"{fmt(r['psnr'], 2)} | {fmt(r['ssim'])} | {fmt(r['fd_dlib'])} | {fmt(div)} |")
     print("\n".join(lines))
     print(f"faceveil: quality results -> {out / 'quality.json'}", file=sys.stderr)
+    return 0
+
+
+# eval train -------------------------------------------------------------------
+
+EPILOG_TRAIN = """\
+examples:
+  faceveil eval train --images data/images --labels data/gt.txt -o report/
+  faceveil eval train --images data/images --labels data/gt.txt --methods none,blur,pixelate --budget 5m -o report/
+  faceveil eval train --images data/images --labels data/gt.txt -p blur:kernel=9 --device cuda --budget 2m -o report/
+  faceveil eval train --images data/images --labels data/gt.txt --methods none,blur:relative=1.5,learnedblur --budget 5m -o report/
+    (learned blur against Gaussian blur of the same kernel: learnedblur's default is 1.5x the face width)
+
+Defaults follow Safe Fakes: blur kernel=25, pixelate cells=10, fullblur kernel=18. 'none' (the original data) is
+always trained first: every fidelity is relative to it. A time budget alone varies the number of steps between
+runs; add --steps N for exactly reproducible weights.
+"""
+
+
+def register_train(sub) -> None:
+    p = sub.add_parser("train", help="train a detector on anonymized data, test it on clean data (Safe Fakes)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_TRAIN,
+                       description="What an anonymizer costs a face detector trained on its output.")
+    p.add_argument("--images", required=True, help="folder of the labelled images")
+    p.add_argument("--labels", required=True, help="WIDER-layout gt.txt (name, count, x y w h ... per face)")
+    p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods, optional METHOD:NAME=VALUE "
+                                                              f"(default {DEFAULT_METHODS})")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="METHOD:NAME=VALUE",
+                   help="a method parameter, repeatable, e.g. -p blur:kernel=25")
+    p.add_argument("--budget", default="20m", help="training time per method (20m, 90s, 1h; default 20m)")
+    p.add_argument("--steps", type=int, help="also stop after this many steps (reproducible weights)")
+    p.add_argument("-o", "--output", required=True, help="report folder (results.json, report.md, plots)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of images held out for testing (default 0.2)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
+    p.add_argument("--input-size", type=int, default=320, help="training crop side in pixels (default 320)")
+    p.add_argument("--width", type=int, default=16, help="detector width (channels of the first stage; default 16)")
+    p.add_argument("--threads", type=int, default=4, help="augmentation threads (default 4)")
+    p.add_argument("--max-images", type=int, help="use only the first N labelled images (quick runs)")
+    p.add_argument("--save-models", action="store_true", help="export each method's detector as ONNX under OUT/models/")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    import importlib.util
+
+    from ..train.train_on_anon import INSTALL_HINT, RunConfig, load_samples, parse_duration, parse_methods, run
+
+    if importlib.util.find_spec("torch") is None:  # before reading any data: nothing else matters without it
+        raise FaceveilError(f"`faceveil eval train` needs torch: {INSTALL_HINT}")
+    specs = parse_methods(args.methods, args.param)
+    budget = parse_duration(args.budget)
+    if budget <= 0 and not args.steps:
+        raise UsageError("--budget must be positive (or give --steps)")
+    if not 0 < args.test_fraction < 1:
+        raise UsageError("--test-fraction must be between 0 and 1")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise UsageError(f"--device {args.device!r}: expected cpu or cuda")
+    samples, problems = load_samples(args.images, args.labels, args.max_images)
+    for msg in problems:
+        print(f"faceveil: warning: skipped {msg}", file=sys.stderr)
+    cfg = RunConfig(specs, budget if budget > 0 else float("inf"), args.steps, args.seed, args.split_seed,
+                    args.test_fraction, args.device, args.batch, args.input_size, args.width, args.threads,
+                    save_models=args.save_models, quiet=args.quiet)
+    t0 = time.perf_counter()
+    res = run(samples, cfg, args.output, {"images": str(args.images), "labels": str(args.labels),
+                                          "skipped": problems})
+    print(f"faceveil: {len(res['methods'])} methods in {time.perf_counter() - t0:.0f} s -> {args.output}/report.md",
+          file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""`faceveil review OUT --originals IN`: start the review page (registered through cli.COMMAND_MODULES)."""
+"""`faceveil review OUT --originals IN`: start the review page (the work is in faceveil.review)."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,8 @@ from ..anonymize import RegionParams
 from ..detect.presets import DEFAULT_PRESET, PRESETS
 from ..errors import FaceveilError, UsageError
 from ..pipeline import AnonymizerConfig
+from .common import (add_detection_args, anonymizer_config, check_jpeg_quality, detector_params_from_args,
+                     region_from_args, resolve_detection)
 
 # The defaults --help prints are the ones that apply: the default preset's region, the library's method.
 _REGION = {**{k: v.default for k, v in RegionParams.__dataclass_fields__.items()}, **PRESETS[DEFAULT_PRESET]["region"]}
@@ -36,8 +38,6 @@ user cache folder (see --cache-dir).
 
 
 def register(sub) -> None:
-    from ..cli import _add_detection_args
-
     fmt = argparse.RawDescriptionHelpFormatter
     r = sub.add_parser("review", help="check an anonymized set in the browser, fix missed faces",
                        formatter_class=fmt, epilog=EPILOG,
@@ -62,7 +62,7 @@ def register(sub) -> None:
     a.add_argument("--jpeg-quality", type=int, default=_CONFIG.jpeg_quality,
                    help="JPEG/WebP quality of rewritten files (default %(default)s)")
     a.add_argument("--keep-metadata", action="store_true", help="keep the originals' metadata in rewritten files")
-    _add_detection_args(r)
+    add_detection_args(r)
     f = r.add_argument_group("flags")
     f.add_argument("--second", default="auto", metavar="NAMES",
                    help="independent detector(s), comma-separated, or none (default auto: yunet, else dlib-hog)")
@@ -99,7 +99,7 @@ def _read_report(path: str) -> dict:
 def run_record_from_args(args):
     """What the run did per file (regions, files given), from --from-report; None without a report
     (a dataset's manifest is read by the ReviewSet itself)."""
-    from .runs import load_run_record
+    from ..review.runs import load_run_record
 
     if not args.from_report or args.from_report.endswith(".jsonl"):
         return None
@@ -116,7 +116,7 @@ def config_from_args(args):
     """An AnonymizerConfig: an anonymize report as the base, explicit options on top."""
     from ..detect.presets import resolve
     from ..registry import parse_assignments
-    from .runs import plain_params
+    from ..review.runs import plain_params
 
     base: dict = {}
     report = _report_path(args)
@@ -135,11 +135,8 @@ def config_from_args(args):
     method = args.method or base.get("method", _CONFIG.method)
     method_params = plain_params(base.get("method_params")) if method == base.get("method") else {}
     method_params.update(parse_assignments(args.param))
-    region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale),
-                                ("feather", args.feather)) if v is not None}
-    cli_det_params = parse_assignments(args.detector_param)
-    if args.max_size is not None:
-        cli_det_params["max_size"] = args.max_size
+    region = region_from_args(args)
+    cli_det_params = detector_params_from_args(args)
     if base.get("detector") and not args.detect and args.detector in (None, base["detector"]):
         # Detection as in the anonymize run the report describes, explicit options on top.
         detector = base["detector"]
@@ -149,18 +146,14 @@ def config_from_args(args):
         if args.threshold is not None:
             _, det_params, _ = resolve(None, detector, det_params, None, args.threshold)
     else:  # as `faceveil anonymize` would resolve the same options (default: the balanced preset)
-        detector, det_params, region = resolve(args.detect, args.detector, cli_det_params, region, args.threshold)
+        detector, det_params, region = resolve_detection(args, region)
     if isinstance(base.get("region"), dict):
         # Apply redraws the run's regions: always the run's shape and scale (explicit options on top),
         # even when the review detects with other settings to flag more.
-        region = {**base["region"], **{k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale),
-                                                         ("feather", args.feather)) if v is not None}}
-    if not 1 <= args.jpeg_quality <= 100:
-        raise UsageError("--jpeg-quality must be between 1 and 100")
-    return AnonymizerConfig(method=method, method_params=method_params, detector=detector,
-                            detector_params=det_params, region=region,
-                            seed=args.seed if args.seed is not None else int(base.get("seed", 0)),
-                            keep_metadata=args.keep_metadata, jpeg_quality=args.jpeg_quality)
+        region = {**base["region"], **region_from_args(args)}
+    check_jpeg_quality(args)
+    return anonymizer_config(args, method, method_params, detection=(detector, det_params, region),
+                             seed=args.seed if args.seed is not None else int(base.get("seed", 0)))
 
 
 def _is_loopback(host: str) -> bool:
@@ -176,14 +169,14 @@ def cmd_review(args) -> int:
     try:
         from werkzeug.serving import WSGIRequestHandler, make_server
 
-        from .server import create_app
+        from ..review.server import create_app
     except ImportError:
         raise UsageError("`faceveil review` needs Flask: pip install 'faceveil[review]'") from None
 
     class QuietHandler(WSGIRequestHandler):
         def log_request(self, *a, **k) -> None:  # one line per image would bury the URL (and log the token)
             pass
-    from .store import REVIEW_FILE, ReviewSet, ReviewSettings
+    from ..review.store import REVIEW_FILE, ReviewSet, ReviewSettings
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be between 0 and 65535")

@@ -1,11 +1,12 @@
-"""`faceveil dataset anonymize|verify`: argument parsing and messages only (the work is in dataset.py)."""
+"""`faceveil dataset anonymize|verify`: argument parsing and messages only (the work is in faceveil.dataset)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from .errors import UsageError
+from ..errors import UsageError
+from .common import add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, region_from_args
 
 EPILOG = """\
 examples:
@@ -47,11 +48,9 @@ def register(sub) -> None:
                    help="leave (and count) faces under N px on their shorter side (default 0)")
     a.add_argument("--face-classes", metavar="NAMES",
                    help="comma-separated label classes that are faces (default: every class)")
-    from .cli import _add_detection_args, add_region_args
-
     add_region_args(a)
 
-    _add_detection_args(a)
+    add_detection_args(a)
     o = a.add_argument_group("output and scale")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (recorded in the manifest)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
@@ -73,17 +72,14 @@ def register(sub) -> None:
 
 
 def cmd_dataset_anonymize(args) -> int:
-    from .cli import _config
-    from .dataset import DatasetConfig, anonymize_dataset
-    from .registry import parse_assignments
+    from ..dataset import DatasetConfig, anonymize_dataset
+    from ..registry import parse_assignments
 
     if args.address and args.backend != "ray":
         raise UsageError("--address needs --backend ray")
-    if not 1 <= args.jpeg_quality <= 100:
-        raise UsageError("--jpeg-quality must be between 1 and 100")
-    region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
-              if v is not None}
-    cfg = DatasetConfig(_config(args, args.method, parse_assignments(args.param), region), args.boxes, args.min_size)
+    check_jpeg_quality(args)
+    region = region_from_args(args)
+    cfg = DatasetConfig(anonymizer_config(args, args.method, parse_assignments(args.param), region), args.boxes, args.min_size)
     classes = None
     if args.face_classes is not None:
         classes = {c.strip() for c in args.face_classes.split(",") if c.strip()}
@@ -101,7 +97,7 @@ def cmd_dataset_anonymize(args) -> int:
         print(f"faceveil: warning: {len(s.unlabelled)} images under {args.images} are not in the labels and were "
               f"not written (e.g. {s.unlabelled[0]})", file=sys.stderr)
     if args.summary:
-        from .io.atomic import write_bytes_atomic
+        from ..io.atomic import write_bytes_atomic
 
         write_bytes_atomic(args.summary, json.dumps(s.to_json(), indent=1).encode())
     rate = s.done / s.seconds if s.seconds > 0 else 0.0
@@ -119,7 +115,7 @@ def cmd_dataset_anonymize(args) -> int:
 
 
 def cmd_dataset_verify(args) -> int:
-    from .dataset import verify
+    from ..dataset import verify
 
     rep = verify(args.output)
     if args.json:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import FaceveilError, UsageError
+from .common import add_common_args, add_detection_args, add_region_args, region_from_args, resolve_detection
+
 EPILOG = """\
 examples:
   faceveil eval leaks --images data/facemask/images --labels data/facemask/gt.txt -o leaks/
@@ -25,8 +28,6 @@ pixels tinted red, the labelled box in green) for a person to look at.
 
 
 def register(subparsers) -> None:
-    from ..cli import _add_common, _add_detection_args, add_region_args
-
     p = subparsers.add_parser("leaks", help="leaked faces and over-anonymized area against labelled boxes",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                               description="Run detection on labelled photos and count faces left uncovered.")
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=["wider", "voc", "coco", "yolo"], help="label format (default: guessed)")
     p.add_argument("-o", "--output", metavar="OUTDIR", help="write results.json, pr_curve.png and leaked/ crops here")
     add_region_args(p)
-    _add_detection_args(p)
+    add_detection_args(p)
     m = p.add_argument_group("measure")
     m.add_argument("--min-size", type=float, default=10, help="faces smaller than this (shorter side, px) are "
                    "reported in their own bucket only (default 10)")
@@ -44,7 +45,7 @@ def register(subparsers) -> None:
     m.add_argument("--pr-floor", type=float, default=0.05, help="score down to which the PR curve runs (default 0.05)")
     m.add_argument("--limit", type=int, default=0, help="evaluate only N images, evenly spaced (quick look)")
     m.add_argument("--max-crops", type=int, default=500, help="write at most this many leaked-face crops")
-    _add_common(p)
+    add_common_args(p)
     p.set_defaults(func=cmd_leaks)
 
 
@@ -52,29 +53,24 @@ def cmd_leaks(args) -> int:
     from ..progress import tqdm
 
     from .. import __version__
-    from ..cli import _detector_params
-    from ..detect.presets import resolve
-    from ..errors import FaceveilError, UsageError
+    from ..eval.leaks import LeakMetric, PRCurve, anonymized_mask, detect_with_candidates
+    from ..io.labels import find_image, read_eval_labels
     from ..io.images import read_rgb
     from ..pipeline import Anonymizer
-    from ..io.labels import find_image as resolve_image, read_eval_labels as read_labels
-    from .leaks import LeakMetric, PRCurve, anonymized_mask
 
     if not 0 < args.coverage <= 1:
         raise UsageError("--coverage must be in (0, 1]")
     images = Path(args.images)
     if not images.is_dir():
         raise UsageError(f"{images}: not a folder")
-    labels = read_labels(args.labels, args.format, images)
-    region = {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
-              if v is not None}
-    detector, params, region = resolve(args.detect, args.detector, _detector_params(args), region, args.threshold)
+    labels = read_eval_labels(args.labels, args.format, images)
+    detector, params, region = resolve_detection(args, region_from_args(args))
     anon = Anonymizer(method="blur", detector=detector, detector_params=params, region=region)
     describe = anon.describe()
     keys = list(labels)
     if args.limit and args.limit < len(keys):
         keys = [keys[i] for i in np.linspace(0, len(keys) - 1, args.limit).round().astype(int)]
-    found = [(k, resolve_image(images, k)) for k in keys]
+    found = [(k, find_image(images, k)) for k in keys]
     missing = [k for k, p in found if p is None]
     found = [(k, p) for k, p in found if p is not None]
     if not found:
@@ -132,25 +128,6 @@ def cmd_leaks(args) -> int:
         print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
               f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def detect_with_candidates(detector, image: np.ndarray, floor: float):
-    """(detections in use, candidates down to ``floor`` for the PR curve), from one detection run where possible."""
-    from ..detect.centerface import CenterFace
-
-    if hasattr(detector, "detect_candidates"):
-        return detector.detect_candidates(image, floor)
-    if isinstance(detector, CenterFace) and floor < detector.params.threshold:
-        # Greedy NMS commutes with a score cut, so cutting the low-threshold result is exact.
-        low = getattr(detector, "_low", None)
-        if low is None:
-            from dataclasses import replace
-
-            low = detector._low = CenterFace(replace(detector.params, threshold=floor))
-        cand = low.detect(image)
-        return cand[cand.score >= detector.params.threshold], cand
-    d = detector.detect(image)
-    return d, d
 
 
 def _operating_point(used) -> dict | None:

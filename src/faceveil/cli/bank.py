@@ -48,8 +48,8 @@ def register(sub) -> None:
 
 
 def cmd_build(args) -> int:
-    from .anonymize.bank import build_bank, list_labelled
-    from .errors import UsageError
+    from ..anonymize.bank import build_bank, list_labelled
+    from ..errors import UsageError
 
     if args.k < 3:
         raise UsageError("--k must be at least 3")
@@ -60,12 +60,12 @@ def cmd_build(args) -> int:
                              progress=not args.quiet)
     report = {"faces": stats, "people": len(bank.people())}
     if args.merge_lookalikes:
-        from .anonymize.identity import merge_lookalikes
+        from ..anonymize.identity import merge_lookalikes
 
         bank, report["lookalike_merges"] = merge_lookalikes(bank)
         report["people"] = len(bank.people())
     if args.average:
-        from .anonymize.identity import synthesize_bank
+        from ..anonymize.identity import synthesize_bank
 
         bank, report["averages"] = synthesize_bank(bank, args.average, args.k, args.seed,
                                                       min_distance=args.min_distance, progress=not args.quiet)
@@ -76,7 +76,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .anonymize.bank import load_bank
+    from ..anonymize.bank import load_bank
 
     bank = load_bank(args.bank or None)
     donors = {d for entry in bank.donors for d in str(entry).split("|")}

@@ -1,16 +1,18 @@
-"""``faceveil train learnedblur``: train the learned blur's refiner and export it as ONNX.
+"""``faceveil train learnedblur|harmonizer``: train the learned models faceveil ships and export them as ONNX.
 
-torch is imported only when the command runs, so the CLI stays torch-free.
+torch is imported only when a command runs, so the CLI stays torch-free.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from ..errors import FaceveilError, UsageError
 
-EPILOG = """\
+EPILOG_LEARNEDBLUR = """\
 examples:
   faceveil train learnedblur --images ../shared/data/facemask/images --labels ../shared/data/facemask/gt.txt \\
       --budget 25m --torch-threads 1 -o learnedblur.onnx
@@ -23,10 +25,15 @@ OUTPUT.json next to the model. Use the model with `-m learnedblur -p model=learn
 
 
 def register(sub) -> None:
-    import argparse
+    tr = sub.add_parser("train", help="train the learned models faceveil ships (needs the train extra: torch)")
+    tr_sub = tr.add_subparsers(dest="train_command", metavar="TRAIN_COMMAND", required=True)
+    register_learnedblur(tr_sub)
+    register_harmonizer(tr_sub)
 
+
+def register_learnedblur(sub) -> None:
     p = sub.add_parser("learnedblur", help="train the learned blur (DartBlur) refiner and export ONNX",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_LEARNEDBLUR,
                        description="A Gaussian blur refined so that detectors still find the faces.")
     p.add_argument("--images", required=True, help="folder of the labelled images")
     p.add_argument("--labels", required=True, help="WIDER-layout gt.txt (name, count, x y w h ... per face)")
@@ -54,13 +61,13 @@ def register(sub) -> None:
 
 
 def cmd_learnedblur(args) -> int:
-    from .train_on_anon import INSTALL_HINT, load_samples, parse_duration, split
+    from ..train.train_on_anon import INSTALL_HINT, load_samples, parse_duration, split
 
     try:
         import torch
     except ImportError:
         raise FaceveilError(f"`faceveil train learnedblur` needs torch: {INSTALL_HINT}") from None
-    from . import learnedblur as L
+    from ..train import learnedblur as L
 
     budget = parse_duration(args.budget)
     if budget <= 0 and not args.steps:
@@ -96,4 +103,60 @@ def cmd_learnedblur(args) -> int:
                  "test": [s.name for s in test_s]},
         "torch_threads": torch.get_num_threads()})
     print(f"faceveil: {res.steps} steps in {time.perf_counter() - t0:.0f} s -> {out}", file=sys.stderr)
+    return 0
+
+
+# train harmonizer ----------------------------------------------------------------
+
+HARMONIZER_SUMMARY = ("`faceveil train harmonizer`: the U-Net that matches a pasted face's colour and light to its "
+                      "scene.")
+
+EPILOG_HARMONIZER = """\
+examples:
+  faceveil train harmonizer --images ../shared/data/facemask/images ../shared/data/deepface-unit \\
+      -o harmonizer.onnx --budget 20m --seed 0 --threads 1
+  faceveil anonymize in/ -o out/ -m replace -p harmonizer=unet -p harmonizer_model=harmonizer.onnx
+
+--steps N stops after N steps (bit-reproducible under --seed on one machine);
+--budget stops on wall-clock time (the step count then varies with the machine's load).
+Train only on photos whose licence allows shipping what you compute from them.
+"""
+
+
+def register_harmonizer(sub) -> None:
+    p = sub.add_parser("harmonizer", help="train the U-Net harmonizer of the replace method (ONNX out)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_HARMONIZER,
+                       description=HARMONIZER_SUMMARY)
+    p.add_argument("--images", nargs="+", required=True, metavar="DIR", help="folders (or files) of face photos")
+    p.add_argument("-o", "--output", required=True, metavar="ONNX", help="model file to write")
+    p.add_argument("--budget", default="20m", help="training time (e.g. 20m, 90s, 1h; default 20m)")
+    p.add_argument("--steps", type=int, default=0, help="stop after this many steps instead (reproducible)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--width", type=int, default=16, help="channels of the first level (default 16; ~0.5 MB)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--min-face", type=int, default=24, help="skip faces narrower than this many pixels")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_harmonizer)
+
+
+def cmd_harmonizer(args) -> int:
+    from ..train.harmonizer import collect, parse_duration, train
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UsageError("training needs torch: pip install 'faceveil[train]'") from None
+    seconds = parse_duration(args.budget)
+    t = time.perf_counter()
+    crops, stats = collect(args.images, min_face=args.min_face, progress=not args.quiet)
+    prep_s = time.perf_counter() - t
+    summary = train(crops, args.output, seconds=seconds, steps=args.steps, seed=args.seed, device=args.device,
+                    threads=args.threads, batch_size=args.batch, width=args.width, lr=args.lr,
+                    progress=not args.quiet)
+    summary.update(data=stats, prepare_seconds=round(prep_s, 1), images=[str(d) for d in args.images])
+    print(json.dumps(summary, indent=1), file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UsageError
+from .eval import add_variant_args, list_images, pipeline_threshold, workbench, write_json
 
 EPILOG = """\
 examples:
@@ -27,8 +28,6 @@ same photos, or on --det-images when given (labelled faces with --labels).
 
 
 def register(sub) -> None:
-    from .commands import add_variant_args
-
     b = sub.add_parser("bench", help="compare anonymization methods: privacy, utility, quality, report",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                        description="Run every evaluation for several methods and write a report.")
@@ -52,7 +51,7 @@ def register(sub) -> None:
 
 def build_variants(args) -> list:
     from ..registry import parse_assignments
-    from .workbench import Variant, parse_sweep
+    from ..eval.workbench import Variant, parse_sweep
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
@@ -80,10 +79,9 @@ def build_variants(args) -> list:
 
 def cmd_bench(args) -> int:
     from ..report.bench_report import write_report
-    from .commands import list_images, pipeline_threshold, privacy_table, workbench, write_json
-    from .privacy import evaluate_privacy, load_pairs
-    from .quality import evaluate_diversity, evaluate_quality
-    from .utility import evaluate_detection, read_wider_labels
+    from ..eval.privacy import evaluate_privacy, load_pairs
+    from ..eval.quality import evaluate_diversity, evaluate_quality
+    from ..eval.utility import evaluate_detection, read_wider_labels
 
     out = Path(args.output)
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)

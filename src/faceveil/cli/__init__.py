@@ -1,0 +1,81 @@
+"""Command line: argument parsing and messages only; the work happens in the library.
+
+One module per command group (anonymize with videos, detect, listing, dataset, review, bench, bank,
+eval, train), each with ``register(subparsers)``; the option groups they share and the one place
+options become an AnonymizerConfig are in common.py. Library modules are imported inside the
+command functions, not at the top: `faceveil --help` must not load onnxruntime, torch or the
+models (the one reason for an import inside a function here).
+
+Exit codes: 0 all done, 1 some items failed, 2 bad usage. No tracebacks unless --debug.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import FaceveilError, UsageError
+from . import anonymize, bank, bench, dataset, detect, eval as eval_commands, listing, review, train
+from .parser import ArgumentParser
+
+EPILOG_MAIN = """\
+examples:
+  faceveil anonymize photo.jpg -o out/                 blur every face (the default method)
+  faceveil anonymize photos/ -o out/ --jobs 2          a whole tree, mirrored under out/
+  faceveil anonymize clip.mp4 -o out/                  videos: faces tracked, audio copied
+  faceveil review out/ --originals photos/             check the result, fix missed faces
+  faceveil dataset anonymize --format voc --images imgs/ --labels xml/ -o anon/
+  faceveil detect photos/ --json boxes.json            boxes, scores and 5 landmarks per face
+  faceveil methods                                     every method with its parameters
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = ArgumentParser(
+        prog="faceveil", formatter_class=fmt, epilog=EPILOG_MAIN,
+        description="Find every face in images and videos (anonymize) or in annotated datasets (dataset) and\n"
+                    "hide it; check and fix the result in the browser (review); measure how well it worked\n"
+                    "(eval leaks, eval privacy, bench).",
+    )
+    parser.add_argument("--version", action="version", version=f"faceveil {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in (anonymize, detect, listing, dataset, review, bench, bank, eval_commands, train):
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    from ..signals import Terminated, terminate_as_interrupt
+
+    try:
+        with terminate_as_interrupt():
+            return args.func(args)
+    except Terminated:
+        print("faceveil: terminated; no partial files were left", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("faceveil: interrupted; no partial files were left", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except UsageError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"faceveil: error: {exc}", file=sys.stderr)
+        return 2
+    except FaceveilError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"faceveil: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

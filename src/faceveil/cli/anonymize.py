@@ -1,0 +1,203 @@
+"""`faceveil anonymize`: images, videos and folders (the video options and the loop over video files too)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import __version__
+from ..detect.presets import VIDEO_PRESET
+from ..errors import UsageError
+from ..io.images import is_image_path
+from ..io.video import is_video_path
+from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality,
+                     check_writable, region_from_args, report_failures, write_result_file)
+
+EPILOG_ANON = """\
+examples:
+  faceveil anonymize photo.jpg -o out/
+  faceveil anonymize photos/ -o out/ --report report.json --jobs 2
+  faceveil anonymize photos/ -o out/ -m blur -p kernel=25            fixed 25x25 Gaussian
+  faceveil anonymize photos/ -o out/ -m pixelate -p cells=16         16x16 mosaic per face
+  faceveil anonymize clip.mp4 -o out/ --detect-every 2               videos: H.264, audio copied
+
+Outputs keep the input's names, formats and folder tree; metadata (EXIF, GPS) is stripped unless
+--keep-metadata. A file that could not be processed is not written: it is reported (exit code 1).
+"""
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    a = sub.add_parser("anonymize", help="hide faces in images, videos or folders", formatter_class=fmt,
+                       epilog=EPILOG_ANON, description="Detect faces in images and videos and hide them.")
+    a.add_argument("inputs", nargs="+", metavar="INPUT", help="images, videos and/or folders (searched recursively)")
+    a.add_argument("-o", "--output", metavar="OUT", help="output folder (created if missing)")
+    a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`); default blur")
+    a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
+                   help="a method parameter, repeatable, e.g. -p kernel=25")
+    add_region_args(a)
+    add_detection_args(a)
+    o = a.add_argument_group("output")
+    o.add_argument("--report", metavar="FILE", help="write a JSON summary: per file faces, method, params, time, errors")
+    o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default; GPS too)")
+    o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
+    o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
+    ex = o.add_mutually_exclusive_group()
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace existing outputs (default: refuse, naming the first)")
+    ex.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
+    o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
+    add_common_args(a)
+    add_video_args(a)
+    a.set_defaults(func=cmd_anonymize)
+
+
+def cmd_anonymize(args) -> int:
+    from ..io.inputs import plan_jobs
+    from ..pipeline import Anonymizer
+    from ..registry import parse_assignments
+    from ..batch import run_batch
+
+    region = region_from_args(args)
+    check_jpeg_quality(args)
+    cfg = anonymizer_config(args, args.method, parse_assignments(args.param), region)
+    if args.in_place and args.output:
+        raise UsageError("give either -o OUT or --in-place, not both")
+    if args.report:
+        check_writable(args.report, "the report")
+    video_options(args)  # bad video options fail before any work
+    jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place)
+    from ..io.inputs import check_existing
+
+    jobs, kept = check_existing(jobs, "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
+    from ..io.atomic import remove_stale_temporaries
+
+    # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
+    stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
+    image_jobs, video_jobs = split_video_jobs(jobs)
+    # Build once here so bad names, parameters or a missing model fail before any work.
+    describe = Anonymizer.from_config(cfg).describe()
+    vcfg = cfg
+    if video_jobs and args.detect is None and args.detector is None:
+        # Per-frame cost decides video speed and tracking (hold, look-ahead) bridges a missed frame,
+        # so videos default to the fast preset (bench/bench_video.py measures leaks and fps).
+        vcfg = anonymizer_config(argparse.Namespace(**{**vars(args), "detect": VIDEO_PRESET}), args.method,
+                                 parse_assignments(args.param), region)
+        if image_jobs:
+            describe["video"] = Anonymizer.from_config(vcfg).describe()
+        elif video_jobs:
+            describe = Anonymizer.from_config(vcfg).describe()
+    results = run_batch(cfg, image_jobs, "anonymize", args.jobs, not args.quiet) if image_jobs else []
+    results += run_videos(vcfg, video_jobs, args)
+    n_failed = report_failures(results)
+    written = [r for r in results if r.status == "written"]
+    faces = sum(r.faces for r in written)
+    if args.report:
+        report = {"faceveil": __version__, **describe, "files": [r.to_json() for r in results],
+                  "skipped": [str(p) for p in skipped], "existing": [str(j.dst) for j in kept],
+                  "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces}}
+        write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
+    where = args.output if args.output else "in place"
+    msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({_faces_text(written)}) -> {where}"
+    if skipped:
+        msg += f"; {len(skipped)} non-image files skipped"
+    if kept:
+        msg += f"; {len(kept)} existing outputs left as they were"
+    if stale:
+        msg += f"; {stale} temporary files of interrupted runs removed"
+    if n_failed:
+        msg += f"; {n_failed} failed (not written)"
+    print(msg, file=sys.stderr)
+    # Video frames blurred or dropped, or a truncated video written under --allow-truncated.
+    partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) for r in written)
+    return 1 if n_failed or partial else 0
+
+
+def _faces_text(written) -> str:
+    """"3 faces", or for videos "14387 face-frames in videos" (one face over 300 frames counts 300)."""
+    n_img = sum(r.faces for r in written if not is_video_path(r.input))
+    n_vid = sum(r.faces for r in written if is_video_path(r.input))
+    img = f"{n_img} face{'' if n_img == 1 else 's'}"
+    if not any(is_video_path(r.input) for r in written):
+        return img
+    vid = f"{n_vid} face-frame{'' if n_vid == 1 else 's'} in videos"
+    return f"{img} in images, {vid}" if len(written) > sum(is_video_path(r.input) for r in written) else vid
+
+
+def is_media_path(path) -> bool:
+    return is_image_path(path) or is_video_path(path)
+
+
+# x264's and x265's preset names (both encoders take the same ones); anything else fails in the encoder.
+X264_PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"]
+
+
+def add_video_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("video (mp4, mov, mkv, avi, webm)")
+    g.add_argument("--crf", type=int, default=20, help="video quality, lower is better (x264 CRF; default 20)")
+    g.add_argument("--codec", help="video codec (default libx264; libvpx-vp9 for .webm), e.g. libx265")
+    g.add_argument("--preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",
+                   help=f"x264/x265 speed: {X264_PRESETS[0]}..{X264_PRESETS[-1]} (default %(default)s)")
+    g.add_argument("--no-audio", action="store_true", help="drop the audio stream (default: copied unchanged)")
+    g.add_argument("--hold", type=int, metavar="FRAMES",
+                   help="keep a lost face hidden where it is predicted (default 0.5 s)")
+    g.add_argument("--lookahead", type=int, metavar="FRAMES",
+                   help="hide a face this long before it is first detected (default 0.25 s)")
+    g.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="detect on every Nth frame, track in between (faster, may leak more)")
+    g.add_argument("--no-tracking", action="store_true", help="per-frame detections only (no hold, no look-ahead)")
+    g.add_argument("--on-error", choices=["blur", "drop"], default="blur",
+                   help="a frame that fails is written fully blurred (default) or dropped")
+    g.add_argument("--preview", type=float, default=0, metavar="SECONDS",
+                   help="also write a still every SECONDS into OUT/<name>_preview/")
+    g.add_argument("--allow-truncated", action="store_true",
+                   help="write what decodes of a truncated video (exit 1; default: write nothing)")
+
+
+def video_options(args):
+    from ..io.video import EncodeOptions
+    from ..video import VideoOptions
+
+    if args.crf is not None and not 0 <= args.crf <= 63:
+        raise UsageError("--crf must be between 0 and 63")
+    enc = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, audio=not args.no_audio)
+    return VideoOptions(tracking=not args.no_tracking, hold=args.hold, lookahead=args.lookahead,
+                        detect_every=args.detect_every, on_error=args.on_error, preview=args.preview,
+                        allow_truncated=args.allow_truncated, encode=enc)
+
+
+def split_video_jobs(jobs):
+    return [j for j in jobs if not is_video_path(j.src)], [j for j in jobs if is_video_path(j.src)]
+
+
+def run_videos(cfg, jobs, args) -> list:
+    """Each video in turn (each uses every core); a result per video, failures reported, never raised."""
+    from ..pipeline import Anonymizer
+    from ..video import process_video
+
+    if not jobs:
+        return []
+    options = video_options(args)
+    anonymizer = Anonymizer.from_config(cfg)
+    results = []
+    for i, job in enumerate(jobs):
+        if not args.quiet and len(jobs) > 1:
+            print(f"faceveil: video {i + 1}/{len(jobs)}: {job.rel}", file=sys.stderr)
+        r = process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet, key=job.rel)
+        if r.status == "written":
+            if r.failed_frames:
+                what = "dropped" if options.on_error == "drop" else "written fully blurred"
+                print(f"faceveil: warning: {job.src}: {r.failed_frames} frames could not be processed ({what}); "
+                      f"first: {r.warnings[0] if r.warnings else '?'}", file=sys.stderr)
+            if r.decode_errors:
+                print(f"faceveil: warning: {job.src}: {r.decode_errors} packets could not be decoded (left out)",
+                      file=sys.stderr)
+            if r.truncated:
+                print(f"faceveil: warning: {job.src}: truncated: {r.truncated}; the frames that decoded were written",
+                      file=sys.stderr)
+            if not args.quiet:
+                # A face seen in 300 frames is 300 face-frames and one track (boxes linked over time).
+                print(f"faceveil: {job.rel}: {r.frames} frames, {r.faces} face-frames in {r.tracks} "
+                      f"track{'' if r.tracks == 1 else 's'}, {r.fps:.1f} fps", file=sys.stderr)
+        results.append(r)
+    return results

@@ -1,0 +1,147 @@
+"""The option groups several commands share, and the one place options become an AnonymizerConfig."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..detect.presets import VIDEO_PRESET
+from ..errors import FaceveilError, UsageError
+
+
+def default_settings() -> dict:
+    """What a run without options uses (the default preset's detector and region, RegionParams for the
+    rest): the one source help texts print their defaults from."""
+    from dataclasses import fields
+
+    from ..anonymize import RegionParams
+    from ..detect.presets import DEFAULT_PRESET, PRESETS
+
+    p = PRESETS[DEFAULT_PRESET]
+    return {"detector": p["detector"], "detector_params": dict(p["params"]),
+            "region": {**{f.name: f.default for f in fields(RegionParams)}, **p["region"]}}
+
+
+def add_region_args(p: argparse.ArgumentParser) -> None:
+    """--shape, --mask-scale, --feather with the defaults a run applies."""
+    from ..detect.presets import DEFAULT_PRESET
+
+    reg = default_settings()["region"]
+    r = p.add_argument_group("region")
+    r.add_argument("--shape", choices=["ellipse", "box"],
+                   help=f"region shape around each face (default {reg['shape']}: the {DEFAULT_PRESET} preset's)")
+    r.add_argument("--mask-scale", type=float, metavar="X",
+                   help=f"region size relative to the detected box (default {reg['mask_scale']}: the "
+                        f"{DEFAULT_PRESET} preset's; deface's --mask-scale 1.3 is 1.6 here)")
+    r.add_argument("--feather", type=float, metavar="F",
+                   help=f"soft edge outside the region, fraction of face size (default {reg['feather']:g})")
+
+
+def add_detection_args(p: argparse.ArgumentParser) -> None:
+    """--detect, --detector, --threshold, --max-size, --detector-param with the defaults a run applies."""
+    g = p.add_argument_group("detection")
+    from ..detect.presets import DEFAULT_PRESET, PRESETS
+
+    d = default_settings()["detector_params"]
+    g.add_argument("--detect", choices=list(PRESETS), metavar="PRESET",
+                   help=f"{', '.join(list(PRESETS)[:-1])} or {list(PRESETS)[-1]}: "
+                        f"fewer leaks cost time (default {DEFAULT_PRESET}; videos: {VIDEO_PRESET})")
+    g.add_argument("--detector", "-d", metavar="NAME",
+                   help="a detector (`faceveil detectors`) with its own defaults, not a preset")
+    small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
+    g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}{small}: the "
+                   f"{DEFAULT_PRESET} preset's); lower finds more faces; sets every cut the detector has")
+    g.add_argument("--max-size", type=int, metavar="PX", help="detect on a copy at most this long (px)")
+    g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
+                   help="any detector parameter, repeatable")
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """--jobs, --quiet, --debug."""
+    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def region_from_args(args) -> dict:
+    """The region options given (--shape, --mask-scale, --feather); the rest is the preset's."""
+    return {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
+            if v is not None}
+
+
+def detector_params_from_args(args) -> dict:
+    """--detector-param assignments, plus --max-size."""
+    from ..registry import parse_assignments
+
+    params = parse_assignments(args.detector_param)
+    if args.max_size is not None:
+        params["max_size"] = args.max_size
+    return params
+
+
+def resolve_detection(args, region: dict | None = None) -> tuple[str, dict, dict]:
+    """(detector, detector parameters, region) as `faceveil anonymize` resolves the detection options."""
+    from ..detect.presets import resolve
+
+    return resolve(args.detect, args.detector, detector_params_from_args(args), region, args.threshold)
+
+
+def check_jpeg_quality(args) -> None:
+    if not 1 <= args.jpeg_quality <= 100:
+        raise UsageError("--jpeg-quality must be between 1 and 100")
+
+
+def anonymizer_config(args, method: str = "blur", method_params: dict | None = None, region: dict | None = None,
+                      *, detection: tuple[str, dict, dict] | None = None, seed: int | None = None):
+    """The AnonymizerConfig the options ask for: detection resolved from them unless ``detection``
+    (detector, parameters, region) is given, seed, metadata and JPEG quality from them unless absent."""
+    from ..pipeline import AnonymizerConfig
+
+    if getattr(args, "jobs", 1) < 1:
+        raise UsageError("--jobs must be at least 1")
+    detector, detector_params, region = detection or resolve_detection(args, region)
+    return AnonymizerConfig(
+        method=method, method_params=method_params or {}, detector=detector,
+        detector_params=detector_params, region=region,
+        seed=getattr(args, "seed", 0) if seed is None else seed, keep_metadata=getattr(args, "keep_metadata", False),
+        jpeg_quality=getattr(args, "jpeg_quality", 95),
+    )
+
+
+def check_writable(path: str, what: str) -> None:
+    """Refuse (bad usage, before any work) a file that could not be written at the end of a run.
+
+    Probes the nearest existing folder with a temporary file: permission bits alone say nothing
+    for root, a read-only mount or /proc. Creates no folder."""
+    import tempfile
+
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{path}: {what} is a folder; give a file name")
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UsageError(f"{path}: cannot write {what}: {anc} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write {what} in {anc} ({exc.strerror or exc})") from None
+
+
+def write_result_file(path: str, data: bytes, what: str) -> None:
+    from ..io.atomic import write_bytes_atomic
+
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:  # e.g. the disk filled up during the run
+        raise FaceveilError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None
+
+
+def report_failures(results) -> int:
+    """Print each failed result's error; return how many failed."""
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        print(f"faceveil: error: {r.error}", file=sys.stderr)
+    return len(failed)

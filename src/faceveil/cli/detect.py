@@ -1,0 +1,60 @@
+"""`faceveil detect`: face boxes, scores and landmarks of images as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..errors import UsageError
+from .common import (add_common_args, add_detection_args, anonymizer_config, check_writable, report_failures,
+                     write_result_file)
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    d = sub.add_parser("detect", help="write face boxes, scores and landmarks as JSON", formatter_class=fmt,
+                       description="Detect faces in images only (a video's per-frame faces: `faceveil anonymize` "
+                                   "writes them to OUT/.faceveil/<name>.tracks.json).",
+                       epilog="example:\n  faceveil detect photos/ --json boxes.json --threshold 0.3")
+    d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    d.add_argument("--json", metavar="FILE", help="write results here (default: standard output)")
+    add_detection_args(d)
+    add_common_args(d)
+    d.set_defaults(func=cmd_detect)
+
+
+def cmd_detect(args) -> int:
+    from ..io.images import is_image_path
+    from ..io.inputs import plan_jobs
+    from ..pipeline import Anonymizer
+    from ..batch import run_batch
+
+    from ..io.video import is_video_path
+
+    cfg = anonymizer_config(args)
+    for p in args.inputs:
+        if is_video_path(p) and not Path(p).is_dir():
+            raise UsageError(f"{p}: a video; `faceveil detect` reads images only (`faceveil anonymize {p} -o OUT` "
+                             "records a video's faces per frame in OUT/.faceveil/<name>.tracks.json)")
+    if args.json:
+        check_writable(args.json, "the detections")
+    jobs, skipped = plan_jobs(args.inputs, ".", is_image_path, in_place=True)
+    videos = sum(1 for p in skipped if is_video_path(p))
+    if videos:
+        print(f"faceveil: {videos} video{'s' if videos > 1 else ''} skipped (`faceveil detect` reads images only)",
+              file=sys.stderr)
+    describe = Anonymizer.from_config(cfg).describe()
+    results = run_batch(cfg, jobs, "detect", args.jobs, not args.quiet)
+    n_failed = report_failures(results)
+    doc = {"faceveil": __version__, "detector": describe["detector"], "detector_params": describe["detector_params"],
+           "files": [{"path": r.input, "size": r.size, "faces": r.detections, "error": r.error} for r in results]}
+    text = json.dumps(doc, indent=1)
+    if args.json:
+        write_result_file(args.json, text.encode(), "the detections")
+        total = sum(r.faces for r in results)
+        print(f"faceveil: {total} faces in {len(results) - n_failed} files -> {args.json}", file=sys.stderr)
+    else:
+        print(text)
+    return 1 if n_failed else 0
