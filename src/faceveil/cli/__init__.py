@@ -34,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = ArgumentParser(
         prog="faceveil", formatter_class=fmt, epilog=EPILOG_MAIN,
-        description="Find every face in images and videos (anonymize) or in annotated datasets (dataset) and\n"
-                    "hide it; check and fix the result in the browser (review); measure how well it worked\n"
-                    "(eval leaks, eval privacy, bench).",
+        description="Find every face in images and videos (anonymize) or in annotated datasets\n"
+                    "(dataset) and hide it; check and fix the result in the browser (review);\n"
+                    "measure how well it worked (eval leaks, eval privacy, bench).",
     )
     parser.add_argument("--version", action="version", version=f"faceveil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
