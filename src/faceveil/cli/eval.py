@@ -221,14 +221,18 @@ def privacy_table(doc) -> str:
     return "\n".join(lines)
 
 
+def _image_run(args):
+    """What eval detection and eval quality start from: OUT, the images, a workbench and the checked variants."""
+    files = list_images(args.images, args.limit)
+    wb = workbench(args, args.images)
+    return Path(args.output), files, wb, wb.check_variants(variants(args))
+
+
 def cmd_detection(args) -> int:
     from ..report.plots import rate_by_size_plot
     from ..eval.utility import evaluate_detection, read_wider_labels, wider_ap
 
-    out = Path(args.output)
-    files = list_images(args.images, args.limit)
-    wb = workbench(args, args.images)
-    vs = wb.check_variants(variants(args))
+    out, files, wb, vs = _image_run(args)
     labels = read_wider_labels(args.labels, files) if args.labels else None
     gt = None
     if args.wider_gt:
@@ -282,10 +286,7 @@ def cmd_quality(args) -> int:
 
     from ..eval.quality import evaluate_diversity, evaluate_quality
 
-    out = Path(args.output)
-    files = list_images(args.images, args.limit)
-    wb = workbench(args, args.images)
-    vs = wb.check_variants(variants(args))
+    out, files, wb, vs = _image_run(args)
     originals = wb.originals(files, {"desc"})
     doc = {"images": str(args.images), "n_files": len(files), "variants": []}
     for v in vs:
