@@ -65,20 +65,25 @@ def test_the_invariant_checks_can_fail(tmp_path):
     import numpy as np
     from PIL import Image
 
-    ctx = fm.Ctx(tmp_path, fm.random.Random(0))
+    def ctx():
+        return fm.Ctx(tmp_path, fm.random.Random(0))
+
     rgb = np.full((40, 40, 3), 200, np.uint8)
-    assert not fm.check_hidden(ctx, rgb, [(5, 5, 30, 30)], "face")
+    assert not fm.check_hidden(ctx(), rgb, [(5, 5, 30, 30)], "face")
     rgb[5:30, 5:30] = 128
-    assert fm.check_hidden(ctx, rgb, [(5, 5, 30, 30)], "face")
+    assert fm.check_hidden(ctx(), rgb, [(5, 5, 30, 30)], "face")
+    c = ctx()
+    fm.check_no_temp(c, tmp_path)
+    assert not c.problems
     (tmp_path / ".x.jpg.abc.tmp.jpg").write_bytes(b"")
-    fm.check_no_temp(ctx, tmp_path)
-    assert not fm.check_message(ctx, fm.Res(1, "", "Traceback (most recent call last):\n", 0), {1})
-    assert not fm.check_message(ctx, fm.Res(1, "", "faceveil: error: b.jpg: bad\n", 0), {1}, ("a.jpg",))
-    assert fm.check_message(fm.Ctx(tmp_path, fm.random.Random(0)),
-                            fm.Res(1, "", "faceveil: error: a.jpg: truncated\n", 0), {1}, ("a.jpg",))
+    fm.check_no_temp(c, tmp_path)
+    assert c.problems
+    assert not fm.check_message(ctx(), fm.Res(1, "", "Traceback (most recent call last):\n", 0), {1})
+    assert not fm.check_message(ctx(), fm.Res(0, "", "", 0), {2})
+    assert not fm.check_message(ctx(), fm.Res(1, "", "faceveil: error: b.jpg: bad\n", 0), {1}, ("a.jpg",))
+    assert fm.check_message(ctx(), fm.Res(1, "", "faceveil: error: a.jpg: truncated\n", 0), {1}, ("a.jpg",))
     Image.fromarray(rgb).save(tmp_path / "t.jpg")
     data = (tmp_path / "t.jpg").read_bytes()
     (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(OSError):
         fm.decode_image(tmp_path / "t.jpg")
-    assert len(ctx.problems) == 4
