@@ -1151,7 +1151,8 @@ def _resume_cmd(ctx: Ctx, cmd: list, out: Path) -> Res:
 
 def _outputs(out: Path) -> dict[str, str]:
     d = digest(out) if out.exists() else {}
-    return {k: v for k, v in d.items() if not k.endswith(".jsonl") and not k.endswith(".json")}
+    return {k: v for k, v in d.items() if not k.endswith(".jsonl") and not k.endswith(".json")
+            and ".tmp" not in Path(k).name}  # left-over temporaries are reported by check_no_temp
 
 
 def _interrupt(kind: str, sig: int):
@@ -1170,7 +1171,7 @@ def _interrupt(kind: str, sig: int):
             base = ["anonymize", inp / "clip.mp4", "-q", *BLACKOUT]
             ready_pat = "*.tmp*"
         else:
-            args, root, labels, voc = make_dataset(ctx, "wider", copies=4)
+            args, root, labels, voc = make_dataset(ctx, "wider", copies=8)
             inp = ctx.tmp / "ds"
             base = [*args, "--jobs", "2"]
             ready_pat = "manifest.jsonl"
