@@ -101,6 +101,7 @@ DEFECTS = {
     "mp4/SIGKILL during a video run, then again": "17.10",
     "jpeg/SIGKILL during a batch run (--jobs 2), then again": "17.11",
     "wider/SIGKILL during a dataset run (--jobs 2), then again": "17.11",
+    "wider/SIGKILL during a dataset run (--backend ray --jobs 2), then again": "17.11",
     "jpeg/SIGINT during start-up (0.3 s)": "new: Ctrl-C during imports",
     "wider/missing image": "new: warning, not error",
     "yolo/missing image": "new: warning, not error",
@@ -159,6 +160,7 @@ class Ctx:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     sessions: list[int] = field(default_factory=list)
+    watch: list[tuple[int, float]] = field(default_factory=list)  # (pid, create time) of a run's descendants
 
     def fail(self, msg: str) -> None:
         self.problems.append(msg)
@@ -238,6 +240,7 @@ def cli(ctx: Ctx, *args, timeout: float = 300, interrupt: tuple[int, Callable[[]
             time.sleep(0.01)
         time.sleep(extra)
         if proc.poll() is None:
+            watch_descendants(ctx, proc.pid)  # whatever it started must go with it (Ray's too)
             proc.send_signal(sig)
             try:
                 proc.wait(timeout=30)
@@ -311,12 +314,27 @@ def check_no_temp(ctx: Ctx, root: Path, what: str = "") -> None:
     ctx.check(not left, f"temporary files left{what}: {[p.name for p in left][:3]}")
 
 
+def watch_descendants(ctx: Ctx, pid: int) -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for c in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                ctx.watch.append((c.pid, c.create_time()))
+
+
 def _procs_of(ctx: Ctx) -> list:
     import psutil
 
+    found = {}
+    for pid, created in ctx.watch:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
+                found[pid] = p
+
     tag = str(ctx.tmp)
     me = os.getpid()
-    found = []
     for p in psutil.process_iter(["pid", "cmdline", "status"]):
         if p.pid == me or p.info["status"] == psutil.STATUS_ZOMBIE:
             continue
@@ -325,11 +343,11 @@ def _procs_of(ctx: Ctx) -> list:
         except (ProcessLookupError, PermissionError):
             continue
         if sid in ctx.sessions or any(tag in a for a in (p.info["cmdline"] or [])):
-            found.append(p)
-    return found
+            found[p.pid] = p
+    return list(found.values())
 
 
-def check_no_procs(ctx: Ctx, grace: float = 5.0) -> None:
+def check_no_procs(ctx: Ctx, grace: float = 5.0, what: str = "") -> None:
     """No process of the case's runs is left; stragglers are reported, then killed (they are ours)."""
     deadline = time.monotonic() + grace
     left = _procs_of(ctx)
@@ -337,7 +355,12 @@ def check_no_procs(ctx: Ctx, grace: float = 5.0) -> None:
         time.sleep(0.2)
         left = _procs_of(ctx)
     if left:
-        ctx.fail(f"{len(left)} process(es) of the run left running")
+        names = set()
+        for p in left:
+            with contextlib.suppress(Exception):
+                names.add(p.name())
+        names = sorted(names)
+        ctx.fail(f"{len(left)} process(es) of the run left running{what} ({', '.join(names)[:80]})")
         for p in left:
             with contextlib.suppress(Exception):
                 os.kill(p.pid, signal.SIGKILL)
@@ -1235,7 +1258,7 @@ def _interrupt(kind: str, sig: int):
             want = {signal.SIGINT: 130, signal.SIGTERM: 143}[sig]
             check_message(ctx, r1, {want, 0}, what=f"run under {name}")
             check_no_temp(ctx, out, f" after {name}")
-        check_no_procs(ctx)
+        check_no_procs(ctx, what=f" after {name}")
         r2 = _resume_cmd(ctx, [*base, "-o", out], out)
         check_message(ctx, r2, {0}, what="re-run")
         check_no_temp(ctx, out, " after the re-run")
@@ -1258,6 +1281,34 @@ for _kind in ("batch", "video", "dataset"):
              "re-run gives the same bytes",
              quick=(_kind, _sig) in {("batch", signal.SIGTERM), ("video", signal.SIGTERM),
                                      ("dataset", signal.SIGKILL)})(_interrupt(_kind, _sig))
+
+
+@case("wider", "SIGKILL during a dataset run (--backend ray --jobs 2), then again",
+      "no Ray process left, re-run gives the same bytes")
+def _ray_kill(ctx: Ctx) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise Skip("Ray is not installed (pip install 'faceveil[ray]')")
+    args, root, labels, voc = make_dataset(ctx, "wider", copies=8)
+    base = [*args, "--jobs", "2", "--backend", "ray"]
+    clean, out = ctx.tmp / "clean", ctx.tmp / "out"
+    r0 = cli(ctx, *base, "-o", clean)
+    if not check_message(ctx, r0, {0}, what="uninterrupted run"):
+        return
+    check_no_procs(ctx, grace=15, what=" after the uninterrupted run")
+
+    def ready() -> bool:
+        m = out / "manifest.jsonl"
+        return m.exists() and m.read_bytes().count(b"\n") >= 3
+
+    cli(ctx, *base, "-o", out, interrupt=(signal.SIGKILL, ready, 0.0))
+    check_no_procs(ctx, grace=15, what=" after SIGKILL")
+    r2 = cli(ctx, *base, "-o", out)
+    check_message(ctx, r2, {0}, what="re-run")
+    check_no_temp(ctx, out)
+    if ctx.check(_outputs(clean) == _outputs(out), "resumed outputs differ from an uninterrupted run"):
+        ctx.note(f"resumed to the same {len(_outputs(out))} files, no Ray process left")
 
 
 @case("jpeg", "SIGINT during start-up (0.3 s)", "exit 130, one line, no traceback")
