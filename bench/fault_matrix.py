@@ -59,6 +59,7 @@ from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+SRC = Path(os.environ.get("FACEVEIL_SRC", ROOT / "src"))  # the faceveil under test (--src)
 PY = sys.executable
 BLACKOUT = ["-m", "blackout", "-p", "color=128"]
 GREY_TOL = 24  # a pixel is "hidden" when every channel is within this of 128 (JPEG / video coding noise)
@@ -211,7 +212,7 @@ class Res:
 
 
 def _env() -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONUNBUFFERED": "1"}
     env.pop("FACEVEIL_DEBUG", None)
     return env
 
@@ -431,6 +432,21 @@ def image_output_ok(ctx: Ctx, out: Path, ref_frames: list[tuple[np.ndarray, np.n
     return True
 
 
+def _use_src() -> None:
+    if str(SRC) not in sys.path:
+        sys.path.insert(0, str(SRC))
+
+
+def labels_api():
+    """The label readers and writers: faceveil.io.labels (after issue 19), else the older faceveil.io.datasets."""
+    _use_src()
+    try:
+        import faceveil.io.labels as api
+    except ImportError:
+        import faceveil.io.datasets as api
+    return api
+
+
 # ---------------------------------------------------------------------------
 # reference faces: what the run's own preset finds on the clean input (clear faces only)
 
@@ -438,7 +454,7 @@ _DETECTORS: dict[str, object] = {}
 
 
 def ref_boxes(rgb: np.ndarray, preset: str = "balanced", min_score: float = 0.5, min_side: float = 14) -> np.ndarray:
-    sys.path.insert(0, str(ROOT / "src"))
+    _use_src()
     from faceveil.detect.presets import resolve
     from faceveil.pipeline import Anonymizer, AnonymizerConfig
 
@@ -1023,8 +1039,7 @@ case("mkv", "resolution change mid-stream", "every frame written with faces hidd
 # --------------------------------------------------------------------------- datasets
 
 def _voc_subset(names: list[str]):
-    sys.path.insert(0, str(ROOT / "src"))
-    from faceveil.io.datasets import read_voc
+    read_voc = labels_api().read_voc
 
     voc = read_voc(shared("facemask", "annotations"))
     voc.images = [im for im in voc.images if im.path in names]
@@ -1037,7 +1052,7 @@ DS_PHOTOS = ["maksssksksss116.jpg", "maksssksksss114.jpg", "maksssksksss123.jpg"
 
 def make_dataset(ctx: Ctx, fmt: str, names: list[str] | None = None, copies: int = 1) -> tuple[list[str], Path, Path, object]:
     """(dataset args, images root, label path, label set) of a small facemask dataset in WIDER or YOLO form."""
-    from faceveil.io.datasets import write_wider, write_yolo
+    write_wider, write_yolo = labels_api().write_wider, labels_api().write_yolo
 
     names = names or DS_PHOTOS
     voc = _voc_subset(names)
@@ -1170,7 +1185,7 @@ for _fmt in ("wider", "yolo"):
 
 @case("wider", "EXIF orientation 6, labels in stored pixels", "the labelled face hidden", quick=True)
 def _ds_exif(ctx: Ctx) -> None:
-    from faceveil.io.datasets import write_wider
+    write_wider = labels_api().write_wider
 
     voc = _voc_subset([PHOTO2])
     im = voc.images[0]
@@ -1699,7 +1714,7 @@ for _w in ("missing token", "wrong token", "traversal", "symlinks swapped in aft
 def _review_json(ctx: Ctx) -> None:
     import importlib.util
 
-    from faceveil.io.datasets import write_coco
+    write_coco = labels_api().write_coco
 
     if importlib.util.find_spec("flask") is None:
         raise Skip("the review page needs Flask")
@@ -1822,7 +1837,9 @@ DOC_BEGIN, DOC_END = "<!-- fault-matrix:begin -->", "<!-- fault-matrix:end -->"
 
 
 def write_docs(rows: list[Row], path: Path = ROOT / "docs" / "faults.md") -> None:
-    block = f"{DOC_BEGIN}\n{summary(rows)}.\n\n{markdown(rows)}\n{DOC_END}"
+    r = subprocess.run(["git", "-C", str(SRC), "log", "-1", "--format=%h %cs"], capture_output=True, text=True)
+    where = f" Run against `{SRC.parent.name}/src` at commit {r.stdout.strip()}." if r.returncode == 0 else ""
+    block = f"{DOC_BEGIN}\n{summary(rows)}.{where}\n\n{markdown(rows)}\n{DOC_END}"
     text = path.read_text() if path.exists() else f"# Fault matrix\n\n{DOC_BEGIN}\n{DOC_END}\n"
     if DOC_BEGIN in text:
         head, rest = text.split(DOC_BEGIN, 1)
@@ -1842,7 +1859,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep each case's folder (printed) for inspection")
     ap.add_argument("--write-docs", action="store_true", help="rewrite the table in docs/faults.md")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    ap.add_argument("--src", metavar="DIR", help="the faceveil source folder to test (default: this checkout's src/)")
     args = ap.parse_args(argv)
+    if args.src:
+        global SRC
+        SRC = Path(args.src).resolve()
     names = [n for n, c in CASES.items() if (not args.quick or c.quick)
              and (not args.only or any(o in n for o in args.only))]
     if args.list:
