@@ -18,23 +18,6 @@ from conftest import shared_path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import fault_matrix as fm  # noqa: E402
 
-# Cases that fail on main until the issue-17 fix branches are merged; the coordinator removes each
-# entry once its fix is in (strict=False: they pass early without breaking the run).
-PENDING = {
-    "jpeg/panorama 10000x200, ten 36x48 faces": "defect 1: panoramas shrunk below their faces (image I/O branch)",
-    "png/16-bit grayscale": "defect 8: 16-bit images clipped (image I/O branch)",
-    "webp/animated (3 frames)": "defect 8: animated WebP loses frames (image I/O branch)",
-    "mp4/moov at the start, tail cut": "defect 7: a truncated video is a success (output-planning/video branch)",
-    "jpeg/SIGTERM during a batch run (--jobs 2), then again": "defect 10: SIGTERM exit 143 and cleanup",
-    "mp4/SIGTERM during a video run, then again": "defect 10: SIGTERM leaves a temporary file",
-    "wider/SIGKILL during a dataset run (--jobs 2), then again": "defect 11: workers outlive a killed parent",
-    "wider/EXIF orientation 6, labels in stored pixels": "defect 3: labelled face dropped on EXIF-rotated images",
-    "collision/two folders holding x.jpg into one OUT": "defect 6: outputs planned before writing",
-    "collision/existing file in OUT (no policy)": "defect 6: existing outputs refused without a policy",
-    "storage/full disk: jpeg, 60 % of the output's size free": "defect 2: a full disk leaves a truncated JPEG",
-    "storage/full disk: wider, 30 % of the output's size free": "defect 2: the manifest records truncated outputs",
-    "review/symlinks swapped in after start-up": "defect 4: Apply reads through a swapped link",
-}
 
 SLOW = {n for n in fm.CASES if "during a" in n or n.startswith("review/") or n.startswith("storage/full")}
 
@@ -44,8 +27,6 @@ def _params():
         if not c.quick:
             continue
         marks = []
-        if name in PENDING:
-            marks.append(pytest.mark.xfail(strict=False, reason=f"fix in branch: {PENDING[name]}"))
         if name in SLOW:
             marks.append(pytest.mark.slow)
         yield pytest.param(name, id=name.replace(" ", "_"), marks=marks)
