@@ -140,6 +140,23 @@ _FRAME_SLACK = 2
 _CONTAINER_SLACK_S = 1.0
 
 
+def _last_packet_end(path: str) -> float | None:
+    """The latest end time (s) of any packet of any stream, from a demux-only pass (no decoding)."""
+    import av
+
+    end = None
+    try:
+        with av.open(path) as c:
+            for packet in c.demux():
+                if packet.pts is None or packet.time_base is None:
+                    continue
+                t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                end = t if end is None else max(end, t)
+    except av.FFmpegError:  # damaged past some point: what was read before it counts
+        pass
+    return end
+
+
 def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int, str | None]:
     """(announced frames, description of the shortfall or None) for ``decoded`` frames ending at ``last_end``."""
     tb = v.time_base or Fraction(1, 90000)
@@ -154,7 +171,14 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
         slack = _FRAME_SLACK / fps
     elif container.duration is not None:
         end = ((container.start_time or 0) + container.duration) / 1_000_000
-        slack = max(_FRAME_SLACK / fps, _CONTAINER_SLACK_S)
+        slack = _FRAME_SLACK / fps
+        # Matroska/WebM announce only the whole file's duration, which audio may run past the video: the
+        # file is whole when some stream's packets reach that end (a cut file stops every stream early).
+        streams_end = _last_packet_end(container.name)
+        if streams_end is not None:
+            last_end = streams_end if last_end is None else max(last_end, streams_end)
+        else:
+            slack = max(slack, _CONTAINER_SLACK_S)
     else:
         return 0, None
     announced = max(1, round((end - float((v.start_time or 0) * tb)) * fps))
