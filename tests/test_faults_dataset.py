@@ -494,3 +494,26 @@ def test_keep_metadata_keeps_the_orientation_with_the_rest(tmp_path, astronaut, 
     assert res.getexif().get(0x0112) == 8 and res.getexif().get(0x010F) == "CameraMaker"
     after = np.asarray(res.convert("RGB")).astype(int)
     assert np.abs(after[y1:y2, x1:x2] - GREY).mean() < 2
+
+
+def test_a_zero_byte_image_fails_alone_in_a_yolo_dataset(tmp_path, astronaut, capsys):
+    """YOLO reads each image's size when the labels are loaded: an unreadable image fails on its own (one line,
+    exit 1), the others are written (it stopped the whole run before)."""
+    images, labels = tmp_path / "ds" / "images", tmp_path / "ds" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.fromarray(astronaut).save(images / f"{name}.png")
+        (labels / f"{name}.txt").write_text("0 0.439 0.230 0.176 0.234\n")
+    (images / "bad.png").write_bytes(b"")
+    (labels / "bad.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    out = tmp_path / "out"
+    code = main(["dataset", "anonymize", "--format", "yolo", "--images", str(images), "--labels", str(labels),
+                 "-o", str(out), "--boxes", "gt", "-m", "blackout", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("faceveil: error:")]
+    assert len(errors) == 1 and "bad.png" in errors[0], err
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["a.png", "b.png"]
+    x1, y1, x2, y2 = FACE
+    assert (np.asarray(Image.open(out / "images" / "a.png").convert("RGB"))[y1 + 5:y2 - 5, x1 + 5:x2 - 5] == 0).all()

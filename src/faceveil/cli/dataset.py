@@ -90,9 +90,10 @@ def cmd_dataset_anonymize(args) -> int:
     for msg in s.failed:
         print(f"faceveil: error: {msg}", file=sys.stderr)
     for rel in s.missing[:20]:
-        print(f"faceveil: warning: {rel}: in the labels but no such image; skipped", file=sys.stderr)
+        # An error (the run exits 1): the labels promise an image the output will not have.
+        print(f"faceveil: error: {rel}: in the labels but no such image; not written", file=sys.stderr)
     if len(s.missing) > 20:
-        print(f"faceveil: warning: ... and {len(s.missing) - 20} more missing images", file=sys.stderr)
+        print(f"faceveil: error: ... and {len(s.missing) - 20} more missing images", file=sys.stderr)
     if s.unlabelled:
         print(f"faceveil: warning: {len(s.unlabelled)} images under {args.images} are not in the labels and were "
               f"not written (e.g. {s.unlabelled[0]})", file=sys.stderr)

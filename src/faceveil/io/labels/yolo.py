@@ -15,8 +15,9 @@ from ..images import is_image_path
 from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, read_text
 
 
-def _oriented_size(path: Path) -> tuple[int, int]:
-    """Width and height after EXIF orientation, from the header only (no decode)."""
+def _oriented_size(path: Path) -> tuple[int, int] | None:
+    """Width and height after EXIF orientation, from the header only (no decode); None when the file
+    cannot be read: that one image then fails when it is processed (one line), not the whole dataset."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -26,8 +27,8 @@ def _oriented_size(path: Path) -> tuple[int, int]:
                 orientation = img.getexif().get(0x0112, 1)
             except Exception:
                 orientation = 1
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{path}: cannot read image size ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
@@ -89,6 +90,8 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
                 classes.append(names[cls] if names and cls < len(names) else str(cls))
                 extra.append({"cls": cls})
         info = {"label_file": lf is not None}
+        if img is not None and size is None:
+            info["normalised"] = True  # unreadable image: boxes stay normalised; the image fails on its own
         if rel is None:
             # No image: name the missing one after the label file; its boxes stay normalised.
             rel = stem + ".jpg"
