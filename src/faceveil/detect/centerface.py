@@ -11,7 +11,6 @@ import importlib.util
 import os
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +46,35 @@ def centerface_model_path(precision: str = "fp32", packaged: bool = True) -> Pat
     return path
 
 
-@lru_cache(maxsize=4)
+_SESSIONS: dict[tuple[str, int], object] = {}
+_SESSIONS_PID = os.getpid()
+_INHERITED: list = []
+
+
 def _session(path: str, threads: int):
+    """One onnxruntime session per (model file, threads), at most 4, per process.
+
+    Not functools.lru_cache: --jobs workers are forked, and a session made before the fork owns
+    thread-pool threads that do not exist in the child; destroying it there (the cache dropping it)
+    waits forever in pthread_cond_destroy (tests/test_int8.py). A child starts an empty cache and keeps
+    the inherited sessions referenced, never used nor destroyed (forked workers leave by os._exit).
+    """
+    global _SESSIONS_PID
+    if os.getpid() != _SESSIONS_PID:
+        _INHERITED.append(dict(_SESSIONS))
+        _SESSIONS.clear()
+        _SESSIONS_PID = os.getpid()
+    key = (path, threads)
+    sess = _SESSIONS.get(key)
+    if sess is None:
+        sess = _new_session(path, threads)
+        if len(_SESSIONS) >= 4:
+            _SESSIONS.pop(next(iter(_SESSIONS)))  # the oldest
+        _SESSIONS[key] = sess
+    return sess
+
+
+def _new_session(path: str, threads: int):
     import onnx
     import onnxruntime as ort
 
