@@ -21,6 +21,12 @@ DATA = ROOT.parent / "shared" / "data"  # read only; nothing from it is written 
 TESTS = ROOT / "tests"
 
 
+def use_checkout(src: Path) -> None:
+    """Import faceveil from ``src`` (another checkout's src/, e.g. fault_matrix.py --src) before the installed one."""
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
+
+
 def synthetic_video(*names: str) -> tuple:
     """These names of `tests/synthetic_video.py` (synthetic clips with known face boxes, the leaked-face-frames
     metric). It is a test fixture, not part of the package, that bench_video.py reuses as it is: tests/ goes at the

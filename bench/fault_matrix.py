@@ -439,8 +439,9 @@ def image_output_ok(ctx: Ctx, out: Path, ref_frames: list[tuple[np.ndarray, np.n
 
 
 def _use_src() -> None:
-    if str(SRC) not in sys.path:
-        sys.path.insert(0, str(SRC))
+    from common import use_checkout
+
+    use_checkout(SRC)
 
 
 def labels_api():
