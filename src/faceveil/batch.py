@@ -98,6 +98,16 @@ def _on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def pool_context():
+    """Worker processes start fresh ("spawn"), never forked: the run has already loaded onnxruntime sessions
+    (to fail fast on bad settings), and a child forked from a process whose thread pools wait on condition
+    variables can hang forever when it tears one down (seen: a --jobs 2 dataset worker stuck in
+    pthread_cond_destroy for minutes). A fresh interpreter costs about a second per worker."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
+
+
 def _run_one(mode: str, job: Job) -> ItemResult:
     assert _worker is not None
     if mode == "detect":
@@ -139,7 +149,7 @@ def run_batch(
         else:
             threads = _threads_per_worker(jobs)
             cfg = _with_threads(cfg, threads)
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker,
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker, mp_context=pool_context(),
                                      initargs=(os.getpid(), cfg)) as pool:
                 try:
                     consume(pool.map(_run_one, [mode] * len(jobs_list), jobs_list, chunksize=1))

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from ..errors import FaceveilError, UsageError
+from ..batch import pool_context
 from .config import DatasetConfig, Item
 from .worker import init_pool_worker, init_worker, process_item
+
 
 def _threads(cfg: DatasetConfig, workers: int) -> DatasetConfig:
     from ..batch import _threads_per_worker, _with_threads
@@ -29,7 +31,7 @@ def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[
         for it in items:
             yield process_item(it)
         return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=init_pool_worker,
+    with ProcessPoolExecutor(max_workers=jobs, initializer=init_pool_worker, mp_context=pool_context(),
                              initargs=(os.getpid(), _threads(cfg, jobs))) as pool:
         try:
             yield from _windowed(lambda it: pool.submit(process_item, it), items, 2 * jobs,
