@@ -1,0 +1,204 @@
+"""Keep who agreed, hide everyone else (issue 23): --keep-people, --keep-region, --only-region."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from faceveil.detections import Detections
+from faceveil.errors import UsageError
+from faceveil.people import THRESHOLD, KeepPolicy, People, Region, face_groups, match
+
+pytest.importorskip("dlib")
+
+
+def _faceveil(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "faceveil", *args], capture_output=True, text=True, cwd=cwd)
+
+
+# --- regions (synthetic boxes, fast) ---------------------------------------------------------------
+
+def _dets(*boxes):
+    return Detections.from_boxes(np.asarray(boxes, np.float32))
+
+
+def test_region_parse_pixels_fractions_and_time():
+    r = Region.parse("10,20,30,40")
+    assert not r.fractions and r.box(1000, 1000) == (10, 20, 40, 60)
+    f = Region.parse("0.5,0,0.5,1.0@2-4.5")
+    assert f.fractions and f.box(200, 100) == (100, 0, 200, 100)
+    assert (f.t0, f.t1) == (2, 4.5) and f.active(3) and not f.active(5) and not f.active(1)
+    assert f.active(None)  # an image has no time: the region applies
+    for bad in ("1,2,3", "a,b,c,d", "0,0,0,10", "0.5,0.5,0.6,0.2", "1,2,3,4@5-1", "-1,0,10,10"):
+        with pytest.raises(UsageError):
+            Region.parse(bad)
+
+
+def test_keep_region_by_centre_and_only_region_straddling_is_hidden():
+    img = np.zeros((200, 200, 3), np.uint8)
+    dets = _dets([10, 10, 50, 50], [80, 80, 120, 120], [150, 150, 190, 190])
+    # keep-region 0..100: the first box's centre is inside, the second's (100,100) on the border
+    # counts as inside, the third is outside
+    hide, kept = KeepPolicy(keep_regions=(Region.parse("0,0,100,100"),)).decide(img, dets)
+    assert [k["by"] for k in kept] == ["keep-region", "keep-region"]
+    assert hide.xyxy.tolist() == [[150, 150, 190, 190]]
+    # only-region 0..100: a box that touches it at all is hidden (the straddling one too)
+    hide, kept = KeepPolicy(only_regions=(Region.parse("0,0,100,100"),)).decide(img, dets)
+    assert hide.xyxy.tolist() == [[10, 10, 50, 50], [80, 80, 120, 120]]
+    assert [k["by"] for k in kept] == ["outside-only-region"]
+    # a time range that is not active: only-region hides nothing inside it at t=10, keeps all outside
+    hide, kept = KeepPolicy(only_regions=(Region.parse("0,0,100,100@0-5"),)).decide(img, dets, t=10)
+    assert len(hide) == 0 and len(kept) == 3
+
+
+def test_keep_region_pixels_byte_identical_hidden_changed():
+    from faceveil.pipeline import Anonymizer
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (200, 300, 3), np.uint8)
+    dets = _dets([20, 20, 80, 80], [200, 100, 260, 160])
+    anon = Anonymizer(load_detector=False, keep=KeepPolicy(keep_regions=(Region.parse("0,0,0.5,0.5"),)))
+    hide, kept = anon.split(img, dets)
+    out = anon.anonymize(img, hide)
+    assert kept[0]["box"] == [20, 20, 80, 80]
+    assert np.array_equal(out[:100, :150], img[:100, :150])  # the kept face and around it
+    assert not np.array_equal(out[100:160, 200:260], img[100:160, 200:260])
+
+
+def test_one_face_found_twice_is_one_decision():
+    dets = _dets([100, 100, 200, 200], [90, 95, 215, 220], [400, 100, 450, 150])
+    assert sorted(map(sorted, face_groups(dets))) == [[0, 1], [2]]
+
+
+def test_match_needs_threshold_and_margin():
+    assert match(np.array([0.30, 0.80])) == (0, pytest.approx(0.30))
+    assert match(np.array([THRESHOLD + 0.01, 0.9])) is None
+    assert match(np.array([0.30, 0.32])) is None  # two people nearly as close: undecided, hidden
+    assert match(np.array([np.nan, np.nan])) is None
+
+
+# --- real photos (deepface-unit: img1, img2, img4... are one person; couple.jpg holds her and a man) ---
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    src = shared_path("deepface-unit", "img2.jpg")
+    consent = tmp_path_factory.mktemp("consent")
+    (consent / "alice").mkdir()
+    shutil.copy(src, consent / "alice" / "img2.jpg")
+    people = People.build(consent)
+    return consent, people
+
+
+@pytest.mark.slow
+def test_people_file_round_trip_and_damaged(gallery, tmp_path):
+    _, people = gallery
+    assert people.names == ["alice"] and people.descriptors.shape == (1, 128)
+    people.save(tmp_path / "p.npz")
+    back = People.load(tmp_path / "p.npz")
+    assert back.names == ["alice"] and np.array_equal(back.descriptors, people.descriptors)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(UsageError):
+        People.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.slow
+def test_consenting_kept_stranger_hidden_real_photo(gallery, tmp_path):
+    """couple.jpg: the consenting woman is kept byte for byte, the man is anonymized as without --keep."""
+    from faceveil.io.images import read_rgb
+    from faceveil.pipeline import Anonymizer
+
+    consent, people = gallery
+    src = shared_path("deepface-unit", "couple.jpg")
+    rep = tmp_path / "r.json"
+    r = _faceveil("anonymize", str(src), "-o", str(tmp_path / "out"), "--keep-people", str(consent),
+                  "--report", str(rep), "-q")
+    assert r.returncode == 0, r.stderr
+    files = json.loads(rep.read_text())["files"]
+    kept, hidden = files[0]["kept"], files[0]["detections"]
+    assert len(kept) == 1 and kept[0]["name"] == "alice" and kept[0]["distance"] < THRESHOLD
+    assert len(hidden) >= 1
+    img = read_rgb(src)
+    out = read_rgb(tmp_path / "out" / "couple.jpg")  # JPEG: compare against the same run without keep
+    plain = Anonymizer()
+    dets = plain.detect(img)
+    hide, k2 = Anonymizer(keep=people, load_detector=False).split(img, dets)
+    assert len(k2) == 1
+    mine = Anonymizer(load_detector=False).anonymize(img, hide, plain.rng_for("couple.jpg"))
+    x1, y1, x2, y2 = (int(v) for v in kept[0]["box"])
+    assert np.array_equal(mine[y1:y2, x1:x2], img[y1:y2, x1:x2])  # kept: byte-identical
+    everything = plain.anonymize(img, dets, plain.rng_for("couple.jpg"))
+    hx1, hy1, hx2, hy2 = (int(v) for v in hide.xyxy[0])
+    assert np.array_equal(mine[hy1:hy2, hx1:hx2], everything[hy1:hy2, hx1:hx2])  # hidden as before
+    assert np.abs(mine[hy1:hy2, hx1:hx2].astype(int) - img[hy1:hy2, hx1:hx2]).mean() > 3
+    assert np.abs(out.astype(int) - mine).mean() < 2  # the CLI wrote that image (JPEG re-encoded)
+
+
+@pytest.mark.slow
+def test_strangers_never_kept_real_photos(gallery):
+    """Other people of deepface-unit (img38 group, img3 group, img17) are never kept as alice."""
+    from faceveil.io.images import read_rgb
+    from faceveil.pipeline import Anonymizer
+
+    _, people = gallery
+    anon = Anonymizer(keep=people)
+    for name in ("img38.jpg", "img3.jpg", "img17.jpg"):
+        img = read_rgb(shared_path("deepface-unit", name))
+        dets = anon.detect(img)
+        assert len(dets) >= 1
+        hide, kept = anon.split(img, dets)
+        assert kept == [] and len(hide) == len(dets), name
+
+
+def test_stranger_who_resembles_nobody_is_never_kept():
+    """A gallery far from everything: no face is kept, whatever its descriptor."""
+    rng = np.random.default_rng(1)
+    people = People(["far"], np.full((1, 128), 5.0, np.float32), np.zeros(1, np.int64))
+    probes = rng.normal(0, 0.1, (500, 128)).astype(np.float32)
+    assert all(match(row) is None for row in people.distances(probes))
+
+
+@pytest.mark.slow
+def test_small_face_of_consenting_person_is_never_kept(gallery):
+    """Too small to describe reliably: hidden even though it is alice."""
+    import cv2
+
+    from faceveil.io.images import read_rgb
+    from faceveil.pipeline import Anonymizer
+
+    _, people = gallery
+    img = read_rgb(shared_path("deepface-unit", "img2.jpg"))
+    small = cv2.resize(img, (img.shape[1] // 14, img.shape[0] // 14), interpolation=cv2.INTER_AREA)
+    anon = Anonymizer(keep=people)
+    dets = anon.detect(small)
+    assert len(dets) >= 1 and dets.widths.max() < 40
+    hide, kept = anon.split(small, dets)
+    assert kept == [] and len(hide) == len(dets)
+
+
+# --- bad usage: one line, exit 2 -------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--keep-people", "missing_folder/"], ["--keep-region", "1,2,3"],
+                                  ["--only-region", "0.5,0.5,0.9,0.1"], ["--keep-people", "empty/"]])
+def test_bad_keep_usage_exits_2_with_one_line(tmp_path, args):
+    (tmp_path / "empty").mkdir()
+    img = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(img)
+    r = _faceveil("anonymize", str(img), "-o", str(tmp_path / "out"), *args, "-q", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("faceveil: error: "), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_people_build_empty_folder_exits_2(tmp_path):
+    (tmp_path / "consent").mkdir()
+    r = _faceveil("people", "build", str(tmp_path / "consent"), "-o", str(tmp_path / "p.npz"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no photos" in r.stderr
+    assert not (tmp_path / "p.npz").exists()
