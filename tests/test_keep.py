@@ -202,3 +202,76 @@ def test_people_build_empty_folder_exits_2(tmp_path):
     r = _faceveil("people", "build", str(tmp_path / "consent"), "-o", str(tmp_path / "p.npz"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no photos" in r.stderr
     assert not (tmp_path / "p.npz").exists()
+
+
+# --- video: one decision per track -----------------------------------------------------------------
+
+def test_track_decision_is_all_or_nothing():
+    from faceveil.io.video import VideoFrame
+    from faceveil.video.keep import decide_track, split_frame
+    from faceveil.video.tracking import TrackedFrame
+
+    people = People(["a", "b"], np.zeros((2, 128), np.float32), np.array([0, 1]))
+    policy = KeepPolicy(people)
+    good = np.array([[0.30, 0.90]] * 5)
+    assert decide_track(good, policy) == (0, pytest.approx(0.30))
+    assert decide_track(good[:2], policy) is None  # too few frames described: hidden
+    mixed = np.vstack([good, [[0.90, 0.30]]])  # one frame matches b: the track is hidden whole
+    assert decide_track(mixed, policy) is None
+    far = np.vstack([good[:2], [[0.6, 0.9]] * 5])  # most frames undecided: median too far
+    assert decide_track(far, policy) is None
+    # a kept track loses every box of it (detected, held, back-filled) on every frame; others stay
+    img = np.zeros((100, 100, 3), np.uint8)
+    dets = Detections(np.array([[0, 0, 20, 20], [50, 50, 70, 70]], np.float32), np.ones(2, np.float32),
+                      np.full((2, 5, 2), np.nan, np.float32), np.array([7, 8]), "track",
+                      np.array(["held", "detected"]))
+    log = []
+    out = split_frame(TrackedFrame(VideoFrame(img, 3, None, 0.1), dets, None), {7: {"track": 7, "name": "a"}},
+                      policy, log)
+    assert out.detections.track_id.tolist() == [8]
+    assert log[0]["kept"][0]["name"] == "a"
+
+
+@pytest.fixture(scope="module")
+def speaker_clip(tmp_path_factory):
+    """The first 40 frames of the talking-head clip at half size, and a reference photo cut from frame 10."""
+    av = pytest.importorskip("av")
+    from PIL import Image
+
+    src = shared_path("videos", "talking_head_speech_844.mp4")
+    d = tmp_path_factory.mktemp("clip")
+    (d / "consent" / "speaker").mkdir(parents=True)
+    with av.open(str(src)) as inp, av.open(str(d / "clip.mp4"), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 422, 422, "yuv420p"
+        for i, f in enumerate(inp.decode(video=0)):
+            if i == 40:
+                break
+            rgb = f.to_ndarray(format="rgb24")
+            if i == 10:
+                Image.fromarray(rgb).save(d / "consent" / "speaker" / "frame10.png")
+            small = np.asarray(Image.fromarray(rgb).resize((422, 422)))
+            for p in s.encode(av.VideoFrame.from_ndarray(small, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return d
+
+
+@pytest.mark.slow
+def test_video_track_kept_whole_and_stranger_hidden_in_every_frame(speaker_clip, tmp_path):
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video import process_video
+
+    people = People.build(speaker_clip / "consent")
+    res = process_video(Anonymizer(keep=people), speaker_clip / "clip.mp4", tmp_path / "kept.mp4",
+                        progress=False, record=False)
+    assert res.status == "written", res.error
+    assert res.faces == 0  # no box of the speaker hidden on any frame
+    (k,) = res.kept
+    assert k["name"] == "speaker" and k["distance"] < THRESHOLD and k["frames"][2] == res.frames == 40
+    # the same face against a gallery of someone else: the track is hidden on every frame
+    other = People(["nobody"], people.descriptors + 0.2, np.zeros(1, np.int64))
+    res2 = process_video(Anonymizer(keep=other), speaker_clip / "clip.mp4", tmp_path / "hidden.mp4",
+                         progress=False, record=False)
+    assert res2.status == "written" and res2.kept == [] and res2.faces >= 40

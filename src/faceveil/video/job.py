@@ -86,6 +86,23 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     next_preview = 0.0
     boxes_log: list[list] = []  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
+    kept_log: list[dict] = []
+    kept_tracks: dict[int, dict] | None = None
+    if anonymizer.keep and anonymizer.keep.people is None:  # regions only: decided per frame
+        from .keep import split_frame
+
+        kept_tracks = {}
+        items = (split_frame(it, {}, anonymizer.keep, kept_log)
+                 for it in tracked_frames(frames, detect, options, float(info.fps)))
+    elif anonymizer.keep:  # one decision per track: a first pass decides, this one renders (video/keep.py)
+        from .keep import plan_tracks, replay
+
+        first = read_frames(src, DecodeReport(), allow_truncated=options.allow_truncated)
+        plan, kept_tracks = plan_tracks(background(first) if threaded else first, detect, options,
+                                        float(info.fps), anonymizer.keep)
+        items = replay(frames, plan, kept_tracks, anonymizer.keep, kept_log)
+    else:
+        items = tracked_frames(frames, detect, options, float(info.fps))
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=key[-30:], leave=False)
     previews: list[Path] = []
@@ -93,7 +110,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         with VideoWriter(dst, info, options.encode) as writer:
             sink = EncoderThread(writer) if threaded else writer
             try:
-                for item in tracked_frames(frames, detect, options, float(info.fps)):
+                for item in items:
                     vf = item.frame
                     out = None
                     error = item.error
@@ -154,7 +171,26 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                        [info.width, info.height], frames=written, failed_frames=failed, dropped_frames=dropped,
                        decode_errors=len(report.errors), announced_frames=report.announced,
                        truncated=report.shortfall, tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
-                       warnings=warnings or None)
+                       warnings=warnings or None,
+                       kept=None if kept_tracks is None else _kept_summary(kept_tracks, kept_log))
+
+
+def _kept_summary(tracks: dict[int, dict], log: list[dict]) -> list[dict]:
+    """Per kept track: whom it matched, at what distance, on which frames; per region: the frames."""
+    out = {tid: {**rec, "frames": []} for tid, rec in tracks.items()}
+    regions: dict[str, dict] = {}
+    for entry in log:
+        for k in entry["kept"]:
+            if "track" in k and k["track"] in out:
+                out[k["track"]]["frames"].append(entry["frame"])
+            else:
+                r = regions.setdefault(k["by"] + k.get("region", ""), {**{a: b for a, b in k.items() if a != "box"},
+                                                                      "faces": 0})
+                r["faces"] += 1
+    for rec in out.values():  # first and last frame: the whole list would swamp the report
+        f = rec.pop("frames")
+        rec["frames"] = [min(f), max(f), len(f)] if f else []
+    return [*out.values(), *regions.values()]
 
 
 def _remove_previews(paths: list[Path]) -> None:
