@@ -234,7 +234,7 @@ def test_track_decision_is_all_or_nothing():
 
 @pytest.fixture(scope="module")
 def speaker_clip(tmp_path_factory):
-    """The first 40 frames of the talking-head clip at half size, and a reference photo cut from frame 10."""
+    """The first 30 frames of the talking-head clip at half size, and a reference photo cut from frame 10."""
     av = pytest.importorskip("av")
     from PIL import Image
 
@@ -245,7 +245,7 @@ def speaker_clip(tmp_path_factory):
         s = out.add_stream("libx264", rate=25)
         s.width, s.height, s.pix_fmt = 422, 422, "yuv420p"
         for i, f in enumerate(inp.decode(video=0)):
-            if i == 40:
+            if i == 30:
                 break
             rgb = f.to_ndarray(format="rgb24")
             if i == 10:
@@ -264,14 +264,14 @@ def test_video_track_kept_whole_and_stranger_hidden_in_every_frame(speaker_clip,
     from faceveil.video import process_video
 
     people = People.build(speaker_clip / "consent")
-    res = process_video(Anonymizer(keep=people), speaker_clip / "clip.mp4", tmp_path / "kept.mp4",
+    res = process_video(Anonymizer(keep=people, preset="fast"), speaker_clip / "clip.mp4", tmp_path / "kept.mp4",
                         progress=False, record=False)
     assert res.status == "written", res.error
-    assert res.faces == 0  # no box of the speaker hidden on any frame
-    (k,) = res.kept
-    assert k["name"] == "speaker" and k["distance"] < THRESHOLD and k["frames"][2] == res.frames == 40
+    (k,) = res.kept  # the speaker's track, kept on every frame (first, last, count)
+    assert k["name"] == "speaker" and k["distance"] < THRESHOLD and k["frames"] == [0, 29, 30] and res.frames == 30
     # the same face against a gallery of someone else: the track is hidden on every frame
     other = People(["nobody"], people.descriptors + 0.2, np.zeros(1, np.int64))
-    res2 = process_video(Anonymizer(keep=other), speaker_clip / "clip.mp4", tmp_path / "hidden.mp4",
+    res2 = process_video(Anonymizer(keep=other, preset="fast"), speaker_clip / "clip.mp4", tmp_path / "hidden.mp4",
                          progress=False, record=False)
-    assert res2.status == "written" and res2.kept == [] and res2.faces >= 40
+    assert res2.status == "written" and res2.kept == []
+    assert res2.faces - res.faces == 30  # every frame's speaker box hidden (other boxes as before)

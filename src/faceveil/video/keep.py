@@ -3,7 +3,7 @@
 Two passes (the simplest correct way: a track's decision needs the whole track, and a look-ahead
 buffer as long as the longest track would hold the whole video): the first decodes, detects and
 tracks every frame, keeps only each frame's boxes (no pixels), and describes the detected faces of
-each track on a few frames (about two a second); it then decides each track. The second decodes
+each track on a few frames (about five a second, at most 48 per track); it then decides each track. The second decodes
 again and hands each frame its boxes from the first pass, less the kept tracks'. Cost: one more
 decode of the video and the descriptors; detection runs once.
 
@@ -33,7 +33,7 @@ def plan_tracks(frames: Iterable[VideoFrame], detect: Callable, options: VideoOp
     plan: dict[int, tuple[Detections, str | None]] = {}
     seen: dict[int, int] = {}  # track id -> detected boxes so far
     rows: dict[int, list[np.ndarray]] = {}  # track id -> distance rows of its described frames
-    step = max(1, int(round(fps / 2)))
+    step = max(1, int(round(fps / 5)))
     people = policy.people
     for item in tracked_frames(frames, detect, options, fps):
         plan[item.frame.index] = (item.detections, item.error)
