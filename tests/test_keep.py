@@ -275,3 +275,40 @@ def test_video_track_kept_whole_and_stranger_hidden_in_every_frame(speaker_clip,
                          progress=False, record=False)
     assert res2.status == "written" and res2.kept == []
     assert res2.faces - res.faces == 30  # every frame's speaker box hidden (other boxes as before)
+
+
+# --- the review page: kept faces named, flipped to hidden by a click, Apply re-renders ----------------
+
+def test_review_shows_kept_face_and_apply_hides_it_on_flip(tmp_path, astronaut):
+    pytest.importorskip("flask")
+    from PIL import Image
+
+    from faceveil.cli import main
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings
+    from faceveil.review.runs import load_run_record
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    rep = tmp_path / "r.json"
+    # the astronaut's face is in the upper middle of the 512x512 image: keep it by region
+    assert main(["anonymize", str(src), "-o", str(out), "--keep-region", "0.2,0,0.6,0.5", "--report", str(rep),
+                 "-q"]) == 0
+    doc = json.loads(rep.read_text())
+    (k,) = doc["files"][0]["kept"]
+    assert k["by"] == "keep-region" and doc["keep"]["keep_regions"] == ["0.2,0,0.6,0.5"]
+    x1, y1, x2, y2 = (int(v) for v in k["box"])
+    assert np.array_equal(np.asarray(Image.open(out / "a.png"))[y1:y2, x1:x2], astronaut[y1:y2, x1:x2])
+    run = load_run_record(doc, rep, out, src)
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache", run=run)
+    item = rs.item_json(rs.items["a.png"])
+    assert [f["kind"] for f in item["flags"]] == ["kept"] and "keep-region" in item["flags"][0]["text"]
+    assert item["suggestions"][0]["kept"]["by"] == "keep-region"
+    # Apply with no edit: the kept face stays as it is
+    rs.apply("a.png", [], [])
+    assert np.array_equal(np.asarray(Image.open(out / "a.png"))[y1:y2, x1:x2], astronaut[y1:y2, x1:x2])
+    # flip to hidden: the page sends the kept box as a manual box; Apply hides it
+    rs.apply("a.png", [k["box"]], [])
+    after = np.asarray(Image.open(out / "a.png")).astype(int)
+    assert np.abs(after[y1:y2, x1:x2] - astronaut[y1:y2, x1:x2]).mean() > 3
