@@ -12,6 +12,12 @@ A probe that could not be described is never kept (it counts in the denominators
 
 Prints a table per threshold (markdown) and the largest threshold whose false-keep rate is
 <= 0.1 % at every G.
+
+    python bench/bench_keep.py --video /work/shared/data/videos/group_hikers_640x480_ccby.mp4
+
+Video: the clip is tracked once (the video preset); the reference "photo" is the longest track's face
+on the frame where it is largest (described as `people build` would); then the keep pass runs with
+that one person and prints which tracks were kept (the reference's, and any other: a false keep).
 """
 from __future__ import annotations
 
@@ -57,6 +63,53 @@ def describe_all(lfw: Path, cache: Path | None, limit: int | None):
     return people, desc
 
 
+def video(path: str) -> int:
+    from faceveil.io.video import probe, read_frames
+    from faceveil.people import KeepPolicy, People
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video.keep import plan_tracks
+    from faceveil.video.options import VideoOptions, video_preset
+    from faceveil.video.tracking import tracked_frames
+
+    anon = Anonymizer(preset=video_preset(None, None))
+    fps = float(probe(path).fps)
+    t0 = time.time()
+    lengths: dict[int, int] = {}
+    best: dict[int, tuple[float, int]] = {}  # track -> (area, frame)
+    for item in tracked_frames(read_frames(path), anon.detector.detect, VideoOptions(), fps):
+        d = item.detections
+        for i, tid in enumerate(d.track_id):
+            tid = int(tid)
+            if tid < 0 or d.sources[i] != "detected":
+                continue
+            lengths[tid] = lengths.get(tid, 0) + 1
+            a = float(d.areas[i])
+            if a > best.get(tid, (0, 0))[0]:
+                best[tid] = (a, item.frame.index)
+    ref = max(lengths, key=lengths.get)
+    frame = best[ref][1]
+    policy = KeepPolicy()
+    desc = None
+    for item in tracked_frames(read_frames(path), anon.detector.detect, VideoOptions(), fps):
+        if item.frame.index == frame:
+            d = item.detections[item.detections.track_id == ref]
+            desc, why = policy.describe_faces(item.frame.rgb, d)
+            break
+    if desc is None or not np.isfinite(desc).all():
+        print(f"{path}: the reference face (track {ref}, frame {frame}) cannot be described: {why}")
+        return 1
+    people = People(["reference"], desc.reshape(1, 128), np.zeros(1, np.int64))
+    plan, kept = plan_tracks(read_frames(path), anon.detector.detect, VideoOptions(), fps, KeepPolicy(people))
+    boxes = sum(len(d) for d, _ in plan.values())
+    kept_boxes = sum(int(np.isin(d.track_id, list(kept)).sum()) for d, _ in plan.values())
+    print(f"{Path(path).name}: {len(plan)} frames, {len(lengths)} tracks, {boxes} boxes; reference: track {ref} "
+          f"({lengths[ref]} detected frames, face cut from frame {frame})")
+    print(f"kept tracks: {sorted(kept)} ({kept_boxes} boxes kept, {boxes - kept_boxes} hidden); "
+          f"reference kept: {ref in kept}; other tracks kept: {sorted(set(kept) - {ref})} "
+          f"{[kept[t]['distance'] for t in sorted(kept)]}; {time.time() - t0:.0f}s")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lfw", default="/work/shared/data/lfw")
@@ -66,7 +119,10 @@ def main() -> int:
     ap.add_argument("--enroll", type=int, default=2, help="photos per consenting person in the gallery")
     ap.add_argument("--thresholds", default="0.35,0.40,0.42,0.45,0.48,0.50,0.55,0.60")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--video", action="append", default=[], help="measure on a clip instead (repeatable)")
     args = ap.parse_args()
+    if args.video:
+        return max(video(v) for v in args.video)
     from faceveil.people import MARGIN, People, match
 
     people, desc = describe_all(Path(args.lfw), args.cache, args.limit)
