@@ -25,7 +25,7 @@ from .errors import InputError, UsageError
 
 # Euclidean distance between dlib descriptors (dlib's own "same person" cut is 0.6, tuned for
 # accuracy; this one is tuned for <= 0.1 % strangers kept: see docs/keep.md).
-THRESHOLD = 0.45
+THRESHOLD = 0.40
 MARGIN = 0.05  # the best person must be at least this much closer than the second-best
 MIN_SIZE = 40  # px, the box's shorter side: smaller faces are never described
 MIN_SHARPNESS = 15.0  # variance of the Laplacian on the face resized to 96 px: below, too blurred
