@@ -106,7 +106,7 @@ def cmd_anonymize(args) -> int:
     msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({_faces_text(written)}) -> {where}"
     n_kept = sum(len(getattr(r, "kept", None) or []) for r in written)
     if keep:
-        msg += f"; {n_kept} faces kept (--keep-*)"
+        msg += f"; {n_kept} kept as they are (faces; tracks in videos)"
     if skipped:
         msg += f"; {len(skipped)} non-image files skipped"
     if kept:
