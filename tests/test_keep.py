@@ -273,6 +273,27 @@ def test_video_track_kept_whole_and_stranger_hidden_in_every_frame(speaker_clip,
     other = People(["nobody"], people.descriptors + 0.2, np.zeros(1, np.int64))
     res2 = process_video(Anonymizer(keep=other, preset="fast"), speaker_clip / "clip.mp4", tmp_path / "hidden.mp4",
                          progress=False, record=False)
+    # the track record names the kept track, and the review does not call the kept face a leak
+    from faceveil.detect import get_detector
+    from faceveil.review import videos
+
+    out = tmp_path / "rec"
+    out.mkdir()
+    res3 = process_video(Anonymizer(keep=people, preset="fast"), speaker_clip / "clip.mp4", out / "kept.mp4",
+                         progress=False)
+    assert res3.kept == res.kept
+    a = videos.analyse(speaker_clip / "clip.mp4", out / "kept.mp4", [("yunet", get_detector("yunet"))], 0.3, out)
+    assert a["kept"][0]["name"] == "speaker" and a["samples"] and a["second"] == []
+    kinds = [f["kind"] for f in videos.flags(a)]
+    assert "kept" in kinds and "second" not in kinds
+    # control: the same output without the record's kept part shows the speaker as a face left unchanged
+    from faceveil.video.record import tracks_path
+
+    rec = json.loads(tracks_path(out / "kept.mp4").read_text())
+    del rec["kept"]
+    tracks_path(out / "kept.mp4").write_text(json.dumps(rec))
+    a2 = videos.analyse(speaker_clip / "clip.mp4", out / "kept.mp4", [("yunet", get_detector("yunet"))], 0.3, out)
+    assert a2["second"] and "kept" not in [f["kind"] for f in videos.flags(a2)]
     assert res2.status == "written" and res2.kept == []
     assert res2.faces - res.faces == 30  # every frame's speaker box hidden (other boxes as before)
 

@@ -162,7 +162,9 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     if record:
         try:
             write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
-                          report)
+                          report, None if kept_tracks is None else {
+                              "tracks": _kept_summary(kept_tracks, kept_log),
+                              "frames": {str(e["frame"]): [k["box"] for k in e["kept"]] for e in kept_log}})
         except OSError as exc:  # the video is fine; only the review loses its track view
             warnings.append(f"track record not written: {exc}")
     seconds = time.perf_counter() - t0
