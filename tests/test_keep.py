@@ -51,9 +51,10 @@ def test_keep_region_by_centre_and_only_region_straddling_is_hidden():
     hide, kept = KeepPolicy(only_regions=(Region.parse("0,0,100,100"),)).decide(img, dets)
     assert hide.xyxy.tolist() == [[10, 10, 50, 50], [80, 80, 120, 120]]
     assert [k["by"] for k in kept] == ["outside-only-region"]
-    # a time range that is not active: only-region hides nothing inside it at t=10, keeps all outside
-    hide, kept = KeepPolicy(only_regions=(Region.parse("0,0,100,100@0-5"),)).decide(img, dets, t=10)
-    assert len(hide) == 0 and len(kept) == 3
+    # outside the only-region's time range nothing is restricted: every face is hidden (safe side)
+    policy = KeepPolicy(only_regions=(Region.parse("0,0,100,100@0-5"),))
+    assert len(policy.decide(img, dets, t=10)[0]) == 3
+    assert len(policy.decide(img, dets, t=2)[0]) == 2
 
 
 def test_keep_region_pixels_byte_identical_hidden_changed():

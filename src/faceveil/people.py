@@ -321,7 +321,8 @@ class KeepPolicy:
     - ``people``: a face is kept when it matches one person (``match``) and can be described reliably.
     - ``keep_regions``: a face whose box centre is inside one is kept (kept "by region").
     - ``only_regions``: only faces that touch one of them are anonymized; a face outside all of them
-      is kept. A box straddling a border touches the region, so it is hidden (safe side).
+      is kept. A box straddling a border touches the region, so it is hidden (safe side). At a time
+      outside every only-region's range (``@t0-t1``) nothing is restricted: every face is hidden.
     A face inside a keep region is kept by region whatever the gallery says.
     """
 
@@ -372,7 +373,7 @@ class KeepPolicy:
                 for i in np.flatnonzero(_inside(dets.xyxy, r.box(width, height), "centre")):
                     out[i] = out[i] or {"by": "keep-region", "region": r.text}
         only = [r for r in self.only_regions if r.active(t)]
-        if self.only_regions:
+        if only:  # outside every only-region's time range, nothing is restricted: all faces are hidden
             touched = np.zeros(len(dets), bool)
             for r in only:
                 touched |= _inside(dets.xyxy, r.box(width, height), "touches")
