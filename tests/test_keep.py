@@ -290,11 +290,30 @@ def test_video_track_kept_whole_and_stranger_hidden_in_every_frame(speaker_clip,
     # control: the same output without the record's kept part shows the speaker as a face left unchanged
     from faceveil.video.record import tracks_path
 
-    rec = json.loads(tracks_path(out / "kept.mp4").read_text())
+    text = tracks_path(out / "kept.mp4").read_text()
+    rec = json.loads(text)
     del rec["kept"]
     tracks_path(out / "kept.mp4").write_text(json.dumps(rec))
     a2 = videos.analyse(speaker_clip / "clip.mp4", out / "kept.mp4", [("yunet", get_detector("yunet"))], 0.3, out)
     assert a2["second"] and "kept" not in [f["kind"] for f in videos.flags(a2)]
+    tracks_path(out / "kept.mp4").write_text(text)
+    # the review's Apply redoes the run: the kept track stays kept; a manual box range over it hides it
+    from faceveil.io.video import read_frames
+    from faceveil.video.record import read_record
+
+    def frame15(p):
+        return next(f.rgb for f in read_frames(p) if f.index == 15).astype(int)
+
+    box = [int(v) for v in read_record(out / "kept.mp4", out)["kept"]["frames"]["15"][0]]
+    face = (slice(box[1], box[3]), slice(box[0], box[2]))
+    orig15 = frame15(speaker_clip / "clip.mp4")
+    record = read_record(out / "kept.mp4", out)
+    videos.apply(speaker_clip / "clip.mp4", out / "kept.mp4", record, [])
+    assert np.abs(frame15(out / "kept.mp4")[face] - orig15[face]).mean() < 3  # still kept (re-encoded)
+    assert read_record(out / "kept.mp4", out)["kept"]["tracks"][0]["frames"] == [0, 29, 30]
+    videos.apply(speaker_clip / "clip.mp4", out / "kept.mp4", read_record(out / "kept.mp4", out),
+                 [{"box": box, "from": 0, "to": 29}])
+    assert np.abs(frame15(out / "kept.mp4")[face] - orig15[face]).mean() > 8  # flipped to hidden
     assert res2.status == "written" and res2.kept == []
     assert res2.faces - res.faces == 30  # every frame's speaker box hidden (other boxes as before)
 

@@ -213,8 +213,10 @@ def apply(orig: Path, out: Path, record: dict, ranges: list[dict]) -> dict:
     for m in ranges:
         for i in range(m["from"], m["to"] + 1):
             per_frame.setdefault(i, []).append(m["box"])
+    kept = record.get("kept") if isinstance(record.get("kept"), dict) else None
+    # Faces the run kept (--keep-*) stay kept unless a manual box hides them (the box is drawn over them).
     r = process_video(anonymizer, orig, out, options_from_json(record["options"]), progress=False,
-                      key=record["key"], manual=per_frame)
+                      key=record["key"], manual=per_frame, keep_record=kept)
     if r.status != "written":
         raise FaceveilError(r.error or f"{orig}: re-anonymizing failed")
     return {"frames": r.frames, "failed_frames": r.failed_frames}

@@ -49,19 +49,20 @@ def _write_preview(dst: Path, rgb: np.ndarray, seconds: float) -> None:
 def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.PathLike,
                   options: VideoOptions | None = None, progress: bool = True, key: str | None = None,
                   threaded: bool = True, manual: dict[int, list] | None = None,
-                  record: bool = True) -> VideoResult:
+                  record: bool = True, keep_record: dict | None = None) -> VideoResult:
     """Anonymize one video into ``dst``. Never raises for bad input: the result says why.
 
     ``manual``: frame index -> extra boxes [[x1, y1, x2, y2], ...] anonymized on that frame
     (a reviewer's boxes). ``record``: also write the per-frame boxes, track ids and failed
-    frames to ``tracks_path(dst)``, atomically, after the video itself.
+    frames to ``tracks_path(dst)``, atomically, after the video itself. ``keep_record``: the ``kept``
+    part of an earlier run's record (the review's Apply): the boxes it kept stay kept, nothing else.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     options = options or VideoOptions()
     try:
         return _process(anonymizer, src, dst, options, progress, key or src.name, threaded, t0, manual or {},
-                        record)
+                        record, keep_record)
     except FaceveilError as exc:
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
     except (KeyboardInterrupt, SystemExit):
@@ -73,7 +74,8 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
                            f"{src}: {exc.__class__.__name__}: {exc}")
 
 
-def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record) -> VideoResult:
+def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record,
+             keep_record=None) -> VideoResult:
     info = probe(src)
     report = DecodeReport()
     frames: Iterable[VideoFrame] = read_frames(src, report, allow_truncated=options.allow_truncated)
@@ -88,7 +90,15 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     errors_log: dict[str, str] = {}
     kept_log: list[dict] = []
     kept_tracks: dict[int, dict] | None = None
-    if anonymizer.keep and anonymizer.keep.people is None:  # regions only: decided per frame
+    if keep_record is not None:  # the review's Apply: what the run kept, box by box
+        from .keep import split_as_recorded
+
+        kept_tracks = {int(t["track"]): {k: v for k, v in t.items() if k != "frames"}
+                       for t in keep_record.get("tracks", []) if isinstance(t, dict) and "track" in t}
+        boxes = keep_record.get("frames", {})
+        items = (split_as_recorded(it, boxes.get(str(it.frame.index), []), kept_tracks, kept_log)
+                 for it in tracked_frames(frames, detect, options, float(info.fps)))
+    elif anonymizer.keep and anonymizer.keep.people is None:  # regions only: decided per frame
         from .keep import split_frame
 
         kept_tracks = {}

@@ -108,3 +108,20 @@ def split_frame(item: TrackedFrame, kept: dict[int, dict], policy: KeepPolicy, l
              **(kept[int(dets.track_id[i])] if by_track[i] else reasons[i])}
             for i in np.flatnonzero(~hide)]})
     return TrackedFrame(vf, dets[hide], item.error)
+
+
+def split_as_recorded(item: TrackedFrame, boxes: list, tracks: dict[int, dict], log: list) -> TrackedFrame:
+    """The review's Apply: a box is kept only when it is (IoU >= 0.9) a box the run kept on this frame
+    (the record's ``kept``); the run is redone deterministically, so the same boxes come back, and
+    anything else (another box, a changed detection) is hidden."""
+    from ..detections import box_iou
+
+    dets = item.detections
+    if item.error is not None or not len(dets) or not boxes:
+        return item
+    ok = box_iou(dets.xyxy, np.asarray(boxes, np.float32).reshape(-1, 4)).max(axis=1) >= 0.9
+    if ok.any():
+        log.append({"frame": item.frame.index, "kept": [
+            {"box": [round(float(v), 1) for v in dets.xyxy[i]],
+             **(tracks.get(int(dets.track_id[i])) or {"by": "run"})} for i in np.flatnonzero(ok)]})
+    return TrackedFrame(item.frame, dets[~ok], item.error)
