@@ -14,7 +14,7 @@ from faceveil.detections import Detections
 from faceveil.errors import UsageError
 from faceveil.people import THRESHOLD, KeepPolicy, People, Region, face_groups, match
 
-pytest.importorskip("dlib")
+DLIB = "face descriptors need dlib (pip install 'faceveil[eval]')"
 
 
 def _faceveil(*args, cwd=None):
@@ -87,6 +87,7 @@ def test_match_needs_threshold_and_margin():
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory):
+    pytest.importorskip("dlib", reason=DLIB)
     src = shared_path("deepface-unit", "img2.jpg")
     consent = tmp_path_factory.mktemp("consent")
     (consent / "alice").mkdir()
@@ -261,6 +262,7 @@ def speaker_clip(tmp_path_factory):
 
 @pytest.mark.slow
 def test_video_track_kept_whole_and_stranger_hidden_in_every_frame(speaker_clip, tmp_path):
+    pytest.importorskip("dlib", reason=DLIB)
     from faceveil.pipeline import Anonymizer
     from faceveil.video import process_video
 
