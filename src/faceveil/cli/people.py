@@ -58,4 +58,8 @@ def keep_policy(args, detector=None):
     only_regions = tuple(Region.parse(r) for r in args.only_region)
     people = People.open(args.keep_people, detector) if args.keep_people else None
     policy = KeepPolicy(people, keep_regions, only_regions)
+    if people is not None:  # dlib and its model files: missing ones fail now, before any work
+        from ..people import _describer
+
+        _describer()
     return policy if policy else None
