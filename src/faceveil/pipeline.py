@@ -33,6 +33,7 @@ class AnonymizerConfig:
     seed: int = 0
     keep_metadata: bool = False
     jpeg_quality: int = 95
+    keep: Any = None  # a people.KeepPolicy (who and which regions are left as they are), or None
 
     def __post_init__(self):
         # Resolved at once (a preset's detector, parameters and region), so every reader of
@@ -55,6 +56,7 @@ class ItemResult:
     error: str | None = None
     detections: list | None = None
     size: list | None = None  # width, height
+    kept: list | None = None  # faces left as they are (--keep-people, regions): box, by, name, distance
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("output", "error")}
@@ -79,12 +81,17 @@ class Anonymizer:
     another); an explicit ``detector`` runs with its own defaults plus ``detector_params``.
     ``load_detector=False`` defers building the detector until something needs it (callers
     that pass their own detections never do).
+
+    ``keep``: a ``people.People`` (or a ``KeepPolicy`` with regions) whose faces are left as they
+    are (byte-identical); every other face is anonymized. It is applied where the Anonymizer
+    detects (``anonymize(image)``, ``process_file``); detections a caller passes are anonymized as
+    given (the video job decides per track itself).
     """
 
     def __init__(self, method: str = "blur", method_params: dict | None = None, detector: str | None = None,
                  detector_params: dict | None = None, region: dict | RegionParams | None = None, seed: int = 0,
                  keep_metadata: bool = False, jpeg_quality: int = 95, preset: str | None = None,
-                 load_detector: bool = True):
+                 load_detector: bool = True, keep=None):
         from .detect.presets import resolve
 
         self.method = get_method(method, method_params)
@@ -101,13 +108,14 @@ class Anonymizer:
         self.seed = int(seed)
         self.keep_metadata = keep_metadata
         self.jpeg_quality = jpeg_quality
+        self.keep = _keep_policy(keep)
         if load_detector:  # build it now so a bad name or parameter fails before any work
             _ = self.detector
 
     @classmethod
     def from_config(cls, cfg: AnonymizerConfig) -> "Anonymizer":
         return cls(cfg.method, cfg.method_params, cfg.detector, cfg.detector_params, cfg.region, cfg.seed,
-                   cfg.keep_metadata, cfg.jpeg_quality)
+                   cfg.keep_metadata, cfg.jpeg_quality, keep=cfg.keep)
 
     @property
     def detector(self):
@@ -123,6 +131,7 @@ class Anonymizer:
             "detector_params": {k: _plain(v) for k, v in asdict(self.detector.params).items()},
             "region": asdict(self.compositor.params),
             "seed": self.seed,
+            **({"keep": self.keep.describe()} if self.keep else {}),
         }
 
     def rng_for(self, key: str) -> np.random.Generator:
@@ -132,11 +141,17 @@ class Anonymizer:
     def detect(self, image: np.ndarray) -> Detections:
         return self.detector.detect(check_image(image))
 
+    def split(self, image: np.ndarray, detections: Detections) -> tuple[Detections, list | None]:
+        """(faces to hide, kept faces as records or None without ``keep``): the keep step."""
+        if not self.keep:
+            return detections, None
+        return self.keep.decide(image, detections)
+
     def anonymize(self, image: np.ndarray, detections: Detections | None = None,
                   rng: np.random.Generator | None = None) -> np.ndarray:
         image = check_image(image)
         if detections is None:
-            detections = self.detector.detect(image)
+            detections, _ = self.split(image, self.detector.detect(image))
         if rng is None:
             rng = np.random.default_rng(self.seed)
         out = self.method.apply(image, detections, self.compositor, rng)
@@ -153,13 +168,14 @@ class Anonymizer:
 
         def work() -> ItemResult:
             img = read_image(src)
-            dets = self.detector.detect(img.rgb)
+            found = self.detector.detect(img.rgb)
+            dets, kept = self.split(img.rgb, found)
             out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
             # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
             region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
             write_image(dst, out, img, self.keep_metadata, self.jpeg_quality, region)
-            return ItemResult(str(src), str(dst), "written", len(dets),
-                              detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]))
+            return ItemResult(str(src), str(dst), "written", len(found),
+                              detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]), kept=kept)
 
         return _guarded(src, work)
 
@@ -190,6 +206,17 @@ def _guarded(src: Path, work) -> ItemResult:
         result = ItemResult(str(src), None, "failed", error=f"{src}: {exc.__class__.__name__}: {exc}")
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _keep_policy(keep):
+    """A KeepPolicy (or None) from a KeepPolicy, a People, or a path to a folder or .npz."""
+    if keep is None:
+        return None
+    from .people import KeepPolicy, People
+
+    if isinstance(keep, KeepPolicy):
+        return keep if keep else None
+    return KeepPolicy(People.open(keep))
 
 
 class _RegionHolder:

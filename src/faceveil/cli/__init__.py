@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import FaceveilError, UsageError
-from . import anonymize, bank, bench, dataset, detect, eval as eval_commands, listing, review, train
+from . import anonymize, bank, bench, dataset, detect, eval as eval_commands, listing, people, review, train
 from .parser import ArgumentParser
 
 EPILOG_MAIN = """\
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"faceveil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (anonymize, detect, listing, dataset, review, bench, bank, eval_commands, train):
+    for group in (anonymize, detect, listing, dataset, review, bench, bank, people, eval_commands, train):
         group.register(sub)
     return parser
 

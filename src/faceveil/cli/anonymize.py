@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -10,6 +11,7 @@ from ..detect.presets import VIDEO_PRESET
 from ..errors import UsageError
 from ..io.images import is_image_path
 from ..io.video import is_video_path
+from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality,
                      check_writable, region_from_args, report_failures, write_result_file)
 
@@ -17,7 +19,6 @@ EPILOG_ANON = """\
 examples:
   faceveil anonymize photo.jpg -o out/
   faceveil anonymize photos/ -o out/ --report report.json --jobs 2
-  faceveil anonymize photos/ -o out/ -m blur -p kernel=25            fixed 25x25 Gaussian
   faceveil anonymize photos/ -o out/ -m pixelate -p cells=16         16x16 mosaic per face
   faceveil anonymize clip.mp4 -o out/ --detect-every 2               videos: H.264, audio copied
 
@@ -47,6 +48,7 @@ def register(sub) -> None:
                     help="replace existing outputs (default: refuse, naming the first)")
     ex.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
+    add_keep_args(a)
     add_common_args(a)
     add_video_args(a)
     a.set_defaults(func=cmd_anonymize)
@@ -66,6 +68,8 @@ def cmd_anonymize(args) -> int:
     if args.report:
         check_writable(args.report, "the report")
     video_options(args)  # bad video options fail before any work
+    keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
+    cfg = dataclasses.replace(cfg, keep=keep)
     jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place)
     from ..io.inputs import check_existing
 
@@ -83,6 +87,7 @@ def cmd_anonymize(args) -> int:
         # so videos default to the fast preset (bench/bench_video.py measures leaks and fps).
         vcfg = anonymizer_config(argparse.Namespace(**{**vars(args), "detect": VIDEO_PRESET}), args.method,
                                  parse_assignments(args.param), region)
+        vcfg = dataclasses.replace(vcfg, keep=keep)
         if image_jobs:
             describe["video"] = Anonymizer.from_config(vcfg).describe()
         elif video_jobs:
@@ -99,6 +104,9 @@ def cmd_anonymize(args) -> int:
         write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
     msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({_faces_text(written)}) -> {where}"
+    n_kept = sum(len(getattr(r, "kept", None) or []) for r in written)
+    if keep:
+        msg += f"; {n_kept} kept as they are (faces; tracks in videos)"
     if skipped:
         msg += f"; {len(skipped)} non-image files skipped"
     if kept:

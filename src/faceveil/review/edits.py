@@ -138,7 +138,10 @@ class EditsMixin:
                 base = entry["regions"]
                 key = entry["path"]  # the dataset seeds each image by its path in the labels
             else:
-                base = [f["box"] for f in item.analysis.get("main", [])]
+                # Faces the run kept (--keep-*) stay kept unless the reviewer hides them (a manual box).
+                kept_by_run = self.kept_faces(rel)
+                base = [f["box"] for f in item.analysis.get("main", [])
+                        if not any(matches(f["box"], [k["box"]], iou=0.5) for k in kept_by_run)]
                 if self.run is not None and rel in self.run.regions:
                     # The regions the run hid first, then any face our detector finds that none of them covers.
                     recorded = self.run.regions[rel]

@@ -6,7 +6,7 @@ from .checks import matches
 from .pairs import Item, stat_key
 
 # Risk of each kind of flag; an image's risk is the sum over the kinds it has (sort key).
-RISK = {"failed": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60, "no-record": 30, "unhidden": 90, "size": 50, "near": 40, "small": 15,
+RISK = {"kept": 20, "failed": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60, "no-record": 30, "unhidden": 90, "size": 50, "near": 40, "small": 15,
         "no-original": 5}
 
 
@@ -33,10 +33,17 @@ class FlagsMixin:
         if c.get("size_mismatch"):
             flags.append({"kind": "size", "text": "output size differs from the original: cannot check"})
         removed = rec.get("removed", [])
+        kept = self.kept_faces(item.rel)
+        if kept:
+            flags.append({"kind": "kept", "text": "kept as they are (--keep-*): " + ", ".join(
+                f"{k['name']} at {k['distance']:.2f}" if "name" in k else k["by"] for k in kept)
+                + "; click one to hide it", "count": len(kept), "boxes": [k["box"] for k in kept]})
         # One flag per kind, with its boxes: a crowd gives one line "23 faces ...", not 23 lines.
         found: dict[str, list] = {"unhidden": [], "second": [], "near": [], "small": []}
         for group, kind in (("main", "unhidden"), ("second", "second"), ("near", "near")):
             for face, hidden in zip(a.get(group, []), c.get(group, [])):
+                if any(matches(face["box"], [k["box"]], iou=0.5) for k in kept):
+                    continue  # the run kept it on purpose: its own flag says whom it matched
                 if not hidden and not (group == "main" and matches(face["box"], removed)):
                     found[kind].append(face)
         for face in a.get("main", []):
@@ -57,6 +64,11 @@ class FlagsMixin:
             flags.append({"kind": kind, "text": text, "count": n, "boxes": [f["box"] for f in faces]})
         return flags
 
+    def kept_faces(self, rel: str) -> list[dict]:
+        """The faces the run kept (--keep-people, --keep-region), as its report says."""
+        run = getattr(self, "run", None)
+        return list(run.kept.get(rel, [])) if run is not None else []
+
     def item_json(self, item: Item) -> dict:
         a, rec = item.analysis, self._manual(item.rel)
         flags = self.flags(item)
@@ -65,6 +77,7 @@ class FlagsMixin:
                 "path": item.rel, "kind": "video", "size": a.get("size"), "frames": a.get("frames", 0),
                 "fps": a.get("fps"), "hold": a.get("hold"), "tracks": a.get("tracks", []),
                 "failed_frames": a.get("failed", []), "second": a.get("second", []), "samples": a.get("samples", []),
+                "kept": a.get("kept", []),
                 "has_record": bool(a.get("record")), "has_output": item.out is not None,
                 "has_original": item.orig is not None and self.in_run(item), "version": stat_key(item.out),
                 "faces": [],
@@ -73,10 +86,17 @@ class FlagsMixin:
                 "checked": item.check_done, "risk": sum(RISK.get(f["kind"], 10) for f in flags),
             }
         removed = rec.get("removed", [])
-        faces = [{**f, "source": self.config.detector, "removed": matches(f["box"], removed)} for f in a.get("main", [])]
+        kept = self.kept_faces(item.rel)
+        kept_boxes = [k["box"] for k in kept]
+        faces = [{**f, "source": self.config.detector, "removed": matches(f["box"], removed)} for f in a.get("main", [])
+                 if not matches(f["box"], kept_boxes, iou=0.5)]
         hidden = {g: item.check.get(g, []) for g in ("near", "second")}
-        suggestions = [{**f, "source": f["by"], "hidden": h}
-                       for g in ("near", "second") for f, h in zip(a.get(g, []), hidden[g])]
+        # A kept face is offered as a suggestion: a click adds it as a manual box (flip to hidden), a
+        # click on that box takes it out again (back to kept). Its label: whom it matched, the distance.
+        suggestions = [{"box": k["box"], "score": float(k.get("distance", 0)), "hidden": False, "kept": k,
+                        "source": f"kept: {k['name']}" if "name" in k else f"kept by {k['by']}"} for k in kept]
+        suggestions += [{**f, "source": f["by"], "hidden": h}
+                        for g in ("near", "second") for f, h in zip(a.get(g, []), hidden[g])]
         return {
             "path": item.rel, "kind": "image",  # video items (tracks, frame strips) will add their own fields
             "size": a.get("size"), "has_output": item.out is not None,

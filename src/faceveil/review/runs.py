@@ -44,6 +44,7 @@ class RunRecord:
     source: str
     regions: dict[str, list[list[float]]] = field(default_factory=dict)
     inputs: set[str] = field(default_factory=set)
+    kept: dict[str, list[dict]] = field(default_factory=dict)  # faces the run left as they are (--keep-*)
 
 
 def _rel_under(text: str, root: Path, bases: list[Path]) -> str | None:
@@ -84,6 +85,10 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
             if rel is not None and not is_video_path(rel):  # a video's record is its track file
                 # float32 -> float is exact: Apply redoes the regions the run hid
                 rec.regions[rel] = [[float(v) for v in b] for b in Detections.from_dict(f.get("detections")).xyxy]
+                kept = f.get("kept")
+                if isinstance(kept, list):
+                    rec.kept[rel] = [k for k in kept if isinstance(k, dict) and isinstance(k.get("box"), list)
+                                     and len(k["box"]) == 4]
     return rec
 
 

@@ -123,6 +123,9 @@ def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: flo
     n = len(rec["frames"])
     a.update(record=True, size=rec["size"], frames=n, fps=rec["fps"], hold=rec["hold"], tracks=tracks(rec),
              failed=sorted(int(i) for i in rec.get("errors", {})), decode_errors=rec.get("decode_errors", 0))
+    kept = rec.get("kept") if isinstance(rec.get("kept"), dict) else {}
+    a["kept"] = [t for t in kept.get("tracks", []) if isinstance(t, dict)]  # --keep-*: whom, what distance
+    kept_frames = kept.get("frames", {}) if isinstance(kept.get("frames"), dict) else {}
     if orig is None or not detectors or not n:
         return a
     samples = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(SAMPLES, n))})
@@ -136,6 +139,8 @@ def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: flo
         o, w = originals[i], outputs[i]
         known = [[round(v, 1) for v in b] for b in rec["frames"][i].xyxy.tolist()]  # as the record keeps them
         noise = _noise(o, w, known)
+        # faces the run kept on purpose (--keep-*) are not news: the "kept" flag names them
+        known = known + [b for b in kept_frames.get(str(i), []) if isinstance(b, list) and len(b) == 4]
         for name, det in detectors:
             d = det.detect(o)
             if len(d) and known:
@@ -166,6 +171,11 @@ def flags(a: dict, hold_gap: int | None = None) -> list[dict]:
                    "text": f"{len(long)} track(s) held over a gap of >= {limit} frames (detector lost the face): "
                            + ", ".join(f"#{t['id']} ({t['longest_gap']} frames)" for t in long[:5]),
                    "tracks": [t["id"] for t in long]})
+    if a.get("kept"):
+        k = a["kept"]
+        fl.append({"kind": "kept", "count": len(k), "text": "kept as they are (--keep-*): " + ", ".join(
+            f"track #{t['track']} as {t.get('name')} at {t.get('distance', 0):.2f}" if "track" in t else
+            f"{t.get('faces', 0)} faces by {t.get('by')}" for t in k[:5]) + "; hide one with a box range"})
     if a["second"]:
         s = a["second"]
         srcs = ", ".join(sorted({f["source"] for f in s}))
@@ -203,8 +213,10 @@ def apply(orig: Path, out: Path, record: dict, ranges: list[dict]) -> dict:
     for m in ranges:
         for i in range(m["from"], m["to"] + 1):
             per_frame.setdefault(i, []).append(m["box"])
+    kept = record.get("kept") if isinstance(record.get("kept"), dict) else None
+    # Faces the run kept (--keep-*) stay kept unless a manual box hides them (the box is drawn over them).
     r = process_video(anonymizer, orig, out, options_from_json(record["options"]), progress=False,
-                      key=record["key"], manual=per_frame)
+                      key=record["key"], manual=per_frame, keep_record=kept)
     if r.status != "written":
         raise FaceveilError(r.error or f"{orig}: re-anonymizing failed")
     return {"frames": r.frames, "failed_frames": r.failed_frames}

@@ -49,19 +49,20 @@ def _write_preview(dst: Path, rgb: np.ndarray, seconds: float) -> None:
 def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.PathLike,
                   options: VideoOptions | None = None, progress: bool = True, key: str | None = None,
                   threaded: bool = True, manual: dict[int, list] | None = None,
-                  record: bool = True) -> VideoResult:
+                  record: bool = True, keep_record: dict | None = None) -> VideoResult:
     """Anonymize one video into ``dst``. Never raises for bad input: the result says why.
 
     ``manual``: frame index -> extra boxes [[x1, y1, x2, y2], ...] anonymized on that frame
     (a reviewer's boxes). ``record``: also write the per-frame boxes, track ids and failed
-    frames to ``tracks_path(dst)``, atomically, after the video itself.
+    frames to ``tracks_path(dst)``, atomically, after the video itself. ``keep_record``: the ``kept``
+    part of an earlier run's record (the review's Apply): the boxes it kept stay kept, nothing else.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     options = options or VideoOptions()
     try:
         return _process(anonymizer, src, dst, options, progress, key or src.name, threaded, t0, manual or {},
-                        record)
+                        record, keep_record)
     except FaceveilError as exc:
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
     except (KeyboardInterrupt, SystemExit):
@@ -73,7 +74,8 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
                            f"{src}: {exc.__class__.__name__}: {exc}")
 
 
-def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record) -> VideoResult:
+def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record,
+             keep_record=None) -> VideoResult:
     info = probe(src)
     report = DecodeReport()
     frames: Iterable[VideoFrame] = read_frames(src, report, allow_truncated=options.allow_truncated)
@@ -86,6 +88,31 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     next_preview = 0.0
     boxes_log: list[list] = []  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
+    kept_log: list[dict] = []
+    kept_tracks: dict[int, dict] | None = None
+    if keep_record is not None:  # the review's Apply: what the run kept, box by box
+        from .keep import split_as_recorded
+
+        kept_tracks = {int(t["track"]): {k: v for k, v in t.items() if k != "frames"}
+                       for t in keep_record.get("tracks", []) if isinstance(t, dict) and "track" in t}
+        boxes = keep_record.get("frames", {})
+        items = (split_as_recorded(it, boxes.get(str(it.frame.index), []), kept_tracks, kept_log)
+                 for it in tracked_frames(frames, detect, options, float(info.fps)))
+    elif anonymizer.keep and anonymizer.keep.people is None:  # regions only: decided per frame
+        from .keep import split_frame
+
+        kept_tracks = {}
+        items = (split_frame(it, {}, anonymizer.keep, kept_log)
+                 for it in tracked_frames(frames, detect, options, float(info.fps)))
+    elif anonymizer.keep:  # one decision per track: a first pass decides, this one renders (video/keep.py)
+        from .keep import plan_tracks, replay
+
+        first = read_frames(src, DecodeReport(), allow_truncated=options.allow_truncated)
+        plan, kept_tracks = plan_tracks(background(first) if threaded else first, detect, options,
+                                        float(info.fps), anonymizer.keep)
+        items = replay(frames, plan, kept_tracks, anonymizer.keep, kept_log)
+    else:
+        items = tracked_frames(frames, detect, options, float(info.fps))
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=key[-30:], leave=False)
     previews: list[Path] = []
@@ -93,7 +120,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         with VideoWriter(dst, info, options.encode) as writer:
             sink = EncoderThread(writer) if threaded else writer
             try:
-                for item in tracked_frames(frames, detect, options, float(info.fps)):
+                for item in items:
                     vf = item.frame
                     out = None
                     error = item.error
@@ -145,7 +172,9 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     if record:
         try:
             write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
-                          report)
+                          report, None if kept_tracks is None else {
+                              "tracks": _kept_summary(kept_tracks, kept_log),
+                              "frames": {str(e["frame"]): [k["box"] for k in e["kept"]] for e in kept_log}})
         except OSError as exc:  # the video is fine; only the review loses its track view
             warnings.append(f"track record not written: {exc}")
     seconds = time.perf_counter() - t0
@@ -154,7 +183,26 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                        [info.width, info.height], frames=written, failed_frames=failed, dropped_frames=dropped,
                        decode_errors=len(report.errors), announced_frames=report.announced,
                        truncated=report.shortfall, tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
-                       warnings=warnings or None)
+                       warnings=warnings or None,
+                       kept=None if kept_tracks is None else _kept_summary(kept_tracks, kept_log))
+
+
+def _kept_summary(tracks: dict[int, dict], log: list[dict]) -> list[dict]:
+    """Per kept track: whom it matched, at what distance, on which frames; per region: the frames."""
+    out = {tid: {**rec, "frames": []} for tid, rec in tracks.items()}
+    regions: dict[str, dict] = {}
+    for entry in log:
+        for k in entry["kept"]:
+            if "track" in k and k["track"] in out:
+                out[k["track"]]["frames"].append(entry["frame"])
+            else:
+                r = regions.setdefault(k["by"] + k.get("region", ""), {**{a: b for a, b in k.items() if a != "box"},
+                                                                      "faces": 0})
+                r["faces"] += 1
+    for rec in out.values():  # first and last frame: the whole list would swamp the report
+        f = rec.pop("frames")
+        rec["frames"] = [min(f), max(f), len(f)] if f else []
+    return [*out.values(), *regions.values()]
 
 
 def _remove_previews(paths: list[Path]) -> None:

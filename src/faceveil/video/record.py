@@ -37,10 +37,11 @@ def frame_faces(dets: Detections) -> list[dict]:
 
 
 def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, frames: list[list[dict]],
-                 errors: dict, failed: int, decode_errors: int, report=None) -> None:
+                 errors: dict, failed: int, decode_errors: int, report=None, kept: dict | None = None) -> None:
     """The track record `faceveil review` reads: one JSON file, written atomically after the video.
 
     ``frames``: per written frame, ``frame_faces`` of the boxes anonymized on it ([] for a failed frame).
+    ``kept`` (--keep-*): {"tracks": whom each kept track matched, "frames": {index: kept boxes}}.
     """
     try:
         desc = anonymizer.describe()
@@ -52,6 +53,8 @@ def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, f
             "errors": errors, "failed_frames": failed, "decode_errors": decode_errors,
             "hold": options.frames_held(float(info.fps)),
             "announced_frames": report.announced if report else 0, "truncated": report.shortfall if report else None}
+    if kept is not None:
+        data["kept"] = kept
     data["size"] = [info.height, info.width] if info.rotation in (90, -90, 270) else [info.width, info.height]
     path = tracks_path(dst)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,7 @@ function drawBoxes(frame, item, labels) {
   }
   for (const s of item.suggestions) {
     if (e.manual.some((m) => sameBox(m, s.box))) continue;
-    frame.appendChild(boxEl(s.box, item.size, "sugg" + (s.hidden ? " hidden-ok" : "") + (isFlag(s.box) ? " flag" : ""),
+    frame.appendChild(boxEl(s.box, item.size, "sugg" + (s.kept ? " kept" : "") + (s.hidden ? " hidden-ok" : "") + (isFlag(s.box) ? " flag" : ""),
                             labels ? `${s.source} ${s.score.toFixed(2)}` : ""));
   }
   for (const m of e.manual) {

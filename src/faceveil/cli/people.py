@@ -1,0 +1,65 @@
+"""`faceveil people build`: describe consenting people once (`anonymize --keep-people` reads the file),
+and the keep options of `faceveil anonymize`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+examples:
+  faceveil people build consent/ -o people.npz      consent/<name>/*.jpg: one folder per person
+  faceveil anonymize photos/ -o out/ --keep-people people.npz
+
+Each photo must show the person's face clearly (a photo with several faces of similar size is
+skipped). The file holds face descriptors and names only, never the photos. See docs/keep.md.
+"""
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("people", help="describe consenting people for anonymize --keep-people",
+                       formatter_class=fmt, epilog=EPILOG)
+    ps = p.add_subparsers(dest="people_command", metavar="PEOPLE_COMMAND", required=True)
+    b = ps.add_parser("build", help="describe the faces in consent/<name>/*.jpg", formatter_class=fmt, epilog=EPILOG)
+    b.add_argument("folder", metavar="DIR", help="DIR/<name>/*.jpg (or DIR/<name>.jpg), one folder per person")
+    b.add_argument("-o", "--output", required=True, metavar="FILE", help="people file to write (.npz)")
+    b.add_argument("--debug", action="store_true", help="show tracebacks")
+    b.set_defaults(func=cmd_people_build)
+
+
+def cmd_people_build(args) -> int:
+    from ..people import People
+    from .common import check_writable
+
+    check_writable(args.output, "the people file")
+    people = People.build(args.folder)
+    for s in people.skipped:
+        print(f"faceveil: warning: {s}: skipped", file=sys.stderr)
+    people.save(args.output)
+    print(f"faceveil: {len(people)} people, {len(people.descriptors)} photos described "
+          f"({len(people.skipped)} skipped) -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def add_keep_args(p) -> None:
+    """--keep-people, --keep-region, --only-region (one help line each at most: the help fits a screen)."""
+    p.add_argument("--keep-people", metavar="SRC", help="leave faces matching consent/<name>/*.jpg or people.npz "
+                                                         "as they are")
+    p.add_argument("--keep-region", action="append", default=[], metavar="R",
+                   help="keep faces centred in R=x,y,w,h[@t0-t1]; --only-region R: hide only in R")
+    p.add_argument("--only-region", action="append", default=[], help=argparse.SUPPRESS)
+
+
+def keep_policy(args, detector=None):
+    """The KeepPolicy the options ask for, or None. Builds a folder's descriptors once, here."""
+    from ..people import KeepPolicy, People, Region
+
+    keep_regions = tuple(Region.parse(r) for r in args.keep_region)
+    only_regions = tuple(Region.parse(r) for r in args.only_region)
+    people = People.open(args.keep_people, detector) if args.keep_people else None
+    policy = KeepPolicy(people, keep_regions, only_regions)
+    if people is not None:  # dlib and its model files: missing ones fail now, before any work
+        from ..people import _describer
+
+        _describer()
+    return policy if policy else None

@@ -1,0 +1,417 @@
+"""Keep who agreed, hide everyone else (issue 23).
+
+``People`` is a gallery of consenting people: dlib face descriptors (128-D) and names, built
+from ``consent/<name>/*.jpg`` (or ``consent/<name>.jpg``) and saved as a small ``.npz``; the
+photos themselves are never copied. ``KeepPolicy`` is the step between detection and
+anonymization: it splits a frame's detections into the faces to hide and the faces to keep,
+and says for every kept face whom it matched and at what distance (or which region kept it).
+
+Safety first: a false keep publishes a bystander, a false hide only blurs a consenting face.
+So the threshold is chosen for a false-keep rate (``bench/bench_keep.py``, ``docs/keep.md``):
+at ``THRESHOLD`` strangers were kept in <= 0.1 % of LFW probes against galleries of 1, 10 and
+100 people. A face too small, too blurred or without usable landmarks is never kept, nor one
+whose best match is not clearly better than the second-best person's.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .detections import Detections
+from .errors import InputError, UsageError
+
+# Euclidean distance between dlib descriptors (dlib's own "same person" cut is 0.6, tuned for
+# accuracy; this one is tuned for <= 0.1 % strangers kept: see docs/keep.md).
+THRESHOLD = 0.40
+MARGIN = 0.05  # the best person must be at least this much closer than the second-best
+MIN_SIZE = 40  # px, the box's shorter side: smaller faces are never described
+MIN_SHARPNESS = 15.0  # variance of the Laplacian on the face resized to 96 px: below, too blurred
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+# Video: a track is kept when at least this many of its frames could be described, the median
+# distance of its best frames to one person is under THRESHOLD, and no frame matches anybody
+# else under THRESHOLD.
+TRACK_MIN_FRAMES = 3
+TRACK_SAMPLES = 12  # frames described per track (the largest, spread over the track)
+
+
+def _describer():
+    # The describer lives with the privacy evaluation (the attacker model); imported here on use so
+    # that a run without --keep-people never needs dlib.
+    from .eval.descriptors import DlibDescriber
+
+    return DlibDescriber(points=5)
+
+
+def sharpness(image: np.ndarray, box) -> float:
+    """Variance of the Laplacian of the face (grey, resized to 96x96): low means blurred."""
+    import cv2
+
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return 0.0
+    grey = cv2.cvtColor(np.ascontiguousarray(image[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, (96, 96), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def face_groups(dets: Detections) -> list[list[int]]:
+    """Boxes that are one face (a recall-first preset may find a face at several scales): connected
+    by one box's centre lying inside the other."""
+    n = len(dets)
+    parent = list(range(n))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    xy = dets.xyxy
+    c = (xy[:, :2] + xy[:, 2:]) / 2
+    for i in range(n):
+        for j in range(i + 1, n):
+            if (xy[j, 0] <= c[i, 0] <= xy[j, 2] and xy[j, 1] <= c[i, 1] <= xy[j, 3]) or \
+                    (xy[i, 0] <= c[j, 0] <= xy[i, 2] and xy[i, 1] <= c[j, 1] <= xy[i, 3]):
+                parent[root(j)] = root(i)
+    out: dict[int, list[int]] = {}
+    for i in range(n):
+        out.setdefault(root(i), []).append(i)
+    return list(out.values())
+
+
+def unreliable(image: np.ndarray, dets: Detections, i: int) -> str | None:
+    """Why face ``i`` cannot be described reliably (None when it can)."""
+    x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
+    if min(x2 - x1, y2 - y1) < MIN_SIZE:
+        return "too small"
+    lm = dets.landmarks[i]
+    if not np.isfinite(lm).all():
+        return "no landmarks"
+    (lx, _), (rx, _), (nx, _) = lm[0], lm[1], lm[2]
+    eye = abs(rx - lx)
+    # a profile: the eyes nearly on top of each other, or the nose outside them
+    if eye < 0.2 * (x2 - x1) or not min(lx, rx) < nx < max(lx, rx):
+        return "profile"
+    if sharpness(image, dets.xyxy[i]) < MIN_SHARPNESS:
+        return "too blurred"
+    return None
+
+
+@dataclass
+class People:
+    """Descriptors (Nx128) of consenting people and, per row, the index of the person's name."""
+
+    names: list[str]
+    descriptors: np.ndarray
+    person: np.ndarray  # int, N: index into names
+    skipped: list[str] = field(default_factory=list)  # photos not used, "path: why"
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def build(cls, folder: str | Path, detector=None) -> "People":
+        """Describe every photo under ``folder`` (``<name>/*.jpg`` or ``<name>.jpg``).
+
+        A photo is used only when it holds exactly one face that can be described reliably (else it
+        is skipped and listed in ``skipped``); a person none of whose photos is usable is an error,
+        as is an empty gallery."""
+        from .io.images import read_rgb
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: no such folder of consenting people (consent/<name>/*.jpg)")
+        photos: dict[str, list[Path]] = {}
+        for p in sorted(folder.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if p.is_dir():
+                files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES
+                         and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+                if files:
+                    photos[p.name] = files
+            elif p.suffix.lower() in IMAGE_SUFFIXES:
+                photos.setdefault(p.stem, []).append(p)
+        if not photos:
+            raise UsageError(f"{folder}: no photos of consenting people (expected {folder}/<name>/*.jpg)")
+        if detector is None:
+            from .detect import get_detector
+            from .detect.presets import resolve
+
+            name, params, _ = resolve(None)
+            detector = get_detector(name, params)
+        describer = _describer()
+        names, rows, person, skipped = [], [], [], []
+        for name, files in photos.items():
+            got = 0
+            for f in files:
+                try:
+                    rgb = read_rgb(f)
+                except Exception as exc:  # a bad photo is skipped and said, never fatal on its own
+                    skipped.append(f"{f}: {exc}")
+                    continue
+                dets = detector.detect(rgb)
+                groups = face_groups(dets)
+                if not groups:
+                    skipped.append(f"{f}: no face found")
+                    continue
+                # the photo's subject: the group of the largest box, at least twice as large (per
+                # side) as any other face; without one, whose photo it is cannot be told: skipped
+                side = np.sqrt(dets.areas)
+                big = int(np.argmax(side))
+                subject = next(g for g in groups if big in g)
+                others = [i for g in groups if g is not subject for i in g]
+                if others and side[big] < 2 * side[others].max():
+                    skipped.append(f"{f}: {len(groups)} faces and none clearly the subject")
+                    continue
+                d, why = None, "not describable"
+                for i in sorted(subject, key=lambda i: -float(dets.score[i])):
+                    why = unreliable(rgb, dets, i)
+                    if why is None:
+                        d = describer.describe(rgb, dets.xyxy[[i]])[0]
+                        why = None if np.isfinite(d).all() else "not describable"
+                        break
+                if why:
+                    skipped.append(f"{f}: face {why}")
+                    continue
+                rows.append(d)
+                person.append(len(names))
+                got += 1
+            if got == 0:
+                raise UsageError(f"{folder / name}: no usable photo of {name} "
+                                 f"({'; '.join(s.split(': ', 1)[1] for s in skipped[-len(files):])})")
+            names.append(name)
+        return cls(names, np.asarray(rows, np.float32).reshape(-1, 128), np.asarray(person, np.int64), skipped)
+
+    def save(self, path: str | Path) -> None:
+        from io import BytesIO
+
+        from .io.atomic import write_bytes_atomic
+
+        buf = BytesIO()
+        np.savez(buf, descriptors=self.descriptors.astype(np.float32), person=self.person.astype(np.int64),
+                 names=np.asarray(self.names, dtype=str), version=np.asarray(1))
+        write_bytes_atomic(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "People":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                names = [str(n) for n in z["names"]]
+                desc = np.asarray(z["descriptors"], np.float32).reshape(-1, 128)
+                person = np.asarray(z["person"], np.int64)
+        except FileNotFoundError:
+            raise UsageError(f"{path}: no such file") from None
+        except Exception as exc:
+            raise UsageError(f"{path}: not a people file from `faceveil people build` ({exc.__class__.__name__})") from None
+        if not names or len(desc) == 0 or len(person) != len(desc) or person.min() < 0 or person.max() >= len(names) \
+                or not np.isfinite(desc).all():
+            raise UsageError(f"{path}: empty or damaged people file")
+        return cls(names, desc, person)
+
+    @classmethod
+    def open(cls, source: "str | Path | People", detector=None) -> "People":
+        """A People from itself, a ``.npz`` or a folder of photos."""
+        if isinstance(source, People):
+            return source
+        p = Path(source)
+        if p.is_dir():
+            return cls.build(p, detector)
+        if not p.exists():
+            raise UsageError(f"{p}: no such folder or people file")
+        return cls.load(p)
+
+    def distances(self, descriptors: np.ndarray) -> np.ndarray:
+        """MxP: each descriptor's distance to each person (the nearest of that person's photos)."""
+        d = np.asarray(descriptors, np.float32).reshape(-1, 128)
+        rows = np.linalg.norm(d[:, None, :] - self.descriptors[None, :, :], axis=2)
+        out = np.full((len(d), len(self.names)), np.inf, np.float32)
+        for k in range(len(self.names)):
+            out[:, k] = rows[:, self.person == k].min(axis=1)
+        return out
+
+
+def match(dist_row: np.ndarray, threshold: float = THRESHOLD, margin: float = MARGIN) -> tuple[int, float] | None:
+    """(person, distance) when the nearest person is under ``threshold`` and clearly nearer than the
+    second; None otherwise (NaN rows never match)."""
+    if not np.isfinite(dist_row).any():
+        return None
+    order = np.argsort(dist_row)
+    best = float(dist_row[order[0]])
+    if not best <= threshold:
+        return None
+    if len(order) > 1 and float(dist_row[order[1]]) < best + margin:
+        return None
+    return int(order[0]), best
+
+
+# --- regions ---------------------------------------------------------------------------------
+
+_REGION = re.compile(r"^\s*([^,@]+),([^,@]+),([^,@]+),([^,@]+?)\s*(?:@\s*([0-9.]*)\s*-\s*([0-9.]*))?\s*$")
+
+
+@dataclass(frozen=True)
+class Region:
+    """``x,y,w,h`` in pixels, or all four as fractions of the frame (every value <= 1 and one has
+    a dot); optionally ``@t0-t1`` seconds (video; either end may be left out)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    fractions: bool = False
+    t0: float | None = None
+    t1: float | None = None
+    text: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> "Region":
+        m = _REGION.match(text)
+        bad = UsageError(f"bad region {text!r}: expected x,y,w,h (pixels, or fractions 0-1) "
+                         "optionally followed by @t0-t1 (seconds)")
+        if not m:
+            raise bad
+        try:
+            x, y, w, h = (float(v) for v in m.groups()[:4])
+            t0 = float(m.group(5)) if m.group(5) else None
+            t1 = float(m.group(6)) if m.group(6) else None
+        except ValueError:
+            raise bad from None
+        vals = (x, y, w, h)
+        if not all(np.isfinite(vals)) or min(vals) < 0 or w <= 0 or h <= 0 or (t0 is not None and t1 is not None and t1 < t0):
+            raise bad
+        fractions = max(vals) <= 1 and any("." in v for v in m.groups()[:4])
+        if fractions and (x + w > 1.0001 or y + h > 1.0001):
+            raise bad
+        return cls(x, y, w, h, fractions, t0, t1, text.strip())
+
+    def box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        if self.fractions:
+            return self.x * width, self.y * height, (self.x + self.w) * width, (self.y + self.h) * height
+        return self.x, self.y, self.x + self.w, self.y + self.h
+
+    def active(self, t: float | None) -> bool:
+        if t is None:
+            return True  # an image has no time: the region applies
+        return (self.t0 is None or t >= self.t0) and (self.t1 is None or t <= self.t1)
+
+
+def _inside(xyxy: np.ndarray, region, rule: str) -> np.ndarray:
+    """Per box: ``centre`` inside the region, or ``whole`` box inside it."""
+    rx1, ry1, rx2, ry2 = region
+    x1, y1, x2, y2 = xyxy.T
+    if rule == "centre":
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        return (cx >= rx1) & (cx <= rx2) & (cy >= ry1) & (cy <= ry2)
+    return (x1 < rx2) & (x2 > rx1) & (y1 < ry2) & (y2 > ry1)  # "touches": any overlap at all
+
+
+# --- the decision step -----------------------------------------------------------------------
+
+
+@dataclass
+class KeepPolicy:
+    """Which detected faces are left as they are.
+
+    - ``people``: a face is kept when it matches one person (``match``) and can be described reliably.
+    - ``keep_regions``: a face whose box centre is inside one is kept (kept "by region").
+    - ``only_regions``: only faces that touch one of them are anonymized; a face outside all of them
+      is kept. A box straddling a border touches the region, so it is hidden (safe side). At a time
+      outside every only-region's range (``@t0-t1``) nothing is restricted: every face is hidden.
+    A face inside a keep region is kept by region whatever the gallery says.
+    """
+
+    people: People | None = None
+    keep_regions: tuple[Region, ...] = ()
+    only_regions: tuple[Region, ...] = ()
+    threshold: float = THRESHOLD
+    margin: float = MARGIN
+    _describer: object = field(default=None, repr=False, compare=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.people is not None or self.keep_regions or self.only_regions)
+
+    def __getstate__(self):  # workers build their own dlib models
+        s = dict(self.__dict__)
+        s["_describer"] = None
+        return s
+
+    def describe(self) -> dict:
+        """The policy as a report says it (names of the consenting people, never their photos)."""
+        out: dict = {}
+        if self.people is not None:
+            out.update(people=list(self.people.names), threshold=self.threshold, margin=self.margin)
+        if self.keep_regions:
+            out["keep_regions"] = [r.text for r in self.keep_regions]
+        if self.only_regions:
+            out["only_regions"] = [r.text for r in self.only_regions]
+        return out
+
+    def describe_faces(self, image: np.ndarray, dets: Detections) -> tuple[np.ndarray, list[str | None]]:
+        """Descriptors (NaN rows for faces that cannot be described reliably) and why not."""
+        why = [unreliable(image, dets, i) for i in range(len(dets))]
+        out = np.full((len(dets), 128), np.nan, np.float32)
+        ok = [i for i, w in enumerate(why) if w is None]
+        if ok:
+            if self._describer is None:
+                self._describer = _describer()
+            out[ok] = self._describer.describe(image, dets.xyxy[ok])
+        return out, why
+
+    def by_region(self, dets: Detections, width: int, height: int, t: float | None = None) -> list[dict | None]:
+        """Per face: the region that keeps it ({"by": "region", ...}) or None."""
+        out: list[dict | None] = [None] * len(dets)
+        if not len(dets):
+            return out
+        for r in self.keep_regions:
+            if r.active(t):
+                for i in np.flatnonzero(_inside(dets.xyxy, r.box(width, height), "centre")):
+                    out[i] = out[i] or {"by": "keep-region", "region": r.text}
+        only = [r for r in self.only_regions if r.active(t)]
+        if only:  # outside every only-region's time range, nothing is restricted: all faces are hidden
+            touched = np.zeros(len(dets), bool)
+            for r in only:
+                touched |= _inside(dets.xyxy, r.box(width, height), "touches")
+            for i in np.flatnonzero(~touched):
+                out[i] = out[i] or {"by": "outside-only-region"}
+        return out
+
+    def decide(self, image: np.ndarray, dets: Detections, t: float | None = None) -> tuple[Detections, list[dict]]:
+        """(faces to hide, kept faces as records {box, by, name, distance})."""
+        h, w = image.shape[:2]
+        reasons = self.by_region(dets, w, h, t)
+        if self.people is not None and len(dets):
+            todo = [i for i, r in enumerate(reasons) if r is None]
+            if todo:
+                desc, _ = self.describe_faces(image, dets[np.asarray(todo)])
+                dist = self.people.distances(desc)
+                for j, i in enumerate(todo):
+                    m = match(dist[j], self.threshold, self.margin)
+                    if m is not None:
+                        reasons[i] = {"by": "person", "name": self.people.names[m[0]], "distance": round(m[1], 4)}
+        # One face found at several scales is one decision: kept only when every box of it is kept
+        # by a region, or one box matched a person and no box of it matched anyone else.
+        for g in face_groups(dets):
+            if len(g) < 2:
+                continue
+            rs = [reasons[i] for i in g]
+            names = {r.get("name") for r in rs if r is not None and r["by"] == "person"}
+            if all(r is not None and r["by"] != "person" for r in rs):
+                continue
+            if len(names) == 1 and all(r is None or r["by"] == "person" for r in rs):
+                best = min((r for r in rs if r is not None), key=lambda r: r["distance"])
+                for i in g:
+                    reasons[i] = best
+            else:
+                for i in g:
+                    reasons[i] = None
+        kept_idx = [i for i, r in enumerate(reasons) if r is not None]
+        kept = [{"box": [round(float(v), 1) for v in dets.xyxy[i]], **reasons[i]} for i in kept_idx]
+        hide = np.ones(len(dets), bool)
+        hide[kept_idx] = False
+        return dets[hide], kept

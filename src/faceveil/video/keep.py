@@ -1,0 +1,127 @@
+"""--keep-people in video: one decision per track, made before any frame is written.
+
+Two passes (the simplest correct way: a track's decision needs the whole track, and a look-ahead
+buffer as long as the longest track would hold the whole video): the first decodes, detects and
+tracks every frame, keeps only each frame's boxes (no pixels), and describes the detected faces of
+each track on a few frames (about five a second, at most 48 per track); it then decides each track. The second decodes
+again and hands each frame its boxes from the first pass, less the kept tracks'. Cost: one more
+decode of the video and the descriptors; detection runs once.
+
+A track is kept whole or hidden whole (held and back-filled boxes included). It is kept only when at
+least ``TRACK_MIN_FRAMES`` of its frames could be described and matched the same person, the median
+distance of its best frames to that person is under the threshold, and no frame of it matched
+anybody else: everything else (too small, blurred, profile, too short, ambiguous, a box without a
+track id) is hidden. Regions (--keep-region, --only-region) are applied per frame, at its time.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..detections import Detections
+from ..errors import FaceveilError
+from ..io.video import VideoFrame
+from ..people import TRACK_MIN_FRAMES, TRACK_SAMPLES, KeepPolicy, match
+from .options import VideoOptions
+from .tracking import TrackedFrame, tracked_frames
+
+
+def plan_tracks(frames: Iterable[VideoFrame], detect: Callable, options: VideoOptions, fps: float,
+                policy: KeepPolicy) -> tuple[dict[int, tuple[Detections, str | None]], dict[int, dict]]:
+    """First pass: every frame's boxes (by frame index) and the kept tracks (track id -> record)."""
+    plan: dict[int, tuple[Detections, str | None]] = {}
+    seen: dict[int, int] = {}  # track id -> detected boxes so far
+    rows: dict[int, list[np.ndarray]] = {}  # track id -> distance rows of its described frames
+    step = max(1, int(round(fps / 5)))
+    people = policy.people
+    for item in tracked_frames(frames, detect, options, fps):
+        plan[item.frame.index] = (item.detections, item.error)
+        dets = item.detections
+        if people is None or item.error is not None or not len(dets):
+            continue
+        todo = []
+        for i, (tid, src) in enumerate(zip(dets.track_id, dets.sources)):
+            tid = int(tid)
+            if tid < 0 or src != "detected":
+                continue
+            n = seen.get(tid, 0)
+            seen[tid] = n + 1
+            if n % step == 0 and len(rows.get(tid, ())) < 4 * TRACK_SAMPLES:
+                todo.append(i)
+        if todo:
+            desc, _ = policy.describe_faces(item.frame.rgb, dets[np.asarray(todo)])
+            dist = people.distances(desc)
+            for j, i in enumerate(todo):
+                if np.isfinite(dist[j]).all():
+                    rows.setdefault(int(dets.track_id[i]), []).append(dist[j])
+    kept = {}
+    for tid, r in rows.items():
+        decision = decide_track(np.asarray(r), policy)
+        if decision is not None:
+            kept[tid] = {"track": tid, "by": "person", "name": people.names[decision[0]],
+                         "distance": round(decision[1], 4), "described_frames": len(r)}
+    return plan, kept
+
+
+def decide_track(rows: np.ndarray, policy: KeepPolicy) -> tuple[int, float] | None:
+    """(person, median distance of the best frames) for a track's distance rows, or None (hidden)."""
+    if len(rows) < TRACK_MIN_FRAMES:
+        return None
+    matches = [match(r, policy.threshold, policy.margin) for r in rows]
+    who = {m[0] for m in matches if m is not None}
+    if len(who) != 1:
+        return None  # nobody, or two people: hidden
+    p = who.pop()
+    if sum(m is not None for m in matches) < TRACK_MIN_FRAMES:
+        return None
+    # no frame of it nearer to somebody else than to p
+    if len(policy.people.names) > 1 and (np.argmin(rows, axis=1) != p).any():
+        return None
+    best = np.sort(rows[:, p])[:max(TRACK_MIN_FRAMES, min(TRACK_SAMPLES, len(rows)) // 2)]
+    med = float(np.median(best))
+    return (p, med) if med <= policy.threshold else None
+
+
+def replay(frames: Iterable[VideoFrame], plan: dict, kept: dict[int, dict], policy: KeepPolicy,
+           log: list) -> Iterator[TrackedFrame]:
+    """Second pass: each frame with the boxes to hide; ``log`` gets the per-frame kept records."""
+    for vf in frames:
+        if vf.index not in plan:  # the second decode must see the frames the first saw
+            raise FaceveilError(f"frame {vf.index} was not seen by the first pass (the video decodes differently)")
+        dets, error = plan.pop(vf.index)
+        yield split_frame(TrackedFrame(vf, dets, error), kept, policy, log)
+
+
+def split_frame(item: TrackedFrame, kept: dict[int, dict], policy: KeepPolicy, log: list) -> TrackedFrame:
+    """The frame with the boxes to hide: kept tracks' and kept regions' boxes taken out."""
+    dets, vf = item.detections, item.frame
+    if item.error is not None or not len(dets):
+        return item
+    h, w = vf.rgb.shape[:2]
+    reasons = policy.by_region(dets, w, h, vf.time)
+    by_track = np.isin(dets.track_id, np.asarray(sorted(kept), np.int64)) & (dets.track_id >= 0)
+    hide = np.asarray([r is None for r in reasons]) & ~by_track
+    if (~hide).any():
+        log.append({"frame": vf.index, "kept": [
+            {"box": [round(float(v), 1) for v in dets.xyxy[i]],
+             **(kept[int(dets.track_id[i])] if by_track[i] else reasons[i])}
+            for i in np.flatnonzero(~hide)]})
+    return TrackedFrame(vf, dets[hide], item.error)
+
+
+def split_as_recorded(item: TrackedFrame, boxes: list, tracks: dict[int, dict], log: list) -> TrackedFrame:
+    """The review's Apply: a box is kept only when it is (IoU >= 0.9) a box the run kept on this frame
+    (the record's ``kept``); the run is redone deterministically, so the same boxes come back, and
+    anything else (another box, a changed detection) is hidden."""
+    from ..detections import box_iou
+
+    dets = item.detections
+    if item.error is not None or not len(dets) or not boxes:
+        return item
+    ok = box_iou(dets.xyxy, np.asarray(boxes, np.float32).reshape(-1, 4)).max(axis=1) >= 0.9
+    if ok.any():
+        log.append({"frame": item.frame.index, "kept": [
+            {"box": [round(float(v), 1) for v in dets.xyxy[i]],
+             **(tracks.get(int(dets.track_id[i])) or {"by": "run"})} for i in np.flatnonzero(ok)]})
+    return TrackedFrame(item.frame, dets[~ok], item.error)
