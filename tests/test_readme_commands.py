@@ -124,6 +124,11 @@ def inputs(tmp_path_factory) -> Path:
     write_wider(labels, root / "wider" / "ground_truth" / "wider_face_val_bbx_gt.txt")
     write_coco(labels, root / "coco" / "faces.json")
     write_yolo(labels, root / "ds" / "labels")
+    # Keep who agreed: a consent folder (one person, one photo) and an input folder.
+    (root / "consent" / "astronaut").mkdir(parents=True)
+    Image.fromarray(astro).save(root / "consent" / "astronaut" / "astro.jpg")
+    (root / "in").mkdir()
+    Image.fromarray(astro).save(root / "in" / "astro.jpg")
     return root
 
 
@@ -189,6 +194,8 @@ def test_readme_command_runs_as_written(block, index, cmd, inputs, tmp_path, mon
     # A command reading an earlier command's output (out/, anon/): run that one first.
     earlier = [c for b, i, c in COMMANDS if b == block and i < index and _runnable(c)]
     reads = argv[2] if argv[:2] == ["dataset", "verify"] else argv[1] if argv[0] == "review" else ""
+    if "--keep-people" in argv:
+        reads = argv[argv.index("--keep-people") + 1]
     if reads and not (work / reads).exists() and earlier:
         assert _run_in_process(_argv(earlier[-1])) == 0, f"{earlier[-1]}: {capsys.readouterr().err}"
     if argv[0] == "review":
