@@ -1,5 +1,6 @@
 """The command line: outputs, exit codes and one-line messages for bad input."""
 import json
+import sys
 import shutil
 
 import numpy as np
@@ -149,3 +150,17 @@ def test_console_script_runs():
 
     r = subprocess.run([sys.executable, "-m", "faceveil", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("faceveil ")
+
+
+@pytest.mark.slow
+def test_make_demo_runs_twice(tmp_path):
+    """`make demo` on a machine where it ran before: the demo replaces its own output (exit 0 both times)."""
+    import subprocess
+
+    from conftest import ROOT
+
+    for _ in range(2):
+        r = subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py")], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "1 face(s) found and blurred" in r.stdout

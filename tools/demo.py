@@ -10,7 +10,8 @@ src_dir = Path("demo-input")
 src_dir.mkdir(exist_ok=True)
 src = src_dir / "astronaut.png"
 Image.fromarray(data.astronaut()).save(src)
-code = main(["anonymize", str(src), "-o", "demo-output", "--report", "demo-output/report.json", "-q"])
+# demo-output/ is the demo's own folder: a second `make demo` replaces what the first wrote.
+code = main(["anonymize", str(src), "-o", "demo-output", "--report", "demo-output/report.json", "-q", "--overwrite"])
 if code == 0:
     import json
 
