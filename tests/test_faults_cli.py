@@ -433,3 +433,38 @@ def test_every_shared_clip_decodes_whole():
         r = DecodeReport()
         n = sum(1 for _ in read_frames(p, r))
         assert n > 0 and r.shortfall is None, (p.name, n, r.shortfall)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3])
+def test_ctrl_c_during_start_up_is_quiet(tmp_path, delay, astronaut):
+    """Ctrl-C while the command line is still importing numpy and the models' code: exit 130, no traceback,
+    nothing written (it printed a KeyboardInterrupt traceback from inside an import before)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    p = subprocess.Popen([sys.executable, "-m", "faceveil", "anonymize", str(tmp_path / "a.png"), "-o",
+                          str(tmp_path / "out"), "-q"], stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert p.returncode in (130, -signal.SIGINT, 0), (p.returncode, err)  # 0: it finished before the signal
+    if p.returncode != 0:
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+
+
+def test_importing_faceveil_leaves_sigint_alone():
+    """The start-up handler is the command line's only: a library import keeps Python's Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import faceveil, signal; "
+                        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"],
+                       capture_output=True, text=True)
+    assert r.stdout.strip() == "True", r.stderr

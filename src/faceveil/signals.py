@@ -44,3 +44,14 @@ def ignore_in_worker() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def restore_sigint() -> None:
+    """Undo the package's start-up handler (a quiet exit while the command line loads): Ctrl-C raises
+    KeyboardInterrupt again, which every writer unwinds from."""
+    import faceveil
+
+    startup = getattr(faceveil, "_startup_sigint", None)
+    if startup is not None and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is startup:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
-    from ..signals import Terminated, terminate_as_interrupt
+    from ..signals import Terminated, restore_sigint, terminate_as_interrupt
 
+    restore_sigint()  # from here on Ctrl-C unwinds (temporaries removed) and exits 130
     try:
         with terminate_as_interrupt():
             return args.func(args)
