@@ -51,7 +51,7 @@ PR_SET_PDEATHSIG = 1
 # `timeout`), which the parent handles by shutting the pool down; the parent's death is told apart.
 _DEATH_SIGNAL = getattr(signal, "SIGUSR1", signal.SIGTERM)
 _POLL_S = 0.25
-_GRACE_S = 5.0
+_GRACE_S = 1.0  # then os._exit: the next run removes a temporary file this leaves (its pid is dead)
 
 
 def die_with_parent(parent_pid: int) -> None:
