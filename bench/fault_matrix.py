@@ -708,19 +708,24 @@ def _decodable_ref(path: Path):
         return None
 
 
+def corrupt_file(src: Path, fault: str) -> None:
+    """Damage ``src`` in place: "zero bytes", "truncated N%" (keep the first N %) or "flipped byte" (mid-file)."""
+    data = src.read_bytes()
+    if fault == "zero bytes":
+        src.write_bytes(b"")
+    elif fault.startswith("truncated"):
+        pct = int(fault.split()[-1].rstrip("%"))
+        src.write_bytes(data[: len(data) * pct // 100])
+    elif fault == "flipped byte":
+        b = bytearray(data)
+        b[len(b) // 2] ^= 0xFF
+        src.write_bytes(bytes(b))
+
+
 def _make_corrupt(kind: str, fault: str):
     def fn(ctx: Ctx) -> None:
         src = _clean_image(ctx, kind)
-        data = src.read_bytes()
-        if fault == "zero bytes":
-            src.write_bytes(b"")
-        elif fault.startswith("truncated"):
-            pct = int(fault.split()[-1].rstrip("%"))
-            src.write_bytes(data[: len(data) * pct // 100])
-        elif fault == "flipped byte":
-            b = bytearray(data)
-            b[len(b) // 2] ^= 0xFF
-            src.write_bytes(bytes(b))
+        corrupt_file(src, fault)
         # a truncated file is never a success; a flipped byte may still decode (then it must be anonymized)
         refuse_only = fault != "flipped byte"
         _expect_refused_or_hidden(ctx, src, _decodable_ref(src), refuse_only=refuse_only)
@@ -963,16 +968,7 @@ def decode_video_safe(path: Path) -> list[np.ndarray]:
 def _make_vcorrupt(kind: str, fault: str):
     def fn(ctx: Ctx) -> None:
         src = _clip(ctx, kind)
-        data = src.read_bytes()
-        if fault == "zero bytes":
-            src.write_bytes(b"")
-        elif fault.startswith("truncated"):
-            pct = int(fault.split()[-1].rstrip("%"))
-            src.write_bytes(data[: len(data) * pct // 100])
-        elif fault == "flipped byte":
-            b = bytearray(data)
-            b[len(b) // 2] ^= 0xFF
-            src.write_bytes(bytes(b))
+        corrupt_file(src, fault)
         _video_expect(ctx, src, refuse_only=fault != "flipped byte")
     return fn
 
