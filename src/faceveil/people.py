@@ -38,9 +38,8 @@ TRACK_SAMPLES = 12  # frames described per track (the largest, spread over the t
 
 
 def _describer():
-    # The describer lives with the privacy evaluation (the attacker model); imported here on use so
-    # that a run without --keep-people never needs dlib.
-    from .eval.descriptors import DlibDescriber
+    # Imported here on use so that a run without --keep-people never needs dlib.
+    from .anonymize.descriptors import DlibDescriber
 
     return DlibDescriber(points=5)
 
