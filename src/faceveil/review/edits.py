@@ -36,6 +36,10 @@ class EditsMixin:
         new = {**entry, "output_sha256": sha256_file(dst), "regions": regions, "anonymized_regions": len(regions),
                "reviewed": True, "manual": manual, "removed": removed, "faceveil": __version__,
                "time": _now()}
+        if isinstance(entry.get("kept"), list):  # a kept face the reviewer hid (a manual box over it) is kept no more
+            new["kept"] = [k for k in entry["kept"]
+                           if not (isinstance(k, dict) and matches(k.get("box"), manual, iou=0.5))]
+            new["faces"] = {**entry.get("faces", {}), "kept": len(new["kept"])}
         with ManifestWriter(self.out_root / MANIFEST) as w:
             w.append(new)
         self.manifest[rel] = new

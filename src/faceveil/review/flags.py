@@ -65,9 +65,16 @@ class FlagsMixin:
         return flags
 
     def kept_faces(self, rel: str) -> list[dict]:
-        """The faces the run kept (--keep-people, --keep-region), as its report says."""
+        """The faces the run kept (--keep-people, --keep-region), as its report says, or for a dataset
+        output as its manifest entry says (``kept``: box, by, name, distance)."""
         run = getattr(self, "run", None)
-        return list(run.kept.get(rel, [])) if run is not None else []
+        if run is not None and rel in run.kept:
+            return list(run.kept[rel])
+        entry = (getattr(self, "manifest", None) or {}).get(rel)
+        if entry is not None and isinstance(entry.get("kept"), list):
+            return [k for k in entry["kept"] if isinstance(k, dict) and isinstance(k.get("box"), list)
+                    and len(k["box"]) == 4]
+        return []
 
     def item_json(self, item: Item) -> dict:
         a, rec = item.analysis, self._manual(item.rel)
