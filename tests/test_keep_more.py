@@ -229,3 +229,158 @@ def test_dataset_review_shows_the_kept_face_and_hides_it_on_flip(kds, tmp_path):
     assert verify(rev).ok
     item = rs.item_json(rs.items[rel])
     assert "kept" not in [f["kind"] for f in item["flags"]]
+
+
+# --- the video review: one click flips a whole track ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def kept_video(tmp_path_factory, astronaut):
+    """IN/clip.mp4 (synthetic_video's three moving faces) anonymized with blackout boxes and --keep-region over the
+    left half: face A crosses from left to right, so the run kept its track on some frames only (regions are
+    decided per frame)."""
+    pytest.importorskip("flask", reason="the review page needs Flask (pip install 'faceveil[review]')")
+    import faceveil
+    from faceveil.cli import main
+    from synthetic_video import make_clip, sprite_from_photo, write_clip
+
+    root = tmp_path_factory.mktemp("kept-video")
+    src, out = root / "in", root / "out"
+    src.mkdir()
+    d = faceveil.detect(astronaut)
+    sprite = sprite_from_photo(astronaut, d.xyxy[int(np.argmax(d.areas))])
+    clip = make_clip([sprite], (256, 192), 24, 12, seed=5)
+    write_clip(src / "clip.mp4", clip.frames, 12, audio=False)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--detector", "centerface", "-m", "blackout",
+                 "--shape", "box", "--mask-scale", "1.0", "--keep-region", "0,0,0.5,1.0"]) == 0
+    return src, out
+
+
+def _record(out: Path) -> dict:
+    from faceveil.video import tracks_path
+    from faceveil.video.record import parse_record
+
+    return parse_record(json.loads(tracks_path(out / "clip.mp4").read_text()))
+
+
+def _where(out: Path, tid: int) -> tuple[dict, dict]:
+    """Frame -> boxes of track ``tid`` the record says were hidden, and kept."""
+    from faceveil.video.keep import track_boxes
+
+    hidden, kept = track_boxes(_record(out))
+    return hidden.get(tid, {}), kept.get(tid, {})
+
+
+def _black(frame: np.ndarray, box) -> bool:
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    inner = frame[y1 + 3:y2 - 3, x1 + 3:x2 - 3]
+    return inner.size > 0 and float(inner.mean()) < 30
+
+
+@pytest.mark.slow
+def test_video_review_flips_a_whole_track_kept_and_hidden(kept_video, tmp_path, astronaut):
+    from faceveil.io.video import read_frames
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings, create_app
+
+    src, pristine = kept_video
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
+    hdr = {"X-Faceveil-Token": "t"}
+    client = create_app(rs, "t").test_client(use_cookies=False)
+    item = {i["path"]: i for i in client.get("/api/items", headers=hdr).get_json()["items"]}["clip.mp4"]
+    half = [t for t in item["kept_tracks"] if t["kept_frames"] and t["hidden_frames"]]
+    assert half, item["kept_tracks"]  # the run kept a track on some of its frames: what the click must fix
+    tid = half[0]["id"]
+    hidden0, kept0 = _where(out, tid)
+    frames_of_t = set(hidden0) | set(kept0)
+    others = {t["id"]: t["kept_frames"] for t in item["kept_tracks"] if t["id"] != tid}
+
+    # one click: the track (kept on some frames) is hidden on every frame; the other tracks stay as they were
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [], "flip": [tid]}, headers=hdr)
+    assert r.status_code == 200, r.get_json()
+    hidden1, kept1 = _where(out, tid)
+    assert kept1 == {} and set(hidden1) == frames_of_t
+    after = r.get_json()
+    assert tid not in {t["id"] for t in after["kept_tracks"]}
+    assert {t["id"]: t["kept_frames"] for t in after["kept_tracks"] if t["id"] != tid} == others
+    frames = [f.rgb for f in read_frames(out / "clip.mp4")]
+    assert all(_black(frames[i], b) for i, bs in hidden1.items() for b in bs)
+
+    # one more click: kept on every frame (by the reviewer), never half
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [], "flip": [tid]}, headers=hdr)
+    assert r.status_code == 200, r.get_json()
+    hidden2, kept2 = _where(out, tid)
+    assert hidden2 == {} and set(kept2) == frames_of_t
+    (t2,) = [t for t in r.get_json()["kept_tracks"] if t["id"] == tid]
+    assert t2["by"] == "review" and t2["kept_frames"] == len(frames_of_t) and t2["hidden_frames"] == 0
+    frames = [f.rgb.astype(int) for f in read_frames(out / "clip.mp4")]
+    orig = [f.rgb.astype(int) for f in read_frames(src / "clip.mp4")]
+    for i, bs in kept2.items():
+        for b in bs:
+            x1, y1, x2, y2 = (int(round(v)) for v in b)
+            assert np.abs(frames[i][y1:y2, x1:x2] - orig[i][y1:y2, x1:x2]).mean() < 6, i  # codec noise only
+    flags = {f["kind"]: f for f in r.get_json()["flags"]}
+    assert f"track #{tid} by the reviewer" in flags["kept"]["text"]
+
+    # a track the record does not have: a bad request, nothing re-rendered
+    before = (out / "clip.mp4").read_bytes()
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [], "flip": [999]}, headers=hdr)
+    assert r.status_code == 400 and "no track #999" in r.get_json()["error"]
+    assert (out / "clip.mp4").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_browser_one_click_hides_a_kept_track_whole(kept_video, tmp_path):
+    """In headless Chromium: the track's "hide track" button, Apply, and the record has it hidden on every frame."""
+    import threading
+
+    from test_review_browser import TOKEN, _browser, _wait
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from werkzeug.serving import make_server
+
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings, create_app
+
+    src, pristine = kept_video
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
+    tid = next(t["id"] for t in rs.item_json(rs.items["clip.mp4"])["kept_tracks"] if t["kept_frames"])
+    hidden0, kept0 = _where(out, tid)
+    srv = make_server("127.0.0.1", 0, create_app(rs, TOKEN), threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    driver = _browser()
+    try:
+        driver.get(f"http://127.0.0.1:{srv.server_port}/?token={TOKEN}")
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, '#grid .card[data-path="clip.mp4"]'),
+              what="the video card")[0].click()
+
+        def row(click: bool = False) -> str | None:
+            """The track's row text (label and button), clicking its button; None while the page re-renders."""
+            try:
+                for r in driver.find_elements(By.CSS_SELECTOR, "#strips .strip"):
+                    if r.find_element(By.CSS_SELECTOR, ".label").text.startswith(f"track #{tid}:"):
+                        text = r.text
+                        if click:
+                            r.find_element(By.CSS_SELECTOR, "button.flip").click()
+                        return text
+            except StaleElementReferenceException:  # the strips were re-rendered under us: look again
+                return None
+            return None
+
+        text = _wait(row, what="the track's flip button")
+        assert "kept on" in text and "hide track" in text
+        _wait(lambda: row(click=True), what="a click on the flip button")
+        _wait(lambda: "pending" in (row() or ""), what="the pending flip")
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+        _wait(lambda: "flipped whole" in driver.find_element(By.ID, "status").text, timeout=60, what="Apply")
+        hidden1, kept1 = _where(out, tid)
+        assert kept1 == {} and set(hidden1) == set(hidden0) | set(kept0)
+        _wait(lambda: "keep track" in (row() or ""), what="the re-rendered strips")
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+        srv.shutdown()

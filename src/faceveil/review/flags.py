@@ -84,7 +84,7 @@ class FlagsMixin:
                 "path": item.rel, "kind": "video", "size": a.get("size"), "frames": a.get("frames", 0),
                 "fps": a.get("fps"), "hold": a.get("hold"), "tracks": a.get("tracks", []),
                 "failed_frames": a.get("failed", []), "second": a.get("second", []), "samples": a.get("samples", []),
-                "kept": a.get("kept", []),
+                "kept": a.get("kept", []), "kept_tracks": a.get("kept_tracks", []),
                 "has_record": bool(a.get("record")), "has_output": item.out is not None,
                 "has_original": item.orig is not None and self.in_run(item), "version": stat_key(item.out),
                 "faces": [],
