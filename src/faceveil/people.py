@@ -408,10 +408,11 @@ class KeepPolicy:
 
         Returns (labels to hide, detections to hide) as boolean masks, and the kept faces as records
         {box, source, by, name, distance}: every kept label, and the kept detections among ``used`` (those
-        the run would hide: default all) that are no kept label. Regions apply to every box as they are. A labelled box is
-        kept as a person only when the detections that are that face (IoU >= ``SAME_FACE_IOU``) exist
-        and are all kept as that one person: a labelled face the detector does not find cannot be
-        described, so it is hidden. A kept detection inside a hidden labelled box is hidden by it anyway.
+        the run would hide: default all) that are no kept label. Regions apply to every box as they are.
+        A labelled box is kept as a person only when the detections that are that face (IoU >=
+        ``SAME_FACE_IOU``) exist and are all kept as that one person: a labelled face the detector does
+        not find cannot be described, so it is hidden. A kept detection inside a hidden labelled box is
+        hidden by it anyway.
         """
         from .detections import box_iou
 
