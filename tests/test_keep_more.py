@@ -133,6 +133,16 @@ def test_dataset_resume_refuses_another_gallery_threshold_region_or_none(kds):
         assert r2.returncode == 2, (extra, r2.stderr)
         lines = r2.stderr.strip().splitlines()
         assert len(lines) == 1 and "made with other settings (keep:" in lines[0] and "Traceback" not in r2.stderr
+    # another threshold (the Python API sets it): refused the same way
+    from faceveil.dataset import DatasetConfig, anonymize_dataset
+    from faceveil.errors import UsageError
+    from faceveil.people import KeepPolicy, People
+    from faceveil.pipeline import AnonymizerConfig
+
+    stricter = KeepPolicy(People.load(base / "people.npz"), threshold=0.38)
+    with pytest.raises(UsageError, match="made with other settings \\(keep:"):
+        anonymize_dataset("wider", base / "ds" / "images", base / "ds" / "gt.txt", out,
+                          DatasetConfig(AnonymizerConfig(keep=stricter), "union"), progress=False)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert verify(out).ok
 
