@@ -115,6 +115,24 @@ def test_src_imports_no_bench_research_or_tests():
     assert not bad, f"src/ imports bench, research or tests: {bad}"
 
 
+# The layers on top (docs/architecture.md): users of the core, which the core never imports.
+TOP = ("faceveil.cli", "faceveil.review", "faceveil.eval", "faceveil.report", "faceveil.train",
+       "faceveil.__main__")  # (api.py is imported by the package root and video: not listed)
+
+
+def _is_top(name: str) -> bool:
+    return any(name == t or name.startswith(t + ".") for t in TOP)
+
+
+def test_core_modules_import_no_higher_layer():
+    """The core (io, detect, anonymize, track, people, pipeline, video, dataset, batch...) imports nothing from
+    eval, report, train, review or cli, at module level or inside a function: e.g. the keep step's face
+    describer lives in anonymize/descriptors.py, not in eval/."""
+    bad = {name: sorted(d for d in deps if _is_top(d)) for name, deps in graph().items() if not _is_top(name)}
+    bad = {k: v for k, v in bad.items() if v}
+    assert not bad, f"core modules import a higher layer: {bad}"
+
+
 # one JSON form of detections ----------------------------------------------------------------------------
 
 def _dets() -> Detections:

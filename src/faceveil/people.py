@@ -35,12 +35,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # else under THRESHOLD.
 TRACK_MIN_FRAMES = 3
 TRACK_SAMPLES = 12  # frames described per track (the largest, spread over the track)
+SAME_FACE_IOU = 0.5  # dataset mode: a labelled box and a detection this close are one face
 
 
 def _describer():
-    # The describer lives with the privacy evaluation (the attacker model); imported here on use so
-    # that a run without --keep-people never needs dlib.
-    from .eval.descriptors import DlibDescriber
+    # Imported here on use so that a run without --keep-people never needs dlib.
+    from .anonymize.descriptors import DlibDescriber
 
     return DlibDescriber(points=5)
 
@@ -226,6 +226,17 @@ class People:
             raise UsageError(f"{p}: no such folder or people file")
         return cls.load(p)
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the gallery (names, and descriptors to 1e-4, so the same photos described again give the
+        same value): a resumed dataset job with another gallery, even under the same names, is told apart."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update("\n".join(self.names).encode())
+        h.update(np.asarray(self.person, "<i8").tobytes())
+        h.update(np.round(np.asarray(self.descriptors, np.float64), 4).astype("<f8").tobytes())
+        return h.hexdigest()
+
     def distances(self, descriptors: np.ndarray) -> np.ndarray:
         """MxP: each descriptor's distance to each person (the nearest of that person's photos)."""
         d = np.asarray(descriptors, np.float32).reshape(-1, 128)
@@ -345,7 +356,8 @@ class KeepPolicy:
         """The policy as a report says it (names of the consenting people, never their photos)."""
         out: dict = {}
         if self.people is not None:
-            out.update(people=list(self.people.names), threshold=self.threshold, margin=self.margin)
+            out.update(people=list(self.people.names), people_sha256=self.people.fingerprint(),
+                       threshold=self.threshold, margin=self.margin)
         if self.keep_regions:
             out["keep_regions"] = [r.text for r in self.keep_regions]
         if self.only_regions:
@@ -383,6 +395,52 @@ class KeepPolicy:
 
     def decide(self, image: np.ndarray, dets: Detections, t: float | None = None) -> tuple[Detections, list[dict]]:
         """(faces to hide, kept faces as records {box, by, name, distance})."""
+        reasons = self.reasons(image, dets, t)
+        kept_idx = [i for i, r in enumerate(reasons) if r is not None]
+        kept = [{"box": [round(float(v), 1) for v in dets.xyxy[i]], **reasons[i]} for i in kept_idx]
+        hide = np.ones(len(dets), bool)
+        hide[kept_idx] = False
+        return dets[hide], kept
+
+    def decide_labelled(self, image: np.ndarray, labels: Detections, dets: Detections, used: np.ndarray | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        """A dataset image: labelled face boxes (no landmarks) and the detector's boxes of the same image.
+
+        Returns (labels to hide, detections to hide) as boolean masks, and the kept faces as records
+        {box, source, by, name, distance}: every kept label, and the kept detections among ``used`` (those
+        the run would hide: default all) that are no kept label. Regions apply to every box as they are.
+        A labelled box is kept as a person only when the detections that are that face (IoU >=
+        ``SAME_FACE_IOU``) exist and are all kept as that one person: a labelled face the detector does
+        not find cannot be described, so it is hidden. A kept detection inside a hidden labelled box is
+        hidden by it anyway.
+        """
+        from .detections import box_iou
+
+        h, w = image.shape[:2]
+        rd = self.reasons(image, dets)
+        rl = self.by_region(labels, w, h)
+        if self.people is not None and len(labels) and len(dets):
+            iou = box_iou(labels.xyxy, dets.xyxy)
+            for i in range(len(labels)):
+                same = [rd[j] for j in np.flatnonzero(iou[i] >= SAME_FACE_IOU)]
+                if rl[i] is None and same and all(r is not None and r["by"] == "person" for r in same) \
+                        and len({r["name"] for r in same}) == 1:
+                    rl[i] = min(same, key=lambda r: r["distance"])
+        kept_l = np.asarray([r is not None for r in rl], bool)
+        kept_d = np.asarray([r is not None for r in rd], bool)
+        records = [{"box": [round(float(v), 1) for v in labels.xyxy[i]], "source": "label", **rl[i]}
+                   for i in np.flatnonzero(kept_l)]
+        if len(dets):
+            # a kept detection that is a kept labelled face is one face: recorded once, as the label
+            dup = box_iou(dets.xyxy, labels.xyxy[kept_l]).max(axis=1) >= SAME_FACE_IOU if kept_l.any() \
+                else np.zeros(len(dets), bool)
+            used = np.ones(len(dets), bool) if used is None else np.asarray(used, bool)
+            records += [{"box": [round(float(v), 1) for v in dets.xyxy[j]], "source": "detector", **rd[j]}
+                        for j in np.flatnonzero(kept_d & ~dup & used)]
+        return ~kept_l, ~kept_d, records
+
+    def reasons(self, image: np.ndarray, dets: Detections, t: float | None = None) -> list[dict | None]:
+        """Per face: why it is kept ({"by": "person", "name", "distance"} or a region's record) or None."""
         h, w = image.shape[:2]
         reasons = self.by_region(dets, w, h, t)
         if self.people is not None and len(dets):
@@ -410,8 +468,4 @@ class KeepPolicy:
             else:
                 for i in g:
                     reasons[i] = None
-        kept_idx = [i for i, r in enumerate(reasons) if r is not None]
-        kept = [{"box": [round(float(v), 1) for v in dets.xyxy[i]], **reasons[i]} for i in kept_idx]
-        hide = np.ones(len(dets), bool)
-        hide[kept_idx] = False
-        return dets[hide], kept
+        return reasons

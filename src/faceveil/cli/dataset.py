@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from ..errors import UsageError
 from .common import add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, region_from_args
+from .people import add_keep_args, keep_policy
 
 EPILOG = """\
 examples:
@@ -16,6 +18,8 @@ examples:
       -o anon/ -m pixelate -p cells=10 --boxes gt --min-size 8
   faceveil dataset anonymize --format yolo --images ds/images --labels ds/labels -o anon/ \\
       --face-classes 0 --backend ray --jobs 4
+  faceveil dataset anonymize --format wider --images ds/images --labels ds/gt.txt -o anon/ \
+      --keep-people people.npz                 consenting people's faces are left as they are
   faceveil dataset verify anon/
 
 Images keep their names, folders and sizes; label files are copied byte for
@@ -51,6 +55,7 @@ def register(sub) -> None:
     add_region_args(a)
 
     add_detection_args(a)
+    add_keep_args(a)  # the same --keep-people, --keep-region, --only-region as `faceveil anonymize`
     o = a.add_argument_group("output and scale")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (recorded in the manifest)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
@@ -79,7 +84,14 @@ def cmd_dataset_anonymize(args) -> int:
         raise UsageError("--address needs --backend ray")
     check_jpeg_quality(args)
     region = region_from_args(args)
-    cfg = DatasetConfig(anonymizer_config(args, args.method, parse_assignments(args.param), region), args.boxes, args.min_size)
+    anon_cfg = anonymizer_config(args, args.method, parse_assignments(args.param), region)
+    if args.keep_people or args.keep_region or args.only_region:
+        from ..pipeline import Anonymizer
+
+        # a folder of photos is described once, here, with the run's detector; workers get the descriptors
+        keep = keep_policy(args, Anonymizer.from_config(anon_cfg).detector if args.keep_people else None)
+        anon_cfg = dataclasses.replace(anon_cfg, keep=keep)
+    cfg = DatasetConfig(anon_cfg, args.boxes, args.min_size)
     classes = None
     if args.face_classes is not None:
         classes = {c.strip() for c in args.face_classes.split(",") if c.strip()}
@@ -106,7 +118,8 @@ def cmd_dataset_anonymize(args) -> int:
            f"{len(s.missing)} missing ({rate:.1f} images/s) -> {args.output}\n"
            f"faceveil: faces (--boxes {s.boxes}): {s.faces_labels} labelled, {s.faces_detected} detected "
            f"({s.faces_detected_extra} not in the labels), {s.small_left} below --min-size left alone, "
-           f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area")
+           f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area"
+           + (f"; {s.kept} kept as they are (--keep-*)" if s.keep else ""))
     if s.size_mismatch:
         msg += f"\nfaceveil: warning: {s.size_mismatch} images differ in size from what the labels state"
     if s.stale_tmp_removed:
@@ -121,13 +134,14 @@ def cmd_dataset_verify(args) -> int:
     rep = verify(args.output)
     if args.json:
         print(json.dumps({"ok": rep.ok, "checked": rep.checked, "missing": rep.missing, "altered": rep.altered,
-                          "damaged": rep.damaged, "unexpected": rep.unexpected}, indent=1))
+                          "damaged": rep.damaged, "unexpected": rep.unexpected, "mixed": rep.mixed}, indent=1))
     for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("does not decode", rep.damaged),
-                        ("not in the manifest", rep.unexpected)):
+                        ("not in the manifest", rep.unexpected), ("made with other settings", rep.mixed)):
         for rel in items:
             print(f"faceveil: {kind}: {rel}", file=sys.stderr)
     status = "ok" if rep.ok else "FAILED"
     print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
-          f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest",
+          f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest"
+          + (f", {len(rep.mixed)} made with other settings" if rep.mixed else ""),
           file=sys.stderr)
     return 0 if rep.ok else 1

@@ -52,6 +52,8 @@ class Summary:
     seconds: float = 0.0
     out: str = ""
     boxes: str = ""  # the box mode used
+    kept: int = 0  # faces left as they are (--keep-*), in the images written and skipped
+    keep: dict | None = None  # the keep settings (people, gallery hash, threshold, regions), as the manifest has them
 
     def to_json(self) -> dict:
         return dict(self.__dict__)

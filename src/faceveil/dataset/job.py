@@ -28,7 +28,8 @@ _STALE_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> dict:
     described = describe_anonymizer(anon)
-    if cfg.boxes == "gt":  # the detector never runs: its settings must not block a resume
+    if cfg.boxes == "gt" and not (anon.keep and anon.keep.people is not None):
+        # the detector never runs (--keep-people runs it to describe faces): its settings must not block a resume
         described = {k: v for k, v in described.items() if k not in ("detector", "detector_params")}
     return {"format": fmt, "boxes": cfg.boxes, "min_size": cfg.min_size,
             "face_classes": sorted(face_classes) if face_classes is not None else None,
@@ -80,7 +81,7 @@ def anonymize_dataset(
     settings = _job_key(cfg, anon, fmt, face_classes)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out),
-                      boxes=cfg.boxes)
+                      boxes=cfg.boxes, keep=settings.get("keep"))
 
     try:
         return _run_job(p, cfg, settings, key, summary, out, jobs, backend, address, on_entry, progress, t0)
@@ -98,7 +99,12 @@ def _check_settings(entries: list[dict], settings: dict, key: str, manifest_path
         for k in settings:
             if k in theirs and theirs[k] != settings[k] and k not in diff:
                 diff[k] = theirs[k]
-    what = "; ".join(f"{k}: {_show(settings[k])} here, {_show(v)} in {manifest_path}" for k, v in sorted(diff.items()))
+        if "keep" in settings and "keep" not in theirs and "method" in theirs and "keep" not in diff:
+            diff["keep"] = None  # (--keep-* is recorded only when given)
+        elif "keep" in theirs and "keep" not in settings and "keep" not in diff:
+            diff["keep"] = theirs["keep"]
+    what = "; ".join(f"{k}: {_show(settings.get(k))} here, {_show(v)} in {manifest_path}"
+                     for k, v in sorted(diff.items()))
     raise UsageError(f"{manifest_path}: made with other settings ({what or 'format, face classes or output options'}); "
                      "use a new output folder or the same settings")
 
@@ -222,4 +228,5 @@ def _count(s: Summary, e: dict) -> None:
     s.small_left += f["small_left"] + f["small_detected_left"]
     s.clipped += f["clipped"]
     s.degenerate += f["degenerate"]
+    s.kept += f.get("kept", 0)
     s.size_mismatch += "size_mismatch" in e

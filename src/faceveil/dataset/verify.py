@@ -17,10 +17,13 @@ class VerifyReport:
     altered: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # files under OUT that no manifest line accounts for
     damaged: list[str] = field(default_factory=list)  # images whose bytes match the manifest but do not decode
+    # files recorded by a job with other settings than the rest (e.g. another --keep-people gallery or threshold):
+    # "path (key: value here, value in the rest)"
+    mixed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.altered or self.unexpected or self.damaged)
+        return not (self.missing or self.altered or self.unexpected or self.damaged or self.mixed)
 
 
 def verify(out: str | os.PathLike) -> VerifyReport:
@@ -47,6 +50,7 @@ def verify(out: str | os.PathLike) -> VerifyReport:
             rep.altered.append(rel)
         elif e.get("kind") == "image" and not _decodes(path):
             rep.damaged.append(rel)  # a write that was recorded without being checked (older versions)
+    rep.mixed = _mixed(list(latest.values()))
     for p in sorted(out.rglob("*")):
         if p.is_file():
             rel = p.relative_to(out).as_posix()
@@ -64,3 +68,31 @@ def _decodes(path: Path) -> bool:
         return True
     except Exception:  # any decoder complaint means the file is not a whole image
         return False
+
+
+# What a job's settings are (dataset/job.py _job_key): keys of an image line that are not about the image itself.
+_SETTING_KEYS = ("format", "boxes", "min_size", "face_classes", "method", "method_params", "detector",
+                 "detector_params", "region", "seed", "keep", "keep_metadata", "jpeg_quality")
+
+
+def _mixed(entries: list[dict]) -> list[str]:
+    """Files whose line was written by another job (another job key) than the label files' (or, without label
+    lines, than most files'): one output made with two settings, e.g. a gallery changed between runs."""
+    jobs = [e.get("job") for e in entries if e.get("job")]
+    if len(set(jobs)) < 2:
+        return []
+    ref_job = next((e["job"] for e in entries if e.get("kind") == "labels" and e.get("job")), None)
+    if ref_job is None:
+        ref_job = max(set(jobs), key=jobs.count)
+    ref = next((e.get("settings", e) for e in entries if e.get("job") == ref_job), {})
+    out = []
+    for e in entries:
+        if not e.get("job") or e["job"] == ref_job:
+            continue
+        theirs = e.get("settings", e)
+        # image lines hold the settings about the image (not format or output options): compare what both hold,
+        # and --keep-*, recorded only when given
+        diff = [k for k in _SETTING_KEYS if theirs.get(k) != ref.get(k) and (
+            (k in theirs and k in ref) or (k == "keep" and "method" in theirs and "method" in ref))]
+        out.append(f"{e.get('output') or e.get('path')} (other settings: {', '.join(diff) or 'job'})")
+    return out

@@ -69,17 +69,26 @@ def process_item(item: Item) -> dict:
         kept_labels = labels[~small] if cfg.boxes in ("gt", "union") else Detections.empty("label")
         detected = extra = small_det = 0
         parts = [kept_labels]
+        keep, kept = anon.keep, None
+        # --keep-people tells faces apart by the detector's landmarks: it runs even under --boxes gt (then only
+        # to tell whose the labelled faces are; its own boxes are not hidden).
+        found = anon.detect(img.rgb).clipped(w, h) if cfg.boxes in ("detect", "union") or (
+            keep and keep.people is not None) else Detections.empty()
+        used = np.zeros(len(found), bool)  # the detections this run hides unless kept
         if cfg.boxes in ("detect", "union"):
-            dets = anon.detect(img.rgb).clipped(w, h)
-            det_small = np.minimum(dets.widths, dets.heights) < cfg.min_size
+            det_small = np.minimum(found.widths, found.heights) < cfg.min_size
             small_det = int(det_small.sum())
-            dets = dets[~det_small]
+            used = ~det_small
+            dets = found[used]
             detected = len(dets)
             if len(labels) and len(dets):
                 extra = int((box_iou(dets.xyxy, labels.xyxy).max(axis=1) < SAME_FACE_IOU).sum())
             else:
                 extra = detected
             parts.append(dets)
+        if keep:  # the keep step (people.py): consenting people's and keep regions' faces are left as they are
+            hide_l, hide_d, kept = keep.decide_labelled(img.rgb, kept_labels, found, used)
+            parts = [kept_labels[hide_l], found[used & hide_d]]
         faces = Detections.merge(parts, "label+detector")
         out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
         out_sha = write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality,
@@ -94,17 +103,20 @@ def process_item(item: Item) -> dict:
             "size": [w, h],  # as shown (EXIF orientation applied), the frame of "regions"
             "faces": {
                 "labels": len(labels),
-                "labels_anonymized": len(kept_labels),
+                "labels_anonymized": len(parts[0]),
                 "detected": detected,
                 "detected_extra": extra,
                 "small_left": int(small.sum()) if cfg.boxes != "detect" else 0,
                 "small_detected_left": small_det,
                 "clipped": int(outside.sum()),
                 "degenerate": degenerate,
+                **({"kept": len(kept)} if kept is not None else {}),
             },
             "anonymized_regions": len(faces),
             # The exact boxes, so the review page can redo this image plus a reviewer's boxes.
             "regions": [[float(v) for v in b] for b in faces.xyxy],  # float32 -> float: exact
+            # --keep-*: every face left as it is, whom it matched and at what distance (or which region)
+            **({"kept": kept} if kept is not None else {}),
             "boxes": cfg.boxes,
             "min_size": cfg.min_size,
             **desc,

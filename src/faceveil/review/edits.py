@@ -36,6 +36,10 @@ class EditsMixin:
         new = {**entry, "output_sha256": sha256_file(dst), "regions": regions, "anonymized_regions": len(regions),
                "reviewed": True, "manual": manual, "removed": removed, "faceveil": __version__,
                "time": _now()}
+        if isinstance(entry.get("kept"), list):  # a kept face the reviewer hid (a manual box over it) is kept no more
+            new["kept"] = [k for k in entry["kept"]
+                           if not (isinstance(k, dict) and matches(k.get("box"), manual, iou=0.5))]
+            new["faces"] = {**entry.get("faces", {}), "kept": len(new["kept"])}
         with ManifestWriter(self.out_root / MANIFEST) as w:
             w.append(new)
         self.manifest[rel] = new
@@ -46,7 +50,7 @@ class EditsMixin:
                                 f"{entry.get('method_params')}); start the review without method options "
                                 "(it then takes them from OUT/manifest.jsonl)")
 
-    def _apply_video(self, item: Item, manual) -> dict:
+    def _apply_video(self, item: Item, manual, flip=None) -> dict:
         out = self.file("out", item.rel) if item.out is not None else None
         rec = read_record(out, self.out_root) if out is not None else None
         if rec is None or not rec.get("config"):
@@ -54,8 +58,12 @@ class EditsMixin:
                                 "faceveil): Apply needs the run's settings")
         w, h = rec["size"]
         ranges = videos.clean_ranges(manual, w, h, len(rec["frames"]))
-        result = videos.apply(self.file("orig", item.rel), out, rec, ranges)
-        self._record(item.rel, manual=ranges, applied_at=_now(), approved=False, approved_at=None, **result)
+        if flip is not None and not isinstance(flip, list):
+            raise ValueError("flip must be a list of track ids")
+        result = videos.apply(self.file("orig", item.rel), out, rec, ranges, flip)
+        flipped = self._manual(item.rel).get("flipped", []) + ([{"tracks": flip, "at": _now()}] if flip else [])
+        self._record(item.rel, manual=ranges, applied_at=_now(), approved=False, approved_at=None, **result,
+                     **({"flipped": flipped} if flipped else {}))
         self._analyse(item)
         return self.item_json(item)
 
@@ -100,7 +108,7 @@ class EditsMixin:
             self._record(rel, approved=bool(approved), approved_at=_now() if approved else None)
             return self.item_json(self.items[rel])
 
-    def apply(self, rel: str, manual: list, removed: list) -> dict:
+    def apply(self, rel: str, manual: list, removed: list, flip: list | None = None) -> dict:
         """Re-anonymize the ORIGINAL with the main detections (minus removed) plus manual boxes.
 
         Same method, parameters, region and seed key as ``faceveil anonymize IN -o OUT``,
@@ -118,7 +126,9 @@ class EditsMixin:
             if not item.check_done:  # not reached by the background check yet
                 self._analyse(item, save=False)
             if item.video:
-                return self._apply_video(item, manual)
+                return self._apply_video(item, manual, flip)
+            if flip:
+                raise ValueError("flip (whole tracks) is for videos; an image's kept face is hidden with a box")
             # Resolved and checked now: IN/x may have become a link to a file elsewhere since start-up.
             img = read_image(self.file("orig", rel))
             old_path = self.file("out", rel) if item.out is not None else None

@@ -65,9 +65,16 @@ class FlagsMixin:
         return flags
 
     def kept_faces(self, rel: str) -> list[dict]:
-        """The faces the run kept (--keep-people, --keep-region), as its report says."""
+        """The faces the run kept (--keep-people, --keep-region), as its report says, or for a dataset
+        output as its manifest entry says (``kept``: box, by, name, distance)."""
         run = getattr(self, "run", None)
-        return list(run.kept.get(rel, [])) if run is not None else []
+        if run is not None and rel in run.kept:
+            return list(run.kept[rel])
+        entry = (getattr(self, "manifest", None) or {}).get(rel)
+        if entry is not None and isinstance(entry.get("kept"), list):
+            return [k for k in entry["kept"] if isinstance(k, dict) and isinstance(k.get("box"), list)
+                    and len(k["box"]) == 4]
+        return []
 
     def item_json(self, item: Item) -> dict:
         a, rec = item.analysis, self._manual(item.rel)
@@ -77,7 +84,7 @@ class FlagsMixin:
                 "path": item.rel, "kind": "video", "size": a.get("size"), "frames": a.get("frames", 0),
                 "fps": a.get("fps"), "hold": a.get("hold"), "tracks": a.get("tracks", []),
                 "failed_frames": a.get("failed", []), "second": a.get("second", []), "samples": a.get("samples", []),
-                "kept": a.get("kept", []),
+                "kept": a.get("kept", []), "kept_tracks": a.get("kept_tracks", []),
                 "has_record": bool(a.get("record")), "has_output": item.out is not None,
                 "has_original": item.orig is not None and self.in_run(item), "version": stat_key(item.out),
                 "faces": [],

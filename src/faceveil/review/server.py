@@ -10,7 +10,8 @@ never authorizes a change):
   GET  /frame/<which>/<rel>?i=N[&w=W]   frame N of a video, output or original, as JPEG (memory only)
   GET  /api/frame/<rel>?i=N    the boxes anonymized on frame N of a video (its track record)
   POST /api/apply              {path, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
-                               (a video: manual: [{box: [x1,y1,x2,y2], from: frame, to: frame}...])
+                               (a video: manual: [{box: [x1,y1,x2,y2], from: frame, to: frame}...],
+                               flip: [track id...]: each track flipped whole between kept and hidden)
   POST /api/approve            {path, approved: true|false}
 A bad request gets its status with a one-line JSON body {"error": ...}, never a traceback.
 """
@@ -180,7 +181,7 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
     def apply():
         data = body()
         try:
-            return jsonify(rs.apply(data["path"], data.get("manual", []), data.get("removed", [])))
+            return jsonify(rs.apply(data["path"], data.get("manual", []), data.get("removed", []), data.get("flip")))
         except KeyError:
             abort(404)
         except PermissionError:  # the original or output resolves out of IN / OUT now, or was not in the run

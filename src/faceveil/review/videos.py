@@ -125,6 +125,7 @@ def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: flo
              failed=sorted(int(i) for i in rec.get("errors", {})), decode_errors=rec.get("decode_errors", 0))
     kept = rec.get("kept") if isinstance(rec.get("kept"), dict) else {}
     a["kept"] = [t for t in kept.get("tracks", []) if isinstance(t, dict)]  # --keep-*: whom, what distance
+    a["kept_tracks"] = kept_tracks(rec)
     kept_frames = kept.get("frames", {}) if isinstance(kept.get("frames"), dict) else {}
     if orig is None or not detectors or not n:
         return a
@@ -153,6 +154,24 @@ def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: flo
     return a
 
 
+def kept_tracks(record: dict) -> list[dict]:
+    """Per track the run kept on at least one frame: its frames kept and hidden, and whom it matched (or what
+    kept it): one click on the page flips it whole (``flip_tracks``)."""
+    from ..video.keep import track_boxes
+
+    hidden, kept = track_boxes(record)
+    k = record.get("kept") if isinstance(record.get("kept"), dict) else {}
+    whom = {int(t["track"]): t for t in k.get("tracks", []) if isinstance(t, dict) and isinstance(t.get("track"), int)}
+    out = []
+    for tid in sorted(set(kept) | set(whom)):
+        frames = sorted(kept.get(tid, {}))
+        t = whom.get(tid, {})
+        out.append({"id": tid, "start": frames[0] if frames else None, "end": frames[-1] if frames else None,
+                    "kept_frames": len(frames), "hidden_frames": len(hidden.get(tid, {})), "by": t.get("by", "region"),
+                    **{x: t[x] for x in ("name", "distance") if x in t}})
+    return out
+
+
 def flags(a: dict, hold_gap: int | None = None) -> list[dict]:
     fl: list[dict] = []
     if a.get("error"):
@@ -174,8 +193,9 @@ def flags(a: dict, hold_gap: int | None = None) -> list[dict]:
     if a.get("kept"):
         k = a["kept"]
         fl.append({"kind": "kept", "count": len(k), "text": "kept as they are (--keep-*): " + ", ".join(
-            f"track #{t['track']} as {t.get('name')} at {t.get('distance', 0):.2f}" if "track" in t else
-            f"{t.get('faces', 0)} faces by {t.get('by')}" for t in k[:5]) + "; hide one with a box range"})
+            (f"track #{t['track']} as {t.get('name')} at {t.get('distance', 0):.2f}" if "name" in t else
+             f"track #{t['track']} by the reviewer") if "track" in t else
+            f"{t.get('faces', 0)} faces by {t.get('by')}" for t in k[:5]) + "; click a track to hide it whole"})
     if a["second"]:
         s = a["second"]
         srcs = ", ".join(sorted({f["source"] for f in s}))
@@ -202,9 +222,10 @@ def clean_ranges(manual, w: int, h: int, n: int) -> list[dict]:
     return out
 
 
-def apply(orig: Path, out: Path, record: dict, ranges: list[dict]) -> dict:
+def apply(orig: Path, out: Path, record: dict, ranges: list[dict], flip: list[int] | None = None) -> dict:
     """Re-anonymize the ORIGINAL with the run's settings plus the manual boxes, held over their ranges;
-    written atomically over the output (audio kept as in the run), the record rewritten."""
+    written atomically over the output (audio kept as in the run), the record rewritten. ``flip``: track ids
+    flipped whole between kept and hidden (``video.keep.flip_tracks``)."""
     c = record["config"]
     anonymizer = Anonymizer.from_config(AnonymizerConfig(
         method=c["method"], method_params=plain_params(c["method_params"]), detector=c["detector"],
@@ -214,6 +235,10 @@ def apply(orig: Path, out: Path, record: dict, ranges: list[dict]) -> dict:
         for i in range(m["from"], m["to"] + 1):
             per_frame.setdefault(i, []).append(m["box"])
     kept = record.get("kept") if isinstance(record.get("kept"), dict) else None
+    if flip:
+        from ..video.keep import flip_tracks
+
+        kept = flip_tracks(record, flip)  # ValueError (a bad request) for a track the record does not have
     # Faces the run kept (--keep-*) stay kept unless a manual box hides them (the box is drawn over them).
     r = process_video(anonymizer, orig, out, options_from_json(record["options"]), progress=False,
                       key=record["key"], manual=per_frame, keep_record=kept)

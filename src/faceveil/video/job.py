@@ -90,14 +90,11 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     errors_log: dict[str, str] = {}
     kept_log: list[dict] = []
     kept_tracks: dict[int, dict] | None = None
-    if keep_record is not None:  # the review's Apply: what the run kept, box by box
-        from .keep import split_as_recorded
+    if keep_record is not None:  # the review's Apply: what the run kept, box by box, and the tracks it flipped
+        from .keep import recorded_splitter
 
-        kept_tracks = {int(t["track"]): {k: v for k, v in t.items() if k != "frames"}
-                       for t in keep_record.get("tracks", []) if isinstance(t, dict) and "track" in t}
-        boxes = keep_record.get("frames", {})
-        items = (split_as_recorded(it, boxes.get(str(it.frame.index), []), kept_tracks, kept_log)
-                 for it in tracked_frames(frames, detect, options, float(info.fps)))
+        kept_tracks, split = recorded_splitter(keep_record, kept_log)
+        items = (split(it) for it in tracked_frames(frames, detect, options, float(info.fps)))
     elif anonymizer.keep and anonymizer.keep.people is None:  # regions only: decided per frame
         from .keep import split_frame
 
@@ -174,7 +171,9 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
             write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
                           report, None if kept_tracks is None else {
                               "tracks": _kept_summary(kept_tracks, kept_log),
-                              "frames": {str(e["frame"]): [k["box"] for k in e["kept"]] for e in kept_log}})
+                              "frames": {str(e["frame"]): [k["box"] for k in e["kept"]] for e in kept_log},
+                              # the track id of each kept box: the review flips whole tracks
+                              "frame_tracks": {str(e["frame"]): e.get("track_ids", []) for e in kept_log}})
         except OSError as exc:  # the video is fine; only the review loses its track view
             warnings.append(f"track record not written: {exc}")
     seconds = time.perf_counter() - t0

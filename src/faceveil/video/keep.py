@@ -106,22 +106,91 @@ def split_frame(item: TrackedFrame, kept: dict[int, dict], policy: KeepPolicy, l
         log.append({"frame": vf.index, "kept": [
             {"box": [round(float(v), 1) for v in dets.xyxy[i]],
              **(kept[int(dets.track_id[i])] if by_track[i] else reasons[i])}
-            for i in np.flatnonzero(~hide)]})
+            for i in np.flatnonzero(~hide)], "track_ids": [int(dets.track_id[i]) for i in np.flatnonzero(~hide)]})
     return TrackedFrame(vf, dets[hide], item.error)
 
 
-def split_as_recorded(item: TrackedFrame, boxes: list, tracks: dict[int, dict], log: list) -> TrackedFrame:
+def split_as_recorded(item: TrackedFrame, boxes: list, tracks: dict[int, dict], log: list,
+                      hide_tracks: frozenset = frozenset()) -> TrackedFrame:
     """The review's Apply: a box is kept only when it is (IoU >= 0.9) a box the run kept on this frame
     (the record's ``kept``); the run is redone deterministically, so the same boxes come back, and
-    anything else (another box, a changed detection) is hidden."""
+    anything else (another box, a changed detection) is hidden. A box of a track in ``hide_tracks``
+    (the reviewer hid the whole track) is hidden whatever it matches."""
     from ..detections import box_iou
 
     dets = item.detections
     if item.error is not None or not len(dets) or not boxes:
         return item
     ok = box_iou(dets.xyxy, np.asarray(boxes, np.float32).reshape(-1, 4)).max(axis=1) >= 0.9
+    if hide_tracks:
+        ok &= ~np.isin(dets.track_id, np.asarray(sorted(hide_tracks), np.int64))
     if ok.any():
         log.append({"frame": item.frame.index, "kept": [
             {"box": [round(float(v), 1) for v in dets.xyxy[i]],
-             **(tracks.get(int(dets.track_id[i])) or {"by": "run"})} for i in np.flatnonzero(ok)]})
+             **(tracks.get(int(dets.track_id[i])) or {"by": "run"})} for i in np.flatnonzero(ok)],
+            "track_ids": [int(dets.track_id[i]) for i in np.flatnonzero(ok)]})
     return TrackedFrame(item.frame, dets[~ok], item.error)
+
+
+def recorded_splitter(keep_record: dict, log: list) -> tuple[dict[int, dict], Callable[[TrackedFrame], TrackedFrame]]:
+    """The review's Apply from the ``kept`` part of a track record (possibly edited by the review: see
+    ``flip_tracks``): the kept tracks (id -> whom) and the per-frame split (``split_as_recorded``)."""
+    tracks = {int(t["track"]): {k: v for k, v in t.items() if k != "frames"}
+              for t in keep_record.get("tracks", []) if isinstance(t, dict) and "track" in t}
+    boxes = keep_record.get("frames", {}) if isinstance(keep_record.get("frames"), dict) else {}
+    hide = frozenset(int(t) for t in keep_record.get("hide_tracks", []))
+
+    def split(item: TrackedFrame) -> TrackedFrame:
+        return split_as_recorded(item, boxes.get(str(item.frame.index), []), tracks, log, hide)
+
+    return tracks, split
+
+
+def track_boxes(record: dict) -> tuple[dict[int, dict[int, list]], dict[int, dict[int, list]]]:
+    """Per track id, per frame: its boxes the run hid (``record["frames"]``, one Detections per frame) and
+    the boxes it kept (``record["kept"]["frames"]`` with their ``frame_tracks``)."""
+    hidden: dict[int, dict[int, list]] = {}
+    for i, dets in enumerate(record.get("frames", [])):
+        for box, tid in zip(dets.xyxy.tolist(), dets.track_id.tolist()):
+            if tid >= 0:
+                hidden.setdefault(int(tid), {}).setdefault(i, []).append([round(v, 1) for v in box])
+    kept: dict[int, dict[int, list]] = {}
+    k = record.get("kept") if isinstance(record.get("kept"), dict) else {}
+    frames, ids = k.get("frames") or {}, k.get("frame_tracks") or {}
+    for i, boxes in frames.items():
+        for box, tid in zip(boxes, ids.get(i, [])):
+            if isinstance(tid, int) and tid >= 0:
+                kept.setdefault(tid, {}).setdefault(int(i), []).append(box)
+    return hidden, kept
+
+
+def flip_tracks(record: dict, ids: list[int]) -> dict:
+    """The ``kept`` part of ``record`` with each track in ``ids`` flipped whole: a track the run kept on any
+    frame is hidden on every frame (its kept boxes dropped, and whatever box of it the redone run finds is
+    hidden by its id); a track it hid everywhere is kept on every frame (each of its recorded boxes added
+    to the kept ones, and recorded as kept by the reviewer). Raises ValueError for an unknown track."""
+    hidden, kept = track_boxes(record)
+    k = record.get("kept") if isinstance(record.get("kept"), dict) else {}
+    kept_ids = set(kept) | {int(t["track"]) for t in k.get("tracks", []) if isinstance(t, dict) and "track" in t}
+    frames = {i: list(b) for i, b in (k.get("frames") or {}).items()}
+    frame_tracks = {i: list(t) for i, t in (k.get("frame_tracks") or {}).items()}
+    tracks = [t for t in k.get("tracks", []) if isinstance(t, dict)]
+    hide = {int(t) for t in k.get("hide_tracks", [])}
+    for tid in ids:
+        if not isinstance(tid, int) or isinstance(tid, bool) or (tid not in kept_ids and tid not in hidden):
+            raise ValueError(f"no track #{tid} in the record")
+        if tid in kept_ids:  # kept (on some frames at least): hidden on every frame
+            hide.add(tid)
+            tracks = [t for t in tracks if t.get("track") != tid]
+            for i in list(frames):
+                ft = frame_tracks.get(i, [])
+                keep = [j for j in range(len(frames[i])) if j >= len(ft) or ft[j] != tid]
+                frames[i] = [frames[i][j] for j in keep]
+                frame_tracks[i] = [ft[j] for j in keep if j < len(ft)]
+        else:  # hidden on every frame: kept on every frame
+            hide.discard(tid)
+            tracks.append({"track": tid, "by": "review"})
+            for i, boxes in hidden[tid].items():
+                frames.setdefault(str(i), []).extend(boxes)
+                frame_tracks.setdefault(str(i), []).extend([tid] * len(boxes))
+    return {**k, "tracks": tracks, "frames": frames, "frame_tracks": frame_tracks, "hide_tracks": sorted(hide)}

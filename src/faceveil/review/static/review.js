@@ -40,14 +40,14 @@ function editOf(item) {
   if (!edits.has(item.path)) {
     // A deep copy: image boxes are arrays, video boxes {box, from, to}.
     edits.set(item.path, { manual: JSON.parse(JSON.stringify(item.manual)),
-                           removed: JSON.parse(JSON.stringify(item.removed)), undo: [] });
+                           removed: JSON.parse(JSON.stringify(item.removed)), flip: [], undo: [] });
   }
   return edits.get(item.path);
 }
 function dirty(item) {
   const e = edits.get(item.path);
   return !!e && (JSON.stringify(e.manual) !== JSON.stringify(item.manual) ||
-                 JSON.stringify(e.removed) !== JSON.stringify(item.removed));
+                 JSON.stringify(e.removed) !== JSON.stringify(item.removed) || (e.flip || []).length > 0);
 }
 function sameBox(a, b) { return a.every((v, i) => Math.abs(v - b[i]) < 0.5); }
 function isRemoved(e, box) { return e.removed.some((b) => sameBox(b, box)); }
@@ -173,13 +173,14 @@ function renderStrips(item) {
   const box = $("#strips");
   box.textContent = "";
   const flagged = new Set(item.flags.flatMap((f) => f.tracks || []));
-  const row = (label, frames, heldSet, flag) => {
+  const row = (label, frames, heldSet, flag, tid) => {
     const r = document.createElement("div");
     r.className = "strip";
     const l = document.createElement("span");
     l.className = "label" + (flag ? " flag" : "");
     l.textContent = label;
     r.appendChild(l);
+    if (tid !== undefined && item.has_record && item.has_original) r.appendChild(flipButton(item, tid));
     for (const f of frames.slice(0, 16)) {
       const fig = document.createElement("figure");
       fig.dataset.frame = f;
@@ -196,10 +197,17 @@ function renderStrips(item) {
     }
     box.appendChild(r);
   };
+  const kept = new Map((item.kept_tracks || []).map((k) => [k.id, k]));
+  const keptText = (k) => k ? ` · kept on ${k.kept_frames} frame${k.kept_frames === 1 ? "" : "s"}` +
+    (k.name ? ` as ${k.name} at ${Number(k.distance || 0).toFixed(2)}` : ` by ${k.by}`) : "";
   for (const t of item.tracks) {
     const held = new Set(t.held.flat());
-    row(`track #${t.id}: frames ${t.start}–${t.end}` + (t.held.length ? `, held ${t.held.map((h) => h.join("–")).join(", ")}` : ""),
-        t.strip, held, flagged.has(t.id));
+    row(`track #${t.id}: frames ${t.start}–${t.end}` + (t.held.length ? `, held ${t.held.map((h) => h.join("–")).join(", ")}` : "") +
+        keptText(kept.get(t.id)), t.strip, held, flagged.has(t.id), t.id);
+  }
+  for (const k of kept.values()) {  // kept on every frame: not among the tracks the output hides
+    if (item.tracks.some((t) => t.id === k.id) || k.start === null) continue;
+    row(`track #${k.id}: frames ${k.start}–${k.end}` + keptText(k), [k.start, k.end], null, false, k.id);
   }
   if (item.failed_frames.length) row("failed frames (fully blurred)", item.failed_frames, null, true);
   const second = [...new Set(item.second.map((s) => s.frame))];
@@ -207,6 +215,29 @@ function renderStrips(item) {
   if (!item.tracks.length && !item.failed_frames.length && !second.length) {
     box.textContent = item.has_record ? "no face tracks" : "no track record";
   }
+}
+
+// One click flips a whole track: kept (on any frame) -> hidden on every frame, hidden -> kept on every frame.
+// Pending until Apply, which re-renders the video; a second click before Apply takes the flip back.
+function flipButton(item, tid) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "flip";
+  const e = edits.get(item.path);
+  const pending = !!e && (e.flip || []).includes(tid);
+  const kept = (item.kept_tracks || []).some((k) => k.id === tid && k.kept_frames > 0);
+  b.textContent = (kept !== pending ? "hide track" : "keep track") + (pending ? " (pending: apply)" : "");
+  if (pending) b.classList.add("on");
+  b.title = kept ? "hide this face in every frame (Apply re-renders)" : "leave this face as it is in every frame (Apply re-renders)";
+  b.addEventListener("click", (ev) => {
+    ev.stopPropagation();
+    const ed = editOf(item);
+    const i = ed.flip.indexOf(tid);
+    if (i >= 0) ed.flip.splice(i, 1); else ed.flip.push(tid);
+    ed.undo.push(() => { const j = ed.flip.indexOf(tid); if (j >= 0) ed.flip.splice(j, 1); else ed.flip.push(tid); });
+    renderStrips(item);
+  });
+  return b;
 }
 
 function renderGrid() {
@@ -419,11 +450,14 @@ async function apply() {
   const e = editOf(item);
   setStatus("applying…");
   try {
-    const updated = await api("api/apply", { path: item.path, manual: e.manual, removed: e.removed });
+    const body = { path: item.path, manual: e.manual, removed: e.removed };
+    if (isVideo(item) && e.flip && e.flip.length) body.flip = e.flip;
+    const updated = await api("api/apply", body);
     replaceItem(updated);
     edits.delete(updated.path);
     showDetail();
-    if (isVideo(updated)) setStatus(`applied: video re-anonymized with ${updated.manual.length} manual box range(s)`);
+    if (isVideo(updated)) setStatus(`applied: video re-anonymized with ${updated.manual.length} manual box range(s)` +
+                                    (body.flip ? `, track(s) ${body.flip.map((t) => "#" + t).join(", ")} flipped whole` : ""));
     else {
       const n = updated.faces.filter((f) => !f.removed).length + updated.manual.length;
       setStatus(`applied: ${n} region${n === 1 ? "" : "s"} re-anonymized`);
@@ -444,7 +478,11 @@ async function approve() {
 
 function undo() {
   const e = edits.get(items[idx].path);
-  if (e && e.undo.length) { e.undo.pop()(); view === "detail" ? redrawDetail() : renderGrid(); }
+  if (e && e.undo.length) {
+    e.undo.pop()();
+    view === "detail" ? redrawDetail() : renderGrid();
+    if (view === "detail" && isVideo(items[idx])) renderStrips(items[idx]);  // a track's flip button
+  }
 }
 
 function move(step) {
