@@ -39,8 +39,13 @@ def _browser():
 
 def _wait(cond, timeout: float = 20.0, what: str = "condition"):
     end = time.monotonic() + timeout
+    from selenium.common.exceptions import StaleElementReferenceException
+
     while time.monotonic() < end:
-        value = cond()
+        try:
+            value = cond()
+        except StaleElementReferenceException:  # the page re-rendered the element under us: look again
+            value = None
         if value:
             return value
         time.sleep(0.1)
@@ -171,18 +176,25 @@ def test_video_track_strips_and_a_box_over_a_frame_range(tmp_path, astronaut):
                      what="the video card")[0]
         assert "tracks" in card.text
         card.click()
-        figs = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#strips .strip figure"), what="track strips")
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#strips .strip figure"), what="track strips")
         assert len(driver.find_elements(By.CSS_SELECTOR, "#strips .strip")) >= 1
-        figs[0].click()
-        frame = int(figs[0].get_attribute("data-frame"))
+
+        def pick_first_frame():  # found afresh each try: the strips may be re-rendered while loading
+            fig = driver.find_elements(By.CSS_SELECTOR, "#strips .strip figure")[0]
+            number = int(fig.get_attribute("data-frame"))
+            fig.click()
+            return str(number)
+
+        frame = int(_wait(pick_first_frame, what="a click on the strip's first frame"))
         _wait(lambda: driver.find_element(By.ID, "frame-num").get_attribute("value") == str(frame), what="frame")
         _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#stage-out .box.main"), what="the run's boxes")
         driver.execute_script("document.getElementById('range-from').value = 2;"
                               "document.getElementById('range-to').value = 5;")
-        img = driver.find_element(By.CSS_SELECTOR, "#stage-out img")
-        _wait(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img),
-              what="the frame")
-        r = img.rect
+        r = _wait(lambda: driver.execute_script(
+            "const i = document.querySelector('#stage-out img');"
+            "if (!i || !i.complete || !i.naturalWidth) return null;"
+            "const b = i.getBoundingClientRect(); return {x: b.x, y: b.y, width: b.width, height: b.height};"),
+            what="the frame")
         scale = r["width"] / 256
         drag = ActionBuilder(driver)
         drag.pointer_action.move_to_location(round(r["x"] + 10 * scale), round(r["y"] + 150 * scale))
