@@ -159,3 +159,35 @@ def test_masked_member_covers_a_face_balanced_leaves_bare():
     for x1, y1, x2, y2 in plain.xyxy:
         same = (np.abs(member.xyxy[:, :3] - [x1, y1, x2]).max(axis=1) < 1e-3) & (member.xyxy[:, 3] >= y2 - 1e-3)
         assert same.any()
+
+
+def test_hard_augment_is_seeded_and_keeps_boxes_inside():
+    from faceveil.train.masked_aug import hard_augment
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    boxes = np.array([[50, 60, 80, 95], [200, 100, 260, 170], [390, 10, 400, 20]], np.float32)
+    for step in range(20):
+        a, ba = hard_augment(img, boxes, np.random.default_rng([0, step]), 128)
+        b, bb = hard_augment(img, boxes, np.random.default_rng([0, step]), 128)
+        assert a.shape == (128, 128, 3) and a.dtype == np.uint8
+        assert np.array_equal(a, b) and np.array_equal(ba, bb)
+        assert ((ba >= 0) & (ba <= 128)).all() and (ba[:, 2:] > ba[:, :2]).all()
+
+
+@pytest.mark.slow
+def test_training_is_deterministic(tmp_path):
+    pytest.importorskip("torch")
+    import importlib.util
+    from pathlib import Path
+
+    from conftest import shared_path
+
+    data = shared_path("facemask").parent
+    spec = importlib.util.spec_from_file_location("tmd", Path(__file__).parents[1] / "tools" / "train_masked_detector.py")
+    tmd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tmd)
+    for name in ("a", "b"):
+        assert tmd.main(["--data", str(data), "--steps", "2", "--batch", "2", "--input-size", "64", "--no-deepface",
+                         "-o", str(tmp_path / f"{name}.onnx")]) == 0
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
