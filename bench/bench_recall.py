@@ -9,6 +9,7 @@ are scored by the same LeakMetric against the labels.
   python bench/bench_recall.py                       # both sets in full (slow: tens of minutes)
   python bench/bench_recall.py --limit 100           # evenly spaced 100 photos per set
   python bench/bench_recall.py --sets fm --presets balanced --deface ""
+  python bench/bench_recall.py --split held_out      # the photos nothing was tuned on (faceveil.eval.splits)
 
 Times are wall clock on a shared machine: noisy. deface's time per image includes
 its start-up (model load) spread over the images; faceveil's includes reading,
@@ -33,6 +34,7 @@ from tqdm import tqdm
 from faceveil.detect.presets import PRESETS, resolve
 from faceveil.io.labels import find_image as resolve_image, read_eval_labels as read_labels
 from faceveil.eval.leaks import LeakMetric, anonymized_mask
+from faceveil.eval.splits import split
 from faceveil.io.images import read_rgb
 from faceveil.pipeline import Anonymizer
 
@@ -59,6 +61,7 @@ def summarize(metric: LeakMetric, seconds: float, n: int) -> dict:
     b = {x["bucket"]: x for x in r.buckets}
     return {"leak": r.leak_rate, "leaked": r.leaked, "faces": r.faces, "leak_5_10": b["5-10 px"]["rate"],
             "faces_5_10": b["5-10 px"]["faces"], "leak_10_20": b["10-20 px"]["rate"], "away": r.away_rate,
+            "boxed_short": r.boxed_short, "never_boxed": r.never_boxed,
             "ms": seconds / n * 1000}
 
 
@@ -105,6 +108,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="evenly spaced photos per set (0: all)")
     ap.add_argument("--deface", default="0.2,0.1", help="deface thresholds to run ('' for none)")
     ap.add_argument("--presets", default=",".join(PRESETS))
+    ap.add_argument("--split", choices=["all", "tune", "held_out"], default="all",
+                    help="only this side of the seeded split by photo (faceveil.eval.splits; default all)")
     ap.add_argument("--json", help="also write the rows here")
     a = ap.parse_args()
     rows = []
@@ -114,7 +119,10 @@ def main() -> None:
             print(f"{images} not found: skipping {setname}", file=sys.stderr)
             continue
         lab = read_labels(labels)
-        keys = pick([k for k in lab if resolve_image(images, k)], a.limit)
+        keys = [k for k in lab if resolve_image(images, k)]
+        if a.split != "all":
+            keys = split(keys)[0 if a.split == "tune" else 1]
+        keys = pick(keys, a.limit)
         with tempfile.TemporaryDirectory(prefix="bench_recall_") as tmp:
             work = Path(tmp)
             src = work / "png"
@@ -125,21 +133,24 @@ def main() -> None:
                 Image.fromarray(originals[k]).save(src / f"{flat(k)}.png")
             for thr in [float(t) for t in a.deface.split(",") if t]:
                 print(f"{setname}: deface --thresh {thr} ...", file=sys.stderr, flush=True)
-                rows.append({"set": setname, "setting": f"deface CLI, thresh {thr}, mask-scale 1.3",
+                rows.append({"set": setname, "split": a.split, "setting": f"deface CLI, thresh {thr}, mask-scale 1.3",
                              **run_deface(thr, src, work, keys, lab, originals)})
                 print(rows[-1], file=sys.stderr, flush=True)
             for name in [p for p in a.presets.split(",") if p]:
-                rows.append({"set": setname, "setting": f"faceveil --detect {name}",
+                rows.append({"set": setname, "split": a.split, "setting": f"faceveil --detect {name}",
                              **run_preset(name, src, work, keys, lab)})
                 print(rows[-1], file=sys.stderr, flush=True)
             rows_n = len(keys)
         for r in rows:
             r.setdefault("images", rows_n)
-    print(f"\n| set | setting | images | faces >= 10 px | leaked >= 10 px | leaked 5-10 px | away from faces | ms/image |")
+    print(f"\n| set | setting | images | faces >= 10 px | leaked >= 10 px (boxed short / never boxed) | leaked 5-10 px "
+          f"| away from faces | ms/image |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         l5 = "-" if r["faces_5_10"] == 0 else f"{r['leak_5_10'] * 100:.1f} % of {r['faces_5_10']}"
-        print(f"| {r['set']} | {r['setting']} | {r['images']} | {r['faces']} | {r['leak'] * 100:.2f} % ({r['leaked']}) "
+        name = r["set"] if r["split"] == "all" else f"{r['set']} ({r['split']})"
+        print(f"| {name} | {r['setting']} | {r['images']} | {r['faces']} | {r['leak'] * 100:.2f} % ({r['leaked']}: "
+              f"{r['boxed_short']} / {r['never_boxed']}) "
               f"| {l5} | {r['away'] * 100:.2f} % | {r['ms']:.0f} |")
     print(f"\n(cpu: {os.cpu_count()} cores, shared; times are noisy)")
     if a.json:

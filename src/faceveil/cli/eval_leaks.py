@@ -18,9 +18,11 @@ examples:
   faceveil eval leaks --images data/facemask/images --labels data/facemask/gt.txt -o leaks/
   faceveil eval leaks --images widerface/images --labels wider_face_val_bbx_gt.txt --detect thorough
   faceveil eval leaks --images imgs/ --labels annotations/ --format voc --threshold 0.3 --mask-scale 1.5
+  faceveil eval leaks --images data/facemask/images --labels data/facemask/gt.txt --split held_out
 
 A labelled face (shorter side >= --min-size px, 10 by default) is leaked when less than
---coverage (80 %) of its box is anonymized (compositor weight >= 0.5). Away-from-face:
+--coverage (80 %) of its box is anonymized (compositor weight >= 0.5): "boxed short" when at
+least 30 % of it is (a region in the wrong place or too small), "never boxed" below. Away-from-face:
 the share of pixels outside every labelled box enlarged 1.6x that were anonymized.
 -o writes results.json, pr_curve.png and leaked/ (one crop per leaked face: anonymized
 pixels tinted red, the labelled box in green) for a person to look at.
@@ -43,6 +45,9 @@ def register(subparsers) -> None:
                    "reported in their own bucket only (default 10)")
     m.add_argument("--coverage", type=float, default=0.8, help="a face is leaked below this covered share (default 0.8)")
     m.add_argument("--pr-floor", type=float, default=0.05, help="score down to which the PR curve runs (default 0.05)")
+    m.add_argument("--split", choices=["all", "tune", "held_out"], default="all",
+                   help="only the photos on this side of the one seeded split by photo (faceveil.eval.splits): "
+                        "values are tuned on 'tune' and reported on 'held_out' (default all)")
     m.add_argument("--limit", type=int, default=0, help="evaluate only N images, evenly spaced (quick look)")
     m.add_argument("--max-crops", type=int, default=500, help="write at most this many leaked-face crops")
     add_common_args(p)
@@ -68,6 +73,10 @@ def cmd_leaks(args) -> int:
     anon = Anonymizer(method="blur", detector=detector, detector_params=params, region=region)
     describe = anon.describe()
     keys = list(labels)
+    if args.split != "all":
+        from ..eval.splits import split
+
+        keys = split(keys)[0 if args.split == "tune" else 1]
     if args.limit and args.limit < len(keys):
         keys = [keys[i] for i in np.linspace(0, len(keys) - 1, args.limit).round().astype(int)]
     found = [(k, find_image(images, k)) for k in keys]
@@ -117,7 +126,7 @@ def cmd_leaks(args) -> int:
         doc = {"faceveil": __version__, "images": str(images), "labels": str(args.labels),
                "detect": args.detect, **{k: describe[k] for k in ("detector", "detector_params", "region")},
                "evaluated": n, "missing": len(missing), "failed": failed, "ms_per_image": round(ms, 1),
-               "min_size": args.min_size, "coverage": args.coverage,
+               "min_size": args.min_size, "coverage": args.coverage, "split": args.split,
                "result": res.to_json(),
                "pr": {"ap": pr_res.ap, "positives": pr_res.positives, "operating_point": op,
                       "recall": _thin(pr_res.recall), "precision": _thin(pr_res.precision),
@@ -159,11 +168,17 @@ def _print_summary(res, pr, op, ms, n, describe, args) -> None:
     region = describe["region"]
     print(f"detector: {describe['detector']} ({params})")
     print(f"region: {region['shape']}, mask_scale {region['mask_scale']}, feather {region['feather']}")
-    print(f"{n} images, {ms:.0f} ms/image for detection\n")
-    print(f"{'face size (shorter side)':26s} {'faces':>7s} {'leaked':>7s} {'rate':>7s}")
+    split = "" if args.split == "all" else f" ({args.split} half of the split)"
+    print(f"{n} images{split}, {ms:.0f} ms/image for detection\n")
+    print(f"{'face size (shorter side)':26s} {'faces':>7s} {'leaked':>7s} {'rate':>7s} {'boxed short':>12s} "
+          f"{'never boxed':>12s}")
     for b in res.buckets:
-        print(f"{b['bucket']:26s} {b['faces']:7d} {b['leaked']:7d} {_pct(b['rate']):>7s}")
-    print(f"{'all >= %g px' % args.min_size:26s} {res.faces:7d} {res.leaked:7d} {_pct(res.leak_rate):>7s}")
+        print(f"{b['bucket']:26s} {b['faces']:7d} {b['leaked']:7d} {_pct(b['rate']):>7s} {b['boxed_short']:12d} "
+              f"{b['never_boxed']:12d}")
+    print(f"{'all >= %g px' % args.min_size:26s} {res.faces:7d} {res.leaked:7d} {_pct(res.leak_rate):>7s} "
+          f"{res.boxed_short:12d} {res.never_boxed:12d}")
+    print(f"(leaked = boxed short, {res.short_min:.0%} to {args.coverage:.0%} covered, + never boxed, "
+          f"under {res.short_min:.0%})")
     print(f"\nover-anonymized (away from faces): {_pct(res.away_rate)} of pixels "
           f"(mean per image {_pct(res.away_rate_mean)})")
     line = f"detector vs labels (IoU 0.5, faces >= {args.min_size:g} px): AP {pr.ap:.3f}"

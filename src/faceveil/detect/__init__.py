@@ -1,6 +1,6 @@
 """Face detectors, registered by name (``faceveil detectors`` lists them)."""
 from .base import DETECTORS, Detector
-from . import centerface, yunet, dlib, haar, multiscale  # noqa: F401  (registration)
+from . import centerface, yunet, dlib, haar, masked, multiscale  # noqa: F401  (registration)
 
 
 def get_detector(name: str = "centerface", params: dict | None = None) -> Detector:

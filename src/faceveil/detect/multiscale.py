@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..detections import Detections, nms
+from ..detections import Detections, box_iou, nms
 from ..registry import param
 from .base import DETECTORS, Detector, downscale, tile_factor
 
@@ -49,6 +49,40 @@ def calibrate(d: Detections, dy: float, grow: float, small_px: float, large_px: 
     return Detections(np.concatenate([c - half, c + half], axis=1), d.score, d.landmarks, d.track_id, d.source)
 
 
+def add_masked(cf: Detections, mk: Detections, same: float = 0.6, extend: float = 0.5, nms_iou: float = 0.4,
+               add: bool = True) -> Detections:
+    """CenterFace's fused boxes plus the masked-face detector's, where those add recall.
+
+    A masked box that overlaps a CenterFace box of a similar size (intersection over the smaller box's
+    area >= ``same``, sizes within 2x) is the same face: it adds no box, but when it reaches lower it
+    extends that box's bottom down to its own (by at most ``extend`` of the box's height; 0: never),
+    for CenterFace's boxes of masked faces stop at the mask's top edge. A masked box no CenterFace box
+    matches is added as it is (``add=False``: never). Hand-written: a few lines of box logic no fusion library does this way.
+    """
+    if len(mk) == 0:
+        return cf
+    mk = nms(mk, nms_iou)
+    if len(cf) == 0:
+        return Detections.merge([cf, mk], cf.source) if add else cf
+    a, b = cf.xyxy.astype(np.float64), mk.xyxy.astype(np.float64)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    area_a, area_b = cf.areas.astype(np.float64), mk.areas.astype(np.float64)
+    inter_small = iw * ih / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+    ratio = np.sqrt(np.maximum(area_a[:, None], 1e-9) / np.maximum(area_b[None, :], 1e-9))
+    match = (inter_small >= same) & (ratio >= 0.5) & (ratio <= 2.0)  # C x M
+    new = ~match.any(axis=0)
+    if extend > 0 and match.any():
+        iou = np.where(match, box_iou(a, b), -1.0)
+        a = a.copy()
+        for j in np.flatnonzero(~new):
+            i = int(np.argmax(iou[:, j]))
+            h = a[i, 3] - a[i, 1]
+            a[i, 3] = max(a[i, 3], min(b[j, 3], a[i, 3] + extend * h))
+        cf = Detections(a, cf.score, cf.landmarks, cf.track_id, cf.source, cf.sources)
+    return Detections.merge([cf, mk[new]], cf.source) if add else cf
+
+
 @DETECTORS.register("multiscale")
 class MultiScale(Detector):
     """CenterFace at several scales (+ flip, + YuNet), size-aware score cut: the recall-first presets (the default)."""
@@ -83,12 +117,25 @@ class MultiScale(Detector):
                               "high: forehead in, chin and face masks partly out)")
         small_grow: float = param(1.0, "enlarge boxes up to small_px by this factor (their outline is noisier), "
                                   "tapering to 1 at large_px")
+        masked: bool = param(False, "add the masked-face detector (faceveil/data/masked.onnx, docs/masked-detector.md) "
+                             "where it adds recall: a box where CenterFace has none, or a CenterFace box "
+                             "extended down to its bottom")
+        masked_threshold: float = param(0.5, "masked-face boxes from large_px need this score")
+        masked_small_threshold: float = param(0.3, "masked-face boxes up to small_px need this score (log-linear "
+                                              "between, like threshold and small_threshold)")
+        masked_min_side: int = param(0, "run the masked-face detector on photos enlarged to this longer side "
+                                     "(0: at their own size, shrunk to 1024)")
+        masked_same: float = param(0.6, "a masked-face box and a CenterFace box overlapping this much (of the "
+                                   "smaller box) are one face")
+        masked_add: bool = param(True, "add masked-face boxes no CenterFace box matches (false: only extend)")
+        masked_extend: float = param(0.5, "extend a CenterFace box down to its masked-face box's bottom by at most "
+                                     "this share of its height (0: never)")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
         precision: str = param("fp32", "CenterFace weights: fp32 (the original) or int8 (quantized: "
                                 "faster, a little less accurate, docs/int8.md)")
 
         def __post_init__(self):
-            for name in ("threshold", "small_threshold"):
+            for name in ("threshold", "small_threshold", "masked_threshold", "masked_small_threshold"):
                 if not 0.0 < getattr(self, name) < 1.0:
                     raise ValueError(f"{name} must be between 0 and 1")
             if self.zoom < 1.0 or self.min_side < 0 or self.max_size < 0:
@@ -114,10 +161,20 @@ class MultiScale(Detector):
             from .yunet import YuNet
 
             self.yn = YuNet(YuNet.Params(threshold=p.yunet_threshold))
+        self.mk = None
+        if p.masked:
+            from .masked import MaskedFace
+
+            self.mk = MaskedFace(MaskedFace.Params(threshold=self.masked_floor, min_side=p.masked_min_side,
+                                                   threads=p.threads))
 
     @property
     def floor(self) -> float:
         return min(self.params.threshold, self.params.small_threshold)
+
+    @property
+    def masked_floor(self) -> float:
+        return min(self.params.masked_threshold, self.params.masked_small_threshold)
 
     def _pass(self, image: np.ndarray, factor: float, floor: float, flip: bool = False) -> Detections:
         """Raw CenterFace detections (before NMS) on ``image`` resized by ``factor``, in ``image``'s pixels."""
@@ -166,7 +223,13 @@ class MultiScale(Detector):
         out += self.big_passes(image, floor)
         if self.yn is not None:
             out.append(self.yn.detect(image))
+        if self.mk is not None:
+            out.append(self.masked_pass(image, min(floor, self.masked_floor)))
         return out
+
+    def masked_pass(self, image: np.ndarray, floor: float) -> Detections:
+        """The masked-face detector's raw peaks (before NMS), source "masked"; ``fuse`` adds them last."""
+        return self.mk.detect_raw(image, floor)
 
     def big_passes(self, image: np.ndarray, floor: float, scales: tuple[float, ...] | None = None,
                    min_px: float | None = None) -> list[Detections]:
@@ -199,6 +262,9 @@ class MultiScale(Detector):
         p = self.params
         if d.source == "yunet":
             return d
+        if d.source == "masked":
+            return d[d.score >= size_threshold(np.sqrt(d.areas), p.masked_small_threshold, p.masked_threshold,
+                                               p.small_px, p.large_px)]
         ok = d.score >= self.cut(d)
         if d.source == "zoom":
             ok &= d.score >= p.zoom_min_score
@@ -207,11 +273,16 @@ class MultiScale(Detector):
         return d[ok]
 
     def fuse(self, parts: list[Detections], width: int, height: int) -> Detections:
-        """Merge the passes' kept boxes: NMS, calibration, clipped to the image."""
+        """Merge the passes' kept boxes: NMS, calibration, the masked-face boxes (``add_masked``), clipped."""
+        masked = [d for d in parts if d.source == "masked"]
+        parts = [d for d in parts if d.source != "masked"]
         merged = Detections.merge(parts, "multiscale")
         p = self.params
         fused = nms(Detections(merged.xyxy, merged.score, merged.landmarks, None, "multiscale"), p.nms_iou)
         fused = calibrate(fused, p.box_dy, p.small_grow, p.small_px, p.large_px)
+        if masked:
+            fused = add_masked(fused, Detections.merge(masked, "multiscale"), p.masked_same, p.masked_extend,
+                               add=p.masked_add)
         return fused.clipped(width, height)
 
     def detect(self, image: np.ndarray) -> Detections:

