@@ -78,7 +78,7 @@ class MaskedFace(Detector):
         """Decoded peaks above ``threshold`` (before NMS), on ``image`` resized by ``factor``, in its pixels."""
         import cv2
 
-        from ..train.centermap import STRIDE, decode
+        from .centermap import STRIDE, decode
 
         f = self.factor(image) if factor is None else factor
         h, w = image.shape[:2]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..detections import Detections
-from .centermap import STRIDE, decode, encode
+from ..detect.centermap import STRIDE, decode, encode
 
 PAD = 32  # the backbone's total stride: inputs are padded to a multiple of it
 
