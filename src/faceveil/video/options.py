@@ -53,6 +53,9 @@ class VideoResult(ItemResult):
     tracks: int = 0
     fps: float = 0.0  # processing speed
     warnings: list | None = None
+    # busy seconds per stage (decode, detect, anonymize, encode); decode and encode run in their own
+    # threads, so they overlap detection: fps ~ frames / the largest of them when the cores suffice
+    stages: dict | None = None
 
 
 def video_preset(detector: str | None, preset: str | None) -> str | None:
