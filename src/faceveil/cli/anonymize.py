@@ -153,6 +153,11 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="hide a face this long before it is first detected (default 0.25 s)")
     g.add_argument("--detect-every", type=int, default=1, metavar="N",
                    help="detect on every Nth frame, track in between (faster, may leak more)")
+    g.add_argument("--full-every", type=int, default=1, metavar="N",
+                   help="full-frame detection every Nth frame and on scene cuts; on the frames between, detect "
+                        "on crops around the tracked faces only (default 1: every frame in full)")
+    g.add_argument("--crop-margin", type=float, default=1.0, metavar="M",
+                   help="with --full-every: crops reach M face sizes around each tracked face (default 1)")
     g.add_argument("--no-tracking", action="store_true", help="per-frame detections only (no hold, no look-ahead)")
     g.add_argument("--on-error", choices=["blur", "drop"], default="blur",
                    help="a frame that fails is written fully blurred (default) or dropped")
@@ -170,7 +175,8 @@ def video_options(args):
         raise UsageError("--crf must be between 0 and 63")
     enc = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, audio=not args.no_audio)
     return VideoOptions(tracking=not args.no_tracking, hold=args.hold, lookahead=args.lookahead,
-                        detect_every=args.detect_every, on_error=args.on_error, preview=args.preview,
+                        detect_every=args.detect_every, full_every=args.full_every,
+                        crop_margin=args.crop_margin, on_error=args.on_error, preview=args.preview,
                         allow_truncated=args.allow_truncated, encode=enc)
 
 
