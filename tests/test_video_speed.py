@@ -148,3 +148,59 @@ def test_full_every_raises_lookahead_to_cover_the_gap():
     assert VideoOptions(full_every=10).frames_ahead(24) == 9
     assert VideoOptions(full_every=4).frames_ahead(24) == 6  # the 0.25 s default already covers it
     assert VideoOptions(full_every=10, lookahead=2).frames_ahead(24) == 2  # an explicit value stays
+
+
+# a folder of videos on Ray ------------------------------------------------------------------------------------
+
+def _cli(*args, check=True):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    p = subprocess.run([sys.executable, "-m", "faceveil", *map(str, args)], capture_output=True, text=True, env=env,
+                       timeout=600)
+    if check:
+        assert p.returncode == 0, p.stderr[-2000:]
+    return p
+
+
+@pytest.mark.slow
+def test_ray_backend_videos_byte_identical_and_resume(sprites, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'faceveil[ray]')")
+    import hashlib
+    import json
+
+    footage = tmp_path / "footage"
+    (footage / "sub").mkdir(parents=True)
+    write_clip(footage / "a.mp4", make_clip(sprites, (320, 240), 16, FPS, seed=1).frames, FPS, audio=True)
+    write_clip(footage / "sub" / "b.mp4", make_clip(sprites, (320, 240), 20, FPS, seed=2).frames, FPS, audio=False)
+    names = ["a.mp4", "sub/b.mp4"]
+
+    def digests(out):
+        return {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in names}
+
+    _cli("anonymize", footage, "-o", tmp_path / "local", "-q")
+    local = digests(tmp_path / "local")
+    _cli("anonymize", footage, "-o", tmp_path / "ray", "-q", "--backend", "ray", "--jobs", "2",
+         "--report", tmp_path / "report.json")
+    assert digests(tmp_path / "ray") == local
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [f["input"] for f in report["files"]] == [str(footage / n) for n in names]  # per file, input order
+    assert all(f["status"] == "written" and f["frames"] > 0 and f["stages"]["detect"] > 0 for f in report["files"])
+
+    # resume: a run that died left one video done (outputs are atomic: no partial file); the rerun
+    # with --skip-existing does the other, to the same bytes, and leaves the done one alone
+    (tmp_path / "ray" / "sub" / "b.mp4").unlink()
+    before = (tmp_path / "ray" / "a.mp4").stat().st_mtime_ns
+    p = _cli("anonymize", footage, "-o", tmp_path / "ray", "--backend", "ray", "--jobs", "2", "--skip-existing")
+    assert "1 existing outputs left as they were" in p.stderr
+    assert digests(tmp_path / "ray") == local
+    assert (tmp_path / "ray" / "a.mp4").stat().st_mtime_ns == before
+    assert not [q for q in (tmp_path / "ray").rglob("*") if ".tmp" in q.name]
+
+
+def test_address_needs_ray_backend(tmp_path):
+    p = _cli("anonymize", tmp_path, "-o", tmp_path / "o", "--address", "auto", check=False)
+    assert p.returncode == 2 and "--address needs --backend ray" in p.stderr
