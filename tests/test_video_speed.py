@@ -88,7 +88,9 @@ def test_crop_boxes_margin_min_size_and_merge():
     small = crop_boxes(np.array([[10, 10, 20, 20]]), 640, 360, 1.0)  # at least MIN_CROP, clipped to the frame
     assert small == [(0, 0, 15 + MIN_CROP // 2, 15 + MIN_CROP // 2)]
     two = crop_boxes(np.array([[100, 100, 140, 150], [170, 100, 210, 150]]), 640, 360, 1.0)
-    assert two == [(50, 50, 260, 200)]  # overlapping crops merge into one
+    assert two == [(50, 50, 260, 200)]  # overlapping crops merge into one where that saves pixels
+    diagonal = crop_boxes(np.array([[100, 100, 140, 150], [180, 180, 220, 230]]), 640, 360, 1.0)
+    assert diagonal == [(50, 50, 190, 200), (130, 130, 270, 280)]  # their bounding box would cost more
 
 
 class _Recorder:
