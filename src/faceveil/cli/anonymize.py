@@ -48,6 +48,10 @@ def register(sub) -> None:
                     help="replace existing outputs (default: refuse, naming the first)")
     ex.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
+    o.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="videos: one after another here (local), or one per Ray task on --jobs actors (ray; a "
+                        "local instance unless --address)")
+    o.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 or auto (with --backend ray)")
     add_keep_args(a)
     add_common_args(a)
     add_video_args(a)
@@ -68,6 +72,8 @@ def cmd_anonymize(args) -> int:
     if args.report:
         check_writable(args.report, "the report")
     video_options(args)  # bad video options fail before any work
+    if args.address and args.backend != "ray":
+        raise UsageError("--address needs --backend ray")
     keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
     cfg = dataclasses.replace(cfg, keep=keep)
     jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place)
@@ -153,6 +159,11 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="hide a face this long before it is first detected (default 0.25 s)")
     g.add_argument("--detect-every", type=int, default=1, metavar="N",
                    help="detect on every Nth frame, track in between (faster, may leak more)")
+    g.add_argument("--full-every", type=int, default=1, metavar="N",
+                   help="full-frame detection every Nth frame and on scene cuts; on the frames between, detect "
+                        "on crops around the tracked faces only (default 1: every frame in full)")
+    g.add_argument("--crop-margin", type=float, default=1.0, metavar="M",
+                   help="with --full-every: crops reach M face sizes around each tracked face (default 1)")
     g.add_argument("--no-tracking", action="store_true", help="per-frame detections only (no hold, no look-ahead)")
     g.add_argument("--on-error", choices=["blur", "drop"], default="blur",
                    help="a frame that fails is written fully blurred (default) or dropped")
@@ -170,7 +181,8 @@ def video_options(args):
         raise UsageError("--crf must be between 0 and 63")
     enc = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, audio=not args.no_audio)
     return VideoOptions(tracking=not args.no_tracking, hold=args.hold, lookahead=args.lookahead,
-                        detect_every=args.detect_every, on_error=args.on_error, preview=args.preview,
+                        detect_every=args.detect_every, full_every=args.full_every,
+                        crop_margin=args.crop_margin, on_error=args.on_error, preview=args.preview,
                         allow_truncated=args.allow_truncated, encode=enc)
 
 
@@ -186,12 +198,27 @@ def run_videos(cfg, jobs, args) -> list:
     if not jobs:
         return []
     options = video_options(args)
-    anonymizer = Anonymizer.from_config(cfg)
+    if getattr(args, "backend", "local") == "ray":
+        from ..video.ray_backend import run_videos_ray
+
+        done: dict[int, object] = {}
+        for i, r in run_videos_ray(cfg, jobs, options, args.jobs, args.address):
+            done[i] = r
+            if not args.quiet:
+                print(f"faceveil: video {len(done)}/{len(jobs)} done: {jobs[i].rel}", file=sys.stderr)
+        finished = ((jobs[i], done[i]) for i in range(len(jobs)))  # reported in input order, as locally
+    else:
+        anonymizer = Anonymizer.from_config(cfg)
+
+        def local():
+            for i, job in enumerate(jobs):
+                if not args.quiet and len(jobs) > 1:
+                    print(f"faceveil: video {i + 1}/{len(jobs)}: {job.rel}", file=sys.stderr)
+                yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet, key=job.rel)
+
+        finished = local()
     results = []
-    for i, job in enumerate(jobs):
-        if not args.quiet and len(jobs) > 1:
-            print(f"faceveil: video {i + 1}/{len(jobs)}: {job.rel}", file=sys.stderr)
-        r = process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet, key=job.rel)
+    for job, r in finished:
         if r.status == "written":
             if r.failed_frames:
                 what = "dropped" if options.on_error == "drop" else "written fully blurred"

@@ -132,14 +132,7 @@ class Tracker:
             age = index - tr.last_index
             if age > hold:
                 continue  # lost for good
-            # Cover both "kept moving" and "stopped": the union of the last detection, where
-            # it would be at constant velocity, and the smoothed prediction, grown with age.
-            raw = _to_cxcywh(tr.last_box)
-            moved = raw + tr.velocity * age
-            moved[2:] = np.maximum(moved[2:], raw[2:])
-            cands = np.stack([_to_xyxy(raw, p.grow * age), _to_xyxy(moved, p.grow * age),
-                              _to_xyxy(tr.predict(index), p.grow * age)])
-            box = np.concatenate([cands[:, :2].min(0), cands[:, 2:].max(0)])
+            box = self._held_box(tr, index)
             if not self._visible(box):
                 continue
             keep.append(tr)
@@ -173,7 +166,25 @@ class Tracker:
         return Detections(np.asarray(boxes, np.float32), np.zeros(n, np.float32), None,
                           np.asarray(ids, np.int64), "track", ["backfilled"] * n)
 
+    def expected(self, index: int) -> np.ndarray:
+        """Where each live track's face should be on frame ``index`` (as a held box would be), Kx4 xyxy:
+        the video's detection schedule looks there on frames without a full pass (video/schedule.py)."""
+        boxes = [self._held_box(tr, index) for tr in self.tracks]
+        return np.asarray(boxes, np.float64).reshape(-1, 4)
+
     # internals ------------------------------------------------------------------
+    def _held_box(self, tr: Track, index: int) -> np.ndarray:
+        # Cover both "kept moving" and "stopped": the union of the last detection, where
+        # it would be at constant velocity, and the smoothed prediction, grown with age.
+        p = self.params
+        age = index - tr.last_index
+        raw = _to_cxcywh(tr.last_box)
+        moved = raw + tr.velocity * age
+        moved[2:] = np.maximum(moved[2:], raw[2:])
+        cands = np.stack([_to_xyxy(raw, p.grow * age), _to_xyxy(moved, p.grow * age),
+                          _to_xyxy(tr.predict(index), p.grow * age)])
+        return np.concatenate([cands[:, :2].min(0), cands[:, 2:].max(0)])
+
     def _match(self, index: int, det_boxes: np.ndarray) -> list[tuple[int, int]]:
         if not self.tracks:
             return []

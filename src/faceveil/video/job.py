@@ -26,7 +26,7 @@ from ..pipeline import Anonymizer
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, video_preset
 from .record import frame_faces, write_record
-from .threads import EncoderThread, background
+from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
 
 
@@ -78,10 +78,13 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
              keep_record=None) -> VideoResult:
     info = probe(src)
     report = DecodeReport()
-    frames: Iterable[VideoFrame] = read_frames(src, report, allow_truncated=options.allow_truncated)
+    clock = StageClock()  # busy seconds per stage: the result's "stages" (bench/bench_video.py prints them)
+    frames: Iterable[VideoFrame] = clock.iterate("decode", read_frames(src, report,
+                                                                      allow_truncated=options.allow_truncated))
     if threaded:
         frames = background(frames)
-    detect = anonymizer.detector.detect
+    detect = clock.timed("detect", anonymizer.detector.detect)
+    anonymize = clock.timed("anonymize", anonymizer.anonymize)
     face_frames = failed = dropped = 0
     track_ids: set[int] = set()
     warnings: list[str] = []
@@ -115,7 +118,8 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     previews: list[Path] = []
     try:
         with VideoWriter(dst, info, options.encode) as writer:
-            sink = EncoderThread(writer) if threaded else writer
+            write = clock.timed("encode", writer.write)
+            sink = EncoderThread(writer, write=write) if threaded else writer
             try:
                 for item in items:
                     vf = item.frame
@@ -127,7 +131,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                                                 "track+manual")
                     if error is None:
                         try:
-                            out = anonymizer.anonymize(vf.rgb, dets, anonymizer.rng_for(f"{key}#{vf.index}"))
+                            out = anonymize(vf.rgb, dets, anonymizer.rng_for(f"{key}#{vf.index}"))
                         except (KeyboardInterrupt, SystemExit, MemoryError):
                             raise
                         except Exception as exc:
@@ -150,13 +154,15 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                         previews.append(preview_path(dst, vf.time))
                         _write_preview(dst, out, vf.time)
                         next_preview = vf.time + options.preview
-                    sink.write(out, vf.pts)
+                    (sink.write if threaded else write)(out, vf.pts)
                     bar.update(1)
                     bar.set_postfix(faces=len(item.detections), failed=failed, refresh=False)
             finally:
                 if threaded:
                     sink.close()
             written = writer.frames
+            t_flush = time.perf_counter()
+        clock.busy["encode"] += time.perf_counter() - t_flush  # the encoder's delayed frames, the mux, the rename
     except BaseException:
         _remove_previews(previews)  # the video failed: its stills go with it
         raise
@@ -182,7 +188,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                        [info.width, info.height], frames=written, failed_frames=failed, dropped_frames=dropped,
                        decode_errors=len(report.errors), announced_frames=report.announced,
                        truncated=report.shortfall, tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
-                       warnings=warnings or None,
+                       warnings=warnings or None, stages=clock.as_json(),
                        kept=None if kept_tracks is None else _kept_summary(kept_tracks, kept_log))
 
 

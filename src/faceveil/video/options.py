@@ -15,6 +15,10 @@ class VideoOptions:
     hold: int | None = None  # frames; None: half a second
     lookahead: int | None = None  # frames; None: a quarter of a second
     detect_every: int = 1
+    # full-frame detection every Nth frame and on scene cuts; on the frames between, the detector runs on
+    # crops around live tracks (``crop_margin`` face sizes around each) at full resolution (video/schedule.py)
+    full_every: int = 1
+    crop_margin: float = 1.0
     smoothing: float = 0.5
     on_error: str = "blur"  # "blur" | "drop"
     preview: float = 0.0  # seconds between preview stills (0: none)
@@ -24,6 +28,10 @@ class VideoOptions:
     def __post_init__(self):
         if self.detect_every < 1:
             raise UsageError("--detect-every must be at least 1")
+        if self.full_every < 1:
+            raise UsageError("--full-every must be at least 1")
+        if self.crop_margin < 0:
+            raise UsageError("--crop-margin must be >= 0")
         if self.on_error not in ("blur", "drop"):
             raise UsageError("--on-error must be blur or drop")
         if (self.hold is not None and self.hold < 0) or (self.lookahead is not None and self.lookahead < 0):
@@ -39,7 +47,11 @@ class VideoOptions:
     def frames_ahead(self, fps: float) -> int:
         if not self.tracking:
             return 0
-        return self.lookahead if self.lookahead is not None else max(1, round(0.25 * fps))
+        if self.lookahead is not None:
+            return self.lookahead
+        # A face that appears between two full passes is first seen by the second: the look-ahead
+        # back-fills it over the frames before (video/schedule.py).
+        return max(1, round(0.25 * fps), self.full_every - 1)
 
 
 @dataclass
@@ -53,6 +65,9 @@ class VideoResult(ItemResult):
     tracks: int = 0
     fps: float = 0.0  # processing speed
     warnings: list | None = None
+    # busy seconds per stage (decode, detect, anonymize, encode); decode and encode run in their own
+    # threads, so they overlap detection: fps ~ frames / the largest of them when the cores suffice
+    stages: dict | None = None
 
 
 def video_preset(detector: str | None, preset: str | None) -> str | None:

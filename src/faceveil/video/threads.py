@@ -3,13 +3,51 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator
+import time
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from ..io.video import VideoWriter
 
 _END = object()
+
+STAGES = ("decode", "detect", "anonymize", "encode")
+
+
+class StageClock:
+    """Busy seconds per stage of one video job (each stage runs in one thread, so no lock is needed).
+
+    Decode and encode run in their own threads, so a stage's busy time is its share of work, not of
+    wall time: the slowest stage bounds the fps; the others overlap it.
+    """
+
+    def __init__(self):
+        self.busy = dict.fromkeys(STAGES, 0.0)
+
+    def timed(self, stage: str, fn: Callable) -> Callable:
+        def run(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.busy[stage] += time.perf_counter() - t
+        return run
+
+    def iterate(self, stage: str, iterable: Iterable) -> Iterator:
+        it = iter(iterable)
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                self.busy[stage] += time.perf_counter() - t
+                return
+            self.busy[stage] += time.perf_counter() - t
+            yield item
+
+    def as_json(self) -> dict:
+        return {k: round(v, 3) for k, v in self.busy.items()}
 
 
 def background(iterable: Iterable, size: int = 8) -> Iterator:
@@ -50,8 +88,9 @@ def background(iterable: Iterable, size: int = 8) -> Iterator:
 class EncoderThread:
     """Feeds a VideoWriter from a queue, so encoding overlaps detection."""
 
-    def __init__(self, writer: VideoWriter, size: int = 8):
+    def __init__(self, writer: VideoWriter, size: int = 8, write: Callable | None = None):
         self.writer = writer
+        self._write = write or writer.write
         self.q: queue.Queue = queue.Queue(size)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True, name="faceveil-encode")
@@ -64,7 +103,7 @@ class EncoderThread:
                 return
             if self.error is None:
                 try:
-                    self.writer.write(*item)
+                    self._write(*item)
                 except BaseException as exc:
                     self.error = exc
 

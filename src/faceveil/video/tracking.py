@@ -13,6 +13,7 @@ from ..detections import Detections
 from ..io.video import VideoFrame, probe, read_frames
 from ..track import Tracker, TrackParams
 from .options import VideoOptions, video_preset
+from .schedule import DetectSchedule
 
 
 @dataclass
@@ -31,6 +32,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
     tracker: Tracker | None = None
     last_raw = Detections.empty()
     buffer: deque[TrackedFrame] = deque()
+    schedule = DetectSchedule(detect, options.full_every if options.tracking else 1, options.crop_margin)
 
     def emit(item: TrackedFrame) -> TrackedFrame:
         if tracker is not None and ahead and item.error is None:
@@ -43,7 +45,9 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         error = None
         dets = Detections.empty()
         try:
-            raw = detect(vf.rgb) if vf.index % n == 0 else None
+            raw = None
+            if vf.index % n == 0:
+                raw = schedule(vf.rgb, tracker.expected(vf.index) if tracker is not None else None)
             if options.tracking:
                 if tracker is None:
                     h, w = vf.rgb.shape[:2]

@@ -1,0 +1,81 @@
+"""A folder of videos on Ray: one video per task, on actors that each hold one Anonymizer (issue 20, lever 5).
+
+Reuses the dataset mode's Ray plumbing (dataset/backends.py: a local instance or ``--address``, the reaper
+that ends a local instance's processes with the run, the window of tasks in flight) and its thread split:
+on a local instance each actor's detector gets ``cores // workers`` onnxruntime threads, on a cluster
+``cluster CPUs // workers``. Every actor runs the same ``process_video`` as a local run (same detector,
+options, seeds, encoder settings), so the outputs are byte-identical (tests/test_video_speed.py). A crash
+leaves no partial file (every output is written atomically) and no process behind; run the same command
+with ``--skip-existing`` to do only the videos that are missing.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from ..io.inputs import Job
+from ..pipeline import AnonymizerConfig
+from .options import VideoOptions, VideoResult
+
+
+class _VideoWorker:
+    def __init__(self, cfg: AnonymizerConfig, driver_pid: int | None = None):
+        if driver_pid is not None:
+            from ..batch import die_with_parent
+
+            die_with_parent(driver_pid)  # a killed run must not leave its actors encoding
+        from ..pipeline import Anonymizer
+
+        self.anonymizer = Anonymizer.from_config(cfg)
+
+    def run(self, job: Job, options: VideoOptions) -> VideoResult:
+        from .job import process_video
+
+        return process_video(self.anonymizer, job.src, job.dst, options, progress=False, key=job.rel)
+
+
+def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions, workers: int = 1,
+                   address: str | None = None) -> Iterator[tuple[int, VideoResult]]:
+    """(index into ``jobs``, result) as each video finishes (any order)."""
+    from ..batch import _with_threads
+    from ..dataset.backends import _import_ray, _stop_reaper, _windowed, start_ray
+
+    ray = _import_ray()
+    workers = max(1, workers)
+    started = start_ray(workers, address)
+    try:
+        cpus = (os.cpu_count() or 1) if not address else int(ray.cluster_resources().get("CPU", 1))
+        cfg_t = _with_threads(cfg, max(1, cpus // workers))
+        driver = os.getpid() if not address else None
+        actors = [ray.remote(num_cpus=1)(_VideoWorker).remote(cfg_t, driver) for _ in range(workers)]
+        load = [0] * len(actors)
+        pending: dict = {}
+
+        def submit(k_job):
+            k, job = k_job
+            a = load.index(min(load))
+            load[a] += 1
+            ref = actors[a].run.remote(job, options)
+            pending[ref] = (k, job, a)
+            return ref
+
+        def collect(refs):
+            return ray.wait(list(refs), num_returns=1)[0]
+
+        def result(ref):
+            k, job, a = pending.pop(ref)
+            load[a] -= 1
+            try:
+                return k, ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the actor died (out of memory?): this video is not done
+                return k, VideoResult(str(job.src), None, "failed", 0, 0.0,
+                                      f"{job.src}: Ray worker failed: {str(exc).splitlines()[0]}")
+
+        # One video per actor in flight: a video keeps an actor busy for a while, and a queued one would
+        # wait behind it while another actor idles.
+        yield from _windowed(submit, list(enumerate(jobs)), len(actors), collect, result)
+    finally:
+        if started:
+            ray.shutdown()
+            _stop_reaper()
+

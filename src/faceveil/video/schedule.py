@@ -1,0 +1,129 @@
+"""Where the detector looks on each frame: the whole frame every Nth frame and on scene cuts, crops around
+live tracks on the frames between (issue 20, lever 4).
+
+A face between two full passes is where its track predicts it, so on those frames the detector runs at full
+resolution on crops around the tracks' expected boxes (a margin of face sizes around each, overlapping crops
+merged where that saves pixels). A face that appears between full passes is found by the next full pass and back-filled over the
+frames before it by the tracker's look-ahead, so ``full_every - 1`` must not exceed the look-ahead (the default
+0.25 s look-ahead covers ``full_every`` <= 7 at 30 fps; VideoOptions raises the look-ahead when it does not).
+A scene cut moves every face at once: a cheap thumbnail comparison forces a full pass there.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..detections import Detections, nms
+
+# A crop no smaller than this (pixels): CenterFace sees a face with its surroundings at stride 4.
+MIN_CROP = 96
+# When the crops would cover this much of the frame, one full pass sees everything for little more.
+# CenterFace's cost on a CPU follows the pixels (4 crops of 160 px: 25.6 ms each alone, 144 ms as one batch
+# of 4; a whole 1280x736 frame ~55x one crop), so crops pay up to most of the frame.
+MAX_CROP_SHARE = 0.8
+
+
+class SceneCuts:
+    """A cut: the 16x9 grey thumbnail's mean absolute difference from the previous frame's, or its 16-bin
+    histogram's L1 distance, above a threshold.
+
+    Hand-written (a few lines of OpenCV) rather than PySceneDetect: that library decodes the file itself
+    and runs as a separate pass; here frames are already decoded and one comparison per frame is enough.
+    A false cut only costs one full pass; a missed cut is what the thresholds are set against: on
+    synthetic cuts between photos and the stage clip's cuts, every cut fired (bench/bench_video.py).
+    """
+
+    def __init__(self, diff: float = 30.0, hist: float = 0.5):
+        self.diff, self.hist = diff, hist
+        self.prev: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, rgb: np.ndarray) -> bool:
+        small = cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        thumb = cv2.resize(grey, (16, 9), interpolation=cv2.INTER_AREA).astype(np.float32)
+        h = np.bincount((grey >> 4).ravel(), minlength=16).astype(np.float32)
+        h /= h.sum()
+        prev, self.prev = self.prev, (thumb, h)
+        if prev is None:
+            return True
+        return float(np.abs(thumb - prev[0]).mean()) > self.diff or float(np.abs(h - prev[1]).sum()) > self.hist
+
+
+def crop_boxes(expected: np.ndarray, width: int, height: int, margin: float) -> list[tuple[int, int, int, int]]:
+    """Integer crops (x1, y1, x2, y2) around ``expected`` boxes: ``margin`` face sizes on each side,
+    at least MIN_CROP wide and high, inside the frame; overlapping crops merged where their bounding
+    rectangle has no more pixels than the two apart (else both stay, and NMS merges a face seen twice)."""
+    rects = []
+    for x1, y1, x2, y2 in np.asarray(expected, np.float64).reshape(-1, 4):
+        side = max(x2 - x1, y2 - y1, 1.0)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        half_w = max((x2 - x1) / 2 + margin * side, MIN_CROP / 2)
+        half_h = max((y2 - y1) / 2 + margin * side, MIN_CROP / 2)
+        r = [int(np.floor(max(0, cx - half_w))), int(np.floor(max(0, cy - half_h))),
+             int(np.ceil(min(width, cx + half_w))), int(np.ceil(min(height, cy + half_h)))]
+        if r[2] > r[0] and r[3] > r[1]:
+            rects.append(r)
+    merged = True
+    while merged:  # few faces per frame: the quadratic merge is cheap
+        merged = False
+        out: list[list[int]] = []
+        for r in rects:
+            for o in out:
+                u = [min(o[0], r[0]), min(o[1], r[1]), max(o[2], r[2]), max(o[3], r[3])]
+                if r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3] and _area(u) <= _area(o) + _area(r):
+                    o[:] = u
+                    merged = True
+                    break
+            else:
+                out.append(list(r))
+        rects = out
+    return [tuple(r) for r in rects]
+
+
+def _area(r) -> int:
+    return (r[2] - r[0]) * (r[3] - r[1])
+
+
+def detect_in_crops(detect: Callable[[np.ndarray], Detections], rgb: np.ndarray,
+                    crops: list[tuple[int, int, int, int]]) -> Detections:
+    """The detector on each crop (full resolution), boxes moved back into frame pixels."""
+    parts = []
+    for x1, y1, x2, y2 in crops:
+        d = detect(np.ascontiguousarray(rgb[y1:y2, x1:x2]))
+        if len(d):
+            parts.append(d.translated(x1, y1))
+    if not parts:
+        return Detections.empty("crops")
+    d = Detections.merge(parts, "crops")
+    return nms(d, 0.3) if len(parts) > 1 else d  # overlapping crops: one box per face (one track)
+
+
+class DetectSchedule:
+    """Per frame: a full pass, crops around the tracks, or nothing (``detect_every``); see the module doc."""
+
+    def __init__(self, detect: Callable[[np.ndarray], Detections], full_every: int, margin: float,
+                 cuts: bool = True):
+        self.detect, self.full_every, self.margin = detect, full_every, margin
+        self.cuts = SceneCuts() if cuts and full_every > 1 else None
+        self.since_full = full_every  # the first frame gets a full pass
+        self.full = self.crops = self.cut = 0  # counts, for the result and the bench
+
+    def __call__(self, rgb: np.ndarray, expected: np.ndarray | None) -> Detections:
+        """``expected``: the live tracks' boxes on this frame (None: no tracker, always a full pass)."""
+        cut = self.cuts(rgb) if self.cuts is not None else False
+        h, w = rgb.shape[:2]
+        crops = None
+        if self.full_every > 1 and expected is not None and not cut and self.since_full < self.full_every:
+            crops = crop_boxes(expected, w, h, self.margin)
+            if sum(_area(c) for c in crops) > MAX_CROP_SHARE * w * h:
+                crops = None
+        if crops is None:
+            self.since_full = 1
+            self.full += 1
+            self.cut += bool(cut) and self.full > 1
+            return self.detect(rgb)
+        self.since_full += 1
+        self.crops += 1
+        return detect_in_crops(self.detect, rgb, crops) if crops else Detections.empty("crops")
