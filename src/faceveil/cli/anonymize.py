@@ -19,11 +19,9 @@ EPILOG_ANON = """\
 examples:
   faceveil anonymize photo.jpg -o out/
   faceveil anonymize photos/ -o out/ --report report.json --jobs 2
-  faceveil anonymize photos/ -o out/ -m pixelate -p cells=16         16x16 mosaic per face
   faceveil anonymize clip.mp4 -o out/ --detect-every 2               videos: H.264, audio copied
 
-Outputs keep the input's names, formats and folder tree; metadata (EXIF, GPS) is stripped unless
---keep-metadata. A file that could not be processed is not written: it is reported (exit code 1).
+Outputs keep names, formats, folders; metadata is stripped; a failed file is not written (exit 1).
 """
 
 
@@ -49,9 +47,8 @@ def register(sub) -> None:
     ex.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     o.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="videos: one after another here (local), or one per Ray task on --jobs actors (ray; a "
-                        "local instance unless --address)")
-    o.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 or auto (with --backend ray)")
+                   help="videos one by one (local) or one per task on --jobs Ray actors (ray)")
+    o.add_argument("--address", help="Ray cluster for --backend ray, e.g. ray://head:10001 (default: local)")
     add_keep_args(a)
     add_common_args(a)
     add_video_args(a)
@@ -160,10 +157,9 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detect-every", type=int, default=1, metavar="N",
                    help="detect on every Nth frame, track in between (faster, may leak more)")
     g.add_argument("--full-every", type=int, default=1, metavar="N",
-                   help="full-frame detection every Nth frame and on scene cuts; on the frames between, detect "
-                        "on crops around the tracked faces only (default 1: every frame in full)")
+                   help="full frames every Nth frame and at cuts, track crops between (default 1)")
     g.add_argument("--crop-margin", type=float, default=1.0, metavar="M",
-                   help="with --full-every: crops reach M face sizes around each tracked face (default 1)")
+                   help="with --full-every: crop margin in face sizes (default 1)")
     g.add_argument("--no-tracking", action="store_true", help="per-frame detections only (no hold, no look-ahead)")
     g.add_argument("--on-error", choices=["blur", "drop"], default="blur",
                    help="a frame that fails is written fully blurred (default) or dropped")

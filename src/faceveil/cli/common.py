@@ -31,8 +31,7 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--shape", choices=["ellipse", "box"],
                    help=f"region shape around each face (default {reg['shape']}: the {DEFAULT_PRESET} preset's)")
     r.add_argument("--mask-scale", type=float, metavar="X",
-                   help=f"region size relative to the detected box (default {reg['mask_scale']}: the "
-                        f"{DEFAULT_PRESET} preset's; deface's --mask-scale 1.3 is 1.6 here)")
+                   help=f"region / face box size (default {reg['mask_scale']}; deface's --mask-scale 1.3 is 1.6)")
     r.add_argument("--feather", type=float, metavar="F",
                    help=f"soft edge outside the region, fraction of face size (default {reg['feather']:g})")
 
@@ -44,8 +43,7 @@ def add_detection_args(p: argparse.ArgumentParser) -> None:
 
     d = default_settings()["detector_params"]
     g.add_argument("--detect", choices=list(PRESETS), metavar="PRESET",
-                   help=f"{', '.join(list(PRESETS)[:-1])} or {list(PRESETS)[-1]}: "
-                        f"fewer leaks cost time (default {DEFAULT_PRESET}; videos: {VIDEO_PRESET})")
+                   help=f"{'/'.join(PRESETS)}: slower, safer (default {DEFAULT_PRESET}; video {VIDEO_PRESET})")
     g.add_argument("--detector", "-d", metavar="NAME",
                    help="a detector (`faceveil detectors`) with its own defaults, not a preset")
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""

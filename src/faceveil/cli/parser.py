@@ -17,7 +17,6 @@ DEFACE_FLAGS = {
     "--disable-progress-output": "--quiet (-q)",
     "--ffmpeg-config": "--codec, --crf, --preset",
     "--execution-provider": "nothing: detection runs on the CPU with onnxruntime",
-    "--backend": "nothing: detection runs on the CPU with onnxruntime",
 }
 
 
