@@ -114,3 +114,77 @@ def test_learned_blur_keeps_the_plain_blurs_colour_on_real_photos():
         changed.append(np.abs(a.astype(int) - b).max())
     assert len(de) >= 10 and max(de) < 3.0, np.round(de, 2)
     assert min(changed) > 10  # and it still adds structure
+
+
+# the review page's method comparison ---------------------------------------------------------------
+
+TOKEN = "test-token-compare-0123456789"
+HDR = {"X-Faceveil-Token": TOKEN}
+
+
+@pytest.fixture(scope="module")
+def review(tmp_path_factory, astronaut):
+    pytest.importorskip("flask", reason="the review page needs Flask (pip install 'faceveil[review]')")
+    from PIL import Image
+
+    from faceveil.cli import main
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings, create_app
+
+    root = tmp_path_factory.mktemp("compare")
+    src, out = root / "in", root / "out"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "astro.png")
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--detector", "centerface"]) == 0
+    rs = ReviewSet(out, src, AnonymizerConfig(detector="centerface"), ReviewSettings(second=("none",)), root / "cache")
+    return rs, create_app(rs, TOKEN).test_client(use_cookies=False), src, out
+
+
+def _digest(root):
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_review_compares_methods_on_one_image_over_http(review, astronaut):
+    from io import BytesIO
+
+    from PIL import Image
+
+    rs, client, src, out = review
+    before = _digest(out)
+    r = client.get("/api/compare", headers=HDR)
+    assert r.status_code == 200
+    methods = r.get_json()["methods"]
+    assert methods[0] == "blur" and {"pixelate", "blackout", "learnedblur"} <= set(methods), methods
+    face = rs.compare_faces("astro.png").xyxy
+    assert len(face) == 1
+    x1, y1, x2, y2 = np.round(face[0]).astype(int)
+    shown = {}
+    for m in ("blur", "pixelate", "blackout", "learnedblur"):
+        r = client.get(f"/compare/{m}/astro.png", headers=HDR)
+        assert r.status_code == 200 and r.mimetype == "image/jpeg", (m, r.get_json(silent=True))
+        img = np.asarray(Image.open(BytesIO(r.data)).convert("RGB")).astype(int)
+        assert img.shape == astronaut.shape
+        inside = np.abs(img[y1:y2, x1:x2] - astronaut[y1:y2, x1:x2]).mean()
+        assert inside > 15, (m, inside)  # the face is hidden ...
+        outside = np.abs(img[:, :60] - astronaut[:, :60]).mean()  # ... a strip far from the face is not touched
+        assert outside < 4, (m, outside)  # (JPEG noise only)
+        shown[m] = img
+    assert np.abs(shown["blur"] - shown["pixelate"])[y1:y2, x1:x2].mean() > 5  # each method is its own
+    # a width, the run's output unchanged, nothing written under OUT
+    r = client.get("/compare/pixelate/astro.png?w=128", headers=HDR)
+    assert Image.open(BytesIO(r.data)).size == (128, 128)
+    assert _digest(out) == before
+
+
+def test_review_compare_refuses_what_it_should(review):
+    _, client, _, _ = review
+    assert client.get("/compare/pixelate/astro.png").status_code == 403  # no token
+    assert client.get("/api/compare").status_code == 403
+    r = client.get("/compare/nosuchmethod/astro.png", headers=HDR)
+    assert r.status_code == 404 and "error" in r.get_json()
+    assert client.get("/compare/blur/missing.png", headers=HDR).status_code == 404
+    assert client.get("/compare/blur/../in/astro.png", headers=HDR).status_code in (403, 404)
+    assert client.get("/compare/blur/astro.png?w=3", headers=HDR).status_code == 400
