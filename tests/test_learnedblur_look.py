@@ -188,3 +188,29 @@ def test_review_compare_refuses_what_it_should(review):
     assert client.get("/compare/blur/missing.png", headers=HDR).status_code == 404
     assert client.get("/compare/blur/../in/astro.png", headers=HDR).status_code in (403, 404)
     assert client.get("/compare/blur/astro.png?w=3", headers=HDR).status_code == 400
+
+
+# bench/contact_sheet.py ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_contact_sheet_writes_one_small_sheet_per_method(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shared_path("deepface-unit")
+    shared_path("videos")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    r = subprocess.run([sys.executable, str(root / "bench" / "contact_sheet.py"), str(tmp_path / "c"),
+                        "--methods", "blackout,pixelate"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for m in ("blackout", "pixelate"):
+        p = tmp_path / "c" / f"{m}.jpg"
+        assert 20_000 < p.stat().st_size < 300_000
+        img = cv2.imread(str(p))
+        assert img.shape[1] == 4 * 256 and img.shape[0] > 2 * 512
+    readme = (tmp_path / "c" / "README.md").read_text()
+    assert "[pixelate](pixelate.jpg)" in readme and "CC BY 2.0" in readme
+    assert sorted(x.name for x in (tmp_path / "c").iterdir()) == ["README.md", "blackout.jpg", "pixelate.jpg"]
