@@ -111,12 +111,13 @@ def main() -> None:
     ap.add_argument("--json", default="")
     ap.add_argument("--grid", default=str(ROOT / "bench" / "learnedblur_grid.png"))
     ap.add_argument("--lfw", type=int, default=0, help="also the LFW privacy rows with this many probes (0: skip)")
+    ap.add_argument("--max-images", type=int, default=0, help="only the first N held-out photos (quick runs)")
     ap.add_argument("--before", default="", help="another refiner ONNX (e.g. the previous weights): an extra row")
     args = ap.parse_args()
     if args.before:
         METHODS["learnedblur-before"] = ("learnedblur", {"relative": 1.5, "threads": 1, "model": args.before})
     samples, _ = load_samples(DATA / "images", DATA / "gt.txt")
-    test = [s for s in samples if side(s.name) == "held_out"]
+    test = [s for s in samples if side(s.name) == "held_out"][: args.max_images or None]
     gts = [s.boxes for s in test]
     n_faces = int(sum(len(g) for g in gts))
     comp = Compositor()
