@@ -214,3 +214,14 @@ def test_contact_sheet_writes_one_small_sheet_per_method(tmp_path):
     readme = (tmp_path / "c" / "README.md").read_text()
     assert "[pixelate](pixelate.jpg)" in readme and "CC BY 2.0" in readme
     assert sorted(x.name for x in (tmp_path / "c").iterdir()) == ["README.md", "blackout.jpg", "pixelate.jpg"]
+
+
+# faceveil eval train ----------------------------------------------------------------------------------
+
+def test_eval_train_defaults_include_replace_and_learnedblur():
+    """Issue 22: the realistic anonymizers next to none / blur / pixelate in `faceveil eval train`."""
+    from faceveil.train.train_on_anon import DEFAULT_METHODS, parse_methods
+
+    specs = {s.method: s for s in parse_methods(DEFAULT_METHODS)}
+    assert {"none", "blur", "pixelate", "replace", "learnedblur"} <= set(specs)
+    assert specs["replace"].family == "replacement" and specs["learnedblur"].family == "obfuscation"
