@@ -15,12 +15,13 @@ from ..errors import FaceveilError, UsageError
 EPILOG_LEARNEDBLUR = """\
 examples:
   faceveil train learnedblur --images ../shared/data/facemask/images --labels ../shared/data/facemask/gt.txt \\
-      --budget 25m --torch-threads 1 -o learnedblur.onnx
+      --split photo --extra-images ../shared/data/deepface-unit --budget 40m --torch-threads 1 -o learnedblur.onnx
   faceveil train learnedblur ... --device cuda --budget 10m -o learnedblur.onnx
 
-Only the train part of a seeded split is used (--split-seed, --test-fraction: the same split as
-`faceveil eval train` with the same values); the split, the config and the loss log are written to
-OUTPUT.json next to the model. Use the model with `-m learnedblur -p model=learnedblur.onnx`.
+Only the train part of a seeded split is used (--split fraction: --split-seed, --test-fraction, the same split
+as `faceveil eval train` with the same values; --split photo: the tune side of the project's one split by
+photo name); the split, the config and the loss log are written to OUTPUT.json next to the model.
+Use the model with `-m learnedblur -p model=learnedblur.onnx`.
 """
 
 
