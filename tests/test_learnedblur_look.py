@@ -1,6 +1,8 @@
 """Learned blur's look (issue 22): structure, not colour; the method comparison sheet; the review panel."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -197,7 +199,6 @@ def test_contact_sheet_writes_one_small_sheet_per_method(tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     shared_path("deepface-unit")
     shared_path("videos")
@@ -225,3 +226,45 @@ def test_eval_train_defaults_include_replace_and_learnedblur():
     specs = {s.method: s for s in parse_methods(DEFAULT_METHODS)}
     assert {"none", "blur", "pixelate", "replace", "learnedblur"} <= set(specs)
     assert specs["replace"].family == "replacement" and specs["learnedblur"].family == "obfuscation"
+
+
+def test_train_cli_split_by_photo_and_extra_images(tmp_path, astronaut):
+    """`--split photo` trains on the tune side of the one split by photo only; `--extra-images` adds unlabelled
+    photos with CenterFace's faces, scaled so the largest is 48 px wide."""
+    _torch()
+    import json
+
+    from PIL import Image
+
+    from faceveil.cli import main
+    from faceveil.eval.splits import side
+    from faceveil.train import learnedblur as L
+
+    rng = np.random.default_rng(0)
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    lines = []
+    for i in range(8):
+        img = rng.integers(0, 120, (96, 96, 3), dtype=np.uint8)
+        cv2.ellipse(img, (48, 48), (14, 16), 0, 0, 360, (230, 180, 150), -1)
+        Image.fromarray(img).save(img_dir / f"img{i}.png")
+        lines += [f"img{i}.png", "1", "34 32 28 32 0 0 0 0 0 0"]
+    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    Image.fromarray(astronaut).save(extra / "astro.png")
+    (extra / "notes.txt").write_text("not an image")
+
+    found = L.pseudo_labelled([extra])
+    assert len(found) == 1 and len(found[0][2]) == 1
+    b = found[0][2][0]
+    assert abs((b[2] - b[0]) - 48) < 1 and found[0][1].shape[1] < astronaut.shape[1]
+
+    out = tmp_path / "lb.onnx"
+    assert main(["train", "learnedblur", "--images", str(img_dir), "--labels", str(tmp_path / "gt.txt"),
+                 "--split", "photo", "--extra-images", str(extra), "--steps", "1", "--budget", "0", "--batch", "2",
+                 "--input-size", "64", "-o", str(out), "-q"]) == 0
+    card = json.loads((tmp_path / "lb.onnx.json").read_text())["data"]
+    assert card["split"] == "photo" and card["train"] and card["test"]
+    assert all(side(n) == "tune" for n in card["train"]) and all(side(n) == "held_out" for n in card["test"])
+    assert [Path(p).name for p in card["extra"]] == ["astro.png"]
