@@ -32,6 +32,7 @@ from faceveil.io.images import read_rgb
 MAX_SIDE = 800  # working size of every photo
 TILE = 256  # tile width; the crop is TILE x TILE at 100 %
 LABEL = 18
+MAX_BYTES = 300_000  # a sheet is committed: keep it small
 VIDEO = "videos/group_hikers_640x480_ccby.mp4"
 # (what it shows, path under shared/data); the video entry is a frame chosen below
 PHOTOS = [("portrait", "deepface-unit/img32.jpg"), ("couple", "deepface-unit/couple.jpg"),
@@ -120,7 +121,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", help="folder to write <method>.jpg and README.md into (e.g. docs/contact)")
     ap.add_argument("--methods", default="", help="comma-separated (default: every method that builds with defaults)")
-    ap.add_argument("--quality", type=int, default=80, help="JPEG quality (default 80: ~200-300 KB a sheet)")
+    ap.add_argument("--quality", type=int, default=80,
+                    help="JPEG quality (default 80; lowered in steps of 10 for a sheet over 300 KB)")
     args = ap.parse_args()
     names = [n for n in args.methods.split(",") if n] or METHODS.names()
     photos = []
@@ -137,9 +139,12 @@ def main() -> int:
         except Exception as exc:  # a method that needs an extra, a model or parameters: listed, not fatal
             skipped.append(f"{name} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''})")
             continue
-        ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, args.quality])
-        if not ok:
-            raise SystemExit(f"contact_sheet: error: {name}: JPEG encoding failed")
+        for q in range(args.quality, 29, -10):  # noise-like methods compress badly: lower the quality to fit
+            ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+            if not ok:
+                raise SystemExit(f"contact_sheet: error: {name}: JPEG encoding failed")
+            if len(buf) <= MAX_BYTES:
+                break
         write_bytes_atomic(out / f"{name}.jpg", buf.tobytes())
         written.append(name)
         print(f"{name}: {out / (name + '.jpg')} ({len(buf) // 1024} KB)", file=sys.stderr)
