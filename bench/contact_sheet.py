@@ -151,9 +151,9 @@ def main() -> int:
     lines = ["# Contact sheets: each method on the same 8 photos", "",
              "Made by `python bench/contact_sheet.py docs/contact` (each method's defaults, the same faces and seed "
              "for all; top: the whole photo, bottom: a 100 % crop around its largest face).", "",
-             "| sheet | " + " | ".join(w for w, _ in PHOTOS) + " |", "|---|" + "---|" * len(PHOTOS)]
-    lines += [f"| [{n}]({n}.jpg) | " + " | ".join(f"{len(d)} faces" for _, _, d in photos) + " |" for n in written]
-    lines += ["", "Photos:"] + [f"- {w}: `{rel}`" for w, rel in PHOTOS] + ["", "Credits and licences:"]
+             "Sheets: " + ", ".join(f"[{n}]({n}.jpg)" for n in written) + ".", ""]
+    lines += ["Photos (faces hidden):"] + [f"- {w}: `{rel}` ({len(d)})" for (w, rel), (_, _, d) in zip(PHOTOS, photos)]
+    lines += ["", "Credits and licences:"]
     lines += [f"- {v}" for v in CREDITS.values()]
     if skipped:
         lines += ["", "Not shown (they need parameters, an extra or a model): " + "; ".join(skipped)]
