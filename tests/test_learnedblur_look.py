@@ -268,3 +268,20 @@ def test_train_cli_split_by_photo_and_extra_images(tmp_path, astronaut):
     assert card["split"] == "photo" and card["train"] and card["test"]
     assert all(side(n) == "tune" for n in card["train"]) and all(side(n) == "held_out" for n in card["test"])
     assert [Path(p).name for p in card["extra"]] == ["astro.png"]
+
+
+def test_priors_are_frozen_with_the_refiner(monkeypatch):
+    """The refiner was trained on 22 fixed bank faces' lost detail: they ship beside it, so a rebuilt donor bank
+    (replace's) cannot silently change what learnedblur adds."""
+    import importlib
+
+    bank = importlib.import_module("faceveil.anonymize.bank")
+
+    before = face_priors(relative=1.5)
+
+    def no_bank(*a, **k):
+        raise AssertionError("learnedblur's priors must not come from the donor bank")
+
+    monkeypatch.setattr(bank, "load_bank", no_bank)
+    np.testing.assert_array_equal(face_priors(relative=1.5), before)
+    assert before.shape == (22, SIZE, SIZE, 3)
