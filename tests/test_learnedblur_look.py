@@ -285,3 +285,47 @@ def test_priors_are_frozen_with_the_refiner(monkeypatch):
     monkeypatch.setattr(bank, "load_bank", no_bank)
     np.testing.assert_array_equal(face_priors(relative=1.5), before)
     assert before.shape == (22, SIZE, SIZE, 3)
+
+
+@pytest.mark.slow
+def test_review_page_shows_the_method_comparison(tmp_path, astronaut):
+    """In the browser: the detail view's 'm' key opens a panel with the image hidden by each method."""
+    import threading
+
+    from PIL import Image
+    from werkzeug.serving import make_server
+
+    from faceveil.cli import main
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings, create_app
+    from test_review_browser import TOKEN as BTOKEN, _browser, _wait
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "astro.png")
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "pixelate"]) == 0
+    rs = ReviewSet(out, src, AnonymizerConfig(method="pixelate"), ReviewSettings(second=("none",)), tmp_path / "cache")
+    srv = make_server("127.0.0.1", 0, create_app(rs, BTOKEN), threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    driver = _browser()
+    try:
+        from selenium.webdriver.common.by import By
+
+        driver.get(f"http://127.0.0.1:{srv.server_port}/?token={BTOKEN}")
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#grid .card"), what="the grid")[0].click()
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#stage-out img"), what="the large view")
+        assert not driver.find_element(By.ID, "compare").is_displayed()
+        driver.find_element(By.TAG_NAME, "body").send_keys("m")
+        figs = _wait(lambda: [f for f in driver.find_elements(By.CSS_SELECTOR, "#compare figure")], what="the panel")
+        caps = [f.find_element(By.TAG_NAME, "figcaption").text for f in figs]
+        assert caps[0] == "pixelate (this run)" and {"blur", "learnedblur", "blackout"} <= set(caps), caps
+        imgs = driver.find_elements(By.CSS_SELECTOR, "#compare img")
+        _wait(lambda: all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+                          for i in imgs), timeout=60, what="every method's rendering")
+        driver.find_element(By.ID, "btn-compare").click()
+        assert not driver.find_element(By.ID, "compare").is_displayed()
+    finally:
+        driver.quit()
+        srv.shutdown()
+        thread.join(5)
