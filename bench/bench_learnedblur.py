@@ -93,10 +93,10 @@ def privacy(n_people: int, model: str) -> list[dict]:
         a_desc = np.stack([descriptor(o, f.dbox) for o, f in zip(outs, probes)])
         par_gal = np.stack([descriptor(m.apply(gallery[g].img, gallery[g].det, COMP, np.random.default_rng(5000 + j)),
                                        gallery[g].dbox) for j, g in enumerate(truth)])
+        found = {k: float(np.mean([detected(d.detect(o), f.det.xyxy[0]) for o, f in zip(outs, probes)]))
+                 for k, d in (("det CenterFace", cf), ("det dlib HOG", hog))}
         rows.append({"method": label, "naive rank-1": rank1(a_desc, g_desc, truth),
-                     "parrot rank-1": rank1(a_desc, par_gal, np.arange(len(probes))),
-                     "det CenterFace": float(np.mean([detected(cf.detect(o), f.det.xyxy[0]) for o, f in zip(outs, probes)])),
-                     "det dlib HOG": float(np.mean([detected(hog.detect(o), f.det.xyxy[0]) for o, f in zip(outs, probes)]))})
+                     "parrot rank-1": rank1(a_desc, par_gal, np.arange(len(probes))), **found})
     print(f"\n## LFW: {len(probes)} probes, gallery {len(gallery)} people (chance rank-1 {1 / len(gallery):.3f})")
     print("| method | naive rank-1 | parrot rank-1 | det CenterFace | det dlib HOG |\n|---|---|---|---|---|")
     for r in rows:

@@ -109,8 +109,8 @@ def cmd_learnedblur(args) -> int:
         print(f"faceveil: {len(train_s)} train images ({len(test_s)} held out) + {len(extra)} extra; "
               f"training on {args.device}", file=sys.stderr)
     t0 = time.perf_counter()
-    res = L.train([s.image for s in train_s] + [e[1] for e in extra], [s.boxes for s in train_s] + [e[2] for e in extra],
-                  cfg, progress=not args.quiet)
+    images = [s.image for s in train_s] + [e[1] for e in extra]
+    res = L.train(images, [s.boxes for s in train_s] + [e[2] for e in extra], cfg, progress=not args.quiet)
     out = Path(args.output)
     L.export_onnx(res.refiner, out)
     L.write_card(out.with_name(out.name + ".json"), cfg, res, {
