@@ -115,11 +115,12 @@ def test_missing_model_is_a_usage_error(tmp_path):
 # torch parts ------------------------------------------------------------------------------
 
 def test_refiner_starts_at_the_scaled_prior():
-    """Before any step, g = blur + 0.5 * the face's prior under the residual mask, whatever the face behind the blur."""
+    """Before any step, g = blur + 0.5 * the face's prior under the residual mask, whatever the face behind the blur
+    (unconstrained graph; the default one adds the grey, high-passed, zero-mean part of it: test_learnedblur_look)."""
     torch = _torch()
     from faceveil.train import learnedblur as L
 
-    r = L.Refiner(prior_scale=0.5)
+    r = L.Refiner(prior_scale=0.5, structure_only=False)
     ps = face_priors()[[3, 7]]
     a = r(torch.rand(2, 3, SIZE, SIZE) * 255, torch.from_numpy(ps).permute(0, 3, 1, 2))
     for i in range(2):

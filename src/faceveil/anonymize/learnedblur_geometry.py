@@ -22,7 +22,7 @@ MIN_FACE = 4  # faces whose box is smaller (px, shorter side) get the plain Gaus
 # rectangle of them is where a labelled face box falls (forehead to chin, ear to ear).
 PRIOR_BOX = (24.0, 18.0, 104.0, 112.0)
 # The bank's first entries are pairwise far apart (its order is farthest-first): one of them, chosen per
-# face, lends the blurred face its structure.
+# face, lends the blurred face its structure (frozen in learnedblur_faces.npz: ``prior_faces``).
 PRIOR_FACES = 22
 
 
@@ -38,11 +38,20 @@ def face_priors(size: int = SIZE, context: float = CONTEXT, relative: float = 1.
     against the plain blur: EER 0.35 vs 0.41 on LFW). ``relative``/``kernel`` are the blur's; a fixed
     kernel (> 0) has no size relative to the face, so its priors use 1.0.
     """
-    from .bank import load_bank
-
     relative = relative if not kernel else 1.0
-    faces = load_bank().faces.astype(np.float32)[:count]
+    faces = prior_faces().astype(np.float32)[:count]
     return np.stack([_detail(f, size, context, relative) for f in faces])
+
+
+def prior_faces() -> np.ndarray:
+    """(22, 128, 128, 3) uint8: the bank faces the shipped refiner was trained with, frozen beside it
+    (``faceveil/data/learnedblur_faces.npz``: entries 0-21 of the default bank of the time, averages of 5
+    deepface-unit people each), so that rebuilding the donor bank for ``replace`` does not change learnedblur."""
+    from importlib import resources
+
+    ref = resources.files("faceveil") / "data" / "learnedblur_faces.npz"
+    with resources.as_file(ref) as p, np.load(p, allow_pickle=False) as z:
+        return z["faces"]
 
 
 def _detail(face128: np.ndarray, size: int, context: float, relative: float) -> np.ndarray:

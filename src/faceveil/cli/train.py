@@ -15,12 +15,13 @@ from ..errors import FaceveilError, UsageError
 EPILOG_LEARNEDBLUR = """\
 examples:
   faceveil train learnedblur --images ../shared/data/facemask/images --labels ../shared/data/facemask/gt.txt \\
-      --budget 25m --torch-threads 1 -o learnedblur.onnx
+      --split photo --extra-images ../shared/data/deepface-unit --budget 40m --torch-threads 1 -o learnedblur.onnx
   faceveil train learnedblur ... --device cuda --budget 10m -o learnedblur.onnx
 
-Only the train part of a seeded split is used (--split-seed, --test-fraction: the same split as
-`faceveil eval train` with the same values); the split, the config and the loss log are written to
-OUTPUT.json next to the model. Use the model with `-m learnedblur -p model=learnedblur.onnx`.
+Only the train part of a seeded split is used (--split fraction: --split-seed, --test-fraction, the same split
+as `faceveil eval train` with the same values; --split photo: the tune side of the project's one split by
+photo name); the split, the config and the loss log are written to OUTPUT.json next to the model.
+Use the model with `-m learnedblur -p model=learnedblur.onnx`.
 """
 
 
@@ -43,6 +44,12 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share held out, never trained on (default 0.2)")
+    p.add_argument("--split", choices=("fraction", "photo"), default="fraction",
+                   help="fraction: --test-fraction held out with --split-seed (default); photo: the project's one "
+                        "seeded split by photo name (faceveil.eval.splits), train on its 'tune' side only")
+    p.add_argument("--extra-images", nargs="+", default=[], metavar="DIR",
+                   help="unlabelled face photos added to training (all of them; faces found by CenterFace at 0.5, "
+                        "each photo scaled so its largest face is 48 px wide)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--input-size", type=int, default=128, help="training crop side around a face (multiple of 32)")
@@ -85,21 +92,32 @@ def cmd_learnedblur(args) -> int:
     samples, problems = load_samples(args.images, args.labels, args.max_images)
     for msg in problems:
         print(f"faceveil: warning: skipped {msg}", file=sys.stderr)
-    train_s, test_s = split(samples, args.test_fraction, args.split_seed)
+    if args.split == "photo":
+        from ..eval.splits import side
+
+        train_s = [s for s in samples if side(s.name) == "tune"]
+        test_s = [s for s in samples if side(s.name) != "tune"]
+        if not train_s:
+            raise UsageError(f"--split photo: no photo of {args.images} is on the tune side")
+    else:
+        train_s, test_s = split(samples, args.test_fraction, args.split_seed)
+    extra = L.pseudo_labelled(args.extra_images) if args.extra_images else []
     cfg = L.LBConfig(budget_s=budget if budget > 0 else float("inf"), max_steps=args.steps, seed=args.seed,
                      device=args.device, batch=args.batch, input_size=args.input_size, epsilon=args.epsilon,
                      colour_epsilon=args.colour_epsilon, kernel=args.kernel, relative=args.relative)
     if not args.quiet:
-        print(f"faceveil: {len(train_s)} train images ({len(test_s)} held out); training on {args.device}",
-              file=sys.stderr)
+        print(f"faceveil: {len(train_s)} train images ({len(test_s)} held out) + {len(extra)} extra; "
+              f"training on {args.device}", file=sys.stderr)
     t0 = time.perf_counter()
-    res = L.train([s.image for s in train_s], [s.boxes for s in train_s], cfg, progress=not args.quiet)
+    images = [s.image for s in train_s] + [e[1] for e in extra]
+    res = L.train(images, [s.boxes for s in train_s] + [e[2] for e in extra], cfg, progress=not args.quiet)
     out = Path(args.output)
     L.export_onnx(res.refiner, out)
     L.write_card(out.with_name(out.name + ".json"), cfg, res, {
         "command": "faceveil train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None,
         "data": {"images": str(args.images), "labels": str(args.labels), "split_seed": args.split_seed,
-                 "test_fraction": args.test_fraction, "train": [s.name for s in train_s],
+                 "test_fraction": args.test_fraction, "split": args.split, "train": [s.name for s in train_s],
+                 "extra": [e[0] for e in extra],
                  "test": [s.name for s in test_s]},
         "torch_threads": torch.get_num_threads()})
     print(f"faceveil: {res.steps} steps in {time.perf_counter() - t0:.0f} s -> {out}", file=sys.stderr)

@@ -9,6 +9,8 @@ never authorizes a change):
   GET  /thumb/<rel>            cached thumbnail of the output (a video's first face frame)
   GET  /frame/<which>/<rel>?i=N[&w=W]   frame N of a video, output or original, as JPEG (memory only)
   GET  /api/frame/<rel>?i=N    the boxes anonymized on frame N of a video (its track record)
+  GET  /api/compare            the methods the comparison panel can show (the run's first)
+  GET  /compare/<method>/<rel>[?w=W]   an image's original hidden by that method, as JPEG (memory only)
   POST /api/apply              {path, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
                                (a video: manual: [{box: [x1,y1,x2,y2], from: frame, to: frame}...],
                                flip: [track id...]: each track flipped whole between kept and hidden)
@@ -160,6 +162,15 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
     def frame_boxes(rel: str):
         i, _ = frame_index()
         return guarded(lambda: jsonify(rs.frame_boxes(rel, i)))
+
+    @app.get("/api/compare")
+    def compare_methods():
+        return jsonify({"methods": rs.compare_methods(), "current": rs.config.method})
+
+    @app.get("/compare/<method>/<path:rel>")
+    def compare(method: str, rel: str):
+        _, w = frame_index()
+        return guarded(lambda: Response(rs.compare(rel, method, w), mimetype="image/jpeg"))
 
     def body() -> dict:
         """The request's JSON object; anything malformed, huge or deeply nested is a 400 with its reason."""

@@ -41,6 +41,7 @@ from ..progress import tqdm
 from ..video.record import read_record, tracks_path
 from . import videos
 from .checks import hidden, mse_inside, reencoded_like
+from .compare import CompareMixin
 from .edits import EditsMixin
 from .flags import FlagsMixin
 from .pairs import OLD_REVIEW_FILE, OWN_DIR, REVIEW_FILE, Item, inside, list_images, stat_key
@@ -74,7 +75,7 @@ def _faces(d: Detections, by: str) -> list[dict]:
     return [{**f, "by": by} for f in d.to_dict()["faces"]]
 
 
-class ReviewSet(FlagsMixin, EditsMixin):
+class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
     """The images under review and everything the page can do to them. Thread-safe."""
 
     def __init__(self, out_root: str | os.PathLike, originals: str | os.PathLike, config: AnonymizerConfig,

@@ -41,6 +41,10 @@ from ..detections import Detections, nms
 from . import detector as D
 
 RES_SCALE = 32.0  # residual units: the zero-initialised last conv starts g at exactly G
+# The structure-only constraint's low-pass: a Gaussian of this sigma in crop pixels (the face box is SIZE / CONTEXT
+# = 32 px wide on the crop), subtracted from the residual so that nothing face-sized or larger (a blotch, a
+# brightening of the whole face) is added, while eyes, brows, nose and mouth (a few pixels each) are.
+HIGHPASS_SIGMA = 6.0
 
 
 # the refiner -----------------------------------------------------------------
@@ -54,9 +58,16 @@ class Refiner(nn.Module):
 
     The residual is ``prior_scale`` times the prior detail (one bank face's structure, ``face_priors``)
     plus the network's own correction; the network sees the prior too. No batch norm: a face's output
-    must not depend on the other faces in the batch."""
+    must not depend on the other faces in the batch.
 
-    def __init__(self, width: int = 16, prior_scale: float = 0.5):
+    ``structure_only`` (the default) constrains the residual inside the graph, so the exported ONNX carries
+    the constraint whatever the weights: it is made grey (the mean of the three channels, added equally to
+    R, G and B: no tint), high-passed (minus its Gaussian low-pass of ``HIGHPASS_SIGMA``: no blotches) and,
+    under the residual mask, zero-mean (the face's mean colour stays the plain blur's). Unconstrained, the
+    network spent its budget on a magenta/purple tint that CenterFace answers to (docs/learned-models.md)."""
+
+    def __init__(self, width: int = 16, prior_scale: float = 0.5, structure_only: bool = True,
+                 highpass_sigma: float = HIGHPASS_SIGMA):
         super().__init__()
         w = width
         self.e1 = _cr(6, w)  # one conv at full size: that level dominates the cost
@@ -69,6 +80,22 @@ class Refiner(nn.Module):
         nn.init.zeros_(self.out.bias)
         self.register_buffer("mask", torch.from_numpy(residual_mask())[None, None])
         self.register_buffer("prior_scale", torch.tensor(float(prior_scale)))
+        self.structure_only = bool(structure_only)
+        r = int(math.ceil(3 * highpass_sigma))
+        k = np.exp(-0.5 * (np.arange(-r, r + 1) / highpass_sigma) ** 2)
+        self.register_buffer("lowpass", torch.from_numpy((k / k.sum()).astype(np.float32))[None, None, None])
+
+    def structure(self, r: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) raw residual -> grey, high-passed, zero-mean under the mask, masked; (N, 3, S, S)."""
+        r = r.mean(1, keepdim=True)
+        k = self.lowpass  # (1, 1, 1, K): separable Gaussian, edges replicated (no dark rim from zero padding)
+        p = k.shape[-1] // 2
+        lo = F.conv2d(F.pad(r, (p, p, 0, 0), mode="replicate"), k)
+        lo = F.conv2d(F.pad(lo, (0, 0, p, p), mode="replicate"), k.transpose(2, 3))
+        m = self.mask
+        h = (r - lo) * m
+        h = h - m * (h.sum((2, 3), keepdim=True) / m.sum())  # sum of m * (hp - c) is 0
+        return torch.cat([h, h, h], 1)
 
     def forward(self, crop: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         x = torch.cat([crop / 127.5 - 1.0, prior / 64.0], 1)
@@ -77,7 +104,8 @@ class Refiner(nn.Module):
         e3 = self.e3(e2)
         d2 = self.d2(torch.cat([F.interpolate(e3, scale_factor=2.0, mode="nearest"), e2], 1))
         d1 = self.d1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], 1))
-        return (self.out(d1) * RES_SCALE + self.prior_scale * prior) * self.mask
+        r = self.out(d1) * RES_SCALE + self.prior_scale * prior
+        return self.structure(r) if self.structure_only else r * self.mask
 
 
 def refine(refiner: Refiner, blurred: torch.Tensor, boxes: list[np.ndarray], region: torch.Tensor,
@@ -259,6 +287,39 @@ class _Data:
         g0 = t([it[1] for it in items])
         region = torch.from_numpy(np.stack([it[2] for it in items]))[:, None]
         return x, g0, region, [it[3] for it in items], [it[4] for it in items]
+
+
+def pseudo_labelled(folders, face_px: float = 48.0, threshold: float = 0.5) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Unlabelled photos for training: (path, image, boxes), faces found by CenterFace, each photo scaled so
+    its largest face is ``face_px`` wide (the labelled sets' faces are small: a 1,000 px portrait face would
+    fill every training crop). Photos where no face is found are left out; unreadable files are skipped."""
+    from ..detect.centerface import CenterFace
+    from ..errors import FaceveilError
+    from ..io.images import read_rgb
+
+    cf = CenterFace(CenterFace.Params(threads=1, threshold=threshold))
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+    out = []
+    for folder in folders:
+        folder = Path(folder)
+        files = sorted(folder.iterdir()) if folder.is_dir() else [folder]
+        for f in files:
+            if f.suffix.lower() not in exts:
+                continue
+            try:
+                img = read_rgb(f)
+            except FaceveilError:
+                continue
+            s0 = min(1.0, 1024 / max(img.shape[:2]))  # detect on at most 1024 px
+            small = cv2.resize(img, None, fx=s0, fy=s0, interpolation=cv2.INTER_AREA) if s0 < 1 else img
+            dets = nms(cf.detect_raw(small, threshold), 0.3)
+            if not len(dets):
+                continue
+            boxes = dets.xyxy / s0
+            s = min(1.0, face_px / float((boxes[:, 2] - boxes[:, 0]).max()))
+            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else img
+            out.append((str(f), np.ascontiguousarray(img), (boxes * s).astype(np.float32)))
+    return out
 
 
 # training ----------------------------------------------------------------------

@@ -34,7 +34,7 @@ from ..pipeline import Anonymizer
 from ..registry import parse_assignments
 from .report import plot_ap_by_size, plot_ap_vs_time, report_markdown
 
-DEFAULT_METHODS = "none,blur,pixelate,blackout,block,noise,fullblur"
+DEFAULT_METHODS = "none,blur,pixelate,blackout,block,noise,fullblur,replace,learnedblur"
 # Safe Fakes' fixed settings (blur 25x25, pixelate 10x10, full-image blur 18x18).
 METHOD_DEFAULTS = {"blur": {"kernel": 25}, "pixelate": {"cells": 10}, "fullblur": {"kernel": 18}}
 FAMILIES = {"none": "reference", "blur": "obfuscation", "pixelate": "obfuscation", "fullblur": "obfuscation",

@@ -5,7 +5,9 @@ identity; the refiner only sees the *blurred* crop (plus unblurred context
 outside the face) and the detail a bank face (an average of 5 people, chosen at
 random per face; a tracked face keeps its own) loses to the same blur, and adds a
 bounded residual inside the face region, trained so that detectors still find a
-face there (``faceveil train learnedblur``).
+face there (``faceveil train learnedblur``). The refiner's graph makes that residual
+structure only: grey (the same in R, G and B), high-passed and zero-mean under its
+mask, so each face keeps the plain blur's colour, whatever the weights (no tint).
 Inference is onnxruntime only; the weights ship as ``faceveil/data/learnedblur.onnx``.
 """
 from __future__ import annotations

@@ -15,6 +15,8 @@ let drawing = true;      // draw mode in the large view
 const edits = new Map(); // path -> {manual: [...], removed: [...], undo: [...]}, unapplied changes
 let frameIdx = 0;        // the frame shown of a video item
 let frameBoxes = [];     // what the run anonymized on that frame (from its track record)
+let comparing = false;   // the method comparison panel is open
+let methods = null;      // from /api/compare
 const isVideo = (item) => item.kind === "video";
 
 function enc(path) { return path.split("/").map(encodeURIComponent).join("/"); }
@@ -333,8 +335,33 @@ function showDetail() {
     stage("#stage-out", item, "img/out");
     stage("#stage-orig", item, "img/orig");
   }
+  renderCompare(item);
   setStatus();
   updateCounter();
+}
+
+// The same faces hidden by each method, rendered by the server on demand (images only).
+async function renderCompare(item) {
+  const box = $("#compare");
+  box.hidden = !comparing || isVideo(item);
+  $("#btn-compare").classList.toggle("on", comparing);
+  if (box.hidden) return;
+  box.textContent = "";
+  try {
+    if (!methods) methods = await api("api/compare");
+  } catch (err) { setStatus("methods: " + err.message, "error"); return; }
+  for (const m of methods.methods) {
+    const fig = document.createElement("figure");
+    if (m === methods.current) fig.className = "current";
+    const cap = document.createElement("figcaption");
+    cap.textContent = m === methods.current ? `${m} (this run)` : m;
+    const img = document.createElement("img");
+    img.alt = `${item.path} hidden by ${m}`;
+    img.loading = "lazy";
+    img.src = `compare/${encodeURIComponent(m)}/${enc(item.path)}?w=640&token=${encodeURIComponent(TOKEN)}`;
+    fig.append(cap, img);
+    box.appendChild(fig);
+  }
 }
 
 function showGrid() {
@@ -500,6 +527,7 @@ document.addEventListener("keydown", (ev) => {
   else if (k === "u" || (k === "z" && (ev.ctrlKey || ev.metaKey))) undo();
   else if (k === "Enter") view === "detail" ? apply() : showDetail();
   else if (k === "Escape") showGrid();
+  else if (k === "m" && view === "detail") { comparing = !comparing; renderCompare(items[idx]); }
   else if ((k === "," || k === ".") && view === "detail" && isVideo(items[idx])) setFrame(frameIdx + (k === "." ? 1 : -1));
   else return;
   ev.preventDefault();
@@ -512,6 +540,7 @@ $("#btn-draw").addEventListener("click", () => { drawing = !drawing; showDetail(
 $("#btn-undo").addEventListener("click", undo);
 $("#btn-apply").addEventListener("click", apply);
 $("#btn-approve").addEventListener("click", approve);
+$("#btn-compare").addEventListener("click", () => { comparing = !comparing; renderCompare(items[idx]); });
 $("#btn-fprev").addEventListener("click", () => setFrame(frameIdx - 1));
 $("#btn-fnext").addEventListener("click", () => setFrame(frameIdx + 1));
 $("#frame-num").addEventListener("change", () => setFrame(parseInt($("#frame-num").value, 10) || 0));
