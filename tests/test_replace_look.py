@@ -230,6 +230,27 @@ def test_the_face_keeps_the_persons_skin_tone():
     assert np.median(des) <= 10, f"median Delta-E {np.median(des):.1f}"
 
 
+@pytest.mark.slow
+def test_the_face_tone_follows_the_person_not_the_background():
+    """The same portraits with everything beyond 1.8x the face box painted blue: the new face's
+    colour must not move (before: it came from a ring around the box, i.e. mostly background)."""
+    moved = []
+    for name in ["img3.jpg", "img17.jpg", "img22.jpg", "img41.jpg"]:
+        img = _photo(name)
+        dets = _detect(img)
+        d = dets[[int(np.argmax(dets.areas))]]
+        x1, y1, x2, y2 = d.xyxy[0]
+        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2 * 1.8, (y2 - y1) / 2 * 1.8
+        yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+        painted = img.copy()
+        painted[(np.abs(xx - cx) > hw) | (np.abs(yy - cy) > hh)] = (40, 60, 200)
+        sl = np.s_[int(cy - hh / 3.6): int(cy + hh / 3.6), int(cx - hw / 3.6): int(cx + hw / 3.6)]
+        lab = [cv2.cvtColor(_replace(a, d)[sl].astype(np.float32) / 255, cv2.COLOR_RGB2Lab).reshape(-1, 3).mean(0)
+               for a in (img, painted)]
+        moved.append(float(np.linalg.norm(lab[0] - lab[1])))
+    assert max(moved) <= 4, f"Delta-E moved by the background: {np.round(moved, 1)}"
+
+
 def _noise(gray, where):
     """Immerkaer's noise estimate over a mask (grey levels)."""
     k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
