@@ -50,6 +50,8 @@ from faceveil.io.images import read_rgb
 
 METHODS = {
     "replace": ("replace", {}),
+    "replace-region": ("replace", {"shape": "region"}),
+    "replace-nograin": ("replace", {"grain": False}),
     "replace-blurred": ("replace", {"appearance": "blurred"}),
     "replace-poisson": ("replace", {"harmonizer": "poisson"}),
     "replace-unet": ("replace", {"harmonizer": "unet"}),
