@@ -70,8 +70,8 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
     every face by its flow minus the mean flow (so the shape lands on the mean of the
     shapes, not on one donor's), and averages again. Deterministic: DIS has no randomness.
     ``spread``: also return how much the registered donors still disagree inside the face
-    (mean grey-level std over the template's face ellipse): hair, hands or a turned head
-    in one donor show up there as ghosts that the flow could not remove.
+    (mean grey-level std over the template's face ellipse, plus that of the worse eye): hair,
+    hands or a turned head in one donor show up there as ghosts that the flow could not remove.
     """
     faces = np.asarray(faces)
     h, w = faces.shape[1:3]
@@ -93,7 +93,10 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
     yy, xx = np.mgrid[0:h, 0:w]
     inside = ((xx + 0.5 - 64 * s) / (36 * s)) ** 2 + ((yy + 0.5 - 76 * s) / (50 * s)) ** 2 <= 1
     g = np.stack([cv2.cvtColor(m, cv2.COLOR_RGB2GRAY) for m in moved]).astype(np.float32)
-    return ref, float(g.std(axis=0)[inside].mean())
+    std = g.std(axis=0)
+    # a doubled eye is the ghost that shows most: the worse eye counts as much as the whole face
+    eyes = [((xx + 0.5 - ex * s) ** 2 + (yy + 0.5 - ey * s) ** 2 <= (9 * s) ** 2) for ex, ey in TEMPLATE[:2]]
+    return ref, float(std[inside].mean() + max(std[e].mean() for e in eyes))
 
 
 def mirror_to(face: np.ndarray, own_yaw: float, target_yaw: float | None, dead: float = 0.03) -> tuple[np.ndarray, bool]:
@@ -229,6 +232,9 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
             continue
         seen.add(key)
         drawn.append(s)
+    # eyes where the template puts them (a dark spot on each): a donor the flow could not register
+    # leaves a washed-out, doubled eye
+    drawn = [s for s in drawn if _eyes_in_place(s.face)] or drawn
     # the better-registered half: ghosts (a donor's hair, hand or turned head) raise the spread
     cut = float(np.median([s.spread for s in drawn]))
     if len(drawn) >= 2 * count:
@@ -264,6 +270,15 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
                np.full(len(kept), k, np.int32), np.array(["|".join(s.donors) for s in kept]), "averages",
                bank.source, bank.template, np.array([s.yaw for s in kept], np.float32))
     return out, stats
+
+
+def _eyes_in_place(face: np.ndarray) -> bool:
+    g = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    s = face.shape[0] / SIZE
+    detail = g - cv2.GaussianBlur(g, (0, 0), 6 * s)
+    r = max(1, round(2 * s))
+    return all(detail[int(ey * s) - r: int(ey * s) + r + 1, int(ex * s) - r: int(ex * s) + r + 1].mean() < -5
+               for ex, ey in TEMPLATE[:2])
 
 
 def merge_lookalikes(bank: Bank, threshold: float = MATCH) -> tuple[Bank, int]:
