@@ -4,15 +4,17 @@ Identity and appearance never come from the original face's pixels:
 
 - identity: an average of k donors of k different people from a bank, picked by a
   seed (see ``anonymize/identity.py``);
-- pose: only the detection's box and 5 landmarks: an affine fit (it follows a
-  turned head's narrower far side) plus a smooth correction that puts the template's
-  5 points exactly on the landmarks; the identity is mirrored to the head's side;
+- pose: only the detection's box and 5 landmarks: position, size, roll and the head's
+  turn (yaw, from where the nose and mouth sit between the eyes), not the landmarks'
+  own layout (which is part of who the person is); the template follows the turn with
+  a narrower far side, and the identity is mirrored to the head's side;
 - shape (``shape=face``, the default): the new face replaces a feathered ellipse
   from forehead to chin drawn in the template and warped with the face, so hair,
   ears, background and the box corners keep their pixels; it covers eyes, brows,
   nose, mouth and jaw line (tests/test_replace_look.py checks that against dlib's
-  68 points). Faces without usable landmarks fall back to the whole region, filled
-  from the context around the box (fail closed);
+  68 points) and fades out softly where it meets the region's border. Faces without
+  usable landmarks fall back to the whole region, filled from the context around the
+  box (fail closed);
 - harmonization, from visible pixels only (a ring outside the mask): the tone of
   the person's visible skin (skin-coloured pixels of the ring: neck, ears,
   forehead edge), a first-order light gradient fitted to them, and the photo's
