@@ -15,10 +15,19 @@ reused on the anonymized image (CenterFace's box when HOG misses).
   the original box); SSIM vs the original (whole image and face box); FD-dlib
   (Frechet distance of descriptors, anonymized vs original probes);
 - diversity: 10 identity seeds per face, pairwise descriptor distances;
+- within 0.6 of own original: share of probes whose anonymized descriptor (same box) stays
+  within dlib's 0.6 of the original photo's;
 - speed: faces/s of the method alone (detections given), on these 250x250 photos, per wall-clock
   second and per CPU-second (the latter is what to compare on a shared machine);
 - donor-match rate of the shipped bank (from its build) and of an experimental
   LFW donor bank built from people not among the probes (never saved).
+
+Looks (``--looks``), on deepface-unit (MIT; photos shrunk to 640 px) and facemask (CC0; faces
+of 40 px and more), each face detected with the default preset and replaced in the default
+region: Delta-E (CIE76) between the mean Lab colour of the central half of the face box in
+the original and in the output; region fill (changed pixels over their bounding box); seam
+(mean Sobel gradient along the changed area's border, output over original); sharpness
+(Laplacian variance over the central half box, output over original).
 
 Then draws bench/replace_grid.png from deepface-unit photos (MIT).
 Timings are noisy on a shared machine: read them as rough.
@@ -34,13 +43,15 @@ import cv2
 import numpy as np
 
 from common import COMP, DATA, ROOT, Face, detected, frechet, lfw_people, rank1, ssim, table
-from faceveil.anonymize import get_method
+from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.identity import MATCH, descriptor
 from faceveil.detect import get_detector
 from faceveil.io.images import read_rgb
 
 METHODS = {
     "replace": ("replace", {}),
+    "replace-region": ("replace", {"shape": "region"}),
+    "replace-nograin": ("replace", {"grain": False}),
     "replace-blurred": ("replace", {"appearance": "blurred"}),
     "replace-poisson": ("replace", {"harmonizer": "poisson"}),
     "replace-unet": ("replace", {"harmonizer": "unet"}),
@@ -62,7 +73,7 @@ def verification(probes, gallery, truth, rng) -> tuple[float, float, float]:
     return (tar + 1 - far) / 2, tar, far
 
 
-def bench(n_people: int, seed: int, gallery_limit: int = 0) -> None:
+def bench(n_people: int, seed: int, gallery_limit: int = 0, methods: dict = METHODS) -> None:
     rng = np.random.default_rng(seed)
     cf = get_detector("centerface", {"threads": 1})
     hog = get_detector("dlib-hog", {})
@@ -97,9 +108,10 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0) -> None:
     acc, tar, far = verification(p_desc, g_desc, truth, np.random.default_rng(1))
     rows.append({"method": "original", "naive rank-1": r1, "naive verif. acc": acc, "TAR@0.6": tar, "FAR@0.6": far,
                  "parrot rank-1": r1, "det CenterFace": 1.0, "det dlib HOG": 1.0, "SSIM img": 1.0, "SSIM box": 1.0,
-                 "FD-dlib": 0.0, "faces/s": float("nan"), "faces/CPU-s": float("nan")})
+                 "FD-dlib": 0.0, "within 0.6 of own original": 1.0, "faces/s": float("nan"),
+                 "faces/CPU-s": float("nan")})
     chance = 1 / len(gallery)
-    for label, (name, params) in METHODS.items():
+    for label, (name, params) in methods.items():
         method = get_method(name, params)
         t, c = time.perf_counter(), time.process_time()
         outs = [anonymize(method, f, 1000 + i) for i, f in enumerate(probes)]
@@ -122,7 +134,8 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0) -> None:
         row = {"method": label, "naive rank-1": rank1(a_desc, g_desc, truth), "naive verif. acc": acc,
                "TAR@0.6": tar, "FAR@0.6": far, "parrot rank-1": par, "det CenterFace": float(det_cf),
                "det dlib HOG": float(det_hog), "SSIM img": float(s_img), "SSIM box": float(np.nanmean(s_box)),
-               "FD-dlib": frechet(a_desc, p_desc), "faces/s": fps, "faces/CPU-s": fpc}
+               "FD-dlib": frechet(a_desc, p_desc), "within 0.6 of own original": float(
+                   (np.linalg.norm(a_desc - p_desc, axis=1) < MATCH).mean()), "faces/s": fps, "faces/CPU-s": fpc}
         if hasattr(method, "counts"):
             row["method"] += f" {dict(method.counts)}"
         rows.append(row)
@@ -173,6 +186,77 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0) -> None:
               f"{st['kept']}, pairwise min {st['pairwise_min']:.3f} ({time.perf_counter() - t:.0f} s)")
 
 
+def looks(n_facemask: int, methods: dict) -> None:
+    """Colour, shape, seam and sharpness of replaced faces on real photos (see the module doc)."""
+    import faceveil
+    from faceveil.detect.presets import DEFAULT_PRESET, get_preset
+
+    comp = Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
+    photos = []
+    for path in sorted((DATA / "deepface-unit").glob("*.jpg")):
+        img = read_rgb(path)
+        f = 640 / max(img.shape[:2])
+        if f < 1:
+            img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        photos.append(("deepface-unit", img, 24))
+    fm = sorted((DATA / "facemask" / "images").glob("*.jpg"))
+    for path in fm[:n_facemask]:
+        photos.append(("facemask", read_rgb(path), 40))
+    dets = [faceveil.detect(img) for _, img, _ in photos]
+    rows = []
+    for label, (name, params) in methods.items():
+        m = get_method(name, params)
+        per = {}
+        t, c, n = time.perf_counter(), time.process_time(), 0
+        for (src, img, min_px), d in zip(photos, dets):
+            out = m.apply(img, d, comp, np.random.default_rng(n))
+            n += len(d)
+            for r in comp.regions(d, img.shape):
+                b = d.xyxy[r.index]
+                if min(b[2] - b[0], b[3] - b[1]) < min_px:
+                    continue
+                per.setdefault(src, []).append(_face_looks(img, out, b, r))
+        for src, vals in per.items():
+            v = np.array(vals)
+            rows.append({"method": label, "set": src, "faces": len(v), "Delta-E median": float(np.nanmedian(v[:, 0])),
+                         "Delta-E p90": float(np.nanpercentile(v[:, 0], 90)), "fill median": float(np.nanmedian(v[:, 1])),
+                         "seam median": float(np.nanmedian(v[:, 2])), "sharpness median": float(np.nanmedian(v[:, 3])),
+                         "faces/CPU-s (all)": n / (time.process_time() - c)})
+        print(f"{label}: done", file=sys.stderr)
+    print(f"\n## Looks: deepface-unit ({sum(s == 'deepface-unit' for s, *_ in photos)} photos, faces >= 24 px), "
+          f"facemask (first {n_facemask} photos, faces >= 40 px); default preset and region\n")
+    print(table(rows, list(rows[0])))
+
+
+def _face_looks(img, out, box, region) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
+    cy1, cy2 = int(max(cy - hh, 0)), int(np.ceil(cy + hh))
+    cx1, cx2 = int(max(cx - hw, 0)), int(np.ceil(cx + hw))
+    lab = lambda a: cv2.cvtColor(a.astype(np.float32) / 255, cv2.COLOR_RGB2Lab).reshape(-1, 3).mean(0)
+    c_o, c_a = img[cy1:cy2, cx1:cx2], out[cy1:cy2, cx1:cx2]
+    if c_o.size == 0:
+        return (np.nan,) * 4
+    de = float(np.linalg.norm(lab(c_o) - lab(c_a)))
+    sl = region.slices
+    changed = (out[sl] != img[sl]).any(axis=2)
+    if not changed.any():
+        return de, np.nan, np.nan, np.nan
+    ys, xs = np.nonzero(changed)
+    fill = changed.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1))
+    # the changed area's border: its outermost changed pixels and the first unchanged ones around them
+    k = np.ones((3, 3), np.uint8)
+    ch = changed.astype(np.uint8)
+    border = (cv2.dilate(ch, k) - cv2.erode(ch, k)) > 0
+    grad = lambda a: np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))
+    g_o = grad(cv2.cvtColor(img[sl], cv2.COLOR_RGB2GRAY).astype(np.float32))
+    g_a = grad(cv2.cvtColor(out[sl], cv2.COLOR_RGB2GRAY).astype(np.float32))
+    seam = float(g_a[border].mean() / max(g_o[border].mean(), 1e-6))
+    lap = lambda a: cv2.Laplacian(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F).var()
+    sharp = float(lap(c_a) / max(lap(c_o), 1e-6))
+    return de, float(fill), seam, sharp
+
+
 def grid(out: Path) -> None:
     """Originals and replacements (two seeds, Poisson, U-Net, blur) from deepface-unit (MIT)."""
     cf = get_detector("centerface", {"threads": 1})
@@ -210,11 +294,20 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gallery", type=int, default=0, help="limit the gallery to this many people (0: all)")
     ap.add_argument("--grid-only", action="store_true")
+    ap.add_argument("--methods", default="", help="comma-separated labels of the methods to run (default: all)")
+    ap.add_argument("--looks", type=int, default=-1, metavar="N",
+                    help="also the looks table, on deepface-unit and the first N facemask photos")
+    ap.add_argument("--no-lfw", action="store_true", help="skip the LFW privacy and realism table")
+    ap.add_argument("--no-grid", action="store_true")
     ap.add_argument("--grid", default=str(ROOT / "bench" / "replace_grid.png"))
     args = ap.parse_args()
-    if not args.grid_only:
-        bench(args.people, args.seed, args.gallery)
-    grid(Path(args.grid))
+    methods = {k: v for k, v in METHODS.items() if not args.methods or k in args.methods.split(",")}
+    if not args.grid_only and not args.no_lfw:
+        bench(args.people, args.seed, args.gallery, methods)
+    if not args.grid_only and args.looks >= 0:
+        looks(args.looks, methods)
+    if not args.no_grid:
+        grid(Path(args.grid))
     return 0
 
 

@@ -57,7 +57,7 @@ def test_unet_changes_the_face_only_inside_the_region(astronaut, face):
     mask = COMP.mask(face, astronaut.shape)
     assert not np.array_equal(classic, unet), "the network should correct something"
     assert np.array_equal(unet[mask == 0], astronaut[mask == 0])
-    assert (unet != astronaut).any(axis=2)[mask == 1].mean() > 0.9
+    assert (unet != astronaut).any(axis=2)[mask == 1].mean() > 0.6  # the face-shaped mask keeps the region's edge
     assert np.array_equal(unet, replace(astronaut, face, harmonizer="unet")), "deterministic"
 
 
@@ -66,14 +66,15 @@ def test_original_face_pixels_do_not_influence_unet_output(astronaut, face):
     changed = astronaut.copy()
     sl = np.s_[int(y1): int(np.ceil(y2)), int(x1): int(np.ceil(x2))]
     changed[sl] = np.random.default_rng(0).integers(0, 256, changed[sl].shape, dtype=np.uint8)
+    # the whole region replaced (shape=region); the face-shaped default: tests/test_replace_look.py
     box_comp = Compositor(RegionParams(shape="box", mask_scale=1.0))
-    a = replace(astronaut, face, comp=box_comp, harmonizer="unet")
-    b = replace(changed, face, comp=box_comp, harmonizer="unet")
+    a = replace(astronaut, face, comp=box_comp, harmonizer="unet", shape="region")
+    b = replace(changed, face, comp=box_comp, harmonizer="unet", shape="region")
     assert np.array_equal(a, b)
     mask = COMP.mask(face, astronaut.shape) > 0
     changed[mask] = 255 - changed[mask]
-    a = replace(astronaut, face, harmonizer="unet")
-    b = replace(changed, face, harmonizer="unet")
+    a = replace(astronaut, face, harmonizer="unet", shape="region")
+    b = replace(changed, face, harmonizer="unet", shape="region")
     assert np.array_equal(a[mask], b[mask])
     assert np.array_equal(b[~mask], changed[~mask])
 
@@ -141,5 +142,5 @@ def test_train_cli_end_to_end_then_replace_uses_the_model(tmp_path, astronaut, f
     res = replace(astronaut, face, harmonizer="unet", harmonizer_model=str(out))
     mask = COMP.mask(face, astronaut.shape)
     assert np.array_equal(res[mask == 0], astronaut[mask == 0])
-    assert (res != astronaut).any(axis=2)[mask == 1].mean() > 0.9
+    assert (res != astronaut).any(axis=2)[mask == 1].mean() > 0.6  # the face-shaped mask keeps the region's edge
     assert main(["train", "harmonizer", "--images", str(tmp_path / "none"), "-o", str(out), "-q"]) == 2

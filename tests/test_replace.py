@@ -54,30 +54,31 @@ def test_original_face_pixels_do_not_influence_the_output(astronaut, face):
     sl = np.s_[int(y1): int(np.ceil(y2)), int(x1): int(np.ceil(x2))]
     changed = astronaut.copy()
     changed[sl] = np.random.default_rng(0).integers(0, 256, changed[sl].shape, dtype=np.uint8)
-    # a box region: the region is the box, the output does not change at all
+    # a box region, replaced whole (shape=region): the output does not change at all. The
+    # default face-shaped mask keeps the pixels around the face: tests/test_replace_look.py
     box_comp = Compositor(RegionParams(shape="box", mask_scale=1.0))
-    method = get_method("replace", {})
+    method = get_method("replace", {"shape": "region"})
     out = method.apply(astronaut, face, box_comp, np.random.default_rng(1))
     out2 = method.apply(changed, face, box_comp, np.random.default_rng(1))
     assert np.array_equal(out, out2)
     # the default ellipse leaves the box's corners to the compositor (kept as they are, for every
     # method); every pixel the region owns is the same
-    out, _ = run(astronaut, face, seed=1)
-    out2, _ = run(changed, face, seed=1)
+    out, _ = run(astronaut, face, seed=1, shape="region")
+    out2, _ = run(changed, face, seed=1, shape="region")
     mask = COMP.mask(face, astronaut.shape) > 0
     assert np.array_equal(out[mask], out2[mask])
     assert np.array_equal(out2[~mask], changed[~mask])
     # ... also when every pixel the region covers changes
     changed[mask] = 255 - changed[mask]
-    out3, _ = run(changed, face, seed=1)
+    out3, _ = run(changed, face, seed=1, shape="region")
     assert np.array_equal(out[mask], out3[mask])
 
 
 def test_appearance_blurred_uses_only_a_4x4_summary(astronaut):
     lm = TEMPLATE[None] * 0.8 + np.array([180, 60], np.float32)  # a face whose box is 4 x (integer) pixels wide
     dets = Detections.from_boxes([[184, 60, 240, 152]], [0.9], lm)
-    out, _ = run(astronaut, dets, seed=1, appearance="blurred")
-    plain, _ = run(astronaut, dets, seed=1)
+    out, _ = run(astronaut, dets, seed=1, appearance="blurred", shape="region")
+    plain, _ = run(astronaut, dets, seed=1, shape="region")
     assert not np.array_equal(out, plain), "the opt-in should change the output"
     # shuffle pixels within each of the 4x4 cells: same summary, same output
     img = astronaut.copy()
@@ -87,12 +88,13 @@ def test_appearance_blurred_uses_only_a_4x4_summary(astronaut):
             cell = img[60 + cy * 23: 60 + (cy + 1) * 23, 184 + cx * 14: 184 + (cx + 1) * 14]
             flat = cell.reshape(-1, 3)
             cell[...] = flat[rng.permutation(len(flat))].reshape(cell.shape)
-    out2, _ = run(img, dets, seed=1, appearance="blurred")
+    out2, _ = run(img, dets, seed=1, appearance="blurred", shape="region")
     mask = COMP.mask(dets, img.shape) > 0  # the ellipse leaves the box's corners as they are
     assert np.array_equal(out[mask], out2[mask])
 
 
-@pytest.mark.parametrize("params", [{}, {"harmonizer": "poisson"}, {"paste": "face"}, {"appearance": "blurred"}])
+@pytest.mark.parametrize("params", [{}, {"harmonizer": "poisson"}, {"paste": "face", "shape": "region"},
+                                    {"appearance": "blurred"}, {"shape": "region"}, {"harmonizer": "unet"}])
 def test_only_region_pixels_change(astronaut, face, params):
     before = astronaut.copy()
     out, _ = run(astronaut, face, **params)
@@ -100,7 +102,8 @@ def test_only_region_pixels_change(astronaut, face, params):
     mask = COMP.mask(face, astronaut.shape)
     changed = (out != astronaut).any(axis=2)
     assert not changed[mask == 0].any()
-    assert changed[mask == 1].mean() > 0.9
+    # the face-shaped mask (default) leaves the region's edge as it was
+    assert changed[mask == 1].mean() > (0.9 if params.get("shape") == "region" else 0.6)
 
 
 def test_small_faces_profiles_and_missing_landmarks(astronaut, face):

@@ -8,6 +8,9 @@ unlabelled photo starts as a person of its own, then faces that dlib cannot tell
 apart (distance < 0.6) are joined, so "k different people" holds even where the
 labels are missing. The file holds only averages of k different people, each
 checked by dlib against every photo of its donors (never a single real face).
+Donors are mirrored to one side (their yaw) and registered densely (DIS optical flow)
+before averaging, the better-registered half of the candidates is kept, and each
+entry stores its yaw. Deterministic: same photos, same seed, same file.
 Never point this at LFW or WIDER FACE: their licences forbid shipping results.
 """
 from __future__ import annotations
@@ -64,8 +67,8 @@ def main() -> int:
     donors, merged = merge_lookalikes(donors)
     bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
                                 min_distance=args.min_distance, progress=True)
-    bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; averages of k={args.k}, "
-                   f"donor-checked; ordered farthest-first: entries 0..{syn['distinct_prefix'] - 1} are pairwise "
+    bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) averages of "
+                   f"k={args.k}, donor-checked; ordered farthest-first: entries 0..{syn['distinct_prefix'] - 1} are pairwise "
                    f">= 0.6 apart (dlib); tools/build_default_bank.py")
     assert bank.kind == "averages" and (bank.k >= 3).all()
     bank.save(args.out)

@@ -12,7 +12,9 @@ A bank is a compressed ``.npz`` file (format ``faceveil-bank/1``) with:
 - ``donors``: str (N): the donor identities of each entry, joined with ``|``;
 - ``kind``: ``"donors"`` (real aligned faces, e.g. from ``faceveil bank build``)
   or ``"averages"`` (each entry the pixel average of >= k different people);
-- ``source``: a free-text note on where the faces came from and how.
+- ``source``: a free-text note on where the faces came from and how;
+- ``yaw`` (optional, float32 (N)): each entry's head turn as ``yaw_ratio`` of its
+  landmarks (0 frontal; banks without it read as 0).
 
 The bank that ships with faceveil holds only averages (k >= 5 by default);
 ``tools/build_default_bank.py`` rebuilds it. Only the 5 landmarks and the box of
@@ -49,9 +51,13 @@ class Bank:
     kind: str = "donors"
     source: str = ""
     template: np.ndarray = field(default_factory=lambda: TEMPLATE.copy())
+    yaw: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.faces)
+        self.yaw = np.zeros(n, np.float32) if self.yaw is None else np.asarray(self.yaw, np.float32)
+        if len(self.yaw) != n:
+            raise ValueError("yaw must have one value per face")
         if self.faces.ndim != 4 or self.faces.shape[3] != 3 or self.faces.dtype != np.uint8:
             raise ValueError("faces must be uint8 (N, S, S, 3)")
         if not (len(self.identity) == len(self.k) == len(self.donors) == n):
@@ -78,6 +84,7 @@ class Bank:
                     fh, format=np.array(FORMAT), faces=self.faces, identity=self.identity.astype(str),
                     k=self.k.astype(np.int32), donors=self.donors.astype(str), kind=np.array(self.kind),
                     source=np.array(self.source), template=self.template.astype(np.float32),
+                    yaw=self.yaw.astype(np.float32),
                 )
 
 
@@ -93,7 +100,7 @@ def load_bank(path: str | Path | None = None) -> Bank:
             if str(z.get("format", "")) != FORMAT:
                 raise InputError(f"{path}: not a faceveil bank (expected format {FORMAT})")
             return Bank(z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
-                        z["template"].astype(np.float32))
+                        z["template"].astype(np.float32), z["yaw"] if "yaw" in z.files else None)
     except FileNotFoundError:
         raise UsageError(f"{path}: bank file not found") from None  # a name the user gave: bad usage
     except (OSError, ValueError, KeyError) as exc:
@@ -129,6 +136,24 @@ def plausible(landmarks: np.ndarray, box=None, max_residual: float = 0.4) -> boo
     scale = float(np.hypot(*m[:, 0]))
     residual = np.linalg.norm(fit - lm, axis=1).max() / max(scale * (TEMPLATE[1, 0] - TEMPLATE[0, 0]), 1e-6)
     return residual <= max_residual
+
+
+def yaw_ratio(landmarks: np.ndarray) -> float:
+    """How far the head is turned, from the 5 landmarks: the nose's sideways offset from
+    the eyes' midpoint, in eye distances, measured along the eye line (roll removed).
+    0 for a frontal face; positive when the nose points to the image's right; about
+    +-0.3 at 45 degrees. NaN for landmarks without two distinct eyes."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (5, 2) or not np.isfinite(lm).all():
+        return float("nan")
+    eye = lm[1] - lm[0]
+    d = float(np.hypot(*eye))
+    if d < 1e-6:
+        return float("nan")
+    mid = (lm[0] + lm[1]) / 2
+    # nose and mouth centre together: one noisy point moves the estimate less
+    off = ((lm[2] - mid) + ((lm[3] + lm[4]) / 2 - mid)) / 2
+    return float(off @ eye / d / d)
 
 
 def align(image: np.ndarray, landmarks: np.ndarray, size: int = SIZE) -> np.ndarray:
@@ -188,7 +213,7 @@ def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face
 
     detector = detector or get_detector("centerface", {"threshold": 0.5})
     items = list(items)
-    faces, ids = [], []
+    faces, ids, yaws = [], [], []
     stats = {"images": len(items), "unreadable": 0, "no_face": 0, "small": 0, "implausible": 0, "kept": 0}
     it = items
     if progress:
@@ -218,13 +243,14 @@ def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face
                 stats["implausible"] += 1
                 continue
             faces.append(align(img, lm, size))
+            yaws.append(yaw_ratio(lm))
             ids.append(ident if ident is not None else f"{Path(path).name}#{j}")
             stats["kept"] += 1
     if not faces:
         raise UsageError("no usable face found: the bank would be empty")
     ids_arr = np.array(ids)
     bank = Bank(np.stack(faces), ids_arr, np.ones(len(faces), np.int32), ids_arr.copy(), "donors", source,
-                TEMPLATE * (size / SIZE))
+                TEMPLATE * (size / SIZE), np.array(yaws, np.float32))
     return bank, stats
 
 

@@ -1,4 +1,10 @@
-"""New identities: the pixel average of k aligned donors of k different people.
+"""New identities: the average of k densely aligned donors of k different people.
+
+Donors are first aligned on 5 landmarks (bank.py), which leaves eyes, mouths and
+jaws of k people at k places: their plain average is a doubled, washed-out ghost.
+``dense_average`` therefore registers every donor onto the group's mean shape with
+OpenCV's DIS optical flow before averaging, so the average is as crisp as one photo
+(a new shape, the mean of the k shapes, with the mean texture).
 
 Averaging alone does not hide the donors (measured on LFW: dlib still matches one
 of the donors for 24-68 % of plain averages), so every synthesized face whose dlib
@@ -11,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from ..errors import ModelError, UsageError
@@ -56,6 +63,52 @@ def average(faces: np.ndarray) -> np.ndarray:
     return np.clip(faces.astype(np.float32).mean(axis=0) + 0.5, 0, 255).astype(np.uint8)
 
 
+def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, spread: bool = False):
+    """The average of aligned faces after registering each onto their mean shape.
+
+    Each round computes the DIS flow from the current average to every face, moves
+    every face by its flow minus the mean flow (so the shape lands on the mean of the
+    shapes, not on one donor's), and averages again. Deterministic: DIS has no randomness.
+    ``spread``: also return how much the registered donors still disagree inside the face
+    (mean grey-level std over the template's face ellipse, plus that of the worse eye): hair,
+    hands or a turned head in one donor show up there as ghosts that the flow could not remove.
+    """
+    faces = np.asarray(faces)
+    h, w = faces.shape[1:3]
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in faces]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+    ref = average(faces)
+    for _ in range(iterations):
+        rg = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY)
+        # smoothed: the flow of hair and background is noise, and a face has no sharp folds
+        flows = [cv2.GaussianBlur(dis.calc(rg, g, None), (0, 0), smooth) for g in gray]
+        mean = np.mean(flows, axis=0)
+        moved = np.stack([cv2.remap(f, grid + fl - mean, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                          for f, fl in zip(faces, flows)])
+        ref = average(moved)
+    if not spread:
+        return ref
+    s = h / SIZE
+    yy, xx = np.mgrid[0:h, 0:w]
+    inside = ((xx + 0.5 - 64 * s) / (36 * s)) ** 2 + ((yy + 0.5 - 76 * s) / (50 * s)) ** 2 <= 1
+    g = np.stack([cv2.cvtColor(m, cv2.COLOR_RGB2GRAY) for m in moved]).astype(np.float32)
+    std = g.std(axis=0)
+    # a doubled eye is the ghost that shows most: the worse eye counts as much as the whole face
+    eyes = [((xx + 0.5 - ex * s) ** 2 + (yy + 0.5 - ey * s) ** 2 <= (9 * s) ** 2) for ex, ey in TEMPLATE[:2]]
+    return ref, float(std[inside].mean() + max(std[e].mean() for e in eyes))
+
+
+def mirror_to(face: np.ndarray, own_yaw: float, target_yaw: float | None, dead: float = 0.03) -> tuple[np.ndarray, bool]:
+    """The aligned face mirrored when it is turned the other way than the target
+    (the template is symmetric, so a mirrored aligned face stays aligned)."""
+    if target_yaw is None or not np.isfinite(target_yaw) or abs(target_yaw) < dead or abs(own_yaw) < dead:
+        return face, False
+    if np.sign(target_yaw) != np.sign(own_yaw):
+        return np.ascontiguousarray(face[:, ::-1]), True
+    return face, False
+
+
 def seed_for(*parts: int | str) -> int:
     """A stable 63-bit seed from ints/strings (crc32 of each, mixed by numpy's SeedSequence)."""
     ints = [p if isinstance(p, int) else zlib.crc32(str(p).encode()) for p in parts]
@@ -68,6 +121,8 @@ class Synthesized:
     donors: tuple[str, ...]  # identities averaged
     draws: int  # how many averages were drawn before one passed the check (1: the first)
     min_donor_distance: float  # nan when not checked
+    yaw: float = 0.0  # the face's own yaw_ratio (mean of its donors', after mirroring)
+    spread: float = float("nan")  # how much the registered donors disagree (dense_average)
 
 
 class Synthesizer:
@@ -99,25 +154,39 @@ class Synthesizer:
             self._desc[i] = aligned_descriptor(self.bank.faces[i])
         return self._desc[i]
 
-    def identity(self, seed: int) -> Synthesized:
-        if seed in self._cache:
-            return self._cache[seed]
+    def identity(self, seed: int, yaw: float | None = None) -> Synthesized:
+        """The identity of ``seed``, turned like a target face of ``yaw`` (yaw_ratio of its
+        landmarks): averages are mirrored to the target's side; donors are mirrored and
+        each person's photo closest in yaw is taken. The seed alone decides who."""
+        side = 0 if yaw is None or not np.isfinite(yaw) or abs(yaw) < 0.03 else int(np.sign(yaw))
+        key = (seed, side) if self.bank.kind == "averages" else (seed, round(float(yaw or 0) * 10) / 10)
+        if key in self._cache:
+            return self._cache[key]
         if self.bank.kind == "averages":
             # Entry = seed mod N: banks are stored farthest-first, so small seeds are the most distinct.
             i = seed % len(self.bank)
-            out = Synthesized(self.bank.faces[i], tuple(str(self.bank.donors[i]).split("|")), 1, float("nan"))
+            own = float(self.bank.yaw[i])
+            face, flipped = mirror_to(self.bank.faces[i], own, yaw)
+            out = Synthesized(face, tuple(str(self.bank.donors[i]).split("|")), 1, float("nan"),
+                              -own if flipped else own)
         else:
-            out = self._draw(np.random.default_rng(seed))
+            out = self._draw(np.random.default_rng(seed), key[1] if yaw is not None else None)
         if len(self._cache) > 4096:
             self._cache.clear()
-        self._cache[seed] = out
+        self._cache[key] = out
         return out
 
-    def _draw(self, rng: np.random.Generator) -> Synthesized:
+    def _draw(self, rng: np.random.Generator, yaw: float | None = None) -> Synthesized:
         for draw in range(1, self.max_draws + 1):
             people = rng.choice(len(self.people), self.k, replace=False)
             idx = [int(rng.choice(self._by_person[self.people[p]])) for p in people]
-            face = average(self.bank.faces[idx])
+            if yaw is not None:  # each person's photo turned most like the target (either side: mirrored)
+                idx = [int(min(self._by_person[self.people[p]], key=lambda j: (abs(abs(self.bank.yaw[j]) - abs(yaw)), j)))
+                       for p in people]
+            turned = [mirror_to(self.bank.faces[j], float(self.bank.yaw[j]), yaw if yaw is not None else 1.0)
+                      for j in idx]
+            own = float(np.mean([-self.bank.yaw[j] if fl else self.bank.yaw[j] for j, (_, fl) in zip(idx, turned)]))
+            face, spread = dense_average(np.stack([t for t, _ in turned]), spread=True)
             dist = float("nan")
             if self.reject:
                 # Compare with every photo of every donor person, not only the ones averaged.
@@ -126,7 +195,7 @@ class Synthesizer:
                 dist = min(float(np.linalg.norm(d - self._donor_desc(int(j)))) for j in all_idx)
                 if dist < self.reject_distance:
                     continue
-            return Synthesized(face, tuple(self.people[p] for p in people), draw, dist)
+            return Synthesized(face, tuple(self.people[p] for p in people), draw, dist, own, spread)
         raise ModelError(f"no average of {self.k} donors passed the donor check in {self.max_draws} draws; "
                          "use a larger bank or a larger k")
 
@@ -136,7 +205,8 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
                     progress: bool = False) -> tuple[Bank, dict]:
     """An ``averages`` bank of up to ``count`` identities from a ``donors`` bank.
 
-    Draws ``candidates`` (default 4 x count) donor-checked averages, then keeps the
+    Draws ``candidates`` (default 4 x count) donor-checked averages, drops the worse-registered
+    half when at least 2 x count are left (the donors' spread after dense alignment), then keeps the
     most spread out (greedy farthest point on dlib descriptors), stopping early when
     the next one would lie within ``min_distance`` of one already kept: every two
     entries are then different people to dlib.
@@ -162,6 +232,13 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
             continue
         seen.add(key)
         drawn.append(s)
+    # eyes where the template puts them (a dark spot on each): a donor the flow could not register
+    # leaves a washed-out, doubled eye
+    drawn = [s for s in drawn if _eyes_in_place(s.face)] or drawn
+    # the better-registered half: ghosts (a donor's hair, hand or turned head) raise the spread
+    cut = float(np.median([s.spread for s in drawn]))
+    if len(drawn) >= 2 * count:
+        drawn = [s for s in drawn if s.spread <= cut]
     desc = np.stack([aligned_descriptor(s.face) for s in drawn])
     keep = [0]
     dmin = np.linalg.norm(desc - desc[0], axis=1)
@@ -191,8 +268,17 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     }
     out = Bank(np.stack([s.face for s in kept]), np.array([f"avg{i:04d}" for i in range(len(kept))]),
                np.full(len(kept), k, np.int32), np.array(["|".join(s.donors) for s in kept]), "averages",
-               bank.source, bank.template)
+               bank.source, bank.template, np.array([s.yaw for s in kept], np.float32))
     return out, stats
+
+
+def _eyes_in_place(face: np.ndarray) -> bool:
+    g = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    s = face.shape[0] / SIZE
+    detail = g - cv2.GaussianBlur(g, (0, 0), 6 * s)
+    r = max(1, round(2 * s))
+    return all(detail[int(ey * s) - r: int(ey * s) + r + 1, int(ex * s) - r: int(ex * s) + r + 1].mean() < -5
+               for ex, ey in TEMPLATE[:2])
 
 
 def merge_lookalikes(bank: Bank, threshold: float = MATCH) -> tuple[Bank, int]:
@@ -214,5 +300,5 @@ def merge_lookalikes(bank: Bank, threshold: float = MATCH) -> tuple[Bank, int]:
     for p, l in zip(people, lab):
         names.setdefault(l, p)  # the first (sorted) name of each group names it
     ident = np.array([names[lab[pid[i]]] for i in bank.identity])
-    merged = Bank(bank.faces, ident, bank.k, ident.copy(), bank.kind, bank.source, bank.template)
+    merged = Bank(bank.faces, ident, bank.k, ident.copy(), bank.kind, bank.source, bank.template, bank.yaw)
     return merged, len(people) - n

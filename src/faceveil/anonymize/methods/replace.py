@@ -4,12 +4,21 @@ Identity and appearance never come from the original face's pixels:
 
 - identity: an average of k donors of k different people from a bank, picked by a
   seed (see ``anonymize/identity.py``);
-- pose: only the detection's box and 5 landmarks (a similarity transform from the
-  template to the landmarks);
-- surroundings: the inside of the detection box is filled from the context outside
-  it (OpenCV's Telea inpainting), then the new face is pasted on top;
-- harmonization: colour and light matched to a ring of context outside the box
-  (Lab mean/std), feathered blend or Poisson cloning (``harmonizer=poisson``);
+- pose: only the detection's box and 5 landmarks: position, size, roll and the head's
+  turn (yaw, from where the nose and mouth sit between the eyes), not the landmarks'
+  own layout (which is part of who the person is); the template follows the turn with
+  a narrower far side, and the identity is mirrored to the head's side;
+- shape (``shape=face``, the default): the new face replaces a feathered ellipse
+  from forehead to chin drawn in the template and warped with the face, so hair,
+  ears, background and the box corners keep their pixels; it covers eyes, brows,
+  nose, mouth and jaw line (tests/test_replace_look.py checks that against dlib's
+  68 points) and fades out softly where it meets the region's border. Faces without
+  usable landmarks fall back to the whole region, filled from the context around the
+  box (fail closed);
+- harmonization, from visible pixels only (a ring outside the mask): the tone of
+  the person's visible skin (skin-coloured pixels of the ring: neck, ears,
+  forehead edge), a first-order light gradient fitted to them, and the photo's
+  noise level; feathered blend or Poisson cloning (``harmonizer=poisson``);
   ``harmonizer=unet`` then corrects the pasted face with the learned U-Net
   (``anonymize/harmonizer.py``), which sees only the pasted face, its mask and
   the context-filled window, never the original face.
@@ -28,12 +37,24 @@ import cv2
 import numpy as np
 
 from ...registry import param
-from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible
+from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
 from ..base import METHODS, Method, crop
 from ..identity import Synthesizer, seed_for
 from .blur import gaussian_blur, odd
 
 WORK_FACE = 96  # faces are composed at this box width at most, then resized (bank faces are 68 px wide)
+
+# The face-shaped region, in template pixels (bank.SIZE): an ellipse from the forehead
+# (brows at y ~34) to below the chin (CenterFace's box ends at 115.5), cheek to cheek, fully
+# replaced, then feathered outward over FEATHER of its radius. Checked against dlib's 68
+# points on deepface-unit and facemask faces (tests/test_replace_look.py).
+FACE_CX, FACE_CY, FACE_AX, FACE_AY = 64.0, 77.0, 42.0, 55.0
+FEATHER = 0.12
+EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
+RING = (1.18, 1.5)
+DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
+# Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
+SKIN_SPOTS = ((64, 30, 12, 5), (44, 78, 7, 7), (84, 78, 7, 7), (64, 60, 4, 6))
 
 
 @lru_cache(maxsize=4)
@@ -120,12 +141,19 @@ class Replace(Method):
             "OpenCV seamless cloning; unet: classic, then the learned U-Net corrects colour and light")
         harmonizer_model: str = param("", "ONNX model for harmonizer=unet (`faceveil train harmonizer`); empty: "
                                       "the one shipped with faceveil")
-        color_strength: float = param(0.6, "how far the face's colour moves toward the context's (0..1)")
+        color_strength: float = param(0.9, "how far the face's colour moves toward the person's visible skin "
+                                      "(shape=face) or the context ring (0..1)")
         appearance: Literal["none", "blurred"] = param(
             "none", "blurred: let a 4x4 colour summary of the original region set the light (opt-in: it uses "
             "the original pixels)")
-        paste: Literal["face", "head"] = param("head", "face: paste the face only (forehead to chin), fill the rest of "
-                                               "the region from the context; head: also the donors' averaged hair")
+        paste: Literal["face", "head"] = param("head", "shape=region only. face: paste the face only (forehead to "
+                                               "chin), fill the rest of the region from the context; head: also the "
+                                               "donors' averaged hair")
+        shape: Literal["face", "region"] = param(
+            "face", "face: replace a feathered face-shaped ellipse warped from the landmarks (hair and background "
+            "keep their pixels); region: the whole region, filled from the context around it. Faces without usable "
+            "landmarks always get the whole region")
+        grain: bool = param(True, "add noise so the face is as grainy as the photo around it (shape=face)")
         min_landmark_face: float = param(12.0, "faces narrower than this (px) are fitted to the box, not the landmarks")
         reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
 
@@ -181,6 +209,8 @@ class Replace(Method):
             self.counts["blurred"] += 1
             return gaussian_blur(crop(frame, region), odd(max(region.face_width, region.face_height)))
         self.counts["replaced" if use_lm else "fitted"] += 1
+        if use_lm and p.shape == "face":
+            return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed)
 
         H, W = frame.shape[:2]
         # Work window: the region plus context around the box, in frame pixels.
@@ -262,6 +292,78 @@ class Replace(Method):
         ry, rx = region.y1 - wy1, region.x1 - wx1
         return out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)]
 
+    # the face-shaped path ---------------------------------------------------------
+    def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int) -> np.ndarray:
+        """The new face inside a feathered face-shaped mask; every pixel outside it is the frame's own.
+        Only pixels outside the mask (which stay visible anyway) and the landmarks are read."""
+        p = self.params
+        g = _Geometry(frame.shape, region, box, lm)
+        wx1, wy1, wx2, wy2 = g.window
+        win = frame[wy1:wy2, wx1:wx2]
+        sw, sh = g.small_size
+        f = g.f
+        small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA) if f < 1 else win
+        fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
+        dst = g.dst
+        ident = self.synth.identity(seed, yaw_ratio(lm))
+        face = ident.face
+        tx, ty = g.tx, g.ty
+        k = face.shape[0] / SIZE
+        warped = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = _shaped_alpha(tx, ty)
+        ring = g.ring  # outside the mask: pixels the photo shows anyway
+
+        lab_s = _lab(small)
+        lab_f = _lab(warped)
+        skin = _skin(small, lab_s, ring)
+        src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
+        if p.color_strength > 0 and src_skin.sum() >= 4:
+            # no skin visible (hair, a mask, a scarf all round): the face keeps its own tone; the ring's
+            # colours are the background's, not the person's
+            if skin.sum() >= max(12, 0.03 * ring.sum()):  # a few stray pixels are no one's skin
+                use = skin
+                tgt = np.median(lab_s[use], axis=0)
+                # the visible skin is mostly neck and ears, in the face's shadow: the lit face is brighter
+                # (deepface-unit: the 75th percentile of their L* is closer to the face's than the median)
+                tgt[0] = np.percentile(lab_s[use][:, 0], 75)
+                lab_f += p.color_strength * (tgt - np.median(lab_f[src_skin], axis=0))
+                # light: the first-order fit of the visible skin's L, minus the face's own
+                g_t = _plane(lab_s[..., 0], use, tx, ty)
+                g_f = _plane(lab_f[..., 0], src_skin, tx, ty)
+                if g_t is not None and g_f is not None:
+                    # at most 15 L across the face's half-width: a shadowed neck is not the light on the face
+                    gx, gy = np.clip(g_t - g_f, -15 / FACE_AX, 15 / FACE_AY) * p.color_strength
+                    lab_f[..., 0] += gx * (tx - FACE_CX) + gy * (ty - FACE_CY)
+        if p.appearance == "blurred":
+            m = _affine(dst)
+            lab_f = self._shading_from_original(lab_f, frame, box, m, wx1, wy1, fx, fy, sw, sh)
+        warped = _rgb(lab_f)
+        # Between the donors' face and the mask's edge (jaw, hairline) their hair and background
+        # would show: that band continues the new face's own edge (skin) outward instead.
+        fa = _donor_alpha(tx, ty)
+        inside = fa >= 0.99
+        base = _fill(warped, inside, 0.25 * (g.dst[1, 0] - g.dst[0, 0] + 1)) if inside.sum() >= 16 else warped
+        if p.harmonizer == "poisson":
+            warped = self._poisson(warped, base, fa)
+        else:
+            warped = np.clip(warped * fa[:, :, None] + base * (1 - fa[:, :, None]) + 0.5, 0, 255).astype(np.uint8)
+            if self.unet is not None:
+                warped = self.unet(warped, fa)
+
+        if f < 1:  # back to frame resolution
+            warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
+            ring = cv2.resize(ring.astype(np.uint8), (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_NEAREST) > 0
+        alpha = g.alpha_full()
+        comp = warped.astype(np.float32)
+        if p.grain:
+            comp = _add_grain(comp, win, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
+        a = alpha[:, :, None]
+        out = np.where(a >= 1, np.clip(comp + 0.5, 0, 255),
+                       np.clip(comp * a + win * (1 - a) + 0.5, 0, 255)).astype(np.uint8)
+        out[alpha <= 0] = win[alpha <= 0]  # byte-identical outside the mask, whatever the float maths did
+        ry, rx = region.y1 - wy1, region.x1 - wx1
+        return out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)]
+
     @staticmethod
     def _ring(sbox, sw, sh, inner: float = 1.1, outer: float = 1.6) -> np.ndarray:
         cx, cy = (sbox[0] + sbox[2]) / 2, (sbox[1] + sbox[3]) / 2
@@ -313,3 +415,203 @@ class Replace(Method):
         tgt_low = cv2.GaussianBlur(target, (0, 0), sigma) / np.maximum(den, 1e-6)[:, :, None]
         w = np.clip(den * 2 - 0.5, 0, 1)[:, :, None]  # fades out at the box edge instead of a seam
         return lab_face + (tgt_low - low) * w
+
+
+# helpers of the face-shaped path ------------------------------------------------
+
+def _donor_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """Where the donors' averaged face itself is used (inside their jaw and hairline), feathered."""
+    rho = np.sqrt(((tx - DONOR_CX) / DONOR_AX) ** 2 + ((ty - DONOR_CY) / DONOR_AY) ** 2)
+    return np.clip((1.1 - rho) / 0.2, 0, 1).astype(np.float32)
+
+
+def _shaped_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    rho = np.sqrt(((tx - FACE_CX) / FACE_AX) ** 2 + ((ty - FACE_CY) / FACE_AY) ** 2)
+    return np.clip((1 + FEATHER - rho) / FEATHER, 0, 1).astype(np.float32)
+
+
+class _Geometry:
+    """Where one face's template falls in its work window (a shrunk copy of the frame
+    around the face): per-pixel template coordinates, the mask and the sampling ring."""
+
+    def __init__(self, shape, region, box, lm):
+        H, W = shape[:2]
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        # the window reaches the sampling ring (RING[1] x the face ellipse, < 1 box size from the centre)
+        wx1 = int(max(0, min(region.x1, np.floor(cx - bw))))
+        wy1 = int(max(0, min(region.y1, np.floor(cy - bh))))
+        wx2 = int(min(W, max(region.x2, np.ceil(cx + bw))))
+        wy2 = int(min(H, max(region.y2, np.ceil(cy + bh))))
+        self.window = (wx1, wy1, wx2, wy2)
+        self.region_rect, self.frame_hw, self.box = (region.x1, region.y1, region.x2, region.y2), (H, W), box
+        self.f = f = min(1.0, WORK_FACE / max(bw, 1.0))
+        sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
+        self.small_size = (sw, sh)
+        self.dst = (np.asarray(lm, np.float64) - [wx1, wy1]) * [sw / (wx2 - wx1), sh / (wy2 - wy1)]
+        self.tx, self.ty = _template_coords(_pose_points(self.dst), sw, sh)
+        rho = np.sqrt(((self.tx - FACE_CX) / FACE_AX) ** 2 + ((self.ty - FACE_CY) / FACE_AY) ** 2)
+        self.ring = (rho >= RING[0]) & (rho <= RING[1])
+
+    def alpha_full(self) -> np.ndarray:
+        """The blend weight at frame resolution: the template maps are smooth, so they are
+        resized and the ellipse drawn at full resolution (a crisp, exactly known mask)."""
+        wx1, wy1, wx2, wy2 = self.window
+        if self.f >= 1:
+            alpha = _shaped_alpha(self.tx, self.ty)
+        else:
+            size = (wx2 - wx1, wy2 - wy1)
+            tx = cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR)
+            ty = cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR)
+            alpha = _shaped_alpha(tx, ty)
+        return alpha * self._edge_fade(alpha.shape)
+
+    def _edge_fade(self, shape) -> np.ndarray:
+        """1 inside the region, falling to 0 at those of its sides that are not the frame's edge:
+        where the ellipse's feather meets a tight region, a soft edge instead of a straight cut
+        (the face itself lies well inside; tests/test_replace_look.py checks the 68 points)."""
+        wx1, wy1, wx2, wy2 = self.window
+        rx1, ry1, rx2, ry2 = self.region_rect
+        H, W = self.frame_hw
+        width = max(2.0, EDGE_FADE * (self.box[2] - self.box[0]))
+        yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float32) + 0.5
+        fade = np.ones(shape, np.float32)
+        for dist, at_frame_edge in ((xx - rx1, rx1 <= 0), (rx2 - xx, rx2 >= W), (yy - ry1, ry1 <= 0),
+                                    (ry2 - yy, ry2 >= H)):
+            if not at_frame_edge:
+                fade = np.minimum(fade, np.clip(dist / width, 0, 1))
+        return fade
+
+
+def face_weight(shape, region, box, landmarks) -> np.ndarray:
+    """Full-frame blend weight of the face-shaped mask ``replace`` uses for one face
+    (1: fully replaced, 0: the frame's own pixels), for tests and evaluation."""
+    g = _Geometry(shape, region, np.asarray(box, np.float64), np.asarray(landmarks, np.float64))
+    out = np.zeros(shape[:2], np.float32)
+    wx1, wy1, wx2, wy2 = g.window
+    out[wy1:wy2, wx1:wx2] = g.alpha_full()
+    keep = np.zeros(shape[:2], bool)
+    keep[region.y1:region.y2, region.x1:region.x2] = True
+    out[~keep] = 0  # a method only ever writes inside its region
+    return out
+
+def _pose_points(dst: np.ndarray) -> np.ndarray:
+    """Where the template's 5 points go for a head in this pose: a similarity fit (position,
+    size, roll), then the head's turn alone (yaw_ratio r): the nose moves r eye distances
+    sideways, the mouth 0.6 r, and the eyes close up as the head turns.
+
+    Not the target's own landmarks: their layout (eye distance against nose and mouth) is
+    part of who the person is, and warping the new face onto it brought dlib's descriptor
+    of the result closer to the original's (astronaut, 8 identities: mean distance 0.70
+    with the landmarks themselves, 0.73 this way; the shape coefficients are a rough
+    rigid-head model, not fitted).
+    """
+    dst = np.asarray(dst, np.float64)
+    m, _ = cv2.estimateAffinePartial2D(TEMPLATE.astype(np.float32), dst.astype(np.float32))
+    if m is None:
+        return dst
+    r = yaw_ratio(dst)
+    if not np.isfinite(r):
+        r = 0.0
+    t = TEMPLATE.astype(np.float64).copy()
+    ed = float(TEMPLATE[1, 0] - TEMPLATE[0, 0])
+    t[2, 0] += r * ed
+    t[3:, 0] += 0.6 * r * ed
+    t[:2, 0] = FACE_CX + (t[:2, 0] - FACE_CX) * np.sqrt(max(1 - (r / 0.6) ** 2, 0.3))
+    return t @ m[:, :2].T + m[:, 2]
+
+
+def _affine(dst: np.ndarray) -> np.ndarray:
+    """2x3 affine, template -> dst, through both eyes and the mouth's centre. Unlike a
+    similarity it narrows the far side of a turned head; the mouth corners are left out
+    because a smile widens them, which would blow the whole face up sideways."""
+    t, d = TEMPLATE.astype(np.float64), np.asarray(dst, np.float64)
+    src3 = np.array([t[0], t[1], (t[3] + t[4]) / 2], np.float32)
+    dst3 = np.array([d[0], d[1], (d[3] + d[4]) / 2], np.float32)
+    return cv2.getAffineTransform(src3, dst3).astype(np.float64)
+
+
+def _template_coords(dst: np.ndarray, w: int, h: int, sigma: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel of a w x h image, where it falls in the template (float32 maps).
+
+    Forward model: x = A(t + D(t)), A the affine fit and D a Gaussian radial-basis
+    displacement that puts the 5 template points exactly on ``dst`` (scipy's RBF
+    interpolators are slower than these 5 x 5 lines on a few thousand pixels).
+    Inverted by fixed-point iteration (D is smooth and small next to the face).
+    """
+    m = _affine(dst)
+    lin, off = m[:, :2], m[:, 2]
+    inv = np.linalg.inv(lin) if abs(np.linalg.det(lin)) > 1e-9 else np.eye(2)
+    t_lm = TEMPLATE.astype(np.float64)
+    resid = (np.asarray(dst, np.float64) - off) @ inv.T - t_lm
+    phi = np.exp(-np.sum((t_lm[:, None] - t_lm[None]) ** 2, axis=2) / (2 * sigma**2))
+    wts = np.linalg.solve(phi + 1e-6 * np.eye(5), resid)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    u = (np.stack([xx + 0.5, yy + 0.5], -1) - off) @ inv.T - 0.5  # pixel centres
+    t = u
+    for _ in range(3):
+        d2 = np.sum((t[..., None, :] - t_lm) ** 2, axis=-1)
+        t = u - np.exp(-d2 / (2 * sigma**2)) @ wts
+    return t[..., 0].astype(np.float32), t[..., 1].astype(np.float32)
+
+
+def _template_skin(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    out = np.zeros(tx.shape, bool)
+    for x, y, ax, ay in SKIN_SPOTS:
+        out |= ((tx - x) / ax) ** 2 + ((ty - y) / ay) ** 2 <= 1
+    return out
+
+
+def _skin(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Skin-coloured pixels among ``where``: a broad chroma rule in YCrCb (after Chai and
+    Ngan's Cr 133-173, Cb 77-127, widened for dark and warm-lit skin), then only the
+    pixels near the median of those (a beige wall or wood next to the face drops out)."""
+    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    y, cr, cb = ycc[..., 0], ycc[..., 1].astype(np.int16), ycc[..., 2].astype(np.int16)
+    cand = where & (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 135) & (y >= 25) & (y <= 250)
+    # skin's hue in Lab lies between ~20 and ~70 degrees with some chroma: blond hair is yellower, grey and
+    # pinkish-grey walls greyer (measured on deepface-unit: faces' cheeks have chroma 12-35)
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    cand &= (hue >= 15) & (hue <= 68) & (np.hypot(lab[..., 1], lab[..., 2]) >= 10)
+    cand &= lab[..., 0] >= 22  # darker is hair or shadow (the darkest skin in deepface-unit and facemask: L* ~30)
+    if cand.sum() < 12:
+        return cand
+    med = np.median(lab[cand], axis=0)
+    d = np.linalg.norm((lab - med) * [1.0, 2.0, 2.0], axis=-1)  # chroma counts more than light
+    return cand & (d <= 30)
+
+
+def _plane(values: np.ndarray, where: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray | None:
+    """Gradient (d/dtx, d/dty) of the least-squares plane through values[where]; None when
+    the pixels span too little of the face to tell a slope."""
+    if where.sum() < 12:
+        return None
+    x, y = tx[where].astype(np.float64), ty[where].astype(np.float64)
+    if x.std() < 5 or y.std() < 5:
+        return None
+    a = np.c_[x - x.mean(), y - y.mean(), np.ones(len(x))]
+    sol, *_ = np.linalg.lstsq(a, values[where].astype(np.float64), rcond=None)
+    return sol[:2]
+
+
+def _noise_sigma(gray: np.ndarray, where: np.ndarray) -> float | None:
+    """Noise level (grey levels) by Immerkaer's fast estimate (1996) restricted to a mask:
+    skimage's estimate_sigma has no mask, and the ring is not a rectangle."""
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    r = np.abs(cv2.filter2D(gray, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE))
+    inner = cv2.erode(where.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if inner.sum() < 32:
+        return None
+    return float(np.sqrt(np.pi / 2) / 6 * r[inner].mean())
+
+
+def _add_grain(comp: np.ndarray, win: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
+    """Gaussian luminance noise so the face's noise level matches the visible ring's."""
+    g_t = _noise_sigma(cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32), ring)
+    g_f = _noise_sigma(cv2.cvtColor(np.clip(comp, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
+                       core)
+    if g_t is None or g_f is None or g_t <= g_f:
+        return comp
+    sigma = min(np.sqrt(g_t**2 - g_f**2), 20.0)
+    noise = np.random.default_rng(seed).normal(0, sigma, comp.shape[:2]).astype(np.float32)
+    return comp + noise[:, :, None]
