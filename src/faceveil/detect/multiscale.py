@@ -49,6 +49,65 @@ def calibrate(d: Detections, dy: float, grow: float, small_px: float, large_px: 
     return Detections(np.concatenate([c - half, c + half], axis=1), d.score, d.landmarks, d.track_id, d.source)
 
 
+def plan_zoom_tiles(d: Detections, height: int, width: int, p) -> np.ndarray:
+    """Where the zoom pass looks: integer tiles (x1, y1, x2, y2, image pixels) around the 1x pass's candidates
+    that score at least ``p.zoom_seed_score`` and measure at most ``p.zoom_seed_px`` (a small face, found or
+    only hinted at), each ``p.zoom_tile_k`` x its size a side (at least ``p.zoom_tile_min``), clipped to the
+    photo. Overlapping tiles are merged into their bounding box when that box is at most 1.5x their
+    combined area and ``p.zoom_tile_max`` a side, so a crowd becomes a few larger tiles instead of many
+    overlapping small ones.
+    """
+    if len(d) == 0:
+        return np.zeros((0, 4), np.int64)
+    size = np.sqrt(d.areas)
+    ok = (d.score >= p.zoom_seed_score) & (size <= p.zoom_seed_px)
+    if not ok.any():
+        return np.zeros((0, 4), np.int64)
+    b = d.xyxy[ok].astype(np.float64)
+    c = (b[:, :2] + b[:, 2:]) / 2
+    half = np.maximum(p.zoom_tile_min, p.zoom_tile_k * size[ok])[:, None] / 2
+    r = np.concatenate([np.floor(c - half), np.ceil(c + half)], axis=1)
+    r = np.clip(r, 0, [width, height, width, height]).astype(np.int64)
+    # Greedy merging (written here: no library plans detector tiles): sweep until no pair merges.
+    alive = np.ones(len(r), bool)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(r)):
+            while alive[i]:
+                area = (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])
+                ix = np.minimum(r[i, 2], r[:, 2]) - np.maximum(r[i, 0], r[:, 0])
+                iy = np.minimum(r[i, 3], r[:, 3]) - np.maximum(r[i, 1], r[:, 1])
+                bw = np.maximum(r[i, 2], r[:, 2]) - np.minimum(r[i, 0], r[:, 0])
+                bh = np.maximum(r[i, 3], r[:, 3]) - np.minimum(r[i, 1], r[:, 1])
+                union = area[i] + area - np.clip(ix, 0, None) * np.clip(iy, 0, None)
+                cand = alive & (ix > 0) & (iy > 0) & (bw * bh <= 1.5 * union)
+                cand &= (bw <= p.zoom_tile_max) & (bh <= p.zoom_tile_max)
+                cand[i] = False
+                j = np.flatnonzero(cand)
+                if not len(j):
+                    break
+                j = j[0]
+                r[i] = [min(r[i, 0], r[j, 0]), min(r[i, 1], r[j, 1]), max(r[i, 2], r[j, 2]), max(r[i, 3], r[j, 3])]
+                alive[j] = False
+                changed = True
+    return r[alive]
+
+
+def inside_tiles(d: Detections, tiles: np.ndarray, height: int, width: int, edge: float) -> np.ndarray:
+    """Per box: whether it lies inside some tile, at least ``edge`` px from that tile's edges inside the photo
+    (a tile edge on the photo's border cuts nothing)."""
+    ok = np.zeros(len(d), bool)
+    if len(d) == 0 or len(tiles) == 0:
+        return ok
+    b = d.xyxy[:, None, :]
+    t = tiles[None, :, :].astype(np.float64)
+    lo = np.where(t[..., :2] > 0, t[..., :2] + edge, -np.inf)
+    hi = np.where(t[..., 2:] < [width, height], t[..., 2:] - edge, np.inf)
+    inside = (b[..., :2] >= lo).all(-1) & (b[..., 2:] <= hi).all(-1)
+    return inside.any(1)
+
+
 @DETECTORS.register("multiscale")
 class MultiScale(Detector):
     """CenterFace at several scales (+ flip, + YuNet), size-aware score cut: the recall-first presets (the default)."""
@@ -65,6 +124,21 @@ class MultiScale(Detector):
         zoom_min_score: float = param(0.0, "zoomed-pass boxes need at least this score too (it sees more false faces)")
         zoom_max_px: float = param(64.0, "zoomed-pass boxes larger than this (sqrt of area, image pixels) are dropped: "
                                    "enlarged, a big face breaks into part-face boxes that could win the merge")
+        zoom_tiles: bool = param(False, "zoom only tiles around the 1x pass's small or weak candidates instead of the "
+                                 "whole photo; photos under min_side get their main pass at 1x and the enlargement "
+                                 "on those tiles too (docs/recall.md)")
+        zoom_seed_score: float = param(0.05, "1x candidates from this score seed a zoom tile (below the cut: a "
+                                       "small face too small for the 1x pass still leaves a weak peak)")
+        zoom_seed_px: float = param(32.0, "1x candidates up to this size (sqrt of area, image pixels) seed a tile")
+        zoom_tile_k: float = param(4.0, "a seed's tile is this many times its size a side (at least zoom_tile_min)")
+        zoom_tile_min: float = param(48.0, "smallest tile side, image pixels")
+        zoom_tile_max: float = param(320.0, "overlapping tiles merge only up to this side, image pixels (one huge "
+                                     "zoomed tile runs slower per pixel than several smaller ones)")
+        zoom_tile_replace: bool = param(True, "with zoom_tiles, the 1x pass's boxes up to zoom_seed_px inside a tile are "
+                                        "dropped: the tile sees those faces enlarged (at 1x, small boxes are "
+                                        "noisier and hide more background)")
+        zoom_tile_edge: float = param(2.0, "tile boxes within this many image pixels of a tile edge inside the photo "
+                                      "are dropped (a face cut by the tile is whole in the 1x pass or its own tile)")
         flip: bool = param(False, "also detect on the mirrored image (main pass)")
         yunet: bool = param(False, "add YuNet as a second, independent detector (needs yuface)")
         yunet_threshold: float = param(0.6, "YuNet's score cut")
@@ -138,7 +212,21 @@ class MultiScale(Detector):
         p = self.params
         side = max(image.shape[:2])
         _, f = downscale(image, p.max_size)
-        return p.min_side / side if p.min_side and side < p.min_side else f
+        return p.min_side / side if self.enlarged(image) and not p.zoom_tiles else f
+
+    def enlarged(self, image: np.ndarray) -> bool:
+        """Whether ``min_side`` enlarges this photo (its main pass, or with ``zoom_tiles`` its zoom tiles)."""
+        p = self.params
+        return bool(p.min_side) and max(image.shape[:2]) < p.min_side
+
+    def zoom_factor(self, image: np.ndarray) -> float:
+        """The zoom pass's factor: ``zoom`` capped at ``zoom_max_side``; with ``zoom_tiles`` at least ``min_side``'s."""
+        p = self.params
+        side = max(image.shape[:2])
+        zf = min(p.zoom, p.zoom_max_side / side)
+        if p.zoom_tiles and self.enlarged(image):
+            zf = max(zf, p.min_side / side)
+        return zf
 
     def passes(self, image: np.ndarray, floor: float | None = None) -> list[Detections]:
         """Every pass's raw detections in image pixels, cut at ``floor`` (default: the lowest threshold)."""
@@ -146,13 +234,20 @@ class MultiScale(Detector):
         floor = self.floor if floor is None else floor
         side = max(image.shape[:2])
         f = self.main_factor(image)
-        out = [self._pass(image, f, floor)]
+        zf = self.zoom_factor(image)
+        zoom = zf > f * 1.05 and (p.zoom > 1.0 or (p.zoom_tiles and self.enlarged(image)))
+        if zoom and p.zoom_tiles:
+            # the main pass down to the seeds' score: its weak candidates say where the zoom tiles go
+            d = self._pass(image, f, min(floor, p.zoom_seed_score))
+            tiles = plan_zoom_tiles(d, *image.shape[:2], p)
+            out = [d[(d.score >= floor) & ~self.replaced(d, tiles, *image.shape[:2])]]
+        else:
+            out = [self._pass(image, f, floor)]
         if p.flip:
             out.append(self._pass(image, f, floor, flip=True))
         # zoom is relative to the original: a small photo already enlarged by min_side gets no second pass
-        zf = min(p.zoom, p.zoom_max_side / side)
-        if p.zoom > 1.0 and zf > f * 1.05:
-            z = self._pass(image, zf, floor)
+        if zoom:
+            z = self.tiles_pass(image, tiles, zf, floor) if p.zoom_tiles else self._pass(image, zf, floor)
             z = z[np.sqrt(z.areas) <= p.zoom_max_px]
             out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom"))
         # Shrunk to max_size, a panorama's or huge photo's small faces fall under what CenterFace finds;
@@ -178,10 +273,31 @@ class MultiScale(Detector):
         boxes with higher scores.
         """
         p = self.params
-        if self.main_factor(image) <= 1.0:
+        if not self.enlarged(image):
             return []
         min_px = p.big_min_px if min_px is None else min_px
         return [self.as_big(self._pass(image, s, floor), min_px) for s in (p.big_scales if scales is None else scales)]
+
+    def replaced(self, d: Detections, tiles: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Per 1x box: whether a zoom tile replaces it (``zoom_tile_replace``: small and inside a tile)."""
+        if not self.params.zoom_tile_replace:
+            return np.zeros(len(d), bool)
+        return (np.sqrt(d.areas) <= self.params.zoom_seed_px) & inside_tiles(d, tiles, height, width, 0.0)
+
+    def tiles_pass(self, image: np.ndarray, tiles: np.ndarray, factor: float, floor: float) -> Detections:
+        """Raw detections on each tile (x1, y1, x2, y2 in image pixels) resized by ``factor``, in image pixels;
+        boxes reaching a tile edge inside the photo are dropped (``inside_tiles``)."""
+        import cv2
+
+        h, w = image.shape[:2]
+        parts = []
+        for x1, y1, x2, y2 in tiles:
+            crop = image[y1:y2, x1:x2]
+            crop = cv2.resize(crop, (max(1, round((x2 - x1) * factor)), max(1, round((y2 - y1) * factor))),
+                              interpolation=cv2.INTER_LINEAR)
+            d = self.cf.detect_raw(crop, floor).scaled(1.0 / factor).translated(x1, y1)
+            parts.append(d[inside_tiles(d, tiles[[len(parts)]], h, w, self.params.zoom_tile_edge)])
+        return Detections.merge(parts, "centerface") if parts else Detections.empty("centerface")
 
     @staticmethod
     def as_big(d: Detections, min_px: float) -> Detections:
