@@ -31,7 +31,7 @@ SETS = {
 }
 BIN = Path(sys.executable).parent
 # The balanced preset before zoom tiles (its 2x pass over the whole photo; photos under 800 px enlarged whole).
-BEFORE = ["--dp", "zoom_tiles=false", "--dp", "zoom_min_score=0.15", "--dp", "big_scales=0.6,0.9"]
+BEFORE = ["--dp", "zoom_tiles=false"]
 SETTINGS = {
     "deface CLI, thresh 0.2": None,
     "faceveil --detect fast": ["--detect", "fast"],

@@ -44,7 +44,7 @@ from faceveil.io.labels import find_image, read_eval_labels  # noqa: E402
 OUT = Path(__file__).resolve().parent / "out" / "zoom"
 SEED_FLOOR, FLOOR = 0.02, 0.05
 # The balanced preset before zoom tiles (the reference every rule is compared with)
-BEFORE = {"zoom_tiles": False, "zoom_min_score": 0.15, "big_scales": (0.6, 0.9)}
+BEFORE = {"zoom_tiles": False}
 BIG = (0.6, 0.9)
 
 
@@ -93,23 +93,30 @@ def reference_parts(e: dict, det: MultiScale) -> list[Detections]:
 
 
 def tiled_parts(e: dict, det: MultiScale) -> tuple[list[Detections], float, int]:
-    """The tiled rule: the 1x pass, its big-face passes, and the 2x boxes inside the planned tiles."""
+    """The tiled rule: the 1x pass, the 2x boxes inside the planned tiles (photos under min_side: with
+    ``min_side_tiles``, standing for the enlarged main pass), the big-face and coarse passes."""
     p = det.params
     h, w = e["shape"]
     side = max(h, w)
-    from faceveil.detect.multiscale import inside_tiles, plan_zoom_tiles
+    if p.min_side and side < p.min_side and not p.min_side_tiles:
+        return reference_parts(e, det), 1.0, 0  # the whole enlargement, as MultiScale runs it
+    from faceveil.detect.multiscale import align_tiles, inside_tiles, plan_zoom_tiles
 
     p1 = as_detections(e["p1"], "centerface")
     tiles = plan_zoom_tiles(p1, h, w, p)
     parts = [p1[~det.replaced(p1, tiles, h, w)]]
     z = as_detections(e["p2"], "zoom")
     z = z[np.sqrt(z.areas) <= p.zoom_max_px]
-    parts.append(z[inside_tiles(z, tiles, h, w, p.zoom_tile_edge)])
+    zf = e["zf"]
+    zh, zw = max(1, round(h * zf)), max(1, round(w * zf))
+    zoomed = align_tiles(tiles, zf, zh, zw)
+    z = z[inside_tiles(z.scaled(zf), zoomed, zh, zw, p.zoom_tile_edge)]
+    parts.append(Detections(z.xyxy, z.score, z.landmarks, None, "centerface") if p.min_side and side < p.min_side else z)
     parts += [MultiScale.as_big(as_detections(e["big"][s], "big"), p.big_min_px) for s in p.big_scales]
     if p.coarse_size and side * e["f1"] > 1.5 * p.coarse_size:
         parts.append(as_detections(e["coarse"], "centerface"))
-    area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in tiles)
-    return parts, area / float(h * w), len(tiles)
+    area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in zoomed)
+    return parts, area / float(zh * zw), len(tiles)
 
 
 def score(cached: dict, labels, p: dict, keys: list[str], tiled: bool) -> dict:

@@ -22,7 +22,7 @@ RESEARCH = ROOT / "research"
 REUSABLE = ["bench_images", "bench_video", "bench_recall", "bench_dataset", "bench_replace", "bench_learnedblur",
             "bench_harmonizer", "review_flags", "wider_centerface", "fault_matrix", "bench_int8", "bench_keep",
             "bench_photo_speed"]
-PROBES = ["explore_recall", "replay_recall", "recall_levers", "cycle_probes"]
+PROBES = ["explore_recall", "replay_recall", "recall_levers", "cycle_probes", "zoom_tiles"]
 
 
 def _imports(path):
