@@ -73,7 +73,7 @@ def _zoomed_pixels(det, image):
 
 @pytest.mark.slow
 def test_balanced_zooms_tiles_and_finds_the_small_faces_the_whole_zoom_finds():
-    """A WIDER parade photo (1024x661, 70 labelled faces of 10-20 px): the balanced preset zooms at most half
+    """A WIDER parade photo (1024x661, 70 labelled faces of 10-20 px): the balanced preset zooms at most 60 % of
     the photo's 2x pixels and still anonymizes the labelled faces the whole-photo zoom does."""
     from faceveil.anonymize import Compositor, RegionParams
     from faceveil.eval.leaks import anonymized_mask, box_coverage
@@ -93,7 +93,7 @@ def test_balanced_zooms_tiles_and_finds_the_small_faces_the_whole_zoom_finds():
         d, zoomed[tiles] = _zoomed_pixels(det, image)
         covered[tiles] = box_coverage(anonymized_mask(comp, d, image.shape), lab.faces.xyxy)[0] >= 0.8
     full = 4 * image.shape[0] * image.shape[1]
-    assert zoomed[False] >= full and zoomed[True] <= 0.5 * full, (zoomed, full)
+    assert zoomed[False] >= full and zoomed[True] <= 0.6 * full, (zoomed, full)
     size = np.minimum(lab.faces.widths, lab.faces.heights)
     counted = size >= 10
     assert covered[True][counted].sum() >= covered[False][counted].sum() - 2, (covered[True].sum(), covered[False].sum())
