@@ -230,7 +230,7 @@ class MultiScale(Detector):
         return p.min_side / side if self.enlarged(image) and not self.tiles_enlarge(image) else f
 
     def enlarged(self, image: np.ndarray) -> bool:
-        """Whether ``min_side`` enlarges this photo (its main pass, or with ``zoom_tiles`` its zoom tiles)."""
+        """Whether ``min_side`` enlarges this photo (its main pass, or with ``min_side_tiles`` its zoom tiles)."""
         p = self.params
         return bool(p.min_side) and max(image.shape[:2]) < p.min_side
 
