@@ -1,0 +1,101 @@
+"""Photo speed, end to end: the deface CLI against faceveil's CLI presets on the same files, in one run.
+
+    python bench/bench_photo_speed.py [--sets facemask,wider] [--limit 100] [--rounds 3]
+
+Per set: evenly spaced held-out photos (faceveil.eval.splits) copied into a temporary folder; each
+round runs every setting once, in turn (deface CLI --thresh 0.2; faceveil anonymize --detect fast,
+fast with int8 weights, the balanced preset as it was before zoom tiles, and the default), and the
+table keeps each setting's fastest round (a shared machine: the other rounds carry other jobs' load).
+ms/photo includes each CLI's start-up (model load) spread over the photos. Leaks are not measured here:
+`faceveil eval leaks` and bench/bench_recall.py do that.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from faceveil.eval.splits import split
+from faceveil.io.labels import find_image, read_eval_labels
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {
+    "facemask": (DATA / "facemask" / "images", DATA / "facemask" / "gt.txt"),
+    "wider": (DATA / "widerface-val" / "images", DATA / "widerface-val" / "ground_truth" / "wider_face_val_bbx_gt.txt"),
+}
+BIN = Path(sys.executable).parent
+# The balanced preset before zoom tiles (its 2x pass over the whole photo; photos under 800 px enlarged whole).
+BEFORE = ["--dp", "zoom_tiles=false"]
+SETTINGS = {
+    "deface CLI, thresh 0.2": None,
+    "faceveil --detect fast": ["--detect", "fast"],
+    "faceveil --detect fast, int8": ["--detect", "fast", "--dp", "precision=int8"],
+    "faceveil balanced, before (whole-photo zoom)": BEFORE,
+    "faceveil balanced (default)": [],
+}
+
+
+def pick(keys: list[str], limit: int) -> list[str]:
+    if not limit or limit >= len(keys):
+        return keys
+    return [keys[i] for i in np.linspace(0, len(keys) - 1, limit).round().astype(int)]
+
+
+def run(setting: str, src: Path, work: Path) -> float:
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    if SETTINGS[setting] is None:
+        shutil.copytree(src, out)  # deface writes NAME_anonymized.jpg beside each input
+        cmd = [str(BIN / "deface"), *sorted(str(p) for p in out.iterdir()), "--thresh", "0.2", "--replacewith", "blur"]
+    else:
+        cmd = [str(BIN / "faceveil"), "anonymize", str(src), "-q", "-o", str(out), *SETTINGS[setting]]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"{setting} failed: {r.stderr[-500:]}")
+    return seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default="facemask,wider")
+    ap.add_argument("--limit", type=int, default=100, help="evenly spaced held-out photos per set (0: all)")
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    rows = []
+    for setname in a.sets.split(","):
+        images, labels = SETS[setname]
+        if not images.is_dir():
+            print(f"{images} not found: skipping {setname}", file=sys.stderr)
+            continue
+        keys = [k for k in read_eval_labels(labels) if find_image(images, k)]
+        keys = pick(split(keys)[1], a.limit)
+        with tempfile.TemporaryDirectory(prefix="bench_photo_speed_") as tmp:
+            work = Path(tmp)
+            src = work / "in"
+            src.mkdir()
+            for k in keys:
+                p = find_image(images, k)
+                shutil.copy(p, src / (Path(k).with_suffix("").as_posix().replace("/", "__") + p.suffix))
+            best = {s: float("inf") for s in SETTINGS}
+            for r in range(a.rounds):
+                for s in SETTINGS:
+                    best[s] = min(best[s], run(s, src, work))
+                    print(f"{setname} round {r + 1}: {s}: best {best[s]:.1f} s", file=sys.stderr, flush=True)
+            base = best["deface CLI, thresh 0.2"] / len(keys) * 1000
+            for s in SETTINGS:
+                ms = best[s] / len(keys) * 1000
+                rows.append(f"| {setname} ({len(keys)}) | {s} | {ms:.0f} | {1000 / ms:.1f} | {base / ms:.2f}x |")
+    print("\n| photos | setting | ms/photo | photos/s | x deface |\n|---|---|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
