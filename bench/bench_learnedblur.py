@@ -37,6 +37,7 @@ from faceveil.anonymize import Compositor, get_method
 from faceveil.anonymize.identity import descriptor
 from faceveil.detect import get_detector
 from faceveil.detections import Detections, box_iou
+from faceveil.eval.quality import lab_means
 from faceveil.eval.splits import side
 from faceveil.train.train_on_anon import ap_overall, best_f1_threshold, load_samples
 
@@ -46,19 +47,6 @@ DATA = SHARED / "facemask"
 METHODS = {"none": None, "blackout": ("blackout", {}), "blur": ("blur", {"relative": 1.5}),
            "blur1": ("blur", {"relative": 1.0}), "pixelate": ("pixelate", {"cells": 10}),
            "learnedblur": ("learnedblur", {"relative": 1.5, "threads": 1})}
-
-
-def lab_means(img: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(n, 3) CIE Lab mean colour (L 0..100, a/b signed) inside each box."""
-    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float64)
-    lab[..., 0] *= 100 / 255
-    lab[..., 1:] -= 128
-    h, w = img.shape[:2]
-    out = []
-    for x1, y1, x2, y2 in np.round(boxes).astype(int):
-        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-        out.append(lab[y1:y2, x1:x2].reshape(-1, 3).mean(0) if x2 > x1 and y2 > y1 else np.full(3, np.nan))
-    return np.array(out).reshape(-1, 3)
 
 
 def privacy(n_people: int, model: str) -> list[dict]:

@@ -149,3 +149,15 @@ def test_wider_plus_one_pixel_convention():
     # inclusive pixels: 3 x 4.5 of 5 x 5 -> IoU 0.54 (a hit); continuous: 2 x 3.5 of 4 x 4 -> 0.44 (a miss)
     assert evaluate(pred, gt)["hard"]["ap"] == pytest.approx(1.0)
     assert evaluate(pred, gt, plus_one=False)["hard"]["ap"] == pytest.approx(0.0)
+
+
+def test_lab_means_match_reference_colours():
+    from faceveil.eval.quality import lab_means
+
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :20] = (255, 0, 0)  # sRGB red: CIE Lab (53.2, 80.1, 67.2)
+    img[:, 20:] = (128, 128, 128)  # mid grey: L 53.6, a = b = 0
+    m = lab_means(img, np.array([[0, 0, 20, 20], [20, 0, 40, 20], [50, 50, 60, 60]]))
+    assert np.allclose(m[0], [53.2, 80.1, 67.2], atol=1.0), m[0]
+    assert np.allclose(m[1], [53.6, 0, 0], atol=0.6), m[1]
+    assert np.isnan(m[2]).all()  # wholly outside the image

@@ -11,25 +11,13 @@ from faceveil.anonymize import Compositor, get_method
 from faceveil.anonymize.learnedblur_geometry import SIZE, face_priors, residual_mask
 from faceveil.anonymize.methods.learnedblur import shipped_model_path
 from faceveil.detections import Detections
+from faceveil.eval.quality import lab_means
 
 from conftest import shared_path
 
 
 def _torch():
     return pytest.importorskip("torch", reason="torch is not installed (the train extra)")
-
-
-def _lab_means(img: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(n, 3) CIE Lab (L 0..100, a/b signed) mean colour inside each box."""
-    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float64)
-    lab[..., 0] *= 100 / 255
-    lab[..., 1:] -= 128
-    h, w = img.shape[:2]
-    out = []
-    for x1, y1, x2, y2 in np.round(boxes).astype(int):
-        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-        out.append(lab[y1:y2, x1:x2].reshape(-1, 3).mean(0))
-    return np.array(out)
 
 
 def _is_structure_only(res: np.ndarray) -> None:
@@ -112,7 +100,7 @@ def test_learned_blur_keeps_the_plain_blurs_colour_on_real_photos():
         a = lb.apply(img, dets, comp, np.random.default_rng(0))
         b = gb.apply(img, dets, comp, np.random.default_rng(0))
         big = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= 8
-        de += list(np.linalg.norm(_lab_means(a, boxes[big]) - _lab_means(b, boxes[big]), axis=1))
+        de += list(np.linalg.norm(lab_means(a, boxes[big]) - lab_means(b, boxes[big]), axis=1))
         changed.append(np.abs(a.astype(int) - b).max())
     assert len(de) >= 10 and max(de) < 3.0, np.round(de, 2)
     assert min(changed) > 10  # and it still adds structure
