@@ -272,7 +272,8 @@ def default_codec(suffix: str) -> str:
 # and the settings. x264 left to choose took one sliced thread per CPU the run may use (the bytes follow
 # the thread count: a taskset, a container's cpuset or another machine gave other bytes), and with more
 # than one thread its output changed from run to run on the same machine (a 330x240 clip, 4 threads:
-# 3 different files in 12 runs; 2 threads: 1 run in 6 of a shared 844x844 clip; 1 thread: none in 25+60).
+# 3 different files in 12 runs; 1 thread: none in 110; most likely also the reported talking-head run
+# that differed from five others in one B-frame, with 2 threads).
 # Cost: encoding runs in its own thread beside detection, the slow stage; 844x844 veryfast, 50 frames on
 # 2 busy cores: 0.56 s with 1 thread, 0.51 s with 2. EncodeOptions.threads > 1 trades this for speed.
 ENCODE_THREADS = 1
