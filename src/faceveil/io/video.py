@@ -268,13 +268,24 @@ def default_codec(suffix: str) -> str:
     return "libvpx-vp9" if suffix.lower() == ".webm" else "libx264"
 
 
+# Encoder threads when EncodeOptions.threads is 0: one, so the output bytes depend only on the input
+# and the settings. x264 left to choose took one sliced thread per CPU the run may use (the bytes follow
+# the thread count: a taskset, a container's cpuset or another machine gave other bytes), and with more
+# than one thread its output changed from run to run on the same machine (a 330x240 clip, 4 threads:
+# 3 different files in 12 runs; 1 thread: none in 110; most likely also the reported talking-head run
+# that differed from five others in one B-frame, with 2 threads).
+# Cost: encoding runs in its own thread beside detection, the slow stage; 844x844 veryfast, 50 frames on
+# 2 busy cores: 0.56 s with 1 thread, 0.51 s with 2. EncodeOptions.threads > 1 trades this for speed.
+ENCODE_THREADS = 1
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     codec: str | None = None  # None: by the output's extension (H.264, VP9 for .webm)
     crf: int = 20
     preset: str = "veryfast"  # measured: 'medium' (x264's default) encodes ~2.5x slower than veryfast
     audio: bool = True
-    threads: int = 0
+    threads: int = 0  # encoder threads; 0: ENCODE_THREADS (one: same input, same bytes); > 1 may vary
 
 
 class VideoWriter:
@@ -329,7 +340,10 @@ class VideoWriter:
 
         info, opt = self.info, self.options
         fmt = {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".avi": "avi"}
-        self._out = av.open(str(tmp), "w", format=fmt.get(self.target.suffix.lower()))
+        # bitexact: the same frames give the same bytes (Matroska/WebM otherwise write random segment and
+        # track UIDs, so every run of a .mkv or .webm differed; tests/test_video_determinism.py).
+        self._out = av.open(str(tmp), "w", format=fmt.get(self.target.suffix.lower()),
+                            options={"fflags": "+bitexact"})
         codec = _CODEC_ALIASES.get((opt.codec or "").lower(), opt.codec) or default_codec(self.target.suffix)
         try:
             v = self._out.add_stream(codec, rate=info.fps)
@@ -351,8 +365,8 @@ class VideoWriter:
         elif codec == "libaom-av1":
             options = {"crf": str(opt.crf + 11), "cpu-used": "8"}
         v.options = options
-        if opt.threads:
-            v.codec_context.thread_count = opt.threads
+        # Never the codec's own choice (a thread per CPU): see ENCODE_THREADS.
+        v.codec_context.thread_count = opt.threads or ENCODE_THREADS
         if info.rotation:
             v.set_display_rotation(info.rotation)
         self._vstream = v
