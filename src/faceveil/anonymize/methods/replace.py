@@ -9,7 +9,8 @@ Identity and appearance never come from the original face's pixels:
   own layout (which is part of who the person is); the template follows the turn with
   a narrower far side, and the identity is mirrored to the head's side;
 - shape (``shape=face``, the default): the new face replaces a feathered ellipse
-  from forehead to chin drawn in the template and warped with the face, so hair,
+  from forehead to chin drawn in the template and warped with the face, joined with
+  an ellipse in the detection box that carries the jaw line, so hair,
   ears, background and the box corners keep their pixels; it covers eyes, brows,
   nose, mouth and jaw line (tests/test_replace_look.py checks that against dlib's
   68 points) and fades out softly where it meets the region's border. Faces without
