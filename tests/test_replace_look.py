@@ -145,9 +145,9 @@ def test_the_mask_covers_brows_eyes_nose_mouth_and_jaw_of_real_faces():
         jaw_ok.append((v[2:15] >= 0.5).mean())
     inner_ok, jaw_ok = np.array(inner_ok), np.array(jaw_ok)
     assert np.median(inner_ok) >= 0.95 and (inner_ok >= 0.9).mean() >= 0.9, inner_ok.round(2)
-    # measured: jaw points are the least covered (masked facemask faces, where dlib guesses the jaw,
-    # and wide jaws under a tight box); see bench/replace_results.md
-    assert np.median(jaw_ok) >= 0.9 and (jaw_ok >= 0.6).mean() >= 0.75, jaw_ok.round(2)
+    # the jaw line is covered on (nearly) every face, not only on most (before the box ellipse: 75 % of
+    # faces with >= 60 % of it; tests/test_replace_jaw.py measures more faces; bench/replace_results.md)
+    assert (jaw_ok >= 0.9).mean() >= 0.95 and jaw_ok.min() >= 0.6, jaw_ok.round(2)
 
 
 def test_faces_without_usable_landmarks_fall_back_to_the_whole_region(astronaut, astronaut_faces):

@@ -9,7 +9,8 @@ Identity and appearance never come from the original face's pixels:
   own layout (which is part of who the person is); the template follows the turn with
   a narrower far side, and the identity is mirrored to the head's side;
 - shape (``shape=face``, the default): the new face replaces a feathered ellipse
-  from forehead to chin drawn in the template and warped with the face, so hair,
+  from forehead to chin drawn in the template and warped with the face, joined with
+  an ellipse in the detection box that carries the jaw line, so hair,
   ears, background and the box corners keep their pixels; it covers eyes, brows,
   nose, mouth and jaw line (tests/test_replace_look.py checks that against dlib's
   68 points) and fades out softly where it meets the region's border. Faces without
@@ -50,6 +51,12 @@ WORK_FACE = 96  # faces are composed at this box width at most, then resized (ba
 # points on deepface-unit and facemask faces (tests/test_replace_look.py).
 FACE_CX, FACE_CY, FACE_AX, FACE_AY = 64.0, 77.0, 42.0, 55.0
 FEATHER = 0.12
+# ... joined (maximum) with an ellipse in the detection box's own frame, in half box sizes from the
+# box's centre: the jaw line sits on the box's sides and bottom far more steadily than it follows
+# the 5 landmarks (a wide jaw, a turned head, a masked face), so this one carries the jaw: fully
+# replaced up to it, feathered (FEATHER of its radius) only outside. Fitted on dlib's 68 points
+# (jaw points 2-14) of deepface-unit and facemask faces (bench/replace_results.md).
+BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
 EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
 DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
@@ -430,6 +437,17 @@ def _shaped_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     return np.clip((1 + FEATHER - rho) / FEATHER, 0, 1).astype(np.float32)
 
 
+def _box_rho(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """Elliptic radius of frame points (pixel centres) in the box ellipse (1 on its rim)."""
+    hw, hh = max((box[2] - box[0]) / 2, 0.5), max((box[3] - box[1]) / 2, 0.5)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2 + BOX_CV * hh
+    return np.sqrt(((xx - cx) / (BOX_AU * hw)) ** 2 + ((yy - cy) / (BOX_AV * hh)) ** 2)
+
+
+def _box_alpha(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    return np.clip((1 + FEATHER - _box_rho(box, xx, yy)) / FEATHER, 0, 1).astype(np.float32)
+
+
 class _Geometry:
     """Where one face's template falls in its work window (a shrunk copy of the frame
     around the face): per-pixel template coordinates, the mask and the sampling ring."""
@@ -451,7 +469,10 @@ class _Geometry:
         self.dst = (np.asarray(lm, np.float64) - [wx1, wy1]) * [sw / (wx2 - wx1), sh / (wy2 - wy1)]
         self.tx, self.ty = _template_coords(_pose_points(self.dst), sw, sh)
         rho = np.sqrt(((self.tx - FACE_CX) / FACE_AX) ** 2 + ((self.ty - FACE_CY) / FACE_AY) ** 2)
-        self.ring = (rho >= RING[0]) & (rho <= RING[1])
+        # pixel centres of the work window in frame coordinates: the ring stays clear of the box ellipse too
+        yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float64) + 0.5
+        box_rho = _box_rho(box, wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh)
+        self.ring = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
 
     def alpha_full(self) -> np.ndarray:
         """The blend weight at frame resolution: the template maps are smooth, so they are
@@ -464,6 +485,8 @@ class _Geometry:
             tx = cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR)
             ty = cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR)
             alpha = _shaped_alpha(tx, ty)
+        yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float64) + 0.5
+        alpha = np.maximum(alpha, _box_alpha(self.box, xx, yy))
         return alpha * self._edge_fade(alpha.shape)
 
     def _edge_fade(self, shape) -> np.ndarray:
