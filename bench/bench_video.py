@@ -3,6 +3,7 @@
     PYTHONPATH=src python bench/bench_video.py --quick        # small: ~10-15 min on 2 shared cores
     PYTHONPATH=src python bench/bench_video.py                # the README table's sizes
     PYTHONPATH=src python bench/bench_video.py --side tune    # the photos N and the crop margin were chosen on
+    FACEVEIL_BENCH_SHOTS=2,2,16 PYTHONPATH=src python bench/bench_video.py --quick --settings 0,6  # smaller (a)
 
 (a) Labelled clips: camera moves (slow pans, zoom in, zoom out) over labelled photos from facemask (CC0) and
 WIDER val, cut from one photo to the next, rendered at 1280x720 and 1920x1080 into a temporary folder at bench
