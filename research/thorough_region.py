@@ -15,6 +15,11 @@ against a fresh run.
   python research/thorough_region.py cf research/out/zoom/wd.pkl [part nparts]
   python research/thorough_region.py join
   python research/masked_replay.py sweep wd thorough "{'mask_scale': [1.25, 1.3, 1.4]}" -v
+  python research/thorough_region.py sizes fm wd        # a region scale by box size (replay only, not in faceveil)
+
+Stage `sizes` asks whether a region that depends on the box size (small boxes 1.25x, boxes from `large_px` up
+1.4x) keeps WIDER's big faces covered while hiding facemask's background less: each fused box is scaled by
+scale / 1.25 about its centre and drawn with the 1.25x region (the same pixels as that box's own scale).
 """
 from __future__ import annotations
 
@@ -35,6 +40,10 @@ from faceveil.io.labels import find_image, read_eval_labels
 from masked_replay import FLOOR, OUT  # noqa: E402  (research/ is the script's folder)
 from replay_recall import SETS, as_array, as_detections  # noqa: E402
 
+# (small boxes' scale, large boxes' scale, large from px): the first round, then a second around its best
+GRID = [(1.25, 1.25, 0), (1.4, 1.4, 0), (1.25, 1.4, 40), (1.25, 1.4, 32), (1.25, 1.4, 48), (1.3, 1.4, 40),
+        (1.25, 1.5, 40), (1.25, 1.35, 40), (1.25, 1.4, 56), (1.25, 1.4, 64), (1.22, 1.4, 40), (1.25, 1.45, 48),
+        (1.2, 1.4, 32)]
 CHECK = 3  # photos whose reused passes are compared with a fresh run
 
 
@@ -76,6 +85,42 @@ def cache(zoom_pkl: str, part: int = 0, nparts: int = 1) -> None:
         pickle.dump({"passes": store, "shapes": shapes, "ms": ms, "preset": "thorough"}, f)
 
 
+def sizes(setnames: list[str]) -> None:
+    from dataclasses import asdict
+
+    from faceveil.anonymize import Compositor, RegionParams
+    from faceveil.detect.multiscale import MultiScale
+    from faceveil.eval.leaks import LeakMetric, anonymized_mask
+    from faceveil.eval.splits import side
+
+    comp = Compositor(RegionParams("box", 1.25, 0.0))
+    _, params, _ = resolve("thorough")
+    det = get_detector("multiscale", {**asdict(MultiScale.Params()), **params})
+    for setname in setnames:
+        with open(OUT / f"{setname}_thorough.pkl", "rb") as f:
+            cf = pickle.load(f)
+        labels = read_eval_labels(SETS[setname][1])
+        fused = {}
+        for key, parts in cf["passes"].items():
+            h, w = cf["shapes"][key]
+            fused[key] = det.fuse([det.keep(as_detections(a, s)) for s, a in parts], w, h)
+        for small, large, large_px in GRID:
+            metrics = {"tune": LeakMetric(), "held_out": LeakMetric()}
+            for key, d in fused.items():
+                h, w = cf["shapes"][key]
+                xy = d.xyxy.astype(np.float64)
+                px = np.sqrt(np.maximum(xy[:, 2] - xy[:, 0], 0) * np.maximum(xy[:, 3] - xy[:, 1], 0))
+                k = (np.where(px >= large_px, large, small) / 1.25)[:, None]
+                c, half = (xy[:, :2] + xy[:, 2:]) / 2, (xy[:, 2:] - xy[:, :2]) / 2
+                big = Detections(np.concatenate([c - k * half, c + k * half], 1), d.score, None, None, d.source)
+                metrics[side(key)].update(anonymized_mask(comp, big, (h, w)), labels[key].faces, labels[key].ignore, key)
+            row = []
+            for half, m in metrics.items():
+                r = m.compute()
+                row.append(f"{half} {r.leak_rate * 100:.2f}% ({r.leaked}) / {r.away_rate * 100:.2f}%")
+            print(f"{setname} small {small} large {large} from {large_px} px: " + " | ".join(row), flush=True)
+
+
 def join() -> None:
     out = {"passes": {}, "shapes": {}, "ms": {}, "preset": "thorough"}
     for p in sorted(OUT.glob("wd_thorough.part*.pkl")):
@@ -92,9 +137,11 @@ def join() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("cf", "join"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("cf", "join", "sizes"):
         sys.exit(__doc__)
     if sys.argv[1] == "cf":
         cache(sys.argv[2], *map(int, sys.argv[3:5]))
+    elif sys.argv[1] == "sizes":
+        sizes(sys.argv[2:])
     else:
         join()
