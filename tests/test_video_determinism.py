@@ -27,7 +27,8 @@ def clip():
     d = faceveil.detect(im, "centerface")
     sprite = sprite_from_photo(im, d.xyxy[int(np.argmax(d.areas))])
     # 330 px wide: not a multiple of 16, so x264 pads the last macroblock column (where the reported
-    # difference sat).
+    # difference sat). In a fresh clone's run the second of four .mkv runs differed there: the rgb24 frame's
+    # row padding was uninitialized memory that the conversion to yuv420p read (io.video._rgb_frame).
     return make_clip([sprite], (330, 240), N_FRAMES, FPS, seed=5)
 
 

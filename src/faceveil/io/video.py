@@ -46,6 +46,21 @@ class VideoInfo:
         return self.frames or max(1, round(self.duration * float(self.fps)))
 
 
+def _rgb_frame(rgb: np.ndarray):
+    """An rgb24 ``av.VideoFrame`` whose row padding is zeros, not whatever the allocator left there: the
+    conversion to the encoder's pixel format reads past a row's end when the width is not a multiple of
+    16, so uninitialized padding made the last macroblock column (and the bytes) differ run to run."""
+    import av
+
+    h, w = rgb.shape[:2]
+    frame = av.VideoFrame(w, h, "rgb24")
+    plane = frame.planes[0]
+    rows = np.zeros((h, plane.line_size), np.uint8)
+    rows[:, : w * 3] = np.ascontiguousarray(rgb, dtype=np.uint8).reshape(h, w * 3)
+    plane.update(rows)
+    return frame
+
+
 @dataclass
 class VideoFrame:
     rgb: np.ndarray  # HxWx3 uint8, upright
@@ -409,7 +424,7 @@ class VideoWriter:
     def write(self, rgb: np.ndarray, pts: int | None) -> None:
         import av
 
-        frame = av.VideoFrame.from_ndarray(stored(rgb, self.info.rotation), format="rgb24")
+        frame = _rgb_frame(stored(rgb, self.info.rotation))
         if pts is None or (self._last_pts is not None and pts <= self._last_pts):
             # Timestamps must rise; synthesize from the frame rate when missing or out of order.
             step = max(1, round(1 / (self.info.fps * self.info.time_base)))
