@@ -48,8 +48,9 @@ class VideoInfo:
 
 def _rgb_frame(rgb: np.ndarray):
     """An rgb24 ``av.VideoFrame`` whose row padding is zeros, not whatever the allocator left there: the
-    conversion to the encoder's pixel format reads past a row's end when the width is not a multiple of
-    16, so uninitialized padding made the last macroblock column (and the bytes) differ run to run."""
+    conversion to the encoder's pixel format may read past a row's end when the width is not a multiple of
+    16 (uninitialized padding made the last macroblock column differ run to run in one environment; this
+    cured that case but not every one: widths not a multiple of 16 can still vary, see docs/video.md)."""
     import av
 
     h, w = rgb.shape[:2]
