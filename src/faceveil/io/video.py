@@ -377,6 +377,9 @@ class VideoWriter:
         self._audio_packets = None
         self._audio_next = None
         self._last_pts = None
+        # called after the last frame is encoded and muxed, before the output gets its name (the video job
+        # writes the track record there: an output under its name always has its record)
+        self.before_commit = None
 
     # context management ------------------------------------------------
     def __enter__(self) -> "VideoWriter":
@@ -394,6 +397,8 @@ class VideoWriter:
         if exc_type is None:
             try:
                 self._finish()
+                if self.before_commit is not None:
+                    self.before_commit()
             except BaseException as err:
                 self._close_quietly()
                 self._ctx.__exit__(type(err), err, err.__traceback__)
