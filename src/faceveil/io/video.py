@@ -47,18 +47,20 @@ class VideoInfo:
 
 
 # RGB -> Y'CbCr for the encoder, written here rather than left to swscale (PyAV's reformat on the way into
-# the encoder). With swscale converting rgb24 -> yuv420p, a fresh clone's full test suite now and then gave
-# other bytes in one macroblock column (330 and 336 px wide clips, with the rgb24 rows zero-padded and one
-# encoder thread; tests/test_video_determinism.py). Run alone, swscale and x264 gave the same output
-# whatever the row padding held (40 conversions, 4 encodes per width), so the cause was not pinned down;
-# here every byte the encoder gets, padding included, is set by this code. BT.601 limited range ("studio
-# swing": Y 16-235, Cb/Cr 16-240, what players assume for untagged video and what swscale wrote before,
-# the same values on flat colours), in integer fixed point so that the result is the same on every machine
-# and numpy build (no float rounding, no BLAS), chroma 4:2:0 as the mean of each 2x2 block. The stream is
-# tagged with this matrix and range (VideoWriter._open), and the frame handed to the encoder is already in
-# its pixel format, so PyAV converts nothing (checked in VideoWriter.write). Cost: about twice swscale's
-# time, in the encoder's own thread (best of 15 on the busy 2-core test machine: 640x480 2.1 ms a frame,
-# swscale 1.0; 1920x1080 65 ms, swscale 32).
+# the encoder), because that conversion was not deterministic. Measured on the loaded 2-core test machine
+# (a 330x240 clip, 8 runs per process, one encoder thread, rgb24 rows zero-padded, the very same RGB frames
+# handed to the writer in every run): with swscale, 6 of 14 processes wrote other bytes in some run (8 of 112
+# runs, in the bottom-right macroblock from frame 0 on) and tests/test_video_determinism.py's byte-identity
+# tests failed 2 runs in 5; with this conversion 0 of 112 runs (one output in all 14 processes) and the tests
+# passed 10 of 10. (Alone, swscale gave the same planes whatever the row padding held: the memory state it
+# depends on was not found.) Every byte the encoder gets, padding included, is now set here.
+# BT.601 limited range ("studio swing": Y 16-235, Cb/Cr 16-240, what players assume for untagged video and
+# what swscale wrote before, the same values on flat colours), in integer fixed point so that the result is
+# the same on every machine and numpy build (no float rounding, no BLAS), chroma 4:2:0 as the mean of each
+# 2x2 block. The stream is tagged with this matrix and range (VideoWriter._open), and the frame handed to the
+# encoder is already in its pixel format, so PyAV converts nothing (checked in VideoWriter.write). Cost:
+# about twice swscale's time, in the encoder's own thread (best of 15 on the busy test machine: 640x480
+# 2.1 ms a frame, swscale 1.0; 1920x1080 65 ms, swscale 32).
 _Q = 16  # fixed-point bits
 _BT601 = np.array([[65.481, 128.553, 24.966],  # Y  (rows sum to 219: 16-235)
                    [-37.797, -74.203, 112.0],  # Cb (rows sum to 0: grey has no chroma)
