@@ -31,7 +31,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import DATA, ROOT, synthetic_video
+from common import DATA, ROOT, run_timed, synthetic_video
 
 DEFACE = Path(sys.executable).parent / "deface"
 VIDEOS = DATA / "videos"
@@ -284,18 +283,6 @@ def thorough_reference(name: str, frames: list[np.ndarray]) -> list[np.ndarray]:
 
 
 # speed ----------------------------------------------------------------------------------------------------
-
-def run_timed(cmd: list[str], env=None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t
-    err = p.stderr.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise RuntimeError(f"{cmd[:3]} failed: {err[-500:]}")
-    return wall, usage.ru_maxrss / 1024
-
 
 def codec_floor(clip: Path, frames: int, work: Path) -> float:
     from faceveil.io.video import EncodeOptions, VideoWriter, probe, read_frames

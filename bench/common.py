@@ -6,6 +6,8 @@ import faceveil's public names and this module only, never each other.
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,3 +93,36 @@ def table(rows: list[dict], cols: list[str]) -> str:
     for r in rows:
         out.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
     return "\n".join(out)
+
+
+# Wall time and peak memory of a command ----------------------------------------------------------------------
+
+# Run by a bare Python (-I -S: no site-packages, ~10 MB): starts the command, waits for it with wait4, prints
+# "exit status, wall seconds, ru_maxrss (KiB)". Why a launcher: Linux keeps in a process's ru_maxrss the
+# RSS of the process it was forked from (exec records the old memory's peak), so a command started straight
+# from a benchmark holding 800 MB reported 800 MB whatever it used itself. Started from this launcher the
+# command inherits only the launcher's ~10 MB.
+_LAUNCHER = """\
+import os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(p.pid, 0)
+p.returncode = os.waitstatus_to_exitcode(status)
+print(p.returncode, time.perf_counter() - t, usage.ru_maxrss)
+"""
+
+
+def run_timed(cmd: list[str], env=None, ok=(0, 1)) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of ``cmd``: the largest of the command's process and of the processes
+    it waited for (not their sum), at least the launcher's ~10 MB. Linux (ru_maxrss in KiB). RuntimeError with
+    the end of its stderr when its exit status is not in ``ok``."""
+    p = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, *map(str, cmd)], capture_output=True,
+                       env=env)  # both pipes read as they fill: a talkative command cannot block on them
+    err = p.stderr.decode(errors="replace")
+    try:
+        code, wall, kib = p.stdout.split()
+    except ValueError:
+        raise RuntimeError(f"{cmd[:3]} could not be started: {err[-500:]}") from None
+    if int(code) not in ok:
+        raise RuntimeError(f"{cmd[:3]} failed: {err[-500:]}")
+    return float(wall), int(kib) / 1024

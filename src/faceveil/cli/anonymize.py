@@ -82,10 +82,11 @@ def cmd_anonymize(args) -> int:
     # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
     stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
     image_jobs, video_jobs = split_video_jobs(jobs)
+    _, kept_videos = split_video_jobs(kept)
     # Build once here so bad names, parameters or a missing model fail before any work.
     describe = Anonymizer.from_config(cfg).describe()
     vcfg = cfg
-    if video_jobs and args.detect is None and args.detector is None:
+    if (video_jobs or kept_videos) and args.detect is None and args.detector is None:
         # Per-frame cost decides video speed and tracking (hold, look-ahead) bridges a missed frame,
         # so videos default to the fast preset (bench/bench_video.py measures leaks and fps).
         vcfg = anonymizer_config(argparse.Namespace(**{**vars(args), "detect": VIDEO_PRESET}), args.method,
@@ -95,6 +96,10 @@ def cmd_anonymize(args) -> int:
             describe["video"] = Anonymizer.from_config(vcfg).describe()
         elif video_jobs:
             describe = Anonymizer.from_config(vcfg).describe()
+    if kept_videos:  # --skip-existing: only outputs made with these settings count as done (exit 2 otherwise)
+        from ..video.record import check_resume
+
+        check_resume([j.dst for j in kept_videos], Anonymizer.from_config(vcfg), video_options(args))
     results = run_batch(cfg, image_jobs, "anonymize", args.jobs, not args.quiet) if image_jobs else []
     results += run_videos(vcfg, video_jobs, args)
     n_failed = report_failures(results)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sys
@@ -15,7 +14,8 @@ from typing import Callable, Iterable
 from .. import __version__
 from ..errors import InputError, UsageError
 from ..io.atomic import atomic_path
-from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file
+from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file, settings_key
+from ..io.manifest import check_settings as _check_settings
 from ..pipeline import Anonymizer
 from .backends import run_local, run_ray
 from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary
@@ -79,7 +79,7 @@ def anonymize_dataset(
         cfg = replace(cfg, boxes=default_boxes(p.labels, face_classes))
     anon = Anonymizer.from_config(cfg.anonymizer)  # bad names or parameters fail here, before any work
     settings = _job_key(cfg, anon, fmt, face_classes)
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    key = settings_key(settings)
     summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out),
                       boxes=cfg.boxes, keep=settings.get("keep"))
 
@@ -87,30 +87,6 @@ def anonymize_dataset(
         return _run_job(p, cfg, settings, key, summary, out, jobs, backend, address, on_entry, progress, t0)
     except OSError as exc:  # a read-only, full or vanished OUT: one line naming the file, never a traceback
         raise InputError(f"{exc.filename or out}: {exc.strerror or exc}") from exc
-
-
-def _check_settings(entries: list[dict], settings: dict, key: str, manifest_path: Path) -> None:
-    other = [e for e in entries if e.get("job") != key]
-    if not other:
-        return
-    diff: dict = {}
-    for e in other:
-        theirs = e.get("settings", e)  # label lines carry the job's settings; image lines hold them at the top
-        for k in settings:
-            if k in theirs and theirs[k] != settings[k] and k not in diff:
-                diff[k] = theirs[k]
-        if "keep" in settings and "keep" not in theirs and "method" in theirs and "keep" not in diff:
-            diff["keep"] = None  # (--keep-* is recorded only when given)
-        elif "keep" in theirs and "keep" not in settings and "keep" not in diff:
-            diff["keep"] = theirs["keep"]
-    what = "; ".join(f"{k}: {_show(settings.get(k))} here, {_show(v)} in {manifest_path}"
-                     for k, v in sorted(diff.items()))
-    raise UsageError(f"{manifest_path}: made with other settings ({what or 'format, face classes or output options'}); "
-                     "use a new output folder or the same settings")
-
-
-def _show(v) -> str:
-    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
 
 
 def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Summary, out: Path, jobs: int,

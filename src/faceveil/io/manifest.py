@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from .atomic import atomic_path
 
 
@@ -140,3 +140,40 @@ def rewrite_manifest(path: str | os.PathLike, entries: Iterable[dict]) -> None:
             f.write(text.encode())
             f.flush()
             os.fsync(f.fileno())
+
+
+# The settings a run records beside its outputs, and the check that a resume uses the same ones: the dataset
+# mode's manifest lines (dataset/job.py) and a video's track record (video/record.py).
+
+def settings_key(settings: dict) -> str:
+    """A short digest of ``settings`` (JSON with sorted keys): equal settings, equal key."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_settings(entries: list[dict], settings: dict, key: str, where: str | os.PathLike,
+                   recorded_in: str | os.PathLike | None = None,
+                   advice: str = "use a new output folder or the same settings") -> None:
+    """Raise UsageError (one line: ``where``, each setting that differs, here and as recorded in
+    ``recorded_in``) when an entry was made under another ``key`` than this run's ``settings``."""
+    other = [e for e in entries if e.get("job") != key]
+    if not other:
+        return
+    recorded_in = where if recorded_in is None else recorded_in
+    diff: dict = {}
+    for e in other:
+        theirs = e.get("settings", e)  # label lines carry the job's settings; image lines hold them at the top
+        for k in settings:
+            if k in theirs and theirs[k] != settings[k] and k not in diff:
+                diff[k] = theirs[k]
+        if "keep" in settings and "keep" not in theirs and "method" in theirs and "keep" not in diff:
+            diff["keep"] = None  # (--keep-* is recorded only when given)
+        elif "keep" in theirs and "keep" not in settings and "keep" not in diff:
+            diff["keep"] = theirs["keep"]
+    what = "; ".join(f"{k}: {_show(settings.get(k))} here, {_show(v)} in {recorded_in}"
+                     for k, v in sorted(diff.items()))
+    raise UsageError(f"{where}: made with other settings ({what or 'format, face classes or output options'}); "
+                     f"{advice}")
+
+
+def _show(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)

@@ -46,19 +46,76 @@ class VideoInfo:
         return self.frames or max(1, round(self.duration * float(self.fps)))
 
 
-def _rgb_frame(rgb: np.ndarray):
-    """An rgb24 ``av.VideoFrame`` whose row padding is zeros, not whatever the allocator left there: the
-    conversion to the encoder's pixel format may read past a row's end when the width is not a multiple of
-    16 (uninitialized padding made the last macroblock column differ run to run in one environment; this
-    cured that case but not every one: widths not a multiple of 16 can still vary, see docs/video.md)."""
+# RGB -> Y'CbCr for the encoder, written here rather than left to swscale (PyAV's reformat on the way into
+# the encoder), because that conversion was not deterministic. Measured on the loaded 2-core test machine
+# (a 330x240 clip, 8 runs per process, one encoder thread, rgb24 rows zero-padded, the very same RGB frames
+# handed to the writer in every run): with swscale, 6 of 14 processes wrote other bytes in some run (8 of 112
+# runs, in the bottom-right macroblock from frame 0 on) and tests/test_video_determinism.py's byte-identity
+# tests failed 2 runs in 5; with this conversion 0 of 112 runs (one output in all 14 processes) and the tests
+# passed 10 of 10. (Alone, swscale gave the same planes whatever the row padding held: the memory state it
+# depends on was not found.) Every byte the encoder gets, padding included, is now set here.
+# BT.601 limited range ("studio swing": Y 16-235, Cb/Cr 16-240, what players assume for untagged video and
+# what swscale wrote before, the same values on flat colours), in integer fixed point so that the result is
+# the same on every machine and numpy build (no float rounding, no BLAS), chroma 4:2:0 as the mean of each
+# 2x2 block. The stream is tagged with this matrix and range (VideoWriter._open), and the frame handed to the
+# encoder is already in its pixel format, so PyAV converts nothing (checked in VideoWriter.write). Cost:
+# about twice swscale's time, in the encoder's own thread (best of 15 on the busy test machine: 640x480
+# 2.1 ms a frame, swscale 1.0; 1920x1080 65 ms, swscale 32).
+_Q = 16  # fixed-point bits
+_BT601 = np.array([[65.481, 128.553, 24.966],  # Y  (rows sum to 219: 16-235)
+                   [-37.797, -74.203, 112.0],  # Cb (rows sum to 0: grey has no chroma)
+                   [112.0, -93.786, -18.214]]) / 255  # Cr
+_K = np.round(_BT601 * (1 << _Q)).astype(np.int64)
+_K[1:, 0] -= _K[1:].sum(axis=1)  # keep the chroma rows' sums exactly 0 after rounding
+_K = _K.astype(np.int32)
+AVCOL_RANGE_MPEG = 1  # FFmpeg's AVColorRange: limited range
+AVCOL_SPC_SMPTE170M = 6  # FFmpeg's AVColorSpace: the BT.601 matrix
+ENCODER_PIX_FMTS = ("yuv420p", "yuv444p")  # what _yuv_frame builds
+
+
+def _component(k: int, rgb: np.ndarray, shift: int) -> np.ndarray:
+    """Y (k=0), Cb (1) or Cr (2), uint8, of planar ``rgb`` (3xHxW, each value a sum of 2**shift pixels)."""
+    q = _Q + shift
+    acc = np.multiply(rgb[0], _K[k, 0], dtype=np.int32)
+    acc += np.multiply(rgb[1], _K[k, 1], dtype=np.int32)
+    acc += np.multiply(rgb[2], _K[k, 2], dtype=np.int32)
+    acc += ((16 if k == 0 else 128) << q) + (1 << (q - 1))  # offset, and round to nearest
+    acc >>= q
+    # in range by construction (Y 16-235, Cb/Cr 16-240): the clip only guards the coefficients' rounding
+    return np.clip(acc, 16, 240 if k else 235, out=acc).astype(np.uint8)
+
+
+def _yuv_planes(rgb: np.ndarray, pix_fmt: str) -> list[np.ndarray]:
+    """The Y, U (Cb), V (Cr) planes of RGB uint8 HxWx3 in ``pix_fmt`` (yuv420p or yuv444p)."""
+    if pix_fmt not in ENCODER_PIX_FMTS:
+        raise ValueError(f"no RGB conversion to {pix_fmt}")
+    planar = np.ascontiguousarray(np.moveaxis(np.asarray(rgb, dtype=np.uint8), 2, 0))  # 3xHxW
+    y = _component(0, planar, 0)
+    if pix_fmt == "yuv444p":
+        return [y, _component(1, planar, 0), _component(2, planar, 0)]
+    h, w = planar.shape[1:]
+    if h % 2 or w % 2:  # an odd last row/column: its chroma sample covers it twice (edge replication)
+        planar = np.pad(planar, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge")
+    quad = np.add(planar[:, 0::2, 0::2], planar[:, 0::2, 1::2], dtype=np.uint16)
+    quad += planar[:, 1::2, 0::2]
+    quad += planar[:, 1::2, 1::2]
+    return [y, _component(1, quad, 2), _component(2, quad, 2)]
+
+
+def _yuv_frame(rgb: np.ndarray, pix_fmt: str):
+    """An ``av.VideoFrame`` in ``pix_fmt`` holding ``rgb`` (converted by _yuv_planes), each plane's row
+    padding zeros (not whatever the allocator left there), tagged BT.601 limited range."""
     import av
 
     h, w = rgb.shape[:2]
-    frame = av.VideoFrame(w, h, "rgb24")
-    plane = frame.planes[0]
-    rows = np.zeros((h, plane.line_size), np.uint8)
-    rows[:, : w * 3] = np.ascontiguousarray(rgb, dtype=np.uint8).reshape(h, w * 3)
-    plane.update(rows)
+    frame = av.VideoFrame(w, h, pix_fmt)
+    for plane, data in zip(frame.planes, _yuv_planes(rgb, pix_fmt)):
+        assert data.shape == (plane.height, plane.width), (data.shape, plane.height, plane.width)
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)  # the frame's own buffer
+        rows[:, : plane.width] = data
+        rows[:, plane.width:] = 0
+    frame.color_range = AVCOL_RANGE_MPEG
+    frame.colorspace = AVCOL_SPC_SMPTE170M
     return frame
 
 
@@ -323,6 +380,9 @@ class VideoWriter:
         self._audio_packets = None
         self._audio_next = None
         self._last_pts = None
+        # called after the last frame is encoded and muxed, before the output gets its name (the video job
+        # writes the track record there: an output under its name always has its record)
+        self.before_commit = None
 
     # context management ------------------------------------------------
     def __enter__(self) -> "VideoWriter":
@@ -340,6 +400,8 @@ class VideoWriter:
         if exc_type is None:
             try:
                 self._finish()
+                if self.before_commit is not None:
+                    self.before_commit()
             except BaseException as err:
                 self._close_quietly()
                 self._ctx.__exit__(type(err), err, err.__traceback__)
@@ -369,6 +431,9 @@ class VideoWriter:
         # yuv420p is what players accept; x264 needs even sizes for it.
         even = info.width % 2 == 0 and info.height % 2 == 0
         v.pix_fmt = "yuv420p" if even or codec not in ("libx264", "libx265") else "yuv444p"
+        # the frames come converted by _yuv_frame: BT.601 matrix, limited range; the stream says so
+        v.codec_context.color_range = AVCOL_RANGE_MPEG
+        v.codec_context.colorspace = AVCOL_SPC_SMPTE170M
         v.time_base = info.time_base
         v.codec_context.time_base = info.time_base
         options = {}
@@ -425,7 +490,10 @@ class VideoWriter:
     def write(self, rgb: np.ndarray, pts: int | None) -> None:
         import av
 
-        frame = _rgb_frame(stored(rgb, self.info.rotation))
+        pix_fmt = self._vstream.codec_context.pix_fmt
+        frame = _yuv_frame(stored(rgb, self.info.rotation), pix_fmt)
+        if frame.format.name != pix_fmt:  # PyAV would convert it with swscale (see _yuv_frame)
+            raise RuntimeError(f"frame in {frame.format.name}, encoder takes {pix_fmt}")
         if pts is None or (self._last_pts is not None and pts <= self._last_pts):
             # Timestamps must rise; synthesize from the frame rate when missing or out of order.
             step = max(1, round(1 / (self.info.fps * self.info.time_base)))

@@ -54,7 +54,7 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
 
     ``manual``: frame index -> extra boxes [[x1, y1, x2, y2], ...] anonymized on that frame
     (a reviewer's boxes). ``record``: also write the per-frame boxes, track ids and failed
-    frames to ``tracks_path(dst)``, atomically, after the video itself. ``keep_record``: the ``kept``
+    frames to ``tracks_path(dst)``, atomically, just before the video gets its name. ``keep_record``: the ``kept``
     part of an earlier run's record (the review's Apply): the boxes it kept stay kept, nothing else.
     """
     t0 = time.perf_counter()
@@ -115,9 +115,26 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         items = tracked_frames(frames, detect, options, float(info.fps))
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=key[-30:], leave=False)
+    record_warnings: list[str] = []
+
+    def write_track_record() -> None:
+        # Called by the writer before the video gets its name (VideoWriter.before_commit): an output under
+        # its name has its record, whose settings a resume with --skip-existing checks (record.check_resume).
+        try:
+            write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
+                          report, None if kept_tracks is None else {
+                              "tracks": _kept_summary(kept_tracks, kept_log),
+                              "frames": {str(e["frame"]): [k["box"] for k in e["kept"]] for e in kept_log},
+                              # the track id of each kept box: the review flips whole tracks
+                              "frame_tracks": {str(e["frame"]): e.get("track_ids", []) for e in kept_log}})
+        except OSError as exc:  # the video is fine; only the review loses its track view (and a resume refuses it)
+            record_warnings.append(f"track record not written: {exc}")
+
     previews: list[Path] = []
     try:
         with VideoWriter(dst, info, options.encode) as writer:
+            if record:
+                writer.before_commit = write_track_record
             write = clock.timed("encode", writer.write)
             sink = EncoderThread(writer, write=write) if threaded else writer
             try:
@@ -172,16 +189,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         warnings.extend(f"undecodable: {e}" for e in report.errors[:5])
     if report.shortfall:
         warnings.append(f"truncated: {report.shortfall}")
-    if record:
-        try:
-            write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
-                          report, None if kept_tracks is None else {
-                              "tracks": _kept_summary(kept_tracks, kept_log),
-                              "frames": {str(e["frame"]): [k["box"] for k in e["kept"]] for e in kept_log},
-                              # the track id of each kept box: the review flips whole tracks
-                              "frame_tracks": {str(e["frame"]): e.get("track_ids", []) for e in kept_log}})
-        except OSError as exc:  # the video is fine; only the review loses its track view
-            warnings.append(f"track record not written: {exc}")
+    warnings.extend(record_warnings)
     seconds = time.perf_counter() - t0
     n = written + dropped
     return VideoResult(str(src), str(dst), "written", face_frames, seconds, None, None,

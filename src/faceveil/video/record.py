@@ -1,8 +1,9 @@
 """The track record of an anonymized video: written by the video job, read by `faceveil review`.
 
-One JSON file per output, OUT/.faceveil/<name>.tracks.json, written atomically after the
-video: the exact settings, the boxes anonymized on every frame (``Detections.to_dict``'s
-faces: box, score, track id and where the box came from) and the frames that failed.
+One JSON file per output, OUT/.faceveil/<name>.tracks.json, written atomically just before the
+video gets its name: the exact settings (flat in ``settings`` too, which a resume checks), the boxes
+anonymized on every frame (``Detections.to_dict``'s faces: box, score, track id and where the box came
+from) and the frames that failed.
 Format 2; ``read_record`` also reads format 1 (faceveil 0.1.0), whose boxes were lists
 ``[x1, y1, x2, y2, track id, "d" detected | "h" held or back-filled | "m" manual]``.
 """
@@ -16,8 +17,9 @@ import numpy as np
 
 from .. import __version__
 from ..detections import Detections
-from ..errors import FaceveilError
+from ..errors import FaceveilError, UsageError
 from ..io.atomic import write_bytes_atomic
+from ..io.manifest import check_settings, settings_key
 from .options import VideoOptions, options_json
 
 FORMAT = 2
@@ -36,6 +38,50 @@ def frame_faces(dets: Detections) -> list[dict]:
     return plain.to_dict(1, 4)["faces"]
 
 
+def _describe(anonymizer) -> dict | None:
+    try:
+        desc = anonymizer.describe()
+        desc["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
+    except AttributeError:  # a stand-in detector without params (tests, the Python API): no Apply from the review
+        return None
+    return desc
+
+
+def video_settings(anonymizer, options: VideoOptions) -> dict | None:
+    """What decides a video output's bytes, flat, as the dataset mode records its settings (dataset/job.py):
+    the anonymizer (as described, without its thread count), the video options (not --preview, whose stills
+    are extra files) and faceveil's version. None for a stand-in detector that cannot describe itself."""
+    desc = _describe(anonymizer)
+    if desc is None:
+        return None
+    opts = {k: v for k, v in options_json(options).items() if k not in ("preview", "encode")}
+    enc = {("encoder_threads" if k == "threads" else k): v for k, v in options_json(options)["encode"].items()}
+    return {**desc, **opts, **enc, "faceveil": __version__}
+
+
+def check_resume(outputs: list[Path], anonymizer, options: VideoOptions) -> None:
+    """Refuse (UsageError, before any work) to leave existing video ``outputs`` alone (--skip-existing) unless
+    their track records say they were made with these settings: the dataset mode's resume check
+    (io.manifest.check_settings) on each output's record. An output with no settings on record (written
+    by another program or an earlier faceveil, or its record lost) is refused too: nothing says it matches."""
+    settings = video_settings(anonymizer, options)
+    if settings is None:
+        return
+    key = settings_key(settings)
+    advice = "use the same settings, a new output folder or --overwrite"
+    for dst in outputs:
+        path = tracks_path(dst)
+        try:
+            rec = json.loads(path.read_text())
+        except FileNotFoundError:
+            rec = {}
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{dst}: cannot read its track record {path} ({exc}); {advice}") from None
+        if not isinstance(rec, dict) or "settings" not in rec or "job" not in rec:
+            raise UsageError(f"{dst}: output exists with no record of its settings ({path}); {advice}")
+        check_settings([rec], settings, key, dst, path, advice)
+
+
 def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, frames: list[list[dict]],
                  errors: dict, failed: int, decode_errors: int, report=None, kept: dict | None = None) -> None:
     """The track record `faceveil review` reads: one JSON file, written atomically after the video.
@@ -43,11 +89,8 @@ def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, f
     ``frames``: per written frame, ``frame_faces`` of the boxes anonymized on it ([] for a failed frame).
     ``kept`` (--keep-*): {"tracks": whom each kept track matched, "frames": {index: kept boxes}}.
     """
-    try:
-        desc = anonymizer.describe()
-        desc["detector_params"].pop("threads", None)
-    except AttributeError:  # a stand-in detector without params (tests, the Python API): no Apply from the review
-        desc = None
+    desc = _describe(anonymizer)
+    settings = video_settings(anonymizer, options)
     data = {"format": FORMAT, "faceveil": __version__, "video": dst.name, "key": key, "config": desc,
             "options": options_json(options), "fps": float(info.fps), "size": None, "frames": frames,
             "errors": errors, "failed_frames": failed, "decode_errors": decode_errors,
@@ -55,6 +98,8 @@ def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, f
             "announced_frames": report.announced if report else 0, "truncated": report.shortfall if report else None}
     if kept is not None:
         data["kept"] = kept
+    if settings is not None:  # what a resume with --skip-existing checks (check_resume)
+        data["job"], data["settings"] = settings_key(settings), settings
     data["size"] = [info.height, info.width] if info.rotation in (90, -90, 270) else [info.width, info.height]
     path = tracks_path(dst)
     path.parent.mkdir(parents=True, exist_ok=True)

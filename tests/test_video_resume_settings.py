@@ -1,0 +1,97 @@
+"""A folder of videos resumed with --skip-existing (local or --backend ray) leaves an existing output alone only
+when its track record says it was made with the same settings, as the dataset mode checks its manifest:
+otherwise the run stops before any work (exit 2, one line naming the output and the setting)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from faceveil.cli import main
+from synthetic_video import write_clip
+
+FPS = 12
+
+
+@pytest.fixture()
+def footage(tmp_path):
+    rng = np.random.default_rng(4)
+    src = tmp_path / "footage"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.mp4", "sub/b.mp4"):
+        write_clip(src / name, [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(4)], FPS, audio=False)
+    return src
+
+
+def _run(capsys, *args) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["anonymize", *map(str, args), "-q"])
+    return code, capsys.readouterr().err
+
+
+def test_resume_with_other_settings_is_refused(footage, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(capsys, footage, "-o", out)[0] == 0
+    a, b = out / "a.mp4", out / "sub" / "b.mp4"
+    b.unlink()  # a run that died after a.mp4
+    before = a.stat().st_mtime_ns
+
+    for other in (["--crf", "30"], ["--method", "pixelate"], ["--hold", "3"]):
+        code, err = _run(capsys, footage, "-o", out, "--skip-existing", *other)
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"faceveil: error: {a}: made with other settings (")
+        assert not b.exists()  # refused before any work
+    assert "crf: 30 here, 20 in" in _run(capsys, footage, "-o", out, "--skip-existing", "--crf", "30")[1]
+
+    # the same settings resume: b.mp4 done, a.mp4 left as it was (a --preview still changes no video byte)
+    code, err = _run(capsys, footage, "-o", out, "--skip-existing", "--preview", "1")
+    assert code == 0, err
+    assert b.exists() and a.stat().st_mtime_ns == before
+    assert "1 existing outputs left as they were" in err
+
+
+def test_resume_over_an_output_without_settings_on_record_is_refused(footage, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(capsys, footage, "-o", out)[0] == 0
+    record = out / ".faceveil" / "a.mp4.tracks.json"
+    data = json.loads(record.read_text())
+    assert data["settings"]["crf"] == 20 and data["settings"]["method"] == "blur"  # recorded beside the output
+    del data["settings"]
+    record.write_text(json.dumps(data))
+    code, err = _run(capsys, footage, "-o", out, "--skip-existing")
+    assert code == 2 and "a.mp4: output exists with no record of its settings" in err and len(err.splitlines()) == 1
+    record.unlink()
+    assert _run(capsys, footage, "-o", out, "--skip-existing")[0] == 2
+    assert _run(capsys, footage, "-o", out, "--overwrite")[0] == 0  # the explicit policy replaces it
+    assert _run(capsys, footage, "-o", out, "--skip-existing")[0] == 0
+
+
+def test_ray_backend_resume_with_other_settings_is_refused(footage, tmp_path, capsys):
+    """The same check before the Ray backend starts (refused runs start no Ray at all)."""
+    out = tmp_path / "out"
+    assert _run(capsys, footage, "-o", out)[0] == 0
+    (out / "sub" / "b.mp4").unlink()
+    code, err = _run(capsys, footage, "-o", out, "--skip-existing", "--backend", "ray", "--jobs", "2", "--crf", "30")
+    assert code == 2 and "a.mp4: made with other settings (crf: 30 here, 20 in" in err
+    assert not (out / "sub" / "b.mp4").exists()
+
+
+def test_record_is_written_before_the_video_gets_its_name(footage, tmp_path, monkeypatch):
+    """A run killed between the two leaves no output without its record (a resume would refuse it)."""
+    from faceveil.io import atomic
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video import process_video, tracks_path
+
+    seen = []
+    real = atomic.os.replace
+
+    def replace(src, dst, *a, **k):
+        seen.append((str(dst), tracks_path(tmp_path / "o.mp4").exists()))
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    r = process_video(Anonymizer(method="blur", preset="fast"), footage / "a.mp4", tmp_path / "o.mp4", progress=False)
+    assert r.status == "written", r.error
+    assert (str(tmp_path / "o.mp4"), True) in seen
