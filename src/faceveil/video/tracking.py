@@ -32,7 +32,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
     tracker: Tracker | None = None
     last_raw = Detections.empty()
     buffer: deque[TrackedFrame] = deque()
-    schedule = DetectSchedule(detect, options.full_every if options.tracking else 1, options.crop_margin)
+    schedule = DetectSchedule(detect, options.full_every if options.tracking else 1, options.crop_margin, every=n)
 
     def emit(item: TrackedFrame) -> TrackedFrame:
         if tracker is not None and ahead and item.error is None:
@@ -45,9 +45,8 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         error = None
         dets = Detections.empty()
         try:
-            raw = None
-            if vf.index % n == 0:
-                raw = schedule(vf.rgb, tracker.expected(vf.index) if tracker is not None else None)
+            # None on the frames the schedule skips (every nth frame and scene cuts run the detector)
+            raw = schedule(vf.rgb, tracker.expected(vf.index) if tracker is not None else None)
             if options.tracking:
                 if tracker is None:
                     h, w = vf.rgb.shape[:2]

@@ -1,0 +1,75 @@
+"""Video speed settings (issue 20): the detection schedule at scene cuts, the video preset's defaults.
+
+Clips are built from skimage's astronaut and coffee photos (no shared data needed), with known face boxes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceveil.pipeline import Anonymizer
+from faceveil.video import VideoOptions
+
+FPS = 24
+
+
+@pytest.fixture(scope="module")
+def anonymizer():
+    return Anonymizer(preset="fast")
+
+
+@pytest.fixture(scope="module")
+def cut_clip():
+    """Two shots of 480x270: a slow pan over the astronaut (face on the left) for 5 frames, then from frame 5
+    (odd: a frame ``detect_every=2`` skips) the astronaut's face on the coffee photo, far to the right."""
+    import cv2
+    from skimage import data
+
+    import faceveil
+    from synthetic_video import SyntheticClip, _paste, sprite_from_photo
+
+    im = data.astronaut()
+    face = faceveil.detect(im, "centerface").xyxy
+    frames = [np.ascontiguousarray(im[20:290, i:i + 480]) for i in range(5)]
+    boxes = [face.astype(np.float64) - np.array([i, 20, i, 20]) for i in range(5)]
+    sprite = sprite_from_photo(im, face[0])
+    bg = cv2.resize(data.coffee(), (480, 270), interpolation=cv2.INTER_AREA)
+    for i in range(5):
+        f = bg.copy()
+        box = _paste(f, sprite, 390 - 2 * i, 130, 80)
+        frames.append(f)
+        boxes.append(box.reshape(1, 4))
+    return SyntheticClip(frames, boxes, FPS)
+
+
+class _Recorder:
+    def __init__(self, detect):
+        self.detect, self.calls = detect, 0
+
+    def __call__(self, img):
+        self.calls += 1
+        return self.detect(img)
+
+
+def _run(clip, anon, options, detect) -> list[int]:
+    """Leaked labelled faces per frame of ``clip`` through the video path's tracking loop."""
+    from faceveil.io.video import VideoFrame
+    from faceveil.video import tracked_frames
+    from synthetic_video import changed, leaked
+
+    frames = (VideoFrame(f, i, i, i / FPS) for i, f in enumerate(clip.frames))
+    out = []
+    for item in tracked_frames(frames, detect, options, FPS):
+        o = anon.anonymize(item.frame.rgb, item.detections, anon.rng_for(str(item.frame.index)))
+        out.append(leaked(clip.boxes[item.frame.index], changed(item.frame.rgb, o)))
+    return out
+
+
+def test_detect_every_runs_the_detector_on_a_scene_cut(cut_clip, anonymizer):
+    """A cut on a frame that --detect-every skips: the detector runs there, so the new shot's face is hidden
+    on its first frame too (before: that frame kept the previous shot's boxes and the face leaked)."""
+    det = _Recorder(anonymizer.detector.detect)
+    # no look-ahead: the back-fill from the next detection would hide the cut frame's face by another route
+    leaks = _run(cut_clip, anonymizer, VideoOptions(detect_every=2, lookahead=0), det)
+    assert leaks == [0] * 10, leaks
+    assert det.calls == 6, det.calls  # frames 0, 2, 4, the cut at 5, then 7 and 9: every 2nd from the cut
