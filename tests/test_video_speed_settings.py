@@ -73,3 +73,21 @@ def test_detect_every_runs_the_detector_on_a_scene_cut(cut_clip, anonymizer):
     leaks = _run(cut_clip, anonymizer, VideoOptions(detect_every=2, lookahead=0), det)
     assert leaks == [0] * 10, leaks
     assert det.calls == 6, det.calls  # frames 0, 2, 4, the cut at 5, then 7 and 9: every 2nd from the cut
+
+
+def test_a_shrunk_frame_is_resized_once_per_pass(monkeypatch):
+    """Detecting a 1080p frame at max_size 1280 resizes it once for the main pass and once for the coarse
+    pass (before: a third, full-size resize only to learn the main pass's factor: ~1/20 of the detect time)."""
+    import cv2
+
+    from faceveil.detect import get_detector
+    from faceveil.detect.presets import resolve
+
+    name, params, _ = resolve("fast")
+    det = get_detector(name, {**params, "max_size": 1280})
+    frame = np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), np.uint8)
+    calls = []
+    real = cv2.resize
+    monkeypatch.setattr(cv2, "resize", lambda img, *a, **k: calls.append(img.shape[:2]) or real(img, *a, **k))
+    det.detect(frame)
+    assert calls == [(1080, 1920), (1080, 1920)], calls  # 1280 px main pass, 640 px coarse pass
