@@ -91,3 +91,29 @@ def test_a_shrunk_frame_is_resized_once_per_pass(monkeypatch):
     monkeypatch.setattr(cv2, "resize", lambda img, *a, **k: calls.append(img.shape[:2]) or real(img, *a, **k))
     det.detect(frame)
     assert calls == [(1080, 1920), (1080, 1920)], calls  # 1280 px main pass, 640 px coarse pass
+
+
+class _FailsOn:
+    """A detector that raises on the frames (counted by call) in ``bad``."""
+
+    def __init__(self, detect, bad):
+        self.detect, self.bad, self.calls = detect, set(bad), 0
+
+    def __call__(self, img):
+        self.calls += 1
+        if self.calls - 1 in self.bad:
+            raise RuntimeError("detector exploded")
+        return self.detect(img)
+
+
+def test_a_failed_detector_run_fails_the_frames_it_stands_for(cut_clip, anonymizer):
+    """--detect-every 2: when the run on frame 2 fails, frame 3 (skipped) fails too and is written fully
+    blurred, not with the tracks' stale boxes (before: frame 3 came out as a normal frame, face boxes unknown)."""
+    from faceveil.io.video import VideoFrame
+    from faceveil.video import tracked_frames
+
+    det = _FailsOn(anonymizer.detector.detect, bad={1})  # the 2nd run: frame 2
+    frames = (VideoFrame(f, i, i, i / FPS) for i, f in enumerate(cut_clip.frames))
+    errors = {item.frame.index: item.error for item in tracked_frames(frames, det, VideoOptions(detect_every=2), FPS)}
+    assert [i for i, e in errors.items() if e] == [2, 3], errors
+    assert "failed on frame 2" in errors[3]

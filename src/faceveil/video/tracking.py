@@ -41,12 +41,18 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
                 item.detections = Detections.merge([item.detections, extra], "track")
         return item
 
+    failed_run: int | None = None  # the frame of the detector's last run, when that run failed
     for vf in frames:
         error = None
         dets = Detections.empty()
+        skips = schedule.skipped
         try:
             # None on the frames the schedule skips (every nth frame and scene cuts run the detector)
             raw = schedule(vf.rgb, tracker.expected(vf.index) if tracker is not None else None)
+            if raw is None and failed_run is not None:
+                # Fail closed: where the faces are is unknown until the detector runs again, so the frames
+                # a failed run stood for fail too (before, they were written with stale boxes or none).
+                raise RuntimeError(f"no detection since the detector failed on frame {failed_run}")
             if options.tracking:
                 if tracker is None:
                     h, w = vf.rgb.shape[:2]
@@ -56,9 +62,13 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             else:
                 last_raw = raw if raw is not None else last_raw
                 dets = last_raw
+            if raw is not None:
+                failed_run = None
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as exc:
+            if schedule.skipped == skips:  # this frame's detector run (or its tracking) failed
+                failed_run = vf.index
             error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
         buffer.append(TrackedFrame(vf, dets, error))
         while len(buffer) > ahead:
