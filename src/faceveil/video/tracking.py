@@ -21,6 +21,7 @@ class TrackedFrame:
     frame: VideoFrame
     detections: Detections
     error: str | None = None
+    skipped: bool = False  # the detector did not run on this frame (``detect_every``)
 
 
 def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], Detections],
@@ -35,6 +36,18 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
     schedule = DetectSchedule(detect, options.full_every if options.tracking else 1, options.crop_margin, every=n)
 
     def emit(item: TrackedFrame) -> TrackedFrame:
+        if tracker is not None and item.skipped and item.error is None and len(item.detections):
+            # A skipped frame's held boxes (extrapolated) grow to cover where the face lies between the
+            # detections around it, now that the later one is known (never smaller: the union).
+            between = tracker.between(item.frame.index, n)
+            d = item.detections
+            rows = [k for k, t in enumerate(d.track_id) if int(t) in between]
+            if rows:
+                xyxy = d.xyxy.astype(np.float64)
+                for k in rows:
+                    b = between[int(d.track_id[k])]
+                    xyxy[k] = [min(xyxy[k, 0], b[0]), min(xyxy[k, 1], b[1]), max(xyxy[k, 2], b[2]), max(xyxy[k, 3], b[3])]
+                item.detections = Detections(xyxy, d.score, d.landmarks, d.track_id, d.source, d.sources)
         if tracker is not None and ahead and item.error is None:
             extra = tracker.backfill(item.frame.index)
             if len(extra):
@@ -46,6 +59,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         error = None
         dets = Detections.empty()
         skips = schedule.skipped
+        raw = None
         try:
             # None on the frames the schedule skips (every nth frame and scene cuts run the detector)
             raw = schedule(vf.rgb, tracker.expected(vf.index) if tracker is not None else None)
@@ -70,7 +84,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             if schedule.skipped == skips:  # this frame's detector run (or its tracking) failed
                 failed_run = vf.index
             error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
-        buffer.append(TrackedFrame(vf, dets, error))
+        buffer.append(TrackedFrame(vf, dets, error, raw is None))
         while len(buffer) > ahead:
             yield emit(buffer.popleft())
     while buffer:
