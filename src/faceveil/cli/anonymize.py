@@ -155,8 +155,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lookahead", type=int, metavar="FRAMES",
                    help="hide a face this long before it is first detected (default 0.25 s)")
     g.add_argument("--detect-every", type=int, default=VIDEO_DETECT_EVERY, metavar="N",
-                   help=f"detect on every Nth frame and on scene cuts, track in between (default {VIDEO_DETECT_EVERY}: "
-                        f"the video default, with --detect {VIDEO_PRESET}; 1: every frame, fewest leaks)")
+                   help=f"detect on every Nth frame and at cuts, track between (default {VIDEO_DETECT_EVERY})")
     g.add_argument("--full-every", type=int, default=1, metavar="N",
                    help="full frames every Nth frame and at cuts, track crops between (default 1)")
     g.add_argument("--crop-margin", type=float, default=1.0, metavar="M",
