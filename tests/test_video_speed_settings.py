@@ -152,3 +152,29 @@ def test_skipped_frames_cover_the_face_between_the_detections_around_them(turn_c
     # the same run with the interpolation taken out: the turn leaks (this test fails without it)
     monkeypatch.setattr(Tracker, "between", lambda self, index, gap: {})
     assert sum(_run(turn_clip, anonymizer, VideoOptions(detect_every=2), _Recorder(anonymizer.detector.detect))) > 0
+
+
+def test_cli_api_and_bench_share_the_video_default():
+    """One video default: the preset and the schedule live in detect/presets.py; the CLI, VideoOptions (the
+    Python API) and bench_video's default row take them from there."""
+    import sys
+    from pathlib import Path
+
+    from faceveil.cli import build_parser
+    from faceveil.detect.presets import VIDEO_DETECT_EVERY, VIDEO_PRESET, resolve
+    from faceveil.video.options import video_preset
+
+    assert VideoOptions().detect_every == VIDEO_DETECT_EVERY
+    args = build_parser().parse_args(["anonymize", "clip.mp4", "-o", "out"])
+    assert args.detect_every == VIDEO_DETECT_EVERY and args.detect is None
+    assert video_preset(None, None) == VIDEO_PRESET
+    name, params, _ = resolve(VIDEO_PRESET)
+    assert name == "multiscale" and params["max_size"] == 1280 and params["precision"] == "int8"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        import bench_video
+    finally:
+        sys.path.pop(0)
+    default = next(iter(bench_video.SETTINGS.values()))
+    assert default == [] and bench_video.video_options(default) == VideoOptions()
+    assert bench_video.preset_of(default) is None and bench_video.detector_params(default) == {}
