@@ -50,22 +50,21 @@ CACHE = Path(os.environ.get("FACEVEIL_BENCH_CACHE", "/tmp/faceveil-bench-cache")
 FPS = 25
 
 # name -> the CLI's video options; the in-process leak runs take the same options (VideoOptions below)
+EVERY_FRAME = ["--detect", "fast", "--detect-every", "1"]  # the default before issue 20: fp32, full size
 SETTINGS = {
-    "every frame (today's default)": [],
-    "detect-every 2": ["--detect-every", "2"],
-    "full every 6, crops margin 0.5": ["--full-every", "6", "--crop-margin", "0.5"],
-    "full every 6, crops margin 0.25": ["--full-every", "6", "--crop-margin", "0.25"],
-    "full every 8, crops margin 0.25": ["--full-every", "8", "--crop-margin", "0.25"],
-    # cheaper detection per frame (issue 20): int8 CenterFace, a smaller detection size, and both
-    "int8": ["--dp", "precision=int8"],
-    "max size 1280": ["--max-size", "1280"],
-    "int8, max size 1280": ["--dp", "precision=int8", "--max-size", "1280"],
-    "int8, detect-every 2": ["--dp", "precision=int8", "--detect-every", "2"],
-    "max size 960": ["--max-size", "960"],
-    "max size 1280, detect-every 2": ["--max-size", "1280", "--detect-every", "2"],
-    "max size 960, detect-every 2": ["--max-size", "960", "--detect-every", "2"],
+    "default (video preset: int8, max size 1280; detect-every 2 and cuts)": [],
+    "every frame, fp32, full size (the earlier default)": EVERY_FRAME,
+    "default, fp32": ["--dp", "precision=fp32"],
+    "default, detect-every 1": ["--detect-every", "1"],
+    "default, detect-every 3": ["--detect-every", "3"],
+    "fp32, max size 960, detect-every 2": ["--dp", "precision=fp32", "--max-size", "960"],
+    "detect-every 2 (full size, fp32)": ["--detect", "fast", "--detect-every", "2"],
+    "full every 6, crops margin 0.5": EVERY_FRAME + ["--full-every", "6", "--crop-margin", "0.5"],
+    "full every 8, crops margin 0.25": EVERY_FRAME + ["--full-every", "8", "--crop-margin", "0.25"],
+    "int8 (full size, every frame)": EVERY_FRAME + ["--dp", "precision=int8"],
+    "max size 1280 (fp32, every frame)": EVERY_FRAME + ["--max-size", "1280"],
 }
-DETECT_FLAGS = ("--dp", "--max-size")  # detector options: the in-process runs build their own Anonymizer
+DETECT_FLAGS = ("--dp", "--max-size", "--detect")  # detector options: the in-process runs build their own Anonymizer
 
 
 def detector_params(args: list[str]) -> dict:
@@ -75,6 +74,11 @@ def detector_params(args: list[str]) -> dict:
     assign = [v for f, v in zip(args[::2], args[1::2]) if f == "--dp"]
     assign += [f"max_size={v}" for f, v in zip(args[::2], args[1::2]) if f == "--max-size"]
     return parse_assignments(assign)
+
+
+def preset_of(args: list[str]) -> str | None:
+    """The setting's --detect preset (None: the video default)."""
+    return next((v for f, v in zip(args[::2], args[1::2]) if f == "--detect"), None)
 
 
 def video_options(args: list[str]):
@@ -299,10 +303,10 @@ def codec_floor(clip: Path, frames: int, work: Path) -> float:
 def cli_run(clip: Path, extra: list[str], work: Path, tag: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     report = work / f"{tag}.json"
-    wall, mem = run_timed([sys.executable, "-m", "faceveil", "anonymize", str(clip), "-q", "--overwrite",
+    wall, mem, cpu = run_timed([sys.executable, "-m", "faceveil", "anonymize", str(clip), "-q", "--overwrite",
                            "-o", str(work / tag), "--report", str(report)] + extra, env)
     files = json.loads(report.read_text())["files"]
-    return {"wall": wall, "mem": mem, "stages": files[0].get("stages") or {}, "frames": files[0]["frames"]}
+    return {"wall": wall, "mem": mem, "cpu": cpu, "stages": files[0].get("stages") or {}, "frames": files[0]["frames"]}
 
 
 # main -----------------------------------------------------------------------------------------------------
@@ -327,15 +331,15 @@ def main() -> None:
     names = list(SETTINGS)
     if args.settings:
         names = [names[int(k)] for k in args.settings.split(",")]
-    anon = Anonymizer(preset=video_preset(None, None))
     anons: dict[str, object] = {}
 
     def anon_for(n: str):
-        """The setting's Anonymizer (the video preset plus its detector parameters), one per distinct set."""
-        key = json.dumps(detector_params(SETTINGS[n]), sort_keys=True)
+        """The setting's Anonymizer (its preset, else the video one, plus its detector parameters), one per
+        distinct set."""
+        preset = video_preset(None, preset_of(SETTINGS[n]))
+        key = json.dumps([preset, detector_params(SETTINGS[n])], sort_keys=True)
         if key not in anons:
-            anons[key] = anon if key == "{}" else Anonymizer(preset=video_preset(None, None),
-                                                             detector_params=json.loads(key))
+            anons[key] = Anonymizer(preset=preset, detector_params=detector_params(SETTINGS[n]))
         return key, anons[key]
     clips = labelled_clips(args.side, args.quick)
     total_a = {c.name: face_frames(c) for c in clips}
@@ -394,20 +398,22 @@ def main() -> None:
                 for k, n in enumerate(names):
                     r = cli_run(path, SETTINGS[n], work, f"s{k}-{c.name}")
                     rows[n]["speed"][c.name] = {"fps": r["frames"] / r["wall"], "mem": r["mem"], "stages": r["stages"],
+                                                "cpu_ms": 1000 * r["cpu"] / r["frames"],
                                                 "frames": r["frames"]}
                     print(f"speed {c.name} {n}: {rows[n]['speed'][c.name]}", flush=True)
                 if DEFACE.exists():
-                    wall, mem = run_timed([str(DEFACE), str(path), "-o", str(work / f"deface-{c.name}.mp4")])
-                    rows["deface"]["speed"][c.name] = {"fps": len(c.frames) / wall, "mem": mem, "stages": {}}
+                    wall, mem, cpu = run_timed([str(DEFACE), str(path), "-o", str(work / f"deface-{c.name}.mp4")])
+                    rows["deface"]["speed"][c.name] = {"fps": len(c.frames) / wall, "mem": mem, "stages": {},
+                                                       "cpu_ms": 1000 * cpu / len(c.frames)}
 
     # the table
     print(f"\n### Video: {args.side} labelled clips (a) " + ", ".join(
         f"{c.name}: {len(c.frames)} frames, {total_a[c.name]} face-frames" for c in clips)
           + (f"; (b) shared clips, first {seconds:g} s each, {total_b} thorough face-frames" if not args.no_b else ""))
     res = [c.name for c in clips]
-    head = "| setting | " + " | ".join(f"fps {r} | x deface {r}" for r in res) + \
+    head = "| setting | " + " | ".join(f"fps {r} | x deface {r} | CPU ms/frame {r} | x deface CPU {r}" for r in res) + \
            " | leaked (a) 720p+1080p | leaked (b) | peak MiB 1080p | busy s 1080p: decode / detect / anonymize / " \
-           "encode | overlap floor fps 1080p |"
+           "encode | overlap floor fps 1080p | serial floor fps 1080p |"
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for n, row in rows.items():
@@ -415,22 +421,25 @@ def main() -> None:
         for r in res:
             sp = row["speed"].get(r)
             dsp = rows["deface"]["speed"].get(r)
-            cells += [f"{sp['fps']:.2f}" if sp else "", f"{sp['fps'] / dsp['fps']:.2f}" if sp and dsp else ""]
+            cells += [f"{sp['fps']:.2f}" if sp else "", f"{sp['fps'] / dsp['fps']:.2f}" if sp and dsp else "",
+                      f"{sp['cpu_ms']:.0f}" if sp else "", f"{dsp['cpu_ms'] / sp['cpu_ms']:.2f}" if sp and dsp else ""]
         a = sum(row["a"].values()) if row["a"] else ""
         sp = row["speed"].get(res[-1])
         st = sp["stages"] if sp else {}
         busy = " / ".join(f"{st.get(k, 0):.1f}" for k in ("decode", "detect", "anonymize", "encode")) if st else ""
         # the fps if the stages overlapped perfectly: frames / the busiest stage (decode and encode run in
         # their own threads; detect and anonymize share the job's thread)
-        floor = ""
+        floor = serial = ""
         if st:
             floor = f"{sp['frames'] / max(st['decode'], st['detect'] + st['anonymize'], st['encode'], 1e-9):.2f}"
+            # decode + the schedule's detector work + anonymize + encode one after another (no overlap)
+            serial = f"{sp['frames'] / max(sum(st.get(k, 0) for k in ('decode', 'detect', 'anonymize', 'encode')), 1e-9):.2f}"
         print(f"| {n} | " + " | ".join(cells) + f" | {a} | {'' if args.no_b else row['b']} | "
-              f"{sp['mem']:.0f} | {busy} | {floor} |" if sp else f"| {n} | " + " | ".join(cells) + f" | {a} | "
-              f"{'' if args.no_b else row['b']} | | | |")
+              f"{sp['mem']:.0f} | {busy} | {floor} | {serial} |" if sp else f"| {n} | " + " | ".join(cells) +
+              f" | {a} | {'' if args.no_b else row['b']} | | | | |")
     if floors:
         print("| codec floor: decode + encode (x264 veryfast crf 20), threaded | "
-              + " | ".join(f"{floors[r]:.2f} | " for r in res) + " | | | | |")
+              + " | ".join(f"{floors[r]:.2f} | | | " for r in res) + " | | | | | |")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "floors": floors, "face_frames_a": total_a,
                                                "face_frames_b": total_b, "side": args.side, "quick": args.quick,

@@ -108,21 +108,23 @@ t = time.perf_counter()
 p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
 _, status, usage = os.wait4(p.pid, 0)
 p.returncode = os.waitstatus_to_exitcode(status)
-print(p.returncode, time.perf_counter() - t, usage.ru_maxrss)
+print(p.returncode, time.perf_counter() - t, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
-def run_timed(cmd: list[str], env=None, ok=(0, 1)) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of ``cmd``: the largest of the command's process and of the processes
-    it waited for (not their sum), at least the launcher's ~10 MB. Linux (ru_maxrss in KiB). RuntimeError with
-    the end of its stderr when its exit status is not in ``ok``."""
+def run_timed(cmd: list[str], env=None, ok=(0, 1)) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of ``cmd``. Peak: the largest of the
+    command's process and of the processes it waited for (not their sum), at least the launcher's ~10 MB.
+    CPU: the command and its reaped children (deface's ffmpeg); on a shared machine the steadier measure, wall
+    time follows the load. Linux (ru_maxrss in KiB). RuntimeError with the end of its stderr when its exit
+    status is not in ``ok``."""
     p = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, *map(str, cmd)], capture_output=True,
                        env=env)  # both pipes read as they fill: a talkative command cannot block on them
     err = p.stderr.decode(errors="replace")
     try:
-        code, wall, kib = p.stdout.split()
+        code, wall, kib, cpu = p.stdout.split()
     except ValueError:
         raise RuntimeError(f"{cmd[:3]} could not be started: {err[-500:]}") from None
     if int(code) not in ok:
         raise RuntimeError(f"{cmd[:3]} failed: {err[-500:]}")
-    return float(wall), int(kib) / 1024
+    return float(wall), int(kib) / 1024, float(cpu)

@@ -197,8 +197,8 @@ def test_run_timed_reports_the_commands_own_peak_memory():
     common = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(common)
     ballast = np.ones(400 * 2**20, np.uint8)  # this process: 400 MB more than any command below
-    _, idle = common.run_timed([sys.executable, "-c", "pass"])
-    _, grew = common.run_timed([sys.executable, "-c", "import numpy as np; np.ones(200 * 2**20, np.uint8).sum()"])
+    _, idle, _ = common.run_timed([sys.executable, "-c", "pass"])
+    _, grew, _ = common.run_timed([sys.executable, "-c", "import numpy as np; np.ones(200 * 2**20, np.uint8).sum()"])
     assert idle < 100, idle  # a bare interpreter: ~10-30 MB
     assert 200 <= grew < 300, grew  # its 200 MB array and the interpreter, not this process's 400 MB
     with pytest.raises(RuntimeError, match="failed"):

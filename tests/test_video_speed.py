@@ -133,9 +133,9 @@ def pan_clip():
 def test_full_every_detects_on_crops_between_full_passes(pan_clip, anonymizer):
     clip = pan_clip
     every = _Recorder(anonymizer.detector.detect)
-    base = _leaks(clip, anonymizer, VideoOptions(), every)
+    base = _leaks(clip, anonymizer, VideoOptions(detect_every=1), every)
     crops = _Recorder(anonymizer.detector.detect)
-    leaks = _leaks(clip, anonymizer, VideoOptions(full_every=6, crop_margin=0.5), crops)
+    leaks = _leaks(clip, anonymizer, VideoOptions(detect_every=1, full_every=6, crop_margin=0.5), crops)
     full = [s for s in crops.shapes if s == (270, 480)]
     assert len(full) == 4, crops.shapes  # frames 0, 6, 12, 18 (no cut in a pan)
     assert len(crops.shapes) == 24  # one crop (around the one face) on each frame between

@@ -7,7 +7,7 @@ import json
 import sys
 
 from .. import __version__
-from ..detect.presets import VIDEO_PRESET
+from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_PRESET
 from ..errors import UsageError
 from ..io.images import is_image_path
 from ..io.video import is_video_path
@@ -19,7 +19,7 @@ EPILOG_ANON = """\
 examples:
   faceveil anonymize photo.jpg -o out/
   faceveil anonymize photos/ -o out/ --report report.json --jobs 2
-  faceveil anonymize clip.mp4 -o out/ --detect-every 2               videos: H.264, audio copied
+  faceveil anonymize clip.mp4 -o out/ --detect-every 1               videos: H.264, audio copied
 
 Outputs keep names, formats, folders; metadata is stripped; a failed file is not written (exit 1).
 """
@@ -159,8 +159,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="keep a lost face hidden where it is predicted (default 0.5 s)")
     g.add_argument("--lookahead", type=int, metavar="FRAMES",
                    help="hide a face this long before it is first detected (default 0.25 s)")
-    g.add_argument("--detect-every", type=int, default=1, metavar="N",
-                   help="detect on every Nth frame, track in between (faster, may leak more)")
+    g.add_argument("--detect-every", type=int, default=VIDEO_DETECT_EVERY, metavar="N",
+                   help=f"detect on every Nth frame and at cuts, track between (default {VIDEO_DETECT_EVERY})")
     g.add_argument("--full-every", type=int, default=1, metavar="N",
                    help="full frames every Nth frame and at cuts, track crops between (default 1)")
     g.add_argument("--crop-margin", type=float, default=1.0, metavar="M",

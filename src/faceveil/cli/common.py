@@ -43,7 +43,8 @@ def add_detection_args(p: argparse.ArgumentParser) -> None:
 
     d = default_settings()["detector_params"]
     g.add_argument("--detect", choices=list(PRESETS), metavar="PRESET",
-                   help=f"{'/'.join(PRESETS)}: slower, safer (default {DEFAULT_PRESET}; video {VIDEO_PRESET})")
+                   help=f"{'/'.join(k for k in PRESETS if k != VIDEO_PRESET)}: slower, safer (default {DEFAULT_PRESET}; "
+                        f"videos {VIDEO_PRESET})")
     g.add_argument("--detector", "-d", metavar="NAME",
                    help="a detector (`faceveil detectors`) with its own defaults, not a preset")
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""

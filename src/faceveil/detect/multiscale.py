@@ -14,7 +14,7 @@ import numpy as np
 
 from ..detections import Detections, box_iou, nms
 from ..registry import param
-from .base import DETECTORS, Detector, downscale, tile_factor
+from .base import DETECTORS, Detector, tile_factor
 
 
 def flip_detections(d: Detections, width: int) -> Detections:
@@ -283,7 +283,7 @@ class MultiScale(Detector):
         """The main pass's resize factor: down to ``max_size``, or up to ``min_side`` for small photos."""
         p = self.params
         side = max(image.shape[:2])
-        _, f = downscale(image, p.max_size)
+        f = p.max_size / side if p.max_size and side > p.max_size else 1.0  # downscale's factor, without its resize
         return p.min_side / side if self.enlarged(image) and not self.tiles_enlarge(image) else f
 
     def enlarged(self, image: np.ndarray) -> bool:

@@ -51,10 +51,24 @@ PRESETS: dict[str, dict] = {
         "region": {"shape": "box", "mask_scale": 1.4},
     },
 }
+# Videos (issue 20): per-frame cost decides video speed and tracking (hold, look-ahead) bridges a frame the
+# detector skipped or missed. The fast preset's one pass on a copy at most 1280 px long (at 1080p as many
+# labelled face-frames leaked as at full size, for half the detector's work), with int8 weights, run on every
+# VIDEO_DETECT_EVERY-th frame and on scene cuts. Chosen on bench/bench_video.py's leaked face-frames first,
+# fps second (docs/video.md).
+PRESETS["video"] = {
+    "summary": "videos' default: fast on a copy at most 1280 px long, int8; with the video schedule (every "
+               "2nd frame and scene cuts, tracking between)",
+    "detector": "multiscale",
+    "params": {**_CALIBRATED, "max_size": 1280, "precision": "int8"},
+    "region": dict(_REGION),
+}
 DEFAULT_PRESET = "balanced"
-# Videos when neither a preset nor a detector is given (CLI and faceveil.video alike): per-frame cost
-# decides video speed and tracking (hold, look-ahead) bridges a missed frame (bench/bench_video.py).
-VIDEO_PRESET = "fast"
+# Videos when neither a preset nor a detector is given (CLI and faceveil.video alike).
+VIDEO_PRESET = "video"
+# The video schedule's default (VideoOptions.detect_every, --detect-every): the detector runs on every Nth
+# frame and on scene cuts; 1 runs it on every frame.
+VIDEO_DETECT_EVERY = 2
 
 
 def resolve(preset: str | None, detector: str | None = None, detector_params: dict | None = None,

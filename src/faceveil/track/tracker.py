@@ -59,6 +59,7 @@ class Track:
     landmarks: np.ndarray
     hits: int = 1
     history: list = field(default_factory=list)  # (index, cx, cy, w, h) of the first detections
+    recent: list = field(default_factory=list)  # (index, raw xyxy) of the last few detections (``between``)
 
     def predict(self, index: int) -> np.ndarray:
         s = self.state + self.velocity * (index - self.last_index)
@@ -166,6 +167,20 @@ class Tracker:
         return Detections(np.asarray(boxes, np.float32), np.zeros(n, np.float32), None,
                           np.asarray(ids, np.int64), "track", ["backfilled"] * n)
 
+    def between(self, index: int, max_gap: int) -> dict[int, np.ndarray]:
+        """Track id -> the box on frame ``index`` interpolated between the track's detections just before and
+        just after it (at most ``max_gap`` frames apart), for tracks detected on both sides: on a frame the
+        detector skipped, once a later frame has been tracked (the look-ahead buffer holds it), the face
+        lies between two detections rather than where the earlier one extrapolates."""
+        out = {}
+        for tr in self.tracks:
+            before = [(i, b) for i, b in tr.recent if i < index]
+            after = [(i, b) for i, b in tr.recent if i > index]
+            if before and after and after[0][0] - before[-1][0] <= max_gap:
+                (i, a), (j, b) = before[-1], after[0]
+                out[tr.id] = a + (b - a) * ((index - i) / (j - i))
+        return out
+
     def expected(self, index: int) -> np.ndarray:
         """Where each live track's face should be on frame ``index`` (as a held box would be), Kx4 xyxy:
         the video's detection schedule looks there on frames without a full pass (video/schedule.py)."""
@@ -221,6 +236,7 @@ class Tracker:
         tr.last_box = box.copy()
         tr.landmarks = landmarks
         tr.hits += 1
+        tr.recent = [*tr.recent[-15:], (index, box.copy())]
         if len(tr.history) < 6:
             tr.history.append((index, *det))
 
@@ -257,7 +273,7 @@ class Tracker:
     def _new_track(self, index: int, box: np.ndarray, landmarks: np.ndarray) -> Track:
         s = _to_cxcywh(box)
         tr = Track(self._next_id, s.copy(), np.zeros(4), index, box.copy(), index, s.copy(), landmarks,
-                   history=[(index, *s)])
+                   history=[(index, *s)], recent=[(index, box.copy())])
         self._next_id += 1
         self.tracks.append(tr)
         if self.params.lookahead:

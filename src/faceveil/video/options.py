@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..detect.presets import VIDEO_PRESET
+from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_PRESET
 from ..errors import UsageError
 from ..io.video import EncodeOptions
 from ..pipeline import ItemResult
@@ -14,7 +14,7 @@ class VideoOptions:
     tracking: bool = True
     hold: int | None = None  # frames; None: half a second
     lookahead: int | None = None  # frames; None: a quarter of a second
-    detect_every: int = 1
+    detect_every: int = VIDEO_DETECT_EVERY  # the detector on every Nth frame and on scene cuts (detect/presets.py)
     # full-frame detection every Nth frame and on scene cuts; on the frames between, the detector runs on
     # crops around live tracks (``crop_margin`` face sizes around each) at full resolution (video/schedule.py)
     full_every: int = 1

@@ -101,18 +101,30 @@ def detect_in_crops(detect: Callable[[np.ndarray], Detections], rgb: np.ndarray,
 
 
 class DetectSchedule:
-    """Per frame: a full pass, crops around the tracks, or nothing (``detect_every``); see the module doc."""
+    """Per frame: a full pass, crops around the tracks, or nothing (``every``); see the module doc.
+
+    ``every`` N: the detector runs on every Nth frame and on every scene cut (the count starts again there),
+    the tracker carries the faces over the frames between. Without the cut check a cut on a skipped frame
+    left that frame with the previous shot's boxes (tests/test_video_speed_settings.py).
+    """
 
     def __init__(self, detect: Callable[[np.ndarray], Detections], full_every: int, margin: float,
-                 cuts: bool = True):
-        self.detect, self.full_every, self.margin = detect, full_every, margin
-        self.cuts = SceneCuts() if cuts and full_every > 1 else None
+                 cuts: bool = True, every: int = 1):
+        self.detect, self.full_every, self.margin, self.every = detect, full_every, margin, every
+        self.cuts = SceneCuts() if cuts and (full_every > 1 or every > 1) else None
         self.since_full = full_every  # the first frame gets a full pass
-        self.full = self.crops = self.cut = 0  # counts, for the result and the bench
+        self.since_run = every  # and runs the detector
+        self.full = self.crops = self.cut = self.skipped = 0  # counts, for the result and the bench
 
-    def __call__(self, rgb: np.ndarray, expected: np.ndarray | None) -> Detections:
-        """``expected``: the live tracks' boxes on this frame (None: no tracker, always a full pass)."""
+    def __call__(self, rgb: np.ndarray, expected: np.ndarray | None) -> Detections | None:
+        """``expected``: the live tracks' boxes on this frame (None: no tracker, always a full pass).
+        None: the detector skips this frame (``every``)."""
         cut = self.cuts(rgb) if self.cuts is not None else False
+        if self.every > 1 and not cut and self.since_run < self.every:
+            self.since_run += 1
+            self.skipped += 1
+            return None
+        self.since_run = 1
         h, w = rgb.shape[:2]
         crops = None
         if self.full_every > 1 and expected is not None and not cut and self.since_full < self.full_every:

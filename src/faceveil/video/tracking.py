@@ -21,6 +21,7 @@ class TrackedFrame:
     frame: VideoFrame
     detections: Detections
     error: str | None = None
+    skipped: bool = False  # the detector did not run on this frame (``detect_every``)
 
 
 def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], Detections],
@@ -32,22 +33,40 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
     tracker: Tracker | None = None
     last_raw = Detections.empty()
     buffer: deque[TrackedFrame] = deque()
-    schedule = DetectSchedule(detect, options.full_every if options.tracking else 1, options.crop_margin)
+    schedule = DetectSchedule(detect, options.full_every if options.tracking else 1, options.crop_margin, every=n)
 
     def emit(item: TrackedFrame) -> TrackedFrame:
+        if tracker is not None and item.skipped and item.error is None and len(item.detections):
+            # A skipped frame's held boxes (extrapolated) grow to cover where the face lies between the
+            # detections around it, now that the later one is known (never smaller: the union).
+            between = tracker.between(item.frame.index, n)
+            d = item.detections
+            rows = [k for k, t in enumerate(d.track_id) if int(t) in between]
+            if rows:
+                xyxy = d.xyxy.astype(np.float64)
+                for k in rows:
+                    b = between[int(d.track_id[k])]
+                    xyxy[k] = [min(xyxy[k, 0], b[0]), min(xyxy[k, 1], b[1]), max(xyxy[k, 2], b[2]), max(xyxy[k, 3], b[3])]
+                item.detections = Detections(xyxy, d.score, d.landmarks, d.track_id, d.source, d.sources)
         if tracker is not None and ahead and item.error is None:
             extra = tracker.backfill(item.frame.index)
             if len(extra):
                 item.detections = Detections.merge([item.detections, extra], "track")
         return item
 
+    failed_run: int | None = None  # the frame of the detector's last run, when that run failed
     for vf in frames:
         error = None
         dets = Detections.empty()
+        skips = schedule.skipped
+        raw = None
         try:
-            raw = None
-            if vf.index % n == 0:
-                raw = schedule(vf.rgb, tracker.expected(vf.index) if tracker is not None else None)
+            # None on the frames the schedule skips (every nth frame and scene cuts run the detector)
+            raw = schedule(vf.rgb, tracker.expected(vf.index) if tracker is not None else None)
+            if raw is None and failed_run is not None:
+                # Fail closed: where the faces are is unknown until the detector runs again, so the frames
+                # a failed run stood for fail too (before, they were written with stale boxes or none).
+                raise RuntimeError(f"no detection since the detector failed on frame {failed_run}")
             if options.tracking:
                 if tracker is None:
                     h, w = vf.rgb.shape[:2]
@@ -57,11 +76,15 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             else:
                 last_raw = raw if raw is not None else last_raw
                 dets = last_raw
+            if raw is not None:
+                failed_run = None
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as exc:
+            if schedule.skipped == skips:  # this frame's detector run (or its tracking) failed
+                failed_run = vf.index
             error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
-        buffer.append(TrackedFrame(vf, dets, error))
+        buffer.append(TrackedFrame(vf, dets, error, raw is None))
         while len(buffer) > ahead:
             yield emit(buffer.popleft())
     while buffer:
