@@ -47,7 +47,8 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--split", choices=("photo", "fraction"), default="photo",
                    help="photo (default): the project's one seeded split by photo name (faceveil.eval.splits), "
                         "train on its 'tune' side only; fraction: --test-fraction held out with --split-seed")
-    p.add_argument("--split-seed", type=int, default=0, help="--split fraction: seed of the train/test split (default 0)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="--split fraction: seed of the train/test split (default 0)")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="--split fraction: share held out, never trained on (default 0.2)")
     p.add_argument("--extra-images", nargs="+", default=[], metavar="DIR",
