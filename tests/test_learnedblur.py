@@ -254,7 +254,8 @@ def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
 
     out = tmp_path / "lb.onnx"
     rc = main(["train", "learnedblur", "--images", str(img_dir), "--labels", str(gt), "--steps", "2", "--budget", "0",
-               "--batch", "2", "--input-size", "64", "--test-fraction", "0.25", "-o", str(out), "-q"])
+               "--batch", "2", "--input-size", "64", "--split", "fraction", "--test-fraction", "0.25", "-o", str(out),
+               "-q"])
     assert rc == 0 and out.is_file() and (tmp_path / "lb.onnx.json").is_file()
     import json
 

@@ -18,9 +18,11 @@ examples:
       --split photo --extra-images ../shared/data/deepface-unit --budget 40m --torch-threads 1 -o learnedblur.onnx
   faceveil train learnedblur ... --device cuda --budget 10m -o learnedblur.onnx
 
-Only the train part of a seeded split is used (--split fraction: --split-seed, --test-fraction, the same split
-as `faceveil eval train` with the same values; --split photo: the tune side of the project's one split by
-photo name); the split, the config and the loss log are written to OUTPUT.json next to the model.
+Only the train part of a seeded split is used (--split photo, the default: the tune side of the project's one
+split by photo name, faceveil.eval.splits, whose held_out side bench/bench_learnedblur.py measures on;
+--split fraction: --split-seed, --test-fraction, the same split as `faceveil eval train` with the same values);
+the split, the config and the loss log are written to OUTPUT.json next to the model.
+--init MODEL.onnx continues from a refiner's weights (e.g. the shipped ones) instead of from zero.
 Use the model with `-m learnedblur -p model=learnedblur.onnx`.
 """
 
@@ -42,11 +44,13 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--budget", default="20m", help="training time (20m, 90s, 1h; default 20m)")
     p.add_argument("--steps", type=int, help="stop after this many steps (reproducible weights)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="share held out, never trained on (default 0.2)")
-    p.add_argument("--split", choices=("fraction", "photo"), default="fraction",
-                   help="fraction: --test-fraction held out with --split-seed (default); photo: the project's one "
-                        "seeded split by photo name (faceveil.eval.splits), train on its 'tune' side only")
+    p.add_argument("--split", choices=("photo", "fraction"), default="photo",
+                   help="photo (default): the project's one seeded split by photo name (faceveil.eval.splits), "
+                        "train on its 'tune' side only; fraction: --test-fraction held out with --split-seed")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="--split fraction: seed of the train/test split (default 0)")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="--split fraction: share held out, never trained on (default 0.2)")
     p.add_argument("--extra-images", nargs="+", default=[], metavar="DIR",
                    help="unlabelled face photos added to training (all of them; faces found by CenterFace at 0.5, "
                         "each photo scaled so its largest face is 48 px wide)")
@@ -60,6 +64,13 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--relative", type=float, default=1.5,
                    help="Gaussian kernel / face width (as blur; default 1.5, the method's default)")
     p.add_argument("--kernel", type=int, default=0, help="fixed Gaussian kernel in pixels (0: use --relative)")
+    p.add_argument("--init", default="", metavar="ONNX", help="start from this refiner's weights (default: from zero)")
+    p.add_argument("--weights", default="1,1,1,1", metavar="REV,OPER,POST,CYCL",
+                   help="loss weights of L_rev, L_oper, L_post, L_cycl (default 1,1,1,1, the paper's; with POST and "
+                        "CYCL 0 the on-the-fly detector f_g is not trained at all, and a step costs far less)")
+    p.add_argument("--lr", type=float, default=5e-3, help="refiner learning rate (cosine decay; default 0.005)")
+    p.add_argument("--scale", default="0.6,1.6", metavar="LO,HI",
+                   help="scale jitter of the training crops (log-uniform; default 0.6,1.6)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--max-images", type=int, help="use only the first N labelled images (quick runs)")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -83,6 +94,19 @@ def cmd_learnedblur(args) -> int:
         raise UsageError("--input-size must be a multiple of 32")
     if not (args.epsilon >= 0 and args.colour_epsilon >= 0):
         raise UsageError("--epsilon and --colour-epsilon must be >= 0")
+    try:
+        weights = tuple(float(v) for v in args.weights.split(","))
+        scale = tuple(float(v) for v in args.scale.split(","))
+    except ValueError:
+        raise UsageError("--weights and --scale take comma-separated numbers") from None
+    if len(weights) != 4 or min(weights) < 0:
+        raise UsageError("--weights takes four numbers >= 0: REV,OPER,POST,CYCL")
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        raise UsageError("--scale takes LO,HI with 0 < LO <= HI")
+    if not args.lr > 0:
+        raise UsageError("--lr must be positive")
+    if args.init and not Path(args.init).is_file():
+        raise UsageError(f"--init {args.init}: file not found")
     if not 0 < args.test_fraction < 1:
         raise UsageError("--test-fraction must be between 0 and 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -104,7 +128,8 @@ def cmd_learnedblur(args) -> int:
     extra = L.pseudo_labelled(args.extra_images) if args.extra_images else []
     cfg = L.LBConfig(budget_s=budget if budget > 0 else float("inf"), max_steps=args.steps, seed=args.seed,
                      device=args.device, batch=args.batch, input_size=args.input_size, epsilon=args.epsilon,
-                     colour_epsilon=args.colour_epsilon, kernel=args.kernel, relative=args.relative)
+                     colour_epsilon=args.colour_epsilon, kernel=args.kernel, relative=args.relative,
+                     weights=weights, scale=scale, init=args.init, lr=args.lr)
     if not args.quiet:
         print(f"faceveil: {len(train_s)} train images ({len(test_s)} held out) + {len(extra)} extra; "
               f"training on {args.device}", file=sys.stderr)

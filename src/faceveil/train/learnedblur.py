@@ -108,6 +108,23 @@ class Refiner(nn.Module):
         return self.structure(r) if self.structure_only else r * self.mask
 
 
+def load_onnx_weights(refiner: Refiner, path) -> None:
+    """Copy a refiner ONNX file's weights (``export_onnx`` keeps the parameter names) into ``refiner``.
+
+    Every parameter must be found with its shape: a file of another architecture is an error, not a silent
+    partial start."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    state = refiner.state_dict()
+    for name, t in state.items():
+        if name not in inits or tuple(inits[name].shape) != tuple(t.shape):
+            raise ValueError(f"{path}: no weight {name!r} of shape {tuple(t.shape)} (another refiner architecture)")
+        state[name] = torch.from_numpy(np.array(inits[name], np.float32))
+    refiner.load_state_dict(state)
+
+
 def refine(refiner: Refiner, blurred: torch.Tensor, boxes: list[np.ndarray], region: torch.Tensor,
            max_faces: int = 64, priors: torch.Tensor | None = None, rng: np.random.Generator | None = None
            ) -> torch.Tensor:
@@ -213,6 +230,7 @@ class LBConfig:
     cf_threshold: float = 0.4  # CenterFace score above which its detections on x are targets
     max_faces: int = 32
     threads: int = 2  # data preparation threads
+    init: str = ""  # refiner ONNX to start from (its weights, e.g. the shipped ones); "" = from zero
 
 
 @dataclass
@@ -332,7 +350,10 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
         raise ValueError("no training images")
     D.seed_everything(cfg.seed, cfg.device)
     dev = torch.device(cfg.device)
-    refiner = Refiner(cfg.width, cfg.prior).to(dev)
+    refiner = Refiner(cfg.width, cfg.prior)
+    if cfg.init:
+        load_onnx_weights(refiner, cfg.init)
+    refiner = refiner.to(dev)
     priors = torch.from_numpy(face_priors(relative=cfg.relative, kernel=cfg.kernel)).permute(0, 3, 1, 2)
     priors = priors.contiguous().to(dev)
     fg = D.CompactFaceNet(cfg.det_width).to(dev)
@@ -341,6 +362,7 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
     opt_f = torch.optim.AdamW(fg.parameters(), lr=cfg.det_lr, weight_decay=5e-4)
     data = _Data(images, boxes, cfg)
     w_rev, w_oper, w_post, w_cycl = cfg.weights
+    use_fg = w_post > 0 or w_cycl > 0  # else f_g serves no loss: not trained, and steps cost far less
     log: list[dict] = []
     step, t0, last = 0, time.perf_counter(), 0.0
     fg.train()
@@ -359,7 +381,7 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
             h, w = x.shape[-2:]
             t_gt = D.targets_from_boxes(gt, h, w, dev)
             t_cf = D.targets_from_boxes(cfb, h, w, dev)
-            phase = "warmup" if prog < cfg.warmup else ("det" if prog >= 1.0 - cfg.det_only else "full")
+            phase = "warmup" if prog < cfg.warmup else ("det" if use_fg and prog >= 1.0 - cfg.det_only else "full")
             scale = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0)))
             for grp in opt_g.param_groups:
                 grp["lr"] = cfg.lr * scale
@@ -371,8 +393,9 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
                 losses = {"rev": l_rev(y, g0, gt, cfg.epsilon), "oper": D.l_det(cf(y), t_cf)}
                 if math.isfinite(cfg.colour_epsilon):
                     losses["colour"] = l_colour(y, g0, gt, cfg.colour_epsilon)
-                if phase == "full":
+                if phase == "full" and w_post > 0:
                     losses["post"] = D.l_det(fg(y), t_cf)
+                if phase == "full" and w_cycl > 0:
                     losses["cycl"] = l_cycl(fg, y, x, t_gt, t_cf, cfg.inner_lr)
                 wts = {"rev": w_rev, "colour": w_rev, "oper": w_oper, "post": w_post, "cycl": w_cycl}
                 total = sum(wts[k] * v for k, v in losses.items())
@@ -386,12 +409,13 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
             else:
                 y_det = refine(refiner, g0, gt, region, cfg.max_faces, priors,
                                np.random.default_rng([cfg.seed, step, 7])).detach()
-            loss_f = D.l_det(fg(y_det), t_gt)
-            opt_f.zero_grad(set_to_none=True)
-            loss_f.backward()
-            torch.nn.utils.clip_grad_norm_(fg.parameters(), 10.0)
-            opt_f.step()
-            rec["fg"] = round(float(loss_f.detach()), 4)
+            if use_fg:
+                loss_f = D.l_det(fg(y_det), t_gt)
+                opt_f.zero_grad(set_to_none=True)
+                loss_f.backward()
+                torch.nn.utils.clip_grad_norm_(fg.parameters(), 10.0)
+                opt_f.step()
+                rec["fg"] = round(float(loss_f.detach()), 4)
             step += 1
             if step % 10 == 0 or step <= 10:
                 log.append(rec)
