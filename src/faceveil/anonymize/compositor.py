@@ -25,8 +25,8 @@ MASK_SCALE_SPEC = "X, or X,Y@PX for Y on boxes from PX px (sqrt of box area), e.
 def parse_mask_scale(value: float | str) -> tuple[tuple[float, float], ...]:
     """A region scale as steps ((0, X), (PX, Y), ...): a number, or text "X" or "X,Y@PX[,Z@PX2...]".
 
-    A plain table rather than a smooth rule: it is what the measured settings are (one step did the
-    job, docs/recall.md), and it reads the same in a report, a manifest and on the command line."""
+    A plain table rather than a smooth rule: the settings measured are a step or two by box size
+    (docs/recall.md), and a table reads the same in a report, a manifest and on the command line."""
     bad = ValueError(f"mask_scale {value!r}: expected {MASK_SCALE_SPEC}")
     if isinstance(value, bool):
         raise bad
