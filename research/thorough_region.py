@@ -15,11 +15,18 @@ against a fresh run.
   python research/thorough_region.py cf research/out/zoom/wd.pkl [part nparts]
   python research/thorough_region.py join
   python research/masked_replay.py sweep wd thorough "{'mask_scale': [1.25, 1.3, 1.4]}" -v
-  python research/thorough_region.py sizes fm wd        # a region scale by box size (replay only, not in faceveil)
+  python research/thorough_region.py sizes thorough fm wd          # region scales by box size, GRIDS["thorough"]
+  python research/thorough_region.py sizes balanced fm wd -v       # -v: per size and kind of miss, every row
+  python research/thorough_region.py sizes balanced wd "1.4,1.25@24" "1.25"   # given specs instead of the grid
 
-Stage `sizes` asks whether a region that depends on the box size (small boxes 1.25x, boxes from `large_px` up
-1.4x) keeps WIDER's big faces covered while hiding facemask's background less: each fused box is scaled by
-scale / 1.25 about its centre and drawn with the 1.25x region (the same pixels as that box's own scale).
+Stage `sizes` asks whether a region that depends on the box size (faceveil's --mask-scale X,Y@PX: X under PX px,
+Y from PX px, sqrt of the box area) does better than one scale: for `thorough`, small boxes 1.25x and big ones
+larger keep WIDER's big faces covered while hiding facemask's background less; for `balanced`, a larger scale on
+small boxes may turn WIDER's "boxed short" small faces into covered ones at little away area. Each preset's passes
+are fused once per photo (its own keep and fuse, as masked_replay.py) and drawn with faceveil's own Compositor for
+each spec, scored by faceveil's LeakMetric per half of faceveil.eval.splits: the numbers `faceveil eval leaks
+--split tune|held_out --mask-scale SPEC` prints. The caches are masked_replay.py's `cf` stage's
+(research/out/masked/<set>_<preset>.pkl; `wd_thorough.pkl` also from stage `cf` here).
 """
 from __future__ import annotations
 
@@ -33,17 +40,22 @@ from tqdm import tqdm
 
 from faceveil.detect import get_detector
 from faceveil.detect.presets import resolve
-from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
 from faceveil.io.labels import find_image, read_eval_labels
 
 from masked_replay import FLOOR, OUT  # noqa: E402  (research/ is the script's folder)
 from replay_recall import SETS, as_array, as_detections  # noqa: E402
 
-# (small boxes' scale, large boxes' scale, large from px): the first round, then a second around its best
-GRID = [(1.25, 1.25, 0), (1.4, 1.4, 0), (1.25, 1.4, 40), (1.25, 1.4, 32), (1.25, 1.4, 48), (1.3, 1.4, 40),
-        (1.25, 1.5, 40), (1.25, 1.35, 40), (1.25, 1.4, 56), (1.25, 1.4, 64), (1.22, 1.4, 40), (1.25, 1.45, 48),
-        (1.2, 1.4, 32)]
+# --mask-scale specs per preset. thorough: the first session's round (small boxes' scale, large boxes' scale from
+# PX), then a second around its best; balanced: its 1.25x with small boxes larger (WIDER's boxed-short faces).
+GRIDS = {
+    "thorough": ["1.25", "1.4", "1.25,1.4@40", "1.25,1.4@32", "1.25,1.4@48", "1.3,1.4@40", "1.25,1.5@40",
+                 "1.25,1.35@40", "1.25,1.4@56", "1.25,1.4@64", "1.22,1.4@40", "1.25,1.45@48", "1.2,1.4@32",
+                 "1.25,1.3@32,1.4@64", "1.25,1.35@32", "1.25,1.35@48", "1.3,1.35@40", "1.25,1.3@40,1.4@80"],
+    "balanced": ["1.25", "1.3", "1.35", "1.4,1.25@16", "1.4,1.25@24", "1.4,1.25@32", "1.5,1.25@16", "1.5,1.25@24",
+                 "1.35,1.25@24", "1.35,1.25@32", "1.35,1.25@40", "1.3,1.25@32", "1.3,1.25@48", "1.5,1.3@16,1.25@32",
+                 "1.25,1.3@64", "1.4,1.25@24,1.3@64"],
+}
 CHECK = 3  # photos whose reused passes are compared with a fresh run
 
 
@@ -85,7 +97,7 @@ def cache(zoom_pkl: str, part: int = 0, nparts: int = 1) -> None:
         pickle.dump({"passes": store, "shapes": shapes, "ms": ms, "preset": "thorough"}, f)
 
 
-def sizes(setnames: list[str]) -> None:
+def sizes(preset: str, setnames: list[str], specs: list[str], verbose: bool = False) -> None:
     from dataclasses import asdict
 
     from faceveil.anonymize import Compositor, RegionParams
@@ -93,32 +105,35 @@ def sizes(setnames: list[str]) -> None:
     from faceveil.eval.leaks import LeakMetric, anonymized_mask
     from faceveil.eval.splits import side
 
-    comp = Compositor(RegionParams("box", 1.25, 0.0))
-    _, params, _ = resolve("thorough")
+    _, params, region = resolve(preset)
     det = get_detector("multiscale", {**asdict(MultiScale.Params()), **params})
     for setname in setnames:
-        with open(OUT / f"{setname}_thorough.pkl", "rb") as f:
+        with open(OUT / f"{setname}_{preset}.pkl", "rb") as f:
             cf = pickle.load(f)
+        assert cf.get("preset", preset) == preset, (setname, cf.get("preset"))
         labels = read_eval_labels(SETS[setname][1])
         fused = {}
         for key, parts in cf["passes"].items():
             h, w = cf["shapes"][key]
             fused[key] = det.fuse([det.keep(as_detections(a, s)) for s, a in parts], w, h)
-        for small, large, large_px in GRID:
+        for spec in specs or GRIDS[preset]:
+            comp = Compositor(RegionParams(region["shape"], spec, 0.0))
             metrics = {"tune": LeakMetric(), "held_out": LeakMetric()}
             for key, d in fused.items():
                 h, w = cf["shapes"][key]
-                xy = d.xyxy.astype(np.float64)
-                px = np.sqrt(np.maximum(xy[:, 2] - xy[:, 0], 0) * np.maximum(xy[:, 3] - xy[:, 1], 0))
-                k = (np.where(px >= large_px, large, small) / 1.25)[:, None]
-                c, half = (xy[:, :2] + xy[:, 2:]) / 2, (xy[:, 2:] - xy[:, :2]) / 2
-                big = Detections(np.concatenate([c - k * half, c + k * half], 1), d.score, None, None, d.source)
-                metrics[side(key)].update(anonymized_mask(comp, big, (h, w)), labels[key].faces, labels[key].ignore, key)
-            row = []
+                metrics[side(key)].update(anonymized_mask(comp, d, (h, w)), labels[key].faces, labels[key].ignore, key)
+            row, tables = [], []
             for half, m in metrics.items():
                 r = m.compute()
-                row.append(f"{half} {r.leak_rate * 100:.2f}% ({r.leaked}) / {r.away_rate * 100:.2f}%")
-            print(f"{setname} small {small} large {large} from {large_px} px: " + " | ".join(row), flush=True)
+                row.append(f"{half} {r.leak_rate * 100:.2f}% ({r.leaked}/{r.faces}: short {r.boxed_short}, never "
+                           f"{r.never_boxed}) / {r.away_rate * 100:.2f}%")
+                tables.append((half, r))
+            print(f"{setname} {preset} --mask-scale {spec}: " + " | ".join(row), flush=True)
+            if verbose:
+                for half, r in tables:
+                    cells = ", ".join(f"{b['bucket']} {b['leaked']}/{b['faces']} (short {b['boxed_short']}, never "
+                                      f"{b['never_boxed']})" for b in r.buckets)
+                    print(f"    {half}: {cells}")
 
 
 def join() -> None:
@@ -142,6 +157,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "cf":
         cache(sys.argv[2], *map(int, sys.argv[3:5]))
     elif sys.argv[1] == "sizes":
-        sizes(sys.argv[2:])
+        args = [a for a in sys.argv[3:] if a != "-v"]
+        sets = [a for a in args if a in SETS]
+        sizes(sys.argv[2], sets, [a for a in args if a not in SETS], "-v" in sys.argv)
     else:
         join()

@@ -19,17 +19,66 @@ from ..detections import Detections
 from ..registry import param
 
 
+MASK_SCALE_SPEC = "X, or X,Y@PX for Y on boxes from PX px (sqrt of box area), e.g. 1.25,1.35@40"
+
+
+def parse_mask_scale(value: float | str) -> tuple[tuple[float, float], ...]:
+    """A region scale as steps ((0, X), (PX, Y), ...): a number, or text "X" or "X,Y@PX[,Z@PX2...]".
+
+    A plain table rather than a smooth rule: the settings measured are a step or two by box size
+    (docs/recall.md), and a table reads the same in a report, a manifest and on the command line."""
+    bad = ValueError(f"mask_scale {value!r}: expected {MASK_SCALE_SPEC}")
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, (int, float)):
+        steps = [(0.0, float(value))]
+    elif isinstance(value, str):
+        steps = []
+        for i, part in enumerate(value.replace(" ", "").split(",")):
+            scale, at, px = part.partition("@")
+            if bool(at) == (i == 0):  # the first has no size, every later one has
+                raise bad
+            try:
+                steps.append((float(px) if at else 0.0, float(scale)))
+            except ValueError:
+                raise bad from None
+    else:
+        raise bad
+    for i, (px, scale) in enumerate(steps):
+        if not (np.isfinite(scale) and 0.5 <= scale <= 5):
+            raise ValueError(f"mask_scale must be between 0.5 and 5 (got {scale:g} in {value!r})")
+        if i and not (np.isfinite(px) and px > steps[i - 1][0]):
+            raise ValueError(f"mask_scale {value!r}: box sizes must be above 0 and rising")
+    return tuple(steps)
+
+
+def format_mask_scale(steps: tuple[tuple[float, float], ...]) -> float | str:
+    """``parse_mask_scale``'s inverse: a number for one scale (as reports always had), else the text."""
+    if len(steps) == 1:
+        return steps[0][1]
+    return ",".join(f"{s:g}" if not i else f"{s:g}@{px:g}" for i, (px, s) in enumerate(steps))
+
+
 @dataclass(frozen=True)
 class RegionParams:
     shape: Literal["ellipse", "box"] = param("ellipse", "region shape drawn around each face")
-    mask_scale: float = param(1.3, "region size relative to the detected box (deface's --mask-scale 1.3 is 1.6 here)")
+    mask_scale: str | float = param(1.3, "region size relative to the detected box: " + MASK_SCALE_SPEC
+                                    + " (deface's --mask-scale 1.3 is 1.6 here)")
     feather: float = param(0.0, "soft edge outside the region, as a fraction of the face size")
 
     def __post_init__(self):
-        if not 0.5 <= self.mask_scale <= 5:
-            raise ValueError("mask_scale must be between 0.5 and 5")
+        # stored in one canonical form (1.25, or "1.25,1.35@40") so a report or manifest reads back equal
+        object.__setattr__(self, "mask_scale", format_mask_scale(parse_mask_scale(self.mask_scale)))
         if not 0 <= self.feather <= 1:
             raise ValueError("feather must be between 0 and 1")
+
+    def scales(self, px: np.ndarray) -> np.ndarray:
+        """The region scale for boxes of size ``px`` (sqrt of their area)."""
+        steps = parse_mask_scale(self.mask_scale)
+        out = np.full(np.shape(px), steps[0][1], np.float64)
+        for at, scale in steps[1:]:
+            out[np.asarray(px) >= at] = scale
+        return out
 
 
 @dataclass(frozen=True)
@@ -65,7 +114,9 @@ class Compositor:
     def scaled_boxes(self, detections: Detections) -> np.ndarray:
         b = detections.xyxy.astype(np.float64)
         c = (b[:, :2] + b[:, 2:]) / 2
-        half = (b[:, 2:] - b[:, :2]) / 2 * self.params.mask_scale
+        size = b[:, 2:] - b[:, :2]
+        px = np.sqrt(np.clip(size[:, 0], 0, None) * np.clip(size[:, 1], 0, None))
+        half = size / 2 * self.params.scales(px)[:, None]
         return np.concatenate([c - half, c + half], axis=1)
 
     def regions(self, detections: Detections, shape: tuple[int, ...]) -> list[Region]:

