@@ -161,6 +161,9 @@ class Replace(Method):
             "keep their pixels); region: the whole region, filled from the context around it. Faces without usable "
             "landmarks always get the whole region")
         grain: bool = param(True, "add noise so the face is as grainy as the photo around it (shape=face)")
+        occluders: Literal["keep", "replace"] = param(
+            "keep", "shape=face. keep: a mask, scarf or hand over the lower face keeps its pixels (smooth, not "
+            "skin-coloured, covering the mouth); eyes, brows and nose are always replaced. replace: replace it too")
         min_landmark_face: float = param(12.0, "faces narrower than this (px) are fitted to the box, not the landmarks")
         reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
 
@@ -197,7 +200,7 @@ class Replace(Method):
         for region in compositor.regions(detections, frame.shape):
             seed = self.identity_seed(int(detections.track_id[region.index]), region.index, rng)
             box = detections.xyxy[region.index].astype(np.float64)
-            patch = self.render_face(frame, region, box, seed)
+            patch = self.render_face(out, region, box, seed)  # not `frame`: a neighbour would restore this face
             compositor.blend(out, region, patch)
         return out
 
@@ -323,6 +326,9 @@ class Replace(Method):
         lab_s = _lab(small)
         lab_f = _lab(warped)
         skin = _skin(small, lab_s, ring)
+        keep = None
+        if p.occluders == "keep":
+            keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin] if skin.sum() >= 12 else None)
         src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
         if p.color_strength > 0 and src_skin.sum() >= 4:
             # no skin visible (hair, a mask, a scarf all round): the face keeps its own tone; the ring's
@@ -364,6 +370,10 @@ class Replace(Method):
         comp = warped.astype(np.float32)
         if p.grain:
             comp = _add_grain(comp, win, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
+        if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
+            if f < 1:
+                keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+            alpha = alpha * (1 - keep)
         a = alpha[:, :, None]
         out = np.where(a >= 1, np.clip(comp + 0.5, 0, 255),
                        np.clip(comp * a + win * (1 - a) + 0.5, 0, 255)).astype(np.uint8)
@@ -602,6 +612,74 @@ def _skin(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarray:
     med = np.median(lab[cand], axis=0)
     d = np.linalg.norm((lab - med) * [1.0, 2.0, 2.0], axis=-1)  # chroma counts more than light
     return cand & (d <= 30)
+
+
+# Occluders (a mask, a scarf, a hand over the lower face), in template pixels: only below the nostrils
+# (nose tip at y 70.5), and only when they cover the mouth (TEMPLATE's corners at y 91.5).
+OCC_TOP, OCC_RAMP = 74.0, 4.0  # kept from OCC_TOP + OCC_RAMP down (nostrils), fading in over OCC_RAMP above it
+OCC_MOUTH = (49.0, 84.0, 79.0, 99.0)  # x1, y1, x2, y2: the mouth's box
+OCC_MOUTH_COVER = 0.6  # share of the mouth box an occluder must cover
+OCC_TEXTURE = 9.0  # local L* standard deviation over ~5 template pixels: smoother is cloth
+
+
+def _skin_like(rgb: np.ndarray, lab: np.ndarray, skin_lab: np.ndarray | None) -> np.ndarray:
+    """Pixels that may be skin or lips: a loose chroma rule (reddish-to-yellow hue with some chroma) or
+    near the person's own visible skin. Loose on purpose: what may be skin is replaced (fail closed)."""
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    out = (chroma >= 7) & (hue >= -20) & (hue <= 80)
+    if skin_lab is not None and len(skin_lab) >= 12:
+        med = np.median(skin_lab, axis=0)
+        out |= np.linalg.norm((lab - med) * [0.5, 1.5, 1.5], axis=-1) <= 20
+    return out
+
+
+def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarray,
+                   skin_lab: np.ndarray | None) -> np.ndarray:
+    """float32 weight (0..1) of the pixels to keep as they are: an occluder over the lower face.
+
+    Occluder: not skin-coloured (``_skin_like``, the person's skin model included), smooth (cloth,
+    not a beard's texture or noise), below the nostrils, and one connected piece that covers most
+    of the mouth. Anything else is replaced, and the eyes, brows and nose always are. Hand-written:
+    no licence-clean face-parsing model small enough to ship; this is a few OpenCV calls per face.
+    """
+    h, w = tx.shape
+    zero = np.zeros((h, w), np.float32)
+    # one image pixel in template pixels (the eyes are 36 template pixels apart)
+    scale = float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))
+    lower = ty >= OCC_TOP
+    if lower.sum() < 16 or not np.isfinite(scale) or scale <= 0:
+        return zero
+    L = lab[..., 0].astype(np.float32)
+    k = 2 * max(1, int(round(2.0 / scale))) + 1  # texture over ~5 template pixels, at least 3x3
+
+    mu = cv2.blur(L, (k, k))
+    sd = np.sqrt(np.maximum(cv2.blur(L * L, (k, k)) - mu * mu, 0))
+    cand = lower & ~_skin_like(rgb, lab, skin_lab) & (sd <= OCC_TEXTURE)
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mx1, my1, mx2, my2 = OCC_MOUTH
+    mouth = (tx >= mx1) & (tx <= mx2) & (ty >= my1) & (ty <= my2)
+    if mouth.sum() < 4:
+        return zero
+    n, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    if n <= 1:
+        return zero
+    cover = np.bincount(lab_cc[mouth], minlength=n)
+    cover[0] = 0
+    best = int(cover.argmax())
+    if cover[best] < OCC_MOUTH_COVER * mouth.sum():
+        return zero
+    keep = (lab_cc == best).astype(np.uint8)
+    # holes inside the occluder (a print, a fold's highlight) are part of it: fill what it encloses
+    filled = keep.copy()
+    cnts, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(filled, cnts, -1, 1, thickness=cv2.FILLED)
+    filled &= lower.astype(np.uint8)
+    # never beyond the occluder's own pixels: erode by one pixel, then soften inward only
+    core = cv2.erode(filled, np.ones((3, 3), np.uint8)).astype(np.float32)
+    soft = cv2.GaussianBlur(core, (3, 3), 0) * core
+    ramp = np.clip((ty - OCC_TOP) / OCC_RAMP, 0, 1)
+    return (soft * ramp).astype(np.float32)
 
 
 def _plane(values: np.ndarray, where: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray | None:
