@@ -50,14 +50,14 @@ WORK_FACE = 96  # faces are composed at this box width at most, then resized (ba
 # replaced, then feathered outward over FEATHER of its radius. Checked against dlib's 68
 # points on deepface-unit and facemask faces (tests/test_replace_look.py).
 FACE_CX, FACE_CY, FACE_AX, FACE_AY = 64.0, 77.0, 42.0, 55.0
-FEATHER = 0.12
+FEATHER = 0.18
 # ... joined (maximum) with an ellipse in the detection box's own frame, in half box sizes from the
 # box's centre: the jaw line sits on the box's sides and bottom far more steadily than it follows
 # the 5 landmarks (a wide jaw, a turned head, a masked face), so this one carries the jaw: fully
 # replaced up to it, feathered (FEATHER of its radius) only outside. Fitted on dlib's 68 points
 # (jaw points 2-14) of deepface-unit and facemask faces (bench/replace_results.md).
 BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
-EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
+EDGE_FADE = 0.12  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
 DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
 # Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
@@ -316,10 +316,14 @@ class Replace(Method):
         fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
         dst = g.dst
         ident = self.synth.identity(seed, yaw_ratio(lm))
-        face = ident.face
+        face_hi = ident.face
+        # colour, light and the blend are worked out on the shrunk window from a template-sized face; the
+        # detail of a larger bank face is added back at frame resolution below
+        face = cv2.resize(face_hi, (SIZE, SIZE), interpolation=cv2.INTER_AREA) if face_hi.shape[0] > SIZE else face_hi
         tx, ty = g.tx, g.ty
         k = face.shape[0] / SIZE
         warped = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        raw = warped
         alpha = _shaped_alpha(tx, ty)
         ring = g.ring  # outside the mask: pixels the photo shows anyway
 
@@ -366,6 +370,7 @@ class Replace(Method):
         if f < 1:  # back to frame resolution
             warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
             ring = cv2.resize(ring.astype(np.uint8), (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_NEAREST) > 0
+        warped = _add_detail(warped, raw, face_hi, g)
         alpha = g.alpha_full()
         comp = warped.astype(np.float32)
         if p.grain:
@@ -442,9 +447,19 @@ def _donor_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     return np.clip((1.1 - rho) / 0.2, 0, 1).astype(np.float32)
 
 
+def _ease(t: np.ndarray) -> np.ndarray:
+    """Smoothstep of a 0..1 ramp: the weight's slope is 0 where it starts and ends, so the edge of
+    the changed area carries no step of its own."""
+    t = np.clip(t, 0, 1)
+    return (t * t * (3 - 2 * t)).astype(np.float32) if SMOOTH_FEATHER else t.astype(np.float32)
+
+
+SMOOTH_FEATHER = 1
+
+
 def _shaped_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     rho = np.sqrt(((tx - FACE_CX) / FACE_AX) ** 2 + ((ty - FACE_CY) / FACE_AY) ** 2)
-    return np.clip((1 + FEATHER - rho) / FEATHER, 0, 1).astype(np.float32)
+    return _ease((1 + FEATHER - rho) / FEATHER)
 
 
 def _box_rho(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
@@ -455,7 +470,7 @@ def _box_rho(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
 
 
 def _box_alpha(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    return np.clip((1 + FEATHER - _box_rho(box, xx, yy)) / FEATHER, 0, 1).astype(np.float32)
+    return _ease((1 + FEATHER - _box_rho(box, xx, yy)) / FEATHER)
 
 
 class _Geometry:
@@ -484,17 +499,22 @@ class _Geometry:
         box_rho = _box_rho(box, wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh)
         self.ring = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
 
+    def coords_full(self) -> tuple[np.ndarray, np.ndarray]:
+        """Template coordinates of every frame pixel of the window (the maps are smooth: resized)."""
+        if self.f >= 1:
+            return self.tx, self.ty
+        if not hasattr(self, "_full"):
+            wx1, wy1, wx2, wy2 = self.window
+            size = (wx2 - wx1, wy2 - wy1)
+            self._full = (cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR),
+                          cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR))
+        return self._full
+
     def alpha_full(self) -> np.ndarray:
         """The blend weight at frame resolution: the template maps are smooth, so they are
         resized and the ellipse drawn at full resolution (a crisp, exactly known mask)."""
         wx1, wy1, wx2, wy2 = self.window
-        if self.f >= 1:
-            alpha = _shaped_alpha(self.tx, self.ty)
-        else:
-            size = (wx2 - wx1, wy2 - wy1)
-            tx = cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR)
-            ty = cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR)
-            alpha = _shaped_alpha(tx, ty)
+        alpha = _shaped_alpha(*self.coords_full())
         yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float64) + 0.5
         alpha = np.maximum(alpha, _box_alpha(self.box, xx, yy))
         return alpha * self._edge_fade(alpha.shape)
@@ -513,7 +533,29 @@ class _Geometry:
                                     (ry2 - yy, ry2 >= H)):
             if not at_frame_edge:
                 fade = np.minimum(fade, np.clip(dist / width, 0, 1))
-        return fade
+        return _ease(fade)
+
+
+def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "_Geometry") -> np.ndarray:
+    """The harmonized face at frame resolution (``up``, upsampled from the work window) plus the detail
+    it lost: the bank face sampled straight at frame resolution, minus the same face through the work
+    window (``raw_small``, upsampled the same way). Only inside the donors' face (``_donor_alpha``):
+    outside it the band continues the face's edge and has no detail of its own.
+    Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
+    of the photo's before grain)."""
+    tx, ty = g.coords_full()
+    h, w = tx.shape
+    # the bank face at about the resolution it is shown at (no aliasing from a larger one)
+    step = float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))  # template px per px
+    side = int(np.clip(round(SIZE / max(step, 1e-3)), SIZE, face_hi.shape[0]))
+    if g.f >= 1 and side <= SIZE:
+        return up  # the work window is the frame and the face template-sized: nothing to add
+    face = face_hi if side >= face_hi.shape[0] else cv2.resize(face_hi, (side, side), interpolation=cv2.INTER_AREA)
+    k = side / SIZE
+    hi = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    lo = raw_small if raw_small.shape[:2] == (h, w) else cv2.resize(raw_small, (w, h), interpolation=cv2.INTER_CUBIC)
+    fa = _donor_alpha(tx, ty)[:, :, None]
+    return np.clip(up.astype(np.float32) + (hi - lo.astype(np.float32)) * fa + 0.5, 0, 255).astype(np.uint8)
 
 
 def face_weight(shape, region, box, landmarks) -> np.ndarray:
@@ -616,9 +658,10 @@ def _skin(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 # Occluders (a mask, a scarf, a hand over the lower face), in template pixels: only below the nostrils
 # (nose tip at y 70.5), and only when they cover the mouth (TEMPLATE's corners at y 91.5).
-OCC_TOP, OCC_RAMP = 74.0, 4.0  # kept from OCC_TOP + OCC_RAMP down (nostrils), fading in over OCC_RAMP above it
+OCC_TOP, OCC_RAMP = 74.0, 10.0  # kept from OCC_TOP + OCC_RAMP down (nostrils), fading in over OCC_RAMP above it
 OCC_MOUTH = (49.0, 84.0, 79.0, 99.0)  # x1, y1, x2, y2: the mouth's box
 OCC_MOUTH_COVER = 0.6  # share of the mouth box an occluder must cover
+OCC_SOFT = 4.5  # the fade from the new face into the occluder, template pixels
 OCC_TEXTURE = 9.0  # local L* standard deviation over ~5 template pixels: smoother is cloth
 
 
@@ -676,9 +719,11 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     cv2.drawContours(filled, cnts, -1, 1, thickness=cv2.FILLED)
     filled &= lower.astype(np.uint8)
     # never beyond the occluder's own pixels: erode by one pixel, then soften inward only
-    core = cv2.erode(filled, np.ones((3, 3), np.uint8)).astype(np.float32)
-    soft = cv2.GaussianBlur(core, (3, 3), 0) * core
-    ramp = np.clip((ty - OCC_TOP) / OCC_RAMP, 0, 1)
+    core = cv2.erode(filled, np.ones((3, 3), np.uint8))
+    # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only
+    inside = cv2.distanceTransform(core, cv2.DIST_L2, 3)
+    soft = _ease(inside / max(OCC_SOFT / scale, 1.0)) * (core > 0)
+    ramp = _ease((ty - OCC_TOP) / OCC_RAMP)
     return (soft * ramp).astype(np.float32)
 
 
