@@ -50,14 +50,14 @@ WORK_FACE = 96  # faces are composed at this box width at most, then resized (ba
 # replaced, then feathered outward over FEATHER of its radius. Checked against dlib's 68
 # points on deepface-unit and facemask faces (tests/test_replace_look.py).
 FACE_CX, FACE_CY, FACE_AX, FACE_AY = 64.0, 77.0, 42.0, 55.0
-FEATHER = 0.18
+FEATHER = 0.12
 # ... joined (maximum) with an ellipse in the detection box's own frame, in half box sizes from the
 # box's centre: the jaw line sits on the box's sides and bottom far more steadily than it follows
 # the 5 landmarks (a wide jaw, a turned head, a masked face), so this one carries the jaw: fully
 # replaced up to it, feathered (FEATHER of its radius) only outside. Fitted on dlib's 68 points
 # (jaw points 2-14) of deepface-unit and facemask faces (bench/replace_results.md).
 BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
-EDGE_FADE = 0.12  # of the box width: the soft edge where the mask meets the region's border
+EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
 DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
 # Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
@@ -533,7 +533,7 @@ class _Geometry:
                                     (ry2 - yy, ry2 >= H)):
             if not at_frame_edge:
                 fade = np.minimum(fade, np.clip(dist / width, 0, 1))
-        return _ease(fade)
+        return fade
 
 
 def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "_Geometry") -> np.ndarray:
