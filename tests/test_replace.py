@@ -126,7 +126,7 @@ def test_packaged_bank_holds_only_averages():
     assert (bank.k >= 3).all()
     for entry, k in zip(bank.donors, bank.k):
         assert len(set(str(entry).split("|"))) == k
-    assert bank.faces.shape[1:] == (128, 128, 3) and bank.faces.dtype == np.uint8
+    assert bank.faces.shape[1:] == (256, 256, 3) and bank.faces.dtype == np.uint8  # 256 px since issue 22 (sharpness)
     assert "deepface" in bank.source and "lfw" not in bank.source.lower()
 
 

@@ -49,6 +49,8 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=64, help="identities to keep")
     ap.add_argument("--candidates", type=int, default=192, help="checked averages drawn before choosing")
     ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--size", type=int, default=256, help="crop side in pixels (a face ~0.53 of it wide)")
+    ap.add_argument("--min-face", type=int, default=60, help="smallest donor face (box width, px)")
     ap.add_argument("--min-distance", type=float, default=0.0,
                     help="stop adding identities closer than this to a kept one (0: keep --count)")
     ap.add_argument("--seed", type=int, default=0)
@@ -60,7 +62,7 @@ def main() -> int:
     if args.donors_cache and Path(args.donors_cache).exists():
         donors, stats = load_bank(args.donors_cache), {"cached": args.donors_cache}
     else:
-        donors, stats = build_bank(items, min_face=60, progress=True,
+        donors, stats = build_bank(items, min_face=args.min_face, size=args.size, progress=True,
                                    source="deepface-unit (serengil/deepface, MIT); tools/build_default_bank.py")
         if args.donors_cache:
             donors.save(args.donors_cache)

@@ -161,6 +161,9 @@ class Replace(Method):
             "keep their pixels); region: the whole region, filled from the context around it. Faces without usable "
             "landmarks always get the whole region")
         grain: bool = param(True, "add noise so the face is as grainy as the photo around it (shape=face)")
+        occluders: Literal["keep", "replace"] = param(
+            "keep", "shape=face. keep: a mask, scarf or hand over the lower face keeps its pixels (smooth, not "
+            "skin-coloured, covering the mouth); eyes, brows and nose are always replaced. replace: replace it too")
         min_landmark_face: float = param(12.0, "faces narrower than this (px) are fitted to the box, not the landmarks")
         reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
 
@@ -197,7 +200,7 @@ class Replace(Method):
         for region in compositor.regions(detections, frame.shape):
             seed = self.identity_seed(int(detections.track_id[region.index]), region.index, rng)
             box = detections.xyxy[region.index].astype(np.float64)
-            patch = self.render_face(frame, region, box, seed)
+            patch = self.render_face(out, region, box, seed)  # not `frame`: a neighbour would restore this face
             compositor.blend(out, region, patch)
         return out
 
@@ -313,16 +316,23 @@ class Replace(Method):
         fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
         dst = g.dst
         ident = self.synth.identity(seed, yaw_ratio(lm))
-        face = ident.face
+        face_hi = ident.face
+        # colour, light and the blend are worked out on the shrunk window from a template-sized face; the
+        # detail of a larger bank face is added back at frame resolution below
+        face = cv2.resize(face_hi, (SIZE, SIZE), interpolation=cv2.INTER_AREA) if face_hi.shape[0] > SIZE else face_hi
         tx, ty = g.tx, g.ty
         k = face.shape[0] / SIZE
         warped = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        raw = warped
         alpha = _shaped_alpha(tx, ty)
         ring = g.ring  # outside the mask: pixels the photo shows anyway
 
         lab_s = _lab(small)
         lab_f = _lab(warped)
         skin = _skin(small, lab_s, ring)
+        keep = None
+        if p.occluders == "keep":
+            keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin] if skin.sum() >= 12 else None)
         src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
         if p.color_strength > 0 and src_skin.sum() >= 4:
             # no skin visible (hair, a mask, a scarf all round): the face keeps its own tone; the ring's
@@ -360,10 +370,15 @@ class Replace(Method):
         if f < 1:  # back to frame resolution
             warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
             ring = cv2.resize(ring.astype(np.uint8), (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_NEAREST) > 0
+        warped = _add_detail(warped, raw, face_hi, g)
         alpha = g.alpha_full()
         comp = warped.astype(np.float32)
         if p.grain:
             comp = _add_grain(comp, win, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
+        if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
+            if f < 1:
+                keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+            alpha = alpha * (1 - keep)
         a = alpha[:, :, None]
         out = np.where(a >= 1, np.clip(comp + 0.5, 0, 255),
                        np.clip(comp * a + win * (1 - a) + 0.5, 0, 255)).astype(np.uint8)
@@ -432,9 +447,19 @@ def _donor_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     return np.clip((1.1 - rho) / 0.2, 0, 1).astype(np.float32)
 
 
+def _ease(t: np.ndarray) -> np.ndarray:
+    """Smoothstep of a 0..1 ramp: the weight's slope is 0 where it starts and ends, so the edge of
+    the changed area carries no step of its own."""
+    t = np.clip(t, 0, 1)
+    return (t * t * (3 - 2 * t)).astype(np.float32) if SMOOTH_FEATHER else t.astype(np.float32)
+
+
+SMOOTH_FEATHER = 1
+
+
 def _shaped_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     rho = np.sqrt(((tx - FACE_CX) / FACE_AX) ** 2 + ((ty - FACE_CY) / FACE_AY) ** 2)
-    return np.clip((1 + FEATHER - rho) / FEATHER, 0, 1).astype(np.float32)
+    return _ease((1 + FEATHER - rho) / FEATHER)
 
 
 def _box_rho(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
@@ -445,7 +470,7 @@ def _box_rho(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
 
 
 def _box_alpha(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    return np.clip((1 + FEATHER - _box_rho(box, xx, yy)) / FEATHER, 0, 1).astype(np.float32)
+    return _ease((1 + FEATHER - _box_rho(box, xx, yy)) / FEATHER)
 
 
 class _Geometry:
@@ -474,17 +499,22 @@ class _Geometry:
         box_rho = _box_rho(box, wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh)
         self.ring = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
 
+    def coords_full(self) -> tuple[np.ndarray, np.ndarray]:
+        """Template coordinates of every frame pixel of the window (the maps are smooth: resized)."""
+        if self.f >= 1:
+            return self.tx, self.ty
+        if not hasattr(self, "_full"):
+            wx1, wy1, wx2, wy2 = self.window
+            size = (wx2 - wx1, wy2 - wy1)
+            self._full = (cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR),
+                          cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR))
+        return self._full
+
     def alpha_full(self) -> np.ndarray:
         """The blend weight at frame resolution: the template maps are smooth, so they are
         resized and the ellipse drawn at full resolution (a crisp, exactly known mask)."""
         wx1, wy1, wx2, wy2 = self.window
-        if self.f >= 1:
-            alpha = _shaped_alpha(self.tx, self.ty)
-        else:
-            size = (wx2 - wx1, wy2 - wy1)
-            tx = cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR)
-            ty = cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR)
-            alpha = _shaped_alpha(tx, ty)
+        alpha = _shaped_alpha(*self.coords_full())
         yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float64) + 0.5
         alpha = np.maximum(alpha, _box_alpha(self.box, xx, yy))
         return alpha * self._edge_fade(alpha.shape)
@@ -504,6 +534,28 @@ class _Geometry:
             if not at_frame_edge:
                 fade = np.minimum(fade, np.clip(dist / width, 0, 1))
         return fade
+
+
+def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "_Geometry") -> np.ndarray:
+    """The harmonized face at frame resolution (``up``, upsampled from the work window) plus the detail
+    it lost: the bank face sampled straight at frame resolution, minus the same face through the work
+    window (``raw_small``, upsampled the same way). Only inside the donors' face (``_donor_alpha``):
+    outside it the band continues the face's edge and has no detail of its own.
+    Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
+    of the photo's before grain)."""
+    tx, ty = g.coords_full()
+    h, w = tx.shape
+    # the bank face at about the resolution it is shown at (no aliasing from a larger one)
+    step = float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))  # template px per px
+    side = int(np.clip(round(SIZE / max(step, 1e-3)), SIZE, face_hi.shape[0]))
+    if g.f >= 1 and side <= SIZE:
+        return up  # the work window is the frame and the face template-sized: nothing to add
+    face = face_hi if side >= face_hi.shape[0] else cv2.resize(face_hi, (side, side), interpolation=cv2.INTER_AREA)
+    k = side / SIZE
+    hi = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    lo = raw_small if raw_small.shape[:2] == (h, w) else cv2.resize(raw_small, (w, h), interpolation=cv2.INTER_CUBIC)
+    fa = _donor_alpha(tx, ty)[:, :, None]
+    return np.clip(up.astype(np.float32) + (hi - lo.astype(np.float32)) * fa + 0.5, 0, 255).astype(np.uint8)
 
 
 def face_weight(shape, region, box, landmarks) -> np.ndarray:
@@ -602,6 +654,77 @@ def _skin(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarray:
     med = np.median(lab[cand], axis=0)
     d = np.linalg.norm((lab - med) * [1.0, 2.0, 2.0], axis=-1)  # chroma counts more than light
     return cand & (d <= 30)
+
+
+# Occluders (a mask, a scarf, a hand over the lower face), in template pixels: only below the nostrils
+# (nose tip at y 70.5), and only when they cover the mouth (TEMPLATE's corners at y 91.5).
+OCC_TOP, OCC_RAMP = 74.0, 10.0  # kept from OCC_TOP + OCC_RAMP down (nostrils), fading in over OCC_RAMP above it
+OCC_MOUTH = (49.0, 84.0, 79.0, 99.0)  # x1, y1, x2, y2: the mouth's box
+OCC_MOUTH_COVER = 0.6  # share of the mouth box an occluder must cover
+OCC_SOFT = 4.5  # the fade from the new face into the occluder, template pixels
+OCC_TEXTURE = 9.0  # local L* standard deviation over ~5 template pixels: smoother is cloth
+
+
+def _skin_like(rgb: np.ndarray, lab: np.ndarray, skin_lab: np.ndarray | None) -> np.ndarray:
+    """Pixels that may be skin or lips: a loose chroma rule (reddish-to-yellow hue with some chroma) or
+    near the person's own visible skin. Loose on purpose: what may be skin is replaced (fail closed)."""
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    out = (chroma >= 7) & (hue >= -20) & (hue <= 80)
+    if skin_lab is not None and len(skin_lab) >= 12:
+        med = np.median(skin_lab, axis=0)
+        out |= np.linalg.norm((lab - med) * [0.5, 1.5, 1.5], axis=-1) <= 20
+    return out
+
+
+def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarray,
+                   skin_lab: np.ndarray | None) -> np.ndarray:
+    """float32 weight (0..1) of the pixels to keep as they are: an occluder over the lower face.
+
+    Occluder: not skin-coloured (``_skin_like``, the person's skin model included), smooth (cloth,
+    not a beard's texture or noise), below the nostrils, and one connected piece that covers most
+    of the mouth. Anything else is replaced, and the eyes, brows and nose always are. Hand-written:
+    no licence-clean face-parsing model small enough to ship; this is a few OpenCV calls per face.
+    """
+    h, w = tx.shape
+    zero = np.zeros((h, w), np.float32)
+    # one image pixel in template pixels (the eyes are 36 template pixels apart)
+    scale = float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))
+    lower = ty >= OCC_TOP
+    if lower.sum() < 16 or not np.isfinite(scale) or scale <= 0:
+        return zero
+    L = lab[..., 0].astype(np.float32)
+    k = 2 * max(1, int(round(2.0 / scale))) + 1  # texture over ~5 template pixels, at least 3x3
+
+    mu = cv2.blur(L, (k, k))
+    sd = np.sqrt(np.maximum(cv2.blur(L * L, (k, k)) - mu * mu, 0))
+    cand = lower & ~_skin_like(rgb, lab, skin_lab) & (sd <= OCC_TEXTURE)
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mx1, my1, mx2, my2 = OCC_MOUTH
+    mouth = (tx >= mx1) & (tx <= mx2) & (ty >= my1) & (ty <= my2)
+    if mouth.sum() < 4:
+        return zero
+    n, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    if n <= 1:
+        return zero
+    cover = np.bincount(lab_cc[mouth], minlength=n)
+    cover[0] = 0
+    best = int(cover.argmax())
+    if cover[best] < OCC_MOUTH_COVER * mouth.sum():
+        return zero
+    keep = (lab_cc == best).astype(np.uint8)
+    # holes inside the occluder (a print, a fold's highlight) are part of it: fill what it encloses
+    filled = keep.copy()
+    cnts, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(filled, cnts, -1, 1, thickness=cv2.FILLED)
+    filled &= lower.astype(np.uint8)
+    # never beyond the occluder's own pixels: erode by one pixel, then soften inward only
+    core = cv2.erode(filled, np.ones((3, 3), np.uint8))
+    # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only
+    inside = cv2.distanceTransform(core, cv2.DIST_L2, 3)
+    soft = _ease(inside / max(OCC_SOFT / scale, 1.0)) * (core > 0)
+    ramp = _ease((ty - OCC_TOP) / OCC_RAMP)
+    return (soft * ramp).astype(np.float32)
 
 
 def _plane(values: np.ndarray, where: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray | None:
