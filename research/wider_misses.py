@@ -1,10 +1,10 @@
 """Issue 21: what are the balanced preset's misses on WIDER, and which detection lever finds them?
 
 Stage `cache` runs, once per photo, every pass the levers can be replayed from (research/out/widermiss/):
-the pass at the photo's own size down to 0.01 (its weak candidates seed the zoom tiles), 2x and 3x passes on
-tiles wider than any rule the sweep replays (CACHE_TILES; boxes up to ZOOM_MAX_PX image pixels, from 0.05: a
-rule's tiled pass is replayed from the boxes inside its tiles, as research/zoom_tiles.py does), the coarse
-pass, and YuNet at the photo's own size.
+the pass at the photo's own size down to 0.01 (its weak candidates seed the zoom tiles), the 2x pass over the
+whole photo and a 3x pass on tiles around small seeds (CACHE_TILES; boxes up to ZOOM_MAX_PX image pixels, from
+0.05: a rule's tiled pass is replayed from the boxes inside its tiles, as research/zoom_tiles.py does), the
+coarse pass, and YuNet at the photo's own size.
 Stage `misses` replays today's balanced preset (exactly its keep and fuse, the 2x boxes inside its planned
 tiles standing for the tiled pass) on a half of `faceveil.eval.splits` and describes each leaked face: size,
 kind (boxed short / never boxed), and the best raw candidate overlapping it at 1x, 2x and 3x (score, IoU).
@@ -63,10 +63,10 @@ def yunet_raw(img: np.ndarray) -> np.ndarray:
     return as_array(d)
 
 
-# Tiles the cache runs (a superset of every rule the sweep replays: seeds down to 0.01, up to 64 px, 5x their
-# size at 2x; up to 24 px, 4x their size at 3x): running the whole photo at 2x and 3x cost too much here.
-CACHE_TILES = {2.0: {"zoom_seed_score": 0.01, "zoom_seed_px": 64.0, "zoom_tile_k": 5.0},
-               3.0: {"zoom_seed_score": 0.01, "zoom_seed_px": 24.0, "zoom_tile_k": 4.0}}
+# The 2x pass runs on the whole photo (replayed tiles take the boxes inside them, as in research/zoom_tiles.py;
+# wider tile rules than today's overlap to 3x the photo's area, dearer than the whole pass); the 3x pass only on
+# tiles around the 1x candidates up to 24 px scoring >= 0.03, 3.5x their size (the widest 3x rule replayed).
+CACHE_TILES = {3.0: {"zoom_seed_score": 0.03, "zoom_seed_px": 24.0, "zoom_tile_k": 3.5}}
 
 
 def cache(setname: str, half: str, part: int = 0, parts: int = 1) -> None:
@@ -84,6 +84,9 @@ def cache(setname: str, half: str, part: int = 0, parts: int = 1) -> None:
             continue  # WIDER's photos are all at their own size; this probe replays only those
         p1 = det._pass(img, 1.0, SEED_FLOOR)
         e = {"shape": (h, w), "p1": as_array(p1), "tiles": {}}
+        e["zf"] = min(p.zoom, p.zoom_max_side / side)
+        z = det._pass(img, e["zf"], FLOOR)
+        e["p2"] = as_array(z[np.sqrt(z.areas) <= ZOOM_MAX_PX])
         for zf, rule in CACHE_TILES.items():
             tiles = plan_zoom_tiles(p1, h, w, replace(p, **rule))
             z = det.tiles_pass(img, tiles, zf, FLOOR) if len(tiles) else Detections.empty("centerface")
@@ -128,7 +131,7 @@ def parts_for(e: dict, det: MultiScale, q: dict) -> tuple[list[Detections], floa
                                  "centerface")
     tiles = plan_zoom_tiles(seeds, h, w, p)
     parts = [p1[p1.score >= det.floor]]
-    z, zoomed, zpix = zoom_boxes(as_detections(e["p2"], "zoom"), tiles, 2.0, h, w, p.zoom_tile_edge)
+    z, zoomed, zpix = zoom_boxes(as_detections(e["p2"], "zoom"), tiles, e["zf"], h, w, p.zoom_tile_edge)
     cost = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in zoomed) / zpix
     parts.append(z)
     if q["z3_seed_px"] > 0:
