@@ -15,12 +15,13 @@ detection times.
   python research/wider_misses.py cache wd tune 0 2 & python research/wider_misses.py cache wd tune 1 2  # then held_out
   python research/wider_misses.py misses wd tune
   python research/wider_misses.py sweep wd "{'zoom_seed_score': [0.02, 0.03], 'zoom_tile_k': [3.5, 5]}"
-  python research/wider_misses.py real wd held_out "{'zoom_seed_score': 0.02}"
+  python research/wider_misses.py real wd held_out "{'z3_seed_px': 16}" 12   # 12 evenly spaced photos
 
 Probe-only sweep keys: z3_seed_px (seeds up to this size also get a 3x tile; 0: none), z3_seed_score,
 z3_tile_k, z3_min_score (3x boxes need this score too), yunet_seed (YuNet boxes >= this score seed
 tiles; 0: none), zoom_small_cut (a per-size cut in the zoomed tiles: boxes up to small_px need this
-instead of zoom_min_score; 0: as today).
+instead of zoom_min_score; 0: as today), yunet_add (YuNet boxes from this score, calibrated like CenterFace's,
+added only where no CenterFace box matches them, as `add_masked` adds the masked member's; 0: none).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ from faceveil.io.labels import find_image, read_eval_labels  # noqa: E402
 OUT = Path(__file__).resolve().parent / "out" / "widermiss"
 SEED_FLOOR, FLOOR, ZOOM_MAX_PX = 0.01, 0.05, 64.0
 PROBE_KEYS = {"z3_seed_px": 0.0, "z3_seed_score": 0.03, "z3_tile_k": 3.5, "z3_min_score": 0.15, "yunet_seed": 0.0,
-              "zoom_small_cut": 0.0}
+              "zoom_small_cut": 0.0, "yunet_add": 0.0}
 
 
 def yunet_raw(img: np.ndarray) -> np.ndarray:
@@ -157,6 +158,18 @@ def keep(det: MultiScale, d: Detections, q: dict) -> Detections:
     return det.keep(d)
 
 
+def fuse(det: MultiScale, e: dict, parts: list[Detections], q: dict, w: int, h: int) -> Detections:
+    fused = det.fuse([keep(det, d, q) for d in parts], w, h)
+    if q["yunet_add"] > 0:
+        from faceveil.detect.multiscale import add_masked, calibrate
+
+        p = det.params
+        yn = as_detections(e["yn1"], "yunet")
+        yn = calibrate(yn[yn.score >= q["yunet_add"]], p.box_dy, p.small_grow, p.small_px, p.large_px)
+        fused = add_masked(fused, yn, extend=0.0).clipped(w, h)
+    return fused
+
+
 def split_params(p: dict) -> tuple[dict, dict, dict]:
     q = {k: p.get(k, v) for k, v in PROBE_KEYS.items()}
     region = {"shape": p.get("shape", "box"), "mask_scale": p["mask_scale"]}
@@ -181,7 +194,7 @@ def replay(photos: dict, labels, p: dict, halves=("tune", "held_out")) -> dict:
             continue
         h, w = e["shape"]
         parts, c = parts_for(e, det, q)
-        fused = det.fuse([keep(det, d, q) for d in parts], w, h)
+        fused = fuse(det, e, parts, q, w, h)
         metrics[half].update(anonymized_mask(comp, fused, (h, w)), labels[key].faces, labels[key].ignore, key)
         cost[half].append(c)
     out = {}
@@ -199,16 +212,16 @@ def fmt(r: dict) -> str:
             f"zoomed {r['cost'] * 100:.0f}%")
 
 
-def sweep(setname: str, grid: dict, verbose: bool = False) -> None:
+def sweep(setname: str, grid: dict, verbose: bool = False, halves=("tune", "held_out")) -> None:
     photos, labels = load(setname), read_eval_labels(SETS[setname][1])
     base = base_params()
     for values in itertools.product(*grid.values()) if grid else [()]:
         p = {**base, **dict(zip(grid, values))}
-        r = replay(photos, labels, p)
+        r = replay(photos, labels, p, halves)
         setting = " ".join(f"{k}={v}" for k, v in zip(grid, values)) or "balanced today"
-        print(f"{setname} {setting} | tune {fmt(r['tune'])} | held-out {fmt(r['held_out'])}", flush=True)
+        print(f"{setname} {setting} | " + " | ".join(f"{h} {fmt(r[h])}" for h in halves), flush=True)
         if verbose:
-            for half in ("tune", "held_out"):
+            for half in halves:
                 print(f"   {half} by size (leaked, short, never, faces): {r[half]['by_size']}")
 
 
@@ -237,7 +250,7 @@ def misses(setname: str, half: str, overrides: dict | None = None) -> None:
             continue
         h, w = e["shape"]
         parts, _ = parts_for(e, det, q)
-        fused = det.fuse([keep(det, d, q) for d in parts], w, h)
+        fused = fuse(det, e, parts, q, w, h)
         lab = labels[key]
         valid = ~lab.ignore if lab.ignore is not None else np.ones(len(lab.faces), bool)
         faces = lab.faces.xyxy[valid]
@@ -268,14 +281,53 @@ def misses(setname: str, half: str, overrides: dict | None = None) -> None:
         print(f"  {n}: " + ", ".join(f">= {t}: {sum(r[4][n][0] >= t for r in never)}" for t in (0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)))
 
 
+class Zoom3(MultiScale):
+    """balanced plus the probe's 3x tiles (z3_* keys), run for real: the tiles around the 1x pass's candidates up
+    to z3_seed_px scoring >= z3_seed_score (>= zoom_seed_score: the seeds are the 1x pass MultiScale ran for its
+    own tiles, kept here from its first call), z3_tile_k x their size, the photo enlarged 3x (capped at 3072 px),
+    boxes up to zoom_max_px cut like the zoom pass's and from z3_min_score. Not in faceveil: it did not pay."""
+
+    def __init__(self, params, q: dict):
+        super().__init__(params)
+        self.q, self.seeds = q, None
+
+    def _pass(self, image, factor, floor, flip=False):
+        d = super()._pass(image, factor, floor, flip)
+        if self.seeds is None and factor == 1.0 and not flip:
+            self.seeds = d
+        return d
+
+    def passes(self, image, floor=None):
+        self.seeds = None
+        out = super().passes(image, floor)
+        p, q = self.params, self.q
+        h, w = image.shape[:2]
+        f3 = min(3.0, 3072 / max(h, w))
+        if self.seeds is None or f3 <= self.zoom_factor(image) * 1.05:
+            return out
+        tiles = plan_zoom_tiles(self.seeds, h, w, replace(p, zoom_seed_px=q["z3_seed_px"],
+                                                          zoom_seed_score=q["z3_seed_score"], zoom_tile_k=q["z3_tile_k"]))
+        if len(tiles):
+            z = self.tiles_pass(image, tiles, f3, self.floor if floor is None else floor)
+            z = z[np.sqrt(z.areas) <= p.zoom_max_px]
+            out.append(Detections(z.xyxy, z.score, z.landmarks, None, "zoom3"))
+        return out
+
+    def keep(self, d):
+        return keep(self, d, self.q) if d.source == "zoom3" else super().keep(d)
+
+
 def real(setname: str, half: str, overrides: dict, limit: int = 0) -> None:
     """Today's preset and the candidate on the same photos, interleaved per photo, 1 thread: leaks and
     detection time (each photo is detected by both, in alternating order, so the machine's load falls on both)."""
     images, labels = SETS[setname]
     labels = read_eval_labels(labels)
     _, params, region = resolve("balanced")
-    dets = {"today": get_detector("multiscale", {**params, "threads": 1}),
-            "candidate": get_detector("multiscale", {**params, **overrides, "threads": 1})}
+    dp, q, _ = split_params({**base_params(), **overrides})
+    cand = get_detector("multiscale", {**params, **{k: v for k, v in overrides.items() if k in dp}, "threads": 1})
+    if q["z3_seed_px"] > 0:
+        cand = Zoom3(cand.params, q)
+    dets = {"today": get_detector("multiscale", {**params, "threads": 1}), "candidate": cand}
     comp = Compositor(RegionParams(region["shape"], region["mask_scale"], 0.0))
     keys = [k for k in labels if half == "all" or split_side(k) == half]
     if limit:
@@ -308,4 +360,5 @@ if __name__ == "__main__":
     elif a[1] == "real":
         real(a[2], a[3], ast.literal_eval(a[4]) if len(a) > 4 else {}, int(a[5]) if len(a) > 5 else 0)
     else:
-        sweep(a[2], ast.literal_eval(a[3]) if len(a) > 3 else {}, "-v" in a)
+        sweep(a[2], ast.literal_eval(a[3]) if len(a) > 3 else {}, "-v" in a,
+              ("tune",) if "--tune" in a else ("tune", "held_out"))
