@@ -3,8 +3,9 @@
     python bench/bench_photo_speed.py [--sets facemask,wider] [--limit 100] [--rounds 3]
 
 Per set: evenly spaced held-out photos (faceveil.eval.splits) copied into a temporary folder; each
-round runs every setting once, in turn (deface CLI --thresh 0.2; faceveil anonymize --detect fast (int8),
-fast with fp32 weights, the balanced preset as it was before zoom tiles, balanced with fp32 weights, and the default), and the
+round runs every setting once, in turn (deface CLI --thresh 0.2; faceveil anonymize --detect fast,
+fast with int8 weights, the balanced preset as it was before zoom tiles, the default, and the default
+with int8 weights), and the
 table keeps each setting's fastest round (a shared machine: the other rounds carry other jobs' load).
 ms/photo includes each CLI's start-up (model load) spread over the photos. Leaks are not measured here:
 `faceveil eval leaks` and bench/bench_recall.py do that.
@@ -34,11 +35,11 @@ BIN = Path(sys.executable).parent
 BEFORE = ["--dp", "zoom_tiles=false"]
 SETTINGS = {
     "deface CLI, thresh 0.2": None,
-    "faceveil --detect fast (int8)": ["--detect", "fast"],
-    "faceveil --detect fast, fp32": ["--detect", "fast", "--dp", "precision=fp32"],
+    "faceveil --detect fast": ["--detect", "fast"],
+    "faceveil --detect fast, int8": ["--detect", "fast", "--dp", "precision=int8"],
     "faceveil balanced, before (whole-photo zoom)": BEFORE,
-    "faceveil balanced, fp32 (before the int8 default)": ["--dp", "precision=fp32"],
-    "faceveil balanced (default, int8)": [],
+    "faceveil balanced (default)": [],
+    "faceveil balanced, int8": ["--dp", "precision=int8"],
 }
 
 

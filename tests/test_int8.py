@@ -92,17 +92,18 @@ def test_int8_and_fp32_find_the_same_faces_on_real_photos(parts):
         # the coarse pass's few heatmap cells; docs/int8.md).
 
 
-def test_the_default_preset_runs_int8_and_fp32_is_a_parameter_away(astronaut):
-    """The recalibrated int8 build passed the bar (docs/int8.md), so the presets default to it."""
+def test_the_default_preset_runs_fp32_and_int8_is_opt_in(astronaut):
+    """The recalibrated int8 passed WIDER AP and the tune halves but leaked 4 faces more than fp32 on the
+    facemask held-out half (+0.27 points; the bar: +0.1), so the original stays the default (docs/int8.md)."""
     from faceveil.detect import get_detector
     from faceveil.detect.centerface import DATA
     from faceveil.detect.presets import resolve
 
     name, params, _ = resolve(None)
-    det = get_detector(name, params)
-    assert det.cf.params.precision == "int8"
-    fp = get_detector(name, {**params, "precision": "fp32"})
-    assert fp.cf.params.precision == "fp32" and det.cf.session is not fp.cf.session
+    fp = get_detector(name, params)
+    assert fp.cf.params.precision == "fp32"
+    det = get_detector(name, {**params, "precision": "int8"})
+    assert det.cf.params.precision == "int8" and det.cf.session is not fp.cf.session
     assert (DATA / "centerface_int8.onnx").is_file() and (DATA / "centerface_fp32.onnx").is_file()
     assert "MIT" in (DATA / "CENTERFACE_LICENSE.txt").read_text()
     # Both anonymize the face the same way on the portrait.

@@ -1,8 +1,9 @@
-"""The recalibrated int8 CenterFace (issue 20, lever 1): close enough to fp32 to be the presets' default.
+"""The recalibrated int8 CenterFace (issue 20, lever 1): closer to fp32 than the first build.
 
-The shipped int8 file moved CenterFace's heatmap by 0.038 on average where a face could be (MinMax
+The first int8 file moved CenterFace's heatmap by 0.038 on average where a face could be (MinMax
 calibration) and leaked 23 faces where fp32 leaked 17 on the facemask tune half; the percentile-calibrated
 build with the first depthwise convolution in fp32 moves it by ~0.015 and leaked 17 (docs/int8.md).
+It still leaked 4 faces more than fp32 on the facemask held-out half, so fp32 stays the default.
 """
 from __future__ import annotations
 
@@ -58,23 +59,6 @@ def test_int8_heatmap_stays_close_to_fp32_on_real_photos():
     assert faces > 100  # the photos hold faces: the comparison is about them
     assert np.mean(heat) < 0.02, heat
     assert np.mean(size) < 0.017, size
-
-
-def test_the_presets_run_int8_by_default_and_fp32_stays_available(astronaut):
-    from faceveil.detect import get_detector
-    from faceveil.detect.presets import PRESETS, resolve
-
-    for preset in ("fast", "balanced"):
-        name, params, _ = resolve(preset)
-        assert params["precision"] == "int8", preset
-    name, params, _ = resolve(None)
-    d8 = get_detector(name, params)
-    d32 = get_detector(name, {**params, "precision": "fp32"})
-    assert d8.cf.params.precision == "int8" and d32.cf.params.precision == "fp32"
-    assert d8.cf.session is not d32.cf.session
-    a, b = d8.detect(astronaut), d32.detect(astronaut)
-    assert len(a) == len(b) == 1 and np.abs(a.xyxy - b.xyxy).max() <= 5.0  # px, on a ~110 px face
-    assert set(PRESETS) >= {"fast", "balanced", "thorough"}
 
 
 def test_calibration_uses_only_facemask_tune_half_and_deepface_unit():

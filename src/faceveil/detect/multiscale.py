@@ -221,7 +221,7 @@ class MultiScale(Detector):
                                      "this share of its height (0: never)")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
         precision: str = param("fp32", "CenterFace weights: fp32 (the original) or int8 (quantized: "
-                                "~1.6x faster, what the fast and balanced presets run; docs/int8.md)")
+                                "faster, a little less accurate, docs/int8.md)")
 
         def __post_init__(self):
             for name in ("threshold", "small_threshold", "masked_threshold", "masked_small_threshold"):

@@ -14,12 +14,8 @@ from ..errors import UsageError
 # passes, see docs/recall.md): a size-aware cut (0.1 for boxes <= 16 px, 0.2 from
 # 64 px), boxes moved down 11 % of their height and small ones enlarged up to 1.35x, drawn as a box
 # 1.25x the face. Growing small boxes pays more than growing all: large faces own most pixels.
-# CenterFace's weights, the one place the presets choose them (issue 20): the int8 build leaks as many faces
-# as fp32 at the same away area on both shared sets and keeps WIDER AP within 0.005, at ~1.6x the speed
-# (docs/int8.md). thorough, the fewest-leaks reference (bench/bench_video.py measures against it), stays fp32.
-PRECISION = "int8"
 _CALIBRATED = {"threshold": 0.2, "small_threshold": 0.1, "small_px": 16.0, "large_px": 64.0,
-               "box_dy": 0.11, "small_grow": 1.35, "precision": PRECISION}
+               "box_dy": 0.11, "small_grow": 1.35}
 _REGION = {"shape": "box", "mask_scale": 1.25}
 # Photos enlarged to min_side also get passes at 0.6x and 0.9x their own size whose boxes count from
 # 48 px and score 0.5: enlarged, big faces get boxes that stop above the chin or mask (facemask, all
@@ -51,8 +47,7 @@ PRESETS: dict[str, dict] = {
         "summary": "balanced plus a mirrored pass, lower cuts and a larger region: fewest leaks, more background hidden",
         "detector": "multiscale",
         "params": {**_CALIBRATED, "threshold": 0.15, "small_threshold": 0.07, "min_side": 800, "zoom": 2.0,
-                   "zoom_max_side": 2560, "zoom_min_score": 0.1, "flip": True, **_BIG_FACES,
-                   "precision": "fp32"},
+                   "zoom_max_side": 2560, "zoom_min_score": 0.1, "flip": True, **_BIG_FACES},
         "region": {"shape": "box", "mask_scale": 1.4},
     },
 }
