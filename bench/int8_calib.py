@@ -147,7 +147,6 @@ def main() -> int:
     ranges = B.tensor_ranges(stats, "minmax" if a.method == "minmax" else "percentile",
                              0 if a.method == "minmax" else float(a.method))
     model = onnx.load(str(fp32))
-    ref_cache = a.work / "ref.pkl"
     items = probe_items()
     ref = Ref(fp32, items)
     if a.cmd == "probe":

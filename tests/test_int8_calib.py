@@ -17,8 +17,8 @@ from conftest import shared_path
 PHOTOS = [(("facemask", "images", "maksssksksss11.jpg"), (360, 800)),
           (("facemask", "images", "maksssksksss499.jpg"), (360, 800)),
           (("facemask", "images", "maksssksksss74.jpg"), (360, 800)),
-          (("widerface-val", "images", "12--Group", "12_Group_Team_Organized_Group_12_Group_Team_Organized_Group_12_313.jpg"),
-           (1024, 640))]
+          (("widerface-val", "images", "12--Group",
+            "12_Group_Team_Organized_Group_12_Group_Team_Organized_Group_12_313.jpg"), (1024, 640))]
 
 
 def _blob(image, side):
