@@ -52,9 +52,9 @@ FPS = 25
 # name -> the CLI's video options; the in-process leak runs take the same options (VideoOptions below)
 EVERY_FRAME = ["--detect", "fast", "--detect-every", "1"]  # the default before issue 20: fp32, full size
 SETTINGS = {
-    "default (video preset: int8, max size 1280; every frame)": [],
+    "default (video preset: fp32, max size 1280; every frame)": [],
     "every frame, fp32, full size (the earlier default)": EVERY_FRAME,
-    "default, fp32": ["--dp", "precision=fp32"],
+    "default, int8": ["--dp", "precision=int8"],
     "default, detect-every 2": ["--detect-every", "2"],
     "default, detect-every 3": ["--detect-every", "3"],
     "fp32, max size 960, detect-every 2": ["--dp", "precision=fp32", "--max-size", "960"],

@@ -53,16 +53,17 @@ PRESETS: dict[str, dict] = {
 }
 # Videos (issue 20): per-frame cost decides video speed and tracking (hold, look-ahead) bridges a frame the
 # detector skipped or missed. The fast preset's one pass on a copy at most 1280 px long (at 1080p as many
-# labelled face-frames leaked as at full size, for half the detector's work), with int8 weights, run on every
+# labelled face-frames leaked as at full size, for half the detector's work; fp32: the recalibrated int8 weights
+# leaked 965 face-frames on the shared clips against fp32's 913 at this size, so int8 stays opt-in), run on every
 # VIDEO_DETECT_EVERY-th frame and on scene cuts. Chosen on bench/bench_video.py's leaked face-frames first,
 # fps second (docs/video.md): on every frame it leaks fewer face-frames than the default before on both the
 # labelled and the shared clips; every 2nd frame (`--detect-every 2`, 1.4x faster) leaks more on the shared
 # clips, so it is an option, not the default.
 PRESETS["video"] = {
-    "summary": "videos' default: fast on a copy at most 1280 px long, int8, on every frame (--detect-every N: "
+    "summary": "videos' default: fast on a copy at most 1280 px long, on every frame (--detect-every N: "
                "every Nth frame and scene cuts, tracking between)",
     "detector": "multiscale",
-    "params": {**_CALIBRATED, "max_size": 1280, "precision": "int8"},
+    "params": {**_CALIBRATED, "max_size": 1280},
     "region": dict(_REGION),
 }
 DEFAULT_PRESET = "balanced"
