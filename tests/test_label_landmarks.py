@@ -119,3 +119,39 @@ def test_eval_train_replace_gets_the_face_shaped_region(astronaut):
     # Methods that do not read landmarks run no detector: labelled boxes as they are.
     (blur,) = anonymize_samples([s], MethodSpec("blur", "blur"), seed=0)
     assert not np.array_equal(blur[y1:y2, x1:x2], astronaut[y1:y2, x1:x2])
+
+
+def test_review_apply_on_a_replaced_dataset_output_keeps_the_face_shaped_region(tmp_path, astronaut):
+    """The review page redoes a dataset image from its recorded regions (plain boxes): they get the landmarks
+    too, so an Apply elsewhere does not rebuild the labelled face's box corners with a box-fitted face."""
+    pytest.importorskip("flask", reason="the review page needs Flask")
+    from faceveil.cli import build_parser
+    from faceveil.cli.review import config_from_args
+    from faceveil.review import ReviewSet, ReviewSettings, create_app
+
+    root = tmp_path / "ds"
+    (root / "images" / "a").mkdir(parents=True)
+    Image.fromarray(astronaut).save(root / "images" / "a" / "astronaut.png")
+    x1, y1, x2, y2 = LABEL
+    gt = root / "gt" / "labels.txt"
+    gt.parent.mkdir(parents=True)
+    gt.write_text(f"a/astronaut.png\n1\n{x1} {y1} {x2 - x1} {y2 - y1} 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    assert main(["dataset", "anonymize", "--format", "wider", "--images", str(root / "images"), "--labels", str(gt),
+                 "-o", str(out), "--boxes", "gt", "-m", "replace", "-q"]) == 0
+    rel = "images/a/astronaut.png"
+    before = np.asarray(Image.open(out / rel).convert("RGB")).copy()
+    cfg = config_from_args(build_parser().parse_args(["review", str(out), "--originals", str(root)]))
+    rs = ReviewSet(out, root, cfg, ReviewSettings(second=("none",)), tmp_path / "cache")
+    token = "test-token-landmarks"
+    client = create_app(rs, token).test_client(use_cookies=False)
+    box = [20, 400, 60, 440]  # far from the face
+    r = client.post("/api/apply", json={"path": rel, "manual": [box], "removed": []},
+                    headers={"X-Faceveil-Token": token})
+    assert r.status_code == 200, r.get_json()
+    after = np.asarray(Image.open(out / rel).convert("RGB"))
+    near = (slice(y1 - 40, y2 + 40), slice(x1 - 40, x2 + 40))
+    diff = np.abs(after[near].astype(int) - before[near].astype(int)).max(axis=2)
+    assert (diff == 0).all(), f"{(diff > 0).sum()} pixels around the labelled face changed on an Apply elsewhere"
+    _face_shaped(astronaut, after)
+    assert verify(out).ok
