@@ -22,6 +22,8 @@ import numpy as np
 # "backfilled": the tracker extended a track backwards over the frames before it was first found.
 SOURCES = ("detected", "held", "backfilled", "manual", "label")
 _SOURCE_DTYPE = "<U10"
+# A labelled box and a detection overlapping at least this much are one face (``with_landmarks_from``).
+LANDMARK_IOU = 0.4
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,33 @@ class Detections:
         """The same boxes, every one marked as coming from ``source`` (one of SOURCES)."""
         return Detections(self.xyxy, self.score, self.landmarks, self.track_id, self.source,
                           np.full(len(self), source, _SOURCE_DTYPE))
+
+    def with_landmarks_from(self, other: "Detections", min_iou: float = LANDMARK_IOU) -> "Detections":
+        """The same boxes, each without landmarks given those of the ``other`` box that overlaps it most.
+
+        For labelled boxes (no landmarks) anonymized by a method that places things by them
+        (replace, eyebar): the detector's landmarks of the same face. Matching is one to one,
+        highest IoU first, and only at IoU >= ``min_iou``; a box with no such match, or one
+        that has landmarks already, keeps what it has. Boxes, scores and sources are unchanged,
+        so the region stays the labelled box.
+        """
+        need = ~self.has_landmarks
+        if not need.any() or not len(other):
+            return self
+        src = other.has_landmarks
+        iou = box_iou(self.xyxy, other.xyxy)
+        iou[~need, :] = -1.0
+        iou[:, ~src] = -1.0
+        lm = self.landmarks.copy()
+        # Greedy one-to-one matching, best pair first (a handful of faces: no assignment solver needed).
+        for flat in np.argsort(-iou, axis=None, kind="stable"):
+            i, j = divmod(int(flat), iou.shape[1])
+            if iou[i, j] < min_iou:
+                break
+            lm[i] = other.landmarks[j]
+            iou[i, :] = -1.0
+            iou[:, j] = -1.0
+        return Detections(self.xyxy, self.score, lm, self.track_id, self.source, self.sources)
 
     def filter(self, min_score: float = 0.0, min_size: float = 0.0) -> "Detections":
         keep = (self.score >= min_score) & (np.minimum(self.widths, self.heights) >= min_size)

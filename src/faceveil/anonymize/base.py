@@ -21,6 +21,9 @@ class Method:
     Params = NoParams
     name = "?"
     uses_rng = False
+    # True: the method places its output by the faces' landmarks (a face without them gets a box-fitted
+    # fallback), so callers that anonymize labelled boxes look up the detector's landmarks for them.
+    uses_landmarks = False
 
     def __init__(self, params=None):
         self.params = params if params is not None else self.Params()

@@ -72,8 +72,13 @@ def process_item(item: Item) -> dict:
         keep, kept = anon.keep, None
         # --keep-people tells faces apart by the detector's landmarks: it runs even under --boxes gt (then only
         # to tell whose the labelled faces are; its own boxes are not hidden).
-        found = anon.detect(img.rgb).clipped(w, h) if cfg.boxes in ("detect", "union") or (
+        # A method that places its face by landmarks (replace, eyebar) gets the detector's landmarks for the
+        # labelled boxes too (else replace pastes a frontal face over the whole box); the box stays the region.
+        label_lm = bool(getattr(anon.method, "uses_landmarks", False)) and len(kept_labels) > 0
+        found = anon.detect(img.rgb).clipped(w, h) if cfg.boxes in ("detect", "union") or label_lm or (
             keep and keep.people is not None) else Detections.empty()
+        if label_lm:
+            kept_labels = parts[0] = kept_labels.with_landmarks_from(found)
         used = np.zeros(len(found), bool)  # the detections this run hides unless kept
         if cfg.boxes in ("detect", "union"):
             det_small = np.minimum(found.widths, found.heights) < cfg.min_size

@@ -159,8 +159,13 @@ class EditsMixin:
                 # The batch seeds each file by "<input folder name>/<rel>"; the same key gives the same noise.
                 key = f"{self.in_root.name}/{rel}"
             kept = [b for b in base if not matches(b, removed_boxes)]
+            kept_dets = Detections.from_boxes(kept, None, None, self.config.detector)
+            if getattr(self.anonymizer.method, "uses_landmarks", False) and len(kept_dets):
+                # The recorded regions are plain boxes: give them the detector's landmarks as the run did
+                # (dataset mode's labelled boxes; a detection matches itself), else replace rebuilds the box.
+                kept_dets = kept_dets.with_landmarks_from(self.anonymizer.detect(img.rgb).clipped(w, h))
             dets = Detections.merge([
-                Detections.from_boxes(kept, None, None, self.config.detector),
+                kept_dets,
                 Detections.from_boxes(manual_boxes, None, None, "manual")])
             out = self.anonymizer.anonymize(img.rgb, dets, self.anonymizer.rng_for(key))
             if old_path is not None:

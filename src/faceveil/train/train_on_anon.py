@@ -143,9 +143,17 @@ def anonymize_samples(samples: list[Sample], spec: MethodSpec, seed: int) -> lis
     """The labelled faces of each image anonymized (dataset mode, ``--boxes gt``); 'none' returns originals."""
     if spec.method == "none":
         return [s.image for s in samples]
-    anon = Anonymizer(spec.method, spec.params, seed=seed, load_detector=False)  # labelled boxes: no detector
-    return [anon.anonymize(s.image, Detections.from_boxes(s.boxes, source="label"), anon.rng_for(s.name))
-            for s in samples]
+    anon = Anonymizer(spec.method, spec.params, seed=seed, load_detector=False)  # labelled boxes: no detector ...
+    # ... except for a method that places its face by landmarks (replace, eyebar): the default detector's
+    # landmarks of the same face, as dataset mode gives them; the labelled box stays the region.
+    label_lm = bool(getattr(anon.method, "uses_landmarks", False))
+    out = []
+    for s in samples:
+        labels = Detections.from_boxes(s.boxes, source="label")
+        if label_lm and len(labels):
+            labels = labels.with_landmarks_from(anon.detect(s.image))
+        out.append(anon.anonymize(s.image, labels, anon.rng_for(s.name)))
+    return out
 
 
 def face_quality(samples: list[Sample], anonymized: list[np.ndarray]) -> dict:

@@ -17,6 +17,8 @@ class EyeBar(Method):
     sit (from 25 % to 50 % of its height). Weak privacy: a baseline from the literature.
     """
 
+    uses_landmarks = True
+
     @dataclass(frozen=True)
     class Params:
         color: str = param("0", "bar colour: grey level, R,G,B or #rrggbb")

@@ -135,6 +135,7 @@ class Replace(Method):
     """
 
     uses_rng = True
+    uses_landmarks = True
 
     @dataclass(frozen=True)
     class Params:
