@@ -40,6 +40,18 @@ def synthetic_video(*names: str) -> tuple:
     return tuple(getattr(module, n) for n in names)
 
 
+def tool_module(name: str):
+    """``tools/<name>.py`` as a module (int8_calib.py reuses the model build's calibration code), loaded from its
+    file so that no folder outside bench/ goes on sys.path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"faceveil_tools_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickle look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
 # LFW face evaluation (bench_replace.py, bench_harmonizer.py) -------------------------------------------------
 
 def lfw_people() -> dict[str, list[Path]]:

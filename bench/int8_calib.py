@@ -23,12 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT / "src"))
+from common import DATA, ROOT, tool_module
 
-import build_centerface_models as B  # noqa: E402
+B = tool_module("build_centerface_models")
 
 
 def probe_items(n_fm: int = 12, n_wd: int = 8) -> list[tuple[Path, int]]:

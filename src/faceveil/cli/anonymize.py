@@ -162,9 +162,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detect-every", type=int, default=VIDEO_DETECT_EVERY, metavar="N",
                    help=f"detect on every Nth frame and at cuts, track between (default {VIDEO_DETECT_EVERY})")
     g.add_argument("--full-every", type=int, default=1, metavar="N",
-                   help="full frames every Nth frame and at cuts, track crops between (default 1)")
-    g.add_argument("--crop-margin", type=float, default=1.0, metavar="M",
-                   help="with --full-every: crop margin in face sizes (default 1)")
+                   help="full frames every N, crops between (default 1; margin: --crop-margin M)")
+    g.add_argument("--crop-margin", type=float, default=1.0, metavar="M", help=argparse.SUPPRESS)
     g.add_argument("--no-tracking", action="store_true", help="per-frame detections only (no hold, no look-ahead)")
     g.add_argument("--on-error", choices=["blur", "drop"], default="blur",
                    help="a frame that fails is written fully blurred (default) or dropped")

@@ -14,16 +14,15 @@ from ..errors import FaceveilError, UsageError
 
 EPILOG_LEARNEDBLUR = """\
 examples:
-  faceveil train learnedblur --images ../shared/data/facemask/images --labels ../shared/data/facemask/gt.txt \\
-      --split photo --extra-images ../shared/data/deepface-unit --budget 40m --torch-threads 1 -o learnedblur.onnx
+  faceveil train learnedblur --images ../shared/data/facemask/images \\
+      --labels ../shared/data/facemask/gt.txt --extra-images ../shared/data/deepface-unit \\
+      --budget 40m --torch-threads 1 -o learnedblur.onnx
   faceveil train learnedblur ... --device cuda --budget 10m -o learnedblur.onnx
 
-Only the train part of a seeded split is used (--split photo, the default: the tune side of the project's one
-split by photo name, faceveil.eval.splits, whose held_out side bench/bench_learnedblur.py measures on;
---split fraction: --split-seed, --test-fraction, the same split as `faceveil eval train` with the same values);
-the split, the config and the loss log are written to OUTPUT.json next to the model.
---init MODEL.onnx continues from a refiner's weights (e.g. the shipped ones) instead of from zero.
-Use the model with `-m learnedblur -p model=learnedblur.onnx`.
+Only the train part of a seeded split is used: --split photo (default) trains on the tune side of
+faceveil.eval.splits, whose held_out side bench/bench_learnedblur.py measures; --split fraction is
+`faceveil eval train`'s split (--split-seed, --test-fraction). The split, the config and the loss
+log go to OUTPUT.json. Use the model with `-m learnedblur -p model=learnedblur.onnx`.
 """
 
 
