@@ -17,6 +17,50 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+def torch_or_skip():
+    """torch, or skip the test: the training code needs the `train` extra."""
+    return pytest.importorskip("torch", reason="torch is not installed (the train extra)")
+
+
+def centerface_path_or_skip():
+    """The shipped CenterFace ONNX file, or skip the test with the reason it is missing."""
+    from faceveil.detect.centerface import centerface_model_path
+    from faceveil.errors import ModelError
+
+    try:
+        return centerface_model_path()
+    except ModelError as exc:
+        pytest.skip(str(exc))
+
+
+def toy_faces_dataset(tmp_path: Path, n: int, size: int = 96, seed: int = 0, per_image: int = 1,
+                      widths: tuple[int, int] = (20, 36), eyes: bool = True) -> tuple[Path, Path]:
+    """(images folder, WIDER gt.txt) of ``n`` noise images named img0.png.. with ``per_image`` skin-coloured
+    elliptical 'faces' each (dark eyes if ``eyes``), face widths drawn from ``widths``: the training tests' data."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    lines = []
+    for i in range(n):
+        img = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+        boxes = []
+        for _ in range(per_image):
+            w = int(rng.integers(*widths))
+            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - w))
+            cv2.ellipse(img, (x + w // 2, y + w // 2), (w // 2, w // 2), 0, 0, 360, (230, 180, 150), -1)
+            if eyes:
+                cv2.circle(img, (x + w // 3, y + w // 3), 2, (20, 20, 20), -1)
+                cv2.circle(img, (x + 2 * w // 3, y + w // 3), 2, (20, 20, 20), -1)
+            boxes.append((x, y, w))
+        cv2.imwrite(str(img_dir / f"img{i}.png"), img[:, :, ::-1])
+        lines += [f"img{i}.png", str(len(boxes))] + [f"{x} {y} {w} {w} 0 0 0 0 0 0" for x, y, w in boxes]
+    gt = tmp_path / "gt.txt"
+    gt.write_text("\n".join(lines) + "\n")
+    return img_dir, gt
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     from skimage import data

@@ -1,7 +1,6 @@
 """Learned blur: the onnxruntime method, the torch training path (skipped without torch), the shipped weights."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
@@ -10,42 +9,22 @@ from faceveil.anonymize.learnedblur_geometry import SIZE, crop_rect, extract, fa
 from faceveil.anonymize.methods.learnedblur import shipped_model_path
 from faceveil.detections import Detections
 
-from conftest import shared_path
+from conftest import centerface_path_or_skip, shared_path, torch_or_skip, toy_faces_dataset
 
 FACES = Detections.from_boxes([[60, 40, 100, 90], [150, 100, 170, 124], [2, 2, 5, 5]], [0.9, 0.8, 0.7])
 
 
 def _torch():
-    return pytest.importorskip("torch", reason="torch is not installed (the train extra)")
+    return torch_or_skip()
 
 
 def _centerface_path():
-    from faceveil.detect.centerface import centerface_model_path
-    from faceveil.errors import ModelError
-
-    try:
-        return centerface_model_path()
-    except ModelError as exc:
-        pytest.skip(str(exc))
+    return centerface_path_or_skip()
 
 
 def _faces_dataset(tmp_path, n=4, size=96, seed=0):
     """Noise images with skin-coloured elliptical 'faces' with dark eyes, and a WIDER gt.txt."""
-    rng = np.random.default_rng(seed)
-    img_dir = tmp_path / "images"
-    img_dir.mkdir()
-    lines = []
-    for i in range(n):
-        img = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
-        w = int(rng.integers(20, 36))
-        x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - w))
-        cv2.ellipse(img, (x + w // 2, y + w // 2), (w // 2, w // 2), 0, 0, 360, (230, 180, 150), -1)
-        cv2.circle(img, (x + w // 3, y + w // 3), 2, (20, 20, 20), -1)
-        cv2.circle(img, (x + 2 * w // 3, y + w // 3), 2, (20, 20, 20), -1)
-        cv2.imwrite(str(img_dir / f"img{i}.png"), img[:, :, ::-1])
-        lines += [f"img{i}.png", "1", f"{x} {y} {w} {w} 0 0 0 0 0 0"]
-    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
-    return img_dir, tmp_path / "gt.txt"
+    return toy_faces_dataset(tmp_path, n, size, seed)
 
 
 # geometry and the method (no torch) ------------------------------------------------------

@@ -11,36 +11,20 @@ from faceveil.anonymize.learnedblur_geometry import SIZE
 from faceveil.anonymize.methods.learnedblur import shipped_model_path
 from faceveil.eval.splits import side
 
+from conftest import centerface_path_or_skip, toy_faces_dataset, torch_or_skip
+
 
 def _torch():
-    return pytest.importorskip("torch", reason="torch is not installed (the train extra)")
+    return torch_or_skip()
 
 
 def _centerface():
-    from faceveil.detect.centerface import centerface_model_path
-    from faceveil.errors import ModelError
-
-    try:
-        return centerface_model_path()
-    except ModelError as exc:
-        pytest.skip(str(exc))
+    return centerface_path_or_skip()
 
 
 def _dataset(tmp_path, n=6, size=96, seed=0):
     """Noise photos named img0..img{n-1} with a skin-coloured 'face' each, and a WIDER gt.txt."""
-    rng = np.random.default_rng(seed)
-    img_dir = tmp_path / "images"
-    img_dir.mkdir()
-    lines = []
-    for i in range(n):
-        img = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
-        w = int(rng.integers(20, 36))
-        x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - w))
-        cv2.ellipse(img, (x + w // 2, y + w // 2), (w // 2, w // 2), 0, 0, 360, (230, 180, 150), -1)
-        cv2.imwrite(str(img_dir / f"img{i}.png"), img[:, :, ::-1])
-        lines += [f"img{i}.png", "1", f"{x} {y} {w} {w} 0 0 0 0 0 0"]
-    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
-    return img_dir, tmp_path / "gt.txt"
+    return toy_faces_dataset(tmp_path, n, size, seed, eyes=False)
 
 
 @pytest.mark.slow

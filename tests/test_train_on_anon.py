@@ -12,31 +12,12 @@ from faceveil.eval.metrics import ap_by_size, ap_overall
 from faceveil.train.centermap import decode, encode
 from faceveil.train.train_on_anon import Sample, anonymize_samples, parse_duration, parse_methods, split
 
+from conftest import toy_faces_dataset
+
 
 def _faces_dataset(tmp_path, n=6, size=96, seed=0):
-    """Images of noise with bright elliptical 'faces' (skin-coloured, with dark eyes) and a WIDER gt.txt."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    img_dir = tmp_path / "images"
-    img_dir.mkdir()
-    lines = []
-    for i in range(n):
-        img = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
-        boxes = []
-        for _ in range(2):
-            w = int(rng.integers(14, 30))
-            x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - w))
-            cv2.ellipse(img, (x + w // 2, y + w // 2), (w // 2, w // 2), 0, 0, 360, (230, 180, 150), -1)
-            cv2.circle(img, (x + w // 3, y + w // 3), 2, (20, 20, 20), -1)
-            cv2.circle(img, (x + 2 * w // 3, y + w // 3), 2, (20, 20, 20), -1)
-            boxes.append((x, y, w, w))
-        name = f"img{i}.png"
-        cv2.imwrite(str(img_dir / name), img[:, :, ::-1])
-        lines += [name, str(len(boxes))] + [f"{x} {y} {w} {h} 0 0 0 0 0 0" for x, y, w, h in boxes]
-    gt = tmp_path / "gt.txt"
-    gt.write_text("\n".join(lines) + "\n")
-    return img_dir, gt
+    """Images of noise with two bright elliptical 'faces' each (skin-coloured, with dark eyes), a WIDER gt.txt."""
+    return toy_faces_dataset(tmp_path, n, size, seed, per_image=2, widths=(14, 30))
 
 
 # targets (no torch) ---------------------------------------------------------
