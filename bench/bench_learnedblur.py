@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import COMP, DATA as SHARED, ROOT, Face, detected, lfw_people, rank1
+from common import COMP, DATA as SHARED, ROOT, detected, lfw_gallery_and_probes, rank1
 
 from faceveil.anonymize import Compositor, get_method
 from faceveil.anonymize.identity import descriptor
@@ -53,25 +53,7 @@ def privacy(n_people: int, model: str) -> list[dict]:
     """bench_replace.py's LFW protocol for the blurs: naive and parrot rank-1, detection rates."""
     cf = get_detector("centerface", {"threads": 1})
     hog = get_detector("dlib-hog", {})
-    people = lfw_people()
-    rng = np.random.default_rng(0)
-    gallery, g_ok = [], []
-    for name in people:
-        try:
-            gallery.append(Face(people[name][0], cf, hog))
-            g_ok.append(name)
-        except LookupError:
-            pass
-    probes, truth = [], []
-    for name in [n for n in rng.permutation(g_ok)[: n_people * 2] if len(people[n]) >= 2]:
-        try:
-            probes.append(Face(people[name][1], cf, hog))
-            truth.append(g_ok.index(name))
-        except LookupError:
-            pass
-        if len(probes) == n_people:
-            break
-    truth = np.array(truth)
+    gallery, probes, truth = lfw_gallery_and_probes(n_people, np.random.default_rng(0), cf, hog)
     g_desc = np.stack([f.desc for f in gallery])
     rows = [{"method": "original", "naive rank-1": rank1(np.stack([f.desc for f in probes]), g_desc, truth)}]
     for label in [k for k in METHODS if k in ("blur", "blur1") or k.startswith("learnedblur")]:

@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import COMP, DATA, ROOT, Face, detected, frechet, lfw_people, rank1, ssim, table
+from common import COMP, DATA, ROOT, Face, detected, frechet, lfw_gallery_and_probes, rank1, ssim, table
 from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.identity import MATCH, descriptor
 from faceveil.detect import get_detector
@@ -77,27 +77,8 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0, methods: dict = METH
     rng = np.random.default_rng(seed)
     cf = get_detector("centerface", {"threads": 1})
     hog = get_detector("dlib-hog", {})
-    people = lfw_people()
-    names = list(people)[: gallery_limit or None]
     t = time.perf_counter()
-    gallery, g_ok = [], []
-    for name in names:
-        try:
-            gallery.append(Face(people[name][0], cf, hog))
-            g_ok.append(name)
-        except LookupError:
-            pass
-    probe_names = [n for n in rng.permutation(g_ok)[: n_people * 2] if len(people[n]) >= 2]
-    probes, truth = [], []
-    for name in probe_names:
-        try:
-            probes.append(Face(people[name][1], cf, hog))
-            truth.append(g_ok.index(name))
-        except LookupError:
-            pass
-        if len(probes) == n_people:
-            break
-    truth = np.array(truth)
+    gallery, probes, truth = lfw_gallery_and_probes(n_people, rng, cf, hog, gallery_limit)
     print(f"gallery {len(gallery)} people, {len(probes)} probes ({time.perf_counter() - t:.0f} s to read)",
           file=sys.stderr)
     g_desc = np.stack([f.desc for f in gallery])

@@ -73,6 +73,30 @@ class Face:
         self.desc = descriptor(self.img, self.dbox)
 
 
+def lfw_gallery_and_probes(n_people: int, rng: np.random.Generator, cf, hog, gallery_limit: int = 0):
+    """(gallery, probes, truth) of the LFW protocol (bench_replace.py, bench_learnedblur.py): each person's first
+    photo in the gallery (the first ``gallery_limit`` people, 0: all) where CenterFace finds a face, and the second
+    photo of up to ``n_people`` of them, drawn with ``rng``, as probes; ``truth`` indexes each probe's gallery face."""
+    people = lfw_people()
+    gallery, g_ok = [], []
+    for name in list(people)[: gallery_limit or None]:
+        try:
+            gallery.append(Face(people[name][0], cf, hog))
+            g_ok.append(name)
+        except LookupError:
+            pass
+    probes, truth = [], []
+    for name in [n for n in rng.permutation(g_ok)[: n_people * 2] if len(people[n]) >= 2]:
+        try:
+            probes.append(Face(people[name][1], cf, hog))
+            truth.append(g_ok.index(name))
+        except LookupError:
+            pass
+        if len(probes) == n_people:
+            break
+    return gallery, probes, np.array(truth)
+
+
 COMP = Compositor(RegionParams())
 
 
