@@ -155,3 +155,24 @@ def test_review_apply_on_a_replaced_dataset_output_keeps_the_face_shaped_region(
     assert (diff == 0).all(), f"{(diff > 0).sum()} pixels around the labelled face changed on an Apply elsewhere"
     _face_shaped(astronaut, after)
     assert verify(out).ok
+
+
+def test_dataset_union_replace_draws_one_face_per_labelled_face(tmp_path, astronaut):
+    """--boxes union: the labelled face and the detector's box of the same face were both replaced, two new
+    faces painted over each other; now the labelled box grows over the detection's and one face is drawn."""
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(astronaut).save(root / "astronaut.png")
+    x1, y1, x2, y2 = LABEL
+    gt = tmp_path / "ds" / "labels.txt"
+    gt.write_text(f"astronaut.png\n1\n{x1} {y1} {x2 - x1} {y2 - y1} 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    assert main(["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt),
+                 "-o", str(out), "--boxes", "union", "-m", "replace", "-q"]) == 0
+    (entry,) = [e for e in read_manifest(out / "manifest.jsonl")[0] if e["kind"] == "image"]
+    assert len(entry["regions"]) == 1, entry["regions"]  # one face, one replacement
+    (box,) = entry["regions"]
+    assert box[0] <= x1 and box[1] <= y1 and box[2] >= x2 and box[3] >= y2  # never less than the label
+    assert box[0] <= 178 + 1 and box[3] >= 194 - 1  # and the detection's box (178, 69, 271, 194) too
+    assert entry["faces"]["detected_extra"] == 0
+    assert verify(out).ok

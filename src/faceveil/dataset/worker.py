@@ -90,6 +90,14 @@ def process_item(item: Item) -> dict:
                 extra = int((box_iou(dets.xyxy, labels.xyxy).max(axis=1) < SAME_FACE_IOU).sum())
             else:
                 extra = detected
+            if label_lm and len(dets):
+                # One face, one replacement: a detection of a labelled face would paint a second face over the
+                # first. The labelled box grows to cover the detection's box (never less hidden) and the
+                # detection is not drawn on its own.
+                kept_labels, same = _absorb_same_faces(kept_labels, dets)
+                parts[0] = kept_labels
+                used[np.flatnonzero(used)[same]] = False
+                dets = dets[~same]
             parts.append(dets)
         if keep:  # the keep step (people.py): consenting people's and keep regions' faces are left as they are
             hide_l, hide_d, kept = keep.decide_labelled(img.rgb, kept_labels, found, used)
@@ -150,3 +158,20 @@ def describe_anonymizer(anon: Anonymizer) -> dict:
     d = anon.describe()
     d["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
     return d
+
+
+def _absorb_same_faces(labels: Detections, dets: Detections) -> tuple[Detections, np.ndarray]:
+    """(labels, same): each detection at IoU >= SAME_FACE_IOU with a labelled box (its best one) is marked in
+    ``same``, and that labelled box is grown to the union of both boxes."""
+    same = np.zeros(len(dets), bool)
+    if not len(labels) or not len(dets):
+        return labels, same
+    iou = box_iou(dets.xyxy, labels.xyxy)
+    best = iou.argmax(axis=1)
+    same = iou[np.arange(len(dets)), best] >= SAME_FACE_IOU
+    xyxy = labels.xyxy.copy()
+    for j in np.flatnonzero(same):
+        i = best[j]
+        xyxy[i, :2] = np.minimum(xyxy[i, :2], dets.xyxy[j, :2])
+        xyxy[i, 2:] = np.maximum(xyxy[i, 2:], dets.xyxy[j, 2:])
+    return Detections(xyxy, labels.score, labels.landmarks, labels.track_id, labels.source, labels.sources), same
