@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..anonymize.compositor import Compositor
-from ..anonymize.learnedblur_geometry import CONTEXT, MIN_FACE, SIZE, crop_rect, face_priors, residual_mask
+from ..anonymize.learnedblur_geometry import CONTEXT, MIN_FACE, SIZE, crop_rect, extract, face_priors, residual_mask
 from ..anonymize.methods.blur import Blur
 from ..detections import Detections, nms
 from . import detector as D
@@ -261,11 +261,7 @@ def augment_around_face(image: np.ndarray, boxes: np.ndarray, rng: np.random.Gen
     nh, nw = max(int(round(h * s)), 1), max(int(round(w * s)), 1)
     img = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     b = boxes * np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
-    out = np.zeros((out_size, out_size, 3), np.uint8)
-    sx0, sy0 = max(x0, 0), max(y0, 0)
-    sx1, sy1 = min(x0 + out_size, nw), min(y0 + out_size, nh)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    out = extract(img, (x0, y0, x0 + out_size, y0 + out_size))
     b = b - np.array([x0, y0, x0, y0], np.float32)
     c = (b[:, :2] + b[:, 2:]) / 2
     inside = (c >= 0).all(1) & (c < out_size).all(1)

@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..anonymize.learnedblur_geometry import extract
+
 # Mask colours (RGB): surgical blue and white, black, grey, a few cloth colours.
 _MASK_COLOURS = np.array([[190, 215, 235], [235, 238, 240], [30, 32, 36], [140, 142, 148], [95, 140, 190],
                           [210, 170, 175], [60, 80, 60], [200, 200, 150]], np.float32)
@@ -107,11 +109,7 @@ def hard_augment(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,
     else:
         x0 = int(rng.integers(min(0, nw - out_size), max(0, nw - out_size) + 1))
         y0 = int(rng.integers(min(0, nh - out_size), max(0, nh - out_size) + 1))
-    out = np.zeros((out_size, out_size, 3), np.uint8)
-    sx0, sy0 = max(x0, 0), max(y0, 0)
-    sx1, sy1 = min(x0 + out_size, nw), min(y0 + out_size, nh)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    out = extract(img, (x0, y0, x0 + out_size, y0 + out_size))
     b = b - np.array([x0, y0, x0, y0], np.float32)
     # Occlude before clipping, so a mask follows the whole face even where the crop cuts it.
     for box in b:
