@@ -248,6 +248,8 @@ class MultiScale(Detector):
                                   "tapering to 1 at large_px")
         shape_px: float = param(0.0, "boxes from this size (sqrt of area, image pixels) get the shape_* calibration "
                                 "too (0: off)")
+        shape_all: bool = param(False, "the shape_* calibration on every photo, not only photos at their own size "
+                                "(enlarged by min_side, facemask's big faces are boxed as their labels already)")
         shape_dy: float = param(0.0, "boxes from shape_px: moved down this fraction of their height more")
         shape_w: float = param(1.0, "boxes from shape_px: width scaled by this, around the centre")
         shape_h: float = param(1.0, "boxes from shape_px: height scaled by this, around the centre")
@@ -473,7 +475,7 @@ class MultiScale(Detector):
                 votes = [d[d.score >= p.confirm_floor] for d in raw if d.source != "masked"]
             fused = fused[confirmed(fused, votes, p.confirm_score, p.confirm_iou)]
         fused = calibrate(fused, p.box_dy, p.small_grow, p.small_px, p.large_px)
-        if p.shape_px > 0:
+        if p.shape_px > 0 and (p.shape_all or not (p.min_side and max(width, height) < p.min_side)):
             fused = reshape(fused, p.shape_px, p.shape_dy, p.shape_w, p.shape_h)
         if masked:
             fused = add_masked(fused, Detections.merge(masked, "multiscale"), p.masked_same, p.masked_extend,
