@@ -12,6 +12,7 @@ away-from-face area per half, exactly as `faceveil eval leaks` scores them (a sc
 greedy NMS, so a low-floor cache is exact).
 
   python research/masked_replay.py cf fm fast balanced thorough
+  python research/masked_replay.py cf wd thorough half=tune     # one half only: <set>_<preset>_tune.pkl
   python research/masked_replay.py mk fm
   python research/masked_replay.py sweep fm balanced "{'masked': [False, True], 'masked_threshold': [0.5, 0.6]}"
 
@@ -51,6 +52,10 @@ MK_SIDES = (0, 640, 800)  # masked-face detector run sizes cached: own size (shr
 def cache_cf(setname: str, presets: list[str]) -> None:
     images, labels = SETS[setname]
     keys = list(read_eval_labels(labels))
+    half = next((p.split("=", 1)[1] for p in presets if p.startswith("half=")), None)
+    presets = [p for p in presets if not p.startswith("half=")]
+    if half:  # one half of faceveil.eval.splits only (issue 21: tune first, held-out once at the end)
+        keys = [k for k in keys if side(k) == half]
     for preset in presets:
         name, params, _ = resolve(preset)
         det = get_detector(name, {**params, "threads": 1})
@@ -64,7 +69,7 @@ def cache_cf(setname: str, presets: list[str]) -> None:
             store[key] = [(d.source, as_array(d)) for d in parts]
             shapes[key] = img.shape[:2]
         OUT.mkdir(parents=True, exist_ok=True)
-        with open(OUT / f"{setname}_{preset}.pkl", "wb") as f:
+        with open(OUT / f"{setname}_{preset}{'_' + half if half else ''}.pkl", "wb") as f:
             pickle.dump({"passes": store, "shapes": shapes, "ms": ms, "preset": preset}, f)
 
 

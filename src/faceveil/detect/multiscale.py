@@ -49,6 +49,39 @@ def calibrate(d: Detections, dy: float, grow: float, small_px: float, large_px: 
     return Detections(np.concatenate([c - half, c + half], axis=1), d.score, d.landmarks, d.track_id, d.source)
 
 
+def reshape(d: Detections, min_px: float, dy: float, sw: float, sh: float) -> Detections:
+    """Boxes from ``min_px`` (sqrt of area): moved down ``dy`` of their height, scaled ``sw`` x ``sh`` around
+    their centre. CenterFace boxes big WIDER faces high and narrow against WIDER's labels (issue 21)."""
+    if len(d) == 0:
+        return d
+    big = np.sqrt(d.areas) >= min_px
+    if not big.any():
+        return d
+    b = d.xyxy.astype(np.float64)
+    c = (b[:, :2] + b[:, 2:]) / 2
+    half = (b[:, 2:] - b[:, :2]) / 2
+    c[big, 1] += dy * 2 * half[big, 1]
+    half[big] *= [sw, sh]
+    return Detections(np.concatenate([c - half, c + half], axis=1), d.score, d.landmarks, d.track_id, d.source,
+                      d.sources)
+
+
+def confirmed(fused: Detections, parts: list[Detections], score: float, iou: float) -> np.ndarray:
+    """Per merged box: whether it stands, i.e. scores at least ``score`` or two passes of ``parts`` (its own
+    among them) kept a box on it with IoU >= ``iou``. A weak box one pass alone found is more often a texture
+    (thorough's low cuts, issue 21); a face is found again mirrored or at another scale."""
+    ok = fused.score >= score
+    weak = np.flatnonzero(~ok)
+    if len(weak) == 0:
+        return ok
+    votes = np.zeros(len(weak), np.int64)
+    for d in parts:
+        if len(d):
+            votes += box_iou(fused.xyxy[weak], d.xyxy).max(1) >= iou
+    ok[weak] = votes >= 2
+    return ok
+
+
 def add_masked(cf: Detections, mk: Detections, same: float = 0.6, extend: float = 0.5, nms_iou: float = 0.4,
                add: bool = True) -> Detections:
     """CenterFace's fused boxes plus the masked-face detector's, where those add recall.
@@ -202,10 +235,24 @@ class MultiScale(Detector):
         big_min_px: float = param(48.0, "big-face passes keep boxes from this size (sqrt of area, image pixels)")
         big_min_score: float = param(0.5, "big-face passes keep boxes from this score (a false big box hides much)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
+        confirm_score: float = param(0.0, "merged boxes scoring under this count only where a second pass (the "
+                                     "mirror, the zoom, a big-face pass) also kept a box on them (0: off)")
+        confirm_iou: float = param(0.4, "a pass's box on a merged box with at least this IoU confirms it")
+        confirm_all: bool = param(False, "confirm weak boxes on every photo, not only on photos min_side enlarges "
+                                  "(at their own size, WIDER's small faces are often found by one pass alone)")
+        confirm_floor: float = param(0.0, "a pass's boxes confirm from this score even under its cut (0: only the "
+                                     "boxes it keeps)")
         box_dy: float = param(0.0, "shift boxes down by this fraction of their height (CenterFace's boxes sit "
                               "high: forehead in, chin and face masks partly out)")
         small_grow: float = param(1.0, "enlarge boxes up to small_px by this factor (their outline is noisier), "
                                   "tapering to 1 at large_px")
+        shape_px: float = param(0.0, "boxes from this size (sqrt of area, image pixels) get the shape_* calibration "
+                                "too (0: off)")
+        shape_all: bool = param(False, "the shape_* calibration on every photo, not only photos at their own size "
+                                "(enlarged by min_side, facemask's big faces are boxed as their labels already)")
+        shape_dy: float = param(0.0, "boxes from shape_px: moved down this fraction of their height more")
+        shape_w: float = param(1.0, "boxes from shape_px: width scaled by this, around the centre")
+        shape_h: float = param(1.0, "boxes from shape_px: height scaled by this, around the centre")
         masked: bool = param(False, "add the masked-face detector (faceveil/data/masked.onnx, docs/masked-detector.md) "
                              "where it adds recall: a box where CenterFace has none, or a CenterFace box "
                              "extended down to its bottom")
@@ -414,14 +461,22 @@ class MultiScale(Detector):
             ok &= d.score >= p.big_min_score
         return d[ok]
 
-    def fuse(self, parts: list[Detections], width: int, height: int) -> Detections:
-        """Merge the passes' kept boxes: NMS, calibration, the masked-face boxes (``add_masked``), clipped."""
+    def fuse(self, parts: list[Detections], width: int, height: int, raw: list[Detections] | None = None) -> Detections:
+        """Merge the passes' kept boxes: NMS, calibration, the masked-face boxes (``add_masked``), clipped.
+        ``raw``: the passes before ``keep`` (what confirms a weak box with ``confirm_floor``)."""
         masked = [d for d in parts if d.source == "masked"]
         parts = [d for d in parts if d.source != "masked"]
         merged = Detections.merge(parts, "multiscale")
         p = self.params
         fused = nms(Detections(merged.xyxy, merged.score, merged.landmarks, None, "multiscale"), p.nms_iou)
+        if p.confirm_score > 0 and (p.confirm_all or (p.min_side and max(width, height) < p.min_side)):
+            votes = parts
+            if p.confirm_floor > 0 and raw is not None:
+                votes = [d[d.score >= p.confirm_floor] for d in raw if d.source != "masked"]
+            fused = fused[confirmed(fused, votes, p.confirm_score, p.confirm_iou)]
         fused = calibrate(fused, p.box_dy, p.small_grow, p.small_px, p.large_px)
+        if p.shape_px > 0 and (p.shape_all or not (p.min_side and max(width, height) < p.min_side)):
+            fused = reshape(fused, p.shape_px, p.shape_dy, p.shape_w, p.shape_h)
         if masked:
             fused = add_masked(fused, Detections.merge(masked, "multiscale"), p.masked_same, p.masked_extend,
                                add=p.masked_add)
@@ -429,10 +484,11 @@ class MultiScale(Detector):
 
     def detect(self, image: np.ndarray) -> Detections:
         h, w = image.shape[:2]
-        return self.fuse([self.keep(d) for d in self.passes(image)], w, h)
+        parts = self.passes(image, min(self.floor, self.params.confirm_floor or 1.0))
+        return self.fuse([self.keep(d) for d in parts], w, h, parts)
 
     def detect_candidates(self, image: np.ndarray, floor: float) -> tuple[Detections, Detections]:
         """(what ``detect`` returns, every candidate down to ``floor``) from one set of passes (for PR curves)."""
-        parts = self.passes(image, min(floor, self.floor))
+        parts = self.passes(image, min(floor, self.floor, self.params.confirm_floor or 1.0))
         h, w = image.shape[:2]
-        return self.fuse([self.keep(d) for d in parts], w, h), self.fuse(parts, w, h)
+        return self.fuse([self.keep(d) for d in parts], w, h, parts), self.fuse(parts, w, h, parts)
