@@ -20,16 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
+from common import labelled_sets, pick
 from faceveil.eval.splits import split
 from faceveil.io.labels import find_image, read_eval_labels
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = {
-    "facemask": (DATA / "facemask" / "images", DATA / "facemask" / "gt.txt"),
-    "wider": (DATA / "widerface-val" / "images", DATA / "widerface-val" / "ground_truth" / "wider_face_val_bbx_gt.txt"),
-}
 BIN = Path(sys.executable).parent
 # The balanced preset before zoom tiles (its 2x pass over the whole photo; photos under 800 px enlarged whole).
 BEFORE = ["--dp", "zoom_tiles=false"]
@@ -42,11 +36,6 @@ SETTINGS = {
     "faceveil balanced, int8": ["--dp", "precision=int8"],
 }
 
-
-def pick(keys: list[str], limit: int) -> list[str]:
-    if not limit or limit >= len(keys):
-        return keys
-    return [keys[i] for i in np.linspace(0, len(keys) - 1, limit).round().astype(int)]
 
 
 def run(setting: str, src: Path, work: Path) -> float:
@@ -72,11 +61,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     rows = []
-    for setname in a.sets.split(","):
-        images, labels = SETS[setname]
-        if not images.is_dir():
-            print(f"{images} not found: skipping {setname}", file=sys.stderr)
-            continue
+    for setname, images, labels in labelled_sets(a.sets):
         keys = [k for k in read_eval_labels(labels) if find_image(images, k)]
         keys = pick(split(keys)[1], a.limit)
         with tempfile.TemporaryDirectory(prefix="bench_photo_speed_") as tmp:

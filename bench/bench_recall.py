@@ -8,7 +8,7 @@ are scored by the same LeakMetric against the labels.
 
   python bench/bench_recall.py                       # both sets in full (slow: tens of minutes)
   python bench/bench_recall.py --limit 100           # evenly spaced 100 photos per set
-  python bench/bench_recall.py --sets fm --presets balanced --deface ""
+  python bench/bench_recall.py --sets facemask --presets balanced --deface ""
   python bench/bench_recall.py --split held_out      # the photos nothing was tuned on (faceveil.eval.splits)
 
 Times are wall clock on a shared machine: noisy. deface's time per image includes
@@ -34,22 +34,13 @@ from tqdm import tqdm
 from faceveil.detect.presets import PRESETS, resolve
 from faceveil.io.labels import find_image as resolve_image, read_eval_labels as read_labels
 from faceveil.eval.leaks import LeakMetric, anonymized_mask
+from common import labelled_sets, pick
 from faceveil.eval.splits import split
 from faceveil.io.images import read_rgb
 from faceveil.pipeline import Anonymizer
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = {
-    "facemask": (DATA / "facemask" / "images", DATA / "facemask" / "gt.txt"),
-    "wider": (DATA / "widerface-val" / "images", DATA / "widerface-val" / "ground_truth" / "wider_face_val_bbx_gt.txt"),
-}
 DEFACE = Path(sys.executable).with_name("deface")
 
-
-def pick(keys: list[str], limit: int) -> list[str]:
-    if not limit or limit >= len(keys):
-        return keys
-    return [keys[i] for i in np.linspace(0, len(keys) - 1, limit).round().astype(int)]
 
 
 def flat(key: str) -> str:
@@ -113,11 +104,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the rows here")
     a = ap.parse_args()
     rows = []
-    for setname in a.sets.split(","):
-        images, labels = SETS[setname]
-        if not images.is_dir():
-            print(f"{images} not found: skipping {setname}", file=sys.stderr)
-            continue
+    for setname, images, labels in labelled_sets(a.sets):
         lab = read_labels(labels)
         keys = [k for k in lab if resolve_image(images, k)]
         if a.split != "all":

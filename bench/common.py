@@ -124,6 +124,30 @@ def detected(dets: Detections, box) -> bool:
     return len(dets) > 0 and float(box_iou(dets.xyxy, np.asarray(box, np.float32)[None]).max()) >= 0.3
 
 
+# The two labelled photo sets the recall and speed benches run on: name -> (images folder, labels file).
+LABELLED_SETS = {
+    "facemask": (DATA / "facemask" / "images", DATA / "facemask" / "gt.txt"),
+    "wider": (DATA / "widerface-val" / "images", DATA / "widerface-val" / "ground_truth" / "wider_face_val_bbx_gt.txt"),
+}
+
+
+def labelled_sets(names: str):
+    """(name, images, labels) for each comma-separated set name that is present; a missing one is said and skipped."""
+    for name in names.split(","):
+        images, labels = LABELLED_SETS[name]
+        if not images.is_dir():
+            print(f"{images} not found: skipping {name}", file=sys.stderr)
+            continue
+        yield name, images, labels
+
+
+def pick(keys: list[str], limit: int) -> list[str]:
+    """``limit`` evenly spaced keys (all of them when limit is 0 or covers them)."""
+    if not limit or limit >= len(keys):
+        return keys
+    return [keys[i] for i in np.linspace(0, len(keys) - 1, limit).round().astype(int)]
+
+
 def table(rows: list[dict], cols: list[str]) -> str:
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
