@@ -54,9 +54,14 @@ FEATHER = 0.12
 # ... joined (maximum) with an ellipse in the detection box's own frame, in half box sizes from the
 # box's centre: the jaw line sits on the box's sides and bottom far more steadily than it follows
 # the 5 landmarks (a wide jaw, a turned head, a masked face), so this one carries the jaw: fully
-# replaced up to it, feathered (FEATHER of its radius) only outside. Fitted on dlib's 68 points
+# replaced up to it, feathered (BOX_FEATHER of its radius) only outside. Fitted on dlib's 68 points
 # (jaw points 2-14) of deepface-unit and facemask faces (bench/replace_results.md).
 BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
+# The box ellipse's feather, wider than FEATHER: the seam (gradient along the changed area's border over the
+# photo's own) 1.26 -> 1.19 on facemask, 1.08 -> 1.04 on deepface-unit (bench/replace_results.md). Only
+# outward, so the face stays covered; below RING[0] - 1, so the sampling ring stays outside it. The landmark
+# ellipse keeps 0.12: wider, a big head's soft edge reaches into the region's corners (test_replace_look).
+BOX_FEATHER = 0.17
 EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
 DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
@@ -471,7 +476,7 @@ def _box_rho(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
 
 
 def _box_alpha(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    return _ease((1 + FEATHER - _box_rho(box, xx, yy)) / FEATHER)
+    return _ease((1 + BOX_FEATHER - _box_rho(box, xx, yy)) / BOX_FEATHER)
 
 
 class _Geometry:
@@ -662,7 +667,11 @@ def _skin(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarray:
 OCC_TOP, OCC_RAMP = 74.0, 10.0  # kept from OCC_TOP + OCC_RAMP down (nostrils), fading in over OCC_RAMP above it
 OCC_MOUTH = (49.0, 84.0, 79.0, 99.0)  # x1, y1, x2, y2: the mouth's box
 OCC_MOUTH_COVER = 0.6  # share of the mouth box an occluder must cover
-OCC_SOFT = 4.5  # the fade from the new face into the occluder, template pixels
+# The fade from the new face into the occluder, template pixels (a third of the eye distance), inside the
+# occluder only. 4.5 followed the occluder's ragged outline (the gradient along that border 1.8x the photo's);
+# 12 smooths it (1.21x) at the price of the occluder's pixels within 12 template px of its edge, which now
+# carry some of the new face (fails safe: more is changed, never less).
+OCC_SOFT = 12.0
 OCC_TEXTURE = 9.0  # local L* standard deviation over ~5 template pixels: smoother is cloth
 
 
@@ -721,8 +730,10 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     filled &= lower.astype(np.uint8)
     # never beyond the occluder's own pixels: erode by one pixel, then soften inward only
     core = cv2.erode(filled, np.ones((3, 3), np.uint8))
-    # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only
-    inside = cv2.distanceTransform(core, cv2.DIST_L2, 3)
+    # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only, from its
+    # own edges: where it goes on above OCC_TOP, the ramp below is the fade (the cut is no edge of the occluder)
+    inside = cv2.distanceTransform(cv2.erode(filled | (~lower).astype(np.uint8), np.ones((3, 3), np.uint8)),
+                                   cv2.DIST_L2, 3)
     soft = _ease(inside / max(OCC_SOFT / scale, 1.0)) * (core > 0)
     ramp = _ease((ty - OCC_TOP) / OCC_RAMP)
     return (soft * ramp).astype(np.float32)
