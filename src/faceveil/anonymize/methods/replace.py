@@ -18,8 +18,8 @@ Identity and appearance never come from the original face's pixels:
   box (fail closed);
 - harmonization, from visible pixels only (a ring outside the mask): the tone of
   the person's visible skin (skin-coloured pixels of the ring: neck, ears,
-  forehead edge), a first-order light gradient fitted to them, and the photo's
-  noise level; feathered blend or Poisson cloning (``harmonizer=poisson``);
+  forehead edge), a first-order light gradient fitted to them, the photo's
+  noise level and the visible skin's fine texture; feathered blend or Poisson cloning (``harmonizer=poisson``);
   ``harmonizer=unet`` then corrects the pasted face with the learned U-Net
   (``anonymize/harmonizer.py``), which sees only the pasted face, its mask and
   the context-filled window, never the original face.
@@ -166,7 +166,8 @@ class Replace(Method):
             "face", "face: replace a feathered face-shaped ellipse warped from the landmarks (hair and background "
             "keep their pixels); region: the whole region, filled from the context around it. Faces without usable "
             "landmarks always get the whole region")
-        grain: bool = param(True, "add noise so the face is as grainy as the photo around it (shape=face)")
+        grain: bool = param(True, "add noise and fine skin texture so the face is as grainy and detailed as the photo "
+                           "around it (shape=face)")
         occluders: Literal["keep", "replace"] = param(
             "keep", "shape=face. keep: a mask, scarf or hand over the lower face keeps its pixels (smooth, not "
             "skin-coloured, covering the mouth); eyes, brows and nose are always replaced. replace: replace it too")
@@ -381,6 +382,9 @@ class Replace(Method):
         comp = warped.astype(np.float32)
         if p.grain:
             comp = _add_grain(comp, win, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
+            skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), (wx2 - wx1, wy2 - wy1),
+                                                       interpolation=cv2.INTER_NEAREST) > 0
+            comp = _add_texture(comp, win, ring & skin_full, alpha, seed_for(seed, "texture", int(box[0]), int(box[1])))
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
             if f < 1:
                 keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
@@ -761,6 +765,50 @@ def _noise_sigma(gray: np.ndarray, where: np.ndarray) -> float | None:
     if inner.sum() < 32:
         return None
     return float(np.sqrt(np.pi / 2) / 6 * r[inner].mean())
+
+
+TEX_SIGMA = 1.5  # the skin-detail band: the photo minus its Gaussian blur of this sigma (frame px)
+TEX_GRAIN = 0.5  # the added texture: white noise blurred by this sigma (frame px), then its detail band
+TEX_PCT = 15  # see _texture_level: 30 made faces next to blond hair or a sequinned dress look gritty
+
+
+def _texture_level(gray: np.ndarray, where: np.ndarray) -> float:
+    """How much fine detail the smoother parts of ``where`` hold: the TEX_PCT-th percentile of the local
+    RMS of the detail band. A low percentile: hair, lashes, a beaded dress or jewellery that pass the skin
+    colour test are the textured tail, skin is the smooth part (the median made faces gritty next to them)."""
+    e = np.sqrt(cv2.GaussianBlur(_detail(gray) ** 2, (0, 0), 3.0))
+    return float(np.percentile(e[where], TEX_PCT))
+
+
+def _detail(gray: np.ndarray) -> np.ndarray:
+    return gray - cv2.GaussianBlur(gray, (0, 0), TEX_SIGMA)
+
+
+def _add_texture(comp: np.ndarray, win: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int) -> np.ndarray:
+    """Fine luminance texture so the face's skin detail matches the person's visible skin around it.
+
+    An average of registered donors keeps their shapes but not their skin texture (pores, fine lines are
+    not shared between people), so on sharp photos the face came out smooth (Laplacian variance 0.48 of
+    the original's, deepface-unit). The level is measured in the detail band (frame minus its blur) of the
+    visible skin of the ring (``skin``: outside the mask, never the original face) and of the new face's
+    core (``_texture_level``); what is missing is added as seeded, slightly correlated Gaussian noise in
+    that band, fading with the mask. A sharpened average reached the same numbers only with crunchy edges
+    and ghosts (bench/replace_results.md); patches of the ring's own detail band copied hair strands onto
+    the face where blond hair passed the skin test, and measured lower (0.55-0.59).
+    """
+    inner = cv2.erode(skin.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # away from the skin's edges
+    core = alpha >= 1
+    if inner.sum() < 64 or core.sum() < 64:  # too little visible skin to tell its texture: none added
+        return comp
+    t = _texture_level(cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32), inner)
+    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    f = _texture_level(gray, core)
+    if t <= f:
+        return comp
+    noise = np.random.default_rng(seed).normal(0, 1, gray.shape).astype(np.float32)
+    tex = _detail(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
+    tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
+    return comp + (tex * alpha)[:, :, None]
 
 
 def _add_grain(comp: np.ndarray, win: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
