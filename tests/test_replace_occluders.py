@@ -57,6 +57,15 @@ def _share_changed(img, out, zone):
     return float((img != out).any(axis=2)[zone].mean()) if zone.any() else np.nan
 
 
+def _share_kept(img, out, new, zone):
+    """Share of the zone that still shows the input more than the new face (``new``: the same face drawn
+    with occluders=replace): a kept mask's pixels fade into the new face near its edge (a band of
+    OCC_SOFT template pixels), so "kept" means mostly the mask's own, not byte for byte."""
+    d_in = np.abs(out.astype(np.int16) - img).sum(axis=2)
+    d_new = np.abs(out.astype(np.int16) - new).sum(axis=2)
+    return float((d_in < d_new)[zone].mean()) if zone.any() else np.nan
+
+
 def _labelled_faces(count: int, min_side: float = 40):
     """(photo, detections, [(index, label)]) for the first `count` facemask photos: detected faces with usable
     landmarks matched to a labelled box (IoU >= 0.3)."""
@@ -88,18 +97,21 @@ def test_a_mask_keeps_its_pixels_and_the_eyes_brows_and_nose_are_always_replaced
     band_changed, mouth_kept, n_masked = [], [], 0
     for img, dets, faces in _labelled_faces(60):
         out = _replace(img, dets)
+        new = _replace(img, dets, occluders="replace")
         for i, label in faces:
             band, mouth = _zones(dets.landmarks[i], img.shape)
             band_changed.append(_share_changed(img, out, band))
             if label == "with_mask":
                 n_masked += 1
-                mouth_kept.append(1 - _share_changed(img, out, mouth))
+                mouth_kept.append(_share_kept(img, out, new, mouth))
     band_changed, mouth_kept = np.array(band_changed), np.array(mouth_kept)
     assert n_masked >= 40 and len(band_changed) >= 50
     # privacy, fail closed: every face's eyes, brows and nose are new (a pixel may by chance keep its value)
     assert band_changed.min() >= 0.9 and np.median(band_changed) >= 0.97, np.sort(band_changed)[:5].round(2)
     # the mask itself stays on most masked faces (some masks are skin-coloured: those are replaced, fail closed)
-    # (measured: median 0.70, 58 % of masked faces keep half of the mouth box, 25 % keep none)
+    # (measured with the 4.5-template-px fade, byte for byte: median 0.70, 58 % of masked faces keep half of the
+    # mouth box, 25 % keep none; with the 12 px fade (tests/test_replace_looks3.py), mostly the mask's own: median
+    # 0.62, 60 % keep half, 27 % none)
     assert np.median(mouth_kept) >= 0.6 and (mouth_kept >= 0.4).mean() >= 0.55, np.round(mouth_kept, 2)
 
 
@@ -136,7 +148,9 @@ def test_noise_or_a_skin_coloured_cover_is_replaced_and_occluders_replace_turns_
     masked = img.copy()
     masked[y1:y2, x1:x2] = (150, 200, 225)
     out = _replace(masked, dets)
-    assert 1 - _share_changed(masked, out, mouth) >= 0.9, "the mask over the mouth was replaced"
+    # (the mouth sits just below this cover's top edge: part of it lies in the fade; measured 0.83)
+    assert _share_kept(masked, out, _replace(masked, dets, occluders="replace"), mouth) >= 0.75, \
+        "the mask over the mouth was replaced"
     assert _share_changed(masked, out, band) >= 0.97
     # the same cover, replaced when asked
     assert _share_changed(masked, _replace(masked, dets, occluders="replace"), mouth) >= 0.97
@@ -147,9 +161,10 @@ def test_noise_or_a_skin_coloured_cover_is_replaced_and_occluders_replace_turns_
     skin = img.copy()
     skin[y1:y2, x1:x2] = (205, 160, 135)
     assert _share_changed(skin, _replace(skin, dets), mouth) >= 0.97
-    # what is kept is kept byte for byte, and the eyes and nose do not depend on the cover
+    # beyond the fade what is kept is kept byte for byte (tests/test_replace_looks3.py checks the cover's core;
+    # measured here: 26 % of the whole cover), and the eyes and nose do not depend on the cover
     kept = (out == masked).all(axis=2)[y1:y2, x1:x2]
-    assert kept.mean() >= 0.5
+    assert kept.mean() >= 0.2
     assert np.array_equal(out[band], _replace(noisy, dets)[band])
 
 

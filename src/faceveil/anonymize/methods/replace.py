@@ -18,8 +18,8 @@ Identity and appearance never come from the original face's pixels:
   box (fail closed);
 - harmonization, from visible pixels only (a ring outside the mask): the tone of
   the person's visible skin (skin-coloured pixels of the ring: neck, ears,
-  forehead edge), a first-order light gradient fitted to them, and the photo's
-  noise level; feathered blend or Poisson cloning (``harmonizer=poisson``);
+  forehead edge), a first-order light gradient fitted to them, the photo's
+  noise level and the visible skin's fine texture; feathered blend or Poisson cloning (``harmonizer=poisson``);
   ``harmonizer=unet`` then corrects the pasted face with the learned U-Net
   (``anonymize/harmonizer.py``), which sees only the pasted face, its mask and
   the context-filled window, never the original face.
@@ -54,9 +54,14 @@ FEATHER = 0.12
 # ... joined (maximum) with an ellipse in the detection box's own frame, in half box sizes from the
 # box's centre: the jaw line sits on the box's sides and bottom far more steadily than it follows
 # the 5 landmarks (a wide jaw, a turned head, a masked face), so this one carries the jaw: fully
-# replaced up to it, feathered (FEATHER of its radius) only outside. Fitted on dlib's 68 points
+# replaced up to it, feathered (BOX_FEATHER of its radius) only outside. Fitted on dlib's 68 points
 # (jaw points 2-14) of deepface-unit and facemask faces (bench/replace_results.md).
 BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
+# The box ellipse's feather, wider than FEATHER: the seam (gradient along the changed area's border over the
+# photo's own) 1.26 -> 1.19 on facemask, 1.08 -> 1.04 on deepface-unit (bench/replace_results.md). Only
+# outward, so the face stays covered; below RING[0] - 1, so the sampling ring stays outside it. The landmark
+# ellipse keeps 0.12: wider, a big head's soft edge reaches into the region's corners (test_replace_look).
+BOX_FEATHER = 0.17
 EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
 DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
@@ -161,7 +166,8 @@ class Replace(Method):
             "face", "face: replace a feathered face-shaped ellipse warped from the landmarks (hair and background "
             "keep their pixels); region: the whole region, filled from the context around it. Faces without usable "
             "landmarks always get the whole region")
-        grain: bool = param(True, "add noise so the face is as grainy as the photo around it (shape=face)")
+        grain: bool = param(True, "add noise and fine skin texture so the face is as grainy and detailed as the photo "
+                           "around it (shape=face)")
         occluders: Literal["keep", "replace"] = param(
             "keep", "shape=face. keep: a mask, scarf or hand over the lower face keeps its pixels (smooth, not "
             "skin-coloured, covering the mouth); eyes, brows and nose are always replaced. replace: replace it too")
@@ -376,6 +382,9 @@ class Replace(Method):
         comp = warped.astype(np.float32)
         if p.grain:
             comp = _add_grain(comp, win, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
+            skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), (wx2 - wx1, wy2 - wy1),
+                                                       interpolation=cv2.INTER_NEAREST) > 0
+            comp = _add_texture(comp, win, ring & skin_full, alpha, seed_for(seed, "texture", int(box[0]), int(box[1])))
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
             if f < 1:
                 keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
@@ -471,7 +480,7 @@ def _box_rho(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
 
 
 def _box_alpha(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    return _ease((1 + FEATHER - _box_rho(box, xx, yy)) / FEATHER)
+    return _ease((1 + BOX_FEATHER - _box_rho(box, xx, yy)) / BOX_FEATHER)
 
 
 class _Geometry:
@@ -662,7 +671,11 @@ def _skin(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarray:
 OCC_TOP, OCC_RAMP = 74.0, 10.0  # kept from OCC_TOP + OCC_RAMP down (nostrils), fading in over OCC_RAMP above it
 OCC_MOUTH = (49.0, 84.0, 79.0, 99.0)  # x1, y1, x2, y2: the mouth's box
 OCC_MOUTH_COVER = 0.6  # share of the mouth box an occluder must cover
-OCC_SOFT = 4.5  # the fade from the new face into the occluder, template pixels
+# The fade from the new face into the occluder, template pixels (a third of the eye distance), inside the
+# occluder only. 4.5 followed the occluder's ragged outline (the gradient along that border 1.8x the photo's);
+# 12 smooths it (1.21x) at the price of the occluder's pixels within 12 template px of its edge, which now
+# carry some of the new face (fails safe: more is changed, never less).
+OCC_SOFT = 12.0
 OCC_TEXTURE = 9.0  # local L* standard deviation over ~5 template pixels: smoother is cloth
 
 
@@ -721,8 +734,10 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     filled &= lower.astype(np.uint8)
     # never beyond the occluder's own pixels: erode by one pixel, then soften inward only
     core = cv2.erode(filled, np.ones((3, 3), np.uint8))
-    # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only
-    inside = cv2.distanceTransform(core, cv2.DIST_L2, 3)
+    # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only, from its
+    # own edges: where it goes on above OCC_TOP, the ramp below is the fade (the cut is no edge of the occluder)
+    inside = cv2.distanceTransform(cv2.erode(filled | (~lower).astype(np.uint8), np.ones((3, 3), np.uint8)),
+                                   cv2.DIST_L2, 3)
     soft = _ease(inside / max(OCC_SOFT / scale, 1.0)) * (core > 0)
     ramp = _ease((ty - OCC_TOP) / OCC_RAMP)
     return (soft * ramp).astype(np.float32)
@@ -750,6 +765,50 @@ def _noise_sigma(gray: np.ndarray, where: np.ndarray) -> float | None:
     if inner.sum() < 32:
         return None
     return float(np.sqrt(np.pi / 2) / 6 * r[inner].mean())
+
+
+TEX_SIGMA = 1.5  # the skin-detail band: the photo minus its Gaussian blur of this sigma (frame px)
+TEX_GRAIN = 0.5  # the added texture: white noise blurred by this sigma (frame px), then its detail band
+TEX_PCT = 15  # see _texture_level: 30 made faces next to blond hair or a sequinned dress look gritty
+
+
+def _texture_level(gray: np.ndarray, where: np.ndarray) -> float:
+    """How much fine detail the smoother parts of ``where`` hold: the TEX_PCT-th percentile of the local
+    RMS of the detail band. A low percentile: hair, lashes, a beaded dress or jewellery that pass the skin
+    colour test are the textured tail, skin is the smooth part (the median made faces gritty next to them)."""
+    e = np.sqrt(cv2.GaussianBlur(_detail(gray) ** 2, (0, 0), 3.0))
+    return float(np.percentile(e[where], TEX_PCT))
+
+
+def _detail(gray: np.ndarray) -> np.ndarray:
+    return gray - cv2.GaussianBlur(gray, (0, 0), TEX_SIGMA)
+
+
+def _add_texture(comp: np.ndarray, win: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int) -> np.ndarray:
+    """Fine luminance texture so the face's skin detail matches the person's visible skin around it.
+
+    An average of registered donors keeps their shapes but not their skin texture (pores, fine lines are
+    not shared between people), so on sharp photos the face came out smooth (Laplacian variance 0.48 of
+    the original's, deepface-unit). The level is measured in the detail band (frame minus its blur) of the
+    visible skin of the ring (``skin``: outside the mask, never the original face) and of the new face's
+    core (``_texture_level``); what is missing is added as seeded, slightly correlated Gaussian noise in
+    that band, fading with the mask. A sharpened average reached the same numbers only with crunchy edges
+    and ghosts (bench/replace_results.md); patches of the ring's own detail band copied hair strands onto
+    the face where blond hair passed the skin test, and measured lower (0.55-0.59).
+    """
+    inner = cv2.erode(skin.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # away from the skin's edges
+    core = alpha >= 1
+    if inner.sum() < 64 or core.sum() < 64:  # too little visible skin to tell its texture: none added
+        return comp
+    t = _texture_level(cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32), inner)
+    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    f = _texture_level(gray, core)
+    if t <= f:
+        return comp
+    noise = np.random.default_rng(seed).normal(0, 1, gray.shape).astype(np.float32)
+    tex = _detail(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
+    tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
+    return comp + (tex * alpha)[:, :, None]
 
 
 def _add_grain(comp: np.ndarray, win: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
