@@ -149,15 +149,13 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0, methods: dict = METH
 
     bank = load_bank()
     print(f"\n## Donor banks\n\nshipped: {len(bank)} averages, k = {sorted(set(bank.k.tolist()))}, source: {bank.source}")
-    used = {g_ok[t] for t in truth}
-    donors_names = [n for n in g_ok if n not in used][:120]
+    used = set(truth.tolist())  # the probes' people are not donors
     faces, ids = [], []
-    for name in donors_names:
-        f = gallery[g_ok.index(name)]
+    for f in [g for i, g in enumerate(gallery) if i not in used][:120]:
         lm = f.det.landmarks[0]
         if plausible(lm, f.det.xyxy[0]):
             faces.append(align(f.img, lm))
-            ids.append(name)
+            ids.append(f.path.parent.name)  # one gallery photo per person: the folder names the person
     lfw_bank = Bank(np.stack(faces), np.array(ids), np.ones(len(ids), np.int32), np.array(ids), "donors", "LFW (experiment)")
     for k in (3, 5):
         t = time.perf_counter()

@@ -61,6 +61,7 @@ def lfw_people() -> dict[str, list[Path]]:
 
 class Face:
     def __init__(self, path: Path, cf, hog):
+        self.path = path
         self.img = read_rgb(path)
         d = cf.detect(self.img)
         if not len(d):
