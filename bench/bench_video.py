@@ -63,6 +63,18 @@ SETTINGS = {
     "full every 8, crops margin 0.25": EVERY_FRAME + ["--full-every", "8", "--crop-margin", "0.25"],
     "int8 (full size, every frame)": EVERY_FRAME + ["--dp", "precision=int8"],
     "max size 1280 (fp32, every frame)": EVERY_FRAME + ["--max-size", "1280"],
+    # issue 20, towards 4x deface: fewer detector runs, with tracks held longer / back-filled further and a lower cut
+    "int8, detect-every 2": ["--dp", "precision=int8", "--detect-every", "2"],
+    "int8, detect-every 2, hold 1 s, look-ahead 0.5 s": ["--dp", "precision=int8", "--detect-every", "2",
+                                                         "--hold", "25", "--lookahead", "12"],
+    "int8, cut 0.15/0.07, detect-every 2, hold 1 s, look-ahead 0.5 s": [
+        "--dp", "precision=int8", "--dp", "threshold=0.15", "--dp", "small_threshold=0.07", "--detect-every", "2",
+        "--hold", "25", "--lookahead", "12"],
+    "detect-every 2, hold 1 s, look-ahead 0.5 s": ["--detect-every", "2", "--hold", "25", "--lookahead", "12"],
+    "default, hold 1 s, look-ahead 0.5 s": ["--hold", "25", "--lookahead", "12"],
+    "int8, cut 0.15/0.07, detect-every 3, hold 1 s, look-ahead 0.5 s": [
+        "--dp", "precision=int8", "--dp", "threshold=0.15", "--dp", "small_threshold=0.07", "--detect-every", "3",
+        "--hold", "25", "--lookahead", "12"],
 }
 DETECT_FLAGS = ("--dp", "--max-size", "--detect")  # detector options: the in-process runs build their own Anonymizer
 
@@ -346,7 +358,10 @@ def main() -> None:
     print(f"faceveil {faceveil.__version__}, video preset {VIDEO_PRESET!r}, {os.cpu_count()} CPUs; (a) {args.side} "
           f"photos: " + ", ".join(f"{c.name} {len(c.frames)} frames, {len(c.cuts)} shots, {total_a[c.name]} "
                                   f"labelled face-frames" for c in clips), flush=True)
-    rows: dict[str, dict] = {n: {"a": {}, "b": 0, "speed": {}} for n in names + ["deface"]}
+    # "changed_b": the share of all pixels of the (b) frames the run changed (faces and background: the cost of
+    # a lower cut or a longer hold, beside its leaks)
+    rows: dict[str, dict] = {n: {"a": {}, "b": 0, "speed": {}, "changed_b": 0.0} for n in names + ["deface"]}
+    pixels_b = 0
     dets = {}
     for n in names:
         key, an = anon_for(n)
@@ -379,10 +394,16 @@ def main() -> None:
             for n in names:
                 key, an = anon_for(n)
                 det = dets.setdefault(key, CachedDetector(an.detector.detect))
-                rows[n]["b"] += sum(leaked(ref[i], changed(src, out))
-                                    for i, src, out in run_frames(frames, fps, an, det, video_options(SETTINGS[n])))
+                for i, src, out in run_frames(frames, fps, an, det, video_options(SETTINGS[n])):
+                    ch = changed(src, out)
+                    rows[n]["b"] += leaked(ref[i], ch)
+                    rows[n]["changed_b"] += float(ch.sum())
             cf = CenterFace()
-            rows["deface"]["b"] += sum(leaked(ref[i], changed(f, deface_frame(cf, f))) for i, f in enumerate(frames))
+            for i, f in enumerate(frames):
+                ch = changed(f, deface_frame(cf, f))
+                rows["deface"]["b"] += leaked(ref[i], ch)
+                rows["deface"]["changed_b"] += float(ch.sum())
+            pixels_b += sum(f.shape[0] * f.shape[1] for f in frames)
             print(f"(b) {name}: {len(frames)} frames, {total_b} reference face-frames so far; running totals: "
                   + ", ".join(f"{n}: {rows[n]['b']}" for n in rows), flush=True)
 
@@ -412,7 +433,7 @@ def main() -> None:
           + (f"; (b) shared clips, first {seconds:g} s each, {total_b} thorough face-frames" if not args.no_b else ""))
     res = [c.name for c in clips]
     head = "| setting | " + " | ".join(f"fps {r} | x deface {r} | CPU ms/frame {r} | x deface CPU {r}" for r in res) + \
-           " | leaked (a) 720p+1080p | leaked (b) | peak MiB 1080p | busy s 1080p: decode / detect / anonymize / " \
+           " | leaked (a) 720p+1080p | leaked (b) | changed % (b) | peak MiB 1080p | busy s 1080p: decode / detect / anonymize / " \
            "encode | overlap floor fps 1080p | serial floor fps 1080p |"
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
@@ -434,12 +455,13 @@ def main() -> None:
             floor = f"{sp['frames'] / max(st['decode'], st['detect'] + st['anonymize'], st['encode'], 1e-9):.2f}"
             # decode + the schedule's detector work + anonymize + encode one after another (no overlap)
             serial = f"{sp['frames'] / max(sum(st.get(k, 0) for k in ('decode', 'detect', 'anonymize', 'encode')), 1e-9):.2f}"
-        print(f"| {n} | " + " | ".join(cells) + f" | {a} | {'' if args.no_b else row['b']} | "
+        chg = f"{100 * row['changed_b'] / pixels_b:.1f}" if pixels_b else ""
+        print(f"| {n} | " + " | ".join(cells) + f" | {a} | {'' if args.no_b else row['b']} | {chg} | "
               f"{sp['mem']:.0f} | {busy} | {floor} | {serial} |" if sp else f"| {n} | " + " | ".join(cells) +
-              f" | {a} | {'' if args.no_b else row['b']} | | | | |")
+              f" | {a} | {'' if args.no_b else row['b']} | {chg} | | | | |")
     if floors:
         print("| codec floor: decode + encode (x264 veryfast crf 20), threaded | "
-              + " | ".join(f"{floors[r]:.2f} | | | " for r in res) + " | | | | | |")
+              + " | ".join(f"{floors[r]:.2f} | | | " for r in res) + " | | | | | | |")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "floors": floors, "face_frames_a": total_a,
                                                "face_frames_b": total_b, "side": args.side, "quick": args.quick,

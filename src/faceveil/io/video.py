@@ -341,15 +341,23 @@ def default_codec(suffix: str) -> str:
     return "libvpx-vp9" if suffix.lower() == ".webm" else "libx264"
 
 
-# Encoder threads when EncodeOptions.threads is 0: one, so the output bytes depend only on the input
-# and the settings. x264 left to choose took one sliced thread per CPU the run may use (the bytes follow
-# the thread count: a taskset, a container's cpuset or another machine gave other bytes), and with more
-# than one thread its output changed from run to run on the same machine (a 330x240 clip, 4 threads:
-# 3 different files in 12 runs; 1 thread: none in 110; most likely also the reported talking-head run
-# that differed from five others in one B-frame, with 2 threads).
-# Cost: encoding runs in its own thread beside detection, the slow stage; 844x844 veryfast, 50 frames on
-# 2 busy cores: 0.56 s with 1 thread, 0.51 s with 2. EncodeOptions.threads > 1 trades this for speed.
-ENCODE_THREADS = 1
+# x264's settings for bytes that depend only on the frames and the settings (issue 20; measured with the same RGB
+# frames encoded 5 times in each of 5-7 processes at once on 2 loaded cores, tests/test_video_encode_threads.py):
+# - cpu-independent: x264 picks CPU-specific code paths (its assembly) for some of its work, and on this AVX-512
+#   machine they did not even repeat within one process: one thread, 336x240 and 330x240 pans over a photo
+#   gave 11 and 6 different files in 35 runs (330x256: 4; 640x360 and 720p: one). With cpu-independent=1 (x264:
+#   "ensure exact reproducibility across different cpus") every setting tried gave one file (35 of 35 runs:
+#   1, 2 and 4 threads, frame or sliced, 330x240 to 1080p), the same as x264 without assembly (asm=0), so
+#   also the same on another CPU; size, quality and speed unchanged (1080p: 386,462 bytes against 387,099,
+#   Y PSNR 50.13 against 50.14 dB). The run-to-run differences once put down to threads came from here.
+# - a fixed thread count, never the codec's own choice (x264 left to choose took a thread per CPU the run may
+#   use, so the bytes followed the CPU count: a taskset, a container's cpuset or another machine gave other
+#   bytes): ENCODE_THREADS frame threads (x264's default kind: same size as one thread; sliced threads cost
+#   ~1 %). x264 stays deterministic unless told --non-deterministic, which faceveil never sets.
+# Other codecs keep one thread. EncodeOptions.threads > 0 sets another count (and so other bytes).
+ENCODE_THREADS = 4
+ENCODE_THREAD_TYPE = "FRAME"
+X264_PARAMS = "cpu-independent=1"
 
 
 @dataclass(frozen=True)
@@ -358,7 +366,7 @@ class EncodeOptions:
     crf: int = 20
     preset: str = "veryfast"  # measured: 'medium' (x264's default) encodes ~2.5x slower than veryfast
     audio: bool = True
-    threads: int = 0  # encoder threads; 0: ENCODE_THREADS (one: same input, same bytes); > 1 may vary
+    threads: int = 0  # encoder threads; 0: ENCODE_THREADS for x264, one for other codecs (a fixed count: fixed bytes)
 
 
 class VideoWriter:
@@ -439,6 +447,8 @@ class VideoWriter:
         options = {}
         if codec in ("libx264", "libx265"):
             options = {"crf": str(opt.crf), "preset": opt.preset}
+            if codec == "libx264":
+                options["x264-params"] = X264_PARAMS  # see ENCODE_THREADS
             if codec == "libx265":  # x265 prints its own info lines to stderr (FFmpeg's log level does not reach them)
                 options["x265-params"] = "log-level=error"
         elif codec in ("libvpx-vp9", "libvpx"):
@@ -447,7 +457,8 @@ class VideoWriter:
             options = {"crf": str(opt.crf + 11), "cpu-used": "8"}
         v.options = options
         # Never the codec's own choice (a thread per CPU): see ENCODE_THREADS.
-        v.codec_context.thread_count = opt.threads or ENCODE_THREADS
+        v.codec_context.thread_count = opt.threads or (ENCODE_THREADS if codec == "libx264" else 1)
+        v.codec_context.thread_type = ENCODE_THREAD_TYPE if codec == "libx264" else "SLICE"  # SLICE: PyAV's default
         if info.rotation:
             v.set_display_rotation(info.rotation)
         self._vstream = v
