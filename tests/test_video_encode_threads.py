@@ -104,3 +104,32 @@ def test_same_bytes_in_every_run_and_process_under_load(tmp_path, size):
     assert len(hashes) == 30
     in_here = hashlib.sha256(encode(tmp_path / "here.mp4", list(frames))).hexdigest()
     assert set(hashes) == {in_here}, {h: hashes.count(h) for h in set(hashes)}
+
+
+def test_resume_refuses_an_output_encoded_the_old_way(tmp_path, capsys):
+    """The track record names how the encoder ran (ENCODER_MODE): an output written by the one-thread encoder of
+    before (other bytes; its record has no encoder mode) is not taken for this run's by --skip-existing."""
+    import json
+
+    from faceveil.cli import main
+    from faceveil.io.manifest import settings_key
+    from faceveil.io.video import ENCODER_MODE
+    from synthetic_video import write_clip
+
+    rng = np.random.default_rng(4)
+    src = tmp_path / "footage"
+    src.mkdir()
+    write_clip(src / "a.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(4)], 12, audio=False)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q"]) == 0
+    record = out / ".faceveil" / "a.mp4.tracks.json"
+    data = json.loads(record.read_text())
+    assert data["settings"]["encoder_mode"] == ENCODER_MODE
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--skip-existing"]) == 0  # same settings: resumes
+    del data["settings"]["encoder_mode"]  # as the faceveil before recorded it
+    data["job"] = settings_key(data["settings"])
+    record.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--skip-existing"]) == 2
+    err = capsys.readouterr().err
+    assert "a.mp4: made with other settings" in err and len(err.strip().splitlines()) == 1

@@ -147,9 +147,9 @@ def test_full_every_detects_on_crops_between_full_passes(pan_clip, anonymizer):
 
 
 def test_full_every_raises_lookahead_to_cover_the_gap():
-    assert VideoOptions(full_every=10).frames_ahead(24) == 9
-    assert VideoOptions(full_every=4).frames_ahead(24) == 6  # the 0.25 s default already covers it
-    assert VideoOptions(full_every=10, lookahead=2).frames_ahead(24) == 2  # an explicit value stays
+    assert VideoOptions(full_every=20).frames_ahead(24) == 19
+    assert VideoOptions(full_every=4).frames_ahead(24) == 12  # the 0.5 s default already covers it
+    assert VideoOptions(full_every=20, lookahead=2).frames_ahead(24) == 2  # an explicit value stays
 
 
 # a folder of videos on Ray ------------------------------------------------------------------------------------

@@ -169,7 +169,8 @@ def test_cli_api_and_bench_share_the_video_default():
     assert args.detect_every == VIDEO_DETECT_EVERY and args.detect is None
     assert video_preset(None, None) == VIDEO_PRESET
     name, params, _ = resolve(VIDEO_PRESET)
-    assert name == "multiscale" and params["max_size"] == 1280 and params.get("precision", "fp32") == "fp32"
+    assert name == "multiscale" and params["max_size"] == 1280 and params["precision"] == "int8"
+    assert (params["threshold"], params["small_threshold"]) == (0.15, 0.07)  # docs/video.md, the second pass
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     try:
         import bench_video

@@ -7,7 +7,7 @@ import json
 import sys
 
 from .. import __version__
-from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_PRESET
+from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
 from ..errors import UsageError
 from ..io.images import is_image_path
 from ..io.video import is_video_path
@@ -156,9 +156,9 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help=f"x264/x265 speed: {X264_PRESETS[0]}..{X264_PRESETS[-1]} (default %(default)s)")
     g.add_argument("--no-audio", action="store_true", help="drop the audio stream (default: copied unchanged)")
     g.add_argument("--hold", type=int, metavar="FRAMES",
-                   help="keep a lost face hidden where it is predicted (default 0.5 s)")
+                   help=f"keep a lost face hidden where it is predicted (default {VIDEO_HOLD_S:g} s)")
     g.add_argument("--lookahead", type=int, metavar="FRAMES",
-                   help="hide a face this long before it is first detected (default 0.25 s)")
+                   help=f"hide a face this long before it is first detected (default {VIDEO_LOOKAHEAD_S:g} s)")
     g.add_argument("--detect-every", type=int, default=VIDEO_DETECT_EVERY, metavar="N",
                    help=f"detect on every Nth frame and at cuts, track between (default {VIDEO_DETECT_EVERY})")
     g.add_argument("--full-every", type=int, default=1, metavar="N",

@@ -64,18 +64,19 @@ PRESETS: dict[str, dict] = {
     },
 }
 # Videos (issue 20): per-frame cost decides video speed and tracking (hold, look-ahead) bridges a frame the
-# detector skipped or missed. The fast preset's one pass on a copy at most 1280 px long (at 1080p as many
-# labelled face-frames leaked as at full size, for half the detector's work; fp32: the recalibrated int8 weights
-# leaked 965 face-frames on the shared clips against fp32's 913 at this size, so int8 stays opt-in), run on every
-# VIDEO_DETECT_EVERY-th frame and on scene cuts. Chosen on bench/bench_video.py's leaked face-frames first,
-# fps second (docs/video.md): on every frame it leaks fewer face-frames than the default before on both the
-# labelled and the shared clips; every 2nd frame (`--detect-every 2`, 1.4x faster) leaks more on the shared
-# clips, so it is an option, not the default.
+# detector skipped or missed. The fast preset's one pass on a copy at most 1280 px long, with the int8 weights and
+# thorough's lower cuts (0.15, 0.07 under 16 px), on every VIDEO_DETECT_EVERY-th frame and on scene cuts, a lost
+# face held VIDEO_HOLD_S and a new one hidden VIDEO_LOOKAHEAD_S before its first detection. Chosen on
+# bench/bench_video.py's leaked face-frames first, fps second (docs/video.md, issue 20's second pass): against the
+# default before (fp32, cut 0.2/0.1, every frame, 0.5 s / 0.25 s) it leaked 21 instead of 48 labelled face-frames
+# (a) and 501 instead of 913 on the shared clips (b), at 2.1x / 4.6x deface's fps (720p / 1080p; before 1.1x /
+# 2.8x in the same run), for 26.5 % of the pixels changed instead of 24.0 % (more background hidden). The lower
+# cut, not int8, buys the leaks: int8 alone at every 2nd frame leaked 39 / 1,331.
 PRESETS["video"] = {
-    "summary": "videos' default: fast on a copy at most 1280 px long, on every frame (--detect-every N: "
-               "every Nth frame and scene cuts, tracking between)",
+    "summary": "videos' default: fast on a copy at most 1280 px long, int8, cut 0.15 (0.07 under 16 px), on every "
+               "2nd frame and at cuts, tracking between (--detect-every 1: every frame)",
     "detector": "multiscale",
-    "params": {**_CALIBRATED, "max_size": 1280},
+    "params": {**_CALIBRATED, "threshold": 0.15, "small_threshold": 0.07, "max_size": 1280, "precision": "int8"},
     "region": dict(_REGION),
 }
 DEFAULT_PRESET = "balanced"
@@ -83,7 +84,10 @@ DEFAULT_PRESET = "balanced"
 VIDEO_PRESET = "video"
 # The video schedule's default (VideoOptions.detect_every, --detect-every): the detector runs on every Nth
 # frame and on scene cuts; 1 runs it on every frame.
-VIDEO_DETECT_EVERY = 1
+VIDEO_DETECT_EVERY = 2
+# Tracking's defaults for videos, in seconds (VideoOptions.hold / lookahead, --hold / --lookahead in frames).
+VIDEO_HOLD_S = 1.0
+VIDEO_LOOKAHEAD_S = 0.5
 
 
 def resolve(preset: str | None, detector: str | None = None, detector_params: dict | None = None,

@@ -358,6 +358,9 @@ def default_codec(suffix: str) -> str:
 ENCODE_THREADS = 4
 ENCODE_THREAD_TYPE = "FRAME"
 X264_PARAMS = "cpu-independent=1"
+# How the encoder was run, as video track records store it (video/record.py): outputs written another way have
+# other bytes, so a resume (--skip-existing) must not take them for this run's.
+ENCODER_MODE = f"x264 {X264_PARAMS}, {ENCODE_THREADS} {ENCODE_THREAD_TYPE.lower()} threads"
 
 
 @dataclass(frozen=True)

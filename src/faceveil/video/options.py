@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_PRESET
+from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
 from ..errors import UsageError
 from ..io.video import EncodeOptions
 from ..pipeline import ItemResult
@@ -12,8 +12,8 @@ from ..pipeline import ItemResult
 @dataclass(frozen=True)
 class VideoOptions:
     tracking: bool = True
-    hold: int | None = None  # frames; None: half a second
-    lookahead: int | None = None  # frames; None: a quarter of a second
+    hold: int | None = None  # frames; None: VIDEO_HOLD_S seconds (detect/presets.py)
+    lookahead: int | None = None  # frames; None: VIDEO_LOOKAHEAD_S seconds
     detect_every: int = VIDEO_DETECT_EVERY  # the detector on every Nth frame and on scene cuts (detect/presets.py)
     # full-frame detection every Nth frame and on scene cuts; on the frames between, the detector runs on
     # crops around live tracks (``crop_margin`` face sizes around each) at full resolution (video/schedule.py)
@@ -42,7 +42,7 @@ class VideoOptions:
             raise UsageError("--crf must be between 0 and 63")
 
     def frames_held(self, fps: float) -> int:
-        return self.hold if self.hold is not None else max(1, round(0.5 * fps))
+        return self.hold if self.hold is not None else max(1, round(VIDEO_HOLD_S * fps))
 
     def frames_ahead(self, fps: float) -> int:
         if not self.tracking:
@@ -51,7 +51,7 @@ class VideoOptions:
             return self.lookahead
         # A face that appears between two full passes is first seen by the second: the look-ahead
         # back-fills it over the frames before (video/schedule.py).
-        return max(1, round(0.25 * fps), self.full_every - 1)
+        return max(1, round(VIDEO_LOOKAHEAD_S * fps), self.full_every - 1)
 
 
 @dataclass

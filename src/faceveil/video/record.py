@@ -20,6 +20,7 @@ from ..detections import Detections
 from ..errors import FaceveilError, UsageError
 from ..io.atomic import write_bytes_atomic
 from ..io.manifest import check_settings, settings_key
+from ..io.video import ENCODER_MODE
 from .options import VideoOptions, options_json
 
 FORMAT = 2
@@ -56,7 +57,7 @@ def video_settings(anonymizer, options: VideoOptions) -> dict | None:
         return None
     opts = {k: v for k, v in options_json(options).items() if k not in ("preview", "encode")}
     enc = {("encoder_threads" if k == "threads" else k): v for k, v in options_json(options)["encode"].items()}
-    return {**desc, **opts, **enc, "faceveil": __version__}
+    return {**desc, **opts, **enc, "encoder_mode": ENCODER_MODE, "faceveil": __version__}
 
 
 def check_resume(outputs: list[Path], anonymizer, options: VideoOptions) -> None:

@@ -5,7 +5,7 @@ A face between two full passes is where its track predicts it, so on those frame
 resolution on crops around the tracks' expected boxes (a margin of face sizes around each, overlapping crops
 merged where that saves pixels). A face that appears between full passes is found by the next full pass and back-filled over the
 frames before it by the tracker's look-ahead, so ``full_every - 1`` must not exceed the look-ahead (the default
-0.25 s look-ahead covers ``full_every`` <= 7 at 30 fps; VideoOptions raises the look-ahead when it does not).
+0.5 s look-ahead covers ``full_every`` <= 16 at 30 fps; VideoOptions raises the look-ahead when it does not).
 A scene cut moves every face at once: a cheap thumbnail comparison forces a full pass there.
 """
 from __future__ import annotations
