@@ -33,6 +33,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "region_1.0": ({}, {"region": {"shape": "box", "mask_scale": 1.0}}),  # region = the labelled box itself
     "region_ellipse": ({}, {"region": {"shape": "ellipse", "mask_scale": 1.25}}),
     "blur_under16": ({}, {"min_px": 16.0}),  # replace faces >= 16 px high, blur the smaller ones
+    "estimated_keep": ({"no_landmarks": "estimated-keep"}, {}),  # unmatched masked faces keep their mask too
     "poisson": ({"harmonizer": "poisson"}, {}),
     "nograin": ({"grain": False}, {}),
 }

@@ -103,3 +103,19 @@ def test_tiny_faces_are_estimated_too(crowd):
     assert counts["estimated"] == len(tiny)
     for x1, y1, x2, y2 in np.round(tiny).astype(int):
         assert (out[y1:y2, x1:x2] != image[y1:y2, x1:x2]).any(axis=2).mean() >= 0.99
+
+
+@pytest.mark.slow
+def test_estimated_keep_keeps_masks_only_below_the_nose(crowd):
+    """no_landmarks=estimated-keep (opt-in): a mask over an unmatched face keeps its pixels, as the landmark path
+    keeps it; the eyes-and-nose band of every box is still fully rebuilt."""
+    image, boxes = crowd
+    out, _ = _replace(image, boxes, no_landmarks="estimated-keep")
+    kept_faces = 0
+    for x1, y1, x2, y2 in np.round(boxes).astype(int):
+        h = y2 - y1
+        same = (out[y1:y2, x1:x2] == image[y1:y2, x1:x2]).all(axis=2)
+        # eyes (0.22 of the box) down to the nose tip (0.45): rebuilt, but for pixels equal to the old by chance
+        assert same[: int(0.45 * h)].mean() <= 0.02
+        kept_faces += same[int(0.6 * h):].mean() >= 0.1
+    assert kept_faces >= 4, kept_faces  # most of this crowd wears masks (6 of 26 judged masks here)

@@ -168,10 +168,11 @@ class Replace(Method):
             "skin-coloured, covering the mouth); eyes, brows and nose are always replaced. replace: replace it too")
         min_landmark_face: float = param(12.0, "faces narrower than this (px) are fitted to the box, not the landmarks")
         reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
-        no_landmarks: Literal["estimated", "fitted"] = param(
+        no_landmarks: Literal["estimated", "estimated-keep", "fitted"] = param(
             "estimated", "shape=face, faces without usable landmarks (none, or under min_landmark_face): estimated: "
             "the face-shaped face placed by a mean 5-point shape fitted to the box, over the whole region filled "
-            "from its context; fitted: the older frontal paste fitted to the box. Both rebuild the whole region")
+            "from its context; estimated-keep: the same, but with occluders=keep a mask over the lower face keeps its "
+            "pixels; fitted: the older frontal paste fitted to the box. estimated and fitted rebuild the whole region")
 
         def __post_init__(self):
             if self.k < 3:
@@ -224,7 +225,7 @@ class Replace(Method):
         if use_lm and not plausible(lm, box):
             self.counts["blurred"] += 1
             return gaussian_blur(crop(frame, region), odd(max(region.face_width, region.face_height)))
-        if not use_lm and p.shape == "face" and p.no_landmarks == "estimated":
+        if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
             self.counts["estimated"] += 1
             return self._render_estimated(frame, region, box, seed)
         self.counts["replaced" if use_lm else "fitted"] += 1
@@ -347,9 +348,26 @@ class Replace(Method):
             fill = cv2.resize(fill, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
         filled = frame.copy()
         filled[wy1:wy2, wx1:wx2][hole] = fill[hole]
+        lm = estimate_landmarks(box)
         # no jaw to cover (the fill already hides the face): the face ellipse alone, without the box's
-        return self._render_shaped(filled, region, box, estimate_landmarks(box), seed, occluders=False,
-                                   box_ellipse=False)
+        patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False)
+        if self.params.no_landmarks != "estimated-keep" or self.params.occluders != "keep":
+            return patch
+        # opt-in: an occluder over the lower face (mask, scarf) keeps its pixels, judged as the landmark path
+        # does (_occluder_keep) but placed by the estimated shape
+        g = _Geometry(frame.shape, region, box, lm)
+        small = cv2.resize(win, g.small_size, interpolation=cv2.INTER_AREA) if g.f < 1 else win
+        lab_s = _lab(small)
+        skin = _skin(small, lab_s, g.ring)
+        keep = _occluder_keep(small, lab_s, g.tx, g.ty, lab_s[skin] if skin.sum() >= 12 else None)
+        if not keep.any():
+            return patch
+        if g.f < 1:
+            keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+        ry, rx = region.y1 - wy1, region.x1 - wx1
+        k = keep[ry: ry + patch.shape[0], rx: rx + patch.shape[1], None]
+        orig = win[ry: ry + patch.shape[0], rx: rx + patch.shape[1]]
+        return np.clip(patch * (1 - k) + orig * k + 0.5, 0, 255).astype(np.uint8)
 
     def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int,
                        occluders: bool = True, box_ellipse: bool = True) -> np.ndarray:
