@@ -23,19 +23,21 @@ from faceveil.detections import Detections
 from faceveil.pipeline import Anonymizer
 from faceveil.train import train_on_anon as T
 
+_E = {"no_landmarks": "estimated"}  # item 1 as first measured: unmatched boxes fully rebuilt (masks too)
 # label -> (replace params, options): lm = detection landmarks for labelled boxes (True) or none at all (False);
 # region = compositor region dict; min_px = faces lower than this are blurred instead (faceveil's default blur)
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    "estimated": ({}, {}),  # the shipped state: detection landmarks where they match, estimated elsewhere
+    "estimated": (_E, {}),  # detection landmarks where they match, estimated elsewhere (whole region rebuilt)
     "fitted": ({"no_landmarks": "fitted"}, {}),  # before: unmatched boxes get the frontal box-fitted paste
-    "all_estimated": ({}, {"lm": False}),  # no detection landmarks at all: every face from the mean shape
+    "all_estimated": (_E, {"lm": False}),  # no detection landmarks at all: every face from the mean shape
     "occ_replace": ({"occluders": "replace"}, {}),  # masks rebuilt with the face instead of kept
-    "region_1.0": ({}, {"region": {"shape": "box", "mask_scale": 1.0}}),  # region = the labelled box itself
-    "region_ellipse": ({}, {"region": {"shape": "ellipse", "mask_scale": 1.25}}),
-    "blur_under16": ({}, {"min_px": 16.0}),  # replace faces >= 16 px high, blur the smaller ones
-    "estimated_keep": ({"no_landmarks": "estimated-keep"}, {}),  # unmatched masked faces keep their mask too
-    "poisson": ({"harmonizer": "poisson"}, {}),
-    "nograin": ({"grain": False}, {}),
+    "region_1.0": (_E, {"region": {"shape": "box", "mask_scale": 1.0}}),  # region = the labelled box itself
+    "region_ellipse": (_E, {"region": {"shape": "ellipse", "mask_scale": 1.25}}),
+    "blur_under16": (_E, {"min_px": 16.0}),  # replace faces >= 16 px high, blur the smaller ones
+    "estimated_keep": ({"no_landmarks": "estimated-keep"}, {}),  # the shipped default: unmatched masked faces keep their mask
+    "ellipse_keep": ({"no_landmarks": "estimated-keep"}, {"region": {"shape": "ellipse", "mask_scale": 1.25}}),
+    "poisson": ({**_E, "harmonizer": "poisson"}, {}),
+    "nograin": ({**_E, "grain": False}, {}),
 }
 
 _DETS: dict[str, Detections] = {}
