@@ -2,7 +2,8 @@
 dropped (every face then takes the estimated mean shape, anonymize/box_landmarks.py, as an unmatched labelled
 box does in `faceveil eval train` and dataset mode `--boxes gt`). Evaluation only (LFW).
 
-    PYTHONPATH=src python bench/bench_replace_estimated.py --people 50 --gallery 200 [--variants estimated,estimated-keep]
+    PYTHONPATH=src python bench/bench_replace_estimated.py --people 50 --gallery 200 \
+        --variants estimated,estimated-keep
 """
 from __future__ import annotations
 

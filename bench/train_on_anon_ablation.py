@@ -34,7 +34,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "region_1.0": (_E, {"region": {"shape": "box", "mask_scale": 1.0}}),  # region = the labelled box itself
     "region_ellipse": (_E, {"region": {"shape": "ellipse", "mask_scale": 1.25}}),
     "blur_under16": (_E, {"min_px": 16.0}),  # replace faces >= 16 px high, blur the smaller ones
-    "estimated_keep": ({"no_landmarks": "estimated-keep"}, {}),  # the shipped default: unmatched masked faces keep their mask
+    "estimated_keep": ({"no_landmarks": "estimated-keep"}, {}),  # the default: unmatched masked faces keep a mask
     "ellipse_keep": ({"no_landmarks": "estimated-keep"}, {"region": {"shape": "ellipse", "mask_scale": 1.25}}),
     "poisson": ({**_E, "harmonizer": "poisson"}, {}),
     "nograin": ({**_E, "grain": False}, {}),

@@ -107,8 +107,8 @@ def test_tiny_faces_are_estimated_too(crowd):
 
 @pytest.mark.slow
 def test_estimated_keep_keeps_masks_only_below_the_nose(crowd):
-    """no_landmarks=estimated-keep (the default, with occluders=keep): a mask over an unmatched face keeps its pixels, as the landmark path
-    keeps it; the eyes-and-nose band of every box is still fully rebuilt."""
+    """no_landmarks=estimated-keep (the default, with occluders=keep): a mask over an unmatched face keeps its
+    pixels, as the landmark path keeps it; the eyes-and-nose band of every box is still fully rebuilt."""
     image, boxes = crowd
     out, _ = _replace(image, boxes)
     assert not np.array_equal(out, _replace(image, boxes, occluders="replace")[0])  # occluders=replace: none kept
