@@ -172,7 +172,7 @@ class Replace(Method):
             "estimated-keep", "shape=face, faces without usable landmarks (none, or under min_landmark_face): "
             "estimated: the face-shaped face placed by a mean 5-point shape fitted to the box, over the whole region "
             "filled from its context; estimated-keep: the same, but with occluders=keep a mask over the lower face "
-            "keeps its pixels as on the landmark path (a detector trained on the output: AP 0.077 -> 0.121, "
+            "keeps its pixels as on the landmark path (masks are what a detector trained on the output keys on, "
             "docs/learned-models.md); fitted: the older frontal paste fitted to the box. estimated and fitted "
             "rebuild the whole region")
 
