@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--variants", required=True)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (the split stays split seed 0)")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args()
     specs = [T.MethodSpec("none", "none")] + [T.MethodSpec(v, "replace") for v in a.variants.split(",")]
@@ -86,7 +87,7 @@ def main() -> None:
             raise SystemExit(f"unknown variant {v!r}; choices: {', '.join(VARIANTS)}")
     T.anonymize_samples = anonymize_samples  # the run's own loop, with these variants
     samples, problems = T.load_samples(a.images, a.labels, a.max_images)
-    cfg = T.RunConfig(methods=specs, budget_s=float("inf"), max_steps=a.steps, batch=8, input_size=256, threads=1)
+    cfg = T.RunConfig(methods=specs, budget_s=float("inf"), max_steps=a.steps, seed=a.seed, batch=8, input_size=256, threads=1)
     res = T.run(samples, cfg, a.output)
     for row in res["methods"]:
         print(json.dumps({"label": row["label"], "ap": round(row["ap"], 3),
