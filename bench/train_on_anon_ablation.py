@@ -87,7 +87,8 @@ def main() -> None:
             raise SystemExit(f"unknown variant {v!r}; choices: {', '.join(VARIANTS)}")
     T.anonymize_samples = anonymize_samples  # the run's own loop, with these variants
     samples, problems = T.load_samples(a.images, a.labels, a.max_images)
-    cfg = T.RunConfig(methods=specs, budget_s=float("inf"), max_steps=a.steps, seed=a.seed, batch=8, input_size=256, threads=1)
+    cfg = T.RunConfig(methods=specs, budget_s=float("inf"), max_steps=a.steps, seed=a.seed, batch=8, input_size=256,
+                      threads=1)
     res = T.run(samples, cfg, a.output)
     for row in res["methods"]:
         print(json.dumps({"label": row["label"], "ap": round(row["ap"], 3),
