@@ -114,7 +114,7 @@ def test_small_faces_profiles_and_missing_landmarks(astronaut, face):
     out, m = run(astronaut, Detections(dets.xyxy[:1], dets.score[:1], dets.landmarks[:1]))
     assert m.counts == {"blurred": 1}
     for d in (tiny, nolm):
-        out, m = run(astronaut, d, no_landmarks="estimated")  # the default also keeps her dark collar (an occluder)
+        out, m = run(astronaut, d)
         assert m.counts == {"estimated": 1}  # the mean shape (box_landmarks) since issue 22
         mask = COMP.mask(d, astronaut.shape) == 1
         assert (out != astronaut).any(axis=2)[mask].mean() > 0.9

@@ -67,7 +67,7 @@ def test_landmarkless_region_changes_at_least_what_the_box_fit_changed(crowd):
     """Fail closed: every pixel the box-fitted path changed in a region, the estimated path changes too."""
     image, boxes = crowd
     fitted, _ = _replace(image, boxes, no_landmarks="fitted")
-    est, _ = _replace(image, boxes, no_landmarks="estimated")  # the default estimated-keep keeps masks (below)
+    est, _ = _replace(image, boxes)
     ch_fit = (fitted != image).any(axis=2)
     ch_est = (est != image).any(axis=2)
     assert ch_fit.sum() > 0
@@ -88,8 +88,8 @@ def test_landmarkless_face_is_never_computed_from_the_face_pixels(crowd):
         x1, y1 = max(x1, 0), max(y1, 0)
         scrambled = image.copy()
         scrambled[y1:y2, x1:x2] = rng.integers(0, 256, scrambled[y1:y2, x1:x2].shape, dtype=np.uint8)
-        a, _ = _replace(image, box[None], no_landmarks="estimated")  # estimated-keep keeps a mask's own pixels
-        b, _ = _replace(scrambled, box[None], no_landmarks="estimated")
+        a, _ = _replace(image, box[None])
+        b, _ = _replace(scrambled, box[None])
         assert np.array_equal(a, b)
 
 
@@ -99,7 +99,7 @@ def test_tiny_faces_are_estimated_too(crowd):
     image, boxes = crowd
     c = boxes[:, :2] + (boxes[:, 2:] - boxes[:, :2]) / 2
     tiny = np.c_[c - 5, c + 5][:5]
-    out, counts = _replace(image, tiny, no_landmarks="estimated")
+    out, counts = _replace(image, tiny)
     assert counts["estimated"] == len(tiny)
     for x1, y1, x2, y2 in np.round(tiny).astype(int):
         assert (out[y1:y2, x1:x2] != image[y1:y2, x1:x2]).any(axis=2).mean() >= 0.99
@@ -107,11 +107,11 @@ def test_tiny_faces_are_estimated_too(crowd):
 
 @pytest.mark.slow
 def test_estimated_keep_keeps_masks_only_below_the_nose(crowd):
-    """no_landmarks=estimated-keep (the default, with occluders=keep): a mask over an unmatched face keeps its
+    """no_landmarks=estimated-keep (opt-in, with occluders=keep): a mask over an unmatched face keeps its
     pixels, as the landmark path keeps it; the eyes-and-nose band of every box is still fully rebuilt."""
     image, boxes = crowd
-    out, _ = _replace(image, boxes)
-    assert not np.array_equal(out, _replace(image, boxes, occluders="replace")[0])  # occluders=replace: none kept
+    out, _ = _replace(image, boxes, no_landmarks="estimated-keep")
+    assert not np.array_equal(out, _replace(image, boxes)[0])  # the default (estimated) keeps nothing
     kept_faces = 0
     for x1, y1, x2, y2 in np.round(boxes).astype(int):
         h = y2 - y1

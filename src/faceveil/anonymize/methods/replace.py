@@ -168,11 +168,11 @@ class Replace(Method):
             "skin-coloured, covering the mouth); eyes, brows and nose are always replaced. replace: replace it too")
         min_landmark_face: float = param(12.0, "faces narrower than this (px) are fitted to the box, not the landmarks")
         reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
-        no_landmarks: Literal["estimated-keep", "estimated", "fitted"] = param(
-            "estimated-keep", "shape=face, faces without usable landmarks (none, or under min_landmark_face): "
+        no_landmarks: Literal["estimated", "estimated-keep", "fitted"] = param(
+            "estimated", "shape=face, faces without usable landmarks (none, or under min_landmark_face): "
             "estimated: the face-shaped face placed by a mean 5-point shape fitted to the box, over the whole region "
             "filled from its context; estimated-keep: the same, but with occluders=keep a mask over the lower face "
-            "keeps its pixels as on the landmark path (masks are what a detector trained on the output keys on, "
+            "keeps its pixels as on the landmark path (opt-in: no gain in `eval train` at two seeds, "
             "docs/learned-models.md); fitted: the older frontal paste fitted to the box. estimated and fitted "
             "rebuild the whole region")
 
