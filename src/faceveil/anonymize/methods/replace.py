@@ -40,6 +40,7 @@ import numpy as np
 from ...registry import param
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
 from ..base import METHODS, Method, crop
+from ..box_landmarks import estimate_landmarks
 from ..identity import Synthesizer, seed_for
 from .blur import gaussian_blur, odd
 
@@ -173,6 +174,13 @@ class Replace(Method):
             "skin-coloured, covering the mouth); eyes, brows and nose are always replaced. replace: replace it too")
         min_landmark_face: float = param(12.0, "faces narrower than this (px) are fitted to the box, not the landmarks")
         reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
+        no_landmarks: Literal["estimated", "estimated-keep", "fitted"] = param(
+            "estimated", "shape=face, faces without usable landmarks (none, or under min_landmark_face): "
+            "estimated: the face-shaped face placed by a mean 5-point shape fitted to the box, over the whole region "
+            "filled from its context; estimated-keep: the same, but with occluders=keep a mask over the lower face "
+            "keeps its pixels as on the landmark path (opt-in: no gain in `eval train` at two seeds, "
+            "docs/learned-models.md); fitted: the older frontal paste fitted to the box. estimated and fitted "
+            "rebuild the whole region")
 
         def __post_init__(self):
             if self.k < 3:
@@ -225,6 +233,9 @@ class Replace(Method):
         if use_lm and not plausible(lm, box):
             self.counts["blurred"] += 1
             return gaussian_blur(crop(frame, region), odd(max(region.face_width, region.face_height)))
+        if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
+            self.counts["estimated"] += 1
+            return self._render_estimated(frame, region, box, seed)
         self.counts["replaced" if use_lm else "fitted"] += 1
         if use_lm and p.shape == "face":
             return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed)
@@ -310,7 +321,64 @@ class Replace(Method):
         return out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)]
 
     # the face-shaped path ---------------------------------------------------------
-    def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int) -> np.ndarray:
+    def _render_estimated(self, frame: np.ndarray, region, box: np.ndarray, seed: int) -> np.ndarray:
+        """A face without usable landmarks: the whole region (and the box) is first filled from its context,
+        as the box-fitted path does, then the face-shaped face is drawn over that fill at landmarks
+        estimated from the box alone (box_landmarks.MEAN_SHAPE). The original face's pixels are never read:
+        the shaped renderer sees a frame whose box and region hold the fill, and every pixel it leaves
+        unchanged inside them is that fill (fail closed: at least what the fitted path changed)."""
+        H, W = frame.shape[:2]
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        # the same window as _Geometry's, so the shaped renderer reads only filled or outside pixels
+        wx1 = int(max(0, min(region.x1, np.floor(cx - bw))))
+        wy1 = int(max(0, min(region.y1, np.floor(cy - bh))))
+        wx2 = int(min(W, max(region.x2, np.ceil(cx + bw))))
+        wy2 = int(min(H, max(region.y2, np.ceil(cy + bh))))
+        win = frame[wy1:wy2, wx1:wx2]
+        hole = np.zeros(win.shape[:2], bool)
+        hole[region.y1 - wy1: region.y2 - wy1, region.x1 - wx1: region.x2 - wx1] = region.weight > 0
+        hole[max(int(np.floor(box[1])) - wy1, 0): max(int(np.ceil(box[3])) - wy1, 0),
+             max(int(np.floor(box[0])) - wx1, 0): max(int(np.ceil(box[2])) - wx1, 0)] = True
+        f = min(1.0, WORK_FACE / max(bw, 1.0))
+        sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
+        if f < 1:
+            small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA)
+            hole_s = cv2.resize(hole.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0
+        else:
+            small, hole_s = win.copy(), hole
+        small[hole_s] = 0
+        if (~hole_s).sum() >= 16:
+            fill = _fill(small, ~hole_s, max(bw * f, bh * f))
+        else:  # no context at all (the face fills the frame): a flat mid-grey the face is drawn over
+            fill = np.full_like(small, 128)
+        if f < 1:
+            fill = cv2.resize(fill, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+        filled = frame.copy()
+        filled[wy1:wy2, wx1:wx2][hole] = fill[hole]
+        lm = estimate_landmarks(box)
+        # no jaw to cover (the fill already hides the face): the face ellipse alone, without the box's
+        patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False)
+        if self.params.no_landmarks != "estimated-keep" or self.params.occluders != "keep":
+            return patch
+        # opt-in: an occluder over the lower face (mask, scarf) keeps its pixels, judged as the landmark path
+        # does (_occluder_keep) but placed by the estimated shape
+        g = _Geometry(frame.shape, region, box, lm)
+        small = cv2.resize(win, g.small_size, interpolation=cv2.INTER_AREA) if g.f < 1 else win
+        lab_s = _lab(small)
+        skin = _skin(small, lab_s, g.ring)
+        keep = _occluder_keep(small, lab_s, g.tx, g.ty, lab_s[skin] if skin.sum() >= 12 else None)
+        if not keep.any():
+            return patch
+        if g.f < 1:
+            keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+        ry, rx = region.y1 - wy1, region.x1 - wx1
+        k = keep[ry: ry + patch.shape[0], rx: rx + patch.shape[1], None]
+        orig = win[ry: ry + patch.shape[0], rx: rx + patch.shape[1]]
+        return np.clip(patch * (1 - k) + orig * k + 0.5, 0, 255).astype(np.uint8)
+
+    def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int,
+                       occluders: bool = True, box_ellipse: bool = True) -> np.ndarray:
         """The new face inside a feathered face-shaped mask; every pixel outside it is the frame's own.
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read."""
         p = self.params
@@ -338,7 +406,7 @@ class Replace(Method):
         lab_f = _lab(warped)
         skin = _skin(small, lab_s, ring)
         keep = None
-        if p.occluders == "keep":
+        if p.occluders == "keep" and occluders:
             keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin] if skin.sum() >= 12 else None)
         src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
         if p.color_strength > 0 and src_skin.sum() >= 4:
@@ -378,7 +446,7 @@ class Replace(Method):
             warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
             ring = cv2.resize(ring.astype(np.uint8), (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_NEAREST) > 0
         warped = _add_detail(warped, raw, face_hi, g)
-        alpha = g.alpha_full()
+        alpha = g.alpha_full(box_ellipse)
         comp = warped.astype(np.float32)
         if p.grain:
             comp = _add_grain(comp, win, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
@@ -520,13 +588,14 @@ class _Geometry:
                           cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR))
         return self._full
 
-    def alpha_full(self) -> np.ndarray:
+    def alpha_full(self, box_ellipse: bool = True) -> np.ndarray:
         """The blend weight at frame resolution: the template maps are smooth, so they are
         resized and the ellipse drawn at full resolution (a crisp, exactly known mask)."""
         wx1, wy1, wx2, wy2 = self.window
         alpha = _shaped_alpha(*self.coords_full())
         yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float64) + 0.5
-        alpha = np.maximum(alpha, _box_alpha(self.box, xx, yy))
+        if box_ellipse:
+            alpha = np.maximum(alpha, _box_alpha(self.box, xx, yy))
         return alpha * self._edge_fade(alpha.shape)
 
     def _edge_fade(self, shape) -> np.ndarray:
