@@ -114,7 +114,23 @@ def test_eyebar_covers_eyes_not_mouth():
     assert (out[75, 72] == 200).all(), "the mouth stays visible"
     no_lm = Detections.from_boxes([[60, 40, 100, 90]])
     out, _ = apply("eyebar", flat, {"color": "0"}, {"shape": "box", "mask_scale": 1.0}, dets=no_lm)
-    assert (out[57, 80] == 0).all() and (out[85, 80] == 200).all()
+    assert (out[51, 80] == 0).all() and (out[85, 80] == 200).all()  # the mean face's eye line (box_landmarks)
+
+
+def test_eyebar_covers_the_eyes_of_a_labelled_box_without_landmarks():
+    """A labelled box has no landmarks: the bar goes where the mean face's eyes sit in such a box
+    (box_landmarks.MEAN_SHAPE), whatever region scale the preset draws (the default, 1.25x, put it below them)."""
+    from faceveil.anonymize.box_landmarks import estimate_landmarks
+    from faceveil.detect.presets import DEFAULT_PRESET, get_preset
+
+    flat = np.full((300, 300, 3), 200, np.uint8)
+    box = [100, 100, 200, 200]
+    for region in ({**get_preset(DEFAULT_PRESET)["region"]}, {"shape": "box", "mask_scale": 1.0}):
+        out, _ = apply("eyebar", flat, {"color": "0"}, region, dets=Detections.from_boxes([box]))
+        for x, y in estimate_landmarks(box)[:2]:  # both eyes
+            assert (out[int(round(y)), int(round(x))] == 0).all(), (region, x, y)
+        mouth = estimate_landmarks(box)[3:].mean(axis=0)
+        assert (out[int(mouth[1]), int(mouth[0])] == 200).all(), "the mouth stays visible"
 
 
 def test_fullblur_blurs_everything(noise_image):
