@@ -46,6 +46,7 @@ from common import COMP, DATA, ROOT, Face, detected, frechet, lfw_gallery_and_pr
 from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.identity import MATCH, descriptor
 from faceveil.detect import get_detector
+from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
 
 METHODS = {
@@ -55,10 +56,34 @@ METHODS = {
     "replace-blurred": ("replace", {"appearance": "blurred"}),
     "replace-poisson": ("replace", {"harmonizer": "poisson"}),
     "replace-unet": ("replace", {"harmonizer": "unet"}),
+    # every face's landmarks dropped: replace places the face by the mean shape (anonymize/box_landmarks.py), as
+    # for a labelled box no detection matches (`faceveil eval train`, dataset mode --boxes gt)
+    "replace-nolandmarks": ("replace", {"drop_landmarks": True}),
+    "replace-nolandmarks-keep": ("replace", {"drop_landmarks": True, "no_landmarks": "estimated-keep"}),
     "blur": ("blur", {}),
     "pixelate": ("pixelate", {}),
     "blackout": ("blackout", {}),
 }
+
+
+class NoLandmarks:
+    """A method applied to the same boxes with their landmarks dropped."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.counts = getattr(inner, "counts", None)
+
+    def apply(self, frame, detections, compositor, rng):
+        bare = Detections(detections.xyxy, detections.score, None, detections.track_id)
+        return self.inner.apply(frame, bare, compositor, rng)
+
+
+def make_method(name: str, params: dict):
+    """get_method, plus this bench's own switch ``drop_landmarks``."""
+    params = dict(params)
+    drop = params.pop("drop_landmarks", False)
+    method = get_method(name, params)
+    return NoLandmarks(method) if drop else method
 
 
 def anonymize(method, face: Face, seed: int) -> np.ndarray:
@@ -93,7 +118,7 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0, methods: dict = METH
                  "faces/CPU-s": float("nan")})
     chance = 1 / len(gallery)
     for label, (name, params) in methods.items():
-        method = get_method(name, params)
+        method = make_method(name, params)
         t, c = time.perf_counter(), time.process_time()
         outs = [anonymize(method, f, 1000 + i) for i, f in enumerate(probes)]
         fps = len(probes) / (time.perf_counter() - t)
@@ -117,7 +142,7 @@ def bench(n_people: int, seed: int, gallery_limit: int = 0, methods: dict = METH
                "det dlib HOG": float(det_hog), "SSIM img": float(s_img), "SSIM box": float(np.nanmean(s_box)),
                "FD-dlib": frechet(a_desc, p_desc), "within 0.6 of own original": float(
                    (np.linalg.norm(a_desc - p_desc, axis=1) < MATCH).mean()), "faces/s": fps, "faces/CPU-s": fpc}
-        if hasattr(method, "counts"):
+        if getattr(method, "counts", None) is not None:
             row["method"] += f" {dict(method.counts)}"
         rows.append(row)
         print(f"{label}: done", file=sys.stderr)
@@ -184,7 +209,7 @@ def looks(n_facemask: int, methods: dict) -> None:
     dets = [faceveil.detect(img) for _, img, _ in photos]
     rows = []
     for label, (name, params) in methods.items():
-        m = get_method(name, params)
+        m = make_method(name, params)
         per = {}
         t, c, n = time.perf_counter(), time.process_time(), 0
         for (src, img, min_px), d in zip(photos, dets):

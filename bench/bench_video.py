@@ -49,32 +49,41 @@ SHARED_CLIPS = ["talking_head_speech_844.mp4", "crowd_marathon_960x540_pd.mkv", 
 CACHE = Path(os.environ.get("FACEVEIL_BENCH_CACHE", "/tmp/faceveil-bench-cache"))
 FPS = 25
 
-# name -> the CLI's video options; the in-process leak runs take the same options (VideoOptions below)
-EVERY_FRAME = ["--detect", "fast", "--detect-every", "1"]  # the default before issue 20: fp32, full size
+# name -> the CLI's video options; the in-process leak runs take the same options (VideoOptions below).
+# Rows other than the default spell out what they change from, since the default moved (issue 20, second pass):
+# the video default before it was fp32 with the cuts 0.2 / 0.1 on every frame, hold 0.5 s and look-ahead 0.25 s
+# (12 and 6 frames at the (a) clips' 25 fps).
+OLD_TRACK = ["--hold", "12", "--lookahead", "6"]
+OLD_CUTS = ["--dp", "threshold=0.2", "--dp", "small_threshold=0.1"]
+FP32 = ["--dp", "precision=fp32"]
+EVERY_FRAME = ["--detect", "fast", "--detect-every", "1", *OLD_TRACK]  # the default before issue 20: full size
+LONG_TRACK = ["--hold", "25", "--lookahead", "12"]  # 1 s and 0.5 s at 25 fps
 SETTINGS = {
-    "default (video preset: fp32, max size 1280; every frame)": [],
-    "every frame, fp32, full size (the earlier default)": EVERY_FRAME,
-    "default, int8": ["--dp", "precision=int8"],
-    "default, detect-every 2": ["--detect-every", "2"],
-    "default, detect-every 3": ["--detect-every", "3"],
-    "fp32, max size 960, detect-every 2": ["--dp", "precision=fp32", "--max-size", "960"],
-    "detect-every 2 (full size, fp32)": ["--detect", "fast", "--detect-every", "2"],
+    "default (video preset: int8, cut 0.15/0.07, max size 1280; every 2nd frame, hold 1 s, look-ahead 0.5 s)": [],
+    "every frame, fp32, full size (the default before issue 20)": EVERY_FRAME,
+    "default before, int8": OLD_CUTS + OLD_TRACK + ["--detect-every", "1"],
+    "default before, detect-every 2": FP32 + OLD_CUTS + OLD_TRACK + ["--detect-every", "2"],
+    "default before, detect-every 3": FP32 + OLD_CUTS + OLD_TRACK + ["--detect-every", "3"],
+    "fp32, max size 960, detect-every 2": FP32 + OLD_CUTS + OLD_TRACK + ["--max-size", "960", "--detect-every", "2"],
+    "detect-every 2 (full size, fp32)": ["--detect", "fast", "--detect-every", "2", *OLD_TRACK],
     "full every 6, crops margin 0.5": EVERY_FRAME + ["--full-every", "6", "--crop-margin", "0.5"],
     "full every 8, crops margin 0.25": EVERY_FRAME + ["--full-every", "8", "--crop-margin", "0.25"],
     "int8 (full size, every frame)": EVERY_FRAME + ["--dp", "precision=int8"],
     "max size 1280 (fp32, every frame)": EVERY_FRAME + ["--max-size", "1280"],
     # issue 20, towards 4x deface: fewer detector runs, with tracks held longer / back-filled further and a lower cut
-    "int8, detect-every 2": ["--dp", "precision=int8", "--detect-every", "2"],
-    "int8, detect-every 2, hold 1 s, look-ahead 0.5 s": ["--dp", "precision=int8", "--detect-every", "2",
-                                                         "--hold", "25", "--lookahead", "12"],
-    "int8, cut 0.15/0.07, detect-every 2, hold 1 s, look-ahead 0.5 s": [
+    "int8, detect-every 2": OLD_CUTS + OLD_TRACK + ["--detect-every", "2"],
+    "int8, detect-every 2, hold 1 s, look-ahead 0.5 s": OLD_CUTS + ["--detect-every", "2", *LONG_TRACK],
+    "int8, cut 0.15/0.07, detect-every 2, hold 1 s, look-ahead 0.5 s (the default, spelled out)": [
         "--dp", "precision=int8", "--dp", "threshold=0.15", "--dp", "small_threshold=0.07", "--detect-every", "2",
-        "--hold", "25", "--lookahead", "12"],
-    "detect-every 2, hold 1 s, look-ahead 0.5 s": ["--detect-every", "2", "--hold", "25", "--lookahead", "12"],
-    "default, hold 1 s, look-ahead 0.5 s": ["--hold", "25", "--lookahead", "12"],
+        *LONG_TRACK],
+    "detect-every 2, hold 1 s, look-ahead 0.5 s (fp32, cut 0.2/0.1)": FP32 + OLD_CUTS + ["--detect-every", "2",
+                                                                                       *LONG_TRACK],
+    "default before, hold 1 s, look-ahead 0.5 s": FP32 + OLD_CUTS + ["--detect-every", "1", *LONG_TRACK],
     "int8, cut 0.15/0.07, detect-every 3, hold 1 s, look-ahead 0.5 s": [
         "--dp", "precision=int8", "--dp", "threshold=0.15", "--dp", "small_threshold=0.07", "--detect-every", "3",
-        "--hold", "25", "--lookahead", "12"],
+        *LONG_TRACK],
+    "the default before (fp32, cut 0.2/0.1, every frame, hold 0.5 s, look-ahead 0.25 s)": FP32 + OLD_CUTS + OLD_TRACK
+    + ["--detect-every", "1"],
 }
 DETECT_FLAGS = ("--dp", "--max-size", "--detect")  # detector options: the in-process runs build their own Anonymizer
 
@@ -287,7 +296,12 @@ def thorough_reference(name: str, frames: list[np.ndarray]) -> list[np.ndarray]:
     import faceveil
     from faceveil.api import resolved_detector
 
-    key = hashlib.sha256(b"".join(f.tobytes()[:: 997] for f in frames) + faceveil.__version__.encode()).hexdigest()[:16]
+    from faceveil.detect.presets import get_preset
+
+    # the preset's values are in the key: a reference cached before they changed is not reused
+    preset = json.dumps(get_preset("thorough"), sort_keys=True, default=str).encode()
+    key = hashlib.sha256(b"".join(f.tobytes()[:: 997] for f in frames) + faceveil.__version__.encode()
+                         + preset).hexdigest()[:16]
     path = CACHE / f"thorough-{Path(name).stem}-{len(frames)}-{key}.json"
     if path.is_file():
         return [np.asarray(b, np.float64).reshape(-1, 4) for b in json.loads(path.read_text())]
