@@ -79,3 +79,25 @@ def astronaut_faces(astronaut):
 def noise_image() -> np.ndarray:
     rng = np.random.default_rng(1)
     return rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+
+
+# replace's tests (test_replace_look, test_replace_occluders, test_replace_looks3): the default preset's region
+def default_comp():
+    from faceveil.anonymize import Compositor, RegionParams
+    from faceveil.detect.presets import DEFAULT_PRESET, get_preset
+
+    return Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
+
+
+def detect_default(img):
+    """The default detector's faces (the Python API's faceveil.detect)."""
+    import faceveil
+
+    return faceveil.detect(img)
+
+
+def replace_default(img, dets, seed=0, **params):
+    """``replace`` with ``params`` over ``dets`` in the default region, seeded."""
+    from faceveil.anonymize import get_method
+
+    return get_method("replace", params).apply(img, dets, default_comp(), np.random.default_rng(seed))

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_path
-from faceveil.anonymize import Compositor, RegionParams, get_method
+from conftest import detect_default as _detect, replace_default as _replace, shared_path
+from faceveil.anonymize import Compositor, RegionParams
 from faceveil.anonymize.bank import TEMPLATE, align, load_bank, plausible
 from faceveil.detect.presets import DEFAULT_PRESET, get_preset
 from faceveil.detections import Detections
@@ -25,14 +25,6 @@ def _photo(name: str, side: int = 640) -> np.ndarray:
     return cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else img
 
 
-def _detect(img):
-    import faceveil
-
-    return faceveil.detect(img)
-
-
-def _replace(img, dets, seed=0, **params):
-    return get_method("replace", params).apply(img, dets, COMP, np.random.default_rng(seed))
 
 
 def _weights(img, dets):

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_path
-from faceveil.anonymize import Compositor, RegionParams, get_method
+from conftest import detect_default as _detect, replace_default as _replace, shared_path
+from faceveil.anonymize import Compositor, RegionParams
 from faceveil.anonymize.bank import plausible
 from faceveil.detect.presets import DEFAULT_PRESET, get_preset
 from faceveil.io.images import read_rgb
@@ -19,14 +19,6 @@ replace_mod = importlib.import_module("faceveil.anonymize.methods.replace")
 COMP = Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
 
 
-def _detect(img):
-    import faceveil
-
-    return faceveil.detect(img)
-
-
-def _replace(img, dets, seed=0, **params):
-    return get_method("replace", params).apply(img, dets, COMP, np.random.default_rng(seed))
 
 
 def _iou(a, b):

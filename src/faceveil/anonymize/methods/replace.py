@@ -327,14 +327,9 @@ class Replace(Method):
         estimated from the box alone (box_landmarks.MEAN_SHAPE). The original face's pixels are never read:
         the shaped renderer sees a frame whose box and region hold the fill, and every pixel it leaves
         unchanged inside them is that fill (fail closed: at least what the fitted path changed)."""
-        H, W = frame.shape[:2]
         bw, bh = box[2] - box[0], box[3] - box[1]
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         # the same window as _Geometry's, so the shaped renderer reads only filled or outside pixels
-        wx1 = int(max(0, min(region.x1, np.floor(cx - bw))))
-        wy1 = int(max(0, min(region.y1, np.floor(cy - bh))))
-        wx2 = int(min(W, max(region.x2, np.ceil(cx + bw))))
-        wy2 = int(min(H, max(region.y2, np.ceil(cy + bh))))
+        wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
         win = frame[wy1:wy2, wx1:wx2]
         hole = np.zeros(win.shape[:2], bool)
         hole[region.y1 - wy1: region.y2 - wy1, region.x1 - wx1: region.x2 - wx1] = region.weight > 0
@@ -551,6 +546,16 @@ def _box_alpha(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
     return _ease((1 + BOX_FEATHER - _box_rho(box, xx, yy)) / BOX_FEATHER)
 
 
+def _work_window(shape, region, box) -> tuple[int, int, int, int]:
+    """(x1, y1, x2, y2) of one face's work window in the frame: its region and one box size around the box's
+    centre, which reaches the sampling ring (RING[1] x the face ellipse, < 1 box size from the centre)."""
+    H, W = shape[:2]
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return (int(max(0, min(region.x1, np.floor(cx - bw)))), int(max(0, min(region.y1, np.floor(cy - bh)))),
+            int(min(W, max(region.x2, np.ceil(cx + bw)))), int(min(H, max(region.y2, np.ceil(cy + bh)))))
+
+
 class _Geometry:
     """Where one face's template falls in its work window (a shrunk copy of the frame
     around the face): per-pixel template coordinates, the mask and the sampling ring."""
@@ -558,13 +563,7 @@ class _Geometry:
     def __init__(self, shape, region, box, lm):
         H, W = shape[:2]
         bw, bh = box[2] - box[0], box[3] - box[1]
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        # the window reaches the sampling ring (RING[1] x the face ellipse, < 1 box size from the centre)
-        wx1 = int(max(0, min(region.x1, np.floor(cx - bw))))
-        wy1 = int(max(0, min(region.y1, np.floor(cy - bh))))
-        wx2 = int(min(W, max(region.x2, np.ceil(cx + bw))))
-        wy2 = int(min(H, max(region.y2, np.ceil(cy + bh))))
-        self.window = (wx1, wy1, wx2, wy2)
+        self.window = wx1, wy1, wx2, wy2 = _work_window(shape, region, box)
         self.region_rect, self.frame_hw, self.box = (region.x1, region.y1, region.x2, region.y2), (H, W), box
         self.f = f = min(1.0, WORK_FACE / max(bw, 1.0))
         sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
