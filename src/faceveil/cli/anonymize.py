@@ -88,7 +88,7 @@ def cmd_anonymize(args) -> int:
     vcfg = cfg
     if (video_jobs or kept_videos) and args.detect is None and args.detector is None:
         # Per-frame cost decides video speed and tracking (hold, look-ahead) bridges a missed frame,
-        # so videos default to the fast preset (bench/bench_video.py measures leaks and fps).
+        # so videos default to the video preset (fast's one pass, int8; bench/bench_video.py measures leaks and fps).
         vcfg = anonymizer_config(argparse.Namespace(**{**vars(args), "detect": VIDEO_PRESET}), args.method,
                                  parse_assignments(args.param), region)
         vcfg = dataclasses.replace(vcfg, keep=keep)

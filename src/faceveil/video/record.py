@@ -51,7 +51,7 @@ def _describe(anonymizer) -> dict | None:
 def video_settings(anonymizer, options: VideoOptions) -> dict | None:
     """What decides a video output's bytes, flat, as the dataset mode records its settings (dataset/job.py):
     the anonymizer (as described, without its thread count), the video options (not --preview, whose stills
-    are extra files) and faceveil's version. None for a stand-in detector that cannot describe itself."""
+    are extra files), the encoder's mode (io.video.ENCODER_MODE) and faceveil's version. None for a stand-in detector that cannot describe itself."""
     desc = _describe(anonymizer)
     if desc is None:
         return None

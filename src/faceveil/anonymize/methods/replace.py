@@ -14,8 +14,8 @@ Identity and appearance never come from the original face's pixels:
   ears, background and the box corners keep their pixels; it covers eyes, brows,
   nose, mouth and jaw line (tests/test_replace_look.py checks that against dlib's
   68 points) and fades out softly where it meets the region's border. Faces without
-  usable landmarks fall back to the whole region, filled from the context around the
-  box (fail closed);
+  usable landmarks get the whole region filled from the context around the box (fail
+  closed) and the face placed by a mean 5-point shape fitted to the box (``no_landmarks``);
 - harmonization, from visible pixels only (a ring outside the mask): the tone of
   the person's visible skin (skin-coloured pixels of the ring: neck, ears,
   forehead edge), a first-order light gradient fitted to them, the photo's
@@ -135,8 +135,9 @@ class Replace(Method):
     """A new face (average of >= 3 donors, never the original's pixels) in the original pose.
 
     Identity: the seed picks an identity from the bank (same seed, same face).
-    Faces without landmarks or under `min_landmark_face` px get the face fitted to
-    the box; profiles whose landmarks a similarity cannot fit get a strong blur
+    Faces without landmarks or under `min_landmark_face` px get the face placed by a
+    mean face shape fitted to the box (`no_landmarks`); profiles whose landmarks a
+    similarity cannot fit get a strong blur
     (counted in `counts`).
     """
 
@@ -166,13 +167,15 @@ class Replace(Method):
         shape: Literal["face", "region"] = param(
             "face", "face: replace a feathered face-shaped ellipse warped from the landmarks (hair and background "
             "keep their pixels); region: the whole region, filled from the context around it. Faces without usable "
-            "landmarks always get the whole region")
+            "landmarks get the whole region (see no_landmarks)")
         grain: bool = param(True, "add noise and fine skin texture so the face is as grainy and detailed as the photo "
                            "around it (shape=face)")
         occluders: Literal["keep", "replace"] = param(
             "keep", "shape=face. keep: a mask, scarf or hand over the lower face keeps its pixels (smooth, not "
-            "skin-coloured, covering the mouth); eyes, brows and nose are always replaced. replace: replace it too")
-        min_landmark_face: float = param(12.0, "faces narrower than this (px) are fitted to the box, not the landmarks")
+            "skin-coloured, covering the mouth) but for a band at its edge the new face fades into; eyes, brows "
+            "and nose are always replaced. replace: replace it too")
+        min_landmark_face: float = param(12.0, "faces narrower than this (px) are placed by the box (no_landmarks), "
+                                         "not the landmarks")
         reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
         no_landmarks: Literal["estimated", "estimated-keep", "fitted"] = param(
             "estimated", "shape=face, faces without usable landmarks (none, or under min_landmark_face): "
