@@ -101,3 +101,18 @@ def replace_default(img, dets, seed=0, **params):
     from faceveil.anonymize import get_method
 
     return get_method("replace", params).apply(img, dets, default_comp(), np.random.default_rng(seed))
+
+
+def replaced_portraits(side: int = 640):
+    """(photo, its default detections, replaced with the defaults and seed 0) for each deepface-unit portrait,
+    scaled down to at most ``side`` px (skips without ../shared)."""
+    import cv2
+
+    from faceveil.io.images import read_rgb
+
+    for path in sorted(shared_path("deepface-unit").glob("*.jpg")):
+        img = read_rgb(path)
+        f = side / max(img.shape[:2])
+        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else img
+        dets = detect_default(img)
+        yield img, dets, replace_default(img, dets)

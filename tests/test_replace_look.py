@@ -8,15 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import detect_default as _detect, replace_default as _replace, shared_path
-from faceveil.anonymize import Compositor, RegionParams
+from conftest import default_comp, detect_default as _detect, replace_default as _replace, shared_path
 from faceveil.anonymize.bank import TEMPLATE, align, load_bank, plausible
-from faceveil.detect.presets import DEFAULT_PRESET, get_preset
 from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
 
 replace_mod = importlib.import_module("faceveil.anonymize.methods.replace")
-COMP = Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))  # the default region: a 1.25x box
+COMP = default_comp()  # the default region: a 1.25x box
 
 
 def _photo(name: str, side: int = 640) -> np.ndarray:

@@ -8,14 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import detect_default as _detect, replace_default as _replace, shared_path
-from faceveil.anonymize import Compositor, RegionParams
+from conftest import (default_comp, detect_default as _detect, replace_default as _replace, replaced_portraits,
+                      shared_path)
 from faceveil.anonymize.bank import plausible
-from faceveil.detect.presets import DEFAULT_PRESET, get_preset
 from faceveil.io.images import read_rgb
 
 replace_mod = importlib.import_module("faceveil.anonymize.methods.replace")
-COMP = Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
+COMP = default_comp()
 
 
 
@@ -112,12 +111,7 @@ def test_the_new_face_is_about_as_detailed_as_the_photo():
     face was smooth (Laplacian variance median 0.48 of the original's; goal >= 0.6). The texture is matched to
     the person's visible skin (the next test: none where the photo has none)."""
     ratios = []
-    for path in sorted(shared_path("deepface-unit").glob("*.jpg")):
-        img = read_rgb(path)
-        f = 640 / max(img.shape[:2])
-        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else img
-        dets = _detect(img)
-        out = _replace(img, dets)
+    for img, dets, out in replaced_portraits():
         for i in range(len(dets)):
             box = dets.xyxy[i]
             if min(box[2] - box[0], box[3] - box[1]) >= 24:

@@ -5,18 +5,16 @@ from __future__ import annotations
 import importlib
 import xml.etree.ElementTree as ET
 
-import cv2
 import numpy as np
 import pytest
 
-from conftest import detect_default as _detect, replace_default as _replace, shared_path
-from faceveil.anonymize import Compositor, RegionParams
+from conftest import (default_comp, detect_default as _detect, replace_default as _replace, replaced_portraits,
+                      shared_path)
 from faceveil.anonymize.bank import plausible
-from faceveil.detect.presets import DEFAULT_PRESET, get_preset
 from faceveil.io.images import read_rgb
 
 replace_mod = importlib.import_module("faceveil.anonymize.methods.replace")
-COMP = Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
+COMP = default_comp()
 
 
 
@@ -112,12 +110,7 @@ def test_bare_faces_beards_and_dark_skin_are_replaced_whole():
     """No occluder, no pixel kept: the mouth of every bare face in the deepface-unit portraits (beards, dark
     skin, open mouths among them) is replaced."""
     mouth_changed = []
-    for path in sorted(shared_path("deepface-unit").glob("*.jpg")):
-        img = read_rgb(path)
-        f = 640 / max(img.shape[:2])
-        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else img
-        dets = _detect(img)
-        out = _replace(img, dets)
+    for img, dets, out in replaced_portraits():
         for i in range(len(dets)):
             box, lm = dets.xyxy[i], dets.landmarks[i]
             if min(box[2] - box[0], box[3] - box[1]) >= 40 and np.isfinite(lm).all() and plausible(lm, box):
