@@ -42,7 +42,7 @@ from faceveil.eval.splits import side
 from faceveil.io.images import read_rgb
 from faceveil.io.labels import find_image, read_eval_labels
 
-from replay_recall import SETS, as_array, as_detections  # noqa: E402  (research/ is the script's folder)
+from replay_recall import SETS, as_array, as_detections, half_summary  # noqa: E402  (research/ is the folder)
 
 OUT = Path(__file__).resolve().parent / "out" / "masked"
 FLOOR = 0.05
@@ -113,14 +113,7 @@ def replay(cf: dict, mk: dict | None, labels, p: dict) -> dict:
         half = side(key)
         metrics[half].update(anonymized_mask(comp, fused, (h, w)), labels[key].faces, labels[key].ignore, key)
         ms[half].append(t)
-    out = {}
-    for half, m in metrics.items():
-        r = m.compute()
-        out[half] = {"leak": r.leak_rate, "leaked": r.leaked, "faces": r.faces, "short": r.boxed_short,
-                     "never": r.never_boxed, "away": r.away_rate, "ms": float(np.mean(ms[half])),
-                     "by_size": {b["bucket"]: (b["leaked"], b["boxed_short"], b["never_boxed"], b["faces"])
-                                 for b in r.buckets}}
-    return out
+    return {half: {**half_summary(m), "ms": float(np.mean(ms[half]))} for half, m in metrics.items()}
 
 
 def ap(setname: str, preset: str = "balanced") -> None:

@@ -106,6 +106,16 @@ def replay(cached: dict, labels, p: dict) -> tuple[float, float, dict]:
     return r.leak_rate, r.away_rate, {b["bucket"]: b["leaked"] for b in r.buckets}
 
 
+def half_summary(metric: LeakMetric) -> dict:
+    """One half's leak numbers as the per-half replays print them (masked_replay.py, wider_misses.py): leaked
+    faces >= 10 px, boxed short / never boxed, away area and, per size bucket, (leaked, short, never, faces)."""
+    r = metric.compute()
+    return {"leak": r.leak_rate, "leaked": r.leaked, "faces": r.faces, "short": r.boxed_short,
+            "never": r.never_boxed, "away": r.away_rate,
+            "by_size": {b["bucket"]: (b["leaked"], b["boxed_short"], b["never_boxed"], b["faces"])
+                        for b in r.buckets}}
+
+
 def sweep(setname: str, grid: dict) -> None:
     with open(OUT / f"{setname}.pkl", "rb") as f:
         cached = pickle.load(f)

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replay_recall import SETS, as_array, as_detections  # noqa: E402
+from replay_recall import SETS, as_array, as_detections, half_summary  # noqa: E402
 
 from faceveil.anonymize import Compositor, RegionParams  # noqa: E402
 from faceveil.detect import get_detector  # noqa: E402
@@ -197,14 +197,7 @@ def replay(photos: dict, labels, p: dict, halves=("tune", "held_out")) -> dict:
         fused = fuse(det, e, parts, q, w, h)
         metrics[half].update(anonymized_mask(comp, fused, (h, w)), labels[key].faces, labels[key].ignore, key)
         cost[half].append(c)
-    out = {}
-    for half, m in metrics.items():
-        r = m.compute()
-        out[half] = {"leak": r.leak_rate, "leaked": r.leaked, "faces": r.faces, "short": r.boxed_short,
-                     "never": r.never_boxed, "away": r.away_rate, "cost": float(np.mean(cost[half])),
-                     "by_size": {b["bucket"]: (b["leaked"], b["boxed_short"], b["never_boxed"], b["faces"])
-                                 for b in r.buckets}}
-    return out
+    return {half: {**half_summary(m), "cost": float(np.mean(cost[half]))} for half, m in metrics.items()}
 
 
 def fmt(r: dict) -> str:
