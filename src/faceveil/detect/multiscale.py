@@ -335,8 +335,12 @@ class MultiScale(Detector):
 
     def enlarged(self, image: np.ndarray) -> bool:
         """Whether ``min_side`` enlarges this photo (its main pass, or with ``min_side_tiles`` its zoom tiles)."""
+        return self.enlarges(image.shape[1], image.shape[0])
+
+    def enlarges(self, width: int, height: int) -> bool:
+        """``enlarged`` for a photo of this size."""
         p = self.params
-        return bool(p.min_side) and max(image.shape[:2]) < p.min_side
+        return bool(p.min_side) and max(width, height) < p.min_side
 
     def tiles_enlarge(self, image: np.ndarray) -> bool:
         """Whether this photo's enlargement to ``min_side`` runs on zoom tiles (``min_side_tiles``)."""
@@ -469,13 +473,14 @@ class MultiScale(Detector):
         merged = Detections.merge(parts, "multiscale")
         p = self.params
         fused = nms(Detections(merged.xyxy, merged.score, merged.landmarks, None, "multiscale"), p.nms_iou)
-        if p.confirm_score > 0 and (p.confirm_all or (p.min_side and max(width, height) < p.min_side)):
+        enlarged = self.enlarges(width, height)
+        if p.confirm_score > 0 and (p.confirm_all or enlarged):
             votes = parts
             if p.confirm_floor > 0 and raw is not None:
                 votes = [d[d.score >= p.confirm_floor] for d in raw if d.source != "masked"]
             fused = fused[confirmed(fused, votes, p.confirm_score, p.confirm_iou)]
         fused = calibrate(fused, p.box_dy, p.small_grow, p.small_px, p.large_px)
-        if p.shape_px > 0 and (p.shape_all or not (p.min_side and max(width, height) < p.min_side)):
+        if p.shape_px > 0 and (p.shape_all or not enlarged):
             fused = reshape(fused, p.shape_px, p.shape_dy, p.shape_w, p.shape_h)
         if masked:
             fused = add_masked(fused, Detections.merge(masked, "multiscale"), p.masked_same, p.masked_extend,

@@ -76,8 +76,9 @@ PRESETS: dict[str, dict] = {
 # bench/bench_video.py's leaked face-frames first, fps second (docs/video.md, issue 20's second pass): against the
 # default before (fp32, cut 0.2/0.1, every frame, 0.5 s / 0.25 s) it leaked 21 instead of 48 labelled face-frames
 # (a) and 501 instead of 913 on the shared clips (b), at 2.1x / 4.6x deface's fps (720p / 1080p; before 1.1x /
-# 2.8x in the same run; a second run on the merged code: 21 / 408 against 48 / 961, 2.7x / 3.4x against 1.5x / 2.5x), for 26.5 % of the pixels changed instead of 24.0 % (more background hidden). The lower
-# cut, not int8, buys the leaks: int8 alone at every 2nd frame leaked 39 / 1,331.
+# 2.8x in the same run; a second run on the merged code: 21 / 408 against 48 / 961, 2.7x / 3.4x against 1.5x /
+# 2.5x), for 26.5 % of the pixels changed instead of 24.0 % (more background hidden). The lower cut, not int8,
+# buys the leaks: int8 alone at every 2nd frame leaked 39 / 1,331.
 PRESETS["video"] = {
     "summary": "videos' default: fast on a copy at most 1280 px long, int8, cut 0.15 (0.07 under 16 px), on every "
                "2nd frame and at cuts, tracking between (--detect-every 1: every frame)",
