@@ -59,8 +59,9 @@ class VideoInfo:
 # the same on every machine and numpy build (no float rounding, no BLAS), chroma 4:2:0 as the mean of each
 # 2x2 block. The stream is tagged with this matrix and range (VideoWriter._open), and the frame handed to the
 # encoder is already in its pixel format, so PyAV converts nothing (checked in VideoWriter.write). Cost:
-# about twice swscale's time, in the encoder's own thread (best of 15 on the busy test machine: 640x480
-# 2.1 ms a frame, swscale 1.0; 1920x1080 65 ms, swscale 32).
+# about twice swscale's time, in the encoder's own thread (wall time, best of 15 on the busy test machine:
+# 640x480 2.1 ms a frame, swscale 1.0; 1920x1080 65 ms, swscale 32; measured as CPU time alone, 14-15 ms at
+# 1080p, docs/video.md).
 _Q = 16  # fixed-point bits
 _BT601 = np.array([[65.481, 128.553, 24.966],  # Y  (rows sum to 219: 16-235)
                    [-37.797, -74.203, 112.0],  # Cb (rows sum to 0: grey has no chroma)

@@ -51,12 +51,18 @@ def _describe(anonymizer) -> dict | None:
 def video_settings(anonymizer, options: VideoOptions) -> dict | None:
     """What decides a video output's bytes, flat, as the dataset mode records its settings (dataset/job.py):
     the anonymizer (as described, without its thread count), the video options (not --preview, whose stills
-    are extra files), the encoder's mode (io.video.ENCODER_MODE) and faceveil's version. None for a stand-in detector that cannot describe itself."""
-    desc = _describe(anonymizer)
+    are extra files), the encoder's mode (io.video.ENCODER_MODE) and faceveil's version. None for a stand-in
+    detector that cannot describe itself."""
+    return _settings(_describe(anonymizer), options)
+
+
+def _settings(desc: dict | None, options: VideoOptions) -> dict | None:
+    """``video_settings`` from the anonymizer's description."""
     if desc is None:
         return None
-    opts = {k: v for k, v in options_json(options).items() if k not in ("preview", "encode")}
-    enc = {("encoder_threads" if k == "threads" else k): v for k, v in options_json(options)["encode"].items()}
+    js = options_json(options)
+    opts = {k: v for k, v in js.items() if k not in ("preview", "encode")}
+    enc = {("encoder_threads" if k == "threads" else k): v for k, v in js["encode"].items()}
     return {**desc, **opts, **enc, "encoder_mode": ENCODER_MODE, "faceveil": __version__}
 
 
@@ -85,13 +91,14 @@ def check_resume(outputs: list[Path], anonymizer, options: VideoOptions) -> None
 
 def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, frames: list[list[dict]],
                  errors: dict, failed: int, decode_errors: int, report=None, kept: dict | None = None) -> None:
-    """The track record `faceveil review` reads: one JSON file, written atomically after the video.
+    """The track record `faceveil review` reads: one JSON file, written atomically (the video job writes it
+    just before the video gets its name).
 
     ``frames``: per written frame, ``frame_faces`` of the boxes anonymized on it ([] for a failed frame).
     ``kept`` (--keep-*): {"tracks": whom each kept track matched, "frames": {index: kept boxes}}.
     """
     desc = _describe(anonymizer)
-    settings = video_settings(anonymizer, options)
+    settings = _settings(desc, options)
     data = {"format": FORMAT, "faceveil": __version__, "video": dst.name, "key": key, "config": desc,
             "options": options_json(options), "fps": float(info.fps), "size": None, "frames": frames,
             "errors": errors, "failed_frames": failed, "decode_errors": decode_errors,
