@@ -243,13 +243,8 @@ class Replace(Method):
         if use_lm and p.shape == "face":
             return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed)
 
-        H, W = frame.shape[:2]
         # Work window: the region plus context around the box, in frame pixels.
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        wx1 = int(max(0, min(region.x1, np.floor(cx - bw))))
-        wy1 = int(max(0, min(region.y1, np.floor(cy - bh))))
-        wx2 = int(min(W, max(region.x2, np.ceil(cx + bw))))
-        wy2 = int(min(H, max(region.y2, np.ceil(cy + bh))))
+        window = wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
         win = frame[wy1:wy2, wx1:wx2]
         f = min(1.0, WORK_FACE / max(bw, 1.0))
         sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
@@ -258,11 +253,9 @@ class Replace(Method):
         sbox = np.array([(box[0] - wx1) * fx, (box[1] - wy1) * fy, (box[2] - wx1) * fx, (box[3] - wy1) * fy])
 
         # Unknown: the detection box and every pixel the region covers. Filled from the context only.
-        hole_full = np.zeros((wy2 - wy1, wx2 - wx1), np.float32)
-        hole_full[region.y1 - wy1: region.y2 - wy1, region.x1 - wx1: region.x2 - wx1] = region.weight > 0
-        hole_full[max(int(np.floor(box[1])) - wy1, 0): max(int(np.ceil(box[3])) - wy1, 0),
-                  max(int(np.floor(box[0])) - wx1, 0): max(int(np.ceil(box[2])) - wx1, 0)] = 1.0
-        hole = (cv2.resize(hole_full, (sw, sh), interpolation=cv2.INTER_AREA) > 0) if f < 1 else hole_full > 0
+        hole_full = _unknown(window, region, box)
+        hole = (cv2.resize(hole_full.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0
+                if f < 1 else hole_full)
         small[hole] = 0
 
         ident = self.synth.identity(seed)
@@ -317,7 +310,7 @@ class Replace(Method):
             comp = cv2.resize(comp, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
             weight = cv2.resize(weight, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
         # The box and the region are always fully replaced, whatever the resizing did.
-        weight[hole_full > 0] = 1.0
+        weight[hole_full] = 1.0
         w3 = weight[:, :, None]
         out = np.where(w3 >= 1.0, comp, np.clip(comp * w3 + win * (1 - w3) + 0.5, 0, 255)).astype(np.uint8)
         ry, rx = region.y1 - wy1, region.x1 - wx1
@@ -332,12 +325,9 @@ class Replace(Method):
         unchanged inside them is that fill (fail closed: at least what the fitted path changed)."""
         bw, bh = box[2] - box[0], box[3] - box[1]
         # the same window as _Geometry's, so the shaped renderer reads only filled or outside pixels
-        wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
+        window = wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
         win = frame[wy1:wy2, wx1:wx2]
-        hole = np.zeros(win.shape[:2], bool)
-        hole[region.y1 - wy1: region.y2 - wy1, region.x1 - wx1: region.x2 - wx1] = region.weight > 0
-        hole[max(int(np.floor(box[1])) - wy1, 0): max(int(np.ceil(box[3])) - wy1, 0),
-             max(int(np.floor(box[0])) - wx1, 0): max(int(np.ceil(box[2])) - wx1, 0)] = True
+        hole = _unknown(window, region, box)
         f = min(1.0, WORK_FACE / max(bw, 1.0))
         sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
         if f < 1:
@@ -527,10 +517,7 @@ def _ease(t: np.ndarray) -> np.ndarray:
     """Smoothstep of a 0..1 ramp: the weight's slope is 0 where it starts and ends, so the edge of
     the changed area carries no step of its own."""
     t = np.clip(t, 0, 1)
-    return (t * t * (3 - 2 * t)).astype(np.float32) if SMOOTH_FEATHER else t.astype(np.float32)
-
-
-SMOOTH_FEATHER = 1
+    return (t * t * (3 - 2 * t)).astype(np.float32)
 
 
 def _shaped_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
@@ -557,6 +544,22 @@ def _work_window(shape, region, box) -> tuple[int, int, int, int]:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return (int(max(0, min(region.x1, np.floor(cx - bw)))), int(max(0, min(region.y1, np.floor(cy - bh)))),
             int(min(W, max(region.x2, np.ceil(cx + bw)))), int(min(H, max(region.y2, np.ceil(cy + bh)))))
+
+
+def _unknown(window, region, box) -> np.ndarray:
+    """bool, over the work ``window``: the pixels a new face is never computed from, every pixel the region
+    covers and the detection box."""
+    wx1, wy1, wx2, wy2 = window
+    hole = np.zeros((wy2 - wy1, wx2 - wx1), bool)
+    hole[region.y1 - wy1: region.y2 - wy1, region.x1 - wx1: region.x2 - wx1] = region.weight > 0
+    hole[max(int(np.floor(box[1])) - wy1, 0): max(int(np.ceil(box[3])) - wy1, 0),
+         max(int(np.floor(box[0])) - wx1, 0): max(int(np.ceil(box[2])) - wx1, 0)] = True
+    return hole
+
+
+def _template_step(tx: np.ndarray, ty: np.ndarray) -> float:
+    """Template pixels per image pixel (median) of the template coordinate maps ``tx``, ``ty``."""
+    return float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))
 
 
 class _Geometry:
@@ -627,7 +630,7 @@ def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "
     tx, ty = g.coords_full()
     h, w = tx.shape
     # the bank face at about the resolution it is shown at (no aliasing from a larger one)
-    step = float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))  # template px per px
+    step = _template_step(tx, ty)
     side = int(np.clip(round(SIZE / max(step, 1e-3)), SIZE, face_hi.shape[0]))
     if g.f >= 1 and side <= SIZE:
         return up  # the work window is the frame and the face template-sized: nothing to add
@@ -774,7 +777,7 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     h, w = tx.shape
     zero = np.zeros((h, w), np.float32)
     # one image pixel in template pixels (the eyes are 36 template pixels apart)
-    scale = float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))
+    scale = _template_step(tx, ty)
     lower = ty >= OCC_TOP
     if lower.sum() < 16 or not np.isfinite(scale) or scale <= 0:
         return zero
