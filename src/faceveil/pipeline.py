@@ -70,6 +70,14 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
+def settings_of(anonymizer) -> dict:
+    """``anonymizer.describe()`` without the detector's thread count (a resource setting, not a result-changing
+    one): what dataset manifests and video track records store, and what a resume compares."""
+    d = anonymizer.describe()
+    d["detector_params"].pop("threads", None)
+    return d
+
+
 class Anonymizer:
     """Detect and anonymize faces; models load once.
 

@@ -16,18 +16,17 @@ from ..errors import InputError, UsageError
 from ..io.atomic import atomic_path
 from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file, settings_key
 from ..io.manifest import check_settings as _check_settings
-from ..pipeline import Anonymizer
+from ..pipeline import Anonymizer, settings_of
 from .backends import run_local, run_ray
 from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary
 from .plan import Plan, default_boxes, plan
-from .worker import describe_anonymizer
 
 # What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
 _STALE_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 
 def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> dict:
-    described = describe_anonymizer(anon)
+    described = settings_of(anon)
     if cfg.boxes == "gt" and not (anon.keep and anon.keep.people is not None):
         # the detector never runs (--keep-people runs it to describe faces): its settings must not block a resume
         described = {k: v for k, v in described.items() if k not in ("detector", "detector_params")}

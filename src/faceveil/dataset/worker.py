@@ -11,7 +11,7 @@ from ..detections import Detections, box_iou
 from ..errors import FaceveilError, InputError
 from ..io.images import read_image
 from ..io.manifest import sha256_file
-from ..pipeline import Anonymizer
+from ..pipeline import Anonymizer, settings_of
 from .config import DatasetConfig, Item
 from .orient import boxes_to_oriented, exif_orientation, write_checked
 
@@ -24,7 +24,7 @@ _STATE: dict = {}
 def init_worker(cfg: DatasetConfig) -> None:
     _STATE["cfg"] = cfg
     _STATE["anon"] = anon = Anonymizer.from_config(cfg.anonymizer)
-    _STATE["desc"] = describe_anonymizer(anon)
+    _STATE["desc"] = settings_of(anon)
 
 
 def init_pool_worker(parent_pid: int, cfg: DatasetConfig) -> None:
@@ -152,12 +152,6 @@ def process_item(item: Item) -> dict:
         return {"error": f"{where}: {cause}", "path": item.rel}
     except Exception as exc:  # fail closed: nothing was written under the final name; say why
         return {"error": f"{item.src}: {exc.__class__.__name__}: {exc}", "path": item.rel}
-
-
-def describe_anonymizer(anon: Anonymizer) -> dict:
-    d = anon.describe()
-    d["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
-    return d
 
 
 def _absorb_same_faces(labels: Detections, dets: Detections) -> tuple[Detections, np.ndarray]:

@@ -21,6 +21,7 @@ from ..errors import FaceveilError, UsageError
 from ..io.atomic import write_bytes_atomic
 from ..io.manifest import check_settings, settings_key
 from ..io.video import ENCODER_MODE
+from ..pipeline import settings_of
 from .options import VideoOptions, options_json
 
 FORMAT = 2
@@ -41,11 +42,9 @@ def frame_faces(dets: Detections) -> list[dict]:
 
 def _describe(anonymizer) -> dict | None:
     try:
-        desc = anonymizer.describe()
-        desc["detector_params"].pop("threads", None)  # a resource setting, not a result-changing one
+        return settings_of(anonymizer)
     except AttributeError:  # a stand-in detector without params (tests, the Python API): no Apply from the review
         return None
-    return desc
 
 
 def video_settings(anonymizer, options: VideoOptions) -> dict | None:
