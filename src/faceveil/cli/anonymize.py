@@ -84,7 +84,8 @@ def cmd_anonymize(args) -> int:
     image_jobs, video_jobs = split_video_jobs(jobs)
     _, kept_videos = split_video_jobs(kept)
     # Build once here so bad names, parameters or a missing model fail before any work.
-    describe = Anonymizer.from_config(cfg).describe()
+    vanon = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
+    describe = vanon.describe()
     vcfg = cfg
     if (video_jobs or kept_videos) and args.detect is None and args.detector is None:
         # Per-frame cost decides video speed and tracking (hold, look-ahead) bridges a missed frame,
@@ -92,14 +93,15 @@ def cmd_anonymize(args) -> int:
         vcfg = anonymizer_config(argparse.Namespace(**{**vars(args), "detect": VIDEO_PRESET}), args.method,
                                  parse_assignments(args.param), region)
         vcfg = dataclasses.replace(vcfg, keep=keep)
+        vanon = Anonymizer.from_config(vcfg)
         if image_jobs:
-            describe["video"] = Anonymizer.from_config(vcfg).describe()
+            describe["video"] = vanon.describe()
         elif video_jobs:
-            describe = Anonymizer.from_config(vcfg).describe()
+            describe = vanon.describe()
     if kept_videos:  # --skip-existing: only outputs made with these settings count as done (exit 2 otherwise)
         from ..video.record import check_resume
 
-        check_resume([j.dst for j in kept_videos], Anonymizer.from_config(vcfg), video_options(args))
+        check_resume([j.dst for j in kept_videos], vanon, video_options(args))
     results = run_batch(cfg, image_jobs, "anonymize", args.jobs, not args.quiet) if image_jobs else []
     results += run_videos(vcfg, video_jobs, args)
     n_failed = report_failures(results)
