@@ -61,6 +61,28 @@ def test_blur_fixed_kernel_equals_opencv_on_region(noise_image):
     assert np.array_equal(out[40:90, 60:100], expect)
 
 
+@pytest.mark.parametrize("k", [3, 15, 31, 41])
+def test_blur_is_exact_integer_arithmetic_close_to_opencv(k):
+    """The fixed-point blur equals an integer reference computed here (so its bytes cannot depend on the CPU's
+    float rounding) and stays within 2 levels of OpenCV's own uint8 Gaussian."""
+    from faceveil.anonymize.methods.blur import _fixed_point_kernel, gaussian_blur
+
+    patch = np.random.default_rng(k).integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
+    w = _fixed_point_kernel(k, sigma).astype(np.int64)
+    assert w.sum() == 256 and (w >= 0).all()
+    r = k // 2
+    pad = np.pad(patch.astype(np.int64), ((r, r), (r, r), (0, 0)), mode="symmetric")  # OpenCV's BORDER_REFLECT
+    rows = sum(w[i] * pad[:, i : i + patch.shape[1]] for i in range(k))
+    acc = sum(w[i] * rows[i : i + patch.shape[0]] for i in range(k))
+    expect = ((acc + 32768) >> 16).astype(np.uint8)
+    out = gaussian_blur(patch, k)
+    assert np.array_equal(out, expect)
+    ref = cv2.GaussianBlur(patch, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
+    diff = np.abs(out.astype(int) - ref)
+    assert diff.max() <= 2 and diff.mean() < 0.5
+
+
 def test_blur_relative_kernel_scales_with_face():
     m = get_method("blur", {"relative": 0.3})
     assert m.kernel_for(100) == 31 and m.kernel_for(50) == 15
