@@ -10,6 +10,7 @@ method by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Literal
 
 import cv2
@@ -122,24 +123,31 @@ class Compositor:
     def regions(self, detections: Detections, shape: tuple[int, ...]) -> list[Region]:
         h, w = shape[:2]
         out = []
-        for i, (box, face) in enumerate(zip(self.scaled_boxes(detections), detections)):
+        boxes = self.scaled_boxes(detections)
+        lms = detections.landmarks
+        # plain Python floats and ints per face: a crowd frame has hundreds of faces, and numpy's scalar calls
+        # (np.clip on one number) cost more than the blur of a small face
+        for i, box in enumerate(boxes.tolist()):
             fw, fh = box[2] - box[0], box[3] - box[1]
-            if not (np.isfinite(box).all() and fw > 0 and fh > 0):
+            if not (math.isfinite(fw) and math.isfinite(fh) and fw > 0 and fh > 0):
                 continue
             margin = self.params.feather * max(fw, fh)
             # floor/ceil so that any pixel the box touches belongs to the region
-            x1 = int(np.clip(np.floor(box[0] - margin), 0, w))
-            y1 = int(np.clip(np.floor(box[1] - margin), 0, h))
-            x2 = int(np.clip(np.ceil(box[2] + margin), 0, w))
-            y2 = int(np.clip(np.ceil(box[3] + margin), 0, h))
+            x1 = min(max(math.floor(box[0] - margin), 0), w)
+            y1 = min(max(math.floor(box[1] - margin), 0), h)
+            x2 = min(max(math.ceil(box[2] + margin), 0), w)
+            y2 = min(max(math.ceil(box[3] + margin), 0), h)
             if x2 <= x1 or y2 <= y1:
                 continue
             weight = self._weight(box, margin, x1, y1, x2, y2)
-            out.append(Region(x1, y1, x2, y2, weight, tuple(box), face.landmarks, i))
+            lm = lms[i]
+            out.append(Region(x1, y1, x2, y2, weight, tuple(box), None if np.isnan(lm).any() else lm.copy(), i))
         return out
 
     def _weight(self, box, margin, x1, y1, x2, y2) -> np.ndarray:
         hh, ww = y2 - y1, x2 - x1
+        if self.params.shape == "box" and margin <= 0:
+            return np.ones((hh, ww), np.float32)  # the rectangle is the box, clipped: every pixel is the box's
         if self.params.shape == "box":
             core = np.zeros((hh, ww), np.uint8)
             bx1, by1 = int(np.floor(box[0])) - x1, int(np.floor(box[1])) - y1

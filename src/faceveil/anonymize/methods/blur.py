@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -68,11 +69,14 @@ def gaussian_blur(patch: np.ndarray, k: int, sigma: float = 0.0) -> np.ndarray:
 _ONE = 256
 
 
+@functools.lru_cache(maxsize=512)
 def _fixed_point_kernel(k: int, sigma: float) -> np.ndarray:
     g = cv2.getGaussianKernel(k, sigma, cv2.CV_64F).ravel()
     w = np.round(g * _ONE)
     w[k // 2] += _ONE - w.sum()  # the rounding's remainder goes to the centre: the weights sum to exactly 1
-    return w.astype(np.float32)
+    w = w.astype(np.float32)
+    w.flags.writeable = False  # cached: shared by every caller
+    return w
 
 
 def _fixed_point_blur(patch: np.ndarray, k: int, sigma: float) -> np.ndarray:
