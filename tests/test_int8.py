@@ -162,6 +162,16 @@ def test_packaged_models_load_as_they_are_without_onnx():
     assert r.stdout.split() == ["False"]
 
 
+def test_sessions_do_not_spin_between_runs():
+    """Worker threads sleep between runs (docs/int8.md, third pass: a spinning thread doubled the CPU counted for
+    every stage between passes and took a shared core from the rest)."""
+    from faceveil.detect.centerface import _new_session, centerface_model_path
+
+    opts = _new_session(str(centerface_model_path("fp32")), 2).get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.intra_op_num_threads == 2
+
+
 def test_truncated_model_file_is_a_model_error(monkeypatch, tmp_path):
     from faceveil.detect import centerface
     from faceveil.errors import ModelError

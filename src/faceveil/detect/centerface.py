@@ -83,8 +83,8 @@ def _new_session(path: str, threads: int):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Worker threads sleep between runs instead of spinning (onnxruntime's default): the same outputs, and the
     # core a spinning thread held goes to the pre- and post-processing between passes, or to other programs.
-    # Measured on 2 shared cores (docs/int8.md, third pass): 2 threads spinning cost 1.4-1.9x the CPU time of
-    # 1 thread per run, and under load 1.5x its wall time; without spinning 1.15-1.3x and 1.2-1.4x.
+    # Measured on 2 shared cores (docs/int8.md, third pass): 2 threads spinning cost 1.5-2.1x the CPU time of
+    # 1 thread per run, and under load 1.6-2.1x its wall time; without spinning 1.15-1.35x and 1.15-1.4x.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         if Path(path).parent == DATA:
