@@ -1,6 +1,7 @@
 """Where a photo's time goes in `faceveil anonymize` (issue 20, third pass): start-up and each stage per photo.
 
     python research/photo_overhead.py FOLDER [CLI detection args, e.g. --detect fast --dp precision=int8]
+    python research/photo_overhead.py --sessions FOLDER [CLI detection args]
 
 Start-up: each import and the Anonymizer's construction (model loading) in a fresh interpreter, CPU seconds
 (time.process_time). Per photo: the CLI's own per-file path (Anonymizer.process_file, one process, as
@@ -67,6 +68,8 @@ class Timers:
 
 
 def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        return print(__doc__.strip())
     if sys.argv[1] == "--sessions":
         return sessions(Path(sys.argv[2]), sys.argv[3:])
     folder, cli_args = Path(sys.argv[1]), sys.argv[2:]
