@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
@@ -138,44 +139,67 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                 writer.before_commit = write_track_record
             write = clock.timed("encode", writer.write)
             sink = EncoderThread(writer, write=write) if threaded else writer
+
+            def begin(item):
+                """The frame's boxes, and its anonymizing started: in the helper thread when threaded, so that it
+                overlaps the next frames' detection (the same bytes: it depends only on the frame, boxes and key)."""
+                dets = item.detections
+                if item.frame.index in manual:
+                    dets = Detections.merge([dets, Detections.from_boxes(manual[item.frame.index], source="manual")],
+                                            "track+manual")
+                if item.error is not None:
+                    return item, dets, None
+                args = (item.frame.rgb, dets, anonymizer.rng_for(f"{key}#{item.frame.index}"))
+                return item, dets, pool.submit(anonymize, *args) if pool else _run_now(anonymize, *args)
+
+            def finish(item, dets, future) -> None:
+                """Wait for the frame's pixels and write them, or its fallback when anything failed."""
+                nonlocal failed, dropped, face_frames, next_preview
+                vf = item.frame
+                out = None
+                error = item.error
+                if future is not None:
+                    try:
+                        out = future.result()
+                    except (KeyboardInterrupt, SystemExit, MemoryError):
+                        raise
+                    except Exception as exc:
+                        error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
+                boxes_log.append([] if error is not None else frame_faces(dets))
+                if error is not None:
+                    failed += 1
+                    errors_log[str(vf.index)] = error
+                    if len(warnings) < 20:
+                        warnings.append(error)
+                    if options.on_error == "drop":
+                        dropped += 1
+                        bar.update(1)
+                        return
+                    out = full_blur(vf.rgb)
+                else:
+                    face_frames += len(item.detections)
+                    track_ids.update(int(t) for t in item.detections.track_id if t >= 0)
+                if options.preview and vf.time >= next_preview:
+                    previews.append(preview_path(dst, vf.time))
+                    _write_preview(dst, out, vf.time)
+                    next_preview = vf.time + options.preview
+                (sink.write if threaded else write)(out, vf.pts)
+                bar.update(1)
+                bar.set_postfix(faces=len(item.detections), failed=failed, refresh=False)
+
+            pool = ThreadPoolExecutor(1, thread_name_prefix="faceveil-anonymize") if threaded else None
             try:
-                for item in items:
-                    vf = item.frame
-                    out = None
-                    error = item.error
-                    dets = item.detections
-                    if vf.index in manual:
-                        dets = Detections.merge([dets, Detections.from_boxes(manual[vf.index], source="manual")],
-                                                "track+manual")
-                    if error is None:
-                        try:
-                            out = anonymize(vf.rgb, dets, anonymizer.rng_for(f"{key}#{vf.index}"))
-                        except (KeyboardInterrupt, SystemExit, MemoryError):
-                            raise
-                        except Exception as exc:
-                            error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
-                    boxes_log.append([] if error is not None else frame_faces(dets))
-                    if error is not None:
-                        failed += 1
-                        errors_log[str(vf.index)] = error
-                        if len(warnings) < 20:
-                            warnings.append(error)
-                        if options.on_error == "drop":
-                            dropped += 1
-                            bar.update(1)
-                            continue
-                        out = full_blur(vf.rgb)
-                    else:
-                        face_frames += len(item.detections)
-                        track_ids.update(int(t) for t in item.detections.track_id if t >= 0)
-                    if options.preview and vf.time >= next_preview:
-                        previews.append(preview_path(dst, vf.time))
-                        _write_preview(dst, out, vf.time)
-                        next_preview = vf.time + options.preview
-                    (sink.write if threaded else write)(out, vf.pts)
-                    bar.update(1)
-                    bar.set_postfix(faces=len(item.detections), failed=failed, refresh=False)
+                pending = None
+                for item in items:  # detection of the frames ahead runs here, beside the pending frame's anonymizing
+                    started = begin(item)
+                    if pending is not None:
+                        finish(*pending)
+                    pending = started
+                if pending is not None:
+                    finish(*pending)
             finally:
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
                 if threaded:
                     sink.close()
             written = writer.frames
@@ -226,6 +250,18 @@ def _remove_previews(paths: list[Path]) -> None:
     if paths:
         with contextlib.suppress(OSError):
             paths[0].parent.rmdir()  # only when empty
+
+
+def _run_now(fn, *args) -> Future:
+    """``fn(*args)`` run here, as a finished Future (the unthreaded path takes the threaded one's code)."""
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str = "blur",
