@@ -84,6 +84,29 @@ def test_refinement_stays_near_gaussian_blur(noise_image):
     assert 0 < d < 30
 
 
+def test_strength_scales_the_residual_and_keeps_the_colour(noise_image):
+    """strength 0 is the plain blur, byte for byte; strength s adds s times the residual (to rounding where nothing
+    clips), so a larger gain moves further from the blur; the face's mean colour stays within Delta-E 3 of it."""
+    from faceveil.eval.quality import lab_means
+
+    comp, faces = Compositor(), FACES[:1]  # a face wholly inside the image (the zero mean holds under the crop)
+    gb = get_method("blur", {"relative": 1.5}).apply(noise_image, faces, comp, np.random.default_rng(0))
+    out = {s: get_method("learnedblur", {"strength": s}).apply(noise_image, faces, comp, np.random.default_rng(0))
+           for s in (0.0, 1.0, 2.0)}
+    assert np.array_equal(out[0.0], gb)
+    x1, y1, x2, y2 = faces.xyxy[0].astype(int)
+    d = {s: o[y1:y2, x1:x2].astype(float) - gb[y1:y2, x1:x2] for s, o in out.items()}
+    inside = (out[2.0][y1:y2, x1:x2] > 0) & (out[2.0][y1:y2, x1:x2] < 255)  # not clipped
+    assert np.abs(d[2.0] - 2 * d[1.0])[inside].max() <= 1.5  # each output rounds once: |error| <= 0.5 + 2 * 0.5
+    assert 0 < np.abs(d[1.0]).mean() < np.abs(d[2.0]).mean()
+    for s in (1.0, 2.0):  # zero-mean in RGB; Lab's L is not linear in it, hence a small shift, growing with s
+        assert np.linalg.norm(lab_means(out[s], faces.xyxy) - lab_means(gb, faces.xyxy), axis=1).max() <= 3
+    from faceveil.errors import UsageError
+
+    with pytest.raises(UsageError, match="strength must be in"):
+        get_method("learnedblur", {"strength": -1})
+
+
 def test_missing_model_is_a_usage_error(tmp_path):
     from faceveil.errors import UsageError  # a file the user named that is not there: exit 2
 
