@@ -1,12 +1,12 @@
 """Learned blur vs Gaussian blur (same kernel), pixelate and blackout on the held-out facemask photos.
 
     python bench/bench_learnedblur.py [--model PATH] [--json out.json] [--lfw 100] [--side tune|held_out]
-        [--strengths 0.5,1.5] [--rows learnedblur]
+        [--variant strength=1.5 ...] [--rows learnedblur]
 
 Test photos: the held-out side of the project's one seeded split by photo (`faceveil.eval.splits`, 370
 of the 700 facemask photos); the shipped refiner was trained on the other side (`--split photo`).
 `--side tune` measures on that other side (330 photos): trained on, but the honest place to choose a
-setting (e.g. `--strengths`, extra learnedblur rows at those residual gains), which is then measured once
+setting (`--variant k=v,k=v`: an extra learnedblur row with those method parameters), which is then measured once
 on the held-out side. Faces are the labelled boxes.
 
 - operation fidelity (DartBlur's Table 1 sense): AP@0.5 of a fixed pretrained detector on the
@@ -88,13 +88,16 @@ def main() -> None:
     ap.add_argument("--before", default="", help="another refiner ONNX (e.g. the previous weights): an extra row")
     ap.add_argument("--side", default="held_out", choices=["held_out", "tune"],
                     help="which side of the split by photo (tune: trained on; choose settings there)")
-    ap.add_argument("--strengths", default="", help="comma list of residual gains: an extra learnedblur row each")
+    ap.add_argument("--variant", action="append", default=[], metavar="K=V,K=V",
+                    help="an extra learnedblur row with these parameters (e.g. strength=1.5; repeatable)")
     ap.add_argument("--rows", default="", help="comma list of the rows to keep (none and blur always run)")
     args = ap.parse_args()
     if args.model:
         METHODS["learnedblur"] = ("learnedblur", {**METHODS["learnedblur"][1], "model": args.model})
-    for g in filter(None, args.strengths.split(",")):
-        METHODS[f"learnedblur s={float(g):g}"] = ("learnedblur", {**METHODS["learnedblur"][1], "strength": float(g)})
+    for v in args.variant:
+        kv = {k: float(x) if k in ("strength", "relative", "sigma") else x
+              for k, x in (item.split("=", 1) for item in v.split(","))}
+        METHODS[f"learnedblur {v}"] = ("learnedblur", {**METHODS["learnedblur"][1], **kv})
     if args.before:
         METHODS["learnedblur-before"] = ("learnedblur", {"relative": 1.5, "threads": 1, "model": args.before})
     if args.rows:

@@ -132,6 +132,11 @@ class LearnedBlur(Method):
             x1, y1, x2, y2 = rect
             up = cv2.resize(r, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
             part = extract(up, (region.x1 - x1, region.y1 - y1, region.x2 - x1, region.y2 - y1))
+            # The graph makes the residual zero-mean under its mask on the 64 px crop; resized into a small
+            # face, or clipped by the frame's edge, the part that lands under the blend weights drifts (a tiny
+            # face's lightness by up to ~3 Delta-E): remove that drift, so the face keeps the blur's mean colour.
+            w = region.weight[..., None]
+            part = part - (w * part).sum((0, 1)) / max(float(w.sum()), 1e-6)
             patch = np.clip(np.rint(blurred[region.slices].astype(np.float32) + self.params.strength * part), 0, 255)
             patch = patch.astype(np.uint8)
             compositor.blend(out, region, patch)
