@@ -121,7 +121,10 @@ def test_shipped_weights_operation_fidelity_on_held_out_photos():
     samples, _ = load_samples(root / "images", root / "gt.txt")
     test = [s for s in samples if side(s.name) == "held_out"][:40]
     comp = Compositor()
-    lb, gb = get_method("learnedblur", {"threads": 1}), get_method("blur", {"relative": 1.5})
+    from faceveil.anonymize.methods.learnedblur import LearnedBlur
+
+    lb = get_method("learnedblur", {"threads": 1})
+    gb = get_method("blur", {"relative": LearnedBlur.Params().relative})  # the blur inside it
     outs, blurs = [], []
     for s in test:
         dets = Detections.from_boxes(s.boxes, source="label")
