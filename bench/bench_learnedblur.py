@@ -150,7 +150,8 @@ def main() -> None:
         rows["none"][f"pseudo_threshold_{dname}"] = t
     blurs = {INNER: outs["blur"]}  # a learnedblur row is compared with the plain blur of its own kernel
     for label in METHODS:
-        rel = float(METHODS[label][1].get("relative", INNER)) if METHODS[label] and label.startswith("learned") else INNER
+        spec = METHODS[label]
+        rel = float(spec[1].get("relative", INNER)) if spec and label.startswith("learned") else INNER
         if rel not in blurs:
             g = get_method("blur", {"relative": rel})
             blurs[rel] = [g.apply(s.image, Detections.from_boxes(s.boxes, source="label"), comp,
@@ -187,8 +188,8 @@ def main() -> None:
               f"{r['hog_found']}/{r['hog_faces']} | {fps} | {fpc} |")
     lfw = privacy(args.lfw) if args.lfw else []
     if args.json:
-        Path(args.json).write_text(json.dumps({"side": args.side, "n_images": len(test), "n_faces": n_faces, "rows": rows, "lfw": lfw},
-                                              indent=1))
+        Path(args.json).write_text(json.dumps({"side": args.side, "n_images": len(test), "n_faces": n_faces,
+                                               "rows": rows, "lfw": lfw}, indent=1))
     grid(test, outs, args.grid)
 
 
