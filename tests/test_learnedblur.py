@@ -6,11 +6,12 @@ import pytest
 
 from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.learnedblur_geometry import SIZE, crop_rect, extract, face_priors, residual_mask
-from faceveil.anonymize.methods.learnedblur import shipped_model_path
+from faceveil.anonymize.methods.learnedblur import LearnedBlur, shipped_model_path
 from faceveil.detections import Detections
 
 from conftest import centerface_path_or_skip, shared_path, torch_or_skip, toy_faces_dataset
 
+INNER = LearnedBlur.Params().relative  # the Gaussian blur inside learnedblur
 FACES = Detections.from_boxes([[60, 40, 100, 90], [150, 100, 170, 124], [2, 2, 5, 5]], [0.9, 0.8, 0.7])
 
 
@@ -78,10 +79,33 @@ def test_refinement_stays_near_gaussian_blur(noise_image):
     """Same kernel as blur; the refiner's change is bounded (trained with L_rev's budget of 20)."""
     comp = Compositor()
     lb = get_method("learnedblur").apply(noise_image, FACES[:1], comp, np.random.default_rng(0))
-    gb = get_method("blur", {"relative": 1.5}).apply(noise_image, FACES[:1], comp, np.random.default_rng(0))
+    gb = get_method("blur", {"relative": INNER}).apply(noise_image, FACES[:1], comp, np.random.default_rng(0))
     x1, y1, x2, y2 = FACES.xyxy[0].astype(int)
     d = np.abs(lb[y1:y2, x1:x2].astype(float) - gb[y1:y2, x1:x2]).mean()
     assert 0 < d < 30
+
+
+def test_strength_scales_the_residual_and_keeps_the_colour(noise_image):
+    """strength 0 is the plain blur, byte for byte; strength s adds s times the residual (to rounding where nothing
+    clips), so a larger gain moves further from the blur; the face's mean colour stays within Delta-E 3 of it."""
+    from faceveil.eval.quality import lab_means
+
+    comp, faces = Compositor(), FACES[:1]  # a face wholly inside the image (the zero mean holds under the crop)
+    gb = get_method("blur", {"relative": INNER}).apply(noise_image, faces, comp, np.random.default_rng(0))
+    out = {s: get_method("learnedblur", {"strength": s}).apply(noise_image, faces, comp, np.random.default_rng(0))
+           for s in (0.0, 1.0, 2.0)}
+    assert np.array_equal(out[0.0], gb)
+    x1, y1, x2, y2 = faces.xyxy[0].astype(int)
+    d = {s: o[y1:y2, x1:x2].astype(float) - gb[y1:y2, x1:x2] for s, o in out.items()}
+    inside = (out[2.0][y1:y2, x1:x2] > 0) & (out[2.0][y1:y2, x1:x2] < 255)  # not clipped
+    assert np.abs(d[2.0] - 2 * d[1.0])[inside].max() <= 1.5  # each output rounds once: |error| <= 0.5 + 2 * 0.5
+    assert 0 < np.abs(d[1.0]).mean() < np.abs(d[2.0]).mean()
+    for s in (1.0, 2.0):  # zero-mean in RGB; Lab's L is not linear in it, hence a small shift, growing with s
+        assert np.linalg.norm(lab_means(out[s], faces.xyxy) - lab_means(gb, faces.xyxy), axis=1).max() <= 3
+    from faceveil.errors import UsageError
+
+    with pytest.raises(UsageError, match="strength must be in"):
+        get_method("learnedblur", {"strength": -1})
 
 
 def test_missing_model_is_a_usage_error(tmp_path):
@@ -136,7 +160,7 @@ def test_refiner_onnx_matches_torch_and_method_path(tmp_path, noise_image):
     import onnxruntime as ort
 
     x = torch.rand(3, 3, SIZE, SIZE) * 255
-    priors = torch.from_numpy(face_priors(relative=1.5)).permute(0, 3, 1, 2).contiguous()  # the method default
+    priors = torch.from_numpy(face_priors(relative=1.5)).permute(0, 3, 1, 2).contiguous()  # training's default
     pr = priors[[0, 4, 9]]
     (got,) = ort.InferenceSession(str(tmp_path / "r.onnx")).run(None, {"crop": x.numpy(), "prior": pr.numpy()})
     with torch.no_grad():
@@ -144,8 +168,8 @@ def test_refiner_onnx_matches_torch_and_method_path(tmp_path, noise_image):
     # The method (numpy + onnxruntime) and the training path (torch) produce the same image.
     comp = Compositor()
     dets = FACES[:2]
-    out = get_method("learnedblur", {"model": str(tmp_path / "r.onnx")}).apply(noise_image, dets, comp,
-                                                                                np.random.default_rng(0))
+    out = get_method("learnedblur", {"model": str(tmp_path / "r.onnx"), "relative": 1.5, "strength": 1.0}).apply(
+        noise_image, dets, comp, np.random.default_rng(0))  # the torch path: the training kernel, gain 1
     g0 = get_method("blur", {"relative": 1.5}).apply(noise_image, dets, comp, np.random.default_rng(0))
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
     mask = comp.mask(dets, noise_image.shape)
@@ -259,7 +283,7 @@ def test_shipped_weights_on_real_photo():
     dets = Detections.from_boxes(gt[name], source="label")
     comp = Compositor()
     out = get_method("learnedblur").apply(img, dets, comp, np.random.default_rng(0))
-    blur = get_method("blur", {"relative": 1.5}).apply(img, dets, comp, np.random.default_rng(0))
+    blur = get_method("blur", {"relative": INNER}).apply(img, dets, comp, np.random.default_rng(0))
     mask = comp.mask(dets, img.shape)
     assert np.array_equal(out[mask == 0], img[mask == 0])
     assert (out != blur).any()
@@ -291,7 +315,7 @@ def test_shipped_weights_keep_faces_detectable_on_held_out_photos():
     gt = read_wider_gt(root / "gt.txt")
     cf = get_detector("centerface", {"threshold": 0.3})
     comp = Compositor()
-    lb, gb = get_method("learnedblur"), get_method("blur", {"relative": 1.5})  # the same kernel
+    lb, gb = get_method("learnedblur"), get_method("blur", {"relative": INNER})  # the same kernel
     counts = np.zeros(3, int)
     for name in ("maksssksksss115.jpg", "maksssksksss204.jpg", "maksssksksss21.jpg", "maksssksksss254.jpg"):
         img, boxes = read_rgb(root / "images" / name), gt[name]

@@ -91,7 +91,9 @@ def test_learned_blur_keeps_the_plain_blurs_colour_on_real_photos():
     root = shared_path("facemask")
     gt = read_wider_gt(root / "gt.txt")
     comp = Compositor()
-    lb, gb = get_method("learnedblur"), get_method("blur", {"relative": 1.5})
+    from faceveil.anonymize.methods.learnedblur import LearnedBlur
+
+    lb, gb = get_method("learnedblur"), get_method("blur", {"relative": LearnedBlur.Params().relative})
     de, changed = [], []
     for name in HELD_OUT:
         assert side(name) == "held_out"

@@ -316,8 +316,8 @@ examples:
   faceveil eval train --images data/images --labels data/gt.txt -o report/
   faceveil eval train --images data/images --labels data/gt.txt --methods none,blur,pixelate --budget 5m -o report/
   faceveil eval train --images data/images --labels data/gt.txt -p blur:kernel=9 --device cuda --budget 2m -o report/
-  faceveil eval train --images data/images --labels data/gt.txt --methods none,blur:relative=1.5,learnedblur --budget 5m -o report/
-    (learned blur against Gaussian blur of the same kernel: learnedblur's default is 1.5x the face width)
+  faceveil eval train --images data/images --labels data/gt.txt --methods none,blur:relative=1.25,learnedblur --budget 5m -o report/
+    (learned blur against Gaussian blur of the same kernel: learnedblur's default is 1.25x the face width)
 
 Defaults follow Safe Fakes: blur kernel=25, pixelate cells=10, fullblur kernel=18. 'none' (the original data) is
 always trained first: every fidelity is relative to it. A time budget alone varies the number of steps between

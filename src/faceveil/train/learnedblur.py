@@ -160,6 +160,8 @@ def refine(refiner: Refiner, blurred: torch.Tensor, boxes: list[np.ndarray], reg
         if sx2 <= sx1 or sy2 <= sy1:
             continue
         part = up[:, sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1]
+        wt = region[i if len(region) > 1 else 0, :, sy1:sy2, sx1:sx2]  # as the method: zero-mean under the weights
+        part = part - (wt * part).sum((1, 2), keepdim=True) / (wt.sum() + 1e-6)
         canvas[i] = canvas[i] + F.pad(part, (sx1, w - sx2, sy1, h - sy2))
     return (blurred + torch.stack(canvas) * region).clamp(0, 255)
 
