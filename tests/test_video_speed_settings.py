@@ -179,33 +179,3 @@ def test_cli_api_and_bench_share_the_video_default():
     default = next(iter(bench_video.SETTINGS.values()))
     assert default == [] and bench_video.video_options(default) == VideoOptions()
     assert bench_video.preset_of(default) is None and bench_video.detector_params(default) == {}
-
-
-def test_the_video_detector_leaves_half_the_cores_to_decoding_and_encoding(monkeypatch, tmp_path):
-    """Videos' detector gets half the cores' onnxruntime threads (video/options.detect_threads), in the Python API
-    and the CLI alike: on all cores it spun against x264's threads (docs/video.md)."""
-    import argparse
-    import os
-
-    import faceveil.video
-    import faceveil.video.job as job_module
-    from faceveil.cli import build_parser
-    from faceveil.cli.anonymize import run_videos
-    from faceveil.pipeline import AnonymizerConfig
-    from faceveil.video.options import VideoResult, detect_threads
-
-    assert [detect_threads(n) for n in (1, 2, 3, 8)] == [1, 1, 1, 4]
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    seen = []
-
-    def fake(anonymizer, src, dst, *a, **k):
-        seen.append(anonymizer.detector.params.threads)
-        return VideoResult(str(src), str(dst), "written")
-
-    monkeypatch.setattr(job_module, "process_video", fake)
-    faceveil.video.anonymize_video(tmp_path / "a.mp4", tmp_path / "b.mp4")
-    monkeypatch.setattr(faceveil.video, "process_video", fake)
-    args = build_parser().parse_args(["anonymize", "clip.mp4", "-o", str(tmp_path), "-q"])
-    run_videos(AnonymizerConfig(detector_params={"precision": "int8"}), [argparse.Namespace(
-        src=tmp_path / "a.mp4", dst=tmp_path / "c.mp4", rel="a.mp4")], args)
-    assert seen == [4, 4]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 
 from .. import __version__
@@ -212,10 +211,7 @@ def run_videos(cfg, jobs, args) -> list:
                 print(f"faceveil: video {len(done)}/{len(jobs)} done: {jobs[i].rel}", file=sys.stderr)
         finished = ((jobs[i], done[i]) for i in range(len(jobs)))  # reported in input order, as locally
     else:
-        from ..batch import _with_threads
-        from ..video.options import detect_threads
-
-        anonymizer = Anonymizer.from_config(_with_threads(cfg, detect_threads(os.cpu_count() or 1)))
+        anonymizer = Anonymizer.from_config(cfg)
 
         def local():
             for i, job in enumerate(jobs):

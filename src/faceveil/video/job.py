@@ -19,14 +19,13 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..detect.presets import resolve
 from ..detections import Detections
 from ..errors import FaceveilError, InputError
 from ..io.images import write_image
 from ..io.video import DecodeReport, VideoFrame, VideoWriter, probe, read_frames
 from ..pipeline import Anonymizer
 from ..progress import tqdm
-from .options import VideoOptions, VideoResult, detect_threads, video_preset
+from .options import VideoOptions, VideoResult, video_preset
 from .record import frame_faces, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -271,15 +270,8 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str 
 
     Detection and region default to the CLI's for videos (presets.VIDEO_PRESET).
     """
-    from ..batch import _with_threads
-    from ..pipeline import AnonymizerConfig
-
-    preset = video_preset(detector, preset)
-    name, params, region = resolve(preset, detector)
-    # the CLI's threads too (options.detect_threads): the detector leaves half the cores to decoding and encoding
-    cfg = _with_threads(AnonymizerConfig(method, method_params, name, params, region),
-                        detect_threads(os.cpu_count() or 1))
-    anonymizer = Anonymizer.from_config(cfg)
+    anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
+                            preset=video_preset(detector, preset))
     result = process_video(anonymizer, src, dst, options, progress)
     if result.status == "failed":
         raise InputError(result.error)

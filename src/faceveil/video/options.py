@@ -70,16 +70,6 @@ class VideoResult(ItemResult):
     stages: dict | None = None
 
 
-def detect_threads(cpus: int) -> int:
-    """onnxruntime threads for a video's detector given ``cpus`` cores: half of them, at least one.
-
-    The detector shares the cores with the decoder, the anonymizing (in the detector's thread) and x264's frame
-    threads. On 2 cores (bench/bench_video.py, docs/video.md), the int8 detector on all cores spun on both of them
-    while the encoder waited: one thread cut the CPU time per 720p frame from ~230 to ~175 ms and raised the fps
-    1.3-2x; the rule for more cores was not measured here."""
-    return max(1, cpus // 2)
-
-
 def video_preset(detector: str | None, preset: str | None) -> str | None:
     """The preset a video gets: the one asked for, none when a detector is named, else presets.VIDEO_PRESET."""
     return preset if preset or detector else VIDEO_PRESET

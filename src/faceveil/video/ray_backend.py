@@ -39,14 +39,13 @@ def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions
     """(index into ``jobs``, result) as each video finishes (any order)."""
     from ..batch import _with_threads
     from ..dataset.backends import _import_ray, _stop_reaper, _windowed, start_ray
-    from .options import detect_threads
 
     ray = _import_ray()
     workers = max(1, workers)
     started = start_ray(workers, address)
     try:
         cpus = (os.cpu_count() or 1) if not address else int(ray.cluster_resources().get("CPU", 1))
-        cfg_t = _with_threads(cfg, detect_threads(max(1, cpus // workers)))
+        cfg_t = _with_threads(cfg, max(1, cpus // workers))
         driver = os.getpid() if not address else None
         actors = [ray.remote(num_cpus=1)(_VideoWorker).remote(cfg_t, driver) for _ in range(workers)]
         load = [0] * len(actors)
