@@ -193,8 +193,7 @@ def split_video_jobs(jobs):
 
 
 def run_videos(cfg, jobs, args) -> list:
-    """Each video in turn (the detector on half the cores, decoding and encoding beside it); a result per video,
-    failures reported, never raised."""
+    """Each video in turn (each uses every core); a result per video, failures reported, never raised."""
     from ..pipeline import Anonymizer
     from ..video import process_video
 
