@@ -116,16 +116,9 @@ def add_masked(cf: Detections, mk: Detections, same: float = 0.6, extend: float 
     return Detections.merge([cf, mk[new]], cf.source) if add else cf
 
 
-def plan_zoom_tiles(d: Detections, height: int, width: int, p) -> np.ndarray:
-    """Where the zoom pass looks: integer tiles (x1, y1, x2, y2, image pixels) around the 1x pass's candidates
-    that score at least ``p.zoom_seed_score`` and measure at most ``p.zoom_seed_px`` (a small face, found or
-    only hinted at), each ``p.zoom_tile_k`` x its size a side (at least ``p.zoom_tile_min``), clipped to the
-    photo. Overlapping tiles are merged into their bounding box when that box is at most 1.5x their
-    combined area and ``p.zoom_tile_max`` a side, so a crowd becomes a few larger tiles instead of many
-    overlapping small ones.
-    """
-    if len(d) == 0:
-        return np.zeros((0, 4), np.int64)
+def seed_tiles(d: Detections, height: int, width: int, p) -> np.ndarray:
+    """plan_zoom_tiles' tiles before merging: one per seed (a candidate scoring at least ``p.zoom_seed_score`` and
+    at most ``p.zoom_seed_px``), ``p.zoom_tile_k`` x its size a side (at least ``p.zoom_tile_min``), clipped."""
     size = np.sqrt(d.areas)
     ok = (d.score >= p.zoom_seed_score) & (size <= p.zoom_seed_px)
     if not ok.any():
@@ -134,7 +127,20 @@ def plan_zoom_tiles(d: Detections, height: int, width: int, p) -> np.ndarray:
     c = (b[:, :2] + b[:, 2:]) / 2
     half = np.maximum(p.zoom_tile_min, p.zoom_tile_k * size[ok])[:, None] / 2
     r = np.concatenate([np.floor(c - half), np.ceil(c + half)], axis=1)
-    r = np.clip(r, 0, [width, height, width, height]).astype(np.int64)
+    return np.clip(r, 0, [width, height, width, height]).astype(np.int64)
+
+
+def plan_zoom_tiles(d: Detections, height: int, width: int, p) -> np.ndarray:
+    """Where the zoom pass looks: integer tiles (x1, y1, x2, y2, image pixels) around the 1x pass's candidates
+    that score at least ``p.zoom_seed_score`` and measure at most ``p.zoom_seed_px`` (a small face, found or
+    only hinted at), each ``p.zoom_tile_k`` x its size a side (at least ``p.zoom_tile_min``), clipped to the
+    photo. Overlapping tiles are merged into their bounding box when that box is at most 1.5x their
+    combined area and ``p.zoom_tile_max`` a side, so a crowd becomes a few larger tiles instead of many
+    overlapping small ones.
+    """
+    r = seed_tiles(d, height, width, p)
+    if not len(r):
+        return r
     # Greedy merging (written here: no library plans detector tiles): sweep until no pair merges; tile i takes the
     # first (lowest-index) live tile that overlaps it and passes both tests, grows, and tries again.
     alive = np.ones(len(r), bool)
