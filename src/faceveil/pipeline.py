@@ -71,10 +71,11 @@ def _plain(value: Any) -> Any:
 
 
 def settings_of(anonymizer) -> dict:
-    """``anonymizer.describe()`` without the detector's thread count (a resource setting, not a result-changing
-    one): what dataset manifests and video track records store, and what a resume compares."""
+    """``anonymizer.describe()`` without the detector's thread count and spinning (resource settings, not
+    result-changing ones): what dataset manifests and video track records store, and what a resume compares."""
     d = anonymizer.describe()
     d["detector_params"].pop("threads", None)
+    d["detector_params"].pop("spin", None)
     return d
 
 

@@ -50,8 +50,8 @@ _SESSIONS_PID = os.getpid()
 _INHERITED: list = []
 
 
-def _session(path: str, threads: int):
-    """One onnxruntime session per (model file, threads), at most 4, per process.
+def _session(path: str, threads: int, spin: bool = True):
+    """One onnxruntime session per (model file, threads, spin), at most 4, per process.
 
     Not functools.lru_cache: --jobs workers are forked, and a session made before the fork owns
     thread-pool threads that do not exist in the child; destroying it there (the cache dropping it)
@@ -63,17 +63,17 @@ def _session(path: str, threads: int):
         _INHERITED.append(dict(_SESSIONS))
         _SESSIONS.clear()
         _SESSIONS_PID = os.getpid()
-    key = (path, threads)
+    key = (path, threads, spin)
     sess = _SESSIONS.get(key)
     if sess is None:
-        sess = _new_session(path, threads)
+        sess = _new_session(path, threads, spin)
         if len(_SESSIONS) >= 4:
             _SESSIONS.pop(next(iter(_SESSIONS)))  # the oldest
         _SESSIONS[key] = sess
     return sess
 
 
-def _new_session(path: str, threads: int):
+def _new_session(path: str, threads: int, spin: bool = True):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -81,11 +81,13 @@ def _new_session(path: str, threads: int):
     if threads:
         opts.intra_op_num_threads = threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Worker threads sleep between runs instead of spinning (onnxruntime's default): the same outputs, and the
-    # core a spinning thread held goes to the pre- and post-processing between passes, or to other programs.
-    # Measured on 2 shared cores (docs/int8.md, third pass): 2 threads spinning cost 1.5-2.1x the CPU time of
-    # 1 thread per run, and under load 1.6-2.1x its wall time; without spinning 1.15-1.35x and 1.15-1.4x.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # spin=False: worker threads sleep between runs instead of spinning (onnxruntime's default); the same outputs.
+    # Spinning keeps a core busy between runs: fastest when the detector has the machine to itself (photos on the
+    # quiet 2-core machine: 5-20 % less wall time), wasteful beside other work. Measured (docs/int8.md, third
+    # pass): under load 2 spinning threads cost 1.5-2.1x the CPU of 1 thread per run, without spinning 1.15-1.35x;
+    # videos (decoding, anonymizing and x264 beside the detector) ran 720p 8-10 % faster without it.
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         if Path(path).parent == DATA:
             # The packaged builds went through free_shapes when they were made (their bytes are what
@@ -140,6 +142,8 @@ class CenterFace(Detector):
                                   "photo is detected in tiles instead, so its small faces stay findable (0: off)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
+        spin: bool = param(True, "onnxruntime's threads spin between runs: fastest alone, wasteful beside "
+                           "other work (videos turn it off)")
         precision: str = param("fp32", "model weights: fp32 (the original) or int8 (quantized: faster, "
                                 "a little less accurate, docs/int8.md)")
 
@@ -155,7 +159,8 @@ class CenterFace(Detector):
 
     def __init__(self, params=None):
         super().__init__(params)
-        self.session = _session(str(centerface_model_path(self.params.precision)), self.params.threads)
+        self.session = _session(str(centerface_model_path(self.params.precision)), self.params.threads,
+                                self.params.spin)
 
     def detect(self, image: np.ndarray) -> Detections:
         p = self.params

@@ -291,6 +291,8 @@ class MultiScale(Detector):
         masked_extend: float = param(0.5, "extend a CenterFace box down to its masked-face box's bottom by at most "
                                      "this share of its height (0: never)")
         threads: int = param(0, "onnxruntime threads (0: all cores)")
+        spin: bool = param(True, "CenterFace's onnxruntime threads spin between runs: fastest alone, wasteful "
+                           "beside other work (videos turn it off)")
         precision: str = param("fp32", "CenterFace weights: fp32 (the original) or int8 (quantized: "
                                 "faster, a little less accurate, docs/int8.md)")
 
@@ -315,7 +317,7 @@ class MultiScale(Detector):
 
         p = self.params
         self.cf = CenterFace(CenterFace.Params(threshold=min(p.threshold, p.small_threshold), threads=p.threads,
-                                             precision=p.precision))
+                                             spin=p.spin, precision=p.precision))
         self.yn = None
         if p.yunet:
             from .yunet import YuNet
