@@ -39,19 +39,23 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid in the name lets a later run tell a dead writer's leftover from a live one's file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp" + target.suffix,
-                               dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        # The writer's pid in the name lets a later run tell a dead writer's leftover from a live one's file.
+        # Made inside the try: a signal turned into an exception (Ctrl-C, a worker's parent dying) right after
+        # the file exists still removes it.
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp" + target.suffix,
+                                   dir=target.parent)
+        tmp_path = Path(tmp)
+        os.close(fd)
         yield tmp_path
         _fsync_path(tmp_path)
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
         raise
     _fsync_path(target.parent, directory=True)
 
