@@ -116,13 +116,17 @@ class Detections:
 
     def __iter__(self) -> Iterator[Face]:
         for i in range(len(self)):
-            lm = self.landmarks[i]
             yield Face(
                 tuple(float(v) for v in self.xyxy[i]),
                 float(self.score[i]),
-                None if np.isnan(lm).any() else lm.copy(),
+                self.landmarks_at(i),
                 int(self.track_id[i]),
             )
+
+    def landmarks_at(self, i: int) -> np.ndarray | None:
+        """Face ``i``'s 5x2 landmarks (a copy), or None when it has none (NaN)."""
+        lm = self.landmarks[i]
+        return None if np.isnan(lm).any() else lm.copy()
 
     @property
     def widths(self) -> np.ndarray:

@@ -9,8 +9,8 @@ method by construction.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -124,7 +124,6 @@ class Compositor:
         h, w = shape[:2]
         out = []
         boxes = self.scaled_boxes(detections)
-        lms = detections.landmarks
         # plain Python floats and ints per face: a crowd frame has hundreds of faces, and numpy's scalar calls
         # (np.clip on one number) cost more than the blur of a small face
         for i, box in enumerate(boxes.tolist()):
@@ -140,8 +139,7 @@ class Compositor:
             if x2 <= x1 or y2 <= y1:
                 continue
             weight = self._weight(box, margin, x1, y1, x2, y2)
-            lm = lms[i]
-            out.append(Region(x1, y1, x2, y2, weight, tuple(box), None if np.isnan(lm).any() else lm.copy(), i))
+            out.append(Region(x1, y1, x2, y2, weight, tuple(box), detections.landmarks_at(i), i))
         return out
 
     def _weight(self, box, margin, x1, y1, x2, y2) -> np.ndarray:
