@@ -63,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("faceveil: interrupted; no partial files were left", file=sys.stderr)
         return 130
+    except ImportError as exc:  # Ctrl-C inside a native module's import (onnxruntime) surfaces as its ImportError
+        cause = exc
+        while cause is not None and not isinstance(cause, (KeyboardInterrupt, Terminated)):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        print(f"faceveil: {'terminated' if isinstance(cause, Terminated) else 'interrupted'}; no partial files "
+              "were left", file=sys.stderr)
+        return 143 if isinstance(cause, Terminated) else 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
