@@ -45,6 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _preload_native() -> None:
+    """Import the native libraries the commands load lazily while the start-up handler still ends a Ctrl-C
+    quietly: a Ctrl-C inside onnxruntime's native initialisation came out as a bare ``ImportError:
+    initialization failed`` with no KeyboardInterrupt to recognise (a fresh-clone CI run). ~0.1 s warm."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:  # a broken install is reported by the command that needs it, with its own message
+        pass
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..signals import Terminated, restore_sigint, terminate_as_interrupt
 
+    _preload_native()
     restore_sigint()  # from here on Ctrl-C unwinds (temporaries removed) and exits 130
     try:
         with terminate_as_interrupt():
