@@ -120,8 +120,9 @@ def test_bad_precision_is_a_usage_error(detector, tmp_path, astronaut):
                         "-d", detector, "--dp", "precision=int4"], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert r.returncode == 2, r.stderr
+    choices = "int8, fp32" + (", mixed" if detector == "multiscale" else "")
     assert r.stderr.strip().splitlines() == [
-        f"faceveil: error: bad parameters for detector {detector!r}: precision must be one of: int8, fp32"]
+        f"faceveil: error: bad parameters for detector {detector!r}: precision must be one of: {choices}"]
     assert not (tmp_path / "o.png").exists()
 
 
