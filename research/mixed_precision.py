@@ -4,7 +4,7 @@
 
 SET: fm (facemask) or wd (WIDER val). For each photo of the split, the balanced preset is run once per setting
 (combos: "fp32", "int8", or the passes that run int8 joined by "+", e.g. "zoom+big"; precision=mixed with that
-int8_passes; "~LO-HI" adds fp32_band, "kK" fp32_tile_k: "int8~0.05-0.3k3"), each with MultiScale's own detect, and scored as `faceveil eval leaks` scores it (LeakMetric, the
+int8_passes), each with MultiScale's own detect, and scored as `faceveil eval leaks` scores it (LeakMetric, the
 preset's region: leaked faces >= 10 px, away-from-face area). The network runs once per distinct input and
 precision on a photo (a memo of CenterFace.forward keyed by the input's bytes: settings share their fp32 or int8
 passes), so all settings cost about one fp32 and one int8 run.
@@ -71,17 +71,10 @@ multiscale.MultiScale._net = net
 
 
 def setting_params(combo: str) -> dict:
-    """"fp32", "int8", int8 passes joined by "+" (precision=mixed), each optionally with "~LO-HI" (fp32_band) and
-    "kK" (fp32_tile_k), e.g. "int8~0.05-0.3k3"."""
-    combo, _, band = combo.partition("~")
-    out = {"precision": combo} if combo in ("fp32", "int8") else {"precision": "mixed",
-                                                                  "int8_passes": tuple(combo.split("+"))}
-    if band:
-        band, _, k = band.partition("k")
-        out["fp32_band"] = tuple(map(float, band.split("-")))
-        if k:
-            out["fp32_tile_k"] = float(k)
-    return out
+    """"fp32", "int8", or the passes that run int8 joined by "+" (precision=mixed)."""
+    if combo in ("fp32", "int8"):
+        return {"precision": combo}
+    return {"precision": "mixed", "int8_passes": tuple(combo.split("+"))}
 
 
 def versus(m: LeakMetric, ref: LeakMetric, min_size: float = 10.0) -> str:

@@ -301,11 +301,8 @@ class MultiScale(Detector):
                            "beside other work (videos turn it off)")
         precision: str = param("fp32", "CenterFace weights: fp32 (the original), int8 (quantized: "
                                 "faster, a little less accurate, docs/int8.md) or mixed (int8 on int8_passes)")
-        fp32_band: tuple[float, ...] = param((), "LO,HI: an int8 main or big-face pass's candidates scoring in [LO, "
-                                             "HI) are re-scored by fp32 on tiles around them (empty: off)")
-        fp32_tile_k: float = param(3.0, "fp32_band's tile: this many times the candidate's size a side")
-        int8_passes: tuple[str, ...] = param(("zoom", "big"), "with precision=mixed, the passes that run int8 (of "
-                                             "main, zoom, big, coarse, tiled); the others fp32 (docs/int8.md)")
+        int8_passes: tuple[str, ...] = param(("big",), "with precision=mixed, the passes that run int8 (of main, "
+                                             "zoom, big, coarse, tiled); the others fp32 (docs/int8.md)")
 
         def __post_init__(self):
             for name in ("threshold", "small_threshold", "masked_threshold", "masked_small_threshold"):
@@ -321,8 +318,6 @@ class MultiScale(Detector):
 
             if self.precision not in (*PRECISIONS, "mixed"):
                 raise ValueError(f"precision must be one of: {', '.join(PRECISIONS)}, mixed")
-            if self.fp32_band and (len(self.fp32_band) != 2 or not 0 <= self.fp32_band[0] < self.fp32_band[1]):
-                raise ValueError("fp32_band must be two scores LO,HI with 0 <= LO < HI")
             if not set(self.int8_passes) <= set(PASSES):
                 raise ValueError(f"int8_passes must be among: {', '.join(PASSES)}")
 
@@ -388,40 +383,8 @@ class MultiScale(Detector):
             img = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=interp)
         elif flip:
             img = np.ascontiguousarray(img)
-        net = self._net(kind)
-        if self.params.fp32_band and net.params.precision == "int8" and kind in ("main", "big"):
-            d = self.fp32_checked(img, net, floor)
-        else:
-            d = net.detect_raw(img, floor)
-        d = d.scaled(1.0 / factor)
+        d = self._net(kind).detect_raw(img, floor).scaled(1.0 / factor)
         return flip_detections(d, w) if flip else d
-
-    def fp32_checked(self, img: np.ndarray, net, floor: float) -> Detections:
-        """int8's raw detections on ``img``, where a candidate scores in ``fp32_band`` (near a cut) replaced by fp32's
-        on a tile around it (``fp32_tile_k`` x its size a side, at least ``zoom_tile_min``, merged as zoom tiles are,
-        on CenterFace's 32 px grid): boxes inside a tile (``zoom_tile_edge`` from its inner edges) come from fp32,
-        the others from int8."""
-        from types import SimpleNamespace
-
-        p = self.params
-        lo, hi = p.fp32_band
-        d = net.detect_raw(img, min(floor, lo))
-        peaks = nms(d, p.nms_iou)  # a face's neighbouring heatmap cells score lower than its peak: not unsure
-        unsure = peaks[(peaks.score >= lo) & (peaks.score < hi)]
-        h, w = img.shape[:2]
-        tiles = plan_zoom_tiles(unsure, h, w, SimpleNamespace(
-            zoom_seed_score=0.0, zoom_seed_px=np.inf, zoom_tile_k=p.fp32_tile_k, zoom_tile_min=p.zoom_tile_min,
-            zoom_tile_max=p.zoom_tile_max))
-        d = d[d.score >= floor]
-        if not len(tiles):
-            return d
-        tiles = align_tiles(tiles, 1.0, h, w)
-        fp32 = self._net_of("fp32")
-        parts = [d[~inside_tiles(d, tiles, h, w, p.zoom_tile_edge)]]
-        for i, (x1, y1, x2, y2) in enumerate(tiles):
-            t = fp32.detect_raw(np.ascontiguousarray(img[y1:y2, x1:x2]), floor).translated(x1, y1)
-            parts.append(t[inside_tiles(t, tiles[[i]], h, w, p.zoom_tile_edge)])
-        return Detections.merge(parts, "centerface")
 
     def main_factor(self, image: np.ndarray) -> float:
         """The main pass's resize factor: down to ``max_size``, or up to ``min_side`` for small photos."""
