@@ -360,7 +360,10 @@ class MultiScale(Detector):
         if self._other is None:
             from dataclasses import replace
 
-            self._other = type(self.cf)(replace(self.cf.params, precision=precision))
+            # Its threads never spin: two sessions' spinning threads fight over the cores between passes (facemask,
+            # balanced with the big-face passes int8, 2 cores: 190-210 CPU ms a photo with both spinning, 115-125
+            # with this one not, fp32 alone 125-145; docs/int8.md "Mixed precision").
+            self._other = type(self.cf)(replace(self.cf.params, precision=precision, spin=False))
         return self._other
 
     @property
