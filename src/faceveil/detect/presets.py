@@ -49,8 +49,9 @@ _CONFIRM = {"confirm_score": 0.25, "confirm_iou": 0.3, "confirm_floor": 0.05}
 # passes run the int8 weights, the main pass and the zoom tiles fp32. Chosen on the tune halves, held-out run once
 # (pre-registered as the fallback of main+zoom int8, which leaked 14 faces instead of 10 on the facemask held-out
 # half): facemask tune 17 leaked at 2.40 % away, held-out 10 at 2.48 % (fp32: 17 / 2.40 %, 10 / 2.50 %), the same
-# faces leaked; WIDER's 1024 px photos take no big-face pass (unchanged). About 9 % less network CPU on facemask
-# photos. int8 in the main pass or the zoom tiles leaked more (facemask held-out +4, WIDER tune +1).
+# faces leaked; WIDER's 1024 px photos take no big-face pass (unchanged). On facemask photos 9 % less network CPU,
+# 2-5 % less detection CPU measured end to end. int8 in the main pass or the zoom tiles leaked more (facemask
+# held-out +4, WIDER tune +1).
 # --dp precision=fp32 runs every pass fp32 again; precision=int8 every pass int8.
 _MIXED = {"precision": "mixed", "int8_passes": ("big",)}
 
