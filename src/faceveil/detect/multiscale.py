@@ -17,6 +17,12 @@ from ..registry import param
 from .base import DETECTORS, Detector, tile_factor
 
 
+# The kinds of CenterFace pass multiscale runs (precision=mixed picks int8 for some): the main pass (1x, or enlarged
+# to min_side, and its mirror), the zoom pass or tiles, the big-face passes, the coarse pass of a large photo and the
+# tiled pass of a panorama.
+PASSES = ("main", "zoom", "big", "coarse", "tiled")
+
+
 def flip_detections(d: Detections, width: int) -> Detections:
     """Map detections found on a horizontally flipped image back onto the original."""
     b = d.xyxy.copy()
@@ -293,8 +299,10 @@ class MultiScale(Detector):
         threads: int = param(0, "onnxruntime threads (0: all cores)")
         spin: bool = param(True, "CenterFace's onnxruntime threads spin between runs: fastest alone, wasteful "
                            "beside other work (videos turn it off)")
-        precision: str = param("fp32", "CenterFace weights: fp32 (the original) or int8 (quantized: "
-                                "faster, a little less accurate, docs/int8.md)")
+        precision: str = param("fp32", "CenterFace weights: fp32 (the original), int8 (quantized: "
+                                "faster, a little less accurate, docs/int8.md) or mixed (int8 on int8_passes)")
+        int8_passes: tuple[str, ...] = param(("big",), "with precision=mixed, the passes that run int8 (of main, "
+                                             "zoom, big, coarse, tiled); the others fp32 (docs/int8.md)")
 
         def __post_init__(self):
             for name in ("threshold", "small_threshold", "masked_threshold", "masked_small_threshold"):
@@ -308,16 +316,20 @@ class MultiScale(Detector):
                 raise ValueError("big_scales must be factors in (0, 1]")
             from .centerface import PRECISIONS
 
-            if self.precision not in PRECISIONS:
-                raise ValueError(f"precision must be one of: {', '.join(PRECISIONS)}")
+            if self.precision not in (*PRECISIONS, "mixed"):
+                raise ValueError(f"precision must be one of: {', '.join(PRECISIONS)}, mixed")
+            if not set(self.int8_passes) <= set(PASSES):
+                raise ValueError(f"int8_passes must be among: {', '.join(PASSES)}")
 
     def __init__(self, params=None):
         super().__init__(params)
         from .centerface import CenterFace
 
         p = self.params
+        # self.cf: the main pass's network; a mixed setting's other precision is loaded on its first use (_net)
         self.cf = CenterFace(CenterFace.Params(threshold=min(p.threshold, p.small_threshold), threads=p.threads,
-                                             spin=p.spin, precision=p.precision))
+                                             spin=p.spin, precision=self.pass_precision("main")))
+        self._other = None
         self.yn = None
         if p.yunet:
             from .yunet import YuNet
@@ -330,6 +342,30 @@ class MultiScale(Detector):
             self.mk = MaskedFace(MaskedFace.Params(threshold=self.masked_floor, min_side=p.masked_min_side,
                                                    threads=p.threads))
 
+    def pass_precision(self, kind: str) -> str:
+        """The weights a pass of this kind (one of PASSES) runs: ``precision``, or with ``mixed`` int8 for the kinds
+        in ``int8_passes`` and fp32 for the others."""
+        p = self.params
+        if p.precision != "mixed":
+            return p.precision
+        return "int8" if kind in p.int8_passes else "fp32"
+
+    def _net(self, kind: str):
+        """The CenterFace that runs passes of this kind (self.cf, or the other precision's, made on first use)."""
+        return self._net_of(self.pass_precision(kind))
+
+    def _net_of(self, precision: str):
+        if precision == self.cf.params.precision:
+            return self.cf
+        if self._other is None:
+            from dataclasses import replace
+
+            # Its threads never spin: two sessions' spinning threads fight over the cores between passes (facemask,
+            # balanced with the big-face passes int8, 2 cores: 190-210 CPU ms a photo with both spinning, 115-125
+            # with this one not, fp32 alone 125-145; docs/int8.md "Mixed precision").
+            self._other = type(self.cf)(replace(self.cf.params, precision=precision, spin=False))
+        return self._other
+
     @property
     def floor(self) -> float:
         return min(self.params.threshold, self.params.small_threshold)
@@ -338,7 +374,8 @@ class MultiScale(Detector):
     def masked_floor(self) -> float:
         return min(self.params.masked_threshold, self.params.masked_small_threshold)
 
-    def _pass(self, image: np.ndarray, factor: float, floor: float, flip: bool = False) -> Detections:
+    def _pass(self, image: np.ndarray, factor: float, floor: float, flip: bool = False, kind: str = "main"
+              ) -> Detections:
         """Raw CenterFace detections (before NMS) on ``image`` resized by ``factor``, in ``image``'s pixels."""
         import cv2
 
@@ -349,7 +386,7 @@ class MultiScale(Detector):
             img = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=interp)
         elif flip:
             img = np.ascontiguousarray(img)
-        d = self.cf.detect_raw(img, floor).scaled(1.0 / factor)
+        d = self._net(kind).detect_raw(img, floor).scaled(1.0 / factor)
         return flip_detections(d, w) if flip else d
 
     def main_factor(self, image: np.ndarray) -> float:
@@ -401,7 +438,7 @@ class MultiScale(Detector):
             out.append(self._pass(image, f, floor, flip=True))
         # zoom is relative to the original: a small photo already enlarged by min_side gets no second pass
         if zoom:
-            z = self.tiles_pass(image, tiles, zf, floor) if p.zoom_tiles else self._pass(image, zf, floor)
+            z = self.tiles_pass(image, tiles, zf, floor) if p.zoom_tiles else self._pass(image, zf, floor, kind="zoom")
             z = z[np.sqrt(z.areas) <= p.zoom_max_px]
             # a small photo's tiles stand in for its enlarged main pass: their boxes are cut as main-pass boxes
             source = "centerface" if self.tiles_enlarge(image) else "zoom"
@@ -411,9 +448,9 @@ class MultiScale(Detector):
         # never take it, so their detections stay exactly what they were.
         t = tile_factor(*image.shape[:2], p.max_size, p.min_factor)
         if t is not None:
-            out.append(self.cf.detect_tiled(image, t, floor, p.max_size))
+            out.append(self._net("tiled").detect_tiled(image, t, floor, p.max_size))
         if p.coarse_size and side * f > 1.5 * p.coarse_size:
-            out.append(self._pass(image, p.coarse_size / side, floor))
+            out.append(self._pass(image, p.coarse_size / side, floor, kind="coarse"))
         out += self.big_passes(image, floor)
         if self.yn is not None:
             out.append(self.yn.detect(image))
@@ -438,7 +475,7 @@ class MultiScale(Detector):
         if not self.enlarged(image):
             return []
         min_px = p.big_min_px if min_px is None else min_px
-        return [self.as_big(self._pass(image, s, floor), min_px) for s in (p.big_scales if scales is None else scales)]
+        return [self.as_big(self._pass(image, s, floor, kind="big"), min_px) for s in (p.big_scales if scales is None else scales)]
 
     def replaced(self, d: Detections, tiles: np.ndarray, height: int, width: int) -> np.ndarray:
         """Per 1x box: whether a zoom tile replaces it (``zoom_tile_replace``: small and inside a tile)."""
@@ -457,9 +494,9 @@ class MultiScale(Detector):
         img = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_LINEAR)
         zh, zw = img.shape[:2]
         zoomed = align_tiles(tiles, factor, zh, zw)
-        parts = []
+        parts, net = [], self._net("zoom")
         for i, (x1, y1, x2, y2) in enumerate(zoomed):
-            d = self.cf.detect_raw(np.ascontiguousarray(img[y1:y2, x1:x2]), floor).translated(x1, y1)
+            d = net.detect_raw(np.ascontiguousarray(img[y1:y2, x1:x2]), floor).translated(x1, y1)
             parts.append(d[inside_tiles(d, zoomed[[i]], zh, zw, self.params.zoom_tile_edge)])
         if not parts:
             return Detections.empty("centerface")
