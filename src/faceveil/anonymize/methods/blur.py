@@ -91,9 +91,12 @@ def _fixed_point_blur(patch: np.ndarray, k: int, sigma: float) -> np.ndarray:
     rounding shift."""
     if patch.dtype != np.uint8:
         return cv2.GaussianBlur(patch, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
-    w = _fixed_point_kernel(k, sigma)
-    acc = cv2.sepFilter2D(patch.astype(np.float32), cv2.CV_32F, w, w, borderType=cv2.BORDER_REFLECT)
-    return ((acc + _ONE * _ONE / 2) * (1.0 / (_ONE * _ONE))).astype(np.uint8)
+    # The weights divided by 256 (a power of two: still exact) and the rounding's 0.5 as the filter's delta, so
+    # OpenCV reads the uint8 patch and the result only needs truncating: the same bytes as scaling integer weights
+    # and shifting (tests/test_blur_fast.py), without the float32 copy of the patch and two passes over it.
+    w = _fixed_point_kernel(k, sigma) * np.float32(1.0 / _ONE)
+    acc = cv2.sepFilter2D(patch, cv2.CV_32F, w, w, delta=0.5, borderType=cv2.BORDER_REFLECT)
+    return acc.astype(np.uint8)
 
 
 @METHODS.register("fullblur")
