@@ -106,10 +106,14 @@ def main() -> None:
         prof.disable()
         total = time.process_time() - t0
         assert res.status == "written", res.error
-        digest = hashlib.sha256((work / "out.mp4").read_bytes()).hexdigest()[:16]  # the same bytes before / after
+        # the same bytes before / after a change: the video and its track record (boxes, track ids)
+        from faceveil.video.record import tracks_path
+
+        digest = hashlib.sha256((work / "out.mp4").read_bytes() + tracks_path(work / "out.mp4").read_bytes())
+        digest = digest.hexdigest()[:16]
     if args.no_profile:
         print(f"{args.clip}: {res.frames} frames, {total / res.frames * 1000:.1f} CPU ms per frame in all; "
-              f"output sha256 {digest}")
+              f"output + record sha256 {digest}")
         return
     n = res.frames
     st = pstats.Stats(prof)
@@ -118,7 +122,7 @@ def main() -> None:
     parts = split(st)
     parts["the rest (tracking, queues, record, Python)"] = total - sum(parts.values())
     print(f"{args.clip}: {n} frames, {total / n * 1000:.1f} CPU ms per frame in all (process_time, one thread); "
-          f"output sha256 {digest}")
+          f"output + record sha256 {digest}")
     print("| stage | CPU ms per frame | share |\n|---|---:|---:|")
     for stage, t in parts.items():
         print(f"| {stage} | {t / n * 1000:.1f} | {100 * t / total:.0f} % |")

@@ -94,6 +94,7 @@ class Region:
     box: tuple[float, float, float, float]  # the scaled face box in frame pixels (unclipped)
     landmarks: np.ndarray | None  # 5x2 in frame pixels
     index: int  # position in the Detections
+    full: bool = False  # every weight is 1 (a box without feather): blend copies the patch as it is
 
     @property
     def slices(self) -> tuple[slice, slice]:
@@ -124,6 +125,8 @@ class Compositor:
         h, w = shape[:2]
         out = []
         boxes = self.scaled_boxes(detections)
+        full = self.params.shape == "box" and self.params.feather <= 0  # _weight's all-ones case
+        landmarks = detections.landmarks_each()
         # plain Python floats and ints per face: a crowd frame has hundreds of faces, and numpy's scalar calls
         # (np.clip on one number) cost more than the blur of a small face
         for i, box in enumerate(boxes.tolist()):
@@ -139,7 +142,7 @@ class Compositor:
             if x2 <= x1 or y2 <= y1:
                 continue
             weight = self._weight(box, margin, x1, y1, x2, y2)
-            out.append(Region(x1, y1, x2, y2, weight, tuple(box), detections.landmarks_at(i), i))
+            out.append(Region(x1, y1, x2, y2, weight, tuple(box), landmarks[i], i, full))
         return out
 
     def _weight(self, box, margin, x1, y1, x2, y2) -> np.ndarray:
@@ -180,6 +183,9 @@ class Compositor:
         dst = frame[sl]
         if patch.shape != dst.shape:
             raise ValueError(f"method returned a {patch.shape} patch for a {dst.shape} region")
+        if region.full:
+            dst[...] = patch
+            return
         w = region.weight
         full = w >= 1.0
         if full.all():

@@ -216,7 +216,12 @@ class Tracker:
         if not self.tracks:
             return []
         p = self.params
-        pred = np.stack([_to_xyxy(t.predict(index)) for t in self.tracks])
+        # Track.predict of every track at once (the same element-wise operations, so the same floats)
+        age = np.array([index - t.last_index for t in self.tracks], np.float64)[:, None]
+        pred = np.array([t.state for t in self.tracks], np.float64) + np.array([t.velocity for t in self.tracks],
+                                                                                 np.float64) * age
+        pred[:, 2:] = np.maximum(pred[:, 2:], 1.0)
+        pred = _to_xyxy(pred)
         iou = box_iou(pred, det_boxes)
         pc, dc = _to_cxcywh(pred), _to_cxcywh(det_boxes)
         size = np.maximum(pc[:, None, 2:].max(-1), dc[None, :, 2:].max(-1))
@@ -225,15 +230,23 @@ class Tracker:
         score = np.where(iou >= p.iou, 1.0 + iou, np.where(dist <= p.max_jump, 1.0 - dist / (p.max_jump + 1e-9) * 0.999, -1.0))
         pairs = []
         used_t, used_d = set(), set()
-        for flat in np.argsort(-score, axis=None):
-            ti, di = np.unravel_index(flat, score.shape)
-            if score[ti, di] < 0:
+        order = np.argsort(-score, axis=None)
+        # Greedy, best score first, in plain Python numbers: a crowd has ~1,000 tracks and boxes, and numpy's
+        # scalar indexing per candidate cost more than the rest. Only the pairs before the first negative score
+        # can match (NaN sorts last, and counts here as in the sorted order).
+        m = int(np.count_nonzero(~(score < 0)))
+        cols = score.shape[1]
+        for flat, value in zip(order[:m].tolist(), score.ravel()[order[:m]].tolist()):
+            if value < 0:
                 break
+            ti, di = divmod(flat, cols)
             if ti in used_t or di in used_d:
                 continue
             used_t.add(ti)
             used_d.add(di)
-            pairs.append((int(ti), int(di)))
+            pairs.append((ti, di))
+            if len(used_t) == score.shape[0] or len(used_d) == cols:
+                break  # nothing left to pair
         return pairs
 
     def _update(self, tr: Track, index: int, box: np.ndarray, landmarks: np.ndarray) -> None:
