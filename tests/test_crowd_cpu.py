@@ -133,3 +133,39 @@ def test_regions_landmarks_and_full_box_blend():
     assert [r.x1 for r in regions] == [10, 60, 100] and regions[2].x2 == 151  # floor / ceil of the box
     assert not any(r.full for r in Compositor(RegionParams(shape="box", feather=0.1)).regions(d, frame.shape))
     assert not any(r.full for r in Compositor(RegionParams(shape="ellipse")).regions(d, frame.shape))
+
+
+def _reference_rects(comp: Compositor, d: Detections, shape) -> list[tuple]:
+    """Compositor.regions' rectangles as the per-face loop computed them (math.floor/ceil on each box)."""
+    import math
+
+    h, w = shape[:2]
+    out = []
+    for i, box in enumerate(comp.scaled_boxes(d).tolist()):
+        fw, fh = box[2] - box[0], box[3] - box[1]
+        if not (math.isfinite(fw) and math.isfinite(fh) and fw > 0 and fh > 0):
+            continue
+        margin = comp.params.feather * max(fw, fh)
+        x1 = min(max(math.floor(box[0] - margin), 0), w)
+        y1 = min(max(math.floor(box[1] - margin), 0), h)
+        x2 = min(max(math.ceil(box[2] + margin), 0), w)
+        y2 = min(max(math.ceil(box[3] + margin), 0), h)
+        if x2 > x1 and y2 > y1:
+            out.append((i, x1, y1, x2, y2))
+    return out
+
+
+def test_region_rectangles_equal_the_per_face_loop():
+    rng = np.random.default_rng(11)
+    boxes = np.concatenate([rng.uniform(-50, 700, (300, 2)), rng.uniform(0.2, 80, (300, 2))], 1)
+    boxes[:, 2:] += boxes[:, :2]
+    boxes[:4] = [[np.nan, 1, 5, 5], [1, 1, 5, np.nan], [10, 10, 10, 20], [700, 500, 720, 530]]  # skipped, off-frame
+    d = Detections.from_boxes(boxes)
+    for params in (RegionParams(shape="box", mask_scale=1.25), RegionParams(shape="box", feather=0.2),
+                   RegionParams(shape="ellipse", mask_scale="1.3,1.4@40", feather=0.1)):
+        comp = Compositor(params)
+        regions = comp.regions(d, (480, 640, 3))
+        assert [(r.index, r.x1, r.y1, r.x2, r.y2) for r in regions] == _reference_rects(comp, d, (480, 640))
+        assert all(r.weight.shape == (r.y2 - r.y1, r.x2 - r.x1) for r in regions)
+        assert all(r.full == (params.shape == "box" and params.feather == 0) for r in regions)
+    assert 100 < len(regions) <= 297  # the NaN and zero-width boxes and the one below the frame are left out

@@ -212,18 +212,23 @@ class Detections:
         ``score_decimals``. "landmarks" is null for a box without them; "track_id" only where
         there is one.
         """
-        def rnd(v, d):
-            return v if d is None else round(v, d)
-
-        # Python floats once for the whole array (tolist: the same values as float() of each float32): a crowd
-        # frame's record has ~1,000 faces, and numpy scalars one by one cost more than the rounding
-        boxes, scores, lms = self.xyxy.tolist(), self.score.tolist(), self.landmarks.tolist()
+        # Python floats once for the whole array (tolist: the same values as float() of each float32) and the
+        # rounding inline: a crowd frame's record has ~1,000 faces, and numpy scalars and a helper call per value
+        # cost more than the rounding itself
+        boxes, scores = self.xyxy.tolist(), self.score.tolist()
+        if decimals is not None:
+            boxes = [[round(v, decimals) for v in b] for b in boxes]
+        if score_decimals is not None:
+            scores = [round(v, score_decimals) for v in scores]
         has_lm = (~np.isnan(self.landmarks).any(axis=(1, 2))).tolist() if len(self) else []
+        lms = self.landmarks.tolist() if any(has_lm) else None  # a track record's boxes have none
         ids, sources = self.track_id.tolist(), self.sources.tolist()
         faces = []
         for i in range(len(self)):
-            item = {"box": [rnd(v, decimals) for v in boxes[i]], "score": rnd(scores[i], score_decimals),
-                    "landmarks": [[rnd(v, decimals) for v in p] for p in lms[i]] if has_lm[i] else None}
+            lm = None
+            if has_lm[i]:
+                lm = lms[i] if decimals is None else [[round(v, decimals) for v in p] for p in lms[i]]
+            item = {"box": boxes[i], "score": scores[i], "landmarks": lm}
             if ids[i] >= 0:
                 item["track_id"] = ids[i]
             item["source"] = str(sources[i])
