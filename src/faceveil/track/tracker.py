@@ -126,17 +126,17 @@ class Tracker:
                 out_lms.append(detections.landmarks[di])
         keep: list[Track] = []
         new_ids = set(out_ids)
-        # lost for good: older than hold
-        lost = [tr for ti, tr in enumerate(self.tracks) if not (ti in matched_tracks or tr.id in new_ids)
-                and index - tr.last_index <= hold]
-        held_boxes = dict(zip((tr.id for tr in lost), self._held_boxes(lost, index)))
+        # the tracks missed on this frame but younger than ``hold``: their held boxes, all at once
+        missed = [tr for ti, tr in enumerate(self.tracks) if not (ti in matched_tracks or tr.id in new_ids)
+                  and index - tr.last_index <= hold]
+        held_boxes = dict(zip((tr.id for tr in missed), self._held_boxes(missed, index)))
         for ti, tr in enumerate(self.tracks):
             if ti in matched_tracks or tr.id in new_ids:
                 keep.append(tr)
                 continue
             box = held_boxes.get(tr.id)
             if box is None:
-                continue  # lost for good
+                continue  # lost for good: older than hold
             if not self._visible(box):
                 continue
             keep.append(tr)
@@ -190,14 +190,11 @@ class Tracker:
         return self._held_boxes(self.tracks, index)
 
     # internals ------------------------------------------------------------------
-    def _held_box(self, tr: Track, index: int) -> np.ndarray:
-        return self._held_boxes([tr], index)[0]
-
     def _held_boxes(self, tracks: list[Track], index: int) -> np.ndarray:
         # Cover both "kept moving" and "stopped": the union of the last detection, where
         # it would be at constant velocity, and the smoothed prediction, grown with age.
-        # All tracks at once (Nx4): a crowd has ~60 tracks a frame, and the per-track numpy calls on 4 numbers
-        # cost more than the arithmetic; the same element-wise operations, so the same floats.
+        # All tracks at once (Nx4): a crowd has tens to a thousand tracks a frame, and numpy calls per track on 4
+        # numbers cost more than the arithmetic; the same element-wise operations, so the same floats.
         p = self.params
         if not tracks:
             return np.zeros((0, 4), np.float64)

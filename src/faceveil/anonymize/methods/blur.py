@@ -100,8 +100,8 @@ def _fixed_point_blur(patch: np.ndarray, k: int, sigma: float) -> np.ndarray:
     if patch.dtype != np.uint8:
         return cv2.GaussianBlur(patch, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
     # The weights divided by 256 (a power of two: still exact) and the rounding's 0.5 as the filter's delta, so
-    # OpenCV reads the uint8 patch and the result only needs truncating: the same bytes as scaling integer weights
-    # and shifting (tests/test_blur_fast.py), without the float32 copy of the patch and two passes over it.
+    # OpenCV reads the uint8 patch and the result only needs truncating: the same bytes as integer weights and a
+    # shift (tests/test_methods.py checks it against integers), without a float32 copy and two passes after it.
     w = _fixed_point_kernel_scaled(k, sigma)
     acc = cv2.sepFilter2D(patch, cv2.CV_32F, w, w, delta=0.5, borderType=cv2.BORDER_REFLECT)
     return acc.astype(np.uint8)
