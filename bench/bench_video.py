@@ -84,6 +84,9 @@ SETTINGS = {
         *LONG_TRACK],
     "the default before (fp32, cut 0.2/0.1, every frame, hold 0.5 s, look-ahead 0.25 s)": FP32 + OLD_CUTS + OLD_TRACK
     + ["--detect-every", "1"],
+    # issue 20, CPU per frame: the default's pass for big faces (a copy 640 px long) on a smaller copy
+    "default, big-face pass at 480 px": ["--dp", "coarse_size=480"],
+    "default, big-face pass at 384 px": ["--dp", "coarse_size=384"],
 }
 DETECT_FLAGS = ("--dp", "--max-size", "--detect")  # detector options: the in-process runs build their own Anonymizer
 

@@ -83,6 +83,38 @@ def test_blur_is_exact_integer_arithmetic_close_to_opencv(k):
     assert diff.max() <= 2 and diff.mean() < 0.5
 
 
+def _integer_blur(patch: np.ndarray, k: int) -> np.ndarray:
+    """The fixed-point Gaussian in integers: 8-bit weights per pass, one rounding shift (OpenCV's BORDER_REFLECT)."""
+    from faceveil.anonymize.methods.blur import _fixed_point_kernel
+
+    w = _fixed_point_kernel(k, 0.3 * ((k - 1) * 0.5 - 1) + 0.8).astype(np.int64)
+    r = k // 2
+    pad = np.pad(patch.astype(np.int64), ((r, r), (r, r), (0, 0)), mode="symmetric")
+    rows = sum(w[i] * pad[:, i : i + patch.shape[1]] for i in range(k))
+    acc = sum(w[i] * rows[i : i + patch.shape[0]] for i in range(k))
+    return ((acc + 32768) >> 16).astype(np.uint8)
+
+
+@pytest.mark.parametrize("k", [1, 3, 9, 21, 41])
+def test_blur_fixed_point_on_frame_views_and_extremes(k):
+    """The blur reads a face's pixels straight from the frame (a strided view, no float copy): the same bytes
+    as the integer reference on a view, on an all-white patch (the largest sums the float32 exactness needs)
+    and on a black and white checkerboard (exact halves, where rounding could go either way)."""
+    from faceveil.anonymize.methods.blur import gaussian_blur
+
+    rng = np.random.default_rng(k)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    view = frame[17:17 + 43, 29:29 + 51]  # not contiguous
+    assert not view.flags.c_contiguous
+    white = np.full((45, 47, 3), 255, np.uint8)
+    checker = ((np.indices((44, 46)).sum(0) % 2) * 255).astype(np.uint8)[:, :, None].repeat(3, 2)
+    for patch in (view, white, checker):
+        out = gaussian_blur(patch, k)
+        assert np.array_equal(out, _integer_blur(patch, k))
+    assert (gaussian_blur(white, k) == 255).all()
+    assert np.array_equal(frame[17:17 + 43, 29:29 + 51], view)  # the frame is not written
+
+
 def test_blur_relative_kernel_scales_with_face():
     m = get_method("blur", {"relative": 0.3})
     assert m.kernel_for(100) == 31 and m.kernel_for(50) == 15

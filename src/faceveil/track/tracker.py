@@ -126,14 +126,17 @@ class Tracker:
                 out_lms.append(detections.landmarks[di])
         keep: list[Track] = []
         new_ids = set(out_ids)
+        # the tracks missed on this frame but younger than ``hold``: their held boxes, all at once
+        missed = [tr for ti, tr in enumerate(self.tracks) if not (ti in matched_tracks or tr.id in new_ids)
+                  and index - tr.last_index <= hold]
+        held_boxes = dict(zip((tr.id for tr in missed), self._held_boxes(missed, index)))
         for ti, tr in enumerate(self.tracks):
             if ti in matched_tracks or tr.id in new_ids:
                 keep.append(tr)
                 continue
-            age = index - tr.last_index
-            if age > hold:
-                continue  # lost for good
-            box = self._held_box(tr, index)
+            box = held_boxes.get(tr.id)
+            if box is None:
+                continue  # lost for good: older than hold
             if not self._visible(box):
                 continue
             keep.append(tr)
@@ -184,27 +187,38 @@ class Tracker:
     def expected(self, index: int) -> np.ndarray:
         """Where each live track's face should be on frame ``index`` (as a held box would be), Kx4 xyxy:
         the video's detection schedule looks there on frames without a full pass (video/schedule.py)."""
-        boxes = [self._held_box(tr, index) for tr in self.tracks]
-        return np.asarray(boxes, np.float64).reshape(-1, 4)
+        return self._held_boxes(self.tracks, index)
 
     # internals ------------------------------------------------------------------
-    def _held_box(self, tr: Track, index: int) -> np.ndarray:
+    def _held_boxes(self, tracks: list[Track], index: int) -> np.ndarray:
         # Cover both "kept moving" and "stopped": the union of the last detection, where
         # it would be at constant velocity, and the smoothed prediction, grown with age.
+        # All tracks at once (Nx4): a crowd has tens to a thousand tracks a frame, and numpy calls per track on 4
+        # numbers cost more than the arithmetic; the same element-wise operations, so the same floats.
         p = self.params
-        age = index - tr.last_index
-        raw = _to_cxcywh(tr.last_box)
-        moved = raw + tr.velocity * age
-        moved[2:] = np.maximum(moved[2:], raw[2:])
-        cands = np.stack([_to_xyxy(raw, p.grow * age), _to_xyxy(moved, p.grow * age),
-                          _to_xyxy(tr.predict(index), p.grow * age)])
-        return np.concatenate([cands[:, :2].min(0), cands[:, 2:].max(0)])
+        if not tracks:
+            return np.zeros((0, 4), np.float64)
+        age = np.array([index - tr.last_index for tr in tracks], np.float64)[:, None]
+        raw = _to_cxcywh(np.array([tr.last_box for tr in tracks], np.float64))
+        velocity = np.array([tr.velocity for tr in tracks], np.float64)
+        moved = raw + velocity * age
+        moved[:, 2:] = np.maximum(moved[:, 2:], raw[:, 2:])
+        pred = np.array([tr.state for tr in tracks], np.float64) + velocity * age  # Track.predict, all at once
+        pred[:, 2:] = np.maximum(pred[:, 2:], 1.0)
+        grow = p.grow * age
+        cands = np.stack([_to_xyxy(raw, grow), _to_xyxy(moved, grow), _to_xyxy(pred, grow)])
+        return np.concatenate([cands[:, :, :2].min(0), cands[:, :, 2:].max(0)], axis=1)
 
     def _match(self, index: int, det_boxes: np.ndarray) -> list[tuple[int, int]]:
         if not self.tracks:
             return []
         p = self.params
-        pred = np.stack([_to_xyxy(t.predict(index)) for t in self.tracks])
+        # Track.predict of every track at once (the same element-wise operations, so the same floats)
+        age = np.array([index - t.last_index for t in self.tracks], np.float64)[:, None]
+        pred = np.array([t.state for t in self.tracks], np.float64) + np.array([t.velocity for t in self.tracks],
+                                                                                 np.float64) * age
+        pred[:, 2:] = np.maximum(pred[:, 2:], 1.0)
+        pred = _to_xyxy(pred)
         iou = box_iou(pred, det_boxes)
         pc, dc = _to_cxcywh(pred), _to_cxcywh(det_boxes)
         size = np.maximum(pc[:, None, 2:].max(-1), dc[None, :, 2:].max(-1))
@@ -213,15 +227,23 @@ class Tracker:
         score = np.where(iou >= p.iou, 1.0 + iou, np.where(dist <= p.max_jump, 1.0 - dist / (p.max_jump + 1e-9) * 0.999, -1.0))
         pairs = []
         used_t, used_d = set(), set()
-        for flat in np.argsort(-score, axis=None):
-            ti, di = np.unravel_index(flat, score.shape)
-            if score[ti, di] < 0:
+        order = np.argsort(-score, axis=None)
+        # Greedy, best score first, in plain Python numbers: a crowd has ~1,000 tracks and boxes, and numpy's
+        # scalar indexing per candidate cost more than the rest. Only the pairs before the first negative score
+        # can match (NaN sorts last, and counts here as in the sorted order).
+        m = int(np.count_nonzero(~(score < 0)))
+        cols = score.shape[1]
+        for flat, value in zip(order[:m].tolist(), score.ravel()[order[:m]].tolist()):
+            if value < 0:
                 break
+            ti, di = divmod(flat, cols)
             if ti in used_t or di in used_d:
                 continue
             used_t.add(ti)
             used_d.add(di)
-            pairs.append((int(ti), int(di)))
+            pairs.append((ti, di))
+            if len(used_t) == score.shape[0] or len(used_d) == cols:
+                break  # nothing left to pair
         return pairs
 
     def _update(self, tr: Track, index: int, box: np.ndarray, landmarks: np.ndarray) -> None:

@@ -62,7 +62,9 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         raw = None
         try:
             # None on the frames the schedule skips (every nth frame and scene cuts run the detector)
-            raw = schedule(vf.rgb, tracker.expected(vf.index) if tracker is not None else None)
+            # where the tracks expect their faces: only crops (full_every > 1) look there
+            expected = tracker.expected(vf.index) if tracker is not None and schedule.full_every > 1 else None
+            raw = schedule(vf.rgb, expected)
             if raw is None and failed_run is not None:
                 # Fail closed: where the faces are is unknown until the detector runs again, so the frames
                 # a failed run stood for fail too (before, they were written with stale boxes or none).
