@@ -104,3 +104,17 @@ def test_the_default_finds_the_faces_fp32_finds(parts, astronaut):
             worst = max(worst, dist / max(4.0, 0.06 * size))
             assert dist <= max(4.0, 0.06 * size), (box, y.xyxy[j], size)
     print(f"{len(a)} / {len(b)} faces, worst corner distance {worst:.2f} of the allowed")
+
+
+def test_recorded_settings_carry_int8_passes_only_where_it_matters():
+    """Manifests and track records (settings_of) keep int8_passes for precision=mixed, where it picks the weights,
+    and leave it out elsewhere, so a run recorded before the parameter existed still resumes."""
+    from faceveil.pipeline import Anonymizer, settings_of
+
+    mixed = settings_of(Anonymizer(load_detector=False))["detector_params"]
+    assert mixed["precision"] == "mixed" and tuple(mixed["int8_passes"]) == ("big",)
+    for preset in ("fast", "thorough", "video"):
+        dp = settings_of(Anonymizer(preset=preset, load_detector=False))["detector_params"]
+        assert dp["precision"] != "mixed" and "int8_passes" not in dp, (preset, dp)
+    other = settings_of(Anonymizer(detector_params={"int8_passes": ("main", "zoom")}, load_detector=False))
+    assert tuple(other["detector_params"]["int8_passes"]) == ("main", "zoom")

@@ -74,8 +74,13 @@ def settings_of(anonymizer) -> dict:
     """``anonymizer.describe()`` without the detector's thread count and spinning (resource settings, not
     result-changing ones): what dataset manifests and video track records store, and what a resume compares."""
     d = anonymizer.describe()
-    d["detector_params"].pop("threads", None)
-    d["detector_params"].pop("spin", None)
+    dp = d["detector_params"]
+    dp.pop("threads", None)
+    dp.pop("spin", None)
+    if "int8_passes" in dp and dp.get("precision") != "mixed":
+        # used only with precision=mixed: elsewhere it changes no byte, so runs recorded before it existed
+        # (or with another value) still resume
+        dp.pop("int8_passes")
     return d
 
 
