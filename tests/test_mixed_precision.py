@@ -80,8 +80,8 @@ def test_bad_mixed_settings_are_refused(params, message):
     ("facemask", "images", "maksssksksss300.jpg"),
     ("widerface-val", "images", "0--Parade", "0_Parade_Parade_0_102.jpg"),
 ])
-def test_the_default_finds_the_faces_fp32_finds(parts, astronaut):
-    """The default (big-face passes int8) against every pass fp32 (``--dp precision=fp32``): the same faces, boxes
+def test_int8_big_face_passes_find_the_faces_fp32_finds(parts, astronaut):
+    """``--dp precision=mixed`` (big-face passes int8) against the default, every pass fp32: the same faces, boxes
     a few pixels apart (the big-face passes box the large faces of enlarged photos; their int8 boxes move a little)."""
     from faceveil.detections import box_iou
     from faceveil.io.images import read_rgb
@@ -89,9 +89,9 @@ def test_the_default_finds_the_faces_fp32_finds(parts, astronaut):
     from conftest import shared_path
 
     image = astronaut if parts is None else read_rgb(shared_path(*parts))
-    default, fp32 = _detector(), _detector(precision="fp32")
-    assert default.params.precision == "mixed" and fp32.pass_precision("big") == "fp32"
-    a, b = default.detect(image), fp32.detect(image)
+    mixed, fp32 = _detector(precision="mixed", int8_passes=("big",)), _detector()
+    assert mixed.pass_precision("big") == "int8" and fp32.pass_precision("big") == "fp32"
+    a, b = mixed.detect(image), fp32.detect(image)
     assert len(a) and abs(len(a) - len(b)) <= max(1, len(b) // 20)
     worst = 0.0
     for x, y in ((a, b), (b, a)):
@@ -111,10 +111,11 @@ def test_recorded_settings_carry_int8_passes_only_where_it_matters():
     and leave it out elsewhere, so a run recorded before the parameter existed still resumes."""
     from faceveil.pipeline import Anonymizer, settings_of
 
-    mixed = settings_of(Anonymizer(load_detector=False))["detector_params"]
+    mixed = settings_of(Anonymizer(detector_params={"precision": "mixed"}, load_detector=False))["detector_params"]
     assert mixed["precision"] == "mixed" and tuple(mixed["int8_passes"]) == ("big",)
-    for preset in ("fast", "thorough", "video"):
+    for preset in ("balanced", "fast", "thorough", "video"):
         dp = settings_of(Anonymizer(preset=preset, load_detector=False))["detector_params"]
         assert dp["precision"] != "mixed" and "int8_passes" not in dp, (preset, dp)
-    other = settings_of(Anonymizer(detector_params={"int8_passes": ("main", "zoom")}, load_detector=False))
+    other = settings_of(Anonymizer(detector_params={"precision": "mixed", "int8_passes": ("main", "zoom")},
+                                   load_detector=False))
     assert tuple(other["detector_params"]["int8_passes"]) == ("main", "zoom")

@@ -159,7 +159,7 @@ def test_small_photos_keep_their_whole_enlargement_unless_min_side_tiles():
     for tiles in (False, True):
         det = get_detector(name, {**params, "min_side_tiles": tiles, "threads": 1})
         sizes[tiles] = []
-        for net in {id(n): n for n in (det.cf, det._net("big"))}.values():  # the big-face passes run int8
+        for net in {id(n): n for n in (det.cf, det._net("big"))}.values():  # with precision=mixed the big-face passes run another session
             forward = net.forward
             net.forward = lambda img, seen=sizes[tiles], f=forward: seen.append(img.shape[:2]) or f(img)
         det.detect(image)
