@@ -130,8 +130,7 @@ class Detections:
 
     def landmarks_each(self) -> list[np.ndarray | None]:
         """``landmarks_at`` of every face, the NaN check done once for all (a crowd frame has ~1,000 faces)."""
-        has = (~np.isnan(self.landmarks).any(axis=(1, 2))).tolist()
-        return [lm.copy() if ok else None for lm, ok in zip(self.landmarks, has)]
+        return [lm.copy() if ok else None for lm, ok in zip(self.landmarks, self.has_landmarks.tolist())]
 
     @property
     def widths(self) -> np.ndarray:
@@ -220,7 +219,7 @@ class Detections:
             boxes = [[round(v, decimals) for v in b] for b in boxes]
         if score_decimals is not None:
             scores = [round(v, score_decimals) for v in scores]
-        has_lm = (~np.isnan(self.landmarks).any(axis=(1, 2))).tolist() if len(self) else []
+        has_lm = self.has_landmarks.tolist()
         lms = self.landmarks.tolist() if any(has_lm) else None  # a track record's boxes have none
         ids, sources = self.track_id.tolist(), self.sources.tolist()
         faces = []
