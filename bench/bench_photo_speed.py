@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import labelled_sets, pick
+from common import labelled_sets, pick, run_timed
 from faceveil.eval.splits import split
 from faceveil.io.labels import find_image, read_eval_labels
 
@@ -54,14 +51,11 @@ def run(setting: str, src: Path, work: Path, code: Path | None = None) -> tuple[
         cmd = [str(BIN / "deface"), *sorted(str(p) for p in out.iterdir()), "--thresh", "0.2", "--replacewith", "blur"]
     else:
         cmd = [str(BIN / "faceveil"), "anonymize", str(src), "-q", "-o", str(out), *SETTINGS[setting]]
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    seconds = time.perf_counter() - t
-    c2 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise SystemExit(f"{setting} failed: {r.stderr[-500:]}")
-    return seconds, c2.ru_utime + c2.ru_stime - c.ru_utime - c.ru_stime
+    try:
+        seconds, _, cpu = run_timed(cmd, env=env, ok=(0,))
+    except RuntimeError as exc:
+        raise SystemExit(f"{setting} failed: {exc}") from None
+    return seconds, cpu
 
 
 def main() -> None:
