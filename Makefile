@@ -32,8 +32,11 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(BIN)/python tools/demo.py
 
+# The suite on every core, at most 4 workers (pytest-xdist; `make test TEST_WORKERS=0` runs it in one process).
+TEST_WORKERS ?= auto
+
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_images.py

@@ -3,6 +3,7 @@ the person's skin tone and the photo's grain (issue 22, items 1-3)."""
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -79,11 +80,17 @@ def test_everything_outside_the_face_mask_is_unchanged_and_the_hidden_face_never
         assert np.array_equal(_replace(scrambled, dets, seed=3), out)
 
 
-def _dlib68(img, box):
+@lru_cache(maxsize=1)
+def _dlib68_model():
+    """Loaded once per test session: the 95 MB file took ~1-2 s to load, per face, before."""
     dlib = pytest.importorskip("dlib")
     frm = pytest.importorskip("face_recognition_models")
     # the 68-point model is for evaluation only here (non-commercial licence): faceveil never uses it
-    sp = dlib.shape_predictor(frm.pose_predictor_model_location())
+    return dlib, dlib.shape_predictor(frm.pose_predictor_model_location())
+
+
+def _dlib68(img, box):
+    dlib, sp = _dlib68_model()
     rect = dlib.rectangle(*[int(v) for v in box])
     return np.array([[p.x, p.y] for p in sp(np.ascontiguousarray(img), rect).parts()])
 

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -150,16 +152,19 @@ def collect_stats(fp32_path: Path, photos: list[Path], sides: list[int], bins: i
 
     lo = {n: np.inf for n in names}
     hi = {n: -np.inf for n in names}
-    for item in items:
-        for n, v in run(item).items():
-            if n in lo:
-                lo[n] = min(lo[n], float(v.min()))
-                hi[n] = max(hi[n], float(v.max()))
-    hist = {n: np.zeros(bins, np.int64) for n in names}
-    for item in items:
-        for n, v in run(item).items():
-            if n in hist and hi[n] > lo[n]:
-                hist[n] += np.histogram(v, bins=bins, range=(lo[n], hi[n]))[0]
+    # numpy releases the GIL in its reductions and in np.histogram's arithmetic: the tensors of one photo
+    # are reduced on every core at once (integer counts and min/max: the same result in any order).
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for item in items:
+            got = [(n, v) for n, v in run(item).items() if n in lo]
+            for (n, _), (a, b) in zip(got, pool.map(lambda nv: (float(nv[1].min()), float(nv[1].max())), got)):
+                lo[n], hi[n] = min(lo[n], a), max(hi[n], b)
+        hist = {n: np.zeros(bins, np.int64) for n in names}
+        for item in items:
+            got = [(n, v) for n, v in run(item).items() if n in hist and hi[n] > lo[n]]
+            counts = pool.map(lambda nv: np.histogram(nv[1], bins=bins, range=(lo[nv[0]], hi[nv[0]]))[0], got)
+            for (n, _), c in zip(got, counts):
+                hist[n] += c
     return {n: (lo[n], hi[n], hist[n]) for n in names}
 
 
