@@ -13,7 +13,7 @@ and its closest kept entry), the weights' largest share and smallest effective k
 OUT/bank_<variant>.npz (not shipped: /tmp), a before/after grid of 8 deepface-unit faces to OUT/grid.png.
 
     PYTHONPATH=src nice python research/fd_weights.py OUT --split tune \\
-        [--variants "equal;0.4,0.25,0.15,0.1,0.1;dirichlet:0.5"] [--alphas 1.0] [--looks 100]
+        [--variants "equal;0.3,0.25,0.2,0.15,0.1;dirichlet:2;equal@0.65"] [--alphas 1.0] [--looks 100]
 """
 from __future__ import annotations
 

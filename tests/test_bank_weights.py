@@ -51,7 +51,8 @@ def test_the_donor_check_rejects_weighted_averages_of_one_person(astronaut, astr
     """Three "people" who are one real face: every average, however weighted, is that person to dlib and must be
     thrown away (before the weights, the same bank with the check off is how test_replace uses it)."""
     face = align(astronaut, astronaut_faces.landmarks[int(np.argmax(astronaut_faces.areas))], 256)
-    faces = np.stack([face, cv2.GaussianBlur(face, (0, 0), 1.0), np.clip(face * np.float32(1.1), 0, 255).astype(np.uint8)])
+    brighter = np.clip(face * np.float32(1.1), 0, 255).astype(np.uint8)
+    faces = np.stack([face, cv2.GaussianBlur(face, (0, 0), 1.0), brighter])
     ids = np.array(["ann", "bob", "cy"])
     bank = Bank(faces, ids, np.ones(3, np.int32), ids.copy(), "donors")
     syn = Synthesizer(bank, k=3, max_draws=3, weights="0.5,0.3,0.2")

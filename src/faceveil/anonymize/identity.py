@@ -89,7 +89,8 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
         rg = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY)
         # smoothed: the flow of hair and background is noise, and a face has no sharp folds
         flows = [cv2.GaussianBlur(dis.calc(rg, g, None), (0, 0), smooth * h / SIZE) for g in gray]
-        mean = np.mean(flows, axis=0) if weights is None else np.tensordot(np.asarray(weights, np.float32), flows, 1)
+        mean = (np.mean(flows, axis=0) if weights is None
+                else np.tensordot(np.asarray(weights, np.float32), flows, 1))
         moved = np.stack([cv2.remap(f, grid + fl - mean, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                           for f, fl in zip(faces, flows)])
         ref = average(moved, weights)
