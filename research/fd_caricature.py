@@ -37,6 +37,13 @@ def fd_parts(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
             float(np.trace(s1)), float(np.trace(s2)))
 
 
+def caricature(faces: np.ndarray, alpha: float) -> np.ndarray:
+    """The bank's entries pushed away from their mean face by ``alpha`` (1: unchanged), clipped to uint8."""
+    f = faces.astype(np.float32)
+    mean = f.mean(0)
+    return np.clip(mean + alpha * (f - mean), 0, 255).round().astype(np.uint8)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
@@ -51,9 +58,8 @@ def main() -> None:
     method = get_method("replace", {})
     entries = method.synth.bank.faces  # the shipped averages, changed in place below (this process only)
     base = entries.copy()
-    mean = base.astype(np.float32).mean(0)
     for alpha in (float(a) for a in args.alphas.split(",")):
-        entries[...] = np.clip(mean + alpha * (base.astype(np.float32) - mean), 0, 255).round().astype(np.uint8)
+        entries[...] = caricature(base, alpha)
         method.synth = type(method.synth)(method.synth.bank, k=method.params.k, reject=method.params.reject)
         outs = [method.apply(f.img, f.det, COMP, np.random.default_rng(1000 + i)) for i, f in enumerate(probes)]
         a = np.stack([descriptor(o, f.dbox) for o, f in zip(outs, probes)])

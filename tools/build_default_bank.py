@@ -42,6 +42,21 @@ def identity_groups(master_csv: Path) -> dict[str, str]:
     return {n: f"person{l:02d}" for n, l in zip(names, lab)}
 
 
+def donors_bank(data: Path, min_face: int = 60, size: int = 256, cache: str | None = None):
+    """(donors, detection stats, look-alike merges): the deepface-unit faces, aligned, grouped into people."""
+    groups = identity_groups(data / "master.csv")
+    items = [(p, groups.get(p.name)) for p in sorted(data.glob("*.jpg"))]
+    if cache and Path(cache).exists():
+        donors, stats = load_bank(cache), {"cached": cache}
+    else:
+        donors, stats = build_bank(items, min_face=min_face, size=size, progress=True,
+                                   source="deepface-unit (serengil/deepface, MIT); tools/build_default_bank.py")
+        if cache:
+            donors.save(cache)
+    donors, merged = merge_lookalikes(donors)
+    return donors, stats, merged
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "deepface-unit"))
@@ -56,17 +71,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--donors-cache", help="reuse (or write) the aligned donors here, to skip detection on reruns")
     args = ap.parse_args()
-    data = Path(args.data)
-    groups = identity_groups(data / "master.csv")
-    items = [(p, groups.get(p.name)) for p in sorted(data.glob("*.jpg"))]
-    if args.donors_cache and Path(args.donors_cache).exists():
-        donors, stats = load_bank(args.donors_cache), {"cached": args.donors_cache}
-    else:
-        donors, stats = build_bank(items, min_face=args.min_face, size=args.size, progress=True,
-                                   source="deepface-unit (serengil/deepface, MIT); tools/build_default_bank.py")
-        if args.donors_cache:
-            donors.save(args.donors_cache)
-    donors, merged = merge_lookalikes(donors)
+    donors, stats, merged = donors_bank(Path(args.data), args.min_face, args.size, args.donors_cache)
     bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
                                 min_distance=args.min_distance, progress=True)
     bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) averages of "

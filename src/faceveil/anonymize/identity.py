@@ -59,17 +59,22 @@ def aligned_descriptor(face: np.ndarray) -> np.ndarray:
     return descriptor(face, [v * s for v in DLIB_BOX])
 
 
-def average(faces: np.ndarray) -> np.ndarray:
-    return np.clip(faces.astype(np.float32).mean(axis=0) + 0.5, 0, 255).astype(np.uint8)
+def average(faces: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    f = faces.astype(np.float32)
+    m = f.mean(axis=0) if weights is None else np.tensordot(np.asarray(weights, np.float32), f, axes=1)
+    return np.clip(m + 0.5, 0, 255).astype(np.uint8)
 
 
-def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, spread: bool = False):
+def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, spread: bool = False,
+                  weights: np.ndarray | None = None):
     """The average of aligned faces after registering each onto their mean shape.
 
     ``smooth``: the flow's Gaussian smoothing, in template pixels (scaled with the crop's size).
     Each round computes the DIS flow from the current average to every face, moves
     every face by its flow minus the mean flow (so the shape lands on the mean of the
     shapes, not on one donor's), and averages again. Deterministic: DIS has no randomness.
+    ``weights`` (one per face, summing to 1; None: equal): a weighted average of the textures, on the
+    weighted mean of the shapes (a dominant donor leads both).
     ``spread``: also return how much the registered donors still disagree inside the face
     (mean grey-level std over the template's face ellipse, plus that of the worse eye): hair,
     hands or a turned head in one donor show up there as ghosts that the flow could not remove.
@@ -79,22 +84,27 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in faces]
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-    ref = average(faces)
+    ref = average(faces, weights)
     for _ in range(iterations):
         rg = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY)
         # smoothed: the flow of hair and background is noise, and a face has no sharp folds
         flows = [cv2.GaussianBlur(dis.calc(rg, g, None), (0, 0), smooth * h / SIZE) for g in gray]
-        mean = np.mean(flows, axis=0)
+        mean = (np.mean(flows, axis=0) if weights is None
+                else np.tensordot(np.asarray(weights, np.float32), flows, 1))
         moved = np.stack([cv2.remap(f, grid + fl - mean, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                           for f, fl in zip(faces, flows)])
-        ref = average(moved)
+        ref = average(moved, weights)
     if not spread:
         return ref
     s = h / SIZE
     yy, xx = np.mgrid[0:h, 0:w]
     inside = ((xx + 0.5 - 64 * s) / (36 * s)) ** 2 + ((yy + 0.5 - 76 * s) / (50 * s)) ** 2 <= 1
     g = np.stack([cv2.cvtColor(m, cv2.COLOR_RGB2GRAY) for m in moved]).astype(np.float32)
-    std = g.std(axis=0)
+    if weights is None:
+        std = g.std(axis=0)
+    else:  # what shows of a donor is its weight's share: a light donor's ghost is faint
+        w = np.asarray(weights, np.float32)[:, None, None]
+        std = np.sqrt((w * (g - (w * g).sum(0)) ** 2).sum(0))
     # a doubled eye is the ghost that shows most: the worse eye counts as much as the whole face
     eyes = [((xx + 0.5 - ex * s) ** 2 + (yy + 0.5 - ey * s) ** 2 <= (9 * s) ** 2) for ex, ey in TEMPLATE[:2]]
     return ref, float(std[inside].mean() + max(std[e].mean() for e in eyes))
@@ -127,6 +137,39 @@ def mirror_to(face: np.ndarray, own_yaw: float, target_yaw: float | None, dead: 
     return face, False
 
 
+# No donor may weigh more than half of an average: the other k-1 people together always weigh as much.
+MAX_WEIGHT = 0.5
+
+
+def donor_weights(spec: str, k: int, rng: np.random.Generator) -> np.ndarray | None:
+    """One average's donor weights (k values summing to 1, in the order the donors were drawn) from ``spec``:
+    "" or "equal": None (the plain average); "0.4,0.25,0.15,0.1,0.1": this profile (k values; the donors come
+    in random order, so which of them leads is random); "dirichlet:C": seeded Dirichlet weights of
+    concentration C (below 1: one or two donors lead), redrawn while one exceeds MAX_WEIGHT."""
+    spec = (spec or "").strip().lower()
+    if spec in ("", "equal"):
+        return None
+    if spec.startswith("dirichlet:"):
+        c = float(spec.split(":", 1)[1])
+        if not c > 0:
+            raise UsageError(f"weights {spec!r}: the concentration must be > 0")
+        for _ in range(1000):
+            w = rng.dirichlet(np.full(k, c))
+            if w.max() <= MAX_WEIGHT:
+                return w
+        raise UsageError(f"weights {spec!r}: no draw keeps every donor at or below {MAX_WEIGHT}")
+    try:
+        w = np.array([float(v) for v in spec.split(",")])
+    except ValueError:
+        raise UsageError(f"weights {spec!r}: expected 'equal', 'dirichlet:C' or k comma-separated numbers") from None
+    if len(w) != k or (w <= 0).any():
+        raise UsageError(f"weights {spec!r}: expected {k} positive numbers")
+    w = w / w.sum()
+    if w.max() > MAX_WEIGHT + 1e-9:
+        raise UsageError(f"weights {spec!r}: no donor may weigh more than {MAX_WEIGHT} of an average")
+    return w
+
+
 def seed_for(*parts: int | str) -> int:
     """A stable 63-bit seed from ints/strings (crc32 of each, mixed by numpy's SeedSequence)."""
     ints = [p if isinstance(p, int) else zlib.crc32(str(p).encode()) for p in parts]
@@ -141,6 +184,7 @@ class Synthesized:
     min_donor_distance: float  # nan when not checked
     yaw: float = 0.0  # the face's own yaw_ratio (mean of its donors', after mirroring)
     spread: float = float("nan")  # how much the registered donors disagree (dense_average)
+    weights: tuple[float, ...] = ()  # each donor's weight, in the order of ``donors`` (empty: equal)
 
 
 class Synthesizer:
@@ -152,10 +196,12 @@ class Synthesizer:
     """
 
     def __init__(self, bank: Bank, k: int = 5, reject: bool = True, reject_distance: float = MATCH,
-                 max_draws: int = 50):
+                 max_draws: int = 50, weights: str = ""):
         if k < 3:
             raise UsageError("k must be at least 3: fewer donors leave a single donor recognizable")
         self.bank, self.k, self.reject, self.reject_distance, self.max_draws = bank, k, reject, reject_distance, max_draws
+        self.weights = weights
+        donor_weights(weights, k, np.random.default_rng(0))  # a bad spec fails here, not at the first face
         if bank.kind == "averages":
             if (bank.k < 3).any():
                 raise UsageError("this bank holds entries averaged over fewer than 3 people")
@@ -203,8 +249,10 @@ class Synthesizer:
                        for p in people]
             turned = [mirror_to(self.bank.faces[j], float(self.bank.yaw[j]), yaw if yaw is not None else 1.0)
                       for j in idx]
-            own = float(np.mean([-self.bank.yaw[j] if fl else self.bank.yaw[j] for j, (_, fl) in zip(idx, turned)]))
-            face, spread = dense_average(np.stack([t for t, _ in turned]), spread=True)
+            w = donor_weights(self.weights, self.k, rng)
+            yaws = [-self.bank.yaw[j] if fl else self.bank.yaw[j] for j, (_, fl) in zip(idx, turned)]
+            own = float(np.mean(yaws) if w is None else np.dot(w, yaws))
+            face, spread = dense_average(np.stack([t for t, _ in turned]), spread=True, weights=w)
             face = crisp(face)  # before the donor check: what is checked is what is shown
             dist = float("nan")
             if self.reject:
@@ -214,25 +262,27 @@ class Synthesizer:
                 dist = min(float(np.linalg.norm(d - self._donor_desc(int(j)))) for j in all_idx)
                 if dist < self.reject_distance:
                     continue
-            return Synthesized(face, tuple(self.people[p] for p in people), draw, dist, own, spread)
+            return Synthesized(face, tuple(self.people[p] for p in people), draw, dist, own, spread,
+                               () if w is None else tuple(float(v) for v in w))
         raise ModelError(f"no average of {self.k} donors passed the donor check in {self.max_draws} draws; "
                          "use a larger bank or a larger k")
 
 
 def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidates: int = 0,
                     reject_distance: float = MATCH, min_distance: float = MATCH,
-                    progress: bool = False) -> tuple[Bank, dict]:
+                    progress: bool = False, weights: str = "") -> tuple[Bank, dict]:
     """An ``averages`` bank of up to ``count`` identities from a ``donors`` bank.
 
     Draws ``candidates`` (default 4 x count) donor-checked averages, drops the worse-registered
     half when at least 2 x count are left (the donors' spread after dense alignment), then keeps the
     most spread out (greedy farthest point on dlib descriptors), stopping early when
     the next one would lie within ``min_distance`` of one already kept: every two
-    entries are then different people to dlib.
+    entries are then different people to dlib. ``weights``: each average's donor weights
+    (``donor_weights``; default equal).
     """
     if bank.kind != "donors":
         raise UsageError("synthesize from a donors bank (faceveil bank build)")
-    syn = Synthesizer(bank, k, True, reject_distance)
+    syn = Synthesizer(bank, k, True, reject_distance, weights=weights)
     candidates = max(candidates or 4 * count, count)
     rng = np.random.default_rng(seed)
     drawn, raw_matches, raw_total = [], 0, 0
@@ -284,6 +334,9 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
         "pairwise_median": float(np.median(off)) if len(off) else float("nan"),
         "pairs_below_0.6": float((off < MATCH).mean()) if len(off) else float("nan"),
         "distinct_prefix": prefix,
+        # the largest donor weight of any kept entry, and the fewest "equal people" one amounts to (1 / sum w^2)
+        "max_weight": max(max(s.weights or (1 / k,)) for s in kept),
+        "effective_k_min": min(1 / sum(w * w for w in (s.weights or (1 / k,) * k)) for s in kept),
     }
     out = Bank(np.stack([s.face for s in kept]), np.array([f"avg{i:04d}" for i in range(len(kept))]),
                np.full(len(kept), k, np.int32), np.array(["|".join(s.donors) for s in kept]), "averages",
