@@ -245,8 +245,11 @@ class Tracker:
             # A face's box does not change size by max_ratio between two detector runs: such a pair is two objects
             # (a small face's track and a body, a backpack, a face behind it), and continuing the track gave it
             # a size and position velocity that a long hold extrapolated into boxes of 200-500 px.
-            side = np.sqrt(pc[:, None, 2] * pc[:, None, 3] / np.maximum(dc[None, :, 2] * dc[None, :, 3], 1e-9))
-            score = np.where(np.maximum(side, 1 / np.maximum(side, 1e-9)) > p.max_ratio, -1.0, score)
+            # (only the candidate pairs: a crowd's matrix is ~1,000 x 1,000 and nearly all of it already negative)
+            ti, di = np.nonzero(score >= 0)
+            ratio = (pc[ti, 2] * pc[ti, 3]) / np.maximum(dc[di, 2] * dc[di, 3], 1e-9)  # of areas: side ratio squared
+            far = (ratio > p.max_ratio ** 2) | (ratio * p.max_ratio ** 2 < 1)
+            score[ti[far], di[far]] = -1.0
         pairs = []
         used_t, used_d = set(), set()
         order = np.argsort(-score, axis=None)
