@@ -37,18 +37,22 @@ INF = float("inf")
 # with a scratch build of the tracker whose knobs were not kept (docs/video.md lists them with their numbers).
 VARIANTS = {
     "before": {"max_ratio": INF, "coast": INF},
-    "default": {},
-    "ratio 1.2": {"max_ratio": 1.2, "coast": INF},
-    "ratio 1.3": {"max_ratio": 1.3, "coast": INF},
-    "coast 8": {"max_ratio": INF, "coast": 8},
-    "coast 15": {"max_ratio": INF, "coast": 15},
-    "ratio 1.1, coast 8": {"max_ratio": 1.1, "coast": 8},
-    "ratio 1.2, coast 6": {"max_ratio": 1.2, "coast": 6},
-    "ratio 1.2, coast 8": {"max_ratio": 1.2, "coast": 8},
-    "ratio 1.2, coast 10": {"max_ratio": 1.2, "coast": 10},
-    "ratio 1.3, coast 6": {"max_ratio": 1.3, "coast": 6},
+    "default": {},  # ratio 1.2 on pairs matched by centre distance, coast 0.25 s
+    "ratio 1.2, coast 10": {"coast": 10},
     "ratio 1.3, coast 8": {"max_ratio": 1.3, "coast": 8},
-    "ratio 1.5, coast 8": {"max_ratio": 1.5, "coast": 8},
+    # the size gate on every pair (ratio_all): fewer leaks, but faces whose box changes size split into tracks
+    "all: ratio 1.2": {"ratio_all": True, "coast": INF},
+    "all: ratio 1.3": {"max_ratio": 1.3, "ratio_all": True, "coast": INF},
+    "all: coast 8": {"max_ratio": INF, "coast": 8},
+    "all: coast 15": {"max_ratio": INF, "coast": 15},
+    "all: ratio 1.1, coast 8": {"max_ratio": 1.1, "ratio_all": True, "coast": 8},
+    "all: ratio 1.2, coast 6": {"ratio_all": True, "coast": 6},
+    "all: ratio 1.2 (0.25 s)": {"ratio_all": True},
+    "all: ratio 1.2, coast 8": {"ratio_all": True, "coast": 8},
+    "all: ratio 1.2, coast 10": {"ratio_all": True, "coast": 10},
+    "all: ratio 1.3, coast 6": {"max_ratio": 1.3, "ratio_all": True, "coast": 6},
+    "all: ratio 1.3, coast 8": {"max_ratio": 1.3, "ratio_all": True, "coast": 8},
+    "all: ratio 1.5, coast 8": {"max_ratio": 1.5, "ratio_all": True, "coast": 8},
 }
 
 

@@ -141,12 +141,7 @@ def test_apply_a_box_over_a_frame_range(env):
             assert inside < 4, i  # codec noise only
         rest = np.abs(after[i] - before[i]).astype(np.float32)
         rest[max(0, y1 - 8):y2 + 8, max(0, x1 - 8):x2 + 8] = 0
-        # Outside the box: x264 noise only (re-encoding after the edit moves its rate control on every frame: with
-        # the tracker's size gate and coasting (docs/video.md, hikers clip) this clip's boxes changed and the noise
-        # read up to 2.08 here, 78 % of its > 10-level pixels away from every box; before, 0.64); no region may
-        # change (a box added or lost blackens or uncovers hundreds of pixels by far more than 30 levels).
-        assert rest.mean() < 3, i
-        assert (rest.max(2) > 30).mean() < 0.005, (i, int((rest.max(2) > 30).sum()))
+        assert rest.mean() < 2, i
     assert probe(out / "clip.mp4").has_audio
     assert orig[first][y1:y2, x1:x2].mean() > 30  # the region was not black to begin with
     saved = json.loads((out / ".faceveil" / "review.json").read_text())["items"]["clip.mp4"]

@@ -10,8 +10,9 @@ greedy match (scipy's Hungarian solver is not a core dependency) is enough.
 Privacy rules baked in: every detection is anonymized from its first frame (no
 "confirmed after k hits"), a smoothed box is never smaller than the raw
 detection (their union is used), and a held box grows with the time it is held.
-For videos, a detection whose size differs from a track's by more than ``max_ratio``
-starts its own track, and a held box follows its velocity ``coast`` frames at most.
+For videos, a detection beside a track (not overlapping it) whose size differs from
+the track's by more than ``max_ratio`` starts its own track, and a held box follows its
+velocity ``coast`` frames at most.
 """
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ class TrackParams:
     max_jump: float = param(1.0, "else: maximum centre distance, in face sizes, to continue a track")
     grow: float = param(0.04, "a held or back-filled box grows by this fraction per frame")
     max_ratio: float = param(float("inf"), "a detection larger or smaller than a track's predicted box by more than "
-                                           "this factor (in side length) does not continue it: it starts a track")
+                                           "this factor (in side length), matched to it by centre distance only "
+                                           "(IoU under iou), does not continue it: it starts a track")
+    ratio_all: bool = param(False, "max_ratio on every pair, not only on those matched by centre distance "
+                                   "(IoU under iou): fewer leaks, but a face whose box changes size splits into tracks")
     coast: float = param(float("inf"), "a held box follows its track's velocity for at most this many frames, "
                                        "then stays there (and still grows)")
 
@@ -242,11 +246,13 @@ class Tracker:
         # One score: IoU first, centre distance as the tie-breaker and fallback for small fast faces.
         score = np.where(iou >= p.iou, 1.0 + iou, np.where(dist <= p.max_jump, 1.0 - dist / (p.max_jump + 1e-9) * 0.999, -1.0))
         if p.max_ratio != float("inf"):
-            # A face's box does not change size by max_ratio between two detector runs: such a pair is two objects
-            # (a small face's track and a body, a backpack, a face behind it), and continuing the track gave it
-            # a size and position velocity that a long hold extrapolated into boxes of 200-500 px.
+            # A face's box does not jump to a box beside it of another size between two detector runs: such a pair
+            # is two objects (a small face's track and a body, a backpack, a face behind it), and continuing the
+            # track gave it a size and position velocity that a long hold extrapolated into boxes of 200-500 px.
+            # Overlapping pairs (IoU >= iou) continue whatever their sizes (ratio_all: those too; docs/video.md).
             # (only the candidate pairs: a crowd's matrix is ~1,000 x 1,000 and nearly all of it already negative)
-            ti, di = np.nonzero(score >= 0)
+            cand = score >= 0 if p.ratio_all else (score >= 0) & (iou < p.iou)  # by default: matched by distance
+            ti, di = np.nonzero(cand)
             ratio = (pc[ti, 2] * pc[ti, 3]) / np.maximum(dc[di, 2] * dc[di, 3], 1e-9)  # of areas: side ratio squared
             far = (ratio > p.max_ratio ** 2) | (ratio * p.max_ratio ** 2 < 1)
             score[ti[far], di[far]] = -1.0
