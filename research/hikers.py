@@ -39,6 +39,10 @@ VARIANTS = {
     "before": {"max_ratio": INF, "coast": INF},
     "default": {},  # ratio 1.2 on pairs matched by centre distance, coast 0.25 s
     "ratio 1.2, coast 10": {"coast": 10},
+    "ratio 1.2, no coast": {"coast": INF},
+    "ratio 1.2, coast 15": {"coast": 15},
+    "ratio 1.2, coast 12": {"coast": 12},
+    "ratio 1.2, coast 20": {"coast": 20},
     "ratio 1.3, coast 8": {"max_ratio": 1.3, "coast": 8},
     # the size gate on every pair (ratio_all): fewer leaks, but faces whose box changes size split into tracks
     "all: ratio 1.2": {"ratio_all": True, "coast": INF},

@@ -1,6 +1,6 @@
 """The video default's tracker on the two patterns that blurred whole bodies on the hikers clip (docs/video.md,
 "False positives held by tracking"): a small face's track continued by a box several times its size (a body, a
-backpack), and a held box following a velocity over the whole 1 s hold. Synthetic detections, no network."""
+backpack), and a held box following a velocity over the whole 1 s hold (now 0.5 s at most). Synthetic detections, no network."""
 from __future__ import annotations
 
 import numpy as np
@@ -48,13 +48,13 @@ def test_a_box_far_larger_than_the_track_starts_its_own_and_held_boxes_stay_face
     assert small_held and max(b[2] - b[0] for b in small_held) < 40  # the small face stays held, face-sized
 
 
-def test_a_held_box_follows_its_velocity_a_quarter_second_then_stays():
+def test_a_held_box_follows_its_velocity_half_a_second_then_stays():
     t, hold = _video_tracker()
     dets = {i: [[100 + 4 * i, 200, 130 + 4 * i, 236]] for i in range(0, 12, 2)}  # 4 px a frame to the right
     out = _run(t, hold, dets, 10 + hold + 1)
     last_x2 = 130 + 4 * 10
     coast = video_track_params(VideoOptions(), FPS).coast
-    assert 1 <= coast <= 10
+    assert 1 <= coast <= 20
     right = max(float(d.xyxy[0, 2]) for d in out[11:] if len(d))
     # it keeps moving with the face for `coast` frames (covers a face that walks on) ...
     assert right >= last_x2 + 4 * coast
@@ -73,8 +73,8 @@ def test_params_are_checked():
 def test_hikers_clip_hides_less_around_its_faces():
     """The first 60 frames of the hikers clip with the video default (detector and tracking): the share of the
     frame changed. Held boxes of tracks continued by bodies and carried by noisy velocities hid 23.2 % of it
-    before (research/hikers.py: 18.2 % away from every `thorough` face box, enlarged 1.5x; now 18.1 % / 12.5 %
-    with fewer `thorough` faces leaked, 104 -> 98 face-frames). The away share needs thorough's reference, too
+    before (research/hikers.py: 18.2 % away from every `thorough` face box, enlarged 1.5x); 20.0 % now (coasting
+    0.5 s; 18.1 % with 0.25 s, which leaked more on the whole clip). The away share needs thorough's reference, too
     slow for a test; the changed share moves with it here."""
     from conftest import shared_path
     from faceveil.io.video import probe, read_frames
