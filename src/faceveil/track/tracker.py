@@ -10,6 +10,9 @@ greedy match (scipy's Hungarian solver is not a core dependency) is enough.
 Privacy rules baked in: every detection is anonymized from its first frame (no
 "confirmed after k hits"), a smoothed box is never smaller than the raw
 detection (their union is used), and a held box grows with the time it is held.
+For videos, a detection beside a track (not overlapping it) whose size differs from
+the track's by more than ``max_ratio`` starts its own track, and a held box follows its
+velocity ``coast`` frames at most.
 """
 from __future__ import annotations
 
@@ -29,10 +32,19 @@ class TrackParams:
     iou: float = param(0.1, "minimum IoU between a prediction and a detection to continue a track")
     max_jump: float = param(1.0, "else: maximum centre distance, in face sizes, to continue a track")
     grow: float = param(0.04, "a held or back-filled box grows by this fraction per frame")
+    max_ratio: float = param(float("inf"), "a detection larger or smaller than a track's predicted box by more than "
+                                           "this factor (in side length), matched to it by centre distance only "
+                                           "(IoU under iou), does not continue it: it starts a track")
+    ratio_all: bool = param(False, "max_ratio on every pair, not only on those matched by centre distance "
+                                   "(IoU under iou): fewer leaks, but a face whose box changes size splits into tracks")
+    coast: float = param(float("inf"), "a held box follows its track's velocity for at most this many frames, "
+                                       "then stays there (and still grows)")
 
     def __post_init__(self):
         if self.hold < 0 or self.lookahead < 0:
             raise ValueError("hold and lookahead must be >= 0")
+        if self.max_ratio < 1 or self.coast < 0:
+            raise ValueError("max_ratio must be >= 1 and coast >= 0")
         if not 0 <= self.smoothing < 1:
             raise ValueError("smoothing must be in [0, 1)")
 
@@ -211,9 +223,13 @@ class Tracker:
         age = np.array([index - tr.last_index for tr in tracks], np.float64)[:, None]
         raw = _to_cxcywh(np.array([tr.last_box for tr in tracks], np.float64))
         velocity = np.array([tr.velocity for tr in tracks], np.float64)
-        moved = raw + velocity * age
+        # A velocity is followed `coast` frames at most: measured from two noisy boxes (or a jump to another
+        # object), it carried a box across the frame over a 1 s hold (the hikers clip, docs/video.md).
+        steps = np.minimum(age, p.coast)
+        moved = raw + velocity * steps
         moved[:, 2:] = np.maximum(moved[:, 2:], raw[:, 2:])
-        pred = _predict_all(tracks, index)
+        pred = np.array([tr.state for tr in tracks], np.float64) + velocity * steps  # _predict_all, coasting
+        pred[:, 2:] = np.maximum(pred[:, 2:], 1.0)
         grow = p.grow * age
         cands = np.stack([_to_xyxy(raw, grow), _to_xyxy(moved, grow), _to_xyxy(pred, grow)])
         return np.concatenate([cands[:, :, :2].min(0), cands[:, :, 2:].max(0)], axis=1)
@@ -229,6 +245,17 @@ class Tracker:
         dist = np.linalg.norm(pc[:, None, :2] - dc[None, :, :2], axis=-1) / np.maximum(size, 1.0)
         # One score: IoU first, centre distance as the tie-breaker and fallback for small fast faces.
         score = np.where(iou >= p.iou, 1.0 + iou, np.where(dist <= p.max_jump, 1.0 - dist / (p.max_jump + 1e-9) * 0.999, -1.0))
+        if p.max_ratio != float("inf"):
+            # A face's box does not jump to a box beside it of another size between two detector runs: such a pair
+            # is two objects (a small face's track and a body, a backpack, a face behind it), and continuing the
+            # track gave it a size and position velocity that a long hold extrapolated into boxes of 200-500 px.
+            # Overlapping pairs (IoU >= iou) continue whatever their sizes (ratio_all: those too; docs/video.md).
+            # (only the candidate pairs: a crowd's matrix is ~1,000 x 1,000 and nearly all of it already negative)
+            cand = score >= 0 if p.ratio_all else (score >= 0) & (iou < p.iou)  # by default: matched by distance
+            ti, di = np.nonzero(cand)
+            ratio = (pc[ti, 2] * pc[ti, 3]) / np.maximum(dc[di, 2] * dc[di, 3], 1e-9)  # of areas: side ratio squared
+            far = (ratio > p.max_ratio ** 2) | (ratio * p.max_ratio ** 2 < 1)
+            score[ti[far], di[far]] = -1.0
         pairs = []
         used_t, used_d = set(), set()
         order = np.argsort(-score, axis=None)

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..api import resolved_detector
+from ..detect.presets import VIDEO_COAST_S, VIDEO_MAX_RATIO
 from ..detections import Detections
 from ..io.video import VideoFrame, probe, read_frames
 from ..track import Tracker, TrackParams
@@ -22,6 +23,13 @@ class TrackedFrame:
     detections: Detections
     error: str | None = None
     skipped: bool = False  # the detector did not run on this frame (``detect_every``)
+
+
+def video_track_params(options: VideoOptions, fps: float) -> TrackParams:
+    """The tracker's parameters for a video: hold and look-ahead from the options, a detection's size jump and a
+    held box's coasting from presets.VIDEO_MAX_RATIO / VIDEO_COAST_S."""
+    return TrackParams(hold=options.frames_held(fps), lookahead=options.frames_ahead(fps), smoothing=options.smoothing,
+                       max_ratio=VIDEO_MAX_RATIO, coast=max(1, round(VIDEO_COAST_S * fps)))
 
 
 def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], Detections],
@@ -72,7 +80,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             if options.tracking:
                 if tracker is None:
                     h, w = vf.rgb.shape[:2]
-                    tracker = Tracker(TrackParams(hold=hold, lookahead=ahead, smoothing=options.smoothing), (w, h))
+                    tracker = Tracker(video_track_params(options, fps), (w, h))
                 # A skipped frame is no miss: tracks live `hold` frames past the next detection run.
                 dets = tracker.step(vf.index, raw, hold + n - 1)
             else:
