@@ -93,12 +93,13 @@ class Track:
         return (h[-1, 1:] - h[0, 1:]) / dt if dt > 0 else np.zeros(4)
 
 
-def _predict_all(tracks: list[Track], index: int) -> np.ndarray:
+def _predict_all(tracks: list[Track], index: int, coast: float = float("inf")) -> np.ndarray:
     """``Track.predict(index)`` of every track at once, Nx4 cxcywh: the same element-wise operations, so the same
     floats (a crowd has up to ~1,000 tracks a frame, and numpy calls per track on 4 numbers cost more than the
-    arithmetic)."""
+    arithmetic). ``coast``: the velocity is followed that many frames at most."""
     age = np.array([index - tr.last_index for tr in tracks], np.float64)[:, None]
-    s = np.array([tr.state for tr in tracks], np.float64) + np.array([tr.velocity for tr in tracks], np.float64) * age
+    steps = np.minimum(age, coast)
+    s = np.array([tr.state for tr in tracks], np.float64) + np.array([tr.velocity for tr in tracks], np.float64) * steps
     s[:, 2:] = np.maximum(s[:, 2:], 1.0)
     return s
 
@@ -228,8 +229,7 @@ class Tracker:
         steps = np.minimum(age, p.coast)
         moved = raw + velocity * steps
         moved[:, 2:] = np.maximum(moved[:, 2:], raw[:, 2:])
-        pred = np.array([tr.state for tr in tracks], np.float64) + velocity * steps  # _predict_all, coasting
-        pred[:, 2:] = np.maximum(pred[:, 2:], 1.0)
+        pred = _predict_all(tracks, index, p.coast)
         grow = p.grow * age
         cands = np.stack([_to_xyxy(raw, grow), _to_xyxy(moved, grow), _to_xyxy(pred, grow)])
         return np.concatenate([cands[:, :, :2].min(0), cands[:, :, 2:].max(0)], axis=1)
