@@ -42,7 +42,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import COMP, DATA, ROOT, Face, detected, frechet, lfw_gallery_and_probes, rank1, ssim, table
+from common import (COMP, DATA, ROOT, Face, deepface_face, detected, frechet, lfw_gallery_and_probes, rank1, ssim,
+                    table)
 from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.identity import MATCH, descriptor
 from faceveil.detect import get_detector
@@ -266,14 +267,7 @@ def grid(out: Path) -> None:
     cf = get_detector("centerface", {"threads": 1})
     tiles = []
     for n, name in enumerate(["img3.jpg", "img20.jpg", "img41.jpg", "img17.jpg", "couple.jpg", "img22.jpg"]):
-        img = read_rgb(DATA / "deepface-unit" / name)
-        f = 480 / max(img.shape[:2])
-        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        dets = cf.detect(img)
-        b = dets.xyxy[int(np.argmax(dets.areas))]
-        c, s = (b[:2] + b[2:]) / 2, max(b[2:] - b[:2]) * 0.95
-        x1, y1 = np.clip((c - s).astype(int), 0, None)
-        x2, y2 = (c + s).astype(int)
+        img, dets, (x1, y1, x2, y2) = deepface_face(name, cf, 0.95)
         row = [img]
         for mname, params in [("replace", {"identity": 2 * n}), ("replace", {"identity": 2 * n + 1}),
                               ("replace", {"identity": 2 * n, "harmonizer": "poisson"}),

@@ -74,10 +74,30 @@ class Face:
         self.desc = descriptor(self.img, self.dbox)
 
 
-def lfw_gallery_and_probes(n_people: int, rng: np.random.Generator, cf, hog, gallery_limit: int = 0):
+def deepface_face(name: str, cf, scale: float, side: int = 480):
+    """A deepface-unit photo (MIT) resized to ``side`` px, CenterFace's (``cf``) detections on it, and a square
+    window (x1, y1, x2, y2) around its largest face reaching ``scale`` x the face's longer side from its centre:
+    the rows of the before/after grids (bench_replace.py, research/fd_weights.py)."""
+    import cv2
+
+    img = read_rgb(DATA / "deepface-unit" / name)
+    f = side / max(img.shape[:2])
+    img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    dets = cf.detect(img)
+    b = dets.xyxy[int(np.argmax(dets.areas))]
+    c, s = (b[:2] + b[2:]) / 2, max(b[2:] - b[:2]) * scale
+    x1, y1 = np.clip((c - s).astype(int), 0, None)
+    x2, y2 = (c + s).astype(int)
+    return img, dets, (x1, y1, x2, y2)
+
+
+def lfw_gallery_and_probes(n_people: int, rng: np.random.Generator, cf, hog, gallery_limit: int = 0,
+                           probe_side: str | None = None):
     """(gallery, probes, truth) of the LFW protocol (bench_replace.py, bench_learnedblur.py): each person's first
     photo in the gallery (the first ``gallery_limit`` people, 0: all) where CenterFace finds a face, and the second
-    photo of up to ``n_people`` of them, drawn with ``rng``, as probes; ``truth`` indexes each probe's gallery face."""
+    photo of up to ``n_people`` of them, drawn with ``rng``, as probes; ``truth`` indexes each probe's gallery face.
+    ``probe_side`` ("tune" / "held_out"): probes only from that half of faceveil.eval.splits (by person), drawn from
+    every person of it with a second photo (research/fd_weights.py chooses on one half and reports on the other)."""
     people = lfw_people()
     gallery, g_ok = [], []
     for name in list(people)[: gallery_limit or None]:
@@ -86,8 +106,14 @@ def lfw_gallery_and_probes(n_people: int, rng: np.random.Generator, cf, hog, gal
             g_ok.append(name)
         except LookupError:
             pass
+    if probe_side is None:
+        order = [n for n in rng.permutation(g_ok)[: n_people * 2] if len(people[n]) >= 2]
+    else:
+        from faceveil.eval.splits import side
+
+        order = rng.permutation([n for n in g_ok if len(people[n]) >= 2 and side(n) == probe_side])
     probes, truth = [], []
-    for name in [n for n in rng.permutation(g_ok)[: n_people * 2] if len(people[n]) >= 2]:
+    for name in order:
         try:
             probes.append(Face(people[name][1], cf, hog))
             truth.append(g_ok.index(name))

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_replace  # noqa: E402
-from common import COMP, DATA, Face, lfw_people, rank1, table, tool_module  # noqa: E402
+from common import COMP, DATA, deepface_face, lfw_gallery_and_probes, rank1, table, tool_module  # noqa: E402
 from fd_caricature import caricature, fd_parts  # noqa: E402
 
 from faceveil.anonymize import get_method  # noqa: E402
@@ -36,8 +36,6 @@ from faceveil.anonymize.bank import load_bank  # noqa: E402
 from faceveil.anonymize.identity import MATCH, aligned_descriptor, descriptor, synthesize_bank  # noqa: E402
 from faceveil.detect import get_detector  # noqa: E402
 from faceveil.errors import ModelError  # noqa: E402
-from faceveil.eval.splits import side  # noqa: E402
-from faceveil.io.images import read_rgb  # noqa: E402
 
 GRID_PHOTOS = ["img3.jpg", "img20.jpg", "img41.jpg", "img17.jpg", "couple.jpg", "img22.jpg", "img1.jpg", "img5.jpg"]
 
@@ -48,25 +46,8 @@ def lfw_half(split: str, n_people: int, cache: Path):
     if cache.exists():
         return pickle.loads(cache.read_bytes())
     cf, hog = get_detector("centerface", {"threads": 1}), get_detector("dlib-hog", {})
-    people = lfw_people()
-    gallery, names = [], []
-    for name, photos in people.items():
-        try:
-            gallery.append(Face(photos[0], cf, hog))
-            names.append(name)
-        except LookupError:
-            pass
-    half = [n for n in names if len(people[n]) >= 2 and side(n) == split]
-    probes, truth = [], []
-    for name in np.random.default_rng(0).permutation(half):
-        try:
-            probes.append(Face(people[name][1], cf, hog))
-            truth.append(names.index(name))
-        except LookupError:
-            pass
-        if len(probes) == n_people:
-            break
-    out = (np.stack([g.desc for g in gallery]), probes, np.array(truth), [gallery[t] for t in truth])
+    gallery, probes, truth = lfw_gallery_and_probes(n_people, np.random.default_rng(0), cf, hog, probe_side=split)
+    out = (np.stack([g.desc for g in gallery]), probes, truth, [gallery[t] for t in truth])
     cache.write_bytes(pickle.dumps(out))
     return out
 
@@ -115,14 +96,7 @@ def grid(banks: dict[str, Path], out: Path) -> None:
     cf = get_detector("centerface", {"threads": 1})
     rows = []
     for n, name in enumerate(GRID_PHOTOS):
-        img = read_rgb(DATA / "deepface-unit" / name)
-        f = 480 / max(img.shape[:2])
-        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        dets = cf.detect(img)
-        b = dets.xyxy[int(np.argmax(dets.areas))]
-        c, s = (b[:2] + b[2:]) / 2, max(b[2:] - b[:2]) * 0.8
-        x1, y1 = np.clip((c - s).astype(int), 0, None)
-        x2, y2 = (c + s).astype(int)
+        img, dets, (x1, y1, x2, y2) = deepface_face(name, cf, 0.8)
         tiles = [img] + [get_method("replace", {"bank": str(p), "identity": n}).apply(
             img, dets, COMP, np.random.default_rng(0)) for p in banks.values()]
         rows.append(np.concatenate([cv2.resize(t[y1:y2, x1:x2], (160, 160), interpolation=cv2.INTER_AREA)
