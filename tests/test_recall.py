@@ -124,6 +124,34 @@ def test_big_face_passes_run_only_on_enlarged_photos_and_keep_big_confident_boxe
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("key, runs", [("maksssksksss47.jpg", True), ("maksssksksss603.jpg", False)])
+def test_balanced_runs_the_big_face_passes_only_where_the_main_pass_sees_a_big_face(key, runs):
+    """balanced's big-face gate (big_gate_px 40, from score 0.05): a 400 px facemask photo with one big masked face
+    (133 px) still takes both big-face passes and gets the ungated boxes exactly; a crowd of 115 small faces (the main
+    pass's largest candidate 16 px) skips them. Passes are counted at the network (every forward call)."""
+    from faceveil.detect import get_detector
+    from faceveil.io.images import read_rgb
+
+    image = read_rgb(shared_path("facemask", "images", key))
+    name, params, _ = resolve("balanced")
+    assert params["big_gate_px"] > 0 and params["big_scales"]
+    got = {}
+    for gate in (params["big_gate_px"], 0.0):
+        det = get_detector(name, {**params, "big_gate_px": gate, "threads": 1})
+        seen = []
+        for net in {id(n): n for n in (det.cf, det._net("big"))}.values():
+            net.forward = lambda img, f=net.forward, seen=seen: seen.append(img.shape[:2]) or f(img)
+        got[gate] = det.detect(image), len(seen)
+    (gated, n_gated), (ungated, n_ungated) = got[params["big_gate_px"]], got[0.0]
+    assert n_ungated - n_gated == (0 if runs else len(params["big_scales"]))
+    if runs:
+        assert len(gated) and np.array_equal(gated.xyxy, ungated.xyxy) and np.array_equal(gated.score, ungated.score)
+        assert np.array_equal(gated.landmarks, ungated.landmarks)
+    else:
+        assert len(gated) >= 50  # the crowd is still found
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["maksssksksss47.jpg", "maksssksksss106.jpg"])
 def test_big_face_passes_cover_big_masked_faces_to_the_chin(key):
     """Two facemask photos (400 px) with one big masked face each (133 and 269 px): enlarged to 800, CenterFace

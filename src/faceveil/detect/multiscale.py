@@ -264,6 +264,11 @@ class MultiScale(Detector):
                                               "boxes a big face short, above its chin or mask")
         big_min_px: float = param(48.0, "big-face passes keep boxes from this size (sqrt of area, image pixels)")
         big_min_score: float = param(0.5, "big-face passes keep boxes from this score (a false big box hides much)")
+        big_gate_px: float = param(0.0, "run the big-face passes only on photos whose main pass (or its mirror) has "
+                                   "a candidate from big_gate_score at least this size (sqrt of area, the photo's "
+                                   "own pixels): a photo with no big face skips them (0: always run them)")
+        big_gate_score: float = param(0.05, "the score from which a main-pass candidate opens the big-face passes "
+                                      "(big_gate_px)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
         confirm_score: float = param(0.0, "merged boxes scoring under this count only where a second pass (the "
                                      "mirror, the zoom, a big-face pass) also kept a box on them (0: off)")
@@ -314,6 +319,8 @@ class MultiScale(Detector):
                 raise ValueError("min_factor must be between 0 and 1")
             if not all(0.0 < s <= 1.0 for s in self.big_scales):
                 raise ValueError("big_scales must be factors in (0, 1]")
+            if self.big_gate_px < 0 or not 0.0 < self.big_gate_score < 1.0:
+                raise ValueError("big_gate_px must be >= 0 and big_gate_score between 0 and 1")
             from .centerface import PRECISIONS
 
             if self.precision not in (*PRECISIONS, "mixed"):
@@ -427,15 +434,25 @@ class MultiScale(Detector):
         f = self.main_factor(image)
         zf = self.zoom_factor(image)
         zoom = zf > f * 1.05 and (p.zoom > 1.0 or self.tiles_enlarge(image))
+        gate = self.big_gated(image)
         if zoom and p.zoom_tiles:
-            # the main pass down to the seeds' score: its weak candidates say where the zoom tiles go
-            d = self._pass(image, f, min(floor, p.zoom_seed_score))
-            tiles = plan_zoom_tiles(d, *image.shape[:2], p)
+            # the main pass down to the seeds' score: its weak candidates say where the zoom tiles go (and, gated,
+            # down to the big-face gate's score: a big face's weak peak opens the big-face passes)
+            low = min(floor, p.zoom_seed_score)
+            d = self._pass(image, f, min(low, p.big_gate_score) if gate else low)
+            seen = [d]
+            tiles = plan_zoom_tiles(d[d.score > low] if gate else d, *image.shape[:2], p)
             out = [d[(d.score >= floor) & ~self.replaced(d, tiles, *image.shape[:2])]]
+        elif gate and p.big_gate_score < floor:
+            d = self._pass(image, f, p.big_gate_score)
+            seen, out = [d], [d[d.score > floor]]  # detect_raw's own cut (heat > floor)
         else:
             out = [self._pass(image, f, floor)]
+            seen = out[:]
         if p.flip:
-            out.append(self._pass(image, f, floor, flip=True))
+            m = self._pass(image, f, min(floor, p.big_gate_score) if gate else floor, flip=True)
+            seen.append(m)
+            out.append(m[m.score > floor] if gate and p.big_gate_score < floor else m)
         # zoom is relative to the original: a small photo already enlarged by min_side gets no second pass
         if zoom:
             z = self.tiles_pass(image, tiles, zf, floor) if p.zoom_tiles else self._pass(image, zf, floor, kind="zoom")
@@ -451,7 +468,8 @@ class MultiScale(Detector):
             out.append(self._net("tiled").detect_tiled(image, t, floor, p.max_size))
         if p.coarse_size and side * f > 1.5 * p.coarse_size:
             out.append(self._pass(image, p.coarse_size / side, floor, kind="coarse"))
-        out += self.big_passes(image, floor)
+        if not gate or self.big_gate_open(seen):
+            out += self.big_passes(image, floor)
         if self.yn is not None:
             out.append(self.yn.detect(image))
         if self.mk is not None:
@@ -476,6 +494,17 @@ class MultiScale(Detector):
             return []
         min_px = p.big_min_px if min_px is None else min_px
         return [self.as_big(self._pass(image, s, floor, kind="big"), min_px) for s in (p.big_scales if scales is None else scales)]
+
+    def big_gated(self, image: np.ndarray) -> bool:
+        """Whether this photo's big-face passes wait on the main pass's candidates (``big_gate_px``)."""
+        p = self.params
+        return p.big_gate_px > 0 and bool(p.big_scales) and self.enlarged(image)
+
+    def big_gate_open(self, main: list[Detections]) -> bool:
+        """Whether the main pass (and its mirror) say a big face can be: a candidate scoring at least
+        ``big_gate_score`` whose box (sqrt of area, the photo's own pixels) measures at least ``big_gate_px``."""
+        p = self.params
+        return any(bool(((d.score >= p.big_gate_score) & (np.sqrt(d.areas) >= p.big_gate_px)).any()) for d in main)
 
     def replaced(self, d: Detections, tiles: np.ndarray, height: int, width: int) -> np.ndarray:
         """Per 1x box: whether a zoom tile replaces it (``zoom_tile_replace``: small and inside a tile)."""

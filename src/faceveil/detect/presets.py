@@ -21,6 +21,12 @@ _REGION = {"shape": "box", "mask_scale": 1.25}
 # 48 px and score 0.5: enlarged, big faces get boxes that stop above the chin or mask (facemask, all
 # 700 photos: 1.27 % -> 0.95 % leaked at 2.46 % -> 2.45 % away; docs/recall.md).
 _BIG_FACES = {"big_scales": (0.6, 0.9), "big_min_px": 48.0, "big_min_score": 0.5}
+# balanced runs them only where its main pass has a candidate from score 0.05 at least 40 px (0.83x big_min_px) in the
+# photo's own pixels (issue 20, photo speed; research/big_gate.py, docs/recall.md "Big-face gate"): the main pass sees
+# a face the big passes box at >= 0.92x that box's size, so a photo without one has nothing for them to keep.
+# Facemask tune: the same 17 leaked faces at 2.40 % away, the passes on 74 % of the photos; held-out (run once):
+# the same 10 at 2.50 %, 70 %. Gates up to 64 px leaked nothing more on tune, 80 px one 47 px face.
+_BIG_GATE = {"big_gate_px": 40.0, "big_gate_score": 0.05}
 
 # Zoom only where small faces can be (issue 20): the 2x pass runs on tiles around the 1x pass's candidates
 # up to 48 px scoring >= 0.03, each 3.5x their size, instead of the whole photo (WIDER: 125 leaked faces
@@ -63,7 +69,7 @@ PRESETS: dict[str, dict] = {
                    "plus a 2x zoom pass (up to 2048 px) on tiles around small or weak candidates: the default",
         "detector": "multiscale",
         "params": {**_CALIBRATED, "min_side": 800, "zoom": 2.0, "zoom_max_side": 2048, "zoom_min_score": 0.15,
-                   **_BIG_FACES, **_ZOOM_TILES, **_SHAPE},
+                   **_BIG_FACES, **_BIG_GATE, **_ZOOM_TILES, **_SHAPE},
         "region": dict(_REGION),
     },
     "thorough": {
