@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -270,7 +271,8 @@ class Synthesizer:
 
 def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidates: int = 0,
                     reject_distance: float = MATCH, min_distance: float = MATCH,
-                    progress: bool = False, weights: str = "") -> tuple[Bank, dict]:
+                    progress: bool = False, weights: str = "",
+                    accept: Callable[[Synthesized], bool] | None = None) -> tuple[Bank, dict]:
     """An ``averages`` bank of up to ``count`` identities from a ``donors`` bank.
 
     Draws ``candidates`` (default 4 x count) donor-checked averages, drops the worse-registered
@@ -278,7 +280,9 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     most spread out (greedy farthest point on dlib descriptors), stopping early when
     the next one would lie within ``min_distance`` of one already kept: every two
     entries are then different people to dlib. ``weights``: each average's donor weights
-    (``donor_weights``; default equal).
+    (``donor_weights``; default equal). ``accept``: a further check of a candidate, run only on
+    the ones the farthest-point order reaches (tools/build_default_bank.py: the average fitted
+    into photos must stay away from its donors); a rejected one is passed over.
     """
     if bank.kind != "donors":
         raise UsageError("synthesize from a donors bank (faceveil bank build)")
@@ -309,14 +313,27 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     if len(drawn) >= 2 * count:
         drawn = [s for s in drawn if s.spread <= cut]
     desc = np.stack([aligned_descriptor(s.face) for s in drawn])
-    keep = [0]
-    dmin = np.linalg.norm(desc - desc[0], axis=1)
+    rejected = 0
+    first = 0
+    if accept is not None:
+        while first < len(drawn) and not accept(drawn[first]):
+            first, rejected = first + 1, rejected + 1
+        if first == len(drawn):
+            raise ModelError(f"none of {len(drawn)} averages passed the further check; draw more candidates")
+    keep = [first]
+    dmin = np.linalg.norm(desc - desc[first], axis=1)
+    dmin[:first] = -np.inf
     while len(keep) < min(count, len(drawn)):
         j = int(np.argmax(dmin))
-        if dmin[j] < min_distance:
+        if dmin[j] < min_distance or dmin[j] == -np.inf:
             break
+        if accept is not None and not accept(drawn[j]):
+            dmin[j], rejected = -np.inf, rejected + 1
+            continue
         keep.append(j)
         dmin = np.minimum(dmin, np.linalg.norm(desc - desc[j], axis=1))
+        if accept is not None:
+            dmin[keep] = -np.inf  # with candidates passed over, a kept one (at 0) could be taken twice
     kept = [drawn[j] for j in keep]
     # farthest-first order: how many leading entries are all pairwise >= MATCH apart
     order_d = np.linalg.norm(desc[keep][:, None] - desc[keep][None], axis=2)
@@ -334,6 +351,7 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
         "pairwise_median": float(np.median(off)) if len(off) else float("nan"),
         "pairs_below_0.6": float((off < MATCH).mean()) if len(off) else float("nan"),
         "distinct_prefix": prefix,
+        "checked_further": len(keep) + rejected if accept is not None else 0, "rejected_further": rejected,
         # the largest donor weight of any kept entry, and the fewest "equal people" one amounts to (1 / sum w^2)
         "max_weight": max(max(s.weights or (1 / k,)) for s in kept),
         "effective_k_min": min(1 / sum(w * w for w in (s.weights or (1 / k,) * k)) for s in kept),
