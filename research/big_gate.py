@@ -32,11 +32,6 @@ from faceveil.io.labels import read_eval_labels
 from replay_recall import OUT, SETS, as_detections, half_summary, replayed_passes  # noqa: E402  (research/ is the folder)
 
 
-def gate_open(main, px: float, score: float) -> bool:
-    """MultiScale.big_gate_open on the cached main pass (cut at the cache's floor, 0.05)."""
-    return px <= 0 or bool(((main.score >= score) & (np.sqrt(main.areas) >= px)).any())
-
-
 def run(cached: dict, labels, keys: list, p: dict) -> tuple[dict, float, set]:
     """(half_summary, share of enlarged photos whose big passes run, leaked faces) under params ``p``."""
     comp = Compositor(RegionParams(p.get("shape", "box"), p["mask_scale"], 0.0))
@@ -49,7 +44,8 @@ def run(cached: dict, labels, keys: list, p: dict) -> tuple[dict, float, set]:
         if det.enlarges(w, h) and p["big_scales"]:
             enlarged += 1
             main = as_detections(parts[0][1], parts[0][0])
-            if gate_open(main, p["big_gate_px"], p["big_gate_score"]):
+            # MultiScale's own gate on the cached main pass (cut at the cache's floor, 0.05)
+            if p["big_gate_px"] <= 0 or det.big_gate_open([main]):
                 ran += 1
             else:
                 passes = [d for d in passes if d.source != "big"]
