@@ -67,7 +67,8 @@ def main() -> None:
         _, probes, _ = lfw_gallery_and_probes(args.people, np.random.default_rng(0), cf, hog, probe_side=args.split)
         probes = [BUILD.PhotoFace(p.img, p.det, p.dbox, p.desc) for p in probes]
         lcache.write_bytes(pickle.dumps(probes))
-    dcache = args.out / f"lfwdist_{tag}_{args.split}.npy"
+    probes = probes[: args.people]  # the cache may hold more: the same draw's first ones
+    dcache = args.out / f"lfwdist_{tag}_{args.split}{'' if args.people == 100 else args.people}.npy"
     if dcache.exists():
         lfw = np.load(dcache)
     else:
