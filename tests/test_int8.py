@@ -223,7 +223,10 @@ def test_worker_processes_get_their_share_of_threads(tmp_path):
 
     cfg = batch._with_threads(AnonymizerConfig(), 1)
     assert cfg.detector == "multiscale" and cfg.detector_params["threads"] == 1
-    with ProcessPoolExecutor(max_workers=1, initializer=batch._init_pool_worker, initargs=(os.getpid(), cfg)) as pool:
+    # the run's own start method (spawn): a child forked from this test process, which holds sessions and a
+    # batch._worker from earlier tests, hung destroying the inherited ones (pthread_cond_destroy) in a fresh-clone run
+    with ProcessPoolExecutor(max_workers=1, initializer=batch._init_pool_worker, initargs=(os.getpid(), cfg),
+                             mp_context=batch.pool_context()) as pool:
         n = pool.submit(_worker_intra_op_threads).result(timeout=120)
     assert n == 1
 
