@@ -36,9 +36,8 @@ BUILD = tool_module("build_default_bank")
 
 def entry_distances(bank, donors, donor_desc, targets, skip_own: bool) -> np.ndarray:
     """(entries, targets): tools/build_default_bank.py's placed_distances for every entry of ``bank``."""
-    out = np.stack([BUILD.placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"), donors,
-                                           donor_desc, targets, skip_own=skip_own) for i in range(len(bank))])
-    return out
+    return np.stack([BUILD.placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"),
+                                            donors, donor_desc, targets, skip_own=skip_own) for i in range(len(bank))])
 
 
 def main() -> None:
@@ -64,8 +63,8 @@ def main() -> None:
     if lcache.exists():
         probes = pickle.loads(lcache.read_bytes())
     else:
+        # common.Face has what placed_distances reads of a target (img, det, dbox, desc)
         _, probes, _ = lfw_gallery_and_probes(args.people, np.random.default_rng(0), cf, hog, probe_side=args.split)
-        probes = [BUILD.PhotoFace(p.img, p.det, p.dbox, p.desc) for p in probes]
         lcache.write_bytes(pickle.dumps(probes))
     probes = probes[: args.people]  # the cache may hold more: the same draw's first ones
     dcache = args.out / f"lfwdist_{tag}_{args.split}{'' if args.people == 100 else args.people}.npy"

@@ -313,16 +313,8 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     if len(drawn) >= 2 * count:
         drawn = [s for s in drawn if s.spread <= cut]
     desc = np.stack([aligned_descriptor(s.face) for s in drawn])
-    rejected = 0
-    first = 0
-    if accept is not None:
-        while first < len(drawn) and not accept(drawn[first]):
-            first, rejected = first + 1, rejected + 1
-        if first == len(drawn):
-            raise ModelError(f"none of {len(drawn)} averages passed the further check; draw more candidates")
-    keep = [first]
-    dmin = np.linalg.norm(desc - desc[first], axis=1)
-    dmin[:first] = -np.inf
+    keep, rejected = [], 0
+    dmin = np.full(len(drawn), np.inf)  # the first pick is the first candidate accepted
     while len(keep) < min(count, len(drawn)):
         j = int(np.argmax(dmin))
         if dmin[j] < min_distance or dmin[j] == -np.inf:
@@ -334,6 +326,8 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
         dmin = np.minimum(dmin, np.linalg.norm(desc - desc[j], axis=1))
         if accept is not None:
             dmin[keep] = -np.inf  # with candidates passed over, a kept one (at 0) could be taken twice
+    if not keep:
+        raise ModelError(f"none of {len(drawn)} averages passed the further check; draw more candidates")
     kept = [drawn[j] for j in keep]
     # farthest-first order: how many leading entries are all pairwise >= MATCH apart
     order_d = np.linalg.norm(desc[keep][:, None] - desc[keep][None], axis=2)
