@@ -93,6 +93,15 @@ def default_comp():
 _DEFAULT_DETECTIONS: dict = {}
 
 
+def record_forwards(det) -> list:
+    """Every network call a multiscale detector makes from now on, as its input's (height, width), in order: its
+    main session's and, with precision=mixed, the other session the big-face passes run."""
+    seen: list = []
+    for net in {id(n): n for n in (det.cf, det._net("big"))}.values():
+        net.forward = lambda img, f=net.forward: seen.append(img.shape[:2]) or f(img)
+    return seen
+
+
 def detect_default(img):
     """The default detector's faces (the Python API's faceveil.detect), a fresh copy of them. Many looks
     tests detect the same real photos: each image (by its bytes) is detected once per test process."""

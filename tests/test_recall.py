@@ -7,7 +7,7 @@ from faceveil.detect.presets import DEFAULT_PRESET, PRESETS, resolve
 from faceveil.detections import Detections, box_iou
 from faceveil.errors import UsageError
 
-from conftest import shared_path
+from conftest import record_forwards, shared_path
 
 ASTRONAUT_FACE = [180, 60, 270, 175]
 
@@ -138,9 +138,7 @@ def test_balanced_runs_the_big_face_passes_only_where_the_main_pass_sees_a_big_f
     got = {}
     for gate in (params["big_gate_px"], 0.0):
         det = get_detector(name, {**params, "big_gate_px": gate, "threads": 1})
-        seen = []
-        for net in {id(n): n for n in (det.cf, det._net("big"))}.values():
-            net.forward = lambda img, f=net.forward, seen=seen: seen.append(img.shape[:2]) or f(img)
+        seen = record_forwards(det)
         got[gate] = det.detect(image), len(seen)
     (gated, n_gated), (ungated, n_ungated) = got[params["big_gate_px"]], got[0.0]
     assert n_ungated - n_gated == (0 if runs else len(params["big_scales"]))

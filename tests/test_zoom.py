@@ -8,7 +8,7 @@ from faceveil.detect.multiscale import inside_tiles, plan_zoom_tiles
 from faceveil.detect.presets import resolve
 from faceveil.detections import Detections
 
-from conftest import shared_path
+from conftest import record_forwards, shared_path
 
 
 def _params(**kw):
@@ -159,10 +159,7 @@ def test_small_photos_keep_their_whole_enlargement_unless_min_side_tiles():
     for tiles in (False, True):
         # the big-face passes always run (not gated by the main pass): the last forward calls are theirs
         det = get_detector(name, {**params, "min_side_tiles": tiles, "threads": 1, "big_gate_px": 0.0})
-        sizes[tiles] = []
-        for net in {id(n): n for n in (det.cf, det._net("big"))}.values():  # with precision=mixed the big-face passes run another session
-            forward = net.forward
-            net.forward = lambda img, seen=sizes[tiles], f=forward: seen.append(img.shape[:2]) or f(img)
+        sizes[tiles] = record_forwards(det)
         det.detect(image)
     assert sizes[False][0] == (312, 800)  # the whole photo enlarged, no zoom tile
     assert sizes[True][0] == image.shape[:2]
