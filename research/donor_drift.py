@@ -29,15 +29,16 @@ from common import DATA, lfw_gallery_and_probes, tool_module  # noqa: E402
 
 from faceveil.anonymize.bank import load_bank  # noqa: E402
 from faceveil.anonymize.identity import MATCH, aligned_descriptor  # noqa: E402
+from faceveil.anonymize.placement import photo_targets, placed_distances  # noqa: E402
 from faceveil.detect import get_detector  # noqa: E402
 
 BUILD = tool_module("build_default_bank")
 
 
 def entry_distances(bank, donors, donor_desc, targets, skip_own: bool) -> np.ndarray:
-    """(entries, targets): tools/build_default_bank.py's placed_distances for every entry of ``bank``."""
-    return np.stack([BUILD.placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"),
-                                            donors, donor_desc, targets, skip_own=skip_own) for i in range(len(bank))])
+    """(entries, targets): the bank build's placed_distances for every entry of ``bank``."""
+    return np.stack([placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"),
+                                      donors, donor_desc, targets, skip_own=skip_own) for i in range(len(bank))])
 
 
 def main() -> None:
@@ -57,7 +58,8 @@ def main() -> None:
     if cache.exists():
         clean = np.load(cache)
     else:
-        clean = entry_distances(bank, donors, donor_desc, BUILD.photo_targets(DATA / "deepface-unit"), True)
+        targets = photo_targets(sorted((DATA / "deepface-unit").glob("*.jpg")))
+        clean = entry_distances(bank, donors, donor_desc, targets, True)
         np.save(cache, clean)
     lcache = args.out / f"lfw_{args.split}.pkl"
     if lcache.exists():

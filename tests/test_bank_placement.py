@@ -12,6 +12,7 @@ import pytest
 
 from faceveil.anonymize import identity
 from faceveil.anonymize.bank import Bank, align, load_bank
+from faceveil.anonymize.placement import photo_targets, placed_distances
 from faceveil.errors import ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +74,89 @@ def test_shipped_entries_fitted_into_photos_stay_away_from_their_donors():
     build = tool_module("build_default_bank")
     donors, _, _ = build.donors_bank(DEEPFACE)
     donor_desc = np.stack([identity.aligned_descriptor(f) for f in donors.faces])
-    targets = build.photo_targets(DEEPFACE)[::2]
+    targets = photo_targets(sorted(DEEPFACE.glob("*.jpg")))[::2]
     bank = load_bank()
     for i in range(8):
-        d = build.placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"), donors,
-                                   donor_desc, targets)
+        d = placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"), donors,
+                             donor_desc, targets)
         assert np.isfinite(d).sum() >= 5 and d.min() >= identity.MATCH, (i, d.min())
+
+
+def _cli_args(tmp_path, **kw):
+    import argparse
+
+    base = {"folder": str(tmp_path), "average": 4, "k": 3, "seed": 0, "min_distance": 0.0, "placed_distance": 0.6,
+            "check_photos": 64, "candidates": 12, "quiet": True}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_bank_build_average_runs_the_placement_check_on_the_folders_photos(astronaut, astronaut_faces, far_apart,
+                                                                          monkeypatch, tmp_path):
+    """``faceveil bank build --average``: users' banks get the shipped bank's second check. The targets are DIR's
+    photos, evenly spaced up to --check-photos; a candidate placed within --placed-distance of a donor photo, or on
+    fewer than 5 photos that are not its donors, is passed over; the bank's source and the report record it;
+    no photo to check in fails closed."""
+    from faceveil.anonymize import placement
+    from faceveil.cli.bank import _averages
+    from faceveil.errors import UsageError
+
+    donors = _people(astronaut, astronaut_faces)
+    items = [(tmp_path / f"{i:03d}.jpg", None) for i in range(100)]
+    picked, placed = [], []
+    monkeypatch.setattr(placement, "photo_targets", lambda paths: picked.extend(paths) or ["t"] * 6)
+
+    def fake_placed(face, yaw, people, donors, donor_desc, targets, stop_below=-1.0, skip_own=True):
+        placed.append(tuple(people))
+        d = np.full(len(targets), 0.9)
+        if "p0" in people:
+            d[2] = 0.5  # one photo comes within 0.6 of a donor
+        if "p1" in people:
+            d[1:] = np.inf  # only one photo is not one of its donor people: unchecked
+        return d
+
+    monkeypatch.setattr(placement, "placed_distances", fake_placed)
+    bank, st = _averages(donors, items, _cli_args(tmp_path, check_photos=10))
+    assert [p.name for p in picked] == [f"{i:03d}.jpg" for i in (0, 11, 22, 33, 44, 55, 66, 77, 88, 99)]
+    kept = [set(str(d).split("|")) for d in bank.donors]
+    assert kept and not any({"p0", "p1"} & k for k in kept)
+    assert sum(bool({"p0", "p1"} & set(p)) for p in placed) == st["placement_check"]["passed_over"] > 0
+    assert st["placement_check"] == {"distance": 0.6, "photos": 6, "checked": len(placed),
+                                     "passed_over": st["rejected_further"]}
+    assert "fitted into 6 photos: >= 0.6" in bank.source
+    # the check changes the outcome: without it, averages with p0 or p1 are kept
+    placed.clear()
+    plain, st = _averages(donors, items, _cli_args(tmp_path, placed_distance=0.0))
+    assert not placed and "placement_check" not in st and "fitted" not in plain.source
+    assert any({"p0", "p1"} & set(str(d).split("|")) for d in plain.donors)
+    monkeypatch.setattr(placement, "photo_targets", lambda paths: [])
+    with pytest.raises(UsageError, match="no photo with a face"):
+        _averages(donors, items, _cli_args(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEEPFACE.is_dir(), reason="needs ../shared/data/deepface-unit")
+def test_bank_build_average_cli_on_real_photos(tmp_path):
+    """End to end with dlib: the CLI's averages, fitted by replace into the check photos, stay >= 0.6 from every
+    photo of their donors on at least 5 of them, and the file says how it was checked."""
+    from faceveil.anonymize.bank import build_bank, list_labelled
+    from faceveil.cli import main
+
+    folder = tmp_path / "people"
+    folder.mkdir()
+    for p in sorted(DEEPFACE.glob("*.jpg"))[:24]:
+        (folder / p.name).symlink_to(p)
+    out = tmp_path / "avg.npz"
+    assert main(["bank", "build", str(folder), "--merge-lookalikes", "--average", "2", "--k", "3",
+                 "--check-photos", "12", "--candidates", "16", "-q", "-o", str(out)]) == 0
+    bank = load_bank(out)
+    assert bank.kind == "averages" and 1 <= len(bank) <= 2 and (bank.k == 3).all()
+    assert "fitted into" in bank.source and ">= 0.6" in bank.source
+    donors, _ = build_bank(list_labelled(folder), min_face=60, size=128)
+    donors, _ = identity.merge_lookalikes(donors)
+    donor_desc = np.stack([identity.aligned_descriptor(f) for f in donors.faces])
+    paths = sorted(folder.glob("*.jpg"))
+    targets = photo_targets([paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, 12).round().astype(int))])
+    for i in range(len(bank)):
+        d = placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"), donors, donor_desc,
+                             targets)
+        assert np.isfinite(d).sum() >= 5 and d.min() >= identity.MATCH, (i, d)

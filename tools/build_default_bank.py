@@ -32,11 +32,9 @@ from scipy.sparse.csgraph import connected_components
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from faceveil.anonymize import Compositor, RegionParams, get_method  # noqa: E402
-from faceveil.anonymize.bank import Bank, build_bank, load_bank  # noqa: E402
-from faceveil.anonymize.identity import (MATCH, Synthesized, Synthesizer, aligned_descriptor,  # noqa: E402
-                                         descriptor, merge_lookalikes, synthesize_bank)
-from faceveil.io.images import read_rgb  # noqa: E402
+from faceveil.anonymize.bank import build_bank, load_bank  # noqa: E402
+from faceveil.anonymize.identity import MATCH, merge_lookalikes, synthesize_bank  # noqa: E402
+from faceveil.anonymize.placement import placement_check, photo_targets  # noqa: E402
 
 
 def identity_groups(master_csv: Path) -> dict[str, str]:
@@ -64,76 +62,6 @@ def donors_bank(data: Path, min_face: int = 60, size: int = 256, cache: str | No
     return donors, stats, merged
 
 
-class PhotoFace:
-    """A target face for the placement check: the photo, CenterFace's detection, dlib's box and descriptor."""
-
-    def __init__(self, img, det, dbox, desc):
-        self.img, self.det, self.dbox, self.desc = img, det, dbox, desc
-
-
-def photo_targets(data: Path, face_px: float = 100.0) -> list[PhotoFace]:
-    """The largest face of each photo in ``data``, the photo resized so that face is about ``face_px`` wide
-    (LFW's faces are ~100 px in 250 px photos)."""
-    import cv2
-
-    from faceveil.detect import get_detector
-
-    cf, hog = get_detector("centerface", {"threads": 1}), get_detector("dlib-hog", {})
-    out = []
-    for path in sorted(data.glob("*.jpg")):
-        img = read_rgb(path)
-        d = cf.detect(img)
-        if not len(d):
-            continue
-        b = d.xyxy[int(np.argmax(d.areas))]
-        f = min(1.0, face_px / max(b[2] - b[0], 1.0))
-        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        d = cf.detect(img)
-        if not len(d):
-            continue
-        i = int(np.argmax(d.areas))
-        h = hog.detect(img)
-        dbox = h.xyxy[int(np.argmax(h.areas))] if len(h) else d.xyxy[i]
-        desc = descriptor(img, dbox)
-        if np.isfinite(desc).all():
-            out.append(PhotoFace(img, d[[i]], dbox, desc))
-    return out
-
-
-def placed_distances(face: np.ndarray, yaw: float, people: list[str], donors: Bank, donor_desc: np.ndarray,
-                     targets: list[PhotoFace], stop_below: float = -1.0, skip_own: bool = True) -> np.ndarray:
-    """How close a replaced face comes to a photo of one of its donor ``people`` once replace fits ``face`` (an
-    aligned average) into each target: dlib's descriptor at the target's own box, as an attacker takes it, one
-    distance per target (inf: not placed). ``skip_own``: targets within MATCH of a photo of one of those people
-    (the target is that person) are left out. Stops at the first placement under ``stop_below``."""
-    one = Bank(face[None], np.array(["candidate"]), np.array([len(people)]), np.array(["|".join(people)]),
-               "averages", template=donors.template, yaw=np.array([yaw], np.float32))
-    method = get_method("replace", {"identity": 0})
-    method.synth = Synthesizer(one)
-    comp = Compositor(RegionParams())
-    cols = np.isin(donors.identity, people)
-    out = np.full(len(targets), np.inf)
-    for j, t in enumerate(targets):
-        if skip_own and np.linalg.norm(t.desc - donor_desc[cols], axis=1).min() < MATCH:
-            continue
-        placed = method.apply(t.img, t.det, comp, np.random.default_rng(j))
-        out[j] = np.linalg.norm(descriptor(placed, t.dbox) - donor_desc[cols], axis=1).min()
-        if out[j] < stop_below:
-            break
-    return out
-
-
-def placement_check(donors: Bank, targets: list[PhotoFace], distance: float = MATCH):
-    """``synthesize_bank``'s ``accept``: the average fitted into every target stays >= ``distance`` from its
-    donors' photos."""
-    donor_desc = np.stack([aligned_descriptor(f) for f in donors.faces])
-
-    def accept(s: Synthesized) -> bool:
-        return placed_distances(s.face, s.yaw, list(s.donors), donors, donor_desc, targets, distance).min() >= distance
-
-    return accept
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "deepface-unit"))
@@ -153,7 +81,7 @@ def main() -> int:
     donors, stats, merged = donors_bank(Path(args.data), args.min_face, args.size, args.donors_cache)
     accept = None
     if args.placed_distance > 0:
-        accept = placement_check(donors, photo_targets(Path(args.data)), args.placed_distance)
+        accept = placement_check(donors, photo_targets(sorted(Path(args.data).glob("*.jpg"))), args.placed_distance)
     bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
                                 min_distance=args.min_distance, progress=True, accept=accept)
     bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) averages of "

@@ -15,7 +15,9 @@ examples:
 
 Build from faces you may use (consented, or with a licence that allows it). A
 bank of single donors holds real faces: keep it private; `--average N` keeps only
-averages of k different people, each checked by dlib against its donors.
+averages of k different people, each checked by dlib against its donors: as an
+aligned crop, and fitted by replace into up to --check-photos of DIR's photos
+(other people's), where it must stay --placed-distance from every donor photo.
 """
 
 
@@ -36,6 +38,13 @@ def register(sub) -> None:
     bb.add_argument("--min-distance", type=float, default=0.6,
                     help="with --average: keep adding identities only while each is at least this far (dlib "
                          "distance) from every one kept; 0 keeps N")
+    bb.add_argument("--placed-distance", type=float, default=0.6, metavar="D",
+                    help="with --average: fitted into photos, an average must stay this far (dlib) from its donors' "
+                         "photos (default 0.6; 0: the aligned check only)")
+    bb.add_argument("--check-photos", type=int, default=64, metavar="N",
+                    help="photos of DIR, evenly spaced, to fit the averages into (default 64)")
+    bb.add_argument("--candidates", type=int, default=0, metavar="N",
+                    help="averages drawn before choosing (default 8x --average, 4x without the placement check)")
     bb.add_argument("--merge-lookalikes", action="store_true",
                     help="join identities that dlib cannot tell apart (for loosely labelled folders)")
     bb.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -53,6 +62,8 @@ def cmd_build(args) -> int:
 
     if args.k < 3:
         raise UsageError("--k must be at least 3")
+    if args.placed_distance < 0 or args.check_photos < 1 or args.candidates < 0:
+        raise UsageError("--placed-distance, --candidates must be >= 0 and --check-photos >= 1")
     items = list_labelled(args.folder, args.labels)
     if not items:
         raise UsageError(f"{args.folder}: no images found")
@@ -65,14 +76,49 @@ def cmd_build(args) -> int:
         bank, report["lookalike_merges"] = merge_lookalikes(bank)
         report["people"] = len(bank.people())
     if args.average:
-        from ..anonymize.identity import synthesize_bank
-
-        bank, report["averages"] = synthesize_bank(bank, args.average, args.k, args.seed,
-                                                      min_distance=args.min_distance, progress=not args.quiet)
+        bank, report["averages"] = _averages(bank, items, args)
     bank.save(args.output)
     print(json.dumps(report), file=sys.stderr)
+    if args.average and len(bank) < args.average:
+        why = report["averages"].get("placement_check", {}).get("passed_over", 0)
+        print(f"faceveil: warning: kept {len(bank)} of the {args.average} averages asked"
+              + (f" ({why} passed over by the placement check)" if why else "")
+              + "; --candidates draws more, a larger --k or more people keep more", file=sys.stderr)
     print(f"faceveil: bank of {len(bank)} {bank.kind} ({report['people']} people) -> {args.output}", file=sys.stderr)
     return 0
+
+
+def _averages(donors, items, args):
+    """``--average``: the averages bank, with the placement check unless ``--placed-distance 0``."""
+    import numpy as np
+
+    from ..anonymize.identity import synthesize_bank
+    from ..errors import UsageError
+
+    accept, check = None, args.placed_distance > 0
+    if check:
+        from ..anonymize.placement import photo_targets, placement_check
+
+        paths = [p for p, _ in items]
+        pick = np.unique(np.linspace(0, len(paths) - 1, min(args.check_photos, len(paths))).round().astype(int))
+        targets = photo_targets([paths[i] for i in pick])
+        if not targets:
+            raise UsageError(f"{args.folder}: no photo with a face to check the averages in (--placed-distance 0 "
+                             "skips this check)")
+        accept = placement_check(donors, targets, args.placed_distance, progress=not args.quiet)
+    candidates = args.candidates or (8 if check else 4) * args.average
+    try:
+        bank, stats = synthesize_bank(donors, args.average, args.k, args.seed, candidates,
+                                      min_distance=args.min_distance, progress=not args.quiet, accept=accept)
+    finally:
+        if accept is not None:
+            accept.close()
+    checked = f", and fitted into {len(targets)} photos: >= {args.placed_distance:g}" if check else ""
+    bank.source = f"faceveil bank build {args.folder}; averages of k={args.k}, donor-checked (aligned{checked})"
+    if check:
+        stats["placement_check"] = {"distance": args.placed_distance, "photos": len(targets),
+                                    "checked": stats["checked_further"], "passed_over": stats["rejected_further"]}
+    return bank, stats
 
 
 def cmd_info(args) -> int:
