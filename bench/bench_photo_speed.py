@@ -1,11 +1,11 @@
 """Photo speed, end to end: the deface CLI against faceveil's CLI presets on the same files, in one run.
 
-    python bench/bench_photo_speed.py [--sets facemask,wider] [--limit 100] [--rounds 3]
+    python bench/bench_photo_speed.py [--sets facemask,wider] [--limit 100] [--rounds 3] [--settings 0,4,6]
 
 Per set: evenly spaced held-out photos (faceveil.eval.splits) copied into a temporary folder; each
 round runs every setting once, in turn (deface CLI --thresh 0.2; faceveil anonymize --detect fast,
-fast with int8 weights, the balanced preset as it was before zoom tiles, the default, and the default
-with int8 weights), and the
+fast with int8 weights, the balanced preset as it was before zoom tiles, the default, the default
+with int8 weights, and the default in one process, --jobs 1), and the
 table keeps each setting's fastest round (a shared machine: the other rounds carry other jobs' load).
 ms/photo includes each CLI's start-up (model load) spread over the photos; CPU ms/photo is the CLI's user + system
 time (all its threads; each setting's lowest round), steadier than wall time on a shared machine. Leaks are not measured here:
@@ -36,6 +36,9 @@ SETTINGS = {
     "faceveil balanced, before (whole-photo zoom)": BEFORE,
     "faceveil balanced (default)": [],
     "faceveil balanced, int8": ["--dp", "precision=int8"],
+    # the default runs a folder of >= 32 photos per core in one worker process per core (one onnxruntime thread
+    # each); this row is one process with a thread per core, the default before
+    "faceveil balanced, one process (--jobs 1)": ["--jobs", "1"],
 }
 
 
@@ -65,7 +68,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compare", type=Path, metavar="SRC",
                     help="also run the faceveil settings from this src/ folder (another checkout's), in turn")
+    ap.add_argument("--settings", help="only these rows, by their 0-based index in SETTINGS (0: deface)")
     a = ap.parse_args()
+    if a.settings:
+        names = list(SETTINGS)
+        keep = {names[int(i)] for i in a.settings.split(",")} | {names[0]}  # the peer is always run
+        for name in names:
+            if name not in keep:
+                del SETTINGS[name]
     runs = [(s, None) for s in SETTINGS]
     if a.compare:
         a.compare = a.compare.resolve()

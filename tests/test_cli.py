@@ -164,3 +164,37 @@ def test_make_demo_runs_twice(tmp_path):
                            text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         assert "1 face(s) found and blurred" in r.stdout
+
+
+def test_without_jobs_a_large_folder_runs_in_one_worker_per_core(tmp_path, astronaut, capsys, monkeypatch):
+    """No --jobs: a batch of at least AUTO_JOBS_PER_WORKER images per worker runs in one worker process per core
+    (bench/bench_photo_speed.py: 1.2-1.3x the images/s of one process from ~50-100 photos on 2 cores), smaller
+    batches in this process; the bytes are the same either way."""
+    import os
+
+    import faceveil.batch as batch
+    from faceveil.cli.common import AUTO_JOBS_PER_WORKER, batch_jobs
+
+    cores = os.cpu_count() or 1
+    assert batch_jobs(None, AUTO_JOBS_PER_WORKER - 1) == 1 and batch_jobs(3, 1) == 3
+    assert batch_jobs(None, 2 * AUTO_JOBS_PER_WORKER) == min(cores, 2)
+    assert batch_jobs(None, 10_000) == cores
+    src = tmp_path / "many"
+    src.mkdir()
+    small = np.ascontiguousarray(astronaut[::4, ::4])
+    for i in range(2 * AUTO_JOBS_PER_WORKER):
+        Image.fromarray(np.roll(small, i, axis=1)).save(src / f"{i:03d}.png")
+    seen, real = [], batch.run_batch
+
+    def spy(cfg, jobs, mode, n, *a, **k):
+        seen.append(n)
+        return real(cfg, jobs, mode, n, *a, **k)
+
+    monkeypatch.setattr(batch, "run_batch", spy)
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "auto", "-q", "-m", "noise")
+    assert code == 0, err
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "one", "-q", "-m", "noise", "-j", "1")
+    assert code == 0, err
+    assert seen == [min(cores, 2), 1]
+    for p in sorted((tmp_path / "one").glob("*.png")):
+        assert np.array_equal(read_rgb(p), read_rgb(tmp_path / "auto" / p.name)), p.name

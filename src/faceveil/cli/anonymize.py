@@ -12,8 +12,8 @@ from ..errors import UsageError
 from ..io.images import is_image_path
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
-from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality,
-                     check_writable, region_from_args, report_failures, write_result_file)
+from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
+                     check_jpeg_quality, check_writable, region_from_args, report_failures, write_result_file)
 
 EPILOG_ANON = """\
 examples:
@@ -102,7 +102,8 @@ def cmd_anonymize(args) -> int:
         from ..video.record import check_resume
 
         check_resume([j.dst for j in kept_videos], vanon, video_options(args))
-    results = run_batch(cfg, image_jobs, "anonymize", args.jobs, not args.quiet) if image_jobs else []
+    workers = batch_jobs(args.jobs, len(image_jobs))
+    results = run_batch(cfg, image_jobs, "anonymize", workers, not args.quiet) if image_jobs else []
     results += run_videos(vcfg, video_jobs, args)
     n_failed = report_failures(results)
     written = [r for r in results if r.status == "written"]
@@ -204,7 +205,7 @@ def run_videos(cfg, jobs, args) -> list:
         from ..video.ray_backend import run_videos_ray
 
         done: dict[int, object] = {}
-        for i, r in run_videos_ray(cfg, jobs, options, args.jobs, args.address):
+        for i, r in run_videos_ray(cfg, jobs, options, args.jobs or 1, args.address):
             done[i] = r
             if not args.quiet:
                 print(f"faceveil: video {len(done)}/{len(jobs)} done: {jobs[i].rel}", file=sys.stderr)

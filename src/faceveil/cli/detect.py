@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
-from .common import (add_common_args, add_detection_args, anonymizer_config, check_writable, report_failures,
-                     write_result_file)
+from .common import (add_common_args, add_detection_args, anonymizer_config, batch_jobs, check_writable,
+                     report_failures, write_result_file)
 
 
 def register(sub) -> None:
@@ -46,7 +46,7 @@ def cmd_detect(args) -> int:
         print(f"faceveil: {videos} video{'s' if videos > 1 else ''} skipped (`faceveil detect` reads images only)",
               file=sys.stderr)
     describe = Anonymizer.from_config(cfg).describe()
-    results = run_batch(cfg, jobs, "detect", args.jobs, not args.quiet)
+    results = run_batch(cfg, jobs, "detect", batch_jobs(args.jobs, len(jobs)), not args.quiet)
     n_failed = report_failures(results)
     doc = {"faceveil": __version__, "detector": describe["detector"], "detector_params": describe["detector_params"],
            "files": [{"path": r.input, "size": r.size, "faces": r.detections, "error": r.error} for r in results]}

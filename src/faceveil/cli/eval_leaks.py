@@ -50,7 +50,7 @@ def register(subparsers) -> None:
                         "values are tuned on 'tune' and reported on 'held_out' (default all)")
     m.add_argument("--limit", type=int, default=0, help="evaluate only N images, evenly spaced (quick look)")
     m.add_argument("--max-crops", type=int, default=500, help="write at most this many leaked-face crops")
-    add_common_args(p)
+    add_common_args(p, jobs=False)  # one process: its ms/image are the detector's own
     p.set_defaults(func=cmd_leaks)
 
 
