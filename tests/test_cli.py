@@ -173,12 +173,17 @@ def test_without_jobs_a_large_folder_runs_in_one_worker_per_core(tmp_path, astro
     import os
 
     import faceveil.batch as batch
-    from faceveil.cli.common import AUTO_JOBS_PER_WORKER, batch_jobs
+    from faceveil.batch import AUTO_JOBS_PER_WORKER
+    from faceveil.cli.common import batch_jobs
 
     cores = os.cpu_count() or 1
     assert batch_jobs(None, AUTO_JOBS_PER_WORKER - 1) == 1 and batch_jobs(3, 1) == 3
     assert batch_jobs(None, 2 * AUTO_JOBS_PER_WORKER) == min(cores, 2)
     assert batch_jobs(None, 10_000) == cores
+    for command in ("anonymize", "detect"):  # --help says the number the code uses
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert f"each gets {AUTO_JOBS_PER_WORKER} images" in " ".join(capsys.readouterr().out.split())
     src = tmp_path / "many"
     src.mkdir()
     small = np.ascontiguousarray(astronaut[::4, ::4])

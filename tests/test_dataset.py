@@ -320,3 +320,31 @@ def test_default_boxes_refuse_to_guess_when_labels_may_not_be_faces(tmp_path, ca
     img = rgb(tmp_path / "b" / "images" / "ev1" / "img001.png")
     assert (img[8:32, 30:50] == 128).all()
     assert not (rgb(tmp_path / "b" / "images" / "ev0" / "img000.png") == 128).all(axis=2).any()
+
+
+def test_without_jobs_a_big_local_dataset_takes_a_worker_per_core(tmp_path, monkeypatch):
+    """`faceveil dataset anonymize` without --jobs: the images still to do decide (batch.auto_jobs), so a resumed
+    run with few images left stays in this process; Ray keeps one actor unless --jobs says more."""
+    import faceveil.dataset.job as job
+    from faceveil.batch import AUTO_JOBS_PER_WORKER, auto_jobs
+
+    n = 2 * AUTO_JOBS_PER_WORKER
+    root, gt = noise_dataset(tmp_path, n=n, size=(48, 32), boxes=[(10, 8, 20, 20)])
+    seen, real = [], job.run_local
+
+    def spy(cfg, todo, jobs):
+        seen.append((len(todo), jobs))
+        return real(cfg, todo, jobs)
+
+    monkeypatch.setattr(job, "run_local", spy)
+    args = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "--boxes", "gt",
+            "-m", "blackout", "-q"]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 0
+    assert seen == [(n, auto_jobs(n))] and auto_jobs(n) == min(os.cpu_count() or 1, 2)
+    (tmp_path / "a" / "images" / "ev0" / "img000.png").unlink()  # one image left to redo: this process
+    assert main([*args, "-o", str(tmp_path / "a")]) == 0
+    assert seen[1] == (1, 1)
+    assert main([*args, "-o", str(tmp_path / "b"), "--jobs", "1"]) == 0
+    assert seen[2] == (n, 1)
+    for e in manifest_images(tmp_path / "a"):  # the same bytes with a worker per core
+        assert (tmp_path / "a" / e["output"]).read_bytes() == (tmp_path / "b" / e["output"]).read_bytes()

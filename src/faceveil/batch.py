@@ -122,6 +122,19 @@ def _threads_per_worker(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+# Without --jobs, a batch of images runs in one worker process per core once each worker gets this many images: a
+# worker's start-up (~1.5 s on 2 cores) paid for itself from 50-100 facemask-size photos and fewer WIDER-size ones
+# (bench/bench_photo_speed.py, docs/benchmarks.md: 2 workers of one thread ran 100 facemask photos 1.12-1.23x and
+# 40-100 WIDER photos 1.30-1.33x as fast as one process of 2 threads; 30 facemask photos 0.88x).
+AUTO_JOBS_PER_WORKER = 32
+
+
+def auto_jobs(images: int) -> int:
+    """Worker processes for a batch of ``images`` when none are asked for: one per core once each gets
+    AUTO_JOBS_PER_WORKER images, else 1 (this process)."""
+    return max(1, min(os.cpu_count() or 1, images // AUTO_JOBS_PER_WORKER))
+
+
 def run_batch(
     cfg: AnonymizerConfig,
     jobs_list: list[Job],

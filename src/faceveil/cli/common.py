@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -57,27 +56,20 @@ def add_detection_args(p: argparse.ArgumentParser) -> None:
                    help="any detector parameter, repeatable")
 
 
-# Without --jobs, a batch of images runs in one worker process per core once each worker gets this many images: a
-# worker's start-up (~1.5 s on 2 cores) paid for itself from 50-100 facemask-size photos and fewer WIDER-size ones
-# (bench/bench_photo_speed.py: 2 workers of one thread ran 100 facemask photos 1.21x and 40 WIDER photos 1.30x as
-# fast as one process of 2 threads; 30 facemask photos 0.88x).
-AUTO_JOBS_PER_WORKER = 32
-
-
 def add_common_args(p: argparse.ArgumentParser, jobs: bool = True) -> None:
     """--jobs (where the command runs a batch in worker processes), --quiet, --debug."""
     if jobs:
         p.add_argument("--jobs", "-j", type=int, default=None,
-                       help=f"worker processes (default 1; one per core when each gets {AUTO_JOBS_PER_WORKER} images)")
+                       help="worker processes (default 1; one per core when each gets 32 images)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def batch_jobs(requested: int | None, images: int) -> int:
-    """--jobs as given, or without it: one worker per core once each gets AUTO_JOBS_PER_WORKER images, else 1."""
-    if requested is not None:
-        return requested
-    return max(1, min(os.cpu_count() or 1, images // AUTO_JOBS_PER_WORKER))
+    """--jobs as given, or without it ``batch.auto_jobs``: one worker per core once each gets 32 images, else 1."""
+    from ..batch import auto_jobs
+
+    return requested if requested is not None else auto_jobs(images)
 
 
 def region_from_args(args) -> dict:

@@ -60,7 +60,8 @@ def register(sub) -> None:
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (recorded in the manifest)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
     o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default)")
-    o.add_argument("--jobs", "-j", type=int, default=1, help="worker processes or Ray actors (default 1)")
+    o.add_argument("--jobs", "-j", type=int, default=None,
+                   help="worker processes or Ray actors (default 1; local: one per core when each gets 32 images)")
     o.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local worker processes, or Ray (a local instance unless --address)")
     o.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 or auto")

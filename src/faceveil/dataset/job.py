@@ -51,7 +51,7 @@ def anonymize_dataset(
     labels: str | os.PathLike,
     out: str | os.PathLike,
     cfg: DatasetConfig,
-    jobs: int = 1,
+    jobs: int | None = 1,
     backend: str = "local",
     address: str | None = None,
     face_classes: set[str] | None = None,
@@ -65,7 +65,7 @@ def anonymize_dataset(
         raise UsageError("--min-size must be >= 0")
     if backend not in ("local", "ray"):
         raise UsageError("--backend must be local or ray")
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -88,7 +88,7 @@ def anonymize_dataset(
         raise InputError(f"{exc.filename or out}: {exc.strerror or exc}") from exc
 
 
-def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Summary, out: Path, jobs: int,
+def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Summary, out: Path, jobs: int | None,
              backend: str, address: str | None, on_entry, progress: bool, t0: float) -> Summary:
     manifest_path = out / MANIFEST
     entries, _ = read_manifest(manifest_path)
@@ -132,6 +132,10 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
                 _count(summary, prev)
                 continue
             todo.append(it)
+        if jobs is None:  # not given: local runs take a worker per core for big batches, Ray one actor
+            from ..batch import auto_jobs
+
+            jobs = auto_jobs(len(todo)) if backend == "local" else 1
 
         from ..progress import tqdm
 
