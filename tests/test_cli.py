@@ -203,3 +203,20 @@ def test_without_jobs_a_large_folder_runs_in_one_worker_per_core(tmp_path, astro
     assert seen == [min(cores, 2), 1]
     for p in sorted((tmp_path / "one").glob("*.png")):
         assert np.array_equal(read_rgb(p), read_rgb(tmp_path / "auto" / p.name)), p.name
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_detections_do_not_depend_on_the_thread_count(astronaut, precision):
+    """A worker per core runs one onnxruntime thread where one process runs one per core, and a resumed run may take
+    either: the default preset's detections must be the same numbers at 1 and 2 threads (else resumed outputs
+    would differ from a whole run's)."""
+    from faceveil.detect import get_detector
+    from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
+
+    photos = [astronaut, np.ascontiguousarray(astronaut[::2, ::2])]  # the second is enlarged: every pass runs
+    p = {**PRESETS[DEFAULT_PRESET]["params"], "precision": precision}
+    one, two = get_detector("multiscale", {**p, "threads": 1}), get_detector("multiscale", {**p, "threads": 2})
+    for img in photos:
+        a, b = one.detect(img), two.detect(img)
+        assert len(a) and np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.score, b.score)
+        assert np.array_equal(a.landmarks, b.landmarks)
