@@ -58,6 +58,10 @@ def test_rejected_candidates_are_passed_over_and_only_reached_ones_are_checked(a
                                        accept=lambda s: "p0" in s.donors)
     assert 0 < len(few) < 4 and len(set(few.donors)) == len(few)  # fewer left than asked: each one once
     assert all("p0" in str(d).split("|") for d in few.donors)
+    assert st["stopped"] == "candidates"  # why fewer than asked: the CLI's warning says it
+    one, st = identity.synthesize_bank(donors, 4, k=3, candidates=12, min_distance=2.0)  # fake ones are ~1.4 apart
+    assert len(one) == 1 and st["stopped"] == "min_distance"
+    assert identity.synthesize_bank(donors, 4, k=3, candidates=12, min_distance=0.0)[1]["stopped"] == "count"
     with pytest.raises(ModelError, match="further check"):
         identity.synthesize_bank(donors, 4, k=3, candidates=12, min_distance=0.0, accept=lambda s: False)
 

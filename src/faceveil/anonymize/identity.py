@@ -324,11 +324,12 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     if len(drawn) >= 2 * count:
         drawn = [s for s in drawn if s.spread <= cut]
     desc = np.stack([aligned_descriptor(s.face) for s in drawn])
-    keep, rejected = [], 0
+    keep, rejected, stopped = [], 0, "candidates"
     dmin = np.full(len(drawn), np.inf)  # the first pick is the first candidate accepted
     while len(keep) < min(count, len(drawn)):
         j = int(np.argmax(dmin))
         if dmin[j] < min_distance or dmin[j] == -np.inf:
+            stopped = "candidates" if dmin[j] == -np.inf else "min_distance"
             break
         if accept is not None and not accept(drawn[j]):
             dmin[j], rejected = -np.inf, rejected + 1
@@ -356,6 +357,8 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
         "pairwise_median": float(np.median(off)) if len(off) else float("nan"),
         "pairs_below_0.6": float((off < MATCH).mean()) if len(off) else float("nan"),
         "distinct_prefix": prefix,
+        # why fewer than count: every candidate used up ("candidates") or the next within min_distance of a kept one
+        "stopped": "count" if len(keep) >= count else stopped,
         "checked_further": len(keep) + rejected if accept is not None else 0, "rejected_further": rejected,
         # the largest donor weight of any kept entry, and the fewest "equal people" one amounts to (1 / sum w^2)
         "max_weight": max(max(s.weights or (1 / k,)) for s in kept),

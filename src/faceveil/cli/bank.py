@@ -80,10 +80,12 @@ def cmd_build(args) -> int:
     bank.save(args.output)
     print(json.dumps(report), file=sys.stderr)
     if args.average and len(bank) < args.average:
-        why = report["averages"].get("placement_check", {}).get("passed_over", 0)
-        print(f"faceveil: warning: kept {len(bank)} of the {args.average} averages asked"
-              + (f" ({why} passed over by the placement check)" if why else "")
-              + "; --candidates draws more, a larger --k or more people keep more", file=sys.stderr)
+        av = report["averages"]
+        why = (f"the next was within --min-distance {args.min_distance:g} of a kept one (0 keeps going)"
+               if av["stopped"] == "min_distance" else "the candidates ran out (--candidates draws more)")
+        over = av.get("placement_check", {}).get("passed_over", 0)
+        print(f"faceveil: warning: kept {len(bank)} of the {args.average} averages asked: {why}"
+              + (f"; {over} were passed over by the placement check" if over else ""), file=sys.stderr)
     print(f"faceveil: bank of {len(bank)} {bank.kind} ({report['people']} people) -> {args.output}", file=sys.stderr)
     return 0
 
