@@ -196,8 +196,9 @@ def test_without_jobs_a_large_folder_runs_in_one_worker_per_core(tmp_path, astro
         return real(cfg, jobs, mode, n, *a, **k)
 
     monkeypatch.setattr(batch, "run_batch", spy)
-    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "auto", "-q", "-m", "noise")
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "auto", "-m", "noise")
     assert code == 0, err
+    assert ("anonymizing (2 workers)" in err) == (cores >= 2)  # the progress line says how it runs
     code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "one", "-q", "-m", "noise", "-j", "1")
     assert code == 0, err
     assert seen == [min(cores, 2), 1]

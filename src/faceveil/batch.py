@@ -146,7 +146,7 @@ def run_batch(
     results: list[ItemResult] = []
     unit = "file"
     bar = tqdm(total=len(jobs_list), unit=unit, disable=not progress, file=sys.stderr, dynamic_ncols=True,
-               desc="detecting" if mode == "detect" else "anonymizing")
+               desc=("detecting" if mode == "detect" else "anonymizing") + (f" ({jobs} workers)" if jobs > 1 else ""))
     faces = failed = 0
 
     def consume(it: Iterable[ItemResult]) -> None:
