@@ -92,18 +92,15 @@ def cmd_build(args) -> int:
 
 def _averages(donors, items, args):
     """``--average``: the averages bank, with the placement check unless ``--placed-distance 0``."""
-    import numpy as np
-
     from ..anonymize.identity import synthesize_bank
     from ..errors import UsageError
+    from .common import evenly_spaced
 
     accept, check = None, args.placed_distance > 0
     if check:
         from ..anonymize.placement import photo_targets, placement_check
 
-        paths = [p for p, _ in items]
-        pick = np.unique(np.linspace(0, len(paths) - 1, min(args.check_photos, len(paths))).round().astype(int))
-        targets = photo_targets([paths[i] for i in pick])
+        targets = photo_targets(evenly_spaced([p for p, _ in items], args.check_photos))
         if not targets:
             raise UsageError(f"{args.folder}: no photo with a face to check the averages in (--placed-distance 0 "
                              "skips this check)")

@@ -72,6 +72,15 @@ def batch_jobs(requested: int | None, images: int) -> int:
     return requested if requested is not None else auto_jobs(images)
 
 
+def evenly_spaced(items: list, n: int) -> list:
+    """``n`` evenly spaced items, first and last included (all of them when n is 0 or covers them)."""
+    if not n or n >= len(items):
+        return list(items)
+    import numpy as np
+
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
 def region_from_args(args) -> dict:
     """The region options given (--shape, --mask-scale, --feather); the rest is the preset's."""
     from ..anonymize.compositor import format_mask_scale, parse_mask_scale

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FaceveilError, UsageError
-from .common import add_common_args, add_detection_args, add_region_args, region_from_args, resolve_detection
+from .common import (add_common_args, add_detection_args, add_region_args, evenly_spaced, region_from_args,
+                     resolve_detection)
 
 EPILOG = """\
 examples:
@@ -77,8 +78,7 @@ def cmd_leaks(args) -> int:
         from ..eval.splits import split
 
         keys = split(keys)[0 if args.split == "tune" else 1]
-    if args.limit and args.limit < len(keys):
-        keys = [keys[i] for i in np.linspace(0, len(keys) - 1, args.limit).round().astype(int)]
+    keys = evenly_spaced(keys, args.limit)
     found = [(k, find_image(images, k)) for k in keys]
     missing = [k for k, p in found if p is None]
     found = [(k, p) for k, p in found if p is not None]
