@@ -70,17 +70,18 @@ def test_rejected_candidates_are_passed_over_and_only_reached_ones_are_checked(a
 @pytest.mark.skipif(not DEEPFACE.is_dir(), reason="needs ../shared/data/deepface-unit")
 def test_shipped_entries_fitted_into_photos_stay_away_from_their_donors():
     """The shipped bank's first entries placed on deepface-unit photos (LFW's face size): no replaced face within
-    0.6 (dlib) of a photo of one of its donors. The bank shipped before this check failed it at its first entry
-    (0.59; on all 64 photos 35 of its 64 entries came under 0.6)."""
+    0.6 (dlib) of a photo of one of its donors. The bank shipped before this check fails it on these 16 photos at
+    3 of its first 4 entries (0.592, 0.569, 0.595; on all 64 photos 35 of its 64 entries came under 0.6). Every 4th
+    photo and 4 entries, not every 2nd and 8: the same verdict on both banks in half the time (~45 s)."""
     sys.path.insert(0, str(ROOT / "bench"))
     from common import tool_module
 
     build = tool_module("build_default_bank")
     donors, _, _ = build.donors_bank(DEEPFACE)
     donor_desc = np.stack([identity.aligned_descriptor(f) for f in donors.faces])
-    targets = photo_targets(sorted(DEEPFACE.glob("*.jpg")))[::2]
+    targets = photo_targets(sorted(DEEPFACE.glob("*.jpg"))[::4])
     bank = load_bank()
-    for i in range(8):
+    for i in range(4):
         d = placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"), donors,
                              donor_desc, targets)
         assert np.isfinite(d).sum() >= 5 and d.min() >= identity.MATCH, (i, d.min())

@@ -156,7 +156,8 @@ def test_lfw_expected_order():
     lfw = shared_path("lfw")
     from faceveil.eval.privacy import evaluate_privacy
 
-    ps = load_pairs(lfw / "pairs.csv", people=24, seed=0)
+    # 16 people: naive rank-1 weak 1.00, strong 0.04, blackout 0.07 (chance 0.06).
+    ps = load_pairs(lfw / "pairs.csv", people=16, seed=0)
     from faceveil.detect.presets import resolve
 
     # LFW crops are 250 px faces: the fast preset finds them as the default does, at a quarter of the time.
