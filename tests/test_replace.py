@@ -161,6 +161,45 @@ def test_bank_build_cli_and_a_donor_bank_in_replace(tmp_path, astronaut, face):
     assert main(["bank", "build", str(tmp_path / "in"), "-o", str(tmp_path / "d.npz"), "-q", "--k", "2"]) == 2
 
 
+def test_a_donor_bank_in_the_cli_says_it_has_only_the_aligned_check(tmp_path, astronaut, capsys):
+    """Averages drawn at run time from single donors skip the placement check (docs/learned-models.md): anonymize
+    and dataset anonymize say so in one warning line; an averages bank (the shipped one) gets none."""
+    from PIL import Image
+
+    from faceveil.anonymize.bank import Bank, align
+    from faceveil.cli import main
+    from faceveil.detect import get_detector
+
+    lm = get_detector("centerface").detect(astronaut).landmarks[0]
+    faces = np.stack([align((astronaut * f).astype(np.uint8), lm, 128) for f in (1.0, 0.8, 0.6)])
+    ids = np.array(["ann", "bob", "cy"])
+    Bank(faces, ids, np.ones(3, np.int32), ids.copy(), "donors").save(tmp_path / "donors.npz")
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    warning = "donors.npz holds single donors: replace averages them per face with the aligned donor check only"
+    bank = ["-m", "replace", "-p", f"bank={tmp_path / 'donors.npz'}", "-p", "k=3", "-p", "reject=false"]
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-q", *bank]) == 0
+    err = capsys.readouterr().err
+    assert err.count(warning) == 1 and "faceveil: warning: " in err
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out2"), "-q", "-m", "replace"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    root = tmp_path / "ds" / "images" / "ev0"
+    root.mkdir(parents=True)
+    Image.fromarray(astronaut).save(root / "img000.png")
+    gt = tmp_path / "ds" / "gt.txt"
+    gt.write_text("ev0/img000.png\n1\n180 60 130 150 0 0 0 0 0 0\n")
+    assert main(["dataset", "anonymize", "--format", "wider", "--images", str(tmp_path / "ds" / "images"), "--labels",
+                 str(gt), "-o", str(tmp_path / "dsout"), "--boxes", "gt", *bank, "-q"]) == 0
+    assert capsys.readouterr().err.count(warning) == 1
+    # a bad parameter beside a donor bank is one error line, no warning first
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out3"), "-q", *bank[:-4], "-p", "k=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("faceveil: error: ")
+    assert main(["dataset", "anonymize", "--format", "wider", "--images", str(tmp_path / "ds" / "images"), "--labels",
+                 str(gt), "-o", str(tmp_path / "dsout2"), *bank[:-4], "-p", "k=2", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("faceveil: error: ")
+
+
 def test_bad_bank_is_a_usage_error(tmp_path):
     from faceveil.errors import FaceveilError
 

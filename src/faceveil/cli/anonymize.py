@@ -13,7 +13,8 @@ from ..io.images import is_image_path
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
-                     check_jpeg_quality, check_writable, region_from_args, report_failures, write_result_file)
+                     check_jpeg_quality, check_writable, region_from_args, report_failures, warn_unchecked_donors,
+                     write_result_file)
 
 EPILOG_ANON = """\
 examples:
@@ -85,6 +86,7 @@ def cmd_anonymize(args) -> int:
     _, kept_videos = split_video_jobs(kept)
     # Build once here so bad names, parameters or a missing model fail before any work.
     vanon = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
+    warn_unchecked_donors(cfg.method, cfg.method_params)
     describe = vanon.describe()
     vcfg = cfg
     if (video_jobs or kept_videos) and args.detect is None and args.detector is None:

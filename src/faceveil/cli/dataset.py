@@ -7,7 +7,8 @@ import json
 import sys
 
 from ..errors import UsageError
-from .common import add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, region_from_args
+from .common import (add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, region_from_args,
+                     warn_unchecked_donors)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -86,6 +87,11 @@ def cmd_dataset_anonymize(args) -> int:
     check_jpeg_quality(args)
     region = region_from_args(args)
     anon_cfg = anonymizer_config(args, args.method, parse_assignments(args.param), region)
+    if anon_cfg.method == "replace":
+        from ..anonymize import get_method
+
+        get_method(anon_cfg.method, anon_cfg.method_params)  # a bad bank or parameter fails before the warning
+        warn_unchecked_donors(anon_cfg.method, anon_cfg.method_params)
     if args.keep_people or args.keep_region or args.only_region:
         from ..pipeline import Anonymizer
 
