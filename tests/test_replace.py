@@ -161,9 +161,10 @@ def test_bank_build_cli_and_a_donor_bank_in_replace(tmp_path, astronaut, face):
     assert main(["bank", "build", str(tmp_path / "in"), "-o", str(tmp_path / "d.npz"), "-q", "--k", "2"]) == 2
 
 
-def test_a_donor_bank_in_the_cli_says_it_has_only_the_aligned_check(tmp_path, astronaut, capsys):
-    """Averages drawn at run time from single donors skip the placement check (docs/learned-models.md): anonymize
-    and dataset anonymize say so in one warning line; an averages bank (the shipped one) gets none."""
+def test_a_donor_bank_unchecked_by_reject_false_is_a_warning_in_the_cli(tmp_path, astronaut, capsys):
+    """With reject=false nothing checks a donors bank's averages against their donors (they are one person here, so
+    the checks would redraw forever): anonymize and dataset anonymize say so in one warning line; an averages bank
+    (the shipped one) gets none."""
     from PIL import Image
 
     from faceveil.anonymize.bank import Bank, align
@@ -175,7 +176,7 @@ def test_a_donor_bank_in_the_cli_says_it_has_only_the_aligned_check(tmp_path, as
     ids = np.array(["ann", "bob", "cy"])
     Bank(faces, ids, np.ones(3, np.int32), ids.copy(), "donors").save(tmp_path / "donors.npz")
     Image.fromarray(astronaut).save(tmp_path / "a.png")
-    warning = "donors.npz holds single donors: replace averages them per face with the aligned donor check only"
+    warning = "donors.npz: reject=false averages these donors unchecked"
     bank = ["-m", "replace", "-p", f"bank={tmp_path / 'donors.npz'}", "-p", "k=3", "-p", "reject=false"]
     assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-q", *bank]) == 0
     err = capsys.readouterr().err
@@ -191,7 +192,8 @@ def test_a_donor_bank_in_the_cli_says_it_has_only_the_aligned_check(tmp_path, as
                  str(gt), "-o", str(tmp_path / "dsout"), "--boxes", "gt", *bank, "-q"]) == 0
     assert capsys.readouterr().err.count(warning) == 1
     # a bad parameter beside a donor bank is one error line, no warning first
-    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out3"), "-q", *bank[:-4], "-p", "k=2"]) == 2
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out3"), "-q", *bank[:-4],
+                 "-p", "k=2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("faceveil: error: ")
     assert main(["dataset", "anonymize", "--format", "wider", "--images", str(tmp_path / "ds" / "images"), "--labels",
@@ -221,3 +223,87 @@ def test_cli_anonymize_with_replace(tmp_path, astronaut):
     assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", "replace", "-q"]) == 0
     out = read_rgb(tmp_path / "out" / "a.png")
     assert out.shape == astronaut.shape and (out != astronaut).any()
+
+
+def _donors(astronaut, face, n: int = 6):
+    """n "people": the astronaut's aligned face recoloured; dlib's descriptors of them are replaced in the tests."""
+    from faceveil.anonymize.bank import Bank, align
+
+    f = align(astronaut, face.landmarks[0], 128)
+    rng = np.random.default_rng(0)
+    faces = np.stack([np.clip(f * rng.uniform(0.7, 1.2, 3), 0, 255).astype(np.uint8) for _ in range(n)])
+    ids = np.array([f"p{i}" for i in range(n)])
+    return Bank(faces, ids, np.ones(n, np.int32), ids.copy(), "donors")
+
+
+def test_a_donor_banks_average_placed_near_a_donor_is_redrawn_then_blurred(astronaut, face, monkeypatch):
+    """Donors banks (averaged per face) get the placement check at run time: dlib's descriptor of the output at the
+    face within MATCH of a photo of one of the average's donors -> the next draw; PLACED_DRAWS matches -> blurred.
+    A track keeps what its first face got (its identity never changes mid-track); other faces are each checked."""
+    import dataclasses
+    import zlib
+
+    from faceveil.anonymize import identity
+    from faceveil.anonymize.identity import seed_for
+
+    def own(f):  # every crop its own descriptor: the aligned check passes
+        return np.random.default_rng(zlib.crc32(np.ascontiguousarray(f).tobytes())).normal(0, 0.1, 128)
+
+    monkeypatch.setattr(identity, "aligned_descriptor", own)
+    bank = _donors(astronaut, face)
+    calls = []
+
+    def placed(match_first: int):
+        def fake(image, box):  # the first `match_first` placements land on a donor's photo
+            calls.append(np.asarray(box))
+            if len(calls) <= match_first:
+                donor = np.flatnonzero(bank.identity == method.synth.last.donors[0])[0]
+                return own(bank.faces[donor])
+            return np.full(128, 5.0)
+        return fake
+
+    def method_with(**kw):
+        m = get_method("replace", {"identity": 7, "k": 3, **kw})
+        m.synth = Synthesizer(bank, k=3, reject=kw.get("reject", True))
+        return m
+
+    method = method_with()
+    monkeypatch.setattr(identity, "descriptor", placed(1))
+    out = method.apply(astronaut, face, COMP, np.random.default_rng(0))
+    assert method.counts["placement_redraws"] == 1 and len(calls) == 2
+    # dlib's box from the landmarks, inside the detection box (brows to chin, cheek to cheek)
+    b, d = calls[0], face.xyxy[0]
+    assert d[0] - 2 <= b[0] < b[2] <= d[2] + 2 and d[1] <= b[1] < b[3] <= d[3] + 2
+    # the second draw, exactly: what that seed gives without the check
+    expect = method_with(identity=seed_for(7, "placed", 1), reject=False).apply(astronaut, face, COMP,
+                                                                                np.random.default_rng(0))
+    assert np.array_equal(out, expect)
+    first = method_with(reject=False).apply(astronaut, face, COMP, np.random.default_rng(0))
+    assert not np.array_equal(out, first)
+    # an untracked face is checked every time (a photo's output never depends on the photos before it)
+    assert np.array_equal(method.apply(astronaut, face, COMP, np.random.default_rng(0)), first) and len(calls) == 3
+    # a track: its first face decides, its next frames keep that draw without dlib
+    tracked = dataclasses.replace(face, track_id=np.array([3]))
+    calls.clear()
+    method = method_with()
+    out = method.apply(astronaut, tracked, COMP, np.random.default_rng(0))
+    assert len(calls) == 2
+    monkeypatch.setattr(identity, "descriptor", placed(99))  # would now reject every draw: not asked
+    assert np.array_equal(method.apply(astronaut, tracked, COMP, np.random.default_rng(1)), out) and len(calls) == 2
+    # every draw lands on a donor: the face is blurred, nothing of a donor average stays; a track stays blurred
+    calls.clear()
+    method = method_with()
+    blurred = method.apply(astronaut, tracked, COMP, np.random.default_rng(0))
+    assert method.counts["placement_blurred"] == 1 and len(calls) == method.PLACED_DRAWS
+    assert np.array_equal(method.apply(astronaut, tracked, COMP, np.random.default_rng(0)), blurred)
+    assert len(calls) == method.PLACED_DRAWS and method.counts["placement_blurred"] == 2
+    region = COMP.regions(face, astronaut.shape)[0]
+    assert (blurred[region.slices] != astronaut[region.slices]).mean() > 0.5
+    outside = np.ones(astronaut.shape[:2], bool)
+    outside[region.slices] = False
+    assert np.array_equal(blurred[outside], astronaut[outside])
+    # the shipped bank (averages, checked when built) and reject=false run no dlib here
+    calls.clear()
+    get_method("replace", {}).apply(astronaut, face, COMP, np.random.default_rng(0))
+    method_with(reject=False).apply(astronaut, face, COMP, np.random.default_rng(0))
+    assert calls == []

@@ -224,11 +224,16 @@ class Synthesizer:
             self._by_person = {p: np.flatnonzero(bank.identity == p) for p in self.people}
             self._desc: dict[int, np.ndarray] = {}
         self._cache: dict[int, Synthesized] = {}
+        self.last: Synthesized | None = None
 
     def _donor_desc(self, i: int) -> np.ndarray:
         if i not in self._desc:
             self._desc[i] = aligned_descriptor(self.bank.faces[i])
         return self._desc[i]
+
+    def donor_descriptors(self, people) -> np.ndarray:
+        """dlib descriptors of every photo of these donor ``people`` (a donors bank)."""
+        return np.stack([self._donor_desc(int(i)) for i in np.flatnonzero(np.isin(self.bank.identity, list(people)))])
 
     def identity(self, seed: int, yaw: float | None = None) -> Synthesized:
         """The identity of ``seed``, turned like a target face of ``yaw`` (yaw_ratio of its
@@ -237,7 +242,8 @@ class Synthesizer:
         side = 0 if yaw is None or not np.isfinite(yaw) or abs(yaw) < 0.03 else int(np.sign(yaw))
         key = (seed, side) if self.bank.kind == "averages" else (seed, round(float(yaw or 0) * 10) / 10)
         if key in self._cache:
-            return self._cache[key]
+            self.last = self._cache[key]
+            return self.last
         if self.bank.kind == "averages":
             # Entry = seed mod N: banks are stored farthest-first, so small seeds are the most distinct.
             i = seed % len(self.bank)
@@ -250,6 +256,7 @@ class Synthesizer:
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = out
+        self.last = out  # what the caller is about to place (replace's placement check reads it)
         return out
 
     def _draw(self, rng: np.random.Generator, yaw: float | None = None) -> Synthesized:

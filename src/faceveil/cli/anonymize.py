@@ -86,7 +86,7 @@ def cmd_anonymize(args) -> int:
     _, kept_videos = split_video_jobs(kept)
     # Build once here so bad names, parameters or a missing model fail before any work.
     vanon = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
-    warn_unchecked_donors(cfg.method, cfg.method_params)
+    warn_unchecked_donors(vanon.method)
     describe = vanon.describe()
     vcfg = cfg
     if (video_jobs or kept_videos) and args.detect is None and args.detector is None:

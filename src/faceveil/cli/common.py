@@ -72,24 +72,14 @@ def batch_jobs(requested: int | None, images: int) -> int:
     return requested if requested is not None else auto_jobs(images)
 
 
-def warn_unchecked_donors(method: str, params: dict) -> None:
-    """One line on stderr when replace is given a bank of single donors: it averages them per face with the
-    aligned donor check only, and placed into a photo such an average came within 0.6 (dlib) of one of its donors
-    for 15 % of LFW faces (research/donor_drift.py). ``bank build --average`` banks and the shipped one also pass
-    the placement check. A bank that does not load is left to the method, which fails with its own error."""
-    if method != "replace" or not params.get("bank"):
-        return
-    from ..anonymize.bank import load_bank
-
-    try:
-        kind = load_bank(params["bank"]).kind
-    except Exception:
-        return
-    if kind == "donors":
-        print(f"faceveil: warning: {params['bank']} holds single donors: replace averages them per face with the "
-              "aligned donor check only, which let 15 % of replaced LFW faces come within 0.6 (dlib) of one of "
-              "their donors; `faceveil bank build DIR --average N` also checks the averages placed into photos",
-              file=sys.stderr)
+def warn_unchecked_donors(method) -> None:
+    """One line on stderr when replace averages a bank of single donors with ``reject=false``: then nothing checks
+    that a replaced face does not look like one of its donors (dlib), neither as an aligned crop nor where it is
+    placed (the checks replace runs by default with such a bank; banks of averages were checked when built)."""
+    synth = getattr(method, "synth", None)
+    if synth is not None and synth.bank.kind == "donors" and not method.params.reject:
+        print(f"faceveil: warning: {method.params.bank}: reject=false averages these donors unchecked: a replaced "
+              "face may look like one of them to a face recogniser (dlib)", file=sys.stderr)
 
 
 def evenly_spaced(items: list, n: int) -> list:

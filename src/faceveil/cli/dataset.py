@@ -90,8 +90,7 @@ def cmd_dataset_anonymize(args) -> int:
     if anon_cfg.method == "replace":
         from ..anonymize import get_method
 
-        get_method(anon_cfg.method, anon_cfg.method_params)  # a bad bank or parameter fails before the warning
-        warn_unchecked_donors(anon_cfg.method, anon_cfg.method_params)
+        warn_unchecked_donors(get_method(anon_cfg.method, anon_cfg.method_params))  # bad parameters fail first
     if args.keep_people or args.keep_region or args.only_region:
         from ..pipeline import Anonymizer
 

@@ -176,7 +176,8 @@ class Replace(Method):
             "and nose are always replaced. replace: replace it too")
         min_landmark_face: float = param(12.0, "faces narrower than this (px) are placed by the box (no_landmarks), "
                                          "not the landmarks")
-        reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor (needs dlib)")
+        reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor, as an aligned "
+                             "crop and where placed in the photo (else blurred after 8 draws; needs dlib)")
         no_landmarks: Literal["estimated", "estimated-keep", "fitted"] = param(
             "estimated", "shape=face, faces without usable landmarks (none, or under min_landmark_face): "
             "estimated: the face-shaped face placed by a mean 5-point shape fitted to the box, over the whole region "
@@ -201,6 +202,7 @@ class Replace(Method):
 
             self.unet = load_harmonizer(p.harmonizer_model)
         self.counts: Counter = Counter()  # replaced / fitted / blurred, over this object's lifetime
+        self._placed: dict[int, int | None] = {}  # a track's seed -> the draw that passed (None: blurred), donors banks
 
     # identities -----------------------------------------------------------
     def identity_seed(self, track_id: int, index: int, rng: np.random.Generator) -> int:
@@ -215,12 +217,70 @@ class Replace(Method):
 
     def apply(self, frame, detections, compositor, rng):
         out = frame.copy()
+        check = self.synth.bank.kind == "donors" and self.params.reject
         for region in compositor.regions(detections, frame.shape):
-            seed = self.identity_seed(int(detections.track_id[region.index]), region.index, rng)
+            track = int(detections.track_id[region.index])
+            seed = self.identity_seed(track, region.index, rng)
             box = detections.xyxy[region.index].astype(np.float64)
+            if check:
+                self._place_checked(out, region, box, seed, compositor, track >= 0)
+                continue
             patch = self.render_face(out, region, box, seed)  # not `frame`: a neighbour would restore this face
             compositor.blend(out, region, patch)
         return out
+
+    # A donors bank's averages are drawn per face, with the aligned donor check only (Synthesizer). Placed into a
+    # photo, such an average can still come within dlib's MATCH of one of its donors (research/donor_drift.py: 15 %
+    # of replaced LFW faces), which `bank build --average` and the shipped bank rule out with photos to place into
+    # (anonymize/placement.py). Here the photo being anonymized is that photo: dlib's descriptor of the output at
+    # the face (dlib's box mapped from the landmarks) must stay >= MATCH from every photo of the average's donor
+    # people, or the next identity is drawn; after PLACED_DRAWS draws the face is blurred (fail closed). A track
+    # keeps the identity its first face passed with (a video runs in one process, frame after frame); other faces
+    # are each checked, so a photo's output never depends on which photos a worker saw before it. ~0.1 s of dlib
+    # per face and draw.
+    PLACED_DRAWS = 8
+
+    def _place_checked(self, out, region, box, seed, compositor, track: bool) -> None:
+        if track and seed in self._placed:  # the track's draw, decided on its first face (None: blurred)
+            draws, decided = [self._placed[seed]], True
+        else:
+            draws, decided = [seed] + [seed_for(seed, "placed", i) for i in range(1, self.PLACED_DRAWS)], False
+        sl = region.slices
+        before = out[sl].copy()
+        passed = None
+        for s in draws:
+            if s is None:
+                break
+            self.synth.last = None
+            compositor.blend(out, region, self.render_face(out, region, box, s))
+            ident = self.synth.last
+            if decided or ident is None or self._far_from_donors(out, region, box, ident.donors):
+                passed = s
+                break
+            self.counts["placement_redraws"] += 1
+            out[sl] = before
+        if track and not decided:
+            if len(self._placed) > 4096:
+                self._placed.clear()
+            self._placed[seed] = passed
+        if passed is None:  # every draw came within MATCH of a donor: fail closed
+            self.counts["placement_blurred"] += 1
+            compositor.blend(out, region, gaussian_blur(crop(out, region), odd(max(region.face_width,
+                                                                                   region.face_height))))
+
+    def _far_from_donors(self, out, region, box, people) -> bool:
+        from ..identity import DLIB_BOX, MATCH, descriptor
+
+        lm = region.landmarks
+        dbox = box
+        if lm is not None and np.isfinite(lm).all():
+            m, _ = cv2.estimateAffinePartial2D(TEMPLATE, np.asarray(lm, np.float32))
+            if m is not None:
+                x1, y1, x2, y2 = DLIB_BOX
+                pts = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], np.float64) @ m[:, :2].T + m[:, 2]
+                dbox = np.r_[pts.min(axis=0), pts.max(axis=0)]
+        d = descriptor(out, dbox)
+        return bool(np.linalg.norm(self.synth.donor_descriptors(people) - d, axis=1).min() >= MATCH)
 
     def render(self, frame, region, rng):  # the Method interface, when called region by region
         b = np.asarray(region.box, np.float64)
