@@ -130,6 +130,11 @@ def _stats(lab: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
     return px.mean(axis=0), px.std(axis=0) + 1e-3
 
 
+def _blurred(frame: np.ndarray, region) -> np.ndarray:
+    """The region's patch under a blur as strong as the face is large: what replace gives a face it cannot place."""
+    return gaussian_blur(crop(frame, region), odd(max(region.face_width, region.face_height)))
+
+
 @METHODS.register("replace")
 class Replace(Method):
     """A new face (average of >= 3 donors, never the original's pixels) in the original pose.
@@ -241,32 +246,33 @@ class Replace(Method):
     PLACED_DRAWS = 8
 
     def _place_checked(self, out, region, box, seed, compositor, track: bool) -> None:
-        if track and seed in self._placed:  # the track's draw, decided on its first face (None: blurred)
-            draws, decided = [self._placed[seed]], True
+        if track and seed in self._placed:  # the track's draw, decided on its first face
+            passed = self._placed[seed]
+            if passed is not None:
+                compositor.blend(out, region, self.render_face(out, region, box, passed))
         else:
-            draws, decided = [seed] + [seed_for(seed, "placed", i) for i in range(1, self.PLACED_DRAWS)], False
-        sl = region.slices
-        before = out[sl].copy()
-        passed = None
-        for s in draws:
-            if s is None:
-                break
-            self.synth.last = None
-            compositor.blend(out, region, self.render_face(out, region, box, s))
-            ident = self.synth.last
-            if decided or ident is None or self._far_from_donors(out, region, box, ident.donors):
-                passed = s
-                break
-            self.counts["placement_redraws"] += 1
-            out[sl] = before
-        if track and not decided:
-            if len(self._placed) > 4096:
-                self._placed.clear()
-            self._placed[seed] = passed
+            passed = self._first_draw_away_from_donors(out, region, box, seed, compositor)
+            if track:
+                if len(self._placed) > 4096:
+                    self._placed.clear()
+                self._placed[seed] = passed
         if passed is None:  # every draw came within MATCH of a donor: fail closed
             self.counts["placement_blurred"] += 1
-            compositor.blend(out, region, gaussian_blur(crop(out, region), odd(max(region.face_width,
-                                                                                   region.face_height))))
+            compositor.blend(out, region, _blurred(out, region))
+
+    def _first_draw_away_from_donors(self, out, region, box, seed, compositor) -> int | None:
+        """Blend draws of ``seed`` into ``out`` until one passes the check (its seed), or PLACED_DRAWS fail (None,
+        ``out`` as it was)."""
+        before = out[region.slices].copy()
+        for s in [seed] + [seed_for(seed, "placed", i) for i in range(1, self.PLACED_DRAWS)]:
+            self.synth.last = None
+            compositor.blend(out, region, self.render_face(out, region, box, s))
+            ident = self.synth.last  # None: no donor face was placed (blurred instead)
+            if ident is None or self._far_from_donors(out, region, box, ident.donors):
+                return s
+            self.counts["placement_redraws"] += 1
+            out[region.slices] = before
+        return None
 
     def _far_from_donors(self, out, region, box, people) -> bool:
         from ..identity import DLIB_BOX, MATCH, descriptor
@@ -295,7 +301,7 @@ class Replace(Method):
         use_lm = lm is not None and min(bw, bh) >= p.min_landmark_face
         if use_lm and not plausible(lm, box):
             self.counts["blurred"] += 1
-            return gaussian_blur(crop(frame, region), odd(max(region.face_width, region.face_height)))
+            return _blurred(frame, region)
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
             self.counts["estimated"] += 1
             return self._render_estimated(frame, region, box, seed)
