@@ -28,6 +28,7 @@ region: Delta-E (CIE76) between the mean Lab colour of the central half of the f
 the original and in the output; region fill (changed pixels over their bounding box); seam
 (mean Sobel gradient along the changed area's border, output over original); sharpness
 (Laplacian variance over the central half box, output over original).
+Also every 30th frame of the shared clips (real footage; evaluation only), faces of 40 px and more.
 
 Then draws bench/replace_grid.png from deepface-unit photos (MIT).
 Timings are noisy on a shared machine: read them as rough.
@@ -49,6 +50,8 @@ from faceveil.anonymize.identity import MATCH, descriptor
 from faceveil.detect import get_detector
 from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
+
+VIDEO_EVERY = 30  # frames: 1 s apart at 30 fps
 
 METHODS = {
     "replace": ("replace", {}),
@@ -207,6 +210,8 @@ def looks(n_facemask: int, methods: dict) -> None:
     fm = sorted((DATA / "facemask" / "images").glob("*.jpg"))
     for path in fm[:n_facemask]:
         photos.append(("facemask", read_rgb(path), 40))
+    for frame in video_frames():
+        photos.append(("video", frame, 40))
     dets = [faceveil.detect(img) for _, img, _ in photos]
     rows = []
     for label, (name, params) in methods.items():
@@ -229,8 +234,26 @@ def looks(n_facemask: int, methods: dict) -> None:
                          "faces/CPU-s (all)": n / (time.process_time() - c)})
         print(f"{label}: done", file=sys.stderr)
     print(f"\n## Looks: deepface-unit ({sum(s == 'deepface-unit' for s, *_ in photos)} photos, faces >= 24 px), "
-          f"facemask (first {n_facemask} photos, faces >= 40 px); default preset and region\n")
+          f"facemask (first {n_facemask} photos, faces >= 40 px), video ({sum(s == 'video' for s, *_ in photos)} "
+          f"frames of the shared clips, faces >= 40 px); default preset and region\n")
     print(table(rows, list(rows[0])))
+
+
+def video_frames(every: int = VIDEO_EVERY):
+    """Every ``every``-th frame of each shared clip (real footage: a talking head, a dark audience, hikers, a crowd)."""
+    for path in sorted((DATA / "videos").glob("*.mp4")) + sorted((DATA / "videos").glob("*.mkv")):
+        cap = cv2.VideoCapture(str(path))
+        i = 0
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if i % every == 0:
+                    yield np.ascontiguousarray(bgr[:, :, ::-1])
+                i += 1
+        finally:
+            cap.release()
 
 
 def _face_looks(img, out, box, region) -> tuple[float, float, float, float]:

@@ -18,7 +18,8 @@ Identity and appearance never come from the original face's pixels:
   closed) and the face placed by a mean 5-point shape fitted to the box (``no_landmarks``);
 - harmonization, from visible pixels only (a ring outside the mask): the tone of
   the person's visible skin (skin-coloured pixels of the ring: neck, ears,
-  forehead edge), a first-order light gradient fitted to them, the photo's
+  forehead edge; with none in view, the face's own tone, lit no brighter than its surroundings),
+  a first-order light gradient fitted to them, the photo's
   noise level and the visible skin's fine texture; feathered blend or Poisson cloning (``harmonizer=poisson``);
   ``harmonizer=unet`` then corrects the pasted face with the learned U-Net
   (``anonymize/harmonizer.py``), which sees only the pasted face, its mask and
@@ -65,6 +66,7 @@ BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
 BOX_FEATHER = 0.17
 EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
+DARK_MARGIN = 15.0  # L*: with no skin in view, the face's skin at most this much above the ring's 98th percentile
 DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
 # Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
 SKIN_SPOTS = ((64, 30, 12, 5), (44, 78, 7, 7), (84, 78, 7, 7), (64, 60, 4, 6))
@@ -480,6 +482,13 @@ class Replace(Method):
                     # at most 15 L across the face's half-width: a shadowed neck is not the light on the face
                     gx, gy = np.clip(g_t - g_f, -15 / FACE_AX, 15 / FACE_AY) * p.color_strength
                     lab_f[..., 0] += gx * (tx - FACE_CX) + gy * (ty - FACE_CY)
+            elif ring.sum() >= 16:
+                # no skin in view: the face keeps its own tone, but is lit no brighter than the brightest of what
+                # surrounds it, plus DARK_MARGIN (a dark audience's faces were bright discs: ring L* <= 13, face ~65)
+                cap = float(np.percentile(lab_s[ring][:, 0], 98)) + DARK_MARGIN
+                own = float(np.median(lab_f[src_skin][:, 0]))
+                if own > cap:  # a limit, not a move toward a tone: whatever color_strength (> 0) is
+                    lab_f *= cap / own  # L* with a* and b*: darker skin, less chroma
         if p.appearance == "blurred":
             m = _affine(dst)
             lab_f = self._shading_from_original(lab_f, frame, box, m, wx1, wy1, fx, fy, sw, sh)
