@@ -119,4 +119,6 @@ def test_estimated_keep_keeps_masks_only_below_the_nose(crowd):
         # eyes (0.22 of the box) down to the nose tip (0.45): rebuilt, but for pixels equal to the old by chance
         assert same[: int(0.45 * h)].mean() <= 0.02
         kept_faces += same[int(0.6 * h):].mean() >= 0.1
-    assert kept_faces >= 4, kept_faces  # most of this crowd wears masks (6 of 26 judged masks here)
+    # most of this crowd wears masks; 4 kept theirs before a cover had to stand apart from the face above it
+    # (OCC_APART: fail closed), 3 since (a white mask in shade, greyer than the upper face, was replaced)
+    assert kept_faces >= 3, kept_faces

@@ -31,6 +31,10 @@ class Method:
     def render(self, frame: np.ndarray, region: Region, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def begin_stream(self) -> None:
+        """Called before the first frame of each video: a method that keeps state per track (its ids start
+        again with every video) drops it here. Photos never call it."""
+
     def apply(
         self, frame: np.ndarray, detections: Detections, compositor: Compositor, rng: np.random.Generator
     ) -> np.ndarray:

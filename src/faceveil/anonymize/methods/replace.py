@@ -210,6 +210,34 @@ class Replace(Method):
             self.unet = load_harmonizer(p.harmonizer_model)
         self.counts: Counter = Counter()  # replaced / fitted / blurred, over this object's lifetime
         self._placed: dict[int, int | None] = {}  # a track's seed -> the draw that passed (None: blurred), donors banks
+        self._tone: dict[int, np.ndarray] = {}  # a track -> its harmonization, smoothed over its frames
+        self._last_tone: np.ndarray | None = None  # the harmonization the last face rendered used
+
+    def begin_stream(self) -> None:
+        """A new video: its tracks are new (their ids start again)."""
+        self._placed.clear()
+        self._tone.clear()
+
+    # A track's harmonization (tone, light, the dark limit) follows its ring, which changes with every frame's
+    # landmarks and the mouth's motion: the face's brightness jumped from frame to frame (shared talking head: mean
+    # |change of L*| 3.3 a frame over the central half box, the original's 0.18). It is smoothed along the track
+    # (exponential, TONE_EMA of the new frame's value): a real change of light still comes through in a few frames.
+    TONE_EMA = 0.25
+
+    def _track_tone(self, track: int, tone: np.ndarray | None) -> np.ndarray | None:
+        """The harmonization to use for this face: ``tone`` itself without a track, else smoothed along it.
+        Remembered in ``_last_tone``; ``apply`` keeps it for the track once the face is drawn."""
+        prev = self._tone.get(track) if track >= 0 else None
+        if prev is not None:
+            tone = prev if tone is None else prev + self.TONE_EMA * (tone - prev)
+        self._last_tone = tone
+        return tone
+
+    def _keep_tone(self, track: int) -> None:
+        if track >= 0 and self._last_tone is not None:
+            if len(self._tone) > 4096:
+                self._tone.clear()
+            self._tone[track] = self._last_tone
 
     # identities -----------------------------------------------------------
     def identity_seed(self, track_id: int, index: int, rng: np.random.Generator) -> int:
@@ -229,11 +257,13 @@ class Replace(Method):
             track = int(detections.track_id[region.index])
             seed = self.identity_seed(track, region.index, rng)
             box = detections.xyxy[region.index].astype(np.float64)
+            self._last_tone = None
             if check:
-                self._place_checked(out, region, box, seed, compositor, track >= 0)
-                continue
-            patch = self.render_face(out, region, box, seed)  # not `frame`: a neighbour would restore this face
-            compositor.blend(out, region, patch)
+                self._place_checked(out, region, box, seed, compositor, track)
+            else:
+                # not `frame`: a neighbour would restore this face
+                compositor.blend(out, region, self.render_face(out, region, box, seed, track))
+            self._keep_tone(track)
         return out
 
     # A donors bank's averages are drawn per face, with the aligned donor check only (Synthesizer). Placed into a
@@ -247,28 +277,29 @@ class Replace(Method):
     # per face and draw.
     PLACED_DRAWS = 8
 
-    def _place_checked(self, out, region, box, seed, compositor, track: bool) -> None:
-        if track and seed in self._placed:  # the track's draw, decided on its first face
+    def _place_checked(self, out, region, box, seed, compositor, track: int) -> None:
+        if track >= 0 and seed in self._placed:  # the track's draw, decided on its first face
             passed = self._placed[seed]
             if passed is not None:
-                compositor.blend(out, region, self.render_face(out, region, box, passed))
+                compositor.blend(out, region, self.render_face(out, region, box, passed, track))
         else:
-            passed = self._first_draw_away_from_donors(out, region, box, seed, compositor)
-            if track:
+            passed = self._first_draw_away_from_donors(out, region, box, seed, compositor, track)
+            if track >= 0:
                 if len(self._placed) > 4096:
                     self._placed.clear()
                 self._placed[seed] = passed
         if passed is None:  # every draw came within MATCH of a donor: fail closed
+            self._last_tone = None
             self.counts["placement_blurred"] += 1
             compositor.blend(out, region, _blurred(out, region))
 
-    def _first_draw_away_from_donors(self, out, region, box, seed, compositor) -> int | None:
+    def _first_draw_away_from_donors(self, out, region, box, seed, compositor, track: int = -1) -> int | None:
         """Blend draws of ``seed`` into ``out`` until one passes the check (its seed), or PLACED_DRAWS fail (None,
         ``out`` as it was)."""
         before = out[region.slices].copy()
         for s in [seed] + [seed_for(seed, "placed", i) for i in range(1, self.PLACED_DRAWS)]:
             self.synth.last = None
-            compositor.blend(out, region, self.render_face(out, region, box, s))
+            compositor.blend(out, region, self.render_face(out, region, box, s, track))
             ident = self.synth.last  # None: no donor face was placed (blurred instead)
             if ident is None or self._far_from_donors(out, region, box, ident.donors):
                 return s
@@ -296,7 +327,7 @@ class Replace(Method):
         return self.render_face(frame, region, np.r_[c - half, c + half], int(rng.integers(2**62)))
 
     # one face ---------------------------------------------------------------
-    def render_face(self, frame: np.ndarray, region, box: np.ndarray, seed: int) -> np.ndarray:
+    def render_face(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1) -> np.ndarray:
         p = self.params
         lm = region.landmarks
         bw, bh = box[2] - box[0], box[3] - box[1]
@@ -306,10 +337,10 @@ class Replace(Method):
             return _blurred(frame, region)
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
             self.counts["estimated"] += 1
-            return self._render_estimated(frame, region, box, seed)
+            return self._render_estimated(frame, region, box, seed, track)
         self.counts["replaced" if use_lm else "fitted"] += 1
         if use_lm and p.shape == "face":
-            return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed)
+            return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed, track=track)
 
         # Work window: the region plus context around the box, in frame pixels.
         window = wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
@@ -385,7 +416,7 @@ class Replace(Method):
         return out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)]
 
     # the face-shaped path ---------------------------------------------------------
-    def _render_estimated(self, frame: np.ndarray, region, box: np.ndarray, seed: int) -> np.ndarray:
+    def _render_estimated(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1) -> np.ndarray:
         """A face without usable landmarks: the whole region (and the box) is first filled from its context,
         as the box-fitted path does, then the face-shaped face is drawn over that fill at landmarks
         estimated from the box alone (box_landmarks.MEAN_SHAPE). The original face's pixels are never read:
@@ -414,7 +445,7 @@ class Replace(Method):
         filled[wy1:wy2, wx1:wx2][hole] = fill[hole]
         lm = estimate_landmarks(box)
         # no jaw to cover (the fill already hides the face): the face ellipse alone, without the box's
-        patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False)
+        patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False, track=track)
         if self.params.no_landmarks != "estimated-keep" or self.params.occluders != "keep":
             return patch
         # opt-in: an occluder over the lower face (mask, scarf) keeps its pixels, judged as the landmark path
@@ -434,7 +465,7 @@ class Replace(Method):
         return np.clip(patch * (1 - k) + orig * k + 0.5, 0, 255).astype(np.uint8)
 
     def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int,
-                       occluders: bool = True, box_ellipse: bool = True) -> np.ndarray:
+                       occluders: bool = True, box_ellipse: bool = True, track: int = -1) -> np.ndarray:
         """The new face inside a feathered face-shaped mask; every pixel outside it is the frame's own.
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read."""
         p = self.params
@@ -465,7 +496,9 @@ class Replace(Method):
         if p.occluders == "keep" and occluders:
             keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin] if skin.sum() >= 12 else None)
         src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
+        tone = None  # what the harmonization does to the face: L*a*b* shift, light gradient, scale
         if p.color_strength > 0 and src_skin.sum() >= 4:
+            own = np.median(lab_f[src_skin], axis=0)
             # no skin visible (hair, a mask, a scarf all round): the face keeps its own tone; the ring's
             # colours are the background's, not the person's
             if skin.sum() >= max(12, 0.03 * ring.sum()):  # a few stray pixels are no one's skin
@@ -474,21 +507,25 @@ class Replace(Method):
                 # the visible skin is mostly neck and ears, in the face's shadow: the lit face is brighter
                 # (deepface-unit: the 75th percentile of their L* is closer to the face's than the median)
                 tgt[0] = np.percentile(lab_s[use][:, 0], 75)
-                lab_f += p.color_strength * (tgt - np.median(lab_f[src_skin], axis=0))
+                gx = gy = 0.0
                 # light: the first-order fit of the visible skin's L, minus the face's own
                 g_t = _plane(lab_s[..., 0], use, tx, ty)
                 g_f = _plane(lab_f[..., 0], src_skin, tx, ty)
                 if g_t is not None and g_f is not None:
                     # at most 15 L across the face's half-width: a shadowed neck is not the light on the face
                     gx, gy = np.clip(g_t - g_f, -15 / FACE_AX, 15 / FACE_AY) * p.color_strength
-                    lab_f[..., 0] += gx * (tx - FACE_CX) + gy * (ty - FACE_CY)
+                tone = np.array([*(p.color_strength * (tgt - own)), gx, gy, 1.0])
             elif ring.sum() >= 16:
                 # no skin in view: the face keeps its own tone, but is lit no brighter than the brightest of what
-                # surrounds it, plus DARK_MARGIN (a dark audience's faces were bright discs: ring L* <= 13, face ~65)
+                # surrounds it, plus DARK_MARGIN (a dark audience's faces were bright discs: ring L* <= 13, face ~65);
+                # a limit, not a move toward a tone, whatever color_strength (> 0) is; L* with a* and b*: darker
+                # skin, less chroma
                 cap = float(np.percentile(lab_s[ring][:, 0], 98)) + DARK_MARGIN
-                own = float(np.median(lab_f[src_skin][:, 0]))
-                if own > cap:  # a limit, not a move toward a tone: whatever color_strength (> 0) is
-                    lab_f *= cap / own  # L* with a* and b*: darker skin, less chroma
+                tone = np.array([0.0, 0.0, 0.0, 0.0, 0.0, min(1.0, cap / max(float(own[0]), 1e-3))])
+        tone = self._track_tone(track, tone)
+        if tone is not None:
+            lab_f = lab_f * float(tone[5]) + tone[:3].astype(np.float32)
+            lab_f[..., 0] += tone[3] * (tx - FACE_CX) + tone[4] * (ty - FACE_CY)
         if p.appearance == "blurred":
             m = _affine(dst)
             lab_f = self._shading_from_original(lab_f, frame, box, m, wx1, wy1, fx, fy, sw, sh)
