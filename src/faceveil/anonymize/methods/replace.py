@@ -219,9 +219,10 @@ class Replace(Method):
         self._state.clear()
 
     # Along a video track, what each frame measures anew is smoothed, or the new face flickers and trembles (shared
-    # talking head, mean change of the face's L* a frame over the central half box: 3.3; the original's 0.18):
+    # talking head, mean change of the face's L* a frame over the central half box: 3.3, the original's 0.18; with
+    # these and the skipped frames' landmarks (HELD_FRAMES), 0.22):
     # - the harmonization (tone, light, the dark limit) follows the ring, which changes with every frame's landmarks
-    #   and the mouth's motion: exponential, TONE_EMA of the new frame's value (3.3 -> 0.55);
+    #   and the mouth's motion: exponential, TONE_EMA of the new frame's value;
     # - where the face is drawn: CenterFace's landmarks jitter by ~3 px a frame on a 150 px eye distance. The mask
     #   still follows each frame's own landmarks (it must cover the face that is there); the new face inside it
     #   is placed at landmarks that follow a move at once but damp a jitter (``_steady_landmarks``).
@@ -947,10 +948,11 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
                    skin_lab: np.ndarray | None) -> np.ndarray:
     """float32 weight (0..1) of the pixels to keep as they are: an occluder over the lower face.
 
-    Occluder: apart from the upper face (OCC_APART, OCC_DARK), not skin-coloured (``_skin_like``, the person's skin model included), smooth (cloth,
-    not a beard's texture or noise), below the nostrils, and one connected piece that covers most
-    of the mouth. Anything else is replaced, and the eyes, brows and nose always are. Hand-written:
-    no licence-clean face-parsing model small enough to ship; this is a few OpenCV calls per face.
+    Occluder: apart from the upper face (OCC_APART, OCC_DARK), not skin-coloured (``_skin_like``, the
+    person's skin model included), smooth (cloth, not a beard's texture or noise), below the nostrils,
+    and one connected piece that covers most of the mouth. Anything else is replaced, and the eyes,
+    brows and nose always are. Hand-written: no licence-clean face-parsing model small enough to ship;
+    this is a few OpenCV calls per face.
     """
     h, w = tx.shape
     zero = np.zeros((h, w), np.float32)
