@@ -123,18 +123,22 @@ def test_bare_faces_beards_and_dark_skin_are_replaced_whole():
     assert (mouth_changed >= 0.9).mean() >= 0.95, np.sort(mouth_changed)[:8].round(2)
 
 
+def _covered(img, lm, colour=(150, 200, 225)):
+    """A copy of ``img`` with a flat light-blue surgical mask from below the nose over the lower face (inside the
+    face: the ring around it, where the person's skin tone is read, stays as it is), and the mask's x1, y1, x2, y2."""
+    ed = float(np.hypot(*(lm[1] - lm[0])))
+    x1, x2 = int(lm[3, 0] - 0.4 * ed), int(lm[4, 0] + 0.4 * ed)
+    y1, y2 = int(lm[2, 1] + 0.15 * ed), int(lm[3:, 1].mean() + 0.9 * ed)
+    masked = img.copy()
+    masked[y1:y2, x1:x2] = colour
+    return masked, (x1, y1, x2, y2)
+
+
 def test_noise_or_a_skin_coloured_cover_is_replaced_and_occluders_replace_turns_it_off(astronaut, astronaut_faces):
     """Fail closed: only a smooth, non-skin cover over the mouth is kept; anything else is replaced."""
     img, dets = astronaut, astronaut_faces
     band, mouth = _zones(dets.landmarks[0], img.shape)
-    lm = dets.landmarks[0]
-    ed = float(np.hypot(*(lm[1] - lm[0])))
-    # a flat light-blue surgical mask from below the nose over the lower face (inside the face: the ring
-    # around it, where the person's skin tone is read, stays as it is)
-    x1, x2 = int(lm[3, 0] - 0.4 * ed), int(lm[4, 0] + 0.4 * ed)
-    y1, y2 = int(lm[2, 1] + 0.15 * ed), int(lm[3:, 1].mean() + 0.9 * ed)
-    masked = img.copy()
-    masked[y1:y2, x1:x2] = (150, 200, 225)
+    masked, (x1, y1, x2, y2) = _covered(img, dets.landmarks[0])
     out = _replace(masked, dets)
     # (the mouth sits just below this cover's top edge: part of it lies in the fade; measured 0.83)
     assert _share_kept(masked, out, _replace(masked, dets, occluders="replace"), mouth) >= 0.75, \
@@ -188,12 +192,7 @@ def test_a_face_in_grey_or_in_the_dark_keeps_no_lower_face(astronaut, astronaut_
     assert _share_changed(scene_img, _replace(scene_img, dets), mouth) >= 0.97
     # a light-blue cover over the same grey or dark face stands apart from it and is kept (grey: the skin model
     # is unknown, but the cover is bright)
-    lm = dets.landmarks[0]
-    ed = float(np.hypot(*(lm[1] - lm[0])))
-    x1, x2 = int(lm[3, 0] - 0.4 * ed), int(lm[4, 0] + 0.4 * ed)
-    y1, y2 = int(lm[2, 1] + 0.15 * ed), int(lm[3:, 1].mean() + 0.9 * ed)
-    masked = scene_img.copy()
-    masked[y1:y2, x1:x2] = (150, 200, 225)
+    masked, _ = _covered(scene_img, dets.landmarks[0])
     out = _replace(masked, dets)
     assert _share_kept(masked, out, _replace(masked, dets, occluders="replace"), mouth) >= 0.75
 
