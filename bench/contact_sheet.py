@@ -148,8 +148,8 @@ def main() -> int:
         write_bytes_atomic(out / f"{name}.jpg", buf.tobytes())
         written.append(name)
         print(f"{name}: {out / (name + '.jpg')} ({len(buf) // 1024} KB)", file=sys.stderr)
-    if args.methods:  # a partial run: the index lists every sheet, which only a full run knows
-        print(f"{out / 'README.md'} left as it is (a run without --methods writes it)", file=sys.stderr)
+    if args.methods and (out / "README.md").exists():  # a partial run: the index lists every sheet of a full run
+        print(f"{out / 'README.md'} left as it is (a run without --methods rewrites it)", file=sys.stderr)
         return 0
     lines = ["# Contact sheets: each method on the same 8 photos", "",
              "Made by `python bench/contact_sheet.py docs/contact` (each method's defaults, the same faces and seed "
