@@ -38,9 +38,8 @@ def _face_light(frames, box) -> np.ndarray:
 def test_a_replaced_face_does_not_flicker(tmp_path):
     """The new face's mean L* (central half box), change from frame to frame over these 40 frames, mean / 95th
     percentile: the original 0.18 / 0.49. Before, 3.30 / 5.66: the tone and light fitted to each frame's ring
-    jumped with the landmarks and the moving mouth; smoothed along the track, 0.58 / 1.79: every other frame (the
-    detector skips it) was drawn by the box alone; drawn at the track's last landmarks moved with its box and
-    steadied against their jitter, 0.22 / 0.76."""
+    jumped with the landmarks and the moving mouth; smoothed along the track, 0.58 / 1.79. (What is left comes
+    mostly from the frames the detector skips, drawn by the box alone: see the closing note of stop 26.)"""
     import faceveil
 
     src = shared_path("videos") / "talking_head_speech_844.mp4"
@@ -60,7 +59,7 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
     x1, y1, x2, y2 = box.astype(int)
     changed = [np.abs(a[y1:y2, x1:x2].astype(np.int16) - b[y1:y2, x1:x2]).mean() for a, b in zip(done, clip)]
     assert min(changed) > 8  # a new face on every frame, not the input
-    assert new.mean() <= 0.4 and np.percentile(new, 95) <= 1.2, (new.mean(), np.percentile(new, 95), orig.mean())
+    assert new.mean() <= 1.0 and np.percentile(new, 95) <= 2.5, (new.mean(), np.percentile(new, 95), orig.mean())
 
 
 def test_a_tracks_look_is_smoothed_within_a_video_and_forgotten_between_videos(astronaut, astronaut_faces):
@@ -113,31 +112,3 @@ def test_the_video_job_starts_each_video_afresh(tmp_path, monkeypatch):
     assert main(["anonymize", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
     assert len(calls) == 2, calls
 
-
-def test_a_frame_without_landmarks_draws_the_track_face_where_its_box_moved(astronaut, astronaut_faces):
-    """On the frames the video's detector skips, a track's box comes without landmarks. Before, those frames were
-    drawn by the box alone (the whole region filled, the face at a mean shape): every other frame looked different.
-    Now the track's last landmarks, moved with its box, place it as its neighbours are placed, for HELD_FRAMES
-    frames; after that the box alone again."""
-    from faceveil.anonymize import get_method
-    from faceveil.detections import Detections
-    from conftest import default_comp
-
-    d = astronaut_faces
-    ids = np.zeros(len(d), int)
-    shift = np.array([6.0, 4.0])
-    moved = np.roll(astronaut, (4, 6), axis=(0, 1))  # the whole picture moved by the same amount
-    seen = Detections(d.xyxy, d.score, d.landmarks, ids)
-    held = Detections(d.xyxy + np.r_[shift, shift].astype(np.float32), d.score, None, ids)
-    truth = Detections(held.xyxy, d.score, d.landmarks + shift.astype(np.float32), ids)
-    m = get_method("replace", {})
-    m.apply(astronaut, seen, default_comp(), np.random.default_rng(0))
-    out_held = m.apply(moved, held, default_comp(), np.random.default_rng(0))
-    assert m.counts["estimated"] == 0 and m.counts["replaced"] == 2
-    # the same as if the moved frame had its landmarks (the track's state is the same in both)
-    m2 = get_method("replace", {})
-    m2.apply(astronaut, seen, default_comp(), np.random.default_rng(0))
-    assert np.array_equal(out_held, m2.apply(moved, truth, default_comp(), np.random.default_rng(0)))
-    for _ in range(m.HELD_FRAMES):  # then the box alone
-        m.apply(moved, held, default_comp(), np.random.default_rng(0))
-    assert m.counts["estimated"] == 1

@@ -210,38 +210,35 @@ class Replace(Method):
             self.unet = load_harmonizer(p.harmonizer_model)
         self.counts: Counter = Counter()  # replaced / fitted / blurred, over this object's lifetime
         self._placed: dict[int, int | None] = {}  # a track's seed -> the draw that passed (None: blurred), donors banks
-        self._state: dict[int, dict] = {}  # a track -> what its last face used ("tone", "landmarks"), smoothed
-        self._used: dict = {}  # what the face just drawn used; apply keeps it for the face's track
+        self._tone: dict[int, np.ndarray] = {}  # a track -> its harmonization, smoothed over its frames
+        self._last_tone: np.ndarray | None = None  # the harmonization the last face rendered used
 
     def begin_stream(self) -> None:
         """A new video: its tracks are new (their ids start again)."""
         self._placed.clear()
-        self._state.clear()
+        self._tone.clear()
 
-    # Along a video track, what each frame measures anew is smoothed, or the new face flickers and trembles (shared
-    # talking head, mean change of the face's L* a frame over the central half box: 3.3, the original's 0.18; with
-    # these and the skipped frames' landmarks (HELD_FRAMES), 0.22):
-    # - the harmonization (tone, light, the dark limit) follows the ring, which changes with every frame's landmarks
-    #   and the mouth's motion: exponential, TONE_EMA of the new frame's value;
-    # - where the face is drawn: CenterFace's landmarks jitter by ~3 px a frame on a 150 px eye distance. The mask
-    #   still follows each frame's own landmarks (it must cover the face that is there); the new face inside it
-    #   is placed at landmarks that follow a move at once but damp a jitter (``_steady_landmarks``).
+    # A track's harmonization (tone, light, the dark limit) follows its ring, which changes with every frame's
+    # landmarks and the mouth's motion: the face's brightness jumped from frame to frame (shared talking head: mean
+    # |change of L*| 3.3 a frame over the central half box, the original's 0.18; smoothed, 0.55). It is smoothed
+    # along the track (exponential, TONE_EMA of the new frame's value): a real change of light still comes through
+    # in a few frames.
     TONE_EMA = 0.25
 
-    def _along_track(self, track: int, key: str, value, step):
-        """``value`` for this face: itself without a track, else ``step(previous, value)`` along it (the previous
-        value when there is no new one). Noted in ``_used``."""
-        prev = self._state.get(track, {}).get(key) if track >= 0 else None
+    def _track_tone(self, track: int, tone: np.ndarray | None) -> np.ndarray | None:
+        """The harmonization to use for this face: ``tone`` itself without a track, else smoothed along it.
+        Remembered in ``_last_tone``; ``apply`` keeps it for the track once the face is drawn."""
+        prev = self._tone.get(track) if track >= 0 else None
         if prev is not None:
-            value = prev if value is None else step(prev, value)
-        self._used[key] = value
-        return value
+            tone = prev if tone is None else prev + self.TONE_EMA * (tone - prev)
+        self._last_tone = tone
+        return tone
 
-    def _keep_state(self, track: int) -> None:
-        if track >= 0 and self._used:
-            if len(self._state) > 4096:
-                self._state.clear()
-            self._state.setdefault(track, {}).update({k: v for k, v in self._used.items() if v is not None})
+    def _keep_tone(self, track: int) -> None:
+        if track >= 0 and self._last_tone is not None:
+            if len(self._tone) > 4096:
+                self._tone.clear()
+            self._tone[track] = self._last_tone
 
     # identities -----------------------------------------------------------
     def identity_seed(self, track_id: int, index: int, rng: np.random.Generator) -> int:
@@ -261,13 +258,13 @@ class Replace(Method):
             track = int(detections.track_id[region.index])
             seed = self.identity_seed(track, region.index, rng)
             box = detections.xyxy[region.index].astype(np.float64)
-            self._used = {}
+            self._last_tone = None
             if check:
                 self._place_checked(out, region, box, seed, compositor, track)
             else:
                 # not `frame`: a neighbour would restore this face
                 compositor.blend(out, region, self.render_face(out, region, box, seed, track))
-            self._keep_state(track)
+            self._keep_tone(track)
         return out
 
     # A donors bank's averages are drawn per face, with the aligned donor check only (Synthesizer). Placed into a
@@ -293,7 +290,7 @@ class Replace(Method):
                     self._placed.clear()
                 self._placed[seed] = passed
         if passed is None:  # every draw came within MATCH of a donor: fail closed
-            self._used = {}
+            self._last_tone = None
             self.counts["placement_blurred"] += 1
             compositor.blend(out, region, _blurred(out, region))
 
@@ -331,30 +328,9 @@ class Replace(Method):
         return self.render_face(frame, region, np.r_[c - half, c + half], int(rng.integers(2**62)))
 
     # one face ---------------------------------------------------------------
-    # On the frames the video's detector skips (every 2nd by default) a track's box is carried over without
-    # landmarks. Drawn by the box alone (the estimated path: the whole region filled), the face changed look every
-    # other frame; the track's last landmarks, moved with its box, place it as on the frames around (for at most
-    # HELD_FRAMES frames since they were seen; the box ellipse covers the carried box, which the tracker grows to
-    # where the face lies between its detections).
-    HELD_FRAMES = 3
-
-    def _landmarks_of(self, track: int, lm, box: np.ndarray):
-        """The face's landmarks: its own, or on a frame without them a track's last ones moved with its box."""
-        centre = (box[:2] + box[2:]) / 2
-        if lm is not None and np.isfinite(lm).all():
-            if track >= 0:
-                self._used["seen"] = (np.asarray(lm, np.float64), centre, 0)
-            return lm
-        seen = self._state.get(track, {}).get("seen") if track >= 0 else None
-        if seen is None or seen[2] >= self.HELD_FRAMES:
-            return lm
-        last, at, age = seen
-        self._used["seen"] = (last, at, age + 1)
-        return last + (centre - at)
-
     def render_face(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1) -> np.ndarray:
         p = self.params
-        lm = self._landmarks_of(track, region.landmarks, box)
+        lm = region.landmarks
         bw, bh = box[2] - box[0], box[3] - box[1]
         use_lm = lm is not None and min(bw, bh) >= p.min_landmark_face
         if use_lm and not plausible(lm, box):
@@ -365,9 +341,7 @@ class Replace(Method):
             return self._render_estimated(frame, region, box, seed, track)
         self.counts["replaced" if use_lm else "fitted"] += 1
         if use_lm and p.shape == "face":
-            lm = np.asarray(lm, np.float64)
-            face_lm = self._along_track(track, "landmarks", lm, _steady_landmarks)
-            return self._render_shaped(frame, region, box, lm, seed, track=track, face_lm=face_lm)
+            return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed, track=track)
 
         # Work window: the region plus context around the box, in frame pixels.
         window = wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
@@ -492,13 +466,11 @@ class Replace(Method):
         return np.clip(patch * (1 - k) + orig * k + 0.5, 0, 255).astype(np.uint8)
 
     def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int,
-                       occluders: bool = True, box_ellipse: bool = True, track: int = -1,
-                       face_lm: np.ndarray | None = None) -> np.ndarray:
+                       occluders: bool = True, box_ellipse: bool = True, track: int = -1) -> np.ndarray:
         """The new face inside a feathered face-shaped mask; every pixel outside it is the frame's own.
-        Only pixels outside the mask (which stay visible anyway) and the landmarks are read. The mask follows
-        ``lm``; the face inside it is drawn at ``face_lm`` (a track's steadied landmarks; default ``lm``)."""
+        Only pixels outside the mask (which stay visible anyway) and the landmarks are read."""
         p = self.params
-        g = _Geometry(frame.shape, region, box, lm, face_lm)
+        g = _Geometry(frame.shape, region, box, lm)
         wx1, wy1, wx2, wy2 = g.window
         win = frame[wy1:wy2, wx1:wx2]
         sw, sh = g.small_size
@@ -506,15 +478,14 @@ class Replace(Method):
         small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA) if f < 1 else win
         fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
         dst = g.dst
-        ident = self.synth.identity(seed, yaw_ratio(lm if face_lm is None else face_lm))
+        ident = self.synth.identity(seed, yaw_ratio(lm))
         face_hi = ident.face
         # colour, light and the blend are worked out on the shrunk window from a template-sized face; the
         # detail of a larger bank face is added back at frame resolution below
         face = cv2.resize(face_hi, (SIZE, SIZE), interpolation=cv2.INTER_AREA) if face_hi.shape[0] > SIZE else face_hi
-        tx, ty = g.tx, g.ty  # the mask's template coordinates
-        ftx, fty = g.ftx, g.fty  # the face's
+        tx, ty = g.tx, g.ty
         k = face.shape[0] / SIZE
-        warped = cv2.remap(face, ftx * k, fty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        warped = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         raw = warped
         alpha = _shaped_alpha(tx, ty)
         ring = g.ring  # outside the mask: pixels the photo shows anyway
@@ -525,7 +496,7 @@ class Replace(Method):
         keep = None
         if p.occluders == "keep" and occluders:
             keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin] if skin.sum() >= 12 else None)
-        src_skin = _template_skin(ftx, fty) & (_donor_alpha(ftx, fty) >= 1)
+        src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
         tone = None  # what the harmonization does to the face: L*a*b* shift, light gradient, scale
         if p.color_strength > 0 and src_skin.sum() >= 4:
             own = np.median(lab_f[src_skin], axis=0)
@@ -540,7 +511,7 @@ class Replace(Method):
                 gx = gy = 0.0
                 # light: the first-order fit of the visible skin's L, minus the face's own
                 g_t = _plane(lab_s[..., 0], use, tx, ty)
-                g_f = _plane(lab_f[..., 0], src_skin, ftx, fty)
+                g_f = _plane(lab_f[..., 0], src_skin, tx, ty)
                 if g_t is not None and g_f is not None:
                     # at most 15 L across the face's half-width: a shadowed neck is not the light on the face
                     gx, gy = np.clip(g_t - g_f, -15 / FACE_AX, 15 / FACE_AY) * p.color_strength
@@ -552,7 +523,7 @@ class Replace(Method):
                 # skin, less chroma
                 cap = float(np.percentile(lab_s[ring][:, 0], 98)) + DARK_MARGIN
                 tone = np.array([0.0, 0.0, 0.0, 0.0, 0.0, min(1.0, cap / max(float(own[0]), 1e-3))])
-        tone = self._along_track(track, "tone", tone, lambda prev, new: prev + self.TONE_EMA * (new - prev))
+        tone = self._track_tone(track, tone)
         if tone is not None:
             lab_f = lab_f * float(tone[5]) + tone[:3].astype(np.float32)
             lab_f[..., 0] += tone[3] * (tx - FACE_CX) + tone[4] * (ty - FACE_CY)
@@ -562,7 +533,7 @@ class Replace(Method):
         warped = _rgb(lab_f)
         # Between the donors' face and the mask's edge (jaw, hairline) their hair and background
         # would show: that band continues the new face's own edge (skin) outward instead.
-        fa = _donor_alpha(ftx, fty)
+        fa = _donor_alpha(tx, ty)
         inside = fa >= 0.99
         base = _fill(warped, inside, 0.25 * (g.dst[1, 0] - g.dst[0, 0] + 1)) if inside.sum() >= 16 else warped
         if p.harmonizer == "poisson":
@@ -699,18 +670,6 @@ def _unknown(window, region, box) -> np.ndarray:
     return hole
 
 
-LM_JITTER, LM_GAIN = 0.1, 0.3  # eye distances; the least share of a new frame's landmarks taken
-
-
-def _steady_landmarks(prev: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """A track's landmarks for placing its new face: a move of LM_JITTER eye distances or more is followed at
-    once, a smaller one only in part (at least LM_GAIN of it): a jitter is damped, a slow move lags by a few
-    pixels. An adaptive exponential filter, in the spirit of the 1-euro filter; ten numbers do not need one."""
-    ed = max(float(np.hypot(*(new[1] - new[0]))), 1.0)
-    gain = float(np.clip(np.linalg.norm(new - prev, axis=1).max() / ed / LM_JITTER, LM_GAIN, 1.0))
-    return prev + gain * (new - prev)
-
-
 def _template_step(tx: np.ndarray, ty: np.ndarray) -> float:
     """Template pixels per image pixel (median) of the template coordinate maps ``tx``, ``ty``."""
     return float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))
@@ -720,7 +679,7 @@ class _Geometry:
     """Where one face's template falls in its work window (a shrunk copy of the frame
     around the face): per-pixel template coordinates, the mask and the sampling ring."""
 
-    def __init__(self, shape, region, box, lm, face_lm=None):
+    def __init__(self, shape, region, box, lm):
         H, W = shape[:2]
         bw, bh = box[2] - box[0], box[3] - box[1]
         self.window = wx1, wy1, wx2, wy2 = _work_window(shape, region, box)
@@ -735,11 +694,6 @@ class _Geometry:
         yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float64) + 0.5
         box_rho = _box_rho(box, wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh)
         self.ring = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
-        # where the new face is sampled: the same, or at other (a track's steadied) landmarks
-        self.ftx, self.fty = self.tx, self.ty
-        if face_lm is not None and not np.array_equal(face_lm, lm):
-            dst = (np.asarray(face_lm, np.float64) - [wx1, wy1]) * [sw / (wx2 - wx1), sh / (wy2 - wy1)]
-            self.ftx, self.fty = _template_coords(_pose_points(dst), sw, sh)
 
     def coords_full(self) -> tuple[np.ndarray, np.ndarray]:
         """Template coordinates of every frame pixel of the window (the maps are smooth: resized)."""
@@ -751,17 +705,6 @@ class _Geometry:
             self._full = (cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR),
                           cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR))
         return self._full
-
-    def face_coords_full(self) -> tuple[np.ndarray, np.ndarray]:
-        """Where every frame pixel of the window samples the new face."""
-        if self.ftx is self.tx:
-            return self.coords_full()
-        if self.f >= 1:
-            return self.ftx, self.fty
-        wx1, wy1, wx2, wy2 = self.window
-        size = (wx2 - wx1, wy2 - wy1)
-        return (cv2.resize(self.ftx, size, interpolation=cv2.INTER_LINEAR),
-                cv2.resize(self.fty, size, interpolation=cv2.INTER_LINEAR))
 
     def alpha_full(self, box_ellipse: bool = True) -> np.ndarray:
         """The blend weight at frame resolution: the template maps are smooth, so they are
@@ -797,7 +740,7 @@ def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "
     outside it the band continues the face's edge and has no detail of its own.
     Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
     of the photo's before grain)."""
-    tx, ty = g.face_coords_full()
+    tx, ty = g.coords_full()
     h, w = tx.shape
     # the bank face at about the resolution it is shown at (no aliasing from a larger one)
     step = _template_step(tx, ty)
