@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -50,6 +51,7 @@ from faceveil.anonymize.identity import MATCH, descriptor
 from faceveil.detect import get_detector
 from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
+from faceveil.io.video import read_frames
 
 VIDEO_EVERY = 30  # frames: 1 s apart at 30 fps
 
@@ -242,18 +244,7 @@ def looks(n_facemask: int, methods: dict) -> None:
 def video_frames(every: int = VIDEO_EVERY):
     """Every ``every``-th frame of each shared clip (real footage: a talking head, a dark audience, hikers, a crowd)."""
     for path in sorted((DATA / "videos").glob("*.mp4")) + sorted((DATA / "videos").glob("*.mkv")):
-        cap = cv2.VideoCapture(str(path))
-        i = 0
-        try:
-            while True:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                if i % every == 0:
-                    yield np.ascontiguousarray(bgr[:, :, ::-1])
-                i += 1
-        finally:
-            cap.release()
+        yield from (f.rgb for f in islice(read_frames(path), 0, None, every))
 
 
 def _face_looks(img, out, box, region) -> tuple[float, float, float, float]:

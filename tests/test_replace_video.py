@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from itertools import islice
 
 import cv2
 import numpy as np
@@ -9,21 +10,9 @@ import pytest
 
 from conftest import shared_path
 from faceveil.cli import main
-from faceveil.io.video import EncodeOptions, VideoInfo, VideoWriter
+from faceveil.io.video import EncodeOptions, VideoInfo, VideoWriter, read_frames
 
 FRAMES = 40
-
-
-def _frames(path):
-    cap = cv2.VideoCapture(str(path))
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                return
-            yield np.ascontiguousarray(bgr[:, :, ::-1])
-    finally:
-        cap.release()
 
 
 def _face_light(frames, box) -> np.ndarray:
@@ -43,7 +32,7 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
     import faceveil
 
     src = shared_path("videos") / "talking_head_speech_844.mp4"
-    clip = [f for _, f in zip(range(FRAMES), _frames(src))]
+    clip = [f.rgb for f in islice(read_frames(src), FRAMES)]
     h, w = clip[0].shape[:2]
     short = tmp_path / "talk.mp4"
     info = VideoInfo(src, w, h, Fraction(30), Fraction(1, 30), 0, 0.0, 0, "h264", False)
@@ -52,7 +41,7 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
             writer.write(f, i)
     out = tmp_path / "out.mp4"
     assert main(["anonymize", str(short), "-m", "replace", "-o", str(out), "-q"]) == 0
-    done = list(_frames(out))
+    done = [f.rgb for f in read_frames(out)]
     assert len(done) == FRAMES
     box = faceveil.detect(clip[0]).xyxy[0]
     orig, new = np.abs(np.diff(_face_light(clip, box))), np.abs(np.diff(_face_light(done, box)))
