@@ -176,6 +176,29 @@ def test_a_neighbour_never_puts_back_a_replaced_faces_original_pixels(astronaut,
     assert _share_changed(astronaut, out, band) >= 0.97
 
 
+def test_a_tiny_face_keeps_no_cover(astronaut, astronaut_faces):
+    """Below OCC_MIN_MOUTH pixels of mouth box (a face ~20 px high) no cover is kept: there cloth and a bare face
+    smoothed by compression look alike (the shared marathon clip, where no one wears a mask: 57 covers kept over
+    every 10th frame, 56 of them on faces under 21 px). The same light-blue cover on the astronaut shrunk to a
+    17 px face was kept before (share kept 1.0); at 25 px it still is."""
+    import cv2
+
+    from faceveil.detections import Detections
+
+    def covered_at(f):
+        small = cv2.resize(astronaut, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        d = Detections(astronaut_faces.xyxy * f, astronaut_faces.score, astronaut_faces.landmarks * f, None)
+        masked, _ = _covered(small, d.landmarks[0])
+        return masked, d, _zones(d.landmarks[0], small.shape)[1]
+
+    masked, d, mouth = covered_at(0.135)  # the mouth box spans 8-9 pixels
+    assert 15 <= d.xyxy[0, 3] - d.xyxy[0, 1] <= 20
+    assert _share_changed(masked, _replace(masked, d), mouth) >= 0.97
+    masked, d, mouth = covered_at(0.2)
+    out = _replace(masked, d)
+    assert _share_kept(masked, out, _replace(masked, d, occluders="replace"), mouth) >= 0.75
+
+
 @pytest.mark.parametrize("scene", ["grey", "dark"])
 def test_a_face_in_grey_or_in_the_dark_keeps_no_lower_face(astronaut, astronaut_faces, scene):
     """Before, a face in a dark room (no skin shows in the ring either) passed for masked: its lower half was as
