@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import needs_exact_int8
+
 
 def _detector(**params):
     from faceveil.detect import get_detector
@@ -21,9 +23,10 @@ def _same(a, b):
     np.testing.assert_array_equal(a.score, b.score)
 
 
-def test_each_pass_runs_the_weights_its_precision_names(astronaut):
+def test_each_pass_runs_the_weights_its_precision_names(astronaut, monkeypatch):
     """The astronaut (512 px) is enlarged to 800: a main pass and two big-face passes (0.6x, 0.9x). With the main
     pass in int8, the main pass's boxes are exactly the int8 detector's and the big-face passes' the fp32 one's."""
+    monkeypatch.setenv("FACEVEIL_INT8", "any")  # the int8 weights on any CPU (int8_exact): this is about routing
     mixed = _detector(precision="mixed", int8_passes=("main",))
     int8, fp32 = _detector(precision="int8"), _detector(precision="fp32")
     assert mixed.cf.params.precision == "int8"
@@ -72,6 +75,7 @@ def test_bad_mixed_settings_are_refused(params, message):
 
 
 @pytest.mark.slow
+@needs_exact_int8
 @pytest.mark.parametrize("parts", [
     None,  # the astronaut
     ("facemask", "images", "maksssksksss1.jpg"),

