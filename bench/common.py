@@ -175,6 +175,18 @@ def pick(keys: list[str], limit: int) -> list[str]:
     return [keys[i] for i in np.linspace(0, len(keys) - 1, limit).round().astype(int)]
 
 
+def int8_line() -> str:
+    """Which weights precision=int8 runs on this CPU (faceveil.detect.centerface.int8_exact): int8 rows measured
+    on x86 without VNNI are fp32's unless FACEVEIL_INT8=any (docs/int8.md)."""
+    from faceveil.detect.centerface import int8_exact
+
+    if os.environ.get("FACEVEIL_INT8") == "any":
+        return "int8 rows: the int8 weights (FACEVEIL_INT8=any, whatever the CPU)"
+    if int8_exact():
+        return "int8 rows: the int8 weights (this CPU has VNNI or is not x86)"
+    return "int8 rows: the fp32 weights (x86 without VNNI; FACEVEIL_INT8=any measures the int8 weights)"
+
+
 def table(rows: list[dict], cols: list[str]) -> str:
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
