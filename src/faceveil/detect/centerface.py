@@ -7,6 +7,7 @@ fallback when the packaged one is missing.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -34,6 +35,22 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
+def _flags(cpuinfo: str) -> frozenset[str]:
+    """The first ``flags`` line of a /proc/cpuinfo text (every core lists the same)."""
+    return frozenset(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                           if line.startswith("flags")), []))
+
+
+@functools.lru_cache(maxsize=1)
+def _own_flags() -> frozenset[str] | None:
+    """This machine's CPU flags, read once per process (/proc/cpuinfo is slow to read on many-core machines and
+    does not change); None where there is no /proc/cpuinfo."""
+    try:
+        return _flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return None
+
+
 def int8_exact(cpuinfo: str | None = None) -> bool:
     """True where the int8 build computes what it was measured to compute: not x86, or x86 with VNNI (read from
     /proc/cpuinfo; x86 without it, Windows and Intel macOS included, counts as no VNNI: fp32 is the safe side).
@@ -44,13 +61,8 @@ def int8_exact(cpuinfo: str | None = None) -> bool:
         return True
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
         return True
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return any(f in flags for f in INT8_CPU_FLAGS)
+    flags = _own_flags() if cpuinfo is None else _flags(cpuinfo)
+    return flags is not None and any(f in flags for f in INT8_CPU_FLAGS)
 
 
 def centerface_model_path(precision: str = "fp32", packaged: bool = True) -> Path:
