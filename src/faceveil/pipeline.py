@@ -146,9 +146,9 @@ class Anonymizer:
             "region": asdict(self.compositor.params),
             "seed": self.seed,
             **({"keep": self.keep.describe()} if self.keep else {}),
-            # other bytes than where int8 runs: recorded, so a resume on another kind of CPU is refused
-            **({"detector_runs": "fp32 (int8 asked for; this CPU has no VNNI)"}
-               if getattr(self.detector, "int8_as_fp32", False) else {}),
+            # other bytes than where the 8-bit build runs: recorded, so a resume on another kind of CPU is refused
+            **({"detector_runs": "int8 with 7-bit weights (this CPU has no VNNI)"}
+               if getattr(self.detector, "int8_7bit", False) else {}),
         }
 
     def rng_for(self, key: str) -> np.random.Generator:

@@ -100,9 +100,9 @@ def cmd_anonymize(args) -> int:
             describe["video"] = vanon.describe()
         elif video_jobs:
             describe = vanon.describe()
-    if not args.quiet and any(getattr(a.detector, "int8_as_fp32", False) for a in (first, vanon)):
-        print("faceveil: note: this CPU has no VNNI instructions: the int8 CenterFace runs its fp32 weights (the "
-              "faces it was measured to find, slower; docs/int8.md)", file=sys.stderr)
+    if not args.quiet and any(getattr(a.detector, "int8_7bit", False) for a in (first, vanon)):
+        print("faceveil: note: this CPU has no VNNI instructions: the int8 CenterFace runs its 7-bit build (other "
+              "bytes than on CPUs with VNNI; docs/int8.md)", file=sys.stderr)
     if kept_videos:  # --skip-existing: only outputs made with these settings count as done (exit 2 otherwise)
         from ..video.record import check_resume
 

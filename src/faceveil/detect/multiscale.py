@@ -305,7 +305,7 @@ class MultiScale(Detector):
         spin: bool = param(True, "CenterFace's onnxruntime threads spin between runs: fastest alone, wasteful "
                            "beside other work (videos turn it off)")
         precision: str = param("fp32", "CenterFace weights: fp32 (the original), int8 (quantized: faster, a "
-                                "little less accurate; fp32 on x86 without VNNI; docs/int8.md) or mixed (int8 on "
+                                "little less accurate; 7-bit weights on x86 without VNNI; docs/int8.md) or mixed (int8 on "
                                 "int8_passes)")
         int8_passes: tuple[str, ...] = param(("big",), "with precision=mixed, the passes that run int8 (of main, "
                                              "zoom, big, coarse, tiled); the others fp32 (docs/int8.md)")
@@ -351,12 +351,12 @@ class MultiScale(Detector):
                                                    threads=p.threads))
 
     @property
-    def int8_as_fp32(self) -> bool:
-        """int8 was asked for (``precision`` int8 or mixed) and runs the fp32 weights: no VNNI on this CPU
-        (centerface.int8_exact)."""
-        from .centerface import int8_exact
+    def int8_7bit(self) -> bool:
+        """int8 was asked for (``precision`` int8 or mixed) and runs the 7-bit build: no VNNI on this CPU
+        (centerface.int8_build). Asked of the parameters, not self.cf: with ``mixed`` the main pass may be fp32."""
+        from .centerface import int8_build
 
-        return self.params.precision != "fp32" and not int8_exact()
+        return self.params.precision != "fp32" and int8_build() == "int8_7bit"
 
     def pass_precision(self, kind: str) -> str:
         """The weights a pass of this kind (one of PASSES) runs: ``precision``, or with ``mixed`` int8 for the kinds
