@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 
-
 def _detector(**params):
     from faceveil.detect import get_detector
     from faceveil.detect.presets import resolve

@@ -305,8 +305,8 @@ class MultiScale(Detector):
         spin: bool = param(True, "CenterFace's onnxruntime threads spin between runs: fastest alone, wasteful "
                            "beside other work (videos turn it off)")
         precision: str = param("fp32", "CenterFace weights: fp32 (the original), int8 (quantized: faster, a "
-                                "little less accurate; 7-bit weights on x86 without VNNI; docs/int8.md) or mixed (int8 on "
-                                "int8_passes)")
+                                "little less accurate; 7-bit weights on x86 without VNNI; docs/int8.md) or mixed "
+                                "(int8 on int8_passes)")
         int8_passes: tuple[str, ...] = param(("big",), "with precision=mixed, the passes that run int8 (of main, "
                                              "zoom, big, coarse, tiled); the others fp32 (docs/int8.md)")
 
