@@ -350,7 +350,7 @@ def test_int8_runs_only_where_the_cpu_adds_its_products_exactly(machine, flags, 
 def test_without_vnni_int8_runs_the_7bit_build_and_says_so(astronaut, monkeypatch, tmp_path, capsys):
     """On x86 without VNNI (an AMD EPYC without AVX-512 gave a second, false face on a 256 px astronaut with the
     video preset's 8-bit build), precision=int8 runs the 7-bit build: the settings record it (a video resumed on
-    another kind of CPU is refused) and the CLI says it in one line."""
+    another kind of CPU is refused) and `anonymize`, `detect` and `eval leaks` say it in one line."""
     from PIL import Image
 
     from faceveil.cli import main
@@ -373,6 +373,14 @@ def test_without_vnni_int8_runs_the_7bit_build_and_says_so(astronaut, monkeypatc
     assert main(["anonymize", str(src), "-o", str(tmp_path / "o.png"), "--detect", "fast", "--dp",
                  "precision=int8"]) == 0
     assert sum("no VNNI" in line for line in capsys.readouterr().err.splitlines()) == 1
+    # `detect` and `eval leaks` say it too (once), -q silences it, and the fp32 weights need no note
+    (tmp_path / "gt.txt").write_text("a.png\n1\n180 60 90 115 0 0 0 0 0 0\n")
+    int8 = ["--detect", "fast", "--dp", "precision=int8"]
+    for argv, said in ((["detect", str(src), *int8], 1), (["detect", str(src), *int8, "-q"], 0),
+                       (["detect", str(src), "--detect", "fast"], 0),
+                       (["eval", "leaks", "--images", str(tmp_path), "--labels", str(tmp_path / "gt.txt"), *int8], 1)):
+        assert main(argv) == 0
+        assert sum("no VNNI" in line for line in capsys.readouterr().err.splitlines()) == said, argv
     # with VNNI: the 8-bit build, nothing recorded or said
     monkeypatch.setattr(centerface, "int8_exact", lambda cpuinfo=None: True)
     assert get_detector(name, params).cf.runs_precision == "int8"

@@ -13,8 +13,8 @@ from ..io.images import is_image_path
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
-                     check_jpeg_quality, check_writable, region_from_args, report_failures, warn_unchecked_donors,
-                     write_result_file)
+                     check_jpeg_quality, check_writable, note_int8_build, region_from_args, report_failures,
+                     warn_unchecked_donors, write_result_file)
 
 EPILOG_ANON = """\
 examples:
@@ -100,9 +100,7 @@ def cmd_anonymize(args) -> int:
             describe["video"] = vanon.describe()
         elif video_jobs:
             describe = vanon.describe()
-    if not args.quiet and any(getattr(a.detector, "int8_7bit", False) for a in (first, vanon)):
-        print("faceveil: note: this CPU has no VNNI instructions: the int8 CenterFace runs its 7-bit build (other "
-              "bytes than on CPUs with VNNI; docs/int8.md)", file=sys.stderr)
+    note_int8_build(first.detector, vanon.detector, quiet=args.quiet)
     if kept_videos:  # --skip-existing: only outputs made with these settings count as done (exit 2 otherwise)
         from ..video.record import check_resume
 

@@ -72,6 +72,14 @@ def batch_jobs(requested: int | None, images: int) -> int:
     return requested if requested is not None else auto_jobs(images)
 
 
+def note_int8_build(*detectors, quiet: bool = False) -> None:
+    """One line on stderr when one of these detectors runs the int8 CenterFace's 7-bit build (x86 without VNNI:
+    centerface.int8_build): its results are not the bytes a VNNI CPU gives, and docs/int8.md measures both."""
+    if not quiet and any(getattr(d, "int8_7bit", False) for d in detectors):
+        print("faceveil: note: this CPU has no VNNI instructions: the int8 CenterFace runs its 7-bit build (other "
+              "bytes than on CPUs with VNNI; docs/int8.md)", file=sys.stderr)
+
+
 def warn_unchecked_donors(method) -> None:
     """One line on stderr when replace averages a bank of single donors with ``reject=false``: then nothing checks
     that a replaced face does not look like one of its donors (dlib), neither as an aligned crop nor where it is

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import UsageError
 from .common import (add_common_args, add_detection_args, anonymizer_config, batch_jobs, check_writable,
-                     report_failures, write_result_file)
+                     note_int8_build, report_failures, write_result_file)
 
 
 def register(sub) -> None:
@@ -45,7 +45,9 @@ def cmd_detect(args) -> int:
     if videos:
         print(f"faceveil: {videos} video{'s' if videos > 1 else ''} skipped (`faceveil detect` reads images only)",
               file=sys.stderr)
-    describe = Anonymizer.from_config(cfg).describe()
+    anon = Anonymizer.from_config(cfg)
+    describe = anon.describe()
+    note_int8_build(anon.detector, quiet=args.quiet)
     results = run_batch(cfg, jobs, "detect", batch_jobs(args.jobs, len(jobs)), not args.quiet)
     n_failed = report_failures(results)
     doc = {"faceveil": __version__, "detector": describe["detector"], "detector_params": describe["detector_params"],

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import FaceveilError, UsageError
 from .common import (add_common_args, add_detection_args, add_region_args, evenly_spaced, region_from_args,
-                     resolve_detection)
+                     note_int8_build, resolve_detection)
 
 EPILOG = """\
 examples:
@@ -73,6 +73,7 @@ def cmd_leaks(args) -> int:
     detector, params, region = resolve_detection(args, region_from_args(args))
     anon = Anonymizer(method="blur", detector=detector, detector_params=params, region=region)
     describe = anon.describe()
+    note_int8_build(anon.detector, quiet=args.quiet)
     keys = list(labels)
     if args.split != "all":
         from ..eval.splits import split
