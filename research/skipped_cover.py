@@ -1,15 +1,15 @@
 """Does `-m replace` cover the real face on the video frames the detector skips as well as on the frames it runs on?
 
-The video default detects on every 2nd frame; a skipped frame's boxes come from the tracker and carry no landmarks,
-so replace draws those faces by the box alone (the whole region filled). A change that draws them by landmarks
-instead (the track's last ones, or ones interpolated between the detections around the frame) must not show more
-of the real face. Here the detector is run on every frame anyway, as the truth; for each of its faces that a
-tracked box overlaps (IoU >= 0.3), the share of the original that shows through the output at its 5 landmarks
-and 3 jaw points (chin, and left and right of the mouth), read by a one-pixel perturbation: the frame is
-anonymized twice, the second time with those pixels moved by 60 levels, from the same track state and seed, and
-(1 - weight) is the change that comes through. Printed per kind of frame (skipped / detected): faces with any
-point showing more than 1 %, 10 % and 50 %, and replace's paths (replaced by landmarks, estimated from the box,
-blurred).
+The video default detects on every 2nd frame; a skipped frame's boxes come from the tracker, with landmarks
+interpolated between the detections around the frame where the track has both; replace fills the whole region from
+its context (as by the box alone) and draws the face over it at those landmarks. Any change to how those faces are
+drawn must not show more of the real face. Here the detector is run on every frame anyway, as the truth; for each
+of its faces that a tracked box overlaps (IoU >= 0.3), the share of the original that shows through the output at
+its 5 landmarks and 3 jaw points (chin, and left and right of the mouth), read by a one-pixel perturbation: the
+frame is anonymized twice, the second time with those pixels moved by 60 levels, from the same track state and
+seed, and (1 - weight) is the change that comes through. Printed per kind of frame (skipped / detected): faces with
+any point showing more than 1 %, 10 % and 50 %, and replace's paths (replaced by landmarks, estimated from the box,
+interpolated, blurred).
 
     PYTHONPATH=src nice python research/skipped_cover.py CLIP [FRAMES]
 """

@@ -94,6 +94,7 @@ class Region:
     landmarks: np.ndarray | None  # 5x2 in frame pixels
     index: int  # position in the Detections
     full: bool = False  # every weight is 1 (a box without feather): blend copies the patch as it is
+    source: str = "detected"  # where the box came from (detections.SOURCES): "held" on frames the detector skipped
 
     @property
     def slices(self) -> tuple[slice, slice]:
@@ -142,6 +143,7 @@ class Compositor:
             ones = np.ones(tuple((hi - lo)[ok].max(axis=0)[::-1]), np.float32)
             ones.flags.writeable = False
         landmarks = detections.landmarks_each()
+        sources = detections.sources.tolist()
         rects = np.concatenate([lo, hi], axis=1).tolist()
         margins, valid = margins.tolist(), ok.tolist()
         for i, box in enumerate(boxes.tolist()):
@@ -149,7 +151,7 @@ class Compositor:
                 continue
             x1, y1, x2, y2 = rects[i]
             weight = ones[: y2 - y1, : x2 - x1] if full else self._weight(box, margins[i], x1, y1, x2, y2)
-            out.append(Region(x1, y1, x2, y2, weight, tuple(box), landmarks[i], i, full))
+            out.append(Region(x1, y1, x2, y2, weight, tuple(box), landmarks[i], i, full, sources[i]))
         return out
 
     def _weight(self, box, margin, x1, y1, x2, y2) -> np.ndarray:

@@ -71,7 +71,7 @@ class Track:
     landmarks: np.ndarray
     hits: int = 1
     history: list = field(default_factory=list)  # (index, cx, cy, w, h) of the first detections
-    recent: list = field(default_factory=list)  # (index, raw xyxy) of the last few detections (``between``)
+    recent: list = field(default_factory=list)  # (index, raw xyxy, landmarks) of the last few detections (``between``)
 
     def predict(self, index: int) -> np.ndarray:
         s = self.state + self.velocity * (index - self.last_index)
@@ -198,13 +198,24 @@ class Tracker:
         just after it (at most ``max_gap`` frames apart), for tracks detected on both sides: on a frame the
         detector skipped, once a later frame has been tracked (the look-ahead buffer holds it), the face
         lies between two detections rather than where the earlier one extrapolates."""
+        return {tid: a + (b - a) * t for tid, (t, (a, b), _) in self._around(index, max_gap).items()}
+
+    def landmarks_between(self, index: int, max_gap: int) -> dict[int, np.ndarray]:
+        """Track id -> the 5x2 landmarks on frame ``index`` interpolated as ``between`` interpolates boxes, for
+        tracks whose detections on both sides have landmarks."""
+        return {tid: la + (lb - la) * t for tid, (t, _, (la, lb)) in self._around(index, max_gap).items()
+                if not (np.isnan(la).any() or np.isnan(lb).any())}
+
+    def _around(self, index: int, max_gap: int) -> dict:
+        """Track id -> (where ``index`` lies from 0 to 1, the two boxes, the two landmark sets) of the track's
+        detections just before and just after ``index``, at most ``max_gap`` frames apart."""
         out = {}
         for tr in self.tracks:
-            before = [(i, b) for i, b in tr.recent if i < index]
-            after = [(i, b) for i, b in tr.recent if i > index]
+            before = [r for r in tr.recent if r[0] < index]
+            after = [r for r in tr.recent if r[0] > index]
             if before and after and after[0][0] - before[-1][0] <= max_gap:
-                (i, a), (j, b) = before[-1], after[0]
-                out[tr.id] = a + (b - a) * ((index - i) / (j - i))
+                (i, a, la), (j, b, lb) = before[-1], after[0]
+                out[tr.id] = ((index - i) / (j - i), (a, b), (la, lb))
         return out
 
     def expected(self, index: int) -> np.ndarray:
@@ -289,7 +300,7 @@ class Tracker:
         tr.last_box = box.copy()
         tr.landmarks = landmarks
         tr.hits += 1
-        tr.recent = [*tr.recent[-15:], (index, box.copy())]
+        tr.recent = [*tr.recent[-15:], (index, box.copy(), np.asarray(landmarks, np.float64))]
         if len(tr.history) < 6:
             tr.history.append((index, *det))
 
@@ -326,7 +337,7 @@ class Tracker:
     def _new_track(self, index: int, box: np.ndarray, landmarks: np.ndarray) -> Track:
         s = _to_cxcywh(box)
         tr = Track(self._next_id, s.copy(), np.zeros(4), index, box.copy(), index, s.copy(), landmarks,
-                   history=[(index, *s)], recent=[(index, box.copy())])
+                   history=[(index, *s)], recent=[(index, box.copy(), np.asarray(landmarks, np.float64))])
         self._next_id += 1
         self.tracks.append(tr)
         if self.params.lookahead:

@@ -46,16 +46,24 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
     def emit(item: TrackedFrame) -> TrackedFrame:
         if tracker is not None and item.skipped and item.error is None and len(item.detections):
             # A skipped frame's held boxes (extrapolated) grow to cover where the face lies between the
-            # detections around it, now that the later one is known (never smaller: the union).
+            # detections around it, now that the later one is known (never smaller: the union). They also get
+            # the landmarks interpolated between those detections: a method may draw by them (replace draws its
+            # face there over a region it first fills wholly from the context), but must cover the box as for
+            # a face without landmarks (their source stays "held").
             between = tracker.between(item.frame.index, n)
+            marks = tracker.landmarks_between(item.frame.index, n)
             d = item.detections
             rows = [k for k, t in enumerate(d.track_id) if int(t) in between]
             if rows:
                 xyxy = d.xyxy.astype(np.float64)
+                lms = d.landmarks.copy()
                 for k in rows:
-                    b = between[int(d.track_id[k])]
+                    t = int(d.track_id[k])
+                    b = between[t]
                     xyxy[k] = [min(xyxy[k, 0], b[0]), min(xyxy[k, 1], b[1]), max(xyxy[k, 2], b[2]), max(xyxy[k, 3], b[3])]
-                item.detections = Detections(xyxy, d.score, d.landmarks, d.track_id, d.source, d.sources)
+                    if t in marks and d.sources[k] == "held":
+                        lms[k] = marks[t]
+                item.detections = Detections(xyxy, d.score, lms, d.track_id, d.source, d.sources)
         if tracker is not None and ahead and item.error is None:
             extra = tracker.backfill(item.frame.index)
             if len(extra):

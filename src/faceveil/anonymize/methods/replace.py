@@ -208,7 +208,7 @@ class Replace(Method):
             from ..harmonizer import load_harmonizer
 
             self.unet = load_harmonizer(p.harmonizer_model)
-        self.counts: Counter = Counter()  # replaced / fitted / blurred, over this object's lifetime
+        self.counts: Counter = Counter()  # replaced / fitted / estimated / interpolated / blurred, over its lifetime
         self._placed: dict[int, int | None] = {}  # a track's seed -> the draw that passed (None: blurred), donors banks
         self._tone: dict[int, np.ndarray] = {}  # a track -> its harmonization, smoothed over its frames
         self._last_tone: np.ndarray | None = None  # the harmonization the last face rendered used
@@ -333,12 +333,21 @@ class Replace(Method):
         lm = region.landmarks
         bw, bh = box[2] - box[0], box[3] - box[1]
         use_lm = lm is not None and min(bw, bh) >= p.min_landmark_face
+        if region.source == "held" and lm is not None and not (use_lm and plausible(lm, box)):
+            lm, use_lm = None, False  # interpolated landmarks that do not fit: the box alone, as before them
         if use_lm and not plausible(lm, box):
             self.counts["blurred"] += 1
             return _blurred(frame, region)
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
             self.counts["estimated"] += 1
             return self._render_estimated(frame, region, box, seed, track)
+        if region.source == "held" and p.shape == "face" and p.no_landmarks != "fitted":
+            # a video frame the detector skipped: landmarks interpolated between the detections around it
+            # (video/tracking.py). Drawn over the fill as a face without landmarks is, so the box and region are
+            # covered as on the box-alone path, but at those landmarks: the face keeps its place and shape
+            # between detector runs instead of jumping to the box's mean shape and back (flicker).
+            self.counts["interpolated"] += 1
+            return self._render_estimated(frame, region, box, seed, track, lm=lm)
         self.counts["replaced" if use_lm else "fitted"] += 1
         if use_lm and p.shape == "face":
             return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed, track=track)
@@ -417,7 +426,8 @@ class Replace(Method):
         return out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)]
 
     # the face-shaped path ---------------------------------------------------------
-    def _render_estimated(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1) -> np.ndarray:
+    def _render_estimated(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1,
+                          lm: np.ndarray | None = None) -> np.ndarray:
         """A face without usable landmarks: the whole region (and the box) is first filled from its context,
         as the box-fitted path does, then the face-shaped face is drawn over that fill at landmarks
         estimated from the box alone (box_landmarks.MEAN_SHAPE). The original face's pixels are never read:
@@ -444,7 +454,7 @@ class Replace(Method):
             fill = cv2.resize(fill, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
         filled = frame.copy()
         filled[wy1:wy2, wx1:wx2][hole] = fill[hole]
-        lm = estimate_landmarks(box)
+        lm = estimate_landmarks(box) if lm is None else np.asarray(lm, np.float64)
         # no jaw to cover (the fill already hides the face): the face ellipse alone, without the box's
         patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False, track=track)
         if self.params.no_landmarks != "estimated-keep" or self.params.occluders != "keep":
