@@ -87,6 +87,11 @@ SETTINGS = {
     # issue 20, CPU per frame: the default's pass for big faces (a copy 640 px long) on a smaller copy
     "default, big-face pass at 480 px": ["--dp", "coarse_size=480"],
     "default, big-face pass at 384 px": ["--dp", "coarse_size=384"],
+    # issue 20, CPUs without VNNI: int8 runs the 7-bit build there, whose heatmap is fp32's, and the default's cut was
+    # chosen with the 8-bit build; lower cuts for it, chosen on --side tune (run with FACEVEIL_INT8=7bit)
+    "default, cut 0.12/0.05": ["--dp", "threshold=0.12", "--dp", "small_threshold=0.05"],
+    "default, cut 0.10/0.05": ["--dp", "threshold=0.1", "--dp", "small_threshold=0.05"],
+    "default, cut 0.08/0.04": ["--dp", "threshold=0.08", "--dp", "small_threshold=0.04"],
 }
 DETECT_FLAGS = ("--dp", "--max-size", "--detect")  # detector options: the in-process runs build their own Anonymizer
 
