@@ -333,9 +333,10 @@ class Replace(Method):
         lm = region.landmarks
         bw, bh = box[2] - box[0], box[3] - box[1]
         use_lm = lm is not None and min(bw, bh) >= p.min_landmark_face
-        if region.source == "held" and lm is not None and not (use_lm and plausible(lm, box)):
+        fits = use_lm and plausible(lm, box)
+        if region.source == "held" and not fits:
             lm, use_lm = None, False  # interpolated landmarks that do not fit: the box alone, as before them
-        if use_lm and not plausible(lm, box):
+        if use_lm and not fits:
             self.counts["blurred"] += 1
             return _blurred(frame, region)
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
