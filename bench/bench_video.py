@@ -4,6 +4,7 @@
     PYTHONPATH=src python bench/bench_video.py                # the README table's sizes
     PYTHONPATH=src python bench/bench_video.py --side tune    # the photos N and the crop margin were chosen on
     FACEVEIL_BENCH_SHOTS=2,2,16 PYTHONPATH=src python bench/bench_video.py --quick --settings 0,6  # smaller (a)
+    FACEVEIL_INT8=7bit PYTHONPATH=src python bench/bench_video.py --no-speed --no-b --dp threads=2  # side by side
 
 (a) Labelled clips: camera moves (slow pans, zoom in, zoom out) over labelled photos from facemask (CC0) and
 WIDER val, cut from one photo to the next, rendered at 1280x720 and 1920x1080 into a temporary folder at bench
@@ -354,6 +355,9 @@ def main() -> None:
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--no-b", action="store_true", help="skip (b), the shared clips")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    ap.add_argument("--dp", action="append", default=[], metavar="NAME=VALUE",
+                    help="a detector parameter added to every setting's in-process runs (e.g. threads=4, to run "
+                         "several benches side by side)")
     args = ap.parse_args()
     print(int8_line())
     seconds = args.seconds or (1.0 if args.quick else 3.0)
@@ -367,14 +371,16 @@ def main() -> None:
     if args.settings:
         names = [names[int(k)] for k in args.settings.split(",")]
     anons: dict[str, object] = {}
+    extra_dp = detector_params([v for d in args.dp for v in ("--dp", d)])
 
     def anon_for(n: str):
         """The setting's Anonymizer (its preset, else the video one, plus its detector parameters), one per
         distinct set."""
         preset = video_preset(None, preset_of(SETTINGS[n]))
-        key = json.dumps([preset, detector_params(SETTINGS[n])], sort_keys=True)
+        dp = {**detector_params(SETTINGS[n]), **extra_dp}
+        key = json.dumps([preset, dp], sort_keys=True)
         if key not in anons:
-            anons[key] = Anonymizer(preset=preset, detector_params=detector_params(SETTINGS[n]))
+            anons[key] = Anonymizer(preset=preset, detector_params=dp)
         return key, anons[key]
     clips = labelled_clips(args.side, args.quick)
     total_a = {c.name: face_frames(c) for c in clips}
