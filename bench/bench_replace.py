@@ -30,6 +30,12 @@ the original and in the output; region fill (changed pixels over their bounding 
 (Laplacian variance over the central half box, output over original).
 Also every 30th frame of the shared clips (real footage; evaluation only), faces of 40 px and more.
 
+Flicker (``--flicker N``), the shared clips' first N frames through the video path (video preset, tracking, the
+detector on every 2nd frame): for each tracked face of 24 px and more seen on two frames in a row, the change of the
+mean L* of its box's central half, of its L* on an 8x8 grid (a face flipped or redrawn), and of the L* of the
+box grown 1.25x (the region: what surrounds the face) on an 8x8 grid, in the output and in the original (motion
+and light alone); mean and 95th percentile per clip.
+
 Then draws bench/replace_grid.png from deepface-unit photos (MIT).
 Timings are noisy on a shared machine: read them as rough.
 """
@@ -51,9 +57,11 @@ from faceveil.anonymize.identity import MATCH, descriptor
 from faceveil.detect import get_detector
 from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
-from faceveil.io.video import read_frames
+from faceveil.io.video import probe, read_frames
 
 VIDEO_EVERY = 30  # frames: 1 s apart at 30 fps
+FLICKER_MIN_PX = 24  # the flicker table's smallest face (px)
+REGION_SCALE = 1.25  # the flicker table's region: the box grown as the default region grows it
 
 METHODS = {
     "replace": ("replace", {}),
@@ -276,6 +284,81 @@ def _face_looks(img, out, box, region) -> tuple[float, float, float, float]:
     return de, float(fill), seam, sharp
 
 
+def _light(img: np.ndarray, box, scale: float = 0.5) -> np.ndarray:
+    """L* (0..100) of ``box`` scaled by ``scale`` about its centre (0.5: its central half), resampled to 8x8 (nan
+    outside the frame)."""
+    x1, y1, x2, y2 = box
+    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * scale / 2, (y2 - y1) * scale / 2
+    c = img[int(max(cy - hh, 0)):int(np.ceil(cy + hh)), int(max(cx - hw, 0)):int(np.ceil(cx + hw))]
+    if c.size == 0:
+        return np.full((8, 8), np.nan, np.float32)
+    lum = cv2.cvtColor(c, cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * 100 / 255
+    return cv2.resize(lum, (8, 8), interpolation=cv2.INTER_AREA)
+
+
+def flicker(n_frames: int, methods: dict, min_px: int = FLICKER_MIN_PX) -> None:
+    """Temporal stability on the shared clips' first ``n_frames``, the video path as the CLI runs it (video preset,
+    tracking, a detector run every 2nd frame, one method state per clip): for every track seen on two frames in a
+    row with its box >= ``min_px``, the change of its central half box (at each frame's tracked box), output and
+    original: of its mean L*, and of its L* on an 8x8 grid (mean absolute change); mean and 95th percentile, per clip
+    and over all."""
+    from faceveil.api import resolved_detector
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video.options import VideoOptions, video_preset
+    from faceveil.video.tracking import tracked_frames
+
+    det = resolved_detector(None, video_preset(None, None), {})
+    clips = {}
+    for path in sorted((DATA / "videos").glob("*.mp4")) + sorted((DATA / "videos").glob("*.mkv")):
+        frames = (f for f in read_frames(path) if f.index < n_frames)
+        clips[path.name] = [(it.frame.rgb, it.detections)
+                            for it in tracked_frames(frames, det.detect, VideoOptions(), float(probe(path).fps))]
+    rows = []
+    for label, (name, params) in methods.items():
+        an = Anonymizer(method=name, preset="video", load_detector=False)
+        an.method = make_method(name, params)
+        every: dict[str, list] = {"out": [], "orig": []}
+        for clip, items in clips.items():
+            if hasattr(an.method, "begin_stream"):
+                an.method.begin_stream()  # each clip's tracks are new, as in the video job
+            prev: dict[int, tuple[float, float]] = {}
+            d_out, d_orig = [], []
+            for i, (f, d) in enumerate(items):
+                out = an.anonymize(f, d, an.rng_for(f"{i}"))
+                now = {}
+                for j in range(len(d)):
+                    b, t = d.xyxy[j], int(d.track_id[j])
+                    if t < 0 or min(b[2] - b[0], b[3] - b[1]) < min_px:
+                        continue
+                    now[t] = (_light(out, b), _light(f, b), _light(out, b, REGION_SCALE), _light(f, b, REGION_SCALE))
+                    if t in prev and np.isfinite(np.stack(now[t] + prev[t])).all():  # nan: outside the frame
+                        # mean L* (tone, light), the 8x8 pattern (a face flipped or redrawn, which the mean hides),
+                        # and the pattern over the region (what surrounds the face: hair, background, a fill)
+                        ch = [np.abs(a - b) for a, b in zip(now[t], prev[t])]
+                        d_out.append((abs(now[t][0].mean() - prev[t][0].mean()), ch[0].mean(), ch[2].mean()))
+                        d_orig.append((abs(now[t][1].mean() - prev[t][1].mean()), ch[1].mean(), ch[3].mean()))
+                prev = now
+            every["out"] += d_out
+            every["orig"] += d_orig
+            rows.append(_flicker_row(label, clip, d_out, d_orig))
+        rows.append(_flicker_row(label, "all", every["out"], every["orig"]))
+        print(f"{label}: flicker done", file=sys.stderr)
+    print(f"\n## Flicker: change of a tracked face's L* (central half box; mean, 8x8 grid) from one frame to the next, "
+          f"shared clips' first {n_frames} frames, faces >= {min_px} px; video preset and path\n")
+    print(table(rows, list(rows[0])))
+
+
+def _flicker_row(label: str, clip: str, out: list, orig: list) -> dict:
+    o, g = np.asarray(out, float).reshape(-1, 3), np.asarray(orig, float).reshape(-1, 3)
+    stat = lambda v, f: float(f(v)) if len(v) else float("nan")  # noqa: E731
+    p95 = lambda v: np.percentile(v, 95)  # noqa: E731
+    return {"method": label, "clip": clip, "frame pairs": len(o), "mean L* change": stat(o[:, 0], np.mean),
+            "p95": stat(o[:, 0], p95), "original": stat(g[:, 0], np.mean), "original p95": stat(g[:, 0], p95),
+            "8x8 L* change": stat(o[:, 1], np.mean), "8x8 p95": stat(o[:, 1], p95),
+            "8x8 original": stat(g[:, 1], np.mean), "region 8x8": stat(o[:, 2], np.mean),
+            "region 8x8 p95": stat(o[:, 2], p95), "region 8x8 original": stat(g[:, 2], np.mean)}
+
+
 def grid(out: Path) -> None:
     """Originals and replacements (two seeds, Poisson, U-Net, blur) from deepface-unit (MIT)."""
     cf = get_detector("centerface", {"threads": 1})
@@ -310,6 +393,8 @@ def main() -> int:
     ap.add_argument("--looks", type=int, default=-1, metavar="N",
                     help="also the looks table, on deepface-unit and the first N facemask photos")
     ap.add_argument("--no-lfw", action="store_true", help="skip the LFW privacy and realism table")
+    ap.add_argument("--flicker", type=int, default=0, metavar="N",
+                    help="also the flicker table: the shared clips' first N frames through the video path")
     ap.add_argument("--no-grid", action="store_true")
     ap.add_argument("--grid", default=str(ROOT / "bench" / "replace_grid.png"))
     args = ap.parse_args()
@@ -318,6 +403,8 @@ def main() -> int:
         bench(args.people, args.seed, args.gallery, methods)
     if not args.grid_only and args.looks >= 0:
         looks(args.looks, methods)
+    if not args.grid_only and args.flicker > 0:
+        flicker(args.flicker, methods)
     if not args.no_grid:
         grid(Path(args.grid))
     return 0

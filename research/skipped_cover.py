@@ -1,8 +1,9 @@
 """Does `-m replace` cover the real face on the video frames the detector skips as well as on the frames it runs on?
 
 The video default detects on every 2nd frame; a skipped frame's boxes come from the tracker, with landmarks
-interpolated between the detections around the frame where the track has both; replace fills the whole region from
-its context (as by the box alone) and draws the face over it at those landmarks. Any change to how those faces are
+interpolated between the detections around the frame where the track has both; replace draws the face at those
+landmarks as on a detected frame, with the held box's ellipse grown (stop 29 filled the whole region from its
+context first, as by the box alone). Any change to how those faces are
 drawn must not show more of the real face. Here the detector is run on every frame anyway, as the truth; for each
 of its faces that a tracked box overlaps (IoU >= 0.3), the share of the original that shows through the output at
 its 5 landmarks and 3 jaw points (chin, and left and right of the mouth), read by a one-pixel perturbation: the

@@ -1,7 +1,7 @@
 """replace on the video frames the detector skips (issue 22): the tracker's held boxes carry landmarks interpolated
-between the detections around the frame (video/tracking.py), and replace draws its face at them over a region it
-first fills wholly from the context, as for a face without landmarks: the new face keeps its place between
-detector runs, and no pixel of the original face reaches the output."""
+between the detections around the frame (video/tracking.py), and replace draws its face at them as at a detected
+face's, with the box's ellipse grown (the held box is a guess): the new face and its surroundings keep their look
+between detector runs, and no pixel the face covers reaches the output."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,21 +38,37 @@ def _replace(image, dets):
     return get_method("replace", {}).apply(image, dets, default_comp(), np.random.default_rng(0))
 
 
-def test_a_held_face_is_drawn_at_its_landmarks_from_the_context_alone(astronaut, astronaut_faces):
-    """Scrambling every pixel of the face's region changes nothing in the output of a held face with landmarks
-    (the region is filled from outside it first); a detected face keeps the region's pixels outside its
-    face-shaped mask, so there the scramble shows. A held face at the detection's own landmarks looks as the
-    detected face does (mean difference at the face's centre 2.2 levels), the box alone draws another (17.8)."""
+def test_a_held_face_is_drawn_at_its_landmarks_as_a_detected_one_never_reading_what_it_covers(astronaut,
+                                                                                             astronaut_faces):
+    """A held face with landmarks is drawn as a detected one, with its box's ellipse grown HELD_GROW: scrambling
+    every pixel its blend covers fully changes nothing in the output (they are never read, and they cover the
+    box's central half and the face's points), while the frame's own pixels stay around it, as around a detected
+    face (stop 29 filled the whole region instead: the surroundings alternated frame by frame). A held face at the
+    detection's own landmarks looks as the detected face does (mean difference at the face's centre 5.3 levels:
+    the grown box moves the grain's seed and the work window's scale), the box alone draws another (17.8)."""
+    from faceveil.anonymize.methods.replace import HELD_GROW, face_weight
+
     comp = default_comp()
     faces = astronaut_faces
-    region = comp.regions(_held(faces, None), astronaut.shape)[0]
-    scrambled = astronaut.copy()
-    scrambled[region.slices] = np.random.default_rng(1).integers(0, 256, scrambled[region.slices].shape)
     held = _held(faces, faces.landmarks[0] + 1.5)  # interpolated: a little off the detection
+    region = comp.regions(held, astronaut.shape)[0]
+    box = faces.xyxy[0].astype(np.float64)
+    c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * HELD_GROW
+    weight = face_weight(astronaut.shape, region, np.r_[c - half, c + half], held.landmarks[0])
+    full = weight >= 1
+    x1, y1, x2, y2 = box.astype(int)
+    assert full[(y1 * 3 + y2) // 4:(y1 + y2 * 3) // 4, (x1 * 3 + x2) // 4:(x1 + x2 * 3) // 4].all()  # central half
+    for x, y in faces.landmarks[0].round().astype(int):  # the detection's eyes, nose and mouth, 4 px around
+        assert full[y - 4:y + 5, x - 4:x + 5].all()
+    scrambled = astronaut.copy()
+    scrambled[full] = np.random.default_rng(1).integers(0, 256, scrambled[full].shape)
     a, b = _replace(astronaut, held), _replace(scrambled, held)
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[region.slices], b[region.slices])
+    outside = np.zeros(astronaut.shape[:2], bool)
+    outside[region.slices] = True
+    outside &= weight <= 0
+    assert outside.any() and (a[outside] == astronaut[outside]).all()  # the region's corners: the frame's own
     detected = _held(faces, None, "detected")
-    assert np.abs(_replace(astronaut, detected).astype(int) - _replace(scrambled, detected)).max() > 50
     # the look: the face's centre on the held frame against the detected frame's, with and without landmarks
     x1, y1, x2, y2 = faces.xyxy[0].astype(int)
     cy, cx, hh, hw = (y1 + y2) // 2, (x1 + x2) // 2, (y2 - y1) // 4, (x2 - x1) // 4
@@ -60,7 +76,7 @@ def test_a_held_face_is_drawn_at_its_landmarks_from_the_context_alone(astronaut,
     ref = _replace(astronaut, detected)[core].astype(float)
     same = _replace(astronaut, _held(faces, faces.landmarks[0]))[core]
     box_alone = _replace(astronaut, _held(faces, np.full((5, 2), np.nan)))[core]
-    assert np.abs(same - ref).mean() < 5 < 12 < np.abs(box_alone - ref).mean(), (
+    assert np.abs(same - ref).mean() < 7 < 12 < np.abs(box_alone - ref).mean(), (
         np.abs(same - ref).mean(), np.abs(box_alone - ref).mean())
 
 

@@ -29,7 +29,9 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
     percentile: the original 0.18 / 0.49. Before, 3.30 / 5.66: the tone and light fitted to each frame's ring
     jumped with the landmarks and the moving mouth; smoothed along the track, 0.58 / 1.79 (stop 26); with the
     frames the detector skips drawn at the box's mean face shape, 0.53 / 1.49; drawn at the landmarks
-    interpolated between the detections around them, 0.31 / 0.69 (tests/test_replace_skipped_frames.py)."""
+    interpolated between the detections around them, 0.31 / 0.69 (tests/test_replace_skipped_frames.py); those
+    faces drawn as detected ones (the frame's own pixels around them, not a fill) with the track's harmonization and
+    its side of the mirror, 0.23 / 0.58."""
     import faceveil
 
     src = shared_path("videos") / "talking_head_speech_844.mp4"
@@ -49,7 +51,7 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
     x1, y1, x2, y2 = box.astype(int)
     changed = [np.abs(a[y1:y2, x1:x2].astype(np.int16) - b[y1:y2, x1:x2]).mean() for a, b in zip(done, clip)]
     assert min(changed) > 8  # a new face on every frame, not the input
-    assert new.mean() <= 0.42 and np.percentile(new, 95) <= 1.0, (new.mean(), np.percentile(new, 95), orig.mean())
+    assert new.mean() <= 0.30 and np.percentile(new, 95) <= 0.75, (new.mean(), np.percentile(new, 95), orig.mean())
 
 
 def test_a_tracks_look_is_smoothed_within_a_video_and_forgotten_between_videos(astronaut, astronaut_faces):

@@ -139,7 +139,11 @@ def crisp(face: np.ndarray) -> np.ndarray:
     return np.clip(f + CRISP_GAIN * (f - low) + 0.5, 0, 255).astype(np.uint8)
 
 
-def mirror_to(face: np.ndarray, own_yaw: float, target_yaw: float | None, dead: float = 0.03) -> tuple[np.ndarray, bool]:
+MIRROR_DEAD = 0.03  # |yaw| below which a face counts as frontal: no side to mirror to
+
+
+def mirror_to(face: np.ndarray, own_yaw: float, target_yaw: float | None,
+              dead: float = MIRROR_DEAD) -> tuple[np.ndarray, bool]:
     """The aligned face mirrored when it is turned the other way than the target
     (the template is symmetric, so a mirrored aligned face stays aligned)."""
     if target_yaw is None or not np.isfinite(target_yaw) or abs(target_yaw) < dead or abs(own_yaw) < dead:
@@ -239,7 +243,7 @@ class Synthesizer:
         """The identity of ``seed``, turned like a target face of ``yaw`` (yaw_ratio of its
         landmarks): averages are mirrored to the target's side; donors are mirrored and
         each person's photo closest in yaw is taken. The seed alone decides who."""
-        side = 0 if yaw is None or not np.isfinite(yaw) or abs(yaw) < 0.03 else int(np.sign(yaw))
+        side = 0 if yaw is None or not np.isfinite(yaw) or abs(yaw) < MIRROR_DEAD else int(np.sign(yaw))
         key = (seed, side) if self.bank.kind == "averages" else (seed, round(float(yaw or 0) * 10) / 10)
         if key in self._cache:
             self.last = self._cache[key]

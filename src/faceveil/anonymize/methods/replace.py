@@ -42,7 +42,7 @@ from ...registry import param
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
 from ..base import METHODS, Method, crop
 from ..box_landmarks import estimate_landmarks
-from ..identity import Synthesizer, seed_for
+from ..identity import MIRROR_DEAD, Synthesizer, seed_for
 from .blur import gaussian_blur, odd
 
 WORK_FACE = 96  # faces are composed at this box width at most, then resized (bank faces are 68 px wide)
@@ -64,6 +64,7 @@ BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
 # outward, so the face stays covered; below RING[0] - 1, so the sampling ring stays outside it. The landmark
 # ellipse keeps 0.12: wider, a big head's soft edge reaches into the region's corners (test_replace_look).
 BOX_FEATHER = 0.17
+HELD_GROW = 1.1  # a skipped video frame's face: its box's ellipse grown this much (the tracker's box is a guess)
 EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
 DARK_MARGIN = 15.0  # L*: with no skin in view, the face's skin at most this much above the ring's 98th percentile
@@ -211,12 +212,14 @@ class Replace(Method):
         self.counts: Counter = Counter()  # replaced / fitted / estimated / interpolated / blurred, over its lifetime
         self._placed: dict[int, int | None] = {}  # a track's seed -> the draw that passed (None: blurred), donors banks
         self._tone: dict[int, np.ndarray] = {}  # a track -> its harmonization, smoothed over its frames
+        self._yaw: dict[int, float] = {}  # a track -> the head turn its identity was drawn for
         self._last_tone: np.ndarray | None = None  # the harmonization the last face rendered used
 
     def begin_stream(self) -> None:
         """A new video: its tracks are new (their ids start again)."""
         self._placed.clear()
         self._tone.clear()
+        self._yaw.clear()
 
     # A track's harmonization (tone, light, the dark limit) follows its ring, which changes with every frame's
     # landmarks and the mouth's motion: the face's brightness jumped from frame to frame (shared talking head: mean
@@ -233,6 +236,24 @@ class Replace(Method):
             tone = prev if tone is None else prev + self.TONE_EMA * (tone - prev)
         self._last_tone = tone
         return tone
+
+    # A near-frontal face's yaw (from its 5 landmarks) wavers around 0 from frame to frame, and the identity is
+    # mirrored to the side the head turns to (none within MIRROR_DEAD of 0): the new face flipped left-right between
+    # frames (talking head: yaw -0.018 -> -0.036). A track keeps the side it was drawn for until its head has
+    # clearly turned (|yaw| >= YAW_HOLD).
+    YAW_HOLD = 0.08
+
+    def _track_yaw(self, track: int, yaw: float) -> float:
+        if track < 0 or not np.isfinite(yaw):
+            return yaw
+        prev = self._yaw.get(track)
+        side = lambda y: 0 if abs(y) < MIRROR_DEAD else int(np.sign(y))  # noqa: E731  (as identity.mirror_to)
+        if prev is not None and side(yaw) != side(prev) and abs(yaw) < self.YAW_HOLD:
+            return prev
+        if len(self._yaw) > 4096:
+            self._yaw.clear()
+        self._yaw[track] = yaw
+        return yaw
 
     def _keep_tone(self, track: int) -> None:
         if track >= 0 and self._last_tone is not None:
@@ -344,11 +365,17 @@ class Replace(Method):
             return self._render_estimated(frame, region, box, seed, track)
         if region.source == "held" and p.shape == "face" and p.no_landmarks != "fitted":
             # a video frame the detector skipped: landmarks interpolated between the detections around it
-            # (video/tracking.py). Drawn over the fill as a face without landmarks is, so the box and region are
-            # covered as on the box-alone path, but at those landmarks: the face keeps its place and shape
-            # between detector runs instead of jumping to the box's mean shape and back (flicker).
+            # (video/tracking.py), drawn as a detected face is (the face mask and the box's ellipse, the frame's
+            # own pixels around them), with the ellipse of the held box grown HELD_GROW for where the face may
+            # lie, and the track's harmonization as it is. Drawn over the whole region filled from its context
+            # instead (stop 29), the surroundings alternated between the frame's own pixels and the fill at
+            # half the frame rate (talking head, stage); faces with a point showing > 1 / > 10 / > 50 %
+            # (research/skipped_cover.py, 60 frames): hikers' skipped 7.8 / 0.1 / 0.1 % -> 1.9 / 0.3 / 0.1 %
+            # (its detected frames: 1.8 / 0.3 / 0.3 %), stage 1.9 / 1.3 / 1.3 % -> 1.3 / 1.3 / 1.3 %.
             self.counts["interpolated"] += 1
-            return self._render_estimated(frame, region, box, seed, track, lm=lm)
+            c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * HELD_GROW
+            return self._render_shaped(frame, region, np.r_[c - half, c + half], np.asarray(lm, np.float64), seed,
+                                       occluders=False, track=track, measure_tone=track not in self._tone)
         self.counts["replaced" if use_lm else "fitted"] += 1
         if use_lm and p.shape == "face":
             return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed, track=track)
@@ -456,8 +483,12 @@ class Replace(Method):
         filled = frame.copy()
         filled[wy1:wy2, wx1:wx2][hole] = fill[hole]
         lm = estimate_landmarks(box) if lm is None else np.asarray(lm, np.float64)
-        # no jaw to cover (the fill already hides the face): the face ellipse alone, without the box's
-        patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False, track=track)
+        # no jaw to cover (the fill already hides the face): the face ellipse alone, without the box's.
+        # A track that has a harmonization keeps it: around a filled region the ring shows the fill, not the
+        # person's skin, and a tone read there alternated with the detected frames' (stage clip: the face's L*
+        # jumped 5-20 between detected and skipped frames)
+        patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False, track=track,
+                                    measure_tone=track < 0 or track not in self._tone)
         if self.params.no_landmarks != "estimated-keep" or self.params.occluders != "keep":
             return patch
         # opt-in: an occluder over the lower face (mask, scarf) keeps its pixels, judged as the landmark path
@@ -477,9 +508,11 @@ class Replace(Method):
         return np.clip(patch * (1 - k) + orig * k + 0.5, 0, 255).astype(np.uint8)
 
     def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int,
-                       occluders: bool = True, box_ellipse: bool = True, track: int = -1) -> np.ndarray:
+                       occluders: bool = True, box_ellipse: bool = True, track: int = -1,
+                       measure_tone: bool = True) -> np.ndarray:
         """The new face inside a feathered face-shaped mask; every pixel outside it is the frame's own.
-        Only pixels outside the mask (which stay visible anyway) and the landmarks are read."""
+        Only pixels outside the mask (which stay visible anyway) and the landmarks are read. Without
+        ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
         p = self.params
         g = _Geometry(frame.shape, region, box, lm)
         wx1, wy1, wx2, wy2 = g.window
@@ -489,7 +522,7 @@ class Replace(Method):
         small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA) if f < 1 else win
         fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
         dst = g.dst
-        ident = self.synth.identity(seed, yaw_ratio(lm))
+        ident = self.synth.identity(seed, self._track_yaw(track, yaw_ratio(lm)))
         face_hi = ident.face
         # colour, light and the blend are worked out on the shrunk window from a template-sized face; the
         # detail of a larger bank face is added back at frame resolution below
@@ -509,7 +542,7 @@ class Replace(Method):
             keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin] if skin.sum() >= 12 else None)
         src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
         tone = None  # what the harmonization does to the face: L*a*b* shift, light gradient, scale
-        if p.color_strength > 0 and src_skin.sum() >= 4:
+        if measure_tone and p.color_strength > 0 and src_skin.sum() >= 4:
             own = np.median(lab_f[src_skin], axis=0)
             # no skin visible (hair, a mask, a scarf all round): the face keeps its own tone; the ring's
             # colours are the background's, not the person's
