@@ -108,3 +108,27 @@ def test_skipped_video_frames_get_the_landmarks_between_the_detections_around_th
         assert list(it.detections.sources) == ["held"]
         np.testing.assert_allclose(it.detections.landmarks[0], lm[0] + [4 * k, 0], atol=1e-4)
     assert all(np.isnan(it.detections.landmarks).all() for it in run(False)[1:6:2])
+
+
+def test_a_track_keeps_the_side_its_face_is_mirrored_to_while_the_yaw_wavers():
+    """A near-frontal face's yaw (5 landmarks) wavers across the mirror's dead zone from frame to frame (the talking
+    head: -0.018 -> -0.036); untracked, the identity flips left-right with it; a track keeps its side until the head
+    has clearly turned (|yaw| >= YAW_HOLD), and a new video starts afresh."""
+    from faceveil.anonymize import get_method
+    from faceveil.anonymize.identity import MIRROR_DEAD
+
+    m = get_method("replace", {})
+    bank = m.synth.bank
+    seed = next(s for s in range(len(bank)) if abs(float(bank.yaw[s])) >= MIRROR_DEAD)  # a bank face turned a little
+    own = float(np.sign(bank.yaw[seed]))
+    near, across, turned = own * 0.02, -own * 0.036, -own * 0.09
+
+    def face(track, yaw):
+        return m.synth.identity(seed, m._track_yaw(track, yaw)).face
+
+    assert not np.array_equal(face(-1, near), face(-1, across))  # untracked: mirrored as the yaw crosses
+    first = face(7, near)
+    assert np.array_equal(face(7, across), first) and np.array_equal(face(7, near), first)
+    assert not np.array_equal(face(7, turned), first)  # a real turn still mirrors it
+    m.begin_stream()
+    assert np.array_equal(face(7, across), face(-1, across))  # a new video: the track's side is forgotten
