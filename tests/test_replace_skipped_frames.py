@@ -132,3 +132,26 @@ def test_a_track_keeps_the_side_its_face_is_mirrored_to_while_the_yaw_wavers():
     assert not np.array_equal(face(7, turned), first)  # a real turn still mirrors it
     m.begin_stream()
     assert np.array_equal(face(7, across), face(-1, across))  # a new video: the track's side is forgotten
+
+
+def test_a_tracks_landmarks_are_smoothed_within_its_box_and_a_redraw_is_the_same(astronaut, astronaut_faces):
+    """CenterFace's landmarks jitter a few pixels between detections while the box stays: along a track the face is
+    drawn at landmarks smoothed relative to the box, so it moves less than the jitter; untracked faces (photos) are
+    drawn where detected; drawing a frame's face again (a placement redraw) gives the same."""
+    from faceveil.anonymize import get_method
+
+    box, lm = astronaut_faces.xyxy[:1], astronaut_faces.landmarks[:1]
+
+    def frames(track: int, m=None):
+        m = m or get_method("replace", {})
+        outs = [m.apply(astronaut, Detections(box, np.ones(1), lm + d, np.full(1, track), "centerface",
+                                             np.array(["detected"])), default_comp(), np.random.default_rng(0))
+                for d in (3.0, -3.0)]
+        return np.abs(outs[0].astype(int) - outs[1]).mean()
+
+    assert frames(4) < 0.7 * frames(-1), (frames(4), frames(-1))
+    m = get_method("replace", {})
+    assert frames(4, m) > 0
+    first = m._lm[4][2].copy()
+    m._track_landmarks(4, lm[0] - 3.0, box[0].astype(np.float64))  # the last frame's face drawn again
+    np.testing.assert_allclose(m._lm[4][2], first)

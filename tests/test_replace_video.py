@@ -31,7 +31,7 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
     frames the detector skips drawn at the box's mean face shape, 0.53 / 1.49; drawn at the landmarks
     interpolated between the detections around them, 0.31 / 0.69 (tests/test_replace_skipped_frames.py); those
     faces drawn as detected ones (the frame's own pixels around them, not a fill) with the track's harmonization and
-    its side of the mirror, 0.23 / 0.58."""
+    its side of the mirror, 0.23 / 0.58; the track's landmarks smoothed within its box, 0.14 / 0.40."""
     import faceveil
 
     src = shared_path("videos") / "talking_head_speech_844.mp4"
@@ -51,7 +51,7 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
     x1, y1, x2, y2 = box.astype(int)
     changed = [np.abs(a[y1:y2, x1:x2].astype(np.int16) - b[y1:y2, x1:x2]).mean() for a, b in zip(done, clip)]
     assert min(changed) > 8  # a new face on every frame, not the input
-    assert new.mean() <= 0.30 and np.percentile(new, 95) <= 0.75, (new.mean(), np.percentile(new, 95), orig.mean())
+    assert new.mean() <= 0.20 and np.percentile(new, 95) <= 0.5, (new.mean(), np.percentile(new, 95), orig.mean())
 
 
 def test_a_tracks_look_is_smoothed_within_a_video_and_forgotten_between_videos(astronaut, astronaut_faces):
