@@ -299,9 +299,9 @@ def _light(img: np.ndarray, box, scale: float = 0.5) -> np.ndarray:
 def flicker(n_frames: int, methods: dict, min_px: int = FLICKER_MIN_PX) -> None:
     """Temporal stability on the shared clips' first ``n_frames``, the video path as the CLI runs it (video preset,
     tracking, a detector run every 2nd frame, one method state per clip): for every track seen on two frames in a
-    row with its box >= ``min_px``, the change of its central half box (at each frame's tracked box), output and
-    original: of its mean L*, and of its L* on an 8x8 grid (mean absolute change); mean and 95th percentile, per clip
-    and over all."""
+    row with its box >= ``min_px``, at each frame's tracked box, output and original: the change of its central half
+    box's mean L*, of that half box's L* on an 8x8 grid, and of the region's (the box grown REGION_SCALE) L* on an
+    8x8 grid (mean absolute changes); mean and 95th percentile, per clip and over all."""
     from faceveil.api import resolved_detector
     from faceveil.pipeline import Anonymizer
     from faceveil.video.options import VideoOptions, video_preset
@@ -321,7 +321,7 @@ def flicker(n_frames: int, methods: dict, min_px: int = FLICKER_MIN_PX) -> None:
         for clip, items in clips.items():
             if hasattr(an.method, "begin_stream"):
                 an.method.begin_stream()  # each clip's tracks are new, as in the video job
-            prev: dict[int, tuple[float, float]] = {}
+            prev: dict[int, tuple] = {}  # track -> its 8x8 grids on the last frame
             d_out, d_orig = [], []
             for i, (f, d) in enumerate(items):
                 out = an.anonymize(f, d, an.rng_for(f"{i}"))
@@ -343,7 +343,7 @@ def flicker(n_frames: int, methods: dict, min_px: int = FLICKER_MIN_PX) -> None:
             rows.append(_flicker_row(label, clip, d_out, d_orig))
         rows.append(_flicker_row(label, "all", every["out"], every["orig"]))
         print(f"{label}: flicker done", file=sys.stderr)
-    print(f"\n## Flicker: change of a tracked face's L* (central half box; mean, 8x8 grid) from one frame to the next, "
+    print(f"\n## Flicker: change of a tracked face's L* (central half box: mean, 8x8; region: 8x8) a frame, "
           f"shared clips' first {n_frames} frames, faces >= {min_px} px; video preset and path\n")
     print(table(rows, list(rows[0])))
 
