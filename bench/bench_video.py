@@ -365,13 +365,14 @@ def main() -> None:
     import faceveil
     from faceveil.detect.presets import VIDEO_PRESET
     from faceveil.pipeline import Anonymizer
+    from faceveil.registry import parse_assignments
     from faceveil.video.options import video_preset
 
     names = list(SETTINGS)
     if args.settings:
         names = [names[int(k)] for k in args.settings.split(",")]
     anons: dict[str, object] = {}
-    extra_dp = detector_params([v for d in args.dp for v in ("--dp", d)])
+    extra_dp = parse_assignments(args.dp)
 
     def anon_for(n: str):
         """The setting's Anonymizer (its preset, else the video one, plus its detector parameters), one per

@@ -39,6 +39,16 @@ def probe_points(lm: np.ndarray) -> np.ndarray:
     return np.vstack([lm, mc + 0.9 * down, lm[3] - 0.5 * mw + 0.3 * down, lm[4] + 0.5 * mw + 0.3 * down])
 
 
+def _state(m) -> dict:
+    """The method's per-video track state (tone, placement, yaw, landmarks), copied."""
+    return {name: dict(getattr(m, name)) for name in m.STREAM_STATE}
+
+
+def _restore(m, state: dict) -> None:
+    for name, value in state.items():
+        setattr(m, name, dict(value))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clip", type=Path)
@@ -54,13 +64,13 @@ def main() -> int:
     for item in tracked_frames(frames, det.detect, VideoOptions(), float(probe(args.clip).fps)):
         f, d, kind = item.frame.rgb, item.detections, "skipped" if item.skipped else "detected"
         rng = lambda: an.rng_for(f"probe#{item.frame.index}")  # noqa: E731
-        state0, before = (dict(m._tone), dict(m._placed), dict(m._lm), dict(m._yaw)), Counter(m.counts)
+        state0, before = _state(m), Counter(m.counts)
         out = an.anonymize(f, d, rng())
         paths.update({(kind, k): v - before[k] for k, v in m.counts.items()})
         truth = det.detect(f)
         if item.error or not len(truth) or not len(d):
             continue
-        state1 = (dict(m._tone), dict(m._placed), dict(m._lm), dict(m._yaw))
+        state1 = _state(m)
         H, W = f.shape[:2]
         moved, faces = f.copy(), []
         overlap = box_iou(truth.xyxy, d.xyxy)
@@ -74,9 +84,9 @@ def main() -> int:
             for x, y in pts:
                 v = moved[y, x].astype(int)
                 moved[y, x] = np.where(v < 128, v + STEP, v - STEP)
-        m._tone, m._placed, m._lm, m._yaw = (dict(x) for x in state0)  # the same track state as the first run
+        _restore(m, state0)  # the same track state as the first run
         out2 = an.anonymize(moved, d, rng())
-        m._tone, m._placed, m._lm, m._yaw = state1
+        _restore(m, state1)
         a, b = out.astype(int), out2.astype(int)
         for pts in faces:
             shown[kind].append(max(abs(b[y, x].sum() - a[y, x].sum()) / (3 * STEP) for x, y in pts))

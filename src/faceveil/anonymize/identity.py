@@ -142,6 +142,11 @@ def crisp(face: np.ndarray) -> np.ndarray:
 MIRROR_DEAD = 0.03  # |yaw| below which a face counts as frontal: no side to mirror to
 
 
+def mirror_side(yaw: float | None) -> int:
+    """The side a face of ``yaw`` turns to: -1, 1, or 0 (frontal, or no yaw)."""
+    return 0 if yaw is None or not np.isfinite(yaw) or abs(yaw) < MIRROR_DEAD else int(np.sign(yaw))
+
+
 def mirror_to(face: np.ndarray, own_yaw: float, target_yaw: float | None,
               dead: float = MIRROR_DEAD) -> tuple[np.ndarray, bool]:
     """The aligned face mirrored when it is turned the other way than the target
@@ -243,7 +248,7 @@ class Synthesizer:
         """The identity of ``seed``, turned like a target face of ``yaw`` (yaw_ratio of its
         landmarks): averages are mirrored to the target's side; donors are mirrored and
         each person's photo closest in yaw is taken. The seed alone decides who."""
-        side = 0 if yaw is None or not np.isfinite(yaw) or abs(yaw) < MIRROR_DEAD else int(np.sign(yaw))
+        side = mirror_side(yaw)
         key = (seed, side) if self.bank.kind == "averages" else (seed, round(float(yaw or 0) * 10) / 10)
         if key in self._cache:
             self.last = self._cache[key]

@@ -42,7 +42,7 @@ from ...registry import param
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
 from ..base import METHODS, Method, crop
 from ..box_landmarks import estimate_landmarks
-from ..identity import MIRROR_DEAD, Synthesizer, seed_for
+from ..identity import Synthesizer, mirror_side, seed_for
 from .blur import gaussian_blur, odd
 
 WORK_FACE = 96  # faces are composed at this box width at most, then resized (bank faces are 68 px wide)
@@ -217,12 +217,12 @@ class Replace(Method):
         self._frames = 0  # apply calls: which frame a track's smoothing state was last updated on
         self._last_tone: np.ndarray | None = None  # the harmonization the last face rendered used
 
+    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm")  # what a video's tracks leave behind, per track id
+
     def begin_stream(self) -> None:
         """A new video: its tracks are new (their ids start again)."""
-        self._placed.clear()
-        self._tone.clear()
-        self._yaw.clear()
-        self._lm.clear()
+        for name in self.STREAM_STATE:
+            getattr(self, name).clear()
 
     # A track's harmonization (tone, light, the dark limit) follows its ring, which changes with every frame's
     # landmarks and the mouth's motion: the face's brightness jumped from frame to frame (shared talking head: mean
@@ -241,7 +241,7 @@ class Replace(Method):
         return tone
 
     # A near-frontal face's yaw (from its 5 landmarks) wavers around 0 from frame to frame, and the identity is
-    # mirrored to the side the head turns to (none within MIRROR_DEAD of 0): the new face flipped left-right between
+    # mirrored to the side the head turns to (identity.mirror_side): the new face flipped left-right between
     # frames (talking head: yaw -0.018 -> -0.036). A track keeps the side it was drawn for until its head has
     # clearly turned (|yaw| >= YAW_HOLD).
     YAW_HOLD = 0.08
@@ -250,8 +250,7 @@ class Replace(Method):
         if track < 0 or not np.isfinite(yaw):
             return yaw
         prev = self._yaw.get(track)
-        side = lambda y: 0 if abs(y) < MIRROR_DEAD else int(np.sign(y))  # noqa: E731  (as identity.mirror_to)
-        if prev is not None and side(yaw) != side(prev) and abs(yaw) < self.YAW_HOLD:
+        if prev is not None and mirror_side(yaw) != mirror_side(prev) and abs(yaw) < self.YAW_HOLD:
             return prev
         if len(self._yaw) > 4096:
             self._yaw.clear()
@@ -269,11 +268,8 @@ class Replace(Method):
         """The face's landmarks smoothed along its track; drawn again on the same frame (a redraw), the same."""
         wh = np.maximum(box[2:] - box[:2], 1.0)
         rel = (lm - box[:2]) / wh
-        frame, before, _ = self._lm.get(track, (None, None, None))
-        if frame == self._frames:  # this frame's face again: from the state before it
-            prev = before
-        else:
-            prev = self._lm[track][2] if track in self._lm else None
+        frame, before, now = self._lm.get(track, (None, None, None))
+        prev = before if frame == self._frames else now  # this frame's face again: from the state before it
         if prev is not None:
             rel = prev + self.LM_EMA * (rel - prev)
         if len(self._lm) > 4096:
@@ -517,7 +513,7 @@ class Replace(Method):
         # person's skin, and a tone read there alternated with the detected frames' (stage clip: the face's L*
         # jumped 5-20 between detected and skipped frames)
         patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False, track=track,
-                                    measure_tone=track < 0 or track not in self._tone)
+                                    measure_tone=track not in self._tone)
         if self.params.no_landmarks != "estimated-keep" or self.params.occluders != "keep":
             return patch
         # opt-in: an occluder over the lower face (mask, scarf) keeps its pixels, judged as the landmark path
