@@ -6,7 +6,8 @@ landmarks as on a detected frame, with the held box's ellipse grown (stop 29 fil
 context first, as by the box alone). Any change to how those faces are
 drawn must not show more of the real face. Here the detector is run on every frame anyway, as the truth; for each
 of its faces that a tracked box overlaps (IoU >= 0.3), the share of the original that shows through the output at
-its 5 landmarks and 3 jaw points (chin, and left and right of the mouth), read by a one-pixel perturbation: the
+its 5 landmarks and 3 jaw points (chin, and left and right of the mouth; also the eyes alone and the nose alone: a kept
+mask shows the mouth and jaw points, often the nose tip, by design), read by a one-pixel perturbation: the
 frame is anonymized twice, the second time with those pixels moved by 60 levels, from the same track state and
 seed, and (1 - weight) is the change that comes through. Printed per kind of frame (skipped / detected): faces with
 any point showing more than 1 %, 10 % and 50 %, and replace's paths (replaced by landmarks, estimated from the box,
@@ -60,6 +61,8 @@ def main() -> int:
     m.begin_stream()
     frames = (vf for vf in read_frames(args.clip) if vf.index < args.frames)
     shown: dict[str, list[float]] = {"skipped": [], "detected": []}
+    eyes: dict[str, list[float]] = {"skipped": [], "detected": []}  # the eyes alone, the nose alone
+    nose: dict[str, list[float]] = {"skipped": [], "detected": []}
     paths: Counter = Counter()
     for item in tracked_frames(frames, det.detect, VideoOptions(), float(probe(args.clip).fps)):
         f, d, kind = item.frame.rgb, item.detections, "skipped" if item.skipped else "detected"
@@ -79,22 +82,30 @@ def main() -> int:
             if overlap[j].max() < 0.3 or not np.isfinite(lm).all():
                 continue
             pts = probe_points(lm).round().astype(int)
-            pts = pts[(pts[:, 0] >= 0) & (pts[:, 0] < W) & (pts[:, 1] >= 0) & (pts[:, 1] < H)]
-            faces.append(pts)
-            for x, y in pts:
+            inside = (pts[:, 0] >= 0) & (pts[:, 0] < W) & (pts[:, 1] >= 0) & (pts[:, 1] < H)
+            if not inside.any():
+                continue
+            faces.append((pts, inside))
+            for x, y in pts[inside]:
                 v = moved[y, x].astype(int)
                 moved[y, x] = np.where(v < 128, v + STEP, v - STEP)
         _restore(m, state0)  # the same track state as the first run
         out2 = an.anonymize(moved, d, rng())
         _restore(m, state1)
         a, b = out.astype(int), out2.astype(int)
-        for pts in faces:
-            shown[kind].append(max(abs(b[y, x].sum() - a[y, x].sum()) / (3 * STEP) for x, y in pts))
-    for kind, values in shown.items():
-        v = np.array(values)
+        for pts, inside in faces:  # points outside the frame show nothing
+            through = np.array([abs(b[y, x].sum() - a[y, x].sum()) / (3 * STEP) if ok else 0.0
+                                for (x, y), ok in zip(pts, inside)])
+            shown[kind].append(through.max())
+            eyes[kind].append(through[:2].max())
+            nose[kind].append(through[2])
+    for kind in shown:
+        v, e, n = np.array(shown[kind]), np.array(eyes[kind]), np.array(nose[kind])
         if len(v):
             print(f"{args.clip.name} {kind}: {len(v)} faces; a point showing > 1 % {(v > 0.01).mean():.1%}, "
-                  f"> 10 % {(v > 0.1).mean():.1%}, > 50 % {(v > 0.5).mean():.1%}")
+                  f"> 10 % {(v > 0.1).mean():.1%}, > 50 % {(v > 0.5).mean():.1%}; an eye "
+                  f"{(e > 0.01).mean():.1%} / {(e > 0.1).mean():.1%} / {(e > 0.5).mean():.1%}; the nose "
+                  f"{(n > 0.01).mean():.1%} / {(n > 0.1).mean():.1%} / {(n > 0.5).mean():.1%}")
     print("paths:", dict(sorted(paths.items())))
     return 0
 

@@ -38,7 +38,9 @@ class Blur(Method):
 
     def kernel_for(self, face_width: float) -> int:
         p = self.params
-        return odd(p.kernel if p.kernel else p.relative * face_width)
+        # at least 3 when relative: a box that drifts off the frame can be a 1-px sliver, whose kernel of 1
+        # left its pixels as they were
+        return odd(p.kernel if p.kernel else max(3.0, p.relative * face_width))
 
     def render(self, frame, region, rng):
         k = self.kernel_for(region.face_width)

@@ -214,10 +214,11 @@ class Replace(Method):
         self._tone: dict[int, np.ndarray] = {}  # a track -> its harmonization, smoothed over its frames
         self._yaw: dict[int, float] = {}  # a track -> the head turn its identity was drawn for
         self._lm: dict[int, tuple] = {}  # a track -> (frame, before it, now): its landmarks relative to its box
+        self._cover: dict[int, bool] = {}  # a track -> whether its last detected face kept an occluder
         self._frames = 0  # apply calls: which frame a track's smoothing state was last updated on
         self._last_tone: np.ndarray | None = None  # the harmonization the last face rendered used
 
-    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm")  # what a video's tracks leave behind, per track id
+    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover")  # what a video's tracks leave behind, per track id
 
     def begin_stream(self) -> None:
         """A new video: its tracks are new (their ids start again)."""
@@ -276,6 +277,17 @@ class Replace(Method):
             self._lm.clear()
         self._lm[track] = (self._frames, prev, rel)
         return box[:2] + rel * wh
+
+    # A masked face keeps its mask (occluders=keep) where the occluder rule finds it. On a frame the detector
+    # skipped, the face is drawn at interpolated landmarks; with the rule off there (stop 29), a masked person's
+    # lower face switched between the mask and a new mouth at half the frame rate (research/masked_video.py). The
+    # rule now runs on a skipped frame only for a track whose last detected face kept a cover: an unmasked face
+    # never starts keeping one at a guessed place, and the rule's own checks (not skin, smooth, apart from the
+    # upper face's colour, covering the mouth) still decide every pixel.
+    def _remember_cover(self, track: int, kept: bool) -> None:
+        if len(self._cover) > 4096:
+            self._cover.clear()
+        self._cover[track] = kept
 
     def _keep_tone(self, track: int) -> None:
         if track >= 0 and self._last_tone is not None:
@@ -382,7 +394,10 @@ class Replace(Method):
             lm, use_lm = None, False  # interpolated landmarks that do not fit: the box alone, as before them
         if fits and track >= 0:
             lm = self._track_landmarks(track, np.asarray(lm, np.float64), box)
-        if use_lm and not fits:
+        wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
+        if (use_lm and not fits) or min(wx2 - wx1, wy2 - wy1) < 2:
+            # landmarks that do not fit the box, or a box that drifted off the frame to a sliver (its work window
+            # under 2 px across: no face to draw; the masked-faces clip's backfilled box x -1.05..0.11 raised)
             self.counts["blurred"] += 1
             return _blurred(frame, region)
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
@@ -392,7 +407,8 @@ class Replace(Method):
             # a video frame the detector skipped: landmarks interpolated between the detections around it
             # (video/tracking.py), drawn as a detected face is (the face mask and the box's ellipse, the frame's
             # own pixels around them), with the ellipse of the held box grown HELD_GROW for where the face may
-            # lie, and the track's harmonization as it is. Drawn over the whole region filled from its context
+            # lie, the track's harmonization as it is, and a cover kept as on its last detected face (see
+            # _remember_cover). Drawn over the whole region filled from its context
             # instead (stop 29), the surroundings alternated between the frame's own pixels and the fill at
             # half the frame rate (talking head, stage); faces with a point showing > 1 / > 10 / > 50 %
             # (research/skipped_cover.py, 60 frames): hikers' skipped 7.8 / 0.1 / 0.1 % -> 1.2 / 0.3 / 0.1 %
@@ -400,7 +416,8 @@ class Replace(Method):
             self.counts["interpolated"] += 1
             c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * HELD_GROW
             return self._render_shaped(frame, region, np.r_[c - half, c + half], np.asarray(lm, np.float64), seed,
-                                       occluders=False, track=track, measure_tone=track not in self._tone)
+                                       occluders=self._cover.get(track, False), track=track,
+                                       measure_tone=track not in self._tone, held=True)
         self.counts["replaced" if use_lm else "fitted"] += 1
         if use_lm and p.shape == "face":
             return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed, track=track)
@@ -534,7 +551,7 @@ class Replace(Method):
 
     def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int,
                        occluders: bool = True, box_ellipse: bool = True, track: int = -1,
-                       measure_tone: bool = True) -> np.ndarray:
+                       measure_tone: bool = True, held: bool = False) -> np.ndarray:
         """The new face inside a feathered face-shaped mask; every pixel outside it is the frame's own.
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read. Without
         ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
@@ -565,6 +582,8 @@ class Replace(Method):
         keep = None
         if p.occluders == "keep" and occluders:
             keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin] if skin.sum() >= 12 else None)
+        if track >= 0 and occluders and not held:
+            self._remember_cover(track, keep is not None and bool(keep.any()))
         src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
         tone = None  # what the harmonization does to the face: L*a*b* shift, light gradient, scale
         if measure_tone and p.color_strength > 0 and src_skin.sum() >= 4:
