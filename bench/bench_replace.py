@@ -33,8 +33,9 @@ Also every 30th frame of the shared clips (real footage; evaluation only), faces
 Flicker (``--flicker N``), the shared clips' first N frames through the video path (video preset, tracking, the
 detector on every 2nd frame): for each tracked face of 24 px and more seen on two frames in a row, the change of the
 mean L* of its box's central half, of its L* on an 8x8 grid (a face flipped or redrawn), and of the L* of the
-box grown 1.25x (the region: what surrounds the face) on an 8x8 grid, in the output and in the original (motion
-and light alone); mean and 95th percentile per clip.
+box grown 1.25x (the region: what surrounds the face) on an 8x8 grid, and of the central half's fine detail at the
+same pixels (grain and skin texture), in the output and in the original (motion and light alone); mean and 95th
+percentile per clip.
 
 Then draws bench/replace_grid.png from deepface-unit photos (MIT).
 Timings are noisy on a shared machine: read them as rough.
@@ -296,12 +297,29 @@ def _light(img: np.ndarray, box, scale: float = 0.5) -> np.ndarray:
     return cv2.resize(lum, (8, 8), interpolation=cv2.INTER_AREA)
 
 
+def _detail_change(now: np.ndarray, before: np.ndarray, box) -> float:
+    """Mean absolute change of the fine detail (L* minus its Gaussian blur of sigma 1.5 px: grain, skin texture)
+    over ``box``'s central half, at the same pixels on two frames (nan outside the frame)."""
+    x1, y1, x2, y2 = box
+    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
+    sl = (slice(int(max(cy - hh, 0)), int(np.ceil(cy + hh))), slice(int(max(cx - hw, 0)), int(np.ceil(cx + hw))))
+    if now[sl].size == 0:
+        return float("nan")
+
+    def detail(img):
+        lum = cv2.cvtColor(img[sl], cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * 100 / 255
+        return lum - cv2.GaussianBlur(lum, (0, 0), 1.5)
+
+    return float(np.abs(detail(now) - detail(before)).mean())
+
+
 def flicker(n_frames: int, methods: dict, min_px: int = FLICKER_MIN_PX) -> None:
     """Temporal stability on the shared clips' first ``n_frames``, the video path as the CLI runs it (video preset,
     tracking, a detector run every 2nd frame, one method state per clip): for every track seen on two frames in a
     row with its box >= ``min_px``, at each frame's tracked box, output and original: the change of its central half
-    box's mean L*, of that half box's L* on an 8x8 grid, and of the region's (the box grown REGION_SCALE) L* on an
-    8x8 grid (mean absolute changes); mean and 95th percentile, per clip and over all."""
+    box's mean L*, of that half box's L* on an 8x8 grid, of the region's (the box grown REGION_SCALE) L* on an
+    8x8 grid, and of the half box's fine detail at the same pixels (grain, texture: _detail_change) (mean absolute
+    changes); mean and 95th percentile, per clip and over all."""
     from faceveil.api import resolved_detector
     from faceveil.pipeline import Anonymizer
     from faceveil.video.options import VideoOptions, video_preset
@@ -322,6 +340,7 @@ def flicker(n_frames: int, methods: dict, min_px: int = FLICKER_MIN_PX) -> None:
             if hasattr(an.method, "begin_stream"):
                 an.method.begin_stream()  # each clip's tracks are new, as in the video job
             prev: dict[int, tuple] = {}  # track -> its 8x8 grids on the last frame
+            last = None  # the last frame: (output, original)
             d_out, d_orig = [], []
             for i, (f, d) in enumerate(items):
                 out = an.anonymize(f, d, an.rng_for(f"{i}"))
@@ -335,28 +354,31 @@ def flicker(n_frames: int, methods: dict, min_px: int = FLICKER_MIN_PX) -> None:
                         # mean L* (tone, light), the 8x8 pattern (a face flipped or redrawn, which the mean hides),
                         # and the pattern over the region (what surrounds the face: hair, background, a fill)
                         ch = [np.abs(a - b) for a, b in zip(now[t], prev[t])]
-                        d_out.append((abs(now[t][0].mean() - prev[t][0].mean()), ch[0].mean(), ch[2].mean()))
-                        d_orig.append((abs(now[t][1].mean() - prev[t][1].mean()), ch[1].mean(), ch[3].mean()))
-                prev = now
+                        d_out.append((abs(now[t][0].mean() - prev[t][0].mean()), ch[0].mean(), ch[2].mean(),
+                                      _detail_change(out, last[0], b)))
+                        d_orig.append((abs(now[t][1].mean() - prev[t][1].mean()), ch[1].mean(), ch[3].mean(),
+                                       _detail_change(f, last[1], b)))
+                prev, last = now, (out, f)
             every["out"] += d_out
             every["orig"] += d_orig
             rows.append(_flicker_row(label, clip, d_out, d_orig))
         rows.append(_flicker_row(label, "all", every["out"], every["orig"]))
         print(f"{label}: flicker done", file=sys.stderr)
-    print(f"\n## Flicker: change of a tracked face's L* (central half box: mean, 8x8; region: 8x8) a frame, "
-          f"shared clips' first {n_frames} frames, faces >= {min_px} px; video preset and path\n")
+    print(f"\n## Flicker: change of a tracked face's L* a frame (central half box: mean, 8x8; region: 8x8; the half "
+          f"box's fine detail), shared clips' first {n_frames} frames, faces >= {min_px} px; video preset and path\n")
     print(table(rows, list(rows[0])))
 
 
 def _flicker_row(label: str, clip: str, out: list, orig: list) -> dict:
-    o, g = np.asarray(out, float).reshape(-1, 3), np.asarray(orig, float).reshape(-1, 3)
+    o, g = np.asarray(out, float).reshape(-1, 4), np.asarray(orig, float).reshape(-1, 4)
     stat = lambda v, f: float(f(v)) if len(v) else float("nan")  # noqa: E731
     p95 = lambda v: np.percentile(v, 95)  # noqa: E731
     return {"method": label, "clip": clip, "frame pairs": len(o), "mean L* change": stat(o[:, 0], np.mean),
             "p95": stat(o[:, 0], p95), "original": stat(g[:, 0], np.mean), "original p95": stat(g[:, 0], p95),
             "8x8 L* change": stat(o[:, 1], np.mean), "8x8 p95": stat(o[:, 1], p95),
             "8x8 original": stat(g[:, 1], np.mean), "region 8x8": stat(o[:, 2], np.mean),
-            "region 8x8 p95": stat(o[:, 2], p95), "region 8x8 original": stat(g[:, 2], np.mean)}
+            "region 8x8 p95": stat(o[:, 2], p95), "region 8x8 original": stat(g[:, 2], np.mean),
+            "detail change": stat(o[:, 3], np.mean), "detail original": stat(g[:, 3], np.mean)}
 
 
 def grid(out: Path) -> None:
