@@ -9,8 +9,9 @@ high, at 960x540 (the faces 100-250 px). Every frame goes through the video path
 ``--method``); for each labelled masked face >= 60 px high, its mouth area (the box's x 0.3-0.7, y 0.62-0.85) counts
 as kept when the output's mean absolute difference from the input there is <= ``--kept`` levels. Printed per kind of
 frame (detected / skipped): faces, share kept; and per labelled face, how often kept flips between two consecutive
-frames (the alternation a viewer sees). ``--write CLIP`` also writes the clip (research/skipped_cover.py reads it:
-whether the eyes and nose show through where a cover is kept).
+frames (the alternation a viewer sees), and where the flips come from (a skipped frame unlike the detected one
+before it, or a detected frame unlike the last detected one). ``--write CLIP`` also writes the clip
+(research/skipped_cover.py reads it: whether the eyes and nose show through where a cover is kept).
 
     PYTHONPATH=src nice python research/masked_video.py [--side tune|held_out] [--photos 6] [--write clip.mp4]
 """
@@ -116,6 +117,19 @@ def main() -> int:
                 flips += k != frames[i + 1]
     print(f"kept flips between consecutive frames: {flips} of {pairs} pairs ({flips / max(pairs, 1):.1%}), "
           f"{len(per_face)} faces, {len(clip.frames)} frames ({len(skipped)} skipped)")
+    # where the flips come from: a skipped frame unlike the detected frame before it (how skipped frames are
+    # drawn), or a detected frame unlike the detected frame before it (the rule's own decision)
+    held_differs = held_n = rule_differs = rule_n = 0
+    for frames in per_face.values():
+        for i, k in frames.items():
+            if i in skipped and i - 1 in frames and i - 1 not in skipped:
+                held_n += 1
+                held_differs += k != frames[i - 1]
+            if i not in skipped and i - 2 in frames and i - 2 not in skipped and i - 1 in skipped:
+                rule_n += 1
+                rule_differs += k != frames[i - 2]
+    print(f"skipped frame unlike the detected one before it: {held_differs} of {held_n}; detected frame unlike the "
+          f"detected one two frames before: {rule_differs} of {rule_n}")
     return 0
 
 

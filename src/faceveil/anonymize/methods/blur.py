@@ -27,7 +27,7 @@ class Blur(Method):
     @dataclass(frozen=True)
     class Params:
         kernel: int = param(0, "fixed kernel size in pixels, made odd (0: use `relative`)")
-        relative: float = param(1.0, "kernel size as a fraction of the face width, when kernel=0")
+        relative: float = param(1.0, "kernel size as a fraction of the face width (at least 3 px), when kernel=0")
         sigma: float = param(0.0, "Gaussian sigma in pixels (0: OpenCV's rule from the kernel size)")
 
         def __post_init__(self):

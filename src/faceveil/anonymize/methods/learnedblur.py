@@ -63,9 +63,9 @@ class LearnedBlur(Method):
     @dataclass(frozen=True)
     class Params:
         kernel: int = param(0, "Gaussian kernel in pixels, made odd (0: use `relative`), as in blur")
-        relative: float = param(1.25, "Gaussian kernel as a fraction of the face width, when kernel=0 (the "
-                                "weights were trained at 1.5; 1.25 chosen on the tune side, attacks still at "
-                                "chance; blur's 1.0 let dlib's naive attack near 0.05)")
+        relative: float = param(1.25, "Gaussian kernel as a fraction of the face width (at least 3 px), when "
+                                "kernel=0 (the weights were trained at 1.5; 1.25 chosen on the tune side, attacks "
+                                "still at chance; blur's 1.0 let dlib's naive attack near 0.05)")
         sigma: float = param(0.0, "Gaussian sigma in pixels (0: OpenCV's rule from the kernel size)")
         strength: float = param(1.25, "gain on the refiner's residual added to the blur (0: the plain blur; "
                                 "the residual is grey and zero-mean, so any gain keeps the blur's colour)")
