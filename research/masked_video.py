@@ -9,7 +9,8 @@ high, at 960x540 (the faces 100-250 px). Every frame goes through the video path
 ``--method``); for each labelled masked face >= 60 px high, its mouth area (the box's x 0.3-0.7, y 0.62-0.85) counts
 as kept when the output's mean absolute difference from the input there is <= ``--kept`` levels. Printed per kind of
 frame (detected / skipped): faces, share kept; and per labelled face, how often kept flips between two consecutive
-frames (the alternation a viewer sees), and where the flips come from (a skipped frame unlike the detected one
+frames (the alternation a viewer sees) and how much the mouth area's difference from the input changes from frame
+to frame (the same without a threshold), and where the flips come from (a skipped frame unlike the detected one
 before it, or a detected frame unlike the last detected one). ``--write CLIP`` also writes the clip
 (research/skipped_cover.py reads it: whether the eyes and nose show through where a cover is kept).
 
@@ -87,6 +88,7 @@ def main() -> int:
 
     kept: dict[str, list[bool]] = {"detected": [], "skipped": []}
     per_face: dict[tuple, dict[int, bool]] = {}
+    level: dict[tuple, dict[int, float]] = {}  # the same faces' mean |output - input| over the mouth area
     x1f, y1f, x2f, y2f = MOUTH
     shot = np.searchsorted(clip.cuts, np.arange(len(clip.frames)), side="right") - 1
     for item in tracked_frames(gen(), det, VideoOptions(), float(clip.fps)):
@@ -106,6 +108,7 @@ def main() -> int:
             kept[kind].append(k)
             # a face is one labelled box of one shot (the boxes keep their order within a shot)
             per_face.setdefault((int(shot[i]), j), {})[i] = k
+            level.setdefault((int(shot[i]), j), {})[i] = float(d)
     for kind, v in kept.items():
         if v:
             print(f"{kind}: {len(v)} masked face-frames, mouth area kept {np.mean(v):.1%}")
@@ -128,6 +131,9 @@ def main() -> int:
             if i not in skipped and i - 2 in frames and i - 2 not in skipped and i - 1 in skipped:
                 rule_n += 1
                 rule_differs += k != frames[i - 2]
+    jumps = [abs(v[i + 1] - d) for v in level.values() for i, d in v.items() if i + 1 in v]
+    print(f"mouth area's mean |output - input|, its change between consecutive frames: mean {np.mean(jumps):.2f}, "
+          f"median {np.median(jumps):.2f} levels")
     print(f"skipped frame unlike the detected one before it: {held_differs} of {held_n}; detected frame unlike the "
           f"detected one two frames before: {rule_differs} of {rule_n}")
     return 0
