@@ -106,7 +106,9 @@ def main() -> int:
             d = np.abs(out[sl].astype(np.int16) - src[sl]).mean()
             k = bool(d <= args.kept)
             kept[kind].append(k)
-            # a face is one labelled box of one shot (the boxes keep their order within a shot)
+            # a face is one labelled box of one shot, by its index among the boxes still in view: a face leaving
+            # the frame (a zoom in) shifts the index of those after it, so a few pairs may compare two faces
+            # (alike before and after a change; the share of frames kept does not depend on it)
             per_face.setdefault((int(shot[i]), j), {})[i] = k
             level.setdefault((int(shot[i]), j), {})[i] = float(d)
     for kind, v in kept.items():
