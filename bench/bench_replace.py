@@ -285,29 +285,36 @@ def _face_looks(img, out, box, region) -> tuple[float, float, float, float]:
     return de, float(fill), seam, sharp
 
 
+def _scaled(box, scale: float) -> tuple[slice, slice]:
+    """The pixels of ``box`` scaled by ``scale`` about its centre (0.5: its central half), as slices."""
+    x1, y1, x2, y2 = box
+    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * scale / 2, (y2 - y1) * scale / 2
+    return slice(int(max(cy - hh, 0)), int(np.ceil(cy + hh))), slice(int(max(cx - hw, 0)), int(np.ceil(cx + hw)))
+
+
+def _lightness(patch: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(patch, cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * 100 / 255
+
+
 def _light(img: np.ndarray, box, scale: float = 0.5) -> np.ndarray:
     """L* (0..100) of ``box`` scaled by ``scale`` about its centre (0.5: its central half), resampled to 8x8 (nan
     outside the frame)."""
-    x1, y1, x2, y2 = box
-    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * scale / 2, (y2 - y1) * scale / 2
-    c = img[int(max(cy - hh, 0)):int(np.ceil(cy + hh)), int(max(cx - hw, 0)):int(np.ceil(cx + hw))]
+    c = img[_scaled(box, scale)]
     if c.size == 0:
         return np.full((8, 8), np.nan, np.float32)
-    lum = cv2.cvtColor(c, cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * 100 / 255
+    lum = _lightness(c)
     return cv2.resize(lum, (8, 8), interpolation=cv2.INTER_AREA)
 
 
 def _detail_change(now: np.ndarray, before: np.ndarray, box) -> float:
     """Mean absolute change of the fine detail (L* minus its Gaussian blur of sigma 1.5 px: grain, skin texture)
     over ``box``'s central half, at the same pixels on two frames (nan outside the frame)."""
-    x1, y1, x2, y2 = box
-    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 4, (y2 - y1) / 4
-    sl = (slice(int(max(cy - hh, 0)), int(np.ceil(cy + hh))), slice(int(max(cx - hw, 0)), int(np.ceil(cx + hw))))
+    sl = _scaled(box, 0.5)
     if now[sl].size == 0:
         return float("nan")
 
     def detail(img):
-        lum = cv2.cvtColor(img[sl], cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32) * 100 / 255
+        lum = _lightness(img[sl])
         return lum - cv2.GaussianBlur(lum, (0, 0), 1.5)
 
     return float(np.abs(detail(now) - detail(before)).mean())

@@ -41,7 +41,7 @@ def probe_points(lm: np.ndarray) -> np.ndarray:
 
 
 def _state(m) -> dict:
-    """The method's per-video track state (tone, placement, yaw, landmarks), copied."""
+    """The method's per-video track state (every dict in STREAM_STATE), copied."""
     return {name: dict(getattr(m, name)) for name in m.STREAM_STATE}
 
 

@@ -105,7 +105,6 @@ def test_the_video_job_starts_each_video_afresh(tmp_path, monkeypatch):
     assert len(calls) == 2, calls
 
 
-
 def test_a_tracked_face_whose_landmarks_do_not_fit_is_drawn_from_its_box(astronaut, astronaut_faces):
     """A photo's face whose landmarks do not fit its box (eyes swapped: a mirrored profile) is blurred. A tracked
     one is drawn from its box instead, as its skipped frames are (no landmarks to interpolate there): before, such a

@@ -219,6 +219,14 @@ class Replace(Method):
         self._last_tone: np.ndarray | None = None  # the harmonization the last face rendered used
 
     STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover")  # what a video's tracks leave behind, per track id
+    TRACK_STATE_MAX = 4096  # tracks each of them remembers; past that it starts again (a very long crowd video)
+
+    @classmethod
+    def _store(cls, state: dict, key: int, value) -> None:
+        """``state[key] = value``, the dict emptied first once it holds TRACK_STATE_MAX tracks."""
+        if len(state) > cls.TRACK_STATE_MAX:
+            state.clear()
+        state[key] = value
 
     def begin_stream(self) -> None:
         """A new video: its tracks are new (their ids start again)."""
@@ -253,9 +261,7 @@ class Replace(Method):
         prev = self._yaw.get(track)
         if prev is not None and mirror_side(yaw) != mirror_side(prev) and abs(yaw) < self.YAW_HOLD:
             return prev
-        if len(self._yaw) > 4096:
-            self._yaw.clear()
-        self._yaw[track] = yaw
+        self._store(self._yaw, track, yaw)
         return yaw
 
     # CenterFace's landmarks jitter by a few pixels from one detection to the next while the box (smoothed by the
@@ -273,27 +279,12 @@ class Replace(Method):
         prev = before if frame == self._frames else now  # this frame's face again: from the state before it
         if prev is not None:
             rel = prev + self.LM_EMA * (rel - prev)
-        if len(self._lm) > 4096:
-            self._lm.clear()
-        self._lm[track] = (self._frames, prev, rel)
+        self._store(self._lm, track, (self._frames, prev, rel))
         return box[:2] + rel * wh
-
-    # A masked face keeps its mask (occluders=keep) where the occluder rule finds it. On a frame the detector
-    # skipped, the face is drawn at interpolated landmarks; with the rule off there (stop 29), a masked person's
-    # lower face switched between the mask and a new mouth at half the frame rate (research/masked_video.py). The
-    # rule now runs on a skipped frame only for a track whose last detected face kept a cover: an unmasked face
-    # never starts keeping one at a guessed place, and the rule's own checks (not skin, smooth, apart from the
-    # upper face's colour, covering the mouth) still decide every pixel.
-    def _remember_cover(self, track: int, kept: bool) -> None:
-        if len(self._cover) > 4096:
-            self._cover.clear()
-        self._cover[track] = kept
 
     def _keep_tone(self, track: int) -> None:
         if track >= 0 and self._last_tone is not None:
-            if len(self._tone) > 4096:
-                self._tone.clear()
-            self._tone[track] = self._last_tone
+            self._store(self._tone, track, self._last_tone)
 
     # identities -----------------------------------------------------------
     def identity_seed(self, track_id: int, index: int, rng: np.random.Generator) -> int:
@@ -342,9 +333,7 @@ class Replace(Method):
         else:
             passed = self._first_draw_away_from_donors(out, region, box, seed, compositor, track)
             if track >= 0:
-                if len(self._placed) > 4096:
-                    self._placed.clear()
-                self._placed[seed] = passed
+                self._store(self._placed, seed, passed)
         if passed is None:  # every draw came within MATCH of a donor: fail closed
             self._last_tone = None
             self.counts["placement_blurred"] += 1
@@ -414,7 +403,7 @@ class Replace(Method):
             # (video/tracking.py), drawn as a detected face is (the face mask and the box's ellipse, the frame's
             # own pixels around them), with the ellipse of the held box grown HELD_GROW for where the face may
             # lie, the track's harmonization as it is, and a cover kept as on its last detected face (see
-            # _remember_cover). Drawn over the whole region filled from its context
+            # _render_shaped). Drawn over the whole region filled from its context
             # instead (stop 29), the surroundings alternated between the frame's own pixels and the fill at
             # half the frame rate (talking head, stage); faces with a point showing > 1 / > 10 / > 50 %
             # (research/skipped_cover.py, 60 frames): hikers' skipped 7.8 / 0.1 / 0.1 % -> 1.2 / 0.3 / 0.1 %
@@ -423,7 +412,7 @@ class Replace(Method):
             c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * HELD_GROW
             return self._render_shaped(frame, region, np.r_[c - half, c + half], np.asarray(lm, np.float64), seed,
                                        occluders=self._cover.get(track, False), track=track,
-                                       measure_tone=track not in self._tone, held=True)
+                                       measure_tone=track not in self._tone)
         self.counts["replaced" if use_lm else "fitted"] += 1
         if use_lm and p.shape == "face":
             return self._render_shaped(frame, region, box, np.asarray(lm, np.float64), seed, track=track)
@@ -557,7 +546,7 @@ class Replace(Method):
 
     def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int,
                        occluders: bool = True, box_ellipse: bool = True, track: int = -1,
-                       measure_tone: bool = True, held: bool = False) -> np.ndarray:
+                       measure_tone: bool = True) -> np.ndarray:
         """The new face inside a feathered face-shaped mask; every pixel outside it is the frame's own.
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read. Without
         ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
@@ -588,8 +577,14 @@ class Replace(Method):
         keep = None
         if p.occluders == "keep" and occluders:
             keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin] if skin.sum() >= 12 else None)
-        if track >= 0 and occluders and not held:
-            self._remember_cover(track, keep is not None and bool(keep.any()))
+        # A masked face keeps its mask (occluders=keep) where the occluder rule finds it. On a frame the detector
+        # skipped, the face is drawn at interpolated landmarks; with the rule off there (stop 29), a masked person's
+        # lower face switched between the mask and a new mouth at half the frame rate (research/masked_video.py).
+        # The rule runs on a skipped frame only for a track whose last detected face kept a cover (render_face
+        # reads _cover): an unmasked face never starts keeping one at a guessed place, and the rule's own checks
+        # (not skin, smooth, apart from the upper face's colour, covering the mouth) still decide every pixel.
+        if track >= 0 and occluders and region.source != "held":
+            self._store(self._cover, track, keep is not None and bool(keep.any()))
         src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
         tone = None  # what the harmonization does to the face: L*a*b* shift, light gradient, scale
         if measure_tone and p.color_strength > 0 and src_skin.sum() >= 4:
