@@ -69,6 +69,18 @@ EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the reg
 RING = (1.18, 1.5)
 DARK_MARGIN = 15.0  # L*: with no skin in view, the face's skin at most this much above the ring's 98th percentile
 DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
+# A photo's face: the donors' face is drawn FACE_SCALE times as large as the 5-point fit places it, about the centre
+# of its ellipse (the mask stays as it is). The fit sizes the template by the eyes, nose and mouth, and the averaged
+# face it places (full weight out to 0.9 of the ellipse above) is narrower than the mask, which must reach the
+# person's jaw (the face and box ellipses): the band between showed the fill continued from the face's edge, a flat
+# skin-coloured plate around a face too small for its head, on 26 / 38 % of the fully replaced area (median face;
+# deepface-unit / facemask tune; research/face_plate.py); at 1.15, 6 / 20 % (facemask held-out 40 -> 22 %),
+# FD-dlib 0.253 -> 0.243. Larger features have less Laplacian energy (the central half box's sharpness 0.66 ->
+# 0.52 on deepface-unit, the edges as wide), so the detail added at frame resolution (_add_detail) is scale**2 as
+# strong (0.65). A tracked face (video) stays as placed: at 1.15 the talking head's mean L* changed 0.14 -> 0.24 a
+# frame (its original 0.18; 1.05: 0.16). Growing the rim alone (the centre kept) made every face alike to dlib
+# (pairs >= 0.6 apart 81 -> 33 %); 1.25 put the brows on the mask's top edge. Numbers: bench/replace_results.md.
+FACE_SCALE = 1.15
 # Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
 SKIN_SPOTS = ((64, 30, 12, 5), (44, 78, 7, 7), (84, 78, 7, 7), (64, 60, 4, 6))
 
@@ -551,7 +563,8 @@ class Replace(Method):
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read. Without
         ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
         p = self.params
-        g = _Geometry(frame.shape, region, box, lm)
+        # a photo's face (no track) FACE_SCALE times as large; a tracked face as placed (see FACE_SCALE)
+        g = _Geometry(frame.shape, region, box, lm, scale=FACE_SCALE if track < 0 else 1.0)
         wx1, wy1, wx2, wy2 = g.window
         win = frame[wy1:wy2, wx1:wx2]
         sw, sh = g.small_size
@@ -565,8 +578,9 @@ class Replace(Method):
         # detail of a larger bank face is added back at frame resolution below
         face = cv2.resize(face_hi, (SIZE, SIZE), interpolation=cv2.INTER_AREA) if face_hi.shape[0] > SIZE else face_hi
         tx, ty = g.tx, g.ty
+        sx, sy = _drawn_at(tx, ty, g.scale)  # where each pixel reads the donors' face (tx, ty: where the person's is)
         k = face.shape[0] / SIZE
-        warped = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        warped = cv2.remap(face, sx * k, sy * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         raw = warped
         alpha = _shaped_alpha(tx, ty)
         ring = g.ring  # outside the mask: pixels the photo shows anyway
@@ -585,7 +599,7 @@ class Replace(Method):
         # (not skin, smooth, apart from the upper face's colour, covering the mouth) still decide every pixel.
         if track >= 0 and occluders and region.source != "held":
             self._store(self._cover, track, keep is not None and bool(keep.any()))
-        src_skin = _template_skin(tx, ty) & (_donor_alpha(tx, ty) >= 1)
+        src_skin = _template_skin(sx, sy) & (_donor_alpha(sx, sy) >= 1)
         tone = None  # what the harmonization does to the face: L*a*b* shift, light gradient, scale
         if measure_tone and p.color_strength > 0 and src_skin.sum() >= 4:
             own = np.median(lab_f[src_skin], axis=0)
@@ -622,7 +636,7 @@ class Replace(Method):
         warped = _rgb(lab_f)
         # Between the donors' face and the mask's edge (jaw, hairline) their hair and background
         # would show: that band continues the new face's own edge (skin) outward instead.
-        fa = _donor_alpha(tx, ty)
+        fa = _donor_alpha(sx, sy)
         inside = fa >= 0.99
         base = _fill(warped, inside, 0.25 * (g.dst[1, 0] - g.dst[0, 0] + 1)) if inside.sum() >= 16 else warped
         if p.harmonizer == "poisson":
@@ -715,6 +729,13 @@ def _donor_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     return np.clip((1.1 - rho) / 0.2, 0, 1).astype(np.float32)
 
 
+def _drawn_at(tx: np.ndarray, ty: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Template coordinates of the donors' face to show at template coordinates ``tx``, ``ty`` of the person's face:
+    the face ``scale`` times as large about its ellipse's centre."""
+    return ((tx - DONOR_CX) / scale + DONOR_CX).astype(np.float32), \
+        ((ty - DONOR_CY) / scale + DONOR_CY).astype(np.float32)
+
+
 def _ease(t: np.ndarray) -> np.ndarray:
     """Smoothstep of a 0..1 ramp: the weight's slope is 0 where it starts and ends, so the edge of
     the changed area carries no step of its own."""
@@ -768,8 +789,9 @@ class _Geometry:
     """Where one face's template falls in its work window (a shrunk copy of the frame
     around the face): per-pixel template coordinates, the mask and the sampling ring."""
 
-    def __init__(self, shape, region, box, lm):
+    def __init__(self, shape, region, box, lm, scale: float = 1.0):
         H, W = shape[:2]
+        self.scale = scale  # the donors' face drawn this much larger than placed (FACE_SCALE)
         bw, bh = box[2] - box[0], box[3] - box[1]
         self.window = wx1, wy1, wx2, wy2 = _work_window(shape, region, box)
         self.region_rect, self.frame_hw, self.box = (region.x1, region.y1, region.x2, region.y2), (H, W), box
@@ -783,6 +805,7 @@ class _Geometry:
         yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float64) + 0.5
         box_rho = _box_rho(box, wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh)
         self.ring = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
+        self.rho, self.box_rho = rho, box_rho  # elliptic radii in the face and box ellipses (1: their rims)
 
     def coords_full(self) -> tuple[np.ndarray, np.ndarray]:
         """Template coordinates of every frame pixel of the window (the maps are smooth: resized)."""
@@ -829,7 +852,7 @@ def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "
     outside it the band continues the face's edge and has no detail of its own.
     Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
     of the photo's before grain)."""
-    tx, ty = g.coords_full()
+    tx, ty = _drawn_at(*g.coords_full(), g.scale)
     h, w = tx.shape
     # the bank face at about the resolution it is shown at (no aliasing from a larger one)
     step = _template_step(tx, ty)
@@ -841,7 +864,9 @@ def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "
     hi = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     lo = raw_small if raw_small.shape[:2] == (h, w) else cv2.resize(raw_small, (w, h), interpolation=cv2.INTER_CUBIC)
     fa = _donor_alpha(tx, ty)[:, :, None]
-    return np.clip(up.astype(np.float32) + (hi - lo.astype(np.float32)) * fa + 0.5, 0, 255).astype(np.uint8)
+    # the face drawn g.scale times as large: its fine detail as strong as at its own size (Laplacian ~ 1 / scale^2)
+    return np.clip(up.astype(np.float32) + (hi - lo.astype(np.float32)) * fa * g.scale**2 + 0.5, 0,
+                   255).astype(np.uint8)
 
 
 def face_weight(shape, region, box, landmarks) -> np.ndarray:
