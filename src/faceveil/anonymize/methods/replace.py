@@ -81,6 +81,7 @@ DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged 
 # frame (its original 0.18; 1.05: 0.16). Growing the rim alone (the centre kept) made every face alike to dlib
 # (pairs >= 0.6 apart 81 -> 33 %); 1.25 put the brows on the mask's top edge. Numbers: bench/replace_results.md.
 FACE_SCALE = 1.15
+TRACKED_FACE_SCALE = 1.0  # a tracked face's (video): see above
 # Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
 SKIN_SPOTS = ((64, 30, 12, 5), (44, 78, 7, 7), (84, 78, 7, 7), (64, 60, 4, 6))
 
@@ -563,8 +564,7 @@ class Replace(Method):
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read. Without
         ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
         p = self.params
-        # a photo's face (no track) FACE_SCALE times as large; a tracked face as placed (see FACE_SCALE)
-        g = _Geometry(frame.shape, region, box, lm, scale=FACE_SCALE if track < 0 else 1.0)
+        g = _Geometry(frame.shape, region, box, lm, scale=FACE_SCALE if track < 0 else TRACKED_FACE_SCALE)
         wx1, wy1, wx2, wy2 = g.window
         win = frame[wy1:wy2, wx1:wx2]
         sw, sh = g.small_size
