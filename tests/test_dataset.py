@@ -130,6 +130,35 @@ def test_rerun_skips_done_images_and_redoes_altered_ones(tmp_path):
         anonymize_dataset("wider", root, gt, out, cfg(method="pixelate", params={}), progress=False)
 
 
+def test_a_rerun_compacts_the_manifest_even_when_a_redone_line_equals_the_old_one(tmp_path, monkeypatch):
+    """A re-done image's line can equal its old one byte for byte (the same wall-clock second and the same rounded
+    seconds: tiny images, a quick rerun). The run still appended it, so the manifest must be rewritten; it was left
+    with 7 lines (the test above failed that way once in CI)."""
+    from datetime import datetime, timezone
+
+    import faceveil.dataset.worker as worker
+
+    class _Clock:
+        perf_counter = staticmethod(lambda: 0.0)
+
+    class _Date:
+        @staticmethod
+        def now(tz=None):
+            return datetime(2026, 12, 4, tzinfo=timezone.utc)
+
+    monkeypatch.setattr(worker, "time", _Clock)
+    monkeypatch.setattr(worker, "datetime", _Date)
+    root, gt = noise_dataset(tmp_path, n=4)
+    out = tmp_path / "out"
+    assert anonymize_dataset("wider", root, gt, out, cfg(), progress=False, jobs=1).done == 4
+    before = (out / "manifest.jsonl").read_bytes()
+    (out / "images" / "ev0" / "img000.png").unlink()
+    s = anonymize_dataset("wider", root, gt, out, cfg(), progress=False, jobs=1)
+    assert (s.done, s.skipped) == (1, 3)
+    assert (out / "manifest.jsonl").read_bytes() == before  # compacted: the same 5 lines, not 6
+    assert verify(out).ok
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, jobs):
     root, gt = noise_dataset(tmp_path, n=30, size=(320, 240))
