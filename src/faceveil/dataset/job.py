@@ -102,7 +102,6 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
         writer.close()
         raise
     latest = {(e.get("kind"), e.get("path")): e for e in entries}
-    appended = 0  # lines this run added: each makes the file longer than ``entries``, even one equal to an old line
     summary.stale_tmp_removed = _remove_stale_tmp(out)  # under the lock: no other run's file in progress
 
     try:
@@ -123,7 +122,6 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
                  "output_sha256": in_sha, "job": key, "settings": settings, "faceveil": __version__,
                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             _record(writer, e, dst)
-            appended += 1
             latest[("labels", str(rel))] = e
 
         todo = []
@@ -158,7 +156,6 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
                 else:
                     e = {**r["entry"], "job": key}
                     _record(writer, e, out / e["output"])  # only after the image is on disk and checked
-                    appended += 1
                     latest[("image", e["path"])] = e
                     summary.done += 1
                     _count(summary, e)
@@ -175,7 +172,8 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
         order = [("labels", str(rel)) for _, rel in p.label_targets] + [("image", it.rel) for it in p.items]
         seen = set(order)
         compact = [latest[k] for k in order if k in latest] + [e for k, e in latest.items() if k not in seen]
-        if appended or compact != entries:
+        # a line this run appended makes the file longer than ``entries``, even one equal to an old line
+        if writer.appended or compact != entries:
             try:
                 rewrite_manifest(manifest_path, compact)
             except OSError:  # a full disk at the very end: the appended manifest already holds every line

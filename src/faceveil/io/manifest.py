@@ -74,6 +74,7 @@ class ManifestWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._fd = -1
+        self.appended = 0  # entries this writer has appended
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -101,6 +102,7 @@ class ManifestWriter:
             n = os.write(self._fd, view)
             view = view[n:]
         os.fsync(self._fd)
+        self.appended += 1
 
     def close(self) -> None:
         if self._fd >= 0:
