@@ -258,12 +258,13 @@ def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
     out = tmp_path / "lb.onnx"
     rc = main(["train", "learnedblur", "--images", str(img_dir), "--labels", str(gt), "--steps", "2", "--budget", "0",
                "--batch", "2", "--input-size", "64", "--split", "fraction", "--test-fraction", "0.25", "-o", str(out),
-               "-q"])
+               "--data-threads", "3", "-q"])
     assert rc == 0 and out.is_file() and (tmp_path / "lb.onnx.json").is_file()
     import json
 
     card = json.loads((tmp_path / "lb.onnx.json").read_text())
     assert card["steps"] == 2 and len(card["data"]["test"]) == 1 and card["data"]["test"][0] not in card["data"]["train"]
+    assert card["config"]["threads"] == 3  # --data-threads, recorded in the card
     res = get_method("learnedblur", {"model": str(out)}).apply(noise_image, FACES, Compositor(), np.random.default_rng(0))
     assert res.shape == noise_image.shape and (res != noise_image).any()
 

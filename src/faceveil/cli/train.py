@@ -71,6 +71,8 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--scale", default="0.6,1.6", metavar="LO,HI",
                    help="scale jitter of the training crops (log-uniform; default 0.6,1.6)")
     p.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--data-threads", type=int, default=2,
+                   help="threads preparing each batch (crops, blur, CenterFace targets; default 2)")
     p.add_argument("--max-images", type=int, help="use only the first N labelled images (quick runs)")
     p.add_argument("--quiet", "-q", action="store_true")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -108,6 +110,8 @@ def cmd_learnedblur(args) -> int:
         raise UsageError(f"--init {args.init}: file not found")
     if not 0 < args.test_fraction < 1:
         raise UsageError("--test-fraction must be between 0 and 1")
+    if args.data_threads < 1:
+        raise UsageError("--data-threads must be at least 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to torch here")
     if args.torch_threads:
@@ -128,7 +132,8 @@ def cmd_learnedblur(args) -> int:
     cfg = L.LBConfig(budget_s=budget if budget > 0 else float("inf"), max_steps=args.steps, seed=args.seed,
                      device=args.device, batch=args.batch, input_size=args.input_size, epsilon=args.epsilon,
                      colour_epsilon=args.colour_epsilon, kernel=args.kernel, relative=args.relative,
-                     weights=weights, scale=scale, init=args.init, lr=args.lr)
+                     weights=weights, scale=scale, init=args.init, lr=args.lr,
+                     threads=args.data_threads)
     if not args.quiet:
         print(f"faceveil: {len(train_s)} train images ({len(test_s)} held out) + {len(extra)} extra; "
               f"training on {args.device}", file=sys.stderr)
