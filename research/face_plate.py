@@ -34,15 +34,11 @@ import bench_replace as br  # noqa: E402
 R = importlib.import_module("faceveil.anonymize.methods.replace")  # the name faceveil.anonymize is the function
 
 
-def edge_width(gray: np.ndarray, s0: float = 1.0) -> float:
-    """Median blur (px) of the edges of ``gray``: at each Canny edge pixel, the gradient ratio r before and after a
-    Gaussian re-blur of s0 gives the edge's own sigma s0 / sqrt(r^2 - 1) (Zhuo and Sim, 2011)."""
-    grad = lambda a: np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))
-    g1, g2 = grad(gray), grad(cv2.GaussianBlur(gray, (0, 0), s0))
-    edges = cv2.Canny(np.clip(gray, 0, 255).astype(np.uint8), 50, 120) > 0
-    r = g1[edges] / np.maximum(g2[edges], 1e-3)
-    r = r[r > 1.01]
-    return float(np.median(s0 / np.sqrt(r**2 - 1))) if len(r) >= 10 else float("nan")
+def edge_width(gray: np.ndarray) -> float:
+    """Median blur (px) of the edges of ``gray``: replace's own estimate (Zhuo and Sim's re-blur gradient ratio at
+    Canny edges, ``_edge_sigmas``), over the whole patch."""
+    e = R._edge_sigmas(gray, np.ones(gray.shape, bool))
+    return float(np.median(e)) if len(e) >= 10 else float("nan")
 
 
 def photo_sets(n: int) -> dict[str, list[np.ndarray]]:

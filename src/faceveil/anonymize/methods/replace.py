@@ -67,7 +67,9 @@ BOX_FEATHER = 0.17
 HELD_GROW = 1.1  # a skipped video frame's face: its box's ellipse grown this much (the tracker's box is a guess)
 EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
-DARK_MARGIN = 15.0  # L*: with no skin in view, the face's skin at most this much above the ring's 98th percentile
+DARK_MARGIN = 15.0  # L*: with no skin in view, the face's skin at most this much above the ring's DARK_PCT percentile
+DARK_PCT = 98
+DARK_FULL = 50.0  # L*: where that percentile is darker, the margin shrinks in proportion (a dark scene's faces)
 DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
 # A photo's face: the donors' face is drawn FACE_SCALE times as large as the 5-point fit places it, about the centre
 # of its ellipse (the mask stays as it is). The fit sizes the template by the eyes, nose and mouth, and the averaged
@@ -621,10 +623,13 @@ class Replace(Method):
                 tone = np.array([*(p.color_strength * (tgt - own)), gx, gy, 1.0])
             elif ring.sum() >= 16:
                 # no skin in view: the face keeps its own tone, but is lit no brighter than the brightest of what
-                # surrounds it, plus DARK_MARGIN (a dark audience's faces were bright discs: ring L* <= 13, face ~65);
+                # surrounds it, plus DARK_MARGIN (a dark audience's faces were bright discs: ring L* <= 13, face ~65),
+                # a margin that shrinks with that brightest L* under DARK_FULL (the full margin left the shared stage
+                # clip's dark faces 15.7 L* brighter than the originals, median; scaled, 4.7);
                 # a limit, not a move toward a tone, whatever color_strength (> 0) is; L* with a* and b*: darker
                 # skin, less chroma
-                cap = float(np.percentile(lab_s[ring][:, 0], 98)) + DARK_MARGIN
+                top = float(np.percentile(lab_s[ring][:, 0], DARK_PCT))
+                cap = top + DARK_MARGIN * min(1.0, top / max(DARK_FULL, 1e-6))
                 tone = np.array([0.0, 0.0, 0.0, 0.0, 0.0, min(1.0, cap / max(float(own[0]), 1e-3))])
         tone = self._track_tone(track, tone)
         if tone is not None:
@@ -652,6 +657,8 @@ class Replace(Method):
         warped = _add_detail(warped, raw, face_hi, g)
         alpha = g.alpha_full(box_ellipse)
         comp = warped.astype(np.float32)
+        if FOCUS_MATCH:
+            comp = _match_focus(comp, win, ring, alpha)
         if p.grain:
             comp = _add_grain(comp, win, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
             skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), (wx2 - wx1, wy2 - wy1),
@@ -1136,6 +1143,42 @@ def _add_texture(comp: np.ndarray, win: np.ndarray, skin: np.ndarray, alpha: np.
     tex = _detail(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
     tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
     return comp + (tex * alpha)[:, :, None]
+
+
+FOCUS_MATCH = True
+FOCUS_PCT = 10  # the ring's sharper edges (this percentile of their widths) tell how sharp the scene is there
+FOCUS_S0 = 1.0  # the re-blur of the edge-width estimate (px)
+
+
+def _edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The blur (Gaussian sigma, px) of each Canny edge pixel of ``gray`` inside ``where``: the gradient ratio r
+    before and after a re-blur of FOCUS_S0 gives s0 / sqrt(r^2 - 1) (Zhuo and Sim, 2011). Written here: OpenCV and
+    scikit-image have no defocus estimate of this kind."""
+    grad = lambda a: np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))  # noqa: E731
+    edges = (cv2.Canny(np.clip(gray + 0.5, 0, 255).astype(np.uint8), 50, 120) > 0) & where
+    r = grad(gray)[edges] / np.maximum(grad(cv2.GaussianBlur(gray, (0, 0), FOCUS_S0))[edges], 1e-3)
+    r = r[r > 1.01]
+    return FOCUS_S0 / np.sqrt(r * r - 1)
+
+
+def _match_focus(comp: np.ndarray, win: np.ndarray, ring: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The new face blurred as much as the photo around it is, where that is blurrier than the face: the bank
+    faces are sharp, and in soft footage (motion, compression) or an out-of-focus part of a photo the face came
+    out crisper than everything around it. The scene's blur is read off the ring's sharper edges (outside the
+    mask: never the original face), the face's off its own core."""
+    inner = cv2.erode(ring.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    e_r = _edge_sigmas(cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32), inner)
+    if len(e_r) < 20:
+        return comp
+    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    e_f = _edge_sigmas(gray, alpha >= 1)
+    if len(e_f) < 20:
+        return comp
+    s_r, s_f = float(np.percentile(e_r, FOCUS_PCT)), float(np.percentile(e_f, FOCUS_PCT))
+    if s_r <= s_f:
+        return comp
+    soft = cv2.GaussianBlur(comp, (0, 0), float(np.sqrt(s_r * s_r - s_f * s_f)))
+    return comp + (soft - comp) * alpha[:, :, None]
 
 
 def _add_grain(comp: np.ndarray, win: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
