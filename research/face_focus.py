@@ -29,9 +29,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "research"))
 
 import bench_replace as br  # noqa: E402
-from face_plate import edge_width, photo_sets  # noqa: E402
+from face_plate import edge_width, photo_sets, replaced_faces  # noqa: E402
 
 R = importlib.import_module("faceveil.anonymize.methods.replace")  # the name faceveil.anonymize is the function
+
+
+def br_gray(img: np.ndarray, box) -> np.ndarray:
+    """The central 0.8 of ``box`` in grey (face_plate's edge-width patch)."""
+    return cv2.cvtColor(img[br._scaled(box, 0.8)], cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def main() -> int:
@@ -66,18 +71,11 @@ def main() -> int:
             method = br.make_method("replace", {})
             sharp, e_o, e_a, n_faces = [], [], [], 0
             softened.append(0)
-            for i, (img, d) in enumerate(zip(imgs, dets)):
-                out = method.apply(img, d, comp, np.random.default_rng(i))
-                for r in comp.regions(d, img.shape):
-                    b = np.asarray(d.xyxy[r.index], np.float64)
-                    if min(b[2] - b[0], b[3] - b[1]) < 40 or r.landmarks is None:
-                        continue
-                    n_faces += 1
-                    sharp.append(br._face_looks(img, out, b, r)[3])
-                    sl = br._scaled(b, 0.8)
-                    gray = lambda a: cv2.cvtColor(a[sl], cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
-                    e_o.append(edge_width(gray(img)))
-                    e_a.append(edge_width(gray(out)))
+            for img, out, b, r in replaced_faces(method, comp, imgs, dets):
+                n_faces += 1
+                sharp.append(br._face_looks(img, out, b, r)[3])
+                e_o.append(edge_width(br_gray(img, b)))
+                e_a.append(edge_width(br_gray(out, b)))
             s = np.asarray(sharp, np.float64)
             s = s[np.isfinite(s) & (s > 0)]
             all_faces = sum(len(d) for d in dets)

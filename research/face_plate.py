@@ -41,6 +41,16 @@ def edge_width(gray: np.ndarray) -> float:
     return float(np.median(e)) if len(e) >= 10 else float("nan")
 
 
+def replaced_faces(method, comp, imgs, dets, min_px: float = 40):
+    """(photo, output, box, region) for each face >= ``min_px`` with landmarks, each photo replaced with seed i."""
+    for i, (img, d) in enumerate(zip(imgs, dets)):
+        out = method.apply(img, d, comp, np.random.default_rng(i))
+        for r in comp.regions(d, img.shape):
+            b = np.asarray(d.xyxy[r.index], np.float64)
+            if min(b[2] - b[0], b[3] - b[1]) >= min_px and r.landmarks is not None:
+                yield img, out, b, r
+
+
 def photo_sets(n: int) -> dict[str, list[np.ndarray]]:
     from faceveil.eval.splits import side
     from faceveil.io.images import read_rgb
@@ -77,21 +87,16 @@ def main() -> int:
             R.FACE_SCALE = scale
             method = br.make_method("replace", {})
             plate, sharp, e_o, e_a = [], [], [], []
-            for i, (img, d) in enumerate(zip(imgs, dets)):
-                out = method.apply(img, d, comp, np.random.default_rng(i))
-                for r in comp.regions(d, img.shape):
-                    b = np.asarray(d.xyxy[r.index], np.float64)
-                    if min(b[2] - b[0], b[3] - b[1]) < 40 or r.landmarks is None:
-                        continue
-                    g = R._Geometry(img.shape, r, b, np.asarray(r.landmarks, np.float64))
-                    full = (g.rho <= 1) | (g.box_rho <= 1)
-                    if full.any():
-                        plate.append(float((R._donor_alpha(*R._drawn_at(g.tx, g.ty, scale))[full] < 0.5).mean()))
-                    sharp.append(br._face_looks(img, out, b, r)[3])
-                    sl = br._scaled(b, 0.8)
-                    gray = lambda a: cv2.cvtColor(a[sl], cv2.COLOR_RGB2GRAY).astype(np.float32)
-                    e_o.append(edge_width(gray(img)))
-                    e_a.append(edge_width(gray(out)))
+            for img, out, b, r in replaced_faces(method, comp, imgs, dets):
+                g = R._Geometry(img.shape, r, b, np.asarray(r.landmarks, np.float64))
+                full = (g.rho <= 1) | (g.box_rho <= 1)
+                if full.any():
+                    plate.append(float((R._donor_alpha(*R._drawn_at(g.tx, g.ty, scale))[full] < 0.5).mean()))
+                sharp.append(br._face_looks(img, out, b, r)[3])
+                sl = br._scaled(b, 0.8)
+                gray = lambda a: cv2.cvtColor(a[sl], cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
+                e_o.append(edge_width(gray(img)))
+                e_a.append(edge_width(gray(out)))
             print(f"| {name} | {len(plate)} | {scale:g} | {np.median(plate):.3f} | {np.mean(plate):.3f} | "
                   f"{np.nanmedian(sharp):.3f} | {np.nanmedian(e_o):.2f} / {np.nanmedian(e_a):.2f} |", flush=True)
     return 0
