@@ -21,7 +21,6 @@ import importlib
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,14 +28,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "research"))
 
 import bench_replace as br  # noqa: E402
-from face_plate import edge_width, photo_sets, replaced_faces  # noqa: E402
+from face_plate import central_gray, edge_width, photo_sets, replaced_faces  # noqa: E402
 
 R = importlib.import_module("faceveil.anonymize.methods.replace")  # the name faceveil.anonymize is the function
-
-
-def br_gray(img: np.ndarray, box) -> np.ndarray:
-    """The central 0.8 of ``box`` in grey (face_plate's edge-width patch)."""
-    return cv2.cvtColor(img[br._scaled(box, 0.8)], cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def main() -> int:
@@ -74,8 +68,8 @@ def main() -> int:
             for img, out, b, r in replaced_faces(method, comp, imgs, dets):
                 n_faces += 1
                 sharp.append(br._face_looks(img, out, b, r)[3])
-                e_o.append(edge_width(br_gray(img, b)))
-                e_a.append(edge_width(br_gray(out, b)))
+                e_o.append(edge_width(central_gray(img, b)))
+                e_a.append(edge_width(central_gray(out, b)))
             s = np.asarray(sharp, np.float64)
             s = s[np.isfinite(s) & (s > 0)]
             all_faces = sum(len(d) for d in dets)

@@ -41,6 +41,11 @@ def edge_width(gray: np.ndarray) -> float:
     return float(np.median(e)) if len(e) >= 10 else float("nan")
 
 
+def central_gray(img: np.ndarray, box) -> np.ndarray:
+    """The central 0.8 of ``box`` in grey: the patch whose edge width the probes report."""
+    return cv2.cvtColor(img[br._scaled(box, 0.8)], cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
 def replaced_faces(method, comp, imgs, dets, min_px: float = 40):
     """(photo, output, box, region) for each face >= ``min_px`` with landmarks, each photo replaced with seed i."""
     for i, (img, d) in enumerate(zip(imgs, dets)):
@@ -93,10 +98,8 @@ def main() -> int:
                 if full.any():
                     plate.append(float((R._donor_alpha(*R._drawn_at(g.tx, g.ty, scale))[full] < 0.5).mean()))
                 sharp.append(br._face_looks(img, out, b, r)[3])
-                sl = br._scaled(b, 0.8)
-                gray = lambda a: cv2.cvtColor(a[sl], cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
-                e_o.append(edge_width(gray(img)))
-                e_a.append(edge_width(gray(out)))
+                e_o.append(edge_width(central_gray(img, b)))
+                e_a.append(edge_width(central_gray(out, b)))
             print(f"| {name} | {len(plate)} | {scale:g} | {np.median(plate):.3f} | {np.mean(plate):.3f} | "
                   f"{np.nanmedian(sharp):.3f} | {np.nanmedian(e_o):.2f} / {np.nanmedian(e_a):.2f} |", flush=True)
     return 0

@@ -555,7 +555,7 @@ class Replace(Method):
             return patch
         # opt-in: an occluder over the lower face (mask, scarf) keeps its pixels, judged as the landmark path
         # does (_occluder_keep) but placed by the estimated shape
-        g = _Geometry(frame.shape, region, box, lm, others=others)
+        g = _Geometry(frame.shape, region, box, lm)  # the occluder rule reads the whole ring (ring_all)
         small = cv2.resize(win, g.small_size, interpolation=cv2.INTER_AREA) if g.f < 1 else win
         lab_s = _lab(small)
         skin = _skin(small, lab_s, g.ring_all)
@@ -824,14 +824,14 @@ class _Geometry:
         rho = np.sqrt(((self.tx - FACE_CX) / FACE_AX) ** 2 + ((self.ty - FACE_CY) / FACE_AY) ** 2)
         # pixel centres of the work window in frame coordinates: the ring stays clear of the box ellipse too
         yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float64) + 0.5
-        box_rho = _box_rho(box, wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh)
+        px, py = wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh
+        box_rho = _box_rho(box, px, py)
         self.ring = self.ring_all = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
         for ob in () if others is None else np.asarray(others, np.float64).reshape(-1, 4):
             gx, gy = (ob[2] - ob[0]) * (OTHER_FACE - 1) / 2, (ob[3] - ob[1]) * (OTHER_FACE - 1) / 2
             x1, y1, x2, y2 = ob[0] - gx, ob[1] - gy, ob[2] + gx, ob[3] + gy
             if x1 < wx2 and x2 > wx1 and y1 < wy2 and y2 > wy1:  # another face in the window
-                fx_, fy_ = wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh
-                self.ring = self.ring & ~((fx_ >= x1) & (fx_ < x2) & (fy_ >= y1) & (fy_ < y2))
+                self.ring = self.ring & ~((px >= x1) & (px < x2) & (py >= y1) & (py < y2))
         self.rho, self.box_rho = rho, box_rho  # elliptic radii in the face and box ellipses (1: their rims)
 
     def coords_full(self) -> tuple[np.ndarray, np.ndarray]:
