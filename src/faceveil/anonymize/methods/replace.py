@@ -671,13 +671,16 @@ class Replace(Method):
         warped = _add_detail(warped, raw, face_hi, g)
         alpha = g.alpha_full(box_ellipse)
         comp = warped.astype(np.float32)
+        # the window's grey, which focus, grain and texture read the scene's from (computed once)
+        win_gray = cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32) if FOCUS_MATCH or p.grain else None
         if FOCUS_MATCH:
-            comp = _match_focus(comp, win, ring, alpha)
+            comp = _match_focus(comp, win_gray, ring, alpha)
         if p.grain:
-            comp = _add_grain(comp, win, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
+            comp = _add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
             skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), (wx2 - wx1, wy2 - wy1),
                                                        interpolation=cv2.INTER_NEAREST) > 0
-            comp = _add_texture(comp, win, ring & skin_full, alpha, seed_for(seed, "texture", int(box[0]), int(box[1])))
+            comp = _add_texture(comp, win_gray, ring & skin_full, alpha,
+                                seed_for(seed, "texture", int(box[0]), int(box[1])))
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
             if f < 1:
                 keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
@@ -1138,8 +1141,10 @@ def _detail(gray: np.ndarray) -> np.ndarray:
     return gray - cv2.GaussianBlur(gray, (0, 0), TEX_SIGMA)
 
 
-def _add_texture(comp: np.ndarray, win: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int) -> np.ndarray:
-    """Fine luminance texture so the face's skin detail matches the person's visible skin around it.
+def _add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int
+                 ) -> np.ndarray:
+    """Fine luminance texture so the face's skin detail matches the person's visible skin around it
+    (``win_gray``: the frame's window in grey, float32).
 
     An average of registered donors keeps their shapes but not their skin texture (pores, fine lines are
     not shared between people), so on sharp photos the face came out smooth (Laplacian variance 0.48 of
@@ -1154,7 +1159,7 @@ def _add_texture(comp: np.ndarray, win: np.ndarray, skin: np.ndarray, alpha: np.
     core = alpha >= 1
     if inner.sum() < 64 or core.sum() < 64:  # too little visible skin to tell its texture: none added
         return comp
-    t = _texture_level(cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32), inner)
+    t = _texture_level(win_gray, inner)
     gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
     f = _texture_level(gray, core)
     if t <= f:
@@ -1181,13 +1186,13 @@ def _edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
     return FOCUS_S0 / np.sqrt(r * r - 1)
 
 
-def _match_focus(comp: np.ndarray, win: np.ndarray, ring: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def _match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """The new face blurred as much as the photo around it is, where that is blurrier than the face: the bank
     faces are sharp, and in soft footage (motion, compression) or an out-of-focus part of a photo the face came
-    out crisper than everything around it. The scene's blur is read off the ring's sharper edges (outside the
-    mask: never the original face), the face's off its own core."""
+    out crisper than everything around it. The scene's blur is read off the ring's sharper edges of the frame's
+    window in grey (``win_gray``; outside the mask: never the original face), the face's off its own core."""
     inner = cv2.erode(ring.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    e_r = _edge_sigmas(cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32), inner)
+    e_r = _edge_sigmas(win_gray, inner)
     if len(e_r) < 20:
         return comp
     gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -1201,9 +1206,10 @@ def _match_focus(comp: np.ndarray, win: np.ndarray, ring: np.ndarray, alpha: np.
     return comp + (soft - comp) * alpha[:, :, None]
 
 
-def _add_grain(comp: np.ndarray, win: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
-    """Gaussian luminance noise so the face's noise level matches the visible ring's."""
-    g_t = _noise_sigma(cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32), ring)
+def _add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
+    """Gaussian luminance noise so the face's noise level matches the visible ring's (``win_gray``: the frame's
+    window in grey, float32)."""
+    g_t = _noise_sigma(win_gray, ring)
     g_f = _noise_sigma(cv2.cvtColor(np.clip(comp, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
                        core)
     if g_t is None or g_f is None or g_t <= g_f:
