@@ -57,6 +57,10 @@ VARIANTS = {
     "all: ratio 1.3, coast 6": {"max_ratio": 1.3, "ratio_all": True, "coast": 6},
     "all: ratio 1.3, coast 8": {"max_ratio": 1.3, "ratio_all": True, "coast": 8},
     "all: ratio 1.5, coast 8": {"max_ratio": 1.5, "ratio_all": True, "coast": 8},
+    # a held or back-filled box's growth per frame (TrackParams.grow; the default 0.04: 2.2x in side over a 1 s hold)
+    "grow 0.03": {"grow": 0.03},
+    "grow 0.02": {"grow": 0.02},
+    "grow 0.01": {"grow": 0.01},
 }
 
 
