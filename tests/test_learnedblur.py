@@ -231,6 +231,36 @@ def test_l_cycl_gradients_reach_the_refiner():
 
 
 @pytest.mark.slow
+def test_targets_from_a_batched_torch_forward_are_the_onnx_detectors_boxes(astronaut):
+    """cf_targets="torch" (a GPU run's default): CenterFace's boxes on the clean crops from one batched forward of
+    the torch copy are the boxes onnxruntime finds crop by crop (the same weights and decoding), also for a crop
+    size that needs padding to a multiple of 32; the data threads then leave CenterFace out."""
+    torch = _torch()
+    _centerface_path()
+    import cv2
+
+    from faceveil.detect.centerface import CenterFace
+    from faceveil.detections import nms
+    from faceveil.train import learnedblur as L
+    from faceveil.train.onnx_torch import TorchCenterFace
+
+    crops = [astronaut[0:320, 60:380], cv2.resize(astronaut, (144, 144), interpolation=cv2.INTER_AREA)[:, ::-1]]
+    cf, tcf = CenterFace(), TorchCenterFace()
+    for img in crops:
+        want = nms(cf.detect_raw(np.ascontiguousarray(img), 0.4), 0.3).xyxy
+        x = torch.from_numpy(np.stack([np.ascontiguousarray(img)] * 2)).permute(0, 3, 1, 2).float()
+        got = L.cf_boxes(tcf, x, 0.4)
+        assert len(want) == 1  # the astronaut's face
+        for g in got:
+            np.testing.assert_allclose(g, want, atol=0.01)
+    assert L.cf_on_device(L.LBConfig(device="cuda")) and not L.cf_on_device(L.LBConfig())
+    assert L.cf_on_device(L.LBConfig(cf_targets="torch"))
+    with pytest.raises(ValueError):
+        L.cf_on_device(L.LBConfig(cf_targets="gpu"))
+    data = L._Data([astronaut], [np.array([[180, 58, 270, 178]], np.float32)], L.LBConfig(batch=2, cf_targets="torch"))
+    assert data.cf is None and data.one(0, 0)[4] is None
+
+
 def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
     torch = _torch()
     _centerface_path()
@@ -250,6 +280,12 @@ def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
     a, b = run(0), run(0)
     sa, sb = a.refiner.state_dict(), b.refiner.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # the targets from the torch copy in the loop (a GPU run's way) train the same loop, seeded alike
+    c, d = (L.train(ims, bxs, L.LBConfig(budget_s=float("inf"), max_steps=2, seed=0, batch=2, input_size=64, width=4,
+                                         det_width=4, warmup=0.4, det_only=0.0, cf_threshold=0.05,
+                                         cf_targets="torch"), progress=False) for _ in range(2))
+    sc, sd = c.refiner.state_dict(), d.refiner.state_dict()
+    assert c.steps == 2 and all(torch.equal(sc[k], sd[k]) for k in sc)
     torch.manual_seed(0)  # the weights train() starts from under seed 0: training must have moved them
     s0 = L.Refiner(4).state_dict()
     assert not all(torch.equal(sa[k], s0[k]) for k in sa)
@@ -265,6 +301,7 @@ def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
     card = json.loads((tmp_path / "lb.onnx.json").read_text())
     assert card["steps"] == 2 and len(card["data"]["test"]) == 1 and card["data"]["test"][0] not in card["data"]["train"]
     assert card["config"]["threads"] == 3  # --data-threads, recorded in the card
+    assert card["config"]["cf_targets"] == "auto"  # onnxruntime per crop on the CPU, the torch copy on a GPU
     res = get_method("learnedblur", {"model": str(out)}).apply(noise_image, FACES, Compositor(), np.random.default_rng(0))
     assert res.shape == noise_image.shape and (res != noise_image).any()
 

@@ -281,18 +281,24 @@ class CenterFace(Detector):
 
     def detect_raw(self, image: np.ndarray, threshold: float) -> Detections:
         """Decoded detections above ``threshold``, before NMS (for fusion and evaluation)."""
-        heat, scale, offset, lms = self.forward(image)
-        ys, xs = np.nonzero(heat > threshold)
-        if len(ys) == 0:
-            return Detections.empty("centerface")
-        # Decoding as in the CenterFace paper: stride 4, log-scale sizes, sub-cell offsets.
-        sh = np.exp(scale[0, ys, xs]) * 4
-        sw = np.exp(scale[1, ys, xs]) * 4
-        cy = (ys + offset[0, ys, xs] + 0.5) * 4
-        cx = (xs + offset[1, ys, xs] + 0.5) * 4
-        x1 = np.maximum(cx - sw / 2, 0)
-        y1 = np.maximum(cy - sh / 2, 0)
-        boxes = np.stack([x1, y1, x1 + sw, y1 + sh], axis=1)
-        lm = lms[:, ys, xs].T.reshape(-1, 5, 2)  # (dy, dx) pairs relative to the box
-        landmarks = np.stack([lm[:, :, 1] * sw[:, None] + x1[:, None], lm[:, :, 0] * sh[:, None] + y1[:, None]], axis=2)
-        return Detections(boxes, heat[ys, xs], landmarks, None, "centerface")
+        return decode(*self.forward(image), threshold)
+
+
+def decode(heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, lms: np.ndarray, threshold: float) -> Detections:
+    """One image's CenterFace outputs (heatmap HxW, scale 2xHxW, offset 2xHxW, landmarks 10xHxW) as detections
+    above ``threshold``, before NMS, in the pixels of the network's input. Also used on the outputs of the same
+    weights run elsewhere (learned-blur training runs them in torch, a batch at a time)."""
+    ys, xs = np.nonzero(heat > threshold)
+    if len(ys) == 0:
+        return Detections.empty("centerface")
+    # Decoding as in the CenterFace paper: stride 4, log-scale sizes, sub-cell offsets.
+    sh = np.exp(scale[0, ys, xs]) * 4
+    sw = np.exp(scale[1, ys, xs]) * 4
+    cy = (ys + offset[0, ys, xs] + 0.5) * 4
+    cx = (xs + offset[1, ys, xs] + 0.5) * 4
+    x1 = np.maximum(cx - sw / 2, 0)
+    y1 = np.maximum(cy - sh / 2, 0)
+    boxes = np.stack([x1, y1, x1 + sw, y1 + sh], axis=1)
+    lm = lms[:, ys, xs].T.reshape(-1, 5, 2)  # (dy, dx) pairs relative to the box
+    landmarks = np.stack([lm[:, :, 1] * sw[:, None] + x1[:, None], lm[:, :, 0] * sh[:, None] + y1[:, None]], axis=2)
+    return Detections(boxes, heat[ys, xs], landmarks, None, "centerface")

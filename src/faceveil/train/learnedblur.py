@@ -232,6 +232,10 @@ class LBConfig:
     cf_threshold: float = 0.4  # CenterFace score above which its detections on x are targets
     max_faces: int = 32
     threads: int = 2  # data preparation threads
+    # where CenterFace's boxes on each clean crop (the operation loss's targets) come from: "onnx", per crop in the
+    # data threads (onnxruntime; 86 % of a batch's data preparation on a CPU), "torch", one batched forward of the
+    # same weights on `device` in the training loop, or "auto": torch on a GPU, onnx on the CPU
+    cf_targets: str = "auto"
     init: str = ""  # refiner ONNX to start from (its weights, e.g. the shipped ones); "" = from zero
 
 
@@ -275,6 +279,27 @@ def augment_around_face(image: np.ndarray, boxes: np.ndarray, rng: np.random.Gen
     return np.ascontiguousarray(out), b.astype(np.float32)
 
 
+def cf_on_device(cfg: LBConfig) -> bool:
+    """Whether CenterFace's targets are computed by the torch copy on ``cfg.device`` (``cf_targets``)."""
+    if cfg.cf_targets not in ("auto", "onnx", "torch"):
+        raise ValueError("cf_targets must be auto, onnx or torch")
+    return cfg.cf_targets == "torch" or (cfg.cf_targets == "auto" and torch.device(cfg.device).type != "cpu")
+
+
+def cf_boxes(cf, x: torch.Tensor, threshold: float) -> list[np.ndarray]:
+    """CenterFace's boxes (score above ``threshold``, NMS 0.3) on each image of the batch ``x`` (Bx3xHxW, RGB
+    0..255), from one forward of the torch copy ``cf`` (TorchCenterFace), decoded as the onnxruntime detector
+    decodes its own outputs; the batch padded bottom/right to a multiple of 32 as it pads an image."""
+    from ..detect.centerface import decode
+
+    h, w = x.shape[-2:]
+    ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+    with torch.no_grad():
+        out = cf.raw(torch.nn.functional.pad(x, (0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else x)
+    heat, scale, offset, lms = (out[n].float().cpu().numpy() for n in cf.graph.output_names[:4])
+    return [nms(decode(heat[i, 0], scale[i], offset[i], lms[i], threshold), 0.3).xyxy for i in range(len(heat))]
+
+
 class _Data:
     def __init__(self, images, boxes, cfg: LBConfig):
         from ..detect.centerface import CenterFace
@@ -283,7 +308,8 @@ class _Data:
         self.order = D._Order(len(images), cfg.seed)
         self.blur = Blur(Blur.Params(cfg.kernel, cfg.relative, cfg.sigma))
         self.comp = Compositor()
-        self.cf = CenterFace(CenterFace.Params(threads=1))
+        # None: the training loop computes the targets (cf_targets)
+        self.cf = None if cf_on_device(cfg) else CenterFace(CenterFace.Params(threads=1))
 
     def one(self, step: int, j: int):
         cfg = self.cfg
@@ -293,7 +319,7 @@ class _Data:
         dets = Detections.from_boxes(b, source="label")
         blurred = self.blur.apply(img, dets, self.comp, rng)
         region = self.comp.mask(dets, img.shape)
-        cf = nms(self.cf.detect_raw(img, cfg.cf_threshold), 0.3).xyxy
+        cf = None if self.cf is None else nms(self.cf.detect_raw(img, cfg.cf_threshold), 0.3).xyxy
         return img, blurred, region, b, cf
 
     def batch(self, step: int, pool: ThreadPoolExecutor):
@@ -376,6 +402,8 @@ def train(images: list[np.ndarray], boxes: list[np.ndarray], cfg: LBConfig, prog
             x, g0, region, gt, cfb = nxt.result()
             nxt = prefetch.submit(data.batch, step + 1, pool)
             x, g0, region = x.to(dev), g0.to(dev), region.to(dev)
+            if data.cf is None:  # the targets from one batched forward on the device (cf_targets)
+                cfb = cf_boxes(cf, x, cfg.cf_threshold)
             h, w = x.shape[-2:]
             t_gt = D.targets_from_boxes(gt, h, w, dev)
             t_cf = D.targets_from_boxes(cfb, h, w, dev)
