@@ -257,14 +257,18 @@ def test_a_donor_banks_average_placed_near_a_donor_is_redrawn_then_blurred(astro
         def fake(image, box):  # the first `match_first` placements land on a donor's photo
             calls.append(np.asarray(box))
             if len(calls) <= match_first:
-                donor = np.flatnonzero(bank.identity == method.synth.last.donors[0])[0]
+                donor = np.flatnonzero(bank.identity == drawn[-1].donors[0])[0]  # the identity just placed
                 return own(bank.faces[donor])
             return np.full(128, 5.0)
         return fake
 
+    drawn = []  # the identities the method asked its synthesizer for, in order
+
     def method_with(**kw):
         m = get_method("replace", {"identity": 7, "k": 3, **kw})
         m.synth = Synthesizer(bank, k=3, reject=kw.get("reject", True))
+        ask = m.synth.identity
+        m.synth.identity = lambda *a, **k: drawn.append(ask(*a, **k)) or drawn[-1]
         return m
 
     method = method_with()

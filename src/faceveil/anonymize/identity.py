@@ -233,7 +233,6 @@ class Synthesizer:
             self._by_person = {p: np.flatnonzero(bank.identity == p) for p in self.people}
             self._desc: dict[int, np.ndarray] = {}
         self._cache: dict[int, Synthesized] = {}
-        self.last: Synthesized | None = None
 
     def _donor_desc(self, i: int) -> np.ndarray:
         if i not in self._desc:
@@ -251,8 +250,7 @@ class Synthesizer:
         side = mirror_side(yaw)
         key = (seed, side) if self.bank.kind == "averages" else (seed, round(float(yaw or 0) * 10) / 10)
         if key in self._cache:
-            self.last = self._cache[key]
-            return self.last
+            return self._cache[key]
         if self.bank.kind == "averages":
             # Entry = seed mod N: banks are stored farthest-first, so small seeds are the most distinct.
             i = seed % len(self.bank)
@@ -265,7 +263,6 @@ class Synthesizer:
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = out
-        self.last = out  # what the caller is about to place (replace's placement check reads it)
         return out
 
     def _draw(self, rng: np.random.Generator, yaw: float | None = None) -> Synthesized:

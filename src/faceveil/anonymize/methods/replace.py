@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -42,7 +42,7 @@ from ...registry import param
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
 from ..base import METHODS, Method, crop
 from ..box_landmarks import estimate_landmarks
-from ..identity import Synthesizer, mirror_side, seed_for
+from ..identity import Synthesized, Synthesizer, mirror_side, seed_for
 from .blur import gaussian_blur, odd
 
 WORK_FACE = 96  # faces are composed at this box width at most, then resized (bank faces are 68 px wide)
@@ -88,6 +88,14 @@ FACE_SCALE = 1.15
 TRACKED_FACE_SCALE = 1.0  # a tracked face's (video): see above
 # Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
 SKIN_SPOTS = ((64, 30, 12, 5), (44, 78, 7, 7), (84, 78, 7, 7), (64, 60, 4, 6))
+
+
+class Drawn(NamedTuple):
+    """One face as replace drew it: the region's pixels, the identity placed there (None: blurred, no donor
+    face) and the harmonization used (L*a*b* shift, light gradient, scale; None: none), which its track keeps."""
+    patch: np.ndarray
+    identity: Synthesized | None = None
+    tone: np.ndarray | None = None
 
 
 @lru_cache(maxsize=4)
@@ -233,7 +241,6 @@ class Replace(Method):
         self._lm: dict[int, tuple] = {}  # a track -> (frame, before it, now): its landmarks relative to its box
         self._cover: dict[int, bool] = {}  # a track -> whether its last detected face kept an occluder
         self._frames = 0  # apply calls: which frame a track's smoothing state was last updated on
-        self._last_tone: np.ndarray | None = None  # the harmonization the last face rendered used
 
     STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover")  # what a video's tracks leave behind, per track id
     TRACK_STATE_MAX = 4096  # tracks each of them remembers; past that it starts again (a very long crowd video)
@@ -258,12 +265,11 @@ class Replace(Method):
     TONE_EMA = 0.25
 
     def _track_tone(self, track: int, tone: np.ndarray | None) -> np.ndarray | None:
-        """The harmonization to use for this face: ``tone`` itself without a track, else smoothed along it.
-        Remembered in ``_last_tone``; ``apply`` keeps it for the track once the face is drawn."""
+        """The harmonization to use for this face: ``tone`` itself without a track, else smoothed along it (the
+        face's Drawn.tone; ``apply`` keeps it for the track once the face is drawn)."""
         prev = self._tone.get(track) if track >= 0 else None
         if prev is not None:
             tone = prev if tone is None else prev + self.TONE_EMA * (tone - prev)
-        self._last_tone = tone
         return tone
 
     # A near-frontal face's yaw (from its 5 landmarks) wavers around 0 from frame to frame, and the identity is
@@ -299,9 +305,9 @@ class Replace(Method):
         self._store(self._lm, track, (self._frames, prev, rel))
         return box[:2] + rel * wh
 
-    def _keep_tone(self, track: int) -> None:
-        if track >= 0 and self._last_tone is not None:
-            self._store(self._tone, track, self._last_tone)
+    def _keep_tone(self, track: int, tone: np.ndarray | None) -> None:
+        if track >= 0 and tone is not None:
+            self._store(self._tone, track, tone)
 
     # identities -----------------------------------------------------------
     def identity_seed(self, track_id: int, index: int, rng: np.random.Generator) -> int:
@@ -324,13 +330,12 @@ class Replace(Method):
             seed = self.identity_seed(track, region.index, rng)
             box = boxes[region.index]
             others = np.delete(boxes, region.index, axis=0)  # their faces are no part of this one's surroundings
-            self._last_tone = None
             if check:
                 self._place_checked(out, region, box, seed, compositor, track, others)
             else:
-                # not `frame`: a neighbour would restore this face
-                compositor.blend(out, region, self.render_face(out, region, box, seed, track, others))
-            self._keep_tone(track)
+                drawn = self.draw_face(out, region, box, seed, track, others)  # not `frame`: a neighbour would
+                compositor.blend(out, region, drawn.patch)  # restore this face
+                self._keep_tone(track, drawn.tone)
         return out
 
     # A donors bank's averages are drawn per face, with the aligned donor check only (Synthesizer). Placed into a
@@ -348,30 +353,33 @@ class Replace(Method):
         if track >= 0 and seed in self._placed:  # the track's draw, decided on its first face
             passed = self._placed[seed]
             if passed is not None:
-                compositor.blend(out, region, self.render_face(out, region, box, passed, track, others))
+                drawn = self.draw_face(out, region, box, passed, track, others)
+                compositor.blend(out, region, drawn.patch)
+                self._keep_tone(track, drawn.tone)
         else:
-            passed = self._first_draw_away_from_donors(out, region, box, seed, compositor, track, others)
+            passed, tone = self._first_draw_away_from_donors(out, region, box, seed, compositor, track, others)
             if track >= 0:
                 self._store(self._placed, seed, passed)
+            if passed is not None:
+                self._keep_tone(track, tone)
         if passed is None:  # every draw came within MATCH of a donor: fail closed
-            self._last_tone = None
             self.counts["placement_blurred"] += 1
             compositor.blend(out, region, _blurred(out, region))
 
     def _first_draw_away_from_donors(self, out, region, box, seed, compositor, track: int = -1,
-                                     others=None) -> int | None:
-        """Blend draws of ``seed`` into ``out`` until one passes the check (its seed), or PLACED_DRAWS fail (None,
-        ``out`` as it was)."""
+                                     others=None) -> tuple[int | None, np.ndarray | None]:
+        """Blend draws of ``seed`` into ``out`` until one passes the check: (its seed, its tone); after
+        PLACED_DRAWS fail, (None, None) and ``out`` as it was."""
         before = out[region.slices].copy()
         for s in [seed] + [seed_for(seed, "placed", i) for i in range(1, self.PLACED_DRAWS)]:
-            self.synth.last = None
-            compositor.blend(out, region, self.render_face(out, region, box, s, track, others))
-            ident = self.synth.last  # None: no donor face was placed (blurred instead)
-            if ident is None or self._far_from_donors(out, region, box, ident.donors):
-                return s
+            drawn = self.draw_face(out, region, box, s, track, others)
+            compositor.blend(out, region, drawn.patch)
+            # no identity: no donor face was placed (blurred instead)
+            if drawn.identity is None or self._far_from_donors(out, region, box, drawn.identity.donors):
+                return s, drawn.tone
             self.counts["placement_redraws"] += 1
             out[region.slices] = before
-        return None
+        return None, None
 
     def _far_from_donors(self, out, region, box, people) -> bool:
         from ..identity import DLIB_BOX, MATCH, descriptor
@@ -395,7 +403,13 @@ class Replace(Method):
     # one face ---------------------------------------------------------------
     def render_face(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1,
                     others: np.ndarray | None = None) -> np.ndarray:
-        """One face's pixels for ``region``. ``others``: the frame's other face boxes, left out of the ring that
+        """One face's pixels for ``region`` (``draw_face``'s patch)."""
+        return self.draw_face(frame, region, box, seed, track, others).patch
+
+    def draw_face(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1,
+                  others: np.ndarray | None = None) -> Drawn:
+        """One face for ``region``: its pixels, the identity placed (None where it was blurred) and the
+        harmonization used (for its track). ``others``: the frame's other face boxes, left out of the ring that
         tone, light, grain and focus are read from (in a crowd a third of the faces had >= 30 % of their ring
         on a neighbour's face, replaced or not yet)."""
         p = self.params
@@ -418,7 +432,7 @@ class Replace(Method):
             # landmarks that do not fit the box, or a box that drifted off the frame to a sliver (its work window
             # under 2 px across: no face to draw; the masked-faces clip's backfilled box x -1.05..0.11 raised)
             self.counts["blurred"] += 1
-            return _blurred(frame, region)
+            return Drawn(_blurred(frame, region))
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
             self.counts["estimated"] += 1
             return self._render_estimated(frame, region, box, seed, track, others=others)
@@ -513,11 +527,11 @@ class Replace(Method):
         w3 = weight[:, :, None]
         out = np.where(w3 >= 1.0, comp, np.clip(comp * w3 + win * (1 - w3) + 0.5, 0, 255)).astype(np.uint8)
         ry, rx = region.y1 - wy1, region.x1 - wx1
-        return out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)]
+        return Drawn(out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)], ident)
 
     # the face-shaped path ---------------------------------------------------------
     def _render_estimated(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1,
-                          lm: np.ndarray | None = None, others: np.ndarray | None = None) -> np.ndarray:
+                          lm: np.ndarray | None = None, others: np.ndarray | None = None) -> Drawn:
         """A face without usable landmarks: the whole region (and the box) is first filled from its context,
         as the box-fitted path does, then the face-shaped face is drawn over that fill at landmarks
         estimated from the box alone (box_landmarks.MEAN_SHAPE). The original face's pixels are never read:
@@ -549,10 +563,11 @@ class Replace(Method):
         # A track that has a harmonization keeps it: around a filled region the ring shows the fill, not the
         # person's skin, and a tone read there alternated with the detected frames' (stage clip: the face's L*
         # jumped 5-20 between detected and skipped frames)
-        patch = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False, track=track,
+        drawn = self._render_shaped(filled, region, box, lm, seed, occluders=False, box_ellipse=False, track=track,
                                     measure_tone=track not in self._tone, others=others)
         if self.params.no_landmarks != "estimated-keep" or self.params.occluders != "keep":
-            return patch
+            return drawn
+        patch = drawn.patch
         # opt-in: an occluder over the lower face (mask, scarf) keeps its pixels, judged as the landmark path
         # does (_occluder_keep) but placed by the estimated shape
         g = _Geometry(frame.shape, region, box, lm)  # the occluder rule reads the whole ring (ring_all)
@@ -561,17 +576,17 @@ class Replace(Method):
         skin = _skin(small, lab_s, g.ring_all)
         keep = _occluder_keep(small, lab_s, g.tx, g.ty, lab_s[skin] if skin.sum() >= 12 else None)
         if not keep.any():
-            return patch
+            return drawn
         if g.f < 1:
             keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
         ry, rx = region.y1 - wy1, region.x1 - wx1
         k = keep[ry: ry + patch.shape[0], rx: rx + patch.shape[1], None]
         orig = win[ry: ry + patch.shape[0], rx: rx + patch.shape[1]]
-        return np.clip(patch * (1 - k) + orig * k + 0.5, 0, 255).astype(np.uint8)
+        return drawn._replace(patch=np.clip(patch * (1 - k) + orig * k + 0.5, 0, 255).astype(np.uint8))
 
     def _render_shaped(self, frame: np.ndarray, region, box: np.ndarray, lm: np.ndarray, seed: int,
                        occluders: bool = True, box_ellipse: bool = True, track: int = -1,
-                       measure_tone: bool = True, others: np.ndarray | None = None) -> np.ndarray:
+                       measure_tone: bool = True, others: np.ndarray | None = None) -> Drawn:
         """The new face inside a feathered face-shaped mask; every pixel outside it is the frame's own.
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read. Without
         ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
@@ -690,7 +705,7 @@ class Replace(Method):
                        np.clip(comp * a + win * (1 - a) + 0.5, 0, 255)).astype(np.uint8)
         out[alpha <= 0] = win[alpha <= 0]  # byte-identical outside the mask, whatever the float maths did
         ry, rx = region.y1 - wy1, region.x1 - wx1
-        return out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)]
+        return Drawn(out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)], ident, tone)
 
     @staticmethod
     def _ring(sbox, sw, sh, inner: float = 1.1, outer: float = 1.6) -> np.ndarray:
