@@ -333,8 +333,9 @@ class Replace(Method):
             if check:
                 self._place_checked(out, region, box, seed, compositor, track, others)
             else:
-                drawn = self.draw_face(out, region, box, seed, track, others)  # not `frame`: a neighbour would
-                compositor.blend(out, region, drawn.patch)  # restore this face
+                # drawn on `out`, not `frame`: a neighbour would restore this face
+                drawn = self.draw_face(out, region, box, seed, track, others)
+                compositor.blend(out, region, drawn.patch)
                 self._keep_tone(track, drawn.tone)
         return out
 
