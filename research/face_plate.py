@@ -5,7 +5,8 @@ mask that must reach the person's jaw (the face ellipse joined with the detectio
 past the donors' face (full weight out to 0.9 of its ellipse), the fill continued from the face's edge shows: a flat
 skin-coloured band, a plate around a face that looks too small for its head. For each face >= 40 px with landmarks,
 on deepface-unit (resized to 640 px, as bench_replace's looks table), facemask (``--photos`` per side of
-eval.splits) and every 30th frame of the shared clips (drawn as photos, without tracks: a tracked face keeps scale 1),
+eval.splits) and every 30th frame of the shared clips (drawn as photos, without tracks; a tracked face is drawn
+TRACKED_FACE_SCALE as large about its eye line instead),
 this prints per ``--scales`` value of replace's FACE_SCALE (how much larger than the fit a photo's face is drawn; its
 fine detail is strengthened by FACE_SCALE**2 with it):
 - plate: the share of the fully replaced area (inside the face or box ellipse) where the donors' face has weight

@@ -81,11 +81,15 @@ DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged 
 # deepface-unit / facemask tune; research/face_plate.py); at 1.15, 6 / 20 % (facemask held-out 40 -> 22 %),
 # FD-dlib 0.253 -> 0.243. Larger features have less Laplacian energy (the central half box's sharpness 0.66 ->
 # 0.52 on deepface-unit, the edges as wide), so the detail added at frame resolution (_add_detail) is scale**2 as
-# strong (0.65). A tracked face (video) stays as placed: at 1.15 the talking head's mean L* changed 0.14 -> 0.24 a
-# frame (its original 0.18; 1.05: 0.16). Growing the rim alone (the centre kept) made every face alike to dlib
-# (pairs >= 0.6 apart 81 -> 33 %); 1.25 put the brows on the mask's top edge. Numbers: bench/replace_results.md.
+# strong (0.65). Growing the rim alone (the centre kept) made every face alike to dlib (pairs >= 0.6 apart 81 -> 33 %);
+# 1.25 put the brows on the mask's top edge. A tracked face (video) is drawn TRACKED_FACE_SCALE as large about the
+# eye line (template y TRACKED_ANCHOR_Y), so its eyes stay at the person's eye height: at 1.15 about the centre the
+# talking head's light changed 0.233 a frame at a fixed box (tests/test_replace_video.py; the original 0.181, 1.0:
+# 0.132), most of it in the eye half as the head moved; at 1.1 about the eye line 0.146 (7-bit build 0.152), the
+# clips' plate 41 -> 30 %. Numbers: bench/replace_results.md.
 FACE_SCALE = 1.15
-TRACKED_FACE_SCALE = 1.0  # a tracked face's (video): see above
+TRACKED_FACE_SCALE = 1.1
+TRACKED_ANCHOR_Y = 50.0  # the template's eye line
 # Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
 SKIN_SPOTS = ((64, 30, 12, 5), (44, 78, 7, 7), (84, 78, 7, 7), (64, 60, 4, 6))
 
@@ -593,7 +597,8 @@ class Replace(Method):
         ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
         p = self.params
         g = _Geometry(frame.shape, region, box, lm, scale=FACE_SCALE if track < 0 else TRACKED_FACE_SCALE,
-                      others=others if OTHERS_OUT_OF_RING else None)
+                      others=others if OTHERS_OUT_OF_RING else None,
+                      anchor_y=DONOR_CY if track < 0 else TRACKED_ANCHOR_Y)
         wx1, wy1, wx2, wy2 = g.window
         win = frame[wy1:wy2, wx1:wx2]
         sw, sh = g.small_size
@@ -607,7 +612,7 @@ class Replace(Method):
         # detail of a larger bank face is added back at frame resolution below
         face = cv2.resize(face_hi, (SIZE, SIZE), interpolation=cv2.INTER_AREA) if face_hi.shape[0] > SIZE else face_hi
         tx, ty = g.tx, g.ty
-        sx, sy = _drawn_at(tx, ty, g.scale)  # where each pixel reads the donors' face (tx, ty: where the person's is)
+        sx, sy = _drawn_at(tx, ty, g.scale, g.anchor_y)  # where each pixel reads the donors' face (tx, ty: where the person's is)
         k = face.shape[0] / SIZE
         warped = cv2.remap(face, sx * k, sy * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         raw = warped
@@ -769,11 +774,12 @@ def _donor_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     return np.clip((1.1 - rho) / 0.2, 0, 1).astype(np.float32)
 
 
-def _drawn_at(tx: np.ndarray, ty: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _drawn_at(tx: np.ndarray, ty: np.ndarray, scale: float, anchor_y: float = DONOR_CY
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Template coordinates of the donors' face to show at template coordinates ``tx``, ``ty`` of the person's face:
-    the face ``scale`` times as large about its ellipse's centre."""
+    the face ``scale`` times as large about its ellipse's centre line, at height ``anchor_y`` (template px)."""
     return ((tx - DONOR_CX) / scale + DONOR_CX).astype(np.float32), \
-        ((ty - DONOR_CY) / scale + DONOR_CY).astype(np.float32)
+        ((ty - anchor_y) / scale + anchor_y).astype(np.float32)
 
 
 def _ease(t: np.ndarray) -> np.ndarray:
@@ -829,9 +835,11 @@ class _Geometry:
     """Where one face's template falls in its work window (a shrunk copy of the frame
     around the face): per-pixel template coordinates, the mask and the sampling ring."""
 
-    def __init__(self, shape, region, box, lm, scale: float = 1.0, others: np.ndarray | None = None):
+    def __init__(self, shape, region, box, lm, scale: float = 1.0, others: np.ndarray | None = None,
+                 anchor_y: float = DONOR_CY):
         H, W = shape[:2]
-        self.scale = scale  # the donors' face drawn this much larger than placed (FACE_SCALE)
+        self.scale = scale  # the donors' face drawn this much larger than placed (FACE_SCALE) ...
+        self.anchor_y = anchor_y  # ... about this height of the template (_drawn_at)
         bw, bh = box[2] - box[0], box[3] - box[1]
         self.window = wx1, wy1, wx2, wy2 = _work_window(shape, region, box)
         self.region_rect, self.frame_hw, self.box = (region.x1, region.y1, region.x2, region.y2), (H, W), box
@@ -898,7 +906,7 @@ def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "
     outside it the band continues the face's edge and has no detail of its own.
     Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
     of the photo's before grain)."""
-    tx, ty = _drawn_at(*g.coords_full(), g.scale)
+    tx, ty = _drawn_at(*g.coords_full(), g.scale, g.anchor_y)
     h, w = tx.shape
     # the bank face at about the resolution it is shown at (no aliasing from a larger one)
     step = _template_step(tx, ty)
