@@ -3,7 +3,8 @@
 # (L_cycl needs far more than a CPU budget), starting from the shipped weights; (2) `faceveil eval train` at the
 # stored H100 reference's protocol (bench/results/train_on_anon/: split seed 0, 40 s a method, batch 32 at 320 px,
 # two training seeds side by side) for none, replace and learnedblur (the shipped weights), then learnedblur
-# with the weights trained in (1) (its cycle fidelity: over the first run's none). Run from the repository root with DATA holding facemask/images, facemask/gt.txt and deepface/
+# with the weights trained in (1) (its cycle fidelity: over the first run's none). Run from the repository root
+# with DATA holding facemask/images, facemask/gt.txt and deepface/
 # (the deepface-unit photos; any size). Settings: DEV (cuda), LB_BUDGET (refiner training, default 180s),
 # B (eval train budget a method, default 40s), OUT (results folder).
 set -u
@@ -20,7 +21,8 @@ LB=(train learnedblur "${FM[@]}" --extra-images "$DATA/deepface" --device "$DEV"
     --init src/faceveil/data/learnedblur.onnx --weights 1,1,1,1 --lr 2e-3 --scale 0.45,1.6 --seed 0
     --batch ${LB_BATCH:-32} --data-threads ${LB_THREADS:-6})
 # A few steps first: a broken setup fails here in seconds, not after the budget.
-$PY -m faceveil "${LB[@]}" --steps 3 --budget 0 -q --max-images 20 -o "$OUT/smoke.onnx" || { echo "smoke run failed"; exit 1; }
+$PY -m faceveil "${LB[@]}" --steps 3 --budget 0 -q --max-images 20 -o "$OUT/smoke.onnx" \
+    || { echo "smoke run failed"; exit 1; }
 rm -f "$OUT"/smoke.onnx*
 L=${LOGS:-/tmp/faceveil_logs}
 mkdir -p "$L" "$OUT/res"

@@ -264,11 +264,11 @@ class CenterFace(Detector):
         return Detections(d.xyxy, d.score, d.landmarks, None, "centerface").scaled(1.0 / factor)
 
     def forward(self, image: np.ndarray):
-        """Run the network on an RGB image padded (bottom/right) to a multiple of 32."""
+        """Run the network on an RGB image padded (bottom/right) to a multiple of 32 (``padded_size``)."""
         import cv2
 
         h, w = image.shape[:2]
-        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+        ph, pw = padded_size(h, w)
         blob = np.empty((1, 3, ph, pw), np.float32)
         blob[0, :, h:] = 0  # the padding
         blob[0, :, :h, w:] = 0
@@ -282,6 +282,11 @@ class CenterFace(Detector):
     def detect_raw(self, image: np.ndarray, threshold: float) -> Detections:
         """Decoded detections above ``threshold``, before NMS (for fusion and evaluation)."""
         return decode(*self.forward(image), threshold)
+
+
+def padded_size(h: int, w: int) -> tuple[int, int]:
+    """The network's input size for an h x w image: padded bottom/right to a multiple of 32, its coarsest stride."""
+    return -(-h // 32) * 32, -(-w // 32) * 32
 
 
 def decode(heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, lms: np.ndarray, threshold: float) -> Detections:

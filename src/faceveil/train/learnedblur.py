@@ -290,10 +290,10 @@ def cf_boxes(cf, x: torch.Tensor, threshold: float) -> list[np.ndarray]:
     """CenterFace's boxes (score above ``threshold``, NMS 0.3) on each image of the batch ``x`` (Bx3xHxW, RGB
     0..255), from one forward of the torch copy ``cf`` (TorchCenterFace), decoded as the onnxruntime detector
     decodes its own outputs; the batch padded bottom/right to a multiple of 32 as it pads an image."""
-    from ..detect.centerface import decode
+    from ..detect.centerface import decode, padded_size
 
     h, w = x.shape[-2:]
-    ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+    ph, pw = padded_size(h, w)
     with torch.no_grad():
         out = cf.raw(torch.nn.functional.pad(x, (0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else x)
     heat, scale, offset, lms = (out[n].float().cpu().numpy() for n in cf.graph.output_names[:4])

@@ -596,9 +596,9 @@ class Replace(Method):
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read. Without
         ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
         p = self.params
-        g = _Geometry(frame.shape, region, box, lm, scale=FACE_SCALE if track < 0 else TRACKED_FACE_SCALE,
-                      others=others if OTHERS_OUT_OF_RING else None,
-                      anchor_y=DONOR_CY if track < 0 else TRACKED_ANCHOR_Y)
+        scale, anchor_y = (FACE_SCALE, DONOR_CY) if track < 0 else (TRACKED_FACE_SCALE, TRACKED_ANCHOR_Y)
+        g = _Geometry(frame.shape, region, box, lm, scale=scale, others=others if OTHERS_OUT_OF_RING else None,
+                      anchor_y=anchor_y)
         wx1, wy1, wx2, wy2 = g.window
         win = frame[wy1:wy2, wx1:wx2]
         sw, sh = g.small_size
@@ -612,7 +612,8 @@ class Replace(Method):
         # detail of a larger bank face is added back at frame resolution below
         face = cv2.resize(face_hi, (SIZE, SIZE), interpolation=cv2.INTER_AREA) if face_hi.shape[0] > SIZE else face_hi
         tx, ty = g.tx, g.ty
-        sx, sy = _drawn_at(tx, ty, g.scale, g.anchor_y)  # where each pixel reads the donors' face (tx, ty: where the person's is)
+        # where each pixel reads the donors' face (tx, ty: where the person's is)
+        sx, sy = _drawn_at(tx, ty, g.scale, g.anchor_y)
         k = face.shape[0] / SIZE
         warped = cv2.remap(face, sx * k, sy * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         raw = warped
