@@ -208,9 +208,9 @@ class Replace(Method):
         grain: bool = param(True, "add noise and fine skin texture so the face is as grainy and detailed as the photo "
                            "around it (shape=face)")
         occluders: Literal["keep", "replace"] = param(
-            "keep", "shape=face. keep: a mask, scarf or hand over the lower face keeps its pixels (smooth, not "
-            "skin-coloured, covering the mouth) but for a band at its edge the new face fades into; eyes, brows "
-            "and nose are always replaced. replace: replace it too")
+            "keep", "shape=face. keep: a mask, scarf or hand over the lower face keeps its pixels below the "
+            "nostrils (smooth, not skin-coloured, covering the mouth) and goes on up to its own top edge in its "
+            "colours (drawn, not kept); eyes, brows and nose are always replaced. replace: replace it too")
         min_landmark_face: float = param(12.0, "faces narrower than this (px) are placed by the box (no_landmarks), "
                                          "not the landmarks")
         reject: bool = param(True, "with a donor bank: redraw averages that dlib matches to a donor, as an aligned "
@@ -626,9 +626,10 @@ class Replace(Method):
         # the occluder rule's skin model keeps the neighbours' faces: in a crowd of masked people their upper faces
         # are most of the skin in view (without them, 52 facemask masks kept: median 0.59 -> 0.53 of the mouth box)
         skin_occ = skin if g.ring_all is ring else _skin(small, lab_s, g.ring_all)
-        keep = None
+        keep = reach = None
         if p.occluders == "keep" and occluders:
-            keep = _occluder_keep(small, lab_s, tx, ty, lab_s[skin_occ] if skin_occ.sum() >= 12 else None)
+            keep, reach = _occluder_keep(small, lab_s, tx, ty, lab_s[skin_occ] if skin_occ.sum() >= 12 else None,
+                                         reach=True)
         # A masked face keeps its mask (occluders=keep) where the occluder rule finds it. On a frame the detector
         # skipped, the face is drawn at interpolated landmarks; with the rule off there (stop 29), a masked person's
         # lower face switched between the mask and a new mouth at half the frame rate (research/masked_video.py).
@@ -703,6 +704,18 @@ class Replace(Method):
                                                        interpolation=cv2.INTER_NEAREST) > 0
             comp = _add_texture(comp, win_gray, ring & skin_full, alpha,
                                 seed_for(seed, "texture", int(box[0]), int(box[1])))
+        if reach is not None:
+            # a kept cover goes on above the nostrils (_cover_reach): drawn there, and in its fade, instead of the
+            # new face, with the scene's grain; after the new face's own focus, grain and texture, which so read
+            # the same face with or without a cover
+            r_w, r_px = reach
+            if f < 1:
+                r_w = cv2.resize(r_w, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+                r_px = cv2.resize(r_px, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+            r_px = r_px.astype(np.float32)
+            if p.grain:
+                r_px = _add_grain(r_px, win_gray, ring, r_w >= 1, seed_for(seed, "cover", int(box[0]), int(box[1])))
+            comp = comp * (1 - r_w[:, :, None]) + r_px * r_w[:, :, None]
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
             if f < 1:
                 keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
@@ -1048,6 +1061,13 @@ OCC_APART, OCC_DARK = 10.0, 30.0
 # default photo preset on each frame), covers kept: marathon 57 -> 1, hikers 14 -> 3, stage 1 -> 1; facemask's
 # masked faces keeping their mask, tune half 38.1 -> 35.4 % (chosen there; research/occluder_labels.py).
 OCC_MIN_MOUTH = 10
+# A kept cover is drawn on above the nostrils up to its own top edge (OCC_REACH at most, template px: the eyes are at
+# y 50), with its own colours continued upward from its kept part (``_cover_reach``), instead of the new face's nose
+# over the upper half of a mask: facemask's masked faces read as a new face with a strip of mask over the mouth.
+# OCC_REACH_SOFT: the fade inside the cover's outline; OCC_REACH_RAMP: in below OCC_REACH; OCC_REACH_FILL: the
+# coarsest scale of the continued colour (template px).
+OCC_REACH, OCC_REACH_SOFT, OCC_REACH_RAMP, OCC_REACH_FILL = 56.0, 3.0, 4.0, 24.0
+OCC_REACH_GROW, OCC_REACH_NEAR = 3.0, 15.0
 
 
 def _skin_like(rgb: np.ndarray, lab: np.ndarray, skin_lab: np.ndarray | None) -> np.ndarray:
@@ -1063,22 +1083,24 @@ def _skin_like(rgb: np.ndarray, lab: np.ndarray, skin_lab: np.ndarray | None) ->
 
 
 def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarray,
-                   skin_lab: np.ndarray | None) -> np.ndarray:
+                   skin_lab: np.ndarray | None, reach: bool = False):
     """float32 weight (0..1) of the pixels to keep as they are: an occluder over the lower face.
 
     Occluder: apart from the upper face (OCC_APART, OCC_DARK), not skin-coloured (``_skin_like``, the
     person's skin model included), smooth (cloth, not a beard's texture or noise), below the nostrils,
     and one connected piece that covers most of the mouth. Anything else is replaced, and the eyes,
     brows and nose always are. Hand-written: no licence-clean face-parsing model small enough to ship;
-    this is a few OpenCV calls per face.
+    this is a few OpenCV calls per face. With ``reach``: (that weight, ``_cover_reach``'s (weight, pixels)
+    or None).
     """
     h, w = tx.shape
     zero = np.zeros((h, w), np.float32)
+    none = (zero, None) if reach else zero
     # one image pixel in template pixels (the eyes are 36 template pixels apart)
     scale = _template_step(tx, ty)
     lower = ty >= OCC_TOP
     if lower.sum() < 16 or not np.isfinite(scale) or scale <= 0:
-        return zero
+        return none
     L = lab[..., 0].astype(np.float32)
     k = 2 * max(1, int(round(2.0 / scale))) + 1  # texture over ~5 template pixels, at least 3x3
 
@@ -1086,29 +1108,29 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     sd = np.sqrt(np.maximum(cv2.blur(L * L, (k, k)) - mu * mu, 0))
     upper = (((tx - DONOR_CX) / DONOR_AX) ** 2 + ((ty - DONOR_CY) / DONOR_AY) ** 2 <= 1) & (ty >= 20) & (ty <= 60)
     if upper.sum() < 4:
-        return zero
+        return none
     face_lab = np.median(lab[upper], axis=0)
-    cand = lower & ~_skin_like(rgb, lab, skin_lab) & (sd <= OCC_TEXTURE)
-    cand &= np.linalg.norm(lab - face_lab, axis=-1) >= OCC_APART  # the face's own colour is no cover's
-    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    like = ~_skin_like(rgb, lab, skin_lab) & (sd <= OCC_TEXTURE)
+    like &= np.linalg.norm(lab - face_lab, axis=-1) >= OCC_APART  # the face's own colour is no cover's
+    cand = cv2.morphologyEx((lower & like).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     mx1, my1, mx2, my2 = OCC_MOUTH
     mouth = (tx >= mx1) & (tx <= mx2) & (ty >= my1) & (ty <= my2)
     if mouth.sum() < OCC_MIN_MOUTH:
-        return zero
+        return none
     n, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
     if n <= 1:
-        return zero
+        return none
     cover = np.bincount(lab_cc[mouth], minlength=n)
     cover[0] = 0
     best = int(cover.argmax())
     if cover[best] < OCC_MOUTH_COVER * mouth.sum():
-        return zero
+        return none
     keep = (lab_cc == best).astype(np.uint8)
     cover_lab = np.median(lab[keep > 0], axis=0)
     if skin_lab is None and cover_lab[0] < OCC_DARK:  # dark, and no skin of the person's to tell it apart from
-        return zero
+        return none
     if np.linalg.norm(cover_lab - face_lab) < OCC_APART:
-        return zero  # as a whole the same colour as the face above it: the face itself, in the dark or in grey
+        return none  # as a whole the same colour as the face above it: the face itself, in the dark or in grey
     # holes inside the occluder (a print, a fold's highlight) are part of it: fill what it encloses
     filled = keep.copy()
     cnts, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -1122,7 +1144,46 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
                                    cv2.DIST_L2, 3)
     soft = _ease(inside / max(OCC_SOFT / scale, 1.0)) * (core > 0)
     ramp = _ease((ty - OCC_TOP) / OCC_RAMP)
-    return (soft * ramp).astype(np.float32)
+    kept = (soft * ramp).astype(np.float32)
+    if not reach:
+        return kept
+    return kept, _cover_reach(rgb, lab, like, keep, np.median(lab[(keep > 0) & mouth], axis=0), ty, scale)
+
+
+def _cover_reach(rgb: np.ndarray, lab: np.ndarray, like: np.ndarray, keep: np.ndarray, cover_lab: np.ndarray,
+                 ty: np.ndarray, scale: float):
+    """(weight, pixels) drawn instead of the new face where a kept cover goes on above the nostrils, up to its
+    own top edge (OCC_REACH at most: below the eyes), and in the kept cover's fade: the cover's colours
+    continued upward from its kept pixels below the nostrils (``_fill``). The nose zone's own pixels are read
+    only to tell cover from face (the cover rule's ``like``), never for a colour, and none of them is kept.
+    None where the cover does not reach above the nostrils or too little of it is kept to continue."""
+    lower = ty >= OCC_TOP + OCC_RAMP
+    # only the cover's own colour (Delta-E <= OCC_REACH_NEAR from its median over the mouth): a wall or hair that
+    # the rule joins to it beside the face is no part of a mask to continue
+    near = np.linalg.norm(lab - cover_lab, axis=-1) <= OCC_REACH_NEAR
+    src = (keep > 0) & lower & near
+    zone = (ty >= OCC_REACH) & ~lower
+    if src.sum() < 12 or not zone.any():
+        return None
+    ext = cv2.morphologyEx((like & near & zone).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    _, cc = cv2.connectedComponents(ext | src.astype(np.uint8), connectivity=8)
+    ext = np.isin(cc, np.unique(cc[src])) & zone  # joined to the kept cover
+    if not ext.any():
+        return None
+    # the cover's outline without the rule's ragged edge: closed over ~6 template px, holes filled
+    k = 2 * max(1, int(round(3.0 / scale))) + 1
+    shape = cv2.morphologyEx((ext | ((keep > 0) & near)).astype(np.uint8), cv2.MORPH_CLOSE,
+                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    cnts, _ = cv2.findContours(shape, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(shape, cnts, -1, 1, thickness=cv2.FILLED)
+    # the rule's texture window straddles the cover's edge, where it finds no cover: grown back over the cover's
+    # own colour (Delta-E <= OCC_REACH_NEAR from its kept pixels' median) up to that window's reach
+    k = 2 * max(1, int(round(OCC_REACH_GROW / scale))) + 1
+    shape |= cv2.dilate(shape, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) & near.astype(np.uint8)
+    # faded in from its edge, inside it only, and in over OCC_REACH_RAMP below OCC_REACH
+    inside = cv2.distanceTransform(shape, cv2.DIST_L2, 3)
+    w = _ease(inside / max(OCC_REACH_SOFT / scale, 1.0)) * _ease((ty - OCC_REACH) / OCC_REACH_RAMP)
+    return w.astype(np.float32), _fill(rgb, src, OCC_REACH_FILL / scale)
 
 
 def _plane(values: np.ndarray, where: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray | None:
