@@ -433,6 +433,12 @@ class Replace(Method):
             # interpolate; blurred, the track switched between a blur and a face every other frame (shared stage
             # clip, first 40 frames: 22 switches; region L* on an 8x8 grid 3.73 -> 3.17 a frame, original 1.49)
             lm, use_lm = None, False
+        if use_lm and not fits and p.shape == "face" and p.no_landmarks != "fitted" \
+                and min(wx2 - wx1, wy2 - wy1) >= 2 and _cut_frontal(box, lm, frame.shape):
+            # a face cut by the frame's edge: its landmarks do not fit, but it is no profile. Drawn from its box
+            # grown past that edge to a face's shape (_render_estimated), the face cut by the same edge; blurred,
+            # it was a large smooth capsule at the photo's edge
+            lm, use_lm = None, False
         if (use_lm and not fits) or min(wx2 - wx1, wy2 - wy1) < 2:
             # landmarks that do not fit the box, or a box that drifted off the frame to a sliver (its work window
             # under 2 px across: no face to draw; the masked-faces clip's backfilled box x -1.05..0.11 raised)
@@ -542,6 +548,8 @@ class Replace(Method):
         estimated from the box alone (box_landmarks.MEAN_SHAPE). The original face's pixels are never read:
         the shaped renderer sees a frame whose box and region hold the fill, and every pixel it leaves
         unchanged inside them is that fill (fail closed: at least what the fitted path changed)."""
+        if lm is None:  # a face cut by the frame's edge: its landmarks estimated from a face's whole box
+            box = _edge_extended(box, frame.shape)
         bw, bh = box[2] - box[0], box[3] - box[1]
         # the same window as _Geometry's, so the shaped renderer reads only filled or outside pixels
         window = wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
@@ -827,6 +835,50 @@ def _work_window(shape, region, box) -> tuple[int, int, int, int]:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return (int(max(0, min(region.x1, np.floor(cx - bw)))), int(max(0, min(region.y1, np.floor(cy - bh)))),
             int(min(W, max(region.x2, np.ceil(cx + bw)))), int(min(H, max(region.y2, np.ceil(cy + bh)))))
+
+
+# A face box's width over its height (CenterFace, the default preset's calibration): median 0.79 on deepface-unit's
+# faces (88), 0.82 on 516 facemask tune faces, 5th-95th percentile 0.71-0.98, for faces >= 20 px away from the
+# frame's edges with landmarks that fit. A box meeting an edge that is narrower than EDGE_CUT[0] (left, right) or
+# wider than EDGE_CUT[1] (top, bottom) holds a face the edge cuts.
+FACE_ASPECT, EDGE_CUT = 0.8, (0.65, 1.1)
+# A cut face facing the camera (_cut_frontal): eyes at least EDGE_EYES of the visible box's width apart (CenterFace
+# draws a cut face's landmarks into what shows: 0.25-0.56 on cut frontal faces; a profile's collapse, 0.04-0.14), the
+# nose at most EDGE_YAW eye distances off their middle (~35 degrees). Cut faces seen facing the camera (deepface-unit's
+# crowd selfie, img62, facemask 264, the astronaut cut at 6/10): |yaw| 0.02-0.16; turned heads, which a frontal new
+# face would not fit, 0.27-0.42 (facemask 268, 672), a logo at the edge 0.39, profiles 0.77-5.6.
+EDGE_EYES, EDGE_YAW = 0.15, 0.25
+
+
+def _edge_extended(box: np.ndarray, shape) -> np.ndarray:
+    """``box`` grown past the frame's edge it meets to a face's shape (FACE_ASPECT), where that edge cuts the face
+    (EDGE_CUT); else ``box`` itself (the same object)."""
+    H, W = shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    if w <= 0 or h <= 0:
+        return box
+    if w < EDGE_CUT[0] * h and (x1 <= 1 or x2 >= W - 1):
+        grow = FACE_ASPECT * h - w
+        x1, x2 = (x1 - grow, x2) if x1 <= 1 else (x1, x2 + grow)
+    elif w > EDGE_CUT[1] * h and (y1 <= 1 or y2 >= H - 1):
+        grow = w / FACE_ASPECT - h
+        y1, y2 = (y1 - grow, y2) if y1 <= 1 else (y1, y2 + grow)
+    else:
+        return box
+    return np.array([x1, y1, x2, y2], np.float64)
+
+
+def _cut_frontal(box: np.ndarray, lm: np.ndarray, shape) -> bool:
+    """True for a face that the frame's edge cuts (``_edge_extended`` grows its box) and whose landmarks, though
+    they do not fit, say it faces the camera: the eyes in order and at least EDGE_EYES of the box's (visible) width
+    apart, the nose within EDGE_YAW eye distances of their middle (``yaw_ratio``). A turned head, a profile or the
+    back of a head at the edge is none (deepface-unit img59: eyes swapped, yaw 5.6) and stays blurred."""
+    if _edge_extended(box, shape) is box:
+        return False
+    lm = np.asarray(lm, np.float64)
+    eye = lm[1] - lm[0]
+    return bool(eye[0] >= EDGE_EYES * (box[2] - box[0]) and abs(yaw_ratio(lm)) <= EDGE_YAW)
 
 
 def _unknown(window, region, box) -> np.ndarray:
