@@ -173,9 +173,9 @@ class Replace(Method):
 
     Identity: the seed picks an identity from the bank (same seed, same face).
     Faces without landmarks or under `min_landmark_face` px get the face placed by a
-    mean face shape fitted to the box (`no_landmarks`); profiles whose landmarks a
-    similarity cannot fit get a strong blur
-    (counted in `counts`).
+    mean face shape fitted to the box (`no_landmarks`), as do faces cut by the frame's
+    edge that face the camera (their box grown past that edge); profiles and turned
+    heads whose landmarks a similarity cannot fit get a strong blur (counted in `counts`).
     """
 
     uses_rng = True
@@ -712,10 +712,13 @@ class Replace(Method):
                                                        interpolation=cv2.INTER_NEAREST) > 0
             comp = _add_texture(comp, win_gray, ring & skin_full, alpha,
                                 seed_for(seed, "texture", int(box[0]), int(box[1])))
+        if keep is not None and keep.any() and f < 1:
+            keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
         if reach is not None:
             # a kept cover goes on above the nostrils (_cover_reach): drawn there, and in its fade, instead of the
-            # new face, with the scene's grain; after the new face's own focus, grain and texture, which so read
-            # the same face with or without a cover
+            # new face, with the scene's grain and the kept cover's own fine texture (its fabric: the continued
+            # colour is smooth); after the new face's own focus, grain and texture, which so read the same face
+            # with or without a cover
             r_w, r_px = reach
             if f < 1:
                 r_w = cv2.resize(r_w, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
@@ -723,10 +726,10 @@ class Replace(Method):
             r_px = r_px.astype(np.float32)
             if p.grain:
                 r_px = _add_grain(r_px, win_gray, ring, r_w >= 1, seed_for(seed, "cover", int(box[0]), int(box[1])))
+                r_px = _add_texture(r_px, win_gray, keep >= 0.99, r_w,
+                                    seed_for(seed, "cover texture", int(box[0]), int(box[1])))
             comp = comp * (1 - r_w[:, :, None]) + r_px * r_w[:, :, None]
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
-            if f < 1:
-                keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
             alpha = alpha * (1 - keep)
         a = alpha[:, :, None]
         out = np.where(a >= 1, np.clip(comp + 0.5, 0, 255),
@@ -1180,9 +1183,10 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     if upper.sum() < 4:
         return none
     face_lab = np.median(lab[upper], axis=0)
-    like = ~_skin_like(rgb, lab, skin_lab) & (sd <= OCC_TEXTURE)
-    like &= np.linalg.norm(lab - face_lab, axis=-1) >= OCC_APART  # the face's own colour is no cover's
-    cand = cv2.morphologyEx((lower & like).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    # smooth and apart from the face's own colour (which is no cover's)
+    plain = (sd <= OCC_TEXTURE) & (np.linalg.norm(lab - face_lab, axis=-1) >= OCC_APART)
+    cand = lower & plain & ~_skin_like(rgb, lab, skin_lab)
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     mx1, my1, mx2, my2 = OCC_MOUTH
     mouth = (tx >= mx1) & (tx <= mx2) & (ty >= my1) & (ty <= my2)
     if mouth.sum() < OCC_MIN_MOUTH:
@@ -1217,25 +1221,26 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     kept = (soft * ramp).astype(np.float32)
     if not reach:
         return kept
-    return kept, _cover_reach(rgb, lab, like, keep, np.median(lab[(keep > 0) & mouth], axis=0), ty, scale)
+    return kept, _cover_reach(rgb, lab, plain, keep, np.median(lab[(keep > 0) & mouth], axis=0), ty, scale)
 
 
-def _cover_reach(rgb: np.ndarray, lab: np.ndarray, like: np.ndarray, keep: np.ndarray, cover_lab: np.ndarray,
+def _cover_reach(rgb: np.ndarray, lab: np.ndarray, plain: np.ndarray, keep: np.ndarray, cover_lab: np.ndarray,
                  ty: np.ndarray, scale: float):
     """(weight, pixels) drawn instead of the new face where a kept cover goes on above the nostrils, up to its
     own top edge (OCC_REACH at most: below the eyes), and in the kept cover's fade: the cover's colours
     continued upward from its kept pixels below the nostrils (``_fill``). The nose zone's own pixels are read
-    only to tell cover from face (the cover rule's ``like``), never for a colour, and none of them is kept.
+    only to tell cover from face (smooth and apart from the face's colour, ``plain``, and of the cover's colour;
+    not the keeping rule's skin test: nothing here is kept), never for a colour, and none of them is kept.
     None where the cover does not reach above the nostrils or too little of it is kept to continue."""
     lower = ty >= OCC_TOP + OCC_RAMP
-    # only the cover's own colour (Delta-E <= OCC_REACH_NEAR from its median over the mouth): a wall or hair that
-    # the rule joins to it beside the face is no part of a mask to continue
-    near = np.linalg.norm(lab - cover_lab, axis=-1) <= OCC_REACH_NEAR
+    # only the cover's own colour (Delta-E, lightness at half weight for its shading, <= OCC_REACH_NEAR from its
+    # median over the mouth): a wall or hair that the rule joins to it beside the face is no part of a mask to continue
+    near = np.linalg.norm((lab - cover_lab) * [0.5, 1.0, 1.0], axis=-1) <= OCC_REACH_NEAR
     src = (keep > 0) & lower & near
     zone = (ty >= OCC_REACH) & ~lower
     if src.sum() < 12 or not zone.any():
         return None
-    ext = cv2.morphologyEx((like & near & zone).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    ext = cv2.morphologyEx((plain & near & zone).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     _, cc = cv2.connectedComponents(ext | src.astype(np.uint8), connectivity=8)
     ext = np.isin(cc, np.unique(cc[src])) & zone  # joined to the kept cover
     if not ext.any():
