@@ -32,6 +32,7 @@ import bench_video as bv  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "facemask"
 MOUTH = (0.3, 0.62, 0.7, 0.85)  # the mouth area within a labelled box (x1, y1, x2, y2 as fractions)
+NOSE = (0.3, 0.42, 0.7, 0.62)  # the band between the eyes and the mouth (a mask's upper half), of the box
 
 
 def masked_photos(side: str, n: int) -> list[bv.Photo]:
@@ -89,6 +90,7 @@ def main() -> int:
     kept: dict[str, list[bool]] = {"detected": [], "skipped": []}
     per_face: dict[tuple, dict[int, bool]] = {}
     level: dict[tuple, dict[int, float]] = {}  # the same faces' mean |output - input| over the mouth area
+    nose: dict[tuple, dict[int, float]] = {}  # ... and over the NOSE band (where a kept mask is continued)
     x1f, y1f, x2f, y2f = MOUTH
     shot = np.searchsorted(clip.cuts, np.arange(len(clip.frames)), side="right") - 1
     for item in tracked_frames(gen(), det, VideoOptions(), float(clip.fps)):
@@ -111,6 +113,9 @@ def main() -> int:
             # (alike before and after a change; the share of frames kept does not depend on it)
             per_face.setdefault((int(shot[i]), j), {})[i] = k
             level.setdefault((int(shot[i]), j), {})[i] = float(d)
+            nl = (slice(int(by1 + NOSE[1] * h), int(by1 + NOSE[3] * h)),
+                  slice(int(bx1 + NOSE[0] * w), int(bx1 + NOSE[2] * w)))
+            nose.setdefault((int(shot[i]), j), {})[i] = float(np.abs(out[nl].astype(np.int16) - src[nl]).mean())
     for kind, v in kept.items():
         if v:
             print(f"{kind}: {len(v)} masked face-frames, mouth area kept {np.mean(v):.1%}")
@@ -136,6 +141,9 @@ def main() -> int:
     jumps = [abs(v[i + 1] - d) for v in level.values() for i, d in v.items() if i + 1 in v]
     print(f"mouth area's mean |output - input|, its change between consecutive frames: mean {np.mean(jumps):.2f}, "
           f"median {np.median(jumps):.2f} levels")
+    jumps = [abs(v[i + 1] - d) for v in nose.values() for i, d in v.items() if i + 1 in v]
+    print(f"the same over the band between eyes and mouth: mean {np.mean(jumps):.2f}, median {np.median(jumps):.2f} "
+          f"levels (its mean |output - input|: {np.mean([d for v in nose.values() for d in v.values()]):.1f})")
     print(f"skipped frame unlike the detected one before it: {held_differs} of {held_n}; detected frame unlike the "
           f"detected one two frames before: {rule_differs} of {rule_n}")
     return 0
