@@ -1252,7 +1252,7 @@ def _cover_reach(rgb: np.ndarray, lab: np.ndarray, plain: np.ndarray, keep: np.n
     cnts, _ = cv2.findContours(shape, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(shape, cnts, -1, 1, thickness=cv2.FILLED)
     # the rule's texture window straddles the cover's edge, where it finds no cover: grown back over the cover's
-    # own colour (Delta-E <= OCC_REACH_NEAR from its kept pixels' median) up to that window's reach
+    # own colour (``near``) up to that window's reach
     k = 2 * max(1, int(round(OCC_REACH_GROW / scale))) + 1
     shape |= cv2.dilate(shape, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) & near.astype(np.uint8)
     # faded in from its edge, inside it only, and in over OCC_REACH_RAMP below OCC_REACH
