@@ -63,8 +63,8 @@ def _labelled_faces(count: int, min_side: float = 40):
     root = shared_path("facemask")
     for path in sorted((root / "images").glob("*.jpg"))[:count]:
         objs = ET.parse(root / "annotations" / f"{path.stem}.xml").getroot().iter("object")
-        labels = [(o.find("name").text, [float(o.find("bndbox").find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")])
-                  for o in objs]
+        labels = [(o.find("name").text,
+                   [float(o.find("bndbox").find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]) for o in objs]
         if not labels:
             continue
         img = read_rgb(path)
