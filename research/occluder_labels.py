@@ -48,7 +48,7 @@ def mouth_kept(img: np.ndarray):
         small = cv2.resize(win, g.small_size, interpolation=cv2.INTER_AREA) if g.f < 1 else win
         lab = R._lab(small)
         skin = R._skin(small, lab, g.ring)
-        keep = R._occluder_keep(small, lab, g.tx, g.ty, lab[skin] if skin.sum() >= 12 else None)
+        keep, _ = R._occluder_keep(small, lab, g.tx, g.ty, lab[skin] if skin.sum() >= 12 else None)
         mx1, my1, mx2, my2 = R.OCC_MOUTH
         mouth = (g.tx >= mx1) & (g.tx <= mx2) & (g.ty >= my1) & (g.ty <= my2)
         yield box, float((keep[mouth] > 0.5).mean()) if mouth.any() else 0.0

@@ -587,7 +587,7 @@ class Replace(Method):
         small = cv2.resize(win, g.small_size, interpolation=cv2.INTER_AREA) if g.f < 1 else win
         lab_s = _lab(small)
         skin = _skin(small, lab_s, g.ring_all)
-        keep = _occluder_keep(small, lab_s, g.tx, g.ty, lab_s[skin] if skin.sum() >= 12 else None)
+        keep, _ = _occluder_keep(small, lab_s, g.tx, g.ty, lab_s[skin] if skin.sum() >= 12 else None)
         if not keep.any():
             return drawn
         if g.f < 1:
@@ -1155,6 +1155,14 @@ def _skin_like(rgb: np.ndarray, lab: np.ndarray, skin_lab: np.ndarray | None) ->
     return out
 
 
+def _holes_filled(mask: np.ndarray) -> np.ndarray:
+    """uint8 copy of the 0/1 ``mask`` with every hole its outer outlines enclose filled."""
+    out = mask.astype(np.uint8)
+    cnts, _ = cv2.findContours(out, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, cnts, -1, 1, thickness=cv2.FILLED)
+    return out
+
+
 def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarray,
                    skin_lab: np.ndarray | None, reach: bool = False):
     """float32 weight (0..1) of the pixels to keep as they are: an occluder over the lower face.
@@ -1163,12 +1171,11 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     person's skin model included), smooth (cloth, not a beard's texture or noise), below the nostrils,
     and one connected piece that covers most of the mouth. Anything else is replaced, and the eyes,
     brows and nose always are. Hand-written: no licence-clean face-parsing model small enough to ship;
-    this is a few OpenCV calls per face. With ``reach``: (that weight, ``_cover_reach``'s (weight, pixels)
-    or None).
+    this is a few OpenCV calls per face. Returns (that weight, ``_cover_reach``'s (weight, pixels) where
+    ``reach`` asks for it and a cover is kept, else None).
     """
     h, w = tx.shape
-    zero = np.zeros((h, w), np.float32)
-    none = (zero, None) if reach else zero
+    none = np.zeros((h, w), np.float32), None
     # one image pixel in template pixels (the eyes are 36 template pixels apart)
     scale = _template_step(tx, ty)
     lower = ty >= OCC_TOP
@@ -1206,10 +1213,7 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     if np.linalg.norm(cover_lab - face_lab) < OCC_APART:
         return none  # as a whole the same colour as the face above it: the face itself, in the dark or in grey
     # holes inside the occluder (a print, a fold's highlight) are part of it: fill what it encloses
-    filled = keep.copy()
-    cnts, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(filled, cnts, -1, 1, thickness=cv2.FILLED)
-    filled &= lower.astype(np.uint8)
+    filled = _holes_filled(keep) & lower.astype(np.uint8)
     # never beyond the occluder's own pixels: erode by one pixel, then soften inward only
     core = cv2.erode(filled, np.ones((3, 3), np.uint8))
     # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only, from its
@@ -1220,7 +1224,7 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     ramp = _ease((ty - OCC_TOP) / OCC_RAMP)
     kept = (soft * ramp).astype(np.float32)
     if not reach:
-        return kept
+        return kept, None
     return kept, _cover_reach(rgb, lab, plain, keep, np.median(lab[(keep > 0) & mouth], axis=0), ty, scale)
 
 
@@ -1247,10 +1251,8 @@ def _cover_reach(rgb: np.ndarray, lab: np.ndarray, plain: np.ndarray, keep: np.n
         return None
     # the cover's outline without the rule's ragged edge: closed over ~6 template px, holes filled
     k = 2 * max(1, int(round(3.0 / scale))) + 1
-    shape = cv2.morphologyEx((ext | ((keep > 0) & near)).astype(np.uint8), cv2.MORPH_CLOSE,
-                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    cnts, _ = cv2.findContours(shape, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(shape, cnts, -1, 1, thickness=cv2.FILLED)
+    shape = _holes_filled(cv2.morphologyEx((ext | ((keep > 0) & near)).astype(np.uint8), cv2.MORPH_CLOSE,
+                                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))))
     # the rule's texture window straddles the cover's edge, where it finds no cover: grown back over the cover's
     # own colour (``near``) up to that window's reach
     k = 2 * max(1, int(round(OCC_REACH_GROW / scale))) + 1
