@@ -158,3 +158,35 @@ def test_the_back_of_a_head_at_the_photos_edge_stays_blurred():
     m = get_method("replace", {})
     m.apply(img, d, Compositor(), np.random.default_rng(0))
     assert m.counts["blurred"] >= 1, dict(m.counts)
+
+
+def _chroma(img) -> np.ndarray:
+    lab = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    return np.hypot(lab[..., 1], lab[..., 2])
+
+
+def test_a_black_and_white_photo_gets_a_face_without_colour(astronaut, astronaut_faces, monkeypatch):
+    """A black-and-white photo (or a night camera's infrared frame) got a new face in full colour: measured on the
+    grey astronaut, the face's chroma 99th percentile 27 (WIDER val's black-and-white photos: the same). The face now
+    takes the scene's colourfulness: grey in a grey photo, toned in a sepia one, as it was in a colour photo."""
+    core = _core(astronaut_faces.xyxy[0])
+    grey = np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    out = _replace(grey, astronaut_faces)
+    assert (out[core] != grey[core]).any(axis=2).mean() >= 0.97  # replaced
+    assert np.percentile(_chroma(out[core]), 99) <= 1.5
+    # sepia: the face in the photo's own tone (its median a*b*), not the bank's skin
+    lab = lambda a: cv2.cvtColor(a.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    toned = lab(grey)
+    toned[..., 1] = 0.02 * toned[..., 0]  # sepia: browner as it gets lighter (a*, b* 2 and 8 at L* 100)
+    toned[..., 2] = 0.08 * toned[..., 0]
+    sepia = np.clip(cv2.cvtColor(toned, cv2.COLOR_Lab2RGB) * 255 + 0.5, 0, 255).astype(np.uint8)
+    face = lab(_replace(sepia, astronaut_faces)[core]).reshape(-1, 3)
+    assert np.abs(face[:, 1:] - face[:, :1] * [0.02, 0.08]).max() <= 1.5
+    # a colour photo is drawn as before, byte for byte
+    monkeypatch.setattr(R, "SCENE_GREY", (-2.0, -1.0))
+    assert np.array_equal(_replace(astronaut, astronaut_faces), out_colour := _replace(astronaut, astronaut_faces))
+    monkeypatch.undo()
+    assert np.array_equal(_replace(astronaut, astronaut_faces), out_colour)
+    # the check can fail: without the step the grey photo's face is in colour
+    monkeypatch.setattr(R, "SCENE_GREY", (-2.0, -1.0))
+    assert np.percentile(_chroma(_replace(grey, astronaut_faces)[core]), 99) >= 10
