@@ -190,3 +190,36 @@ def test_a_black_and_white_photo_gets_a_face_without_colour(astronaut, astronaut
     # the check can fail: without the step the grey photo's face is in colour
     monkeypatch.setattr(R, "SCENE_GREY", (-2.0, -1.0))
     assert np.percentile(_chroma(_replace(grey, astronaut_faces)[core]), 99) >= 10
+
+
+def test_a_weak_detection_in_a_photo_gets_a_blur_not_a_new_face(astronaut, astronaut_faces):
+    """The default preset is recall-first: on WIDER val's tune half more of its boxes >= 24 px lay on no face (4,810:
+    uniforms, medals, toys) than on faces (3,381), and replace drew a face on 4,288 of them. A detection under
+    min_score (0.4) now gets replace's strong blur, as private as a face (the whole region changed); a strong one
+    keeps its new face, and min_score=0 draws one on every detection, as before."""
+    from conftest import default_comp
+    from faceveil.detections import Detections
+
+    d, comp = astronaut_faces, default_comp()  # the default preset's region: the box, 1.25x
+    weak = Detections(d.xyxy[:1], np.array([0.3], np.float32), d.landmarks[:1], None)
+    m = get_method("replace", {})
+    out = m.apply(astronaut, weak, comp, np.random.default_rng(0))
+    region = comp.regions(weak, astronaut.shape)[0]
+    assert m.counts == {"weak_blurred": 1}, dict(m.counts)
+    # the whole detected box is blurred as strongly as a face replace cannot place; the region's edge is soft
+    x1, y1, x2, y2 = d.xyxy[0] - [region.x1, region.y1, region.x1, region.y1]
+    mx, my = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
+    inner = np.s_[int(y1 + my): int(y2 - my), int(x1 + mx): int(x2 - mx)]
+    whole = np.s_[int(y1): int(y2), int(x1): int(x2)]
+    blurred = R._blurred(astronaut, region).astype(int)
+    assert np.abs(out[region.slices][inner] - blurred[inner]).max() <= 1
+    assert np.abs(out[region.slices][whole] - blurred[whole]).mean() <= 0.5  # its corners fade a little
+    edge = out[region.slices][:, 0].astype(int)  # the region's left edge: the photo's own pixels
+    assert np.abs(edge - astronaut[region.slices][:, 0]).max() <= 1
+    strong = Detections(d.xyxy[:1], np.array([0.4], np.float32), d.landmarks[:1], None)
+    m = get_method("replace", {})
+    m.apply(astronaut, strong, Compositor(), np.random.default_rng(0))
+    assert m.counts == {"replaced": 1}, dict(m.counts)
+    m = get_method("replace", {"min_score": 0.0})
+    assert np.array_equal(m.apply(astronaut, weak, Compositor(), np.random.default_rng(0)),
+                          get_method("replace", {}).apply(astronaut, strong, Compositor(), np.random.default_rng(0)))
