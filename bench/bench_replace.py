@@ -55,6 +55,7 @@ from common import (COMP, DATA, ROOT, Face, deepface_face, detected, frechet, lf
                     table)
 from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.identity import MATCH, descriptor
+from faceveil.anonymize.methods.replace import WEAK_PX, Replace
 from faceveil.detect import get_detector
 from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
@@ -236,12 +237,19 @@ def looks(n_facemask: int, methods: dict) -> None:
                 b = d.xyxy[r.index]
                 if min(b[2] - b[0], b[3] - b[1]) < min_px:
                     continue
-                per.setdefault(src, []).append(_face_looks(img, out, b, r))
+                # replace blurs a photo's weak detections (most are no face) instead of drawing a face there: the
+                # faces it does draw are measured apart too (the same faces for every method and version)
+                weak = float(d.score[r.index]) < Replace.Params().min_score and b[3] - b[1] >= WEAK_PX
+                per.setdefault(src, []).append((*_face_looks(img, out, b, r), weak))
         for src, vals in per.items():
             v = np.array(vals)
+            new = v[v[:, 4] == 0]
             rows.append({"method": label, "set": src, "faces": len(v), "Delta-E median": float(np.nanmedian(v[:, 0])),
                          "Delta-E p90": float(np.nanpercentile(v[:, 0], 90)), "fill median": float(np.nanmedian(v[:, 1])),
                          "seam median": float(np.nanmedian(v[:, 2])), "sharpness median": float(np.nanmedian(v[:, 3])),
+                         "weak (< min_score)": int(v[:, 4].sum()),
+                         "Delta-E median, others": float(np.nanmedian(new[:, 0])) if len(new) else float("nan"),
+                         "sharpness median, others": float(np.nanmedian(new[:, 3])) if len(new) else float("nan"),
                          "faces/CPU-s (all)": n / (time.process_time() - c)})
         print(f"{label}: done", file=sys.stderr)
     print(f"\n## Looks: deepface-unit ({sum(s == 'deepface-unit' for s, *_ in photos)} photos, faces >= 24 px), "
