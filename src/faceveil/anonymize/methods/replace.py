@@ -240,7 +240,9 @@ class Replace(Method):
     Faces without landmarks or under `min_landmark_face` px get the face placed by a
     mean face shape fitted to the box (`no_landmarks`), as do faces cut by the frame's
     edge that face the camera (their box grown past that edge); profiles and turned
-    heads whose landmarks a similarity cannot fit get a strong blur (counted in `counts`).
+    heads whose landmarks a similarity cannot fit get a strong blur (counted in `counts`),
+    as do a photo's weak detections (`min_score`: most of them are no face), with a soft
+    edge. In a black-and-white photo the face has no colour.
     """
 
     uses_rng = True
