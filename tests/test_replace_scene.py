@@ -199,6 +199,7 @@ def test_a_weak_detection_in_a_photo_gets_a_blur_not_a_new_face(astronaut, astro
     keeps its new face, and min_score=0 draws one on every detection, as before."""
     from conftest import default_comp
     from faceveil.detections import Detections
+    from faceveil.errors import UsageError
 
     d, comp = astronaut_faces, default_comp()  # the default preset's region: the box, 1.25x
     weak = Detections(d.xyxy[:1], np.array([0.3], np.float32), d.landmarks[:1], None)
@@ -220,6 +221,8 @@ def test_a_weak_detection_in_a_photo_gets_a_blur_not_a_new_face(astronaut, astro
     m = get_method("replace", {})
     m.apply(astronaut, strong, Compositor(), np.random.default_rng(0))
     assert m.counts == {"replaced": 1}, dict(m.counts)
+    with pytest.raises(UsageError, match="min_score"):
+        get_method("replace", {"min_score": 2.0})
     m = get_method("replace", {"min_score": 0.0})
     assert np.array_equal(m.apply(astronaut, weak, Compositor(), np.random.default_rng(0)),
                           get_method("replace", {}).apply(astronaut, strong, Compositor(), np.random.default_rng(0)))

@@ -300,6 +300,8 @@ class Replace(Method):
                 raise ValueError("k must be at least 3")
             if not 0 <= self.color_strength <= 1:
                 raise ValueError("color_strength must be between 0 and 1")
+            if not 0 <= self.min_score <= 1:
+                raise ValueError("min_score must be between 0 and 1 (a detection's score)")
 
     def __init__(self, params=None):
         super().__init__(params)
