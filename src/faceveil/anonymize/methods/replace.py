@@ -215,20 +215,24 @@ def _blurred(frame: np.ndarray, region) -> np.ndarray:
 
 
 WEAK_PX = 24.0  # min_score applies to boxes at least this high: under it most weak boxes are faces (far crowds)
-WEAK_EDGE = 0.1  # the weak blur's soft edge: the last tenth of the region's half size, inside it
 
 
-def _weak_blurred(frame: np.ndarray, region) -> np.ndarray:
-    """``_blurred`` under a rounded-rectangle weight (a superellipse of power 4 in the region's own box, full to 0.9
-    of its half size, easing to nothing at its edge): a soft-edged blur instead of a sharp rectangle. The detected
-    box lies inside it (its corners at 0.95, the rest under 0.9: fully blurred; the region is 1.25x the box)."""
+def _soft_blurred(frame: np.ndarray, region, box: np.ndarray) -> np.ndarray:
+    """``_blurred`` with a soft edge: the whole detected ``box`` blurred, the region's margin around it (1.25x the box
+    by default) fading out to the region's edge, its corners rounded (a superellipse of power 4 in the margin). A
+    face replace cannot place, or a weak detection, showed a sharp-edged rectangle of blur among the new faces; as
+    private where the face is (its box is covered as a drawn face's is, in full)."""
     patch = crop(frame, region).astype(np.float32)
     soft = _blurred(frame, region).astype(np.float32)
-    x1, y1, x2, y2 = region.box
-    ax, ay = max((x2 - x1) / 2, 1e-6), max((y2 - y1) / 2, 1e-6)
+    bx1, by1, bx2, by2 = np.asarray(box, np.float64)
+    rx1, ry1, rx2, ry2 = region.box
+    cx, cy = (bx1 + bx2) / 2, (by1 + by2) / 2
+    hx, hy = max((bx2 - bx1) / 2, 1e-6), max((by2 - by1) / 2, 1e-6)
+    mx, my = max((rx2 - rx1) / 2 - hx, 1.0), max((ry2 - ry1) / 2 - hy, 1.0)  # the margin, frame px (>= 1)
     yy, xx = np.mgrid[region.y1:region.y2, region.x1:region.x2].astype(np.float32) + 0.5
-    r = (((xx - (x1 + x2) / 2) / ax) ** 4 + ((yy - (y1 + y2) / 2) / ay) ** 4) ** 0.25
-    w = _ease((1.0 - r) / WEAK_EDGE)[..., None]
+    ex = np.maximum(np.abs(xx - cx) - hx, 0) / mx
+    ey = np.maximum(np.abs(yy - cy) - hy, 0) / my
+    w = _ease(1.0 - (ex ** 4 + ey ** 4) ** 0.25)[..., None]
     return np.clip(patch + (soft - patch) * w + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -418,7 +422,7 @@ class Replace(Method):
             # its detections' scores; that needs the track's best score where the frame is drawn (its own item).
             if track < 0 and detections.score[region.index] < self.params.min_score and box[3] - box[1] >= WEAK_PX:
                 self.counts["weak_blurred"] += 1
-                compositor.blend(out, region, _weak_blurred(out, region))
+                compositor.blend(out, region, _soft_blurred(out, region, box))
                 continue
             others = np.delete(boxes, region.index, axis=0)  # their faces are no part of this one's surroundings
             if check:
@@ -457,7 +461,7 @@ class Replace(Method):
                 self._keep_tone(track, tone)
         if passed is None:  # every draw came within MATCH of a donor: fail closed
             self.counts["placement_blurred"] += 1
-            compositor.blend(out, region, _blurred(out, region))
+            compositor.blend(out, region, _soft_blurred(out, region, box))
 
     def _first_draw_away_from_donors(self, out, region, box, seed, compositor, track: int = -1,
                                      others=None, scene=None) -> tuple[int | None, np.ndarray | None]:
@@ -538,7 +542,7 @@ class Replace(Method):
             # landmarks that do not fit the box, or a box that drifted off the frame to a sliver (its work window
             # under 2 px across: no face to draw; the masked-faces clip's backfilled box x -1.05..0.11 raised)
             self.counts["blurred"] += 1
-            return Drawn(_blurred(frame, region))
+            return Drawn(_soft_blurred(frame, region, box))
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
             self.counts["estimated"] += 1
             return self._render_estimated(frame, region, box, seed, track, others=others)
