@@ -25,7 +25,8 @@ REUSABLE = ["bench_images", "bench_video", "bench_recall", "bench_dataset", "ben
 PROBES = ["explore_recall", "replay_recall", "recall_levers", "cycle_probes", "zoom_tiles", "masked_replay", "thorough_region", "recall3",
           "wider_misses", "photo_overhead", "fd_caricature", "mixed_precision", "video_cpu",
           "fd_weights", "hikers", "big_gate", "donor_drift", "bf16_openvino", "occluder_labels",
-          "skipped_cover", "masked_video", "face_plate", "face_focus", "coarse_gate", "weak_confirm"]
+          "skipped_cover", "masked_video", "face_plate", "face_focus", "coarse_gate", "weak_confirm",
+          "replace_weak"]
 
 
 def _imports(path):

@@ -161,7 +161,7 @@ def _rgb(lab: np.ndarray) -> np.ndarray:
 # lightness (its tone curve: grey in a grey photo, brown in a sepia one) with its lightness kept, from the second up
 # as it is, in between with its chroma scaled. Shared sets (that percentile): colour photos read >= 10.8 but one (a
 # pale face and a black-and-white mask on white, 6.5), the shared clips >= 18.4; black-and-white and toned photos
-# 0.1-7.7 (WIDER val 9 of 476, LFW 5 of 2,659; one sepia WIDER photo reads 9.4).
+# 0.1-7.7 (WIDER val 9 of 476, LFW 5 of 2,659; one sepia WIDER photo reads 9.4): research/replace_weak.py grey.
 SCENE_GREY = (5.0, 10.0)
 SCENE_BINS = 16  # the tone curve: the median a*b* in this many bands of L*
 
@@ -417,7 +417,7 @@ class Replace(Method):
             # gap between two heads) than on faces (3,381), and replace drew a new face on 4,288 of them. Under
             # min_score they get the strong blur replace gives a face it cannot place, with a soft edge. New faces
             # on those boxes, tune halves: WIDER 4,288 -> 130 (on faces 2,891 -> 2,126), facemask 236 -> 55 (940 ->
-            # 907); 0.4 made the fewest of both errors on both (bench/replace_results.md, stop 36). Not in video:
+            # 907); 0.4 made the fewest of both errors on both (research/replace_weak.py). Not in video:
             # held and backfilled boxes carry no score (0), so a track would switch between a blur and a face with
             # its detections' scores; that needs the track's best score where the frame is drawn (its own item).
             if track < 0 and detections.score[region.index] < self.params.min_score and box[3] - box[1] >= WEAK_PX:

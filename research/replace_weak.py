@@ -1,0 +1,102 @@
+"""Where does replace draw faces on no face, and how dark-or-grey must a scene be for a colourless face? Two
+questions behind replace's `min_score` gate and `SCENE_GREY` (issue 22, stop 36).
+
+`weak`: the default preset on one half of faceveil.eval.splits (facemask and WIDER val); each detection >= 24 px
+high is "false" when its IoU with every label is < 0.3, and replace's own draw for it (a face, or its blur) is
+counted; then, for each gate, the faces drawn on false boxes and on faces, and the weak ones by size.
+`grey`: each shared set's photos by the frame's chroma spread (the 99th percentile of a*b* away from the median,
+on a 160 px copy: `_scene_colour`'s measure), listing those under 10.
+
+    PYTHONPATH=src nice python research/replace_weak.py weak --side tune|held_out
+    PYTHONPATH=src nice python research/replace_weak.py grey
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import faceveil
+from faceveil.anonymize import Compositor, RegionParams, get_method
+from faceveil.detect.presets import DEFAULT_PRESET, get_preset
+from faceveil.detections import box_iou
+from faceveil.eval.splits import split
+from faceveil.io.images import read_rgb
+from faceveil.io.labels import read_labels
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {"facemask": ("facemask/gt.txt", "facemask/images"),
+        "wider": ("widerface-val/ground_truth/wider_face_val_bbx_gt.txt", "widerface-val/images")}
+GATES = (0.0, 0.3, 0.35, 0.4, 0.5)
+SIZES = ((24, 32), (32, 48), (48, 96), (96, 10**5))
+
+
+def weak(side: str) -> None:
+    comp = Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
+    for name, (gt, root) in SETS.items():
+        ims = [im for im in read_labels(DATA / gt).images if (DATA / root / im.path).exists()]
+        chosen = set(split([im.path for im in ims])[0 if side == "tune" else 1])
+        m = get_method("replace", {"min_score": 0.0})  # the draw each box gets without the gate
+        rows = []  # (on a face, score, given a face, height)
+        for im in ims:
+            if im.path not in chosen:
+                continue
+            img = read_rgb(DATA / root / im.path)
+            d = faceveil.detect(img)
+            if not len(d):
+                continue
+            labels = im.xywh.astype(np.float64).copy()
+            labels[:, 2:] += labels[:, :2]
+            best = box_iou(d.xyxy.astype(np.float64), labels).max(axis=1) if len(labels) else np.zeros(len(d))
+            for r in comp.regions(d, img.shape):
+                h = float(d.xyxy[r.index, 3] - d.xyxy[r.index, 1])
+                if h < 24:
+                    continue
+                before = Counter(m.counts)
+                m.draw_face(img, r, d.xyxy[r.index].astype(np.float64), 0)
+                how = [k for k in m.counts if m.counts[k] != before.get(k, 0)]
+                rows.append((best[r.index] >= 0.3, float(d.score[r.index]),
+                             bool(how) and how[0] in ("replaced", "estimated", "fitted"), h))
+        a = np.array(rows, dtype=float)
+        face, score, drawn, h = a.T
+        print(f"{name} {side}: {int(face.sum())} boxes on faces, {int((1 - face).sum())} false (>= 24 px)")
+        for g in GATES:
+            on = drawn.astype(bool) & (score >= g)
+            print(f"  gate {g}: faces drawn on false boxes {int((on & (face == 0)).sum())}, "
+                  f"on faces {int((on & (face == 1)).sum())}")
+        for lo, hi in SIZES:
+            w = drawn.astype(bool) & (score < 0.4) & (h >= lo) & (h < hi)
+            print(f"  weak (< 0.4) given a face, {lo}-{hi} px: on faces {int((w & (face == 1)).sum())}, "
+                  f"false {int((w & (face == 0)).sum())}")
+
+
+def grey() -> None:
+    for name in ("facemask", "widerface-val", "deepface-unit", "lfw"):
+        spreads = []
+        for f in sorted(glob.glob(str(DATA / name / "**" / "*.jpg"), recursive=True)):
+            img = read_rgb(f)
+            s = 160 / max(img.shape[:2])
+            small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else img
+            ab = cv2.cvtColor(small.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[..., 1:].reshape(-1, 2)
+            spreads.append((float(np.percentile(np.linalg.norm(ab - np.median(ab, axis=0), axis=1), 99)),
+                            Path(f).name))
+        low = sorted(x for x in spreads if x[0] < 10)
+        print(f"{name}: {len(spreads)} photos, {len(low)} under 10: "
+              + ", ".join(f"{n} {v:.1f}" for v, n in low))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["weak", "grey"])
+    ap.add_argument("--side", choices=["tune", "held_out"], default="tune")
+    a = ap.parse_args()
+    weak(a.side) if a.what == "weak" else grey()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
