@@ -1328,7 +1328,7 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     kept = (soft * ramp).astype(np.float32)
     if not reach:
         return kept, None
-    return kept, _cover_reach(rgb, lab, plain, keep, np.median(lab[(keep > 0) & mouth], axis=0), ty, scale)
+    return kept, _cover_reach(rgb, lab, plain, keep, cover_lab, ty, scale)
 
 
 def _cover_reach(rgb: np.ndarray, lab: np.ndarray, plain: np.ndarray, keep: np.ndarray, cover_lab: np.ndarray,
