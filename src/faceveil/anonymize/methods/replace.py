@@ -417,9 +417,9 @@ class Replace(Method):
             # gap between two heads) than on faces (3,381), and replace drew a new face on 4,288 of them. Under
             # min_score they get the strong blur replace gives a face it cannot place, with a soft edge. New faces
             # on those boxes, tune halves: WIDER 4,288 -> 130 (on faces 2,891 -> 2,126), facemask 236 -> 55 (940 ->
-            # 907); 0.4 made the fewest of both errors on both (research/replace_weak.py). Not in video:
-            # held and backfilled boxes carry no score (0), so a track would switch between a blur and a face with
-            # its detections' scores; that needs the track's best score where the frame is drawn (its own item).
+            # 907); 0.4 made the fewest of both errors on both (research/replace_weak.py). Not in video: held and
+            # backfilled boxes carry no score (0), and a gate by each track's best score blurs more real faces than it
+            # takes faces off false boxes (the video preset scores small faces low; `replace_weak.py video`).
             if track < 0 and detections.score[region.index] < self.params.min_score and box[3] - box[1] >= WEAK_PX:
                 self.counts["weak_blurred"] += 1
                 compositor.blend(out, region, _soft_blurred(out, region, box))
