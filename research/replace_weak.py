@@ -7,15 +7,15 @@ counted; then, for each gate, the faces drawn on false boxes and on faces, and t
 `grey`: each shared set's photos by the frame's chroma spread (the 99th percentile of a*b* away from the median,
 on a 160 px copy: `_scene_colour`'s measure), listing those under 10.
 
-`video`: could the gate work in video, per track? The video default's tracked boxes on the shared clips (the whole
-hikers clip, the first seconds of the others), each track scored by its best detection; a track is "false" when
-under half of its detected boxes meet a `thorough` box on their frame (IoU >= 0.3; bench_video.py's reference,
-cached). Per gate (also from a track's median detected height): face-frames >= 24 px high a face would be drawn on
-on false tracks, and real ones blurred.
+`video`: the gate in video, per track. The video default's tracked boxes, each scored as the video path scores it
+(its track's best detection so far, up to the look-ahead), on bench_video.py's labelled (a) clips of `--side`
+(`--labelled`: a track is real when at least half of its detected boxes meet a label, IoU >= 0.3) or on the shared clips
+(the whole hikers clip, the first seconds of the others; real = against bench_video.py's cached `thorough`
+reference instead of labels). Per gate: face-frames a face is drawn on on false tracks, real ones blurred.
 
     PYTHONPATH=src nice python research/replace_weak.py weak --side tune|held_out
     PYTHONPATH=src nice python research/replace_weak.py grey
-    PYTHONPATH=src nice python research/replace_weak.py video
+    PYTHONPATH=src nice python research/replace_weak.py video [--labelled --side tune|held_out]
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {"facemask": ("facemask/gt.txt", "facemask/images"),
         "wider": ("widerface-val/ground_truth/wider_face_val_bbx_gt.txt", "widerface-val/images")}
 GATES = (0.0, 0.3, 0.35, 0.4, 0.5)
-VIDEO_GATES = (0.0, 0.15, 0.2, 0.25, 0.3, 0.4)
+VIDEO_GATES = (0.0, 0.2, 0.3, 0.4, 0.5)
 SIZES = ((24, 32), (32, 48), (48, 96), (96, 10**5))
 
 
@@ -102,7 +102,9 @@ CLIPS = (("group_hikers_640x480_ccby.mp4", 17.4), ("multi_shot_stage_audience_36
          ("talking_head_speech_844.mp4", 4.0), ("crowd_marathon_960x540_pd.mkv", 1.0))
 
 
-def video() -> None:
+def video(side: str | None) -> None:
+    """``side`` None: the shared clips against the `thorough` reference; else bench_video.py's labelled (a) clips
+    of that side (full sizes), against their labels."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     import bench_video as bv
@@ -112,56 +114,55 @@ def video() -> None:
     from faceveil.video import VideoOptions, tracked_frames
 
     det = resolved_detector(None, VIDEO_PRESET, {})
-    for name, seconds in CLIPS:
-        frames, fps = bv.shared_frames(name, seconds)
-        ref = bv.thorough_reference(name, frames)
+    if side is None:
+        sets = []
+        for name, seconds in CLIPS:
+            frames, fps = bv.shared_frames(name, seconds)
+            sets.append((name, frames, fps, bv.thorough_reference(name, frames)))
+    else:
+        sets = [(f"{c.name} ({side})", c.frames, float(bv.FPS), c.boxes) for c in bv.labelled_clips(side, False)]
+    for name, frames, fps, ref in sets:
         rows = []  # (track, frame, score, height, detected, meets the reference)
         gen = (VideoFrame(f, i, i, i / fps) for i, f in enumerate(frames))
         for item in tracked_frames(gen, det.detect, VideoOptions(), fps):
             d, i = item.detections, item.frame.index
             if not len(d):
                 continue
-            meets = (box_iou(d.xyxy.astype(np.float64), ref[i]).max(axis=1) >= 0.3) if len(ref[i]) else \
-                np.zeros(len(d), bool)
+            meets = (box_iou(d.xyxy.astype(np.float64), ref[i].astype(np.float64)).max(axis=1) >= 0.3) \
+                if len(ref[i]) else np.zeros(len(d), bool)
             for k in range(len(d)):
                 rows.append((int(d.track_id[k]), i, float(d.score[k]), float(d.xyxy[k, 3] - d.xyxy[k, 1]),
                              d.sources[k] == "detected", bool(meets[k])))
         a = np.array(rows, dtype=float)
         tid, h, detected, meets = a[:, 0], a[:, 3], a[:, 4] > 0, a[:, 5] > 0
-        best = {t: float(a[(tid == t) & detected, 2].max(initial=0.0)) for t in np.unique(tid)}
-        score = np.array([best[t] for t in tid])  # every box of a track: the track's best detection
-        real = {}
-        for t in np.unique(tid):
-            m = (tid == t) & detected
-            real[t] = m.any() and meets[m].mean() >= 0.5
+        ids = np.unique(tid)
+        hits = {t: int(((tid == t) & detected).sum()) for t in ids}
+        score = a[:, 2]  # as the video path scores a tracked box: its track's best detection so far
+        nhits = np.array([hits[t] for t in tid])
+        real = {t: bool(((tid == t) & detected).any() and meets[(tid == t) & detected].mean() >= 0.5) for t in ids}
         is_real = np.array([real[t] for t in tid])
-        big = h >= 24
-        print(f"{name} ({len(frames)} frames): face-frames >= 24 px on real tracks {int((big & is_real).sum())}, "
-              f"on false tracks {int((big & ~is_real).sum())}; tracks real {sum(real.values())}, "
-              f"false {len(real) - sum(real.values())}")
-        # per track: its detected boxes' median height; gates of (score, from this height)
-        med = {t: float(np.median(h[(tid == t) & detected])) if ((tid == t) & detected).any() else 0.0
-               for t in np.unique(tid)}
-        th = np.array([med[t] for t in tid])
-        for g in VIDEO_GATES[1:]:
-            for px in (40, 64):
-                weakt = (score < g) & (th >= px)
-                print(f"  gate {g} from {px} px (track's median detected height): faces on false "
-                      f"{int((big & ~weakt & ~is_real).sum())}, real blurred {int((big & weakt & is_real).sum())}")
-        for g in VIDEO_GATES:
-            face = big & (score >= g)
-            ft = {t for t in np.unique(tid[face & ~is_real])}
-            bt = {t for t in np.unique(tid[big & (score < g) & is_real])}
-            print(f"  gate {g}: faces drawn on false tracks {int((face & ~is_real).sum())} ({len(ft)} tracks), "
-                  f"real face-frames blurred {int((big & (score < g) & is_real).sum())} ({len(bt)} tracks)")
+        for lo in (0, 24):
+            big = h >= lo
+            print(f"{name} ({len(frames)} frames), boxes >= {lo} px high: face-frames on real tracks "
+                  f"{int((big & is_real).sum())}, on false tracks {int((big & ~is_real).sum())}; tracks real "
+                  f"{sum(real.values())}, false {len(real) - sum(real.values())}")
+            for g in VIDEO_GATES:
+                for k in (1, 2):  # a face also needs k detector hits on its track (all of them, here)
+                    face = big & (score >= g) & (nhits >= k)
+                    # tracks blurred at first and given a face later (their best score passed the gate)
+                    late = sum(1 for t in ids if (face & (tid == t)).any() and (big & ~face & (tid == t)).any())
+                    print(f"  gate {g}, hits >= {k}: faces drawn on false tracks {int((face & ~is_real).sum())}, "
+                          f"real face-frames blurred {int((big & ~face & is_real).sum())}, tracks blurred then "
+                          f"given a face {late}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["weak", "grey", "video"])
     ap.add_argument("--side", choices=["tune", "held_out"], default="tune")
+    ap.add_argument("--labelled", action="store_true", help="video: the labelled (a) clips of --side")
     a = ap.parse_args()
-    {"weak": lambda: weak(a.side), "grey": grey, "video": video}[a.what]()
+    {"weak": lambda: weak(a.side), "grey": grey, "video": lambda: video(a.side if a.labelled else None)}[a.what]()
     return 0
 
 

@@ -111,6 +111,7 @@ class Tracker:
     skipped (``--detect-every``): tracks are carried without ageing on them.
     ``backfill(index)``: extra boxes for an earlier frame from tracks born within
     ``lookahead`` frames after it; ask once the frame is about to leave the buffer.
+    ``best(ids)``: each track's best detection score so far (its held and back-filled boxes score 0 in ``step``).
     """
 
     def __init__(self, params: TrackParams | None = None, frame_size: tuple[int, int] | None = None):
@@ -119,6 +120,10 @@ class Tracker:
         self.tracks: list[Track] = []
         self.recent: list[Track] = []  # tracks born in the last `lookahead` frames
         self._next_id = 0
+        # track id -> its best detection score so far. An ended track's stays until no frame that can still show
+        # it waits to be emitted (``_forget``): a video's frames leave ``lookahead`` frames after they came in.
+        self._best: dict[int, float] = {}
+        self._ended: dict[int, int] = {}  # track id -> the frame it ended on
 
     def step(self, index: int, detections: Detections | None, hold: int | None = None) -> Detections:
         p = self.params
@@ -133,6 +138,7 @@ class Tracker:
             for ti, di in pairs:
                 tr = self.tracks[ti]
                 self._update(tr, index, det_boxes[di], detections.landmarks[di])
+                self._best[tr.id] = max(self._best[tr.id], float(detections.score[di]))
                 matched_tracks.add(ti)
                 matched_dets.add(di)
                 out_boxes.append(self._edge_extend(self._output_box(tr, det_boxes[di]), tr))
@@ -143,6 +149,7 @@ class Tracker:
                 if di in matched_dets:
                     continue
                 tr = self._new_track(index, det_boxes[di], detections.landmarks[di])
+                self._best[tr.id] = float(detections.score[di])
                 out_boxes.append(self._edge_extend(det_boxes[di], tr))
                 out_ids.append(tr.id)
                 out_scores.append(detections.score[di])
@@ -168,8 +175,11 @@ class Tracker:
             out_scores.append(0.0)
             out_lms.append(np.full((5, 2), np.nan, np.float32))
             held.add(len(out_boxes) - 1)
+        kept_ids = {tr.id for tr in keep}
+        self._ended.update((tr.id, index) for tr in self.tracks if tr.id not in kept_ids)
         self.tracks = keep
         self.recent = [t for t in self.recent if index - t.first_index <= p.lookahead]
+        self._forget(index)
         if not out_boxes:
             return Detections.empty("track")
         return Detections(np.asarray(out_boxes, np.float32), np.asarray(out_scores, np.float32),
@@ -192,6 +202,19 @@ class Tracker:
         n = len(boxes)
         return Detections(np.asarray(boxes, np.float32), np.zeros(n, np.float32), None,
                           np.asarray(ids, np.int64), "track", ["backfilled"] * n)
+
+    def best(self, ids: np.ndarray) -> np.ndarray:
+        """Each track's best detection score so far (float32; 0 for an id it does not know): in a video, for a
+        frame leaving the look-ahead buffer, the best its track scored up to the newest frame tracked."""
+        return np.asarray([self._best.get(int(t), 0.0) for t in ids], np.float32)
+
+    def _forget(self, index: int) -> None:
+        """Drop the best scores of tracks that ended more than ``lookahead`` + 1 frames ago: the frames that
+        could still show them (held boxes up to their end) have left the look-ahead buffer."""
+        old = [t for t, end in self._ended.items() if index - end > self.params.lookahead + 1]
+        for t in old:
+            del self._ended[t]
+            self._best.pop(t, None)
 
     def between(self, index: int, max_gap: int) -> dict[int, np.ndarray]:
         """Track id -> the box on frame ``index`` interpolated between the track's detections just before and

@@ -68,6 +68,14 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             extra = tracker.backfill(item.frame.index)
             if len(extra):
                 item.detections = Detections.merge([item.detections, extra], "track")
+        if tracker is not None and item.error is None and len(item.detections):
+            # A tracked box scores its track's best detection so far, up to the newest frame tracked (the
+            # look-ahead): held and back-filled boxes too (the tracker gives them 0), and the same on every frame
+            # of a track whose detections' scores go up and down: a method that treats weak detections apart
+            # (replace's min_score) decides per track, not per frame, and before the track's first detection.
+            d = item.detections
+            best = np.maximum(d.score, tracker.best(d.track_id)).astype(np.float32)
+            item.detections = Detections(d.xyxy, best, d.landmarks, d.track_id, d.source, d.sources)
         return item
 
     failed_run: int | None = None  # the frame of the detector's last run, when that run failed
@@ -111,7 +119,8 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
 
 def track(path: str | os.PathLike, detector: str | None = None, options: VideoOptions | None = None,
           preset: str | None = None, **detector_params) -> Iterator[tuple[np.ndarray, Detections]]:
-    """Iterate ``(frame, detections)`` over a video: upright RGB frames, tracked faces with ids.
+    """Iterate ``(frame, detections)`` over a video: upright RGB frames, tracked faces with ids, each scored by
+    its track's best detection so far (held and back-filled boxes too).
 
     Detection defaults to the CLI's for videos (presets.VIDEO_PRESET). A frame whose
     detection failed comes with ``detections.source == "error"`` and no boxes; treat it as

@@ -245,7 +245,7 @@ class Replace(Method):
     mean face shape fitted to the box (`no_landmarks`), as do faces cut by the frame's
     edge that face the camera (their box grown past that edge); profiles and turned
     heads whose landmarks a similarity cannot fit get a strong blur (counted in `counts`),
-    as do a photo's weak detections (`min_score`: most of them are no face), with a soft
+    as do weak detections (`min_score`: most of them are no face; in a video, weak tracks), with a soft
     edge. In a black-and-white photo the face has no colour.
     """
 
@@ -295,9 +295,9 @@ class Replace(Method):
             "rebuild the whole region")
 
         min_score: float = param(
-            0.4, "in photos, detections >= 24 px high scoring under this get a soft-edged strong blur instead of a new "
-            "face: most of them are no face (a shirt, a medal, a toy), and a face drawn there is worse than a blur "
-            "(0: a face on every detection; a video's tracked faces all get one)")
+            0.4, "detections >= 24 px high scoring under this get a soft-edged strong blur instead of a new face: most "
+            "of them are no face (a shirt, a medal, a toy, a backpack), and a face drawn there is worse than a blur; "
+            "in a video, by the best score of the face's track so far (0: a face on every detection)")
 
         def __post_init__(self):
             if self.k < 3:
@@ -408,22 +408,30 @@ class Replace(Method):
         check = self.synth.bank.kind == "donors" and self.params.reject
         boxes = np.asarray(detections.xyxy, np.float64).reshape(-1, 4)
         scene = _scene_colour(frame)  # from the input: the faces drawn so far are no part of the scene
-        for region in compositor.regions(detections, frame.shape):
-            track = int(detections.track_id[region.index])
-            seed = self.identity_seed(track, region.index, rng)
-            box = boxes[region.index]
-            # Weak detections (photos; boxes >= WEAK_PX high). The default preset is recall-first: on WIDER val's
-            # tune half it returns more boxes >= 24 px on no labelled face (4,810: uniforms, medals, a dog, toys, the
-            # gap between two heads) than on faces (3,381), and replace drew a new face on 4,288 of them. Under
-            # min_score they get the strong blur replace gives a face it cannot place, with a soft edge. New faces
-            # on those boxes, tune halves: WIDER 4,288 -> 130 (on faces 2,891 -> 2,126), facemask 236 -> 55 (940 ->
-            # 907); 0.4 made the fewest of both errors on both (research/replace_weak.py). Not in video: held and
-            # backfilled boxes carry no score (0), and a gate by each track's best score blurs more real faces than it
-            # takes faces off false boxes (the video preset scores small faces low; `replace_weak.py video`).
-            if track < 0 and detections.score[region.index] < self.params.min_score and box[3] - box[1] >= WEAK_PX:
+        regions = compositor.regions(detections, frame.shape)
+        seeds = [self.identity_seed(int(detections.track_id[r.index]), r.index, rng) for r in regions]
+        # Weak detections (boxes >= WEAK_PX high). The default preset is recall-first: on WIDER val's tune half it
+        # returns more boxes >= 24 px on no labelled face (4,810: uniforms, medals, a dog, toys, the gap between two
+        # heads) than on faces (3,381), and replace drew a new face on 4,288 of them. Under min_score they get the
+        # strong blur replace gives a face it cannot place, with a soft edge. New faces on those boxes, tune halves:
+        # WIDER 4,288 -> 130 (on faces 2,891 -> 2,126), facemask 236 -> 55 (940 -> 907); 0.4 made the fewest of both
+        # errors on both (research/replace_weak.py). In a video a tracked box scores its track's best detection so
+        # far (video/tracking.py): a track is a blur or a face as a whole, from its first frame, and never goes back
+        # from a face to the blur (bench_video.py's labelled clips, held-out: faces on no face 13,631 -> 1,330
+        # face-frames, real faces blurred 1,111 of 4,827). The blurs go first and the faces over them: a weak box
+        # on a face (a second, offset track of one face in a video, a box on a face's edge) blurred the new face
+        # drawn before it.
+        weak = [bool(detections.score[r.index] < self.params.min_score and boxes[r.index, 3] - boxes[r.index, 1]
+                     >= WEAK_PX) for r in regions]
+        for region, is_weak in zip(regions, weak):
+            if is_weak:
                 self.counts["weak_blurred"] += 1
-                compositor.blend(out, region, _soft_blurred(out, region, box))
+                compositor.blend(out, region, _soft_blurred(out, region, boxes[region.index]))
+        for region, seed, is_weak in zip(regions, seeds, weak):
+            if is_weak:
                 continue
+            track = int(detections.track_id[region.index])
+            box = boxes[region.index]
             others = np.delete(boxes, region.index, axis=0)  # their faces are no part of this one's surroundings
             if check:
                 self._place_checked(out, region, box, seed, compositor, track, others, scene)
