@@ -111,7 +111,8 @@ class Tracker:
     skipped (``--detect-every``): tracks are carried without ageing on them.
     ``backfill(index)``: extra boxes for an earlier frame from tracks born within
     ``lookahead`` frames after it; ask once the frame is about to leave the buffer.
-    ``best(ids)``: each track's best detection score so far (its held and back-filled boxes score 0 in ``step``).
+    ``best(ids, shot)``: each track's best detection score so far in a shot (held and back-filled boxes score 0 in
+    ``step``); ``new_shot(index)`` tells it of a scene cut.
     """
 
     def __init__(self, params: TrackParams | None = None, frame_size: tuple[int, int] | None = None):
@@ -120,10 +121,12 @@ class Tracker:
         self.tracks: list[Track] = []
         self.recent: list[Track] = []  # tracks born in the last `lookahead` frames
         self._next_id = 0
-        # track id -> its best detection score so far. An ended track's stays until no frame that can still show
-        # it waits to be emitted (``_forget``): a video's frames leave ``lookahead`` frames after they came in.
-        self._best: dict[int, float] = {}
+        # track id -> {shot: its best detection score in that shot so far}. An ended track's stays until no frame
+        # that can still show it waits to be emitted (``_forget``): a video's frames leave ``lookahead`` frames
+        # after they came in.
+        self._best: dict[int, dict[int, float]] = {}
         self._ended: dict[int, int] = {}  # track id -> the frame it ended on
+        self._shot = 0  # the frame the current shot started on (``new_shot``)
 
     def step(self, index: int, detections: Detections | None, hold: int | None = None) -> Detections:
         p = self.params
@@ -138,7 +141,8 @@ class Tracker:
             for ti, di in pairs:
                 tr = self.tracks[ti]
                 self._update(tr, index, det_boxes[di], detections.landmarks[di])
-                self._best[tr.id] = max(self._best[tr.id], float(detections.score[di]))
+                shots = self._best[tr.id]
+                shots[self._shot] = max(shots.get(self._shot, 0.0), float(detections.score[di]))
                 matched_tracks.add(ti)
                 matched_dets.add(di)
                 out_boxes.append(self._edge_extend(self._output_box(tr, det_boxes[di]), tr))
@@ -149,7 +153,7 @@ class Tracker:
                 if di in matched_dets:
                     continue
                 tr = self._new_track(index, det_boxes[di], detections.landmarks[di])
-                self._best[tr.id] = float(detections.score[di])
+                self._best[tr.id] = {self._shot: float(detections.score[di])}
                 out_boxes.append(self._edge_extend(det_boxes[di], tr))
                 out_ids.append(tr.id)
                 out_scores.append(detections.score[di])
@@ -186,6 +190,19 @@ class Tracker:
                           np.asarray(out_lms, np.float32), np.asarray(out_ids, np.int64), "track",
                           ["held" if i in held else "detected" for i in range(len(out_boxes))])
 
+    def new_shot(self, index: int) -> None:
+        """A scene cut on frame ``index`` (call before ``step(index, ...)``). Tracks go on across it (a held box
+        there hides what a missed face of the new shot may be), but ``best`` counts each shot's detections apart:
+        a box carried over the cut (held from the shot before, back-filled into it) has no score in its frame's
+        shot."""
+        self._shot = index
+
+    @property
+    def shot(self) -> int:
+        """The frame the current shot started on (0 before the first cut)."""
+        return self._shot
+
+
     def backfill(self, index: int) -> Detections:
         """Boxes for frame ``index`` from tracks first seen within ``lookahead`` frames after it."""
         p = self.params
@@ -203,10 +220,11 @@ class Tracker:
         return Detections(np.asarray(boxes, np.float32), np.zeros(n, np.float32), None,
                           np.asarray(ids, np.int64), "track", ["backfilled"] * n)
 
-    def best(self, ids: np.ndarray) -> np.ndarray:
-        """Each track's best detection score so far (float32; 0 for an id it does not know): in a video, for a
-        frame leaving the look-ahead buffer, the best its track scored up to the newest frame tracked."""
-        return np.asarray([self._best.get(int(t), 0.0) for t in ids], np.float32)
+    def best(self, ids: np.ndarray, shot: int = 0) -> np.ndarray:
+        """Each track's best detection score so far in the shot that started on frame ``shot`` (float32; 0 for a
+        track without a detection there): in a video, for a frame leaving the look-ahead buffer, the best its
+        track scored in the frame's shot up to the newest frame tracked."""
+        return np.asarray([self._best.get(int(t), {}).get(shot, 0.0) for t in ids], np.float32)
 
     def _forget(self, index: int) -> None:
         """Drop the best scores of tracks that ended more than ``lookahead`` + 1 frames ago: the frames that

@@ -23,6 +23,7 @@ class TrackedFrame:
     detections: Detections
     error: str | None = None
     skipped: bool = False  # the detector did not run on this frame (``detect_every``)
+    shot: int = 0  # the frame this frame's shot started on (scene cuts; tracking)
 
 
 def video_track_params(options: VideoOptions, fps: float) -> TrackParams:
@@ -73,8 +74,11 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             # look-ahead): held and back-filled boxes too (the tracker gives them 0), and the same on every frame
             # of a track whose detections' scores go up and down: a method that treats weak detections apart
             # (replace's min_score) decides per track, not per frame, and before the track's first detection.
+            # Each shot apart (scene cuts): a box carried over a cut (held from the shot before, or back-filled into
+            # it) scores 0, for it hides what it covers but no face of its track is there (replace drew faces on
+            # the stage clip's curtain there).
             d = item.detections
-            best = np.maximum(d.score, tracker.best(d.track_id)).astype(np.float32)
+            best = np.maximum(d.score, tracker.best(d.track_id, item.shot)).astype(np.float32)
             item.detections = Detections(d.xyxy, best, d.landmarks, d.track_id, d.source, d.sources)
         return item
 
@@ -97,6 +101,8 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
                 if tracker is None:
                     h, w = vf.rgb.shape[:2]
                     tracker = Tracker(video_track_params(options, fps), (w, h))
+                elif schedule.at_cut:
+                    tracker.new_shot(vf.index)
                 # A skipped frame is no miss: tracks live `hold` frames past the next detection run.
                 dets = tracker.step(vf.index, raw, hold + n - 1)
             else:
@@ -110,7 +116,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             if schedule.skipped == skips:  # this frame's detector run (or its tracking) failed
                 failed_run = vf.index
             error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
-        buffer.append(TrackedFrame(vf, dets, error, raw is None))
+        buffer.append(TrackedFrame(vf, dets, error, raw is None, tracker.shot if tracker is not None else 0))
         while len(buffer) > ahead:
             yield emit(buffer.popleft())
     while buffer:

@@ -416,11 +416,11 @@ class Replace(Method):
         # strong blur replace gives a face it cannot place, with a soft edge. New faces on those boxes, tune halves:
         # WIDER 4,288 -> 130 (on faces 2,891 -> 2,126), facemask 236 -> 55 (940 -> 907); 0.4 made the fewest of both
         # errors on both (research/replace_weak.py). In a video a tracked box scores its track's best detection so
-        # far (video/tracking.py): a track is a blur or a face as a whole, from its first frame, and never goes back
-        # from a face to the blur (bench_video.py's labelled clips, held-out: faces on no face 13,631 -> 1,330
-        # face-frames, real faces blurred 1,111 of 4,827). The blurs go first and the faces over them: a weak box
-        # on a face (a second, offset track of one face in a video, a box on a face's edge) blurred the new face
-        # drawn before it.
+        # far in its shot (video/tracking.py): a track is a blur or a face as a whole, from its first frame, and
+        # never goes back from a face to the blur, and a box carried over a scene cut (score 0) is blurred
+        # (bench_video.py's labelled clips, held-out: faces on no face 9,403 -> 812 face-frames, real faces blurred
+        # 748 of 3,062). The blurs go first and the faces over them: a weak box on a face (a second, offset track
+        # of one face in a video, a box on a face's edge) blurred the new face drawn before it.
         weak = [bool(detections.score[r.index] < self.params.min_score and boxes[r.index, 3] - boxes[r.index, 1]
                      >= WEAK_PX) for r in regions]
         for region, is_weak in zip(regions, weak):
