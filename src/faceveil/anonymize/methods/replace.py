@@ -214,6 +214,7 @@ def _blurred(frame: np.ndarray, region) -> np.ndarray:
     return gaussian_blur(crop(frame, region), odd(max(region.face_width, region.face_height)))
 
 
+TURN_RUN = 2  # detections in a row that must say so before a tracked face turns away (blurred) or back (a face)
 WEAK_PX = 24.0  # min_score applies to boxes at least this high: under it most weak boxes are faces (far crowds)
 
 
@@ -322,9 +323,11 @@ class Replace(Method):
         self._yaw: dict[int, float] = {}  # a track -> the head turn its identity was drawn for
         self._lm: dict[int, tuple] = {}  # a track -> (frame, before it, now): its landmarks relative to its box
         self._cover: dict[int, bool] = {}  # a track -> whether its last detected face kept an occluder
+        self._turned: dict[int, tuple] = {}  # a track -> (turned away, detections in a row saying otherwise)
         self._frames = 0  # apply calls: which frame a track's smoothing state was last updated on
 
-    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover")  # what a video's tracks leave behind, per track id
+    # what a video's tracks leave behind, per track id
+    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover", "_turned")
     TRACK_STATE_MAX = 4096  # tracks each of them remembers; past that it starts again (a very long crowd video)
 
     @classmethod
@@ -386,6 +389,22 @@ class Replace(Method):
             rel = prev + self.LM_EMA * (rel - prev)
         self._store(self._lm, track, (self._frames, prev, rel))
         return box[:2] + rel * wh
+
+    def _track_turned(self, track: int, turned: bool | None) -> bool:
+        """Whether a tracked face counts as turned away: its first detection says, then TURN_RUN detections in
+        a row that say otherwise flip it (``turned``: this detection's landmarks do not fit; None: a frame
+        without a detection's landmarks, which changes nothing)."""
+        state = self._turned.get(track)
+        if turned is None:
+            return bool(state and state[0])
+        if state is None:
+            state = (turned, 0)
+        elif turned != state[0]:
+            state = (turned, 0) if state[1] + 1 >= TURN_RUN else (state[0], state[1] + 1)
+        else:
+            state = (state[0], 0)
+        self._store(self._turned, track, state)
+        return state[0]
 
     def _keep_tone(self, track: int, tone: np.ndarray | None) -> None:
         if track >= 0 and tone is not None:
@@ -534,17 +553,25 @@ class Replace(Method):
         if fits and track >= 0:
             lm = self._track_landmarks(track, np.asarray(lm, np.float64), box)
         wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
-        if use_lm and not fits and track >= 0 and p.shape == "face" and p.no_landmarks != "fitted":
-            # a tracked face whose landmarks do not fit: drawn from its box (the region filled from its context,
-            # the face at landmarks estimated from the box), as its skipped frames are, which have no landmarks to
-            # interpolate; blurred, the track switched between a blur and a face every other frame (shared stage
-            # clip, first 40 frames: 22 switches; region L* on an 8x8 grid 3.73 -> 3.17 a frame, original 1.49)
-            lm, use_lm = None, False
+        detected = use_lm and region.source not in ("held", "backfilled")  # a detection's own landmarks
         if use_lm and not fits and p.shape == "face" and p.no_landmarks != "fitted" \
                 and min(wx2 - wx1, wy2 - wy1) >= 2 and _cut_frontal(box, lm, frame.shape):
             # a face cut by the frame's edge: its landmarks do not fit, but it is no profile. Drawn from its box
             # grown past that edge to a face's shape (_render_estimated), the face cut by the same edge; blurred,
             # it was a large smooth capsule at the photo's edge
+            lm, use_lm = None, False
+        # A tracked face turned away (a profile: landmarks that do not fit) is blurred on all its frames, the ones
+        # without landmarks too (skipped, back-filled), until it turns back: drawn from its box there, the stage
+        # clip's singer in profile got a frontal face on 255 frames of 10 s (research/turned_tracks.py). The turn
+        # is the track's (``_track_turned``: TURN_RUN detections in a row must agree), so that small faces whose
+        # landmarks are judged now one way, now the other do not switch between a blur and a face. A track not
+        # (yet) turned draws a detection whose landmarks do not fit from its box, as its skipped frames (stop 31:
+        # blurred there, the track switched between a blur and a face every other frame).
+        turned = track >= 0 and self._track_turned(track, bool(use_lm and not fits) if detected else None)
+        if turned and min(wx2 - wx1, wy2 - wy1) >= 2:
+            self.counts["blurred"] += 1
+            return Drawn(_soft_blurred(frame, region, box))
+        if use_lm and not fits and track >= 0 and p.shape == "face" and p.no_landmarks != "fitted":
             lm, use_lm = None, False
         if (use_lm and not fits) or min(wx2 - wx1, wy2 - wy1) < 2:
             # landmarks that do not fit the box, or a box that drifted off the frame to a sliver (its work window
