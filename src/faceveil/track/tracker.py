@@ -202,7 +202,6 @@ class Tracker:
         """The frame the current shot started on (0 before the first cut)."""
         return self._shot
 
-
     def backfill(self, index: int) -> Detections:
         """Boxes for frame ``index`` from tracks first seen within ``lookahead`` frames after it."""
         p = self.params

@@ -3,7 +3,8 @@
 One JSON file per output, OUT/.faceveil/<name>.tracks.json, written atomically just before the
 video gets its name: the exact settings (flat in ``settings`` too, which a resume checks), the boxes
 anonymized on every frame (``Detections.to_dict``'s faces: box, score, track id and where the box came
-from; a tracked box's score is its track's best detection so far, held boxes included) and the frames that failed.
+from; a tracked box's score is its track's best detection so far in its shot, held boxes included) and the frames
+that failed.
 Format 2; ``read_record`` also reads format 1 (faceveil 0.1.0), whose boxes were lists
 ``[x1, y1, x2, y2, track id, "d" detected | "h" held or back-filled | "m" manual]``.
 """

@@ -113,7 +113,7 @@ class DetectSchedule:
     def __init__(self, detect: Callable[[np.ndarray], Detections], full_every: int, margin: float,
                  cuts: bool = True, every: int = 1):
         self.detect, self.full_every, self.margin, self.every = detect, full_every, margin, every
-        # cuts are also checked on every frame with every = full_every = 1: a cut ends the tracks (video/tracking.py)
+        # cuts are checked with every = full_every = 1 too: a cut starts a new shot, scored apart (video/tracking.py)
         self.cuts = SceneCuts() if cuts else None
         self.since_full = full_every  # the first frame gets a full pass
         self.since_run = every  # and runs the detector

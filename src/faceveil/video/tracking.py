@@ -126,7 +126,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
 def track(path: str | os.PathLike, detector: str | None = None, options: VideoOptions | None = None,
           preset: str | None = None, **detector_params) -> Iterator[tuple[np.ndarray, Detections]]:
     """Iterate ``(frame, detections)`` over a video: upright RGB frames, tracked faces with ids, each scored by
-    its track's best detection so far (held and back-filled boxes too).
+    its track's best detection so far in its shot (held and back-filled boxes too; 0 carried over a cut).
 
     Detection defaults to the CLI's for videos (presets.VIDEO_PRESET). A frame whose
     detection failed comes with ``detections.source == "error"`` and no boxes; treat it as

@@ -298,7 +298,7 @@ class Replace(Method):
         min_score: float = param(
             0.4, "detections >= 24 px high scoring under this get a soft-edged strong blur instead of a new face: most "
             "of them are no face (a shirt, a medal, a toy, a backpack), and a face drawn there is worse than a blur; "
-            "in a video, by the best score of the face's track so far (0: a face on every detection)")
+            "in a video, by the best score of the face's track so far in its shot (0: a face on every detection)")
 
         def __post_init__(self):
             if self.k < 3:
