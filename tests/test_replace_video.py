@@ -179,3 +179,40 @@ def test_a_tracked_face_is_drawn_larger_about_its_eye_line(astronaut, astronaut_
     monkeypatch.setattr(R, "TRACKED_FACE_SCALE", 1.0)
     x1, y1, x2, y2 = d.xyxy[0].astype(int)
     assert (np.abs(out[y1:y2, x1:x2].astype(int) - run()[y1:y2, x1:x2]) > 8).mean() > 0.05
+
+
+def test_a_held_face_keeps_its_tracks_size_when_its_box_grows(astronaut, astronaut_faces, monkeypatch):
+    """A held box grows while its face is lost (and spans where it was and may have gone): drawn to fill it, the new
+    face grew with it (the marathon clip: faces 2-5x a runner's). It keeps the track's last detected size now
+    (HELD_GROW larger), centred in the box, while the whole box is still changed (filled from its context)."""
+    from faceveil.anonymize import get_method
+    from faceveil.anonymize.box_landmarks import estimate_landmarks
+    from faceveil.anonymize.methods import replace as R
+    from faceveil.detections import Detections
+    from conftest import default_comp
+
+    d = astronaut_faces
+    box = d.xyxy[0].astype(np.float64)
+    c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
+    grown = np.r_[c - 2.5 * half, c + 2.5 * half]
+    nan = np.full((1, 5, 2), np.nan, np.float32)
+    seen = []
+    m = get_method("replace", {})
+    draw = m._render_estimated
+    monkeypatch.setattr(m, "_render_estimated", lambda *a, **k: seen.append(k.get("lm")) or draw(*a, **k))
+
+    def frame(b, lm, source):
+        dets = Detections(b[None].astype(np.float32), d.score[:1], lm, np.zeros(1, np.int64), "track",
+                          np.array([source]))
+        return m.apply(astronaut, dets, default_comp(), np.random.default_rng(0))
+
+    frame(box, d.landmarks[:1], "detected")
+    out = frame(grown, nan, "held")
+    eyes = seen[-1][1, 0] - seen[-1][0, 0]
+    own = estimate_landmarks(box)[1, 0] - estimate_landmarks(box)[0, 0]
+    assert abs(eyes - own * R.HELD_GROW) < 1.0, (eyes, own)  # the track's size, not the grown box's (2.5x)
+    x1, y1, x2, y2 = np.clip(grown, 0, 511).astype(int)
+    assert (np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).max(axis=2) > 0).mean() > 0.99
+    m.begin_stream()  # a new video: no size known, the face fills the box as before
+    frame(grown, nan, "held")
+    assert seen[-1] is None

@@ -324,10 +324,11 @@ class Replace(Method):
         self._lm: dict[int, tuple] = {}  # a track -> (frame, before it, now): its landmarks relative to its box
         self._cover: dict[int, bool] = {}  # a track -> whether its last detected face kept an occluder
         self._turned: dict[int, tuple] = {}  # a track -> (turned away, detections in a row saying otherwise)
+        self._size: dict[int, tuple] = {}  # a track -> its last detected box's width and height
         self._frames = 0  # apply calls: which frame a track's smoothing state was last updated on
 
     # what a video's tracks leave behind, per track id
-    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover", "_turned")
+    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover", "_turned", "_size")
     TRACK_STATE_MAX = 4096  # tracks each of them remembers; past that it starts again (a very long crowd video)
 
     @classmethod
@@ -389,6 +390,22 @@ class Replace(Method):
             rel = prev + self.LM_EMA * (rel - prev)
         self._store(self._lm, track, (self._frames, prev, rel))
         return box[:2] + rel * wh
+
+    def _held_face(self, track: int, region, box: np.ndarray) -> np.ndarray | None:
+        """Landmarks for a tracked face held or back-filled without any (None: estimated from its box as for any
+        face without landmarks). A held box grows while it is held (and is the union of where the face was and
+        where it may have gone): drawn to fill it, the face grew with it, to 2-5x the person's face on the
+        marathon clip (track 468: a 199 px box, its last detection 73 px high). The face keeps its track's last
+        detected size (HELD_GROW larger, as a skipped frame's face with landmarks), centred in the box; the
+        whole region is still filled from its context first, so every pixel of the box is changed."""
+        size = self._size.get(track) if track >= 0 and region.source in ("held", "backfilled") else None
+        if size is None:
+            return None
+        w, h = min(box[2] - box[0], size[0] * HELD_GROW), min(box[3] - box[1], size[1] * HELD_GROW)
+        if w * h >= 0.8 * (box[2] - box[0]) * (box[3] - box[1]):
+            return None  # about the face's own size: as before
+        c = (box[:2] + box[2:]) / 2
+        return estimate_landmarks(np.r_[c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2])
 
     def _track_turned(self, track: int, turned: bool | None) -> bool:
         """Whether a tracked face counts as turned away: its first detection says, then TURN_RUN detections in
@@ -546,6 +563,8 @@ class Replace(Method):
         p = self.params
         lm = region.landmarks
         bw, bh = box[2] - box[0], box[3] - box[1]
+        if track >= 0 and region.source == "detected":
+            self._store(self._size, track, (bw, bh))
         use_lm = lm is not None and min(bw, bh) >= p.min_landmark_face
         fits = use_lm and plausible(lm, box)
         if region.source == "held" and not fits:
@@ -580,7 +599,8 @@ class Replace(Method):
             return Drawn(_soft_blurred(frame, region, box))
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
             self.counts["estimated"] += 1
-            return self._render_estimated(frame, region, box, seed, track, others=others)
+            return self._render_estimated(frame, region, box, seed, track, lm=self._held_face(track, region, box),
+                                          others=others)
         if region.source == "held" and p.shape == "face" and p.no_landmarks != "fitted":
             # a video frame the detector skipped: landmarks interpolated between the detections around it
             # (video/tracking.py), drawn as a detected face is (the face mask and the box's ellipse, the frame's
