@@ -445,6 +445,8 @@ class Replace(Method):
         boxes = np.asarray(detections.xyxy, np.float64).reshape(-1, 4)
         scene = _scene_colour(frame)  # from the input: the faces drawn so far are no part of the scene
         regions = compositor.regions(detections, frame.shape)
+        # identities drawn for every region in order, the weak ones too: the rng gives each face the identity it
+        # had when all regions were drawn in one pass
         seeds = [self.identity_seed(int(detections.track_id[r.index]), r.index, rng) for r in regions]
         # Weak detections (boxes >= WEAK_PX high). The default preset is recall-first: on WIDER val's tune half it
         # returns more boxes >= 24 px on no labelled face (4,810: uniforms, medals, a dog, toys, the gap between two
@@ -587,14 +589,12 @@ class Replace(Method):
         # (yet) turned draws a detection whose landmarks do not fit from its box, as its skipped frames (stop 31:
         # blurred there, the track switched between a blur and a face every other frame).
         turned = track >= 0 and self._track_turned(track, bool(use_lm and not fits) if detected else None)
-        if turned and min(wx2 - wx1, wy2 - wy1) >= 2:
-            self.counts["blurred"] += 1
-            return Drawn(_soft_blurred(frame, region, box))
-        if use_lm and not fits and track >= 0 and p.shape == "face" and p.no_landmarks != "fitted":
+        if not turned and use_lm and not fits and track >= 0 and p.shape == "face" and p.no_landmarks != "fitted":
             lm, use_lm = None, False
-        if (use_lm and not fits) or min(wx2 - wx1, wy2 - wy1) < 2:
-            # landmarks that do not fit the box, or a box that drifted off the frame to a sliver (its work window
-            # under 2 px across: no face to draw; the masked-faces clip's backfilled box x -1.05..0.11 raised)
+        if turned or (use_lm and not fits) or min(wx2 - wx1, wy2 - wy1) < 2:
+            # a track turned away, landmarks that do not fit the box, or a box that drifted off the frame to a
+            # sliver (its work window under 2 px across: no face to draw; the masked-faces clip's backfilled box
+            # x -1.05..0.11 raised)
             self.counts["blurred"] += 1
             return Drawn(_soft_blurred(frame, region, box))
         if not use_lm and p.shape == "face" and p.no_landmarks != "fitted":
