@@ -55,7 +55,7 @@ from common import (COMP, DATA, ROOT, Face, deepface_face, detected, frechet, lf
                     table)
 from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.identity import MATCH, descriptor
-from faceveil.anonymize.methods.replace import WEAK_PX, Replace
+from faceveil.anonymize.methods.replace import Replace
 from faceveil.detect import get_detector
 from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
@@ -239,7 +239,7 @@ def looks(n_facemask: int, methods: dict) -> None:
                     continue
                 # replace blurs a photo's weak detections (most are no face) instead of drawing a face there: the
                 # faces it does draw are measured apart too (the same faces for every method and version)
-                weak = float(d.score[r.index]) < Replace.Params().min_score and b[3] - b[1] >= WEAK_PX
+                weak = float(d.score[r.index]) < Replace.Params().min_score
                 per.setdefault(src, []).append((*_face_looks(img, out, b, r), weak))
         for src, vals in per.items():
             v = np.array(vals)

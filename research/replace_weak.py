@@ -40,10 +40,10 @@ SETS = {"facemask": ("facemask/gt.txt", "facemask/images"),
         "wider": ("widerface-val/ground_truth/wider_face_val_bbx_gt.txt", "widerface-val/images")}
 GATES = (0.0, 0.3, 0.35, 0.4, 0.5)
 VIDEO_GATES = (0.0, 0.2, 0.3, 0.4, 0.5)
-SIZES = ((24, 32), (32, 48), (48, 96), (96, 10**5))
+SIZES = ((0, 10), (10, 16), (16, 24), (24, 32), (32, 48), (48, 96), (96, 10**5))
 
 
-def weak(side: str) -> None:
+def weak(side: str, min_px: float = 24.0) -> None:
     comp = Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
     for name, (gt, root) in SETS.items():
         ims = [im for im in read_labels(DATA / gt).images if (DATA / root / im.path).exists()]
@@ -62,7 +62,7 @@ def weak(side: str) -> None:
             best = box_iou(d.xyxy.astype(np.float64), labels).max(axis=1) if len(labels) else np.zeros(len(d))
             for r in comp.regions(d, img.shape):
                 h = float(d.xyxy[r.index, 3] - d.xyxy[r.index, 1])
-                if h < 24:
+                if h < min_px:
                     continue
                 before = Counter(m.counts)
                 m.draw_face(img, r, d.xyxy[r.index].astype(np.float64), 0)
@@ -71,7 +71,7 @@ def weak(side: str) -> None:
                              bool(how) and how[0] in ("replaced", "estimated", "fitted"), h))
         a = np.array(rows, dtype=float)
         face, score, drawn, h = a.T
-        print(f"{name} {side}: {int(face.sum())} boxes on faces, {int((1 - face).sum())} false (>= 24 px)")
+        print(f"{name} {side}: {int(face.sum())} boxes on faces, {int((1 - face).sum())} false (>= {min_px:g} px)")
         for g in GATES:
             on = drawn.astype(bool) & (score >= g)
             print(f"  gate {g}: faces drawn on false boxes {int((on & (face == 0)).sum())}, "
@@ -162,8 +162,9 @@ def main() -> int:
     ap.add_argument("what", choices=["weak", "grey", "video"])
     ap.add_argument("--side", choices=["tune", "held_out"], default="tune")
     ap.add_argument("--labelled", action="store_true", help="video: the labelled (a) clips of --side")
+    ap.add_argument("--min-px", type=float, default=24.0, help="weak: boxes at least this high (stop 36: 24)")
     a = ap.parse_args()
-    {"weak": lambda: weak(a.side), "grey": grey, "video": lambda: video(a.side if a.labelled else None)}[a.what]()
+    {"weak": lambda: weak(a.side, a.min_px), "grey": grey, "video": lambda: video(a.side if a.labelled else None)}[a.what]()
     return 0
 
 

@@ -215,7 +215,6 @@ def _blurred(frame: np.ndarray, region) -> np.ndarray:
 
 
 TURN_RUN = 2  # detections in a row that must say so before a tracked face turns away (blurred) or back (a face)
-WEAK_PX = 24.0  # min_score applies to boxes at least this high: under it most weak boxes are faces (far crowds)
 
 
 def _soft_blurred(frame: np.ndarray, region, box: np.ndarray) -> np.ndarray:
@@ -296,7 +295,7 @@ class Replace(Method):
             "rebuild the whole region")
 
         min_score: float = param(
-            0.4, "detections >= 24 px high scoring under this get a soft-edged strong blur instead of a new face: most "
+            0.4, "detections scoring under this get a soft-edged strong blur instead of a new face: most "
             "of them are no face (a shirt, a medal, a toy, a backpack), and a face drawn there is worse than a blur; "
             "in a video, by the best score of the face's track so far in its shot (0: a face on every detection)")
 
@@ -448,19 +447,20 @@ class Replace(Method):
         # identities drawn for every region in order, the weak ones too: the rng gives each face the identity it
         # had when all regions were drawn in one pass
         seeds = [self.identity_seed(int(detections.track_id[r.index]), r.index, rng) for r in regions]
-        # Weak detections (boxes >= WEAK_PX high). The default preset is recall-first: on WIDER val's tune half it
-        # returns more boxes >= 24 px on no labelled face (4,810: uniforms, medals, a dog, toys, the gap between two
-        # heads) than on faces (3,381), and replace drew a new face on 4,288 of them. Under min_score they get the
-        # strong blur replace gives a face it cannot place, with a soft edge. New faces on those boxes, tune halves:
-        # WIDER 4,288 -> 130 (on faces 2,891 -> 2,126), facemask 236 -> 55 (940 -> 907); 0.4 made the fewest of both
-        # errors on both (research/replace_weak.py). In a video a tracked box scores its track's best detection so
+        # Weak detections. The default preset is recall-first: on WIDER val's tune half it returns more boxes on no
+        # labelled face (>= 24 px: 4,810: uniforms, medals, a dog, toys, the gap between two heads; under 24 px:
+        # 6,413 against 1,023 on faces) than on faces, and replace drew a new face on every one. Under min_score they
+        # get the strong blur replace gives a face it cannot place, with a soft edge. New faces on no face / on faces,
+        # tune halves: WIDER 10,883 / 4,987 -> 312 / 3,199, facemask 1,777 / 1,468 -> 122 / 1,213; 0.4 made the
+        # fewest of both errors on both (research/replace_weak.py; stop 36 gated boxes >= 24 px only, on the belief
+        # that smaller weak ones were mostly far faces: they are 84-86 % no face, and 4-26 small faces a photo were
+        # drawn on shirts, walls and flags). In a video a tracked box scores its track's best detection so
         # far in its shot (video/tracking.py): a track is a blur or a face as a whole, from its first frame, and
         # never goes back from a face to the blur, and a box carried over a scene cut (score 0) is blurred
         # (bench_video.py's labelled clips, held-out: faces on no face 9,403 -> 812 face-frames, real faces blurred
         # 748 of 3,062). The blurs go first and the faces over them: a weak box on a face (a second, offset track
         # of one face in a video, a box on a face's edge) blurred the new face drawn before it.
-        weak = [bool(detections.score[r.index] < self.params.min_score and boxes[r.index, 3] - boxes[r.index, 1]
-                     >= WEAK_PX) for r in regions]
+        weak = [bool(detections.score[r.index] < self.params.min_score) for r in regions]
         for region, is_weak in zip(regions, weak):
             if is_weak:
                 self.counts["weak_blurred"] += 1
