@@ -1,8 +1,8 @@
 """Where does replace draw faces on no face, and how dark-or-grey must a scene be for a colourless face? Two
 questions behind replace's `min_score` gate and `SCENE_GREY` (issue 22, stop 36).
 
-`weak`: the default preset on one half of faceveil.eval.splits (facemask and WIDER val); each detection >= 24 px
-high is "false" when its IoU with every label is < 0.3, and replace's own draw for it (a face, or its blur) is
+`weak`: the default preset on one half of faceveil.eval.splits (facemask and WIDER val); each detection at least
+`--min-px` high (24: stop 36's boxes; 0: all) is "false" when its IoU with every label is < 0.3, and replace's own draw for it (a face, or its blur) is
 counted; then, for each gate, the faces drawn on false boxes and on faces, and the weak ones by size.
 `grey`: each shared set's photos by the frame's chroma spread (the 99th percentile of a*b* away from the median,
 on a 160 px copy: `_scene_colour`'s measure), listing those under 10.
@@ -13,7 +13,7 @@ on a 160 px copy: `_scene_colour`'s measure), listing those under 10.
 (the whole hikers clip, the first seconds of the others; real = against bench_video.py's cached `thorough`
 reference instead of labels). Per gate: face-frames a face is drawn on on false tracks, real ones blurred.
 
-    PYTHONPATH=src nice python research/replace_weak.py weak --side tune|held_out
+    PYTHONPATH=src nice python research/replace_weak.py weak --side tune|held_out [--min-px 0]
     PYTHONPATH=src nice python research/replace_weak.py grey
     PYTHONPATH=src nice python research/replace_weak.py video [--labelled --side tune|held_out]
 """
