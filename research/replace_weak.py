@@ -2,8 +2,8 @@
 questions behind replace's `min_score` gate and `SCENE_GREY` (issue 22, stop 36).
 
 `weak`: the default preset on one half of faceveil.eval.splits (facemask and WIDER val); each detection at least
-`--min-px` high (24: stop 36's boxes; 0: all) is "false" when its IoU with every label is < 0.3, and replace's own draw for it (a face, or its blur) is
-counted; then, for each gate, the faces drawn on false boxes and on faces, and the weak ones by size.
+`--min-px` high (24: stop 36's boxes; 0: all) is "false" when its IoU with every label is < 0.3, and replace's own
+draw for it (a face, or its blur) is counted; then, for each gate, the faces drawn on false boxes and on faces, and the weak ones by size.
 `grey`: each shared set's photos by the frame's chroma spread (the 99th percentile of a*b* away from the median,
 on a 160 px copy: `_scene_colour`'s measure), listing those under 10.
 
@@ -164,7 +164,8 @@ def main() -> int:
     ap.add_argument("--labelled", action="store_true", help="video: the labelled (a) clips of --side")
     ap.add_argument("--min-px", type=float, default=24.0, help="weak: boxes at least this high (stop 36: 24)")
     a = ap.parse_args()
-    {"weak": lambda: weak(a.side, a.min_px), "grey": grey, "video": lambda: video(a.side if a.labelled else None)}[a.what]()
+    {"weak": lambda: weak(a.side, a.min_px), "grey": grey,
+     "video": lambda: video(a.side if a.labelled else None)}[a.what]()
     return 0
 
 
