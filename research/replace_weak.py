@@ -3,7 +3,8 @@ questions behind replace's `min_score` gate and `SCENE_GREY` (issue 22, stop 36)
 
 `weak`: the default preset on one half of faceveil.eval.splits (facemask and WIDER val); each detection at least
 `--min-px` high (24: stop 36's boxes; 0: all) is "false" when its IoU with every label is < 0.3, and replace's own
-draw for it (a face, or its blur) is counted; then, for each gate, the faces drawn on false boxes and on faces, and the weak ones by size.
+draw for it (a face, or its blur) is counted; then, for each gate, the faces drawn on false boxes and on faces, and
+the weak ones by size.
 `grey`: each shared set's photos by the frame's chroma spread (the 99th percentile of a*b* away from the median,
 on a 160 px copy: `_scene_colour`'s measure), listing those under 10.
 
