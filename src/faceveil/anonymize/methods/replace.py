@@ -1327,6 +1327,14 @@ def _holes_filled(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _closed_outline(mask: np.ndarray, scale: float, across: float) -> np.ndarray:
+    """uint8 copy of the 0/1 ``mask`` closed with an ellipse ~``across`` template px wide (``scale``: one image pixel
+    in template px), holes filled: a cover's outline without the notches and ragged edge the rule leaves."""
+    k = 2 * max(1, int(round(across / 2 / scale))) + 1
+    return _holes_filled(cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE,
+                                          cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))))
+
+
 def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarray,
                    skin_lab: np.ndarray | None, reach: bool = False):
     """float32 weight (0..1) of the pixels to keep as they are: an occluder over the lower face.
@@ -1384,9 +1392,7 @@ def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndar
     # holes inside the occluder (a print, a fold's highlight) are part of it: fill what it encloses
     filled = _holes_filled(keep) & lower.astype(np.uint8)
     if clear:  # the outline without the rule's notches (folds, a nose wire's highlight, shade)
-        k = 2 * max(1, int(round(OCC_CLEAN_CLOSE / 2 / scale))) + 1
-        closed = cv2.morphologyEx(filled, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-        filled = _holes_filled(closed) & lower.astype(np.uint8)
+        filled = _closed_outline(filled, scale, OCC_CLEAN_CLOSE) & lower.astype(np.uint8)
     # never beyond the occluder's own outline: erode by one pixel, then soften inward only
     core = cv2.erode(filled, np.ones((3, 3), np.uint8))
     # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only, from its
@@ -1423,9 +1429,7 @@ def _cover_reach(rgb: np.ndarray, lab: np.ndarray, plain: np.ndarray, keep: np.n
     if not ext.any():
         return None
     # the cover's outline without the rule's ragged edge: closed over ~6 template px, holes filled
-    k = 2 * max(1, int(round(3.0 / scale))) + 1
-    shape = _holes_filled(cv2.morphologyEx((ext | ((keep > 0) & near)).astype(np.uint8), cv2.MORPH_CLOSE,
-                                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))))
+    shape = _closed_outline(ext | ((keep > 0) & near), scale, 6.0)
     # the rule's texture window straddles the cover's edge, where it finds no cover: grown back over the cover's
     # own colour (``near``) up to that window's reach
     k = 2 * max(1, int(round(OCC_REACH_GROW / scale))) + 1
