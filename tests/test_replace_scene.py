@@ -279,3 +279,56 @@ def test_a_face_replace_cannot_place_gets_a_soft_edged_blur_over_its_whole_box(a
     # halfway into the margin it is partly blurred: neither the photo nor the blur
     mid = (y1 + y2) // 2, x1 // 2
     assert 0 < np.abs(got[mid] - orig[mid]).max() and np.abs(got[mid] - blurred[mid]).max() > 0
+
+
+def test_a_box_inside_a_larger_face_is_part_of_it_not_a_second_face(astronaut, astronaut_faces):
+    """On a large photo of one big face the default preset also boxes parts of it (eyes to mouth, half the face; 5
+    boxes on 4 of deepface-unit's 64 photos), and replace drew a face on each: two or three faces over each other. A
+    strong box >= 0.95 inside a larger strong one now gets the soft blur, under the larger box's one face; a box that
+    sticks out of it more is still a face of its own."""
+    from conftest import default_comp
+    from faceveil.detections import Detections
+
+    d, comp = astronaut_faces, default_comp()
+    big = d.xyxy[0].astype(np.float64)
+    w, h = big[2] - big[0], big[3] - big[1]
+    part = big + [0.2 * w, 0.3 * h, -0.15 * w, -0.1 * h]  # the lower middle of the face, inside its box
+    lm = d.landmarks[:1]
+    both = Detections(np.stack([big, part]).astype(np.float32), np.array([0.9, 0.8], np.float32),
+                      np.concatenate([lm, lm]), None)
+    m = get_method("replace", {})
+    out = m.apply(astronaut, both, comp, np.random.default_rng(0))
+    assert m.counts == {"replaced": 1, "nested_blurred": 1}, dict(m.counts)
+    alone = get_method("replace", {}).apply(astronaut, d[:1], comp, np.random.default_rng(0))
+    # one face: the larger box's, as it is drawn alone (the blur only where its mask fades out)
+    centre = np.s_[int(big[1] + 0.3 * h): int(big[3] - 0.3 * h), int(big[0] + 0.3 * w): int(big[2] - 0.3 * w)]
+    assert np.abs(out[centre].astype(int) - alone[centre]).max() <= 1
+    p = np.round(part).astype(int)
+    assert (out[p[1]:p[3], p[0]:p[2]] != astronaut[p[1]:p[3], p[0]:p[2]]).any(axis=-1).mean() >= 0.99
+    out_of = part + [0.3 * w, 0, 0.3 * w, 0]  # a third of it outside the larger box: another face
+    two = Detections(np.stack([big, out_of]).astype(np.float32), np.array([0.9, 0.8], np.float32),
+                     np.concatenate([lm, lm + [0.3 * w, 0]]), None)
+    m = get_method("replace", {})
+    m.apply(astronaut, two, comp, np.random.default_rng(0))
+    assert m.counts == {"replaced": 2}, dict(m.counts)
+    # a video's held box grows with its uncertainty and takes in neighbours: it holds no face of another
+    held = Detections(both.xyxy, both.score, both.landmarks, None, sources=np.array(["held", "detected"]))
+    m = get_method("replace", {})
+    m.apply(astronaut, held, comp, np.random.default_rng(0))
+    assert "nested_blurred" not in m.counts and sum(m.counts.values()) == 2, dict(m.counts)
+
+
+@pytest.mark.slow
+def test_one_big_face_gets_one_new_face_on_a_full_size_portrait():
+    """deepface-unit's img1.jpg at its own 1382 x 1868 px: the default preset boxes the face (0.94) and two parts of
+    it (0.81, 0.66) inside that box; replace draws one face."""
+    from conftest import default_comp, detect_default, shared_path
+
+    from faceveil.io.images import read_rgb
+
+    path = shared_path("deepface-unit", "img1.jpg")
+    img = read_rgb(path)
+    d = detect_default(img)
+    m = get_method("replace", {})
+    m.apply(img, d, default_comp(), np.random.default_rng(0))
+    assert len(d) == 3 and m.counts == {"replaced": 1, "nested_blurred": 2}, (len(d), dict(m.counts))
