@@ -26,7 +26,8 @@ PROBES = ["explore_recall", "replay_recall", "recall_levers", "cycle_probes", "z
           "wider_misses", "photo_overhead", "fd_caricature", "mixed_precision", "video_cpu",
           "fd_weights", "hikers", "big_gate", "donor_drift", "bf16_openvino", "occluder_labels",
           "skipped_cover", "masked_video", "face_plate", "face_focus", "coarse_gate", "weak_confirm",
-          "replace_weak", "coarse_every", "shot_cuts", "turned_tracks", "cover_classifier", "nested_faces"]
+          "replace_weak", "coarse_every", "shot_cuts", "turned_tracks", "cover_classifier", "nested_faces",
+          "bank_ghosts"]
 
 
 def _imports(path):

@@ -77,13 +77,17 @@ def main() -> int:
                     help="stop adding identities closer than this to a kept one (0: keep --count)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--donors-cache", help="reuse (or write) the aligned donors here, to skip detection on reruns")
+    ap.add_argument("--mouth-half", action="store_true",
+                    help="also keep only the better-registered half of the mouths (fewer doubled mouths; not the "
+                         "shipped bank's build: at 512 candidates it left 36 entries, research/bank_ghosts.py)")
     args = ap.parse_args()
     donors, stats, merged = donors_bank(Path(args.data), args.min_face, args.size, args.donors_cache)
     accept = None
     if args.placed_distance > 0:
         accept = placement_check(donors, photo_targets(sorted(Path(args.data).glob("*.jpg"))), args.placed_distance)
     bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
-                                min_distance=args.min_distance, progress=True, accept=accept)
+                                min_distance=args.min_distance, progress=True, accept=accept,
+                                mouth_half=args.mouth_half)
     bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) averages of "
                    f"k={args.k}, donor-checked (aligned, and fitted into photos: >= {args.placed_distance:g}); ordered "
                    f"farthest-first: entries 0..{syn['distinct_prefix'] - 1} are pairwise >= 0.6 apart (dlib); "

@@ -77,6 +77,11 @@ def average(faces: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     return np.clip(m + 0.5, 0, 255).astype(np.uint8)
 
 
+# A doubled mouth (research/bank_ghosts.py): the ellipse about the template's mouth corners where the donors' fine
+# structure (grey minus a blur of MOUTH_DETAIL template px) is compared, half-axes in template px.
+MOUTH_AX, MOUTH_AY, MOUTH_DETAIL = 20.0, 10.0, 3.0
+
+
 def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, spread: bool = False,
                   weights: np.ndarray | None = None):
     """The average of aligned faces after registering each onto their mean shape.
@@ -89,7 +94,9 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
     weighted mean of the shapes (a dominant donor leads both).
     ``spread``: also return how much the registered donors still disagree inside the face
     (mean grey-level std over the template's face ellipse, plus that of the worse eye): hair,
-    hands or a turned head in one donor show up there as ghosts that the flow could not remove.
+    hands or a turned head in one donor show up there as ghosts that the flow could not remove;
+    and at the mouth (the std of the donors' fine structure, each one's grey minus its own blur, about
+    the mouth corners: a mouth open in one donor and shut in another, or lower, leaves two lip lines).
     """
     faces = np.asarray(faces)
     h, w = faces.shape[1:3]
@@ -119,7 +126,15 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
         std = np.sqrt((w * (g - (w * g).sum(0)) ** 2).sum(0))
     # a doubled eye is the ghost that shows most: the worse eye counts as much as the whole face
     eyes = [((xx + 0.5 - ex * s) ** 2 + (yy + 0.5 - ey * s) ** 2 <= (9 * s) ** 2) for ex, ey in TEMPLATE[:2]]
-    return ref, float(std[inside].mean() + max(std[e].mean() for e in eyes))
+    # the mouth's structure only: the people's tone and light differ more than their lip lines
+    mx, my = TEMPLATE[3:].mean(axis=0)
+    mouth = ((xx + 0.5 - mx * s) / (MOUTH_AX * s)) ** 2 + ((yy + 0.5 - my * s) / (MOUTH_AY * s)) ** 2 <= 1
+    d = np.stack([x - cv2.GaussianBlur(x, (0, 0), MOUTH_DETAIL * s) for x in g])
+    if weights is None:
+        dstd = d.std(axis=0)
+    else:
+        dstd = np.sqrt((w * (d - (w * d).sum(0)) ** 2).sum(0))
+    return ref, float(std[inside].mean() + max(std[e].mean() for e in eyes)), float(dstd[mouth].mean())
 
 
 # Averaging k faces keeps what they share (eyes, mouth, the outline) and divides the variance of what
@@ -206,6 +221,7 @@ class Synthesized:
     yaw: float = 0.0  # the face's own yaw_ratio (mean of its donors', after mirroring)
     spread: float = float("nan")  # how much the registered donors disagree (dense_average)
     weights: tuple[float, ...] = ()  # each donor's weight, in the order of ``donors`` (empty: equal)
+    mouth: float = float("nan")  # how much their mouths' fine structure disagrees (dense_average)
 
 
 class Synthesizer:
@@ -277,7 +293,7 @@ class Synthesizer:
             w = donor_weights(self.weights, self.k, rng)
             yaws = [-self.bank.yaw[j] if fl else self.bank.yaw[j] for j, (_, fl) in zip(idx, turned)]
             own = float(np.mean(yaws) if w is None else np.dot(w, yaws))
-            face, spread = dense_average(np.stack([t for t, _ in turned]), spread=True, weights=w)
+            face, spread, mouth = dense_average(np.stack([t for t, _ in turned]), spread=True, weights=w)
             face = crisp(face)  # before the donor check: what is checked is what is shown
             dist = float("nan")
             if self.reject:
@@ -288,7 +304,7 @@ class Synthesizer:
                 if dist < self.reject_distance:
                     continue
             return Synthesized(face, tuple(self.people[p] for p in people), draw, dist, own, spread,
-                               () if w is None else tuple(float(v) for v in w))
+                               () if w is None else tuple(float(v) for v in w), mouth)
         raise ModelError(f"no average of {self.k} donors passed the donor check in {self.max_draws} draws; "
                          "use a larger bank or a larger k")
 
@@ -296,7 +312,8 @@ class Synthesizer:
 def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidates: int = 0,
                     reject_distance: float = MATCH, min_distance: float = MATCH,
                     progress: bool = False, weights: str = "",
-                    accept: Callable[[Synthesized], bool] | None = None) -> tuple[Bank, dict]:
+                    accept: Callable[[Synthesized], bool] | None = None,
+                    mouth_half: bool = False) -> tuple[Bank, dict]:
     """An ``averages`` bank of up to ``count`` identities from a ``donors`` bank.
 
     Draws ``candidates`` (default 4 x count) donor-checked averages, drops the worse-registered
@@ -306,7 +323,9 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     entries are then different people to dlib. ``weights``: each average's donor weights
     (``donor_weights``; default equal). ``accept``: a further check of a candidate, run only on
     the ones the farthest-point order reaches (tools/build_default_bank.py: the average fitted
-    into photos must stay away from its donors); a rejected one is passed over.
+    into photos must stay away from its donors); a rejected one is passed over. ``mouth_half``: after the
+    spread's cut, keep the better-registered half of the mouths too (``Synthesized.mouth``: fewer doubled mouths;
+    it needs about twice the candidates for the same count, research/bank_ghosts.py).
     """
     if bank.kind != "donors":
         raise UsageError("synthesize from a donors bank (faceveil bank build)")
@@ -336,6 +355,11 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     cut = float(np.median([s.spread for s in drawn]))
     if len(drawn) >= 2 * count:
         drawn = [s for s in drawn if s.spread <= cut]
+    # then the better-registered half of the mouths: a doubled mouth (two lip lines) is the ghost the spread above
+    # misses most (research/bank_ghosts.py)
+    if mouth_half and len(drawn) >= 2 * count:
+        mcut = float(np.median([s.mouth for s in drawn]))
+        drawn = [s for s in drawn if s.mouth <= mcut]
     desc = np.stack([aligned_descriptor(s.face) for s in drawn])
     keep, rejected, stopped = [], 0, "candidates"
     dmin = np.full(len(drawn), np.inf)  # the first pick is the first candidate accepted
