@@ -262,7 +262,8 @@ class Replace(Method):
     edge that face the camera (their box grown past that edge); profiles and turned
     heads whose landmarks a similarity cannot fit get a strong blur (counted in `counts`),
     as do weak detections (`min_score`: most of them are no face; in a video, weak tracks), with a soft
-    edge. In a black-and-white photo the face has no colour.
+    edge, and boxes inside a larger detected face's box (parts of that face: it gets one new face).
+    In a black-and-white photo the face has no colour.
     """
 
     uses_rng = True
