@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import faceveil
-from faceveil.detections import box_iou
+from faceveil.detections import box_inside, box_iou
 from faceveil.eval.splits import split
 from faceveil.io.images import read_rgb
 from faceveil.io.labels import read_labels
@@ -36,15 +36,12 @@ RATIO = (0.05, 0.1, 0.2)
 def nested_pairs(xyxy: np.ndarray, score: np.ndarray, min_score: float):
     """(i, j, share of i's box inside j's, area of i over j's) for every strong i inside a larger strong j."""
     b = np.asarray(xyxy, np.float64)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    area = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    inside = box_inside(b, b)
     for i in range(len(b)):
         for j in range(len(b)):
-            if i == j or area[j] <= area[i] or score[i] < min_score or score[j] < min_score:
-                continue
-            w = min(b[i, 2], b[j, 2]) - max(b[i, 0], b[j, 0])
-            h = min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1])
-            if w > 0 and h > 0:
-                yield i, j, w * h / area[i], area[i] / area[j]
+            if i != j and area[j] > area[i] and min(score[i], score[j]) >= min_score and inside[i, j] > 0:
+                yield i, j, float(inside[i, j]), area[i] / area[j]
 
 
 def main() -> None:

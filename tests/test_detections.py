@@ -1,13 +1,22 @@
 import numpy as np
 import pytest
 
-from faceveil.detections import Detections, box_iou, nms
+from faceveil.detections import Detections, box_inside, box_iou, nms
 
 
 def test_iou_hand_values():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]])
     np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0.0, 1.0]])
+
+
+def test_inside_hand_values():
+    """The share of each first box inside each second one: half, none, all; a box inside a larger one is wholly
+    inside it (the larger one only a quarter inside the smaller); an empty box is inside nothing."""
+    a = np.array([[0, 0, 10, 10], [2, 2, 7, 7], [3, 3, 3, 8]])
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]])
+    np.testing.assert_allclose(box_inside(a, b), [[0.5, 0.0, 1.0], [0.4, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(box_inside(b[2], a[1]), [[0.25]])
 
 
 def test_nms_keeps_best_of_overlapping_and_separate_boxes():

@@ -268,8 +268,8 @@ class Detections:
                    np.asarray([f.get("source", "detected") for f in faces], _SOURCE_DTYPE))
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of Nx4 and Mx4 xyxy boxes."""
+def _box_areas(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(areas of the Nx4 xyxy boxes ``a``, of the Mx4 ``b``, their NxM pairwise intersections)."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -277,8 +277,20 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    return area_a, area_b, inter
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of Nx4 and Mx4 xyxy boxes."""
+    area_a, area_b, inter = _box_areas(a, b)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def box_inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise share of each Nx4 xyxy box of ``a`` that lies inside each Mx4 box of ``b`` (0 for an empty box)."""
+    area_a, _, inter = _box_areas(a, b)
+    return np.where(area_a[:, None] > 0, inter / np.maximum(area_a[:, None], 1e-12), 0.0)
 
 
 def nms(det: Detections, iou_threshold: float = 0.3) -> Detections:

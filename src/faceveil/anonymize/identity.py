@@ -119,22 +119,22 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
     yy, xx = np.mgrid[0:h, 0:w]
     inside = ((xx + 0.5 - 64 * s) / (36 * s)) ** 2 + ((yy + 0.5 - 76 * s) / (50 * s)) ** 2 <= 1
     g = np.stack([cv2.cvtColor(m, cv2.COLOR_RGB2GRAY) for m in moved]).astype(np.float32)
-    if weights is None:
-        std = g.std(axis=0)
-    else:  # what shows of a donor is its weight's share: a light donor's ghost is faint
-        w = np.asarray(weights, np.float32)[:, None, None]
-        std = np.sqrt((w * (g - (w * g).sum(0)) ** 2).sum(0))
+    wt = None if weights is None else np.asarray(weights, np.float32)[:, None, None]
+
+    def donor_std(x: np.ndarray) -> np.ndarray:
+        if wt is None:
+            return x.std(axis=0)
+        # what shows of a donor is its weight's share: a light donor's ghost is faint
+        return np.sqrt((wt * (x - (wt * x).sum(0)) ** 2).sum(0))
+
+    std = donor_std(g)
     # a doubled eye is the ghost that shows most: the worse eye counts as much as the whole face
     eyes = [((xx + 0.5 - ex * s) ** 2 + (yy + 0.5 - ey * s) ** 2 <= (9 * s) ** 2) for ex, ey in TEMPLATE[:2]]
     # the mouth's structure only: the people's tone and light differ more than their lip lines
     mx, my = TEMPLATE[3:].mean(axis=0)
     mouth = ((xx + 0.5 - mx * s) / (MOUTH_AX * s)) ** 2 + ((yy + 0.5 - my * s) / (MOUTH_AY * s)) ** 2 <= 1
-    d = np.stack([x - cv2.GaussianBlur(x, (0, 0), MOUTH_DETAIL * s) for x in g])
-    if weights is None:
-        dstd = d.std(axis=0)
-    else:
-        dstd = np.sqrt((w * (d - (w * d).sum(0)) ** 2).sum(0))
-    return ref, float(std[inside].mean() + max(std[e].mean() for e in eyes)), float(dstd[mouth].mean())
+    detail = donor_std(np.stack([x - cv2.GaussianBlur(x, (0, 0), MOUTH_DETAIL * s) for x in g]))
+    return ref, float(std[inside].mean() + max(std[e].mean() for e in eyes)), float(detail[mouth].mean())
 
 
 # Averaging k faces keeps what they share (eyes, mouth, the outline) and divides the variance of what

@@ -38,6 +38,7 @@ from typing import Literal, NamedTuple
 import cv2
 import numpy as np
 
+from ...detections import box_inside
 from ...registry import param
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
 from ..base import METHODS, Method, crop
@@ -220,17 +221,12 @@ TURN_RUN = 2  # detections in a row that must say so before a tracked face turns
 
 def _nested(boxes: np.ndarray, i: int, among: np.ndarray) -> bool:
     """Whether box ``i`` lies at least NESTED_INSIDE inside a larger box of ``among`` (indices into ``boxes``)."""
-    b = boxes[i]
-    area = (b[2] - b[0]) * (b[3] - b[1])
-    if area <= 0:
-        return False
     o = boxes[among[among != i]]
     if not len(o):
         return False
-    w = np.clip(np.minimum(o[:, 2], b[2]) - np.maximum(o[:, 0], b[0]), 0, None)
-    h = np.clip(np.minimum(o[:, 3], b[3]) - np.maximum(o[:, 1], b[1]), 0, None)
-    larger = (o[:, 2] - o[:, 0]) * (o[:, 3] - o[:, 1]) > area
-    return bool((larger & (w * h >= NESTED_INSIDE * area)).any())
+    inside = box_inside(boxes[i], o)[0]
+    larger = np.prod(o[:, 2:] - o[:, :2], axis=1) > np.prod(boxes[i, 2:] - boxes[i, :2])
+    return bool((larger & (inside >= NESTED_INSIDE)).any())
 
 
 def _soft_blurred(frame: np.ndarray, region, box: np.ndarray) -> np.ndarray:
