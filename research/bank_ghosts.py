@@ -11,7 +11,8 @@ Each bank given with `--compare` (the shipped one, built from the same candidate
 faces' bytes: median and 90th percentile of both values over its entries, and entries with a mouth over `--ghost`.
 
     PYTHONPATH=src nice python research/bank_ghosts.py --out /tmp/bank_new.npz --donors-cache /tmp/donors.npz \
-        --compare src/faceveil/data/default_bank.npz [--mouth-half] [--candidates 1024] [--sheet /tmp/m.png]
+        --compare src/faceveil/data/default_bank.npz [--mouth-half] [--robust] [--candidates 1024] \
+        [--sheet /tmp/m.png]
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ VALUES: dict[str, tuple[float, float]] = {}  # sha1 of the crisp average -> (spr
 _dense = I.dense_average
 
 
-def _recording(faces, iterations=3, smooth=2.0, spread=False, weights=None):
-    out = _dense(faces, iterations, smooth, spread, weights)
+def _recording(faces, iterations=3, smooth=2.0, spread=False, weights=None, robust=False):
+    out = _dense(faces, iterations, smooth, spread, weights, robust)
     if spread:
         VALUES[hashlib.sha1(I.crisp(out[0]).tobytes()).hexdigest()] = out[1:]
     return out
@@ -67,13 +68,15 @@ def main() -> None:
     ap.add_argument("--donors-cache", required=True)
     ap.add_argument("--compare", action="append", default=[])
     ap.add_argument("--mouth-half", action="store_true", help="build with --mouth-half")
+    ap.add_argument("--robust", action="store_true", help="build with --robust")
     ap.add_argument("--candidates", type=int, default=512)
     ap.add_argument("--ghost", type=float, default=18.0)
     ap.add_argument("--sheet", help="write the built bank's lower faces sorted by mouth here (PNG)")
     a = ap.parse_args()
     I.dense_average = _recording
     sys.argv = ["build_default_bank.py", "--out", a.out, "--donors-cache", a.donors_cache,
-                "--candidates", str(a.candidates)] + (["--mouth-half"] if a.mouth_half else [])
+                "--candidates", str(a.candidates)] + (["--mouth-half"] if a.mouth_half else []) + \
+        (["--robust"] if a.robust else [])
     build_default_bank.main()
     print(f"{len(VALUES)} candidates recorded")
     for path in [a.out] + a.compare:

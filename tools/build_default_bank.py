@@ -9,8 +9,9 @@ apart (distance < 0.6) are joined, so "k different people" holds even where the
 labels are missing. The file holds only averages of k different people, each
 checked by dlib against every photo of its donors (never a single real face).
 Donors are mirrored to one side (their yaw) and registered densely (DIS optical flow)
-before averaging, the better-registered half of the candidates is kept, and each
-entry stores its yaw. An entry must also stay >= 0.6 from every photo of its donors
+before averaging (`--robust`: structure only one or two donors have, a jaw outline or
+glasses, fades instead of showing as a ghost), the better-registered half of the
+candidates is kept, and each entry stores its yaw. An entry must also stay >= 0.6 from every photo of its donors
 once replace has fitted it into photos (the deepface-unit photos at LFW's face size,
 each its own person's photos left out): research/donor_drift.py found the aligned
 check alone let 15 % of replaced LFW faces land within 0.6 of a donor photo.
@@ -80,6 +81,9 @@ def main() -> int:
     ap.add_argument("--mouth-half", action="store_true",
                     help="also keep only the better-registered half of the mouths (fewer doubled mouths; not the "
                          "shipped bank's build: at 512 candidates it left 36 entries, research/bank_ghosts.py)")
+    ap.add_argument("--robust", action="store_true",
+                    help="average the donors' structure robustly (identity.robust_average: a line only one or two "
+                         "donors have fades; not the shipped bank's build, bench/replace_results.md stop 48)")
     args = ap.parse_args()
     donors, stats, merged = donors_bank(Path(args.data), args.min_face, args.size, args.donors_cache)
     accept = None
@@ -87,7 +91,7 @@ def main() -> int:
         accept = placement_check(donors, photo_targets(sorted(Path(args.data).glob("*.jpg"))), args.placed_distance)
     bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
                                 min_distance=args.min_distance, progress=True, accept=accept,
-                                mouth_half=args.mouth_half)
+                                mouth_half=args.mouth_half, robust=args.robust)
     bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) averages of "
                    f"k={args.k}, donor-checked (aligned, and fitted into photos: >= {args.placed_distance:g}); ordered "
                    f"farthest-first: entries 0..{syn['distinct_prefix'] - 1} are pairwise >= 0.6 apart (dlib); "

@@ -80,10 +80,36 @@ def average(faces: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
 # A doubled mouth (research/bank_ghosts.py): the ellipse about the template's mouth corners where the donors' fine
 # structure (grey minus a blur of MOUTH_DETAIL template px) is compared, half-axes in template px.
 MOUTH_AX, MOUTH_AY, MOUTH_DETAIL = 20.0, 10.0, 3.0
+# The robust average (``dense_average(robust=...)``): the donors' tone and shading (a Gaussian blur of ROBUST_LOW
+# template px) averaged as before; their structure above it weighted per pixel by how close it lies to the donors'
+# median structure there (exp(-(d / ROBUST_SIGMA)^2), d the grey distance blurred over ROBUST_DEV template px), so a
+# line only one or two donors have (a jaw or cheek outline the flow did not register, a strand of hair, a frame of
+# glasses) fades instead of showing as a ghost. research/bank_ghosts.py compares the two.
+ROBUST_LOW, ROBUST_SIGMA, ROBUST_DEV = 6.0, 10.0, 1.5
+
+
+def robust_average(faces: np.ndarray, weights: np.ndarray | None = None, sigma: float = ROBUST_SIGMA) -> np.ndarray:
+    """Aligned faces averaged with the structure only most of them share (see ROBUST_LOW above).
+
+    Written here: a per-pixel M-estimator over a handful of images is a few array lines; no image library has one.
+    """
+    f = np.asarray(faces).astype(np.float32)
+    s = f.shape[1] / SIZE
+    low = np.stack([cv2.GaussianBlur(x, (0, 0), ROBUST_LOW * s) for x in f])
+    detail = f - low
+    g = detail.mean(axis=3)
+    med = np.median(g, axis=0)
+    dev = np.stack([cv2.GaussianBlur(np.abs(x - med), (0, 0), ROBUST_DEV * s) for x in g])
+    w = np.exp(-(dev / sigma) ** 2) + 1e-3  # the floor: where every donor differs, their plain mean
+    dw = np.full(len(f), 1 / len(f), np.float32) if weights is None else np.asarray(weights, np.float32)
+    w = w * dw[:, None, None]
+    w /= w.sum(axis=0)
+    out = np.tensordot(dw, low, axes=1) + (w[..., None] * detail).sum(axis=0)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, spread: bool = False,
-                  weights: np.ndarray | None = None):
+                  weights: np.ndarray | None = None, robust: bool = False):
     """The average of aligned faces after registering each onto their mean shape.
 
     ``smooth``: the flow's Gaussian smoothing, in template pixels (scaled with the crop's size).
@@ -92,6 +118,8 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
     shapes, not on one donor's), and averages again. Deterministic: DIS has no randomness.
     ``weights`` (one per face, summing to 1; None: equal): a weighted average of the textures, on the
     weighted mean of the shapes (a dominant donor leads both).
+    ``robust``: the registered donors' last average is ``robust_average`` (a line only one or two donors have
+    fades), not the plain mean; registration and ``spread`` are the same either way.
     ``spread``: also return how much the registered donors still disagree inside the face
     (mean grey-level std over the template's face ellipse, plus that of the worse eye): hair,
     hands or a turned head in one donor show up there as ghosts that the flow could not remove;
@@ -113,6 +141,8 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
         moved = np.stack([cv2.remap(f, grid + fl - mean, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                           for f, fl in zip(faces, flows)])
         ref = average(moved, weights)
+    if robust:
+        ref = robust_average(moved, weights)
     if not spread:
         return ref
     s = h / SIZE
@@ -233,11 +263,11 @@ class Synthesizer:
     """
 
     def __init__(self, bank: Bank, k: int = 5, reject: bool = True, reject_distance: float = MATCH,
-                 max_draws: int = 50, weights: str = ""):
+                 max_draws: int = 50, weights: str = "", robust: bool = False):
         if k < 3:
             raise UsageError("k must be at least 3: fewer donors leave a single donor recognizable")
         self.bank, self.k, self.reject, self.reject_distance, self.max_draws = bank, k, reject, reject_distance, max_draws
-        self.weights = weights
+        self.weights, self.robust = weights, robust
         donor_weights(weights, k, np.random.default_rng(0))  # a bad spec fails here, not at the first face
         if bank.kind == "averages":
             if (bank.k < 3).any():
@@ -293,7 +323,8 @@ class Synthesizer:
             w = donor_weights(self.weights, self.k, rng)
             yaws = [-self.bank.yaw[j] if fl else self.bank.yaw[j] for j, (_, fl) in zip(idx, turned)]
             own = float(np.mean(yaws) if w is None else np.dot(w, yaws))
-            face, spread, mouth = dense_average(np.stack([t for t, _ in turned]), spread=True, weights=w)
+            face, spread, mouth = dense_average(np.stack([t for t, _ in turned]), spread=True, weights=w,
+                                               robust=self.robust)
             face = crisp(face)  # before the donor check: what is checked is what is shown
             dist = float("nan")
             if self.reject:
@@ -313,7 +344,7 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
                     reject_distance: float = MATCH, min_distance: float = MATCH,
                     progress: bool = False, weights: str = "",
                     accept: Callable[[Synthesized], bool] | None = None,
-                    mouth_half: bool = False) -> tuple[Bank, dict]:
+                    mouth_half: bool = False, robust: bool = False) -> tuple[Bank, dict]:
     """An ``averages`` bank of up to ``count`` identities from a ``donors`` bank.
 
     Draws ``candidates`` (default 4 x count) donor-checked averages, drops the worse-registered
@@ -325,11 +356,12 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     the ones the farthest-point order reaches (tools/build_default_bank.py: the average fitted
     into photos must stay away from its donors); a rejected one is passed over. ``mouth_half``: after the
     spread's cut, keep the better-registered half of the mouths too (``Synthesized.mouth``: fewer doubled mouths;
-    it needs about twice the candidates for the same count, research/bank_ghosts.py).
+    it needs about twice the candidates for the same count, research/bank_ghosts.py). ``robust``: each average is
+    ``robust_average``'s (lines only one or two donors have fade; ``dense_average``).
     """
     if bank.kind != "donors":
         raise UsageError("synthesize from a donors bank (faceveil bank build)")
-    syn = Synthesizer(bank, k, True, reject_distance, weights=weights)
+    syn = Synthesizer(bank, k, True, reject_distance, weights=weights, robust=robust)
     candidates = max(candidates or 4 * count, count)
     rng = np.random.default_rng(seed)
     drawn, raw_matches, raw_total = [], 0, 0
