@@ -11,10 +11,11 @@ checked by dlib against every photo of its donors (never a single real face).
 Donors are mirrored to one side (their yaw) and registered densely (DIS optical flow)
 before averaging (`--robust`: structure only one or two donors have, a jaw outline or
 glasses, fades instead of showing as a ghost), the better-registered half of the
-candidates is kept, and each entry stores its yaw. An entry must also stay >= 0.6 from every photo of its donors
-once replace has fitted it into photos (the deepface-unit photos at LFW's face size,
-each its own person's photos left out): research/donor_drift.py found the aligned
-check alone let 15 % of replaced LFW faces land within 0.6 of a donor photo.
+candidates is kept, and each entry stores its yaw. An entry must also stay >= 0.6
+from every photo of its donors once replace has fitted it into photos (the
+deepface-unit photos at LFW's face size, each its own person's photos left out):
+research/donor_drift.py found the aligned check alone let 15 % of replaced LFW
+faces land within 0.6 of a donor photo.
 Deterministic: same photos, same seed, same file.
 Never point this at LFW or WIDER FACE: their licences forbid shipping results.
 """
