@@ -135,15 +135,16 @@ def replace_default(img, dets, seed=0, **params):
 
 
 def replaced_portraits(side: int = 640):
-    """(photo, its default detections, replaced with the defaults and seed 0) for each deepface-unit portrait,
-    scaled down to at most ``side`` px (skips without ../shared)."""
+    """(photo, its default detections, replaced with the defaults) for each deepface-unit portrait, scaled down to
+    at most ``side`` px (skips without ../shared). Photo k is replaced with seed k: with seed 0 everywhere, 54 of
+    the 88 faces drew the same bank entry, and the tests measured that one identity instead of the bank."""
     import cv2
 
     from faceveil.io.images import read_rgb
 
-    for path in sorted(shared_path("deepface-unit").glob("*.jpg")):
+    for k, path in enumerate(sorted(shared_path("deepface-unit").glob("*.jpg"))):
         img = read_rgb(path)
         f = side / max(img.shape[:2])
         img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else img
         dets = detect_default(img)
-        yield img, dets, replace_default(img, dets)
+        yield img, dets, replace_default(img, dets, seed=k)

@@ -93,7 +93,7 @@ def test_the_video_job_starts_each_video_afresh(tmp_path, monkeypatch):
     from faceveil.anonymize.base import Method
 
     calls = []
-    monkeypatch.setattr(Method, "begin_stream", lambda self: calls.append(type(self).__name__))
+    monkeypatch.setattr(Method, "begin_stream", lambda self, rng=None: calls.append(type(self).__name__))
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -104,6 +104,28 @@ def test_the_video_job_starts_each_video_afresh(tmp_path, monkeypatch):
                 writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), i)
     assert main(["anonymize", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
     assert len(calls) == 2, calls
+
+
+def test_another_seed_gives_a_videos_faces_other_identities(tmp_path, astronaut, astronaut_faces):
+    """Before, a tracked face's identity came from its track id alone: `--seed 1` drew the same new face as
+    `--seed 0` in every video (photos did change). The video's identities are now drawn from the run's seed and
+    the video's key: the same seed, the same bytes; another seed, another face."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    h, w = astronaut.shape[:2]
+    info = VideoInfo(folder / "a.mp4", w, h, Fraction(10), Fraction(1, 10), 0, 0.0, 0, "h264", False)
+    with VideoWriter(folder / "a.mp4", info, EncodeOptions(audio=False)) as writer:
+        for i in range(3):
+            writer.write(astronaut, i)
+    outs = {}
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        assert main(["anonymize", str(folder), "-m", "replace", "-o", str(tmp_path / run), "-q",
+                     "--seed", str(seed)]) == 0
+        outs[run] = (tmp_path / run / "a.mp4").read_bytes()
+    assert outs["a"] == outs["b"]
+    x1, y1, x2, y2 = astronaut_faces.xyxy[0].astype(int)
+    a, c = ([f.rgb[y1:y2, x1:x2].astype(np.int16) for f in read_frames(tmp_path / run / "a.mp4")] for run in "ac")
+    assert all(np.abs(fa - fc).mean() > 4 for fa, fc in zip(a, c))  # another face on every frame
 
 
 def test_a_tracked_face_turned_away_is_blurred_on_all_its_frames_until_it_turns_back(astronaut, astronaut_faces):

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from faceveil.anonymize.bank import build_bank, load_bank  # noqa: E402
-from faceveil.anonymize.identity import MATCH, merge_lookalikes, synthesize_bank  # noqa: E402
+from faceveil.anonymize.identity import CRISP_GAIN, MATCH, merge_lookalikes, synthesize_bank  # noqa: E402
 from faceveil.anonymize.placement import placement_check, photo_targets  # noqa: E402
 
 
@@ -85,6 +85,8 @@ def main() -> int:
     ap.add_argument("--robust", action="store_true",
                     help="average the donors' structure robustly (identity.robust_average: a line only one or two "
                          "donors have fades; not the shipped bank's build, bench/replace_results.md stop 48)")
+    ap.add_argument("--crisp-gain", type=float, default=CRISP_GAIN,
+                    help="unsharp gain on each average before its donor check (identity.crisp)")
     args = ap.parse_args()
     donors, stats, merged = donors_bank(Path(args.data), args.min_face, args.size, args.donors_cache)
     accept = None
@@ -92,7 +94,7 @@ def main() -> int:
         accept = placement_check(donors, photo_targets(sorted(Path(args.data).glob("*.jpg"))), args.placed_distance)
     bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
                                 min_distance=args.min_distance, progress=True, accept=accept,
-                                mouth_half=args.mouth_half, robust=args.robust)
+                                mouth_half=args.mouth_half, robust=args.robust, crisp_gain=args.crisp_gain)
     bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) averages of "
                    f"k={args.k}, donor-checked (aligned, and fitted into photos: >= {args.placed_distance:g}); ordered "
                    f"farthest-first: entries 0..{syn['distinct_prefix'] - 1} are pairwise >= 0.6 apart (dlib); "

@@ -31,9 +31,10 @@ class Method:
     def render(self, frame: np.ndarray, region: Region, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
-    def begin_stream(self) -> None:
+    def begin_stream(self, rng: np.random.Generator | None = None) -> None:
         """Called before the first frame of each video: a method that keeps state per track (its ids start
-        again with every video) drops it here. Photos never call it."""
+        again with every video) drops it here, and draws what a track keeps for the whole video (an identity)
+        from ``rng``, the run's seed and this video's key. Photos never call it."""
 
     def apply(
         self, frame: np.ndarray, detections: Detections, compositor: Compositor, rng: np.random.Generator

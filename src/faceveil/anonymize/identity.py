@@ -176,12 +176,12 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
 CRISP_GAIN, CRISP_SIGMA = 1.5, 0.8
 
 
-def crisp(face: np.ndarray) -> np.ndarray:
-    if CRISP_GAIN <= 0:
+def crisp(face: np.ndarray, gain: float = CRISP_GAIN) -> np.ndarray:
+    if gain <= 0:
         return face
     f = face.astype(np.float32)
     low = cv2.GaussianBlur(f, (0, 0), CRISP_SIGMA * face.shape[0] / SIZE)
-    return np.clip(f + CRISP_GAIN * (f - low) + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(f + gain * (f - low) + 0.5, 0, 255).astype(np.uint8)
 
 
 MIRROR_DEAD = 0.03  # |yaw| below which a face counts as frontal: no side to mirror to
@@ -263,11 +263,11 @@ class Synthesizer:
     """
 
     def __init__(self, bank: Bank, k: int = 5, reject: bool = True, reject_distance: float = MATCH,
-                 max_draws: int = 50, weights: str = "", robust: bool = False):
+                 max_draws: int = 50, weights: str = "", robust: bool = False, crisp_gain: float = CRISP_GAIN):
         if k < 3:
             raise UsageError("k must be at least 3: fewer donors leave a single donor recognizable")
         self.bank, self.k, self.reject, self.reject_distance, self.max_draws = bank, k, reject, reject_distance, max_draws
-        self.weights, self.robust = weights, robust
+        self.weights, self.robust, self.crisp_gain = weights, robust, crisp_gain
         donor_weights(weights, k, np.random.default_rng(0))  # a bad spec fails here, not at the first face
         if bank.kind == "averages":
             if (bank.k < 3).any():
@@ -325,7 +325,7 @@ class Synthesizer:
             own = float(np.mean(yaws) if w is None else np.dot(w, yaws))
             face, spread, mouth = dense_average(np.stack([t for t, _ in turned]), spread=True, weights=w,
                                                robust=self.robust)
-            face = crisp(face)  # before the donor check: what is checked is what is shown
+            face = crisp(face, self.crisp_gain)  # before the donor check: what is checked is what is shown
             dist = float("nan")
             if self.reject:
                 # Compare with every photo of every donor person, not only the ones averaged.
@@ -344,7 +344,8 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
                     reject_distance: float = MATCH, min_distance: float = MATCH,
                     progress: bool = False, weights: str = "",
                     accept: Callable[[Synthesized], bool] | None = None,
-                    mouth_half: bool = False, robust: bool = False) -> tuple[Bank, dict]:
+                    mouth_half: bool = False, robust: bool = False,
+                    crisp_gain: float = CRISP_GAIN) -> tuple[Bank, dict]:
     """An ``averages`` bank of up to ``count`` identities from a ``donors`` bank.
 
     Draws ``candidates`` (default 4 x count) donor-checked averages, drops the worse-registered
@@ -357,11 +358,12 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     into photos must stay away from its donors); a rejected one is passed over. ``mouth_half``: after the
     spread's cut, keep the better-registered half of the mouths too (``Synthesized.mouth``: fewer doubled mouths;
     it needs about twice the candidates for the same count, research/bank_ghosts.py). ``robust``: each average is
-    ``robust_average``'s (lines only one or two donors have fade; ``dense_average``).
+    ``robust_average``'s (lines only one or two donors have fade; ``dense_average``). ``crisp_gain``: the unsharp
+    mask's gain on each average (``crisp``), before the donor check.
     """
     if bank.kind != "donors":
         raise UsageError("synthesize from a donors bank (faceveil bank build)")
-    syn = Synthesizer(bank, k, True, reject_distance, weights=weights, robust=robust)
+    syn = Synthesizer(bank, k, True, reject_distance, weights=weights, robust=robust, crisp_gain=crisp_gain)
     candidates = max(candidates or 4 * count, count)
     rng = np.random.default_rng(seed)
     drawn, raw_matches, raw_total = [], 0, 0

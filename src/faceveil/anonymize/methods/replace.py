@@ -338,6 +338,7 @@ class Replace(Method):
         self._turned: dict[int, tuple] = {}  # a track -> (turned away, detections in a row saying otherwise)
         self._size: dict[int, tuple] = {}  # a track -> its last detected box's width and height
         self._frames = 0  # apply calls: which frame a track's smoothing state was last updated on
+        self._stream_seed = 0  # this video's identities: drawn by begin_stream from the run's seed
 
     # what a video's tracks leave behind, per track id
     STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover", "_turned", "_size")
@@ -350,10 +351,12 @@ class Replace(Method):
             state.clear()
         state[key] = value
 
-    def begin_stream(self) -> None:
-        """A new video: its tracks are new (their ids start again)."""
+    def begin_stream(self, rng: np.random.Generator | None = None) -> None:
+        """A new video: its tracks are new (their ids start again), and so are their identities (drawn from
+        ``rng``: another ``--seed``, other faces; without one, those of seed 0)."""
         for name in self.STREAM_STATE:
             getattr(self, name).clear()
+        self._stream_seed = int(rng.integers(2**62)) if rng is not None else 0
 
     # A track's harmonization (tone, light, the dark limit) follows its ring, which changes with every frame's
     # landmarks and the mouth's motion: the face's brightness jumped from frame to frame (shared talking head: mean
@@ -441,11 +444,11 @@ class Replace(Method):
 
     # identities -----------------------------------------------------------
     def identity_seed(self, track_id: int, index: int, rng: np.random.Generator) -> int:
-        """Tracked faces keep one identity per track; otherwise the identity
-        parameter fixes it, or the run's generator draws one."""
+        """Tracked faces keep one identity per track (the identity parameter's, or the video's draw: see
+        begin_stream); otherwise the identity parameter fixes it, or the run's generator draws one."""
         ident = self.params.identity
         if track_id >= 0:
-            return seed_for(max(ident, 0), "track", track_id)
+            return seed_for(ident if ident >= 0 else self._stream_seed, "track", track_id)
         if ident >= 0:
             return ident
         return int(rng.integers(2**62))
