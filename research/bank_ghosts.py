@@ -68,7 +68,8 @@ def main() -> None:
     ap.add_argument("--donors-cache", required=True)
     ap.add_argument("--compare", action="append", default=[])
     ap.add_argument("--mouth-half", action="store_true", help="build with --mouth-half")
-    ap.add_argument("--robust", action="store_true", help="build with --robust")
+    ap.add_argument("--robust", action=argparse.BooleanOptionalAction, default=False,
+                    help="build with --robust (the tool's default since stop 49; this probe's: the plain mean)")
     ap.add_argument("--candidates", type=int, default=512)
     ap.add_argument("--ghost", type=float, default=18.0)
     ap.add_argument("--sheet", help="write the built bank's lower faces sorted by mouth here (PNG)")
@@ -76,7 +77,7 @@ def main() -> None:
     I.dense_average = _recording
     sys.argv = ["build_default_bank.py", "--out", a.out, "--donors-cache", a.donors_cache,
                 "--candidates", str(a.candidates)] + (["--mouth-half"] if a.mouth_half else []) + \
-        (["--robust"] if a.robust else [])
+        (["--robust"] if a.robust else ["--no-robust"])
     build_default_bank.main()
     print(f"{len(VALUES)} candidates recorded")
     for path in [a.out] + a.compare:

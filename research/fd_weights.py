@@ -33,7 +33,7 @@ from fd_caricature import caricature, fd_parts  # noqa: E402
 
 from faceveil.anonymize import get_method  # noqa: E402
 from faceveil.anonymize.bank import load_bank  # noqa: E402
-from faceveil.anonymize.identity import MATCH, aligned_descriptor, descriptor, synthesize_bank  # noqa: E402
+from faceveil.anonymize.identity import CRISP_GAIN, MATCH, aligned_descriptor, descriptor, synthesize_bank  # noqa: E402
 from faceveil.detect import get_detector  # noqa: E402
 from faceveil.errors import ModelError  # noqa: E402
 
@@ -137,7 +137,8 @@ def main() -> None:
             weights, _, reject = spec.partition("@")  # "@0.7": the build's donor check at 0.7 instead of 0.6
             try:
                 bank, syn = synthesize_bank(donors, 64, 5, 0, 192, reject_distance=float(reject or MATCH),
-                                            min_distance=0.0, weights=weights, progress=True)
+                                            min_distance=0.0, weights=weights, progress=True,
+                                            robust=False, crisp_gain=CRISP_GAIN)  # the recipe it measured
             except ModelError as exc:  # one candidate found no average that passed the donor check in 50 draws
                 print(f"variant {spec}: no bank ({exc})", flush=True)
                 rows.append({"variant": slug(spec, 1.0), "rejected before": float("nan")})

@@ -13,6 +13,7 @@ from faceveil.cli import main
 from faceveil.io.video import EncodeOptions, VideoInfo, VideoWriter, read_frames
 
 FRAMES = 40
+SEEDS = (0, 1, 2)
 
 
 def _face_light(frames, box) -> np.ndarray:
@@ -32,7 +33,10 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
     interpolated between the detections around them, 0.31 / 0.69 (tests/test_replace_skipped_frames.py); those
     faces drawn as detected ones (the frame's own pixels around them, not a fill) with the track's harmonization and
     its side of the mirror, 0.23 / 0.58; the track's landmarks smoothed within its box, 0.14 / 0.40; the face drawn
-    1.1x about the eye line (less flat plate), 0.15 / 0.28 (0.15 / 0.32 with the 7-bit build)."""
+    1.1x about the eye line (less flat plate), 0.15 / 0.28 (0.15 / 0.32 with the 7-bit build). Those were one
+    identity's: a video's faces ignored --seed until stop 49. Over three (--seed 0, 1, 2; the means of their
+    per-frame means / 95th percentiles), stop 48's bank 0.201 / 0.496 (one identity's mean ranges 0.16-0.30 over
+    6 seeds), the robust bank with its finer detail (stop 49) 0.164 / 0.388."""
     import faceveil
 
     src = shared_path("videos") / "talking_head_speech_844.mp4"
@@ -43,16 +47,20 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
     with VideoWriter(short, info, EncodeOptions(audio=False)) as writer:
         for i, f in enumerate(clip):
             writer.write(f, i)
-    out = tmp_path / "out.mp4"
-    assert main(["anonymize", str(short), "-m", "replace", "-o", str(out), "-q"]) == 0
-    done = [f.rgb for f in read_frames(out)]
-    assert len(done) == FRAMES
     box = faceveil.detect(clip[0]).xyxy[0]
-    orig, new = np.abs(np.diff(_face_light(clip, box))), np.abs(np.diff(_face_light(done, box)))
     x1, y1, x2, y2 = box.astype(int)
-    changed = [np.abs(a[y1:y2, x1:x2].astype(np.int16) - b[y1:y2, x1:x2]).mean() for a, b in zip(done, clip)]
-    assert min(changed) > 8  # a new face on every frame, not the input
-    assert new.mean() <= 0.20 and np.percentile(new, 95) <= 0.5, (new.mean(), np.percentile(new, 95), orig.mean())
+    flicker = []
+    for seed in SEEDS:
+        out = tmp_path / f"out{seed}.mp4"
+        assert main(["anonymize", str(short), "-m", "replace", "-o", str(out), "-q", "--seed", str(seed)]) == 0
+        done = [f.rgb for f in read_frames(out)]
+        assert len(done) == FRAMES
+        changed = [np.abs(a[y1:y2, x1:x2].astype(np.int16) - b[y1:y2, x1:x2]).mean() for a, b in zip(done, clip)]
+        assert min(changed) > 8  # a new face on every frame, not the input
+        new = np.abs(np.diff(_face_light(done, box)))
+        flicker.append((new.mean(), np.percentile(new, 95)))
+    flicker = np.array(flicker)
+    assert flicker[:, 0].mean() <= 0.20 and flicker[:, 1].mean() <= 0.45, flicker.round(3)
 
 
 def test_a_tracks_look_is_smoothed_within_a_video_and_forgotten_between_videos(astronaut, astronaut_faces):

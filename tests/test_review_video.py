@@ -165,3 +165,34 @@ def test_video_endpoints_need_the_token(env):
     assert client.post(f"/api/apply?token={TOKEN}", json=body).status_code == 403
     assert (out / "clip.mp4").read_bytes() == before and not (out / ".faceveil" / "review.json").exists()
     assert client.get("/frame/out/../in/clip.mp4?i=0", headers=HDR).status_code == 404
+
+
+def test_apply_redraws_a_replaced_video_with_the_runs_seed(tmp_path, astronaut):
+    """`-m replace --seed 3`: Apply re-renders the video from the original with the run's seed and key, so the
+    faces away from the manual box are the run's own new faces (another seed draws other ones)."""
+    import faceveil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    d = faceveil.detect(astronaut)
+    sprite = sprite_from_photo(astronaut, d.xyxy[int(np.argmax(d.areas))])
+    write_clip(src / "clip.mp4", make_clip([sprite], (256, 192), N, FPS, seed=5).frames, FPS, audio=False)
+    for seed, name in ((3, "out"), (0, "other")):
+        args = ["anonymize", str(src), "-o", str(tmp_path / name), "-q", "-m", "replace", "--seed", str(seed)]
+        assert main(args) == 0
+    out = tmp_path / "out"
+    orig, before, other = (_frames(p / "clip.mp4") for p in (src, out, tmp_path / "other"))
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=_second()), tmp_path / "cache")
+    client = create_app(rs, TOKEN).test_client(use_cookies=False)
+    box = [8, 150, 56, 188]  # background near the bottom-left corner, frames 6..11
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [{"box": box, "from": 6, "to": 11}]},
+                    headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    after = _frames(out / "clip.mp4")
+    face = [np.abs(b - o).max(axis=2) > 24 for b, o in zip(before, orig)]  # where the run drew its new face
+    assert sum(f.sum() for f in face) > 2000
+    for f in face:
+        f[150 - 8:188 + 8, :56 + 8] = False
+    same = np.mean([np.abs(a - b).max(axis=2)[f].mean() for a, b, f in zip(after, before, face) if f.any()])
+    another = np.mean([np.abs(c - b).max(axis=2)[f].mean() for c, b, f in zip(other, before, face) if f.any()])
+    assert same < 3 and another > 10, (same, another)

@@ -9,9 +9,10 @@ apart (distance < 0.6) are joined, so "k different people" holds even where the
 labels are missing. The file holds only averages of k different people, each
 checked by dlib against every photo of its donors (never a single real face).
 Donors are mirrored to one side (their yaw) and registered densely (DIS optical flow)
-before averaging (`--robust`: structure only one or two donors have, a jaw outline or
-glasses, fades instead of showing as a ghost), the better-registered half of the
-candidates is kept, and each entry stores its yaw. An entry must also stay >= 0.6
+before a robust average (structure only one or two donors have, a jaw outline or
+glasses, fades instead of showing as a ghost; `--no-robust`: the plain mean), sharpened
+(unsharp gain `--crisp-gain`), the better-registered half of the candidates is kept,
+and each entry stores its yaw. An entry must also stay >= 0.6
 from every photo of its donors once replace has fitted it into photos (the
 deepface-unit photos at LFW's face size, each its own person's photos left out):
 research/donor_drift.py found the aligned check alone let 15 % of replaced LFW
@@ -35,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from faceveil.anonymize.bank import build_bank, load_bank  # noqa: E402
-from faceveil.anonymize.identity import CRISP_GAIN, MATCH, merge_lookalikes, synthesize_bank  # noqa: E402
+from faceveil.anonymize.identity import (BANK_CRISP_GAIN, CRISP_GAIN, MATCH, merge_lookalikes,  # noqa: E402
+                                         synthesize_bank)
 from faceveil.anonymize.placement import placement_check, photo_targets  # noqa: E402
 
 
@@ -69,7 +71,7 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "deepface-unit"))
     ap.add_argument("--out", default=str(ROOT / "src" / "faceveil" / "data" / "default_bank.npz"))
     ap.add_argument("--count", type=int, default=64, help="identities to keep")
-    ap.add_argument("--candidates", type=int, default=512, help="checked averages drawn before choosing")
+    ap.add_argument("--candidates", type=int, default=768, help="checked averages drawn before choosing")
     ap.add_argument("--placed-distance", type=float, default=MATCH,
                     help="fitted into photos, an entry stays this far from its donors' photos (0: no check)")
     ap.add_argument("--k", type=int, default=5)
@@ -82,11 +84,12 @@ def main() -> int:
     ap.add_argument("--mouth-half", action="store_true",
                     help="also keep only the better-registered half of the mouths (fewer doubled mouths; not the "
                          "shipped bank's build: at 512 candidates it left 36 entries, research/bank_ghosts.py)")
-    ap.add_argument("--robust", action="store_true",
+    ap.add_argument("--robust", action=argparse.BooleanOptionalAction, default=True,
                     help="average the donors' structure robustly (identity.robust_average: a line only one or two "
-                         "donors have fades; not the shipped bank's build, bench/replace_results.md stop 48)")
-    ap.add_argument("--crisp-gain", type=float, default=CRISP_GAIN,
-                    help="unsharp gain on each average before its donor check (identity.crisp)")
+                         "donors have fades; the shipped bank's build since stop 49, bench/replace_results.md)")
+    ap.add_argument("--crisp-gain", type=float, default=BANK_CRISP_GAIN,
+                    help="unsharp gain on each average before its donor check (identity.crisp; replace's runtime "
+                         f"averages of a donors bank use {CRISP_GAIN:g})")
     args = ap.parse_args()
     donors, stats, merged = donors_bank(Path(args.data), args.min_face, args.size, args.donors_cache)
     accept = None
@@ -95,8 +98,9 @@ def main() -> int:
     bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
                                 min_distance=args.min_distance, progress=True, accept=accept,
                                 mouth_half=args.mouth_half, robust=args.robust, crisp_gain=args.crisp_gain)
-    bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) averages of "
-                   f"k={args.k}, donor-checked (aligned, and fitted into photos: >= {args.placed_distance:g}); ordered "
+    bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) "
+                   f"{'robust ' if args.robust else ''}averages of k={args.k}, unsharp gain {args.crisp_gain:g}, "
+                   f"donor-checked (aligned, and fitted into photos: >= {args.placed_distance:g}); ordered "
                    f"farthest-first: entries 0..{syn['distinct_prefix'] - 1} are pairwise >= 0.6 apart (dlib); "
                    "tools/build_default_bank.py")
     assert bank.kind == "averages" and (bank.k >= 3).all()

@@ -174,6 +174,11 @@ def dense_average(faces: np.ndarray, iterations: int = 3, smooth: float = 2.0, s
 # It brings averages closer to their donors (11 % of a bank's averages fell within 0.6 of a donor
 # at gain 1.5), so it comes before the donor check.
 CRISP_GAIN, CRISP_SIGMA = 1.5, 0.8
+# An averages bank's build (synthesize_bank: the shipped bank, `faceveil bank build --average`) averages robustly,
+# so there is no ghost left to sharpen: gain 2.0 keeps the photos' detail (deepface-unit sharpness median 0.75;
+# the plain bank at 1.5: 0.61) without more flicker in video (bench/replace_results.md, stop 49). Replace's
+# runtime averages of a donors bank keep CRISP_GAIN.
+BANK_CRISP_GAIN = 2.0
 
 
 def crisp(face: np.ndarray, gain: float = CRISP_GAIN) -> np.ndarray:
@@ -344,8 +349,8 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
                     reject_distance: float = MATCH, min_distance: float = MATCH,
                     progress: bool = False, weights: str = "",
                     accept: Callable[[Synthesized], bool] | None = None,
-                    mouth_half: bool = False, robust: bool = False,
-                    crisp_gain: float = CRISP_GAIN) -> tuple[Bank, dict]:
+                    mouth_half: bool = False, robust: bool = True,
+                    crisp_gain: float = BANK_CRISP_GAIN) -> tuple[Bank, dict]:
     """An ``averages`` bank of up to ``count`` identities from a ``donors`` bank.
 
     Draws ``candidates`` (default 4 x count) donor-checked averages, drops the worse-registered
@@ -358,8 +363,8 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     into photos must stay away from its donors); a rejected one is passed over. ``mouth_half``: after the
     spread's cut, keep the better-registered half of the mouths too (``Synthesized.mouth``: fewer doubled mouths;
     it needs about twice the candidates for the same count, research/bank_ghosts.py). ``robust``: each average is
-    ``robust_average``'s (lines only one or two donors have fade; ``dense_average``). ``crisp_gain``: the unsharp
-    mask's gain on each average (``crisp``), before the donor check.
+    ``robust_average``'s (lines only one or two donors have fade; ``dense_average``; False: the plain mean).
+    ``crisp_gain``: the unsharp mask's gain on each average (``crisp``), before the donor check.
     """
     if bank.kind != "donors":
         raise UsageError("synthesize from a donors bank (faceveil bank build)")

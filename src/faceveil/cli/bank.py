@@ -92,7 +92,7 @@ def cmd_build(args) -> int:
 
 def _averages(donors, items, args):
     """``--average``: the averages bank, with the placement check unless ``--placed-distance 0``."""
-    from ..anonymize.identity import synthesize_bank
+    from ..anonymize.identity import BANK_CRISP_GAIN, synthesize_bank
     from ..errors import UsageError
     from .common import evenly_spaced
 
@@ -113,7 +113,8 @@ def _averages(donors, items, args):
         if accept is not None:
             accept.close()
     checked = f", and fitted into {len(targets)} photos: >= {args.placed_distance:g}" if check else ""
-    bank.source = f"faceveil bank build {args.folder}; averages of k={args.k}, donor-checked (aligned{checked})"
+    bank.source = (f"faceveil bank build {args.folder}; robust averages of k={args.k}, unsharp gain "
+                   f"{BANK_CRISP_GAIN:g}, donor-checked (aligned{checked})")
     if check:
         stats["placement_check"] = {"distance": args.placed_distance, "photos": len(targets),
                                     "checked": stats["checked_further"], "passed_over": stats["rejected_further"]}
