@@ -32,7 +32,8 @@ def register(sub) -> None:
     bb.add_argument("--min-face", type=int, default=60, help="skip faces narrower than this many pixels (default 60)")
     bb.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
     bb.add_argument("--average", type=int, default=0, metavar="N",
-                    help="store N synthesized identities (averages of k people) instead of the donors")
+                    help="store N synthesized identities (robust averages of k people, sharpened: the shipped "
+                         "bank's recipe) instead of the donors")
     bb.add_argument("--k", type=int, default=5, help="people per average (>= 3, default 5)")
     bb.add_argument("--seed", type=int, default=0, help="seed for drawing the averages")
     bb.add_argument("--min-distance", type=float, default=0.6,
