@@ -165,3 +165,31 @@ def test_bank_build_average_cli_on_real_photos(tmp_path):
         d = placed_distances(bank.faces[i], float(bank.yaw[i]), str(bank.donors[i]).split("|"), donors, donor_desc,
                              targets)
         assert np.isfinite(d).sum() >= 5 and d.min() >= identity.MATCH, (i, d)
+
+
+def test_the_mouth_cut_keeps_the_better_share_of_the_mouths(astronaut, astronaut_faces, far_apart, monkeypatch):
+    """``synthesize_bank(mouth_keep=q)`` (tools/build_default_bank.py --mouth-keep): after the spread's cut only
+    candidates whose mouth value lies within the q-quantile are kept (``mouth_half`` is q = 0.5); a cut that would
+    leave fewer than ``count`` is not made."""
+    donors = _people(astronaut, astronaut_faces)
+    drawn = []
+
+    def draw(self, rng, yaw=None):  # candidate i: its own face and donors, mouth value i, the same spread
+        i = len(drawn)
+        drawn.append(i)
+        face = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        return identity.Synthesized(face, (f"p{i}", f"q{i}", f"r{i}"), 1, float("nan"), 0.0, 1.0, (), float(i))
+
+    monkeypatch.setattr(identity.Synthesizer, "_draw", draw)
+    monkeypatch.setattr(identity, "_eyes_in_place", lambda face: True)
+
+    def mouths(**kw):
+        drawn.clear()
+        bank, _ = identity.synthesize_bank(donors, 4, k=3, candidates=20, min_distance=0.0, **kw)
+        return sorted(int(str(d).split("|")[0][1:]) for d in bank.donors)
+
+    uncut = mouths()
+    assert len(uncut) == 4 and max(uncut) > 4
+    assert max(mouths(mouth_keep=0.25)) <= 4  # the quantile of 0..19 at 0.25 is 4.75
+    assert mouths(mouth_half=True) == mouths(mouth_keep=0.5) and max(mouths(mouth_keep=0.5)) <= 9
+    assert mouths(mouth_keep=0.1) == uncut  # 2 left would be fewer than asked: no cut

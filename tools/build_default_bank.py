@@ -84,6 +84,9 @@ def main() -> int:
     ap.add_argument("--mouth-half", action="store_true",
                     help="also keep only the better-registered half of the mouths (fewer doubled mouths; not the "
                          "shipped bank's build: at 512 candidates it left 36 entries, research/bank_ghosts.py)")
+    ap.add_argument("--mouth-keep", type=float, default=1.0,
+                    help="keep this share of the candidates' mouths, the better-registered (1: no cut; --mouth-half "
+                         "is 0.5)")
     ap.add_argument("--robust", action=argparse.BooleanOptionalAction, default=True,
                     help="average the donors' structure robustly (identity.robust_average: a line only one or two "
                          "donors have fades; the shipped bank's build since stop 49, bench/replace_results.md)")
@@ -97,7 +100,8 @@ def main() -> int:
         accept = placement_check(donors, photo_targets(sorted(Path(args.data).glob("*.jpg"))), args.placed_distance)
     bank, syn = synthesize_bank(donors, args.count, args.k, args.seed, args.candidates,
                                 min_distance=args.min_distance, progress=True, accept=accept,
-                                mouth_half=args.mouth_half, robust=args.robust, crisp_gain=args.crisp_gain)
+                                mouth_half=args.mouth_half, robust=args.robust, crisp_gain=args.crisp_gain,
+                                mouth_keep=args.mouth_keep)
     bank.source = (f"deepface-unit (serengil/deepface, MIT), {syn['donor_people']} people; dense (DIS flow) "
                    f"{'robust ' if args.robust else ''}averages of k={args.k}, unsharp gain {args.crisp_gain:g}, "
                    f"donor-checked (aligned, and fitted into photos: >= {args.placed_distance:g}); ordered "

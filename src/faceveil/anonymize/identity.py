@@ -350,7 +350,7 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
                     progress: bool = False, weights: str = "",
                     accept: Callable[[Synthesized], bool] | None = None,
                     mouth_half: bool = False, robust: bool = True,
-                    crisp_gain: float = BANK_CRISP_GAIN) -> tuple[Bank, dict]:
+                    crisp_gain: float = BANK_CRISP_GAIN, mouth_keep: float = 1.0) -> tuple[Bank, dict]:
     """An ``averages`` bank of up to ``count`` identities from a ``donors`` bank.
 
     Draws ``candidates`` (default 4 x count) donor-checked averages, drops the worse-registered
@@ -364,7 +364,8 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
     spread's cut, keep the better-registered half of the mouths too (``Synthesized.mouth``: fewer doubled mouths;
     it needs about twice the candidates for the same count, research/bank_ghosts.py). ``robust``: each average is
     ``robust_average``'s (lines only one or two donors have fade; ``dense_average``; False: the plain mean).
-    ``crisp_gain``: the unsharp mask's gain on each average (``crisp``), before the donor check.
+    ``crisp_gain``: the unsharp mask's gain on each average (``crisp``), before the donor check. ``mouth_keep``: the
+    share of the mouths kept by that cut (``mouth_half`` is 0.5; 1: no cut), when that still leaves ``count``.
     """
     if bank.kind != "donors":
         raise UsageError("synthesize from a donors bank (faceveil bank build)")
@@ -396,8 +397,9 @@ def synthesize_bank(bank: Bank, count: int, k: int = 5, seed: int = 0, candidate
         drawn = [s for s in drawn if s.spread <= cut]
     # then the better-registered half of the mouths: a doubled mouth (two lip lines) is the ghost the spread above
     # misses most (research/bank_ghosts.py)
-    if mouth_half and len(drawn) >= 2 * count:
-        mcut = float(np.median([s.mouth for s in drawn]))
+    keep_share = 0.5 if mouth_half else mouth_keep
+    if keep_share < 1 and len(drawn) * keep_share >= count:
+        mcut = float(np.quantile([s.mouth for s in drawn], keep_share))
         drawn = [s for s in drawn if s.mouth <= mcut]
     desc = np.stack([aligned_descriptor(s.face) for s in drawn])
     keep, rejected, stopped = [], 0, "candidates"
