@@ -118,13 +118,11 @@ def test_another_seed_gives_a_videos_faces_other_identities(tmp_path, astronaut,
     """Before, a tracked face's identity came from its track id alone: `--seed 1` drew the same new face as
     `--seed 0` in every video (photos did change). The video's identities are now drawn from the run's seed and
     the video's key: the same seed, the same bytes; another seed, another face."""
+    from synthetic_video import write_clip
+
     folder = tmp_path / "in"
     folder.mkdir()
-    h, w = astronaut.shape[:2]
-    info = VideoInfo(folder / "a.mp4", w, h, Fraction(10), Fraction(1, 10), 0, 0.0, 0, "h264", False)
-    with VideoWriter(folder / "a.mp4", info, EncodeOptions(audio=False)) as writer:
-        for i in range(3):
-            writer.write(astronaut, i)
+    write_clip(folder / "a.mp4", [astronaut] * 3, 10, audio=False)
     outs = {}
     for run, seed in (("a", 0), ("b", 0), ("c", 1)):
         assert main(["anonymize", str(folder), "-m", "replace", "-o", str(tmp_path / run), "-q",

@@ -32,16 +32,21 @@ def _second() -> tuple[str, ...]:
         return ("none",)
 
 
+def _astronaut_clip(astronaut):
+    """The astronaut's face as a sprite moving over N frames of 256x192 (synthetic_video.make_clip, seed 5)."""
+    import faceveil
+
+    d = faceveil.detect(astronaut)
+    sprite = sprite_from_photo(astronaut, d.xyxy[int(np.argmax(d.areas))])
+    return make_clip([sprite], (256, 192), N, FPS, seed=5)
+
+
 def make_video_set(root: Path, astronaut) -> tuple[Path, Path]:
     """IN/clip.mp4 (three moving faces, audio) anonymized by `faceveil anonymize` with blackout boxes;
     IN/leak.mp4 whose 'output' is the original itself with an empty record (every face missed)."""
-    import faceveil
-
     src, out = root / "in", root / "out"
     src.mkdir()
-    d = faceveil.detect(astronaut)
-    sprite = sprite_from_photo(astronaut, d.xyxy[int(np.argmax(d.areas))])
-    clip = make_clip([sprite], (256, 192), N, FPS, seed=5)
+    clip = _astronaut_clip(astronaut)
     write_clip(src / "clip.mp4", clip.frames, FPS, audio=True)
     assert main(["anonymize", str(src), "-o", str(out), "-q", "--detector", "centerface",
                  "-m", "blackout", "--shape", "box", "--mask-scale", "1.0"]) == 0
@@ -170,13 +175,9 @@ def test_video_endpoints_need_the_token(env):
 def test_apply_redraws_a_replaced_video_with_the_runs_seed(tmp_path, astronaut):
     """`-m replace --seed 3`: Apply re-renders the video from the original with the run's seed and key, so the
     faces away from the manual box are the run's own new faces (another seed draws other ones)."""
-    import faceveil
-
     src = tmp_path / "in"
     src.mkdir()
-    d = faceveil.detect(astronaut)
-    sprite = sprite_from_photo(astronaut, d.xyxy[int(np.argmax(d.areas))])
-    write_clip(src / "clip.mp4", make_clip([sprite], (256, 192), N, FPS, seed=5).frames, FPS, audio=False)
+    write_clip(src / "clip.mp4", _astronaut_clip(astronaut).frames, FPS, audio=False)
     for seed, name in ((3, "out"), (0, "other")):
         args = ["anonymize", str(src), "-o", str(tmp_path / name), "-q", "-m", "replace", "--seed", str(seed)]
         assert main(args) == 0
