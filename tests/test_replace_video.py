@@ -101,7 +101,7 @@ def test_the_video_job_starts_each_video_afresh(tmp_path, monkeypatch):
     from faceveil.anonymize.base import Method
 
     calls = []
-    monkeypatch.setattr(Method, "begin_stream", lambda self, rng=None: calls.append(type(self).__name__))
+    monkeypatch.setattr(Method, "begin_stream", lambda self, rng=None, fps=None: calls.append(type(self).__name__))
     folder = tmp_path / "in"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -244,3 +244,47 @@ def test_a_held_face_keeps_its_tracks_size_when_its_box_grows(astronaut, astrona
     m.begin_stream()  # a new video: no size known, the face fills the box as before
     frame(grown, nan, "held")
     assert seen[-1] is None
+
+
+def test_a_face_lost_longer_than_held_face_s_is_blurred_until_found_again(astronaut, astronaut_faces):
+    """A tracked face the detector lost (held boxes without landmarks) keeps its new face HELD_FACE_S, then gets
+    the soft blur a weak box gets: the face is drawn where the track guesses it, and the longer the face is lost the
+    less often it is there (the hikers clip got new faces on the back of the woman in front and in the trees). A
+    skipped frame's landmarks (interpolated between two detections) count as found; found again, it gets its face
+    back. Held boxes of a track never found (none before the video's first frame) are drawn as before."""
+    from faceveil.anonymize import get_method
+    from faceveil.anonymize.methods import replace as R
+    from faceveil.detections import Detections
+    from conftest import default_comp
+
+    d = astronaut_faces
+    nan = np.full((1, 5, 2), np.nan, np.float32)
+    m = get_method("replace", {})
+    m.begin_stream(np.random.default_rng(0), fps=20)
+    lost_frames = round(R.HELD_FACE_S * 20)
+    assert lost_frames >= 2
+
+    def frame(lm, source, score=None):
+        before = dict(m.counts)
+        dets = Detections(d.xyxy[:1], d.score[:1] if score is None else np.float32([score]), lm,
+                          np.zeros(1, np.int64), "track", np.array([source]))
+        out = m.apply(astronaut, dets, default_comp(), np.random.default_rng(0))
+        return [k for k, v in m.counts.items() if v != before.get(k, 0)], out
+
+    assert frame(nan, "held")[0] == ["estimated"]  # never found in this video: drawn as before
+    assert frame(d.landmarks[:1], "detected")[0] == ["replaced"]
+    for _ in range(lost_frames):
+        assert frame(nan, "held")[0] == ["estimated"]  # lost, still drawn: HELD_FACE_S
+    assert frame(d.landmarks[:1], "held")[0] == ["interpolated"]  # a skipped frame between two detections: found
+    for _ in range(lost_frames):
+        assert frame(nan, "held")[0] == ["estimated"]
+    changed, lost = frame(nan, "held")
+    assert changed == ["lost_blurred"]
+    _, weak = frame(nan, "held", score=0.05)  # the soft blur of a weak box: the same pixels
+    np.testing.assert_array_equal(lost, weak)
+    x1, y1, x2, y2 = d.xyxy[0].astype(int)
+    assert np.abs(lost[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10  # covered
+    assert frame(d.landmarks[:1], "detected")[0] == ["replaced"]  # found again: a face again
+    assert frame(nan, "held")[0] == ["estimated"]
+    m.begin_stream(np.random.default_rng(0), fps=20)
+    assert frame(nan, "held")[0] == ["estimated"]  # a new video: its tracks are new

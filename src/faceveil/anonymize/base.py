@@ -31,10 +31,11 @@ class Method:
     def render(self, frame: np.ndarray, region: Region, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
-    def begin_stream(self, rng: np.random.Generator | None = None) -> None:
+    def begin_stream(self, rng: np.random.Generator | None = None, fps: float | None = None) -> None:
         """Called before the first frame of each video: a method that keeps state per track (its ids start
         again with every video) drops it here, and draws what a track keeps for the whole video (an identity)
-        from ``rng``, the run's seed and this video's key. Photos never call it."""
+        from ``rng``, the run's seed and this video's key; ``fps`` is the video's frame rate. Photos never call
+        it."""
 
     def apply(
         self, frame: np.ndarray, detections: Detections, compositor: Compositor, rng: np.random.Generator

@@ -78,7 +78,7 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
 def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record,
              keep_record=None) -> VideoResult:
     info = probe(src)
-    anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"))  # this video's tracks are new
+    anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"), float(info.fps))  # its tracks are new
     report = DecodeReport()
     clock = StageClock()  # busy seconds per stage: the result's "stages" (bench/bench_video.py prints them)
     frames: Iterable[VideoFrame] = clock.iterate("decode", read_frames(src, report,

@@ -66,7 +66,24 @@ BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
 # ellipse keeps 0.12: wider, a big head's soft edge reaches into the region's corners (test_replace_look).
 BOX_FEATHER = 0.17
 NESTED_INSIDE = 0.95  # a strong box this much inside a larger strong one is part of its face (Replace.apply)
+# Two boxes that both get a face and overlap by this share of the smaller one's area: one face boxed twice, and the
+# weaker gets the soft blur under the other's face. The video default returns offset boxes of one small face whose
+# tracks each scored >= min_score once (the hikers clip: up to 4 new faces on one hiker's face); photos rarely do.
+# Pairs overlapping >= 0.5 (tune halves; research/replace_weak.py `dupes`): facemask 1 on two labelled faces and
+# none on one; WIDER 7 on two, 15 on one (2 left under 0.5); bench_video.py's labelled 1080p clips 1 / 30 (0 left).
+# 0.6 left more duplicates (9 + 5) for fewer faces lost (2 + 0).
+DUPLICATE_OVERLAP = 0.5
 HELD_GROW = 1.1  # a skipped video frame's face: its box's ellipse grown this much (the tracker's box is a guess)
+# A tracked face the detector lost (a held box without landmarks: no detection, not a skipped frame between two)
+# keeps its new face HELD_FACE_S, then gets the soft blur a weak box gets until it is found again. The face is drawn
+# where the track guesses it; the longer it is lost, the less often a face is there (hidden behind someone, turned
+# away, gone): on the shared clips, a `thorough` face lay where the face was drawn on 69-83 % of the frames 1-2
+# frames after the loss, 31-62 % at 3-4, 27-44 % at 5-8, 17-30 % at 9-15, 0-16 % later. Drawn over the whole hold
+# (1 s), the hikers clip got faces on the hair and back of the woman in front and in the trees: 2,835 faces drawn
+# on no reference face over the four clips. 0.2 s (6 frames at 30 fps): 836 faces drawn on no face, 377 blurred on
+# one, 112 tracks that go from a face to the blur and back; 4 frames had the fewest errors (1,150 against 1,213)
+# but 195 such switches (research/replace_weak.py, `lost`).
+HELD_FACE_S = 0.2
 EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
 RING = (1.18, 1.5)
 OTHER_FACE = 1.1  # the ring leaves out the other faces' boxes grown this much
@@ -229,6 +246,32 @@ def _nested(boxes: np.ndarray, i: int, among: np.ndarray) -> bool:
     return bool((larger & (inside >= NESTED_INSIDE)).any())
 
 
+def _duplicates(boxes: np.ndarray, scores: np.ndarray, regions: list, weak: list[bool]) -> list[int]:
+    """Positions (into ``regions``) of the boxes that get a face but overlap one ranked above them that keeps its face
+    by DUPLICATE_OVERLAP of the smaller box's area or more: one face boxed twice. Ranked: a face found on this frame
+    first (detected, or a skipped frame's landmarks between two detections), then by score, then the larger: a
+    lost face's held box (a guess, grown with its uncertainty) never takes a found face's place, and a video's
+    tracks keep their order from frame to frame (their scores are the tracks' best)."""
+    def rank(k: int) -> tuple:
+        r = regions[k]
+        found = r.source == "detected" or r.landmarks is not None
+        return not found, -float(scores[r.index]), -float(np.prod(boxes[r.index, 2:] - boxes[r.index, :2]))
+
+    kept: list[int] = []
+    out = []
+    for k in sorted((k for k in range(len(regions)) if not weak[k]), key=rank):
+        b = boxes[regions[k].index]
+        if kept:
+            o = boxes[kept]
+            wh = np.clip(np.minimum(o[:, 2:], b[2:]) - np.maximum(o[:, :2], b[:2]), 0, None)
+            smaller = np.minimum(np.prod(o[:, 2:] - o[:, :2], axis=1), np.prod(b[2:] - b[:2]))
+            if (np.prod(wh, axis=1) >= DUPLICATE_OVERLAP * np.maximum(smaller, 1e-9)).any():
+                out.append(k)
+                continue
+        kept.append(regions[k].index)
+    return out
+
+
 def _soft_blurred(frame: np.ndarray, region, box: np.ndarray) -> np.ndarray:
     """``_blurred`` with a soft edge: the whole detected ``box`` blurred, the region's margin around it (1.25x the box
     by default) fading out to the region's edge, its corners rounded (a superellipse of power 4 in the margin). A
@@ -258,7 +301,8 @@ class Replace(Method):
     edge that face the camera (their box grown past that edge); profiles and turned
     heads whose landmarks a similarity cannot fit get a strong blur (counted in `counts`),
     as do weak detections (`min_score`: most of them are no face; in a video, weak tracks), with a soft
-    edge, and boxes inside a larger detected face's box (parts of that face: it gets one new face).
+    edge, boxes inside a larger detected face's box (parts of that face: it gets one new face), and in a
+    video a face lost for more than HELD_FACE_S (0.2 s) until it is found again.
     In a black-and-white photo the face has no colour.
     """
 
@@ -337,11 +381,13 @@ class Replace(Method):
         self._cover: dict[int, bool] = {}  # a track -> whether its last detected face kept an occluder
         self._turned: dict[int, tuple] = {}  # a track -> (turned away, detections in a row saying otherwise)
         self._size: dict[int, tuple] = {}  # a track -> its last detected box's width and height
+        self._seen: dict[int, int] = {}  # a track -> the frame (apply call) its face was last found on
+        self._lost_frames = round(HELD_FACE_S * 30)  # frames; begin_stream sets it from the video's fps
         self._frames = 0  # apply calls: which frame a track's smoothing state was last updated on
         self._stream_seed = 0  # this video's identities: drawn by begin_stream from the run's seed
 
     # what a video's tracks leave behind, per track id
-    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover", "_turned", "_size")
+    STREAM_STATE = ("_placed", "_tone", "_yaw", "_lm", "_cover", "_turned", "_size", "_seen")
     TRACK_STATE_MAX = 4096  # tracks each of them remembers; past that it starts again (a very long crowd video)
 
     @classmethod
@@ -351,12 +397,14 @@ class Replace(Method):
             state.clear()
         state[key] = value
 
-    def begin_stream(self, rng: np.random.Generator | None = None) -> None:
+    def begin_stream(self, rng: np.random.Generator | None = None, fps: float | None = None) -> None:
         """A new video: its tracks are new (their ids start again), and so are their identities (drawn from
-        ``rng``: another ``--seed``, other faces; without one, those of seed 0)."""
+        ``rng``: another ``--seed``, other faces; without one, those of seed 0). ``fps`` sets how long a lost
+        face keeps its new face (HELD_FACE_S; 30 fps without one)."""
         for name in self.STREAM_STATE:
             getattr(self, name).clear()
         self._stream_seed = int(rng.integers(2**62)) if rng is not None else 0
+        self._lost_frames = max(1, round(HELD_FACE_S * (fps if fps and fps > 0 else 30)))
 
     # A track's harmonization (tone, light, the dark limit) follows its ring, which changes with every frame's
     # landmarks and the mouth's motion: the face's brightness jumped from frame to frame (shared talking head: mean
@@ -405,6 +453,22 @@ class Replace(Method):
             rel = prev + self.LM_EMA * (rel - prev)
         self._store(self._lm, track, (self._frames, prev, rel))
         return box[:2] + rel * wh
+
+    def _lost(self, detections, regions) -> list[bool]:
+        """Per region: a tracked face lost for more than HELD_FACE_S (its held box, without landmarks, since the
+        frame its face was last found on: detected, or a skipped frame's landmarks between two detections)."""
+        out = []
+        for r in regions:
+            track = int(detections.track_id[r.index])
+            if track < 0:
+                out.append(False)
+            elif r.source == "detected" or (r.source == "held" and r.landmarks is not None):
+                self._store(self._seen, track, self._frames)
+                out.append(False)
+            else:
+                seen = self._seen.get(track)
+                out.append(r.source == "held" and seen is not None and self._frames - seen > self._lost_frames)
+        return out
 
     def _held_face(self, track: int, region, box: np.ndarray) -> np.ndarray | None:
         """Landmarks for a tracked face held or back-filled without any (None: estimated from its box as for any
@@ -477,6 +541,7 @@ class Replace(Method):
         # 748 of 3,062). The blurs go first and the faces over them: a weak box on a face (a second, offset track
         # of one face in a video, a box on a face's edge) blurred the new face drawn before it.
         weak = [bool(detections.score[r.index] < self.params.min_score) for r in regions]
+        lost = self._lost(detections, regions)
         # Parts of a larger face. On a large photo of one big face the default preset's passes at other sizes also
         # box parts of it (eyes to mouth, half the face), and a new face was drawn on each: a person got two or three
         # faces over each other. A box at least NESTED_INSIDE inside a larger one that gets a face is taken as part of
@@ -494,6 +559,12 @@ class Replace(Method):
                 self.counts["nested_blurred"] += 1
             elif weak[k]:
                 self.counts["weak_blurred"] += 1
+            elif lost[k]:
+                weak[k] = True
+                self.counts["lost_blurred"] += 1
+        for k in _duplicates(boxes, detections.score, regions, weak):
+            weak[k] = True
+            self.counts["duplicate_blurred"] += 1
         for region, is_weak in zip(regions, weak):
             if is_weak:
                 compositor.blend(out, region, _soft_blurred(out, region, boxes[region.index]))
