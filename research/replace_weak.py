@@ -125,24 +125,12 @@ def dupes_video(side: str | None) -> None:
     """``dupes`` on the video default's tracked boxes, each scored as the video path scores it (its track's best):
     bench_video.py's labelled (a) clips of ``side`` against their labels, or (None) the shared clips against the
     `thorough` reference. Nested boxes left out as replace does (only a detected box holds others)."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    import bench_video as bv
     from faceveil.anonymize.methods.replace import NESTED_INSIDE, _nested
-    from faceveil.api import resolved_detector
-    from faceveil.detect.presets import VIDEO_PRESET
     from faceveil.io.video import VideoFrame
     from faceveil.video import VideoOptions, tracked_frames
 
-    det = resolved_detector(None, VIDEO_PRESET, {})
+    det, sets = _video_sets(side)
     gate = get_method("replace").Params().min_score
-    if side is None:
-        sets = []
-        for name, seconds in CLIPS:
-            frames, fps = bv.shared_frames(name, seconds)
-            sets.append((name, frames, fps, bv.thorough_reference(name, frames)))
-    else:
-        sets = [(f"{c.name} ({side})", c.frames, float(bv.FPS), c.boxes) for c in bv.labelled_clips(side, False)]
     for name, frames, fps, ref in sets:
         pairs = []
         for item in tracked_frames((VideoFrame(f, i, i, i / fps) for i, f in enumerate(frames)), det.detect,
@@ -208,16 +196,15 @@ CLIPS = (("group_hikers_640x480_ccby.mp4", 17.4), ("multi_shot_stage_audience_36
          ("talking_head_speech_844.mp4", 4.0), ("crowd_marathon_960x540_pd.mkv", 1.0))
 
 
-def video(side: str | None) -> None:
-    """``side`` None: the shared clips against the `thorough` reference; else bench_video.py's labelled (a) clips
-    of that side (full sizes), against their labels."""
+def _video_sets(side: str | None):
+    """(the video default's detector, [(name, frames, fps, reference boxes per frame)]): ``side`` None, the shared
+    clips against bench_video.py's cached `thorough` reference; else bench_video.py's labelled (a) clips of that side
+    (full sizes) against their labels."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     import bench_video as bv
     from faceveil.api import resolved_detector
     from faceveil.detect.presets import VIDEO_PRESET
-    from faceveil.io.video import VideoFrame
-    from faceveil.video import VideoOptions, tracked_frames
 
     det = resolved_detector(None, VIDEO_PRESET, {})
     if side is None:
@@ -227,6 +214,16 @@ def video(side: str | None) -> None:
             sets.append((name, frames, fps, bv.thorough_reference(name, frames)))
     else:
         sets = [(f"{c.name} ({side})", c.frames, float(bv.FPS), c.boxes) for c in bv.labelled_clips(side, False)]
+    return det, sets
+
+
+def video(side: str | None) -> None:
+    """``side`` None: the shared clips against the `thorough` reference; else bench_video.py's labelled (a) clips
+    of that side (full sizes), against their labels."""
+    from faceveil.io.video import VideoFrame
+    from faceveil.video import VideoOptions, tracked_frames
+
+    det, sets = _video_sets(side)
     from faceveil.track import Tracker
 
     log = []  # (track, frame, raw detection score, shot): every detection the tracker matched or started a track with
@@ -312,24 +309,12 @@ def lost(side: str | None) -> None:
     so that box is compared (IoU >= 0.3) with the `thorough` reference (shared clips) or the labels (``side``).
     Per age bucket, then per LOST_AFTER: faces drawn on no reference face, reference faces blurred, and tracks
     that go face -> blur -> face."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    import bench_video as bv
     from faceveil.anonymize.methods.replace import HELD_GROW
-    from faceveil.api import resolved_detector
-    from faceveil.detect.presets import VIDEO_PRESET
     from faceveil.io.video import VideoFrame
     from faceveil.video import VideoOptions, tracked_frames
 
-    det = resolved_detector(None, VIDEO_PRESET, {})
+    det, sets = _video_sets(side)
     gate = get_method("replace").Params().min_score
-    if side is None:
-        sets = []
-        for name, seconds in CLIPS:
-            frames, fps = bv.shared_frames(name, seconds)
-            sets.append((name, frames, fps, bv.thorough_reference(name, frames)))
-    else:
-        sets = [(f"{c.name} ({side})", c.frames, float(bv.FPS), c.boxes) for c in bv.labelled_clips(side, False)]
     total = Counter()
     for name, frames, fps, ref in sets:
         found: dict[int, int] = {}  # track -> the last frame its face was found on (in emit order)
