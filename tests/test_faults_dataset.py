@@ -151,7 +151,7 @@ def _kill_9_when(cmd: list[str], ready, timeout: float = 120) -> list:
         assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
         assert kids, "the run had no worker processes when it was killed"
         gone, alive = psutil.wait_procs(kids, timeout=15)
-        assert not alive, f"processes of the killed run are still alive: {[p.pid for p in alive]}"
+        assert not alive, f"processes of the killed run are still alive: {[(p.pid, _name(p)) for p in alive]}"
     finally:
         for p in kids:  # never leave them behind, even when the test fails
             try:
@@ -159,6 +159,13 @@ def _kill_9_when(cmd: list[str], ready, timeout: float = 120) -> list:
             except psutil.Error:
                 pass
     return kids
+
+
+def _name(p) -> str:
+    try:
+        return " ".join(p.cmdline())[-90:] or p.name()
+    except Exception:
+        return "?"
 
 
 def _no_tmp(out: Path) -> list[str]:
@@ -202,6 +209,49 @@ def test_kill_9_ray_local_leaves_no_process(tmp_path):
     manifest = out / "manifest.jsonl"
     _kill_9_when(_anon_args("wider", root, gt, out, "--jobs", "2", "--backend", "ray"),
                  lambda: manifest.exists() and manifest.read_bytes().count(b"\n") >= 4, timeout=180)
+
+
+def test_the_ray_reaper_also_kills_what_rays_processes_start_after_it(tmp_path):
+    """The reaper started after ray.init kills what is left of the local Ray instance when the run is killed.
+    It took its list once, so a worker the raylet started later (still starting when the run was killed, deaf
+    to the raylet's death) outlived the kill: the kill -9 test above failed 2 of 31 runs under load. The list
+    now grows with the descendants of the processes on it. Here a stand-in for the raylet starts a child after
+    the reaper; the run's end without "done" (its pipe closed) kills both."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    from faceveil.dataset import backends
+
+    flag = tmp_path / "started"
+    late = []
+    raylet = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; time.sleep(0.5); "
+                               "subprocess.Popen(['sleep', '60']); open(sys.argv[1], 'w').close(); time.sleep(60)",
+                               str(flag)])
+    try:
+        first = psutil.Process(raylet.pid)
+        path = str(Path(psutil.__file__).resolve().parents[1])
+        reaper = subprocess.Popen([sys.executable, "-c", backends._REAPER_CODE, path,
+                                   json.dumps([[first.pid, first.create_time()]]), "0.1"], stdin=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        late = first.children()
+        assert late, "the stand-in started no child"
+        time.sleep(0.5)  # a few of the reaper's polls
+        reaper.stdin.close()  # the run ended without "done": killed
+        reaper.wait(timeout=30)
+        gone, alive = psutil.wait_procs([first, *late], timeout=10)
+        assert not alive, [p.pid for p in alive]
+    finally:  # never leave them behind, even when the test fails
+        for p in late:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        raylet.kill()
 
 
 # ---------------------------------------------------------------------------
