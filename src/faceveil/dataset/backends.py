@@ -124,7 +124,7 @@ def start_ray(jobs: int, address: str | None = None) -> bool:
 # it was not on the list taken after ray.init. psutil comes with Ray (ray/thirdparty_files); the
 # create time guards against a reused pid.
 _REAPER_CODE = r"""
-import json, select, signal, sys, time
+import json, signal, sys, threading, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 sys.path.insert(0, sys.argv[1])
 import psutil
@@ -151,9 +151,12 @@ def grow():
                 known[pid] = born[pid]
                 todo.append(pid)
 
-while not select.select([sys.stdin], [], [], poll)[0]:
+said = []  # what the run says before its end closes the pipe: "done", or nothing when it was killed
+threading.Thread(target=lambda: said.append(sys.stdin.read()), daemon=True).start()
+while not said:
     grow()
-if sys.stdin.read().strip() != "done":
+    time.sleep(poll)
+if said[0].strip() != "done":
     grow()  # the raylet may still be there: what it started last
     time.sleep(2.0)  # Ray's own fate-sharing goes first
     for pid, created in known.items():
