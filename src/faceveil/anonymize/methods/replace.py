@@ -246,6 +246,17 @@ def _nested(boxes: np.ndarray, i: int, among: np.ndarray) -> bool:
     return bool((larger & (inside >= NESTED_INSIDE)).any())
 
 
+def _lost_frames(fps: float | None) -> int:
+    """HELD_FACE_S in frames of a video at ``fps`` (30 without one)."""
+    return max(1, round(HELD_FACE_S * (fps if fps and fps > 0 else 30)))
+
+
+def _found(region) -> bool:
+    """Whether a region's face was found on its frame: detected, or a skipped video frame's held box with landmarks
+    interpolated between two detections (a lost face's held box and a back-filled one have none)."""
+    return region.source == "detected" or region.landmarks is not None
+
+
 def _duplicates(boxes: np.ndarray, scores: np.ndarray, regions: list, weak: list[bool]) -> list[int]:
     """Positions (into ``regions``) of the boxes that get a face but overlap one ranked above them that keeps its face
     by DUPLICATE_OVERLAP of the smaller box's area or more: one face boxed twice. Ranked: a face found on this frame
@@ -254,8 +265,7 @@ def _duplicates(boxes: np.ndarray, scores: np.ndarray, regions: list, weak: list
     tracks keep their order from frame to frame (their scores are the tracks' best)."""
     def rank(k: int) -> tuple:
         r = regions[k]
-        found = r.source == "detected" or r.landmarks is not None
-        return not found, -float(scores[r.index]), -float(np.prod(boxes[r.index, 2:] - boxes[r.index, :2]))
+        return not _found(r), -float(scores[r.index]), -float(np.prod(boxes[r.index, 2:] - boxes[r.index, :2]))
 
     kept: list[int] = []
     out = []
@@ -382,7 +392,7 @@ class Replace(Method):
         self._turned: dict[int, tuple] = {}  # a track -> (turned away, detections in a row saying otherwise)
         self._size: dict[int, tuple] = {}  # a track -> its last detected box's width and height
         self._seen: dict[int, int] = {}  # a track -> the frame (apply call) its face was last found on
-        self._lost_frames = round(HELD_FACE_S * 30)  # frames; begin_stream sets it from the video's fps
+        self._lost_frames = _lost_frames(None)  # begin_stream sets it from the video's fps
         self._frames = 0  # apply calls: which frame a track's smoothing state was last updated on
         self._stream_seed = 0  # this video's identities: drawn by begin_stream from the run's seed
 
@@ -404,7 +414,7 @@ class Replace(Method):
         for name in self.STREAM_STATE:
             getattr(self, name).clear()
         self._stream_seed = int(rng.integers(2**62)) if rng is not None else 0
-        self._lost_frames = max(1, round(HELD_FACE_S * (fps if fps and fps > 0 else 30)))
+        self._lost_frames = _lost_frames(fps)
 
     # A track's harmonization (tone, light, the dark limit) follows its ring, which changes with every frame's
     # landmarks and the mouth's motion: the face's brightness jumped from frame to frame (shared talking head: mean
@@ -462,7 +472,7 @@ class Replace(Method):
             track = int(detections.track_id[r.index])
             if track < 0:
                 out.append(False)
-            elif r.source == "detected" or (r.source == "held" and r.landmarks is not None):
+            elif _found(r):
                 self._store(self._seen, track, self._frames)
                 out.append(False)
             else:
