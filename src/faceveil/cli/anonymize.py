@@ -13,7 +13,7 @@ from ..io.images import is_image_path
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
-                     check_jpeg_quality, check_writable, note_int8_build, region_from_args, report_failures,
+                     check_jpeg_quality, check_result_path, check_writable, note_int8_build, region_from_args, report_failures,
                      warn_unchecked_donors, write_result_file)
 
 EPILOG_ANON = """\
@@ -78,6 +78,9 @@ def cmd_anonymize(args) -> int:
     from ..io.inputs import check_existing
 
     jobs, kept = check_existing(jobs, "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
+    if args.report:
+        check_result_path(args.report, "the report", [j.src for j in jobs + kept], [j.dst for j in jobs + kept],
+                          overwrite=args.overwrite)
     from ..io.atomic import remove_stale_temporaries
 
     # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).

@@ -174,6 +174,35 @@ def check_writable(path: str, what: str) -> None:
         raise UsageError(f"{path}: cannot write {what} in {anc} ({exc.strerror or exc})") from None
 
 
+def check_result_path(path: str, what: str, inputs=(), outputs=(), folders=(), overwrite: bool | None = None) -> None:
+    """Refuse (bad usage, before any work) a result file (report, detections, summary) that would replace what the
+    user did not ask to replace: one of the run's inputs or outputs, a file inside ``folders`` (an input dataset, an
+    output dataset that `dataset verify` checks), or an existing file that no faceveil run wrote (no "faceveil" key
+    first), unless ``overwrite`` (None: the command has no --overwrite)."""
+    p = Path(path)
+    target = p.resolve()
+    for group, verb in ((inputs, "an input"), (outputs, "an output of this run")):
+        # compare by name first: resolving every path of a large batch costs more than the check is worth
+        if any(Path(q).name == p.name and Path(q).resolve() == target for q in group):
+            raise UsageError(f"{path}: {what} would overwrite {verb}; give another file name")
+    for folder in folders:
+        if folder and (target == Path(folder).resolve() or Path(folder).resolve() in target.parents):
+            raise UsageError(f"{path}: {what} would be written inside {folder}; give a path outside it")
+    if p.is_file() and not overwrite and not _faceveil_json(p):
+        hint = ", or --overwrite to replace it" if overwrite is not None else ""
+        raise UsageError(f"{path}: exists and is not a file faceveil wrote; give another name for {what}{hint}")
+
+
+def _faceveil_json(path: Path) -> bool:
+    """Whether a file starts as faceveil's JSON results do: an object whose first key is "faceveil"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head.replace(b" ", b"").replace(b"\n", b"").startswith(b'{"faceveil":')
+
+
 def write_result_file(path: str, data: bytes, what: str) -> None:
     from ..io.atomic import write_bytes_atomic
 

@@ -6,9 +6,10 @@ import dataclasses
 import json
 import sys
 
+from .. import __version__
 from ..errors import UsageError
-from .common import (add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, region_from_args,
-                     warn_unchecked_donors)
+from .common import (add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, check_result_path,
+                     check_writable, region_from_args, warn_unchecked_donors)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -103,6 +104,9 @@ def cmd_dataset_anonymize(args) -> int:
         classes = {c.strip() for c in args.face_classes.split(",") if c.strip()}
         if not classes:
             raise UsageError("--face-classes is empty; use --boxes detect when no label class is a face")
+    if args.summary:
+        check_writable(args.summary, "the summary")
+        check_result_path(args.summary, "the summary", [args.labels], folders=[args.images, args.output, args.labels])
     s = anonymize_dataset(args.format, args.images, args.labels, args.output, cfg, args.jobs, args.backend,
                           args.address, classes, progress=not args.quiet)
     for msg in s.failed:
@@ -118,7 +122,7 @@ def cmd_dataset_anonymize(args) -> int:
     if args.summary:
         from ..io.atomic import write_bytes_atomic
 
-        write_bytes_atomic(args.summary, json.dumps(s.to_json(), indent=1).encode())
+        write_bytes_atomic(args.summary, json.dumps({"faceveil": __version__, **s.to_json()}, indent=1).encode())
     rate = s.done / s.seconds if s.seconds > 0 else 0.0
     msg = (f"faceveil: {s.done} images anonymized, {s.skipped} already done, {len(s.failed)} failed, "
            f"{len(s.missing)} missing ({rate:.1f} images/s) -> {args.output}\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
-from .common import (add_common_args, add_detection_args, anonymizer_config, batch_jobs, check_writable,
-                     note_int8_build, report_failures, write_result_file)
+from .common import (add_common_args, add_detection_args, anonymizer_config, batch_jobs, check_result_path,
+                     check_writable, note_int8_build, report_failures, write_result_file)
 
 
 def register(sub) -> None:
@@ -41,6 +41,8 @@ def cmd_detect(args) -> int:
     if args.json:
         check_writable(args.json, "the detections")
     jobs, skipped = plan_jobs(args.inputs, ".", is_image_path, in_place=True)
+    if args.json:
+        check_result_path(args.json, "the detections", [j.src for j in jobs])
     videos = sum(1 for p in skipped if is_video_path(p))
     if videos:
         print(f"faceveil: {videos} video{'s' if videos > 1 else ''} skipped (`faceveil detect` reads images only)",

@@ -29,7 +29,8 @@ The page lists risky images first (faces a second detector found that the output
 left unchanged, faces just under the threshold, very small faces, failed files).
 Draw a box on a missed face and press Apply: the ORIGINAL is re-anonymized with the
 same method plus the regions the run hid (from its --report) and your boxes, and
-written over the output; whatever the run changed stays changed. Edits and approvals
+written over the output; whatever the run changed stays changed, but for a box you
+drop as no face (a click on it), whose pixels show again. Edits and approvals
 are kept in OUT/.faceveil/review.json, so running the command again resumes. Only the
 run's files are shown (an output in OUT, or named by the report); originals are shown
 on the page only, never copied; detections and output thumbnails are cached in the

@@ -1,0 +1,83 @@
+"""Result files (anonymize --report, detect --json, dataset --summary) never replace what the user did not ask to.
+
+Before, each was written wherever it pointed: `--report photo.jpg` turned the input photo into JSON, `--report
+OUT/photo.jpg` replaced the anonymized photo, `detect x.jpg --json x.jpg` the photo detected on.
+"""
+import json
+
+import pytest
+from PIL import Image
+
+from conftest import toy_faces_dataset
+from faceveil.cli import main
+
+
+@pytest.fixture()
+def photos(tmp_path, astronaut):
+    d = tmp_path / "photos"
+    d.mkdir()
+    Image.fromarray(astronaut).save(d / "astro.jpg", quality=95)
+    return d
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_a_report_over_an_input_or_an_output_is_refused_before_any_work(photos, tmp_path, capsys):
+    photo = photos / "astro.jpg"
+    before = photo.read_bytes()
+    out = tmp_path / "out"
+    code, err = run(capsys, "anonymize", photo, "-o", out, "--report", photo, "-q")
+    assert code == 2 and "would overwrite an input" in err and str(photo) in err
+    assert photo.read_bytes() == before and not out.exists()
+    code, err = run(capsys, "anonymize", photos, "-o", out, "--report", out / "astro.jpg", "-q")
+    assert code == 2 and "would overwrite an output of this run" in err
+    assert not out.exists()
+    code, err = run(capsys, "anonymize", photos, "-o", out, "--report", out / "astro.jpg", "-q", "--overwrite")
+    assert code == 2, "--overwrite replaces earlier outputs, never this run's own"
+
+
+def test_an_existing_file_is_replaced_only_if_faceveil_wrote_it_or_under_overwrite(photos, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    code, err = run(capsys, "anonymize", photos, "-o", tmp_path / "o1", "--report", notes, "-q")
+    assert code == 2 and "is not a file faceveil wrote" in err and "--overwrite" in err
+    assert notes.read_text() == "my notes" and not (tmp_path / "o1").exists()
+    report = tmp_path / "r.json"
+    for out in ("o2", "o3"):  # a rerun replaces its own report
+        code, err = run(capsys, "anonymize", photos, "-o", tmp_path / out, "--report", report, "-q")
+        assert code == 0, err
+        assert json.loads(report.read_text())["summary"]["written"] == 1
+    code, err = run(capsys, "anonymize", photos, "-o", tmp_path / "o1", "--report", notes, "-q", "--overwrite")
+    assert code == 0, err
+    assert json.loads(notes.read_text())["faceveil"]
+
+
+def test_detections_json_over_the_photo_is_refused(photos, capsys):
+    photo = photos / "astro.jpg"
+    before = photo.read_bytes()
+    code, err = run(capsys, "detect", photo, "--json", photo, "-q")
+    assert code == 2 and "would overwrite an input" in err
+    assert photo.read_bytes() == before
+
+
+def test_a_dataset_summary_inside_a_dataset_or_over_its_labels_is_refused(tmp_path, capsys):
+    (tmp_path / "ds").mkdir()
+    images, gt = toy_faces_dataset(tmp_path / "ds", 2)
+    labels = gt.read_bytes()
+    out = tmp_path / "anon"
+    base = ["dataset", "anonymize", "--format", "wider", "--images", images, "--labels", gt, "-o", out, "-q",
+            "--boxes", "gt"]
+    for target, said in ((gt, "would overwrite an input"), (images / "s.json", "inside"), (out / "s.json", "inside")):
+        code, err = run(capsys, *base, "--summary", target)
+        assert code == 2 and said in err, (target, err)
+    assert gt.read_bytes() == labels and not out.exists()
+    summary = tmp_path / "s.json"
+    code, err = run(capsys, *base, "--summary", summary)
+    assert code == 0, err
+    assert json.loads(summary.read_text())["done"] == 2
+    code, err = run(capsys, *base, "--summary", summary)  # the rerun replaces it: faceveil wrote it
+    assert code == 0, err
+    assert json.loads(summary.read_text())["skipped"] == 2
