@@ -262,6 +262,31 @@ def test_missing_and_unlabelled_images_are_reported_not_written(tmp_path, capsys
     assert s.done == 2
 
 
+def test_verify_fails_while_an_image_the_labels_name_is_not_written(tmp_path, capsys):
+    """A file that failed (truncated) or was missing from the input leaves OUT's labels naming an image OUT does not
+    have: verify said ok (0 missing) until the manifest recorded the images the labels name."""
+    root, gt = noise_dataset(tmp_path, n=4)
+    cut, gone = root / "ev1" / "img001.png", root / "ev0" / "img002.png"
+    whole, kept = cut.read_bytes(), gone.read_bytes()
+    cut.write_bytes(whole[:200])
+    gone.unlink()
+    out = tmp_path / "out"
+    args = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-o", str(out),
+            "--boxes", "gt", "-q"]
+    assert main(args) == 1
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "missing: images/ev1/img001.png (the labels name it" in err
+    assert "missing: images/ev0/img002.png (the labels name it" in err and "2 missing" in err
+    cut.write_bytes(whole)
+    gone.write_bytes(kept)
+    assert main(args) == 0  # the resumed run writes the two; verify passes
+    assert main(["dataset", "verify", str(out)]) == 0
+    lines = read_manifest(out / "manifest.jsonl")[0]
+    assert len(lines) == 5 and lines[0]["images"] == sorted(f"images/ev{i % 2}/img{i:03d}.png" for i in range(4))
+
+
 @pytest.mark.parametrize("fmt", ["coco", "yolo", "voc"])
 def test_other_formats_keep_their_labels(tmp_path, fmt):
     from test_datasets_io import facemask_subset

@@ -95,3 +95,28 @@ def test_record_is_written_before_the_video_gets_its_name(footage, tmp_path, mon
     r = process_video(Anonymizer(method="blur", preset="fast"), footage / "a.mp4", tmp_path / "o.mp4", progress=False)
     assert r.status == "written", r.error
     assert (str(tmp_path / "o.mp4"), True) in seen
+
+
+def test_preview_stills_never_land_on_each_other_or_on_an_output(tmp_path, capsys, astronaut):
+    """--preview writes OUT/<stem>_preview/<stem>_<s>.jpg: clip.mp4 and clip.mov shared that folder (the second
+    video's stills replaced the first's), and an input image clip_preview/clip_00000.00s.jpg was replaced by a still."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("clip.mp4", "clip.mov"):
+        write_clip(src / name, [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(3)], FPS, audio=False)
+    out = tmp_path / "out"
+    code, err = _run(capsys, src, "-o", out, "--preview", "0.1")
+    assert code == 2 and "--preview stills would go to" in err and "clip_preview" in err, err
+    assert not out.exists() or not any(out.rglob("*.*"))
+    assert _run(capsys, src, "-o", out)[0] == 0  # without --preview both are fine
+    (src / "clip.mov").unlink()
+    (src / "clip_preview").mkdir()
+    Image.fromarray(astronaut[:64, :64]).save(src / "clip_preview" / "clip_00000.00s.jpg")
+    out2 = tmp_path / "out2"
+    code, err = _run(capsys, src, "-o", out2, "--preview", "0.1")
+    assert code == 2 and "an output inside" in err, err
+    assert _run(capsys, src / "clip.mp4", "-o", out2, "--preview", "0.1")[0] == 0
+    assert len(list((out2 / "clip_preview").glob("*.jpg"))) >= 2

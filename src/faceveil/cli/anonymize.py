@@ -87,6 +87,8 @@ def cmd_anonymize(args) -> int:
     stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
     image_jobs, video_jobs = split_video_jobs(jobs)
     _, kept_videos = split_video_jobs(kept)
+    if args.preview:
+        check_previews(video_jobs, [j.dst for j in jobs + kept])
     # Build once here so bad names, parameters or a missing model fail before any work.
     vanon = first = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
     warn_unchecked_donors(vanon.method)
@@ -193,6 +195,25 @@ def video_options(args):
                         detect_every=args.detect_every, full_every=args.full_every,
                         crop_margin=args.crop_margin, on_error=args.on_error, preview=args.preview,
                         allow_truncated=args.allow_truncated, encode=enc)
+
+
+def check_previews(video_jobs, outputs) -> None:
+    """--preview: no two videos write their stills into one folder (clip.mp4 and clip.mov), and no output of the run
+    lies in a video's stills folder (an image OUT/clip_preview/x.jpg), where a still would replace it."""
+    from ..video.job import preview_dir
+
+    owner: dict = {}
+    for j in video_jobs:
+        d = preview_dir(j.dst)
+        if d in owner:
+            raise UsageError(f"{j.src}: its --preview stills would go to {d}, as those of {owner[d]} do; "
+                             "give the videos different names, or leave out --preview")
+        owner[d] = j.src
+    for dst in outputs:
+        for d in dst.parents:
+            if d in owner:
+                raise UsageError(f"{dst}: an output inside {d}, where the --preview stills of {owner[d]} go; "
+                                 "leave out --preview or move that input")
 
 
 def split_video_jobs(jobs):

@@ -106,12 +106,16 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
 
     try:
         # Label files first, byte for byte: the boxes keep matching the images, which keep their size and names.
-        for src, rel in p.label_targets:
+        # The first label file's line also lists every image OUT's labels name (as paths under OUT): `dataset verify`
+        # calls one that no run wrote (it failed, or the input had no such file) missing.
+        named = sorted(str(p.image_prefix / im.path) for im in p.labels.images)
+        for i, (src, rel) in enumerate(p.label_targets):
             data = src.read_bytes()
             in_sha = hashlib.sha256(data).hexdigest()
             prev = latest.get(("labels", str(rel)))
             dst = out / rel
-            if prev and prev["input_sha256"] == in_sha and dst.is_file() and sha256_file(dst) == prev["output_sha256"]:
+            if (prev and prev["input_sha256"] == in_sha and dst.is_file() and sha256_file(dst) == prev["output_sha256"]
+                    and (i > 0 or prev.get("images") == named)):
                 continue
             with atomic_path(dst) as tmp:
                 tmp.write_bytes(data)
@@ -121,6 +125,8 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
             e = {"kind": "labels", "path": str(rel), "output": str(rel), "input_sha256": in_sha,
                  "output_sha256": in_sha, "job": key, "settings": settings, "faceveil": __version__,
                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            if i == 0:
+                e["images"] = named
             _record(writer, e, dst)
             latest[("labels", str(rel))] = e
 

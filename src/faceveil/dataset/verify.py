@@ -50,6 +50,10 @@ def verify(out: str | os.PathLike) -> VerifyReport:
             rep.altered.append(rel)
         elif e.get("kind") == "image" and not _decodes(path):
             rep.damaged.append(rel)  # a write that was recorded without being checked (older versions)
+    # the images OUT's labels name (the first label file's line lists them; older outputs have no list)
+    named = {rel for (kind, _), e in latest.items() if kind == "labels" for rel in e.get("images", [])}
+    written = {e.get("output") for (kind, _), e in latest.items() if kind == "image"}
+    rep.missing += [f"{rel} (the labels name it; no run wrote it)" for rel in sorted(named - written)]
     rep.mixed = _mixed(list(latest.values()))
     for p in sorted(out.rglob("*")):
         if p.is_file():

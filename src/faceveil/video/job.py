@@ -39,8 +39,13 @@ def full_blur(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def preview_dir(dst: Path) -> Path:
+    """Where --preview writes a video's stills (the CLI refuses two videos that share it, or an output inside it)."""
+    return dst.parent / f"{dst.stem}_preview"
+
+
 def preview_path(dst: Path, seconds: float) -> Path:
-    return dst.parent / f"{dst.stem}_preview" / f"{dst.stem}_{seconds:08.2f}s.jpg"
+    return preview_dir(dst) / f"{dst.stem}_{seconds:08.2f}s.jpg"
 
 
 def _write_preview(dst: Path, rgb: np.ndarray, seconds: float) -> None:
