@@ -224,3 +224,20 @@ def test_detections_do_not_depend_on_the_thread_count(astronaut, precision):
         a, b = one.detect(img), two.detect(img)
         assert len(a) and np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.score, b.score)
         assert np.array_equal(a.landmarks, b.landmarks)
+
+
+def test_a_link_to_a_folder_is_named_not_skipped_silently(photos, tmp_path, capsys):
+    """rglob does not follow links to folders (find and rsync do not either): the run said nothing of them, and a
+    folder holding only such a link was 'empty'."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(photos / "astro.jpg", other / "linked.jpg")
+    (photos / "sub2").symlink_to(other, target_is_directory=True)
+    code, _, err = run(capsys, "anonymize", photos, "-o", tmp_path / "out", "-q")
+    assert code == 0 and f"warning: {photos / 'sub2'}: a link to a folder, not followed" in err
+    assert not (tmp_path / "out" / "sub2").exists()
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "sub").symlink_to(other, target_is_directory=True)
+    code, _, err = run(capsys, "anonymize", only, "-o", tmp_path / "out2", "-q")
+    assert code == 2 and "holds only links to folders" in err and "empty" not in err

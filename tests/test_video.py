@@ -199,6 +199,18 @@ def test_bad_input_cli_message(tmp_path, capsys):
     assert len(line) == 1 and "broken.mov" in line[0] and "Traceback" not in err
 
 
+@pytest.mark.parametrize("codec,said", [("nonsense", "no such encoder"), ("aac", "an audio encoder")])
+def test_an_unknown_codec_is_bad_usage_before_any_work(clip_file, tmp_path, capsys, codec, said):
+    """Before, each video failed on it in turn (exit 1, no file named) and left an empty output folder."""
+    from faceveil.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["anonymize", str(clip_file), "-o", str(out), "--codec", codec, "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"--codec {codec}: {said}" in err[0]
+    assert not out.exists()
+
+
 # fail closed --------------------------------------------------------------------------
 
 def test_failing_detector_never_writes_an_untouched_frame(clip, clip_file, tmp_path):

@@ -13,8 +13,8 @@ from ..io.images import is_image_path
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
-                     check_jpeg_quality, check_result_path, check_writable, note_int8_build, region_from_args, report_failures,
-                     warn_unchecked_donors, write_result_file)
+                     check_jpeg_quality, check_result_path, check_writable, note_int8_build, region_from_args,
+                     report_failures, warn_unchecked_donors, write_result_file)
 
 EPILOG_ANON = """\
 examples:
@@ -74,7 +74,11 @@ def cmd_anonymize(args) -> int:
         raise UsageError("--address needs --backend ray")
     keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
     cfg = dataclasses.replace(cfg, keep=keep)
-    jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place)
+    links: list = []
+    jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place, links)
+    for link in links:
+        print(f"faceveil: warning: {link}: a link to a folder, not followed (give {link.resolve()} as an input to "
+              "anonymize it too)", file=sys.stderr)
     from ..io.inputs import check_existing
 
     jobs, kept = check_existing(jobs, "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
@@ -190,6 +194,10 @@ def video_options(args):
 
     if args.crf is not None and not 0 <= args.crf <= 63:
         raise UsageError("--crf must be between 0 and 63")
+    if args.codec:
+        from ..io.video import check_codec
+
+        check_codec(args.codec)
     enc = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, audio=not args.no_audio)
     return VideoOptions(tracking=not args.no_tracking, hold=args.hold, lookahead=args.lookahead,
                         detect_every=args.detect_every, full_every=args.full_every,

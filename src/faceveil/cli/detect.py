@@ -40,7 +40,11 @@ def cmd_detect(args) -> int:
                              "records a video's faces per frame in OUT/.faceveil/<name>.tracks.json)")
     if args.json:
         check_writable(args.json, "the detections")
-    jobs, skipped = plan_jobs(args.inputs, ".", is_image_path, in_place=True)
+    links: list = []
+    jobs, skipped = plan_jobs(args.inputs, ".", is_image_path, in_place=True, unfollowed=links)
+    for link in links:
+        print(f"faceveil: warning: {link}: a link to a folder, not followed (give {link.resolve()} as an input)",
+              file=sys.stderr)
     if args.json:
         check_result_path(args.json, "the detections", [j.src for j in jobs])
     videos = sum(1 for p in skipped if is_video_path(p))

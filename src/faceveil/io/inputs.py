@@ -30,6 +30,7 @@ def plan_jobs(
     output: str | os.PathLike | None,
     accept: Callable[[Path], bool],
     in_place: bool = False,
+    unfollowed: list[Path] | None = None,
 ) -> tuple[list[Job], list[Path]]:
     """Map inputs to outputs: a file goes to OUT/name, a folder's tree is mirrored under OUT.
 
@@ -37,7 +38,9 @@ def plan_jobs(
     folder: that file is the output. Returns the jobs and the files inside folders that
     were skipped (not a supported type). Raises UsageError for a missing input, an output
     that would overwrite or sit inside an input (unless ``in_place``), or two inputs that
-    would write one output (the same file given twice is one input).
+    would write one output (the same file given twice is one input). Links to folders inside an input folder are
+    not followed (as find and rsync do): they go to ``unfollowed`` for the caller to name, and a folder that holds
+    nothing else is refused with their names.
     """
     if not inputs:
         raise UsageError("no input given")
@@ -65,9 +68,15 @@ def plan_jobs(
                 raise UsageError(f"{out_root}: output folder is the input's own folder; it would overwrite {src.name}")
         if src.is_dir():
             # Hidden files and everything in hidden folders (.git, faceveil's own .faceveil/) are not inputs.
-            found = sorted(p for p in src.rglob("*")
-                           if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
+            entries = [p for p in src.rglob("*") if not any(part.startswith(".") for part in p.relative_to(src).parts)]
+            found = sorted(p for p in entries if p.is_file())
+            links = sorted(p for p in entries if p.is_symlink() and p.is_dir())
+            if unfollowed is not None:
+                unfollowed += links
             if not found:
+                if links:
+                    raise UsageError(f"{src}: holds only links to folders, which are not followed ({links[0]}); "
+                                     "give the folders they link to as inputs")
                 raise UsageError(f"{src}: folder is empty")
             for p in found:
                 if not accept(p):

@@ -337,6 +337,19 @@ _CODEC_ALIASES = {"h264": "libx264", "x264": "libx264", "h265": "libx265", "hevc
                   "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libaom-av1"}
 
 
+def check_codec(name: str) -> None:
+    """Refuse (bad usage, before any work) a --codec this PyAV build cannot encode video with."""
+    import av
+
+    codec = _CODEC_ALIASES.get(name.lower(), name)
+    try:
+        kind = av.codec.Codec(codec, "w").type
+    except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
+        raise UsageError(f"--codec {name}: no such encoder in this build (e.g. libx264, libx265, libvpx-vp9)") from None
+    if kind != "video":
+        raise UsageError(f"--codec {name}: an {kind} encoder, not a video one (e.g. libx264, libx265, libvpx-vp9)")
+
+
 def default_codec(suffix: str) -> str:
     # WebM allows only VP8/VP9/AV1; everything else gets H.264.
     return "libvpx-vp9" if suffix.lower() == ".webm" else "libx264"

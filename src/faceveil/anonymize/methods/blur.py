@@ -17,7 +17,7 @@ def odd(k: float) -> int:
 
 @METHODS.register("blur")
 class Blur(Method):
-    """Gaussian blur; kernel fixed in pixels (kernel=25) or relative to the face width (relative=0.5).
+    """Gaussian blur; kernel relative to the face width (default relative=1.0: the whole width) or fixed (kernel=25).
 
     The default (kernel = the whole face width, sigma by OpenCV's rule) is strong
     enough that face recognition fails; literature settings: kernel=25;
