@@ -63,6 +63,8 @@ def test_existing_output_refused_overwritten_or_skipped(coll, tmp_path, capsys):
     assert code == 0, err
     assert (out / "x.jpg").read_bytes() == b"someone else's file"
     assert "0 of 0 files" in err or "1 existing" in err
+    # an image keeps no record of the settings that made it: the run says so instead of implying a match
+    assert "1 images whose settings faceveil cannot check: --overwrite redoes them" in err
 
     code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, "--overwrite", *FAST)
     assert code == 0, err

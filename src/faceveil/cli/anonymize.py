@@ -45,7 +45,8 @@ def register(sub) -> None:
     ex = o.add_mutually_exclusive_group()
     ex.add_argument("--overwrite", action="store_true",
                     help="replace existing outputs (default: refuse, naming the first)")
-    ex.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
+    ex.add_argument("--skip-existing", action="store_true",
+                    help="leave existing outputs alone (a video's only if these settings made it)")
     o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
     o.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="videos one by one (local) or one per task on --jobs Ray actors (ray)")
@@ -90,7 +91,7 @@ def cmd_anonymize(args) -> int:
     # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
     stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
     image_jobs, video_jobs = split_video_jobs(jobs)
-    _, kept_videos = split_video_jobs(kept)
+    kept_images, kept_videos = split_video_jobs(kept)
     if args.preview:
         check_previews(video_jobs, [j.dst for j in jobs + kept])
     # Build once here so bad names, parameters or a missing model fail before any work.
@@ -134,6 +135,8 @@ def cmd_anonymize(args) -> int:
         msg += f"; {len(skipped)} non-image files skipped"
     if kept:
         msg += f"; {len(kept)} existing outputs left as they were"
+        if kept_images:  # a video's track record says which settings made it (checked above); an image has none
+            msg += f" ({len(kept_images)} images whose settings faceveil cannot check: --overwrite redoes them)"
     if stale:
         msg += f"; {stale} temporary files of interrupted runs removed"
     if n_failed:
