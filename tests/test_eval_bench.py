@@ -189,3 +189,14 @@ def test_detection_wider_protocol_subset(tmp_path):
     assert orig["n_images"] == 2 and orig["hard"]["n_faces"] >= orig["easy"]["n_faces"]
     assert orig["hard"]["ap"] > 0.3
     assert anon["hard"]["ap"] < orig["hard"]["ap"]
+
+
+def test_privacy_on_a_folder_without_the_pairs_photos_is_one_line(tmp_path, capsys):
+    """The wrong --images folder crashed in the metrics with a traceback (a reshape of an empty gallery)."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\nAnn_Lee/Ann_Lee_0001.jpg,Ann_Lee/Ann_Lee_0002.jpg,1\n")
+    (tmp_path / "photos").mkdir()
+    rc = main(["eval", "privacy", "--pairs", str(pairs), "--images", str(tmp_path / "photos"), "--no-fta",
+               "-o", str(tmp_path / "p"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "none of the 2 photos" in err[0] and "Ann_Lee" in err[0], err

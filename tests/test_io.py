@@ -86,3 +86,26 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"done")
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_a_rewrite_keeps_the_files_permissions_and_a_new_file_follows_the_umask(tmp_path, astronaut, monkeypatch):
+    """Every output was chmod 0644: `--in-place` made a 0600 photo readable by every user of the machine."""
+    import stat
+
+    from faceveil.cli import main
+    from faceveil.io import atomic
+
+    private = tmp_path / "private.jpg"
+    Image.fromarray(astronaut).save(private)
+    private.chmod(0o600)
+    before = private.read_bytes()
+    assert main(["anonymize", "--in-place", str(private), "-q"]) == 0
+    assert private.read_bytes() != before
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    monkeypatch.setattr(atomic, "_UMASK", 0o077)
+    assert main(["anonymize", str(private), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert stat.S_IMODE((tmp_path / "out" / "private.jpg").stat().st_mode) == 0o600
+    monkeypatch.setattr(atomic, "_UMASK", 0o002)
+    with atomic_path(tmp_path / "shared.txt") as tmp:
+        tmp.write_text("x")
+    assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o664

@@ -160,8 +160,10 @@ def test_noise_amount_and_seed():
     again, _ = apply("noise", flat, {"amount": 30}, region, seed=5)
     other, _ = apply("noise", flat, {"amount": 30}, region, seed=6)
     assert np.array_equal(out, again) and not np.array_equal(out, other)
-    none, _ = apply("noise", flat, {"amount": 0}, region)
-    assert np.array_equal(none, flat)
+    from faceveil.errors import UsageError
+
+    with pytest.raises(UsageError, match="0 hides nothing"):  # before: 'anonymized', every pixel as it was
+        get_method("noise", {"amount": 0})
 
 
 def test_eyebar_covers_eyes_not_mouth():
@@ -206,6 +208,18 @@ def test_overlay_pastes_with_alpha(tmp_path, noise_image):
     out, _ = apply("overlay", noise_image, {"image": str(tmp_path / "a.png")}, {"shape": "box", "mask_scale": 1.0})
     assert (out[80, 80] == [255, 0, 0]).all()
     assert np.array_equal(out[42, 62], noise_image[42, 62])
+
+
+def test_a_see_through_overlay_is_refused(tmp_path):
+    """A fully transparent PNG hid nothing and the run said every face was anonymized."""
+    from PIL import Image
+    from faceveil.errors import UsageError
+
+    art = np.zeros((10, 10, 4), np.uint8)
+    art[:4, :, 3] = 255  # 40 % opaque
+    Image.fromarray(art, "RGBA").save(tmp_path / "thin.png")
+    with pytest.raises(UsageError, match="only 40% of the overlay image is opaque"):
+        get_method("overlay", {"image": str(tmp_path / "thin.png")})
 
 
 def test_overlay_missing_image_is_usage_error(tmp_path):
@@ -266,3 +280,37 @@ def test_tiny_boxes_near_the_edges_never_raise(noise_image):
         for name, method in methods.items():
             out = method.apply(noise_image, dets, comp, np.random.default_rng(0))
             assert np.array_equal(out[outside], noise_image[outside]), (name, dets.xyxy[0])
+
+
+def test_the_api_takes_a_method_parameter_called_image_and_refuses_a_negative_seed(tmp_path, noise_image):
+    """faceveil.anonymize(img, "overlay", image=...) raised TypeError (the photo's own argument was named image),
+    and seed=-1 failed every file at its first face instead of before any work."""
+    from PIL import Image
+
+    import faceveil
+    from faceveil.errors import UsageError
+
+    art = np.zeros((8, 8, 4), np.uint8)
+    art[..., 1] = art[..., 3] = 255
+    Image.fromarray(art, "RGBA").save(tmp_path / "green.png")
+    dets = Detections.from_boxes([[60, 40, 100, 90]])
+    out = faceveil.anonymize(noise_image, "overlay", detections=dets, image=str(tmp_path / "green.png"),
+                             region={"shape": "box", "mask_scale": 1.0})
+    assert (out[45:85, 65:95] == [0, 255, 0]).all() and np.array_equal(out[:30], noise_image[:30])
+    for bad in (-1, 1.5, "7", True):
+        with pytest.raises(UsageError, match="seed must be a whole number"):
+            faceveil.anonymize(noise_image, detections=dets, seed=bad)
+
+
+def test_the_api_takes_boxes_and_refuses_ones_that_cannot_be_x1_y1_x2_y2(noise_image):
+    """detections=[[...]] raised AttributeError deep inside; an x, y, w, h row passed as x1, y1, x2, y2 (x2 < x1)
+    hid nothing and raised nothing."""
+    import faceveil
+    from faceveil.errors import UsageError
+
+    out = faceveil.anonymize(noise_image, "blackout", detections=[[60, 40, 100, 90]],
+                             region={"shape": "box", "mask_scale": 1.0})
+    assert (out[45:85, 65:95] == 0).all() and np.array_equal(out[:30], noise_image[:30])
+    for bad in ([[100, 40, 60, 90]], [[60, 40, float("nan"), 90]], [[1, 2, 3]]):
+        with pytest.raises(UsageError, match="detections"):
+            faceveil.anonymize(noise_image, detections=bad)

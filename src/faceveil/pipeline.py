@@ -16,7 +16,7 @@ import numpy as np
 from .anonymize import Compositor, RegionParams, get_method
 from .detect import get_detector
 from .detections import Detections
-from .errors import FaceveilError, InputError
+from .errors import FaceveilError, InputError, UsageError
 from .io.images import read_image, write_image
 from .registry import make_params
 
@@ -70,6 +70,13 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
+def _seed(seed) -> int:
+    """A seed as numpy's generators take it: a whole number >= 0 (before, -1 failed every file at its first face)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"seed must be a whole number >= 0, got {seed!r}")
+    return int(seed)
+
+
 def settings_of(anonymizer) -> dict:
     """``anonymizer.describe()`` without the detector's thread count and spinning (resource settings, not
     result-changing ones): what dataset manifests and video track records store, and what a resume compares."""
@@ -119,7 +126,7 @@ class Anonymizer:
         else:
             region_params = make_params(_RegionHolder, region_dict, "region")
         self.compositor = Compositor(region_params)
-        self.seed = int(seed)
+        self.seed = _seed(seed)
         self.keep_metadata = keep_metadata
         self.jpeg_quality = jpeg_quality
         self.keep = _keep_policy(keep)

@@ -14,7 +14,7 @@ from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
                      check_jpeg_quality, check_result_path, check_writable, note_int8_build, region_from_args,
-                     report_failures, warn_unchecked_donors, write_result_file)
+                     report_failures, warn_unchecked_donors, write_result_file, whole)
 
 EPILOG_ANON = """\
 examples:
@@ -47,7 +47,7 @@ def register(sub) -> None:
                     help="replace existing outputs (default: refuse, naming the first)")
     ex.add_argument("--skip-existing", action="store_true",
                     help="leave existing outputs alone (a video's only if these settings made it)")
-    o.add_argument("--seed", type=int, default=0, help="seed for random methods (same seed, same output)")
+    o.add_argument("--seed", type=whole(), default=0, help="seed for random methods (same seed, same output)")
     o.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="videos one by one (local) or one per task on --jobs Ray actors (ray)")
     o.add_argument("--address", help="Ray cluster for --backend ray, e.g. ray://head:10001 (default: local)")

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from .common import whole
+
 EPILOG = """\
 examples:
   faceveil bank build people/ -o donors.npz               one sub-folder per person
@@ -35,7 +37,7 @@ def register(sub) -> None:
                     help="store N synthesized identities (robust averages of k people, sharpened: the shipped "
                          "bank's recipe) instead of the donors")
     bb.add_argument("--k", type=int, default=5, help="people per average (>= 3, default 5)")
-    bb.add_argument("--seed", type=int, default=0, help="seed for drawing the averages")
+    bb.add_argument("--seed", type=whole(), default=0, help="seed for drawing the averages")
     bb.add_argument("--min-distance", type=float, default=0.6,
                     help="with --average: keep adding identities only while each is at least this far (dlib "
                          "distance) from every one kept; 0 keeps N")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .eval import add_variant_args, list_images, pipeline_threshold, workbench, write_json
+from .common import whole
 
 EPILOG = """\
 examples:
@@ -43,7 +44,7 @@ def register(sub) -> None:
     b.add_argument("--all-pairs", action="store_true", help="verify every pair of the used photos")
     b.add_argument("--det-images", metavar="DIR", help="measure detection utility on these images instead")
     b.add_argument("--labels", metavar="TXT", help="WIDER-layout labels for --det-images")
-    b.add_argument("--seeds", type=int, default=3, help="seeds for the diversity of random methods (default 3)")
+    b.add_argument("--seeds", type=whole(1), default=3, help="seeds for the diversity of random methods (default 3)")
     b.add_argument("--diversity-images", type=int, default=20)
     add_variant_args(b, single=False)
     b.set_defaults(func=cmd_bench)

@@ -174,6 +174,23 @@ def check_writable(path: str, what: str) -> None:
         raise UsageError(f"{path}: cannot write {what} in {anc} ({exc.strerror or exc})") from None
 
 
+def whole(minimum: int = 0):
+    """An argparse type: a whole number of at least ``minimum`` (a seed, a count); anything else is bad usage
+    (exit 2) before any work. Before, --seed -1 failed every file at its first face and --limit -1 dropped the last
+    image silently."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
 def check_result_path(path: str, what: str, inputs=(), outputs=(), folders=(), overwrite: bool | None = None) -> None:
     """Refuse (bad usage, before any work) a result file (report, detections, summary) that would replace what the
     user did not ask to replace: one of the run's inputs or outputs, a file inside ``folders`` (an input dataset, an

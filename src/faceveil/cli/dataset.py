@@ -9,7 +9,7 @@ import sys
 from .. import __version__
 from ..errors import UsageError
 from .common import (add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, check_result_path,
-                     check_writable, region_from_args, warn_unchecked_donors)
+                     check_writable, region_from_args, warn_unchecked_donors, whole)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -59,7 +59,7 @@ def register(sub) -> None:
     add_detection_args(a)
     add_keep_args(a)  # the same --keep-people, --keep-region, --only-region as `faceveil anonymize`
     o = a.add_argument_group("output and scale")
-    o.add_argument("--seed", type=int, default=0, help="seed for random methods (recorded in the manifest)")
+    o.add_argument("--seed", type=whole(), default=0, help="seed for random methods (recorded in the manifest)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
     o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default)")
     o.add_argument("--jobs", "-j", type=int, default=None,

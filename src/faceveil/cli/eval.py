@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import FaceveilError, UsageError
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
-from .common import add_detection_args, add_region_args, region_from_args, resolve_detection
+from .common import add_detection_args, add_region_args, region_from_args, resolve_detection, whole
 
 EPILOG_PRIVACY = """\
 examples:
@@ -61,12 +61,12 @@ def add_variant_args(p: argparse.ArgumentParser, single: bool = True) -> None:
                        help="evaluate one variant per value, e.g. blur.kernel=5,9,15,25")
         p.add_argument("--anonymized", metavar="DIR",
                        help="evaluate outputs made elsewhere: a folder mirroring --images (instead of --method)")
-    p.add_argument("--seed", type=int, default=0, help="seed for random methods")
+    p.add_argument("--seed", type=whole(), default=0, help="seed for random methods")
     add_region_args(p)  # as `faceveil anonymize`, with the same defaults
     add_detection_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if missing)")
     p.add_argument("--cache", metavar="DIR", help="measurement cache (default OUT/cache)")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
+    p.add_argument("--limit", type=whole(), default=0, help="use only the first N images (0: all)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -103,7 +103,7 @@ def register_variant_commands(sub) -> None:
     q = sub.add_parser("quality", help="image quality of the anonymized faces", formatter_class=fmt,
                        epilog=EPILOG_QUALITY, description="Quality and diversity of anonymized faces.")
     q.add_argument("--images", required=True, metavar="DIR")
-    q.add_argument("--seeds", type=int, default=0, help="diversity over N seeds (random methods)")
+    q.add_argument("--seeds", type=whole(), default=0, help="diversity over N seeds (random methods)")
     q.add_argument("--diversity-images", type=int, default=20, help="images used for diversity (default 20)")
     add_variant_args(q)
     q.set_defaults(func=cmd_quality)
@@ -177,9 +177,12 @@ def cmd_privacy(args) -> int:
         pairs = pairset.pairs[:args.limit]
         used = {f for a, b, _ in pairs for f in (a, b)}
         pairset = PairSet(pairs, {f: i for f, i in pairset.identity.items() if f in used})
+    files = pairset.files
+    if files and not any((Path(args.images) / f).is_file() for f in files):  # the wrong folder: a crash in the metrics
+        raise UsageError(f"{args.images}: none of the {len(files)} photos {args.pairs} names is there "
+                         f"(e.g. {files[0]}); give the folder the pairs' paths are relative to")
     wb = workbench(args, args.images)
     vs = wb.check_variants(variants(args))
-    files = pairset.files
     need_o = {"desc"} if args.no_fta else {"desc", "hog"}
     need_a = {"desc"} if args.no_fta else {"desc", "detect"}
     originals = wb.originals(files, need_o)
@@ -338,7 +341,7 @@ def register_train(sub) -> None:
     p.add_argument("--budget", default="20m", help="training time per method (20m, 90s, 1h; default 20m)")
     p.add_argument("--steps", type=int, help="also stop after this many steps (reproducible weights)")
     p.add_argument("-o", "--output", required=True, help="report folder (results.json, report.md, plots)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--seed", type=whole(), default=0, help="training seed (default 0)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of images held out for testing (default 0.2)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import FaceveilError, UsageError
 from .common import (add_common_args, add_detection_args, add_region_args, evenly_spaced, region_from_args,
-                     note_int8_build, resolve_detection)
+                     note_int8_build, resolve_detection, whole)
 
 EPILOG = """\
 examples:
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
     m.add_argument("--split", choices=["all", "tune", "held_out"], default="all",
                    help="only the photos on this side of the one seeded split by photo (faceveil.eval.splits): "
                         "values are tuned on 'tune' and reported on 'held_out' (default all)")
-    m.add_argument("--limit", type=int, default=0, help="evaluate only N images, evenly spaced (quick look)")
+    m.add_argument("--limit", type=whole(), default=0, help="evaluate only N images, evenly spaced (quick look)")
     m.add_argument("--max-crops", type=int, default=500, help="write at most this many leaked-face crops")
     add_common_args(p, jobs=False)  # one process: its ms/image are the detector's own
     p.set_defaults(func=cmd_leaks)

@@ -13,7 +13,7 @@ from ..detect.presets import DEFAULT_PRESET, PRESETS
 from ..errors import FaceveilError, UsageError
 from ..pipeline import AnonymizerConfig
 from .common import (add_detection_args, anonymizer_config, check_jpeg_quality, detector_params_from_args,
-                     region_from_args, resolve_detection)
+                     region_from_args, resolve_detection, whole)
 
 # The defaults --help prints are the ones that apply: the default preset's region, the library's method.
 _REGION = {**{k: v.default for k, v in RegionParams.__dataclass_fields__.items()}, **PRESETS[DEFAULT_PRESET]["region"]}
@@ -60,7 +60,7 @@ def register(sub) -> None:
                    help=f"region size relative to the box, or X,Y@PX: Y for boxes from PX px "
                         f"(default {_REGION['mask_scale']})")
     a.add_argument("--feather", type=float, help=f"soft edge, fraction of face size (default {_REGION['feather']})")
-    a.add_argument("--seed", type=int, help=f"seed for random methods (default {_CONFIG.seed})")
+    a.add_argument("--seed", type=whole(), help=f"seed for random methods (default {_CONFIG.seed})")
     a.add_argument("--jpeg-quality", type=int, default=_CONFIG.jpeg_quality,
                    help="JPEG/WebP quality of rewritten files (default %(default)s)")
     a.add_argument("--keep-metadata", action="store_true", help="keep the originals' metadata in rewritten files")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..errors import FaceveilError, UsageError
+from .common import whole
 
 EPILOG_LEARNEDBLUR = """\
 examples:
@@ -42,7 +43,7 @@ def register_learnedblur(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="ONNX file to write (plus OUTPUT.json)")
     p.add_argument("--budget", default="20m", help="training time (20m, 90s, 1h; default 20m)")
     p.add_argument("--steps", type=int, help="stop after this many steps (reproducible weights)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole(), default=0)
     p.add_argument("--split", choices=("photo", "fraction"), default="photo",
                    help="photo (default): the project's one seeded split by photo name (faceveil.eval.splits), "
                         "train on its 'tune' side only; fraction: --test-fraction held out with --split-seed")
@@ -178,7 +179,7 @@ def register_harmonizer(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="ONNX", help="model file to write")
     p.add_argument("--budget", default="20m", help="training time (e.g. 20m, 90s, 1h; default 20m)")
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps instead (reproducible)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole(), default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--batch", type=int, default=16)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +29,20 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+# The process's umask, read once at import (reading it means setting it): new files get what open() would give them.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _mode_for(target: Path) -> int:
+    """The replaced file's own permissions (an --in-place or --overwrite rewrite keeps a 0600 photo private), else a
+    new file's under the umask (mkstemp's 0600 would hide outputs from the group a umask of 002 shares them with)."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
@@ -50,7 +65,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         os.close(fd)
         yield tmp_path
         _fsync_path(tmp_path)
-        os.chmod(tmp_path, 0o644)
+        os.chmod(tmp_path, _mode_for(target))
         os.replace(tmp_path, target)
     except BaseException:
         if tmp_path is not None:

@@ -46,11 +46,11 @@ class Noise(Method):
 
     @dataclass(frozen=True)
     class Params:
-        amount: float = param(100.0, "percentage of pixels replaced, 0..100")
+        amount: float = param(100.0, "percentage of pixels replaced, above 0 and up to 100")
 
         def __post_init__(self):
-            if not 0 <= self.amount <= 100:
-                raise ValueError("amount must be between 0 and 100")
+            if not 0 < self.amount <= 100:
+                raise ValueError("amount must be above 0 (0 hides nothing) and at most 100")
 
     def render(self, frame, region, rng):
         patch = crop(frame, region).copy()

@@ -18,6 +18,10 @@ def _load_rgba(path: str) -> np.ndarray:
     return read_image_rgba(path)
 
 
+# The share of an overlay's pixels that must be opaque (alpha >= 128): an emoji's disc is ~78 % of its square.
+MIN_OPAQUE = 0.5
+
+
 @METHODS.register("overlay")
 class Overlay(Method):
     """Paste an image (emoji, logo; PNG transparency respected) scaled over each face."""
@@ -36,6 +40,10 @@ class Overlay(Method):
             self.rgba = _load_rgba(self.params.image)
         except Exception as exc:
             raise UsageError(f"{self.params.image}: cannot read overlay image ({exc})") from None
+        opaque = float((self.rgba[:, :, 3] >= 128).mean())
+        if opaque < MIN_OPAQUE:  # fails closed: a see-through overlay reported faces hidden that stayed visible
+            raise UsageError(f"{self.params.image}: only {opaque:.0%} of the overlay image is opaque; it would hide "
+                             f"less than {MIN_OPAQUE:.0%} of each face (use an image that covers a face)")
 
     def render(self, frame, region, rng):
         patch = crop(frame, region)
