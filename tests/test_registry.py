@@ -26,7 +26,7 @@ def test_params_parse_from_strings():
         ("blur", {"kernel": "abc"}, "expected an integer"),
         ("blur", {"kernal": "3"}, "unknown parameter 'kernal'"),
         ("blur", {"kernel": "-3"}, "must be >= 0"),
-        ("noise", {"amount": "150"}, "between 0 and 100"),
+        ("noise", {"amount": "150"}, "at most 100"),
         ("blackout", {"color": "300"}, "0..255"),
         ("nope", {}, "unknown method 'nope'"),
     ],
