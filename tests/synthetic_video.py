@@ -131,8 +131,9 @@ def changed(original: np.ndarray, output: np.ndarray, tol: int = 3) -> np.ndarra
     return (np.abs(original.astype(np.int16) - output.astype(np.int16)) > tol).any(axis=2)
 
 
-def write_clip(path, frames: list[np.ndarray], fps: int = 24, audio: bool = True, crf: int = 12) -> None:
-    """Encode ``frames`` as H.264 (near-lossless) with, optionally, a 440 Hz AAC tone as long as the video."""
+def write_clip(path, frames: list[np.ndarray], fps: int = 24, audio: bool | int = True, crf: int = 12) -> None:
+    """Encode ``frames`` as H.264 (near-lossless) with, optionally, a 440 Hz AAC tone as long as the video
+    (``audio`` = N > 1: N tones, 440 Hz, 880 Hz, ..., each its own stream)."""
     import av
     from fractions import Fraction
 
@@ -141,10 +142,11 @@ def write_clip(path, frames: list[np.ndarray], fps: int = 24, audio: bool = True
         v.width, v.height = frames[0].shape[1], frames[0].shape[0]
         v.pix_fmt = "yuv420p"
         v.options = {"crf": str(crf), "preset": "ultrafast"}
-        a = None
-        if audio:
+        streams = []
+        for _ in range(int(audio)):
             a = out.add_stream("aac", rate=44100)
             a.layout = "mono"
+            streams.append(a)
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
@@ -153,10 +155,10 @@ def write_clip(path, frames: list[np.ndarray], fps: int = 24, audio: bool = True
                 out.mux(p)
         for p in v.encode(None):
             out.mux(p)
-        if a is not None:
+        for k, a in enumerate(streams):
             total = round(len(frames) / fps * 44100)
             t = np.arange(total) / 44100
-            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            samples = (0.2 * np.sin(2 * np.pi * 440 * (k + 1) * t)).astype(np.float32)
             for start in range(0, total, 1024):
                 chunk = samples[start:start + 1024]
                 af = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")

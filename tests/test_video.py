@@ -124,6 +124,51 @@ def test_roundtrip_keeps_frames_fps_duration_and_audio(clip_file, tmp_path):
     assert not list(out.parent.glob(".*tmp*"))
 
 
+def test_every_audio_stream_is_copied_and_a_container_that_cannot_hold_one_says_so(clip, tmp_path, capsys):
+    """Only the first audio stream was copied (a second language was dropped without a word), and Opus into .mov
+    failed on the temporary file's name ('ArgumentError ... returned 22')."""
+    from faceveil.cli import main
+    from synthetic_video import write_clip
+
+    src = tmp_path / "two.mp4"
+    write_clip(src, list(clip.frames[:6]), FPS, audio=2)
+    out = tmp_path / "out" / "two.mkv"
+    r = process_video(anonymizer_with(BoxDetector([[10, 10, 60, 70]])), src, out, progress=False)
+    assert r.status == "written", r.error
+    def packets(path):  # per audio stream, in one pass (a second demux of one container starts at its end)
+        with av.open(str(path)) as c:
+            got = {s.index: [] for s in c.streams.audio}
+            for p in c.demux(*c.streams.audio):
+                if p.size:
+                    got[p.stream.index].append(bytes(p))
+            return list(got.values())
+
+    pa, pb = packets(src), packets(out)
+    assert len(pb) == 2 and pa == pb and all(pa)
+    opus = tmp_path / "opus.webm"
+    with av.open(str(opus), "w") as c:  # VP9 + Opus: .mov takes no Opus
+        v = c.add_stream("libvpx-vp9", rate=FPS)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream("libopus", rate=48000)
+        a.layout = "mono"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+        af.sample_rate, af.pts = 48000, 0
+        for p in list(a.encode(af)) + list(a.encode(None)):
+            c.mux(p)
+    capsys.readouterr()
+    assert main(["anonymize", str(opus), "-o", str(tmp_path / "o" / "x.mov"), "-q", "--detect", "fast"]) == 1
+    err = capsys.readouterr().err
+    assert ".mov cannot hold these streams" in err and "opus" in err and ".tmp" not in err, err
+    assert not (tmp_path / "o" / "x.mov").exists()
+
+
 def test_no_audio_option_and_rotation_kept(tmp_path, clip):
     src = tmp_path / "rot.mp4"
     with av.open(str(src), "w") as c:

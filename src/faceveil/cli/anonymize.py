@@ -268,6 +268,9 @@ def run_videos(cfg, jobs, args) -> list:
             if r.decode_errors:
                 print(f"faceveil: warning: {job.src}: {r.decode_errors} packets could not be decoded (left out)",
                       file=sys.stderr)
+            for w in r.warnings or []:
+                if w.startswith("not copied: "):  # a stream the output lacks: said, never dropped silently
+                    print(f"faceveil: warning: {job.src}: {w}", file=sys.stderr)
             if r.truncated:
                 print(f"faceveil: warning: {job.src}: truncated: {r.truncated}; the frames that decoded were written",
                       file=sys.stderr)

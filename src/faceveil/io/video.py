@@ -404,6 +404,8 @@ class VideoWriter:
         self._audio_in = None
         self._audio_packets = None
         self._audio_next = None
+        self._amap: dict = {}  # input stream index -> output stream (audio, subtitles)
+        self.left_out: list[str] = []  # streams of the input not in the output, and why (the job warns of each)
         self._last_pts = None
         # called after the last frame is encoded and muxed, before the output gets its name (the video job
         # writes the track record there: an output under its name always has its record)
@@ -479,17 +481,45 @@ class VideoWriter:
         if info.rotation:
             v.set_display_rotation(info.rotation)
         self._vstream = v
-        if opt.audio and info.has_audio:
+        copied = []
+        try:
             self._audio_in = av.open(str(info.path), "r")
-            a_in = self._audio_in.streams.audio[0]
+        except (OSError, av.FFmpegError):
+            if opt.audio and info.has_audio:
+                raise
+            self._audio_in = None  # frames from elsewhere (the API, tests): nothing to copy
+        src = self._audio_in.streams if self._audio_in is not None else None
+        if opt.audio and src is not None:
+            for a_in in src.audio:  # every audio stream (a second language, a commentary)
+                try:
+                    self._amap[a_in.index] = self._out.add_stream_from_template(a_in)
+                except (av.FFmpegError, ValueError) as exc:
+                    raise InputError(f"{info.path}: audio codec {a_in.codec_context.name!r} cannot be copied into "
+                                     f"{self.target.suffix} ({_short(exc)}); use --no-audio") from None
+                copied.append(a_in)
+        for s_in in src.subtitles if src is not None else ():  # words, not faces: copied where the container takes them
             try:
-                self._astream = self._out.add_stream_from_template(a_in)
-            except (av.FFmpegError, ValueError) as exc:
-                raise InputError(f"{info.path}: audio codec {a_in.codec_context.name!r} cannot be copied into "
-                                 f"{self.target.suffix} ({_short(exc)}); use --no-audio") from None
-            self._atb = a_in.time_base
-            self._audio_packets = self._audio_in.demux(a_in)
+                self._amap[s_in.index] = self._out.add_stream_from_template(s_in)
+                copied.append(s_in)
+            except (av.FFmpegError, ValueError):
+                self.left_out.append(f"a subtitle stream ({s_in.codec_context.name}): {self.target.suffix} cannot "
+                                     "hold it")
+        n_data = len(src.data) + len(src.attachments) if src is not None else 0
+        if n_data:  # timecodes, GPS tracks (GoPro's gpmd), fonts: metadata, stripped as a photo's is
+            self.left_out.append(f"{n_data} data stream{'s' if n_data > 1 else ''} (timecode, GPS, ...): metadata is "
+                                 "not copied")
+        try:  # the container's header now: a stream it cannot hold fails here with its name, not at the first frame
+            self._out.start_encoding()
+        except (av.FFmpegError, ValueError) as exc:
+            kinds = ", ".join(f"{st.type} {st.codec_context.name}" for st in [self._vstream] + copied)
+            raise InputError(f"{info.path}: {self.target.suffix} cannot hold these streams ({kinds}: {_short(exc)}); "
+                             "use --no-audio or another container (.mkv)") from None
+        if copied:
+            self._audio_packets = self._audio_in.demux(*copied)
             self._pull_audio()
+        elif self._audio_in is not None:
+            self._audio_in.close()
+            self._audio_in = None
 
     # audio remux ----------------------------------------------------------------
     def _pull_audio(self) -> None:
@@ -504,13 +534,14 @@ class VideoWriter:
         self._audio_packets = None
 
     def _mux_audio_until(self, seconds: float | None) -> None:
-        """Copy audio packets up to ``seconds`` (all remaining ones when None), keeping the streams interleaved."""
+        """Copy audio (and subtitle) packets up to ``seconds`` (all remaining ones when None), keeping the streams
+        interleaved."""
         while self._audio_next is not None:
             p = self._audio_next
-            t = float(p.dts * self._atb) if p.dts is not None else None
+            t = float(p.dts * p.stream.time_base) if p.dts is not None else None
             if seconds is not None and t is not None and t > seconds:
                 return
-            p.stream = self._astream
+            p.stream = self._amap[p.stream.index]
             self._out.mux(p)
             self._pull_audio()
 

@@ -208,6 +208,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                 if threaded:
                     sink.close()
             written = writer.frames
+            warnings.extend(f"not copied: {x}" for x in writer.left_out)
             t_flush = time.perf_counter()
         clock.busy["encode"] += time.perf_counter() - t_flush  # the encoder's delayed frames, the mux, the rename
     except BaseException:
