@@ -169,6 +169,33 @@ def test_every_audio_stream_is_copied_and_a_container_that_cannot_hold_one_says_
     assert not (tmp_path / "o" / "x.mov").exists()
 
 
+def test_api_and_cli_refuse_what_would_lose_or_leak(clip_file, tmp_path, capsys):
+    """anonymize_video(a, a) wrote over the original; `-o x.png` for a video failed in the muxer on the temporary
+    file; --detect-every 100000 hid no face with exit 0 and no word; --lookahead 10**8 buffered the whole video."""
+    from faceveil.cli import main
+    from faceveil.errors import UsageError
+    from faceveil.video import anonymize_video
+
+    own = tmp_path / "own.mp4"
+    shutil.copy(clip_file, own)
+    before = own.read_bytes()
+    with pytest.raises(UsageError, match="output is the input itself"):
+        anonymize_video(own, own, detector="haar")
+    with pytest.raises(UsageError, match="not a video file name"):
+        anonymize_video(own, tmp_path / "x.txt", detector="haar")
+    assert own.read_bytes() == before
+    r = anonymize_video(own, tmp_path / "o.mp4", detector="haar", options={"detect_every": 3})
+    assert r.status == "written"
+    capsys.readouterr()
+    assert main(["anonymize", str(own), "-o", str(tmp_path / "x.png"), "-q"]) == 2
+    assert "is a video; give an output name of its kind" in capsys.readouterr().err
+    assert main(["anonymize", str(own), "-o", str(tmp_path / "e1"), "-q", "-d", "haar", "--detect-every", "1000"]) == 0
+    assert "risk: --detect-every 1000 leaves 999 frames between detector runs" in capsys.readouterr().err
+    assert main(["anonymize", str(own), "-o", str(tmp_path / "e2"), "-q", "-d", "haar", "--lookahead", "99999"]) == 1
+    err = capsys.readouterr().err
+    assert "own.mp4: --lookahead 99999 frames is more than 10 s" in err and not (tmp_path / "e2" / "own.mp4").exists()
+
+
 def test_no_audio_option_and_rotation_kept(tmp_path, clip):
     src = tmp_path / "rot.mp4"
     with av.open(str(src), "w") as c:

@@ -90,6 +90,11 @@ def cmd_anonymize(args) -> int:
 
     # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
     stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
+    for j in jobs:  # `-o name.png` for a video (or name.mp4 for a photo): the muxer's error, on the temporary file
+        if is_video_path(j.src) != is_video_path(j.dst):
+            kind = "a video" if is_video_path(j.src) else "an image"
+            raise UsageError(f"{j.dst}: {j.src} is {kind}; give an output name of its kind "
+                             f"({'.mp4, .mkv, .mov, .webm' if is_video_path(j.src) else '.jpg, .png, .webp'})")
     image_jobs, video_jobs = split_video_jobs(jobs)
     kept_images, kept_videos = split_video_jobs(kept)
     if args.preview:
@@ -269,7 +274,7 @@ def run_videos(cfg, jobs, args) -> list:
                 print(f"faceveil: warning: {job.src}: {r.decode_errors} packets could not be decoded (left out)",
                       file=sys.stderr)
             for w in r.warnings or []:
-                if w.startswith("not copied: "):  # a stream the output lacks: said, never dropped silently
+                if w.startswith(("not copied: ", "risk: ")):  # a stream the output lacks, a setting that can leak
                     print(f"faceveil: warning: {job.src}: {w}", file=sys.stderr)
             if r.truncated:
                 print(f"faceveil: warning: {job.src}: truncated: {r.truncated}; the frames that decoded were written",

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from ..detections import Detections
-from ..errors import FaceveilError, InputError
+from ..errors import FaceveilError, InputError, UsageError
 from ..io.images import write_image
-from ..io.video import DecodeReport, VideoFrame, VideoWriter, probe, read_frames
+from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, probe, read_frames
 from ..pipeline import Anonymizer
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, video_preset
@@ -80,6 +80,10 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
                            f"{src}: {exc.__class__.__name__}: {exc}")
 
 
+# The look-ahead buffers its frames in memory (1080p RGB: 6 MB a frame): at most this many seconds of them.
+MAX_LOOKAHEAD_S = 10.0
+
+
 def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record,
              keep_record=None) -> VideoResult:
     info = probe(src)
@@ -95,6 +99,15 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     face_frames = failed = dropped = 0
     track_ids: set[int] = set()
     warnings: list[str] = []
+    held = options.frames_held(float(info.fps))
+    held = max(held, 1)
+    if options.detect_every > held + 1:  # a face that enters and leaves between two detector runs is never seen
+        warnings.append(f"risk: --detect-every {options.detect_every} leaves {options.detect_every - 1} frames "
+                        f"between detector runs, more than the {held} a lost face is held: a face seen only there "
+                        "stays visible")
+    if options.frames_ahead(float(info.fps)) > MAX_LOOKAHEAD_S * float(info.fps):
+        raise UsageError(f"{src}: --lookahead {options.frames_ahead(float(info.fps))} frames is more than "
+                         f"{MAX_LOOKAHEAD_S:g} s of this video (every frame waits in memory)")
     next_preview = 0.0
     boxes_log: list[list] = []  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
@@ -275,8 +288,18 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str 
                     preset: str | None = None, **method_params) -> VideoResult:
     """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written.
 
-    Detection and region default to the CLI's for videos (presets.VIDEO_PRESET).
+    Detection and region default to the CLI's for videos (presets.VIDEO_PRESET). ``options``: a VideoOptions or
+    a dict of its fields.
     """
+    if Path(dst).resolve() == Path(src).resolve():  # the CLI refuses this too; the API overwrote the original
+        raise UsageError(f"{dst}: output is the input itself; write to another file")
+    if not is_video_path(dst):
+        raise UsageError(f"{dst}: not a video file name (e.g. .mp4, .mkv, .mov, .webm)")
+    if isinstance(options, dict):
+        try:
+            options = VideoOptions(**options)
+        except TypeError as exc:
+            raise UsageError(f"options: {exc}") from None
     anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
                             preset=video_preset(detector, preset))
     result = process_video(anonymizer, src, dst, options, progress)
