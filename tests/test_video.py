@@ -219,6 +219,21 @@ def test_no_audio_option_and_rotation_kept(tmp_path, clip):
     info = probe(out)
     assert (info.width, info.height, info.rotation, info.frames) == (320, 240, 90, 6)
     assert not info.has_audio
+    # AVI has no rotation flag: its frames are stored upright (they played sideways), in order (no B-frames)
+    avi = tmp_path / "o" / "rot.avi"
+    r = process_video(anonymizer_with(BoxDetector()), src, avi, progress=False)
+    assert r.status == "written", r.error
+    info = probe(avi)
+    assert (info.width, info.height, info.rotation) == (240, 320, 0)
+    got = [f.rgb for f in read_frames(avi)]
+    assert np.abs(got[3].astype(int) - decode(out)[3]).mean() < 4  # the same upright picture as the .mp4 shows
+    with av.open(str(avi)) as c:
+        pts = [f.pts for f in c.decode(c.streams.video[0])]
+    assert pts == sorted(pts)
+    # its declared rate is the source's: read back, it is no 'truncated video' (the time base 1/fps: it declared
+    # 600 frames a second from a 1/12800 source and faceveil refused its own output)
+    again = process_video(anonymizer_with(BoxDetector()), avi, tmp_path / "o" / "again.mp4", progress=False)
+    assert again.status == "written" and again.frames == 6, again.error
 
 
 def test_no_audio_drops_stream(clip_file, tmp_path):

@@ -454,20 +454,30 @@ class VideoWriter:
             v = self._out.add_stream(codec, rate=info.fps)
         except (av.FFmpegError, ValueError) as exc:
             raise UsageError(f"video codec {codec!r} not available ({_short(exc)})") from None
-        v.width, v.height = info.width, info.height
+        # AVI has no rotation flag (a rotated phone clip played sideways): its frames are stored upright instead
+        avi = self.target.suffix.lower() == ".avi"
+        self._rotation = 0 if avi else info.rotation
+        turned = avi and round(info.rotation / 90) % 2 == 1
+        v.width, v.height = (info.height, info.width) if turned else (info.width, info.height)
         # yuv420p is what players accept; x264 needs even sizes for it.
-        even = info.width % 2 == 0 and info.height % 2 == 0
+        even = v.width % 2 == 0 and v.height % 2 == 0
         v.pix_fmt = "yuv420p" if even or codec not in ("libx264", "libx265") else "yuv444p"
         # the frames come converted by _yuv_frame: BT.601 matrix, limited range; the stream says so
         v.codec_context.color_range = AVCOL_RANGE_MPEG
         v.codec_context.colorspace = AVCOL_SPC_SMPTE170M
-        v.time_base = info.time_base
-        v.codec_context.time_base = info.time_base
+        # AVI declares a frame rate, not timestamps: its time base is one frame (with the source's 1/12800 it
+        # declared 600 frames a second, and a reader counted 600 frames where 25 were: faceveil called its own
+        # output truncated). Frames are numbered in order there; other containers keep the source's timestamps.
+        self._frame_tb = Fraction(info.fps.denominator, info.fps.numerator) if avi else None
+        v.time_base = self._frame_tb or info.time_base
+        v.codec_context.time_base = self._frame_tb or info.time_base
         options = {}
         if codec in ("libx264", "libx265"):
             options = {"crf": str(opt.crf), "preset": opt.preset}
             if codec == "libx264":
-                options["x264-params"] = X264_PARAMS  # see ENCODE_THREADS
+                # see ENCODE_THREADS; AVI stores no presentation times apart from decoding order: no B-frames there
+                # (with them the first frame sat 80 ms late and players read the frames out of order)
+                options["x264-params"] = X264_PARAMS + (":bframes=0" if avi else "")
             if codec == "libx265":  # x265 prints its own info lines to stderr (FFmpeg's log level does not reach them)
                 options["x265-params"] = "log-level=error"
         elif codec in ("libvpx-vp9", "libvpx"):
@@ -478,8 +488,8 @@ class VideoWriter:
         # Never the codec's own choice (a thread per CPU): see ENCODE_THREADS.
         v.codec_context.thread_count = opt.threads or (ENCODE_THREADS if codec == "libx264" else 1)
         v.codec_context.thread_type = ENCODE_THREAD_TYPE if codec == "libx264" else "SLICE"  # SLICE: PyAV's default
-        if info.rotation:
-            v.set_display_rotation(info.rotation)
+        if self._rotation:
+            v.set_display_rotation(self._rotation)
         self._vstream = v
         copied = []
         try:
@@ -550,18 +560,21 @@ class VideoWriter:
         import av
 
         pix_fmt = self._vstream.codec_context.pix_fmt
-        frame = _yuv_frame(stored(rgb, self.info.rotation), pix_fmt)
+        frame = _yuv_frame(stored(rgb, self._rotation), pix_fmt)
         if frame.format.name != pix_fmt:  # PyAV would convert it with swscale (see _yuv_frame)
             raise RuntimeError(f"frame in {frame.format.name}, encoder takes {pix_fmt}")
         if pts is None or (self._last_pts is not None and pts <= self._last_pts):
             # Timestamps must rise; synthesize from the frame rate when missing or out of order.
             step = max(1, round(1 / (self.info.fps * self.info.time_base)))
             pts = 0 if self._last_pts is None else self._last_pts + step
-        frame.pts = pts
-        frame.time_base = self.info.time_base
         self._last_pts = pts
+        t = float(pts * self.info.time_base)
+        if self._frame_tb is not None:  # AVI: frame n at n / fps (the rate it declares)
+            frame.pts, frame.time_base = self.frames, self._frame_tb
+        else:
+            frame.pts, frame.time_base = pts, self.info.time_base
         if self._audio_packets is not None or self._audio_next is not None:
-            self._mux_audio_until(float(pts * self.info.time_base))
+            self._mux_audio_until(t)
         for packet in self._vstream.encode(frame):
             self._out.mux(packet)
         self.frames += 1
