@@ -194,6 +194,10 @@ def test_api_and_cli_refuse_what_would_lose_or_leak(clip_file, tmp_path, capsys)
     assert main(["anonymize", str(own), "-o", str(tmp_path / "e2"), "-q", "-d", "haar", "--lookahead", "99999"]) == 1
     err = capsys.readouterr().err
     assert "own.mp4: --lookahead 99999 frames is more than 10 s" in err and not (tmp_path / "e2" / "own.mp4").exists()
+    for bad in ({"hold": 1.5}, {"detect_every": "2"}, {"preview": float("nan")}, {"crop_margin": float("inf")}):
+        with pytest.raises(UsageError):  # nan passed every check; 1.5 frames reached the tracker
+            VideoOptions(**bad)
+    assert main(["anonymize", str(own), "-o", str(tmp_path / "e3"), "-q", "--preview", "nan"]) == 2
 
 
 def test_no_audio_option_and_rotation_kept(tmp_path, clip):

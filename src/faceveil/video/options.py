@@ -1,6 +1,8 @@
 """How a video is processed: the options, the result, and the options as the track record stores them."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
@@ -26,6 +28,14 @@ class VideoOptions:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
 
     def __post_init__(self):
+        for name in ("hold", "lookahead", "detect_every", "full_every"):  # frames: whole numbers (the API took 1.5)
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+                raise UsageError(f"--{name.replace('_', '-')} is a number of frames: a whole number, got {v!r}")
+        for name in ("crop_margin", "smoothing", "preview"):  # nan passed every comparison below
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {v!r}")
         if self.detect_every < 1:
             raise UsageError("--detect-every must be at least 1")
         if self.full_every < 1:
