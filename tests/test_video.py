@@ -200,6 +200,30 @@ def test_api_and_cli_refuse_what_would_lose_or_leak(clip_file, tmp_path, capsys)
     assert main(["anonymize", str(own), "-o", str(tmp_path / "e3"), "-q", "--preview", "nan"]) == 2
 
 
+def test_an_audio_file_with_a_cover_picture_is_no_video(tmp_path):
+    """Its cover (one frame) read as a video truncated to 1 of the audio's announced frames."""
+    src = tmp_path / "song.mp4"
+    with av.open(str(src), "w") as c:
+        a = c.add_stream("aac", rate=44100)
+        a.layout = "mono"
+        v = c.add_stream("mjpeg", rate=1)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuvj420p"
+        v.disposition = av.stream.Disposition.attached_pic
+        f = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 100, np.uint8), format="rgb24").reformat(format="yuvj420p")
+        f.pts = 0
+        for p in list(v.encode(f)) + list(v.encode(None)):
+            c.mux(p)
+        for start in range(0, 44100, 1024):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 44100, start
+            for p in a.encode(af):
+                c.mux(p)
+        for p in a.encode(None):
+            c.mux(p)
+    with pytest.raises(InputError, match="no video stream \\(only a cover picture"):
+        probe(src)
+
+
 def test_no_audio_option_and_rotation_kept(tmp_path, clip):
     src = tmp_path / "rot.mp4"
     with av.open(str(src), "w") as c:

@@ -150,11 +150,17 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else exc.__class__.__name__)[:160]
 
 
+_ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: a cover picture of an audio file, one frame, not a video
+
+
 def _video_stream(container, path: Path):
     if not container.streams.video:
         container.close()
         raise InputError(f"{path}: no video stream")
-    return container.streams.video[0]
+    if all(int(v.disposition) & _ATTACHED_PIC for v in container.streams.video):
+        container.close()  # it read as a truncated video of one frame among the audio's announced thousands
+        raise InputError(f"{path}: no video stream (only a cover picture: an audio file)")
+    return next(v for v in container.streams.video if not int(v.disposition) & _ATTACHED_PIC)
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
