@@ -241,3 +241,13 @@ def test_a_link_to_a_folder_is_named_not_skipped_silently(photos, tmp_path, caps
     (only / "sub").symlink_to(other, target_is_directory=True)
     code, _, err = run(capsys, "anonymize", only, "-o", tmp_path / "out2", "-q")
     assert code == 2 and "holds only links to folders" in err and "empty" not in err
+
+
+def test_an_output_name_faceveil_cannot_write_is_refused_not_made_a_folder(photos, tmp_path, capsys):
+    """`-o face.gif` made a folder named face.gif with the anonymized photo inside."""
+    code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", tmp_path / "face.gif", "-q")
+    assert code == 2 and "does not write .gif files" in err
+    assert not (tmp_path / "face.gif").exists()
+    (tmp_path / "old.gif").mkdir()  # an existing folder of that name is a folder
+    code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", tmp_path / "old.gif", "-q")
+    assert code == 0 and (tmp_path / "old.gif" / "astro.jpg").is_file()

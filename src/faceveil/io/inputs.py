@@ -25,6 +25,10 @@ def is_inside(path: Path, root: Path) -> bool:
         return False
 
 
+# Media suffixes an output name may carry that faceveil reads or knows but does not write: such a -o is no folder.
+UNWRITTEN_MEDIA = {".gif", ".heic", ".heif", ".avif", ".jxl", ".svg", ".pdf", ".ico", ".apng"}
+
+
 def plan_jobs(
     inputs: list[str | os.PathLike],
     output: str | os.PathLike | None,
@@ -55,6 +59,10 @@ def plan_jobs(
         return [Job(src, out_root, src.name)], []
     if out_root is not None and out_root.exists() and not out_root.is_dir():
         raise UsageError(f"{out_root}: output exists and is not a folder")
+    if out_root is not None and not out_root.exists() and out_root.suffix.lower() in UNWRITTEN_MEDIA:
+        # `-o face.gif` made a folder named face.gif with the output inside
+        raise UsageError(f"{out_root}: faceveil does not write {out_root.suffix} files; give a folder, or a file "
+                         "name ending in .jpg, .png, .webp (a photo) or .mp4, .mkv, .webm (a video)")
     jobs: list[Job] = []
     skipped: list[Path] = []
     for raw in inputs:
