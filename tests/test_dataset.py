@@ -318,6 +318,34 @@ def test_other_formats_keep_their_labels(tmp_path, fmt):
     assert verify(out).ok
 
 
+def test_face_classes_no_box_has_are_refused_and_yolo_ids_name_classes(tmp_path, capsys):
+    """A --face-classes name that no box has (a typo, or YOLO's id 0 where classes.txt names it, as the README's
+    own example writes it) left every labelled face as it was: '0 labelled', exit 0. A YOLO image without a label
+    file was written untouched under --boxes gt without a word."""
+    from test_datasets_io import facemask_subset
+
+    root, voc = facemask_subset(tmp_path, n=3)
+    labels = tmp_path / "fm" / "labels"
+    write_yolo(voc, labels)
+    names = (labels / "classes.txt").read_text().split()
+    base = ["dataset", "anonymize", "--format", "yolo", "--images", str(root), "--labels", str(labels), "--boxes",
+            "gt", "-m", "blackout", "-p", f"color={GREY}", "-q"]
+    for bad in ("face", f"{names[0]},wihtout_mask"):
+        assert main(base + ["-o", str(tmp_path / "o1"), "--face-classes", bad]) == 2
+        err = capsys.readouterr().err
+        assert "no box of that class" in err and names[0] in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o1").exists()
+    (root / "extra.jpg").write_bytes((root / voc.images[0].path).read_bytes())  # no label file
+    ids = ",".join(str(i) for i in range(len(names)))
+    assert main(base + ["-o", str(tmp_path / "o2"), "--face-classes", ids]) == 0  # ids as classes.txt names them
+    err = capsys.readouterr().err
+    assert "1 images have no label file (e.g. extra.jpg)" in err and "--boxes gt, written with any face" in err
+    im = voc.images[0]
+    x, y, w, h = im.xywh[0].astype(int)
+    after = rgb(tmp_path / "o2" / "images" / im.path)
+    assert np.abs(after[y + 2:y + h - 2, x + 2:x + w - 2].astype(int) - 128).max() <= 16  # its labelled face hidden
+
+
 @pytest.mark.slow
 def test_ray_backend_equals_local(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'faceveil[ray]')")

@@ -206,6 +206,18 @@ def test_people_build_empty_folder_exits_2(tmp_path):
     assert not (tmp_path / "p.npz").exists()
 
 
+def test_an_empty_person_folder_beside_others_is_an_error(gallery, tmp_path):
+    """bob/ with no photo was dropped without a word when alice/ had some: the consent list was cut short."""
+    from faceveil.errors import UsageError
+
+    consent = tmp_path / "consent"
+    shutil.copytree(gallery[0], consent)
+    (consent / "bob").mkdir()
+    (consent / "bob" / "notes.txt").write_text("photos to come")
+    with pytest.raises(UsageError, match="bob: no photos of bob"):
+        People.build(consent)
+
+
 # --- video: one decision per track -----------------------------------------------------------------
 
 def test_track_decision_is_all_or_nothing():

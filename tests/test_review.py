@@ -244,6 +244,8 @@ def test_bad_requests(env):
     assert r.status_code == 400 and "bad box" in r.get_json()["error"]
     assert client.post("/api/apply", json={"path": "bad.png", "manual": [[0, 0, 9, 9]]}, headers=HDR).status_code == 409
     assert client.post("/api/approve", json={"path": "nope.png"}, headers=HDR).status_code == 404
+    r = client.post("/api/approve", json={"path": "astro.png", "approved": "no"}, headers=HDR)
+    assert r.status_code == 400 and "true or false" in r.get_json()["error"]  # bool("no") approved it
     assert client.get("/api/apply", headers=HDR).status_code == 405
 
 

@@ -132,8 +132,9 @@ class People:
             if p.is_dir():
                 files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES
                          and not any(part.startswith(".") for part in f.relative_to(p).parts)]
-                if files:
-                    photos[p.name] = files
+                if not files:  # docs/keep.md: an empty folder is an error (it was dropped when others had photos)
+                    raise UsageError(f"{p}: no photos of {p.name} (expected {p}/*.jpg); add some or remove the folder")
+                photos[p.name] = files
             elif p.suffix.lower() in IMAGE_SUFFIXES:
                 photos.setdefault(p.stem, []).append(p)
         if not photos:

@@ -119,6 +119,12 @@ def cmd_dataset_anonymize(args) -> int:
     if s.unlabelled:
         print(f"faceveil: warning: {len(s.unlabelled)} images under {args.images} are not in the labels and were "
               f"not written (e.g. {s.unlabelled[0]})", file=sys.stderr)
+    if s.no_label_file:
+        # YOLO's convention (no file: no object); under --boxes gt nothing hides a face there, so it is said
+        risk = (" and, with --boxes gt, written with any face as it is" if s.boxes == "gt" else
+                ", their faces hidden by detection only")
+        print(f"faceveil: warning: {len(s.no_label_file)} images have no label file (e.g. {s.no_label_file[0]}): "
+              f"taken as having no labelled face{risk}", file=sys.stderr)
     if args.summary:
         from ..io.atomic import write_bytes_atomic
 

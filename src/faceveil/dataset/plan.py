@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import InputError, UsageError
@@ -22,6 +22,8 @@ class Plan:
     items: list[Item]
     missing: list[str]
     unlabelled: list[str]
+    # YOLO images without a label file: taken as no object (Ultralytics' background images) and written
+    no_label_file: list[str] = field(default_factory=list)
 
 
 def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,
@@ -45,6 +47,8 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         if is_inside(src, out):
             raise UsageError(f"{out}: output folder contains the input {src}; use another folder")
     ls = read_labels(labels_path, fmt, images_root)
+    if face_classes is not None:
+        face_classes = _known_classes(face_classes, ls, fmt, labels_path)
     if base is not None:
         image_prefix = PurePosixPath(images_abs.relative_to(base).as_posix())
     else:
@@ -89,7 +93,8 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
                 rel = p.relative_to(images_root).as_posix()
                 if rel not in named:
                     unlabelled.append(rel)
-    return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled)
+    no_file = [im.path for im in ls.images if fmt == "yolo" and not im.info.get("label_file", True)]
+    return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled, no_file)
 
 
 _LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a label file (COCO .json)",
@@ -108,6 +113,22 @@ def _check_labels_kind(fmt: str, labels: Path) -> None:
     hint = f"; it looks like {_LABEL_KIND[guess]}: use --format {guess}" if guess and guess != fmt else ""
     got = "a folder" if labels.is_dir() else "a file"
     raise UsageError(f"{labels}: --format {fmt} expects {_LABEL_KIND[fmt]}, got {got}{hint}")
+
+
+def _known_classes(face_classes: set[str], ls: LabelSet, fmt: str, labels_path: Path) -> set[str]:
+    """``--face-classes`` as the labels name their classes; refused (bad usage) when a name has no box in them: a
+    typo, or YOLO's id 0 where classes.txt names it, left every labelled face as it was ('0 labelled', exit 0)."""
+    have = set(ls.classes)
+    names_file = labels_path / "classes.txt"
+    if fmt == "yolo" and names_file.is_file():  # YOLO's ids as well as the names classes.txt gives them
+        names = [ln.strip() for ln in names_file.read_text(errors="replace").splitlines() if ln.strip()]
+        face_classes = {names[int(c)] if c.isdigit() and int(c) < len(names) else c for c in face_classes}
+    unknown = sorted(face_classes - have)
+    if unknown:
+        shown = ", ".join(sorted(have)[:12]) + (", ..." if len(have) > 12 else "") or "none"
+        raise UsageError(f"--face-classes {','.join(unknown)}: no box of that class in {labels_path} (its classes: "
+                         f"{shown}); a face class no box has would leave faces as they are")
+    return face_classes
 
 
 def default_boxes(labels: LabelSet, face_classes: set[str] | None) -> str:

@@ -205,8 +205,11 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
     @app.post("/api/approve")
     def approve():
         data = body()
+        approved = data.get("approved", True)
+        if not isinstance(approved, bool):  # bool("no") is True: "no" approved the image
+            return jsonify(error='"approved" must be true or false'), 400
         try:
-            return jsonify(rs.approve(data["path"], bool(data.get("approved", True))))
+            return jsonify(rs.approve(data["path"], approved))
         except KeyError:
             abort(404)
 
