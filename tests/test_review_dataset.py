@@ -124,3 +124,19 @@ def test_apply_on_an_exif_rotated_dataset_output_keeps_the_stored_frame(tmp_path
     up = np.asarray(ImageOps.exif_transpose(res).convert("RGB"))
     assert (up[int(box[1]):int(box[3]), int(box[0]):int(box[2])] == 128).all(), "the manual box is hidden"
     assert verify(out).ok
+
+
+def test_an_image_the_labels_do_not_name_is_not_listed_as_failed(tmp_path):
+    """The dataset run never writes an image its labels do not name; the review listed it first, flagged 'failed'."""
+    root, images, labels = _dataset(tmp_path)
+    Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(images / "ev" / "unlabelled.png")
+    gone = labels.read_text().splitlines()
+    labels.write_text("\n".join(gone + ["ev/gone.png", "1", "8 8 16 16 0 0 0 0 0 0"]) + "\n")  # named, no file
+    out = tmp_path / "out"
+    dcfg = DatasetConfig(AnonymizerConfig(method="blackout", region={"shape": "box", "mask_scale": 1.0}), "gt")
+    s = anonymize_dataset("wider", images, labels, out, dcfg, progress=False)
+    assert s.unlabelled == ["ev/unlabelled.png"] and s.missing == ["ev/gone.png"]
+    cfg = config_from_args(build_parser().parse_args(["review", str(out), "--originals", str(root)]))
+    rs = ReviewSet(out, root, cfg, ReviewSettings(second=("none",)), tmp_path / "cache")
+    listed = {i["path"] for i in rs.listing()["items"]}
+    assert listed == {"images/ev/img0.png", "images/ev/img1.png"}, listed

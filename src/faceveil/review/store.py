@@ -109,11 +109,12 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self._detector("main")  # bad detector names or parameters fail here, before serving
         self.state = self._load_state()
         self.refused: list[str] = []
+        self.named: set[str] | None = None  # a dataset output's images its labels name (_load_manifest)
+        self.manifest = self._load_manifest()
         self.items = self._discover()
         self._cache = self._load_cache()
         self._thread: threading.Thread | None = None
         self._frames: dict = {}  # recent decoded video frames (JPEG bytes), memory only
-        self.manifest = self._load_manifest()
         self._restore_cached()
         if not background:
             self.analyse_all()
@@ -160,6 +161,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         items: dict[str, Item] = {}
         for rel in sorted(set(outs) | set(ins)):
             out, orig = outs.get(rel), ins.get(rel)
+            if out is None and self.named is not None and rel not in self.named:
+                continue  # an image of the dataset folder its labels do not name: the run never writes it
             # A link leading out of its root would let the page serve (or Apply overwrite) a foreign file.
             if (out is not None and not inside(out.resolve(), self.out_root)) or (
                     orig is not None and not inside(orig.resolve(), self.in_root)):
@@ -196,6 +199,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         if not path.is_file():
             return None
         entries, _ = read_manifest(path)
+        listed = [rel for e in entries if e.get("kind") == "labels" for rel in e.get("images", [])]
+        self.named = set(listed) if listed else None  # outputs before dataset verify's fix list none
         return {e["output"]: e for e in entries if e.get("kind") == "image" and e.get("output")}
 
     def _cache_path(self) -> Path:
