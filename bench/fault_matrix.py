@@ -1747,7 +1747,9 @@ def _review_json(ctx: Ctx) -> None:
     copies = [p for p in out.rglob("review.json")]
     rv = Review(ctx, out, root)
     try:
-        s, _ = rv.post("/api/approve", {"path": voc.images[0].path, "approved": True})
+        # an output's path under OUT, which mirrors the dataset folder (before, the original's path under ds/images
+        # named an item with no output, which the review listed then)
+        s, _ = rv.post("/api/approve", {"path": f"images/{voc.images[0].path}", "approved": True})
         ctx.check(s == 200, f"approve: {s}")
     finally:
         rv.stop(ctx)

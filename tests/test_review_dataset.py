@@ -140,3 +140,20 @@ def test_an_image_the_labels_do_not_name_is_not_listed_as_failed(tmp_path):
     rs = ReviewSet(out, root, cfg, ReviewSettings(second=("none",)), tmp_path / "cache")
     listed = {i["path"] for i in rs.listing()["items"]}
     assert listed == {"images/ev/img0.png", "images/ev/img1.png"}, listed
+
+
+def test_originals_that_hold_none_of_the_outputs_are_refused_with_the_folder_to_give(tmp_path):
+    """--originals ds/images (the natural guess) listed every output as 'no original' and 'failed': it is taken as
+    the dataset folder now; a folder with none of the originals is refused, naming the folder to give."""
+    from faceveil.errors import UsageError
+
+    root, images, labels = _dataset(tmp_path)
+    out = tmp_path / "out"
+    dcfg = DatasetConfig(AnonymizerConfig(method="blackout", region={"shape": "box", "mask_scale": 1.0}), "gt")
+    anonymize_dataset("wider", images, labels, out, dcfg, progress=False)
+    cfg = config_from_args(build_parser().parse_args(["review", str(out), "--originals", str(images)]))
+    rs = ReviewSet(out, images, cfg, ReviewSettings(second=("none",)), tmp_path / "cache")  # ds/images means ds
+    assert rs.in_root == root.resolve() and all(i.orig is not None for i in rs.items.values())
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(UsageError, match="none of the 2 outputs .* the dataset folder that holds the images folder"):
+        ReviewSet(out, tmp_path / "elsewhere", cfg, ReviewSettings(second=("none",)), tmp_path / "cache")

@@ -112,6 +112,18 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self.named: set[str] | None = None  # a dataset output's images its labels name (_load_manifest)
         self.manifest = self._load_manifest()
         self.items = self._discover()
+        outs = [i for i in self.items.values() if i.out is not None]
+        if (outs and self.manifest is not None and not any(i.orig is not None for i in outs)
+                and any((self.in_root.parent / i.rel).is_file() for i in outs)):
+            # a dataset output mirrors the dataset folder (OUT/images/...): --originals ds/images means ds
+            self.in_root = self.in_root.parent
+            self.items = self._discover()
+            outs = [i for i in self.items.values() if i.out is not None]
+        if outs and not any(i.orig is not None for i in outs):  # each listed as "no original": say what is wrong
+            hint = (" for a dataset output, the dataset folder that holds the images folder and the labels"
+                    if self.manifest is not None else " the folder the run read (its input)")
+            raise UsageError(f"{originals}: none of the {len(outs)} outputs in {out_root} has its original there "
+                             f"(e.g. {outs[0].rel}); give{hint}")
         self._cache = self._load_cache()
         self._thread: threading.Thread | None = None
         self._frames: dict = {}  # recent decoded video frames (JPEG bytes), memory only
