@@ -51,7 +51,7 @@ def add_detection_args(p: argparse.ArgumentParser) -> None:
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
     g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}{small}: the "
                    f"{DEFAULT_PRESET} preset's); lower finds more faces; sets every cut the detector has")
-    g.add_argument("--max-size", type=int, metavar="PX", help="detect on a copy at most this long (px)")
+    g.add_argument("--max-size", type=whole(), metavar="PX", help="detect on a copy at most this long (px; 0: any)")
     g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
                    help="any detector parameter, repeatable")
 
@@ -188,6 +188,21 @@ def whole(minimum: int = 0):
         return value
 
     parse.__name__ = "whole number"
+    return parse
+
+
+def at_least(minimum: float = 0.0):
+    """An argparse type: a finite number of at least ``minimum`` (a size in px); anything else is bad usage."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= minimum or value == float("inf"):  # nan fails the first test
+            raise argparse.ArgumentTypeError(f"must be a finite number of at least {minimum:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
     return parse
 
 

@@ -9,7 +9,7 @@ import sys
 from .. import __version__
 from ..errors import UsageError
 from .common import (add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, check_result_path,
-                     check_writable, region_from_args, warn_unchecked_donors, whole)
+                     at_least, check_writable, region_from_args, warn_unchecked_donors, whole)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -50,7 +50,7 @@ def register(sub) -> None:
     a.add_argument("--boxes", choices=["gt", "detect", "union"], default="auto",
                    help="the labelled boxes, the detector's, or both (default union when the labels are "
                         "faces, else it asks)")
-    a.add_argument("--min-size", type=float, default=0.0, metavar="N",
+    a.add_argument("--min-size", type=at_least(0), default=0.0, metavar="N",
                    help="leave (and count) faces under N px on their shorter side (default 0)")
     a.add_argument("--face-classes", metavar="NAMES",
                    help="comma-separated label classes that are faces (default: every class)")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import FaceveilError, UsageError
 from .common import (add_common_args, add_detection_args, add_region_args, evenly_spaced, region_from_args,
-                     note_int8_build, resolve_detection, whole)
+                     at_least, note_int8_build, resolve_detection, whole)
 
 EPILOG = """\
 examples:
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     add_region_args(p)
     add_detection_args(p)
     m = p.add_argument_group("measure")
-    m.add_argument("--min-size", type=float, default=10, help="faces smaller than this (shorter side, px) are "
+    m.add_argument("--min-size", type=at_least(0), default=10, help="faces smaller than this (shorter side, px) are "
                    "reported in their own bucket only (default 10)")
     m.add_argument("--coverage", type=float, default=0.8, help="a face is leaked below this covered share (default 0.8)")
     m.add_argument("--pr-floor", type=float, default=0.05, help="score down to which the PR curve runs (default 0.05)")
