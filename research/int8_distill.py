@@ -175,7 +175,7 @@ class Net:
         onnx.save(m, str(out))
 
 
-def photos(seed: int = 0) -> list[Path]:
+def photos() -> list[Path]:
     from faceveil.eval.splits import side
 
     fm = [p for p in sorted((DATA / "facemask" / "images").glob("*.jpg")) if side(p.name) == "tune"]

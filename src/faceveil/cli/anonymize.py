@@ -13,8 +13,8 @@ from ..io.images import is_image_path
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
-                     check_jpeg_quality, check_result_path, check_writable, note_int8_build, region_from_args,
-                     report_failures, warn_unchecked_donors, write_result_file, whole)
+                     check_jpeg_quality, check_result_path, check_writable, note_int8_build, plan_inputs,
+                     region_from_args, report_failures, warn_unchecked_donors, write_result_file, whole)
 
 EPILOG_ANON = """\
 examples:
@@ -58,7 +58,6 @@ def register(sub) -> None:
 
 
 def cmd_anonymize(args) -> int:
-    from ..io.inputs import plan_jobs
     from ..pipeline import Anonymizer
     from ..registry import parse_assignments
     from ..batch import run_batch
@@ -75,30 +74,21 @@ def cmd_anonymize(args) -> int:
         raise UsageError("--address needs --backend ray")
     keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
     cfg = dataclasses.replace(cfg, keep=keep)
-    links: list = []
-    jobs, skipped = plan_jobs(args.inputs, args.output, is_media_path, args.in_place, links)
-    for link in links:
-        print(f"faceveil: warning: {link}: a link to a folder, not followed (give {link.resolve()} as an input to "
-              "anonymize it too)", file=sys.stderr)
+    jobs, skipped = plan_inputs(args.inputs, args.output, is_media_path, args.in_place)
     from ..io.inputs import check_existing
 
     jobs, kept = check_existing(jobs, "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
     if args.report:
         check_result_path(args.report, "the report", [j.src for j in jobs + kept], [j.dst for j in jobs + kept],
                           overwrite=args.overwrite)
-    from ..io.atomic import remove_stale_temporaries
-
-    # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
-    stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
-    for j in jobs:  # `-o name.png` for a video (or name.mp4 for a photo): the muxer's error, on the temporary file
-        if is_video_path(j.src) != is_video_path(j.dst):
-            kind = "a video" if is_video_path(j.src) else "an image"
-            raise UsageError(f"{j.dst}: {j.src} is {kind}; give an output name of its kind "
-                             f"({'.mp4, .mkv, .mov, .webm' if is_video_path(j.src) else '.jpg, .png, .webp'})")
     image_jobs, video_jobs = split_video_jobs(jobs)
     kept_images, kept_videos = split_video_jobs(kept)
     if args.preview:
         check_previews(video_jobs, [j.dst for j in jobs + kept])
+    from ..io.atomic import remove_stale_temporaries
+
+    # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
+    stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
     # Build once here so bad names, parameters or a missing model fail before any work.
     vanon = first = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
     warn_unchecked_donors(vanon.method)

@@ -174,6 +174,18 @@ def check_writable(path: str, what: str) -> None:
         raise UsageError(f"{path}: cannot write {what} in {anc} ({exc.strerror or exc})") from None
 
 
+def plan_inputs(inputs, output, accept, in_place: bool = False):
+    """io.inputs.plan_jobs, with a warning line for each link to a folder it does not follow."""
+    from ..io.inputs import plan_jobs
+
+    links: list = []
+    jobs, skipped = plan_jobs(inputs, output, accept, in_place, links)
+    for link in links:
+        print(f"faceveil: warning: {link}: a link to a folder, not followed (give {link.resolve()} as an input)",
+              file=sys.stderr)
+    return jobs, skipped
+
+
 def whole(minimum: int = 0):
     """An argparse type: a whole number of at least ``minimum`` (a seed, a count); anything else is bad usage
     (exit 2) before any work. Before, --seed -1 failed every file at its first face and --limit -1 dropped the last

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import UsageError
 from .common import (add_common_args, add_detection_args, anonymizer_config, batch_jobs, check_result_path,
-                     check_writable, note_int8_build, report_failures, write_result_file)
+                     check_writable, note_int8_build, plan_inputs, report_failures, write_result_file)
 
 
 def register(sub) -> None:
@@ -27,7 +27,6 @@ def register(sub) -> None:
 
 def cmd_detect(args) -> int:
     from ..io.images import is_image_path
-    from ..io.inputs import plan_jobs
     from ..pipeline import Anonymizer
     from ..batch import run_batch
 
@@ -40,11 +39,7 @@ def cmd_detect(args) -> int:
                              "records a video's faces per frame in OUT/.faceveil/<name>.tracks.json)")
     if args.json:
         check_writable(args.json, "the detections")
-    links: list = []
-    jobs, skipped = plan_jobs(args.inputs, ".", is_image_path, in_place=True, unfollowed=links)
-    for link in links:
-        print(f"faceveil: warning: {link}: a link to a folder, not followed (give {link.resolve()} as an input)",
-              file=sys.stderr)
+    jobs, skipped = plan_inputs(args.inputs, ".", is_image_path, in_place=True)
     if args.json:
         check_result_path(args.json, "the detections", [j.src for j in jobs])
     videos = sum(1 for p in skipped if is_video_path(p))

@@ -22,7 +22,7 @@ Modules: ``plan`` (labels -> work orders), ``worker`` (one image), ``orient``
 the run), ``verify`` (an output against its manifest), ``config`` (the types).
 """
 from .backends import run_local, run_ray, start_ray
-from .config import BOX_MODES, MANIFEST, OWN_DIR, REVIEW_FILE, DatasetConfig, Item, Summary
+from .config import BOX_MODES, MANIFEST, OWN_DIR, REVIEW_FILE, DatasetConfig, Item, Summary, named_images
 from .job import anonymize_dataset
 from .orient import boxes_to_oriented, exif_orientation, to_oriented, to_stored, write_checked
 from .plan import Plan, default_boxes, plan

@@ -11,6 +11,13 @@ REVIEW_FILE = "review.json"  # where `faceveil review` 0.1.0 kept its progress; 
 OWN_DIR = ".faceveil"  # faceveil's own files under OUT (review progress, track records): never outputs
 
 
+def named_images(entries) -> set[str] | None:
+    """The images OUT's labels name, as paths under OUT (dataset/job.py lists them on the first label file's
+    manifest line); None for an output made before that list existed."""
+    listed = [rel for e in entries if e.get("kind") == "labels" for rel in e.get("images", [])]
+    return set(listed) if listed else None
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """Everything a worker needs (picklable)."""

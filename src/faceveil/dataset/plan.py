@@ -119,9 +119,8 @@ def _known_classes(face_classes: set[str], ls: LabelSet, fmt: str, labels_path: 
     """``--face-classes`` as the labels name their classes; refused (bad usage) when a name has no box in them: a
     typo, or YOLO's id 0 where classes.txt names it, left every labelled face as it was ('0 labelled', exit 0)."""
     have = set(ls.classes)
-    names_file = labels_path / "classes.txt"
-    if fmt == "yolo" and names_file.is_file():  # YOLO's ids as well as the names classes.txt gives them
-        names = [ln.strip() for ln in names_file.read_text(errors="replace").splitlines() if ln.strip()]
+    names = ls.meta.get("names") if fmt == "yolo" else None  # classes.txt, as the YOLO reader read it
+    if names:  # YOLO's ids as well as the names classes.txt gives them
         face_classes = {names[int(c)] if c.isdigit() and int(c) < len(names) else c for c in face_classes}
     unknown = sorted(face_classes - have)
     if unknown:

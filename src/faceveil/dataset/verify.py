@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io.inputs import is_inside
 from ..io.manifest import read_manifest, sha256_file
-from .config import MANIFEST, OWN_DIR, REVIEW_FILE
+from .config import MANIFEST, OWN_DIR, REVIEW_FILE, named_images
 
 @dataclass
 class VerifyReport:
@@ -50,8 +50,7 @@ def verify(out: str | os.PathLike) -> VerifyReport:
             rep.altered.append(rel)
         elif e.get("kind") == "image" and not _decodes(path):
             rep.damaged.append(rel)  # a write that was recorded without being checked (older versions)
-    # the images OUT's labels name (the first label file's line lists them; older outputs have no list)
-    named = {rel for (kind, _), e in latest.items() if kind == "labels" for rel in e.get("images", [])}
+    named = named_images(latest.values()) or set()  # older outputs have no list
     written = {e.get("output") for (kind, _), e in latest.items() if kind == "image"}
     rep.missing += [f"{rel} (the labels name it; no run wrote it)" for rel in sorted(named - written)]
     rep.mixed = _mixed(list(latest.values()))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UsageError
+from .video import is_video_path
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ def plan_jobs(
         src = Path(inputs[0])
         if out_root.resolve() == src.resolve():
             raise UsageError(f"{out_root}: output is the input itself (use --in-place to overwrite it)")
+        if is_video_path(src) != is_video_path(out_root):  # `-o name.png` for a video: the muxer's error, later
+            kind = "a video" if is_video_path(src) else "an image"
+            raise UsageError(f"{out_root}: {src} is {kind}; give an output name of its kind "
+                             f"({'.mp4, .mkv, .mov, .webm' if is_video_path(src) else '.jpg, .png, .webp'})")
         return [Job(src, out_root, src.name)], []
     if out_root is not None and out_root.exists() and not out_root.is_dir():
         raise UsageError(f"{out_root}: output exists and is not a folder")

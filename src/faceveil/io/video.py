@@ -343,11 +343,16 @@ _CODEC_ALIASES = {"h264": "libx264", "x264": "libx264", "h265": "libx265", "hevc
                   "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libaom-av1"}
 
 
+def encoder_name(name: str) -> str:
+    """A --codec as FFmpeg names its encoder (h264 -> libx264, ...)."""
+    return _CODEC_ALIASES.get(name.lower(), name)
+
+
 def check_codec(name: str) -> None:
     """Refuse (bad usage, before any work) a --codec this PyAV build cannot encode video with."""
     import av
 
-    codec = _CODEC_ALIASES.get(name.lower(), name)
+    codec = encoder_name(name)
     try:
         kind = av.codec.Codec(codec, "w").type
     except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
@@ -455,7 +460,7 @@ class VideoWriter:
         # track UIDs, so every run of a .mkv or .webm differed; tests/test_video_determinism.py).
         self._out = av.open(str(tmp), "w", format=fmt.get(self.target.suffix.lower()),
                             options={"fflags": "+bitexact"})
-        codec = _CODEC_ALIASES.get((opt.codec or "").lower(), opt.codec) or default_codec(self.target.suffix)
+        codec = encoder_name(opt.codec) if opt.codec else default_codec(self.target.suffix)
         try:
             v = self._out.add_stream(codec, rate=info.fps)
         except (av.FFmpegError, ValueError) as exc:

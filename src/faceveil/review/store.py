@@ -109,8 +109,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self._detector("main")  # bad detector names or parameters fail here, before serving
         self.state = self._load_state()
         self.refused: list[str] = []
-        self.named: set[str] | None = None  # a dataset output's images its labels name (_load_manifest)
-        self.manifest = self._load_manifest()
+        # a dataset output: its image entries by path under OUT, and the images its labels name
+        self.manifest, self.named = self._load_manifest()
         self.items = self._discover()
         outs = [i for i in self.items.values() if i.out is not None]
         if (outs and self.manifest is not None and not any(i.orig is not None for i in outs)
@@ -203,17 +203,17 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         state.update({"faceveil": __version__, "format": FORMAT, "originals": str(self.in_root), "config": now})
         return state
 
-    def _load_manifest(self) -> dict[str, dict] | None:
-        """For a dataset output (OUT/manifest.jsonl): the latest image entry by its path under OUT."""
-        from ..dataset import MANIFEST
+    def _load_manifest(self) -> tuple[dict[str, dict] | None, set[str] | None]:
+        """For a dataset output (OUT/manifest.jsonl): the latest image entry by its path under OUT, and the images
+        its labels name (dataset.named_images); (None, None) for any other OUT."""
+        from ..dataset import MANIFEST, named_images
 
         path = self.out_root / MANIFEST
         if not path.is_file():
-            return None
+            return None, None
         entries, _ = read_manifest(path)
-        listed = [rel for e in entries if e.get("kind") == "labels" for rel in e.get("images", [])]
-        self.named = set(listed) if listed else None  # outputs before dataset verify's fix list none
-        return {e["output"]: e for e in entries if e.get("kind") == "image" and e.get("output")}
+        images = {e["output"]: e for e in entries if e.get("kind") == "image" and e.get("output")}
+        return images, named_images(entries)
 
     def _cache_path(self) -> Path:
         return self.cache_dir / "analysis.json"
