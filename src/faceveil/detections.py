@@ -293,6 +293,13 @@ def box_inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(area_a[:, None] > 0, inter / np.maximum(area_a[:, None], 1e-12), 0.0)
 
 
+def box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection of Nx4 and Mx4 xyxy boxes over the smaller box's area (0 where that area is 0)."""
+    area_a, area_b, inter = _box_areas(a, b)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    return np.where(smaller > 0, inter / np.maximum(smaller, 1e-12), 0.0)
+
+
 def nms(det: Detections, iou_threshold: float = 0.3) -> Detections:
     """Greedy non-maximum suppression, highest score first (OpenCV's C++ loop)."""
     if len(det) <= 1:

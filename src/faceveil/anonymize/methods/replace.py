@@ -38,7 +38,7 @@ from typing import Literal, NamedTuple
 import cv2
 import numpy as np
 
-from ...detections import box_inside
+from ...detections import box_inside, box_overlap
 from ...registry import param
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
 from ..base import METHODS, Method, crop
@@ -270,14 +270,9 @@ def _duplicates(boxes: np.ndarray, scores: np.ndarray, regions: list, weak: list
     kept: list[int] = []
     out = []
     for k in sorted((k for k in range(len(regions)) if not weak[k]), key=rank):
-        b = boxes[regions[k].index]
-        if kept:
-            o = boxes[kept]
-            wh = np.clip(np.minimum(o[:, 2:], b[2:]) - np.maximum(o[:, :2], b[:2]), 0, None)
-            smaller = np.minimum(np.prod(o[:, 2:] - o[:, :2], axis=1), np.prod(b[2:] - b[:2]))
-            if (np.prod(wh, axis=1) >= DUPLICATE_OVERLAP * np.maximum(smaller, 1e-9)).any():
-                out.append(k)
-                continue
+        if kept and (box_overlap(boxes[regions[k].index], boxes[kept])[0] >= DUPLICATE_OVERLAP).any():
+            out.append(k)
+            continue
         kept.append(regions[k].index)
     return out
 
