@@ -87,7 +87,18 @@ MAX_LOOKAHEAD_S = 10.0
 def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record,
              keep_record=None) -> VideoResult:
     info = probe(src)
-    anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"), float(info.fps))  # its tracks are new
+    fps = float(info.fps)
+    # the settings against this video's frame rate, before any decoding starts
+    if options.frames_ahead(fps) > MAX_LOOKAHEAD_S * fps:
+        raise UsageError(f"{src}: --lookahead {options.frames_ahead(fps)} frames is more than "
+                         f"{MAX_LOOKAHEAD_S:g} s of this video (every frame waits in memory)")
+    warnings: list[str] = []
+    held = max(options.frames_held(fps), 1)
+    if options.detect_every > held + 1:  # a face that enters and leaves between two detector runs is never seen
+        warnings.append(f"risk: --detect-every {options.detect_every} leaves {options.detect_every - 1} frames "
+                        f"between detector runs, more than the {held} a lost face is held: a face seen only there "
+                        "stays visible")
+    anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"), fps)  # this video's tracks are new
     report = DecodeReport()
     clock = StageClock()  # busy seconds per stage: the result's "stages" (bench/bench_video.py prints them)
     frames: Iterable[VideoFrame] = clock.iterate("decode", read_frames(src, report,
@@ -98,16 +109,6 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     anonymize = clock.timed("anonymize", anonymizer.anonymize)
     face_frames = failed = dropped = 0
     track_ids: set[int] = set()
-    warnings: list[str] = []
-    held = options.frames_held(float(info.fps))
-    held = max(held, 1)
-    if options.detect_every > held + 1:  # a face that enters and leaves between two detector runs is never seen
-        warnings.append(f"risk: --detect-every {options.detect_every} leaves {options.detect_every - 1} frames "
-                        f"between detector runs, more than the {held} a lost face is held: a face seen only there "
-                        "stays visible")
-    if options.frames_ahead(float(info.fps)) > MAX_LOOKAHEAD_S * float(info.fps):
-        raise UsageError(f"{src}: --lookahead {options.frames_ahead(float(info.fps))} frames is more than "
-                         f"{MAX_LOOKAHEAD_S:g} s of this video (every frame waits in memory)")
     next_preview = 0.0
     boxes_log: list[list] = []  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
@@ -117,22 +118,22 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         from .keep import recorded_splitter
 
         kept_tracks, split = recorded_splitter(keep_record, kept_log)
-        items = (split(it) for it in tracked_frames(frames, detect, options, float(info.fps)))
+        items = (split(it) for it in tracked_frames(frames, detect, options, fps))
     elif anonymizer.keep and anonymizer.keep.people is None:  # regions only: decided per frame
         from .keep import split_frame
 
         kept_tracks = {}
         items = (split_frame(it, {}, anonymizer.keep, kept_log)
-                 for it in tracked_frames(frames, detect, options, float(info.fps)))
+                 for it in tracked_frames(frames, detect, options, fps))
     elif anonymizer.keep:  # one decision per track: a first pass decides, this one renders (video/keep.py)
         from .keep import plan_tracks, replay
 
         first = read_frames(src, DecodeReport(), allow_truncated=options.allow_truncated)
         plan, kept_tracks = plan_tracks(background(first) if threaded else first, detect, options,
-                                        float(info.fps), anonymizer.keep)
+                                        fps, anonymizer.keep)
         items = replay(frames, plan, kept_tracks, anonymizer.keep, kept_log)
     else:
-        items = tracked_frames(frames, detect, options, float(info.fps))
+        items = tracked_frames(frames, detect, options, fps)
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=key[-30:], leave=False)
     record_warnings: list[str] = []
