@@ -210,6 +210,30 @@ def test_apply_changes_exactly_the_new_box_and_records_it(env):
     assert not list(out.rglob(".*.tmp*")), "no temporary file left"
 
 
+def test_a_manual_box_dropped_by_a_later_apply_shows_again_and_a_sliver_is_refused(env):
+    rs, client, src, out = env
+    run_output = _read(out / "sub" / "noise.png")
+    a, b = [40.0, 50.0, 100.0, 130.0], [120.0, 20.0, 180.0, 90.0]
+    assert client.post("/api/apply", json={"path": "sub/noise.png", "manual": [a, b], "removed": []},
+                       headers=HDR).status_code == 200
+    both = _read(out / "sub" / "noise.png")
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [b], "removed": []}, headers=HDR)
+    assert r.status_code == 200 and r.get_json()["manual"] == [b]
+    after = _read(out / "sub" / "noise.png")
+    mask = Compositor(RegionParams(**rs.config.region)).mask
+    in_a = mask(Detections.from_boxes([a]), after.shape) > 0
+    in_b = mask(Detections.from_boxes([b]), after.shape) > 0
+    # a's area is the run's output again (it stayed hidden while review.json listed only b), b's stays hidden
+    assert (after[in_a & ~in_b] == run_output[in_a & ~in_b]).all()
+    assert (after[in_b] == both[in_b]).all() and (after[~in_a] == both[~in_a]).all()
+    # A box under 2 px (here 1 px high after clipping to the image) would hide nothing: refused, nothing written.
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [[10, -5, 90, 1]], "removed": []},
+                    headers=HDR)
+    assert r.status_code == 400 and "under 2 px" in r.get_json()["error"]
+    assert (_read(out / "sub" / "noise.png") == after).all()
+    assert json.loads((out / ".faceveil" / "review.json").read_text())["items"]["sub/noise.png"]["manual"] == [b]
+
+
 def test_apply_fixes_the_leak_and_clears_its_flag(env):
     rs, client, src, out = env
     leak = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "leak.png")

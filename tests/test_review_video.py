@@ -136,6 +136,7 @@ def test_apply_a_box_over_a_frame_range(env):
     r = client.post("/api/apply", json={"path": "clip.mp4", "manual": manual}, headers=HDR)
     assert r.status_code == 200, r.get_json()
     after = _frames(out / "clip.mp4")
+    after_bytes = (out / "clip.mp4").read_bytes()
     assert len(after) == len(before) == N
     x1, y1, x2, y2 = box
     for i in range(N):
@@ -157,6 +158,12 @@ def test_apply_a_box_over_a_frame_range(env):
     assert {i["path"]: i for i in item["items"]}["clip.mp4"]["manual"] == saved["manual"]
     bad = client.post("/api/apply", json={"path": "clip.mp4", "manual": [[1, 2, 3, 4]]}, headers=HDR)
     assert bad.status_code == 400
+    # A range past the video's last frame, or a box of 1 px, hid nothing and was dropped with a 200: refused.
+    for m in [{"box": box, "from": N + 5, "to": N + 9}, {"box": [8, 150, 9, 188], "from": 0, "to": 3}]:
+        bad = client.post("/api/apply", json={"path": "clip.mp4", "manual": [m]}, headers=HDR)
+        assert bad.status_code == 400, m
+        assert "outside the video" in bad.get_json()["error"] or "under 2 px" in bad.get_json()["error"]
+    assert (out / "clip.mp4").read_bytes() == after_bytes
 
 
 def test_video_endpoints_need_the_token(env):

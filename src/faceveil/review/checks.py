@@ -78,7 +78,9 @@ def matches(box, boxes, iou: float = 0.9) -> bool:
 
 
 def clean_boxes(boxes, w: int, h: int, min_size: float = 2.0) -> list[list[float]]:
-    """Boxes from the page as [x1, y1, x2, y2] floats inside the image; anything else is a bad request."""
+    """Boxes from the page as [x1, y1, x2, y2] floats inside the image; anything else is a bad request,
+    and so is a box covering under ``min_size`` px of the image either way (a box meant to hide something that
+    hides nothing is refused, not dropped)."""
     out = []
     if not isinstance(boxes, list):
         raise ValueError("boxes must be a list")
@@ -91,6 +93,9 @@ def clean_boxes(boxes, w: int, h: int, min_size: float = 2.0) -> list[list[float
             raise ValueError(f"bad box {short(b)}")
         if x2 - x1 >= min_size and y2 - y1 >= min_size:
             out.append([x1, y1, x2, y2])
+        else:
+            raise ValueError(f"box {short(b)} covers under {min_size:g} px of the {w}x{h} image in width or "
+                             "height (after clipping to it): draw it larger")
     return out
 
 

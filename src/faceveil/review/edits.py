@@ -138,6 +138,9 @@ class EditsMixin:
             h, w = img.rgb.shape[:2]
             manual_boxes = clean_boxes(manual, w, h)
             removed_boxes = clean_boxes(removed, w, h, min_size=0)
+            # A manual box of an earlier Apply that this one drops shows again, as a dropped detection does (it
+            # stayed hidden while review.json listed no box there); a region of the run's under it stays hidden.
+            dropped = [b for b in self._manual(rel).get("manual", []) if not matches(b, manual_boxes, iou=0.999)]
             entry = self.manifest.get(rel) if self.manifest is not None else None
             if entry is not None:
                 # A dataset output: redo exactly the run's regions (labels and detections), not our detections.
@@ -169,7 +172,7 @@ class EditsMixin:
                 Detections.from_boxes(manual_boxes, None, None, "manual")])
             out = self.anonymizer.anonymize(img.rgb, dets, self.anonymizer.rng_for(key))
             if old_path is not None:
-                out = self._keep_run_changes(img.rgb, out, old_path, removed_boxes)
+                out = self._keep_run_changes(img.rgb, out, old_path, removed_boxes + dropped)
             deep_region = self.anonymizer.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
             if entry is not None:
                 # A dataset output keeps the original's stored pixel frame and orientation tag (its labels

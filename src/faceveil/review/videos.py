@@ -217,8 +217,10 @@ def clean_ranges(manual, w: int, h: int, n: int) -> list[dict]:
             raise ValueError(f"bad video box {short(m)}: expected {{box: [x1, y1, x2, y2], from: frame, to: frame}}")
         boxes = clean_boxes([m.get("box")], w, h)
         a, b = sorted((max(0, m["from"]), min(n - 1, m["to"])))
-        if boxes and a <= b:
-            out.append({"box": boxes[0], "from": a, "to": b})
+        if min(m["from"], m["to"]) > n - 1 or max(m["from"], m["to"]) < 0:
+            raise ValueError(f"video box {short(m)}: its frames {m['from']}..{m['to']} are outside the video's "
+                             f"0..{n - 1}")
+        out.append({"box": boxes[0], "from": a, "to": b})
     return out
 
 

@@ -421,12 +421,18 @@ function attachDrawing(frame, item) {
     if (moved >= 4) {
       const b = [Math.min(start[0], p[0]), Math.min(start[1], p[1]), Math.max(start[0], p[0]), Math.max(start[1], p[1])]
         .map((v) => Math.round(v * 10) / 10);
-      if (isVideo(item)) {  // held over the frame range in the bar (default: this frame ± the hold)
+      if (b[2] - b[0] < 2 || b[3] - b[1] < 2) {  // the server refuses it too: it would hide nothing
+        temp.remove();
+        setStatus("box under 2 image pixels wide or high: draw it larger", "error");
+      } else if (isVideo(item)) {  // held over the frame range in the bar (default: this frame ± the hold)
         const a = parseInt($("#range-from").value, 10), z = parseInt($("#range-to").value, 10);
         const from = Number.isFinite(a) ? a : frameIdx, to = Number.isFinite(z) ? z : frameIdx;
         e.manual.push({ box: b, from: Math.min(from, to), to: Math.max(from, to) });
-      } else e.manual.push(b);
-      e.undo.push(() => e.manual.pop());
+        e.undo.push(() => e.manual.pop());
+      } else {
+        e.manual.push(b);
+        e.undo.push(() => e.manual.pop());
+      }
     } else if (isVideo(item)) {
       const inside = (m) => frameIdx >= m.from && frameIdx <= m.to && start[0] >= m.box[0] && start[0] <= m.box[2] &&
         start[1] >= m.box[1] && start[1] <= m.box[3];
