@@ -200,3 +200,16 @@ def test_privacy_on_a_folder_without_the_pairs_photos_is_one_line(tmp_path, caps
                "-o", str(tmp_path / "p"), "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "none of the 2 photos" in err[0] and "Ann_Lee" in err[0], err
+
+
+def test_bench_params_take_both_spellings_and_name_a_method_not_benched():
+    from argparse import Namespace
+
+    from faceveil.cli.bench import build_variants
+    from faceveil.errors import UsageError
+
+    args = Namespace(methods="blur,pixelate", param=["blur:kernel=25", "pixelate.cells=4"], sweep=[], seed=0)
+    assert [v.label for v in build_variants(args)] == ["blur(kernel=25)", "pixelate(cells=4)"]
+    for bad, match in [(["noise.amount=5"], "not in --methods"), (["kernel=25"], "METHOD.NAME=VALUE")]:
+        with pytest.raises(UsageError, match=match):
+            build_variants(Namespace(methods="blur", param=bad, sweep=[], seed=0))

@@ -71,6 +71,12 @@ def test_parse_methods_applies_safe_fakes_defaults_and_puts_none_first():
         parse_methods("none,nosuchmethod")
     with pytest.raises(UsageError):
         parse_methods("blur,blur")
+    # -p takes bench's spelling too (METHOD.NAME, as --sweep), and a method not in --methods is refused
+    assert parse_methods("blur", ["blur.kernel=9"])[1].params["kernel"] == 9
+    with pytest.raises(UsageError, match="not in --methods"):
+        parse_methods("blur", ["pixelate.cells=4"])
+    with pytest.raises(UsageError, match="METHOD.NAME=VALUE"):
+        parse_methods("blur", ["kernel=9"])
     assert parse_duration("20m") == 1200 and parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
     with pytest.raises(UsageError):
         parse_duration("soon")

@@ -168,6 +168,16 @@ def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
         raise UsageError(f"bad parameters for {what}: {exc}") from None
 
 
+def split_method_param(item: str, option: str = "-p") -> tuple[str, str, str]:
+    """``"blur.kernel=25"`` or ``"blur:kernel=25"`` -> ``("blur", "kernel", "25")``: every command that names a
+    method's parameter takes both spellings (bench and --sweep wrote the dot, eval train the colon)."""
+    key, eq, value = item.partition("=")
+    cut = min((i for i in (key.find("."), key.find(":")) if i > 0), default=-1)
+    if not eq or cut < 0 or not key[cut + 1:].strip():
+        raise UsageError(f"bad {option} {item!r}: expected METHOD.NAME=VALUE, e.g. blur.kernel=25")
+    return key[:cut].strip(), key[cut + 1:].strip(), value.strip()
+
+
 def parse_assignments(items: list[str] | None) -> dict[str, str]:
     """Parse ``["kernel=25", "sigma=3"]`` into a dict; raise UsageError on bad syntax."""
     out: dict[str, str] = {}

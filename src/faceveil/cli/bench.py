@@ -37,7 +37,7 @@ def register(sub) -> None:
     b.add_argument("--methods", default="blur,pixelate,blackout,block,noise,eyebar",
                    help="comma-separated methods (default: the conventional ones)")
     b.add_argument("--param", "-p", action="append", metavar="METHOD.NAME=VALUE", default=[],
-                   help="a fixed parameter of one method, repeatable, e.g. -p blur.kernel=25")
+                   help="a fixed parameter of one method, repeatable, e.g. -p blur.kernel=25 (or blur:kernel=25)")
     b.add_argument("--sweep", action="append", metavar="METHOD.PARAM=V1,V2,...", default=[],
                    help="one variant per value for that method, repeatable")
     b.add_argument("--people", type=int, default=0, help="use only N identities of the pairs (0: all)")
@@ -51,19 +51,17 @@ def register(sub) -> None:
 
 
 def build_variants(args) -> list:
-    from ..registry import parse_assignments
+    from ..registry import split_method_param
     from ..eval.workbench import Variant, parse_sweep
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise UsageError("--methods is empty")
     fixed: dict[str, dict] = {m: {} for m in methods}
-    for k, v in parse_assignments(args.param).items():
-        if "." not in k:
-            raise UsageError(f"bad -p {k}={v}: expected METHOD.NAME=VALUE in bench")
-        m, name = k.split(".", 1)
+    for item in args.param:
+        m, name, v = split_method_param(item)
         if m not in fixed:
-            raise UsageError(f"-p {k}: method {m!r} is not in --methods")
+            raise UsageError(f"-p {item}: method {m!r} is not in --methods")
         fixed[m][name] = v
     sweeps: dict[str, list[str]] = {}
     for s in args.sweep:

@@ -318,7 +318,7 @@ EPILOG_TRAIN = """\
 examples:
   faceveil eval train --images data/images --labels data/gt.txt -o report/
   faceveil eval train --images data/images --labels data/gt.txt --methods none,blur,pixelate --budget 5m -o report/
-  faceveil eval train --images data/images --labels data/gt.txt -p blur:kernel=9 --device cuda --budget 2m -o report/
+  faceveil eval train --images data/images --labels data/gt.txt -p blur.kernel=9 --device cuda --budget 2m -o report/
   faceveil eval train --images data/images --labels data/gt.txt --methods none,blur:relative=1.25,learnedblur --budget 5m -o report/
     (learned blur against Gaussian blur of the same kernel: learnedblur's default is 1.25x the face width)
 
@@ -336,8 +336,8 @@ def register_train(sub) -> None:
     p.add_argument("--labels", required=True, help="WIDER-layout gt.txt (name, count, x y w h ... per face)")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods, optional METHOD:NAME=VALUE "
                                                               f"(default {DEFAULT_METHODS})")
-    p.add_argument("--param", "-p", action="append", default=[], metavar="METHOD:NAME=VALUE",
-                   help="a method parameter, repeatable, e.g. -p blur:kernel=25")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                   help="a method parameter, repeatable, e.g. -p blur.kernel=25 (or blur:kernel=25)")
     p.add_argument("--budget", default="20m", help="training time per method (20m, 90s, 1h; default 20m)")
     p.add_argument("--steps", type=int, help="also stop after this many steps (reproducible weights)")
     p.add_argument("-o", "--output", required=True, help="report folder (results.json, report.md, plots)")

@@ -31,7 +31,7 @@ from ..eval.metrics import CropQuality, ap_by_size, ap_overall, best_f1_threshol
 from ..io.atomic import write_bytes_atomic
 from ..io.images import read_rgb
 from ..pipeline import Anonymizer
-from ..registry import parse_assignments
+from ..registry import parse_assignments, split_method_param
 from .report import plot_ap_by_size, plot_ap_vs_time, report_markdown
 
 DEFAULT_METHODS = "none,blur,pixelate,blackout,block,noise,fullblur,replace,learnedblur"
@@ -64,13 +64,12 @@ class MethodSpec:
 
 
 def parse_methods(text: str, overrides: list[str] | None = None) -> list[MethodSpec]:
-    """``"none,blur,pixelate:cells=16"`` plus ``-p blur:kernel=9`` overrides -> specs ('none' first)."""
+    """``"none,blur,pixelate:cells=16"`` plus ``-p blur.kernel=9`` (or ``blur:kernel=9``) overrides -> specs
+    ('none' first)."""
     extra: dict[str, dict] = {}
     for item in overrides or []:
-        if ":" not in item:
-            raise UsageError(f"-p {item!r}: expected METHOD:NAME=VALUE, e.g. blur:kernel=25")
-        m, kv = item.split(":", 1)
-        extra.setdefault(m.strip(), {}).update(parse_assignments([kv]))
+        m, name, value = split_method_param(item)
+        extra.setdefault(m, {})[name] = value
     specs: list[MethodSpec] = []
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         name, *kvs = part.split(":")
@@ -81,6 +80,9 @@ def parse_methods(text: str, overrides: list[str] | None = None) -> list[MethodS
             typed = METHODS.create(name, params).params
             params = {k: getattr(typed, k) for k in params}
         specs.append(MethodSpec(part if kvs else name, name, params if name != "none" else {}))
+    unused = sorted(set(extra) - {s.method for s in specs})
+    if unused:
+        raise UsageError(f"-p {unused[0]}.*: method {unused[0]!r} is not in --methods ({text})")
     if len({s.label for s in specs}) != len(specs):
         raise UsageError(f"--methods {text!r} names a method twice")
     if not any(s.method == "none" for s in specs):
