@@ -210,6 +210,16 @@ def test_overlay_pastes_with_alpha(tmp_path, noise_image):
     assert np.array_equal(out[42, 62], noise_image[42, 62])
 
 
+def test_a_16_bit_grey_overlay_keeps_its_greys(tmp_path, noise_image):
+    """Pillow's convert clipped every 16-bit value over 255 to white: a dark grey overlay pasted a white sheet."""
+    from PIL import Image
+
+    Image.fromarray(np.full((10, 10), 16384, np.uint16)).save(tmp_path / "g16.png")  # a quarter of full scale
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    out, _ = apply("overlay", noise_image, {"image": str(tmp_path / "g16.png")}, {"shape": "box", "mask_scale": 1.0})
+    assert (out[80, 80] == [64, 64, 64]).all()
+
+
 def test_a_see_through_overlay_is_refused(tmp_path):
     """A fully transparent PNG hid nothing and the run said every face was anonymized."""
     from PIL import Image

@@ -152,7 +152,12 @@ def read_image(path: str | os.PathLike) -> ImageFile:
 
 
 def read_image_rgba(path: str | os.PathLike) -> np.ndarray:
-    return np.asarray(_open(Path(path)).convert("RGBA")).copy()
+    img = _open(Path(path))
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey: Pillow's convert clips every value over 255 to white (an overlay became a white sheet)
+        grey = (np.clip(np.asarray(img), 0, 65535).astype(np.uint32) * 255 + 32767) // 65535
+        return np.dstack([grey.astype(np.uint8)] * 3 + [np.full(grey.shape, 255, np.uint8)])
+    return np.asarray(img.convert("RGBA")).copy()
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
