@@ -49,6 +49,26 @@ def test_formats_round_trip(tmp_path, ext, noise_image):
     assert Image.open(tmp_path / f"b{ext}").size == (160, 120)
 
 
+def test_lossless_sources_stay_lossless_in_their_own_format(tmp_path, noise_image):
+    """A lossless WebP came out lossy (quality 95) and a LZW TIFF uncompressed."""
+    from faceveil.io.images import webp_is_lossless
+
+    Image.fromarray(noise_image).save(tmp_path / "l.webp", lossless=True, exif=Image.Exif().tobytes())
+    Image.fromarray(noise_image).save(tmp_path / "q.webp", quality=80)
+    Image.fromarray(noise_image).save(tmp_path / "z.tif", compression="tiff_lzw")
+    assert webp_is_lossless(tmp_path / "l.webp") and not webp_is_lossless(tmp_path / "q.webp")
+    for name in ("l.webp", "z.tif"):
+        img = read_image(tmp_path / name)
+        write_image(tmp_path / f"out_{name}", img.rgb, img)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"out_{name}").convert("RGB")), noise_image), name
+    assert webp_is_lossless(tmp_path / "out_l.webp")
+    assert Image.open(tmp_path / "out_z.tif").info["compression"] == "tiff_lzw"
+    img = read_image(tmp_path / "q.webp")  # a lossy one stays lossy; another format takes its own defaults
+    write_image(tmp_path / "out_q.webp", img.rgb, img)
+    write_image(tmp_path / "l_as.tif", read_image(tmp_path / "l.webp").rgb, read_image(tmp_path / "l.webp"))
+    assert not webp_is_lossless(tmp_path / "out_q.webp") and Image.open(tmp_path / "l_as.tif").info["compression"] == "raw"
+
+
 def test_alpha_and_grey_modes_survive(tmp_path):
     rgba = np.zeros((10, 10, 4), np.uint8)
     rgba[..., 3] = 77

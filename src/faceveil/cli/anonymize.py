@@ -40,7 +40,8 @@ def register(sub) -> None:
     o = a.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write a JSON summary: per file faces, method, params, time, errors")
     o.add_argument("--keep-metadata", action="store_true", help="keep EXIF/ICC metadata (stripped by default; GPS too)")
-    o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
+    o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
+                   help="JPEG/WebP quality (default 95; a lossless WebP stays lossless)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
     ex = o.add_mutually_exclusive_group()
     ex.add_argument("--overwrite", action="store_true",

@@ -37,6 +37,7 @@ class ImageFile:
     info: dict = field(default_factory=dict)  # icc_profile, dpi (kept only with keep_metadata)
     deep: np.ndarray | None = None  # HxW uint16 of a 16-bit grey source; ``rgb`` is its 8-bit view
     deep_max: int = 255  # the 16-bit value that ``rgb``'s 255 stands for
+    encoding: dict = field(default_factory=dict)  # how the source was stored: {"format", "lossless", "compression"}
 
 
 # Above Pillow's MAX_IMAGE_PIXELS, a file declaring more pixels than this per byte is refused as a bomb:
@@ -80,7 +81,9 @@ def _open(path: Path):
             img.close()
             raise InputError(f"{path}: {refusal}")
         img.load()  # decode now, so truncated files fail here
+        encoding = _encoding(img, path)
         img = ImageOps.exif_transpose(img)  # orientation goes into the pixels
+        img.encoding = encoding
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image or unsupported format") from None
     except PermissionError:
@@ -93,6 +96,37 @@ def _open(path: Path):
         raise InputError(f"{path}: refused, {size} in a {path.stat().st_size:,}-byte file is over the "
                          f"{Image.MAX_IMAGE_PIXELS:,}-pixel limit (decompression bomb guard)") from None
     return img
+
+
+# TIFF compressions that lose nothing: an output in the source's format keeps the source's (a LZW TIFF came out
+# uncompressed, 3x larger); a JPEG-in-TIFF is written uncompressed rather than losing more.
+_LOSSLESS_TIFF = ("tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
+
+
+def webp_is_lossless(path: str | os.PathLike) -> bool:
+    """Whether a WebP file's image is VP8L (lossless): Pillow does not say. Walks the RIFF chunks to the image's."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+            return False
+        while chunk := f.read(8):
+            if len(chunk) < 8:
+                return False
+            kind, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if kind in (b"VP8 ", b"VP8L"):
+                return kind == b"VP8L"
+            f.seek(size + (size & 1), 1)
+    return False
+
+
+def _encoding(img, path: Path) -> dict:
+    """How ``img`` (just opened) is stored, for write_image to store an output in the same format alike."""
+    enc: dict = {"format": img.format}
+    if img.format == "WEBP":
+        enc["lossless"] = webp_is_lossless(path)
+    elif img.format == "TIFF" and img.info.get("compression") in _LOSSLESS_TIFF:
+        enc["compression"] = img.info["compression"]
+    return enc
 
 
 def _deep_colour(img) -> bool:
@@ -148,7 +182,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
     if mode == "CMYK":  # written as RGB: its CMYK colour profile would misdescribe the pixels
         info.pop("icc_profile", None)
-    return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max)
+    return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max, img.encoding)
 
 
 def read_image_rgba(path: str | os.PathLike) -> np.ndarray:
@@ -205,6 +239,11 @@ def write_image(
         kwargs.update(quality=jpeg_quality, subsampling=0 if jpeg_quality >= 90 else 2)
     elif fmt == "WEBP":
         kwargs.update(quality=jpeg_quality)
+    same = source is not None and source.encoding.get("format") == fmt
+    if same and source.encoding.get("lossless"):  # a lossless WebP stays lossless (it became quality 95)
+        kwargs = {"lossless": True}  # Pillow's default effort
+    elif same and source.encoding.get("compression"):
+        kwargs.update(compression=source.encoding["compression"])
     if keep_metadata and source is not None:
         if source.exif:
             kwargs["exif"] = source.exif

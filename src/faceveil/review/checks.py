@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..detections import box_iou
+from ..io.images import webp_is_lossless
 
 # Apply keeps the output's pixel where it differs from the original (re-encoded as the output was)
 # by more than this, per channel: what the run changed stays changed. 0 for lossless outputs.
@@ -57,7 +58,7 @@ def reencoded_like(rgb: np.ndarray, encoded: Path, quality: int) -> np.ndarray:
         if fmt == "JPEG":
             sampling = JpegImagePlugin.get_sampling(im)
             kwargs = {"qtables": im.quantization, "subsampling": sampling if sampling != -1 else 0}
-        elif fmt == "WEBP" and not im.info.get("lossless"):
+        elif fmt == "WEBP" and not webp_is_lossless(encoded):
             kwargs = {"quality": quality}  # WebP keeps no tables: assume our own setting
         else:
             fmt = None
