@@ -67,3 +67,25 @@ def test_real_photos_every_face_changed_nothing_else(name):
         inside = r.weight >= 1
         diff = (out[r.slices][inside] != image[r.slices][inside]).any(axis=1).mean()
         assert diff > 0.5, f"face {r.index} of {name} barely changed"
+
+
+def test_faces_in_a_1_bit_dithered_photo_are_found_and_hidden(tmp_path):
+    """A 1-bit photo was dots to CenterFace: 0 of its 5 faces found, written unchanged with exit 0."""
+    from PIL import Image
+
+    from faceveil.detections import box_iou
+    from faceveil.io.images import read_rgb
+
+    Image.open(shared_path("facemask", "images", "maksssksksss5.jpg")).convert("1").save(tmp_path / "bw.png")
+    grey = read_rgb(shared_path("facemask", "images", "maksssksksss5.jpg"))
+    anon = Anonymizer("blackout")
+    faces = anon.detect(grey)  # what the detector finds on the grey photo
+    assert len(faces) >= 4
+    r = anon.process_file(tmp_path / "bw.png", tmp_path / "out" / "bw.png")
+    assert r.status == "written"
+    found = np.array([f["box"] for f in r.detections])
+    assert (box_iou(faces.xyxy, found).max(axis=1) >= 0.3).sum() >= len(faces) - 1
+    src, out = read_rgb(tmp_path / "bw.png"), read_rgb(tmp_path / "out" / "bw.png")
+    mask = anon.compositor.mask(anon.detect(src), src.shape)
+    assert not (out != src).any(axis=2)[mask == 0].any()  # the rest keeps its own black and white pixels
+    assert (out[mask == 1] == 0).all()

@@ -15,6 +15,7 @@ import numpy as np
 
 from .anonymize import Compositor, RegionParams, get_method
 from .detect import get_detector
+from .detect.base import detection_view
 from .detections import Detections
 from .errors import FaceveilError, InputError, UsageError
 from .io.images import read_image, write_image
@@ -163,7 +164,7 @@ class Anonymizer:
         return np.random.default_rng([self.seed, zlib.crc32(key.encode())])
 
     def detect(self, image: np.ndarray) -> Detections:
-        return self.detector.detect(check_image(image))
+        return self.detector.detect(detection_view(check_image(image)))
 
     def split(self, image: np.ndarray, detections: Detections) -> tuple[Detections, list | None]:
         """(faces to hide, kept faces as records or None without ``keep``): the keep step."""
@@ -175,7 +176,7 @@ class Anonymizer:
                   rng: np.random.Generator | None = None) -> np.ndarray:
         image = check_image(image)
         if detections is None:
-            detections, _ = self.split(image, self.detector.detect(image))
+            detections, _ = self.split(image, self.detect(image))
         if rng is None:
             rng = np.random.default_rng(self.seed)
         out = self.method.apply(image, detections, self.compositor, rng)
@@ -192,7 +193,7 @@ class Anonymizer:
 
         def work() -> ItemResult:
             img = read_image(src)
-            found = self.detector.detect(img.rgb)
+            found = self.detect(img.rgb)
             dets, kept = self.split(img.rgb, found)
             out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
             # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
@@ -208,7 +209,7 @@ class Anonymizer:
 
         def work() -> ItemResult:
             img = read_image(src)
-            dets = self.detector.detect(img.rgb)
+            dets = self.detect(img.rgb)
             return ItemResult(str(src), None, "detected", len(dets),
                               detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]))
 

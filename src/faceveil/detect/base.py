@@ -23,6 +23,25 @@ class Detector(ABC):
         """Faces in an RGB uint8 HxWx3 image, boxes in that image's pixels."""
 
 
+# A 1-bit (dithered black-and-white) image is dots to CenterFace: on 60 facemask photos converted to 1 bit it found
+# 22 % of the faces >= 10 px (grey: 96 %). Smoothed first, sigma 1.2 px (chosen on the tune half: 0.7 69 %, 1.0 89 %,
+# 1.2 91 %, 1.5 90 %, 2.0 77 %), it finds 94 % on 60 held-out photos (grey 98 %, unsmoothed 18 %).
+TWO_LEVEL_SIGMA = 1.2
+
+
+def detection_view(image: np.ndarray) -> np.ndarray:
+    """What a detector should see of ``image``: the image itself, or, when every value is 0 or 255 (a 1-bit
+    photo, dithered), a smoothed copy; faces are still hidden in ``image``'s own pixels."""
+    import cv2
+
+    def two_level(a: np.ndarray) -> bool:
+        return bool(((a == 0) | (a == 255)).all())
+
+    if image.size == 0 or not two_level(image[::9, ::9]) or not two_level(image):  # the sample answers most at once
+        return image
+    return cv2.GaussianBlur(image, (0, 0), TWO_LEVEL_SIGMA)
+
+
 def downscale(image: np.ndarray, max_size: int) -> tuple[np.ndarray, float]:
     """Shrink so the longer side is at most ``max_size``; return image and the factor applied."""
     import cv2
