@@ -37,6 +37,25 @@ def test_keep_metadata_keeps_exif_with_orientation_reset(tmp_path):
     assert ex[0x010F] == "CameraMaker" and ex[0x0112] == 1
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
+def test_keep_metadata_keeps_xmp_and_the_comment_and_the_default_drops_them(tmp_path, ext):
+    """The README promised XMP kept with --keep-metadata; it was dropped."""
+    from PIL.PngImagePlugin import PngInfo
+
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">Photographer Jane Doe</x:xmpmeta>'
+    kwargs: dict = {"xmp": xmp, "comment": b"taken at home"} if ext != ".png" else {"pnginfo": PngInfo()}
+    if ext == ".png":
+        kwargs["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp.decode())
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / f"a{ext}", **kwargs)
+    img = read_image(tmp_path / f"a{ext}")
+    for keep in (True, False):
+        write_image(tmp_path / f"out{ext}", img.rgb, img, keep_metadata=keep)
+        data = (tmp_path / f"out{ext}").read_bytes()
+        assert (b"Jane Doe" in data) is keep
+        if ext == ".jpg":
+            assert (b"taken at home" in data) is keep
+
+
 @pytest.mark.parametrize("ext", [".png", ".webp", ".bmp", ".tif", ".jpeg"])
 def test_formats_round_trip(tmp_path, ext, noise_image):
     src = tmp_path / f"a{ext}"
@@ -67,6 +86,30 @@ def test_lossless_sources_stay_lossless_in_their_own_format(tmp_path, noise_imag
     write_image(tmp_path / "out_q.webp", img.rgb, img)
     write_image(tmp_path / "l_as.tif", read_image(tmp_path / "l.webp").rgb, read_image(tmp_path / "l.webp"))
     assert not webp_is_lossless(tmp_path / "out_q.webp") and Image.open(tmp_path / "l_as.tif").info["compression"] == "raw"
+
+
+def test_pixels_in_another_colour_profile_are_read_in_srgb(tmp_path, noise_image):
+    """The profile is dropped with the metadata; Adobe RGB values written without it shifted colours (Delta-E 9)."""
+    import io
+
+    from PIL import ImageCms
+
+    from conftest import shared_path
+
+    adobe = Image.open(shared_path("deepface-unit", "img22.jpg")).info["icc_profile"]
+    assert "Adobe RGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(adobe)))
+    Image.fromarray(noise_image).save(tmp_path / "a.png", icc_profile=adobe)
+    img = read_image(tmp_path / "a.png")
+    want = ImageCms.profileToProfile(Image.fromarray(noise_image), ImageCms.ImageCmsProfile(io.BytesIO(adobe)),
+                                     ImageCms.createProfile("sRGB"), renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    assert np.array_equal(img.rgb, np.asarray(want)) and np.abs(img.rgb.astype(int) - noise_image).max() > 20
+    for keep in (False, True):  # sRGB pixels: the Adobe RGB profile would misdescribe them, kept or not
+        write_image(tmp_path / "b.png", img.rgb, img, keep_metadata=keep)
+        assert "icc_profile" not in Image.open(tmp_path / "b.png").info
+        assert np.array_equal(read_image(tmp_path / "b.png").rgb, img.rgb)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(noise_image).save(tmp_path / "s.png", icc_profile=srgb)  # sRGB already: untouched
+    assert np.array_equal(read_image(tmp_path / "s.png").rgb, noise_image)
 
 
 def test_alpha_and_grey_modes_survive(tmp_path):

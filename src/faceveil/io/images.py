@@ -5,6 +5,7 @@ EXIF orientation to the pixels, and writes without metadata unless asked.
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -171,6 +172,10 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         rgb = np.asarray(rgba.convert("RGB"))
     else:
         rgb = np.asarray(img.convert("RGB"))
+    icc = img.info.get("icc_profile")
+    srgb = _to_srgb(rgb, icc) if icc and mode in ("RGB", "RGBA", "P", "PA") else None
+    if srgb is not None:
+        rgb = srgb
     exif = None
     try:
         ex = img.getexif()
@@ -179,10 +184,37 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             exif = ex.tobytes()
     except Exception:
         exif = None
-    info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
-    if mode == "CMYK":  # written as RGB: its CMYK colour profile would misdescribe the pixels
+    info = {k: img.info[k] for k in ("icc_profile", "dpi", "xmp", "comment") if k in img.info}
+    if mode == "CMYK" or srgb is not None:  # written as (s)RGB: the source's profile would misdescribe the pixels
         info.pop("icc_profile", None)
     return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max, img.encoding)
+
+
+def _to_srgb(rgb: np.ndarray, icc: bytes) -> np.ndarray | None:
+    """``rgb`` converted from its embedded colour profile to sRGB, or None when it is sRGB already or the profile
+    cannot be read. Pixels are read in sRGB because the profile is dropped with the metadata (a device's own
+    profile names the device): writing Adobe RGB or Display P3 values without it shifted colours by up to Delta-E 9.
+    Colours outside sRGB are clipped (relative colorimetric)."""
+    transform = _srgb_transform(icc)
+    if transform is None:
+        return None
+    from PIL import Image, ImageCms
+
+    return np.asarray(ImageCms.applyTransform(Image.fromarray(np.ascontiguousarray(rgb), "RGB"), transform))
+
+
+@functools.lru_cache(maxsize=8)
+def _srgb_transform(icc: bytes):
+    from PIL import ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(src).lower().replace(" ", ""):
+            return None
+        return ImageCms.buildTransform(src, ImageCms.createProfile("sRGB"), "RGB", "RGB",
+                                       ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None  # an unreadable or non-RGB profile: the pixels as stored (dropped with the metadata, as before)
 
 
 def read_image_rgba(path: str | os.PathLike) -> np.ndarray:
@@ -247,7 +279,17 @@ def write_image(
     if keep_metadata and source is not None:
         if source.exif:
             kwargs["exif"] = source.exif
-        kwargs.update(source.info)
+        kwargs.update({k: v for k, v in source.info.items() if k not in ("xmp", "comment")})
+        xmp = source.info.get("xmp")
+        if xmp and fmt in ("JPEG", "WEBP"):
+            kwargs["xmp"] = xmp
+        elif xmp and fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            kwargs["pnginfo"] = PngInfo()
+            kwargs["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+        if source.info.get("comment") and fmt == "JPEG":
+            kwargs["comment"] = source.info["comment"]
     # Encoded in memory, then written and size-checked: on a nearly full disk Pillow's JPEG encoder
     # returned without raising and left a truncated file that was reported (and hashed) as written.
     buf = io.BytesIO()
