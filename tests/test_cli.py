@@ -251,3 +251,22 @@ def test_an_output_name_faceveil_cannot_write_is_refused_not_made_a_folder(photo
     (tmp_path / "old.gif").mkdir()  # an existing folder of that name is a folder
     code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", tmp_path / "old.gif", "-q")
     assert code == 0 and (tmp_path / "old.gif" / "astro.jpg").is_file()
+
+
+def test_jfif_is_a_jpeg_and_pictures_faceveil_cannot_write_are_named(photos, tmp_path, capsys, astronaut):
+    """.jfif (what Windows and Chrome name saved JPEGs) was skipped in folders as a 'non-image file' and failed
+    after detection when named; a .gif or .avif in a folder was counted among the non-image files."""
+    shutil.copy(photos / "astro.jpg", photos / "saved.jfif")
+    Image.fromarray(astronaut).save(photos / "anim.gif")
+    code, _, err = run(capsys, "anonymize", photos, "-o", tmp_path / "out", "-q")
+    assert code == 0, err
+    out = read_rgb(tmp_path / "out" / "saved.jfif")
+    assert Image.open(tmp_path / "out" / "saved.jfif").format == "JPEG"
+    assert np.abs(out[80:160, 190:260].astype(int) - astronaut[80:160, 190:260]).mean() > 10
+    assert f"warning: 1 pictures or videos in formats faceveil does not read skipped, not anonymized and not " \
+           f"written: {photos / 'anim.gif'}" in err
+    assert "1 other files skipped; 1 pictures or videos in other formats skipped" in err
+    # named, it fails before any work (it was detected, then failed naming the output), and the batch goes on
+    code, _, err = run(capsys, "anonymize", photos / "anim.gif", photos / "astro.jpg", "-o", tmp_path / "out2", "-q")
+    assert code == 1 and f"error: {photos / 'anim.gif'}: faceveil does not write .gif files" in err
+    assert "1 of 2 files anonymized" in err and [p.name for p in (tmp_path / "out2").iterdir()] == ["astro.jpg"]

@@ -414,7 +414,7 @@ def test_bombs_empty_and_misnamed_files(tmp_path, capsys, astronaut):
     assert "Traceback" not in err and "Warning" not in err, err
     lines = _error_lines(err)
     assert len(lines) == 4, err
-    expect = {"bomb.png": "decompression bomb guard", "big.png": "decompression bomb guard",
+    expect = {"bomb.png": "over faceveil's", "big.png": "refused as a decompression bomb",
               "empty.jpg": "empty file", "text.jpg": "not an image"}
     for name, cause in expect.items():
         assert [ln for ln in lines if name in ln and cause in ln], f"{name}: {err}"
@@ -426,18 +426,22 @@ def test_bombs_empty_and_misnamed_files(tmp_path, capsys, astronaut):
 
 
 def test_large_real_photos_pass_the_bomb_guard(tmp_path, capsys, monkeypatch, astronaut):
-    """Over Pillow's pixel limit, a photo with its real bytes passes; the same size declared in a tiny file is refused."""
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)  # astronaut: 262,144 pixels, warned, not refused
-    src = tmp_path / "in"
-    src.mkdir()
-    Image.fromarray(astronaut).save(src / "photo.jpg", quality=90)  # ~50 kB: ~5 pixels per byte
-    _declared_png(src / "bomb.png", 512, 512, 1)
-    out = tmp_path / "out"
-    code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
-    assert code == 1 and "Traceback" not in err
-    assert [ln for ln in _error_lines(err) if "bomb.png" in ln and "decompression bomb guard" in ln], err
-    assert [p.name for p in out.iterdir()] == ["photo.jpg"]
-    assert (read_rgb(out / "photo.jpg")[FACE] < 16).all()
+    """Over Pillow's pixel limit, a photo with its real bytes passes; the same size declared in a tiny file is refused.
+    Over twice the limit Pillow refuses by itself: a 200 MP phone photo was refused as a bomb."""
+    for limit in (200_000, 80_000):  # astronaut, 262,144 pixels: 1.3x (Pillow warns), 3.3x (Pillow refuses)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        src, out = tmp_path / f"in{limit}", tmp_path / f"out{limit}"
+        src.mkdir()
+        Image.fromarray(astronaut).save(src / "photo.jpg", quality=90)  # ~50 kB: ~5 pixels per byte
+        _declared_png(src / "bomb.png", 512, 512, 1)
+        noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(src / "huge.png")  # real bytes, 4.5x the lower limit: over faceveil's 4x
+        code, _, err = run(capsys, "anonymize", src, "-o", out, "-m", "blackout", "-q")
+        assert code == 1 and "Traceback" not in err
+        assert [ln for ln in _error_lines(err) if "bomb.png" in ln and "refused as a decompression bomb" in ln], err
+        assert sorted(p.name for p in out.iterdir()) == (["huge.png"] if limit == 200_000 else []) + ["photo.jpg"]
+        assert (read_rgb(out / "photo.jpg")[FACE] < 16).all()
+        assert (limit == 80_000) == bool([ln for ln in _error_lines(err) if "huge.png" in ln and "limit" in ln]), err
 
 
 def test_atomic_write_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch, astronaut):

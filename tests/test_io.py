@@ -85,7 +85,8 @@ def test_lossless_sources_stay_lossless_in_their_own_format(tmp_path, noise_imag
     img = read_image(tmp_path / "q.webp")  # a lossy one stays lossy; another format takes its own defaults
     write_image(tmp_path / "out_q.webp", img.rgb, img)
     write_image(tmp_path / "l_as.tif", read_image(tmp_path / "l.webp").rgb, read_image(tmp_path / "l.webp"))
-    assert not webp_is_lossless(tmp_path / "out_q.webp") and Image.open(tmp_path / "l_as.tif").info["compression"] == "raw"
+    assert not webp_is_lossless(tmp_path / "out_q.webp")
+    assert Image.open(tmp_path / "l_as.tif").info["compression"] == "raw"
 
 
 def test_pixels_in_another_colour_profile_are_read_in_srgb(tmp_path, noise_image):
@@ -101,7 +102,8 @@ def test_pixels_in_another_colour_profile_are_read_in_srgb(tmp_path, noise_image
     Image.fromarray(noise_image).save(tmp_path / "a.png", icc_profile=adobe)
     img = read_image(tmp_path / "a.png")
     want = ImageCms.profileToProfile(Image.fromarray(noise_image), ImageCms.ImageCmsProfile(io.BytesIO(adobe)),
-                                     ImageCms.createProfile("sRGB"), renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+                                     ImageCms.createProfile("sRGB"),
+                                     renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
     assert np.array_equal(img.rgb, np.asarray(want)) and np.abs(img.rgb.astype(int) - noise_image).max() > 20
     for keep in (False, True):  # sRGB pixels: the Adobe RGB profile would misdescribe them, kept or not
         write_image(tmp_path / "b.png", img.rgb, img, keep_metadata=keep)

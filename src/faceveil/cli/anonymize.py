@@ -10,6 +10,7 @@ from .. import __version__
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
 from ..errors import UsageError
 from ..io.images import is_image_path
+from ..io.inputs import OTHER_MEDIA
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
@@ -39,7 +40,8 @@ def register(sub) -> None:
     add_detection_args(a)
     o = a.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write a JSON summary: per file faces, method, params, time, errors")
-    o.add_argument("--keep-metadata", action="store_true", help="keep EXIF (GPS too), XMP, comments (stripped by default)")
+    o.add_argument("--keep-metadata", action="store_true",
+                   help="keep EXIF (GPS too), XMP, comments (stripped by default)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
                    help="JPEG/WebP quality (default 95; a lossless WebP stays lossless)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
@@ -76,6 +78,15 @@ def cmd_anonymize(args) -> int:
     keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
     cfg = dataclasses.replace(cfg, keep=keep)
     jobs, skipped = plan_inputs(args.inputs, args.output, is_media_path, args.in_place)
+    # A file named on the command line is planned whatever its name: one faceveil cannot write fails before any work
+    # (it was detected first, then failed naming the output), and the batch goes on.
+    unwritable = [j for j in jobs if not is_media_path(j.dst)]
+    jobs = [j for j in jobs if is_media_path(j.dst)]
+    media = [p for p in skipped if p.suffix.lower() in OTHER_MEDIA]
+    if media:
+        print(f"faceveil: warning: {len(media)} pictures or videos in formats faceveil does not read skipped, not "
+              f"anonymized and not written: {', '.join(map(str, media[:5]))}{', ...' if len(media) > 5 else ''}",
+              file=sys.stderr)
     from ..io.inputs import check_existing
 
     jobs, kept = check_existing(jobs, "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
@@ -114,6 +125,7 @@ def cmd_anonymize(args) -> int:
     workers = batch_jobs(args.jobs, len(image_jobs))
     results = run_batch(cfg, image_jobs, "anonymize", workers, not args.quiet) if image_jobs else []
     results += run_videos(vcfg, video_jobs, args)
+    results += [unwritten(j) for j in unwritable]
     n_failed = report_failures(results)
     written = [r for r in results if r.status == "written"]
     faces = sum(r.faces for r in written)
@@ -123,12 +135,15 @@ def cmd_anonymize(args) -> int:
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces}}
         write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
-    msg = f"faceveil: {len(written)} of {len(jobs)} files anonymized ({_faces_text(written)}) -> {where}"
+    n_files = len(jobs) + len(unwritable)
+    msg = f"faceveil: {len(written)} of {n_files} files anonymized ({_faces_text(written)}) -> {where}"
     n_kept = sum(len(getattr(r, "kept", None) or []) for r in written)
     if keep:
         msg += f"; {n_kept} kept as they are (faces; tracks in videos)"
-    if skipped:
-        msg += f"; {len(skipped)} non-image files skipped"
+    if len(skipped) > len(media):
+        msg += f"; {len(skipped) - len(media)} other files skipped"
+    if media:
+        msg += f"; {len(media)} pictures or videos in other formats skipped"
     if kept:
         msg += f"; {len(kept)} existing outputs left as they were"
         if kept_images:  # a video's track record says which settings made it (checked above); an image has none
@@ -141,6 +156,16 @@ def cmd_anonymize(args) -> int:
     # Video frames blurred or dropped, or a truncated video written under --allow-truncated.
     partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) for r in written)
     return 1 if n_failed or partial else 0
+
+
+def unwritten(job):
+    """The failed result of a named file that faceveil cannot write under its name."""
+    from ..pipeline import ItemResult
+
+    kind = f"faceveil does not write {job.dst.suffix} files" if job.dst.suffix.lower() in OTHER_MEDIA else \
+        "not an image or video faceveil writes"
+    return ItemResult(str(job.src), None, "failed", error=f"{job.src}: {kind} (images: .jpg, .png, .webp, .bmp, .tif; "
+                      "videos: .mp4, .mov, .mkv, .avi, .webm); give -o NAME.png if it is a picture")
 
 
 def _faces_text(written) -> str:

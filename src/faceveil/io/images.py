@@ -9,6 +9,7 @@ import functools
 import io
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,9 @@ import numpy as np
 from ..errors import InputError
 from .atomic import write_bytes_atomic
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".jif": "JPEG", ".png": "PNG",
+            ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -44,6 +46,10 @@ class ImageFile:
 # Above Pillow's MAX_IMAGE_PIXELS, a file declaring more pixels than this per byte is refused as a bomb:
 # camera JPEGs hold 2-10 pixels per byte, even flat PNG screenshots well under 50.
 _BOMB_PIXELS_PER_BYTE = 64
+# Pillow refuses outright over twice its limit (179 MP): a 200 MP phone photo (5 pixels a byte) was refused as a
+# bomb. faceveil reads photos up to this many times Pillow's limit (358 MP, 1 GB of RGB) that pass the test above.
+_MAX_PHOTO_FACTOR = 4
+_LIMIT_LOCK = threading.Lock()
 
 
 def _open(path: Path):
@@ -60,11 +66,25 @@ def _open(path: Path):
             # Pillow only warns between MAX_IMAGE_PIXELS (89 MP) and twice that (where it refuses), then
             # decodes: a 350 kB PNG declaring 12000x10000 took 2.1 GB and 36 s. Real photos of that size
             # (100+ MP phone and camera sensors) hold a few pixels per byte of file; a bomb holds hundreds.
-            # So in that band a file is refused only when it is that suspiciously small (a library caller
-            # who needs bigger photos raises PIL.Image.MAX_IMAGE_PIXELS).
+            # So in that band, and up to _MAX_PHOTO_FACTOR times the limit, a file is refused only when it is
+            # that suspiciously small (a library caller who needs bigger photos raises PIL.Image.MAX_IMAGE_PIXELS).
             warnings.simplefilter("always", Image.DecompressionBombWarning)
-            img = Image.open(path)
-        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+            big = False
+            try:
+                img = Image.open(path)
+            except Image.DecompressionBombError as exc:  # over twice Pillow's limit: our own test decides
+                m = re.search(r"\((\d+) pixels\)", str(exc))
+                limit = Image.MAX_IMAGE_PIXELS
+                if not m or not limit or int(m.group(1)) > _MAX_PHOTO_FACTOR * limit:
+                    raise
+                with _LIMIT_LOCK:
+                    Image.MAX_IMAGE_PIXELS = None
+                    try:
+                        img = Image.open(path)
+                    finally:
+                        Image.MAX_IMAGE_PIXELS = limit
+                big = True
+        if big or any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
             pixels = img.size[0] * img.size[1]
             if pixels > _BOMB_PIXELS_PER_BYTE * path.stat().st_size:
                 img.close()
@@ -91,11 +111,17 @@ def _open(path: Path):
         raise InputError(f"{path}: permission denied") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{path}: cannot decode image ({exc})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombWarning as exc:
         m = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(m.group(1)):,} pixels" if m else "its declared size"
-        raise InputError(f"{path}: refused, {size} in a {path.stat().st_size:,}-byte file is over the "
-                         f"{Image.MAX_IMAGE_PIXELS:,}-pixel limit (decompression bomb guard)") from None
+        raise InputError(f"{path}: refused as a decompression bomb: {size} in a {path.stat().st_size:,}-byte file "
+                         f"(over {_BOMB_PIXELS_PER_BYTE} pixels a byte)") from None
+    except Image.DecompressionBombError as exc:
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(m.group(1)):,} pixels" if m else "its declared size"
+        limit = _MAX_PHOTO_FACTOR * (Image.MAX_IMAGE_PIXELS or 0)
+        raise InputError(f"{path}: refused, {size} is over faceveil's {limit:,}-pixel limit ({_MAX_PHOTO_FACTOR}x "
+                         "PIL.Image.MAX_IMAGE_PIXELS; a library caller may raise that)") from None
     return img
 
 
@@ -149,6 +175,9 @@ def _deep_colour(img) -> bool:
 
 
 def _depth_name(img) -> str:
+    bits = img.tag_v2.get(258, (32,)) if img.format == "TIFF" else (32,)
+    if img.mode.startswith("I;16") or (img.mode == "I" and max(bits if isinstance(bits, tuple) else (bits,)) == 16):
+        return "signed 16-bit"  # the unsigned ones are read; a signed 16-bit TIFF was called 32-bit
     return {"F": "floating-point"}.get(img.mode, "32-bit" if img.mode.startswith("I") else "16-bit colour")
 
 

@@ -28,6 +28,11 @@ def is_inside(path: Path, root: Path) -> bool:
 
 # Media suffixes an output name may carry that faceveil reads or knows but does not write: such a -o is no folder.
 UNWRITTEN_MEDIA = {".gif", ".heic", ".heif", ".avif", ".jxl", ".svg", ".pdf", ".ico", ".apng"}
+# Other pictures and videos faceveil neither reads nor writes: in a folder they are skipped like any other file, but
+# named in a warning (a user publishing OUT/ would otherwise miss them: "6 non-image files skipped").
+OTHER_MEDIA = UNWRITTEN_MEDIA | {".jp2", ".j2k", ".jpx", ".jxr", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".psd", ".pcx",
+                                 ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".exr", ".hdr",
+                                 ".3gp", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".ogv", ".vob"}
 
 
 def plan_jobs(
