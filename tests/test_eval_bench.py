@@ -111,7 +111,7 @@ def test_external_outputs_and_bad_usage(portraits, tmp_path, astronaut):
     r = json.loads((out / "quality.json").read_text())["variants"][0]
     assert r["variant"]["anon_dir"] == str(ext.resolve()) and r["ssim"] < 0.1
     assert main(["eval", "quality", "--images", str(portraits), "-m", "nosuch", "-o", str(out), "-q"]) == 2
-    assert main(["eval", "quality", "--images", str(tmp_path / "missing"), "-o", str(out), "-q"]) == 1
+    assert main(["eval", "quality", "--images", str(tmp_path / "missing"), "-o", str(out), "-q"]) == 2
 
 
 def test_detection_on_facemask(tmp_path):

@@ -214,7 +214,9 @@ def test_missing_labels_file_is_a_one_line_error(tmp_path, capsys):
     if importlib.util.find_spec("torch") is None:
         pytest.skip("without torch the command first says it needs torch (tests/test_truth.py)")
 
-    rc = main(["eval", "train", "--images", str(tmp_path), "--labels", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "o")])
+    (tmp_path / "imgs").mkdir()  # the report folder beside the images: inside them is refused first
+    rc = main(["eval", "train", "--images", str(tmp_path / "imgs"), "--labels", str(tmp_path / "nope.txt"),
+               "-o", str(tmp_path / "o")])
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.txt" in err[0]

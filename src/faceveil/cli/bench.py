@@ -11,7 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UsageError
-from .eval import add_variant_args, list_images, pipeline_threshold, workbench, write_json
+from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, file_errors, list_images,
+                   pipeline_threshold, report_errors, run_settings, workbench, write_json)
 from .common import whole
 
 EPILOG = """\
@@ -40,12 +41,12 @@ def register(sub) -> None:
                    help="a fixed parameter of one method, repeatable, e.g. -p blur.kernel=25 (or blur:kernel=25)")
     b.add_argument("--sweep", action="append", metavar="METHOD.PARAM=V1,V2,...", default=[],
                    help="one variant per value for that method, repeatable")
-    b.add_argument("--people", type=int, default=0, help="use only N identities of the pairs (0: all)")
+    b.add_argument("--people", type=whole(), default=0, help="use only N identities of the pairs (0: all)")
     b.add_argument("--all-pairs", action="store_true", help="verify every pair of the used photos")
     b.add_argument("--det-images", metavar="DIR", help="measure detection utility on these images instead")
     b.add_argument("--labels", metavar="TXT", help="WIDER-layout labels for --det-images")
     b.add_argument("--seeds", type=whole(1), default=3, help="seeds for the diversity of random methods (default 3)")
-    b.add_argument("--diversity-images", type=int, default=20)
+    b.add_argument("--diversity-images", type=whole(1), default=20, help="images used for diversity (default 20)")
     add_variant_args(b, single=False)
     b.set_defaults(func=cmd_bench)
 
@@ -77,12 +78,21 @@ def build_variants(args) -> list:
 
 
 def cmd_bench(args) -> int:
+    from .. import __version__
     from ..report.bench_report import write_report
-    from ..eval.privacy import evaluate_privacy, load_pairs
+    from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs
     from ..eval.quality import evaluate_diversity, evaluate_quality
     from ..eval.utility import evaluate_detection, read_wider_labels
 
     out = Path(args.output)
+    if args.labels and not args.det_images:
+        raise UsageError("--labels needs --det-images (the labelled images)")
+    check_labels_file(args.pairs, "--pairs")
+    check_labels_file(args.labels)
+    det_files = list_images(args.det_images, args.limit) if args.det_images else None
+    plots = [f"{kind}_{det}.png" for kind in ("rate", "pareto") for det in DETECTORS]
+    check_output(args, ["results.json", "report.md", "report.html", *plots] + [f"det_{a}.png" for a in ATTACKS],
+                 [args.pairs, args.labels], [args.det_images])
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
     wb = workbench(args, args.images)
     vs = wb.check_variants(build_variants(args))
@@ -93,27 +103,30 @@ def cmd_bench(args) -> int:
                           identity={f: i for f, i in pairset.identity.items() if f in keep})
     thr = pipeline_threshold(wb)
     originals = wb.originals(files, {"desc", "hog"})
-    det_wb, det_files, det_orig, labels = wb, files, originals, None
+    det_wb, det_orig, labels = wb, originals, None
+    measured, det_measured = [originals], []
     if args.det_images:
         det_wb = workbench(args, args.det_images)
-        det_files = list_images(args.det_images, args.limit)
         det_orig = det_wb.originals(det_files, {"hog"})
+        det_measured.append(det_orig)
         if args.labels:
             labels = read_wider_labels(args.labels, det_files)
-    elif args.labels:
-        raise UsageError("--labels needs --det-images (the labelled images)")
-    doc = {"config": {"images": str(args.images), "pairs": str(args.pairs), "people": args.people,
-                      "all_pairs": args.all_pairs, "det_images": args.det_images, "labels": args.labels,
-                      "detector": wb.detector, "detector_params": wb.detector_params, "region": wb.region,
-                      "seed": args.seed, "attacker": "dlib ResNet 128-D, 5-point alignment, box from the original"},
+    config = {**run_settings(args, wb, methods=args.methods, param=args.param, sweep=args.sweep, seeds=args.seeds,
+                             diversity_images=args.diversity_images),
+              "images": str(args.images), "pairs": str(args.pairs), "people": args.people,
+              "all_pairs": args.all_pairs, "det_images": args.det_images, "labels": args.labels,
+              "attacker": "dlib ResNet 128-D, 5-point alignment, box from the original"}
+    doc = {"faceveil": __version__, "config": config,
            "baseline": evaluate_privacy(pairset, originals, None, thr), "variants": []}
     for v in vs:
         anon = wb.anonymized(v, files, originals, {"desc", "detect", "quality"})
+        measured.append(anon)
         r = {"variant": v.as_dict(), "family": v.method,
              "privacy": evaluate_privacy(pairset, originals, anon, thr),
              "quality": evaluate_quality(files, originals, anon)}
         if args.det_images:
             danon = det_wb.anonymized(v, det_files, det_orig, {"detect"})
+            det_measured.append(danon)
             r["detection"] = evaluate_detection(det_files, det_orig, danon, thr, labels)
         else:
             r["detection"] = evaluate_detection(files, originals, anon, thr)
@@ -121,12 +134,19 @@ def cmd_bench(args) -> int:
             sub = files[: args.diversity_images]
             per_seed = [anon if s == v.seed else wb.anonymized(replace(v, seed=s), sub, originals, {"desc"})
                         for s in range(args.seeds)]
+            measured += per_seed
             r["diversity"] = evaluate_diversity(per_seed, sub)
         doc["variants"].append(r)
+    errors, n_failed = file_errors(files, *measured)
+    if det_measured:
+        det_errors, n_det_failed = file_errors(det_files, *det_measured)
+        errors, n_failed = errors + det_errors, n_failed + n_det_failed
+    doc["failed"] = errors
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", doc)
     md = write_report(doc, out)
     print(md["summary"])
+    code = report_errors(errors, n_failed, len(files) + len(det_files or []))
     print(f"faceveil: bench results -> {out / 'results.json'}, {out / 'report.md'}, {out / 'report.html'}",
           file=sys.stderr)
-    return 0
+    return code

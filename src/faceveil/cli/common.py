@@ -43,9 +43,9 @@ def add_detection_args(p: argparse.ArgumentParser) -> None:
     from ..detect.presets import DEFAULT_PRESET, PRESETS
 
     d = default_settings()["detector_params"]
+    still = "/".join(k for k in PRESETS if k != VIDEO_PRESET)
     g.add_argument("--detect", choices=list(PRESETS), metavar="PRESET",
-                   help=f"{'/'.join(k for k in PRESETS if k != VIDEO_PRESET)}: slower, safer (default {DEFAULT_PRESET}; "
-                        f"videos {VIDEO_PRESET})")
+                   help=f"{still}: slower, safer (default {DEFAULT_PRESET}; videos: {VIDEO_PRESET})")
     g.add_argument("--detector", "-d", metavar="NAME",
                    help="a detector (`faceveil detectors`) with its own defaults, not a preset")
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
@@ -218,6 +218,30 @@ def at_least(minimum: float = 0.0):
     return parse
 
 
+def between(low: float, high: float, low_open: bool = False):
+    """An argparse type: a number from ``low`` to ``high`` (above ``low`` with ``low_open``): a share, a score;
+    anything else is bad usage (exit 2) before any work."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:  # nan fails both
+            side = "above" if low_open else "from"
+            raise argparse.ArgumentTypeError(f"must be a number {side} {low:g} to {high:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def preset_name(args) -> str | None:
+    """The preset a run's detection comes from: --detect, else the default one unless --detector replaces it."""
+    from ..detect.presets import DEFAULT_PRESET
+
+    return args.detect or (None if args.detector else DEFAULT_PRESET)
+
+
 def check_result_path(path: str, what: str, inputs=(), outputs=(), folders=(), overwrite: bool | None = None) -> None:
     """Refuse (bad usage, before any work) a result file (report, detections, summary) that would replace what the
     user did not ask to replace: one of the run's inputs or outputs, a file inside ``folders`` (an input dataset, an
@@ -235,6 +259,33 @@ def check_result_path(path: str, what: str, inputs=(), outputs=(), folders=(), o
     if p.is_file() and not overwrite and not _faceveil_json(p):
         hint = ", or --overwrite to replace it" if overwrite is not None else ""
         raise UsageError(f"{path}: exists and is not a file faceveil wrote; give another name for {what}{hint}")
+
+
+def check_result_folder(output: str, names: list[str], what: str, inputs=(), folders=(),
+                        overwrite: bool | None = None) -> None:
+    """Refuse (bad usage, before any work) an output folder whose results would replace what the user did not ask to
+    replace: a folder that is a file, or is (or is inside) one of the input ``folders``; a result (``names``: the
+    faceveil JSON first, then the plots and folders written beside it) over one of the ``inputs`` or an existing
+    file faceveil did not write, unless ``overwrite``. The files beside a JSON faceveil wrote are its own."""
+    out = Path(output)
+    inputs = [q for q in inputs if q]
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{output}: exists and is not a folder; give a folder for {what}")
+    for folder in folders:
+        if folder and (out.resolve() == Path(folder).resolve() or Path(folder).resolve() in out.resolve().parents):
+            where = "is" if out.resolve() == Path(folder).resolve() else "is inside"
+            raise UsageError(f"{output}: the output folder {where} the input {folder}; give a folder outside it")
+    main = out / names[0]
+    check_writable(str(main), what)
+    check_result_path(str(main), what, inputs, folders=folders, overwrite=overwrite)
+    ours = overwrite or _faceveil_json(main)
+    for name in names[1:]:
+        p = out / name
+        check_result_path(str(p), what, inputs, folders=folders, overwrite=True)
+        if p.exists() and not ours:
+            hint = ", or --overwrite to replace it" if overwrite is not None else ""
+            raise UsageError(f"{p}: exists and is not faceveil's (no faceveil {names[0]} beside it); give another "
+                             f"folder for {what}{hint}")
 
 
 def _faceveil_json(path: Path) -> bool:

@@ -11,7 +11,8 @@ from pathlib import Path
 from ..errors import FaceveilError, UsageError
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
-from .common import add_detection_args, add_region_args, region_from_args, resolve_detection, whole
+from .common import (add_detection_args, add_region_args, check_result_folder, preset_name, region_from_args,
+                     resolve_detection, whole)
 
 EPILOG_PRIVACY = """\
 examples:
@@ -65,6 +66,7 @@ def add_variant_args(p: argparse.ArgumentParser, single: bool = True) -> None:
     add_region_args(p)  # as `faceveil anonymize`, with the same defaults
     add_detection_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace result files in OUT that faceveil did not write")
     p.add_argument("--cache", metavar="DIR", help="measurement cache (default OUT/cache)")
     p.add_argument("--limit", type=whole(), default=0, help="use only the first N images (0: all)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -85,7 +87,7 @@ def register_variant_commands(sub) -> None:
                        epilog=EPILOG_PRIVACY, description="Can dlib's face recognition still match anonymized people?")
     p.add_argument("--pairs", required=True, metavar="CSV", help="file_x,file_y,same (1/0) or Decision (Yes/No)")
     p.add_argument("--images", required=True, metavar="DIR", help="folder the CSV's paths are relative to")
-    p.add_argument("--people", type=int, default=0, help="use only N identities (seeded choice; 0: all)")
+    p.add_argument("--people", type=whole(), default=0, help="use only N identities (seeded choice; 0: all)")
     p.add_argument("--all-pairs", action="store_true", help="verify every pair of the used photos, not the CSV's")
     p.add_argument("--no-fta", action="store_true", help="skip the failure-to-acquire detectors (faster)")
     add_variant_args(p)
@@ -104,7 +106,7 @@ def register_variant_commands(sub) -> None:
                        epilog=EPILOG_QUALITY, description="Quality and diversity of anonymized faces.")
     q.add_argument("--images", required=True, metavar="DIR")
     q.add_argument("--seeds", type=whole(), default=0, help="diversity over N seeds (random methods)")
-    q.add_argument("--diversity-images", type=int, default=20, help="images used for diversity (default 20)")
+    q.add_argument("--diversity-images", type=whole(1), default=20, help="images used for diversity (default 20)")
     add_variant_args(q)
     q.set_defaults(func=cmd_quality)
 
@@ -133,16 +135,67 @@ def variants(args) -> list:
 
 
 def list_images(root, limit: int = 0) -> list[str]:
-    from ..errors import InputError
+    """The images under ``root`` (relative paths, sorted); a missing folder or one without images is bad usage."""
     from ..io.images import is_image_path
 
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root}: not a folder")
+        raise UsageError(f"{root}: not a folder")
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and is_image_path(p))
     if not files:
-        raise InputError(f"{root}: no images found")
+        raise UsageError(f"{root}: no images found")
     return files[:limit] if limit else files
+
+
+def check_output(args, names: list[str], inputs=(), folders=()) -> None:
+    """Refuse, before any work, an OUT whose results (``names``, the JSON first) would replace an input, land in an
+    input folder (--images, --anonymized and the command's own ``folders``) or replace a file faceveil did not write
+    (unless --overwrite). The cache (OUT/cache) is faceveil's own: every eval command may share it."""
+    folders = [args.images, getattr(args, "anonymized", None), *folders]
+    check_result_folder(args.output, names, "the results", inputs, folders, args.overwrite)
+
+
+def check_labels_file(path, option: str = "--labels") -> None:
+    """A labels file named on the command line must be there (bad usage, as in `dataset anonymize`)."""
+    if path and not Path(path).exists():
+        raise UsageError(f"{path}: no such {option} file")
+
+
+def run_settings(args, wb, **extra) -> dict:
+    """What a reader needs to rerun an evaluation: the detection (its preset, detector and parameters), the region,
+    --seed, --limit and the command's own options (``extra``). Every parameter, as `eval leaks` records them."""
+    from dataclasses import asdict
+
+    from ..pipeline import Anonymizer, _plain
+
+    region = Anonymizer(detector=wb.detector, detector_params=wb.detector_params, region=wb.region,
+                        load_detector=False).compositor.params
+    return {"detect": preset_name(args), "detector": wb.detector,
+            "detector_params": {k: _plain(v) for k, v in asdict(wb.det.params).items()}, "region": asdict(region),
+            "seed": args.seed, "limit": args.limit, **extra}
+
+
+def file_errors(files, *records) -> tuple[list[str], int]:
+    """(each error once, how many of ``files`` failed) in any of these measurements: an unreadable original, a
+    missing or different anonymized output (an original's error repeats in every variant's records)."""
+    errors: dict = {}
+    failed = set()
+    for recs in records:
+        for f in files:
+            msg = recs.get(f, {}).get("error")
+            if msg:
+                errors.setdefault(msg, None)
+                failed.add(f)
+    return list(errors), len(failed)
+
+
+def report_errors(errors: list[str], n_failed: int, n_files: int) -> int:
+    """Print, as `eval leaks` does, one line per error and what the results leave out; the exit code (1 if any)."""
+    for msg in errors:
+        print(f"faceveil: error: {msg}", file=sys.stderr)
+    if n_failed:
+        print(f"faceveil: {n_failed} of {n_files} images failed: the results leave them out", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def pipeline_threshold(wb) -> float:
@@ -166,10 +219,13 @@ def fmt(v, digits: int = 3) -> str:
 # commands ---------------------------------------------------------------------
 
 def cmd_privacy(args) -> int:
+    from .. import __version__
     from ..report.plots import det_plot
     from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs
 
     out = Path(args.output)
+    check_labels_file(args.pairs, "--pairs")
+    check_output(args, ["privacy.json"] + [f"det_{attack}.png" for attack in ATTACKS], [args.pairs])
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
     if args.limit:  # the first N pairs (after --people / --all-pairs), and only the photos they use
         from ..eval.privacy import PairSet
@@ -187,11 +243,16 @@ def cmd_privacy(args) -> int:
     need_a = {"desc"} if args.no_fta else {"desc", "detect"}
     originals = wb.originals(files, need_o)
     thr = pipeline_threshold(wb)
-    doc = {"images": str(args.images), "pairs": str(args.pairs), "attacker": "dlib ResNet 128-D, 5-point alignment",
+    settings = run_settings(args, wb, people=args.people, all_pairs=args.all_pairs, no_fta=args.no_fta)
+    doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "pairs": str(args.pairs),
+           "attacker": "dlib ResNet 128-D, 5-point alignment",
            "baseline": evaluate_privacy(pairset, originals, None, thr), "variants": []}
+    measured = [originals]
     for v in vs:
         anon = wb.anonymized(v, files, originals, need_a)
+        measured.append(anon)
         doc["variants"].append({"variant": v.as_dict(), **evaluate_privacy(pairset, originals, anon, thr)})
+    doc["failed"], n_failed = file_errors(files, *measured)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "privacy.json", doc)
     base = doc["baseline"]["attacks"]["original"]
@@ -203,14 +264,17 @@ def cmd_privacy(args) -> int:
                 curves.append((r["variant"]["label"], a["det"]["fmr"], a["det"]["fnmr"]))
         det_plot(curves, out / f"det_{attack}.png", f"DET, {attack} attack ({Path(args.pairs).name})")
     print(privacy_table(doc))
+    code = report_errors(doc["failed"], n_failed, len(files))
     print(f"faceveil: privacy results -> {out / 'privacy.json'}", file=sys.stderr)
-    return 0
+    return code
 
 
 def privacy_table(doc) -> str:
     b = doc["baseline"]
+    failed = f", {b['n_errors']} failed" if b.get("n_errors") else ""
     lines = [f"{b['n_images']} photos, {b['n_pairs']} pairs, {b['n_gallery']} gallery identities "
-             f"(chance rank-1 {b['chance_rank1']:.3f}); {b['n_no_face']} photos without a face on the original",
+             f"(chance rank-1 {b['chance_rank1']:.3f}); {b['n_no_face']} photos without a face on the original"
+             f"{failed}",
              "| variant | attack | EER | FMR@0.6 | FNMR@0.6 | TAR@FAR1e-3 | rank-1 | FTA det | FTA hog |",
              "|---|---|---|---|---|---|---|---|---|"]
     rows = [("original", "original", b["attacks"]["original"], {})]
@@ -224,18 +288,25 @@ def privacy_table(doc) -> str:
     return "\n".join(lines)
 
 
-def _image_run(args):
-    """What eval detection and eval quality start from: OUT, the images, a workbench and the checked variants."""
+def _image_run(args, names: list[str], inputs=(), folders=()):
+    """What eval detection and eval quality start from: OUT (checked: ``names`` are its results), the images, a
+    workbench and the checked variants."""
     files = list_images(args.images, args.limit)
+    check_output(args, names, inputs, folders)
     wb = workbench(args, args.images)
     return Path(args.output), files, wb, wb.check_variants(variants(args))
 
 
 def cmd_detection(args) -> int:
+    from .. import __version__
     from ..report.plots import rate_by_size_plot
     from ..eval.utility import evaluate_detection, read_wider_labels, wider_ap
 
-    out, files, wb, vs = _image_run(args)
+    check_labels_file(args.labels)
+    if args.wider_gt and not Path(args.wider_gt).is_dir():
+        raise UsageError(f"{args.wider_gt}: no such --wider-gt folder")
+    plots = [f"rate_{det}.png" for det in DETECTORS]
+    out, files, wb, vs = _image_run(args, ["detection.json", *plots], [args.labels], [args.wider_gt])
     labels = read_wider_labels(args.labels, files) if args.labels else None
     gt = None
     if args.wider_gt:
@@ -245,23 +316,32 @@ def cmd_detection(args) -> int:
     extra = {"wider"} if gt is not None else set()
     originals = wb.originals(files, {"hog"} | extra)
     thr = pipeline_threshold(wb)
-    doc = {"images": str(args.images), "n_files": len(files), "labels": args.labels, "variants": []}
+    settings = run_settings(args, wb, wider_gt=args.wider_gt)
+    doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "n_files": len(files),
+           "labels": args.labels, "variants": []}
     if gt is not None:
         doc["wider_original"] = wider_ap(files, originals, gt)
+    measured = [originals]
     for v in vs:
         anon = wb.anonymized(v, files, originals, {"detect"} | extra)
+        measured.append(anon)
         r = {"variant": v.as_dict(), **evaluate_detection(files, originals, anon, thr, labels)}
         if gt is not None:
             r["wider"] = wider_ap(files, anon, gt)
         doc["variants"].append(r)
+    doc["failed"], n_failed = file_errors(files, *measured)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "detection.json", doc)
-    for det in ("pipeline_detector", "dlib-hog"):
+    for det, plot in zip(DETECTORS, plots):
         rate_by_size_plot({r["variant"]["label"]: r[det]["by_size"] for r in doc["variants"]},
-                          out / f"rate_{det}.png", f"faces still detected by {det if det != 'pipeline_detector' else args.detector}")
+                          out / plot, f"faces still detected by {wb.detector if det == 'pipeline_detector' else det}")
     print(detection_table(doc))
+    code = report_errors(doc["failed"], n_failed, len(files))
     print(f"faceveil: detection results -> {out / 'detection.json'}", file=sys.stderr)
-    return 0
+    return code
+
+
+DETECTORS = ("pipeline_detector", "dlib-hog")  # the detectors eval detection measures, as its JSON names them
 
 
 def detection_table(doc) -> str:
@@ -287,19 +367,26 @@ def detection_table(doc) -> str:
 def cmd_quality(args) -> int:
     from dataclasses import replace
 
+    from .. import __version__
     from ..eval.quality import evaluate_diversity, evaluate_quality
 
-    out, files, wb, vs = _image_run(args)
+    out, files, wb, vs = _image_run(args, ["quality.json"])
     originals = wb.originals(files, {"desc"})
-    doc = {"images": str(args.images), "n_files": len(files), "variants": []}
+    settings = run_settings(args, wb, seeds=args.seeds, diversity_images=args.diversity_images)
+    doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "n_files": len(files),
+           "variants": []}
+    measured = [originals]
     for v in vs:
         anon = wb.anonymized(v, files, originals, {"desc", "quality"})
+        measured.append(anon)
         r = {"variant": v.as_dict(), **evaluate_quality(files, originals, anon)}
         if args.seeds >= 2 and v.anon_dir is None and wb.anonymizer(v).method.uses_rng:
             sub = files[: args.diversity_images]
             per_seed = [wb.anonymized(replace(v, seed=s), sub, originals, {"desc"}) for s in range(args.seeds)]
+            measured += per_seed
             r["diversity"] = evaluate_diversity(per_seed, sub)
         doc["variants"].append(r)
+    doc["failed"], n_failed = file_errors(files, *measured)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "quality.json", doc)
     lines = ["| variant | crops | L1 | MSE | PSNR | SSIM | FD-dlib | diversity |", "|---|---|---|---|---|---|---|---|"]
@@ -308,8 +395,9 @@ def cmd_quality(args) -> int:
         lines.append(f"| {r['variant']['label']} | {r['n_crops']} | {fmt(r['l1'], 2)} | {fmt(r['mse'], 1)} | "
                      f"{fmt(r['psnr'], 2)} | {fmt(r['ssim'])} | {fmt(r['fd_dlib'])} | {fmt(div)} |")
     print("\n".join(lines))
+    code = report_errors(doc["failed"], n_failed, len(files))
     print(f"faceveil: quality results -> {out / 'quality.json'}", file=sys.stderr)
-    return 0
+    return code
 
 
 # eval train -------------------------------------------------------------------
@@ -341,6 +429,7 @@ def register_train(sub) -> None:
     p.add_argument("--budget", default="20m", help="training time per method (20m, 90s, 1h; default 20m)")
     p.add_argument("--steps", type=int, help="also stop after this many steps (reproducible weights)")
     p.add_argument("-o", "--output", required=True, help="report folder (results.json, report.md, plots)")
+    p.add_argument("--overwrite", action="store_true", help="replace files in the report folder faceveil did not write")
     p.add_argument("--seed", type=whole(), default=0, help="training seed (default 0)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of images held out for testing (default 0.2)")
@@ -371,6 +460,8 @@ def cmd_train(args) -> int:
         raise UsageError("--test-fraction must be between 0 and 1")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UsageError(f"--device {args.device!r}: expected cpu or cuda")
+    check_result_folder(args.output, ["results.json", "report.md", "ap_by_size.png", "ap_vs_time.png", "models"],
+                        "the report", [args.labels], [args.images], args.overwrite)
     samples, problems = load_samples(args.images, args.labels, args.max_images)
     for msg in problems:
         print(f"faceveil: warning: skipped {msg}", file=sys.stderr)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FaceveilError, UsageError
-from .common import (add_common_args, add_detection_args, add_region_args, evenly_spaced, region_from_args,
-                     at_least, note_int8_build, resolve_detection, whole)
+from ..eval.leaks import SHORT_MIN
+from .common import (add_common_args, add_detection_args, add_region_args, between, check_result_folder, evenly_spaced,
+                     region_from_args, at_least, note_int8_build, preset_name, resolve_detection, whole)
 
 EPILOG = """\
 examples:
@@ -39,18 +40,21 @@ def register(subparsers) -> None:
                    help="WIDER gt .txt, VOC folder of .xml, COCO .json or YOLO folder of .txt")
     p.add_argument("--format", choices=["wider", "voc", "coco", "yolo"], help="label format (default: guessed)")
     p.add_argument("-o", "--output", metavar="OUTDIR", help="write results.json, pr_curve.png and leaked/ crops here")
+    p.add_argument("--overwrite", action="store_true", help="replace files in OUTDIR that faceveil did not write")
     add_region_args(p)
     add_detection_args(p)
     m = p.add_argument_group("measure")
     m.add_argument("--min-size", type=at_least(0), default=10, help="faces smaller than this (shorter side, px) are "
                    "reported in their own bucket only (default 10)")
-    m.add_argument("--coverage", type=float, default=0.8, help="a face is leaked below this covered share (default 0.8)")
-    m.add_argument("--pr-floor", type=float, default=0.05, help="score down to which the PR curve runs (default 0.05)")
+    m.add_argument("--coverage", type=between(SHORT_MIN, 1), default=0.8,
+                   help=f"a face is leaked below this covered share ({SHORT_MIN:g} to 1; default 0.8)")
+    m.add_argument("--pr-floor", type=between(0, 1), default=0.05,
+                   help="score down to which the PR curve runs (0 to 1; default 0.05)")
     m.add_argument("--split", choices=["all", "tune", "held_out"], default="all",
                    help="only the photos on this side of the one seeded split by photo (faceveil.eval.splits): "
                         "values are tuned on 'tune' and reported on 'held_out' (default all)")
-    m.add_argument("--limit", type=whole(), default=0, help="evaluate only N images, evenly spaced (quick look)")
-    m.add_argument("--max-crops", type=int, default=500, help="write at most this many leaked-face crops")
+    m.add_argument("--limit", type=whole(), default=0, help="evaluate only N images, evenly spaced (0: all)")
+    m.add_argument("--max-crops", type=whole(), default=500, help="write at most this many leaked-face crops")
     add_common_args(p, jobs=False)  # one process: its ms/image are the detector's own
     p.set_defaults(func=cmd_leaks)
 
@@ -64,11 +68,17 @@ def cmd_leaks(args) -> int:
     from ..io.images import read_rgb
     from ..pipeline import Anonymizer
 
-    if not 0 < args.coverage <= 1:
-        raise UsageError("--coverage must be in (0, 1]")
+    from ..dataset.plan import _check_labels_kind
+
     images = Path(args.images)
     if not images.is_dir():
         raise UsageError(f"{images}: not a folder")
+    if not Path(args.labels).exists():  # bad usage, as in `dataset anonymize`
+        raise UsageError(f"{args.labels}: no such label file or folder")
+    _check_labels_kind(args.format, Path(args.labels))
+    if args.output:
+        check_result_folder(args.output, ["results.json", "pr_curve.png", "leaked"], "the results", [args.labels],
+                            [args.images, args.labels], args.overwrite)
     labels = read_eval_labels(args.labels, args.format, images)
     detector, params, region = resolve_detection(args, region_from_args(args))
     anon = Anonymizer(method="blur", detector=detector, detector_params=params, region=region)
@@ -125,9 +135,10 @@ def cmd_leaks(args) -> int:
         from ..report.leaks import plot_pr_curve
 
         doc = {"faceveil": __version__, "images": str(images), "labels": str(args.labels),
-               "detect": args.detect, **{k: describe[k] for k in ("detector", "detector_params", "region")},
+               "detect": preset_name(args), **{k: describe[k] for k in ("detector", "detector_params", "region")},
                "evaluated": n, "missing": len(missing), "failed": failed, "ms_per_image": round(ms, 1),
-               "min_size": args.min_size, "coverage": args.coverage, "split": args.split,
+               "min_size": args.min_size, "coverage": args.coverage, "pr_floor": args.pr_floor, "split": args.split,
+               "limit": args.limit, "max_crops": args.max_crops,
                "result": res.to_json(),
                "pr": {"ap": pr_res.ap, "positives": pr_res.positives, "operating_point": op,
                       "recall": _thin(pr_res.recall), "precision": _thin(pr_res.precision),

@@ -21,6 +21,7 @@ import numpy as np
 from ..detections import Detections, box_iou
 
 SIZE_BUCKETS: tuple[tuple[float, float], ...] = ((5, 10), (10, 20), (20, 40), (40, 80), (80, math.inf))
+SHORT_MIN = 0.3  # a leaked face covered at least this much is "boxed short", below it "never boxed"
 
 
 def bucket_name(lo: float, hi: float) -> str:
@@ -95,7 +96,7 @@ class LeakResult:
     leaks: list[dict] = field(default_factory=list)  # {"image", "box", "coverage", "size"}
     boxed_short: int = 0  # leaked faces >= min_size covered at least short_min (30 %)
     never_boxed: int = 0  # leaked faces >= min_size covered less than short_min
-    short_min: float = 0.3
+    short_min: float = SHORT_MIN
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -110,7 +111,7 @@ class LeakMetric:
     """Accumulates leaked faces (by size bucket) and over-anonymized pixels over images."""
 
     def __init__(self, coverage: float = 0.8, min_size: float = 10, away_scale: float = 1.6,
-                 buckets: tuple[tuple[float, float], ...] = SIZE_BUCKETS, short_min: float = 0.3):
+                 buckets: tuple[tuple[float, float], ...] = SIZE_BUCKETS, short_min: float = SHORT_MIN):
         if not 0 <= short_min <= coverage:
             raise ValueError("short_min must be between 0 and coverage")
         self.coverage = coverage

@@ -140,7 +140,8 @@ def evaluate_privacy(pairset: PairSet, originals: dict, anonymized: dict | None,
     pi = np.array([index[f] for f in probes], int)
     out: dict = {"n_images": len(files), "n_pairs": len(pairset.pairs), "n_gallery": len(gallery),
                  "n_probes": len(probes), "chance_rank1": 1.0 / max(len(gallery), 1),
-                 "n_no_face": int(sum(1 for f in files if originals.get(f, {}).get("box") is None)),
+                 "n_no_face": int(sum(1 for f in files if originals.get(f, {}).get("box") is None
+                                      and "error" not in originals.get(f, {}))),  # a failed photo is no answer
                  "n_errors": int(sum(1 for f in files if "error" in originals.get(f, {}) or
                                      (anonymized is not None and "error" in anonymized.get(f, {})))),
                  "attacks": {}}

@@ -196,8 +196,8 @@ class Workbench:
         out = {}
         todo = []
         for rel in rels:
-            try:
-                sig = _signature(self.root / rel)
+            try:  # an output made elsewhere is measured again when it changes, or appears after failing
+                sig = _signature(self.root / rel) + (_signature(Path(v.anon_dir) / rel) if v.anon_dir else [])
             except OSError:
                 sig = None
             r = records.get(rel)

@@ -269,9 +269,12 @@ def run(samples: list[Sample], cfg: RunConfig, out_dir: str | Path, data_info: d
 def _summary_factory(cfg: RunConfig, train_s, test_s, data_info, pseudo_t_ref, n_params: int):
     import torch
 
+    from .. import __version__
+
     def summary(rows: list[dict]) -> dict:
         return {
-            "faceveil_eval": "train", "seed": cfg.seed, "split_seed": cfg.split_seed, "device": cfg.device,
+            "faceveil": __version__, "faceveil_eval": "train", "seed": cfg.seed, "split_seed": cfg.split_seed,
+            "device": cfg.device,
             "torch": torch.__version__, "budget_s": cfg.budget_s if np.isfinite(cfg.budget_s) else None,
             "max_steps": cfg.max_steps,
             "detector": {"name": "CompactFaceNet", "width": cfg.width, "params": n_params,
