@@ -267,3 +267,28 @@ def test_help_of_limit_and_detect_names_every_value(capsys, monkeypatch):
     assert "(0: all)" in text.split("--limit", 1)[1].split("--max-crops")[0]
     detect = text.split("--detect PRESET", 1)[1].split("--detector")[0]
     assert all(name in detect for name in PRESETS), detect
+
+
+def test_eval_leaks_reads_wider_boxes_in_the_stored_frame_of_an_exif_rotated_photo(tmp_path, astronaut, capsys):
+    """The photo is read upright but WIDER/COCO/VOC boxes address stored pixels (as dataset mode reads them): a
+    photo with orientation 6 was measured against boxes in the wrong frame (every face 'leaked', or dropped)."""
+    from faceveil import detect
+    from faceveil.dataset.orient import to_stored
+
+    face = detect(astronaut)
+    assert len(face) == 1
+    x1, y1, x2, y2 = (int(round(v)) for v in face.xyxy[0])
+    upright = np.zeros(astronaut.shape[:2], bool)
+    upright[y1:y2, x1:x2] = True
+    ys, xs = np.nonzero(to_stored(upright, 6))  # the same box in the stored pixels
+    d = tmp_path / "imgs"
+    d.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(to_stored(astronaut, 6)).save(d / "rot.jpg", exif=exif.tobytes(), quality=95)
+    (tmp_path / "gt.txt").write_text(f"rot.jpg\n1\n{xs.min()} {ys.min()} {xs.max() + 1 - xs.min()} "
+                                     f"{ys.max() + 1 - ys.min()} 0 0 0 0 0 0\n")
+    code, _ = run(capsys, "eval", "leaks", "--images", d, "--labels", tmp_path / "gt.txt", "-o", tmp_path / "r", "-q")
+    assert code == 0
+    result = json.loads((tmp_path / "r" / "results.json").read_text())["result"]
+    assert (result["faces"], result["leaked"]) == (1, 0), result

@@ -111,13 +111,14 @@ def cmd_leaks(args) -> int:
         seconds += time.perf_counter() - t0
         mask = anonymized_mask(anon.compositor, dets, img.shape)
         lab = labels[key]
-        item = leak.update(mask, lab.faces, lab.ignore, key)
-        pr.update(candidates, lab.faces, lab.ignore)
-        pr_used.update(dets, lab.faces, lab.ignore)
+        faces = _upright_faces(lab, path, img.shape, labels.format)
+        item = leak.update(mask, faces, lab.ignore, key)
+        pr.update(candidates, faces, lab.ignore)
+        pr_used.update(dets, faces, lab.ignore)
         bar.set_postfix(leaked=int(sum(r.leaked.sum() for r in leak.per_image)), refresh=False)
         if out is not None:  # crops of the leaks the table counts (faces under its smallest bucket are not in it)
             shown = item.size >= leak.buckets[0][0]
-            crops += _write_crops(out / "leaked", key, img, mask, lab.faces.xyxy, item, args.max_crops - crops, shown)
+            crops += _write_crops(out / "leaked", key, img, mask, faces.xyxy, item, args.max_crops - crops, shown)
     bar.close()
     n = len(found) - len(failed)
     res = leak.compute()
@@ -149,6 +150,21 @@ def cmd_leaks(args) -> int:
         print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
               f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _upright_faces(lab, path, shape, fmt: str):
+    """The labelled faces in the upright frame the image is read (and anonymized) in. WIDER, COCO and VOC boxes
+    address the stored pixels, as dataset mode reads them (a photo with an EXIF orientation was measured against
+    boxes in the wrong frame: every face 'leaked'); YOLO's are upright, as Ultralytics reads them."""
+    from ..dataset.orient import boxes_to_oriented, exif_orientation
+    from ..detections import Detections
+
+    orientation = exif_orientation(path) if fmt != "yolo" else 1
+    if orientation == 1:
+        return lab.faces
+    h, w = shape[:2]
+    sw, sh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the stored size
+    return Detections.from_boxes(boxes_to_oriented(lab.xyxy, orientation, sw, sh), source="label")
 
 
 def _operating_point(used) -> dict | None:
