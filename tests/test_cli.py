@@ -251,3 +251,13 @@ def test_an_output_name_faceveil_cannot_write_is_refused_not_made_a_folder(photo
     (tmp_path / "old.gif").mkdir()  # an existing folder of that name is a folder
     code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", tmp_path / "old.gif", "-q")
     assert code == 0 and (tmp_path / "old.gif" / "astro.jpg").is_file()
+
+
+@pytest.mark.parametrize("params", [["-m", "blur", "-p", "kernel=1"], ["-m", "pixelate", "-p", "block=1"],
+                                    ["-m", "fullblur", "-p", "kernel=1"],
+                                    ["-m", "blur", "-p", "kernel=3", "-p", "sigma=0.01"]])
+def test_a_setting_that_hides_nothing_is_refused_before_any_file(photos, tmp_path, capsys, params):
+    """Each exited 0 with every pixel as it was."""
+    code, _, err = run(capsys, "anonymize", photos / "sub", "-o", tmp_path / "out", "-q", *params)
+    assert code == 2 and "at least" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out" / "mirror.png").exists()
