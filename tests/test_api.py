@@ -1,0 +1,29 @@
+"""The Python API (faceveil.anonymize, detect, Anonymizer, Detections) on what a caller may pass: every face asked
+to be hidden is changed, and a bad argument is faceveil's own one-line error, never a raw exception from inside."""
+import numpy as np
+import pytest
+
+import faceveil
+from faceveil import Anonymizer, Detections
+from faceveil.errors import InputError, UsageError
+
+BOX = [60, 40, 100, 90]
+
+
+def changed(out, img):
+    return (out != img).any(axis=2)
+
+
+@pytest.mark.parametrize("method,params", [("blackout", {"color": 0}), ("blackout", {"color": 128}),
+                                           ("blackout", {"color": (255, 0, 16)}), ("eyebar", {"color": 0})])
+def test_colour_as_a_number(method, params, noise_image):
+    """color=0 (as the README writes it) raised AttributeError: 'int' object has no attribute 'strip'."""
+    out = faceveil.anonymize(noise_image, method, detections=[BOX], region={"shape": "box", "mask_scale": 1.0},
+                             **params)
+    want = params["color"] if isinstance(params["color"], tuple) else (params["color"],) * 3
+    assert (out[changed(out, noise_image)] == want).all() and changed(out, noise_image).sum() > 50
+    anon = Anonymizer(method, method_params=params, load_detector=False)
+    out2 = anon.anonymize(noise_image, Detections.from_boxes([BOX]))
+    assert changed(out2, noise_image).sum() > 50
+    with pytest.raises(UsageError, match="0..255"):
+        faceveil.anonymize(noise_image, method, detections=[BOX], color=300)
