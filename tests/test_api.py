@@ -27,3 +27,24 @@ def test_colour_as_a_number(method, params, noise_image):
     assert changed(out2, noise_image).sum() > 50
     with pytest.raises(UsageError, match="0..255"):
         faceveil.anonymize(noise_image, method, detections=[BOX], color=300)
+
+
+@pytest.mark.parametrize("boxes", [[[200, 100, 50, 60]], [[np.nan, 0, 100, 100]]])
+def test_anonymizer_refuses_boxes_that_hide_nothing(boxes, noise_image):
+    """Anonymizer.anonymize(img, detections) with x, y, w, h rows or a NaN box hid nothing and raised nothing;
+    it now checks them as faceveil.anonymize(..., detections=...) does."""
+    anon = Anonymizer(load_detector=False)
+    for given in (Detections.from_boxes(np.array(boxes, np.float32)), boxes, np.array(boxes)):
+        with pytest.raises(UsageError, match="is not x1, y1, x2, y2"):
+            anon.anonymize(noise_image, given)
+
+
+def test_anonymizer_takes_boxes_as_a_list_or_array(noise_image):
+    """A list or an ndarray of boxes raised AttributeError ('list' object has no attribute 'xyxy')."""
+    anon = Anonymizer("blackout", region={"shape": "box", "mask_scale": 1.0}, load_detector=False)
+    want = anon.anonymize(noise_image, Detections.from_boxes([BOX]))
+    assert changed(want, noise_image).sum() == 40 * 50
+    for given in ([BOX], np.array([BOX]), [tuple(BOX)]):
+        assert np.array_equal(anon.anonymize(noise_image, given), want)
+    with pytest.raises(UsageError, match="detections: expected a Detections or rows"):
+        anon.anonymize(noise_image, {"faces": []})

@@ -51,9 +51,7 @@ def anonymize(image: np.ndarray, /, method: str = "blur", detections: Detections
                       preset=preset, load_detector=False)
     if detections is None:
         detections = detect(image, detector, preset)
-    else:
-        detections = given_boxes(detections)
-    return anon.anonymize(image, detections)
+    return anon.anonymize(image, detections)  # a caller's boxes are checked there (given_boxes)
 
 
 def given_boxes(detections) -> Detections:

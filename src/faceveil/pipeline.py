@@ -174,9 +174,15 @@ class Anonymizer:
 
     def anonymize(self, image: np.ndarray, detections: Detections | None = None,
                   rng: np.random.Generator | None = None) -> np.ndarray:
+        """``image`` with its faces hidden: ``detections`` (a Detections, or rows of x1, y1, x2, y2, checked as
+        ``faceveil.anonymize`` checks them), or the faces this Anonymizer detects (and does not keep)."""
         image = check_image(image)
         if detections is None:
             detections, _ = self.split(image, self.detect(image))
+        else:  # a caller's faces: x, y, w, h rows or a NaN box hid nothing, a list raised AttributeError
+            from .api import given_boxes
+
+            detections = given_boxes(detections)
         if rng is None:
             rng = np.random.default_rng(self.seed)
         out = self.method.apply(image, detections, self.compositor, rng)
