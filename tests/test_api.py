@@ -48,3 +48,30 @@ def test_anonymizer_takes_boxes_as_a_list_or_array(noise_image):
         assert np.array_equal(anon.anonymize(noise_image, given), want)
     with pytest.raises(UsageError, match="detections: expected a Detections or rows"):
         anon.anonymize(noise_image, {"faces": []})
+
+
+def test_process_file_never_writes_over_its_input_or_an_existing_output(tmp_path, astronaut):
+    """process_file(src, src) wrote over the original (status written); an existing output was replaced."""
+    import os
+
+    from PIL import Image
+
+    src = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(src)
+    original = src.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "link.png").symlink_to(src)
+    os.link(src, tmp_path / "hard.png")
+    anon = Anonymizer(load_detector=False)
+    for dst in (src, tmp_path / "sub" / ".." / "a.png", tmp_path / "sub" / "link.png", tmp_path / "hard.png"):
+        for overwrite in (False, True):
+            r = anon.process_file(src, dst, overwrite=overwrite)
+            assert r.status == "failed" and r.output is None and "output is the input itself" in r.error, r
+    assert src.read_bytes() == original
+    dst = tmp_path / "out.png"
+    dst.write_bytes(b"keep me")
+    r = anon.process_file(src, dst)
+    assert r.status == "failed" and r.error == f"{dst}: output exists; pass overwrite=True to replace it"
+    assert dst.read_bytes() == b"keep me"
+    r = anon.process_file(src, dst, overwrite=True)
+    assert r.status == "written" and dst.read_bytes() != b"keep me" and src.read_bytes() == original

@@ -5,6 +5,7 @@ object behind the CLI, the batch runner and the Python API.
 """
 from __future__ import annotations
 
+import os
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -190,12 +191,23 @@ class Anonymizer:
             raise FaceveilError(f"method {self.method.name!r} returned {out.shape} {out.dtype}")
         return out
 
-    def process_file(self, src: str | Path, dst: str | Path, key: str | None = None) -> ItemResult:
+    def process_file(self, src: str | Path, dst: str | Path, key: str | None = None,
+                     overwrite: bool = False) -> ItemResult:
         """Anonymize one file into ``dst``. Never raises for bad input: the result says why.
 
-        Fails closed: nothing is written unless detection and anonymization both succeeded.
+        Fails closed: nothing is written unless detection and anonymization both succeeded. ``dst`` that is
+        ``src`` itself (also through a link or another spelling of the path) is refused; a ``dst`` that exists
+        is replaced only with ``overwrite=True``.
         """
         src, dst = Path(src), Path(dst)
+        try:
+            check_output(src, dst, overwrite)
+        except UsageError as exc:  # before: the original was overwritten, and any existing output replaced
+            return ItemResult(str(src), None, "failed", error=str(exc))
+        return self.write_file(src, dst, key)
+
+    def write_file(self, src: Path, dst: Path, key: str | None = None) -> ItemResult:
+        """``process_file`` without its checks on ``dst``: for the CLI's --in-place, its own explicit policy."""
 
         def work() -> ItemResult:
             img = read_image(src)
@@ -220,6 +232,18 @@ class Anonymizer:
                               detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]))
 
         return _guarded(src, work)
+
+
+def check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse (UsageError) an output that is the input itself, or one that exists unless ``overwrite``."""
+    try:
+        same = dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(src, dst))
+    except OSError:  # src missing or unreadable: reading it says so
+        same = False
+    if same:
+        raise UsageError(f"{dst}: output is the input itself; write to another file")
+    if not overwrite and (dst.exists() or dst.is_symlink()):
+        raise UsageError(f"{dst}: output exists; pass overwrite=True to replace it")
 
 
 def _guarded(src: Path, work) -> ItemResult:
