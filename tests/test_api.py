@@ -75,3 +75,34 @@ def test_process_file_never_writes_over_its_input_or_an_existing_output(tmp_path
     assert dst.read_bytes() == b"keep me"
     r = anon.process_file(src, dst, overwrite=True)
     assert r.status == "written" and dst.read_bytes() != b"keep me" and src.read_bytes() == original
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "P", "PA", "LA", "L", "1", "RGBA", "YCbCr", "I;16"])
+def test_pil_images_in_any_mode_are_read_as_their_colours(mode, astronaut, astronaut_faces):
+    """np.asarray took a CMYK image for RGBA (colours inverted: 12 faces of 17 found, a negative returned) and a
+    palette image's indices for grey levels; LA, I;16 and 1-bit images were refused or misread."""
+    from PIL import Image
+
+    pil = Image.fromarray(astronaut).convert(mode)
+    rgb = np.asarray(pil.convert("RGB"))
+    if mode == "I;16":  # 12-bit data in 16 bits, scaled by its maximum as read_image scales a 16-bit file
+        grey = np.asarray(Image.fromarray(astronaut).convert("L")).copy()
+        grey[0, 0] = 255
+        pil = Image.fromarray(grey.astype(np.uint16) * 16)
+        assert pil.mode.startswith("I;16")
+        rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("CMYK", "RGBA"):
+        assert np.array_equal(rgb, astronaut)  # Pillow's round trip is exact: the same faces must be found
+        assert np.array_equal(faceveil.detect(pil).xyxy, astronaut_faces.xyxy)
+    out = faceveil.anonymize(pil, "blackout", detections=astronaut_faces)
+    assert np.array_equal(out, faceveil.anonymize(rgb, "blackout", detections=astronaut_faces))
+    assert (out == 0).all(axis=2).sum() > 5000 and out.shape == astronaut.shape
+
+
+def test_pil_images_without_a_faithful_rgb_are_refused(astronaut):
+    from PIL import Image
+
+    for img in (Image.fromarray(astronaut[:, :, 0].astype(np.float32)), Image.new("La", (8, 8))):
+        with pytest.raises(InputError, match=f"a PIL image in mode {img.mode} .*convert it") as exc:
+            faceveil.anonymize(img, detections=[])
+        assert "\n" not in str(exc.value)

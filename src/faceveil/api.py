@@ -26,7 +26,8 @@ def resolved_detector(detector: str | None = None, preset: str | None = None, pa
 
 
 def detect(image: np.ndarray, /, detector: str | None = None, preset: str | None = None, **params) -> Detections:
-    """Faces in an RGB uint8 image (HxWx3). Models are loaded once and cached.
+    """Faces in an RGB uint8 image (HxWx3; a PIL image in any mode is converted to RGB). Models are loaded once
+    and cached.
 
     Default: the ``balanced`` preset, as ``faceveil anonymize``; ``preset`` picks another,
     ``detector`` a detector by name with its own defaults (``params`` override either).

@@ -6,6 +6,7 @@ object behind the CLI, the batch runner and the Python API.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -279,6 +280,9 @@ class _RegionHolder:
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
+    pil = sys.modules.get("PIL.Image")  # a PIL image can only come from a loaded Pillow
+    if pil is not None and isinstance(image, pil.Image):
+        image = _pil_rgb(image)
     a = np.asarray(image)
     if a.dtype != np.uint8:
         raise InputError(f"expected a uint8 image, got {a.dtype}")
@@ -289,3 +293,33 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if a.shape[2] == 4:
         a = a[:, :, :3]
     return np.ascontiguousarray(a)
+
+
+_GREY16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _pil_rgb(img) -> np.ndarray:
+    """A PIL image's pixels as RGB uint8, as files are read (io.images.read_image): np.asarray took CMYK for RGBA
+    (colours inverted) and a palette ("P") image's indices for grey levels. Alpha is dropped; 16-bit grey is scaled
+    to 8 bits by its maximum; what has no faithful 8-bit RGB (floating point, 32-bit) is refused."""
+    mode = img.mode
+    if mode in _GREY16:
+        # as read_image sees a 16-bit grey file: scaled by its own maximum (12-bit data stays visible); Pillow's
+        # convert("RGB") clips every value over 255 to white
+        a = np.asarray(img)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise InputError(f"a PIL image in mode {mode} with values outside 0..65535 is not supported; "
+                             "convert it to 8 bit first")
+        top = max(int(a.max()) if a.size else 0, 1)
+        grey = ((a.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F" or mode.startswith("I;32"):
+        raise InputError(f"a PIL image in mode {mode} (floating point or 32-bit) is not supported; "
+                         "convert it to 8 bit first")
+    try:
+        if "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA")
+        return np.asarray(img.convert("RGB"))
+    except (ValueError, OSError) as exc:
+        raise InputError(f"a PIL image in mode {mode} cannot be converted to RGB ({exc}); "
+                         "convert it first") from None
