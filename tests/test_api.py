@@ -106,3 +106,13 @@ def test_pil_images_without_a_faithful_rgb_are_refused(astronaut):
         with pytest.raises(InputError, match=f"a PIL image in mode {img.mode} .*convert it") as exc:
             faceveil.anonymize(img, detections=[])
         assert "\n" not in str(exc.value)
+
+
+def test_detect_sees_a_1_bit_photo_as_files_are_seen(astronaut):
+    """faceveil.detect (and faceveil.anonymize without detections) gave the detector a 1-bit photo unsmoothed,
+    while process_file and the CLI smooth it (detect.base.detection_view): other faces for the same pixels."""
+    from PIL import Image
+
+    bw = np.asarray(Image.fromarray(astronaut).convert("1").convert("RGB"))
+    want = Anonymizer().detect(bw)
+    assert np.array_equal(faceveil.detect(bw).xyxy, want.xyxy) and len(want)

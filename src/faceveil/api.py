@@ -32,9 +32,11 @@ def detect(image: np.ndarray, /, detector: str | None = None, preset: str | None
     Default: the ``balanced`` preset, as ``faceveil anonymize``; ``preset`` picks another,
     ``detector`` a detector by name with its own defaults (``params`` override either).
     """
+    from .detect.base import detection_view
     from .pipeline import check_image
 
-    return resolved_detector(detector, preset, params).detect(check_image(image))
+    # what Anonymizer.detect (files, the CLI) shows the detector: a 1-bit photo smoothed
+    return resolved_detector(detector, preset, params).detect(detection_view(check_image(image)))
 
 
 def anonymize(image: np.ndarray, /, method: str = "blur", detections: Detections | None = None,
