@@ -116,3 +116,39 @@ def test_detect_sees_a_1_bit_photo_as_files_are_seen(astronaut):
     bw = np.asarray(Image.fromarray(astronaut).convert("1").convert("RGB"))
     want = Anonymizer().detect(bw)
     assert np.array_equal(faceveil.detect(bw).xyxy, want.xyxy) and len(want)
+
+
+@pytest.mark.parametrize("box", [[-1e6, -1e6, 1e6, 1e6], [0, 0, 1e30, 1e30], [-1e6, 30, 1e6, 70]])
+def test_learnedblur_clips_a_huge_box_to_the_image(box, noise_image):
+    """learnedblur made its refiner's crop at the box's full size: MemoryError (43.7 TiB) or ValueError (Maximum
+    allowed dimension exceeded). The part of the box inside the image is hidden, nothing else changes."""
+    out = faceveil.anonymize(noise_image, "learnedblur", detections=[box], region={"shape": "box", "mask_scale": 1})
+    inside = np.zeros(noise_image.shape[:2], bool)
+    inside[max(0, int(box[1])):int(min(box[3], 120)), max(0, int(box[0])):int(min(box[2], 160))] = True
+    assert changed(out, noise_image)[inside].mean() > 0.9 and not changed(out, noise_image)[~inside].any()
+
+
+def test_tiny_images_and_huge_boxes_raise_no_raw_errors(noise_image):
+    """replace on a 2x2 image raised IndexError (replace.py, no tone curve), outline with a 1e30 box cv2.error."""
+    tiny = noise_image[:2, :2].copy()
+    out = faceveil.anonymize(tiny, "replace", detections=[[0, 0, 2, 2]])
+    assert changed(out, tiny).all()
+    out = faceveil.anonymize(noise_image, "outline", detections=[[0, 0, 1e30, 1e30]], region={"mask_scale": 1})
+    assert changed(out, noise_image)[0, 40:150].all() and changed(out, noise_image)[20:110, 0].all()
+    assert not changed(out, noise_image)[20:, 20:].any()
+
+
+def test_bad_arguments_are_faceveil_errors():
+    """Each raised a raw ValueError, AttributeError or TypeError from inside (or, a region, was ignored)."""
+    for bad in (np.zeros(3), [[1, 2, 3]], "abc"):
+        with pytest.raises(UsageError, match="boxes: expected rows of x1, y1, x2, y2") as exc:
+            Detections.from_boxes(bad)
+        assert "\n" not in str(exc.value)
+    for kw in ({"method_params": [1, 2]}, {"method_params": "kernel=3"}, {"detector_params": [1, 2]},
+               {"region": [1, 2]}):
+        with pytest.raises(UsageError, match=f"{next(iter(kw))}: expected a dict of name: value, got"):
+            Anonymizer(load_detector=False, **kw)
+    from faceveil.anonymize import get_method
+
+    with pytest.raises(UsageError, match="parameters for method 'blur': expected a dict"):
+        get_method("blur", [("kernel", 3)])

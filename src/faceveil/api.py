@@ -62,7 +62,7 @@ def given_boxes(detections) -> Detections:
     or x2 < x1 or y2 < y1 (x, y, w, h rows by mistake). Before, such a box hid nothing and raised nothing."""
     if not isinstance(detections, Detections):
         try:
-            detections = Detections.from_boxes(np.asarray(detections, np.float32))
+            detections = Detections.from_boxes(np.asarray(detections, np.float32).reshape(-1, 4))
         except (TypeError, ValueError) as exc:
             raise UsageError(f"detections: expected a Detections or rows of x1, y1, x2, y2 ({exc})") from None
     b = detections.xyxy

@@ -118,6 +118,10 @@ class Anonymizer:
                  load_detector: bool = True, keep=None):
         from .detect.presets import resolve
 
+        for name, value in (("method_params", method_params), ("detector_params", detector_params),
+                            ("region", region)):  # a list raised AttributeError or TypeError, a region was ignored
+            if value is not None and not isinstance(value, (dict, RegionParams) if name == "region" else dict):
+                raise UsageError(f"{name}: expected a dict of name: value, got {type(value).__name__}")
         self.method = get_method(method, method_params)
         given_region = region if isinstance(region, dict) else None
         detector, detector_params, region_dict = resolve(preset, detector, detector_params, given_region)

@@ -56,6 +56,11 @@ def _priors(relative: float, kernel: int) -> np.ndarray:
     return np.ascontiguousarray(face_priors(relative=relative, kernel=kernel).transpose(0, 3, 1, 2))
 
 
+# The refiner's crop (twice the face box) is made at full size: a caller's box of [-1e6, -1e6, 1e6, 1e6] asked for
+# 43.7 TiB. A face whose crop is over 16 frames (its box 4 frames) is left to the plain blur, clipped to the frame.
+MAX_CROP_FRAMES = 16
+
+
 @METHODS.register("learnedblur")
 class LearnedBlur(Method):
     """Gaussian blur refined by a small network so detectors still see a face (DartBlur); kernel rule as blur's."""
@@ -124,6 +129,9 @@ class LearnedBlur(Method):
             if min(box[2] - box[0], box[3] - box[1]) < MIN_FACE or self.params.strength == 0:
                 continue  # too small to refine: the plain Gaussian blur stays
             rect = crop_rect(box)
+            if (rect[2] - rect[0]) * (rect[3] - rect[1]) > MAX_CROP_FRAMES * frame.shape[0] * frame.shape[1]:
+                continue  # a box far larger than the frame (a caller's): the plain blur hides its part in the frame
+
             crop = cv2.resize(extract(blurred, rect), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
             jobs.append((region, rect, crop))
         if not jobs:
