@@ -152,3 +152,18 @@ def test_bad_arguments_are_faceveil_errors():
 
     with pytest.raises(UsageError, match="parameters for method 'blur': expected a dict"):
         get_method("blur", [("kernel", 3)])
+
+
+def test_faceveil_video_is_reachable_after_import_faceveil():
+    """The README's `import faceveil; faceveil.video.track("clip.mp4")` raised AttributeError until `import
+    faceveil.video`; it is imported on first use, not by `import faceveil`."""
+    import subprocess
+    import sys
+
+    code = ("import sys, faceveil; assert 'faceveil.video' not in sys.modules; "
+            "assert callable(faceveil.video.track) and callable(faceveil.video.anonymize_video); "
+            "import faceveil.video as v; assert v is faceveil.video\n"
+            "try:\n    faceveil.nope\nexcept AttributeError as e:\n    print(e)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "module 'faceveil' has no attribute 'nope'"
