@@ -270,3 +270,13 @@ def test_jfif_is_a_jpeg_and_pictures_faceveil_cannot_write_are_named(photos, tmp
     code, _, err = run(capsys, "anonymize", photos / "anim.gif", photos / "astro.jpg", "-o", tmp_path / "out2", "-q")
     assert code == 1 and f"error: {photos / 'anim.gif'}: faceveil does not write .gif files" in err
     assert "1 of 2 files anonymized" in err and [p.name for p in (tmp_path / "out2").iterdir()] == ["astro.jpg"]
+
+
+@pytest.mark.parametrize("params", [["-m", "blur", "-p", "kernel=1"], ["-m", "pixelate", "-p", "block=1"],
+                                    ["-m", "fullblur", "-p", "kernel=1"],
+                                    ["-m", "blur", "-p", "kernel=3", "-p", "sigma=0.01"]])
+def test_a_setting_that_hides_nothing_is_refused_before_any_file(photos, tmp_path, capsys, params):
+    """Each exited 0 with every pixel as it was."""
+    code, _, err = run(capsys, "anonymize", photos / "sub", "-o", tmp_path / "out", "-q", *params)
+    assert code == 2 and "at least" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out" / "mirror.png").exists()

@@ -324,3 +324,38 @@ def test_the_api_takes_boxes_and_refuses_ones_that_cannot_be_x1_y1_x2_y2(noise_i
     for bad in ([[100, 40, 60, 90]], [[60, 40, float("nan"), 90]], [[1, 2, 3]]):
         with pytest.raises(UsageError, match="detections"):
             faceveil.anonymize(noise_image, detections=bad)
+
+
+@pytest.mark.parametrize("name,params,fragment", [
+    ("blur", {"kernel": 1}, "kernel must be 0 .* or at least 2"),
+    ("blur", {"kernel": 3, "sigma": 0.01}, "sigma must be 0 .* or at least 0.4"),
+    ("blur", {"sigma": 0.3}, "sigma must be 0 .* or at least 0.4"),
+    ("learnedblur", {"kernel": 1}, "kernel must be 0 .* or at least 2"),
+    ("pixelate", {"block": 1}, "block must be 0 .* or at least 2"),
+    ("fullblur", {"kernel": 1}, "kernel must be at least 2"),
+])
+def test_settings_that_hide_nothing_are_refused(name, params, fragment, noise_image):
+    """Each was accepted and changed no pixel (a 1 px kernel or cell; a Gaussian whose 8-bit weights are 1 at the
+    centre): the run said every face was hidden. The smallest value the message names does change the face."""
+    from faceveil.errors import UsageError
+
+    with pytest.raises(UsageError, match=fragment):
+        get_method(name, params)
+    smallest = {k: (2 if k in ("kernel", "block") else 0.4) for k in params}
+    out, _ = apply(name, noise_image, smallest if name != "learnedblur" else {"kernel": 2},
+                   {"shape": "box", "mask_scale": 1.0})
+    assert (out[40:90, 60:100] != noise_image[40:90, 60:100]).any(axis=2).mean() > 0.5
+
+
+@pytest.mark.parametrize("cells", [48, 64, 500])
+def test_pixelate_grid_finer_than_the_face_still_hides_it(cells):
+    """cells=64 on faces of 20-50 px made each cell under a pixel: every face came out byte-identical. The grid
+    is capped so each cell is at least 2 px."""
+    img = np.random.default_rng(3).integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    boxes = [[10, 10, 30, 30], [50, 20, 75, 50], [100, 30, 150, 80], [170, 60, 172, 63]]
+    out, comp = apply("pixelate", img, {"cells": cells}, {"shape": "box", "mask_scale": 1.0},
+                      dets=Detections.from_boxes(boxes))
+    for x1, y1, x2, y2 in boxes:
+        assert (out[y1:y2, x1:x2] != img[y1:y2, x1:x2]).any(axis=2).mean() > 0.5, (cells, x1)
+    assert np.array_equal(out[comp.mask(Detections.from_boxes(boxes), img.shape) == 0],
+                          img[comp.mask(Detections.from_boxes(boxes), img.shape) == 0])

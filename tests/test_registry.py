@@ -25,7 +25,7 @@ def test_params_parse_from_strings():
     [
         ("blur", {"kernel": "abc"}, "expected an integer"),
         ("blur", {"kernal": "3"}, "unknown parameter 'kernal'"),
-        ("blur", {"kernel": "-3"}, "must be >= 0"),
+        ("blur", {"kernel": "-3"}, "kernel must be 0 .* or at least 2"),
         ("noise", {"amount": "150"}, "at most 100"),
         ("blackout", {"color": "300"}, "0..255"),
         ("nope", {}, "unknown method 'nope'"),

@@ -514,3 +514,23 @@ def test_videos_default_to_the_fast_preset_and_images_to_balanced(clip_file, tmp
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["detector_params"]["zoom"] == PRESETS["balanced"]["params"]["zoom"] > 1  # the images
     assert rep["video"]["detector"] == "multiscale" and rep["video"]["detector_params"]["zoom"] == 1.0
+
+
+def test_api_replaces_an_existing_output_only_with_overwrite(clip_file, tmp_path):
+    """anonymize_video silently replaced an existing output; it is refused unless overwrite=True."""
+    from faceveil.errors import UsageError
+    from faceveil.video import anonymize_video
+
+    dst = tmp_path / "o.mp4"
+    dst.write_bytes(b"someone else's file")
+    with pytest.raises(UsageError, match="output exists; pass overwrite=True"):
+        anonymize_video(clip_file, dst, detector="haar")
+    assert dst.read_bytes() == b"someone else's file"
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip_file)
+    before = clip_file.read_bytes()
+    with pytest.raises(UsageError, match="output is the input itself"):
+        anonymize_video(clip_file, link, detector="haar", overwrite=True)
+    assert clip_file.read_bytes() == before
+    r = anonymize_video(clip_file, dst, detector="haar", overwrite=True)
+    assert r.status == "written" and dst.read_bytes()[4:8] == b"ftyp"

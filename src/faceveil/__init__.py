@@ -21,3 +21,13 @@ from .pipeline import Anonymizer  # noqa: E402
 from .api import anonymize, detect  # noqa: E402
 
 __all__ = ["Anonymizer", "Detections", "Face", "FaceveilError", "anonymize", "detect", "__version__"]
+
+
+def __getattr__(name: str):
+    # `import faceveil; faceveil.video.track(...)` as the README writes it (AttributeError before), without loading
+    # the video stack on every `import faceveil`: it is imported on first use
+    if name == "video":
+        import importlib
+
+        return importlib.import_module(".video", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,14 +26,17 @@ def resolved_detector(detector: str | None = None, preset: str | None = None, pa
 
 
 def detect(image: np.ndarray, /, detector: str | None = None, preset: str | None = None, **params) -> Detections:
-    """Faces in an RGB uint8 image (HxWx3). Models are loaded once and cached.
+    """Faces in an RGB uint8 image (HxWx3; a PIL image in any mode is converted to RGB). Models are loaded once
+    and cached.
 
     Default: the ``balanced`` preset, as ``faceveil anonymize``; ``preset`` picks another,
     ``detector`` a detector by name with its own defaults (``params`` override either).
     """
+    from .detect.base import detection_view
     from .pipeline import check_image
 
-    return resolved_detector(detector, preset, params).detect(check_image(image))
+    # what Anonymizer.detect (files, the CLI) shows the detector: a 1-bit photo smoothed
+    return resolved_detector(detector, preset, params).detect(detection_view(check_image(image)))
 
 
 def anonymize(image: np.ndarray, /, method: str = "blur", detections: Detections | None = None,
@@ -51,9 +54,7 @@ def anonymize(image: np.ndarray, /, method: str = "blur", detections: Detections
                       preset=preset, load_detector=False)
     if detections is None:
         detections = detect(image, detector, preset)
-    else:
-        detections = given_boxes(detections)
-    return anon.anonymize(image, detections)
+    return anon.anonymize(image, detections)  # a caller's boxes are checked there (given_boxes)
 
 
 def given_boxes(detections) -> Detections:
@@ -61,7 +62,7 @@ def given_boxes(detections) -> Detections:
     or x2 < x1 or y2 < y1 (x, y, w, h rows by mistake). Before, such a box hid nothing and raised nothing."""
     if not isinstance(detections, Detections):
         try:
-            detections = Detections.from_boxes(np.asarray(detections, np.float32))
+            detections = Detections.from_boxes(np.asarray(detections, np.float32).reshape(-1, 4))
         except (TypeError, ValueError) as exc:
             raise UsageError(f"detections: expected a Detections or rows of x1, y1, x2, y2 ({exc})") from None
     b = detections.xyxy

@@ -115,7 +115,10 @@ def _run_one(mode: str, job: Job) -> ItemResult:
     assert _worker is not None
     if mode == "detect":
         return _worker.detect_file(job.src)
-    return _worker.process_file(job.src, job.dst, job.rel)
+    # The CLI's policy (--overwrite, --skip-existing, --in-place) has decided to write job.dst.
+    if job.dst == job.src:  # --in-place
+        return _worker.write_file(job.src, job.dst, job.rel)
+    return _worker.process_file(job.src, job.dst, job.rel, overwrite=True)
 
 
 def _threads_per_worker(jobs: int) -> int:

@@ -17,6 +17,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import UsageError
+
 
 # Where a box came from. "held": the tracker carried a track over frames its detector missed;
 # "backfilled": the tracker extended a track backwards over the frames before it was first found.
@@ -78,7 +80,10 @@ class Detections:
 
     @classmethod
     def from_boxes(cls, xyxy, score=None, landmarks=None, source: str = "") -> "Detections":
-        xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        try:
+            xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        except (TypeError, ValueError) as exc:  # np.zeros(3): a raw ValueError from numpy
+            raise UsageError(f"boxes: expected rows of x1, y1, x2, y2 ({exc})") from None
         score = np.ones(len(xyxy), np.float32) if score is None else score
         return cls(xyxy, score, landmarks, None, source)
 

@@ -5,6 +5,8 @@ object behind the CLI, the batch runner and the Python API.
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -116,6 +118,10 @@ class Anonymizer:
                  load_detector: bool = True, keep=None):
         from .detect.presets import resolve
 
+        for name, value in (("method_params", method_params), ("detector_params", detector_params),
+                            ("region", region)):  # a list raised AttributeError or TypeError, a region was ignored
+            if value is not None and not isinstance(value, (dict, RegionParams) if name == "region" else dict):
+                raise UsageError(f"{name}: expected a dict of name: value, got {type(value).__name__}")
         self.method = get_method(method, method_params)
         given_region = region if isinstance(region, dict) else None
         detector, detector_params, region_dict = resolve(preset, detector, detector_params, given_region)
@@ -174,9 +180,15 @@ class Anonymizer:
 
     def anonymize(self, image: np.ndarray, detections: Detections | None = None,
                   rng: np.random.Generator | None = None) -> np.ndarray:
+        """``image`` with its faces hidden: ``detections`` (a Detections, or rows of x1, y1, x2, y2, checked as
+        ``faceveil.anonymize`` checks them), or the faces this Anonymizer detects (and does not keep)."""
         image = check_image(image)
         if detections is None:
             detections, _ = self.split(image, self.detect(image))
+        else:  # a caller's faces: x, y, w, h rows or a NaN box hid nothing, a list raised AttributeError
+            from .api import given_boxes
+
+            detections = given_boxes(detections)
         if rng is None:
             rng = np.random.default_rng(self.seed)
         out = self.method.apply(image, detections, self.compositor, rng)
@@ -184,12 +196,23 @@ class Anonymizer:
             raise FaceveilError(f"method {self.method.name!r} returned {out.shape} {out.dtype}")
         return out
 
-    def process_file(self, src: str | Path, dst: str | Path, key: str | None = None) -> ItemResult:
+    def process_file(self, src: str | Path, dst: str | Path, key: str | None = None,
+                     overwrite: bool = False) -> ItemResult:
         """Anonymize one file into ``dst``. Never raises for bad input: the result says why.
 
-        Fails closed: nothing is written unless detection and anonymization both succeeded.
+        Fails closed: nothing is written unless detection and anonymization both succeeded. ``dst`` that is
+        ``src`` itself (also through a link or another spelling of the path) is refused; a ``dst`` that exists
+        is replaced only with ``overwrite=True``.
         """
         src, dst = Path(src), Path(dst)
+        try:
+            check_output(src, dst, overwrite)
+        except UsageError as exc:  # before: the original was overwritten, and any existing output replaced
+            return ItemResult(str(src), None, "failed", error=str(exc))
+        return self.write_file(src, dst, key)
+
+    def write_file(self, src: Path, dst: Path, key: str | None = None) -> ItemResult:
+        """``process_file`` without its checks on ``dst``: for the CLI's --in-place, its own explicit policy."""
 
         def work() -> ItemResult:
             img = read_image(src)
@@ -214,6 +237,18 @@ class Anonymizer:
                               detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]))
 
         return _guarded(src, work)
+
+
+def check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse (UsageError) an output that is the input itself, or one that exists unless ``overwrite``."""
+    try:
+        same = dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(src, dst))
+    except OSError:  # src missing or unreadable: reading it says so
+        same = False
+    if same:
+        raise UsageError(f"{dst}: output is the input itself; write to another file")
+    if not overwrite and (dst.exists() or dst.is_symlink()):
+        raise UsageError(f"{dst}: output exists; pass overwrite=True to replace it")
 
 
 def _guarded(src: Path, work) -> ItemResult:
@@ -249,6 +284,9 @@ class _RegionHolder:
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
+    pil = sys.modules.get("PIL.Image")  # a PIL image can only come from a loaded Pillow
+    if pil is not None and isinstance(image, pil.Image):
+        image = _pil_rgb(image)
     a = np.asarray(image)
     if a.dtype != np.uint8:
         raise InputError(f"expected a uint8 image, got {a.dtype}")
@@ -259,3 +297,33 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if a.shape[2] == 4:
         a = a[:, :, :3]
     return np.ascontiguousarray(a)
+
+
+_GREY16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _pil_rgb(img) -> np.ndarray:
+    """A PIL image's pixels as RGB uint8, as files are read (io.images.read_image): np.asarray took CMYK for RGBA
+    (colours inverted) and a palette ("P") image's indices for grey levels. Alpha is dropped; 16-bit grey is scaled
+    to 8 bits by its maximum; what has no faithful 8-bit RGB (floating point, 32-bit) is refused."""
+    mode = img.mode
+    if mode in _GREY16:
+        # as read_image sees a 16-bit grey file: scaled by its own maximum (12-bit data stays visible); Pillow's
+        # convert("RGB") clips every value over 255 to white
+        a = np.asarray(img)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise InputError(f"a PIL image in mode {mode} with values outside 0..65535 is not supported; "
+                             "convert it to 8 bit first")
+        top = max(int(a.max()) if a.size else 0, 1)
+        grey = ((a.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F" or mode.startswith("I;32"):
+        raise InputError(f"a PIL image in mode {mode} (floating point or 32-bit) is not supported; "
+                         "convert it to 8 bit first")
+    try:
+        if "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA")
+        return np.asarray(img.convert("RGB"))
+    except (ValueError, OSError) as exc:
+        raise InputError(f"a PIL image in mode {mode} cannot be converted to RGB ({exc}); "
+                         "convert it first") from None

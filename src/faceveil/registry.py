@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, Callable, Generic, TypeVar
 
 from .errors import UsageError
@@ -145,6 +146,8 @@ def _is_tuple_type(tp: Any) -> bool:
 
 def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
     """Build ``cls.Params`` from strings or typed values; raise UsageError on bad input."""
+    if not isinstance(values, Mapping):  # method_params=[1, 2] raised AttributeError (no .items)
+        raise UsageError(f"parameters for {what}: expected a dict of name: value, got {type(values).__name__}")
     params_cls = cls.Params
     fields = {f.name: f for f in dataclasses.fields(params_cls)}
     kwargs = {}

@@ -52,18 +52,27 @@ def crop(frame: np.ndarray, region: Region) -> np.ndarray:
     return frame[region.slices]
 
 
-def parse_color(text: str | tuple) -> tuple[int, int, int]:
-    """'0', '128', '255,0,0' or '#ff0000' -> an RGB tuple."""
-    if isinstance(text, tuple):
+def parse_color(text: str | int | float | tuple | list) -> tuple[int, int, int]:
+    """'0', '128', '255,0,0' or '#ff0000' (or a number, 0 as '0', or an R, G, B tuple) -> an RGB tuple."""
+    bad = ValueError(f"colour {text!r}: expected a grey level, R,G,B or #rrggbb with values 0..255")
+    if isinstance(text, (tuple, list)):
         vals = list(text)
-    else:
+    elif isinstance(text, (int, float, np.integer, np.floating)) and not isinstance(text, bool):
+        vals = [text]  # color=0 from Python, as the README writes it (before: AttributeError, no .strip on an int)
+    elif isinstance(text, str):
         t = text.strip()
-        if t.startswith("#") and len(t) == 7:
-            vals = [int(t[i : i + 2], 16) for i in (1, 3, 5)]
-        else:
-            vals = [int(float(v)) for v in t.split(",")]
+        try:
+            if t.startswith("#") and len(t) == 7:
+                vals = [int(t[i : i + 2], 16) for i in (1, 3, 5)]
+            else:
+                vals = [float(v) for v in t.split(",")]
+        except ValueError:
+            raise bad from None
+    else:
+        raise bad
     if len(vals) == 1:
         vals = vals * 3
-    if len(vals) != 3 or not all(0 <= v <= 255 for v in vals):
-        raise ValueError(f"colour {text!r}: expected a grey level, R,G,B or #rrggbb with values 0..255")
+    if len(vals) != 3 or not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                                 and 0 <= v <= 255 for v in vals):
+        raise bad
     return tuple(int(v) for v in vals)

@@ -23,7 +23,7 @@ from ..detections import Detections
 from ..errors import FaceveilError, InputError, UsageError
 from ..io.images import write_image
 from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, probe, read_frames
-from ..pipeline import Anonymizer
+from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, video_preset
 from .record import frame_faces, write_record
@@ -286,14 +286,14 @@ def _run_now(fn, *args) -> Future:
 
 def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str = "blur",
                     detector: str | None = None, options: VideoOptions | None = None, progress: bool = False,
-                    preset: str | None = None, **method_params) -> VideoResult:
+                    preset: str | None = None, overwrite: bool = False, **method_params) -> VideoResult:
     """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written.
 
     Detection and region default to the CLI's for videos (presets.VIDEO_PRESET). ``options``: a VideoOptions or
-    a dict of its fields.
+    a dict of its fields. ``dst`` that is ``src`` itself is refused; one that exists is replaced only with
+    ``overwrite=True``.
     """
-    if Path(dst).resolve() == Path(src).resolve():  # the CLI refuses this too; the API overwrote the original
-        raise UsageError(f"{dst}: output is the input itself; write to another file")
+    check_output(Path(src), Path(dst), overwrite)  # the CLI refuses these too; the API overwrote the original
     if not is_video_path(dst):
         raise UsageError(f"{dst}: not a video file name (e.g. .mp4, .mkv, .mov, .webm)")
     if isinstance(options, dict):

@@ -25,7 +25,7 @@ from ...errors import ModelError, UsageError
 from ...registry import param
 from ..base import METHODS, Method
 from ..learnedblur_geometry import MIN_FACE, SIZE, crop_rect, extract, face_priors
-from .blur import Blur
+from .blur import MIN_SIGMA, Blur, check_kernel_sigma
 
 
 def shipped_model_path() -> Path:
@@ -56,17 +56,23 @@ def _priors(relative: float, kernel: int) -> np.ndarray:
     return np.ascontiguousarray(face_priors(relative=relative, kernel=kernel).transpose(0, 3, 1, 2))
 
 
+# The refiner's crop (twice the face box) is made at full size: a caller's box of [-1e6, -1e6, 1e6, 1e6] asked for
+# 43.7 TiB. A face whose crop is over 16 frames (its box 4 frames) is left to the plain blur, clipped to the frame.
+MAX_CROP_FRAMES = 16
+
+
 @METHODS.register("learnedblur")
 class LearnedBlur(Method):
     """Gaussian blur refined by a small network so detectors still see a face (DartBlur); kernel rule as blur's."""
 
     @dataclass(frozen=True)
     class Params:
-        kernel: int = param(0, "Gaussian kernel in pixels, made odd (0: use `relative`), as in blur")
+        kernel: int = param(0, "Gaussian kernel in pixels (at least 2), made odd (0: use `relative`), as in blur")
         relative: float = param(1.25, "Gaussian kernel as a fraction of the face width (at least 3 px), when "
                                 "kernel=0 (the weights were trained at 1.5; 1.25 chosen on the tune side, attacks "
                                 "still at chance; blur's 1.0 let dlib's naive attack near 0.05)")
-        sigma: float = param(0.0, "Gaussian sigma in pixels (0: OpenCV's rule from the kernel size)")
+        sigma: float = param(0.0, f"Gaussian sigma in pixels, at least {MIN_SIGMA} (0: OpenCV's rule from the "
+                             "kernel size)")
         strength: float = param(1.25, "gain on the refiner's residual added to the blur (0: the plain blur; "
                                 "the residual is grey and zero-mean, so any gain keeps the blur's colour)")
         model: str = param("", "refiner ONNX file (empty: the weights shipped with faceveil)")
@@ -74,8 +80,9 @@ class LearnedBlur(Method):
         batch: int = param(64, "faces per network call")
 
         def __post_init__(self):
-            if self.kernel < 0 or self.sigma < 0 or self.batch < 1:
-                raise ValueError("kernel and sigma must be >= 0, batch >= 1")
+            check_kernel_sigma(self.kernel, self.sigma)
+            if self.batch < 1:
+                raise ValueError("batch must be >= 1")
             if not 0 <= self.strength <= 4:
                 raise ValueError("strength must be in [0, 4]")
             if self.kernel == 0 and not 0 < self.relative <= 4:
@@ -122,6 +129,9 @@ class LearnedBlur(Method):
             if min(box[2] - box[0], box[3] - box[1]) < MIN_FACE or self.params.strength == 0:
                 continue  # too small to refine: the plain Gaussian blur stays
             rect = crop_rect(box)
+            if (rect[2] - rect[0]) * (rect[3] - rect[1]) > MAX_CROP_FRAMES * frame.shape[0] * frame.shape[1]:
+                continue  # a box far larger than the frame (a caller's): the plain blur hides its part in the frame
+
             crop = cv2.resize(extract(blurred, rect), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
             jobs.append((region, rect, crop))
         if not jobs:

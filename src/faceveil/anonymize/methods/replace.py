@@ -200,7 +200,7 @@ def _scene_colour(frame: np.ndarray) -> tuple[float, np.ndarray]:
     band = np.minimum((lab[:, 0] * SCENE_BINS / 100).astype(int), SCENE_BINS - 1)
     curve = [(np.float32((b + 0.5) * 100 / SCENE_BINS), *np.median(lab[band == b, 1:], axis=0))
              for b in range(SCENE_BINS) if (band == b).sum() >= 8]
-    return keep, np.array(curve, np.float32).T
+    return keep, np.array(curve, np.float32).reshape(-1, 3).T  # (3, 0) when no band has 8 pixels (a 2x2 image)
 
 
 def _in_scene_colour(patch: np.ndarray, under: np.ndarray, scene: tuple[float, np.ndarray]) -> np.ndarray:

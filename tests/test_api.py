@@ -1,0 +1,169 @@
+"""The Python API (faceveil.anonymize, detect, Anonymizer, Detections) on what a caller may pass: every face asked
+to be hidden is changed, and a bad argument is faceveil's own one-line error, never a raw exception from inside."""
+import numpy as np
+import pytest
+
+import faceveil
+from faceveil import Anonymizer, Detections
+from faceveil.errors import InputError, UsageError
+
+BOX = [60, 40, 100, 90]
+
+
+def changed(out, img):
+    return (out != img).any(axis=2)
+
+
+@pytest.mark.parametrize("method,params", [("blackout", {"color": 0}), ("blackout", {"color": 128}),
+                                           ("blackout", {"color": (255, 0, 16)}), ("eyebar", {"color": 0})])
+def test_colour_as_a_number(method, params, noise_image):
+    """color=0 (as the README writes it) raised AttributeError: 'int' object has no attribute 'strip'."""
+    out = faceveil.anonymize(noise_image, method, detections=[BOX], region={"shape": "box", "mask_scale": 1.0},
+                             **params)
+    want = params["color"] if isinstance(params["color"], tuple) else (params["color"],) * 3
+    assert (out[changed(out, noise_image)] == want).all() and changed(out, noise_image).sum() > 50
+    anon = Anonymizer(method, method_params=params, load_detector=False)
+    out2 = anon.anonymize(noise_image, Detections.from_boxes([BOX]))
+    assert changed(out2, noise_image).sum() > 50
+    with pytest.raises(UsageError, match="0..255"):
+        faceveil.anonymize(noise_image, method, detections=[BOX], color=300)
+
+
+@pytest.mark.parametrize("boxes", [[[200, 100, 50, 60]], [[np.nan, 0, 100, 100]]])
+def test_anonymizer_refuses_boxes_that_hide_nothing(boxes, noise_image):
+    """Anonymizer.anonymize(img, detections) with x, y, w, h rows or a NaN box hid nothing and raised nothing;
+    it now checks them as faceveil.anonymize(..., detections=...) does."""
+    anon = Anonymizer(load_detector=False)
+    for given in (Detections.from_boxes(np.array(boxes, np.float32)), boxes, np.array(boxes)):
+        with pytest.raises(UsageError, match="is not x1, y1, x2, y2"):
+            anon.anonymize(noise_image, given)
+
+
+def test_anonymizer_takes_boxes_as_a_list_or_array(noise_image):
+    """A list or an ndarray of boxes raised AttributeError ('list' object has no attribute 'xyxy')."""
+    anon = Anonymizer("blackout", region={"shape": "box", "mask_scale": 1.0}, load_detector=False)
+    want = anon.anonymize(noise_image, Detections.from_boxes([BOX]))
+    assert changed(want, noise_image).sum() == 40 * 50
+    for given in ([BOX], np.array([BOX]), [tuple(BOX)]):
+        assert np.array_equal(anon.anonymize(noise_image, given), want)
+    with pytest.raises(UsageError, match="detections: expected a Detections or rows"):
+        anon.anonymize(noise_image, {"faces": []})
+
+
+def test_process_file_never_writes_over_its_input_or_an_existing_output(tmp_path, astronaut):
+    """process_file(src, src) wrote over the original (status written); an existing output was replaced."""
+    import os
+
+    from PIL import Image
+
+    src = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(src)
+    original = src.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "link.png").symlink_to(src)
+    os.link(src, tmp_path / "hard.png")
+    anon = Anonymizer(load_detector=False)
+    for dst in (src, tmp_path / "sub" / ".." / "a.png", tmp_path / "sub" / "link.png", tmp_path / "hard.png"):
+        for overwrite in (False, True):
+            r = anon.process_file(src, dst, overwrite=overwrite)
+            assert r.status == "failed" and r.output is None and "output is the input itself" in r.error, r
+    assert src.read_bytes() == original
+    dst = tmp_path / "out.png"
+    dst.write_bytes(b"keep me")
+    r = anon.process_file(src, dst)
+    assert r.status == "failed" and r.error == f"{dst}: output exists; pass overwrite=True to replace it"
+    assert dst.read_bytes() == b"keep me"
+    r = anon.process_file(src, dst, overwrite=True)
+    assert r.status == "written" and dst.read_bytes() != b"keep me" and src.read_bytes() == original
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "P", "PA", "LA", "L", "1", "RGBA", "YCbCr", "I;16"])
+def test_pil_images_in_any_mode_are_read_as_their_colours(mode, astronaut, astronaut_faces):
+    """np.asarray took a CMYK image for RGBA (colours inverted: 12 faces of 17 found, a negative returned) and a
+    palette image's indices for grey levels; LA, I;16 and 1-bit images were refused or misread."""
+    from PIL import Image
+
+    pil = Image.fromarray(astronaut).convert(mode)
+    rgb = np.asarray(pil.convert("RGB"))
+    if mode == "I;16":  # 12-bit data in 16 bits, scaled by its maximum as read_image scales a 16-bit file
+        grey = np.asarray(Image.fromarray(astronaut).convert("L")).copy()
+        grey[0, 0] = 255
+        pil = Image.fromarray(grey.astype(np.uint16) * 16)
+        assert pil.mode.startswith("I;16")
+        rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("CMYK", "RGBA"):
+        assert np.array_equal(rgb, astronaut)  # Pillow's round trip is exact: the same faces must be found
+        assert np.array_equal(faceveil.detect(pil).xyxy, astronaut_faces.xyxy)
+    out = faceveil.anonymize(pil, "blackout", detections=astronaut_faces)
+    assert np.array_equal(out, faceveil.anonymize(rgb, "blackout", detections=astronaut_faces))
+    assert (out == 0).all(axis=2).sum() > 5000 and out.shape == astronaut.shape
+
+
+def test_pil_images_without_a_faithful_rgb_are_refused(astronaut):
+    from PIL import Image
+
+    for img in (Image.fromarray(astronaut[:, :, 0].astype(np.float32)), Image.new("La", (8, 8))):
+        with pytest.raises(InputError, match=f"a PIL image in mode {img.mode} .*convert it") as exc:
+            faceveil.anonymize(img, detections=[])
+        assert "\n" not in str(exc.value)
+
+
+def test_detect_sees_a_1_bit_photo_as_files_are_seen(astronaut):
+    """faceveil.detect (and faceveil.anonymize without detections) gave the detector a 1-bit photo unsmoothed,
+    while process_file and the CLI smooth it (detect.base.detection_view): other faces for the same pixels."""
+    from PIL import Image
+
+    bw = np.asarray(Image.fromarray(astronaut).convert("1").convert("RGB"))
+    want = Anonymizer().detect(bw)
+    assert np.array_equal(faceveil.detect(bw).xyxy, want.xyxy) and len(want)
+
+
+@pytest.mark.parametrize("box", [[-1e6, -1e6, 1e6, 1e6], [0, 0, 1e30, 1e30], [-1e6, 30, 1e6, 70]])
+def test_learnedblur_clips_a_huge_box_to_the_image(box, noise_image):
+    """learnedblur made its refiner's crop at the box's full size: MemoryError (43.7 TiB) or ValueError (Maximum
+    allowed dimension exceeded). The part of the box inside the image is hidden, nothing else changes."""
+    out = faceveil.anonymize(noise_image, "learnedblur", detections=[box], region={"shape": "box", "mask_scale": 1})
+    inside = np.zeros(noise_image.shape[:2], bool)
+    inside[max(0, int(box[1])):int(min(box[3], 120)), max(0, int(box[0])):int(min(box[2], 160))] = True
+    assert changed(out, noise_image)[inside].mean() > 0.9 and not changed(out, noise_image)[~inside].any()
+
+
+def test_tiny_images_and_huge_boxes_raise_no_raw_errors(noise_image):
+    """replace on a 2x2 image raised IndexError (replace.py, no tone curve), outline with a 1e30 box cv2.error."""
+    tiny = noise_image[:2, :2].copy()
+    out = faceveil.anonymize(tiny, "replace", detections=[[0, 0, 2, 2]])
+    assert changed(out, tiny).all()
+    out = faceveil.anonymize(noise_image, "outline", detections=[[0, 0, 1e30, 1e30]], region={"mask_scale": 1})
+    assert changed(out, noise_image)[0, 40:150].all() and changed(out, noise_image)[20:110, 0].all()
+    assert not changed(out, noise_image)[20:, 20:].any()
+
+
+def test_bad_arguments_are_faceveil_errors():
+    """Each raised a raw ValueError, AttributeError or TypeError from inside (or, a region, was ignored)."""
+    for bad in (np.zeros(3), [[1, 2, 3]], "abc"):
+        with pytest.raises(UsageError, match="boxes: expected rows of x1, y1, x2, y2") as exc:
+            Detections.from_boxes(bad)
+        assert "\n" not in str(exc.value)
+    for kw in ({"method_params": [1, 2]}, {"method_params": "kernel=3"}, {"detector_params": [1, 2]},
+               {"region": [1, 2]}):
+        with pytest.raises(UsageError, match=f"{next(iter(kw))}: expected a dict of name: value, got"):
+            Anonymizer(load_detector=False, **kw)
+    from faceveil.anonymize import get_method
+
+    with pytest.raises(UsageError, match="parameters for method 'blur': expected a dict"):
+        get_method("blur", [("kernel", 3)])
+
+
+def test_faceveil_video_is_reachable_after_import_faceveil():
+    """The README's `import faceveil; faceveil.video.track("clip.mp4")` raised AttributeError until `import
+    faceveil.video`; it is imported on first use, not by `import faceveil`."""
+    import subprocess
+    import sys
+
+    code = ("import sys, faceveil; assert 'faceveil.video' not in sys.modules; "
+            "assert callable(faceveil.video.track) and callable(faceveil.video.anonymize_video); "
+            "import faceveil.video as v; assert v is faceveil.video\n"
+            "try:\n    faceveil.nope\nexcept AttributeError as e:\n    print(e)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "module 'faceveil' has no attribute 'nope'"
