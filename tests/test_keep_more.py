@@ -93,9 +93,11 @@ def test_dataset_keeps_the_consenting_person_and_hides_the_stranger(kds, tmp_pat
         assert ents[name]["faces"]["kept"] == 1
     assert ents["stranger.png"]["kept"] == [] and ents["couple.png"]["faces"]["labels_anonymized"] == 1
     images = base / "ds" / "images"
+    from faceveil.io.images import read_rgb  # couple.png carries couple.jpg's colour profile: read in sRGB
+
     for name in ("couple.png", "alice.png"):  # the consenting face is byte-identical to the input
         sl = _box(LABELS[name][0])
-        assert np.array_equal(_rgb(out / "images" / name)[sl], _rgb(images / name)[sl]), name
+        assert np.array_equal(_rgb(out / "images" / name)[sl], read_rgb(images / name)[sl]), name
     assert np.array_equal(_rgb(out / "images" / "alice.png"), _rgb(images / "alice.png"))  # nothing else there
     # The man and the stranger are anonymized exactly as a run without --keep-people does.
     plain = tmp_path / "plain"

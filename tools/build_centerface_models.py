@@ -103,7 +103,7 @@ def blob(path: Path, side: int) -> np.ndarray:
     import cv2
     from faceveil.io.images import read_image
 
-    img = read_image(path).rgb
+    img = read_image(path, to_srgb=False).rgb  # as the shipped build was calibrated: the same bytes again
     h, w = img.shape[:2]
     f = side / max(h, w)
     interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR

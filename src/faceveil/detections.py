@@ -316,3 +316,19 @@ def nms(det: Detections, iou_threshold: float = 0.3) -> Detections:
     keep = cv2.dnn.NMSBoxes(xywh.tolist(), det.score.tolist(), 0.0, float(iou_threshold))
     keep = np.asarray(keep, np.int64).reshape(-1)
     return det[np.sort(keep)]
+
+
+def given_boxes(detections) -> Detections:
+    """A caller's faces as Detections; refused (UsageError) when a box cannot be a face's x1, y1, x2, y2: not finite,
+    or x2 < x1 or y2 < y1 (x, y, w, h rows by mistake). Before, such a box hid nothing and raised nothing."""
+    if not isinstance(detections, Detections):
+        try:
+            detections = Detections.from_boxes(np.asarray(detections, np.float32).reshape(-1, 4))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"detections: expected a Detections or rows of x1, y1, x2, y2 ({exc})") from None
+    b = detections.xyxy
+    bad = ~np.isfinite(b).all(axis=1) | (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+    if bad.any():
+        raise UsageError(f"detections: box {b[bad][0].tolist()} is not x1, y1, x2, y2 (x2 >= x1, y2 >= y1, finite); "
+                         "for x, y, w, h rows use Detections.from_xywh")
+    return detections

@@ -186,7 +186,7 @@ class Anonymizer:
         if detections is None:
             detections, _ = self.split(image, self.detect(image))
         else:  # a caller's faces: x, y, w, h rows or a NaN box hid nothing, a list raised AttributeError
-            from .api import given_boxes
+            from .detections import given_boxes
 
             detections = given_boxes(detections)
         if rng is None:

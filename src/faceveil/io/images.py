@@ -181,7 +181,8 @@ def _depth_name(img) -> str:
     return {"F": "floating-point"}.get(img.mode, "32-bit" if img.mode.startswith("I") else "16-bit colour")
 
 
-def read_image(path: str | os.PathLike) -> ImageFile:
+def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
+    """The image's pixels, upright, in sRGB (``to_srgb=False``: as stored, whatever their colour profile)."""
     path = Path(path)
     img = _open(path)
     mode = img.mode
@@ -202,7 +203,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     else:
         rgb = np.asarray(img.convert("RGB"))
     icc = img.info.get("icc_profile")
-    srgb = _to_srgb(rgb, icc) if icc and mode in ("RGB", "RGBA", "P", "PA") else None
+    srgb = _to_srgb(rgb, icc) if to_srgb and icc and mode in ("RGB", "RGBA", "P", "PA") else None
     if srgb is not None:
         rgb = srgb
     exif = None
