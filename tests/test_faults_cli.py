@@ -216,7 +216,7 @@ def _wait_for(cond, timeout=60.0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130)])
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGINT", 130), ("SIGHUP", 129)])
 def test_signal_during_video_leaves_no_temporary(sig, code, tmp_path):
     import signal
 
@@ -497,3 +497,65 @@ def test_importing_faceveil_leaves_sigint_alone():
                         "import faceveil; print(signal.getsignal(signal.SIGINT) is before)"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "True", r.stderr
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_batch_fails_the_unfinished_files_and_the_run_ends(tmp_path, astronaut):
+    """kill -9 of one worker (the OOM killer) broke the pool: a traceback, or, with large results, a run hung for
+    good (the pool's clean-up sent SIGTERM, which workers ignore), Ctrl-C included."""
+    import signal
+
+    import psutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(40):
+        Image.fromarray(np.roll(astronaut, 7 * i, axis=1)).save(src / f"{i:02d}.jpg", quality=90)
+    out = tmp_path / "out"
+    p = _faceveil("anonymize", src, "-o", out, "-q", "-j", "2", "--report", tmp_path / "r.json")
+    proc = psutil.Process(p.pid)
+    def pool_workers():  # not the resource tracker that spawn also starts
+        return [c for c in proc.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+
+    assert _wait_for(lambda: len(pool_workers()) >= 2 and out.exists() and any(out.iterdir()))
+    workers = pool_workers()
+    workers[0].send_signal(signal.SIGKILL)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 1 and "Traceback" not in err, err
+    assert "no result: a worker process died (out of memory?)" in err
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"worker processes left: {alive}"
+    report = __import__("json").loads((tmp_path / "r.json").read_text())
+    written = {__import__("pathlib").Path(f["input"]).name for f in report["files"] if f["status"] == "written"}
+    assert len(report["files"]) == 40 and len(written) < 40
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # a killed writer's temporary
+    assert written <= set(files)
+    for name in files:  # whatever has its name is complete
+        Image.open(out / name).load()
+    q = _faceveil("anonymize", src, "-o", out, "-q", "--skip-existing")
+    assert q.wait(timeout=300) == 0 and len(list(out.iterdir())) == 40 and _temporaries(out) == []
+
+
+def test_an_output_another_run_writes_meanwhile_is_not_replaced(tmp_path, capsys, astronaut, monkeypatch):
+    """Two runs into one folder both passed the start-up check and replaced each other's outputs, both exit 0."""
+    from faceveil.pipeline import Anonymizer
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(astronaut).save(src / name)
+    out = tmp_path / "out"
+    detect = Anonymizer.detect
+
+    def other_run_writes_b(self, image):  # another run's output appears while this one works on b.png
+        if not (out / "b.png").exists() and (out / "a.png").exists():
+            (out / "b.png").write_bytes(b"the other run's output")
+        return detect(self, image)
+
+    monkeypatch.setattr(Anonymizer, "detect", other_run_writes_b)
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q", "-j", "1")
+    assert code == 1 and "b.png: cannot write: exists now (another run wrote it since this one started?)" in err, err
+    assert (out / "b.png").read_bytes() == b"the other run's output" and (out / "a.png").stat().st_size > 1000
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q", "-j", "1", "--overwrite")
+    assert code == 0 and (out / "b.png").read_bytes() != b"the other run's output"

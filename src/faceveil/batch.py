@@ -5,6 +5,7 @@ is reported and the batch goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
 from .progress import tqdm
@@ -111,14 +113,15 @@ def pool_context():
     return multiprocessing.get_context("spawn")
 
 
-def _run_one(mode: str, job: Job) -> ItemResult:
+def _run_one(mode: str, job: Job, overwrite: bool = False) -> ItemResult:
     assert _worker is not None
     if mode == "detect":
         return _worker.detect_file(job.src)
-    # The CLI's policy (--overwrite, --skip-existing, --in-place) has decided to write job.dst.
+    # The CLI's policy (--overwrite, --skip-existing, --in-place) has decided to write job.dst: without --overwrite
+    # there was no file there, and one that another run writes meanwhile is not replaced (the file fails).
     if job.dst == job.src:  # --in-place
         return _worker.write_file(job.src, job.dst, job.rel)
-    return _worker.process_file(job.src, job.dst, job.rel, overwrite=True)
+    return _worker.process_file(job.src, job.dst, job.rel, overwrite=overwrite)
 
 
 def _threads_per_worker(jobs: int) -> int:
@@ -144,8 +147,10 @@ def run_batch(
     mode: str = "anonymize",
     jobs: int = 1,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> list[ItemResult]:
-    """Process every job; return results in input order."""
+    """Process every job; return results in input order. ``overwrite``: replace outputs that exist (the CLI's
+    --overwrite); else one that exists when its file is written (another run's) fails that file."""
     results: list[ItemResult] = []
     unit = "file"
     bar = tqdm(total=len(jobs_list), unit=unit, disable=not progress, file=sys.stderr, dynamic_ncols=True,
@@ -164,20 +169,71 @@ def run_batch(
     try:
         if jobs <= 1:
             _init_worker(cfg)
-            consume(_run_one(mode, j) for j in jobs_list)
+            consume(_run_one(mode, j, overwrite) for j in jobs_list)
         else:
             threads = _threads_per_worker(jobs)
             cfg = _with_threads(cfg, threads)
             with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker, mp_context=pool_context(),
                                      initargs=(os.getpid(), cfg)) as pool:
                 try:
-                    consume(pool.map(_run_one, [mode] * len(jobs_list), jobs_list, chunksize=1))
+                    with group_signals_blocked():  # the workers start (on submit) with them blocked
+                        futures = [pool.submit(_run_one, mode, j, overwrite) for j in jobs_list]
+                    consume(_results(pool, futures, jobs_list))
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
     finally:
         bar.close()
     return results
+
+
+@contextlib.contextmanager
+def group_signals_blocked():
+    """Block SIGINT and SIGTERM in this thread for the block: worker processes started in it inherit the mask
+    (through spawn's exec too), so a Ctrl-C while one is still importing does not print its traceback or kill it
+    (which broke the pool); ignore_in_worker then ignores them for good. A signal arriving meanwhile is held, not
+    lost: the parent gets it when the block ends."""
+    group = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, group)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _results(pool: ProcessPoolExecutor, futures: list, jobs_list: list[Job]) -> Iterable[ItemResult]:
+    """Each job's result in input order. A worker that dies (the OOM killer, kill -9) breaks the pool: the jobs
+    finished before still count, the others fail with one line each, and the surviving workers are ended. Before,
+    the pool's own clean-up sent them SIGTERM, which they ignore, and the run hung for good (Ctrl-C too)."""
+    broken = False
+    for fut, job in zip(futures, jobs_list):
+        try:
+            yield fut.result()
+        except BrokenProcessPool:
+            if not broken:
+                broken = True
+                _end_workers(pool)
+            yield ItemResult(str(job.src), None, "failed", error=f"{job.src}: no result: a worker process died (out "
+                             "of memory?); run the same command with --skip-existing to finish (it keeps outputs "
+                             "that were written: each is complete)")
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool's live workers: _DEATH_SIGNAL first (they unwind, removing temporary files), SIGKILL after
+    the grace period. The executor offers no way to reach its processes but this private mapping."""
+    procs = [p for p in getattr(pool, "_processes", {}).values() if p.is_alive()]
+    for p in procs:
+        with contextlib.suppress(OSError):
+            os.kill(p.pid, _DEATH_SIGNAL)
+    deadline = time.monotonic() + _GRACE_S + 1
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1)
 
 
 def _with_threads(cfg: AnonymizerConfig, threads: int) -> AnonymizerConfig:

@@ -209,10 +209,11 @@ class Anonymizer:
             check_output(src, dst, overwrite)
         except UsageError as exc:  # before: the original was overwritten, and any existing output replaced
             return ItemResult(str(src), None, "failed", error=str(exc))
-        return self.write_file(src, dst, key)
+        return self.write_file(src, dst, key, replace=overwrite)
 
-    def write_file(self, src: Path, dst: Path, key: str | None = None) -> ItemResult:
-        """``process_file`` without its checks on ``dst``: for the CLI's --in-place, its own explicit policy."""
+    def write_file(self, src: Path, dst: Path, key: str | None = None, replace: bool = True) -> ItemResult:
+        """``process_file`` without its checks on ``dst``: for the CLI's --in-place, its own explicit policy.
+        ``replace=False``: a ``dst`` that another writer made meanwhile is not replaced (the file fails)."""
 
         def work() -> ItemResult:
             img = read_image(src)
@@ -221,7 +222,7 @@ class Anonymizer:
             out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
             # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
             region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
-            write_image(dst, out, img, self.keep_metadata, self.jpeg_quality, region)
+            write_image(dst, out, img, self.keep_metadata, self.jpeg_quality, region, replace)
             return ItemResult(str(src), str(dst), "written", len(found),
                               detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]), kept=kept)
 
@@ -248,7 +249,7 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
     if same:
         raise UsageError(f"{dst}: output is the input itself; write to another file")
     if not overwrite and (dst.exists() or dst.is_symlink()):
-        raise UsageError(f"{dst}: output exists; pass overwrite=True to replace it")
+        raise UsageError(f"{dst}: output exists; not replaced (overwrite=True replaces it; in the CLI, --overwrite)")
 
 
 def _guarded(src: Path, work) -> ItemResult:

@@ -14,11 +14,15 @@ from typing import Iterator
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: unwind like Ctrl-C; the CLI exits 143."""
+    """SIGTERM (or SIGHUP: the terminal closed) arrived: unwind like Ctrl-C; the CLI exits 128 + the signal."""
+
+    @property
+    def signum(self) -> int:
+        return self.args[0] if self.args else signal.SIGTERM
 
 
 def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+    raise Terminated(signum)
 
 
 @contextlib.contextmanager
@@ -27,11 +31,14 @@ def terminate_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    # SIGHUP too: a closed terminal killed the run on the spot and left a video's temporary file behind.
+    signums = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {s: signal.signal(s, _raise_terminated) for s in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def ignore_in_worker() -> None:
@@ -44,6 +51,8 @@ def ignore_in_worker() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def restore_sigint() -> None:

@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_interrupt():
             return args.func(args)
-    except Terminated:
+    except Terminated as exc:
         print("faceveil: terminated; no partial files were left", file=sys.stderr)
-        return 143
+        return 128 + int(exc.signum)
     except KeyboardInterrupt:
         print("faceveil: interrupted; no partial files were left", file=sys.stderr)
         return 130
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"faceveil: {'terminated' if isinstance(cause, Terminated) else 'interrupted'}; no partial files "
               "were left", file=sys.stderr)
-        return 143 if isinstance(cause, Terminated) else 130
+        return 128 + int(cause.signum) if isinstance(cause, Terminated) else 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0

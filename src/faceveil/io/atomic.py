@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -44,8 +45,11 @@ def _mode_for(target: Path) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
+
+    ``replace=False``: a ``target`` that exists by then (another run wrote it since this one checked) is not
+    replaced: FileExistsError, the temporary file removed. Two runs into one folder replaced each other's outputs.
 
     On any exception (Ctrl-C included) the temporary file is removed, so a
     half-written output never appears under the final name. The file is fsynced
@@ -66,7 +70,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         _fsync_path(tmp_path)
         os.chmod(tmp_path, _mode_for(target))
-        os.replace(tmp_path, target)
+        if replace:
+            os.replace(tmp_path, target)
+        else:
+            _move_no_clobber(tmp_path, target)
     except BaseException:
         if tmp_path is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -75,7 +82,24 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     _fsync_path(target.parent, directory=True)
 
 
-def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
+def _move_no_clobber(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the name ``target`` unless that exists, atomically: a hard link fails on an existing name (a
+    rename would replace it). Where links are not supported (FAT, some network shares), a check then a rename."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "exists now (another run wrote it since this one started?); not "
+                                            "replaced (--overwrite replaces it)", str(target)) from None
+    except OSError:
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists now; not replaced (--overwrite replaces it)",
+                                  str(target)) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+def write_bytes_atomic(target: str | os.PathLike, data: bytes, replace: bool = True) -> None:
     """Write ``data`` to ``target`` atomically; raise unless every byte reached the file.
 
     The size is checked after the flush because a writer that stops short without
@@ -83,7 +107,7 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
     """
     target = Path(target)
     try:
-        with atomic_path(target) as tmp:
+        with atomic_path(target, replace) as tmp:
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()

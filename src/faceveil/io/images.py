@@ -268,6 +268,7 @@ def write_image(
     keep_metadata: bool = False,
     jpeg_quality: int = 95,
     region: np.ndarray | None = None,
+    replace: bool = True,
 ) -> None:
     """Write atomically in the format of the target's extension, in the source's colour mode.
 
@@ -324,4 +325,4 @@ def write_image(
     # returned without raising and left a truncated file that was reported (and hashed) as written.
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kwargs)
-    write_bytes_atomic(target, buf.getvalue())
+    write_bytes_atomic(target, buf.getvalue(), replace)

@@ -76,8 +76,21 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
     except MemoryError:
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, f"{src}: out of memory")
     except Exception as exc:  # fail closed on anything unexpected, and say what it was
+        if _writing_failed(exc, dst):  # a full disk, a folder made read-only: the output named, as for images
+            return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0,
+                               f"{dst}: cannot write: {exc.strerror}")
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0,
                            f"{src}: {exc.__class__.__name__}: {exc}")
+
+
+def _writing_failed(exc: Exception, dst: Path) -> bool:
+    """Whether ``exc`` is the output's folder refusing a write (its temporary file or the record beside it)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                      errno.EPERM) \
+        and bool(exc.strerror) and exc.filename is not None and Path(exc.filename).parent in (dst.parent,
+                                                                                              dst.parent / ".faceveil")
 
 
 # The look-ahead buffers its frames in memory (1080p RGB: 6 MB a frame): at most this many seconds of them.

@@ -78,4 +78,9 @@ def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions
         if started:
             ray.shutdown()
             _stop_reaper()
+            # Actors ended mid-video (Ctrl-C, a failed run) cannot unwind: their temporary files stayed while the
+            # run said "no partial files were left". Their processes are gone now, so these count as stale.
+            from ..io.atomic import remove_stale_temporaries
+
+            remove_stale_temporaries({d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")})
 
