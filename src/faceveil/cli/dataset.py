@@ -20,14 +20,13 @@ examples:
       -o anon/ -m pixelate -p cells=10 --boxes gt --min-size 8
   faceveil dataset anonymize --format yolo --images ds/images --labels ds/labels -o anon/ \\
       --face-classes 0 --backend ray --jobs 4
-  faceveil dataset anonymize --format wider --images ds/images --labels ds/gt.txt -o anon/ \
+  faceveil dataset anonymize --format wider --images ds/images --labels ds/gt.txt -o anon/ \\
       --keep-people people.npz                 consenting people's faces are left as they are
   faceveil dataset verify anon/
 
-Images keep their names, folders and sizes; label files are copied byte for
-byte, so the labels stay valid. OUT/manifest.jsonl records every file with its
-input and output SHA-256. Run the same command again to resume after a crash
-or Ctrl-C: finished images are skipped.
+Images keep their names, folders and sizes; label files are copied byte for byte, so the
+labels stay valid. OUT/manifest.jsonl records every file with its input and output SHA-256.
+Run the same command again to resume after a crash or Ctrl-C: finished images are skipped.
 """
 
 
@@ -48,8 +47,8 @@ def register(sub) -> None:
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`)")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[], help="method parameter")
     a.add_argument("--boxes", choices=["gt", "detect", "union"], default="auto",
-                   help="the labelled boxes, the detector's, or both (default union when the labels are "
-                        "faces, else it asks)")
+                   help="labelled boxes, detections, or both (default union when the labels are faces, else "
+                        "it asks); gt runs no detector: unlabelled faces stay visible")
     a.add_argument("--min-size", type=at_least(0), default=0.0, metavar="N",
                    help="leave (and count) faces under N px on their shorter side (default 0)")
     a.add_argument("--face-classes", metavar="NAMES",
@@ -132,8 +131,10 @@ def cmd_dataset_anonymize(args) -> int:
     rate = s.done / s.seconds if s.seconds > 0 else 0.0
     msg = (f"faceveil: {s.done} images anonymized, {s.skipped} already done, {len(s.failed)} failed, "
            f"{len(s.missing)} missing ({rate:.1f} images/s) -> {args.output}\n"
-           f"faceveil: faces (--boxes {s.boxes}): {s.faces_labels} labelled, {s.faces_detected} detected "
-           f"({s.faces_detected_extra} not in the labels), {s.small_left} below --min-size left alone, "
+           f"faceveil: faces (--boxes {s.boxes}): {s.faces_labels} labelled, "
+           + ("detector not run (--boxes gt): faces without a label are not hidden, " if s.boxes == "gt" else
+              f"{s.faces_detected} detected ({s.faces_detected_extra} not in the labels), ")
+           + f"{s.small_left} below --min-size left alone, "
            f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area"
            + (f"; {s.kept} kept as they are (--keep-*)" if s.keep else ""))
     if s.size_mismatch:

@@ -1,0 +1,83 @@
+"""Dataset mode and its inputs: label edits, another dataset into the same OUT, labels drawn upright, --boxes gt,
+files under OUT/.faceveil, the output beside the inputs, the help's examples."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceveil.cli import main
+from faceveil.dataset import verify
+from faceveil.io.manifest import read_manifest, rewrite_manifest
+
+GREY = 128
+
+
+def _wider(root: Path, boxes: dict[str, list], seed: int = 0) -> tuple[Path, Path]:
+    """Noise PNGs (96x64) named as ``boxes``' keys with those x, y, w, h boxes; (images folder, WIDER label file)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for rel, bb in boxes.items():
+        p = root / "images" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(p)
+        lines += [rel, str(len(bb))] + [f"{x} {y} {w} {h} 0 0 0 0 0 0" for x, y, w, h in bb]
+    gt = root / "gt" / "gt.txt"
+    gt.parent.mkdir(parents=True, exist_ok=True)
+    gt.write_text("\n".join(lines) + "\n")
+    return root / "images", gt
+
+
+def _relabel(gt: Path, boxes: dict[str, list]) -> None:
+    lines = []
+    for rel, bb in boxes.items():
+        lines += [rel, str(len(bb))] + [f"{x} {y} {w} {h} 0 0 0 0 0 0" for x, y, w, h in bb]
+    gt.write_text("\n".join(lines) + "\n")
+
+
+def _args(images, labels, out, boxes="gt", fmt="wider", *extra):
+    return ["dataset", "anonymize", "--format", fmt, "--images", str(images), "--labels", str(labels), "-o",
+            str(out), "--boxes", boxes, "-m", "blackout", "-p", f"color={GREY}", "--shape", "box",
+            "--mask-scale", "1", "-q", *extra]
+
+
+def _px(path: Path, box) -> np.ndarray:
+    x, y, w, h = box
+    return np.asarray(Image.open(path).convert("RGB"))[y:y + h, x:x + w]
+
+
+def _error_lines(err: str) -> list[str]:
+    assert "Traceback" not in err, err
+    return [ln for ln in err.splitlines() if ln.startswith("faceveil: error")]
+
+
+# ---------------------------------------------------------------------------
+# 4. --boxes gt says that the detector did not run
+
+def test_boxes_gt_says_faces_without_a_label_stay_visible(tmp_path, capsys):
+    images, gt = _wider(tmp_path / "ds", {"a.png": [(10, 8, 20, 24)]})
+    assert main(_args(images, gt, tmp_path / "out", "gt")) == 0
+    err = capsys.readouterr().err
+    assert "detector not run (--boxes gt): faces without a label are not hidden" in err, err
+    assert "0 detected" not in err
+    assert main(_args(images, gt, tmp_path / "out2", "union")) == 0
+    assert "0 detected (0 not in the labels)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["dataset", "anonymize", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "gt runs no detector: unlabelled faces stay visible" in help_text
+
+
+# ---------------------------------------------------------------------------
+# 7. the help's examples keep their line continuations
+
+def test_help_examples_continue_their_lines(capsys):
+    with pytest.raises(SystemExit):
+        main(["dataset", "anonymize", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    i = next(k for k, ln in enumerate(lines) if "ds/gt.txt" in ln)
+    assert lines[i].endswith("\\") and lines[i + 1].strip().startswith("--keep-people people.npz"), lines[i:i + 2]
