@@ -73,6 +73,22 @@ def test_boxes_gt_says_faces_without_a_label_stay_visible(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------
+# 6. the output beside the inputs, in the folder that holds both
+
+def test_an_output_beside_images_and_labels_is_not_inside_the_input(tmp_path, capsys):
+    images, gt = _wider(tmp_path / "src", {"a.png": [(10, 8, 20, 24)]})
+    lab = tmp_path / "lab" / "gt.txt"
+    lab.parent.mkdir()
+    shutil.move(gt, lab)
+    out = tmp_path / "outx"
+    assert main(_args(images, lab, out)) == 0, capsys.readouterr().err
+    # the layout mirrors the folder that holds both (as documented): OUT/src/images/..., OUT/lab/gt.txt
+    assert (out / "src" / "images" / "a.png").is_file() and (out / "lab" / "gt.txt").read_bytes() == lab.read_bytes()
+    assert main(_args(images, lab, images / "anon")) == 2
+    assert "inside the input" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
 # 7. the help's examples keep their line continuations
 
 def test_help_examples_continue_their_lines(capsys):

@@ -40,8 +40,8 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
     base: Path | None = Path(os.path.commonpath([images_abs, labels_abs]))
     if base == Path(base.anchor) or base == Path.home().resolve():
         base = None
-    inputs = [images_root, labels_path] + ([base] if base else [])
-    for src in inputs:
+    # Only the images and the labels are input: the folder holding both may be a plain parent (/tmp, a project).
+    for src in (images_root, labels_path):
         if is_inside(out, src):
             raise UsageError(f"{out}: output folder is inside the input {src}; use a folder outside the dataset")
         if is_inside(src, out):
