@@ -73,6 +73,24 @@ def test_boxes_gt_says_faces_without_a_label_stay_visible(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------
+# 5. OUT/.faceveil holds only faceveil's own files
+
+def test_verify_reports_a_foreign_file_under_the_own_folder(tmp_path, capsys):
+    images, gt = _wider(tmp_path / "ds", {"a.png": [(10, 8, 20, 24)]})
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 0
+    own = out / ".faceveil"
+    own.mkdir()
+    (own / "review.json").write_text("{}")
+    (own / "x.mp4.tracks.json").write_text("{}")
+    assert verify(out).ok, "faceveil's own records are no outputs"
+    shutil.copy(images / "a.png", own / "leak.png")  # the original photo, faces visible
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    assert "not in the manifest: .faceveil/leak.png" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
 # 6. the output beside the inputs, in the folder that holds both
 
 def test_an_output_beside_images_and_labels_is_not_inside_the_input(tmp_path, capsys):

@@ -11,6 +11,14 @@ REVIEW_FILE = "review.json"  # where `faceveil review` 0.1.0 kept its progress; 
 OWN_DIR = ".faceveil"  # faceveil's own files under OUT (review progress, track records): never outputs
 
 
+def own_file(rel: str) -> bool:
+    """A file faceveil itself writes under OUT/.faceveil (the review's progress, a video's track record); any other
+    file there is no output of faceveil's and `dataset verify` reports it."""
+    parts = rel.split("/")
+    return len(parts) == 2 and parts[0] == OWN_DIR and (parts[1] == REVIEW_FILE or parts[1].endswith(".tracks.json"))
+
+
+
 def named_images(entries) -> set[str] | None:
     """The images OUT's labels name, as paths under OUT (dataset/job.py lists them on the first label file's
     manifest line); None for an output made before that list existed."""

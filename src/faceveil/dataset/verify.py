@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io.inputs import is_inside
 from ..io.manifest import read_manifest, sha256_file
-from .config import MANIFEST, OWN_DIR, REVIEW_FILE, named_images
+from .config import MANIFEST, REVIEW_FILE, named_images, own_file
 
 @dataclass
 class VerifyReport:
@@ -57,7 +57,7 @@ def verify(out: str | os.PathLike) -> VerifyReport:
     for p in sorted(out.rglob("*")):
         if p.is_file():
             rel = p.relative_to(out).as_posix()
-            if rel not in known and rel.split("/", 1)[0] != OWN_DIR:
+            if rel not in known and not own_file(rel):
                 rep.unexpected.append(rel)
     return rep
 
