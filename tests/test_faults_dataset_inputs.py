@@ -56,6 +56,42 @@ def _error_lines(err: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+# 3. COCO labels drawn on the upright view of an EXIF-rotated photo; the size warning names its files
+
+def _coco(path: Path, entries: dict[str, tuple]) -> Path:
+    images, anns = [], []
+    for k, (name, (size, boxes)) in enumerate(entries.items(), 1):
+        images.append({"id": k, "file_name": name, "width": size[0], "height": size[1]})
+        anns += [{"id": len(anns) + 1, "image_id": k, "category_id": 1, "bbox": list(b), "iscrowd": 0} for b in boxes]
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "face"}]}))
+    return path
+
+
+def test_coco_labels_drawn_upright_on_a_rotated_photo_fail_that_image(tmp_path, astronaut, capsys):
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    stored = np.ascontiguousarray(astronaut[:400, :300])  # 300x400 stored; shown 400x300 (orientation 6)
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(stored).save(root / "rot.jpg", exif=ex, quality=95)
+    Image.fromarray(stored).save(root / "plain.png")
+    Image.fromarray(stored).save(root / "odd.png")
+    labels = _coco(tmp_path / "ds" / "faces.json", {
+        "rot.jpg": ((400, 300), [(100, 50, 60, 80)]),  # the upright size: boxes drawn on the rotated view
+        "plain.png": ((300, 400), [(180, 58, 90, 120)]),
+        "odd.png": ((320, 400), [(180, 58, 90, 120)])})  # a size that is simply wrong: a warning naming it
+    out = tmp_path / "out"
+    assert main(_args(root, labels, out, "gt", "coco")) == 1
+    err = capsys.readouterr().err
+    lines = _error_lines(err)
+    assert len(lines) == 1 and "rot.jpg" in lines[0] and "upright" in lines[0] and "400x300" in lines[0], lines
+    assert not (out / "images" / "rot.jpg").exists(), "never written with the regions in the wrong place"
+    assert (out / "images" / "plain.png").is_file()
+    warn = [ln for ln in err.splitlines() if "differ in size" in ln]
+    assert len(warn) == 1 and "odd.png" in warn[0] and "plain.png" not in warn[0], err
+
+
+# ---------------------------------------------------------------------------
 # 4. --boxes gt says that the detector did not run
 
 def test_boxes_gt_says_faces_without_a_label_stay_visible(tmp_path, capsys):

@@ -138,7 +138,8 @@ def cmd_dataset_anonymize(args) -> int:
            f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area"
            + (f"; {s.kept} kept as they are (--keep-*)" if s.keep else ""))
     if s.size_mismatch:
-        msg += f"\nfaceveil: warning: {s.size_mismatch} images differ in size from what the labels state"
+        msg += (f"\nfaceveil: warning: {s.size_mismatch} images differ in size from what the labels state (e.g. "
+                f"{', '.join(s.size_mismatched)})")
     if s.stale_tmp_removed:
         msg += f"\nfaceveil: removed {s.stale_tmp_removed} partial files left by an interrupted run"
     print(msg, file=sys.stderr)

@@ -64,6 +64,7 @@ class Summary:
     clipped: int = 0
     degenerate: int = 0  # labelled boxes with no area inside the image
     size_mismatch: int = 0
+    size_mismatched: list[str] = field(default_factory=list)  # the first few of them (paths)
     stale_tmp_removed: int = 0
     seconds: float = 0.0
     out: str = ""

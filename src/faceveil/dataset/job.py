@@ -216,4 +216,7 @@ def _count(s: Summary, e: dict) -> None:
     s.clipped += f["clipped"]
     s.degenerate += f["degenerate"]
     s.kept += f.get("kept", 0)
-    s.size_mismatch += "size_mismatch" in e
+    if "size_mismatch" in e:
+        s.size_mismatch += 1
+        if len(s.size_mismatched) < 3:
+            s.size_mismatched.append(e["path"])

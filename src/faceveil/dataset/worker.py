@@ -47,6 +47,13 @@ def process_item(item: Item) -> dict:
         sw, sh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the stored size
         lw, lh = (sw, sh) if item.frame == "stored" else (w, h)  # the size in the labels' frame
         b = np.array(item.xyxy, np.float32).reshape(-1, 4)
+        if (item.frame == "stored" and orientation in (5, 6, 7, 8) and item.size is not None and sw != sh
+                and tuple(item.size) == (sh, sw)):
+            # The labels state the upright size: their boxes were most likely drawn on the rotated view, while
+            # these formats address stored pixels. Either frame is a guess; a wrong one leaves every face visible.
+            raise InputError(f"{item.src}: the labels state {sh}x{sw}, the upright size of this {sw}x{sh} image "
+                             f"(EXIF orientation {orientation}): they look drawn on the upright view, but their "
+                             "boxes must address the stored pixels; fix the labels (or the photo); nothing was written")
         # A box with area that lies wholly outside the image is a wrong label (or a wrong frame): say so.
         away = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & ((b[:, 0] >= lw) | (b[:, 1] >= lh) | (b[:, 2] <= 0)
                                                               | (b[:, 3] <= 0))
