@@ -56,6 +56,102 @@ def _error_lines(err: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+# 1. a label edit redoes the image; verify notices an image made from other labels
+
+@pytest.mark.parametrize("boxes", ["gt", "union"])
+def test_a_label_edit_redoes_the_image_it_concerns(tmp_path, boxes, capsys, monkeypatch):
+    face, added = (10, 8, 20, 24), (50, 20, 30, 30)
+    labels = {"a.png": [face], "b.png": [face]}
+    images, gt = _wider(tmp_path / "ds", labels)
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out, boxes)) == 0
+    b_bytes = (out / "images" / "b.png").read_bytes()
+    assert (_px(out / "images" / "a.png", added) == _px(images / "a.png", added)).all()  # not labelled yet
+    _relabel(gt, {"a.png": [face, added], "b.png": [face]})
+    capsys.readouterr()
+    assert main(_args(images, gt, out, boxes)) == 0
+    err = capsys.readouterr().err
+    assert "1 images anonymized, 1 already done" in err, err
+    assert (_px(out / "images" / "a.png", added) == GREY).all(), "the newly labelled face must be hidden"
+    assert (_px(out / "images" / "a.png", face) == GREY).all()
+    assert (out / "images" / "b.png").read_bytes() == b_bytes
+    assert (out / "gt" / "gt.txt").read_bytes() == gt.read_bytes()
+    assert verify(out).ok
+
+    # Ctrl-C after the new label file was copied, before the image was redone: verify says so, a rerun redoes it
+    third = (60, 2, 10, 10)
+    _relabel(gt, {"a.png": [face, added, third], "b.png": [face]})
+    import faceveil.dataset.job as job
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "run_local", interrupted)
+    assert main(_args(images, gt, out, boxes)) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "not as the labels say: images/a.png (its labels changed" in err and "images/b.png" not in err, err
+    assert main(_args(images, gt, out, boxes)) == 0
+    assert (_px(out / "images" / "a.png", third) == GREY).all()
+    assert main(["dataset", "verify", str(out)]) == 0
+
+
+def test_a_failed_redo_after_a_label_edit_leaves_no_stale_output(tmp_path, capsys):
+    images, gt = _wider(tmp_path / "ds", {"a.png": [(10, 8, 20, 24)], "b.png": [(10, 8, 20, 24)]})
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 0
+    _relabel(gt, {"a.png": [(10, 8, 20, 24), (200, 10, 20, 20)], "b.png": [(10, 8, 20, 24)]})  # wholly outside
+    capsys.readouterr()
+    assert main(_args(images, gt, out)) == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "a.png" in lines[0] and "outside" in lines[0], lines
+    assert not (out / "images" / "a.png").exists(), "an output made from the old labels must not stay"
+    assert main(["dataset", "verify", str(out)]) == 1
+    assert "missing: images/a.png" in capsys.readouterr().err
+
+
+def test_a_reviewers_boxes_stay_hidden_when_a_label_edit_redoes_the_image(tmp_path, capsys):
+    face, manual = (10, 8, 20, 24), (60, 30, 20, 20)
+    images, gt = _wider(tmp_path / "ds", {"a.png": [face]})
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 0
+    entries = read_manifest(out / "manifest.jsonl")[0]  # what `faceveil review`'s Apply records (upright boxes)
+    entries[-1] = {**entries[-1], "reviewed": True, "manual": [[60.0, 30.0, 80.0, 50.0]]}
+    rewrite_manifest(out / "manifest.jsonl", entries)
+    _relabel(gt, {"a.png": [face, (40, 2, 10, 10)]})
+    assert main(_args(images, gt, out)) == 0
+    assert (_px(out / "images" / "a.png", manual) == GREY).all()
+    assert (_px(out / "images" / "a.png", (40, 2, 10, 10)) == GREY).all()
+
+
+# ---------------------------------------------------------------------------
+# 2. another dataset into an existing output
+
+def test_another_dataset_into_an_output_is_refused_unless_overwrite(tmp_path, capsys, monkeypatch):
+    images_a, gt_a = _wider(tmp_path / "a", {"a0.png": [(10, 8, 20, 24)], "a1.png": [(10, 8, 20, 24)]})
+    images_b, gt_b = _wider(tmp_path / "b", {"b0.png": [(30, 8, 20, 24)]}, seed=1)
+    out = tmp_path / "out"
+    assert main(_args(images_a, gt_a, out)) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(_args(images_b, gt_b, out)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "made from another dataset" in err and "--overwrite" in err, err
+    assert str(images_b.resolve()) in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, "nothing may change"
+    monkeypatch.chdir(tmp_path)  # the same dataset by another path (relative) is the same dataset
+    assert main(_args("a/images", "a/gt/gt.txt", "out")) == 0
+    assert main(_args(images_b, gt_b, out, "gt", "wider", "--overwrite")) == 0
+    assert (out / "gt" / "gt.txt").read_bytes() == gt_b.read_bytes()
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1, "A's images are no longer described by any label file"
+    err = capsys.readouterr().err
+    assert "images/a0.png (OUT's label files do not name it)" in err and "images/b0.png" not in err, err
+
+
+# ---------------------------------------------------------------------------
 # 3. COCO labels drawn on the upright view of an EXIF-rotated photo; the size warning names its files
 
 def _coco(path: Path, entries: dict[str, tuple]) -> Path:

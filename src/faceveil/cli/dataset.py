@@ -26,7 +26,7 @@ examples:
 
 Images keep their names, folders and sizes; label files are copied byte for byte, so the
 labels stay valid. OUT/manifest.jsonl records every file with its input and output SHA-256.
-Run the same command again to resume after a crash or Ctrl-C: finished images are skipped.
+Run the same command again to resume after a crash or Ctrl-C, or after editing the labels.
 """
 
 
@@ -66,6 +66,8 @@ def register(sub) -> None:
     o.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local worker processes, or Ray (a local instance unless --address)")
     o.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 or auto")
+    o.add_argument("--overwrite", action="store_true",
+                   help="OUT is another dataset's: replace its labels and same-named images")
     o.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -107,7 +109,7 @@ def cmd_dataset_anonymize(args) -> int:
         check_writable(args.summary, "the summary")
         check_result_path(args.summary, "the summary", [args.labels], folders=[args.images, args.output, args.labels])
     s = anonymize_dataset(args.format, args.images, args.labels, args.output, cfg, args.jobs, args.backend,
-                          args.address, classes, progress=not args.quiet)
+                          args.address, classes, progress=not args.quiet, overwrite=args.overwrite)
     for msg in s.failed:
         print(f"faceveil: error: {msg}", file=sys.stderr)
     for rel in s.missing[:20]:
@@ -152,14 +154,17 @@ def cmd_dataset_verify(args) -> int:
     rep = verify(args.output)
     if args.json:
         print(json.dumps({"ok": rep.ok, "checked": rep.checked, "missing": rep.missing, "altered": rep.altered,
-                          "damaged": rep.damaged, "unexpected": rep.unexpected, "mixed": rep.mixed}, indent=1))
+                          "damaged": rep.damaged, "unexpected": rep.unexpected, "mixed": rep.mixed,
+                          "unlabelled": rep.unlabelled}, indent=1))
     for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("does not decode", rep.damaged),
-                        ("not in the manifest", rep.unexpected), ("made with other settings", rep.mixed)):
+                        ("not in the manifest", rep.unexpected), ("made with other settings", rep.mixed),
+                        ("not as the labels say", rep.unlabelled)):
         for rel in items:
             print(f"faceveil: {kind}: {rel}", file=sys.stderr)
     status = "ok" if rep.ok else "FAILED"
     print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
           f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest"
-          + (f", {len(rep.mixed)} made with other settings" if rep.mixed else ""),
+          + (f", {len(rep.mixed)} made with other settings" if rep.mixed else "")
+          + (f", {len(rep.unlabelled)} not as the labels say" if rep.unlabelled else ""),
           file=sys.stderr)
     return 0 if rep.ok else 1

@@ -1,6 +1,8 @@
 """The job's vocabulary: its settings (DatasetConfig), one image's work order (Item), the Summary, OUT's own names."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 from ..pipeline import AnonymizerConfig
@@ -17,6 +19,12 @@ def own_file(rel: str) -> bool:
     parts = rel.split("/")
     return len(parts) == 2 and parts[0] == OWN_DIR and (parts[1] == REVIEW_FILE or parts[1].endswith(".tracks.json"))
 
+
+def labels_digest(xyxy, size) -> str:
+    """A short digest of what the labels say of one image (its face boxes and stated size), as the plan reads them:
+    recorded on its manifest line, so that a label edit makes the image not done (and `dataset verify` notices)."""
+    boxes = [[float(v) for v in b] for b in xyxy]
+    return hashlib.sha256(json.dumps([boxes, list(size) if size else None]).encode()).hexdigest()[:16]
 
 
 def named_images(entries) -> set[str] | None:
@@ -46,6 +54,9 @@ class Item:
     # The pixel frame of the boxes: "stored" (the file's pixels as stored, EXIF orientation not applied:
     # WIDER, COCO, VOC) or "oriented" (after the EXIF orientation: YOLO, as Ultralytics reads images).
     frame: str = "stored"
+    labels_sha256: str = ""  # labels_digest(xyxy, size)
+    # boxes a reviewer added by hand (`faceveil review`, upright frame) to an image redone since: still hidden
+    manual: tuple = ()
 
 
 @dataclass

@@ -109,6 +109,8 @@ def process_item(item: Item) -> dict:
         if keep:  # the keep step (people.py): consenting people's and keep regions' faces are left as they are
             hide_l, hide_d, kept = keep.decide_labelled(img.rgb, kept_labels, found, used)
             parts = [kept_labels[hide_l], found[used & hide_d]]
+        if item.manual:  # a reviewer's boxes (`faceveil review`) on an image redone since its review
+            parts.append(Detections.from_boxes(item.manual, source="manual").clipped(w, h))
         faces = Detections.merge(parts, "label+detector")
         out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
         out_sha = write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality,
@@ -120,6 +122,7 @@ def process_item(item: Item) -> dict:
             "output": item.out_rel,
             "input_sha256": in_sha,
             "output_sha256": out_sha,
+            "labels_sha256": item.labels_sha256,  # what the labels said of it (a label edit: not done any more)
             "size": [w, h],  # as shown (EXIF orientation applied), the frame of "regions"
             "faces": {
                 "labels": len(labels),
@@ -137,6 +140,7 @@ def process_item(item: Item) -> dict:
             "regions": [[float(v) for v in b] for b in faces.xyxy],  # float32 -> float: exact
             # --keep-*: every face left as it is, whom it matched and at what distance (or which region)
             **({"kept": kept} if kept is not None else {}),
+            **({"manual": [list(b) for b in item.manual]} if item.manual else {}),
             "boxes": cfg.boxes,
             "min_size": cfg.min_size,
             **desc,
