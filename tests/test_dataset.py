@@ -238,7 +238,10 @@ def test_cli_refuses_output_inside_input_and_bad_labels(tmp_path, capsys):
     base = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-q"]
     assert main(base + ["-o", str(root / "anon")]) == 2
     assert "inside the input" in capsys.readouterr().err
-    assert main(base + ["-o", str(tmp_path / "ds" / "anon")]) == 2  # inside the dataset tree
+    # beside the images and the labels, in the folder holding both: no input inside it, none around it
+    assert main(base + ["-o", str(tmp_path / "ds" / "anon")]) == 0
+    assert (tmp_path / "ds" / "anon" / "images" / "ev0" / "img000.png").is_file()
+    capsys.readouterr()
     gt.write_text("ev0/img000.png\n1\n1 2 3\n")
     assert main(base + ["-o", str(tmp_path / "o2")]) == 1
     err = capsys.readouterr().err

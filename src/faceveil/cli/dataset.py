@@ -20,14 +20,13 @@ examples:
       -o anon/ -m pixelate -p cells=10 --boxes gt --min-size 8
   faceveil dataset anonymize --format yolo --images ds/images --labels ds/labels -o anon/ \\
       --face-classes 0 --backend ray --jobs 4
-  faceveil dataset anonymize --format wider --images ds/images --labels ds/gt.txt -o anon/ \
+  faceveil dataset anonymize --format wider --images ds/images --labels ds/gt.txt -o anon/ \\
       --keep-people people.npz                 consenting people's faces are left as they are
   faceveil dataset verify anon/
 
-Images keep their names, folders and sizes; label files are copied byte for
-byte, so the labels stay valid. OUT/manifest.jsonl records every file with its
-input and output SHA-256. Run the same command again to resume after a crash
-or Ctrl-C: finished images are skipped.
+Images keep their names, folders and sizes; label files are copied byte for byte, so the
+labels stay valid. OUT/manifest.jsonl records every file with its input and output SHA-256.
+Run the same command again to resume after a crash or Ctrl-C, or after editing the labels.
 """
 
 
@@ -48,8 +47,8 @@ def register(sub) -> None:
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`)")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[], help="method parameter")
     a.add_argument("--boxes", choices=["gt", "detect", "union"], default="auto",
-                   help="the labelled boxes, the detector's, or both (default union when the labels are "
-                        "faces, else it asks)")
+                   help="labelled boxes, detections, or both (default union when the labels are faces, else "
+                        "it asks); gt runs no detector: unlabelled faces stay visible")
     a.add_argument("--min-size", type=at_least(0), default=0.0, metavar="N",
                    help="leave (and count) faces under N px on their shorter side (default 0)")
     a.add_argument("--face-classes", metavar="NAMES",
@@ -67,6 +66,8 @@ def register(sub) -> None:
     o.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local worker processes, or Ray (a local instance unless --address)")
     o.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 or auto")
+    o.add_argument("--overwrite", action="store_true",
+                   help="OUT is another dataset's: replace its labels and same-named images")
     o.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -108,7 +109,7 @@ def cmd_dataset_anonymize(args) -> int:
         check_writable(args.summary, "the summary")
         check_result_path(args.summary, "the summary", [args.labels], folders=[args.images, args.output, args.labels])
     s = anonymize_dataset(args.format, args.images, args.labels, args.output, cfg, args.jobs, args.backend,
-                          args.address, classes, progress=not args.quiet)
+                          args.address, classes, progress=not args.quiet, overwrite=args.overwrite)
     for msg in s.failed:
         print(f"faceveil: error: {msg}", file=sys.stderr)
     for rel in s.missing[:20]:
@@ -132,12 +133,15 @@ def cmd_dataset_anonymize(args) -> int:
     rate = s.done / s.seconds if s.seconds > 0 else 0.0
     msg = (f"faceveil: {s.done} images anonymized, {s.skipped} already done, {len(s.failed)} failed, "
            f"{len(s.missing)} missing ({rate:.1f} images/s) -> {args.output}\n"
-           f"faceveil: faces (--boxes {s.boxes}): {s.faces_labels} labelled, {s.faces_detected} detected "
-           f"({s.faces_detected_extra} not in the labels), {s.small_left} below --min-size left alone, "
+           f"faceveil: faces (--boxes {s.boxes}): {s.faces_labels} labelled, "
+           + ("detector not run (--boxes gt): faces without a label are not hidden, " if s.boxes == "gt" else
+              f"{s.faces_detected} detected ({s.faces_detected_extra} not in the labels), ")
+           + f"{s.small_left} below --min-size left alone, "
            f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area"
            + (f"; {s.kept} kept as they are (--keep-*)" if s.keep else ""))
     if s.size_mismatch:
-        msg += f"\nfaceveil: warning: {s.size_mismatch} images differ in size from what the labels state"
+        msg += (f"\nfaceveil: warning: {s.size_mismatch} images differ in size from what the labels state (e.g. "
+                f"{', '.join(s.size_mismatched)})")
     if s.stale_tmp_removed:
         msg += f"\nfaceveil: removed {s.stale_tmp_removed} partial files left by an interrupted run"
     print(msg, file=sys.stderr)
@@ -150,14 +154,17 @@ def cmd_dataset_verify(args) -> int:
     rep = verify(args.output)
     if args.json:
         print(json.dumps({"ok": rep.ok, "checked": rep.checked, "missing": rep.missing, "altered": rep.altered,
-                          "damaged": rep.damaged, "unexpected": rep.unexpected, "mixed": rep.mixed}, indent=1))
+                          "damaged": rep.damaged, "unexpected": rep.unexpected, "mixed": rep.mixed,
+                          "unlabelled": rep.unlabelled}, indent=1))
     for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("does not decode", rep.damaged),
-                        ("not in the manifest", rep.unexpected), ("made with other settings", rep.mixed)):
+                        ("not in the manifest", rep.unexpected), ("made with other settings", rep.mixed),
+                        ("not as the labels say", rep.unlabelled)):
         for rel in items:
             print(f"faceveil: {kind}: {rel}", file=sys.stderr)
     status = "ok" if rep.ok else "FAILED"
     print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
           f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest"
-          + (f", {len(rep.mixed)} made with other settings" if rep.mixed else ""),
+          + (f", {len(rep.mixed)} made with other settings" if rep.mixed else "")
+          + (f", {len(rep.unlabelled)} not as the labels say" if rep.unlabelled else ""),
           file=sys.stderr)
     return 0 if rep.ok else 1

@@ -1,6 +1,8 @@
 """The job's vocabulary: its settings (DatasetConfig), one image's work order (Item), the Summary, OUT's own names."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 from ..pipeline import AnonymizerConfig
@@ -9,6 +11,20 @@ BOX_MODES = ("gt", "detect", "union")
 MANIFEST = "manifest.jsonl"
 REVIEW_FILE = "review.json"  # where `faceveil review` 0.1.0 kept its progress; now under OWN_DIR
 OWN_DIR = ".faceveil"  # faceveil's own files under OUT (review progress, track records): never outputs
+
+
+def own_file(rel: str) -> bool:
+    """A file faceveil itself writes under OUT/.faceveil (the review's progress, a video's track record); any other
+    file there is no output of faceveil's and `dataset verify` reports it."""
+    parts = rel.split("/")
+    return len(parts) == 2 and parts[0] == OWN_DIR and (parts[1] == REVIEW_FILE or parts[1].endswith(".tracks.json"))
+
+
+def labels_digest(xyxy, size) -> str:
+    """A short digest of what the labels say of one image (its face boxes and stated size), as the plan reads them:
+    recorded on its manifest line, so that a label edit makes the image not done (and `dataset verify` notices)."""
+    boxes = [[float(v) for v in b] for b in xyxy]
+    return hashlib.sha256(json.dumps([boxes, list(size) if size else None]).encode()).hexdigest()[:16]
 
 
 def named_images(entries) -> set[str] | None:
@@ -38,6 +54,9 @@ class Item:
     # The pixel frame of the boxes: "stored" (the file's pixels as stored, EXIF orientation not applied:
     # WIDER, COCO, VOC) or "oriented" (after the EXIF orientation: YOLO, as Ultralytics reads images).
     frame: str = "stored"
+    labels_sha256: str = ""  # labels_digest(xyxy, size)
+    # boxes a reviewer added by hand (`faceveil review`, upright frame) to an image redone since: still hidden
+    manual: tuple = ()
 
 
 @dataclass
@@ -56,6 +75,7 @@ class Summary:
     clipped: int = 0
     degenerate: int = 0  # labelled boxes with no area inside the image
     size_mismatch: int = 0
+    size_mismatched: list[str] = field(default_factory=list)  # the first few of them (paths)
     stale_tmp_removed: int = 0
     seconds: float = 0.0
     out: str = ""

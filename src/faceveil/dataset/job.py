@@ -18,7 +18,7 @@ from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha25
 from ..io.manifest import check_settings as _check_settings
 from ..pipeline import Anonymizer, settings_of
 from .backends import run_local, run_ray
-from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary
+from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary, named_images
 from .plan import Plan, default_boxes, plan
 
 # What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
@@ -57,6 +57,7 @@ def anonymize_dataset(
     face_classes: set[str] | None = None,
     progress: bool = True,
     on_entry: Callable[[dict], None] | None = None,
+    overwrite: bool = False,
 ) -> Summary:
     t0 = time.perf_counter()
     if cfg.boxes not in BOX_MODES + ("auto",):
@@ -84,21 +85,24 @@ def anonymize_dataset(
                       boxes=cfg.boxes, keep=settings.get("keep"))
 
     try:
-        return _run_job(p, cfg, settings, key, summary, out, jobs, backend, address, on_entry, progress, t0)
+        return _run_job(p, cfg, settings, key, summary, out, jobs, backend, address, on_entry, progress, t0,
+                        overwrite)
     except OSError as exc:  # a read-only, full or vanished OUT: one line naming the file, never a traceback
         raise InputError(f"{exc.filename or out}: {exc.strerror or exc}") from exc
 
 
 def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Summary, out: Path, jobs: int | None,
-             backend: str, address: str | None, on_entry, progress: bool, t0: float) -> Summary:
+             backend: str, address: str | None, on_entry, progress: bool, t0: float, overwrite: bool) -> Summary:
     manifest_path = out / MANIFEST
     entries, _ = read_manifest(manifest_path)
     _check_settings(entries, settings, key, manifest_path)
+    _check_dataset(entries, p, manifest_path, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     writer = ManifestWriter(manifest_path)  # locked: a second run into OUT stops here
     try:
         entries, _ = read_manifest(manifest_path)  # again, under the lock (a run may have ended meanwhile)
         _check_settings(entries, settings, key, manifest_path)
+        _check_dataset(entries, p, manifest_path, overwrite)
     except BaseException:
         writer.close()
         raise
@@ -108,7 +112,8 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
     try:
         # Label files first, byte for byte: the boxes keep matching the images, which keep their size and names.
         # The first label file's line also lists every image OUT's labels name (as paths under OUT): `dataset verify`
-        # calls one that no run wrote (it failed, or the input had no such file) missing.
+        # calls one that no run wrote (it failed, or the input had no such file) missing; with what the labels say
+        # of each (image_labels: a label edit makes an image not done) and the input dataset it was made from.
         named = sorted(str(p.image_prefix / im.path) for im in p.labels.images)
         for i, (src, rel) in enumerate(p.label_targets):
             data = src.read_bytes()
@@ -116,7 +121,8 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
             prev = latest.get(("labels", str(rel)))
             dst = out / rel
             if (prev and prev["input_sha256"] == in_sha and dst.is_file() and sha256_file(dst) == prev["output_sha256"]
-                    and (i > 0 or prev.get("images") == named)):
+                    and (i > 0 or (prev.get("images") == named and prev.get("image_labels") == p.digests
+                                   and prev.get("dataset") == p.dataset))):
                 continue
             with atomic_path(dst) as tmp:
                 tmp.write_bytes(data)
@@ -127,7 +133,7 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
                  "output_sha256": in_sha, "job": key, "settings": settings, "faceveil": __version__,
                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             if i == 0:
-                e["images"] = named
+                e.update(images=named, image_labels=p.digests, dataset=p.dataset)
             _record(writer, e, dst)
             latest[("labels", str(rel))] = e
 
@@ -138,6 +144,8 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
                 summary.skipped += 1
                 _count(summary, prev)
                 continue
+            if prev and prev.get("manual"):  # a reviewer's boxes stay hidden when the image is redone
+                it = replace(it, manual=tuple(tuple(float(v) for v in b) for b in prev["manual"]))
             todo.append(it)
         if jobs is None:  # not given: local runs take a worker per core for big batches, Ray one actor
             from ..batch import auto_jobs
@@ -160,6 +168,9 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
             for r in results:
                 if "error" in r:
                     summary.failed.append(r["error"])
+                    stale = latest.pop(("image", r.get("path")), None)
+                    if stale:  # an output of other input pixels or labels must not stay as if done
+                        (out / stale["output"]).unlink(missing_ok=True)
                 else:
                     e = {**r["entry"], "job": key}
                     _record(writer, e, out / e["output"])  # only after the image is on disk and checked
@@ -203,8 +214,26 @@ def _record(writer: ManifestWriter, entry: dict, output: Path) -> None:
 
 def _still_done(prev: dict, it: Item) -> bool:
     dst = Path(it.dst)
-    return (dst.is_file() and prev.get("output") == it.out_rel and sha256_file(dst) == prev.get("output_sha256")
-            and sha256_file(it.src) == prev.get("input_sha256"))
+    return (dst.is_file() and prev.get("output") == it.out_rel and prev.get("labels_sha256") == it.labels_sha256
+            and sha256_file(dst) == prev.get("output_sha256") and sha256_file(it.src) == prev.get("input_sha256"))
+
+
+def _check_dataset(entries: list[dict], p: Plan, where: Path, overwrite: bool) -> None:
+    """Another input dataset (images folder or labels) into an OUT made from one is refused unless ``overwrite``:
+    it would replace the label files and leave the first dataset's images with no labels describing them."""
+    recorded = next((e["dataset"] for e in entries if e.get("kind") == "labels" and e.get("dataset")), None)
+    if overwrite or recorded == p.dataset:
+        return
+    if recorded is None:  # an output made before the dataset was recorded: the images its labels named tell
+        before = named_images(entries)
+        if not before or before & p.digests.keys():
+            return
+        what = f"none of the {len(before)} images its labels name is in these"
+    else:
+        what = "; ".join(f"{k}: {p.dataset[k]} here, {recorded.get(k)} in {where}" for k in p.dataset
+                         if p.dataset[k] != recorded.get(k))
+    raise UsageError(f"{where}: made from another dataset ({what}); use a new output folder, or --overwrite to "
+                     "replace its label files and the images of the same name")
 
 
 def _count(s: Summary, e: dict) -> None:
@@ -216,4 +245,7 @@ def _count(s: Summary, e: dict) -> None:
     s.clipped += f["clipped"]
     s.degenerate += f["degenerate"]
     s.kept += f.get("kept", 0)
-    s.size_mismatch += "size_mismatch" in e
+    if "size_mismatch" in e:
+        s.size_mismatch += 1
+        if len(s.size_mismatched) < 3:
+            s.size_mismatched.append(e["path"])

@@ -10,7 +10,7 @@ from ..errors import InputError, UsageError
 from ..io.images import is_image_path
 from ..io.inputs import is_inside
 from ..io.labels import LabelSet, label_files, read_labels, resolve_image
-from .config import MANIFEST, OWN_DIR, Item
+from .config import MANIFEST, OWN_DIR, Item, labels_digest
 
 @dataclass
 class Plan:
@@ -24,6 +24,10 @@ class Plan:
     unlabelled: list[str]
     # YOLO images without a label file: taken as no object (Ultralytics' background images) and written
     no_label_file: list[str] = field(default_factory=list)
+    # what the labels say of each image they name (labels_digest), by its path under OUT
+    digests: dict[str, str] = field(default_factory=dict)
+    # the input dataset (absolute images folder and labels): another one into the same OUT needs --overwrite
+    dataset: dict = field(default_factory=dict)
 
 
 def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,
@@ -40,8 +44,8 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
     base: Path | None = Path(os.path.commonpath([images_abs, labels_abs]))
     if base == Path(base.anchor) or base == Path.home().resolve():
         base = None
-    inputs = [images_root, labels_path] + ([base] if base else [])
-    for src in inputs:
+    # Only the images and the labels are input: the folder holding both may be a plain parent (/tmp, a project).
+    for src in (images_root, labels_path):
         if is_inside(out, src):
             raise UsageError(f"{out}: output folder is inside the input {src}; use a folder outside the dataset")
         if is_inside(src, out):
@@ -72,20 +76,21 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
             raise UsageError(f"{f}: a label file under {OWN_DIR}/ would collide with faceveil's own folder")
         targets.append((f, rel))
     items, missing = [], []
-    named = set()
+    named, digests = set(), {}
     for im in ls.images:
         src = resolve_image(images_root, im.path)
         named.add(im.path)
-        if not src.is_file():
-            missing.append(im.path)
-            continue
         keep = [c in face_classes for c in im.classes] if face_classes is not None else [True] * len(im)
         xyxy = tuple(tuple(float(v) for v in b) for b, k in zip(im.xyxy, keep) if k)
         out_rel = image_prefix / im.path
+        digests[str(out_rel)] = digest = labels_digest(xyxy, im.size)
+        if not src.is_file():
+            missing.append(im.path)
+            continue
         if OWN_DIR in out_rel.parts:
             raise UsageError(f"{src}: an image under {OWN_DIR}/ would collide with faceveil's own folder")
         items.append(Item(im.path, str(src), str(out / out_rel), str(out_rel), xyxy, im.size,
-                          "oriented" if fmt == "yolo" else "stored"))
+                          "oriented" if fmt == "yolo" else "stored", digest))
     unlabelled = []
     if fmt != "yolo":  # YOLO lists every image of the folder already
         for p in sorted(images_root.rglob("*")):
@@ -94,7 +99,8 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
                 if rel not in named:
                     unlabelled.append(rel)
     no_file = [im.path for im in ls.images if fmt == "yolo" and not im.info.get("label_file", True)]
-    return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled, no_file)
+    return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled, no_file, digests,
+                {"images": str(images_abs), "labels": str(labels_abs)})
 
 
 _LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a label file (COCO .json)",

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io.inputs import is_inside
 from ..io.manifest import read_manifest, sha256_file
-from .config import MANIFEST, OWN_DIR, REVIEW_FILE, named_images
+from .config import MANIFEST, REVIEW_FILE, named_images, own_file
 
 @dataclass
 class VerifyReport:
@@ -20,10 +20,13 @@ class VerifyReport:
     # files recorded by a job with other settings than the rest (e.g. another --keep-people gallery or threshold):
     # "path (key: value here, value in the rest)"
     mixed: list[str] = field(default_factory=list)
+    # images whose labels changed since they were anonymized, or that OUT's labels do not name at all
+    # (e.g. another dataset's): "path (why)"
+    unlabelled: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.altered or self.unexpected or self.damaged or self.mixed)
+        return not (self.missing or self.altered or self.unexpected or self.damaged or self.mixed or self.unlabelled)
 
 
 def verify(out: str | os.PathLike) -> VerifyReport:
@@ -53,11 +56,19 @@ def verify(out: str | os.PathLike) -> VerifyReport:
     named = named_images(latest.values()) or set()  # older outputs have no list
     written = {e.get("output") for (kind, _), e in latest.items() if kind == "image"}
     rep.missing += [f"{rel} (the labels name it; no run wrote it)" for rel in sorted(named - written)]
+    if named:
+        rep.unlabelled += [f"{rel} (OUT's label files do not name it)" for rel in sorted(written - named)]
+    said = {k: v for e in latest.values() if e.get("kind") == "labels" for k, v in e.get("image_labels", {}).items()}
+    for e in latest.values():
+        rel = e.get("output")
+        if e.get("kind") == "image" and rel in said and e.get("labels_sha256", said[rel]) != said[rel]:
+            rep.unlabelled.append(f"{rel} (its labels changed since it was anonymized; run the same command again "
+                                  "to redo it)")
     rep.mixed = _mixed(list(latest.values()))
     for p in sorted(out.rglob("*")):
         if p.is_file():
             rel = p.relative_to(out).as_posix()
-            if rel not in known and rel.split("/", 1)[0] != OWN_DIR:
+            if rel not in known and not own_file(rel):
                 rep.unexpected.append(rel)
     return rep
 

@@ -47,6 +47,13 @@ def process_item(item: Item) -> dict:
         sw, sh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the stored size
         lw, lh = (sw, sh) if item.frame == "stored" else (w, h)  # the size in the labels' frame
         b = np.array(item.xyxy, np.float32).reshape(-1, 4)
+        if (item.frame == "stored" and orientation in (5, 6, 7, 8) and item.size is not None and sw != sh
+                and tuple(item.size) == (sh, sw)):
+            # The labels state the upright size: their boxes were most likely drawn on the rotated view, while
+            # these formats address stored pixels. Either frame is a guess; a wrong one leaves every face visible.
+            raise InputError(f"{item.src}: the labels state {sh}x{sw}, the upright size of this {sw}x{sh} image "
+                             f"(EXIF orientation {orientation}): they look drawn on the upright view, but their "
+                             "boxes must address the stored pixels; fix the labels (or the photo); nothing was written")
         # A box with area that lies wholly outside the image is a wrong label (or a wrong frame): say so.
         away = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & ((b[:, 0] >= lw) | (b[:, 1] >= lh) | (b[:, 2] <= 0)
                                                               | (b[:, 3] <= 0))
@@ -102,6 +109,8 @@ def process_item(item: Item) -> dict:
         if keep:  # the keep step (people.py): consenting people's and keep regions' faces are left as they are
             hide_l, hide_d, kept = keep.decide_labelled(img.rgb, kept_labels, found, used)
             parts = [kept_labels[hide_l], found[used & hide_d]]
+        if item.manual:  # a reviewer's boxes (`faceveil review`) on an image redone since its review
+            parts.append(Detections.from_boxes(item.manual, source="manual").clipped(w, h))
         faces = Detections.merge(parts, "label+detector")
         out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
         out_sha = write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality,
@@ -113,6 +122,7 @@ def process_item(item: Item) -> dict:
             "output": item.out_rel,
             "input_sha256": in_sha,
             "output_sha256": out_sha,
+            "labels_sha256": item.labels_sha256,  # what the labels said of it (a label edit: not done any more)
             "size": [w, h],  # as shown (EXIF orientation applied), the frame of "regions"
             "faces": {
                 "labels": len(labels),
@@ -130,6 +140,7 @@ def process_item(item: Item) -> dict:
             "regions": [[float(v) for v in b] for b in faces.xyxy],  # float32 -> float: exact
             # --keep-*: every face left as it is, whom it matched and at what distance (or which region)
             **({"kept": kept} if kept is not None else {}),
+            **({"manual": [list(b) for b in item.manual]} if item.manual else {}),
             "boxes": cfg.boxes,
             "min_size": cfg.min_size,
             **desc,

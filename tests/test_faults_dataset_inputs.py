@@ -1,0 +1,249 @@
+"""Dataset mode and its inputs: label edits, another dataset into the same OUT, labels drawn upright, --boxes gt,
+files under OUT/.faceveil, the output beside the inputs, the help's examples."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceveil.cli import main
+from faceveil.dataset import verify
+from faceveil.io.manifest import read_manifest, rewrite_manifest
+
+GREY = 128
+
+
+def _wider(root: Path, boxes: dict[str, list], seed: int = 0) -> tuple[Path, Path]:
+    """Noise PNGs (96x64) named as ``boxes``' keys with those x, y, w, h boxes; (images folder, WIDER label file)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for rel, bb in boxes.items():
+        p = root / "images" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(p)
+        lines += [rel, str(len(bb))] + [f"{x} {y} {w} {h} 0 0 0 0 0 0" for x, y, w, h in bb]
+    gt = root / "gt" / "gt.txt"
+    gt.parent.mkdir(parents=True, exist_ok=True)
+    gt.write_text("\n".join(lines) + "\n")
+    return root / "images", gt
+
+
+def _relabel(gt: Path, boxes: dict[str, list]) -> None:
+    lines = []
+    for rel, bb in boxes.items():
+        lines += [rel, str(len(bb))] + [f"{x} {y} {w} {h} 0 0 0 0 0 0" for x, y, w, h in bb]
+    gt.write_text("\n".join(lines) + "\n")
+
+
+def _args(images, labels, out, boxes="gt", fmt="wider", *extra):
+    return ["dataset", "anonymize", "--format", fmt, "--images", str(images), "--labels", str(labels), "-o",
+            str(out), "--boxes", boxes, "-m", "blackout", "-p", f"color={GREY}", "--shape", "box",
+            "--mask-scale", "1", "-q", *extra]
+
+
+def _px(path: Path, box) -> np.ndarray:
+    x, y, w, h = box
+    return np.asarray(Image.open(path).convert("RGB"))[y:y + h, x:x + w]
+
+
+def _error_lines(err: str) -> list[str]:
+    assert "Traceback" not in err, err
+    return [ln for ln in err.splitlines() if ln.startswith("faceveil: error")]
+
+
+# ---------------------------------------------------------------------------
+# 1. a label edit redoes the image; verify notices an image made from other labels
+
+@pytest.mark.parametrize("boxes", ["gt", "union"])
+def test_a_label_edit_redoes_the_image_it_concerns(tmp_path, boxes, capsys, monkeypatch):
+    face, added = (10, 8, 20, 24), (50, 20, 30, 30)
+    labels = {"a.png": [face], "b.png": [face]}
+    images, gt = _wider(tmp_path / "ds", labels)
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out, boxes)) == 0
+    b_bytes = (out / "images" / "b.png").read_bytes()
+    assert (_px(out / "images" / "a.png", added) == _px(images / "a.png", added)).all()  # not labelled yet
+    _relabel(gt, {"a.png": [face, added], "b.png": [face]})
+    capsys.readouterr()
+    assert main(_args(images, gt, out, boxes)) == 0
+    err = capsys.readouterr().err
+    assert "1 images anonymized, 1 already done" in err, err
+    assert (_px(out / "images" / "a.png", added) == GREY).all(), "the newly labelled face must be hidden"
+    assert (_px(out / "images" / "a.png", face) == GREY).all()
+    assert (out / "images" / "b.png").read_bytes() == b_bytes
+    assert (out / "gt" / "gt.txt").read_bytes() == gt.read_bytes()
+    assert verify(out).ok
+
+    # Ctrl-C after the new label file was copied, before the image was redone: verify says so, a rerun redoes it
+    third = (60, 2, 10, 10)
+    _relabel(gt, {"a.png": [face, added, third], "b.png": [face]})
+    import faceveil.dataset.job as job
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "run_local", interrupted)
+    assert main(_args(images, gt, out, boxes)) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "not as the labels say: images/a.png (its labels changed" in err and "images/b.png" not in err, err
+    assert main(_args(images, gt, out, boxes)) == 0
+    assert (_px(out / "images" / "a.png", third) == GREY).all()
+    assert main(["dataset", "verify", str(out)]) == 0
+
+
+def test_a_failed_redo_after_a_label_edit_leaves_no_stale_output(tmp_path, capsys):
+    images, gt = _wider(tmp_path / "ds", {"a.png": [(10, 8, 20, 24)], "b.png": [(10, 8, 20, 24)]})
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 0
+    _relabel(gt, {"a.png": [(10, 8, 20, 24), (200, 10, 20, 20)], "b.png": [(10, 8, 20, 24)]})  # wholly outside
+    capsys.readouterr()
+    assert main(_args(images, gt, out)) == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "a.png" in lines[0] and "outside" in lines[0], lines
+    assert not (out / "images" / "a.png").exists(), "an output made from the old labels must not stay"
+    assert main(["dataset", "verify", str(out)]) == 1
+    assert "missing: images/a.png" in capsys.readouterr().err
+
+
+def test_a_reviewers_boxes_stay_hidden_when_a_label_edit_redoes_the_image(tmp_path, capsys):
+    face, manual = (10, 8, 20, 24), (60, 30, 20, 20)
+    images, gt = _wider(tmp_path / "ds", {"a.png": [face]})
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 0
+    entries = read_manifest(out / "manifest.jsonl")[0]  # what `faceveil review`'s Apply records (upright boxes)
+    entries[-1] = {**entries[-1], "reviewed": True, "manual": [[60.0, 30.0, 80.0, 50.0]]}
+    rewrite_manifest(out / "manifest.jsonl", entries)
+    _relabel(gt, {"a.png": [face, (40, 2, 10, 10)]})
+    assert main(_args(images, gt, out)) == 0
+    assert (_px(out / "images" / "a.png", manual) == GREY).all()
+    assert (_px(out / "images" / "a.png", (40, 2, 10, 10)) == GREY).all()
+
+
+# ---------------------------------------------------------------------------
+# 2. another dataset into an existing output
+
+def test_another_dataset_into_an_output_is_refused_unless_overwrite(tmp_path, capsys, monkeypatch):
+    images_a, gt_a = _wider(tmp_path / "a", {"a0.png": [(10, 8, 20, 24)], "a1.png": [(10, 8, 20, 24)]})
+    images_b, gt_b = _wider(tmp_path / "b", {"b0.png": [(30, 8, 20, 24)]}, seed=1)
+    out = tmp_path / "out"
+    assert main(_args(images_a, gt_a, out)) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(_args(images_b, gt_b, out)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "made from another dataset" in err and "--overwrite" in err, err
+    assert str(images_b.resolve()) in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, "nothing may change"
+    monkeypatch.chdir(tmp_path)  # the same dataset by another path (relative) is the same dataset
+    assert main(_args("a/images", "a/gt/gt.txt", "out")) == 0
+    assert main(_args(images_b, gt_b, out, "gt", "wider", "--overwrite")) == 0
+    assert (out / "gt" / "gt.txt").read_bytes() == gt_b.read_bytes()
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1, "A's images are no longer described by any label file"
+    err = capsys.readouterr().err
+    assert "images/a0.png (OUT's label files do not name it)" in err and "images/b0.png" not in err, err
+
+
+# ---------------------------------------------------------------------------
+# 3. COCO labels drawn on the upright view of an EXIF-rotated photo; the size warning names its files
+
+def _coco(path: Path, entries: dict[str, tuple]) -> Path:
+    images, anns = [], []
+    for k, (name, (size, boxes)) in enumerate(entries.items(), 1):
+        images.append({"id": k, "file_name": name, "width": size[0], "height": size[1]})
+        anns += [{"id": len(anns) + 1, "image_id": k, "category_id": 1, "bbox": list(b), "iscrowd": 0} for b in boxes]
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "face"}]}))
+    return path
+
+
+def test_coco_labels_drawn_upright_on_a_rotated_photo_fail_that_image(tmp_path, astronaut, capsys):
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    stored = np.ascontiguousarray(astronaut[:400, :300])  # 300x400 stored; shown 400x300 (orientation 6)
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(stored).save(root / "rot.jpg", exif=ex, quality=95)
+    Image.fromarray(stored).save(root / "plain.png")
+    Image.fromarray(stored).save(root / "odd.png")
+    labels = _coco(tmp_path / "ds" / "faces.json", {
+        "rot.jpg": ((400, 300), [(100, 50, 60, 80)]),  # the upright size: boxes drawn on the rotated view
+        "plain.png": ((300, 400), [(180, 58, 90, 120)]),
+        "odd.png": ((320, 400), [(180, 58, 90, 120)])})  # a size that is simply wrong: a warning naming it
+    out = tmp_path / "out"
+    assert main(_args(root, labels, out, "gt", "coco")) == 1
+    err = capsys.readouterr().err
+    lines = _error_lines(err)
+    assert len(lines) == 1 and "rot.jpg" in lines[0] and "upright" in lines[0] and "400x300" in lines[0], lines
+    assert not (out / "images" / "rot.jpg").exists(), "never written with the regions in the wrong place"
+    assert (out / "images" / "plain.png").is_file()
+    warn = [ln for ln in err.splitlines() if "differ in size" in ln]
+    assert len(warn) == 1 and "odd.png" in warn[0] and "plain.png" not in warn[0], err
+
+
+# ---------------------------------------------------------------------------
+# 4. --boxes gt says that the detector did not run
+
+def test_boxes_gt_says_faces_without_a_label_stay_visible(tmp_path, capsys):
+    images, gt = _wider(tmp_path / "ds", {"a.png": [(10, 8, 20, 24)]})
+    assert main(_args(images, gt, tmp_path / "out", "gt")) == 0
+    err = capsys.readouterr().err
+    assert "detector not run (--boxes gt): faces without a label are not hidden" in err, err
+    assert "0 detected" not in err
+    assert main(_args(images, gt, tmp_path / "out2", "union")) == 0
+    assert "0 detected (0 not in the labels)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["dataset", "anonymize", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "gt runs no detector: unlabelled faces stay visible" in help_text
+
+
+# ---------------------------------------------------------------------------
+# 5. OUT/.faceveil holds only faceveil's own files
+
+def test_verify_reports_a_foreign_file_under_the_own_folder(tmp_path, capsys):
+    images, gt = _wider(tmp_path / "ds", {"a.png": [(10, 8, 20, 24)]})
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 0
+    own = out / ".faceveil"
+    own.mkdir()
+    (own / "review.json").write_text("{}")
+    (own / "x.mp4.tracks.json").write_text("{}")
+    assert verify(out).ok, "faceveil's own records are no outputs"
+    shutil.copy(images / "a.png", own / "leak.png")  # the original photo, faces visible
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    assert "not in the manifest: .faceveil/leak.png" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# 6. the output beside the inputs, in the folder that holds both
+
+def test_an_output_beside_images_and_labels_is_not_inside_the_input(tmp_path, capsys):
+    images, gt = _wider(tmp_path / "src", {"a.png": [(10, 8, 20, 24)]})
+    lab = tmp_path / "lab" / "gt.txt"
+    lab.parent.mkdir()
+    shutil.move(gt, lab)
+    out = tmp_path / "outx"
+    assert main(_args(images, lab, out)) == 0, capsys.readouterr().err
+    # the layout mirrors the folder that holds both (as documented): OUT/src/images/..., OUT/lab/gt.txt
+    assert (out / "src" / "images" / "a.png").is_file() and (out / "lab" / "gt.txt").read_bytes() == lab.read_bytes()
+    assert main(_args(images, lab, images / "anon")) == 2
+    assert "inside the input" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# 7. the help's examples keep their line continuations
+
+def test_help_examples_continue_their_lines(capsys):
+    with pytest.raises(SystemExit):
+        main(["dataset", "anonymize", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    i = next(k for k, ln in enumerate(lines) if "ds/gt.txt" in ln)
+    assert lines[i].endswith("\\") and lines[i + 1].strip().startswith("--keep-people people.npz"), lines[i:i + 2]
