@@ -90,3 +90,71 @@ def test_stranger_over_a_consenting_shoulder_is_hidden(gore, tmp_path):
     below = y2 + (y2 - y1) // 2
     assert np.array_equal(out[below:ky2, kx1:kx2], img[below:ky2, kx1:kx2])
 
+
+# --- video: a kept track is kept only on frames whose face is the consenting person -------------------------
+
+def test_a_track_is_kept_only_until_a_frame_matches_nobody():
+    from faceveil.video.keep import keep_span
+
+    policy = KeepPolicy(People(["a"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64)))
+    detected = list(range(0, 80, 2))  # detected on every other frame, described on every 10th
+    good, stranger = np.array([0.2]), np.array([0.86])
+    rows = [(f, good if f < 40 else stranger) for f in range(0, 80, 10)]
+    (p, _, n), span = keep_span(rows, detected, [0, 79], policy)
+    assert (p, n) == (0, 4) and span == [0, 31]  # hidden from the first detection after frame 30, the last match
+    assert keep_span(rows[:4], detected[:16], [0, 39], policy)[1] == [0, 39]  # matched to its end: kept whole
+    assert keep_span([(f, stranger) for f, _ in rows], detected, [0, 79], policy) is None
+
+
+def _clip(path, frames):
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt, s.options = 640, 360, "yuv420p", {"crf": "12"}
+        for f in frames:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def _frames(path):
+    av = pytest.importorskip("av")
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+@pytest.mark.slow
+def test_a_kept_track_does_not_carry_over_a_cut_or_a_swap(gore, tmp_path):
+    """Al Gore (consenting) for 40 frames, then George W. Bush: after a hard cut (full frame), and in the same
+    place on the same background (no cut): Bush is hidden on every frame of his."""
+    import cv2
+
+    lfw = shared_path("lfw")
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video import process_video
+
+    def photo(name, size):
+        im = cv2.cvtColor(cv2.imread(str(lfw / name.rsplit("_", 1)[0] / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
+        return cv2.resize(im, (size, size), interpolation=cv2.INTER_CUBIC)
+
+    people = People.build(gore / "consent")
+    a, b = photo("Al_Gore_0001", 360), photo("George_W_Bush_0001", 360)
+    shots = [np.full((360, 640, 3), 60, np.uint8) for _ in range(2)]
+    shots[0][:, 140:500], shots[1][:, 140:500] = a, b
+    _clip(tmp_path / "cut.mp4", [shots[i >= 40] for i in range(52)])
+    a, b = photo("Al_Gore_0001", 200), photo("George_W_Bush_0001", 200)
+    swap = [np.full((360, 640, 3), 90, np.uint8) for _ in range(2)]
+    swap[0][80:280, 220:420], swap[1][80:280, 220:420] = a, b
+    _clip(tmp_path / "swap.mp4", [swap[i >= 40] for i in range(52)])
+    for name, face in (("cut", np.s_[60:300, 200:440]), ("swap", np.s_[110:250, 250:390])):
+        res = process_video(Anonymizer(keep=people), tmp_path / f"{name}.mp4", tmp_path / f"o_{name}.mp4",
+                            progress=False, record=False)
+        assert res.status == "written", res.error
+        (k,) = res.kept
+        assert k["name"] == "alice" and k["frames"][0] == 0 and 30 <= k["frames"][1] <= 39, (name, k)
+        src, out = _frames(tmp_path / f"{name}.mp4"), _frames(tmp_path / f"o_{name}.mp4")
+        assert len(out) == 52
+        for i in range(40, 52):  # Bush: anonymized on every frame
+            assert np.abs(out[i][face].astype(int) - src[i][face]).mean() > 8, (name, i)
+        assert np.abs(out[5][face].astype(int) - src[5][face]).mean() < 3  # Gore: as the input has him
