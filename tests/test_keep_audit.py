@@ -158,3 +158,24 @@ def test_a_kept_track_does_not_carry_over_a_cut_or_a_swap(gore, tmp_path):
         for i in range(40, 52):  # Bush: anonymized on every frame
             assert np.abs(out[i][face].astype(int) - src[i][face]).mean() > 8, (name, i)
         assert np.abs(out[5][face].astype(int) - src[5][face]).mean() < 3  # Gore: as the input has him
+
+
+# --- people build never replaces a file unasked ----------------------------------------------------------------
+
+def test_people_build_refuses_an_output_in_the_consent_folder_or_an_existing_file(tmp_path):
+    consent = tmp_path / "consent" / "alice"
+    consent.mkdir(parents=True)
+    photo = consent / "a.jpg"
+    photo.write_bytes(b"my consent photo")
+    old = tmp_path / "people.npz"
+    old.write_bytes(b"an earlier gallery")
+    for out in (photo, consent / "people.npz", old):
+        r = _faceveil("people", "build", str(tmp_path / "consent"), "-o", str(out))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (out, r.stderr)
+    r = _faceveil("people", "build", str(tmp_path / "consent"), "-o", str(photo), "--overwrite")
+    assert r.returncode == 2 and "inside" in r.stderr
+    assert photo.read_bytes() == b"my consent photo" and old.read_bytes() == b"an earlier gallery"
+    assert not (consent / "people.npz").exists()
+    # --overwrite replaces an earlier file (the photo is no face: the build itself then fails, exit 2, file kept)
+    r = _faceveil("people", "build", str(tmp_path / "consent"), "-o", str(old), "--overwrite")
+    assert r.returncode == 2 and "exists" not in r.stderr and old.read_bytes() == b"an earlier gallery"
