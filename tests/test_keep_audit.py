@@ -11,7 +11,7 @@ import pytest
 
 from conftest import shared_path
 from faceveil.detections import Detections
-from faceveil.people import KeepPolicy, People, face_groups
+from faceveil.people import KeepPolicy, People, Region, face_groups
 
 DLIB = "face descriptors need dlib (pip install 'faceveil[eval]')"
 
@@ -179,3 +179,17 @@ def test_people_build_refuses_an_output_in_the_consent_folder_or_an_existing_fil
     # --overwrite replaces an earlier file (the photo is no face: the build itself then fails, exit 2, file kept)
     r = _faceveil("people", "build", str(tmp_path / "consent"), "-o", str(old), "--overwrite")
     assert r.returncode == 2 and "exists" not in r.stderr and old.read_bytes() == b"an earlier gallery"
+
+
+def test_a_timed_keep_region_keeps_nobody_in_a_photo():
+    from faceveil.pipeline import Anonymizer
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (200, 300, 3), np.uint8)
+    dets = Detections.from_boxes(np.asarray([[20, 20, 80, 80]], np.float32))
+    for region, kept in (("0,0,300,200@0-10", 0), ("0,0,300,200", 1)):
+        anon = Anonymizer(load_detector=False, keep=KeepPolicy(keep_regions=(Region.parse(region),)))
+        hide, k = anon.split(img, dets)
+        out = anon.anonymize(img, hide)
+        assert len(k) == kept and len(hide) == 1 - kept
+        assert np.array_equal(out[20:80, 20:80], img[20:80, 20:80]) == bool(kept)

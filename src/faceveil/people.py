@@ -316,8 +316,8 @@ class Region:
         return self.x, self.y, self.x + self.w, self.y + self.h
 
     def active(self, t: float | None) -> bool:
-        if t is None:
-            return True  # an image has no time: the region applies
+        if t is None:  # an image has no time: only an untimed region applies (a timed one keeps nobody there)
+            return self.t0 is None and self.t1 is None
         return (self.t0 is None or t >= self.t0) and (self.t1 is None or t <= self.t1)
 
 
