@@ -33,7 +33,7 @@ def test_region_parse_pixels_fractions_and_time():
     f = Region.parse("0.5,0,0.5,1.0@2-4.5")
     assert f.fractions and f.box(200, 100) == (100, 0, 200, 100)
     assert (f.t0, f.t1) == (2, 4.5) and f.active(3) and not f.active(5) and not f.active(1)
-    assert f.active(None)  # an image has no time: the region applies
+    assert not f.active(None) and r.active(None)  # an image has no time: only an untimed region applies
     for bad in ("1,2,3", "a,b,c,d", "0,0,0,10", "0.5,0.5,0.6,0.2", "1,2,3,4@5-1", "-1,0,10,10"):
         with pytest.raises(UsageError):
             Region.parse(bad)
@@ -240,7 +240,7 @@ def test_track_decision_is_all_or_nothing():
                       np.full((2, 5, 2), np.nan, np.float32), np.array([7, 8]), "track",
                       np.array(["held", "detected"]))
     log = []
-    out = split_frame(TrackedFrame(VideoFrame(img, 3, None, 0.1), dets, None), {7: {"track": 7, "name": "a"}},
+    out = split_frame(TrackedFrame(VideoFrame(img, 3, None, 0.1), dets, None), {7: {"track": 7, "name": "a", "spans": [[0, 3]]}},
                       policy, log)
     assert out.detections.track_id.tolist() == [8]
     assert log[0]["kept"][0]["name"] == "a"

@@ -36,6 +36,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 TRACK_MIN_FRAMES = 3
 TRACK_SAMPLES = 12  # frames described per track (the largest, spread over the track)
 SAME_FACE_IOU = 0.5  # dataset mode: a labelled box and a detection this close are one face
+# One face found twice by the detector (face_groups): the default preset's duplicates of one face on deepface-unit
+# photos lie at most 0.65 of the smaller box's side apart (centres) with sides at most 2.15x each other; a 56 px
+# head pasted over a consenting face's shoulder was 1.6-2.2 sides away at 3.0-3.5x: a face of its own.
+SAME_FACE_SHIFT = 0.75
+SAME_FACE_SCALE = 2.5
 
 
 def _describer():
@@ -60,8 +65,9 @@ def sharpness(image: np.ndarray, box) -> float:
 
 
 def face_groups(dets: Detections) -> list[list[int]]:
-    """Boxes that are one face (a recall-first preset may find a face at several scales): connected
-    by one box's centre lying inside the other."""
+    """Boxes that are one face (a recall-first preset may find a face at several scales, or a part of it): centres
+    at most ``SAME_FACE_SHIFT`` of the smaller box's side apart and sides within ``SAME_FACE_SCALE`` of each other.
+    A smaller face beside a larger one (a head over a shoulder) is a face of its own, whatever the boxes overlap."""
     n = len(dets)
     parent = list(range(n))
 
@@ -72,10 +78,12 @@ def face_groups(dets: Detections) -> list[list[int]]:
 
     xy = dets.xyxy
     c = (xy[:, :2] + xy[:, 2:]) / 2
+    side = np.sqrt(np.maximum(dets.areas, 0))
     for i in range(n):
         for j in range(i + 1, n):
-            if (xy[j, 0] <= c[i, 0] <= xy[j, 2] and xy[j, 1] <= c[i, 1] <= xy[j, 3]) or \
-                    (xy[i, 0] <= c[j, 0] <= xy[i, 2] and xy[i, 1] <= c[j, 1] <= xy[i, 3]):
+            small, large = sorted((float(side[i]), float(side[j])))
+            if small > 0 and large <= SAME_FACE_SCALE * small \
+                    and np.linalg.norm(c[i] - c[j]) <= SAME_FACE_SHIFT * small:
                 parent[root(j)] = root(i)
     out: dict[int, list[int]] = {}
     for i in range(n):
@@ -308,8 +316,8 @@ class Region:
         return self.x, self.y, self.x + self.w, self.y + self.h
 
     def active(self, t: float | None) -> bool:
-        if t is None:
-            return True  # an image has no time: the region applies
+        if t is None:  # an image has no time: only an untimed region applies (a timed one keeps nobody there)
+            return self.t0 is None and self.t1 is None
         return (self.t0 is None or t >= self.t0) and (self.t1 is None or t <= self.t1)
 
 
@@ -444,17 +452,19 @@ class KeepPolicy:
         """Per face: why it is kept ({"by": "person", "name", "distance"} or a region's record) or None."""
         h, w = image.shape[:2]
         reasons = self.by_region(dets, w, h, t)
+        described = np.zeros(len(dets), bool)  # a face of its own that was described (and matched or not)
         if self.people is not None and len(dets):
             todo = [i for i, r in enumerate(reasons) if r is None]
             if todo:
                 desc, _ = self.describe_faces(image, dets[np.asarray(todo)])
                 dist = self.people.distances(desc)
                 for j, i in enumerate(todo):
+                    described[i] = np.isfinite(desc[j]).all()
                     m = match(dist[j], self.threshold, self.margin)
                     if m is not None:
                         reasons[i] = {"by": "person", "name": self.people.names[m[0]], "distance": round(m[1], 4)}
-        # One face found at several scales is one decision: kept only when every box of it is kept
-        # by a region, or one box matched a person and no box of it matched anyone else.
+        # One face found at several scales is one decision: kept only when every box of it is kept by a region,
+        # or one box matched a person and every other box of it that could be described matched that person too.
         for g in face_groups(dets):
             if len(g) < 2:
                 continue
@@ -462,7 +472,8 @@ class KeepPolicy:
             names = {r.get("name") for r in rs if r is not None and r["by"] == "person"}
             if all(r is not None and r["by"] != "person" for r in rs):
                 continue
-            if len(names) == 1 and all(r is None or r["by"] == "person" for r in rs):
+            if len(names) == 1 and all(r is not None and r["by"] == "person" or r is None and not described[i]
+                                       for i, r in zip(g, rs)):
                 best = min((r for r in rs if r is not None), key=lambda r: r["distance"])
                 for i in g:
                     reasons[i] = best

@@ -23,14 +23,22 @@ def register(sub) -> None:
     b = ps.add_parser("build", help="describe the faces in consent/<name>/*.jpg", formatter_class=fmt, epilog=EPILOG)
     b.add_argument("folder", metavar="DIR", help="DIR/<name>/*.jpg (or DIR/<name>.jpg), one folder per person")
     b.add_argument("-o", "--output", required=True, metavar="FILE", help="people file to write (.npz)")
+    b.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     b.add_argument("--debug", action="store_true", help="show tracebacks")
     b.set_defaults(func=cmd_people_build)
 
 
 def cmd_people_build(args) -> int:
-    from ..people import People
-    from .common import check_writable
+    from pathlib import Path
 
+    from ..errors import UsageError
+    from ..people import People
+    from .common import check_result_path, check_writable
+
+    # never over a consent photo (or anything else in the consent folder), nor over a file unasked
+    check_result_path(args.output, "the people file", folders=[args.folder], overwrite=True)
+    if Path(args.output).exists() and not args.overwrite:
+        raise UsageError(f"{args.output}: exists; give another name for the people file, or --overwrite to replace it")
     check_writable(args.output, "the people file")
     people = People.build(args.folder)
     for s in people.skipped:
@@ -46,7 +54,7 @@ def add_keep_args(p) -> None:
     p.add_argument("--keep-people", metavar="SRC", help="leave faces matching consent/<name>/*.jpg or people.npz "
                                                          "as they are")
     p.add_argument("--keep-region", action="append", default=[], metavar="R",
-                   help="keep faces centred in R=x,y,w,h[@t0-t1]; --only-region R: hide only in R")
+                   help="keep faces centred in R=x,y,w,h[@t0-t1: video only]; --only-region R: hide only in R")
     p.add_argument("--only-region", action="append", default=[], help=argparse.SUPPRESS)
 
 
