@@ -54,7 +54,7 @@ def add_keep_args(p) -> None:
     p.add_argument("--keep-people", metavar="SRC", help="leave faces matching consent/<name>/*.jpg or people.npz "
                                                          "as they are")
     p.add_argument("--keep-region", action="append", default=[], metavar="R",
-                   help="keep faces centred in R=x,y,w,h[@t0-t1: video only]; --only-region R: hide only in R")
+                   help="keep faces centred in R=x,y,w,h[@t0-t1]; --only-region R: hide only in R")
     p.add_argument("--only-region", action="append", default=[], help=argparse.SUPPRESS)
 
 
