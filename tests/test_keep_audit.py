@@ -77,8 +77,12 @@ def test_stranger_over_a_consenting_shoulder_is_hidden(gore, tmp_path):
     r = _faceveil("anonymize", str(gore / "in"), "-o", str(tmp_path / "out"), "--keep-people",
                   str(gore / "consent"), "--report", str(rep), "-q")
     assert r.returncode == 0, r.stderr
-    (f,) = json.loads(rep.read_text())["files"]
+    doc = json.loads(rep.read_text())
+    (f,) = doc["files"]
     (kept,) = f["kept"]  # Gore only
+    # faces counted as hidden are the hidden ones (it said "2 faces" with one of them kept)
+    assert "1 of 1 files anonymized (1 face) -> " in r.stderr and "; 1 kept as they are" in r.stderr, r.stderr
+    assert doc["summary"]["faces"] == 2 and doc["summary"]["kept"] == 1
     assert kept["name"] == "alice" and kept["box"][2] - kept["box"][0] > 150
     (hidden,) = f["detections"]  # Beckham's head: hidden
     x1, y1, x2, y2 = (int(v) for v in hidden["box"])
@@ -193,3 +197,13 @@ def test_a_timed_keep_region_keeps_nobody_in_a_photo():
         out = anon.anonymize(img, hide)
         assert len(k) == kept and len(hide) == 1 - kept
         assert np.array_equal(out[20:80, 20:80], img[20:80, 20:80]) == bool(kept)
+
+
+def test_a_skipped_consent_photo_is_named_once(tmp_path):
+    """The gallery's message for an unreadable photo said its path twice ("a.jpg: a.jpg: not an image")."""
+    pytest.importorskip("dlib", reason=DLIB)
+    (tmp_path / "alice").mkdir()
+    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), tmp_path / "alice" / "good.jpg")
+    (tmp_path / "alice" / "bad.jpg").write_bytes(b"not a photo")
+    (line,) = People.build(tmp_path).skipped
+    assert line.startswith(str(tmp_path / "alice" / "bad.jpg") + ": ") and line.count("bad.jpg") == 1, line

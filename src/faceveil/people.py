@@ -161,7 +161,7 @@ class People:
                 try:
                     rgb = read_rgb(f)
                 except Exception as exc:  # a bad photo is skipped and said, never fatal on its own
-                    skipped.append(f"{f}: {exc}")
+                    skipped.append(str(exc) if str(exc).startswith(f"{f}: ") else f"{f}: {exc}")  # path said once
                     continue
                 dets = detector.detect(rgb)
                 groups = face_groups(dets)

@@ -132,12 +132,13 @@ def cmd_anonymize(args) -> int:
     if args.report:
         report = {"faceveil": __version__, **describe, "files": [r.to_json() for r in results],
                   "skipped": [str(p) for p in skipped], "existing": [str(j.dst) for j in kept],
-                  "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces}}
+                  "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces,
+                              "kept": sum(len(getattr(r, "kept", None) or []) for r in written)}}
         write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
     n_files = len(jobs) + len(unwritable)
-    msg = f"faceveil: {len(written)} of {n_files} files anonymized ({_faces_text(written)}) -> {where}"
     n_kept = sum(len(getattr(r, "kept", None) or []) for r in written)
+    msg = f"faceveil: {len(written)} of {n_files} files anonymized ({_faces_text(written)}) -> {where}"
     if keep:
         msg += f"; {n_kept} kept as they are (faces; tracks in videos)"
     if len(skipped) > len(media):
@@ -169,8 +170,9 @@ def unwritten(job):
 
 
 def _faces_text(written) -> str:
-    """"3 faces", or for videos "14387 face-frames in videos" (one face over 300 frames counts 300)."""
-    n_img = sum(r.faces for r in written if not is_video_path(r.input))
+    """"3 faces" hidden, or for videos "14387 face-frames in videos" (one face over 300 frames counts 300). An image's
+    faces kept as they are (--keep-people, --keep-region) are not counted: they are named after this."""
+    n_img = sum(r.faces - len(getattr(r, "kept", None) or []) for r in written if not is_video_path(r.input))
     n_vid = sum(r.faces for r in written if is_video_path(r.input))
     img = f"{n_img} face{'' if n_img == 1 else 's'}"
     if not any(is_video_path(r.input) for r in written):

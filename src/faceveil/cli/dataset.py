@@ -60,7 +60,8 @@ def register(sub) -> None:
     o = a.add_argument_group("output and scale")
     o.add_argument("--seed", type=whole(), default=0, help="seed for random methods (recorded in the manifest)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
-    o.add_argument("--keep-metadata", action="store_true", help="keep EXIF (GPS too), XMP, comments (stripped by default)")
+    o.add_argument("--keep-metadata", action="store_true",
+                   help="keep EXIF (GPS too), XMP, comments (stripped by default)")
     o.add_argument("--jobs", "-j", type=int, default=None,
                    help="worker processes or Ray actors (default 1; local: one per core when each gets 32 images)")
     o.add_argument("--backend", choices=["local", "ray"], default="local",
