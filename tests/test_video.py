@@ -523,7 +523,7 @@ def test_api_replaces_an_existing_output_only_with_overwrite(clip_file, tmp_path
 
     dst = tmp_path / "o.mp4"
     dst.write_bytes(b"someone else's file")
-    with pytest.raises(UsageError, match="output exists; pass overwrite=True"):
+    with pytest.raises(UsageError, match="output exists; not replaced"):
         anonymize_video(clip_file, dst, detector="haar")
     assert dst.read_bytes() == b"someone else's file"
     link = tmp_path / "link.mp4"
@@ -534,3 +534,29 @@ def test_api_replaces_an_existing_output_only_with_overwrite(clip_file, tmp_path
     assert clip_file.read_bytes() == before
     r = anonymize_video(clip_file, dst, detector="haar", overwrite=True)
     assert r.status == "written" and dst.read_bytes()[4:8] == b"ftyp"
+
+
+def test_an_output_another_run_makes_meanwhile_is_not_replaced_nor_its_record(clip_file, tmp_path, monkeypatch):
+    """Two runs into one folder: the later rename replaced the first run's video (and its track record)."""
+    import faceveil.video.job as job
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video.record import tracks_path
+
+    dst = tmp_path / "out" / "o.mp4"
+    tracks_path(dst).parent.mkdir(parents=True)
+    tracks_path(dst).write_bytes(b"the other run's record")
+    write_record = job.write_record
+
+    def other_run_finishes_first(*args, **kw):  # between our record and our rename, the other video gets the name
+        write_record(*args, **kw)
+        dst.write_bytes(b"the other run's video")
+
+    monkeypatch.setattr(job, "write_record", other_run_finishes_first)
+    r = job.process_video(Anonymizer(detector="haar"), clip_file, dst, progress=False, replace=False)
+    assert r.status == "failed" and r.error.startswith(f"{dst}: cannot write: exists now"), r.error
+    assert dst.read_bytes() == b"the other run's video"
+    assert tracks_path(dst).read_bytes() == b"the other run's record"  # ours was put back to theirs
+    assert not [p for p in dst.parent.iterdir() if ".tmp" in p.name]
+    r = job.process_video(Anonymizer(detector="haar"), clip_file, dst, progress=False, replace=False)
+    assert r.status == "failed" and dst.read_bytes() == b"the other run's video"  # there before the record: kept
+    assert tracks_path(dst).read_bytes() == b"the other run's record"

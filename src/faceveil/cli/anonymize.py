@@ -266,7 +266,7 @@ def run_videos(cfg, jobs, args) -> list:
         from ..video.ray_backend import run_videos_ray
 
         done: dict[int, object] = {}
-        for i, r in run_videos_ray(cfg, jobs, options, args.jobs or 1, args.address):
+        for i, r in run_videos_ray(cfg, jobs, options, args.jobs or 1, args.address, args.overwrite or args.in_place):
             done[i] = r
             if not args.quiet:
                 print(f"faceveil: video {len(done)}/{len(jobs)} done: {jobs[i].rel}", file=sys.stderr)
@@ -278,7 +278,8 @@ def run_videos(cfg, jobs, args) -> list:
             for i, job in enumerate(jobs):
                 if not args.quiet and len(jobs) > 1:
                     print(f"faceveil: video {i + 1}/{len(jobs)}: {job.rel}", file=sys.stderr)
-                yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet, key=job.rel)
+                yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet, key=job.rel,
+                                         replace=args.overwrite or args.in_place)
 
         finished = local()
     results = []

@@ -405,8 +405,10 @@ class VideoWriter:
     file is deleted and nothing appears under ``target``.
     """
 
-    def __init__(self, target: str | os.PathLike, info: VideoInfo, options: EncodeOptions = EncodeOptions()):
+    def __init__(self, target: str | os.PathLike, info: VideoInfo, options: EncodeOptions = EncodeOptions(),
+                 replace: bool = True):
         self.target = Path(target)
+        self.replace = replace  # False: a target another writer made meanwhile is not replaced (FileExistsError)
         self.info = info
         self.options = options
         self.frames = 0
@@ -424,7 +426,7 @@ class VideoWriter:
 
     # context management ------------------------------------------------
     def __enter__(self) -> "VideoWriter":
-        self._ctx = atomic_path(self.target)
+        self._ctx = atomic_path(self.target, self.replace)
         tmp = self._ctx.__enter__()
         try:
             self._open(tmp)

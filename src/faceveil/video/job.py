@@ -9,6 +9,7 @@ waits on I/O.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -26,7 +27,8 @@ from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, pro
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, video_preset
-from .record import frame_faces, write_record
+from ..io.atomic import write_bytes_atomic
+from .record import frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
 
@@ -55,7 +57,7 @@ def _write_preview(dst: Path, rgb: np.ndarray, seconds: float) -> None:
 def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.PathLike,
                   options: VideoOptions | None = None, progress: bool = True, key: str | None = None,
                   threaded: bool = True, manual: dict[int, list] | None = None,
-                  record: bool = True, keep_record: dict | None = None) -> VideoResult:
+                  record: bool = True, keep_record: dict | None = None, replace: bool = True) -> VideoResult:
     """Anonymize one video into ``dst``. Never raises for bad input: the result says why.
 
     ``manual``: frame index -> extra boxes [[x1, y1, x2, y2], ...] anonymized on that frame
@@ -68,7 +70,7 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
     options = options or VideoOptions()
     try:
         return _process(anonymizer, src, dst, options, progress, key or src.name, threaded, t0, manual or {},
-                        record, keep_record)
+                        record, keep_record, replace)
     except FaceveilError as exc:
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
     except (KeyboardInterrupt, SystemExit):
@@ -83,12 +85,27 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
                            f"{src}: {exc.__class__.__name__}: {exc}")
 
 
-def _writing_failed(exc: Exception, dst: Path) -> bool:
-    """Whether ``exc`` is the output's folder refusing a write (its temporary file or the record beside it)."""
-    import errno
+@contextlib.contextmanager
+def _record_put_back(dst: Path, earlier: list):
+    """If the video may not take its name (another run's output got it first), the track record written for it
+    just before is undone: the earlier record put back, or ours removed."""
+    try:
+        yield
+    except FileExistsError:
+        if earlier:
+            path = tracks_path(dst)
+            if earlier[0] is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_bytes_atomic(path, earlier[0])
+        raise
 
+
+def _writing_failed(exc: Exception, dst: Path) -> bool:
+    """Whether ``exc`` is the output's folder refusing a write (its temporary file or the record beside it), or
+    an output another run made meanwhile (``replace=False``)."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
-                                                      errno.EPERM) \
+                                                      errno.EPERM, errno.EEXIST) \
         and bool(exc.strerror) and exc.filename is not None and Path(exc.filename).parent in (dst.parent,
                                                                                               dst.parent / ".faceveil")
 
@@ -98,7 +115,7 @@ MAX_LOOKAHEAD_S = 10.0
 
 
 def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record,
-             keep_record=None) -> VideoResult:
+             keep_record=None, replace=True) -> VideoResult:
     info = probe(src)
     fps = float(info.fps)
     # the settings against this video's frame rate, before any decoding starts
@@ -150,10 +167,17 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=key[-30:], leave=False)
     record_warnings: list[str] = []
+    earlier_record: list = []  # replace=False: the record this one replaced, put back if the video may not be
 
     def write_track_record() -> None:
         # Called by the writer before the video gets its name (VideoWriter.before_commit): an output under
         # its name has its record, whose settings a resume with --skip-existing checks (record.check_resume).
+        if not replace:
+            if dst.exists():  # another run's output, made meanwhile: its record stays its own
+                raise FileExistsError(errno.EEXIST, "exists now (another run wrote it since this one started?); not "
+                                                    "replaced (--overwrite replaces it)", str(dst))
+            path = tracks_path(dst)
+            earlier_record.append(path.read_bytes() if path.exists() else None)
         try:
             write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
                           report, None if kept_tracks is None else {
@@ -166,7 +190,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
 
     previews: list[Path] = []
     try:
-        with VideoWriter(dst, info, options.encode) as writer:
+        with _record_put_back(dst, earlier_record), VideoWriter(dst, info, options.encode, replace) as writer:
             if record:
                 writer.before_commit = write_track_record
             write = clock.timed("encode", writer.write)
@@ -316,7 +340,7 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str 
             raise UsageError(f"options: {exc}") from None
     anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
                             preset=video_preset(detector, preset))
-    result = process_video(anonymizer, src, dst, options, progress)
+    result = process_video(anonymizer, src, dst, options, progress, replace=overwrite)
     if result.status == "failed":
         raise InputError(result.error)
     return result

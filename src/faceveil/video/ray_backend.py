@@ -28,15 +28,16 @@ class _VideoWorker:
 
         self.anonymizer = Anonymizer.from_config(cfg)
 
-    def run(self, job: Job, options: VideoOptions) -> VideoResult:
+    def run(self, job: Job, options: VideoOptions, replace: bool = True) -> VideoResult:
         from .job import process_video
 
-        return process_video(self.anonymizer, job.src, job.dst, options, progress=False, key=job.rel)
+        return process_video(self.anonymizer, job.src, job.dst, options, progress=False, key=job.rel, replace=replace)
 
 
 def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions, workers: int = 1,
-                   address: str | None = None) -> Iterator[tuple[int, VideoResult]]:
-    """(index into ``jobs``, result) as each video finishes (any order)."""
+                   address: str | None = None, replace: bool = True) -> Iterator[tuple[int, VideoResult]]:
+    """(index into ``jobs``, result) as each video finishes (any order). ``replace=False``: an output another run
+    makes meanwhile is not replaced (that video fails)."""
     from ..batch import _with_threads
     from ..dataset.backends import _import_ray, _stop_reaper, _windowed, start_ray
 
@@ -55,7 +56,7 @@ def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions
             k, job = k_job
             a = load.index(min(load))
             load[a] += 1
-            ref = actors[a].run.remote(job, options)
+            ref = actors[a].run.remote(job, options, replace)
             pending[ref] = (k, job, a)
             return ref
 
