@@ -101,10 +101,17 @@ def video(path: str) -> int:
     people = People(["reference"], desc.reshape(1, 128), np.zeros(1, np.int64))
     plan, kept = plan_tracks(read_frames(path), anon.detector.detect, VideoOptions(), fps, KeepPolicy(people))
     boxes = sum(len(d) for d, _ in plan.values())
-    kept_boxes = sum(int(np.isin(d.track_id, list(kept)).sum()) for d, _ in plan.values())
+
+    def kept_on(idx: int, d) -> np.ndarray:  # the boxes kept on frame idx: a kept track's, within its spans
+        return np.asarray([any(a <= idx <= b for a, b in kept.get(int(t), {}).get("spans", ())) for t in d.track_id],
+                          bool)
+
+    kept_boxes = sum(int(kept_on(i, d).sum()) for i, (d, _) in plan.items())
+    ref_boxes = sum(int((kept_on(i, d) & (d.track_id == ref)).sum()) for i, (d, _) in plan.items())
     print(f"{Path(path).name}: {len(plan)} frames, {len(lengths)} tracks, {boxes} boxes; reference: track {ref} "
           f"({lengths[ref]} detected frames, face cut from frame {frame})")
-    print(f"kept tracks: {sorted(kept)} ({kept_boxes} boxes kept, {boxes - kept_boxes} hidden); "
+    print(f"kept tracks: {sorted(kept)} ({kept_boxes} boxes kept, {ref_boxes} of them the reference's, "
+          f"{boxes - kept_boxes} hidden); "
           f"reference kept: {ref in kept}; other tracks kept: {sorted(set(kept) - {ref})} "
           f"{[kept[t]['distance'] for t in sorted(kept)]}; {time.time() - t0:.0f}s")
     return 0

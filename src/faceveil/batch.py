@@ -29,12 +29,18 @@ def _init_worker(cfg: AnonymizerConfig) -> None:
     _worker = Anonymizer.from_config(cfg)
 
 
+_initializing = False  # a pool worker still loading its models: ended quietly (nothing of it to unwind)
+
+
 def _init_pool_worker(parent_pid: int, cfg: AnonymizerConfig) -> None:
+    global _initializing
     from .signals import ignore_in_worker
 
     ignore_in_worker()  # Ctrl-C / `timeout` reach the parent, which shuts the pool down
+    _initializing = True
     die_with_parent(parent_pid)  # after ignore_in_worker: the parent's death sends its own signal
     _init_worker(cfg)
+    _initializing = False
 
 
 # ---------------------------------------------------------------------------
@@ -97,6 +103,8 @@ def _watch_parent(parent_gone: Callable[[], bool]) -> None:
 
 
 def _on_sigterm(signum, frame) -> None:
+    if _initializing:  # SystemExit in the pool's initializer printed "Exception in initializer:" and a traceback
+        os._exit(128 + signum)
     killer = threading.Timer(_GRACE_S, os._exit, (1,))  # in case unwinding blocks (a pipe to a dead parent)
     killer.daemon = True
     killer.start()
