@@ -199,6 +199,16 @@ def test_a_timed_keep_region_keeps_nobody_in_a_photo():
         assert np.array_equal(out[20:80, 20:80], img[20:80, 20:80]) == bool(kept)
 
 
+def test_a_timed_region_on_photos_is_said(tmp_path, astronaut):
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(astronaut).save(tmp_path / "in" / "a.png")
+    r = _faceveil("anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--keep-region",
+                  "0,0,1.0,1.0@100-200")
+    assert r.returncode == 0 and "warning: regions with a time window (@t0-t1) apply to videos only" in r.stderr
+
+
 def test_a_skipped_consent_photo_is_named_once(tmp_path):
     """The gallery's message for an unreadable photo said its path twice ("a.jpg: a.jpg: not an image")."""
     pytest.importorskip("dlib", reason=DLIB)

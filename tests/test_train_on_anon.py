@@ -217,9 +217,14 @@ def test_missing_labels_file_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "imgs").mkdir()  # the report folder beside the images: inside them is refused first
     rc = main(["eval", "train", "--images", str(tmp_path / "imgs"), "--labels", str(tmp_path / "nope.txt"),
                "-o", str(tmp_path / "o")])
-    assert rc == 1
+    assert rc == 2  # bad usage, before any work, as `eval leaks` and `dataset anonymize` say it
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.txt" in err[0]
+    for bad in (["--steps", "0"], ["--batch", "-1"], ["--max-images", "0"], ["--split-seed", "x"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["eval", "train", "--images", str(tmp_path / "imgs"), "--labels", str(tmp_path / "nope.txt"),
+                  "-o", str(tmp_path / "o"), *bad])
+        assert exit_.value.code == 2, bad
 
 
 @pytest.mark.slow

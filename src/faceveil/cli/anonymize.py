@@ -95,6 +95,10 @@ def cmd_anonymize(args) -> int:
                           overwrite=args.overwrite)
     image_jobs, video_jobs = split_video_jobs(jobs)
     kept_images, kept_videos = split_video_jobs(kept)
+    timed = [r for r in (keep.keep_regions + keep.only_regions) if r.t0 is not None or r.t1 is not None] if keep else []
+    if timed and image_jobs:  # a photo has no time: such a region keeps nobody there (fails closed), say so
+        print(f"faceveil: warning: regions with a time window (@t0-t1) apply to videos only: in the {len(image_jobs)} "
+              "images they keep no face (--keep-region) and restrict none (--only-region)", file=sys.stderr)
     if args.preview:
         check_previews(video_jobs, [j.dst for j in jobs + kept])
     from ..io.atomic import remove_stale_temporaries

@@ -427,18 +427,19 @@ def register_train(sub) -> None:
     p.add_argument("--param", "-p", action="append", default=[], metavar="METHOD.NAME=VALUE",
                    help="a method parameter, repeatable, e.g. -p blur.kernel=25 (or blur:kernel=25)")
     p.add_argument("--budget", default="20m", help="training time per method (20m, 90s, 1h; default 20m)")
-    p.add_argument("--steps", type=int, help="also stop after this many steps (reproducible weights)")
+    p.add_argument("--steps", type=whole(1), help="also stop after this many steps (reproducible weights)")
     p.add_argument("-o", "--output", required=True, help="report folder (results.json, report.md, plots)")
     p.add_argument("--overwrite", action="store_true", help="replace files in the report folder faceveil did not write")
     p.add_argument("--seed", type=whole(), default=0, help="training seed (default 0)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
+    p.add_argument("--split-seed", type=whole(), default=0, help="seed of the train/test split (default 0)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of images held out for testing (default 0.2)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
-    p.add_argument("--input-size", type=int, default=320, help="training crop side in pixels (default 320)")
-    p.add_argument("--width", type=int, default=16, help="detector width (channels of the first stage; default 16)")
-    p.add_argument("--threads", type=int, default=4, help="augmentation threads (default 4)")
-    p.add_argument("--max-images", type=int, help="use only the first N labelled images (quick runs)")
+    p.add_argument("--batch", type=whole(1), default=16, help="training batch size (default 16)")
+    p.add_argument("--input-size", type=whole(32), default=320, help="training crop side in pixels (default 320)")
+    p.add_argument("--width", type=whole(1), default=16,
+                   help="detector width (channels of the first stage; default 16)")
+    p.add_argument("--threads", type=whole(1), default=4, help="augmentation threads (default 4)")
+    p.add_argument("--max-images", type=whole(1), help="use only the first N labelled images (quick runs)")
     p.add_argument("--save-models", action="store_true", help="export each method's detector as ONNX under OUT/models/")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -460,6 +461,9 @@ def cmd_train(args) -> int:
         raise UsageError("--test-fraction must be between 0 and 1")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UsageError(f"--device {args.device!r}: expected cpu or cuda")
+    for what, path in (("--images", args.images), ("--labels", args.labels)):  # bad usage, as in `eval leaks`
+        if not Path(path).exists():
+            raise UsageError(f"{path}: no such {'folder' if what == '--images' else 'label file'} ({what})")
     check_result_folder(args.output, ["results.json", "report.md", "ap_by_size.png", "ap_vs_time.png", "models"],
                         "the report", [args.labels], [args.images], args.overwrite)
     samples, problems = load_samples(args.images, args.labels, args.max_images)
