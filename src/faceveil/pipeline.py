@@ -18,9 +18,9 @@ import numpy as np
 from .anonymize import Compositor, RegionParams, get_method
 from .detect import get_detector
 from .detect.base import detection_view
-from .detections import Detections
+from .detections import Detections, given_boxes
 from .errors import FaceveilError, InputError, UsageError
-from .io.images import read_image, write_image
+from .io.images import GREY16_MODES, grey16_view, read_image, write_image
 from .registry import make_params
 
 
@@ -186,8 +186,6 @@ class Anonymizer:
         if detections is None:
             detections, _ = self.split(image, self.detect(image))
         else:  # a caller's faces: x, y, w, h rows or a NaN box hid nothing, a list raised AttributeError
-            from .detections import given_boxes
-
             detections = given_boxes(detections)
         if rng is None:
             rng = np.random.default_rng(self.seed)
@@ -300,24 +298,19 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-_GREY16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
 def _pil_rgb(img) -> np.ndarray:
     """A PIL image's pixels as RGB uint8, as files are read (io.images.read_image): np.asarray took CMYK for RGBA
     (colours inverted) and a palette ("P") image's indices for grey levels. Alpha is dropped; 16-bit grey is scaled
     to 8 bits by its maximum; what has no faithful 8-bit RGB (floating point, 32-bit) is refused."""
     mode = img.mode
-    if mode in _GREY16:
+    if mode in GREY16_MODES:
         # as read_image sees a 16-bit grey file: scaled by its own maximum (12-bit data stays visible); Pillow's
         # convert("RGB") clips every value over 255 to white
         a = np.asarray(img)
         if a.size and (a.min() < 0 or a.max() > 65535):
             raise InputError(f"a PIL image in mode {mode} with values outside 0..65535 is not supported; "
                              "convert it to 8 bit first")
-        top = max(int(a.max()) if a.size else 0, 1)
-        grey = ((a.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
+        return np.repeat(grey16_view(a)[0][:, :, None], 3, axis=2)
     if mode == "F" or mode.startswith("I;32"):
         raise InputError(f"a PIL image in mode {mode} (floating point or 32-bit) is not supported; "
                          "convert it to 8 bit first")

@@ -10,7 +10,7 @@ from .. import __version__
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
 from ..errors import UsageError
 from ..io.images import is_image_path
-from ..io.inputs import OTHER_MEDIA
+from ..io.inputs import OTHER_MEDIA, output_folders
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
@@ -103,8 +103,7 @@ def cmd_anonymize(args) -> int:
         check_previews(video_jobs, [j.dst for j in jobs + kept])
     from ..io.atomic import remove_stale_temporaries
 
-    # The outputs' folders and their .faceveil/ (video track records, see video.tracks_path).
-    stale = remove_stale_temporaries([d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")])
+    stale = remove_stale_temporaries(output_folders(jobs))
     # Build once here so bad names, parameters or a missing model fail before any work.
     vanon = first = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
     warn_unchecked_donors(vanon.method)
@@ -133,15 +132,15 @@ def cmd_anonymize(args) -> int:
     n_failed = report_failures(results)
     written = [r for r in results if r.status == "written"]
     faces = sum(r.faces for r in written)
+    n_kept = sum(_kept(r) for r in written)
     if args.report:
         report = {"faceveil": __version__, **describe, "files": [r.to_json() for r in results],
                   "skipped": [str(p) for p in skipped], "existing": [str(j.dst) for j in kept],
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces,
-                              "kept": sum(len(getattr(r, "kept", None) or []) for r in written)}}
+                              "kept": n_kept}}
         write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
     n_files = len(jobs) + len(unwritable)
-    n_kept = sum(len(getattr(r, "kept", None) or []) for r in written)
     msg = f"faceveil: {len(written)} of {n_files} files anonymized ({_faces_text(written)}) -> {where}"
     if keep:
         msg += f"; {n_kept} kept as they are (faces; tracks in videos)"
@@ -173,10 +172,15 @@ def unwritten(job):
                       "videos: .mp4, .mov, .mkv, .avi, .webm); give -o NAME.png if it is a picture")
 
 
+def _kept(result) -> int:
+    """Faces (an image's) or tracks (a video's) a result left as they are."""
+    return len(getattr(result, "kept", None) or [])
+
+
 def _faces_text(written) -> str:
     """"3 faces" hidden, or for videos "14387 face-frames in videos" (one face over 300 frames counts 300). An image's
     faces kept as they are (--keep-people, --keep-region) are not counted: they are named after this."""
-    n_img = sum(r.faces - len(getattr(r, "kept", None) or []) for r in written if not is_video_path(r.input))
+    n_img = sum(r.faces - _kept(r) for r in written if not is_video_path(r.input))
     n_vid = sum(r.faces for r in written if is_video_path(r.input))
     img = f"{n_img} face{'' if n_img == 1 else 's'}"
     if not any(is_video_path(r.input) for r in written):
@@ -266,11 +270,12 @@ def run_videos(cfg, jobs, args) -> list:
     if not jobs:
         return []
     options = video_options(args)
+    replace = args.overwrite or args.in_place  # else an output another run makes meanwhile is not replaced
     if getattr(args, "backend", "local") == "ray":
         from ..video.ray_backend import run_videos_ray
 
         done: dict[int, object] = {}
-        for i, r in run_videos_ray(cfg, jobs, options, args.jobs or 1, args.address, args.overwrite or args.in_place):
+        for i, r in run_videos_ray(cfg, jobs, options, args.jobs or 1, args.address, replace):
             done[i] = r
             if not args.quiet:
                 print(f"faceveil: video {len(done)}/{len(jobs)} done: {jobs[i].rel}", file=sys.stderr)
@@ -283,7 +288,7 @@ def run_videos(cfg, jobs, args) -> list:
                 if not args.quiet and len(jobs) > 1:
                     print(f"faceveil: video {i + 1}/{len(jobs)}: {job.rel}", file=sys.stderr)
                 yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet, key=job.rel,
-                                         replace=args.overwrite or args.in_place)
+                                         replace=replace)
 
         finished = local()
     results = []

@@ -82,18 +82,22 @@ def atomic_path(target: str | os.PathLike, replace: bool = True) -> Iterator[Pat
     _fsync_path(target.parent, directory=True)
 
 
+def exists_now(target: Path) -> FileExistsError:
+    """The error for an output that another writer made after this run checked (``replace=False``)."""
+    return FileExistsError(errno.EEXIST, "exists now (another run wrote it since this one started?); not replaced "
+                                         "(--overwrite replaces it)", str(target))
+
+
 def _move_no_clobber(tmp: Path, target: Path) -> None:
     """Give ``tmp`` the name ``target`` unless that exists, atomically: a hard link fails on an existing name (a
     rename would replace it). Where links are not supported (FAT, some network shares), a check then a rename."""
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise FileExistsError(errno.EEXIST, "exists now (another run wrote it since this one started?); not "
-                                            "replaced (--overwrite replaces it)", str(target)) from None
+        raise exists_now(target) from None
     except OSError:
         if os.path.lexists(target):
-            raise FileExistsError(errno.EEXIST, "exists now; not replaced (--overwrite replaces it)",
-                                  str(target)) from None
+            raise exists_now(target) from None
         os.replace(tmp, target)
         return
     os.unlink(tmp)

@@ -43,6 +43,17 @@ class ImageFile:
     encoding: dict = field(default_factory=dict)  # how the source was stored: {"format", "lossless", "compression"}
 
 
+# Pillow's modes of 16-bit grey ("I": a 16-bit PNG on some Pillow versions)
+GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def grey16_view(deep: np.ndarray) -> tuple[np.ndarray, int]:
+    """An 8-bit view of 16-bit grey samples, scaled by their own maximum (12-bit data in a 16-bit file stays
+    visible), and that maximum: what the 8-bit view's 255 stands for."""
+    top = max(int(deep.max()) if deep.size else 0, 1)
+    return ((deep.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8), top
+
+
 # Above Pillow's MAX_IMAGE_PIXELS, a file declaring more pixels than this per byte is refused as a bomb:
 # camera JPEGs hold 2-10 pixels per byte, even flat PNG screenshots well under 50.
 _BOMB_PIXELS_PER_BYTE = 64
@@ -73,9 +84,8 @@ def _open(path: Path):
             try:
                 img = Image.open(path)
             except Image.DecompressionBombError as exc:  # over twice Pillow's limit: our own test decides
-                m = re.search(r"\((\d+) pixels\)", str(exc))
-                limit = Image.MAX_IMAGE_PIXELS
-                if not m or not limit or int(m.group(1)) > _MAX_PHOTO_FACTOR * limit:
+                pixels, limit = _declared_pixels(exc), Image.MAX_IMAGE_PIXELS
+                if pixels is None or not limit or pixels > _MAX_PHOTO_FACTOR * limit:
                     raise
                 with _LIMIT_LOCK:
                     Image.MAX_IMAGE_PIXELS = None
@@ -112,17 +122,26 @@ def _open(path: Path):
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{path}: cannot decode image ({exc})") from None
     except Image.DecompressionBombWarning as exc:
-        m = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{int(m.group(1)):,} pixels" if m else "its declared size"
+        size = _size_text(exc)
         raise InputError(f"{path}: refused as a decompression bomb: {size} in a {path.stat().st_size:,}-byte file "
                          f"(over {_BOMB_PIXELS_PER_BYTE} pixels a byte)") from None
     except Image.DecompressionBombError as exc:
-        m = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{int(m.group(1)):,} pixels" if m else "its declared size"
+        size = _size_text(exc)
         limit = _MAX_PHOTO_FACTOR * (Image.MAX_IMAGE_PIXELS or 0)
         raise InputError(f"{path}: refused, {size} is over faceveil's {limit:,}-pixel limit ({_MAX_PHOTO_FACTOR}x "
                          "PIL.Image.MAX_IMAGE_PIXELS; a library caller may raise that)") from None
     return img
+
+
+def _declared_pixels(exc: Exception) -> int | None:
+    """The pixel count a decompression-bomb warning or error of Pillow's names, e.g. "(120000000 pixels)"."""
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(m.group(1)) if m else None
+
+
+def _size_text(exc: Exception) -> str:
+    pixels = _declared_pixels(exc)
+    return f"{pixels:,} pixels" if pixels is not None else "its declared size"
 
 
 # TIFF compressions that lose nothing: an output in the source's format keeps the source's (a LZW TIFF came out
@@ -161,8 +180,7 @@ def _deep_colour(img) -> bool:
     if img.mode not in ("RGB", "RGBA", "CMYK", "LA", "P"):
         return False
     if img.format == "TIFF":
-        bits = img.tag_v2.get(258, (8,))
-        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+        return _tiff_bits(img, 8) > 8
     if img.format == "PNG" and img.fp is not None:
         # Pillow keeps no bit depth for PNG: read it from the IHDR chunk (byte 24 of every PNG).
         pos = img.fp.tell()
@@ -174,9 +192,14 @@ def _deep_colour(img) -> bool:
     return False
 
 
+def _tiff_bits(img, default: int) -> int:
+    """A TIFF's bits per sample (tag 258: a number, or one per channel), the largest."""
+    bits = img.tag_v2.get(258, (default,))
+    return max(bits if isinstance(bits, tuple) else (bits,))
+
+
 def _depth_name(img) -> str:
-    bits = img.tag_v2.get(258, (32,)) if img.format == "TIFF" else (32,)
-    if img.mode.startswith("I;16") or (img.mode == "I" and max(bits if isinstance(bits, tuple) else (bits,)) == 16):
+    if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "TIFF" and _tiff_bits(img, 32) == 16):
         return "signed 16-bit"  # the unsigned ones are read; a signed 16-bit TIFF was called 32-bit
     return {"F": "floating-point"}.get(img.mode, "32-bit" if img.mode.startswith("I") else "16-bit colour")
 
@@ -188,13 +211,12 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
     mode = img.mode
     alpha = None
     deep, deep_max = None, 255
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+    if mode in GREY16_MODES:
         # 16-bit grey: Pillow's convert("RGB") clips every value over 255 to white (a face became
         # a white sheet, "0 faces"). Detect on an 8-bit view scaled by the image's own maximum
         # (12-bit data in a 16-bit file stays visible); write_image puts the faces back in 16 bit.
         deep = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
-        deep_max = max(int(deep.max()), 1)
-        view = ((deep.astype(np.uint32) * 255 + deep_max // 2) // deep_max).astype(np.uint8)
+        view, deep_max = grey16_view(deep)
         rgb = np.repeat(view[:, :, None], 3, axis=2)
     elif "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -249,7 +271,7 @@ def _srgb_transform(icc: bytes):
 
 def read_image_rgba(path: str | os.PathLike) -> np.ndarray:
     img = _open(Path(path))
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+    if img.mode in GREY16_MODES:
         # 16-bit grey: Pillow's convert clips every value over 255 to white (an overlay became a white sheet)
         grey = (np.clip(np.asarray(img), 0, 65535).astype(np.uint32) * 255 + 32767) // 65535
         return np.dstack([grey.astype(np.uint8)] * 3 + [np.full(grey.shape, 255, np.uint8)])

@@ -35,6 +35,11 @@ OTHER_MEDIA = UNWRITTEN_MEDIA | {".jp2", ".j2k", ".jpx", ".jxr", ".ppm", ".pgm",
                                  ".3gp", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".ogv", ".vob"}
 
 
+def output_folders(jobs) -> set[Path]:
+    """The jobs' output folders and their .faceveil/ (video track records, see video.tracks_path)."""
+    return {d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")}
+
+
 def plan_jobs(
     inputs: list[str | os.PathLike],
     output: str | os.PathLike | None,

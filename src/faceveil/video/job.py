@@ -27,7 +27,7 @@ from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, pro
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, video_preset
-from ..io.atomic import write_bytes_atomic
+from ..io.atomic import exists_now, write_bytes_atomic
 from .record import frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -174,8 +174,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         # its name has its record, whose settings a resume with --skip-existing checks (record.check_resume).
         if not replace:
             if dst.exists():  # another run's output, made meanwhile: its record stays its own
-                raise FileExistsError(errno.EEXIST, "exists now (another run wrote it since this one started?); not "
-                                                    "replaced (--overwrite replaces it)", str(dst))
+                raise exists_now(dst)
             path = tracks_path(dst)
             earlier_record.append(path.read_bytes() if path.exists() else None)
         try:

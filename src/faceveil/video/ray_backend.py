@@ -82,6 +82,7 @@ def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions
             # Actors ended mid-video (Ctrl-C, a failed run) cannot unwind: their temporary files stayed while the
             # run said "no partial files were left". Their processes are gone now, so these count as stale.
             from ..io.atomic import remove_stale_temporaries
+            from ..io.inputs import output_folders
 
-            remove_stale_temporaries({d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")})
+            remove_stale_temporaries(output_folders(jobs))
 
