@@ -203,13 +203,18 @@ def whole(minimum: int = 0):
     return parse
 
 
+def _number(text: str) -> float:
+    """``text`` as a float, or argparse's error (exit 2): the part ``at_least`` and ``between`` share."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def at_least(minimum: float = 0.0):
     """An argparse type: a finite number of at least ``minimum`` (a size in px); anything else is bad usage."""
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        value = _number(text)
         if not value >= minimum or value == float("inf"):  # nan fails the first test
             raise argparse.ArgumentTypeError(f"must be a finite number of at least {minimum:g}, got {text}")
         return value
@@ -222,10 +227,7 @@ def between(low: float, high: float, low_open: bool = False):
     """An argparse type: a number from ``low`` to ``high`` (above ``low`` with ``low_open``): a share, a score;
     anything else is bad usage (exit 2) before any work."""
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        value = _number(text)
         if not (low < value if low_open else low <= value) or not value <= high:  # nan fails both
             side = "above" if low_open else "from"
             raise argparse.ArgumentTypeError(f"must be a number {side} {low:g} to {high:g}, got {text}")
@@ -267,12 +269,14 @@ def check_result_folder(output: str, names: list[str], what: str, inputs=(), fol
     replace: a folder that is a file, or is (or is inside) one of the input ``folders``; a result (``names``: the
     faceveil JSON first, then the plots and folders written beside it) over one of the ``inputs`` or an existing
     file faceveil did not write, unless ``overwrite``. The files beside a JSON faceveil wrote are its own."""
+    from ..io.inputs import is_inside
+
     out = Path(output)
     inputs = [q for q in inputs if q]
     if out.exists() and not out.is_dir():
         raise UsageError(f"{output}: exists and is not a folder; give a folder for {what}")
     for folder in folders:
-        if folder and (out.resolve() == Path(folder).resolve() or Path(folder).resolve() in out.resolve().parents):
+        if folder and is_inside(out, Path(folder)):
             where = "is" if out.resolve() == Path(folder).resolve() else "is inside"
             raise UsageError(f"{output}: the output folder {where} the input {folder}; give a folder outside it")
     main = out / names[0]

@@ -461,9 +461,9 @@ def cmd_train(args) -> int:
         raise UsageError("--test-fraction must be between 0 and 1")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UsageError(f"--device {args.device!r}: expected cpu or cuda")
-    for what, path in (("--images", args.images), ("--labels", args.labels)):  # bad usage, as in `eval leaks`
-        if not Path(path).exists():
-            raise UsageError(f"{path}: no such {'folder' if what == '--images' else 'label file'} ({what})")
+    if not Path(args.images).exists():  # bad usage, as in `eval leaks`
+        raise UsageError(f"{args.images}: no such folder (--images)")
+    check_labels_file(args.labels)
     check_result_folder(args.output, ["results.json", "report.md", "ap_by_size.png", "ap_vs_time.png", "models"],
                         "the report", [args.labels], [args.images], args.overwrite)
     samples, problems = load_samples(args.images, args.labels, args.max_images)

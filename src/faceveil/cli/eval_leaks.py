@@ -64,18 +64,15 @@ def cmd_leaks(args) -> int:
 
     from .. import __version__
     from ..eval.leaks import LeakMetric, PRCurve, anonymized_mask, detect_with_candidates
-    from ..io.labels import find_image, read_eval_labels
+    from ..io.labels import check_labels_path, find_image, read_eval_labels
     from ..io.images import read_rgb
     from ..pipeline import Anonymizer
 
-    from ..dataset.plan import _check_labels_kind
 
     images = Path(args.images)
     if not images.is_dir():
         raise UsageError(f"{images}: not a folder")
-    if not Path(args.labels).exists():  # bad usage, as in `dataset anonymize`
-        raise UsageError(f"{args.labels}: no such label file or folder")
-    _check_labels_kind(args.format, Path(args.labels))
+    check_labels_path(args.format, Path(args.labels))  # bad usage, as in `dataset anonymize`
     if args.output:
         check_result_folder(args.output, ["results.json", "pr_curve.png", "leaked"], "the results", [args.labels],
                             [args.images, args.labels], args.overwrite)

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 from ..errors import InputError, UsageError
 from ..io.images import is_image_path
 from ..io.inputs import is_inside
-from ..io.labels import LabelSet, label_files, read_labels, resolve_image
+from ..io.labels import LabelSet, check_labels_path, label_files, read_labels, resolve_image
 from .config import MANIFEST, OWN_DIR, Item, labels_digest
 
 @dataclass
@@ -35,9 +35,7 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
     images_root, labels_path, out = Path(images), Path(labels), Path(out)
     if not images_root.is_dir():
         raise UsageError(f"{images_root}: no such images folder")
-    if not labels_path.exists():
-        raise UsageError(f"{labels_path}: no such label file or folder")
-    _check_labels_kind(fmt, labels_path)
+    check_labels_path(fmt, labels_path)
     # Mirror the tree that holds both images and labels (e.g. images/ and ground_truth/x.txt)
     # unless they only share / or the home folder: then OUT gets the images folder and the labels by name.
     images_abs, labels_abs = images_root.resolve(), labels_path.resolve()
@@ -101,24 +99,6 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
     no_file = [im.path for im in ls.images if fmt == "yolo" and not im.info.get("label_file", True)]
     return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled, no_file, digests,
                 {"images": str(images_abs), "labels": str(labels_abs)})
-
-
-_LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a label file (COCO .json)",
-               "yolo": "a folder of YOLO .txt label files", "voc": "a folder of Pascal VOC .xml files"}
-
-
-def _check_labels_kind(fmt: str, labels: Path) -> None:
-    """--format and --labels must agree on file versus folder: a usage error, named, before anything is read."""
-    wants_dir = fmt in ("yolo", "voc")
-    if labels.is_dir() == wants_dir or fmt not in _LABEL_KIND:
-        return
-    if labels.is_dir():
-        guess = "voc" if next(labels.rglob("*.xml"), None) else "yolo" if next(labels.rglob("*.txt"), None) else None
-    else:
-        guess = {".json": "coco", ".txt": "wider"}.get(labels.suffix.lower())
-    hint = f"; it looks like {_LABEL_KIND[guess]}: use --format {guess}" if guess and guess != fmt else ""
-    got = "a folder" if labels.is_dir() else "a file"
-    raise UsageError(f"{labels}: --format {fmt} expects {_LABEL_KIND[fmt]}, got {got}{hint}")
 
 
 def _known_classes(face_classes: set[str], ls: LabelSet, fmt: str, labels_path: Path) -> set[str]:

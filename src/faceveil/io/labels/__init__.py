@@ -99,3 +99,24 @@ def find_image(images: str | os.PathLike, key: str) -> Path | None:
                 return cand
     hits = [q for q in images.rglob(stem + ".*") if q.suffix.lower() in IMAGE_EXTS]
     return hits[0] if hits else None
+
+
+_LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a label file (COCO .json)",
+               "yolo": "a folder of YOLO .txt label files", "voc": "a folder of Pascal VOC .xml files"}
+
+
+def check_labels_path(fmt: str, labels: Path) -> None:
+    """--labels must exist, and --format and --labels agree on file versus folder: usage errors, named, before
+    anything is read (dataset anonymize and eval leaks)."""
+    if not labels.exists():
+        raise UsageError(f"{labels}: no such label file or folder")
+    wants_dir = fmt in ("yolo", "voc")
+    if labels.is_dir() == wants_dir or fmt not in _LABEL_KIND:
+        return
+    if labels.is_dir():
+        guess = "voc" if next(labels.rglob("*.xml"), None) else "yolo" if next(labels.rglob("*.txt"), None) else None
+    else:
+        guess = {".json": "coco", ".txt": "wider"}.get(labels.suffix.lower())
+    hint = f"; it looks like {_LABEL_KIND[guess]}: use --format {guess}" if guess and guess != fmt else ""
+    got = "a folder" if labels.is_dir() else "a file"
+    raise UsageError(f"{labels}: --format {fmt} expects {_LABEL_KIND[fmt]}, got {got}{hint}")
