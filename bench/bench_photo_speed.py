@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import int8_line, labelled_sets, pick, run_timed
+from common import compile_bytecode, int8_line, labelled_sets, pick, run_timed
 from faceveil.eval.splits import split
 from faceveil.io.labels import find_image, read_eval_labels
 
@@ -78,9 +78,11 @@ def main() -> None:
             if name not in keep:
                 del SETTINGS[name]
     runs = [(s, None) for s in SETTINGS]
+    compile_bytecode()
     if a.compare:
         a.compare = a.compare.resolve()
         label = a.compare.parent.name if a.compare.name == "src" else a.compare.name
+        compile_bytecode(a.compare)
         runs = [r for s in SETTINGS for r in [(s, None)] + ([(s, a.compare)] if SETTINGS[s] is not None else [])]
     rows = []
     for setname, images, labels in labelled_sets(a.sets):
