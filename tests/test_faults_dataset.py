@@ -500,6 +500,35 @@ def test_yolo_boxes_are_read_in_the_upright_frame(tmp_path, astronaut, capsys):
     assert np.abs(after[fy1:fy2, fx1:fx2] - GREY).mean() < 2
 
 
+@pytest.mark.parametrize("orientation", [6, 3])
+def test_an_exif_rotated_tiff_is_written_and_its_face_hidden(tmp_path, astronaut, orientation, capsys):
+    # Pillow 13 turns a TIFF upright as it opens it: the read-back check took the rotated TIFF's upright size for a
+    # short write ("disk full or failing?") and failed the image (an audit, stop 53).
+    stored = np.ascontiguousarray(astronaut[:400, :300])
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(stored).save(root / "a.tif", tiffinfo={0x0112: orientation})
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(root / "a.tif")).convert("RGB"))
+    mark = np.zeros(stored.shape[:2], bool)
+    x1, y1, x2, y2 = FACE
+    mark[y1:y2, x1:x2] = True
+    oriented = np.rot90(mark, -1 if orientation == 6 else 2)  # 6: shown turned 90 degrees clockwise; 3: 180
+    ys, xs = np.nonzero(oriented)
+    h, w = upright.shape[:2]
+    labels = tmp_path / "ds" / "labels"
+    labels.mkdir()
+    (labels / "a.txt").write_text(f"0 {(xs.min() + xs.max() + 1) / 2 / w} {(ys.min() + ys.max() + 1) / 2 / h} "
+                                  f"{(xs.max() + 1 - xs.min()) / w} {(ys.max() + 1 - ys.min()) / h}\n")
+    out = tmp_path / "out"
+    assert main(_anon_args("yolo", root, labels, out, "--face-classes", "0")) == 0, capsys.readouterr().err
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(out / "images" / "a.tif")).convert("RGB")).astype(int)
+    assert shown.shape == upright.shape
+    face = oriented > 0
+    assert np.abs(shown[face] - GREY).mean() < 2, "the labelled face must be blacked out"
+    assert np.abs(shown[~face] - upright[~face]).mean() < 1
+    assert verify(out).ok
+
+
 def test_a_worker_whose_run_is_an_ancestor_still_dies_with_it(tmp_path):
     # forkserver workers (Python 3.14's default) and Ray actors are not children of the run: pid polling
     import os

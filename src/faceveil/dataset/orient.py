@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.images import ImageFile, write_image
+from ..io.images import ImageFile, stored_size, write_image
 
 # EXIF orientation. Dataset labels (WIDER, COCO, VOC) address the stored pixels, so dataset mode keeps them:
 # it anonymizes the upright view (the detector needs upright faces), turns the result back into the stored
@@ -97,7 +97,7 @@ def write_checked(dst: str, rgb: np.ndarray, src: ImageFile, orientation: int, k
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            ok = im.size == (stored.shape[1], stored.shape[0])
+            ok = stored_size(im) == (stored.shape[1], stored.shape[0])
     except Exception:
         ok = False
     if not ok:

@@ -133,6 +133,15 @@ def _open(path: Path):
     return img
 
 
+def stored_size(img) -> tuple[int, int]:
+    """Width and height of an opened image's pixels as the file stores them (before its EXIF orientation). Pillow
+    (13) turns a TIFF with orientation 5-8 upright as it opens it, so its ``size`` is the upright one there."""
+    tags = getattr(img, "tag_v2", None)
+    if img.format == "TIFF" and tags is not None and 256 in tags and 257 in tags:
+        return int(tags[256]), int(tags[257])
+    return img.size
+
+
 def _declared_pixels(exc: Exception) -> int | None:
     """The pixel count a decompression-bomb warning or error of Pillow's names, e.g. "(120000000 pixels)"."""
     m = re.search(r"\((\d+) pixels\)", str(exc))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...errors import InputError
 from ..atomic import write_bytes_atomic
-from ..images import is_image_path
+from ..images import is_image_path, stored_size
 from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, read_text
 
 
@@ -22,7 +22,7 @@ def _oriented_size(path: Path) -> tuple[int, int] | None:
 
     try:
         with Image.open(path) as img:
-            w, h = img.size
+            w, h = stored_size(img)
             try:
                 orientation = img.getexif().get(0x0112, 1)
             except Exception:
