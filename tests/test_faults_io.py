@@ -330,6 +330,52 @@ def test_cmyk_jpeg_keep_metadata_drops_its_cmyk_profile(tmp_path, capsys, astron
     assert res.mode == "RGB" and b"a CMYK profile" not in res.info.get("icc_profile", b"")
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
+def test_keep_metadata_drops_the_face_previews_held_in_makernote_and_xmp(tmp_path, capsys, astronaut, ext):
+    # An audit (stop 53): --keep-metadata wrote the original face back out, whole, in the MakerNote (where cameras
+    # keep previews) and as an XMP thumbnail (base64), beside the anonymized pixels. The rest of the metadata stays.
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(astronaut[40:200, 160:290]).save(buf, "JPEG", quality=90)
+    thumb = buf.getvalue()
+    b64 = base64.b64encode(thumb)
+    ex = Image.Exif()
+    ex[0x010F] = "CameraMaker"
+    ex.get_ifd(0x8769)[0x927C] = b"PREVIEW\0" + thumb
+    ex.get_ifd(0x8769)[0x9003] = "2026:12:06 10:00:00"
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:dc="http://purl.org/dc/'
+           b'elements/1.1/" xmlns:xmpGImg="http://ns.adobe.com/xap/1.0/g/img/" xmpGImg:alt="' + b64 + b'">'
+           b"<dc:creator>Jane Doe</dc:creator><xmp:Thumbnails><rdf:Alt><rdf:li><xmpGImg:image>"
+           + b"&#xA;".join(b64[i:i + 76] for i in range(0, len(b64), 76)) +
+           b"</xmpGImg:image></rdf:li></rdf:Alt></xmp:Thumbnails></rdf:Description></rdf:RDF></x:xmpmeta>")
+    src = tmp_path / "in" / f"a{ext}"
+    src.parent.mkdir()
+    kwargs: dict = {"exif": ex.tobytes()}
+    if ext == ".png":
+        from PIL.PngImagePlugin import PngInfo
+
+        kwargs["pnginfo"] = PngInfo()
+        kwargs["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp.decode())
+    else:
+        kwargs["xmp"] = xmp
+    Image.fromarray(astronaut).save(src, **kwargs)
+    assert thumb[-300:-200] in src.read_bytes()
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", "--keep-metadata", "-q")
+    assert code == 0, err
+    out = tmp_path / "out" / f"a{ext}"
+    data = out.read_bytes()
+    assert thumb[-300:-200] not in data, "the MakerNote's face preview was written"
+    assert b64[-300:-240] not in data.replace(b"&#xA;", b""), "the XMP's face thumbnail was written"
+    res = Image.open(out)
+    assert res.getexif()[0x010F] == "CameraMaker" and res.getexif().get_ifd(0x8769)[0x9003] == "2026:12:06 10:00:00"
+    assert b"Jane Doe" in data
+    face = (slice(70, 170), slice(190, 260))
+    assert np.abs(np.asarray(res.convert("RGB"))[face].astype(int) - astronaut[face]).mean() > 10
+
+
 def _alpha(shape):
     a = np.full(shape[:2], 255, np.uint8)
     a[:, :60] = 0  # a transparent band at the left, away from the face

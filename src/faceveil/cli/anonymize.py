@@ -41,7 +41,7 @@ def register(sub) -> None:
     o = a.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write a JSON summary: per file faces, method, params, time, errors")
     o.add_argument("--keep-metadata", action="store_true",
-                   help="keep EXIF (GPS too), XMP, comments (stripped by default)")
+                   help="keep EXIF (GPS too), XMP, comments, but no previews (default: stripped)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
                    help="JPEG/WebP quality (default 95; a lossless WebP stays lossless)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")

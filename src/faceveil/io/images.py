@@ -242,13 +242,48 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
         ex = img.getexif()
         if len(ex):
             ex[0x0112] = 1  # orientation already applied to the pixels
+            _drop_exif_blobs(ex)
             exif = ex.tobytes()
     except Exception:
         exif = None
     info = {k: img.info[k] for k in ("icc_profile", "dpi", "xmp", "comment") if k in img.info}
+    if isinstance(info.get("xmp"), (bytes, str)):
+        info["xmp"] = drop_xmp_blobs(info["xmp"])
     if mode == "CMYK" or srgb is not None:  # written as (s)RGB: the source's profile would misdescribe the pixels
         info.pop("icc_profile", None)
     return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max, img.encoding)
+
+
+# Metadata kept with --keep-metadata must not carry a picture of the face: cameras and editors put previews of the
+# whole photo in the EXIF MakerNote (Canon, Nikon, Sony previews), in XMP (xmp:Thumbnails, Google's GImage/GDepth
+# data) and in the blocks below, none of which the anonymization touches. They are dropped (EXIF's own thumbnail,
+# IFD1, is never written). Fail closed: any other binary EXIF value over EXIF_BLOB_BYTES goes too, and any XMP
+# value that is a long run of base64 (XMP_BLOB_CHARS).
+_EXIF_BLOB_TAGS = {0x927C: "MakerNote", 0x02BC: "XMP (TIFF)", 0x83BB: "IPTC", 0x8649: "Photoshop",
+                   0xC4A5: "PrintIM", 0xC634: "DNGPrivateData"}
+EXIF_BLOB_BYTES = 256
+XMP_BLOB_CHARS = 200
+_B64 = rb"(?:[A-Za-z0-9+/=\s]|&#x?[0-9A-Fa-f]+;)"
+_XMP_BLOB_ELEMENT = re.compile(rb"<([\w.-]+:[\w.-]+)\b[^<>]*>" + _B64 + rb"{%d,}</\1\s*>" % XMP_BLOB_CHARS)
+_XMP_BLOB_ATTRIBUTE = re.compile(rb"\s[\w.-]+:[\w.-]+\s*=\s*(\"|')" + _B64 + rb"{%d,}\1" % XMP_BLOB_CHARS)
+
+
+def _drop_exif_blobs(ex) -> None:
+    """Remove previews and other binary blobs from a Pillow ``Exif`` (its main IFD and the Exif sub-IFD)."""
+    from PIL import ExifTags
+
+    for ifd in (ex, ex.get_ifd(ExifTags.IFD.Exif)):
+        for tag in list(ifd):
+            value = ifd[tag]
+            if tag in _EXIF_BLOB_TAGS or (isinstance(value, (bytes, bytearray)) and len(value) > EXIF_BLOB_BYTES):
+                del ifd[tag]
+
+
+def drop_xmp_blobs(xmp: bytes | str) -> bytes | str:
+    """``xmp`` without its embedded pictures (every element or attribute whose value is a long run of base64)."""
+    data = xmp.encode("utf-8", "surrogateescape") if isinstance(xmp, str) else xmp
+    data = _XMP_BLOB_ATTRIBUTE.sub(b"", _XMP_BLOB_ELEMENT.sub(b"", data))
+    return data.decode("utf-8", "surrogateescape") if isinstance(xmp, str) else data
 
 
 def _to_srgb(rgb: np.ndarray, icc: bytes) -> np.ndarray | None:
