@@ -529,6 +529,33 @@ def test_an_exif_rotated_tiff_is_written_and_its_face_hidden(tmp_path, astronaut
     assert verify(out).ok
 
 
+@pytest.mark.parametrize("boxes", ["gt", "union"])
+def test_a_face_drawn_by_the_alpha_channel_is_hidden_in_a_dataset(tmp_path, astronaut, boxes, capsys):
+    # flat black with the face in the alpha (a stencil): labelled (gt) or found over white (union), it is hidden
+    # in what a viewer shows, not only in the colour channels (which are flat)
+    grey = np.asarray(Image.fromarray(astronaut).convert("L")).astype(int)
+    rgba = np.dstack([np.zeros(grey.shape + (3,), np.uint8), (255 - grey).astype(np.uint8)])
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(rgba, "RGBA").save(root / "a.png")
+    labels = tmp_path / "ds" / "labels"
+    labels.mkdir()
+    x1, y1, x2, y2 = FACE
+    (labels / "a.txt").write_text(f"0 {(x1 + x2) / 1024} {(y1 + y2) / 1024} {(x2 - x1) / 512} {(y2 - y1) / 512}\n"
+                                  if boxes == "gt" else "0 0.05 0.95 0.05 0.05\n")  # a label away from the face
+    out = tmp_path / "out"
+    args = ["dataset", "anonymize", "--format", "yolo", "--images", str(root), "--labels", str(labels), "-o",
+            str(out), "--boxes", boxes, "--face-classes", "0", "-q"]
+    assert main(args) == 0, capsys.readouterr().err
+    res = np.asarray(Image.open(out / "images" / "a.png")).astype(float)
+
+    def on_white(x):
+        return x[:, :, :3] * x[:, :, 3:] / 255 + 255 * (1 - x[:, :, 3:] / 255)
+
+    assert np.abs(on_white(res) - on_white(rgba.astype(float)))[y1:y2, x1:x2].mean() > 15
+    assert verify(out).ok
+
+
 def test_a_worker_whose_run_is_an_ancestor_still_dies_with_it(tmp_path):
     # forkserver workers (Python 3.14's default) and Ray actors are not children of the run: pid polling
     import os

@@ -376,6 +376,50 @@ def test_keep_metadata_drops_the_face_previews_held_in_makernote_and_xmp(tmp_pat
     assert np.abs(np.asarray(res.convert("RGB"))[face].astype(int) - astronaut[face]).mean() > 10
 
 
+def _on(rgba: np.ndarray, bg: float) -> np.ndarray:
+    a = rgba[:, :, 3:].astype(float) / 255
+    return rgba[:, :, :3] * a + bg * (1 - a)
+
+
+@pytest.mark.parametrize("ink", [0, 255])
+def test_a_face_drawn_by_the_alpha_channel_alone_is_hidden(tmp_path, capsys, astronaut, ink):
+    # An audit (stop 53): flat colour with the face in the alpha channel (a stencil, line art) showed the face over
+    # any background, and the detector, which saw the flat colour, found nothing: written unchanged, "0 faces".
+    grey = np.asarray(Image.fromarray(astronaut).convert("L")).astype(int)
+    alpha = (255 - grey if ink == 0 else grey).astype(np.uint8)
+    rgba = np.dstack([np.full(grey.shape + (3,), ink, np.uint8), alpha])
+    src = tmp_path / "in" / "stencil.png"
+    src.parent.mkdir()
+    Image.fromarray(rgba, "RGBA").save(src)
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out")
+    assert code == 0 and "1 of 1 files anonymized (1 face)" in err, err
+    res = np.asarray(Image.open(tmp_path / "out" / "stencil.png"))
+    assert res.shape == rgba.shape
+    bg = 255 - ink  # the background the face shows on
+    face = (slice(70, 170), slice(190, 260))
+    assert np.abs(_on(res, bg)[face] - _on(rgba, bg)[face]).mean() > 15, "the face the alpha draws must be hidden"
+    away = (slice(300, 512), slice(0, 512))
+    assert np.array_equal(res[away], rgba[away])
+
+
+def test_a_cut_out_keeps_its_alpha_away_from_the_face(tmp_path, capsys, astronaut):
+    # A cut-out (alpha 255 on the person, 0 around): its face is found in the colour channels as before, the alpha
+    # is blurred under the hidden region only, and an opaque image is written as before (alpha untouched).
+    yy, xx = np.mgrid[:512, :512]
+    alpha = np.where((xx - 225) ** 2 + (yy - 118) ** 2 < 75 ** 2, 255, 0).astype(np.uint8)  # the head only
+    src = tmp_path / "in" / "cut.png"
+    src.parent.mkdir()
+    Image.fromarray(np.dstack([astronaut, alpha]), "RGBA").save(src)
+    Image.fromarray(np.dstack([astronaut, np.full_like(alpha, 255)]), "RGBA").save(tmp_path / "in" / "opaque.png")
+    code, _, err = run(capsys, "anonymize", tmp_path / "in", "-o", tmp_path / "out")
+    assert code == 0 and "(2 faces)" in err, err
+    res = np.asarray(Image.open(tmp_path / "out" / "cut.png"))
+    assert np.abs(res[70:170, 190:260, :3].astype(int) - astronaut[70:170, 190:260]).mean() > 10
+    changed = res[:, :, 3] != alpha
+    assert changed.any() and not changed[300:].any() and not changed[:, :120].any()
+    assert (np.asarray(Image.open(tmp_path / "out" / "opaque.png"))[:, :, 3] == 255).all()
+
+
 def _alpha(shape):
     a = np.full(shape[:2], 255, np.uint8)
     a[:, :60] = 0  # a transparent band at the left, away from the face

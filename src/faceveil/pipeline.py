@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ import numpy as np
 from .anonymize import Compositor, RegionParams, get_method
 from .detect import get_detector
 from .detect.base import detection_view
-from .detections import Detections, given_boxes
+from .detections import Detections, box_iou, given_boxes, nms
 from .errors import FaceveilError, InputError, UsageError
-from .io.images import GREY16_MODES, grey16_view, read_image, write_image
+from .io.images import GREY16_MODES, ImageFile, grey16_view, read_image, write_image
 from .registry import make_params
 
 
@@ -194,6 +194,32 @@ class Anonymizer:
             raise FaceveilError(f"method {self.method.name!r} returned {out.shape} {out.dtype}")
         return out
 
+    # Transparency. A viewer shows an image with alpha over a background, so a face can be drawn by the alpha channel
+    # alone (line art or a stencil: flat colour, the face in the alpha) where the colour channels show the detector
+    # nothing, and hiding a face in the colour channels leaves what the alpha draws of it. So such an image is also
+    # searched over white and over black (as viewers show it), and the alpha is blurred wherever a face is hidden
+    # (the default blur, over the same region): what a cut-out's edge loses there is what the face loses.
+    def drawn_by_alpha(self, img: ImageFile, found: Detections) -> Detections:
+        """Faces the image shows over white or black (``img``'s transparency) that are none of ``found``
+        (IoU < 0.3); none for an opaque image."""
+        if img.alpha is None or int(img.alpha.min()) == 255:
+            return Detections.empty(found.source)
+        a = img.alpha[:, :, None].astype(np.float32) / 255
+        more = [self.detect((img.rgb * a + bg * (1 - a) + 0.5).astype(np.uint8)) for bg in (255.0, 0.0)]
+        more = nms(Detections.merge(more, found.source))
+        if len(found) and len(more):
+            more = more[box_iou(more.xyxy, found.xyxy).max(axis=1) < 0.3]
+        return more
+
+    def hide_in_alpha(self, img: ImageFile, dets: Detections) -> ImageFile:
+        """``img`` with its alpha blurred where ``dets`` are hidden (unchanged when it has no transparency)."""
+        if img.alpha is None or not len(dets) or int(img.alpha.min()) == 255:
+            return img
+        blur = get_method("blur")
+        alpha = blur.apply(np.repeat(img.alpha[:, :, None], 3, axis=2), dets, self.compositor,
+                           np.random.default_rng(0))[:, :, 0]
+        return replace(img, alpha=np.ascontiguousarray(alpha))
+
     def process_file(self, src: str | Path, dst: str | Path, key: str | None = None,
                      overwrite: bool = False) -> ItemResult:
         """Anonymize one file into ``dst``. Never raises for bad input: the result says why.
@@ -217,11 +243,14 @@ class Anonymizer:
             img = read_image(src)
             found = self.detect(img.rgb)
             dets, kept = self.split(img.rgb, found)
+            drawn = self.drawn_by_alpha(img, found)  # hidden whatever --keep-* says: nobody's face to compare
+            dets = Detections.merge([dets, drawn], dets.source) if len(drawn) else dets
             out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
             # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
             region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
-            write_image(dst, out, img, self.keep_metadata, self.jpeg_quality, region, replace)
-            return ItemResult(str(src), str(dst), "written", len(found),
+            write_image(dst, out, self.hide_in_alpha(img, dets), self.keep_metadata, self.jpeg_quality, region,
+                        replace)
+            return ItemResult(str(src), str(dst), "written", len(found) + len(drawn),
                               detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]), kept=kept)
 
         return _guarded(src, work)

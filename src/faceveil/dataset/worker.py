@@ -111,10 +111,13 @@ def process_item(item: Item) -> dict:
             parts = [kept_labels[hide_l], found[used & hide_d]]
         if item.manual:  # a reviewer's boxes (`faceveil review`) on an image redone since its review
             parts.append(Detections.from_boxes(item.manual, source="manual").clipped(w, h))
+        if cfg.boxes in ("detect", "union"):  # faces only the image's transparency draws: hidden, never kept
+            parts.append(anon.drawn_by_alpha(img, Detections.merge([kept_labels, found])).clipped(w, h))
         faces = Detections.merge(parts, "label+detector")
         out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
-        out_sha = write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality,
-                                 anon.compositor.mask(faces, out.shape) > 0 if img.deep is not None else None)
+        out_sha = write_checked(item.dst, out, anon.hide_in_alpha(img, faces), orientation, anon.keep_metadata,
+                                anon.jpeg_quality, anon.compositor.mask(faces, out.shape) > 0 if img.deep is not None
+                                else None)
         desc = _STATE["desc"]
         entry = {
             "kind": "image",
