@@ -420,6 +420,43 @@ def test_a_cut_out_keeps_its_alpha_away_from_the_face(tmp_path, capsys, astronau
     assert (np.asarray(Image.open(tmp_path / "out" / "opaque.png"))[:, :, 3] == 255).all()
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_colour_key_transparency_is_kept(tmp_path, capsys, astronaut, mode):
+    # An audit (stop 53): a PNG's colour-key transparency (tRNS on an RGB or grey PNG) was dropped: the transparent
+    # band came out opaque near-black. It is kept as alpha now (grey stays grey).
+    im = Image.fromarray(astronaut).convert(mode)
+    a = np.asarray(im).copy()
+    key = (1, 2, 3) if mode == "RGB" else 7
+    if mode == "L":
+        a[a == key] = key + 1  # the key only where it is meant
+    a[:40] = key  # a transparent band at the top, away from the face
+    src = tmp_path / "in" / "key.png"
+    src.parent.mkdir()
+    Image.fromarray(a, mode).save(src, transparency=key)
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out")
+    assert code == 0 and "(1 face)" in err, err
+    res = Image.open(tmp_path / "out" / "key.png")
+    assert res.mode == ("RGBA" if mode == "RGB" else "LA")
+    alpha = np.asarray(res.convert("RGBA"))[:, :, 3]
+    assert (alpha[:40] == 0).all() and (alpha[40:] == 255).all()
+
+
+def test_an_mpo_with_a_preview_is_anonymized_and_a_stereo_pair_refused(tmp_path, capsys, astronaut):
+    # An audit (stop 53): an MPO's second full-size photo was dropped silently (exit 0, one image written).
+    im = Image.fromarray(astronaut)
+    src = tmp_path / "in"
+    src.mkdir()
+    im.save(src / "phone.jpg", format="MPO", save_all=True, append_images=[im.resize((128, 128))])
+    im.save(src / "stereo.jpg", format="MPO", save_all=True, append_images=[im.transpose(Image.FLIP_LEFT_RIGHT)])
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out")
+    assert code == 1 and "1 of 2 files anonymized" in err
+    assert "stereo.jpg: an MPO holding 2 full-size images (a stereo pair?) is not supported" in err
+    assert not (tmp_path / "out" / "stereo.jpg").exists()
+    res = np.asarray(Image.open(tmp_path / "out" / "phone.jpg").convert("RGB")).astype(int)
+    assert np.abs(res[70:170, 190:260] - astronaut[70:170, 190:260]).mean() > 10
+    assert np.abs(res[300:] - astronaut[300:]).mean() < 6  # two JPEG encodings away
+
+
 def _alpha(shape):
     a = np.full(shape[:2], 255, np.uint8)
     a[:, :60] = 0  # a transparent band at the left, away from the face

@@ -102,9 +102,13 @@ def _open(path: Path):
         frames = getattr(img, "n_frames", 1)
         refusal = None
         # Only the first frame would be anonymized and written, the rest silently dropped: refuse.
-        # MPO (phone cameras' JPEG) is exempt: its extra frames are previews, dropped like metadata.
+        # MPO (phone cameras' JPEG) is exempt while its extra images are previews (under half its area), dropped
+        # like metadata; a second photo (a stereo camera's other eye, a panorama's next frame) is refused.
         if frames > 1 and img.format != "MPO":
             refusal = f"animated/multi-page images are not supported ({frames} frames)"
+        elif frames > 1 and (big := _mpo_photos(img)) > 1:
+            refusal = (f"an MPO holding {big} full-size images (a stereo pair?) is not supported: only the first would "
+                       "be written; split them first")
         elif img.mode == "F" or img.mode.startswith("I;32") or (img.mode == "I" and img.format != "PNG") \
                 or _deep_colour(img):
             refusal = f"{_depth_name(img)} images are not supported (the bit depth would be lost); convert to 8 bit first"
@@ -131,6 +135,17 @@ def _open(path: Path):
         raise InputError(f"{path}: refused, {size} is over faceveil's {limit:,}-pixel limit ({_MAX_PHOTO_FACTOR}x "
                          "PIL.Image.MAX_IMAGE_PIXELS; a library caller may raise that)") from None
     return img
+
+
+def _mpo_photos(img) -> int:
+    """How many of an MPO's images are at least half as large (by area) as its first; the file is left at its first."""
+    w, h = img.size
+    n = 0
+    for i in range(img.n_frames):
+        img.seek(i)
+        n += img.size[0] * img.size[1] * 2 >= w * h
+    img.seek(0)
+    return n
 
 
 def stored_size(img) -> tuple[int, int]:
@@ -227,7 +242,7 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
         deep = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
         view, deep_max = grey16_view(deep)
         rgb = np.repeat(view[:, :, None], 3, axis=2)
-    elif "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
+    elif "A" in img.getbands() or "transparency" in img.info:  # a palette's or a colour key's (tRNS) too
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba)[:, :, 3].copy()
         rgb = np.asarray(rgba.convert("RGB"))
@@ -359,7 +374,7 @@ def write_image(
     elif source is not None:
         if source.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
             img.putalpha(Image.fromarray(source.alpha, "L"))
-            if source.mode == "LA":
+            if source.mode in ("LA", "L"):  # grey with a colour key: grey and alpha
                 img = img.convert("LA")
         elif source.mode in ("L", "1", "I", "I;16", "F") or source.mode == "LA" and fmt not in ("PNG", "WEBP", "TIFF"):
             img = img.convert("L")
