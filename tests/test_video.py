@@ -560,3 +560,95 @@ def test_an_output_another_run_makes_meanwhile_is_not_replaced_nor_its_record(cl
     r = job.process_video(Anonymizer(detector="haar"), clip_file, dst, progress=False, replace=False)
     assert r.status == "failed" and dst.read_bytes() == b"the other run's video"  # there before the record: kept
     assert tracks_path(dst).read_bytes() == b"the other run's record"
+
+
+# damaged and legitimately odd files (an audit) -------------------------------------------------------------
+
+def _remux(src, dst, keep=lambda i: True, shift_s: float = 0.0) -> None:
+    """Copy ``src``'s video packets into ``dst`` (another container: ``dst``'s suffix), those ``keep`` takes
+    (by the packet's number), their timestamps moved by ``shift_s``."""
+    with av.open(str(src)) as c, av.open(str(dst), "w") as out:
+        v_in = c.streams.video[0]
+        v_out = out.add_stream_from_template(v_in)
+        shift = round(shift_s / v_in.time_base)
+        for i, packet in enumerate(p for p in c.demux(v_in) if p.size):
+            if keep(i):
+                packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                packet.stream = v_out
+                out.mux(packet)
+
+
+def _damage(src, dst, packets) -> None:
+    """``src`` copied to ``dst`` with random bytes over the last 20 % of the video packets numbered ``packets``."""
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(0)
+    with av.open(str(src)) as c:
+        for i, p in enumerate(q for q in c.demux(c.streams.video[0]) if q.size):
+            if i in packets:
+                start = p.pos + int(p.size * 0.8)
+                data[start:p.pos + p.size] = rng.integers(0, 256, p.pos + p.size - start, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def gop_clip(clip, tmp_path_factory):
+    """36 frames of H.264, a keyframe every 6 frames, no B-frames: groups of pictures that can be left out whole."""
+    path = tmp_path_factory.mktemp("gop") / "gop.mp4"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=FPS, options={"g": "6", "keyint_min": "6", "bf": "0", "sc_threshold": "0"})
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        for i, rgb in enumerate(clip.frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("name,how,said", [
+    # Matroska has no frame count: a group of pictures gone from the middle read on without an error, and was
+    # written as a success with a 0.25 s jump in it
+    ("hole.mkv", lambda src, dst: _remux(src, dst, keep=lambda i: not 12 <= i < 18),
+     "frames missing between 0.46 and 0.75 s"),
+    # random bytes over two packets: FFmpeg concealed the damage and flagged the frames corrupt, no decoding error
+    ("damaged.mp4", lambda src, dst: _damage(src, dst, {15, 16}), "frame 15 is damaged"),
+])
+def test_a_damaged_video_fails_and_writes_nothing_unless_allowed(gop_clip, tmp_path, capsys, name, how, said):
+    import json
+
+    from faceveil.cli import main
+
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    how(gop_clip, src)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("faceveil: error:")]
+    assert len(errors) == 1 and name in errors[0] and said in errors[0] and "Traceback" not in err, err
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast",
+                 "--allow-truncated", "--report", str(tmp_path / "r.json")]) == 1
+    f = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert f["status"] == "written" and f["decode_errors"] >= 1 and (out / name).is_file()
+
+
+@pytest.mark.parametrize("name,shift_s,frames", [
+    # stream copy from 0.5 s: 36 packets, an edit list that plays 24 (refused: "decoded 24 of 36 frames")
+    ("editlist.mp4", -0.5, 24),
+    # timestamps from 5 s: Matroska's duration (6.5 s) runs from 0 (refused: "decoded 36 of about 192 frames")
+    ("offset.mkv", 5.0, 36)])
+def test_a_valid_cut_or_offset_video_is_anonymized(clip_file, tmp_path, capsys, name, shift_s, frames):
+    from faceveil.cli import main
+
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    _remux(clip_file, src, shift_s=shift_s)
+    assert len(decode(src)) == frames
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 0, \
+        capsys.readouterr().err
+    assert len(decode(out / name)) == frames
+

@@ -157,8 +157,9 @@ def cmd_anonymize(args) -> int:
     if n_failed:
         msg += f"; {n_failed} failed (not written)"
     print(msg, file=sys.stderr)
-    # Video frames blurred or dropped, or a truncated video written under --allow-truncated.
-    partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) for r in written)
+    # Video frames blurred or dropped, or a truncated or damaged video written under --allow-truncated.
+    partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) or getattr(r, "decode_errors", 0)
+                  for r in written)
     return 1 if n_failed or partial else 0
 
 
@@ -298,9 +299,10 @@ def run_videos(cfg, jobs, args) -> list:
                 what = "dropped" if options.on_error == "drop" else "written fully blurred"
                 print(f"faceveil: warning: {job.src}: {r.failed_frames} frames could not be processed ({what}); "
                       f"first: {r.warnings[0] if r.warnings else '?'}", file=sys.stderr)
-            if r.decode_errors:
-                print(f"faceveil: warning: {job.src}: {r.decode_errors} packets could not be decoded (left out)",
-                      file=sys.stderr)
+            if r.decode_errors:  # written under --allow-truncated
+                first = next((w for w in r.warnings or [] if w.startswith("damaged: ")), "?")
+                print(f"faceveil: warning: {job.src}: {r.decode_errors} damaged places (packets left out, frames "
+                      f"missing or concealed by the decoder); first: {first[len('damaged: '):]}", file=sys.stderr)
             for w in r.warnings or []:
                 if w.startswith(("not copied: ", "risk: ")):  # a stream the output lacks, a setting that can leak
                     print(f"faceveil: warning: {job.src}: {w}", file=sys.stderr)

@@ -215,6 +215,10 @@ class DecodeReport:
 
 # Slack for frames an MP4 edit list legitimately trims from the decoded stream.
 _FRAME_SLACK = 2
+# Without a frame count (Matroska, WebM), frames lost inside the file show only as a jump in the timestamps: a
+# jump of more than this many frame durations is a hole (a variable frame rate moves by 1-3; a Matroska file
+# with 20 % of it zeroed skipped 11 frames at once, and FFmpeg read on without an error).
+_GAP_STEPS = 3
 # A video stream may end before the container's duration (audio running on): with nothing
 # but the container's duration to go by, a shorter gap than this is no truncation.
 _CONTAINER_SLACK_S = 1.0
@@ -242,7 +246,9 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
     tb = v.time_base or Fraction(1, 90000)
     fps = float(v.average_rate or v.guessed_rate or 25)
     if v.frames:
-        announced = int(v.frames)
+        # An MP4 cut with stream copy counts the frames its edit list trims (52) while its duration is the
+        # kept part (39.5 frames): the smaller of the two is what plays.
+        announced = int(v.frames) if v.duration is None else min(int(v.frames), max(1, round(v.duration * tb * fps)))
         if decoded < announced - _FRAME_SLACK:
             return announced, f"decoded {decoded} of {announced} frames the container announces"
         return announced, None
@@ -250,7 +256,9 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
         end = float(((v.start_time or 0) + v.duration) * tb)
         slack = _FRAME_SLACK / fps
     elif container.duration is not None:
-        end = ((container.start_time or 0) + container.duration) / 1_000_000
+        # Matroska's duration runs from 0, not from the first timestamp (a clip of 2 s starting at 5 s says 7 s)
+        start = 0 if container.format.name.startswith("matroska") else container.start_time or 0
+        end = (start + container.duration) / 1_000_000
         slack = _FRAME_SLACK / fps
         # Matroska/WebM announce only the whole file's duration, which audio may run past the video: the
         # file is whole when some stream's packets reach that end (a cut file stops every stream early).
@@ -275,10 +283,12 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
 
     A truncated or corrupt file raises InputError (after the frames before the damage were
     yielded, so a writer must discard its output): a packet that cannot be demuxed or
-    decoded, or fewer frames (or seconds) than the container announces. With
-    ``allow_truncated`` such packets are skipped (their pixels do not exist, so nothing
-    from them can leak) and everything is recorded in ``report``. A file that yields no
-    frame at all always raises InputError.
+    decoded, a frame the decoder flags as corrupt (it concealed damage), a jump in the
+    timestamps over missing frames (_GAP_STEPS; files without a frame count), or fewer
+    frames (or seconds) than the container announces. With ``allow_truncated`` bad packets
+    are skipped (their pixels do not exist, so nothing from them can leak), corrupt frames
+    are kept (anonymized as any other), and everything is recorded in ``report``. A file
+    that yields no frame at all always raises InputError.
     """
     import av
 
@@ -296,6 +306,12 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
         bad = 0
         last_end = None
         step = 1 / float(v.average_rate or v.guessed_rate or 25)
+        prev_pts = None  # the previous frame's timestamp, for holes in files that announce no frame count
+
+        def damaged(what: str) -> None:
+            report.errors.append(what)
+            if not allow_truncated:
+                raise InputError(f"{path}: truncated or corrupt video: {what}{hint}")
         packets = c.demux(v)
         while True:
             try:
@@ -318,9 +334,15 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
                                      f"({_short(exc)}){hint}") from None
                 continue
             for frame in frames:
+                if frame.is_corrupt:
+                    damaged(f"frame {index} is damaged (the decoder flags it corrupt)")
+                t = float(frame.pts * tb) if frame.pts is not None else index * step
+                if not v.frames and frame.pts is not None:
+                    if prev_pts is not None and frame.pts - prev_pts > _GAP_STEPS * max(frame.duration or 0, step / tb):
+                        damaged(f"frames missing between {float(prev_pts * tb):.2f} and {t:.2f} s")
+                    prev_pts = frame.pts
                 rgb = frame.to_ndarray(format="rgb24")
                 rot = int(round(frame.rotation or 0))
-                t = float(frame.pts * tb) if frame.pts is not None else index * step
                 last_end = t + step
                 yield VideoFrame(upright(rgb, rot), index, frame.pts, t)
                 index += 1

@@ -267,7 +267,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     finally:
         bar.close()
     if report.errors:
-        warnings.extend(f"undecodable: {e}" for e in report.errors[:5])
+        warnings.extend(f"damaged: {e}" for e in report.errors[:5])
     if report.shortfall:
         warnings.append(f"truncated: {report.shortfall}")
     warnings.extend(record_warnings)

@@ -69,7 +69,7 @@ class VideoResult(ItemResult):
     frames: int = 0  # frames written
     failed_frames: int = 0  # frames whose processing raised (written fully blurred, or dropped)
     dropped_frames: int = 0
-    decode_errors: int = 0  # packets that could not be decoded (no pixels exist for them)
+    decode_errors: int = 0  # packets left out, frames missing or flagged corrupt (io.video.read_frames)
     announced_frames: int = 0  # frames the container announces (0: unknown)
     truncated: str | None = None  # with allow_truncated: what is missing ("decoded 48 of 521 frames ...")
     tracks: int = 0
