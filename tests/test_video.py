@@ -348,8 +348,9 @@ def test_drop_option_leaves_failed_frames_out(clip_file, tmp_path):
     out = tmp_path / "drop.mp4"
     r = process_video(anonymizer_with(FailingDetector(every=2)), clip_file, out,
                       VideoOptions(on_error="drop", tracking=False), progress=False)
-    assert r.status == "written" and r.dropped_frames == N_FRAMES // 2
-    assert streams(out)[0] == N_FRAMES // 2
+    # the detector runs on frames 0, 2, ..., 34 and on the last (35), every other run fails: 0-1, 4-5, ..., 32-33, 35
+    assert r.status == "written" and r.dropped_frames == N_FRAMES // 2 + 1
+    assert streams(out)[0] == N_FRAMES // 2 - 1
     out2 = tmp_path / "all.mp4"
     r = process_video(anonymizer_with(FailingDetector()), clip_file, out2, VideoOptions(on_error="drop"),
                       progress=False)
