@@ -326,6 +326,20 @@ def test_an_unknown_codec_is_bad_usage_before_any_work(clip_file, tmp_path, caps
     assert not out.exists()
 
 
+@pytest.mark.parametrize("crf,codec", [("60", None), ("52", None), ("53", "vp9")])
+def test_a_crf_beyond_the_codecs_scale_is_bad_usage_before_any_work(clip_file, tmp_path, capsys, crf, codec):
+    """x264's CRF ends at 51 (before, --crf 60 was taken: x264 made it 51); VP9's --crf + 11 at 63."""
+    from faceveil.cli import main
+    from faceveil.video import VideoOptions
+
+    out = tmp_path / "out"
+    rc = main(["anonymize", str(clip_file), "-o", str(out), "--crf", crf, "-q"] + (["--codec", codec] if codec else []))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--crf must be between 0 and" in err[0], err
+    assert not out.exists()
+    VideoOptions(encode=EncodeOptions(codec=codec, crf=51 if codec is None else 52))  # the scale's end is taken
+
+
 # fail closed --------------------------------------------------------------------------
 
 def test_failing_detector_never_writes_an_untouched_frame(clip, clip_file, tmp_path):

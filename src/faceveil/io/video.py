@@ -383,6 +383,16 @@ def check_codec(name: str) -> None:
         raise UsageError(f"--codec {name}: an {kind} encoder, not a video one (e.g. libx264, libx265, libvpx-vp9)")
 
 
+# VP8/VP9/AV1 take --crf + 11 (their scale is 0-63, x264's and x265's 0-51)
+_CRF_OFFSET = {"libvpx-vp9": 11, "libvpx": 11, "libaom-av1": 11}
+
+
+def crf_range(codec: str | None) -> tuple[int, int]:
+    """The --crf values ``codec`` (None: the default, H.264) takes."""
+    name = encoder_name(codec) if codec else "libx264"
+    return 0, 51 if name in ("libx264", "libx265") else 63 - _CRF_OFFSET.get(name, 0)
+
+
 def default_codec(suffix: str) -> str:
     # WebM allows only VP8/VP9/AV1; everything else gets H.264.
     return "libvpx-vp9" if suffix.lower() == ".webm" else "libx264"
@@ -516,9 +526,9 @@ class VideoWriter:
             if codec == "libx265":  # x265 prints its own info lines to stderr (FFmpeg's log level does not reach them)
                 options["x265-params"] = "log-level=error"
         elif codec in ("libvpx-vp9", "libvpx"):
-            options = {"crf": str(opt.crf + 11), "b": "0", "deadline": "realtime", "cpu-used": "8"}
+            options = {"crf": str(opt.crf + _CRF_OFFSET[codec]), "b": "0", "deadline": "realtime", "cpu-used": "8"}
         elif codec == "libaom-av1":
-            options = {"crf": str(opt.crf + 11), "cpu-used": "8"}
+            options = {"crf": str(opt.crf + _CRF_OFFSET[codec]), "cpu-used": "8"}
         v.options = options
         # Never the codec's own choice (a thread per CPU): see ENCODE_THREADS.
         v.codec_context.thread_count = opt.threads or (ENCODE_THREADS if codec == "libx264" else 1)

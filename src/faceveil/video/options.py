@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
 from ..errors import UsageError
-from ..io.video import EncodeOptions
+from ..io.video import EncodeOptions, crf_range
 from ..pipeline import ItemResult
 
 
@@ -48,8 +48,9 @@ class VideoOptions:
             raise UsageError("--hold and --lookahead must be >= 0")
         if self.preview < 0:
             raise UsageError("--preview must be >= 0 seconds")
-        if not 0 <= self.encode.crf <= 63:
-            raise UsageError("--crf must be between 0 and 63")
+        low, high = crf_range(self.encode.codec)
+        if not low <= self.encode.crf <= high:
+            raise UsageError(f"--crf must be between {low} and {high} for {self.encode.codec or 'the default codec'}")
 
     def frames_held(self, fps: float) -> int:
         return self.hold if self.hold is not None else max(1, round(VIDEO_HOLD_S * fps))
