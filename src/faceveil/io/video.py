@@ -215,10 +215,12 @@ class DecodeReport:
 
 # Slack for frames an MP4 edit list legitimately trims from the decoded stream.
 _FRAME_SLACK = 2
-# Without a frame count (Matroska, WebM), frames lost inside the file show only as a jump in the timestamps: a
-# jump of more than this many frame durations is a hole (a variable frame rate moves by 1-3; a Matroska file
-# with 20 % of it zeroed skipped 11 frames at once, and FFmpeg read on without an error).
-_GAP_STEPS = 3
+# Matroska (and WebM) has no frame count, and its demuxer reads past damage: a file with 20 % of it zeroed lost
+# 10 of 50 frames, FFmpeg read on without an error (it only logs one, and forwarding libav's log from its decoder
+# threads deadlocked PyAV) and the frame rate's timestamps cannot tell a hole from a variable-frame-rate pause (a
+# browser's WebM of a still screen). What shows it is the bytes the demuxer skipped: consecutive packets of a whole
+# file lie a block header apart (6-24 bytes in the shared and audit clips), the zeroed file's around its hole 10 kB.
+_SKIPPED_BYTES = 4096
 # A video stream may end before the container's duration (audio running on): with nothing
 # but the container's duration to go by, a shorter gap than this is no truncation.
 _CONTAINER_SLACK_S = 1.0
@@ -284,7 +286,7 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
     A truncated or corrupt file raises InputError (after the frames before the damage were
     yielded, so a writer must discard its output): a packet that cannot be demuxed or
     decoded, a frame the decoder flags as corrupt (it concealed damage), a jump in the
-    timestamps over missing frames (_GAP_STEPS; files without a frame count), or fewer
+    Matroska file's bytes its demuxer skipped (_SKIPPED_BYTES), or fewer
     frames (or seconds) than the container announces. With ``allow_truncated`` bad packets
     are skipped (their pixels do not exist, so nothing from them can leak), corrupt frames
     are kept (anonymized as any other), and everything is recorded in ``report``. A file
@@ -306,13 +308,14 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
         bad = 0
         last_end = None
         step = 1 / float(v.average_rate or v.guessed_rate or 25)
-        prev_pts = None  # the previous frame's timestamp, for holes in files that announce no frame count
+        mkv = c.format.name.startswith("matroska")
+        end_of_last = None  # where the previous packet (of any stream) ended: Matroska's skipped bytes
 
         def damaged(what: str) -> None:
             report.errors.append(what)
             if not allow_truncated:
                 raise InputError(f"{path}: truncated or corrupt video: {what}{hint}")
-        packets = c.demux(v)
+        packets = c.demux() if mkv else c.demux(v)  # every stream's packets, to see the bytes between them
         while True:
             try:
                 packet = next(packets)
@@ -324,6 +327,12 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
                     raise InputError(f"{path}: truncated or corrupt video: cannot read past frame {index} "
                                      f"({_short(exc)}){hint}") from None
                 break
+            if mkv and packet.pos is not None and packet.pos >= 0 and packet.size:
+                if end_of_last is not None and packet.pos - end_of_last > _SKIPPED_BYTES:
+                    damaged(f"{packet.pos - end_of_last:,} bytes unreadable before frame {index}")
+                end_of_last = packet.pos + packet.size
+            if packet.stream is not v:
+                continue
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
@@ -337,10 +346,6 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
                 if frame.is_corrupt:
                     damaged(f"frame {index} is damaged (the decoder flags it corrupt)")
                 t = float(frame.pts * tb) if frame.pts is not None else index * step
-                if not v.frames and frame.pts is not None:
-                    if prev_pts is not None and frame.pts - prev_pts > _GAP_STEPS * max(frame.duration or 0, step / tb):
-                        damaged(f"frames missing between {float(prev_pts * tb):.2f} and {t:.2f} s")
-                    prev_pts = frame.pts
                 rgb = frame.to_ndarray(format="rgb24")
                 rot = int(round(frame.rotation or 0))
                 last_end = t + step
