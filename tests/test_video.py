@@ -326,6 +326,20 @@ def test_an_unknown_codec_is_bad_usage_before_any_work(clip_file, tmp_path, caps
     assert not out.exists()
 
 
+@pytest.mark.parametrize("crf,codec", [("60", None), ("52", None), ("53", "vp9")])
+def test_a_crf_beyond_the_codecs_scale_is_bad_usage_before_any_work(clip_file, tmp_path, capsys, crf, codec):
+    """x264's CRF ends at 51 (before, --crf 60 was taken: x264 made it 51); VP9's --crf + 11 at 63."""
+    from faceveil.cli import main
+    from faceveil.video import VideoOptions
+
+    out = tmp_path / "out"
+    rc = main(["anonymize", str(clip_file), "-o", str(out), "--crf", crf, "-q"] + (["--codec", codec] if codec else []))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--crf must be between 0 and" in err[0], err
+    assert not out.exists()
+    VideoOptions(encode=EncodeOptions(codec=codec, crf=51 if codec is None else 52))  # the scale's end is taken
+
+
 # fail closed --------------------------------------------------------------------------
 
 def test_failing_detector_never_writes_an_untouched_frame(clip, clip_file, tmp_path):
@@ -348,8 +362,9 @@ def test_drop_option_leaves_failed_frames_out(clip_file, tmp_path):
     out = tmp_path / "drop.mp4"
     r = process_video(anonymizer_with(FailingDetector(every=2)), clip_file, out,
                       VideoOptions(on_error="drop", tracking=False), progress=False)
-    assert r.status == "written" and r.dropped_frames == N_FRAMES // 2
-    assert streams(out)[0] == N_FRAMES // 2
+    # the detector runs on frames 0, 2, ..., 34 and on the last (35), every other run fails: 0-1, 4-5, ..., 32-33, 35
+    assert r.status == "written" and r.dropped_frames == N_FRAMES // 2 + 1
+    assert streams(out)[0] == N_FRAMES // 2 - 1
     out2 = tmp_path / "all.mp4"
     r = process_video(anonymizer_with(FailingDetector()), clip_file, out2, VideoOptions(on_error="drop"),
                       progress=False)
@@ -560,3 +575,148 @@ def test_an_output_another_run_makes_meanwhile_is_not_replaced_nor_its_record(cl
     r = job.process_video(Anonymizer(detector="haar"), clip_file, dst, progress=False, replace=False)
     assert r.status == "failed" and dst.read_bytes() == b"the other run's video"  # there before the record: kept
     assert tracks_path(dst).read_bytes() == b"the other run's record"
+
+
+# damaged and legitimately odd files (an audit) -------------------------------------------------------------
+
+def _remux(src, dst, keep=lambda i: True, shift_s: float = 0.0) -> None:
+    """Copy ``src``'s video packets into ``dst`` (another container: ``dst``'s suffix), those ``keep`` takes
+    (by the packet's number), their timestamps moved by ``shift_s``."""
+    with av.open(str(src)) as c, av.open(str(dst), "w") as out:
+        v_in = c.streams.video[0]
+        v_out = out.add_stream_from_template(v_in)
+        shift = round(shift_s / v_in.time_base)
+        for i, packet in enumerate(p for p in c.demux(v_in) if p.size):
+            if keep(i):
+                packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                packet.stream = v_out
+                out.mux(packet)
+
+
+def _zeroed(src, dst) -> None:
+    """``src`` remuxed into the Matroska file ``dst`` with the bytes of its 13th to 18th video packets zeroed."""
+    _remux(src, dst)
+    data = bytearray(dst.read_bytes())
+    with av.open(str(dst)) as c:
+        pos = [p.pos for p in c.demux(c.streams.video[0]) if p.size]
+    data[pos[12]:pos[18]] = bytes(pos[18] - pos[12])
+    dst.write_bytes(bytes(data))
+
+
+def test_a_matroska_video_that_pauses_is_not_taken_for_a_damaged_one(gop_clip, tmp_path, capsys):
+    # a variable frame rate (a browser's recording of a still screen): 1.5 s without a frame is no hole
+    from faceveil.cli import main
+
+    src = tmp_path / "in" / "pause.mkv"
+    src.parent.mkdir()
+    with av.open(str(gop_clip)) as c, av.open(str(src), "w") as out:
+        v_in = c.streams.video[0]
+        v_out = out.add_stream_from_template(v_in)
+        pause = round(1.5 / v_in.time_base)
+        for i, packet in enumerate(p for p in c.demux(v_in) if p.size):
+            if i >= 18:
+                packet.pts, packet.dts = packet.pts + pause, packet.dts + pause
+            packet.stream = v_out
+            out.mux(packet)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 0, \
+        capsys.readouterr().err
+    assert len(decode(out / "pause.mkv")) == 36
+
+
+def _damage(src, dst, packets) -> None:
+    """``src`` copied to ``dst`` with random bytes over the last 20 % of the video packets numbered ``packets``."""
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(0)
+    with av.open(str(src)) as c:
+        for i, p in enumerate(q for q in c.demux(c.streams.video[0]) if q.size):
+            if i in packets:
+                start = p.pos + int(p.size * 0.8)
+                data[start:p.pos + p.size] = rng.integers(0, 256, p.pos + p.size - start, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def gop_clip(clip, tmp_path_factory):
+    """36 frames of H.264, a keyframe every 6 frames, no B-frames: groups of pictures that can be left out whole."""
+    path = tmp_path_factory.mktemp("gop") / "gop.mp4"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=FPS, options={"g": "6", "keyint_min": "6", "bf": "0", "sc_threshold": "0"})
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        for i, rgb in enumerate(clip.frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode(None):
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("name,how,said", [
+    # Matroska has no frame count: with bytes zeroed in the middle (a partial download), its demuxer read on
+    # without an error, and the file was written as a success with frames missing
+    ("hole.mkv", lambda src, dst: _zeroed(src, dst), "bytes unreadable before frame"),
+    # random bytes over two packets: FFmpeg concealed the damage and flagged the frames corrupt, no decoding error
+    ("damaged.mp4", lambda src, dst: _damage(src, dst, {15, 16}), "frame 15 is damaged"),
+])
+def test_a_damaged_video_fails_and_writes_nothing_unless_allowed(gop_clip, tmp_path, capsys, name, how, said):
+    import json
+
+    from faceveil.cli import main
+
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    how(gop_clip, src)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("faceveil: error:")]
+    assert len(errors) == 1 and name in errors[0] and said in errors[0] and "Traceback" not in err, err
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast",
+                 "--allow-truncated", "--report", str(tmp_path / "r.json")]) == 1
+    f = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert f["status"] == "written" and f["decode_errors"] >= 1 and (out / name).is_file()
+
+
+@pytest.mark.parametrize("name,shift_s,frames", [
+    # stream copy from 0.5 s: 36 packets, an edit list that plays 24 (refused: "decoded 24 of 36 frames")
+    ("editlist.mp4", -0.5, 24),
+    # timestamps from 5 s: Matroska's duration (6.5 s) runs from 0 (refused: "decoded 36 of about 192 frames")
+    ("offset.mkv", 5.0, 36)])
+def test_a_valid_cut_or_offset_video_is_anonymized(clip_file, tmp_path, capsys, name, shift_s, frames):
+    from faceveil.cli import main
+
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    _remux(clip_file, src, shift_s=shift_s)
+    assert len(decode(src)) == frames
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 0, \
+        capsys.readouterr().err
+    assert len(decode(out / name)) == frames
+
+
+def test_preview_loads_pillow_before_the_anonymizing_thread_starts(clip_file, tmp_path):
+    """Before, the first still imported Pillow while the anonymizing thread looked at the half-loaded PIL.Image:
+    in 5 of 8 runs a frame failed ('partially initialized module') and was written fully blurred (exit 1)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from faceveil.pipeline import Anonymizer
+from faceveil.video import VideoOptions, process_video
+anon = Anonymizer(method="blackout", detector="haar")
+seen = []
+real = anon.anonymize
+anon.anonymize = lambda *a, **k: (seen.append("PIL.Image" in sys.modules), real(*a, **k))[1]
+assert "PIL.Image" not in sys.modules
+r = process_video(anon, {str(clip_file)!r}, {str(tmp_path / "out.mp4")!r}, VideoOptions(preview=0.5), progress=False)
+assert r.status == "written" and not r.failed_frames, r
+print(all(seen), len(seen))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", str(N_FRAMES)], "Pillow loaded before the first frame is anonymized"

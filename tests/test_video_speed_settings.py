@@ -75,6 +75,27 @@ def test_detect_every_runs_the_detector_on_a_scene_cut(cut_clip, anonymizer):
     assert det.calls == 6, det.calls  # frames 0, 2, 4, the cut at 5, then 7 and 9: every 2nd from the cut
 
 
+@pytest.mark.parametrize("full_every", [1, 4])
+def test_the_last_frame_always_runs_the_detector(anonymizer, full_every):
+    """A face on the clip's last frame only, a frame --detect-every 2 skips (before: never detected, it leaked;
+    the frames after a detection that look back to it do not exist there). With --full-every, a full pass."""
+    import cv2
+    from skimage import data
+
+    import faceveil
+    from synthetic_video import SyntheticClip, _paste, sprite_from_photo
+
+    im = data.astronaut()
+    sprite = sprite_from_photo(im, faceveil.detect(im, "centerface").xyxy[0])
+    bg = cv2.resize(data.coffee(), (480, 270), interpolation=cv2.INTER_AREA)
+    frames, boxes = [bg.copy() for _ in range(10)], [np.zeros((0, 4)) for _ in range(10)]
+    boxes[9] = _paste(frames[9], sprite, 380, 130, 60).reshape(1, 4)
+    det = _Recorder(anonymizer.detector.detect)
+    leaks = _run(SyntheticClip(frames, boxes, FPS), anonymizer, VideoOptions(detect_every=2, full_every=full_every),
+                 det)
+    assert leaks == [0] * 10, (leaks, det.calls)
+
+
 def test_a_shrunk_frame_is_resized_once_per_pass(monkeypatch):
     """Detecting a 1080p frame at max_size 1280 resizes it once for the main pass and once for the coarse
     pass (before: a third, full-size resize only to learn the main pass's factor: ~1/20 of the detect time)."""

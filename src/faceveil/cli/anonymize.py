@@ -41,7 +41,7 @@ def register(sub) -> None:
     o = a.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write a JSON summary: per file faces, method, params, time, errors")
     o.add_argument("--keep-metadata", action="store_true",
-                   help="keep EXIF (GPS too), XMP, comments, but no previews (default: stripped)")
+                   help="photos: keep EXIF (GPS too), XMP, comments, no previews (videos: never)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
                    help="JPEG/WebP quality (default 95; a lossless WebP stays lossless)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
@@ -157,8 +157,9 @@ def cmd_anonymize(args) -> int:
     if n_failed:
         msg += f"; {n_failed} failed (not written)"
     print(msg, file=sys.stderr)
-    # Video frames blurred or dropped, or a truncated video written under --allow-truncated.
-    partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) for r in written)
+    # Video frames blurred or dropped, or a truncated or damaged video written under --allow-truncated.
+    partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) or getattr(r, "decode_errors", 0)
+                  for r in written)
     return 1 if n_failed or partial else 0
 
 
@@ -199,7 +200,7 @@ X264_PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 def add_video_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video (mp4, mov, mkv, avi, webm)")
-    g.add_argument("--crf", type=int, default=20, help="video quality, lower is better (x264 CRF; default 20)")
+    g.add_argument("--crf", type=int, default=20, help="video quality, lower is better (x264 CRF 0-51; default 20)")
     g.add_argument("--codec", help="video codec (default libx264; libvpx-vp9 for .webm), e.g. libx265")
     g.add_argument("--preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",
                    help=f"x264/x265 speed: {X264_PRESETS[0]}..{X264_PRESETS[-1]} (default %(default)s)")
@@ -226,8 +227,6 @@ def video_options(args):
     from ..io.video import EncodeOptions
     from ..video import VideoOptions
 
-    if args.crf is not None and not 0 <= args.crf <= 63:
-        raise UsageError("--crf must be between 0 and 63")
     if args.codec:
         from ..io.video import check_codec
 
@@ -298,9 +297,10 @@ def run_videos(cfg, jobs, args) -> list:
                 what = "dropped" if options.on_error == "drop" else "written fully blurred"
                 print(f"faceveil: warning: {job.src}: {r.failed_frames} frames could not be processed ({what}); "
                       f"first: {r.warnings[0] if r.warnings else '?'}", file=sys.stderr)
-            if r.decode_errors:
-                print(f"faceveil: warning: {job.src}: {r.decode_errors} packets could not be decoded (left out)",
-                      file=sys.stderr)
+            if r.decode_errors:  # written under --allow-truncated
+                first = next((w for w in r.warnings or [] if w.startswith("damaged: ")), "?")
+                print(f"faceveil: warning: {job.src}: {r.decode_errors} damaged places (packets left out, frames "
+                      f"missing or concealed by the decoder); first: {first[len('damaged: '):]}", file=sys.stderr)
             for w in r.warnings or []:
                 if w.startswith(("not copied: ", "risk: ")):  # a stream the output lacks, a setting that can leak
                     print(f"faceveil: warning: {job.src}: {w}", file=sys.stderr)

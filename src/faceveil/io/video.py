@@ -215,6 +215,12 @@ class DecodeReport:
 
 # Slack for frames an MP4 edit list legitimately trims from the decoded stream.
 _FRAME_SLACK = 2
+# Matroska (and WebM) has no frame count, and its demuxer reads past damage: a file with 20 % of it zeroed lost
+# 10 of 50 frames, FFmpeg read on without an error (it only logs one, and forwarding libav's log from its decoder
+# threads deadlocked PyAV) and the frame rate's timestamps cannot tell a hole from a variable-frame-rate pause (a
+# browser's WebM of a still screen). What shows it is the bytes the demuxer skipped: consecutive packets of a whole
+# file lie a block header apart (6-24 bytes in the shared and audit clips), the zeroed file's around its hole 10 kB.
+_SKIPPED_BYTES = 4096
 # A video stream may end before the container's duration (audio running on): with nothing
 # but the container's duration to go by, a shorter gap than this is no truncation.
 _CONTAINER_SLACK_S = 1.0
@@ -242,7 +248,9 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
     tb = v.time_base or Fraction(1, 90000)
     fps = float(v.average_rate or v.guessed_rate or 25)
     if v.frames:
-        announced = int(v.frames)
+        # An MP4 cut with stream copy counts the frames its edit list trims (52) while its duration is the
+        # kept part (39.5 frames): the smaller of the two is what plays.
+        announced = int(v.frames) if v.duration is None else min(int(v.frames), max(1, round(v.duration * tb * fps)))
         if decoded < announced - _FRAME_SLACK:
             return announced, f"decoded {decoded} of {announced} frames the container announces"
         return announced, None
@@ -250,7 +258,9 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
         end = float(((v.start_time or 0) + v.duration) * tb)
         slack = _FRAME_SLACK / fps
     elif container.duration is not None:
-        end = ((container.start_time or 0) + container.duration) / 1_000_000
+        # Matroska's duration runs from 0, not from the first timestamp (a clip of 2 s starting at 5 s says 7 s)
+        start = 0 if container.format.name.startswith("matroska") else container.start_time or 0
+        end = (start + container.duration) / 1_000_000
         slack = _FRAME_SLACK / fps
         # Matroska/WebM announce only the whole file's duration, which audio may run past the video: the
         # file is whole when some stream's packets reach that end (a cut file stops every stream early).
@@ -275,10 +285,12 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
 
     A truncated or corrupt file raises InputError (after the frames before the damage were
     yielded, so a writer must discard its output): a packet that cannot be demuxed or
-    decoded, or fewer frames (or seconds) than the container announces. With
-    ``allow_truncated`` such packets are skipped (their pixels do not exist, so nothing
-    from them can leak) and everything is recorded in ``report``. A file that yields no
-    frame at all always raises InputError.
+    decoded, a frame the decoder flags as corrupt (it concealed damage), a jump in the
+    Matroska file's bytes its demuxer skipped (_SKIPPED_BYTES), or fewer
+    frames (or seconds) than the container announces. With ``allow_truncated`` bad packets
+    are skipped (their pixels do not exist, so nothing from them can leak), corrupt frames
+    are kept (anonymized as any other), and everything is recorded in ``report``. A file
+    that yields no frame at all always raises InputError.
     """
     import av
 
@@ -296,7 +308,14 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
         bad = 0
         last_end = None
         step = 1 / float(v.average_rate or v.guessed_rate or 25)
-        packets = c.demux(v)
+        mkv = c.format.name.startswith("matroska")
+        end_of_last = None  # where the previous packet (of any stream) ended: Matroska's skipped bytes
+
+        def damaged(what: str) -> None:
+            report.errors.append(what)
+            if not allow_truncated:
+                raise InputError(f"{path}: truncated or corrupt video: {what}{hint}")
+        packets = c.demux() if mkv else c.demux(v)  # every stream's packets, to see the bytes between them
         while True:
             try:
                 packet = next(packets)
@@ -308,6 +327,12 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
                     raise InputError(f"{path}: truncated or corrupt video: cannot read past frame {index} "
                                      f"({_short(exc)}){hint}") from None
                 break
+            if mkv and packet.pos is not None and packet.pos >= 0 and packet.size:
+                if end_of_last is not None and packet.pos - end_of_last > _SKIPPED_BYTES:
+                    damaged(f"{packet.pos - end_of_last:,} bytes unreadable before frame {index}")
+                end_of_last = packet.pos + packet.size
+            if packet.stream is not v:
+                continue
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
@@ -318,9 +343,11 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
                                      f"({_short(exc)}){hint}") from None
                 continue
             for frame in frames:
+                if frame.is_corrupt:
+                    damaged(f"frame {index} is damaged (the decoder flags it corrupt)")
+                t = float(frame.pts * tb) if frame.pts is not None else index * step
                 rgb = frame.to_ndarray(format="rgb24")
                 rot = int(round(frame.rotation or 0))
-                t = float(frame.pts * tb) if frame.pts is not None else index * step
                 last_end = t + step
                 yield VideoFrame(upright(rgb, rot), index, frame.pts, t)
                 index += 1
@@ -359,6 +386,16 @@ def check_codec(name: str) -> None:
         raise UsageError(f"--codec {name}: no such encoder in this build (e.g. libx264, libx265, libvpx-vp9)") from None
     if kind != "video":
         raise UsageError(f"--codec {name}: an {kind} encoder, not a video one (e.g. libx264, libx265, libvpx-vp9)")
+
+
+# VP8/VP9/AV1 take --crf + 11 (their scale is 0-63, x264's and x265's 0-51)
+_CRF_OFFSET = {"libvpx-vp9": 11, "libvpx": 11, "libaom-av1": 11}
+
+
+def crf_range(codec: str | None) -> tuple[int, int]:
+    """The --crf values ``codec`` (None: the default, H.264) takes."""
+    name = encoder_name(codec) if codec else "libx264"
+    return 0, 51 if name in ("libx264", "libx265") else 63 - _CRF_OFFSET.get(name, 0)
 
 
 def default_codec(suffix: str) -> str:
@@ -494,9 +531,9 @@ class VideoWriter:
             if codec == "libx265":  # x265 prints its own info lines to stderr (FFmpeg's log level does not reach them)
                 options["x265-params"] = "log-level=error"
         elif codec in ("libvpx-vp9", "libvpx"):
-            options = {"crf": str(opt.crf + 11), "b": "0", "deadline": "realtime", "cpu-used": "8"}
+            options = {"crf": str(opt.crf + _CRF_OFFSET[codec]), "b": "0", "deadline": "realtime", "cpu-used": "8"}
         elif codec == "libaom-av1":
-            options = {"crf": str(opt.crf + 11), "cpu-used": "8"}
+            options = {"crf": str(opt.crf + _CRF_OFFSET[codec]), "cpu-used": "8"}
         v.options = options
         # Never the codec's own choice (a thread per CPU): see ENCODE_THREADS.
         v.codec_context.thread_count = opt.threads or (ENCODE_THREADS if codec == "libx264" else 1)

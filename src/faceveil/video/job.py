@@ -129,6 +129,10 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                         f"between detector runs, more than the {held} a lost face is held: a face seen only there "
                         "stays visible")
     anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"), fps)  # this video's tracks are new
+    if options.preview:
+        # Pillow (the stills' writer) loaded before the helper threads start: its first import in this thread
+        # raced the anonymizing thread's look at PIL.Image (pipeline.check_image) and failed a frame at random
+        import PIL.Image  # noqa: F401
     report = DecodeReport()
     clock = StageClock()  # busy seconds per stage: the result's "stages" (bench/bench_video.py prints them)
     frames: Iterable[VideoFrame] = clock.iterate("decode", read_frames(src, report,
@@ -267,7 +271,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     finally:
         bar.close()
     if report.errors:
-        warnings.extend(f"undecodable: {e}" for e in report.errors[:5])
+        warnings.extend(f"damaged: {e}" for e in report.errors[:5])
     if report.shortfall:
         warnings.append(f"truncated: {report.shortfall}")
     warnings.extend(record_warnings)

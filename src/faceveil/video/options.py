@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
 from ..errors import UsageError
-from ..io.video import EncodeOptions
+from ..io.video import EncodeOptions, crf_range
 from ..pipeline import ItemResult
 
 
@@ -48,8 +48,9 @@ class VideoOptions:
             raise UsageError("--hold and --lookahead must be >= 0")
         if self.preview < 0:
             raise UsageError("--preview must be >= 0 seconds")
-        if not 0 <= self.encode.crf <= 63:
-            raise UsageError("--crf must be between 0 and 63")
+        low, high = crf_range(self.encode.codec)
+        if not low <= self.encode.crf <= high:
+            raise UsageError(f"--crf must be between {low} and {high} for {self.encode.codec or 'the default codec'}")
 
     def frames_held(self, fps: float) -> int:
         return self.hold if self.hold is not None else max(1, round(VIDEO_HOLD_S * fps))
@@ -69,7 +70,7 @@ class VideoResult(ItemResult):
     frames: int = 0  # frames written
     failed_frames: int = 0  # frames whose processing raised (written fully blurred, or dropped)
     dropped_frames: int = 0
-    decode_errors: int = 0  # packets that could not be decoded (no pixels exist for them)
+    decode_errors: int = 0  # packets left out, frames missing or flagged corrupt (io.video.read_frames)
     announced_frames: int = 0  # frames the container announces (0: unknown)
     truncated: str | None = None  # with allow_truncated: what is missing ("decoded 48 of 521 frames ...")
     tracks: int = 0

@@ -120,19 +120,20 @@ class DetectSchedule:
         self.full = self.crops = self.cut = self.skipped = 0  # counts, for the result and the bench
         self.at_cut = False  # whether the last frame started a new shot (not the video's first frame)
 
-    def __call__(self, rgb: np.ndarray, expected: np.ndarray | None) -> Detections | None:
+    def __call__(self, rgb: np.ndarray, expected: np.ndarray | None, last: bool = False) -> Detections | None:
         """``expected``: the live tracks' boxes on this frame (None: no tracker, always a full pass).
-        None: the detector skips this frame (``every``)."""
+        None: the detector skips this frame (``every``). ``last``: the video's last frame, which gets a full pass
+        (no later detection looks back to it: a face there alone was never seen)."""
         cut = self.cuts(rgb) if self.cuts is not None else False
         self.at_cut = bool(cut) and self.full + self.skipped + self.crops > 0
-        if self.every > 1 and not cut and self.since_run < self.every:
+        if self.every > 1 and not cut and not last and self.since_run < self.every:
             self.since_run += 1
             self.skipped += 1
             return None
         self.since_run = 1
         h, w = rgb.shape[:2]
         crops = None
-        if self.full_every > 1 and expected is not None and not cut and self.since_full < self.full_every:
+        if self.full_every > 1 and expected is not None and not cut and not last and self.since_full < self.full_every:
             crops = crop_boxes(expected, w, h, self.margin)
             if sum(_area(c) for c in crops) > MAX_CROP_SHARE * w * h:
                 crops = None

@@ -83,7 +83,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         return item
 
     failed_run: int | None = None  # the frame of the detector's last run, when that run failed
-    for vf in frames:
+    for vf, last in _with_last(frames):
         error = None
         dets = Detections.empty()
         skips = schedule.skipped
@@ -92,7 +92,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             # None on the frames the schedule skips (every nth frame and scene cuts run the detector)
             # where the tracks expect their faces: only crops (full_every > 1) look there
             expected = tracker.expected(vf.index) if tracker is not None and schedule.full_every > 1 else None
-            raw = schedule(vf.rgb, expected)
+            raw = schedule(vf.rgb, expected, last)
             if raw is None and failed_run is not None:
                 # Fail closed: where the faces are is unknown until the detector runs again, so the frames
                 # a failed run stood for fail too (before, they were written with stale boxes or none).
@@ -121,6 +121,16 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             yield emit(buffer.popleft())
     while buffer:
         yield emit(buffer.popleft())
+
+
+def _with_last(items: Iterable) -> Iterator[tuple]:
+    """``(item, is_last)`` for each of ``items``: one item read ahead."""
+    it = iter(items)
+    for prev in it:
+        for item in it:
+            yield prev, False
+            prev = item
+        yield prev, True
 
 
 def track(path: str | os.PathLike, detector: str | None = None, options: VideoOptions | None = None,
