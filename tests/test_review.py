@@ -94,8 +94,17 @@ def test_first_page_load_sets_a_cookie_that_serves_assets(env):
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert r.headers["Referrer-Policy"] == "no-referrer" and "default-src 'none'" in r.headers["Content-Security-Policy"]
     assert client.get("/static/review.css").status_code == 200  # the test client keeps the cookie
-    assert client.get("/img/orig/astro.png").status_code == 200
+    assert client.get("/").status_code == 200  # a reload of the page (the token is gone from the address bar)
     assert client.post("/api/approve", json={"path": "astro.png"}).status_code == 403  # cookie alone: no POST
+    # A browser sends a host's cookies to every port: another local server gets it. Before, it held the token
+    # itself (originals and Apply for anyone holding it); now a session value that opens the page's assets only.
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert TOKEN not in cookie and value
+    other = create_app(env[0], TOKEN).test_client(use_cookies=False)
+    for url in ["/img/orig/astro.png", "/img/out/astro.png", "/api/items", "/thumb/astro.png"]:
+        assert client.get(url).status_code == 403, url
+        assert other.get(f"{url}?token={value}").status_code == 403, url
+    assert other.post("/api/apply", json={"path": "astro.png"}, headers={"X-Faceveil-Token": value}).status_code == 403
 
 
 def test_items_are_sorted_flags_first_with_a_counter(env):

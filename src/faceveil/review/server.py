@@ -1,8 +1,9 @@
 """The review page's HTTP side (Flask): a token on every request, files only from OUT and IN.
 
-Endpoints (all need the token: ``?token=``, header ``X-Faceveil-Token``, or the
-cookie set by the first page load; POSTs need the header, so a cookie alone
-never authorizes a change):
+Endpoints (all need the token: ``?token=`` or header ``X-Faceveil-Token``; POSTs need the header.
+The page itself and its assets (``/``, ``/static/``) are also served for the cookie the first page load
+sets: a session value of its own, not the token, since a browser sends a host's cookies to every port
+of it (another local server would get it); it opens nothing else):
   GET  /                       the page            GET /static/<file>   its assets
   GET  /api/items              items, flags first, counters, settings
   GET  /img/out/<rel>          anonymized output   GET /img/orig/<rel>  original (shown, never copied)
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -58,11 +60,18 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.url_map.merge_slashes = False  # "//etc/passwd" is a bad path (404), not a redirect to another one
 
+    session = secrets.token_urlsafe(24)  # the cookie's value: never the token
+
+    def same(given: str | None, secret: str) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), secret.encode())
+
     def authorized() -> bool:
         given = request.headers.get(HEADER)
-        if request.method == "GET":
-            given = given or request.args.get("token") or request.cookies.get(_cookie_name())
-        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+        if request.method != "GET":
+            return same(given, token)
+        page = request.path in ("/", "/favicon.ico") or request.path.startswith("/static/")  # nothing of IN/OUT
+        return same(given or request.args.get("token"), token) or (
+            page and same(request.cookies.get(_cookie_name()), session))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -101,7 +110,7 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
     def index():
         resp = send_from_directory(STATIC, "index.html")
         if request.args.get("token"):
-            resp.set_cookie(_cookie_name(), token, httponly=True, samesite="Strict")
+            resp.set_cookie(_cookie_name(), session, httponly=True, samesite="Strict")
         return resp
 
     @app.get("/favicon.ico")
