@@ -61,9 +61,10 @@ def register(sub) -> None:
                         f"(default {_REGION['mask_scale']})")
     a.add_argument("--feather", type=float, help=f"soft edge, fraction of face size (default {_REGION['feather']})")
     a.add_argument("--seed", type=whole(), help=f"seed for random methods (default {_CONFIG.seed})")
-    a.add_argument("--jpeg-quality", type=int, default=_CONFIG.jpeg_quality,
-                   help="JPEG/WebP quality of rewritten files (default %(default)s)")
-    a.add_argument("--keep-metadata", action="store_true", help="keep the originals' metadata in rewritten files")
+    a.add_argument("--jpeg-quality", type=int,
+                   help=f"JPEG/WebP quality of rewritten files (default: the report's, else {_CONFIG.jpeg_quality})")
+    a.add_argument("--keep-metadata", action="store_true", default=None,
+                   help="keep the originals' metadata in rewritten files (default: the report's)")
     add_detection_args(r)
     f = r.add_argument_group("flags")
     f.add_argument("--second", default="auto", metavar="NAMES",
@@ -153,6 +154,10 @@ def config_from_args(args):
         # Apply redraws the run's regions: always the run's shape and scale (explicit options on top),
         # even when the review detects with other settings to flag more.
         region = {**base["region"], **region_from_args(args)}
+    # Apply writes as the run did: its JPEG quality and metadata choice, as recorded, unless given here.
+    args.jpeg_quality = args.jpeg_quality if args.jpeg_quality is not None else int(base.get("jpeg_quality",
+                                                                                             _CONFIG.jpeg_quality))
+    args.keep_metadata = bool(base.get("keep_metadata", False)) if args.keep_metadata is None else args.keep_metadata
     check_jpeg_quality(args)
     return anonymizer_config(args, method, method_params, detection=(detector, det_params, region),
                              seed=args.seed if args.seed is not None else int(base.get("seed", 0)))
