@@ -138,6 +138,33 @@ def test_report_to_review_to_apply_on_the_default_preset(env):
     assert (after[~near] == before[~near]).all(), "pixels away from the regions changed"
 
 
+def test_a_state_that_cannot_be_saved_changes_nothing_and_says_why(env):
+    """OUT/.faceveil a plain file: before, approve gave 500 'internal error (FaceveilError)' (the item approved in
+    memory only) and Apply answered 409 after rewriting the output. Now both refuse first, with the cause."""
+    src, out, _ = env
+    rs, client = _review(out, src, *FAST)
+    (out / ".faceveil").write_bytes(b"")
+    before = (out / "m1.jpg").read_bytes()
+    r = client.post("/api/approve", json={"path": "m1.jpg"}, headers=HDR)
+    assert r.status_code == 409 and "not faceveil's own folder" in r.get_json()["error"]
+    assert not {i["path"]: i for i in rs.listing()["items"]}["m1.jpg"]["approved"]
+    r = client.post("/api/apply", json={"path": "m1.jpg", "manual": [[400, 400, 460, 470]]}, headers=HDR)
+    assert r.status_code == 409 and "not faceveil's own folder" in r.get_json()["error"]
+    assert (out / "m1.jpg").read_bytes() == before
+
+
+def test_apply_refuses_an_output_that_is_a_link_to_another_output(env):
+    """ln -sf m1.jpg OUT/m2.jpg: before, Apply on m2.jpg rewrote OUT/m1.jpg from m2's original."""
+    src, out, _ = env
+    (out / "m2.jpg").unlink()
+    (out / "m2.jpg").symlink_to("m1.jpg")
+    rs, client = _review(out, src, *FAST)
+    before = (out / "m1.jpg").read_bytes()
+    r = client.post("/api/apply", json={"path": "m2.jpg", "manual": [[10, 10, 60, 60]]}, headers=HDR)
+    assert r.status_code == 403
+    assert (out / "m1.jpg").read_bytes() == before and (out / "m2.jpg").is_symlink()
+
+
 def test_apply_keeps_the_recorded_regions_when_the_review_detects_fewer(env):
     """Started with the run's report but a stricter threshold, Apply still redoes every face the run hid."""
     src, out, report = env

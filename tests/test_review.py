@@ -223,10 +223,12 @@ def test_a_manual_box_dropped_by_a_later_apply_shows_again_and_a_sliver_is_refus
     rs, client, src, out = env
     run_output = _read(out / "sub" / "noise.png")
     a, b = [40.0, 50.0, 100.0, 130.0], [120.0, 20.0, 180.0, 90.0]
-    assert client.post("/api/apply", json={"path": "sub/noise.png", "manual": [a, b], "removed": []},
-                       headers=HDR).status_code == 200
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [a, b], "removed": []}, headers=HDR)
+    assert r.status_code == 200
     both = _read(out / "sub" / "noise.png")
-    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [b], "removed": []}, headers=HDR)
+    # dropped on the version the page showed (the page sends it): an explicit drop
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "version": r.get_json()["version"], "manual": [b],
+                                        "removed": []}, headers=HDR)
     assert r.status_code == 200 and r.get_json()["manual"] == [b]
     after = _read(out / "sub" / "noise.png")
     mask = Compositor(RegionParams(**rs.config.region)).mask
@@ -241,6 +243,27 @@ def test_a_manual_box_dropped_by_a_later_apply_shows_again_and_a_sliver_is_refus
     assert r.status_code == 400 and "under 2 px" in r.get_json()["error"]
     assert (_read(out / "sub" / "noise.png") == after).all()
     assert json.loads((out / ".faceveil" / "review.json").read_text())["items"]["sub/noise.png"]["manual"] == [b]
+
+
+def test_a_second_tab_never_un_hides_a_box_another_tab_applied(env):
+    """Two tabs (or a client naming no version): before, the second Apply dropped the first one's box silently
+    (its face showed again, 200). Now an edit on an older version is refused (409, reload), and one that names no
+    version keeps every earlier box."""
+    rs, client, src, out = env
+    a, b, c = [5.0, 5.0, 40.0, 40.0], [100.0, 100.0, 150.0, 150.0], [180.0, 100.0, 230.0, 150.0]
+    shown = next(i for i in rs.listing()["items"] if i["path"] == "sub/noise.png")["version"]
+    first = client.post("/api/apply", json={"path": "sub/noise.png", "version": shown, "manual": [a, b]}, headers=HDR)
+    assert first.status_code == 200
+    hidden_b = _read(out / "sub" / "noise.png")
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "version": shown, "manual": [a, c]}, headers=HDR)
+    assert r.status_code == 409 and "reload the page" in r.get_json()["error"]
+    assert (_read(out / "sub" / "noise.png") == hidden_b).all(), "a refused edit changes nothing"
+    r = client.post("/api/approve", json={"path": "sub/noise.png", "version": shown}, headers=HDR)
+    assert r.status_code == 409, "approving a version the reviewer never saw"
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [a, c]}, headers=HDR)
+    assert r.status_code == 200 and r.get_json()["manual"] == [a, c, b]
+    in_b = Compositor(RegionParams(**rs.config.region)).mask(Detections.from_boxes([b]), hidden_b.shape) > 0
+    assert (_read(out / "sub" / "noise.png")[in_b] == hidden_b[in_b]).all(), "b stays hidden"
 
 
 def test_apply_fixes_the_leak_and_clears_its_flag(env):

@@ -166,6 +166,30 @@ def test_apply_a_box_over_a_frame_range(env):
     assert (out / "clip.mp4").read_bytes() == after_bytes
 
 
+def test_a_restarted_review_keeps_the_records_manual_boxes_and_refuses_removed(env, base):
+    """review.json deleted (or lost) and the review restarted: the page shows no manual box, but the record still
+    holds the earlier Apply's. Before, the next Apply re-rendered from the original without it (its face showed
+    again, 200); now it stays hidden. A video's "removed" was ignored silently: now a 400."""
+    rs, client, src, out = env
+    a, b = [8, 150, 56, 188], [180, 8, 240, 60]
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [{"box": a, "from": 6, "to": 11}]}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    (out / ".faceveil" / "review.json").unlink()
+    rs2 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), base[2])
+    client2 = create_app(rs2, TOKEN).test_client(use_cookies=False)
+    shown = {i["path"]: i for i in rs2.listing()["items"]}["clip.mp4"]
+    r = client2.post("/api/apply", json={"path": "clip.mp4", "version": shown["version"], "removed": [a],
+                                         "manual": [{"box": b, "from": 0, "to": 3}]}, headers=HDR)
+    assert r.status_code == 400 and "removed is for images" in r.get_json()["error"]
+    r = client2.post("/api/apply", json={"path": "clip.mp4", "version": shown["version"],
+                                         "manual": [{"box": b, "from": 0, "to": 3}]}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    after = _frames(out / "clip.mp4")
+    x1, y1, x2, y2 = a
+    assert all(after[i][y1 + 4:y2 - 4, x1 + 4:x2 - 4].max() < 30 for i in range(6, 12)), "a stays blacked out"
+    assert {"box": [8.0, 150.0, 56.0, 188.0], "from": 6, "to": 11} in r.get_json()["manual"]
+
+
 def test_video_endpoints_need_the_token(env):
     _, client, _, out = env
     for url in ["/frame/out/clip.mp4?i=0", "/frame/orig/clip.mp4?i=0", "/api/frame/clip.mp4?i=0", "/thumb/clip.mp4"]:

@@ -12,10 +12,11 @@ of it (another local server would get it); it opens nothing else):
   GET  /api/frame/<rel>?i=N    the boxes anonymized on frame N of a video (its track record)
   GET  /api/compare            the methods the comparison panel can show (the run's first)
   GET  /compare/<method>/<rel>[?w=W]   an image's original hidden by that method, as JPEG (memory only)
-  POST /api/apply              {path, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
+  POST /api/apply              {path, version, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
                                (a video: manual: [{box: [x1,y1,x2,y2], from: frame, to: frame}...],
                                flip: [track id...]: each track flipped whole between kept and hidden)
-  POST /api/approve            {path, approved: true|false}
+  POST /api/approve            {path, version, approved: true|false}
+  version: the item's "version" the page showed; the output changed since (another tab's Apply): 409.
 A bad request gets its status with a one-line JSON body {"error": ...}, never a traceback.
 """
 from __future__ import annotations
@@ -197,11 +198,21 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
             abort(400, 'expected a JSON object with a "path"')
         return data
 
+    def version(data: dict) -> str | None:
+        """The item version the edit was made on (absent: none named); the page sends the one it showed."""
+        v = data.get("version")
+        if v is not None and not isinstance(v, str):
+            abort(400, '"version" must be the item\'s version string')
+        if "version" in data and v is None:
+            return ""  # the page showed an item with no output yet: stale once one was written
+        return v
+
     @app.post("/api/apply")
     def apply():
         data = body()
         try:
-            return jsonify(rs.apply(data["path"], data.get("manual", []), data.get("removed", []), data.get("flip")))
+            return jsonify(rs.apply(data["path"], data.get("manual", []), data.get("removed", []), data.get("flip"),
+                                    version(data)))
         except KeyError:
             abort(404)
         except PermissionError:  # the original or output resolves out of IN / OUT now, or was not in the run
@@ -218,8 +229,10 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
         if not isinstance(approved, bool):  # bool("no") is True: "no" approved the image
             return jsonify(error='"approved" must be true or false'), 400
         try:
-            return jsonify(rs.approve(data["path"], approved))
+            return jsonify(rs.approve(data["path"], approved, version(data)))
         except KeyError:
             abort(404)
+        except FaceveilError as exc:  # stale, or the state cannot be saved: the cause, nothing changed
+            return jsonify(error=str(exc)), 409
 
     return app
