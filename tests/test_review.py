@@ -362,6 +362,80 @@ def test_cli_usage(base, tmp_path, capsys):
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.2")
 
 
+def _ctrl_c(server, *a, **k):
+    raise KeyboardInterrupt  # a server stopped at once
+
+
+def test_bad_flag_numbers_address_or_port_are_one_line_usage_errors(base, capsys, monkeypatch):
+    """Before: --near nan turned every near/small flag off, --near -1 and --small-face -5 were taken; a port in use
+    or a host not of this machine printed werkzeug's lines and exited 1."""
+    import socket
+
+    from socketserver import BaseServer
+
+    monkeypatch.setattr(BaseServer, "serve_forever", _ctrl_c)
+    src, out, cache = base
+    common = ["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"]
+    for bad in (["--near", "nan"], ["--near", "-1"], ["--near", "1.5"], ["--small-face", "-5"]):
+        with pytest.raises(SystemExit) as e:
+            main(common + bad)
+        assert e.value.code == 2, bad
+        assert bad[0] in capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        for extra in (["--port", str(port)], ["--host", "300.1.1.1"]):
+            assert main(common + extra) == 2, extra
+            err = capsys.readouterr().err
+            assert err.startswith("faceveil: error: cannot listen on ") and err.count("\n") == 1, err
+
+
+def test_a_second_review_of_the_same_out_is_refused(base, tmp_path, monkeypatch, capsys):
+    """Before, a second server on one OUT saved its own review.json over the first one's (approvals, boxes lost)."""
+    from socketserver import BaseServer
+
+    src, pristine, cache = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    common = ["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"]
+    second = {}
+
+    def serve(self, *a, **k):  # the first server is up: start a second one on the same OUT
+        second["rc"] = main(common)
+        second["err"] = capsys.readouterr().err
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseServer, "serve_forever", serve)
+    assert main(common) == 130
+    assert second["rc"] == 2 and "another `faceveil review` is serving this folder" in second["err"]
+    monkeypatch.setattr(BaseServer, "serve_forever", _ctrl_c)
+    assert main(common) == 130, "the first one's lock ends with it"
+
+
+def test_open_keeps_the_token_off_the_browsers_command_line(base, tmp_path, monkeypatch, capsys):
+    """Before, --open gave the browser the tokenised URL (its command line, visible in ps to every local user).
+    Now it opens a private local file that redirects to it, removed when the review stops."""
+    import stat
+    import webbrowser
+    from socketserver import BaseServer
+
+    src, pristine, cache = base
+    opened = []
+
+    def look(self, *a, **k):
+        page = Path(opened[0].removeprefix("file://"))
+        opened.append((stat.S_IMODE(page.stat().st_mode), page.read_text(), page))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url))
+    monkeypatch.setattr(BaseServer, "serve_forever", look)
+    assert main(["review", str(pristine), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second",
+                 "none", "--open"]) == 130
+    token = capsys.readouterr().out.strip().split("token=")[1]
+    mode, text, page = opened[1]
+    assert opened[0].startswith("file://") and token not in opened[0]
+    assert mode == 0o600 and f"token={token}" in text and not page.exists()
+
+
 def test_config_from_an_anonymize_report(tmp_path):
     import argparse
 
@@ -384,23 +458,24 @@ def test_config_from_an_anonymize_report(tmp_path):
 
 def test_cli_prints_a_url_with_a_token_and_warns_off_loopback(base, monkeypatch, capsys):
     """The real command up to serving: the server is stopped at once, as by Ctrl-C."""
-    from werkzeug.serving import BaseWSGIServer
+    from socketserver import BaseServer
 
     src, out, cache = base
     seen = {}
 
     def fake_serve(self, *a, **k):
-        seen["port"] = self.server_port
+        seen["port"] = self.port
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(BaseWSGIServer, "serve_forever", fake_serve)
-    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"]) == 0
+    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
+    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q",
+                 "--second", "none"]) == 130  # stopped as by Ctrl-C
     captured = capsys.readouterr()
     url = captured.out.strip()
     assert url.startswith(f"http://127.0.0.1:{seen['port']}/?token=") and len(url.split("token=")[1]) >= 32
     assert "warning" not in captured.err
     assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none",
-                 "--host", "0.0.0.0"]) == 0
+                 "--host", "0.0.0.0"]) == 130
     captured = capsys.readouterr()
     assert "warning: listening on 0.0.0.0" in captured.err
     assert captured.out.split("token=")[1] != url.split("token=")[1], "a new token per run"

@@ -228,3 +228,44 @@ def test_apply_redraws_a_replaced_video_with_the_runs_seed(tmp_path, astronaut):
     same = np.mean([np.abs(a - b).max(axis=2)[f].mean() for a, b, f in zip(after, before, face) if f.any()])
     another = np.mean([np.abs(c - b).max(axis=2)[f].mean() for c, b, f in zip(other, before, face) if f.any()])
     assert same < 3 and another > 10, (same, another)
+
+
+def test_sigterm_during_a_video_apply_ends_cleanly(base, tmp_path):
+    """Before: the Apply ran in a daemon thread killed at exit: 'terminate called without an active exception',
+    exit 134, its temporary video left in OUT (and a restarted review kept it). Now the Apply under way ends
+    first, the exit is 143, nothing temporary is left; a dead writer's temporary is removed at start."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    import urllib.request
+
+    src, pristine, _ = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = out / f".leak.mp4.{dead.pid}.abcdefgh.tmp.mp4"
+    stale.write_bytes(b"partial")
+    cmd = [sys.executable, "-m", "faceveil", "review", str(out), "--originals", str(src), "--second", "none",
+           "--cache-dir", str(tmp_path / "cache")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = p.stdout.readline().strip()
+    assert "token=" in url, p.stderr.read()
+    assert not stale.exists(), "a dead writer's temporary is removed at start"
+    base_url, token = url.split("/?token=")
+    body = json.dumps({"path": "clip.mp4", "manual": [{"box": [8, 150, 56, 188], "from": 0, "to": N - 1}]})
+    req = urllib.request.Request(base_url + "/api/apply", body.encode(), method="POST",
+                                 headers={"X-Faceveil-Token": token, "Content-Type": "application/json"})
+    threading.Thread(target=lambda: urllib.request.urlopen(req, timeout=60).read(), daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not list(out.glob(".clip.mp4.*tmp*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "terminate called" not in err and "Traceback" not in err
+    assert not list(out.rglob(".*tmp*")), "no temporary file left"
+    assert len(_frames(out / "clip.mp4")) == N
