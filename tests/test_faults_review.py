@@ -138,6 +138,33 @@ def test_report_to_review_to_apply_on_the_default_preset(env):
     assert (after[~near] == before[~near]).all(), "pixels away from the regions changed"
 
 
+def test_a_state_that_cannot_be_saved_changes_nothing_and_says_why(env):
+    """OUT/.faceveil a plain file: before, approve gave 500 'internal error (FaceveilError)' (the item approved in
+    memory only) and Apply answered 409 after rewriting the output. Now both refuse first, with the cause."""
+    src, out, _ = env
+    rs, client = _review(out, src, *FAST)
+    (out / ".faceveil").write_bytes(b"")
+    before = (out / "m1.jpg").read_bytes()
+    r = client.post("/api/approve", json={"path": "m1.jpg"}, headers=HDR)
+    assert r.status_code == 409 and "not faceveil's own folder" in r.get_json()["error"]
+    assert not {i["path"]: i for i in rs.listing()["items"]}["m1.jpg"]["approved"]
+    r = client.post("/api/apply", json={"path": "m1.jpg", "manual": [[400, 400, 460, 470]]}, headers=HDR)
+    assert r.status_code == 409 and "not faceveil's own folder" in r.get_json()["error"]
+    assert (out / "m1.jpg").read_bytes() == before
+
+
+def test_apply_refuses_an_output_that_is_a_link_to_another_output(env):
+    """ln -sf m1.jpg OUT/m2.jpg: before, Apply on m2.jpg rewrote OUT/m1.jpg from m2's original."""
+    src, out, _ = env
+    (out / "m2.jpg").unlink()
+    (out / "m2.jpg").symlink_to("m1.jpg")
+    rs, client = _review(out, src, *FAST)
+    before = (out / "m1.jpg").read_bytes()
+    r = client.post("/api/apply", json={"path": "m2.jpg", "manual": [[10, 10, 60, 60]]}, headers=HDR)
+    assert r.status_code == 403
+    assert (out / "m1.jpg").read_bytes() == before and (out / "m2.jpg").is_symlink()
+
+
 def test_apply_keeps_the_recorded_regions_when_the_review_detects_fewer(env):
     """Started with the run's report but a stricter threshold, Apply still redoes every face the run hid."""
     src, out, report = env
@@ -277,7 +304,7 @@ def test_a_failed_file_in_the_report_is_served(tmp_path, astronaut):
 
 # issue 18 items 5 and 2 -------------------------------------------------------------------------
 def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, astronaut):
-    from werkzeug.serving import BaseWSGIServer
+    from socketserver import BaseServer
 
     from faceveil.cli.review import counted
 
@@ -290,11 +317,32 @@ def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, ast
     def fake_serve(self, *a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(BaseWSGIServer, "serve_forever", fake_serve)
+    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
     assert main(["review", str(tmp_path / "out"), "--originals", str(src), "--second", "none",
-                 "--cache-dir", str(tmp_path / "c")]) == 0
+                 "--cache-dir", str(tmp_path / "c")]) == 130  # as by Ctrl-C
     err = capsys.readouterr().err
     assert "reviewing 1 image (" in err and ".faceveil" in err
+
+
+def test_apply_keeps_the_runs_jpeg_quality_from_its_report(run, tmp_path):
+    """anonymize --jpeg-quality 60 --report: before, the report did not record it and Apply rewrote the JPEG at 95
+    (2.5x the bytes, pixels away from every region changed). Now the report records it and the review reads it."""
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    shutil.copytree(run / "in", src)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", *FAST, "--jpeg-quality", "60",
+                 "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["jpeg_quality"] == 60
+    rs, client = _review(out, src, "--from-report", str(report))
+    assert rs.config.jpeg_quality == 60
+    before, size = _read(out / "m1.jpg"), (out / "m1.jpg").stat().st_size
+    r = client.post("/api/apply", json={"path": "m1.jpg", "manual": [[400, 400, 460, 470]]}, headers=HDR)
+    assert r.status_code == 200, r.data
+    assert (out / "m1.jpg").stat().st_size < 1.2 * size
+    away = np.ones(before.shape[:2], bool)
+    away[350:, 350:] = False  # the manual box and the JPEG blocks around it
+    diff = np.abs(_read(out / "m1.jpg").astype(int) - before.astype(int))[away]
+    assert diff.mean() < 1.0, diff.mean()
+    assert _review(out, src, "--from-report", str(report), "--jpeg-quality", "90")[0].config.jpeg_quality == 90
 
 
 def test_review_help_prints_the_defaults_that_apply(capsys):

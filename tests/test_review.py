@@ -94,8 +94,17 @@ def test_first_page_load_sets_a_cookie_that_serves_assets(env):
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert r.headers["Referrer-Policy"] == "no-referrer" and "default-src 'none'" in r.headers["Content-Security-Policy"]
     assert client.get("/static/review.css").status_code == 200  # the test client keeps the cookie
-    assert client.get("/img/orig/astro.png").status_code == 200
+    assert client.get("/").status_code == 200  # a reload of the page (the token is gone from the address bar)
     assert client.post("/api/approve", json={"path": "astro.png"}).status_code == 403  # cookie alone: no POST
+    # A browser sends a host's cookies to every port: another local server gets it. Before, it held the token
+    # itself (originals and Apply for anyone holding it); now a session value that opens the page's assets only.
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert TOKEN not in cookie and value
+    other = create_app(env[0], TOKEN).test_client(use_cookies=False)
+    for url in ["/img/orig/astro.png", "/img/out/astro.png", "/api/items", "/thumb/astro.png"]:
+        assert client.get(url).status_code == 403, url
+        assert other.get(f"{url}?token={value}").status_code == 403, url
+    assert other.post("/api/apply", json={"path": "astro.png"}, headers={"X-Faceveil-Token": value}).status_code == 403
 
 
 def test_items_are_sorted_flags_first_with_a_counter(env):
@@ -214,10 +223,12 @@ def test_a_manual_box_dropped_by_a_later_apply_shows_again_and_a_sliver_is_refus
     rs, client, src, out = env
     run_output = _read(out / "sub" / "noise.png")
     a, b = [40.0, 50.0, 100.0, 130.0], [120.0, 20.0, 180.0, 90.0]
-    assert client.post("/api/apply", json={"path": "sub/noise.png", "manual": [a, b], "removed": []},
-                       headers=HDR).status_code == 200
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [a, b], "removed": []}, headers=HDR)
+    assert r.status_code == 200
     both = _read(out / "sub" / "noise.png")
-    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [b], "removed": []}, headers=HDR)
+    # dropped on the version the page showed (the page sends it): an explicit drop
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "version": r.get_json()["version"], "manual": [b],
+                                        "removed": []}, headers=HDR)
     assert r.status_code == 200 and r.get_json()["manual"] == [b]
     after = _read(out / "sub" / "noise.png")
     mask = Compositor(RegionParams(**rs.config.region)).mask
@@ -232,6 +243,27 @@ def test_a_manual_box_dropped_by_a_later_apply_shows_again_and_a_sliver_is_refus
     assert r.status_code == 400 and "under 2 px" in r.get_json()["error"]
     assert (_read(out / "sub" / "noise.png") == after).all()
     assert json.loads((out / ".faceveil" / "review.json").read_text())["items"]["sub/noise.png"]["manual"] == [b]
+
+
+def test_a_second_tab_never_un_hides_a_box_another_tab_applied(env):
+    """Two tabs (or a client naming no version): before, the second Apply dropped the first one's box silently
+    (its face showed again, 200). Now an edit on an older version is refused (409, reload), and one that names no
+    version keeps every earlier box."""
+    rs, client, src, out = env
+    a, b, c = [5.0, 5.0, 40.0, 40.0], [100.0, 100.0, 150.0, 150.0], [180.0, 100.0, 230.0, 150.0]
+    shown = next(i for i in rs.listing()["items"] if i["path"] == "sub/noise.png")["version"]
+    first = client.post("/api/apply", json={"path": "sub/noise.png", "version": shown, "manual": [a, b]}, headers=HDR)
+    assert first.status_code == 200
+    hidden_b = _read(out / "sub" / "noise.png")
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "version": shown, "manual": [a, c]}, headers=HDR)
+    assert r.status_code == 409 and "reload the page" in r.get_json()["error"]
+    assert (_read(out / "sub" / "noise.png") == hidden_b).all(), "a refused edit changes nothing"
+    r = client.post("/api/approve", json={"path": "sub/noise.png", "version": shown}, headers=HDR)
+    assert r.status_code == 409, "approving a version the reviewer never saw"
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [a, c]}, headers=HDR)
+    assert r.status_code == 200 and r.get_json()["manual"] == [a, c, b]
+    in_b = Compositor(RegionParams(**rs.config.region)).mask(Detections.from_boxes([b]), hidden_b.shape) > 0
+    assert (_read(out / "sub" / "noise.png")[in_b] == hidden_b[in_b]).all(), "b stays hidden"
 
 
 def test_apply_fixes_the_leak_and_clears_its_flag(env):
@@ -330,6 +362,80 @@ def test_cli_usage(base, tmp_path, capsys):
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.2")
 
 
+def _ctrl_c(server, *a, **k):
+    raise KeyboardInterrupt  # a server stopped at once
+
+
+def test_bad_flag_numbers_address_or_port_are_one_line_usage_errors(base, capsys, monkeypatch):
+    """Before: --near nan turned every near/small flag off, --near -1 and --small-face -5 were taken; a port in use
+    or a host not of this machine printed werkzeug's lines and exited 1."""
+    import socket
+
+    from socketserver import BaseServer
+
+    monkeypatch.setattr(BaseServer, "serve_forever", _ctrl_c)
+    src, out, cache = base
+    common = ["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"]
+    for bad in (["--near", "nan"], ["--near", "-1"], ["--near", "1.5"], ["--small-face", "-5"]):
+        with pytest.raises(SystemExit) as e:
+            main(common + bad)
+        assert e.value.code == 2, bad
+        assert bad[0] in capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        for extra in (["--port", str(port)], ["--host", "300.1.1.1"]):
+            assert main(common + extra) == 2, extra
+            err = capsys.readouterr().err
+            assert err.startswith("faceveil: error: cannot listen on ") and err.count("\n") == 1, err
+
+
+def test_a_second_review_of_the_same_out_is_refused(base, tmp_path, monkeypatch, capsys):
+    """Before, a second server on one OUT saved its own review.json over the first one's (approvals, boxes lost)."""
+    from socketserver import BaseServer
+
+    src, pristine, cache = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    common = ["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"]
+    second = {}
+
+    def serve(self, *a, **k):  # the first server is up: start a second one on the same OUT
+        second["rc"] = main(common)
+        second["err"] = capsys.readouterr().err
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseServer, "serve_forever", serve)
+    assert main(common) == 130
+    assert second["rc"] == 2 and "another `faceveil review` is serving this folder" in second["err"]
+    monkeypatch.setattr(BaseServer, "serve_forever", _ctrl_c)
+    assert main(common) == 130, "the first one's lock ends with it"
+
+
+def test_open_keeps_the_token_off_the_browsers_command_line(base, tmp_path, monkeypatch, capsys):
+    """Before, --open gave the browser the tokenised URL (its command line, visible in ps to every local user).
+    Now it opens a private local file that redirects to it, removed when the review stops."""
+    import stat
+    import webbrowser
+    from socketserver import BaseServer
+
+    src, pristine, cache = base
+    opened = []
+
+    def look(self, *a, **k):
+        page = Path(opened[0].removeprefix("file://"))
+        opened.append((stat.S_IMODE(page.stat().st_mode), page.read_text(), page))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url))
+    monkeypatch.setattr(BaseServer, "serve_forever", look)
+    assert main(["review", str(pristine), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second",
+                 "none", "--open"]) == 130
+    token = capsys.readouterr().out.strip().split("token=")[1]
+    mode, text, page = opened[1]
+    assert opened[0].startswith("file://") and token not in opened[0]
+    assert mode == 0o600 and f"token={token}" in text and not page.exists()
+
+
 def test_config_from_an_anonymize_report(tmp_path):
     import argparse
 
@@ -352,23 +458,24 @@ def test_config_from_an_anonymize_report(tmp_path):
 
 def test_cli_prints_a_url_with_a_token_and_warns_off_loopback(base, monkeypatch, capsys):
     """The real command up to serving: the server is stopped at once, as by Ctrl-C."""
-    from werkzeug.serving import BaseWSGIServer
+    from socketserver import BaseServer
 
     src, out, cache = base
     seen = {}
 
     def fake_serve(self, *a, **k):
-        seen["port"] = self.server_port
+        seen["port"] = self.port
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(BaseWSGIServer, "serve_forever", fake_serve)
-    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"]) == 0
+    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
+    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q",
+                 "--second", "none"]) == 130  # stopped as by Ctrl-C
     captured = capsys.readouterr()
     url = captured.out.strip()
     assert url.startswith(f"http://127.0.0.1:{seen['port']}/?token=") and len(url.split("token=")[1]) >= 32
     assert "warning" not in captured.err
     assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none",
-                 "--host", "0.0.0.0"]) == 0
+                 "--host", "0.0.0.0"]) == 130
     captured = capsys.readouterr()
     assert "warning: listening on 0.0.0.0" in captured.err
     assert captured.out.split("token=")[1] != url.split("token=")[1], "a new token per run"

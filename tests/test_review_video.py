@@ -166,6 +166,30 @@ def test_apply_a_box_over_a_frame_range(env):
     assert (out / "clip.mp4").read_bytes() == after_bytes
 
 
+def test_a_restarted_review_keeps_the_records_manual_boxes_and_refuses_removed(env, base):
+    """review.json deleted (or lost) and the review restarted: the page shows no manual box, but the record still
+    holds the earlier Apply's. Before, the next Apply re-rendered from the original without it (its face showed
+    again, 200); now it stays hidden. A video's "removed" was ignored silently: now a 400."""
+    rs, client, src, out = env
+    a, b = [8, 150, 56, 188], [180, 8, 240, 60]
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [{"box": a, "from": 6, "to": 11}]}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    (out / ".faceveil" / "review.json").unlink()
+    rs2 = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), base[2])
+    client2 = create_app(rs2, TOKEN).test_client(use_cookies=False)
+    shown = {i["path"]: i for i in rs2.listing()["items"]}["clip.mp4"]
+    r = client2.post("/api/apply", json={"path": "clip.mp4", "version": shown["version"], "removed": [a],
+                                         "manual": [{"box": b, "from": 0, "to": 3}]}, headers=HDR)
+    assert r.status_code == 400 and "removed is for images" in r.get_json()["error"]
+    r = client2.post("/api/apply", json={"path": "clip.mp4", "version": shown["version"],
+                                         "manual": [{"box": b, "from": 0, "to": 3}]}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    after = _frames(out / "clip.mp4")
+    x1, y1, x2, y2 = a
+    assert all(after[i][y1 + 4:y2 - 4, x1 + 4:x2 - 4].max() < 30 for i in range(6, 12)), "a stays blacked out"
+    assert {"box": [8.0, 150.0, 56.0, 188.0], "from": 6, "to": 11} in r.get_json()["manual"]
+
+
 def test_video_endpoints_need_the_token(env):
     _, client, _, out = env
     for url in ["/frame/out/clip.mp4?i=0", "/frame/orig/clip.mp4?i=0", "/api/frame/clip.mp4?i=0", "/thumb/clip.mp4"]:
@@ -204,3 +228,44 @@ def test_apply_redraws_a_replaced_video_with_the_runs_seed(tmp_path, astronaut):
     same = np.mean([np.abs(a - b).max(axis=2)[f].mean() for a, b, f in zip(after, before, face) if f.any()])
     another = np.mean([np.abs(c - b).max(axis=2)[f].mean() for c, b, f in zip(other, before, face) if f.any()])
     assert same < 3 and another > 10, (same, another)
+
+
+def test_sigterm_during_a_video_apply_ends_cleanly(base, tmp_path):
+    """Before: the Apply ran in a daemon thread killed at exit: 'terminate called without an active exception',
+    exit 134, its temporary video left in OUT (and a restarted review kept it). Now the Apply under way ends
+    first, the exit is 143, nothing temporary is left; a dead writer's temporary is removed at start."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    import urllib.request
+
+    src, pristine, _ = base
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = out / f".leak.mp4.{dead.pid}.abcdefgh.tmp.mp4"
+    stale.write_bytes(b"partial")
+    cmd = [sys.executable, "-m", "faceveil", "review", str(out), "--originals", str(src), "--second", "none",
+           "--cache-dir", str(tmp_path / "cache")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = p.stdout.readline().strip()
+    assert "token=" in url, p.stderr.read()
+    assert not stale.exists(), "a dead writer's temporary is removed at start"
+    base_url, token = url.split("/?token=")
+    body = json.dumps({"path": "clip.mp4", "manual": [{"box": [8, 150, 56, 188], "from": 0, "to": N - 1}]})
+    req = urllib.request.Request(base_url + "/api/apply", body.encode(), method="POST",
+                                 headers={"X-Faceveil-Token": token, "Content-Type": "application/json"})
+    threading.Thread(target=lambda: urllib.request.urlopen(req, timeout=60).read(), daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not list(out.glob(".clip.mp4.*tmp*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "terminate called" not in err and "Traceback" not in err
+    assert not list(out.rglob(".*tmp*")), "no temporary file left"
+    assert len(_frames(out / "clip.mp4")) == N

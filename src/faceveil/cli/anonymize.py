@@ -134,7 +134,9 @@ def cmd_anonymize(args) -> int:
     faces = sum(r.faces for r in written)
     n_kept = sum(_kept(r) for r in written)
     if args.report:
-        report = {"faceveil": __version__, **describe, "files": [r.to_json() for r in results],
+        # how the files were written too: `review --from-report` rewrites them the same way
+        report = {"faceveil": __version__, **describe, "jpeg_quality": cfg.jpeg_quality,
+                  "keep_metadata": cfg.keep_metadata, "files": [r.to_json() for r in results],
                   "skipped": [str(p) for p in skipped], "existing": [str(j.dst) for j in kept],
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces,
                               "kept": n_kept}}

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import secrets
+import socketserver
 import sys
 from pathlib import Path
 
@@ -12,7 +14,8 @@ from ..anonymize import RegionParams
 from ..detect.presets import DEFAULT_PRESET, PRESETS
 from ..errors import FaceveilError, UsageError
 from ..pipeline import AnonymizerConfig
-from .common import (add_detection_args, anonymizer_config, check_jpeg_quality, detector_params_from_args,
+from ..signals import Terminated
+from .common import (add_detection_args, anonymizer_config, between, check_jpeg_quality, detector_params_from_args,
                      region_from_args, resolve_detection, whole)
 
 # The defaults --help prints are the ones that apply: the default preset's region, the library's method.
@@ -61,16 +64,18 @@ def register(sub) -> None:
                         f"(default {_REGION['mask_scale']})")
     a.add_argument("--feather", type=float, help=f"soft edge, fraction of face size (default {_REGION['feather']})")
     a.add_argument("--seed", type=whole(), help=f"seed for random methods (default {_CONFIG.seed})")
-    a.add_argument("--jpeg-quality", type=int, default=_CONFIG.jpeg_quality,
-                   help="JPEG/WebP quality of rewritten files (default %(default)s)")
-    a.add_argument("--keep-metadata", action="store_true", help="keep the originals' metadata in rewritten files")
+    a.add_argument("--jpeg-quality", type=int,
+                   help=f"JPEG/WebP quality of rewritten files (default: the report's, else {_CONFIG.jpeg_quality})")
+    a.add_argument("--keep-metadata", action="store_true", default=None,
+                   help="keep the originals' metadata in rewritten files (default: the report's)")
     add_detection_args(r)
     f = r.add_argument_group("flags")
     f.add_argument("--second", default="auto", metavar="NAMES",
                    help="independent detector(s), comma-separated, or none (default auto: yunet, else dlib-hog)")
-    f.add_argument("--near", type=float, default=0.5,
-                   help="flag faces scoring at least this fraction of the threshold (default 0.5)")
-    f.add_argument("--small-face", type=int, default=20, help="flag detected faces smaller than this, px (default 20)")
+    f.add_argument("--near", type=between(0, 1), default=0.5,
+                   help="flag faces scoring from this share (0-1) of the threshold (default 0.5)")
+    f.add_argument("--small-face", type=whole(), default=20,
+                   help="flag detected faces smaller than this, px (default 20)")
     f.add_argument("--cache-dir", metavar="DIR",
                    help="where detections and output thumbnails are cached "
                         "(default $XDG_CACHE_HOME/faceveil/review/<hash of OUT>, i.e. ~/.cache/...)")
@@ -153,6 +158,10 @@ def config_from_args(args):
         # Apply redraws the run's regions: always the run's shape and scale (explicit options on top),
         # even when the review detects with other settings to flag more.
         region = {**base["region"], **region_from_args(args)}
+    # Apply writes as the run did: its JPEG quality and metadata choice, as recorded, unless given here.
+    args.jpeg_quality = args.jpeg_quality if args.jpeg_quality is not None else int(base.get("jpeg_quality",
+                                                                                             _CONFIG.jpeg_quality))
+    args.keep_metadata = bool(base.get("keep_metadata", False)) if args.keep_metadata is None else args.keep_metadata
     check_jpeg_quality(args)
     return anonymizer_config(args, method, method_params, detection=(detector, det_params, region),
                              seed=args.seed if args.seed is not None else int(base.get("seed", 0)))
@@ -167,6 +176,54 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _listen(host: str, port: int):
+    """The server's socket, bound now: an address in use or not of this machine is bad usage (one line, exit 2),
+    not werkzeug's paragraph and exit 1."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise UsageError("--port must be between 0 and 65535")
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:  # socket.gaierror (no such address) too
+        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def _lock_out(out: str):
+    """Hold OUT (an flock on the folder, dropped by the kernel when this process ends): a second review of the same
+    OUT would save its own review.json over the first's edits and approvals. None where no locks exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:  # no such folder: the ReviewSet says so
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"{out}: another `faceveil review` is serving this folder; use its page, or stop it "
+                         "first") from None
+    return fd
+
+
+def _open_page(url: str) -> Path:
+    """Open the page through a private (0600) local file that redirects to ``url``, as Jupyter does: the token
+    never goes on the browser's command line, which every local user sees (ps)."""
+    import html
+    import tempfile
+    import webbrowser
+
+    fd, name = tempfile.mkstemp(prefix="faceveil-review-", suffix=".html")
+    with os.fdopen(fd, "w") as f:
+        f.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(url)}">'
+                f'<a href="{html.escape(url)}">faceveil review</a>\n')
+    webbrowser.open(Path(name).as_uri())
+    return Path(name)
+
+
 def cmd_review(args) -> int:
     try:
         from werkzeug.serving import WSGIRequestHandler, make_server
@@ -178,10 +235,19 @@ def cmd_review(args) -> int:
     class QuietHandler(WSGIRequestHandler):
         def log_request(self, *a, **k) -> None:  # one line per image would bury the URL (and log the token)
             pass
+    sock = _listen(args.host, args.port)
+    lock = _lock_out(args.output)
+    try:
+        return _serve(args, sock, QuietHandler, make_server, create_app)
+    finally:
+        sock.close()
+        if lock is not None:
+            os.close(lock)
+
+
+def _serve(args, sock, handler, make_server, create_app) -> int:
     from ..review.store import REVIEW_FILE, ReviewSet, ReviewSettings
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError("--port must be between 0 and 65535")
     settings = ReviewSettings(second=tuple(s.strip() for s in args.second.split(",")), near=args.near,
                               small_face=args.small_face)
     rs = ReviewSet(args.output, args.originals, config_from_args(args), settings, args.cache_dir,
@@ -189,32 +255,34 @@ def cmd_review(args) -> int:
     for rel in rs.refused:
         print(f"faceveil: warning: {rel}: refused, a link leading out of OUT or IN", file=sys.stderr)
     token = secrets.token_urlsafe(24)
-    try:
-        server = make_server(args.host, args.port, create_app(rs, token, args.debug), threaded=True,
-                             request_handler=QuietHandler)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+    server = make_server(args.host, args.port, create_app(rs, token, args.debug), threaded=True,
+                         request_handler=handler, fd=sock.fileno())
     if not _is_loopback(args.host):
         print(f"faceveil: warning: listening on {args.host}, not only this machine: anyone who can reach it "
               "and learns the URL sees the ORIGINAL images", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{host}:{server.server_port}/?token={token}"
+    url = f"http://{host}:{server.port}/?token={token}"
     say = (lambda *a, **k: None) if args.quiet else print
     n_videos = sum(i.video for i in rs.items.values())
+    stale = f"; {rs.stale} temporary files of interrupted Applies removed" if rs.stale else ""
     say(f"faceveil: reviewing {counted(len(rs.items) - n_videos, n_videos)} ({rs.checking} to check, in the "
         f"background: the page fills in as they are done); edits saved in {rs.out_root / REVIEW_FILE}; "
-        f"cache {rs.cache_dir}", file=sys.stderr)
+        f"cache {rs.cache_dir}{stale}", file=sys.stderr)
     print(url, flush=True)
     say("faceveil: press Ctrl-C to stop", file=sys.stderr)
-    if args.open:
-        import webbrowser
-
-        webbrowser.open(url)
+    page = _open_page(url) if args.open else None
     rs.start_checking()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
+        # socketserver's loop: werkzeug's own swallows Ctrl-C and SIGTERM (KeyboardInterrupt) and returns, and the
+        # process then exited (exit 0, or 134 'terminate called' when a video's Apply was running: its temporary left)
+        socketserver.BaseServer.serve_forever(server)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: an Apply under way ends first (no temporary left)
+        server.server_close()  # no new request meanwhile
+        rs.close()
         say("faceveil: stopped; run the same command again to resume", file=sys.stderr)
+        return 128 + int(exc.signum) if isinstance(exc, Terminated) else 130
     finally:
         server.server_close()
+        if page is not None:
+            page.unlink(missing_ok=True)
     return 0

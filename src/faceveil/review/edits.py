@@ -7,6 +7,7 @@ box): it never shows more of a face than the run's output did.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ..io.manifest import ManifestWriter, sha256_file
 from ..video.record import read_record
 from . import videos
 from .checks import KEEP_TOLERANCE, clean_boxes, matches, reencoded_like
-from .pairs import REVIEW_FILE, Item, inside
+from .pairs import REVIEW_FILE, Item, inside, stat_key
 from .runs import same_settings
 
 
@@ -50,30 +51,59 @@ class EditsMixin:
                                 f"{entry.get('method_params')}); start the review without method options "
                                 "(it then takes them from OUT/manifest.jsonl)")
 
-    def _apply_video(self, item: Item, manual, flip=None) -> dict:
+    def _apply_video(self, item: Item, manual, removed, flip, version) -> dict:
         out = self.file("out", item.rel) if item.out is not None else None
         rec = read_record(out, self.out_root) if out is not None else None
         if rec is None or not rec.get("config"):
             raise FaceveilError(f"{item.rel}: no usable track record beside the output (anonymize it again with this "
                                 "faceveil): Apply needs the run's settings")
+        if removed:  # a video's detections are tracks: a kept track is flipped whole, a false one stays hidden
+            raise ValueError("removed is for images; a video's track is kept or hidden whole with flip")
         w, h = rec["size"]
         ranges = videos.clean_ranges(manual, w, h, len(rec["frames"]))
+        known = self._manual(item.rel).get("manual")
+        if version is None or known is None:
+            # Only an edit made on the current version drops an earlier box the page showed; the record's boxes
+            # (review.json lost or deleted) were not shown: they stay.
+            ranges += [r for r in (videos.manual_ranges(rec) if known is None else known) if r not in ranges]
         if flip is not None and not isinstance(flip, list):
             raise ValueError("flip must be a list of track ids")
+        self._check_writable()  # before the output changes: a state that cannot be saved refuses it
         result = videos.apply(self.file("orig", item.rel), out, rec, ranges, flip)
         flipped = self._manual(item.rel).get("flipped", []) + ([{"tracks": flip, "at": _now()}] if flip else [])
-        self._record(item.rel, manual=ranges, applied_at=_now(), approved=False, approved_at=None, **result,
-                     **({"flipped": flipped} if flipped else {}))
+        self._saved(item.rel, manual=ranges, applied_at=_now(), approved=False, approved_at=None, **result,
+                    **({"flipped": flipped} if flipped else {}))
         self._analyse(item)
         return self.item_json(item)
 
     def _record(self, rel: str, **changes) -> dict:
-        rec = self.state["items"].setdefault(rel, {})
-        rec.update(changes)
-        self.state["last"] = rel
-        self.state["updated"] = _now()
-        write_bytes_atomic(self._own(REVIEW_FILE), json.dumps(self.state, indent=1).encode())
-        return rec
+        """Record the changes in review.json; in memory only once written (a failed write changes nothing)."""
+        items = {**self.state["items"], rel: {**self.state["items"].get(rel, {}), **changes}}
+        state = {**self.state, "items": items, "last": rel, "updated": _now()}
+        write_bytes_atomic(self._own(REVIEW_FILE), json.dumps(state, indent=1).encode())
+        self.state = state
+        return items[rel]
+
+    def _saved(self, rel: str, **changes) -> None:
+        """``_record`` after the output was rewritten: a failure says the output did change."""
+        try:
+            self._record(rel, **changes)
+        except FaceveilError as exc:
+            raise FaceveilError(f"{rel}: re-anonymized and written, but the review could not record it ({exc})") \
+                from None
+
+    def _check_writable(self) -> None:
+        """Refuse an edit whose record could not be saved, before anything changes (its cause named)."""
+        path = self._own(REVIEW_FILE)  # OUT/.faceveil a link or a file: refused here
+        folder = path.parent if path.parent.is_dir() else self.out_root
+        if not os.access(folder, os.W_OK):
+            raise FaceveilError(f"{folder}: cannot save the review there (read-only?); nothing was changed")
+
+    def _check_version(self, item: Item, version) -> None:
+        """An edit made on an older view of the item (another tab, or a page not reloaded) is refused."""
+        if version is not None and version != (stat_key(item.out) or ""):  # "": shown with no output yet
+            raise Stale(f"{item.rel}: changed since this page showed it (an Apply in another tab?): reload the page "
+                        "and redo the edit")
 
     def _keep_run_changes(self, orig: np.ndarray, new: np.ndarray, old_path: Path, removed: list) -> np.ndarray:
         """``new`` with the current output's pixels wherever the run changed the original: a region the
@@ -101,23 +131,31 @@ class EditsMixin:
         out[keep] = old[keep]
         return out
 
-    def approve(self, rel: str, approved: bool = True) -> dict:
+    def approve(self, rel: str, approved: bool = True, version: str | None = None) -> dict:
         with self._lock:
             if rel not in self.items:
                 raise KeyError(rel)
+            self._check_open()
+            self._check_version(self.items[rel], version)
+            self._check_writable()
             self._record(rel, approved=bool(approved), approved_at=_now() if approved else None)
             return self.item_json(self.items[rel])
 
-    def apply(self, rel: str, manual: list, removed: list, flip: list | None = None) -> dict:
+    def apply(self, rel: str, manual: list, removed: list, flip: list | None = None,
+              version: str | None = None) -> dict:
         """Re-anonymize the ORIGINAL with the main detections (minus removed) plus manual boxes.
 
         Same method, parameters, region and seed key as ``faceveil anonymize IN -o OUT``,
         so pixels outside the changed regions come out as before. Written atomically over the output.
+        ``version``: the item's version the edit was made on ("" for none yet; ``Stale`` when the output changed);
+        without one, an earlier manual box missing from ``manual`` stays (only a versioned edit drops one).
         """
         with self._lock:
             item = self.items.get(rel)
             if item is None:
                 raise KeyError(rel)
+            self._check_open()
+            self._check_version(item, version)
             if item.orig is None:
                 raise FaceveilError(f"{rel}: no original to re-anonymize")
             if not self.in_run(item):
@@ -125,8 +163,10 @@ class EditsMixin:
                                     "start the review with --from-report to redo the run's failed files")
             if not item.check_done:  # not reached by the background check yet
                 self._analyse(item, save=False)
+            if item.out is not None and item.out.is_symlink():
+                raise PermissionError(rel)  # a link, even to another output, would rewrite that file from this original
             if item.video:
-                return self._apply_video(item, manual, flip)
+                return self._apply_video(item, manual, removed, flip, version)
             if flip:
                 raise ValueError("flip (whole tracks) is for videos; an image's kept face is hidden with a box")
             # Resolved and checked now: IN/x may have become a link to a file elsewhere since start-up.
@@ -140,7 +180,11 @@ class EditsMixin:
             removed_boxes = clean_boxes(removed, w, h, min_size=0)
             # A manual box of an earlier Apply that this one drops shows again, as a dropped detection does (it
             # stayed hidden while review.json listed no box there); a region of the run's under it stays hidden.
+            # Only an edit made on the current version drops one: another tab's box is never dropped unseen.
             dropped = [b for b in self._manual(rel).get("manual", []) if not matches(b, manual_boxes, iou=0.999)]
+            if version is None:
+                manual_boxes, dropped = manual_boxes + dropped, []
+            self._check_writable()  # before the output changes: a state that cannot be saved refuses it
             entry = self.manifest.get(rel) if self.manifest is not None else None
             if entry is not None:
                 # A dataset output: redo exactly the run's regions (labels and detections), not our detections.
@@ -187,10 +231,14 @@ class EditsMixin:
             if entry is not None:  # before review.json: the manifest is what `dataset verify` trusts
                 self._manifest_apply(rel, entry, dst, [list(map(float, b)) for b in dets.xyxy], manual_boxes,
                                      removed_boxes)
-            self._record(rel, manual=manual_boxes, removed=removed_boxes, applied_at=_now(),
-                         faces=len(dets), approved=False, approved_at=None)
+            self._saved(rel, manual=manual_boxes, removed=removed_boxes, applied_at=_now(),
+                        faces=len(dets), approved=False, approved_at=None)
             self._analyse(item)
             return self.item_json(item)
+
+
+class Stale(FaceveilError):
+    """An edit made on an older version of the item than the one in OUT now (the server answers 409)."""
 
 
 def _now() -> str:

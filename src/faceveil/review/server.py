@@ -1,8 +1,9 @@
 """The review page's HTTP side (Flask): a token on every request, files only from OUT and IN.
 
-Endpoints (all need the token: ``?token=``, header ``X-Faceveil-Token``, or the
-cookie set by the first page load; POSTs need the header, so a cookie alone
-never authorizes a change):
+Endpoints (all need the token: ``?token=`` or header ``X-Faceveil-Token``; POSTs need the header.
+The page itself and its assets (``/``, ``/static/``) are also served for the cookie the first page load
+sets: a session value of its own, not the token, since a browser sends a host's cookies to every port
+of it (another local server would get it); it opens nothing else):
   GET  /                       the page            GET /static/<file>   its assets
   GET  /api/items              items, flags first, counters, settings
   GET  /img/out/<rel>          anonymized output   GET /img/orig/<rel>  original (shown, never copied)
@@ -11,16 +12,18 @@ never authorizes a change):
   GET  /api/frame/<rel>?i=N    the boxes anonymized on frame N of a video (its track record)
   GET  /api/compare            the methods the comparison panel can show (the run's first)
   GET  /compare/<method>/<rel>[?w=W]   an image's original hidden by that method, as JPEG (memory only)
-  POST /api/apply              {path, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
+  POST /api/apply              {path, version, manual: [[x1,y1,x2,y2]...], removed: [...]} -> re-anonymize
                                (a video: manual: [{box: [x1,y1,x2,y2], from: frame, to: frame}...],
                                flip: [track id...]: each track flipped whole between kept and hidden)
-  POST /api/approve            {path, approved: true|false}
+  POST /api/approve            {path, version, approved: true|false}
+  version: the item's "version" the page showed; the output changed since (another tab's Apply): 409.
 A bad request gets its status with a one-line JSON body {"error": ...}, never a traceback.
 """
 from __future__ import annotations
 
 import hmac
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -58,11 +61,18 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.url_map.merge_slashes = False  # "//etc/passwd" is a bad path (404), not a redirect to another one
 
+    session = secrets.token_urlsafe(24)  # the cookie's value: never the token
+
+    def same(given: str | None, secret: str) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), secret.encode())
+
     def authorized() -> bool:
         given = request.headers.get(HEADER)
-        if request.method == "GET":
-            given = given or request.args.get("token") or request.cookies.get(_cookie_name())
-        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+        if request.method != "GET":
+            return same(given, token)
+        page = request.path in ("/", "/favicon.ico") or request.path.startswith("/static/")  # nothing of IN/OUT
+        return same(given or request.args.get("token"), token) or (
+            page and same(request.cookies.get(_cookie_name()), session))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -101,7 +111,7 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
     def index():
         resp = send_from_directory(STATIC, "index.html")
         if request.args.get("token"):
-            resp.set_cookie(_cookie_name(), token, httponly=True, samesite="Strict")
+            resp.set_cookie(_cookie_name(), session, httponly=True, samesite="Strict")
         return resp
 
     @app.get("/favicon.ico")
@@ -188,11 +198,21 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
             abort(400, 'expected a JSON object with a "path"')
         return data
 
+    def version(data: dict) -> str | None:
+        """The item version the edit was made on (absent: none named); the page sends the one it showed."""
+        v = data.get("version")
+        if v is not None and not isinstance(v, str):
+            abort(400, '"version" must be the item\'s version string')
+        if "version" in data and v is None:
+            return ""  # the page showed an item with no output yet: stale once one was written
+        return v
+
     @app.post("/api/apply")
     def apply():
         data = body()
         try:
-            return jsonify(rs.apply(data["path"], data.get("manual", []), data.get("removed", []), data.get("flip")))
+            return jsonify(rs.apply(data["path"], data.get("manual", []), data.get("removed", []), data.get("flip"),
+                                    version(data)))
         except KeyError:
             abort(404)
         except PermissionError:  # the original or output resolves out of IN / OUT now, or was not in the run
@@ -209,8 +229,10 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
         if not isinstance(approved, bool):  # bool("no") is True: "no" approved the image
             return jsonify(error='"approved" must be true or false'), 400
         try:
-            return jsonify(rs.approve(data["path"], approved))
+            return jsonify(rs.approve(data["path"], approved, version(data)))
         except KeyError:
             abort(404)
+        except FaceveilError as exc:  # stale, or the state cannot be saved: the cause, nothing changed
+            return jsonify(error=str(exc)), 409
 
     return app

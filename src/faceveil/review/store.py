@@ -124,8 +124,14 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
                     if self.manifest is not None else " the folder the run read (its input)")
             raise UsageError(f"{originals}: none of the {len(outs)} outputs in {out_root} has its original there "
                              f"(e.g. {outs[0].rel}); give{hint}")
+        from ..io.atomic import remove_stale_temporaries
+
+        # An Apply stopped by SIGKILL (or a second Ctrl-C) leaves its temporary file: removed when its writer is gone.
+        self.stale = remove_stale_temporaries({(self.out_root / rel).parent for rel in self.items}
+                                              | {self.out_root / OWN_DIR})
         self._cache = self._load_cache()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._frames: dict = {}  # recent decoded video frames (JPEG bytes), memory only
         self._restore_cached()
         if not background:
@@ -236,6 +242,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         todo = [i for i in self.items.values() if not i.check_done]
         last_save = time.monotonic()
         for item in tqdm(todo, desc="review: checking", unit="file", disable=not self.progress, file=sys.stderr):
+            if self._stopping.is_set():
+                break
             self._analyse(item, save=False)
             if time.monotonic() - last_save > 10:  # a long first run keeps its progress if stopped
                 self._save_cache()
@@ -262,6 +270,18 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def close(self) -> None:
+        """Stop before the process exits: an edit under way (a video's Apply) ends first, none starts after,
+        and the background check stops after its current file; so no temporary file is left behind."""
+        self._stopping.set()
+        with self._lock:  # held by a running Apply
+            pass
+        self.wait()
+
+    def _check_open(self) -> None:
+        if self._stopping.is_set():
+            raise FaceveilError("the review is stopping: nothing was changed")
 
     @property
     def checking(self) -> int:

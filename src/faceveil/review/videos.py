@@ -224,6 +224,23 @@ def clean_ranges(manual, w: int, h: int, n: int) -> list[dict]:
     return out
 
 
+def manual_ranges(record: dict) -> list[dict]:
+    """The manual boxes a track record holds (earlier Applies'), as ranges {box, from, to} of consecutive frames."""
+    last: dict[tuple, dict] = {}
+    out: list[dict] = []
+    for i, dets in enumerate(record["frames"]):
+        for box, source in zip(dets.xyxy.tolist(), dets.sources.tolist()):
+            if source != "manual":
+                continue
+            key = tuple(box)
+            if key in last and last[key]["to"] == i - 1:
+                last[key]["to"] = i
+            else:
+                last[key] = {"box": list(key), "from": i, "to": i}
+                out.append(last[key])
+    return out
+
+
 def apply(orig: Path, out: Path, record: dict, ranges: list[dict], flip: list[int] | None = None) -> dict:
     """Re-anonymize the ORIGINAL with the run's settings plus the manual boxes, held over their ranges;
     written atomically over the output (audio kept as in the run), the record rewritten. ``flip``: track ids

@@ -483,7 +483,8 @@ async function apply() {
   const e = editOf(item);
   setStatus("applying…");
   try {
-    const body = { path: item.path, manual: e.manual, removed: e.removed };
+    // The version shown: an output changed since (another tab's Apply) is refused (409: reload), never overwritten.
+    const body = { path: item.path, version: item.version || "", manual: e.manual, removed: e.removed };
     if (isVideo(item) && e.flip && e.flip.length) body.flip = e.flip;
     const updated = await api("api/apply", body);
     replaceItem(updated);
@@ -502,7 +503,8 @@ async function approve() {
   const item = items[idx];
   if (dirty(item)) { setStatus("apply or undo the changes first", "error"); return; }
   try {
-    const updated = await api("api/approve", { path: item.path, approved: !item.approved });
+    const updated = await api("api/approve", { path: item.path, version: item.version || "",
+                                            approved: !item.approved });
     replaceItem(updated);
     if (updated.approved && idx < items.length - 1) idx += 1;
     view === "detail" ? showDetail() : renderGrid();
