@@ -122,6 +122,22 @@ def test_seed_controls_random_methods(photos, tmp_path, capsys):
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
 
 
+@pytest.mark.parametrize("method", ["noise", "replace"])
+def test_a_seeded_output_depends_on_the_file_not_on_its_path(method, photos, tmp_path, capsys):
+    """The random stream was keyed on '<input folder name>/<relative path>': a folder run, the same folder under
+    another name and the file given alone gave three different outputs for one seed. Now it is keyed on the
+    file's content: the same bytes every way."""
+    shutil.copytree(photos, tmp_path / "renamed")
+    ways = {"folder": photos, "renamed": tmp_path / "renamed", "alone": photos / "sub" / "mirror.png"}
+    got = {}
+    for name, src in ways.items():
+        code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / f"o_{name}", "-q", "-m", method, "--seed", "3")
+        assert code == 0, err
+        got[name] = next((tmp_path / f"o_{name}").rglob("mirror.png")).read_bytes()
+    assert got["folder"] == got["renamed"] == got["alone"]
+    assert not np.array_equal(read_rgb(tmp_path / "o_alone" / "mirror.png"), read_rgb(photos / "sub" / "mirror.png"))
+
+
 def test_in_place_requires_the_flag(photos, tmp_path, capsys):
     target = tmp_path / "copy"
     shutil.copytree(photos, target)

@@ -21,6 +21,7 @@ from .detect.base import detection_view
 from .detections import Detections, given_boxes
 from .errors import FaceveilError, InputError, UsageError
 from .io.images import GREY16_MODES, grey16_view, read_image, write_image
+from .io.manifest import sha256_file
 from .registry import make_params
 
 
@@ -166,7 +167,9 @@ class Anonymizer:
         }
 
     def rng_for(self, key: str) -> np.random.Generator:
-        """A generator that depends only on the seed and the item, not on processing order."""
+        """A generator that depends only on the seed and ``key``, not on processing order. Files are keyed on their
+        content, not their path (a folder run, the folder renamed and the file alone give the same bytes): a
+        photo on its SHA-256 (``io.manifest.sha256_file``), a video on ``io.manifest.sample_sha256``."""
         return np.random.default_rng([self.seed, zlib.crc32(key.encode())])
 
     def detect(self, image: np.ndarray) -> Detections:
@@ -198,7 +201,8 @@ class Anonymizer:
                      overwrite: bool = False) -> ItemResult:
         """Anonymize one file into ``dst``. Never raises for bad input: the result says why.
 
-        Fails closed: nothing is written unless detection and anonymization both succeeded. ``dst`` that is
+        ``key``: the random stream's (``rng_for``); default, the file's SHA-256. Fails closed: nothing is written
+        unless detection and anonymization both succeeded. ``dst`` that is
         ``src`` itself (also through a link or another spelling of the path) is refused; a ``dst`` that exists
         is replaced only with ``overwrite=True``.
         """
@@ -217,7 +221,7 @@ class Anonymizer:
             img = read_image(src)
             found = self.detect(img.rgb)
             dets, kept = self.split(img.rgb, found)
-            out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
+            out = self.anonymize(img.rgb, dets, self.rng_for(key or sha256_file(src)))
             # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
             region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
             write_image(dst, out, img, self.keep_metadata, self.jpeg_quality, region, replace)

@@ -50,7 +50,7 @@ def register(sub) -> None:
                     help="replace existing outputs (default: refuse, naming the first)")
     ex.add_argument("--skip-existing", action="store_true",
                     help="leave existing outputs alone (a video's only if these settings made it)")
-    o.add_argument("--seed", type=whole(), default=0, help="seed for random methods (same seed, same output)")
+    o.add_argument("--seed", type=whole(), default=0, help="seed for random methods (same seed and file: same output, any path)")
     o.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="videos one by one (local) or one per task on --jobs Ray actors (ray)")
     o.add_argument("--address", help="Ray cluster for --backend ray, e.g. ray://head:10001 (default: local)")
@@ -287,7 +287,7 @@ def run_videos(cfg, jobs, args) -> list:
             for i, job in enumerate(jobs):
                 if not args.quiet and len(jobs) > 1:
                     print(f"faceveil: video {i + 1}/{len(jobs)}: {job.rel}", file=sys.stderr)
-                yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet, key=job.rel,
+                yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet,
                                          replace=replace)
 
         finished = local()

@@ -112,7 +112,7 @@ def process_item(item: Item) -> dict:
         if item.manual:  # a reviewer's boxes (`faceveil review`) on an image redone since its review
             parts.append(Detections.from_boxes(item.manual, source="manual").clipped(w, h))
         faces = Detections.merge(parts, "label+detector")
-        out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
+        out = anon.anonymize(img.rgb, faces, anon.rng_for(in_sha))  # keyed as the CLI keys a photo
         out_sha = write_checked(item.dst, out, img, orientation, anon.keep_metadata, anon.jpeg_quality,
                                  anon.compositor.mask(faces, out.shape) > 0 if img.deep is not None else None)
         desc = _STATE["desc"]

@@ -23,13 +23,14 @@ from ..detections import Detections, box_iou
 from ..errors import FaceveilError, InputError, UsageError
 from ..io.atomic import write_bytes_atomic
 from ..io.images import read_rgb
+from ..io.manifest import sha256_file
 from ..pipeline import Anonymizer
 from ..progress import tqdm
 from .descriptors import DlibDescriber
 from .metrics import crop_quality
 from .utility import eval_detect
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: random methods keyed on the file's content, as `faceveil anonymize` keys them
 LOW_THRESHOLD = 0.05  # CenterFace threshold for score-ranked (AP) runs on anonymized images
 HOG_LOW = -0.5  # dlib HOG adjust_threshold for the same purpose (its operating point is 0)
 FTA_IOU = 0.3  # a detection "acquires" the face when it overlaps the original's box this much (box styles differ)
@@ -274,7 +275,8 @@ class Workbench:
                 raise InputError(f"{Path(v.anon_dir) / rel}: size {anon.shape[1::-1]} differs from the original's")
             return img, anon
         a = self.anonymizer(v)
-        return img, a.anonymize(img, Detections.from_dict(orig["dets"]), a.rng_for(rel))
+        # keyed on the file's content, as `faceveil anonymize` keys it: the same noise as the output it ships
+        return img, a.anonymize(img, Detections.from_dict(orig["dets"]), a.rng_for(sha256_file(self.root / rel)))
 
     def _measure_anonymized(self, v, rel, need, old, orig) -> dict:
         if "error" in orig:
