@@ -81,6 +81,20 @@ def test_quality_orders_methods_and_diversity(portraits, tmp_path, capsys):
     assert div["n_faces"] == 2 and div["diversity"] > 0
 
 
+def test_learnedblur_is_seeded_for_its_diversity_and_its_listing(portraits, tmp_path, capsys):
+    """learnedblur draws each face's prior with the seed, but said uses_rng = False: `eval quality --seeds` printed
+    'diversity -' for it and `faceveil methods` did not say it is seeded."""
+    out = tmp_path / "q"
+    assert main(["eval", "quality", "--images", str(portraits), "-m", "learnedblur", "--seeds", "2",
+                 "-o", str(out), "-q"]) == 0
+    div = json.loads((out / "quality.json").read_text())["variants"][0]["diversity"]
+    assert div["n_faces"] == 2 and div["diversity"] > 0
+    capsys.readouterr()
+    assert main(["methods", "--json"]) == 0
+    seeded = {m["name"]: m["seeded"] for m in json.loads(capsys.readouterr().out)}
+    assert seeded["learnedblur"] and seeded["noise"] and seeded["replace"] and not seeded["blur"]
+
+
 def test_cache_reuses_measurements(portraits, tmp_path, monkeypatch):
     wb = Workbench(portraits, tmp_path / "cache", progress=False)
     files = ["a.png", "b.png"]

@@ -40,7 +40,7 @@ class Block(Method):
 
 @METHODS.register("noise")
 class Noise(Method):
-    """Replace `amount` % of the region's pixels with random colours (seeded)."""
+    """Replace `amount` % of the region's pixels with random colours."""
 
     uses_rng = True
 
