@@ -76,6 +76,9 @@ def test_bad_files_are_reported_and_batch_continues(photos, tmp_path, capsys):
         (["anonymize", "{photos}", "-o", "{tmp}/o", "-p", "kernel=big"], "expected an integer"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "--threshold", "3"], "threshold must be between 0 and 1"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "-d", "nodetector"], "unknown detector"),
+        # haar has no score cut: -t was silently ignored (the same faces, exit 0)
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "-d", "haar", "-t", "0.9"], "detector 'haar' has no score cut"),
+        (["detect", "{photos}", "-d", "haar", "-t", "0.9"], "detector 'haar' has no score cut"),
         (["anonymize", "{empty}", "-o", "{tmp}/o"], "folder is empty"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "--mask-scale", "9"], "mask_scale"),
     ],
