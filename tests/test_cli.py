@@ -74,6 +74,7 @@ def test_bad_files_are_reported_and_batch_continues(photos, tmp_path, capsys):
         (["anonymize", "{photos}/astro.jpg", "-o", "{photos}"], "would overwrite astro.jpg"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "-m", "smudge"], "unknown method 'smudge'"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "-p", "kernel=big"], "expected an integer"),
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "-m", "noise", "-p", "amount=0.0001"], "amount must be at least 5"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "--threshold", "3"], "threshold must be between 0 and 1"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "-d", "nodetector"], "unknown detector"),
         # haar has no score cut: -t was silently ignored (the same faces, exit 0)
