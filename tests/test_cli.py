@@ -142,6 +142,16 @@ def test_a_seeded_output_depends_on_the_file_not_on_its_path(method, photos, tmp
     assert not np.array_equal(read_rgb(tmp_path / "o_alone" / "mirror.png"), read_rgb(photos / "sub" / "mirror.png"))
 
 
+def test_outline_does_not_say_it_anonymized(photos, tmp_path, capsys, astronaut):
+    """-m outline only draws boxes, but the summary said "2 of 2 files anonymized (2 faces)"."""
+    code, _, err = run(capsys, "anonymize", photos, "-o", tmp_path / "out", "-q", "-m", "outline")
+    assert code == 0, err  # still a tool for checking detections: written, exit 0
+    assert "2 of 2 files outlined, NOT anonymized (2 faces)" in err and "files anonymized" not in err, err
+    out, mirrored = read_rgb(tmp_path / "out" / "sub" / "mirror.png"), astronaut[:, ::-1]
+    face = (slice(80, 160), slice(512 - 260, 512 - 190))
+    assert (out != mirrored).any() and (out[face] == mirrored[face]).all(axis=2).mean() > 0.7  # drawn, not hidden
+
+
 def test_in_place_requires_the_flag(photos, tmp_path, capsys):
     target = tmp_path / "copy"
     shutil.copytree(photos, target)

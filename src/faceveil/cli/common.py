@@ -90,6 +90,11 @@ def warn_unchecked_donors(method) -> None:
               "face may look like one of them to a face recogniser (dlib)", file=sys.stderr)
 
 
+def done_verb(method) -> str:
+    """What a run's summary says its written files are: -m outline said "anonymized", and hid no face."""
+    return "anonymized" if method.hides else "outlined, NOT anonymized"
+
+
 def evenly_spaced(items: list, n: int) -> list:
     """``n`` evenly spaced items, first and last included (all of them when n is 0 or covers them)."""
     if not n or n >= len(items):
