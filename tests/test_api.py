@@ -118,6 +118,29 @@ def test_detect_sees_a_1_bit_photo_as_files_are_seen(astronaut):
     assert np.array_equal(faceveil.detect(bw).xyxy, want.xyxy) and len(want)
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_pil_images_are_turned_upright_by_their_exif_orientation(orientation, tmp_path):
+    """faceveil.detect(Image.open(...)) of a photo stored on its side (EXIF orientation 6) found 2 of its 6 faces
+    and faceveil.anonymize left 4 of 6 byte-identical (orientation 8: all 6), where the CLI turns it upright first.
+    Now a PIL image is read as files are: upright in, the upright anonymized photo out, the CLI's faces."""
+    from PIL import Image
+
+    from conftest import shared_path
+
+    upright = np.asarray(Image.open(shared_path("facemask", "images", "maksssksksss751.jpg")).convert("RGB"))
+    turn = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(upright).transpose(turn[orientation]).save(tmp_path / "o.png", exif=exif.tobytes())
+    want = faceveil.detect(upright)
+    assert len(want) == 6
+    with Image.open(tmp_path / "o.png") as pil:
+        assert np.array_equal(faceveil.detect(pil).xyxy, want.xyxy)
+        out = faceveil.anonymize(pil, "blackout", seed=1)
+    assert np.array_equal(out, faceveil.anonymize(upright, "blackout", seed=1)) and out.shape == upright.shape
+    assert all((out[int(y1) + 2:int(y2) - 2, int(x1) + 2:int(x2) - 2] == 0).all() for x1, y1, x2, y2 in want.xyxy)
+
+
 @pytest.mark.parametrize("box", [[-1e6, -1e6, 1e6, 1e6], [0, 0, 1e30, 1e30], [-1e6, 30, 1e6, 70]])
 def test_learnedblur_clips_a_huge_box_to_the_image(box, noise_image):
     """learnedblur made its refiner's crop at the box's full size: MemoryError (43.7 TiB) or ValueError (Maximum

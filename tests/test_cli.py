@@ -74,8 +74,12 @@ def test_bad_files_are_reported_and_batch_continues(photos, tmp_path, capsys):
         (["anonymize", "{photos}/astro.jpg", "-o", "{photos}"], "would overwrite astro.jpg"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "-m", "smudge"], "unknown method 'smudge'"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "-p", "kernel=big"], "expected an integer"),
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "-m", "noise", "-p", "amount=0.0001"], "amount must be at least 5"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "--threshold", "3"], "threshold must be between 0 and 1"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "-d", "nodetector"], "unknown detector"),
+        # haar has no score cut: -t was silently ignored (the same faces, exit 0)
+        (["anonymize", "{photos}", "-o", "{tmp}/o", "-d", "haar", "-t", "0.9"], "detector 'haar' has no score cut"),
+        (["detect", "{photos}", "-d", "haar", "-t", "0.9"], "detector 'haar' has no score cut"),
         (["anonymize", "{empty}", "-o", "{tmp}/o"], "folder is empty"),
         (["anonymize", "{photos}", "-o", "{tmp}/o", "--mask-scale", "9"], "mask_scale"),
     ],
@@ -120,6 +124,32 @@ def test_seed_controls_random_methods(photos, tmp_path, capsys):
             "--seed", seed)
         outs.append(read_rgb(tmp_path / f"s{i}" / "mirror.png"))
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize("method", ["noise", "replace"])
+def test_a_seeded_output_depends_on_the_file_not_on_its_path(method, photos, tmp_path, capsys):
+    """The random stream was keyed on '<input folder name>/<relative path>': a folder run, the same folder under
+    another name and the file given alone gave three different outputs for one seed. Now it is keyed on the
+    file's content: the same bytes every way."""
+    shutil.copytree(photos, tmp_path / "renamed")
+    ways = {"folder": photos, "renamed": tmp_path / "renamed", "alone": photos / "sub" / "mirror.png"}
+    got = {}
+    for name, src in ways.items():
+        code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / f"o_{name}", "-q", "-m", method, "--seed", "3")
+        assert code == 0, err
+        got[name] = next((tmp_path / f"o_{name}").rglob("mirror.png")).read_bytes()
+    assert got["folder"] == got["renamed"] == got["alone"]
+    assert not np.array_equal(read_rgb(tmp_path / "o_alone" / "mirror.png"), read_rgb(photos / "sub" / "mirror.png"))
+
+
+def test_outline_does_not_say_it_anonymized(photos, tmp_path, capsys, astronaut):
+    """-m outline only draws boxes, but the summary said "2 of 2 files anonymized (2 faces)"."""
+    code, _, err = run(capsys, "anonymize", photos, "-o", tmp_path / "out", "-q", "-m", "outline")
+    assert code == 0, err  # still a tool for checking detections: written, exit 0
+    assert "2 of 2 files outlined, NOT anonymized (2 faces)" in err and "files anonymized" not in err, err
+    out, mirrored = read_rgb(tmp_path / "out" / "sub" / "mirror.png"), astronaut[:, ::-1]
+    face = (slice(80, 160), slice(512 - 260, 512 - 190))
+    assert (out != mirrored).any() and (out[face] == mirrored[face]).all(axis=2).mean() > 0.7  # drawn, not hidden
 
 
 def test_in_place_requires_the_flag(photos, tmp_path, capsys):

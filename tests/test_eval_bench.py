@@ -81,6 +81,40 @@ def test_quality_orders_methods_and_diversity(portraits, tmp_path, capsys):
     assert div["n_faces"] == 2 and div["diversity"] > 0
 
 
+def test_learnedblur_is_seeded_for_its_diversity_and_its_listing(portraits, tmp_path, capsys):
+    """learnedblur draws each face's prior with the seed, but said uses_rng = False: `eval quality --seeds` printed
+    'diversity -' for it and `faceveil methods` did not say it is seeded."""
+    out = tmp_path / "q"
+    assert main(["eval", "quality", "--images", str(portraits), "-m", "learnedblur", "--seeds", "2",
+                 "-o", str(out), "-q"]) == 0
+    div = json.loads((out / "quality.json").read_text())["variants"][0]["diversity"]
+    assert div["n_faces"] == 2 and div["diversity"] > 0
+    capsys.readouterr()
+    assert main(["methods", "--json"]) == 0
+    seeded = {m["name"]: m["seeded"] for m in json.loads(capsys.readouterr().out)}
+    assert seeded["learnedblur"] and seeded["noise"] and seeded["replace"] and not seeded["blur"]
+
+
+@pytest.mark.parametrize("method", ["blur", "noise"])
+def test_eval_anonymizes_as_anonymize_writes(method, tmp_path, capsys):
+    """Eval anonymized with the faces' boxes rounded to 0.01 px (its cache's JSON): on maksssksksss157 845 pixels
+    differed from what `faceveil anonymize` wrote, by up to 111 levels. Now the same bytes, also from the cache."""
+    from PIL import Image
+
+    from faceveil.io.images import read_rgb
+
+    root = tmp_path / "img"
+    root.mkdir()
+    Image.open(shared_path("facemask", "images", "maksssksksss157.jpg")).save(root / "p.png")  # PNG: lossless
+    assert main(["anonymize", str(root / "p.png"), "-o", str(tmp_path / "out"), "-m", method, "-q"]) == 0
+    shipped = read_rgb(tmp_path / "out" / "p.png")
+    for _ in range(2):  # measured, then read back from the cache
+        wb = Workbench(root, cache_dir=tmp_path / "cache")
+        orig = wb.originals(["p.png"], set())
+        _, anon = wb.anonymize_image(Variant.of(method), "p.png", orig["p.png"])
+        assert np.array_equal(anon, shipped)
+
+
 def test_cache_reuses_measurements(portraits, tmp_path, monkeypatch):
     wb = Workbench(portraits, tmp_path / "cache", progress=False)
     files = ["a.png", "b.png"]

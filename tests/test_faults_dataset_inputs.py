@@ -55,6 +55,15 @@ def _error_lines(err: str) -> list[str]:
     return [ln for ln in err.splitlines() if ln.startswith("faceveil: error")]
 
 
+def test_a_dataset_outlined_does_not_say_it_was_anonymized(tmp_path, capsys):
+    """-m outline draws boxes only, but the summary said "1 images anonymized"."""
+    images, gt = _wider(tmp_path / "ds", {"a.png": [(10, 8, 20, 24)]})
+    argv = _args(images, gt, tmp_path / "out")
+    assert main(argv[:argv.index("-m")] + ["-m", "outline", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "1 images outlined, NOT anonymized, 0 already done" in err and "images anonymized" not in err, err
+
+
 # ---------------------------------------------------------------------------
 # 1. a label edit redoes the image; verify notices an image made from other labels
 

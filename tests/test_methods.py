@@ -328,23 +328,28 @@ def test_the_api_takes_boxes_and_refuses_ones_that_cannot_be_x1_y1_x2_y2(noise_i
 
 @pytest.mark.parametrize("name,params,fragment", [
     ("blur", {"kernel": 1}, "kernel must be 0 .* or at least 2"),
-    ("blur", {"kernel": 3, "sigma": 0.01}, "sigma must be 0 .* or at least 0.4"),
-    ("blur", {"sigma": 0.3}, "sigma must be 0 .* or at least 0.4"),
+    ("blur", {"kernel": 3, "sigma": 0.01}, "sigma must be 0 .* or at least 0.8"),
+    ("blur", {"sigma": 0.3}, "sigma must be 0 .* or at least 0.8"),
+    ("blur", {"kernel": 3, "sigma": 0.4}, "sigma must be 0 .* or at least 0.8"),  # 1 level on average: accepted
+    ("learnedblur", {"sigma": 0.6}, "sigma must be 0 .* or at least 0.8"),
+    ("noise", {"amount": 0.0001}, "amount must be at least 5"),  # accepted: no pixel changed
+    ("noise", {"amount": 2}, "amount must be at least 5"),
     ("learnedblur", {"kernel": 1}, "kernel must be 0 .* or at least 2"),
     ("pixelate", {"block": 1}, "block must be 0 .* or at least 2"),
     ("fullblur", {"kernel": 1}, "kernel must be at least 2"),
 ])
 def test_settings_that_hide_nothing_are_refused(name, params, fragment, noise_image):
-    """Each was accepted and changed no pixel (a 1 px kernel or cell; a Gaussian whose 8-bit weights are 1 at the
-    centre): the run said every face was hidden. The smallest value the message names does change the face."""
+    """Each was accepted and changed no pixel, or next to none (a 1 px kernel or cell; a Gaussian whose 8-bit weights
+    are 1 at the centre, or sigma 0.4: 0.4 levels on average; noise amount=0.0001): the run said every face was
+    hidden. The smallest value the message names does change the face."""
     from faceveil.errors import UsageError
 
     with pytest.raises(UsageError, match=fragment):
         get_method(name, params)
-    smallest = {k: (2 if k in ("kernel", "block") else 0.4) for k in params}
-    out, _ = apply(name, noise_image, smallest if name != "learnedblur" else {"kernel": 2},
-                   {"shape": "box", "mask_scale": 1.0})
-    assert (out[40:90, 60:100] != noise_image[40:90, 60:100]).any(axis=2).mean() > 0.5
+    smallest = {k: {"kernel": 2, "block": 2, "sigma": 0.8, "amount": 5}[k] for k in params}
+    out, _ = apply(name, noise_image, smallest, {"shape": "box", "mask_scale": 1.0})
+    moved = (out[40:90, 60:100] != noise_image[40:90, 60:100]).any(axis=2).mean()
+    assert moved > (0.04 if name == "noise" else 0.5)
 
 
 @pytest.mark.parametrize("cells", [48, 64, 500])

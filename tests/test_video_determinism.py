@@ -67,6 +67,28 @@ def test_same_bytes_on_every_run_in_every_container(anonymizer, clip, clip_file,
     assert changed(clip.frames[i][y1:y2, x1:x2], out[i][y1:y2, x1:x2]).mean() > 0.5
 
 
+def test_a_seeded_video_depends_on_its_content_not_its_path(clip_file, tmp_path):
+    """A video's random stream was keyed on its path ('<input folder>/<rel>', or its name alone): the same clip
+    under another name or folder got other noise for one --seed. Now on its content (size, first and last MiB)."""
+    import shutil
+
+    from faceveil.io.manifest import sample_sha256
+    from faceveil.video.record import read_record
+
+    anon = Anonymizer(method="noise", preset="fast", seed=3)
+    outs = []
+    for i, where in enumerate(["one/clip.mp4", "two/deeper/other.mp4"]):
+        src = tmp_path / where
+        src.parent.mkdir(parents=True)
+        shutil.copy(clip_file, src)
+        dst = tmp_path / "out" / f"{i}.mp4"
+        r = process_video(anon, src, dst, VideoOptions(), progress=False)
+        assert r.status == "written", r.error
+        assert read_record(dst)["key"] == sample_sha256(clip_file)  # what the review's Apply reuses
+        outs.append(dst.read_bytes())
+    assert outs[0] == outs[1]
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs CPU affinity and at least 2 CPUs")
 def test_same_bytes_whatever_the_cpu_count(anonymizer, clip_file, tmp_path):

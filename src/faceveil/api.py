@@ -25,8 +25,8 @@ def resolved_detector(detector: str | None = None, preset: str | None = None, pa
 
 
 def detect(image: np.ndarray, /, detector: str | None = None, preset: str | None = None, **params) -> Detections:
-    """Faces in an RGB uint8 image (HxWx3; a PIL image in any mode is converted to RGB). Models are loaded once
-    and cached.
+    """Faces in an RGB uint8 image (HxWx3; a PIL image in any mode is converted to RGB and turned upright by its
+    EXIF orientation, as files are read, so boxes are in the upright image). Models are loaded once and cached.
 
     Default: the ``balanced`` preset, as ``faceveil anonymize``; ``preset`` picks another,
     ``detector`` a detector by name with its own defaults (``params`` override either).
@@ -41,7 +41,8 @@ def detect(image: np.ndarray, /, detector: str | None = None, preset: str | None
 def anonymize(image: np.ndarray, /, method: str = "blur", detections: Detections | None = None,
               detector: str | None = None, seed: int = 0, preset: str | None = None,
               region: dict | None = None, **params) -> np.ndarray:
-    """Return a copy of ``image`` with every face hidden by ``method``.
+    """Return a copy of ``image`` with every face hidden by ``method`` (RGB uint8 HxWx3; a PIL image comes back
+    upright, its EXIF orientation applied, like the CLI's output).
 
     ``params`` are the method's parameters (see ``faceveil methods``), e.g.
     ``anonymize(img, "blur", kernel=25)``, ``anonymize(img, "overlay", image="emoji.png")`` (the photo is

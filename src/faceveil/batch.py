@@ -128,8 +128,8 @@ def _run_one(mode: str, job: Job, overwrite: bool = False) -> ItemResult:
     # The CLI's policy (--overwrite, --skip-existing, --in-place) has decided to write job.dst: without --overwrite
     # there was no file there, and one that another run writes meanwhile is not replaced (the file fails).
     if job.dst == job.src:  # --in-place
-        return _worker.write_file(job.src, job.dst, job.rel)
-    return _worker.process_file(job.src, job.dst, job.rel, overwrite=overwrite)
+        return _worker.write_file(job.src, job.dst)
+    return _worker.process_file(job.src, job.dst, overwrite=overwrite)
 
 
 def _threads_per_worker(jobs: int) -> int:

@@ -21,6 +21,7 @@ from .detect.base import detection_view
 from .detections import Detections, box_iou, given_boxes, nms
 from .errors import FaceveilError, InputError, UsageError
 from .io.images import GREY16_MODES, ImageFile, grey16_view, read_image, write_image
+from .io.manifest import sha256_file
 from .registry import make_params
 
 
@@ -166,7 +167,9 @@ class Anonymizer:
         }
 
     def rng_for(self, key: str) -> np.random.Generator:
-        """A generator that depends only on the seed and the item, not on processing order."""
+        """A generator that depends only on the seed and ``key``, not on processing order. Files are keyed on their
+        content, not their path (a folder run, the folder renamed and the file alone give the same bytes): a
+        photo on its SHA-256 (``io.manifest.sha256_file``), a video on ``io.manifest.sample_sha256``."""
         return np.random.default_rng([self.seed, zlib.crc32(key.encode())])
 
     def detect(self, image: np.ndarray) -> Detections:
@@ -224,7 +227,8 @@ class Anonymizer:
                      overwrite: bool = False) -> ItemResult:
         """Anonymize one file into ``dst``. Never raises for bad input: the result says why.
 
-        Fails closed: nothing is written unless detection and anonymization both succeeded. ``dst`` that is
+        ``key``: the random stream's (``rng_for``); default, the file's SHA-256. Fails closed: nothing is written
+        unless detection and anonymization both succeeded. ``dst`` that is
         ``src`` itself (also through a link or another spelling of the path) is refused; a ``dst`` that exists
         is replaced only with ``overwrite=True``.
         """
@@ -245,7 +249,7 @@ class Anonymizer:
             dets, kept = self.split(img.rgb, found)
             drawn = self.drawn_by_alpha(img, found)  # hidden whatever --keep-* says: nobody's face to compare
             dets = Detections.merge([dets, drawn], dets.source) if len(drawn) else dets
-            out = self.anonymize(img.rgb, dets, self.rng_for(key or src.name))
+            out = self.anonymize(img.rgb, dets, self.rng_for(key or sha256_file(src)))
             # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
             region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
             write_image(dst, out, self.hide_in_alpha(img, dets), self.keep_metadata, self.jpeg_quality, region,
@@ -328,9 +332,17 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 def _pil_rgb(img) -> np.ndarray:
-    """A PIL image's pixels as RGB uint8, as files are read (io.images.read_image): np.asarray took CMYK for RGBA
-    (colours inverted) and a palette ("P") image's indices for grey levels. Alpha is dropped; 16-bit grey is scaled
-    to 8 bits by its maximum; what has no faithful 8-bit RGB (floating point, 32-bit) is refused."""
+    """A PIL image's pixels as RGB uint8, as files are read (io.images.read_image): upright (its EXIF orientation
+    applied, so faces lying on their side are found and the result is the CLI's upright output; before, an
+    orientation 6 photo lost 4 of 6 faces), np.asarray took CMYK for RGBA (colours inverted) and a palette ("P")
+    image's indices for grey levels. Alpha is dropped; 16-bit grey is scaled to 8 bits by its maximum; what has no
+    faithful 8-bit RGB (floating point, 32-bit) is refused."""
+    from PIL import ImageOps
+
+    try:
+        img = ImageOps.exif_transpose(img)
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise InputError(f"a PIL image's EXIF orientation cannot be applied ({exc})") from None
     mode = img.mode
     if mode in GREY16_MODES:
         # as read_image sees a 16-bit grey file: scaled by its own maximum (12-bit data stays visible); Pillow's

@@ -21,6 +21,7 @@ class Method:
     Params = NoParams
     name = "?"
     uses_rng = False
+    hides = True  # False: the method draws over faces without hiding them (outline); the CLI's summary says so
     # True: the method places its output by the faces' landmarks (a face without them gets a box-fitted
     # fallback), so callers that anonymize labelled boxes look up the detector's landmarks for them.
     uses_landmarks = False

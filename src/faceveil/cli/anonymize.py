@@ -15,7 +15,7 @@ from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
                      check_jpeg_quality, check_result_path, check_writable, note_int8_build, plan_inputs,
-                     region_from_args, report_failures, warn_unchecked_donors, write_result_file, whole)
+                     region_from_args, report_failures, warn_unchecked_donors, done_verb, write_result_file, whole)
 
 EPILOG_ANON = """\
 examples:
@@ -50,7 +50,8 @@ def register(sub) -> None:
                     help="replace existing outputs (default: refuse, naming the first)")
     ex.add_argument("--skip-existing", action="store_true",
                     help="leave existing outputs alone (a video's only if these settings made it)")
-    o.add_argument("--seed", type=whole(), default=0, help="seed for random methods (same seed, same output)")
+    o.add_argument("--seed", type=whole(), default=0,
+                   help="seed for random methods (same seed and file: same output, any path)")
     o.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="videos one by one (local) or one per task on --jobs Ray actors (ray)")
     o.add_argument("--address", help="Ray cluster for --backend ray, e.g. ray://head:10001 (default: local)")
@@ -143,7 +144,7 @@ def cmd_anonymize(args) -> int:
         write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
     n_files = len(jobs) + len(unwritable)
-    msg = f"faceveil: {len(written)} of {n_files} files anonymized ({_faces_text(written)}) -> {where}"
+    msg = f"faceveil: {len(written)} of {n_files} files {done_verb(first.method)} ({_faces_text(written)}) -> {where}"
     if keep:
         msg += f"; {n_kept} kept as they are (faces; tracks in videos)"
     if len(skipped) > len(media):
@@ -288,7 +289,7 @@ def run_videos(cfg, jobs, args) -> list:
             for i, job in enumerate(jobs):
                 if not args.quiet and len(jobs) > 1:
                     print(f"faceveil: video {i + 1}/{len(jobs)}: {job.rel}", file=sys.stderr)
-                yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet, key=job.rel,
+                yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet,
                                          replace=replace)
 
         finished = local()

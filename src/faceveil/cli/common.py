@@ -50,7 +50,7 @@ def add_detection_args(p: argparse.ArgumentParser) -> None:
                    help="a detector (`faceveil detectors`) with its own defaults, not a preset")
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
     g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}{small}: the "
-                   f"{DEFAULT_PRESET} preset's); lower finds more faces; sets every cut the detector has")
+                   f"{DEFAULT_PRESET} preset's); lower finds more faces; sets every cut (haar has none)")
     g.add_argument("--max-size", type=whole(), metavar="PX", help="detect on a copy at most this long (px; 0: any)")
     g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
                    help="any detector parameter, repeatable")
@@ -88,6 +88,11 @@ def warn_unchecked_donors(method) -> None:
     if synth is not None and synth.bank.kind == "donors" and not method.params.reject:
         print(f"faceveil: warning: {method.params.bank}: reject=false averages these donors unchecked: a replaced "
               "face may look like one of them to a face recogniser (dlib)", file=sys.stderr)
+
+
+def done_verb(method) -> str:
+    """What a run's summary says its written files are: -m outline said "anonymized", and hid no face."""
+    return "anonymized" if method.hides else "outlined, NOT anonymized"
 
 
 def evenly_spaced(items: list, n: int) -> list:

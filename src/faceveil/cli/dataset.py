@@ -9,7 +9,7 @@ import sys
 from .. import __version__
 from ..errors import UsageError
 from .common import (add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, check_result_path,
-                     at_least, check_writable, region_from_args, warn_unchecked_donors, whole)
+                     at_least, check_writable, done_verb, region_from_args, warn_unchecked_donors, whole)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -132,7 +132,10 @@ def cmd_dataset_anonymize(args) -> int:
 
         write_bytes_atomic(args.summary, json.dumps({"faceveil": __version__, **s.to_json()}, indent=1).encode())
     rate = s.done / s.seconds if s.seconds > 0 else 0.0
-    msg = (f"faceveil: {s.done} images anonymized, {s.skipped} already done, {len(s.failed)} failed, "
+    from ..anonymize import METHODS
+
+    msg = (f"faceveil: {s.done} images {done_verb(METHODS.get(anon_cfg.method))}, {s.skipped} already done, "
+           f"{len(s.failed)} failed, "
            f"{len(s.missing)} missing ({rate:.1f} images/s) -> {args.output}\n"
            f"faceveil: faces (--boxes {s.boxes}): {s.faces_labels} labelled, "
            + ("detector not run (--boxes gt): faces without a label are not hidden, " if s.boxes == "gt" else

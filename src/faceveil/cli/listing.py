@@ -22,11 +22,14 @@ def cmd_list(args) -> int:
     else:
         from ..detect import DETECTORS as reg
     items = reg.describe()
+    if args.registry == "methods":  # its random draws follow --seed (eval quality --seeds measures its diversity)
+        for item in items:
+            item["seeded"] = reg.get(item["name"]).uses_rng
     if args.json:
         print(json.dumps(items, indent=1, default=str))
         return 0
     for item in items:
-        print(f"{item['name']}: {item['summary']}")
+        print(f"{item['name']}: {item['summary']}" + (" Seeded (--seed)." if item.get("seeded") else ""))
         for p in item["params"]:
             d = p["default"]
             if isinstance(d, tuple):  # written the way --dp/-p take it: "0.6,0.9"; "" is none

@@ -114,7 +114,7 @@ def process_item(item: Item) -> dict:
         if cfg.boxes in ("detect", "union"):  # faces only the image's transparency draws: hidden, never kept
             parts.append(anon.drawn_by_alpha(img, Detections.merge([kept_labels, found])).clipped(w, h))
         faces = Detections.merge(parts, "label+detector")
-        out = anon.anonymize(img.rgb, faces, anon.rng_for(item.rel))
+        out = anon.anonymize(img.rgb, faces, anon.rng_for(in_sha))  # keyed as the CLI keys a photo
         out_sha = write_checked(item.dst, out, anon.hide_in_alpha(img, faces), orientation, anon.keep_metadata,
                                 anon.jpeg_quality, anon.compositor.mask(faces, out.shape) > 0 if img.deep is not None
                                 else None)

@@ -131,7 +131,7 @@ def resolve(preset: str | None, detector: str | None = None, detector_params: di
     region is still the default preset's (the one default region: RegionParams' own field
     defaults are the compositor's, for methods and training, not what faceveil ships).
     ``threshold`` sets every score cut the detector has (``threshold`` and, for
-    multiscale, ``small_threshold``), so "--threshold 0.5" means no box under 0.5.
+    multiscale, ``small_threshold``), so "--threshold 0.5" means no box under 0.5; a detector without one refuses it.
     """
     detector_params = dict(detector_params or {})
     region = dict(region or {})
@@ -149,9 +149,12 @@ def resolve(preset: str | None, detector: str | None = None, detector_params: di
         from . import DETECTORS
 
         names = {f.name for f in fields(DETECTORS.get(name).Params)}
-        for key in ("threshold", "small_threshold"):
-            if key in names:
-                params[key] = threshold
+        cuts = [key for key in ("threshold", "small_threshold") if key in names]
+        if not cuts:  # before, it was silently ignored: the same faces, whatever T
+            raise UsageError(f"--threshold: detector {name!r} has no score cut; tune it with --dp "
+                             "(`faceveil detectors`)")
+        for key in cuts:
+            params[key] = threshold
     reg.update(region)
     return name, params, reg
 

@@ -17,6 +17,7 @@ from ..anonymize.base import METHODS
 from ..detections import Detections
 from ..errors import FaceveilError
 from ..io.images import read_image
+from ..io.manifest import sha256_file
 from .checks import matches
 
 MAX_RENDERS = 64  # rendered JPEGs kept in memory
@@ -86,7 +87,7 @@ class CompareMixin:
             raise FaceveilError(item.analysis["error"])
         rgb = read_image(src).rgb
         dets = self.compare_faces(rel)
-        rng = self.anonymizer.rng_for(f"{self.in_root.name}/{rel}")  # the batch's seed key, as Apply
+        rng = self.anonymizer.rng_for(sha256_file(src))  # the batch's seed key (the file's content), as Apply
         with self._detect_lock:  # some methods hold models that are not known to be thread-safe
             out = self._compare_method(method).apply(rgb, dets, self.anonymizer.compositor, rng)
         if out.shape != rgb.shape or out.dtype != np.uint8:

@@ -193,7 +193,7 @@ class EditsMixin:
                                         "run `faceveil dataset anonymize` again with this version first")
                 self._check_manifest_config(rel, entry)
                 base = entry["regions"]
-                key = entry["path"]  # the dataset seeds each image by its path in the labels
+                key = entry["input_sha256"]  # the dataset seeds each image by its content, as the CLI does
             else:
                 # Faces the run kept (--keep-*) stay kept unless the reviewer hides them (a manual box).
                 kept_by_run = self.kept_faces(rel)
@@ -203,8 +203,8 @@ class EditsMixin:
                     # The regions the run hid first, then any face our detector finds that none of them covers.
                     recorded = self.run.regions[rel]
                     base = recorded + [b for b in base if not matches(b, recorded, iou=0.5)]
-                # The batch seeds each file by "<input folder name>/<rel>"; the same key gives the same noise.
-                key = f"{self.in_root.name}/{rel}"
+                # The batch seeds each file by its content (rng_for); the same key gives the same noise.
+                key = sha256_file(self.file("orig", rel))
             kept = [b for b in base if not matches(b, removed_boxes)]
             kept_dets = Detections.from_boxes(kept, None, None, self.config.detector)
             if getattr(self.anonymizer.method, "uses_landmarks", False) and len(kept_dets):

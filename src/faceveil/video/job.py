@@ -23,6 +23,7 @@ import numpy as np
 from ..detections import Detections
 from ..errors import FaceveilError, InputError, UsageError
 from ..io.images import write_image
+from ..io.manifest import sample_sha256
 from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, probe, read_frames
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
@@ -63,13 +64,14 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
     ``manual``: frame index -> extra boxes [[x1, y1, x2, y2], ...] anonymized on that frame
     (a reviewer's boxes). ``record``: also write the per-frame boxes, track ids and failed
     frames to ``tracks_path(dst)``, atomically, just before the video gets its name. ``keep_record``: the ``kept``
-    part of an earlier run's record (the review's Apply): the boxes it kept stay kept, nothing else.
+    part of an earlier run's record (the review's Apply): the boxes it kept stay kept, nothing else. ``key``: the
+    random stream's (the record keeps it); default, the video's ``sample_sha256``.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     options = options or VideoOptions()
     try:
-        return _process(anonymizer, src, dst, options, progress, key or src.name, threaded, t0, manual or {},
+        return _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual or {},
                         record, keep_record, replace)
     except FaceveilError as exc:
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
@@ -128,6 +130,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         warnings.append(f"risk: --detect-every {options.detect_every} leaves {options.detect_every - 1} frames "
                         f"between detector runs, more than the {held} a lost face is held: a face seen only there "
                         "stays visible")
+    key = key or sample_sha256(src)  # the random stream's key: the video's content, not its path (rng_for)
     anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"), fps)  # this video's tracks are new
     if options.preview:
         # Pillow (the stills' writer) loaded before the helper threads start: its first import in this thread
@@ -169,7 +172,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     else:
         items = tracked_frames(frames, detect, options, fps)
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, desc=key[-30:], leave=False)
+               dynamic_ncols=True, desc=src.name[-30:], leave=False)
     record_warnings: list[str] = []
     earlier_record: list = []  # replace=False: the record this one replaced, put back if the video may not be
 

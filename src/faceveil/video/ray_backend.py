@@ -31,7 +31,7 @@ class _VideoWorker:
     def run(self, job: Job, options: VideoOptions, replace: bool = True) -> VideoResult:
         from .job import process_video
 
-        return process_video(self.anonymizer, job.src, job.dst, options, progress=False, key=job.rel, replace=replace)
+        return process_video(self.anonymizer, job.src, job.dst, options, progress=False, replace=replace)
 
 
 def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions, workers: int = 1,

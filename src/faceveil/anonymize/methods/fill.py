@@ -38,19 +38,25 @@ class Block(Method):
         return out
 
 
+# The least noise allowed: as visible as the weakest blur (blur.MIN_SIGMA). Mean change inside 193 detected faces
+# of 20 facemask photos (levels): amount=5 5.6 (the weakest blur 5.7), 4 4.5, 2 2.3, 1 1.3, 0.0001 0 (no pixel).
+MIN_NOISE = 5.0
+
+
 @METHODS.register("noise")
 class Noise(Method):
-    """Replace `amount` % of the region's pixels with random colours (seeded)."""
+    """Replace `amount` % of the region's pixels with random colours."""
 
     uses_rng = True
 
     @dataclass(frozen=True)
     class Params:
-        amount: float = param(100.0, "percentage of pixels replaced, above 0 and up to 100")
+        amount: float = param(100.0, f"percentage of pixels replaced, {MIN_NOISE:g} to 100")
 
         def __post_init__(self):
-            if not 0 < self.amount <= 100:
-                raise ValueError("amount must be above 0 (0 hides nothing) and at most 100")
+            if not MIN_NOISE <= self.amount <= 100:
+                raise ValueError(f"amount must be at least {MIN_NOISE:g} (less barely changes a face; 0 hides nothing) "
+                                 "and at most 100")
 
     def render(self, frame, region, rng):
         patch = crop(frame, region).copy()

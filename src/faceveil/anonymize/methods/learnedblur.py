@@ -65,6 +65,8 @@ MAX_CROP_FRAMES = 16
 class LearnedBlur(Method):
     """Gaussian blur refined by a small network so detectors still see a face (DartBlur); kernel rule as blur's."""
 
+    uses_rng = True  # each untracked face draws the bank face lending it structure (choose_priors)
+
     @dataclass(frozen=True)
     class Params:
         kernel: int = param(0, "Gaussian kernel in pixels (at least 2), made odd (0: use `relative`), as in blur")
@@ -97,6 +99,7 @@ class LearnedBlur(Method):
         # Models from before the prior input take the crop alone.
         self.takes_prior = "prior" in {i.name for i in self.session.get_inputs()}
         self.priors = _priors(p.relative, p.kernel) if self.takes_prior else None
+        self.uses_rng = self.takes_prior  # a model without priors draws nothing
         self._lock = threading.Lock()
 
     def choose_priors(self, detections, indices: list[int], rng: np.random.Generator) -> np.ndarray:

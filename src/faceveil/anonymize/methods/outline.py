@@ -13,6 +13,8 @@ from ..base import METHODS, Method, parse_color
 class Outline(Method):
     """Draw boxes, scores and landmarks only: for checking detections. Hides nothing."""
 
+    hides = False
+
     @dataclass(frozen=True)
     class Params:
         color: str = param("0,255,0", "line colour")
