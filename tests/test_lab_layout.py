@@ -27,7 +27,7 @@ PROBES = ["explore_recall", "replay_recall", "recall_levers", "cycle_probes", "z
           "fd_weights", "hikers", "big_gate", "donor_drift", "bf16_openvino", "occluder_labels",
           "skipped_cover", "masked_video", "face_plate", "face_focus", "coarse_gate", "weak_confirm",
           "replace_weak", "coarse_every", "shot_cuts", "turned_tracks", "cover_classifier", "nested_faces",
-          "bank_ghosts", "int8_distill"]
+          "bank_ghosts", "int8_distill", "border_faces"]
 
 
 def _imports(path):
