@@ -345,6 +345,31 @@ def test_apply_keeps_the_runs_jpeg_quality_from_its_report(run, tmp_path):
     assert _review(out, src, "--from-report", str(report), "--jpeg-quality", "90")[0].config.jpeg_quality == 90
 
 
+def test_apply_keeps_a_face_drawn_by_the_alpha_channel_hidden(tmp_path, astronaut):
+    """The end-to-end path with a stencil (flat black, the face in the alpha): anonymize --report hides it in what a
+    viewer shows (the alpha blurred over its region); an Apply of another box, from the report, must not bring
+    the original alpha (and with it the face) back."""
+    grey = np.asarray(Image.fromarray(astronaut).convert("L")).astype(int)
+    rgba = np.dstack([np.zeros(grey.shape + (3,), np.uint8), (255 - grey).astype(np.uint8)])
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    src.mkdir()
+    Image.fromarray(rgba, "RGBA").save(src / "s.png")
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--report", str(report)]) == 0
+
+    def on_white(p):
+        x = np.asarray(Image.open(p).convert("RGBA")).astype(float)
+        return x[:, :, :3] * x[:, :, 3:] / 255 + 255 * (1 - x[:, :, 3:] / 255)
+
+    face = (slice(70, 170), slice(190, 260))
+    shown = on_white(src / "s.png")
+    assert np.abs(on_white(out / "s.png") - shown)[face].mean() > 15
+    rs, client = _review(out, src, "--from-report", str(report))
+    r = client.post("/api/apply", json={"path": "s.png", "manual": [[400, 400, 460, 470]]}, headers=HDR)
+    assert r.status_code == 200, r.data
+    assert np.abs(on_white(out / "s.png") - shown)[face].mean() > 15, "Apply brought the face back"
+    assert np.abs(on_white(out / "s.png") - shown)[400:470, 400:460].mean() > 3
+
+
 def test_review_help_prints_the_defaults_that_apply(capsys):
     from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
 

@@ -316,8 +316,10 @@ class _RegionHolder:
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
-    pil = sys.modules.get("PIL.Image")  # a PIL image can only come from a loaded Pillow
-    if pil is not None and isinstance(image, pil.Image):
+    # A PIL image can only come from a loaded Pillow; one half loaded by another thread has no Image class yet (a
+    # video's --preview thread imported it while a frame was checked: AttributeError, the frame failed)
+    pil = getattr(sys.modules.get("PIL.Image"), "Image", None)
+    if isinstance(pil, type) and isinstance(image, pil):
         image = _pil_rgb(image)
     a = np.asarray(image)
     if a.dtype != np.uint8:

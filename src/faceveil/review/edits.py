@@ -223,10 +223,11 @@ class EditsMixin:
                 # address stored pixels), and is read back before the manifest records it, as dataset mode does.
                 from ..dataset import write_checked
 
-                write_checked(str(dst), out, img, int(entry.get("orientation", 1)), self.config.keep_metadata,
-                              self.config.jpeg_quality, deep_region)
-            else:
-                write_image(dst, out, img, self.config.keep_metadata, self.config.jpeg_quality, deep_region)
+                write_checked(str(dst), out, self.anonymizer.hide_in_alpha(img, dets), int(entry.get("orientation", 1)),
+                              self.config.keep_metadata, self.config.jpeg_quality, deep_region)
+            else:  # an image with transparency: its alpha hidden where the faces are, as the run did
+                write_image(dst, out, self.anonymizer.hide_in_alpha(img, dets), self.config.keep_metadata,
+                            self.config.jpeg_quality, deep_region)
             item.out = dst
             if entry is not None:  # before review.json: the manifest is what `dataset verify` trusts
                 self._manifest_apply(rel, entry, dst, [list(map(float, b)) for b in dets.xyxy], manual_boxes,
