@@ -376,6 +376,44 @@ def test_keep_metadata_drops_the_face_previews_held_in_makernote_and_xmp(tmp_pat
     assert np.abs(np.asarray(res.convert("RGB"))[face].astype(int) - astronaut[face]).mean() > 10
 
 
+@pytest.mark.parametrize("where", ["comment", "xmp-data-uri", "exif-text", "gps-ifd"])
+def test_keep_metadata_drops_a_picture_hidden_in_any_metadata_value(tmp_path, capsys, astronaut, where):
+    # A second audit (stop 53) got the face out past the first filter: a JPEG as the JPEG comment, an XMP value
+    # written as a data: URI, base64 in a text EXIF tag. A long text description (spaces) is not a picture.
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(astronaut[40:200, 160:290]).save(buf, "JPEG", quality=90)
+    thumb = buf.getvalue()
+    b64 = base64.b64encode(thumb)
+    ex = Image.Exif()
+    ex[0x010F] = "CameraMaker"
+    ex[0x010E] = "a long caption " * 12 if where != "exif-text" else b64.decode()
+    kwargs: dict = {}
+    if where == "comment":
+        kwargs["comment"] = thumb
+    elif where == "xmp-data-uri":
+        kwargs["xmp"] = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+                         b'syntax-ns#"><rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+                         b"<xmp:Thumb>data:image/jpeg;base64," + b64 + b"</xmp:Thumb><xmp:Label>Jane Doe</xmp:Label>"
+                         b"</rdf:Description></rdf:RDF></x:xmpmeta>")
+    elif where == "gps-ifd":
+        ex.get_ifd(0x8825)[0x001B] = b"ASCII\0\0\0" + thumb  # GPSProcessingMethod
+    src = tmp_path / "in" / "a.jpg"
+    src.parent.mkdir()
+    Image.fromarray(astronaut).save(src, exif=ex.tobytes(), **kwargs)
+    assert main(["anonymize", str(src), "-o", str(tmp_path / "out"), "--keep-metadata", "-q"]) == 0
+    data = (tmp_path / "out" / "a.jpg").read_bytes()
+    assert thumb[-300:-200] not in data and b64[-300:-240] not in data and data.count(b"\xff\xd8\xff") == 1
+    res = Image.open(tmp_path / "out" / "a.jpg")
+    assert res.getexif()[0x010F] == "CameraMaker"
+    if where != "exif-text":
+        assert res.getexif()[0x010E] == "a long caption " * 12, "a long text is no picture"
+    if where == "xmp-data-uri":
+        assert b"Jane Doe" in data
+
+
 def _on(rgba: np.ndarray, bg: float) -> np.ndarray:
     a = rgba[:, :, 3:].astype(float) / 255
     return rgba[:, :, :3] * a + bg * (1 - a)

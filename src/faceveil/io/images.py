@@ -264,6 +264,8 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
     info = {k: img.info[k] for k in ("icc_profile", "dpi", "xmp", "comment") if k in img.info}
     if isinstance(info.get("xmp"), (bytes, str)):
         info["xmp"] = drop_xmp_blobs(info["xmp"])
+    if "comment" in info and holds_picture(info["comment"]):
+        del info["comment"]
     if mode == "CMYK" or srgb is not None:  # written as (s)RGB: the source's profile would misdescribe the pixels
         info.pop("icc_profile", None)
     return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max, img.encoding)
@@ -272,32 +274,47 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
 # Metadata kept with --keep-metadata must not carry a picture of the face: cameras and editors put previews of the
 # whole photo in the EXIF MakerNote (Canon, Nikon, Sony previews), in XMP (xmp:Thumbnails, Google's GImage/GDepth
 # data) and in the blocks below, none of which the anonymization touches. They are dropped (EXIF's own thumbnail,
-# IFD1, is never written). Fail closed: any other binary EXIF value over EXIF_BLOB_BYTES goes too, and any XMP
-# value that is a long run of base64 (XMP_BLOB_CHARS).
+# IFD1, is never written). Fail closed: so is any other metadata value (EXIF, any IFD, text or binary; an XMP value;
+# the JPEG comment) that holds a picture (an image file's signature, or a run of XMP_BLOB_CHARS base64 characters,
+# a data: URI's too), and any EXIF value over EXIF_BLOB_BYTES (an audit hid a JPEG in each of these).
 _EXIF_BLOB_TAGS = {0x927C: "MakerNote", 0x02BC: "XMP (TIFF)", 0x83BB: "IPTC", 0x8649: "Photoshop",
                    0xC4A5: "PrintIM", 0xC634: "DNGPrivateData"}
 EXIF_BLOB_BYTES = 256
 XMP_BLOB_CHARS = 200
-_B64 = rb"(?:[A-Za-z0-9+/=\s]|&#x?[0-9A-Fa-f]+;)"
-_XMP_BLOB_ELEMENT = re.compile(rb"<([\w.-]+:[\w.-]+)\b[^<>]*>" + _B64 + rb"{%d,}</\1\s*>" % XMP_BLOB_CHARS)
-_XMP_BLOB_ATTRIBUTE = re.compile(rb"\s[\w.-]+:[\w.-]+\s*=\s*(\"|')" + _B64 + rb"{%d,}\1" % XMP_BLOB_CHARS)
+# base64 broken into lines (newlines or their XML entities), not by spaces: written text has spaces
+_B64_RUN = re.compile(rb"(?:[A-Za-z0-9+/=]|[\r\n\t]|&#x?[0-9A-Fa-f]+;){%d,}" % XMP_BLOB_CHARS)
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF87a", b"GIF89a", b"WEBPVP8", b"\x00\x00\x00\x0cjP", b"ftypheic",
+               b"ftypavif", b"II*\x00", b"MM\x00*")
+_XMP_ELEMENT = re.compile(rb"<([\w.-]+:[\w.-]+)\b[^<>]*>([^<]*)</\1\s*>")
+_XMP_ATTRIBUTE = re.compile(rb"\s[\w.-]+:[\w.-]+\s*=\s*(\"|')([^\"']*)\1")
+
+
+def holds_picture(value) -> bool:
+    """Whether a metadata value (bytes or text) may hold an image: a file signature or a long base64 run."""
+    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
+    return any(sig in data for sig in _SIGNATURES) or any(
+        len(re.sub(rb"\s|&#x?[0-9A-Fa-f]+;", b"", m.group())) >= XMP_BLOB_CHARS for m in _B64_RUN.finditer(data))
 
 
 def _drop_exif_blobs(ex) -> None:
-    """Remove previews and other binary blobs from a Pillow ``Exif`` (its main IFD and the Exif sub-IFD)."""
+    """Remove previews and other blobs from a Pillow ``Exif``: its main IFD and its Exif, GPS and Interop IFDs."""
     from PIL import ExifTags
 
-    for ifd in (ex, ex.get_ifd(ExifTags.IFD.Exif)):
+    for ifd in (ex, *(ex.get_ifd(k) for k in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo, ExifTags.IFD.Interop))):
         for tag in list(ifd):
             value = ifd[tag]
-            if tag in _EXIF_BLOB_TAGS or (isinstance(value, (bytes, bytearray)) and len(value) > EXIF_BLOB_BYTES):
+            if isinstance(value, dict):
+                continue  # a sub-IFD: checked on its own
+            if tag in _EXIF_BLOB_TAGS or (isinstance(value, (bytes, bytearray, str)) and (
+                    len(value) > EXIF_BLOB_BYTES or holds_picture(value))):
                 del ifd[tag]
 
 
 def drop_xmp_blobs(xmp: bytes | str) -> bytes | str:
-    """``xmp`` without its embedded pictures (every element or attribute whose value is a long run of base64)."""
+    """``xmp`` without its embedded pictures (every element or attribute whose value holds one)."""
     data = xmp.encode("utf-8", "surrogateescape") if isinstance(xmp, str) else xmp
-    data = _XMP_BLOB_ATTRIBUTE.sub(b"", _XMP_BLOB_ELEMENT.sub(b"", data))
+    data = _XMP_ELEMENT.sub(lambda m: b"" if holds_picture(m.group(2)) else m.group(), data)
+    data = _XMP_ATTRIBUTE.sub(lambda m: b"" if holds_picture(m.group(2)) else m.group(), data)
     return data.decode("utf-8", "surrogateescape") if isinstance(xmp, str) else data
 
 
