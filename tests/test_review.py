@@ -324,7 +324,7 @@ def test_approve_and_resume_after_restart(env, base):
                         headers={"X-Faceveil-Token": "other"}).get_json()["approved"] is False
 
 
-def test_thumbnails_are_cached_outside_out_and_nothing_of_the_originals_is_copied(env, tmp_path):
+def test_thumbnails_are_kept_in_memory_and_nothing_of_the_originals_is_copied(env, tmp_path):
     rs, client, src, out = env
     before_out = set(_digest(out))
     for rel in ["astro.png", "leak.png", "sub/noise.png"]:
@@ -335,12 +335,23 @@ def test_thumbnails_are_cached_outside_out_and_nothing_of_the_originals_is_copie
     assert client.get("/thumb/bad.png", headers=HDR).status_code == 404  # no output, and never a thumb of an original
     client.post("/api/approve", json={"path": "astro.png"}, headers=HDR)
     assert set(_digest(out)) - before_out == {".faceveil/review.json"}
-    thumbs = list((rs.cache_dir / "thumbs").glob("*.jpg"))
-    assert len(thumbs) >= 3
-    # every cached file is a thumbnail of an OUTPUT or the detection cache, never the originals' pixels
-    assert {p.name for p in rs.cache_dir.iterdir()} <= {"analysis.json", "thumbs"}
+    # An audit (stop 53): a thumbnail cached on disk kept an output's missed face after Apply hid it, for good.
+    # Only the detection cache (boxes) is on disk; no pixels at all, of the outputs or the originals.
+    assert {p.name for p in rs.cache_dir.iterdir()} <= {"analysis.json"}
     originals = {hashlib.sha1(p.read_bytes()).hexdigest() for p in src.rglob("*") if p.is_file()}
     assert not originals & {hashlib.sha1(p.read_bytes()).hexdigest() for p in rs.cache_dir.rglob("*") if p.is_file()}
+
+
+def test_a_thumbnail_is_made_again_after_apply_and_none_outlives_it(env):
+    rs, client, src, out = env
+    before = client.get("/thumb/leak.png", headers=HDR).data
+    item = client.get("/api/items", headers=HDR).get_json()
+    version = next(i for i in item["items"] if i["path"] == "leak.png").get("version") or ""
+    r = client.post("/api/apply", json={"path": "leak.png", "version": version, "manual": [[0, 0, 60, 60]]},
+                    headers=HDR)
+    assert r.status_code == 200, r.data
+    assert client.get("/thumb/leak.png", headers=HDR).data != before
+    assert not list(rs.cache_dir.rglob("*.jpg")) and not any(before == v for v in rs._thumbs.values())
 
 
 def test_default_cache_dir_is_outside_out(base, monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ of it (another local server would get it); it opens nothing else):
   GET  /                       the page            GET /static/<file>   its assets
   GET  /api/items              items, flags first, counters, settings
   GET  /img/out/<rel>          anonymized output   GET /img/orig/<rel>  original (shown, never copied)
-  GET  /thumb/<rel>            cached thumbnail of the output (a video's first face frame)
+  GET  /thumb/<rel>            thumbnail of the output (a video's first face frame), kept in memory
   GET  /frame/<which>/<rel>?i=N[&w=W]   frame N of a video, output or original, as JPEG (memory only)
   GET  /api/frame/<rel>?i=N    the boxes anonymized on frame N of a video (its track record)
   GET  /api/compare            the methods the comparison panel can show (the run's first)
@@ -151,7 +151,8 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
 
     @app.get("/thumb/<path:rel>")
     def thumb(rel: str):
-        return guarded(lambda: send_file(rs.thumbnail(rel), mimetype="image/jpeg", max_age=0, conditional=False))
+        return guarded(lambda: Response(rs.thumbnail(rel), mimetype="image/jpeg",
+                                        headers={"Cache-Control": "no-store"}))
 
     def frame_index() -> tuple[int, int | None]:
         try:

@@ -10,16 +10,18 @@
   OUT/.faceveil/review.json: faceveil's own files under OUT keep to that one hidden folder,
   a name no input file is read from, so a user's or a dataset's own review.json is never
   overwritten. Stopping and restarting resumes.
-- Detection results and thumbnails (of outputs only, never originals) go to a
-  cache folder outside OUT (default: the user cache dir), so nothing extra lands
-  among the files a user publishes.
+- Detection results (boxes, never pixels) go to a cache folder outside OUT (default: the user cache dir),
+  so nothing extra lands among the files a user publishes. Thumbnails of outputs are kept in memory only:
+  on disk, the thumbnail of an output with a missed face outlived the Apply that hid it (an audit).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -34,7 +36,7 @@ from ..detect import DETECTORS, get_detector
 from ..detections import Detections, box_iou
 from ..errors import FaceveilError, UsageError
 from ..io.atomic import write_bytes_atomic
-from ..io.images import read_image, write_image
+from ..io.images import read_image
 from ..io.manifest import read_manifest
 from ..pipeline import Anonymizer, AnonymizerConfig
 from ..progress import tqdm
@@ -50,6 +52,7 @@ from .runs import RunRecord, old_state, same_settings
 FORMAT = 1
 # How the page marks a video's boxes (review.js): detected, held (by the tracker), manual.
 _PAGE_KINDS = {"detected": "d", "held": "h", "backfilled": "h", "manual": "m", "label": "d"}
+MAX_THUMBS = 4096  # thumbnails kept in memory (~15 kB each)
 ANALYSIS_FORMAT = 2  # part of the cache key: analyses cached by earlier versions are redone, never misread
 
 
@@ -133,6 +136,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._frames: dict = {}  # recent decoded video frames (JPEG bytes), memory only
+        self._thumbs: dict = {}  # thumbnails of outputs (JPEG bytes), memory only
+        shutil.rmtree(self.cache_dir / "thumbs", ignore_errors=True)  # earlier versions kept them on disk
         self._restore_cached()
         if not background:
             self.analyse_all()
@@ -422,21 +427,31 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
             raise FaceveilError(f"{d}: not faceveil's own folder (a link or a file); move it away")
         return self.out_root / name
 
-    def thumbnail(self, rel: str, size: int = 320) -> Path:
-        """A JPEG thumbnail of the OUTPUT (anonymized pixels only), made on first request and cached."""
+    def thumbnail(self, rel: str, size: int = 320) -> bytes:
+        """A JPEG thumbnail of the OUTPUT (anonymized pixels only), made on first request, kept in memory (the
+        latest MAX_THUMBS) and made again when the output changes."""
         src = self.file("out", rel)
-        key = hashlib.sha1(f"{rel}:{stat_key(src)}:{size}".encode()).hexdigest()
-        path = self.cache_dir / "thumbs" / f"{key}.jpg"
-        if not path.is_file() and self.items[rel].video:  # the first frame with a face, else the first
+        key = (rel, stat_key(src), size)
+        with self._lock:
+            if key in self._thumbs:
+                return self._thumbs[key]
+        if self.items[rel].video:  # the first frame with a face, else the first
             tr = self.items[rel].analysis.get("tracks") or [{"start": 0}]
-            write_bytes_atomic(path, videos.frame_jpeg(src, tr[0]["start"], size))
-        if not path.is_file():
+            data = videos.frame_jpeg(src, tr[0]["start"], size)
+        else:
             from PIL import Image
 
             img = Image.fromarray(read_image(src).rgb)
             img.thumbnail((size, size))
-            write_image(path, np.asarray(img), None, False, 85)
-        return path
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=85)
+            data = buf.getvalue()
+        with self._lock:
+            self._thumbs = {k: v for k, v in self._thumbs.items() if k[0] != rel}  # an older output's: gone
+            self._thumbs[key] = data
+            while len(self._thumbs) > MAX_THUMBS:
+                self._thumbs.pop(next(iter(self._thumbs)))
+        return data
 
     def frame(self, which: str, rel: str, index: int, width: int | None = None) -> bytes:
         """Frame ``index`` of a video item as JPEG bytes, kept in memory only (a few recent ones)."""
