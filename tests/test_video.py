@@ -169,6 +169,36 @@ def test_every_audio_stream_is_copied_and_a_container_that_cannot_hold_one_says_
     assert not (tmp_path / "o" / "x.mov").exists()
 
 
+def test_a_second_video_stream_is_named_as_left_out(clip, tmp_path, capsys):
+    """A second video stream (another camera, 25 frames of a face) was dropped with exit 0 and no word (an audit)."""
+    import json
+
+    from faceveil.cli import main
+
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as c:
+        streams = [c.add_stream("libx264", rate=FPS) for _ in range(2)]
+        for v in streams:
+            v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        for i, rgb in enumerate(clip.frames[:6]):
+            for v in streams:
+                f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                f.pts = i
+                for p in v.encode(f):
+                    c.mux(p)
+        for v in streams:
+            for p in v.encode(None):
+                c.mux(p)
+    report = tmp_path / "r.json"
+    assert main(["anonymize", str(src), "-o", str(tmp_path / "out"), "-q", "--detect", "fast", "--report",
+                 str(report)]) == 0
+    err = capsys.readouterr().err
+    assert "two.mkv: not copied: 1 other video stream (only the first video stream is anonymized)" in err, err
+    assert any("other video stream" in w for w in json.loads(report.read_text())["files"][0]["warnings"])
+    with av.open(str(tmp_path / "out" / "two.mkv")) as c:
+        assert len(c.streams.video) == 1
+
+
 def test_api_and_cli_refuse_what_would_lose_or_leak(clip_file, tmp_path, capsys):
     """anonymize_video(a, a) wrote over the original; `-o x.png` for a video failed in the muxer on the temporary
     file; --detect-every 100000 hid no face with exit 0 and no word; --lookahead 10**8 buffered the whole video."""

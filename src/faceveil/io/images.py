@@ -111,7 +111,8 @@ def _open(path: Path):
                        "be written; split them first")
         elif img.mode == "F" or img.mode.startswith("I;32") or (img.mode == "I" and img.format != "PNG") \
                 or _deep_colour(img):
-            refusal = f"{_depth_name(img)} images are not supported (the bit depth would be lost); convert to 8 bit first"
+            refusal = (f"{_depth_name(img)} images are not supported (the bit depth would be lost); convert to 8 bit "
+                       "first")
         if refusal:
             img.close()
             raise InputError(f"{path}: {refusal}")

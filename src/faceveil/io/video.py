@@ -564,6 +564,12 @@ class VideoWriter:
             except (av.FFmpegError, ValueError):
                 self.left_out.append(f"a subtitle stream ({s_in.codec_context.name}): {self.target.suffix} cannot "
                                      "hold it")
+        if src is not None and len(src.video) > 1:  # the one anonymized is the first that is not a cover picture
+            covers = sum(bool(int(v.disposition) & _ATTACHED_PIC) for v in src.video)
+            others = len(src.video) - 1 - covers if covers < len(src.video) else 0
+            what = [f"{n} {kind}{'s' if n > 1 else ''}" for n, kind in ((others, "other video stream"),
+                                                                         (covers, "cover picture")) if n]
+            self.left_out.append(f"{' and '.join(what)} (only the first video stream is anonymized)")
         n_data = len(src.data) + len(src.attachments) if src is not None else 0
         if n_data:  # timecodes, GPS tracks (GoPro's gpmd), fonts: metadata, stripped as a photo's is
             self.left_out.append(f"{n_data} data stream{'s' if n_data > 1 else ''} (timecode, GPS, ...): metadata is "
