@@ -120,3 +120,33 @@ def test_preview_stills_never_land_on_each_other_or_on_an_output(tmp_path, capsy
     assert code == 2 and "an output inside" in err, err
     assert _run(capsys, src / "clip.mp4", "-o", out2, "--preview", "0.1")[0] == 0
     assert len(list((out2 / "clip_preview").glob("*.jpg"))) >= 2
+
+
+def test_preview_stills_appear_only_with_their_video_and_a_killed_runs_are_removed(tmp_path, capsys, monkeypatch):
+    """A SIGKILLed run left its first stills in OUT/<stem>_preview/ for good, a rerun (which removed the video's
+    temporary) left them (an audit). Stills go to a temporary folder moved into place with the video; a dead
+    writer's is removed by the next run, as its temporary video is; a failed video leaves none."""
+    from faceveil.video import job
+
+    rng = np.random.default_rng(6)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(6)], FPS, audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".clip_preview.999999999.abcd1234.tmp"  # what a killed run (a pid no process has) left
+    stale.mkdir()
+    (stale / "clip_00000.00s.jpg").write_bytes(b"still")
+    code, err = _run(capsys, src, "-o", out)
+    assert code == 0 and "1 temporary files of interrupted runs removed" in err and not stale.exists(), err
+    assert not (out / "clip_preview").exists(), "no stills were asked for"
+
+    def fail(*a, **k):  # the video fails after its first stills were written
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(job._Stills, "publish", fail)
+    assert _run(capsys, src, "-o", out, "--preview", "0.05", "--overwrite")[0] == 1
+    assert not (out / "clip_preview").exists() and not list(out.glob(".clip_preview*"))
+    monkeypatch.undo()
+    assert _run(capsys, src, "-o", out, "--preview", "0.05", "--overwrite")[0] == 0
+    assert len(list((out / "clip_preview").glob("*.jpg"))) >= 2 and not list(out.glob(".clip_preview*"))

@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -138,7 +139,8 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(folders) -> int:
-    """Remove atomic_path's temporary files in ``folders`` (not below) whose writer process is gone.
+    """Remove atomic_path's temporary files (and a video's temporary stills folders) in ``folders`` (not below)
+    whose writer process is gone.
 
     Only this module's naming with a pid counts, and a file whose pid is a live process stays
     (a run writing into the same folder right now). Returns how many were removed.
@@ -151,7 +153,11 @@ def remove_stale_temporaries(folders) -> int:
             continue
         for e in entries:
             m = _TMP_NAME.match(e.name)
-            if m is None or not e.is_file(follow_symlinks=False) or _alive(int(m["pid"])):
+            if m is None or e.is_symlink() or _alive(int(m["pid"])):
+                continue
+            if e.is_dir(follow_symlinks=False):  # a video's --preview stills not yet moved into place
+                shutil.rmtree(e.path, ignore_errors=True)
+                n += 1
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(e.path)

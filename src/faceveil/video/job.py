@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -51,8 +53,33 @@ def preview_path(dst: Path, seconds: float) -> Path:
     return preview_dir(dst) / f"{dst.stem}_{seconds:08.2f}s.jpg"
 
 
-def _write_preview(dst: Path, rgb: np.ndarray, seconds: float) -> None:
-    write_image(preview_path(dst, seconds), rgb, None, False, 90)
+class _Stills:
+    """--preview's stills, written into a temporary folder beside the output (atomic's naming: a later run removes
+    it when its writer is gone) and moved into ``preview_dir`` only once the video is written: a killed run left
+    its first stills in place for good (an audit)."""
+
+    def __init__(self, dst: Path):
+        self.dst, self.tmp = dst, None
+
+    def write(self, rgb: np.ndarray, seconds: float) -> None:
+        if self.tmp is None:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{preview_dir(self.dst).name}.{os.getpid()}.", suffix=".tmp",
+                                             dir=self.dst.parent))
+        write_image(self.tmp / preview_path(self.dst, seconds).name, rgb, None, False, 90)
+
+    def publish(self) -> None:
+        if self.tmp is None:
+            return
+        final = preview_dir(self.dst)
+        final.mkdir(exist_ok=True)
+        for p in sorted(self.tmp.iterdir()):
+            os.replace(p, final / p.name)
+        self.discard()
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
 
 
 def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.PathLike,
@@ -194,7 +221,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         except OSError as exc:  # the video is fine; only the review loses its track view (and a resume refuses it)
             record_warnings.append(f"track record not written: {exc}")
 
-    previews: list[Path] = []
+    stills = _Stills(dst)
     try:
         with _record_put_back(dst, earlier_record), VideoWriter(dst, info, options.encode, replace) as writer:
             if record:
@@ -242,8 +269,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                     face_frames += len(item.detections)
                     track_ids.update(int(t) for t in item.detections.track_id if t >= 0)
                 if options.preview and vf.time >= next_preview:
-                    previews.append(preview_path(dst, vf.time))
-                    _write_preview(dst, out, vf.time)
+                    stills.write(out, vf.time)
                     next_preview = vf.time + options.preview
                 (sink.write if threaded else write)(out, vf.pts)
                 bar.update(1)
@@ -268,8 +294,9 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
             warnings.extend(f"not copied: {x}" for x in writer.left_out)
             t_flush = time.perf_counter()
         clock.busy["encode"] += time.perf_counter() - t_flush  # the encoder's delayed frames, the mux, the rename
+        stills.publish()
     except BaseException:
-        _remove_previews(previews)  # the video failed: its stills go with it
+        stills.discard()  # the video failed: its stills go with it
         raise
     finally:
         bar.close()
@@ -304,15 +331,6 @@ def _kept_summary(tracks: dict[int, dict], log: list[dict]) -> list[dict]:
         f = rec.pop("frames")
         rec["frames"] = [min(f), max(f), len(f)] if f else []
     return [*out.values(), *regions.values()]
-
-
-def _remove_previews(paths: list[Path]) -> None:
-    for p in paths:
-        with contextlib.suppress(OSError):
-            p.unlink()
-    if paths:
-        with contextlib.suppress(OSError):
-            paths[0].parent.rmdir()  # only when empty
 
 
 def _run_now(fn, *args) -> Future:
