@@ -163,16 +163,15 @@ def _tracked(frames, scores: dict[int, list[float]], boxes: dict[int, list[float
     from faceveil.io.video import VideoFrame
     from faceveil.video import VideoOptions, tracked_frames
 
-    current = {}
-
     def detect(img):
-        k = current["k"]
+        k = int(img[0, 0, 0])  # the frame's index, marked in its corner (the video path reads a frame ahead)
         keys = [b for b in boxes if scores[b][k] > 0]
         return Detections.from_boxes([boxes[b] for b in keys], np.array([scores[b][k] for b in keys], np.float32))
 
     def gen():
         for k, f in enumerate(frames):
-            current["k"] = k
+            f = f.copy()
+            f[0, 0, 0] = k
             yield VideoFrame(f, k, k, k / 24)
 
     items = list(tracked_frames(gen(), detect, VideoOptions(detect_every=2, **options), 24.0))
