@@ -310,3 +310,21 @@ def test_a_setting_that_hides_nothing_is_refused_before_any_file(photos, tmp_pat
     code, _, err = run(capsys, "anonymize", photos / "sub", "-o", tmp_path / "out", "-q", *params)
     assert code == 2 and "at least" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out" / "mirror.png").exists()
+
+
+@pytest.mark.parametrize("argv", [["eval", "leaks", "--images", "x", "--labels", "y", "-o", "o"],
+                                  ["eval", "privacy", "--pairs", "p.csv", "--images", "x", "-m", "blur", "-o", "o"],
+                                  ["bench", "--images", "x", "--pairs", "p.csv", "-o", "o"]])
+def test_eval_without_the_eval_extra_is_one_line_before_any_work(argv, tmp_path, capsys, monkeypatch):
+    """Without the eval extra, eval leaks ran the whole evaluation and ended on a matplotlib traceback, eval privacy
+    and bench failed on an empty array with no word of dlib (an install audit, stop 53)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("matplotlib", "dlib") else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs the eval extra (" in err and "pip install 'faceveil[eval]'" in err, err
+    assert "matplotlib" in err and not (tmp_path / "o").exists()

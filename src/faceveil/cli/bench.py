@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import UsageError
 from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, file_errors, list_images,
                    pipeline_threshold, report_errors, run_settings, workbench, write_json)
-from .common import whole
+from .common import need_eval_extra, whole
 
 EPILOG = """\
 examples:
@@ -78,6 +78,7 @@ def build_variants(args) -> list:
 
 
 def cmd_bench(args) -> int:
+    need_eval_extra("bench")
     from .. import __version__
     from ..report.bench_report import write_report
     from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs

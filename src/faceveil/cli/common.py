@@ -95,6 +95,24 @@ def done_verb(method) -> str:
     return "anonymized" if method.hides else "outlined, NOT anonymized"
 
 
+# What each eval command imports from the eval extra: checked before any work (without it, eval leaks ran the whole
+# evaluation and then failed on matplotlib with a traceback; eval privacy failed on an empty array).
+EVAL_NEEDS = {"leaks": ("matplotlib",), "detection": ("matplotlib", "scipy"), "quality": ("skimage", "scipy"),
+              "privacy": ("matplotlib", "scipy", "dlib", "face_recognition_models"),
+              "bench": ("matplotlib", "scipy", "skimage", "dlib", "face_recognition_models")}
+
+
+def need_eval_extra(command: str) -> None:
+    """UsageError (one line) when a module ``faceveil eval <command>`` (or bench) needs is not installed."""
+    import importlib.util
+
+    missing = [m for m in EVAL_NEEDS[command] if importlib.util.find_spec(m) is None]
+    if missing:
+        name = "bench" if command == "bench" else f"eval {command}"
+        raise UsageError(f"`faceveil {name}` needs the eval extra ({', '.join(missing)} missing): "
+                         "pip install 'faceveil[eval]'")
+
+
 def evenly_spaced(items: list, n: int) -> list:
     """``n`` evenly spaced items, first and last included (all of them when n is 0 or covers them)."""
     if not n or n >= len(items):

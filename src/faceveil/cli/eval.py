@@ -12,7 +12,7 @@ from ..errors import FaceveilError, UsageError
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
 from .common import (add_detection_args, add_region_args, check_result_folder, preset_name, region_from_args,
-                     resolve_detection, whole)
+                     need_eval_extra, resolve_detection, whole)
 
 EPILOG_PRIVACY = """\
 examples:
@@ -219,6 +219,7 @@ def fmt(v, digits: int = 3) -> str:
 # commands ---------------------------------------------------------------------
 
 def cmd_privacy(args) -> int:
+    need_eval_extra("privacy")
     from .. import __version__
     from ..report.plots import det_plot
     from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs
@@ -298,6 +299,7 @@ def _image_run(args, names: list[str], inputs=(), folders=()):
 
 
 def cmd_detection(args) -> int:
+    need_eval_extra("detection")
     from .. import __version__
     from ..report.plots import rate_by_size_plot
     from ..eval.utility import evaluate_detection, read_wider_labels, wider_ap
@@ -365,6 +367,7 @@ def detection_table(doc) -> str:
 
 
 def cmd_quality(args) -> int:
+    need_eval_extra("quality")
     from dataclasses import replace
 
     from .. import __version__

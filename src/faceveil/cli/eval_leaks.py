@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import FaceveilError, UsageError
 from ..eval.leaks import SHORT_MIN
 from .common import (add_common_args, add_detection_args, add_region_args, between, check_result_folder, evenly_spaced,
-                     region_from_args, at_least, note_int8_build, preset_name, resolve_detection, whole)
+                     region_from_args, at_least, need_eval_extra, note_int8_build, preset_name, resolve_detection,
+                     whole)
 
 EPILOG = """\
 examples:
@@ -60,6 +61,7 @@ def register(subparsers) -> None:
 
 
 def cmd_leaks(args) -> int:
+    need_eval_extra("leaks")
     from ..progress import tqdm
 
     from .. import __version__
