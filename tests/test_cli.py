@@ -328,3 +328,24 @@ def test_eval_without_the_eval_extra_is_one_line_before_any_work(argv, tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs the eval extra (" in err and "pip install 'faceveil[eval]'" in err, err
     assert "matplotlib" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["dataset", "anonymize"])
+def test_backend_ray_without_ray_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
+    """dataset anonymize --backend ray without Ray wrote OUT's manifest and labels, then refused (an install audit)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    images, labels = tmp_path / "ds" / "images", tmp_path / "ds" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "a.jpg")
+    (labels / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    out = tmp_path / "out"
+    argv = (["dataset", "anonymize", "--format", "yolo", "--images", str(images), "--labels", str(labels),
+             "--face-classes", "0"] if command == "dataset" else ["anonymize", str(images)])
+    assert main(argv + ["-o", str(out), "--backend", "ray", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend ray needs Ray: pip install 'faceveil[ray]'" in err and err.count("\n") == 1, err
+    assert not out.exists()

@@ -14,7 +14,7 @@ from ..io.inputs import OTHER_MEDIA, output_folders
 from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
-                     check_jpeg_quality, check_result_path, check_writable, note_int8_build, plan_inputs,
+                     check_backend, check_jpeg_quality, check_result_path, check_writable, note_int8_build, plan_inputs,
                      region_from_args, report_failures, warn_unchecked_donors, done_verb, write_result_file, whole)
 
 EPILOG_ANON = """\
@@ -74,8 +74,7 @@ def cmd_anonymize(args) -> int:
     if args.report:
         check_writable(args.report, "the report")
     video_options(args)  # bad video options fail before any work
-    if args.address and args.backend != "ray":
-        raise UsageError("--address needs --backend ray")
+    check_backend(args)
     keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
     cfg = dataclasses.replace(cfg, keep=keep)
     jobs, skipped = plan_inputs(args.inputs, args.output, is_media_path, args.in_place)

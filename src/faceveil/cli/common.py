@@ -113,6 +113,17 @@ def need_eval_extra(command: str) -> None:
                          "pip install 'faceveil[eval]'")
 
 
+def check_backend(args) -> None:
+    """--backend/--address agree, and Ray is installed for --backend ray: before any work (without Ray, a dataset's
+    OUT got its manifest and labels before the refusal)."""
+    import importlib.util
+
+    if args.address and args.backend != "ray":
+        raise UsageError("--address needs --backend ray")
+    if args.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--backend ray needs Ray: pip install 'faceveil[ray]'")
+
+
 def evenly_spaced(items: list, n: int) -> list:
     """``n`` evenly spaced items, first and last included (all of them when n is 0 or covers them)."""
     if not n or n >= len(items):

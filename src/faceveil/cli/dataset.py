@@ -8,8 +8,9 @@ import sys
 
 from .. import __version__
 from ..errors import UsageError
-from .common import (add_detection_args, add_region_args, anonymizer_config, check_jpeg_quality, check_result_path,
-                     at_least, check_writable, done_verb, region_from_args, warn_unchecked_donors, whole)
+from .common import (add_detection_args, add_region_args, anonymizer_config, at_least, check_backend,
+                     check_jpeg_quality, check_result_path, check_writable, done_verb, region_from_args,
+                     warn_unchecked_donors, whole)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -85,8 +86,7 @@ def cmd_dataset_anonymize(args) -> int:
     from ..dataset import DatasetConfig, anonymize_dataset
     from ..registry import parse_assignments
 
-    if args.address and args.backend != "ray":
-        raise UsageError("--address needs --backend ray")
+    check_backend(args)
     check_jpeg_quality(args)
     region = region_from_args(args)
     anon_cfg = anonymizer_config(args, args.method, parse_assignments(args.param), region)
