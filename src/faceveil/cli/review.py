@@ -254,6 +254,9 @@ def _serve(args, sock, handler, make_server, create_app) -> int:
                    progress=False, background=True, run=run_record_from_args(args))
     for rel in rs.refused:
         print(f"faceveil: warning: {rel}: refused, a link leading out of OUT or IN", file=sys.stderr)
+    if "auto" in settings.second and not rs.second_detectors:  # the page only said "second: none" (an audit)
+        print("faceveil: warning: no second detector (yunet or dlib-hog) is installed: faces only another detector "
+              "finds are not flagged; pip install 'faceveil[yunet]'", file=sys.stderr)
     token = secrets.token_urlsafe(24)
     server = make_server(args.host, args.port, create_app(rs, token, args.debug), threaded=True,
                          request_handler=handler, fd=sock.fileno())

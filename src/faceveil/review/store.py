@@ -142,6 +142,11 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         if not background:
             self.analyse_all()
 
+    @property
+    def second_detectors(self) -> list[str]:
+        """The independent detectors the check runs (none: only the main detector's own flags)."""
+        return list(self._second_names)
+
     # set-up -------------------------------------------------------------
     def _pick_second(self) -> list[str]:
         names: list[str] = []
