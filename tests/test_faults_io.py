@@ -330,17 +330,21 @@ def test_cmyk_jpeg_keep_metadata_drops_its_cmyk_profile(tmp_path, capsys, astron
     assert res.mode == "RGB" and b"a CMYK profile" not in res.info.get("icc_profile", b"")
 
 
-@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
-def test_keep_metadata_drops_the_face_previews_held_in_makernote_and_xmp(tmp_path, capsys, astronaut, ext):
-    # An audit (stop 53): --keep-metadata wrote the original face back out, whole, in the MakerNote (where cameras
-    # keep previews) and as an XMP thumbnail (base64), beside the anonymized pixels. The rest of the metadata stays.
+def _face_thumbnail(astronaut) -> tuple[bytes, bytes]:
+    """A camera-like preview of the astronaut's face: JPEG bytes and their base64."""
     import base64
     import io
 
     buf = io.BytesIO()
     Image.fromarray(astronaut[40:200, 160:290]).save(buf, "JPEG", quality=90)
-    thumb = buf.getvalue()
-    b64 = base64.b64encode(thumb)
+    return buf.getvalue(), base64.b64encode(buf.getvalue())
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
+def test_keep_metadata_drops_the_face_previews_held_in_makernote_and_xmp(tmp_path, capsys, astronaut, ext):
+    # An audit (stop 53): --keep-metadata wrote the original face back out, whole, in the MakerNote (where cameras
+    # keep previews) and as an XMP thumbnail (base64), beside the anonymized pixels. The rest of the metadata stays.
+    thumb, b64 = _face_thumbnail(astronaut)
     ex = Image.Exif()
     ex[0x010F] = "CameraMaker"
     ex.get_ifd(0x8769)[0x927C] = b"PREVIEW\0" + thumb
@@ -380,13 +384,7 @@ def test_keep_metadata_drops_the_face_previews_held_in_makernote_and_xmp(tmp_pat
 def test_keep_metadata_drops_a_picture_hidden_in_any_metadata_value(tmp_path, capsys, astronaut, where):
     # A second audit (stop 53) got the face out past the first filter: a JPEG as the JPEG comment, an XMP value
     # written as a data: URI, base64 in a text EXIF tag. A long text description (spaces) is not a picture.
-    import base64
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(astronaut[40:200, 160:290]).save(buf, "JPEG", quality=90)
-    thumb = buf.getvalue()
-    b64 = base64.b64encode(thumb)
+    thumb, b64 = _face_thumbnail(astronaut)
     ex = Image.Exif()
     ex[0x010F] = "CameraMaker"
     ex[0x010E] = "a long caption " * 12 if where != "exif-text" else b64.decode()
