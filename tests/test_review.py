@@ -351,7 +351,7 @@ def test_a_thumbnail_is_made_again_after_apply_and_none_outlives_it(env):
                     headers=HDR)
     assert r.status_code == 200, r.data
     assert client.get("/thumb/leak.png", headers=HDR).data != before
-    assert not list(rs.cache_dir.rglob("*.jpg")) and not any(before == v for v in rs._thumbs.values())
+    assert not list(rs.cache_dir.rglob("*.jpg")) and not any(before == data for _, data in rs._thumbs.values())
 
 
 def test_default_cache_dir_is_outside_out(base, monkeypatch, tmp_path):

@@ -136,7 +136,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._frames: dict = {}  # recent decoded video frames (JPEG bytes), memory only
-        self._thumbs: dict = {}  # thumbnails of outputs (JPEG bytes), memory only
+        self._thumbs: dict = {}  # (rel, size) -> (the output's stat_key, JPEG bytes), memory only
         shutil.rmtree(self.cache_dir / "thumbs", ignore_errors=True)  # earlier versions kept them on disk
         self._restore_cached()
         if not background:
@@ -436,10 +436,11 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         """A JPEG thumbnail of the OUTPUT (anonymized pixels only), made on first request, kept in memory (the
         latest MAX_THUMBS) and made again when the output changes."""
         src = self.file("out", rel)
-        key = (rel, stat_key(src), size)
+        key, stat = (rel, size), stat_key(src)
         with self._lock:
-            if key in self._thumbs:
-                return self._thumbs[key]
+            hit = self._thumbs.get(key)
+            if hit is not None and hit[0] == stat:
+                return hit[1]
         if self.items[rel].video:  # the first frame with a face, else the first
             tr = self.items[rel].analysis.get("tracks") or [{"start": 0}]
             data = videos.frame_jpeg(src, tr[0]["start"], size)
@@ -452,8 +453,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
             img.save(buf, "JPEG", quality=85)
             data = buf.getvalue()
         with self._lock:
-            self._thumbs = {k: v for k, v in self._thumbs.items() if k[0] != rel}  # an older output's: gone
-            self._thumbs[key] = data
+            self._thumbs.pop(key, None)  # an older output's thumbnail goes; this one is the newest entry
+            self._thumbs[key] = (stat, data)
             while len(self._thumbs) > MAX_THUMBS:
                 self._thumbs.pop(next(iter(self._thumbs)))
         return data
