@@ -243,6 +243,11 @@ def _last_packet_end(path: str) -> float | None:
     return end
 
 
+def _matroska(container) -> bool:
+    """Matroska or WebM (FFmpeg's one demuxer "matroska,webm")."""
+    return container.format.name.startswith("matroska")
+
+
 def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int, str | None]:
     """(announced frames, description of the shortfall or None) for ``decoded`` frames ending at ``last_end``."""
     tb = v.time_base or Fraction(1, 90000)
@@ -259,7 +264,7 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
         slack = _FRAME_SLACK / fps
     elif container.duration is not None:
         # Matroska's duration runs from 0, not from the first timestamp (a clip of 2 s starting at 5 s says 7 s)
-        start = 0 if container.format.name.startswith("matroska") else container.start_time or 0
+        start = 0 if _matroska(container) else container.start_time or 0
         end = (start + container.duration) / 1_000_000
         slack = _FRAME_SLACK / fps
         # Matroska/WebM announce only the whole file's duration, which audio may run past the video: the
@@ -285,8 +290,8 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
 
     A truncated or corrupt file raises InputError (after the frames before the damage were
     yielded, so a writer must discard its output): a packet that cannot be demuxed or
-    decoded, a frame the decoder flags as corrupt (it concealed damage), a jump in the
-    Matroska file's bytes its demuxer skipped (_SKIPPED_BYTES), or fewer
+    decoded, a frame the decoder flags as corrupt (it concealed damage), bytes a Matroska
+    demuxer skipped (_SKIPPED_BYTES), or fewer
     frames (or seconds) than the container announces. With ``allow_truncated`` bad packets
     are skipped (their pixels do not exist, so nothing from them can leak), corrupt frames
     are kept (anonymized as any other), and everything is recorded in ``report``. A file
@@ -308,7 +313,7 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
         bad = 0
         last_end = None
         step = 1 / float(v.average_rate or v.guessed_rate or 25)
-        mkv = c.format.name.startswith("matroska")
+        mkv = _matroska(c)
         end_of_last = None  # where the previous packet (of any stream) ended: Matroska's skipped bytes
 
         def damaged(what: str) -> None:
@@ -566,7 +571,7 @@ class VideoWriter:
                                      "hold it")
         if src is not None and len(src.video) > 1:  # the one anonymized is the first that is not a cover picture
             covers = sum(bool(int(v.disposition) & _ATTACHED_PIC) for v in src.video)
-            others = len(src.video) - 1 - covers if covers < len(src.video) else 0
+            others = len(src.video) - 1 - covers  # probe refused a file of covers only (_video_stream)
             what = [f"{n} {kind}{'s' if n > 1 else ''}" for n, kind in ((others, "other video stream"),
                                                                          (covers, "cover picture")) if n]
             self.left_out.append(f"{' and '.join(what)} (only the first video stream is anonymized)")
