@@ -240,8 +240,8 @@ def test_track_decision_is_all_or_nothing():
                       np.full((2, 5, 2), np.nan, np.float32), np.array([7, 8]), "track",
                       np.array(["held", "detected"]))
     log = []
-    out = split_frame(TrackedFrame(VideoFrame(img, 3, None, 0.1), dets, None), {7: {"track": 7, "name": "a", "spans": [[0, 3]]}},
-                      policy, log)
+    kept = {7: {"track": 7, "name": "a", "spans": [[0, 3]]}}
+    out = split_frame(TrackedFrame(VideoFrame(img, 3, None, 0.1), dets, None), kept, policy, log)
     assert out.detections.track_id.tolist() == [8]
     assert log[0]["kept"][0]["name"] == "a"
 
