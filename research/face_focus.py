@@ -3,7 +3,7 @@
 The bank faces are sharp, and replace adds their fine detail at frame resolution; grain and skin texture are only
 ever added (to match the person's visible skin). On soft footage (the shared clips: compressed, 640-960 px, motion
 blur) and on out-of-focus faces the new face came out crisper than everything around it. replace's
-``_match_focus`` blurs the face as much as the ring's sharper edges are blurred, where they are blurrier than the
+``match_focus`` blurs the face as much as the ring's sharper edges are blurred, where they are blurrier than the
 face's. For each face >= 40 px with landmarks (deepface-unit at 640 px, facemask ``--photos`` per side of
 eval.splits, every 30th frame of the shared clips drawn as photos), per variant (``FOCUS_MATCH`` off / on, or
 on:PCT for another ``FOCUS_PCT``), this prints:
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "research"))
 import bench_replace as br  # noqa: E402
 from face_plate import central_gray, edge_width, photo_sets, replaced_faces  # noqa: E402
 
-R = importlib.import_module("faceveil.anonymize.methods.replace")  # the name faceveil.anonymize is the function
+L = importlib.import_module("faceveil.anonymize.replace_looks")
 
 
 def main() -> int:
@@ -44,14 +44,14 @@ def main() -> int:
 
     comp = br.Compositor(br.RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
     softened = []
-    real_match, default_pct = R._match_focus, R.FOCUS_PCT
+    real_match, default_pct = L.match_focus, L.FOCUS_PCT
 
     def counting(comp_, *a):
         out = real_match(comp_, *a)
         softened[-1] += out is not comp_
         return out
 
-    R._match_focus = counting
+    L.match_focus = counting
     print("| set | faces | variant | sharpness median (p10 / p90) | median abs log2 sharpness | edge width px, "
           "original / output | softened |")
     print("|---|---|---|---|---|---|---|")
@@ -60,8 +60,8 @@ def main() -> int:
             continue
         dets = [faceveil.detect(img) for img in imgs]
         for variant in args.variants.split(","):
-            R.FOCUS_MATCH = variant.startswith("on")
-            R.FOCUS_PCT = float(variant.split(":")[1]) if ":" in variant else default_pct
+            L.FOCUS_MATCH = variant.startswith("on")
+            L.FOCUS_PCT = float(variant.split(":")[1]) if ":" in variant else default_pct
             method = br.make_method("replace", {})
             sharp, e_o, e_a, n_faces = [], [], [], 0
             softened.append(0)

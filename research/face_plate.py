@@ -33,12 +33,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_replace as br  # noqa: E402
 
 R = importlib.import_module("faceveil.anonymize.methods.replace")  # the name faceveil.anonymize is the function
+G = importlib.import_module("faceveil.anonymize.replace_geometry")
+L = importlib.import_module("faceveil.anonymize.replace_looks")
 
 
 def edge_width(gray: np.ndarray) -> float:
     """Median blur (px) of the edges of ``gray``: replace's own estimate (Zhuo and Sim's re-blur gradient ratio at
-    Canny edges, ``_edge_sigmas``), over the whole patch."""
-    e = R._edge_sigmas(gray, np.ones(gray.shape, bool))
+    Canny edges, ``edge_sigmas``), over the whole patch."""
+    e = L.edge_sigmas(gray, np.ones(gray.shape, bool))
     return float(np.median(e)) if len(e) >= 10 else float("nan")
 
 
@@ -94,10 +96,10 @@ def main() -> int:
             method = br.make_method("replace", {})
             plate, sharp, e_o, e_a = [], [], [], []
             for img, out, b, r in replaced_faces(method, comp, imgs, dets):
-                g = R._Geometry(img.shape, r, b, np.asarray(r.landmarks, np.float64))
+                g = G.Geometry(img.shape, r, b, np.asarray(r.landmarks, np.float64))
                 full = (g.rho <= 1) | (g.box_rho <= 1)
                 if full.any():
-                    plate.append(float((R._donor_alpha(*R._drawn_at(g.tx, g.ty, scale))[full] < 0.5).mean()))
+                    plate.append(float((G.donor_alpha(*G.drawn_at(g.tx, g.ty, scale))[full] < 0.5).mean()))
                 sharp.append(br._face_looks(img, out, b, r)[3])
                 e_o.append(edge_width(central_gray(img, b)))
                 e_a.append(edge_width(central_gray(out, b)))

@@ -1,5 +1,5 @@
 """Does replace keep a cover only on faces that wear one? `-m replace` keeps what covers the lower face (a mask, a
-scarf: ``_occluder_keep``); on a bare face that would keep the person's own chin and mouth. facemask labels every
+scarf: ``occluder_keep``); on a bare face that would keep the person's own chin and mouth. facemask labels every
 face with_mask / without_mask / mask_weared_incorrect, so each decision can be checked against the truth.
 
 For every detected face matched to a label (IoU >= 0.3) with plausible landmarks, the decision as replace makes it
@@ -34,7 +34,7 @@ from common import DATA  # noqa: E402
 import faceveil  # noqa: E402
 from faceveil.anonymize import Compositor, RegionParams  # noqa: E402
 from faceveil.anonymize.bank import plausible  # noqa: E402
-from faceveil.anonymize.methods import replace as R  # noqa: E402
+from faceveil.anonymize import replace_geometry as G, replace_looks as L, replace_occluders as O  # noqa: E402
 from faceveil.detect.presets import DEFAULT_PRESET, get_preset  # noqa: E402
 from faceveil.detections import box_iou  # noqa: E402
 from faceveil.eval.splits import split  # noqa: E402
@@ -51,34 +51,34 @@ def mouth_kept(img: np.ndarray, both: bool = False):
         box, lm = dets.xyxy[r.index].astype(np.float64), r.landmarks
         if lm is None or not np.isfinite(lm).all() or not plausible(lm, box):
             continue
-        g = R._Geometry(img.shape, r, box, np.asarray(lm, np.float64))
+        g = G.Geometry(img.shape, r, box, np.asarray(lm, np.float64))
         wx1, wy1, wx2, wy2 = g.window
         win = img[wy1:wy2, wx1:wx2]
         small = cv2.resize(win, g.small_size, interpolation=cv2.INTER_AREA) if g.f < 1 else win
-        lab = R._lab(small)
-        skin = R._skin(small, lab, g.ring_all)  # as replace's rule reads it
+        lab = L.to_lab(small)
+        skin = L.skin_pixels(small, lab, g.ring_all)  # as replace's rule reads it
         skin_lab = lab[skin] if skin.sum() >= 12 else None
-        keep, _ = R._occluder_keep(small, lab, g.tx, g.ty, skin_lab)
-        mx1, my1, mx2, my2 = R.OCC_MOUTH
+        keep, _ = O.occluder_keep(small, lab, g.tx, g.ty, skin_lab)
+        mx1, my1, mx2, my2 = O.OCC_MOUTH
         mouth = (g.tx >= mx1) & (g.tx <= mx2) & (g.ty >= my1) & (g.ty <= my2)
         share = float((keep[mouth] > 0.5).mean()) if mouth.any() else 0.0
         if not both:
             yield box, share
             continue
         with before():
-            old, _ = R._occluder_keep(small, lab, g.tx, g.ty, skin_lab)
+            old, _ = O.occluder_keep(small, lab, g.tx, g.ty, skin_lab)
         yield box, float((old[mouth] > 0.5).mean()) if mouth.any() else 0.0, share, keep, g.window
 
 
 @contextmanager
 def before():
     """The rule as it was before stop 38: no cleaner outline for clear covers."""
-    share = R.OCC_CLEAN_SHARE
-    R.OCC_CLEAN_SHARE = 2.0  # no cover covers twice the mouth box
+    share = O.OCC_CLEAN_SHARE
+    O.OCC_CLEAN_SHARE = 2.0  # no cover covers twice the mouth box
     try:
         yield
     finally:
-        R.OCC_CLEAN_SHARE = share
+        O.OCC_CLEAN_SHARE = share
 
 
 def unlabelled(which: str, side: str, sheet: Path | None) -> None:
@@ -142,7 +142,7 @@ def main() -> int:
         unlabelled(args.set, "held_out" if args.side == "held_out" else "tune", args.sheet)
         return 0
     if args.before:
-        R.OCC_CLEAN_SHARE = 2.0
+        O.OCC_CLEAN_SHARE = 2.0
     root = DATA / "facemask"
     names = sorted(p.name for p in (root / "images").glob("*.jpg"))
     tune, held = split(names)

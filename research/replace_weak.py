@@ -6,7 +6,7 @@ questions behind replace's `min_score` gate and `SCENE_GREY` (issue 22, stop 36)
 draw for it (a face, or its blur) is counted; then, for each gate, the faces drawn on false boxes and on faces, and
 the weak ones by size.
 `grey`: each shared set's photos by the frame's chroma spread (the 99th percentile of a*b* away from the median,
-on a 160 px copy: `_scene_colour`'s measure), listing those under 10.
+on a 160 px copy: `scene_colour`'s measure), listing those under 10.
 
 `video`: the gate in video, per track. The video default's tracked boxes, each scored as the video path scores it
 (its track's best detection so far, up to the look-ahead), on bench_video.py's labelled (a) clips of `--side`

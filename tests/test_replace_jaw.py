@@ -12,7 +12,7 @@ import pytest
 from conftest import shared_path
 from faceveil.detections import box_iou
 from faceveil.io.images import read_rgb
-from test_replace_look import COMP, _detect, _dlib68, _weights, replace_mod
+from test_replace_look import COMP, G, _detect, _dlib68, _weights
 
 
 def _jaw_and_inner(w: np.ndarray, pts: np.ndarray) -> tuple[float, float]:
@@ -64,7 +64,7 @@ def test_the_sampling_ring_never_reaches_into_the_mask(astronaut, astronaut_face
     the (now larger) mask, or the hidden face's pixels would set the new face's colour."""
     for r in COMP.regions(astronaut_faces, astronaut.shape):
         box = astronaut_faces.xyxy[r.index].astype(np.float64)
-        g = replace_mod._Geometry(astronaut.shape, r, box, astronaut_faces.landmarks[r.index].astype(np.float64))
+        g = G.Geometry(astronaut.shape, r, box, astronaut_faces.landmarks[r.index].astype(np.float64))
         wx1, wy1, wx2, wy2 = g.window
         ring = cv2.resize(g.ring.astype(np.uint8), (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_NEAREST) > 0
         assert ring.sum() > 50

@@ -14,7 +14,7 @@ from faceveil.anonymize.bank import TEMPLATE, align, load_bank, plausible
 from faceveil.detections import Detections
 from faceveil.io.images import read_rgb
 
-replace_mod = importlib.import_module("faceveil.anonymize.methods.replace")
+G = importlib.import_module("faceveil.anonymize.replace_geometry")
 COMP = default_comp()  # the default region: a 1.25x box
 
 
@@ -32,7 +32,7 @@ def _weights(img, dets):
     for r in COMP.regions(dets, img.shape):
         box, lm = dets.xyxy[r.index].astype(np.float64), dets.landmarks[r.index]
         if np.isfinite(lm).all() and min(box[2] - box[0], box[3] - box[1]) >= 12 and plausible(lm, box):
-            out.append((r, replace_mod.face_weight(img.shape, r, box, lm)))
+            out.append((r, G.face_weight(img.shape, r, box, lm)))
     return out
 
 
@@ -202,7 +202,7 @@ def test_a_turned_head_gets_a_face_turned_the_same_way():
     assert np.array_equal(same.face, syn.bank.faces[i])
     assert np.array_equal(other.face, syn.bank.faces[i][:, ::-1]) and np.sign(other.yaw) == -np.sign(own)
     # the warp follows the landmarks: the template's nose lands on the turned nose
-    tx, ty = replace_mod._template_coords(right, 128, 128)
+    tx, ty = G.template_coords(right, 128, 128)
     x, y = np.round(right[2]).astype(int)
     assert abs(tx[y, x] - TEMPLATE[2, 0]) < 1.5 and abs(ty[y, x] - TEMPLATE[2, 1]) < 1.5
 

@@ -14,6 +14,8 @@ from faceveil.anonymize.bank import plausible
 from faceveil.io.images import read_rgb
 
 replace_mod = importlib.import_module("faceveil.anonymize.methods.replace")
+G = importlib.import_module("faceveil.anonymize.replace_geometry")
+O = importlib.import_module("faceveil.anonymize.replace_occluders")
 COMP = default_comp()
 
 
@@ -59,7 +61,7 @@ def test_the_seam_at_a_kept_mask_and_around_the_face_is_no_stronger_than_the_pho
                 small = min(box[2] - box[0], box[3] - box[1]) < 40
                 if small or not np.isfinite(lm).all() or not plausible(lm, box):
                     continue
-                s, s_mask = _seams(img, out, r, replace_mod.face_weight(img.shape, r, box, lm))
+                s, s_mask = _seams(img, out, r, G.face_weight(img.shape, r, box, lm))
                 overall.append(s)
                 at_mask.append(s_mask)
     overall, at_mask = np.array(overall), np.array(at_mask)
@@ -89,10 +91,10 @@ def test_the_fade_into_a_kept_mask_stays_inside_it_and_only_blends_new_face_and_
     # what differs from the new face is the mask, or smooth non-skin pixels joined to it (here the light wall
     # beside the jaw, inside the face's ellipse): never the face's skin
     lab = cv2.cvtColor(masked.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
-    skin = replace_mod._skin_like(masked, lab, None)
+    skin = O.skin_like(masked, lab, None)
     assert diff[cover].mean() >= 0.5 and not (diff & ~cover & skin).any(), "the fade reached beyond the mask"
     # each of those pixels is a blend of the new face, its own value and the mask's colours continued from its
-    # kept part (_cover_reach: in the fade and above the nostrils; a weighted mean of the mask's pixels): within
+    # kept part (cover_reach: in the fade and above the nostrils; a weighted mean of the mask's pixels): within
     # their span (rounding: 1 level). Without grain, which adds the scene's noise to the continued colours too
     plain, plain_new = _replace(masked, dets, grain=False), _replace(masked, dets, occluders="replace", grain=False)
     d = (plain != plain_new).any(axis=2)
@@ -101,8 +103,8 @@ def test_the_fade_into_a_kept_mask_stays_inside_it_and_only_blends_new_face_and_
     assert ((plain >= lo) & (plain <= hi)).all(axis=2)[d].all()
     # the mask's core, beyond the band, is kept byte for byte
     # (the band: OCC_SOFT template pixels from the mask's edge, below OCC_TOP + OCC_RAMP; 36 template px = ed)
-    band = int(np.ceil(replace_mod.OCC_SOFT / 36 * ed)) + 2
-    top = int(np.ceil(lm[2, 1] + (replace_mod.OCC_TOP + replace_mod.OCC_RAMP - 70.5) / 36 * ed)) + 2
+    band = int(np.ceil(O.OCC_SOFT / 36 * ed)) + 2
+    top = int(np.ceil(lm[2, 1] + (O.OCC_TOP + O.OCC_RAMP - 70.5) / 36 * ed)) + 2
     core = np.zeros(img.shape[:2], bool)
     core[max(y1 + band, top):y2 - band, x1 + band:x2 - band] = True
     assert core.sum() >= 100
@@ -140,7 +142,7 @@ def test_texture_and_grain_follow_the_photo_a_smooth_photo_gets_none(astronaut, 
     _, dets = astronaut, astronaut_faces
     lm, box = dets.landmarks[0], dets.xyxy[0]
     r = COMP.regions(dets, astronaut.shape)[0]
-    core = replace_mod.face_weight(astronaut.shape, r, box.astype(np.float64), lm) >= 1
+    core = G.face_weight(astronaut.shape, r, box.astype(np.float64), lm) >= 1
     for img, lo, hi in ((cv2.GaussianBlur(astronaut, (0, 0), 2.5), 0.0, 0.02), (astronaut, 0.5, 1.0)):
         added = (_replace(img, dets) != _replace(img, dets, grain=False)).any(axis=2)[core].mean()
         assert lo <= added <= hi, added
@@ -159,18 +161,18 @@ def test_the_new_face_fills_its_mask_instead_of_sitting_in_a_flat_plate():
             lm = dets.landmarks[r.index]
             if min(box[2] - box[0], box[3] - box[1]) < 40 or not plausible(lm, box):
                 continue
-            g = replace_mod._Geometry(img.shape, r, box, np.asarray(lm, np.float64))
+            g = G.Geometry(img.shape, r, box, np.asarray(lm, np.float64))
             full = (g.rho <= 1) | (g.box_rho <= 1)
-            drawn = replace_mod._drawn_at(g.tx, g.ty, replace_mod.FACE_SCALE)
-            plates.append(float((replace_mod._donor_alpha(*drawn)[full] < 0.5).mean()))
+            drawn = G.drawn_at(g.tx, g.ty, replace_mod.FACE_SCALE)
+            plates.append(float((G.donor_alpha(*drawn)[full] < 0.5).mean()))
             # the output's gradient where the plate was (the old face's weight under 0.5, inside the mask), against
             # the face's centre: a plate is far smoother than the face it surrounds
-            old = full & (replace_mod._donor_alpha(g.tx, g.ty) < 0.5)
+            old = full & (G.donor_alpha(g.tx, g.ty) < 0.5)
             if old.sum() < 20:
                 continue
             wx1, wy1, wx2, wy2 = g.window
             grad = cv2.resize(_grad(out[wy1:wy2, wx1:wx2]), g.small_size, interpolation=cv2.INTER_AREA)
-            core = replace_mod._donor_alpha(g.tx, g.ty) >= 1
+            core = G.donor_alpha(g.tx, g.ty) >= 1
             flat_before.append(float(grad[old].mean() / max(grad[core].mean(), 1e-6)))
     assert len(plates) >= 60
     assert np.median(plates) <= 0.12, f"plate share median {np.median(plates):.3f}"

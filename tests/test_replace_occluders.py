@@ -15,6 +15,7 @@ from faceveil.anonymize.bank import plausible
 from faceveil.io.images import read_rgb
 
 replace_mod = importlib.import_module("faceveil.anonymize.methods.replace")
+O = importlib.import_module("faceveil.anonymize.replace_occluders")
 COMP = default_comp()
 
 
@@ -173,7 +174,7 @@ def _high_mask(img, lm, folds_above: float, colour=(150, 200, 225)):
     y1, y2 = int(lm[:2, 1].mean() + 0.3 * ed), int(lm[3:, 1].mean() + 0.9 * ed)
     masked = img.copy()
     masked[y1:y2, x1:x2] = colour
-    nostrils = int(np.ceil(lm[2, 1] + (replace_mod.OCC_TOP + replace_mod.OCC_RAMP - 70.5) / 36 * ed))
+    nostrils = int(np.ceil(lm[2, 1] + (O.OCC_TOP + O.OCC_RAMP - 70.5) / 36 * ed))
     rng = np.random.default_rng(3)
     folds = folds_above * np.sin(np.arange(x2 - x1) / 2.5)[None, :] * np.ones((nostrils - y1, 1))
     masked[y1:nostrils, x1:x2] = np.clip(np.array(colour, np.float32) + folds[:, :, None]
@@ -185,7 +186,7 @@ def test_a_mask_over_the_nose_goes_on_up_to_its_top_edge(astronaut, astronaut_fa
     """Before: a mask was kept below the nostrils only, and the new face's nose drawn over its upper half, so
     masked faces came out as a new face with a strip of mask over the mouth (facemask's 60 first photos: Delta-E of
     the face's central half to the original 17.9 median). Now the mask goes on up to its own top edge, drawn in
-    its colours continued from its kept part (_cover_reach); nothing of the nose zone is kept, and its pixels are
+    its colours continued from its kept part (cover_reach); nothing of the nose zone is kept, and its pixels are
     read only to tell mask from face: two masks that differ there only in their folds give the same pixels."""
     lm = astronaut_faces.landmarks[0]
     masked, (x1, y1, x2, nostrils) = _high_mask(astronaut, lm, 6.0)
@@ -195,7 +196,7 @@ def test_a_mask_over_the_nose_goes_on_up_to_its_top_edge(astronaut, astronaut_fa
     # the mask's upper part, inside its edges (the fade), from below its top ramp (OCC_REACH_RAMP) down to where a
     # cover starts to be kept (OCC_TOP, with a ramp to the nostrils)
     m = int(np.ceil(0.12 * ed))
-    top_keep = int(np.floor(lm[2, 1] + (replace_mod.OCC_TOP - 70.5) / 36 * ed)) - 1
+    top_keep = int(np.floor(lm[2, 1] + (O.OCC_TOP - 70.5) / 36 * ed)) - 1
     up = np.s_[y1 + m: top_keep, x1 + m: x2 - m]
     lab = lambda a: cv2.cvtColor(a.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
     d_mask = np.linalg.norm(lab(out[up]) - lab(masked[up]), axis=-1)
@@ -247,11 +248,11 @@ def test_a_clear_mask_with_creases_keeps_its_middle_as_it_is(astronaut, astronau
         masked[y:y + 2, x1:x1 + int(0.3 * w)] = (60, 90, 110)
         masked[y + 3:y + 5, x2 - int(0.3 * w):x2] = (60, 90, 110)
     ed = float(np.hypot(*(lm[1] - lm[0])))
-    nostrils = int(np.ceil(lm[2, 1] + (replace_mod.OCC_TOP + replace_mod.OCC_RAMP - 70.5) / 36 * ed))
+    nostrils = int(np.ceil(lm[2, 1] + (O.OCC_TOP + O.OCC_RAMP - 70.5) / 36 * ed))
     m = int(np.ceil(0.1 * ed))
     inner = np.s_[nostrils + m: y2 - m, x1 + m: x2 - m]  # the mask below the nostrils, inside its edges
     out = _replace(masked, astronaut_faces)
-    monkeypatch.setattr(replace_mod, "OCC_CLEAN_SHARE", 2.0)  # no cover is that clear: the outline as before
+    monkeypatch.setattr(O, "OCC_CLEAN_SHARE", 2.0)  # no cover is that clear: the outline as before
     ragged = _replace(masked, astronaut_faces)
     # measured: 66 % of it byte for byte as it was, before 19 %
     assert (out[inner] == masked[inner]).all(axis=-1).mean() >= 0.55

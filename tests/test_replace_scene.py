@@ -10,6 +10,7 @@ import pytest
 from faceveil.anonymize import Compositor, get_method
 
 R = importlib.import_module("faceveil.anonymize.methods.replace")  # faceveil.anonymize is also a function's name
+L = importlib.import_module("faceveil.anonymize.replace_looks")
 
 
 def _core(box) -> tuple[slice, slice]:
@@ -35,7 +36,7 @@ def test_a_face_in_a_blurred_photo_is_as_blurred_as_the_photo(astronaut, astrona
     scene = cv2.GaussianBlur(astronaut, (0, 0), 2.5)
     out = _replace(scene, astronaut_faces)
     assert _lap_var(out, core) <= 2.0 * _lap_var(scene, core)
-    monkeypatch.setattr(R, "FOCUS_MATCH", False)  # the check can fail: without the step the face stays crisp
+    monkeypatch.setattr(L, "FOCUS_MATCH", False)  # the check can fail: without the step the face stays crisp
     assert _lap_var(_replace(scene, astronaut_faces), core) > 10 * _lap_var(scene, core)
 
 
@@ -46,7 +47,7 @@ def test_the_face_is_never_sharper_than_before_and_a_sharp_photo_is_left_alone(a
     output is byte-identical with the step off; a slightly blurred one gets a softer face than without it."""
     scene = astronaut if sigma == 0 else cv2.GaussianBlur(astronaut, (0, 0), sigma)
     on = _replace(scene, astronaut_faces)
-    monkeypatch.setattr(R, "FOCUS_MATCH", False)
+    monkeypatch.setattr(L, "FOCUS_MATCH", False)
     off = _replace(scene, astronaut_faces)
     core = _core(astronaut_faces.xyxy[0])
     if sigma == 0:
@@ -116,8 +117,8 @@ def test_a_red_jacket_or_umbrella_all_round_is_no_skin_tone(astronaut, astronaut
         red = lab(_replace(_surrounded(astronaut, d.xyxy[0], colour), d))
         assert np.linalg.norm(red - grey) <= 2.0, (colour, red.round(1), grey.round(1))
     # the check can fail: without the limits the face takes the jacket's colour
-    monkeypatch.setattr(R, "SKIN_MAX_CHROMA", 1e9)
-    monkeypatch.setattr(R, "SKIN_RED", (1e9, 0.0))
+    monkeypatch.setattr(L, "SKIN_MAX_CHROMA", 1e9)
+    monkeypatch.setattr(L, "SKIN_RED", (1e9, 0.0))
     for colour in ((120, 50, 35), (190, 105, 45)):
         red = lab(_replace(_surrounded(astronaut, d.xyxy[0], colour), d))
         assert np.linalg.norm(red - grey) > 10.0, (colour, red.round(1))
@@ -126,7 +127,7 @@ def test_a_red_jacket_or_umbrella_all_round_is_no_skin_tone(astronaut, astronaut
 def test_a_face_cut_by_the_photos_edge_gets_a_new_face(astronaut):
     """A face the photo's edge cuts has landmarks that do not fit (CenterFace draws them into what shows), so replace
     blurred it: a large smooth capsule at the edge (deepface-unit's crowd selfie: 2 of 7 faces). A cut face that
-    faces the camera is now drawn from its box grown past the edge (_edge_extended, _cut_frontal): a new face, cut by
+    faces the camera is now drawn from its box grown past the edge (edge_extended, cut_frontal): a new face, cut by
     the same edge."""
     import faceveil
     from faceveil.anonymize.bank import plausible
@@ -183,12 +184,12 @@ def test_a_black_and_white_photo_gets_a_face_without_colour(astronaut, astronaut
     face = lab(_replace(sepia, astronaut_faces)[core]).reshape(-1, 3)
     assert np.abs(face[:, 1:] - face[:, :1] * [0.02, 0.08]).max() <= 1.5
     # a colour photo is drawn as before, byte for byte
-    monkeypatch.setattr(R, "SCENE_GREY", (-2.0, -1.0))
+    monkeypatch.setattr(L, "SCENE_GREY", (-2.0, -1.0))
     assert np.array_equal(_replace(astronaut, astronaut_faces), out_colour := _replace(astronaut, astronaut_faces))
     monkeypatch.undo()
     assert np.array_equal(_replace(astronaut, astronaut_faces), out_colour)
     # the check can fail: without the step the grey photo's face is in colour
-    monkeypatch.setattr(R, "SCENE_GREY", (-2.0, -1.0))
+    monkeypatch.setattr(L, "SCENE_GREY", (-2.0, -1.0))
     assert np.percentile(_chroma(_replace(grey, astronaut_faces)[core]), 99) >= 10
 
 

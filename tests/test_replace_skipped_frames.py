@@ -46,7 +46,8 @@ def test_a_held_face_is_drawn_at_its_landmarks_as_a_detected_one_never_reading_w
     face (stop 29 filled the whole region instead: the surroundings alternated frame by frame). A held face at the
     detection's own landmarks looks as the detected face does (mean difference at the face's centre 5.3 levels:
     the grown box moves the grain's seed and the work window's scale), the box alone draws another (17.8)."""
-    from faceveil.anonymize.methods.replace import HELD_GROW, face_weight
+    from faceveil.anonymize.methods.replace import HELD_GROW
+    from faceveil.anonymize.replace_geometry import face_weight
 
     comp = default_comp()
     faces = astronaut_faces

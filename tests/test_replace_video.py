@@ -184,20 +184,21 @@ def test_a_tracked_face_is_drawn_larger_about_its_eye_line(astronaut, astronaut_
     from conftest import default_comp
 
     R = importlib.import_module("faceveil.anonymize.methods.replace")
+    G = importlib.import_module("faceveil.anonymize.replace_geometry")
     comp = default_comp()
     assert R.TRACKED_FACE_SCALE > 1
-    sx, sy = R._drawn_at(np.float32([46, 82]), np.float32([50, 50]), R.TRACKED_FACE_SCALE, R.TRACKED_ANCHOR_Y)
+    sx, sy = G.drawn_at(np.float32([46, 82]), np.float32([50, 50]), R.TRACKED_FACE_SCALE, R.TRACKED_ANCHOR_Y)
     np.testing.assert_allclose(sy, 50)  # the template's eyes (y 50) read the donors' eyes: the same height ...
     assert sx[0] > 46 and sx[1] < 82  # ... and the face wider: the donors' eyes drawn further apart
     d = astronaut_faces[:1]
     region = comp.regions(d, astronaut.shape)[0]
-    g = R._Geometry(astronaut.shape, region, d.xyxy[0].astype(np.float64), d.landmarks[0].astype(np.float64))
+    g = G.Geometry(astronaut.shape, region, d.xyxy[0].astype(np.float64), d.landmarks[0].astype(np.float64))
     full = (g.rho <= 1) | (g.box_rho <= 1)
 
     def plate(tx, ty):
-        return float((R._donor_alpha(tx, ty)[full] < 0.5).mean())
+        return float((G.donor_alpha(tx, ty)[full] < 0.5).mean())
 
-    larger = plate(*R._drawn_at(g.tx, g.ty, R.TRACKED_FACE_SCALE, R.TRACKED_ANCHOR_Y))
+    larger = plate(*G.drawn_at(g.tx, g.ty, R.TRACKED_FACE_SCALE, R.TRACKED_ANCHOR_Y))
     assert larger < plate(g.tx, g.ty) - 0.05, (larger, plate(g.tx, g.ty))
     # the renderer draws a tracked face so: not what scale 1 draws
     tracked = Detections(d.xyxy, d.score, d.landmarks, np.zeros(1, np.int64))

@@ -53,7 +53,7 @@ def _store_transform(box: np.ndarray) -> np.ndarray:
 def crop_face(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray):
     """(image, base, alpha) stored crops of one face, or None when its landmarks are unusable."""
     from ..anonymize.bank import SIZE, TEMPLATE, face_mask, plausible
-    from ..anonymize.methods.replace import _fill
+    from ..anonymize.replace_looks import fill_unknown
 
     if not plausible(landmarks, box):
         return None
@@ -69,7 +69,7 @@ def crop_face(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray):
     c, h = STORE / 2, BOX_PX / 2
     yy, xx = np.mgrid[0:STORE, 0:STORE] + 0.5
     hole = ((np.abs(xx - c) <= h) & (np.abs(yy - c) <= h)) | (((xx - c) ** 2 + (yy - c) ** 2) <= (1.3 * h) ** 2)
-    base = _fill(crop, ~hole, BOX_PX)
+    base = fill_unknown(crop, ~hole, BOX_PX)
     return crop, base, np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8)
 
 

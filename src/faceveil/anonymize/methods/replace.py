@@ -40,31 +40,13 @@ import numpy as np
 
 from ...detections import box_inside, box_overlap
 from ...registry import param
+from .. import replace_geometry as geo, replace_looks as looks, replace_occluders as occ
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
 from ..base import METHODS, Method, crop
 from ..box_landmarks import estimate_landmarks
 from ..identity import Synthesized, Synthesizer, mirror_side, seed_for
 from .blur import gaussian_blur, odd
 
-WORK_FACE = 96  # faces are composed at this box width at most, then resized (bank faces are 68 px wide)
-
-# The face-shaped region, in template pixels (bank.SIZE): an ellipse from the forehead
-# (brows at y ~34) to below the chin (CenterFace's box ends at 115.5), cheek to cheek, fully
-# replaced, then feathered outward over FEATHER of its radius. Checked against dlib's 68
-# points on deepface-unit and facemask faces (tests/test_replace_look.py).
-FACE_CX, FACE_CY, FACE_AX, FACE_AY = 64.0, 77.0, 42.0, 55.0
-FEATHER = 0.12
-# ... joined (maximum) with an ellipse in the detection box's own frame, in half box sizes from the
-# box's centre: the jaw line sits on the box's sides and bottom far more steadily than it follows
-# the 5 landmarks (a wide jaw, a turned head, a masked face), so this one carries the jaw: fully
-# replaced up to it, feathered (BOX_FEATHER of its radius) only outside. Fitted on dlib's 68 points
-# (jaw points 2-14) of deepface-unit and facemask faces (bench/replace_results.md).
-BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
-# The box ellipse's feather, wider than FEATHER: the seam (gradient along the changed area's border over the
-# photo's own) 1.26 -> 1.19 on facemask, 1.08 -> 1.04 on deepface-unit (bench/replace_results.md). Only
-# outward, so the face stays covered; below RING[0] - 1, so the sampling ring stays outside it. The landmark
-# ellipse keeps 0.12: wider, a big head's soft edge reaches into the region's corners (test_replace_look).
-BOX_FEATHER = 0.17
 NESTED_INSIDE = 0.95  # a strong box this much inside a larger strong one is part of its face (Replace.apply)
 # Two boxes that both get a face and overlap by this share of the smaller one's area: one face boxed twice, and the
 # weaker gets the soft blur under the other's face. The video default returns offset boxes of one small face whose
@@ -84,14 +66,10 @@ HELD_GROW = 1.1  # a skipped video frame's face: its box's ellipse grown this mu
 # one, 112 tracks that go from a face to the blur and back; 4 frames had the fewest errors (1,150 against 1,213)
 # but 195 such switches (research/replace_weak.py, `lost`).
 HELD_FACE_S = 0.2
-EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
-RING = (1.18, 1.5)
-OTHER_FACE = 1.1  # the ring leaves out the other faces' boxes grown this much
 OTHERS_OUT_OF_RING = True
 DARK_MARGIN = 15.0  # L*: with no skin in view, the face's skin at most this much above the ring's DARK_PCT percentile
 DARK_PCT = 98
 DARK_FULL = 50.0  # L*: where that percentile is darker, the margin shrinks in proportion (a dark scene's faces)
-DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
 # A photo's face: the donors' face is drawn FACE_SCALE times as large as the 5-point fit places it, about the centre
 # of its ellipse (the mask stays as it is). The fit sizes the template by the eyes, nose and mouth, and the averaged
 # face it places (full weight out to 0.9 of the ellipse above) is narrower than the mask, which must reach the
@@ -99,7 +77,7 @@ DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged 
 # skin-coloured plate around a face too small for its head, on 26 / 38 % of the fully replaced area (median face;
 # deepface-unit / facemask tune; research/face_plate.py); at 1.15, 6 / 20 % (facemask held-out 40 -> 22 %),
 # FD-dlib 0.253 -> 0.243. Larger features have less Laplacian energy (the central half box's sharpness 0.66 ->
-# 0.52 on deepface-unit, the edges as wide), so the detail added at frame resolution (_add_detail) is scale**2 as
+# 0.52 on deepface-unit, the edges as wide), so the detail added at frame resolution (geo.add_detail) is scale**2 as
 # strong (0.65). Growing the rim alone (the centre kept) made every face alike to dlib (pairs >= 0.6 apart 81 -> 33 %);
 # 1.25 put the brows on the mask's top edge. A tracked face (video) is drawn TRACKED_FACE_SCALE as large about the
 # eye line (template y TRACKED_ANCHOR_Y), so its eyes stay at the person's eye height: at 1.15 about the centre the
@@ -109,8 +87,6 @@ DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged 
 FACE_SCALE = 1.15
 TRACKED_FACE_SCALE = 1.1
 TRACKED_ANCHOR_Y = 50.0  # the template's eye line
-# Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
-SKIN_SPOTS = ((64, 30, 12, 5), (44, 78, 7, 7), (84, 78, 7, 7), (64, 60, 4, 6))
 
 
 class Drawn(NamedTuple):
@@ -137,95 +113,6 @@ def _canon_masks(size: int, head: bool):
     ring[(np.abs(xx + 0.5 - cx) > hw) | (np.abs(yy + 0.5 - cy) > hh)] = True
     ring &= alpha < 0.01
     return alpha, ring
-
-
-def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur; large sigmas on a shrunk copy (a 50 px sigma at full size costs ~30 ms)."""
-    if sigma <= 3:
-        return cv2.GaussianBlur(img, (0, 0), sigma)
-    h, w = img.shape[:2]
-    f = 3.0 / sigma
-    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), 3.0)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _fill(img: np.ndarray, known: np.ndarray, size: float) -> np.ndarray:
-    """Smooth fill of the unknown pixels from the known ones (normalized convolution,
-    coarse to fine); OpenCV's Telea inpainting leaves streaks across large holes."""
-    k = known.astype(np.float32)
-    src = img.astype(np.float32) * k[:, :, None]
-    out = np.broadcast_to(img[known].reshape(-1, 3).mean(axis=0), src.shape).astype(np.float32)
-    for sigma in (size / 2, size / 6, size / 20):
-        sigma = max(sigma, 1.0)
-        den = _blur(k, sigma)
-        est = _blur(src, sigma) / np.maximum(den, 1e-6)[:, :, None]
-        w = np.clip(den * 4, 0, 1)[:, :, None]  # finer scales only where enough known pixels are near
-        out = out * (1 - w) + est * w
-    out[known] = img[known]
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def _lab(img: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-
-
-def _rgb(lab: np.ndarray) -> np.ndarray:
-    return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-# A black-and-white (or sepia) photo, or a night camera's infrared footage, got a new face in full colour: the face
-# takes the scene's colourfulness. SCENE_GREY: the 99th percentile of the frame's chroma away from its median colour
-# (a*b*, on a <= 160 px copy); at or under the first value the face is drawn in the scene's own colour at each
-# lightness (its tone curve: grey in a grey photo, brown in a sepia one) with its lightness kept, from the second up
-# as it is, in between with its chroma scaled. Shared sets (that percentile): colour photos read >= 10.8 but one (a
-# pale face and a black-and-white mask on white, 6.5), the shared clips >= 18.4; black-and-white and toned photos
-# 0.1-7.7 (WIDER val 9 of 476, LFW 5 of 2,659; one sepia WIDER photo reads 9.4): research/replace_weak.py grey.
-SCENE_GREY = (5.0, 10.0)
-SCENE_BINS = 16  # the tone curve: the median a*b* in this many bands of L*
-
-
-def _scene_colour(frame: np.ndarray) -> tuple[float, np.ndarray]:
-    """(how much of a face's own chroma to keep, 0..1; the scene's tone curve: rows L*, a*, b*) for ``frame``."""
-    h, w = frame.shape[:2]
-    f = min(1.0, 160.0 / max(h, w, 1))
-    small = cv2.resize(frame, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) \
-        if f < 1 else frame
-    lab = _lab(small).reshape(-1, 3)
-    spread = float(np.percentile(np.linalg.norm(lab[:, 1:] - np.median(lab[:, 1:], axis=0), axis=1), 99))
-    lo, hi = SCENE_GREY
-    keep = float(np.clip((spread - lo) / (hi - lo), 0.0, 1.0))
-    if keep >= 1.0:
-        return keep, np.zeros((3, 0), np.float32)
-    band = np.minimum((lab[:, 0] * SCENE_BINS / 100).astype(int), SCENE_BINS - 1)
-    curve = [(np.float32((b + 0.5) * 100 / SCENE_BINS), *np.median(lab[band == b, 1:], axis=0))
-             for b in range(SCENE_BINS) if (band == b).sum() >= 8]
-    return keep, np.array(curve, np.float32).reshape(-1, 3).T  # (3, 0) when no band has 8 pixels (a 2x2 image)
-
-
-def _in_scene_colour(patch: np.ndarray, under: np.ndarray, scene: tuple[float, np.ndarray]) -> np.ndarray:
-    """``patch`` with the chroma of the pixels it changes (against ``under``, the frame's pixels there) scaled
-    toward the scene's tone curve (``_scene_colour``); the pixels it leaves as they are stay byte for byte."""
-    keep, curve = scene
-    if keep >= 1.0 or curve.shape[1] == 0:
-        return patch
-    changed = (patch != under).any(axis=-1)
-    if not changed.any():
-        return patch
-    lab = _lab(patch[changed][None])[0]
-    for c in (1, 2):
-        tone = np.interp(lab[:, 0], curve[0], curve[c])
-        lab[:, c] = tone + keep * (lab[:, c] - tone)
-    out = patch.copy()
-    out[changed] = _rgb(lab[None])[0]
-    return out
-
-
-def _stats(lab: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    if where.sum() < 16:
-        return None
-    px = lab[where]
-    return px.mean(axis=0), px.std(axis=0) + 1e-3
 
 
 def _blurred(frame: np.ndarray, region) -> np.ndarray:
@@ -292,7 +179,7 @@ def _soft_blurred(frame: np.ndarray, region, box: np.ndarray) -> np.ndarray:
     yy, xx = np.mgrid[region.y1:region.y2, region.x1:region.x2].astype(np.float32) + 0.5
     ex = np.maximum(np.abs(xx - cx) - hx, 0) / mx
     ey = np.maximum(np.abs(yy - cy) - hy, 0) / my
-    w = _ease(1.0 - (ex ** 4 + ey ** 4) ** 0.25)[..., None]
+    w = geo.ease(1.0 - (ex ** 4 + ey ** 4) ** 0.25)[..., None]
     return np.clip(patch + (soft - patch) * w + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -527,7 +414,7 @@ class Replace(Method):
         out = frame.copy()
         check = self.synth.bank.kind == "donors" and self.params.reject
         boxes = np.asarray(detections.xyxy, np.float64).reshape(-1, 4)
-        scene = _scene_colour(frame)  # from the input: the faces drawn so far are no part of the scene
+        scene = looks.scene_colour(frame)  # from the input: the faces drawn so far are no part of the scene
         regions = compositor.regions(detections, frame.shape)
         # identities drawn for every region in order, the weak ones too: the rng gives each face the identity it
         # had when all regions were drawn in one pass
@@ -662,11 +549,11 @@ class Replace(Method):
         """One face for ``region``: its pixels, the identity placed (None where it was blurred) and the
         harmonization used (for its track). ``others``: the frame's other face boxes, left out of the ring that
         tone, light, grain and focus are read from (in a crowd a third of the faces had >= 30 % of their ring
-        on a neighbour's face, replaced or not yet). ``scene``: ``_scene_colour`` of the frame (read from
+        on a neighbour's face, replaced or not yet). ``scene``: ``looks.scene_colour`` of the frame (read from
         ``frame`` when not given): in a black-and-white scene the face is drawn without colour."""
         drawn = self._draw_face(frame, region, box, seed, track, others)
-        scene = _scene_colour(frame) if scene is None else scene
-        return drawn._replace(patch=_in_scene_colour(drawn.patch, frame[region.slices], scene))
+        scene = looks.scene_colour(frame) if scene is None else scene
+        return drawn._replace(patch=looks.in_scene_colour(drawn.patch, frame[region.slices], scene))
 
     def _draw_face(self, frame: np.ndarray, region, box: np.ndarray, seed: int, track: int = -1,
                    others: np.ndarray | None = None) -> Drawn:
@@ -681,10 +568,10 @@ class Replace(Method):
             lm, use_lm = None, False  # interpolated landmarks that do not fit: the box alone, as before them
         if fits and track >= 0:
             lm = self._track_landmarks(track, np.asarray(lm, np.float64), box)
-        wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
+        wx1, wy1, wx2, wy2 = geo.work_window(frame.shape, region, box)
         detected = use_lm and region.source not in ("held", "backfilled")  # a detection's own landmarks
         if use_lm and not fits and p.shape == "face" and p.no_landmarks != "fitted" \
-                and min(wx2 - wx1, wy2 - wy1) >= 2 and _cut_frontal(box, lm, frame.shape):
+                and min(wx2 - wx1, wy2 - wy1) >= 2 and geo.cut_frontal(box, lm, frame.shape):
             # a face cut by the frame's edge: its landmarks do not fit, but it is no profile. Drawn from its box
             # grown past that edge to a face's shape (_render_estimated), the face cut by the same edge; blurred,
             # it was a large smooth capsule at the photo's edge
@@ -730,16 +617,16 @@ class Replace(Method):
                                        others=others)
 
         # Work window: the region plus context around the box, in frame pixels.
-        window = wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
+        window = wx1, wy1, wx2, wy2 = geo.work_window(frame.shape, region, box)
         win = frame[wy1:wy2, wx1:wx2]
-        f = min(1.0, WORK_FACE / max(bw, 1.0))
+        f = min(1.0, geo.WORK_FACE / max(bw, 1.0))
         sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
         small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA) if f < 1 else win.copy()
         fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
         sbox = np.array([(box[0] - wx1) * fx, (box[1] - wy1) * fy, (box[2] - wx1) * fx, (box[3] - wy1) * fy])
 
         # Unknown: the detection box and every pixel the region covers. Filled from the context only.
-        hole_full = _unknown(window, region, box)
+        hole_full = geo.unknown_pixels(window, region, box)
         hole = (cv2.resize(hole_full.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0
                 if f < 1 else hole_full)
         small[hole] = 0
@@ -764,15 +651,15 @@ class Replace(Method):
 
         known = ~hole
         if known.sum() >= 16:
-            base = _fill(small, known, max(sbox[2] - sbox[0], sbox[3] - sbox[1]))
+            base = looks.fill_unknown(small, known, max(sbox[2] - sbox[0], sbox[3] - sbox[1]))
         else:  # no context at all (the face fills the frame): the bank face's own surroundings
             base = warped.copy()
 
         # Colour: the bank face's context ring -> the target's context ring.
-        lab_face = _lab(warped)
+        lab_face = looks.to_lab(warped)
         ring_t = known & self._ring(sbox, sw, sh, 1.0, 2.0)
-        tgt = _stats(_lab(small), ring_t)
-        src = _stats(_lab(face), ring_c)
+        tgt = looks.lab_stats(looks.to_lab(small), ring_t)
+        src = looks.lab_stats(looks.to_lab(face), ring_c)
         if tgt is not None and src is not None and p.color_strength > 0:
             (mt, st), (ms, ss) = tgt, src
             ratio = np.clip(st / ss, 0.6, 1.6)
@@ -780,7 +667,7 @@ class Replace(Method):
             lab_face += p.color_strength * (moved - lab_face)
         if p.appearance == "blurred":
             lab_face = self._shading_from_original(lab_face, frame, box, m, wx1, wy1, fx, fy, sw, sh)
-        warped = _rgb(lab_face)
+        warped = looks.to_rgb(lab_face)
 
         if p.harmonizer == "poisson":
             comp = self._poisson(warped, base, alpha)
@@ -811,13 +698,13 @@ class Replace(Method):
         the shaped renderer sees a frame whose box and region hold the fill, and every pixel it leaves
         unchanged inside them is that fill (fail closed: at least what the fitted path changed)."""
         if lm is None:  # a face cut by the frame's edge: its landmarks estimated from a face's whole box
-            box = _edge_extended(box, frame.shape)
+            box = geo.edge_extended(box, frame.shape)
         bw, bh = box[2] - box[0], box[3] - box[1]
-        # the same window as _Geometry's, so the shaped renderer reads only filled or outside pixels
-        window = wx1, wy1, wx2, wy2 = _work_window(frame.shape, region, box)
+        # the same window as geo.Geometry's, so the shaped renderer reads only filled or outside pixels
+        window = wx1, wy1, wx2, wy2 = geo.work_window(frame.shape, region, box)
         win = frame[wy1:wy2, wx1:wx2]
-        hole = _unknown(window, region, box)
-        f = min(1.0, WORK_FACE / max(bw, 1.0))
+        hole = geo.unknown_pixels(window, region, box)
+        f = min(1.0, geo.WORK_FACE / max(bw, 1.0))
         sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
         if f < 1:
             small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA)
@@ -826,7 +713,7 @@ class Replace(Method):
             small, hole_s = win.copy(), hole
         small[hole_s] = 0
         if (~hole_s).sum() >= 16:
-            fill = _fill(small, ~hole_s, max(bw * f, bh * f))
+            fill = looks.fill_unknown(small, ~hole_s, max(bw * f, bh * f))
         else:  # no context at all (the face fills the frame): a flat mid-grey the face is drawn over
             fill = np.full_like(small, 128)
         if f < 1:
@@ -844,12 +731,12 @@ class Replace(Method):
             return drawn
         patch = drawn.patch
         # opt-in: an occluder over the lower face (mask, scarf) keeps its pixels, judged as the landmark path
-        # does (_occluder_keep) but placed by the estimated shape
-        g = _Geometry(frame.shape, region, box, lm)  # the occluder rule reads the whole ring (ring_all)
+        # does (occ.occluder_keep) but placed by the estimated shape
+        g = geo.Geometry(frame.shape, region, box, lm)  # the occluder rule reads the whole ring (ring_all)
         small = cv2.resize(win, g.small_size, interpolation=cv2.INTER_AREA) if g.f < 1 else win
-        lab_s = _lab(small)
-        skin = _skin(small, lab_s, g.ring_all)
-        keep, _ = _occluder_keep(small, lab_s, g.tx, g.ty, lab_s[skin] if skin.sum() >= 12 else None)
+        lab_s = looks.to_lab(small)
+        skin = looks.skin_pixels(small, lab_s, g.ring_all)
+        keep, _ = occ.occluder_keep(small, lab_s, g.tx, g.ty, lab_s[skin] if skin.sum() >= 12 else None)
         if not keep.any():
             return drawn
         if g.f < 1:
@@ -866,9 +753,9 @@ class Replace(Method):
         Only pixels outside the mask (which stay visible anyway) and the landmarks are read. Without
         ``measure_tone`` the face takes its track's harmonization as it is (none without one)."""
         p = self.params
-        scale, anchor_y = (FACE_SCALE, DONOR_CY) if track < 0 else (TRACKED_FACE_SCALE, TRACKED_ANCHOR_Y)
-        g = _Geometry(frame.shape, region, box, lm, scale=scale, others=others if OTHERS_OUT_OF_RING else None,
-                      anchor_y=anchor_y)
+        scale, anchor_y = (FACE_SCALE, geo.DONOR_CY) if track < 0 else (TRACKED_FACE_SCALE, TRACKED_ANCHOR_Y)
+        g = geo.Geometry(frame.shape, region, box, lm, scale=scale, others=others if OTHERS_OUT_OF_RING else None,
+                         anchor_y=anchor_y)
         wx1, wy1, wx2, wy2 = g.window
         win = frame[wy1:wy2, wx1:wx2]
         sw, sh = g.small_size
@@ -883,23 +770,23 @@ class Replace(Method):
         face = cv2.resize(face_hi, (SIZE, SIZE), interpolation=cv2.INTER_AREA) if face_hi.shape[0] > SIZE else face_hi
         tx, ty = g.tx, g.ty
         # where each pixel reads the donors' face (tx, ty: where the person's is)
-        sx, sy = _drawn_at(tx, ty, g.scale, g.anchor_y)
+        sx, sy = geo.drawn_at(tx, ty, g.scale, g.anchor_y)
         k = face.shape[0] / SIZE
         warped = cv2.remap(face, sx * k, sy * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         raw = warped
-        alpha = _shaped_alpha(tx, ty)
+        alpha = geo.shaped_alpha(tx, ty)
         ring = g.ring  # outside the mask: pixels the photo shows anyway
 
-        lab_s = _lab(small)
-        lab_f = _lab(warped)
-        skin = _skin(small, lab_s, ring)
+        lab_s = looks.to_lab(small)
+        lab_f = looks.to_lab(warped)
+        skin = looks.skin_pixels(small, lab_s, ring)
         # the occluder rule's skin model keeps the neighbours' faces: in a crowd of masked people their upper faces
         # are most of the skin in view (without them, 52 facemask masks kept: median 0.59 -> 0.53 of the mouth box)
-        skin_occ = skin if g.ring_all is ring else _skin(small, lab_s, g.ring_all)
+        skin_occ = skin if g.ring_all is ring else looks.skin_pixels(small, lab_s, g.ring_all)
         keep = reach = None
         if p.occluders == "keep" and occluders:
-            keep, reach = _occluder_keep(small, lab_s, tx, ty, lab_s[skin_occ] if skin_occ.sum() >= 12 else None,
-                                         reach=True)
+            keep, reach = occ.occluder_keep(small, lab_s, tx, ty, lab_s[skin_occ] if skin_occ.sum() >= 12 else None,
+                                            reach=True)
         # A masked face keeps its mask (occluders=keep) where the occluder rule finds it. On a frame the detector
         # skipped, the face is drawn at interpolated landmarks; with the rule off there (stop 29), a masked person's
         # lower face switched between the mask and a new mouth at half the frame rate (research/masked_video.py).
@@ -908,7 +795,7 @@ class Replace(Method):
         # (not skin, smooth, apart from the upper face's colour, covering the mouth) still decide every pixel.
         if track >= 0 and occluders and region.source != "held":
             self._store(self._cover, track, keep is not None and bool(keep.any()))
-        src_skin = _template_skin(sx, sy) & (_donor_alpha(sx, sy) >= 1)
+        src_skin = geo.template_skin(sx, sy) & (geo.donor_alpha(sx, sy) >= 1)
         tone = None  # what the harmonization does to the face: L*a*b* shift, light gradient, scale
         if measure_tone and p.color_strength > 0 and src_skin.sum() >= 4:
             own = np.median(lab_f[src_skin], axis=0)
@@ -922,11 +809,11 @@ class Replace(Method):
                 tgt[0] = np.percentile(lab_s[use][:, 0], 75)
                 gx = gy = 0.0
                 # light: the first-order fit of the visible skin's L, minus the face's own
-                g_t = _plane(lab_s[..., 0], use, tx, ty)
-                g_f = _plane(lab_f[..., 0], src_skin, tx, ty)
+                g_t = looks.fit_plane(lab_s[..., 0], use, tx, ty)
+                g_f = looks.fit_plane(lab_f[..., 0], src_skin, tx, ty)
                 if g_t is not None and g_f is not None:
                     # at most 15 L across the face's half-width: a shadowed neck is not the light on the face
-                    gx, gy = np.clip(g_t - g_f, -15 / FACE_AX, 15 / FACE_AY) * p.color_strength
+                    gx, gy = np.clip(g_t - g_f, -15 / geo.FACE_AX, 15 / geo.FACE_AY) * p.color_strength
                 tone = np.array([*(p.color_strength * (tgt - own)), gx, gy, 1.0])
             elif ring.sum() >= 16:
                 # no skin in view: the face keeps its own tone, but is lit no brighter than the brightest of what
@@ -941,16 +828,17 @@ class Replace(Method):
         tone = self._track_tone(track, tone)
         if tone is not None:
             lab_f = lab_f * float(tone[5]) + tone[:3].astype(np.float32)
-            lab_f[..., 0] += tone[3] * (tx - FACE_CX) + tone[4] * (ty - FACE_CY)
+            lab_f[..., 0] += tone[3] * (tx - geo.FACE_CX) + tone[4] * (ty - geo.FACE_CY)
         if p.appearance == "blurred":
-            m = _affine(dst)
+            m = geo.affine_fit(dst)
             lab_f = self._shading_from_original(lab_f, frame, box, m, wx1, wy1, fx, fy, sw, sh)
-        warped = _rgb(lab_f)
+        warped = looks.to_rgb(lab_f)
         # Between the donors' face and the mask's edge (jaw, hairline) their hair and background
         # would show: that band continues the new face's own edge (skin) outward instead.
-        fa = _donor_alpha(sx, sy)
+        fa = geo.donor_alpha(sx, sy)
         inside = fa >= 0.99
-        base = _fill(warped, inside, 0.25 * (g.dst[1, 0] - g.dst[0, 0] + 1)) if inside.sum() >= 16 else warped
+        base = looks.fill_unknown(warped, inside, 0.25 * (g.dst[1, 0] - g.dst[0, 0] + 1)) \
+            if inside.sum() >= 16 else warped
         if p.harmonizer == "poisson":
             warped = self._poisson(warped, base, fa)
         else:
@@ -961,23 +849,23 @@ class Replace(Method):
         if f < 1:  # back to frame resolution
             warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
             ring = cv2.resize(ring.astype(np.uint8), (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_NEAREST) > 0
-        warped = _add_detail(warped, raw, face_hi, g)
+        warped = geo.add_detail(warped, raw, face_hi, g)
         alpha = g.alpha_full(box_ellipse)
         comp = warped.astype(np.float32)
         # the window's grey, which focus, grain and texture read the scene's from (computed once)
-        win_gray = cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32) if FOCUS_MATCH or p.grain else None
-        if FOCUS_MATCH:
-            comp = _match_focus(comp, win_gray, ring, alpha)
+        win_gray = cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32) if looks.FOCUS_MATCH or p.grain else None
+        if looks.FOCUS_MATCH:
+            comp = looks.match_focus(comp, win_gray, ring, alpha)
         if p.grain:
-            comp = _add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
+            comp = looks.add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
             skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), (wx2 - wx1, wy2 - wy1),
                                                        interpolation=cv2.INTER_NEAREST) > 0
-            comp = _add_texture(comp, win_gray, ring & skin_full, alpha,
-                                seed_for(seed, "texture", int(box[0]), int(box[1])))
+            comp = looks.add_texture(comp, win_gray, ring & skin_full, alpha,
+                                     seed_for(seed, "texture", int(box[0]), int(box[1])))
         if keep is not None and keep.any() and f < 1:
             keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
         if reach is not None:
-            # a kept cover goes on above the nostrils (_cover_reach): drawn there, and in its fade, instead of the
+            # a kept cover goes on above the nostrils (occ.cover_reach): drawn there, and in its fade, instead of the
             # new face, with the scene's grain and the kept cover's own fine texture (its fabric: the continued
             # colour is smooth); after the new face's own focus, grain and texture, which so read the same face
             # with or without a cover
@@ -987,9 +875,10 @@ class Replace(Method):
                 r_px = cv2.resize(r_px, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
             r_px = r_px.astype(np.float32)
             if p.grain:
-                r_px = _add_grain(r_px, win_gray, ring, r_w >= 1, seed_for(seed, "cover", int(box[0]), int(box[1])))
-                r_px = _add_texture(r_px, win_gray, keep >= 0.99, r_w,
-                                    seed_for(seed, "cover texture", int(box[0]), int(box[1])))
+                r_px = looks.add_grain(r_px, win_gray, ring, r_w >= 1,
+                                       seed_for(seed, "cover", int(box[0]), int(box[1])))
+                r_px = looks.add_texture(r_px, win_gray, keep >= 0.99, r_w,
+                                         seed_for(seed, "cover texture", int(box[0]), int(box[1])))
             comp = comp * (1 - r_w[:, :, None]) + r_px * r_w[:, :, None]
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
             alpha = alpha * (1 - keep)
@@ -1038,7 +927,7 @@ class Replace(Method):
         bw, bh = max(1, round((x2 - x1) * fx)), max(1, round((y2 - y1) * fy))
         target = np.zeros((sh, sw, 3), np.float32)
         have = np.zeros((sh, sw), np.float32)
-        up = _lab(cv2.resize(summary, (bw, bh), interpolation=cv2.INTER_LINEAR))
+        up = looks.to_lab(cv2.resize(summary, (bw, bh), interpolation=cv2.INTER_LINEAR))
         ty, tx = int(round(by1)), int(round(bx1))
         hh, ww = min(bh, sh - ty), min(bw, sw - tx)
         if hh <= 0 or ww <= 0 or ty < 0 or tx < 0:
@@ -1051,617 +940,3 @@ class Replace(Method):
         tgt_low = cv2.GaussianBlur(target, (0, 0), sigma) / np.maximum(den, 1e-6)[:, :, None]
         w = np.clip(den * 2 - 0.5, 0, 1)[:, :, None]  # fades out at the box edge instead of a seam
         return lab_face + (tgt_low - low) * w
-
-
-# helpers of the face-shaped path ------------------------------------------------
-
-def _donor_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
-    """Where the donors' averaged face itself is used (inside their jaw and hairline), feathered."""
-    rho = np.sqrt(((tx - DONOR_CX) / DONOR_AX) ** 2 + ((ty - DONOR_CY) / DONOR_AY) ** 2)
-    return np.clip((1.1 - rho) / 0.2, 0, 1).astype(np.float32)
-
-
-def _drawn_at(tx: np.ndarray, ty: np.ndarray, scale: float, anchor_y: float = DONOR_CY
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Template coordinates of the donors' face to show at template coordinates ``tx``, ``ty`` of the person's face:
-    the face ``scale`` times as large about its ellipse's centre line, at height ``anchor_y`` (template px)."""
-    return ((tx - DONOR_CX) / scale + DONOR_CX).astype(np.float32), \
-        ((ty - anchor_y) / scale + anchor_y).astype(np.float32)
-
-
-def _ease(t: np.ndarray) -> np.ndarray:
-    """Smoothstep of a 0..1 ramp: the weight's slope is 0 where it starts and ends, so the edge of
-    the changed area carries no step of its own."""
-    t = np.clip(t, 0, 1)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
-
-
-def _shaped_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
-    rho = np.sqrt(((tx - FACE_CX) / FACE_AX) ** 2 + ((ty - FACE_CY) / FACE_AY) ** 2)
-    return _ease((1 + FEATHER - rho) / FEATHER)
-
-
-def _box_rho(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    """Elliptic radius of frame points (pixel centres) in the box ellipse (1 on its rim)."""
-    hw, hh = max((box[2] - box[0]) / 2, 0.5), max((box[3] - box[1]) / 2, 0.5)
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2 + BOX_CV * hh
-    return np.sqrt(((xx - cx) / (BOX_AU * hw)) ** 2 + ((yy - cy) / (BOX_AV * hh)) ** 2)
-
-
-def _box_alpha(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    return _ease((1 + BOX_FEATHER - _box_rho(box, xx, yy)) / BOX_FEATHER)
-
-
-def _work_window(shape, region, box) -> tuple[int, int, int, int]:
-    """(x1, y1, x2, y2) of one face's work window in the frame: its region and one box size around the box's
-    centre, which reaches the sampling ring (RING[1] x the face ellipse, < 1 box size from the centre)."""
-    H, W = shape[:2]
-    bw, bh = box[2] - box[0], box[3] - box[1]
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return (int(max(0, min(region.x1, np.floor(cx - bw)))), int(max(0, min(region.y1, np.floor(cy - bh)))),
-            int(min(W, max(region.x2, np.ceil(cx + bw)))), int(min(H, max(region.y2, np.ceil(cy + bh)))))
-
-
-# A face box's width over its height (CenterFace, the default preset's calibration): median 0.79 on deepface-unit's
-# faces (88), 0.82 on 516 facemask tune faces, 5th-95th percentile 0.71-0.98, for faces >= 20 px away from the
-# frame's edges with landmarks that fit. A box meeting an edge that is narrower than EDGE_CUT[0] (left, right) or
-# wider than EDGE_CUT[1] (top, bottom) holds a face the edge cuts.
-FACE_ASPECT, EDGE_CUT = 0.8, (0.65, 1.1)
-# A cut face facing the camera (_cut_frontal): eyes at least EDGE_EYES of the visible box's width apart (CenterFace
-# draws a cut face's landmarks into what shows: 0.25-0.56 on cut frontal faces; a profile's collapse, 0.04-0.14), the
-# nose at most EDGE_YAW eye distances off their middle (~35 degrees). Cut faces seen facing the camera (deepface-unit's
-# crowd selfie, img62, facemask 264, the astronaut cut at 6/10): |yaw| 0.02-0.16; turned heads, which a frontal new
-# face would not fit, 0.27-0.42 (facemask 268, 672), a logo at the edge 0.39, profiles 0.77-5.6.
-EDGE_EYES, EDGE_YAW = 0.15, 0.25
-
-
-def _edge_extended(box: np.ndarray, shape) -> np.ndarray:
-    """``box`` grown past the frame's edge it meets to a face's shape (FACE_ASPECT), where that edge cuts the face
-    (EDGE_CUT); else ``box`` itself (the same object)."""
-    H, W = shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = x2 - x1, y2 - y1
-    if w <= 0 or h <= 0:
-        return box
-    if w < EDGE_CUT[0] * h and (x1 <= 1 or x2 >= W - 1):
-        grow = FACE_ASPECT * h - w
-        x1, x2 = (x1 - grow, x2) if x1 <= 1 else (x1, x2 + grow)
-    elif w > EDGE_CUT[1] * h and (y1 <= 1 or y2 >= H - 1):
-        grow = w / FACE_ASPECT - h
-        y1, y2 = (y1 - grow, y2) if y1 <= 1 else (y1, y2 + grow)
-    else:
-        return box
-    return np.array([x1, y1, x2, y2], np.float64)
-
-
-def _cut_frontal(box: np.ndarray, lm: np.ndarray, shape) -> bool:
-    """True for a face that the frame's edge cuts (``_edge_extended`` grows its box) and whose landmarks, though
-    they do not fit, say it faces the camera: the eyes in order and at least EDGE_EYES of the box's (visible) width
-    apart, the nose within EDGE_YAW eye distances of their middle (``yaw_ratio``). A turned head, a profile or the
-    back of a head at the edge is none (deepface-unit img59: eyes swapped, yaw 5.6) and stays blurred."""
-    if _edge_extended(box, shape) is box:
-        return False
-    lm = np.asarray(lm, np.float64)
-    eye = lm[1] - lm[0]
-    return bool(eye[0] >= EDGE_EYES * (box[2] - box[0]) and abs(yaw_ratio(lm)) <= EDGE_YAW)
-
-
-def _unknown(window, region, box) -> np.ndarray:
-    """bool, over the work ``window``: the pixels a new face is never computed from, every pixel the region
-    covers and the detection box."""
-    wx1, wy1, wx2, wy2 = window
-    hole = np.zeros((wy2 - wy1, wx2 - wx1), bool)
-    hole[region.y1 - wy1: region.y2 - wy1, region.x1 - wx1: region.x2 - wx1] = region.weight > 0
-    hole[max(int(np.floor(box[1])) - wy1, 0): max(int(np.ceil(box[3])) - wy1, 0),
-         max(int(np.floor(box[0])) - wx1, 0): max(int(np.ceil(box[2])) - wx1, 0)] = True
-    return hole
-
-
-def _template_step(tx: np.ndarray, ty: np.ndarray) -> float:
-    """Template pixels per image pixel (median) of the template coordinate maps ``tx``, ``ty``."""
-    return float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))
-
-
-class _Geometry:
-    """Where one face's template falls in its work window (a shrunk copy of the frame
-    around the face): per-pixel template coordinates, the mask and the sampling ring."""
-
-    def __init__(self, shape, region, box, lm, scale: float = 1.0, others: np.ndarray | None = None,
-                 anchor_y: float = DONOR_CY):
-        H, W = shape[:2]
-        self.scale = scale  # the donors' face drawn this much larger than placed (FACE_SCALE) ...
-        self.anchor_y = anchor_y  # ... about this height of the template (_drawn_at)
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        self.window = wx1, wy1, wx2, wy2 = _work_window(shape, region, box)
-        self.region_rect, self.frame_hw, self.box = (region.x1, region.y1, region.x2, region.y2), (H, W), box
-        self.f = f = min(1.0, WORK_FACE / max(bw, 1.0))
-        sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
-        self.small_size = (sw, sh)
-        self.dst = (np.asarray(lm, np.float64) - [wx1, wy1]) * [sw / (wx2 - wx1), sh / (wy2 - wy1)]
-        self.tx, self.ty = _template_coords(_pose_points(self.dst), sw, sh)
-        rho = np.sqrt(((self.tx - FACE_CX) / FACE_AX) ** 2 + ((self.ty - FACE_CY) / FACE_AY) ** 2)
-        # pixel centres of the work window in frame coordinates: the ring stays clear of the box ellipse too
-        yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float64) + 0.5
-        px, py = wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh
-        box_rho = _box_rho(box, px, py)
-        self.ring = self.ring_all = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
-        for ob in () if others is None else np.asarray(others, np.float64).reshape(-1, 4):
-            gx, gy = (ob[2] - ob[0]) * (OTHER_FACE - 1) / 2, (ob[3] - ob[1]) * (OTHER_FACE - 1) / 2
-            x1, y1, x2, y2 = ob[0] - gx, ob[1] - gy, ob[2] + gx, ob[3] + gy
-            if x1 < wx2 and x2 > wx1 and y1 < wy2 and y2 > wy1:  # another face in the window
-                self.ring = self.ring & ~((px >= x1) & (px < x2) & (py >= y1) & (py < y2))
-        self.rho, self.box_rho = rho, box_rho  # elliptic radii in the face and box ellipses (1: their rims)
-
-    def coords_full(self) -> tuple[np.ndarray, np.ndarray]:
-        """Template coordinates of every frame pixel of the window (the maps are smooth: resized)."""
-        if self.f >= 1:
-            return self.tx, self.ty
-        if not hasattr(self, "_full"):
-            wx1, wy1, wx2, wy2 = self.window
-            size = (wx2 - wx1, wy2 - wy1)
-            self._full = (cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR),
-                          cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR))
-        return self._full
-
-    def alpha_full(self, box_ellipse: bool = True) -> np.ndarray:
-        """The blend weight at frame resolution: the template maps are smooth, so they are
-        resized and the ellipse drawn at full resolution (a crisp, exactly known mask)."""
-        wx1, wy1, wx2, wy2 = self.window
-        alpha = _shaped_alpha(*self.coords_full())
-        yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float64) + 0.5
-        if box_ellipse:
-            alpha = np.maximum(alpha, _box_alpha(self.box, xx, yy))
-        return alpha * self._edge_fade(alpha.shape)
-
-    def _edge_fade(self, shape) -> np.ndarray:
-        """1 inside the region, falling to 0 at those of its sides that are not the frame's edge:
-        where the ellipse's feather meets a tight region, a soft edge instead of a straight cut
-        (the face itself lies well inside; tests/test_replace_look.py checks the 68 points)."""
-        wx1, wy1, wx2, wy2 = self.window
-        rx1, ry1, rx2, ry2 = self.region_rect
-        H, W = self.frame_hw
-        width = max(2.0, EDGE_FADE * (self.box[2] - self.box[0]))
-        yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float32) + 0.5
-        fade = np.ones(shape, np.float32)
-        for dist, at_frame_edge in ((xx - rx1, rx1 <= 0), (rx2 - xx, rx2 >= W), (yy - ry1, ry1 <= 0),
-                                    (ry2 - yy, ry2 >= H)):
-            if not at_frame_edge:
-                fade = np.minimum(fade, np.clip(dist / width, 0, 1))
-        return fade
-
-
-def _add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "_Geometry") -> np.ndarray:
-    """The harmonized face at frame resolution (``up``, upsampled from the work window) plus the detail
-    it lost: the bank face sampled straight at frame resolution, minus the same face through the work
-    window (``raw_small``, upsampled the same way). Only inside the donors' face (``_donor_alpha``):
-    outside it the band continues the face's edge and has no detail of its own.
-    Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
-    of the photo's before grain)."""
-    tx, ty = _drawn_at(*g.coords_full(), g.scale, g.anchor_y)
-    h, w = tx.shape
-    # the bank face at about the resolution it is shown at (no aliasing from a larger one)
-    step = _template_step(tx, ty)
-    side = int(np.clip(round(SIZE / max(step, 1e-3)), SIZE, face_hi.shape[0]))
-    if g.f >= 1 and side <= SIZE:
-        return up  # the work window is the frame and the face template-sized: nothing to add
-    face = face_hi if side >= face_hi.shape[0] else cv2.resize(face_hi, (side, side), interpolation=cv2.INTER_AREA)
-    k = side / SIZE
-    hi = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    lo = raw_small if raw_small.shape[:2] == (h, w) else cv2.resize(raw_small, (w, h), interpolation=cv2.INTER_CUBIC)
-    fa = _donor_alpha(tx, ty)[:, :, None]
-    # the face drawn g.scale times as large: its fine detail as strong as at its own size (Laplacian ~ 1 / scale^2)
-    return np.clip(up.astype(np.float32) + (hi - lo.astype(np.float32)) * fa * g.scale**2 + 0.5, 0,
-                   255).astype(np.uint8)
-
-
-def face_weight(shape, region, box, landmarks) -> np.ndarray:
-    """Full-frame blend weight of the face-shaped mask ``replace`` uses for one face
-    (1: fully replaced, 0: the frame's own pixels), for tests and evaluation."""
-    g = _Geometry(shape, region, np.asarray(box, np.float64), np.asarray(landmarks, np.float64))
-    out = np.zeros(shape[:2], np.float32)
-    wx1, wy1, wx2, wy2 = g.window
-    out[wy1:wy2, wx1:wx2] = g.alpha_full()
-    keep = np.zeros(shape[:2], bool)
-    keep[region.y1:region.y2, region.x1:region.x2] = True
-    out[~keep] = 0  # a method only ever writes inside its region
-    return out
-
-def _pose_points(dst: np.ndarray) -> np.ndarray:
-    """Where the template's 5 points go for a head in this pose: a similarity fit (position,
-    size, roll), then the head's turn alone (yaw_ratio r): the nose moves r eye distances
-    sideways, the mouth 0.6 r, and the eyes close up as the head turns.
-
-    Not the target's own landmarks: their layout (eye distance against nose and mouth) is
-    part of who the person is, and warping the new face onto it brought dlib's descriptor
-    of the result closer to the original's (astronaut, 8 identities: mean distance 0.70
-    with the landmarks themselves, 0.73 this way; the shape coefficients are a rough
-    rigid-head model, not fitted).
-    """
-    dst = np.asarray(dst, np.float64)
-    m, _ = cv2.estimateAffinePartial2D(TEMPLATE.astype(np.float32), dst.astype(np.float32))
-    if m is None:
-        return dst
-    r = yaw_ratio(dst)
-    if not np.isfinite(r):
-        r = 0.0
-    t = TEMPLATE.astype(np.float64).copy()
-    ed = float(TEMPLATE[1, 0] - TEMPLATE[0, 0])
-    t[2, 0] += r * ed
-    t[3:, 0] += 0.6 * r * ed
-    t[:2, 0] = FACE_CX + (t[:2, 0] - FACE_CX) * np.sqrt(max(1 - (r / 0.6) ** 2, 0.3))
-    return t @ m[:, :2].T + m[:, 2]
-
-
-def _affine(dst: np.ndarray) -> np.ndarray:
-    """2x3 affine, template -> dst, through both eyes and the mouth's centre. Unlike a
-    similarity it narrows the far side of a turned head; the mouth corners are left out
-    because a smile widens them, which would blow the whole face up sideways."""
-    t, d = TEMPLATE.astype(np.float64), np.asarray(dst, np.float64)
-    src3 = np.array([t[0], t[1], (t[3] + t[4]) / 2], np.float32)
-    dst3 = np.array([d[0], d[1], (d[3] + d[4]) / 2], np.float32)
-    return cv2.getAffineTransform(src3, dst3).astype(np.float64)
-
-
-def _template_coords(dst: np.ndarray, w: int, h: int, sigma: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
-    """For every pixel of a w x h image, where it falls in the template (float32 maps).
-
-    Forward model: x = A(t + D(t)), A the affine fit and D a Gaussian radial-basis
-    displacement that puts the 5 template points exactly on ``dst`` (scipy's RBF
-    interpolators are slower than these 5 x 5 lines on a few thousand pixels).
-    Inverted by fixed-point iteration (D is smooth and small next to the face).
-    """
-    m = _affine(dst)
-    lin, off = m[:, :2], m[:, 2]
-    inv = np.linalg.inv(lin) if abs(np.linalg.det(lin)) > 1e-9 else np.eye(2)
-    t_lm = TEMPLATE.astype(np.float64)
-    resid = (np.asarray(dst, np.float64) - off) @ inv.T - t_lm
-    phi = np.exp(-np.sum((t_lm[:, None] - t_lm[None]) ** 2, axis=2) / (2 * sigma**2))
-    wts = np.linalg.solve(phi + 1e-6 * np.eye(5), resid)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    u = (np.stack([xx + 0.5, yy + 0.5], -1) - off) @ inv.T - 0.5  # pixel centres
-    t = u
-    for _ in range(3):
-        d2 = np.sum((t[..., None, :] - t_lm) ** 2, axis=-1)
-        t = u - np.exp(-d2 / (2 * sigma**2)) @ wts
-    return t[..., 0].astype(np.float32), t[..., 1].astype(np.float32)
-
-
-def _template_skin(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
-    out = np.zeros(tx.shape, bool)
-    for x, y, ax, ay in SKIN_SPOTS:
-        out |= ((tx - x) / ax) ** 2 + ((ty - y) / ay) ** 2 <= 1
-    return out
-
-
-# The colour limits of skin found in a ring, on the median of what the rule found (L*a*b* chroma; (chroma, hue in
-# degrees): above that chroma and redder than that hue is no skin). Faces' own skin (their central half box, the
-# rule's pixels): per-face median chroma at most 36.6 on deepface-unit (95 faces), 34.8 on facemask's bare tune
-# faces (70); faces with a median chroma >= 30 all had a hue >= 42.5. The rings the new face took a red tone from
-# (facemask tune photos: a red jacket, an orange umbrella, a pink coat; median chroma 38-45, hue 19-41) pass neither.
-# Per pixel instead, the rule dropped a blonde's warm neck and left her face dark brown.
-SKIN_MAX_CHROMA, SKIN_RED = 45.0, (30.0, 42.0)
-
-
-def _skin(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Skin-coloured pixels among ``where``: a broad chroma rule in YCrCb (after Chai and
-    Ngan's Cr 133-173, Cb 77-127, widened for dark and warm-lit skin), then only the
-    pixels near the median of those (a beige wall or wood next to the face drops out)."""
-    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
-    y, cr, cb = ycc[..., 0], ycc[..., 1].astype(np.int16), ycc[..., 2].astype(np.int16)
-    cand = where & (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 135) & (y >= 25) & (y <= 250)
-    # skin's hue in Lab lies between ~20 and ~70 degrees with some chroma: blond hair is yellower, grey and
-    # pinkish-grey walls greyer (measured on deepface-unit: faces' cheeks have chroma 12-35)
-    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
-    cand &= (hue >= 15) & (hue <= 68) & (np.hypot(lab[..., 1], lab[..., 2]) >= 10)
-    cand &= lab[..., 0] >= 22  # darker is hair or shadow (the darkest skin in deepface-unit and facemask: L* ~30)
-    if cand.sum() < 12:
-        return cand
-    med = np.median(lab[cand], axis=0)
-    d = np.linalg.norm((lab - med) * [1.0, 2.0, 2.0], axis=-1)  # chroma counts more than light
-    out = cand & (d <= 30)
-    # what was found is no one's skin when its median colour is more saturated, or redder at its saturation, than
-    # faces' skin is (SKIN_MAX_CHROMA, SKIN_RED): red or orange clothes, umbrellas and pink coats passed the rule,
-    # and the new face took their colour; then none is found (the face keeps its own tone, as with no skin in view)
-    if out.sum() >= 12:
-        a, b = np.median(lab[out][:, 1:], axis=0)
-        chroma, hue = float(np.hypot(a, b)), float(np.degrees(np.arctan2(b, a)))
-        if chroma > SKIN_MAX_CHROMA or (chroma > SKIN_RED[0] and hue < SKIN_RED[1]):
-            return np.zeros_like(out)
-    return out
-
-
-# Occluders (a mask, a scarf, a hand over the lower face), in template pixels: only below the nostrils
-# (nose tip at y 70.5), and only when they cover the mouth (TEMPLATE's corners at y 91.5).
-OCC_TOP, OCC_RAMP = 74.0, 10.0  # kept from OCC_TOP + OCC_RAMP down (nostrils), fading in over OCC_RAMP above it
-OCC_MOUTH = (49.0, 84.0, 79.0, 99.0)  # x1, y1, x2, y2: the mouth's box
-OCC_MOUTH_COVER = 0.6  # share of the mouth box an occluder must cover
-# The fade from the new face into the occluder, template pixels (a third of the eye distance), inside the
-# occluder only. 4.5 followed the occluder's ragged outline (the gradient along that border 1.8x the photo's);
-# 12 smooths it (1.21x) at the price of the occluder's pixels within 12 template px of its edge, which now
-# carry some of the new face (fails safe: more is changed, never less).
-OCC_SOFT = 12.0
-OCC_TEXTURE = 9.0  # local L* standard deviation over ~5 template pixels: smoother is cloth
-# A cover must stand apart from the face it covers: Delta-E (CIE76) between its pixels', and its median, colour and
-# the upper face's median (forehead, brows, eyes: template y 20-60 inside the donors' ellipse) at least OCC_APART
-# (the original's upper face is read for this decision only, as the lower face is); and one darker than
-# OCC_DARK (L*) is kept only when the person's skin shows in the ring. Without these, a face in the dark or in a
-# grey photo (its lower half as dark and colourless as a black mask) kept its own chin and mouth: bare facemask
-# faces that kept their lower face, tune half 7 of 258 -> 0, held-out half 4 of 219 -> 0; masked ones keeping
-# their mask 44.1 -> 38.1 % and 38.5 -> 33.5 % (research/occluder_labels.py); the shared stage clip's dark audience,
-# every 10th frame, 35 faces -> 2.
-OCC_APART, OCC_DARK = 10.0, 30.0
-# No cover is kept on a face whose mouth box spans fewer than OCC_MIN_MOUTH pixels (of the work window: ~4.5 x 2.2
-# px, a face ~20 px high): there the 3x3 texture and opening cannot tell cloth from skin, and video compression
-# smooths a bare face's lower half into a "cover". Every 10th frame of the shared clips (no one wears a mask; the
-# default photo preset on each frame), covers kept: marathon 57 -> 1, hikers 14 -> 3, stage 1 -> 1; facemask's
-# masked faces keeping their mask, tune half 38.1 -> 35.4 % (chosen there; research/occluder_labels.py).
-OCC_MIN_MOUTH = 10
-# A kept cover is drawn on above the nostrils up to its own top edge (OCC_REACH at most, template px: the eyes are at
-# y 50), with its own colours continued upward from its kept part (``_cover_reach``), instead of the new face's nose
-# over the upper half of a mask: facemask's masked faces read as a new face with a strip of mask over the mouth.
-# OCC_REACH_SOFT: the fade inside the cover's outline; OCC_REACH_RAMP: in below OCC_REACH; OCC_REACH_FILL: the
-# coarsest scale of the continued colour (template px).
-OCC_REACH, OCC_REACH_SOFT, OCC_REACH_RAMP, OCC_REACH_FILL = 56.0, 3.0, 4.0, 24.0
-OCC_REACH_GROW, OCC_REACH_NEAR = 3.0, 15.0
-# A clear cover (a piece covering OCC_CLEAN_SHARE of the mouth box or more, on a face whose mouth box spans
-# OCC_CLEAN_MOUTH work-window pixels or more: ~32 px high) is kept with a cleaner outline: closed over OCC_CLEAN_CLOSE
-# template px (holes filled) and faded in over OCC_CLEAN_SOFT template px instead of OCC_SOFT. The rule found most
-# masks, but kept a ragged piece of them, faded in from every notch that a fold, a nose wire's highlight or shade cut
-# into it: the new face showed through the middle of the mask. Masks kept (more than half the mouth box) on
-# facemask's tune half: 37.2 -> 41.6 % (faces >= 32 px: 54.8 -> 62.9 %), bare faces 0 of 258 as before
-# (research/occluder_labels.py; the held-out half in bench/replace_results.md). Not on weaker covers: there the
-# closed outline kept a bare chin or two on WIDER's crowds. A learned "is it covered" classifier as the gate instead
-# (research/cover_classifier.py) did no better and called many of WIDER's bare faces covered.
-OCC_CLEAN_SHARE, OCC_CLEAN_MOUTH, OCC_CLEAN_CLOSE, OCC_CLEAN_SOFT = 0.8, 26, 6.0, 8.0
-
-
-def _skin_like(rgb: np.ndarray, lab: np.ndarray, skin_lab: np.ndarray | None) -> np.ndarray:
-    """Pixels that may be skin or lips: a loose chroma rule (reddish-to-yellow hue with some chroma) or
-    near the person's own visible skin. Loose on purpose: what may be skin is replaced (fail closed)."""
-    chroma = np.hypot(lab[..., 1], lab[..., 2])
-    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
-    out = (chroma >= 7) & (hue >= -20) & (hue <= 80)
-    if skin_lab is not None and len(skin_lab) >= 12:
-        med = np.median(skin_lab, axis=0)
-        out |= np.linalg.norm((lab - med) * [0.5, 1.5, 1.5], axis=-1) <= 20
-    return out
-
-
-def _holes_filled(mask: np.ndarray) -> np.ndarray:
-    """uint8 copy of the 0/1 ``mask`` with every hole its outer outlines enclose filled."""
-    out = mask.astype(np.uint8)
-    cnts, _ = cv2.findContours(out, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(out, cnts, -1, 1, thickness=cv2.FILLED)
-    return out
-
-
-def _closed_outline(mask: np.ndarray, scale: float, across: float) -> np.ndarray:
-    """uint8 copy of the 0/1 ``mask`` closed with an ellipse ~``across`` template px wide (``scale``: one image pixel
-    in template px), holes filled: a cover's outline without the notches and ragged edge the rule leaves."""
-    k = 2 * max(1, int(round(across / 2 / scale))) + 1
-    return _holes_filled(cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE,
-                                          cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))))
-
-
-def _occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarray,
-                   skin_lab: np.ndarray | None, reach: bool = False):
-    """float32 weight (0..1) of the pixels to keep as they are: an occluder over the lower face.
-
-    Occluder: apart from the upper face (OCC_APART, OCC_DARK), not skin-coloured (``_skin_like``, the
-    person's skin model included), smooth (cloth, not a beard's texture or noise), below the nostrils,
-    and one connected piece that covers most of the mouth. Anything else is replaced, and the eyes,
-    brows and nose always are. A clear cover gets a cleaner outline (OCC_CLEAN_*). Hand-written: no
-    licence-clean face-parsing model small enough to ship; this is a few OpenCV calls per face. Returns (that
-    weight, ``_cover_reach``'s (weight, pixels) where ``reach`` asks for it and a cover is kept, else None).
-    """
-    h, w = tx.shape
-    none = np.zeros((h, w), np.float32), None
-    # one image pixel in template pixels (the eyes are 36 template pixels apart)
-    scale = _template_step(tx, ty)
-    lower = ty >= OCC_TOP
-    if lower.sum() < 16 or not np.isfinite(scale) or scale <= 0:
-        return none
-    L = lab[..., 0].astype(np.float32)
-    k = 2 * max(1, int(round(2.0 / scale))) + 1  # texture over ~5 template pixels, at least 3x3
-
-    mu = cv2.blur(L, (k, k))
-    sd = np.sqrt(np.maximum(cv2.blur(L * L, (k, k)) - mu * mu, 0))
-    upper = (((tx - DONOR_CX) / DONOR_AX) ** 2 + ((ty - DONOR_CY) / DONOR_AY) ** 2 <= 1) & (ty >= 20) & (ty <= 60)
-    if upper.sum() < 4:
-        return none
-    face_lab = np.median(lab[upper], axis=0)
-    # smooth and apart from the face's own colour (which is no cover's)
-    plain = (sd <= OCC_TEXTURE) & (np.linalg.norm(lab - face_lab, axis=-1) >= OCC_APART)
-    cand = lower & plain & ~_skin_like(rgb, lab, skin_lab)
-    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    mx1, my1, mx2, my2 = OCC_MOUTH
-    mouth = (tx >= mx1) & (tx <= mx2) & (ty >= my1) & (ty <= my2)
-    if mouth.sum() < OCC_MIN_MOUTH:
-        return none
-    n, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
-    if n <= 1:
-        return none
-    cover = np.bincount(lab_cc[mouth], minlength=n)
-    cover[0] = 0
-    best = int(cover.argmax())
-    if cover[best] < OCC_MOUTH_COVER * mouth.sum():
-        return none
-    clear = bool(cover[best] >= OCC_CLEAN_SHARE * mouth.sum() and mouth.sum() >= OCC_CLEAN_MOUTH)
-    keep = (lab_cc == best).astype(np.uint8)
-    # its colour over the mouth: a mask that runs smoothly into a dark collar or coat is one piece with it, and the
-    # whole piece's median read as a dark cover (refused with no skin in view; research/occluder_labels.py, masked
-    # faces keeping their mask: tune 35.3 -> 37.2 %, held-out 29.8 -> 30.9 %, bare faces 0 of 258 / 219 as before;
-    # the shared marathon clip's covers, every 10th frame: 1 -> 0)
-    cover_lab = np.median(lab[(keep > 0) & mouth], axis=0)
-    if skin_lab is None and cover_lab[0] < OCC_DARK:  # dark, and no skin of the person's to tell it apart from
-        return none
-    if np.linalg.norm(cover_lab - face_lab) < OCC_APART:
-        return none  # as a whole the same colour as the face above it: the face itself, in the dark or in grey
-    # holes inside the occluder (a print, a fold's highlight) are part of it: fill what it encloses
-    filled = _holes_filled(keep) & lower.astype(np.uint8)
-    if clear:  # the outline without the rule's notches (folds, a nose wire's highlight, shade)
-        filled = _closed_outline(filled, scale, OCC_CLEAN_CLOSE) & lower.astype(np.uint8)
-    # never beyond the occluder's own outline: erode by one pixel, then soften inward only
-    core = cv2.erode(filled, np.ones((3, 3), np.uint8))
-    # the new face fades into the occluder over ~OCC_SOFT template pixels, inside the occluder only, from its
-    # own edges: where it goes on above OCC_TOP, the ramp below is the fade (the cut is no edge of the occluder)
-    inside = cv2.distanceTransform(cv2.erode(filled | (~lower).astype(np.uint8), np.ones((3, 3), np.uint8)),
-                                   cv2.DIST_L2, 3)
-    soft = _ease(inside / max((OCC_CLEAN_SOFT if clear else OCC_SOFT) / scale, 1.0)) * (core > 0)
-    ramp = _ease((ty - OCC_TOP) / OCC_RAMP)
-    kept = (soft * ramp).astype(np.float32)
-    if not reach:
-        return kept, None
-    return kept, _cover_reach(rgb, lab, plain, keep, cover_lab, ty, scale)
-
-
-def _cover_reach(rgb: np.ndarray, lab: np.ndarray, plain: np.ndarray, keep: np.ndarray, cover_lab: np.ndarray,
-                 ty: np.ndarray, scale: float):
-    """(weight, pixels) drawn instead of the new face where a kept cover goes on above the nostrils, up to its
-    own top edge (OCC_REACH at most: below the eyes), and in the kept cover's fade: the cover's colours
-    continued upward from its kept pixels below the nostrils (``_fill``). The nose zone's own pixels are read
-    only to tell cover from face (smooth and apart from the face's colour, ``plain``, and of the cover's colour;
-    not the keeping rule's skin test: nothing here is kept), never for a colour, and none of them is kept.
-    None where the cover does not reach above the nostrils or too little of it is kept to continue."""
-    lower = ty >= OCC_TOP + OCC_RAMP
-    # only the cover's own colour (Delta-E, lightness at half weight for its shading, <= OCC_REACH_NEAR from its
-    # median over the mouth): a wall or hair that the rule joins to it beside the face is no part of a mask to continue
-    near = np.linalg.norm((lab - cover_lab) * [0.5, 1.0, 1.0], axis=-1) <= OCC_REACH_NEAR
-    src = (keep > 0) & lower & near
-    zone = (ty >= OCC_REACH) & ~lower
-    if src.sum() < 12 or not zone.any():
-        return None
-    ext = cv2.morphologyEx((plain & near & zone).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    _, cc = cv2.connectedComponents(ext | src.astype(np.uint8), connectivity=8)
-    ext = np.isin(cc, np.unique(cc[src])) & zone  # joined to the kept cover
-    if not ext.any():
-        return None
-    # the cover's outline without the rule's ragged edge: closed over ~6 template px, holes filled
-    shape = _closed_outline(ext | ((keep > 0) & near), scale, 6.0)
-    # the rule's texture window straddles the cover's edge, where it finds no cover: grown back over the cover's
-    # own colour (``near``) up to that window's reach
-    k = 2 * max(1, int(round(OCC_REACH_GROW / scale))) + 1
-    shape |= cv2.dilate(shape, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) & near.astype(np.uint8)
-    # faded in from its edge, inside it only, and in over OCC_REACH_RAMP below OCC_REACH
-    inside = cv2.distanceTransform(shape, cv2.DIST_L2, 3)
-    w = _ease(inside / max(OCC_REACH_SOFT / scale, 1.0)) * _ease((ty - OCC_REACH) / OCC_REACH_RAMP)
-    return w.astype(np.float32), _fill(rgb, src, OCC_REACH_FILL / scale)
-
-
-def _plane(values: np.ndarray, where: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray | None:
-    """Gradient (d/dtx, d/dty) of the least-squares plane through values[where]; None when
-    the pixels span too little of the face to tell a slope."""
-    if where.sum() < 12:
-        return None
-    x, y = tx[where].astype(np.float64), ty[where].astype(np.float64)
-    if x.std() < 5 or y.std() < 5:
-        return None
-    a = np.c_[x - x.mean(), y - y.mean(), np.ones(len(x))]
-    sol, *_ = np.linalg.lstsq(a, values[where].astype(np.float64), rcond=None)
-    return sol[:2]
-
-
-def _noise_sigma(gray: np.ndarray, where: np.ndarray) -> float | None:
-    """Noise level (grey levels) by Immerkaer's fast estimate (1996) restricted to a mask:
-    skimage's estimate_sigma has no mask, and the ring is not a rectangle."""
-    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-    r = np.abs(cv2.filter2D(gray, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE))
-    inner = cv2.erode(where.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    if inner.sum() < 32:
-        return None
-    return float(np.sqrt(np.pi / 2) / 6 * r[inner].mean())
-
-
-TEX_SIGMA = 1.5  # the skin-detail band: the photo minus its Gaussian blur of this sigma (frame px)
-TEX_GRAIN = 0.5  # the added texture: white noise blurred by this sigma (frame px), then its detail band
-TEX_PCT = 15  # see _texture_level: 30 made faces next to blond hair or a sequinned dress look gritty
-
-
-def _texture_level(gray: np.ndarray, where: np.ndarray) -> float:
-    """How much fine detail the smoother parts of ``where`` hold: the TEX_PCT-th percentile of the local
-    RMS of the detail band. A low percentile: hair, lashes, a beaded dress or jewellery that pass the skin
-    colour test are the textured tail, skin is the smooth part (the median made faces gritty next to them)."""
-    e = np.sqrt(cv2.GaussianBlur(_detail(gray) ** 2, (0, 0), 3.0))
-    return float(np.percentile(e[where], TEX_PCT))
-
-
-def _detail(gray: np.ndarray) -> np.ndarray:
-    return gray - cv2.GaussianBlur(gray, (0, 0), TEX_SIGMA)
-
-
-def _add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int
-                 ) -> np.ndarray:
-    """Fine luminance texture so the face's skin detail matches the person's visible skin around it
-    (``win_gray``: the frame's window in grey, float32).
-
-    An average of registered donors keeps their shapes but not their skin texture (pores, fine lines are
-    not shared between people), so on sharp photos the face came out smooth (Laplacian variance 0.48 of
-    the original's, deepface-unit). The level is measured in the detail band (frame minus its blur) of the
-    visible skin of the ring (``skin``: outside the mask, never the original face) and of the new face's
-    core (``_texture_level``); what is missing is added as seeded, slightly correlated Gaussian noise in
-    that band, fading with the mask. A sharpened average reached the same numbers only with crunchy edges
-    and ghosts (bench/replace_results.md); patches of the ring's own detail band copied hair strands onto
-    the face where blond hair passed the skin test, and measured lower (0.55-0.59).
-    """
-    inner = cv2.erode(skin.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # away from the skin's edges
-    core = alpha >= 1
-    if inner.sum() < 64 or core.sum() < 64:  # too little visible skin to tell its texture: none added
-        return comp
-    t = _texture_level(win_gray, inner)
-    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    f = _texture_level(gray, core)
-    if t <= f:
-        return comp
-    noise = np.random.default_rng(seed).normal(0, 1, gray.shape).astype(np.float32)
-    tex = _detail(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
-    tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
-    return comp + (tex * alpha)[:, :, None]
-
-
-FOCUS_MATCH = True
-FOCUS_PCT = 10  # the ring's sharper edges (this percentile of their widths) tell how sharp the scene is there
-FOCUS_S0 = 1.0  # the re-blur of the edge-width estimate (px)
-
-
-def _edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """The blur (Gaussian sigma, px) of each Canny edge pixel of ``gray`` inside ``where``: the gradient ratio r
-    before and after a re-blur of FOCUS_S0 gives s0 / sqrt(r^2 - 1) (Zhuo and Sim, 2011). Written here: OpenCV and
-    scikit-image have no defocus estimate of this kind."""
-    grad = lambda a: np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))  # noqa: E731
-    edges = (cv2.Canny(np.clip(gray + 0.5, 0, 255).astype(np.uint8), 50, 120) > 0) & where
-    r = grad(gray)[edges] / np.maximum(grad(cv2.GaussianBlur(gray, (0, 0), FOCUS_S0))[edges], 1e-3)
-    r = r[r > 1.01]
-    return FOCUS_S0 / np.sqrt(r * r - 1)
-
-
-def _match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The new face blurred as much as the photo around it is, where that is blurrier than the face: the bank
-    faces are sharp, and in soft footage (motion, compression) or an out-of-focus part of a photo the face came
-    out crisper than everything around it. The scene's blur is read off the ring's sharper edges of the frame's
-    window in grey (``win_gray``; outside the mask: never the original face), the face's off its own core."""
-    inner = cv2.erode(ring.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    e_r = _edge_sigmas(win_gray, inner)
-    if len(e_r) < 20:
-        return comp
-    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    e_f = _edge_sigmas(gray, alpha >= 1)
-    if len(e_f) < 20:
-        return comp
-    s_r, s_f = float(np.percentile(e_r, FOCUS_PCT)), float(np.percentile(e_f, FOCUS_PCT))
-    if s_r <= s_f:
-        return comp
-    soft = cv2.GaussianBlur(comp, (0, 0), float(np.sqrt(s_r * s_r - s_f * s_f)))
-    return comp + (soft - comp) * alpha[:, :, None]
-
-
-def _add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
-    """Gaussian luminance noise so the face's noise level matches the visible ring's (``win_gray``: the frame's
-    window in grey, float32)."""
-    g_t = _noise_sigma(win_gray, ring)
-    g_f = _noise_sigma(cv2.cvtColor(np.clip(comp, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
-                       core)
-    if g_t is None or g_f is None or g_t <= g_f:
-        return comp
-    sigma = min(np.sqrt(g_t**2 - g_f**2), 20.0)
-    noise = np.random.default_rng(seed).normal(0, sigma, comp.shape[:2]).astype(np.float32)
-    return comp + noise[:, :, None]

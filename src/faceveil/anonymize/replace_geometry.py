@@ -1,0 +1,337 @@
+"""Where a new face goes (``replace``): the template's coordinates over a face's work window, from its box and
+5 landmarks and the head's turn, and the blend weights drawn from them (the face-shaped mask, the box ellipse, the
+donors' face), all in template pixels of ``bank.SIZE``.
+
+Split from ``methods/replace.py``, which composes a face from these, ``replace_looks`` (tone, light, focus and
+grain from the surroundings) and ``replace_occluders`` (masks, scarves and hands kept over the lower face).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .bank import SIZE, TEMPLATE, yaw_ratio
+
+WORK_FACE = 96  # faces are composed at this box width at most, then resized (bank faces are 68 px wide)
+
+
+# The face-shaped region, in template pixels (bank.SIZE): an ellipse from the forehead
+# (brows at y ~34) to below the chin (CenterFace's box ends at 115.5), cheek to cheek, fully
+# replaced, then feathered outward over FEATHER of its radius. Checked against dlib's 68
+# points on deepface-unit and facemask faces (tests/test_replace_look.py).
+FACE_CX, FACE_CY, FACE_AX, FACE_AY = 64.0, 77.0, 42.0, 55.0
+
+
+FEATHER = 0.12
+
+
+# ... joined (maximum) with an ellipse in the detection box's own frame, in half box sizes from the
+# box's centre: the jaw line sits on the box's sides and bottom far more steadily than it follows
+# the 5 landmarks (a wide jaw, a turned head, a masked face), so this one carries the jaw: fully
+# replaced up to it, feathered (BOX_FEATHER of its radius) only outside. Fitted on dlib's 68 points
+# (jaw points 2-14) of deepface-unit and facemask faces (bench/replace_results.md).
+BOX_CV, BOX_AU, BOX_AV = 0.15, 1.10, 1.00
+
+
+# The box ellipse's feather, wider than FEATHER: the seam (gradient along the changed area's border over the
+# photo's own) 1.26 -> 1.19 on facemask, 1.08 -> 1.04 on deepface-unit (bench/replace_results.md). Only
+# outward, so the face stays covered; below RING[0] - 1, so the sampling ring stays outside it. The landmark
+# ellipse keeps 0.12: wider, a big head's soft edge reaches into the region's corners (test_replace_look).
+BOX_FEATHER = 0.17
+
+
+EDGE_FADE = 0.05  # of the box width: the soft edge where the mask meets the region's border
+
+
+RING = (1.18, 1.5)
+
+
+OTHER_FACE = 1.1  # the ring leaves out the other faces' boxes grown this much
+
+
+DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY = 64.0, 76.0, 36.0, 50.0  # the averaged face without its hair and neck
+
+
+# Skin of the template face for its own tone (forehead, both cheeks, nose bridge); eyes, brows and mouth left out.
+SKIN_SPOTS = ((64, 30, 12, 5), (44, 78, 7, 7), (84, 78, 7, 7), (64, 60, 4, 6))
+
+
+def donor_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """Where the donors' averaged face itself is used (inside their jaw and hairline), feathered."""
+    rho = np.sqrt(((tx - DONOR_CX) / DONOR_AX) ** 2 + ((ty - DONOR_CY) / DONOR_AY) ** 2)
+    return np.clip((1.1 - rho) / 0.2, 0, 1).astype(np.float32)
+
+
+def drawn_at(tx: np.ndarray, ty: np.ndarray, scale: float, anchor_y: float = DONOR_CY
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Template coordinates of the donors' face to show at template coordinates ``tx``, ``ty`` of the person's face:
+    the face ``scale`` times as large about its ellipse's centre line, at height ``anchor_y`` (template px)."""
+    return ((tx - DONOR_CX) / scale + DONOR_CX).astype(np.float32), \
+        ((ty - anchor_y) / scale + anchor_y).astype(np.float32)
+
+
+def ease(t: np.ndarray) -> np.ndarray:
+    """Smoothstep of a 0..1 ramp: the weight's slope is 0 where it starts and ends, so the edge of
+    the changed area carries no step of its own."""
+    t = np.clip(t, 0, 1)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def shaped_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    rho = np.sqrt(((tx - FACE_CX) / FACE_AX) ** 2 + ((ty - FACE_CY) / FACE_AY) ** 2)
+    return ease((1 + FEATHER - rho) / FEATHER)
+
+
+def box_radius(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """Elliptic radius of frame points (pixel centres) in the box ellipse (1 on its rim)."""
+    hw, hh = max((box[2] - box[0]) / 2, 0.5), max((box[3] - box[1]) / 2, 0.5)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2 + BOX_CV * hh
+    return np.sqrt(((xx - cx) / (BOX_AU * hw)) ** 2 + ((yy - cy) / (BOX_AV * hh)) ** 2)
+
+
+def box_alpha(box: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    return ease((1 + BOX_FEATHER - box_radius(box, xx, yy)) / BOX_FEATHER)
+
+
+def work_window(shape, region, box) -> tuple[int, int, int, int]:
+    """(x1, y1, x2, y2) of one face's work window in the frame: its region and one box size around the box's
+    centre, which reaches the sampling ring (RING[1] x the face ellipse, < 1 box size from the centre)."""
+    H, W = shape[:2]
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return (int(max(0, min(region.x1, np.floor(cx - bw)))), int(max(0, min(region.y1, np.floor(cy - bh)))),
+            int(min(W, max(region.x2, np.ceil(cx + bw)))), int(min(H, max(region.y2, np.ceil(cy + bh)))))
+
+
+# A face box's width over its height (CenterFace, the default preset's calibration): median 0.79 on deepface-unit's
+# faces (88), 0.82 on 516 facemask tune faces, 5th-95th percentile 0.71-0.98, for faces >= 20 px away from the
+# frame's edges with landmarks that fit. A box meeting an edge that is narrower than EDGE_CUT[0] (left, right) or
+# wider than EDGE_CUT[1] (top, bottom) holds a face the edge cuts.
+FACE_ASPECT, EDGE_CUT = 0.8, (0.65, 1.1)
+
+
+# A cut face facing the camera (cut_frontal): eyes at least EDGE_EYES of the visible box's width apart (CenterFace
+# draws a cut face's landmarks into what shows: 0.25-0.56 on cut frontal faces; a profile's collapse, 0.04-0.14), the
+# nose at most EDGE_YAW eye distances off their middle (~35 degrees). Cut faces seen facing the camera (deepface-unit's
+# crowd selfie, img62, facemask 264, the astronaut cut at 6/10): |yaw| 0.02-0.16; turned heads, which a frontal new
+# face would not fit, 0.27-0.42 (facemask 268, 672), a logo at the edge 0.39, profiles 0.77-5.6.
+EDGE_EYES, EDGE_YAW = 0.15, 0.25
+
+
+def edge_extended(box: np.ndarray, shape) -> np.ndarray:
+    """``box`` grown past the frame's edge it meets to a face's shape (FACE_ASPECT), where that edge cuts the face
+    (EDGE_CUT); else ``box`` itself (the same object)."""
+    H, W = shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    if w <= 0 or h <= 0:
+        return box
+    if w < EDGE_CUT[0] * h and (x1 <= 1 or x2 >= W - 1):
+        grow = FACE_ASPECT * h - w
+        x1, x2 = (x1 - grow, x2) if x1 <= 1 else (x1, x2 + grow)
+    elif w > EDGE_CUT[1] * h and (y1 <= 1 or y2 >= H - 1):
+        grow = w / FACE_ASPECT - h
+        y1, y2 = (y1 - grow, y2) if y1 <= 1 else (y1, y2 + grow)
+    else:
+        return box
+    return np.array([x1, y1, x2, y2], np.float64)
+
+
+def cut_frontal(box: np.ndarray, lm: np.ndarray, shape) -> bool:
+    """True for a face that the frame's edge cuts (``edge_extended`` grows its box) and whose landmarks, though
+    they do not fit, say it faces the camera: the eyes in order and at least EDGE_EYES of the box's (visible) width
+    apart, the nose within EDGE_YAW eye distances of their middle (``yaw_ratio``). A turned head, a profile or the
+    back of a head at the edge is none (deepface-unit img59: eyes swapped, yaw 5.6) and stays blurred."""
+    if edge_extended(box, shape) is box:
+        return False
+    lm = np.asarray(lm, np.float64)
+    eye = lm[1] - lm[0]
+    return bool(eye[0] >= EDGE_EYES * (box[2] - box[0]) and abs(yaw_ratio(lm)) <= EDGE_YAW)
+
+
+def unknown_pixels(window, region, box) -> np.ndarray:
+    """bool, over the work ``window``: the pixels a new face is never computed from, every pixel the region
+    covers and the detection box."""
+    wx1, wy1, wx2, wy2 = window
+    hole = np.zeros((wy2 - wy1, wx2 - wx1), bool)
+    hole[region.y1 - wy1: region.y2 - wy1, region.x1 - wx1: region.x2 - wx1] = region.weight > 0
+    hole[max(int(np.floor(box[1])) - wy1, 0): max(int(np.ceil(box[3])) - wy1, 0),
+         max(int(np.floor(box[0])) - wx1, 0): max(int(np.ceil(box[2])) - wx1, 0)] = True
+    return hole
+
+
+def template_step(tx: np.ndarray, ty: np.ndarray) -> float:
+    """Template pixels per image pixel (median) of the template coordinate maps ``tx``, ``ty``."""
+    return float(np.median(np.hypot(np.gradient(tx, axis=1), np.gradient(ty, axis=1))))
+
+
+class Geometry:
+    """Where one face's template falls in its work window (a shrunk copy of the frame
+    around the face): per-pixel template coordinates, the mask and the sampling ring."""
+
+    def __init__(self, shape, region, box, lm, scale: float = 1.0, others: np.ndarray | None = None,
+                 anchor_y: float = DONOR_CY):
+        H, W = shape[:2]
+        self.scale = scale  # the donors' face drawn this much larger than placed (FACE_SCALE) ...
+        self.anchor_y = anchor_y  # ... about this height of the template (drawn_at)
+        bw = box[2] - box[0]
+        self.window = wx1, wy1, wx2, wy2 = work_window(shape, region, box)
+        self.region_rect, self.frame_hw, self.box = (region.x1, region.y1, region.x2, region.y2), (H, W), box
+        self.f = f = min(1.0, WORK_FACE / max(bw, 1.0))
+        sw, sh = max(1, round((wx2 - wx1) * f)), max(1, round((wy2 - wy1) * f))
+        self.small_size = (sw, sh)
+        self.dst = (np.asarray(lm, np.float64) - [wx1, wy1]) * [sw / (wx2 - wx1), sh / (wy2 - wy1)]
+        self.tx, self.ty = template_coords(pose_points(self.dst), sw, sh)
+        rho = np.sqrt(((self.tx - FACE_CX) / FACE_AX) ** 2 + ((self.ty - FACE_CY) / FACE_AY) ** 2)
+        # pixel centres of the work window in frame coordinates: the ring stays clear of the box ellipse too
+        yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float64) + 0.5
+        px, py = wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh
+        box_rho = box_radius(box, px, py)
+        self.ring = self.ring_all = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
+        for ob in () if others is None else np.asarray(others, np.float64).reshape(-1, 4):
+            gx, gy = (ob[2] - ob[0]) * (OTHER_FACE - 1) / 2, (ob[3] - ob[1]) * (OTHER_FACE - 1) / 2
+            x1, y1, x2, y2 = ob[0] - gx, ob[1] - gy, ob[2] + gx, ob[3] + gy
+            if x1 < wx2 and x2 > wx1 and y1 < wy2 and y2 > wy1:  # another face in the window
+                self.ring = self.ring & ~((px >= x1) & (px < x2) & (py >= y1) & (py < y2))
+        self.rho, self.box_rho = rho, box_rho  # elliptic radii in the face and box ellipses (1: their rims)
+
+    def coords_full(self) -> tuple[np.ndarray, np.ndarray]:
+        """Template coordinates of every frame pixel of the window (the maps are smooth: resized)."""
+        if self.f >= 1:
+            return self.tx, self.ty
+        if not hasattr(self, "_full"):
+            wx1, wy1, wx2, wy2 = self.window
+            size = (wx2 - wx1, wy2 - wy1)
+            self._full = (cv2.resize(self.tx, size, interpolation=cv2.INTER_LINEAR),
+                          cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR))
+        return self._full
+
+    def alpha_full(self, box_ellipse: bool = True) -> np.ndarray:
+        """The blend weight at frame resolution: the template maps are smooth, so they are
+        resized and the ellipse drawn at full resolution (a crisp, exactly known mask)."""
+        wx1, wy1, wx2, wy2 = self.window
+        alpha = shaped_alpha(*self.coords_full())
+        yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float64) + 0.5
+        if box_ellipse:
+            alpha = np.maximum(alpha, box_alpha(self.box, xx, yy))
+        return alpha * self._edge_fade(alpha.shape)
+
+    def _edge_fade(self, shape) -> np.ndarray:
+        """1 inside the region, falling to 0 at those of its sides that are not the frame's edge:
+        where the ellipse's feather meets a tight region, a soft edge instead of a straight cut
+        (the face itself lies well inside; tests/test_replace_look.py checks the 68 points)."""
+        wx1, wy1, wx2, wy2 = self.window
+        rx1, ry1, rx2, ry2 = self.region_rect
+        H, W = self.frame_hw
+        width = max(2.0, EDGE_FADE * (self.box[2] - self.box[0]))
+        yy, xx = np.mgrid[wy1:wy2, wx1:wx2].astype(np.float32) + 0.5
+        fade = np.ones(shape, np.float32)
+        for dist, at_frame_edge in ((xx - rx1, rx1 <= 0), (rx2 - xx, rx2 >= W), (yy - ry1, ry1 <= 0),
+                                    (ry2 - yy, ry2 >= H)):
+            if not at_frame_edge:
+                fade = np.minimum(fade, np.clip(dist / width, 0, 1))
+        return fade
+
+
+def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "Geometry") -> np.ndarray:
+    """The harmonized face at frame resolution (``up``, upsampled from the work window) plus the detail
+    it lost: the bank face sampled straight at frame resolution, minus the same face through the work
+    window (``raw_small``, upsampled the same way). Only inside the donors' face (``donor_alpha``):
+    outside it the band continues the face's edge and has no detail of its own.
+    Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
+    of the photo's before grain)."""
+    tx, ty = drawn_at(*g.coords_full(), g.scale, g.anchor_y)
+    h, w = tx.shape
+    # the bank face at about the resolution it is shown at (no aliasing from a larger one)
+    step = template_step(tx, ty)
+    side = int(np.clip(round(SIZE / max(step, 1e-3)), SIZE, face_hi.shape[0]))
+    if g.f >= 1 and side <= SIZE:
+        return up  # the work window is the frame and the face template-sized: nothing to add
+    face = face_hi if side >= face_hi.shape[0] else cv2.resize(face_hi, (side, side), interpolation=cv2.INTER_AREA)
+    k = side / SIZE
+    hi = cv2.remap(face, tx * k, ty * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    lo = raw_small if raw_small.shape[:2] == (h, w) else cv2.resize(raw_small, (w, h), interpolation=cv2.INTER_CUBIC)
+    fa = donor_alpha(tx, ty)[:, :, None]
+    # the face drawn g.scale times as large: its fine detail as strong as at its own size (Laplacian ~ 1 / scale^2)
+    return np.clip(up.astype(np.float32) + (hi - lo.astype(np.float32)) * fa * g.scale**2 + 0.5, 0,
+                   255).astype(np.uint8)
+
+
+def face_weight(shape, region, box, landmarks) -> np.ndarray:
+    """Full-frame blend weight of the face-shaped mask ``replace`` uses for one face
+    (1: fully replaced, 0: the frame's own pixels), for tests and evaluation."""
+    g = Geometry(shape, region, np.asarray(box, np.float64), np.asarray(landmarks, np.float64))
+    out = np.zeros(shape[:2], np.float32)
+    wx1, wy1, wx2, wy2 = g.window
+    out[wy1:wy2, wx1:wx2] = g.alpha_full()
+    keep = np.zeros(shape[:2], bool)
+    keep[region.y1:region.y2, region.x1:region.x2] = True
+    out[~keep] = 0  # a method only ever writes inside its region
+    return out
+
+
+def pose_points(dst: np.ndarray) -> np.ndarray:
+    """Where the template's 5 points go for a head in this pose: a similarity fit (position,
+    size, roll), then the head's turn alone (yaw_ratio r): the nose moves r eye distances
+    sideways, the mouth 0.6 r, and the eyes close up as the head turns.
+
+    Not the target's own landmarks: their layout (eye distance against nose and mouth) is
+    part of who the person is, and warping the new face onto it brought dlib's descriptor
+    of the result closer to the original's (astronaut, 8 identities: mean distance 0.70
+    with the landmarks themselves, 0.73 this way; the shape coefficients are a rough
+    rigid-head model, not fitted).
+    """
+    dst = np.asarray(dst, np.float64)
+    m, _ = cv2.estimateAffinePartial2D(TEMPLATE.astype(np.float32), dst.astype(np.float32))
+    if m is None:
+        return dst
+    r = yaw_ratio(dst)
+    if not np.isfinite(r):
+        r = 0.0
+    t = TEMPLATE.astype(np.float64).copy()
+    ed = float(TEMPLATE[1, 0] - TEMPLATE[0, 0])
+    t[2, 0] += r * ed
+    t[3:, 0] += 0.6 * r * ed
+    t[:2, 0] = FACE_CX + (t[:2, 0] - FACE_CX) * np.sqrt(max(1 - (r / 0.6) ** 2, 0.3))
+    return t @ m[:, :2].T + m[:, 2]
+
+
+def affine_fit(dst: np.ndarray) -> np.ndarray:
+    """2x3 affine, template -> dst, through both eyes and the mouth's centre. Unlike a
+    similarity it narrows the far side of a turned head; the mouth corners are left out
+    because a smile widens them, which would blow the whole face up sideways."""
+    t, d = TEMPLATE.astype(np.float64), np.asarray(dst, np.float64)
+    src3 = np.array([t[0], t[1], (t[3] + t[4]) / 2], np.float32)
+    dst3 = np.array([d[0], d[1], (d[3] + d[4]) / 2], np.float32)
+    return cv2.getAffineTransform(src3, dst3).astype(np.float64)
+
+
+def template_coords(dst: np.ndarray, w: int, h: int, sigma: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel of a w x h image, where it falls in the template (float32 maps).
+
+    Forward model: x = A(t + D(t)), A the affine fit and D a Gaussian radial-basis
+    displacement that puts the 5 template points exactly on ``dst`` (scipy's RBF
+    interpolators are slower than these 5 x 5 lines on a few thousand pixels).
+    Inverted by fixed-point iteration (D is smooth and small next to the face).
+    """
+    m = affine_fit(dst)
+    lin, off = m[:, :2], m[:, 2]
+    inv = np.linalg.inv(lin) if abs(np.linalg.det(lin)) > 1e-9 else np.eye(2)
+    t_lm = TEMPLATE.astype(np.float64)
+    resid = (np.asarray(dst, np.float64) - off) @ inv.T - t_lm
+    phi = np.exp(-np.sum((t_lm[:, None] - t_lm[None]) ** 2, axis=2) / (2 * sigma**2))
+    wts = np.linalg.solve(phi + 1e-6 * np.eye(5), resid)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    u = (np.stack([xx + 0.5, yy + 0.5], -1) - off) @ inv.T - 0.5  # pixel centres
+    t = u
+    for _ in range(3):
+        d2 = np.sum((t[..., None, :] - t_lm) ** 2, axis=-1)
+        t = u - np.exp(-d2 / (2 * sigma**2)) @ wts
+    return t[..., 0].astype(np.float32), t[..., 1].astype(np.float32)
+
+
+def template_skin(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    out = np.zeros(tx.shape, bool)
+    for x, y, ax, ay in SKIN_SPOTS:
+        out |= ((tx - x) / ax) ** 2 + ((ty - y) / ay) ** 2 <= 1
+    return out

@@ -1,0 +1,263 @@
+"""How a new face is made to look like its photo (``replace``): colour spaces, the scene's colourfulness, the
+visible skin's tone, a light plane, and the photo's noise, skin texture, focus and grain, read from the pixels
+around the face (never from the face itself), plus the context fill under it.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def fast_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; large sigmas on a shrunk copy (a 50 px sigma at full size costs ~30 ms)."""
+    if sigma <= 3:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    f = 3.0 / sigma
+    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 3.0)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def fill_unknown(img: np.ndarray, known: np.ndarray, size: float) -> np.ndarray:
+    """Smooth fill of the unknown pixels from the known ones (normalized convolution,
+    coarse to fine); OpenCV's Telea inpainting leaves streaks across large holes."""
+    k = known.astype(np.float32)
+    src = img.astype(np.float32) * k[:, :, None]
+    out = np.broadcast_to(img[known].reshape(-1, 3).mean(axis=0), src.shape).astype(np.float32)
+    for sigma in (size / 2, size / 6, size / 20):
+        sigma = max(sigma, 1.0)
+        den = fast_blur(k, sigma)
+        est = fast_blur(src, sigma) / np.maximum(den, 1e-6)[:, :, None]
+        w = np.clip(den * 4, 0, 1)[:, :, None]  # finer scales only where enough known pixels are near
+        out = out * (1 - w) + est * w
+    out[known] = img[known]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_lab(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
+def to_rgb(lab: np.ndarray) -> np.ndarray:
+    return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+# A black-and-white (or sepia) photo, or a night camera's infrared footage, got a new face in full colour: the face
+# takes the scene's colourfulness. SCENE_GREY: the 99th percentile of the frame's chroma away from its median colour
+# (a*b*, on a <= 160 px copy); at or under the first value the face is drawn in the scene's own colour at each
+# lightness (its tone curve: grey in a grey photo, brown in a sepia one) with its lightness kept, from the second up
+# as it is, in between with its chroma scaled. Shared sets (that percentile): colour photos read >= 10.8 but one (a
+# pale face and a black-and-white mask on white, 6.5), the shared clips >= 18.4; black-and-white and toned photos
+# 0.1-7.7 (WIDER val 9 of 476, LFW 5 of 2,659; one sepia WIDER photo reads 9.4): research/replace_weak.py grey.
+SCENE_GREY = (5.0, 10.0)
+
+
+SCENE_BINS = 16  # the tone curve: the median a*b* in this many bands of L*
+
+
+def scene_colour(frame: np.ndarray) -> tuple[float, np.ndarray]:
+    """(how much of a face's own chroma to keep, 0..1; the scene's tone curve: rows L*, a*, b*) for ``frame``."""
+    h, w = frame.shape[:2]
+    f = min(1.0, 160.0 / max(h, w, 1))
+    small = cv2.resize(frame, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) \
+        if f < 1 else frame
+    lab = to_lab(small).reshape(-1, 3)
+    spread = float(np.percentile(np.linalg.norm(lab[:, 1:] - np.median(lab[:, 1:], axis=0), axis=1), 99))
+    lo, hi = SCENE_GREY
+    keep = float(np.clip((spread - lo) / (hi - lo), 0.0, 1.0))
+    if keep >= 1.0:
+        return keep, np.zeros((3, 0), np.float32)
+    band = np.minimum((lab[:, 0] * SCENE_BINS / 100).astype(int), SCENE_BINS - 1)
+    curve = [(np.float32((b + 0.5) * 100 / SCENE_BINS), *np.median(lab[band == b, 1:], axis=0))
+             for b in range(SCENE_BINS) if (band == b).sum() >= 8]
+    return keep, np.array(curve, np.float32).reshape(-1, 3).T  # (3, 0) when no band has 8 pixels (a 2x2 image)
+
+
+def in_scene_colour(patch: np.ndarray, under: np.ndarray, scene: tuple[float, np.ndarray]) -> np.ndarray:
+    """``patch`` with the chroma of the pixels it changes (against ``under``, the frame's pixels there) scaled
+    toward the scene's tone curve (``scene_colour``); the pixels it leaves as they are stay byte for byte."""
+    keep, curve = scene
+    if keep >= 1.0 or curve.shape[1] == 0:
+        return patch
+    changed = (patch != under).any(axis=-1)
+    if not changed.any():
+        return patch
+    lab = to_lab(patch[changed][None])[0]
+    for c in (1, 2):
+        tone = np.interp(lab[:, 0], curve[0], curve[c])
+        lab[:, c] = tone + keep * (lab[:, c] - tone)
+    out = patch.copy()
+    out[changed] = to_rgb(lab[None])[0]
+    return out
+
+
+def lab_stats(lab: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    if where.sum() < 16:
+        return None
+    px = lab[where]
+    return px.mean(axis=0), px.std(axis=0) + 1e-3
+
+
+# The colour limits of skin found in a ring, on the median of what the rule found (L*a*b* chroma; (chroma, hue in
+# degrees): above that chroma and redder than that hue is no skin). Faces' own skin (their central half box, the
+# rule's pixels): per-face median chroma at most 36.6 on deepface-unit (95 faces), 34.8 on facemask's bare tune
+# faces (70); faces with a median chroma >= 30 all had a hue >= 42.5. The rings the new face took a red tone from
+# (facemask tune photos: a red jacket, an orange umbrella, a pink coat; median chroma 38-45, hue 19-41) pass neither.
+# Per pixel instead, the rule dropped a blonde's warm neck and left her face dark brown.
+SKIN_MAX_CHROMA, SKIN_RED = 45.0, (30.0, 42.0)
+
+
+def skin_pixels(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Skin-coloured pixels among ``where``: a broad chroma rule in YCrCb (after Chai and
+    Ngan's Cr 133-173, Cb 77-127, widened for dark and warm-lit skin), then only the
+    pixels near the median of those (a beige wall or wood next to the face drops out)."""
+    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    y, cr, cb = ycc[..., 0], ycc[..., 1].astype(np.int16), ycc[..., 2].astype(np.int16)
+    cand = where & (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 135) & (y >= 25) & (y <= 250)
+    # skin's hue in Lab lies between ~20 and ~70 degrees with some chroma: blond hair is yellower, grey and
+    # pinkish-grey walls greyer (measured on deepface-unit: faces' cheeks have chroma 12-35)
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    cand &= (hue >= 15) & (hue <= 68) & (np.hypot(lab[..., 1], lab[..., 2]) >= 10)
+    cand &= lab[..., 0] >= 22  # darker is hair or shadow (the darkest skin in deepface-unit and facemask: L* ~30)
+    if cand.sum() < 12:
+        return cand
+    med = np.median(lab[cand], axis=0)
+    d = np.linalg.norm((lab - med) * [1.0, 2.0, 2.0], axis=-1)  # chroma counts more than light
+    out = cand & (d <= 30)
+    # what was found is no one's skin when its median colour is more saturated, or redder at its saturation, than
+    # faces' skin is (SKIN_MAX_CHROMA, SKIN_RED): red or orange clothes, umbrellas and pink coats passed the rule,
+    # and the new face took their colour; then none is found (the face keeps its own tone, as with no skin in view)
+    if out.sum() >= 12:
+        a, b = np.median(lab[out][:, 1:], axis=0)
+        chroma, hue = float(np.hypot(a, b)), float(np.degrees(np.arctan2(b, a)))
+        if chroma > SKIN_MAX_CHROMA or (chroma > SKIN_RED[0] and hue < SKIN_RED[1]):
+            return np.zeros_like(out)
+    return out
+
+
+def fit_plane(values: np.ndarray, where: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray | None:
+    """Gradient (d/dtx, d/dty) of the least-squares plane through values[where]; None when
+    the pixels span too little of the face to tell a slope."""
+    if where.sum() < 12:
+        return None
+    x, y = tx[where].astype(np.float64), ty[where].astype(np.float64)
+    if x.std() < 5 or y.std() < 5:
+        return None
+    a = np.c_[x - x.mean(), y - y.mean(), np.ones(len(x))]
+    sol, *_ = np.linalg.lstsq(a, values[where].astype(np.float64), rcond=None)
+    return sol[:2]
+
+
+def noise_sigma(gray: np.ndarray, where: np.ndarray) -> float | None:
+    """Noise level (grey levels) by Immerkaer's fast estimate (1996) restricted to a mask:
+    skimage's estimate_sigma has no mask, and the ring is not a rectangle."""
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    r = np.abs(cv2.filter2D(gray, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE))
+    inner = cv2.erode(where.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if inner.sum() < 32:
+        return None
+    return float(np.sqrt(np.pi / 2) / 6 * r[inner].mean())
+
+
+TEX_SIGMA = 1.5  # the skin-detail band: the photo minus its Gaussian blur of this sigma (frame px)
+
+
+TEX_GRAIN = 0.5  # the added texture: white noise blurred by this sigma (frame px), then its detail band
+
+
+TEX_PCT = 15  # see texture_level: 30 made faces next to blond hair or a sequinned dress look gritty
+
+
+def texture_level(gray: np.ndarray, where: np.ndarray) -> float:
+    """How much fine detail the smoother parts of ``where`` hold: the TEX_PCT-th percentile of the local
+    RMS of the detail band. A low percentile: hair, lashes, a beaded dress or jewellery that pass the skin
+    colour test are the textured tail, skin is the smooth part (the median made faces gritty next to them)."""
+    e = np.sqrt(cv2.GaussianBlur(detail_band(gray) ** 2, (0, 0), 3.0))
+    return float(np.percentile(e[where], TEX_PCT))
+
+
+def detail_band(gray: np.ndarray) -> np.ndarray:
+    return gray - cv2.GaussianBlur(gray, (0, 0), TEX_SIGMA)
+
+
+def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int
+                ) -> np.ndarray:
+    """Fine luminance texture so the face's skin detail matches the person's visible skin around it
+    (``win_gray``: the frame's window in grey, float32).
+
+    An average of registered donors keeps their shapes but not their skin texture (pores, fine lines are
+    not shared between people), so on sharp photos the face came out smooth (Laplacian variance 0.48 of
+    the original's, deepface-unit). The level is measured in the detail band (frame minus its blur) of the
+    visible skin of the ring (``skin``: outside the mask, never the original face) and of the new face's
+    core (``texture_level``); what is missing is added as seeded, slightly correlated Gaussian noise in
+    that band, fading with the mask. A sharpened average reached the same numbers only with crunchy edges
+    and ghosts (bench/replace_results.md); patches of the ring's own detail band copied hair strands onto
+    the face where blond hair passed the skin test, and measured lower (0.55-0.59).
+    """
+    inner = cv2.erode(skin.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # away from the skin's edges
+    core = alpha >= 1
+    if inner.sum() < 64 or core.sum() < 64:  # too little visible skin to tell its texture: none added
+        return comp
+    t = texture_level(win_gray, inner)
+    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    f = texture_level(gray, core)
+    if t <= f:
+        return comp
+    noise = np.random.default_rng(seed).normal(0, 1, gray.shape).astype(np.float32)
+    tex = detail_band(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
+    tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
+    return comp + (tex * alpha)[:, :, None]
+
+
+FOCUS_MATCH = True
+
+
+FOCUS_PCT = 10  # the ring's sharper edges (this percentile of their widths) tell how sharp the scene is there
+
+
+FOCUS_S0 = 1.0  # the re-blur of the edge-width estimate (px)
+
+
+def edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The blur (Gaussian sigma, px) of each Canny edge pixel of ``gray`` inside ``where``: the gradient ratio r
+    before and after a re-blur of FOCUS_S0 gives s0 / sqrt(r^2 - 1) (Zhuo and Sim, 2011). Written here: OpenCV and
+    scikit-image have no defocus estimate of this kind."""
+    grad = lambda a: np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))  # noqa: E731
+    edges = (cv2.Canny(np.clip(gray + 0.5, 0, 255).astype(np.uint8), 50, 120) > 0) & where
+    r = grad(gray)[edges] / np.maximum(grad(cv2.GaussianBlur(gray, (0, 0), FOCUS_S0))[edges], 1e-3)
+    r = r[r > 1.01]
+    return FOCUS_S0 / np.sqrt(r * r - 1)
+
+
+def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The new face blurred as much as the photo around it is, where that is blurrier than the face: the bank
+    faces are sharp, and in soft footage (motion, compression) or an out-of-focus part of a photo the face came
+    out crisper than everything around it. The scene's blur is read off the ring's sharper edges of the frame's
+    window in grey (``win_gray``; outside the mask: never the original face), the face's off its own core."""
+    inner = cv2.erode(ring.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    e_r = edge_sigmas(win_gray, inner)
+    if len(e_r) < 20:
+        return comp
+    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    e_f = edge_sigmas(gray, alpha >= 1)
+    if len(e_f) < 20:
+        return comp
+    s_r, s_f = float(np.percentile(e_r, FOCUS_PCT)), float(np.percentile(e_f, FOCUS_PCT))
+    if s_r <= s_f:
+        return comp
+    soft = cv2.GaussianBlur(comp, (0, 0), float(np.sqrt(s_r * s_r - s_f * s_f)))
+    return comp + (soft - comp) * alpha[:, :, None]
+
+
+def add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
+    """Gaussian luminance noise so the face's noise level matches the visible ring's (``win_gray``: the frame's
+    window in grey, float32)."""
+    g_t = noise_sigma(win_gray, ring)
+    g_f = noise_sigma(cv2.cvtColor(np.clip(comp, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
+                      core)
+    if g_t is None or g_f is None or g_t <= g_f:
+        return comp
+    sigma = min(np.sqrt(g_t**2 - g_f**2), 20.0)
+    noise = np.random.default_rng(seed).normal(0, sigma, comp.shape[:2]).astype(np.float32)
+    return comp + noise[:, :, None]
