@@ -27,7 +27,7 @@ import time
 import cv2
 import numpy as np
 
-from common import COMP, DATA, ROOT, Face, detected, frechet, lfw_people, rank1, ssim, table
+from common import COMP, DATA, Face, detected, frechet, lfw_people, rank1, ssim, table
 from faceveil.anonymize import get_method
 from faceveil.anonymize.identity import descriptor
 from faceveil.detect import get_detector

@@ -130,8 +130,8 @@ def main() -> None:
             rows_n = len(keys)
         for r in rows:
             r.setdefault("images", rows_n)
-    print(f"\n| set | setting | images | faces >= 10 px | leaked >= 10 px (boxed short / never boxed) | leaked 5-10 px "
-          f"| away from faces | ms/image |")
+    print("\n| set | setting | images | faces >= 10 px | leaked >= 10 px (boxed short / never boxed) | leaked 5-10 px "
+          "| away from faces | ms/image |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         l5 = "-" if r["faces_5_10"] == 0 else f"{r['leak_5_10'] * 100:.1f} % of {r['faces_5_10']}"

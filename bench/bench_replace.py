@@ -229,7 +229,7 @@ def looks(n_facemask: int, methods: dict) -> None:
     for label, (name, params) in methods.items():
         m = make_method(name, params)
         per = {}
-        t, c, n = time.perf_counter(), time.process_time(), 0
+        c, n = time.process_time(), 0
         for (src, img, min_px), d in zip(photos, dets):
             out = m.apply(img, d, comp, np.random.default_rng(n))
             n += len(d)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, ROOT, tool_module
+from common import DATA, tool_module
 
 B = tool_module("build_centerface_models")
 

@@ -1,5 +1,4 @@
 """Evaluation commands end to end: privacy, detection, quality, bench, the cache; real photos when present."""
-import csv
 import json
 
 import numpy as np

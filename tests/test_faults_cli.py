@@ -351,8 +351,6 @@ def test_anonymize_with_detections_needs_no_detector(monkeypatch, noise_image):
 def test_video_api_defaults_are_the_clis_video_default(monkeypatch, tmp_path, capsys):
     import json
 
-    from conftest import shared_path
-
     import faceveil.video
     from faceveil.detect.presets import VIDEO_PRESET, resolve
 
@@ -487,7 +485,6 @@ def test_ctrl_c_during_start_up_is_quiet(tmp_path, delay, astronaut):
 
 def test_importing_faceveil_leaves_sigint_alone():
     """The start-up handler is the command line's only: a library import keeps Python's Ctrl-C."""
-    import signal
     import subprocess
     import sys
 

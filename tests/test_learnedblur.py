@@ -309,7 +309,6 @@ def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
 # the shipped weights on a real photo ----------------------------------------------------------
 
 def test_shipped_weights_on_real_photo():
-    from faceveil.detect.centerface import CenterFace
     from faceveil.io.images import read_rgb
     from faceveil.train.train_on_anon import read_wider_gt
 

@@ -1,5 +1,4 @@
 """Issue 21: boxed-short faces in the leak measure, the masked-face detector and its use in the presets."""
-import math
 
 import numpy as np
 import pytest
@@ -71,7 +70,7 @@ def test_eval_leaks_split_and_boxed_short_columns(tmp_path, astronaut, capsys):
     assert doc["split"] == "held_out" and doc["evaluated"] == 1 and r["faces"] == 3
     cov = sorted(leak["coverage"] for leak in r["leaks"])
     assert (r["leaked"], r["boxed_short"], r["never_boxed"]) == (2, 1, 1) and cov[0] == 0 and 0.3 <= cov[1] < 0.8
-    assert f"all >= 10 px                     3       2  66.67%            1            1" in printed
+    assert "all >= 10 px                     3       2  66.67%            1            1" in printed
 
 
 def test_add_masked_extends_matching_boxes_and_adds_missing_ones():

@@ -1,5 +1,4 @@
 """Face replacement: a new identity in the original pose, never computed from the original face's pixels."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .detections import Detections
-from .errors import InputError, UsageError
+from .errors import UsageError
 
 # Euclidean distance between dlib descriptors (dlib's own "same person" cut is 0.6, tuned for
 # accuracy; this one is tuned for <= 0.1 % strangers kept: see docs/keep.md).
