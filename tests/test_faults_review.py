@@ -324,6 +324,40 @@ def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, ast
     assert "reviewing 1 image (" in err and ".faceveil" in err
 
 
+def test_review_warns_when_no_second_detector_can_run(monkeypatch, capsys, tmp_path, astronaut):
+    """`--second auto` (the default) with neither yunet nor dlib-hog installed: the page would only say "second:
+    none", so the command says on start-up that faces only another detector finds are not flagged, and how to fix it;
+    with one installed, no warning."""
+    from socketserver import BaseServer
+
+    from faceveil.errors import FaceveilError
+    from faceveil.review import store
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    assert main(["anonymize", str(src), "-o", str(tmp_path / "out"), "-q", "-d", "centerface"]) == 0
+
+    def fake_serve(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
+    args = ["review", str(tmp_path / "out"), "--originals", str(src), "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 130
+    assert "no second detector" not in capsys.readouterr().err  # yunet is part of the review extra
+    real = store.DETECTORS.create
+
+    def missing(name, params):
+        if name in ("yunet", "dlib-hog"):
+            raise FaceveilError(f"{name} is not installed")
+        return real(name, params)
+
+    monkeypatch.setattr(store.DETECTORS, "create", missing)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "warning: no second detector (yunet or dlib-hog) is installed" in err and "pip install" in err
+
+
 def test_apply_keeps_the_runs_jpeg_quality_from_its_report(run, tmp_path):
     """anonymize --jpeg-quality 60 --report: before, the report did not record it and Apply rewrote the JPEG at 95
     (2.5x the bytes, pixels away from every region changed). Now the report records it and the review reads it."""

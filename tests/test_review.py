@@ -219,6 +219,24 @@ def test_apply_changes_exactly_the_new_box_and_records_it(env):
     assert not list(out.rglob(".*.tmp*")), "no temporary file left"
 
 
+def test_apply_where_the_review_cannot_be_saved_changes_nothing_and_says_why(env, monkeypatch):
+    """OUT (or its .faceveil folder) read-only: the Apply is refused before the output changes (409, the folder named),
+    not written and then left unrecorded. os.access is patched: as root a chmod does not stop a write."""
+    import faceveil.review.edits as edits
+
+    rs, client, src, out = env
+    before = _digest(out)
+    real = edits.os.access
+    monkeypatch.setattr(edits.os, "access", lambda p, mode: False if mode == edits.os.W_OK else real(p, mode))
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [[40, 50, 100, 130]]}, headers=HDR)
+    assert r.status_code == 409, r.data
+    assert "cannot save the review there" in r.get_json()["error"] and "nothing was changed" in r.get_json()["error"]
+    assert _digest(out) == before, "the output or the review state changed"
+    monkeypatch.setattr(edits.os, "access", real)
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [[40, 50, 100, 130]]}, headers=HDR)
+    assert r.status_code == 200 and _digest(out) != before
+
+
 def test_a_manual_box_dropped_by_a_later_apply_shows_again_and_a_sliver_is_refused(env):
     rs, client, src, out = env
     run_output = _read(out / "sub" / "noise.png")
