@@ -412,6 +412,40 @@ def test_keep_metadata_drops_a_picture_hidden_in_any_metadata_value(tmp_path, ca
         assert b"Jane Doe" in data
 
 
+def test_keep_metadata_keeps_a_long_caption_but_not_a_picture_written_as_one_long_word(tmp_path, astronaut):
+    """A caption, a copyright notice or a UserComment over 256 bytes was dropped with the previews: written text
+    (words, printable) is kept now, as long as it takes; the face's thumbnail written as hex or Ascii85 (one long
+    "word", no base64 run) or as raw bytes is not."""
+    import base64
+
+    thumb, _ = _face_thumbnail(astronaut)
+    caption = "Carnival on the harbour front, second day: the brass band from the old town, " * 8
+    comment = "Ünïcode remark, dictated on site. " * 20
+    cases = {"caption": (0x010E, caption, caption), "comment": (0x9286, b"UNICODE\0" + comment.encode("utf-16"),
+                                                                None),
+             "hex": (0x010E, thumb.hex(), None), "a85": (0x013B, base64.a85encode(thumb).decode("ascii"), None),
+             "raw": (0x9286, b"\0" * 8 + thumb, None)}
+    for name, (tag, value, _) in cases.items():
+        ex = Image.Exif()
+        ex[0x010F] = "CameraMaker"
+        (ex.get_ifd(0x8769) if tag == 0x9286 else ex)[tag] = value
+        src = tmp_path / name / "a.jpg"
+        src.parent.mkdir()
+        Image.fromarray(astronaut).save(src, exif=ex.tobytes())
+        assert main(["anonymize", str(src), "-o", str(tmp_path / name / "out"), "--keep-metadata", "-q"]) == 0
+        data = (tmp_path / name / "out" / "a.jpg").read_bytes()
+        got = Image.open(tmp_path / name / "out" / "a.jpg").getexif()
+        assert got[0x010F] == "CameraMaker"
+        kept = (got.get_ifd(0x8769) if tag == 0x9286 else got).get(tag)
+        if name == "caption":
+            assert kept == caption
+        elif name == "comment":
+            assert kept is not None and comment.encode("utf-16")[2:200] in data, "the long UserComment was dropped"
+        else:
+            assert kept is None, f"{name}: the face's thumbnail written as text was kept"
+            assert thumb[-300:-200] not in data and thumb.hex()[-300:-200].encode() not in data
+
+
 def _on(rgba: np.ndarray, bg: float) -> np.ndarray:
     a = rgba[:, :, 3:].astype(float) / 255
     return rgba[:, :, :3] * a + bg * (1 - a)

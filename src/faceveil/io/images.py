@@ -277,7 +277,8 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
 # data) and in the blocks below, none of which the anonymization touches. They are dropped (EXIF's own thumbnail,
 # IFD1, is never written). Fail closed: so is any other metadata value (EXIF, any IFD, text or binary; an XMP value;
 # the JPEG comment) that holds a picture (an image file's signature, or a run of XMP_BLOB_CHARS base64 characters,
-# a data: URI's too), and any EXIF value over EXIF_BLOB_BYTES (an audit hid a JPEG in each of these).
+# a data: URI's too), and any EXIF value over EXIF_BLOB_BYTES (an audit hid a JPEG in each of these) unless it reads
+# as written text (``_written_text``: a long caption or copyright notice is kept).
 _EXIF_BLOB_TAGS = {0x927C: "MakerNote", 0x02BC: "XMP (TIFF)", 0x83BB: "IPTC", 0x8649: "Photoshop",
                    0xC4A5: "PrintIM", 0xC634: "DNGPrivateData"}
 EXIF_BLOB_BYTES = 256
@@ -297,6 +298,28 @@ def holds_picture(value) -> bool:
         len(re.sub(rb"\s|&#x?[0-9A-Fa-f]+;", b"", m.group())) >= XMP_BLOB_CHARS for m in _B64_RUN.finditer(data))
 
 
+# Written text: printable characters and whitespace, words at most TEXT_WORD characters long (an encoded picture,
+# base64, hex or Ascii85, is one long word), at most TEXT_BYTES in all. EXIF's UserComment starts with its charset.
+TEXT_WORD, TEXT_BYTES = 64, 1 << 16
+_USER_COMMENT = {b"ASCII\0\0\0": "ascii", b"UNICODE\0": "utf-16", b"\0" * 8: "utf-8"}
+
+
+def _written_text(value) -> bool:
+    """Whether an EXIF value (text or bytes) is written text, not data (see TEXT_WORD)."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value)
+        if len(value) > TEXT_BYTES:
+            return False
+        codec = _USER_COMMENT.get(value[:8])
+        try:
+            value = value[8:].decode(codec) if codec else value.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    text = value.rstrip("\0")
+    return len(text) <= TEXT_BYTES and all(c.isprintable() or c.isspace() for c in text) and \
+        max(map(len, text.split()), default=0) <= TEXT_WORD
+
+
 def _drop_exif_blobs(ex) -> None:
     """Remove previews and other blobs from a Pillow ``Exif``: its main IFD and its Exif, GPS and Interop IFDs."""
     from PIL import ExifTags
@@ -307,7 +330,7 @@ def _drop_exif_blobs(ex) -> None:
             if isinstance(value, dict):
                 continue  # a sub-IFD: checked on its own
             if tag in _EXIF_BLOB_TAGS or (isinstance(value, (bytes, bytearray, str)) and (
-                    len(value) > EXIF_BLOB_BYTES or holds_picture(value))):
+                    holds_picture(value) or (len(value) > EXIF_BLOB_BYTES and not _written_text(value)))):
                 del ifd[tag]
 
 
