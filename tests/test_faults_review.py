@@ -303,12 +303,11 @@ def test_a_failed_file_in_the_report_is_served(tmp_path, astronaut):
 
 
 # issue 18 items 5 and 2 -------------------------------------------------------------------------
-def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, astronaut):
+def _review_started_and_stopped(monkeypatch, tmp_path, astronaut) -> list[str]:
+    """One photo anonymized into tmp_path/out; `faceveil review` on it then stops as by Ctrl-C once it serves.
+    Returns the review command's arguments."""
     from socketserver import BaseServer
 
-    from faceveil.cli.review import counted
-
-    assert counted(0, 2) == "2 videos" and counted(1, 2) == "1 image and 2 videos" and counted(3, 0) == "3 images"
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(astronaut).save(src / "a.png")
@@ -318,8 +317,15 @@ def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, ast
         raise KeyboardInterrupt
 
     monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
-    assert main(["review", str(tmp_path / "out"), "--originals", str(src), "--second", "none",
-                 "--cache-dir", str(tmp_path / "c")]) == 130  # as by Ctrl-C
+    return ["review", str(tmp_path / "out"), "--originals", str(src), "--cache-dir", str(tmp_path / "c")]
+
+
+def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, astronaut):
+    from faceveil.cli.review import counted
+
+    assert counted(0, 2) == "2 videos" and counted(1, 2) == "1 image and 2 videos" and counted(3, 0) == "3 images"
+    args = _review_started_and_stopped(monkeypatch, tmp_path, astronaut)
+    assert main([*args, "--second", "none"]) == 130  # as by Ctrl-C
     err = capsys.readouterr().err
     assert "reviewing 1 image (" in err and ".faceveil" in err
 
@@ -328,21 +334,10 @@ def test_review_warns_when_no_second_detector_can_run(monkeypatch, capsys, tmp_p
     """`--second auto` (the default) with neither yunet nor dlib-hog installed: the page would only say "second:
     none", so the command says on start-up that faces only another detector finds are not flagged, and how to fix it;
     with one installed, no warning."""
-    from socketserver import BaseServer
-
     from faceveil.errors import FaceveilError
     from faceveil.review import store
 
-    src = tmp_path / "in"
-    src.mkdir()
-    Image.fromarray(astronaut).save(src / "a.png")
-    assert main(["anonymize", str(src), "-o", str(tmp_path / "out"), "-q", "-d", "centerface"]) == 0
-
-    def fake_serve(self, *a, **k):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
-    args = ["review", str(tmp_path / "out"), "--originals", str(src), "--cache-dir", str(tmp_path / "c")]
+    args = _review_started_and_stopped(monkeypatch, tmp_path, astronaut)
     assert main(args) == 130
     assert "no second detector" not in capsys.readouterr().err  # yunet is part of the review extra
     real = store.DETECTORS.create
