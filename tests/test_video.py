@@ -750,3 +750,42 @@ print(all(seen), len(seen))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["True", str(N_FRAMES)], "Pillow loaded before the first frame is anonymized"
+
+
+def test_boolean_video_options_refuse_other_values(clip_file, tmp_path):
+    """options={'allow_truncated': 'false'} wrote a truncated video as a success, VideoOptions(tracking='no') left
+    tracking on, overwrite='false' replaced an existing output: a string is true."""
+    from faceveil.errors import UsageError
+    from faceveil.video import anonymize_video
+
+    for make, name in ((lambda: VideoOptions(tracking="no"), "tracking"),
+                       (lambda: VideoOptions(allow_truncated="false"), "allow_truncated"),
+                       (lambda: EncodeOptions(audio="false"), "audio"),
+                       (lambda: VideoOptions(encode={"audio": 0}), "audio")):
+        with pytest.raises(UsageError, match=f"^{name} must be True or False, got "):
+            make()
+    dst = tmp_path / "o.mp4"
+    with pytest.raises(UsageError, match="^allow_truncated must be True or False, got 'false'$"):
+        anonymize_video(clip_file, dst, detector="haar", options={"allow_truncated": "false"})
+    with pytest.raises(UsageError, match="^progress must be True or False, got 'no'$"):
+        anonymize_video(clip_file, dst, detector="haar", progress="no")
+    dst.write_bytes(b"someone else's file")
+    with pytest.raises(UsageError, match="^overwrite must be True or False, got 'false'$"):
+        anonymize_video(clip_file, dst, detector="haar", overwrite="false")
+    assert dst.read_bytes() == b"someone else's file"
+    assert VideoOptions(tracking=np.bool_(False)).frames_ahead(24) == 0
+
+
+def test_anonymize_video_takes_encode_as_a_dict(clip_file, tmp_path):
+    """options={'encode': {'crf': 20}} raised AttributeError ('dict' object has no attribute 'codec')."""
+    from faceveil.errors import UsageError
+    from faceveil.video import anonymize_video
+
+    for bad, said in (({"crf": 99}, "--crf must be between 0 and 51"), ({"crf": 20.5}, "--crf must be a whole"),
+                      ({"quality": 3}, "encode: .*unexpected keyword argument 'quality'"),
+                      ("fast", "encode: expected")):
+        with pytest.raises(UsageError, match=said):
+            anonymize_video(clip_file, tmp_path / "bad.mp4", detector="haar", options={"encode": bad})
+    assert not (tmp_path / "bad.mp4").exists()
+    r = anonymize_video(clip_file, tmp_path / "o.mp4", detector="haar", options={"encode": {"audio": False}})
+    assert r.status == "written" and streams(tmp_path / "o.mp4")[3] is None and streams(clip_file)[3] is not None

@@ -19,7 +19,7 @@ from .anonymize import Compositor, RegionParams, get_method
 from .detect import get_detector
 from .detect.base import detection_view
 from .detections import Detections, box_iou, given_boxes, nms
-from .errors import FaceveilError, InputError, UsageError
+from .errors import FaceveilError, InputError, UsageError, check_bool
 from .io.images import GREY16_MODES, ImageFile, grey16_view, read_image, write_image
 from .io.manifest import sha256_file
 from .registry import make_params
@@ -40,6 +40,8 @@ class AnonymizerConfig:
     keep: Any = None  # a people.KeepPolicy (who and which regions are left as they are), or None
 
     def __post_init__(self):
+        check_bool("keep_metadata", self.keep_metadata)
+        check_jpeg_quality(self.jpeg_quality)
         # Resolved at once (a preset's detector, parameters and region), so every reader of
         # the config sees the detector that runs, and the defaults are the CLI's.
         from .detect.presets import resolve
@@ -79,6 +81,14 @@ def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError(f"seed must be a whole number >= 0, got {seed!r}")
     return int(seed)
+
+
+def check_jpeg_quality(quality, name: str = "jpeg_quality") -> int:
+    """A JPEG/WebP quality, 1..100 (before, the API wrote 0 or -5 as a 1.9 kB JPEG, took 101 for 100, and failed every
+    file late with a TypeError for 'high' or 95.5)."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise UsageError(f"{name} must be an integer between 1 and 100, got {quality!r}")
+    return int(quality)
 
 
 def settings_of(anonymizer) -> dict:
@@ -135,10 +145,10 @@ class Anonymizer:
             region_params = make_params(_RegionHolder, region_dict, "region")
         self.compositor = Compositor(region_params)
         self.seed = _seed(seed)
-        self.keep_metadata = keep_metadata
-        self.jpeg_quality = jpeg_quality
+        self.keep_metadata = check_bool("keep_metadata", keep_metadata)  # 'false' kept the GPS position
+        self.jpeg_quality = check_jpeg_quality(jpeg_quality)
         self.keep = _keep_policy(keep)
-        if load_detector:  # build it now so a bad name or parameter fails before any work
+        if check_bool("load_detector", load_detector):  # build it now so a bad name or parameter fails before any work
             _ = self.detector
 
     @classmethod
@@ -273,6 +283,7 @@ class Anonymizer:
 
 def check_output(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse (UsageError) an output that is the input itself, or one that exists unless ``overwrite``."""
+    check_bool("overwrite", overwrite)  # 'false' replaced an existing output
     try:
         same = dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(src, dst))
     except OSError:  # src missing or unreadable: reading it says so

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..detections import Detections
-from ..errors import FaceveilError, InputError, UsageError
+from ..errors import FaceveilError, InputError, UsageError, check_bool
 from ..io.images import write_image
 from ..io.manifest import sample_sha256
 from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, probe, read_frames
@@ -351,17 +351,20 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str 
     """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written.
 
     Detection and region default to the CLI's for videos (presets.VIDEO_PRESET). ``options``: a VideoOptions or
-    a dict of its fields. ``dst`` that is ``src`` itself is refused; one that exists is replaced only with
-    ``overwrite=True``.
+    a dict of its fields (``encode`` too: an EncodeOptions or a dict). ``dst`` that is ``src`` itself is refused;
+    one that exists is replaced only with ``overwrite=True``.
     """
     check_output(Path(src), Path(dst), overwrite)  # the CLI refuses these too; the API overwrote the original
     if not is_video_path(dst):
         raise UsageError(f"{dst}: not a video file name (e.g. .mp4, .mkv, .mov, .webm)")
+    check_bool("progress", progress)
     if isinstance(options, dict):
         try:
             options = VideoOptions(**options)
         except TypeError as exc:
             raise UsageError(f"options: {exc}") from None
+    elif options is not None and not isinstance(options, VideoOptions):
+        raise UsageError(f"options: expected a VideoOptions or a dict of its fields, got {type(options).__name__}")
     anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
                             preset=video_preset(detector, preset))
     result = process_video(anonymizer, src, dst, options, progress, replace=overwrite)
