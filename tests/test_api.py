@@ -227,3 +227,22 @@ def test_cli_jpeg_quality_message_is_the_apis(tmp_path, astronaut, capsys):
     assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--jpeg-quality", "0"]) == 2
     assert "--jpeg-quality must be an integer between 1 and 100, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_pil_images_are_read_in_srgb_as_files_are(tmp_path):
+    """A Display P3 PIL image's values were taken as sRGB by the API (the CLI converts them): other colours
+    around the faces, other detections than the file's."""
+    from PIL import Image
+
+    from faceveil.io.images import read_image
+
+    from conftest import shared_path
+
+    adobe = Image.open(shared_path("deepface-unit", "img22.jpg")).info["icc_profile"]
+    rgb = np.asarray(Image.open(shared_path("facemask", "images", "maksssksksss751.jpg")).convert("RGB"))
+    Image.fromarray(rgb).save(tmp_path / "a.png", icc_profile=adobe)
+    want = read_image(tmp_path / "a.png").rgb
+    assert np.abs(want.astype(int) - rgb).max() > 20
+    with Image.open(tmp_path / "a.png") as pil:
+        assert np.array_equal(faceveil.anonymize(pil, "blackout", detections=[]), want)
+        assert np.array_equal(faceveil.detect(pil).xyxy, faceveil.detect(want).xyxy)

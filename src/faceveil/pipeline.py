@@ -20,7 +20,7 @@ from .detect import get_detector
 from .detect.base import detection_view
 from .detections import Detections, box_iou, given_boxes, nms
 from .errors import FaceveilError, InputError, UsageError, check_bool
-from .io.images import GREY16_MODES, ImageFile, grey16_view, read_image, write_image
+from .io.images import GREY16_MODES, ImageFile, decoded_rgb, read_image, write_image
 from .io.manifest import sha256_file
 from .registry import make_params
 
@@ -345,11 +345,12 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 def _pil_rgb(img) -> np.ndarray:
-    """A PIL image's pixels as RGB uint8, as files are read (io.images.read_image): upright (its EXIF orientation
+    """A PIL image's pixels as RGB uint8, as files are read (io.images.decoded_rgb): upright (its EXIF orientation
     applied, so faces lying on their side are found and the result is the CLI's upright output; before, an
-    orientation 6 photo lost 4 of 6 faces), np.asarray took CMYK for RGBA (colours inverted) and a palette ("P")
-    image's indices for grey levels. Alpha is dropped; 16-bit grey is scaled to 8 bits by its maximum; what has no
-    faithful 8-bit RGB (floating point, 32-bit) is refused."""
+    orientation 6 photo lost 4 of 6 faces) and in sRGB (its colour profile applied: a Display P3 image's values
+    were taken as sRGB), np.asarray took CMYK for RGBA (colours inverted) and a palette ("P") image's indices for
+    grey levels. Alpha is dropped; 16-bit grey is scaled to 8 bits by its maximum; what has no faithful 8-bit RGB
+    (floating point, 32-bit) is refused."""
     from PIL import ImageOps
 
     try:
@@ -358,20 +359,15 @@ def _pil_rgb(img) -> np.ndarray:
         raise InputError(f"a PIL image's EXIF orientation cannot be applied ({exc})") from None
     mode = img.mode
     if mode in GREY16_MODES:
-        # as read_image sees a 16-bit grey file: scaled by its own maximum (12-bit data stays visible); Pillow's
-        # convert("RGB") clips every value over 255 to white
-        a = np.asarray(img)
+        a = np.asarray(img)  # read_image clips a file's; a PIL image's out of range values are refused
         if a.size and (a.min() < 0 or a.max() > 65535):
             raise InputError(f"a PIL image in mode {mode} with values outside 0..65535 is not supported; "
                              "convert it to 8 bit first")
-        return np.repeat(grey16_view(a)[0][:, :, None], 3, axis=2)
     if mode == "F" or mode.startswith("I;32"):
         raise InputError(f"a PIL image in mode {mode} (floating point or 32-bit) is not supported; "
                          "convert it to 8 bit first")
     try:
-        if "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
-            img = img.convert("RGBA")
-        return np.asarray(img.convert("RGB"))
+        return decoded_rgb(img)[0]
     except (ValueError, OSError) as exc:
         raise InputError(f"a PIL image in mode {mode} cannot be converted to RGB ({exc}); "
                          "convert it first") from None
