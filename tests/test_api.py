@@ -246,3 +246,23 @@ def test_pil_images_are_read_in_srgb_as_files_are(tmp_path):
     with Image.open(tmp_path / "a.png") as pil:
         assert np.array_equal(faceveil.anonymize(pil, "blackout", detections=[]), want)
         assert np.array_equal(faceveil.detect(pil).xyxy, faceveil.detect(want).xyxy)
+
+
+def test_detect_takes_list_parameters(astronaut):
+    """faceveil.detect(img, big_scales=[0.5, 0.25]) raised TypeError: unhashable type: 'list' (the detector cache);
+    the same list worked through Anonymizer(detector_params=...)."""
+    got = faceveil.detect(astronaut, big_scales=[0.5, 0.25])
+    want = Anonymizer(detector_params={"big_scales": [0.5, 0.25]}).detect(astronaut)
+    assert len(got) and np.array_equal(got.xyxy, want.xyxy)
+    assert np.array_equal(faceveil.detect(astronaut, big_scales=(0.5, 0.25)).xyxy, got.xyxy)
+
+
+def test_anonymize_takes_the_faces_a_detections_yields(noise_image):
+    """faceveil.anonymize(img, detections=list(dets)) refused the Face objects iterating a Detections yields."""
+    lm = np.array([[[70, 55], [90, 55], [80, 65], [72, 78], [88, 78]]], np.float32)
+    dets = Detections(np.array([BOX], np.float32), np.array([0.9]), lm, np.array([4]))
+    for method in ("blackout", "replace"):
+        want = faceveil.anonymize(noise_image, method, detections=dets)
+        assert changed(want, noise_image).sum() > 500
+        assert np.array_equal(faceveil.anonymize(noise_image, method, detections=list(dets)), want)
+    assert np.array_equal(Detections.from_faces(dets).landmarks, lm)
