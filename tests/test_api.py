@@ -190,3 +190,79 @@ def test_faceveil_video_is_reachable_after_import_faceveil():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "module 'faceveil' has no attribute 'nope'"
+
+
+@pytest.mark.parametrize("kw", [{"keep_metadata": "false"}, {"keep_metadata": "no"}, {"keep_metadata": 0},
+                                {"load_detector": "false"}])
+def test_boolean_options_refuse_other_values(kw):
+    """Anonymizer(keep_metadata='false') kept the photo's GPS position (a non-empty string is true)."""
+    from faceveil.pipeline import AnonymizerConfig
+
+    name = next(iter(kw))
+    with pytest.raises(UsageError, match=f"^{name} must be True or False, got {kw[name]!r}$"):
+        Anonymizer(**kw)
+    if name == "keep_metadata":
+        with pytest.raises(UsageError, match=f"^{name} must be True or False"):
+            AnonymizerConfig(**kw)
+    assert Anonymizer(keep_metadata=np.bool_(True), load_detector=False).keep_metadata is True
+    with pytest.raises(UsageError, match=r"^scores \(for method 'outline'\) must be True or False, got 1$"):
+        Anonymizer("outline", {"scores": 1}, load_detector=False)  # a method's: as text, 'false' is False
+    assert Anonymizer("outline", {"scores": "false"}, load_detector=False).method.params.scores is False
+
+
+@pytest.mark.parametrize("quality", [0, -5, 101, "high", 95.5, True, None])
+def test_jpeg_quality_is_refused_at_construction(quality):
+    """0 and -5 wrote a 1.9 kB JPEG as success, 101 was taken for 100, 'high' and 95.5 failed every file late
+    with a raw TypeError: now the CLI's message, before any work."""
+    with pytest.raises(UsageError, match=rf"^jpeg_quality must be an integer between 1 and 100, got {quality!r}$"):
+        Anonymizer(jpeg_quality=quality, load_detector=False)
+
+
+def test_cli_jpeg_quality_message_is_the_apis(tmp_path, astronaut, capsys):
+    from PIL import Image
+
+    from faceveil.cli import main
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--jpeg-quality", "0"]) == 2
+    assert "--jpeg-quality must be an integer between 1 and 100, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pil_images_are_read_in_srgb_as_files_are(tmp_path):
+    """A Display P3 PIL image's values were taken as sRGB by the API (the CLI converts them): other colours
+    around the faces, other detections than the file's."""
+    from PIL import Image
+
+    from faceveil.io.images import read_image
+
+    from conftest import shared_path
+
+    adobe = Image.open(shared_path("deepface-unit", "img22.jpg")).info["icc_profile"]
+    rgb = np.asarray(Image.open(shared_path("facemask", "images", "maksssksksss751.jpg")).convert("RGB"))
+    Image.fromarray(rgb).save(tmp_path / "a.png", icc_profile=adobe)
+    want = read_image(tmp_path / "a.png").rgb
+    assert np.abs(want.astype(int) - rgb).max() > 20
+    with Image.open(tmp_path / "a.png") as pil:
+        assert np.array_equal(faceveil.anonymize(pil, "blackout", detections=[]), want)
+        assert np.array_equal(faceveil.detect(pil).xyxy, faceveil.detect(want).xyxy)
+
+
+def test_detect_takes_list_parameters(astronaut):
+    """faceveil.detect(img, big_scales=[0.5, 0.25]) raised TypeError: unhashable type: 'list' (the detector cache);
+    the same list worked through Anonymizer(detector_params=...)."""
+    got = faceveil.detect(astronaut, big_scales=[0.5, 0.25])
+    want = Anonymizer(detector_params={"big_scales": [0.5, 0.25]}).detect(astronaut)
+    assert len(got) and np.array_equal(got.xyxy, want.xyxy)
+    assert np.array_equal(faceveil.detect(astronaut, big_scales=(0.5, 0.25)).xyxy, got.xyxy)
+
+
+def test_anonymize_takes_the_faces_a_detections_yields(noise_image):
+    """faceveil.anonymize(img, detections=list(dets)) refused the Face objects iterating a Detections yields."""
+    lm = np.array([[[70, 55], [90, 55], [80, 65], [72, 78], [88, 78]]], np.float32)
+    dets = Detections(np.array([BOX], np.float32), np.array([0.9]), lm, np.array([4]))
+    for method in ("blackout", "replace"):
+        want = faceveil.anonymize(noise_image, method, detections=dets)
+        assert changed(want, noise_image).sum() > 500
+        assert np.array_equal(faceveil.anonymize(noise_image, method, detections=list(dets)), want)
+    assert np.array_equal(Detections.from_faces(dets).landmarks, lm)

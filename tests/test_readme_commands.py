@@ -230,3 +230,19 @@ def test_readme_python_snippet_runs(inputs, tmp_path, monkeypatch):
             assert (work / scope["result"].output).is_file()
         if "faces" in scope:
             assert len(scope["faces"]) >= 1, "the README's detect example finds the astronaut's face"
+
+
+def test_docs_import_subpackages_of_detect_and_anonymize_in_a_way_that_works():
+    """docs named `faceveil.detect.masked` and `faceveil.anonymize.identity`: `import faceveil.detect.masked as m`
+    fails (AttributeError: faceveil.detect is the function). The docs use `from faceveil.detect import masked`, and
+    every import statement they show runs."""
+    statements = []
+    for path in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text()
+        assert not re.findall(r"faceveil\.(?:detect|anonymize)\.\w", text), path.name
+        statement = r"(?:from faceveil[\w.]* import [\w, ]+|import faceveil[\w.]*(?: as \w+)?)"
+        statements += [m.group(0).strip("` ") for m in re.finditer(rf"^{statement}\s*$|`{statement}`", text, re.M)]
+    code = "\n".join(statements)
+    assert "from faceveil.detect import masked" in code
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -21,7 +21,17 @@ def resolved_detector(detector: str | None = None, preset: str | None = None, pa
     from .detect.presets import resolve
 
     name, p, _ = resolve(preset, detector, params)
-    return _detector(name, tuple(sorted(p.items())))
+    frozen = tuple(sorted((k, _frozen(v)) for k, v in p.items()))  # big_scales=[1, 2]: unhashable for the cache
+    try:
+        hash(frozen)
+    except TypeError:  # a value no parameter takes: the detector's parameters say so
+        return _detector.__wrapped__(name, frozen)
+    return _detector(name, frozen)
+
+
+def _frozen(value):
+    """Lists (and arrays) as tuples, as a detector's parameters take them."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple, np.ndarray)) else value
 
 
 def detect(image: np.ndarray, /, detector: str | None = None, preset: str | None = None, **params) -> Detections:

@@ -88,6 +88,15 @@ class Detections:
         return cls(xyxy, score, landmarks, None, source)
 
     @classmethod
+    def from_faces(cls, faces, source: str = "") -> "Detections":
+        """Detections of ``Face`` objects, what iterating a Detections yields (boxes, scores, landmarks, track ids)."""
+        faces = list(faces)
+        nan = np.full((5, 2), np.nan, np.float32)
+        return cls(np.array([f.box for f in faces], np.float32).reshape(-1, 4), [f.score for f in faces],
+                   np.array([nan if f.landmarks is None else f.landmarks for f in faces], np.float32).reshape(-1, 5, 2),
+                   [f.track_id for f in faces], source)
+
+    @classmethod
     def from_xywh(cls, xywh, score=None, landmarks=None, source: str = "") -> "Detections":
         b = np.asarray(xywh, np.float32).reshape(-1, 4).copy()
         b[:, 2:] += b[:, :2]
@@ -321,6 +330,8 @@ def nms(det: Detections, iou_threshold: float = 0.3) -> Detections:
 def given_boxes(detections) -> Detections:
     """A caller's faces as Detections; refused (UsageError) when a box cannot be a face's x1, y1, x2, y2: not finite,
     or x2 < x1 or y2 < y1 (x, y, w, h rows by mistake). Before, such a box hid nothing and raised nothing."""
+    if isinstance(detections, (list, tuple)) and detections and all(isinstance(f, Face) for f in detections):
+        detections = Detections.from_faces(detections)  # list(dets) was refused: "expected ... rows"
     if not isinstance(detections, Detections):
         try:
             detections = Detections.from_boxes(np.asarray(detections, np.float32).reshape(-1, 4))

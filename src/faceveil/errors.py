@@ -19,3 +19,12 @@ class InputError(FaceveilError):
 
 class ModelError(FaceveilError):
     """A model file or the package that ships it is missing or broken."""
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` as a bool, or UsageError naming the option: a truthy string ('false', 'no') turned the option on."""
+    import numpy as np
+
+    if not isinstance(value, (bool, np.bool_)):  # numpy's too: what its comparisons give
+        raise UsageError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

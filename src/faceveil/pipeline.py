@@ -19,8 +19,8 @@ from .anonymize import Compositor, RegionParams, get_method
 from .detect import get_detector
 from .detect.base import detection_view
 from .detections import Detections, box_iou, given_boxes, nms
-from .errors import FaceveilError, InputError, UsageError
-from .io.images import GREY16_MODES, ImageFile, grey16_view, read_image, write_image
+from .errors import FaceveilError, InputError, UsageError, check_bool
+from .io.images import GREY16_MODES, ImageFile, decoded_rgb, read_image, write_image
 from .io.manifest import sha256_file
 from .registry import make_params
 
@@ -40,6 +40,8 @@ class AnonymizerConfig:
     keep: Any = None  # a people.KeepPolicy (who and which regions are left as they are), or None
 
     def __post_init__(self):
+        check_bool("keep_metadata", self.keep_metadata)
+        check_jpeg_quality(self.jpeg_quality)
         # Resolved at once (a preset's detector, parameters and region), so every reader of
         # the config sees the detector that runs, and the defaults are the CLI's.
         from .detect.presets import resolve
@@ -79,6 +81,14 @@ def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError(f"seed must be a whole number >= 0, got {seed!r}")
     return int(seed)
+
+
+def check_jpeg_quality(quality, name: str = "jpeg_quality") -> int:
+    """A JPEG/WebP quality, 1..100 (before, the API wrote 0 or -5 as a 1.9 kB JPEG, took 101 for 100, and failed every
+    file late with a TypeError for 'high' or 95.5)."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise UsageError(f"{name} must be an integer between 1 and 100, got {quality!r}")
+    return int(quality)
 
 
 def settings_of(anonymizer) -> dict:
@@ -135,10 +145,10 @@ class Anonymizer:
             region_params = make_params(_RegionHolder, region_dict, "region")
         self.compositor = Compositor(region_params)
         self.seed = _seed(seed)
-        self.keep_metadata = keep_metadata
-        self.jpeg_quality = jpeg_quality
+        self.keep_metadata = check_bool("keep_metadata", keep_metadata)  # 'false' kept the GPS position
+        self.jpeg_quality = check_jpeg_quality(jpeg_quality)
         self.keep = _keep_policy(keep)
-        if load_detector:  # build it now so a bad name or parameter fails before any work
+        if check_bool("load_detector", load_detector):  # build it now so a bad name or parameter fails before any work
             _ = self.detector
 
     @classmethod
@@ -273,6 +283,7 @@ class Anonymizer:
 
 def check_output(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse (UsageError) an output that is the input itself, or one that exists unless ``overwrite``."""
+    check_bool("overwrite", overwrite)  # 'false' replaced an existing output
     try:
         same = dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(src, dst))
     except OSError:  # src missing or unreadable: reading it says so
@@ -334,11 +345,12 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 def _pil_rgb(img) -> np.ndarray:
-    """A PIL image's pixels as RGB uint8, as files are read (io.images.read_image): upright (its EXIF orientation
+    """A PIL image's pixels as RGB uint8, as files are read (io.images.decoded_rgb): upright (its EXIF orientation
     applied, so faces lying on their side are found and the result is the CLI's upright output; before, an
-    orientation 6 photo lost 4 of 6 faces), np.asarray took CMYK for RGBA (colours inverted) and a palette ("P")
-    image's indices for grey levels. Alpha is dropped; 16-bit grey is scaled to 8 bits by its maximum; what has no
-    faithful 8-bit RGB (floating point, 32-bit) is refused."""
+    orientation 6 photo lost 4 of 6 faces) and in sRGB (its colour profile applied: a Display P3 image's values
+    were taken as sRGB), np.asarray took CMYK for RGBA (colours inverted) and a palette ("P") image's indices for
+    grey levels. Alpha is dropped; 16-bit grey is scaled to 8 bits by its maximum; what has no faithful 8-bit RGB
+    (floating point, 32-bit) is refused."""
     from PIL import ImageOps
 
     try:
@@ -347,20 +359,15 @@ def _pil_rgb(img) -> np.ndarray:
         raise InputError(f"a PIL image's EXIF orientation cannot be applied ({exc})") from None
     mode = img.mode
     if mode in GREY16_MODES:
-        # as read_image sees a 16-bit grey file: scaled by its own maximum (12-bit data stays visible); Pillow's
-        # convert("RGB") clips every value over 255 to white
-        a = np.asarray(img)
+        a = np.asarray(img)  # read_image clips a file's; a PIL image's out of range values are refused
         if a.size and (a.min() < 0 or a.max() > 65535):
             raise InputError(f"a PIL image in mode {mode} with values outside 0..65535 is not supported; "
                              "convert it to 8 bit first")
-        return np.repeat(grey16_view(a)[0][:, :, None], 3, axis=2)
     if mode == "F" or mode.startswith("I;32"):
         raise InputError(f"a PIL image in mode {mode} (floating point or 32-bit) is not supported; "
                          "convert it to 8 bit first")
     try:
-        if "A" in img.getbands() or (mode == "P" and "transparency" in img.info):
-            img = img.convert("RGBA")
-        return np.asarray(img.convert("RGB"))
+        return decoded_rgb(img)[0]
     except (ValueError, OSError) as exc:
         raise InputError(f"a PIL image in mode {mode} cannot be converted to RGB ({exc}); "
                          "convert it first") from None

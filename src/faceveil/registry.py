@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Callable, Generic, TypeVar
 
-from .errors import UsageError
+from .errors import UsageError, check_bool
 
 T = TypeVar("T")
 
@@ -162,6 +162,8 @@ def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
                 value = _convert(value, tp)
             except ValueError as exc:
                 raise UsageError(f"bad value {key}={value!r} for {what}: {exc}") from None
+        elif tp is bool:  # 0, None or a list passed as they were
+            value = check_bool(f"{key} (for {what})", value)
         elif isinstance(value, list) and _is_tuple_type(tp):  # a JSON list read back from a report or manifest
             value = tuple(value)
         kwargs[key] = value

@@ -165,8 +165,9 @@ def resolve_detection(args, region: dict | None = None) -> tuple[str, dict, dict
 
 
 def check_jpeg_quality(args) -> None:
-    if not 1 <= args.jpeg_quality <= 100:
-        raise UsageError("--jpeg-quality must be between 1 and 100")
+    from ..pipeline import check_jpeg_quality as check
+
+    check(args.jpeg_quality, "--jpeg-quality")
 
 
 def anonymizer_config(args, method: str = "blur", method_params: dict | None = None, region: dict | None = None,

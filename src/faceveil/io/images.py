@@ -229,10 +229,10 @@ def _depth_name(img) -> str:
     return {"F": "floating-point"}.get(img.mode, "32-bit" if img.mode.startswith("I") else "16-bit colour")
 
 
-def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
-    """The image's pixels, upright, in sRGB (``to_srgb=False``: as stored, whatever their colour profile)."""
-    path = Path(path)
-    img = _open(path)
+def decoded_rgb(img, to_srgb: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int, bool]:
+    """An opened (upright) image's pixels as read_image reads them, also a PIL image the API is given: (RGB uint8,
+    alpha or None, 16-bit grey samples or None, what the RGB's 255 stands for, whether its colour profile was
+    converted to sRGB)."""
     mode = img.mode
     alpha = None
     deep, deep_max = None, 255
@@ -251,8 +251,15 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
         rgb = np.asarray(img.convert("RGB"))
     icc = img.info.get("icc_profile")
     srgb = _to_srgb(rgb, icc) if to_srgb and icc and mode in ("RGB", "RGBA", "P", "PA") else None
-    if srgb is not None:
-        rgb = srgb
+    return (rgb if srgb is None else srgb), alpha, deep, deep_max, srgb is not None
+
+
+def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
+    """The image's pixels, upright, in sRGB (``to_srgb=False``: as stored, whatever their colour profile)."""
+    path = Path(path)
+    img = _open(path)
+    mode = img.mode
+    rgb, alpha, deep, deep_max, srgb = decoded_rgb(img, to_srgb)
     exif = None
     try:
         ex = img.getexif()
@@ -267,7 +274,7 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
         info["xmp"] = drop_xmp_blobs(info["xmp"])
     if "comment" in info and holds_picture(info["comment"]):
         del info["comment"]
-    if mode == "CMYK" or srgb is not None:  # written as (s)RGB: the source's profile would misdescribe the pixels
+    if mode == "CMYK" or srgb:  # written as (s)RGB: the source's profile would misdescribe the pixels
         info.pop("icc_profile", None)
     return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max, img.encoding)
 

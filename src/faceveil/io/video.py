@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, check_bool
 from .atomic import atomic_path
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
@@ -437,6 +437,13 @@ class EncodeOptions:
     preset: str = "veryfast"  # measured: 'medium' (x264's default) encodes ~2.5x slower than veryfast
     audio: bool = True
     threads: int = 0  # encoder threads; 0: ENCODE_THREADS for x264, one for other codecs (a fixed count: fixed bytes)
+
+    def __post_init__(self):
+        check_bool("audio", self.audio)
+        for name in ("crf", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise UsageError(f"--{name} must be a whole number, got {v!r}")
 
 
 class VideoWriter:

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from ..detections import Detections
-from ..errors import FaceveilError, InputError, UsageError
-from ..io.images import write_image
+from ..errors import FaceveilError, InputError, UsageError, check_bool
+from ..io.images import is_image_path, write_image
 from ..io.manifest import sample_sha256
 from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, probe, read_frames
 from ..pipeline import Anonymizer, check_output
@@ -347,23 +347,32 @@ def _run_now(fn, *args) -> Future:
 
 def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str = "blur",
                     detector: str | None = None, options: VideoOptions | None = None, progress: bool = False,
-                    preset: str | None = None, overwrite: bool = False, **method_params) -> VideoResult:
+                    preset: str | None = None, overwrite: bool = False, seed: int = 0,
+                    detector_params: dict | None = None, region: dict | None = None, keep=None,
+                    **method_params) -> VideoResult:
     """Python API: anonymize ``src`` into ``dst``; raises FaceveilError if nothing could be written.
 
     Detection and region default to the CLI's for videos (presets.VIDEO_PRESET). ``options``: a VideoOptions or
-    a dict of its fields. ``dst`` that is ``src`` itself is refused; one that exists is replaced only with
-    ``overwrite=True``.
+    a dict of its fields (``encode`` too: an EncodeOptions or a dict). ``seed``, ``detector_params``, ``region``
+    and ``keep`` as in ``Anonymizer`` (the CLI's --seed, --dp, region options, --keep-people). ``dst`` that is
+    ``src`` itself is refused; one that exists is replaced only with ``overwrite=True``.
     """
     check_output(Path(src), Path(dst), overwrite)  # the CLI refuses these too; the API overwrote the original
+    if is_image_path(src):  # a photo became a 1-frame video (on its side when its EXIF turns it upright)
+        raise UsageError(f"{src}: is an image, not a video; faceveil.anonymize or Anonymizer.process_file take photos")
     if not is_video_path(dst):
         raise UsageError(f"{dst}: not a video file name (e.g. .mp4, .mkv, .mov, .webm)")
+    check_bool("progress", progress)
     if isinstance(options, dict):
         try:
             options = VideoOptions(**options)
         except TypeError as exc:
             raise UsageError(f"options: {exc}") from None
+    elif options is not None and not isinstance(options, VideoOptions):
+        raise UsageError(f"options: expected a VideoOptions or a dict of its fields, got {type(options).__name__}")
     anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
-                            preset=video_preset(detector, preset))
+                            detector_params=detector_params, region=region, seed=seed,
+                            preset=video_preset(detector, preset), keep=keep)
     result = process_video(anonymizer, src, dst, options, progress, replace=overwrite)
     if result.status == "failed":
         raise InputError(result.error)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
-from ..errors import UsageError
+from ..errors import UsageError, check_bool
 from ..io.video import EncodeOptions, crf_range
 from ..pipeline import ItemResult
 
@@ -28,6 +29,15 @@ class VideoOptions:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
 
     def __post_init__(self):
+        for name in ("tracking", "allow_truncated"):  # 'false' was true: a truncated video written as a success
+            check_bool(name, getattr(self, name))
+        if isinstance(self.encode, Mapping):  # options={"encode": {"crf": 20}} raised AttributeError
+            try:
+                object.__setattr__(self, "encode", EncodeOptions(**self.encode))
+            except TypeError as exc:
+                raise UsageError(f"encode: {exc}") from None
+        elif not isinstance(self.encode, EncodeOptions):
+            raise UsageError(f"encode: expected an EncodeOptions or a dict of its fields, got {self.encode!r}")
         for name in ("hold", "lookahead", "detect_every", "full_every"):  # frames: whole numbers (the API took 1.5)
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
@@ -91,6 +101,4 @@ def options_json(options: VideoOptions) -> dict:
 
 
 def options_from_json(d: dict) -> VideoOptions:
-    d = dict(d)
-    enc = EncodeOptions(**d.pop("encode", {}))
-    return VideoOptions(**{k: v for k, v in d.items() if k in VideoOptions.__dataclass_fields__}, encode=enc)
+    return VideoOptions(**{k: v for k, v in d.items() if k in VideoOptions.__dataclass_fields__})
