@@ -26,7 +26,8 @@ from ..detections import Detections
 from ..errors import FaceveilError, InputError, UsageError
 from ..io.images import write_image
 from ..io.manifest import sample_sha256
-from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, probe, read_frames
+from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_video_path, probe,
+                        read_frames)
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, video_preset
@@ -98,8 +99,9 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
     src, dst = Path(src), Path(dst)
     options = options or VideoOptions()
     try:
-        return _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual or {},
-                        record, keep_record, replace)
+        with VideoSource(src) as source:  # every read of the video reads this open file (VideoSource)
+            return _process(anonymizer, source, dst, options, progress, key, threaded, t0, manual or {},
+                            record, keep_record, replace)
     except FaceveilError as exc:
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
     except (KeyboardInterrupt, SystemExit):
@@ -143,9 +145,10 @@ def _writing_failed(exc: Exception, dst: Path) -> bool:
 MAX_LOOKAHEAD_S = 10.0
 
 
-def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record,
+def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manual, record,
              keep_record=None, replace=True) -> VideoResult:
-    info = probe(src)
+    src = source.path
+    info = probe(source)
     fps = float(info.fps)
     # the settings against this video's frame rate, before any decoding starts
     if options.frames_ahead(fps) > MAX_LOOKAHEAD_S * fps:
@@ -157,7 +160,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         warnings.append(f"risk: --detect-every {options.detect_every} leaves {options.detect_every - 1} frames "
                         f"between detector runs, more than the {held} a lost face is held: a face seen only there "
                         "stays visible")
-    key = key or sample_sha256(src)  # the random stream's key: the video's content, not its path (rng_for)
+    key = key or sample_sha256(source.name)  # the random stream's key: the video's content, not its path (rng_for)
     anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"), fps)  # this video's tracks are new
     if options.preview:
         # Pillow (the stills' writer) loaded before the helper threads start: its first import in this thread
@@ -165,8 +168,8 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         import PIL.Image  # noqa: F401
     report = DecodeReport()
     clock = StageClock()  # busy seconds per stage: the result's "stages" (bench/bench_video.py prints them)
-    frames: Iterable[VideoFrame] = clock.iterate("decode", read_frames(src, report,
-                                                                      allow_truncated=options.allow_truncated))
+    frames: Iterable[VideoFrame] = clock.iterate("decode", read_frames(source, report,
+                                                                         allow_truncated=options.allow_truncated))
     if threaded:
         frames = background(frames)
     detect = clock.timed("detect", anonymizer.detector.detect)
@@ -192,7 +195,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     elif anonymizer.keep:  # one decision per track: a first pass decides, this one renders (video/keep.py)
         from .keep import plan_tracks, replay
 
-        first = read_frames(src, DecodeReport(), allow_truncated=options.allow_truncated)
+        first = read_frames(source, DecodeReport(), allow_truncated=options.allow_truncated)
         plan, kept_tracks = plan_tracks(background(first) if threaded else first, detect, options,
                                         fps, anonymizer.keep)
         items = replay(frames, plan, kept_tracks, anonymizer.keep, kept_log)
@@ -285,6 +288,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                     pending = started
                 if pending is not None:
                     finish(*pending)
+                source.check()  # what was read is what the path holds: else the output is not committed
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
