@@ -117,9 +117,10 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
 
 
 @contextlib.contextmanager
-def _record_put_back(dst: Path, earlier: list):
+def _record_put_back(dst: Path, earlier: list, held: list):
     """If the video may not take its name (another run's output got it first), the track record written for it
-    just before is undone: the earlier record put back, or ours removed."""
+    just before is undone: the earlier record put back, or ours removed. ``held``: the lock that
+    ``_lock_records`` took, released once the video has its name (or not)."""
     try:
         yield
     except FileExistsError:
@@ -130,6 +131,27 @@ def _record_put_back(dst: Path, earlier: list):
             else:
                 write_bytes_atomic(path, earlier[0])
         raise
+    finally:
+        for fd in held:
+            os.close(fd)  # drops the flock
+
+
+def _lock_records(dst: Path, held: list) -> None:
+    """An flock on the records' folder, from the record's write to the video's rename: of two runs into one
+    output, the later one waits, then finds the video there and leaves the record alone. Before, both looked,
+    both wrote, and the loser's put-back removed the winner's record (1 run in 46). None where no locks exist
+    (Windows), or without the folder (the record's own write then says why)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    folder = tracks_path(dst).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        held.append(os.open(folder, os.O_RDONLY))
+    except OSError:
+        return
+    fcntl.flock(held[-1], fcntl.LOCK_EX)
 
 
 def _writing_failed(exc: Exception, dst: Path) -> bool:
@@ -205,10 +227,12 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
                dynamic_ncols=True, desc=src.name[-30:], leave=False)
     record_warnings: list[str] = []
     earlier_record: list = []  # replace=False: the record this one replaced, put back if the video may not be
+    held: list = []  # the records' lock (_lock_records)
 
     def write_track_record() -> None:
         # Called by the writer before the video gets its name (VideoWriter.before_commit): an output under
         # its name has its record, whose settings a resume with --skip-existing checks (record.check_resume).
+        _lock_records(dst, held)
         if not replace:
             if dst.exists():  # another run's output, made meanwhile: its record stays its own
                 raise exists_now(dst)
@@ -226,7 +250,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
 
     stills = _Stills(dst)
     try:
-        with _record_put_back(dst, earlier_record), VideoWriter(dst, info, options.encode, replace) as writer:
+        with _record_put_back(dst, earlier_record, held), VideoWriter(dst, info, options.encode, replace) as writer:
             if record:
                 writer.before_commit = write_track_record
             write = clock.timed("encode", writer.write)
