@@ -157,10 +157,12 @@ def _lock_records(dst: Path, held: list) -> None:
 def _writing_failed(exc: Exception, dst: Path) -> bool:
     """Whether ``exc`` is the output's folder refusing a write (its temporary file or the record beside it), or
     an output another run made meanwhile (``replace=False``)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
-                                                      errno.EPERM, errno.EEXIST) \
-        and bool(exc.strerror) and exc.filename is not None and Path(exc.filename).parent in (dst.parent,
-                                                                                              dst.parent / ".faceveil")
+    if not (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                         errno.EPERM, errno.EEXIST)
+            and exc.strerror and exc.filename is not None):
+        return False
+    folder = dst.parent.resolve()  # the error's path is absolute (mkstemp's), an -o may be relative
+    return Path(exc.filename).resolve().parent in (folder, folder / ".faceveil")
 
 
 # The look-ahead buffers its frames in memory (1080p RGB: 6 MB a frame): at most this many seconds of them.
