@@ -281,7 +281,7 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
     if same:
         raise UsageError(f"{dst}: output is the input itself; write to another file")
     if not overwrite and (dst.exists() or dst.is_symlink()):
-        raise UsageError(f"{dst}: output exists; not replaced (overwrite=True replaces it; in the CLI, --overwrite)")
+        raise UsageError(f"{dst}: output exists; not replaced (overwrite=True replaces it)")
 
 
 def _guarded(src: Path, work) -> ItemResult:
