@@ -103,6 +103,27 @@ def default_comp():
     return Compositor(RegionParams(**get_preset(DEFAULT_PRESET)["region"]))
 
 
+def swap_on_open(monkeypatch, path: Path, other: Path) -> None:
+    """Each time ``path`` is opened, the file opened stays open and ``other`` takes the name (the two then trade
+    places again at the next open): a file replaced between two reads of one job (audits of races)."""
+    import builtins
+    import io
+    import os
+
+    real_open, versions = builtins.open, [other, path.with_name(f".{path.name}.swapped")]
+
+    def open_then_swap(file, *a, **k):
+        f = real_open(file, *a, **k)
+        if isinstance(file, (str, os.PathLike)) and Path(file) == path:
+            path.rename(versions[1])
+            versions[0].rename(path)
+            versions.reverse()
+        return f
+
+    monkeypatch.setattr(builtins, "open", open_then_swap)
+    monkeypatch.setattr(io, "open", open_then_swap)
+
+
 _DEFAULT_DETECTIONS: dict = {}
 
 

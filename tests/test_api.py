@@ -71,7 +71,7 @@ def test_process_file_never_writes_over_its_input_or_an_existing_output(tmp_path
     dst = tmp_path / "out.png"
     dst.write_bytes(b"keep me")
     r = anon.process_file(src, dst)
-    assert r.status == "failed" and r.error.startswith(f"{dst}: output exists; not replaced (overwrite=True replaces")
+    assert r.status == "failed" and r.error == f"{dst}: output exists; not replaced (overwrite=True replaces it)"
     assert dst.read_bytes() == b"keep me"
     r = anon.process_file(src, dst, overwrite=True)
     assert r.status == "written" and dst.read_bytes() != b"keep me" and src.read_bytes() == original

@@ -533,6 +533,29 @@ def test_a_worker_killed_mid_batch_fails_the_unfinished_files_and_the_run_ends(t
     assert q.wait(timeout=300) == 0 and len(list(out.iterdir())) == 40 and _temporaries(out) == []
 
 
+def test_an_output_made_after_the_start_up_check_gets_the_clis_advice_only(tmp_path, capsys, astronaut, monkeypatch):
+    """The CLI printed the Python API's advice: 'output exists; not replaced (overwrite=True replaces it; in the CLI,
+    --overwrite)'."""
+    import faceveil.io.inputs as inputs
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    check_existing = inputs.check_existing
+
+    def another_run_writes_it(jobs, policy):  # between the start-up check and this run's work on a.png
+        done = check_existing(jobs, policy)
+        out.mkdir()
+        (out / "a.png").write_bytes(b"the other run's output")
+        return done
+
+    monkeypatch.setattr(inputs, "check_existing", another_run_writes_it)
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q", "-j", "1")
+    assert code == 1 and (out / "a.png").read_bytes() == b"the other run's output"
+    assert f"{out / 'a.png'}: cannot write: exists now (another run wrote it since this one started?); not " \
+           "replaced (--overwrite replaces it)\n" in err and "overwrite=True" not in err, err
+
+
 def test_an_output_another_run_writes_meanwhile_is_not_replaced(tmp_path, capsys, astronaut, monkeypatch):
     """Two runs into one folder both passed the start-up check and replaced each other's outputs, both exit 0."""
     from faceveil.pipeline import Anonymizer

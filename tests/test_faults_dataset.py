@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from conftest import swap_on_open
 from faceveil.cli import main
 from faceveil.dataset import verify
 
@@ -93,6 +94,31 @@ def test_orientation_transforms_match_pillow(orientation):
             ys, xs = np.nonzero(to_oriented(mark, orientation))
             b = boxes_to_oriented(np.array([[x, y, x + 1, y + 1]], np.float32), orientation, 5, 7)
             assert b.tolist() == [[xs[0], ys[0], xs[0] + 1, ys[0] + 1]]
+
+
+def test_a_photo_replaced_while_it_is_read_is_anonymized_as_the_one_file_read(tmp_path, astronaut, monkeypatch,
+                                                                              capsys):
+    """An audit: a photo swapped during the run for a copy with another EXIF orientation had its labelled face
+    written visible (its hash, pixels and orientation came from three reads). Here every open of the photo moves
+    the other copy over it: one read gives the hash, the pixels and the orientation."""
+    stored = np.ascontiguousarray(astronaut[:400, :300])
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    Image.fromarray(stored).save(root / "a.jpg", quality=95)
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "rotated.jpg", exif=ex, quality=95)
+    x1, y1, x2, y2 = FACE
+    labels = _coco(tmp_path / "ds", {"a.jpg": [(x1, y1, x2 - x1, y2 - y1)]}, {"a.jpg": (300, 400)})
+    swap_on_open(monkeypatch, root / "a.jpg", tmp_path / "rotated.jpg")
+    out = tmp_path / "out"
+    code = main(_anon_args("coco", root, labels, out, "-j", "1"))
+    monkeypatch.undo()
+    assert code == 0, capsys.readouterr().err
+    res = Image.open(out / "images" / "a.jpg")
+    after = np.asarray(res.convert("RGB")).astype(int)
+    assert after.shape == (400, 300, 3) and res.getexif().get(0x0112, 1) in (1, 6)
+    assert np.abs(after[y1:y2, x1:x2] - GREY).mean() < 2, "the labelled face must be blacked out"
 
 
 def test_a_labelled_box_outside_the_image_is_an_error(tmp_path, astronaut, capsys):

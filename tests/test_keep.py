@@ -332,6 +332,59 @@ def test_video_track_kept_whole_and_stranger_hidden_in_every_frame(speaker_clip,
     assert res2.faces - res.faces == 30  # every frame's speaker box hidden (other boxes as before)
 
 
+@pytest.mark.slow
+def test_a_video_replaced_between_the_two_passes_is_never_written_with_the_first_passes_boxes(
+        speaker_clip, tmp_path, monkeypatch):
+    """An audit: another video moved over the input between --keep-people's passes had its frames written with the
+    first file's boxes (78 faces left visible, exit 0). Every pass reads the one open file, and the job fails when
+    the path no longer holds it."""
+    pytest.importorskip("dlib", reason=DLIB)
+    import av
+
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video import keep, process_video
+
+    other = tmp_path / "other.mp4"  # the same clip, its face moved a third of the frame across
+    with av.open(str(speaker_clip / "clip.mp4")) as inp, av.open(str(other), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 422, 422, "yuv420p"
+        for f in inp.decode(video=0):
+            moved = np.roll(f.to_ndarray(format="rgb24"), 140, axis=1)
+            out.mux(s.encode(av.VideoFrame.from_ndarray(moved, format="rgb24")))
+        out.mux(s.encode())
+    people = People.build(speaker_clip / "consent")
+    nobody = People(["nobody"], people.descriptors + 0.2, np.zeros(1, np.int64))
+    plan = keep.plan_tracks
+
+    def run(name, swap):
+        src = tmp_path / name / "in.mp4"
+        src.parent.mkdir()
+        shutil.copy(speaker_clip / "clip.mp4", src)
+        shutil.copy(other, tmp_path / name / "other.mp4")
+
+        def plan_then_swap(*a):
+            done = plan(*a)
+            if swap:
+                (tmp_path / name / "other.mp4").replace(src)
+            return done
+
+        monkeypatch.setattr(keep, "plan_tracks", plan_then_swap)
+        return process_video(Anonymizer(keep=nobody, preset="fast"), src, tmp_path / name / "out.mp4",
+                             progress=False, record=False)
+
+    clean = run("clean", False)
+    swapped = run("swapped", True)
+    assert swapped.status == "failed" and swapped.error.endswith("in.mp4: changed while being read (replaced or "
+                                                                 "written to)")
+    assert not (tmp_path / "swapped" / "out.mp4").exists()
+    from faceveil.io.video import VideoSource
+
+    monkeypatch.setattr(VideoSource, "check", lambda self: None)  # and what was read is the open file, every pass
+    unchecked = run("unchecked", True)
+    assert clean.status == unchecked.status == "written" and clean.faces >= 30
+    assert (tmp_path / "unchecked" / "out.mp4").read_bytes() == (tmp_path / "clean" / "out.mp4").read_bytes()
+
+
 # --- the review page: kept faces named, flipped to hidden by a click, Apply re-renders ----------------
 
 def test_review_shows_kept_face_and_apply_hides_it_on_flip(tmp_path, astronaut):

@@ -5,7 +5,7 @@ import pytest
 from faceveil import Anonymizer, anonymize, detect
 from faceveil.errors import InputError
 
-from conftest import shared_path
+from conftest import shared_path, swap_on_open
 
 METHODS = ["blur", "pixelate", "blackout", "block", "noise"]
 
@@ -48,6 +48,21 @@ def test_process_file_fails_closed_when_detection_breaks(tmp_path, astronaut):
     r = anon.process_file(tmp_path / "a.png", tmp_path / "out" / "a.png")
     assert r.status == "failed" and "model crashed" in r.error
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_process_file_seeds_with_the_bytes_it_anonymizes(tmp_path, astronaut, monkeypatch):
+    """The random stream's key is the hash of the very bytes whose pixels are anonymized: before, a photo replaced
+    between the two reads (pixels, then hash) was anonymized with the other file's key."""
+    from PIL import Image
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    Image.fromarray(astronaut[:, ::-1]).save(tmp_path / "b.png")
+    anon = Anonymizer("noise")
+    assert anon.process_file(tmp_path / "a.png", tmp_path / "clean" / "a.png").status == "written"
+    swap_on_open(monkeypatch, tmp_path / "a.png", tmp_path / "b.png")
+    assert anon.process_file(tmp_path / "a.png", tmp_path / "out" / "a.png").status == "written"
+    monkeypatch.undo()
+    assert (tmp_path / "out" / "a.png").read_bytes() == (tmp_path / "clean" / "a.png").read_bytes()
 
 
 @pytest.mark.slow

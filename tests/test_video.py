@@ -607,6 +607,64 @@ def test_an_output_another_run_makes_meanwhile_is_not_replaced_nor_its_record(cl
     assert tracks_path(dst).read_bytes() == b"the other run's record"
 
 
+def test_a_full_disk_under_a_relative_output_is_the_one_line_cannot_write(clip_file, tmp_path, monkeypatch, capsys):
+    """With a relative -o the error's absolute path was not taken for the output's folder: 'OSError: [Errno 28]
+    ...' with the temporary file's name; an absolute -o said '<output>: cannot write: No space left on device'."""
+    import errno
+    from pathlib import Path
+
+    from faceveil.cli import main
+    from faceveil.io.video import VideoWriter
+
+    def full(self, rgb, pts):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.target.parent.absolute() / ".o.tmp.mp4"))
+
+    monkeypatch.setattr(VideoWriter, "write", full)
+    monkeypatch.chdir(tmp_path)
+    assert main(["anonymize", str(clip_file), "-o", "tfs/v", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"faceveil: error: {Path('tfs/v/synthetic.mp4')}: cannot write: No space left on device\n" in err, err
+    assert not [p for p in (tmp_path / "tfs" / "v").iterdir() if p.name != ".faceveil"]
+
+
+def test_of_two_runs_into_one_output_the_video_that_keeps_the_name_keeps_its_record(clip_file, tmp_path,
+                                                                                     monkeypatch):
+    """An audit (1 run in 46): both runs looked for a record, both wrote theirs, one video took the name and the
+    other run's put-back removed the record: the video without it (--skip-existing refused it). Here both runs
+    reach the record's write together, unless one waits for the other."""
+    import threading
+
+    import faceveil.video.job as job
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video.record import read_record, tracks_path
+
+    dst = tmp_path / "out" / "o.mp4"
+    together = threading.Barrier(2)
+    write_record = job.write_record
+
+    def meet_then_write(*args, **kw):
+        try:
+            together.wait(timeout=3)
+        except threading.BrokenBarrierError:  # the other run waits for this one: the record's lock
+            pass
+        write_record(*args, **kw)
+
+    monkeypatch.setattr(job, "write_record", meet_then_write)
+    results = [None, None]
+
+    def run(k):
+        results[k] = job.process_video(Anonymizer(detector="haar"), clip_file, dst, progress=False, replace=False)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status for r in results) == ["failed", "written"]
+    assert "exists now" in next(r.error for r in results if r.status == "failed")
+    assert tracks_path(dst).exists() and read_record(dst, dst.parent)["frames"]
+
+
 # damaged and legitimately odd files (an audit) -------------------------------------------------------------
 
 def _remux(src, dst, keep=lambda i: True, shift_s: float = 0.0) -> None:

@@ -129,7 +129,10 @@ def _run_one(mode: str, job: Job, overwrite: bool = False) -> ItemResult:
     # there was no file there, and one that another run writes meanwhile is not replaced (the file fails).
     if job.dst == job.src:  # --in-place
         return _worker.write_file(job.src, job.dst)
-    return _worker.process_file(job.src, job.dst, overwrite=overwrite)
+    if overwrite:  # process_file refuses an output that is the input through a link
+        return _worker.process_file(job.src, job.dst, overwrite=True)
+    # no file was there: one written meanwhile fails with the CLI's advice (process_file's check gives the API's)
+    return _worker.write_file(job.src, job.dst, replace=False)
 
 
 def _threads_per_worker(jobs: int) -> int:

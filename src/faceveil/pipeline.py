@@ -5,6 +5,7 @@ object behind the CLI, the batch runner and the Python API.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -20,8 +21,7 @@ from .detect import get_detector
 from .detect.base import detection_view
 from .detections import Detections, box_iou, given_boxes, nms
 from .errors import FaceveilError, InputError, UsageError, check_bool
-from .io.images import GREY16_MODES, ImageFile, decoded_rgb, read_image, write_image
-from .io.manifest import sha256_file
+from .io.images import GREY16_MODES, ImageFile, decoded_rgb, read_file, read_image, write_image
 from .registry import make_params
 
 
@@ -254,12 +254,13 @@ class Anonymizer:
         ``replace=False``: a ``dst`` that another writer made meanwhile is not replaced (the file fails)."""
 
         def work() -> ItemResult:
-            img = read_image(src)
+            data = read_file(src)  # read once: the seed key is of the pixels anonymized
+            img = read_image(src, data=data)
             found = self.detect(img.rgb)
             dets, kept = self.split(img.rgb, found)
             drawn = self.drawn_by_alpha(img, found)  # hidden whatever --keep-* says: nobody's face to compare
             dets = Detections.merge([dets, drawn], dets.source) if len(drawn) else dets
-            out = self.anonymize(img.rgb, dets, self.rng_for(key or sha256_file(src)))
+            out = self.anonymize(img.rgb, dets, self.rng_for(key or hashlib.sha256(data).hexdigest()))
             # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
             region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
             write_image(dst, out, self.hide_in_alpha(img, dets), self.keep_metadata, self.jpeg_quality, region,
@@ -291,7 +292,7 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
     if same:
         raise UsageError(f"{dst}: output is the input itself; write to another file")
     if not overwrite and (dst.exists() or dst.is_symlink()):
-        raise UsageError(f"{dst}: output exists; not replaced (overwrite=True replaces it; in the CLI, --overwrite)")
+        raise UsageError(f"{dst}: output exists; not replaced (overwrite=True replaces it)")
 
 
 def _guarded(src: Path, work) -> ItemResult:

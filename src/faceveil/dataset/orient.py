@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.images import ImageFile, stored_size, write_image
+from ..io.images import ImageFile, exif_orientation_of, stored_size, write_image
 
 # EXIF orientation. Dataset labels (WIDER, COCO, VOC) address the stored pixels, so dataset mode keeps them:
 # it anonymizes the upright view (the detector needs upright faces), turns the result back into the stored
@@ -28,11 +28,7 @@ def exif_orientation(path: str | os.PathLike) -> int:
     from PIL import Image
 
     with Image.open(path) as im:
-        try:
-            o = int(im.getexif().get(0x0112, 1))
-        except Exception:  # a broken EXIF block: Pillow's exif_transpose ignores it too
-            return 1
-    return o if o in _STEPS else 1
+        return exif_orientation_of(im)
 
 
 def _step(a: np.ndarray, s: str) -> np.ndarray:

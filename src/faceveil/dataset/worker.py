@@ -1,6 +1,7 @@
 """One image, in a worker: read, place the labelled boxes, detect, anonymize, write and check, describe it."""
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import datetime, timezone
 
@@ -9,11 +10,10 @@ import numpy as np
 from .. import __version__
 from ..detections import Detections, box_iou
 from ..errors import FaceveilError, InputError
-from ..io.images import read_image
-from ..io.manifest import sha256_file
+from ..io.images import read_file, read_image
 from ..pipeline import Anonymizer, settings_of
 from .config import DatasetConfig, Item
-from .orient import boxes_to_oriented, exif_orientation, write_checked
+from .orient import boxes_to_oriented, write_checked
 
 # A detection overlapping a labelled face this much is the same face (for counting only).
 SAME_FACE_IOU = 0.3
@@ -40,9 +40,10 @@ def process_item(item: Item) -> dict:
     cfg: DatasetConfig = _STATE["cfg"]
     anon: Anonymizer = _STATE["anon"]
     try:
-        in_sha = sha256_file(item.src)
-        img = read_image(item.src)  # pixels with the EXIF orientation applied (upright: what the detector wants)
-        orientation = exif_orientation(item.src)
+        data = read_file(item.src)  # read once: the hash, pixels and orientation are of one file (an audit)
+        in_sha = hashlib.sha256(data).hexdigest()
+        img = read_image(item.src, data=data)  # pixels with the EXIF orientation applied (upright, for the detector)
+        orientation = img.orientation
         h, w = img.rgb.shape[:2]
         sw, sh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the stored size
         lw, lh = (sw, sh) if item.frame == "stored" else (w, h)  # the size in the labels' frame

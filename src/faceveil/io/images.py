@@ -41,6 +41,7 @@ class ImageFile:
     deep: np.ndarray | None = None  # HxW uint16 of a 16-bit grey source; ``rgb`` is its 8-bit view
     deep_max: int = 255  # the 16-bit value that ``rgb``'s 255 stands for
     encoding: dict = field(default_factory=dict)  # how the source was stored: {"format", "lossless", "compression"}
+    orientation: int = 1  # the EXIF orientation applied to the pixels (1..8)
 
 
 # Pillow's modes of 16-bit grey ("I": a 16-bit PNG on some Pillow versions)
@@ -63,15 +64,29 @@ _MAX_PHOTO_FACTOR = 4
 _LIMIT_LOCK = threading.Lock()
 
 
-def _open(path: Path):
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+def read_file(path: str | os.PathLike) -> bytes:
+    """A photo's bytes, read once: a caller that hashes them too gives them to ``read_image`` (``data``), so the
+    hash, the pixels and the EXIF orientation are of one file even if another is moved over the path meanwhile."""
+    path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image")
-    if path.is_file() and path.stat().st_size == 0:
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not data:
         raise InputError(f"{path}: empty file (0 bytes)")
+    return data
+
+
+def _open(path: Path, data: bytes | None = None):
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    data = read_file(path) if data is None else data
     try:
         with warnings.catch_warnings(record=True) as caught:
             # Pillow only warns between MAX_IMAGE_PIXELS (89 MP) and twice that (where it refuses), then
@@ -82,7 +97,7 @@ def _open(path: Path):
             warnings.simplefilter("always", Image.DecompressionBombWarning)
             big = False
             try:
-                img = Image.open(path)
+                img = Image.open(io.BytesIO(data))
             except Image.DecompressionBombError as exc:  # over twice Pillow's limit: our own test decides
                 pixels, limit = _declared_pixels(exc), Image.MAX_IMAGE_PIXELS
                 if pixels is None or not limit or pixels > _MAX_PHOTO_FACTOR * limit:
@@ -90,13 +105,13 @@ def _open(path: Path):
                 with _LIMIT_LOCK:
                     Image.MAX_IMAGE_PIXELS = None
                     try:
-                        img = Image.open(path)
+                        img = Image.open(io.BytesIO(data))
                     finally:
                         Image.MAX_IMAGE_PIXELS = limit
                 big = True
         if big or any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
             pixels = img.size[0] * img.size[1]
-            if pixels > _BOMB_PIXELS_PER_BYTE * path.stat().st_size:
+            if pixels > _BOMB_PIXELS_PER_BYTE * len(data):
                 img.close()
                 raise Image.DecompressionBombWarning(f"({pixels} pixels)")
         frames = getattr(img, "n_frames", 1)
@@ -117,9 +132,10 @@ def _open(path: Path):
             img.close()
             raise InputError(f"{path}: {refusal}")
         img.load()  # decode now, so truncated files fail here
-        encoding = _encoding(img, path)
+        encoding = _encoding(img, data)
+        orientation = exif_orientation_of(img)
         img = ImageOps.exif_transpose(img)  # orientation goes into the pixels
-        img.encoding = encoding
+        img.encoding, img.orientation = encoding, orientation
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image or unsupported format") from None
     except PermissionError:
@@ -128,7 +144,7 @@ def _open(path: Path):
         raise InputError(f"{path}: cannot decode image ({exc})") from None
     except Image.DecompressionBombWarning as exc:
         size = _size_text(exc)
-        raise InputError(f"{path}: refused as a decompression bomb: {size} in a {path.stat().st_size:,}-byte file "
+        raise InputError(f"{path}: refused as a decompression bomb: {size} in a {len(data):,}-byte file "
                          f"(over {_BOMB_PIXELS_PER_BYTE} pixels a byte)") from None
     except Image.DecompressionBombError as exc:
         size = _size_text(exc)
@@ -174,9 +190,19 @@ def _size_text(exc: Exception) -> str:
 _LOSSLESS_TIFF = ("tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits")
 
 
-def webp_is_lossless(path: str | os.PathLike) -> bool:
-    """Whether a WebP file's image is VP8L (lossless): Pillow does not say. Walks the RIFF chunks to the image's."""
-    with open(path, "rb") as f:
+def exif_orientation_of(img) -> int:
+    """The EXIF orientation (1..8) of an opened image, what ``read_image`` applies; 1 when none or invalid."""
+    try:
+        o = int(img.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block: Pillow's exif_transpose ignores it too
+        return 1
+    return o if 1 <= o <= 8 else 1
+
+
+def webp_is_lossless(path: str | os.PathLike | bytes) -> bool:
+    """Whether a WebP file's image is VP8L (lossless): Pillow does not say. Walks the RIFF chunks to the image's.
+    ``path``: the file, or its bytes."""
+    with io.BytesIO(path) if isinstance(path, bytes) else open(path, "rb") as f:
         head = f.read(12)
         if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
             return False
@@ -190,11 +216,11 @@ def webp_is_lossless(path: str | os.PathLike) -> bool:
     return False
 
 
-def _encoding(img, path: Path) -> dict:
-    """How ``img`` (just opened) is stored, for write_image to store an output in the same format alike."""
+def _encoding(img, data: bytes) -> dict:
+    """How ``img`` (just opened from ``data``) is stored, for write_image to store an output in the same format."""
     enc: dict = {"format": img.format}
     if img.format == "WEBP":
-        enc["lossless"] = webp_is_lossless(path)
+        enc["lossless"] = webp_is_lossless(data)
     elif img.format == "TIFF" and img.info.get("compression") in _LOSSLESS_TIFF:
         enc["compression"] = img.info["compression"]
     return enc
@@ -254,10 +280,11 @@ def decoded_rgb(img, to_srgb: bool = True) -> tuple[np.ndarray, np.ndarray | Non
     return (rgb if srgb is None else srgb), alpha, deep, deep_max, srgb is not None
 
 
-def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
-    """The image's pixels, upright, in sRGB (``to_srgb=False``: as stored, whatever their colour profile)."""
+def read_image(path: str | os.PathLike, to_srgb: bool = True, data: bytes | None = None) -> ImageFile:
+    """The image's pixels, upright, in sRGB (``to_srgb=False``: as stored, whatever their colour profile).
+    ``data``: the file's bytes if already read (``read_file``)."""
     path = Path(path)
-    img = _open(path)
+    img = _open(path, data)
     mode = img.mode
     rgb, alpha, deep, deep_max, srgb = decoded_rgb(img, to_srgb)
     exif = None
@@ -276,7 +303,8 @@ def read_image(path: str | os.PathLike, to_srgb: bool = True) -> ImageFile:
         del info["comment"]
     if mode == "CMYK" or srgb:  # written as (s)RGB: the source's profile would misdescribe the pixels
         info.pop("icc_profile", None)
-    return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max, img.encoding)
+    return ImageFile(np.ascontiguousarray(rgb), path, mode, alpha, exif, info, deep, deep_max, img.encoding,
+                     img.orientation)
 
 
 # Metadata kept with --keep-metadata must not carry a picture of the face: cameras and editors put previews of the

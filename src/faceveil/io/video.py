@@ -40,6 +40,7 @@ class VideoInfo:
     codec: str
     has_audio: bool
     audio_codec: str | None = None
+    opened: str | None = None  # what the writer opens to copy the audio: the VideoSource's name (default: path)
 
     @property
     def estimated_frames(self) -> int:
@@ -128,15 +129,68 @@ class VideoFrame:
     time: float  # seconds
 
 
-def _open_input(path: Path):
-    import av
+def identity(st: os.stat_result) -> tuple:
+    """A file's identity and version: another file renamed over its path, or a write to it, changes it."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
+
+class VideoSource:
+    """A video opened once for every read of one job (probe, key, both decodes of --keep-people, the audio copy).
+
+    Each read opens ``name``: on Linux ``/proc/self/fd/N``, this open file again (its own read position), so a file
+    renamed over the path meanwhile is never read; its frames were written with the first file's boxes, faces
+    left visible (an audit). Elsewhere ``name`` is the path and ``check`` is what guards. ``check``: the open file
+    is still the one at the path, not written to since: else InputError (the job writes nothing).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        _check_file(self.path)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except PermissionError:
+            raise InputError(f"{self.path}: permission denied") from None
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read ({exc.strerror})") from None
+        self._id = identity(os.fstat(self._fd))
+        again = f"/proc/self/fd/{self._fd}"
+        self.name = again if os.path.exists(again) else str(self.path)
+
+    def check(self) -> None:
+        try:
+            same = identity(os.fstat(self._fd)) == self._id == identity(os.stat(self.path))
+        except OSError:
+            same = False
+        if not same:
+            raise InputError(f"{self.path}: changed while being read (replaced or written to)")
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> "VideoSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a video")
+
+
+def _open_input(src: Path | VideoSource):
+    import av
+
+    if isinstance(src, VideoSource):
+        path, name = src.path, src.name
+    else:
+        path, name = src, str(src)
+        _check_file(path)
     try:
-        return av.open(str(path), "r")
+        return av.open(name, "r")
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -163,9 +217,14 @@ def _video_stream(container, path: Path):
     return next(v for v in container.streams.video if not int(v.disposition) & _ATTACHED_PIC)
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    path = Path(path)
-    c = _open_input(path)
+def _source(path: str | os.PathLike | VideoSource) -> tuple[Path, Path | VideoSource]:
+    """(the path for messages, what _open_input opens)."""
+    return (path.path, path) if isinstance(path, VideoSource) else (Path(path), Path(path))
+
+
+def probe(path: str | os.PathLike | VideoSource) -> VideoInfo:
+    path, src = _source(path)
+    c = _open_input(src)
     try:
         v = _video_stream(c, path)
         fps = v.average_rate or v.guessed_rate or v.base_rate or Fraction(25)
@@ -186,7 +245,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         audio = c.streams.audio[0] if c.streams.audio else None
         return VideoInfo(path, v.codec_context.width, v.codec_context.height, Fraction(fps), Fraction(tb),
                          int(v.frames or 0), duration, rotation, v.codec_context.name, audio is not None,
-                         audio.codec_context.name if audio is not None else None)
+                         audio.codec_context.name if audio is not None else None,
+                         src.name if isinstance(src, VideoSource) else None)
     finally:
         c.close()
 
@@ -284,7 +344,7 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
     return announced, None
 
 
-def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
+def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | None = None,
                 threads: int = 0, allow_truncated: bool = False) -> Iterator[VideoFrame]:
     """Decode the first video stream to upright RGB frames.
 
@@ -299,8 +359,8 @@ def read_frames(path: str | os.PathLike, report: DecodeReport | None = None,
     """
     import av
 
-    path = Path(path)
-    c = _open_input(path)
+    path, src = _source(path)
+    c = _open_input(src)
     try:
         v = _video_stream(c, path)
         v.thread_type = "AUTO"  # frame threading: decoding is 2-3x faster on 2 cores
@@ -555,7 +615,7 @@ class VideoWriter:
         self._vstream = v
         copied = []
         try:
-            self._audio_in = av.open(str(info.path), "r")
+            self._audio_in = av.open(info.opened or str(info.path), "r")
         except (OSError, av.FFmpegError):
             if opt.audio and info.has_audio:
                 raise

@@ -26,7 +26,8 @@ from ..detections import Detections
 from ..errors import FaceveilError, InputError, UsageError, check_bool
 from ..io.images import is_image_path, write_image
 from ..io.manifest import sample_sha256
-from ..io.video import DecodeReport, VideoFrame, VideoWriter, is_video_path, probe, read_frames
+from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_video_path, probe,
+                        read_frames)
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, video_preset
@@ -98,8 +99,9 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
     src, dst = Path(src), Path(dst)
     options = options or VideoOptions()
     try:
-        return _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual or {},
-                        record, keep_record, replace)
+        with VideoSource(src) as source:  # every read of the video reads this open file (VideoSource)
+            return _process(anonymizer, source, dst, options, progress, key, threaded, t0, manual or {},
+                            record, keep_record, replace)
     except FaceveilError as exc:
         return VideoResult(str(src), None, "failed", 0, time.perf_counter() - t0, str(exc))
     except (KeyboardInterrupt, SystemExit):
@@ -115,9 +117,10 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
 
 
 @contextlib.contextmanager
-def _record_put_back(dst: Path, earlier: list):
+def _record_put_back(dst: Path, earlier: list, held: list):
     """If the video may not take its name (another run's output got it first), the track record written for it
-    just before is undone: the earlier record put back, or ours removed."""
+    just before is undone: the earlier record put back, or ours removed. ``held``: the lock that
+    ``_lock_records`` took, released once the video has its name (or not)."""
     try:
         yield
     except FileExistsError:
@@ -128,24 +131,48 @@ def _record_put_back(dst: Path, earlier: list):
             else:
                 write_bytes_atomic(path, earlier[0])
         raise
+    finally:
+        for fd in held:
+            os.close(fd)  # drops the flock
+
+
+def _lock_records(dst: Path, held: list) -> None:
+    """An flock on the records' folder, from the record's write to the video's rename: of two runs into one
+    output, the later one waits, then finds the video there and leaves the record alone. Before, both looked,
+    both wrote, and the loser's put-back removed the winner's record (1 run in 46). None where no locks exist
+    (Windows), or without the folder (the record's own write then says why)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    folder = tracks_path(dst).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        held.append(os.open(folder, os.O_RDONLY))
+    except OSError:
+        return
+    fcntl.flock(held[-1], fcntl.LOCK_EX)
 
 
 def _writing_failed(exc: Exception, dst: Path) -> bool:
     """Whether ``exc`` is the output's folder refusing a write (its temporary file or the record beside it), or
     an output another run made meanwhile (``replace=False``)."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
-                                                      errno.EPERM, errno.EEXIST) \
-        and bool(exc.strerror) and exc.filename is not None and Path(exc.filename).parent in (dst.parent,
-                                                                                              dst.parent / ".faceveil")
+    if not (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                         errno.EPERM, errno.EEXIST)
+            and exc.strerror and exc.filename is not None):
+        return False
+    folder = dst.parent.resolve()  # the error's path is absolute (mkstemp's), an -o may be relative
+    return Path(exc.filename).resolve().parent in (folder, folder / ".faceveil")
 
 
 # The look-ahead buffers its frames in memory (1080p RGB: 6 MB a frame): at most this many seconds of them.
 MAX_LOOKAHEAD_S = 10.0
 
 
-def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual, record,
+def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manual, record,
              keep_record=None, replace=True) -> VideoResult:
-    info = probe(src)
+    src = source.path
+    info = probe(source)
     fps = float(info.fps)
     # the settings against this video's frame rate, before any decoding starts
     if options.frames_ahead(fps) > MAX_LOOKAHEAD_S * fps:
@@ -157,7 +184,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         warnings.append(f"risk: --detect-every {options.detect_every} leaves {options.detect_every - 1} frames "
                         f"between detector runs, more than the {held} a lost face is held: a face seen only there "
                         "stays visible")
-    key = key or sample_sha256(src)  # the random stream's key: the video's content, not its path (rng_for)
+    key = key or sample_sha256(source.name)  # the random stream's key: the video's content, not its path (rng_for)
     anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"), fps)  # this video's tracks are new
     if options.preview:
         # Pillow (the stills' writer) loaded before the helper threads start: its first import in this thread
@@ -165,8 +192,8 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
         import PIL.Image  # noqa: F401
     report = DecodeReport()
     clock = StageClock()  # busy seconds per stage: the result's "stages" (bench/bench_video.py prints them)
-    frames: Iterable[VideoFrame] = clock.iterate("decode", read_frames(src, report,
-                                                                      allow_truncated=options.allow_truncated))
+    frames: Iterable[VideoFrame] = clock.iterate("decode", read_frames(source, report,
+                                                                         allow_truncated=options.allow_truncated))
     if threaded:
         frames = background(frames)
     detect = clock.timed("detect", anonymizer.detector.detect)
@@ -192,7 +219,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
     elif anonymizer.keep:  # one decision per track: a first pass decides, this one renders (video/keep.py)
         from .keep import plan_tracks, replay
 
-        first = read_frames(src, DecodeReport(), allow_truncated=options.allow_truncated)
+        first = read_frames(source, DecodeReport(), allow_truncated=options.allow_truncated)
         plan, kept_tracks = plan_tracks(background(first) if threaded else first, detect, options,
                                         fps, anonymizer.keep)
         items = replay(frames, plan, kept_tracks, anonymizer.keep, kept_log)
@@ -202,10 +229,12 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                dynamic_ncols=True, desc=src.name[-30:], leave=False)
     record_warnings: list[str] = []
     earlier_record: list = []  # replace=False: the record this one replaced, put back if the video may not be
+    held: list = []  # the records' lock (_lock_records)
 
     def write_track_record() -> None:
         # Called by the writer before the video gets its name (VideoWriter.before_commit): an output under
         # its name has its record, whose settings a resume with --skip-existing checks (record.check_resume).
+        _lock_records(dst, held)
         if not replace:
             if dst.exists():  # another run's output, made meanwhile: its record stays its own
                 raise exists_now(dst)
@@ -223,7 +252,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
 
     stills = _Stills(dst)
     try:
-        with _record_put_back(dst, earlier_record), VideoWriter(dst, info, options.encode, replace) as writer:
+        with _record_put_back(dst, earlier_record, held), VideoWriter(dst, info, options.encode, replace) as writer:
             if record:
                 writer.before_commit = write_track_record
             write = clock.timed("encode", writer.write)
@@ -285,6 +314,7 @@ def _process(anonymizer, src, dst, options, progress, key, threaded, t0, manual,
                     pending = started
                 if pending is not None:
                     finish(*pending)
+                source.check()  # what was read is what the path holds: else the output is not committed
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
