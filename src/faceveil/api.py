@@ -52,7 +52,9 @@ def anonymize(image: np.ndarray, /, method: str = "blur", detections: Detections
               detector: str | None = None, seed: int = 0, preset: str | None = None,
               region: dict | None = None, **params) -> np.ndarray:
     """Return a copy of ``image`` with every face hidden by ``method`` (RGB uint8 HxWx3; a PIL image comes back
-    upright, its EXIF orientation applied, like the CLI's output).
+    upright, its EXIF orientation applied, like the CLI's output). An HxWx4 array's fourth channel (alpha) is
+    dropped: the copy is HxWx3. Files with transparency keep it through ``Anonymizer.process_file`` (and the CLI),
+    which also hides faces that only the alpha channel draws.
 
     ``params`` are the method's parameters (see ``faceveil methods``), e.g.
     ``anonymize(img, "blur", kernel=25)``, ``anonymize(img, "overlay", image="emoji.png")`` (the photo is
