@@ -135,6 +135,44 @@ def test_a_reviewers_boxes_stay_hidden_when_a_label_edit_redoes_the_image(tmp_pa
     assert (_px(out / "images" / "a.png", (40, 2, 10, 10)) == GREY).all()
 
 
+def _review_apply(out: Path, rel: str, box: list) -> None:
+    """What `faceveil review`'s Apply leaves: the image's manifest line with the box, and the box in review.json."""
+    entries = read_manifest(out / "manifest.jsonl")[0]
+    entries = [{**e, "reviewed": True, "manual": [box]} if e.get("output") == rel else e for e in entries]
+    rewrite_manifest(out / "manifest.jsonl", entries)
+    (out / ".faceveil").mkdir(exist_ok=True)
+    (out / ".faceveil" / "review.json").write_text(json.dumps(
+        {"faceveil": "0.1.0", "format": 1, "items": {rel: {"manual": [box], "removed": []}}}))
+
+
+def test_a_reviewers_boxes_survive_a_failed_redo(tmp_path, capsys):
+    """A failed redo dropped the image's line and its manual boxes with it: the next good run hid the labelled face
+    only (the reviewer's face visible again) and verify said ok; the saved review keeps them now."""
+    face, manual = (10, 8, 20, 24), (60, 30, 20, 20)
+    images, gt = _wider(tmp_path / "ds", {"a.png": [face]})
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 0
+    _review_apply(out, "images/a.png", [60.0, 30.0, 80.0, 50.0])
+    _relabel(gt, {"a.png": [face, (1000, 2, 10, 10)]})  # wholly outside: the redo fails
+    assert main(_args(images, gt, out)) == 1
+    _relabel(gt, {"a.png": [face, (40, 2, 10, 10)]})
+    capsys.readouterr()
+    assert main(_args(images, gt, out)) == 0
+    assert (_px(out / "images" / "a.png", manual) == GREY).all(), "the reviewer's box must stay hidden"
+    assert (_px(out / "images" / "a.png", (40, 2, 10, 10)) == GREY).all()
+    assert main(["dataset", "verify", str(out)]) == 0
+
+    # An output redone without them (an older faceveil): verify says so, a rerun redoes it with them
+    entries = read_manifest(out / "manifest.jsonl")[0]
+    rewrite_manifest(out / "manifest.jsonl", [{k: v for k, v in e.items() if k != "manual"} for e in entries])
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    assert "altered: images/a.png (a reviewer's manual box" in capsys.readouterr().err
+    assert main(_args(images, gt, out)) == 0
+    assert "1 images anonymized, 0 already done" in capsys.readouterr().err
+    assert main(["dataset", "verify", str(out)]) == 0
+
+
 # ---------------------------------------------------------------------------
 # 2. another dataset into an existing output
 

@@ -18,7 +18,7 @@ from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha25
 from ..io.manifest import check_settings as _check_settings
 from ..pipeline import Anonymizer, settings_of
 from .backends import run_local, run_ray
-from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary, named_images
+from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary, named_images, reviewed_boxes
 from .plan import Plan, default_boxes, plan
 
 # What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
@@ -138,15 +138,18 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
             latest[("labels", str(rel))] = e
 
         todo = []
+        reviewed = reviewed_boxes(out)
         for it in p.items:
             prev = latest.get(("image", it.rel))
-            if prev and _still_done(prev, it):
+            # A reviewer's boxes stay hidden when the image is redone: those of its line and of the saved review
+            # (which keeps them when a failed redo dropped the line)
+            had = _union((prev or {}).get("manual") or [])
+            manual = _union(had, reviewed.get(it.out_rel, []))
+            if prev and _still_done(prev, it) and manual == had:
                 summary.skipped += 1
                 _count(summary, prev)
                 continue
-            if prev and prev.get("manual"):  # a reviewer's boxes stay hidden when the image is redone
-                it = replace(it, manual=tuple(tuple(float(v) for v in b) for b in prev["manual"]))
-            todo.append(it)
+            todo.append(replace(it, manual=tuple(tuple(b) for b in manual)) if manual else it)
         if jobs is None:  # not given: local runs take a worker per core for big batches, Ray one actor
             from ..batch import auto_jobs
 
@@ -216,6 +219,11 @@ def _still_done(prev: dict, it: Item) -> bool:
     dst = Path(it.dst)
     return (dst.is_file() and prev.get("output") == it.out_rel and prev.get("labels_sha256") == it.labels_sha256
             and sha256_file(dst) == prev.get("output_sha256") and sha256_file(it.src) == prev.get("input_sha256"))
+
+
+def _union(*lists) -> list[tuple[float, ...]]:
+    """Boxes of all ``lists``, each once, in order."""
+    return list(dict.fromkeys(tuple(float(v) for v in b) for boxes in lists for b in boxes))
 
 
 def _check_dataset(entries: list[dict], p: Plan, where: Path, overwrite: bool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io.inputs import is_inside
 from ..io.manifest import read_manifest, sha256_file
-from .config import MANIFEST, REVIEW_FILE, named_images, own_file
+from .config import MANIFEST, OWN_DIR, REVIEW_FILE, named_images, own_file, reviewed_boxes
 
 @dataclass
 class VerifyReport:
@@ -64,6 +64,12 @@ def verify(out: str | os.PathLike) -> VerifyReport:
         if e.get("kind") == "image" and rel in said and e.get("labels_sha256", said[rel]) != said[rel]:
             rep.unlabelled.append(f"{rel} (its labels changed since it was anonymized; run the same command again "
                                   "to redo it)")
+    by_output = {e.get("output"): e for e in latest.values() if e.get("kind") == "image"}
+    for rel, boxes in reviewed_boxes(out).items():  # a redo that lost them shows a face the reviewer hid
+        e = by_output.get(rel)
+        if e and not {tuple(b) for b in boxes} <= {tuple(float(v) for v in b) for b in e.get("manual") or []}:
+            rep.altered.append(f"{rel} (a reviewer's manual box in {OWN_DIR}/{REVIEW_FILE} is not on it; run the "
+                               "same command again to redo it)")
     rep.mixed = _mixed(list(latest.values()))
     for p in sorted(out.rglob("*")):
         if p.is_file():
