@@ -233,6 +233,30 @@ def test_cli_verify_reports_altered_files(tmp_path, capsys):
     assert "altered: images/ev0/img000.png" in err and "not in the manifest: images/ev0/extra.png" in err
 
 
+def test_cli_verify_reports_links_under_out(tmp_path, capsys):
+    """A linked folder of the originals under OUT (not walked into) and links to files passed verify."""
+    root, gt = noise_dataset(tmp_path, n=2)
+    out = tmp_path / "out"
+    assert main(["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-o",
+                 str(out), "--boxes", "gt", "-q"]) == 0
+    (out / "images" / "raw").symlink_to(root)  # the originals, faces and all
+    img = out / "images" / "ev0" / "img000.png"
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(img.read_bytes())
+    img.unlink()
+    img.symlink_to(copy)  # same bytes, but no longer the file faceveil wrote
+    (out / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("faceveil: verify")]
+    assert sorted(lines) == sorted([
+        f"faceveil: not in the manifest: images/raw (a link to {root})",
+        f"faceveil: not in the manifest: dangling.png (a link to {tmp_path / 'nowhere.png'})",
+        f"faceveil: altered: images/ev0/img000.png (a link to {copy}, not the file faceveil wrote)"]), err
+
+
 def test_cli_refuses_output_inside_input_and_bad_labels(tmp_path, capsys):
     root, gt = noise_dataset(tmp_path, n=1)
     base = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-q"]

@@ -45,7 +45,9 @@ def verify(out: str | os.PathLike) -> VerifyReport:
         known.add(rel)
         rep.checked += 1
         path = out / rel
-        if not is_inside(path, out):
+        if path.is_symlink():
+            rep.altered.append(f"{rel} (a link to {os.readlink(path)}, not the file faceveil wrote)")
+        elif not is_inside(path, out):
             rep.altered.append(f"{rel} (path outside the output folder)")
         elif not path.is_file():
             rep.missing.append(rel)
@@ -71,12 +73,26 @@ def verify(out: str | os.PathLike) -> VerifyReport:
             rep.altered.append(f"{rel} (a reviewer's manual box in {OWN_DIR}/{REVIEW_FILE} is not on it; run the "
                                "same command again to redo it)")
     rep.mixed = _mixed(list(latest.values()))
-    for p in sorted(out.rglob("*")):
-        if p.is_file():
-            rel = p.relative_to(out).as_posix()
-            if rel not in known and not own_file(rel):
-                rep.unexpected.append(rel)
+    rep.unexpected = _unexpected(out, known)
     return rep
+
+
+def _unexpected(out: Path, known: set[str]) -> list[str]:
+    """Everything under OUT that no manifest line accounts for: files, and any link (a linked folder is not
+    walked into: it may hold the originals) or other non-file, each once."""
+    found = []
+    for root, dirs, files in os.walk(out):  # links to folders are listed in dirs, never followed
+        for name in sorted(dirs + files):
+            p = Path(root, name)
+            rel = p.relative_to(out).as_posix()
+            if p.is_symlink():
+                if rel not in known:  # a known output that is a link is reported as altered
+                    found.append(f"{rel} (a link to {os.readlink(p)})")
+            elif name in files and not p.is_file():
+                found.append(f"{rel} (not a regular file)")
+            elif name in files and rel not in known and not own_file(rel):
+                found.append(rel)
+    return sorted(found)
 
 
 def _decodes(path: Path) -> bool:
