@@ -210,7 +210,9 @@ def _coco(path: Path, entries: dict[str, tuple]) -> Path:
     return path
 
 
-def test_coco_labels_drawn_upright_on_a_rotated_photo_fail_that_image(tmp_path, astronaut, capsys):
+def test_coco_labels_drawn_upright_or_for_another_size_fail_that_image(tmp_path, astronaut, capsys):
+    """A stated size that is simply wrong was only a warning (exit 0, every labelled face visible when the boxes
+    were made for a resized copy): that image fails now, naming both sizes."""
     root = tmp_path / "ds" / "images"
     root.mkdir(parents=True)
     stored = np.ascontiguousarray(astronaut[:400, :300])  # 300x400 stored; shown 400x300 (orientation 6)
@@ -222,16 +224,42 @@ def test_coco_labels_drawn_upright_on_a_rotated_photo_fail_that_image(tmp_path, 
     labels = _coco(tmp_path / "ds" / "faces.json", {
         "rot.jpg": ((400, 300), [(100, 50, 60, 80)]),  # the upright size: boxes drawn on the rotated view
         "plain.png": ((300, 400), [(180, 58, 90, 120)]),
-        "odd.png": ((320, 400), [(180, 58, 90, 120)])})  # a size that is simply wrong: a warning naming it
+        "odd.png": ((600, 800), [(360, 116, 180, 240)])})  # made for a copy twice the size
     out = tmp_path / "out"
     assert main(_args(root, labels, out, "gt", "coco")) == 1
     err = capsys.readouterr().err
-    lines = _error_lines(err)
-    assert len(lines) == 1 and "rot.jpg" in lines[0] and "upright" in lines[0] and "400x300" in lines[0], lines
+    lines = sorted(_error_lines(err))
+    assert len(lines) == 2, lines
+    assert "odd.png: the labels state 600x800, the image is 300x400" in lines[0], lines
+    assert "rot.jpg" in lines[1] and "upright" in lines[1] and "400x300" in lines[1], lines
     assert not (out / "images" / "rot.jpg").exists(), "never written with the regions in the wrong place"
+    assert not (out / "images" / "odd.png").exists()
     assert (out / "images" / "plain.png").is_file()
-    warn = [ln for ln in err.splitlines() if "differ in size" in ln]
-    assert len(warn) == 1 and "odd.png" in warn[0] and "plain.png" not in warn[0], err
+    assert "warning" not in err, err
+
+
+@pytest.mark.parametrize("orientation, warned", [(6, True), (3, True), (1, False)])
+def test_wider_boxes_on_a_rotated_photo_are_taken_in_the_stored_frame_with_a_warning(tmp_path, astronaut, capsys,
+                                                                                      orientation, warned):
+    """WIDER states no size: boxes drawn on the upright view of an EXIF-rotated photo missed the face (exit 0,
+    nothing said). Nothing can tell the frame, so they are taken in the stored pixels and the image is named."""
+    root = tmp_path / "ds" / "images"
+    root.mkdir(parents=True)
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(astronaut[:400, :300])).save(root / "rot.png", exif=ex)
+    gt = tmp_path / "ds" / "gt.txt"
+    gt.write_text("rot.png\n1\n180 58 90 120 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    assert main(_args(root, gt, out, "gt")) == 0
+    warn = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    if warned:
+        assert len(warn) == 1 and f"rot.png (EXIF orientation {orientation})" in warn[0], warn
+        assert "taken in the stored pixels" in warn[0] and "check that its faces are hidden" in warn[0], warn
+    else:
+        assert warn == []
+    stored = np.asarray(Image.open(out / "images" / "rot.png").convert("RGB"))  # stored pixels, not transposed
+    assert (stored[58:178, 180:270] == GREY).all()
 
 
 # ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
@@ -143,9 +144,13 @@ def cmd_dataset_anonymize(args) -> int:
            + f"{s.small_left} below --min-size left alone, "
            f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area"
            + (f"; {s.kept} kept as they are (--keep-*)" if s.keep else ""))
-    if s.size_mismatch:
-        msg += (f"\nfaceveil: warning: {s.size_mismatch} images differ in size from what the labels state (e.g. "
-                f"{', '.join(s.size_mismatched)})")
+    frame = ("upright view, as Ultralytics reads it" if args.format == "yolo" else
+             f"stored pixels, as {args.format.upper()} boxes address them")
+    for what in s.frame_unchecked[:20]:  # boxes drawn on the other view would miss every face: the user must look
+        msg += (f"\nfaceveil: warning: {Path(args.images) / what}: nothing in the labels shows which view their boxes "
+                f"were drawn on; taken in the {frame}: check that its faces are hidden")
+    if len(s.frame_unchecked) > 20:
+        msg += f"\nfaceveil: warning: ... and {len(s.frame_unchecked) - 20} more such EXIF-rotated images"
     if s.stale_tmp_removed:
         msg += f"\nfaceveil: removed {s.stale_tmp_removed} partial files left by an interrupted run"
     print(msg, file=sys.stderr)

@@ -102,8 +102,8 @@ class Summary:
     small_left: int = 0
     clipped: int = 0
     degenerate: int = 0  # labelled boxes with no area inside the image
-    size_mismatch: int = 0
-    size_mismatched: list[str] = field(default_factory=list)  # the first few of them (paths)
+    # images written with EXIF orientation 2-8 whose labels cannot show in which frame their boxes are: "path (why)"
+    frame_unchecked: list[str] = field(default_factory=list)
     stale_tmp_removed: int = 0
     seconds: float = 0.0
     out: str = ""
