@@ -392,6 +392,37 @@ def test_ray_backend_equals_local(tmp_path):
     assert len(set(hashes.values())) == 6
 
 
+def test_ray_addresses_it_cannot_use_fail_at_once_in_one_line(tmp_path, monkeypatch, capsys):
+    """A ray:// address without ray[client] printed a 25-line traceback; an address where nothing listens was
+    retried for 8 minutes and more. Both are refused in one line naming the address, before OUT is made."""
+    import importlib.util
+    import socket
+
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'faceveil[ray]')")
+    root, gt = noise_dataset(tmp_path, n=1)
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "faceveil", "dataset", "anonymize", "--format", "wider", "--images", str(root),
+           "--labels", str(gt), "-o", str(tmp_path / "out"), "--boxes", "gt", "-q", "--backend", "ray", "--address",
+           f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
+    assert time.monotonic() - t0 < 30
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"faceveil: error: --address 127.0.0.1:{port}: no Ray cluster answers at 127.0.0.1:{port} (Connection "
+        "refused); start it (ray start --head) or give its address"], r.stderr
+    assert not (tmp_path / "out").exists()
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a))
+    assert main(cmd[3:-1] + ["ray://127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["faceveil: error: --address ray://127.0.0.1:1: a ray:// address "
+                                                    "needs Ray's client package: pip install 'ray[client]'"]
+    assert not (tmp_path / "out").exists()
+
+
 def _die(item):  # module level: a pool worker finds it by name
     os._exit(3)
 
