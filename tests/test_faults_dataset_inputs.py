@@ -316,9 +316,33 @@ def test_an_output_beside_images_and_labels_is_not_inside_the_input(tmp_path, ca
 # ---------------------------------------------------------------------------
 # 7. the help's examples keep their line continuations
 
-def test_help_examples_continue_their_lines(capsys):
+@pytest.mark.parametrize("columns", ["80", "100"])
+@pytest.mark.parametrize("argv", [["dataset", "anonymize"], ["anonymize"], ["review"], [], ["bank", "build"],
+                                  ["people", "build"], ["eval", "train"], ["eval", "leaks"]])
+def test_help_examples_are_commands_as_printed_on_a_narrow_screen(argv, columns, capsys, monkeypatch):
+    """At COLUMNS=80 the examples were re-wrapped into broken commands, and a comment without "#" read as
+    arguments: every example, pasted as printed, is one command the parser takes now."""
+    import shlex
+
+    from faceveil.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", columns)
     with pytest.raises(SystemExit):
-        main(["dataset", "anonymize", "--help"])
-    lines = capsys.readouterr().out.splitlines()
-    i = next(k for k, ln in enumerate(lines) if "ds/gt.txt" in ln)
-    assert lines[i].endswith("\\") and lines[i + 1].strip().startswith("--keep-people people.npz"), lines[i:i + 2]
+        main([*argv, "--help"])
+    out = capsys.readouterr().out
+    assert max(len(ln) for ln in out.splitlines()) <= int(columns) - 2
+    commands, more = [], False
+    for ln in out.split("example", 1)[1].splitlines():
+        if more:  # a shell joins continued lines
+            commands[-1] += ln
+        elif ln.lstrip().startswith("faceveil "):
+            commands.append(ln)
+        else:
+            continue
+        more = ln.endswith("\\")
+        commands[-1] = commands[-1].removesuffix("\\")
+    assert commands, out
+    for c in commands:
+        words = shlex.split(c, comments=True)
+        assert words[0] == "faceveil", c
+        build_parser().parse_args(words[1:])  # exits 2 on a stray word

@@ -16,14 +16,14 @@ from .people import add_keep_args, keep_policy
 
 EPILOG = """\
 examples:
-  faceveil dataset anonymize --format wider --images wider/images \\
-      --labels wider/ground_truth/wider_face_val_bbx_gt.txt -o wider-anon/ --jobs 2
-  faceveil dataset anonymize --format coco --images coco/images --labels coco/faces.json \\
-      -o anon/ -m pixelate -p cells=10 --boxes gt --min-size 8
-  faceveil dataset anonymize --format yolo --images ds/images --labels ds/labels -o anon/ \\
-      --face-classes 0 --backend ray --jobs 4
-  faceveil dataset anonymize --format wider --images ds/images --labels ds/gt.txt -o anon/ \\
-      --keep-people people.npz                 consenting people's faces are left as they are
+  faceveil dataset anonymize --format wider --images wider/images --jobs 2 \\
+      --labels wider/ground_truth/wider_face_val_bbx_gt.txt -o wider-anon/
+  faceveil dataset anonymize --format coco --images coco/images -o anon/ \\
+      --labels coco/faces.json -m pixelate --boxes gt --min-size 8
+  faceveil dataset anonymize --format yolo --images ds/images -o anon/ \\
+      --labels ds/labels --face-classes 0 --backend ray --jobs 4
+  faceveil dataset anonymize --format wider --images ds/images -o anon/ \\
+      --labels ds/gt.txt --keep-people people.npz  # those people not hidden
   faceveil dataset verify anon/
 
 Images keep their names, folders and sizes; label files are copied byte for byte, so the
