@@ -346,3 +346,43 @@ def test_help_examples_are_commands_as_printed_on_a_narrow_screen(argv, columns,
         words = shlex.split(c, comments=True)
         assert words[0] == "faceveil", c
         build_parser().parse_args(words[1:])  # exits 2 on a stray word
+
+
+# ---------------------------------------------------------------------------
+# 8. inputs are never dropped silently: other picture types, upper-case label files, hidden folders
+
+def test_yolo_and_voc_inputs_are_named_or_taken_never_dropped(tmp_path, capsys):
+    """g.gif + g.txt was called "g.jpg: in the labels but no such image"; h.avif went unmentioned; UP.TXT and X.XML
+    (upper-case) were ignored, their faces left out of OUT; images/.ipynb_checkpoints/ was copied into OUT."""
+    rng = np.random.default_rng(0)
+    ds = tmp_path / "ds"
+    for rel in ["images/a.jpg", "images/UP.JPG", "images/.ipynb_checkpoints/a-checkpoint.jpg", "images/g.gif",
+                "images/h.avif"]:
+        (ds / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(ds / rel, format="PNG")
+    for rel in ["labels/a.txt", "labels/UP.TXT", "labels/g.txt", "labels/.ipynb_checkpoints/a-checkpoint.txt"]:
+        (ds / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ds / rel).write_text("0 0.5 0.5 0.25 0.25\n")
+    (ds / "labels" / "sub").mkdir()
+    (ds / "labels" / "sub" / "classes.txt").write_text("face\n")  # LabelImg's, beside a folder's labels
+    out = tmp_path / "out"
+    assert main(_args(ds / "images", ds / "labels", out, "gt", "yolo")) == 1
+    err = capsys.readouterr().err
+    assert _error_lines(err) == [f"faceveil: error: {ds / 'images' / 'g.gif'}: labelled, but faceveil does not "
+                                 "read .gif pictures; not written"], err
+    assert "g.jpg" not in err and "formats faceveil does not read skipped, not anonymized and not written: h.avif" \
+        in err, err
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["images/UP.JPG", "images/a.jpg", "labels/UP.TXT", "labels/a.txt", "labels/g.txt",
+                       "labels/sub/classes.txt", "manifest.jsonl"], written
+    assert np.abs(_px(out / "images" / "UP.JPG", (36, 24, 24, 16)).astype(int) - GREY).mean() < 8  # JPEG grey
+
+    voc = tmp_path / "voc"
+    (voc / "ann").mkdir(parents=True)
+    shutil.copy(ds / "images" / "a.jpg", ds / "images" / "b.jpg")
+    (voc / "ann" / "X.XML").write_text("<annotation><filename>b.jpg</filename><object><name>face</name><bndbox>"
+                                       "<xmin>36</xmin><ymin>24</ymin><xmax>60</xmax><ymax>40</ymax></bndbox>"
+                                       "</object></annotation>")
+    assert main(_args(ds / "images", voc / "ann", tmp_path / "vout", "gt", "voc")) == 0
+    assert np.abs(_px(tmp_path / "vout" / "ds" / "images" / "b.jpg", (36, 24, 24, 16)).astype(int) - GREY).mean() < 8
+    assert (tmp_path / "vout" / "voc" / "ann" / "X.XML").read_bytes() == (voc / "ann" / "X.XML").read_bytes()

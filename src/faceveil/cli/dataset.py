@@ -122,6 +122,10 @@ def cmd_dataset_anonymize(args) -> int:
     if s.unlabelled:
         print(f"faceveil: warning: {len(s.unlabelled)} images under {args.images} are not in the labels and were "
               f"not written (e.g. {s.unlabelled[0]})", file=sys.stderr)
+    if s.other_media:
+        shown = ", ".join(s.other_media[:5]) + (", ..." if len(s.other_media) > 5 else "")
+        print(f"faceveil: warning: {len(s.other_media)} pictures or videos under {args.images} in formats faceveil "
+              f"does not read skipped, not anonymized and not written: {shown}", file=sys.stderr)
     if s.no_label_file:
         # YOLO's convention (no file: no object); under --boxes gt nothing hides a face there, so it is said
         risk = (" and, with --boxes gt, written with any face as it is" if s.boxes == "gt" else

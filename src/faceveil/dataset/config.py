@@ -96,6 +96,7 @@ class Summary:
     missing: list[str] = field(default_factory=list)  # named in the labels, no file
     unlabelled: list[str] = field(default_factory=list)  # image files not in the labels: not written
     no_label_file: list[str] = field(default_factory=list)  # YOLO images without a .txt: no labelled face, written
+    other_media: list[str] = field(default_factory=list)  # pictures of types faceveil does not read: not written
     faces_labels: int = 0
     faces_detected: int = 0
     faces_detected_extra: int = 0  # detections matching no labelled face

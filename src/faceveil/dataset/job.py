@@ -81,7 +81,7 @@ def anonymize_dataset(
     settings = _job_key(cfg, anon, fmt, face_classes)
     key = settings_key(settings)
     summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out),
-                      no_label_file=p.no_label_file,
+                      no_label_file=p.no_label_file, other_media=p.other_media, failed=list(p.unread),
                       boxes=cfg.boxes, keep=settings.get("keep"))
 
     try:
