@@ -233,6 +233,30 @@ def test_cli_verify_reports_altered_files(tmp_path, capsys):
     assert "altered: images/ev0/img000.png" in err and "not in the manifest: images/ev0/extra.png" in err
 
 
+def test_cli_verify_reports_links_under_out(tmp_path, capsys):
+    """A linked folder of the originals under OUT (not walked into) and links to files passed verify."""
+    root, gt = noise_dataset(tmp_path, n=2)
+    out = tmp_path / "out"
+    assert main(["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-o",
+                 str(out), "--boxes", "gt", "-q"]) == 0
+    (out / "images" / "raw").symlink_to(root)  # the originals, faces and all
+    img = out / "images" / "ev0" / "img000.png"
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(img.read_bytes())
+    img.unlink()
+    img.symlink_to(copy)  # same bytes, but no longer the file faceveil wrote
+    (out / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("faceveil: verify")]
+    assert sorted(lines) == sorted([
+        f"faceveil: not in the manifest: images/raw (a link to {root})",
+        f"faceveil: not in the manifest: dangling.png (a link to {tmp_path / 'nowhere.png'})",
+        f"faceveil: altered: images/ev0/img000.png (a link to {copy}, not the file faceveil wrote)"]), err
+
+
 def test_cli_refuses_output_inside_input_and_bad_labels(tmp_path, capsys):
     root, gt = noise_dataset(tmp_path, n=1)
     base = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-q"]
@@ -366,6 +390,37 @@ def test_ray_backend_equals_local(tmp_path):
     hashes = {e["path"]: e["output_sha256"] for e in manifest_images(local)}
     assert {e["path"]: e["output_sha256"] for e in manifest_images(ray_out)} == hashes
     assert len(set(hashes.values())) == 6
+
+
+def test_ray_addresses_it_cannot_use_fail_at_once_in_one_line(tmp_path, monkeypatch, capsys):
+    """A ray:// address without ray[client] printed a 25-line traceback; an address where nothing listens was
+    retried for 8 minutes and more. Both are refused in one line naming the address, before OUT is made."""
+    import importlib.util
+    import socket
+
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'faceveil[ray]')")
+    root, gt = noise_dataset(tmp_path, n=1)
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "faceveil", "dataset", "anonymize", "--format", "wider", "--images", str(root),
+           "--labels", str(gt), "-o", str(tmp_path / "out"), "--boxes", "gt", "-q", "--backend", "ray", "--address",
+           f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
+    assert time.monotonic() - t0 < 30
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"faceveil: error: --address 127.0.0.1:{port}: no Ray cluster answers at 127.0.0.1:{port} (Connection "
+        "refused); start it (ray start --head) or give its address"], r.stderr
+    assert not (tmp_path / "out").exists()
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a))
+    assert main(cmd[3:-1] + ["ray://127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["faceveil: error: --address ray://127.0.0.1:1: a ray:// address "
+                                                    "needs Ray's client package: pip install 'ray[client]'"]
+    assert not (tmp_path / "out").exists()
 
 
 def _die(item):  # module level: a pool worker finds it by name

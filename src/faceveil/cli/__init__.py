@@ -20,13 +20,13 @@ from .parser import ArgumentParser
 
 EPILOG_MAIN = """\
 examples:
-  faceveil anonymize photo.jpg -o out/                 blur every face (the default method)
-  faceveil anonymize photos/ -o out/ --jobs 2          a whole tree, mirrored under out/
-  faceveil anonymize clip.mp4 -o out/                  videos: faces tracked, audio copied
-  faceveil review out/ --originals photos/             check the result, fix missed faces
+  faceveil anonymize photo.jpg -o out/               # blur every face (the default method)
+  faceveil anonymize photos/ -o out/ --jobs 2        # a whole tree, mirrored under out/
+  faceveil anonymize clip.mp4 -o out/                # videos: faces tracked, audio copied
+  faceveil review out/ --originals photos/           # check the result, fix missed faces
   faceveil dataset anonymize --format voc --images imgs/ --labels xml/ -o anon/
-  faceveil detect photos/ --json boxes.json            boxes, scores and 5 landmarks per face
-  faceveil methods                                     every method with its parameters
+  faceveil detect photos/ --json boxes.json          # boxes, scores and 5 landmarks per face
+  faceveil methods                                   # every method with its parameters
 """
 
 

@@ -21,7 +21,7 @@ EPILOG_ANON = """\
 examples:
   faceveil anonymize photo.jpg -o out/
   faceveil anonymize photos/ -o out/ --report report.json --jobs 2
-  faceveil anonymize clip.mp4 -o out/ --detect-every 2               videos: H.264, audio copied
+  faceveil anonymize clip.mp4 -o out/ --detect-every 2             # videos: H.264, audio copied
 
 Outputs keep names, formats, folders; metadata is stripped; a failed file is not written (exit 1).
 """

@@ -9,9 +9,9 @@ from .common import whole
 
 EPILOG = """\
 examples:
-  faceveil bank build people/ -o donors.npz               one sub-folder per person
-  faceveil bank build photos/ --labels ids.csv -o donors.npz   CSV lines: file,identity
-  faceveil bank build people/ -o ids.npz --average 64 --k 5    only averages of 5 people (needs dlib)
+  faceveil bank build people/ -o donors.npz             # one sub-folder per person
+  faceveil bank build photos/ --labels ids.csv -o donors.npz # CSV lines: file,identity
+  faceveil bank build people/ -o ids.npz --average 64 --k 5  # only averages of 5 people (needs dlib)
   faceveil bank info ids.npz
   faceveil anonymize in/ -o out/ -m replace -p bank=ids.npz
 

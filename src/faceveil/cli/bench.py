@@ -21,7 +21,8 @@ examples:
       --methods blur,pixelate,blackout,block,noise -o report/
   faceveil bench --images lfw/ --pairs lfw/pairs.csv --methods blur,pixelate \\
       --sweep blur.kernel=5,15,51 --sweep pixelate.cells=4,8,16 -o report/
-  faceveil bench ... --det-images ../shared/data/facemask/images --labels ../shared/data/facemask/gt.txt
+  faceveil bench ... --det-images ../shared/data/facemask/images \\
+      --labels ../shared/data/facemask/gt.txt
 
 Writes OUT/results.json, OUT/report.md and OUT/report.html (PNG plots beside them).
 Privacy and quality are measured on the pairs' photos; detection utility on the

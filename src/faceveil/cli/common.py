@@ -122,6 +122,10 @@ def check_backend(args) -> None:
         raise UsageError("--address needs --backend ray")
     if args.backend == "ray" and importlib.util.find_spec("ray") is None:
         raise UsageError("--backend ray needs Ray: pip install 'faceveil[ray]'")
+    if args.backend == "ray":
+        from ..dataset.backends import check_ray_address
+
+        check_ray_address(args.address)
 
 
 def evenly_spaced(items: list, n: int) -> list:

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
@@ -15,14 +16,14 @@ from .people import add_keep_args, keep_policy
 
 EPILOG = """\
 examples:
-  faceveil dataset anonymize --format wider --images wider/images \\
-      --labels wider/ground_truth/wider_face_val_bbx_gt.txt -o wider-anon/ --jobs 2
-  faceveil dataset anonymize --format coco --images coco/images --labels coco/faces.json \\
-      -o anon/ -m pixelate -p cells=10 --boxes gt --min-size 8
-  faceveil dataset anonymize --format yolo --images ds/images --labels ds/labels -o anon/ \\
-      --face-classes 0 --backend ray --jobs 4
-  faceveil dataset anonymize --format wider --images ds/images --labels ds/gt.txt -o anon/ \\
-      --keep-people people.npz                 consenting people's faces are left as they are
+  faceveil dataset anonymize --format wider --images wider/images --jobs 2 \\
+      --labels wider/ground_truth/wider_face_val_bbx_gt.txt -o wider-anon/
+  faceveil dataset anonymize --format coco --images coco/images -o anon/ \\
+      --labels coco/faces.json -m pixelate --boxes gt --min-size 8
+  faceveil dataset anonymize --format yolo --images ds/images -o anon/ \\
+      --labels ds/labels --face-classes 0 --backend ray --jobs 4
+  faceveil dataset anonymize --format wider --images ds/images -o anon/ \\
+      --labels ds/gt.txt --keep-people people.npz  # those people not hidden
   faceveil dataset verify anon/
 
 Images keep their names, folders and sizes; label files are copied byte for byte, so the
@@ -121,6 +122,10 @@ def cmd_dataset_anonymize(args) -> int:
     if s.unlabelled:
         print(f"faceveil: warning: {len(s.unlabelled)} images under {args.images} are not in the labels and were "
               f"not written (e.g. {s.unlabelled[0]})", file=sys.stderr)
+    if s.other_media:
+        shown = ", ".join(s.other_media[:5]) + (", ..." if len(s.other_media) > 5 else "")
+        print(f"faceveil: warning: {len(s.other_media)} pictures or videos under {args.images} in formats faceveil "
+              f"does not read skipped, not anonymized and not written: {shown}", file=sys.stderr)
     if s.no_label_file:
         # YOLO's convention (no file: no object); under --boxes gt nothing hides a face there, so it is said
         risk = (" and, with --boxes gt, written with any face as it is" if s.boxes == "gt" else
@@ -143,9 +148,13 @@ def cmd_dataset_anonymize(args) -> int:
            + f"{s.small_left} below --min-size left alone, "
            f"{s.clipped} labelled boxes clipped to the image, {s.degenerate} without area"
            + (f"; {s.kept} kept as they are (--keep-*)" if s.keep else ""))
-    if s.size_mismatch:
-        msg += (f"\nfaceveil: warning: {s.size_mismatch} images differ in size from what the labels state (e.g. "
-                f"{', '.join(s.size_mismatched)})")
+    frame = ("upright view, as Ultralytics reads it" if args.format == "yolo" else
+             f"stored pixels, as {args.format.upper()} boxes address them")
+    for what in s.frame_unchecked[:20]:  # boxes drawn on the other view would miss every face: the user must look
+        msg += (f"\nfaceveil: warning: {Path(args.images) / what}: nothing in the labels shows which view their boxes "
+                f"were drawn on; taken in the {frame}: check that its faces are hidden")
+    if len(s.frame_unchecked) > 20:
+        msg += f"\nfaceveil: warning: ... and {len(s.frame_unchecked) - 20} more such EXIF-rotated images"
     if s.stale_tmp_removed:
         msg += f"\nfaceveil: removed {s.stale_tmp_removed} partial files left by an interrupted run"
     print(msg, file=sys.stderr)

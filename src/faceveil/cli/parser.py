@@ -40,10 +40,34 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{names} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
 
     def _fill_text(self, text, width, indent):
-        # Descriptions and epilogs keep their own line breaks (examples line up); only a line wider than the
-        # screen is wrapped.
-        return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
-                         if len(indent + line) > width else indent + line for line in text.splitlines())
+        # Descriptions and epilogs keep their own line breaks (examples line up) where they fit; a paragraph of
+        # prose with a line wider than the screen is wrapped as a whole. An example command (an indented line
+        # starting "faceveil ", and its backslash continuations) too wide for the screen is wrapped as a shell
+        # would read it: a backslash at each break, its "# comment" on a line of its own after it.
+        lines, para, command = [], [], False
+
+        def flush():
+            if any(len(indent + ln) > width for ln in para):
+                lines.append(textwrap.fill(" ".join(para), width, initial_indent=indent, subsequent_indent=indent))
+            else:
+                lines.extend(indent + ln for ln in para)
+            para.clear()
+
+        for line in text.splitlines():
+            command = command or line[:1] == " " and line.lstrip().startswith("faceveil ")
+            if line.strip() and not command and line[:1] != " ":
+                para.append(line)
+                continue
+            flush()
+            if len(indent + line) <= width:
+                lines.append(indent + line)
+            elif command:
+                lines += _wrap_command(line, width, indent)
+            else:
+                lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent))
+            command = command and line.endswith("\\")
+        flush()
+        return "\n".join(lines)
 
     def add_argument(self, action):
         super().add_argument(action)
@@ -61,6 +85,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return super()._format_usage(usage, shown, groups, prefix)
         finally:
             self._prog = prog
+
+
+def _wrap_command(line: str, width: int, indent: str) -> list[str]:
+    """An example command line wrapped so that it still runs when pasted (see HelpFormatter._fill_text)."""
+    code, _, comment = line.partition(" # ")
+    lead = indent + " " * (len(code) - len(code.lstrip()))
+    body = code.strip()
+    more = body.endswith("\\")  # it continues on the next line already
+    parts = textwrap.wrap(body.removesuffix("\\").rstrip(), width - 2, initial_indent=lead,
+                          subsequent_indent=lead + "    ", break_long_words=False, break_on_hyphens=False)
+    out = [p + " \\" for p in parts[:-1]] + [parts[-1] + (" \\" if more else "")]
+    return out + ([f"{lead}# {comment}"] if comment else [])
 
 
 class ArgumentParser(argparse.ArgumentParser):

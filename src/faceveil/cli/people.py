@@ -7,7 +7,7 @@ import sys
 
 EPILOG = """\
 examples:
-  faceveil people build consent/ -o people.npz      consent/<name>/*.jpg: one folder per person
+  faceveil people build consent/ -o people.npz    # consent/<name>/*.jpg: one folder per person
   faceveil anonymize photos/ -o out/ --keep-people people.npz
 
 Each photo must show the person's face clearly (a photo with several faces of similar size is

@@ -26,7 +26,7 @@ EPILOG = """\
 examples:
   faceveil anonymize photos/ -o out/ --report report.json
   faceveil review out/ --originals photos/ --from-report report.json --open
-  faceveil review out/ --originals photos/ -m pixelate -p cells=10   (that run's options)
+  faceveil review out/ --originals photos/ -m pixelate -p cells=10  # that run's options
 
 The page lists risky images first (faces a second detector found that the output
 left unchanged, faces just under the threshold, very small faces, failed files).

@@ -94,14 +94,51 @@ def _import_ray():
     return ray
 
 
+# How long a cluster's port may take to accept a connection. Ray itself retries an address where nothing answers
+# for minutes (8 and more), deaf to Ctrl-C and SIGTERM for half a minute at a time.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_ray_address(address: str | None) -> None:
+    """Refuse, in one line and within CONNECT_TIMEOUT_S, an address Ray could not use: a Ray Client address
+    (ray://) without Ray's client package, or a host and port where nothing accepts a connection."""
+    import importlib.util
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address or address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    if client and importlib.util.find_spec("grpc") is None:  # what Ray checks (get_ray_client_dependency_error)
+        raise UsageError(f"--address {address}: a ray:// address needs Ray's client package: "
+                         "pip install 'ray[client]'")
+    try:
+        where = urlsplit(address if client else f"//{address}")
+        host, port = where.hostname, where.port or (10001 if client else 6379)
+    except ValueError:
+        host = None
+    if not host:
+        raise UsageError(f"--address {address}: not a Ray address (HOST:PORT, ray://HOST:PORT or auto)")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        cause = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or exc.__class__.__name__
+        raise UsageError(f"--address {address}: no Ray cluster answers at {host}:{port} ({cause}); start it "
+                         "(ray start --head) or give its address") from None
+
+
 def start_ray(jobs: int, address: str | None = None) -> bool:
     """Connect to ``address`` or start a local instance with ``jobs`` CPUs; False if Ray was already up."""
     ray = _import_ray()
     if ray.is_initialized():
         return False
+    check_ray_address(address)
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as exc:  # no cluster there, or not a Ray one
+            raise FaceveilError(f"--address {address}: {str(exc).splitlines()[0]}") from None
     else:
         # Workers of a local instance must import this same faceveil, even from a source tree.
         pkg_parent = str(Path(__file__).resolve().parents[2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..pipeline import AnonymizerConfig
 
@@ -18,6 +19,33 @@ def own_file(rel: str) -> bool:
     file there is no output of faceveil's and `dataset verify` reports it."""
     parts = rel.split("/")
     return len(parts) == 2 and parts[0] == OWN_DIR and (parts[1] == REVIEW_FILE or parts[1].endswith(".tracks.json"))
+
+
+def reviewed_boxes(out: Path) -> dict[str, list[list[float]]]:
+    """The boxes a reviewer added by hand (`faceveil review`'s Apply), by image path under OUT, as the saved review
+    (OUT/.faceveil/review.json, or faceveil 0.1.0's OUT/review.json) holds them: they must stay hidden through any
+    redo, even one that failed and so dropped the image's manifest line. An unreadable review stops the run."""
+    from ..errors import InputError
+    from ..review.runs import old_state
+
+    path = out / OWN_DIR / REVIEW_FILE
+    if path.is_file():
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError) as exc:
+            raise InputError(f"{path}: cannot read the saved review ({exc}); its manual boxes would be lost: "
+                             "fix it or move it away") from None
+    else:
+        state = old_state(out / REVIEW_FILE)
+    items = state.get("items") if isinstance(state, dict) else None
+    boxes = {}
+    for rel, rec in (items if isinstance(items, dict) else {}).items():
+        manual = rec.get("manual") if isinstance(rec, dict) else None
+        good = [[float(v) for v in b] for b in manual or [] if isinstance(b, list) and len(b) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)]
+        if good:
+            boxes[rel] = good
+    return boxes
 
 
 def labels_digest(xyxy, size) -> str:
@@ -68,14 +96,15 @@ class Summary:
     missing: list[str] = field(default_factory=list)  # named in the labels, no file
     unlabelled: list[str] = field(default_factory=list)  # image files not in the labels: not written
     no_label_file: list[str] = field(default_factory=list)  # YOLO images without a .txt: no labelled face, written
+    other_media: list[str] = field(default_factory=list)  # pictures of types faceveil does not read: not written
     faces_labels: int = 0
     faces_detected: int = 0
     faces_detected_extra: int = 0  # detections matching no labelled face
     small_left: int = 0
     clipped: int = 0
     degenerate: int = 0  # labelled boxes with no area inside the image
-    size_mismatch: int = 0
-    size_mismatched: list[str] = field(default_factory=list)  # the first few of them (paths)
+    # images written with EXIF orientation 2-8 whose labels cannot show in which frame their boxes are: "path (why)"
+    frame_unchecked: list[str] = field(default_factory=list)
     stale_tmp_removed: int = 0
     seconds: float = 0.0
     out: str = ""

@@ -18,7 +18,7 @@ from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha25
 from ..io.manifest import check_settings as _check_settings
 from ..pipeline import Anonymizer, settings_of
 from .backends import run_local, run_ray
-from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary, named_images
+from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary, named_images, reviewed_boxes
 from .plan import Plan, default_boxes, plan
 
 # What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
@@ -81,7 +81,7 @@ def anonymize_dataset(
     settings = _job_key(cfg, anon, fmt, face_classes)
     key = settings_key(settings)
     summary = Summary(images=len(p.labels), missing=p.missing, unlabelled=p.unlabelled, out=str(out),
-                      no_label_file=p.no_label_file,
+                      no_label_file=p.no_label_file, other_media=p.other_media, failed=list(p.unread),
                       boxes=cfg.boxes, keep=settings.get("keep"))
 
     try:
@@ -138,15 +138,19 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
             latest[("labels", str(rel))] = e
 
         todo = []
+        reviewed = reviewed_boxes(out)
         for it in p.items:
             prev = latest.get(("image", it.rel))
-            if prev and _still_done(prev, it):
+            # A reviewer's boxes stay hidden when the image is redone: those of its line and of the saved review
+            # (which keeps them when a failed redo dropped the line)
+            had = _union((prev or {}).get("manual") or [])
+            manual = _union(had, reviewed.get(it.out_rel, []))
+            if prev and _still_done(prev, it) and manual == had:
                 summary.skipped += 1
                 _count(summary, prev)
                 continue
-            if prev and prev.get("manual"):  # a reviewer's boxes stay hidden when the image is redone
-                it = replace(it, manual=tuple(tuple(float(v) for v in b) for b in prev["manual"]))
-            todo.append(it)
+            todo.append(replace(it, manual=tuple(tuple(b) for b in manual)) if manual else it)
+        by_rel = {it.rel: it for it in todo}
         if jobs is None:  # not given: local runs take a worker per core for big batches, Ray one actor
             from ..batch import auto_jobs
 
@@ -173,6 +177,8 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
                         (out / stale["output"]).unlink(missing_ok=True)
                 else:
                     e = {**r["entry"], "job": key}
+                    if _frame_unchecked(e.get("orientation", 1), by_rel[e["path"]]):
+                        summary.frame_unchecked.append(f"{e['path']} (EXIF orientation {e['orientation']})")
                     _record(writer, e, out / e["output"])  # only after the image is on disk and checked
                     latest[("image", e["path"])] = e
                     summary.done += 1
@@ -214,8 +220,24 @@ def _record(writer: ManifestWriter, entry: dict, output: Path) -> None:
 
 def _still_done(prev: dict, it: Item) -> bool:
     dst = Path(it.dst)
+    # "size_mismatch": written by an older faceveil with only a warning; redone now, it fails unless the labels fit
     return (dst.is_file() and prev.get("output") == it.out_rel and prev.get("labels_sha256") == it.labels_sha256
+            and "size_mismatch" not in prev
             and sha256_file(dst) == prev.get("output_sha256") and sha256_file(it.src) == prev.get("input_sha256"))
+
+
+def _frame_unchecked(orientation: int, it: Item) -> bool:
+    """Whether nothing tells that the boxes of an EXIF-rotated or -mirrored photo are in the frame taken (stored
+    pixels, or the upright view for YOLO): only a stated size that is not square tells, and only for a quarter turn."""
+    if orientation == 1:
+        return False
+    stated = it.frame == "stored" and it.size is not None and all(it.size) and it.size[0] != it.size[1]
+    return orientation < 5 or not stated
+
+
+def _union(*lists) -> list[tuple[float, ...]]:
+    """Boxes of all ``lists``, each once, in order."""
+    return list(dict.fromkeys(tuple(float(v) for v in b) for boxes in lists for b in boxes))
 
 
 def _check_dataset(entries: list[dict], p: Plan, where: Path, overwrite: bool) -> None:
@@ -245,7 +267,3 @@ def _count(s: Summary, e: dict) -> None:
     s.clipped += f["clipped"]
     s.degenerate += f["degenerate"]
     s.kept += f.get("kept", 0)
-    if "size_mismatch" in e:
-        s.size_mismatch += 1
-        if len(s.size_mismatched) < 3:
-            s.size_mismatched.append(e["path"])

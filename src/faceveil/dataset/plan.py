@@ -8,8 +8,9 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import InputError, UsageError
 from ..io.images import is_image_path
-from ..io.inputs import is_inside
+from ..io.inputs import OTHER_MEDIA, is_inside
 from ..io.labels import LabelSet, check_labels_path, label_files, read_labels, resolve_image
+from ..io.labels.core import visible_files
 from .config import MANIFEST, OWN_DIR, Item, labels_digest
 
 @dataclass
@@ -28,6 +29,10 @@ class Plan:
     digests: dict[str, str] = field(default_factory=dict)
     # the input dataset (absolute images folder and labels): another one into the same OUT needs --overwrite
     dataset: dict = field(default_factory=dict)
+    # labelled files of a type faceveil does not read (YOLO's g.txt about g.gif): "file: why"
+    unread: list[str] = field(default_factory=list)
+    # pictures and videos of such types that no label names: skipped, named in a warning
+    other_media: list[str] = field(default_factory=list)
 
 
 def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: str | os.PathLike,
@@ -73,7 +78,7 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         if OWN_DIR in rel.parts:
             raise UsageError(f"{f}: a label file under {OWN_DIR}/ would collide with faceveil's own folder")
         targets.append((f, rel))
-    items, missing = [], []
+    items, missing, unread = [], [], []
     named, digests = set(), {}
     for im in ls.images:
         src = resolve_image(images_root, im.path)
@@ -85,20 +90,23 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         if not src.is_file():
             missing.append(im.path)
             continue
+        if not is_image_path(src):  # YOLO's g.txt about g.gif: never written, so an error, not a missing file
+            unread.append(f"{src}: labelled, but faceveil does not read {src.suffix} pictures; not written")
+            continue
         if OWN_DIR in out_rel.parts:
             raise UsageError(f"{src}: an image under {OWN_DIR}/ would collide with faceveil's own folder")
         items.append(Item(im.path, str(src), str(out / out_rel), str(out_rel), xyxy, im.size,
                           "oriented" if fmt == "yolo" else "stored", digest))
-    unlabelled = []
-    if fmt != "yolo":  # YOLO lists every image of the folder already
-        for p in sorted(images_root.rglob("*")):
-            if p.is_file() and is_image_path(p) and not p.name.startswith("."):
-                rel = p.relative_to(images_root).as_posix()
-                if rel not in named:
-                    unlabelled.append(rel)
+    unlabelled, other_media = [], []
+    for p in visible_files(images_root):
+        rel = p.relative_to(images_root).as_posix()
+        if p.suffix.lower() in OTHER_MEDIA and rel not in named:
+            other_media.append(rel)
+        elif fmt != "yolo" and is_image_path(p) and rel not in named:  # YOLO lists every image of the folder
+            unlabelled.append(rel)
     no_file = [im.path for im in ls.images if fmt == "yolo" and not im.info.get("label_file", True)]
     return Plan(ls, images_root, out, image_prefix, targets, items, missing, unlabelled, no_file, digests,
-                {"images": str(images_abs), "labels": str(labels_abs)})
+                {"images": str(images_abs), "labels": str(labels_abs)}, unread, other_media)
 
 
 def _known_classes(face_classes: set[str], ls: LabelSet, fmt: str, labels_path: Path) -> set[str]:

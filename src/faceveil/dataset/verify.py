@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io.inputs import is_inside
 from ..io.manifest import read_manifest, sha256_file
-from .config import MANIFEST, REVIEW_FILE, named_images, own_file
+from .config import MANIFEST, OWN_DIR, REVIEW_FILE, named_images, own_file, reviewed_boxes
 
 @dataclass
 class VerifyReport:
@@ -45,7 +45,9 @@ def verify(out: str | os.PathLike) -> VerifyReport:
         known.add(rel)
         rep.checked += 1
         path = out / rel
-        if not is_inside(path, out):
+        if path.is_symlink():
+            rep.altered.append(f"{rel} (a link to {os.readlink(path)}, not the file faceveil wrote)")
+        elif not is_inside(path, out):
             rep.altered.append(f"{rel} (path outside the output folder)")
         elif not path.is_file():
             rep.missing.append(rel)
@@ -64,13 +66,33 @@ def verify(out: str | os.PathLike) -> VerifyReport:
         if e.get("kind") == "image" and rel in said and e.get("labels_sha256", said[rel]) != said[rel]:
             rep.unlabelled.append(f"{rel} (its labels changed since it was anonymized; run the same command again "
                                   "to redo it)")
+    by_output = {e.get("output"): e for e in latest.values() if e.get("kind") == "image"}
+    for rel, boxes in reviewed_boxes(out).items():  # a redo that lost them shows a face the reviewer hid
+        e = by_output.get(rel)
+        if e and not {tuple(b) for b in boxes} <= {tuple(float(v) for v in b) for b in e.get("manual") or []}:
+            rep.altered.append(f"{rel} (a reviewer's manual box in {OWN_DIR}/{REVIEW_FILE} is not on it; run the "
+                               "same command again to redo it)")
     rep.mixed = _mixed(list(latest.values()))
-    for p in sorted(out.rglob("*")):
-        if p.is_file():
-            rel = p.relative_to(out).as_posix()
-            if rel not in known and not own_file(rel):
-                rep.unexpected.append(rel)
+    rep.unexpected = _unexpected(out, known)
     return rep
+
+
+def _unexpected(out: Path, known: set[str]) -> list[str]:
+    """Everything under OUT that no manifest line accounts for: files, and any link (a linked folder is not
+    walked into: it may hold the originals) or other non-file, each once."""
+    found = []
+    for root, dirs, files in os.walk(out):  # links to folders are listed in dirs, never followed
+        for name in sorted(dirs + files):
+            p = Path(root, name)
+            rel = p.relative_to(out).as_posix()
+            if p.is_symlink():
+                if rel not in known:  # a known output that is a link is reported as altered
+                    found.append(f"{rel} (a link to {os.readlink(p)})")
+            elif name in files and not p.is_file():
+                found.append(f"{rel} (not a regular file)")
+            elif name in files and rel not in known and not own_file(rel):
+                found.append(rel)
+    return sorted(found)
 
 
 def _decodes(path: Path) -> bool:

@@ -55,6 +55,11 @@ def process_item(item: Item) -> dict:
             raise InputError(f"{item.src}: the labels state {sh}x{sw}, the upright size of this {sw}x{sh} image "
                              f"(EXIF orientation {orientation}): they look drawn on the upright view, but their "
                              "boxes must address the stored pixels; fix the labels (or the photo); nothing was written")
+        if item.size is not None and all(item.size) and tuple(item.size) != (lw, lh):  # 0x0: a size not stated
+            # Boxes made for another picture (a resized or re-exported copy) miss its faces: never a mere warning.
+            raise InputError(f"{item.src}: the labels state {item.size[0]}x{item.size[1]}, the image is {lw}x{lh} "
+                             f"({item.frame} pixels): its boxes may miss the faces; fix the labels (or the image); "
+                             "nothing was written")
         # A box with area that lies wholly outside the image is a wrong label (or a wrong frame): say so.
         away = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & ((b[:, 0] >= lw) | (b[:, 1] >= lh) | (b[:, 2] <= 0)
                                                               | (b[:, 3] <= 0))
@@ -154,8 +159,6 @@ def process_item(item: Item) -> dict:
         }
         if orientation != 1:
             entry["orientation"] = orientation  # the output keeps it: stored pixels stay in the labels' frame
-        if item.size is not None and tuple(item.size) != (lw, lh):
-            entry["size_mismatch"] = list(item.size)
         return {"entry": entry}
     except FaceveilError as exc:
         return {"error": str(exc), "path": item.rel}

@@ -197,12 +197,23 @@ def read_text(path: Path) -> str:
         raise LabelError(f"{path}:{line}: not UTF-8 text") from None
 
 
+def visible_files(root: Path, suffix: str | None = None) -> list[Path]:
+    """The files under ``root``, sorted, but for hidden ones and any in a hidden folder (.ipynb_checkpoints, .git:
+    not part of a dataset); with ``suffix`` (".txt") only those that end so, in any case (X.XML). Links to folders
+    are not followed."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(folder, f) for f in files if not f.startswith(".")
+                  and (suffix is None or f.lower().endswith(suffix))]
+    return sorted(p for p in found if p.is_file())
+
+
 def label_files(labels: LabelSet) -> list[Path]:
     """The files that make up the labels on disk (one file, or every file of a YOLO/VOC folder)."""
     src = labels.source
     if src is None:
         return []
     if src.is_dir():
-        ext = "*.xml" if labels.format == "voc" else "*.txt"
-        return sorted(p for p in src.rglob(ext) if p.is_file())
+        return visible_files(src, ".xml" if labels.format == "voc" else ".txt")
     return [src]

@@ -8,7 +8,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, format_number, read_text, safe_relpath
+from .core import (ImageLabels, LabelError, LabelSet, check_box, format_number, inside_labels, read_text, safe_relpath,
+                   visible_files)
 
 
 def read_voc(annotations_dir: str | os.PathLike) -> LabelSet:
@@ -18,7 +19,7 @@ def read_voc(annotations_dir: str | os.PathLike) -> LabelSet:
         raise LabelError(f"{annotations_dir}: VOC annotations must be a folder of .xml files")
     images: list[ImageLabels] = []
     seen: dict[str, Path] = {}
-    for xf in sorted(annotations_dir.rglob("*.xml")):
+    for xf in visible_files(annotations_dir, ".xml"):
         inside_labels(xf, annotations_dir)
         try:
             root = ET.fromstring(read_text(xf))

@@ -12,7 +12,7 @@ import numpy as np
 from ...errors import InputError
 from ..atomic import write_bytes_atomic
 from ..images import is_image_path, stored_size
-from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, read_text
+from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, read_text, visible_files
 
 
 def _oriented_size(path: Path) -> tuple[int, int] | None:
@@ -50,14 +50,18 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
         inside_labels(names_file, labels_dir)
         names = [ln.strip() for ln in read_text(names_file).splitlines() if ln.strip()]
     by_stem: dict[str, Path] = {}
-    for p in sorted(images_root.rglob("*")):
-        if p.is_file() and is_image_path(p) and not p.name.startswith("."):
-            stem = p.relative_to(images_root).with_suffix("").as_posix()
-            if stem in by_stem:
-                raise LabelError(f"{p}: two images share the label name {stem}.txt ({by_stem[stem].name})")
+    others: dict[str, Path] = {}  # files of other types: what a label file without an image may be about
+    for p in visible_files(images_root):
+        stem = p.relative_to(images_root).with_suffix("").as_posix()
+        if not is_image_path(p):
+            others.setdefault(stem, p)
+        elif stem in by_stem:
+            raise LabelError(f"{p}: two images share the label name {stem}.txt ({by_stem[stem].name})")
+        else:
             by_stem[stem] = p
+    # classes.txt names classes in any folder (LabelImg writes one beside each folder's labels)
     label_files = {p.relative_to(labels_dir).with_suffix("").as_posix(): p
-                   for p in sorted(labels_dir.rglob("*.txt")) if p != names_file}
+                   for p in visible_files(labels_dir, ".txt") if p.name != names_file.name}
     for p in label_files.values():
         inside_labels(p, labels_dir)
     images: list[ImageLabels] = []
@@ -93,8 +97,9 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
         if img is not None and size is None:
             info["normalised"] = True  # unreadable image: boxes stay normalised; the image fails on its own
         if rel is None:
-            # No image: name the missing one after the label file; its boxes stay normalised.
-            rel = stem + ".jpg"
+            # No image: the file of another type it is about (g.gif), else a missing one named after the label
+            # file; its boxes stay normalised.
+            rel = others[stem].relative_to(images_root).as_posix() if stem in others else stem + ".jpg"
             info["normalised"] = True
         images.append(ImageLabels(rel, np.array(boxes).reshape(-1, 4), classes, extra, size, 0, info))
     return LabelSet("yolo", images, labels_dir, {"names": names})
