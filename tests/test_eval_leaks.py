@@ -201,3 +201,25 @@ def test_eval_leaks_usage_errors(tmp_path, capsys):
     code = main(["eval", "leaks", "--images", str(tmp_path), "--labels", str(tmp_path / "gt.txt"), "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "none of the 1 labelled images" in err and "Traceback" not in err
+
+
+def test_eval_leaks_detects_a_1bit_photo_as_anonymize_does(tmp_path, capsys):
+    """A dithered 1-bit photo: anonymize smooths it for the detector (detection_view); eval did not and counted the
+    face it hides as leaked."""
+    from conftest import shared_path
+    from faceveil.cli import main
+
+    im = Image.open(shared_path("deepface-unit", "img10.jpg"))
+    im.thumbnail((300, 300))
+    images = tmp_path / "images"
+    images.mkdir()
+    im.convert("1").save(images / "bit.png")
+    (tmp_path / "gt.txt").write_text("bit.png\n1\n50 72 100 135 0 0 0 0 0 0\n")
+    assert main(["anonymize", str(images), "-o", str(tmp_path / "anon"), "-m", "blackout", "-q"]) == 0
+    hidden = np.asarray(Image.open(tmp_path / "anon" / "bit.png").convert("L"))[72:207, 50:150] == 0
+    assert hidden.mean() > 0.8  # anonymize hides the face
+    out = tmp_path / "out"
+    assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "gt.txt"), "-o", str(out),
+                 "-q"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["result"]["faces"] == 1 and doc["result"]["leaked"] == 0 and doc["pr"]["ap"] == 1.0
