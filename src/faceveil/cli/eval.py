@@ -198,10 +198,6 @@ def report_errors(errors: list[str], n_failed: int, n_files: int) -> int:
     return 1 if errors else 0
 
 
-def pipeline_threshold(wb) -> float:
-    return float(getattr(wb.det.params, "threshold", 0.0))
-
-
 def write_json(path: Path, doc) -> None:
     from ..io.atomic import write_bytes_atomic
 
@@ -243,16 +239,15 @@ def cmd_privacy(args) -> int:
     need_o = {"desc"} if args.no_fta else {"desc", "hog"}
     need_a = {"desc"} if args.no_fta else {"desc", "detect"}
     originals = wb.originals(files, need_o)
-    thr = pipeline_threshold(wb)
     settings = run_settings(args, wb, people=args.people, all_pairs=args.all_pairs, no_fta=args.no_fta)
     doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "pairs": str(args.pairs),
            "attacker": "dlib ResNet 128-D, 5-point alignment",
-           "baseline": evaluate_privacy(pairset, originals, None, thr), "variants": []}
+           "baseline": evaluate_privacy(pairset, originals, None), "variants": []}
     measured = [originals]
     for v in vs:
         anon = wb.anonymized(v, files, originals, need_a)
         measured.append(anon)
-        doc["variants"].append({"variant": v.as_dict(), **evaluate_privacy(pairset, originals, anon, thr)})
+        doc["variants"].append({"variant": v.as_dict(), **evaluate_privacy(pairset, originals, anon)})
     doc["failed"], n_failed = file_errors(files, *measured)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "privacy.json", doc)
@@ -317,7 +312,6 @@ def cmd_detection(args) -> int:
         gt = load_ground_truth(args.wider_gt)
     extra = {"wider"} if gt is not None else set()
     originals = wb.originals(files, {"hog"} | extra)
-    thr = pipeline_threshold(wb)
     settings = run_settings(args, wb, wider_gt=args.wider_gt)
     doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "n_files": len(files),
            "labels": args.labels, "variants": []}
@@ -327,7 +321,7 @@ def cmd_detection(args) -> int:
     for v in vs:
         anon = wb.anonymized(v, files, originals, {"detect"} | extra)
         measured.append(anon)
-        r = {"variant": v.as_dict(), **evaluate_detection(files, originals, anon, thr, labels)}
+        r = {"variant": v.as_dict(), **evaluate_detection(files, originals, anon, labels)}
         if gt is not None:
             r["wider"] = wider_ap(files, anon, gt)
         doc["variants"].append(r)
