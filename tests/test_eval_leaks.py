@@ -223,3 +223,15 @@ def test_eval_leaks_detects_a_1bit_photo_as_anonymize_does(tmp_path, capsys):
                  "-q"]) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["result"]["faces"] == 1 and doc["result"]["leaked"] == 0 and doc["pr"]["ap"] == 1.0
+
+
+def test_find_image_matches_the_labels_relative_path_only(tmp_path):
+    """Labels for a/x.jpg were scored on b/x.jpg (the first file of that stem anywhere under --images)."""
+    images = tmp_path / "images"
+    (images / "b").mkdir(parents=True)
+    (images / "c").mkdir()
+    Image.new("RGB", (8, 8)).save(images / "b" / "x.jpg")
+    Image.new("RGB", (8, 8)).save(images / "c" / "y.PNG")
+    assert find_image(images, "a/x.jpg") is None and find_image(images, "x.jpg") is None
+    assert find_image(images, "b/x.jpg") == images / "b" / "x.jpg"
+    assert find_image(images, "c/y.jpg") == find_image(images, "c/y") == images / "c" / "y.PNG"
