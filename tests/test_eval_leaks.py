@@ -191,7 +191,7 @@ def test_eval_leaks_command_writes_results_plot_and_crops(tmp_path, astronaut, c
     assert doc["pr"]["operating_point"] == {"recall": 0.5, "precision": 1.0}
     assert (out / "pr_curve.png").stat().st_size > 1000
     crops = list((out / "leaked").glob("*.png"))
-    assert [c.name for c in crops] == ["astro_10_10_cov00.png"]
+    assert [c.name for c in crops] == ["astro.png_1_10_10_cov00.png"]  # the second labelled face
 
 
 def test_eval_leaks_usage_errors(tmp_path, capsys):
@@ -235,3 +235,27 @@ def test_find_image_matches_the_labels_relative_path_only(tmp_path):
     assert find_image(images, "a/x.jpg") is None and find_image(images, "x.jpg") is None
     assert find_image(images, "b/x.jpg") == images / "b" / "x.jpg"
     assert find_image(images, "c/y.jpg") == find_image(images, "c/y") == images / "c" / "y.PNG"
+
+
+def test_leaked_crops_have_one_name_each_and_a_rerun_replaces_them(tmp_path, astronaut):
+    """Two faces at one corner, a/g.png and a__g.png wrote one crop name; a rerun kept the earlier run's crops."""
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    (images / "a").mkdir(parents=True)
+    for rel in ("g.png", "a/g.png", "a__g.png"):
+        Image.fromarray(astronaut).save(images / rel)
+    sky = "10 10 30 30 0 0 0 0 0 0\n"  # nothing to detect there: leaked
+    gt = tmp_path / "gt.txt"
+    gt.write_text(f"g.png\n2\n{sky}10.4 10.2 31 29 0 0 0 0 0 0\na/g.png\n1\n{sky}a__g.png\n1\n{sky}")
+    out = tmp_path / "out"
+    argv = ["eval", "leaks", "--images", str(images), "--labels", str(gt), "-o", str(out), "-q", "--detect", "fast"]
+    assert main(argv) == 0
+    crops = sorted(p.relative_to(out / "leaked").as_posix() for p in (out / "leaked").rglob("*.png"))
+    assert crops == ["a/g.png_0_10_10_cov00.png", "a__g.png_0_10_10_cov00.png", "g.png_0_10_10_cov00.png",
+                     "g.png_1_10_10_cov00.png"]
+    (out / "leaked" / "notes.txt").write_text("mine")
+    gt.write_text(f"g.png\n1\n{sky}")
+    assert main(argv) == 0
+    assert sorted(p.relative_to(out / "leaked").as_posix() for p in (out / "leaked").rglob("*")) == [
+        "g.png_0_10_10_cov00.png", "notes.txt"]

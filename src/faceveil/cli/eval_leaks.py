@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -96,6 +97,8 @@ def cmd_leaks(args) -> int:
         raise UsageError(f"none of the {len(keys)} labelled images is in {images}")
 
     out = Path(args.output) if args.output else None
+    if out is not None:
+        _clear_crops(out / "leaked")  # an earlier run's crops go: leaked/ shows this run's
     leak, pr, pr_used = LeakMetric(args.coverage, args.min_size), PRCurve(0.5, args.min_size), PRCurve(0.5, args.min_size)
     failed, seconds, crops = [], 0.0, 0
     bar = tqdm(found, unit="img", file=sys.stderr, disable=args.quiet, dynamic_ncols=True, desc="evaluating")
@@ -214,20 +217,35 @@ def _print_summary(res, pr, op, ms, n, describe, args) -> None:
     print(line)
 
 
+CROP_NAME = re.compile(r".+_-?\d+_-?\d+_cov\d\d+\.png")  # _write_crops's names (and the flat ones before)
+
+
+def _clear_crops(folder: Path) -> None:
+    """Remove the leaked-face crops an earlier run wrote into ``folder`` (files named as ``_write_crops`` names
+    them; anything else stays), and the subfolders that leaves empty."""
+    if not folder.is_dir():
+        return
+    for p in sorted(folder.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+        if p.is_file() and not p.is_symlink() and CROP_NAME.fullmatch(p.name):
+            p.unlink()
+        elif p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+            p.rmdir()
+
+
 def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int, shown=None) -> int:
+    """Crops of a photo's leaked faces: leaked/<its folder>/<its name>_<face index>_<x>_<y>_cov<NN>.png."""
     from PIL import Image
 
     from ..io.atomic import atomic_path
     from ..report.leaks import leak_crop
 
     written = 0
-    stem = Path(key).with_suffix("").as_posix().replace("/", "__")
     for i in np.flatnonzero(item.leaked if shown is None else item.leaked & shown):
         if written >= budget:
             break
         x1, y1 = int(boxes[i][0]), int(boxes[i][1])
         crop = leak_crop(image, mask, boxes[i])
-        with atomic_path(folder / f"{stem}_{x1}_{y1}_cov{int(item.coverage[i] * 100):02d}.png") as tmp:
+        with atomic_path(folder / f"{key}_{i}_{x1}_{y1}_cov{int(item.coverage[i] * 100):02d}.png") as tmp:
             Image.fromarray(crop).save(tmp, format="PNG")
         written += 1
     return written
