@@ -292,3 +292,19 @@ def test_eval_leaks_reads_wider_boxes_in_the_stored_frame_of_an_exif_rotated_pho
     assert code == 0
     result = json.loads((tmp_path / "r" / "results.json").read_text())["result"]
     assert (result["faces"], result["leaked"]) == (1, 0), result
+
+
+def test_a_cache_inside_the_images_or_on_a_file_is_refused_before_any_work(imgs, tmp_path, capsys):
+    """--cache inside --images wrote its JSON among the photos; --cache naming a file ran everything, then failed."""
+    before = listing(imgs)
+    for cache, said in ((imgs / "cache", "is inside the input"), (tmp_path / "gt.txt", "is not a folder")):
+        for argv in (["eval", "quality", "--images", imgs], ["eval", "detection", "--images", imgs],
+                     ["bench", "--images", imgs, "--pairs", tmp_path / "gt.txt", "--methods", "blur"]):
+            code, err = run(capsys, *argv, "-o", tmp_path / "out", "--cache", cache, "-q")
+            assert code == 2 and said in one_line(err), err
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / "cache").write_text("mine")  # the default cache, OUT/cache, a user's file
+    code, err = run(capsys, "eval", "quality", "--images", imgs, "-o", tmp_path / "out2", "-q")
+    assert code == 2 and "is not a folder" in one_line(err), err
+    assert listing(imgs) == before and not (tmp_path / "out").exists()
+    assert (tmp_path / "out2" / "cache").read_text() == "mine"

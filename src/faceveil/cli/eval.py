@@ -150,9 +150,18 @@ def list_images(root, limit: int = 0) -> list[str]:
 def check_output(args, names: list[str], inputs=(), folders=()) -> None:
     """Refuse, before any work, an OUT whose results (``names``, the JSON first) would replace an input, land in an
     input folder (--images, --anonymized and the command's own ``folders``) or replace a file faceveil did not write
-    (unless --overwrite). The cache (OUT/cache) is faceveil's own: every eval command may share it."""
+    (unless --overwrite), and a cache (OUT/cache or --cache) that is a file or inside an input folder. The cache is
+    faceveil's own: every eval command may share it."""
+    from ..io.inputs import is_inside
+
     folders = [args.images, getattr(args, "anonymized", None), *folders]
     check_result_folder(args.output, names, "the results", inputs, folders, args.overwrite)
+    cache = Path(args.cache) if args.cache else Path(args.output) / "cache"  # written during the run: checked now
+    if cache.exists() and not cache.is_dir():
+        raise UsageError(f"{cache}: exists and is not a folder; give a folder for the measurement cache (--cache)")
+    for folder in folders:
+        if folder and is_inside(cache, Path(folder)):
+            raise UsageError(f"{cache}: the cache folder is inside the input {folder}; give a --cache outside it")
 
 
 def check_labels_file(path, option: str = "--labels") -> None:
