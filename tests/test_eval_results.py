@@ -150,6 +150,22 @@ def test_a_truncated_or_missing_image_is_an_error_naming_it(imgs, tmp_path, caps
     assert code == 0, err
 
 
+def test_labelled_images_not_found_are_an_error_at_the_end(imgs, tmp_path, capsys):
+    """eval leaks said "1 labelled images not found (skipped)" and exited 0; eval detection said nothing."""
+    gt = tmp_path / "gt.txt"
+    gt.write_text(gt.read_text() + "c.png\n1\n26 18 28 28 0 0 0 0 0 0\n")
+    for argv in (["eval", "leaks", "--labels", gt], ["eval", "detection", "--labels", gt, "-m", "blackout"]):
+        out = tmp_path / argv[1]
+        code, err = run(capsys, *argv, "--images", imgs, "--detect", "fast", "-o", out, "-q")
+        errors = [x for x in err.splitlines() if x.startswith("faceveil: error: ")]
+        assert code == 1 and errors == [f"faceveil: error: {imgs}: 1 labelled image not found (left out of the "
+                                        "results), e.g. c.png"], err
+        assert (out / f"{'results' if argv[1] == 'leaks' else 'detection'}.json").exists()
+    assert json.loads((tmp_path / "leaks" / "results.json").read_text())["missing"] == 1
+    det = json.loads((tmp_path / "detection" / "detection.json").read_text())["variants"][0]["pipeline_detector"]
+    assert det["vs_labels"]["n_faces"] == 2
+
+
 def test_privacy_says_a_truncated_photo_failed_not_that_it_has_no_face(tmp_path, astronaut, capsys):
     lfw = tmp_path / "lfw"
     for person in ("ann", "bob"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import UsageError
 from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, file_errors, list_images,
                    report_errors, run_settings, workbench, write_json)
-from .common import need_eval_extra, whole
+from .common import need_eval_extra, report_missing_images, whole
 
 EPILOG = """\
 examples:
@@ -103,14 +103,14 @@ def cmd_bench(args) -> int:
         pairset = replace(pairset, pairs=[p for p in pairset.pairs if p[0] in keep and p[1] in keep],
                           identity={f: i for f, i in pairset.identity.items() if f in keep})
     originals = wb.originals(files, {"desc", "hog"})
-    det_wb, det_orig, labels = wb, originals, None
+    det_wb, det_orig, labels, missing = wb, originals, None, []
     measured, det_measured = [originals], []
     if args.det_images:
         det_wb = workbench(args, args.det_images)
         det_orig = det_wb.originals(det_files, {"hog"})
         det_measured.append(det_orig)
         if args.labels:
-            labels = read_wider_labels(args.labels, det_files)
+            labels, missing = read_wider_labels(args.labels, args.det_images, det_files)
     config = {**run_settings(args, wb, methods=args.methods, param=args.param, sweep=args.sweep, seeds=args.seeds,
                              diversity_images=args.diversity_images),
               "images": str(args.images), "pairs": str(args.pairs), "people": args.people,
@@ -146,7 +146,8 @@ def cmd_bench(args) -> int:
     write_json(out / "results.json", doc)
     md = write_report(doc, out)
     print(md["summary"])
-    code = report_errors(errors, n_failed, len(files) + len(det_files or []))
+    code = max(report_errors(errors, n_failed, len(files) + len(det_files or [])),
+               report_missing_images(missing, args.det_images))
     print(f"faceveil: bench results -> {out / 'results.json'}, {out / 'report.md'}, {out / 'report.html'}",
           file=sys.stderr)
     return code

@@ -12,7 +12,7 @@ from ..errors import FaceveilError, UsageError
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
 from .common import (add_detection_args, add_region_args, check_result_folder, preset_name, region_from_args,
-                     need_eval_extra, resolve_detection, whole)
+                     need_eval_extra, report_missing_images, resolve_detection, whole)
 
 EPILOG_PRIVACY = """\
 examples:
@@ -313,7 +313,7 @@ def cmd_detection(args) -> int:
         raise UsageError(f"{args.wider_gt}: no such --wider-gt folder")
     plots = [f"rate_{det}.png" for det in DETECTORS]
     out, files, wb, vs = _image_run(args, ["detection.json", *plots], [args.labels], [args.wider_gt])
-    labels = read_wider_labels(args.labels, files) if args.labels else None
+    labels, missing = read_wider_labels(args.labels, args.images, files) if args.labels else (None, [])
     gt = None
     if args.wider_gt:
         from ..eval.widerface import load_ground_truth
@@ -341,7 +341,7 @@ def cmd_detection(args) -> int:
         rate_by_size_plot({r["variant"]["label"]: r[det]["by_size"] for r in doc["variants"]},
                           out / plot, f"faces still detected by {wb.detector if det == 'pipeline_detector' else det}")
     print(detection_table(doc))
-    code = report_errors(doc["failed"], n_failed, len(files))
+    code = max(report_errors(doc["failed"], n_failed, len(files)), report_missing_images(missing, args.images))
     print(f"faceveil: detection results -> {out / 'detection.json'}", file=sys.stderr)
     return code
 

@@ -14,8 +14,8 @@ import numpy as np
 from ..errors import FaceveilError, UsageError
 from ..eval.leaks import SHORT_MIN
 from .common import (add_common_args, add_detection_args, add_region_args, between, check_result_folder, evenly_spaced,
-                     region_from_args, at_least, need_eval_extra, note_int8_build, preset_name, resolve_detection,
-                     whole)
+                     region_from_args, at_least, need_eval_extra, note_int8_build, preset_name, report_missing_images,
+                     resolve_detection, whole)
 
 EPILOG = """\
 examples:
@@ -130,9 +130,7 @@ def cmd_leaks(args) -> int:
     _print_summary(res, pr_res, op, ms, n, describe, args)
     for msg in failed:
         print(f"faceveil: error: {msg}", file=sys.stderr)
-    if missing:
-        print(f"faceveil: {len(missing)} labelled images not found in {images} (skipped), e.g. {missing[0]}",
-              file=sys.stderr)
+    code = max(1 if failed else 0, report_missing_images(missing, images))
     if out is not None:
         from ..io.atomic import write_bytes_atomic
         from ..report.leaks import plot_pr_curve
@@ -151,7 +149,7 @@ def cmd_leaks(args) -> int:
                       f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
         print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
               f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
-    return 1 if failed else 0
+    return code
 
 
 def _upright_faces(lab, path, shape, fmt: str):

@@ -1,6 +1,8 @@
 """Detection utility: do detectors still find the faces after anonymization?"""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..detections import Detections
@@ -114,20 +116,19 @@ def wider_key(rel: str) -> str:
     return "/".join(p.split("/")[-2:])
 
 
-def read_wider_labels(path, files: list[str]) -> dict[str, np.ndarray]:
-    """WIDER-layout txt labels -> rel -> xyxy, matched by relative path or, failing that, by file name."""
-    from ..io.labels import read_wider
+def read_wider_labels(path, images, files: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """WIDER-layout txt labels -> (rel -> xyxy for those of ``files``, the labelled images not under ``images``).
+    A label's image is found as `eval leaks` finds it (``find_image``: its relative path, never another folder's)."""
+    from ..io.labels import find_image, read_wider
 
-    raw = {im.path: im.xywh for im in read_wider(path).images}
-    by_name = {k.rsplit("/", 1)[-1]: v for k, v in raw.items()}
-    out = {}
-    for f in files:
-        b = raw.get(f)
-        if b is None:
-            b = by_name.get(f.rsplit("/", 1)[-1])
-        if b is None:
-            continue
-        b = b.copy()
-        b[:, 2:] += b[:, :2]
-        out[f] = b
-    return out
+    images, wanted = Path(images), set(files)
+    out, missing = {}, []
+    for im in read_wider(path).images:
+        p = find_image(images, im.path)
+        if p is None:
+            missing.append(im.path)
+        elif p.relative_to(images).as_posix() in wanted:
+            b = im.xywh.astype(np.float64)
+            b[:, 2:] += b[:, :2]
+            out[p.relative_to(images).as_posix()] = b
+    return out, missing
