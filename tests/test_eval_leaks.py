@@ -259,3 +259,21 @@ def test_leaked_crops_have_one_name_each_and_a_rerun_replaces_them(tmp_path, ast
     assert main(argv) == 0
     assert sorted(p.relative_to(out / "leaked").as_posix() for p in (out / "leaked").rglob("*")) == [
         "g.png_0_10_10_cov00.png", "notes.txt"]
+
+
+def test_pr_floor_above_the_detectors_cut_ends_the_curve_there(tmp_path, astronaut):
+    """--pr-floor 0.95 was recorded, but the curve still ran down to the preset's 0.1."""
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(astronaut).save(images / "astro.png")
+    (tmp_path / "gt.txt").write_text("astro.png\n1\n180 60 90 115 0 0 0 0 0 0\n")
+    for floor in ("0.05", "0.95"):
+        out = tmp_path / floor
+        assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "gt.txt"), "-o", str(out),
+                     "-q", "--detect", "fast", "--pr-floor", floor]) == 0
+        doc = json.loads((out / "results.json").read_text())
+        assert doc["pr_floor"] == float(floor) and doc["result"]["leaked"] == 0  # the detections in use stay
+        assert all(t >= float(floor) for t in doc["pr"]["thresholds"])
+    assert doc["pr"]["thresholds"] == [] and doc["pr"]["ap"] == 0  # the face scores 0.93 < 0.95

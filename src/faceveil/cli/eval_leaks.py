@@ -51,7 +51,8 @@ def register(subparsers) -> None:
     m.add_argument("--coverage", type=between(SHORT_MIN, 1), default=0.8,
                    help=f"a face is leaked below this covered share ({SHORT_MIN:g} to 1; default 0.8)")
     m.add_argument("--pr-floor", type=between(0, 1), default=0.05,
-                   help="score down to which the PR curve runs (0 to 1; default 0.05)")
+                   help="the PR curve and its AP count candidates scoring at least this, also above the "
+                        "detector's own cut (0 to 1; default 0.05)")
     m.add_argument("--split", choices=["all", "tune", "held_out"], default="all",
                    help="only the photos on this side of the one seeded split by photo (faceveil.eval.splits): "
                         "values are tuned on 'tune' and reported on 'held_out' (default all)")

@@ -244,7 +244,7 @@ class PRCurve:
 
 
 def detect_with_candidates(detector, image: np.ndarray, floor: float):
-    """(detections in use, candidates down to ``floor`` for the PR curve), from one detection run where
+    """(detections in use, candidates scoring at least ``floor`` for the PR curve), from one detection run where
     possible, on the view of ``image`` that ``Anonymizer.detect`` gives the detector (``detection_view``: a 1-bit
     photo smoothed), so eval measures the faces `faceveil anonymize` hides."""
     from ..detect.base import detection_view
@@ -264,4 +264,4 @@ def detect_with_candidates(detector, image: np.ndarray, floor: float):
         d = cand[cand.score >= detector.params.threshold]
     else:
         d = cand = detector.detect(image)
-    return d, cand
+    return d, cand[cand.score >= floor]  # a floor above the detector's own lowest cut ends the curve there
