@@ -277,3 +277,25 @@ def test_pr_floor_above_the_detectors_cut_ends_the_curve_there(tmp_path, astrona
         assert doc["pr_floor"] == float(floor) and doc["result"]["leaked"] == 0  # the detections in use stay
         assert all(t >= float(floor) for t in doc["pr"]["thresholds"])
     assert doc["pr"]["thresholds"] == [] and doc["pr"]["ap"] == 0  # the face scores 0.93 < 0.95
+
+
+def test_boxes_outside_the_image_and_zero_faces(tmp_path, astronaut, capsys):
+    """A box with no pixel in the photo was 0 faces in the leak table but a face to find in the AP (AP 0.5 for a
+    face found); with no face at all the AP line printed 0.000 and results.json held NaN (not JSON)."""
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(astronaut).save(images / "astro.png")
+    face, outside = "180 60 90 115 0 0 0 0 0 0\n", "-50 -50 40 40 0 0 0 0 0 0\n"
+    for name, rows, ap in (("one", face + outside, "1.000"), ("none", outside, "-")):
+        (tmp_path / f"{name}.txt").write_text(f"astro.png\n{rows.count(chr(10))}\n{rows}")
+        out = tmp_path / name
+        assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / f"{name}.txt"), "-o",
+                     str(out), "-q", "--detect", "fast"]) == 0
+        std = capsys.readouterr()
+        assert f"AP {ap};" in std.out and "1 labelled box with no pixel in the image left out" in std.err
+        doc = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+        assert doc["outside"] == ["astro.png [-50.0, -50.0, -10.0, -10.0]"]
+        assert doc["result"]["faces"] == doc["pr"]["positives"] == (name == "one")
+    assert "recall -, precision 0.000" in std.out and doc["pr"]["ap"] is None

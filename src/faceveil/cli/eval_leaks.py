@@ -101,7 +101,7 @@ def cmd_leaks(args) -> int:
     if out is not None:
         _clear_crops(out / "leaked")  # an earlier run's crops go: leaked/ shows this run's
     leak, pr, pr_used = LeakMetric(args.coverage, args.min_size), PRCurve(0.5, args.min_size), PRCurve(0.5, args.min_size)
-    failed, seconds, crops = [], 0.0, 0
+    failed, seconds, crops, outside = [], 0.0, 0, []
     bar = tqdm(found, unit="img", file=sys.stderr, disable=args.quiet, dynamic_ncols=True, desc="evaluating")
     for key, path in bar:
         try:
@@ -114,10 +114,14 @@ def cmd_leaks(args) -> int:
         seconds += time.perf_counter() - t0
         mask = anonymized_mask(anon.compositor, dets, img.shape)
         lab = labels[key]
-        faces = _upright_faces(lab, path, img.shape, labels.format)
-        item = leak.update(mask, faces, lab.ignore, key)
-        pr.update(candidates, faces, lab.ignore)
-        pr_used.update(dets, faces, lab.ignore)
+        faces, ignore = _upright_faces(lab, path, img.shape, labels.format), lab.ignore
+        visible = _visible(faces, img.shape)  # a box with no pixel in the photo is no face to find, for both metrics
+        if not visible.all():
+            outside += [f"{key} {[round(float(v), 1) for v in b]}" for b in faces.xyxy[~visible]]
+            faces, ignore = faces[visible], ignore[visible]
+        item = leak.update(mask, faces, ignore, key)
+        pr.update(candidates, faces, ignore)
+        pr_used.update(dets, faces, ignore)
         bar.set_postfix(leaked=int(sum(r.leaked.sum() for r in leak.per_image)), refresh=False)
         if out is not None:  # crops of the leaks the table counts (faces under its smallest bucket are not in it)
             shown = item.size >= leak.buckets[0][0]
@@ -129,6 +133,9 @@ def cmd_leaks(args) -> int:
     op = _operating_point(pr_used.compute())
     ms = seconds / max(n, 1) * 1000
     _print_summary(res, pr_res, op, ms, n, describe, args)
+    if outside:
+        print(f"faceveil: warning: {len(outside)} labelled box{'' if len(outside) == 1 else 'es'} with no pixel in "
+              f"the image left out, e.g. {outside[0]}", file=sys.stderr)
     for msg in failed:
         print(f"faceveil: error: {msg}", file=sys.stderr)
     code = max(1 if failed else 0, report_missing_images(missing, images))
@@ -138,15 +145,17 @@ def cmd_leaks(args) -> int:
 
         doc = {"faceveil": __version__, "images": str(images), "labels": str(args.labels),
                "detect": preset_name(args), **{k: describe[k] for k in ("detector", "detector_params", "region")},
-               "evaluated": n, "missing": len(missing), "failed": failed, "ms_per_image": round(ms, 1),
-               "min_size": args.min_size, "coverage": args.coverage, "pr_floor": args.pr_floor, "split": args.split,
-               "limit": args.limit, "max_crops": args.max_crops,
+               "evaluated": n, "missing": len(missing), "failed": failed, "outside": outside,
+               "ms_per_image": round(ms, 1), "min_size": args.min_size, "coverage": args.coverage,
+               "pr_floor": args.pr_floor, "split": args.split, "limit": args.limit, "max_crops": args.max_crops,
                "result": res.to_json(),
-               "pr": {"ap": pr_res.ap, "positives": pr_res.positives, "operating_point": op,
+               "pr": {"ap": pr_res.ap if pr_res.positives else math.nan, "positives": pr_res.positives,
+                      "operating_point": op,
                       "recall": _thin(pr_res.recall), "precision": _thin(pr_res.precision),
                       "thresholds": _thin(pr_res.thresholds)}}
-        write_bytes_atomic(out / "results.json", json.dumps(doc, indent=1, default=_json_default).encode())
-        plot_pr_curve(pr_res, out / "pr_curve.png", op and (op["recall"], op["precision"]),
+        write_bytes_atomic(out / "results.json", json.dumps(_no_nan(doc), indent=1, default=_json_default).encode())
+        point = (op["recall"], op["precision"]) if op and pr_res.positives else None
+        plot_pr_curve(pr_res, out / "pr_curve.png", point,
                       f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
         print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
               f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
@@ -168,11 +177,28 @@ def _upright_faces(lab, path, shape, fmt: str):
     return Detections.from_boxes(boxes_to_oriented(lab.xyxy, orientation, sw, sh), source="label")
 
 
+def _visible(faces, shape) -> np.ndarray:
+    """Per labelled box: whether it has a pixel in the image (see ``pixel_spans``)."""
+    from ..eval.leaks import pixel_spans
+
+    s = pixel_spans(faces.xyxy, shape[1], shape[0])
+    return (s[:, 2] > s[:, 0]) & (s[:, 3] > s[:, 1])
+
+
+def _no_nan(v):
+    """``v`` with NaN (an undefined rate: no faces) as None: results.json is strict JSON (null, not NaN)."""
+    if isinstance(v, dict):
+        return {k: _no_nan(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_no_nan(x) for x in v]
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
 def _operating_point(used) -> dict | None:
     """Recall and precision of the detections in use (a size-aware cut is no single point on the score axis)."""
     if not len(used.recall):
         return None
-    return {"recall": float(used.recall[-1]), "precision": float(used.precision[-1])}
+    return {"recall": float(used.recall[-1]) if used.positives else math.nan, "precision": float(used.precision[-1])}
 
 
 def _thin(a: np.ndarray, n: int = 400) -> list[float]:
@@ -210,9 +236,12 @@ def _print_summary(res, pr, op, ms, n, describe, args) -> None:
           f"under {res.short_min:.0%})")
     print(f"\nover-anonymized (away from faces): {_pct(res.away_rate)} of pixels "
           f"(mean per image {_pct(res.away_rate_mean)})")
-    line = f"detector vs labels (IoU 0.5, faces >= {args.min_size:g} px): AP {pr.ap:.3f}"
+    def num(v: float) -> str:  # AP and recall are undefined without a labelled face
+        return f"{v:.3f}" if pr.positives else "-"
+
+    line = f"detector vs labels (IoU 0.5, faces >= {args.min_size:g} px): AP {num(pr.ap)}"
     if op:
-        line += f"; detections in use: recall {op['recall']:.3f}, precision {op['precision']:.3f}"
+        line += f"; detections in use: recall {num(op['recall'])}, precision {op['precision']:.3f}"
     print(line)
 
 
