@@ -191,7 +191,7 @@ def test_eval_leaks_command_writes_results_plot_and_crops(tmp_path, astronaut, c
     assert doc["pr"]["operating_point"] == {"recall": 0.5, "precision": 1.0}
     assert (out / "pr_curve.png").stat().st_size > 1000
     crops = list((out / "leaked").glob("*.png"))
-    assert [c.name for c in crops] == ["astro_10_10_cov00.png"]
+    assert [c.name for c in crops] == ["astro.png_1_10_10_cov00.png"]  # the second labelled face
 
 
 def test_eval_leaks_usage_errors(tmp_path, capsys):
@@ -201,3 +201,101 @@ def test_eval_leaks_usage_errors(tmp_path, capsys):
     code = main(["eval", "leaks", "--images", str(tmp_path), "--labels", str(tmp_path / "gt.txt"), "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "none of the 1 labelled images" in err and "Traceback" not in err
+
+
+def test_eval_leaks_detects_a_1bit_photo_as_anonymize_does(tmp_path, capsys):
+    """A dithered 1-bit photo: anonymize smooths it for the detector (detection_view); eval did not and counted the
+    face it hides as leaked."""
+    from conftest import shared_path
+    from faceveil.cli import main
+
+    im = Image.open(shared_path("deepface-unit", "img10.jpg"))
+    im.thumbnail((300, 300))
+    images = tmp_path / "images"
+    images.mkdir()
+    im.convert("1").save(images / "bit.png")
+    (tmp_path / "gt.txt").write_text("bit.png\n1\n50 72 100 135 0 0 0 0 0 0\n")
+    assert main(["anonymize", str(images), "-o", str(tmp_path / "anon"), "-m", "blackout", "-q"]) == 0
+    hidden = np.asarray(Image.open(tmp_path / "anon" / "bit.png").convert("L"))[72:207, 50:150] == 0
+    assert hidden.mean() > 0.8  # anonymize hides the face
+    out = tmp_path / "out"
+    assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "gt.txt"), "-o", str(out),
+                 "-q"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["result"]["faces"] == 1 and doc["result"]["leaked"] == 0 and doc["pr"]["ap"] == 1.0
+
+
+def test_find_image_matches_the_labels_relative_path_only(tmp_path):
+    """Labels for a/x.jpg were scored on b/x.jpg (the first file of that stem anywhere under --images)."""
+    images = tmp_path / "images"
+    (images / "b").mkdir(parents=True)
+    (images / "c").mkdir()
+    Image.new("RGB", (8, 8)).save(images / "b" / "x.jpg")
+    Image.new("RGB", (8, 8)).save(images / "c" / "y.PNG")
+    assert find_image(images, "a/x.jpg") is None and find_image(images, "x.jpg") is None
+    assert find_image(images, "b/x.jpg") == images / "b" / "x.jpg"
+    assert find_image(images, "c/y.jpg") == find_image(images, "c/y") == images / "c" / "y.PNG"
+
+
+def test_leaked_crops_have_one_name_each_and_a_rerun_replaces_them(tmp_path, astronaut):
+    """Two faces at one corner, a/g.png and a__g.png wrote one crop name; a rerun kept the earlier run's crops."""
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    (images / "a").mkdir(parents=True)
+    for rel in ("g.png", "a/g.png", "a__g.png"):
+        Image.fromarray(astronaut).save(images / rel)
+    sky = "10 10 30 30 0 0 0 0 0 0\n"  # nothing to detect there: leaked
+    gt = tmp_path / "gt.txt"
+    gt.write_text(f"g.png\n2\n{sky}10.4 10.2 31 29 0 0 0 0 0 0\na/g.png\n1\n{sky}a__g.png\n1\n{sky}")
+    out = tmp_path / "out"
+    argv = ["eval", "leaks", "--images", str(images), "--labels", str(gt), "-o", str(out), "-q", "--detect", "fast"]
+    assert main(argv) == 0
+    crops = sorted(p.relative_to(out / "leaked").as_posix() for p in (out / "leaked").rglob("*.png"))
+    assert crops == ["a/g.png_0_10_10_cov00.png", "a__g.png_0_10_10_cov00.png", "g.png_0_10_10_cov00.png",
+                     "g.png_1_10_10_cov00.png"]
+    (out / "leaked" / "notes.txt").write_text("mine")
+    gt.write_text(f"g.png\n1\n{sky}")
+    assert main(argv) == 0
+    assert sorted(p.relative_to(out / "leaked").as_posix() for p in (out / "leaked").rglob("*")) == [
+        "g.png_0_10_10_cov00.png", "notes.txt"]
+
+
+def test_pr_floor_above_the_detectors_cut_ends_the_curve_there(tmp_path, astronaut):
+    """--pr-floor 0.95 was recorded, but the curve still ran down to the preset's 0.1."""
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(astronaut).save(images / "astro.png")
+    (tmp_path / "gt.txt").write_text("astro.png\n1\n180 60 90 115 0 0 0 0 0 0\n")
+    for floor in ("0.05", "0.95"):
+        out = tmp_path / floor
+        assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "gt.txt"), "-o", str(out),
+                     "-q", "--detect", "fast", "--pr-floor", floor]) == 0
+        doc = json.loads((out / "results.json").read_text())
+        assert doc["pr_floor"] == float(floor) and doc["result"]["leaked"] == 0  # the detections in use stay
+        assert all(t >= float(floor) for t in doc["pr"]["thresholds"])
+    assert doc["pr"]["thresholds"] == [] and doc["pr"]["ap"] == 0  # the face scores 0.93 < 0.95
+
+
+def test_boxes_outside_the_image_and_zero_faces(tmp_path, astronaut, capsys):
+    """A box with no pixel in the photo was 0 faces in the leak table but a face to find in the AP (AP 0.5 for a
+    face found); with no face at all the AP line printed 0.000 and results.json held NaN (not JSON)."""
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(astronaut).save(images / "astro.png")
+    face, outside = "180 60 90 115 0 0 0 0 0 0\n", "-50 -50 40 40 0 0 0 0 0 0\n"
+    for name, rows, ap in (("one", face + outside, "1.000"), ("none", outside, "-")):
+        (tmp_path / f"{name}.txt").write_text(f"astro.png\n{rows.count(chr(10))}\n{rows}")
+        out = tmp_path / name
+        assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / f"{name}.txt"), "-o",
+                     str(out), "-q", "--detect", "fast"]) == 0
+        std = capsys.readouterr()
+        assert f"AP {ap};" in std.out and "1 labelled box with no pixel in the image left out" in std.err
+        doc = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+        assert doc["outside"] == ["astro.png [-50.0, -50.0, -10.0, -10.0]"]
+        assert doc["result"]["faces"] == doc["pr"]["positives"] == (name == "one")
+    assert "recall -, precision 0.000" in std.out and doc["pr"]["ap"] is None

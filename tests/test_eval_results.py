@@ -150,6 +150,22 @@ def test_a_truncated_or_missing_image_is_an_error_naming_it(imgs, tmp_path, caps
     assert code == 0, err
 
 
+def test_labelled_images_not_found_are_an_error_at_the_end(imgs, tmp_path, capsys):
+    """eval leaks said "1 labelled images not found (skipped)" and exited 0; eval detection said nothing."""
+    gt = tmp_path / "gt.txt"
+    gt.write_text(gt.read_text() + "c.png\n1\n26 18 28 28 0 0 0 0 0 0\n")
+    for argv in (["eval", "leaks", "--labels", gt], ["eval", "detection", "--labels", gt, "-m", "blackout"]):
+        out = tmp_path / argv[1]
+        code, err = run(capsys, *argv, "--images", imgs, "--detect", "fast", "-o", out, "-q")
+        errors = [x for x in err.splitlines() if x.startswith("faceveil: error: ")]
+        assert code == 1 and errors == [f"faceveil: error: {imgs}: 1 labelled image not found (left out of the "
+                                        "results), e.g. c.png"], err
+        assert (out / f"{'results' if argv[1] == 'leaks' else 'detection'}.json").exists()
+    assert json.loads((tmp_path / "leaks" / "results.json").read_text())["missing"] == 1
+    det = json.loads((tmp_path / "detection" / "detection.json").read_text())["variants"][0]["pipeline_detector"]
+    assert det["vs_labels"]["n_faces"] == 2
+
+
 def test_privacy_says_a_truncated_photo_failed_not_that_it_has_no_face(tmp_path, astronaut, capsys):
     lfw = tmp_path / "lfw"
     for person in ("ann", "bob"):
@@ -292,3 +308,19 @@ def test_eval_leaks_reads_wider_boxes_in_the_stored_frame_of_an_exif_rotated_pho
     assert code == 0
     result = json.loads((tmp_path / "r" / "results.json").read_text())["result"]
     assert (result["faces"], result["leaked"]) == (1, 0), result
+
+
+def test_a_cache_inside_the_images_or_on_a_file_is_refused_before_any_work(imgs, tmp_path, capsys):
+    """--cache inside --images wrote its JSON among the photos; --cache naming a file ran everything, then failed."""
+    before = listing(imgs)
+    for cache, said in ((imgs / "cache", "is inside the input"), (tmp_path / "gt.txt", "is not a folder")):
+        for argv in (["eval", "quality", "--images", imgs], ["eval", "detection", "--images", imgs],
+                     ["bench", "--images", imgs, "--pairs", tmp_path / "gt.txt", "--methods", "blur"]):
+            code, err = run(capsys, *argv, "-o", tmp_path / "out", "--cache", cache, "-q")
+            assert code == 2 and said in one_line(err), err
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / "cache").write_text("mine")  # the default cache, OUT/cache, a user's file
+    code, err = run(capsys, "eval", "quality", "--images", imgs, "-o", tmp_path / "out2", "-q")
+    assert code == 2 and "is not a folder" in one_line(err), err
+    assert listing(imgs) == before and not (tmp_path / "out").exists()
+    assert (tmp_path / "out2" / "cache").read_text() == "mine"

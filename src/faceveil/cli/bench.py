@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, file_errors, list_images,
-                   pipeline_threshold, report_errors, run_settings, workbench, write_json)
-from .common import need_eval_extra, whole
+                   report_errors, run_settings, workbench, write_json)
+from .common import need_eval_extra, report_missing_images, whole
 
 EPILOG = """\
 examples:
@@ -103,35 +103,34 @@ def cmd_bench(args) -> int:
         keep = set(files)
         pairset = replace(pairset, pairs=[p for p in pairset.pairs if p[0] in keep and p[1] in keep],
                           identity={f: i for f, i in pairset.identity.items() if f in keep})
-    thr = pipeline_threshold(wb)
     originals = wb.originals(files, {"desc", "hog"})
-    det_wb, det_orig, labels = wb, originals, None
+    det_wb, det_orig, labels, missing = wb, originals, None, []
     measured, det_measured = [originals], []
     if args.det_images:
         det_wb = workbench(args, args.det_images)
         det_orig = det_wb.originals(det_files, {"hog"})
         det_measured.append(det_orig)
         if args.labels:
-            labels = read_wider_labels(args.labels, det_files)
+            labels, missing = read_wider_labels(args.labels, args.det_images, det_files)
     config = {**run_settings(args, wb, methods=args.methods, param=args.param, sweep=args.sweep, seeds=args.seeds,
                              diversity_images=args.diversity_images),
               "images": str(args.images), "pairs": str(args.pairs), "people": args.people,
               "all_pairs": args.all_pairs, "det_images": args.det_images, "labels": args.labels,
               "attacker": "dlib ResNet 128-D, 5-point alignment, box from the original"}
     doc = {"faceveil": __version__, "config": config,
-           "baseline": evaluate_privacy(pairset, originals, None, thr), "variants": []}
+           "baseline": evaluate_privacy(pairset, originals, None), "variants": []}
     for v in vs:
         anon = wb.anonymized(v, files, originals, {"desc", "detect", "quality"})
         measured.append(anon)
         r = {"variant": v.as_dict(), "family": v.method,
-             "privacy": evaluate_privacy(pairset, originals, anon, thr),
+             "privacy": evaluate_privacy(pairset, originals, anon),
              "quality": evaluate_quality(files, originals, anon)}
         if args.det_images:
             danon = det_wb.anonymized(v, det_files, det_orig, {"detect"})
             det_measured.append(danon)
-            r["detection"] = evaluate_detection(det_files, det_orig, danon, thr, labels)
+            r["detection"] = evaluate_detection(det_files, det_orig, danon, labels)
         else:
-            r["detection"] = evaluate_detection(files, originals, anon, thr)
+            r["detection"] = evaluate_detection(files, originals, anon)
         if args.seeds >= 2 and wb.anonymizer(v).method.uses_rng:
             sub = files[: args.diversity_images]
             per_seed = [anon if s == v.seed else wb.anonymized(replace(v, seed=s), sub, originals, {"desc"})
@@ -148,7 +147,8 @@ def cmd_bench(args) -> int:
     write_json(out / "results.json", doc)
     md = write_report(doc, out)
     print(md["summary"])
-    code = report_errors(errors, n_failed, len(files) + len(det_files or []))
+    code = max(report_errors(errors, n_failed, len(files) + len(det_files or [])),
+               report_missing_images(missing, args.det_images))
     print(f"faceveil: bench results -> {out / 'results.json'}, {out / 'report.md'}, {out / 'report.html'}",
           file=sys.stderr)
     return code

@@ -350,6 +350,17 @@ def write_result_file(path: str, data: bytes, what: str) -> None:
         raise FaceveilError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None
 
 
+def report_missing_images(missing: list[str], images) -> int:
+    """After the results: one line saying how many labelled images are not in ``images`` (left out of the
+    numbers); the exit code, 1 if any (the eval commands' rule for a file that failed)."""
+    if not missing:
+        return 0
+    n = len(missing)
+    print(f"faceveil: error: {images}: {n} labelled image{'' if n == 1 else 's'} not found (left out of the results), "
+          f"e.g. {missing[0]}", file=sys.stderr)
+    return 1
+
+
 def report_failures(results) -> int:
     """Print each failed result's error; return how many failed."""
     failed = [r for r in results if r.status == "failed"]

@@ -12,7 +12,7 @@ from ..errors import FaceveilError, UsageError
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
 from .common import (add_detection_args, add_region_args, check_result_folder, preset_name, region_from_args,
-                     need_eval_extra, resolve_detection, whole)
+                     need_eval_extra, report_missing_images, resolve_detection, whole)
 
 EPILOG_PRIVACY = """\
 examples:
@@ -150,9 +150,18 @@ def list_images(root, limit: int = 0) -> list[str]:
 def check_output(args, names: list[str], inputs=(), folders=()) -> None:
     """Refuse, before any work, an OUT whose results (``names``, the JSON first) would replace an input, land in an
     input folder (--images, --anonymized and the command's own ``folders``) or replace a file faceveil did not write
-    (unless --overwrite). The cache (OUT/cache) is faceveil's own: every eval command may share it."""
+    (unless --overwrite), and a cache (OUT/cache or --cache) that is a file or inside an input folder. The cache is
+    faceveil's own: every eval command may share it."""
+    from ..io.inputs import is_inside
+
     folders = [args.images, getattr(args, "anonymized", None), *folders]
     check_result_folder(args.output, names, "the results", inputs, folders, args.overwrite)
+    cache = Path(args.cache) if args.cache else Path(args.output) / "cache"  # written during the run: checked now
+    if cache.exists() and not cache.is_dir():
+        raise UsageError(f"{cache}: exists and is not a folder; give a folder for the measurement cache (--cache)")
+    for folder in folders:
+        if folder and is_inside(cache, Path(folder)):
+            raise UsageError(f"{cache}: the cache folder is inside the input {folder}; give a --cache outside it")
 
 
 def check_labels_file(path, option: str = "--labels") -> None:
@@ -198,10 +207,6 @@ def report_errors(errors: list[str], n_failed: int, n_files: int) -> int:
     return 1 if errors else 0
 
 
-def pipeline_threshold(wb) -> float:
-    return float(getattr(wb.det.params, "threshold", 0.0))
-
-
 def write_json(path: Path, doc) -> None:
     from ..io.atomic import write_bytes_atomic
 
@@ -243,16 +248,15 @@ def cmd_privacy(args) -> int:
     need_o = {"desc"} if args.no_fta else {"desc", "hog"}
     need_a = {"desc"} if args.no_fta else {"desc", "detect"}
     originals = wb.originals(files, need_o)
-    thr = pipeline_threshold(wb)
     settings = run_settings(args, wb, people=args.people, all_pairs=args.all_pairs, no_fta=args.no_fta)
     doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "pairs": str(args.pairs),
            "attacker": "dlib ResNet 128-D, 5-point alignment",
-           "baseline": evaluate_privacy(pairset, originals, None, thr), "variants": []}
+           "baseline": evaluate_privacy(pairset, originals, None), "variants": []}
     measured = [originals]
     for v in vs:
         anon = wb.anonymized(v, files, originals, need_a)
         measured.append(anon)
-        doc["variants"].append({"variant": v.as_dict(), **evaluate_privacy(pairset, originals, anon, thr)})
+        doc["variants"].append({"variant": v.as_dict(), **evaluate_privacy(pairset, originals, anon)})
     doc["failed"], n_failed = file_errors(files, *measured)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "privacy.json", doc)
@@ -309,7 +313,7 @@ def cmd_detection(args) -> int:
         raise UsageError(f"{args.wider_gt}: no such --wider-gt folder")
     plots = [f"rate_{det}.png" for det in DETECTORS]
     out, files, wb, vs = _image_run(args, ["detection.json", *plots], [args.labels], [args.wider_gt])
-    labels = read_wider_labels(args.labels, files) if args.labels else None
+    labels, missing = read_wider_labels(args.labels, args.images, files) if args.labels else (None, [])
     gt = None
     if args.wider_gt:
         from ..eval.widerface import load_ground_truth
@@ -317,7 +321,6 @@ def cmd_detection(args) -> int:
         gt = load_ground_truth(args.wider_gt)
     extra = {"wider"} if gt is not None else set()
     originals = wb.originals(files, {"hog"} | extra)
-    thr = pipeline_threshold(wb)
     settings = run_settings(args, wb, wider_gt=args.wider_gt)
     doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "n_files": len(files),
            "labels": args.labels, "variants": []}
@@ -327,7 +330,7 @@ def cmd_detection(args) -> int:
     for v in vs:
         anon = wb.anonymized(v, files, originals, {"detect"} | extra)
         measured.append(anon)
-        r = {"variant": v.as_dict(), **evaluate_detection(files, originals, anon, thr, labels)}
+        r = {"variant": v.as_dict(), **evaluate_detection(files, originals, anon, labels)}
         if gt is not None:
             r["wider"] = wider_ap(files, anon, gt)
         doc["variants"].append(r)
@@ -338,7 +341,7 @@ def cmd_detection(args) -> int:
         rate_by_size_plot({r["variant"]["label"]: r[det]["by_size"] for r in doc["variants"]},
                           out / plot, f"faces still detected by {wb.detector if det == 'pipeline_detector' else det}")
     print(detection_table(doc))
-    code = report_errors(doc["failed"], n_failed, len(files))
+    code = max(report_errors(doc["failed"], n_failed, len(files)), report_missing_images(missing, args.images))
     print(f"faceveil: detection results -> {out / 'detection.json'}", file=sys.stderr)
     return code
 

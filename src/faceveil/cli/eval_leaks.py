@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -13,8 +14,8 @@ import numpy as np
 from ..errors import FaceveilError, UsageError
 from ..eval.leaks import SHORT_MIN
 from .common import (add_common_args, add_detection_args, add_region_args, between, check_result_folder, evenly_spaced,
-                     region_from_args, at_least, need_eval_extra, note_int8_build, preset_name, resolve_detection,
-                     whole)
+                     region_from_args, at_least, need_eval_extra, note_int8_build, preset_name, report_missing_images,
+                     resolve_detection, whole)
 
 EPILOG = """\
 examples:
@@ -50,7 +51,8 @@ def register(subparsers) -> None:
     m.add_argument("--coverage", type=between(SHORT_MIN, 1), default=0.8,
                    help=f"a face is leaked below this covered share ({SHORT_MIN:g} to 1; default 0.8)")
     m.add_argument("--pr-floor", type=between(0, 1), default=0.05,
-                   help="score down to which the PR curve runs (0 to 1; default 0.05)")
+                   help="the PR curve and its AP count candidates scoring at least this, also above the "
+                        "detector's own cut (0 to 1; default 0.05)")
     m.add_argument("--split", choices=["all", "tune", "held_out"], default="all",
                    help="only the photos on this side of the one seeded split by photo (faceveil.eval.splits): "
                         "values are tuned on 'tune' and reported on 'held_out' (default all)")
@@ -96,8 +98,10 @@ def cmd_leaks(args) -> int:
         raise UsageError(f"none of the {len(keys)} labelled images is in {images}")
 
     out = Path(args.output) if args.output else None
+    if out is not None:
+        _clear_crops(out / "leaked")  # an earlier run's crops go: leaked/ shows this run's
     leak, pr, pr_used = LeakMetric(args.coverage, args.min_size), PRCurve(0.5, args.min_size), PRCurve(0.5, args.min_size)
-    failed, seconds, crops = [], 0.0, 0
+    failed, seconds, crops, outside = [], 0.0, 0, []
     bar = tqdm(found, unit="img", file=sys.stderr, disable=args.quiet, dynamic_ncols=True, desc="evaluating")
     for key, path in bar:
         try:
@@ -110,10 +114,14 @@ def cmd_leaks(args) -> int:
         seconds += time.perf_counter() - t0
         mask = anonymized_mask(anon.compositor, dets, img.shape)
         lab = labels[key]
-        faces = _upright_faces(lab, path, img.shape, labels.format)
-        item = leak.update(mask, faces, lab.ignore, key)
-        pr.update(candidates, faces, lab.ignore)
-        pr_used.update(dets, faces, lab.ignore)
+        faces, ignore = _upright_faces(lab, path, img.shape, labels.format), lab.ignore
+        visible = _visible(faces, img.shape)  # a box with no pixel in the photo is no face to find, for both metrics
+        if not visible.all():
+            outside += [f"{key} {[round(float(v), 1) for v in b]}" for b in faces.xyxy[~visible]]
+            faces, ignore = faces[visible], ignore[visible]
+        item = leak.update(mask, faces, ignore, key)
+        pr.update(candidates, faces, ignore)
+        pr_used.update(dets, faces, ignore)
         bar.set_postfix(leaked=int(sum(r.leaked.sum() for r in leak.per_image)), refresh=False)
         if out is not None:  # crops of the leaks the table counts (faces under its smallest bucket are not in it)
             shown = item.size >= leak.buckets[0][0]
@@ -125,30 +133,33 @@ def cmd_leaks(args) -> int:
     op = _operating_point(pr_used.compute())
     ms = seconds / max(n, 1) * 1000
     _print_summary(res, pr_res, op, ms, n, describe, args)
+    if outside:
+        print(f"faceveil: warning: {len(outside)} labelled box{'' if len(outside) == 1 else 'es'} with no pixel in "
+              f"the image left out, e.g. {outside[0]}", file=sys.stderr)
     for msg in failed:
         print(f"faceveil: error: {msg}", file=sys.stderr)
-    if missing:
-        print(f"faceveil: {len(missing)} labelled images not found in {images} (skipped), e.g. {missing[0]}",
-              file=sys.stderr)
+    code = max(1 if failed else 0, report_missing_images(missing, images))
     if out is not None:
         from ..io.atomic import write_bytes_atomic
         from ..report.leaks import plot_pr_curve
 
         doc = {"faceveil": __version__, "images": str(images), "labels": str(args.labels),
                "detect": preset_name(args), **{k: describe[k] for k in ("detector", "detector_params", "region")},
-               "evaluated": n, "missing": len(missing), "failed": failed, "ms_per_image": round(ms, 1),
-               "min_size": args.min_size, "coverage": args.coverage, "pr_floor": args.pr_floor, "split": args.split,
-               "limit": args.limit, "max_crops": args.max_crops,
+               "evaluated": n, "missing": len(missing), "failed": failed, "outside": outside,
+               "ms_per_image": round(ms, 1), "min_size": args.min_size, "coverage": args.coverage,
+               "pr_floor": args.pr_floor, "split": args.split, "limit": args.limit, "max_crops": args.max_crops,
                "result": res.to_json(),
-               "pr": {"ap": pr_res.ap, "positives": pr_res.positives, "operating_point": op,
+               "pr": {"ap": pr_res.ap if pr_res.positives else math.nan, "positives": pr_res.positives,
+                      "operating_point": op,
                       "recall": _thin(pr_res.recall), "precision": _thin(pr_res.precision),
                       "thresholds": _thin(pr_res.thresholds)}}
-        write_bytes_atomic(out / "results.json", json.dumps(doc, indent=1, default=_json_default).encode())
-        plot_pr_curve(pr_res, out / "pr_curve.png", op and (op["recall"], op["precision"]),
+        write_bytes_atomic(out / "results.json", json.dumps(_no_nan(doc), indent=1, default=_json_default).encode())
+        point = (op["recall"], op["precision"]) if op and pr_res.positives else None
+        plot_pr_curve(pr_res, out / "pr_curve.png", point,
                       f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
         print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
               f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
-    return 1 if failed else 0
+    return code
 
 
 def _upright_faces(lab, path, shape, fmt: str):
@@ -166,11 +177,28 @@ def _upright_faces(lab, path, shape, fmt: str):
     return Detections.from_boxes(boxes_to_oriented(lab.xyxy, orientation, sw, sh), source="label")
 
 
+def _visible(faces, shape) -> np.ndarray:
+    """Per labelled box: whether it has a pixel in the image (see ``pixel_spans``)."""
+    from ..eval.leaks import pixel_spans
+
+    s = pixel_spans(faces.xyxy, shape[1], shape[0])
+    return (s[:, 2] > s[:, 0]) & (s[:, 3] > s[:, 1])
+
+
+def _no_nan(v):
+    """``v`` with NaN (an undefined rate: no faces) as None: results.json is strict JSON (null, not NaN)."""
+    if isinstance(v, dict):
+        return {k: _no_nan(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_no_nan(x) for x in v]
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
 def _operating_point(used) -> dict | None:
     """Recall and precision of the detections in use (a size-aware cut is no single point on the score axis)."""
     if not len(used.recall):
         return None
-    return {"recall": float(used.recall[-1]), "precision": float(used.precision[-1])}
+    return {"recall": float(used.recall[-1]) if used.positives else math.nan, "precision": float(used.precision[-1])}
 
 
 def _thin(a: np.ndarray, n: int = 400) -> list[float]:
@@ -208,26 +236,44 @@ def _print_summary(res, pr, op, ms, n, describe, args) -> None:
           f"under {res.short_min:.0%})")
     print(f"\nover-anonymized (away from faces): {_pct(res.away_rate)} of pixels "
           f"(mean per image {_pct(res.away_rate_mean)})")
-    line = f"detector vs labels (IoU 0.5, faces >= {args.min_size:g} px): AP {pr.ap:.3f}"
+    def num(v: float) -> str:  # AP and recall are undefined without a labelled face
+        return f"{v:.3f}" if pr.positives else "-"
+
+    line = f"detector vs labels (IoU 0.5, faces >= {args.min_size:g} px): AP {num(pr.ap)}"
     if op:
-        line += f"; detections in use: recall {op['recall']:.3f}, precision {op['precision']:.3f}"
+        line += f"; detections in use: recall {num(op['recall'])}, precision {op['precision']:.3f}"
     print(line)
 
 
+CROP_NAME = re.compile(r".+_-?\d+_-?\d+_cov\d\d+\.png")  # _write_crops's names (and the flat ones before)
+
+
+def _clear_crops(folder: Path) -> None:
+    """Remove the leaked-face crops an earlier run wrote into ``folder`` (files named as ``_write_crops`` names
+    them; anything else stays), and the subfolders that leaves empty."""
+    if not folder.is_dir():
+        return
+    for p in sorted(folder.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+        if p.is_file() and not p.is_symlink() and CROP_NAME.fullmatch(p.name):
+            p.unlink()
+        elif p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+            p.rmdir()
+
+
 def _write_crops(folder: Path, key: str, image, mask, boxes, item, budget: int, shown=None) -> int:
+    """Crops of a photo's leaked faces: leaked/<its folder>/<its name>_<face index>_<x>_<y>_cov<NN>.png."""
     from PIL import Image
 
     from ..io.atomic import atomic_path
     from ..report.leaks import leak_crop
 
     written = 0
-    stem = Path(key).with_suffix("").as_posix().replace("/", "__")
     for i in np.flatnonzero(item.leaked if shown is None else item.leaked & shown):
         if written >= budget:
             break
         x1, y1 = int(boxes[i][0]), int(boxes[i][1])
         crop = leak_crop(image, mask, boxes[i])
-        with atomic_path(folder / f"{stem}_{x1}_{y1}_cov{int(item.coverage[i] * 100):02d}.png") as tmp:
+        with atomic_path(folder / f"{key}_{i}_{x1}_{y1}_cov{int(item.coverage[i] * 100):02d}.png") as tmp:
             Image.fromarray(crop).save(tmp, format="PNG")
         written += 1
     return written

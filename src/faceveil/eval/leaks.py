@@ -244,12 +244,16 @@ class PRCurve:
 
 
 def detect_with_candidates(detector, image: np.ndarray, floor: float):
-    """(detections in use, candidates down to ``floor`` for the PR curve), from one detection run where possible."""
+    """(detections in use, candidates scoring at least ``floor`` for the PR curve), from one detection run where
+    possible, on the view of ``image`` that ``Anonymizer.detect`` gives the detector (``detection_view``: a 1-bit
+    photo smoothed), so eval measures the faces `faceveil anonymize` hides."""
+    from ..detect.base import detection_view
     from ..detect.centerface import CenterFace
 
+    image = detection_view(image)
     if hasattr(detector, "detect_candidates"):
-        return detector.detect_candidates(image, floor)
-    if isinstance(detector, CenterFace) and floor < detector.params.threshold:
+        d, cand = detector.detect_candidates(image, floor)
+    elif isinstance(detector, CenterFace) and floor < detector.params.threshold:
         # Greedy NMS commutes with a score cut, so cutting the low-threshold result is exact.
         low = getattr(detector, "_low", None)
         if low is None:
@@ -257,6 +261,7 @@ def detect_with_candidates(detector, image: np.ndarray, floor: float):
 
             low = detector._low = CenterFace(replace(detector.params, threshold=floor))
         cand = low.detect(image)
-        return cand[cand.score >= detector.params.threshold], cand
-    d = detector.detect(image)
-    return d, d
+        d = cand[cand.score >= detector.params.threshold]
+    else:
+        d = cand = detector.detect(image)
+    return d, cand[cand.score >= floor]  # a floor above the detector's own lowest cut ends the curve there

@@ -121,8 +121,7 @@ def _thin(det: dict, n: int = 400) -> dict:
     return {k: [v[i] for i in idx] for k, v in det.items()}
 
 
-def evaluate_privacy(pairset: PairSet, originals: dict, anonymized: dict | None, pipeline_threshold: float,
-                     attacks=ATTACKS) -> dict:
+def evaluate_privacy(pairset: PairSet, originals: dict, anonymized: dict | None, attacks=ATTACKS) -> dict:
     """Verification and rank-1 per attack; ``anonymized=None`` measures the originals (the baseline)."""
     files = pairset.files
     index = {f: k for k, f in enumerate(files)}
@@ -166,9 +165,9 @@ def evaluate_privacy(pairset: PairSet, originals: dict, anonymized: dict | None,
         res.update(r1.compute())
         out["attacks"][attack] = res
     # Failure to acquire: the anonymized face is no longer found (by the pipeline's detector and by dlib HOG).
-    if anonymized is not None and any("low" in anonymized.get(f, {}) for f in files):
-        usable = [f for f in files if originals.get(f, {}).get("box") is not None and "low" in anonymized.get(f, {})]
-        cf = [not acquired(anonymized[f]["low"], originals[f]["box"], pipeline_threshold) for f in usable]
+    if anonymized is not None and any("found" in anonymized.get(f, {}) for f in files):
+        usable = [f for f in files if originals.get(f, {}).get("box") is not None and "found" in anonymized.get(f, {})]
+        cf = [not acquired(anonymized[f]["found"], originals[f]["box"]) for f in usable]  # as anonymize finds them
         hog = [not acquired(anonymized[f]["hog"], originals[f]["box"], 0.0) for f in usable]
         out["fta"] = {"pipeline_detector": float(np.mean(cf)) if usable else None,
                       "dlib-hog": float(np.mean(hog)) if usable else None, "n": len(usable)}

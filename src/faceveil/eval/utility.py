@@ -1,6 +1,8 @@
 """Detection utility: do detectors still find the faces after anonymization?"""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..detections import Detections
@@ -59,28 +61,30 @@ def _boxes(rec: dict | None, min_score: float | None = None) -> tuple[np.ndarray
     return d.xyxy, d.score
 
 
-def evaluate_detection(files: list[str], originals: dict, anonymized: dict, pipeline_threshold: float,
+def evaluate_detection(files: list[str], originals: dict, anonymized: dict,
                        labels: dict[str, np.ndarray] | None = None) -> dict:
     """Detection rate (by face height) and operation fidelity for the pipeline detector and dlib HOG.
 
-    Reference faces are each detector's own detections on the original (operating
-    threshold: ``pipeline_threshold`` / HOG score 0); with ``labels`` (rel -> xyxy) the
+    Reference faces are each detector's own detections on the original at its operating point (the pipeline
+    detector's as `faceveil anonymize` keeps them, with its size-aware cut; HOG from score 0), and the faces
+    found on the anonymized image the same way; with ``labels`` (rel -> xyxy) the
     labelled faces are a further reference. Fidelity (DartBlur) is the AP of the detector's
     score-ranked detections on the anonymized image against its own original detections.
     """
-    detectors = {"pipeline_detector": ("dets", "low", pipeline_threshold), "dlib-hog": ("hog", "hog", 0.0)}
+    # (reference on the original, found on the anonymized, score-ranked on the anonymized, score cut)
+    detectors = {"pipeline_detector": ("dets", "found", "low", None), "dlib-hog": ("hog", "hog", "hog", 0.0)}
     out: dict = {"n_images": 0, "n_errors": 0}
     acc = {name: (DetectionRate(), DetectionAP()) for name in detectors}
     lab = {name: DetectionRate() for name in detectors} if labels is not None else None
     for f in files:
         o, a = originals.get(f, {}), anonymized.get(f, {})
-        if "error" in o or "error" in a or "low" not in a:
+        if "error" in o or "error" in a or "found" not in a:
             out["n_errors"] += 1
             continue
         out["n_images"] += 1
-        for name, (okey, akey, thr) in detectors.items():
+        for name, (okey, fkey, akey, thr) in detectors.items():
             ref, _ = _boxes(o.get(okey), thr)
-            found, _ = _boxes(a.get(akey), thr)
+            found, _ = _boxes(a.get(fkey), thr)
             preds, scores = _boxes(a.get(akey))
             acc[name][0].update(ref, found)
             acc[name][1].update(preds, scores, ref)
@@ -112,20 +116,19 @@ def wider_key(rel: str) -> str:
     return "/".join(p.split("/")[-2:])
 
 
-def read_wider_labels(path, files: list[str]) -> dict[str, np.ndarray]:
-    """WIDER-layout txt labels -> rel -> xyxy, matched by relative path or, failing that, by file name."""
-    from ..io.labels import read_wider
+def read_wider_labels(path, images, files: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """WIDER-layout txt labels -> (rel -> xyxy for those of ``files``, the labelled images not under ``images``).
+    A label's image is found as `eval leaks` finds it (``find_image``: its relative path, never another folder's)."""
+    from ..io.labels import find_image, read_wider
 
-    raw = {im.path: im.xywh for im in read_wider(path).images}
-    by_name = {k.rsplit("/", 1)[-1]: v for k, v in raw.items()}
-    out = {}
-    for f in files:
-        b = raw.get(f)
-        if b is None:
-            b = by_name.get(f.rsplit("/", 1)[-1])
-        if b is None:
-            continue
-        b = b.copy()
-        b[:, 2:] += b[:, :2]
-        out[f] = b
-    return out
+    images, wanted = Path(images), set(files)
+    out, missing = {}, []
+    for im in read_wider(path).images:
+        p = find_image(images, im.path)
+        if p is None:
+            missing.append(im.path)
+        elif p.relative_to(images).as_posix() in wanted:
+            b = im.xywh.astype(np.float64)
+            b[:, 2:] += b[:, :2]
+            out[p.relative_to(images).as_posix()] = b
+    return out, missing

@@ -28,12 +28,14 @@ from ..io.manifest import sha256_file
 from ..pipeline import Anonymizer
 from ..progress import tqdm
 from .descriptors import DlibDescriber
+from .leaks import detect_with_candidates
 from .metrics import crop_quality
 from .utility import eval_detect
 
-# 2: random methods keyed on the file's content, 3: exact boxes (no longer 0.01 px), as `faceveil anonymize` uses
-CACHE_VERSION = 3
-LOW_THRESHOLD = 0.05  # CenterFace threshold for score-ranked (AP) runs on anonymized images
+# 2: random methods keyed on the file's content, 3: exact boxes (no longer 0.01 px), as `faceveil anonymize` uses,
+# 4: the anonymized image's faces at the operating point ("found") beside the candidates ("low")
+CACHE_VERSION = 4
+LOW_THRESHOLD = 0.05  # score down to which candidates are kept for score-ranked (AP) runs on anonymized images
 HOG_LOW = -0.5  # dlib HOG adjust_threshold for the same purpose (its operating point is 0)
 FTA_IOU = 0.3  # a detection "acquires" the face when it overlaps the original's box this much (box styles differ)
 
@@ -108,7 +110,6 @@ class Workbench:
         self._det = None
         self._hog = None
         self._desc = None
-        self._low = None
         self._wider_det = None
         self._anonymizers: dict = {}
 
@@ -118,16 +119,6 @@ class Workbench:
         if self._det is None:
             self._det = get_detector(self.detector, self.detector_params)
         return self._det
-
-    @property
-    def det_low(self):
-        """The same detector at a low threshold, for score-ranked measurements."""
-        if self._low is None:
-            params = dict(self.detector_params)
-            if "threshold" in {f for f in type(self.det.params).__dataclass_fields__}:
-                params["threshold"] = min(LOW_THRESHOLD, getattr(self.det.params, "threshold", LOW_THRESHOLD))
-            self._low = get_detector(self.detector, params)
-        return self._low
 
     @property
     def hog(self):
@@ -187,12 +178,13 @@ class Workbench:
     # measurements -------------------------------------------------------------
     def originals(self, rels: list[str], need: set[str] = frozenset({"desc"})) -> dict:
         """rel -> record with 'dets' (the pipeline detector's faces), 'box' (the face attacked:
-        the largest detection, else dlib HOG's largest), and per ``need``: 'desc', 'hog', 'low'."""
+        the largest detection, else dlib HOG's largest), and per ``need``: 'desc', 'hog'."""
         return self._measure(ORIGINAL, rels, set(need), None)
 
     def anonymized(self, v: Variant, rels: list[str], originals: dict, need: set[str]) -> dict:
-        """rel -> record with, per ``need``: 'desc' (at the original's box), 'detect' (pipeline detector at a
-        low threshold and dlib HOG on the anonymized image), 'quality' (per original face crop)."""
+        """rel -> record with, per ``need``: 'desc' (at the original's box), 'detect' (on the anonymized image:
+        the pipeline detector's faces as anonymize finds them, 'found', and its candidates down to LOW_THRESHOLD,
+        'low'; dlib HOG's, 'hog'), 'quality' (per original face crop)."""
         return self._measure(v, rels, set(need), originals)
 
     def _measure(self, v: Variant, rels, need, originals) -> dict:
@@ -246,9 +238,6 @@ class Workbench:
         if "box" not in rec:
             src = dets if len(dets) else Detections.from_dict(rec.get("hog")).filter(min_score=0.0)
             rec["box"] = None if len(src) == 0 else src.xyxy[int(np.argmax(src.areas))].round(2).tolist()
-        if "low" in need and "low" not in has:
-            rec["low"] = _dets_json(self.det_low.detect(img))
-            has.add("low")
         if "desc" in need and "desc" not in has:
             rec["desc"] = None if rec["box"] is None else self._describe(img, rec["box"])
             has.add("desc")
@@ -291,7 +280,8 @@ class Workbench:
             rec["desc"] = None if orig["box"] is None else self._describe(anon, orig["box"])
             has.add("desc")
         if "detect" in need and "detect" not in has:
-            rec["low"] = _dets_json(self.det_low.detect(anon))
+            found, low = detect_with_candidates(self.det, anon, LOW_THRESHOLD)  # as anonymize would see it
+            rec["found"], rec["low"] = _dets_json(found), _dets_json(low)
             rec["hog"] = _dets_json(self.hog.detect(anon))
             has.add("detect")
         if "quality" in need and "quality" not in has:
@@ -309,7 +299,7 @@ class Workbench:
         return rec
 
 
-def acquired(found: dict | None, box, min_score: float) -> bool:
+def acquired(found: dict | None, box, min_score: float = 0.0) -> bool:
     """Whether any detection (score >= min_score) overlaps ``box`` by IoU >= FTA_IOU."""
     d = Detections.from_dict(found).filter(min_score=min_score)
     return bool(len(d)) and bool((box_iou(np.asarray(box), d.xyxy) >= FTA_IOU).any())

@@ -86,19 +86,18 @@ def read_eval_labels(path: str | os.PathLike, fmt: str | None = None,
 
 
 def find_image(images: str | os.PathLike, key: str) -> Path | None:
-    """The image file for a label key, leniently: the exact relative path, else a file with that name or stem."""
-    images = Path(images)
-    p = images / key
+    """The image file for a label key: its relative path under ``images``, else that name (or stem) with another
+    image extension in the same folder. Never a file of that name in another folder: a/x.jpg's labels are not
+    b/x.jpg's faces."""
+    p = Path(images) / key
     if p.is_file():
         return p
-    name = Path(key).name
-    stem = Path(key).stem if Path(key).suffix.lower() in IMAGE_EXTS else name
+    stem = p.stem if p.suffix.lower() in IMAGE_EXTS else p.name
     for ext in IMAGE_EXTS:
-        for cand in (images / (stem + ext), images / (stem + ext.upper())):
+        for cand in (p.with_name(stem + ext), p.with_name(stem + ext.upper())):
             if cand.is_file():
                 return cand
-    hits = [q for q in images.rglob(stem + ".*") if q.suffix.lower() in IMAGE_EXTS]
-    return hits[0] if hits else None
+    return None
 
 
 _LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a label file (COCO .json)",
