@@ -59,6 +59,26 @@ def manifest_images(out: Path) -> list[dict]:
     return [e for e in read_manifest(out / "manifest.jsonl")[0] if e["kind"] == "image"]
 
 
+def test_an_out_whose_manifest_is_not_faceveils_is_refused(tmp_path, capsys):
+    """OUT holding someone's images and a manifest.jsonl that is not faceveil's (one line "hello"): before, the line
+    read as a torn one, the folder as faceveil's, and its images were overwritten (exit 0). Now refused, untouched;
+    an empty manifest (a run killed before its first line) is still resumed."""
+    root, gt = noise_dataset(tmp_path, n=2)
+    out = tmp_path / "out"
+    theirs = out / "images" / "ev0" / "img000.png"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"their own file")
+    (out / "manifest.jsonl").write_text("hello\n")
+    args = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-o", str(out),
+            "-q", "-m", "blackout"]
+    assert main(args) == 2
+    assert "has no manifest.jsonl of faceveil's; refusing to write into it" in capsys.readouterr().err
+    assert theirs.read_bytes() == b"their own file" and (out / "manifest.jsonl").read_text() == "hello\n"
+    (out / "manifest.jsonl").write_bytes(b"")
+    theirs.unlink()
+    assert main(args) == 0 and rgb(theirs).shape == (64, 96, 3)
+
+
 def test_gt_boxes_change_exactly_the_labelled_regions(tmp_path):
     # one face partly outside the image (clipped), one below --min-size (left alone), one ordinary
     boxes = [(10, 8, 20, 24), (80, 40, 30, 30), (50, 5, 5, 5)]

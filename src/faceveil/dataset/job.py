@@ -72,8 +72,8 @@ def anonymize_dataset(
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: output exists and is not a folder")
     manifest_path = out / MANIFEST
-    if out.is_dir() and any(out.iterdir()) and not manifest_path.exists():
-        raise UsageError(f"{out}: folder is not empty and has no {MANIFEST}; refusing to write into it")
+    if out.is_dir() and any(out.iterdir()) and not _faceveils(manifest_path):
+        raise UsageError(f"{out}: folder is not empty and has no {MANIFEST} of faceveil's; refusing to write into it")
     p = plan(fmt, images, labels, out, face_classes)
     if cfg.boxes == "auto":
         cfg = replace(cfg, boxes=default_boxes(p.labels, face_classes))
@@ -89,6 +89,18 @@ def anonymize_dataset(
                         overwrite)
     except OSError as exc:  # a read-only, full or vanished OUT: one line naming the file, never a traceback
         raise InputError(f"{exc.filename or out}: {exc.strerror or exc}") from exc
+
+
+def _faceveils(manifest_path: Path) -> bool:
+    """Whether ``manifest_path`` may be a manifest faceveil wrote: it exists and starts as its JSON lines do (a run
+    killed while writing the first line leaves it torn or empty, still ours). A manifest.jsonl of another line
+    ("hello") was read as a torn line, and the run wrote over the folder's images and annotations (an audit)."""
+    try:
+        with open(manifest_path, "rb") as f:
+            head = f.read(2)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
+    return b'{"'.startswith(head)
 
 
 def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Summary, out: Path, jobs: int | None,
