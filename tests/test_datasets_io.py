@@ -229,6 +229,23 @@ def test_voc_bad_xml_names_the_line(tmp_path):
         read_voc(tmp_path)
 
 
+def test_voc_in_its_declared_encoding_and_coco_given_another_format(tmp_path):
+    """A VOC file declared ISO-8859-1 (LabelImg on some systems) was refused as 'not UTF-8 text': read in its own
+    encoding now. --format coco given a WIDER gt.txt said 'invalid JSON' (exit 1): bad usage now, naming the fix."""
+    from faceveil.errors import UsageError
+
+    (tmp_path / "voc").mkdir()
+    (tmp_path / "voc" / "a.xml").write_bytes('<?xml version="1.0" encoding="ISO-8859-1"?>\n<annotation><filename>'
+                                             'caf\xe9.jpg</filename><object><name>visage</name><bndbox><xmin>1'
+                                             '</xmin><ymin>2</ymin><xmax>5</xmax><ymax>8</ymax></bndbox></object>'
+                                             '</annotation>\n'.encode("latin-1"))
+    voc = read_voc(tmp_path / "voc")
+    assert voc.images[0].path == "caf\xe9.jpg" and voc.images[0].xywh.tolist() == [[1, 2, 4, 6]]
+    (tmp_path / "gt.txt").write_text(WIDER_TEXT)
+    with pytest.raises(UsageError, match=r"gt\.txt: not JSON, so not COCO labels .*--format wider, yolo or voc"):
+        read_coco(tmp_path / "gt.txt")
+
+
 def test_read_labels_dispatch_and_in_memory_sets(tmp_path):
     ls = LabelSet("wider", [ImageLabels("p.jpg", [[0, 0, 4, 4]])])
     write_wider(ls, tmp_path / "w.txt")

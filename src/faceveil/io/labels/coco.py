@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import UsageError
 from ..atomic import write_bytes_atomic
 from .core import ImageLabels, LabelError, LabelSet, check_box, read_text, safe_relpath
 
@@ -17,6 +18,9 @@ def read_coco(path: str | os.PathLike) -> LabelSet:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
+        if not text.lstrip()[:1] in ("{", "["):  # not JSON at all: another format's file (gt.txt, a folder's XML)
+            raise UsageError(f"{path}: not JSON, so not COCO labels (--format coco); for WIDER, YOLO or VOC labels "
+                             "give --format wider, yolo or voc") from None
         raise LabelError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise LabelError(f"{path}: not a COCO file (no 'images' list at the top)")

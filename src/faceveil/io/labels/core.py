@@ -181,15 +181,19 @@ def format_number(v: float) -> str:
     return str(int(v)) if float(v).is_integer() and abs(v) < 2**53 else repr(float(v))
 
 
-def read_text(path: Path) -> str:
+def read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise LabelError(f"{path}: no such label file") from None
     except IsADirectoryError:
         raise LabelError(f"{path}: is a folder, expected a label file") from None
     except OSError as exc:
         raise LabelError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def read_text(path: Path) -> str:
+    data = read_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

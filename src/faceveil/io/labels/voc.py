@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from .core import (ImageLabels, LabelError, LabelSet, check_box, format_number, inside_labels, read_text, safe_relpath,
+from .core import (ImageLabels, LabelError, LabelSet, check_box, format_number, inside_labels, read_bytes, safe_relpath,
                    visible_files)
 
 
@@ -22,7 +22,7 @@ def read_voc(annotations_dir: str | os.PathLike) -> LabelSet:
     for xf in visible_files(annotations_dir, ".xml"):
         inside_labels(xf, annotations_dir)
         try:
-            root = ET.fromstring(read_text(xf))
+            root = ET.fromstring(read_bytes(xf))  # bytes: the XML declaration's encoding (ISO-8859-1 too) is read
         except ET.ParseError as exc:
             line = exc.position[0] if exc.position else 0
             raise LabelError(f"{xf}:{line}: invalid XML ({exc})") from None
