@@ -21,12 +21,24 @@ def own_file(rel: str) -> bool:
     return len(parts) == 2 and parts[0] == OWN_DIR and (parts[1] == REVIEW_FILE or parts[1].endswith(".tracks.json"))
 
 
+def old_state(path: Path) -> dict:
+    """A review saved by faceveil 0.1.0 at OUT/review.json, if that file is one (else a user's file: {})."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 << 20:
+            return {}
+        state = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if isinstance(state, dict) and "faceveil" in state and "format" in state and isinstance(state.get("items"), dict):
+        return state
+    return {}
+
+
 def reviewed_boxes(out: Path) -> dict[str, list[list[float]]]:
     """The boxes a reviewer added by hand (`faceveil review`'s Apply), by image path under OUT, as the saved review
     (OUT/.faceveil/review.json, or faceveil 0.1.0's OUT/review.json) holds them: they must stay hidden through any
     redo, even one that failed and so dropped the image's manifest line. An unreadable review stops the run."""
     from ..errors import InputError
-    from ..review.runs import old_state
 
     path = out / OWN_DIR / REVIEW_FILE
     if path.is_file():

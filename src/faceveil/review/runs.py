@@ -5,7 +5,6 @@ Each reader accepts what faceveil 0.1.0 wrote as well as what the current versio
 from __future__ import annotations
 
 import ast
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,19 +89,6 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
                     rec.kept[rel] = [k for k in kept if isinstance(k, dict) and isinstance(k.get("box"), list)
                                      and len(k["box"]) == 4]
     return rec
-
-
-def old_state(path: Path) -> dict:
-    """A review saved by faceveil 0.1.0 at OUT/review.json, if that file is one (else a user's file: {})."""
-    try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 << 20:
-            return {}
-        state = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    if isinstance(state, dict) and "faceveil" in state and "format" in state and isinstance(state.get("items"), dict):
-        return state
-    return {}
 
 
 def same_settings(a: dict, b: dict) -> bool:

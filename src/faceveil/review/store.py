@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..dataset.config import old_state
 from ..detect import DETECTORS, get_detector
 from ..detections import Detections, box_iou
 from ..errors import FaceveilError, UsageError
@@ -47,7 +48,7 @@ from .compare import CompareMixin
 from .edits import EditsMixin
 from .flags import FlagsMixin
 from .pairs import OLD_REVIEW_FILE, OWN_DIR, REVIEW_FILE, Item, inside, list_images, stat_key
-from .runs import RunRecord, old_state, same_settings
+from .runs import RunRecord, same_settings
 
 FORMAT = 1
 # How the page marks a video's boxes (review.js): detected, held (by the tracker), manual.
