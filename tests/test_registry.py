@@ -29,6 +29,9 @@ def test_params_parse_from_strings():
         ("noise", {"amount": "150"}, "at most 100"),
         ("blackout", {"color": "300"}, "0..255"),
         ("nope", {}, "unknown method 'nope'"),
+        # threads=100000 ran out of memory (16 GB, killed with no message); -1 was taken
+        ("learnedblur", {"threads": "100000"}, r"threads must be in \[0, 64\]"),
+        ("learnedblur", {"threads": "-1"}, r"threads must be in \[0, 64\]"),
     ],
 )
 def test_bad_params_are_usage_errors(name, params, fragment):
