@@ -46,8 +46,9 @@ def _session(path: str, threads: int):
         opts.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # a truncated or foreign file
-        raise ModelError(f"{path}: cannot load learned-blur model ({exc.__class__.__name__})") from None
+    except Exception as exc:  # a truncated or foreign file: bad usage when the user named it (before any work)
+        bad = ModelError if Path(path) == shipped_model_path() else UsageError
+        raise bad(f"{path}: cannot load learned-blur model ({exc.__class__.__name__})") from None
 
 
 @lru_cache(maxsize=4)
