@@ -29,11 +29,44 @@ def test_params_parse_from_strings():
         ("noise", {"amount": "150"}, "at most 100"),
         ("blackout", {"color": "300"}, "0..255"),
         ("nope", {}, "unknown method 'nope'"),
+        # threads=100000 ran out of memory (16 GB, killed with no message); -1 was taken
+        ("learnedblur", {"threads": "100000"}, r"threads must be in \[0, 64\]"),
+        ("learnedblur", {"threads": "-1"}, r"threads must be in \[0, 64\]"),
     ],
 )
 def test_bad_params_are_usage_errors(name, params, fragment):
     with pytest.raises(UsageError, match=fragment):
         get_method(name, params)
+
+
+@pytest.mark.parametrize("name,params", [
+    ("eyebar", {"extend": "nan"}), ("eyebar", {"height": "inf"}), ("eyebar", {"extend": "1e999"}),
+    ("blur", {"sigma": "nan"}), ("blur", {"sigma": float("inf")}), ("noise", {"amount": float("nan")}),
+])
+def test_a_non_finite_number_is_refused_for_every_method(name, params):
+    """eyebar extend=nan drew no bar and blur sigma=inf was taken, each run reported as anonymized (exit 0)."""
+    with pytest.raises(UsageError, match="expected a finite number"):
+        get_method(name, params)
+
+
+@pytest.mark.parametrize("params", [{"height": "1e9"}, {"extend": "1e9"}, {"extend": 5}])
+def test_an_eyebar_too_large_to_draw_is_refused(params):
+    """height or extend 1e9 overflowed the bar's coordinates: no bar drawn, 'anonymized'."""
+    with pytest.raises(UsageError, match=r"height must be in \(0, 4\] and extend in \[0, 4\]"):
+        get_method("eyebar", params)
+
+
+@pytest.mark.parametrize("name,params", [("pixelate", {"block": 2.5}), ("fullblur", {"kernel": 18.5})])
+def test_a_fractional_integer_parameter_from_python_is_a_one_line_usage_error(name, params):
+    """faceveil.anonymize(im, "pixelate", block=2.5) raised OpenCV's multi-line cv2.error."""
+    import numpy as np
+
+    import faceveil
+
+    with pytest.raises(UsageError, match="expected an integer") as exc:
+        faceveil.anonymize(np.zeros((64, 64, 3), np.uint8), name, **params)
+    assert "\n" not in str(exc.value)
+    assert get_method(name, {k: 20.0 for k in params}).params == get_method(name, {k: 20 for k in params}).params
 
 
 def test_parse_assignments():

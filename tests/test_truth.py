@@ -134,6 +134,20 @@ def test_a_missing_file_named_in_a_parameter_is_bad_usage(tmp_path, photo, capsy
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("opts", [["-m", "replace", "-p", "bank={}"], ["-m", "learnedblur", "-p", "model={}"],
+                                  ["-m", "replace", "-p", "harmonizer=unet", "-p", "harmonizer_model={}"]])
+def test_an_unreadable_file_named_in_a_parameter_is_bad_usage(tmp_path, photo, capsys, opts):
+    """-p bank=/etc/passwd or model=/etc/passwd exited 1 (a failed file), the bank's message suggesting to load
+    it unsafely (allow_pickle); a bad overlay image was already bad usage (exit 2)."""
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    opts = [o.format(tmp_path / "passwd") for o in opts]
+    rc, _, err = _run(["anonymize", str(photo), "-o", str(tmp_path / "out"), "-q", *opts], capsys)
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.startswith("faceveil: error: ") and "passwd" in err
+    assert "allow_pickle" not in err and "unsafe" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_an_unknown_encoder_preset_is_bad_usage(tmp_path, capsys):
     clip = _tiny_video(tmp_path / "clip.mp4")
     rc, _, err = _run(["anonymize", str(clip), "-o", str(tmp_path / "out"), "-q", "--preset", "superduper"], capsys)

@@ -8,6 +8,8 @@ new file and no CLI change.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import types
 import typing
 from collections.abc import Mapping
@@ -144,6 +146,22 @@ def _is_tuple_type(tp: Any) -> bool:
     return typing.get_origin(tp) is tuple
 
 
+def _check_number(key: str, value: Any, tp: Any, what: str) -> Any:
+    """Refuse a non-finite number for any parameter (eyebar extend=nan drew no bar and blur sigma=inf was taken,
+    both reported as anonymized), and a fractional one for an integer parameter (pixelate block=2.5 from Python
+    raised OpenCV's multi-line error); an integral float (block=20.0) becomes the integer."""
+    def real(v: Any) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral)
+
+    if any(real(v) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+        raise UsageError(f"bad value {key}={value!r} for {what}: expected a finite number")
+    if tp is int and real(value):
+        if not float(value).is_integer():
+            raise UsageError(f"bad value {key}={value!r} for {what}: expected an integer")
+        value = int(value)
+    return value
+
+
 def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
     """Build ``cls.Params`` from strings or typed values; raise UsageError on bad input."""
     if not isinstance(values, Mapping):  # method_params=[1, 2] raised AttributeError (no .items)
@@ -166,7 +184,7 @@ def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
             value = check_bool(f"{key} (for {what})", value)
         elif isinstance(value, list) and _is_tuple_type(tp):  # a JSON list read back from a report or manifest
             value = tuple(value)
-        kwargs[key] = value
+        kwargs[key] = _check_number(key, value, tp, what)
     try:
         return params_cls(**kwargs)
     except (ValueError, TypeError) as exc:

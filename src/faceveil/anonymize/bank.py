@@ -23,6 +23,7 @@ a target face are ever used to place a bank face: never its pixels.
 from __future__ import annotations
 
 import csv
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, ModelError, UsageError
 
 FORMAT = "faceveil-bank/1"
 SIZE = 128
@@ -89,22 +90,28 @@ class Bank:
 
 
 def load_bank(path: str | Path | None = None) -> Bank:
-    """Load a bank file; ``None`` loads the one shipped with faceveil."""
+    """Load a bank file; ``None`` loads the one shipped with faceveil. A file the user named that cannot be read is
+    bad usage (UsageError, before any work); the shipped one, a broken install (ModelError)."""
     if path in (None, ""):
         ref = resources.files("faceveil") / "data" / "default_bank.npz"
         with resources.as_file(ref) as p:
-            return load_bank(p)
-    path = Path(path)
+            return _read_bank(Path(p), ModelError)
+    return _read_bank(Path(path), UsageError)
+
+
+def _read_bank(path: Path, bad: type[Exception]) -> Bank:
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z.get("format", "")) != FORMAT:
-                raise InputError(f"{path}: not a faceveil bank (expected format {FORMAT})")
+                raise bad(f"{path}: not a faceveil bank (expected format {FORMAT})")
             return Bank(z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
                         z["template"].astype(np.float32), z["yaw"] if "yaw" in z.files else None)
     except FileNotFoundError:
-        raise UsageError(f"{path}: bank file not found") from None  # a name the user gave: bad usage
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{path}: cannot read bank ({exc})") from None
+        raise bad(f"{path}: bank file not found") from None
+    except (ValueError, zipfile.BadZipFile):  # numpy's text for a foreign file suggests loading it unsafely
+        raise bad(f"{path}: not a faceveil bank (not a NumPy .npz file)") from None
+    except (OSError, KeyError) as exc:
+        raise bad(f"{path}: cannot read bank ({exc})") from None
 
 
 # alignment -----------------------------------------------------------------

@@ -67,4 +67,7 @@ def load_harmonizer(path: str = "", threads: int = 1) -> Harmonizer:
         raise UsageError(f"{p}: harmonizer model not found")
     if not p.is_file():
         raise ModelError(f"{p}: harmonizer model not found" + ("" if path else " (the package is incomplete)"))
-    return Harmonizer(p, threads)
+    try:
+        return Harmonizer(p, threads)
+    except ModelError as exc:  # a foreign file the user named: bad usage, before any work
+        raise (UsageError if path else ModelError)(str(exc)) from None

@@ -15,7 +15,8 @@ from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
                      check_backend, check_jpeg_quality, check_result_path, check_writable, note_int8_build, plan_inputs,
-                     region_from_args, report_failures, warn_unchecked_donors, done_verb, write_result_file, whole)
+                     region_from_args, report_failures, warn_unchecked_donors, warn_weak, done_verb, write_result_file,
+                     whole)
 
 EPILOG_ANON = """\
 examples:
@@ -107,6 +108,7 @@ def cmd_anonymize(args) -> int:
     # Build once here so bad names, parameters or a missing model fail before any work.
     vanon = first = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
     warn_unchecked_donors(vanon.method)
+    warn_weak(cfg.method, vanon.method.params)
     describe = vanon.describe()
     vcfg = cfg
     if (video_jobs or kept_videos) and args.detect is None and args.detector is None:

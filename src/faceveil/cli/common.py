@@ -90,6 +90,15 @@ def warn_unchecked_donors(method) -> None:
               "face may look like one of them to a face recogniser (dlib)", file=sys.stderr)
 
 
+def warn_weak(name: str, params) -> None:
+    """One line on stderr for a method or parameter value measured weak (anonymize.weak): taken, not refused."""
+    from ..anonymize.weak import weak_warning
+
+    line = weak_warning(name, params)
+    if line:
+        print(line, file=sys.stderr)
+
+
 def done_verb(method) -> str:
     """What a run's summary says its written files are: -m outline said "anonymized", and hid no face."""
     return "anonymized" if method.hides else "outlined, NOT anonymized"

@@ -11,7 +11,7 @@ from .. import __version__
 from ..errors import UsageError
 from .common import (add_detection_args, add_region_args, anonymizer_config, at_least, check_backend,
                      check_jpeg_quality, check_result_path, check_writable, done_verb, region_from_args,
-                     warn_unchecked_donors, whole)
+                     warn_unchecked_donors, warn_weak, whole)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -91,10 +91,13 @@ def cmd_dataset_anonymize(args) -> int:
     check_jpeg_quality(args)
     region = region_from_args(args)
     anon_cfg = anonymizer_config(args, args.method, parse_assignments(args.param), region)
-    if anon_cfg.method == "replace":
-        from ..anonymize import get_method
+    from ..anonymize import METHODS, get_method
+    from ..registry import make_params
 
-        warn_unchecked_donors(get_method(anon_cfg.method, anon_cfg.method_params))  # bad parameters fail first
+    method_cls = METHODS.get(anon_cfg.method)  # bad names and parameters fail first
+    warn_weak(anon_cfg.method, make_params(method_cls, anon_cfg.method_params, f"method {anon_cfg.method!r}"))
+    if anon_cfg.method == "replace":
+        warn_unchecked_donors(get_method(anon_cfg.method, anon_cfg.method_params))
     if args.keep_people or args.keep_region or args.only_region:
         from ..pipeline import Anonymizer
 

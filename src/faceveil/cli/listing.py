@@ -23,13 +23,17 @@ def cmd_list(args) -> int:
         from ..detect import DETECTORS as reg
     items = reg.describe()
     if args.registry == "methods":  # its random draws follow --seed (eval quality --seeds measures its diversity)
+        from ..anonymize.weak import default_weakness
+
         for item in items:
             item["seeded"] = reg.get(item["name"]).uses_rng
+            item["weak"] = default_weakness(reg.get(item["name"])) is not None  # faces stay recognisable
     if args.json:
         print(json.dumps(items, indent=1, default=str))
         return 0
     for item in items:
-        print(f"{item['name']}: {item['summary']}" + (" Seeded (--seed)." if item.get("seeded") else ""))
+        print(f"{item['name']}: {item['summary']}" + (" Seeded (--seed)." if item.get("seeded") else "")
+              + (" Weak privacy: faces stay recognisable at its defaults." if item.get("weak") else ""))
         for p in item["params"]:
             d = p["default"]
             if isinstance(d, tuple):  # written the way --dp/-p take it: "0.6,0.9"; "" is none
@@ -43,7 +47,7 @@ def cmd_list(args) -> int:
         reg = default_settings()["region"]
         print(f"Region options for every method: --shape ellipse|box (default {reg['shape']}), --mask-scale "
               f"(default {reg['mask_scale']}), --feather (default {reg['feather']:g}).")
-        print("Set a parameter with -p NAME=VALUE, e.g. faceveil anonymize in/ -o out/ -m blur -p kernel=25")
+        print("Set a parameter with -p NAME=VALUE, e.g. faceveil anonymize in/ -o out/ -m pixelate -p cells=16")
     else:
         from ..detect.presets import DEFAULT_PRESET, PRESETS
 

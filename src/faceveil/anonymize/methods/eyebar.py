@@ -9,6 +9,8 @@ from ...registry import param
 from ..base import METHODS, Method, crop, parse_color
 from ..box_landmarks import estimate_landmarks
 
+MAX_BAR = 4.0
+
 
 @METHODS.register("eyebar")
 class EyeBar(Method):
@@ -29,8 +31,10 @@ class EyeBar(Method):
 
         def __post_init__(self):
             parse_color(self.color)
-            if self.height <= 0 or self.extend < 0:
-                raise ValueError("height must be > 0 and extend >= 0")
+            # at most MAX_BAR: a bar 4 eye distances tall covers the head; a huge one (1e9) overflowed the
+            # polygon's coordinates and drew nothing
+            if not 0 < self.height <= MAX_BAR or not 0 <= self.extend <= MAX_BAR:
+                raise ValueError(f"height must be in (0, {MAX_BAR:g}] and extend in [0, {MAX_BAR:g}]")
 
     def apply(self, frame, detections, compositor, rng):
         out = frame.copy()

@@ -46,8 +46,9 @@ def _session(path: str, threads: int):
         opts.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # a truncated or foreign file
-        raise ModelError(f"{path}: cannot load learned-blur model ({exc.__class__.__name__})") from None
+    except Exception as exc:  # a truncated or foreign file: bad usage when the user named it (before any work)
+        bad = ModelError if Path(path) == shipped_model_path() else UsageError
+        raise bad(f"{path}: cannot load learned-blur model ({exc.__class__.__name__})") from None
 
 
 @lru_cache(maxsize=4)
@@ -59,6 +60,8 @@ def _priors(relative: float, kernel: int) -> np.ndarray:
 # The refiner's crop (twice the face box) is made at full size: a caller's box of [-1e6, -1e6, 1e6, 1e6] asked for
 # 43.7 TiB. A face whose crop is over 16 frames (its box 4 frames) is left to the plain blur, clipped to the frame.
 MAX_CROP_FRAMES = 16
+# onnxruntime's thread pool: each thread reserves memory up front (threads=100000 took 16 GB and was killed)
+MAX_THREADS = 64
 
 
 @METHODS.register("learnedblur")
@@ -78,11 +81,13 @@ class LearnedBlur(Method):
         strength: float = param(1.25, "gain on the refiner's residual added to the blur (0: the plain blur; "
                                 "the residual is grey and zero-mean, so any gain keeps the blur's colour)")
         model: str = param("", "refiner ONNX file (empty: the weights shipped with faceveil)")
-        threads: int = param(0, "onnxruntime threads (0: all cores)")
+        threads: int = param(0, f"onnxruntime threads, 0 to {MAX_THREADS} (0: all cores)")
         batch: int = param(64, "faces per network call")
 
         def __post_init__(self):
             check_kernel_sigma(self.kernel, self.sigma)
+            if not 0 <= self.threads <= MAX_THREADS:  # threads=100000 ran out of memory (16 GB, killed)
+                raise ValueError(f"threads must be in [0, {MAX_THREADS}] (0: all cores)")
             if self.batch < 1:
                 raise ValueError("batch must be >= 1")
             if not 0 <= self.strength <= 4:

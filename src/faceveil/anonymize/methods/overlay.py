@@ -8,7 +8,8 @@ import numpy as np
 
 from ...errors import UsageError
 from ...registry import param
-from ..base import METHODS, Method, crop
+from ..base import METHODS, Method
+from .blur import Blur
 
 
 @lru_cache(maxsize=8)
@@ -20,11 +21,17 @@ def _load_rgba(path: str) -> np.ndarray:
 
 # The share of an overlay's pixels that must be opaque (alpha >= 128): an emoji's disc is ~78 % of its square.
 MIN_OPAQUE = 0.5
+# Beneath the image: the blur method's default (a kernel the face's width), which face recognition fails on.
+_UNDER = Blur()
 
 
 @METHODS.register("overlay")
 class Overlay(Method):
-    """Paste an image (emoji, logo; PNG transparency respected) scaled over each face."""
+    """Paste an image (emoji, logo; PNG transparency respected) scaled over each face, blurred beneath.
+
+    The image is drawn over the face as the ``blur`` method leaves it (kernel = the face width), never over the
+    face itself: a semi-transparent image or one with a hole (a ring) showed the face through it.
+    """
 
     @dataclass(frozen=True)
     class Params:
@@ -46,7 +53,7 @@ class Overlay(Method):
                              f"less than {MIN_OPAQUE:.0%} of each face (use an image that covers a face)")
 
     def render(self, frame, region, rng):
-        patch = crop(frame, region)
+        patch = _UNDER.render(frame, region, rng)  # what shows through the image's transparent parts
         h, w = patch.shape[:2]
         art = cv2.resize(self.rgba, (w, h), interpolation=cv2.INTER_AREA)
         alpha = art[:, :, 3:4].astype(np.float32) / 255.0
