@@ -40,9 +40,9 @@ def test_region_geometry_box_and_ellipse():
     comp = Compositor(RegionParams(shape="box", mask_scale=1.5))
     m = comp.mask(Detections.from_boxes([[10, 20, 30, 60]]), (100, 100))
     assert m.sum() == 30 * 60 and m[10:70, 5:35].all()
-    comp = Compositor(RegionParams(shape="ellipse", mask_scale=1.0))
-    m = comp.mask(Detections.from_boxes([[0, 0, 40, 40]]), (100, 100))
-    assert abs(m.sum() - np.pi * 20 * 20) < 40 and m[20, 20] == 1 and m[0, 0] == 0
+    comp = Compositor(RegionParams(shape="ellipse", mask_scale=1.1))
+    m = comp.mask(Detections.from_boxes([[10, 10, 50, 50]]), (100, 100))
+    assert abs(m.sum() - np.pi * 22 * 22) < 40 and m[30, 30] == 1 and m[8, 8] == 0
 
 
 def test_regions_clip_at_image_border():
