@@ -59,10 +59,11 @@ def test_tracked_faces_keep_their_prior_untracked_draw_with_the_seed():
     m = get_method("learnedblur")
     assert m.takes_prior
     tracked = Detections(FACES.xyxy, FACES.score, None, np.array([5, 5, 30]))
+    regions = ELLIPSE.regions(FACES, (120, 160))
     for seed in range(3):
-        assert list(m.choose_priors(tracked, [0, 1, 2], np.random.default_rng(seed))) == [5, 5, 8]
-    a = [tuple(m.choose_priors(FACES, [0, 1, 2], np.random.default_rng(s))) for s in range(4)]
-    assert a[0] == tuple(m.choose_priors(FACES, [0, 1, 2], np.random.default_rng(0))) and len(set(a)) > 1
+        assert list(m.choose_priors(tracked, regions, np.random.default_rng(seed))) == [5, 5, 8]
+    a = [tuple(m.choose_priors(FACES, regions, np.random.default_rng(s))) for s in range(4)]
+    assert a[0] == tuple(m.choose_priors(FACES, regions, np.random.default_rng(0))) and len(set(a)) > 1
 
 
 @pytest.mark.parametrize("shape", ["ellipse", "box"])
@@ -169,14 +170,16 @@ def test_refiner_onnx_matches_torch_and_method_path(tmp_path, noise_image):
         np.testing.assert_allclose(got, ref(x, pr).numpy(), atol=1e-3)
     # The method (numpy + onnxruntime) and the training path (torch) produce the same image.
     comp = ELLIPSE
-    dets = FACES[:2]
+    # both faces tracked as one: the method keeps prior 4 for them (each untracked face draws from its own stream,
+    # base.face_rngs, where training draws them in turn), the torch path is given that one prior
+    dets = Detections(FACES.xyxy[:2], FACES.score[:2], None, np.array([4, 4]))
     out = get_method("learnedblur", {"model": str(tmp_path / "r.onnx"), "relative": 1.5, "strength": 1.0}).apply(
         noise_image, dets, comp, np.random.default_rng(0))  # the torch path: the training kernel, gain 1
     g0 = get_method("blur", {"relative": 1.5}).apply(noise_image, dets, comp, np.random.default_rng(0))
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
     mask = comp.mask(dets, noise_image.shape)
     with torch.no_grad():
-        y = L.refine(ref, t(g0), [dets.xyxy], torch.from_numpy(mask)[None, None], priors=priors,
+        y = L.refine(ref, t(g0), [dets.xyxy], torch.from_numpy(mask)[None, None], priors=priors[[4]],
                      rng=np.random.default_rng(0))[0].permute(1, 2, 0).numpy()
     assert np.abs(y - out).max() <= 1.0  # uint8 rounding of the crop and the result
     assert np.abs(out.astype(float) - g0).max() > 2  # and the refiner did change something
