@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import COMP, DATA as SHARED, ROOT, detected, lfw_gallery_and_probes, rank1
+from common import COMP, DATA as SHARED, ELLIPSE_13, ROOT, detected, lfw_gallery_and_probes, rank1
 
 from faceveil.anonymize import Compositor, get_method
 from faceveil.anonymize.identity import descriptor
@@ -111,7 +111,7 @@ def main() -> None:
     test = [s for s in samples if side(s.name) == args.side][: args.max_images or None]
     gts = [s.boxes for s in test]
     n_faces = int(sum(len(g) for g in gts))
-    comp = Compositor()
+    comp = Compositor(ELLIPSE_13)
     outs, speed, cpu_speed = {}, {}, {}
     for label, spec in METHODS.items():
         if spec is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import DATA
+from common import DATA, ELLIPSE_13
 
 from faceveil import detect
 from faceveil.anonymize import Compositor, get_method
@@ -104,7 +104,7 @@ def tile(img: np.ndarray, face: np.ndarray | None, caption: str) -> np.ndarray:
 
 
 def sheet(method: str, photos, title: str) -> np.ndarray:
-    comp = Compositor()
+    comp = Compositor(ELLIPSE_13)
     m = get_method(method, {})
     tiles = []
     for k, (what, img, dets) in enumerate(photos):

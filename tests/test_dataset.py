@@ -47,8 +47,9 @@ def noise_dataset(tmp_path: Path, n: int = 4, size=(96, 64), boxes=None, ext=".p
 
 
 def cfg(method="blackout", params=None, boxes="gt", min_size=0.0, shape="box", seed=0) -> DatasetConfig:
+    region = {"shape": shape, "mask_scale": 1.0 if shape == "box" else 1.1}  # the smallest each shape may have
     return DatasetConfig(AnonymizerConfig(method=method, method_params={"color": GREY} if params is None else params,
-                                          region={"shape": shape, "mask_scale": 1.0}, seed=seed), boxes, min_size)
+                                          region=region, seed=seed), boxes, min_size)
 
 
 def rgb(path) -> np.ndarray:

@@ -7,8 +7,9 @@ import pytest
 from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.harmonizer import NET_SIZE, load_harmonizer
 from faceveil.errors import FaceveilError
+from conftest import ELLIPSE_13
 
-COMP = Compositor(RegionParams())
+COMP = Compositor(RegionParams(**ELLIPSE_13))
 
 
 @pytest.fixture(scope="module")

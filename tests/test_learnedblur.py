@@ -9,7 +9,9 @@ from faceveil.anonymize.learnedblur_geometry import SIZE, crop_rect, extract, fa
 from faceveil.anonymize.methods.learnedblur import LearnedBlur, shipped_model_path
 from faceveil.detections import Detections
 
-from conftest import centerface_path_or_skip, shared_path, torch_or_skip, toy_faces_dataset
+from conftest import ELLIPSE_13, centerface_path_or_skip, shared_path, torch_or_skip, toy_faces_dataset
+
+ELLIPSE = Compositor(RegionParams(**ELLIPSE_13))
 
 INNER = LearnedBlur.Params().relative  # the Gaussian blur inside learnedblur
 FACES = Detections.from_boxes([[60, 40, 100, 90], [150, 100, 170, 124], [2, 2, 5, 5]], [0.9, 0.8, 0.7])
@@ -57,10 +59,11 @@ def test_tracked_faces_keep_their_prior_untracked_draw_with_the_seed():
     m = get_method("learnedblur")
     assert m.takes_prior
     tracked = Detections(FACES.xyxy, FACES.score, None, np.array([5, 5, 30]))
+    regions = ELLIPSE.regions(FACES, (120, 160))
     for seed in range(3):
-        assert list(m.choose_priors(tracked, [0, 1, 2], np.random.default_rng(seed))) == [5, 5, 8]
-    a = [tuple(m.choose_priors(FACES, [0, 1, 2], np.random.default_rng(s))) for s in range(4)]
-    assert a[0] == tuple(m.choose_priors(FACES, [0, 1, 2], np.random.default_rng(0))) and len(set(a)) > 1
+        assert list(m.choose_priors(tracked, regions, np.random.default_rng(seed))) == [5, 5, 8]
+    a = [tuple(m.choose_priors(FACES, regions, np.random.default_rng(s))) for s in range(4)]
+    assert a[0] == tuple(m.choose_priors(FACES, regions, np.random.default_rng(0))) and len(set(a)) > 1
 
 
 @pytest.mark.parametrize("shape", ["ellipse", "box"])
@@ -77,7 +80,7 @@ def test_pixels_outside_regions_unchanged(shape, noise_image):
 
 def test_refinement_stays_near_gaussian_blur(noise_image):
     """Same kernel as blur; the refiner's change is bounded (trained with L_rev's budget of 20)."""
-    comp = Compositor()
+    comp = ELLIPSE
     lb = get_method("learnedblur").apply(noise_image, FACES[:1], comp, np.random.default_rng(0))
     gb = get_method("blur", {"relative": INNER}).apply(noise_image, FACES[:1], comp, np.random.default_rng(0))
     x1, y1, x2, y2 = FACES.xyxy[0].astype(int)
@@ -90,7 +93,7 @@ def test_strength_scales_the_residual_and_keeps_the_colour(noise_image):
     clips), so a larger gain moves further from the blur; the face's mean colour stays within Delta-E 3 of it."""
     from faceveil.eval.quality import lab_means
 
-    comp, faces = Compositor(), FACES[:1]  # a face wholly inside the image (the zero mean holds under the crop)
+    comp, faces = ELLIPSE, FACES[:1]  # a face wholly inside the image (the zero mean holds under the crop)
     gb = get_method("blur", {"relative": INNER}).apply(noise_image, faces, comp, np.random.default_rng(0))
     out = {s: get_method("learnedblur", {"strength": s}).apply(noise_image, faces, comp, np.random.default_rng(0))
            for s in (0.0, 1.0, 2.0)}
@@ -166,15 +169,17 @@ def test_refiner_onnx_matches_torch_and_method_path(tmp_path, noise_image):
     with torch.no_grad():
         np.testing.assert_allclose(got, ref(x, pr).numpy(), atol=1e-3)
     # The method (numpy + onnxruntime) and the training path (torch) produce the same image.
-    comp = Compositor()
-    dets = FACES[:2]
+    comp = ELLIPSE
+    # both faces tracked as one: the method keeps prior 4 for them (each untracked face draws from its own stream,
+    # base.face_rngs, where training draws them in turn), the torch path is given that one prior
+    dets = Detections(FACES.xyxy[:2], FACES.score[:2], None, np.array([4, 4]))
     out = get_method("learnedblur", {"model": str(tmp_path / "r.onnx"), "relative": 1.5, "strength": 1.0}).apply(
         noise_image, dets, comp, np.random.default_rng(0))  # the torch path: the training kernel, gain 1
     g0 = get_method("blur", {"relative": 1.5}).apply(noise_image, dets, comp, np.random.default_rng(0))
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
     mask = comp.mask(dets, noise_image.shape)
     with torch.no_grad():
-        y = L.refine(ref, t(g0), [dets.xyxy], torch.from_numpy(mask)[None, None], priors=priors,
+        y = L.refine(ref, t(g0), [dets.xyxy], torch.from_numpy(mask)[None, None], priors=priors[[4]],
                      rng=np.random.default_rng(0))[0].permute(1, 2, 0).numpy()
     assert np.abs(y - out).max() <= 1.0  # uint8 rounding of the crop and the result
     assert np.abs(out.astype(float) - g0).max() > 2  # and the refiner did change something
@@ -302,7 +307,7 @@ def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
     assert card["steps"] == 2 and len(card["data"]["test"]) == 1 and card["data"]["test"][0] not in card["data"]["train"]
     assert card["config"]["threads"] == 3  # --data-threads, recorded in the card
     assert card["config"]["cf_targets"] == "auto"  # onnxruntime per crop on the CPU, the torch copy on a GPU
-    res = get_method("learnedblur", {"model": str(out)}).apply(noise_image, FACES, Compositor(), np.random.default_rng(0))
+    res = get_method("learnedblur", {"model": str(out)}).apply(noise_image, FACES, ELLIPSE, np.random.default_rng(0))
     assert res.shape == noise_image.shape and (res != noise_image).any()
 
 
@@ -318,7 +323,7 @@ def test_shipped_weights_on_real_photo():
     name = "maksssksksss1.jpg"  # a street scene, 9 faces of 20-40 px
     img = read_rgb(root / "images" / name)
     dets = Detections.from_boxes(gt[name], source="label")
-    comp = Compositor()
+    comp = ELLIPSE
     out = get_method("learnedblur").apply(img, dets, comp, np.random.default_rng(0))
     blur = get_method("blur", {"relative": INNER}).apply(img, dets, comp, np.random.default_rng(0))
     mask = comp.mask(dets, img.shape)
@@ -351,7 +356,7 @@ def test_shipped_weights_keep_faces_detectable_on_held_out_photos():
     root = shared_path("facemask")
     gt = read_wider_gt(root / "gt.txt")
     cf = get_detector("centerface", {"threshold": 0.3})
-    comp = Compositor()
+    comp = ELLIPSE
     lb, gb = get_method("learnedblur"), get_method("blur", {"relative": INNER})  # the same kernel
     counts = np.zeros(3, int)
     for name in ("maksssksksss115.jpg", "maksssksksss204.jpg", "maksssksksss21.jpg", "maksssksksss254.jpg"):

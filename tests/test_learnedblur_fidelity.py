@@ -11,7 +11,7 @@ from faceveil.anonymize.learnedblur_geometry import SIZE
 from faceveil.anonymize.methods.learnedblur import shipped_model_path
 from faceveil.eval.splits import side
 
-from conftest import centerface_path_or_skip, toy_faces_dataset, torch_or_skip
+from conftest import ELLIPSE_13, centerface_path_or_skip, toy_faces_dataset, torch_or_skip
 
 
 def _torch():
@@ -111,7 +111,7 @@ def test_shipped_weights_operation_fidelity_on_held_out_photos():
     on the tune side since (1.25, 1.25) give 0.956 / 0.905 on all 370; and each face keeps the plain blur's colour."""
     from conftest import shared_path
 
-    from faceveil.anonymize import Compositor, get_method
+    from faceveil.anonymize import Compositor, RegionParams, get_method
     from faceveil.detect import get_detector
     from faceveil.detections import Detections
     from faceveil.eval.quality import lab_means
@@ -121,7 +121,7 @@ def test_shipped_weights_operation_fidelity_on_held_out_photos():
     pytest.importorskip("yuface", reason="YuNet needs the yuface package")
     samples, _ = load_samples(root / "images", root / "gt.txt")
     test = [s for s in samples if side(s.name) == "held_out"][:40]
-    comp = Compositor()
+    comp = Compositor(RegionParams(**ELLIPSE_13))
     from faceveil.anonymize.methods.learnedblur import LearnedBlur
 
     lb = get_method("learnedblur", {"threads": 1})

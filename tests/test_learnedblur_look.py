@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from faceveil.anonymize import Compositor, get_method
+from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.learnedblur_geometry import SIZE, face_priors, residual_mask
 from faceveil.anonymize.methods.learnedblur import shipped_model_path
 from faceveil.detections import Detections
 from faceveil.eval.quality import lab_means
 
-from conftest import shared_path
+from conftest import ELLIPSE_13, shared_path
 
 
 def _torch():
@@ -90,7 +90,7 @@ def test_learned_blur_keeps_the_plain_blurs_colour_on_real_photos():
 
     root = shared_path("facemask")
     gt = read_wider_gt(root / "gt.txt")
-    comp = Compositor()
+    comp = Compositor(RegionParams(**ELLIPSE_13))
     from faceveil.anonymize.methods.learnedblur import LearnedBlur
 
     lb, gb = get_method("learnedblur"), get_method("blur", {"relative": LearnedBlur.Params().relative})

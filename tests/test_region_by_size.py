@@ -82,6 +82,46 @@ def test_bad_mask_scale_spec_is_one_line_usage_error(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_region_smaller_than_the_face_is_refused(tmp_path, capsys):
+    """A user audit: ellipse or box 0.5 (or a step of 0.5) left eyes, brows and outline as they were (3 of 6 faces
+    recognisable by dlib); it ran. Now refused before any work, box under 1.0 and ellipse under 1.1."""
+    import faceveil
+    from faceveil.errors import UsageError
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    for given in (["--shape", "ellipse", "--mask-scale", "0.5"], ["--shape", "box", "--mask-scale", "0.5"],
+                  ["--mask-scale", "1.25,0.5@40"], ["--mask-scale", "0.99"],
+                  ["--shape", "ellipse", "--mask-scale", "1.05"]):
+        code = main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-q"] + given)
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("faceveil: error:") and err.count("\n") == 1, err
+        assert "too small" in err and "at least 1.0 for the box, 1.1 for the ellipse" in err
+    assert not (tmp_path / "o").exists()
+    face = [[8, 8, 24, 24]]
+    for region in ({"mask_scale": 0.5}, {"shape": "ellipse", "mask_scale": 1.05}, {"mask_scale": "1.25,0.9@40"}):
+        with pytest.raises(UsageError, match="too small"):
+            faceveil.anonymize(np.zeros((32, 32, 3), np.uint8), "blackout", detections=face, region=region)
+    with pytest.raises(ValueError, match="too small"):
+        RegionParams("ellipse", 1.0)
+    assert RegionParams("box", 1.0).mask_scale == 1.0 and RegionParams("ellipse", 1.1).mask_scale == 1.1
+    with pytest.raises(SystemExit):
+        main(["anonymize", "--help"])
+    assert "at least 1.0, for an ellipse 1.1" in " ".join(capsys.readouterr().out.split())  # --help says so
+
+
+def test_region_params_defaults_are_the_shipped_region(noise_image):
+    """RegionParams() gave an ellipse 1.3x the box while every preset (and Anonymizer(region={...})) gives a box
+    1.25x: Anonymizer(region=RegionParams(feather=0.2)) drew another region than region={"feather": 0.2}."""
+    from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
+
+    assert RegionParams() == RegionParams(**PRESETS[DEFAULT_PRESET]["region"]) == RegionParams("box", 1.25)
+    face = Detections.from_boxes([[40, 40, 80, 90]])
+    outs = [Anonymizer("blackout", region=region, load_detector=False).anonymize(noise_image, face)
+            for region in (RegionParams(feather=0.2), {"feather": 0.2})]
+    assert np.array_equal(outs[0], outs[1])
+    assert (outs[0][34, 36] == 0).all() and (noise_image[34, 36] != 0).all()  # the box's corner: an ellipse kept it
+
+
 def test_spec_round_trips_through_a_record():
     """describe() is what reports, dataset manifests (job settings) and video track records store; review's Apply
     and a dataset resume rebuild the Anonymizer from it (lists and text as JSON gives them back)."""

@@ -7,7 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from faceveil.anonymize import Compositor, get_method
+from faceveil.anonymize import Compositor, RegionParams, get_method
+from conftest import ELLIPSE_13
+
+ELLIPSE = Compositor(RegionParams(**ELLIPSE_13))
 
 R = importlib.import_module("faceveil.anonymize.methods.replace")  # faceveil.anonymize is also a function's name
 L = importlib.import_module("faceveil.anonymize.replace_looks")
@@ -24,7 +27,7 @@ def _lap_var(img, sl) -> float:
 
 
 def _replace(img, dets):
-    return get_method("replace", {}).apply(img, dets, Compositor(), np.random.default_rng(0))
+    return get_method("replace", {}).apply(img, dets, ELLIPSE, np.random.default_rng(0))
 
 
 def test_a_face_in_a_blurred_photo_is_as_blurred_as_the_photo(astronaut, astronaut_faces, monkeypatch):
@@ -138,7 +141,7 @@ def test_a_face_cut_by_the_photos_edge_gets_a_new_face(astronaut):
     box, lm = d.xyxy[0], d.landmarks[0]
     assert box[0] <= 1 and not plausible(lm, box), "no longer a cut face whose landmarks do not fit"
     m = get_method("replace", {})
-    out = m.apply(cut, d, Compositor(), np.random.default_rng(0))
+    out = m.apply(cut, d, ELLIPSE, np.random.default_rng(0))
     assert m.counts["estimated"] == 1 and m.counts["blurred"] == 0, dict(m.counts)
     x1, y1, x2, y2 = (int(v) for v in box)
     inner = np.s_[y1 + 5: y2 - 5, x1: x2 - 5]
@@ -157,7 +160,7 @@ def test_the_back_of_a_head_at_the_photos_edge_stays_blurred():
     img = read_rgb(shared_path("deepface-unit", "img59.jpg"))
     d = faceveil.detect(img)
     m = get_method("replace", {})
-    m.apply(img, d, Compositor(), np.random.default_rng(0))
+    m.apply(img, d, ELLIPSE, np.random.default_rng(0))
     assert m.counts["blurred"] >= 1, dict(m.counts)
 
 
@@ -220,13 +223,13 @@ def test_a_weak_detection_in_a_photo_gets_a_blur_not_a_new_face(astronaut, astro
     assert np.abs(edge - astronaut[region.slices][:, 0]).max() <= 1
     strong = Detections(d.xyxy[:1], np.array([0.4], np.float32), d.landmarks[:1], None)
     m = get_method("replace", {})
-    m.apply(astronaut, strong, Compositor(), np.random.default_rng(0))
+    m.apply(astronaut, strong, ELLIPSE, np.random.default_rng(0))
     assert m.counts == {"replaced": 1}, dict(m.counts)
     with pytest.raises(UsageError, match="min_score"):
         get_method("replace", {"min_score": 2.0})
     m = get_method("replace", {"min_score": 0.0})
-    assert np.array_equal(m.apply(astronaut, weak, Compositor(), np.random.default_rng(0)),
-                          get_method("replace", {}).apply(astronaut, strong, Compositor(), np.random.default_rng(0)))
+    assert np.array_equal(m.apply(astronaut, weak, ELLIPSE, np.random.default_rng(0)),
+                          get_method("replace", {}).apply(astronaut, strong, ELLIPSE, np.random.default_rng(0)))
 
 
 def test_a_small_weak_detection_gets_a_blur_too(astronaut, astronaut_faces):

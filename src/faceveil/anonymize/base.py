@@ -43,10 +43,19 @@ class Method:
     ) -> np.ndarray:
         """Return an anonymized copy of ``frame``; the input array is never modified."""
         out = frame.copy()
-        for region in compositor.regions(detections, frame.shape):
-            patch = self.render(out, region, rng)
+        regions = compositor.regions(detections, frame.shape)
+        for region, face_rng in zip(regions, face_rngs(rng, regions)):
+            patch = self.render(out, region, face_rng)
             compositor.blend(out, region, np.asarray(patch, np.uint8))
         return out
+
+
+def face_rngs(rng: np.random.Generator, regions: list[Region]) -> list[np.random.Generator]:
+    """One generator per region: ONE draw from ``rng`` (the run's, for this frame), then each face's own stream
+    keyed by its rectangle, so a face's random pixels depend on the seed, the file (frame) and its own box only.
+    Before, the faces drew in turn from one stream: a face's pixels changed with the faces detected before it."""
+    key = int(rng.integers(2**62))
+    return [np.random.default_rng([key, r.x1, r.y1, r.x2, r.y2]) for r in regions]
 
 
 def crop(frame: np.ndarray, region: Region) -> np.ndarray:

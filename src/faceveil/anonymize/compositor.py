@@ -59,16 +59,30 @@ def format_mask_scale(steps: tuple[tuple[float, float], ...]) -> float | str:
     return ",".join(f"{s:g}" if not i else f"{s:g}@{px:g}" for i, (px, s) in enumerate(steps))
 
 
+# The smallest mask scale each shape may have: under it the region leaves part of the face (eyes, brows, the
+# outline) as it was. A user audit (dlib descriptors, 6 faces): ellipse or box 0.5 left 3 of 6 faces recognisable.
+MIN_MASK_SCALE = {"box": 1.0, "ellipse": 1.1}
+MIN_MASK_SCALE_TEXT = "at least 1.0 for the box, 1.1 for the ellipse"
+
+
 @dataclass(frozen=True)
 class RegionParams:
-    shape: Literal["ellipse", "box"] = param("ellipse", "region shape drawn around each face")
-    mask_scale: str | float = param(1.3, "region size relative to the detected box: " + MASK_SCALE_SPEC
-                                    + " (deface's --mask-scale 1.3 is 1.6 here)")
+    """A face's region. The defaults are the one shared default region, the presets' (fast, balanced, video)."""
+
+    shape: Literal["ellipse", "box"] = param("box", "region shape drawn around each face")
+    mask_scale: str | float = param(1.25, "region size relative to the detected box: " + MASK_SCALE_SPEC
+                                    + f", {MIN_MASK_SCALE_TEXT} (deface's --mask-scale 1.3 is 1.6 here)")
     feather: float = param(0.0, "soft edge outside the region, as a fraction of the face size")
 
     def __post_init__(self):
         # stored in one canonical form (1.25, or "1.25,1.35@40") so a report or manifest reads back equal
-        object.__setattr__(self, "mask_scale", format_mask_scale(parse_mask_scale(self.mask_scale)))
+        steps = parse_mask_scale(self.mask_scale)
+        object.__setattr__(self, "mask_scale", format_mask_scale(steps))
+        if self.shape not in MIN_MASK_SCALE:
+            raise ValueError(f"shape must be one of {', '.join(MIN_MASK_SCALE)} (got {self.shape!r})")
+        if min(s for _, s in steps) < MIN_MASK_SCALE[self.shape]:
+            raise ValueError(f"mask_scale {self.mask_scale} is too small for the {self.shape}: it leaves part of the "
+                             f"face as it was ({MIN_MASK_SCALE_TEXT})")
         if not 0 <= self.feather <= 1:
             raise ValueError("feather must be between 0 and 1")
 

@@ -13,7 +13,7 @@ import numpy as np
 
 SIZE = 64  # working side of the refiner, pixels (96 cost 2.7x the CPU time; most faces here are < 40 px)
 CONTEXT = 2.0  # crop side / face box side
-MASK_SCALE = 1.3  # the compositor's default region (ellipse) relative to the box
+MASK_SCALE = 1.3  # the region (an ellipse) the models were trained with, relative to the box
 FEATHER = 0.3  # fraction of the ellipse radius over which the residual fades to zero
 MIN_FACE = 4  # faces whose box is smaller (px, shorter side) get the plain Gaussian blur
 

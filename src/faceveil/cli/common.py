@@ -31,8 +31,8 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--shape", choices=["ellipse", "box"],
                    help=f"region shape around each face (default {reg['shape']}: the {DEFAULT_PRESET} preset's)")
     r.add_argument("--mask-scale", metavar="X",
-                   help=f"region / face box size, or X,Y@PX: Y for boxes from PX px (default {reg['mask_scale']}; "
-                        "deface's --mask-scale 1.3 is 1.6)")
+                   help=f"region / face box size, at least 1.0, for an ellipse 1.1; or X,Y@PX: Y for boxes from PX px "
+                        f"(default {reg['mask_scale']}; deface's --mask-scale 1.3 is 1.6)")
     r.add_argument("--feather", type=float, metavar="F",
                    help=f"soft edge outside the region, fraction of face size (default {reg['feather']:g})")
 

@@ -60,8 +60,8 @@ def register(sub) -> None:
     a.add_argument("--shape", choices=["ellipse", "box"],
                    help=f"region shape (default {_REGION['shape']}, the {DEFAULT_PRESET} preset's)")
     a.add_argument("--mask-scale", metavar="X",
-                   help=f"region size relative to the box, or X,Y@PX: Y for boxes from PX px "
-                        f"(default {_REGION['mask_scale']})")
+                   help=f"region size relative to the box, at least 1.0, for an ellipse 1.1; or X,Y@PX: Y for boxes "
+                        f"from PX px (default {_REGION['mask_scale']})")
     a.add_argument("--feather", type=float, help=f"soft edge, fraction of face size (default {_REGION['feather']})")
     a.add_argument("--seed", type=whole(), help=f"seed for random methods (default {_CONFIG.seed})")
     a.add_argument("--jpeg-quality", type=int,

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from ..anonymize.compositor import RegionParams
 from ..errors import UsageError
 
 # Shared by every preset (measured on all 700 facemask and 476 WIDER photos by replaying cached
 # passes, see docs/recall.md): a size-aware cut (0.1 for boxes <= 16 px, 0.2 from
 # 64 px), boxes moved down 11 % of their height and small ones enlarged up to 1.35x, drawn as a box
-# 1.25x the face. Growing small boxes pays more than growing all: large faces own most pixels.
+# 1.25x the face (RegionParams' own defaults: one definition). Growing small boxes pays more than growing all: large
+# faces own most pixels.
 _CALIBRATED = {"threshold": 0.2, "small_threshold": 0.1, "small_px": 16.0, "large_px": 64.0,
                "box_dy": 0.11, "small_grow": 1.35}
-_REGION = {"shape": "box", "mask_scale": 1.25}
+_REGION = {"shape": RegionParams().shape, "mask_scale": RegionParams().mask_scale}
 # Photos enlarged to min_side also get passes at 0.6x and 0.9x their own size whose boxes count from
 # 48 px and score 0.5: enlarged, big faces get boxes that stop above the chin or mask (facemask, all
 # 700 photos: 1.27 % -> 0.95 % leaked at 2.46 % -> 2.45 % away; docs/recall.md).
@@ -128,8 +130,7 @@ def resolve(preset: str | None, detector: str | None = None, detector_params: di
     """(detector name, detector params, region params) for a preset and explicit overrides.
 
     An explicit ``detector`` without a preset means that detector with its own defaults; the
-    region is still the default preset's (the one default region: RegionParams' own field
-    defaults are the compositor's, for methods and training, not what faceveil ships).
+    region is still the default preset's (the one default region: RegionParams' own field defaults).
     ``threshold`` sets every score cut the detector has (``threshold`` and, for
     multiscale, ``small_threshold``), so "--threshold 0.5" means no box under 0.5; a detector without one refuses it.
     """

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..anonymize.compositor import Compositor
-from ..anonymize.learnedblur_geometry import CONTEXT, MIN_FACE, SIZE, crop_rect, extract, face_priors, residual_mask
+from ..anonymize.compositor import Compositor, RegionParams
+from ..anonymize.learnedblur_geometry import (CONTEXT, MASK_SCALE, MIN_FACE, SIZE, crop_rect, extract, face_priors,
+                                              residual_mask)
 from ..anonymize.methods.blur import Blur
 from ..detections import Detections, nms
 from . import detector as D
@@ -307,7 +308,7 @@ class _Data:
         self.images, self.boxes, self.cfg = images, boxes, cfg
         self.order = D._Order(len(images), cfg.seed)
         self.blur = Blur(Blur.Params(cfg.kernel, cfg.relative, cfg.sigma))
-        self.comp = Compositor()
+        self.comp = Compositor(RegionParams(shape="ellipse", mask_scale=MASK_SCALE))  # the trained models' region
         # None: the training loop computes the targets (cf_targets)
         self.cf = None if cf_on_device(cfg) else CenterFace(CenterFace.Params(threads=1))
 

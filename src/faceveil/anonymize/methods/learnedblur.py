@@ -23,7 +23,7 @@ import numpy as np
 
 from ...errors import ModelError, UsageError
 from ...registry import param
-from ..base import METHODS, Method
+from ..base import METHODS, Method, face_rngs
 from ..learnedblur_geometry import MIN_FACE, SIZE, crop_rect, extract, face_priors
 from .blur import MIN_SIGMA, Blur, check_kernel_sigma
 
@@ -107,10 +107,11 @@ class LearnedBlur(Method):
         self.uses_rng = self.takes_prior  # a model without priors draws nothing
         self._lock = threading.Lock()
 
-    def choose_priors(self, detections, indices: list[int], rng: np.random.Generator) -> np.ndarray:
-        """Which bank face lends each face its structure: a tracked face keeps one (no flicker), others draw."""
-        ids = detections.track_id[np.asarray(indices, np.int64)]
-        drawn = rng.integers(len(self.priors), size=len(ids))
+    def choose_priors(self, detections, regions: list, rng: np.random.Generator) -> np.ndarray:
+        """Which bank face lends each face its structure: a tracked face keeps one (no flicker), others draw, each
+        from its own stream (face_rngs: not from the faces before it)."""
+        ids = detections.track_id[np.asarray([r.index for r in regions], np.int64)]
+        drawn = np.array([g.integers(len(self.priors)) for g in face_rngs(rng, regions)], np.int64)
         return np.where(ids >= 0, ids % len(self.priors), drawn).astype(np.int64)
 
     def residuals(self, crops: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
@@ -144,7 +145,7 @@ class LearnedBlur(Method):
             jobs.append((region, rect, crop))
         if not jobs:
             return out
-        which = self.choose_priors(detections, [r.index for r, _, _ in jobs], rng) if self.takes_prior else None
+        which = self.choose_priors(detections, [r for r, _, _ in jobs], rng) if self.takes_prior else None
         res = self.residuals(np.stack([c for _, _, c in jobs]), which)
         for (region, rect, _), r in zip(jobs, res):
             x1, y1, x2, y2 = rect

@@ -42,7 +42,7 @@ from ...detections import box_inside, box_overlap
 from ...registry import param
 from .. import replace_geometry as geo, replace_looks as looks, replace_occluders as occ
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
-from ..base import METHODS, Method, crop
+from ..base import METHODS, Method, crop, face_rngs
 from ..box_landmarks import estimate_landmarks
 from ..identity import Synthesized, Synthesizer, mirror_side, seed_for
 from .blur import gaussian_blur, odd
@@ -416,9 +416,9 @@ class Replace(Method):
         boxes = np.asarray(detections.xyxy, np.float64).reshape(-1, 4)
         scene = looks.scene_colour(frame)  # from the input: the faces drawn so far are no part of the scene
         regions = compositor.regions(detections, frame.shape)
-        # identities drawn for every region in order, the weak ones too: the rng gives each face the identity it
-        # had when all regions were drawn in one pass
-        seeds = [self.identity_seed(int(detections.track_id[r.index]), r.index, rng) for r in regions]
+        # each face draws its identity from its own stream (face_rngs): the same with or without the other faces
+        seeds = [self.identity_seed(int(detections.track_id[r.index]), r.index, face_rng)
+                 for r, face_rng in zip(regions, face_rngs(rng, regions))]
         # Weak detections. The default preset is recall-first: on WIDER val's tune half it returns more boxes on no
         # labelled face (>= 24 px: 4,810: uniforms, medals, a dog, toys, the gap between two heads; under 24 px:
         # 6,413 against 1,023 on faces) than on faces, and replace drew a new face on every one. Under min_score they
