@@ -89,3 +89,20 @@ def test_tuple_params_parse_from_comma_separated_text():
     ms = next(d for d in DETECTORS.describe() if d["name"] == "multiscale")
     big = next(p for p in ms["params"] if p["name"] == "big_scales")
     assert big["type"] == "comma-separated floats" and big["default"] == ()
+
+
+@pytest.mark.parametrize("name", ["centerface", "multiscale", "masked"])
+def test_a_detectors_thread_count_is_bounded_and_a_machines_share_capped(name, monkeypatch):
+    """A detector's onnxruntime threads were unbounded (learnedblur's threads=100000 took 16 GB and was killed); the
+    bound is refused before a session is made, and a batch's share of a many-core machine is capped at it."""
+    import faceveil.batch as batch
+    from faceveil.detect import get_detector
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.registry import MAX_THREADS
+
+    for bad in ("100000", "-1"):
+        with pytest.raises(UsageError, match=rf"threads must be in \[0, {MAX_THREADS}\]"):
+            get_detector(name, {"threads": bad})
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 256)
+    cfg = batch._with_threads(AnonymizerConfig(detector=name), batch._threads_per_worker(1))
+    assert cfg.detector_params["threads"] == MAX_THREADS

@@ -254,10 +254,11 @@ def _with_threads(cfg: AnonymizerConfig, threads: int) -> AnonymizerConfig:
     from dataclasses import fields
 
     from .detect import DETECTORS
+    from .registry import MAX_THREADS
 
     # Every detector with an onnxruntime session has a `threads` parameter (multiscale, the presets'
     # detector, included); the others (dlib, Haar) run single-threaded anyway.
     has_threads = "threads" in {f.name for f in fields(DETECTORS.get(cfg.detector).Params)}
-    if has_threads and "threads" not in cfg.detector_params:
-        return replace(cfg, detector_params={**cfg.detector_params, "threads": threads})
+    if has_threads and "threads" not in cfg.detector_params:  # at most MAX_THREADS (a 128-core machine's share)
+        return replace(cfg, detector_params={**cfg.detector_params, "threads": min(threads, MAX_THREADS)})
     return cfg

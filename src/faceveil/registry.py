@@ -162,6 +162,17 @@ def _check_number(key: str, value: Any, tp: Any, what: str) -> Any:
     return value
 
 
+# onnxruntime's thread pool reserves memory per thread up front: learnedblur threads=100000 took 16 GB and was
+# killed with no message (an audit); every parameter that sizes one is bounded by this.
+MAX_THREADS = 64
+
+
+def check_threads(threads: int) -> None:
+    """ValueError (made a one-line usage error by make_params) unless 0 <= ``threads`` <= MAX_THREADS."""
+    if not 0 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be in [0, {MAX_THREADS}] (0: all cores)")
+
+
 def make_params(cls: type, values: dict[str, Any], what: str) -> Any:
     """Build ``cls.Params`` from strings or typed values; raise UsageError on bad input."""
     if not isinstance(values, Mapping):  # method_params=[1, 2] raised AttributeError (no .items)

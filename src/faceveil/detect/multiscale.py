@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..detections import Detections, box_iou, nms
-from ..registry import param
+from ..registry import MAX_THREADS, check_threads, param
 from .base import DETECTORS, Detector, tile_factor
 
 
@@ -301,7 +301,7 @@ class MultiScale(Detector):
         masked_add: bool = param(True, "add masked-face boxes no CenterFace box matches (false: only extend)")
         masked_extend: float = param(0.5, "extend a CenterFace box down to its masked-face box's bottom by at most "
                                      "this share of its height (0: never)")
-        threads: int = param(0, "onnxruntime threads (0: all cores)")
+        threads: int = param(0, f"onnxruntime threads, 0 to {MAX_THREADS} (0: all cores)")
         spin: bool = param(True, "CenterFace's onnxruntime threads spin between runs: fastest alone, wasteful "
                            "beside other work (videos turn it off)")
         precision: str = param("fp32", "CenterFace weights: fp32 (the original), int8 (quantized: faster, a "
@@ -311,6 +311,7 @@ class MultiScale(Detector):
                                              "zoom, big, coarse, tiled); the others fp32 (docs/int8.md)")
 
         def __post_init__(self):
+            check_threads(self.threads)
             for name in ("threshold", "small_threshold", "masked_threshold", "masked_small_threshold"):
                 if not 0.0 < getattr(self, name) < 1.0:
                     raise ValueError(f"{name} must be between 0 and 1")

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ...errors import ModelError, UsageError
-from ...registry import param
+from ...registry import MAX_THREADS, check_threads, param
 from ..base import METHODS, Method, face_rngs
 from ..learnedblur_geometry import MIN_FACE, SIZE, crop_rect, extract, face_priors
 from .blur import MIN_SIGMA, Blur, check_kernel_sigma
@@ -60,8 +60,6 @@ def _priors(relative: float, kernel: int) -> np.ndarray:
 # The refiner's crop (twice the face box) is made at full size: a caller's box of [-1e6, -1e6, 1e6, 1e6] asked for
 # 43.7 TiB. A face whose crop is over 16 frames (its box 4 frames) is left to the plain blur, clipped to the frame.
 MAX_CROP_FRAMES = 16
-# onnxruntime's thread pool: each thread reserves memory up front (threads=100000 took 16 GB and was killed)
-MAX_THREADS = 64
 
 
 @METHODS.register("learnedblur")
@@ -86,8 +84,7 @@ class LearnedBlur(Method):
 
         def __post_init__(self):
             check_kernel_sigma(self.kernel, self.sigma)
-            if not 0 <= self.threads <= MAX_THREADS:  # threads=100000 ran out of memory (16 GB, killed)
-                raise ValueError(f"threads must be in [0, {MAX_THREADS}] (0: all cores)")
+            check_threads(self.threads)
             if self.batch < 1:
                 raise ValueError("batch must be >= 1")
             if not 0 <= self.strength <= 4:
