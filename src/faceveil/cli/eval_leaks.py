@@ -153,7 +153,7 @@ def cmd_leaks(args) -> int:
                       "operating_point": op,
                       "recall": _thin(pr_res.recall), "precision": _thin(pr_res.precision),
                       "thresholds": _thin(pr_res.thresholds)}}
-        write_bytes_atomic(out / "results.json", json.dumps(_no_nan(doc), indent=1, default=_json_default).encode())
+        write_bytes_atomic(out / "results.json", json.dumps(_no_nan(doc), indent=1, default=str).encode())
         point = (op["recall"], op["precision"]) if op and pr_res.positives else None
         plot_pr_curve(pr_res, out / "pr_curve.png", point,
                       f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
@@ -206,12 +206,6 @@ def _thin(a: np.ndarray, n: int = 400) -> list[float]:
     if len(a) > n:
         a = a[np.linspace(0, len(a) - 1, n).round().astype(int)]
     return [round(float(v), 5) for v in a]
-
-
-def _json_default(v):
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return str(v)
 
 
 def _pct(x: float) -> str:
