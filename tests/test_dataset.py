@@ -443,6 +443,20 @@ def test_ray_addresses_it_cannot_use_fail_at_once_in_one_line(tmp_path, monkeypa
                                                     "needs Ray's client package: pip install 'ray[client]'"]
     assert not (tmp_path / "out").exists()
 
+    # --address auto where no cluster runs: Ray said so only after OUT held the dataset's manifest and labels
+    import functools
+
+    import ray._private.services as services  # its lookup of a running cluster, made to find none here
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", functools.lru_cache(lambda: []))  # Ray clears its cache
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
+    assert main(cmd[3:-1] + ["auto"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "faceveil: error: --address auto: no Ray cluster runs on this machine; start one (ray start --head), give "
+        "its address, or leave --address out for a local instance"]
+    assert not (tmp_path / "out").exists()
+
 
 def _die(item):  # module level: a pool worker finds it by name
     os._exit(3)

@@ -106,7 +106,10 @@ def check_ray_address(address: str | None) -> None:
     import socket
     from urllib.parse import urlsplit
 
-    if not address or address in ("auto", "local"):
+    if not address or address == "local" or address in _ANSWERED:
+        return
+    if address == "auto":
+        _check_auto()
         return
     client = address.startswith("ray://")
     if client and importlib.util.find_spec("grpc") is None:  # what Ray checks (get_ray_client_dependency_error)
@@ -125,6 +128,25 @@ def check_ray_address(address: str | None) -> None:
         cause = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or exc.__class__.__name__
         raise UsageError(f"--address {address}: no Ray cluster answers at {host}:{port} ({cause}); start it "
                          "(ray start --head) or give its address") from None
+    _ANSWERED.add(address)  # start_ray checks again what the CLI checked: one probe (and one wait) is enough
+
+
+_ANSWERED: set[str] = set()
+
+
+def _check_auto() -> None:
+    """``--address auto`` finds no cluster: refuse before any work (Ray said so only after OUT was made)."""
+    try:  # Ray's own lookup (RAY_ADDRESS, the last `ray start`, a running GCS); private, so only where it is found
+        from ray._private.services import get_ray_address_from_environment
+    except (ImportError, AttributeError):
+        return
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UsageError("--address auto: no Ray cluster runs on this machine; start one (ray start --head), "
+                         "give its address, or leave --address out for a local instance") from None
+    if found and found != "auto":
+        check_ray_address(found)
 
 
 def start_ray(jobs: int, address: str | None = None) -> bool:
