@@ -875,3 +875,19 @@ def test_anonymize_video_takes_the_clis_seed_and_region(clip_file, tmp_path):
     anonymize_video(clip_file, tmp_path / "s0.mp4", **kw)
     assert (tmp_path / "s5.mp4").read_bytes() == (tmp_path / "cli" / clip_file.name).read_bytes()
     assert (tmp_path / "s0.mp4").read_bytes() != (tmp_path / "s5.mp4").read_bytes()
+
+
+@pytest.mark.parametrize("fmt,kind", [("JPEG", "JPEG"), ("PNG", "PNG")])
+def test_a_photo_named_like_a_video_is_refused_not_written_as_a_one_frame_video(fmt, kind, tmp_path, capsys):
+    """holiday.jpg renamed holiday.mp4 went through FFmpeg's picture reader: a 1-frame .mp4 came out, exit 0."""
+    from PIL import Image
+
+    from faceveil.cli import main
+
+    src = tmp_path / "holiday.mp4"
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(src, format=fmt)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q"]) == 1
+    assert f"faceveil: error: {src}: a {kind} photo, not a video; give it a photo's extension to anonymize it" \
+        in capsys.readouterr().err.splitlines()
+    assert not out.exists() or not any(out.iterdir())

@@ -208,6 +208,11 @@ _ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: a cover picture of an audio
 
 
 def _video_stream(container, path: Path):
+    fmt = container.format.name
+    if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg's readers of single pictures (jpeg_pipe, png_pipe ...)
+        container.close()  # it went through as a video of one frame, written as .mp4
+        kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "picture"
+        raise InputError(f"{path}: a {kind} photo, not a video; give it a photo's extension to anonymize it")
     if not container.streams.video:
         container.close()
         raise InputError(f"{path}: no video stream")
