@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SHARED, shared_path
 from faceveil.detections import Detections
-from faceveil.errors import InputError
+from faceveil.errors import InputError, UsageError
 from faceveil.io.video import EncodeOptions, probe, read_frames
 from faceveil.pipeline import Anonymizer
 from faceveil.track import Tracker, TrackParams
@@ -512,6 +512,30 @@ def test_api_track_iterates_frames_with_track_ids(clip_file):
         seen += 1
     assert seen == N_FRAMES
     assert -1 not in ids and 3 <= len(ids) <= 6
+
+
+def test_api_track_reads_one_open_file_takes_a_dict_and_refuses_photos(clip_file, tmp_path):
+    """track() probed the path and decoded it again (a file moved over it between went unnoticed), took only a
+    VideoOptions (a dict failed deep inside with AttributeError) and made a 1-frame video of a photo."""
+    import shutil
+
+    import faceveil.video
+
+    src = tmp_path / "clip.mp4"
+    shutil.copy(clip_file, src)
+    frames = faceveil.video.track(src, options={"detect_every": 2})
+    next(frames)
+    other = tmp_path / "other.mp4"
+    shutil.copy(clip_file, other)
+    other.replace(src)  # another file takes the path while the first is read
+    with pytest.raises(InputError, match="changed while being read"):
+        list(frames)
+    with pytest.raises(UsageError, match="options: expected a VideoOptions"):
+        next(faceveil.video.track(src, options=3))
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"\xff\xd8")
+    with pytest.raises(UsageError, match="is an image, not a video"):
+        next(faceveil.video.track(photo))
 
 
 # real clip ------------------------------------------------------------------------------

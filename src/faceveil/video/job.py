@@ -24,13 +24,13 @@ import numpy as np
 
 from ..detections import Detections
 from ..errors import FaceveilError, InputError, UsageError, check_bool
-from ..io.images import is_image_path, write_image
+from ..io.images import write_image
 from ..io.manifest import sample_sha256
 from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_video_path, probe,
                         read_frames)
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
-from .options import VideoOptions, VideoResult, video_preset
+from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
 from ..io.atomic import exists_now, write_bytes_atomic
 from .record import frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
@@ -388,18 +388,11 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str 
     ``src`` itself is refused; one that exists is replaced only with ``overwrite=True``.
     """
     check_output(Path(src), Path(dst), overwrite)  # the CLI refuses these too; the API overwrote the original
-    if is_image_path(src):  # a photo became a 1-frame video (on its side when its EXIF turns it upright)
-        raise UsageError(f"{src}: is an image, not a video; faceveil.anonymize or Anonymizer.process_file take photos")
+    refuse_photo(src)
     if not is_video_path(dst):
         raise UsageError(f"{dst}: not a video file name (e.g. .mp4, .mkv, .mov, .webm)")
     check_bool("progress", progress)
-    if isinstance(options, dict):
-        try:
-            options = VideoOptions(**options)
-        except TypeError as exc:
-            raise UsageError(f"options: {exc}") from None
-    elif options is not None and not isinstance(options, VideoOptions):
-        raise UsageError(f"options: expected a VideoOptions or a dict of its fields, got {type(options).__name__}")
+    options = as_video_options(options)
     anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
                             detector_params=detector_params, region=region, seed=seed,
                             preset=video_preset(detector, preset), keep=keep)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
 from ..errors import UsageError, check_bool
+from ..io.images import is_image_path
 from ..io.video import EncodeOptions, crf_range
 from ..pipeline import ItemResult
 
@@ -94,6 +95,26 @@ class VideoResult(ItemResult):
 def video_preset(detector: str | None, preset: str | None) -> str | None:
     """The preset a video gets: the one asked for, none when a detector is named, else presets.VIDEO_PRESET."""
     return preset if preset or detector else VIDEO_PRESET
+
+
+def as_video_options(options) -> VideoOptions:
+    """The Python API's ``options``: a VideoOptions, a dict of its fields, or None (the defaults)."""
+    if options is None:
+        return VideoOptions()
+    if isinstance(options, dict):
+        try:
+            return VideoOptions(**options)
+        except TypeError as exc:
+            raise UsageError(f"options: {exc}") from None
+    if not isinstance(options, VideoOptions):
+        raise UsageError(f"options: expected a VideoOptions or a dict of its fields, got {type(options).__name__}")
+    return options
+
+
+def refuse_photo(src) -> None:
+    """The Python API given a photo as a video: it became a 1-frame video (on its side when its EXIF turns it)."""
+    if is_image_path(src):
+        raise UsageError(f"{src}: is an image, not a video; faceveil.anonymize or Anonymizer.process_file take photos")
 
 
 def options_json(options: VideoOptions) -> dict:

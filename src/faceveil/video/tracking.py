@@ -11,9 +11,9 @@ import numpy as np
 from ..api import resolved_detector
 from ..detect.presets import VIDEO_COAST_S, VIDEO_MAX_RATIO
 from ..detections import Detections
-from ..io.video import VideoFrame, probe, read_frames
+from ..io.video import VideoFrame, VideoSource, probe, read_frames
 from ..track import Tracker, TrackParams
-from .options import VideoOptions, video_preset
+from .options import VideoOptions, as_video_options, refuse_photo, video_preset
 from .schedule import DetectSchedule
 
 
@@ -140,12 +140,17 @@ def track(path: str | os.PathLike, detector: str | None = None, options: VideoOp
 
     Detection defaults to the CLI's for videos (presets.VIDEO_PRESET). A frame whose
     detection failed comes with ``detections.source == "error"`` and no boxes; treat it as
-    "anything may be a face there".
+    "anything may be a face there". ``options``: a VideoOptions or a dict of its fields. Raises InputError
+    when the file changes while it is read.
     """
+    refuse_photo(path)
+    options = as_video_options(options)
     det = resolved_detector(detector, video_preset(detector, preset), detector_params)
-    info = probe(path)
-    for item in tracked_frames(read_frames(path), det.detect, options or VideoOptions(), float(info.fps)):
-        if item.error is not None:
-            yield item.frame.rgb, Detections.empty("error")
-        else:
-            yield item.frame.rgb, item.detections
+    with VideoSource(path) as source:  # one open file for the probe and the frames (VideoSource)
+        info = probe(source)
+        for item in tracked_frames(read_frames(source), det.detect, options, float(info.fps)):
+            if item.error is not None:
+                yield item.frame.rgb, Detections.empty("error")
+            else:
+                yield item.frame.rgb, item.detections
+        source.check()
