@@ -8,7 +8,7 @@ from PIL import Image
 
 from faceveil.anonymize import Compositor, RegionParams
 from faceveil.detections import Detections
-from faceveil.io.labels import find_image, read_eval_labels
+from faceveil.io.labels import find_image, find_images, read_eval_labels
 from faceveil.eval.leaks import (LeakMetric, PRCurve, anonymized_mask, box_coverage, match_detections,
                                  near_face_mask)
 
@@ -237,6 +237,26 @@ def test_find_image_matches_the_labels_relative_path_only(tmp_path):
     assert find_image(images, "c/y.jpg") == find_image(images, "c/y") == images / "c" / "y.PNG"
 
 
+
+def test_two_label_keys_of_one_photo_score_it_once(tmp_path, astronaut, capsys):
+    """x.jpg and x.png both labelled beside one x.jpg: eval leaks scored the photo twice, once with x.png's faces
+    (here a box where no face is: a leak of a face that is not there); now x.png counts as a missing image."""
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(astronaut).save(images / "x.jpg")
+    assert find_images(images, ["x.png", "x.jpg", "y"]) == ([("x.jpg", images / "x.jpg")], ["x.png", "y"])
+    assert find_images(images, ["x.png", "x.gif"]) == ([("x.png", images / "x.jpg")], ["x.gif"])
+    (tmp_path / "gt.txt").write_text("x.png\n1\n10 400 60 60 0 0 0 0 0 0\nx.jpg\n1\n190 70 70 100 0 0 0 0 0 0\n")
+    out = tmp_path / "out"
+    assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "gt.txt"), "-o", str(out),
+                 "-q"]) == 1
+    doc = json.loads((out / "results.json").read_text())
+    assert (doc["evaluated"], doc["missing"], doc["result"]["faces"], doc["result"]["leaked"]) == (1, 1, 1, 0)
+    assert "1 labelled image not found (left out of the results), e.g. x.png" in capsys.readouterr().err
+
+
 def test_leaked_crops_have_one_name_each_and_a_rerun_replaces_them(tmp_path, astronaut):
     """Two faces at one corner, a/g.png and a__g.png wrote one crop name; a rerun kept the earlier run's crops."""
     from faceveil.cli import main
@@ -299,3 +319,22 @@ def test_boxes_outside_the_image_and_zero_faces(tmp_path, astronaut, capsys):
         assert doc["outside"] == ["astro.png [-50.0, -50.0, -10.0, -10.0]"]
         assert doc["result"]["faces"] == doc["pr"]["positives"] == (name == "one")
     assert "recall -, precision 0.000" in std.out and doc["pr"]["ap"] is None
+
+
+def test_eval_leaks_searches_a_transparent_photo_as_anonymize_does(tmp_path, astronaut, capsys):
+    """A stencil (flat black, the face drawn by the alpha channel): anonymize finds it over white and hides it;
+    eval read the colour channels only and counted the face it hides as leaked."""
+    from faceveil.cli import main
+
+    grey = np.asarray(Image.fromarray(astronaut).convert("L")).astype(int)
+    rgba = np.dstack([np.zeros(grey.shape + (3,), np.uint8), (255 - grey).astype(np.uint8)])
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(rgba, "RGBA").save(images / "stencil.png")
+    (tmp_path / "gt.txt").write_text("stencil.png\n1\n190 70 70 100 0 0 0 0 0 0\n")
+    assert main(["anonymize", str(images), "-o", str(tmp_path / "anon"), "-q"]) == 0
+    out = tmp_path / "out"
+    assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "gt.txt"), "-o", str(out),
+                 "-q"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["result"]["faces"] == 1 and doc["result"]["leaked"] == 0

@@ -68,8 +68,9 @@ def cmd_leaks(args) -> int:
 
     from .. import __version__
     from ..eval.leaks import LeakMetric, PRCurve, anonymized_mask, detect_with_candidates
-    from ..io.labels import check_labels_path, find_image, read_eval_labels
-    from ..io.images import read_rgb
+    from ..io.labels import check_labels_path, find_images, read_eval_labels
+    from ..detections import Detections
+    from ..io.images import read_image
     from ..pipeline import Anonymizer
 
 
@@ -91,9 +92,7 @@ def cmd_leaks(args) -> int:
 
         keys = split(keys)[0 if args.split == "tune" else 1]
     keys = evenly_spaced(keys, args.limit)
-    found = [(k, find_image(images, k)) for k in keys]
-    missing = [k for k, p in found if p is None]
-    found = [(k, p) for k, p in found if p is not None]
+    found, missing = find_images(images, keys)
     if not found:
         raise UsageError(f"none of the {len(keys)} labelled images is in {images}")
 
@@ -105,12 +104,15 @@ def cmd_leaks(args) -> int:
     bar = tqdm(found, unit="img", file=sys.stderr, disable=args.quiet, dynamic_ncols=True, desc="evaluating")
     for key, path in bar:
         try:
-            img = read_rgb(path)
+            im = read_image(path)
         except FaceveilError as exc:
             failed.append(str(exc))
             continue
+        img = im.rgb
         t0 = time.perf_counter()
         dets, candidates = detect_with_candidates(anon.detector, img, args.pr_floor)
+        drawn = anon.drawn_by_alpha(im, dets)  # what anonymize also hides of a transparent photo (pipeline.py)
+        dets = Detections.merge([dets, drawn], dets.source) if len(drawn) else dets
         seconds += time.perf_counter() - t0
         mask = anonymized_mask(anon.compositor, dets, img.shape)
         lab = labels[key]

@@ -119,16 +119,15 @@ def wider_key(rel: str) -> str:
 def read_wider_labels(path, images, files: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
     """WIDER-layout txt labels -> (rel -> xyxy for those of ``files``, the labelled images not under ``images``).
     A label's image is found as `eval leaks` finds it (``find_image``: its relative path, never another folder's)."""
-    from ..io.labels import find_image, read_wider
+    from ..io.labels import find_images, read_wider
 
     images, wanted = Path(images), set(files)
-    out, missing = {}, []
-    for im in read_wider(path).images:
-        p = find_image(images, im.path)
-        if p is None:
-            missing.append(im.path)
-        elif p.relative_to(images).as_posix() in wanted:
-            b = im.xywh.astype(np.float64)
+    labelled = {im.path: im for im in read_wider(path).images}
+    found, missing = find_images(images, list(labelled))
+    out = {}
+    for key, p in found:
+        if p.relative_to(images).as_posix() in wanted:
+            b = labelled[key].xywh.astype(np.float64)
             b[:, 2:] += b[:, :2]
             out[p.relative_to(images).as_posix()] = b
     return out, missing

@@ -22,7 +22,7 @@ from .yolo import read_yolo, write_yolo
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 __all__ = [
-    "FORMATS", "WIDER_ATTRS", "ImageLabels", "LabelError", "LabelSet", "find_image",
+    "FORMATS", "WIDER_ATTRS", "ImageLabels", "LabelError", "LabelSet", "find_image", "find_images",
     "guess_format", "label_files", "read_coco", "read_eval_labels", "read_labels", "read_voc", "read_wider",
     "read_yolo",
     "resolve_image", "safe_relpath", "split_missing", "write_coco", "write_voc", "write_wider", "write_yolo",
@@ -98,6 +98,20 @@ def find_image(images: str | os.PathLike, key: str) -> Path | None:
             if cand.is_file():
                 return cand
     return None
+
+
+def find_images(images: str | os.PathLike, keys: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
+    """``find_image`` for each key: (key, file) pairs in the keys' order, and the keys with no file of their own.
+    A file is one key's: the key that names it exactly, else the first whose stem finds it (x.jpg and x.png both
+    labelled beside one x.jpg scored that photo twice, with two sets of faces); the others count as missing."""
+    paths = {k: find_image(images, k) for k in keys}
+    exact = {p: k for k, p in paths.items() if p is not None and p == Path(images) / k}
+    owner: dict[Path, str] = {}
+    for k, p in paths.items():
+        if p is not None:
+            owner.setdefault(p, exact.get(p, k))
+    found = [(k, p) for k, p in paths.items() if p is not None and owner[p] == k]
+    return found, [k for k in keys if (k, paths[k]) not in found]
 
 
 _LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a label file (COCO .json)",
