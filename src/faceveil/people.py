@@ -129,6 +129,7 @@ class People:
         is skipped and listed in ``skipped``); a person none of whose photos is usable is an error,
         as is an empty gallery."""
         from .io.images import read_rgb
+        from .io.inputs import is_hidden
 
         folder = Path(folder)
         if not folder.is_dir():
@@ -139,7 +140,7 @@ class People:
                 continue
             if p.is_dir():
                 files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES
-                         and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+                         and not is_hidden(f.relative_to(p))]
                 if not files:  # docs/keep.md: an empty folder is an error (it was dropped when others had photos)
                     raise UsageError(f"{p}: no photos of {p.name} (expected {p}/*.jpg); add some or remove the folder")
                 photos[p.name] = files

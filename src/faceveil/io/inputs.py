@@ -40,6 +40,11 @@ def output_folders(jobs) -> set[Path]:
     return {d for j in jobs for d in (j.dst.parent, j.dst.parent / ".faceveil")}
 
 
+def is_hidden(rel: Path) -> bool:
+    """A hidden file, or one in a hidden folder (.git, faceveil's own .faceveil/, temp files): never an input."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
 def plan_jobs(
     inputs: list[str | os.PathLike],
     output: str | os.PathLike | None,
@@ -91,7 +96,7 @@ def plan_jobs(
                 raise UsageError(f"{out_root}: output folder is the input's own folder; it would overwrite {src.name}")
         if src.is_dir():
             # Hidden files and everything in hidden folders (.git, faceveil's own .faceveil/) are not inputs.
-            entries = [p for p in src.rglob("*") if not any(part.startswith(".") for part in p.relative_to(src).parts)]
+            entries = [p for p in src.rglob("*") if not is_hidden(p.relative_to(src))]
             found = sorted(p for p in entries if p.is_file())
             links = sorted(p for p in entries if p.is_symlink() and p.is_dir())
             if unfollowed is not None:

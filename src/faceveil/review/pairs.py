@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io.images import is_image_path
+from ..io.inputs import is_hidden
 from ..io.video import is_video_path
 
 OWN_DIR = ".faceveil"  # faceveil's own files under OUT (a video's track record too: video.tracks_path)
@@ -25,7 +26,7 @@ def list_images(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not (is_image_path(p) or is_video_path(p)):
+        if is_hidden(rel) or not (is_image_path(p) or is_video_path(p)):
             continue
         if p.is_file() or p.is_symlink():
             found[rel.as_posix()] = p
