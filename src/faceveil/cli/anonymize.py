@@ -36,7 +36,7 @@ def register(sub) -> None:
     a.add_argument("-o", "--output", metavar="OUT", help="output folder (created if missing)")
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`); default blur")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
-                   help="a method parameter, repeatable, e.g. -p kernel=25")
+                   help="a method parameter, repeatable, e.g. -p relative=0.5")
     add_region_args(a)
     add_detection_args(a)
     o = a.add_argument_group("output")
