@@ -221,7 +221,7 @@ def test_api_and_cli_refuse_what_would_lose_or_leak(clip_file, tmp_path, capsys)
     assert "is a video; give an output name of its kind" in capsys.readouterr().err
     assert main(["anonymize", str(own), "-o", str(tmp_path / "e1"), "-q", "-d", "haar", "--detect-every", "1000"]) == 0
     assert "risk: --detect-every 1000 leaves 999 frames between detector runs" in capsys.readouterr().err
-    assert main(["anonymize", str(own), "-o", str(tmp_path / "e2"), "-q", "-d", "haar", "--lookahead", "99999"]) == 1
+    assert main(["anonymize", str(own), "-o", str(tmp_path / "e2"), "-q", "-d", "haar", "--lookahead", "99999"]) == 2
     err = capsys.readouterr().err
     assert "own.mp4: --lookahead 99999 frames is more than 10 s" in err and not (tmp_path / "e2" / "own.mp4").exists()
     for bad in ({"hold": 1.5}, {"detect_every": "2"}, {"preview": float("nan")}, {"crop_margin": float("inf")}):
@@ -392,9 +392,9 @@ def test_drop_option_leaves_failed_frames_out(clip_file, tmp_path):
     out = tmp_path / "drop.mp4"
     r = process_video(anonymizer_with(FailingDetector(every=2)), clip_file, out,
                       VideoOptions(on_error="drop", tracking=False), progress=False)
-    # the detector runs on frames 0, 2, ..., 34 and on the last (35), every other run fails: 0-1, 4-5, ..., 32-33, 35
-    assert r.status == "written" and r.dropped_frames == N_FRAMES // 2 + 1
-    assert streams(out)[0] == N_FRAMES // 2 - 1
+    # without tracking the detector runs on every frame (whatever detect_every), every other run fails: 0, 2, ..., 34
+    assert r.status == "written" and r.dropped_frames == N_FRAMES // 2
+    assert streams(out)[0] == N_FRAMES // 2
     out2 = tmp_path / "all.mp4"
     r = process_video(anonymizer_with(FailingDetector()), clip_file, out2, VideoOptions(on_error="drop"),
                       progress=False)
@@ -536,6 +536,114 @@ def test_api_track_reads_one_open_file_takes_a_dict_and_refuses_photos(clip_file
     photo.write_bytes(b"\xff\xd8")
     with pytest.raises(UsageError, match="is an image, not a video"):
         next(faceveil.video.track(photo))
+
+
+# a noise patch (a "face") moving over flat grey: a detector that finds it by its pixels -------------------
+
+class PatchDetector:
+    """The box of the pixels away from the grey background: the patch wherever it is, on every frame it runs."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def detect(self, image):
+        self.calls += 1
+        ys, xs = np.nonzero((np.abs(image.astype(int) - 128) > 40).any(-1))
+        if not len(xs):
+            return Detections.empty()
+        return Detections.from_boxes([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]])
+
+
+def _patch_clip(n: int, step: int, side: int = 30, first: int = 0):
+    """Frames 320x120, a noise patch ``side`` px moving ``step`` px a frame from x = 10 (visible from ``first``)."""
+    noise = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    frames, boxes = [], []
+    for i in range(n):
+        f = np.full((120, 320, 3), 128, np.uint8)
+        x = 10 + step * i
+        if i >= first:
+            f[45:45 + side, x:x + side] = noise
+        frames.append(f)
+        boxes.append([x, 45, x + side, 45 + side] if i >= first else None)
+    return frames, boxes
+
+
+def _patch_leaks(frames, boxes, options, anon=None) -> tuple[list[int], set]:
+    """Frames whose patch is left (nearly) unchanged by the video path's tracking loop and the blur, and the
+    track ids seen."""
+    anon = anon or anonymizer_with(PatchDetector())
+    vframes = (VideoFrame(f, i, i, i / FPS) for i, f in enumerate(frames))
+    out, ids = [], set()
+    for item in tracked_frames(vframes, anon.detector.detect, options, FPS):
+        i = item.frame.index
+        ids.update(int(t) for t in item.detections.track_id)
+        o = anon.anonymize(item.frame.rgb, item.detections, anon.rng_for(str(i)))
+        if boxes[i] is not None:
+            x1, y1, x2, y2 = boxes[i]
+            if np.abs(o[y1:y2, x1:x2].astype(int) - frames[i][y1:y2, x1:x2]).mean() < 6:
+                out.append(i)
+    return out, ids
+
+
+def test_no_tracking_detects_on_every_frame_and_hides_a_moving_face(tmp_path):
+    """--no-tracking with the default --detect-every 2: before, a skipped frame reused the last run's boxes and a
+    face that moved (or appeared) there was written unchanged, exit 0; now the detector runs on every frame."""
+    frames, boxes = _patch_clip(8, 32, first=3)  # moves more than its size a frame; appears on frame 3
+    leaks, _ = _patch_leaks(frames, boxes, VideoOptions(tracking=False))
+    assert leaks == []
+    path, out = tmp_path / "fast.mp4", tmp_path / "o.mp4"
+    write_clip(path, frames, FPS, audio=False)
+    det = PatchDetector()
+    r = process_video(anonymizer_with(det), path, out, VideoOptions(tracking=False), progress=False)
+    assert r.status == "written" and det.calls == 8
+    for i, (a, b) in enumerate(zip(decode(path), decode(out))):
+        if boxes[i] is not None:
+            x1, y1, x2, y2 = boxes[i]
+            assert np.abs(a[y1:y2, x1:x2].astype(int) - b[y1:y2, x1:x2]).mean() > 6, i
+
+
+def test_a_face_too_fast_to_link_is_covered_between_two_detector_runs():
+    """--detect-every 2: a face moving 1.3 of its size a frame moves 2.6 between two detector runs, past the one
+    face size a track links: a track per run. Before, the skipped frames between showed it whole (frames 1, 3, 5);
+    now a skipped frame between a lost track's detection and a new one near it covers both."""
+    frames, boxes = _patch_clip(8, 39)
+    leaks, ids = _patch_leaks(frames, boxes, VideoOptions())
+    assert leaks == [] and len(ids) > 1, (leaks, ids)
+
+
+def test_a_look_ahead_shorter_than_the_detector_gap_is_a_risk_warning(clip_file, tmp_path):
+    """--lookahead 0 with --detect-every 2: a face appearing on a skipped frame is visible there; said as a risk."""
+    anon = anonymizer_with(BoxDetector())
+    r = process_video(anon, clip_file, tmp_path / "a.mp4", VideoOptions(lookahead=0), progress=False)
+    assert any(w.startswith("risk: --lookahead 0 is less than the frames --detect-every 2 skips") for w in r.warnings)
+    r = process_video(anon, clip_file, tmp_path / "b.mp4", VideoOptions(), progress=False)
+    assert not any(w.startswith("risk:") for w in r.warnings or [])
+    frames, boxes = _patch_clip(8, 0, first=3)  # appears on frame 3, which the detector skips: shown there
+    assert _patch_leaks(frames, boxes, VideoOptions(lookahead=0))[0] == [3]
+
+
+@pytest.mark.parametrize("args, said", [(["--full-every", "400"], "--full-every 400 needs a look-ahead of 399 frames,"),
+                                        (["--lookahead", "300"], "--lookahead 300 frames is")])
+def test_a_look_ahead_past_10_s_is_bad_usage_naming_the_option_given(clip_file, tmp_path, capsys, args, said):
+    """Before: --full-every 400 failed the video (exit 1) naming a --lookahead 399 the user never gave."""
+    from faceveil import cli
+
+    rc = cli.main(["anonymize", str(clip_file), "-o", str(tmp_path / "o"), "-q", *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err == f"faceveil: error: {clip_file}: {said} more than 10 s of this video (every frame waits in memory)"
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_threshold_help_gives_the_video_default_too(capsys):
+    from faceveil import cli
+    from faceveil.detect.presets import VIDEO_PRESET, resolve
+
+    with pytest.raises(SystemExit):
+        cli.main(["anonymize", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    params = resolve(VIDEO_PRESET)[1]
+    assert f"videos {params['threshold']}, {params['small_threshold']})" in out
 
 
 # real clip ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 
 from .. import __version__
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
-from ..errors import UsageError
+from ..errors import FaceveilError, UsageError
 from ..io.images import is_image_path
 from ..io.inputs import OTHER_MEDIA, output_folders
 from ..io.video import is_video_path
@@ -102,6 +102,7 @@ def cmd_anonymize(args) -> int:
               "images they keep no face (--keep-region) and restrict none (--only-region)", file=sys.stderr)
     if args.preview:
         check_previews(video_jobs, [j.dst for j in jobs + kept])
+    check_lookaheads(video_jobs, video_options(args))
     from ..io.atomic import remove_stale_temporaries
 
     stale = remove_stale_temporaries(output_folders(jobs))
@@ -218,7 +219,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--full-every", type=int, default=1, metavar="N",
                    help="full frames every N, crops between (default 1; margin: --crop-margin M)")
     g.add_argument("--crop-margin", type=float, default=1.0, metavar="M", help=argparse.SUPPRESS)
-    g.add_argument("--no-tracking", action="store_true", help="per-frame detections only (no hold, no look-ahead)")
+    g.add_argument("--no-tracking", action="store_true",
+                   help="detect on every frame (whatever --detect-every), no hold, no look-ahead")
     g.add_argument("--on-error", choices=["blur", "drop"], default="blur",
                    help="a frame that fails is written fully blurred (default) or dropped")
     g.add_argument("--preview", type=float, default=0, metavar="SECONDS",
@@ -259,6 +261,22 @@ def check_previews(video_jobs, outputs) -> None:
             if d in owner:
                 raise UsageError(f"{dst}: an output inside {d}, where the --preview stills of {owner[d]} go; "
                                  "leave out --preview or move that input")
+
+
+def check_lookaheads(video_jobs, options) -> None:
+    """--lookahead and --full-every (which raises the look-ahead) against each video's frame rate, before any work
+    (exit 2); a video that cannot be read fails later, as any other. The default look-ahead (0.5 s) always fits."""
+    from ..io.video import probe
+    from ..video.job import check_lookahead
+
+    if options.lookahead is None and options.full_every == 1:
+        return
+    for j in video_jobs:
+        try:
+            fps = float(probe(j.src).fps)
+        except FaceveilError:
+            continue
+        check_lookahead(options, fps, j.src)
 
 
 def split_video_jobs(jobs):

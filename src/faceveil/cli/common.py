@@ -49,8 +49,10 @@ def add_detection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detector", "-d", metavar="NAME",
                    help="a detector (`faceveil detectors`) with its own defaults, not a preset")
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
-    g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}{small}: the "
-                   f"{DEFAULT_PRESET} preset's); lower finds more faces; sets every cut (haar has none)")
+    v = PRESETS[VIDEO_PRESET]["params"]  # videos run the video preset's cuts: the help named only the photos'
+    g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}"
+                   f"{small}; videos {v['threshold']}, {v['small_threshold']}); lower finds more faces; sets every cut "
+                   "(haar has none)")
     g.add_argument("--max-size", type=whole(), metavar="PX", help="detect on a copy at most this long (px; 0: any)")
     g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
                    help="any detector parameter, repeatable")

@@ -258,6 +258,37 @@ class Tracker:
                 out[tr.id] = ((index - i) / (j - i), (a, b), (la, lb))
         return out
 
+    def bridges(self, index: int, max_gap: int) -> dict[int, np.ndarray]:
+        """Track id -> a box on frame ``index`` covering both a track's detection just before ``index`` and another
+        track's detection just after it (at most ``max_gap`` frames apart), where the face seen on one detector run
+        may have moved to the other: the first track not detected on the later run, the other not on the earlier,
+        their centres at most twice the link distance (2 * ``max_jump`` face sizes a frame) apart, their sizes within
+        ``max_ratio`` (a face and a body, a backpack beside it, are two things). A face too fast
+        to continue its track (or one that turned) lies somewhere between: fail closed, the hull of both boxes
+        (before, the skipped frame held each box where it was, and the face between them was left visible)."""
+        out: dict[int, np.ndarray] = {}
+        last = {tr.id: max((r for r in tr.recent if r[0] < index), default=None, key=lambda r: r[0])
+                for tr in self.tracks}
+        for a in self.tracks:
+            before = last[a.id]
+            if before is None or any(index < r[0] <= before[0] + max_gap for r in a.recent):
+                continue  # no detection before, or detected again on the next run (``between``)
+            i, box_a = before[0], before[1]
+            for b in self.tracks:
+                after = next((r for r in b.recent if index < r[0] <= i + max_gap), None)
+                if after is None or b is a or (last[b.id] is not None and last[b.id][0] >= i):
+                    continue
+                j, box_b = after[0], after[1]
+                ca, cb = _to_cxcywh(box_a), _to_cxcywh(box_b)
+                size = max(ca[2], ca[3], cb[2], cb[3], 1.0)
+                ratio = (ca[2] * ca[3]) / max(cb[2] * cb[3], 1e-9)  # of areas, as in _match: max_ratio gates sizes
+                near = np.linalg.norm(ca[:2] - cb[:2]) <= 2 * self.params.max_jump * (j - i) * size
+                if near and self.params.max_ratio ** -2 <= ratio <= self.params.max_ratio ** 2:
+                    hull = np.concatenate([np.minimum(box_a[:2], box_b[:2]), np.maximum(box_a[2:], box_b[2:])])
+                    prev = out.get(a.id, hull)
+                    out[a.id] = np.concatenate([np.minimum(prev[:2], hull[:2]), np.maximum(prev[2:], hull[2:])])
+        return out
+
     def expected(self, index: int) -> np.ndarray:
         """Where each live track's face should be on frame ``index`` (as a held box would be), Kx4 xyxy:
         the video's detection schedule looks there on frames without a full pass (video/schedule.py)."""

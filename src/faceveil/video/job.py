@@ -169,21 +169,39 @@ def _writing_failed(exc: Exception, dst: Path) -> bool:
 MAX_LOOKAHEAD_S = 10.0
 
 
+def check_lookahead(options: VideoOptions, fps: float, src) -> None:
+    """The look-ahead against the video's frame rate: at most MAX_LOOKAHEAD_S seconds (a UsageError naming the option
+    that asks for more; the CLI checks this before any work)."""
+    ahead = options.frames_ahead(fps)
+    if ahead > MAX_LOOKAHEAD_S * fps:
+        # without --lookahead, only --full-every N raises it (to N-1 frames); it was named as a --lookahead not given
+        why = (f"--lookahead {ahead} frames is" if options.lookahead is not None
+               else f"--full-every {options.full_every} needs a look-ahead of {ahead} frames,")
+        raise UsageError(f"{src}: {why} more than {MAX_LOOKAHEAD_S:g} s of this video (every frame waits in memory)")
+
+
+def schedule_warnings(options: VideoOptions, fps: float) -> list[str]:
+    """The "risk: ..." lines of settings that leave a face visible by design."""
+    out = []
+    n = options.detector_every
+    held = max(options.frames_held(fps), 1)
+    if n > held + 1:  # a face that enters and leaves between two detector runs is never seen
+        out.append(f"risk: --detect-every {n} leaves {n - 1} frames between detector runs, more than the {held} a "
+                   "lost face is held: a face seen only there stays visible")
+    ahead = options.frames_ahead(fps)
+    if options.tracking and ahead < n - 1:  # a face appearing on a skipped frame is first seen up to n - 1 later
+        out.append(f"risk: --lookahead {ahead} is less than the frames --detect-every {n} skips between detector "
+                   f"runs ({n - 1}): a face that appears on a skipped frame stays visible until it is first detected")
+    return out
+
+
 def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manual, record,
              keep_record=None, replace=True) -> VideoResult:
     src = source.path
     info = probe(source)
     fps = float(info.fps)
-    # the settings against this video's frame rate, before any decoding starts
-    if options.frames_ahead(fps) > MAX_LOOKAHEAD_S * fps:
-        raise UsageError(f"{src}: --lookahead {options.frames_ahead(fps)} frames is more than "
-                         f"{MAX_LOOKAHEAD_S:g} s of this video (every frame waits in memory)")
-    warnings: list[str] = []
-    held = max(options.frames_held(fps), 1)
-    if options.detect_every > held + 1:  # a face that enters and leaves between two detector runs is never seen
-        warnings.append(f"risk: --detect-every {options.detect_every} leaves {options.detect_every - 1} frames "
-                        f"between detector runs, more than the {held} a lost face is held: a face seen only there "
-                        "stays visible")
+    check_lookahead(options, fps, src)  # the settings against this video's frame rate, before any decoding starts
+    warnings = schedule_warnings(options, fps)
     key = key or sample_sha256(source.name)  # the random stream's key: the video's content, not its path (rng_for)
     anonymizer.method.begin_stream(anonymizer.rng_for(f"{key}#stream"), fps)  # this video's tracks are new
     if options.preview:

@@ -63,6 +63,12 @@ class VideoOptions:
         if not low <= self.encode.crf <= high:
             raise UsageError(f"--crf must be between {low} and {high} for {self.encode.codec or 'the default codec'}")
 
+    @property
+    def detector_every(self) -> int:
+        """Frames between detector runs: ``detect_every``, or 1 without tracking. Nothing carries a face over a skipped
+        frame then: the last run's boxes stood for it, and a face that moved or appeared there was left visible."""
+        return self.detect_every if self.tracking else 1
+
     def frames_held(self, fps: float) -> int:
         return self.hold if self.hold is not None else max(1, round(VIDEO_HOLD_S * fps))
 

@@ -36,11 +36,10 @@ def video_track_params(options: VideoOptions, fps: float) -> TrackParams:
 def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], Detections],
                    options: VideoOptions, fps: float) -> Iterator[TrackedFrame]:
     """Frames with their final detections, in order, ``lookahead`` frames behind the input."""
-    n = options.detect_every
+    n = options.detector_every
     hold = options.frames_held(fps)
     ahead = options.frames_ahead(fps)
     tracker: Tracker | None = None
-    last_raw = Detections.empty()
     buffer: deque[TrackedFrame] = deque()
     schedule = DetectSchedule(detect, options.full_every if options.tracking else 1, options.crop_margin, every=n)
 
@@ -50,8 +49,9 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             # detections around it, now that the later one is known (never smaller: the union). They also get
             # the landmarks interpolated between those detections: a method may draw by them (replace draws its
             # face there over a region it first fills wholly from the context), but must cover the box as for
-            # a face without landmarks (their source stays "held").
-            between = tracker.between(item.frame.index, n)
+            # a face without landmarks (their source stays "held"). A track lost on the next run, where another
+            # was found near enough to be its face moved further than a track links, covers both (``bridges``).
+            between = {**tracker.bridges(item.frame.index, n), **tracker.between(item.frame.index, n)}
             marks = tracker.landmarks_between(item.frame.index, n)
             d = item.detections
             rows = [k for k, t in enumerate(d.track_id) if int(t) in between]
@@ -106,8 +106,7 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
                 # A skipped frame is no miss: tracks live `hold` frames past the next detection run.
                 dets = tracker.step(vf.index, raw, hold + n - 1)
             else:
-                last_raw = raw if raw is not None else last_raw
-                dets = last_raw
+                dets = raw  # the detector runs on every frame (VideoOptions.detector_every)
             if raw is not None:
                 failed_run = None
         except (KeyboardInterrupt, SystemExit, MemoryError):
