@@ -311,3 +311,41 @@ def test_a_donor_banks_average_placed_near_a_donor_is_redrawn_then_blurred(astro
     get_method("replace", {}).apply(astronaut, face, COMP, np.random.default_rng(0))
     method_with(reject=False).apply(astronaut, face, COMP, np.random.default_rng(0))
     assert calls == []
+
+
+# banks and `faceveil bank build`'s options and inputs: refused in one line before any work
+
+def _one_error(capsys, *parts):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("faceveil: error: "), err
+    for part in parts:
+        assert part in err, err
+
+
+def test_an_empty_or_invalid_bank_is_named_in_one_line_before_any_work(tmp_path, astronaut, capsys):
+    """An empty bank: `bank info` a traceback, replace a ZeroDivisionError on every file; a bank of kind "weird"
+    was "not a NumPy .npz file"; a bank with k=0 entries was refused without its name."""
+    from PIL import Image
+
+    from faceveil.anonymize.bank import Bank
+    from faceveil.cli import main
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    ids = np.array(["a", "b", "c"])
+    Bank(np.zeros((3, 32, 32, 3), np.uint8), ids, np.full(3, 5), ids, "averages").save(tmp_path / "ok.npz")
+    ok = dict(np.load(tmp_path / "ok.npz"))
+    variants = {"empty": {f: ok[f][:0] for f in ("faces", "identity", "k", "donors", "yaw")},
+                "weird": dict(kind=np.array("weird")), "kzero": dict(k=np.zeros(3, np.int32))}
+    for name, change in variants.items():
+        np.savez_compressed(tmp_path / f"{name}.npz", **{**ok, **change})
+    cases = {"empty": "the bank holds no faces", "weird": "not a valid faceveil bank (unknown bank kind 'weird')",
+             "kzero": "fewer than 3 people"}
+    for name, why in cases.items():
+        path = str(tmp_path / f"{name}.npz")
+        if name != "kzero":
+            assert main(["bank", "info", path]) == 2
+            _one_error(capsys, f"{path}: {why}")
+        assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / name), "-q", "-m", "replace",
+                     "-p", f"bank={path}"]) == 2
+        _one_error(capsys, f"{path}: ", why)
+        assert not (tmp_path / name).exists()

@@ -104,14 +104,21 @@ def _read_bank(path: Path, bad: type[Exception]) -> Bank:
         with np.load(path, allow_pickle=False) as z:
             if str(z.get("format", "")) != FORMAT:
                 raise bad(f"{path}: not a faceveil bank (expected format {FORMAT})")
-            return Bank(z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
-                        z["template"].astype(np.float32), z["yaw"] if "yaw" in z.files else None)
+            fields = (z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
+                      z["template"].astype(np.float32), z["yaw"] if "yaw" in z.files else None)
     except FileNotFoundError:
         raise bad(f"{path}: bank file not found") from None
     except (ValueError, zipfile.BadZipFile):  # numpy's text for a foreign file suggests loading it unsafely
         raise bad(f"{path}: not a faceveil bank (not a NumPy .npz file)") from None
     except (OSError, KeyError) as exc:
         raise bad(f"{path}: cannot read bank ({exc})") from None
+    try:
+        bank = Bank(*fields)
+    except ValueError as exc:  # e.g. an unknown kind: an .npz, but not a bank faceveil can use
+        raise bad(f"{path}: not a valid faceveil bank ({exc})") from None
+    if not len(bank):
+        raise bad(f"{path}: the bank holds no faces")
+    return bank
 
 
 # alignment -----------------------------------------------------------------
