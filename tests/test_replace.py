@@ -315,11 +315,83 @@ def test_a_donor_banks_average_placed_near_a_donor_is_redrawn_then_blurred(astro
 
 # banks and `faceveil bank build`'s options and inputs: refused in one line before any work
 
+def _people_tree(tmp_path, astronaut):
+    """DIR/<person>/a.png for three people."""
+    from PIL import Image
+
+    for i, name in enumerate(["ann", "bob", "cy"]):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        Image.fromarray((astronaut * (1 - 0.15 * i)).astype(np.uint8)).save(tmp_path / "in" / name / "a.png")
+    return tmp_path / "in"
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """build_bank, the detection, fails the test: what is refused must be refused before it. Records its items."""
+    from faceveil.anonymize import bank
+
+    seen = []
+
+    def fake(items, **kw):
+        seen.append(list(items))
+        raise AssertionError("the detection ran")
+
+    monkeypatch.setattr(bank, "build_bank", fake)
+    return seen
+
+
 def _one_error(capsys, *parts):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("faceveil: error: "), err
     for part in parts:
         assert part in err, err
+
+
+def test_bank_build_output_never_replaces_a_photo_or_a_file_unasked(tmp_path, astronaut, capsys, no_work):
+    """-o a photo of DIR turned it into a zip (exit 0); -o keep.txt replaced it; a folder, a path under a file or an
+    unwritable place failed with a traceback after all the detection: one line, exit 2, nothing touched now."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut)
+    photo = folder / "ann" / "a.png"
+    (tmp_path / "keep.txt").write_text("mine")
+    (tmp_path / "old.npz").write_bytes(b"an older bank")
+    (tmp_path / "labels.npz").write_text("file,identity\nann/a.png,x\n")
+    before = {p: p.read_bytes() for p in (photo, tmp_path / "keep.txt", tmp_path / "old.npz")}
+    build = ["bank", "build", str(folder), "-q", "-o"]
+    cases = [(photo, "a.png"), (tmp_path / "keep.txt", ".npz"), (folder / "new.npz", "inside"),
+             (folder, "is a folder"), (tmp_path / "keep.txt" / "x.npz", "not a folder"),
+             (tmp_path / "old.npz", "--overwrite")]
+    for out, why in cases:
+        assert main([*build, str(out)]) == 2, out
+        _one_error(capsys, str(out), why)
+    assert main([*build, str(tmp_path / "labels.npz"), "--labels", str(tmp_path / "labels.npz"), "--overwrite"]) == 2
+    _one_error(capsys, "would overwrite an input")
+    assert {p: p.read_bytes() for p in before} == before and not (folder / "new.npz").exists()
+
+
+def test_bank_build_labels_and_folder_problems_are_one_line_before_any_work(tmp_path, astronaut, capsys, no_work):
+    """A missing or Latin-1 --labels CSV, or a folder as one, was a traceback; a missing DIR exit 1; line numbers
+    left out the header and a blank last line was refused; a UTF-8 BOM made the header an image to read."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut)
+    build = ["bank", "build", str(folder), "-q", "-o", str(tmp_path / "b.npz"), "--labels"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("file,identity\nann/a.png,Jos\xe9\n".encode("latin-1"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,identity\nann/a.png,x\n\nbob/a.png\n")
+    for labels, why in [(tmp_path / "none.csv", "No such file"), (folder, "Is a directory"),
+                        (latin, "line 2: not UTF-8"), (bad, "line 4: expected file,identity")]:
+        assert main([*build, str(labels)]) == 2
+        _one_error(capsys, str(labels), why)
+    assert main(["bank", "build", str(tmp_path / "none"), "-o", str(tmp_path / "b.npz"), "-q"]) == 2
+    _one_error(capsys, "none: no such folder")
+    good = tmp_path / "good.csv"
+    good.write_bytes("\ufefffile,identity\r\nann/a.png,x\r\nbob/a.png,y\r\n\r\n".encode())
+    with pytest.raises(AssertionError, match="the detection ran"):
+        main([*build, str(good)])
+    assert no_work == [[(folder / "ann" / "a.png", "x"), (folder / "bob" / "a.png", "y")]]
 
 
 def test_an_empty_or_invalid_bank_is_named_in_one_line_before_any_work(tmp_path, astronaut, capsys):

@@ -23,6 +23,7 @@ a target face are ever used to place a bank face: never its pixels.
 from __future__ import annotations
 
 import csv
+import io
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +33,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..errors import InputError, ModelError, UsageError
+from ..errors import ModelError, UsageError
 
 FORMAT = "faceveil-bank/1"
 SIZE = 128
@@ -189,28 +190,50 @@ def _scale(m: np.ndarray) -> float:
 def list_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> list[tuple[Path, str | None]]:
     """(image path, identity) pairs: from a CSV (``file,identity``; paths relative to
     the folder) or else from sub-folders (``folder/<person>/*.jpg``). Images directly
-    in ``folder`` without a CSV get identity None: every face in them is a person of its own."""
+    in ``folder`` without a CSV get identity None: every face in them is a person of its own.
+    A folder or CSV that cannot be read is bad usage (UsageError, one line)."""
     from ..io.images import is_image_path
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder")
+        raise UsageError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     if labels_csv:
-        out = []
-        with open(labels_csv, newline="") as fh:
-            rows = list(csv.reader(fh))
-        if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "identity"]:
-            rows = rows[1:]
-        for i, row in enumerate(rows, 1):
-            if len(row) < 2:
-                raise InputError(f"{labels_csv}: line {i}: expected file,identity")
-            out.append((folder / row[0].strip(), row[1].strip()))
-        return out
+        return [(folder / f, ident) for f, ident in _read_labels(labels_csv)]
     out = []
     for p in sorted(folder.rglob("*")):
         if p.is_file() and is_image_path(p):
             rel = p.relative_to(folder)
             out.append((p, rel.parts[0] if len(rel.parts) > 1 else None))
+    return out
+
+
+def _read_labels(labels_csv: str | Path) -> list[tuple[str, str]]:
+    """(file, identity) rows of a labels CSV (UTF-8, a BOM allowed; an optional file,identity header; blank lines
+    skipped); a bad line is named by its line in the file."""
+    try:
+        data = Path(labels_csv).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{labels_csv}: cannot read the labels ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UsageError(f"{labels_csv}: line {line}: not UTF-8 text; save the labels as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    out, seen_first = [], False
+    try:
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            header = not seen_first and [c.strip().lower() for c in row[:2]] == ["file", "identity"]
+            seen_first = True
+            if header:
+                continue
+            if len(row) < 2:
+                raise UsageError(f"{labels_csv}: line {reader.line_num}: expected file,identity")
+            out.append((row[0].strip(), row[1].strip()))
+    except csv.Error as exc:
+        raise UsageError(f"{labels_csv}: line {reader.line_num}: {exc}") from None
     return out
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from .common import whole
+from .common import check_result_path, check_writable, whole
 
 EPILOG = """\
 examples:
@@ -30,6 +31,7 @@ def register(sub) -> None:
     bb = bs.add_parser("build", help="detect, align and store faces from a folder", formatter_class=fmt, epilog=EPILOG)
     bb.add_argument("folder", metavar="DIR", help="photos: DIR/<person>/*.jpg, or any layout with --labels")
     bb.add_argument("-o", "--output", required=True, metavar="BANK", help="bank file to write (.npz)")
+    bb.add_argument("--overwrite", action="store_true", help="replace BANK if it exists")
     bb.add_argument("--labels", metavar="CSV", help="file,identity per line (paths relative to DIR)")
     bb.add_argument("--min-face", type=int, default=60, help="skip faces narrower than this many pixels (default 60)")
     bb.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
@@ -68,6 +70,7 @@ def cmd_build(args) -> int:
     if args.placed_distance < 0 or args.check_photos < 1 or args.candidates < 0:
         raise UsageError("--placed-distance, --candidates must be >= 0 and --check-photos >= 1")
     items = list_labelled(args.folder, args.labels)
+    _check_output(args, items)
     if not items:
         raise UsageError(f"{args.folder}: no images found")
     bank, stats = build_bank(items, min_face=args.min_face, size=args.size, source=f"faceveil bank build {args.folder}",
@@ -91,6 +94,22 @@ def cmd_build(args) -> int:
               + (f"; {over} were passed over by the placement check" if over else ""), file=sys.stderr)
     print(f"faceveil: bank of {len(bank)} {bank.kind} ({report['people']} people) -> {args.output}", file=sys.stderr)
     return 0
+
+
+def _check_output(args, items) -> None:
+    """-o is a new .npz file that can be written, not a photo of DIR (nor in DIR) or the labels, and replaces an
+    existing file only with --overwrite: before any work. Before, -o a photo turned it into a zip, and a folder or an
+    unwritable place failed with a traceback after all the detection."""
+    from ..errors import UsageError
+
+    out = args.output
+    check_writable(out, "the bank")
+    if Path(out).suffix.lower() != ".npz":
+        raise UsageError(f"{out}: a bank is an .npz file; give a name ending in .npz")
+    inputs = [p for p, _ in items] + ([args.labels] if args.labels else [])
+    check_result_path(out, "the bank", inputs, folders=[args.folder], overwrite=True)
+    if Path(out).exists() and not args.overwrite:
+        raise UsageError(f"{out}: exists; give another name for the bank, or --overwrite to replace it")
 
 
 def _averages(donors, items, args):
