@@ -394,6 +394,51 @@ def test_bank_build_labels_and_folder_problems_are_one_line_before_any_work(tmp_
     assert no_work == [[(folder / "ann" / "a.png", "x"), (folder / "bob" / "a.png", "y")]]
 
 
+@pytest.mark.parametrize("option", [["--size", "0"], ["--size", "-5"], ["--size", "8"], ["--size", "1000000"],
+                                    ["--average", "-1"], ["--min-face", "-10"], ["--average", "2", "--k", "4"],
+                                    ["--average", "2"], ["--average", "1000000", "--k", "3"]])
+def test_bank_build_numbers_out_of_range_are_refused_before_any_work(tmp_path, astronaut, capsys, no_work, option):
+    """--size 0 stored a zero template, 8 failed every file in replace (OpenCV's flow needs 12 px), 1000000 a
+    traceback; --average -1 a traceback; --average 1000000 of 7 people drew 8 million averages of 21 sets."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut)
+    try:
+        code = main(["bank", "build", str(folder), "-q", "-o", str(tmp_path / "b.npz"), *option])
+    except SystemExit as exc:  # argparse's refusal
+        code = exc.code
+    assert code == 2
+    _one_error(capsys, option[0] if option[0] != "--average" or option[1] == "-1" else "--k")
+
+
+def test_bank_build_average_is_lowered_to_the_sets_of_people_found(tmp_path, astronaut, capsys, monkeypatch):
+    """Unlabelled photos (each face a person): how many people there are is known after the detection; --average
+    over C(people, k) is lowered there, with a warning line."""
+    from faceveil.anonymize import bank as bank_module
+    from faceveil.cli import bank as bank_cli, main
+
+    folder = _people_tree(tmp_path, astronaut)
+    asked = []
+
+    def fake_averages(bank, items, args):
+        asked.append(args.average)
+        raise AssertionError("stop")
+
+    monkeypatch.setattr(bank_cli, "_averages", fake_averages)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in folder.rglob("*.png"):
+        (flat / f"{p.parent.name}.png").write_bytes(p.read_bytes())
+    fake_bank = bank_module.Bank(np.zeros((4, 32, 32, 3), np.uint8), np.array(list("abcd")), np.ones(4, np.int32),
+                                 np.array(list("abcd")))
+    monkeypatch.setattr(bank_module, "build_bank", lambda items, **kw: (fake_bank, {}))
+    with pytest.raises(AssertionError, match="stop"):
+        main(["bank", "build", str(flat), "-q", "-o", str(tmp_path / "b.npz"), "--average", "50", "--k", "3"])
+    assert asked == [4]
+    assert "warning: --average 50: 4 people give only 4 different averages of --k 3; drawing 4" in \
+        capsys.readouterr().err
+
+
 def test_an_empty_or_invalid_bank_is_named_in_one_line_before_any_work(tmp_path, astronaut, capsys):
     """An empty bank: `bank info` a traceback, replace a ZeroDivisionError on every file; a bank of kind "weird"
     was "not a NumPy .npz file"; a bank with k=0 entries was refused without its name."""
