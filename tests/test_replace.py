@@ -313,15 +313,19 @@ def test_a_donor_banks_average_placed_near_a_donor_is_redrawn_then_blurred(astro
     assert calls == []
 
 
-# banks and `faceveil bank build`'s options and inputs: refused in one line before any work
+# banks and `faceveil bank build`'s options and inputs: refused in one line before any work, bad photos named
 
-def _people_tree(tmp_path, astronaut):
-    """DIR/<person>/a.png for three people."""
+def _people_tree(tmp_path, astronaut, broken: bool = False):
+    """DIR/<person>/a.png for three people (and a truncated photo of a fourth with ``broken``)."""
     from PIL import Image
 
     for i, name in enumerate(["ann", "bob", "cy"]):
         (tmp_path / "in" / name).mkdir(parents=True)
         Image.fromarray((astronaut * (1 - 0.15 * i)).astype(np.uint8)).save(tmp_path / "in" / name / "a.png")
+    if broken:
+        (tmp_path / "in" / "dee").mkdir()
+        data = (tmp_path / "in" / "ann" / "a.png").read_bytes()
+        (tmp_path / "in" / "dee" / "cut.png").write_bytes(data[: len(data) // 3])
     return tmp_path / "in"
 
 
@@ -392,6 +396,22 @@ def test_bank_build_labels_and_folder_problems_are_one_line_before_any_work(tmp_
     with pytest.raises(AssertionError, match="the detection ran"):
         main([*build, str(good)])
     assert no_work == [[(folder / "ann" / "a.png", "x"), (folder / "bob" / "a.png", "y")]]
+
+
+def test_bank_build_names_each_photo_it_cannot_read_and_exits_1(tmp_path, astronaut, capsys):
+    """A truncated photo, or one the labels name that is not there, was only "unreadable": N in the stats (exit 0):
+    each is an error line now, the bank is still written from the rest, and the run exits 1."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut, broken=True)
+    assert main(["bank", "build", str(folder), "-q", "-o", str(tmp_path / "b.npz")]) == 1
+    err = capsys.readouterr().err
+    assert f"faceveil: error: {folder / 'dee' / 'cut.png'}: cannot decode image" in err
+    assert sorted(load_bank(tmp_path / "b.npz").identity) == ["ann", "bob", "cy"]
+    (tmp_path / "l.csv").write_text("file,identity\nann/a.png,x\ngone.png,y\n")
+    assert main(["bank", "build", str(folder), "-q", "-o", str(tmp_path / "c.npz"), "--labels",
+                 str(tmp_path / "l.csv")]) == 1
+    assert f"faceveil: error: {folder / 'gone.png'}: no such file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option", [["--size", "0"], ["--size", "-5"], ["--size", "8"], ["--size", "1000000"],

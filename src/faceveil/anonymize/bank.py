@@ -33,7 +33,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..errors import ModelError, UsageError
+from ..errors import InputError, ModelError, UsageError
 
 FORMAT = "faceveil-bank/1"
 SIZE = 128
@@ -239,12 +239,12 @@ def _read_labels(labels_csv: str | Path) -> list[tuple[str, str]]:
 
 def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face: int = 40,
                size: int = SIZE, source: str = "", progress: bool = False,
-               max_residual: float = 0.25) -> tuple[Bank, dict]:
+               max_residual: float = 0.25, errors: list[str] | None = None) -> tuple[Bank, dict]:
     """Detect, align and store faces. A labelled image contributes its largest face
     (the labelled person); an unlabelled one every face, each a person of its own.
     Donors must be closer to frontal (``max_residual``) than the faces replaced:
     averages of turned heads ghost. Returns the bank and counts (images, faces kept,
-    skipped and why)."""
+    skipped and why). ``errors``: gets one line per image that could not be read (a missing, broken file)."""
     from ..detect import get_detector
     from ..io.images import read_rgb
 
@@ -260,8 +260,10 @@ def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face
     for path, ident in it:
         try:
             img = read_rgb(path)
-        except Exception:
+        except Exception as exc:  # an InputError names the file and why
             stats["unreadable"] += 1
+            if errors is not None:
+                errors.append(str(exc) if isinstance(exc, InputError) else f"{path}: cannot read image ({exc})")
             continue
         dets = detector.detect(img)
         dets = dets[dets.has_landmarks]

@@ -83,8 +83,13 @@ def cmd_build(args) -> int:
     labelled = {ident for _, ident in items}
     if args.average and None not in labelled:  # how many people there are is known before any work
         _check_average(args, len(labelled), args.folder, refuse=True)
-    bank, stats = build_bank(items, min_face=args.min_face, size=args.size, source=f"faceveil bank build {args.folder}",
-                             progress=not args.quiet)
+    errors: list[str] = []
+    try:
+        bank, stats = build_bank(items, min_face=args.min_face, size=args.size, progress=not args.quiet,
+                                 source=f"faceveil bank build {args.folder}", errors=errors)
+    finally:  # a bad photo is named, also when no face was left
+        for line in errors:
+            print(f"faceveil: error: {line}", file=sys.stderr)
     report = {"faces": stats, "people": len(bank.people())}
     if args.merge_lookalikes:
         from ..anonymize.identity import merge_lookalikes
@@ -104,7 +109,7 @@ def cmd_build(args) -> int:
         print(f"faceveil: warning: kept {len(bank)} of the {args.average} averages asked: {why}"
               + (f"; {over} were passed over by the placement check" if over else ""), file=sys.stderr)
     print(f"faceveil: bank of {len(bank)} {bank.kind} ({report['people']} people) -> {args.output}", file=sys.stderr)
-    return 0
+    return 1 if errors else 0
 
 
 def _check_output(args, items) -> None:
