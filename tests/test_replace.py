@@ -311,3 +311,178 @@ def test_a_donor_banks_average_placed_near_a_donor_is_redrawn_then_blurred(astro
     get_method("replace", {}).apply(astronaut, face, COMP, np.random.default_rng(0))
     method_with(reject=False).apply(astronaut, face, COMP, np.random.default_rng(0))
     assert calls == []
+
+
+# banks and `faceveil bank build`'s options and inputs: refused in one line before any work, bad photos named
+
+def _people_tree(tmp_path, astronaut, broken: bool = False):
+    """DIR/<person>/a.png for three people (and a truncated photo of a fourth with ``broken``)."""
+    from PIL import Image
+
+    for i, name in enumerate(["ann", "bob", "cy"]):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        Image.fromarray((astronaut * (1 - 0.15 * i)).astype(np.uint8)).save(tmp_path / "in" / name / "a.png")
+    if broken:
+        (tmp_path / "in" / "dee").mkdir()
+        data = (tmp_path / "in" / "ann" / "a.png").read_bytes()
+        (tmp_path / "in" / "dee" / "cut.png").write_bytes(data[: len(data) // 3])
+    return tmp_path / "in"
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """build_bank, the detection, fails the test: what is refused must be refused before it. Records its items."""
+    from faceveil.anonymize import bank
+
+    seen = []
+
+    def fake(items, **kw):
+        seen.append(list(items))
+        raise AssertionError("the detection ran")
+
+    monkeypatch.setattr(bank, "build_bank", fake)
+    return seen
+
+
+def _one_error(capsys, *parts):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("faceveil: error: "), err
+    for part in parts:
+        assert part in err, err
+
+
+def test_bank_build_output_never_replaces_a_photo_or_a_file_unasked(tmp_path, astronaut, capsys, no_work):
+    """-o a photo of DIR turned it into a zip (exit 0); -o keep.txt replaced it; a folder, a path under a file or an
+    unwritable place failed with a traceback after all the detection: one line, exit 2, nothing touched now."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut)
+    photo = folder / "ann" / "a.png"
+    (tmp_path / "keep.txt").write_text("mine")
+    (tmp_path / "old.npz").write_bytes(b"an older bank")
+    (tmp_path / "labels.npz").write_text("file,identity\nann/a.png,x\n")
+    before = {p: p.read_bytes() for p in (photo, tmp_path / "keep.txt", tmp_path / "old.npz")}
+    build = ["bank", "build", str(folder), "-q", "-o"]
+    cases = [(photo, "a.png"), (tmp_path / "keep.txt", ".npz"), (folder / "new.npz", "inside"),
+             (folder, "is a folder"), (tmp_path / "keep.txt" / "x.npz", "not a folder"),
+             (tmp_path / "old.npz", "--overwrite")]
+    for out, why in cases:
+        assert main([*build, str(out)]) == 2, out
+        _one_error(capsys, str(out), why)
+    assert main([*build, str(tmp_path / "labels.npz"), "--labels", str(tmp_path / "labels.npz"), "--overwrite"]) == 2
+    _one_error(capsys, "would overwrite an input")
+    assert {p: p.read_bytes() for p in before} == before and not (folder / "new.npz").exists()
+
+
+def test_bank_build_labels_and_folder_problems_are_one_line_before_any_work(tmp_path, astronaut, capsys, no_work):
+    """A missing or Latin-1 --labels CSV, or a folder as one, was a traceback; a missing DIR exit 1; line numbers
+    left out the header and a blank last line was refused; a UTF-8 BOM made the header an image to read."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut)
+    build = ["bank", "build", str(folder), "-q", "-o", str(tmp_path / "b.npz"), "--labels"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("file,identity\nann/a.png,Jos\xe9\n".encode("latin-1"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,identity\nann/a.png,x\n\nbob/a.png\n")
+    for labels, why in [(tmp_path / "none.csv", "No such file"), (folder, "Is a directory"),
+                        (latin, "line 2: not UTF-8"), (bad, "line 4: expected file,identity")]:
+        assert main([*build, str(labels)]) == 2
+        _one_error(capsys, str(labels), why)
+    assert main(["bank", "build", str(tmp_path / "none"), "-o", str(tmp_path / "b.npz"), "-q"]) == 2
+    _one_error(capsys, "none: no such folder")
+    good = tmp_path / "good.csv"
+    good.write_bytes("\ufefffile,identity\r\nann/a.png,x\r\nbob/a.png,y\r\n\r\n".encode())
+    with pytest.raises(AssertionError, match="the detection ran"):
+        main([*build, str(good)])
+    assert no_work == [[(folder / "ann" / "a.png", "x"), (folder / "bob" / "a.png", "y")]]
+
+
+def test_bank_build_names_each_photo_it_cannot_read_and_exits_1(tmp_path, astronaut, capsys):
+    """A truncated photo, or one the labels name that is not there, was only "unreadable": N in the stats (exit 0):
+    each is an error line now, the bank is still written from the rest, and the run exits 1."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut, broken=True)
+    assert main(["bank", "build", str(folder), "-q", "-o", str(tmp_path / "b.npz")]) == 1
+    err = capsys.readouterr().err
+    assert f"faceveil: error: {folder / 'dee' / 'cut.png'}: cannot decode image" in err
+    assert sorted(load_bank(tmp_path / "b.npz").identity) == ["ann", "bob", "cy"]
+    (tmp_path / "l.csv").write_text("file,identity\nann/a.png,x\ngone.png,y\n")
+    assert main(["bank", "build", str(folder), "-q", "-o", str(tmp_path / "c.npz"), "--labels",
+                 str(tmp_path / "l.csv")]) == 1
+    assert f"faceveil: error: {folder / 'gone.png'}: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--size", "0"], ["--size", "-5"], ["--size", "8"], ["--size", "1000000"],
+                                    ["--average", "-1"], ["--min-face", "-10"], ["--average", "2", "--k", "4"],
+                                    ["--average", "2"], ["--average", "1000000", "--k", "3"]])
+def test_bank_build_numbers_out_of_range_are_refused_before_any_work(tmp_path, astronaut, capsys, no_work, option):
+    """--size 0 stored a zero template, 8 failed every file in replace (OpenCV's flow needs 12 px), 1000000 a
+    traceback; --average -1 a traceback; --average 1000000 of 7 people drew 8 million averages of 21 sets."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut)
+    try:
+        code = main(["bank", "build", str(folder), "-q", "-o", str(tmp_path / "b.npz"), *option])
+    except SystemExit as exc:  # argparse's refusal
+        code = exc.code
+    assert code == 2
+    _one_error(capsys, option[0] if option[0] != "--average" or option[1] == "-1" else "--k")
+
+
+def test_bank_build_average_is_lowered_to_the_sets_of_people_found(tmp_path, astronaut, capsys, monkeypatch):
+    """Unlabelled photos (each face a person): how many people there are is known after the detection; --average
+    over C(people, k) is lowered there, with a warning line."""
+    from faceveil.anonymize import bank as bank_module
+    from faceveil.cli import bank as bank_cli, main
+
+    folder = _people_tree(tmp_path, astronaut)
+    asked = []
+
+    def fake_averages(bank, items, args):
+        asked.append(args.average)
+        raise AssertionError("stop")
+
+    monkeypatch.setattr(bank_cli, "_averages", fake_averages)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in folder.rglob("*.png"):
+        (flat / f"{p.parent.name}.png").write_bytes(p.read_bytes())
+    fake_bank = bank_module.Bank(np.zeros((4, 32, 32, 3), np.uint8), np.array(list("abcd")), np.ones(4, np.int32),
+                                 np.array(list("abcd")))
+    monkeypatch.setattr(bank_module, "build_bank", lambda items, **kw: (fake_bank, {}))
+    with pytest.raises(AssertionError, match="stop"):
+        main(["bank", "build", str(flat), "-q", "-o", str(tmp_path / "b.npz"), "--average", "50", "--k", "3"])
+    assert asked == [4]
+    assert "warning: --average 50: 4 people give only 4 different averages of --k 3; drawing 4" in \
+        capsys.readouterr().err
+
+
+def test_an_empty_or_invalid_bank_is_named_in_one_line_before_any_work(tmp_path, astronaut, capsys):
+    """An empty bank: `bank info` a traceback, replace a ZeroDivisionError on every file; a bank of kind "weird"
+    was "not a NumPy .npz file"; a bank with k=0 entries was refused without its name."""
+    from PIL import Image
+
+    from faceveil.anonymize.bank import Bank
+    from faceveil.cli import main
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    ids = np.array(["a", "b", "c"])
+    Bank(np.zeros((3, 32, 32, 3), np.uint8), ids, np.full(3, 5), ids, "averages").save(tmp_path / "ok.npz")
+    ok = dict(np.load(tmp_path / "ok.npz"))
+    variants = {"empty": {f: ok[f][:0] for f in ("faces", "identity", "k", "donors", "yaw")},
+                "weird": dict(kind=np.array("weird")), "kzero": dict(k=np.zeros(3, np.int32))}
+    for name, change in variants.items():
+        np.savez_compressed(tmp_path / f"{name}.npz", **{**ok, **change})
+    cases = {"empty": "the bank holds no faces", "weird": "not a valid faceveil bank (unknown bank kind 'weird')",
+             "kzero": "fewer than 3 people"}
+    for name, why in cases.items():
+        path = str(tmp_path / f"{name}.npz")
+        if name != "kzero":
+            assert main(["bank", "info", path]) == 2
+            _one_error(capsys, f"{path}: {why}")
+        assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / name), "-q", "-m", "replace",
+                     "-p", f"bank={path}"]) == 2
+        _one_error(capsys, f"{path}: ", why)
+        assert not (tmp_path / name).exists()

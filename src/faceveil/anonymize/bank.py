@@ -23,6 +23,7 @@ a target face are ever used to place a bank face: never its pixels.
 from __future__ import annotations
 
 import csv
+import io
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -104,14 +105,21 @@ def _read_bank(path: Path, bad: type[Exception]) -> Bank:
         with np.load(path, allow_pickle=False) as z:
             if str(z.get("format", "")) != FORMAT:
                 raise bad(f"{path}: not a faceveil bank (expected format {FORMAT})")
-            return Bank(z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
-                        z["template"].astype(np.float32), z["yaw"] if "yaw" in z.files else None)
+            fields = (z["faces"], z["identity"], z["k"], z["donors"], str(z["kind"]), str(z["source"]),
+                      z["template"].astype(np.float32), z["yaw"] if "yaw" in z.files else None)
     except FileNotFoundError:
         raise bad(f"{path}: bank file not found") from None
     except (ValueError, zipfile.BadZipFile):  # numpy's text for a foreign file suggests loading it unsafely
         raise bad(f"{path}: not a faceveil bank (not a NumPy .npz file)") from None
     except (OSError, KeyError) as exc:
         raise bad(f"{path}: cannot read bank ({exc})") from None
+    try:
+        bank = Bank(*fields)
+    except ValueError as exc:  # e.g. an unknown kind: an .npz, but not a bank faceveil can use
+        raise bad(f"{path}: not a valid faceveil bank ({exc})") from None
+    if not len(bank):
+        raise bad(f"{path}: the bank holds no faces")
+    return bank
 
 
 # alignment -----------------------------------------------------------------
@@ -182,23 +190,15 @@ def _scale(m: np.ndarray) -> float:
 def list_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> list[tuple[Path, str | None]]:
     """(image path, identity) pairs: from a CSV (``file,identity``; paths relative to
     the folder) or else from sub-folders (``folder/<person>/*.jpg``). Images directly
-    in ``folder`` without a CSV get identity None: every face in them is a person of its own."""
+    in ``folder`` without a CSV get identity None: every face in them is a person of its own.
+    A folder or CSV that cannot be read is bad usage (UsageError, one line)."""
     from ..io.images import is_image_path
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder")
+        raise UsageError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     if labels_csv:
-        out = []
-        with open(labels_csv, newline="") as fh:
-            rows = list(csv.reader(fh))
-        if rows and [c.strip().lower() for c in rows[0][:2]] == ["file", "identity"]:
-            rows = rows[1:]
-        for i, row in enumerate(rows, 1):
-            if len(row) < 2:
-                raise InputError(f"{labels_csv}: line {i}: expected file,identity")
-            out.append((folder / row[0].strip(), row[1].strip()))
-        return out
+        return [(folder / f, ident) for f, ident in _read_labels(labels_csv)]
     out = []
     for p in sorted(folder.rglob("*")):
         if p.is_file() and is_image_path(p):
@@ -207,14 +207,44 @@ def list_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> l
     return out
 
 
+def _read_labels(labels_csv: str | Path) -> list[tuple[str, str]]:
+    """(file, identity) rows of a labels CSV (UTF-8, a BOM allowed; an optional file,identity header; blank lines
+    skipped); a bad line is named by its line in the file."""
+    try:
+        data = Path(labels_csv).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{labels_csv}: cannot read the labels ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UsageError(f"{labels_csv}: line {line}: not UTF-8 text; save the labels as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    out, seen_first = [], False
+    try:
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            header = not seen_first and [c.strip().lower() for c in row[:2]] == ["file", "identity"]
+            seen_first = True
+            if header:
+                continue
+            if len(row) < 2:
+                raise UsageError(f"{labels_csv}: line {reader.line_num}: expected file,identity")
+            out.append((row[0].strip(), row[1].strip()))
+    except csv.Error as exc:
+        raise UsageError(f"{labels_csv}: line {reader.line_num}: {exc}") from None
+    return out
+
+
 def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face: int = 40,
                size: int = SIZE, source: str = "", progress: bool = False,
-               max_residual: float = 0.25) -> tuple[Bank, dict]:
+               max_residual: float = 0.25, errors: list[str] | None = None) -> tuple[Bank, dict]:
     """Detect, align and store faces. A labelled image contributes its largest face
     (the labelled person); an unlabelled one every face, each a person of its own.
     Donors must be closer to frontal (``max_residual``) than the faces replaced:
     averages of turned heads ghost. Returns the bank and counts (images, faces kept,
-    skipped and why)."""
+    skipped and why). ``errors``: gets one line per image that could not be read (a missing, broken file)."""
     from ..detect import get_detector
     from ..io.images import read_rgb
 
@@ -230,8 +260,10 @@ def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face
     for path, ident in it:
         try:
             img = read_rgb(path)
-        except Exception:
+        except Exception as exc:  # an InputError names the file and why
             stats["unreadable"] += 1
+            if errors is not None:
+                errors.append(str(exc) if isinstance(exc, InputError) else f"{path}: cannot read image ({exc})")
             continue
         dets = detector.detect(img)
         dets = dets[dets.has_landmarks]

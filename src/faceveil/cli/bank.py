@@ -4,8 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from .common import whole
+from .common import check_result_path, check_writable, whole
+
+# --size: replace's dense averaging of a donors bank needs crops of at least 12 px (OpenCV's DIS flow), and a face
+# under 32 px holds no features to average; above 512 px a bank's memory grows (0.8 MB a face) with no detail gained
+# (the shipped bank is 256 px)
+SIZES = (32, 512)
 
 EPILOG = """\
 examples:
@@ -30,10 +36,13 @@ def register(sub) -> None:
     bb = bs.add_parser("build", help="detect, align and store faces from a folder", formatter_class=fmt, epilog=EPILOG)
     bb.add_argument("folder", metavar="DIR", help="photos: DIR/<person>/*.jpg, or any layout with --labels")
     bb.add_argument("-o", "--output", required=True, metavar="BANK", help="bank file to write (.npz)")
+    bb.add_argument("--overwrite", action="store_true", help="replace BANK if it exists")
     bb.add_argument("--labels", metavar="CSV", help="file,identity per line (paths relative to DIR)")
-    bb.add_argument("--min-face", type=int, default=60, help="skip faces narrower than this many pixels (default 60)")
-    bb.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
-    bb.add_argument("--average", type=int, default=0, metavar="N",
+    bb.add_argument("--min-face", type=whole(), default=60,
+                    help="skip faces narrower than this many pixels (default 60)")
+    bb.add_argument("--size", type=whole(*SIZES), default=128,
+                    help=f"crop size in pixels, {SIZES[0]} to {SIZES[1]} (default 128)")
+    bb.add_argument("--average", type=whole(), default=0, metavar="N",
                     help="store N synthesized identities (robust averages of k people, sharpened: the shipped "
                          "bank's recipe) instead of the donors")
     bb.add_argument("--k", type=int, default=5, help="people per average (>= 3, default 5)")
@@ -68,10 +77,19 @@ def cmd_build(args) -> int:
     if args.placed_distance < 0 or args.check_photos < 1 or args.candidates < 0:
         raise UsageError("--placed-distance, --candidates must be >= 0 and --check-photos >= 1")
     items = list_labelled(args.folder, args.labels)
+    _check_output(args, items)
     if not items:
         raise UsageError(f"{args.folder}: no images found")
-    bank, stats = build_bank(items, min_face=args.min_face, size=args.size, source=f"faceveil bank build {args.folder}",
-                             progress=not args.quiet)
+    labelled = {ident for _, ident in items}
+    if args.average and None not in labelled:  # how many people there are is known before any work
+        _check_average(args, len(labelled), args.folder, refuse=True)
+    errors: list[str] = []
+    try:
+        bank, stats = build_bank(items, min_face=args.min_face, size=args.size, progress=not args.quiet,
+                                 source=f"faceveil bank build {args.folder}", errors=errors)
+    finally:  # a bad photo is named, also when no face was left
+        for line in errors:
+            print(f"faceveil: error: {line}", file=sys.stderr)
     report = {"faces": stats, "people": len(bank.people())}
     if args.merge_lookalikes:
         from ..anonymize.identity import merge_lookalikes
@@ -79,6 +97,7 @@ def cmd_build(args) -> int:
         bank, report["lookalike_merges"] = merge_lookalikes(bank)
         report["people"] = len(bank.people())
     if args.average:
+        _check_average(args, report["people"], "the bank", refuse=False)
         bank, report["averages"] = _averages(bank, items, args)
     bank.save(args.output)
     print(json.dumps(report), file=sys.stderr)
@@ -90,7 +109,43 @@ def cmd_build(args) -> int:
         print(f"faceveil: warning: kept {len(bank)} of the {args.average} averages asked: {why}"
               + (f"; {over} were passed over by the placement check" if over else ""), file=sys.stderr)
     print(f"faceveil: bank of {len(bank)} {bank.kind} ({report['people']} people) -> {args.output}", file=sys.stderr)
-    return 0
+    return 1 if errors else 0
+
+
+def _check_output(args, items) -> None:
+    """-o is a new .npz file that can be written, not a photo of DIR (nor in DIR) or the labels, and replaces an
+    existing file only with --overwrite: before any work. Before, -o a photo turned it into a zip, and a folder or an
+    unwritable place failed with a traceback after all the detection."""
+    from ..errors import UsageError
+
+    out = args.output
+    check_writable(out, "the bank")
+    if Path(out).suffix.lower() != ".npz":
+        raise UsageError(f"{out}: a bank is an .npz file; give a name ending in .npz")
+    inputs = [p for p, _ in items] + ([args.labels] if args.labels else [])
+    check_result_path(out, "the bank", inputs, folders=[args.folder], overwrite=True)
+    if Path(out).exists() and not args.overwrite:
+        raise UsageError(f"{out}: exists; give another name for the bank, or --overwrite to replace it")
+
+
+def _check_average(args, people: int, where: str, refuse: bool) -> None:
+    """--average at most the different sets of --k people there are: refused before any work where the labels say
+    how many people there are, else lowered with a warning once the faces are found. Before, --average 1000000
+    of 7 people drew 8 million averages of C(7,5) = 21 sets (an ETA of 2,000 hours)."""
+    from math import comb
+
+    from ..errors import UsageError
+
+    if people < args.k:
+        raise UsageError(f"{where}: holds {people} people; --k {args.k} needs at least {args.k}")
+    most = comb(people, args.k)
+    if args.average <= most:
+        return
+    line = f"--average {args.average}: {people} people give only {most} different averages of --k {args.k}"
+    if refuse:
+        raise UsageError(f"{where}: {line}; ask for at most {most}")
+    print(f"faceveil: warning: {line}; drawing {most}", file=sys.stderr)
+    args.average = most
 
 
 def _averages(donors, items, args):

@@ -236,15 +236,17 @@ def plan_inputs(inputs, output, accept, in_place: bool = False):
     return jobs, skipped
 
 
-def whole(minimum: int = 0):
-    """An argparse type: a whole number of at least ``minimum`` (a seed, a count); anything else is bad usage
-    (exit 2) before any work. Before, --seed -1 failed every file at its first face and --limit -1 dropped the last
-    image silently."""
+def whole(minimum: int = 0, maximum: int | None = None):
+    """An argparse type: a whole number of at least ``minimum`` (a seed, a count), at most ``maximum`` if given;
+    anything else is bad usage (exit 2) before any work. Before, --seed -1 failed every file at its first face and
+    --limit -1 dropped the last image silently."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}, got {value}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value

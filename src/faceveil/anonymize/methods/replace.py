@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from ...detections import box_inside, box_overlap
+from ...errors import UsageError
 from ...registry import param
 from .. import replace_geometry as geo, replace_looks as looks, replace_occluders as occ
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
@@ -99,7 +100,11 @@ class Drawn(NamedTuple):
 
 @lru_cache(maxsize=4)
 def _synthesizer(path: str, k: int, reject: bool) -> Synthesizer:
-    return Synthesizer(load_bank(path or None), k=k, reject=reject)
+    bank = load_bank(path or None)
+    try:
+        return Synthesizer(bank, k=k, reject=reject)
+    except UsageError as exc:  # what the bank holds does not do: named like load_bank's errors
+        raise UsageError(f"{path or 'the shipped bank'}: {exc}") from None
 
 
 @lru_cache(maxsize=2)
