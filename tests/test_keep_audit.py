@@ -255,3 +255,24 @@ def test_a_skipped_consent_photo_is_named_once(tmp_path):
     (line,) = People.build(tmp_path).skipped
     assert line.startswith(str(tmp_path / "alice" / "bad.jpg") + ": ") and line.count("bad.jpg") == 1, line
 
+
+def test_a_consent_photo_with_a_face_over_the_subjects_is_skipped(tmp_path):
+    """The audit's photobomb: Al Sharpton's head (0.7x the size) over Al Gore's face, centres 111 px apart. The two
+    were taken as one face found twice, and the higher-scoring box, Sharpton's, was enrolled as Gore."""
+    pytest.importorskip("dlib", reason=DLIB)
+    import cv2
+
+    g = _rgb(shared_path("lfw", "Al_Gore", "Al_Gore_0004.jpg"))
+    s = _rgb(shared_path("lfw", "Al_Sharpton", "Al_Sharpton_0001.jpg"))[50:245, 60:210]
+    img = cv2.resize(g, None, fx=2.2, fy=2.2, interpolation=cv2.INTER_CUBIC)
+    s = cv2.resize(s, None, fx=1.2, fy=1.2, interpolation=cv2.INTER_CUBIC)
+    (h, w), cx, cy = s.shape[:2], img.shape[1] // 2 + 100, int(img.shape[0] * 0.52) + 90
+    img[cy - h // 2:cy - h // 2 + h, cx - w // 2:cx - w // 2 + w] = s
+    (tmp_path / "alice").mkdir()
+    cv2.imwrite(str(tmp_path / "alice" / "photobomb.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), tmp_path / "alice" / "good.jpg")
+    people = People.build(tmp_path)
+    assert len(people.descriptors) == 1, people.skipped  # good.jpg only
+    (line,) = people.skipped
+    assert line.startswith(str(tmp_path / "alice" / "photobomb.png") + ": another face"), line
+

@@ -128,6 +128,7 @@ class People:
         A photo is used only when it holds exactly one face that can be described reliably (else it
         is skipped and listed in ``skipped``); a person none of whose photos is usable is an error,
         as is an empty gallery."""
+        from .detections import box_iou
         from .io.images import read_rgb
 
         folder = Path(folder)
@@ -164,18 +165,18 @@ class People:
                     skipped.append(str(exc) if str(exc).startswith(f"{f}: ") else f"{f}: {exc}")  # path said once
                     continue
                 dets = detector.detect(rgb)
-                groups = face_groups(dets)
-                if not groups:
+                if not len(dets):
                     skipped.append(f"{f}: no face found")
                     continue
-                # the photo's subject: the group of the largest box, at least twice as large (per
-                # side) as any other face; without one, whose photo it is cannot be told: skipped
+                # the photo's subject: the largest box and the near-identical boxes of it (IoU >= SAME_FACE_IOU),
+                # at least twice as large (per side) as any other box, overlapping or not (face_groups merges a
+                # face over the subject's shoulder with it); without one, whose photo it is cannot be told: skipped
                 side = np.sqrt(dets.areas)
                 big = int(np.argmax(side))
-                subject = next(g for g in groups if big in g)
-                others = [i for g in groups if g is not subject for i in g]
-                if others and side[big] < 2 * side[others].max():
-                    skipped.append(f"{f}: {len(groups)} faces and none clearly the subject")
+                same = box_iou(dets.xyxy[[big]], dets.xyxy)[0] >= SAME_FACE_IOU
+                subject = np.flatnonzero(same)
+                if (~same).any() and side[big] < 2 * side[~same].max():
+                    skipped.append(f"{f}: another face at least half the size of the largest: whose photo is it?")
                     continue
                 d, why = None, "not describable"
                 for i in sorted(subject, key=lambda i: -float(dets.score[i])):
