@@ -276,3 +276,24 @@ def test_a_consent_photo_with_a_face_over_the_subjects_is_skipped(tmp_path):
     (line,) = people.skipped
     assert line.startswith(str(tmp_path / "alice" / "photobomb.png") + ": another face"), line
 
+
+
+def test_a_person_whose_photos_are_two_people_is_refused(tmp_path):
+    """alice/ held Al Gore and, in a sub-folder, Al Sharpton (0.94 apart): both were enrolled as alice, and
+    Sharpton was then kept as her. Two people under one name are refused; a sub-folder is not read, and said."""
+    pytest.importorskip("dlib", reason=DLIB)
+    from faceveil.errors import UsageError
+
+    (tmp_path / "alice" / "others").mkdir(parents=True)
+    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), tmp_path / "alice")
+    shutil.copy(shared_path("lfw", "Al_Sharpton", "Al_Sharpton_0002.jpg"), tmp_path / "alice" / "others")
+    people = People.build(tmp_path)
+    assert len(people.descriptors) == 1 and people.skipped == [
+        f"{tmp_path / 'alice' / 'others'}: a folder in alice/, not read (photos of alice go in {tmp_path / 'alice'}/ "
+        "itself)"]
+    shutil.move(tmp_path / "alice" / "others" / "Al_Sharpton_0002.jpg", tmp_path / "alice")
+    r = _faceveil("people", "build", str(tmp_path), "-o", str(tmp_path.parent / f"{tmp_path.name}.npz"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "alice: Al_Gore_0001.jpg and Al_Sharpton_0002.jpg are not one person" in r.stderr, r.stderr
+    with pytest.raises(UsageError):
+        People.build(tmp_path)
