@@ -199,6 +199,37 @@ def test_bad_keep_usage_exits_2_with_one_line(tmp_path, args):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_damaged_people_file_is_refused_before_any_work(tmp_path):
+    """A name without descriptor rows passed loading, then every file failed ("zero-size array"), after the dataset
+    output was made; other malformed arrays passed too. Each is refused in one line, exit 2, before any work."""
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(3, 128)).astype(np.float32)
+    rows *= 1.4 / np.linalg.norm(rows, axis=1, keepdims=True)  # dlib's length
+    good = dict(descriptors=rows, person=np.array([0, 0, 1]), names=np.array(["alice", "bob"]), version=np.asarray(1))
+    np.savez(tmp_path / "good.npz", **good)
+    assert People.load(tmp_path / "good.npz").names == ["alice", "bob"]
+    bad = {"no rows of a name": dict(names=np.array(["alice", "bob", "ghost"])),
+           "transposed": dict(descriptors=rows.T.copy()), "zero": dict(descriptors=np.zeros_like(rows)),
+           "not dlib's length": dict(descriptors=rows / 1.4 * 0.1), "float person": dict(person=np.array([0., 0, 1])),
+           "version 2": dict(version=np.asarray(2)), "no version": dict(version=None),
+           "same name twice": dict(names=np.array(["alice", "alice"]))}
+    for why, change in bad.items():
+        arrays = {k: v for k, v in {**good, **change}.items() if v is not None}
+        np.savez(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(UsageError, match="damaged people file"):
+            People.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad.npz", **{**good, **bad["no rows of a name"]})
+    (tmp_path / "ds").mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "ds" / "a.png")
+    (tmp_path / "gt.txt").write_text("a.png\n0\n")
+    r = _faceveil("dataset", "anonymize", "--format", "wider", "--images", str(tmp_path / "ds"), "--labels",
+                  str(tmp_path / "gt.txt"), "-o", str(tmp_path / "out"), "--keep-people", str(tmp_path / "bad.npz"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no descriptor of ghost" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_people_build_empty_folder_exits_2(tmp_path):
     (tmp_path / "consent").mkdir()
     r = _faceveil("people", "build", str(tmp_path / "consent"), "-o", str(tmp_path / "p.npz"))

@@ -101,13 +101,18 @@ def test_a_track_is_kept_only_until_a_frame_matches_nobody():
     from faceveil.video.keep import keep_span
 
     policy = KeepPolicy(People(["a"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64)))
-    detected = list(range(0, 80, 2))  # detected on every other frame, described on every 10th
+    detected = list(range(0, 80, 2))  # detected on every other frame, each detection described
     good, stranger = np.array([0.2]), np.array([0.86])
-    rows = [(f, good if f < 40 else stranger) for f in range(0, 80, 10)]
-    (p, _, n), span = keep_span(rows, detected, [0, 79], policy)
-    assert (p, n) == (0, 4) and span == [0, 31]  # hidden from the first detection after frame 30, the last match
-    assert keep_span(rows[:4], detected[:16], [0, 39], policy)[1] == [0, 39]  # matched to its end: kept whole
-    assert keep_span([(f, stranger) for f, _ in rows], detected, [0, 79], policy) is None
+    rows = [(f, good if f < 40 else stranger) for f in detected]
+    (p, _, n), span = keep_span(rows, detected, policy)
+    assert (p, n) == (0, 20) and span == [0, 38]  # hidden from the first detection that matched nobody
+    assert keep_span(rows[:20], detected[:20], policy)[1] == [0, 38]  # matched to its last detection
+    assert keep_span([(f, stranger) for f, _ in rows], detected, policy) is None
+    # a detection not described (between two samples) or not describable ends the keep: its face is unknown
+    sampled = [(f, r) for f, r in rows if f % 10 == 0]
+    assert keep_span(sampled, detected, policy) is None  # kept on frame 0 alone: too few frames
+    blurred = [(f, np.array([np.nan]) if f == 20 else r) for f, r in rows]
+    assert keep_span(blurred, detected, policy)[1] == [0, 18]
 
 
 def _clip(path, frames):
@@ -164,6 +169,38 @@ def test_a_kept_track_does_not_carry_over_a_cut_or_a_swap(gore, tmp_path):
         assert np.abs(out[5][face].astype(int) - src[5][face]).mean() < 3  # Gore: as the input has him
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("every,swap", [(2, (12, 18)), (4, (21, 39))])
+def test_a_stranger_in_the_kept_faces_place_between_two_checks_is_hidden(gore, tmp_path, every, swap):
+    """The audit's swap: Al Gore on every frame but Al Sharpton in the same place on a few frames between two of
+    the track's sampled checks (every 10th frame): the track was kept whole, Sharpton's frames unchanged."""
+    from PIL import Image
+
+    from faceveil.pipeline import Anonymizer
+    from faceveil.video import VideoOptions, process_video
+
+    lfw = shared_path("lfw")
+    a, b = (np.asarray(Image.open(lfw / n.rsplit("_", 1)[0] / f"{n}.jpg").convert("RGB"))
+            for n in ("Al_Gore_0004", "Al_Sharpton_0001"))
+    frames = []
+    for i in range(48):
+        f = np.full((360, 640, 3), 110, np.uint8)
+        f[:, :100] = 60
+        f[55:305, 195 + i % 3 - 1:445 + i % 3 - 1] = b if swap[0] <= i <= swap[1] else a
+        frames.append(f)
+    _clip(tmp_path / "swap.mp4", frames)
+    res = process_video(Anonymizer(keep=People.build(gore / "consent")), tmp_path / "swap.mp4",
+                        tmp_path / "out.mp4", VideoOptions(detect_every=every), progress=False, record=False)
+    assert res.status == "written", res.error
+    (k,) = res.kept
+    assert k["name"] == "alice" and k["frames"][0] == 0 and k["frames"][1] < swap[0], k
+    src, out = _frames(tmp_path / "swap.mp4"), _frames(tmp_path / "out.mp4")
+    face = np.s_[110:250, 250:390]
+    for i in range(swap[0], swap[1] + 1):  # Sharpton: anonymized on every frame of his
+        assert np.abs(out[i][face].astype(int) - src[i][face]).mean() > 8, i
+    assert np.abs(out[2][face].astype(int) - src[2][face]).mean() < 3  # Gore before the swap: as the input has him
+
+
 # --- people build never replaces a file unasked ----------------------------------------------------------------
 
 def test_people_build_refuses_an_output_in_the_consent_folder_or_an_existing_file(tmp_path):
@@ -217,3 +254,46 @@ def test_a_skipped_consent_photo_is_named_once(tmp_path):
     (tmp_path / "alice" / "bad.jpg").write_bytes(b"not a photo")
     (line,) = People.build(tmp_path).skipped
     assert line.startswith(str(tmp_path / "alice" / "bad.jpg") + ": ") and line.count("bad.jpg") == 1, line
+
+
+def test_a_consent_photo_with_a_face_over_the_subjects_is_skipped(tmp_path):
+    """The audit's photobomb: Al Sharpton's head (0.7x the size) over Al Gore's face, centres 111 px apart. The two
+    were taken as one face found twice, and the higher-scoring box, Sharpton's, was enrolled as Gore."""
+    pytest.importorskip("dlib", reason=DLIB)
+    import cv2
+
+    g = _rgb(shared_path("lfw", "Al_Gore", "Al_Gore_0004.jpg"))
+    s = _rgb(shared_path("lfw", "Al_Sharpton", "Al_Sharpton_0001.jpg"))[50:245, 60:210]
+    img = cv2.resize(g, None, fx=2.2, fy=2.2, interpolation=cv2.INTER_CUBIC)
+    s = cv2.resize(s, None, fx=1.2, fy=1.2, interpolation=cv2.INTER_CUBIC)
+    (h, w), cx, cy = s.shape[:2], img.shape[1] // 2 + 100, int(img.shape[0] * 0.52) + 90
+    img[cy - h // 2:cy - h // 2 + h, cx - w // 2:cx - w // 2 + w] = s
+    (tmp_path / "alice").mkdir()
+    cv2.imwrite(str(tmp_path / "alice" / "photobomb.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), tmp_path / "alice" / "good.jpg")
+    people = People.build(tmp_path)
+    assert len(people.descriptors) == 1, people.skipped  # good.jpg only
+    (line,) = people.skipped
+    assert line.startswith(str(tmp_path / "alice" / "photobomb.png") + ": another face"), line
+
+
+
+def test_a_person_whose_photos_are_two_people_is_refused(tmp_path):
+    """alice/ held Al Gore and, in a sub-folder, Al Sharpton (0.94 apart): both were enrolled as alice, and
+    Sharpton was then kept as her. Two people under one name are refused; a sub-folder is not read, and said."""
+    pytest.importorskip("dlib", reason=DLIB)
+    from faceveil.errors import UsageError
+
+    (tmp_path / "alice" / "others").mkdir(parents=True)
+    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), tmp_path / "alice")
+    shutil.copy(shared_path("lfw", "Al_Sharpton", "Al_Sharpton_0002.jpg"), tmp_path / "alice" / "others")
+    people = People.build(tmp_path)
+    assert len(people.descriptors) == 1 and people.skipped == [
+        f"{tmp_path / 'alice' / 'others'}: a folder in alice/, not read (photos of alice go in {tmp_path / 'alice'}/ "
+        "itself)"]
+    shutil.move(tmp_path / "alice" / "others" / "Al_Sharpton_0002.jpg", tmp_path / "alice")
+    r = _faceveil("people", "build", str(tmp_path), "-o", str(tmp_path.parent / f"{tmp_path.name}.npz"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "alice: Al_Gore_0001.jpg and Al_Sharpton_0002.jpg are not one person" in r.stderr, r.stderr
+    with pytest.raises(UsageError):
+        People.build(tmp_path)

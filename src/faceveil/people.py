@@ -26,6 +26,7 @@ from .errors import UsageError
 # Euclidean distance between dlib descriptors (dlib's own "same person" cut is 0.6, tuned for
 # accuracy; this one is tuned for <= 0.1 % strangers kept: see docs/keep.md).
 THRESHOLD = 0.40
+SAME_PERSON = 0.6  # dlib's own cut: a person's consent photos must each lie this close to another of them
 MARGIN = 0.05  # the best person must be at least this much closer than the second-best
 MIN_SIZE = 40  # px, the box's shorter side: smaller faces are never described
 MIN_SHARPNESS = 15.0  # variance of the Laplacian on the face resized to 96 px: below, too blurred
@@ -35,6 +36,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # else under THRESHOLD.
 TRACK_MIN_FRAMES = 3
 TRACK_SAMPLES = 12  # frames described per track (the largest, spread over the track)
+DESC_NORM = (0.5, 3.0)  # a dlib descriptor's length (139 LFW faces: 1.24-1.62): a people file's rows lie in it
 SAME_FACE_IOU = 0.5  # dataset mode: a labelled box and a detection this close are one face
 # One face found twice by the detector (face_groups): the default preset's duplicates of one face on deepface-unit
 # photos lie at most 0.65 of the smaller box's side apart (centres) with sides at most 2.15x each other; a 56 px
@@ -128,19 +130,23 @@ class People:
         A photo is used only when it holds exactly one face that can be described reliably (else it
         is skipped and listed in ``skipped``); a person none of whose photos is usable is an error,
         as is an empty gallery."""
+        from .detections import box_iou
         from .io.images import read_rgb
-        from .io.inputs import is_hidden
 
         folder = Path(folder)
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such folder of consenting people (consent/<name>/*.jpg)")
         photos: dict[str, list[Path]] = {}
+        subfolders = []  # said as skipped: <name>/*.jpg only
         for p in sorted(folder.iterdir()):
             if p.name.startswith("."):
                 continue
             if p.is_dir():
-                files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES
-                         and not is_hidden(f.relative_to(p))]
+                # <name>/*.jpg only: a sub-folder is not read (one of another person was enrolled under <name>)
+                files = [f for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
+                         and not f.name.startswith(".") and f.is_file()]
+                subfolders += [f"{f}: a folder in {p.name}/, not read (photos of {p.name} go in {p}/ itself)"
+                               for f in sorted(p.iterdir()) if f.is_dir() and not f.name.startswith(".")]
                 if not files:  # docs/keep.md: an empty folder is an error (it was dropped when others had photos)
                     raise UsageError(f"{p}: no photos of {p.name} (expected {p}/*.jpg); add some or remove the folder")
                 photos[p.name] = files
@@ -155,9 +161,9 @@ class People:
             name, params, _ = resolve(None)
             detector = get_detector(name, params)
         describer = _describer()
-        names, rows, person, skipped = [], [], [], []
+        names, rows, person, skipped = [], [], [], list(subfolders)
         for name, files in photos.items():
-            got = 0
+            got, used = 0, []
             for f in files:
                 try:
                     rgb = read_rgb(f)
@@ -165,18 +171,18 @@ class People:
                     skipped.append(str(exc) if str(exc).startswith(f"{f}: ") else f"{f}: {exc}")  # path said once
                     continue
                 dets = detector.detect(rgb)
-                groups = face_groups(dets)
-                if not groups:
+                if not len(dets):
                     skipped.append(f"{f}: no face found")
                     continue
-                # the photo's subject: the group of the largest box, at least twice as large (per
-                # side) as any other face; without one, whose photo it is cannot be told: skipped
+                # the photo's subject: the largest box and the near-identical boxes of it (IoU >= SAME_FACE_IOU),
+                # at least twice as large (per side) as any other box, overlapping or not (face_groups merges a
+                # face over the subject's shoulder with it); without one, whose photo it is cannot be told: skipped
                 side = np.sqrt(dets.areas)
                 big = int(np.argmax(side))
-                subject = next(g for g in groups if big in g)
-                others = [i for g in groups if g is not subject for i in g]
-                if others and side[big] < 2 * side[others].max():
-                    skipped.append(f"{f}: {len(groups)} faces and none clearly the subject")
+                same = box_iou(dets.xyxy[[big]], dets.xyxy)[0] >= SAME_FACE_IOU
+                subject = np.flatnonzero(same)
+                if (~same).any() and side[big] < 2 * side[~same].max():
+                    skipped.append(f"{f}: another face at least half the size of the largest: whose photo is it?")
                     continue
                 d, why = None, "not describable"
                 for i in sorted(subject, key=lambda i: -float(dets.score[i])):
@@ -190,10 +196,12 @@ class People:
                     continue
                 rows.append(d)
                 person.append(len(names))
+                used.append(f)
                 got += 1
             if got == 0:
                 raise UsageError(f"{folder / name}: no usable photo of {name} "
                                  f"({'; '.join(s.split(': ', 1)[1] for s in skipped[-len(files):])})")
+            _one_person(folder / name, used, np.asarray(rows[-got:], np.float32))
             names.append(name)
         return cls(names, np.asarray(rows, np.float32).reshape(-1, 128), np.asarray(person, np.int64), skipped)
 
@@ -209,20 +217,21 @@ class People:
 
     @classmethod
     def load(cls, path: str | Path) -> "People":
+        """A file ``save`` wrote; anything else (another version, a name without descriptors, a descriptor that
+        no dlib face gives) is refused in one line before any work."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
-                names = [str(n) for n in z["names"]]
-                desc = np.asarray(z["descriptors"], np.float32).reshape(-1, 128)
-                person = np.asarray(z["person"], np.int64)
+                version = z["version"][()] if "version" in z else None
+                names, desc, person = z["names"], z["descriptors"], z["person"]
         except FileNotFoundError:
             raise UsageError(f"{path}: no such file") from None
         except Exception as exc:
             raise UsageError(f"{path}: not a people file from `faceveil people build` ({exc.__class__.__name__})") from None
-        if not names or len(desc) == 0 or len(person) != len(desc) or person.min() < 0 or person.max() >= len(names) \
-                or not np.isfinite(desc).all():
-            raise UsageError(f"{path}: empty or damaged people file")
-        return cls(names, desc, person)
+        why = _damage(version, names, desc, person)
+        if why:
+            raise UsageError(f"{path}: damaged people file: {why}; build it again with `faceveil people build`")
+        return cls([str(n) for n in names], desc.astype(np.float32), person.astype(np.int64))
 
     @classmethod
     def open(cls, source: "str | Path | People", detector=None) -> "People":
@@ -255,6 +264,39 @@ class People:
         for k in range(len(self.names)):
             out[:, k] = rows[:, self.person == k].min(axis=1)
         return out
+
+
+def _one_person(folder: Path, files: list[Path], desc: np.ndarray) -> None:
+    """Refuse a person's photos that are not all one person: a photo farther than dlib's "same person" cut
+    (``SAME_PERSON``) from every other photo of that person (two people's photos under one name keep both)."""
+    if len(desc) < 2:
+        return
+    d = np.linalg.norm(desc[:, None] - desc[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    for i in range(len(desc)):
+        j = int(np.argmin(d[i]))
+        if d[i, j] > SAME_PERSON:
+            raise UsageError(f"{folder}: {files[i].name} and {files[j].name} are not one person (distance "
+                             f"{d[i, j]:.2f} > {SAME_PERSON}); keep only photos of {folder.name} there")
+
+
+def _damage(version, names: np.ndarray, desc: np.ndarray, person: np.ndarray) -> str | None:
+    """What makes a people file's arrays other than ``People.save`` writes them (None: nothing)."""
+    if not (isinstance(version, np.integer) and version == 1):
+        return "not version 1 of the people file"
+    if names.ndim != 1 or names.dtype.kind != "U" or not len(names) or not all(names) or len(set(names)) != len(names):
+        return "names are not distinct, non-empty text"
+    if desc.dtype.kind != "f" or desc.ndim != 2 or desc.shape[1] != 128:
+        return f"descriptors are not N x 128 numbers ({desc.dtype}, {desc.shape})"
+    norms = np.linalg.norm(desc, axis=1)
+    if not (np.isfinite(desc).all() and ((norms >= DESC_NORM[0]) & (norms <= DESC_NORM[1])).all()):
+        return "descriptors no face gives (NaN, infinite, zero or far from dlib's length)"
+    if person.dtype.kind not in "iu" or person.shape != (len(desc),):
+        return "person is not one whole-number index per descriptor"
+    if len(person) and (person.min() < 0 or person.max() >= len(names)):
+        return "a person index out of range"
+    bare = [str(n) for k, n in enumerate(names) if not (person == k).any()]
+    return f"no descriptor of {', '.join(bare)}" if bare else None
 
 
 def match(dist_row: np.ndarray, threshold: float = THRESHOLD, margin: float = MARGIN) -> tuple[int, float] | None:

@@ -3,16 +3,17 @@
 Two passes (the simplest correct way: a track's decision needs the whole track, and a look-ahead
 buffer as long as the longest track would hold the whole video): the first decodes, detects and
 tracks every frame, keeps only each frame's boxes (no pixels), and describes the detected faces of
-each track on every 5th detection and its last; it then decides each track. The second decodes
-again and hands each frame its boxes from the first pass, less the kept tracks'. Cost: one more
-decode of the video and the descriptors; detection runs once.
+each track on every 5th detection until one matches a person, then on every detection until one does
+not; it then decides each track. The second decodes again and hands each frame its boxes from the
+first pass, less the kept tracks'. Cost: one more decode of the video and the descriptors; detection
+runs once.
 
-A track is decided apart in each shot, and kept only on the frames from its first described frame that matched
-a person to the last detection before a described frame that did not (``keep_span``): at least
-``TRACK_MIN_FRAMES`` of them matched, the median distance of its best frames is under the threshold, and none
-was nearer to anybody else; everything else (too small, blurred, profile, too short, ambiguous, another face
-after a cut or a swap, a box without a track id) is hidden. Regions (--keep-region, --only-region) are
-applied per frame, at its time.
+A track is decided apart in each shot, and kept only from its first detection that matched a person
+through the unbroken run of detections after it that each matched that person, with the frames between
+them (``keep_span``): at least ``TRACK_MIN_FRAMES`` of them, the median distance of its best frames
+under the threshold, none nearer to anybody else; everything else (too small, blurred, profile, too
+short, ambiguous, another face after a cut or a swap, a box without a track id) is hidden. Regions
+(--keep-region, --only-region) are applied per frame, at its time.
 """
 from __future__ import annotations
 
@@ -31,52 +32,44 @@ from .tracking import TrackedFrame, tracked_frames
 def plan_tracks(frames: Iterable[VideoFrame], detect: Callable, options: VideoOptions, fps: float,
                 policy: KeepPolicy) -> tuple[dict[int, tuple[Detections, str | None]], dict[int, dict]]:
     """First pass: every frame's boxes (by frame index) and the kept tracks (track id -> record, its kept frames
-    in ``spans``). A track is decided apart in each shot (scene cuts); ``keep_span`` says on which frames."""
+    in ``spans``). A track is decided apart in each shot (scene cuts); ``keep_span`` says on which frames.
+
+    A track's detections are described on every ``fps / 5``-th one until one matches a person, then every one
+    until one does not (only that run can be kept: a frame is kept only where the face on it was described)."""
     plan: dict[int, tuple[Detections, str | None]] = {}
-    frames_of: dict[tuple, list[int]] = {}  # (track id, shot) -> [first, last] frame
     detected: dict[tuple, list[int]] = {}  # (track id, shot) -> the frames it was detected on
     rows: dict[tuple, list[tuple[int, np.ndarray]]] = {}  # (track id, shot) -> (frame, distance row) described
-    pending: dict[tuple, tuple] = {}  # (track id, shot) -> its latest detection not described (frame, crop, box)
+    run: dict[tuple, int | None] = {}  # (track id, shot) -> the person its run matches (None: run over)
     step = max(1, int(round(fps / 5)))
     people = policy.people
-
-    def describe(key, frame, rgb, dets):
-        desc, _ = policy.describe_faces(rgb, dets)
-        dist = people.distances(desc)
-        for k, d in zip(key, dist):
-            if np.isfinite(d).all():
-                rows.setdefault(k, []).append((frame, d))
 
     for item in tracked_frames(frames, detect, options, fps):
         plan[item.frame.index] = (item.detections, item.error)
         dets = item.detections
         if people is None or item.error is not None:
             continue
-        todo, keys = [], set()
+        todo = []
         for i, (tid, src) in enumerate(zip(dets.track_id, dets.sources)):
             key = (int(tid), item.shot)
-            if key[0] < 0:
-                continue
-            keys.add(key)
-            frames_of.setdefault(key, [item.frame.index, item.frame.index])[1] = item.frame.index
-            if src != "detected":
+            if key[0] < 0 or src != "detected":
                 continue
             detected.setdefault(key, []).append(item.frame.index)
-            if (len(detected[key]) - 1) % step == 0:
+            if key in run and run[key] is not None or key not in run and (len(detected[key]) - 1) % step == 0:
                 todo.append(i)
-                pending.pop(key, None)
-            else:  # described when the track ends unless described again: its last detection is always described
-                pending[key] = (item.frame.index, *_crop(item.frame.rgb, dets, i))
-        if todo:
-            describe([(int(dets.track_id[i]), item.shot) for i in todo], item.frame.index, item.frame.rgb,
-                     dets[np.asarray(todo)])
-        for key in [k for k in pending if k not in keys]:
-            describe([key], *pending.pop(key))
-    for key in list(pending):
-        describe([key], *pending.pop(key))
+        if not todo:
+            continue
+        desc, _ = policy.describe_faces(item.frame.rgb, dets[np.asarray(todo)])
+        for i, d in zip(todo, people.distances(desc)):  # NaN rows (not describable) end a run, as a mismatch does
+            key = (int(dets.track_id[i]), item.shot)
+            rows.setdefault(key, []).append((item.frame.index, d))
+            m = match(d, policy.threshold, policy.margin)
+            if key not in run and m is not None:
+                run[key] = m[0]
+            elif key in run and (m is None or m[0] != run[key]):
+                run[key] = None
     kept: dict[int, dict] = {}
     for key, r in rows.items():
-        decision = keep_span(sorted(r, key=lambda fr: fr[0]), detected[key], frames_of[key], policy)
+        decision = keep_span(r, detected[key], policy)
         if decision is not None:
             (p, dist, n), span = decision
             rec = kept.setdefault(key[0], {"track": key[0], "by": "person", "name": people.names[p],
@@ -86,38 +79,29 @@ def plan_tracks(frames: Iterable[VideoFrame], detect: Callable, options: VideoOp
     return plan, kept
 
 
-def _crop(rgb: np.ndarray, dets: Detections, i: int) -> tuple[np.ndarray, Detections]:
-    """The face ``i`` with a margin of its size around it, and its box there (to describe it later)."""
-    h, w = rgb.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
-    m = max(x2 - x1, y2 - y1)
-    cx, cy = int(max(x1 - m, 0)), int(max(y1 - m, 0))
-    d = dets[np.asarray([i])]
-    off = np.asarray([cx, cy], np.float32)
-    box = Detections(d.xyxy - np.tile(off, 2), d.score, d.landmarks - off, d.track_id, d.source, d.sources)
-    return rgb[cy:int(min(y2 + m + 1, h)), cx:int(min(x2 + m + 1, w))].copy(), box
-
-
-def keep_span(rows: list[tuple[int, np.ndarray]], detected: list[int], frames: list[int], policy: KeepPolicy,
+def keep_span(rows: list[tuple[int, np.ndarray]], detected: list[int], policy: KeepPolicy,
               ) -> tuple[tuple[int, float, int], list[int]] | None:
     """((person, distance, frames described), [first, last] frame kept) for a track in one shot, or None (hidden).
 
-    Only the first run of described frames that match one person counts (``decide_track``): the keep ends before
-    the first detection after its last matching frame (a frame that matched nobody or another person, or could
-    not be described, ends it: that face may be somebody else) and starts after the last detection before it."""
-    matches = [match(r, policy.threshold, policy.margin) for _, r in rows]
-    first = next((k for k, m in enumerate(matches) if m is not None), None)
+    A frame is kept only where the face on it was described and matched: from the first detection that matched a
+    person through the detections after it as long as each one was described and matched that person (a detection
+    not described, not describable, or matching nobody or another person ends the keep: that face may be somebody
+    else). The frames between two kept detections are kept; those before the first and after the last are not.
+    ``decide_track`` decides on the kept detections' rows."""
+    matched = {f: m[0] for f, r in rows if (m := match(r, policy.threshold, policy.margin)) is not None}
+    first = min(matched, default=None)
     if first is None:
         return None
-    end = next((k for k in range(first, len(rows)) if matches[k] is None or matches[k][0] != matches[first][0]),
-               len(rows))
-    decision = decide_track(np.asarray([r for _, r in rows[first:end]]), policy)
+    p, last = matched[first], first
+    for f in (f for f in sorted(detected) if f > first):
+        if matched.get(f) != p:
+            break
+        last = f
+    inside = [r for f, r in rows if first <= f <= last]
+    decision = decide_track(np.asarray(inside), policy)
     if decision is None:
         return None
-    f0, f1 = rows[first][0], rows[end - 1][0]
-    start = max([f + 1 for f in detected if f < f0], default=frames[0])
-    stop = min([f - 1 for f in detected if f > f1], default=frames[1])
-    return (decision[0], decision[1], end - first), [start, stop]
+    return (decision[0], decision[1], len(inside)), [first, last]
 
 
 def decide_track(rows: np.ndarray, policy: KeepPolicy) -> tuple[int, float] | None:
