@@ -118,13 +118,14 @@ class LabelSet:
 # ---------------------------------------------------------------------------
 # paths
 
-def safe_relpath(name: str, where: str) -> str:
+def safe_relpath(name: str, where: str, strip: bool = True) -> str:
     """A label's image path as a clean relative posix path, or LabelError.
 
     Refuses absolute paths (``/x``, ``C:\\x``, ``\\\\server``), ``..`` anywhere and empty names:
-    a label file must not make us read or write outside the dataset.
+    a label file must not make us read or write outside the dataset. ``strip=False``: white space at either end is
+    part of the name (COCO's JSON strings: " lead.jpg" is not lead.jpg).
     """
-    raw = name.strip()
+    raw = name.strip() if strip else name
     if not raw:
         raise LabelError(f"{where}: empty image path")
     unified = raw.replace("\\", "/")
