@@ -676,3 +676,18 @@ def test_a_file_name_with_a_newline_cannot_fake_a_status_line(coll, tmp_path, ca
         f"faceveil: 1 of 2 files anonymized (1 face) -> {tmp_path / 'out'}; 1 failed (not written)"], err
     code, _, err = run(capsys, "anonymize", d / "gone\x1b[2K.jpg", "-o", tmp_path / "out2", *FAST)
     assert code == 2 and err == f"faceveil: error: {d}/gone\\x1b[2K.jpg: no such file or folder\n", err
+
+
+def test_a_file_and_a_folder_of_one_name_are_refused_before_any_work(coll, tmp_path, capsys):
+    """A/x.jpg/y.jpg (a folder named x.jpg) and B/x.jpg: the work ran, then one of them failed "exists now" or
+    "File exists"."""
+    (coll / "d1" / "x.jpg").rename(coll / "y.jpg")
+    (coll / "d1" / "x.jpg").mkdir()
+    (coll / "y.jpg").rename(coll / "d1" / "x.jpg" / "y.jpg")
+    out = tmp_path / "out"
+    for order in ((coll / "d1", coll / "d2"), (coll / "d2", coll / "d1")):
+        code, _, err = run(capsys, "anonymize", *order, "-o", out, *FAST)
+        assert code == 2 and err == (f"faceveil: error: {out / 'x.jpg'}: would be the output of {coll / 'd2' / 'x.jpg'}"
+                                     f" and a folder holding that of {coll / 'd1' / 'x.jpg' / 'y.jpg'} (give them "
+                                     "separate -o folders)\n"), err
+        assert not out.exists()

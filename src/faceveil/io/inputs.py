@@ -189,7 +189,8 @@ def list_folder(src: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str
 
 
 def _one_output_each(jobs: list[Job]) -> list[Job]:
-    """Drop repeats of one input; refuse two different inputs that map to one output."""
+    """Drop repeats of one input; refuse two different inputs that map to one output, or one whose output would be
+    a folder on another's path (A/x.jpg/y.jpg, a folder named x.jpg, and B/x.jpg)."""
     by_dst: dict[Path, Job] = {}
     kept: list[Job] = []
     for job in jobs:
@@ -201,6 +202,11 @@ def _one_output_each(jobs: list[Job]) -> list[Job]:
         elif first.src.resolve() != job.src.resolve():
             raise UsageError(f"{job.dst}: two inputs would write this output: {first.src} and {job.src} "
                              "(give them separate -o folders, or their common parent folder)")
+    for key, job in by_dst.items():
+        above = next((by_dst[d] for d in key.parents if d in by_dst), None)
+        if above is not None:
+            raise UsageError(f"{above.dst}: would be the output of {above.src} and a folder holding that of {job.src} "
+                             "(give them separate -o folders)")
     return kept
 
 
