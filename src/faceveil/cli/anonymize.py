@@ -296,20 +296,21 @@ def run_videos(cfg, jobs, args) -> list:
         finished = local()
     results = []
     for job, r in finished:
+        name = one_line(job.src)
         if r.status == "written":
             if r.failed_frames:
                 what = "dropped" if options.on_error == "drop" else "written fully blurred"
-                print(f"faceveil: warning: {one_line(job.src)}: {r.failed_frames} frames could not be processed ({what}); "
+                print(f"faceveil: warning: {name}: {r.failed_frames} frames could not be processed ({what}); "
                       f"first: {r.warnings[0] if r.warnings else '?'}", file=sys.stderr)
             if r.decode_errors:  # written under --allow-truncated
                 first = next((w for w in r.warnings or [] if w.startswith("damaged: ")), "?")
-                print(f"faceveil: warning: {one_line(job.src)}: {r.decode_errors} damaged places (packets left out, frames "
+                print(f"faceveil: warning: {name}: {r.decode_errors} damaged places (packets left out, frames "
                       f"missing or concealed by the decoder); first: {first[len('damaged: '):]}", file=sys.stderr)
             for w in r.warnings or []:
                 if w.startswith(("not copied: ", "risk: ")):  # a stream the output lacks, a setting that can leak
-                    print(f"faceveil: warning: {one_line(job.src)}: {w}", file=sys.stderr)
+                    print(f"faceveil: warning: {name}: {w}", file=sys.stderr)
             if r.truncated:
-                print(f"faceveil: warning: {one_line(job.src)}: truncated: {r.truncated}; the frames that decoded were written",
+                print(f"faceveil: warning: {name}: truncated: {r.truncated}; the frames that decoded were written",
                       file=sys.stderr)
             if not args.quiet:
                 # A face seen in 300 frames is 300 face-frames and one track (boxes linked over time).
