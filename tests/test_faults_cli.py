@@ -579,3 +579,115 @@ def test_an_output_another_run_writes_meanwhile_is_not_replaced(tmp_path, capsys
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
     code, _, err = run(capsys, "anonymize", src, "-o", out, "-q", "-j", "1", "--overwrite")
     assert code == 0 and (out / "b.png").read_bytes() != b"the other run's output"
+
+
+def _unreadable(monkeypatch, name: str) -> None:
+    """Folders named ``name`` cannot be listed, as a chmod 000 folder for a user who is not root."""
+    import os
+
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) == name:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_an_unreadable_folder_is_named_and_counted_failed(coll, tmp_path, capsys, monkeypatch):
+    """A chmod 000 folder inside an input was skipped silently ("2 of 2 files", exit 0); named itself it was called
+    empty; mode 600 gave a traceback."""
+    (coll / "d2" / "x.jpg").rename(coll / "d1" / "y.jpg")
+    (coll / "d1" / "locked").mkdir()
+    (coll / "d2").rename(coll / "d1" / "locked" / "sub")
+    _unreadable(monkeypatch, "locked")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, *FAST)
+    assert code == 1, err
+    assert f"faceveil: error: {coll / 'd1' / 'locked'}: cannot read the folder (Permission denied)\n" in err, err
+    assert "2 of 3 files anonymized" in err and "1 failed" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["x.jpg", "y.jpg"]
+    code, _, err = run(capsys, "anonymize", coll / "d1" / "locked", "-o", tmp_path / "out2", *FAST)
+    assert code == 1 and "cannot read the folder" in err and "empty" not in err, err
+
+
+def test_entries_that_are_not_regular_files_are_named_and_a_pipe_is_read(coll, tmp_path, capsys):
+    """A FIFO, a dangling link and looping links named *.jpg in an input folder were not even counted among the
+    files skipped; `cat x.jpg | faceveil anonymize /dev/stdin -o o/x.jpg` failed advising -o NAME.png."""
+    import os
+    import threading
+
+    d = coll / "d1"
+    os.mkfifo(d / "f.jpg")
+    (d / "gone.jpg").symlink_to("nowhere.jpg")
+    (d / "l1.jpg").symlink_to("l2.jpg")
+    (d / "l2.jpg").symlink_to("l1.jpg")
+    code, _, err = run(capsys, "anonymize", d, "-o", tmp_path / "out", *FAST)
+    assert code == 0, err
+    assert (f"faceveil: warning: 4 entries that are not regular files skipped (not read, not written): {d / 'f.jpg'} "
+            f"(a FIFO), {d / 'gone.jpg'} (a dangling link), {d / 'l1.jpg'} (a link loop), {d / 'l2.jpg'} (a link "
+            "loop)\n") in err, err
+    assert "1 of 1 files anonymized" in err and "4 other files skipped" in err, err
+
+    data = (d / "x.jpg").read_bytes()
+    r, w = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(w, data), os.close(w)))
+    writer.start()
+    try:
+        code, _, err = run(capsys, "anonymize", f"/dev/fd/{r}", "-o", tmp_path / "o" / "x.jpg", *FAST)
+    finally:
+        writer.join()
+        os.close(r)
+    assert code == 0, err
+    out = np.asarray(Image.open(tmp_path / "o" / "x.jpg"))
+    assert out.shape == np.asarray(Image.open(d / "x.jpg")).shape and "1 face" in err, err
+
+
+def test_over_long_paths_are_bad_usage_or_fail_one_file(coll, tmp_path, capsys):
+    """A name over 255 bytes for -o, an input or --report, an output mirrored past 4096 bytes: tracebacks (exit 1)
+    before any work."""
+    src = coll / "d1" / "x.jpg"
+    long = "o" * 300
+    for argv in ((src, "-o", tmp_path / long), (tmp_path / f"{long}.jpg", "-o", tmp_path / "out"),
+                 (src, "-o", tmp_path / "out", "--report", tmp_path / f"{long}.json")):
+        code, _, err = run(capsys, "anonymize", *argv, *FAST)
+        assert code == 2 and err.startswith("faceveil: error: ") and err.count("\n") == 1, err
+        assert "File name too long" in err, err
+    deep = coll / "d2" / "/".join(["e" * 200] * 19)
+    deep.mkdir(parents=True)
+    (coll / "d2" / "x.jpg").rename(deep / "x.jpg")
+    src.rename(coll / "d2" / "top.jpg")
+    out = tmp_path / ("f" * 250)
+    code, _, err = run(capsys, "anonymize", coll / "d2", "-o", out, *FAST)
+    assert code == 1 and "Traceback" not in err, err
+    assert "x.jpg: cannot write: File name too long\n" in err and "1 of 2 files anonymized" in err, err
+    assert (out / "top.jpg").is_file()
+
+
+def test_a_file_name_with_a_newline_cannot_fake_a_status_line(coll, tmp_path, capsys):
+    """A file named 'bad\\nfaceveil: 2 of 2 files anonymized.jpg' printed a status line of its own."""
+    d = coll / "d1"
+    (d / "bad\nfaceveil: 2 of 2 files anonymized.jpg").write_bytes(b"not a picture")
+    code, _, err = run(capsys, "anonymize", d, "-o", tmp_path / "out", *FAST)
+    assert code == 1, err
+    assert err.splitlines() == [
+        f"faceveil: error: {d}/bad\\nfaceveil: 2 of 2 files anonymized.jpg: not an image or unsupported format",
+        f"faceveil: 1 of 2 files anonymized (1 face) -> {tmp_path / 'out'}; 1 failed (not written)"], err
+    code, _, err = run(capsys, "anonymize", d / "gone\x1b[2K.jpg", "-o", tmp_path / "out2", *FAST)
+    assert code == 2 and err == f"faceveil: error: {d}/gone\\x1b[2K.jpg: no such file or folder\n", err
+
+
+def test_a_file_and_a_folder_of_one_name_are_refused_before_any_work(coll, tmp_path, capsys):
+    """A/x.jpg/y.jpg (a folder named x.jpg) and B/x.jpg: the work ran, then one of them failed "exists now" or
+    "File exists"."""
+    (coll / "d1" / "x.jpg").rename(coll / "y.jpg")
+    (coll / "d1" / "x.jpg").mkdir()
+    (coll / "y.jpg").rename(coll / "d1" / "x.jpg" / "y.jpg")
+    out = tmp_path / "out"
+    for order in ((coll / "d1", coll / "d2"), (coll / "d2", coll / "d1")):
+        code, _, err = run(capsys, "anonymize", *order, "-o", out, *FAST)
+        assert code == 2 and err == (f"faceveil: error: {out / 'x.jpg'}: would be the output of {coll / 'd2' / 'x.jpg'}"
+                                     f" and a folder holding that of {coll / 'd1' / 'x.jpg' / 'y.jpg'} (give them "
+                                     "separate -o folders)\n"), err
+        assert not out.exists()

@@ -386,3 +386,61 @@ def test_yolo_and_voc_inputs_are_named_or_taken_never_dropped(tmp_path, capsys):
     assert main(_args(ds / "images", voc / "ann", tmp_path / "vout", "gt", "voc")) == 0
     assert np.abs(_px(tmp_path / "vout" / "ds" / "images" / "b.jpg", (36, 24, 24, 16)).astype(int) - GREY).mean() < 8
     assert (tmp_path / "vout" / "voc" / "ann" / "X.XML").read_bytes() == (voc / "ann" / "X.XML").read_bytes()
+
+
+def test_an_unreadable_folder_of_a_yolo_dataset_stops_it_before_any_work(tmp_path, capsys, monkeypatch):
+    """images/sub unreadable: its image went missing from OUT (exit 0, verify ok), or with its label file a
+    traceback; labels/sub unreadable: its images were written as having no label file."""
+    import os
+
+    rng = np.random.default_rng(0)
+    ds = tmp_path / "ds"
+    for rel in ["images/a.jpg", "images/sub/s.jpg"]:
+        (ds / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(ds / rel, format="PNG")
+    for rel in ["labels/a.txt", "labels/sub/s.txt"]:
+        (ds / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ds / rel).write_text("0 0.5 0.5 0.25 0.25\n")
+    real = os.scandir
+    for locked in ("images", "labels"):
+        def scandir(path=".", locked=locked):
+            if Path(os.fspath(path)) == ds / locked / "sub":
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+        out = tmp_path / f"out_{locked}"
+        assert main(_args(ds / "images", ds / "labels", out, "gt", "yolo")) == 1
+        assert _error_lines(capsys.readouterr().err) == [
+            f"faceveil: error: {ds / locked / 'sub'}: cannot read the folder (Permission denied); nothing written "
+            "(make it readable, or move it out)"]
+        assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_image_names_with_spaces_at_either_end_are_taken_as_written(tmp_path, capsys):
+    """COCO's " lead.jpg" was read as lead.jpg (another person's photo): that one was anonymized with the other's
+    labels, the real " lead.jpg" not written, and verify said ok. WIDER's line " lead.jpg" was trimmed alike."""
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in (" lead.jpg", "lead.jpg"):
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(images / name, format="PNG")
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": " lead.jpg", "width": 96, "height": 64}],
+                                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [36, 24, 24, 16],
+                                                 "area": 384, "iscrowd": 0}],
+                                "categories": [{"id": 1, "name": "face"}]}))
+    out = tmp_path / "out"
+    assert main(_args(images, coco, out, "gt", "coco")) == 0, capsys.readouterr().err
+    written = sorted(p.name for p in (out / "images").iterdir())
+    assert written == [" lead.jpg"], written
+    assert np.abs(_px(out / "images" / " lead.jpg", (36, 24, 24, 16)).astype(int) - GREY).mean() < 8  # JPEG grey
+
+    gt = tmp_path / "gt.txt"
+    gt.write_text(" lead.jpg\n1\n36 24 24 16 0 0 0 0 0 0\n")
+    capsys.readouterr()
+    assert main(_args(images, gt, tmp_path / "wout")) == 1
+    assert _error_lines(capsys.readouterr().err) == [
+        f"faceveil: error: {gt}:1: image name ' lead.jpg' begins or ends with white space, which a WIDER line cannot "
+        "tell from padding; remove it from the line, or rename the image"]
+    assert not (tmp_path / "wout").exists()

@@ -659,3 +659,33 @@ def test_atomic_write_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch, astr
     Image.fromarray(astronaut).save(src)
     write_image(tmp_path / "out" / "a.png", read_image(src).rgb, read_image(src))
     assert False in synced and synced[-1] is True, "file fsynced before the rename, folder after"
+
+
+def test_legal_long_names_are_written_and_their_temporaries_cleaned_up(tmp_path, astronaut, capsys):
+    """A photo named with 231 to 255 bytes failed "cannot write: File name too long": its temporary name
+    (.NAME.pid.XXXXXXXX.tmp.jpg) was longer than the system allows; a video's NAME.tracks.json likewise."""
+    import os
+    import subprocess
+    import sys
+
+    from faceveil.io.atomic import remove_stale_temporaries, temp_affixes, write_bytes_atomic
+    from faceveil.video.record import tracks_path
+
+    name = "顔" * 83 + ".jpg"  # 253 bytes
+    src = tmp_path / "in" / name
+    src.parent.mkdir()
+    Image.fromarray(astronaut).save(src, quality=90)
+    code, _, err = run(capsys, "anonymize", src.parent, "-o", tmp_path / "out", "-q", "--detect", "fast")
+    assert code == 0 and "1 of 1 files anonymized (1 face)" in err, err
+    assert read_rgb(tmp_path / "out" / name).shape == astronaut.shape
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    suffix, prefix = temp_affixes(name, ".jpg")
+    stale = tmp_path / "out" / (prefix.replace(str(os.getpid()), dead.stdout.strip()) + "abcd1234" + suffix)
+    write_bytes_atomic(stale, b"left by a killed run")
+    assert len(os.fsencode(stale.name)) <= 255
+    assert remove_stale_temporaries([tmp_path / "out"]) == 1 and not stale.exists()
+
+    a, b = tracks_path(tmp_path / ("v" * 250 + ".mp4")), tracks_path(tmp_path / ("v" * 250 + ".mkv"))
+    assert a != b and len(os.fsencode(a.name)) <= 255 and a.name.endswith(".tracks.json")
+    assert tracks_path(tmp_path / "clip.mp4").name == "clip.mp4.tracks.json"

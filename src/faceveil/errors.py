@@ -28,3 +28,12 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):  # numpy's too: what its comparisons give
         raise UsageError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def one_line(text) -> str:
+    """``text`` (a message, a file name) with its control characters escaped as Python writes them (\\n, \\x1b): a
+    file named 'x\\nfaceveil: 2 of 2 files anonymized' printed a fake status line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from .. import __version__
-from ..errors import FaceveilError, UsageError
+from ..errors import FaceveilError, UsageError, one_line
 from . import anonymize, bank, bench, dataset, detect, eval as eval_commands, listing, people, review, train
 from .parser import ArgumentParser
 
@@ -93,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         if getattr(args, "debug", False):
             raise
-        print(f"faceveil: error: {exc}", file=sys.stderr)
+        print(f"faceveil: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except FaceveilError as exc:
         if getattr(args, "debug", False):
             raise
-        print(f"faceveil: error: {exc}", file=sys.stderr)
+        print(f"faceveil: error: {one_line(exc)}", file=sys.stderr)
         return 1
 
 

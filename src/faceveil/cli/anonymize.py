@@ -8,7 +8,7 @@ import sys
 
 from .. import __version__
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
-from ..errors import FaceveilError, UsageError
+from ..errors import FaceveilError, UsageError, one_line
 from ..io.images import is_image_path
 from ..io.inputs import OTHER_MEDIA, output_folders
 from ..io.video import is_video_path
@@ -78,7 +78,7 @@ def cmd_anonymize(args) -> int:
     check_backend(args)
     keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
     cfg = dataclasses.replace(cfg, keep=keep)
-    jobs, skipped = plan_inputs(args.inputs, args.output, is_media_path, args.in_place)
+    jobs, skipped, unreadable = plan_inputs(args.inputs, args.output, is_media_path, args.in_place)
     # A file named on the command line is planned whatever its name: one faceveil cannot write fails before any work
     # (it was detected first, then failed naming the output), and the batch goes on.
     unwritable = [j for j in jobs if not is_media_path(j.dst)]
@@ -86,7 +86,7 @@ def cmd_anonymize(args) -> int:
     media = [p for p in skipped if p.suffix.lower() in OTHER_MEDIA]
     if media:
         print(f"faceveil: warning: {len(media)} pictures or videos in formats faceveil does not read skipped, not "
-              f"anonymized and not written: {', '.join(map(str, media[:5]))}{', ...' if len(media) > 5 else ''}",
+              f"anonymized and not written: {', '.join(map(one_line, media[:5]))}{', ...' if len(media) > 5 else ''}",
               file=sys.stderr)
     from ..io.inputs import check_existing
 
@@ -131,7 +131,7 @@ def cmd_anonymize(args) -> int:
     workers = batch_jobs(args.jobs, len(image_jobs))
     results = run_batch(cfg, image_jobs, "anonymize", workers, not args.quiet, args.overwrite) if image_jobs else []
     results += run_videos(vcfg, video_jobs, args)
-    results += [unwritten(j) for j in unwritable]
+    results += [unwritten(j) for j in unwritable] + unreadable
     n_failed = report_failures(results)
     written = [r for r in results if r.status == "written"]
     faces = sum(r.faces for r in written)
@@ -145,7 +145,7 @@ def cmd_anonymize(args) -> int:
                               "kept": n_kept}}
         write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = args.output if args.output else "in place"
-    n_files = len(jobs) + len(unwritable)
+    n_files = len(jobs) + len(unwritable) + len(unreadable)
     msg = f"faceveil: {len(written)} of {n_files} files {done_verb(first.method)} ({_faces_text(written)}) -> {where}"
     if keep:
         msg += f"; {n_kept} kept as they are (faces; tracks in videos)"
@@ -175,7 +175,7 @@ def unwritten(job):
     kind = f"faceveil does not write {job.dst.suffix} files" if job.dst.suffix.lower() in OTHER_MEDIA else \
         "not an image or video faceveil writes"
     return ItemResult(str(job.src), None, "failed", error=f"{job.src}: {kind} (images: .jpg, .png, .webp, .bmp, .tif; "
-                      "videos: .mp4, .mov, .mkv, .avi, .webm); give -o NAME.png if it is a picture")
+                      "videos: .mp4, .mov, .mkv, .avi, .webm); if it is a picture, give it alone with -o NAME.png")
 
 
 def _kept(result) -> int:
@@ -299,7 +299,7 @@ def run_videos(cfg, jobs, args) -> list:
         for i, r in run_videos_ray(cfg, jobs, options, args.jobs or 1, args.address, replace):
             done[i] = r
             if not args.quiet:
-                print(f"faceveil: video {len(done)}/{len(jobs)} done: {jobs[i].rel}", file=sys.stderr)
+                print(f"faceveil: video {len(done)}/{len(jobs)} done: {one_line(jobs[i].rel)}", file=sys.stderr)
         finished = ((jobs[i], done[i]) for i in range(len(jobs)))  # reported in input order, as locally
     else:
         anonymizer = Anonymizer.from_config(cfg)
@@ -307,31 +307,32 @@ def run_videos(cfg, jobs, args) -> list:
         def local():
             for i, job in enumerate(jobs):
                 if not args.quiet and len(jobs) > 1:
-                    print(f"faceveil: video {i + 1}/{len(jobs)}: {job.rel}", file=sys.stderr)
+                    print(f"faceveil: video {i + 1}/{len(jobs)}: {one_line(job.rel)}", file=sys.stderr)
                 yield job, process_video(anonymizer, job.src, job.dst, options, progress=not args.quiet,
                                          replace=replace)
 
         finished = local()
     results = []
     for job, r in finished:
+        name = one_line(job.src)
         if r.status == "written":
             if r.failed_frames:
                 what = "dropped" if options.on_error == "drop" else "written fully blurred"
-                print(f"faceveil: warning: {job.src}: {r.failed_frames} frames could not be processed ({what}); "
+                print(f"faceveil: warning: {name}: {r.failed_frames} frames could not be processed ({what}); "
                       f"first: {r.warnings[0] if r.warnings else '?'}", file=sys.stderr)
             if r.decode_errors:  # written under --allow-truncated
                 first = next((w for w in r.warnings or [] if w.startswith("damaged: ")), "?")
-                print(f"faceveil: warning: {job.src}: {r.decode_errors} damaged places (packets left out, frames "
+                print(f"faceveil: warning: {name}: {r.decode_errors} damaged places (packets left out, frames "
                       f"missing or concealed by the decoder); first: {first[len('damaged: '):]}", file=sys.stderr)
             for w in r.warnings or []:
                 if w.startswith(("not copied: ", "risk: ")):  # a stream the output lacks, a setting that can leak
-                    print(f"faceveil: warning: {job.src}: {w}", file=sys.stderr)
+                    print(f"faceveil: warning: {name}: {w}", file=sys.stderr)
             if r.truncated:
-                print(f"faceveil: warning: {job.src}: truncated: {r.truncated}; the frames that decoded were written",
+                print(f"faceveil: warning: {name}: truncated: {r.truncated}; the frames that decoded were written",
                       file=sys.stderr)
             if not args.quiet:
                 # A face seen in 300 frames is 300 face-frames and one track (boxes linked over time).
-                print(f"faceveil: {job.rel}: {r.frames} frames, {r.faces} face-frames in {r.tracks} "
+                print(f"faceveil: {one_line(job.rel)}: {r.frames} frames, {r.faces} face-frames in {r.tracks} "
                       f"track{'' if r.tracks == 1 else 's'}, {r.fps:.1f} fps", file=sys.stderr)
         results.append(r)
     return results

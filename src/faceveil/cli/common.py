@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..detect.presets import VIDEO_PRESET
-from ..errors import FaceveilError, UsageError
+from ..errors import FaceveilError, UsageError, one_line
 
 
 def default_settings() -> dict:
@@ -210,11 +210,14 @@ def check_writable(path: str, what: str) -> None:
     import tempfile
 
     p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"{path}: {what} is a folder; give a file name")
-    anc = p.parent
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
+    try:
+        if p.is_dir():
+            raise UsageError(f"{path}: {what} is a folder; give a file name")
+        anc = p.parent
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+    except OSError as exc:  # a name too long, a link loop
+        raise UsageError(f"{one_line(path)}: cannot write {what} ({exc.strerror or exc})") from None
     if not anc.is_dir():
         raise UsageError(f"{path}: cannot write {what}: {anc} is not a folder")
     try:
@@ -225,15 +228,24 @@ def check_writable(path: str, what: str) -> None:
 
 
 def plan_inputs(inputs, output, accept, in_place: bool = False):
-    """io.inputs.plan_jobs, with a warning line for each link to a folder it does not follow."""
+    """io.inputs.plan_jobs, with a warning line for each link to a folder it does not follow and one naming the
+    entries that are no regular file (skipped); (jobs, skipped files, a failed result per folder or file that cannot
+    be read: the batch goes on without them)."""
     from ..io.inputs import plan_jobs
+    from ..pipeline import ItemResult
 
     links: list = []
-    jobs, skipped = plan_jobs(inputs, output, accept, in_place, links)
+    unreadable: list = []
+    special: list = []
+    jobs, skipped = plan_jobs(inputs, output, accept, in_place, links, unreadable, special)
     for link in links:
-        print(f"faceveil: warning: {link}: a link to a folder, not followed (give {link.resolve()} as an input)",
-              file=sys.stderr)
-    return jobs, skipped
+        print(f"faceveil: warning: {one_line(link)}: a link to a folder, not followed (give {one_line(link.resolve())} "
+              "as an input)", file=sys.stderr)
+    if special:
+        shown = ", ".join(f"{one_line(p)} ({what})" for p, what in special[:5]) + (", ..." if len(special) > 5 else "")
+        print(f"faceveil: warning: {len(special)} entries that are not regular files skipped (not read, not written): "
+              f"{shown}", file=sys.stderr)
+    return jobs, skipped, [ItemResult(str(p), None, "failed", error=f"{p}: {why}") for p, why in unreadable]
 
 
 def whole(minimum: int = 0, maximum: int | None = None):
@@ -378,5 +390,5 @@ def report_failures(results) -> int:
     """Print each failed result's error; return how many failed."""
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
-        print(f"faceveil: error: {r.error}", file=sys.stderr)
+        print(f"faceveil: error: {one_line(r.error)}", file=sys.stderr)
     return len(failed)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 from .common import (add_detection_args, add_region_args, anonymizer_config, at_least, check_backend,
                      check_jpeg_quality, check_result_path, check_writable, done_verb, region_from_args,
                      warn_unchecked_donors, warn_weak, whole)
@@ -116,10 +116,10 @@ def cmd_dataset_anonymize(args) -> int:
     s = anonymize_dataset(args.format, args.images, args.labels, args.output, cfg, args.jobs, args.backend,
                           args.address, classes, progress=not args.quiet, overwrite=args.overwrite)
     for msg in s.failed:
-        print(f"faceveil: error: {msg}", file=sys.stderr)
+        print(f"faceveil: error: {one_line(msg)}", file=sys.stderr)
     for rel in s.missing[:20]:
         # An error (the run exits 1): the labels promise an image the output will not have.
-        print(f"faceveil: error: {rel}: in the labels but no such image; not written", file=sys.stderr)
+        print(f"faceveil: error: {one_line(rel)}: in the labels but no such image; not written", file=sys.stderr)
     if len(s.missing) > 20:
         print(f"faceveil: error: ... and {len(s.missing) - 20} more missing images", file=sys.stderr)
     if s.unlabelled:

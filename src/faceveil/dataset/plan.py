@@ -87,7 +87,12 @@ def plan(fmt: str, images: str | os.PathLike, labels: str | os.PathLike, out: st
         xyxy = tuple(tuple(float(v) for v in b) for b, k in zip(im.xyxy, keep) if k)
         out_rel = image_prefix / im.path
         digests[str(out_rel)] = digest = labels_digest(xyxy, im.size)
-        if not src.is_file():
+        try:
+            found = src.is_file()
+        except OSError as exc:  # in a folder faceveil may not enter
+            unread.append(f"{src}: cannot be read ({exc.strerror}); not written")
+            continue
+        if not found:
             missing.append(im.path)
             continue
         if not is_image_path(src):  # YOLO's g.txt about g.gif: never written, so an error, not a missing file

@@ -45,6 +45,25 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~_UMASK
 
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
+
+
+def cut_name(name: str, budget: int) -> str:
+    """``name`` cut to at most ``budget`` bytes on disk, whole characters only."""
+    while len(os.fsencode(name)) > budget:
+        name = name[:-1]
+    return name
+
+
+def temp_affixes(name: str, suffix: str = "") -> tuple[str, str]:
+    """mkstemp's (suffix, prefix) for a temporary file or folder beside ``name``: ".<name>.<pid>." and
+    ".tmp<suffix>", ``name`` cut so that the whole (with mkstemp's 8 characters) fits NAME_MAX: a legal name of 231
+    bytes or more could never be written."""
+    prefix_end, tail = f".{os.getpid()}.", ".tmp" + suffix
+    budget = NAME_MAX - len(os.fsencode(f".{prefix_end}{tail}")) - 8
+    return tail, f".{cut_name(name, budget)}{prefix_end}"
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
@@ -64,8 +83,7 @@ def atomic_path(target: str | os.PathLike, replace: bool = True) -> Iterator[Pat
         # The writer's pid in the name lets a later run tell a dead writer's leftover from a live one's file.
         # Made inside the try: a signal turned into an exception (Ctrl-C, a worker's parent dying) right after
         # the file exists still removes it.
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp" + target.suffix,
-                                   dir=target.parent)
+        fd, tmp = tempfile.mkstemp(*temp_affixes(target.name, target.suffix), dir=target.parent)
         tmp_path = Path(tmp)
         os.close(fd)
         yield tmp_path

@@ -1,12 +1,14 @@
 """Finding input files and where each one's output goes."""
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 from .video import is_video_path
 
 
@@ -51,6 +53,8 @@ def plan_jobs(
     accept: Callable[[Path], bool],
     in_place: bool = False,
     unfollowed: list[Path] | None = None,
+    unreadable: list[tuple[Path, str]] | None = None,
+    special: list[tuple[Path, str]] | None = None,
 ) -> tuple[list[Job], list[Path]]:
     """Map inputs to outputs: a file goes to OUT/name, a folder's tree is mirrored under OUT.
 
@@ -60,15 +64,20 @@ def plan_jobs(
     that would overwrite or sit inside an input (unless ``in_place``), or two inputs that
     would write one output (the same file given twice is one input). Links to folders inside an input folder are
     not followed (as find and rsync do): they go to ``unfollowed`` for the caller to name, and a folder that holds
-    nothing else is refused with their names.
+    nothing else is refused with their names. Folders and files that cannot be read go to ``unreadable`` with the
+    cause (the caller counts them failed; without the list they are refused); entries of a folder that are no regular
+    file (a FIFO, a socket, a dangling or looping link) are skipped, and go to ``special`` with what they are.
     """
     if not inputs:
         raise UsageError("no input given")
     if output is None and not in_place:
         raise UsageError("no output folder given: use -o OUT (or --in-place to overwrite the inputs)")
     out_root = Path(output) if output is not None else None
-    if out_root is not None and not in_place and len(inputs) == 1 and Path(inputs[0]).is_file() \
-            and not out_root.is_dir() and accept(out_root):
+    out_kind = _kind(out_root) if out_root is not None else None
+    if out_kind == "unreadable":
+        raise UsageError(f"{out_root}: cannot look at the output (permission denied)")
+    if out_root is not None and not in_place and len(inputs) == 1 and _kind(Path(inputs[0])) == "file" \
+            and out_kind != "dir" and accept(out_root):
         src = Path(inputs[0])
         if out_root.resolve() == src.resolve():
             raise UsageError(f"{out_root}: output is the input itself (use --in-place to overwrite it)")
@@ -77,31 +86,37 @@ def plan_jobs(
             raise UsageError(f"{out_root}: {src} is {kind}; give an output name of its kind "
                              f"({'.mp4, .mkv, .mov, .webm' if is_video_path(src) else '.jpg, .png, .webp'})")
         return [Job(src, out_root, src.name)], []
-    if out_root is not None and out_root.exists() and not out_root.is_dir():
+    if out_kind == "file":
         raise UsageError(f"{out_root}: output exists and is not a folder")
-    if out_root is not None and not out_root.exists() and out_root.suffix.lower() in UNWRITTEN_MEDIA:
+    if out_root is not None and out_kind is None and out_root.suffix.lower() in UNWRITTEN_MEDIA:
         # `-o face.gif` made a folder named face.gif with the output inside
         raise UsageError(f"{out_root}: faceveil does not write {out_root.suffix} files; give a folder, or a file "
                          "name ending in .jpg, .png, .webp (a photo) or .mp4, .mkv, .webm (a video)")
     jobs: list[Job] = []
     skipped: list[Path] = []
+    problems: list[tuple[Path, str]] = []
     for raw in inputs:
         src = Path(raw)
-        if not src.exists():
+        kind = _kind(src)
+        if kind is None:
             raise UsageError(f"{src}: no such file or folder")
+        if kind == "unreadable":
+            problems.append((src, "cannot be read (permission denied)"))
+            continue
         if out_root is not None and not in_place:
-            if src.is_dir() and is_inside(out_root, src):
+            if kind == "dir" and is_inside(out_root, src):
                 raise UsageError(f"{out_root}: output folder is inside the input {src} (use another folder)")
-            if src.is_file() and out_root.resolve() == src.parent.resolve():
+            if kind == "file" and out_root.resolve() == src.parent.resolve():
                 raise UsageError(f"{out_root}: output folder is the input's own folder; it would overwrite {src.name}")
-        if src.is_dir():
-            # Hidden files and everything in hidden folders (.git, faceveil's own .faceveil/) are not inputs.
-            entries = [p for p in src.rglob("*") if not is_hidden(p.relative_to(src))]
-            found = sorted(p for p in entries if p.is_file())
-            links = sorted(p for p in entries if p.is_symlink() and p.is_dir())
+        if kind == "dir":
+            found, links, bad, odd = list_folder(src)
+            problems += bad
+            skipped += [p for p, _ in odd]
+            if special is not None:
+                special += odd
             if unfollowed is not None:
                 unfollowed += links
-            if not found:
+            if not found and not bad and not odd:
                 if links:
                     raise UsageError(f"{src}: holds only links to folders, which are not followed ({links[0]}); "
                                      "give the folders they link to as inputs")
@@ -116,13 +131,71 @@ def plan_jobs(
         else:
             dst = src if in_place else out_root / src.name
             jobs.append(Job(src, dst, src.name))
-    if not jobs and skipped:
+    if problems and unreadable is None:
+        raise UsageError(f"{one_line(problems[0][0])}: {problems[0][1]}")
+    if unreadable is not None:
+        unreadable += problems
+    if not jobs and skipped and not problems:
         raise UsageError(f"no supported files among the inputs ({len(skipped)} other files skipped)")
     return _one_output_each(jobs), skipped
 
 
+def _kind(path: Path) -> str | None:
+    """"dir", "file" (anything else a path can be read as: a photo, a FIFO, /dev/stdin), "unreadable" (inside a
+    folder faceveil may not enter), or None when nothing is there. A path the system cannot look up (too long, a
+    link loop) is bad usage, one line."""
+    try:
+        return "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        return "unreadable"
+    except OSError as exc:
+        raise UsageError(f"{one_line(path)}: {exc.strerror or exc}") from None
+
+
+# What os.stat's file type says a folder entry is, when it is no regular file.
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+            (stat.S_ISBLK, "a device"))
+
+
+def list_folder(src: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """The tree under ``src``: (regular files, links to folders (not followed), folders and files that cannot be
+    read with why, entries that are no regular file with what they are), each sorted. Hidden files and everything in
+    hidden folders (.git, faceveil's own .faceveil/) are not inputs."""
+    files: list[Path] = []
+    links: list[Path] = []
+    bad: list[tuple[Path, str]] = []
+    odd: list[tuple[Path, str]] = []
+
+    def cannot_list(exc: OSError) -> None:
+        bad.append((Path(exc.filename), f"cannot read the folder ({exc.strerror})"))
+
+    for folder, dirs, names in os.walk(src, onerror=cannot_list):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        links += [Path(folder, d) for d in dirs if os.path.islink(os.path.join(folder, d))]
+        for name in names:
+            if name.startswith("."):
+                continue
+            p = Path(folder, name)
+            try:
+                mode = os.stat(p).st_mode
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ELOOP):
+                    odd.append((p, "a dangling link" if exc.errno == errno.ENOENT else "a link loop"))
+                else:
+                    bad.append((p, f"cannot be read ({exc.strerror})"))
+                continue
+            if stat.S_ISREG(mode):
+                files.append(p)
+            else:
+                odd.append((p, next((what for test, what in _SPECIAL if test(mode)), "no regular file")))
+    return sorted(files), sorted(links), sorted(bad), sorted(odd)
+
+
 def _one_output_each(jobs: list[Job]) -> list[Job]:
-    """Drop repeats of one input; refuse two different inputs that map to one output."""
+    """Drop repeats of one input; refuse two different inputs that map to one output, or one whose output would be
+    a folder on another's path (A/x.jpg/y.jpg, a folder named x.jpg, and B/x.jpg)."""
     by_dst: dict[Path, Job] = {}
     kept: list[Job] = []
     for job in jobs:
@@ -134,6 +207,11 @@ def _one_output_each(jobs: list[Job]) -> list[Job]:
         elif first.src.resolve() != job.src.resolve():
             raise UsageError(f"{job.dst}: two inputs would write this output: {first.src} and {job.src} "
                              "(give them separate -o folders, or their common parent folder)")
+    for key, job in by_dst.items():
+        above = next((by_dst[d] for d in key.parents if d in by_dst), None)
+        if above is not None:
+            raise UsageError(f"{above.dst}: would be the output of {above.src} and a folder holding that of {job.src} "
+                             "(give them separate -o folders)")
     return kept
 
 
@@ -152,7 +230,7 @@ def check_existing(jobs: list[Job], policy: str = "refuse") -> tuple[list[Job], 
         raise UsageError(f"existing outputs: unknown policy {policy!r} (choose from {', '.join(EXISTING_POLICIES)})")
     if policy == "overwrite":
         return jobs, []
-    clash = [j for j in jobs if j.dst != j.src and (j.dst.exists() or j.dst.is_symlink())]
+    clash = [j for j in jobs if j.dst != j.src and os.path.lexists(j.dst)]  # a name too long to exist: no
     if not clash:
         return jobs, []
     if policy == "refuse":

@@ -31,7 +31,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import exists_now, write_bytes_atomic
+from ..io.atomic import exists_now, temp_affixes, write_bytes_atomic
 from .record import frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -64,8 +64,7 @@ class _Stills:
 
     def write(self, rgb: np.ndarray, seconds: float) -> None:
         if self.tmp is None:
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{preview_dir(self.dst).name}.{os.getpid()}.", suffix=".tmp",
-                                             dir=self.dst.parent))
+            self.tmp = Path(tempfile.mkdtemp(*temp_affixes(preview_dir(self.dst).name), dir=self.dst.parent))
         write_image(self.tmp / preview_path(self.dst, seconds).name, rgb, None, False, 90)
 
     def publish(self) -> None:

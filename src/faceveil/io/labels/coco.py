@@ -39,7 +39,7 @@ def read_coco(path: str | os.PathLike) -> LabelSet:
         where = f"{path}: images[{k}]"
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise LabelError(f"{where}: needs 'id' and 'file_name'")
-        rel = safe_relpath(str(im["file_name"]), where)
+        rel = safe_relpath(str(im["file_name"]), where, strip=False)
         if rel in seen:
             raise LabelError(f"{where}: {rel} is listed twice (first as images[{seen[rel]}])")
         if im["id"] in by_id:

@@ -118,13 +118,14 @@ class LabelSet:
 # ---------------------------------------------------------------------------
 # paths
 
-def safe_relpath(name: str, where: str) -> str:
+def safe_relpath(name: str, where: str, strip: bool = True) -> str:
     """A label's image path as a clean relative posix path, or LabelError.
 
     Refuses absolute paths (``/x``, ``C:\\x``, ``\\\\server``), ``..`` anywhere and empty names:
-    a label file must not make us read or write outside the dataset.
+    a label file must not make us read or write outside the dataset. ``strip=False``: white space at either end is
+    part of the name (COCO's JSON strings: " lead.jpg" is not lead.jpg).
     """
-    raw = name.strip()
+    raw = name.strip() if strip else name
     if not raw:
         raise LabelError(f"{where}: empty image path")
     unified = raw.replace("\\", "/")
@@ -204,13 +205,15 @@ def read_text(path: Path) -> str:
 def visible_files(root: Path, suffix: str | None = None) -> list[Path]:
     """The files under ``root``, sorted, but for hidden ones and any in a hidden folder (.ipynb_checkpoints, .git:
     not part of a dataset); with ``suffix`` (".txt") only those that end so, in any case (X.XML). Links to folders
-    are not followed."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(folder, f) for f in files if not f.startswith(".")
-                  and (suffix is None or f.lower().endswith(suffix))]
-    return sorted(p for p in found if p.is_file())
+    are not followed. A folder or file that cannot be read stops the run (LabelError, before any work): its images
+    were missed, or its labels taken as none."""
+    from ..inputs import list_folder
+
+    files, _, bad, _ = list_folder(root)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise LabelError(f"{bad[0][0]}: {bad[0][1]}{more}; nothing written (make it readable, or move it out)")
+    return [p for p in files if suffix is None or p.name.lower().endswith(suffix)]
 
 
 def label_files(labels: LabelSet) -> list[Path]:

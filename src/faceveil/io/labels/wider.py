@@ -35,6 +35,9 @@ def read_wider(path: str | os.PathLike) -> LabelSet:
             continue
         name_line = i + 1
         where = f"{path}:{name_line}"
+        if lines[i] != lines[i].strip():  # " lead.jpg" was taken as lead.jpg, another photo with its own labels
+            raise LabelError(f"{where}: image name {lines[i]!r} begins or ends with white space, which a WIDER line "
+                             "cannot tell from padding; remove it from the line, or rename the image")
         rel = safe_relpath(lines[i], where)
         if not is_image_path(rel):
             raise LabelError(f"{where}: expected an image file name, got {lines[i].strip()!r}")
