@@ -165,6 +165,8 @@ class EditsMixin:
                 self._analyse(item, save=False)
             if item.out is not None and item.out.is_symlink():
                 raise PermissionError(rel)  # a link, even to another output, would rewrite that file from this original
+            if item.check.get("pair"):  # redoing another photo would leave the face visible, and copy that photo in
+                raise FaceveilError(f"{rel}: Apply refused, not this output's original: {item.check['pair']}")
             if item.video:
                 return self._apply_video(item, manual, removed, flip, version)
             if flip:
