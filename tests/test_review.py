@@ -650,3 +650,34 @@ def test_outputs_pair_with_the_inputs_the_report_names_and_an_unproven_pair_is_r
     doc["files"][1]["input_sha256"] = "0" * 64
     report.write_text(json.dumps(doc))
     _review_cli(common + ["--from-report", str(report)], monkeypatch, capsys, without_report)
+
+
+def test_an_output_name_that_is_not_utf8_is_listed_served_and_applied(tmp_path, astronaut):
+    """A file name with a byte that is not UTF-8 (caf\\xe9.png from a Latin-1 system) was listed with a lone
+    surrogate in its path: the page's encodeURIComponent threw on it and no card at all was drawn. Now the review
+    names it caf\\xe9.png (written out), and that name opens, thumbnails and applies to the real file."""
+    import os
+    from urllib.parse import quote
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    bad = os.fsdecode(b"caf\xe9.png")
+    rng = np.random.default_rng(2)
+    for name in (bad, "x1.png", "x2.png"):
+        Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(src / name)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-d", "centerface"]) == 0
+    rs = ReviewSet(out, src, CF, ReviewSettings(second=("none",)), tmp_path / "cache")
+    client = create_app(rs, TOKEN).test_client(use_cookies=False)
+    listing = client.get("/api/items", headers=HDR)
+    paths = [i["path"] for i in listing.get_json()["items"]]
+    assert sorted(paths) == ["caf\\xe9.png", "x1.png", "x2.png"]
+    listing.data.decode("ascii")  # \uXXXX escapes of valid characters only: no lone surrogate for the page
+    name = quote("caf\\xe9.png")
+    assert client.get(f"/img/out/{name}", headers=HDR).data == (out / bad).read_bytes()
+    assert client.get(f"/img/orig/{name}", headers=HDR).data == (src / bad).read_bytes()
+    assert client.get(f"/thumb/{name}", headers=HDR).status_code == 200
+    before = _read(out / bad)
+    r = client.post("/api/apply", json={"path": "caf\\xe9.png", "manual": [[20, 20, 80, 80]], "removed": []},
+                    headers=HDR)
+    assert r.status_code == 200, r.data
+    assert (_read(out / bad) != before).any() and sorted(os.listdir(out)) == [".faceveil", bad, "x1.png", "x2.png"]

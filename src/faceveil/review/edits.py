@@ -174,7 +174,7 @@ class EditsMixin:
             # Resolved and checked now: IN/x may have become a link to a file elsewhere since start-up.
             img = read_image(self.file("orig", rel))
             old_path = self.file("out", rel) if item.out is not None else None
-            dst = old_path if old_path is not None else self.out_root / rel
+            dst = old_path if old_path is not None else self.out_path(item)
             if not inside(dst.parent.resolve(), self.out_root):
                 raise PermissionError(rel)
             h, w = img.rgb.shape[:2]

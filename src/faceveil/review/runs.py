@@ -12,6 +12,7 @@ from pathlib import Path
 from ..detections import Detections
 from ..errors import UsageError
 from ..io.video import is_video_path
+from .pairs import page_name
 
 
 def plain_params(params: dict | None) -> dict:
@@ -52,18 +53,19 @@ class RunRecord:
 
 def _rel_under(text: str, root: Path, bases: list[Path]) -> str | None:
     """``text`` (a path as the report wrote it: absolute, or relative to where the run was started)
-    as a posix path under ``root``, or None. Unknown starting folder: the longest tail that exists."""
+    as a posix path under ``root`` (its ``page_name``), or None. Unknown starting folder: the longest tail
+    that exists."""
     p = Path(text)
     for cand in [p] if p.is_absolute() else [b / p for b in bases]:
         try:
-            return (cand.parent.resolve() / cand.name).relative_to(root).as_posix()
+            return page_name((cand.parent.resolve() / cand.name).relative_to(root).as_posix())
         except (ValueError, OSError):
             continue
     parts = p.parts
     for k in range(len(parts)):
         tail = Path(*parts[k:])
         if ".." not in tail.parts and not tail.is_absolute() and (root / tail).exists():
-            return tail.as_posix()
+            return page_name(tail.as_posix())
     return None
 
 

@@ -48,7 +48,7 @@ from .checks import KEEP_TOLERANCE, hidden, mse_inside, reencoded_like
 from .compare import CompareMixin
 from .edits import EditsMixin
 from .flags import FlagsMixin
-from .pairs import OLD_REVIEW_FILE, OWN_DIR, REVIEW_FILE, Item, inside, list_images, stat_key
+from .pairs import OLD_REVIEW_FILE, OWN_DIR, REVIEW_FILE, Item, inside, list_images, page_name, stat_key
 from .runs import RunRecord, same_settings
 
 FORMAT = 1
@@ -116,13 +116,13 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self.threshold: float | None = None
         self._detector("main")  # bad detector names or parameters fail here, before serving
         self.state = self._load_state()
-        self.refused: list[str] = []
+        self.refused: dict[str, str] = {}  # items not listed, and why
         # a dataset output: its image entries by path under OUT, and the images its labels name
         self.manifest, self.named = self._load_manifest()
         self.items = self._discover()
         outs = [i for i in self.items.values() if i.out is not None]
         if (outs and self.manifest is not None and not any(i.orig is not None for i in outs)
-                and any((self.in_root.parent / i.rel).is_file() for i in outs)):
+                and any((self.in_root.parent / i.out.relative_to(self.out_root)).is_file() for i in outs)):
             # a dataset output mirrors the dataset folder (OUT/images/...): --originals ds/images means ds
             self.in_root = self.in_root.parent
             self.items = self._discover()
@@ -135,7 +135,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         from ..io.atomic import remove_stale_temporaries
 
         # An Apply stopped by SIGKILL (or a second Ctrl-C) leaves its temporary file: removed when its writer is gone.
-        self.stale = remove_stale_temporaries({(self.out_root / rel).parent for rel in self.items}
+        self.stale = remove_stale_temporaries({self.out_path(i).parent for i in self.items.values()}
                                               | {self.out_root / OWN_DIR})
         self._cache = self._load_cache()
         self._thread: threading.Thread | None = None
@@ -190,7 +190,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         return self._detectors[key]
 
     def _discover(self) -> dict[str, Item]:
-        outs, ins = list_images(self.out_root), list_images(self.in_root)
+        outs, ins = list_images(self.out_root, self.refused), list_images(self.in_root, self.refused)
         # An output's original is the input the run's report names for it; else the file at the same path in IN
         # (the tree `faceveil anonymize IN -o OUT` writes), which the check then has to prove (pair_problem).
         pairs = {rel: src for rel, src in (self.run.originals if self.run is not None else {}).items() if rel in outs}
@@ -202,7 +202,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
             # A link leading out of its root would let the page serve (or Apply overwrite) a foreign file.
             if (out is not None and not inside(out.resolve(), self.out_root)) or (
                     orig is not None and not inside(orig.resolve(), self.in_root)):
-                self.refused.append(rel)
+                self.refused[rel] = "refused, a link leading out of OUT or IN"
                 continue
             items[rel] = Item(rel, out, orig)
         return items
@@ -236,8 +236,9 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         if not path.is_file():
             return None, None
         entries, _ = read_manifest(path)
-        images = {e["output"]: e for e in entries if e.get("kind") == "image" and e.get("output")}
-        return images, named_images(entries)
+        images = {page_name(e["output"]): e for e in entries if e.get("kind") == "image" and e.get("output")}
+        named = named_images(entries)
+        return images, None if named is None else {page_name(n) for n in named}
 
     def _cache_path(self) -> Path:
         return self.cache_dir / "analysis.json"
@@ -472,6 +473,10 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         if self.run is not None and item.rel in self.run.inputs:
             return True
         return self.manifest is not None and item.rel in self.manifest
+
+    def out_path(self, item: Item) -> Path:
+        """Where an item's output is, or for an item with none, where the run would have written it."""
+        return item.out if item.out is not None else self.out_root / item.orig.relative_to(self.in_root)
 
     def _own(self, name: str) -> Path:
         """A faceveil file under OUT/.faceveil; refused when that folder is a link or a file."""
