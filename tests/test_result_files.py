@@ -81,3 +81,26 @@ def test_a_dataset_summary_inside_a_dataset_or_over_its_labels_is_refused(tmp_pa
     code, err = run(capsys, *base, "--summary", summary)  # the rerun replaces it: faceveil wrote it
     assert code == 0, err
     assert json.loads(summary.read_text())["skipped"] == 2
+
+
+def test_a_result_file_in_faceveils_own_folder_is_refused_before_any_work(photos, tmp_path, capsys):
+    """`--report OUT/.faceveil/clip.mp4.tracks.json` replaced the video's track record with the report (exit 0), and
+    a later --skip-existing run failed "output exists with no record of its settings"; anything else written into
+    OUT/.faceveil would be taken for faceveil's own state. Now refused (exit 2) before any work."""
+    import numpy as np
+
+    from synthetic_video import write_clip
+
+    clip, out = tmp_path / "clip.mp4", tmp_path / "out"
+    write_clip(clip, [np.full((96, 128, 3), 40 * i, np.uint8) for i in range(6)], audio=False)
+    assert run(capsys, "anonymize", clip, "-o", out, "-q")[0] == 0
+    record = out / ".faceveil" / "clip.mp4.tracks.json"
+    before = record.read_bytes()
+    for argv in (["anonymize", clip, "-o", out, "--overwrite", "--report", record],
+                 ["anonymize", photos, "-o", tmp_path / "o2", "--report", out / ".faceveil" / "r.json"],
+                 ["detect", photos / "astro.jpg", "--json", out / ".faceveil" / "d.json"]):
+        code, err = run(capsys, *argv, "-q")
+        assert code == 2 and "faceveil's own .faceveil folder" in err and err.count("\n") == 1, err
+    assert record.read_bytes() == before and not (tmp_path / "o2").exists()
+    assert sorted(p.name for p in (out / ".faceveil").iterdir()) == ["clip.mp4.tracks.json"]
+    assert run(capsys, "anonymize", clip, "-o", out, "--skip-existing", "-q")[0] == 0

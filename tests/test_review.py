@@ -575,3 +575,109 @@ def test_background_checking_and_cached_restart(base, tmp_path):
     shutil.copy2(src / "astro.png", out / "astro.png")
     rs3 = ReviewSet(out, src, CF, ReviewSettings(second=("none",)), cache, background=True)
     assert rs3.checking == 1
+
+
+def _review_cli(args: list[str], monkeypatch, capsys, drive) -> None:
+    """`faceveil review ARGS` for real up to serving; ``drive(client, token)`` then uses its page, and it stops."""
+    import time
+    from socketserver import BaseServer
+
+    def serve(self, *a, **k):
+        token = capsys.readouterr().out.strip().split("token=")[1]
+        client = self.app.test_client(use_cookies=False)
+        for _ in range(600):  # the background check done: the flags are all there
+            if client.get("/api/items", headers={"X-Faceveil-Token": token}).get_json()["summary"]["checking"] == 0:
+                break
+            time.sleep(0.1)
+        drive(client, {"X-Faceveil-Token": token})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseServer, "serve_forever", serve)
+    assert main(["review", *args, "-q", "--second", "none"]) == 130
+
+
+def test_outputs_pair_with_the_inputs_the_report_names_and_an_unproven_pair_is_refused(tmp_path, astronaut,
+                                                                                        monkeypatch, capsys):
+    """Files from two folders go side by side into OUT: out/b.png is in/sub/b.png's output, not in/b.png's (another
+    photo of the same size, never given to the run). Before, the review paired out/b.png with in/b.png: an Apply
+    re-anonymized the wrong photo (the box stayed as it was, the face visible; pixels of the other photo copied
+    in) and listed sub/b.png as failed, whose Apply wrote a second copy out/sub/b.png."""
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(astronaut).save(src / "a.png")
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(src / "sub" / "b.png")  # the face elsewhere
+    Image.fromarray(astronaut).save(src / "b.png")
+    assert main(["anonymize", str(src / "a.png"), str(src / "sub" / "b.png"), "-o", str(out), "-q",
+                 "-d", "centerface", "--report", str(report)]) == 0
+    before = _read(out / "b.png")
+    box = [20.0, 300.0, 200.0, 480.0]  # no face there: blurred now only by the Apply
+    right = _read(src / "sub" / "b.png")
+    common = [str(out), "--originals", str(src), "--cache-dir", str(tmp_path / "cache")]
+
+    def without_report(client, hdr):  # nothing proves in/b.png is out/b.png's original: flagged, Apply refused
+        item = next(i for i in client.get("/api/items", headers=hdr).get_json()["items"] if i["path"] == "b.png")
+        assert any(f["kind"] == "pair" for f in item["flags"]), item["flags"]
+        r = client.post("/api/apply", json={"path": "b.png", "manual": [box], "removed": []}, headers=hdr)
+        assert r.status_code == 409 and "not this output's original" in r.get_json()["error"]
+        a = next(i for i in client.get("/api/items", headers=hdr).get_json()["items"] if i["path"] == "a.png")
+        assert not any(f["kind"] == "pair" for f in a["flags"]), "a.png is its own original: proven by its pixels"
+
+    _review_cli(common + ["-d", "centerface"], monkeypatch, capsys, without_report)
+    assert (_read(out / "b.png") == before).all()
+
+    def with_report(client, hdr):
+        items = {i["path"]: i for i in client.get("/api/items", headers=hdr).get_json()["items"]}
+        assert sorted(items) == ["a.png", "b.png"], "sub/b.png went to out/b.png: not a failed file of its own"
+        assert items["b.png"]["flags"] == [] and items["b.png"]["has_original"]
+        assert client.post("/api/apply", json={"path": "b.png", "manual": [box], "removed": []},
+                           headers=hdr).status_code == 200
+        assert client.post("/api/apply", json={"path": "sub/b.png", "manual": [box], "removed": []},
+                           headers=hdr).status_code == 404
+
+    _review_cli(common + ["--from-report", str(report)], monkeypatch, capsys, with_report)
+    after = _read(out / "b.png")
+    mask = Compositor(RegionParams(**json.loads(report.read_text())["region"])).mask(
+        Detections.from_boxes([box]), after.shape) > 0
+    changed = (after != before).any(axis=2)
+    assert not (changed & ~mask).any(), "nothing outside the new box changed (no pixel of another photo)"
+    x1, y1, x2, y2 = (int(v) for v in box)
+    inner = (slice(y1 + 20, y2 - 20), slice(x1 + 20, x2 - 20))
+    assert np.abs(after[inner].astype(int) - right[inner]).mean() > 10, "the box is hidden"
+    assert np.abs(after[inner].astype(int) - before[inner]).mean() > 10
+    assert not (out / "sub").exists(), "no second copy"
+
+    doc = json.loads(report.read_text())  # the report's input is not the one in IN now (changed since the run)
+    doc["files"][1]["input_sha256"] = "0" * 64
+    report.write_text(json.dumps(doc))
+    _review_cli(common + ["--from-report", str(report)], monkeypatch, capsys, without_report)
+
+
+def test_an_output_name_that_is_not_utf8_is_listed_served_and_applied(tmp_path, astronaut):
+    """A file name with a byte that is not UTF-8 (caf\\xe9.png from a Latin-1 system) was listed with a lone
+    surrogate in its path: the page's encodeURIComponent threw on it and no card at all was drawn. Now the review
+    names it caf\\xe9.png (written out), and that name opens, thumbnails and applies to the real file."""
+    import os
+    from urllib.parse import quote
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    bad = os.fsdecode(b"caf\xe9.png")
+    rng = np.random.default_rng(2)
+    for name in (bad, "x1.png", "x2.png"):
+        Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(src / name)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-d", "centerface"]) == 0
+    rs = ReviewSet(out, src, CF, ReviewSettings(second=("none",)), tmp_path / "cache")
+    client = create_app(rs, TOKEN).test_client(use_cookies=False)
+    listing = client.get("/api/items", headers=HDR)
+    paths = [i["path"] for i in listing.get_json()["items"]]
+    assert sorted(paths) == ["caf\\xe9.png", "x1.png", "x2.png"]
+    listing.data.decode("ascii")  # \uXXXX escapes of valid characters only: no lone surrogate for the page
+    name = quote("caf\\xe9.png")
+    assert client.get(f"/img/out/{name}", headers=HDR).data == (out / bad).read_bytes()
+    assert client.get(f"/img/orig/{name}", headers=HDR).data == (src / bad).read_bytes()
+    assert client.get(f"/thumb/{name}", headers=HDR).status_code == 200
+    before = _read(out / bad)
+    r = client.post("/api/apply", json={"path": "caf\\xe9.png", "manual": [[20, 20, 80, 80]], "removed": []},
+                    headers=HDR)
+    assert r.status_code == 200, r.data
+    assert (_read(out / bad) != before).any() and sorted(os.listdir(out)) == [".faceveil", bad, "x1.png", "x2.png"]

@@ -212,3 +212,43 @@ def test_video_track_strips_and_a_box_over_a_frame_range(tmp_path, astronaut):
     finally:
         driver.quit()
         srv.shutdown()
+
+
+@pytest.mark.slow
+def test_a_name_that_is_not_utf8_gets_its_card_and_opens(tmp_path):
+    """One output named caf\\xe9.png (a Latin-1 byte): before, encodeURIComponent threw on its path and the page drew
+    no card at all (3 items, 0 cards). Now every card is drawn and that one opens with its images."""
+    import os
+
+    from selenium.webdriver.common.by import By
+    from werkzeug.serving import make_server
+
+    from faceveil.cli import main
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings, create_app
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    for name in (os.fsdecode(b"caf\xe9.png"), "x1.png", "x2.png"):
+        Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(src / name)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-d", "centerface"]) == 0
+    rs = ReviewSet(out, src, AnonymizerConfig(detector="centerface"), ReviewSettings(second=("none",)),
+                   tmp_path / "cache")
+    srv = make_server("127.0.0.1", 0, create_app(rs, TOKEN), threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    driver = _browser()
+    try:
+        driver.get(f"http://127.0.0.1:{srv.server_port}/?token={TOKEN}")
+        cards = _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#grid .card")) == 3 and
+                      driver.find_elements(By.CSS_SELECTOR, "#grid .card"), timeout=10, what="3 cards")
+        card = next(c for c in cards if c.get_attribute("data-path") == "caf\\xe9.png")
+        card.click()
+        for stage in ("#stage-out img", "#stage-orig img"):
+            img = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, stage), what=stage)[0]
+            assert _wait(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
+                                                       img), what="the image") == 160
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+        srv.shutdown()

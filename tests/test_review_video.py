@@ -269,3 +269,17 @@ def test_sigterm_during_a_video_apply_ends_cleanly(base, tmp_path):
     assert "terminate called" not in err and "Traceback" not in err
     assert not list(out.rglob(".*tmp*")), "no temporary file left"
     assert len(_frames(out / "clip.mp4")) == N
+
+
+def test_a_video_whose_record_was_made_from_another_file_is_flagged_and_not_applied(env):
+    """leak.mp4's record is clip.mp4's (its content key): nothing proves IN/leak.mp4 is that output's original, so
+    Apply (which redoes the ORIGINAL with the record's boxes) is refused; before, it redid whatever IN held."""
+    rs, client, src, out = env
+    items = {i["path"]: i for i in client.get("/api/items", headers=HDR).get_json()["items"]}
+    assert not any(f["kind"] == "pair" for f in items["clip.mp4"]["flags"])
+    assert any(f["kind"] == "pair" for f in items["leak.mp4"]["flags"]), items["leak.mp4"]["flags"]
+    before = (out / "leak.mp4").read_bytes()
+    r = client.post("/api/apply", json={"path": "leak.mp4", "manual": [{"box": [8, 150, 56, 188], "from": 0, "to": 3}]},
+                    headers=HDR)
+    assert r.status_code == 409 and "not this output's original" in r.get_json()["error"]
+    assert (out / "leak.mp4").read_bytes() == before

@@ -63,6 +63,7 @@ class ItemResult:
     detections: list | None = None
     size: list | None = None  # width, height
     kept: list | None = None  # faces left as they are (--keep-people, regions): box, by, name, distance
+    input_sha256: str | None = None  # of the bytes read: the review pairs an output with its original by it
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("output", "error")}
@@ -260,13 +261,15 @@ class Anonymizer:
             dets, kept = self.split(img.rgb, found)
             drawn = self.drawn_by_alpha(img, found)  # hidden whatever --keep-* says: nobody's face to compare
             dets = Detections.merge([dets, drawn], dets.source) if len(drawn) else dets
-            out = self.anonymize(img.rgb, dets, self.rng_for(key or hashlib.sha256(data).hexdigest()))
+            sha = hashlib.sha256(data).hexdigest()
+            out = self.anonymize(img.rgb, dets, self.rng_for(key or sha))
             # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
             region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
             write_image(dst, out, self.hide_in_alpha(img, dets), self.keep_metadata, self.jpeg_quality, region,
                         replace)
             return ItemResult(str(src), str(dst), "written", len(found) + len(drawn),
-                              detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]), kept=kept)
+                              detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]), kept=kept,
+                              input_sha256=sha)
 
         return _guarded(src, work)
 

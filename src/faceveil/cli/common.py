@@ -312,9 +312,15 @@ def check_result_path(path: str, what: str, inputs=(), outputs=(), folders=(), o
     """Refuse (bad usage, before any work) a result file (report, detections, summary) that would replace what the
     user did not ask to replace: one of the run's inputs or outputs, a file inside ``folders`` (an input dataset, an
     output dataset that `dataset verify` checks), or an existing file that no faceveil run wrote (no "faceveil" key
-    first), unless ``overwrite`` (None: the command has no --overwrite)."""
+    first), unless ``overwrite`` (None: the command has no --overwrite). Never inside faceveil's own folder
+    (OUT/.faceveil: track records, the review's state), whose files a result would replace or be taken for."""
+    from ..dataset.config import OWN_DIR
+
     p = Path(path)
     target = p.resolve()
+    if OWN_DIR in p.parts or OWN_DIR in target.parts:
+        raise UsageError(f"{path}: {what} would be written in faceveil's own {OWN_DIR} folder (track records, the "
+                         "review's state); give a path outside it")
     for group, verb in ((inputs, "an input"), (outputs, "an output of this run")):
         # compare by name first: resolving every path of a large batch costs more than the check is worth
         if any(Path(q).name == p.name and Path(q).resolve() == target for q in group):

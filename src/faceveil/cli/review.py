@@ -252,8 +252,8 @@ def _serve(args, sock, handler, make_server, create_app) -> int:
                               small_face=args.small_face)
     rs = ReviewSet(args.output, args.originals, config_from_args(args), settings, args.cache_dir,
                    progress=False, background=True, run=run_record_from_args(args))
-    for rel in rs.refused:
-        print(f"faceveil: warning: {rel}: refused, a link leading out of OUT or IN", file=sys.stderr)
+    for rel, why in rs.refused.items():
+        print(f"faceveil: warning: {rel}: {why}", file=sys.stderr)
     if "auto" in settings.second and not rs.second_detectors:  # the page only said "second: none" (an audit)
         print("faceveil: warning: no second detector (yunet or dlib-hog) is installed: faces only another detector "
               "finds are not flagged; pip install 'faceveil[yunet]'", file=sys.stderr)

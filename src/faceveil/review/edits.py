@@ -165,6 +165,8 @@ class EditsMixin:
                 self._analyse(item, save=False)
             if item.out is not None and item.out.is_symlink():
                 raise PermissionError(rel)  # a link, even to another output, would rewrite that file from this original
+            if item.check.get("pair"):  # redoing another photo would leave the face visible, and copy that photo in
+                raise FaceveilError(f"{rel}: Apply refused, not this output's original: {item.check['pair']}")
             if item.video:
                 return self._apply_video(item, manual, removed, flip, version)
             if flip:
@@ -172,7 +174,7 @@ class EditsMixin:
             # Resolved and checked now: IN/x may have become a link to a file elsewhere since start-up.
             img = read_image(self.file("orig", rel))
             old_path = self.file("out", rel) if item.out is not None else None
-            dst = old_path if old_path is not None else self.out_root / rel
+            dst = old_path if old_path is not None else self.out_path(item)
             if not inside(dst.parent.resolve(), self.out_root):
                 raise PermissionError(rel)
             h, w = img.rgb.shape[:2]

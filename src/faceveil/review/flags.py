@@ -6,8 +6,8 @@ from .checks import matches
 from .pairs import Item, stat_key
 
 # Risk of each kind of flag; an image's risk is the sum over the kinds it has (sort key).
-RISK = {"kept": 20, "failed": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60, "no-record": 30, "unhidden": 90, "size": 50, "near": 40, "small": 15,
-        "no-original": 5}
+RISK = {"kept": 20, "failed": 100, "pair": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60,
+        "no-record": 30, "unhidden": 90, "size": 50, "near": 40, "small": 15, "no-original": 5}
 
 
 class FlagsMixin:
@@ -28,6 +28,8 @@ class FlagsMixin:
             flags.append({"kind": "error", "text": a["error"]})
         if c.get("error"):
             flags.append({"kind": "error", "text": c["error"]})
+        if c.get("pair"):
+            flags.append({"kind": "pair", "text": f"not this output's original: {c['pair']}; Apply is refused"})
         if item.video:
             return flags + videos.flags(a)
         if c.get("size_mismatch"):

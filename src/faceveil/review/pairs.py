@@ -1,6 +1,7 @@
 """The pairs under review: output and original files found under OUT and IN, kept inside their roots."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,15 +22,27 @@ def inside(path: Path, root: Path) -> bool:
         return False
 
 
-def list_images(root: Path) -> dict[str, Path]:
-    """Image files under root by posix relative path; hidden files/folders (ours, temp files) skipped."""
+def page_name(rel: str) -> str:
+    """A posix relative path as the review names it (page, API, review.json): the path itself, but for bytes
+    that are not UTF-8 (held as surrogates, which no browser can put in a URL), written as \\xNN."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def list_images(root: Path, clashes: dict[str, str] | None = None) -> dict[str, Path]:
+    """Image files under root by ``page_name`` of their posix relative path; hidden files/folders (ours, temp
+    files) skipped. A name that is not UTF-8 whose page name is another file's goes to ``clashes``."""
     found: dict[str, Path] = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
         if is_hidden(rel) or not (is_image_path(p) or is_video_path(p)):
             continue
         if p.is_file() or p.is_symlink():
-            found[rel.as_posix()] = p
+            name = page_name(rel.as_posix())
+            if name in found or (name != rel.as_posix() and (root / name).exists()):
+                if clashes is not None:
+                    clashes[name] = "refused, its name (not UTF-8) reads as another file's"
+                continue
+            found[name] = p
     return found
 
 

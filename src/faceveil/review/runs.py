@@ -12,6 +12,7 @@ from pathlib import Path
 from ..detections import Detections
 from ..errors import UsageError
 from ..io.video import is_video_path
+from .pairs import page_name
 
 
 def plain_params(params: dict | None) -> dict:
@@ -44,22 +45,27 @@ class RunRecord:
     regions: dict[str, list[list[float]]] = field(default_factory=dict)
     inputs: set[str] = field(default_factory=set)
     kept: dict[str, list[dict]] = field(default_factory=dict)  # faces the run left as they are (--keep-*)
+    # each written output's original (the input the report names for it; two folders' files may go to one OUT)
+    # and that input's SHA-256 when the report has it
+    originals: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 def _rel_under(text: str, root: Path, bases: list[Path]) -> str | None:
     """``text`` (a path as the report wrote it: absolute, or relative to where the run was started)
-    as a posix path under ``root``, or None. Unknown starting folder: the longest tail that exists."""
+    as a posix path under ``root`` (its ``page_name``), or None. Unknown starting folder: the longest tail
+    that exists."""
     p = Path(text)
     for cand in [p] if p.is_absolute() else [b / p for b in bases]:
         try:
-            return (cand.parent.resolve() / cand.name).relative_to(root).as_posix()
+            return page_name((cand.parent.resolve() / cand.name).relative_to(root).as_posix())
         except (ValueError, OSError):
             continue
     parts = p.parts
     for k in range(len(parts)):
         tail = Path(*parts[k:])
         if ".." not in tail.parts and not tail.is_absolute() and (root / tail).exists():
-            return tail.as_posix()
+            return page_name(tail.as_posix())
     return None
 
 
@@ -75,12 +81,15 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
     for f in files:
         if not isinstance(f, dict):
             continue
-        if isinstance(f.get("input"), str):
-            rel = _rel_under(f["input"], in_root, bases)
-            if rel is not None:
-                rec.inputs.add(rel)
+        src = _rel_under(f["input"], in_root, bases) if isinstance(f.get("input"), str) else None
+        if src is not None:
+            rec.inputs.add(src)
         if f.get("status") == "written" and isinstance(f.get("output"), str):
             rel = _rel_under(f["output"], out_root, bases)
+            if rel is not None and src is not None:
+                rec.originals[rel] = src
+                if isinstance(f.get("input_sha256"), str):
+                    rec.sha256[rel] = f["input_sha256"]
             if rel is not None and not is_video_path(rel):  # a video's record is its track file
                 # float32 -> float is exact: Apply redoes the regions the run hid
                 rec.regions[rel] = [[float(v) for v in b] for b in Detections.from_dict(f.get("detections")).xyxy]

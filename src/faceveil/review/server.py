@@ -31,6 +31,7 @@ from flask import Flask, Response, abort, jsonify, request, send_file, send_from
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import FaceveilError
+from .pairs import page_name
 from .store import ReviewSet
 
 STATIC = Path(__file__).parent / "static"
@@ -128,7 +129,9 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
 
     def serve(which: str, rel: str):
         try:
-            return send_file(rs.file(which, rel), max_age=0, conditional=False)
+            # werkzeug names the file and makes its ETag from the path, which fails on a name that is not UTF-8
+            path = rs.file(which, rel)
+            return send_file(path, max_age=0, conditional=False, etag=False, download_name=page_name(path.name))
         except KeyError:
             abort(404)
         except PermissionError:

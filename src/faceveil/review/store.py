@@ -1,7 +1,8 @@
 """The review set: output/original pairs checked against detections on the original, cached, served.
 
 - Items are image files found under OUT, plus originals under IN with no output
-  (a failed file). OUT/rel pairs with IN/rel, the tree ``faceveil anonymize IN -o OUT`` writes (pairs.py).
+  (a failed file). An output pairs with the input the run's report names for it, else OUT/rel with IN/rel,
+  the tree ``faceveil anonymize IN -o OUT`` writes (pairs.py); a pair nothing proves is refused (_pair_problem).
 - The check: detections on the ORIGINAL (main detector run once at a lowered
   threshold, then split; an independent second detector) tested against the
   OUTPUT's pixels (checks.py): a face whose pixels the output left unchanged is a leak.
@@ -38,23 +39,26 @@ from ..detections import Detections, box_iou
 from ..errors import FaceveilError, UsageError
 from ..io.atomic import write_bytes_atomic
 from ..io.images import read_image
-from ..io.manifest import read_manifest
+from ..io.manifest import read_manifest, sample_sha256, sha256_file
 from ..pipeline import Anonymizer, AnonymizerConfig
 from ..progress import tqdm
 from ..video.record import read_record, tracks_path
 from . import videos
-from .checks import hidden, mse_inside, reencoded_like
+from .checks import KEEP_TOLERANCE, hidden, mse_inside, reencoded_like
 from .compare import CompareMixin
 from .edits import EditsMixin
 from .flags import FlagsMixin
-from .pairs import OLD_REVIEW_FILE, OWN_DIR, REVIEW_FILE, Item, inside, list_images, stat_key
+from .pairs import OLD_REVIEW_FILE, OWN_DIR, REVIEW_FILE, Item, inside, list_images, page_name, stat_key
 from .runs import RunRecord, same_settings
 
 FORMAT = 1
 # How the page marks a video's boxes (review.js): detected, held (by the tracker), manual.
 _PAGE_KINDS = {"detected": "d", "held": "h", "backfilled": "h", "manual": "m", "label": "d"}
+# An output whose pixels away from all faces differ from its same-path original on more than this share is
+# not made from it (another photo of the same size; a right pair differs there only by codec noise near faces).
+PAIR_MISMATCH = 0.5
 MAX_THUMBS = 4096  # thumbnails kept in memory (~15 kB each)
-ANALYSIS_FORMAT = 2  # part of the cache key: analyses cached by earlier versions are redone, never misread
+ANALYSIS_FORMAT = 3  # part of the cache key: analyses cached by earlier versions are redone, never misread
 
 
 @dataclass(frozen=True)
@@ -112,13 +116,13 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self.threshold: float | None = None
         self._detector("main")  # bad detector names or parameters fail here, before serving
         self.state = self._load_state()
-        self.refused: list[str] = []
+        self.refused: dict[str, str] = {}  # items not listed, and why
         # a dataset output: its image entries by path under OUT, and the images its labels name
         self.manifest, self.named = self._load_manifest()
         self.items = self._discover()
         outs = [i for i in self.items.values() if i.out is not None]
         if (outs and self.manifest is not None and not any(i.orig is not None for i in outs)
-                and any((self.in_root.parent / i.rel).is_file() for i in outs)):
+                and any((self.in_root.parent / i.out.relative_to(self.out_root)).is_file() for i in outs)):
             # a dataset output mirrors the dataset folder (OUT/images/...): --originals ds/images means ds
             self.in_root = self.in_root.parent
             self.items = self._discover()
@@ -131,7 +135,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         from ..io.atomic import remove_stale_temporaries
 
         # An Apply stopped by SIGKILL (or a second Ctrl-C) leaves its temporary file: removed when its writer is gone.
-        self.stale = remove_stale_temporaries({(self.out_root / rel).parent for rel in self.items}
+        self.stale = remove_stale_temporaries({self.out_path(i).parent for i in self.items.values()}
                                               | {self.out_root / OWN_DIR})
         self._cache = self._load_cache()
         self._thread: threading.Thread | None = None
@@ -186,16 +190,19 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         return self._detectors[key]
 
     def _discover(self) -> dict[str, Item]:
-        outs, ins = list_images(self.out_root), list_images(self.in_root)
+        outs, ins = list_images(self.out_root, self.refused), list_images(self.in_root, self.refused)
+        # An output's original is the input the run's report names for it; else the file at the same path in IN
+        # (the tree `faceveil anonymize IN -o OUT` writes), which the check then has to prove (pair_problem).
+        pairs = {rel: src for rel, src in (self.run.originals if self.run is not None else {}).items() if rel in outs}
         items: dict[str, Item] = {}
-        for rel in sorted(set(outs) | set(ins)):
-            out, orig = outs.get(rel), ins.get(rel)
+        for rel in sorted(set(outs) | (set(ins) - set(pairs.values()))):
+            out, orig = outs.get(rel), ins.get(pairs.get(rel, rel))
             if out is None and self.named is not None and rel not in self.named:
                 continue  # an image of the dataset folder its labels do not name: the run never writes it
             # A link leading out of its root would let the page serve (or Apply overwrite) a foreign file.
             if (out is not None and not inside(out.resolve(), self.out_root)) or (
                     orig is not None and not inside(orig.resolve(), self.in_root)):
-                self.refused.append(rel)
+                self.refused[rel] = "refused, a link leading out of OUT or IN"
                 continue
             items[rel] = Item(rel, out, orig)
         return items
@@ -229,8 +236,9 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         if not path.is_file():
             return None, None
         entries, _ = read_manifest(path)
-        images = {e["output"]: e for e in entries if e.get("kind") == "image" and e.get("output")}
-        return images, named_images(entries)
+        images = {page_name(e["output"]): e for e in entries if e.get("kind") == "image" and e.get("output")}
+        named = named_images(entries)
+        return images, None if named is None else {page_name(n) for n in named}
 
     def _cache_path(self) -> Path:
         return self.cache_dir / "analysis.json"
@@ -266,11 +274,17 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         config_key = self._config_key()
         for item in self.items.values():
             entry = self._cache.get(item.rel)
-            orig_key = f"{stat_key(item.orig)}:{config_key}"
+            orig_key = self._orig_key(item, config_key)
             out_key = (f"{stat_key(item.out)}:{stat_key(item.out and tracks_path(item.out))}:{orig_key}"
                        if item.video else f"{stat_key(item.out)}:{orig_key}")
             if entry and entry.get("orig_key") == orig_key and entry.get("out_key") == out_key:
                 item.analysis, item.check, item.check_done = entry["analysis"], entry["check"], True
+
+    def _orig_key(self, item: Item, config_key: str) -> str:
+        """What an item's cached detections depend on: which original (its path, stat and the report's
+        hash of it) and the settings."""
+        sha = self.run.sha256.get(item.rel) if self.run is not None else None
+        return f"{item.orig}:{stat_key(item.orig)}:{sha}:{config_key}"
 
     def start_checking(self) -> None:
         """Check the images in a background thread; the page shows what is checked so far."""
@@ -308,7 +322,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         (cached by the output's stat). The slow part runs outside the lock."""
         with self._lock:
             entry = dict(self._cache.get(item.rel, {}))
-        orig_key = f"{stat_key(item.orig)}:{self._config_key()}"
+        orig_key = self._orig_key(item, self._config_key())
         if item.video:  # tracks come from the run's record; the check depends on original and output together
             out_key = f"{stat_key(item.out)}:{stat_key(item.out and tracks_path(item.out))}:{orig_key}"
             if entry.get("out_key") != out_key:
@@ -318,10 +332,12 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
                         orig = self.file("orig", item.rel) if item.orig is not None and self.in_run(item) else None
                         out = self.file("out", item.rel) if item.out is not None else None
                         analysis = videos.analyse(orig, out, dets, self.settings.match_iou, self.out_root)
+                        check = self._video_pair(orig, out)
                     except PermissionError:
                         analysis = {**videos.analyse(None, None, [], 0),
                                     "error": f"{item.rel}: refused, now a link leading out of OUT or IN"}
-                    entry = {"orig_key": orig_key, "out_key": out_key, "check": {}, "analysis": analysis}
+                        check = {}
+                    entry = {"orig_key": orig_key, "out_key": out_key, "check": check, "analysis": analysis}
             with self._lock:
                 self._cache[item.rel] = entry
                 item.analysis, item.check, item.check_done = entry["analysis"], entry["check"], True
@@ -393,7 +409,39 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         for group in ("main", "near", "second"):
             result[group] = [hidden(mse_inside(orig, out, f["box"]), mse_inside(orig, base, f["box"]))
                              for f in analysis[group]]
-        return result
+        problem = self._pair_problem(item, orig, out, base, analysis)
+        return {**result, "pair": problem} if problem else result
+
+    def _pair_problem(self, item: Item, orig: np.ndarray, out: np.ndarray, base: np.ndarray,
+                      analysis: dict) -> str | None:
+        """Why ``item.orig`` is not known to be the original of the output (None: it is). The report's
+        pair is proven by the input's SHA-256 it recorded; any other, by the output being the original's
+        pixels away from the faces."""
+        if self.run is not None and item.rel in self.run.originals:
+            want = self.run.sha256.get(item.rel)
+            if want is None or want == sha256_file(self.file("orig", item.rel)):
+                return None
+            return f"its original {item.orig} is not the file the run read (not the report's SHA-256): changed since?"
+        boxes = [f["box"] for g in ("main", "near", "second") for f in analysis.get(g, [])]
+        boxes += self.run.regions.get(item.rel, []) if self.run is not None else []
+        away = (self.anonymizer.compositor.mask(Detections.from_boxes(boxes), orig.shape) == 0 if boxes
+                else np.ones(orig.shape[:2], bool))
+        differ = np.abs(out.astype(np.int16) - base.astype(np.int16)).max(axis=2) > KEEP_TOLERANCE
+        if away.any() and differ[away].mean() <= PAIR_MISMATCH:
+            return None
+        share = f"{differ[away].mean():.0%} of the pixels away from faces differ" if away.any() else "all face"
+        return (f"no report pairs it with {item.orig} and the output is not of that file ({share}); "
+                "start the review with --from-report")
+
+    def _video_pair(self, orig: Path | None, out: Path | None) -> dict:
+        """A video's check: {"pair": why} when its track record was made from another file than ``orig``."""
+        try:
+            key = (read_record(out, self.out_root) or {}).get("key") if orig is not None and out is not None else None
+        except FaceveilError:
+            return {}  # the analysis says why the record cannot be read
+        if key is None or key == sample_sha256(orig):
+            return {}
+        return {"pair": f"its track record was made from another file than {orig} (content key differs)"}
 
     # files --------------------------------------------------------------
     def file(self, which: str, rel: str) -> Path:
@@ -425,6 +473,10 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         if self.run is not None and item.rel in self.run.inputs:
             return True
         return self.manifest is not None and item.rel in self.manifest
+
+    def out_path(self, item: Item) -> Path:
+        """Where an item's output is, or for an item with none, where the run would have written it."""
+        return item.out if item.out is not None else self.out_root / item.orig.relative_to(self.in_root)
 
     def _own(self, name: str) -> Path:
         """A faceveil file under OUT/.faceveil; refused when that folder is a link or a file."""
