@@ -242,7 +242,7 @@ def test_a_format_1_track_record_is_still_read(tmp_path):
 def test_the_track_record_round_trips_through_the_record_module(tmp_path):
     from faceveil.review.videos import tracks
     from faceveil.video import VideoOptions
-    from faceveil.video.record import FORMAT, frame_faces, read_record, write_record
+    from faceveil.video.record import FORMAT, FrameLog, frame_faces, read_record, write_record
 
     class Anon:
         def describe(self):
@@ -251,8 +251,10 @@ def test_the_track_record_round_trips_through_the_record_module(tmp_path):
     per_frame = [_dets(), Detections.empty(), _dets()[:2]]
     info = SimpleNamespace(fps=25.0, width=64, height=48, rotation=0)
     dst = tmp_path / "clip.mp4"
-    write_record(dst, Anon(), VideoOptions(), "clip.mp4", info, [frame_faces(d) for d in per_frame], {"1": "boom"},
-                 1, 0)
+    log = FrameLog(tmp_path)  # the boxes of each frame as it is written: in a temporary file, not in memory
+    for d in per_frame:
+        log.append(frame_faces(d))
+    write_record(dst, Anon(), VideoOptions(), "clip.mp4", info, log, {"1": "boom"}, 1, 0)
     raw = json.loads((tmp_path / ".faceveil" / "clip.mp4.tracks.json").read_text())
     assert raw["format"] == FORMAT == 2 and raw["config"] == {"method": "blur", "detector_params": {}}
     assert raw["frames"][0][1]["source"] == "held" and raw["frames"][1] == []

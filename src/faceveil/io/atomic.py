@@ -9,7 +9,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import FaceveilError
 
@@ -123,7 +123,13 @@ def _move_no_clobber(tmp: Path, target: Path) -> None:
 
 
 def write_bytes_atomic(target: str | os.PathLike, data: bytes, replace: bool = True) -> None:
-    """Write ``data`` to ``target`` atomically; raise unless every byte reached the file.
+    """Write ``data`` to ``target`` atomically; raise unless every byte reached the file."""
+    write_atomic(target, lambda f: f.write(data), replace)
+
+
+def write_atomic(target: str | os.PathLike, write: Callable[[BinaryIO], int], replace: bool = True) -> None:
+    """Write ``target`` atomically through ``write(f)``, which returns the bytes it wrote (in pieces: a video's track
+    record is streamed); raise unless every byte reached the file.
 
     The size is checked after the flush because a writer that stops short without
     raising (Pillow's JPEG encoder on a full disk did) must never pass for a success.
@@ -132,11 +138,11 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes, replace: bool = T
     try:
         with atomic_path(target, replace) as tmp:
             with open(tmp, "wb") as f:
-                f.write(data)
+                wrote = write(f)
                 f.flush()
                 size = os.fstat(f.fileno()).st_size
-            if size != len(data):
-                raise FaceveilError(f"{target}: cannot write: only {size} of {len(data)} bytes reached the disk "
+            if size != wrote:
+                raise FaceveilError(f"{target}: cannot write: only {size} of {wrote} bytes reached the disk "
                                     "(disk full?)")
     except OSError as exc:
         raise FaceveilError(f"{target}: cannot write: {exc.strerror or exc}") from None

@@ -32,7 +32,7 @@ from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
 from ..io.atomic import exists_now, temp_affixes, write_bytes_atomic
-from .record import frame_faces, tracks_path, write_record
+from .record import FrameLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
 
@@ -218,7 +218,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     face_frames = failed = dropped = 0
     track_ids: set[int] = set()
     next_preview = 0.0
-    boxes_log: list[list] = []  # per written frame: the boxes anonymized on it (record.frame_faces)
+    boxes_log = FrameLog(dst.parent)  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
     kept_log: list[dict] = []
     kept_tracks: dict[int, dict] | None = None
@@ -300,7 +300,8 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
                         raise
                     except Exception as exc:
                         error = f"frame {vf.index}: {exc.__class__.__name__}: {exc}"
-                boxes_log.append([] if error is not None else frame_faces(dets))
+                if record:
+                    boxes_log.append([] if error is not None else frame_faces(dets))
                 if error is not None:
                     failed += 1
                     errors_log[str(vf.index)] = error
@@ -347,6 +348,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         raise
     finally:
         bar.close()
+        boxes_log.close()
     if report.errors:
         warnings.extend(f"damaged: {e}" for e in report.errors[:5])
     if report.shortfall:

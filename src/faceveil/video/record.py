@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from .. import __version__
 from ..detections import Detections
 from ..errors import FaceveilError, UsageError
-from ..io.atomic import NAME_MAX, cut_name, write_bytes_atomic
+from ..io.atomic import NAME_MAX, cut_name, write_atomic
 from ..io.manifest import check_settings, settings_key
 from ..io.video import ENCODER_MODE
 from ..pipeline import settings_of
@@ -41,9 +43,42 @@ def tracks_path(dst: str | os.PathLike) -> Path:
 
 
 def frame_faces(dets: Detections) -> list[dict]:
-    """One frame's boxes as the record keeps them: to 0.1 px, scores to 1e-4, no landmarks."""
+    """One frame's boxes as the record keeps them: to 0.1 px, scores to 1e-4, no landmarks (nor their null)."""
     plain = Detections(dets.xyxy, dets.score, None, dets.track_id, dets.source, dets.sources)
-    return plain.to_dict(1, 4)["faces"]
+    faces = plain.to_dict(1, 4)["faces"]
+    for f in faces:
+        del f["landmarks"]
+    return faces
+
+
+class FrameLog:
+    """The record's "frames", one ``frame_faces`` list per written frame, kept as JSON in an unnamed temporary file
+    in ``folder`` (the output's), not in memory: an hour of a crowd held ~3 GB of boxes until the record's write."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.frames, self._file = folder, 0, None
+
+    def append(self, faces: list[dict]) -> None:
+        if self._file is None:  # gone when closed or the process ends (O_TMPFILE, or removed once open)
+            self._file = tempfile.TemporaryFile(dir=self.folder)
+        self._file.write((b"," if self.frames else b"") + json.dumps(faces, separators=(",", ":")).encode())
+        self.frames += 1
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def copy_to(self, f) -> int:
+        """Write the frames into ``f`` as one JSON list; return the bytes written."""
+        f.write(b"[")
+        if self._file is not None:
+            self._file.seek(0)
+            shutil.copyfileobj(self._file, f)
+        f.write(b"]")
+        return 2 + (self._file.tell() if self._file is not None else 0)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def _describe(anonymizer) -> dict | None:
@@ -94,18 +129,19 @@ def check_resume(outputs: list[Path], anonymizer, options: VideoOptions) -> None
         check_settings([rec], settings, key, dst, path, advice)
 
 
-def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, frames: list[list[dict]],
+def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, frames: FrameLog,
                  errors: dict, failed: int, decode_errors: int, report=None, kept: dict | None = None) -> None:
     """The track record `faceveil review` reads: one JSON file, written atomically (the video job writes it
     just before the video gets its name).
 
-    ``frames``: per written frame, ``frame_faces`` of the boxes anonymized on it ([] for a failed frame).
+    ``frames``: per written frame, ``frame_faces`` of the boxes anonymized on it ([] for a failed frame), copied
+    into the file last, without passing through memory.
     ``kept`` (--keep-*): {"tracks": whom each kept track matched, "frames": {index: kept boxes}}.
     """
     desc = _describe(anonymizer)
     settings = _settings(desc, options)
     data = {"format": FORMAT, "faceveil": __version__, "video": dst.name, "key": key, "config": desc,
-            "options": options_json(options), "fps": float(info.fps), "size": None, "frames": frames,
+            "options": options_json(options), "fps": float(info.fps), "size": None,
             "errors": errors, "failed_frames": failed, "decode_errors": decode_errors,
             "hold": options.frames_held(float(info.fps)),
             "announced_frames": report.announced if report else 0, "truncated": report.shortfall if report else None}
@@ -116,7 +152,8 @@ def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, f
     data["size"] = [info.height, info.width] if info.rotation in (90, -90, 270) else [info.width, info.height]
     path = tracks_path(dst)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, json.dumps(data, separators=(",", ":")).encode())
+    head = json.dumps(data, separators=(",", ":")).encode()
+    write_atomic(path, lambda f: f.write(head[:-1] + b',"frames":') + frames.copy_to(f) + f.write(b"}"))
 
 
 def _old_frame(boxes: list) -> Detections:
