@@ -1,7 +1,7 @@
 """Running many files: worker processes, a progress bar, a result per file.
 
-Results come back in input order whatever the number of jobs; a file that fails
-is reported and the batch goes on.
+Results come back in input order whatever the number of jobs (the bar counts them as they finish); a file that
+fails is reported and the batch goes on.
 """
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
-from .progress import tqdm
+from .progress import still_working, tqdm
 
+from .errors import one_line
 from .io.inputs import Job
 from .pipeline import Anonymizer, AnonymizerConfig, ItemResult
 
@@ -121,7 +123,14 @@ def pool_context():
     return multiprocessing.get_context("spawn")
 
 
-def _run_one(mode: str, job: Job, overwrite: bool = False) -> ItemResult:
+def _run_one(mode: str, job: Job, overwrite: bool = False, faces: bool = True) -> ItemResult:
+    """``faces=False``: the result without its per-face list (``detections``), which only a report reads: 2,000
+    files kept ~60 MB of them in the run's process for nothing."""
+    r = _run_job(mode, job, overwrite)
+    return r if faces else replace(r, detections=None)
+
+
+def _run_job(mode: str, job: Job, overwrite: bool) -> ItemResult:
     assert _worker is not None
     if mode == "detect":
         return _worker.detect_file(job.src)
@@ -159,43 +168,54 @@ def run_batch(
     jobs: int = 1,
     progress: bool = True,
     overwrite: bool = False,
+    faces: bool = True,
 ) -> list[ItemResult]:
     """Process every job; return results in input order. ``overwrite``: replace outputs that exist (the CLI's
-    --overwrite); else one that exists when its file is written (another run's) fails that file."""
-    results: list[ItemResult] = []
+    --overwrite); else one that exists when its file is written (another run's) fails that file. ``faces``: keep
+    each result's per-face list (``ItemResult.detections``: a report's, the detect command's).
+
+    The progress bar counts files as they finish, in any order; while none does, it says which file it waits
+    for (progress.still_working)."""
+    results: list[ItemResult | None] = [None] * len(jobs_list)
     unit = "file"
     bar = tqdm(total=len(jobs_list), unit=unit, disable=not progress, file=sys.stderr, dynamic_ncols=True,
                desc=("detecting" if mode == "detect" else "anonymizing") + (f" ({jobs} workers)" if jobs > 1 else ""))
-    faces = failed = 0
+    n_faces = failed = oldest = 0
 
-    def consume(it: Iterable[ItemResult]) -> None:
-        nonlocal faces, failed
-        for r in it:
-            results.append(r)
-            faces += r.faces
+    def waiting_for() -> str:  # the first file in input order not finished: the one taking longest
+        return one_line(jobs_list[min(oldest, len(jobs_list) - 1)].rel)
+
+    def consume(it: Iterable[tuple[int, ItemResult]]) -> None:
+        nonlocal n_faces, failed, oldest
+        for i, r in it:
+            results[i] = r
+            while oldest < len(results) and results[oldest] is not None:
+                oldest += 1
+            n_faces += r.faces
             failed += r.status == "failed"
-            bar.set_postfix(faces=faces, failed=failed, refresh=False)
+            bar.set_postfix(faces=n_faces, failed=failed, refresh=False)
             bar.update(1)
 
     try:
-        if jobs <= 1:
-            _init_worker(cfg)
-            consume(_run_one(mode, j, overwrite) for j in jobs_list)
-        else:
-            threads = _threads_per_worker(jobs)
-            cfg = _with_threads(cfg, threads)
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker, mp_context=pool_context(),
-                                     initargs=(os.getpid(), cfg)) as pool:
-                try:
-                    with group_signals_blocked():  # the workers start (on submit) with them blocked
-                        futures = [pool.submit(_run_one, mode, j, overwrite) for j in jobs_list]
-                    consume(_results(pool, futures, jobs_list))
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+        with still_working(bar, waiting_for):
+            if jobs <= 1:
+                _init_worker(cfg)
+                consume((i, _run_one(mode, j, overwrite, faces)) for i, j in enumerate(jobs_list))
+            else:
+                threads = _threads_per_worker(jobs)
+                cfg = _with_threads(cfg, threads)
+                with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker, mp_context=pool_context(),
+                                         initargs=(os.getpid(), cfg)) as pool:
+                    try:
+                        with group_signals_blocked():  # the workers start (on submit) with them blocked
+                            futures = [pool.submit(_run_one, mode, j, overwrite, faces) for j in jobs_list]
+                        consume(_results(pool, futures, jobs_list))
+                    except BaseException:
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        raise
     finally:
         bar.close()
-    return results
+    return results  # type: ignore[return-value]  # every slot filled
 
 
 @contextlib.contextmanager
@@ -215,21 +235,23 @@ def group_signals_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _results(pool: ProcessPoolExecutor, futures: list, jobs_list: list[Job]) -> Iterable[ItemResult]:
-    """Each job's result in input order. A worker that dies (the OOM killer, kill -9) breaks the pool: the jobs
-    finished before still count, the others fail with one line each, and the surviving workers are ended. Before,
-    the pool's own clean-up sent them SIGTERM, which they ignore, and the run hung for good (Ctrl-C too)."""
+def _results(pool: ProcessPoolExecutor, futures: list, jobs_list: list[Job]) -> Iterable[tuple[int, ItemResult]]:
+    """(index, result) of each job as it finishes. A worker that dies (the OOM killer, kill -9) breaks the pool: the
+    jobs finished before still count, the others fail with one line each, and the surviving workers are ended.
+    Before, the pool's own clean-up sent them SIGTERM, which they ignore, and the run hung for good (Ctrl-C too)."""
     broken = False
-    for fut, job in zip(futures, jobs_list):
+    index = {fut: i for i, fut in enumerate(futures)}
+    for fut in as_completed(futures):
+        i = index[fut]
         try:
-            yield fut.result()
+            yield i, fut.result()
         except BrokenProcessPool:
             if not broken:
                 broken = True
                 _end_workers(pool)
-            yield ItemResult(str(job.src), None, "failed", error=f"{job.src}: no result: a worker process died (out "
-                             "of memory?); run the same command with --skip-existing to finish (it keeps outputs "
-                             "that were written: each is complete)")
+            yield i, ItemResult(str(jobs_list[i].src), None, "failed", error=f"{jobs_list[i].src}: no result: a "
+                                "worker process died (out of memory?); run the same command with --skip-existing "
+                                "to finish (it keeps outputs that were written: each is complete)")
 
 
 def _end_workers(pool: ProcessPoolExecutor) -> None:
@@ -249,8 +271,6 @@ def _end_workers(pool: ProcessPoolExecutor) -> None:
 
 def _with_threads(cfg: AnonymizerConfig, threads: int) -> AnonymizerConfig:
     """Split the cores between workers (onnxruntime would otherwise oversubscribe them)."""
-    from dataclasses import replace
-
     from dataclasses import fields
 
     from .detect import DETECTORS

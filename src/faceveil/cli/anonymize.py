@@ -129,7 +129,8 @@ def cmd_anonymize(args) -> int:
 
         check_resume([j.dst for j in kept_videos], vanon, video_options(args))
     workers = batch_jobs(args.jobs, len(image_jobs))
-    results = run_batch(cfg, image_jobs, "anonymize", workers, not args.quiet, args.overwrite) if image_jobs else []
+    results = run_batch(cfg, image_jobs, "anonymize", workers, not args.quiet, args.overwrite,
+                        faces=bool(args.report)) if image_jobs else []  # each face's box: for the report only
     results += run_videos(vcfg, video_jobs, args)
     results += [unwritten(j) for j in unwritable] + unreadable
     n_failed = report_failures(results)

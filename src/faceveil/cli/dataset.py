@@ -11,7 +11,7 @@ from .. import __version__
 from ..errors import UsageError, one_line
 from .common import (add_detection_args, add_region_args, anonymizer_config, at_least, check_backend,
                      check_jpeg_quality, check_result_path, check_writable, done_verb, region_from_args,
-                     warn_unchecked_donors, warn_weak, whole)
+                     warn_many_jobs, warn_unchecked_donors, warn_weak, whole)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -113,6 +113,8 @@ def cmd_dataset_anonymize(args) -> int:
     if args.summary:
         check_writable(args.summary, "the summary")
         check_result_path(args.summary, "the summary", [args.labels], folders=[args.images, args.output, args.labels])
+    if args.backend == "local":
+        warn_many_jobs(args.jobs)
     s = anonymize_dataset(args.format, args.images, args.labels, args.output, cfg, args.jobs, args.backend,
                           args.address, classes, progress=not args.quiet, overwrite=args.overwrite)
     for msg in s.failed:
