@@ -641,6 +641,36 @@ def test_large_real_photos_pass_the_bomb_guard(tmp_path, capsys, monkeypatch, as
         assert (limit == 80_000) == bool([ln for ln in _error_lines(err) if "huge.png" in ln and "limit" in ln]), err
 
 
+def test_max_pixels_env_reads_a_trusted_file(tmp_path, capsys, monkeypatch):
+    """FACEVEIL_MAX_PIXELS replaces both limits: a flat white backdrop (a bomb's pixels a byte) and a photo over 4x
+    Pillow's limit are read when trusted; over the variable's own limit a file is refused; a bad value is bad usage.
+    Before, the CLI had no way to read them (a 100 MP white-backdrop PNG of 1.47 MB was refused)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (600, 600), "white").save(src / "backdrop.png")  # 360,000 pixels in ~1 kB: a "bomb"
+    Image.new("RGB", (1000, 1000), "white").save(src / "huge.png")  # 5x the limit: over faceveil's 4x
+    expect = {None: (1, []), "2,000,000": (0, ["backdrop.png", "huge.png"]), "400000": (1, ["backdrop.png"])}
+    for value, (code_want, written) in expect.items():
+        if value is None:
+            monkeypatch.delenv("FACEVEIL_MAX_PIXELS", raising=False)
+        else:
+            monkeypatch.setenv("FACEVEIL_MAX_PIXELS", value)
+        out = tmp_path / f"out{value}"
+        code, _, err = run(capsys, "anonymize", src, "-o", out, "-q")
+        assert code == code_want and "Traceback" not in err, err
+        assert sorted(p.name for p in out.glob("*")) == written, err
+        for name in written:
+            assert (read_rgb(out / name) == 255).all()
+    lines = _error_lines(err)  # FACEVEIL_MAX_PIXELS=400000: huge.png is over it
+    assert len(lines) == 1 and "huge.png: refused, 1,000,000 pixels is over faceveil's 400,000-pixel limit" in lines[0]
+    monkeypatch.setenv("FACEVEIL_MAX_PIXELS", "lots")
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "bad", "-q")
+    assert code == 2 and err.strip() == ("faceveil: error: FACEVEIL_MAX_PIXELS='lots': give a whole number of pixels, "
+                                         "e.g. 400000000")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_atomic_write_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch, astronaut):
     import os
     import stat
