@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import shared_path
 from faceveil.cli import main
 from faceveil.io.images import read_rgb
 
@@ -71,15 +72,56 @@ def test_photos_that_fit_keep_identical_detections(astronaut):
     from faceveil.detect.base import tile_factor
     from faceveil.detect.presets import resolve
 
-    name, params, _ = resolve("balanced")
+    name, params, _ = resolve("fast")
     new, old = get_detector(name, params), get_detector(name, {**params, "min_factor": 0})
-    for size in ((1920, 1080), (3000, 2000)):  # 3000 px: shrunk to 0.64 for max_size, above min_factor
+    for size in ((1920, 1080), (3000, 2000)):  # 3000 px: shrunk to 0.64 for max_size, above fast's min_factor
         img = cv2.resize(astronaut, size)
         assert tile_factor(size[1], size[0], 1920, 0.5) is None
         a, b = new.detect(img), old.detect(img)
         assert len(a) >= 1 and np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.score, b.score)
     assert tile_factor(200, 10000, 1920, 0.5) == 1.0  # a thin panorama has few pixels: its own size
     assert tile_factor(4000, 6000, 1920, 0.5) == 0.5  # a huge photo: at most halved
+    assert tile_factor(1080, 1920, 1920, 1.0) is None  # balanced and thorough (min_factor 1): fits, untouched
+    assert tile_factor(2000, 3000, 1920, 1.0) == 1.0  # over max_size: tiled at its own size
+
+
+@pytest.mark.slow
+def test_big_photo_small_faces_found_as_in_the_single_photos():
+    """A 3840 px strip of nine facemask photos: the default preset found their labelled faces (>= 10 px) as it
+    does in each photo alone (1 missed there). Before, the strip was shrunk 2x with no tiled pass and 11 of
+    these 72 faces (10-20 px) were left visible; a 4000x3000 phone photo's tiles ran at 0.55x alike."""
+    from faceveil.detect import get_detector
+    from faceveil.detect.presets import resolve
+    from faceveil.io.labels import find_image, read_eval_labels
+
+    root = shared_path("facemask")
+    labels = read_eval_labels(root / "gt.txt")
+    photos = []
+    for key in sorted(labels):  # the first nine with two labelled faces of 10-20 px, each fitting a 400x375 cell
+        b = labels[key].faces.xyxy
+        side = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        if ((side >= 10) & (side < 20)).sum() >= 2:
+            img = read_rgb(find_image(root / "images", key))
+            if img.shape[0] <= 375 and img.shape[1] <= 400:
+                photos.append((img, b[side >= 10]))
+        if len(photos) == 9:
+            break
+    strip, faces = np.full((375, 3840, 3), 128, np.uint8), []
+    for i, (img, b) in enumerate(photos):
+        strip[:img.shape[0], 400 * i:400 * i + img.shape[1]] = img
+        faces.append(b + [400 * i, 0, 400 * i, 0])
+
+    def missed(found, boxes):  # labelled boxes no detected box covers half of
+        x1, y1, x2, y2 = (v[:, None] for v in boxes.T)
+        d = found.xyxy[None]
+        iw = np.clip(np.minimum(d[..., 2], x2) - np.maximum(d[..., 0], x1), 0, None)
+        ih = np.clip(np.minimum(d[..., 3], y2) - np.maximum(d[..., 1], y1), 0, None)
+        return int(((iw * ih).max(axis=1, initial=0) < 0.5 * (x2 - x1)[:, 0] * (y2 - y1)[:, 0]).sum())
+
+    name, params, _ = resolve(None)
+    det = get_detector(name, params)
+    alone = sum(missed(det.detect(img), b) for img, b in photos)
+    assert missed(det.detect(strip), np.concatenate(faces)) <= alone + 1, alone
 
 
 @pytest.mark.slow
@@ -639,6 +681,36 @@ def test_large_real_photos_pass_the_bomb_guard(tmp_path, capsys, monkeypatch, as
         assert sorted(p.name for p in out.iterdir()) == (["huge.png"] if limit == 200_000 else []) + ["photo.jpg"]
         assert (read_rgb(out / "photo.jpg")[FACE] < 16).all()
         assert (limit == 80_000) == bool([ln for ln in _error_lines(err) if "huge.png" in ln and "limit" in ln]), err
+
+
+def test_max_pixels_env_reads_a_trusted_file(tmp_path, capsys, monkeypatch):
+    """FACEVEIL_MAX_PIXELS replaces both limits: a flat white backdrop (a bomb's pixels a byte) and a photo over 4x
+    Pillow's limit are read when trusted; over the variable's own limit a file is refused; a bad value is bad usage.
+    Before, the CLI had no way to read them (a 100 MP white-backdrop PNG of 1.47 MB was refused)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (600, 600), "white").save(src / "backdrop.png")  # 360,000 pixels in ~1 kB: a "bomb"
+    Image.new("RGB", (1000, 1000), "white").save(src / "huge.png")  # 5x the limit: over faceveil's 4x
+    expect = {None: (1, []), "2,000,000": (0, ["backdrop.png", "huge.png"]), "400000": (1, ["backdrop.png"])}
+    for value, (code_want, written) in expect.items():
+        if value is None:
+            monkeypatch.delenv("FACEVEIL_MAX_PIXELS", raising=False)
+        else:
+            monkeypatch.setenv("FACEVEIL_MAX_PIXELS", value)
+        out = tmp_path / f"out{value}"
+        code, _, err = run(capsys, "anonymize", src, "-o", out, "-q")
+        assert code == code_want and "Traceback" not in err, err
+        assert sorted(p.name for p in out.glob("*")) == written, err
+        for name in written:
+            assert (read_rgb(out / name) == 255).all()
+    lines = _error_lines(err)  # FACEVEIL_MAX_PIXELS=400000: huge.png is over it
+    assert len(lines) == 1 and "huge.png: refused, 1,000,000 pixels is over faceveil's 400,000-pixel limit" in lines[0]
+    monkeypatch.setenv("FACEVEIL_MAX_PIXELS", "lots")
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "bad", "-q")
+    assert code == 2 and err.strip() == ("faceveil: error: FACEVEIL_MAX_PIXELS='lots': give a whole number of pixels, "
+                                         "e.g. 400000000")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_atomic_write_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch, astronaut):

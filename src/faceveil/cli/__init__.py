@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     restore_sigint()  # from here on Ctrl-C unwinds (temporaries removed) and exits 130
     try:
         with terminate_as_interrupt():
+            from ..io.images import max_pixels
+
+            max_pixels()  # a bad FACEVEIL_MAX_PIXELS is bad usage, before any work
             return args.func(args)
     except Terminated as exc:
         print("faceveil: terminated; no partial files were left", file=sys.stderr)

@@ -52,6 +52,11 @@ _SHAPE_THOROUGH = {"shape_px": 40.0, "shape_dy": -0.17, "shape_w": 1.02}
 # research/recall3.py; docs/recall.md): facemask 0.22 % leaked at 5.96 % -> 4.56 % away, WIDER 26 faces at
 # 5.32 % -> 4.95 % (its 1024 px photos are not enlarged: confirming there leaked 6 more small faces).
 _CONFIRM = {"confirm_score": 0.25, "confirm_iou": 0.3, "confirm_floor": 0.05}
+# A photo over max_size (1920 px) also gets the tiled pass at its own size (min_factor 1): at the default 0.5 a
+# 4000x3000 photo's tiles ran at 0.55x and 10-20 px faces fell under CenterFace's ~10 px floor (facemask mosaics,
+# docs/recall.md "Big photos"). fast and video keep 0.5: their speed is their point (video: a 4K frame's tiles
+# would cost about 4x; tracking bridges the frames).
+_OWN_SIZE = {"min_factor": 1.0}
 
 # Mixed precision by pass (issue 20, photos; research/mixed_precision.py, docs/int8.md "Mixed precision"):
 # `--dp precision=mixed --dp int8_passes=big` runs the big-face passes int8 and leaked the same faces as fp32 on all
@@ -71,7 +76,7 @@ PRESETS: dict[str, dict] = {
                    "plus a 2x zoom pass (up to 2048 px) on tiles around small or weak candidates: the default",
         "detector": "multiscale",
         "params": {**_CALIBRATED, "min_side": 800, "zoom": 2.0, "zoom_max_side": 2048, "zoom_min_score": 0.15,
-                   **_BIG_FACES, **_BIG_GATE, **_ZOOM_TILES, **_SHAPE},
+                   **_BIG_FACES, **_BIG_GATE, **_ZOOM_TILES, **_SHAPE, **_OWN_SIZE},
         "region": dict(_REGION),
     },
     "thorough": {
@@ -79,7 +84,7 @@ PRESETS: dict[str, dict] = {
         "detector": "multiscale",
         "params": {**_CALIBRATED, "threshold": 0.15, "small_threshold": 0.07, "min_side": 800, "zoom": 2.0,
                    "zoom_max_side": 2560, "zoom_min_score": 0.1, "flip": True, **_BIG_FACES, **_CONFIRM,
-                   **_SHAPE_THOROUGH},
+                   **_SHAPE_THOROUGH, **_OWN_SIZE},
         "region": {"shape": "box", "mask_scale": "1.3,1.4@40"},
     },
 }

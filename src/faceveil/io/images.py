@@ -62,6 +62,25 @@ _BOMB_PIXELS_PER_BYTE = 64
 # bomb. faceveil reads photos up to this many times Pillow's limit (358 MP, 1 GB of RGB) that pass the test above.
 _MAX_PHOTO_FACTOR = 4
 _LIMIT_LOCK = threading.Lock()
+# Set (e.g. FACEVEIL_MAX_PIXELS=400000000), images up to this many pixels are read whatever their pixels a byte
+# (a trusted 100 MP white-backdrop PNG is 68 a byte) and larger ones refused: it replaces both limits above.
+MAX_PIXELS_ENV = "FACEVEIL_MAX_PIXELS"
+
+
+def max_pixels() -> int | None:
+    """The pixel limit ``FACEVEIL_MAX_PIXELS`` sets, or None when it is unset (the limits above apply)."""
+    from ..errors import UsageError
+
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        n = int(value.replace(",", "").replace("_", ""))
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"{MAX_PIXELS_ENV}={value!r}: give a whole number of pixels, e.g. 400000000")
+    return n
 
 
 def read_file(path: str | os.PathLike) -> bytes:
@@ -87,20 +106,21 @@ def _open(path: Path, data: bytes | None = None):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     data = read_file(path) if data is None else data
+    trusted = max_pixels()
     try:
         with warnings.catch_warnings(record=True) as caught:
             # Pillow only warns between MAX_IMAGE_PIXELS (89 MP) and twice that (where it refuses), then
             # decodes: a 350 kB PNG declaring 12000x10000 took 2.1 GB and 36 s. Real photos of that size
             # (100+ MP phone and camera sensors) hold a few pixels per byte of file; a bomb holds hundreds.
             # So in that band, and up to _MAX_PHOTO_FACTOR times the limit, a file is refused only when it is
-            # that suspiciously small (a library caller who needs bigger photos raises PIL.Image.MAX_IMAGE_PIXELS).
+            # that suspiciously small (trusted bigger photos: FACEVEIL_MAX_PIXELS, or PIL.Image.MAX_IMAGE_PIXELS).
             warnings.simplefilter("always", Image.DecompressionBombWarning)
             big = False
             try:
                 img = Image.open(io.BytesIO(data))
             except Image.DecompressionBombError as exc:  # over twice Pillow's limit: our own test decides
                 pixels, limit = _declared_pixels(exc), Image.MAX_IMAGE_PIXELS
-                if pixels is None or not limit or pixels > _MAX_PHOTO_FACTOR * limit:
+                if pixels is None or not limit or pixels > _pixel_limit(trusted):
                     raise
                 with _LIMIT_LOCK:
                     Image.MAX_IMAGE_PIXELS = None
@@ -109,8 +129,11 @@ def _open(path: Path, data: bytes | None = None):
                     finally:
                         Image.MAX_IMAGE_PIXELS = limit
                 big = True
-        if big or any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
-            pixels = img.size[0] * img.size[1]
+        pixels = img.size[0] * img.size[1]
+        if trusted is not None and pixels > trusted:
+            img.close()
+            raise Image.DecompressionBombError(f"({pixels} pixels)")
+        if trusted is None and (big or any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)):
             if pixels > _BOMB_PIXELS_PER_BYTE * len(data):
                 img.close()
                 raise Image.DecompressionBombWarning(f"({pixels} pixels)")
@@ -144,14 +167,20 @@ def _open(path: Path, data: bytes | None = None):
         raise InputError(f"{path}: cannot decode image ({exc})") from None
     except Image.DecompressionBombWarning as exc:
         size = _size_text(exc)
-        raise InputError(f"{path}: refused as a decompression bomb: {size} in a {len(data):,}-byte file "
-                         f"(over {_BOMB_PIXELS_PER_BYTE} pixels a byte)") from None
+        raise InputError(f"{path}: refused as a decompression bomb: {size} in a {len(data):,}-byte file (over "
+                         f"{_BOMB_PIXELS_PER_BYTE} pixels a byte; a trusted file: set {MAX_PIXELS_ENV})") from None
     except Image.DecompressionBombError as exc:
         size = _size_text(exc)
-        limit = _MAX_PHOTO_FACTOR * (Image.MAX_IMAGE_PIXELS or 0)
-        raise InputError(f"{path}: refused, {size} is over faceveil's {limit:,}-pixel limit ({_MAX_PHOTO_FACTOR}x "
-                         "PIL.Image.MAX_IMAGE_PIXELS; a library caller may raise that)") from None
+        raise InputError(f"{path}: refused, {size} is over faceveil's {_pixel_limit(trusted):,}-pixel limit "
+                         f"(a trusted file: set {MAX_PIXELS_ENV} higher)") from None
     return img
+
+
+def _pixel_limit(trusted: int | None) -> int:
+    """The most pixels an image may have: ``FACEVEIL_MAX_PIXELS``, else _MAX_PHOTO_FACTOR x Pillow's limit."""
+    from PIL import Image
+
+    return trusted if trusted is not None else _MAX_PHOTO_FACTOR * (Image.MAX_IMAGE_PIXELS or 0)
 
 
 def _mpo_photos(img) -> int:
