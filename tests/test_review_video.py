@@ -283,3 +283,20 @@ def test_a_video_whose_record_was_made_from_another_file_is_flagged_and_not_appl
                     headers=HDR)
     assert r.status_code == 409 and "not this output's original" in r.get_json()["error"]
     assert (out / "leak.mp4").read_bytes() == before
+
+
+def test_a_videos_preview_stills_are_part_of_its_item_not_items_of_their_own(base, tmp_path):
+    """`anonymize clip.mp4 --preview 0.5` then review: each still was listed as a photo with "no original found"
+    (risk 5), ranked above the video; a photo of the user's in a folder of that name without the video stays."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy2(base[0] / "clip.mp4", src / "clip.mp4")
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src / "clip.mp4"), "-o", str(out), "-q", "--detector", "centerface",
+                 "--preview", "0.5"]) == 0
+    stills = sorted((out / "clip_preview").iterdir())
+    assert len(stills) >= 3
+    shutil.copy2(stills[0], out / "clip_preview" / "mine.jpg")  # not a still's name: listed
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
+    data = create_app(rs, TOKEN).test_client(use_cookies=False).get("/api/items", headers=HDR).get_json()
+    assert sorted(i["path"] for i in data["items"]) == ["clip.mp4", "clip_preview/mine.jpg"]

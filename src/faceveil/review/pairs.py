@@ -1,7 +1,9 @@
 """The pairs under review: output and original files found under OUT and IN, kept inside their roots."""
 from __future__ import annotations
 
+import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +30,28 @@ def page_name(rel: str) -> str:
     return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
+def video_still(p: Path) -> bool:
+    """Whether ``p`` is one of a video's --preview stills (``clip_preview/clip_00001.50s.jpg`` beside ``clip.mp4``):
+    part of the video's item (an Apply writes them again), not an item of its own. They were listed each as a photo
+    with "no original found", ranked above the video."""
+    folder = p.parent.name
+    if not folder.endswith("_preview") or not _STILL.fullmatch(p.name):
+        return False
+    stem = folder[: -len("_preview")]
+    return p.name.startswith(f"{stem}_") and any(is_video_path(v) for v in p.parent.parent.glob(f"{glob.escape(stem)}.*"))
+
+
+_STILL = re.compile(r".+_\d{5,}\.\d\ds\.jpg")  # video.job.preview_path's names
+
+
 def list_images(root: Path, clashes: dict[str, str] | None = None) -> dict[str, Path]:
     """Image files under root by ``page_name`` of their posix relative path; hidden files/folders (ours, temp
-    files) skipped. A name that is not UTF-8 whose page name is another file's goes to ``clashes``."""
+    files) and a video's preview stills skipped. A name that is not UTF-8 whose page name is another file's goes
+    to ``clashes``."""
     found: dict[str, Path] = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if is_hidden(rel) or not (is_image_path(p) or is_video_path(p)):
+        if is_hidden(rel) or not (is_image_path(p) or is_video_path(p)) or video_still(p):
             continue
         if p.is_file() or p.is_symlink():
             name = page_name(rel.as_posix())

@@ -187,10 +187,12 @@ def schedule_warnings(options: VideoOptions, fps: float) -> list[str]:
     if n > held + 1:  # a face that enters and leaves between two detector runs is never seen
         out.append(f"risk: --detect-every {n} leaves {n - 1} frames between detector runs, more than the {held} a "
                    "lost face is held: a face seen only there stays visible")
-    ahead = options.frames_ahead(fps)
-    if options.tracking and ahead < n - 1:  # a face appearing on a skipped frame is first seen up to n - 1 later
-        out.append(f"risk: --lookahead {ahead} is less than the frames --detect-every {n} skips between detector "
-                   f"runs ({n - 1}): a face that appears on a skipped frame stays visible until it is first detected")
+    ahead, gap = options.frames_ahead(fps), options.unseen_gap
+    if options.tracking and ahead < gap:  # a face appearing after a full pass is first seen up to ``gap`` later
+        what = f"--detect-every {n} skips between detector runs" if options.full_every == 1 else \
+            f"--full-every {options.full_every} leaves between full passes"
+        out.append(f"risk: --lookahead {ahead} is less than the frames {what} ({gap}): a face that appears there "
+                   "stays visible until it is first detected")
     return out
 
 

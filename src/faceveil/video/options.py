@@ -79,7 +79,14 @@ class VideoOptions:
             return self.lookahead
         # A face that appears between two full passes is first seen by the second: the look-ahead
         # back-fills it over the frames before (video/schedule.py).
-        return max(1, round(VIDEO_LOOKAHEAD_S * fps), self.full_every - 1)
+        return max(1, round(VIDEO_LOOKAHEAD_S * fps), self.unseen_gap if self.full_every > 1 else 0)
+
+    @property
+    def unseen_gap(self) -> int:
+        """The most frames a face that appears away from the tracked ones can go before a detector run sees it:
+        full passes come every ``full_every`` detector runs, and those every ``detect_every`` frames. (The
+        default look-ahead covered ``full_every - 1`` frames: with --detect-every 2 --full-every 8, 7 of 15.)"""
+        return self.full_every * self.detector_every - 1
 
 
 @dataclass

@@ -4,8 +4,8 @@ live tracks on the frames between (issue 20, lever 4).
 A face between two full passes is where its track predicts it, so on those frames the detector runs at full
 resolution on crops around the tracks' expected boxes (a margin of face sizes around each, overlapping crops
 merged where that saves pixels). A face that appears between full passes is found by the next full pass and back-filled over the
-frames before it by the tracker's look-ahead, so ``full_every - 1`` must not exceed the look-ahead (the default
-0.5 s look-ahead covers ``full_every`` <= 16 at 30 fps; VideoOptions raises the look-ahead when it does not).
+frames before it by the tracker's look-ahead, so ``full_every * every - 1`` frames must not exceed the look-ahead
+(VideoOptions.unseen_gap; the default look-ahead is raised to it).
 A scene cut moves every face at once: a cheap thumbnail comparison forces a full pass there.
 """
 from __future__ import annotations
