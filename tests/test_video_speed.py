@@ -162,8 +162,10 @@ def test_full_every_detects_on_crops_between_full_passes(pan_clip, anonymizer):
 
 
 def test_full_every_raises_lookahead_to_cover_the_gap():
-    assert VideoOptions(full_every=20).frames_ahead(24) == 19
-    assert VideoOptions(full_every=4).frames_ahead(24) == 12  # the 0.5 s default already covers it
+    # full passes every 20 detector runs, which come every 2nd frame (the default): 39 frames between
+    assert VideoOptions(full_every=20).frames_ahead(24) == 39
+    assert VideoOptions(full_every=20, detect_every=1).frames_ahead(24) == 19
+    assert VideoOptions(full_every=4).frames_ahead(24) == 12  # the 0.5 s default already covers 7
     assert VideoOptions(full_every=20, lookahead=2).frames_ahead(24) == 2  # an explicit value stays
 
 
