@@ -145,3 +145,80 @@ def test_train_cli_end_to_end_then_replace_uses_the_model(tmp_path, astronaut, f
     assert np.array_equal(res[mask == 0], astronaut[mask == 0])
     assert (res != astronaut).any(axis=2)[mask == 1].mean() > 0.6  # the face-shaped mask keeps the region's edge
     assert main(["train", "harmonizer", "--images", str(tmp_path / "none"), "-o", str(out), "-q"]) == 2
+
+
+def test_model_with_non_finite_output_fails_closed_and_nan_weights_are_not_exported(tmp_path, astronaut, face):
+    """A diverged harmonizer's NaN was cast to black (a numpy warning) and the file written, exit 0; training that
+    diverged exported NaN weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    from faceveil.anonymize.harmonizer import default_model
+
+    model = onnx.load(str(default_model()))
+    for t in model.graph.initializer:
+        if t.name == "out.bias":
+            t.CopyFrom(numpy_helper.from_array(np.full(numpy_helper.to_array(t).shape, np.nan, np.float32), t.name))
+    onnx.save(model, str(tmp_path / "nan.onnx"))
+    with pytest.raises(FaceveilError, match="NaN or infinite"):
+        replace(astronaut, face, harmonizer="unet", harmonizer_model=str(tmp_path / "nan.onnx"))
+    torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+    from faceveil.train.harmonizer_net import HarmonizerUNet, export_onnx
+
+    net = HarmonizerUNet(4)
+    with torch.no_grad():
+        net.out.bias.fill_(float("inf"))
+    with pytest.raises(FaceveilError, match="NaN or infinite"):
+        export_onnx(net, tmp_path / "h.onnx")
+    assert not list(tmp_path.glob("*h.onnx*"))
+
+
+@pytest.mark.parametrize("args", [["-o", "PHOTO"], ["-o", "EXISTING"], ["-o", ""], ["-o", "."], ["--batch", "0"],
+                                  ["--lr", "nan"], ["--lr", "-1"], ["--width", "0"], ["--device", "bogus"],
+                                  ["--device", "cuda:99"], ["--steps", "-1"], ["--steps", "0", "--budget", "0"],
+                                  ["--images", "MISSING"]])
+def test_train_harmonizer_refuses_bad_usage_before_any_work(tmp_path, monkeypatch, capsys, astronaut, args):
+    """Before: -o a photo replaced it with ONNX bytes, an existing file was replaced without --overwrite, --steps -1
+    (or --budget 0) exported an untrained model, a missing --images folder among others was ignored, and -o a
+    folder, --batch 0, --lr nan, --width 0, --device bogus failed with a traceback (exit 1), some after the run."""
+    pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+    from PIL import Image
+
+    from faceveil.cli import main
+    from faceveil.train import harmonizer as H
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(astronaut).save(tmp_path / "photos" / "a.png")
+    (tmp_path / "keep.onnx").write_bytes(b"keep")
+    subst = {"PHOTO": str(tmp_path / "photos" / "a.png"), "EXISTING": str(tmp_path / "keep.onnx"),
+             "MISSING": str(tmp_path / "missing")}
+    argv = ["--images", str(tmp_path / "photos"), "-o", str(tmp_path / "h.onnx"), "--steps", "1", "-q"]
+    argv += [subst.get(a, a) for a in args]  # the later option wins
+
+    def refuse(*a, **k):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(H, "collect", refuse)
+    before = (tmp_path / "photos" / "a.png").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    try:
+        rc = main(["train", "harmonizer", *argv])
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("faceveil: error: "), err
+    assert (tmp_path / "photos" / "a.png").read_bytes() == before and (tmp_path / "keep.onnx").read_bytes() == b"keep"
+    assert not (tmp_path / "h.onnx").exists()
+
+
+def test_collect_names_each_photo_it_skips(tmp_path, astronaut, capsys):
+    """A truncated photo was skipped with no word (only a count in the summary)."""
+    from PIL import Image
+
+    from faceveil.train.harmonizer import collect
+
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_bytes((tmp_path / "a.jpg").read_bytes()[:3000])
+    crops, stats = collect([str(tmp_path)], progress=False)
+    assert stats["unreadable"] == 1 and len(crops) == 1
+    assert f"faceveil: warning: skipped {tmp_path / 'b.jpg'}: cannot decode image" in capsys.readouterr().err

@@ -367,3 +367,173 @@ def test_shipped_weights_keep_faces_detectable_on_held_out_photos():
     clean, blurred, learned = counts
     assert blurred <= clean - 10, counts  # the Gaussian blur hides most faces from the detector ...
     assert learned >= clean - 2, counts  # ... the learned blur gives them back
+
+
+# `faceveil train learnedblur`: refusals before any work, what is written --------------------------------------------
+
+def _lb_cli(tmp_path, monkeypatch, *args, train=None):
+    """Run `faceveil train learnedblur` on a toy set with L.train replaced by ``train`` (default: refuse to be
+    called, so a refusal is proved to come before any training); (exit code, images folder, labels)."""
+    _torch()
+    from faceveil.cli import main
+    from faceveil.train import learnedblur as L
+
+    img_dir, gt = (tmp_path / "images", tmp_path / "gt.txt") if (tmp_path / "gt.txt").exists() else _faces_dataset(
+        tmp_path)
+
+    def refuse(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(L, "train", train or refuse)
+    argv = ["train", "learnedblur", "--images", str(img_dir), "--labels", str(gt), "--steps", "1", "--budget", "0",
+            "--split", "fraction", "-q", *args]
+    try:
+        return main(argv), img_dir, gt
+    except SystemExit as exc:  # argparse's refusals
+        return exc.code, img_dir, gt
+
+
+def _untrained(nan=False):
+    """An L.train stand-in: an untrained refiner (its weights NaN with ``nan``), as a diverged run gives."""
+    import torch
+
+    from faceveil.train import learnedblur as L
+
+    def fake(images, boxes, cfg, progress=True):
+        ref = L.Refiner(cfg.width, cfg.prior)
+        if nan:
+            with torch.no_grad():
+                ref.out.bias.fill_(float("nan"))
+        return L.LBResult(ref, None, 1, 0.1, [{"step": 0, "rev": float("nan")}])
+
+    return fake
+
+
+@pytest.mark.parametrize("target", ["photo", "labels", "empty", "folder", "existing", "existing card"])
+def test_train_learnedblur_refuses_an_output_over_its_inputs_or_an_existing_file(tmp_path, monkeypatch, capsys,
+                                                                                target):
+    """Before, -o a photo or the labels replaced them with ONNX bytes, an existing model (or its card) was replaced
+    without --overwrite, and -o "" or a folder failed with a traceback after the whole run."""
+    img_dir, gt = _faces_dataset(tmp_path)
+    (tmp_path / "keep.onnx").write_bytes(b"keep")
+    (tmp_path / "card.onnx.json").write_bytes(b"card")
+    out = {"photo": img_dir / "img0.png", "labels": gt, "empty": "", "folder": tmp_path,
+           "existing": tmp_path / "keep.onnx", "existing card": tmp_path / "card.onnx"}[target]
+    before = {p: p.read_bytes() for p in [*img_dir.iterdir(), gt, tmp_path / "keep.onnx", tmp_path / "card.onnx.json"]}
+    capsys.readouterr()
+    rc, _, _ = _lb_cli(tmp_path, monkeypatch, "-o", str(out))
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("faceveil: error: ")
+    assert {p: p.read_bytes() for p in before} == before
+    if target == "existing":  # --overwrite replaces it
+        assert _lb_cli(tmp_path, monkeypatch, "-o", str(out), "--overwrite", train=_untrained())[0] == 0
+        assert out.read_bytes()[:4] != b"keep"
+
+
+@pytest.mark.parametrize("args", [["--lr", "inf"], ["--lr", "nan"], ["--steps", "-1"], ["--max-images", "-1"],
+                                  ["--weights", "nan,1,0,0"], ["--weights", "0,0,0,0"], ["--batch", "0"],
+                                  ["--input-size", "-32"], ["--relative", "nan"], ["--relative", "0"],
+                                  ["--kernel", "-5"], ["--torch-threads", "-1"], ["--scale", "1,inf"],
+                                  ["--device", "bogus"], ["--split-seed", "-1"], ["--init", "TEXT"],
+                                  ["--init", "CENTERFACE"], ["--extra-images", "MISSING"], ["--labels", "NOFACES"]])
+def test_train_learnedblur_refuses_bad_values_before_any_work(tmp_path, monkeypatch, capsys, args):
+    """Before: --lr inf exported NaN weights, --steps -1 --budget 0 never stopped, --max-images -1 dropped a photo,
+    --weights nan/0,0,0,0 and labels without a face trained nothing, --extra-images of a missing folder was skipped
+    without a word, and the rest failed with a traceback (exit 1)."""
+    _faces_dataset(tmp_path)
+    (tmp_path / "text.onnx").write_text("not a model")
+    (tmp_path / "nofaces.txt").write_text("img0.png\n0\nimg1.png\n0\nimg2.png\n0\nimg3.png\n0\n")
+    subst = {"TEXT": str(tmp_path / "text.onnx"), "CENTERFACE": str(_centerface_path()),
+             "MISSING": str(tmp_path / "missing"), "NOFACES": str(tmp_path / "nofaces.txt")}
+    capsys.readouterr()
+    rc, _, _ = _lb_cli(tmp_path, monkeypatch, "-o", str(tmp_path / "m.onnx"), *[subst.get(a, a) for a in args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("faceveil: error: "), err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_train_learnedblur_writes_model_and_strict_card_or_neither(tmp_path, monkeypatch, capsys):
+    """Diverged weights (NaN) are not exported (exit 1, nothing written; before: 151,411 NaN weights shipped); a
+    failed card write leaves no model (before: the model stayed, exit 1); a killed run's temporary is removed by
+    the next; the card is strict JSON (before: Infinity, NaN); no exporter warnings."""
+    import json
+    import warnings
+
+    from faceveil.errors import FaceveilError
+    from faceveil.train import learnedblur as L
+
+    out = tmp_path / "m.onnx"
+    assert _lb_cli(tmp_path, monkeypatch, "-o", str(out), train=_untrained(nan=True))[0] == 1
+    assert "NaN or infinite" in capsys.readouterr().err and not list(tmp_path.glob("m.onnx*"))
+
+    def broken_card(*a, **k):
+        raise FaceveilError("card: cannot write")
+
+    with monkeypatch.context() as m:
+        m.setattr(L, "write_card", broken_card)
+        assert _lb_cli(tmp_path, monkeypatch, "-o", str(out), train=_untrained())[0] == 1
+    assert not list(tmp_path.glob("*m.onnx*"))
+
+    stale = tmp_path / ".m.onnx.999999999.abcdefgh.tmp.onnx"  # a SIGKILLed export's (no such pid)
+    stale.write_bytes(b"half")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _lb_cli(tmp_path, monkeypatch, "-o", str(out), train=_untrained())[0] == 0
+    assert not [w for w in caught if "onnx" in str(w.filename)], [str(w.message) for w in caught]
+    assert not stale.exists() and out.is_file()
+    card = json.loads((tmp_path / "m.onnx.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert card["config"]["colour_epsilon"] is None and card["log"][0]["rev"] is None
+
+
+def test_learnedblur_model_with_non_finite_output_fails_the_file_closed(tmp_path, noise_image):
+    """A diverged model's NaN residual was cast to black (a numpy warning) and the file written, exit 0."""
+    import onnx
+    from onnx import numpy_helper
+
+    from faceveil.errors import ModelError
+
+    model = onnx.load(str(shipped_model_path()))
+    for t in model.graph.initializer:
+        if t.name == "out.bias":
+            t.CopyFrom(numpy_helper.from_array(np.full(numpy_helper.to_array(t).shape, np.nan, np.float32), t.name))
+    onnx.save(model, str(tmp_path / "nan.onnx"))
+    method = get_method("learnedblur", {"model": str(tmp_path / "nan.onnx")})
+    with pytest.raises(ModelError, match="NaN or infinite"):
+        method.apply(noise_image, FACES, ELLIPSE, np.random.default_rng(0))
+
+
+def test_train_warns_on_evaluation_only_data_and_needs_torch_as_usage(tmp_path, monkeypatch, capsys):
+    """LFW and WIDER FACE (by name or layout) are for evaluation only: a warning line (before: no word); both train
+    commands say so in --help; an unreadable extra photo is named (before: skipped without a word); without torch
+    both exit 2 (learnedblur exited 1)."""
+    import sys
+
+    from faceveil.cli import main
+    from faceveil.cli.train import evaluation_only
+
+    for rel in ["lfw/A_B/A_B_0001.jpg", "data/Jo_Doe/Jo_Doe_0001.jpg", "flat/Abdullah_Gul_0002.jpg",
+                "w/images/0--Parade/0_Parade_1.jpg", "w/gt/wider_face_val_bbx_gt.txt", "ok/IMG_0001.jpg",
+                "ok2/photo.jpg"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    want = {"lfw": "LFW", "data": "LFW", "flat": "LFW", "w/images": "WIDER FACE", "w/gt/wider_face_val_bbx_gt.txt":
+            "WIDER FACE", "ok": None, "ok2": None}
+    assert {k: evaluation_only(tmp_path / k) for k in want} == want
+    (tmp_path / "run").mkdir()
+    _faces_dataset(tmp_path / "run")
+    capsys.readouterr()
+    rc, _, _ = _lb_cli(tmp_path / "run", monkeypatch, "-o", str(tmp_path / "m.onnx"), "--extra-images",
+                       str(tmp_path / "data"), train=_untrained())
+    err = capsys.readouterr().err
+    assert rc == 0 and "data: looks like LFW, licensed for evaluation only" in err
+    assert f"warning: skipped {tmp_path / 'data/Jo_Doe/Jo_Doe_0001.jpg'}" not in err  # not in the folder itself
+    rc, _, _ = _lb_cli(tmp_path / "run", monkeypatch, "-o", str(tmp_path / "m2.onnx"), "--extra-images",
+                       str(tmp_path / "data/Jo_Doe"), train=_untrained())
+    assert rc == 0 and f"warning: skipped {tmp_path / 'data/Jo_Doe/Jo_Doe_0001.jpg'}: " in capsys.readouterr().err
+    for cmd in ("learnedblur", "harmonizer"):
+        with pytest.raises(SystemExit):
+            main(["train", cmd, "--help"])
+        assert "LFW and WIDER FACE are for evaluation only" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setitem(sys.modules, "torch", None)
+    for cmd in (["learnedblur", "--labels", "gt.txt"], ["harmonizer"]):
+        assert main(["train", *cmd, "--images", str(tmp_path), "-o", str(tmp_path / "x.onnx")]) == 2

@@ -58,6 +58,16 @@ def face_rngs(rng: np.random.Generator, regions: list[Region]) -> list[np.random
     return [np.random.default_rng([key, r.x1, r.y1, r.x2, r.y2]) for r in regions]
 
 
+def check_finite_output(out: np.ndarray, model) -> np.ndarray:
+    """``out`` (a learned model's output) when every value is finite, else ModelError: the file fails closed. A
+    diverged model's NaN was cast to black (with a numpy warning) and the file written as anonymized."""
+    if not np.isfinite(out).all():
+        from ..errors import ModelError
+
+        raise ModelError(f"{model}: the model's output is NaN or infinite (diverged weights?); not anonymized")
+    return out
+
+
 def crop(frame: np.ndarray, region: Region) -> np.ndarray:
     return frame[region.slices]
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError, UsageError
+from .base import check_finite_output
 
 NET_SIZE = 128
 
@@ -40,7 +41,7 @@ class Harmonizer:
 
     def run(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Raw network call: float32 (N,3,128,128) and (N,1,128,128) in [0, 1] -> harmonized (N,3,128,128)."""
-        return self.session.run(None, {"image": image, "mask": mask})[0]
+        return check_finite_output(self.session.run(None, {"image": image, "mask": mask})[0], self.path)
 
     def __call__(self, comp: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         """Harmonize ``comp`` (uint8 HxWx3, the face pasted with weight ``alpha`` HxW): returns uint8 HxWx3."""

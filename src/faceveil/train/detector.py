@@ -95,6 +95,17 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def check_finite(model: nn.Module, path) -> None:
+    """FaceveilError (nothing written) unless every weight of ``model`` is finite: a run that diverged (a learning
+    rate too high) exported NaN weights, which turn every face they touch to black or to nothing."""
+    from ..errors import FaceveilError
+
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in model.state_dict().values() if t.is_floating_point())
+    if bad:
+        raise FaceveilError(f"{path}: not written: training diverged, {bad:,} weights are NaN or infinite "
+                            "(try a lower --lr)")
+
+
 # targets and loss --------------------------------------------------------
 
 def targets_from_boxes(boxes: list[np.ndarray], height: int, width: int, device="cpu") -> dict[str, torch.Tensor]:
@@ -335,6 +346,7 @@ def export_onnx(model: CompactFaceNet, path, opset: int = 17) -> None:
     """ONNX with dynamic batch, height and width; outputs heatmap *logits*, log size, offset."""
     from ..io.atomic import atomic_path
 
+    check_finite(model, path)
     model = copy.deepcopy(model).cpu().eval()
     dummy = torch.zeros(1, 3, 64, 64)
     # The legacy TorchScript exporter: the torch.export-based one needs onnxscript, which faceveil does not install.

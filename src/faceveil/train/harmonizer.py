@@ -76,7 +76,7 @@ def crop_face(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray):
 def collect(dirs: list[str], min_face: int = 24, max_side: int = 1024, progress: bool = True) -> tuple[Crops, dict]:
     """Detect faces (CenterFace) in every image under ``dirs`` and cut training crops."""
     from ..detect import get_detector
-    from ..errors import UsageError
+    from ..errors import FaceveilError, UsageError, one_line
     from ..io.images import is_image_path, read_rgb
 
     paths = []
@@ -99,8 +99,10 @@ def collect(dirs: list[str], min_face: int = 24, max_side: int = 1024, progress:
     for path in it:
         try:
             img = read_rgb(path)
-        except Exception:  # a bad photo is skipped; training data need not be complete
+        except Exception as exc:  # a bad photo is skipped (training data need not be complete), and named
             stats["unreadable"] += 1
+            cause = exc if isinstance(exc, FaceveilError) else f"{path}: cannot read ({exc})"
+            print(f"faceveil: warning: skipped {one_line(cause)}", file=sys.stderr)
             continue
         f = min(1.0, max_side / max(img.shape[:2]))
         if f < 1:

@@ -64,7 +64,9 @@ def n_params(model: nn.Module) -> int:
 def export_onnx(model: HarmonizerUNet, path, opset: int = 17) -> None:
     """ONNX with inputs ``image`` (N,3,128,128) and ``mask`` (N,1,128,128), output ``harmonized``."""
     from ..io.atomic import atomic_path
+    from .detector import check_finite
 
+    check_finite(model, path)
     model = copy.deepcopy(model).cpu().eval()
     dummy = (torch.zeros(1, 3, NET_SIZE, NET_SIZE), torch.zeros(1, 1, NET_SIZE, NET_SIZE))
     # The legacy TorchScript exporter: the torch.export-based one needs onnxscript, which faceveil does not install.

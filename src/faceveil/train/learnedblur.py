@@ -335,9 +335,10 @@ class _Data:
 def pseudo_labelled(folders, face_px: float = 48.0, threshold: float = 0.5) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Unlabelled photos for training: (path, image, boxes), faces found by CenterFace, each photo scaled so
     its largest face is ``face_px`` wide (the labelled sets' faces are small: a 1,000 px portrait face would
-    fill every training crop). Photos where no face is found are left out; unreadable files are skipped."""
+    fill every training crop). Photos where no face is found are left out; unreadable files are skipped,
+    each named in a warning line."""
     from ..detect.centerface import CenterFace
-    from ..errors import FaceveilError
+    from ..errors import FaceveilError, one_line
     from ..io.images import read_rgb
 
     cf = CenterFace(CenterFace.Params(threads=1, threshold=threshold))
@@ -351,7 +352,8 @@ def pseudo_labelled(folders, face_px: float = 48.0, threshold: float = 0.5) -> l
                 continue
             try:
                 img = read_rgb(f)
-            except FaceveilError:
+            except FaceveilError as exc:  # skipped, and named
+                print(f"faceveil: warning: skipped {one_line(exc)}", file=sys.stderr)
                 continue
             s0 = min(1.0, 1024 / max(img.shape[:2]))  # detect on at most 1024 px
             small = cv2.resize(img, None, fx=s0, fy=s0, interpolation=cv2.INTER_AREA) if s0 < 1 else img
@@ -464,9 +466,10 @@ def export_onnx(refiner: Refiner, path, opset: int = 17) -> None:
 
     from ..io.atomic import atomic_path
 
+    D.check_finite(refiner, path)
     model = copy.deepcopy(refiner).cpu().eval()
     with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding mean nothing to a user
         torch.onnx.export(model, (torch.zeros(1, 3, SIZE, SIZE), torch.zeros(1, 3, SIZE, SIZE)), str(tmp),
                           input_names=["crop", "prior"], output_names=["residual"],
                           dynamic_axes={"crop": {0: "n"}, "prior": {0: "n"}, "residual": {0: "n"}},
@@ -479,4 +482,6 @@ def write_card(path, cfg: LBConfig, res: LBResult, extra: dict) -> None:
 
     doc = {"faceveil_train": "learnedblur", "config": asdict(cfg), "steps": res.steps,
            "seconds": round(res.seconds, 1), "torch": torch.__version__, **extra, "log": res.log}
-    write_bytes_atomic(Path(path), json.dumps(doc, indent=1, default=str).encode())
+    # strict JSON: an infinite budget or a NaN loss is written as null (json wrote Infinity, NaN)
+    doc = json.loads(json.dumps(doc, default=str), parse_constant=lambda _: None)
+    write_bytes_atomic(Path(path), json.dumps(doc, indent=1, allow_nan=False).encode())

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...errors import ModelError, UsageError
 from ...registry import MAX_THREADS, check_threads, param
-from ..base import METHODS, Method, face_rngs
+from ..base import METHODS, Method, check_finite_output, face_rngs
 from ..learnedblur_geometry import MIN_FACE, SIZE, crop_rect, extract, face_priors
 from .blur import MIN_SIGMA, Blur, check_kernel_sigma
 
@@ -123,7 +123,7 @@ class LearnedBlur(Method):
                 feed["prior"] = self.priors[which[i : i + self.params.batch]]
             with self._lock:  # one session shared by threads
                 (r,) = self.session.run(None, feed)
-            out.append(r.transpose(0, 2, 3, 1))
+            out.append(check_finite_output(r, self.path).transpose(0, 2, 3, 1))
         return np.concatenate(out) if out else np.zeros((0, SIZE, SIZE, 3), np.float32)
 
     def apply(self, frame, detections, compositor, rng):
