@@ -51,7 +51,7 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT and OUTPUT.json")
     p.add_argument("--budget", default="20m", help="training time (20m, 90s, 1h; default 20m)")
     p.add_argument("--steps", type=whole(1),
-                   help="stop after this many steps, or at --budget if sooner (--budget 0: reproducible weights)")
+                   help="stop after N steps or at --budget (--budget 0: reproducible weights)")
     p.add_argument("--seed", type=whole(), default=0)
     p.add_argument("--split", choices=("photo", "fraction"), default="photo",
                    help="photo (default): the project's one seeded split by photo name (faceveil.eval.splits), "
@@ -84,7 +84,7 @@ def register_learnedblur(sub) -> None:
                    help="scale jitter of the training crops (log-uniform; default 0.6,1.6)")
     p.add_argument("--torch-threads", type=whole(), default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--data-threads", type=whole(1), default=2,
-                   help="threads preparing each batch (crops, blur, CenterFace targets; default 2)")
+                   help="threads preparing each batch (default 2)")
     p.add_argument("--max-images", type=whole(1), help="use only the first N labelled images (quick runs)")
     p.add_argument("--quiet", "-q", action="store_true")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
