@@ -653,3 +653,26 @@ def test_a_zero_byte_image_fails_alone_in_a_yolo_dataset(tmp_path, astronaut, ca
     assert sorted(p.name for p in (out / "images").iterdir()) == ["a.png", "b.png"]
     x1, y1, x2, y2 = FACE
     assert (np.asarray(Image.open(out / "images" / "a.png").convert("RGB"))[y1 + 5:y2 - 5, x1 + 5:x2 - 5] == 0).all()
+
+
+def test_a_trusted_big_photo_passes_every_step_of_a_yolo_dataset(tmp_path, astronaut, capsys, monkeypatch):
+    """FACEVEIL_MAX_PIXELS let anonymize read a photo over Pillow's own limit, but dataset mode opened headers (YOLO
+    sizes, EXIF orientation) and checked its outputs with Pillow's limit: the run failed with a traceback. Here
+    Pillow's limit is made small (60,000 pixels) so that the 512x512 astronaut is "big"."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60_000)
+    monkeypatch.setenv("FACEVEIL_MAX_PIXELS", "1000000")
+    images, labels = tmp_path / "ds" / "images", tmp_path / "ds" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    Image.fromarray(astronaut).save(images / "a.png")
+    (labels / "a.txt").write_text("0 0.439 0.230 0.176 0.234\n")
+    out = tmp_path / "out"
+    code = main(["dataset", "anonymize", "--format", "yolo", "--images", str(images), "--labels", str(labels),
+                 "-o", str(out), "--boxes", "gt", "-m", "blackout", "-q"])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    x1, y1, x2, y2 = FACE
+    from faceveil.io.images import read_rgb  # Pillow's own open refuses it here
+
+    assert (read_rgb(out / "images" / "a.png")[y1 + 5:y2 - 5, x1 + 5:x2 - 5] == 0).all()
+    assert main(["dataset", "verify", str(out)]) == 0, capsys.readouterr().err

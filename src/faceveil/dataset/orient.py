@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io.images import ImageFile, exif_orientation_of, stored_size, write_image
+from ..io.images import ImageFile, exif_orientation_of, opened, stored_size, write_image
 
 # EXIF orientation. Dataset labels (WIDER, COCO, VOC) address the stored pixels, so dataset mode keeps them:
 # it anonymizes the upright view (the detector needs upright faces), turns the result back into the stored
@@ -25,9 +25,7 @@ _STEPS = {1: "", 2: "x", 3: "xy", 4: "y", 5: "t", 6: "yt", 7: "xyt", 8: "xt"}
 
 def exif_orientation(path: str | os.PathLike) -> int:
     """The EXIF orientation (1..8) that ``read_image`` applied; 1 when there is none or it is invalid."""
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with opened(path) as im:
         return exif_orientation_of(im)
 
 
@@ -91,7 +89,7 @@ def write_checked(dst: str, rgb: np.ndarray, src: ImageFile, orientation: int, k
     write_image(dst, stored, target, True, quality, to_stored(region, orientation) if region is not None else None)
     data = Path(dst).read_bytes()
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with opened(io.BytesIO(data)) as im:
             im.load()
             ok = stored_size(im) == (stored.shape[1], stored.shape[0])
     except Exception:

@@ -96,10 +96,10 @@ def _unexpected(out: Path, known: set[str]) -> list[str]:
 
 
 def _decodes(path: Path) -> bool:
-    from PIL import Image
+    from ..io.images import opened
 
     try:
-        with Image.open(path) as im:
+        with opened(path) as im:
             im.load()
         return True
     except Exception:  # any decoder complaint means the file is not a whole image

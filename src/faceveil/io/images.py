@@ -5,6 +5,7 @@ EXIF orientation to the pixels, and writes without metadata unless asked.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -174,6 +175,26 @@ def _open(path: Path, data: bytes | None = None):
         raise InputError(f"{path}: refused, {size} is over faceveil's {_pixel_limit(trusted):,}-pixel limit "
                          f"(a trusted file: set {MAX_PIXELS_ENV} higher)") from None
     return img
+
+
+@contextlib.contextmanager
+def opened(src):
+    """``PIL.Image.open(src)`` (a path or a buffer) for what faceveil reads whole only through ``read_image``: a
+    header (size, EXIF orientation) or an output it wrote, with Pillow's pixel limit raised to faceveil's own
+    (FACEVEIL_MAX_PIXELS, else _MAX_PHOTO_FACTOR x Pillow's). Pillow's 179 MP refused a photo ``read_image`` takes
+    (and FACEVEIL_MAX_PIXELS promised to take): a YOLO dataset failed with a traceback, a checked output was deleted."""
+    from PIL import Image
+
+    with _LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = _pixel_limit(max_pixels()) // 2 if limit else None  # Pillow refuses at twice it
+        try:
+            img = Image.open(src)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    with img:
+        yield img
 
 
 def _pixel_limit(trusted: int | None) -> int:

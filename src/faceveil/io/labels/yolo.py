@@ -20,14 +20,16 @@ def _oriented_size(path: Path) -> tuple[int, int] | None:
     cannot be read: that one image then fails when it is processed (one line), not the whole dataset."""
     from PIL import Image, UnidentifiedImageError
 
+    from ..images import opened
+
     try:
-        with Image.open(path) as img:
+        with opened(path) as img:
             w, h = stored_size(img)
             try:
                 orientation = img.getexif().get(0x0112, 1)
             except Exception:
                 orientation = 1
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
