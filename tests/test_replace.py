@@ -416,7 +416,8 @@ def test_bank_build_names_each_photo_it_cannot_read_and_exits_1(tmp_path, astron
 
 @pytest.mark.parametrize("option", [["--size", "0"], ["--size", "-5"], ["--size", "8"], ["--size", "1000000"],
                                     ["--average", "-1"], ["--min-face", "-10"], ["--average", "2", "--k", "4"],
-                                    ["--average", "2"], ["--average", "1000000", "--k", "3"]])
+                                    ["--average", "2"], ["--average", "1000000", "--k", "3"],
+                                    ["--placed-distance", "nan"], ["--min-distance", "-1"]])
 def test_bank_build_numbers_out_of_range_are_refused_before_any_work(tmp_path, astronaut, capsys, no_work, option):
     """--size 0 stored a zero template, 8 failed every file in replace (OpenCV's flow needs 12 px), 1000000 a
     traceback; --average -1 a traceback; --average 1000000 of 7 people drew 8 million averages of 21 sets."""

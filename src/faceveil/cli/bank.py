@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import check_result_path, check_writable, whole
+from .common import between, check_result_path, check_writable, whole
 
 # --size: replace's dense averaging of a donors bank needs crops of at least 12 px (OpenCV's DIS flow), and a face
 # under 32 px holds no features to average; above 512 px a bank's memory grows (0.8 MB a face) with no detail gained
@@ -47,10 +47,10 @@ def register(sub) -> None:
                          "bank's recipe) instead of the donors")
     bb.add_argument("--k", type=int, default=5, help="people per average (>= 3, default 5)")
     bb.add_argument("--seed", type=whole(), default=0, help="seed for drawing the averages")
-    bb.add_argument("--min-distance", type=float, default=0.6,
+    bb.add_argument("--min-distance", type=between(0.0, 2.0), default=0.6,
                     help="with --average: keep adding identities only while each is at least this far (dlib "
                          "distance) from every one kept; 0 keeps N")
-    bb.add_argument("--placed-distance", type=float, default=0.6, metavar="D",
+    bb.add_argument("--placed-distance", type=between(0.0, 2.0), default=0.6, metavar="D",
                     help="with --average: fitted into photos, an average must stay this far (dlib) from its donors' "
                          "photos (default 0.6; 0: the aligned check only)")
     bb.add_argument("--check-photos", type=int, default=64, metavar="N",
