@@ -433,7 +433,8 @@ def test_train_learnedblur_refuses_an_output_over_its_inputs_or_an_existing_file
 @pytest.mark.parametrize("args", [["--lr", "inf"], ["--lr", "nan"], ["--steps", "-1"], ["--max-images", "-1"],
                                   ["--weights", "nan,1,0,0"], ["--weights", "0,0,0,0"], ["--batch", "0"],
                                   ["--input-size", "-32"], ["--relative", "nan"], ["--relative", "0"],
-                                  ["--kernel", "-5"], ["--torch-threads", "-1"], ["--scale", "1,inf"],
+                                  ["--kernel", "-5"], ["--torch-threads", "-1"], ["--torch-threads", "100000"],
+                                  ["--epsilon", "inf"], ["--scale", "1,inf"],
                                   ["--device", "bogus"], ["--split-seed", "-1"], ["--init", "TEXT"],
                                   ["--init", "CENTERFACE"], ["--extra-images", "MISSING"], ["--labels", "NOFACES"]])
 def test_train_learnedblur_refuses_bad_values_before_any_work(tmp_path, monkeypatch, capsys, args):

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError, one_line
-from .common import check_result_path, check_writable, whole
+from ..registry import MAX_THREADS
+from .common import between, check_result_path, check_writable, whole
 
 LICENCE_NOTE = ("Licences: train only on photos whose licence allows shipping what you compute from them (facemask: "
                 "CC0, deepface-unit: MIT); LFW and WIDER FACE are for evaluation only (a warning names them).")
@@ -67,7 +68,8 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--batch", type=whole(1), default=8)
     p.add_argument("--input-size", type=whole(32), default=128,
                    help="training crop side around a face (multiple of 32)")
-    p.add_argument("--epsilon", type=float, default=20.0, help="L_rev budget: mean |g - blur| per pixel, 0..255")
+    p.add_argument("--epsilon", type=between(0.0, 255.0), default=20.0,
+                   help="L_rev budget: mean |g - blur| per pixel, 0..255")
     p.add_argument("--colour-epsilon", type=float, default=float("inf"),
                    help="L_rev budget for the colour part of g - blur (its distance from grey), 0..255 "
                         "(default inf: no colour term; 3 removes the tint but costs operation fidelity, README)")
@@ -82,7 +84,8 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--lr", type=positive, default=5e-3, help="refiner learning rate (cosine decay; default 0.005)")
     p.add_argument("--scale", default="0.6,1.6", metavar="LO,HI",
                    help="scale jitter of the training crops (log-uniform; default 0.6,1.6)")
-    p.add_argument("--torch-threads", type=whole(), default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--torch-threads", type=whole(0, MAX_THREADS), default=0,
+                   help="torch CPU threads (0: torch's default)")
     p.add_argument("--data-threads", type=whole(1), default=2,
                    help="threads preparing each batch (default 2)")
     p.add_argument("--max-images", type=whole(1), help="use only the first N labelled images (quick runs)")
@@ -339,7 +342,7 @@ def register_harmonizer(sub) -> None:
     p.add_argument("--steps", type=whole(), default=0, help="stop after this many steps instead (reproducible)")
     p.add_argument("--seed", type=whole(), default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=whole(1), default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=whole(1, MAX_THREADS), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--batch", type=whole(1), default=16)
     p.add_argument("--width", type=whole(1), default=16, help="channels of the first level (default 16; ~0.5 MB)")
     p.add_argument("--lr", type=positive, default=2e-3)
