@@ -132,6 +132,8 @@ def test_apply_a_box_over_a_frame_range(env):
     before = _frames(out / "clip.mp4")
     orig = _frames(src / "clip.mp4")
     box, first, last = [8, 150, 56, 188], 6, 11  # background near the bottom-left corner
+    seen = client.get(f"/api/frame/clip.mp4?i={first}", headers=HDR).get_json()["boxes"]  # the record, cached
+    assert not [b for b in seen if b["kind"] == "m"]
     manual = [{"box": box, "from": first, "to": last}]
     r = client.post("/api/apply", json={"path": "clip.mp4", "manual": manual}, headers=HDR)
     assert r.status_code == 200, r.get_json()
@@ -300,3 +302,15 @@ def test_a_videos_preview_stills_are_part_of_its_item_not_items_of_their_own(bas
     rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
     data = create_app(rs, TOKEN).test_client(use_cookies=False).get("/api/items", headers=HDR).get_json()
     assert sorted(i["path"] for i in data["items"]) == ["clip.mp4", "clip_preview/mine.jpg"]
+
+
+def test_scrubbing_a_video_reads_its_record_once(env, monkeypatch):
+    """Each frame's boxes read the whole track record again (a long video's is 25 MB): now once while unchanged."""
+    import faceveil.review.store as store
+
+    rs, client, _, _ = env
+    reads = []
+    real = store.read_record
+    monkeypatch.setattr(store, "read_record", lambda *a, **k: reads.append(1) or real(*a, **k))
+    got = [client.get(f"/api/frame/clip.mp4?i={i}", headers=HDR).get_json()["boxes"] for i in range(N)]
+    assert len(reads) == 1 and any(got)

@@ -141,6 +141,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._frames: dict = {}  # recent decoded video frames (JPEG bytes), memory only
+        self._records: dict = {}  # the video record frame_boxes read last, by (rel, stat keys), memory only
         self._thumbs: dict = {}  # (rel, size) -> (the output's stat_key, JPEG bytes), memory only
         shutil.rmtree(self.cache_dir / "thumbs", ignore_errors=True)  # earlier versions kept them on disk
         self._restore_cached()
@@ -534,7 +535,16 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         item = self.items.get(rel)
         if item is None or not item.video or item.out is None:
             raise KeyError(rel)
-        rec = read_record(self.file("out", rel), self.out_root)
+        out = self.file("out", rel)
+        key = (rel, stat_key(out), stat_key(tracks_path(out)))
+        with self._lock:
+            hit = self._records.get(rel)
+        if hit is not None and hit[0] == key:
+            rec = hit[1]
+        else:  # read once while it is unchanged: each frame of a scrub read a long video's whole record (25 MB)
+            rec = read_record(out, self.out_root)
+            with self._lock:
+                self._records = {rel: (key, rec)}  # the one video being looked at
         if rec is None or not 0 <= index < len(rec["frames"]):
             raise KeyError(index)
         d = rec["frames"][index]
