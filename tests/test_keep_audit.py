@@ -297,3 +297,21 @@ def test_a_person_whose_photos_are_two_people_is_refused(tmp_path):
     assert "alice: Al_Gore_0001.jpg and Al_Sharpton_0002.jpg are not one person" in r.stderr, r.stderr
     with pytest.raises(UsageError):
         People.build(tmp_path)
+
+
+def test_two_people_with_two_photos_each_under_one_name_are_refused(tmp_path):
+    """Round 2: every photo had a close twin (Gore 1 and 2, Bush 1 and 2), so the folder passed and Bush's third
+    photo was kept as "Al_Gore" (distance 0.37). The photos must all be linked by close pairs."""
+    pytest.importorskip("dlib", reason=DLIB)
+    from faceveil.errors import UsageError
+
+    (tmp_path / "c" / "Al_Gore").mkdir(parents=True)
+    for name in ("Al_Gore_0001", "Al_Gore_0002"):
+        shutil.copy(shared_path("lfw", "Al_Gore", f"{name}.jpg"), tmp_path / "c" / "Al_Gore")
+    for name in ("George_W_Bush_0001", "George_W_Bush_0002"):
+        shutil.copy(shared_path("lfw", "George_W_Bush", f"{name}.jpg"), tmp_path / "c" / "Al_Gore")
+    with pytest.raises(UsageError, match="are not one person .*no photo between them"):
+        People.build(tmp_path / "c")
+    for name in ("George_W_Bush_0001", "George_W_Bush_0002"):  # one person's photos pass
+        (tmp_path / "c" / "Al_Gore" / f"{name}.jpg").unlink()
+    assert len(People.build(tmp_path / "c").descriptors) == 2
