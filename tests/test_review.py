@@ -647,9 +647,24 @@ def test_outputs_pair_with_the_inputs_the_report_names_and_an_unproven_pair_is_r
     assert not (out / "sub").exists(), "no second copy"
 
     doc = json.loads(report.read_text())  # the report's input is not the one in IN now (changed since the run)
+    good = doc["files"][1]["input_sha256"]
     doc["files"][1]["input_sha256"] = "0" * 64
     report.write_text(json.dumps(doc))
     _review_cli(common + ["--from-report", str(report)], monkeypatch, capsys, without_report)
+
+    # Round 2: the report proves the original, not that OUT still holds this run's output. Another run replaced
+    # out/b.png (here with another photo, its face visible): it was listed clean (no flag) and Apply allowed.
+    doc["files"][1]["input_sha256"] = good
+    report.write_text(json.dumps(doc))
+    Image.fromarray(astronaut).save(out / "b.png")
+
+    def replaced(client, hdr):
+        item = next(i for i in client.get("/api/items", headers=hdr).get_json()["items"] if i["path"] == "b.png")
+        assert any(f["kind"] == "pair" for f in item["flags"]), item["flags"]
+        r = client.post("/api/apply", json={"path": "b.png", "manual": [box], "removed": []}, headers=hdr)
+        assert r.status_code == 409, r.get_json()
+
+    _review_cli(common + ["--from-report", str(report)], monkeypatch, capsys, replaced)
 
 
 def test_an_output_name_that_is_not_utf8_is_listed_served_and_applied(tmp_path, astronaut):

@@ -418,19 +418,25 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         """Why ``item.orig`` is not known to be the original of the output (None: it is). The report's
         pair is proven by the input's SHA-256 it recorded; any other, by the output being the original's
         pixels away from the faces."""
-        if self.run is not None and item.rel in self.run.originals:
+        reported = self.run is not None and item.rel in self.run.originals
+        if reported:
             want = self.run.sha256.get(item.rel)
-            if want is None or want == sha256_file(self.file("orig", item.rel)):
+            if want is not None and want != sha256_file(self.file("orig", item.rel)):
+                return (f"its original {item.orig} is not the file the run read (not the report's SHA-256): "
+                        "changed since?")
+            if self.anonymizer.method.name == "fullblur":  # every pixel changed: nothing left to compare
                 return None
-            return f"its original {item.orig} is not the file the run read (not the report's SHA-256): changed since?"
         boxes = [f["box"] for g in ("main", "near", "second") for f in analysis.get(g, [])]
         boxes += self.run.regions.get(item.rel, []) if self.run is not None else []
         away = (self.anonymizer.compositor.mask(Detections.from_boxes(boxes), orig.shape) == 0 if boxes
                 else np.ones(orig.shape[:2], bool))
         differ = np.abs(out.astype(np.int16) - base.astype(np.int16)).max(axis=2) > KEEP_TOLERANCE
-        if away.any() and differ[away].mean() <= PAIR_MISMATCH:
+        if (away.any() and differ[away].mean() <= PAIR_MISMATCH) or (reported and not away.any()):
             return None
         share = f"{differ[away].mean():.0%} of the pixels away from faces differ" if away.any() else "all face"
+        if reported:  # the report proves the original, not that the output is still the one the run wrote
+            return (f"the output is not of {item.orig} ({share}): replaced since the run (another run into OUT?); "
+                    "review it with that run's report")
         return (f"no report pairs it with {item.orig} and the output is not of that file ({share}); "
                 "start the review with --from-report")
 
