@@ -314,3 +314,34 @@ def test_scrubbing_a_video_reads_its_record_once(env, monkeypatch):
     monkeypatch.setattr(store, "read_record", lambda *a, **k: reads.append(1) or real(*a, **k))
     got = [client.get(f"/api/frame/clip.mp4?i={i}", headers=HDR).get_json()["boxes"] for i in range(N)]
     assert len(reads) == 1 and any(got)
+
+
+def test_a_videos_original_is_proven_by_the_reports_sha256(base, tmp_path):
+    """Round 2: a video's pair was checked by its record's content key only (size, first and last MB): an original
+    edited between them, of the same size, passed and an Apply re-rendered the edit with the old boxes. The report
+    now records the whole file's SHA-256 for videos too, and the review checks it."""
+    import hashlib
+
+    from faceveil.review.runs import load_run_record
+
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
+    src.mkdir()
+    shutil.copy2(base[0] / "clip.mp4", src / "clip.mp4")
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--detector", "centerface", "--report", str(report)]) == 0
+    doc = json.loads(report.read_text())
+    assert doc["files"][0]["input_sha256"] == hashlib.sha256((src / "clip.mp4").read_bytes()).hexdigest()
+
+    def items(doc):
+        run = load_run_record(doc, report, out, src)
+        rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache", run=run)
+        client = create_app(rs, TOKEN).test_client(use_cookies=False)
+        return client, {i["path"]: i for i in client.get("/api/items", headers=HDR).get_json()["items"]}
+
+    _, got = items(doc)
+    assert not any(f["kind"] == "pair" for f in got["clip.mp4"]["flags"])
+    doc["files"][0]["input_sha256"] = "0" * 64  # the run read another file than IN/clip.mp4 is now
+    client, got = items(doc)
+    assert any(f["kind"] == "pair" for f in got["clip.mp4"]["flags"]), got["clip.mp4"]["flags"]
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [{"box": [8, 150, 56, 188], "from": 0,
+                                                                        "to": 3}]}, headers=HDR)
+    assert r.status_code == 409

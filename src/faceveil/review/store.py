@@ -333,7 +333,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
                         orig = self.file("orig", item.rel) if item.orig is not None and self.in_run(item) else None
                         out = self.file("out", item.rel) if item.out is not None else None
                         analysis = videos.analyse(orig, out, dets, self.settings.match_iou, self.out_root)
-                        check = self._video_pair(orig, out)
+                        check = self._video_pair(orig, out, self.run.sha256.get(item.rel) if self.run else None)
                     except PermissionError:
                         analysis = {**videos.analyse(None, None, [], 0),
                                     "error": f"{item.rel}: refused, now a link leading out of OUT or IN"}
@@ -440,8 +440,13 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         return (f"no report pairs it with {item.orig} and the output is not of that file ({share}); "
                 "start the review with --from-report")
 
-    def _video_pair(self, orig: Path | None, out: Path | None) -> dict:
-        """A video's check: {"pair": why} when its track record was made from another file than ``orig``."""
+    def _video_pair(self, orig: Path | None, out: Path | None, sha: str | None = None) -> dict:
+        """A video's check: {"pair": why} when its track record was made from another file than ``orig``, or
+        ``orig`` is not the file whose SHA-256 (``sha``) the run's report recorded (the record's content key
+        samples the file: an edit of the same size between its first and last MB passed)."""
+        if sha is not None and orig is not None and sha != sha256_file(orig):
+            return {"pair": f"its original {orig} is not the file the run read (not the report's SHA-256): "
+                            "changed since?"}
         try:
             key = (read_record(out, self.out_root) or {}).get("key") if orig is not None and out is not None else None
         except FaceveilError:

@@ -25,7 +25,7 @@ import numpy as np
 from ..detections import Detections
 from ..errors import FaceveilError, InputError, UsageError, check_bool
 from ..io.images import write_image
-from ..io.manifest import sample_sha256
+from ..io.manifest import sample_sha256, sha256_file
 from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_video_path, probe,
                         read_frames)
 from ..pipeline import Anonymizer, check_output
@@ -358,8 +358,10 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     warnings.extend(record_warnings)
     seconds = time.perf_counter() - t0
     n = written + dropped
+    # the whole file's SHA-256 (the key above samples it): the review proves a report's pair by it, as for photos
+    sha = sha256_file(source.name)
     return VideoResult(str(src), str(dst), "written", face_frames, seconds, None, None,
-                       [info.width, info.height], frames=written, failed_frames=failed, dropped_frames=dropped,
+                       [info.width, info.height], input_sha256=sha, frames=written, failed_frames=failed, dropped_frames=dropped,
                        decode_errors=len(report.errors), announced_frames=report.announced,
                        truncated=report.shortfall, tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
                        warnings=warnings or None, stages=clock.as_json(),
