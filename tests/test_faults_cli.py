@@ -650,10 +650,15 @@ def test_over_long_paths_are_bad_usage_or_fail_one_file(coll, tmp_path, capsys):
     src = coll / "d1" / "x.jpg"
     long = "o" * 300
     for argv in ((src, "-o", tmp_path / long), (tmp_path / f"{long}.jpg", "-o", tmp_path / "out"),
-                 (src, "-o", tmp_path / "out", "--report", tmp_path / f"{long}.json")):
+                 (src, "-o", tmp_path / "out", "--report", tmp_path / f"{long}.json"),
+                 # round 2: where the folders before the long name do not exist yet, the system says "no such file"
+                 # first: the photo was written and then the report failed (exit 1); -o left an empty folder
+                 (src, "-o", tmp_path / "out", "--report", tmp_path / "nd" / long / "r.json"),
+                 (src, "-o", tmp_path / "lo5" / long)):
         code, _, err = run(capsys, "anonymize", *argv, *FAST)
         assert code == 2 and err.startswith("faceveil: error: ") and err.count("\n") == 1, err
         assert "File name too long" in err, err
+        assert not (tmp_path / "out").exists() and not (tmp_path / "lo5").exists()
     deep = coll / "d2" / "/".join(["e" * 200] * 19)
     deep.mkdir(parents=True)
     (coll / "d2" / "x.jpg").rename(deep / "x.jpg")

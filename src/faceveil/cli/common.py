@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..detect.presets import VIDEO_PRESET
 from ..errors import FaceveilError, UsageError, one_line
+from ..io.atomic import too_long
 
 
 def default_settings() -> dict:
@@ -223,6 +224,9 @@ def check_writable(path: str, what: str) -> None:
     import tempfile
 
     p = Path(path)
+    why = too_long(p)
+    if why:
+        raise UsageError(f"{one_line(path)}: cannot write {what} ({why})")
     try:
         if p.is_dir():
             raise UsageError(f"{path}: {what} is a folder; give a file name")

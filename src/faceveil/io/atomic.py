@@ -46,6 +46,18 @@ def _mode_for(target: Path) -> int:
 
 
 NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows)
+PATH_MAX = 4096  # bytes in a whole path (Linux)
+
+
+def too_long(path: str | os.PathLike) -> str | None:
+    """Why ``path`` can never be made (a name over NAME_MAX bytes, or the whole over PATH_MAX), or None. Said
+    before any work even where its folders do not exist yet (the system then says "no such file" first)."""
+    whole = os.fsencode(os.path.abspath(path))
+    if len(whole) >= PATH_MAX:
+        return f"File name too long (the path has over {PATH_MAX} bytes)"
+    if any(len(part) > NAME_MAX for part in whole.split(b"/")):
+        return f"File name too long (a name over {NAME_MAX} bytes)"
+    return None
 
 
 def cut_name(name: str, budget: int) -> str:
