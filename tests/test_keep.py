@@ -451,3 +451,15 @@ def test_review_shows_kept_face_and_apply_hides_it_on_flip(tmp_path, astronaut):
     rs.apply("a.png", [k["box"]], [])
     after = np.asarray(Image.open(out / "a.png")).astype(int)
     assert np.abs(after[y1:y2, x1:x2] - astronaut[y1:y2, x1:x2]).mean() > 3
+
+
+def test_people_build_writes_only_an_npz(tmp_path):
+    """Round 2: `people build consent -o people.jpg` wrote a zip named .jpg (exit 0), `-o notes.txt --overwrite`
+    replaced a text file with one; bank build already asked for .npz. Refused before any work, in one line."""
+    (tmp_path / "consent" / "ann").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("mine")
+    for name, extra in (("people.jpg", []), ("notes.txt", ["--overwrite"])):
+        r = _faceveil("people", "build", str(tmp_path / "consent"), "-o", str(tmp_path / name), *extra)
+        assert r.returncode == 2 and r.stderr.strip() == (f"faceveil: error: {tmp_path / name}: a people file is an "
+                                                          ".npz file; give a name ending in .npz"), r.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "people.jpg").exists()

@@ -104,3 +104,16 @@ def test_a_result_file_in_faceveils_own_folder_is_refused_before_any_work(photos
     assert record.read_bytes() == before and not (tmp_path / "o2").exists()
     assert sorted(p.name for p in (out / ".faceveil").iterdir()) == ["clip.mp4.tracks.json"]
     assert run(capsys, "anonymize", clip, "-o", out, "--skip-existing", "-q")[0] == 0
+
+
+def test_a_killed_runs_temporary_of_a_result_file_is_removed_by_the_next(photos, tmp_path, capsys):
+    """Round 2: a SIGKILL while --report (or detect --json, bank/people build -o) was written left its hidden
+    temporary, which no later run removed (only anonymize's output folders were cleaned)."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".r.json.{dead.stdout.strip()}.abcd1234.tmp.json"  # io.atomic's name, its writer gone
+    stale.write_bytes(b"{")
+    assert run(capsys, "detect", photos / "astro.jpg", "--json", tmp_path / "r.json", "-q")[0] == 0
+    assert not stale.exists() and (tmp_path / "r.json").is_file()

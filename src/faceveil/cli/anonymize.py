@@ -145,7 +145,7 @@ def cmd_anonymize(args) -> int:
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces,
                               "kept": n_kept}}
         write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
-    where = args.output if args.output else "in place"
+    where = one_line(args.output) if args.output else "in place"
     n_files = len(jobs) + len(unwritable) + len(unreadable)
     msg = f"faceveil: {len(written)} of {n_files} files {done_verb(first.method)} ({_faces_text(written)}) -> {where}"
     if keep:

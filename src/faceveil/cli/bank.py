@@ -70,7 +70,8 @@ def register(sub) -> None:
 
 def cmd_build(args) -> int:
     from ..anonymize.bank import build_bank, list_labelled
-    from ..errors import UsageError
+    from ..errors import UsageError, one_line
+    from ..io.atomic import remove_stale_temporaries
 
     if args.k < 3:
         raise UsageError("--k must be at least 3")
@@ -89,7 +90,7 @@ def cmd_build(args) -> int:
                                  source=f"faceveil bank build {args.folder}", errors=errors)
     finally:  # a bad photo is named, also when no face was left
         for line in errors:
-            print(f"faceveil: error: {line}", file=sys.stderr)
+            print(f"faceveil: error: {one_line(line)}", file=sys.stderr)
     report = {"faces": stats, "people": len(bank.people())}
     if args.merge_lookalikes:
         from ..anonymize.identity import merge_lookalikes
@@ -99,6 +100,7 @@ def cmd_build(args) -> int:
     if args.average:
         _check_average(args, report["people"], "the bank", refuse=False)
         bank, report["averages"] = _averages(bank, items, args)
+    remove_stale_temporaries([Path(args.output).parent])  # a killed build's temporary (its writer gone)
     bank.save(args.output)
     print(json.dumps(report), file=sys.stderr)
     if args.average and len(bank) < args.average:

@@ -81,9 +81,9 @@ def batch_jobs(requested: int | None, images: int) -> int:
 def warn_many_jobs(requested: int | None) -> None:
     """One line when --jobs asks for more local worker processes than there are cores: they share the cores, each
     with its own models (300 photos on 2 cores: -j 2 25 s, -j 8 37 s and 1.5 GB)."""
-    cores = os.cpu_count() or 1
-    if requested is not None and requested > cores:
-        print(f"faceveil: warning: --jobs {requested} is more than this machine's {cores} core"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if requested is not None and requested > cores:  # the cores this process may use (taskset, a container's set)
+        print(f"faceveil: warning: --jobs {requested} is more than the {cores} core"
               f"{'s' if cores > 1 else ''}: the workers share them, each with its own models (slower, more memory); "
               f"--jobs {cores} is the most that helps", file=sys.stderr)
 
@@ -390,8 +390,9 @@ def _faceveil_json(path: Path) -> bool:
 
 
 def write_result_file(path: str, data: bytes, what: str) -> None:
-    from ..io.atomic import write_bytes_atomic
+    from ..io.atomic import remove_stale_temporaries, write_bytes_atomic
 
+    remove_stale_temporaries([Path(path).parent])  # a killed run's temporary of it (its writer gone)
     try:
         write_bytes_atomic(path, data)
     except OSError as exc:  # e.g. the disk filled up during the run

@@ -146,7 +146,7 @@ def cmd_dataset_anonymize(args) -> int:
 
     msg = (f"faceveil: {s.done} images {done_verb(METHODS.get(anon_cfg.method))}, {s.skipped} already done, "
            f"{len(s.failed)} failed, "
-           f"{len(s.missing)} missing ({rate:.1f} images/s) -> {args.output}\n"
+           f"{len(s.missing)} missing ({rate:.1f} images/s) -> {one_line(args.output)}\n"
            f"faceveil: faces (--boxes {s.boxes}): {s.faces_labels} labelled, "
            + ("detector not run (--boxes gt): faces without a label are not hidden, " if s.boxes == "gt" else
               f"{s.faces_detected} detected ({s.faces_detected_extra} not in the labels), ")
@@ -178,7 +178,7 @@ def cmd_dataset_verify(args) -> int:
                         ("not in the manifest", rep.unexpected), ("made with other settings", rep.mixed),
                         ("not as the labels say", rep.unlabelled)):
         for rel in items:
-            print(f"faceveil: {kind}: {rel}", file=sys.stderr)
+            print(f"faceveil: {kind}: {one_line(rel)}", file=sys.stderr)
     status = "ok" if rep.ok else "FAILED"
     print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
           f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest"

@@ -31,7 +31,8 @@ def register(sub) -> None:
 def cmd_people_build(args) -> int:
     from pathlib import Path
 
-    from ..errors import UsageError
+    from ..errors import UsageError, one_line
+    from ..io.atomic import remove_stale_temporaries
     from ..people import People
     from .common import check_result_path, check_writable
 
@@ -39,10 +40,13 @@ def cmd_people_build(args) -> int:
     check_result_path(args.output, "the people file", folders=[args.folder], overwrite=True)
     if Path(args.output).exists() and not args.overwrite:
         raise UsageError(f"{args.output}: exists; give another name for the people file, or --overwrite to replace it")
+    if Path(args.output).suffix.lower() != ".npz":
+        raise UsageError(f"{args.output}: a people file is an .npz file; give a name ending in .npz")
     check_writable(args.output, "the people file")
     people = People.build(args.folder)
     for s in people.skipped:
-        print(f"faceveil: warning: {s}: skipped", file=sys.stderr)
+        print(f"faceveil: warning: {one_line(s)}: skipped", file=sys.stderr)
+    remove_stale_temporaries([Path(args.output).parent])  # a killed build's temporary (its writer gone)
     people.save(args.output)
     print(f"faceveil: {len(people)} people, {len(people.descriptors)} photos described "
           f"({len(people.skipped)} skipped) -> {args.output}", file=sys.stderr)
