@@ -361,7 +361,8 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     # the whole file's SHA-256 (the key above samples it): the review proves a report's pair by it, as for photos
     sha = sha256_file(source.name)
     return VideoResult(str(src), str(dst), "written", face_frames, seconds, None, None,
-                       [info.width, info.height], input_sha256=sha, frames=written, failed_frames=failed, dropped_frames=dropped,
+                       [info.width, info.height], input_sha256=sha, frames=written, failed_frames=failed,
+                       dropped_frames=dropped,
                        decode_errors=len(report.errors), announced_frames=report.announced,
                        truncated=report.shortfall, tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
                        warnings=warnings or None, stages=clock.as_json(),
