@@ -75,8 +75,8 @@ def cmd_build(args) -> int:
 
     if args.k < 3:
         raise UsageError("--k must be at least 3")
-    if args.placed_distance < 0 or args.check_photos < 1 or args.candidates < 0:
-        raise UsageError("--placed-distance, --candidates must be >= 0 and --check-photos >= 1")
+    if args.check_photos < 1 or args.candidates < 0:  # --placed-distance: its type (0 to 2)
+        raise UsageError("--candidates must be >= 0 and --check-photos >= 1")
     items = list_labelled(args.folder, args.labels)
     _check_output(args, items)
     if not items:

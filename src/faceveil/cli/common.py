@@ -233,7 +233,7 @@ def check_writable(path: str, what: str) -> None:
         anc = p.parent
         while not anc.exists() and anc != anc.parent:
             anc = anc.parent
-    except OSError as exc:  # a name too long, a link loop
+    except OSError as exc:  # a link loop (a name too long is refused above)
         raise UsageError(f"{one_line(path)}: cannot write {what} ({exc.strerror or exc})") from None
     if not anc.is_dir():
         raise UsageError(f"{path}: cannot write {what}: {anc} is not a folder")

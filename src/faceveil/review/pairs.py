@@ -38,7 +38,8 @@ def video_still(p: Path) -> bool:
     if not folder.endswith("_preview") or not _STILL.fullmatch(p.name):
         return False
     stem = folder[: -len("_preview")]
-    return p.name.startswith(f"{stem}_") and any(is_video_path(v) for v in p.parent.parent.glob(f"{glob.escape(stem)}.*"))
+    videos = p.parent.parent.glob(f"{glob.escape(stem)}.*")
+    return p.name.startswith(f"{stem}_") and any(is_video_path(v) for v in videos)
 
 
 _STILL = re.compile(r".+_\d{5,}\.\d\ds\.jpg")  # video.job.preview_path's names

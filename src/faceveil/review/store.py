@@ -54,6 +54,13 @@ from .runs import RunRecord, same_settings
 FORMAT = 1
 # How the page marks a video's boxes (review.js): detected, held (by the tracker), manual.
 _PAGE_KINDS = {"detected": "d", "held": "h", "backfilled": "h", "manual": "m", "label": "d"}
+def _not_read(orig: Path, sha: str | None) -> str | None:
+    """Why ``orig`` is not the file the run read, by the SHA-256 its report recorded (None: it is, or none recorded)."""
+    if sha is None or sha == sha256_file(orig):
+        return None
+    return f"its original {orig} is not the file the run read (not the report's SHA-256): changed since?"
+
+
 # An output whose pixels away from all faces differ from its same-path original on more than this share is
 # not made from it (another photo of the same size; a right pair differs there only by codec noise near faces).
 PAIR_MISMATCH = 0.5
@@ -420,10 +427,9 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         pixels away from the faces."""
         reported = self.run is not None and item.rel in self.run.originals
         if reported:
-            want = self.run.sha256.get(item.rel)
-            if want is not None and want != sha256_file(self.file("orig", item.rel)):
-                return (f"its original {item.orig} is not the file the run read (not the report's SHA-256): "
-                        "changed since?")
+            changed = _not_read(self.file("orig", item.rel), self.run.sha256.get(item.rel))
+            if changed:
+                return changed
             if self.anonymizer.method.name == "fullblur":  # every pixel changed: nothing left to compare
                 return None
         boxes = [f["box"] for g in ("main", "near", "second") for f in analysis.get(g, [])]
@@ -444,9 +450,9 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         """A video's check: {"pair": why} when its track record was made from another file than ``orig``, or
         ``orig`` is not the file whose SHA-256 (``sha``) the run's report recorded (the record's content key
         samples the file: an edit of the same size between its first and last MB passed)."""
-        if sha is not None and orig is not None and sha != sha256_file(orig):
-            return {"pair": f"its original {orig} is not the file the run read (not the report's SHA-256): "
-                            "changed since?"}
+        changed = _not_read(orig, sha) if orig is not None else None
+        if changed:
+            return {"pair": changed}
         try:
             key = (read_record(out, self.out_root) or {}).get("key") if orig is not None and out is not None else None
         except FaceveilError:
