@@ -302,6 +302,42 @@ def test_a_failed_file_in_the_report_is_served(tmp_path, astronaut):
     assert client.get("/img/orig/bad.png", headers=HDR).status_code == 200
 
 
+def test_a_failed_input_whose_path_is_another_inputs_output_is_listed_and_its_apply_refused(tmp_path, astronaut):
+    """`anonymize IN/sub IN/a/x.png`: the folder's a/x.png goes to OUT/a/x.png, IN/a/x.png (which fails) to OUT/x.png.
+    The review keys failed inputs by their path under IN, outputs by theirs under OUT: IN/a/x.png was hidden behind
+    OUT/a/x.png's item, never listed, and the reviewer never learnt a photo was not anonymized."""
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    (src / "sub" / "a").mkdir(parents=True)
+    (src / "a").mkdir()
+    Image.fromarray(astronaut).save(src / "sub" / "a" / "x.png")
+    (src / "a" / "x.png").write_bytes(b"not a png")
+    assert main(["anonymize", str(src / "sub"), str(src / "a" / "x.png"), "-o", str(out), "-q", *FAST,
+                 "--report", str(report)]) == 1
+    written = (out / "a" / "x.png").read_bytes()
+    rs, client = _review(out, src, "--from-report", str(report))
+    items = {i["path"]: i for i in client.get("/api/items", headers=HDR).get_json()["items"]}
+    failed = items.get("(failed input) a/x.png")
+    assert failed is not None, sorted(items)
+    flag = next(f for f in failed["flags"] if f["kind"] == "failed")
+    assert "not an image" in flag["text"] and str(out / "a" / "x.png") in flag["text"], flag
+    assert failed["has_original"] and not failed["has_output"]
+    assert client.get("/img/orig/(failed input) a/x.png", headers=HDR).status_code == 200
+    assert not any(f["kind"] == "failed" for f in items["a/x.png"]["flags"]), "in/sub/a/x.png's output is fine"
+    r = client.post("/api/apply", json={"path": "(failed input) a/x.png", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 409 and "write over" in r.get_json()["error"], r.get_json()
+    assert (out / "a" / "x.png").read_bytes() == written
+    assert sorted(p.name for p in out.iterdir()) == ["a"], "nothing written (no OUT/x.png either)"
+
+    # A report that says an input failed where OUT holds an output at its path (another run's): flagged, not clean.
+    doc = json.loads(report.read_text())
+    doc["files"] = [{**f, "status": "failed", "output": None, "error": f"{f['input']}: cannot write"}
+                    if f["status"] == "written" else f for f in doc["files"]]
+    report.write_text(json.dumps(doc))
+    rs, client = _review(out, src, "--from-report", str(report))
+    items = {i["path"]: i for i in client.get("/api/items", headers=HDR).get_json()["items"]}
+    assert {p for p, i in items.items() if any(f["kind"] == "failed" for f in i["flags"])} == {"a/x.png", "sub/a/x.png"}
+
+
 # issue 18 items 5 and 2 -------------------------------------------------------------------------
 def _review_started_and_stopped(monkeypatch, tmp_path, astronaut) -> list[str]:
     """One photo anonymized into tmp_path/out; `faceveil review` on it then stops as by Ctrl-C once it serves.

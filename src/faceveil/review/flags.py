@@ -19,7 +19,10 @@ class FlagsMixin:
     def flags(self, item: Item) -> list[dict]:
         a, c, rec = item.analysis, item.check, self._manual(item.rel)
         flags: list[dict] = []
-        if item.out is None:
+        why = getattr(self, "failed", {}).get(item.rel)  # the run's report says this original failed
+        if why is not None:
+            flags.append({"kind": "failed", "text": self._failed_text(item, why)})
+        elif item.out is None:
             flags.append({"kind": "failed", "text": "no output: the file failed or was skipped" + (
                 "" if self.in_run(item) else " (its original is not shown: no report of the run names it)")})
         if item.orig is None:
@@ -65,6 +68,15 @@ class FlagsMixin:
                     "small": f"{many} smaller than {self.settings.small_face} px"}[kind]
             flags.append({"kind": kind, "text": text, "count": n, "boxes": [f["box"] for f in faces]})
         return flags
+
+    def _failed_text(self, item: Item, why: str) -> str:
+        if item.out is not None:  # an output at its path, which this run did not write
+            return f"the run failed on its original, not anonymized ({why}): this output is not that run's"
+        text = f"not anonymized: the run failed on it ({why})"
+        dst = self.out_path(item)
+        if dst.exists() or dst.is_symlink():
+            text += f"; Apply would write over {dst}, another file's output: refused (anonymize it into another folder)"
+        return text
 
     def kept_faces(self, rel: str) -> list[dict]:
         """The faces the run kept (--keep-people, --keep-region), as its report says, or for a dataset

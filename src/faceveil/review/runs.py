@@ -49,6 +49,10 @@ class RunRecord:
     # and that input's SHA-256 when the report has it
     originals: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
+    # every input the run did not write (status other than "written"): its path under IN with the report's error,
+    # or the input as the report names it when it is not under IN (the review cannot show it: it says so)
+    failed: dict[str, str] = field(default_factory=dict)
+    failed_elsewhere: dict[str, str] = field(default_factory=dict)
 
 
 def _rel_under(text: str, root: Path, bases: list[Path]) -> str | None:
@@ -84,6 +88,9 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
         src = _rel_under(f["input"], in_root, bases) if isinstance(f.get("input"), str) else None
         if src is not None:
             rec.inputs.add(src)
+        if f.get("status") != "written" and isinstance(f.get("input"), str):
+            why = f.get("error") if isinstance(f.get("error"), str) else f"status {f.get('status')!r}"
+            (rec.failed if src is not None else rec.failed_elsewhere)[src or f["input"]] = why
         if f.get("status") == "written" and isinstance(f.get("output"), str):
             rel = _rel_under(f["output"], out_root, bases)
             if rel is not None and src is not None:

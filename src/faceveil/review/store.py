@@ -213,7 +213,34 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
                 self.refused[rel] = "refused, a link leading out of OUT or IN"
                 continue
             items[rel] = Item(rel, out, orig)
+        self._list_failed(items, ins)
         return items
+
+    def _list_failed(self, items: dict[str, Item], ins: dict[str, Path]) -> None:
+        """List every input the run's report says failed, flagged (self.failed: item -> the report's error). One
+        whose path under IN is an output the report pairs with another input (`anonymize IN/sub IN/a/x.jpg`: the
+        folder's a/x.jpg goes to OUT/a/x.jpg, IN/a/x.jpg to OUT/x.jpg) was hidden behind that output's item:
+        it gets an item of its own, "(failed input) a/x.jpg" (no listed file's page name), whose Apply is refused."""
+        self.failed: dict[str, str] = {}
+        if self.run is None:
+            return
+        for src, why in self.run.failed_elsewhere.items():
+            self.refused[src] = f"failed in the run, not anonymized ({why}); not under {self.in_root}: not listed"
+        for src, why in self.run.failed.items():
+            orig = ins.get(src)
+            if orig is None:
+                self.refused[src] = f"failed in the run, not anonymized ({why}); not found in {self.in_root} now"
+                continue
+            key = next((k for k, i in items.items() if i.orig == orig), None)
+            if key is None:
+                if not inside(orig.resolve(), self.in_root):
+                    self.refused[src] = "refused, a link leading out of OUT or IN"
+                    continue
+                key = f"(failed input) {src}" if src in items else src
+                while key != src and (key in items or key in ins):
+                    key = f"(failed input) {key}"
+                items[key] = Item(key, None, orig)
+            self.failed[key] = why
 
     def _load_state(self) -> dict:
         path = self.out_root / REVIEW_FILE
@@ -486,7 +513,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
     def in_run(self, item: Item) -> bool:
         """Whether the anonymize run took this original: it has an output, or the run's report or
         manifest names it. Other files in IN (never given to the run) are not shown or used."""
-        if item.out is not None:
+        if item.out is not None or item.rel in self.failed:
             return True
         if self.run is not None and item.rel in self.run.inputs:
             return True
