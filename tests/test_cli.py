@@ -233,13 +233,11 @@ def test_without_jobs_a_large_folder_runs_in_one_worker_per_core(tmp_path, astro
     """No --jobs: a batch of at least AUTO_JOBS_PER_WORKER images per worker runs in one worker process per core
     (bench/bench_photo_speed.py: 1.2-1.3x the images/s of one process from ~50-100 photos on 2 cores), smaller
     batches in this process; the bytes are the same either way."""
-    import os
-
     import faceveil.batch as batch
     from faceveil.batch import AUTO_JOBS_PER_WORKER
     from faceveil.cli.common import batch_jobs
 
-    cores = os.cpu_count() or 1
+    cores = batch.usable_cores()
     assert batch_jobs(None, AUTO_JOBS_PER_WORKER - 1) == 1 and batch_jobs(3, 1) == 3
     assert batch_jobs(None, 2 * AUTO_JOBS_PER_WORKER) == min(cores, 2)
     assert batch_jobs(None, 10_000) == cores
@@ -286,6 +284,52 @@ def test_more_jobs_than_cores_is_a_one_line_warning(tmp_path, astronaut, capsys,
     assert code == 0 and err.count("warning") == 1, err
     assert "--jobs 2 is more than the 1 core:" in err and "--jobs 1 is the most that helps" in err
     assert "warning" not in run(capsys, "anonymize", tmp_path / "a.png", "-o", tmp_path / "o1", "-q", "-j", "1")[2]
+
+
+def test_workers_and_their_threads_count_the_cores_this_process_may_use(tmp_path, astronaut, capsys, monkeypatch):
+    """--jobs' warning counted the cores this process may use (taskset, a container's cpuset), but a batch split
+    onnxruntime threads by os.cpu_count(): on 4 cores under `taskset -c 0,1`, -j 2 gave each worker 2 threads (4 on
+    2 cores), and without --jobs a large batch started 4 workers on the 2 cores. Both count the 2 usable now."""
+    import os
+    from concurrent.futures import Future
+
+    import faceveil.batch as batch
+    from faceveil.cli.common import batch_jobs
+    from faceveil.dataset.backends import _threads
+    from faceveil.dataset.config import DatasetConfig
+    from faceveil.pipeline import AnonymizerConfig
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    seen = []
+
+    class InProcess:  # the pool's workers, run here: what each is given is what counts
+        def __init__(self, max_workers, initializer, mp_context, initargs):
+            seen.append((max_workers, initargs[1].detector_params.get("threads")))
+            batch._init_worker(initargs[1])
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            fut = Future()
+            fut.set_result(fn(*args))
+            return fut
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", InProcess)
+    for i in range(2):
+        Image.fromarray(np.ascontiguousarray(astronaut[::4, ::4 * (1 - 2 * i)])).save(tmp_path / f"{i}.png")
+    code, _, err = run(capsys, "anonymize", tmp_path / "0.png", tmp_path / "1.png", "-o", tmp_path / "o", "-q",
+                       "-j", "2", "--detect", "fast")
+    assert code == 0 and "warning" not in err, err
+    assert seen == [(2, 1)], "2 workers of 1 thread each on the 2 usable cores"
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["0.png", "1.png"]
+    assert batch_jobs(None, 100 * batch.AUTO_JOBS_PER_WORKER) == 2  # without --jobs: one worker per usable core
+    alone = _threads(DatasetConfig(anonymizer=AnonymizerConfig(detector="centerface")), 1)  # dataset mode's share
+    assert alone.anonymizer.detector_params["threads"] == 2
 
 def test_the_progress_counts_files_as_they_finish_and_names_a_slow_one(tmp_path, monkeypatch, capsys):
     """An audit: behind a slow first file the bar said 0/301 for 55 s (files were counted in input order), then

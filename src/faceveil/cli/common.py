@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -81,8 +80,10 @@ def batch_jobs(requested: int | None, images: int) -> int:
 def warn_many_jobs(requested: int | None) -> None:
     """One line when --jobs asks for more local worker processes than there are cores: they share the cores, each
     with its own models (300 photos on 2 cores: -j 2 25 s, -j 8 37 s and 1.5 GB)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if requested is not None and requested > cores:  # the cores this process may use (taskset, a container's set)
+    from ..batch import usable_cores
+
+    cores = usable_cores()
+    if requested is not None and requested > cores:
         print(f"faceveil: warning: --jobs {requested} is more than the {cores} core"
               f"{'s' if cores > 1 else ''}: the workers share them, each with its own models (slower, more memory); "
               f"--jobs {cores} is the most that helps", file=sys.stderr)

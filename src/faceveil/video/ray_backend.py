@@ -38,14 +38,14 @@ def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions
                    address: str | None = None, replace: bool = True) -> Iterator[tuple[int, VideoResult]]:
     """(index into ``jobs``, result) as each video finishes (any order). ``replace=False``: an output another run
     makes meanwhile is not replaced (that video fails)."""
-    from ..batch import _with_threads
+    from ..batch import _with_threads, usable_cores
     from ..dataset.backends import _import_ray, _stop_reaper, _windowed, start_ray
 
     ray = _import_ray()
     workers = max(1, workers)
     started = start_ray(workers, address)
     try:
-        cpus = (os.cpu_count() or 1) if not address else int(ray.cluster_resources().get("CPU", 1))
+        cpus = usable_cores() if not address else int(ray.cluster_resources().get("CPU", 1))
         cfg_t = _with_threads(cfg, max(1, cpus // workers))
         driver = os.getpid() if not address else None
         actors = [ray.remote(num_cpus=1)(_VideoWorker).remote(cfg_t, driver) for _ in range(workers)]
