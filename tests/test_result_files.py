@@ -117,3 +117,28 @@ def test_a_killed_runs_temporary_of_a_result_file_is_removed_by_the_next(photos,
     stale.write_bytes(b"{")
     assert run(capsys, "detect", photos / "astro.jpg", "--json", tmp_path / "r.json", "-q")[0] == 0
     assert not stale.exists() and (tmp_path / "r.json").is_file()
+
+
+def test_a_killed_saves_temporary_of_a_bank_or_people_file_is_removed_by_the_next_save(tmp_path):
+    """The bank's and the people file's were removed by `bank build` and `people build` each through a call of its
+    own before the save (and the report's by a third); now the save itself does it (io.atomic's sweep), so the
+    library's Bank.save and People.save, which left them, remove them too. A live writer's temporary stays."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from faceveil.anonymize.bank import load_bank
+    from faceveil.people import People
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for name, save in (("b.npz", load_bank().save),
+                       ("p.npz", People(["ann"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64)).save)):
+        stale = tmp_path / f".{name}.{dead.stdout.strip()}.abcd1234.tmp.npz"  # io.atomic's name, its writer gone
+        live = tmp_path / f".{name}.{os.getpid()}.abcd1234.tmp.npz"  # this process's: a writer still at work
+        stale.write_bytes(b"half")
+        live.write_bytes(b"half")
+        save(tmp_path / name)
+        assert not stale.exists() and live.exists() and (tmp_path / name).is_file(), name
+        live.unlink()

@@ -213,7 +213,7 @@ class People:
         buf = BytesIO()
         np.savez(buf, descriptors=self.descriptors.astype(np.float32), person=self.person.astype(np.int64),
                  names=np.asarray(self.names, dtype=str), version=np.asarray(1))
-        write_bytes_atomic(path, buf.getvalue())
+        write_bytes_atomic(path, buf.getvalue(), sweep=True)  # a killed save's temporary beside it removed first
 
     @classmethod
     def load(cls, path: str | Path) -> "People":

@@ -80,7 +80,7 @@ class Bank:
     def save(self, path: str | Path) -> None:
         from ..io.atomic import atomic_path
 
-        with atomic_path(path) as tmp:
+        with atomic_path(path, sweep=True) as tmp:  # one file: a killed save's temporary beside it is removed first
             with open(tmp, "wb") as fh:
                 np.savez_compressed(
                     fh, format=np.array(FORMAT), faces=self.faces, identity=self.identity.astype(str),

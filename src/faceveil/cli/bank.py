@@ -71,7 +71,6 @@ def register(sub) -> None:
 def cmd_build(args) -> int:
     from ..anonymize.bank import build_bank, list_labelled
     from ..errors import UsageError, one_line
-    from ..io.atomic import remove_stale_temporaries
 
     if args.k < 3:
         raise UsageError("--k must be at least 3")
@@ -100,8 +99,7 @@ def cmd_build(args) -> int:
     if args.average:
         _check_average(args, report["people"], "the bank", refuse=False)
         bank, report["averages"] = _averages(bank, items, args)
-    remove_stale_temporaries([Path(args.output).parent])  # a killed build's temporary (its writer gone)
-    bank.save(args.output)
+    bank.save(args.output)  # a killed build's temporary beside it removed first
     print(json.dumps(report), file=sys.stderr)
     if args.average and len(bank) < args.average:
         av = report["averages"]

@@ -391,11 +391,10 @@ def _faceveil_json(path: Path) -> bool:
 
 
 def write_result_file(path: str, data: bytes, what: str) -> None:
-    from ..io.atomic import remove_stale_temporaries, write_bytes_atomic
+    from ..io.atomic import write_bytes_atomic
 
-    remove_stale_temporaries([Path(path).parent])  # a killed run's temporary of it (its writer gone)
     try:
-        write_bytes_atomic(path, data)
+        write_bytes_atomic(path, data, sweep=True)  # a killed run's temporary of it (its writer gone) removed first
     except OSError as exc:  # e.g. the disk filled up during the run
         raise FaceveilError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None
 

@@ -32,7 +32,6 @@ def cmd_people_build(args) -> int:
     from pathlib import Path
 
     from ..errors import UsageError, one_line
-    from ..io.atomic import remove_stale_temporaries
     from ..people import People
     from .common import check_result_path, check_writable
 
@@ -46,8 +45,7 @@ def cmd_people_build(args) -> int:
     people = People.build(args.folder)
     for s in people.skipped:
         print(f"faceveil: warning: {one_line(s)}: skipped", file=sys.stderr)
-    remove_stale_temporaries([Path(args.output).parent])  # a killed build's temporary (its writer gone)
-    people.save(args.output)
+    people.save(args.output)  # a killed build's temporary beside it removed first
     print(f"faceveil: {len(people)} people, {len(people.descriptors)} photos described "
           f"({len(people.skipped)} skipped) -> {args.output}", file=sys.stderr)
     return 0

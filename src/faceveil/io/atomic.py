@@ -77,11 +77,16 @@ def temp_affixes(name: str, suffix: str = "") -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, replace: bool = True, sweep: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
 
     ``replace=False``: a ``target`` that exists by then (another run wrote it since this one checked) is not
     replaced: FileExistsError, the temporary file removed. Two runs into one folder replaced each other's outputs.
+
+    ``sweep``: first remove the temporaries killed writers left in ``target``'s folder (remove_stale_temporaries),
+    for a file a command writes once (--report, detect --json, a bank, a people file): a SIGKILL while it was written
+    left one that no later run removed. A batch leaves it off: it sweeps its output folders once, up front, not at
+    every image.
 
     On any exception (Ctrl-C included) the temporary file is removed, so a
     half-written output never appears under the final name. The file is fsynced
@@ -90,6 +95,8 @@ def atomic_path(target: str | os.PathLike, replace: bool = True) -> Iterator[Pat
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if sweep:
+        remove_stale_temporaries([target.parent])
     tmp_path = None
     try:
         # The writer's pid in the name lets a later run tell a dead writer's leftover from a live one's file.
@@ -134,21 +141,22 @@ def _move_no_clobber(tmp: Path, target: Path) -> None:
     os.unlink(tmp)
 
 
-def write_bytes_atomic(target: str | os.PathLike, data: bytes, replace: bool = True) -> None:
-    """Write ``data`` to ``target`` atomically; raise unless every byte reached the file."""
-    write_atomic(target, lambda f: f.write(data), replace)
+def write_bytes_atomic(target: str | os.PathLike, data: bytes, replace: bool = True, sweep: bool = False) -> None:
+    """Write ``data`` to ``target`` atomically; raise unless every byte reached the file. ``sweep``: atomic_path's."""
+    write_atomic(target, lambda f: f.write(data), replace, sweep)
 
 
-def write_atomic(target: str | os.PathLike, write: Callable[[BinaryIO], int], replace: bool = True) -> None:
+def write_atomic(target: str | os.PathLike, write: Callable[[BinaryIO], int], replace: bool = True,
+                 sweep: bool = False) -> None:
     """Write ``target`` atomically through ``write(f)``, which returns the bytes it wrote (in pieces: a video's track
-    record is streamed); raise unless every byte reached the file.
+    record is streamed); raise unless every byte reached the file. ``sweep``: atomic_path's.
 
     The size is checked after the flush because a writer that stops short without
     raising (Pillow's JPEG encoder on a full disk did) must never pass for a success.
     """
     target = Path(target)
     try:
-        with atomic_path(target, replace) as tmp:
+        with atomic_path(target, replace, sweep) as tmp:
             with open(tmp, "wb") as f:
                 wrote = write(f)
                 f.flush()
