@@ -781,7 +781,7 @@ def test_a_full_disk_under_a_relative_output_is_the_one_line_cannot_write(clip_f
     from faceveil.cli import main
     from faceveil.io.video import VideoWriter
 
-    def full(self, rgb, pts):
+    def full(self, rgb, pts, duration=None):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.target.parent.absolute() / ".o.tmp.mp4"))
 
     monkeypatch.setattr(VideoWriter, "write", full)
@@ -984,6 +984,66 @@ def test_a_valid_cut_or_offset_video_is_anonymized(clip_file, tmp_path, capsys, 
     assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 0, \
         capsys.readouterr().err
     assert len(decode(out / name)) == frames
+
+
+def _timed_clip(path, pts_ms: list[int], durations_ms: list[int]) -> None:
+    """A 64x48 H.264 clip (no B-frames) whose frames lie at ``pts_ms`` (1 ms time base, repeats allowed) and last
+    ``durations_ms``, as the container stores them (packet durations)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        packets = []
+        for i in range(len(pts_ms)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 40 * i, Fraction(1, 1000)
+            packets += v.encode(frame)
+        packets += v.encode(None)
+        for packet, pts, duration in zip(sorted(packets, key=lambda p: p.pts), pts_ms, durations_ms):
+            packet.pts = packet.dts = pts
+            packet.duration = duration
+            out.mux(packet)
+
+
+def _video_times(path) -> tuple[list[float], float]:
+    """(each frame's time, where the last frame ends) in seconds, from the packets."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        packets = sorted((p for p in c.demux(v) if p.size), key=lambda p: p.pts)
+        return [float(p.pts * v.time_base) for p in packets], float((packets[-1].pts + packets[-1].duration)
+                                                                     * v.time_base)
+
+
+def _mp4_duration(path) -> float:
+    """The movie's duration (mvhd), what players show: FFmpeg's demuxer reports the sum of the decoding steps, which
+    x264's B-frames make shorter than the frames' span when the frame rate varies (with or without faceveil)."""
+    import struct
+
+    data = path.read_bytes()
+    i = data.index(b"mvhd")
+    assert data[i + 4] == 0  # version 0: 32-bit fields
+    scale, duration = struct.unpack(">II", data[i + 16:i + 24])
+    return duration / scale
+
+
+def test_a_variable_frame_rate_keeps_its_timestamps_and_its_last_frames_duration(tmp_path):
+    """An audit: the last frame of a variable-frame-rate video lasted one frame at the average rate, not its own
+    time (a 2.820 s clip came out 2.855 s; here 1.300 s came out 1.040 s, the last frame's 300 ms cut to 40)."""
+    pts = [0, 40, 80, 200, 240, 400, 440, 480, 900, 1000]
+    src = tmp_path / "vfr.mkv"
+    _timed_clip(src, pts, [b - a for a, b in zip(pts, pts[1:])] + [300])
+    assert _video_times(src) == ([p / 1000 for p in pts], 1.3)
+    for name in ("out.mkv", "out.mp4"):
+        r = process_video(anonymizer_with(BoxDetector([[4, 4, 30, 30]])), src, tmp_path / name, progress=False)
+        assert r.status == "written" and r.frames == len(pts) and not r.warnings, (r.error, r.warnings)
+    times, end = _video_times(tmp_path / "out.mkv")
+    assert times == [p / 1000 for p in pts] and end == 1.3  # before: 1.04
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert c.duration == 1_300_000
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        v = c.streams.video[0]
+        assert sorted(float(p.pts * v.time_base) for p in c.demux(v) if p.size) == [p / 1000 for p in pts]
+    assert _mp4_duration(tmp_path / "out.mp4") == 1.3  # before: 1.04
 
 
 def test_preview_loads_pillow_before_the_anonymizing_thread_starts(clip_file, tmp_path):

@@ -127,6 +127,9 @@ class VideoFrame:
     index: int  # 0-based decode order
     pts: int | None  # in the stream's time base
     time: float  # seconds
+    # How long it shows, in the stream's time base: to the next frame's pts; the last frame, the decoder's (its
+    # packet's). None: unknown (the writer then gives it one frame at the average rate)
+    duration: int | None = None
 
 
 def identity(st: os.stat_result) -> tuple:
@@ -349,6 +352,29 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
     return announced, None
 
 
+class _Timing:
+    """Each frame's duration on its way out of the decoder: to the next frame's pts; the last keeps the decoder's
+    (its packet's, as the container stores it), which the writer gives its packet (VideoWriter._mux_video)."""
+
+    def __init__(self):
+        self.prev: VideoFrame | None = None  # the last frame read; its duration waits for the next
+
+    def push(self, f: VideoFrame) -> Iterator[VideoFrame]:
+        """The frame before ``f``, its duration now known."""
+        prev = self.prev
+        if prev is not None:
+            if f.pts is not None and prev.pts is not None and f.pts > prev.pts:
+                prev.duration = f.pts - prev.pts
+            yield prev
+        self.prev = f
+
+    def flush(self) -> Iterator[VideoFrame]:
+        """The last frame, at the end of the stream."""
+        if self.prev is not None:
+            yield self.prev
+            self.prev = None
+
+
 def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | None = None,
                 threads: int = 0, allow_truncated: bool = False) -> Iterator[VideoFrame]:
     """Decode the first video stream to upright RGB frames.
@@ -380,6 +406,7 @@ def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | No
         step = 1 / float(v.average_rate or v.guessed_rate or 25)
         mkv = _matroska(c)
         end_of_last = None  # where the previous packet (of any stream) ended: Matroska's skipped bytes
+        timing = _Timing()
 
         def damaged(what: str) -> None:
             report.errors.append(what)
@@ -419,9 +446,10 @@ def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | No
                 rgb = frame.to_ndarray(format="rgb24")
                 rot = int(round(frame.rotation or 0))
                 last_end = t + step
-                yield VideoFrame(upright(rgb, rot), index, frame.pts, t)
+                yield from timing.push(VideoFrame(upright(rgb, rot), index, frame.pts, t, frame.duration or None))
                 index += 1
                 report.decoded = index
+        yield from timing.flush()
         if index == 0:
             why = f"no frame could be decoded ({bad} bad packets)" if bad else "no video frames"
             raise InputError(f"{path}: {why}")
@@ -534,6 +562,7 @@ class VideoWriter:
         self._amap: dict = {}  # input stream index -> output stream (audio, subtitles)
         self.left_out: list[str] = []  # streams of the input not in the output, and why (the job warns of each)
         self._last_pts = None
+        self._durations: dict[int, int] = {}  # pts -> the frame's duration, for its packet (write)
         # called after the last frame is encoded and muxed, before the output gets its name (the video job
         # writes the track record there: an output under its name always has its record)
         self.before_commit = None
@@ -689,9 +718,8 @@ class VideoWriter:
             self._pull_audio()
 
     # frames ---------------------------------------------------------------------
-    def write(self, rgb: np.ndarray, pts: int | None) -> None:
-        import av
-
+    def write(self, rgb: np.ndarray, pts: int | None, duration: int | None = None) -> None:
+        """Encode one frame; ``duration`` (the source frame's, VideoFrame.duration) goes to its packet."""
         pix_fmt = self._vstream.codec_context.pix_fmt
         frame = _yuv_frame(stored(rgb, self._rotation), pix_fmt)
         if frame.format.name != pix_fmt:  # PyAV would convert it with swscale (see _yuv_frame)
@@ -706,17 +734,33 @@ class VideoWriter:
             frame.pts, frame.time_base = self.frames, self._frame_tb
         else:
             frame.pts, frame.time_base = pts, self.info.time_base
+            if duration:
+                self._durations[pts] = duration
+                if len(self._durations) > 256:  # an encoder that renumbers its packets: none is found, none kept
+                    del self._durations[next(iter(self._durations))]
         if self._audio_packets is not None or self._audio_next is not None:
             self._mux_audio_until(t)
-        for packet in self._vstream.encode(frame):
-            self._out.mux(packet)
+        self._mux_video(self._vstream.encode(frame))
         self.frames += 1
+
+    def _mux_video(self, packets) -> None:
+        """Mux the encoder's packets, each with its source frame's duration where known. The encoder gives every
+        packet one frame at the average rate: a variable frame rate's last frame (MP4's last sample, Matroska's
+        last block: where the video ends) lasted that long instead of its own time, a 2.820 s clip came out
+        2.855 s. FFmpeg passes frame durations through the encoder (AV_CODEC_FLAG_FRAME_DURATION); set here on
+        the packets, what the encoder is given stays as it was (a constant rate's MP4 or MOV source gives the same
+        bytes as before; a Matroska source's last frame lasts its stored whole milliseconds, not 1 / rate). The
+        codec's time base is the frame's (the source's), so the packet's pts finds its frame."""
+        for packet in packets:
+            duration = self._durations.pop(packet.pts, None) if packet.pts is not None else None
+            if duration:
+                packet.duration = duration
+            self._out.mux(packet)
 
     def _finish(self) -> None:
         if self.frames == 0:
             raise InputError(f"{self.info.path}: no frame to write")
-        for packet in self._vstream.encode(None):
-            self._out.mux(packet)
+        self._mux_video(self._vstream.encode(None))
         self._mux_audio_until(None)
         self._out.close()
         self._out = None

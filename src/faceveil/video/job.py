@@ -320,7 +320,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
                 if options.preview and vf.time >= next_preview:
                     stills.write(out, vf.time)
                     next_preview = vf.time + options.preview
-                (sink.write if threaded else write)(out, vf.pts)
+                (sink.write if threaded else write)(out, vf.pts, vf.duration)
                 bar.update(1)
                 bar.set_postfix(faces=len(item.detections), failed=failed, refresh=False)
 
