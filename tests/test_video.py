@@ -1046,6 +1046,47 @@ def test_a_variable_frame_rate_keeps_its_timestamps_and_its_last_frames_duration
     assert _mp4_duration(tmp_path / "out.mp4") == 1.3  # before: 1.04
 
 
+def test_repeated_timestamps_are_re_timed_between_their_neighbours_with_one_warning(tmp_path, capsys):
+    """An audit: a frame repeating the timestamp before it was numbered a frame later, without a word, and so was
+    every frame after it (the rest of the video a frame behind its audio: 0.28 s came out 0.32 s). Now it lies
+    between its neighbours, the others keep their times, and one warning names the file and the count."""
+    from faceveil.cli import main
+
+    src = tmp_path / "in" / "repeat.mkv"
+    src.parent.mkdir()
+    _timed_clip(src, [0, 40, 80, 80, 120, 160, 200, 240], [40] * 8)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert warned == [f"faceveil: warning: {src}: re-timed: 1 frame repeating an earlier frame's timestamp (or going "
+                      "back) placed between their neighbours; the other frames and the audio keep their times"], err
+    assert _video_times(out / "repeat.mkv") == ([0, 0.04, 0.08, 0.1, 0.12, 0.16, 0.2, 0.24], 0.28)
+    assert len(decode(out / "repeat.mkv")) == 8  # every frame written, none dropped
+
+
+def test_frames_out_of_time_are_re_timed_between_their_neighbours():
+    """The reader's timing (io.video._Timing): a frame that goes back, or a run with no room before the next
+    frame (one tick each, pushing that frame on), gets a time between its neighbours; durations reach the next."""
+    from faceveil.io.video import DecodeReport, _Timing
+
+    def timed(pts, last=7):
+        report = DecodeReport()
+        timing = _Timing(Fraction(1, 1000), report)
+        frames = []
+        for i, p in enumerate(pts):
+            frames += timing.push(VideoFrame(np.zeros((2, 2, 3), np.uint8), i, p, (p or 0) / 1000, last))
+        frames += timing.flush()
+        assert [f.index for f in frames] == list(range(len(pts)))
+        return [f.pts for f in frames], [f.duration for f in frames], report.retimed
+
+    assert timed([0, 40, 80, 120]) == ([0, 40, 80, 120], [40, 40, 40, 7], 0)
+    assert timed([0, 40, 80, 40, 120]) == ([0, 40, 80, 100, 120], [40, 40, 20, 20, 7], 1)
+    assert timed([0, 1, 1, 1, 2, 50]) == ([0, 1, 2, 3, 26, 50], [1, 1, 1, 23, 24, 7], 3)
+    assert timed([0, 40, 40]) == ([0, 40, 43], [40, 3, 4], 1)  # at the end: within the last frame's 7 ms
+    assert timed([0, None, 40]) == ([0, None, 40], [7, 7, 7], 0)  # no timestamp: the writer numbers it
+
+
 def test_preview_loads_pillow_before_the_anonymizing_thread_starts(clip_file, tmp_path):
     """Before, the first still imported Pillow while the anonymizing thread looked at the half-loaded PIL.Image:
     in 5 of 8 runs a frame failed ('partially initialized module') and was written fully blurred (exit 1)."""

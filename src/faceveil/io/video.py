@@ -276,6 +276,7 @@ class DecodeReport:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.retimed = 0  # frames whose timestamp repeated or went back, given a time between their neighbours
         self.decoded = 0  # frames decoded
         self.announced = 0  # frames the container announces (0: unknown)
         self.shortfall: str | None = None  # "decoded 48 of 521 frames ..." when fewer than announced
@@ -352,27 +353,72 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
     return announced, None
 
 
-class _Timing:
-    """Each frame's duration on its way out of the decoder: to the next frame's pts; the last keeps the decoder's
-    (its packet's, as the container stores it), which the writer gives its packet (VideoWriter._mux_video)."""
+# A run of frames with repeated timestamps is held (RGB, in memory) until the next later timestamp shows the gap to
+# spread them over: at most this many, then they take one tick each after the frame before.
+_RETIME_RUN = 8
 
-    def __init__(self):
-        self.prev: VideoFrame | None = None  # the last frame read; its duration waits for the next
+
+class _Timing:
+    """The frames' timing on their way out of the decoder: each frame's duration (to the next frame's pts; the
+    last keeps the decoder's), and a frame whose pts repeats or goes back before the frame before it re-timed.
+
+    A re-timed frame takes a time between its neighbours: a run of k of them after a frame at p, before the next
+    frame at q, is spread evenly over p..q (one tick each where the gap has fewer than k + 1); the frames after the
+    run keep their own times, and so their sync with the audio. Before, the writer numbered such a frame at the
+    frame rate after the last and every frame after it was pushed one frame late in turn (the rest of the video,
+    its end too, a frame behind its audio), without a word; FFmpeg drops such frames. Nothing is dropped here:
+    every frame is anonymized and written, and the count goes to ``DecodeReport.retimed`` (a warning)."""
+
+    def __init__(self, tb: Fraction, report: DecodeReport):
+        self.tb, self.report = tb, report
+        self.prev: VideoFrame | None = None  # the last frame with its final time; its duration waits for the next
+        self.run: list[VideoFrame] = []  # frames after prev whose pts is not above prev's
 
     def push(self, f: VideoFrame) -> Iterator[VideoFrame]:
-        """The frame before ``f``, its duration now known."""
+        """The frames whose timing is settled once ``f`` is known."""
         prev = self.prev
+        if prev is not None and f.pts is not None and prev.pts is not None and f.pts <= prev.pts:
+            self.run.append(f)
+            if len(self.run) >= _RETIME_RUN:
+                yield from self._settle(None)
+            return
+        if self.run:
+            yield from self._settle(f.pts)
+            prev = self.prev
+            if f.pts is not None and f.pts <= prev.pts:  # no room before f: it moves on a tick after the run
+                self.run.append(f)
+                return
         if prev is not None:
-            if f.pts is not None and prev.pts is not None and f.pts > prev.pts:
+            if f.pts is not None and prev.pts is not None:
                 prev.duration = f.pts - prev.pts
             yield prev
         self.prev = f
 
     def flush(self) -> Iterator[VideoFrame]:
-        """The last frame, at the end of the stream."""
+        """The frames still held, at the end of the stream."""
+        if self.run:  # spread up to where the last frame ended in the source, where it says
+            last, d = self.run[-1], self.run[-1].duration or self.prev.duration
+            yield from self._settle(last.pts + d if d else None)
         if self.prev is not None:
             yield self.prev
             self.prev = None
+
+    def _settle(self, end: int | None) -> Iterator[VideoFrame]:
+        """Re-time ``run`` between ``prev`` and ``end`` (the next frame's pts; None: unknown), and yield all but
+        the last of them, which becomes ``prev``."""
+        p, k = self.prev.pts, len(self.run) + 1
+        spread = end is not None and end - p >= k
+        for j, f in enumerate(self.run, 1):
+            f.pts = p + j * (end - p) // k if spread else p + j
+            f.time = float(f.pts * self.tb)
+        self.report.retimed += len(self.run)
+        chain = [self.prev, *self.run]
+        for a, b in zip(chain, chain[1:]):
+            a.duration = b.pts - a.pts
+            yield a
+        self.prev, self.run = chain[-1], []
+        if spread:
+            self.prev.duration = end - self.prev.pts
 
 
 def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | None = None,
@@ -406,7 +452,7 @@ def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | No
         step = 1 / float(v.average_rate or v.guessed_rate or 25)
         mkv = _matroska(c)
         end_of_last = None  # where the previous packet (of any stream) ended: Matroska's skipped bytes
-        timing = _Timing()
+        timing = _Timing(tb, report)
 
         def damaged(what: str) -> None:
             report.errors.append(what)

@@ -355,6 +355,10 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         warnings.extend(f"damaged: {e}" for e in report.errors[:5])
     if report.shortfall:
         warnings.append(f"truncated: {report.shortfall}")
+    if report.retimed:  # io.video._Timing: before, renumbered without a word and the rest pushed late
+        n = report.retimed
+        warnings.append(f"re-timed: {n} frame{'s' if n > 1 else ''} repeating an earlier frame's timestamp (or going "
+                        "back) placed between their neighbours; the other frames and the audio keep their times")
     warnings.extend(record_warnings)
     seconds = time.perf_counter() - t0
     n = written + dropped
