@@ -316,6 +316,28 @@ def test_scrubbing_a_video_reads_its_record_once(env, monkeypatch):
     assert len(reads) == 1 and any(got)
 
 
+def test_a_videos_check_reads_its_record_once(env, tmp_path, monkeypatch):
+    """An audit: the check of a video item read its track record in videos.analyse and again for its content key
+    (the pair check): a long video's record twice (25 MB each) for every changed item. Now once, still telling
+    the record made from another file (leak.mp4's is clip.mp4's) from its own."""
+    rs, _, src, out = env
+    reads = []
+    real = Path.read_text
+
+    def counted(self, *a, **k):
+        if self.name.endswith(".tracks.json"):
+            reads.append(self.name)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    fresh = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
+    fresh.analyse_all()
+    assert sorted(reads) == ["clip.mp4.tracks.json", "leak.mp4.tracks.json"]  # before: each twice
+    items = fresh.items
+    assert items["leak.mp4"].check.get("pair") and not items["clip.mp4"].check.get("pair")
+    assert items["clip.mp4"].analysis["record"] and items["clip.mp4"].analysis["frames"] == N
+
+
 def test_a_videos_original_is_proven_by_the_reports_sha256(base, tmp_path):
     """Round 2: a video's pair was checked by its record's content key only (size, first and last MB): an original
     edited between them, of the same size, passed and an Apply re-rendered the edit with the old boxes. The report

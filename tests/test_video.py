@@ -781,7 +781,7 @@ def test_a_full_disk_under_a_relative_output_is_the_one_line_cannot_write(clip_f
     from faceveil.cli import main
     from faceveil.io.video import VideoWriter
 
-    def full(self, rgb, pts):
+    def full(self, rgb, pts, duration=None):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.target.parent.absolute() / ".o.tmp.mp4"))
 
     monkeypatch.setattr(VideoWriter, "write", full)
@@ -864,6 +864,60 @@ def test_a_long_videos_boxes_wait_on_disk_not_in_memory_and_reach_its_record(tmp
     assert rec["frames"][89].xyxy.tolist()[0] == [0, 0, 3, 3]
     assert b'"landmarks"' not in (tmp_path / "out" / ".faceveil" / "c90.mp4.tracks.json").read_bytes()
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".c")]  # no temporary file left
+
+
+def _held(obj, seen=None) -> int:
+    """How many things ``obj`` holds in memory: the items of its lists, dicts and attributes, counted down."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        return len(obj) + sum(_held(k, seen) + _held(v, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set)):
+        return len(obj) + sum(_held(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return _held(vars(obj), seen)
+    return 0
+
+
+def test_the_kept_boxes_of_a_long_video_wait_on_disk_and_reach_its_record(tmp_path, monkeypatch):
+    """An audit: under --keep-* every frame's kept boxes were held in memory to the end of the video (an hour of a
+    kept speaker: 90,000 entries), while the anonymized boxes were already streamed (FrameLog). Now what the log
+    holds in memory is the same after 90 frames as after 10, and the record and the result say what they said."""
+    import json
+
+    import faceveil.video.keep as keep
+    from faceveil.people import KeepPolicy, Region
+    from faceveil.video.record import read_record
+
+    boxes = [[x, y, x + 3, y + 3] for x in range(0, 60, 8) for y in range(0, 44, 8)]  # 48 faces, 24 kept
+    logs, split_frame = [], keep.split_frame
+
+    def watched(item, kept, policy, log):
+        logs.append(log)
+        return split_frame(item, kept, policy, log)
+
+    monkeypatch.setattr(keep, "split_frame", watched)
+    held = {}
+    for n in (10, 90):
+        src = tmp_path / f"k{n}.mp4"
+        write_clip(src, [np.full((48, 64, 3), 90, np.uint8)] * n, FPS, audio=False)
+        anon = Anonymizer(keep=KeepPolicy(keep_regions=(Region.parse("0,0,30,48"),)))
+        anon._detector = BoxDetector(boxes)
+        r = process_video(anon, src, tmp_path / "out" / src.name, VideoOptions(tracking=False), progress=False,
+                          threaded=False)
+        assert r.status == "written" and r.frames == n, r.error
+        assert r.kept == [{"by": "keep-region", "region": "0,0,30,48", "faces": 24 * n}]
+        held[n] = _held(logs[-1])
+    assert held[90] == held[10], held  # before: 10 entries, then 90 (with every box)
+    inside = [[float(v) for v in b] for b in boxes if (b[0] + b[2]) / 2 < 30]
+    want = {"tracks": r.kept, "frames": {str(i): inside for i in range(90)},
+            "frame_tracks": {str(i): [-1] * len(inside) for i in range(90)}}
+    assert read_record(tmp_path / "out" / "k90.mp4")["kept"] == want
+    raw = (tmp_path / "out" / ".faceveil" / "k90.mp4.tracks.json").read_bytes()
+    assert b'"kept":' + json.dumps(want, separators=(",", ":")).encode() + b',"frames":[' in raw  # as before
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".k")]  # no temporary file left
 
 # damaged and legitimately odd files (an audit) -------------------------------------------------------------
 
@@ -984,6 +1038,107 @@ def test_a_valid_cut_or_offset_video_is_anonymized(clip_file, tmp_path, capsys, 
     assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 0, \
         capsys.readouterr().err
     assert len(decode(out / name)) == frames
+
+
+def _timed_clip(path, pts_ms: list[int], durations_ms: list[int]) -> None:
+    """A 64x48 H.264 clip (no B-frames) whose frames lie at ``pts_ms`` (1 ms time base, repeats allowed) and last
+    ``durations_ms``, as the container stores them (packet durations)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        packets = []
+        for i in range(len(pts_ms)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 40 * i, Fraction(1, 1000)
+            packets += v.encode(frame)
+        packets += v.encode(None)
+        for packet, pts, duration in zip(sorted(packets, key=lambda p: p.pts), pts_ms, durations_ms):
+            packet.pts = packet.dts = pts
+            packet.duration = duration
+            out.mux(packet)
+
+
+def _video_times(path) -> tuple[list[float], float]:
+    """(each frame's time, where the last frame ends) in seconds, from the packets."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        packets = sorted((p for p in c.demux(v) if p.size), key=lambda p: p.pts)
+        return [float(p.pts * v.time_base) for p in packets], float((packets[-1].pts + packets[-1].duration)
+                                                                     * v.time_base)
+
+
+def _mp4_duration(path) -> float:
+    """The movie's duration (mvhd), what players show: FFmpeg's demuxer reports the sum of the decoding steps, which
+    x264's B-frames make shorter than the frames' span when the frame rate varies (with or without faceveil)."""
+    import struct
+
+    data = path.read_bytes()
+    i = data.index(b"mvhd")
+    assert data[i + 4] == 0  # version 0: 32-bit fields
+    scale, duration = struct.unpack(">II", data[i + 16:i + 24])
+    return duration / scale
+
+
+def test_a_variable_frame_rate_keeps_its_timestamps_and_its_last_frames_duration(tmp_path):
+    """An audit: the last frame of a variable-frame-rate video lasted one frame at the average rate, not its own
+    time (a 2.820 s clip came out 2.855 s; here 1.300 s came out 1.040 s, the last frame's 300 ms cut to 40)."""
+    pts = [0, 40, 80, 200, 240, 400, 440, 480, 900, 1000]
+    src = tmp_path / "vfr.mkv"
+    _timed_clip(src, pts, [b - a for a, b in zip(pts, pts[1:])] + [300])
+    assert _video_times(src) == ([p / 1000 for p in pts], 1.3)
+    for name in ("out.mkv", "out.mp4"):
+        r = process_video(anonymizer_with(BoxDetector([[4, 4, 30, 30]])), src, tmp_path / name, progress=False)
+        assert r.status == "written" and r.frames == len(pts) and not r.warnings, (r.error, r.warnings)
+    times, end = _video_times(tmp_path / "out.mkv")
+    assert times == [p / 1000 for p in pts] and end == 1.3  # before: 1.04
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert c.duration == 1_300_000
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        v = c.streams.video[0]
+        assert sorted(float(p.pts * v.time_base) for p in c.demux(v) if p.size) == [p / 1000 for p in pts]
+    assert _mp4_duration(tmp_path / "out.mp4") == 1.3  # before: 1.04
+
+
+def test_repeated_timestamps_are_re_timed_between_their_neighbours_with_one_warning(tmp_path, capsys):
+    """An audit: a frame repeating the timestamp before it was numbered a frame later, without a word, and so was
+    every frame after it (the rest of the video a frame behind its audio: 0.28 s came out 0.32 s). Now it lies
+    between its neighbours, the others keep their times, and one warning names the file and the count."""
+    from faceveil.cli import main
+
+    src = tmp_path / "in" / "repeat.mkv"
+    src.parent.mkdir()
+    _timed_clip(src, [0, 40, 80, 80, 120, 160, 200, 240], [40] * 8)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert warned == [f"faceveil: warning: {src}: re-timed: 1 frame repeating an earlier frame's timestamp (or going "
+                      "back) placed between their neighbours; the other frames and the audio keep their times"], err
+    assert _video_times(out / "repeat.mkv") == ([0, 0.04, 0.08, 0.1, 0.12, 0.16, 0.2, 0.24], 0.28)
+    assert len(decode(out / "repeat.mkv")) == 8  # every frame written, none dropped
+
+
+def test_frames_out_of_time_are_re_timed_between_their_neighbours():
+    """The reader's timing (io.video._Timing): a frame that goes back, or a run with no room before the next
+    frame (one tick each, pushing that frame on), gets a time between its neighbours; durations reach the next."""
+    from faceveil.io.video import DecodeReport, _Timing
+
+    def timed(pts, last=7):
+        report = DecodeReport()
+        timing = _Timing(Fraction(1, 1000), report)
+        frames = []
+        for i, p in enumerate(pts):
+            frames += timing.push(VideoFrame(np.zeros((2, 2, 3), np.uint8), i, p, (p or 0) / 1000, last))
+        frames += timing.flush()
+        assert [f.index for f in frames] == list(range(len(pts)))
+        return [f.pts for f in frames], [f.duration for f in frames], report.retimed
+
+    assert timed([0, 40, 80, 120]) == ([0, 40, 80, 120], [40, 40, 40, 7], 0)
+    assert timed([0, 40, 80, 40, 120]) == ([0, 40, 80, 100, 120], [40, 40, 20, 20, 7], 1)
+    assert timed([0, 1, 1, 1, 2, 50]) == ([0, 1, 2, 3, 26, 50], [1, 1, 1, 23, 24, 7], 3)
+    assert timed([0, 40, 40]) == ([0, 40, 43], [40, 3, 4], 1)  # at the end: within the last frame's 7 ms
+    assert timed([0, None, 40]) == ([0, None, 40], [7, 7, 7], 0)  # no timestamp: the writer numbers it
 
 
 def test_preview_loads_pillow_before_the_anonymizing_thread_starts(clip_file, tmp_path):

@@ -127,6 +127,9 @@ class VideoFrame:
     index: int  # 0-based decode order
     pts: int | None  # in the stream's time base
     time: float  # seconds
+    # How long it shows, in the stream's time base: to the next frame's pts; the last frame, the decoder's (its
+    # packet's). None: unknown (the writer then gives it one frame at the average rate)
+    duration: int | None = None
 
 
 def identity(st: os.stat_result) -> tuple:
@@ -273,6 +276,7 @@ class DecodeReport:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.retimed = 0  # frames whose timestamp repeated or went back, given a time between their neighbours
         self.decoded = 0  # frames decoded
         self.announced = 0  # frames the container announces (0: unknown)
         self.shortfall: str | None = None  # "decoded 48 of 521 frames ..." when fewer than announced
@@ -349,6 +353,74 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
     return announced, None
 
 
+# A run of frames with repeated timestamps is held (RGB, in memory) until the next later timestamp shows the gap to
+# spread them over: at most this many, then they take one tick each after the frame before.
+_RETIME_RUN = 8
+
+
+class _Timing:
+    """The frames' timing on their way out of the decoder: each frame's duration (to the next frame's pts; the
+    last keeps the decoder's), and a frame whose pts repeats or goes back before the frame before it re-timed.
+
+    A re-timed frame takes a time between its neighbours: a run of k of them after a frame at p, before the next
+    frame at q, is spread evenly over p..q (one tick each where the gap has fewer than k + 1); the frames after the
+    run keep their own times, and so their sync with the audio. Before, the writer numbered such a frame at the
+    frame rate after the last and every frame after it was pushed one frame late in turn (the rest of the video,
+    its end too, a frame behind its audio), without a word; FFmpeg drops such frames. Nothing is dropped here:
+    every frame is anonymized and written, and the count goes to ``DecodeReport.retimed`` (a warning)."""
+
+    def __init__(self, tb: Fraction, report: DecodeReport):
+        self.tb, self.report = tb, report
+        self.prev: VideoFrame | None = None  # the last frame with its final time; its duration waits for the next
+        self.run: list[VideoFrame] = []  # frames after prev whose pts is not above prev's
+
+    def push(self, f: VideoFrame) -> Iterator[VideoFrame]:
+        """The frames whose timing is settled once ``f`` is known."""
+        prev = self.prev
+        if prev is not None and f.pts is not None and prev.pts is not None and f.pts <= prev.pts:
+            self.run.append(f)
+            if len(self.run) >= _RETIME_RUN:
+                yield from self._settle(None)
+            return
+        if self.run:
+            yield from self._settle(f.pts)
+            prev = self.prev
+            if f.pts is not None and f.pts <= prev.pts:  # no room before f: it moves on a tick after the run
+                self.run.append(f)
+                return
+        if prev is not None:
+            if f.pts is not None and prev.pts is not None:
+                prev.duration = f.pts - prev.pts
+            yield prev
+        self.prev = f
+
+    def flush(self) -> Iterator[VideoFrame]:
+        """The frames still held, at the end of the stream."""
+        if self.run:  # spread up to where the last frame ended in the source, where it says
+            last, d = self.run[-1], self.run[-1].duration or self.prev.duration
+            yield from self._settle(last.pts + d if d else None)
+        if self.prev is not None:
+            yield self.prev
+            self.prev = None
+
+    def _settle(self, end: int | None) -> Iterator[VideoFrame]:
+        """Re-time ``run`` between ``prev`` and ``end`` (the next frame's pts; None: unknown), and yield all but
+        the last of them, which becomes ``prev``."""
+        p, k = self.prev.pts, len(self.run) + 1
+        spread = end is not None and end - p >= k
+        for j, f in enumerate(self.run, 1):
+            f.pts = p + j * (end - p) // k if spread else p + j
+            f.time = float(f.pts * self.tb)
+        self.report.retimed += len(self.run)
+        chain = [self.prev, *self.run]
+        for a, b in zip(chain, chain[1:]):
+            a.duration = b.pts - a.pts
+            yield a
+        self.prev, self.run = chain[-1], []
+        if spread:
+            self.prev.duration = end - self.prev.pts
+
+
 def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | None = None,
                 threads: int = 0, allow_truncated: bool = False) -> Iterator[VideoFrame]:
     """Decode the first video stream to upright RGB frames.
@@ -380,6 +452,7 @@ def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | No
         step = 1 / float(v.average_rate or v.guessed_rate or 25)
         mkv = _matroska(c)
         end_of_last = None  # where the previous packet (of any stream) ended: Matroska's skipped bytes
+        timing = _Timing(tb, report)
 
         def damaged(what: str) -> None:
             report.errors.append(what)
@@ -419,9 +492,10 @@ def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | No
                 rgb = frame.to_ndarray(format="rgb24")
                 rot = int(round(frame.rotation or 0))
                 last_end = t + step
-                yield VideoFrame(upright(rgb, rot), index, frame.pts, t)
+                yield from timing.push(VideoFrame(upright(rgb, rot), index, frame.pts, t, frame.duration or None))
                 index += 1
                 report.decoded = index
+        yield from timing.flush()
         if index == 0:
             why = f"no frame could be decoded ({bad} bad packets)" if bad else "no video frames"
             raise InputError(f"{path}: {why}")
@@ -534,6 +608,7 @@ class VideoWriter:
         self._amap: dict = {}  # input stream index -> output stream (audio, subtitles)
         self.left_out: list[str] = []  # streams of the input not in the output, and why (the job warns of each)
         self._last_pts = None
+        self._durations: dict[int, int] = {}  # pts -> the frame's duration, for its packet (write)
         # called after the last frame is encoded and muxed, before the output gets its name (the video job
         # writes the track record there: an output under its name always has its record)
         self.before_commit = None
@@ -689,9 +764,8 @@ class VideoWriter:
             self._pull_audio()
 
     # frames ---------------------------------------------------------------------
-    def write(self, rgb: np.ndarray, pts: int | None) -> None:
-        import av
-
+    def write(self, rgb: np.ndarray, pts: int | None, duration: int | None = None) -> None:
+        """Encode one frame; ``duration`` (the source frame's, VideoFrame.duration) goes to its packet."""
         pix_fmt = self._vstream.codec_context.pix_fmt
         frame = _yuv_frame(stored(rgb, self._rotation), pix_fmt)
         if frame.format.name != pix_fmt:  # PyAV would convert it with swscale (see _yuv_frame)
@@ -706,17 +780,33 @@ class VideoWriter:
             frame.pts, frame.time_base = self.frames, self._frame_tb
         else:
             frame.pts, frame.time_base = pts, self.info.time_base
+            if duration:
+                self._durations[pts] = duration
+                if len(self._durations) > 256:  # an encoder that renumbers its packets: none is found, none kept
+                    del self._durations[next(iter(self._durations))]
         if self._audio_packets is not None or self._audio_next is not None:
             self._mux_audio_until(t)
-        for packet in self._vstream.encode(frame):
-            self._out.mux(packet)
+        self._mux_video(self._vstream.encode(frame))
         self.frames += 1
+
+    def _mux_video(self, packets) -> None:
+        """Mux the encoder's packets, each with its source frame's duration where known. The encoder gives every
+        packet one frame at the average rate: a variable frame rate's last frame (MP4's last sample, Matroska's
+        last block: where the video ends) lasted that long instead of its own time, a 2.820 s clip came out
+        2.855 s. FFmpeg passes frame durations through the encoder (AV_CODEC_FLAG_FRAME_DURATION); set here on
+        the packets, what the encoder is given stays as it was (a constant rate's MP4 or MOV source gives the same
+        bytes as before; a Matroska source's last frame lasts its stored whole milliseconds, not 1 / rate). The
+        codec's time base is the frame's (the source's), so the packet's pts finds its frame."""
+        for packet in packets:
+            duration = self._durations.pop(packet.pts, None) if packet.pts is not None else None
+            if duration:
+                packet.duration = duration
+            self._out.mux(packet)
 
     def _finish(self) -> None:
         if self.frames == 0:
             raise InputError(f"{self.info.path}: no frame to write")
-        for packet in self._vstream.encode(None):
-            self._out.mux(packet)
+        self._mux_video(self._vstream.encode(None))
         self._mux_audio_until(None)
         self._out.close()
         self._out = None

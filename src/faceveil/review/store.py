@@ -366,8 +366,9 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
                     try:  # resolved and checked now, as every read
                         orig = self.file("orig", item.rel) if item.orig is not None and self.in_run(item) else None
                         out = self.file("out", item.rel) if item.out is not None else None
-                        analysis = videos.analyse(orig, out, dets, self.settings.match_iou, self.out_root)
-                        check = self._video_pair(orig, out, self.run.sha256.get(item.rel) if self.run else None)
+                        loaded = videos.load_record(out, self.out_root)  # once, for both
+                        analysis = videos.analyse(orig, out, dets, self.settings.match_iou, self.out_root, loaded)
+                        check = self._video_pair(orig, loaded[0], self.run.sha256.get(item.rel) if self.run else None)
                     except PermissionError:
                         analysis = {**videos.analyse(None, None, [], 0),
                                     "error": f"{item.rel}: refused, now a link leading out of OUT or IN"}
@@ -473,17 +474,15 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         return (f"no report pairs it with {item.orig} and the output is not of that file ({share}); "
                 "start the review with --from-report")
 
-    def _video_pair(self, orig: Path | None, out: Path | None, sha: str | None = None) -> dict:
-        """A video's check: {"pair": why} when its track record was made from another file than ``orig``, or
-        ``orig`` is not the file whose SHA-256 (``sha``) the run's report recorded (the record's content key
-        samples the file: an edit of the same size between its first and last MB passed)."""
+    def _video_pair(self, orig: Path | None, record: dict | None, sha: str | None = None) -> dict:
+        """A video's check: {"pair": why} when its track ``record`` (as ``videos.load_record`` read it; None: none,
+        or unreadable, which the analysis says) was made from another file than ``orig``, or ``orig`` is not the
+        file whose SHA-256 (``sha``) the run's report recorded (the record's content key samples the file: an edit
+        of the same size between its first and last MB passed)."""
         changed = _not_read(orig, sha) if orig is not None else None
         if changed:
             return {"pair": changed}
-        try:
-            key = (read_record(out, self.out_root) or {}).get("key") if orig is not None and out is not None else None
-        except FaceveilError:
-            return {}  # the analysis says why the record cannot be read
+        key = record.get("key") if orig is not None and record is not None else None
         if key is None or key == sample_sha256(orig):
             return {}
         return {"pair": f"its track record was made from another file than {orig} (content key differs)"}

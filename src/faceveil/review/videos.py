@@ -107,17 +107,29 @@ def _noise(orig: np.ndarray, out: np.ndarray, boxes: list) -> float:
     return float((d * d).mean())
 
 
+def load_record(out: Path | None, root: Path | None = None) -> tuple[dict | None, str | None]:
+    """(the track record of output ``out``, or None where it has none; why it cannot be read, or None). A check
+    reads it once and hands it to ``analyse`` and to the store's pair check (its content key): each read it, a
+    long video's record twice (25 MB) for every changed item."""
+    if out is None:
+        return None, None
+    try:
+        return read_record(out, root), None
+    except FaceveilError as exc:
+        return None, str(exc)
+
+
 def analyse(orig: Path | None, out: Path | None, detectors: list, match_iou: float,
-            root: Path | None = None) -> dict:
+            root: Path | None = None, loaded: tuple[dict | None, str | None] | None = None) -> dict:
     """Tracks and failed frames from the record; second-detector faces on sampled ORIGINAL frames
-    that the output left unchanged (its pixels differ no more than the codec's noise)."""
+    that the output left unchanged (its pixels differ no more than the codec's noise). ``loaded``: what
+    ``load_record`` returned for ``out`` (default: read here)."""
     a: dict = {"error": None, "size": None, "frames": 0, "tracks": [], "failed": [], "second": [], "record": False}
     if out is None:
         return a
-    try:
-        rec = read_record(out, root)
-    except FaceveilError as exc:
-        return {**a, "error": str(exc)}
+    rec, error = loaded if loaded is not None else load_record(out, root)
+    if error is not None:
+        return {**a, "error": error}
     if rec is None:
         return a
     n = len(rec["frames"])

@@ -32,7 +32,7 @@ from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
 from ..io.atomic import exists_now, temp_affixes, write_bytes_atomic
-from .record import FrameLog, frame_faces, tracks_path, write_record
+from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
 
@@ -222,7 +222,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     next_preview = 0.0
     boxes_log = FrameLog(dst.parent)  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
-    kept_log: list[dict] = []
+    kept_log = KeptLog(dst.parent)  # per frame: the boxes kept (--keep-*), on disk; their summary in memory
     kept_tracks: dict[int, dict] | None = None
     if keep_record is not None:  # the review's Apply: what the run kept, box by box, and the tracks it flipped
         from .keep import recorded_splitter
@@ -244,6 +244,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         items = replay(frames, plan, kept_tracks, anonymizer.keep, kept_log)
     else:
         items = tracked_frames(frames, detect, options, fps)
+    kept_log.tracks = kept_tracks or {}
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=src.name[-30:], leave=False)
     record_warnings: list[str] = []
@@ -260,12 +261,10 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
             path = tracks_path(dst)
             earlier_record.append(path.read_bytes() if path.exists() else None)
         try:
+            # kept: whom each kept track matched, each frame's kept boxes and their track ids (the review flips
+            # whole tracks)
             write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
-                          report, None if kept_tracks is None else {
-                              "tracks": _kept_summary(kept_tracks, kept_log),
-                              "frames": {str(e["frame"]): [k["box"] for k in e["kept"]] for e in kept_log},
-                              # the track id of each kept box: the review flips whole tracks
-                              "frame_tracks": {str(e["frame"]): e.get("track_ids", []) for e in kept_log}})
+                          report, None if kept_tracks is None else kept_log)
         except OSError as exc:  # the video is fine; only the review loses its track view (and a resume refuses it)
             record_warnings.append(f"track record not written: {exc}")
 
@@ -320,7 +319,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
                 if options.preview and vf.time >= next_preview:
                     stills.write(out, vf.time)
                     next_preview = vf.time + options.preview
-                (sink.write if threaded else write)(out, vf.pts)
+                (sink.write if threaded else write)(out, vf.pts, vf.duration)
                 bar.update(1)
                 bar.set_postfix(faces=len(item.detections), failed=failed, refresh=False)
 
@@ -351,10 +350,15 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     finally:
         bar.close()
         boxes_log.close()
+        kept_log.close()
     if report.errors:
         warnings.extend(f"damaged: {e}" for e in report.errors[:5])
     if report.shortfall:
         warnings.append(f"truncated: {report.shortfall}")
+    if report.retimed:  # io.video._Timing: before, renumbered without a word and the rest pushed late
+        n = report.retimed
+        warnings.append(f"re-timed: {n} frame{'s' if n > 1 else ''} repeating an earlier frame's timestamp (or going "
+                        "back) placed between their neighbours; the other frames and the audio keep their times")
     warnings.extend(record_warnings)
     seconds = time.perf_counter() - t0
     n = written + dropped
@@ -366,25 +370,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
                        decode_errors=len(report.errors), announced_frames=report.announced,
                        truncated=report.shortfall, tracks=len(track_ids), fps=round(n / max(seconds, 1e-9), 2),
                        warnings=warnings or None, stages=clock.as_json(),
-                       kept=None if kept_tracks is None else _kept_summary(kept_tracks, kept_log))
-
-
-def _kept_summary(tracks: dict[int, dict], log: list[dict]) -> list[dict]:
-    """Per kept track: whom it matched, at what distance, on which frames; per region: the frames."""
-    out = {tid: {**rec, "frames": []} for tid, rec in tracks.items()}
-    regions: dict[str, dict] = {}
-    for entry in log:
-        for k in entry["kept"]:
-            if "track" in k and k["track"] in out:
-                out[k["track"]]["frames"].append(entry["frame"])
-            else:
-                r = regions.setdefault(k["by"] + k.get("region", ""), {**{a: b for a, b in k.items() if a != "box"},
-                                                                      "faces": 0})
-                r["faces"] += 1
-    for rec in out.values():  # first and last frame: the whole list would swamp the report
-        f = rec.pop("frames")
-        rec["frames"] = [min(f), max(f), len(f)] if f else []
-    return [*out.values(), *regions.values()]
+                       kept=None if kept_tracks is None else kept_log.summary())
 
 
 def _run_now(fn, *args) -> Future:

@@ -59,26 +59,79 @@ class FrameLog:
         self.folder, self.frames, self._file = folder, 0, None
 
     def append(self, faces: list[dict]) -> None:
+        self.append_raw(json.dumps(faces, separators=(",", ":")))
+
+    def append_raw(self, text: str) -> None:
+        """One item, already JSON (KeptLog's are an object's "key":value pairs)."""
         if self._file is None:  # gone when closed or the process ends (O_TMPFILE, or removed once open)
             self._file = tempfile.TemporaryFile(dir=self.folder)
-        self._file.write((b"," if self.frames else b"") + json.dumps(faces, separators=(",", ":")).encode())
+        self._file.write((b"," if self.frames else b"") + text.encode())
         self.frames += 1
 
     def __len__(self) -> int:
         return self.frames
 
-    def copy_to(self, f) -> int:
-        """Write the frames into ``f`` as one JSON list; return the bytes written."""
-        f.write(b"[")
+    def copy_to(self, f, brackets: bytes = b"[]") -> int:
+        """Write the frames into ``f`` as one JSON list (``brackets`` b"{}": an object); return the bytes written."""
+        f.write(brackets[:1])
         if self._file is not None:
             self._file.seek(0)
             shutil.copyfileobj(self._file, f)
-        f.write(b"]")
+        f.write(brackets[1:])
         return 2 + (self._file.tell() if self._file is not None else 0)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+class KeptLog:
+    """The record's "kept" part under --keep-* (and the review's Apply), streamed as ``FrameLog`` streams the boxes:
+    each frame's kept boxes and their track ids go, as JSON, to unnamed temporary files in ``folder``; in memory
+    stay only the summary's counts (``summary``: per kept track its first and last frame and count, per region its
+    faces), one entry per track or region. Before, every frame's entry was held to the end of the video (an hour
+    of a kept speaker: 90,000 entries). ``tracks`` (the kept tracks, id -> whom) is set before the first entry.
+
+    ``append`` takes the entries ``video.keep`` logs: {"frame": i, "kept": [{"box": [...], ...}], "track_ids": [...]},
+    one per frame, in frame order."""
+
+    def __init__(self, folder: Path):
+        self.tracks: dict[int, dict] = {}
+        self._boxes, self._ids = FrameLog(folder), FrameLog(folder)
+        self._frames: dict[int, list[int]] = {}  # kept track -> [first frame, last frame, boxes]
+        self._regions: dict[str, dict] = {}  # "by" + region -> its first box's record (less the box), "faces"
+
+    def append(self, entry: dict) -> None:
+        key = json.dumps(str(entry["frame"]))
+        self._boxes.append_raw(f"{key}:{json.dumps([k['box'] for k in entry['kept']], separators=(',', ':'))}")
+        self._ids.append_raw(f"{key}:{json.dumps(entry.get('track_ids', []), separators=(',', ':'))}")
+        f = entry["frame"]
+        for k in entry["kept"]:
+            if "track" in k and k["track"] in self.tracks:
+                got = self._frames.get(k["track"])
+                self._frames[k["track"]] = [min(got[0], f), max(got[1], f), got[2] + 1] if got else [f, f, 1]
+            else:
+                r = self._regions.setdefault(k["by"] + k.get("region", ""),
+                                             {**{a: b for a, b in k.items() if a != "box"}, "faces": 0})
+                r["faces"] += 1
+
+    def summary(self) -> list[dict]:
+        """Per kept track: whom it matched, at what distance, on which frames (first, last, count: the whole list
+        would swamp the report); per region: its faces."""
+        tracks = [{**{a: b for a, b in rec.items() if a != "frames"}, "frames": self._frames.get(tid, [])}
+                  for tid, rec in self.tracks.items()]
+        return [*tracks, *(dict(r) for r in self._regions.values())]
+
+    def copy_to(self, f) -> int:
+        """Write the record's "kept" as one JSON object: {"tracks": summary, "frames": {frame: [boxes]},
+        "frame_tracks": {frame: [track ids]}} (the bytes json.dumps gave when it was all in memory)."""
+        n = f.write(b'{"tracks":' + json.dumps(self.summary(), separators=(",", ":")).encode() + b',"frames":')
+        n += self._boxes.copy_to(f, b"{}") + f.write(b',"frame_tracks":') + self._ids.copy_to(f, b"{}")
+        return n + f.write(b"}")
+
+    def close(self) -> None:
+        self._boxes.close()
+        self._ids.close()
 
 
 def _describe(anonymizer) -> dict | None:
@@ -130,13 +183,15 @@ def check_resume(outputs: list[Path], anonymizer, options: VideoOptions) -> None
 
 
 def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, frames: FrameLog,
-                 errors: dict, failed: int, decode_errors: int, report=None, kept: dict | None = None) -> None:
+                 errors: dict, failed: int, decode_errors: int, report=None, kept: KeptLog | dict | None = None
+                 ) -> None:
     """The track record `faceveil review` reads: one JSON file, written atomically (the video job writes it
     just before the video gets its name).
 
     ``frames``: per written frame, ``frame_faces`` of the boxes anonymized on it ([] for a failed frame), copied
     into the file last, without passing through memory.
-    ``kept`` (--keep-*): {"tracks": whom each kept track matched, "frames": {index: kept boxes}}.
+    ``kept`` (--keep-*): {"tracks": whom each kept track matched, "frames": {index: kept boxes}, "frame_tracks":
+    {index: their track ids}}, or the KeptLog that streams it (copied in the same way).
     """
     desc = _describe(anonymizer)
     settings = _settings(desc, options)
@@ -150,10 +205,20 @@ def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, f
     if settings is not None:  # what a resume with --skip-existing checks (check_resume)
         data["job"], data["settings"] = settings_key(settings), settings
     data["size"] = [info.height, info.width] if info.rotation in (90, -90, 270) else [info.width, info.height]
+    data["frames"] = frames
     path = tracks_path(dst)
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = json.dumps(data, separators=(",", ":")).encode()
-    write_atomic(path, lambda f: f.write(head[:-1] + b',"frames":') + frames.copy_to(f) + f.write(b"}"))
+    write_atomic(path, lambda f: _write_object(f, data))
+
+
+def _write_object(f, data: dict) -> int:
+    """``data`` as json.dumps(data, separators=(",", ":")) writes it, a value with a ``copy_to`` (FrameLog,
+    KeptLog) copying itself in; the bytes written."""
+    n = f.write(b"{")
+    for i, (k, v) in enumerate(data.items()):
+        n += f.write((b"," if i else b"") + json.dumps(k).encode() + b":")
+        n += v.copy_to(f) if hasattr(v, "copy_to") else f.write(json.dumps(v, separators=(",", ":")).encode())
+    return n + f.write(b"}")
 
 
 def _old_frame(boxes: list) -> Detections:

@@ -107,10 +107,10 @@ class EncoderThread:
                 except BaseException as exc:
                     self.error = exc
 
-    def write(self, rgb: np.ndarray, pts: int | None) -> None:
+    def write(self, rgb: np.ndarray, pts: int | None, duration: int | None = None) -> None:
         if self.error is not None:
             raise self.error
-        self.q.put((rgb, pts))
+        self.q.put((rgb, pts, duration))
 
     def close(self) -> None:
         self.q.put(_END)
