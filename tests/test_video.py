@@ -612,6 +612,55 @@ def test_a_face_too_fast_to_link_is_covered_between_two_detector_runs():
     assert leaks == [] and len(ids) > 1, (leaks, ids)
 
 
+def _wide_patch_clip(n: int, step: int, side: int = 30):
+    """Frames 1280x120, a noise patch ``side`` px moving ``step`` px a frame, bouncing off the frame's sides."""
+    noise = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    frames, boxes, x, v = [], [], 10, step
+    for _ in range(n):
+        f = np.full((120, 1280, 3), 128, np.uint8)
+        f[45:45 + side, x:x + side] = noise
+        frames.append(f)
+        boxes.append([x, 45, x + side, 45 + side])
+        if not 0 <= x + v <= 1280 - side:
+            v = -v
+        x += v
+    return frames, boxes
+
+
+@pytest.mark.parametrize("step", [90, 130, 200])
+def test_a_face_faster_than_a_bridge_is_found_on_the_skipped_frame(step):
+    """--detect-every 2: a 30 px face moving 3-6.7 of its size a frame, past the bridge's reach (2 a frame).
+    Before, the skipped frames showed it whole (90 and 130 px a frame: 14 of 40 frames); now the detector runs on
+    those frames on crops around the lost track and the new one, and where it turns back (linked to its last
+    sighting, it lies anywhere its speed reaches)."""
+    frames, boxes = _wide_patch_clip(40, step)
+    widths = []
+
+    class Sizes(PatchDetector):
+        def detect(self, image):
+            widths.append(image.shape[1])
+            return super().detect(image)
+
+    leaks, _ = _patch_leaks(frames, boxes, VideoOptions(), anonymizer_with(Sizes()))
+    assert leaks == [], leaks
+    assert widths.count(1280) == 21  # the whole frame on frames 0, 2, ..., 38 and the last; crops between
+    assert len(widths) > 21 and max(w for w in widths if w != 1280) <= 800, widths
+
+
+def test_two_faces_far_apart_are_no_fast_face():
+    """A face leaving and another appearing 12 face sizes a frame away are two faces: no extra detector run."""
+    noise = np.random.default_rng(0).integers(0, 256, (30, 30, 3), dtype=np.uint8)
+    frames = []
+    for i in range(20):
+        f = np.full((120, 1280, 3), 128, np.uint8)
+        x = 10 if i < 9 else 10 + 720
+        f[45:75, x:x + 30] = noise
+        frames.append(f)
+    det = PatchDetector()
+    leaks, _ = _patch_leaks(frames, [None] * 20, VideoOptions(), anonymizer_with(det))
+    assert det.calls == 11, det.calls  # frames 0, 2, ..., 18 and the last, 19
+
+
 def test_a_look_ahead_shorter_than_the_detector_gap_is_a_risk_warning(clip_file, tmp_path):
     """--lookahead 0 with --detect-every 2: a face appearing on a skipped frame is visible there; said as a risk."""
     anon = anonymizer_with(BoxDetector())

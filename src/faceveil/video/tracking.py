@@ -9,12 +9,12 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..api import resolved_detector
-from ..detect.presets import VIDEO_COAST_S, VIDEO_MAX_RATIO
+from ..detect.presets import VIDEO_COAST_S, VIDEO_FAST_REACH, VIDEO_MAX_RATIO
 from ..detections import Detections
 from ..io.video import VideoFrame, VideoSource, probe, read_frames
 from ..track import Tracker, TrackParams
 from .options import VideoOptions, as_video_options, refuse_photo, video_preset
-from .schedule import DetectSchedule
+from .schedule import DetectSchedule, detect_in_crops
 
 
 @dataclass
@@ -65,6 +65,18 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
                     if t in marks and d.sources[k] == "held":
                         lms[k] = marks[t]
                 item.detections = Detections(xyxy, d.score, lms, d.track_id, d.source, d.sources)
+        if tracker is not None and item.skipped and item.error is None:
+            # A face faster than a bridge reaches: the hull of its two sightings is a poor guess (it may bounce),
+            # so the detector looks on this frame around both; its boxes are added (untracked) to what is held.
+            try:
+                found = _between_runs(tracker, detect, item.frame, n)
+            except (KeyboardInterrupt, SystemExit, MemoryError):
+                raise
+            except Exception as exc:  # fail closed: the frame fails as a failed detector run fails it
+                item.error = f"frame {item.frame.index}: {exc.__class__.__name__}: {exc}"
+                found = None
+            if found is not None and len(found):
+                item.detections = Detections.merge([item.detections, found], "track")
         if tracker is not None and ahead and item.error is None:
             extra = tracker.backfill(item.frame.index)
             if len(extra):
@@ -120,6 +132,24 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             yield emit(buffer.popleft())
     while buffer:
         yield emit(buffer.popleft())
+
+
+def _between_runs(tracker, detect: Callable[[np.ndarray], Detections], frame: VideoFrame,
+                  gap: int) -> Detections | None:
+    """The detector on a skipped frame, on crops around each pair of a lost track and a new one too far apart for
+    a bridge (``Tracker.far_pairs``): the hull of both boxes and a face size around it. None where there is none."""
+    pairs = tracker.far_pairs(frame.index, gap, VIDEO_FAST_REACH)
+    if not pairs:
+        return None
+    h, w = frame.rgb.shape[:2]
+    crops = []
+    for (x1, y1, x2, y2), m in pairs:
+        crop = (max(0, int(x1 - m)), max(0, int(y1 - m)), min(w, int(np.ceil(x2 + m))), min(h, int(np.ceil(y2 + m))))
+        if crop[2] > crop[0] and crop[3] > crop[1]:
+            crops.append(crop)
+    found = detect_in_crops(detect, frame.rgb, crops)
+    return Detections(found.xyxy, found.score, found.landmarks, np.full(len(found), -1, np.int64), "track",
+                      ["detected"] * len(found)) if len(found) else None
 
 
 def _with_last(items: Iterable) -> Iterator[tuple]:
