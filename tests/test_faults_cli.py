@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import unreadable_folders
 from faceveil.cli import main
 
 
@@ -581,27 +582,13 @@ def test_an_output_another_run_writes_meanwhile_is_not_replaced(tmp_path, capsys
     assert code == 0 and (out / "b.png").read_bytes() != b"the other run's output"
 
 
-def _unreadable(monkeypatch, name: str) -> None:
-    """Folders named ``name`` cannot be listed, as a chmod 000 folder for a user who is not root."""
-    import os
-
-    real = os.scandir
-
-    def scandir(path="."):
-        if os.path.basename(os.fspath(path)) == name:
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-
-
 def test_an_unreadable_folder_is_named_and_counted_failed(coll, tmp_path, capsys, monkeypatch):
     """A chmod 000 folder inside an input was skipped silently ("2 of 2 files", exit 0); named itself it was called
     empty; mode 600 gave a traceback."""
     (coll / "d2" / "x.jpg").rename(coll / "d1" / "y.jpg")
     (coll / "d1" / "locked").mkdir()
     (coll / "d2").rename(coll / "d1" / "locked" / "sub")
-    _unreadable(monkeypatch, "locked")
+    unreadable_folders(monkeypatch, "locked")
     out = tmp_path / "out"
     code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, *FAST)
     assert code == 1, err

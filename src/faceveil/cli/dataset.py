@@ -173,7 +173,9 @@ def cmd_dataset_verify(args) -> int:
     if args.json:
         print(json.dumps({"ok": rep.ok, "checked": rep.checked, "missing": rep.missing, "altered": rep.altered,
                           "damaged": rep.damaged, "unexpected": rep.unexpected, "mixed": rep.mixed,
-                          "unlabelled": rep.unlabelled}, indent=1))
+                          "unlabelled": rep.unlabelled, "unreadable": rep.unreadable}, indent=1))
+    for line in rep.unreadable:  # "rel: why", named from OUT as other commands name a folder they cannot read
+        print(f"faceveil: error: {one_line(Path(args.output) / line)}", file=sys.stderr)
     for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("does not decode", rep.damaged),
                         ("not in the manifest", rep.unexpected), ("made with other settings", rep.mixed),
                         ("not as the labels say", rep.unlabelled)):
@@ -183,6 +185,7 @@ def cmd_dataset_verify(args) -> int:
     print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
           f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest"
           + (f", {len(rep.mixed)} made with other settings" if rep.mixed else "")
-          + (f", {len(rep.unlabelled)} not as the labels say" if rep.unlabelled else ""),
+          + (f", {len(rep.unlabelled)} not as the labels say" if rep.unlabelled else "")
+          + (f", {len(rep.unreadable)} cannot be read" if rep.unreadable else ""),
           file=sys.stderr)
     return 0 if rep.ok else 1

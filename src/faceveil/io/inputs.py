@@ -163,6 +163,22 @@ _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCH
             (stat.S_ISBLK, "a device"))
 
 
+def folder_problem(exc: OSError) -> tuple[Path, str]:
+    """The folder a failed listing names and why, in the words every command uses for it."""
+    return Path(exc.filename), f"cannot read the folder ({exc.strerror or exc})"
+
+
+def read_folder(folder: str | os.PathLike) -> list[os.DirEntry]:
+    """One folder's entries (hidden ones too), sorted by name. A folder that cannot be listed is bad usage named in
+    one line (``folder_problem``), not a traceback: for commands that cannot go on without it."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as exc:
+        path, why = folder_problem(exc)
+        raise UsageError(f"{one_line(path)}: {why}") from None
+
+
 def list_folder(src: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]], list[tuple[Path, str]]]:
     """The tree under ``src``: (regular files, links to folders (not followed), folders and files that cannot be
     read with why, entries that are no regular file with what they are), each sorted. Hidden files and everything in
@@ -172,10 +188,7 @@ def list_folder(src: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str
     bad: list[tuple[Path, str]] = []
     odd: list[tuple[Path, str]] = []
 
-    def cannot_list(exc: OSError) -> None:
-        bad.append((Path(exc.filename), f"cannot read the folder ({exc.strerror})"))
-
-    for folder, dirs, names in os.walk(src, onerror=cannot_list):
+    for folder, dirs, names in os.walk(src, onerror=lambda exc: bad.append(folder_problem(exc))):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         links += [Path(folder, d) for d in dirs if os.path.islink(os.path.join(folder, d))]
         for name in names:
