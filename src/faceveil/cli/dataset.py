@@ -85,8 +85,10 @@ def register(sub) -> None:
 
 def cmd_dataset_anonymize(args) -> int:
     from ..dataset import DatasetConfig, anonymize_dataset
+    from ..io.atomic import refuse_too_long
     from ..registry import parse_assignments
 
+    refuse_too_long(args.images, args.labels, args.output)  # before --keep-people's gallery is described
     check_backend(args)
     check_jpeg_quality(args)
     region = region_from_args(args)

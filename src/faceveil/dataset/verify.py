@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.atomic import refuse_too_long
 from ..io.inputs import folder_problem, is_inside
 from ..io.manifest import read_manifest, sha256_file
 from .config import MANIFEST, OWN_DIR, REVIEW_FILE, named_images, own_file, reviewed_boxes
@@ -33,6 +34,7 @@ class VerifyReport:
 
 
 def verify(out: str | os.PathLike) -> VerifyReport:
+    refuse_too_long(out)  # bad usage (exit 2), not a traceback at the first look
     out = Path(out)
     manifest_path = out / MANIFEST
     try:

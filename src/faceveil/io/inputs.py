@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UsageError, one_line
-from .atomic import too_long
+from .atomic import refuse_too_long
 from .video import is_video_path
 
 
@@ -145,9 +145,7 @@ def _kind(path: Path) -> str | None:
     """"dir", "file" (anything else a path can be read as: a photo, a FIFO, /dev/stdin), "unreadable" (inside a
     folder faceveil may not enter), or None when nothing is there. A path the system cannot look up (too long, a
     link loop) is bad usage, one line."""
-    why = too_long(path)
-    if why:
-        raise UsageError(f"{one_line(path)}: {why}")
+    refuse_too_long(path)
     try:
         return "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
     except (FileNotFoundError, NotADirectoryError):
