@@ -36,7 +36,7 @@ from .. import __version__
 from ..dataset.config import old_state
 from ..detect import DETECTORS, get_detector
 from ..detections import Detections, box_iou
-from ..errors import FaceveilError, UsageError
+from ..errors import FaceveilError, UsageError, one_line
 from ..io.atomic import refuse_too_long, write_bytes_atomic
 from ..io.images import read_image
 from ..io.manifest import read_manifest, sample_sha256, sha256_file
@@ -229,7 +229,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         saved = state.get("config")
         now = self.anonymizer.describe()
         if isinstance(saved, dict) and not same_settings(saved, now):
-            print(f"faceveil: warning: {path} was made with other settings ({saved.get('method')}, "
+            print(f"faceveil: warning: {one_line(path)} was made with other settings ({saved.get('method')}, "
                   f"{saved.get('method_params')}); Apply uses the current ones ({now['method']}, "
                   f"{now['method_params']})", file=sys.stderr)
         state.setdefault("items", {})
