@@ -305,11 +305,12 @@ def test_a_videos_preview_stills_are_part_of_its_item_not_items_of_their_own(bas
     assert sorted(i["path"] for i in data["items"]) == ["clip.mp4", "clip_preview/mine.jpg"]
 
 
-@pytest.mark.parametrize("video", ["clip.mp4", "a [b]*?_00001.50s.mkv", "two\nlines.mov", "caf\udce9.webm"])
+@pytest.mark.parametrize("video", ["clip.mp4", "a [b]*?_00001.50s.mkv", "two\nlines.mov", "caf\udce9.webm",
+                                   "v" * 251 + ".mp4"])
 def test_the_review_knows_every_still_preview_path_names(tmp_path, video):
     """review matched a video's stills with a pattern of its own that restated video.job.preview_path's names: a
-    video whose name held a newline had its stills listed each as a photo ("no original found"). video.job.preview_video
-    is now the one test."""
+    video whose name held a newline had its stills listed each as a photo ("no original found"), and the stills of a
+    long name (cut to fit, video.job) would not have matched. video.job.preview_video is now the one test."""
     from faceveil.review.pairs import list_images
     from faceveil.video import job
 

@@ -32,7 +32,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import exists_now, temp_affixes, write_bytes_atomic
+from ..io.atomic import NAME_MAX, cut_name, exists_now, temp_affixes, write_bytes_atomic
 from .record import FrameLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -50,13 +50,17 @@ _PREVIEW = "_preview"  # a stills folder's name: the video's stem and this
 
 
 def preview_dir(dst: Path) -> Path:
-    """Where --preview writes a video's stills (the CLI refuses two videos that share it, or an output inside it)."""
-    return dst.parent / f"{dst.stem}{_PREVIEW}"
+    """Where --preview writes a video's stills (the CLI refuses two videos that share it, or an output inside it).
+    The stem is cut to fit a name (NAME_MAX): a video named 248-255 bytes could have no stills folder."""
+    return dst.parent / f"{cut_name(dst.stem, NAME_MAX - len(_PREVIEW))}{_PREVIEW}"
 
 
 def preview_path(dst: Path, seconds: float) -> Path:
-    """The still --preview writes of ``dst`` at ``seconds`` (``preview_video`` tells such a still from a photo)."""
-    return preview_dir(dst) / f"{dst.stem}_{seconds:08.2f}s.jpg"
+    """The still --preview writes of ``dst`` at ``seconds`` (``preview_video`` tells such a still from a photo). The
+    stem is cut to fit a name: a video named 246-255 bytes failed at its first still, after all its frames were
+    decoded and encoded (exit 1, nothing written); the seconds keep the names of one video's stills apart."""
+    tail = f"_{seconds:08.2f}s.jpg"
+    return preview_dir(dst) / f"{cut_name(dst.stem, NAME_MAX - len(tail))}{tail}"
 
 
 def preview_video(still: Path) -> Path | None:
