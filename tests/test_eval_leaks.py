@@ -308,6 +308,32 @@ def test_leaked_crops_have_one_name_each_and_a_rerun_replaces_them(tmp_path, ast
         "g.png_0_10_10_cov00.png", "notes.txt"]
 
 
+def test_eval_messages_escape_control_characters_in_names(tmp_path, astronaut, capsys):
+    """eval leaks' "no pixel in the image" warning and its error lines (and the other eval commands' error lines,
+    cli.eval.report_errors) printed image names raw: a COCO file_name holding a newline printed a fake line."""
+    from faceveil.cli import main
+    from faceveil.cli.eval import report_errors
+
+    images = tmp_path / "images"
+    images.mkdir()
+    fake = "\nfaceveil: 0 leaked"
+    Image.fromarray(astronaut[:100, :100]).save(images / f"a{fake}.png")
+    (images / f"b{fake}.png").write_bytes(b"not a png")
+    coco = {"images": [{"id": i, "file_name": f"{n}{fake}.png", "width": 100, "height": 100}
+                       for i, n in ((1, "a"), (2, "b"))],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [300, 300, 20, 20], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "face"}]}
+    (tmp_path / "l.json").write_text(json.dumps(coco))
+    assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "l.json"), "-q",
+                 "--detect", "fast"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert all(ln.startswith("faceveil: ") for ln in err), err
+    assert any("e.g. a\\nfaceveil: 0 leaked.png [" in ln for ln in err), err
+    assert any(ln.startswith(f"faceveil: error: {images}/b\\nfaceveil: 0 leaked.png: ") for ln in err), err
+    assert report_errors([f"x{fake}.png: cannot decode image"], 1, 2) == 1
+    assert capsys.readouterr().err.splitlines()[0] == "faceveil: error: x\\nfaceveil: 0 leaked.png: cannot decode image"
+
+
 def test_pr_floor_above_the_detectors_cut_ends_the_curve_there(tmp_path, astronaut):
     """--pr-floor 0.95 was recorded, but the curve still ran down to the preset's 0.1."""
     from faceveil.cli import main

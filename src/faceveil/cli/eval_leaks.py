@@ -140,7 +140,7 @@ def cmd_leaks(args) -> int:
     _print_summary(res, pr_res, op, ms, n, describe, args)
     if outside:
         print(f"faceveil: warning: {len(outside)} labelled box{'' if len(outside) == 1 else 'es'} with no pixel in "
-              f"the image left out, e.g. {outside[0]}", file=sys.stderr)
+              f"the image left out, e.g. {one_line(outside[0])}", file=sys.stderr)
     failed = not_read + failed  # n (evaluated) is counted above: not_read were never among the found
     for msg in failed:
         print(f"faceveil: error: {one_line(msg)}", file=sys.stderr)
