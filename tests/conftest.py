@@ -127,6 +127,36 @@ def swap_on_open(monkeypatch, path: Path, other: Path) -> None:
     monkeypatch.setattr(io, "open", open_then_swap)
 
 
+def unreadable_folders(monkeypatch, name: str) -> None:
+    """Folders named ``name`` are as a chmod 000 folder is to a user who is not root (the tests run as root, for
+    whom chmod blocks nothing): one cannot be listed, and nothing under it can be looked up (Permission denied)."""
+    import errno
+    import os
+
+    def below(path) -> bool:
+        return isinstance(path, (str, bytes, os.PathLike)) and name in Path(os.fsdecode(path)).parts[:-1]
+
+    def deny(path):
+        raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+    def listing(real):
+        def call(path="."):
+            if os.path.basename(os.fsdecode(path)) == name or below(path):
+                deny(path)
+            return real(path)
+        return call
+
+    def lookup(real):
+        def call(path, *a, **k):
+            if below(path):
+                deny(path)
+            return real(path, *a, **k)
+        return call
+
+    for what, wrap in (("scandir", listing), ("listdir", listing), ("stat", lookup), ("lstat", lookup)):
+        monkeypatch.setattr(os, what, wrap(getattr(os, what)))
+
+
 _DEFAULT_DETECTIONS: dict = {}
 
 

@@ -257,6 +257,33 @@ def test_two_label_keys_of_one_photo_score_it_once(tmp_path, astronaut, capsys):
     assert "1 labelled image not found (left out of the results), e.g. x.png" in capsys.readouterr().err
 
 
+def test_eval_leaks_names_a_folder_of_images_it_cannot_read(tmp_path, astronaut, capsys, monkeypatch):
+    """A folder under --images that cannot be read (chmod 000) was a traceback at its first labelled image: now one
+    error line naming it (its images not evaluated, exit 1; the rest evaluated); --images itself is bad usage."""
+    from conftest import unreadable_folders
+    from faceveil.cli import main
+
+    images = tmp_path / "images"
+    for sub in ("ok", "locked"):
+        (images / sub).mkdir(parents=True)
+        Image.fromarray(astronaut).save(images / sub / "astro.png")
+    (tmp_path / "gt.txt").write_text("".join(f"{s}/astro.png\n1\n190 70 70 100 0 0 0 0 0 0\n"
+                                             for s in ("ok", "locked")))
+    unreadable_folders(monkeypatch, "locked")
+    out = tmp_path / "out"
+    argv = ["eval", "leaks", "--labels", str(tmp_path / "gt.txt"), "-q", "--detect", "fast", "--images"]
+    assert main([*argv, str(images), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    line = f"{images / 'locked'}: cannot read the folder (Permission denied); 1 labelled image in it not evaluated"
+    assert err.startswith(f"faceveil: error: {line}\nfaceveil: results.json") and "Traceback" not in err, err
+    doc = json.loads((out / "results.json").read_text())
+    assert (doc["evaluated"], doc["failed"], doc["result"]["faces"]) == (1, [line], 1)
+    images.rename(tmp_path / "locked")
+    assert main([*argv, str(tmp_path / "locked")]) == 2
+    assert capsys.readouterr().err == f"faceveil: error: {tmp_path / 'locked'}: cannot read the folder (Permission " \
+                                      "denied)\n"
+
+
 def test_leaked_crops_have_one_name_each_and_a_rerun_replaces_them(tmp_path, astronaut):
     """Two faces at one corner, a/g.png and a__g.png wrote one crop name; a rerun kept the earlier run's crops."""
     from faceveil.cli import main
@@ -279,6 +306,32 @@ def test_leaked_crops_have_one_name_each_and_a_rerun_replaces_them(tmp_path, ast
     assert main(argv) == 0
     assert sorted(p.relative_to(out / "leaked").as_posix() for p in (out / "leaked").rglob("*")) == [
         "g.png_0_10_10_cov00.png", "notes.txt"]
+
+
+def test_eval_messages_escape_control_characters_in_names(tmp_path, astronaut, capsys):
+    """eval leaks' "no pixel in the image" warning and its error lines (and the other eval commands' error lines,
+    cli.eval.report_errors) printed image names raw: a COCO file_name holding a newline printed a fake line."""
+    from faceveil.cli import main
+    from faceveil.cli.eval import report_errors
+
+    images = tmp_path / "images"
+    images.mkdir()
+    fake = "\nfaceveil: 0 leaked"
+    Image.fromarray(astronaut[:100, :100]).save(images / f"a{fake}.png")
+    (images / f"b{fake}.png").write_bytes(b"not a png")
+    coco = {"images": [{"id": i, "file_name": f"{n}{fake}.png", "width": 100, "height": 100}
+                       for i, n in ((1, "a"), (2, "b"))],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [300, 300, 20, 20], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "face"}]}
+    (tmp_path / "l.json").write_text(json.dumps(coco))
+    assert main(["eval", "leaks", "--images", str(images), "--labels", str(tmp_path / "l.json"), "-q",
+                 "--detect", "fast"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert all(ln.startswith("faceveil: ") for ln in err), err
+    assert any("e.g. a\\nfaceveil: 0 leaked.png [" in ln for ln in err), err
+    assert any(ln.startswith(f"faceveil: error: {images}/b\\nfaceveil: 0 leaked.png: ") for ln in err), err
+    assert report_errors([f"x{fake}.png: cannot decode image"], 1, 2) == 1
+    assert capsys.readouterr().err.splitlines()[0] == "faceveil: error: x\\nfaceveil: 0 leaked.png: cannot decode image"
 
 
 def test_pr_floor_above_the_detectors_cut_ends_the_curve_there(tmp_path, astronaut):

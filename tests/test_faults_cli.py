@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import unreadable_folders
 from faceveil.cli import main
 
 
@@ -581,27 +582,13 @@ def test_an_output_another_run_writes_meanwhile_is_not_replaced(tmp_path, capsys
     assert code == 0 and (out / "b.png").read_bytes() != b"the other run's output"
 
 
-def _unreadable(monkeypatch, name: str) -> None:
-    """Folders named ``name`` cannot be listed, as a chmod 000 folder for a user who is not root."""
-    import os
-
-    real = os.scandir
-
-    def scandir(path="."):
-        if os.path.basename(os.fspath(path)) == name:
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-
-
 def test_an_unreadable_folder_is_named_and_counted_failed(coll, tmp_path, capsys, monkeypatch):
     """A chmod 000 folder inside an input was skipped silently ("2 of 2 files", exit 0); named itself it was called
     empty; mode 600 gave a traceback."""
     (coll / "d2" / "x.jpg").rename(coll / "d1" / "y.jpg")
     (coll / "d1" / "locked").mkdir()
     (coll / "d2").rename(coll / "d1" / "locked" / "sub")
-    _unreadable(monkeypatch, "locked")
+    unreadable_folders(monkeypatch, "locked")
     out = tmp_path / "out"
     code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, *FAST)
     assert code == 1, err
@@ -668,6 +655,31 @@ def test_over_long_paths_are_bad_usage_or_fail_one_file(coll, tmp_path, capsys):
     assert code == 1 and "Traceback" not in err, err
     assert "x.jpg: cannot write: File name too long\n" in err and "1 of 2 files anonymized" in err, err
     assert (out / "top.jpg").is_file()
+
+
+@pytest.mark.parametrize("argv", [
+    ["dataset", "anonymize", "--format", "wider", "--images", "{images}", "--labels", "{gt}", "-o", "{long}"],
+    ["dataset", "anonymize", "--format", "wider", "--images", "{images}", "--labels", "{gt}", "-o", "{nd}/x"],
+    ["dataset", "anonymize", "--format", "wider", "--images", "{long}", "--labels", "{gt}", "-o", "{out}"],
+    ["dataset", "verify", "{long}"],
+    ["eval", "leaks", "--images", "{images}", "--labels", "{gt}", "-o", "{nd}"],
+    ["eval", "leaks", "--images", "{images}", "--labels", "{long}", "-o", "{out}"],
+    ["review", "{long}", "--originals", "{images}"], ["review", "{out}", "--originals", "{long}"],
+    ["review", "{out}", "--originals", "{images}", "--cache-dir", "{nd}/c"],
+    ["review", "{out}", "--originals", "{images}", "--from-report", "{long}"]])
+def test_over_long_paths_of_the_other_commands_are_bad_usage_before_any_work(coll, tmp_path, capsys, argv):
+    """`anonymize` refused an over-long -o before any work (835e562); dataset anonymize -o, dataset verify, eval
+    leaks -o and review's OUT, --originals and --cache-dir printed the system's traceback (Errno 36) instead."""
+    long = tmp_path / ("o" * 300)
+    (coll / "gt.txt").write_text("x.jpg\n1\n10 10 40 40 0 0 0 0 0 0\n")
+    (tmp_path / "out").mkdir()
+    names = {"images": coll / "d1", "gt": coll / "gt.txt", "long": long, "nd": tmp_path / "nd" / long.name,
+             "out": tmp_path / "out"}
+    quiet = [] if argv[:2] == ["dataset", "verify"] else ["-q"]
+    code, _, err = run(capsys, *[a.format(**names) for a in argv], *quiet)
+    assert code == 2 and err.startswith("faceveil: error: ") and err.count("\n") == 1, err
+    assert "File name too long" in err and "Traceback" not in err, err
+    assert not (tmp_path / "nd").exists() and not any((tmp_path / "out").iterdir())
 
 
 def test_a_file_name_with_a_newline_cannot_fake_a_status_line(coll, tmp_path, capsys):

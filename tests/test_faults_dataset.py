@@ -361,6 +361,33 @@ def test_verify_catches_an_output_that_does_not_decode(tmp_path, capsys):
     assert verify(out).altered == ["images/001.png"]
 
 
+def test_verify_names_a_folder_of_out_it_cannot_read_and_fails(tmp_path, capsys, monkeypatch):
+    """A folder under OUT that cannot be read (chmod 000) was a traceback at its first output; one a walk could not
+    list was passed over (verify ok). Now it is named in one error line, its outputs are neither checked nor
+    missing, and verify fails (exit 1); an OUT that cannot be read is one line, exit 1, as a missing one is."""
+    from conftest import unreadable_folders
+
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    (root / "locked").mkdir()
+    (root / "001.png").rename(root / "locked" / "001.png")
+    gt.write_text(gt.read_text().replace("001.png", "locked/001.png"))
+    out = tmp_path / "out"
+    assert main(_anon_args("wider", root, gt, out)) == 0
+    assert (out / "images" / "locked" / "001.png").is_file()
+    capsys.readouterr()
+    unreadable_folders(monkeypatch, "locked")
+    assert main(["dataset", "verify", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"faceveil: error: {out / 'images' / 'locked'}: cannot read the folder (Permission denied)\n"
+                   "faceveil: verify FAILED: 2 files checked, 0 missing, 0 altered, 0 do not decode, 0 not in the "
+                   "manifest, 1 cannot be read\n"), err
+    assert verify(out).unreadable == ["images/locked: cannot read the folder (Permission denied)"]
+    out.rename(tmp_path / "locked")
+    assert main(["dataset", "verify", str(tmp_path / "locked")]) == 1
+    assert capsys.readouterr().err == f"faceveil: error: {tmp_path / 'locked'}: cannot read the folder (Permission " \
+                                      "denied)\n"
+
+
 # ---------------------------------------------------------------------------
 # issue 18 item 4: one-line errors, never a traceback
 

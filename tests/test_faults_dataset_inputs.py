@@ -351,6 +351,25 @@ def test_help_examples_are_commands_as_printed_on_a_narrow_screen(argv, columns,
 # ---------------------------------------------------------------------------
 # 8. inputs are never dropped silently: other picture types, upper-case label files, hidden folders
 
+def test_dataset_warnings_escape_control_characters_in_names(tmp_path, capsys):
+    """The "formats faceveil does not read" and "no label file" warnings printed names raw: a picture named
+    "h\\nfaceveil: 9 images anonymized.avif" printed a status line of its own. Escaped now (errors.one_line)."""
+    rng = np.random.default_rng(0)
+    ds = tmp_path / "ds"
+    fake = "\nfaceveil: 9 images anonymized, 0 failed"
+    for rel in ["images/a.jpg", f"images/n{fake}.jpg", f"images/h{fake}.avif"]:
+        (ds / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(ds / rel, format="PNG")
+    (ds / "labels").mkdir()
+    (ds / "labels" / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    assert main(_args(ds / "images", ds / "labels", tmp_path / "out", "gt", "yolo")) == 0
+    lines = capsys.readouterr().err.splitlines()
+    shown = fake.replace("\n", "\\n")
+    assert not any(ln.startswith("faceveil: 9 images") for ln in lines), lines
+    assert any(ln.endswith(f"not anonymized and not written: h{shown}.avif") for ln in lines), lines
+    assert any(f"1 images have no label file (e.g. n{shown}.jpg): taken as" in ln for ln in lines), lines
+
+
 def test_yolo_and_voc_inputs_are_named_or_taken_never_dropped(tmp_path, capsys):
     """g.gif + g.txt was called "g.jpg: in the labels but no such image"; h.avif went unmentioned; UP.TXT and X.XML
     (upper-case) were ignored, their faces left out of OUT; images/.ipynb_checkpoints/ was copied into OUT."""

@@ -366,6 +366,31 @@ def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, ast
     assert "reviewing 1 image (" in err and ".faceveil" in err
 
 
+def test_review_start_up_lines_escape_control_characters(monkeypatch, capsys, tmp_path, astronaut):
+    """The start-up line printed OUT's and the cache's names raw, and a refused item's name too: a newline in one
+    made a status line of its own. Escaped now (errors.one_line), as every other message is."""
+    from socketserver import BaseServer
+
+    src, out, cache = tmp_path / "in", tmp_path / "out\nfaceveil: 0 to check", tmp_path / "c\x1b[2K"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-d", "centerface"]) == 0
+    Image.fromarray(astronaut).save(tmp_path / "elsewhere.png")
+    (out / "l\nfaceveil: ok.png").symlink_to(tmp_path / "elsewhere.png")  # a link leading out of OUT: refused
+
+    def fake_serve(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
+    assert main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "--second", "none"]) == 130
+    lines = capsys.readouterr().err.splitlines()
+    assert all(ln.startswith("faceveil: ") for ln in lines), lines
+    assert "faceveil: warning: l\\nfaceveil: ok.png: refused, a link leading out of OUT or IN" in lines, lines
+    start = next(ln for ln in lines if ln.startswith("faceveil: reviewing"))
+    assert f"edits saved in {tmp_path}/out\\nfaceveil: 0 to check/.faceveil/review.json; cache {tmp_path}/c\\x1b[2K" \
+        in start, start
+
+
 def test_review_warns_when_no_second_detector_can_run(monkeypatch, capsys, tmp_path, astronaut):
     """`--second auto` (the default) with neither yunet nor dlib-hog installed: the page would only say "second:
     none", so the command says on start-up that faces only another detector finds are not flagged, and how to fix it;

@@ -222,6 +222,25 @@ def test_people_build_refuses_an_output_in_the_consent_folder_or_an_existing_fil
     assert r.returncode == 2 and "exists" not in r.stderr and old.read_bytes() == b"an earlier gallery"
 
 
+def test_people_build_names_a_folder_it_cannot_read_in_one_line(tmp_path, capsys, monkeypatch):
+    """A consent folder, or a person's folder in it, that cannot be read (chmod 000) was a traceback: now one line
+    naming it, exit 2 before any photo is described (that person would be hidden like a stranger)."""
+    from conftest import unreadable_folders
+    from faceveil.cli import main
+
+    (tmp_path / "consent" / "alice").mkdir(parents=True)
+    (tmp_path / "consent" / "alice" / "a.jpg").write_bytes(b"not read: the listing fails first")
+    (tmp_path / "consent" / "locked").mkdir()
+    unreadable_folders(monkeypatch, "locked")
+    out = tmp_path / "people.npz"
+    for folder, named in ((tmp_path / "consent", tmp_path / "consent" / "locked"),
+                          (tmp_path / "consent" / "locked", tmp_path / "consent" / "locked")):
+        assert main(["people", "build", str(folder), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"faceveil: error: {named}: cannot read the folder (Permission denied)\n", err
+    assert not out.exists()
+
+
 def test_a_timed_keep_region_keeps_nobody_in_a_photo():
     from faceveil.pipeline import Anonymizer
 

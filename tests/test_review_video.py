@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -302,6 +303,29 @@ def test_a_videos_preview_stills_are_part_of_its_item_not_items_of_their_own(bas
     rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
     data = create_app(rs, TOKEN).test_client(use_cookies=False).get("/api/items", headers=HDR).get_json()
     assert sorted(i["path"] for i in data["items"]) == ["clip.mp4", "clip_preview/mine.jpg"]
+
+
+@pytest.mark.parametrize("video", ["clip.mp4", "a [b]*?_00001.50s.mkv", "two\nlines.mov", "caf\udce9.webm",
+                                   "v" * 251 + ".mp4"])
+def test_the_review_knows_every_still_preview_path_names(tmp_path, video):
+    """review matched a video's stills with a pattern of its own that restated video.job.preview_path's names: a
+    video whose name held a newline had its stills listed each as a photo ("no original found"), and the stills of a
+    long name (cut to fit, video.job) would not have matched. video.job.preview_video is now the one test."""
+    from faceveil.review.pairs import list_images
+    from faceveil.video import job
+
+    v = tmp_path / video
+    v.write_bytes(b"")
+    stills = [job.preview_path(v, s) for s in (0, 1.5, 61.25, 123456.78)]
+    for p in stills:
+        assert len(os.fsencode(p.name)) <= 255 and p.parent == job.preview_dir(v)
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"")
+    mine = [job.preview_dir(v) / "mine.jpg", stills[1].with_name(stills[1].name.replace("01.50s", "1.50s"))]
+    for p in mine:  # a photo of the user's in that folder, and a name preview_path never gives: listed
+        p.write_bytes(b"")
+    assert sorted(list_images(tmp_path).values()) == sorted([v, *mine])
+    assert [job.preview_video(p) for p in stills + mine] == [v] * len(stills) + [None] * len(mine)
 
 
 def test_scrubbing_a_video_reads_its_record_once(env, monkeypatch):

@@ -122,6 +122,31 @@ def test_preview_stills_never_land_on_each_other_or_on_an_output(tmp_path, capsy
     assert len(list((out2 / "clip_preview").glob("*.jpg"))) >= 2
 
 
+def test_preview_stills_of_a_long_video_name_are_cut_to_fit_and_kept_apart(tmp_path, capsys):
+    """A video named 246-255 bytes: its stills' names (<stem>_<seconds>s.jpg) passed 255 bytes, and the video
+    failed at its first still after all its frames were read (exit 1, nothing written). The stem is cut to fit
+    (video.job.preview_path); two videos whose cut names would share a stills folder are refused before any work."""
+    import os
+
+    from faceveil.video import job
+
+    rng = np.random.default_rng(6)
+    src = tmp_path / "in"
+    src.mkdir()
+    long = "v" * 247
+    for name in (f"{long}.mp4", f"{long}xy.mkv"):
+        write_clip(src / name, [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(4)], FPS, audio=False)
+    out = tmp_path / "out"
+    code, err = _run(capsys, src / f"{long}xy.mkv", "-o", out, "--preview", "0.1")
+    assert code == 0 and "Traceback" not in err, err
+    stills = sorted((out / f"{long}_preview").iterdir())
+    assert len(stills) >= 2 and all(len(os.fsencode(p.name)) == 255 for p in stills), [p.name for p in stills]
+    assert {job.preview_video(p) for p in stills} == {out / f"{long}xy.mkv"}  # what review lists with the video
+    code, err = _run(capsys, src, "-o", tmp_path / "out2", "--preview", "0.1")
+    assert code == 2 and err.count("\n") == 1 and "--preview stills would go to" in err, err
+    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").rglob("*.*"))
+
+
 def test_preview_stills_appear_only_with_their_video_and_a_killed_runs_are_removed(tmp_path, capsys, monkeypatch):
     """A SIGKILLed run left its first stills in OUT/<stem>_preview/ for good, a rerun (which removed the video's
     temporary) left them (an audit). Stills go to a temporary folder moved into place with the video; a dead

@@ -132,21 +132,24 @@ class People:
         as is an empty gallery."""
         from .detections import box_iou
         from .io.images import read_rgb
+        from .io.inputs import read_folder
 
         folder = Path(folder)
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such folder of consenting people (consent/<name>/*.jpg)")
         photos: dict[str, list[Path]] = {}
         subfolders = []  # said as skipped: <name>/*.jpg only
-        for p in sorted(folder.iterdir()):
+        # a folder that cannot be listed is named, one line: a person in it would be hidden like a stranger
+        for e in read_folder(folder):
+            p = Path(e.path)
             if p.name.startswith("."):
                 continue
-            if p.is_dir():
+            if e.is_dir():
                 # <name>/*.jpg only: a sub-folder is not read (one of another person was enrolled under <name>)
-                files = [f for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
-                         and not f.name.startswith(".") and f.is_file()]
-                subfolders += [f"{f}: a folder in {p.name}/, not read (photos of {p.name} go in {p}/ itself)"
-                               for f in sorted(p.iterdir()) if f.is_dir() and not f.name.startswith(".")]
+                inside = [f for f in read_folder(p) if not f.name.startswith(".")]
+                files = [Path(f.path) for f in inside if Path(f.name).suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+                subfolders += [f"{f.path}: a folder in {p.name}/, not read (photos of {p.name} go in {p}/ itself)"
+                               for f in inside if f.is_dir()]
                 if not files:  # docs/keep.md: an empty folder is an error (it was dropped when others had photos)
                     raise UsageError(f"{p}: no photos of {p.name} (expected {p}/*.jpg); add some or remove the folder")
                 photos[p.name] = files

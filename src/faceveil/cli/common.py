@@ -405,8 +405,8 @@ def report_missing_images(missing: list[str], images) -> int:
     if not missing:
         return 0
     n = len(missing)
-    print(f"faceveil: error: {images}: {n} labelled image{'' if n == 1 else 's'} not found (left out of the results), "
-          f"e.g. {missing[0]}", file=sys.stderr)
+    print(f"faceveil: error: {one_line(images)}: {n} labelled image{'' if n == 1 else 's'} not found (left out of the "
+          f"results), e.g. {one_line(missing[0])}", file=sys.stderr)
     return 1
 
 

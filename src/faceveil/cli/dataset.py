@@ -85,8 +85,10 @@ def register(sub) -> None:
 
 def cmd_dataset_anonymize(args) -> int:
     from ..dataset import DatasetConfig, anonymize_dataset
+    from ..io.atomic import refuse_too_long
     from ..registry import parse_assignments
 
+    refuse_too_long(args.images, args.labels, args.output)  # before --keep-people's gallery is described
     check_backend(args)
     check_jpeg_quality(args)
     region = region_from_args(args)
@@ -125,18 +127,19 @@ def cmd_dataset_anonymize(args) -> int:
     if len(s.missing) > 20:
         print(f"faceveil: error: ... and {len(s.missing) - 20} more missing images", file=sys.stderr)
     if s.unlabelled:
-        print(f"faceveil: warning: {len(s.unlabelled)} images under {args.images} are not in the labels and were "
-              f"not written (e.g. {s.unlabelled[0]})", file=sys.stderr)
+        print(f"faceveil: warning: {len(s.unlabelled)} images under {one_line(args.images)} are not in the labels and "
+              f"were not written (e.g. {one_line(s.unlabelled[0])})", file=sys.stderr)
     if s.other_media:
-        shown = ", ".join(s.other_media[:5]) + (", ..." if len(s.other_media) > 5 else "")
-        print(f"faceveil: warning: {len(s.other_media)} pictures or videos under {args.images} in formats faceveil "
-              f"does not read skipped, not anonymized and not written: {shown}", file=sys.stderr)
+        # names escaped (one_line): a name holding a newline printed a status line of its own
+        shown = ", ".join(map(one_line, s.other_media[:5])) + (", ..." if len(s.other_media) > 5 else "")
+        print(f"faceveil: warning: {len(s.other_media)} pictures or videos under {one_line(args.images)} in formats "
+              f"faceveil does not read skipped, not anonymized and not written: {shown}", file=sys.stderr)
     if s.no_label_file:
         # YOLO's convention (no file: no object); under --boxes gt nothing hides a face there, so it is said
         risk = (" and, with --boxes gt, written with any face as it is" if s.boxes == "gt" else
                 ", their faces hidden by detection only")
-        print(f"faceveil: warning: {len(s.no_label_file)} images have no label file (e.g. {s.no_label_file[0]}): "
-              f"taken as having no labelled face{risk}", file=sys.stderr)
+        print(f"faceveil: warning: {len(s.no_label_file)} images have no label file (e.g. "
+              f"{one_line(s.no_label_file[0])}): taken as having no labelled face{risk}", file=sys.stderr)
     if args.summary:
         from ..io.atomic import write_bytes_atomic
 
@@ -156,8 +159,8 @@ def cmd_dataset_anonymize(args) -> int:
     frame = ("upright view, as Ultralytics reads it" if args.format == "yolo" else
              f"stored pixels, as {args.format.upper()} boxes address them")
     for what in s.frame_unchecked[:20]:  # boxes drawn on the other view would miss every face: the user must look
-        msg += (f"\nfaceveil: warning: {Path(args.images) / what}: nothing in the labels shows which view their boxes "
-                f"were drawn on; taken in the {frame}: check that its faces are hidden")
+        msg += (f"\nfaceveil: warning: {one_line(Path(args.images) / what)}: nothing in the labels shows which view "
+                f"their boxes were drawn on; taken in the {frame}: check that its faces are hidden")
     if len(s.frame_unchecked) > 20:
         msg += f"\nfaceveil: warning: ... and {len(s.frame_unchecked) - 20} more such EXIF-rotated images"
     if s.stale_tmp_removed:
@@ -173,7 +176,9 @@ def cmd_dataset_verify(args) -> int:
     if args.json:
         print(json.dumps({"ok": rep.ok, "checked": rep.checked, "missing": rep.missing, "altered": rep.altered,
                           "damaged": rep.damaged, "unexpected": rep.unexpected, "mixed": rep.mixed,
-                          "unlabelled": rep.unlabelled}, indent=1))
+                          "unlabelled": rep.unlabelled, "unreadable": rep.unreadable}, indent=1))
+    for line in rep.unreadable:  # "rel: why", named from OUT as other commands name a folder they cannot read
+        print(f"faceveil: error: {one_line(Path(args.output) / line)}", file=sys.stderr)
     for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("does not decode", rep.damaged),
                         ("not in the manifest", rep.unexpected), ("made with other settings", rep.mixed),
                         ("not as the labels say", rep.unlabelled)):
@@ -183,6 +188,7 @@ def cmd_dataset_verify(args) -> int:
     print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
           f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest"
           + (f", {len(rep.mixed)} made with other settings" if rep.mixed else "")
-          + (f", {len(rep.unlabelled)} not as the labels say" if rep.unlabelled else ""),
+          + (f", {len(rep.unlabelled)} not as the labels say" if rep.unlabelled else "")
+          + (f", {len(rep.unreadable)} cannot be read" if rep.unreadable else ""),
           file=sys.stderr)
     return 0 if rep.ok else 1

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import FaceveilError, UsageError
+from ..errors import FaceveilError, UsageError, one_line
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
 from .common import (add_detection_args, add_region_args, check_result_folder, preset_name, region_from_args,
@@ -201,7 +201,7 @@ def file_errors(files, *records) -> tuple[list[str], int]:
 def report_errors(errors: list[str], n_failed: int, n_files: int) -> int:
     """Print, as `eval leaks` does, one line per error and what the results leave out; the exit code (1 if any)."""
     for msg in errors:
-        print(f"faceveil: error: {msg}", file=sys.stderr)
+        print(f"faceveil: error: {one_line(msg)}", file=sys.stderr)
     if n_failed:
         print(f"faceveil: {n_failed} of {n_files} images failed: the results leave them out", file=sys.stderr)
     return 1 if errors else 0

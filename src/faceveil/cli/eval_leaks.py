@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FaceveilError, UsageError
+from ..errors import FaceveilError, UsageError, one_line
 from ..eval.leaks import SHORT_MIN
 from .common import (add_common_args, add_detection_args, add_region_args, between, check_result_folder, evenly_spaced,
                      region_from_args, at_least, need_eval_extra, note_int8_build, preset_name, report_missing_images,
@@ -71,12 +71,14 @@ def cmd_leaks(args) -> int:
     from ..io.labels import check_labels_path, find_images, read_eval_labels
     from ..detections import Detections
     from ..io.images import read_image
+    from ..io.atomic import refuse_too_long
     from ..pipeline import Anonymizer
 
-
+    refuse_too_long(args.images, args.labels, args.output)  # each was a traceback at its first look
     images = Path(args.images)
     if not images.is_dir():
         raise UsageError(f"{images}: not a folder")
+    unread = _unreadable(images)
     check_labels_path(args.format, Path(args.labels))  # bad usage, as in `dataset anonymize`
     if args.output:
         check_result_folder(args.output, ["results.json", "pr_curve.png", "leaked"], "the results", [args.labels],
@@ -92,9 +94,10 @@ def cmd_leaks(args) -> int:
 
         keys = split(keys)[0 if args.split == "tune" else 1]
     keys = evenly_spaced(keys, args.limit)
-    found, missing = find_images(images, keys)
+    not_read, keys = _blocked(images, keys, unread)
+    found, missing = find_images(images, keys, not_read)
     if not found:
-        raise UsageError(f"none of the {len(keys)} labelled images is in {images}")
+        raise UsageError(not_read[0] if not_read else f"none of the {len(keys)} labelled images is in {images}")
 
     out = Path(args.output) if args.output else None
     if out is not None:
@@ -137,9 +140,10 @@ def cmd_leaks(args) -> int:
     _print_summary(res, pr_res, op, ms, n, describe, args)
     if outside:
         print(f"faceveil: warning: {len(outside)} labelled box{'' if len(outside) == 1 else 'es'} with no pixel in "
-              f"the image left out, e.g. {outside[0]}", file=sys.stderr)
+              f"the image left out, e.g. {one_line(outside[0])}", file=sys.stderr)
+    failed = not_read + failed  # n (evaluated) is counted above: not_read were never among the found
     for msg in failed:
-        print(f"faceveil: error: {msg}", file=sys.stderr)
+        print(f"faceveil: error: {one_line(msg)}", file=sys.stderr)
     code = max(1 if failed else 0, report_missing_images(missing, images))
     if out is not None:
         from ..io.atomic import write_bytes_atomic
@@ -162,6 +166,38 @@ def cmd_leaks(args) -> int:
         print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
               f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
     return code
+
+
+def _unreadable(images: Path) -> list[tuple[Path, str]]:
+    """The folders and files under --images that cannot be read, with why (io.inputs.list_folder); --images itself
+    is bad usage (exit 2, before any work), as a missing one is. Before, the first labelled image in one was a
+    traceback."""
+    from ..io.inputs import list_folder
+
+    bad = list_folder(images)[2]
+    for p, why in bad:
+        if p == images:
+            raise UsageError(f"{one_line(images)}: {why}")
+    return bad
+
+
+def _blocked(images: Path, keys: list[str], unread: list[tuple[Path, str]]) -> tuple[list[str], list[str]]:
+    """(one line per unreadable folder or file that holds labelled images, naming it and how many are not
+    evaluated; the other keys)."""
+    held: dict[tuple[Path, str], int] = {}
+    own, rest = set(), []  # own: files that are a labelled image themselves
+    for k in keys:
+        p = images / k
+        where = next(((b, why) for b, why in unread if b == p or b in p.parents), None)
+        if where is None:
+            rest.append(k)
+            continue
+        held[where] = held.get(where, 0) + 1
+        if where[0] == p:
+            own.add(p)
+    lines = [f"{b}: {why}" + ("" if b in own else f"; {n} labelled image{'' if n == 1 else 's'} in it not evaluated")
+             for (b, why), n in held.items()]
+    return lines, rest
 
 
 def _upright_faces(lab, path, shape, fmt: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..anonymize import RegionParams
 from ..detect.presets import DEFAULT_PRESET, PRESETS
-from ..errors import FaceveilError, UsageError
+from ..errors import FaceveilError, UsageError, one_line
 from ..pipeline import AnonymizerConfig
 from ..signals import Terminated
 from .common import (add_detection_args, anonymizer_config, between, check_jpeg_quality, detector_params_from_args,
@@ -225,6 +225,10 @@ def _open_page(url: str) -> Path:
 
 
 def cmd_review(args) -> int:
+    from ..io.atomic import refuse_too_long
+
+    # every path the review reads or writes (OUT/.faceveil/review.json, the cache): a traceback at the first look
+    refuse_too_long(args.output, args.originals, args.cache_dir, args.from_report)
     try:
         from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -253,7 +257,7 @@ def _serve(args, sock, handler, make_server, create_app) -> int:
     rs = ReviewSet(args.output, args.originals, config_from_args(args), settings, args.cache_dir,
                    progress=False, background=True, run=run_record_from_args(args))
     for rel, why in rs.refused.items():
-        print(f"faceveil: warning: {rel}: {why}", file=sys.stderr)
+        print(f"faceveil: warning: {one_line(rel)}: {why}", file=sys.stderr)
     if "auto" in settings.second and not rs.second_detectors:  # the page only said "second: none" (an audit)
         print("faceveil: warning: no second detector (yunet or dlib-hog) is installed: faces only another detector "
               "finds are not flagged; pip install 'faceveil[yunet]'", file=sys.stderr)
@@ -269,8 +273,8 @@ def _serve(args, sock, handler, make_server, create_app) -> int:
     n_videos = sum(i.video for i in rs.items.values())
     stale = f"; {rs.stale} temporary files of interrupted Applies removed" if rs.stale else ""
     say(f"faceveil: reviewing {counted(len(rs.items) - n_videos, n_videos)} ({rs.checking} to check, in the "
-        f"background: the page fills in as they are done); edits saved in {rs.out_root / REVIEW_FILE}; "
-        f"cache {rs.cache_dir}{stale}", file=sys.stderr)
+        f"background: the page fills in as they are done); edits saved in {one_line(rs.out_root / REVIEW_FILE)}; "
+        f"cache {one_line(rs.cache_dir)}{stale}", file=sys.stderr)
     print(url, flush=True)
     say("faceveil: press Ctrl-C to stop", file=sys.stderr)
     page = _open_page(url) if args.open else None

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..io.inputs import is_inside
+from ..io.atomic import refuse_too_long
+from ..io.inputs import folder_problem, is_inside
 from ..io.manifest import read_manifest, sha256_file
 from .config import MANIFEST, OWN_DIR, REVIEW_FILE, named_images, own_file, reviewed_boxes
 
@@ -23,38 +24,45 @@ class VerifyReport:
     # images whose labels changed since they were anonymized, or that OUT's labels do not name at all
     # (e.g. another dataset's): "path (why)"
     unlabelled: list[str] = field(default_factory=list)
+    # folders and files under OUT that cannot be read, so neither checked nor accounted for: "path: why"
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.altered or self.unexpected or self.damaged or self.mixed or self.unlabelled)
+        return not (self.missing or self.altered or self.unexpected or self.damaged or self.mixed or self.unlabelled
+                    or self.unreadable)
 
 
 def verify(out: str | os.PathLike) -> VerifyReport:
+    refuse_too_long(out)  # bad usage (exit 2), not a traceback at the first look
     out = Path(out)
     manifest_path = out / MANIFEST
-    if not manifest_path.is_file():
+    try:
+        with os.scandir(out):  # an OUT that cannot be listed: nothing under it can be accounted for
+            pass
+        there = manifest_path.is_file()
+    except (FileNotFoundError, NotADirectoryError):
+        there = False
+    except OSError as exc:  # a traceback before (chmod 000 OUT)
+        raise InputError("{}: {}".format(*folder_problem(exc)) if exc.filename == str(out) else
+                         f"{manifest_path}: cannot be read ({exc.strerror or exc})") from None
+    if not there:
         raise InputError(f"{manifest_path}: no manifest (not a faceveil dataset output?)")
     entries, _ = read_manifest(manifest_path)
     latest = {(e.get("kind"), e.get("path")): e for e in entries}
     rep = VerifyReport()
-    known = {MANIFEST, REVIEW_FILE}  # faceveil's own records, not outputs
+    known = {MANIFEST, REVIEW_FILE} | {e["output"] for e in latest.values() if e.get("output")}  # not outputs: ours
+    rep.unexpected, blocked = _unexpected(out, known, rep.unreadable)
     for e in latest.values():
         rel = e.get("output")
-        if not rel:
+        if not rel or any(rel.startswith(b) for b in blocked):  # in a folder that cannot be read: named once
             continue
-        known.add(rel)
         rep.checked += 1
         path = out / rel
-        if path.is_symlink():
-            rep.altered.append(f"{rel} (a link to {os.readlink(path)}, not the file faceveil wrote)")
-        elif not is_inside(path, out):
-            rep.altered.append(f"{rel} (path outside the output folder)")
-        elif not path.is_file():
-            rep.missing.append(rel)
-        elif sha256_file(path) != e.get("output_sha256"):
-            rep.altered.append(rel)
-        elif e.get("kind") == "image" and not _decodes(path):
-            rep.damaged.append(rel)  # a write that was recorded without being checked (older versions)
+        try:
+            _check(e, rel, path, out, rep)
+        except OSError as exc:  # a file (or a folder on its way) that may not be read: a traceback before
+            rep.unreadable.append(f"{rel}: cannot be read ({exc.strerror or exc})")
     named = named_images(latest.values()) or set()  # older outputs have no list
     written = {e.get("output") for (kind, _), e in latest.items() if kind == "image"}
     rep.missing += [f"{rel} (the labels name it; no run wrote it)" for rel in sorted(named - written)]
@@ -67,32 +75,63 @@ def verify(out: str | os.PathLike) -> VerifyReport:
             rep.unlabelled.append(f"{rel} (its labels changed since it was anonymized; run the same command again "
                                   "to redo it)")
     by_output = {e.get("output"): e for e in latest.values() if e.get("kind") == "image"}
-    for rel, boxes in reviewed_boxes(out).items():  # a redo that lost them shows a face the reviewer hid
+    try:
+        reviewed = reviewed_boxes(out)
+    except OSError as exc:  # OUT/.faceveil that may not be entered: the walk names it
+        reviewed = {}
+        if not any(OWN_DIR in b for b in blocked):
+            rep.unreadable.append(f"{OWN_DIR}/{REVIEW_FILE}: cannot be read ({exc.strerror or exc})")
+    for rel, boxes in reviewed.items():  # a redo that lost them shows a face the reviewer hid
         e = by_output.get(rel)
         if e and not {tuple(b) for b in boxes} <= {tuple(float(v) for v in b) for b in e.get("manual") or []}:
             rep.altered.append(f"{rel} (a reviewer's manual box in {OWN_DIR}/{REVIEW_FILE} is not on it; run the "
                                "same command again to redo it)")
     rep.mixed = _mixed(list(latest.values()))
-    rep.unexpected = _unexpected(out, known)
     return rep
 
 
-def _unexpected(out: Path, known: set[str]) -> list[str]:
+def _check(e: dict, rel: str, path: Path, out: Path, rep: VerifyReport) -> None:
+    """One output the manifest records: there, the file faceveil wrote, unaltered, and (an image) decoding."""
+    if path.is_symlink():
+        rep.altered.append(f"{rel} (a link to {os.readlink(path)}, not the file faceveil wrote)")
+    elif not is_inside(path, out):
+        rep.altered.append(f"{rel} (path outside the output folder)")
+    elif not path.is_file():
+        rep.missing.append(rel)
+    elif sha256_file(path) != e.get("output_sha256"):
+        rep.altered.append(rel)
+    elif e.get("kind") == "image" and not _decodes(path):
+        rep.damaged.append(rel)  # a write that was recorded without being checked (older versions)
+
+
+def _unexpected(out: Path, known: set[str], unreadable: list[str]) -> tuple[list[str], list[str]]:
     """Everything under OUT that no manifest line accounts for: files, and any link (a linked folder is not
-    walked into: it may hold the originals) or other non-file, each once."""
-    found = []
-    for root, dirs, files in os.walk(out):  # links to folders are listed in dirs, never followed
+    walked into: it may hold the originals) or other non-file, each once; and the folders under OUT that cannot be
+    listed, as "rel/" (each also named in ``unreadable``: they were passed over silently, verify said ok)."""
+    found, blocked = [], []
+
+    def cannot_list(exc: OSError) -> None:
+        folder, why = folder_problem(exc)
+        rel = folder.relative_to(out).as_posix()
+        blocked.append(f"{rel}/")
+        unreadable.append(f"{rel}: {why}")
+
+    for root, dirs, files in os.walk(out, onerror=cannot_list):  # links to folders are listed in dirs, never followed
         for name in sorted(dirs + files):
             p = Path(root, name)
             rel = p.relative_to(out).as_posix()
-            if p.is_symlink():
-                if rel not in known:  # a known output that is a link is reported as altered
-                    found.append(f"{rel} (a link to {os.readlink(p)})")
-            elif name in files and not p.is_file():
-                found.append(f"{rel} (not a regular file)")
-            elif name in files and rel not in known and not own_file(rel):
-                found.append(rel)
-    return sorted(found)
+            try:
+                if p.is_symlink():
+                    if rel not in known:  # a known output that is a link is reported as altered
+                        found.append(f"{rel} (a link to {os.readlink(p)})")
+                elif name in files and not p.is_file():
+                    found.append(f"{rel} (not a regular file)")
+                elif name in files and rel not in known and not own_file(rel):
+                    found.append(rel)
+            except OSError as exc:  # listed, but its folder may not be entered (a known output: named when checked)
+                if rel not in known:
+                    unreadable.append(f"{rel}: cannot be read ({exc.strerror or exc})")
+    return sorted(found), blocked
 
 
 def _decodes(path: Path) -> bool:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from ..errors import FaceveilError
+from ..errors import FaceveilError, UsageError, one_line
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -58,6 +58,15 @@ def too_long(path: str | os.PathLike) -> str | None:
     if any(len(part) > NAME_MAX for part in whole.split(b"/")):
         return f"File name too long (a name over {NAME_MAX} bytes)"
     return None
+
+
+def refuse_too_long(*paths: str | os.PathLike | None) -> None:
+    """Bad usage naming the first of ``paths`` (None: an option not given) that ``too_long`` says can never be
+    looked up or made: one line before any work, where the system's error at the first look was a traceback."""
+    for path in paths:
+        why = too_long(path) if path is not None else None
+        if why:
+            raise UsageError(f"{one_line(path)}: {why}")
 
 
 def cut_name(name: str, budget: int) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UsageError, one_line
-from .atomic import too_long
+from .atomic import refuse_too_long
 from .video import is_video_path
 
 
@@ -145,9 +145,7 @@ def _kind(path: Path) -> str | None:
     """"dir", "file" (anything else a path can be read as: a photo, a FIFO, /dev/stdin), "unreadable" (inside a
     folder faceveil may not enter), or None when nothing is there. A path the system cannot look up (too long, a
     link loop) is bad usage, one line."""
-    why = too_long(path)
-    if why:
-        raise UsageError(f"{one_line(path)}: {why}")
+    refuse_too_long(path)
     try:
         return "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
     except (FileNotFoundError, NotADirectoryError):
@@ -163,6 +161,22 @@ _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCH
             (stat.S_ISBLK, "a device"))
 
 
+def folder_problem(exc: OSError) -> tuple[Path, str]:
+    """The folder a failed listing names and why, in the words every command uses for it."""
+    return Path(exc.filename), f"cannot read the folder ({exc.strerror or exc})"
+
+
+def read_folder(folder: str | os.PathLike) -> list[os.DirEntry]:
+    """One folder's entries (hidden ones too), sorted by name. A folder that cannot be listed is bad usage named in
+    one line (``folder_problem``), not a traceback: for commands that cannot go on without it."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except OSError as exc:
+        path, why = folder_problem(exc)
+        raise UsageError(f"{one_line(path)}: {why}") from None
+
+
 def list_folder(src: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]], list[tuple[Path, str]]]:
     """The tree under ``src``: (regular files, links to folders (not followed), folders and files that cannot be
     read with why, entries that are no regular file with what they are), each sorted. Hidden files and everything in
@@ -172,10 +186,7 @@ def list_folder(src: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str
     bad: list[tuple[Path, str]] = []
     odd: list[tuple[Path, str]] = []
 
-    def cannot_list(exc: OSError) -> None:
-        bad.append((Path(exc.filename), f"cannot read the folder ({exc.strerror})"))
-
-    for folder, dirs, names in os.walk(src, onerror=cannot_list):
+    for folder, dirs, names in os.walk(src, onerror=lambda exc: bad.append(folder_problem(exc))):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         links += [Path(folder, d) for d in dirs if os.path.islink(os.path.join(folder, d))]
         for name in names:

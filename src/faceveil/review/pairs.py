@@ -1,15 +1,14 @@
 """The pairs under review: output and original files found under OUT and IN, kept inside their roots."""
 from __future__ import annotations
 
-import glob
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io.images import is_image_path
 from ..io.inputs import is_hidden
 from ..io.video import is_video_path
+from ..video.job import preview_video
 
 OWN_DIR = ".faceveil"  # faceveil's own files under OUT (a video's track record too: video.tracks_path)
 REVIEW_FILE = f"{OWN_DIR}/review.json"
@@ -33,16 +32,8 @@ def page_name(rel: str) -> str:
 def video_still(p: Path) -> bool:
     """Whether ``p`` is one of a video's --preview stills (``clip_preview/clip_00001.50s.jpg`` beside ``clip.mp4``):
     part of the video's item (an Apply writes them again), not an item of its own. They were listed each as a photo
-    with "no original found", ranked above the video."""
-    folder = p.parent.name
-    if not folder.endswith("_preview") or not _STILL.fullmatch(p.name):
-        return False
-    stem = folder[: -len("_preview")]
-    videos = p.parent.parent.glob(f"{glob.escape(stem)}.*")
-    return p.name.startswith(f"{stem}_") and any(is_video_path(v) for v in videos)
-
-
-_STILL = re.compile(r".+_\d{5,}\.\d\ds\.jpg")  # video.job.preview_path's names
+    with "no original found", ranked above the video. video.job says which names are stills (one source)."""
+    return preview_video(p) is not None
 
 
 def list_images(root: Path, clashes: dict[str, str] | None = None) -> dict[str, Path]:

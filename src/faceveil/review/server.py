@@ -30,7 +30,7 @@ from pathlib import Path
 from flask import Flask, Response, abort, jsonify, request, send_file, send_from_directory
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..errors import FaceveilError
+from ..errors import FaceveilError, one_line
 from .pairs import page_name
 from .store import ReviewSet
 
@@ -88,8 +88,8 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
         if debug:
             app.logger.exception("review: unexpected error")
         else:
-            first = (str(exc).splitlines() or [""])[0][:200]
-            print(f"faceveil: error: {request.path}: {exc.__class__.__name__}: {first}", file=sys.stderr)
+            first = one_line((str(exc).splitlines() or [""])[0][:200])
+            print(f"faceveil: error: {one_line(request.path)}: {exc.__class__.__name__}: {first}", file=sys.stderr)
         return jsonify(error=f"internal error ({exc.__class__.__name__})"), 500
 
     @app.before_request

@@ -36,8 +36,8 @@ from .. import __version__
 from ..dataset.config import old_state
 from ..detect import DETECTORS, get_detector
 from ..detections import Detections, box_iou
-from ..errors import FaceveilError, UsageError
-from ..io.atomic import write_bytes_atomic
+from ..errors import FaceveilError, UsageError, one_line
+from ..io.atomic import refuse_too_long, write_bytes_atomic
 from ..io.images import read_image
 from ..io.manifest import read_manifest, sample_sha256, sha256_file
 from ..pipeline import Anonymizer, AnonymizerConfig
@@ -99,6 +99,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         """Pair OUT with IN and check every image, now (default) or, with ``background``, in a
         thread started by ``start_checking`` while the page is already served. ``run``: the
         anonymize run's report (regions per output, files given), when there is one."""
+        refuse_too_long(out_root, originals, cache_dir)  # one line, not the system's traceback at the first look
         self.out_root = Path(out_root).resolve()
         self.in_root = Path(originals).resolve()
         if not self.out_root.is_dir():
@@ -255,7 +256,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         saved = state.get("config")
         now = self.anonymizer.describe()
         if isinstance(saved, dict) and not same_settings(saved, now):
-            print(f"faceveil: warning: {path} was made with other settings ({saved.get('method')}, "
+            print(f"faceveil: warning: {one_line(path)} was made with other settings ({saved.get('method')}, "
                   f"{saved.get('method_params')}); Apply uses the current ones ({now['method']}, "
                   f"{now['method_params']})", file=sys.stderr)
         state.setdefault("items", {})

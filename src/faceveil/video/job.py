@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import sys
@@ -31,7 +32,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import exists_now, temp_affixes, write_bytes_atomic
+from ..io.atomic import NAME_MAX, cut_name, exists_now, temp_affixes, write_bytes_atomic
 from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -45,13 +46,42 @@ def full_blur(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+_PREVIEW = "_preview"  # a stills folder's name: the video's stem and this
+
+
 def preview_dir(dst: Path) -> Path:
-    """Where --preview writes a video's stills (the CLI refuses two videos that share it, or an output inside it)."""
-    return dst.parent / f"{dst.stem}_preview"
+    """Where --preview writes a video's stills (the CLI refuses two videos that share it, or an output inside it).
+    The stem is cut to fit a name (NAME_MAX): a video named 248-255 bytes could have no stills folder."""
+    return dst.parent / f"{cut_name(dst.stem, NAME_MAX - len(_PREVIEW))}{_PREVIEW}"
 
 
 def preview_path(dst: Path, seconds: float) -> Path:
-    return preview_dir(dst) / f"{dst.stem}_{seconds:08.2f}s.jpg"
+    """The still --preview writes of ``dst`` at ``seconds`` (``preview_video`` tells such a still from a photo). The
+    stem is cut to fit a name: a video named 246-255 bytes failed at its first still, after all its frames were
+    decoded and encoded (exit 1, nothing written); the seconds keep the names of one video's stills apart."""
+    tail = f"_{seconds:08.2f}s.jpg"
+    return preview_dir(dst) / f"{cut_name(dst.stem, NAME_MAX - len(tail))}{tail}"
+
+
+def preview_video(still: Path) -> Path | None:
+    """The video beside ``still``'s folder whose --preview still it is (``preview_path`` of that video gives its
+    path), or None. The one test of a still's name: `faceveil review` restated the format in a pattern of its own,
+    which would miss any name preview_path changes."""
+    stem, sep, tail = still.name.rpartition("_")
+    if not sep or not tail.endswith("s.jpg") or not stem:
+        return None
+    try:
+        seconds = float(tail[: -len("s.jpg")])
+    except ValueError:
+        return None
+    folder = still.parent.name
+    prefix = folder[: -len(_PREVIEW)] if folder.endswith(_PREVIEW) else ""
+    if not prefix:
+        return None
+    for video in sorted(still.parent.parent.glob(f"{glob.escape(prefix)}*")):
+        if is_video_path(video) and preview_path(video, seconds) == still:
+            return video
+    return None
 
 
 class _Stills:

@@ -100,11 +100,22 @@ def find_image(images: str | os.PathLike, key: str) -> Path | None:
     return None
 
 
-def find_images(images: str | os.PathLike, keys: list[str]) -> tuple[list[tuple[str, Path]], list[str]]:
+def find_images(images: str | os.PathLike, keys: list[str], unreadable: list[str] | None = None,
+                ) -> tuple[list[tuple[str, Path]], list[str]]:
     """``find_image`` for each key: (key, file) pairs in the keys' order, and the keys with no file of their own.
     A file is one key's: the key that names it exactly, else the first whose stem finds it (x.jpg and x.png both
-    labelled beside one x.jpg scored that photo twice, with two sets of faces); the others count as missing."""
-    paths = {k: find_image(images, k) for k in keys}
+    labelled beside one x.jpg scored that photo twice, with two sets of faces); the others count as missing.
+    ``unreadable``: gets "path: why" for each key the system would not look up (a folder on its way that may not be
+    entered), which is then neither found nor missing; without it, such a key raises OSError."""
+    paths = {}
+    for k in keys:
+        try:
+            paths[k] = find_image(images, k)
+        except OSError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(f"{exc.filename or Path(images) / k}: cannot be read ({exc.strerror or exc})")
+    keys = [k for k in keys if k in paths]
     exact = {p: k for k, p in paths.items() if p is not None and p == Path(images) / k}
     owner: dict[Path, str] = {}
     for k, p in paths.items():
