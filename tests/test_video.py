@@ -987,18 +987,31 @@ def test_keep_peoples_first_pass_waits_on_disk_and_renders_as_before(tmp_path, m
     """An audit: --keep-people's first pass held every frame's boxes in memory until the second pass read them (48
     faces a frame: 5.7 MB per 1,000 frames, ~620 MB an hour at 30 fps), and per track every frame it was detected
     on and every row described. Now the plan it hands the second pass holds as much after 120 frames as after 60 (in
-    an unnamed temporary file), and the video, its record and the result are those that a plan held in memory
-    gives."""
+    an unnamed temporary file), the first pass's memory does not grow with a crowd of strangers, and the video,
+    its record and the result are those that a plan held in memory gives."""
     import dataclasses
+    import gc
     import json
+    import tracemalloc
 
     import faceveil.video.keep as keep
     from faceveil.people import KeepPolicy, People
 
     boxes = [[x, y, x + 3, y + 3] for x in range(0, 60, 8) for y in range(0, 44, 8)]  # 48 faces, 5 matching a
-    held, plan_tracks = {}, keep.plan_tracks
+    held, grown, plan_tracks, tracked_frames = {}, {}, keep.plan_tracks, keep.tracked_frames
 
     def watched(*args):
+        gc.collect()  # the memory measured: what is held, not garbage waiting for a collection
+        before = tracemalloc.get_traced_memory()[0]
+
+        def frames_then_measure(*a):
+            n = 0
+            for n, item in enumerate(tracked_frames(*a), 1):
+                yield item
+            gc.collect()
+            grown[n] = tracemalloc.get_traced_memory()[0] - before  # at the first pass's end
+
+        monkeypatch.setattr(keep, "tracked_frames", frames_then_measure)
         plan, kept = plan_tracks(*args)
         held[len(plan)] = _held(plan)  # what waits for the second pass
         return plan, kept
@@ -1019,9 +1032,16 @@ def test_keep_peoples_first_pass_waits_on_disk_and_renders_as_before(tmp_path, m
         return r
 
     monkeypatch.setattr(keep, "plan_tracks", watched)
-    for n in (60, 120):
-        r = run(n, tmp_path / "out")
+    tracemalloc.start()
+    try:
+        run(60, tmp_path / "warm")  # the allocations made once
+        for n in (60, 120):
+            r = run(n, tmp_path / "out")
+    finally:
+        tracemalloc.stop()
     assert held[120] == held[60], held  # before: 60 frames' boxes held, then 120
+    # at the first pass's end; before: +480 KB (+68 KB with the plan alone on disk: the per-track lists)
+    assert grown[120] - grown[60] < 30_000, grown
     spans = {k["track"]: k["spans"] for k in r.kept}  # kept: one throughout, the others until a change
     assert sorted(spans) == [0, 6, 7, 12, 13] and spans[0] == [[0, 119]], spans
     assert all(spans[t][0][0] == 0 and 25 <= spans[t][0][1] <= 29 for t in (6, 7)), spans

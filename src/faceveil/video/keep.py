@@ -104,8 +104,12 @@ def plan_tracks(frames: Iterable[VideoFrame], detect: Callable, options: VideoOp
 def _plan(frames: Iterable[VideoFrame], detect: Callable, options: VideoOptions, fps: float, policy: KeepPolicy,
           plan: PlanLog) -> dict[int, dict]:
     """``plan_tracks``'s pass: the boxes into ``plan``, the kept tracks returned."""
-    detected: dict[tuple, list[int]] = {}  # (track id, shot) -> the frames it was detected on
-    rows: dict[tuple, list[tuple[int, np.ndarray]]] = {}  # (track id, shot) -> (frame, distance row) described
+    # Only what the decisions need, not a list per track of every frame it was detected on and every row
+    # described (a crowd of 48 strangers: ~1.1 KB a frame, ~120 MB an hour at 30 fps): the rows from the row that
+    # starts a track's run, where every detection is described (keep_span reads no row, and no detection, before
+    # the run's first match), and before that a count (the describing step).
+    detected: dict[tuple, int] = {}  # (track id, shot) -> its detections so far
+    rows: dict[tuple, list[tuple[int, np.ndarray]]] = {}  # (track id, shot) -> (frame, distance row) of its run
     run: dict[tuple, int | None] = {}  # (track id, shot) -> the person its run matches (None: run over)
     step = max(1, int(round(fps / 5)))
     people = policy.people
@@ -120,23 +124,28 @@ def _plan(frames: Iterable[VideoFrame], detect: Callable, options: VideoOptions,
             key = (int(tid), item.shot)
             if key[0] < 0 or src != "detected":
                 continue
-            detected.setdefault(key, []).append(item.frame.index)
-            if key in run and run[key] is not None or key not in run and (len(detected[key]) - 1) % step == 0:
+            detected[key] = detected.get(key, 0) + 1
+            if key in run and run[key] is not None or key not in run and (detected[key] - 1) % step == 0:
                 todo.append(i)
         if not todo:
             continue
         desc, _ = policy.describe_faces(item.frame.rgb, dets[np.asarray(todo)])
         for i, d in zip(todo, people.distances(desc)):  # NaN rows (not describable) end a run, as a mismatch does
             key = (int(dets.track_id[i]), item.shot)
-            rows.setdefault(key, []).append((item.frame.index, d))
             m = match(d, policy.threshold, policy.margin)
             if key not in run and m is not None:
                 run[key] = m[0]
             elif key in run and (m is None or m[0] != run[key]):
                 run[key] = None
+            # in the order first described (the kept tracks' order: the record's and the result's); a row before
+            # the run matched nobody, and so cannot be in it
+            got = rows.setdefault(key, [])
+            if key in run:
+                got.append((item.frame.index, d))
     kept: dict[int, dict] = {}
     for key, r in rows.items():
-        decision = keep_span(r, detected[key], policy)
+        # the run's detections were all described (its rows' frames); the one after it ends it, as its row does
+        decision = keep_span(r, [f for f, _ in r], policy)
         if decision is not None:
             (p, dist, n), span = decision
             rec = kept.setdefault(key[0], {"track": key[0], "by": "person", "name": people.names[p],
