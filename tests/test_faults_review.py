@@ -305,7 +305,8 @@ def test_a_failed_file_in_the_report_is_served(tmp_path, astronaut):
 def test_a_failed_input_whose_path_is_another_inputs_output_is_listed_and_its_apply_refused(tmp_path, astronaut):
     """`anonymize IN/sub IN/a/x.png`: the folder's a/x.png goes to OUT/a/x.png, IN/a/x.png (which fails) to OUT/x.png.
     The review keys failed inputs by their path under IN, outputs by theirs under OUT: IN/a/x.png was hidden behind
-    OUT/a/x.png's item, never listed, and the reviewer never learnt a photo was not anonymized."""
+    OUT/a/x.png's item, never listed, and the reviewer never learnt a photo was not anonymized. Its Apply writes
+    where the run aimed (OUT/x.png, the report's "target"), and is refused where another file is there now."""
     src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
     (src / "sub" / "a").mkdir(parents=True)
     (src / "a").mkdir()
@@ -319,14 +320,20 @@ def test_a_failed_input_whose_path_is_another_inputs_output_is_listed_and_its_ap
     failed = items.get("(failed input) a/x.png")
     assert failed is not None, sorted(items)
     flag = next(f for f in failed["flags"] if f["kind"] == "failed")
-    assert "not an image" in flag["text"] and str(out / "a" / "x.png") in flag["text"], flag
+    assert "not an image" in flag["text"] and "write over" not in flag["text"], flag  # it aimed at OUT/x.png
     assert failed["has_original"] and not failed["has_output"]
     assert client.get("/img/orig/(failed input) a/x.png", headers=HDR).status_code == 200
     assert not any(f["kind"] == "failed" for f in items["a/x.png"]["flags"]), "in/sub/a/x.png's output is fine"
+    # another file at OUT/x.png now (another run's): the Apply that would write over it is refused
+    (out / "x.png").write_bytes(written)
+    rs, client = _review(out, src, "--from-report", str(report))
+    items = {i["path"]: i for i in client.get("/api/items", headers=HDR).get_json()["items"]}
+    flag = next(f for f in items["(failed input) a/x.png"]["flags"] if f["kind"] == "failed")
+    assert f"write over {out / 'x.png'}" in flag["text"], flag
     r = client.post("/api/apply", json={"path": "(failed input) a/x.png", "manual": [], "removed": []}, headers=HDR)
     assert r.status_code == 409 and "write over" in r.get_json()["error"], r.get_json()
-    assert (out / "a" / "x.png").read_bytes() == written
-    assert sorted(p.name for p in out.iterdir()) == ["a"], "nothing written (no OUT/x.png either)"
+    assert (out / "a" / "x.png").read_bytes() == (out / "x.png").read_bytes() == written
+    assert sorted(p.name for p in out.iterdir()) == ["a", "x.png"], "nothing else written"
 
     # A report that says an input failed where OUT holds an output at its path (another run's): flagged, not clean.
     doc = json.loads(report.read_text())
@@ -336,6 +343,65 @@ def test_a_failed_input_whose_path_is_another_inputs_output_is_listed_and_its_ap
     rs, client = _review(out, src, "--from-report", str(report))
     items = {i["path"]: i for i in client.get("/api/items", headers=HDR).get_json()["items"]}
     assert {p for p, i in items.items() if any(f["kind"] == "failed" for f in i["flags"])} == {"a/x.png", "sub/a/x.png"}
+
+
+def test_apply_of_a_failed_input_writes_where_the_run_would_have(tmp_path, astronaut, monkeypatch):
+    """`anonymize in/a/y.png in/z.png -o out` (files named one by one: out/y.png, out/z.png), a/y.png's write failing:
+    the review's Apply of it wrote out/a/y.png, a path that run never uses. The report now records where a failed
+    file's output was to go ("target"), and Apply writes exactly there; a report without it (an earlier faceveil's)
+    gets a 409 that says so, and nothing is written."""
+    import errno
+
+    import faceveil.pipeline as pipeline
+
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
+    (src / "a").mkdir(parents=True)
+    Image.fromarray(astronaut).save(src / "a" / "y.png")
+    Image.fromarray(astronaut[:, ::-1].copy()).save(src / "z.png")
+    write_image = pipeline.write_image
+
+    def full_disk(dst, *a, **k):  # the write of y.png fails for real, as on a full disk
+        if Path(dst).name == "y.png":
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return write_image(dst, *a, **k)
+
+    monkeypatch.setattr(pipeline, "write_image", full_disk)
+    assert main(["anonymize", str(src / "a" / "y.png"), str(src / "z.png"), "-o", str(out), "-q", *FAST,
+                 "--report", str(report)]) == 1
+    monkeypatch.undo()
+    doc = json.loads(report.read_text())
+    (y,) = [f for f in doc["files"] if f["input"].endswith("y.png")]
+    assert y["status"] == "failed" and y["output"] is None and y["target"] == str(out / "y.png"), y
+    assert sorted(p.name for p in out.iterdir()) == ["z.png"]
+
+    rs, client = _review(out, src, "--from-report", str(report))
+    items = {i["path"]: i for i in client.get("/api/items", headers=HDR).get_json()["items"]}
+    assert any(f["kind"] == "failed" for f in items["a/y.png"]["flags"])
+    r = client.post("/api/apply", json={"path": "a/y.png", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    assert sorted(p.name for p in out.iterdir()) == [".faceveil", "y.png", "z.png"]  # before: out/a/y.png
+    face = [f["box"] for f in rs.items["a/y.png"].analysis["main"]][0]
+    assert _changed(_read(out / "y.png"), astronaut, face) > 0.3  # anonymized
+
+    # the report of an earlier faceveil (no "target"): where the run aimed is unknown, Apply refused
+    (out / "y.png").unlink()
+    del y["target"]
+    report.write_text(json.dumps(doc))
+    rs, client = _review(out, src, "--from-report", str(report))
+    items = {i["path"]: i for i in client.get("/api/items", headers=HDR).get_json()["items"]}
+    flag = next(f for f in items["a/y.png"]["flags"] if f["kind"] == "failed")
+    assert "does not say where its output was to go" in flag["text"], flag
+    r = client.post("/api/apply", json={"path": "a/y.png", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 409 and "does not say where its output was to go" in r.get_json()["error"], r.get_json()
+    assert sorted(p.name for p in out.iterdir()) == [".faceveil", "z.png"]
+
+    # a written input whose output is gone since: Apply writes it where the report says the run wrote it
+    assert main(["anonymize", str(src / "a" / "y.png"), "-o", str(out), "-q", *FAST, "--report", str(report)]) == 0
+    (out / "y.png").unlink()
+    rs, client = _review(out, src, "--from-report", str(report))
+    r = client.post("/api/apply", json={"path": "a/y.png", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    assert sorted(p.name for p in out.iterdir()) == [".faceveil", "y.png", "z.png"]
 
 
 # issue 18 items 5 and 2 -------------------------------------------------------------------------

@@ -198,6 +198,8 @@ def run_batch(
     def consume(it: Iterable[tuple[int, ItemResult]]) -> None:
         nonlocal n_faces, failed, oldest
         for i, r in it:
+            if mode != "detect" and r.status == "failed":
+                r = planned(r, jobs_list[i])
             results[i] = r
             while oldest < len(results) and results[oldest] is not None:
                 oldest += 1
@@ -226,6 +228,12 @@ def run_batch(
     finally:
         bar.close()
     return results  # type: ignore[return-value]  # every slot filled
+
+
+def planned(result: ItemResult, job: Job) -> ItemResult:
+    """A failed file's result with the output it was to be (``target``): the review's Apply of it writes there, where
+    the run would have (its path under IN may name another place: `anonymize IN/a/x.jpg -o OUT` aims at OUT/x.jpg)."""
+    return replace(result, target=str(job.dst))
 
 
 @contextlib.contextmanager

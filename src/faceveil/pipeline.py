@@ -64,6 +64,8 @@ class ItemResult:
     size: list | None = None  # width, height
     kept: list | None = None  # faces left as they are (--keep-people, regions): box, by, name, distance
     input_sha256: str | None = None  # of the bytes read: the review pairs an output with its original by it
+    # a file not written: the output it was to be (the CLI's, in its report), where the review's Apply writes it
+    target: str | None = None
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("output", "error")}

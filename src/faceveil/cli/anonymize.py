@@ -313,9 +313,13 @@ def run_videos(cfg, jobs, args) -> list:
                                          replace=replace)
 
         finished = local()
+    from ..batch import planned
+
     results = []
     for job, r in finished:
         name = one_line(job.src)
+        if r.status == "failed":
+            r = planned(r, job)
         if r.status == "written":
             if r.failed_frames:
                 what = "dropped" if options.on_error == "drop" else "written fully blurred"

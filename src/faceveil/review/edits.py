@@ -167,6 +167,8 @@ class EditsMixin:
                 raise PermissionError(rel)  # a link, even to another output, would rewrite that file from this original
             if item.check.get("pair"):  # redoing another photo would leave the face visible, and copy that photo in
                 raise FaceveilError(f"{rel}: Apply refused, not this output's original: {item.check['pair']}")
+            if item.out is None and self.out_path(item) is None:
+                raise FaceveilError(f"{rel}: Apply refused: {self._no_target(item)}; nothing was changed")
             if item.out is None and os.path.lexists(self.out_path(item)):  # another input's output (a failed input)
                 raise FaceveilError(f"{rel}: Apply refused: it would write over {self.out_path(item)}, another file's "
                                     "output; nothing was changed")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import videos
 from .checks import matches
-from .pairs import Item, stat_key
+from .pairs import Item, page_name, stat_key
 
 # Risk of each kind of flag; an image's risk is the sum over the kinds it has (sort key).
 RISK = {"kept": 20, "failed": 100, "pair": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60,
@@ -74,9 +74,19 @@ class FlagsMixin:
             return f"the run failed on its original, not anonymized ({why}): this output is not that run's"
         text = f"not anonymized: the run failed on it ({why})"
         dst = self.out_path(item)
-        if dst.exists() or dst.is_symlink():
+        if dst is None:
+            text += f"; Apply refused: {self._no_target(item)}"
+        elif dst.exists() or dst.is_symlink():
             text += f"; Apply would write over {dst}, another file's output: refused (anonymize it into another folder)"
         return text
+
+    def _no_target(self, item: Item) -> str:
+        """Why ``out_path`` does not know where the run would have written ``item``'s output."""
+        src = page_name(item.orig.relative_to(self.in_root).as_posix())
+        if src in self.run.targets:
+            return f"the run's report puts its output outside {self.out_root}"
+        return ("the run's report does not say where its output was to go (a report of an earlier faceveil); "
+                "anonymize it again with this version")
 
     def kept_faces(self, rel: str) -> list[dict]:
         """The faces the run kept (--keep-people, --keep-region), as its report says, or for a dataset

@@ -53,23 +53,29 @@ class RunRecord:
     # or the input as the report names it when it is not under IN (the review cannot show it: it says so)
     failed: dict[str, str] = field(default_factory=dict)
     failed_elsewhere: dict[str, str] = field(default_factory=dict)
+    # where each input's output is or was to be, by its path under OUT (None: outside OUT): a written one's
+    # "output", a failed one's "target". An input missing here (a failed one in a report older than "target"):
+    # unknown, and the review's Apply of it is refused; its path under IN may name another place than the run's
+    # (`anonymize IN/a/x.jpg -o OUT` writes OUT/x.jpg)
+    targets: dict[str, str | None] = field(default_factory=dict)
 
 
-def _rel_under(text: str, root: Path, bases: list[Path]) -> str | None:
+def _rel_under(text: str, root: Path, bases: list[Path], name=page_name) -> str | None:
     """``text`` (a path as the report wrote it: absolute, or relative to where the run was started)
-    as a posix path under ``root`` (its ``page_name``), or None. Unknown starting folder: the longest tail
-    that exists."""
+    as a posix path under ``root`` (its ``page_name``; ``name=str``: the path itself), or None. Unknown starting
+    folder: the longest tail that exists."""
     p = Path(text)
     for cand in [p] if p.is_absolute() else [b / p for b in bases]:
         try:
-            return page_name((cand.parent.resolve() / cand.name).relative_to(root).as_posix())
+            rel = (cand.parent.resolve() / cand.name).relative_to(root)
         except (ValueError, OSError):
             continue
+        return name(rel.as_posix())
     parts = p.parts
     for k in range(len(parts)):
         tail = Path(*parts[k:])
         if ".." not in tail.parts and not tail.is_absolute() and (root / tail).exists():
-            return page_name(tail.as_posix())
+            return name(tail.as_posix())
     return None
 
 
@@ -91,6 +97,9 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
         if f.get("status") != "written" and isinstance(f.get("input"), str):
             why = f.get("error") if isinstance(f.get("error"), str) else f"status {f.get('status')!r}"
             (rec.failed if src is not None else rec.failed_elsewhere)[src or f["input"]] = why
+        dst = f.get("output") if f.get("status") == "written" else f.get("target")
+        if src is not None and isinstance(dst, str):
+            rec.targets[src] = _rel_under(dst, out_root, bases, str)  # a path to write: not a page name
         if f.get("status") == "written" and isinstance(f.get("output"), str):
             rel = _rel_under(f["output"], out_root, bases)
             if rel is not None and src is not None:

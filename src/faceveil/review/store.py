@@ -143,7 +143,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         from ..io.atomic import remove_stale_temporaries
 
         # An Apply stopped by SIGKILL (or a second Ctrl-C) leaves its temporary file: removed when its writer is gone.
-        self.stale = remove_stale_temporaries({self.out_path(i).parent for i in self.items.values()}
+        self.stale = remove_stale_temporaries({p.parent for p in map(self.out_path, self.items.values()) if p}
                                               | {self.out_root / OWN_DIR})
         self._cache = self._load_cache()
         self._thread: threading.Thread | None = None
@@ -519,9 +519,21 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
             return True
         return self.manifest is not None and item.rel in self.manifest
 
-    def out_path(self, item: Item) -> Path:
-        """Where an item's output is, or for an item with none, where the run would have written it."""
-        return item.out if item.out is not None else self.out_root / item.orig.relative_to(self.in_root)
+    def out_path(self, item: Item) -> Path | None:
+        """Where an item's output is, or for an item with none, where the run would have written it: for an input
+        of the run's report, where the report says (a written one's output, a failed one's target; None where it
+        does not say, as a report older than "target" does not, or names a place outside OUT: an Apply is then
+        refused, for its path under IN may name another place, `anonymize IN/a/x.jpg -o OUT` writing OUT/x.jpg);
+        otherwise (a dataset output mirrors its folder) the same path under OUT as under IN."""
+        if item.out is not None:
+            return item.out
+        if self.run is not None:
+            src = page_name(item.orig.relative_to(self.in_root).as_posix())
+            if src in self.run.inputs:
+                rel = self.run.targets.get(src)
+                ok = rel is not None and Path(rel).parts and ".." not in Path(rel).parts
+                return self.out_root / rel if ok else None
+        return self.out_root / item.orig.relative_to(self.in_root)
 
     def _own(self, name: str) -> Path:
         """A faceveil file under OUT/.faceveil; refused when that folder is a link or a file."""

@@ -254,6 +254,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     errors_log: dict[str, str] = {}
     kept_log = KeptLog(dst.parent)  # per frame: the boxes kept (--keep-*), on disk; their summary in memory
     kept_tracks: dict[int, dict] | None = None
+    plan = None  # --keep-people: the first pass's boxes (keep.PlanLog), closed with the logs
     if keep_record is not None:  # the review's Apply: what the run kept, box by box, and the tracks it flipped
         from .keep import recorded_splitter
 
@@ -270,7 +271,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
 
         first = read_frames(source, DecodeReport(), allow_truncated=options.allow_truncated)
         plan, kept_tracks = plan_tracks(background(first) if threaded else first, detect, options,
-                                        fps, anonymizer.keep)
+                                        fps, anonymizer.keep, dst.parent)  # the boxes on disk till the next pass
         items = replay(frames, plan, kept_tracks, anonymizer.keep, kept_log)
     else:
         items = tracked_frames(frames, detect, options, fps)
@@ -381,6 +382,8 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         bar.close()
         boxes_log.close()
         kept_log.close()
+        if plan is not None:
+            plan.close()
     if report.errors:
         warnings.extend(f"damaged: {e}" for e in report.errors[:5])
     if report.shortfall:

@@ -6,7 +6,7 @@ tracks every frame, keeps only each frame's boxes (no pixels), and describes the
 each track on every 5th detection until one matches a person, then on every detection until one does
 not; it then decides each track. The second decodes again and hands each frame its boxes from the
 first pass, less the kept tracks'. Cost: one more decode of the video and the descriptors; detection
-runs once.
+runs once. The boxes wait between the passes on disk (``PlanLog``), not in memory.
 
 A track is decided apart in each shot, and kept only from its first detection that matched a person
 through the unbroken run of detections after it that each matched that person, with the frames between
@@ -17,11 +17,15 @@ short, ambiguous, another face after a cut or a swap, a box without a track id) 
 """
 from __future__ import annotations
 
+import json
+import struct
+import tempfile
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..detections import Detections
+from ..detections import _SOURCE_DTYPE, Detections
 from ..errors import FaceveilError
 from ..io.video import VideoFrame
 from ..people import TRACK_MIN_FRAMES, TRACK_SAMPLES, KeepPolicy, match
@@ -29,22 +33,89 @@ from .options import VideoOptions
 from .tracking import TrackedFrame, tracked_frames
 
 
+class PlanLog:
+    """The first pass's boxes, one entry per frame (its index, ``Detections`` and error), in frame order, in an
+    unnamed temporary file in ``folder`` (the output's, as ``record.FrameLog``), read back in that order by the
+    second pass. Held in memory to the second pass they grew with the video (48 faces a frame: 5.7 MB per 1,000
+    frames, ~620 MB an hour at 30 fps). The arrays go as their bytes: the second pass gets the very boxes, scores,
+    landmarks (NaN included), track ids and sources the first pass found."""
+
+    _HEAD = struct.Struct("<qqI")  # frame index, boxes, bytes of the JSON [error, source]
+    _ARRAYS = (("xyxy", "<f4", (4,)), ("score", "<f4", ()), ("landmarks", "<f4", (5, 2)), ("track_id", "<i8", ()),
+               ("sources", _SOURCE_DTYPE, ()))
+
+    def __init__(self, folder: Path):
+        self.folder, self.frames, self._file = Path(folder), 0, None
+
+    def append(self, index: int, dets: Detections, error: str | None) -> None:
+        if self._file is None:  # the folder atomic_path makes for the video a moment later (VideoWriter)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._file = tempfile.TemporaryFile(dir=self.folder)  # gone when closed or the process ends
+        meta = json.dumps([error, dets.source]).encode()
+        self._file.write(self._HEAD.pack(index, len(dets), len(meta)) + meta)
+        for name, dtype, _ in self._ARRAYS:
+            self._file.write(np.ascontiguousarray(getattr(dets, name), dtype).tobytes())
+        self.frames += 1
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def __iter__(self) -> Iterator[tuple[int, Detections, str | None]]:
+        """(frame index, its boxes, its error) of each frame, in the order appended."""
+        if self._file is None:
+            return
+        self._file.flush()
+        self._file.seek(0)
+        for _ in range(self.frames):
+            index, n, size = self._HEAD.unpack(self._file.read(self._HEAD.size))
+            error, source = json.loads(self._file.read(size))
+            arrays = []
+            for _, dtype, shape in self._ARRAYS:
+                dt = np.dtype(dtype)
+                # a writable copy, as the first pass's arrays were
+                arrays.append(np.frombuffer(bytearray(self._file.read(n * dt.itemsize * int(np.prod(shape)))),
+                                            dt).reshape(n, *shape))
+            xyxy, score, landmarks, track_id, sources = arrays
+            yield index, Detections(xyxy, score, landmarks, track_id, source, sources), error
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 def plan_tracks(frames: Iterable[VideoFrame], detect: Callable, options: VideoOptions, fps: float,
-                policy: KeepPolicy) -> tuple[dict[int, tuple[Detections, str | None]], dict[int, dict]]:
-    """First pass: every frame's boxes (by frame index) and the kept tracks (track id -> record, its kept frames
-    in ``spans``). A track is decided apart in each shot (scene cuts); ``keep_span`` says on which frames.
+                policy: KeepPolicy, folder: Path) -> tuple[PlanLog, dict[int, dict]]:
+    """First pass: every frame's boxes (a ``PlanLog`` in ``folder``, in frame order) and the kept tracks (track
+    id -> record, its kept frames in ``spans``). A track is decided apart in each shot (scene cuts); ``keep_span``
+    says on which frames.
 
     A track's detections are described on every ``fps / 5``-th one until one matches a person, then every one
     until one does not (only that run can be kept: a frame is kept only where the face on it was described)."""
-    plan: dict[int, tuple[Detections, str | None]] = {}
-    detected: dict[tuple, list[int]] = {}  # (track id, shot) -> the frames it was detected on
-    rows: dict[tuple, list[tuple[int, np.ndarray]]] = {}  # (track id, shot) -> (frame, distance row) described
+    plan = PlanLog(folder)
+    try:
+        kept = _plan(frames, detect, options, fps, policy, plan)
+    except BaseException:
+        plan.close()
+        raise
+    return plan, kept
+
+
+def _plan(frames: Iterable[VideoFrame], detect: Callable, options: VideoOptions, fps: float, policy: KeepPolicy,
+          plan: PlanLog) -> dict[int, dict]:
+    """``plan_tracks``'s pass: the boxes into ``plan``, the kept tracks returned."""
+    # Only what the decisions need, not a list per track of every frame it was detected on and every row
+    # described (a crowd of 48 strangers: ~1.1 KB a frame, ~120 MB an hour at 30 fps): the rows from the row that
+    # starts a track's run, where every detection is described (keep_span reads no row, and no detection, before
+    # the run's first match), and before that a count (the describing step).
+    detected: dict[tuple, int] = {}  # (track id, shot) -> its detections so far
+    rows: dict[tuple, list[tuple[int, np.ndarray]]] = {}  # (track id, shot) -> (frame, distance row) of its run
     run: dict[tuple, int | None] = {}  # (track id, shot) -> the person its run matches (None: run over)
     step = max(1, int(round(fps / 5)))
     people = policy.people
 
     for item in tracked_frames(frames, detect, options, fps):
-        plan[item.frame.index] = (item.detections, item.error)
+        plan.append(item.frame.index, item.detections, item.error)
         dets = item.detections
         if people is None or item.error is not None:
             continue
@@ -53,30 +124,35 @@ def plan_tracks(frames: Iterable[VideoFrame], detect: Callable, options: VideoOp
             key = (int(tid), item.shot)
             if key[0] < 0 or src != "detected":
                 continue
-            detected.setdefault(key, []).append(item.frame.index)
-            if key in run and run[key] is not None or key not in run and (len(detected[key]) - 1) % step == 0:
+            detected[key] = detected.get(key, 0) + 1
+            if key in run and run[key] is not None or key not in run and (detected[key] - 1) % step == 0:
                 todo.append(i)
         if not todo:
             continue
         desc, _ = policy.describe_faces(item.frame.rgb, dets[np.asarray(todo)])
         for i, d in zip(todo, people.distances(desc)):  # NaN rows (not describable) end a run, as a mismatch does
             key = (int(dets.track_id[i]), item.shot)
-            rows.setdefault(key, []).append((item.frame.index, d))
             m = match(d, policy.threshold, policy.margin)
             if key not in run and m is not None:
                 run[key] = m[0]
             elif key in run and (m is None or m[0] != run[key]):
                 run[key] = None
+            # in the order first described (the kept tracks' order: the record's and the result's); a row before
+            # the run matched nobody, and so cannot be in it
+            got = rows.setdefault(key, [])
+            if key in run:
+                got.append((item.frame.index, d))
     kept: dict[int, dict] = {}
     for key, r in rows.items():
-        decision = keep_span(r, detected[key], policy)
+        # the run's detections were all described (its rows' frames); the one after it ends it, as its row does
+        decision = keep_span(r, [f for f, _ in r], policy)
         if decision is not None:
             (p, dist, n), span = decision
             rec = kept.setdefault(key[0], {"track": key[0], "by": "person", "name": people.names[p],
                                            "distance": round(dist, 4), "described_frames": n, "spans": []})
             if rec["name"] == people.names[p]:  # a track kept as two people in two shots: the first only
                 rec["spans"].append(span)
-    return plan, kept
+    return kept
 
 
 def keep_span(rows: list[tuple[int, np.ndarray]], detected: list[int], policy: KeepPolicy,
@@ -123,13 +199,19 @@ def decide_track(rows: np.ndarray, policy: KeepPolicy) -> tuple[int, float] | No
     return (p, med) if med <= policy.threshold else None
 
 
-def replay(frames: Iterable[VideoFrame], plan: dict, kept: dict[int, dict], policy: KeepPolicy,
-           log: list) -> Iterator[TrackedFrame]:
-    """Second pass: each frame with the boxes to hide; ``log`` gets the per-frame kept records."""
+def replay(frames: Iterable[VideoFrame], plan: Iterable[tuple[int, Detections, str | None]], kept: dict[int, dict],
+           policy: KeepPolicy, log: list) -> Iterator[TrackedFrame]:
+    """Second pass: each frame with the boxes to hide; ``log`` gets the per-frame kept records. ``plan``: the
+    first pass's (frame index, boxes, error), in frame order (a ``PlanLog``), read along with the frames."""
+    entries = iter(plan)
+    entry = next(entries, None)
     for vf in frames:
-        if vf.index not in plan:  # the second decode must see the frames the first saw
+        while entry is not None and entry[0] < vf.index:  # a frame the second decode skips: its boxes unused
+            entry = next(entries, None)
+        if entry is None or entry[0] != vf.index:  # the second decode must see the frames the first saw
             raise FaceveilError(f"frame {vf.index} was not seen by the first pass (the video decodes differently)")
-        dets, error = plan.pop(vf.index)
+        _, dets, error = entry
+        entry = next(entries, None)
         yield split_frame(TrackedFrame(vf, dets, error), kept, policy, log)
 
 
