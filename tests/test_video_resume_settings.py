@@ -198,3 +198,18 @@ def test_preview_stills_under_a_hundredth_of_a_second_apart_each_keep_their_own_
     assert len({p.read_bytes() for p in stills}) == 8  # 8 frames of noise: 8 pictures
     assert {job.preview_video(p) for p in stills} == {out / "clip.mp4"}
     assert job.preview_video(out / "clip_preview" / "clip_00000.01s_f02.jpg") is None  # not a name it writes
+
+
+def test_preview_stills_fall_on_the_grid_of_the_interval_and_float_drift_skips_none(tmp_path, capsys):
+    """The next still was due --preview seconds after the last one's frame: 0.2 + 0.1 is 0.30000000000000004, past
+    the frame at 0.3, so a 10 fps clip with --preview 0.1 got no still at 0.3 (9 of 10), and the stills drifted off
+    the grid (--preview 0.25: 0, 0.3, 0.6, 0.9). Each still is now the first frame at or after k * SECONDS."""
+    rng = np.random.default_rng(8)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10, audio=False)
+    for interval, seconds in (("0.1", [f"0.{i}0" for i in range(10)]), ("0.25", ["0.00", "0.30", "0.50", "0.80"])):
+        out = tmp_path / f"out{interval}"
+        code, err = _run(capsys, src / "clip.mp4", "-o", out, "--preview", interval)
+        assert code == 0, err
+        assert sorted(p.name for p in (out / "clip_preview").iterdir()) == [f"clip_0000{s}s.jpg" for s in seconds]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import math
 import os
 import shutil
 import sys
@@ -90,6 +91,21 @@ def preview_video(still: Path) -> Path | None:
         if is_video_path(video) and preview_path(video, seconds, frame) == still:
             return video
     return None
+
+
+def _preview_slack(interval: float) -> float:
+    """How far before a --preview grid time (k * interval) a frame still counts as at it: float error (3 * 0.1 is
+    0.30000000000000004, after the frame at 0.3), far under any frame step or interval."""
+    return min(1e-6, interval / 1000)
+
+
+def _next_preview(seconds: float, interval: float) -> float:
+    """The grid time (a multiple of ``interval``) whose still is the next to write after a still at ``seconds``: the
+    first past every grid time that still stands for (those at or before it, within ``_preview_slack``). Each still
+    is the first frame at or after its grid time: before, the next still was due ``interval`` after the last, and
+    float drift skipped one (a 5-frame 10 fps clip, --preview 0.1: stills at 0, 0.1, 0.2, 0.4, not 0.3)."""
+    due = ((seconds + _preview_slack(interval)) // interval + 1) * interval
+    return due if math.isfinite(due) else seconds  # a grid finer than floats count: every frame is due
 
 
 class _Stills:
@@ -264,7 +280,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     anonymize = clock.timed("anonymize", anonymizer.anonymize)
     face_frames = failed = dropped = 0
     track_ids: set[int] = set()
-    next_preview = 0.0
+    preview_due = 0.0  # the grid time of the next --preview still (_next_preview)
     boxes_log = FrameLog(dst.parent)  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
     kept_log = KeptLog(dst.parent)  # per frame: the boxes kept (--keep-*), on disk; their summary in memory
@@ -335,7 +351,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
 
             def finish(item, dets, future) -> None:
                 """Wait for the frame's pixels and write them, or its fallback when anything failed."""
-                nonlocal failed, dropped, face_frames, next_preview
+                nonlocal failed, dropped, face_frames, preview_due
                 vf = item.frame
                 out = None
                 error = item.error
@@ -361,9 +377,9 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
                 else:
                     face_frames += len(item.detections)
                     track_ids.update(int(t) for t in item.detections.track_id if t >= 0)
-                if options.preview and vf.time >= next_preview:
+                if options.preview and vf.time >= preview_due - _preview_slack(options.preview):
                     stills.write(out, vf.time, vf.index)
-                    next_preview = vf.time + options.preview
+                    preview_due = _next_preview(vf.time, options.preview)
                 (sink.write if threaded else write)(out, vf.pts, vf.duration)
                 bar.update(1)
                 bar.set_postfix(faces=len(item.detections), failed=failed, refresh=False)
