@@ -202,6 +202,32 @@ def test_a_donor_bank_unchecked_by_reject_false_is_a_warning_in_the_cli(tmp_path
     assert err.count("\n") == 1 and err.startswith("faceveil: error: ")
 
 
+
+def test_the_unchecked_donors_warning_escapes_the_banks_name(tmp_path, astronaut, capsys):
+    """The reject=false warning printed the -p bank= path raw: a bank named 'x\\nfaceveil: ...' printed a line of
+    its own. Its control characters are escaped as every message's file names are (errors.one_line)."""
+    from PIL import Image
+
+    from faceveil.anonymize.bank import Bank, align
+    from faceveil.cli import main
+    from faceveil.detect import get_detector
+
+    lm = get_detector("centerface").detect(astronaut).landmarks[0]
+    faces = np.stack([align((astronaut * f).astype(np.uint8), lm, 128) for f in (1.0, 0.8, 0.6)])
+    ids = np.array(["ann", "bob", "cy"])
+    bank = tmp_path / "don\nfaceveil: 1 of 1 files anonymized\x1b[2K.npz"
+    Bank(faces, ids, np.ones(3, np.int32), ids.copy(), "donors").save(bank)
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-q", "-m", "replace",
+                 "-p", f"bank={bank}", "-p", "k=3", "-p", "reject=false"]) == 0
+    err = capsys.readouterr().err
+    shown = f"{tmp_path}/don\\nfaceveil: 1 of 1 files anonymized\\x1b[2K.npz"
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("faceveil: 1 of 1 files anonymized (1 face) -> "), err
+    assert lines[0] == f"faceveil: warning: {shown}: reject=false averages these donors unchecked: a replaced face " \
+                       "may look like one of them to a face recogniser (dlib)", err
+
+
 def test_bad_bank_is_a_usage_error(tmp_path):
     from faceveil.errors import FaceveilError
 

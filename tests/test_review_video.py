@@ -317,11 +317,13 @@ def test_the_review_knows_every_still_preview_path_names(tmp_path, video):
     v = tmp_path / video
     v.write_bytes(b"")
     stills = [job.preview_path(v, s) for s in (0, 1.5, 61.25, 123456.78)]
+    stills += [job.preview_path(v, 1.5, 36), job.preview_path(v, 123456.78, 12345678)]  # seconds shared
     for p in stills:
         assert len(os.fsencode(p.name)) <= 255 and p.parent == job.preview_dir(v)
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"")
-    mine = [job.preview_dir(v) / "mine.jpg", stills[1].with_name(stills[1].name.replace("01.50s", "1.50s"))]
+    mine = [job.preview_dir(v) / "mine.jpg", stills[1].with_name(stills[1].name.replace("01.50s", "1.50s")),
+            stills[4].with_name(stills[4].name.replace("_f36", "_f06"))]
     for p in mine:  # a photo of the user's in that folder, and a name preview_path never gives: listed
         p.write_bytes(b"")
     assert sorted(list_images(tmp_path).values()) == sorted([v, *mine])

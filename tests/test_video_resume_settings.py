@@ -175,3 +175,41 @@ def test_preview_stills_appear_only_with_their_video_and_a_killed_runs_are_remov
     monkeypatch.undo()
     assert _run(capsys, src, "-o", out, "--preview", "0.05", "--overwrite")[0] == 0
     assert len(list((out / "clip_preview").glob("*.jpg"))) >= 2 and not list(out.glob(".clip_preview*"))
+
+
+def test_preview_stills_under_a_hundredth_of_a_second_apart_each_keep_their_own_file(tmp_path, capsys):
+    """Stills were named by their seconds to 0.01 s: 8 frames at 200 fps with --preview 0.001 left 5 stills (exit
+    0, no message), each one at 0.01 s replaced by the next. A still whose seconds name an earlier still's takes its
+    frame's index too (video.job.preview_path), and review (preview_video) knows each as the video's."""
+    from faceveil.video import job
+
+    rng = np.random.default_rng(7)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(8)], 200, audio=False)
+    out = tmp_path / "out"
+    code, err = _run(capsys, src / "clip.mp4", "-o", out, "--preview", "0.001")
+    assert code == 0, err
+    stills = sorted((out / "clip_preview").iterdir())
+    # frames at 0, 0.005, 0.01, ... 0.035 s: their seconds to 0.01 s are 0.00 0.01 0.01 0.01 0.02 0.03 0.03 0.04
+    assert [p.name for p in stills] == ["clip_00000.00s.jpg", "clip_00000.01s.jpg", "clip_00000.01s_f2.jpg",
+                                        "clip_00000.01s_f3.jpg", "clip_00000.02s.jpg", "clip_00000.03s.jpg",
+                                        "clip_00000.03s_f6.jpg", "clip_00000.04s.jpg"]
+    assert len({p.read_bytes() for p in stills}) == 8  # 8 frames of noise: 8 pictures
+    assert {job.preview_video(p) for p in stills} == {out / "clip.mp4"}
+    assert job.preview_video(out / "clip_preview" / "clip_00000.01s_f02.jpg") is None  # not a name it writes
+
+
+def test_preview_stills_fall_on_the_grid_of_the_interval_and_float_drift_skips_none(tmp_path, capsys):
+    """The next still was due --preview seconds after the last one's frame: 0.2 + 0.1 is 0.30000000000000004, past
+    the frame at 0.3, so a 10 fps clip with --preview 0.1 got no still at 0.3 (9 of 10), and the stills drifted off
+    the grid (--preview 0.25: 0, 0.3, 0.6, 0.9). Each still is now the first frame at or after k * SECONDS."""
+    rng = np.random.default_rng(8)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10, audio=False)
+    for interval, seconds in (("0.1", [f"0.{i}0" for i in range(10)]), ("0.25", ["0.00", "0.30", "0.50", "0.80"])):
+        out = tmp_path / f"out{interval}"
+        code, err = _run(capsys, src / "clip.mp4", "-o", out, "--preview", interval)
+        assert code == 0, err
+        assert sorted(p.name for p in (out / "clip_preview").iterdir()) == [f"clip_0000{s}s.jpg" for s in seconds]

@@ -103,8 +103,8 @@ def warn_unchecked_donors(method) -> None:
     placed (the checks replace runs by default with such a bank; banks of averages were checked when built)."""
     synth = getattr(method, "synth", None)
     if synth is not None and synth.bank.kind == "donors" and not method.params.reject:
-        print(f"faceveil: warning: {method.params.bank}: reject=false averages these donors unchecked: a replaced "
-              "face may look like one of them to a face recogniser (dlib)", file=sys.stderr)
+        print(f"faceveil: warning: {one_line(method.params.bank)}: reject=false averages these donors unchecked: a "
+              "replaced face may look like one of them to a face recogniser (dlib)", file=sys.stderr)
 
 
 def warn_weak(name: str, params) -> None:

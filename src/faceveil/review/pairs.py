@@ -30,9 +30,10 @@ def page_name(rel: str) -> str:
 
 
 def video_still(p: Path) -> bool:
-    """Whether ``p`` is one of a video's --preview stills (``clip_preview/clip_00001.50s.jpg`` beside ``clip.mp4``):
-    part of the video's item (an Apply writes them again), not an item of its own. They were listed each as a photo
-    with "no original found", ranked above the video. video.job says which names are stills (one source)."""
+    """Whether ``p`` is one of a video's --preview stills (``clip_preview/clip_00001.50s.jpg`` beside ``clip.mp4``,
+    or ``clip_00001.50s_f36.jpg``): part of the video's item (an Apply writes them again), not an item of its own.
+    They were listed each as a photo with "no original found", ranked above the video. video.job says which names
+    are stills (one source)."""
     return preview_video(p) is not None
 
 

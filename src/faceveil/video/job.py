@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import math
 import os
 import shutil
 import sys
@@ -55,11 +56,13 @@ def preview_dir(dst: Path) -> Path:
     return dst.parent / f"{cut_name(dst.stem, NAME_MAX - len(_PREVIEW))}{_PREVIEW}"
 
 
-def preview_path(dst: Path, seconds: float) -> Path:
+def preview_path(dst: Path, seconds: float, frame: int | None = None) -> Path:
     """The still --preview writes of ``dst`` at ``seconds`` (``preview_video`` tells such a still from a photo). The
     stem is cut to fit a name: a video named 246-255 bytes failed at its first still, after all its frames were
-    decoded and encoded (exit 1, nothing written); the seconds keep the names of one video's stills apart."""
-    tail = f"_{seconds:08.2f}s.jpg"
+    decoded and encoded (exit 1, nothing written); the seconds keep the names of one video's stills apart, and
+    ``frame`` (the frame's index, ``_f<index>`` after them) those of stills whose seconds have one name: stills
+    under 0.01 s apart replaced each other (8 frames at 200 fps, --preview 0.001: 5 stills, no message)."""
+    tail = f"_{seconds:08.2f}s{'' if frame is None else f'_f{frame}'}.jpg"
     return preview_dir(dst) / f"{cut_name(dst.stem, NAME_MAX - len(tail))}{tail}"
 
 
@@ -67,11 +70,17 @@ def preview_video(still: Path) -> Path | None:
     """The video beside ``still``'s folder whose --preview still it is (``preview_path`` of that video gives its
     path), or None. The one test of a still's name: `faceveil review` restated the format in a pattern of its own,
     which would miss any name preview_path changes."""
-    stem, sep, tail = still.name.rpartition("_")
-    if not sep or not tail.endswith("s.jpg") or not stem:
+    if not still.name.endswith(".jpg"):
+        return None
+    stem, sep, tail = still.name[: -len(".jpg")].rpartition("_")
+    frame = None
+    if sep and tail.startswith("f") and tail[1:].isdigit():  # a still with a frame index (preview_path)
+        frame = int(tail[1:])
+        stem, sep, tail = stem.rpartition("_")
+    if not sep or not tail.endswith("s") or not stem:
         return None
     try:
-        seconds = float(tail[: -len("s.jpg")])
+        seconds = float(tail[: -len("s")])
     except ValueError:
         return None
     folder = still.parent.name
@@ -79,9 +88,24 @@ def preview_video(still: Path) -> Path | None:
     if not prefix:
         return None
     for video in sorted(still.parent.parent.glob(f"{glob.escape(prefix)}*")):
-        if is_video_path(video) and preview_path(video, seconds) == still:
+        if is_video_path(video) and preview_path(video, seconds, frame) == still:
             return video
     return None
+
+
+def _preview_slack(interval: float) -> float:
+    """How far before a --preview grid time (k * interval) a frame still counts as at it: float error (3 * 0.1 is
+    0.30000000000000004, after the frame at 0.3), far under any frame step or interval."""
+    return min(1e-6, interval / 1000)
+
+
+def _next_preview(seconds: float, interval: float) -> float:
+    """The grid time (a multiple of ``interval``) whose still is the next to write after a still at ``seconds``: the
+    first past every grid time that still stands for (those at or before it, within ``_preview_slack``). Each still
+    is the first frame at or after its grid time: before, the next still was due ``interval`` after the last, and
+    float drift skipped one (a 5-frame 10 fps clip, --preview 0.1: stills at 0, 0.1, 0.2, 0.4, not 0.3)."""
+    due = ((seconds + _preview_slack(interval)) // interval + 1) * interval
+    return due if math.isfinite(due) else seconds  # a grid finer than floats count: every frame is due
 
 
 class _Stills:
@@ -91,11 +115,18 @@ class _Stills:
 
     def __init__(self, dst: Path):
         self.dst, self.tmp = dst, None
+        self.names: set[str] = set()
 
-    def write(self, rgb: np.ndarray, seconds: float) -> None:
+    def write(self, rgb: np.ndarray, seconds: float, frame: int) -> None:
+        """A still named by its seconds, and by its frame's index too where an earlier still of this video has that
+        name (its seconds the same to 0.01 s): the names a run wrote before stay those of any run without such."""
         if self.tmp is None:
             self.tmp = Path(tempfile.mkdtemp(*temp_affixes(preview_dir(self.dst).name), dir=self.dst.parent))
-        write_image(self.tmp / preview_path(self.dst, seconds).name, rgb, None, False, 90)
+        name = preview_path(self.dst, seconds).name
+        if name in self.names:
+            name = preview_path(self.dst, seconds, frame).name
+        self.names.add(name)
+        write_image(self.tmp / name, rgb, None, False, 90)
 
     def publish(self) -> None:
         if self.tmp is None:
@@ -249,7 +280,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     anonymize = clock.timed("anonymize", anonymizer.anonymize)
     face_frames = failed = dropped = 0
     track_ids: set[int] = set()
-    next_preview = 0.0
+    preview_due = 0.0  # the grid time of the next --preview still (_next_preview)
     boxes_log = FrameLog(dst.parent)  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
     kept_log = KeptLog(dst.parent)  # per frame: the boxes kept (--keep-*), on disk; their summary in memory
@@ -321,7 +352,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
 
             def finish(item, dets, future) -> None:
                 """Wait for the frame's pixels and write them, or its fallback when anything failed."""
-                nonlocal failed, dropped, face_frames, next_preview
+                nonlocal failed, dropped, face_frames, preview_due
                 vf = item.frame
                 out = None
                 error = item.error
@@ -347,9 +378,9 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
                 else:
                     face_frames += len(item.detections)
                     track_ids.update(int(t) for t in item.detections.track_id if t >= 0)
-                if options.preview and vf.time >= next_preview:
-                    stills.write(out, vf.time)
-                    next_preview = vf.time + options.preview
+                if options.preview and vf.time >= preview_due - _preview_slack(options.preview):
+                    stills.write(out, vf.time, vf.index)
+                    preview_due = _next_preview(vf.time, options.preview)
                 (sink.write if threaded else write)(out, vf.pts, vf.duration)
                 bar.update(1)
                 bar.set_postfix(faces=len(item.detections), failed=failed, refresh=False)
