@@ -661,6 +661,30 @@ def test_two_faces_far_apart_are_no_fast_face():
     assert det.calls == 11, det.calls  # frames 0, 2, ..., 18 and the last, 19
 
 
+def test_a_face_missed_and_another_found_where_they_stood_are_no_fast_face():
+    """A face the detector stops finding and another it starts finding 4 face sizes a frame away, both standing
+    still (a crowd's flicker): their pixels did not change, so no extra detector run (on the crowd clip this kept
+    the detector from running on every frame)."""
+    noise = np.random.default_rng(0).integers(0, 256, (30, 30, 3), dtype=np.uint8)
+    frames = []
+    for _ in range(20):
+        f = np.full((120, 1280, 3), 128, np.uint8)
+        f[45:75, 10:40] = noise
+        f[45:75, 250:280] = noise
+        frames.append(f)
+
+    class Flaky(PatchDetector):
+        def detect(self, image):
+            self.calls += 1
+            if image.shape[1] != 1280:
+                return Detections.empty()
+            return Detections.from_boxes([[10, 45, 40, 75]] if self.calls < 6 else [[250, 45, 280, 75]])
+
+    det = Flaky()
+    _patch_leaks(frames, [None] * 20, VideoOptions(), anonymizer_with(det))
+    assert det.calls == 11, det.calls
+
+
 def test_a_look_ahead_shorter_than_the_detector_gap_is_a_risk_warning(clip_file, tmp_path):
     """--lookahead 0 with --detect-every 2: a face appearing on a skipped frame is visible there; said as a risk."""
     anon = anonymizer_with(BoxDetector())

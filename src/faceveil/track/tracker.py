@@ -128,6 +128,7 @@ class Tracker:
         self._best: dict[int, dict[int, float]] = {}
         self._ended: dict[int, int] = {}  # track id -> the frame it ended on
         self._shot = 0  # the frame the current shot started on (``new_shot``)
+        self._pairs_key, self._pairs = None, []  # _lost_and_found's last answer
 
     def step(self, index: int, detections: Detections | None, hold: int | None = None) -> Detections:
         p = self.params
@@ -268,29 +269,41 @@ class Tracker:
         to continue its track (or one that turned) lies somewhere between: fail closed, the hull of both boxes
         (before, the skipped frame held each box where it was, and the face between them was left visible)."""
         out: dict[int, np.ndarray] = {}
-        for a_id, box_a, _, _, box_b, speed in self._lost_and_found(index, max_gap):
+        for a_id, _, box_a, _, _, box_b, speed in self._lost_and_found(index, max_gap):
             if speed <= 2 * self.params.max_jump:
                 hull = np.concatenate([np.minimum(box_a[:2], box_b[:2]), np.maximum(box_a[2:], box_b[2:])])
                 prev = out.get(a_id, hull)
                 out[a_id] = np.concatenate([np.minimum(prev[:2], hull[:2]), np.maximum(prev[2:], hull[2:])])
         return out
 
-    def far_pairs(self, index: int, max_gap: int, reach: float) -> list[tuple[np.ndarray, float]]:
+    def far_pairs(self, index: int, max_gap: int, reach: float, moved=None,
+                  max_lost: int = 8) -> list[tuple[np.ndarray, float]]:
         """(box, margin in pixels) on frame ``index`` where a face may be that moved faster than ``bridges``
         reaches: the hull of a lost track's detection just before ``index`` and another track's just after it (as
         in ``bridges``), their centres more than 2 * ``max_jump`` but at most ``reach`` face sizes a frame apart, a
         third of the hull around it; and on the next gap, where the detection that ended such a jump links on, around
         both its detections as far as that speed reaches (a fast face that turned back links to its last sighting
         and lies anywhere between). The hull is too coarse a guess at that speed; the video loop runs the detector
-        there."""
+        there. ``moved(i, box_a, j, box_b)``: whether the pixels say a face left ``box_a`` and one came to ``box_b``
+        between frames i and j (None: always); in a crowd most such pairs are a face missed on one run and another
+        found on the next, both where they were. Where more than ``max_lost`` tracks have such a partner (a crowd
+        whose faces come and go from one run to the next), none: there it would run the detector on every frame."""
         out = []
-        for _, box_a, b, j, box_b, speed in self._lost_and_found(index, max_gap):
-            if 2 * self.params.max_jump < speed <= reach:
+        far = [p for p in self._lost_and_found(index, max_gap) if 2 * self.params.max_jump < p[-1] <= reach]
+        if len({p[0] for p in far}) > max_lost:
+            far = []
+        if not far and not any(tr.fast[0] >= 0 for tr in self.tracks):
+            return out
+        for _, i, box_a, b, j, box_b, speed in far:
+            if moved is None or moved(i, box_a, j, box_b):
                 hull = np.concatenate([np.minimum(box_a[:2], box_b[:2]), np.maximum(box_a[2:], box_b[2:])])
                 out.append((hull, float(max(hull[2:] - hull[:2])) / 3))
                 b.fast = (j, max(speed, b.fast[1] if b.fast[0] == j else 0.0))
-        for tid, (t, (a, b), _) in self._around(index, max_gap).items():
-            tr = next(x for x in self.tracks if x.id == tid)
+        fast = {tr.id: tr for tr in self.tracks if tr.fast[0] >= 0}
+        for tid, (t, (a, b), _) in self._around(index, max_gap).items() if fast else ():
+            tr = fast.get(tid)
+            if tr is None:
+                continue
             i = next(r[0] for r in reversed(tr.recent) if r[0] < index)
             if tr.fast[0] == i:  # the detection before this gap ended a fast jump
                 hull = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
@@ -298,11 +311,18 @@ class Tracker:
                 out.append((hull, tr.fast[1] * max_gap * size))
         return out
 
-    def _lost_and_found(self, index: int, max_gap: int):
-        """(lost track id, its box just before ``index``, the other track, the frame and box of its detection just
-        after ``index``, their centres' distance in face sizes a frame) for each pair of a track detected before ``index`` but not on the next run (within
-        ``max_gap`` frames) and a track first detected after ``index`` (within ``max_gap`` of the first), sizes
-        within ``max_ratio``."""
+    def _lost_and_found(self, index: int, max_gap: int) -> list:
+        # bridges and far_pairs ask for the same skipped frame: the pairs are found once (a crowd has ~1,000 tracks)
+        key = (index, max_gap, len(self.tracks))
+        if self._pairs_key != key:
+            self._pairs_key, self._pairs = key, list(self._find_lost_and_found(index, max_gap))
+        return self._pairs
+
+    def _find_lost_and_found(self, index: int, max_gap: int):
+        """(lost track id, the frame and box of its detection just before ``index``, the other track, the frame
+        and box of its detection just after ``index``, their centres' distance in face sizes a frame) for each pair
+        of a track detected before ``index`` but not on the next run (within ``max_gap`` frames) and a track first
+        detected after ``index`` (within ``max_gap`` of the first), sizes within ``max_ratio``."""
         last = {tr.id: max((r for r in tr.recent if r[0] < index), default=None, key=lambda r: r[0])
                 for tr in self.tracks}
         for a in self.tracks:
@@ -319,7 +339,7 @@ class Tracker:
                 size = max(ca[2], ca[3], cb[2], cb[3], 1.0)
                 ratio = (ca[2] * ca[3]) / max(cb[2] * cb[3], 1e-9)  # of areas, as in _match: max_ratio gates sizes
                 if self.params.max_ratio ** -2 <= ratio <= self.params.max_ratio ** 2:
-                    yield a.id, box_a, b, j, box_b, float(np.linalg.norm(ca[:2] - cb[:2])) / ((j - i) * size)
+                    yield a.id, i, box_a, b, j, box_b, float(np.linalg.norm(ca[:2] - cb[:2])) / ((j - i) * size)
 
     def expected(self, index: int) -> np.ndarray:
         """Where each live track's face should be on frame ``index`` (as a held box would be), Kx4 xyxy:

@@ -67,8 +67,15 @@ def crop_boxes(expected: np.ndarray, width: int, height: int, margin: float) -> 
              int(np.ceil(min(width, cx + half_w))), int(np.ceil(min(height, cy + half_h)))]
         if r[2] > r[0] and r[3] > r[1]:
             rects.append(r)
+    return merge_crops(rects)
+
+
+def merge_crops(rects) -> list[tuple[int, int, int, int]]:
+    """Overlapping crops merged where their bounding rectangle has no more pixels than the two apart (else both
+    stay, and NMS merges a face seen twice)."""
+    rects = [list(r) for r in rects]
     merged = True
-    while merged:  # few faces per frame: the quadratic merge is cheap
+    while merged:  # few crops per frame: the quadratic merge is cheap
         merged = False
         out: list[list[int]] = []
         for r in rects:

@@ -14,7 +14,7 @@ from ..detections import Detections
 from ..io.video import VideoFrame, VideoSource, probe, read_frames
 from ..track import Tracker, TrackParams
 from .options import VideoOptions, as_video_options, refuse_photo, video_preset
-from .schedule import DetectSchedule, detect_in_crops
+from .schedule import MAX_CROP_SHARE, DetectSchedule, detect_in_crops, merge_crops
 
 
 @dataclass
@@ -43,6 +43,8 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
     buffer: deque[TrackedFrame] = deque()
     schedule = DetectSchedule(detect, options.full_every if options.tracking else 1, options.crop_margin, every=n)
 
+    last_run: list[VideoFrame] = []
+
     def emit(item: TrackedFrame) -> TrackedFrame:
         if tracker is not None and item.skipped and item.error is None and len(item.detections):
             # A skipped frame's held boxes (extrapolated) grow to cover where the face lies between the
@@ -68,8 +70,10 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         if tracker is not None and item.skipped and item.error is None:
             # A face faster than a bridge reaches: the hull of its two sightings is a poor guess (it may bounce),
             # so the detector looks on this frame around both; its boxes are added (untracked) to what is held.
+            nxt = next((b for b in buffer if not b.skipped and b.error is None), None)
+            around = (last_run[0].rgb, nxt.frame.rgb) if last_run and nxt is not None else None
             try:
-                found = _between_runs(tracker, detect, item.frame, n)
+                found = _between_runs(tracker, detect, item.frame, n, around)
             except (KeyboardInterrupt, SystemExit, MemoryError):
                 raise
             except Exception as exc:  # fail closed: the frame fails as a failed detector run fails it
@@ -77,6 +81,8 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
                 found = None
             if found is not None and len(found):
                 item.detections = Detections.merge([item.detections, found], "track")
+        if not item.skipped:
+            last_run[:] = [item.frame]  # the frame of the last detector run emitted: the pixel check's "before"
         if tracker is not None and ahead and item.error is None:
             extra = tracker.backfill(item.frame.index)
             if len(extra):
@@ -134,11 +140,37 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
         yield emit(buffer.popleft())
 
 
-def _between_runs(tracker, detect: Callable[[np.ndarray], Detections], frame: VideoFrame,
-                  gap: int) -> Detections | None:
-    """The detector on a skipped frame, on crops around each pair of a lost track and a new one too far apart for
-    a bridge (``Tracker.far_pairs``): the hull of both boxes and a face size around it. None where there is none."""
-    pairs = tracker.far_pairs(frame.index, gap, VIDEO_FAST_REACH)
+# A face that left a box between two detector runs changes its pixels there by more than this (mean absolute
+# difference of grey levels, 0-255) from one run's frame to the next; a face missed on one run, or found on the
+# next, where it stood changes them less (measured on the shared clips: see docs/video.md).
+MOVED_DIFF = 20.0
+
+
+def _moved(rgb_i: np.ndarray, rgb_j: np.ndarray):
+    """``Tracker.far_pairs``'s ``moved``: whether a face left ``box_a`` and another came to ``box_b`` between the
+    two frames, by their pixels (both boxes changed by more than MOVED_DIFF)."""
+    h, w = rgb_i.shape[:2]
+
+    def diff(box) -> float:
+        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+        x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+        if x2 <= x1 or y2 <= y1:
+            return 0.0
+        a = rgb_i[y1:y2, x1:x2].astype(np.int16).mean(2)
+        b = rgb_j[y1:y2, x1:x2].astype(np.int16).mean(2)
+        return float(np.abs(a - b).mean())
+
+    return lambda i, box_a, j, box_b: diff(box_a) > MOVED_DIFF and diff(box_b) > MOVED_DIFF
+
+
+def _between_runs(tracker, detect: Callable[[np.ndarray], Detections], frame: VideoFrame, gap: int,
+                  around: tuple[np.ndarray, np.ndarray] | None) -> Detections | None:
+    """The detector on a skipped frame where a face may be that moved faster than a bridge reaches
+    (``Tracker.far_pairs``): on crops around each pair (merged where they overlap), or on the whole frame when the
+    crops would cover most of it. None where there is none. ``around``: the frames of the detector runs before and
+    after this one (RGB), for the pixel check; None: no check."""
+    moved = _moved(*around) if around is not None else None
+    pairs = tracker.far_pairs(frame.index, gap, VIDEO_FAST_REACH, moved)
     if not pairs:
         return None
     h, w = frame.rgb.shape[:2]
@@ -147,7 +179,11 @@ def _between_runs(tracker, detect: Callable[[np.ndarray], Detections], frame: Vi
         crop = (max(0, int(x1 - m)), max(0, int(y1 - m)), min(w, int(np.ceil(x2 + m))), min(h, int(np.ceil(y2 + m))))
         if crop[2] > crop[0] and crop[3] > crop[1]:
             crops.append(crop)
-    found = detect_in_crops(detect, frame.rgb, crops)
+    crops = merge_crops(crops)
+    if sum((c[2] - c[0]) * (c[3] - c[1]) for c in crops) > MAX_CROP_SHARE * w * h:
+        found = detect(frame.rgb)  # one full pass costs less than crops covering most of the frame
+    else:
+        found = detect_in_crops(detect, frame.rgb, crops)
     return Detections(found.xyxy, found.score, found.landmarks, np.full(len(found), -1, np.int64), "track",
                       ["detected"] * len(found)) if len(found) else None
 
