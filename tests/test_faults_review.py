@@ -718,3 +718,88 @@ def test_a_report_with_relative_paths_is_matched_from_another_folder(run, tmp_pa
     shutil.move(work, moved)  # report, IN and OUT moved together: matched by the report's folder
     rec = load_run_record(doc, moved / "r.json", moved / "out", moved / "in")
     assert set(rec.regions) == {"m1.jpg", "m2.jpg"}
+
+
+BOX = [380, 250, 470, 350]  # a manual box away from the face of _face_photo's photo, where it is not flat
+
+
+def _face_photo(dst: Path, name: str = "img2.jpg", width: int = 480) -> np.ndarray:
+    """A real photo of one face (../shared/data, else the test is skipped), saved smaller at ``dst``; its pixels."""
+    img = Image.open(shared_path("deepface-unit", name)).convert("RGB")
+    img = img.resize((width, round(img.height * width / img.width)))
+    img.save(dst, quality=95)
+    return _read(dst)
+
+
+def _faces_on(rgb: np.ndarray) -> list:
+    """The boxes the run's detector (FAST) finds on ``rgb``."""
+    from faceveil.pipeline import Anonymizer
+
+    cfg = config_from_args(build_parser().parse_args(["review", "o", "--originals", "i", *FAST]))
+    return Anonymizer.from_config(cfg).detect(rgb).xyxy.tolist()
+
+
+def _failed_run(tmp_path: Path, broken: bytes):
+    """`anonymize IN/sub IN/b/y.jpg -o OUT --report r.json`, IN/b/y.jpg ``broken`` (not an image: it fails)."""
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
+    (src / "sub" / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    _face_photo(src / "sub" / "a" / "x.jpg", "img1.jpg")
+    (src / "b" / "y.jpg").write_bytes(broken)
+    assert main(["anonymize", str(src / "sub"), str(src / "b" / "y.jpg"), "-o", str(out), "-q", *FAST,
+                 "--report", str(report)]) == 1
+    return src, out, report
+
+
+def test_apply_of_a_failed_input_replaced_since_its_check_hides_its_face(tmp_path):
+    """A failed input (not an image) is checked while it cannot be decoded: no faces. The user then puts a real
+    photo there and Applies with a box elsewhere: the Apply wrote the photo with its face untouched (200), for it
+    used the check's (empty) detections, and the item's version (no output: null) never changed. Now the version
+    follows the original, an Apply on an original changed since its check is refused (409, reload) and checks it
+    again, and the Apply after the reload hides the face."""
+    src, out, report = _failed_run(tmp_path, b"not an image")
+    rs, client = _review(out, src, "--from-report", str(report), *FAST)
+    shown = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "b/y.jpg")
+    assert any(f["kind"] == "failed" for f in shown["flags"]) and not shown["faces"], shown
+    photo = _face_photo(src / "b" / "y.jpg")  # the user fixes the broken input while the page is open
+    faces = _faces_on(photo)
+    assert faces, "the photo has a face the run's detector finds"
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "version": shown["version"], "manual": [BOX],
+                                        "removed": []}, headers=HDR)
+    target = out / "y.jpg"
+    assert not target.exists() or all(_changed(_read(target), photo, f) > 0.3 for f in faces), \
+        f"{r.status_code}: the face written visible"
+    assert r.status_code == 409 and "changed since" in r.get_json()["error"], r.get_json()
+    assert not target.exists(), "nothing written"
+    now = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "b/y.jpg")
+    assert now["version"] != shown["version"] and now["faces"], now  # checked again: the reload shows the face
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "version": now["version"], "manual": [BOX],
+                                        "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    assert all(_changed(_read(target), photo, f) > 0.3 for f in faces), "every face hidden"
+    assert _changed(_read(target), photo, BOX) > 0.3, "the reviewer's box too"
+    assert not any(f["kind"] == "unhidden" for f in r.get_json()["flags"]), r.get_json()["flags"]
+
+
+def test_apply_of_a_failed_input_hides_the_faces_found_at_apply_time(tmp_path):
+    """The same with a replacement the check's stat cannot see (same size and modification time, as `cp -p` or a
+    restore from backup keep them): Apply detects again on the original it reads and hides every face it finds."""
+    photo_bytes = tmp_path / "photo.jpg"
+    photo = _face_photo(photo_bytes)
+    src, out, report = _failed_run(tmp_path, b"\0" * photo_bytes.stat().st_size)
+    st = (src / "b" / "y.jpg").stat()
+    rs, client = _review(out, src, "--from-report", str(report), *FAST)
+    shown = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "b/y.jpg")
+    shutil.copyfile(photo_bytes, src / "b" / "y.jpg")
+    import os
+
+    os.utime(src / "b" / "y.jpg", ns=(st.st_atime_ns, st.st_mtime_ns))
+    faces = _faces_on(photo)
+    assert faces
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "version": shown["version"], "manual": [BOX],
+                                        "removed": []}, headers=HDR)
+    target = out / "y.jpg"
+    assert r.status_code in (200, 409), r.get_json()
+    assert not target.exists() or all(_changed(_read(target), photo, f) > 0.3 for f in faces), \
+        f"{r.status_code}: the face written visible"
+    assert r.status_code == 200 and target.exists(), r.get_json()

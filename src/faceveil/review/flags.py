@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import videos
 from .checks import matches
-from .pairs import Item, page_name, stat_key
+from .pairs import Item, page_name
 
 # Risk of each kind of flag; an image's risk is the sum over the kinds it has (sort key).
 RISK = {"kept": 20, "failed": 100, "pair": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60,
@@ -110,7 +110,7 @@ class FlagsMixin:
                 "failed_frames": a.get("failed", []), "second": a.get("second", []), "samples": a.get("samples", []),
                 "kept": a.get("kept", []), "kept_tracks": a.get("kept_tracks", []),
                 "has_record": bool(a.get("record")), "has_output": item.out is not None,
-                "has_original": item.orig is not None and self.in_run(item), "version": stat_key(item.out),
+                "has_original": item.orig is not None and self.in_run(item), "version": self.version(item),
                 "faces": [],
                 "suggestions": [], "manual": rec.get("manual", []), "removed": [],
                 "applied_at": rec.get("applied_at"), "approved": bool(rec.get("approved")), "flags": flags,
@@ -132,7 +132,7 @@ class FlagsMixin:
             "path": item.rel, "kind": "image",  # video items (tracks, frame strips) will add their own fields
             "size": a.get("size"), "has_output": item.out is not None,
             "has_original": item.orig is not None and self.in_run(item),
-            "version": stat_key(item.out), "faces": faces, "suggestions": suggestions,
+            "version": self.version(item), "faces": faces, "suggestions": suggestions,
             "manual": rec.get("manual", []), "removed": removed, "applied_at": rec.get("applied_at"),
             "approved": bool(rec.get("approved")), "flags": flags, "checked": item.check_done,
             "risk": sum(RISK.get(f["kind"], 10) for f in flags),
