@@ -803,3 +803,31 @@ def test_apply_of_a_failed_input_hides_the_faces_found_at_apply_time(tmp_path):
     assert not target.exists() or all(_changed(_read(target), photo, f) > 0.3 for f in faces), \
         f"{r.status_code}: the face written visible"
     assert r.status_code == 200 and target.exists(), r.get_json()
+
+
+def test_failed_inputs_warnings_escape_the_reports_text(monkeypatch, capsys, tmp_path, astronaut):
+    """A failed input outside IN, or gone from IN since the run, is named in a warning at start with the report's
+    error, which names the file: printed raw, a name with a newline and an escape code started a line of its own
+    ("\\x1b[32mY.jpg: not an image...", coloured). Every part from the report is escaped now (errors.one_line)."""
+    from socketserver import BaseServer
+
+    src, other, out, report = tmp_path / "in", tmp_path / "other", tmp_path / "out", tmp_path / "r.json"
+    src.mkdir()
+    other.mkdir()
+    Image.fromarray(astronaut).save(src / "ok.png")
+    far, gone = other / "far\n\x1b[32mY.jpg", src / "gone\n\x1b[31mZ.jpg"
+    far.write_bytes(b"junk")
+    gone.write_bytes(b"junk")
+    assert main(["anonymize", str(src), str(far), "-o", str(out), "-q", *FAST, "--report", str(report)]) == 1
+    gone.unlink()
+    capsys.readouterr()
+
+    def fake_serve(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
+    assert main(["review", str(out), "--originals", str(src), "--from-report", str(report), "--cache-dir",
+                 str(tmp_path / "c"), "--second", "none", *FAST]) == 130
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and all(ln.startswith("faceveil: ") for ln in err.splitlines()), err
+    assert "far\\n\\x1b[32mY.jpg: failed in the run" in err and "gone\\n\\x1b[31mZ.jpg: failed in the run" in err, err

@@ -225,12 +225,14 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self.failed: dict[str, str] = {}
         if self.run is None:
             return
+        root = one_line(self.in_root)  # the report's text and the names are printed and shown as one line each
         for src, why in self.run.failed_elsewhere.items():
-            self.refused[src] = f"failed in the run, not anonymized ({why}); not under {self.in_root}: not listed"
+            self.refused[src] = f"failed in the run, not anonymized ({one_line(why)}); not under {root}: not listed"
         for src, why in self.run.failed.items():
+            why = one_line(why)
             orig = ins.get(src)
             if orig is None:
-                self.refused[src] = f"failed in the run, not anonymized ({why}); not found in {self.in_root} now"
+                self.refused[src] = f"failed in the run, not anonymized ({why}); not found in {root} now"
                 continue
             key = next((k for k, i in items.items() if i.orig == orig), None)
             if key is None:
