@@ -805,12 +805,8 @@ def test_apply_of_a_failed_input_hides_the_faces_found_at_apply_time(tmp_path):
     assert r.status_code == 200 and target.exists(), r.get_json()
 
 
-def test_failed_inputs_warnings_escape_the_reports_text(monkeypatch, capsys, tmp_path, astronaut):
-    """A failed input outside IN, or gone from IN since the run, is named in a warning at start with the report's
-    error, which names the file: printed raw, a name with a newline and an escape code started a line of its own
-    ("\\x1b[32mY.jpg: not an image...", coloured). Every part from the report is escaped now (errors.one_line)."""
-    from socketserver import BaseServer
-
+def _failed_unlisted_run(tmp_path: Path, astronaut):
+    """A run whose report names two failed inputs the review cannot list: one outside IN, one gone from IN since."""
     src, other, out, report = tmp_path / "in", tmp_path / "other", tmp_path / "out", tmp_path / "r.json"
     src.mkdir()
     other.mkdir()
@@ -820,6 +816,16 @@ def test_failed_inputs_warnings_escape_the_reports_text(monkeypatch, capsys, tmp
     gone.write_bytes(b"junk")
     assert main(["anonymize", str(src), str(far), "-o", str(out), "-q", *FAST, "--report", str(report)]) == 1
     gone.unlink()
+    return src, out, report
+
+
+def test_failed_inputs_warnings_escape_the_reports_text(monkeypatch, capsys, tmp_path, astronaut):
+    """A failed input outside IN, or gone from IN since the run, is named in a warning at start with the report's
+    error, which names the file: printed raw, a name with a newline and an escape code started a line of its own
+    ("\\x1b[32mY.jpg: not an image...", coloured). Every part from the report is escaped now (errors.one_line)."""
+    from socketserver import BaseServer
+
+    src, out, report = _failed_unlisted_run(tmp_path, astronaut)
     capsys.readouterr()
 
     def fake_serve(self, *a, **k):
@@ -831,3 +837,38 @@ def test_failed_inputs_warnings_escape_the_reports_text(monkeypatch, capsys, tmp
     err = capsys.readouterr().err
     assert "\x1b" not in err and all(ln.startswith("faceveil: ") for ln in err.splitlines()), err
     assert "far\\n\\x1b[32mY.jpg: failed in the run" in err and "gone\\n\\x1b[31mZ.jpg: failed in the run" in err, err
+
+
+def test_failed_inputs_the_review_cannot_list_are_shown_on_the_page(tmp_path, astronaut):
+    """A failed input outside IN (or gone from it) was only named in a console warning: a reviewer using the page
+    never learnt that a photo of the run was not anonymized. /api/items now names every such input with why, and
+    the page shows them above the images (no Apply: there is no original to redo)."""
+    src, out, report = _failed_unlisted_run(tmp_path, astronaut)
+    rs, client = _review(out, src, "--from-report", str(report), *FAST)
+    data = client.get("/api/items", headers=HDR).get_json()
+    shown = {f["input"]: f["why"] for f in data.get("failed_unlisted", [])}
+    assert len(shown) == 2, data
+    far = next((k for k in shown if k.endswith("far\\n\\x1b[32mY.jpg")), None)
+    assert far is not None and "not an image" in shown[far] and "not under" in shown[far], shown
+    assert "not found in" in shown.get("gone\\n\\x1b[31mZ.jpg", ""), shown
+    assert all(ch.isprintable() for text in shown.items() for t in text for ch in t), shown
+    static = Path(__file__).parents[1] / "src" / "faceveil" / "review" / "static"
+    assert 'id="failed-unlisted"' in (static / "index.html").read_text()
+    js = (static / "review.js").read_text()
+    assert "showFailedUnlisted(data.failed_unlisted)" in js
+    node = shutil.which("node")
+    if node is None:
+        return  # what the page's function draws from it is checked where Node.js is installed
+    import re
+    import subprocess
+
+    func = re.search(r"\nfunction showFailedUnlisted\(.*?\n}\n", js, re.S).group(0)
+    stub = """const el = (tag) => ({tag, children: [], textContent: "", hidden: true, appendChild(c) { this.children.push(c); },
+      replaceChildren(...c) { this.children = c; }});
+    const root = el("div"); const document = {createElement: el}; const $ = () => root;
+    const text = (e) => [e.textContent, ...e.children.map(text)].join("\\n");"""
+    script = f"{stub}{func}showFailedUnlisted({json.dumps(data['failed_unlisted'])});" \
+             "console.log(JSON.stringify({hidden: root.hidden, text: text(root)}));"
+    drawn = json.loads(subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout)
+    assert not drawn["hidden"] and "2 inputs of the run failed" in drawn["text"], drawn
+    assert all(f"{k}: {v}" in drawn["text"] for k, v in shown.items()), drawn

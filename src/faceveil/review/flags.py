@@ -1,6 +1,7 @@
 """What the page shows of each item: its flags, their risk, and the listing sorted by risk."""
 from __future__ import annotations
 
+from ..errors import one_line
 from . import videos
 from .checks import matches
 from .pairs import Item, page_name
@@ -143,12 +144,17 @@ class FlagsMixin:
             items = [self.item_json(i) for i in self.items.values()]
         items.sort(key=lambda d: (-d["risk"], -sum(f.get("count", 1) for f in d["flags"]), d["path"]))
         flagged = [d for d in items if d["flags"]]
+        unlisted = [{"input": one_line(src), "why": why}
+                    for src, why in sorted(getattr(self, "failed_unlisted", {}).items())]
         return {
             "items": items,
             "summary": {"total": len(items), "flagged": len(flagged),
                         "flagged_remaining": sum(not d["approved"] for d in flagged),
                         "approved": sum(d["approved"] for d in items), "refused": len(self.refused),
                         "checking": self.checking},
+            # inputs the run's report says failed that have no item (outside IN, gone, a link out of it): the
+            # page names them above the images, so that one using only the page learns of every failed input
+            "failed_unlisted": unlisted,
             "config": self.state["config"], "last": self.state.get("last"),
             "second_detectors": self._second_names, "threshold": self.threshold,
         }

@@ -223,21 +223,26 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         folder's a/x.jpg goes to OUT/a/x.jpg, IN/a/x.jpg to OUT/x.jpg) was hidden behind that output's item:
         it gets an item of its own, "(failed input) a/x.jpg" (no listed file's page name), whose Apply is refused."""
         self.failed: dict[str, str] = {}
+        self.failed_unlisted: dict[str, str] = {}  # failed inputs with no item: the page names them above the images
         if self.run is None:
             return
         root = one_line(self.in_root)  # the report's text and the names are printed and shown as one line each
+
+        def unlisted(src: str, why: str) -> None:
+            self.refused[src] = self.failed_unlisted[src] = why
+
         for src, why in self.run.failed_elsewhere.items():
-            self.refused[src] = f"failed in the run, not anonymized ({one_line(why)}); not under {root}: not listed"
+            unlisted(src, f"failed in the run, not anonymized ({one_line(why)}); not under {root}: not listed")
         for src, why in self.run.failed.items():
             why = one_line(why)
             orig = ins.get(src)
             if orig is None:
-                self.refused[src] = f"failed in the run, not anonymized ({why}); not found in {root} now"
+                unlisted(src, f"failed in the run, not anonymized ({why}); not found in {root} now")
                 continue
             key = next((k for k, i in items.items() if i.orig == orig), None)
             if key is None:
                 if not inside(orig.resolve(), self.in_root):
-                    self.refused[src] = "refused, a link leading out of OUT or IN"
+                    unlisted(src, f"failed in the run, not anonymized ({why}); refused, a link leading out of IN")
                     continue
                 key = f"(failed input) {src}" if src in items else src
                 while key != src and (key in items or key in ins):
