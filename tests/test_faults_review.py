@@ -872,3 +872,42 @@ def test_failed_inputs_the_review_cannot_list_are_shown_on_the_page(tmp_path, as
     drawn = json.loads(subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout)
     assert not drawn["hidden"] and "2 inputs of the run failed" in drawn["text"], drawn
     assert all(f"{k}: {v}" in drawn["text"] for k, v in shown.items()), drawn
+
+
+def test_apply_of_a_failed_input_with_a_relative_target_from_another_folder(tmp_path, monkeypatch):
+    """`anonymize IN/sub IN/b/y.jpg -o OUT --report reports/r.json` (relative paths) fails on y.jpg; the review is
+    started from another folder. The report's relative paths are resolved against the folder the review starts in,
+    the report's folder, else by the tail that exists under OUT, which a target never written has not: its Apply was
+    refused saying the report "puts its output outside OUT", untrue. The written outputs show how the run named OUT
+    ("OUT/..."): the target is read the same way and Apply writes OUT/y.jpg; with no written output to learn it
+    from, the refusal says the target is relative to another folder."""
+    run = tmp_path / "run"
+    (run / "IN" / "sub" / "a").mkdir(parents=True)
+    (run / "IN" / "b").mkdir()
+    (run / "reports").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    _face_photo(run / "IN" / "sub" / "a" / "x.jpg", "img1.jpg")
+    (run / "IN" / "b" / "y.jpg").write_bytes(b"not an image")
+    monkeypatch.chdir(run)
+    assert main(["anonymize", "IN/sub", "IN/b/y.jpg", "-o", "OUT", "-q", *FAST, "--report", "reports/r.json"]) == 1
+    doc = json.loads((run / "reports" / "r.json").read_text())
+    assert [f["target"] for f in doc["files"] if f["status"] == "failed"] == ["OUT/y.jpg"], doc["files"]
+    photo = _face_photo(run / "IN" / "b" / "y.jpg")  # fixed before the review starts
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    rs, client = _review(run / "OUT", run / "IN", "--from-report", str(run / "reports" / "r.json"), *FAST)
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    assert all(_changed(_read(run / "OUT" / "y.jpg"), photo, f) > 0.3 for f in _faces_on(photo))
+
+    # no written output tells how the run named OUT: refused, saying why
+    shutil.rmtree(run / "OUT")
+    (run / "OUT").mkdir()
+    doc["files"] = [f for f in doc["files"] if f["status"] == "failed"]
+    (run / "reports" / "r.json").write_text(json.dumps(doc))
+    rs, client = _review(run / "OUT", run / "IN", "--from-report", str(run / "reports" / "r.json"), *FAST)
+    flag = next(f for f in rs.item_json(rs.items["b/y.jpg"])["flags"] if f["kind"] == "failed")
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 409, r.get_json()
+    for text in (flag["text"], r.get_json()["error"]):
+        assert "outside" not in text and "relative to the folder the run was started in" in text, text
+    assert not (run / "OUT" / "y.jpg").exists()

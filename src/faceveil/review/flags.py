@@ -84,8 +84,13 @@ class FlagsMixin:
     def _no_target(self, item: Item) -> str:
         """Why ``out_path`` does not know where the run would have written ``item``'s output."""
         src = page_name(item.orig.relative_to(self.in_root).as_posix())
+        if src in self.run.unlocated:
+            return (f"the run's report gives where its output was to go as {one_line(self.run.unlocated[src])}, "
+                    "relative to the folder the run was started in, which is neither this folder nor the report's, "
+                    "and no written output of the report shows where OUT was from there: start the review in the "
+                    "folder the run was started in")
         if src in self.run.targets:
-            return f"the run's report puts its output outside {self.out_root}"
+            return f"the run's report puts its output outside {one_line(self.out_root)}"
         return ("the run's report does not say where its output was to go (a report of an earlier faceveil); "
                 "anonymize it again with this version")
 
