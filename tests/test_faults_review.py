@@ -718,3 +718,196 @@ def test_a_report_with_relative_paths_is_matched_from_another_folder(run, tmp_pa
     shutil.move(work, moved)  # report, IN and OUT moved together: matched by the report's folder
     rec = load_run_record(doc, moved / "r.json", moved / "out", moved / "in")
     assert set(rec.regions) == {"m1.jpg", "m2.jpg"}
+
+
+BOX = [380, 250, 470, 350]  # a manual box away from the face of _face_photo's photo, where it is not flat
+
+
+def _face_photo(dst: Path, name: str = "img2.jpg", width: int = 480) -> np.ndarray:
+    """A real photo of one face (../shared/data, else the test is skipped), saved smaller at ``dst``; its pixels."""
+    img = Image.open(shared_path("deepface-unit", name)).convert("RGB")
+    img = img.resize((width, round(img.height * width / img.width)))
+    img.save(dst, quality=95)
+    return _read(dst)
+
+
+def _faces_on(rgb: np.ndarray) -> list:
+    """The boxes the run's detector (FAST) finds on ``rgb``."""
+    from faceveil.pipeline import Anonymizer
+
+    cfg = config_from_args(build_parser().parse_args(["review", "o", "--originals", "i", *FAST]))
+    return Anonymizer.from_config(cfg).detect(rgb).xyxy.tolist()
+
+
+def _failed_run(tmp_path: Path, broken: bytes):
+    """`anonymize IN/sub IN/b/y.jpg -o OUT --report r.json`, IN/b/y.jpg ``broken`` (not an image: it fails)."""
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
+    (src / "sub" / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    _face_photo(src / "sub" / "a" / "x.jpg", "img1.jpg")
+    (src / "b" / "y.jpg").write_bytes(broken)
+    assert main(["anonymize", str(src / "sub"), str(src / "b" / "y.jpg"), "-o", str(out), "-q", *FAST,
+                 "--report", str(report)]) == 1
+    return src, out, report
+
+
+def test_apply_of_a_failed_input_replaced_since_its_check_hides_its_face(tmp_path):
+    """A failed input (not an image) is checked while it cannot be decoded: no faces. The user then puts a real
+    photo there and Applies with a box elsewhere: the Apply wrote the photo with its face untouched (200), for it
+    used the check's (empty) detections, and the item's version (no output: null) never changed. Now the version
+    follows the original, an Apply on an original changed since its check is refused (409, reload) and checks it
+    again, and the Apply after the reload hides the face."""
+    src, out, report = _failed_run(tmp_path, b"not an image")
+    rs, client = _review(out, src, "--from-report", str(report), *FAST)
+    shown = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "b/y.jpg")
+    assert any(f["kind"] == "failed" for f in shown["flags"]) and not shown["faces"], shown
+    photo = _face_photo(src / "b" / "y.jpg")  # the user fixes the broken input while the page is open
+    faces = _faces_on(photo)
+    assert faces, "the photo has a face the run's detector finds"
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "version": shown["version"], "manual": [BOX],
+                                        "removed": []}, headers=HDR)
+    target = out / "y.jpg"
+    assert not target.exists() or all(_changed(_read(target), photo, f) > 0.3 for f in faces), \
+        f"{r.status_code}: the face written visible"
+    assert r.status_code == 409 and "changed since" in r.get_json()["error"], r.get_json()
+    assert not target.exists(), "nothing written"
+    now = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "b/y.jpg")
+    assert now["version"] != shown["version"] and now["faces"], now  # checked again: the reload shows the face
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "version": now["version"], "manual": [BOX],
+                                        "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    assert all(_changed(_read(target), photo, f) > 0.3 for f in faces), "every face hidden"
+    assert _changed(_read(target), photo, BOX) > 0.3, "the reviewer's box too"
+    assert not any(f["kind"] == "unhidden" for f in r.get_json()["flags"]), r.get_json()["flags"]
+
+
+def test_apply_of_a_failed_input_hides_the_faces_found_at_apply_time(tmp_path):
+    """The same with a replacement the check's stat cannot see (same size and modification time, as `cp -p` or a
+    restore from backup keep them): Apply detects again on the original it reads and hides every face it finds."""
+    photo_bytes = tmp_path / "photo.jpg"
+    photo = _face_photo(photo_bytes)
+    src, out, report = _failed_run(tmp_path, b"\0" * photo_bytes.stat().st_size)
+    st = (src / "b" / "y.jpg").stat()
+    rs, client = _review(out, src, "--from-report", str(report), *FAST)
+    shown = next(i for i in client.get("/api/items", headers=HDR).get_json()["items"] if i["path"] == "b/y.jpg")
+    shutil.copyfile(photo_bytes, src / "b" / "y.jpg")
+    import os
+
+    os.utime(src / "b" / "y.jpg", ns=(st.st_atime_ns, st.st_mtime_ns))
+    faces = _faces_on(photo)
+    assert faces
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "version": shown["version"], "manual": [BOX],
+                                        "removed": []}, headers=HDR)
+    target = out / "y.jpg"
+    assert r.status_code in (200, 409), r.get_json()
+    assert not target.exists() or all(_changed(_read(target), photo, f) > 0.3 for f in faces), \
+        f"{r.status_code}: the face written visible"
+    assert r.status_code == 200 and target.exists(), r.get_json()
+
+
+def _failed_unlisted_run(tmp_path: Path, astronaut):
+    """A run whose report names two failed inputs the review cannot list: one outside IN, one gone from IN since."""
+    src, other, out, report = tmp_path / "in", tmp_path / "other", tmp_path / "out", tmp_path / "r.json"
+    src.mkdir()
+    other.mkdir()
+    Image.fromarray(astronaut).save(src / "ok.png")
+    far, gone = other / "far\n\x1b[32mY.jpg", src / "gone\n\x1b[31mZ.jpg"
+    far.write_bytes(b"junk")
+    gone.write_bytes(b"junk")
+    assert main(["anonymize", str(src), str(far), "-o", str(out), "-q", *FAST, "--report", str(report)]) == 1
+    gone.unlink()
+    return src, out, report
+
+
+def test_failed_inputs_warnings_escape_the_reports_text(monkeypatch, capsys, tmp_path, astronaut):
+    """A failed input outside IN, or gone from IN since the run, is named in a warning at start with the report's
+    error, which names the file: printed raw, a name with a newline and an escape code started a line of its own
+    ("\\x1b[32mY.jpg: not an image...", coloured). Every part from the report is escaped now (errors.one_line)."""
+    from socketserver import BaseServer
+
+    src, out, report = _failed_unlisted_run(tmp_path, astronaut)
+    capsys.readouterr()
+
+    def fake_serve(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
+    assert main(["review", str(out), "--originals", str(src), "--from-report", str(report), "--cache-dir",
+                 str(tmp_path / "c"), "--second", "none", *FAST]) == 130
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and all(ln.startswith("faceveil: ") for ln in err.splitlines()), err
+    assert "far\\n\\x1b[32mY.jpg: failed in the run" in err and "gone\\n\\x1b[31mZ.jpg: failed in the run" in err, err
+
+
+def test_failed_inputs_the_review_cannot_list_are_shown_on_the_page(tmp_path, astronaut):
+    """A failed input outside IN (or gone from it) was only named in a console warning: a reviewer using the page
+    never learnt that a photo of the run was not anonymized. /api/items now names every such input with why, and
+    the page shows them above the images (no Apply: there is no original to redo)."""
+    src, out, report = _failed_unlisted_run(tmp_path, astronaut)
+    rs, client = _review(out, src, "--from-report", str(report), *FAST)
+    data = client.get("/api/items", headers=HDR).get_json()
+    shown = {f["input"]: f["why"] for f in data.get("failed_unlisted", [])}
+    assert len(shown) == 2, data
+    far = next((k for k in shown if k.endswith("far\\n\\x1b[32mY.jpg")), None)
+    assert far is not None and "not an image" in shown[far] and "not under" in shown[far], shown
+    assert "not found in" in shown.get("gone\\n\\x1b[31mZ.jpg", ""), shown
+    assert all(ch.isprintable() for text in shown.items() for t in text for ch in t), shown
+    static = Path(__file__).parents[1] / "src" / "faceveil" / "review" / "static"
+    assert 'id="failed-unlisted"' in (static / "index.html").read_text()
+    js = (static / "review.js").read_text()
+    assert "showFailedUnlisted(data.failed_unlisted)" in js
+    node = shutil.which("node")
+    if node is None:
+        return  # what the page's function draws from it is checked where Node.js is installed
+    import re
+    import subprocess
+
+    func = re.search(r"\nfunction showFailedUnlisted\(.*?\n}\n", js, re.S).group(0)
+    stub = """const el = (tag) => ({tag, children: [], textContent: "", hidden: true, appendChild(c) { this.children.push(c); },
+      replaceChildren(...c) { this.children = c; }});
+    const root = el("div"); const document = {createElement: el}; const $ = () => root;
+    const text = (e) => [e.textContent, ...e.children.map(text)].join("\\n");"""
+    script = f"{stub}{func}showFailedUnlisted({json.dumps(data['failed_unlisted'])});" \
+             "console.log(JSON.stringify({hidden: root.hidden, text: text(root)}));"
+    drawn = json.loads(subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout)
+    assert not drawn["hidden"] and "2 inputs of the run failed" in drawn["text"], drawn
+    assert all(f"{k}: {v}" in drawn["text"] for k, v in shown.items()), drawn
+
+
+def test_apply_of_a_failed_input_with_a_relative_target_from_another_folder(tmp_path, monkeypatch):
+    """`anonymize IN/sub IN/b/y.jpg -o OUT --report reports/r.json` (relative paths) fails on y.jpg; the review is
+    started from another folder. The report's relative paths are resolved against the folder the review starts in,
+    the report's folder, else by the tail that exists under OUT, which a target never written has not: its Apply was
+    refused saying the report "puts its output outside OUT", untrue. The written outputs show how the run named OUT
+    ("OUT/..."): the target is read the same way and Apply writes OUT/y.jpg; with no written output to learn it
+    from, the refusal says the target is relative to another folder."""
+    run = tmp_path / "run"
+    (run / "IN" / "sub" / "a").mkdir(parents=True)
+    (run / "IN" / "b").mkdir()
+    (run / "reports").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    _face_photo(run / "IN" / "sub" / "a" / "x.jpg", "img1.jpg")
+    (run / "IN" / "b" / "y.jpg").write_bytes(b"not an image")
+    monkeypatch.chdir(run)
+    assert main(["anonymize", "IN/sub", "IN/b/y.jpg", "-o", "OUT", "-q", *FAST, "--report", "reports/r.json"]) == 1
+    doc = json.loads((run / "reports" / "r.json").read_text())
+    assert [f["target"] for f in doc["files"] if f["status"] == "failed"] == ["OUT/y.jpg"], doc["files"]
+    photo = _face_photo(run / "IN" / "b" / "y.jpg")  # fixed before the review starts
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    rs, client = _review(run / "OUT", run / "IN", "--from-report", str(run / "reports" / "r.json"), *FAST)
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    assert all(_changed(_read(run / "OUT" / "y.jpg"), photo, f) > 0.3 for f in _faces_on(photo))
+
+    # no written output tells how the run named OUT: refused, saying why
+    shutil.rmtree(run / "OUT")
+    (run / "OUT").mkdir()
+    doc["files"] = [f for f in doc["files"] if f["status"] == "failed"]
+    (run / "reports" / "r.json").write_text(json.dumps(doc))
+    rs, client = _review(run / "OUT", run / "IN", "--from-report", str(run / "reports" / "r.json"), *FAST)
+    flag = next(f for f in rs.item_json(rs.items["b/y.jpg"])["flags"] if f["kind"] == "failed")
+    r = client.post("/api/apply", json={"path": "b/y.jpg", "manual": [], "removed": []}, headers=HDR)
+    assert r.status_code == 409, r.get_json()
+    for text in (flag["text"], r.get_json()["error"]):
+        assert "outside" not in text and "relative to the folder the run was started in" in text, text
+    assert not (run / "OUT" / "y.jpg").exists()

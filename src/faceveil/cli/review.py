@@ -257,7 +257,7 @@ def _serve(args, sock, handler, make_server, create_app) -> int:
     rs = ReviewSet(args.output, args.originals, config_from_args(args), settings, args.cache_dir,
                    progress=False, background=True, run=run_record_from_args(args))
     for rel, why in rs.refused.items():
-        print(f"faceveil: warning: {one_line(rel)}: {why}", file=sys.stderr)
+        print(f"faceveil: warning: {one_line(rel)}: {one_line(why)}", file=sys.stderr)  # why: a report's text too
     if "auto" in settings.second and not rs.second_detectors:  # the page only said "second: none" (an audit)
         print("faceveil: warning: no second detector (yunet or dlib-hog) is installed: faces only another detector "
               "finds are not flagged; pip install 'faceveil[yunet]'", file=sys.stderr)

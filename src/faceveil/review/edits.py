@@ -22,7 +22,7 @@ from ..io.manifest import ManifestWriter, sha256_file
 from ..video.record import read_record
 from . import videos
 from .checks import KEEP_TOLERANCE, clean_boxes, matches, reencoded_like
-from .pairs import REVIEW_FILE, Item, inside, stat_key
+from .pairs import REVIEW_FILE, Item, inside
 from .runs import same_settings
 
 
@@ -101,7 +101,9 @@ class EditsMixin:
 
     def _check_version(self, item: Item, version) -> None:
         """An edit made on an older view of the item (another tab, or a page not reloaded) is refused."""
-        if version is not None and version != (stat_key(item.out) or ""):  # "": shown with no output yet
+        if version is not None and version != (self.version(item) or ""):  # "": shown with no version (none yet)
+            if item.orig is not None and self.in_run(item):
+                self.check_original(item)  # its original replaced: checked again, for the reload, and said so
             raise Stale(f"{item.rel}: changed since this page showed it (an Apply in another tab?): reload the page "
                         "and redo the edit")
 
@@ -163,6 +165,8 @@ class EditsMixin:
                                     "start the review with --from-report to redo the run's failed files")
             if not item.check_done:  # not reached by the background check yet
                 self._analyse(item, save=False)
+            self.file("orig", rel)  # a link out of IN now: refused (403) before anything else
+            self.check_original(item)  # the faces to hide were found on this file, not on one it replaced
             if item.out is not None and item.out.is_symlink():
                 raise PermissionError(rel)  # a link, even to another output, would rewrite that file from this original
             if item.check.get("pair"):  # redoing another photo would leave the face visible, and copy that photo in
@@ -178,6 +182,7 @@ class EditsMixin:
                 raise ValueError("flip (whole tracks) is for videos; an image's kept face is hidden with a box")
             # Resolved and checked now: IN/x may have become a link to a file elsewhere since start-up.
             img = read_image(self.file("orig", rel))
+            self.check_original(item)  # and not replaced while it was read
             old_path = self.file("out", rel) if item.out is not None else None
             dst = old_path if old_path is not None else self.out_path(item)
             if not inside(dst.parent.resolve(), self.out_root):
@@ -206,6 +211,13 @@ class EditsMixin:
                 kept_by_run = self.kept_faces(rel)
                 base = [f["box"] for f in item.analysis.get("main", [])
                         if not any(matches(f["box"], [k["box"]], iou=0.5) for k in kept_by_run)]
+                if old_path is None:
+                    # No output of the run's to keep pixels from (a failed input): the faces the run's detector
+                    # finds on the pixels read now are hidden, whatever the check saw (a file replaced since
+                    # with its size and time kept, as `cp -p` does, passes the stat the check recorded).
+                    found = self.anonymizer.detect(img.rgb).clipped(w, h)
+                    base += [b for b in found.xyxy.tolist() if not matches(b, base, iou=0.5)
+                             and not any(matches(b, [k["box"]], iou=0.5) for k in kept_by_run)]
                 if self.run is not None and rel in self.run.regions:
                     # The regions the run hid first, then any face our detector finds that none of them covers.
                     recorded = self.run.regions[rel]

@@ -1,9 +1,10 @@
 """What the page shows of each item: its flags, their risk, and the listing sorted by risk."""
 from __future__ import annotations
 
+from ..errors import one_line
 from . import videos
 from .checks import matches
-from .pairs import Item, page_name, stat_key
+from .pairs import Item, page_name
 
 # Risk of each kind of flag; an image's risk is the sum over the kinds it has (sort key).
 RISK = {"kept": 20, "failed": 100, "pair": 100, "error": 100, "failed-frames": 95, "second": 80, "held-gap": 60,
@@ -83,8 +84,13 @@ class FlagsMixin:
     def _no_target(self, item: Item) -> str:
         """Why ``out_path`` does not know where the run would have written ``item``'s output."""
         src = page_name(item.orig.relative_to(self.in_root).as_posix())
+        if src in self.run.unlocated:
+            return (f"the run's report gives where its output was to go as {one_line(self.run.unlocated[src])}, "
+                    "relative to the folder the run was started in, which is neither this folder nor the report's, "
+                    "and no written output of the report shows where OUT was from there: start the review in the "
+                    "folder the run was started in")
         if src in self.run.targets:
-            return f"the run's report puts its output outside {self.out_root}"
+            return f"the run's report puts its output outside {one_line(self.out_root)}"
         return ("the run's report does not say where its output was to go (a report of an earlier faceveil); "
                 "anonymize it again with this version")
 
@@ -110,7 +116,7 @@ class FlagsMixin:
                 "failed_frames": a.get("failed", []), "second": a.get("second", []), "samples": a.get("samples", []),
                 "kept": a.get("kept", []), "kept_tracks": a.get("kept_tracks", []),
                 "has_record": bool(a.get("record")), "has_output": item.out is not None,
-                "has_original": item.orig is not None and self.in_run(item), "version": stat_key(item.out),
+                "has_original": item.orig is not None and self.in_run(item), "version": self.version(item),
                 "faces": [],
                 "suggestions": [], "manual": rec.get("manual", []), "removed": [],
                 "applied_at": rec.get("applied_at"), "approved": bool(rec.get("approved")), "flags": flags,
@@ -132,7 +138,7 @@ class FlagsMixin:
             "path": item.rel, "kind": "image",  # video items (tracks, frame strips) will add their own fields
             "size": a.get("size"), "has_output": item.out is not None,
             "has_original": item.orig is not None and self.in_run(item),
-            "version": stat_key(item.out), "faces": faces, "suggestions": suggestions,
+            "version": self.version(item), "faces": faces, "suggestions": suggestions,
             "manual": rec.get("manual", []), "removed": removed, "applied_at": rec.get("applied_at"),
             "approved": bool(rec.get("approved")), "flags": flags, "checked": item.check_done,
             "risk": sum(RISK.get(f["kind"], 10) for f in flags),
@@ -143,12 +149,17 @@ class FlagsMixin:
             items = [self.item_json(i) for i in self.items.values()]
         items.sort(key=lambda d: (-d["risk"], -sum(f.get("count", 1) for f in d["flags"]), d["path"]))
         flagged = [d for d in items if d["flags"]]
+        unlisted = [{"input": one_line(src), "why": why}
+                    for src, why in sorted(getattr(self, "failed_unlisted", {}).items())]
         return {
             "items": items,
             "summary": {"total": len(items), "flagged": len(flagged),
                         "flagged_remaining": sum(not d["approved"] for d in flagged),
                         "approved": sum(d["approved"] for d in items), "refused": len(self.refused),
                         "checking": self.checking},
+            # inputs the run's report says failed that have no item (outside IN, gone, a link out of it): the
+            # page names them above the images, so that one using only the page learns of every failed input
+            "failed_unlisted": unlisted,
             "config": self.state["config"], "last": self.state.get("last"),
             "second_detectors": self._second_names, "threshold": self.threshold,
         }

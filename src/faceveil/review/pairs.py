@@ -71,6 +71,7 @@ class Item:
     analysis: dict = field(default_factory=dict)  # detections on the original (cached)
     check: dict = field(default_factory=dict)  # per face: hidden in the output? (cached by output stat)
     check_done: bool = False
+    analysed: str | None = None  # the original's key (path, stat, settings) its analysis was made with
 
     @property
     def video(self) -> bool:

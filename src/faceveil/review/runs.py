@@ -58,6 +58,9 @@ class RunRecord:
     # unknown, and the review's Apply of it is refused; its path under IN may name another place than the run's
     # (`anonymize IN/a/x.jpg -o OUT` writes OUT/x.jpg)
     targets: dict[str, str | None] = field(default_factory=dict)
+    # a target (None in targets) that is a path relative to the folder the run was started in, found neither from
+    # the folder the review started in nor the report's, nor by how the written outputs name OUT: as the report has it
+    unlocated: dict[str, str] = field(default_factory=dict)
 
 
 def _rel_under(text: str, root: Path, bases: list[Path], name=page_name) -> str | None:
@@ -79,12 +82,35 @@ def _rel_under(text: str, root: Path, bases: list[Path], name=page_name) -> str 
     return None
 
 
+def _naming(text: str, rel: str) -> tuple[str, ...] | None:
+    """How the report's path ``text`` of the file found at ``rel`` under OUT names OUT: its leading parts before
+    ``rel``'s (the run's -o as it was given, "OUT" or "/old/OUT"), or None when its last parts are not ``rel``'s."""
+    parts, tail = Path(text).parts, Path(rel).parts
+    return parts[:len(parts) - len(tail)] if tail and parts[-len(tail):] == tail else None
+
+
+def _locate_targets(rec: RunRecord, unread: dict[str, str], naming: set[tuple[str, ...]]) -> None:
+    """The targets (never written, so not found by the tail that exists) that name OUT as every written output of
+    the report does: the rest of the path, under OUT. A relative one that does not: unlocated (a report of a run in
+    another folder, none of whose outputs shows how it named OUT)."""
+    head = next(iter(naming)) if len(naming) == 1 else None
+    for src, text in unread.items():
+        parts = Path(text).parts
+        rest = parts[len(head):] if head is not None and parts[:len(head)] == head else ()
+        if rest and ".." not in rest and not Path(*rest).is_absolute():
+            rec.targets[src] = Path(*rest).as_posix()
+        elif not Path(text).is_absolute():
+            rec.unlocated[src] = text
+
+
 def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.PathLike,
                     in_root: str | os.PathLike) -> RunRecord:
     """The per-file part of an `anonymize --report` document, keyed by paths under OUT and IN."""
     out_root, in_root = Path(out_root).resolve(), Path(in_root).resolve()
     bases = [Path.cwd(), Path(report).resolve().parent]
     rec = RunRecord(str(report))
+    naming: set[tuple[str, ...]] = set()  # how the written outputs' paths name OUT (one -o: one way)
+    unread: dict[str, str] = {}  # targets not found under OUT as they are, by input
     files = doc.get("files")
     if not isinstance(files, list):
         raise UsageError(f"{report}: not a `faceveil anonymize --report` file (no files)")
@@ -98,10 +124,16 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
             why = f.get("error") if isinstance(f.get("error"), str) else f"status {f.get('status')!r}"
             (rec.failed if src is not None else rec.failed_elsewhere)[src or f["input"]] = why
         dst = f.get("output") if f.get("status") == "written" else f.get("target")
+        found = _rel_under(dst, out_root, bases, str) if isinstance(dst, str) else None  # to write: not a page name
         if src is not None and isinstance(dst, str):
-            rec.targets[src] = _rel_under(dst, out_root, bases, str)  # a path to write: not a page name
+            rec.targets[src] = found
+            if found is None and f.get("status") != "written":
+                unread[src] = dst
         if f.get("status") == "written" and isinstance(f.get("output"), str):
             rel = _rel_under(f["output"], out_root, bases)
+            head = _naming(f["output"], found) if found is not None else None
+            if head is not None:
+                naming.add(head)
             if rel is not None and src is not None:
                 rec.originals[rel] = src
                 if isinstance(f.get("input_sha256"), str):
@@ -113,6 +145,7 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
                 if isinstance(kept, list):
                     rec.kept[rel] = [k for k in kept if isinstance(k, dict) and isinstance(k.get("box"), list)
                                      and len(k["box"]) == 4]
+    _locate_targets(rec, unread, naming)
     return rec
 
 

@@ -46,7 +46,7 @@ from ..video.record import read_record, tracks_path
 from . import videos
 from .checks import KEEP_TOLERANCE, hidden, mse_inside, reencoded_like
 from .compare import CompareMixin
-from .edits import EditsMixin
+from .edits import EditsMixin, Stale
 from .flags import FlagsMixin
 from .pairs import OLD_REVIEW_FILE, OWN_DIR, REVIEW_FILE, Item, inside, list_images, page_name, stat_key
 from .runs import RunRecord, same_settings
@@ -223,19 +223,26 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         folder's a/x.jpg goes to OUT/a/x.jpg, IN/a/x.jpg to OUT/x.jpg) was hidden behind that output's item:
         it gets an item of its own, "(failed input) a/x.jpg" (no listed file's page name), whose Apply is refused."""
         self.failed: dict[str, str] = {}
+        self.failed_unlisted: dict[str, str] = {}  # failed inputs with no item: the page names them above the images
         if self.run is None:
             return
+        root = one_line(self.in_root)  # the report's text and the names are printed and shown as one line each
+
+        def unlisted(src: str, why: str) -> None:
+            self.refused[src] = self.failed_unlisted[src] = why
+
         for src, why in self.run.failed_elsewhere.items():
-            self.refused[src] = f"failed in the run, not anonymized ({why}); not under {self.in_root}: not listed"
+            unlisted(src, f"failed in the run, not anonymized ({one_line(why)}); not under {root}: not listed")
         for src, why in self.run.failed.items():
+            why = one_line(why)
             orig = ins.get(src)
             if orig is None:
-                self.refused[src] = f"failed in the run, not anonymized ({why}); not found in {self.in_root} now"
+                unlisted(src, f"failed in the run, not anonymized ({why}); not found in {root} now")
                 continue
             key = next((k for k, i in items.items() if i.orig == orig), None)
             if key is None:
                 if not inside(orig.resolve(), self.in_root):
-                    self.refused[src] = "refused, a link leading out of OUT or IN"
+                    unlisted(src, f"failed in the run, not anonymized ({why}); refused, a link leading out of IN")
                     continue
                 key = f"(failed input) {src}" if src in items else src
                 while key != src and (key in items or key in ins):
@@ -315,6 +322,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
                        if item.video else f"{stat_key(item.out)}:{orig_key}")
             if entry and entry.get("orig_key") == orig_key and entry.get("out_key") == out_key:
                 item.analysis, item.check, item.check_done = entry["analysis"], entry["check"], True
+                item.analysed = orig_key
 
     def _orig_key(self, item: Item, config_key: str) -> str:
         """What an item's cached detections depend on: which original (its path, stat and the report's
@@ -378,6 +386,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
             with self._lock:
                 self._cache[item.rel] = entry
                 item.analysis, item.check, item.check_done = entry["analysis"], entry["check"], True
+                item.analysed = orig_key
             if save:
                 self._save_cache()
             return
@@ -392,6 +401,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
             if out_key == f"{stat_key(item.out)}:{orig_key}":
                 self._cache[item.rel] = entry
                 item.analysis, item.check, item.check_done = entry["analysis"], entry["check"], True
+                item.analysed = orig_key
         if save:
             self._save_cache()
 
@@ -518,6 +528,25 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         if self.run is not None and item.rel in self.run.inputs:
             return True
         return self.manifest is not None and item.rel in self.manifest
+
+    def version(self, item: Item) -> str | None:
+        """What an edit is made on (the page sends it back): the output's stat and, for an original of the run, the
+        original's, so that an original replaced since the page showed it makes the edit stale, as an output another
+        tab rewrote does (a failed input has no output: its version was null whatever its file became)."""
+        out = stat_key(item.out)
+        if item.orig is None or not self.in_run(item):
+            return out
+        return f"{out or 'none'}:{stat_key(item.orig) or 'none'}"
+
+    def check_original(self, item: Item) -> None:
+        """Refuse (Stale) an edit of an item whose original changed since its analysis (the faces the page showed
+        and Apply hides were found on another file), after checking it again: the reloaded page shows what is
+        there now."""
+        if item.orig is None or item.analysed == self._orig_key(item, self._config_key()):
+            return
+        self._analyse(item)
+        raise Stale(f"{item.rel}: its original changed since it was checked (replaced or edited?): reload the page, "
+                    "look at it again and redo the edit; nothing was changed")
 
     def out_path(self, item: Item) -> Path | None:
         """Where an item's output is, or for an item with none, where the run would have written it: for an input

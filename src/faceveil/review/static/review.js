@@ -568,10 +568,28 @@ async function refresh() {
   } catch (err) { setTimeout(refresh, 5000); }
 }
 
+// Failed inputs of the run that have no item (outside IN, gone since): named here, as the console does.
+function showFailedUnlisted(lost) {
+  const box = $("#failed-unlisted");
+  if (!lost || !lost.length) { box.hidden = true; return; }
+  const head = document.createElement("p");
+  head.textContent = `${lost.length} input${lost.length > 1 ? "s" : ""} of the run failed (not anonymized) ` +
+    "and cannot be reviewed or redone here:";
+  const list = document.createElement("ul");
+  for (const f of lost) {
+    const li = document.createElement("li");
+    li.textContent = `${f.input}: ${f.why}`;
+    list.appendChild(li);
+  }
+  box.replaceChildren(head, list);
+  box.hidden = false;
+}
+
 async function load() {
   try {
     const data = await api("api/items");
     items = data.items;
+    showFailedUnlisted(data.failed_unlisted);
     if (data.summary.checking) setTimeout(refresh, 2000);
     const c = data.config;
     $("#config").textContent = `${c.method} ${JSON.stringify(c.method_params)} · ${c.detector} ` +
