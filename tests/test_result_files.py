@@ -142,3 +142,20 @@ def test_a_killed_saves_temporary_of_a_bank_or_people_file_is_removed_by_the_nex
         save(tmp_path / name)
         assert not stale.exists() and live.exists() and (tmp_path / name).is_file(), name
         live.unlink()
+
+
+def test_a_huge_pid_in_a_temporary_like_name_never_costs_the_result(photos, tmp_path, capsys):
+    """An audit: `.r.99999999999999999999.abcdefgh.tmp` beside detect --json, --report or in anonymize's -o gave
+    "OverflowError: Python int too large to convert to C long" (os.kill in the sweep) after all the work: exit 1,
+    the result never written. No writer has such a pid: the name is left alone and the result written."""
+    odd = ".r.99999999999999999999.abcdefgh.tmp"
+    rep, out = tmp_path / "rep", tmp_path / "out"
+    for folder in (rep, out):
+        folder.mkdir()
+        (folder / odd).write_bytes(b"not faceveil's")
+    code, err = run(capsys, "detect", photos / "astro.jpg", "--json", rep / "d.json", "-q")
+    assert code == 0 and "Traceback" not in err and (rep / "d.json").is_file(), err
+    code, err = run(capsys, "anonymize", photos, "-o", out, "--report", rep / "r.json", "-q", "--detect", "fast")
+    assert code == 0 and "Traceback" not in err, err
+    assert (out / "astro.jpg").is_file() and (rep / "r.json").is_file()
+    assert (rep / odd).read_bytes() == (out / odd).read_bytes() == b"not faceveil's"

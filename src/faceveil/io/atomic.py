@@ -105,7 +105,10 @@ def atomic_path(target: str | os.PathLike, replace: bool = True, sweep: bool = F
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if sweep:
-        remove_stale_temporaries([target.parent])
+        # Housekeeping only: whatever a sweep meets (an odd name, a folder it may not read) must never cost the
+        # result it runs before; remove_stale_temporaries skips what it cannot handle, this is the last guard.
+        with contextlib.suppress(Exception):
+            remove_stale_temporaries([target.parent])
     tmp_path = None
     try:
         # The writer's pid in the name lets a later run tell a dead writer's leftover from a live one's file.
@@ -181,12 +184,20 @@ def write_atomic(target: str | os.PathLike, write: Callable[[BinaryIO], int], re
 _TMP_NAME = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 
+# The largest pid a writer can have: pid_t is a 32-bit int (Linux's pid_max is at most 2**22). A bigger number in a
+# name is no writer's, and os.kill would raise OverflowError on it (a traceback after all of a run's work).
+_PID_MAX = 2**31 - 1
+
+
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` may be alive; True wherever that cannot be told (the file is then left alone)."""
+    if not 0 < pid <= _PID_MAX:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's live process
+    except (PermissionError, OverflowError, ValueError):  # someone else's live process; a pid os.kill cannot take
         return True
     return True
 
@@ -196,7 +207,8 @@ def remove_stale_temporaries(folders) -> int:
     whose writer process is gone.
 
     Only this module's naming with a pid counts, and a file whose pid is a live process stays
-    (a run writing into the same folder right now). Returns how many were removed.
+    (a run writing into the same folder right now). Returns how many were removed. Never raises: an entry it
+    cannot look at or remove is left as it is (the sweep runs before a command's result is written).
     """
     n = 0
     for folder in {Path(f) for f in folders}:
@@ -205,14 +217,16 @@ def remove_stale_temporaries(folders) -> int:
         except OSError:  # missing or unreadable: nothing of ours there
             continue
         for e in entries:
-            m = _TMP_NAME.match(e.name)
-            if m is None or e.is_symlink() or _alive(int(m["pid"])):
-                continue
-            if e.is_dir(follow_symlinks=False):  # a video's --preview stills not yet moved into place
-                shutil.rmtree(e.path, ignore_errors=True)
-                n += 1
-                continue
-            with contextlib.suppress(FileNotFoundError):
+            try:
+                m = _TMP_NAME.match(e.name)
+                if m is None or e.is_symlink() or _alive(int(m["pid"])):
+                    continue
+                if e.is_dir(follow_symlinks=False):  # a video's --preview stills not yet moved into place
+                    shutil.rmtree(e.path, ignore_errors=True)
+                    n += 1
+                    continue
                 os.unlink(e.path)
                 n += 1
+            except (OSError, ValueError):  # gone meanwhile, not ours to remove (permissions): left alone
+                continue
     return n
