@@ -113,7 +113,7 @@ def test_a_killed_runs_temporary_of_a_result_file_is_removed_by_the_next(photos,
     import sys
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".r.json.{dead.stdout.strip()}.abcd1234.tmp.json"  # io.atomic's name, its writer gone
+    stale = tmp_path / f".r.json.faceveil.{dead.stdout.strip()}.abcd1234.tmp.json"  # io.atomic's, its writer gone
     stale.write_bytes(b"{")
     assert run(capsys, "detect", photos / "astro.jpg", "--json", tmp_path / "r.json", "-q")[0] == 0
     assert not stale.exists() and (tmp_path / "r.json").is_file()
@@ -135,8 +135,8 @@ def test_a_killed_saves_temporary_of_a_bank_or_people_file_is_removed_by_the_nex
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     for name, save in (("b.npz", load_bank().save),
                        ("p.npz", People(["ann"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64)).save)):
-        stale = tmp_path / f".{name}.{dead.stdout.strip()}.abcd1234.tmp.npz"  # io.atomic's name, its writer gone
-        live = tmp_path / f".{name}.{os.getpid()}.abcd1234.tmp.npz"  # this process's: a writer still at work
+        stale = tmp_path / f".{name}.faceveil.{dead.stdout.strip()}.abcd1234.tmp.npz"  # io.atomic's, writer gone
+        live = tmp_path / f".{name}.faceveil.{os.getpid()}.abcd1234.tmp.npz"  # this process's: a writer at work
         stale.write_bytes(b"half")
         live.write_bytes(b"half")
         save(tmp_path / name)
@@ -159,3 +159,41 @@ def test_a_huge_pid_in_a_temporary_like_name_never_costs_the_result(photos, tmp_
     assert code == 0 and "Traceback" not in err, err
     assert (out / "astro.jpg").is_file() and (rep / "r.json").is_file()
     assert (rep / odd).read_bytes() == (out / odd).read_bytes() == b"not faceveil's"
+
+
+def test_the_sweep_removes_only_faceveils_own_temporaries(photos, tmp_path, capsys):
+    """An audit: one `detect x --json rep/d.json` deleted a user's `.notes.99999.abcdefgh.tmp`, `.my
+    diary.4000000.Backup12.tmp.txt` and a whole folder `.cache.3999999.abcdefgh.tmp/` (rmtree) in rep/: any hidden
+    name with a number, 8 characters and ".tmp" counted as a dead writer's temporary. Now only temp_affixes' names
+    (with faceveil's marker, mkstemp's characters) count, and only the kind faceveil makes under them."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = dead.stdout.strip()  # no process has it now: only the name decides
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    users = [f".notes.{pid}.abcdefgh.tmp", f".my diary.{pid}.Backup12.tmp.txt", f".d.json.{pid}.abcd1234.tmp.json",
+             f".d.json.faceveil.{pid}.ABCD1234.tmp.json", f".d.json.faceveil.0{pid}.abcd1234.tmp.json",
+             ".d.json.faceveil.99999999999999999999.abcd1234.tmp.json", f".d.json.faceveil.{pid}.abcd1234.tmp.j.k"]
+    for name in users:
+        (rep / name).write_bytes(b"precious")
+    folders = [f".cache.{pid}.abcdefgh.tmp", f".cache.faceveil.{pid}.abcdefgh.tmp",  # a folder under a file's name
+               f".cache.faceveil.{pid}.abcdefgh.tmp.d"]
+    for name in folders:
+        (rep / name).mkdir()
+        (rep / name / "important").write_bytes(b"precious")
+    os.symlink(rep / users[0], rep / f".l.faceveil.{pid}.abcdefgh.tmp")  # a link under a file's name
+    os.mkfifo(rep / f".f.faceveil.{pid}.abcdefgh.tmp")  # faceveil makes no pipes
+    stale = [f".d.json.faceveil.{pid}.abcd_123.tmp.json", f".clip_preview.faceveil.{pid}.abcd1234.tmpdir"]
+    (rep / stale[0]).write_bytes(b"{")
+    (rep / stale[1]).mkdir()
+    (rep / stale[1] / "clip_00000.00s.jpg").write_bytes(b"still")
+
+    code, err = run(capsys, "detect", photos / "astro.jpg", "--json", rep / "d.json", "-q")
+    assert code == 0 and (rep / "d.json").is_file(), err
+    assert all((rep / name).read_bytes() == b"precious" for name in users), sorted(os.listdir(rep))
+    assert all((rep / name / "important").read_bytes() == b"precious" for name in folders), sorted(os.listdir(rep))
+    assert (rep / f".l.faceveil.{pid}.abcdefgh.tmp").is_symlink() and (rep / f".f.faceveil.{pid}.abcdefgh.tmp").exists()
+    assert not [name for name in stale if (rep / name).exists()], "a dead writer's temporary file and stills folder"

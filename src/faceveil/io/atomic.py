@@ -76,11 +76,17 @@ def cut_name(name: str, budget: int) -> str:
     return name
 
 
-def temp_affixes(name: str, suffix: str = "") -> tuple[str, str]:
-    """mkstemp's (suffix, prefix) for a temporary file or folder beside ``name``: ".<name>.<pid>." and
-    ".tmp<suffix>", ``name`` cut so that the whole (with mkstemp's 8 characters) fits NAME_MAX: a legal name of 231
-    bytes or more could never be written."""
-    prefix_end, tail = f".{os.getpid()}.", ".tmp" + suffix
+# Every temporary faceveil makes carries this word after its target's name: the sweep removes nothing without it,
+# so a user's ".notes.99999.abcdefgh.tmp" (atomic's naming before the marker) is never taken for one of faceveil's.
+_MARK = "faceveil"
+
+
+def temp_affixes(name: str, suffix: str = "", folder: bool = False) -> tuple[str, str]:
+    """mkstemp's (suffix, prefix) for a temporary file beside ``name``: ".<name>.faceveil.<pid>." and
+    ".tmp<suffix>"; ``folder``: mkdtemp's for a temporary folder, ".tmpdir" (the sweep tells the two kinds apart by
+    it, and removes a folder only where faceveil makes one). ``name`` is cut so that the whole (with mkstemp's 8
+    characters) fits NAME_MAX: a legal name of 231 bytes or more could never be written."""
+    prefix_end, tail = f".{_MARK}.{os.getpid()}.", ".tmpdir" if folder else ".tmp" + suffix
     budget = NAME_MAX - len(os.fsencode(f".{prefix_end}{tail}")) - 8
     return tail, f".{cut_name(name, budget)}{prefix_end}"
 
@@ -180,8 +186,11 @@ def write_atomic(target: str | os.PathLike, write: Callable[[BinaryIO], int], re
         raise FaceveilError(f"{target}: cannot write: {exc.strerror or exc}") from None
 
 
-# atomic_path's names: "." + target name + "." + writer pid + "." + mkstemp's 8 characters + ".tmp" + suffix.
-_TMP_NAME = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
+# temp_affixes' names, nothing looser: "." + a name + ".faceveil." + the writer's pid + "." + mkstemp's 8 characters
+# (lower case, digits, "_") + ".tmp" + the target's suffix (a file), or + ".tmpdir" (a folder). The pid has no leading
+# zero (os.getpid's digits); a name of another form is not faceveil's, whatever it looks like.
+_TMP_NAME = re.compile(r"\..+\." + _MARK + r"\.(?P<pid>[1-9][0-9]{0,9})\.[a-z0-9_]{8}"
+                       r"(?:(?P<folder>\.tmpdir)|\.tmp(?:\.[^.]*)?)", re.DOTALL)
 
 
 # The largest pid a writer can have: pid_t is a 32-bit int (Linux's pid_max is at most 2**22). A bigger number in a
@@ -206,9 +215,11 @@ def remove_stale_temporaries(folders) -> int:
     """Remove atomic_path's temporary files (and a video's temporary stills folders) in ``folders`` (not below)
     whose writer process is gone.
 
-    Only this module's naming with a pid counts, and a file whose pid is a live process stays
-    (a run writing into the same folder right now). Returns how many were removed. Never raises: an entry it
-    cannot look at or remove is left as it is (the sweep runs before a command's result is written).
+    Only temp_affixes' naming counts (_TMP_NAME, with faceveil's marker), and only of the kind faceveil makes under
+    it: a regular file for a file's name, a folder for a ".tmpdir" name (never a link, a pipe, or a folder under a
+    file's name). A file whose pid is a live process stays (a run writing into the same folder right now).
+    Returns how many were removed. Never raises: an entry it cannot look at or remove is left as it is (the sweep
+    runs before a command's result is written).
     """
     n = 0
     for folder in {Path(f) for f in folders}:
@@ -218,10 +229,15 @@ def remove_stale_temporaries(folders) -> int:
             continue
         for e in entries:
             try:
-                m = _TMP_NAME.match(e.name)
-                if m is None or e.is_symlink() or _alive(int(m["pid"])):
+                m = _TMP_NAME.fullmatch(e.name)
+                if m is None:
                     continue
-                if e.is_dir(follow_symlinks=False):  # a video's --preview stills not yet moved into place
+                is_folder = m["folder"] is not None
+                if not (e.is_dir(follow_symlinks=False) if is_folder else e.is_file(follow_symlinks=False)):
+                    continue
+                if _alive(int(m["pid"])):
+                    continue
+                if is_folder:  # a video's --preview stills not yet moved into place
                     shutil.rmtree(e.path, ignore_errors=True)
                     n += 1
                     continue

@@ -94,7 +94,8 @@ class _Stills:
 
     def write(self, rgb: np.ndarray, seconds: float) -> None:
         if self.tmp is None:
-            self.tmp = Path(tempfile.mkdtemp(*temp_affixes(preview_dir(self.dst).name), dir=self.dst.parent))
+            affixes = temp_affixes(preview_dir(self.dst).name, folder=True)
+            self.tmp = Path(tempfile.mkdtemp(*affixes, dir=self.dst.parent))
         write_image(self.tmp / preview_path(self.dst, seconds).name, rgb, None, False, 90)
 
     def publish(self) -> None:
