@@ -197,3 +197,57 @@ def test_the_sweep_removes_only_faceveils_own_temporaries(photos, tmp_path, caps
     assert all((rep / name / "important").read_bytes() == b"precious" for name in folders), sorted(os.listdir(rep))
     assert (rep / f".l.faceveil.{pid}.abcdefgh.tmp").is_symlink() and (rep / f".f.faceveil.{pid}.abcdefgh.tmp").exists()
     assert not [name for name in stale if (rep / name).exists()], "a dead writer's temporary file and stills folder"
+
+
+# A writer as a sweep in another pid namespace sees it (a container writing to a shared folder): its pid, the one in
+# its temporary's name, is no process here. It waits inside its write until told to finish.
+_OTHER_NAMESPACE_WRITER = r"""
+import os, sys
+os.getpid = lambda: int(sys.argv[2])
+from faceveil.io.atomic import write_atomic
+def slow(f):
+    print("writing", flush=True)
+    sys.stdin.readline()
+    return f.write(b"the other run's report")
+write_atomic(sys.argv[1], slow)
+print("written", flush=True)
+"""
+
+
+def test_a_live_writers_temporary_stays_even_where_its_pid_is_no_process(photos, tmp_path, capsys):
+    """An audit: a writer under `unshare --pid` (its pid 9) held `.other-report.json.9.XXXX.tmp.json`; a sweep in
+    the host's namespace found no process 9 (os.kill) and removed the live temporary: the writer failed after its
+    work. Now the writer holds an flock on its temporary until the rename and a sweep removes only what it can
+    lock: the live writer's stays and it finishes; one killed (SIGKILL: the kernel drops its lock) is removed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    writers = []
+    try:
+        for name in ("other.json", "killed.json"):
+            w = subprocess.Popen([sys.executable, "-c", _OTHER_NAMESPACE_WRITER, str(rep / name), dead.stdout.strip()],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            writers.append(w)
+            assert w.stdout.readline() == "writing\n"
+        other, killed = ([p for p in rep.iterdir() if p.name.startswith(f".{n}.")] for n in ("other", "killed"))
+        assert len(other) == len(killed) == 1 and dead.stdout.strip() in other[0].name
+        writers[1].send_signal(signal.SIGKILL)
+        writers[1].wait(timeout=60)
+        code, err = run(capsys, "detect", photos / "astro.jpg", "--json", rep / "mine.json", "-q")
+        assert code == 0, err
+        assert other[0].exists(), "the live writer's temporary is left"
+        assert not killed[0].exists(), "the killed writer's is removed"
+        out, _ = writers[0].communicate("go\n", timeout=60)
+        assert writers[0].returncode == 0 and out == "written\n", out
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    assert (rep / "other.json").read_bytes() == b"the other run's report"
+    assert sorted(os.listdir(rep)) == ["mine.json", "other.json"]

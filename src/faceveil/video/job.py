@@ -14,7 +14,6 @@ import glob
 import os
 import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import NAME_MAX, cut_name, exists_now, temp_affixes, write_bytes_atomic
+from ..io.atomic import NAME_MAX, cut_name, exists_now, make_temporary, release, write_bytes_atomic
 from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -90,12 +89,11 @@ class _Stills:
     its first stills in place for good (an audit)."""
 
     def __init__(self, dst: Path):
-        self.dst, self.tmp = dst, None
+        self.dst, self.tmp, self.lock = dst, None, None
 
     def write(self, rgb: np.ndarray, seconds: float) -> None:
-        if self.tmp is None:
-            affixes = temp_affixes(preview_dir(self.dst).name, folder=True)
-            self.tmp = Path(tempfile.mkdtemp(*affixes, dir=self.dst.parent))
+        if self.tmp is None:  # locked while this writer lives: no sweep removes it, whatever its pid says there
+            self.tmp, self.lock = make_temporary(self.dst.parent, preview_dir(self.dst).name, directory=True)
         write_image(self.tmp / preview_path(self.dst, seconds).name, rgb, None, False, 90)
 
     def publish(self) -> None:
@@ -110,7 +108,8 @@ class _Stills:
     def discard(self) -> None:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
+            release(self.lock)  # once the folder is gone
+            self.tmp = self.lock = None
 
 
 def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.PathLike,
