@@ -527,6 +527,30 @@ def test_a_second_run_writing_into_the_same_output_is_refused(tmp_path, capsys):
     assert main(_anon_args("wider", root, gt, out)) == 0 and verify(out).ok
 
 
+def test_a_dataset_run_removes_only_dead_writers_temporaries_of_faceveils(tmp_path, capsys):
+    """Dataset mode swept OUT with a pattern of its own: any hidden file named like ".x.abcdefgh.tmp" anywhere under
+    OUT was deleted, a user's or a live writer's (no pid in it). It now uses io.atomic's sweep: faceveil's marked
+    names only, and only once their writer is gone."""
+    import os
+    import subprocess
+    import sys
+
+    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    out = tmp_path / "out"
+    assert main(_anon_args("wider", root, gt, out)) == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    images = out / "images"
+    keep = [images / ".notes.abcdefgh.tmp", images / ".diary.Backup12.tmp.txt",
+            images / f".001.png.faceveil.{os.getpid()}.abcd1234.tmp.png"]  # a live writer's (this process)
+    stale = images / f".000.png.faceveil.{dead.stdout.strip()}.abcd1234.tmp.png"
+    for p in keep + [stale]:
+        p.write_bytes(b"x")
+    capsys.readouterr()
+    assert main(_anon_args("wider", root, gt, out)) == 0
+    assert "removed 1 partial files" in capsys.readouterr().err
+    assert all(p.read_bytes() == b"x" for p in keep) and not stale.exists()
+
+
 def test_format_wider_given_a_voc_folder_is_a_usage_error(tmp_path, capsys):
     root = tmp_path / "ds" / "images"
     root.mkdir(parents=True)

@@ -775,3 +775,39 @@ def test_legal_long_names_are_written_and_their_temporaries_cleaned_up(tmp_path,
     a, b = tracks_path(tmp_path / ("v" * 250 + ".mp4")), tracks_path(tmp_path / ("v" * 250 + ".mkv"))
     assert a != b and len(os.fsencode(a.name)) <= 255 and a.name.endswith(".tracks.json")
     assert tracks_path(tmp_path / "clip.mp4").name == "clip.mp4.tracks.json"
+
+
+def test_a_temporary_swept_between_its_making_and_its_lock_is_made_again(tmp_path, monkeypatch):
+    """A writer holds an flock on its temporary so that no sweep removes it while it lives; between mkstemp and the
+    lock a sweep in another pid namespace (the writer's pid no process there) could still find it unlocked and
+    remove it, and the write would fail at its rename after all its work. The writer checks its name once locked
+    and makes another temporary if it is gone; a video's stills folder likewise."""
+    import os
+
+    from faceveil.io import atomic
+
+    real = atomic.fcntl
+    swept = []
+
+    class SweptFirst:  # the first lock comes too late: a sweep removed the name just before
+        LOCK_EX, LOCK_NB = real.LOCK_EX, real.LOCK_NB
+
+        def flock(self, fd, op):
+            if not swept:
+                swept.extend(p.name for p in tmp_path.iterdir() if ".faceveil." in p.name)
+                for name in swept:
+                    p = tmp_path / name
+                    os.rmdir(p) if p.is_dir() else os.unlink(p)
+            return real.flock(fd, op)
+
+    monkeypatch.setattr(atomic, "fcntl", SweptFirst())
+    atomic.write_bytes_atomic(tmp_path / "a.txt", b"written")
+    assert len(swept) == 1 and os.listdir(tmp_path) == ["a.txt"] and (tmp_path / "a.txt").read_bytes() == b"written"
+    swept.clear()
+    folder, lock = atomic.make_temporary(tmp_path, "clip_preview", directory=True)
+    try:
+        assert len(swept) == 1 and folder.is_dir() and folder.name != swept[0] and folder.name.endswith(".tmpdir")
+        assert atomic.remove_stale_temporaries([tmp_path]) == 0 and folder.is_dir(), "a live writer's (this one)"
+    finally:
+        folder.rmdir()
+        atomic.release(lock)

@@ -475,7 +475,7 @@ def test_train_learnedblur_writes_model_and_strict_card_or_neither(tmp_path, mon
         assert _lb_cli(tmp_path, monkeypatch, "-o", str(out), train=_untrained())[0] == 1
     assert not list(tmp_path.glob("*m.onnx*"))
 
-    stale = tmp_path / ".m.onnx.999999999.abcdefgh.tmp.onnx"  # a SIGKILLed export's (no such pid)
+    stale = tmp_path / ".m.onnx.faceveil.999999999.abcdefgh.tmp.onnx"  # a SIGKILLed export's (no such pid)
     stale.write_bytes(b"half")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -113,7 +113,7 @@ def test_a_killed_runs_temporary_of_a_result_file_is_removed_by_the_next(photos,
     import sys
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".r.json.{dead.stdout.strip()}.abcd1234.tmp.json"  # io.atomic's name, its writer gone
+    stale = tmp_path / f".r.json.faceveil.{dead.stdout.strip()}.abcd1234.tmp.json"  # io.atomic's, its writer gone
     stale.write_bytes(b"{")
     assert run(capsys, "detect", photos / "astro.jpg", "--json", tmp_path / "r.json", "-q")[0] == 0
     assert not stale.exists() and (tmp_path / "r.json").is_file()
@@ -135,10 +135,119 @@ def test_a_killed_saves_temporary_of_a_bank_or_people_file_is_removed_by_the_nex
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     for name, save in (("b.npz", load_bank().save),
                        ("p.npz", People(["ann"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64)).save)):
-        stale = tmp_path / f".{name}.{dead.stdout.strip()}.abcd1234.tmp.npz"  # io.atomic's name, its writer gone
-        live = tmp_path / f".{name}.{os.getpid()}.abcd1234.tmp.npz"  # this process's: a writer still at work
+        stale = tmp_path / f".{name}.faceveil.{dead.stdout.strip()}.abcd1234.tmp.npz"  # io.atomic's, writer gone
+        live = tmp_path / f".{name}.faceveil.{os.getpid()}.abcd1234.tmp.npz"  # this process's: a writer at work
         stale.write_bytes(b"half")
         live.write_bytes(b"half")
         save(tmp_path / name)
         assert not stale.exists() and live.exists() and (tmp_path / name).is_file(), name
         live.unlink()
+
+
+def test_a_huge_pid_in_a_temporary_like_name_never_costs_the_result(photos, tmp_path, capsys):
+    """An audit: `.r.99999999999999999999.abcdefgh.tmp` beside detect --json, --report or in anonymize's -o gave
+    "OverflowError: Python int too large to convert to C long" (os.kill in the sweep) after all the work: exit 1,
+    the result never written. No writer has such a pid: the name is left alone and the result written."""
+    odd = ".r.99999999999999999999.abcdefgh.tmp"
+    rep, out = tmp_path / "rep", tmp_path / "out"
+    for folder in (rep, out):
+        folder.mkdir()
+        (folder / odd).write_bytes(b"not faceveil's")
+    code, err = run(capsys, "detect", photos / "astro.jpg", "--json", rep / "d.json", "-q")
+    assert code == 0 and "Traceback" not in err and (rep / "d.json").is_file(), err
+    code, err = run(capsys, "anonymize", photos, "-o", out, "--report", rep / "r.json", "-q", "--detect", "fast")
+    assert code == 0 and "Traceback" not in err, err
+    assert (out / "astro.jpg").is_file() and (rep / "r.json").is_file()
+    assert (rep / odd).read_bytes() == (out / odd).read_bytes() == b"not faceveil's"
+
+
+def test_the_sweep_removes_only_faceveils_own_temporaries(photos, tmp_path, capsys):
+    """An audit: one `detect x --json rep/d.json` deleted a user's `.notes.99999.abcdefgh.tmp`, `.my
+    diary.4000000.Backup12.tmp.txt` and a whole folder `.cache.3999999.abcdefgh.tmp/` (rmtree) in rep/: any hidden
+    name with a number, 8 characters and ".tmp" counted as a dead writer's temporary. Now only temp_affixes' names
+    (with faceveil's marker, mkstemp's characters) count, and only the kind faceveil makes under them."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = dead.stdout.strip()  # no process has it now: only the name decides
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    users = [f".notes.{pid}.abcdefgh.tmp", f".my diary.{pid}.Backup12.tmp.txt", f".d.json.{pid}.abcd1234.tmp.json",
+             f".d.json.faceveil.{pid}.ABCD1234.tmp.json", f".d.json.faceveil.0{pid}.abcd1234.tmp.json",
+             ".d.json.faceveil.99999999999999999999.abcd1234.tmp.json", f".d.json.faceveil.{pid}.abcd1234.tmp.j.k"]
+    for name in users:
+        (rep / name).write_bytes(b"precious")
+    folders = [f".cache.{pid}.abcdefgh.tmp", f".cache.faceveil.{pid}.abcdefgh.tmp",  # a folder under a file's name
+               f".cache.faceveil.{pid}.abcdefgh.tmp.d"]
+    for name in folders:
+        (rep / name).mkdir()
+        (rep / name / "important").write_bytes(b"precious")
+    os.symlink(rep / users[0], rep / f".l.faceveil.{pid}.abcdefgh.tmp")  # a link under a file's name
+    os.mkfifo(rep / f".f.faceveil.{pid}.abcdefgh.tmp")  # faceveil makes no pipes
+    stale = [f".d.json.faceveil.{pid}.abcd_123.tmp.json", f".clip_preview.faceveil.{pid}.abcd1234.tmpdir"]
+    (rep / stale[0]).write_bytes(b"{")
+    (rep / stale[1]).mkdir()
+    (rep / stale[1] / "clip_00000.00s.jpg").write_bytes(b"still")
+
+    code, err = run(capsys, "detect", photos / "astro.jpg", "--json", rep / "d.json", "-q")
+    assert code == 0 and (rep / "d.json").is_file(), err
+    assert all((rep / name).read_bytes() == b"precious" for name in users), sorted(os.listdir(rep))
+    assert all((rep / name / "important").read_bytes() == b"precious" for name in folders), sorted(os.listdir(rep))
+    assert (rep / f".l.faceveil.{pid}.abcdefgh.tmp").is_symlink() and (rep / f".f.faceveil.{pid}.abcdefgh.tmp").exists()
+    assert not [name for name in stale if (rep / name).exists()], "a dead writer's temporary file and stills folder"
+
+
+# A writer as a sweep in another pid namespace sees it (a container writing to a shared folder): its pid, the one in
+# its temporary's name, is no process here. It waits inside its write until told to finish.
+_OTHER_NAMESPACE_WRITER = r"""
+import os, sys
+os.getpid = lambda: int(sys.argv[2])
+from faceveil.io.atomic import write_atomic
+def slow(f):
+    print("writing", flush=True)
+    sys.stdin.readline()
+    return f.write(b"the other run's report")
+write_atomic(sys.argv[1], slow)
+print("written", flush=True)
+"""
+
+
+def test_a_live_writers_temporary_stays_even_where_its_pid_is_no_process(photos, tmp_path, capsys):
+    """An audit: a writer under `unshare --pid` (its pid 9) held `.other-report.json.9.XXXX.tmp.json`; a sweep in
+    the host's namespace found no process 9 (os.kill) and removed the live temporary: the writer failed after its
+    work. Now the writer holds an flock on its temporary until the rename and a sweep removes only what it can
+    lock: the live writer's stays and it finishes; one killed (SIGKILL: the kernel drops its lock) is removed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    writers = []
+    try:
+        for name in ("other.json", "killed.json"):
+            w = subprocess.Popen([sys.executable, "-c", _OTHER_NAMESPACE_WRITER, str(rep / name), dead.stdout.strip()],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            writers.append(w)
+            assert w.stdout.readline() == "writing\n"
+        other, killed = ([p for p in rep.iterdir() if p.name.startswith(f".{n}.")] for n in ("other", "killed"))
+        assert len(other) == len(killed) == 1 and dead.stdout.strip() in other[0].name
+        writers[1].send_signal(signal.SIGKILL)
+        writers[1].wait(timeout=60)
+        code, err = run(capsys, "detect", photos / "astro.jpg", "--json", rep / "mine.json", "-q")
+        assert code == 0, err
+        assert other[0].exists(), "the live writer's temporary is left"
+        assert not killed[0].exists(), "the killed writer's is removed"
+        out, _ = writers[0].communicate("go\n", timeout=60)
+        assert writers[0].returncode == 0 and out == "written\n", out
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    assert (rep / "other.json").read_bytes() == b"the other run's report"
+    assert sorted(os.listdir(rep)) == ["mine.json", "other.json"]

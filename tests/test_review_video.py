@@ -250,7 +250,7 @@ def test_sigterm_during_a_video_apply_ends_cleanly(base, tmp_path):
     shutil.copytree(pristine, out)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = out / f".leak.mp4.{dead.pid}.abcdefgh.tmp.mp4"
+    stale = out / f".leak.mp4.faceveil.{dead.pid}.abcdefgh.tmp.mp4"
     stale.write_bytes(b"partial")
     cmd = [sys.executable, "-m", "faceveil", "review", str(out), "--originals", str(src), "--second", "none",
            "--cache-dir", str(tmp_path / "cache")]

@@ -159,7 +159,7 @@ def test_preview_stills_appear_only_with_their_video_and_a_killed_runs_are_remov
     write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(6)], FPS, audio=False)
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / ".clip_preview.999999999.abcd1234.tmp"  # what a killed run (a pid no process has) left
+    stale = out / ".clip_preview.faceveil.999999999.abcd1234.tmpdir"  # what a killed run (a pid no process has) left
     stale.mkdir()
     (stale / "clip_00000.00s.jpg").write_bytes(b"still")
     code, err = _run(capsys, src, "-o", out)

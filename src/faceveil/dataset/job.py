@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sys
 import time
 from dataclasses import replace
@@ -13,16 +12,13 @@ from typing import Callable, Iterable
 
 from .. import __version__
 from ..errors import InputError, UsageError
-from ..io.atomic import atomic_path, refuse_too_long
+from ..io.atomic import atomic_path, refuse_too_long, remove_stale_temporaries
 from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file, settings_key
 from ..io.manifest import check_settings as _check_settings
 from ..pipeline import Anonymizer, settings_of
 from .backends import run_local, run_ray
 from .config import BOX_MODES, MANIFEST, DatasetConfig, Item, Summary, named_images, reviewed_boxes
 from .plan import Plan, default_boxes, plan
-
-# What io.atomic.atomic_path leaves behind when killed: ".<name>.<8 random chars>.tmp<suffix>"
-_STALE_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 
 def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> dict:
@@ -37,12 +33,10 @@ def _job_key(cfg: DatasetConfig, anon: Anonymizer, fmt: str, face_classes) -> di
 
 
 def _remove_stale_tmp(out: Path) -> int:
-    n = 0
-    for p in out.rglob(".*"):
-        if p.is_file() and _STALE_TMP.match(p.name):
-            p.unlink()
-            n += 1
-    return n
+    """The temporaries of dead writers anywhere under ``out``, by io.atomic's rule (its marked names only, and only
+    when the writer is gone): a pattern of this module's own removed any hidden file named like ".x.abcdefgh.tmp"
+    under OUT, whoever made it and whether or not its writer was still at work."""
+    return remove_stale_temporaries(root for root, _, _ in os.walk(out))  # os.walk follows no link to a folder
 
 
 def anonymize_dataset(

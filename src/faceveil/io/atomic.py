@@ -13,6 +13,11 @@ from typing import BinaryIO, Callable, Iterator
 
 from ..errors import FaceveilError, UsageError, one_line
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the pid in a temporary's name is all a sweep can go by there
+    fcntl = None
+
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
     """Push ``path``'s data (or a folder's new entries) to the disk, so a crash cannot undo a rename."""
@@ -76,13 +81,70 @@ def cut_name(name: str, budget: int) -> str:
     return name
 
 
-def temp_affixes(name: str, suffix: str = "") -> tuple[str, str]:
-    """mkstemp's (suffix, prefix) for a temporary file or folder beside ``name``: ".<name>.<pid>." and
-    ".tmp<suffix>", ``name`` cut so that the whole (with mkstemp's 8 characters) fits NAME_MAX: a legal name of 231
-    bytes or more could never be written."""
-    prefix_end, tail = f".{os.getpid()}.", ".tmp" + suffix
+# Every temporary faceveil makes carries this word after its target's name: the sweep removes nothing without it,
+# so a user's ".notes.99999.abcdefgh.tmp" (atomic's naming before the marker) is never taken for one of faceveil's.
+_MARK = "faceveil"
+
+
+def temp_affixes(name: str, suffix: str = "", folder: bool = False) -> tuple[str, str]:
+    """mkstemp's (suffix, prefix) for a temporary file beside ``name``: ".<name>.faceveil.<pid>." and
+    ".tmp<suffix>"; ``folder``: mkdtemp's for a temporary folder, ".tmpdir" (the sweep tells the two kinds apart by
+    it, and removes a folder only where faceveil makes one). ``name`` is cut so that the whole (with mkstemp's 8
+    characters) fits NAME_MAX: a legal name of 231 bytes or more could never be written."""
+    prefix_end, tail = f".{_MARK}.{os.getpid()}.", ".tmpdir" if folder else ".tmp" + suffix
     budget = NAME_MAX - len(os.fsencode(f".{prefix_end}{tail}")) - 8
     return tail, f".{cut_name(name, budget)}{prefix_end}"
+
+
+def make_temporary(folder: Path, name: str, suffix: str = "", directory: bool = False) -> tuple[Path, int | None]:
+    """A new temporary file (``directory``: folder) in ``folder`` for ``name`` (temp_affixes' naming), and an open
+    descriptor that holds an exclusive flock on it: close it (``release``) only once the temporary has its final
+    name or is removed. A sweep removes a temporary only when it can take that lock: the pid in the name alone
+    took a live writer in another pid namespace (a container writing to a shared folder) for a dead one, and its
+    temporary was removed under it. None: no flock at all (Windows), where the pid alone tells.
+
+    Between the making and the lock a sweep may find the name unlocked, its pid not one of its namespace's, and
+    remove it: the name is checked to be still this file once the lock is held, else another is made."""
+    for _ in range(5):
+        if directory:
+            path = Path(tempfile.mkdtemp(*temp_affixes(name, folder=True), dir=folder))
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if fcntl is not None else None
+            except BaseException:
+                os.rmdir(path)
+                raise
+        else:
+            fd, tmp = tempfile.mkstemp(*temp_affixes(name, suffix), dir=folder)
+            path = Path(tmp)
+            if fcntl is None:  # and Windows cannot rename a file that is open
+                os.close(fd)
+                fd = None
+        if fd is None:
+            return path, None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # a sweep holds it only for a look (and a removal)
+            except OSError:  # a file system without flock: a sweep cannot lock it either, and so leaves it
+                return path, fd
+            held, named = os.fstat(fd), os.lstat(path)
+            if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+                return path, fd
+        except FileNotFoundError:  # a sweep removed it before the lock: make another
+            pass
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                (os.rmdir if directory else os.unlink)(path)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "its temporary was removed as soon as it was made, five times over (another run's "
+                                "sweep?)", str(path))
+
+
+def release(lock: int | None) -> None:
+    """Close ``make_temporary``'s descriptor: its flock goes with it."""
+    if lock is not None:
+        os.close(lock)
 
 
 @contextlib.contextmanager
@@ -105,15 +167,16 @@ def atomic_path(target: str | os.PathLike, replace: bool = True, sweep: bool = F
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if sweep:
-        remove_stale_temporaries([target.parent])
-    tmp_path = None
+        # Housekeeping only: whatever a sweep meets (an odd name, a folder it may not read) must never cost the
+        # result it runs before; remove_stale_temporaries skips what it cannot handle, this is the last guard.
+        with contextlib.suppress(Exception):
+            remove_stale_temporaries([target.parent])
+    tmp_path = lock = None
     try:
-        # The writer's pid in the name lets a later run tell a dead writer's leftover from a live one's file.
-        # Made inside the try: a signal turned into an exception (Ctrl-C, a worker's parent dying) right after
-        # the file exists still removes it.
-        fd, tmp = tempfile.mkstemp(*temp_affixes(target.name, target.suffix), dir=target.parent)
-        tmp_path = Path(tmp)
-        os.close(fd)
+        # The writer's pid in the name, and its flock held until the rename, tell a later run's sweep a dead
+        # writer's leftover from a live one's file. Made inside the try: a signal turned into an exception (Ctrl-C,
+        # a worker's parent dying) right after the file exists still removes it.
+        tmp_path, lock = make_temporary(target.parent, target.name, target.suffix)
         yield tmp_path
         _fsync_path(tmp_path)
         os.chmod(tmp_path, _mode_for(target))
@@ -126,6 +189,8 @@ def atomic_path(target: str | os.PathLike, replace: bool = True, sweep: bool = F
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
         raise
+    finally:
+        release(lock)  # after the rename or the removal: never a moment where the name is there unlocked
     _fsync_path(target.parent, directory=True)
 
 
@@ -177,26 +242,79 @@ def write_atomic(target: str | os.PathLike, write: Callable[[BinaryIO], int], re
         raise FaceveilError(f"{target}: cannot write: {exc.strerror or exc}") from None
 
 
-# atomic_path's names: "." + target name + "." + writer pid + "." + mkstemp's 8 characters + ".tmp" + suffix.
-_TMP_NAME = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
+# temp_affixes' names, nothing looser: "." + a name + ".faceveil." + the writer's pid + "." + mkstemp's 8 characters
+# (lower case, digits, "_") + ".tmp" + the target's suffix (a file), or + ".tmpdir" (a folder). The pid has no leading
+# zero (os.getpid's digits); a name of another form is not faceveil's, whatever it looks like.
+_TMP_NAME = re.compile(r"\..+\." + _MARK + r"\.(?P<pid>[1-9][0-9]{0,9})\.[a-z0-9_]{8}"
+                       r"(?:(?P<folder>\.tmpdir)|\.tmp(?:\.[^.]*)?)", re.DOTALL)
+
+
+# The largest pid a writer can have: pid_t is a 32-bit int (Linux's pid_max is at most 2**22). A bigger number in a
+# name is no writer's, and os.kill would raise OverflowError on it (a traceback after all of a run's work).
+_PID_MAX = 2**31 - 1
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` may be alive; True wherever that cannot be told (the file is then left alone)."""
+    if not 0 < pid <= _PID_MAX:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's live process
+    except (PermissionError, OverflowError, ValueError):  # someone else's live process; a pid os.kill cannot take
         return True
     return True
+
+
+def _remove_if_unlocked(path: str, is_folder: bool, pid: int) -> bool:
+    """Remove the temporary ``path`` if its writer is gone: no process ``pid`` here and, where flock exists, its
+    lock free (taken here, without waiting, and held through the removal). Anything else leaves it."""
+    if _alive(pid):  # this process's own, or a live one of this pid namespace: no need to open it
+        return False
+    if fcntl is None:
+        fd = None
+    else:
+        flags = os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)  # a pipe or a link put there meanwhile: no wait, no follow
+        if is_folder:
+            fd = os.open(path, flags | os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        else:
+            try:  # an exclusive flock over NFS needs a descriptor open for writing
+                fd = os.open(path, flags | os.O_RDWR)
+            except PermissionError:
+                fd = os.open(path, flags | os.O_RDONLY)
+    try:
+        if fd is not None:
+            held = os.fstat(fd)
+            if not (stat.S_ISDIR if is_folder else stat.S_ISREG)(held.st_mode):
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a live writer holds it (whatever its pid says here), or no flock: nothing proves it dead
+                return False
+            named = os.lstat(path)
+            if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):  # renamed into place meanwhile
+                return False
+        if is_folder:  # a video's --preview stills not yet moved into place
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+        return True
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def remove_stale_temporaries(folders) -> int:
     """Remove atomic_path's temporary files (and a video's temporary stills folders) in ``folders`` (not below)
     whose writer process is gone.
 
-    Only this module's naming with a pid counts, and a file whose pid is a live process stays
-    (a run writing into the same folder right now). Returns how many were removed.
+    Only temp_affixes' naming counts (_TMP_NAME, with faceveil's marker), and only of the kind faceveil makes under
+    it: a regular file for a file's name, a folder for a ".tmpdir" name (never a link, a pipe, or a folder under a
+    file's name). A temporary stays while its writer is alive: its pid a live process here, or its flock held
+    (make_temporary: a writer in another pid namespace, whose pid means nothing here).
+    Returns how many were removed. Never raises: an entry it cannot look at or remove is left as it is (the sweep
+    runs before a command's result is written).
     """
     n = 0
     for folder in {Path(f) for f in folders}:
@@ -205,14 +323,14 @@ def remove_stale_temporaries(folders) -> int:
         except OSError:  # missing or unreadable: nothing of ours there
             continue
         for e in entries:
-            m = _TMP_NAME.match(e.name)
-            if m is None or e.is_symlink() or _alive(int(m["pid"])):
+            try:
+                m = _TMP_NAME.fullmatch(e.name)
+                if m is None:
+                    continue
+                is_folder = m["folder"] is not None
+                if not (e.is_dir(follow_symlinks=False) if is_folder else e.is_file(follow_symlinks=False)):
+                    continue
+                n += _remove_if_unlocked(e.path, is_folder, int(m["pid"]))
+            except (OSError, ValueError):  # gone meanwhile, not ours to remove (permissions): left alone
                 continue
-            if e.is_dir(follow_symlinks=False):  # a video's --preview stills not yet moved into place
-                shutil.rmtree(e.path, ignore_errors=True)
-                n += 1
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(e.path)
-                n += 1
     return n

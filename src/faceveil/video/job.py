@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import NAME_MAX, cut_name, exists_now, temp_affixes, write_bytes_atomic
+from ..io.atomic import NAME_MAX, cut_name, exists_now, make_temporary, release, write_bytes_atomic
 from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -114,14 +113,14 @@ class _Stills:
     its first stills in place for good (an audit)."""
 
     def __init__(self, dst: Path):
-        self.dst, self.tmp = dst, None
+        self.dst, self.tmp, self.lock = dst, None, None
         self.names: set[str] = set()
 
     def write(self, rgb: np.ndarray, seconds: float, frame: int) -> None:
         """A still named by its seconds, and by its frame's index too where an earlier still of this video has that
         name (its seconds the same to 0.01 s): the names a run wrote before stay those of any run without such."""
-        if self.tmp is None:
-            self.tmp = Path(tempfile.mkdtemp(*temp_affixes(preview_dir(self.dst).name), dir=self.dst.parent))
+        if self.tmp is None:  # locked while this writer lives: no sweep removes it, whatever its pid says there
+            self.tmp, self.lock = make_temporary(self.dst.parent, preview_dir(self.dst).name, directory=True)
         name = preview_path(self.dst, seconds).name
         if name in self.names:
             name = preview_path(self.dst, seconds, frame).name
@@ -140,7 +139,8 @@ class _Stills:
     def discard(self) -> None:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
+            release(self.lock)  # once the folder is gone
+            self.tmp = self.lock = None
 
 
 def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.PathLike,
