@@ -330,8 +330,9 @@ def run_videos(cfg, jobs, args) -> list:
                 print(f"faceveil: warning: {name}: {r.decode_errors} damaged places (packets left out, frames "
                       f"missing or concealed by the decoder); first: {first[len('damaged: '):]}", file=sys.stderr)
             for w in r.warnings or []:
-                # a stream the output lacks, a setting that can leak, frames whose timestamps were mended
-                if w.startswith(("not copied: ", "risk: ", "re-timed: ")):
+                # a stream the output lacks, a setting that can leak, frames whose timestamps were mended, an
+                # earlier run's --preview still of this video that could not be removed
+                if w.startswith(("not copied: ", "risk: ", "re-timed: ", "old still not removed: ")):
                     print(f"faceveil: warning: {name}: {w}", file=sys.stderr)
             if r.truncated:
                 print(f"faceveil: warning: {name}: truncated: {r.truncated}; the frames that decoded were written",
