@@ -708,3 +708,56 @@ def test_a_file_and_a_folder_of_one_name_are_refused_before_any_work(coll, tmp_p
                                      f" and a folder holding that of {coll / 'd1' / 'x.jpg' / 'y.jpg'} (give them "
                                      "separate -o folders)\n"), err
         assert not out.exists()
+
+
+def test_an_output_name_with_a_newline_cannot_fake_a_line_of_any_command(tmp_path, capsys, astronaut, monkeypatch):
+    """`detect n.png --json "d<newline>faceveil: fake.json"` printed "... -> d" and then a line "faceveil:
+    fake.json" of its own; so did people build's, eval leaks' (and bank build's, bench's, eval's, train's) "->" line,
+    and anonymize's warning text about a video. Every name is printed escaped now: one line each."""
+    import pathlib
+
+    from synthetic_video import write_clip
+
+    fake = "d\nfaceveil: fake"
+    esc = "d\\nfaceveil: fake"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "n.png")
+    code, _, err = run(capsys, "detect", tmp_path / "n.png", "-q", "--detect", "fast", "--json",
+                       tmp_path / f"{fake}.json")
+    assert code == 0 and err.splitlines() == [f"faceveil: 0 faces in 1 files -> {tmp_path}/{esc}.json"], err
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(astronaut[::2, ::2]).save(images / name)
+    (tmp_path / "gt.txt").write_text("a.png\n1\n90 29 60 60 0 0 0 0 0 0\nb.png\n0\n")
+    code, out, err = run(capsys, "eval", "leaks", "--images", images, "--labels", tmp_path / "gt.txt", "-q",
+                         "--detect", "fast", "-o", tmp_path / fake)
+    assert code == 0 and len(err.splitlines()) == 1 and err.endswith(f" -> {tmp_path}/{esc}\n"), err
+
+    pytest.importorskip("dlib")
+    consent = tmp_path / "consent"
+    consent.mkdir()
+    Image.fromarray(astronaut).save(consent / "eileen.jpg")
+    code, _, err = run(capsys, "people", "build", consent, "-o", tmp_path / f"{fake}.npz")
+    assert code == 0 and err.splitlines() == [
+        f"faceveil: 1 people, 1 photos described (0 skipped) -> {tmp_path}/{esc}.npz"], err
+
+    rng = np.random.default_rng(9)
+    write_clip(tmp_path / "c.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10,
+               audio=False)
+    out = tmp_path / fake
+    assert run(capsys, "anonymize", tmp_path / "c.mp4", "-o", out, "-q", "--preview", "0.2")[0] == 0
+    stuck = out / "c_preview" / "c_00000.20s.jpg"
+    unlink = pathlib.Path.unlink
+
+    def refuse(self, *a, **k):  # an earlier still the overwrite cannot remove: the warning names it
+        if self == stuck:
+            raise PermissionError(13, "Permission denied", str(self))
+        return unlink(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse)
+    code, _, err = run(capsys, "anonymize", tmp_path / "c.mp4", "-o", out, "-q", "--overwrite", "--preview", "0.25")
+    assert code == 0 and err.splitlines() == [
+        f"faceveil: warning: {tmp_path}/c.mp4: old still not removed: {tmp_path}/{esc}/c_preview/c_00000.20s.jpg: "
+        "Permission denied",
+        f"faceveil: 1 of 1 files anonymized (0 face-frames in videos) -> {tmp_path}/{esc}"], err

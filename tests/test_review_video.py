@@ -393,3 +393,28 @@ def test_a_videos_original_is_proven_by_the_reports_sha256(base, tmp_path):
     r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [{"box": [8, 150, 56, 188], "from": 0,
                                                                         "to": 3}]}, headers=HDR)
     assert r.status_code == 409
+
+
+def test_apply_leaves_the_video_only_the_stills_of_its_new_render(base, tmp_path):
+    """Apply re-renders a video with the run's options, --preview too: its stills were rewritten, but a still of an
+    earlier run's at another time (clip_00000.25s.jpg, `--preview 0.25`) stayed beside them, showing the render
+    from before the reviewer's edit. Now only this render's stills are left; a photo of the user's stays."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy2(base[0] / "clip.mp4", src / "clip.mp4")
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src / "clip.mp4"), "-o", str(out), "-q", "--detector", "centerface",
+                 "--preview", "0.5"]) == 0
+    folder = out / "clip_preview"
+    made = sorted(p.name for p in folder.iterdir())
+    assert made == [f"clip_0000{s}s.jpg" for s in ("0.00", "0.50", "1.00", "1.50")]
+    shutil.copy2(folder / "clip_00000.50s.jpg", folder / "clip_00000.25s.jpg")  # an earlier run's still
+    shutil.copy2(folder / "clip_00000.50s.jpg", folder / "mine.jpg")
+    before = (folder / "clip_00000.50s.jpg").read_bytes()
+    rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
+    client = create_app(rs, TOKEN).test_client(use_cookies=False)
+    r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [{"box": [8, 150, 56, 188], "from": 6,
+                                                                         "to": 11}]}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(made + ["mine.jpg"])
+    assert (folder / "clip_00000.50s.jpg").read_bytes() != before  # frame 6: the manual box drawn on it

@@ -213,3 +213,77 @@ def test_preview_stills_fall_on_the_grid_of_the_interval_and_float_drift_skips_n
         code, err = _run(capsys, src / "clip.mp4", "-o", out, "--preview", interval)
         assert code == 0, err
         assert sorted(p.name for p in (out / "clip_preview").iterdir()) == [f"clip_0000{s}s.jpg" for s in seconds]
+
+
+def test_an_overwrite_leaves_only_this_runs_preview_stills_and_a_failed_one_leaves_the_earlier_run_whole(
+        tmp_path, capsys, monkeypatch):
+    """`--preview 0.2 -m pixelate`, then `--overwrite --preview 0.25`: the pixelated stills at 0.20, 0.40 and 0.60 s
+    stayed beside the new ones (a weaker method's, as if of this run), and a third run without --preview left all
+    of them. Once the new video has its name, the stills of this video that the run did not write are removed (a
+    photo of the user's and names preview_path never gives stay; a folder left empty goes); a run that fails
+    leaves the earlier video and its stills as they were."""
+    from faceveil.video import job
+
+    rng = np.random.default_rng(9)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10, audio=False)
+    out = tmp_path / "out"
+    folder = out / "clip_preview"
+
+    def stills() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--preview", "0.2", "-m", "pixelate")[0] == 0
+    assert sorted(stills()) == [f"clip_00000.{s}s.jpg" for s in ("00", "20", "40", "60", "80")]
+    mine = ["mine.jpg", "clip_0.20s.jpg", "clip_00000.20s.jpg.bak"]  # the user's: not names preview_path gives
+    for name in mine:
+        (folder / name).write_bytes(b"mine")
+    code, err = _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25")
+    assert code == 0 and err.count("\n") == 1 and "warning" not in err, err
+    second = stills()
+    assert sorted(second) == sorted(mine + [f"clip_00000.{s}s.jpg" for s in ("00", "30", "50", "80")])
+    video = (out / "clip.mp4").read_bytes()
+
+    def fail(*a, **k):  # the run fails at its first still, before the video is committed
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(job, "write_image", fail)
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.2", "-m", "pixelate")[0] == 1
+    monkeypatch.undo()
+    assert stills() == second and (out / "clip.mp4").read_bytes() == video
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--overwrite")[0] == 0
+    assert sorted(stills()) == sorted(mine)
+    for name in mine:
+        (folder / name).unlink()
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.5")[0] == 0
+    assert sorted(stills()) == ["clip_00000.00s.jpg", "clip_00000.50s.jpg"]
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--overwrite")[0] == 0
+    assert not folder.exists()
+
+
+def test_an_earlier_still_that_cannot_be_removed_is_named_in_a_warning(tmp_path, capsys, monkeypatch):
+    """A still of an earlier run that the overwrite cannot remove stays, named in one warning line."""
+    import pathlib
+
+    rng = np.random.default_rng(9)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10, audio=False)
+    out = tmp_path / "out"
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--preview", "0.2")[0] == 0
+    unlink = pathlib.Path.unlink
+    stuck = out / "clip_preview" / "clip_00000.20s.jpg"
+
+    def refuse(self, *a, **k):
+        if self == stuck:
+            raise PermissionError(13, "Permission denied", str(self))
+        return unlink(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse)
+    code, err = _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25")
+    assert code == 0
+    assert err.splitlines()[0] == (f"faceveil: warning: {src / 'clip.mp4'}: old still not removed: {stuck}: "
+                                   "Permission denied"), err
+    assert sorted(p.name for p in stuck.parent.iterdir()) == [f"clip_00000.{s}s.jpg" for s in ("00", "20", "30",
+                                                                                                "50", "80")]

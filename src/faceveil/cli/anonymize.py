@@ -324,18 +324,20 @@ def run_videos(cfg, jobs, args) -> list:
             if r.failed_frames:
                 what = "dropped" if options.on_error == "drop" else "written fully blurred"
                 print(f"faceveil: warning: {name}: {r.failed_frames} frames could not be processed ({what}); "
-                      f"first: {r.warnings[0] if r.warnings else '?'}", file=sys.stderr)
+                      f"first: {one_line(r.warnings[0]) if r.warnings else '?'}", file=sys.stderr)
             if r.decode_errors:  # written under --allow-truncated
                 first = next((w for w in r.warnings or [] if w.startswith("damaged: ")), "?")
                 print(f"faceveil: warning: {name}: {r.decode_errors} damaged places (packets left out, frames "
-                      f"missing or concealed by the decoder); first: {first[len('damaged: '):]}", file=sys.stderr)
-            for w in r.warnings or []:
-                # a stream the output lacks, a setting that can leak, frames whose timestamps were mended
-                if w.startswith(("not copied: ", "risk: ", "re-timed: ")):
-                    print(f"faceveil: warning: {name}: {w}", file=sys.stderr)
-            if r.truncated:
-                print(f"faceveil: warning: {name}: truncated: {r.truncated}; the frames that decoded were written",
+                      f"missing or concealed by the decoder); first: {one_line(first[len('damaged: '):])}",
                       file=sys.stderr)
+            for w in r.warnings or []:
+                # a stream the output lacks, a setting that can leak, frames whose timestamps were mended, an
+                # earlier run's --preview still of this video that could not be removed
+                if w.startswith(("not copied: ", "risk: ", "re-timed: ", "old still not removed: ")):
+                    print(f"faceveil: warning: {name}: {one_line(w)}", file=sys.stderr)  # w may name a file
+            if r.truncated:
+                print(f"faceveil: warning: {name}: truncated: {one_line(r.truncated)}; the frames that decoded were "
+                      "written", file=sys.stderr)
             if not args.quiet:
                 # A face seen in 300 frames is 300 face-frames and one track (boxes linked over time).
                 print(f"faceveil: {one_line(job.rel)}: {r.frames} frames, {r.faces} face-frames in {r.tracks} "

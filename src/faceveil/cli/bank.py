@@ -111,7 +111,8 @@ def cmd_build(args) -> int:
         over = av.get("placement_check", {}).get("passed_over", 0)
         print(f"faceveil: warning: kept {len(bank)} of the {args.average} averages asked: {why}"
               + (f"; {over} were passed over by the placement check" if over else ""), file=sys.stderr)
-    print(f"faceveil: bank of {len(bank)} {bank.kind} ({report['people']} people) -> {args.output}", file=sys.stderr)
+    print(f"faceveil: bank of {len(bank)} {bank.kind} ({report['people']} people) -> {one_line(args.output)}",
+          file=sys.stderr)
     return 1 if errors else 0
 
 

@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, file_errors, list_images,
                    report_errors, run_settings, workbench, write_json)
 from .common import need_eval_extra, report_missing_images, whole
@@ -149,6 +149,6 @@ def cmd_bench(args) -> int:
     print(md["summary"])
     code = max(report_errors(errors, n_failed, len(files) + len(det_files or [])),
                report_missing_images(missing, args.det_images))
-    print(f"faceveil: bench results -> {out / 'results.json'}, {out / 'report.md'}, {out / 'report.html'}",
-          file=sys.stderr)
+    print(f"faceveil: bench results -> {one_line(out / 'results.json')}, {one_line(out / 'report.md')}, "
+          f"{one_line(out / 'report.html')}", file=sys.stderr)
     return code

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 from .common import (add_common_args, add_detection_args, anonymizer_config, batch_jobs, check_result_path,
                      check_writable, note_int8_build, plan_inputs, report_failures, write_result_file)
 
@@ -58,7 +58,8 @@ def cmd_detect(args) -> int:
     if args.json:
         write_result_file(args.json, text.encode(), "the detections")
         total = sum(r.faces for r in results)
-        print(f"faceveil: {total} faces in {len(results) - n_failed} files -> {args.json}", file=sys.stderr)
+        print(f"faceveil: {total} faces in {len(results) - n_failed} files -> {one_line(args.json)}",
+              file=sys.stderr)
     else:
         print(text)
     return 1 if n_failed else 0

@@ -270,7 +270,7 @@ def cmd_privacy(args) -> int:
         det_plot(curves, out / f"det_{attack}.png", f"DET, {attack} attack ({Path(args.pairs).name})")
     print(privacy_table(doc))
     code = report_errors(doc["failed"], n_failed, len(files))
-    print(f"faceveil: privacy results -> {out / 'privacy.json'}", file=sys.stderr)
+    print(f"faceveil: privacy results -> {one_line(out / 'privacy.json')}", file=sys.stderr)
     return code
 
 
@@ -342,7 +342,7 @@ def cmd_detection(args) -> int:
                           out / plot, f"faces still detected by {wb.detector if det == 'pipeline_detector' else det}")
     print(detection_table(doc))
     code = max(report_errors(doc["failed"], n_failed, len(files)), report_missing_images(missing, args.images))
-    print(f"faceveil: detection results -> {out / 'detection.json'}", file=sys.stderr)
+    print(f"faceveil: detection results -> {one_line(out / 'detection.json')}", file=sys.stderr)
     return code
 
 
@@ -402,7 +402,7 @@ def cmd_quality(args) -> int:
                      f"{fmt(r['psnr'], 2)} | {fmt(r['ssim'])} | {fmt(r['fd_dlib'])} | {fmt(div)} |")
     print("\n".join(lines))
     code = report_errors(doc["failed"], n_failed, len(files))
-    print(f"faceveil: quality results -> {out / 'quality.json'}", file=sys.stderr)
+    print(f"faceveil: quality results -> {one_line(out / 'quality.json')}", file=sys.stderr)
     return code
 
 
@@ -474,13 +474,13 @@ def cmd_train(args) -> int:
                         "the report", [args.labels], [args.images], args.overwrite)
     samples, problems = load_samples(args.images, args.labels, args.max_images)
     for msg in problems:
-        print(f"faceveil: warning: skipped {msg}", file=sys.stderr)
+        print(f"faceveil: warning: skipped {one_line(msg)}", file=sys.stderr)
     cfg = RunConfig(specs, budget if budget > 0 else float("inf"), args.steps, args.seed, args.split_seed,
                     args.test_fraction, args.device, args.batch, args.input_size, args.width, args.threads,
                     save_models=args.save_models, quiet=args.quiet)
     t0 = time.perf_counter()
     res = run(samples, cfg, args.output, {"images": str(args.images), "labels": str(args.labels),
                                           "skipped": problems})
-    print(f"faceveil: {len(res['methods'])} methods in {time.perf_counter() - t0:.0f} s -> {args.output}/report.md",
-          file=sys.stderr)
+    print(f"faceveil: {len(res['methods'])} methods in {time.perf_counter() - t0:.0f} s -> "
+          f"{one_line(Path(args.output) / 'report.md')}", file=sys.stderr)
     return 0

@@ -164,7 +164,7 @@ def cmd_leaks(args) -> int:
         plot_pr_curve(pr_res, out / "pr_curve.png", point,
                       f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
         print(f"faceveil: results.json, pr_curve.png and {crops} leaked-face crop{'' if crops == 1 else 's'} "
-              f"(faces >= {leak.buckets[0][0]:g} px) -> {out}", file=sys.stderr)
+              f"(faces >= {leak.buckets[0][0]:g} px) -> {one_line(out)}", file=sys.stderr)
     return code
 
 

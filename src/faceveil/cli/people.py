@@ -47,7 +47,7 @@ def cmd_people_build(args) -> int:
         print(f"faceveil: warning: {one_line(s)}: skipped", file=sys.stderr)
     people.save(args.output)  # a killed build's temporary beside it removed first
     print(f"faceveil: {len(people)} people, {len(people.descriptors)} photos described "
-          f"({len(people.skipped)} skipped) -> {args.output}", file=sys.stderr)
+          f"({len(people.skipped)} skipped) -> {one_line(args.output)}", file=sys.stderr)
     return 0
 
 

@@ -265,7 +265,7 @@ def _serve(args, sock, handler, make_server, create_app) -> int:
     server = make_server(args.host, args.port, create_app(rs, token, args.debug), threaded=True,
                          request_handler=handler, fd=sock.fileno())
     if not _is_loopback(args.host):
-        print(f"faceveil: warning: listening on {args.host}, not only this machine: anyone who can reach it "
+        print(f"faceveil: warning: listening on {one_line(args.host)}, not only this machine: anyone who can reach it "
               "and learns the URL sees the ORIGINAL images", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{server.port}/?token={token}"

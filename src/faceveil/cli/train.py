@@ -131,7 +131,7 @@ def cmd_learnedblur(args) -> int:
     warn_evaluation_only([args.images, args.labels, *args.extra_images])
     samples, problems = load_samples(args.images, args.labels, args.max_images)
     for msg in problems:
-        print(f"faceveil: warning: skipped {msg}", file=sys.stderr)
+        print(f"faceveil: warning: skipped {one_line(msg)}", file=sys.stderr)
     if args.split == "photo":
         from ..eval.splits import side
 
@@ -166,7 +166,7 @@ def cmd_learnedblur(args) -> int:
                      "extra": [e[0] for e in extra],
                      "test": [s.name for s in test_s]},
             "torch_threads": torch.get_num_threads()})
-    print(f"faceveil: {res.steps} steps in {time.perf_counter() - t0:.0f} s -> {out}", file=sys.stderr)
+    print(f"faceveil: {res.steps} steps in {time.perf_counter() - t0:.0f} s -> {one_line(out)}", file=sys.stderr)
     return 0
 
 

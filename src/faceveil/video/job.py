@@ -69,6 +69,12 @@ def preview_video(still: Path) -> Path | None:
     """The video beside ``still``'s folder whose --preview still it is (``preview_path`` of that video gives its
     path), or None. The one test of a still's name: `faceveil review` restated the format in a pattern of its own,
     which would miss any name preview_path changes."""
+    return _still_video(still, None)
+
+
+def _still_video(still: Path, videos: list[Path] | None) -> Path | None:
+    """``preview_video``, the videos beside the stills' folder whose names start with its prefix listed once by
+    the caller (``videos``, sorted), or here (None)."""
     if not still.name.endswith(".jpg"):
         return None
     stem, sep, tail = still.name[: -len(".jpg")].rpartition("_")
@@ -82,14 +88,35 @@ def preview_video(still: Path) -> Path | None:
         seconds = float(tail[: -len("s")])
     except ValueError:
         return None
-    folder = still.parent.name
-    prefix = folder[: -len(_PREVIEW)] if folder.endswith(_PREVIEW) else ""
-    if not prefix:
-        return None
-    for video in sorted(still.parent.parent.glob(f"{glob.escape(prefix)}*")):
-        if is_video_path(video) and preview_path(video, seconds, frame) == still:
+    if videos is None:
+        videos = _prefixed_videos(still.parent)
+    for video in videos:
+        if preview_path(video, seconds, frame) == still:
             return video
     return None
+
+
+def _prefixed_videos(folder: Path) -> list[Path]:
+    """The videos beside the stills folder ``folder`` whose --preview stills could lie in it (sorted): those whose
+    names start with its name less ``_preview``."""
+    prefix = folder.name[: -len(_PREVIEW)] if folder.name.endswith(_PREVIEW) else ""
+    if not prefix:
+        return []
+    return [v for v in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")) if is_video_path(v)]
+
+
+def _stale_stills(dst: Path, written: set[str]) -> list[Path]:
+    """The files in ``dst``'s stills folder that ``preview_video`` gives to ``dst`` and whose names are not in
+    ``written`` (this run's stills): an earlier run's, at other times or another interval. Other files (a photo of
+    the user's, another video's stills) are not listed."""
+    folder = preview_dir(dst)
+    try:
+        entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return []
+    videos = _prefixed_videos(folder)
+    return [p for p in entries if p.name not in written and not p.is_dir()
+            and _still_video(p, videos) == dst]
 
 
 def _preview_slack(interval: float) -> float:
@@ -127,14 +154,31 @@ class _Stills:
         self.names.add(name)
         write_image(self.tmp / name, rgb, None, False, 90)
 
-    def publish(self) -> None:
+    def publish(self) -> list[str]:
+        """Called once the video has its name: this run's stills moved into ``preview_dir``, and an earlier run's
+        stills of this video that this run did not write removed (``_stale_stills``): a rerun with another interval
+        or none left the old ones beside the new (a weaker method's, as if of this run). The folder goes too where
+        that left it empty. A still that cannot be removed is returned as a warning."""
+        left = []
+        stale = _stale_stills(self.dst, self.names)
+        for p in stale:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                left.append(f"old still not removed: {p}: {exc.strerror or exc}")
+        if stale and self.tmp is None and not left:
+            with contextlib.suppress(OSError):
+                preview_dir(self.dst).rmdir()  # only if empty: nothing but the earlier stills was there
         if self.tmp is None:
-            return
+            return left
         final = preview_dir(self.dst)
         final.mkdir(exist_ok=True)
         for p in sorted(self.tmp.iterdir()):
             os.replace(p, final / p.name)
         self.discard()
+        return left
 
     def discard(self) -> None:
         if self.tmp is not None:
@@ -405,7 +449,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
             warnings.extend(f"not copied: {x}" for x in writer.left_out)
             t_flush = time.perf_counter()
         clock.busy["encode"] += time.perf_counter() - t_flush  # the encoder's delayed frames, the mux, the rename
-        stills.publish()
+        record_warnings.extend(stills.publish())
     except BaseException:
         stills.discard()  # the video failed: its stills go with it
         raise
