@@ -52,7 +52,11 @@ def test_rejected_candidates_are_passed_over_and_only_reached_ones_are_checked(a
 
     checked, st = identity.synthesize_bank(donors, 4, k=3, candidates=12, min_distance=0.0, accept=accept)
     assert first_donors not in set(checked.donors)  # the plain build's first entry was rejected and passed over
-    assert len(checked) == 4 and set(plain.donors[1:]) <= set(checked.donors) | set(plain.donors[:1])
+    # every entry kept was checked and accepted, each once (which ones follow the first pick depends on the
+    # descriptors' floats: the farthest-point order starts from another candidate once the first is passed over,
+    # so the plain build's later entries are not always kept: they were not on this CPU's floats, stop 56)
+    assert len(checked) == 4 and len(set(checked.donors)) == 4
+    assert set(checked.donors) <= set(seen) - {first_donors}
     assert st["rejected_further"] == 1 and st["checked_further"] == len(seen) == 5  # lazily: 4 kept + 1 rejected
     few, st = identity.synthesize_bank(donors, 4, k=3, candidates=12, min_distance=0.0,
                                        accept=lambda s: "p0" in s.donors)
