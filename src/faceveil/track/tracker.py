@@ -54,6 +54,11 @@ def _to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
     return np.concatenate([(xyxy[..., :2] + xyxy[..., 2:]) / 2, xyxy[..., 2:] - xyxy[..., :2]], axis=-1)
 
 
+def _hull(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest xyxy box holding boxes ``a`` and ``b``."""
+    return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+
+
 def _to_xyxy(s: np.ndarray, grow: float = 0.0) -> np.ndarray:
     half = np.maximum(s[..., 2:], 1.0) * (1.0 + grow) / 2
     return np.concatenate([s[..., :2] - half, s[..., :2] + half], axis=-1)
@@ -271,9 +276,9 @@ class Tracker:
         out: dict[int, np.ndarray] = {}
         for a_id, _, box_a, _, _, box_b, speed in self._lost_and_found(index, max_gap):
             if speed <= 2 * self.params.max_jump:
-                hull = np.concatenate([np.minimum(box_a[:2], box_b[:2]), np.maximum(box_a[2:], box_b[2:])])
+                hull = _hull(box_a, box_b)
                 prev = out.get(a_id, hull)
-                out[a_id] = np.concatenate([np.minimum(prev[:2], hull[:2]), np.maximum(prev[2:], hull[2:])])
+                out[a_id] = _hull(prev, hull)
         return out
 
     def far_pairs(self, index: int, max_gap: int, reach: float, moved=None,
@@ -296,7 +301,7 @@ class Tracker:
             return out
         for _, i, box_a, b, j, box_b, speed in far:
             if moved is None or moved(i, box_a, j, box_b):
-                hull = np.concatenate([np.minimum(box_a[:2], box_b[:2]), np.maximum(box_a[2:], box_b[2:])])
+                hull = _hull(box_a, box_b)
                 out.append((hull, float(max(hull[2:] - hull[:2])) / 3))
                 b.fast = (j, max(speed, b.fast[1] if b.fast[0] == j else 0.0))
         fast = {tr.id: tr for tr in self.tracks if tr.fast[0] >= 0}
@@ -306,7 +311,7 @@ class Tracker:
                 continue
             i = next(r[0] for r in reversed(tr.recent) if r[0] < index)
             if tr.fast[0] == i:  # the detection before this gap ended a fast jump
-                hull = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+                hull = _hull(a, b)
                 size = float(max(hull[2:] - hull[:2]))
                 out.append((hull, tr.fast[1] * max_gap * size))
         return out
@@ -430,7 +435,7 @@ class Tracker:
     def _output_box(self, tr: Track, det_box: np.ndarray) -> np.ndarray:
         smooth = _to_xyxy(tr.state)
         # Union: smoothing may steady the region but never uncover part of the detection.
-        return np.concatenate([np.minimum(smooth[:2], det_box[:2]), np.maximum(smooth[2:], det_box[2:])])
+        return _hull(smooth, det_box)
 
     def _edge_extend(self, box: np.ndarray, tr: Track) -> np.ndarray:
         """A face cut by the frame edge: extend its box past that edge to a whole face's size.

@@ -14,7 +14,7 @@ from ..detections import Detections
 from ..io.video import VideoFrame, VideoSource, probe, read_frames
 from ..track import Tracker, TrackParams
 from .options import VideoOptions, as_video_options, refuse_photo, video_preset
-from .schedule import MAX_CROP_SHARE, DetectSchedule, detect_in_crops, merge_crops
+from .schedule import MAX_CROP_SHARE, DetectSchedule, _area, detect_in_crops, merge_crops
 
 
 @dataclass
@@ -180,7 +180,7 @@ def _between_runs(tracker, detect: Callable[[np.ndarray], Detections], frame: Vi
         if crop[2] > crop[0] and crop[3] > crop[1]:
             crops.append(crop)
     crops = merge_crops(crops)
-    if sum((c[2] - c[0]) * (c[3] - c[1]) for c in crops) > MAX_CROP_SHARE * w * h:
+    if sum(_area(c) for c in crops) > MAX_CROP_SHARE * w * h:
         found = detect(frame.rgb)  # one full pass costs less than crops covering most of the frame
     else:
         found = detect_in_crops(detect, frame.rgb, crops)
