@@ -683,6 +683,26 @@ def test_issue_17_5_a_face_only_the_thorough_run_found_stays_hidden(tmp_path):
     assert _changed(_read(out / "m1.jpg"), orig, weak) >= 0.95 * _changed(before, orig, weak)
 
 
+def test_the_check_of_a_1_bit_photo_finds_the_faces_the_run_found(tmp_path):
+    """The run detects on ``detection_view`` (a 1-bit photo smoothed), the check detected on the raw dots: it
+    found none of the 5 faces the run hid, so an output that left them all visible was not flagged."""
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
+    src.mkdir()
+    Image.open(shared_path("facemask", "images", "maksssksksss5.jpg")).convert("1").save(src / "bw.png")
+    assert main(["anonymize", str(src), "-o", str(out), "-q", *FAST, "--report", str(report)]) == 0
+    ran = [d["box"] for d in json.loads(report.read_text())["files"][0]["detections"]]
+    assert len(ran) >= 4, "set-up: the run finds the faces"
+    rs, _ = _review(out, src, *FAST, "--from-report", str(report))
+    item = rs.listing()["items"][0]
+    faces = [f["box"] for f in item["faces"]]
+    assert len(faces) == len(ran) and all(_matches_box(b, faces) for b in ran)
+    assert not [f for f in item["flags"] if f["kind"] == "unhidden"]
+    Image.open(src / "bw.png").convert("L").save(out / "bw.png")  # an output that hides nothing
+    rs, _ = _review(out, src, *FAST, "--from-report", str(report))
+    unhidden = [f for f in rs.listing()["items"][0]["flags"] if f["kind"] == "unhidden"]
+    assert unhidden and unhidden[0]["count"] == len(ran)
+
+
 def _matches_box(a, b) -> bool:
     from faceveil.detections import box_iou
 

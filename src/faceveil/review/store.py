@@ -35,6 +35,7 @@ import numpy as np
 from .. import __version__
 from ..dataset.config import old_state
 from ..detect import DETECTORS, get_detector
+from ..detect.base import detection_view
 from ..detections import Detections, box_iou
 from ..errors import FaceveilError, UsageError, one_line
 from ..io.atomic import refuse_too_long, write_bytes_atomic
@@ -65,7 +66,8 @@ def _not_read(orig: Path, sha: str | None) -> str | None:
 # not made from it (another photo of the same size; a right pair differs there only by codec noise near faces).
 PAIR_MISMATCH = 0.5
 MAX_THUMBS = 4096  # thumbnails kept in memory (~15 kB each)
-ANALYSIS_FORMAT = 3  # part of the cache key: analyses cached by earlier versions are redone, never misread
+# part of the cache key: analyses cached by earlier versions are redone, never misread (4: on the detection view)
+ANALYSIS_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -409,7 +411,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         if item.orig is None or not self.in_run(item):
             return {"error": None, "size": None, "main": [], "near": [], "second": []}
         try:
-            rgb = read_image(self.file("orig", item.rel)).rgb
+            # the view the run's detector saw (Anonymizer.detect): a 1-bit photo smoothed
+            rgb = detection_view(read_image(self.file("orig", item.rel)).rgb)
             det = self._detector("main")
             if hasattr(det, "detect_candidates"):  # e.g. multiscale: its score cut depends on the box size
                 main, near = det.detect_candidates(rgb, det.floor * self.settings.near)
