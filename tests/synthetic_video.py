@@ -169,3 +169,25 @@ def write_clip(path, frames: list[np.ndarray], fps: int = 24, audio: bool | int 
                     out.mux(p)
             for p in a.encode(None):
                 out.mux(p)
+
+
+def write_timed_clip(path, pts_ms: list[int], durations_ms: list[int]) -> None:
+    """A 64x48 H.264 clip (no B-frames) whose frames lie at ``pts_ms`` (1 ms time base, repeats allowed) and last
+    ``durations_ms``, as the container stores them (packet durations)."""
+    import av
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        packets = []
+        for i in range(len(pts_ms)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 40 * i, Fraction(1, 1000)
+            packets += v.encode(frame)
+        packets += v.encode(None)
+        for packet, pts, duration in zip(sorted(packets, key=lambda p: p.pts), pts_ms, durations_ms):
+            packet.pts = packet.dts = pts
+            packet.duration = duration
+            out.mux(packet)

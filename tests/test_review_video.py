@@ -17,7 +17,7 @@ from faceveil.errors import FaceveilError  # noqa: E402
 from faceveil.io.video import probe, read_frames  # noqa: E402
 from faceveil.pipeline import AnonymizerConfig  # noqa: E402
 from faceveil.review import ReviewSet, ReviewSettings, create_app  # noqa: E402
-from synthetic_video import make_clip, sprite_from_photo, write_clip  # noqa: E402
+from synthetic_video import make_clip, sprite_from_photo, write_clip, write_timed_clip  # noqa: E402
 from faceveil.video import tracks_path  # noqa: E402
 
 TOKEN = "test-token-video"
@@ -399,6 +399,37 @@ def test_a_videos_original_is_proven_by_the_reports_sha256(base, tmp_path):
     r = client.post("/api/apply", json={"path": "clip.mp4", "manual": [{"box": [8, 150, 56, 188], "from": 0,
                                                                         "to": 3}]}, headers=HDR)
     assert r.status_code == 409
+
+
+def test_an_apply_keeps_the_videos_warnings_in_the_reviews_record(tmp_path):
+    """`anonymize --report` warned that a frame repeating a timestamp was re-timed; the review's Apply re-renders the
+    video from the same original, but recorded only its frames and failed frames in review.json: its warnings went
+    nowhere (not in review.json, not in the Apply's answer). Now they are recorded and shown with the item."""
+    from faceveil.cli import build_parser
+    from faceveil.cli.review import config_from_args, run_record_from_args
+
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "r.json"
+    src.mkdir()
+    write_timed_clip(src / "repeat.mkv", [0, 40, 80, 80, 120, 160, 200, 240], [40] * 8)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detector", "centerface",
+                 "--report", str(report)]) == 0
+    warned = json.loads(report.read_text())["files"][0]["warnings"]
+    assert [w[:10] for w in warned] == ["re-timed: "], "set-up: the run warns"
+
+    def review():
+        args = build_parser().parse_args(["review", str(out), "--originals", str(src), "--second", "none",
+                                          "--from-report", str(report)])
+        rs = ReviewSet(out, src, config_from_args(args), ReviewSettings(second=("none",)), tmp_path / "cache",
+                       run=run_record_from_args(args))
+        return create_app(rs, TOKEN).test_client(use_cookies=False)
+
+    manual = [{"box": [4, 4, 30, 30], "from": 0, "to": 7}]
+    r = review().post("/api/apply", json={"path": "repeat.mkv", "manual": manual}, headers=HDR)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["warnings"] == warned
+    assert json.loads((out / ".faceveil" / "review.json").read_text())["items"]["repeat.mkv"]["warnings"] == warned
+    items = review().get("/api/items", headers=HDR).get_json()["items"]  # a restarted review still shows them
+    assert [i["warnings"] for i in items if i["path"] == "repeat.mkv"] == [warned]
 
 
 def test_apply_leaves_the_video_only_the_stills_of_its_new_render(base, tmp_path):

@@ -19,7 +19,7 @@ from faceveil.errors import InputError, UsageError
 from faceveil.io.video import EncodeOptions, probe, read_frames
 from faceveil.pipeline import Anonymizer
 from faceveil.track import Tracker, TrackParams
-from synthetic_video import changed, leaked, make_clip, sprite_from_photo, write_clip
+from synthetic_video import changed, leaked, make_clip, sprite_from_photo, write_clip, write_timed_clip
 from faceveil.video import VideoOptions, process_video, tracked_frames
 from faceveil.io.video import VideoFrame
 
@@ -1212,25 +1212,6 @@ def test_a_valid_cut_or_offset_video_is_anonymized(clip_file, tmp_path, capsys, 
     assert len(decode(out / name)) == frames
 
 
-def _timed_clip(path, pts_ms: list[int], durations_ms: list[int]) -> None:
-    """A 64x48 H.264 clip (no B-frames) whose frames lie at ``pts_ms`` (1 ms time base, repeats allowed) and last
-    ``durations_ms``, as the container stores them (packet durations)."""
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=25, options={"bf": "0"})
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
-        packets = []
-        for i in range(len(pts_ms)):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i % 256, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = 40 * i, Fraction(1, 1000)
-            packets += v.encode(frame)
-        packets += v.encode(None)
-        for packet, pts, duration in zip(sorted(packets, key=lambda p: p.pts), pts_ms, durations_ms):
-            packet.pts = packet.dts = pts
-            packet.duration = duration
-            out.mux(packet)
-
-
 def _video_times(path) -> tuple[list[float], float]:
     """(each frame's time, where the last frame ends) in seconds, from the packets."""
     with av.open(str(path)) as c:
@@ -1257,7 +1238,7 @@ def test_a_variable_frame_rate_keeps_its_timestamps_and_its_last_frames_duration
     time (a 2.820 s clip came out 2.855 s; here 1.300 s came out 1.040 s, the last frame's 300 ms cut to 40)."""
     pts = [0, 40, 80, 200, 240, 400, 440, 480, 900, 1000]
     src = tmp_path / "vfr.mkv"
-    _timed_clip(src, pts, [b - a for a, b in zip(pts, pts[1:])] + [300])
+    write_timed_clip(src, pts, [b - a for a, b in zip(pts, pts[1:])] + [300])
     assert _video_times(src) == ([p / 1000 for p in pts], 1.3)
     for name in ("out.mkv", "out.mp4"):
         r = process_video(anonymizer_with(BoxDetector([[4, 4, 30, 30]])), src, tmp_path / name, progress=False)
@@ -1280,7 +1261,7 @@ def test_repeated_timestamps_are_re_timed_between_their_neighbours_with_one_warn
 
     src = tmp_path / "in" / "repeat.mkv"
     src.parent.mkdir()
-    _timed_clip(src, [0, 40, 80, 80, 120, 160, 200, 240], [40] * 8)
+    write_timed_clip(src, [0, 40, 80, 80, 120, 160, 200, 240], [40] * 8)
     out = tmp_path / "out"
     assert main(["anonymize", str(src), "-o", str(out), "-q", "-m", "blackout", "--detect", "fast"]) == 0
     err = capsys.readouterr().err

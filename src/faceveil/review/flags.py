@@ -119,7 +119,8 @@ class FlagsMixin:
                 "has_original": item.orig is not None and self.in_run(item), "version": self.version(item),
                 "faces": [],
                 "suggestions": [], "manual": rec.get("manual", []), "removed": [],
-                "applied_at": rec.get("applied_at"), "approved": bool(rec.get("approved")), "flags": flags,
+                "applied_at": rec.get("applied_at"), "warnings": rec.get("warnings", []),
+                "approved": bool(rec.get("approved")), "flags": flags,
                 "checked": item.check_done, "risk": sum(RISK.get(f["kind"], 10) for f in flags),
             }
         removed = rec.get("removed", [])

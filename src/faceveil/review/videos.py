@@ -256,7 +256,9 @@ def manual_ranges(record: dict) -> list[dict]:
 def apply(orig: Path, out: Path, record: dict, ranges: list[dict], flip: list[int] | None = None) -> dict:
     """Re-anonymize the ORIGINAL with the run's settings plus the manual boxes, held over their ranges;
     written atomically over the output (audio kept as in the run), the record rewritten. ``flip``: track ids
-    flipped whole between kept and hidden (``video.keep.flip_tracks``)."""
+    flipped whole between kept and hidden (``video.keep.flip_tracks``). Returns what review.json records of the
+    new output: its frames, failed frames and warnings (the run's own, as re-timed:, come again from the same
+    original: [] when there are none, so an earlier Apply's are not left standing)."""
     c = record["config"]
     anonymizer = Anonymizer.from_config(AnonymizerConfig(
         method=c["method"], method_params=plain_params(c["method_params"]), detector=c["detector"],
@@ -275,4 +277,4 @@ def apply(orig: Path, out: Path, record: dict, ranges: list[dict], flip: list[in
                       key=record["key"], manual=per_frame, keep_record=kept)
     if r.status != "written":
         raise FaceveilError(r.error or f"{orig}: re-anonymizing failed")
-    return {"frames": r.frames, "failed_frames": r.failed_frames}
+    return {"frames": r.frames, "failed_frames": r.failed_frames, "warnings": r.warnings or []}

@@ -490,9 +490,11 @@ async function apply() {
     replaceItem(updated);
     edits.delete(updated.path);
     showDetail();
-    if (isVideo(updated)) setStatus(`applied: video re-anonymized with ${updated.manual.length} manual box range(s)` +
-                                    (body.flip ? `, track(s) ${body.flip.map((t) => "#" + t).join(", ")} flipped whole` : ""));
-    else {
+    if (isVideo(updated)) {
+      const flipped = body.flip ? `, track(s) ${body.flip.map((t) => "#" + t).join(", ")} flipped whole` : "";
+      const warned = updated.warnings.length ? "; warning: " + updated.warnings.join("; ") : "";  // the new render's
+      setStatus(`applied: video re-anonymized with ${updated.manual.length} manual box range(s)${flipped}${warned}`);
+    } else {
       const n = updated.faces.filter((f) => !f.removed).length + updated.manual.length;
       setStatus(`applied: ${n} region${n === 1 ? "" : "s"} re-anonymized`);
     }
