@@ -32,7 +32,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import NAME_MAX, cut_name, exists_now, make_temporary, release, write_bytes_atomic
+from ..io.atomic import NAME_MAX, cut_name, exists_now, fit_name, make_temporary, release, write_bytes_atomic
 from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -46,13 +46,15 @@ def full_blur(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-_PREVIEW = "_preview"  # a stills folder's name: the video's stem and this
+_PREVIEW = "_preview"  # a stills folder's name: the video's whole name and this
 
 
 def preview_dir(dst: Path) -> Path:
-    """Where --preview writes a video's stills (the CLI refuses two videos that share it, or an output inside it).
-    The stem is cut to fit a name (NAME_MAX): a video named 248-255 bytes could have no stills folder."""
-    return dst.parent / f"{cut_name(dst.stem, NAME_MAX - len(_PREVIEW))}{_PREVIEW}"
+    """Where --preview writes a video's stills (the CLI refuses an output inside it): named after the video's whole
+    name (``clip.mp4_preview``), a long one cut to fit and hashed (``fit_name``). Named after the stem, clip.mov's
+    and clip.mp4's stills shared a folder: a run of one replaced the other's stills of one name, and an overwrite
+    of one removed the other's as its own earlier ones."""
+    return dst.parent / fit_name(dst.name, _PREVIEW)
 
 
 def preview_path(dst: Path, seconds: float, frame: int | None = None) -> Path:
@@ -97,12 +99,14 @@ def _still_video(still: Path, videos: list[Path] | None) -> Path | None:
 
 
 def _prefixed_videos(folder: Path) -> list[Path]:
-    """The videos beside the stills folder ``folder`` whose --preview stills could lie in it (sorted): those whose
-    names start with its name less ``_preview``."""
+    """The videos beside the stills folder ``folder`` whose --preview stills lie in it (``preview_dir``; sorted, one
+    but for a clash of hashes), looked for among the names that start with its name up to its last dot."""
     prefix = folder.name[: -len(_PREVIEW)] if folder.name.endswith(_PREVIEW) else ""
+    prefix = prefix.rpartition(".")[0] or prefix  # clip.mp4: clip; a cut name: the cut name, less its hash
     if not prefix:
         return []
-    return [v for v in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")) if is_video_path(v)]
+    return [v for v in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")) if is_video_path(v)
+            and preview_dir(v) == folder]
 
 
 def _stale_stills(dst: Path, written: set[str]) -> list[Path]:
