@@ -300,6 +300,72 @@ def test_an_overwrite_leaves_only_this_runs_preview_stills_and_a_failed_one_leav
     assert not folder.exists()
 
 
+@pytest.mark.parametrize("err, nth", [(28, 2), (13, 1), (5, None)])
+def test_stills_that_cannot_be_moved_into_place_fail_the_file_with_the_earlier_output_whole(
+        tmp_path, capsys, monkeypatch, err, nth):
+    """The stills were moved into OUT/clip.mp4_preview/ after the new video had its name: a full disk or a folder
+    that refused them there failed the file ("1 failed (not written)", exit 1) with the new video and its track
+    record in place, and the earlier stills half replaced or removed. They are moved in before the video gets its
+    name now: a failure puts the earlier stills back, and the video and its record stay the earlier run's. A video
+    that fails to get its name once its stills are in place (``nth`` None: its fsync fails, EIO) puts them back too
+    (its track record, written before, stays the new run's: only a FileExistsError puts that back)."""
+    import os
+
+    from faceveil.io import atomic
+    from faceveil.video import job
+
+    rng = np.random.default_rng(9)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10, audio=False)
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--preview", "0.2")[0] == 0
+    folder = out / "clip.mp4_preview"
+
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = files()
+    assert sorted(p.name for p in folder.iterdir()) == [f"clip_00000.{s}s.jpg" for s in ("00", "20", "40", "60", "80")]
+    write_clip(src / "clip.mp4", [np.full((48, 64, 3), 25 * i, np.uint8) for i in range(10)], 10, audio=False)
+    replace, moves = os.replace, []
+
+    def refuse(a, b, *rest, **kw):  # the nth still moved from its temporary folder into the stills folder fails
+        if os.path.dirname(b) == str(folder) and os.path.dirname(a).endswith(".tmpdir"):
+            moves.append(b)
+            if len(moves) == nth:
+                raise OSError(err, os.strerror(err), a, None, b)
+        return replace(a, b, *rest, **kw)
+
+    fsync = atomic._fsync_path
+
+    def no_fsync(path, directory=False):  # the video's temporary file, once its stills are in place
+        if path.name.endswith(".tmp.mp4"):
+            moves.append(sorted(p.name for p in folder.iterdir()))
+            raise OSError(err, os.strerror(err), str(path))
+        return fsync(path, directory)
+
+    if nth is None:
+        monkeypatch.setattr(atomic, "_fsync_path", no_fsync)
+    else:
+        monkeypatch.setattr(job.os, "replace", refuse)
+    code, out_err = _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25")
+    monkeypatch.undo()
+    assert code == 1 and "1 failed (not written)" in out_err, out_err
+    after = files()
+    if nth is None:  # the record, written before the video's failed commit, is the new run's (not this test's)
+        for found in (before, after):
+            found[".faceveil/clip.mp4.tracks.json"] = b""
+    assert after == before, "the earlier video, its record and its stills, and nothing else"
+    if nth is None:  # the new stills were in place, beside the earlier ones, when the video failed
+        assert moves == [[f"clip_00000.{s}s.jpg" for s in ("00", "20", "30", "40", "50", "60", "80")]], moves
+    else:
+        assert len(moves) == nth and out_err.splitlines()[0] == (
+            f"faceveil: error: {folder}: cannot write: {os.strerror(err)}"), out_err
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25")[0] == 0
+    assert sorted(p.name for p in folder.iterdir()) == [f"clip_00000.{s}s.jpg" for s in ("00", "30", "50", "80")]
+    assert (out / "clip.mp4").read_bytes() != before["clip.mp4"]
+
+
 def test_an_earlier_still_that_cannot_be_removed_is_named_in_a_warning(tmp_path, capsys, monkeypatch):
     """A still of an earlier run that the overwrite cannot remove stays, named in one warning line."""
     import pathlib
