@@ -747,7 +747,7 @@ def test_an_output_name_with_a_newline_cannot_fake_a_line_of_any_command(tmp_pat
                audio=False)
     out = tmp_path / fake
     assert run(capsys, "anonymize", tmp_path / "c.mp4", "-o", out, "-q", "--preview", "0.2")[0] == 0
-    stuck = out / "c_preview" / "c_00000.20s.jpg"
+    stuck = out / "c.mp4_preview" / "c_00000.20s.jpg"
     unlink = pathlib.Path.unlink
 
     def refuse(self, *a, **k):  # an earlier still the overwrite cannot remove: the warning names it
@@ -758,6 +758,6 @@ def test_an_output_name_with_a_newline_cannot_fake_a_line_of_any_command(tmp_pat
     monkeypatch.setattr(pathlib.Path, "unlink", refuse)
     code, _, err = run(capsys, "anonymize", tmp_path / "c.mp4", "-o", out, "-q", "--overwrite", "--preview", "0.25")
     assert code == 0 and err.splitlines() == [
-        f"faceveil: warning: {tmp_path}/c.mp4: old still not removed: {tmp_path}/{esc}/c_preview/c_00000.20s.jpg: "
+        f"faceveil: warning: {tmp_path}/c.mp4: old still not removed: {tmp_path}/{esc}/c.mp4_preview/c_00000.20s.jpg: "
         "Permission denied",
         f"faceveil: 1 of 1 files anonymized (0 face-frames in videos) -> {tmp_path}/{esc}"], err

@@ -289,7 +289,7 @@ def test_a_video_whose_record_was_made_from_another_file_is_flagged_and_not_appl
 
 
 def _previewed_clip(base, tmp_path):
-    """in/clip.mp4 anonymized into out/ with --preview 0.5 (stills in out/clip_preview/): (in, out)."""
+    """in/clip.mp4 anonymized into out/ with --preview 0.5 (stills in out/clip.mp4_preview/): (in, out)."""
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy2(base[0] / "clip.mp4", src / "clip.mp4")
@@ -303,12 +303,12 @@ def test_a_videos_preview_stills_are_part_of_its_item_not_items_of_their_own(bas
     """`anonymize clip.mp4 --preview 0.5` then review: each still was listed as a photo with "no original found"
     (risk 5), ranked above the video; a photo of the user's in a folder of that name without the video stays."""
     src, out = _previewed_clip(base, tmp_path)
-    stills = sorted((out / "clip_preview").iterdir())
+    stills = sorted((out / "clip.mp4_preview").iterdir())
     assert len(stills) >= 3
-    shutil.copy2(stills[0], out / "clip_preview" / "mine.jpg")  # not a still's name: listed
+    shutil.copy2(stills[0], out / "clip.mp4_preview" / "mine.jpg")  # not a still's name: listed
     rs = ReviewSet(out, src, AnonymizerConfig(), ReviewSettings(second=("none",)), tmp_path / "cache")
     data = create_app(rs, TOKEN).test_client(use_cookies=False).get("/api/items", headers=HDR).get_json()
-    assert sorted(i["path"] for i in data["items"]) == ["clip.mp4", "clip_preview/mine.jpg"]
+    assert sorted(i["path"] for i in data["items"]) == ["clip.mp4", "clip.mp4_preview/mine.jpg"]
 
 
 @pytest.mark.parametrize("video", ["clip.mp4", "a [b]*?_00001.50s.mkv", "two\nlines.mov", "caf\udce9.webm",
@@ -437,7 +437,7 @@ def test_apply_leaves_the_video_only_the_stills_of_its_new_render(base, tmp_path
     earlier run's at another time (clip_00000.25s.jpg, `--preview 0.25`) stayed beside them, showing the render
     from before the reviewer's edit. Now only this render's stills are left; a photo of the user's stays."""
     src, out = _previewed_clip(base, tmp_path)
-    folder = out / "clip_preview"
+    folder = out / "clip.mp4_preview"
     made = sorted(p.name for p in folder.iterdir())
     assert made == [f"clip_0000{s}s.jpg" for s in ("0.00", "0.50", "1.00", "1.50")]
     shutil.copy2(folder / "clip_00000.50s.jpg", folder / "clip_00000.25s.jpg")  # an earlier run's still

@@ -487,7 +487,7 @@ def test_every_face_changed_in_the_written_video(clip, clip_file, tmp_path):
     out = tmp_path / "anon.mp4"
     r = process_video(Anonymizer(), clip_file, out, VideoOptions(preview=0.5), progress=False)
     assert r.status == "written" and r.frames == N_FRAMES and r.tracks >= 3
-    assert len(list((tmp_path / "anon_preview").glob("*.jpg"))) == 3  # 1.5 s clip, one still every 0.5 s
+    assert len(list((tmp_path / "anon.mp4_preview").glob("*.jpg"))) == 3  # 1.5 s clip, one still every 0.5 s
     src, dst = decode(clip_file), decode(out)
     weak = []
     for i, (a, b) in enumerate(zip(src, dst)):

@@ -98,9 +98,12 @@ def test_record_is_written_before_the_video_gets_its_name(footage, tmp_path, mon
 
 
 def test_preview_stills_never_land_on_each_other_or_on_an_output(tmp_path, capsys, astronaut):
-    """--preview writes OUT/<stem>_preview/<stem>_<s>.jpg: clip.mp4 and clip.mov shared that folder (the second
-    video's stills replaced the first's), and an input image clip_preview/clip_00000.00s.jpg was replaced by a still."""
+    """--preview wrote OUT/<stem>_preview/<stem>_<s>.jpg: clip.mp4 and clip.mov shared that folder (refused in one
+    run), and an input image clip_preview/clip_00000.00s.jpg was replaced by a still. Each video's stills folder is
+    named after its whole name now (OUT/clip.mp4_preview/): the two videos are fine in one run, each with its own."""
     from PIL import Image
+
+    from faceveil.video import job
 
     rng = np.random.default_rng(5)
     src = tmp_path / "in"
@@ -109,23 +112,57 @@ def test_preview_stills_never_land_on_each_other_or_on_an_output(tmp_path, capsy
         write_clip(src / name, [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(3)], FPS, audio=False)
     out = tmp_path / "out"
     code, err = _run(capsys, src, "-o", out, "--preview", "0.1")
-    assert code == 2 and "--preview stills would go to" in err and "clip_preview" in err, err
-    assert not out.exists() or not any(out.rglob("*.*"))
-    assert _run(capsys, src, "-o", out)[0] == 0  # without --preview both are fine
+    assert code == 0 and err.count("\n") == 1, err
+    for name in ("clip.mp4", "clip.mov"):
+        stills = sorted((out / f"{name}_preview").iterdir())
+        assert len(stills) == 2 and {job.preview_video(p) for p in stills} == {out / name}
     (src / "clip.mov").unlink()
-    (src / "clip_preview").mkdir()
-    Image.fromarray(astronaut[:64, :64]).save(src / "clip_preview" / "clip_00000.00s.jpg")
+    (src / "clip.mp4_preview").mkdir()
+    Image.fromarray(astronaut[:64, :64]).save(src / "clip.mp4_preview" / "clip_00000.00s.jpg")
     out2 = tmp_path / "out2"
     code, err = _run(capsys, src, "-o", out2, "--preview", "0.1")
     assert code == 2 and "an output inside" in err, err
     assert _run(capsys, src / "clip.mp4", "-o", out2, "--preview", "0.1")[0] == 0
-    assert len(list((out2 / "clip_preview").glob("*.jpg"))) >= 2
+    assert len(list((out2 / "clip.mp4_preview").glob("*.jpg"))) >= 2
+
+
+def test_two_videos_of_one_stem_keep_their_own_stills_across_runs(tmp_path, capsys):
+    """`anonymize c.mov -o out --preview`, then `anonymize c.mp4 -o out --preview`: both wrote out/c_preview/, the
+    second run replaced the first's stills of one name (c_00000.00s.jpg), an overwrite of c.mov removed c.mp4's
+    stills as its own earlier ones, and review gave them all to c.mov. Each video's stills are its own now."""
+    from faceveil.video import job
+
+    rng = np.random.default_rng(7)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    write_clip(src / "c.mov", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10, audio=False)
+    write_clip(src / "c.mp4", [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(6)], 10, audio=False)
+
+    def stills(name) -> dict[str, bytes]:
+        folder = job.preview_dir(out / name)
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+    assert _run(capsys, src / "c.mov", "-o", out, "--preview", "0.5")[0] == 0
+    mov = stills("c.mov")
+    assert sorted(mov) == ["c_00000.00s.jpg", "c_00000.50s.jpg"]
+    assert _run(capsys, src / "c.mp4", "-o", out, "--preview", "0.2")[0] == 0
+    mp4 = stills("c.mp4")
+    assert sorted(mp4) == ["c_00000.00s.jpg", "c_00000.20s.jpg", "c_00000.40s.jpg"]
+    assert stills("c.mov") == mov and mp4["c_00000.00s.jpg"] != mov["c_00000.00s.jpg"]
+    for name, made in (("c.mov", mov), ("c.mp4", mp4)):  # review gives each still to its own video
+        assert {job.preview_video(job.preview_dir(out / name) / n) for n in made} == {out / name}
+    assert _run(capsys, src / "c.mov", "-o", out, "--overwrite", "--preview", "0.3")[0] == 0
+    assert sorted(stills("c.mov")) == [f"c_00000.{s}s.jpg" for s in ("00", "30", "60", "90")]
+    assert stills("c.mp4") == mp4, "an overwrite of c.mov removed or replaced c.mp4's stills"
+    assert _run(capsys, src / "c.mp4", "-o", out, "--overwrite")[0] == 0  # no --preview now: c.mp4's go, only
+    assert stills("c.mp4") == {} and sorted(stills("c.mov")) == [f"c_00000.{s}s.jpg" for s in ("00", "30", "60", "90")]
 
 
 def test_preview_stills_of_a_long_video_name_are_cut_to_fit_and_kept_apart(tmp_path, capsys):
     """A video named 246-255 bytes: its stills' names (<stem>_<seconds>s.jpg) passed 255 bytes, and the video
     failed at its first still after all its frames were read (exit 1, nothing written). The stem is cut to fit
-    (video.job.preview_path); two videos whose cut names would share a stills folder are refused before any work."""
+    (video.job.preview_path), and the folder's name (the video's whole name) cut and told apart by a hash: two
+    videos whose names are alike up to the cut were refused in one run, and across runs shared their stills."""
     import os
 
     from faceveil.video import job
@@ -134,21 +171,22 @@ def test_preview_stills_of_a_long_video_name_are_cut_to_fit_and_kept_apart(tmp_p
     src = tmp_path / "in"
     src.mkdir()
     long = "v" * 247
-    for name in (f"{long}.mp4", f"{long}xy.mkv"):
+    names = (f"{long}.mp4", f"{long}xy.mkv")
+    for name in names:
         write_clip(src / name, [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(4)], FPS, audio=False)
     out = tmp_path / "out"
-    code, err = _run(capsys, src / f"{long}xy.mkv", "-o", out, "--preview", "0.1")
-    assert code == 0 and "Traceback" not in err, err
-    stills = sorted((out / f"{long}_preview").iterdir())
-    assert len(stills) >= 2 and all(len(os.fsencode(p.name)) == 255 for p in stills), [p.name for p in stills]
-    assert {job.preview_video(p) for p in stills} == {out / f"{long}xy.mkv"}  # what review lists with the video
-    code, err = _run(capsys, src, "-o", tmp_path / "out2", "--preview", "0.1")
-    assert code == 2 and err.count("\n") == 1 and "--preview stills would go to" in err, err
-    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").rglob("*.*"))
+    code, err = _run(capsys, src, "-o", out, "--preview", "0.1")
+    assert code == 0 and err.count("\n") == 1 and "Traceback" not in err, err
+    folders = sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert folders == sorted(job.preview_dir(out / name) for name in names) and len(folders) == 2
+    for name in names:
+        stills = sorted(job.preview_dir(out / name).iterdir())
+        assert len(stills) >= 2 and all(len(os.fsencode(p.name)) == 255 for p in stills), [p.name for p in stills]
+        assert {job.preview_video(p) for p in stills} == {out / name}  # what review lists with the video
 
 
 def test_preview_stills_appear_only_with_their_video_and_a_killed_runs_are_removed(tmp_path, capsys, monkeypatch):
-    """A SIGKILLed run left its first stills in OUT/<stem>_preview/ for good, a rerun (which removed the video's
+    """A SIGKILLed run left its first stills in OUT/<name>_preview/ for good, a rerun (which removed the video's
     temporary) left them (an audit). Stills go to a temporary folder moved into place with the video; a dead
     writer's is removed by the next run, as its temporary video is; a failed video leaves none."""
     from faceveil.video import job
@@ -159,22 +197,22 @@ def test_preview_stills_appear_only_with_their_video_and_a_killed_runs_are_remov
     write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(6)], FPS, audio=False)
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / ".clip_preview.faceveil.999999999.abcd1234.tmpdir"  # what a killed run (a pid no process has) left
+    stale = out / ".clip.mp4_preview.faceveil.999999999.abcd1234.tmpdir"  # a killed run's (a pid no process has)
     stale.mkdir()
     (stale / "clip_00000.00s.jpg").write_bytes(b"still")
     code, err = _run(capsys, src, "-o", out)
     assert code == 0 and "1 temporary files of interrupted runs removed" in err and not stale.exists(), err
-    assert not (out / "clip_preview").exists(), "no stills were asked for"
+    assert not (out / "clip.mp4_preview").exists(), "no stills were asked for"
 
     def fail(*a, **k):  # the video fails after its first stills were written
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(job._Stills, "publish", fail)
     assert _run(capsys, src, "-o", out, "--preview", "0.05", "--overwrite")[0] == 1
-    assert not (out / "clip_preview").exists() and not list(out.glob(".clip_preview*"))
+    assert not (out / "clip.mp4_preview").exists() and not list(out.glob(".clip.mp4_preview*"))
     monkeypatch.undo()
     assert _run(capsys, src, "-o", out, "--preview", "0.05", "--overwrite")[0] == 0
-    assert len(list((out / "clip_preview").glob("*.jpg"))) >= 2 and not list(out.glob(".clip_preview*"))
+    assert len(list((out / "clip.mp4_preview").glob("*.jpg"))) >= 2 and not list(out.glob(".clip.mp4_preview*"))
 
 
 def test_preview_stills_under_a_hundredth_of_a_second_apart_each_keep_their_own_file(tmp_path, capsys):
@@ -190,14 +228,14 @@ def test_preview_stills_under_a_hundredth_of_a_second_apart_each_keep_their_own_
     out = tmp_path / "out"
     code, err = _run(capsys, src / "clip.mp4", "-o", out, "--preview", "0.001")
     assert code == 0, err
-    stills = sorted((out / "clip_preview").iterdir())
+    stills = sorted((out / "clip.mp4_preview").iterdir())
     # frames at 0, 0.005, 0.01, ... 0.035 s: their seconds to 0.01 s are 0.00 0.01 0.01 0.01 0.02 0.03 0.03 0.04
     assert [p.name for p in stills] == ["clip_00000.00s.jpg", "clip_00000.01s.jpg", "clip_00000.01s_f2.jpg",
                                         "clip_00000.01s_f3.jpg", "clip_00000.02s.jpg", "clip_00000.03s.jpg",
                                         "clip_00000.03s_f6.jpg", "clip_00000.04s.jpg"]
     assert len({p.read_bytes() for p in stills}) == 8  # 8 frames of noise: 8 pictures
     assert {job.preview_video(p) for p in stills} == {out / "clip.mp4"}
-    assert job.preview_video(out / "clip_preview" / "clip_00000.01s_f02.jpg") is None  # not a name it writes
+    assert job.preview_video(out / "clip.mp4_preview" / "clip_00000.01s_f02.jpg") is None  # not a name it writes
 
 
 def test_preview_stills_fall_on_the_grid_of_the_interval_and_float_drift_skips_none(tmp_path, capsys):
@@ -212,7 +250,7 @@ def test_preview_stills_fall_on_the_grid_of_the_interval_and_float_drift_skips_n
         out = tmp_path / f"out{interval}"
         code, err = _run(capsys, src / "clip.mp4", "-o", out, "--preview", interval)
         assert code == 0, err
-        assert sorted(p.name for p in (out / "clip_preview").iterdir()) == [f"clip_0000{s}s.jpg" for s in seconds]
+        assert sorted(p.name for p in (out / "clip.mp4_preview").iterdir()) == [f"clip_0000{s}s.jpg" for s in seconds]
 
 
 def test_an_overwrite_leaves_only_this_runs_preview_stills_and_a_failed_one_leaves_the_earlier_run_whole(
@@ -229,7 +267,7 @@ def test_an_overwrite_leaves_only_this_runs_preview_stills_and_a_failed_one_leav
     src.mkdir()
     write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10, audio=False)
     out = tmp_path / "out"
-    folder = out / "clip_preview"
+    folder = out / "clip.mp4_preview"
 
     def stills() -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
@@ -262,6 +300,72 @@ def test_an_overwrite_leaves_only_this_runs_preview_stills_and_a_failed_one_leav
     assert not folder.exists()
 
 
+@pytest.mark.parametrize("err, nth", [(28, 2), (13, 1), (5, None)])
+def test_stills_that_cannot_be_moved_into_place_fail_the_file_with_the_earlier_output_whole(
+        tmp_path, capsys, monkeypatch, err, nth):
+    """The stills were moved into OUT/clip.mp4_preview/ after the new video had its name: a full disk or a folder
+    that refused them there failed the file ("1 failed (not written)", exit 1) with the new video and its track
+    record in place, and the earlier stills half replaced or removed. They are moved in before the video gets its
+    name now: a failure puts the earlier stills back, and the video and its record stay the earlier run's. A video
+    that fails to get its name once its stills are in place (``nth`` None: its fsync fails, EIO) puts them back too
+    (its track record, written before, stays the new run's: only a FileExistsError puts that back)."""
+    import os
+
+    from faceveil.io import atomic
+    from faceveil.video import job
+
+    rng = np.random.default_rng(9)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(10)], 10, audio=False)
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--preview", "0.2")[0] == 0
+    folder = out / "clip.mp4_preview"
+
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = files()
+    assert sorted(p.name for p in folder.iterdir()) == [f"clip_00000.{s}s.jpg" for s in ("00", "20", "40", "60", "80")]
+    write_clip(src / "clip.mp4", [np.full((48, 64, 3), 25 * i, np.uint8) for i in range(10)], 10, audio=False)
+    replace, moves = os.replace, []
+
+    def refuse(a, b, *rest, **kw):  # the nth still moved from its temporary folder into the stills folder fails
+        if os.path.dirname(b) == str(folder) and os.path.dirname(a).endswith(".tmpdir"):
+            moves.append(b)
+            if len(moves) == nth:
+                raise OSError(err, os.strerror(err), a, None, b)
+        return replace(a, b, *rest, **kw)
+
+    fsync = atomic._fsync_path
+
+    def no_fsync(path, directory=False):  # the video's temporary file, once its stills are in place
+        if path.name.endswith(".tmp.mp4"):
+            moves.append(sorted(p.name for p in folder.iterdir()))
+            raise OSError(err, os.strerror(err), str(path))
+        return fsync(path, directory)
+
+    if nth is None:
+        monkeypatch.setattr(atomic, "_fsync_path", no_fsync)
+    else:
+        monkeypatch.setattr(job.os, "replace", refuse)
+    code, out_err = _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25")
+    monkeypatch.undo()
+    assert code == 1 and "1 failed (not written)" in out_err, out_err
+    after = files()
+    if nth is None:  # the record, written before the video's failed commit, is the new run's (not this test's)
+        for found in (before, after):
+            found[".faceveil/clip.mp4.tracks.json"] = b""
+    assert after == before, "the earlier video, its record and its stills, and nothing else"
+    if nth is None:  # the new stills were in place, beside the earlier ones, when the video failed
+        assert moves == [[f"clip_00000.{s}s.jpg" for s in ("00", "20", "30", "40", "50", "60", "80")]], moves
+    else:
+        assert len(moves) == nth and out_err.splitlines()[0] == (
+            f"faceveil: error: {folder}: cannot write: {os.strerror(err)}"), out_err
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25")[0] == 0
+    assert sorted(p.name for p in folder.iterdir()) == [f"clip_00000.{s}s.jpg" for s in ("00", "30", "50", "80")]
+    assert (out / "clip.mp4").read_bytes() != before["clip.mp4"]
+
+
 def test_an_earlier_still_that_cannot_be_removed_is_named_in_a_warning(tmp_path, capsys, monkeypatch):
     """A still of an earlier run that the overwrite cannot remove stays, named in one warning line."""
     import pathlib
@@ -273,7 +377,7 @@ def test_an_earlier_still_that_cannot_be_removed_is_named_in_a_warning(tmp_path,
     out = tmp_path / "out"
     assert _run(capsys, src / "clip.mp4", "-o", out, "--preview", "0.2")[0] == 0
     unlink = pathlib.Path.unlink
-    stuck = out / "clip_preview" / "clip_00000.20s.jpg"
+    stuck = out / "clip.mp4_preview" / "clip_00000.20s.jpg"
 
     def refuse(self, *a, **k):
         if self == stuck:

@@ -246,8 +246,9 @@ def video_options(args):
 
 
 def check_previews(video_jobs, outputs) -> None:
-    """--preview: no two videos write their stills into one folder (clip.mp4 and clip.mov), and no output of the run
-    lies in a video's stills folder (an image OUT/clip_preview/x.jpg), where a still would replace it."""
+    """--preview: no two videos write their stills into one folder (named after each video's whole name: only a clash
+    of two long names' hashes could), and no output of the run lies in a video's stills folder (an image
+    OUT/clip.mp4_preview/x.jpg), where a still would replace it."""
     from ..video.job import preview_dir
 
     owner: dict = {}

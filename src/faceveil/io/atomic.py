@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -79,6 +80,15 @@ def cut_name(name: str, budget: int) -> str:
     while len(os.fsencode(name)) > budget:
         name = name[:-1]
     return name
+
+
+def fit_name(name: str, tail: str) -> str:
+    """``name`` and ``tail``, or where that is over NAME_MAX bytes, ``name`` cut and told apart from others cut alike
+    by a hash of it: ``<cut name>.<16 hex digits of its SHA-256><tail>``."""
+    if len(os.fsencode(name + tail)) <= NAME_MAX:
+        return name + tail
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return f"{cut_name(name, NAME_MAX - 18 - len(os.fsencode(tail)))}.{digest}{tail}"
 
 
 # Every temporary faceveil makes carries this word after its target's name: the sweep removes nothing without it,

@@ -32,7 +32,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import NAME_MAX, cut_name, exists_now, make_temporary, release, write_bytes_atomic
+from ..io.atomic import NAME_MAX, cut_name, exists_now, fit_name, make_temporary, release, write_bytes_atomic
 from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -46,13 +46,15 @@ def full_blur(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-_PREVIEW = "_preview"  # a stills folder's name: the video's stem and this
+_PREVIEW = "_preview"  # a stills folder's name: the video's whole name and this
 
 
 def preview_dir(dst: Path) -> Path:
-    """Where --preview writes a video's stills (the CLI refuses two videos that share it, or an output inside it).
-    The stem is cut to fit a name (NAME_MAX): a video named 248-255 bytes could have no stills folder."""
-    return dst.parent / f"{cut_name(dst.stem, NAME_MAX - len(_PREVIEW))}{_PREVIEW}"
+    """Where --preview writes a video's stills (the CLI refuses an output inside it): named after the video's whole
+    name (``clip.mp4_preview``), a long one cut to fit and hashed (``fit_name``). Named after the stem, clip.mov's
+    and clip.mp4's stills shared a folder: a run of one replaced the other's stills of one name, and an overwrite
+    of one removed the other's as its own earlier ones."""
+    return dst.parent / fit_name(dst.name, _PREVIEW)
 
 
 def preview_path(dst: Path, seconds: float, frame: int | None = None) -> Path:
@@ -97,12 +99,14 @@ def _still_video(still: Path, videos: list[Path] | None) -> Path | None:
 
 
 def _prefixed_videos(folder: Path) -> list[Path]:
-    """The videos beside the stills folder ``folder`` whose --preview stills could lie in it (sorted): those whose
-    names start with its name less ``_preview``."""
+    """The videos beside the stills folder ``folder`` whose --preview stills lie in it (``preview_dir``; sorted, one
+    but for a clash of hashes), looked for among the names that start with its name up to its last dot."""
     prefix = folder.name[: -len(_PREVIEW)] if folder.name.endswith(_PREVIEW) else ""
+    prefix = prefix.rpartition(".")[0] or prefix  # clip.mp4: clip; a cut name: the cut name, less its hash
     if not prefix:
         return []
-    return [v for v in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")) if is_video_path(v)]
+    return [v for v in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")) if is_video_path(v)
+            and preview_dir(v) == folder]
 
 
 def _stale_stills(dst: Path, written: set[str]) -> list[Path]:
@@ -134,14 +138,22 @@ def _next_preview(seconds: float, interval: float) -> float:
     return due if math.isfinite(due) else seconds  # a grid finer than floats count: every frame is due
 
 
+_REPLACED = "replaced"  # in a stills' temporary folder: the earlier stills that this run's replace, till the commit
+
+
 class _Stills:
     """--preview's stills, written into a temporary folder beside the output (atomic's naming: a later run removes
-    it when its writer is gone) and moved into ``preview_dir`` only once the video is written: a killed run left
-    its first stills in place for good (an audit)."""
+    it when its writer is gone), moved into ``preview_dir`` just before the video gets its name (``publish``), and
+    left there only once it has it (``commit``; else ``discard`` puts the earlier ones back): a killed run left its
+    first stills in place for good (an audit), and stills moved in after the video had its name failed the file
+    (ENOSPC, a folder that refused them) with the new video in place and an earlier still gone."""
 
     def __init__(self, dst: Path):
         self.dst, self.tmp, self.lock = dst, None, None
         self.names: set[str] = set()
+        self.placed: list[str] | None = None  # publish: this run's stills in preview_dir, till commit or discard
+        self.aside: list[str] = []  # publish: the earlier stills of those names, moved into tmp / _REPLACED
+        self.made = False  # publish made preview_dir
 
     def write(self, rgb: np.ndarray, seconds: float, frame: int) -> None:
         """A still named by its seconds, and by its frame's index too where an earlier still of this video has that
@@ -154,11 +166,35 @@ class _Stills:
         self.names.add(name)
         write_image(self.tmp / name, rgb, None, False, 90)
 
-    def publish(self) -> list[str]:
-        """Called once the video has its name: this run's stills moved into ``preview_dir``, and an earlier run's
-        stills of this video that this run did not write removed (``_stale_stills``): a rerun with another interval
-        or none left the old ones beside the new (a weaker method's, as if of this run). The folder goes too where
-        that left it empty. A still that cannot be removed is returned as a warning."""
+    def publish(self) -> None:
+        """Called just before the video gets its name: this run's stills moved into ``preview_dir``, an earlier still
+        of one of their names moved aside into the temporary folder (``discard`` puts it back). Where that cannot be
+        done, all is put back and a one-line FaceveilError raised: the file fails, the earlier output whole."""
+        if self.tmp is None:
+            return
+        final, old = preview_dir(self.dst), self.tmp / _REPLACED
+        self.placed = []
+        try:
+            self.made = not os.path.lexists(final)
+            final.mkdir(exist_ok=True)
+            old.mkdir()
+            for name in sorted(self.names):
+                if os.path.lexists(final / name) and not (final / name).is_dir():  # a folder there fails the move
+                    os.replace(final / name, old / name)
+                    self.aside.append(name)
+                os.replace(self.tmp / name, final / name)
+                self.placed.append(name)
+        except OSError as exc:
+            self._put_back()
+            raise FaceveilError(f"{final}: cannot write: {exc.strerror or exc}") from None
+
+    def commit(self) -> list[str]:
+        """Called once the video has its name: the earlier stills this run's replaced removed with the temporary
+        folder, and an earlier run's stills of this video that this run did not write removed (``_stale_stills``): a
+        rerun with another interval or none left the old ones beside the new (a weaker method's, as if of this
+        run). The folder goes too where that left it empty. A still that cannot be removed is returned as a
+        warning."""
+        self.placed = None  # theirs for good: nothing to put back
         left = []
         stale = _stale_stills(self.dst, self.names)
         for p in stale:
@@ -171,16 +207,28 @@ class _Stills:
         if stale and self.tmp is None and not left:
             with contextlib.suppress(OSError):
                 preview_dir(self.dst).rmdir()  # only if empty: nothing but the earlier stills was there
-        if self.tmp is None:
-            return left
-        final = preview_dir(self.dst)
-        final.mkdir(exist_ok=True)
-        for p in sorted(self.tmp.iterdir()):
-            os.replace(p, final / p.name)
         self.discard()
         return left
 
+    def _put_back(self) -> None:
+        """``publish`` undone: this run's stills out of ``preview_dir``, the earlier ones back, the folder gone if
+        publish made it."""
+        final = preview_dir(self.dst)
+        for name in self.placed or []:
+            with contextlib.suppress(OSError):
+                (final / name).unlink()
+        for name in self.aside:
+            with contextlib.suppress(OSError):
+                os.replace(self.tmp / _REPLACED / name, final / name)
+        if self.made:
+            with contextlib.suppress(OSError):
+                final.rmdir()
+        self.placed, self.aside, self.made = None, [], False
+
     def discard(self) -> None:
+        """The temporary folder removed; a ``publish`` not committed (the video did not get its name) undone first."""
+        if self.placed is not None:
+            self._put_back()
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             release(self.lock)  # once the folder is gone
@@ -357,13 +405,21 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     earlier_record: list = []  # replace=False: the record this one replaced, put back if the video may not be
     held: list = []  # the records' lock (_lock_records)
 
-    def write_track_record() -> None:
+    stills = _Stills(dst)
+
+    def before_commit() -> None:
         # Called by the writer before the video gets its name (VideoWriter.before_commit): an output under
-        # its name has its record, whose settings a resume with --skip-existing checks (record.check_resume).
-        _lock_records(dst, held)
+        # its name has its record, whose settings a resume with --skip-existing checks (record.check_resume), and
+        # its stills, moved into place first: stills that cannot be fail the file, the earlier output (record too)
+        # whole. Moved in after the video had its name, they failed a file whose new video was in place.
+        if record:
+            _lock_records(dst, held)
+        if not replace and dst.exists():  # another run's output, made meanwhile: its record and stills stay its own
+            raise exists_now(dst)
+        stills.publish()
+        if not record:
+            return
         if not replace:
-            if dst.exists():  # another run's output, made meanwhile: its record stays its own
-                raise exists_now(dst)
             path = tracks_path(dst)
             earlier_record.append(path.read_bytes() if path.exists() else None)
         try:
@@ -374,11 +430,9 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         except OSError as exc:  # the video is fine; only the review loses its track view (and a resume refuses it)
             record_warnings.append(f"track record not written: {exc}")
 
-    stills = _Stills(dst)
     try:
         with _record_put_back(dst, earlier_record, held), VideoWriter(dst, info, options.encode, replace) as writer:
-            if record:
-                writer.before_commit = write_track_record
+            writer.before_commit = before_commit
             write = clock.timed("encode", writer.write)
             sink = EncoderThread(writer, write=write) if threaded else writer
 
@@ -449,9 +503,9 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
             warnings.extend(f"not copied: {x}" for x in writer.left_out)
             t_flush = time.perf_counter()
         clock.busy["encode"] += time.perf_counter() - t_flush  # the encoder's delayed frames, the mux, the rename
-        record_warnings.extend(stills.publish())
+        record_warnings.extend(stills.commit())
     except BaseException:
-        stills.discard()  # the video failed: its stills go with it
+        stills.discard()  # the video failed: its stills go with it, the earlier ones back in place
         raise
     finally:
         bar.close()

@@ -10,7 +10,6 @@ Format 2; ``read_record`` also reads format 1 (faceveil 0.1.0), whose boxes were
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ import numpy as np
 from .. import __version__
 from ..detections import Detections
 from ..errors import FaceveilError, UsageError
-from ..io.atomic import NAME_MAX, cut_name, write_atomic
+from ..io.atomic import fit_name, write_atomic
 from ..io.manifest import check_settings, settings_key
 from ..io.video import ENCODER_MODE
 from ..pipeline import settings_of
@@ -35,11 +34,7 @@ _OLD_KINDS = {"d": "detected", "h": "held", "m": "manual"}  # format 1's box kin
 def tracks_path(dst: str | os.PathLike) -> Path:
     """Where the track record of output ``dst`` goes: a hidden sidecar beside it (read by `faceveil review`)."""
     dst = Path(dst)
-    name = f"{dst.name}.tracks.json"
-    if len(os.fsencode(name)) > NAME_MAX:  # a long video name: cut, and told apart from others cut alike by a hash
-        digest = hashlib.sha256(os.fsencode(dst.name)).hexdigest()[:16]
-        name = f"{cut_name(dst.name, NAME_MAX - 30)}.{digest}.tracks.json"
-    return dst.parent / ".faceveil" / name
+    return dst.parent / ".faceveil" / fit_name(dst.name, ".tracks.json")  # a long video name: cut, and hashed
 
 
 def frame_faces(dets: Detections) -> list[dict]:
