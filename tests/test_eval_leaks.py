@@ -284,6 +284,36 @@ def test_eval_leaks_names_a_folder_of_images_it_cannot_read(tmp_path, astronaut,
                                       "denied)\n"
 
 
+def test_eval_leaks_labels_it_cannot_read_are_bad_usage(tmp_path, astronaut, capsys, monkeypatch):
+    """--labels that cannot be read (chmod 000) exited 1, as an image that failed in the run; one in a folder that
+    may not be entered was a traceback. As in `dataset anonymize`: exit 2, one line naming it, before any work."""
+    import pathlib
+
+    from conftest import unreadable_folders
+    from faceveil.cli import main
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(astronaut).save(tmp_path / "images" / "astro.png")
+    (tmp_path / "locked").mkdir()
+    for gt in (tmp_path / "gt.txt", tmp_path / "locked" / "gt.txt"):
+        gt.write_text("astro.png\n1\n190 70 70 100 0 0 0 0 0 0\n")
+    real = pathlib.Path.read_bytes
+
+    def read_bytes(self):
+        if self == tmp_path / "gt.txt":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    unreadable_folders(monkeypatch, "locked")
+    out = tmp_path / "out"
+    for gt in (tmp_path / "gt.txt", tmp_path / "locked" / "gt.txt"):
+        assert main(["eval", "leaks", "--images", str(tmp_path / "images"), "--labels", str(gt), "-q",
+                     "--detect", "fast", "-o", str(out)]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {gt}: cannot read (Permission denied)\n"
+    assert not out.exists()
+
+
 def test_leaked_crops_have_one_name_each_and_a_rerun_replaces_them(tmp_path, astronaut):
     """Two faces at one corner, a/g.png and a__g.png wrote one crop name; a rerun kept the earlier run's crops."""
     from faceveil.cli import main

@@ -364,24 +364,46 @@ def test_verify_catches_an_output_that_does_not_decode(tmp_path, capsys):
 def test_verify_names_a_folder_of_out_it_cannot_read_and_fails(tmp_path, capsys, monkeypatch):
     """A folder under OUT that cannot be read (chmod 000) was a traceback at its first output; one a walk could not
     list was passed over (verify ok). Now it is named in one error line, its outputs are neither checked nor
-    missing, and verify fails (exit 1); an OUT that cannot be read is one line, exit 1, as a missing one is."""
+    missing, and verify fails (exit 1); an OUT that cannot be read is one line, exit 1, as a missing one is. The
+    summary said "1 cannot be read" for the folder, as for one file, and not the outputs in it: now it names a
+    folder and counts them as not checked; outputs that can be listed but not looked up (a folder without x) were
+    counted among the files checked."""
+    import os
+
     from conftest import unreadable_folders
 
-    root, gt = _noise_wider(tmp_path, 2, size=(64, 48))
+    root, gt = _noise_wider(tmp_path, 3, size=(64, 48))
     (root / "locked").mkdir()
-    (root / "001.png").rename(root / "locked" / "001.png")
-    gt.write_text(gt.read_text().replace("001.png", "locked/001.png"))
+    for name in ("001.png", "002.png"):
+        (root / name).rename(root / "locked" / name)
+        gt.write_text(gt.read_text().replace(name, f"locked/{name}"))
     out = tmp_path / "out"
     assert main(_anon_args("wider", root, gt, out)) == 0
     assert (out / "images" / "locked" / "001.png").is_file()
     capsys.readouterr()
+    with monkeypatch.context() as m:  # listed, but what is in it cannot be looked up
+        for name in ("stat", "lstat"):
+            real = getattr(os, name)
+
+            def denied(path, *a, real=real, **k):
+                if "locked" in Path(os.fsdecode(path)).parts[:-1]:
+                    raise PermissionError(13, "Permission denied", os.fsdecode(path))
+                return real(path, *a, **k)
+
+            m.setattr(os, name, denied)
+        assert main(["dataset", "verify", str(out)]) == 1
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            "faceveil: verify FAILED: 2 files checked, 0 missing, 0 altered, 0 do not decode, 0 not in the manifest, "
+            "2 not checked (2 files cannot be read)")
     unreadable_folders(monkeypatch, "locked")
     assert main(["dataset", "verify", str(out)]) == 1
     err = capsys.readouterr().err
     assert err == (f"faceveil: error: {out / 'images' / 'locked'}: cannot read the folder (Permission denied)\n"
                    "faceveil: verify FAILED: 2 files checked, 0 missing, 0 altered, 0 do not decode, 0 not in the "
-                   "manifest, 1 cannot be read\n"), err
-    assert verify(out).unreadable == ["images/locked: cannot read the folder (Permission denied)"]
+                   "manifest, 2 not checked (1 folder cannot be read)\n"), err
+    rep = verify(out)
+    assert rep.unreadable == ["images/locked: cannot read the folder (Permission denied)"]
+    assert rep.unchecked == ["images/locked/001.png", "images/locked/002.png"]
     out.rename(tmp_path / "locked")
     assert main(["dataset", "verify", str(tmp_path / "locked")]) == 1
     assert capsys.readouterr().err == f"faceveil: error: {tmp_path / 'locked'}: cannot read the folder (Permission " \

@@ -429,11 +429,45 @@ def test_an_unreadable_folder_of_a_yolo_dataset_stops_it_before_any_work(tmp_pat
 
         monkeypatch.setattr(os, "scandir", scandir)
         out = tmp_path / f"out_{locked}"
-        assert main(_args(ds / "images", ds / "labels", out, "gt", "yolo")) == 1
+        assert main(_args(ds / "images", ds / "labels", out, "gt", "yolo")) == 2  # found before any work: bad usage
         assert _error_lines(capsys.readouterr().err) == [
             f"faceveil: error: {ds / locked / 'sub'}: cannot read the folder (Permission denied); nothing written "
             "(make it readable, or move it out)"]
         assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_unreadable_labels_or_images_folder_are_bad_usage_before_any_work(tmp_path, capsys, monkeypatch):
+    """--labels that cannot be read (chmod 000) exited 1, as a file failed in the run; one in a folder that may not be
+    entered was a traceback; an --images folder that cannot be read exited 1 (eval leaks: 2). Each is an argument
+    found unusable before any work, as a missing one is: exit 2, one line naming it, nothing written."""
+    import pathlib
+
+    from conftest import unreadable_folders
+
+    images, gt = _wider(tmp_path / "ds", {"a.png": [(10, 8, 20, 24)]})
+    real = pathlib.Path.read_bytes
+
+    def read_bytes(self):
+        if self == gt:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 2
+    assert _error_lines(capsys.readouterr().err) == [f"faceveil: error: {gt}: cannot read (Permission denied)"]
+    monkeypatch.undo()
+    unreadable_folders(monkeypatch, "locked")
+    (tmp_path / "labels" / "locked").mkdir(parents=True)
+    locked_gt = shutil.copy(gt, tmp_path / "labels" / "locked" / "gt.txt")
+    assert main(_args(images, locked_gt, out)) == 2
+    assert _error_lines(capsys.readouterr().err) == [f"faceveil: error: {locked_gt}: cannot read (Permission denied)"]
+    locked_images = images.rename(images.with_name("locked"))
+    assert main(_args(locked_images, gt, out)) == 2
+    assert _error_lines(capsys.readouterr().err) == [
+        f"faceveil: error: {locked_images}: cannot read the folder (Permission denied); nothing written (make it "
+        "readable, or move it out)"]
+    assert not out.exists()
 
 
 def test_image_names_with_spaces_at_either_end_are_taken_as_written(tmp_path, capsys):

@@ -432,6 +432,43 @@ def test_status_line_counts_images_and_videos(monkeypatch, capsys, tmp_path, ast
     assert "reviewing 1 image (" in err and ".faceveil" in err
 
 
+def test_review_names_a_folder_it_cannot_read(monkeypatch, capsys, tmp_path, astronaut):
+    """A folder under OUT or --originals that cannot be read (chmod 000) was passed over silently (its images not
+    in the review, no word of it); OUT itself was a traceback, --originals "none of the outputs has its original
+    there". Now each folder is named in one line, as every other command names one: under OUT or IN a warning (the
+    rest is reviewed), OUT or IN itself bad usage (exit 2) before the review starts."""
+    from socketserver import BaseServer
+
+    from conftest import unreadable_folders
+
+    src = tmp_path / "in"
+    (src / "locked").mkdir(parents=True)
+    for name in ("a.png", "locked/b.png"):
+        Image.fromarray(astronaut).save(src / name)
+    assert main(["anonymize", str(src), "-o", str(tmp_path / "out"), "-q", "-d", "centerface"]) == 0
+
+    def fake_serve(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BaseServer, "serve_forever", fake_serve)
+    unreadable_folders(monkeypatch, "locked")
+    args = ["--cache-dir", str(tmp_path / "c"), "--second", "none"]
+    assert main(["review", str(tmp_path / "out"), "--originals", str(src), *args]) == 130  # as by Ctrl-C
+    err = capsys.readouterr().err
+    for root in (tmp_path / "out", src):
+        assert f"faceveil: warning: {root.resolve() / 'locked'}: cannot read the folder (Permission denied); not " \
+               "listed\n" in err, err
+    assert "reviewing 1 image (" in err
+    for out, originals, named in ((tmp_path / "locked", src, tmp_path / "locked"),
+                                  (tmp_path / "out", tmp_path / "in" / "locked", tmp_path / "in" / "locked")):
+        if not out.exists():
+            (tmp_path / "out").rename(out)
+        assert main(["review", str(out), "--originals", str(originals), *args]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {named}: cannot read the folder (Permission denied)\n"
+        if out != tmp_path / "out":
+            out.rename(tmp_path / "out")
+
+
 def test_review_start_up_lines_escape_control_characters(monkeypatch, capsys, tmp_path, astronaut):
     """The start-up line printed OUT's and the cache's names raw, and a refused item's name too: a newline in one
     made a status line of its own. Escaped now (errors.one_line), as every other message is."""

@@ -440,33 +440,26 @@ def test_bank_build_names_each_photo_it_cannot_read_and_exits_1(tmp_path, astron
     assert f"faceveil: error: {folder / 'gone.png'}: no such file" in capsys.readouterr().err
 
 
-def test_bank_build_names_a_folder_it_cannot_read_and_exits_1(tmp_path, astronaut, capsys, monkeypatch):
+def test_bank_build_refuses_a_folder_it_cannot_read_before_any_work(tmp_path, astronaut, capsys, monkeypatch,
+                                                                    no_work):
     """A sub-folder that cannot be read (chmod 000) was skipped silently, the bank built from the rest (exit 0);
-    DIR itself was "no images found". Now the folder is an error line and the run exits 1 (the bank built from the
-    rest); DIR itself, or a DIR whose photos are all in such folders, is bad usage before any work (exit 2)."""
+    DIR itself was "no images found"; then the sub-folder was an error line and the bank was built from the rest
+    (exit 1), where `people build` refuses such a person's folder (exit 2). Now it is bad usage as there: one line
+    naming it, exit 2, before any face is detected, nothing written (an earlier bank kept under --overwrite)."""
     from conftest import unreadable_folders
-    from faceveil.anonymize import bank as bank_module
     from faceveil.cli import main
 
     folder = _people_tree(tmp_path, astronaut)
     (folder / "ann").rename(folder / "locked")
-    built = []
-    fake = bank_module.Bank(np.zeros((2, 32, 32, 3), np.uint8), np.array(["bob", "cy"]), np.ones(2, np.int32),
-                            np.array(["bob", "cy"]))
-    monkeypatch.setattr(bank_module, "build_bank", lambda items, **kw: (built.append(list(items)) or (fake, {})))
     unreadable_folders(monkeypatch, "locked")
-    assert main(["bank", "build", str(folder), "-q", "-o", str(tmp_path / "b.npz")]) == 1
-    err = capsys.readouterr().err
-    assert f"faceveil: error: {folder / 'locked'}: cannot read the folder (Permission denied)\n" in err, err
-    assert built == [[(folder / "bob" / "a.png", "bob"), (folder / "cy" / "a.png", "cy")]]
-    assert (tmp_path / "b.npz").is_file() and "Traceback" not in err
-    for top in (folder / "locked", tmp_path / "only"):
-        if top.name == "only":
-            (top / "locked").mkdir(parents=True)
-            (folder / "bob" / "a.png").rename(top / "locked" / "a.png")
-        assert main(["bank", "build", str(top), "-q", "-o", str(tmp_path / "c.npz")]) == 2
-        _one_error(capsys, f"{top if top.name == 'locked' else top / 'locked'}: cannot read the folder")
-    assert len(built) == 1 and not (tmp_path / "c.npz").exists()
+    (tmp_path / "b.npz").write_bytes(b"an earlier bank")
+    (tmp_path / "only" / "locked").mkdir(parents=True)
+    (folder / "bob" / "a.png").rename(tmp_path / "only" / "locked" / "a.png")
+    for top, named in ((folder, folder / "locked"), (folder / "locked", folder / "locked"),
+                       (tmp_path / "only", tmp_path / "only" / "locked")):
+        assert main(["bank", "build", str(top), "-q", "-o", str(tmp_path / "b.npz"), "--overwrite"]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {named}: cannot read the folder (Permission denied)\n"
+    assert no_work == [] and (tmp_path / "b.npz").read_bytes() == b"an earlier bank"
 
 
 @pytest.mark.parametrize("option", [["--size", "0"], ["--size", "-5"], ["--size", "8"], ["--size", "1000000"],

@@ -187,14 +187,12 @@ def _scale(m: np.ndarray) -> float:
 
 # building ------------------------------------------------------------------
 
-def list_labelled(folder: str | Path, labels_csv: str | Path | None = None,
-                  unreadable: list[tuple[Path, str]] | None = None) -> list[tuple[Path, str | None]]:
+def list_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> list[tuple[Path, str | None]]:
     """(image path, identity) pairs: from a CSV (``file,identity``; paths relative to
     the folder) or else from sub-folders (``folder/<person>/*.jpg``). Images directly
     in ``folder`` without a CSV get identity None: every face in them is a person of its own.
-    A folder or CSV that cannot be read is bad usage (UsageError, one line); so is a sub-folder or file that cannot
-    be read, unless ``unreadable`` takes it with why (the caller counts it failed: it was skipped silently).
-    Hidden files and folders are not photos (io.inputs.list_folder, as anonymize lists a folder)."""
+    A folder, sub-folder, file or CSV that cannot be read is bad usage (UsageError, one line, before any work: a
+    person's folder once skipped silently). Hidden files and folders are not photos (io.inputs.list_folder)."""
     from ..io.images import is_image_path
     from ..io.inputs import list_folder
 
@@ -204,12 +202,8 @@ def list_labelled(folder: str | Path, labels_csv: str | Path | None = None,
     if labels_csv:
         return [(folder / f, ident) for f, ident in _read_labels(labels_csv)]
     files, _, bad, _ = list_folder(folder)
-    top = [why for p, why in bad if p == folder]
-    if top or (bad and unreadable is None):
-        p, why = (folder, top[0]) if top else bad[0]
-        raise UsageError(f"{one_line(p)}: {why}")
-    if unreadable is not None:
-        unreadable += bad
+    if bad:
+        raise UsageError(f"{one_line(bad[0][0])}: {bad[0][1]}")
     out = []
     for p in files:
         if is_image_path(p):

@@ -76,17 +76,16 @@ def cmd_build(args) -> int:
         raise UsageError("--k must be at least 3")
     if args.check_photos < 1 or args.candidates < 0:  # --placed-distance: its type (0 to 2)
         raise UsageError("--candidates must be >= 0 and --check-photos >= 1")
-    unreadable: list = []  # sub-folders and files that cannot be read: named, the run fails (exit 1)
-    items = list_labelled(args.folder, args.labels, unreadable)
+    # a sub-folder that cannot be read is bad usage before any work, as in `people build`: a bank built from the
+    # rest (exit 1) lacked that person's faces, and the whole build had to be run again to add them
+    items = list_labelled(args.folder, args.labels)
     _check_output(args, items)
     if not items:
-        if unreadable:  # not "no images": they may be in there
-            raise UsageError(f"{one_line(unreadable[0][0])}: {unreadable[0][1]}")
         raise UsageError(f"{args.folder}: no images found")
     labelled = {ident for _, ident in items}
     if args.average and None not in labelled:  # how many people there are is known before any work
         _check_average(args, len(labelled), args.folder, refuse=True)
-    errors = [f"{p}: {why}" for p, why in unreadable]
+    errors: list[str] = []
     try:
         bank, stats = build_bank(items, min_face=args.min_face, size=args.size, progress=not args.quiet,
                                  source=f"faceveil bank build {args.folder}", errors=errors)

@@ -176,7 +176,8 @@ def cmd_dataset_verify(args) -> int:
     if args.json:
         print(json.dumps({"ok": rep.ok, "checked": rep.checked, "missing": rep.missing, "altered": rep.altered,
                           "damaged": rep.damaged, "unexpected": rep.unexpected, "mixed": rep.mixed,
-                          "unlabelled": rep.unlabelled, "unreadable": rep.unreadable}, indent=1))
+                          "unlabelled": rep.unlabelled, "unreadable": rep.unreadable, "unchecked": rep.unchecked},
+                         indent=1))
     for line in rep.unreadable:  # "rel: why", named from OUT as other commands name a folder they cannot read
         print(f"faceveil: error: {one_line(Path(args.output) / line)}", file=sys.stderr)
     for kind, items in (("missing", rep.missing), ("altered", rep.altered), ("does not decode", rep.damaged),
@@ -185,10 +186,15 @@ def cmd_dataset_verify(args) -> int:
         for rel in items:
             print(f"faceveil: {kind}: {one_line(rel)}", file=sys.stderr)
     status = "ok" if rep.ok else "FAILED"
+    # an unreadable folder is said as one, not counted as one file: the outputs in it are counted as not checked
+    folders, files = rep.unreadable_folders, len(rep.unreadable) - rep.unreadable_folders
+    unreadable = " and ".join(f"{n} {what}{'' if n == 1 else 's'}" for n, what in ((folders, "folder"), (files, "file"))
+                              if n) + " cannot be read"
     print(f"faceveil: verify {status}: {rep.checked} files checked, {len(rep.missing)} missing, "
           f"{len(rep.altered)} altered, {len(rep.damaged)} do not decode, {len(rep.unexpected)} not in the manifest"
           + (f", {len(rep.mixed)} made with other settings" if rep.mixed else "")
           + (f", {len(rep.unlabelled)} not as the labels say" if rep.unlabelled else "")
-          + (f", {len(rep.unreadable)} cannot be read" if rep.unreadable else ""),
+          + (f", {len(rep.unchecked)} not checked ({unreadable})" if rep.unchecked else
+             f", {unreadable}" if rep.unreadable else ""),
           file=sys.stderr)
     return 0 if rep.ok else 1

@@ -88,7 +88,11 @@ def _report_path(args) -> str | None:
     """The record of the run: --from-report, else a dataset output's own manifest."""
     report = args.from_report
     manifest = Path(args.output) / "manifest.jsonl"
-    if not report and manifest.is_file() and not (args.method or args.param or args.seed is not None):
+    try:
+        dataset = manifest.is_file()
+    except OSError:  # an OUT that cannot be read: the ReviewSet names it (a traceback here)
+        dataset = False
+    if not report and dataset and not (args.method or args.param or args.seed is not None):
         report = str(manifest)  # a dataset output: Apply must redo its images with the run's settings
     return report
 

@@ -26,6 +26,9 @@ class VerifyReport:
     unlabelled: list[str] = field(default_factory=list)
     # folders and files under OUT that cannot be read, so neither checked nor accounted for: "path: why"
     unreadable: list[str] = field(default_factory=list)
+    unreadable_folders: int = 0  # how many of those are folders (the rest are files)
+    # the outputs the manifest records that could not be checked: unreadable, or in a folder that cannot be read
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -53,16 +56,21 @@ def verify(out: str | os.PathLike) -> VerifyReport:
     rep = VerifyReport()
     known = {MANIFEST, REVIEW_FILE} | {e["output"] for e in latest.values() if e.get("output")}  # not outputs: ours
     rep.unexpected, blocked = _unexpected(out, known, rep.unreadable)
+    rep.unreadable_folders = len(blocked)
     for e in latest.values():
         rel = e.get("output")
-        if not rel or any(rel.startswith(b) for b in blocked):  # in a folder that cannot be read: named once
+        if not rel:
             continue
-        rep.checked += 1
-        path = out / rel
+        if any(rel.startswith(b) for b in blocked):  # in a folder that cannot be read: the folder is named once
+            rep.unchecked.append(rel)
+            continue
         try:
-            _check(e, rel, path, out, rep)
+            _check(e, rel, out / rel, out, rep)
         except OSError as exc:  # a file (or a folder on its way) that may not be read: a traceback before
             rep.unreadable.append(f"{rel}: cannot be read ({exc.strerror or exc})")
+            rep.unchecked.append(rel)  # counted among the files checked before
+            continue
+        rep.checked += 1
     named = named_images(latest.values()) or set()  # older outputs have no list
     written = {e.get("output") for (kind, _), e in latest.items() if kind == "image"}
     rep.missing += [f"{rel} (the labels name it; no run wrote it)" for rel in sorted(named - written)]

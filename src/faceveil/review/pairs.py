@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io.images import is_image_path
-from ..io.inputs import is_hidden
+from ..io.inputs import list_folder
 from ..io.video import is_video_path
 from ..video.job import preview_video
 
@@ -37,22 +37,27 @@ def video_still(p: Path) -> bool:
     return preview_video(p) is not None
 
 
-def list_images(root: Path, clashes: dict[str, str] | None = None) -> dict[str, Path]:
-    """Image files under root by ``page_name`` of their posix relative path; hidden files/folders (ours, temp
-    files) and a video's preview stills skipped. A name that is not UTF-8 whose page name is another file's goes
-    to ``clashes``."""
+def list_images(root: Path, refused: dict[str, str] | None = None) -> dict[str, Path]:
+    """Image files under root by ``page_name`` of their posix relative path, found as anonymize lists a folder
+    (io.inputs.list_folder; links kept: the caller refuses one that leads out of its root); hidden files/folders
+    (ours, temp files) and a video's preview stills skipped. A name that is not UTF-8 whose page name is another
+    file's goes to ``refused``; so does, by its path, a folder or file that cannot be read (a rglob passed over such a
+    folder silently: its images were missing from the review; a file in a folder that may not be entered was a
+    traceback)."""
+    files, links, bad, odd = list_folder(root)
+    if refused is not None:
+        refused.update((str(p), f"{why}; not listed") for p, why in bad)
     found: dict[str, Path] = {}
-    for p in sorted(root.rglob("*")):
+    for p in sorted(files + links + [p for p, _ in odd if p.is_symlink()]):
         rel = p.relative_to(root)
-        if is_hidden(rel) or not (is_image_path(p) or is_video_path(p)) or video_still(p):
+        if not (is_image_path(p) or is_video_path(p)) or video_still(p):
             continue
-        if p.is_file() or p.is_symlink():
-            name = page_name(rel.as_posix())
-            if name in found or (name != rel.as_posix() and (root / name).exists()):
-                if clashes is not None:
-                    clashes[name] = "refused, its name (not UTF-8) reads as another file's"
-                continue
-            found[name] = p
+        name = page_name(rel.as_posix())
+        if name in found or (name != rel.as_posix() and (root / name).exists()):
+            if refused is not None:
+                refused[name] = "refused, its name (not UTF-8) reads as another file's"
+            continue
+        found[name] = p
     return found
 
 

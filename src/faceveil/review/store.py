@@ -40,6 +40,7 @@ from ..detections import Detections, box_iou
 from ..errors import FaceveilError, UsageError, one_line
 from ..io.atomic import refuse_too_long, write_bytes_atomic
 from ..io.images import read_image
+from ..io.inputs import read_folder
 from ..io.manifest import read_manifest, sample_sha256, sha256_file
 from ..pipeline import Anonymizer, AnonymizerConfig
 from ..progress import tqdm
@@ -110,6 +111,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
             raise UsageError(f"{originals}: no such folder (--originals must be the input folder)")
         if self.out_root == self.in_root:
             raise UsageError("OUT and --originals are the same folder: an in-place run has no originals to review")
+        for root in (out_root, originals):  # one that cannot be read: named (was a traceback, or "no original there")
+            read_folder(root)
         self.config = config
         self.run = run
         self.settings = settings or ReviewSettings()

@@ -132,7 +132,11 @@ _LABEL_KIND = {"wider": "a label file (WIDER FACE *_bbx_gt.txt)", "coco": "a lab
 def check_labels_path(fmt: str, labels: Path) -> None:
     """--labels must exist, and --format and --labels agree on file versus folder: usage errors, named, before
     anything is read (dataset anonymize and eval leaks)."""
-    if not labels.exists():
+    try:
+        there = labels.exists()
+    except OSError as exc:  # in a folder that may not be entered: a traceback before
+        raise UsageError(f"{labels}: cannot read ({exc.strerror or exc})") from None
+    if not there:
         raise UsageError(f"{labels}: no such label file or folder")
     wants_dir = fmt in ("yolo", "voc")
     if labels.is_dir() == wants_dir or fmt not in _LABEL_KIND:

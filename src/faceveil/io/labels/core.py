@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from ...detections import Detections
-from ...errors import InputError
+from ...errors import InputError, UsageError
 
 FORMATS = ("wider", "coco", "yolo", "voc")
 
@@ -189,8 +189,8 @@ def read_bytes(path: Path) -> bytes:
         raise LabelError(f"{path}: no such label file") from None
     except IsADirectoryError:
         raise LabelError(f"{path}: is a folder, expected a label file") from None
-    except OSError as exc:
-        raise LabelError(f"{path}: cannot read ({exc.strerror})") from None
+    except OSError as exc:  # bad usage, as a missing --labels is: found before any work, and nothing is written
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def read_text(path: Path) -> str:
@@ -205,14 +205,14 @@ def read_text(path: Path) -> str:
 def visible_files(root: Path, suffix: str | None = None) -> list[Path]:
     """The files under ``root``, sorted, but for hidden ones and any in a hidden folder (.ipynb_checkpoints, .git:
     not part of a dataset); with ``suffix`` (".txt") only those that end so, in any case (X.XML). Links to folders
-    are not followed. A folder or file that cannot be read stops the run (LabelError, before any work): its images
-    were missed, or its labels taken as none."""
+    are not followed. A folder or file that cannot be read stops the run before any work (bad usage, exit 2): its
+    images were missed, or its labels taken as none."""
     from ..inputs import list_folder
 
     files, _, bad, _ = list_folder(root)
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise LabelError(f"{bad[0][0]}: {bad[0][1]}{more}; nothing written (make it readable, or move it out)")
+        raise UsageError(f"{bad[0][0]}: {bad[0][1]}{more}; nothing written (make it readable, or move it out)")
     return [p for p in files if suffix is None or p.name.lower().endswith(suffix)]
 
 
