@@ -1272,6 +1272,25 @@ def test_a_variable_frame_rate_keeps_its_timestamps_and_its_last_frames_duration
     assert _mp4_duration(tmp_path / "out.mp4") == 1.3  # before: 1.04
 
 
+def test_the_benchs_codec_floor_writes_the_frames_durations_as_the_job_does(tmp_path):
+    """bench_video.py's codec floor (decode + encode, no detector) wrote its frames without their durations: a
+    variable frame rate's last frame lasted one frame at the average rate (1.300 s came out 1.040 s), unlike the
+    video job's output it is the floor of."""
+    import sys
+    from pathlib import Path
+
+    pts = [0, 40, 80, 200, 240, 400, 440, 480, 900, 1000]
+    src = tmp_path / "vfr.mkv"
+    _timed_clip(src, pts, [b - a for a, b in zip(pts, pts[1:])] + [300])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        import bench_video
+    finally:
+        sys.path.pop(0)
+    bench_video.codec_floor(src, len(pts), tmp_path)
+    assert _mp4_duration(tmp_path / "floor.mp4") == 1.3  # before: 1.04
+
+
 def test_repeated_timestamps_are_re_timed_between_their_neighbours_with_one_warning(tmp_path, capsys):
     """An audit: a frame repeating the timestamp before it was numbered a frame later, without a word, and so was
     every frame after it (the rest of the video a frame behind its audio: 0.28 s came out 0.32 s). Now it lies
