@@ -1272,6 +1272,36 @@ def test_a_variable_frame_rate_keeps_its_timestamps_and_its_last_frames_duration
     assert _mp4_duration(tmp_path / "out.mp4") == 1.3  # before: 1.04
 
 
+def test_frames_dropped_leave_no_gap_in_a_matroska_output_as_in_an_mp4(tmp_path):
+    """--on-error drop left the dropped frames' time a hole in a .mkv: the frame before them lasted its own 40 ms,
+    then nothing for 80 ms. An MP4's sample lasts until the next one (the frame before the dropped ones shows
+    through their time); a Matroska frame now lasts until the next frame written too. Frames dropped at the end
+    shorten both alike (the last frame written keeps its own duration)."""
+    pts = [40 * i for i in range(10)]
+    src = tmp_path / "in.mkv"
+    _timed_clip(src, pts, [40] * 10)
+
+    class FailsOn:  # frames 3, 4 and 9 (by their grey: 20 x the frame's index)
+        def detect(self, image):
+            if round(image.mean() / 20) in (3, 4, 9):
+                raise RuntimeError("detector exploded")
+            return Detections.empty()
+
+    for name in ("out.mkv", "out.mp4"):
+        r = process_video(anonymizer_with(FailsOn()), src, tmp_path / name, VideoOptions(on_error="drop"),
+                          progress=False)
+        assert r.status == "written" and r.frames == 7 and r.dropped_frames == 3, r.error
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        v = c.streams.video[0]
+        blocks = sorted((p.pts, p.duration) for p in c.demux(v) if p.size)
+    assert v.time_base == Fraction(1, 1000)
+    # before: (80, 40), and nothing from 120 to 200 ms
+    assert blocks == [(0, 40), (40, 40), (80, 120), (200, 40), (240, 40), (280, 40), (320, 40)]
+    times = [p / 1000 for p in (0, 40, 80, 200, 240, 280, 320)]
+    assert _video_times(tmp_path / "out.mkv") == (times, 0.36)
+    assert _video_times(tmp_path / "out.mp4")[0] == times and _mp4_duration(tmp_path / "out.mp4") == 0.36
+
+
 def test_the_benchs_codec_floor_writes_the_frames_durations_as_the_job_does(tmp_path):
     """bench_video.py's codec floor (decode + encode, no detector) wrote its frames without their durations: a
     variable frame rate's last frame lasted one frame at the average rate (1.300 s came out 1.040 s), unlike the

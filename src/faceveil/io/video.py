@@ -608,6 +608,7 @@ class VideoWriter:
         self._amap: dict = {}  # input stream index -> output stream (audio, subtitles)
         self.left_out: list[str] = []  # streams of the input not in the output, and why (the job warns of each)
         self._last_pts = None
+        self._held = None  # (frame, pts, duration) written, encoded when the next one comes (write)
         self._durations: dict[int, int] = {}  # pts -> the frame's duration, for its packet (write)
         # called after the last frame is encoded and muxed, before the output gets its name (the video job
         # writes the track record there: an output under its name always has its record)
@@ -765,7 +766,11 @@ class VideoWriter:
 
     # frames ---------------------------------------------------------------------
     def write(self, rgb: np.ndarray, pts: int | None, duration: int | None = None) -> None:
-        """Encode one frame; ``duration`` (the source frame's, VideoFrame.duration) goes to its packet."""
+        """Encode one frame; ``duration`` (the source frame's, VideoFrame.duration) goes to its packet if it is the
+        last. Each frame is encoded when the next one comes (the last at the end), and lasts until that one: a frame
+        left out (``--on-error drop``) leaves no gap. MP4 always did so (a sample lasts until the next one's
+        decoding time: the frame before the dropped ones shows through their time); a Matroska block kept the
+        duration it was given, and the dropped frames' time was a hole in the video (40 ms frame, 80 ms nothing)."""
         pix_fmt = self._vstream.codec_context.pix_fmt
         frame = _yuv_frame(stored(rgb, self._rotation), pix_fmt)
         if frame.format.name != pix_fmt:  # PyAV would convert it with swscale (see _yuv_frame)
@@ -775,19 +780,27 @@ class VideoWriter:
             step = max(1, round(1 / (self.info.fps * self.info.time_base)))
             pts = 0 if self._last_pts is None else self._last_pts + step
         self._last_pts = pts
-        t = float(pts * self.info.time_base)
         if self._frame_tb is not None:  # AVI: frame n at n / fps (the rate it declares)
             frame.pts, frame.time_base = self.frames, self._frame_tb
         else:
             frame.pts, frame.time_base = pts, self.info.time_base
+        if self._held is not None:
+            self._encode(*self._held, pts)
+        self._held = frame, pts, duration
+        self.frames += 1
+
+    def _encode(self, frame, pts: int, duration: int | None, until: int | None) -> None:
+        """Encode ``frame`` (``write``'s, at ``pts``), lasting until ``until`` (the next frame's pts; None: the last
+        frame, ``duration``)."""
+        if self._frame_tb is None:
+            duration = duration if until is None else until - pts
             if duration:
                 self._durations[pts] = duration
                 if len(self._durations) > 256:  # an encoder that renumbers its packets: none is found, none kept
                     del self._durations[next(iter(self._durations))]
         if self._audio_packets is not None or self._audio_next is not None:
-            self._mux_audio_until(t)
+            self._mux_audio_until(float(pts * self.info.time_base))
         self._mux_video(self._vstream.encode(frame))
-        self.frames += 1
 
     def _mux_video(self, packets) -> None:
         """Mux the encoder's packets, each with its source frame's duration where known. The encoder gives every
@@ -806,6 +819,8 @@ class VideoWriter:
     def _finish(self) -> None:
         if self.frames == 0:
             raise InputError(f"{self.info.path}: no frame to write")
+        self._encode(*self._held, None)
+        self._held = None
         self._mux_video(self._vstream.encode(None))
         self._mux_audio_until(None)
         self._out.close()
