@@ -1212,21 +1212,24 @@ def test_a_valid_cut_or_offset_video_is_anonymized(clip_file, tmp_path, capsys, 
     assert len(decode(out / name)) == frames
 
 
-def _timed_clip(path, pts_ms: list[int], durations_ms: list[int]) -> None:
-    """A 64x48 H.264 clip (no B-frames) whose frames lie at ``pts_ms`` (1 ms time base, repeats allowed) and last
-    ``durations_ms``, as the container stores them (packet durations)."""
-    with av.open(str(path), "w") as out:
+def _timed_clip(path, pts_ms: list[int], durations_ms: list[int], time_base=Fraction(1, 1000)) -> None:
+    """A 64x48 H.264 clip (no B-frames) whose frames lie at ``pts_ms`` (repeats allowed) and last ``durations_ms``,
+    as the container stores them (packet durations), in ticks of ``time_base`` (1 ms; an MP4 stores another as it
+    is, its decoding times rising a tick a frame from before the first frame)."""
+    mp4 = path.suffix == ".mp4"
+    with av.open(str(path), "w", options={"video_track_timescale": str(1 / time_base)} if mp4 else None) as out:
         v = out.add_stream("libx264", rate=25, options={"bf": "0"})
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        v.time_base = v.codec_context.time_base = time_base
         packets = []
         for i in range(len(pts_ms)):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i % 256, np.uint8), format="rgb24")
             frame.pts, frame.time_base = 40 * i, Fraction(1, 1000)
             packets += v.encode(frame)
         packets += v.encode(None)
-        for packet, pts, duration in zip(sorted(packets, key=lambda p: p.pts), pts_ms, durations_ms):
-            packet.pts = packet.dts = pts
+        for i, (packet, pts, duration) in enumerate(zip(sorted(packets, key=lambda p: p.pts), pts_ms, durations_ms)):
+            packet.pts = pts
+            packet.dts = i - len(pts_ms) if mp4 else pts
             packet.duration = duration
             out.mux(packet)
 
@@ -1338,6 +1341,31 @@ def test_repeated_timestamps_are_re_timed_between_their_neighbours_with_one_warn
                       "back) placed between their neighbours; the other frames and the audio keep their times"], err
     assert _video_times(out / "repeat.mkv") == ([0, 0.04, 0.08, 0.1, 0.12, 0.16, 0.2, 0.24], 0.28)
     assert len(decode(out / "repeat.mkv")) == 8  # every frame written, none dropped
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_a_repeated_timestamp_in_a_coarse_time_base_leaves_the_later_frames_their_times(tmp_path, fps):
+    """With a tick a frame (a time base of 1/25 or 1/30 s) a frame repeating the timestamp before it had no room
+    before the next frame: it took that frame's tick, and every frame after it was pushed a frame late (10 frames,
+    "re-timed: 7 frames", the video's end a frame late). Now it lies between its neighbours and the others keep their
+    times, in the output's time base as before (MP4's doubled to over 1/10000; Matroska's 1 ms)."""
+    src = tmp_path / "in" / "coarse.mp4"
+    src.parent.mkdir()
+    _timed_clip(src, [0, 1, 2, 2, 3, 4, 5, 6, 7, 8], [1] * 10, Fraction(1, fps))
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].time_base == Fraction(1, fps)
+        assert [f.pts for f in c.decode(video=0)] == [0, 1, 2, 2, 3, 4, 5, 6, 7, 8]
+    for name in ("out.mkv", "out.mp4"):
+        r = process_video(anonymizer_with(BoxDetector([[4, 4, 30, 30]])), src, tmp_path / name, progress=False)
+        assert r.status == "written" and r.frames == 10, r.error
+        times, end = _video_times(tmp_path / name)
+        # before: [0, 1, 2, 3, ..., 9] ticks, ending at 10
+        assert times == [pytest.approx(t / fps, abs=1e-3) for t in (0, 1, 2, 2.5, 3, 4, 5, 6, 7, 8)]
+        assert end == pytest.approx(9 / fps, abs=1e-3)
+        assert r.warnings == ["re-timed: 1 frame repeating an earlier frame's timestamp (or going back) placed between "
+                              "their neighbours; the other frames and the audio keep their times"], r.warnings
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert c.streams.video[0].time_base == Fraction(1, fps * 512)  # as before: the source's doubled
 
 
 def test_frames_out_of_time_are_re_timed_between_their_neighbours():
