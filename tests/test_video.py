@@ -1073,7 +1073,7 @@ def test_keep_peoples_first_pass_waits_on_disk_and_renders_as_before(tmp_path, m
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".faceveil", "p120.mp4", "p60.mp4"]  # no temp
 
     class InMemory(list):  # the plan as it was: every frame's boxes held to the second pass
-        def __init__(self, folder):
+        def __init__(self, folder, source):
             super().__init__()
 
         def append(self, index, dets, error):
@@ -1089,6 +1089,56 @@ def test_keep_peoples_first_pass_waits_on_disk_and_renders_as_before(tmp_path, m
     same = {"seconds", "fps", "stages", "output"}
     assert json.dumps({k: v for k, v in dataclasses.asdict(r).items() if k not in same}) == \
         json.dumps({k: v for k, v in dataclasses.asdict(r2).items() if k not in same})
+
+
+@pytest.mark.parametrize("fails", ["write", "flush"])
+def test_a_full_disk_under_the_keep_people_plan_names_the_plan_not_the_video(tmp_path, monkeypatch, fails):
+    """An audit: --keep-people's plan (the first pass's boxes, an unnamed temporary file in the output's folder) on a
+    full disk failed the video as "<video>: OSError: [Errno 28] No space left on device", as if the video were at
+    fault. The line names what could not be written and why; the video is still the file that failed, and nothing
+    is left behind (the plan's writes fail at the first pass's write, or, buffered, at its flush before the second
+    pass, and again when the file is closed)."""
+    import errno
+    import tempfile
+    import types
+
+    import faceveil.video.keep as keep
+    from faceveil.people import KeepPolicy, People
+
+    class FullDisk:  # a file on a full disk: what reaches the disk fails (a close flushes what is left)
+        def __init__(self, **kw):
+            self.file = tempfile.TemporaryFile(**kw)
+
+        def write(self, data):
+            if fails == "write":
+                self.flush()
+            return self.file.write(data)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.file.close()
+            self.flush()
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    monkeypatch.setattr(keep, "tempfile", types.SimpleNamespace(TemporaryFile=FullDisk))
+    src = tmp_path / "in" / "clip.mp4"
+    src.parent.mkdir()
+    write_clip(src, [np.full((48, 64, 3), 90, np.uint8)] * 6, FPS, audio=False)
+    policy = KeepPolicy(People(["a"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64)))
+    policy.describe_faces = _a_crowd_and_a_few_of_a
+    anon = Anonymizer(keep=policy)
+    anon._detector = BoxDetector([[0, 0, 3, 3]])
+    out = tmp_path / "out"
+    r = process_video(anon, src, out / "clip.mp4", progress=False)
+    assert r.status == "failed" and r.input == str(src) and r.output is None
+    # before: f"{src}: OSError: [Errno 28] No space left on device"
+    assert r.error == (f"{src}: cannot write the --keep-people plan (an unnamed temporary file in {out}): No space "
+                       "left on device"), r.error
+    assert not [p for p in out.rglob("*") if not p.is_dir()]  # no temporary (the video's, its stills, ...) left
 
 
 # damaged and legitimately odd files (an audit) -------------------------------------------------------------
