@@ -331,7 +331,7 @@ def codec_floor(clip: Path, frames: int, work: Path) -> float:
     t = time.perf_counter()
     with VideoWriter(work / "floor.mp4", info, EncodeOptions()) as wr:
         for f in background(read_frames(clip)):
-            wr.write(f.rgb, f.pts)
+            wr.write(f.rgb, f.pts, f.duration)  # as the video job writes them (its frame durations too)
     return frames / (time.perf_counter() - t)
 
 

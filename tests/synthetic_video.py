@@ -171,23 +171,27 @@ def write_clip(path, frames: list[np.ndarray], fps: int = 24, audio: bool | int 
                 out.mux(p)
 
 
-def write_timed_clip(path, pts_ms: list[int], durations_ms: list[int]) -> None:
-    """A 64x48 H.264 clip (no B-frames) whose frames lie at ``pts_ms`` (1 ms time base, repeats allowed) and last
-    ``durations_ms``, as the container stores them (packet durations)."""
+def write_timed_clip(path, pts_ms: list[int], durations_ms: list[int], time_base=None) -> None:
+    """A 64x48 H.264 clip (no B-frames) whose frames lie at ``pts_ms`` (repeats allowed) and last ``durations_ms``,
+    as the container stores them (packet durations), in ticks of ``time_base`` (default 1 ms; an MP4 stores another
+    as it is, its decoding times rising a tick a frame from before the first frame)."""
     import av
     from fractions import Fraction
 
-    with av.open(str(path), "w") as out:
+    time_base = time_base or Fraction(1, 1000)
+    mp4 = path.suffix == ".mp4"
+    with av.open(str(path), "w", options={"video_track_timescale": str(1 / time_base)} if mp4 else None) as out:
         v = out.add_stream("libx264", rate=25, options={"bf": "0"})
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        v.time_base = v.codec_context.time_base = time_base
         packets = []
         for i in range(len(pts_ms)):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i % 256, np.uint8), format="rgb24")
             frame.pts, frame.time_base = 40 * i, Fraction(1, 1000)
             packets += v.encode(frame)
         packets += v.encode(None)
-        for packet, pts, duration in zip(sorted(packets, key=lambda p: p.pts), pts_ms, durations_ms):
-            packet.pts = packet.dts = pts
+        for i, (packet, pts, duration) in enumerate(zip(sorted(packets, key=lambda p: p.pts), pts_ms, durations_ms)):
+            packet.pts = pts
+            packet.dts = i - len(pts_ms) if mp4 else pts
             packet.duration = duration
             out.mux(packet)

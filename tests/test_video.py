@@ -1073,7 +1073,7 @@ def test_keep_peoples_first_pass_waits_on_disk_and_renders_as_before(tmp_path, m
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".faceveil", "p120.mp4", "p60.mp4"]  # no temp
 
     class InMemory(list):  # the plan as it was: every frame's boxes held to the second pass
-        def __init__(self, folder):
+        def __init__(self, folder, source):
             super().__init__()
 
         def append(self, index, dets, error):
@@ -1089,6 +1089,56 @@ def test_keep_peoples_first_pass_waits_on_disk_and_renders_as_before(tmp_path, m
     same = {"seconds", "fps", "stages", "output"}
     assert json.dumps({k: v for k, v in dataclasses.asdict(r).items() if k not in same}) == \
         json.dumps({k: v for k, v in dataclasses.asdict(r2).items() if k not in same})
+
+
+@pytest.mark.parametrize("fails", ["write", "flush"])
+def test_a_full_disk_under_the_keep_people_plan_names_the_plan_not_the_video(tmp_path, monkeypatch, fails):
+    """An audit: --keep-people's plan (the first pass's boxes, an unnamed temporary file in the output's folder) on a
+    full disk failed the video as "<video>: OSError: [Errno 28] No space left on device", as if the video were at
+    fault. The line names what could not be written and why; the video is still the file that failed, and nothing
+    is left behind (the plan's writes fail at the first pass's write, or, buffered, at its flush before the second
+    pass, and again when the file is closed)."""
+    import errno
+    import tempfile
+    import types
+
+    import faceveil.video.keep as keep
+    from faceveil.people import KeepPolicy, People
+
+    class FullDisk:  # a file on a full disk: what reaches the disk fails (a close flushes what is left)
+        def __init__(self, **kw):
+            self.file = tempfile.TemporaryFile(**kw)
+
+        def write(self, data):
+            if fails == "write":
+                self.flush()
+            return self.file.write(data)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.file.close()
+            self.flush()
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    monkeypatch.setattr(keep, "tempfile", types.SimpleNamespace(TemporaryFile=FullDisk))
+    src = tmp_path / "in" / "clip.mp4"
+    src.parent.mkdir()
+    write_clip(src, [np.full((48, 64, 3), 90, np.uint8)] * 6, FPS, audio=False)
+    policy = KeepPolicy(People(["a"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64)))
+    policy.describe_faces = _a_crowd_and_a_few_of_a
+    anon = Anonymizer(keep=policy)
+    anon._detector = BoxDetector([[0, 0, 3, 3]])
+    out = tmp_path / "out"
+    r = process_video(anon, src, out / "clip.mp4", progress=False)
+    assert r.status == "failed" and r.input == str(src) and r.output is None
+    # before: f"{src}: OSError: [Errno 28] No space left on device"
+    assert r.error == (f"{src}: cannot write the --keep-people plan (an unnamed temporary file in {out}): No space "
+                       "left on device"), r.error
+    assert not [p for p in out.rglob("*") if not p.is_dir()]  # no temporary (the video's, its stills, ...) left
 
 
 # damaged and legitimately odd files (an audit) -------------------------------------------------------------
@@ -1253,6 +1303,55 @@ def test_a_variable_frame_rate_keeps_its_timestamps_and_its_last_frames_duration
     assert _mp4_duration(tmp_path / "out.mp4") == 1.3  # before: 1.04
 
 
+def test_frames_dropped_leave_no_gap_in_a_matroska_output_as_in_an_mp4(tmp_path):
+    """--on-error drop left the dropped frames' time a hole in a .mkv: the frame before them lasted its own 40 ms,
+    then nothing for 80 ms. An MP4's sample lasts until the next one (the frame before the dropped ones shows
+    through their time); a Matroska frame now lasts until the next frame written too. Frames dropped at the end
+    shorten both alike (the last frame written keeps its own duration)."""
+    pts = [40 * i for i in range(10)]
+    src = tmp_path / "in.mkv"
+    write_timed_clip(src, pts, [40] * 10)
+
+    class FailsOn:  # frames 3, 4 and 9 (by their grey: 20 x the frame's index)
+        def detect(self, image):
+            if round(image.mean() / 20) in (3, 4, 9):
+                raise RuntimeError("detector exploded")
+            return Detections.empty()
+
+    for name in ("out.mkv", "out.mp4"):
+        r = process_video(anonymizer_with(FailsOn()), src, tmp_path / name, VideoOptions(on_error="drop"),
+                          progress=False)
+        assert r.status == "written" and r.frames == 7 and r.dropped_frames == 3, r.error
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        v = c.streams.video[0]
+        blocks = sorted((p.pts, p.duration) for p in c.demux(v) if p.size)
+    assert v.time_base == Fraction(1, 1000)
+    # before: (80, 40), and nothing from 120 to 200 ms
+    assert blocks == [(0, 40), (40, 40), (80, 120), (200, 40), (240, 40), (280, 40), (320, 40)]
+    times = [p / 1000 for p in (0, 40, 80, 200, 240, 280, 320)]
+    assert _video_times(tmp_path / "out.mkv") == (times, 0.36)
+    assert _video_times(tmp_path / "out.mp4")[0] == times and _mp4_duration(tmp_path / "out.mp4") == 0.36
+
+
+def test_the_benchs_codec_floor_writes_the_frames_durations_as_the_job_does(tmp_path):
+    """bench_video.py's codec floor (decode + encode, no detector) wrote its frames without their durations: a
+    variable frame rate's last frame lasted one frame at the average rate (1.300 s came out 1.040 s), unlike the
+    video job's output it is the floor of."""
+    import sys
+    from pathlib import Path
+
+    pts = [0, 40, 80, 200, 240, 400, 440, 480, 900, 1000]
+    src = tmp_path / "vfr.mkv"
+    write_timed_clip(src, pts, [b - a for a, b in zip(pts, pts[1:])] + [300])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        import bench_video
+    finally:
+        sys.path.pop(0)
+    bench_video.codec_floor(src, len(pts), tmp_path)
+    assert _mp4_duration(tmp_path / "floor.mp4") == 1.3  # before: 1.04
+
+
 def test_repeated_timestamps_are_re_timed_between_their_neighbours_with_one_warning(tmp_path, capsys):
     """An audit: a frame repeating the timestamp before it was numbered a frame later, without a word, and so was
     every frame after it (the rest of the video a frame behind its audio: 0.28 s came out 0.32 s). Now it lies
@@ -1270,6 +1369,31 @@ def test_repeated_timestamps_are_re_timed_between_their_neighbours_with_one_warn
                       "back) placed between their neighbours; the other frames and the audio keep their times"], err
     assert _video_times(out / "repeat.mkv") == ([0, 0.04, 0.08, 0.1, 0.12, 0.16, 0.2, 0.24], 0.28)
     assert len(decode(out / "repeat.mkv")) == 8  # every frame written, none dropped
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_a_repeated_timestamp_in_a_coarse_time_base_leaves_the_later_frames_their_times(tmp_path, fps):
+    """With a tick a frame (a time base of 1/25 or 1/30 s) a frame repeating the timestamp before it had no room
+    before the next frame: it took that frame's tick, and every frame after it was pushed a frame late (10 frames,
+    "re-timed: 7 frames", the video's end a frame late). Now it lies between its neighbours and the others keep their
+    times, in the output's time base as before (MP4's doubled to over 1/10000; Matroska's 1 ms)."""
+    src = tmp_path / "in" / "coarse.mp4"
+    src.parent.mkdir()
+    write_timed_clip(src, [0, 1, 2, 2, 3, 4, 5, 6, 7, 8], [1] * 10, Fraction(1, fps))
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].time_base == Fraction(1, fps)
+        assert [f.pts for f in c.decode(video=0)] == [0, 1, 2, 2, 3, 4, 5, 6, 7, 8]
+    for name in ("out.mkv", "out.mp4"):
+        r = process_video(anonymizer_with(BoxDetector([[4, 4, 30, 30]])), src, tmp_path / name, progress=False)
+        assert r.status == "written" and r.frames == 10, r.error
+        times, end = _video_times(tmp_path / name)
+        # before: [0, 1, 2, 3, ..., 9] ticks, ending at 10
+        assert times == [pytest.approx(t / fps, abs=1e-3) for t in (0, 1, 2, 2.5, 3, 4, 5, 6, 7, 8)]
+        assert end == pytest.approx(9 / fps, abs=1e-3)
+        assert r.warnings == ["re-timed: 1 frame repeating an earlier frame's timestamp (or going back) placed between "
+                              "their neighbours; the other frames and the audio keep their times"], r.warnings
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert c.streams.video[0].time_base == Fraction(1, fps * 512)  # as before: the source's doubled
 
 
 def test_frames_out_of_time_are_re_timed_between_their_neighbours():

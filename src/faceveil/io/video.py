@@ -3,9 +3,10 @@
 Reading yields ``VideoFrame`` records (RGB uint8 HxWx3, upright: a display
 rotation in the file is applied to the pixels, as images apply EXIF). Writing
 puts the frames back in the stored orientation with the same rotation flag,
-time base, frame timestamps and frame rate, and remuxes the audio stream packet
-for packet (no re-encode). The output is a temporary file in the target folder,
-renamed at the end: a failure leaves nothing under the final name.
+time base (a coarse one's ticks split: _subticks), frame timestamps and frame
+rate, and remuxes the audio stream packet for packet (no re-encode). The output
+is a temporary file in the target folder, renamed at the end: a failure leaves
+nothing under the final name.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class VideoInfo:
     width: int  # stored size (before rotation)
     height: int
     fps: Fraction  # average frame rate
-    time_base: Fraction
+    time_base: Fraction  # the frames' (VideoFrame.pts): the stream's, its ticks split where coarse (_subticks)
     frames: int  # from the container; 0 when unknown (then estimated from duration)
     duration: float  # seconds of the video stream
     rotation: int  # degrees counter-clockwise that the display applies (0, 90, 180, -90)
@@ -125,9 +126,9 @@ def _yuv_frame(rgb: np.ndarray, pix_fmt: str):
 class VideoFrame:
     rgb: np.ndarray  # HxWx3 uint8, upright
     index: int  # 0-based decode order
-    pts: int | None  # in the stream's time base
+    pts: int | None  # in VideoInfo.time_base: the stream's, its ticks split where coarse (_subticks)
     time: float  # seconds
-    # How long it shows, in the stream's time base: to the next frame's pts; the last frame, the decoder's (its
+    # How long it shows, in VideoInfo.time_base: to the next frame's pts; the last frame, the decoder's (its
     # packet's). None: unknown (the writer then gives it one frame at the average rate)
     duration: int | None = None
 
@@ -236,7 +237,7 @@ def probe(path: str | os.PathLike | VideoSource) -> VideoInfo:
     try:
         v = _video_stream(c, path)
         fps = v.average_rate or v.guessed_rate or v.base_rate or Fraction(25)
-        tb = v.time_base or Fraction(1, 90000)
+        tb = Fraction(v.time_base or Fraction(1, 90000))
         if v.duration is not None:
             duration = float(v.duration * tb)
         elif c.duration is not None:
@@ -251,7 +252,7 @@ def probe(path: str | os.PathLike | VideoSource) -> VideoInfo:
         except Exception:
             pass  # the reader reports undecodable data; probing only reads metadata
         audio = c.streams.audio[0] if c.streams.audio else None
-        return VideoInfo(path, v.codec_context.width, v.codec_context.height, Fraction(fps), Fraction(tb),
+        return VideoInfo(path, v.codec_context.width, v.codec_context.height, Fraction(fps), tb / _subticks(tb),
                          int(v.frames or 0), duration, rotation, v.codec_context.name, audio is not None,
                          audio.codec_context.name if audio is not None else None,
                          src.name if isinstance(src, VideoSource) else None)
@@ -353,6 +354,24 @@ def _shortfall(v, container, decoded: int, last_end: float | None) -> tuple[int,
     return announced, None
 
 
+# The longest tick the frames' timestamps have (VideoInfo.time_base): a stream's coarser time base is split (_subticks).
+_TICK = Fraction(1, 1000)
+
+
+def _subticks(tb: Fraction) -> int:
+    """The frames' ticks per tick of a stream's time base ``tb``: 1, or where a tick is longer than ``_TICK`` (1/25
+    or 1/30 s, one a frame: an AVI's time base, some MP4s') the least power of two that brings it to ``_TICK`` or
+    under. With a tick a frame, a frame that repeats a timestamp had no room before the next frame (_Timing): it
+    took that frame's tick, and that frame and every frame after it, to the next gap (the end of a constant rate's
+    video), were pushed a tick (a frame) late. Split, the frame goes between its neighbours and they keep their
+    times. A power of two: MP4 stores a time base 1/N under 1/10000 doubled until it is not (1/25 as 1/12800), so
+    such an MP4 output keeps its time scale (and Matroska's is 1 ms whatever the source's)."""
+    m = 1
+    while tb / m > _TICK:
+        m *= 2
+    return m
+
+
 # A run of frames with repeated timestamps is held (RGB, in memory) until the next later timestamp shows the gap to
 # spread them over: at most this many, then they take one tick each after the frame before.
 _RETIME_RUN = 8
@@ -443,7 +462,8 @@ def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | No
         v.thread_type = "AUTO"  # frame threading: decoding is 2-3x faster on 2 cores
         if threads:
             v.codec_context.thread_count = threads
-        tb = v.time_base or Fraction(1, 90000)
+        tb = Fraction(v.time_base or Fraction(1, 90000))
+        m = _subticks(tb)  # the frames' ticks per tick of the stream's (VideoInfo.time_base)
         report = report if report is not None else DecodeReport()
         hint = " (--allow-truncated writes the frames that decode)"
         index = 0
@@ -452,7 +472,7 @@ def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | No
         step = 1 / float(v.average_rate or v.guessed_rate or 25)
         mkv = _matroska(c)
         end_of_last = None  # where the previous packet (of any stream) ended: Matroska's skipped bytes
-        timing = _Timing(tb, report)
+        timing = _Timing(tb / m, report)
 
         def damaged(what: str) -> None:
             report.errors.append(what)
@@ -492,7 +512,8 @@ def read_frames(path: str | os.PathLike | VideoSource, report: DecodeReport | No
                 rgb = frame.to_ndarray(format="rgb24")
                 rot = int(round(frame.rotation or 0))
                 last_end = t + step
-                yield from timing.push(VideoFrame(upright(rgb, rot), index, frame.pts, t, frame.duration or None))
+                pts = None if frame.pts is None else frame.pts * m
+                yield from timing.push(VideoFrame(upright(rgb, rot), index, pts, t, (frame.duration or 0) * m or None))
                 index += 1
                 report.decoded = index
         yield from timing.flush()
@@ -608,6 +629,7 @@ class VideoWriter:
         self._amap: dict = {}  # input stream index -> output stream (audio, subtitles)
         self.left_out: list[str] = []  # streams of the input not in the output, and why (the job warns of each)
         self._last_pts = None
+        self._held = None  # (frame, pts, duration) written, encoded when the next one comes (write)
         self._durations: dict[int, int] = {}  # pts -> the frame's duration, for its packet (write)
         # called after the last frame is encoded and muxed, before the output gets its name (the video job
         # writes the track record there: an output under its name always has its record)
@@ -765,7 +787,11 @@ class VideoWriter:
 
     # frames ---------------------------------------------------------------------
     def write(self, rgb: np.ndarray, pts: int | None, duration: int | None = None) -> None:
-        """Encode one frame; ``duration`` (the source frame's, VideoFrame.duration) goes to its packet."""
+        """Encode one frame; ``duration`` (the source frame's, VideoFrame.duration) goes to its packet if it is the
+        last. Each frame is encoded when the next one comes (the last at the end), and lasts until that one: a frame
+        left out (``--on-error drop``) leaves no gap. MP4 always did so (a sample lasts until the next one's
+        decoding time: the frame before the dropped ones shows through their time); a Matroska block kept the
+        duration it was given, and the dropped frames' time was a hole in the video (40 ms frame, 80 ms nothing)."""
         pix_fmt = self._vstream.codec_context.pix_fmt
         frame = _yuv_frame(stored(rgb, self._rotation), pix_fmt)
         if frame.format.name != pix_fmt:  # PyAV would convert it with swscale (see _yuv_frame)
@@ -775,19 +801,27 @@ class VideoWriter:
             step = max(1, round(1 / (self.info.fps * self.info.time_base)))
             pts = 0 if self._last_pts is None else self._last_pts + step
         self._last_pts = pts
-        t = float(pts * self.info.time_base)
         if self._frame_tb is not None:  # AVI: frame n at n / fps (the rate it declares)
             frame.pts, frame.time_base = self.frames, self._frame_tb
         else:
             frame.pts, frame.time_base = pts, self.info.time_base
+        if self._held is not None:
+            self._encode(*self._held, pts)
+        self._held = frame, pts, duration
+        self.frames += 1
+
+    def _encode(self, frame, pts: int, duration: int | None, until: int | None) -> None:
+        """Encode ``frame`` (``write``'s, at ``pts``), lasting until ``until`` (the next frame's pts; None: the last
+        frame, ``duration``)."""
+        if self._frame_tb is None:
+            duration = duration if until is None else until - pts
             if duration:
                 self._durations[pts] = duration
                 if len(self._durations) > 256:  # an encoder that renumbers its packets: none is found, none kept
                     del self._durations[next(iter(self._durations))]
         if self._audio_packets is not None or self._audio_next is not None:
-            self._mux_audio_until(t)
+            self._mux_audio_until(float(pts * self.info.time_base))
         self._mux_video(self._vstream.encode(frame))
-        self.frames += 1
 
     def _mux_video(self, packets) -> None:
         """Mux the encoder's packets, each with its source frame's duration where known. The encoder gives every
@@ -806,6 +840,8 @@ class VideoWriter:
     def _finish(self) -> None:
         if self.frames == 0:
             raise InputError(f"{self.info.path}: no frame to write")
+        self._encode(*self._held, None)
+        self._held = None
         self._mux_video(self._vstream.encode(None))
         self._mux_audio_until(None)
         self._out.close()

@@ -393,8 +393,9 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         from .keep import plan_tracks, replay
 
         first = read_frames(source, DecodeReport(), allow_truncated=options.allow_truncated)
+        # the boxes on disk till the next pass
         plan, kept_tracks = plan_tracks(background(first) if threaded else first, detect, options,
-                                        fps, anonymizer.keep, dst.parent)  # the boxes on disk till the next pass
+                                        fps, anonymizer.keep, dst.parent, src)
         items = replay(frames, plan, kept_tracks, anonymizer.keep, kept_log)
     else:
         items = tracked_frames(frames, detect, options, fps)

@@ -17,6 +17,7 @@ short, ambiguous, another face after a cut or a swap, a box without a track id) 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import tempfile
@@ -44,18 +45,27 @@ class PlanLog:
     _ARRAYS = (("xyxy", "<f4", (4,)), ("score", "<f4", ()), ("landmarks", "<f4", (5, 2)), ("track_id", "<i8", ()),
                ("sources", _SOURCE_DTYPE, ()))
 
-    def __init__(self, folder: Path):
-        self.folder, self.frames, self._file = Path(folder), 0, None
+    def __init__(self, folder: Path, source: Path):
+        self.folder, self.source, self.frames, self._file = Path(folder), source, 0, None  # source: the video
 
     def append(self, index: int, dets: Detections, error: str | None) -> None:
-        if self._file is None:  # the folder atomic_path makes for the video a moment later (VideoWriter)
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._file = tempfile.TemporaryFile(dir=self.folder)  # gone when closed or the process ends
-        meta = json.dumps([error, dets.source]).encode()
-        self._file.write(self._HEAD.pack(index, len(dets), len(meta)) + meta)
-        for name, dtype, _ in self._ARRAYS:
-            self._file.write(np.ascontiguousarray(getattr(dets, name), dtype).tobytes())
+        try:
+            if self._file is None:  # the folder atomic_path makes for the video a moment later (VideoWriter)
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._file = tempfile.TemporaryFile(dir=self.folder)  # gone when closed or the process ends
+            meta = json.dumps([error, dets.source]).encode()
+            self._file.write(self._HEAD.pack(index, len(dets), len(meta)) + meta)
+            for name, dtype, _ in self._ARRAYS:
+                self._file.write(np.ascontiguousarray(getattr(dets, name), dtype).tobytes())
+        except OSError as exc:
+            raise self._failed(exc) from None
         self.frames += 1
+
+    def _failed(self, exc: OSError) -> FaceveilError:
+        """A write of the plan refused (a full disk) as the one line that says so: before, "<video>: OSError: [Errno
+        28] No space left on device", as if the video were at fault."""
+        return FaceveilError(f"{self.source}: cannot write the --keep-people plan (an unnamed temporary file in "
+                             f"{self.folder}): {exc.strerror or exc}")
 
     def __len__(self) -> int:
         return self.frames
@@ -64,7 +74,10 @@ class PlanLog:
         """(frame index, its boxes, its error) of each frame, in the order appended."""
         if self._file is None:
             return
-        self._file.flush()
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
         self._file.seek(0)
         for _ in range(self.frames):
             index, n, size = self._HEAD.unpack(self._file.read(self._HEAD.size))
@@ -80,19 +93,20 @@ class PlanLog:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # its last writes, of no use now, fail again on a full disk: said once
+                self._file.close()
             self._file = None
 
 
 def plan_tracks(frames: Iterable[VideoFrame], detect: Callable, options: VideoOptions, fps: float,
-                policy: KeepPolicy, folder: Path) -> tuple[PlanLog, dict[int, dict]]:
-    """First pass: every frame's boxes (a ``PlanLog`` in ``folder``, in frame order) and the kept tracks (track
-    id -> record, its kept frames in ``spans``). A track is decided apart in each shot (scene cuts); ``keep_span``
-    says on which frames.
+                policy: KeepPolicy, folder: Path, source: Path) -> tuple[PlanLog, dict[int, dict]]:
+    """First pass: every frame's boxes (a ``PlanLog`` in ``folder``, in frame order; ``source``: the video, named in
+    its errors) and the kept tracks (track id -> record, its kept frames in ``spans``). A track is decided apart in
+    each shot (scene cuts); ``keep_span`` says on which frames.
 
     A track's detections are described on every ``fps / 5``-th one until one matches a person, then every one
     until one does not (only that run can be kept: a frame is kept only where the face on it was described)."""
-    plan = PlanLog(folder)
+    plan = PlanLog(folder, source)
     try:
         kept = _plan(frames, detect, options, fps, policy, plan)
     except BaseException:
