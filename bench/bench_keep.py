@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,16 +100,22 @@ def video(path: str) -> int:
         print(f"{path}: the reference face (track {ref}, frame {frame}) cannot be described: {why}")
         return 1
     people = People(["reference"], desc.reshape(1, 128), np.zeros(1, np.int64))
-    plan, kept = plan_tracks(read_frames(path), anon.detector.detect, VideoOptions(), fps, KeepPolicy(people))
-    boxes = sum(len(d) for d, _ in plan.values())
+    with tempfile.TemporaryDirectory() as scratch:  # the plan waits on disk, as in a run (video.keep.PlanLog)
+        plan, kept = plan_tracks(read_frames(path), anon.detector.detect, VideoOptions(), fps, KeepPolicy(people),
+                                 Path(scratch), Path(path))
+        try:
+            frames = [(i, d) for i, d, _ in plan]
+        finally:
+            plan.close()
+    boxes = sum(len(d) for _, d in frames)
 
     def kept_on(idx: int, d) -> np.ndarray:  # the boxes kept on frame idx: a kept track's, within its spans
         return np.asarray([any(a <= idx <= b for a, b in kept.get(int(t), {}).get("spans", ())) for t in d.track_id],
                           bool)
 
-    kept_boxes = sum(int(kept_on(i, d).sum()) for i, (d, _) in plan.items())
-    ref_boxes = sum(int((kept_on(i, d) & (d.track_id == ref)).sum()) for i, (d, _) in plan.items())
-    print(f"{Path(path).name}: {len(plan)} frames, {len(lengths)} tracks, {boxes} boxes; reference: track {ref} "
+    kept_boxes = sum(int(kept_on(i, d).sum()) for i, d in frames)
+    ref_boxes = sum(int((kept_on(i, d) & (d.track_id == ref)).sum()) for i, d in frames)
+    print(f"{Path(path).name}: {len(frames)} frames, {len(lengths)} tracks, {boxes} boxes; reference: track {ref} "
           f"({lengths[ref]} detected frames, face cut from frame {frame})")
     print(f"kept tracks: {sorted(kept)} ({kept_boxes} boxes kept, {ref_boxes} of them the reference's, "
           f"{boxes - kept_boxes} hidden); "
