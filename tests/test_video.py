@@ -828,17 +828,17 @@ def test_an_output_another_run_makes_meanwhile_is_not_replaced_nor_its_record(cl
     dst = tmp_path / "out" / "o.mp4"
     tracks_path(dst).parent.mkdir(parents=True)
     tracks_path(dst).write_bytes(b"the other run's record")
-    write_record = job.write_record
+    publish = job._Stills.publish
 
-    def other_run_finishes_first(*args, **kw):  # between our record and our rename, the other video gets the name
-        write_record(*args, **kw)
+    def other_run_finishes_first(self):  # the earlier record set aside, before our rename: the other video's name
+        publish(self)
         dst.write_bytes(b"the other run's video")
 
-    monkeypatch.setattr(job, "write_record", other_run_finishes_first)
+    monkeypatch.setattr(job._Stills, "publish", other_run_finishes_first)
     r = job.process_video(Anonymizer(detector="haar"), clip_file, dst, progress=False, replace=False)
     assert r.status == "failed" and r.error.startswith(f"{dst}: cannot write: exists now"), r.error
     assert dst.read_bytes() == b"the other run's video"
-    assert tracks_path(dst).read_bytes() == b"the other run's record"  # ours was put back to theirs
+    assert tracks_path(dst).read_bytes() == b"the other run's record"  # put back where it was
     assert not [p for p in dst.parent.iterdir() if ".tmp" in p.name]
     r = job.process_video(Anonymizer(detector="haar"), clip_file, dst, progress=False, replace=False)
     assert r.status == "failed" and dst.read_bytes() == b"the other run's video"  # there before the record: kept

@@ -3,7 +3,9 @@ when its track record says it was made with the same settings, as the dataset mo
 otherwise the run stops before any work (exit 2, one line naming the output and the setting)."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -78,23 +80,105 @@ def test_ray_backend_resume_with_other_settings_is_refused(footage, tmp_path, ca
     assert not (out / "sub" / "b.mp4").exists()
 
 
-def test_record_is_written_before_the_video_gets_its_name(footage, tmp_path, monkeypatch):
-    """A run killed between the two leaves no output without its record (a resume would refuse it)."""
+def test_record_is_written_once_the_video_has_its_name_and_the_earlier_one_is_gone_at_the_rename(
+        footage, tmp_path, monkeypatch):
+    """The record was written before the video got its name: a run killed between the two (or whose rename failed)
+    left the earlier video beside the new run's record, whose settings a resume took for that video's. Now the
+    earlier record is set aside before the rename and the new one written after it: a run killed in between leaves
+    a video without a record (the review flags it, a resume refuses it), never one beside another render's."""
     from faceveil.io import atomic
     from faceveil.pipeline import Anonymizer
     from faceveil.video import process_video, tracks_path
 
+    dst = tmp_path / "o.mp4"
+    record = tracks_path(dst)
+    assert process_video(Anonymizer(method="blur", preset="fast"), footage / "a.mp4", dst, progress=False).status \
+        == "written" and json.loads(record.read_text())["settings"]["method"] == "blur"
     seen = []
     real = atomic.os.replace
 
-    def replace(src, dst, *a, **k):
-        seen.append((str(dst), tracks_path(tmp_path / "o.mp4").exists()))
-        return real(src, dst, *a, **k)
+    def replace(src, target, *a, **k):
+        if str(target) == str(dst):
+            seen.append(os.path.lexists(record))
+        return real(src, target, *a, **k)
 
     monkeypatch.setattr(atomic.os, "replace", replace)
-    r = process_video(Anonymizer(method="blur", preset="fast"), footage / "a.mp4", tmp_path / "o.mp4", progress=False)
-    assert r.status == "written", r.error
-    assert (str(tmp_path / "o.mp4"), True) in seen
+    r = process_video(Anonymizer(method="pixelate", preset="fast"), footage / "a.mp4", dst, progress=False)
+    assert r.status == "written" and not r.warnings, (r.error, r.warnings)
+    assert seen == [False], "a record beside the video at its rename"
+    assert json.loads(record.read_text())["settings"]["method"] == "pixelate"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".faceveil", "footage", "o.mp4"]  # nothing set aside left
+
+
+@pytest.mark.parametrize("err", [errno.EIO, errno.ENOSPC, errno.EACCES])
+@pytest.mark.parametrize("earlier", ["record", "none"])
+def test_a_video_that_fails_to_get_its_name_leaves_the_earlier_record_byte_for_byte(tmp_path, capsys, monkeypatch,
+                                                                                    err, earlier):
+    """`--overwrite -m pixelate` whose video's rename failed (EIO, a full disk, a folder refusing it): the new run's
+    track record, written before, stayed beside the earlier video (exit 1, "1 failed"): a resume with -m pixelate
+    took that video for one made so, and the review showed the pixelated run's boxes on it. The earlier record is
+    put back byte for byte now, or none left where there was none (an output made without one), with the earlier
+    stills: the output folder as it was."""
+    from faceveil.io import atomic
+
+    rng = np.random.default_rng(3)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(6)], FPS, audio=False)
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--preview", "0.2")[0] == 0
+    record = out / ".faceveil" / "clip.mp4.tracks.json"
+    if earlier == "none":
+        record.unlink()
+
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = files()
+    real = atomic.os.replace
+
+    def refuse(a, b, *rest, **kw):  # the video's rename (its commit), once its stills are in place
+        if str(b) == str(out / "clip.mp4"):
+            raise OSError(err, os.strerror(err), str(a))
+        return real(a, b, *rest, **kw)
+
+    monkeypatch.setattr(atomic.os, "replace", refuse)
+    code, msg = _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25", "-m", "pixelate")
+    monkeypatch.undo()
+    assert code == 1 and "1 failed (not written)" in msg, msg
+    line = msg.splitlines()[0]
+    assert line.startswith("faceveil: error: ") and os.strerror(err) in line and "Traceback" not in msg, msg
+    assert files() == before, "the earlier video, its stills and its record (or none), and nothing else"
+    assert sorted(p.name for p in out.iterdir()) == [".faceveil", "clip.mp4", "clip.mp4_preview"]
+    assert _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25", "-m", "pixelate")[0] == 0
+    assert json.loads(record.read_text())["settings"]["method"] == "pixelate"
+
+
+def test_a_record_that_cannot_be_written_after_the_video_leaves_none_not_the_earlier_one(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """The record is written once the video has its name: where that write fails (a full disk), the video stays,
+    with a warning naming the failure, and no record: the earlier one, which describes the replaced video, is not
+    left beside it (a resume refuses the video, the review flags it). Before, the file failed with the new run's
+    record or, where only its folder failed, passed with the earlier record beside the new video."""
+    from faceveil.video import job
+
+    rng = np.random.default_rng(3)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(6)], FPS, audio=False)
+    assert _run(capsys, src / "clip.mp4", "-o", out)[0] == 0
+    video = (out / "clip.mp4").read_bytes()
+    write_clip(src / "clip.mp4", [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(6)], FPS, audio=False)
+
+    def full(dst, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(job, "write_record", full)
+    code, msg = _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "-m", "pixelate")
+    monkeypatch.undo()
+    assert code == 0 and "track record not written: [Errno 28] No space left on device" in msg, msg
+    assert (out / "clip.mp4").read_bytes() != video and os.listdir(out / ".faceveil") == []
+    code, msg = _run(capsys, src / "clip.mp4", "-o", out, "--skip-existing", "-m", "pixelate")
+    assert code == 2 and "clip.mp4: output exists with no record of its settings" in msg, msg
 
 
 def test_preview_stills_never_land_on_each_other_or_on_an_output(tmp_path, capsys, astronaut):
@@ -307,8 +391,8 @@ def test_stills_that_cannot_be_moved_into_place_fail_the_file_with_the_earlier_o
     that refused them there failed the file ("1 failed (not written)", exit 1) with the new video and its track
     record in place, and the earlier stills half replaced or removed. They are moved in before the video gets its
     name now: a failure puts the earlier stills back, and the video and its record stay the earlier run's. A video
-    that fails to get its name once its stills are in place (``nth`` None: its fsync fails, EIO) puts them back too
-    (its track record, written before, stays the new run's: only a FileExistsError puts that back)."""
+    that fails to get its name once its stills are in place (``nth`` None: its fsync fails, EIO) puts them back too,
+    and its earlier track record (the new run's was left in its place: only a FileExistsError put that back)."""
     import os
 
     from faceveil.io import atomic
@@ -351,11 +435,7 @@ def test_stills_that_cannot_be_moved_into_place_fail_the_file_with_the_earlier_o
     code, out_err = _run(capsys, src / "clip.mp4", "-o", out, "--overwrite", "--preview", "0.25")
     monkeypatch.undo()
     assert code == 1 and "1 failed (not written)" in out_err, out_err
-    after = files()
-    if nth is None:  # the record, written before the video's failed commit, is the new run's (not this test's)
-        for found in (before, after):
-            found[".faceveil/clip.mp4.tracks.json"] = b""
-    assert after == before, "the earlier video, its record and its stills, and nothing else"
+    assert files() == before, "the earlier video, its record and its stills, and nothing else"
     if nth is None:  # the new stills were in place, beside the earlier ones, when the video failed
         assert moves == [[f"clip_00000.{s}s.jpg" for s in ("00", "20", "30", "40", "50", "60", "80")]], moves
     else:

@@ -333,8 +333,10 @@ def run_videos(cfg, jobs, args) -> list:
                       file=sys.stderr)
             for w in r.warnings or []:
                 # a stream the output lacks, a setting that can leak, frames whose timestamps were mended, an
-                # earlier run's --preview still of this video that could not be removed
-                if w.startswith(("not copied: ", "risk: ", "re-timed: ", "old still not removed: ")):
+                # earlier run's --preview still of this video that could not be removed, a track record not written
+                # once the video had its name (the review flags the video, a resume refuses it)
+                if w.startswith(("not copied: ", "risk: ", "re-timed: ", "old still not removed: ",
+                                 "track record not written: ")):
                     print(f"faceveil: warning: {name}: {one_line(w)}", file=sys.stderr)  # w may name a file
             if r.truncated:
                 print(f"faceveil: warning: {name}: truncated: {one_line(r.truncated)}; the frames that decoded were "

@@ -632,7 +632,7 @@ class VideoWriter:
         self._held = None  # (frame, pts, duration) written, encoded when the next one comes (write)
         self._durations: dict[int, int] = {}  # pts -> the frame's duration, for its packet (write)
         # called after the last frame is encoded and muxed, before the output gets its name (the video job
-        # writes the track record there: an output under its name always has its record)
+        # moves its --preview stills into place and its earlier track record aside there)
         self.before_commit = None
 
     # context management ------------------------------------------------

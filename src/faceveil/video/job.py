@@ -32,7 +32,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import NAME_MAX, cut_name, exists_now, fit_name, make_temporary, release, write_bytes_atomic
+from ..io.atomic import NAME_MAX, cut_name, exists_now, fit_name, make_temporary, release
 from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -139,6 +139,7 @@ def _next_preview(seconds: float, interval: float) -> float:
 
 
 _REPLACED = "replaced"  # in a stills' temporary folder: the earlier stills that this run's replace, till the commit
+_RECORD = "record"  # in it too: the earlier track record, till the commit
 
 
 class _Stills:
@@ -146,35 +147,49 @@ class _Stills:
     it when its writer is gone), moved into ``preview_dir`` just before the video gets its name (``publish``), and
     left there only once it has it (``commit``; else ``discard`` puts the earlier ones back): a killed run left its
     first stills in place for good (an audit), and stills moved in after the video had its name failed the file
-    (ENOSPC, a folder that refused them) with the new video in place and an earlier still gone."""
+    (ENOSPC, a folder that refused them) with the new video in place and an earlier still gone.
 
-    def __init__(self, dst: Path):
-        self.dst, self.tmp, self.lock = dst, None, None
+    ``record``: the output's track record, whose earlier version ``publish`` moves aside into that folder too, and
+    ``discard`` puts back byte for byte: the new one is written once the video has its name (``_process``)."""
+
+    def __init__(self, dst: Path, record: Path | None = None):
+        self.dst, self.record, self.tmp, self.lock = dst, record, None, None
         self.names: set[str] = set()
         self.placed: list[str] | None = None  # publish: this run's stills in preview_dir, till commit or discard
         self.aside: list[str] = []  # publish: the earlier stills of those names, moved into tmp / _REPLACED
         self.made = False  # publish made preview_dir
+        self.record_aside = False  # publish moved the earlier record to tmp / _RECORD
+
+    def _folder(self) -> Path:
+        """The temporary folder, made at its first use."""
+        if self.tmp is None:  # locked while this writer lives: no sweep removes it, whatever its pid says there
+            self.tmp, self.lock = make_temporary(self.dst.parent, preview_dir(self.dst).name, directory=True)
+        return self.tmp
 
     def write(self, rgb: np.ndarray, seconds: float, frame: int) -> None:
         """A still named by its seconds, and by its frame's index too where an earlier still of this video has that
         name (its seconds the same to 0.01 s): the names a run wrote before stay those of any run without such."""
-        if self.tmp is None:  # locked while this writer lives: no sweep removes it, whatever its pid says there
-            self.tmp, self.lock = make_temporary(self.dst.parent, preview_dir(self.dst).name, directory=True)
+        folder = self._folder()
         name = preview_path(self.dst, seconds).name
         if name in self.names:
             name = preview_path(self.dst, seconds, frame).name
         self.names.add(name)
-        write_image(self.tmp / name, rgb, None, False, 90)
+        write_image(folder / name, rgb, None, False, 90)
 
     def publish(self) -> None:
-        """Called just before the video gets its name: this run's stills moved into ``preview_dir``, an earlier still
-        of one of their names moved aside into the temporary folder (``discard`` puts it back). Where that cannot be
-        done, all is put back and a one-line FaceveilError raised: the file fails, the earlier output whole."""
-        if self.tmp is None:
-            return
-        final, old = preview_dir(self.dst), self.tmp / _REPLACED
+        """Called just before the video gets its name: the earlier track record moved aside into the temporary
+        folder, this run's stills moved into ``preview_dir``, an earlier still of one of their names moved aside
+        too (``discard`` puts them back). Where that cannot be done, all is put back and a one-line FaceveilError
+        raised: the file fails, the earlier output whole."""
+        final, where = preview_dir(self.dst), self.record
         self.placed = []
         try:
+            if self.record is not None and os.path.lexists(self.record) and not self.record.is_dir():
+                os.replace(self.record, self._folder() / _RECORD)  # a rename: the same bytes, no space needed
+                self.record_aside = True
+            if not self.names:
+                return
+            where, old = final, self.tmp / _REPLACED
             self.made = not os.path.lexists(final)
             final.mkdir(exist_ok=True)
             old.mkdir()
@@ -186,7 +201,7 @@ class _Stills:
                 self.placed.append(name)
         except OSError as exc:
             self._put_back()
-            raise FaceveilError(f"{final}: cannot write: {exc.strerror or exc}") from None
+            raise FaceveilError(f"{where}: cannot write: {exc.strerror or exc}") from None
 
     def commit(self) -> list[str]:
         """Called once the video has its name: the earlier stills this run's replaced removed with the temporary
@@ -204,7 +219,7 @@ class _Stills:
                 pass
             except OSError as exc:
                 left.append(f"old still not removed: {p}: {exc.strerror or exc}")
-        if stale and self.tmp is None and not left:
+        if stale and not self.names and not left:
             with contextlib.suppress(OSError):
                 preview_dir(self.dst).rmdir()  # only if empty: nothing but the earlier stills was there
         self.discard()
@@ -212,7 +227,7 @@ class _Stills:
 
     def _put_back(self) -> None:
         """``publish`` undone: this run's stills out of ``preview_dir``, the earlier ones back, the folder gone if
-        publish made it."""
+        publish made it, the earlier record back."""
         final = preview_dir(self.dst)
         for name in self.placed or []:
             with contextlib.suppress(OSError):
@@ -223,7 +238,10 @@ class _Stills:
         if self.made:
             with contextlib.suppress(OSError):
                 final.rmdir()
-        self.placed, self.aside, self.made = None, [], False
+        if self.record_aside:
+            with contextlib.suppress(OSError):
+                os.replace(self.tmp / _RECORD, self.record)
+        self.placed, self.aside, self.made, self.record_aside = None, [], False, False
 
     def discard(self) -> None:
         """The temporary folder removed; a ``publish`` not committed (the video did not get its name) undone first."""
@@ -243,7 +261,7 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
 
     ``manual``: frame index -> extra boxes [[x1, y1, x2, y2], ...] anonymized on that frame
     (a reviewer's boxes). ``record``: also write the per-frame boxes, track ids and failed
-    frames to ``tracks_path(dst)``, atomically, just before the video gets its name. ``keep_record``: the ``kept``
+    frames to ``tracks_path(dst)``, atomically, once the video has its name. ``keep_record``: the ``kept``
     part of an earlier run's record (the review's Apply): the boxes it kept stay kept, nothing else. ``key``: the
     random stream's (the record keeps it); default, the video's ``sample_sha256``.
     """
@@ -268,31 +286,12 @@ def process_video(anonymizer: Anonymizer, src: str | os.PathLike, dst: str | os.
                            f"{src}: {exc.__class__.__name__}: {exc}")
 
 
-@contextlib.contextmanager
-def _record_put_back(dst: Path, earlier: list, held: list):
-    """If the video may not take its name (another run's output got it first), the track record written for it
-    just before is undone: the earlier record put back, or ours removed. ``held``: the lock that
-    ``_lock_records`` took, released once the video has its name (or not)."""
-    try:
-        yield
-    except FileExistsError:
-        if earlier:
-            path = tracks_path(dst)
-            if earlier[0] is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_bytes_atomic(path, earlier[0])
-        raise
-    finally:
-        for fd in held:
-            os.close(fd)  # drops the flock
-
-
 def _lock_records(dst: Path, held: list) -> None:
-    """An flock on the records' folder, from the record's write to the video's rename: of two runs into one
-    output, the later one waits, then finds the video there and leaves the record alone. Before, both looked,
-    both wrote, and the loser's put-back removed the winner's record (1 run in 46). None where no locks exist
-    (Windows), or without the folder (the record's own write then says why)."""
+    """An flock on the records' folder, from before the video's rename to its record's write: of two runs into
+    one output, the later one waits, then finds the video there and leaves the record alone (or, replacing it,
+    sets aside the record that goes with the video it replaces). Before, both looked, both wrote, and the loser's
+    put-back removed the winner's record (1 run in 46). None where no locks exist (Windows), or without the folder
+    (the record's own write then says why)."""
     try:
         import fcntl
     except ImportError:
@@ -403,36 +402,26 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     bar = tqdm(total=info.estimated_frames, unit="frame", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, desc=src.name[-30:], leave=False)
     record_warnings: list[str] = []
-    earlier_record: list = []  # replace=False: the record this one replaced, put back if the video may not be
-    held: list = []  # the records' lock (_lock_records)
+    held: list = []  # the records' lock (_lock_records), from before the video's commit to its record's write
 
-    stills = _Stills(dst)
+    stills = _Stills(dst, tracks_path(dst) if record else None)
 
     def before_commit() -> None:
-        # Called by the writer before the video gets its name (VideoWriter.before_commit): an output under
-        # its name has its record, whose settings a resume with --skip-existing checks (record.check_resume), and
-        # its stills, moved into place first: stills that cannot be fail the file, the earlier output (record too)
-        # whole. Moved in after the video had its name, they failed a file whose new video was in place.
+        # Called by the writer before the video gets its name (VideoWriter.before_commit): its stills moved into
+        # place, and its earlier track record set aside: whatever fails until the video has its name puts both
+        # back (stills.discard), the earlier output whole. Moved in after the video had its name, stills failed a
+        # file whose new video was in place. The new record is written once the video has its name: a run killed
+        # in between leaves a video without a record (the review flags it, a resume refuses it), never one beside
+        # the record of another render (written first, a failed commit left it beside the earlier video, whose
+        # settings a resume then took for checked and whose boxes the review showed and Apply rendered).
         if record:
             _lock_records(dst, held)
         if not replace and dst.exists():  # another run's output, made meanwhile: its record and stills stay its own
             raise exists_now(dst)
         stills.publish()
-        if not record:
-            return
-        if not replace:
-            path = tracks_path(dst)
-            earlier_record.append(path.read_bytes() if path.exists() else None)
-        try:
-            # kept: whom each kept track matched, each frame's kept boxes and their track ids (the review flips
-            # whole tracks)
-            write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
-                          report, None if kept_tracks is None else kept_log)
-        except OSError as exc:  # the video is fine; only the review loses its track view (and a resume refuses it)
-            record_warnings.append(f"track record not written: {exc}")
 
     try:
-        with _record_put_back(dst, earlier_record, held), VideoWriter(dst, info, options.encode, replace) as writer:
+        with VideoWriter(dst, info, options.encode, replace) as writer:
             writer.before_commit = before_commit
             write = clock.timed("encode", writer.write)
             sink = EncoderThread(writer, write=write) if threaded else writer
@@ -504,11 +493,21 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
             warnings.extend(f"not copied: {x}" for x in writer.left_out)
             t_flush = time.perf_counter()
         clock.busy["encode"] += time.perf_counter() - t_flush  # the encoder's delayed frames, the mux, the rename
-        record_warnings.extend(stills.commit())
+        record_warnings.extend(stills.commit())  # the video has its name: the earlier stills and record go
+        if record:
+            try:
+                # kept: whom each kept track matched, each frame's kept boxes and their track ids (the review flips
+                # whole tracks)
+                write_record(dst, anonymizer, options, key, info, boxes_log, errors_log, failed, len(report.errors),
+                             report, None if kept_tracks is None else kept_log)
+            except Exception as exc:  # the video is in place: it has no record, as after a kill before this write
+                record_warnings.append(f"track record not written: {exc}")  # (the review flags it, a resume refuses it)
     except BaseException:
-        stills.discard()  # the video failed: its stills go with it, the earlier ones back in place
+        stills.discard()  # the video failed: its stills go with it, the earlier ones and the record back in place
         raise
     finally:
+        for fd in held:
+            os.close(fd)  # drops the records' flock, once the record is written or the earlier one put back
         bar.close()
         boxes_log.close()
         kept_log.close()

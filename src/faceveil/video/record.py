@@ -1,10 +1,10 @@
 """The track record of an anonymized video: written by the video job, read by `faceveil review`.
 
-One JSON file per output, OUT/.faceveil/<name>.tracks.json, written atomically just before the
-video gets its name: the exact settings (flat in ``settings`` too, which a resume checks), the boxes
-anonymized on every frame (``Detections.to_dict``'s faces: box, score, track id and where the box came
-from; a tracked box's score is its track's best detection so far in its shot, held boxes included) and the frames
-that failed.
+One JSON file per output, OUT/.faceveil/<name>.tracks.json, written atomically once the video has its name (the
+earlier record is set aside before that, put back if the video does not get it): the exact settings (flat in
+``settings`` too, which a resume checks), the boxes anonymized on every frame (``Detections.to_dict``'s faces: box,
+score, track id and where the box came from; a tracked box's score is its track's best detection so far in its shot,
+held boxes included) and the frames that failed.
 Format 2; ``read_record`` also reads format 1 (faceveil 0.1.0), whose boxes were lists
 ``[x1, y1, x2, y2, track id, "d" detected | "h" held or back-filled | "m" manual]``.
 """
@@ -181,7 +181,7 @@ def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, f
                  errors: dict, failed: int, decode_errors: int, report=None, kept: KeptLog | dict | None = None
                  ) -> None:
     """The track record `faceveil review` reads: one JSON file, written atomically (the video job writes it
-    just before the video gets its name).
+    once the video has its name).
 
     ``frames``: per written frame, ``frame_faces`` of the boxes anonymized on it ([] for a failed frame), copied
     into the file last, without passing through memory.
