@@ -3,7 +3,8 @@
 Real face photos are cut out (face box from a detector on the still photo) and
 moved over a textured background: across the frame while growing, in through
 one edge and out through another, behind an occluder for a few frames, and
-smeared by motion blur. A test fixture (not part of the package): used by tests and, through
+smeared by motion blur (``make_clip``); or along any scripted path
+(``path_clip``). A test fixture (not part of the package): used by tests and, through
 bench/common.py, by bench/bench_video.py.
 """
 from __future__ import annotations
@@ -107,6 +108,20 @@ def make_clip(sprites: list[Sprite], size: tuple[int, int] = (320, 240), n_frame
                 vis.append(b_box)
         frames.append(f)
         boxes.append(np.asarray(vis, np.float64).reshape(-1, 4))
+    return SyntheticClip(frames, boxes, fps)
+
+
+def path_clip(paths: list[list], size: tuple[int, int] = (320, 240), fps: int = 24, seed: int = 0) -> SyntheticClip:
+    """Faces moved by script over a textured background: ``paths`` holds, per face, per frame, (sprite, face centre
+    x, y, face width) or None (not in the picture); later faces are pasted over earlier ones."""
+    w, h = size
+    bg = _background(w, h, np.random.default_rng(seed))
+    frames, boxes = [], []
+    for i in range(len(paths[0])):
+        f = bg.copy()
+        vis = [_paste(f, *p[i]) for p in paths if p[i] is not None]
+        frames.append(f)
+        boxes.append(np.asarray([b for b in vis if b is not None], np.float64).reshape(-1, 4))
     return SyntheticClip(frames, boxes, fps)
 
 

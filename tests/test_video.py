@@ -19,7 +19,7 @@ from faceveil.errors import InputError, UsageError
 from faceveil.io.video import EncodeOptions, probe, read_frames
 from faceveil.pipeline import Anonymizer
 from faceveil.track import Tracker, TrackParams
-from synthetic_video import changed, leaked, make_clip, sprite_from_photo, write_clip, write_timed_clip
+from synthetic_video import changed, leaked, make_clip, path_clip, sprite_from_photo, write_clip, write_timed_clip
 from faceveil.video import VideoOptions, process_video, tracked_frames
 from faceveil.io.video import VideoFrame
 
@@ -648,7 +648,8 @@ def test_a_face_faster_than_a_bridge_is_found_on_the_skipped_frame(step):
 
 
 def test_two_faces_far_apart_are_no_fast_face():
-    """A face leaving and another appearing 12 face sizes a frame away are two faces: no extra detector run."""
+    """A face leaving and another appearing 12 face sizes a frame away are two faces: no extra detector run between
+    them (the first, gone 10 px from the picture's side, may have left by it: one small crop there)."""
     noise = np.random.default_rng(0).integers(0, 256, (30, 30, 3), dtype=np.uint8)
     frames = []
     for i in range(20):
@@ -656,9 +657,16 @@ def test_two_faces_far_apart_are_no_fast_face():
         x = 10 if i < 9 else 10 + 720
         f[45:75, x:x + 30] = noise
         frames.append(f)
-    det = PatchDetector()
-    leaks, _ = _patch_leaks(frames, [None] * 20, VideoOptions(), anonymizer_with(det))
-    assert det.calls == 11, det.calls  # frames 0, 2, ..., 18 and the last, 19
+    widths = []
+
+    class Sizes(PatchDetector):
+        def detect(self, image):
+            widths.append(image.shape[1])
+            return super().detect(image)
+
+    _patch_leaks(frames, [None] * 20, VideoOptions(), anonymizer_with(Sizes()))
+    assert widths.count(1280) == 11, widths  # frames 0, 2, ..., 18 and the last, 19
+    assert len(widths) == 12 and max(w for w in widths if w != 1280) < 100, widths  # edge_crossings, frame 9
 
 
 def test_a_face_missed_and_another_found_where_they_stood_are_no_fast_face():
@@ -683,6 +691,113 @@ def test_a_face_missed_and_another_found_where_they_stood_are_no_fast_face():
     det = Flaky()
     _patch_leaks(frames, [None] * 20, VideoOptions(), anonymizer_with(det))
     assert det.calls == 11, det.calls
+
+
+def test_a_face_missed_on_some_runs_where_it_stands_at_the_side_is_no_fast_face():
+    """A face at the picture's side that the detector finds on every other run only, standing still: a track born
+    and one lost on each run, none with a partner, but its pixels did not change: no extra detector run."""
+    noise = np.random.default_rng(0).integers(0, 256, (30, 30, 3), dtype=np.uint8)
+    frames = []
+    for _ in range(20):
+        f = np.full((120, 1280, 3), 128, np.uint8)
+        f[45:75, 0:30] = noise
+        frames.append(f)
+
+    class Flaky(PatchDetector):
+        def detect(self, image):
+            self.calls += 1
+            return Detections.from_boxes([[0, 45, 30, 75]] if self.calls % 2 else [])
+
+    det = Flaky()
+    _patch_leaks(frames, [None] * 20, VideoOptions(), anonymizer_with(det))
+    assert det.calls == 11, det.calls
+
+
+def test_fast_face_edge_crossings_look_toward_the_sides_and_not_in_a_crowd():
+    """Tracker.edge_crossings on a skipped frame: a face lost near the left side and one first seen near the right,
+    too far apart to be one face (12 face sizes a frame): each region reaches the side near it and not the other's,
+    with the box against that side to hide where nothing is found. More than 8 such tracks (a crowd): none."""
+    opts = VideoOptions()
+    t = Tracker(TrackParams(hold=30, lookahead=12, max_ratio=1.2), (640, 480))
+    t.step(0, Detections.from_boxes([[20, 200, 40, 224]]))
+    t.step(1, None)
+    t.step(2, Detections.from_boxes([[600, 200, 620, 224]]))
+    out = t.edge_crossings(1, opts.detect_every, 8.0)
+    assert len(out) == 2
+    (left, _, left_cuts), (right, _, right_cuts) = sorted(out, key=lambda o: o[0][0])
+    assert left[0] == 0 and left[2] < 320 and right[2] == 640 and right[0] > 320  # 8 face sizes: 192 px
+    assert [c[0] for c in left_cuts] == [0] and [c[2] for c in right_cuts] == [640]  # the sides within reach
+    crowd = Tracker(TrackParams(hold=30, lookahead=12, max_ratio=1.2), (640, 480))
+    crowd.step(0, Detections.empty())
+    crowd.step(1, None)
+    crowd.step(2, Detections.from_boxes([[10 + 40 * k, 10, 30 + 40 * k, 34] for k in range(9)]))
+    assert crowd.edge_crossings(1, opts.detect_every, 8.0) == []
+    assert len(crowd.edge_crossings(1, opts.detect_every, 8.0, max_tracks=9)) == 9
+
+
+FAST_SIZE, FAST_FACE = (640, 360), 36  # a 36 px wide face in a 640x360 picture
+SIDES = {"left": (1, 0), "right": (-1, 0), "top": (0, 1)}  # the side a face comes in by: its direction
+
+
+def _entering_clip(sprite, side: str, speed: float, stop: int, frac: float = 0.0):
+    """14 frames: a real face coming into the picture by ``side`` at ``speed`` face widths a frame, standing (``frac``
+    of a frame's move past the middle) from frame ``stop`` on."""
+    (w, h), (dx, dy) = FAST_SIZE, SIDES[side]
+    step = speed * FAST_FACE
+    x, y = w / 2 + frac * step * dx, h / 2 + frac * step * dy
+    path = [(sprite, x - dx * step * max(stop - i, 0), y - dy * step * max(stop - i, 0), FAST_FACE) for i in range(14)]
+    return path_clip([path], FAST_SIZE, FPS)
+
+
+def _leaked_frames(clip) -> tuple[list[int], int]:
+    """The frames where the video default (detector and tracking) leaves a face of ``clip`` visible, and its
+    detector calls."""
+    anon = Anonymizer(preset="video")
+    calls = []
+
+    def detect(image):
+        calls.append(image.shape)
+        return anon.detector.detect(image)
+
+    out = []
+    vframes = (VideoFrame(f, i, i, i / FPS) for i, f in enumerate(clip.frames))
+    for item in tracked_frames(vframes, detect, VideoOptions(), FPS):
+        i = item.frame.index
+        assert item.error is None
+        o = anon.anonymize(item.frame.rgb, item.detections, anon.rng_for(str(i)))
+        if leaked(clip.boxes[i], changed(item.frame.rgb, o)):
+            out.append(i)
+    return out, len(calls)
+
+
+# before, the frame the detector skipped just before the face's first sighting showed it (frame 5; frame 1 at 2
+# face widths a frame, where the picture's side cuts the face: too little of it for the detector, the cut box hides it)
+@pytest.mark.parametrize("side, speed, stop, frac", [("left", 4, 7, 0.0), ("right", 6, 6, 0.0), ("top", 6, 6, 0.5),
+                                                     ("left", 2, 6, 0.5)])
+def test_a_fast_face_entering_the_picture_is_hidden_on_the_frame_before_its_first_sighting(sprites, side, speed,
+                                                                                           stop, frac):
+    """A real face coming in at 2-6 face widths a frame: on the frame skipped before its first sighting it was
+    already in the picture, with no track before to bridge from. The detector now looks there, from the new track's
+    box toward the sides it may have come by (its pixels say it came between that frame and the run), at the cost
+    of one run on that frame; where it finds nothing, the boxes against those sides are hidden."""
+    leaks, calls = _leaked_frames(_entering_clip(sprites[(stop + int(2 * frac)) % 3], side, speed, stop, frac))
+    assert leaks == [], leaks
+    assert calls <= 8 + 3, calls  # frames 0, 2, ..., 12 and the last; the crossing, the stop (far_pairs)
+
+
+# before, the frame the detector skipped just after the face's last sighting showed it (at 3 face widths a frame
+# a part of it the picture's side cuts)
+@pytest.mark.parametrize("side, speed, stop", [("left", 6, 7), ("right", 4, 6), ("top", 4, 7), ("left", 3, 7)])
+def test_a_fast_face_leaving_the_picture_is_hidden_on_the_frame_after_its_last_sighting(sprites, side, speed, stop):
+    """The clips above played backwards: a real face standing in the middle, then leaving the picture at 3-6 face
+    widths a frame; the frame after its last sighting (skipped) still shows it, and the next run does not find it.
+    The detector now looks there, from its last box toward the sides it may go by."""
+    clip = _entering_clip(sprites[stop % 3], side, speed, stop)
+    clip.frames.reverse()
+    clip.boxes.reverse()
+    leaks, calls = _leaked_frames(clip)
+    assert leaks == [], leaks
+    assert calls <= 8 + 3, calls
 
 
 def test_a_look_ahead_shorter_than_the_detector_gap_is_a_risk_warning(clip_file, tmp_path):

@@ -129,8 +129,9 @@ VIDEO_LOOKAHEAD_S = 0.5
 VIDEO_MAX_RATIO = 1.2
 VIDEO_COAST_S = 0.5
 # A face faster than the tracker's bridge (2 face sizes a frame) but at most this many face sizes a frame: on the
-# frames the detector skipped between its lost track and its new one, the detector runs on crops around both
-# (video/tracking.py). Beyond it two tracks are taken for two faces.
+# frames the detector skipped between its lost track and its new one, the detector runs on crops around both, and
+# from a track that entered or left the picture toward the sides it may have crossed (video/tracking.py). Beyond it
+# two tracks are taken for two faces.
 VIDEO_FAST_REACH = 8.0
 
 

@@ -316,6 +316,52 @@ class Tracker:
                 out.append((hull, tr.fast[1] * max_gap * size))
         return out
 
+    def edge_crossings(self, index: int, max_gap: int, reach: float, changed=None,
+                       max_tracks: int = 8) -> list[tuple[np.ndarray, float, list[np.ndarray]]]:
+        """(box, margin in pixels, cut boxes) on frame ``index`` where a fast face may be that enters or leaves the
+        picture there: a track first detected on the run just after ``index`` (it entered) or last detected on the
+        run just before it and not on the next (it left), with no partner on the other run up to ``reach`` face
+        sizes a frame away (``_lost_and_found``: ``bridges`` and ``far_pairs`` cover those). Its box is extended
+        toward each side of the picture it could have come from or gone to (at most ``reach`` face sizes a frame
+        over ``max_gap`` frames away), as far as ``reach`` goes from the box's frame to ``index``, a third of that
+        around it (as ``far_pairs``). The cut boxes: the box moved against each side it reaches (a third of that
+        reach along the side), where the side would cut the face; the detector does not find a sliver of one.
+        ``changed(i, box)``: whether the pixels say the face came to ``box`` (or left it) between frame ``i``, its
+        detection's, and ``index`` (None: always); a face missed on one run where it stood did not, nor one moving
+        steadily through its box. Where more than ``max_tracks`` tracks qualify (a crowd's faces come and go),
+        none."""
+        if self.frame_size is None:
+            return []
+        W, H = self.frame_size
+        paired = [(p[0], p[3].id) for p in self._lost_and_found(index, max_gap) if p[-1] <= reach]
+        lost, found = {a for a, _ in paired}, {b for _, b in paired}
+        ends = []  # (frame, box) of each track's detection next to ``index``
+        for tr in self.tracks:
+            before = max((r for r in tr.recent if r[0] < index), default=None, key=lambda r: r[0])
+            after = min((r for r in tr.recent if r[0] > index), default=None, key=lambda r: r[0])
+            if before is None and after is not None and after[0] - index < max_gap and tr.id not in found:
+                ends.append(after[:2])  # entered: first detected on the next run
+            elif (before is not None and index - before[0] < max_gap and tr.id not in lost
+                  and (after is None or after[0] > before[0] + max_gap)):
+                ends.append(before[:2])  # left: detected on the run before, not on the next
+        ends = [(i, box) for i, box in ends if changed is None or changed(i, box)]
+        if len(ends) > max_tracks:
+            return []
+        out = []
+        for i, box in ends:
+            x1, y1, x2, y2 = (float(v) for v in box)
+            w, h = x2 - x1, y2 - y1
+            far, step = reach * max_gap * max(w, h), reach * abs(index - i) * max(w, h)
+            dist = (max(x1, 0.0), max(y1, 0.0), max(W - x2, 0.0), max(H - y2, 0.0))  # to the left, top, right, bottom
+            ext = [min(d, step) if d <= far else 0.0 for d in dist]
+            if max(ext) == 0:
+                continue
+            cuts = [np.array([[0.0, y1 - e / 3, w, y2 + e / 3], [x1 - e / 3, 0.0, x2 + e / 3, h],
+                              [W - w, y1 - e / 3, W, y2 + e / 3], [x1 - e / 3, H - h, x2 + e / 3, H]][side])
+                    for side, (d, e) in enumerate(zip(dist, ext)) if d <= step]
+            out.append((np.array([x1 - ext[0], y1 - ext[1], x2 + ext[2], y2 + ext[3]]), max(ext) / 3, cuts))
+        return out
+
     def _lost_and_found(self, index: int, max_gap: int) -> list:
         # bridges and far_pairs ask for the same skipped frame: the pairs are found once (a crowd has ~1,000 tracks)
         key = (index, max_gap, len(self.tracks))

@@ -71,9 +71,13 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             # A face faster than a bridge reaches: the hull of its two sightings is a poor guess (it may bounce),
             # so the detector looks on this frame around both; its boxes are added (untracked) to what is held.
             nxt = next((b for b in buffer if not b.skipped and b.error is None), None)
-            around = (last_run[0].rgb, nxt.frame.rgb) if last_run and nxt is not None else None
+            around = (last_run[0], nxt.frame) if last_run and nxt is not None else None
+            # A face that entered or left the picture that fast: the detector looks toward the sides it may have
+            # crossed, once the next run is known (not across a scene cut: the faces found or lost there are not on
+            # this frame).
+            edges = nxt is not None and nxt.shot == item.shot
             try:
-                found = _between_runs(tracker, detect, item.frame, n, around)
+                found = _between_runs(tracker, detect, item.frame, n, around, edges)
             except (KeyboardInterrupt, SystemExit, MemoryError):
                 raise
             except Exception as exc:  # fail closed: the frame fails as a failed detector run fails it
@@ -146,31 +150,58 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
 MOVED_DIFF = 20.0
 
 
+# A face that came to its box (or left it) between a detector run's frame and a skipped frame changed that box on that
+# side more than this many times as much as on the skipped frame's other side; a face moving steadily through its box,
+# or the camera's motion, changes it about as much on both sides. Reasoned, not fitted (on the shared clips the boxes
+# that changed over MOVED_DIFF measured 1.1-1.7, walkers and runners, and one 12 px box 2.3: docs/video.md).
+CROSS_RATIO = 2.0
+
+
+def _box_diff(rgb_a: np.ndarray, rgb_b: np.ndarray, box) -> float:
+    """The mean absolute difference of grey levels (0-255) in ``box`` between two frames."""
+    h, w = rgb_a.shape[:2]
+    x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+    x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    if x2 <= x1 or y2 <= y1:
+        return 0.0
+    a = rgb_a[y1:y2, x1:x2].astype(np.int16).mean(2)
+    b = rgb_b[y1:y2, x1:x2].astype(np.int16).mean(2)
+    return float(np.abs(a - b).mean())
+
+
 def _moved(rgb_i: np.ndarray, rgb_j: np.ndarray):
     """``Tracker.far_pairs``'s ``moved``: whether a face left ``box_a`` and another came to ``box_b`` between the
     two frames, by their pixels (both boxes changed by more than MOVED_DIFF)."""
-    h, w = rgb_i.shape[:2]
+    return lambda i, box_a, j, box_b: (_box_diff(rgb_i, rgb_j, box_a) > MOVED_DIFF
+                                       and _box_diff(rgb_i, rgb_j, box_b) > MOVED_DIFF)
 
-    def diff(box) -> float:
-        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
-        x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
-        if x2 <= x1 or y2 <= y1:
-            return 0.0
-        a = rgb_i[y1:y2, x1:x2].astype(np.int16).mean(2)
-        b = rgb_j[y1:y2, x1:x2].astype(np.int16).mean(2)
-        return float(np.abs(a - b).mean())
 
-    return lambda i, box_a, j, box_b: diff(box_a) > MOVED_DIFF and diff(box_b) > MOVED_DIFF
+def _crossed(prev: VideoFrame, frame: VideoFrame, nxt: VideoFrame):
+    """``Tracker.edge_crossings``'s ``changed``: whether a face seen in ``box`` on the run on frame ``i`` (``prev``
+    or ``nxt``) came there, or left, between that frame and ``frame``: the box changed by more than MOVED_DIFF on
+    that side of ``frame`` and by more than CROSS_RATIO times as much as on the other side."""
+    def changed(i: int, box) -> bool:
+        if i not in (prev.index, nxt.index):
+            return True
+        own, other = (prev, nxt) if i == prev.index else (nxt, prev)
+        d = _box_diff(own.rgb, frame.rgb, box)
+        return d > MOVED_DIFF and d > CROSS_RATIO * _box_diff(frame.rgb, other.rgb, box)
+
+    return changed
 
 
 def _between_runs(tracker, detect: Callable[[np.ndarray], Detections], frame: VideoFrame, gap: int,
-                  around: tuple[np.ndarray, np.ndarray] | None) -> Detections | None:
+                  around: tuple[VideoFrame, VideoFrame] | None, edges: bool = True) -> Detections | None:
     """The detector on a skipped frame where a face may be that moved faster than a bridge reaches
-    (``Tracker.far_pairs``): on crops around each pair (merged where they overlap), or on the whole frame when the
-    crops would cover most of it. None where there is none. ``around``: the frames of the detector runs before and
-    after this one (RGB), for the pixel check; None: no check."""
-    moved = _moved(*around) if around is not None else None
+    (``Tracker.far_pairs``) or entered or left the picture that fast (``Tracker.edge_crossings``, with ``edges``):
+    on crops around each (merged where they overlap), or on the whole frame when the crops would cover most of it.
+    None where there is none. ``around``: the frames of the detector runs before and after this one, for the
+    pixel checks; None: no check."""
+    moved = _moved(around[0].rgb, around[1].rgb) if around is not None else None
     pairs = tracker.far_pairs(frame.index, gap, VIDEO_FAST_REACH, moved)
+    crossed = _crossed(around[0], frame, around[1]) if around is not None else None
+    edge = tracker.edge_crossings(frame.index, gap, VIDEO_FAST_REACH, crossed) if edges else []
+    pairs += [(box, m) for box, m, _ in edge]
     if not pairs:
         return None
     h, w = frame.rgb.shape[:2]
@@ -184,8 +215,19 @@ def _between_runs(tracker, detect: Callable[[np.ndarray], Detections], frame: Vi
         found = detect(frame.rgb)  # one full pass costs less than crops covering most of the frame
     else:
         found = detect_in_crops(detect, frame.rgb, crops)
-    return Detections(found.xyxy, found.score, found.landmarks, np.full(len(found), -1, np.int64), "track",
-                      ["detected"] * len(found)) if len(found) else None
+    # A face entering or leaving the picture whose crop shows none may be cut by the picture's side there, too
+    # little of it left for the detector: the boxes against the sides it reaches are hidden (held, untracked).
+    cut = [c for box, m, cuts in edge if not _any_in(found.xyxy, box - [m, m, -m, -m]) for c in cuts]
+    found = Detections.merge([
+        Detections(found.xyxy, found.score, found.landmarks, None, "track", ["detected"] * len(found)),
+        Detections(np.reshape(cut, (-1, 4)), np.zeros(len(cut)), None, None, "track", ["held"] * len(cut))])
+    return found if len(found) else None
+
+
+def _any_in(boxes: np.ndarray, region: np.ndarray) -> bool:
+    """Whether any of ``boxes`` (Nx4 xyxy) overlaps ``region``."""
+    return bool(np.any((boxes[:, 0] < region[2]) & (boxes[:, 2] > region[0]) & (boxes[:, 1] < region[3])
+                       & (boxes[:, 3] > region[1])))
 
 
 def _with_last(items: Iterable) -> Iterator[tuple]:
