@@ -266,3 +266,66 @@ def test_detection_counts_the_faces_anonymize_finds_with_its_size_aware_cut(tmp_
     assert main(["eval", "detection", "--images", str(images), "--anonymized", str(same), "-o", str(out), "-q"]) == 0
     r = json.loads((out / "detection.json").read_text())["variants"][0]["pipeline_detector"]
     assert n > 20 and r["n_faces"] == n and r["rate"] == 1.0
+
+
+def test_eval_and_bench_refuse_an_images_folder_they_cannot_read(tmp_path, capsys, monkeypatch):
+    """A sub-folder of --images (--det-images) that cannot be read (chmod 000) was passed over without a word: eval
+    quality, eval detection and bench reported on fewer images than given, exit 0. As in the other commands it is
+    bad usage found while listing: exit 2, one line naming it, before any measurement, nothing written."""
+    from conftest import unreadable_folders
+    from faceveil.eval.workbench import Workbench
+
+    rgb = np.zeros((24, 24, 3), np.uint8)
+    for name in ("ok/a.png", "locked/b.png"):
+        _write(tmp_path / "images" / name, rgb)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\nok/a.png,ok/a.png,1\n")
+
+    def refuse(*a, **k):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(Workbench, "originals", refuse)
+    unreadable_folders(monkeypatch, "locked")
+    images, out = tmp_path / "images", tmp_path / "out"
+    line = f"faceveil: error: {images / 'locked'}: cannot read the folder (Permission denied); nothing evaluated " \
+           "(make it readable, or move it out)\n"
+    for argv in (["eval", "quality", "--images", str(images)], ["eval", "detection", "--images", str(images)],
+                 ["bench", "--images", str(images), "--pairs", str(pairs), "--det-images", str(images)]):
+        assert main([*argv, "-o", str(out), "-q"]) == 2, argv
+        assert capsys.readouterr().err == line, argv
+    # --images itself: eval quality said "no images found"; privacy and bench, whose pairs name the photos, a traceback
+    (tmp_path / "images").rename(tmp_path / "locked")
+    images = tmp_path / "locked"
+    for argv in (["eval", "quality", "--images", str(images)],
+                 ["eval", "privacy", "--images", str(images), "--pairs", str(pairs)],
+                 ["bench", "--images", str(images), "--pairs", str(pairs)]):
+        assert main([*argv, "-o", str(out), "-q"]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"faceveil: error: {images}: cannot read the folder (Permission denied)"), argv
+        assert err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_privacy_names_the_pairs_photos_in_a_folder_it_cannot_read(tmp_path, capsys, monkeypatch):
+    """The pairs name their photos: one in a folder that cannot be read fails on its own (named, counted, the results
+    leave it out: exit 1, as in eval leaks). It was a traceback when it came first (the wrong-folder check's stat)."""
+    import shutil
+
+    from conftest import unreadable_folders
+
+    for person, n in (("A_locked", 2), ("Al_Gore", 2)):
+        (tmp_path / "images" / person).mkdir(parents=True)
+        for i in range(1, n + 1):
+            shutil.copy(shared_path("lfw", "Al_Gore", f"Al_Gore_000{i}.jpg"), tmp_path / "images" / person)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\nA_locked/Al_Gore_0001.jpg,A_locked/Al_Gore_0002.jpg,1\n"
+                     "Al_Gore/Al_Gore_0001.jpg,Al_Gore/Al_Gore_0002.jpg,1\n")
+    unreadable_folders(monkeypatch, "A_locked")
+    out = tmp_path / "p"
+    assert main(["eval", "privacy", "--pairs", str(pairs), "--images", str(tmp_path / "images"), "--no-fta",
+                 "-m", "blackout", "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "faceveil: 2 of 4 images failed: the results leave them out" in err, err
+    for i in (1, 2):
+        assert f"faceveil: error: A_locked/Al_Gore_000{i}.jpg: PermissionError: [Errno 13] Permission denied" in err
+    assert json.loads((out / "privacy.json").read_text())["baseline"]["n_images"] == 4

@@ -135,16 +135,40 @@ def variants(args) -> list:
 
 
 def list_images(root, limit: int = 0) -> list[str]:
-    """The images under ``root`` (relative paths, sorted); a missing folder or one without images is bad usage."""
+    """The images under ``root`` (relative paths, sorted), listed as anonymize lists a folder (io.inputs.list_folder:
+    hidden files and folders are not inputs). A missing folder, one without images, and a folder or file in it that
+    cannot be read are bad usage, before any work: a rglob passed over an unreadable sub-folder without a word, and
+    the results were computed on fewer images than given (a file in a folder that may not be entered: a traceback)."""
     from ..io.images import is_image_path
+    from ..io.inputs import list_folder
 
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder")
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and is_image_path(p))
+    found, _, bad, _ = list_folder(root)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UsageError(f"{one_line(bad[0][0])}: {bad[0][1]}{more}; nothing evaluated (make it readable, or move "
+                         "it out)")
+    files = sorted(p.relative_to(root).as_posix() for p in found if is_image_path(p))
     if not files:
         raise UsageError(f"{root}: no images found")
     return files[:limit] if limit else files
+
+
+def check_pair_photos(args, files: list[str]) -> None:
+    """--images holds the photos of the pairs (``files``): a folder that cannot be read, or the wrong folder (none of
+    them there), is bad usage before any work; it was a traceback (a photo's stat refused, or the metrics on an empty
+    gallery). A photo missing, or in a folder that cannot be read, fails on its own: named, the results leave it out."""
+    import os
+
+    from ..io.inputs import read_folder
+
+    if os.path.isdir(args.images):
+        read_folder(args.images)
+    if files and not any(os.path.isfile(Path(args.images) / f) for f in files):
+        raise UsageError(f"{args.images}: none of the {len(files)} photos {args.pairs} names is there "
+                         f"(e.g. {files[0]}); give the folder the pairs' paths are relative to")
 
 
 def check_output(args, names: list[str], inputs=(), folders=()) -> None:
@@ -240,9 +264,7 @@ def cmd_privacy(args) -> int:
         used = {f for a, b, _ in pairs for f in (a, b)}
         pairset = PairSet(pairs, {f: i for f, i in pairset.identity.items() if f in used})
     files = pairset.files
-    if files and not any((Path(args.images) / f).is_file() for f in files):  # the wrong folder: a crash in the metrics
-        raise UsageError(f"{args.images}: none of the {len(files)} photos {args.pairs} names is there "
-                         f"(e.g. {files[0]}); give the folder the pairs' paths are relative to")
+    check_pair_photos(args, files)
     wb = workbench(args, args.images)
     vs = wb.check_variants(variants(args))
     need_o = {"desc"} if args.no_fta else {"desc", "hog"}
