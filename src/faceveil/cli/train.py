@@ -229,11 +229,17 @@ def _check_init(L, path: str) -> None:
 
 
 def _existing(paths, option: str) -> list[str]:
-    """The folders among ``paths``; a path that does not exist is bad usage (it was skipped without a word)."""
+    """The folders among ``paths``; a path that does not exist is bad usage (it was skipped without a word), and so
+    is a folder that cannot be listed (read_folder: learnedblur's --extra-images was a traceback after loading)."""
+    from ..io.inputs import read_folder
+
     for p in paths:
         if not os.path.exists(p):
             raise UsageError(f"{p}: {option}: no such file or folder")
-    return [p for p in paths if os.path.isdir(p)]
+    folders = [p for p in paths if os.path.isdir(p)]
+    for folder in folders:
+        read_folder(folder)
+    return folders
 
 
 def _check_outputs(args, outputs, inputs=(), folders=()) -> None:
