@@ -43,12 +43,13 @@ def cmd_people_build(args) -> int:
         raise UsageError(f"{args.output}: a people file is an .npz file; give a name ending in .npz")
     check_writable(args.output, "the people file")
     people = People.build(args.folder)
-    for s in people.skipped:
-        print(f"faceveil: warning: {one_line(s)}: skipped", file=sys.stderr)
+    for s in people.skipped:  # a photo that cannot be read failed (exit 1, as in `bank build`): it was only a warning
+        print(f"faceveil: {'error' if s in people.failed else 'warning'}: {one_line(s)}: skipped", file=sys.stderr)
     people.save(args.output)  # a killed build's temporary beside it removed first
     print(f"faceveil: {len(people)} people, {len(people.descriptors)} photos described "
-          f"({len(people.skipped)} skipped) -> {one_line(args.output)}", file=sys.stderr)
-    return 0
+          f"({len(people.skipped)} skipped{f', {len(people.failed)} could not be read' if people.failed else ''})"
+          f" -> {one_line(args.output)}", file=sys.stderr)
+    return 1 if people.failed else 0
 
 
 def add_keep_args(p) -> None:
