@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UsageError, one_line
-from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, check_pair_photos, file_errors,
-                   list_images, report_errors, run_settings, workbench, write_json)
+from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, check_pair_faces, check_pair_photos,
+                   file_errors, list_images, report_errors, run_settings, workbench, write_json)
 from .common import need_eval_extra, report_missing_images, whole
 
 EPILOG = """\
@@ -105,6 +105,7 @@ def cmd_bench(args) -> int:
         pairset = replace(pairset, pairs=[p for p in pairset.pairs if p[0] in keep and p[1] in keep],
                           identity={f: i for f, i in pairset.identity.items() if f in keep})
     originals = wb.originals(files, {"desc", "hog"})
+    check_pair_faces(args, pairset, originals)
     det_wb, det_orig, labels, missing = wb, originals, None, []
     measured, det_measured = [originals], []
     if args.det_images:

@@ -171,6 +171,35 @@ def check_pair_photos(args, files: list[str]) -> None:
                          f"(e.g. {files[0]}); give the folder the pairs' paths are relative to")
 
 
+def check_pair_faces(args, pairset, originals: dict) -> None:
+    """The attacker's descriptor is taken at the face found on the original photo. No face in any of the pairs'
+    photos (noise, other pictures) leaves nothing to measure: a failure in one line (the unreadable photos named
+    first), before the anonymization and with no results written; it was a traceback in the metrics (an empty
+    gallery). Photos without a face are named in a warning with what the results leave out (not failures)."""
+    files = pairset.files
+    face = {f for f in files if originals.get(f, {}).get("box") is not None}
+    errors, n_failed = file_errors(files, originals)
+    if not face:
+        report_errors(errors, 0, len(files))
+        n = len(files) - n_failed
+        what = (f"none of the {len(files)} photos {args.pairs} names could be read" if not n else
+                f"no face found in any of the {n} photos {args.pairs} names"
+                + (f" ({n_failed} more could not be read)" if n_failed else ""))
+        raise FaceveilError(f"{what}: nothing to measure (the attacks need the face on the original); "
+                            "no results written")
+    no_face = [f for f in files if f not in face and "error" not in originals.get(f, {})]
+    if no_face:
+        gallery, probes = pairset.gallery_split()
+        out = set(no_face)
+        first = {pairset.identity[g]: g for g in gallery}  # each person's gallery photo
+        counts = [(sum(a in out or b in out for a, b, _ in pairset.pairs), len(pairset.pairs), "pairs"),
+                  (sum(g in out for g in gallery), len(gallery), "gallery photos"),
+                  (sum(p in out or first[pairset.identity[p]] in out for p in probes), len(probes), "probes")]
+        left = ", ".join(f"{n} of the {total} {what}" for n, total, what in counts if n or what == "pairs")
+        print(f"faceveil: warning: no face found on {len(no_face)} of the {len(files)} photos (e.g. "
+              f"{one_line(no_face[0])}): the results leave out {left}", file=sys.stderr)
+
+
 def check_output(args, names: list[str], inputs=(), folders=()) -> None:
     """Refuse, before any work, an OUT whose results (``names``, the JSON first) would replace an input, land in an
     input folder (--images, --anonymized and the command's own ``folders``) or replace a file faceveil did not write
@@ -238,7 +267,7 @@ def write_json(path: Path, doc) -> None:
 
 
 def fmt(v, digits: int = 3) -> str:
-    if v is None:
+    if v is None or v != v:  # NaN: nothing measured (rank-1 without a probe), as the bench report writes it
         return "-"
     if isinstance(v, float):
         return f"{v:.{digits}f}"
@@ -270,6 +299,7 @@ def cmd_privacy(args) -> int:
     need_o = {"desc"} if args.no_fta else {"desc", "hog"}
     need_a = {"desc"} if args.no_fta else {"desc", "detect"}
     originals = wb.originals(files, need_o)
+    check_pair_faces(args, pairset, originals)
     settings = run_settings(args, wb, people=args.people, all_pairs=args.all_pairs, no_fta=args.no_fta)
     doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "pairs": str(args.pairs),
            "attacker": "dlib ResNet 128-D, 5-point alignment",
