@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import UsageError, one_line
 from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, check_pair_faces, check_pair_photos,
-                   file_errors, list_images, report_errors, run_settings, workbench, write_json)
+                   check_paths, file_errors, list_images, report_errors, run_settings, workbench, write_json)
 from .common import need_eval_extra, report_missing_images, whole
 
 EPILOG = """\
@@ -80,6 +80,7 @@ def build_variants(args) -> list:
 
 def cmd_bench(args) -> int:
     need_eval_extra("bench")
+    check_paths(args)
     from .. import __version__
     from ..report.bench_report import write_report
     from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs

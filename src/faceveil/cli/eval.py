@@ -134,6 +134,17 @@ def variants(args) -> list:
     return [Variant.of(args.method, {**base, **s}, args.seed) for s in parse_sweep(args.method, args.sweep)]
 
 
+PATH_OPTIONS = ("images", "pairs", "labels", "wider_gt", "det_images", "anonymized", "cache", "output")
+
+
+def check_paths(args) -> None:
+    """The eval commands' and bench's paths (``PATH_OPTIONS`` they have), each in a folder that may not be entered:
+    bad usage, before any work (io.inputs.refuse_unreachable); a traceback at the first look."""
+    from ..io.inputs import refuse_unreachable
+
+    refuse_unreachable(*(getattr(args, name, None) for name in PATH_OPTIONS))
+
+
 def list_images(root, limit: int = 0) -> list[str]:
     """The images under ``root`` (relative paths, sorted), listed as anonymize lists a folder (io.inputs.list_folder:
     hidden files and folders are not inputs). A missing folder, one without images, and a folder or file in it that
@@ -278,6 +289,7 @@ def fmt(v, digits: int = 3) -> str:
 
 def cmd_privacy(args) -> int:
     need_eval_extra("privacy")
+    check_paths(args)
     from .. import __version__
     from ..report.plots import det_plot
     from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs
@@ -356,6 +368,7 @@ def _image_run(args, names: list[str], inputs=(), folders=()):
 
 def cmd_detection(args) -> int:
     need_eval_extra("detection")
+    check_paths(args)
     from .. import __version__
     from ..report.plots import rate_by_size_plot
     from ..eval.utility import evaluate_detection, read_wider_labels, wider_ap
@@ -423,6 +436,7 @@ def detection_table(doc) -> str:
 
 def cmd_quality(args) -> int:
     need_eval_extra("quality")
+    check_paths(args)
     from dataclasses import replace
 
     from .. import __version__
@@ -509,6 +523,7 @@ def cmd_train(args) -> int:
 
     from ..train.train_on_anon import INSTALL_HINT, RunConfig, load_samples, parse_duration, parse_methods, run
 
+    check_paths(args)
     if importlib.util.find_spec("torch") is None:  # before reading any data: nothing else matters without it
         raise FaceveilError(f"`faceveil eval train` needs torch: {INSTALL_HINT}")
     specs = parse_methods(args.methods, args.param)

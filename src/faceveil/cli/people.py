@@ -32,9 +32,11 @@ def cmd_people_build(args) -> int:
     from pathlib import Path
 
     from ..errors import UsageError, one_line
+    from ..io.inputs import refuse_unreachable
     from ..people import People
     from .common import check_result_path, check_writable
 
+    refuse_unreachable(args.folder, args.output)
     # never over a consent photo (or anything else in the consent folder), nor over a file unasked
     check_result_path(args.output, "the people file", folders=[args.folder], overwrite=True)
     if Path(args.output).exists() and not args.overwrite:
@@ -63,8 +65,10 @@ def add_keep_args(p) -> None:
 
 def keep_policy(args, detector=None):
     """The KeepPolicy the options ask for, or None. Builds a folder's descriptors once, here."""
+    from ..io.inputs import refuse_unreachable
     from ..people import KeepPolicy, People, Region
 
+    refuse_unreachable(args.keep_people)
     keep_regions = tuple(Region.parse(r) for r in args.keep_region)
     only_regions = tuple(Region.parse(r) for r in args.only_region)
     people = People.open(args.keep_people, detector) if args.keep_people else None

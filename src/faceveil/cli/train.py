@@ -95,8 +95,10 @@ def register_learnedblur(sub) -> None:
 
 
 def cmd_learnedblur(args) -> int:
+    from ..io.inputs import refuse_unreachable
     from ..train.train_on_anon import INSTALL_HINT, load_samples, parse_duration, split
 
+    refuse_unreachable(args.images, args.labels, args.output, args.init, *args.extra_images)
     torch = _torch(INSTALL_HINT)
     from ..train import learnedblur as L
 
@@ -359,9 +361,11 @@ def register_harmonizer(sub) -> None:
 
 
 def cmd_harmonizer(args) -> int:
+    from ..io.inputs import refuse_unreachable
     from ..train.harmonizer import collect, parse_duration, train
     from ..train.train_on_anon import INSTALL_HINT
 
+    refuse_unreachable(*args.images, args.output)
     torch = _torch(INSTALL_HINT)
     seconds = parse_duration(args.budget)
     if seconds <= 0 and not args.steps:
