@@ -266,3 +266,141 @@ def test_detection_counts_the_faces_anonymize_finds_with_its_size_aware_cut(tmp_
     assert main(["eval", "detection", "--images", str(images), "--anonymized", str(same), "-o", str(out), "-q"]) == 0
     r = json.loads((out / "detection.json").read_text())["variants"][0]["pipeline_detector"]
     assert n > 20 and r["n_faces"] == n and r["rate"] == 1.0
+
+
+def test_eval_and_bench_refuse_an_images_folder_they_cannot_read(tmp_path, capsys, monkeypatch):
+    """A sub-folder of --images (--det-images) that cannot be read (chmod 000) was passed over without a word: eval
+    quality, eval detection and bench reported on fewer images than given, exit 0. As in the other commands it is
+    bad usage found while listing: exit 2, one line naming it, before any measurement, nothing written."""
+    from conftest import unreadable_folders
+    from faceveil.eval.workbench import Workbench
+
+    rgb = np.zeros((24, 24, 3), np.uint8)
+    for name in ("ok/a.png", "locked/b.png"):
+        _write(tmp_path / "images" / name, rgb)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\nok/a.png,ok/a.png,1\n")
+
+    def refuse(*a, **k):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(Workbench, "originals", refuse)
+    unreadable_folders(monkeypatch, "locked")
+    images, out = tmp_path / "images", tmp_path / "out"
+    line = f"faceveil: error: {images / 'locked'}: cannot read the folder (Permission denied); nothing evaluated " \
+           "(make it readable, or move it out)\n"
+    for argv in (["eval", "quality", "--images", str(images)], ["eval", "detection", "--images", str(images)],
+                 ["bench", "--images", str(images), "--pairs", str(pairs), "--det-images", str(images)]):
+        assert main([*argv, "-o", str(out), "-q"]) == 2, argv
+        assert capsys.readouterr().err == line, argv
+    # --images itself: eval quality said "no images found"; privacy and bench, whose pairs name the photos, a traceback
+    (tmp_path / "images").rename(tmp_path / "locked")
+    images = tmp_path / "locked"
+    for argv in (["eval", "quality", "--images", str(images)],
+                 ["eval", "privacy", "--images", str(images), "--pairs", str(pairs)],
+                 ["bench", "--images", str(images), "--pairs", str(pairs)]):
+        assert main([*argv, "-o", str(out), "-q"]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"faceveil: error: {images}: cannot read the folder (Permission denied)"), argv
+        assert err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_privacy_names_the_pairs_photos_in_a_folder_it_cannot_read(tmp_path, capsys, monkeypatch):
+    """The pairs name their photos: one in a folder that cannot be read fails on its own (named, counted, the results
+    leave it out: exit 1, as in eval leaks). It was a traceback when it came first (the wrong-folder check's stat)."""
+    import shutil
+
+    from conftest import unreadable_folders
+
+    for person, n in (("A_locked", 2), ("Al_Gore", 2)):
+        (tmp_path / "images" / person).mkdir(parents=True)
+        for i in range(1, n + 1):
+            shutil.copy(shared_path("lfw", "Al_Gore", f"Al_Gore_000{i}.jpg"), tmp_path / "images" / person)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\nA_locked/Al_Gore_0001.jpg,A_locked/Al_Gore_0002.jpg,1\n"
+                     "Al_Gore/Al_Gore_0001.jpg,Al_Gore/Al_Gore_0002.jpg,1\n")
+    unreadable_folders(monkeypatch, "A_locked")
+    out = tmp_path / "p"
+    assert main(["eval", "privacy", "--pairs", str(pairs), "--images", str(tmp_path / "images"), "--no-fta",
+                 "-m", "blackout", "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "faceveil: 2 of 4 images failed: the results leave them out" in err, err
+    for i in (1, 2):
+        assert f"faceveil: error: A_locked/Al_Gore_000{i}.jpg: PermissionError: [Errno 13] Permission denied" in err
+    assert json.loads((out / "privacy.json").read_text())["baseline"]["n_images"] == 4
+
+
+def _pairs_of_noise_and_faces(tmp_path, faces: dict) -> tuple:
+    """LFW-style photos A/1.png, A/2.png, B/1.png, B/2.png: those in ``faces`` are the Al_Gore photo named, the
+    others random noise (no face); pairs A1-A2 and B1-B2 (same), A1-B1 (different)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    for name in ("A/1.png", "A/2.png", "B/1.png", "B/2.png"):
+        if name in faces:
+            (images / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.open(shared_path("lfw", "Al_Gore", faces[name])).save(images / name)
+        else:
+            _write(images / name, rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\nA/1.png,A/2.png,1\nB/1.png,B/2.png,1\nA/1.png,B/1.png,0\n")
+    return images, pairs
+
+
+def test_privacy_and_bench_without_a_face_in_any_photo_say_so_in_one_line(tmp_path, capsys, monkeypatch):
+    """No face in any of the pairs' photos (noise under LFW names) was a traceback in the metrics ("cannot reshape
+    array of size 0"): now one line saying so, exit 1, nothing anonymized and no results written."""
+    images, pairs = _pairs_of_noise_and_faces(tmp_path, {})
+
+    def refuse(*a, **k):
+        raise AssertionError("anonymized with nothing to measure")
+
+    monkeypatch.setattr(Workbench, "anonymized", refuse)
+    for argv, result in ((["eval", "privacy", "--no-fta", "-m", "blur"], "privacy.json"),
+                         (["bench", "--methods", "blur"], "results.json")):
+        out = tmp_path / argv[1]
+        assert main([*argv, "--pairs", str(pairs), "--images", str(images), "-o", str(out), "-q"]) == 1, argv
+        err = capsys.readouterr().err
+        assert err == f"faceveil: error: no face found in any of the 4 photos {pairs} names: nothing to measure " \
+                      "(the attacks need the face on the original); no results written\n", err
+        assert not (out / result).exists()
+
+
+def test_privacy_leaves_out_and_counts_what_photos_without_a_face_take_away():
+    """Photos without a face: no probe with a face was a traceback (the same empty reshape), no gallery face too; a
+    probe whose person has no gallery face was counted a rank-1 miss (rank-1 0.000 of the originals themselves, read
+    as privacy). Such probes are left out, as the pairs with a photo without a face are, and counted."""
+    from faceveil.eval.privacy import PairSet, evaluate_privacy
+
+    ps = PairSet([("A/1", "A/2", True), ("B/1", "B/2", True), ("A/1", "B/1", False)],
+                 {f: f[0] for f in ("A/1", "A/2", "B/1", "B/2")})
+
+    def records(with_face):
+        return {f: {"box": [0, 0, 9, 9], "desc": [float(f[0] == "B")] * 128} if f in with_face else
+                {"box": None, "desc": None} for f in ps.files}
+
+    gallery_only = evaluate_privacy(ps, records({"A/1", "B/1"}), None)["attacks"]["original"]
+    assert gallery_only["n_probes"] == 0 and gallery_only["n_pairs_used"] == 1
+    for r in (evaluate_privacy(ps, records({"A/2", "B/2"}), None),
+              evaluate_privacy(ps, records({"A/1", "B/1"}), records({"A/1", "B/1"}))):
+        assert all(a["n_probes"] == 0 for a in r["attacks"].values())
+    no_b_gallery = evaluate_privacy(ps, records({"A/1", "A/2", "B/2"}), None)
+    assert no_b_gallery["n_no_face"] == 1
+    assert no_b_gallery["attacks"]["original"]["rank1"] == 1.0
+    assert no_b_gallery["attacks"]["original"]["n_probes"] == 1
+
+
+def test_privacy_names_the_photos_without_a_face_and_what_they_leave_out(tmp_path, capsys):
+    images, pairs = _pairs_of_noise_and_faces(tmp_path, {"A/1.png": "Al_Gore_0001.jpg", "A/2.png": "Al_Gore_0002.jpg",
+                                                         "B/2.png": "Al_Gore_0003.jpg"})
+    out = tmp_path / "p"
+    assert main(["eval", "privacy", "--pairs", str(pairs), "--images", str(images), "--no-fta", "-m", "blackout",
+                 "-o", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "faceveil: warning: no face found on 1 of the 4 photos (e.g. B/1.png): the results leave out 2 of the 3 " \
+           "pairs, 1 of the 2 gallery photos, 1 of the 2 probes\n" in err, err
+    base = json.loads((out / "privacy.json").read_text())["baseline"]
+    assert base["n_no_face"] == 1 and base["attacks"]["original"]["n_pairs_used"] == 1
+    assert base["attacks"]["original"]["rank1"] == 1.0 and base["attacks"]["original"]["n_probes"] == 1

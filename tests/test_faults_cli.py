@@ -761,3 +761,33 @@ def test_an_output_name_with_a_newline_cannot_fake_a_line_of_any_command(tmp_pat
         f"faceveil: warning: {tmp_path}/c.mp4: old still not removed: {tmp_path}/{esc}/c.mp4_preview/c_00000.20s.jpg: "
         "Permission denied",
         f"faceveil: 1 of 1 files anonymized (0 face-frames in videos) -> {tmp_path}/{esc}"], err
+
+
+@pytest.mark.parametrize("argv", [
+    "eval quality --images {L}", "eval quality --images {ok} -o {L}/out", "eval quality --images {ok} --cache {L}",
+    "eval detection --images {ok} --labels {L}/gt.txt", "eval detection --images {ok} --wider-gt {L}",
+    "eval detection --images {ok} --anonymized {L}", "eval privacy --images {L} --pairs {pairs}",
+    "eval privacy --images {ok} --pairs {L}/pairs.csv", "bench --images {ok} --pairs {pairs} --det-images {L}",
+    "eval leaks --images {L} --labels {gt}", "eval train --images {ok} --labels {L}/gt.txt",
+    "review {L} -i {ok}", "review {ok} -i {L}", "people build {L} -o {tmp}/p.npz", "people build {ok} -o {L}/p.npz",
+    "bank build {L} -o {tmp}/b.npz", "dataset anonymize -f wider --images {L} --labels {gt}",
+    "dataset anonymize -f wider --images {ok} --labels {gt} -o {L}/out", "anonymize {ok} --keep-people {L}",
+    "train learnedblur --images {ok} --labels {gt} --init {L}/init.onnx", "train harmonizer --images {L}",
+])
+def test_a_path_in_a_folder_that_cannot_be_entered_is_one_line(tmp_path, capsys, monkeypatch, argv):
+    """A path given in a folder that may not be entered (locked/sub, locked chmod 000) was a traceback where a command
+    first looked at it (Path.is_dir / .exists raise PermissionError), or "no such file or folder", or "none of the
+    photos is there": bad usage, one line naming it, before any work (io.inputs.refuse_unreachable)."""
+    ok, locked = tmp_path / "ok", tmp_path / "locked" / "sub"
+    ok.mkdir()
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(ok / "a.png")
+    (tmp_path / "gt.txt").write_text("a.png\n0\n")
+    (tmp_path / "pairs.csv").write_text("file_x,file_y,same\na.png,a.png,1\n")
+    unreadable_folders(monkeypatch, "locked")
+    words = argv.format(L=locked, ok=ok, gt=tmp_path / "gt.txt", pairs=tmp_path / "pairs.csv", tmp=tmp_path).split()
+    if "-o" not in words and words[0] != "review":
+        words += ["-o", str(tmp_path / "out.onnx" if words[0] == "train" else tmp_path / "out")]
+    code, _, err = run(capsys, *words)
+    path = next(w for w in words if w.startswith(str(locked)))
+    assert (code, err) == (2, f"faceveil: error: {path}: a folder on the way to it cannot be entered (permission "
+                              "denied)\n"), argv

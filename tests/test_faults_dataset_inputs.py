@@ -461,7 +461,8 @@ def test_unreadable_labels_or_images_folder_are_bad_usage_before_any_work(tmp_pa
     (tmp_path / "labels" / "locked").mkdir(parents=True)
     locked_gt = shutil.copy(gt, tmp_path / "labels" / "locked" / "gt.txt")
     assert main(_args(images, locked_gt, out)) == 2
-    assert _error_lines(capsys.readouterr().err) == [f"faceveil: error: {locked_gt}: cannot read (Permission denied)"]
+    assert _error_lines(capsys.readouterr().err) == [f"faceveil: error: {locked_gt}: a folder on the way to it cannot "
+                                                     "be entered (permission denied)"]
     locked_images = images.rename(images.with_name("locked"))
     assert main(_args(locked_images, gt, out)) == 2
     assert _error_lines(capsys.readouterr().err) == [

@@ -222,3 +222,32 @@ def test_collect_names_each_photo_it_skips(tmp_path, astronaut, capsys):
     crops, stats = collect([str(tmp_path)], progress=False)
     assert stats["unreadable"] == 1 and len(crops) == 1
     assert f"faceveil: warning: skipped {tmp_path / 'b.jpg'}: cannot decode image" in capsys.readouterr().err
+
+
+def test_train_harmonizer_refuses_a_folder_it_cannot_read(tmp_path, monkeypatch, capsys):
+    """A sub-folder of --images that cannot be read (chmod 000) was passed over without a word: the model was trained
+    on the photos of the others, exit 0. As in the other commands it is bad usage found while listing: exit 2, one
+    line naming it, before any face is detected, nothing written."""
+    pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+    import importlib
+
+    from PIL import Image
+
+    from conftest import unreadable_folders
+    from faceveil.cli import main
+
+    for sub in ("ok", "locked"):
+        (tmp_path / "photos" / sub).mkdir(parents=True)
+        Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(tmp_path / "photos" / sub / "a.png")
+
+    def refuse(*a, **k):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(importlib.import_module("faceveil.detect"), "get_detector", refuse)
+    unreadable_folders(monkeypatch, "locked")
+    out = tmp_path / "h.onnx"
+    assert main(["train", "harmonizer", "--images", str(tmp_path / "photos"), "-o", str(out), "--steps", "1",
+                 "-q"]) == 2
+    assert capsys.readouterr().err == f"faceveil: error: {tmp_path / 'photos' / 'locked'}: cannot read the folder " \
+                                      "(Permission denied); nothing trained (make it readable, or move it out)\n"
+    assert not out.exists()

@@ -275,6 +275,31 @@ def test_a_skipped_consent_photo_is_named_once(tmp_path):
     assert line.startswith(str(tmp_path / "alice" / "bad.jpg") + ": ") and line.count("bad.jpg") == 1, line
 
 
+def test_people_build_fails_on_a_consent_photo_it_cannot_read(tmp_path, capsys):
+    """An unreadable consent photo was a warning only (exit 0) where `bank build` fails on one (exit 1): the gallery
+    is built from the rest, the photo named in an error line, exit 1. A photo without a usable face stays a warning."""
+    pytest.importorskip("dlib", reason=DLIB)
+    from PIL import Image
+
+    from faceveil.cli import main
+
+    consent = tmp_path / "consent" / "alice"
+    consent.mkdir(parents=True)
+    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), consent / "good.jpg")
+    (consent / "bad.jpg").write_bytes(b"not a photo")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(consent / "blank.png")
+    out = tmp_path / "people.npz"
+    assert main(["people", "build", str(tmp_path / "consent"), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"faceveil: error: {consent / 'bad.jpg'}: ") and err[0].endswith(": skipped"), err
+    assert err[1] == f"faceveil: warning: {consent / 'blank.png'}: no face found: skipped", err
+    assert err[2].startswith("faceveil: 1 people, 1 photos described (2 skipped, 1 could not be read) -> "), err
+    assert People.load(out).names == ["alice"]
+    (consent / "bad.jpg").unlink()
+    assert main(["people", "build", str(tmp_path / "consent"), "-o", str(out), "--overwrite"]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
 def test_a_consent_photo_with_a_face_over_the_subjects_is_skipped(tmp_path):
     """The audit's photobomb: Al Sharpton's head (0.7x the size) over Al Gore's face, centres 111 px apart. The two
     were taken as one face found twice, and the higher-scoring box, Sharpton's, was enrolled as Gore."""
@@ -334,3 +359,38 @@ def test_two_people_with_two_photos_each_under_one_name_are_refused(tmp_path):
     for name in ("George_W_Bush_0001", "George_W_Bush_0002"):  # one person's photos pass
         (tmp_path / "c" / "Al_Gore" / f"{name}.jpg").unlink()
     assert len(People.build(tmp_path / "c").descriptors) == 2
+
+
+def test_anonymize_with_a_consent_folder_names_the_photos_it_skipped_and_stops_on_an_unreadable_one(tmp_path, capsys):
+    """`anonymize --keep-people consent/` (and `dataset anonymize`) built the gallery without a word of the photos it
+    skipped or could not read. It says them as `people build` does; an unreadable one stops the run before any work
+    (exit 2): whoever it shows could be hidden like a stranger. A photo without a usable face stays a warning."""
+    pytest.importorskip("dlib", reason=DLIB)
+    from PIL import Image
+
+    from faceveil.cli import main
+
+    consent = tmp_path / "consent" / "alice"
+    consent.mkdir(parents=True)
+    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), consent / "good.jpg")
+    (consent / "bad.jpg").write_bytes(b"not a photo")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(consent / "blank.png")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(tmp_path / "in" / "x.png")
+    (tmp_path / "gt.txt").write_text("x.png\n0\n")
+    keep = ["--keep-people", str(tmp_path / "consent"), "-q"]
+    blank = f"faceveil: warning: {consent / 'blank.png'}: no face found: skipped"
+    for argv in (["anonymize", str(tmp_path / "in")],
+                 ["dataset", "anonymize", "-f", "wider", "--images", str(tmp_path / "in"), "--labels",
+                  str(tmp_path / "gt.txt")]):
+        out = tmp_path / "out"
+        assert main([*argv, "-o", str(out), *keep]) == 2, argv
+        err = capsys.readouterr().err.splitlines()
+        assert err[0].startswith(f"faceveil: error: {consent / 'bad.jpg'}: ") and err[0].endswith(": skipped"), err
+        assert err[1:] == [blank, f"faceveil: error: {tmp_path / 'consent'}: 1 consent photo could not be read "
+                                  "(named above): whoever it shows may be hidden like a stranger; nothing anonymized "
+                                  "(make it readable, or move it out)"], err
+        assert not out.exists(), argv
+    (consent / "bad.jpg").unlink()
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *keep]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == blank

@@ -453,6 +453,22 @@ def test_train_learnedblur_refuses_bad_values_before_any_work(tmp_path, monkeypa
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_train_learnedblur_refuses_extra_images_it_cannot_read(tmp_path, monkeypatch, capsys):
+    """An --extra-images folder that cannot be read (chmod 000) was a traceback once the labelled photos were loaded:
+    now one line naming it, exit 2, before any work."""
+    from conftest import unreadable_folders
+
+    _faces_dataset(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    unreadable_folders(monkeypatch, "locked")
+    capsys.readouterr()
+    rc, _, _ = _lb_cli(tmp_path, monkeypatch, "-o", str(tmp_path / "m.onnx"), "--extra-images", str(locked))
+    err = capsys.readouterr().err
+    assert rc == 2 and err == f"faceveil: error: {locked}: cannot read the folder (Permission denied)\n", err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_train_learnedblur_writes_model_and_strict_card_or_neither(tmp_path, monkeypatch, capsys):
     """Diverged weights (NaN) are not exported (exit 1, nothing written; before: 151,411 NaN weights shipped); a
     failed card write leaves no model (before: the model stayed, exit 1); a killed run's temporary is removed by

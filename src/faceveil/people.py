@@ -119,6 +119,7 @@ class People:
     descriptors: np.ndarray
     person: np.ndarray  # int, N: index into names
     skipped: list[str] = field(default_factory=list)  # photos not used, "path: why"
+    failed: list[str] = field(default_factory=list)  # those of them that could not be read (missing, broken)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -128,8 +129,8 @@ class People:
         """Describe every photo under ``folder`` (``<name>/*.jpg`` or ``<name>.jpg``).
 
         A photo is used only when it holds exactly one face that can be described reliably (else it
-        is skipped and listed in ``skipped``); a person none of whose photos is usable is an error,
-        as is an empty gallery."""
+        is skipped and listed in ``skipped``; one that cannot be read also in ``failed``); a person none
+        of whose photos is usable is an error, as is an empty gallery."""
         from .detections import box_iou
         from .io.images import read_rgb
         from .io.inputs import read_folder
@@ -164,14 +165,15 @@ class People:
             name, params, _ = resolve(None)
             detector = get_detector(name, params)
         describer = _describer()
-        names, rows, person, skipped = [], [], [], list(subfolders)
+        names, rows, person, skipped, failed = [], [], [], list(subfolders), []
         for name, files in photos.items():
             got, used = 0, []
             for f in files:
                 try:
                     rgb = read_rgb(f)
-                except Exception as exc:  # a bad photo is skipped and said, never fatal on its own
+                except Exception as exc:  # a bad photo is skipped and said, never fatal on its own (failed: exit 1)
                     skipped.append(str(exc) if str(exc).startswith(f"{f}: ") else f"{f}: {exc}")  # path said once
+                    failed.append(skipped[-1])
                     continue
                 dets = detector.detect(rgb)
                 if not len(dets):
@@ -206,7 +208,8 @@ class People:
                                  f"({'; '.join(s.split(': ', 1)[1] for s in skipped[-len(files):])})")
             _one_person(folder / name, used, np.asarray(rows[-got:], np.float32))
             names.append(name)
-        return cls(names, np.asarray(rows, np.float32).reshape(-1, 128), np.asarray(person, np.int64), skipped)
+        return cls(names, np.asarray(rows, np.float32).reshape(-1, 128), np.asarray(person, np.int64), skipped,
+                   failed)
 
     def save(self, path: str | Path) -> None:
         from io import BytesIO

@@ -71,7 +71,9 @@ def register(sub) -> None:
 def cmd_build(args) -> int:
     from ..anonymize.bank import build_bank, list_labelled
     from ..errors import UsageError, one_line
+    from ..io.inputs import refuse_unreachable
 
+    refuse_unreachable(args.folder, args.labels, args.output)
     if args.k < 3:
         raise UsageError("--k must be at least 3")
     if args.check_photos < 1 or args.candidates < 0:  # --placed-distance: its type (0 to 2)

@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UsageError, one_line
-from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, file_errors, list_images,
-                   report_errors, run_settings, workbench, write_json)
+from .eval import (DETECTORS, add_variant_args, check_labels_file, check_output, check_pair_faces, check_pair_photos,
+                   check_paths, file_errors, list_images, report_errors, run_settings, workbench, write_json)
 from .common import need_eval_extra, report_missing_images, whole
 
 EPILOG = """\
@@ -80,6 +80,7 @@ def build_variants(args) -> list:
 
 def cmd_bench(args) -> int:
     need_eval_extra("bench")
+    check_paths(args)
     from .. import __version__
     from ..report.bench_report import write_report
     from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs
@@ -96,14 +97,16 @@ def cmd_bench(args) -> int:
     check_output(args, ["results.json", "report.md", "report.html", *plots] + [f"det_{a}.png" for a in ATTACKS],
                  [args.pairs, args.labels], [args.det_images])
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
+    files = pairset.files[: args.limit or None]
+    check_pair_photos(args, files)
     wb = workbench(args, args.images)
     vs = wb.check_variants(build_variants(args))
-    files = pairset.files[: args.limit or None]
     if args.limit:
         keep = set(files)
         pairset = replace(pairset, pairs=[p for p in pairset.pairs if p[0] in keep and p[1] in keep],
                           identity={f: i for f, i in pairset.identity.items() if f in keep})
     originals = wb.originals(files, {"desc", "hog"})
+    check_pair_faces(args, pairset, originals)
     det_wb, det_orig, labels, missing = wb, originals, None, []
     measured, det_measured = [originals], []
     if args.det_images:

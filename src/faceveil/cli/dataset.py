@@ -85,10 +85,11 @@ def register(sub) -> None:
 
 def cmd_dataset_anonymize(args) -> int:
     from ..dataset import DatasetConfig, anonymize_dataset
-    from ..io.atomic import refuse_too_long
+    from ..io.inputs import refuse_unreachable
     from ..registry import parse_assignments
 
-    refuse_too_long(args.images, args.labels, args.output)  # before --keep-people's gallery is described
+    # before --keep-people's gallery is described
+    refuse_unreachable(args.images, args.labels, args.output, args.summary, args.keep_people)
     check_backend(args)
     check_jpeg_quality(args)
     region = region_from_args(args)

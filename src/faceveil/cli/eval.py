@@ -134,17 +134,81 @@ def variants(args) -> list:
     return [Variant.of(args.method, {**base, **s}, args.seed) for s in parse_sweep(args.method, args.sweep)]
 
 
+PATH_OPTIONS = ("images", "pairs", "labels", "wider_gt", "det_images", "anonymized", "cache", "output")
+
+
+def check_paths(args) -> None:
+    """The eval commands' and bench's paths (``PATH_OPTIONS`` they have), each in a folder that may not be entered:
+    bad usage, before any work (io.inputs.refuse_unreachable); a traceback at the first look."""
+    from ..io.inputs import refuse_unreachable
+
+    refuse_unreachable(*(getattr(args, name, None) for name in PATH_OPTIONS))
+
+
 def list_images(root, limit: int = 0) -> list[str]:
-    """The images under ``root`` (relative paths, sorted); a missing folder or one without images is bad usage."""
+    """The images under ``root`` (relative paths, sorted), listed as anonymize lists a folder (io.inputs.list_folder:
+    hidden files and folders are not inputs). A missing folder, one without images, and a folder or file in it that
+    cannot be read are bad usage, before any work: a rglob passed over an unreadable sub-folder without a word, and
+    the results were computed on fewer images than given (a file in a folder that may not be entered: a traceback)."""
     from ..io.images import is_image_path
+    from ..io.inputs import list_folder
 
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder")
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and is_image_path(p))
+    found, _, bad, _ = list_folder(root)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UsageError(f"{one_line(bad[0][0])}: {bad[0][1]}{more}; nothing evaluated (make it readable, or move "
+                         "it out)")
+    files = sorted(p.relative_to(root).as_posix() for p in found if is_image_path(p))
     if not files:
         raise UsageError(f"{root}: no images found")
     return files[:limit] if limit else files
+
+
+def check_pair_photos(args, files: list[str]) -> None:
+    """--images holds the photos of the pairs (``files``): a folder that cannot be read, or the wrong folder (none of
+    them there), is bad usage before any work; it was a traceback (a photo's stat refused, or the metrics on an empty
+    gallery). A photo missing, or in a folder that cannot be read, fails on its own: named, the results leave it out."""
+    import os
+
+    from ..io.inputs import read_folder
+
+    if os.path.isdir(args.images):
+        read_folder(args.images)
+    if files and not any(os.path.isfile(Path(args.images) / f) for f in files):
+        raise UsageError(f"{args.images}: none of the {len(files)} photos {args.pairs} names is there "
+                         f"(e.g. {files[0]}); give the folder the pairs' paths are relative to")
+
+
+def check_pair_faces(args, pairset, originals: dict) -> None:
+    """The attacker's descriptor is taken at the face found on the original photo. No face in any of the pairs'
+    photos (noise, other pictures) leaves nothing to measure: a failure in one line (the unreadable photos named
+    first), before the anonymization and with no results written; it was a traceback in the metrics (an empty
+    gallery). Photos without a face are named in a warning with what the results leave out (not failures)."""
+    files = pairset.files
+    face = {f for f in files if originals.get(f, {}).get("box") is not None}
+    errors, n_failed = file_errors(files, originals)
+    if not face:
+        report_errors(errors, 0, len(files))
+        n = len(files) - n_failed
+        what = (f"none of the {len(files)} photos {args.pairs} names could be read" if not n else
+                f"no face found in any of the {n} photos {args.pairs} names"
+                + (f" ({n_failed} more could not be read)" if n_failed else ""))
+        raise FaceveilError(f"{what}: nothing to measure (the attacks need the face on the original); "
+                            "no results written")
+    no_face = [f for f in files if f not in face and "error" not in originals.get(f, {})]
+    if no_face:
+        gallery, probes = pairset.gallery_split()
+        out = set(no_face)
+        first = {pairset.identity[g]: g for g in gallery}  # each person's gallery photo
+        counts = [(sum(a in out or b in out for a, b, _ in pairset.pairs), len(pairset.pairs), "pairs"),
+                  (sum(g in out for g in gallery), len(gallery), "gallery photos"),
+                  (sum(p in out or first[pairset.identity[p]] in out for p in probes), len(probes), "probes")]
+        left = ", ".join(f"{n} of the {total} {what}" for n, total, what in counts if n or what == "pairs")
+        print(f"faceveil: warning: no face found on {len(no_face)} of the {len(files)} photos (e.g. "
+              f"{one_line(no_face[0])}): the results leave out {left}", file=sys.stderr)
 
 
 def check_output(args, names: list[str], inputs=(), folders=()) -> None:
@@ -214,7 +278,7 @@ def write_json(path: Path, doc) -> None:
 
 
 def fmt(v, digits: int = 3) -> str:
-    if v is None:
+    if v is None or v != v:  # NaN: nothing measured (rank-1 without a probe), as the bench report writes it
         return "-"
     if isinstance(v, float):
         return f"{v:.{digits}f}"
@@ -225,6 +289,7 @@ def fmt(v, digits: int = 3) -> str:
 
 def cmd_privacy(args) -> int:
     need_eval_extra("privacy")
+    check_paths(args)
     from .. import __version__
     from ..report.plots import det_plot
     from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs
@@ -240,14 +305,13 @@ def cmd_privacy(args) -> int:
         used = {f for a, b, _ in pairs for f in (a, b)}
         pairset = PairSet(pairs, {f: i for f, i in pairset.identity.items() if f in used})
     files = pairset.files
-    if files and not any((Path(args.images) / f).is_file() for f in files):  # the wrong folder: a crash in the metrics
-        raise UsageError(f"{args.images}: none of the {len(files)} photos {args.pairs} names is there "
-                         f"(e.g. {files[0]}); give the folder the pairs' paths are relative to")
+    check_pair_photos(args, files)
     wb = workbench(args, args.images)
     vs = wb.check_variants(variants(args))
     need_o = {"desc"} if args.no_fta else {"desc", "hog"}
     need_a = {"desc"} if args.no_fta else {"desc", "detect"}
     originals = wb.originals(files, need_o)
+    check_pair_faces(args, pairset, originals)
     settings = run_settings(args, wb, people=args.people, all_pairs=args.all_pairs, no_fta=args.no_fta)
     doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "pairs": str(args.pairs),
            "attacker": "dlib ResNet 128-D, 5-point alignment",
@@ -304,6 +368,7 @@ def _image_run(args, names: list[str], inputs=(), folders=()):
 
 def cmd_detection(args) -> int:
     need_eval_extra("detection")
+    check_paths(args)
     from .. import __version__
     from ..report.plots import rate_by_size_plot
     from ..eval.utility import evaluate_detection, read_wider_labels, wider_ap
@@ -371,6 +436,7 @@ def detection_table(doc) -> str:
 
 def cmd_quality(args) -> int:
     need_eval_extra("quality")
+    check_paths(args)
     from dataclasses import replace
 
     from .. import __version__
@@ -457,6 +523,7 @@ def cmd_train(args) -> int:
 
     from ..train.train_on_anon import INSTALL_HINT, RunConfig, load_samples, parse_duration, parse_methods, run
 
+    check_paths(args)
     if importlib.util.find_spec("torch") is None:  # before reading any data: nothing else matters without it
         raise FaceveilError(f"`faceveil eval train` needs torch: {INSTALL_HINT}")
     specs = parse_methods(args.methods, args.param)

@@ -71,10 +71,10 @@ def cmd_leaks(args) -> int:
     from ..io.labels import check_labels_path, find_images, read_eval_labels
     from ..detections import Detections
     from ..io.images import read_image
-    from ..io.atomic import refuse_too_long
+    from ..io.inputs import refuse_unreachable
     from ..pipeline import Anonymizer
 
-    refuse_too_long(args.images, args.labels, args.output)  # each was a traceback at its first look
+    refuse_unreachable(args.images, args.labels, args.output)  # each was a traceback at its first look
     images = Path(args.images)
     if not images.is_dir():
         raise UsageError(f"{images}: not a folder")

@@ -32,9 +32,11 @@ def cmd_people_build(args) -> int:
     from pathlib import Path
 
     from ..errors import UsageError, one_line
+    from ..io.inputs import refuse_unreachable
     from ..people import People
     from .common import check_result_path, check_writable
 
+    refuse_unreachable(args.folder, args.output)
     # never over a consent photo (or anything else in the consent folder), nor over a file unasked
     check_result_path(args.output, "the people file", folders=[args.folder], overwrite=True)
     if Path(args.output).exists() and not args.overwrite:
@@ -43,12 +45,21 @@ def cmd_people_build(args) -> int:
         raise UsageError(f"{args.output}: a people file is an .npz file; give a name ending in .npz")
     check_writable(args.output, "the people file")
     people = People.build(args.folder)
-    for s in people.skipped:
-        print(f"faceveil: warning: {one_line(s)}: skipped", file=sys.stderr)
+    report_skipped(people)
     people.save(args.output)  # a killed build's temporary beside it removed first
     print(f"faceveil: {len(people)} people, {len(people.descriptors)} photos described "
-          f"({len(people.skipped)} skipped) -> {one_line(args.output)}", file=sys.stderr)
-    return 0
+          f"({len(people.skipped)} skipped{f', {len(people.failed)} could not be read' if people.failed else ''})"
+          f" -> {one_line(args.output)}", file=sys.stderr)
+    return 1 if people.failed else 0
+
+
+def report_skipped(people) -> None:
+    """Name the consent photos a gallery was built without: an error line for one that cannot be read (it failed:
+    `people build` exits 1, as `bank build` does; it was only a warning), a warning for one without a usable face."""
+    from ..errors import one_line
+
+    for s in people.skipped:
+        print(f"faceveil: {'error' if s in people.failed else 'warning'}: {one_line(s)}: skipped", file=sys.stderr)
 
 
 def add_keep_args(p) -> None:
@@ -62,11 +73,23 @@ def add_keep_args(p) -> None:
 
 def keep_policy(args, detector=None):
     """The KeepPolicy the options ask for, or None. Builds a folder's descriptors once, here."""
+    from ..io.inputs import refuse_unreachable
     from ..people import KeepPolicy, People, Region
 
+    refuse_unreachable(args.keep_people)
     keep_regions = tuple(Region.parse(r) for r in args.keep_region)
     only_regions = tuple(Region.parse(r) for r in args.only_region)
     people = People.open(args.keep_people, detector) if args.keep_people else None
+    if people is not None:  # a folder of photos, built here: its skipped photos said as `people build` says them
+        report_skipped(people)
+        if people.failed:  # whoever such a photo shows may be hidden like a stranger: no run on an incomplete set
+            from ..errors import UsageError
+
+            n = len(people.failed)
+            it = "them" if n > 1 else "it"
+            raise UsageError(f"{args.keep_people}: {n} consent photo{'s' if n > 1 else ''} could not be read (named "
+                             f"above): whoever {'they show' if n > 1 else 'it shows'} may be hidden like a stranger; "
+                             f"nothing anonymized (make {it} readable, or move {it} out)")
     policy = KeepPolicy(people, keep_regions, only_regions)
     if people is not None:  # dlib and its model files: missing ones fail now, before any work
         from ..people import _describer

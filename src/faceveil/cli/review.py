@@ -229,10 +229,10 @@ def _open_page(url: str) -> Path:
 
 
 def cmd_review(args) -> int:
-    from ..io.atomic import refuse_too_long
+    from ..io.inputs import refuse_unreachable
 
     # every path the review reads or writes (OUT/.faceveil/review.json, the cache): a traceback at the first look
-    refuse_too_long(args.output, args.originals, args.cache_dir, args.from_report)
+    refuse_unreachable(args.output, args.originals, args.cache_dir, args.from_report)
     try:
         from werkzeug.serving import WSGIRequestHandler, make_server
 

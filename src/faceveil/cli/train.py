@@ -95,8 +95,10 @@ def register_learnedblur(sub) -> None:
 
 
 def cmd_learnedblur(args) -> int:
+    from ..io.inputs import refuse_unreachable
     from ..train.train_on_anon import INSTALL_HINT, load_samples, parse_duration, split
 
+    refuse_unreachable(args.images, args.labels, args.output, args.init, *args.extra_images)
     torch = _torch(INSTALL_HINT)
     from ..train import learnedblur as L
 
@@ -229,11 +231,17 @@ def _check_init(L, path: str) -> None:
 
 
 def _existing(paths, option: str) -> list[str]:
-    """The folders among ``paths``; a path that does not exist is bad usage (it was skipped without a word)."""
+    """The folders among ``paths``; a path that does not exist is bad usage (it was skipped without a word), and so
+    is a folder that cannot be listed (read_folder: learnedblur's --extra-images was a traceback after loading)."""
+    from ..io.inputs import read_folder
+
     for p in paths:
         if not os.path.exists(p):
             raise UsageError(f"{p}: {option}: no such file or folder")
-    return [p for p in paths if os.path.isdir(p)]
+    folders = [p for p in paths if os.path.isdir(p)]
+    for folder in folders:
+        read_folder(folder)
+    return folders
 
 
 def _check_outputs(args, outputs, inputs=(), folders=()) -> None:
@@ -353,9 +361,11 @@ def register_harmonizer(sub) -> None:
 
 
 def cmd_harmonizer(args) -> int:
+    from ..io.inputs import refuse_unreachable
     from ..train.harmonizer import collect, parse_duration, train
     from ..train.train_on_anon import INSTALL_HINT
 
+    refuse_unreachable(*args.images, args.output)
     torch = _torch(INSTALL_HINT)
     seconds = parse_duration(args.budget)
     if seconds <= 0 and not args.steps:

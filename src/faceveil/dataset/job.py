@@ -12,7 +12,8 @@ from typing import Callable, Iterable
 
 from .. import __version__
 from ..errors import InputError, UsageError
-from ..io.atomic import atomic_path, refuse_too_long, remove_stale_temporaries
+from ..io.atomic import atomic_path, remove_stale_temporaries
+from ..io.inputs import refuse_unreachable
 from ..io.manifest import ManifestWriter, read_manifest, rewrite_manifest, sha256_file, settings_key
 from ..io.manifest import check_settings as _check_settings
 from ..pipeline import Anonymizer, settings_of
@@ -62,7 +63,7 @@ def anonymize_dataset(
         raise UsageError("--backend must be local or ray")
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    refuse_too_long(images, labels, out)  # the first look at them was a traceback
+    refuse_unreachable(images, labels, out)  # the first look at them was a traceback
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: output exists and is not a folder")

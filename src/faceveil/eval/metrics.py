@@ -85,13 +85,13 @@ class Rank1:
         self.total = 0
 
     def update(self, gallery: np.ndarray, gallery_ids, probes: np.ndarray, probe_ids) -> None:
+        if len(probe_ids) == 0:
+            return
+        if len(gallery_ids) == 0:  # checked before the reshape, which cannot size an empty array
+            self.total += len(probe_ids)
+            return
         g = np.asarray(gallery, np.float64).reshape(len(gallery_ids), -1)
         p = np.asarray(probes, np.float64).reshape(len(probe_ids), -1)
-        if len(p) == 0:
-            return
-        if len(g) == 0:
-            self.total += len(p)
-            return
         d = np.linalg.norm(p[:, None, :] - g[None, :, :], axis=2)
         best = np.asarray(gallery_ids, object)[np.argmin(d, axis=1)]
         self.correct += int(np.sum(best == np.asarray(probe_ids, object)))

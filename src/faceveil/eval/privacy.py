@@ -158,8 +158,10 @@ def evaluate_privacy(pairset: PairSet, originals: dict, anonymized: dict | None,
             res["error"] = str(exc)
         r1 = Rank1()
         gok = np.isfinite(G[gi]).all(axis=1)
-        pok = np.isfinite(P[pi]).all(axis=1)
         gids = [pairset.identity[gallery[k]] for k in np.nonzero(gok)[0]]
+        # A probe whose person has no gallery face cannot be identified: left out (as a failure to enrol), not a miss.
+        enrolled = set(gids)
+        pok = np.isfinite(P[pi]).all(axis=1) & np.array([pairset.identity[f] in enrolled for f in probes], bool)
         pids = [pairset.identity[probes[k]] for k in np.nonzero(pok)[0]]
         r1.update(G[gi][gok], gids, P[pi][pok], pids)
         res.update(r1.compute())

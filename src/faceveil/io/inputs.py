@@ -156,6 +156,16 @@ def _kind(path: Path) -> str | None:
         raise UsageError(f"{one_line(path)}: {exc.strerror or exc}") from None
 
 
+def refuse_unreachable(*paths: str | os.PathLike | None) -> None:
+    """Bad usage naming the first of ``paths`` (None or "": an option not given) that cannot be looked at: in a
+    folder faceveil may not enter (`locked/sub` with `locked` chmod 000), or too long (refuse_too_long). One line
+    before any work, for the paths a command is given: Path.is_dir and .exists raise PermissionError there (a
+    traceback), and some checks said "no such file or folder". Nothing there yet (an output to make) passes."""
+    for path in paths:
+        if path is not None and str(path) != "" and _kind(Path(path)) == "unreadable":
+            raise UsageError(f"{one_line(path)}: a folder on the way to it cannot be entered (permission denied)")
+
+
 # What os.stat's file type says a folder entry is, when it is no regular file.
 _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
             (stat.S_ISBLK, "a device"))

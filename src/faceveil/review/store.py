@@ -38,9 +38,9 @@ from ..detect import DETECTORS, get_detector
 from ..detect.base import detection_view
 from ..detections import Detections, box_iou
 from ..errors import FaceveilError, UsageError, one_line
-from ..io.atomic import refuse_too_long, write_bytes_atomic
+from ..io.atomic import write_bytes_atomic
 from ..io.images import read_image
-from ..io.inputs import read_folder
+from ..io.inputs import read_folder, refuse_unreachable
 from ..io.manifest import read_manifest, sample_sha256, sha256_file
 from ..pipeline import Anonymizer, AnonymizerConfig
 from ..progress import tqdm
@@ -102,7 +102,7 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         """Pair OUT with IN and check every image, now (default) or, with ``background``, in a
         thread started by ``start_checking`` while the page is already served. ``run``: the
         anonymize run's report (regions per output, files given), when there is one."""
-        refuse_too_long(out_root, originals, cache_dir)  # one line, not the system's traceback at the first look
+        refuse_unreachable(out_root, originals, cache_dir)  # one line, not the system's traceback at the first look
         self.out_root = Path(out_root).resolve()
         self.in_root = Path(originals).resolve()
         if not self.out_root.is_dir():

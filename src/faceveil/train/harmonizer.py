@@ -74,17 +74,29 @@ def crop_face(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray):
 
 
 def collect(dirs: list[str], min_face: int = 24, max_side: int = 1024, progress: bool = True) -> tuple[Crops, dict]:
-    """Detect faces (CenterFace) in every image under ``dirs`` and cut training crops."""
+    """Detect faces (CenterFace) in every image under ``dirs`` and cut training crops. The folders are listed as
+    anonymize lists one (io.inputs.list_folder: hidden files and folders are not photos); a folder or file in them
+    that cannot be read is bad usage before any work (a rglob passed over such a folder without a word: the model
+    was trained on fewer photos than given)."""
     from ..detect import get_detector
     from ..errors import FaceveilError, UsageError, one_line
     from ..io.images import is_image_path, read_rgb
+    from ..io.inputs import list_folder
 
     paths = []
     for d in dirs:
         p = Path(d)
         if not p.exists():
             raise UsageError(f"{d}: no such folder")
-        paths += [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q))
+        if p.is_file():
+            paths.append(p)
+            continue
+        files, _, bad, _ = list_folder(p)
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise UsageError(f"{one_line(bad[0][0])}: {bad[0][1]}{more}; nothing trained (make it readable, or move "
+                             "it out)")
+        paths += [q for q in files if is_image_path(q)]
     if not paths:
         raise UsageError(f"no images under {' '.join(dirs)}")
     det = get_detector("centerface", {"threshold": 0.5})
