@@ -275,19 +275,25 @@ def test_a_skipped_consent_photo_is_named_once(tmp_path):
     assert line.startswith(str(tmp_path / "alice" / "bad.jpg") + ": ") and line.count("bad.jpg") == 1, line
 
 
-def test_people_build_fails_on_a_consent_photo_it_cannot_read(tmp_path, capsys):
-    """An unreadable consent photo was a warning only (exit 0) where `bank build` fails on one (exit 1): the gallery
-    is built from the rest, the photo named in an error line, exit 1. A photo without a usable face stays a warning."""
-    pytest.importorskip("dlib", reason=DLIB)
+def _consent_folder(tmp_path):
+    """consent/alice/ with a photo of a face (good.jpg), a broken file (bad.jpg) and a photo with no face (blank.png)."""
     from PIL import Image
-
-    from faceveil.cli import main
 
     consent = tmp_path / "consent" / "alice"
     consent.mkdir(parents=True)
     shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), consent / "good.jpg")
     (consent / "bad.jpg").write_bytes(b"not a photo")
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(consent / "blank.png")
+    return consent
+
+
+def test_people_build_fails_on_a_consent_photo_it_cannot_read(tmp_path, capsys):
+    """An unreadable consent photo was a warning only (exit 0) where `bank build` fails on one (exit 1): the gallery
+    is built from the rest, the photo named in an error line, exit 1. A photo without a usable face stays a warning."""
+    pytest.importorskip("dlib", reason=DLIB)
+    from faceveil.cli import main
+
+    consent = _consent_folder(tmp_path)
     out = tmp_path / "people.npz"
     assert main(["people", "build", str(tmp_path / "consent"), "-o", str(out)]) == 1
     err = capsys.readouterr().err.splitlines()
@@ -370,11 +376,7 @@ def test_anonymize_with_a_consent_folder_names_the_photos_it_skipped_and_stops_o
 
     from faceveil.cli import main
 
-    consent = tmp_path / "consent" / "alice"
-    consent.mkdir(parents=True)
-    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), consent / "good.jpg")
-    (consent / "bad.jpg").write_bytes(b"not a photo")
-    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(consent / "blank.png")
+    consent = _consent_folder(tmp_path)
     (tmp_path / "in").mkdir()
     Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(tmp_path / "in" / "x.png")
     (tmp_path / "gt.txt").write_text("x.png\n0\n")
