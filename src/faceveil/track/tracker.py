@@ -393,14 +393,17 @@ class Tracker:
                 continue  # no detection before, or detected again on the next run (``between``)
             i, box_a = before[0], before[1]
             ca = _to_cxcywh(box_a)
-            # first seen after ``index`` within max_gap of i, and not detected on or after i (a itself is: at i)
-            for k in np.flatnonzero((after_at <= i + max_gap) & (last_at < i)):
-                b, j, box_b = found[k][0], int(after_at[k]), found[k][1][1]
-                cbk = cb[k]
-                size = max(ca[2], ca[3], cbk[2], cbk[3], 1.0)
-                ratio = (ca[2] * ca[3]) / max(cbk[2] * cbk[3], 1e-9)  # of areas, as in _match: max_ratio gates sizes
-                if self.params.max_ratio ** -2 <= ratio <= self.params.max_ratio ** 2:
-                    yield a.id, i, box_a, b, j, box_b, float(np.linalg.norm(ca[:2] - cbk[:2])) / ((j - i) * size)
+            # first seen after ``index`` within max_gap of i, and not detected on or after i (a itself is: at i);
+            # every such track at once (a crowd: ~16,000 pairs a skipped frame)
+            ks = np.flatnonzero((after_at <= i + max_gap) & (last_at < i))
+            cbk = cb[ks]
+            size = np.maximum(np.maximum(np.maximum(np.maximum(ca[2], ca[3]), cbk[:, 2]), cbk[:, 3]), 1.0)
+            ratio = (ca[2] * ca[3]) / np.maximum(cbk[:, 2] * cbk[:, 3], 1e-9)  # of areas, as in _match
+            speed = np.linalg.norm(ca[:2] - cbk[:, :2], axis=1) / ((after_at[ks] - i) * size)
+            ok = (self.params.max_ratio ** -2 <= ratio) & (ratio <= self.params.max_ratio ** 2)  # sizes gated
+            for k, v in zip(ks[ok].tolist(), speed[ok].tolist()):
+                b, (j, box_b) = found[k][0], found[k][1][:2]
+                yield a.id, i, box_a, b, j, box_b, v
 
     def expected(self, index: int) -> np.ndarray:
         """Where each live track's face should be on frame ``index`` (as a held box would be), Kx4 xyxy:
