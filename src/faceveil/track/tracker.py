@@ -59,6 +59,13 @@ def _hull(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
 
 
+def _next_to(recent: list, index: int) -> tuple:
+    """(the detection just before ``index``, the one just after it) among a track's ``recent`` (in frame order),
+    None where there is none."""
+    before = next((r for r in reversed(recent) if r[0] < index), None)
+    return before, next((r for r in recent if r[0] > index), None)
+
+
 def _to_xyxy(s: np.ndarray, grow: float = 0.0) -> np.ndarray:
     half = np.maximum(s[..., 2:], 1.0) * (1.0 + grow) / 2
     return np.concatenate([s[..., :2] - half, s[..., :2] + half], axis=-1)
@@ -258,10 +265,9 @@ class Tracker:
         detections just before and just after ``index``, at most ``max_gap`` frames apart."""
         out = {}
         for tr in self.tracks:
-            before = [r for r in tr.recent if r[0] < index]
-            after = [r for r in tr.recent if r[0] > index]
-            if before and after and after[0][0] - before[-1][0] <= max_gap:
-                (i, a, la), (j, b, lb) = before[-1], after[0]
+            before, after = _next_to(tr.recent, index)
+            if before and after and after[0] - before[0] <= max_gap:
+                (i, a, la), (j, b, lb) = before, after
                 out[tr.id] = ((index - i) / (j - i), (a, b), (la, lb))
         return out
 
@@ -309,7 +315,7 @@ class Tracker:
             tr = fast.get(tid)
             if tr is None:
                 continue
-            i = next(r[0] for r in reversed(tr.recent) if r[0] < index)
+            i = _next_to(tr.recent, index)[0][0]
             if tr.fast[0] == i:  # the detection before this gap ended a fast jump
                 hull = _hull(a, b)
                 size = float(max(hull[2:] - hull[:2]))
@@ -337,8 +343,7 @@ class Tracker:
         lost, found = {a for a, _ in paired}, {b for _, b in paired}
         ends = []  # (frame, box) of each track's detection next to ``index``
         for tr in self.tracks:
-            before = max((r for r in tr.recent if r[0] < index), default=None, key=lambda r: r[0])
-            after = min((r for r in tr.recent if r[0] > index), default=None, key=lambda r: r[0])
+            before, after = _next_to(tr.recent, index)
             if before is None and after is not None and after[0] - index < max_gap and tr.id not in found:
                 ends.append(after[:2])  # entered: first detected on the next run
             elif (before is not None and index - before[0] < max_gap and tr.id not in lost
@@ -374,13 +379,12 @@ class Tracker:
         and box of its detection just after ``index``, their centres' distance in face sizes a frame) for each pair
         of a track detected before ``index`` but not on the next run (within ``max_gap`` frames) and a track first
         detected after ``index`` (within ``max_gap`` of the first), sizes within ``max_ratio``."""
-        last = {tr.id: max((r for r in tr.recent if r[0] < index), default=None, key=lambda r: r[0])
-                for tr in self.tracks}
-        # The tracks a lost one may have become, each with its first detection after ``index`` (``recent`` is in
-        # frame order), as arrays: a crowd has ~1,000 tracks, and a loop over pairs in Python took 150 of 170 s of a
-        # 5 s crowd clip (the marathon); the same arithmetic on each pair, in the same order.
-        found = [(b, next((r for r in b.recent if r[0] > index), None)) for b in self.tracks]
-        found = [(b, r) for b, r in found if r is not None]
+        near = {tr.id: _next_to(tr.recent, index) for tr in self.tracks}
+        last = {tid: before for tid, (before, _) in near.items()}
+        # The tracks a lost one may have become, each with its first detection after ``index``, as arrays: a crowd
+        # has ~1,000 tracks, and a loop over pairs in Python took 150 of 170 s of a 5 s crowd clip (the marathon);
+        # the same arithmetic on each pair, in the same order.
+        found = [(b, near[b.id][1]) for b in self.tracks if near[b.id][1] is not None]
         if not found:
             return
         after_at = np.array([r[0] for _, r in found])
