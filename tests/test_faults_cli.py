@@ -582,21 +582,29 @@ def test_an_output_another_run_writes_meanwhile_is_not_replaced(tmp_path, capsys
     assert code == 0 and (out / "b.png").read_bytes() != b"the other run's output"
 
 
-def test_an_unreadable_folder_is_named_and_counted_failed(coll, tmp_path, capsys, monkeypatch):
-    """A chmod 000 folder inside an input was skipped silently ("2 of 2 files", exit 0); named itself it was called
-    empty; mode 600 gave a traceback."""
+@pytest.mark.parametrize("command", ["anonymize", "detect"])
+def test_an_unreadable_folder_is_bad_usage_before_any_work(coll, tmp_path, capsys, monkeypatch, command):
+    """A chmod 000 folder given as an input, or deep inside one, was counted as one failed file (exit 1) and the run
+    went on without its images (anonymize wrote the others), where every other command (`dataset anonymize`, `eval`,
+    `bank build`, `people build`) refuses it before any work. Now the same: exit 2, one line naming it, nothing
+    written. (Before that it was skipped silently, "2 of 2 files", exit 0; named itself it was called empty.)"""
+    import faceveil.batch
+
+    def refuse(*a, **k):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(faceveil.batch, "run_batch", refuse)
     (coll / "d2" / "x.jpg").rename(coll / "d1" / "y.jpg")
     (coll / "d1" / "locked").mkdir()
     (coll / "d2").rename(coll / "d1" / "locked" / "sub")
     unreadable_folders(monkeypatch, "locked")
     out = tmp_path / "out"
-    code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, *FAST)
-    assert code == 1, err
-    assert f"faceveil: error: {coll / 'd1' / 'locked'}: cannot read the folder (Permission denied)\n" in err, err
-    assert "2 of 3 files anonymized" in err and "1 failed" in err and "Traceback" not in err, err
-    assert sorted(p.name for p in out.iterdir()) == ["x.jpg", "y.jpg"]
-    code, _, err = run(capsys, "anonymize", coll / "d1" / "locked", "-o", tmp_path / "out2", *FAST)
-    assert code == 1 and "cannot read the folder" in err and "empty" not in err, err
+    where = ["-o", out] if command == "anonymize" else ["--json", tmp_path / "d.json"]
+    for given, named in ((coll / "d1", coll / "d1" / "locked"), (coll / "d1" / "locked", coll / "d1" / "locked")):
+        code, stdout, err = run(capsys, command, given, *where, *FAST)
+        assert (code, stdout, err) == (2, "", f"faceveil: error: {named}: cannot read the folder (Permission denied); "
+                                              "nothing written (make it readable, or move it out)\n"), given
+        assert not out.exists() and not (tmp_path / "d.json").exists()
 
 
 def test_entries_that_are_not_regular_files_are_named_and_a_pipe_is_read(coll, tmp_path, capsys):
@@ -773,6 +781,8 @@ def test_an_output_name_with_a_newline_cannot_fake_a_line_of_any_command(tmp_pat
     "bank build {L} -o {tmp}/b.npz", "dataset anonymize -f wider --images {L} --labels {gt}",
     "dataset anonymize -f wider --images {ok} --labels {gt} -o {L}/out", "anonymize {ok} --keep-people {L}",
     "train learnedblur --images {ok} --labels {gt} --init {L}/init.onnx", "train harmonizer --images {L}",
+    "anonymize {L}", "anonymize {ok} {L}/a.png", "anonymize {ok} --report {L}/r.json", "detect {L}",
+    "detect {ok} --json {L}/d.json",
 ])
 def test_a_path_in_a_folder_that_cannot_be_entered_is_one_line(tmp_path, capsys, monkeypatch, argv):
     """A path given in a folder that may not be entered (locked/sub, locked chmod 000) was a traceback where a command
@@ -785,9 +795,10 @@ def test_a_path_in_a_folder_that_cannot_be_entered_is_one_line(tmp_path, capsys,
     (tmp_path / "pairs.csv").write_text("file_x,file_y,same\na.png,a.png,1\n")
     unreadable_folders(monkeypatch, "locked")
     words = argv.format(L=locked, ok=ok, gt=tmp_path / "gt.txt", pairs=tmp_path / "pairs.csv", tmp=tmp_path).split()
-    if "-o" not in words and words[0] != "review":
+    if "-o" not in words and words[0] not in ("review", "detect"):
         words += ["-o", str(tmp_path / "out.onnx" if words[0] == "train" else tmp_path / "out")]
     code, _, err = run(capsys, *words)
     path = next(w for w in words if w.startswith(str(locked)))
     assert (code, err) == (2, f"faceveil: error: {path}: a folder on the way to it cannot be entered (permission "
                               "denied)\n"), argv
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.onnx").exists(), argv

@@ -274,7 +274,7 @@ def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
     from faceveil.train.train_on_anon import load_samples
 
     img_dir, gt = _faces_dataset(tmp_path)
-    samples, _ = load_samples(img_dir, gt)
+    samples = load_samples(img_dir, gt)
     ims, bxs = [s.image for s in samples], [s.boxes for s in samples]
 
     def run(seed):

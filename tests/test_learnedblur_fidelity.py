@@ -119,7 +119,7 @@ def test_shipped_weights_operation_fidelity_on_held_out_photos():
 
     root = shared_path("facemask")
     pytest.importorskip("yuface", reason="YuNet needs the yuface package")
-    samples, _ = load_samples(root / "images", root / "gt.txt")
+    samples = load_samples(root / "images", root / "gt.txt")
     test = [s for s in samples if side(s.name) == "held_out"][:40]
     comp = Compositor(RegionParams(**ELLIPSE_13))
     from faceveil.anonymize.methods.learnedblur import LearnedBlur

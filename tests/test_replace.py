@@ -462,6 +462,30 @@ def test_bank_build_refuses_a_folder_it_cannot_read_before_any_work(tmp_path, as
     assert no_work == [] and (tmp_path / "b.npz").read_bytes() == b"an earlier bank"
 
 
+def test_bank_build_with_labels_refuses_a_folder_it_cannot_enter_before_any_work(tmp_path, astronaut, capsys,
+                                                                                 monkeypatch, no_work):
+    """--labels naming photos in a folder that cannot be entered (chmod 000): each failed in the build, one error line
+    per photo, and the bank was written from the rest without those people (exit 1), where folder mode refuses such a
+    folder before any work (exit 2). Now the same: one line naming the folder, exit 2, nothing written."""
+    from conftest import unreadable_folders
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut)
+    (folder / "ann").rename(folder / "locked")
+    labels = tmp_path / "ids.csv"
+    labels.write_text("file,identity\nlocked/a.png,ann\nbob/a.png,bob\ncy/a.png,cy\n")
+    (tmp_path / "top.csv").write_text("file,identity\na.png,ann\n")
+    unreadable_folders(monkeypatch, "locked")
+    (tmp_path / "b.npz").write_bytes(b"an earlier bank")
+    cases = ((folder, labels, folder / "locked"), (folder / "locked", tmp_path / "top.csv", folder / "locked"))
+    for top, csv, named in cases:
+        assert main(["bank", "build", str(top), "--labels", str(csv), "-q", "-o", str(tmp_path / "b.npz"),
+                     "--overwrite"]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {named}: cannot read the folder (Permission denied); " \
+                                          "1 labelled photo in it\n"
+    assert no_work == [] and (tmp_path / "b.npz").read_bytes() == b"an earlier bank"
+
+
 @pytest.mark.parametrize("option", [["--size", "0"], ["--size", "-5"], ["--size", "8"], ["--size", "1000000"],
                                     ["--average", "-1"], ["--min-face", "-10"], ["--average", "2", "--k", "4"],
                                     ["--average", "2"], ["--average", "1000000", "--k", "3"],

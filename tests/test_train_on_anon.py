@@ -227,6 +227,52 @@ def test_missing_labels_file_is_a_one_line_error(tmp_path, capsys):
         assert exit_.value.code == 2, bad
 
 
+@pytest.mark.parametrize("command", ["eval train", "train learnedblur"])
+def test_a_labelled_image_that_cannot_be_read_stops_training_before_any_work(tmp_path, capsys, monkeypatch, command):
+    """A labelled image that could not be read was skipped with a warning (exit 0): the detectors (eval train) or the
+    refiner (train learnedblur) were trained and measured on fewer images than given; one in a folder that may not be
+    entered was a traceback. Now, as `eval leaks` fails such an image (exit 1) but before any training (the images
+    are all read first): one line naming it and why, exit 1, nothing trained, nothing written."""
+    pytest.importorskip("torch")
+    import pathlib
+
+    from conftest import unreadable_folders
+    from faceveil.cli import main
+    from faceveil.train import learnedblur, train_on_anon
+
+    def refuse(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(train_on_anon, "run", refuse)
+    monkeypatch.setattr(learnedblur, "train", refuse)
+    img_dir, gt = _faces_dataset(tmp_path)
+    real = pathlib.Path.read_bytes
+
+    def read_bytes(self):  # chmod 000 (the tests run as root, who reads it anyway)
+        if self.name == "img2.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    out = tmp_path / ("report" if command == "eval train" else "m.onnx")
+    argv = [*command.split(), "--images", str(img_dir), "--labels", str(gt), "-o", str(out), "--steps", "1", "-q"]
+    if command == "train learnedblur":
+        argv += ["--budget", "0", "--split", "fraction"]
+    hint = "; nothing trained (make it readable, or take it out of the labels)\n"
+    assert main(argv) == 1
+    assert capsys.readouterr() == ("", f"faceveil: error: {img_dir / 'img2.png'}: permission denied" + hint)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", real)
+    (img_dir / "locked").mkdir()
+    for name in ("img2.png", "img5.png"):
+        (img_dir / name).rename(img_dir / "locked" / name)
+        gt.write_text(gt.read_text().replace(f"{name}\n", f"locked/{name}\n"))
+    unreadable_folders(monkeypatch, "locked")
+    assert main(argv) == 1
+    assert capsys.readouterr() == ("", f"faceveil: error: {img_dir / 'locked' / 'img2.png'}: a folder on the way to "
+                                       "it cannot be entered (permission denied) (and 1 more)" + hint)
+    assert not out.exists() and not pathlib.Path(f"{out}.json").exists()
+
+
 @pytest.mark.slow
 def test_reads_the_facemask_labels():
     from conftest import shared_path

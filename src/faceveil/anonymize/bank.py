@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -200,7 +201,9 @@ def list_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> l
     if not folder.is_dir():
         raise UsageError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     if labels_csv:
-        return [(folder / f, ident) for f, ident in _read_labels(labels_csv)]
+        items = [(folder / f, ident) for f, ident in _read_labels(labels_csv)]
+        _refuse_blocked([p for p, _ in items])
+        return items
     files, _, bad, _ = list_folder(folder)
     if bad:
         raise UsageError(f"{one_line(bad[0][0])}: {bad[0][1]}")
@@ -210,6 +213,37 @@ def list_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> l
             rel = p.relative_to(folder)
             out.append((p, rel.parts[0] if len(rel.parts) > 1 else None))
     return out
+
+
+def _refuse_blocked(paths: list[Path]) -> None:
+    """Bad usage (one line, before any work) naming the folder that cannot be entered (chmod 000) where labelled
+    photos lie, as such a folder is in folder mode: with --labels each of its photos failed in the build (exit 1) and
+    the bank was built without those people. A missing or broken photo still fails on its own in the build."""
+    blocked: dict[Path, int] = {}
+    why = ""
+    for p in paths:
+        try:
+            os.stat(p)
+        except PermissionError as exc:
+            # the nearest folder above it that can be looked at is the one that may not be entered
+            where = next((a for a in p.parents if _can_stat(a)), p.parent)
+            blocked[where] = blocked.get(where, 0) + 1
+            why = why or exc.strerror
+        except OSError:
+            pass
+    if blocked:
+        (where, n), more = next(iter(blocked.items())), len(blocked) - 1
+        photos = f"{n} labelled photo{'' if n == 1 else 's'}"
+        raise UsageError(f"{one_line(where)}: cannot read the folder ({why}); {photos} in it"
+                         + (f" (and {more} more such folders)" if more else ""))
+
+
+def _can_stat(path: Path) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 def _read_labels(labels_csv: str | Path) -> list[tuple[str, str]]:

@@ -66,7 +66,9 @@ def cmd_anonymize(args) -> int:
     from ..pipeline import Anonymizer
     from ..registry import parse_assignments
     from ..batch import run_batch
+    from ..io.inputs import refuse_unreachable
 
+    refuse_unreachable(*args.inputs, args.output, args.report)  # an input there was counted as one failed file
     region = region_from_args(args)
     check_jpeg_quality(args)
     cfg = anonymizer_config(args, args.method, parse_assignments(args.param), region)
@@ -78,7 +80,7 @@ def cmd_anonymize(args) -> int:
     check_backend(args)
     keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
     cfg = dataclasses.replace(cfg, keep=keep)
-    jobs, skipped, unreadable = plan_inputs(args.inputs, args.output, is_media_path, args.in_place)
+    jobs, skipped = plan_inputs(args.inputs, args.output, is_media_path, args.in_place)
     # A file named on the command line is planned whatever its name: one faceveil cannot write fails before any work
     # (it was detected first, then failed naming the output), and the batch goes on.
     unwritable = [j for j in jobs if not is_media_path(j.dst)]
@@ -132,7 +134,7 @@ def cmd_anonymize(args) -> int:
     results = run_batch(cfg, image_jobs, "anonymize", workers, not args.quiet, args.overwrite,
                         faces=bool(args.report)) if image_jobs else []  # each face's box: for the report only
     results += run_videos(vcfg, video_jobs, args)
-    results += [unwritten(j) for j in unwritable] + unreadable
+    results += [unwritten(j) for j in unwritable]
     n_failed = report_failures(results)
     written = [r for r in results if r.status == "written"]
     faces = sum(r.faces for r in written)
@@ -146,7 +148,7 @@ def cmd_anonymize(args) -> int:
                               "kept": n_kept}}
         write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
     where = one_line(args.output) if args.output else "in place"
-    n_files = len(jobs) + len(unwritable) + len(unreadable)
+    n_files = len(jobs) + len(unwritable)
     msg = f"faceveil: {len(written)} of {n_files} files {done_verb(first.method)} ({_faces_text(written)}) -> {where}"
     if keep:
         msg += f"; {n_kept} kept as they are (faces; tracks in videos)"

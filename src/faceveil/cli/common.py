@@ -247,15 +247,14 @@ def check_writable(path: str, what: str) -> None:
 
 def plan_inputs(inputs, output, accept, in_place: bool = False):
     """io.inputs.plan_jobs, with a warning line for each link to a folder it does not follow and one naming the
-    entries that are no regular file (skipped); (jobs, skipped files, a failed result per folder or file that cannot
-    be read: the batch goes on without them)."""
+    entries that are no regular file (skipped); (jobs, skipped files). A folder (the one given or one deep inside it)
+    or file that cannot be listed or looked up is bad usage before any work, as in `dataset anonymize` and the other
+    commands: it was counted as one failed file (exit 1), and the run went on without its images."""
     from ..io.inputs import plan_jobs
-    from ..pipeline import ItemResult
 
     links: list = []
-    unreadable: list = []
     special: list = []
-    jobs, skipped = plan_jobs(inputs, output, accept, in_place, links, unreadable, special)
+    jobs, skipped = plan_jobs(inputs, output, accept, in_place, links, special=special)
     for link in links:
         print(f"faceveil: warning: {one_line(link)}: a link to a folder, not followed (give {one_line(link.resolve())} "
               "as an input)", file=sys.stderr)
@@ -263,7 +262,7 @@ def plan_inputs(inputs, output, accept, in_place: bool = False):
         shown = ", ".join(f"{one_line(p)} ({what})" for p, what in special[:5]) + (", ..." if len(special) > 5 else "")
         print(f"faceveil: warning: {len(special)} entries that are not regular files skipped (not read, not written): "
               f"{shown}", file=sys.stderr)
-    return jobs, skipped, [ItemResult(str(p), None, "failed", error=f"{p}: {why}") for p, why in unreadable]
+    return jobs, skipped
 
 
 def whole(minimum: int = 0, maximum: int | None = None):

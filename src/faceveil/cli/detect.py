@@ -30,8 +30,10 @@ def cmd_detect(args) -> int:
     from ..pipeline import Anonymizer
     from ..batch import run_batch
 
+    from ..io.inputs import refuse_unreachable
     from ..io.video import is_video_path
 
+    refuse_unreachable(*args.inputs, args.json)  # an input there was counted as one failed file, or a traceback
     cfg = anonymizer_config(args)
     for p in args.inputs:
         if is_video_path(p) and not Path(p).is_dir():
@@ -39,7 +41,7 @@ def cmd_detect(args) -> int:
                              "records a video's faces per frame in OUT/.faceveil/<name>.tracks.json)")
     if args.json:
         check_writable(args.json, "the detections")
-    jobs, skipped, unreadable = plan_inputs(args.inputs, ".", is_image_path, in_place=True)
+    jobs, skipped = plan_inputs(args.inputs, ".", is_image_path, in_place=True)
     if args.json:
         check_result_path(args.json, "the detections", [j.src for j in jobs])
     videos = sum(1 for p in skipped if is_video_path(p))
@@ -50,7 +52,6 @@ def cmd_detect(args) -> int:
     describe = anon.describe()
     note_int8_build(anon.detector, quiet=args.quiet)
     results = run_batch(cfg, jobs, "detect", batch_jobs(args.jobs, len(jobs)), not args.quiet) if jobs else []
-    results += unreadable
     n_failed = report_failures(results)
     doc = {"faceveil": __version__, "detector": describe["detector"], "detector_params": describe["detector_params"],
            "files": [{"path": r.input, "size": r.size, "faces": r.detections, "error": r.error} for r in results]}

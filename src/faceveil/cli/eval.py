@@ -539,15 +539,12 @@ def cmd_train(args) -> int:
     check_labels_file(args.labels)
     check_result_folder(args.output, ["results.json", "report.md", "ap_by_size.png", "ap_vs_time.png", "models"],
                         "the report", [args.labels], [args.images], args.overwrite)
-    samples, problems = load_samples(args.images, args.labels, args.max_images)
-    for msg in problems:
-        print(f"faceveil: warning: skipped {one_line(msg)}", file=sys.stderr)
+    samples = load_samples(args.images, args.labels, args.max_images)  # an image that cannot be read: exit 1 there
     cfg = RunConfig(specs, budget if budget > 0 else float("inf"), args.steps, args.seed, args.split_seed,
                     args.test_fraction, args.device, args.batch, args.input_size, args.width, args.threads,
                     save_models=args.save_models, quiet=args.quiet)
     t0 = time.perf_counter()
-    res = run(samples, cfg, args.output, {"images": str(args.images), "labels": str(args.labels),
-                                          "skipped": problems})
+    res = run(samples, cfg, args.output, {"images": str(args.images), "labels": str(args.labels)})
     print(f"faceveil: {len(res['methods'])} methods in {time.perf_counter() - t0:.0f} s -> "
           f"{one_line(Path(args.output) / 'report.md')}", file=sys.stderr)
     return 0

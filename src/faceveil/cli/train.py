@@ -131,9 +131,7 @@ def cmd_learnedblur(args) -> int:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     warn_evaluation_only([args.images, args.labels, *args.extra_images])
-    samples, problems = load_samples(args.images, args.labels, args.max_images)
-    for msg in problems:
-        print(f"faceveil: warning: skipped {one_line(msg)}", file=sys.stderr)
+    samples = load_samples(args.images, args.labels, args.max_images)  # an image that cannot be read: exit 1 there
     if args.split == "photo":
         from ..eval.splits import side
 

@@ -66,8 +66,9 @@ def plan_jobs(
     would write one output (the same file given twice is one input). Links to folders inside an input folder are
     not followed (as find and rsync do): they go to ``unfollowed`` for the caller to name, and a folder that holds
     nothing else is refused with their names. Folders and files that cannot be read go to ``unreadable`` with the
-    cause (the caller counts them failed; without the list they are refused); entries of a folder that are no regular
-    file (a FIFO, a socket, a dangling or looping link) are skipped, and go to ``special`` with what they are.
+    cause (the caller counts them failed; without the list they are refused: bad usage naming the first, before any
+    work, as anonymize and detect do); entries of a folder that are no regular file (a FIFO, a socket, a dangling or
+    looping link) are skipped, and go to ``special`` with what they are.
     """
     if not inputs:
         raise UsageError("no input given")
@@ -133,7 +134,9 @@ def plan_jobs(
             dst = src if in_place else out_root / src.name
             jobs.append(Job(src, dst, src.name))
     if problems and unreadable is None:
-        raise UsageError(f"{one_line(problems[0][0])}: {problems[0][1]}")
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(f"{one_line(problems[0][0])}: {problems[0][1]}{more}; nothing written (make it readable, or "
+                         "move it out)")
     if unreadable is not None:
         unreadable += problems
     if not jobs and skipped and not problems:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..anonymize import METHODS
 from ..detections import Detections
-from ..errors import FaceveilError, InputError, UsageError
+from ..errors import FaceveilError, InputError, UsageError, one_line
 from ..eval.metrics import CropQuality, ap_by_size, ap_overall, best_f1_threshold, pearson_table
 from ..io.atomic import write_bytes_atomic
 from ..io.images import read_rgb
@@ -110,7 +110,11 @@ def read_wider_gt(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def load_samples(images: str | Path, labels: str | Path, max_images: int | None = None) -> tuple[list[Sample], list[str]]:
+def load_samples(images: str | Path, labels: str | Path, max_images: int | None = None) -> list[Sample]:
+    """The labelled images (the first ``max_images`` by name), read before any training. One that cannot be read
+    (missing, broken, unreadable, in a folder that may not be entered) stops the run here (InputError, exit 1: a file
+    failed), naming it: it was skipped with a warning (exit 0), and the numbers, or the model, were on fewer images
+    than given; in a folder that may not be entered, a traceback."""
     images, labels = Path(images), Path(labels)
     if not images.is_dir():
         raise UsageError(f"--images {images}: not a folder")
@@ -126,9 +130,15 @@ def load_samples(images: str | Path, labels: str | Path, max_images: int | None 
             samples.append(Sample(name, read_rgb(images / name), gt[name]))
         except FaceveilError as exc:
             problems.append(str(exc))
+        except PermissionError:  # read_file's Path.exists raises it there
+            problems.append(f"{images / name}: a folder on the way to it cannot be entered (permission denied)")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(f"{one_line(problems[0])}{more}; nothing trained (make it readable, or take it out of the "
+                         "labels)")
     if len(samples) < 2:
         raise InputError(f"{labels}: fewer than 2 labelled images could be read from {images}")
-    return samples, problems
+    return samples
 
 
 def split(samples: list[Sample], test_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
