@@ -404,3 +404,81 @@ def test_privacy_names_the_photos_without_a_face_and_what_they_leave_out(tmp_pat
     base = json.loads((out / "privacy.json").read_text())["baseline"]
     assert base["n_no_face"] == 1 and base["attacks"]["original"]["n_pairs_used"] == 1
     assert base["attacks"]["original"]["rank1"] == 1.0 and base["attacks"]["original"]["n_probes"] == 1
+
+
+def _strict_json(text: str):
+    """``text`` read as strict JSON (jq, JavaScript): Python's json takes the bare tokens NaN and Infinity."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_privacy_and_bench_without_a_gallery_face_write_null_not_nan(tmp_path, capsys):
+    """No probe with a gallery face (the faces only on the probes): rank-1 is undefined. It was written into
+    privacy.json and results.json as the bare token NaN, which is no JSON (jq, JavaScript and strict parsers refuse
+    the file); now null, beside the count of probes used (0), and "-" in the table."""
+    images, pairs = _pairs_of_noise_and_faces(tmp_path, {"A/2.png": "Al_Gore_0002.jpg", "B/2.png": "Al_Gore_0003.jpg"})
+    for argv, result in ((["eval", "privacy", "--no-fta", "-m", "blackout"], "privacy.json"),
+                         (["bench", "--methods", "blackout"], "results.json")):
+        out = tmp_path / argv[1]
+        assert main([*argv, "--pairs", str(pairs), "--images", str(images), "-o", str(out), "-q"]) == 0, argv
+        table = capsys.readouterr().out
+        text = (out / result).read_text()
+        assert "NaN" not in text and "Infinity" not in text, argv
+        doc = _strict_json(text)
+        base = doc["baseline"]["attacks"]["original"]
+        assert base["rank1"] is None and base["n_probes"] == 0, base
+        attacks = (doc["variants"][0] if result == "privacy.json" else doc["variants"][0]["privacy"])["attacks"]
+        assert all(a["rank1"] is None and a["n_probes"] == 0 for a in attacks.values()), attacks
+        if result == "privacy.json":
+            assert "| original | original | - | - | - | - | - |" in table, table
+
+
+def test_eval_results_are_strict_json_whatever_is_undefined(tmp_path):
+    """Every eval command and bench write their JSON through write_json: an undefined number (NaN: e.g. the
+    fidelity AP of a detector that found no face on the originals; +-inf, numpy's floats too) is null, never the
+    bare NaN / Infinity tokens json.dumps wrote."""
+    from faceveil.cli.eval import write_json
+
+    path = tmp_path / "r.json"
+    write_json(path, {"faceveil": "x", "ap": float("nan"), "rates": [np.float32("nan"), np.float64(-np.inf), 0.5],
+                      "n": np.int64(3), "t": (float("inf"), 1)})
+    doc = _strict_json(path.read_text())
+    assert doc == {"faceveil": "x", "ap": None, "rates": [None, None, 0.5], "n": 3, "t": [None, 1]}
+
+
+def test_eval_detection_without_a_face_on_the_originals_writes_strict_json(tmp_path, capsys):
+    """A detector that finds no face on the originals has no fidelity AP (no reference): detection.json held NaN."""
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        _write(tmp_path / "noise" / name, rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
+    out = tmp_path / "d"
+    assert main(["eval", "detection", "--images", str(tmp_path / "noise"), "-m", "blur", "-o", str(out), "-q"]) == 0
+    doc = _strict_json((out / "detection.json").read_text())
+    assert doc["variants"][0]["pipeline_detector"]["fidelity_ap"] is None
+
+
+def test_privacy_and_bench_without_a_face_say_that_the_results_in_out_are_an_earlier_runs(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """A rerun into OUT that finds no face at all writes nothing (exit 1, one line): an earlier run's privacy.json /
+    results.json stayed in OUT, looking like this run's, without a word. It is left as it was (this run has nothing
+    to put in its place, and removing it would lose the user's results), and the line says so."""
+    images, pairs = _pairs_of_noise_and_faces(tmp_path, {})
+
+    def refuse(*a, **k):
+        raise AssertionError("anonymized with nothing to measure")
+
+    monkeypatch.setattr(Workbench, "anonymized", refuse)
+    for argv, result in ((["eval", "privacy", "--no-fta", "-m", "blur"], "privacy.json"),
+                         (["bench", "--methods", "blur"], "results.json")):
+        out = tmp_path / argv[1]
+        out.mkdir()
+        earlier = b'{"faceveil": "0.1.0", "baseline": {"n_images": 4}}'
+        (out / result).write_bytes(earlier)
+        assert main([*argv, "--pairs", str(pairs), "--images", str(images), "-o", str(out), "-q"]) == 1, argv
+        err = capsys.readouterr().err
+        assert err == f"faceveil: error: no face found in any of the 4 photos {pairs} names: nothing to measure " \
+                      f"(the attacks need the face on the original); no results written ({out / result} is from an " \
+                      "earlier run, left as it was)\n", err
+        assert (out / result).read_bytes() == earlier

@@ -1256,6 +1256,83 @@ def test_a_full_disk_under_the_keep_people_plan_names_the_plan_not_the_video(tmp
     assert not [p for p in out.rglob("*") if not p.is_dir()]  # no temporary (the video's, its stills, ...) left
 
 
+def _full_disk(fails: str):
+    """A TemporaryFile on a full disk: what reaches the disk fails (``fails`` "write": at every write, "flush": only
+    when the buffer goes to the disk; a close flushes what is left)."""
+    import errno
+    import tempfile
+
+    class FullDisk:
+        def __init__(self, **kw):
+            self.file = tempfile.TemporaryFile(**kw)
+
+        def write(self, data):
+            if fails == "write":
+                self.flush()
+            return self.file.write(data)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.file.close()
+            self.flush()
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    return FullDisk
+
+
+@pytest.mark.parametrize("log,fails", [("kept", "write"), ("boxes", "write"), ("boxes", "flush")])
+def test_a_full_disk_under_the_record_logs_names_their_folder_not_the_video(tmp_path, monkeypatch, log, fails):
+    """The track record's boxes and a --keep-* run's kept boxes stream to unnamed temporary files in the output's
+    folder (record.FrameLog, KeptLog). On a full disk the video failed as "<video>: OSError: [Errno 28] No space left
+    on device", as if it were at fault; a write that failed only at the buffer's flush failed the record after the
+    video had its name (a video without a record). Now one line naming what could not be written, where and why,
+    as the --keep-people plan's, before the video gets its name: nothing is left behind."""
+    import types
+
+    import faceveil.video.record as record
+    from faceveil.people import KeepPolicy, Region
+
+    monkeypatch.setattr(record, "tempfile", types.SimpleNamespace(TemporaryFile=_full_disk(fails)))
+    src = tmp_path / "in" / "clip.mp4"
+    src.parent.mkdir()
+    write_clip(src, [np.full((48, 64, 3), 90, np.uint8)] * 6, FPS, audio=False)
+    region = "0,0,30,48" if log == "kept" else "50,40,64,48"  # the box kept, or nothing kept (only boxes logged)
+    anon = Anonymizer(keep=KeepPolicy(keep_regions=(Region.parse(region),)))
+    anon._detector = BoxDetector([[4, 4, 20, 20]])
+    out = tmp_path / "out"
+    r = process_video(anon, src, out / "clip.mp4", VideoOptions(tracking=False), progress=False)
+    assert r.status == "failed" and r.input == str(src) and r.output is None, (r.status, r.error, r.warnings)
+    what = "the track record's kept boxes (--keep-*)" if log == "kept" else "the track record's boxes"
+    # before: f"{src}: OSError: [Errno 28] No space left on device" (flush: written, "track record not written")
+    assert r.error == f"{src}: cannot write {what} (an unnamed temporary file in {out}): No space left on device", \
+        r.error
+    assert not [p for p in out.rglob("*") if not p.is_dir()]  # no video, no temporary, no still left
+
+
+def test_a_full_disk_under_a_keep_region_run_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    """`faceveil anonymize` of a video with --keep-region on a full disk: the record's temporary file (in the
+    output's folder) is named with the cause, not the video as an OSError; exit 1, no output video."""
+    import types
+
+    import faceveil.video.record as record
+    from faceveil.cli import main
+
+    monkeypatch.setattr(record, "tempfile", types.SimpleNamespace(TemporaryFile=_full_disk("write")))
+    src = tmp_path / "clip.mp4"
+    write_clip(src, [np.full((48, 64, 3), 90, np.uint8)] * 4, FPS, audio=False)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--detect", "fast", "--keep-region", "0,0,10,10"]) == 1
+    err = capsys.readouterr().err
+    assert f"faceveil: error: {src}: cannot write the track record's boxes (an unnamed temporary file in {out}): " \
+           "No space left on device\n" in err, err
+    assert "OSError" not in err and "Traceback" not in err, err
+    assert not (out / "clip.mp4").exists()
+
+
 # damaged and legitimately odd files (an audit) -------------------------------------------------------------
 
 def _remux(src, dst, keep=lambda i: True, shift_s: float = 0.0) -> None:

@@ -106,7 +106,7 @@ def cmd_bench(args) -> int:
         pairset = replace(pairset, pairs=[p for p in pairset.pairs if p[0] in keep and p[1] in keep],
                           identity={f: i for f, i in pairset.identity.items() if f in keep})
     originals = wb.originals(files, {"desc", "hog"})
-    check_pair_faces(args, pairset, originals)
+    check_pair_faces(args, pairset, originals, "results.json")
     det_wb, det_orig, labels, missing = wb, originals, None, []
     measured, det_measured = [originals], []
     if args.det_images:

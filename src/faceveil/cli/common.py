@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import numbers
 import sys
 from pathlib import Path
 
@@ -387,6 +390,23 @@ def _faceveil_json(path: Path) -> bool:
     except OSError:
         return False
     return head.replace(b" ", b"").replace(b"\n", b"").startswith(b'{"faceveil":')
+
+
+def strict_json(doc, default=None) -> bytes:
+    """``doc`` as a results file holds it: strict JSON (RFC 8259), that jq, JavaScript and strict parsers read. An
+    undefined number (NaN: nothing measured, e.g. rank-1 without a probe; +-inf) is null: json.dumps wrote the bare
+    tokens NaN and Infinity, which are not JSON. allow_nan=False so that none can slip in again unseen."""
+    return json.dumps(_finite(doc), indent=1, default=default, allow_nan=False).encode()
+
+
+def _finite(v):
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral):  # numpy's floats too
+        return float(v) if math.isfinite(v) else None
+    return v
 
 
 def write_result_file(path: str, data: bytes, what: str) -> None:

@@ -3,7 +3,6 @@ tables; the work is in faceveil.eval (and faceveil.train for `eval train`)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 from ..errors import FaceveilError, UsageError, one_line
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
-from .common import (add_detection_args, add_region_args, check_result_folder, preset_name, region_from_args,
-                     need_eval_extra, report_missing_images, resolve_detection, whole)
+from .common import (_faceveil_json, add_detection_args, add_region_args, check_result_folder, preset_name,
+                     region_from_args, need_eval_extra, report_missing_images, resolve_detection, strict_json, whole)
 
 EPILOG_PRIVACY = """\
 examples:
@@ -182,11 +181,13 @@ def check_pair_photos(args, files: list[str]) -> None:
                          f"(e.g. {files[0]}); give the folder the pairs' paths are relative to")
 
 
-def check_pair_faces(args, pairset, originals: dict) -> None:
+def check_pair_faces(args, pairset, originals: dict, result: str) -> None:
     """The attacker's descriptor is taken at the face found on the original photo. No face in any of the pairs'
     photos (noise, other pictures) leaves nothing to measure: a failure in one line (the unreadable photos named
     first), before the anonymization and with no results written; it was a traceback in the metrics (an empty
-    gallery). Photos without a face are named in a warning with what the results leave out (not failures)."""
+    gallery). An earlier run's results in OUT (``result``, faceveil's JSON) are left as they were, and the line
+    says so: they looked like this run's. Photos without a face are named in a warning with what the results leave
+    out (not failures)."""
     files = pairset.files
     face = {f for f in files if originals.get(f, {}).get("box") is not None}
     errors, n_failed = file_errors(files, originals)
@@ -196,8 +197,12 @@ def check_pair_faces(args, pairset, originals: dict) -> None:
         what = (f"none of the {len(files)} photos {args.pairs} names could be read" if not n else
                 f"no face found in any of the {n} photos {args.pairs} names"
                 + (f" ({n_failed} more could not be read)" if n_failed else ""))
+        # An earlier run's results stay (this run has nothing to put in their place; removing them would lose
+        # them without a word), named so that nobody takes them for this run's.
+        earlier = Path(args.output) / result
+        left = f" ({one_line(earlier)} is from an earlier run, left as it was)" if _faceveil_json(earlier) else ""
         raise FaceveilError(f"{what}: nothing to measure (the attacks need the face on the original); "
-                            "no results written")
+                            f"no results written{left}")
     no_face = [f for f in files if f not in face and "error" not in originals.get(f, {})]
     if no_face:
         gallery, probes = pairset.gallery_split()
@@ -274,7 +279,7 @@ def report_errors(errors: list[str], n_failed: int, n_files: int) -> int:
 def write_json(path: Path, doc) -> None:
     from ..io.atomic import write_bytes_atomic
 
-    write_bytes_atomic(path, json.dumps(doc, indent=1, default=float).encode())
+    write_bytes_atomic(path, strict_json(doc, default=float))  # NaN (nothing measured) as null: valid JSON
 
 
 def fmt(v, digits: int = 3) -> str:
@@ -311,7 +316,7 @@ def cmd_privacy(args) -> int:
     need_o = {"desc"} if args.no_fta else {"desc", "hog"}
     need_a = {"desc"} if args.no_fta else {"desc", "detect"}
     originals = wb.originals(files, need_o)
-    check_pair_faces(args, pairset, originals)
+    check_pair_faces(args, pairset, originals, "privacy.json")
     settings = run_settings(args, wb, people=args.people, all_pairs=args.all_pairs, no_fta=args.no_fta)
     doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "pairs": str(args.pairs),
            "attacker": "dlib ResNet 128-D, 5-point alignment",

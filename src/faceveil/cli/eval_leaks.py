@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -15,7 +14,7 @@ from ..errors import FaceveilError, UsageError, one_line
 from ..eval.leaks import SHORT_MIN
 from .common import (add_common_args, add_detection_args, add_region_args, between, check_result_folder, evenly_spaced,
                      region_from_args, at_least, need_eval_extra, note_int8_build, preset_name, report_missing_images,
-                     resolve_detection, whole)
+                     resolve_detection, strict_json, whole)
 
 EPILOG = """\
 examples:
@@ -159,7 +158,7 @@ def cmd_leaks(args) -> int:
                       "operating_point": op,
                       "recall": _thin(pr_res.recall), "precision": _thin(pr_res.precision),
                       "thresholds": _thin(pr_res.thresholds)}}
-        write_bytes_atomic(out / "results.json", json.dumps(_no_nan(doc), indent=1, default=str).encode())
+        write_bytes_atomic(out / "results.json", strict_json(doc, default=str))
         point = (op["recall"], op["precision"]) if op and pr_res.positives else None
         plot_pr_curve(pr_res, out / "pr_curve.png", point,
                       f"{describe['detector']} on {n} images, {pr_res.positives} faces >= {args.min_size:g} px")
@@ -221,15 +220,6 @@ def _visible(faces, shape) -> np.ndarray:
 
     s = pixel_spans(faces.xyxy, shape[1], shape[0])
     return (s[:, 2] > s[:, 0]) & (s[:, 3] > s[:, 1])
-
-
-def _no_nan(v):
-    """``v`` with NaN (an undefined rate: no faces) as None: results.json is strict JSON (null, not NaN)."""
-    if isinstance(v, dict):
-        return {k: _no_nan(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_no_nan(x) for x in v]
-    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def _operating_point(used) -> dict | None:

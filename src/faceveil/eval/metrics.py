@@ -98,7 +98,8 @@ class Rank1:
         self.total += len(p)
 
     def compute(self) -> dict:
-        return {"rank1": self.correct / self.total if self.total else float("nan"), "n_probes": self.total}
+        # None (null in the results) without a probe: nothing measured; NaN was no JSON (and read as a number)
+        return {"rank1": self.correct / self.total if self.total else None, "n_probes": self.total}
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:

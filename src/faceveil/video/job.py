@@ -372,9 +372,9 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     face_frames = failed = dropped = 0
     track_ids: set[int] = set()
     preview_due = 0.0  # the grid time of the next --preview still (_next_preview)
-    boxes_log = FrameLog(dst.parent)  # per written frame: the boxes anonymized on it (record.frame_faces)
+    boxes_log = FrameLog(dst.parent, src)  # per written frame: the boxes anonymized on it (record.frame_faces)
     errors_log: dict[str, str] = {}
-    kept_log = KeptLog(dst.parent)  # per frame: the boxes kept (--keep-*), on disk; their summary in memory
+    kept_log = KeptLog(dst.parent, src)  # per frame: the boxes kept (--keep-*), on disk; their summary in memory
     kept_tracks: dict[int, dict] | None = None
     plan = None  # --keep-people: the first pass's boxes (keep.PlanLog), closed with the logs
     if keep_record is not None:  # the review's Apply: what the run kept, box by box, and the tracks it flipped
@@ -415,6 +415,10 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         # the record of another render (written first, a failed commit left it beside the earlier video, whose
         # settings a resume then took for checked and whose boxes the review showed and Apply rendered).
         if record:
+            # the logs' last buffered boxes on the disk: a full disk fails the video here, its earlier output whole,
+            # not its record after the video had its name
+            boxes_log.flush()
+            kept_log.flush()
             _lock_records(dst, held)
         if not replace and dst.exists():  # another run's output, made meanwhile: its record and stills stay its own
             raise exists_now(dst)

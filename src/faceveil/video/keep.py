@@ -31,6 +31,7 @@ from ..errors import FaceveilError
 from ..io.video import VideoFrame
 from ..people import TRACK_MIN_FRAMES, TRACK_SAMPLES, KeepPolicy, match
 from .options import VideoOptions
+from .record import temp_write_failed
 from .tracking import TrackedFrame, tracked_frames
 
 
@@ -62,10 +63,8 @@ class PlanLog:
         self.frames += 1
 
     def _failed(self, exc: OSError) -> FaceveilError:
-        """A write of the plan refused (a full disk) as the one line that says so: before, "<video>: OSError: [Errno
-        28] No space left on device", as if the video were at fault."""
-        return FaceveilError(f"{self.source}: cannot write the --keep-people plan (an unnamed temporary file in "
-                             f"{self.folder}): {exc.strerror or exc}")
+        """A write of the plan refused (a full disk) as the one line that says so (record.temp_write_failed)."""
+        return temp_write_failed(self.source, "the --keep-people plan", self.folder, exc)
 
     def __len__(self) -> int:
         return self.frames

@@ -10,6 +10,7 @@ Format 2; ``read_record`` also reads format 1 (faceveil 0.1.0), whose boxes were
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -46,22 +47,43 @@ def frame_faces(dets: Detections) -> list[dict]:
     return faces
 
 
+def temp_write_failed(source, what: str, folder, exc: OSError) -> FaceveilError:
+    """A write to an unnamed temporary file in ``folder`` refused (a full disk) as the one line that says so, naming
+    what could not be written and where: before, "<video>: OSError: [Errno 28] No space left on device", as if the
+    video (``source``) were at fault."""
+    return FaceveilError(f"{source}: cannot write {what} (an unnamed temporary file in {folder}): "
+                         f"{exc.strerror or exc}")
+
+
 class FrameLog:
     """The record's "frames", one ``frame_faces`` list per written frame, kept as JSON in an unnamed temporary file
-    in ``folder`` (the output's), not in memory: an hour of a crowd held ~3 GB of boxes until the record's write."""
+    in ``folder`` (the output's), not in memory: an hour of a crowd held ~3 GB of boxes until the record's write.
+    ``source`` (the video) and ``what`` name it in the error of a write refused (``temp_write_failed``)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, source=None, what: str = "the track record's boxes"):
         self.folder, self.frames, self._file = folder, 0, None
+        self.source, self.what = source, what
 
     def append(self, faces: list[dict]) -> None:
         self.append_raw(json.dumps(faces, separators=(",", ":")))
 
     def append_raw(self, text: str) -> None:
         """One item, already JSON (KeptLog's are an object's "key":value pairs)."""
-        if self._file is None:  # gone when closed or the process ends (O_TMPFILE, or removed once open)
-            self._file = tempfile.TemporaryFile(dir=self.folder)
-        self._file.write((b"," if self.frames else b"") + text.encode())
+        try:
+            if self._file is None:  # gone when closed or the process ends (O_TMPFILE, or removed once open)
+                self._file = tempfile.TemporaryFile(dir=self.folder)
+            self._file.write((b"," if self.frames else b"") + text.encode())
+        except OSError as exc:
+            raise temp_write_failed(self.source, self.what, self.folder, exc) from None
         self.frames += 1
+
+    def flush(self) -> None:
+        """What is buffered to the disk: a full disk fails here, before the video gets its name, not after."""
+        if self._file is not None:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                raise temp_write_failed(self.source, self.what, self.folder, exc) from None
 
     def __len__(self) -> int:
         return self.frames
@@ -70,6 +92,7 @@ class FrameLog:
         """Write the frames into ``f`` as one JSON list (``brackets`` b"{}": an object); return the bytes written."""
         f.write(brackets[:1])
         if self._file is not None:
+            self.flush()
             self._file.seek(0)
             shutil.copyfileobj(self._file, f)
         f.write(brackets[1:])
@@ -77,7 +100,9 @@ class FrameLog:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # its last writes, of no use now, fail again on a full disk: said once
+                self._file.close()
+            self._file = None
 
 
 class KeptLog:
@@ -90,9 +115,10 @@ class KeptLog:
     ``append`` takes the entries ``video.keep`` logs: {"frame": i, "kept": [{"box": [...], ...}], "track_ids": [...]},
     one per frame, in frame order."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, source=None):
         self.tracks: dict[int, dict] = {}
-        self._boxes, self._ids = FrameLog(folder), FrameLog(folder)
+        what = "the track record's kept boxes (--keep-*)"
+        self._boxes, self._ids = FrameLog(folder, source, what), FrameLog(folder, source, what)
         self._frames: dict[int, list[int]] = {}  # kept track -> [first frame, last frame, boxes]
         self._regions: dict[str, dict] = {}  # "by" + region -> its first box's record (less the box), "faces"
 
@@ -123,6 +149,10 @@ class KeptLog:
         n = f.write(b'{"tracks":' + json.dumps(self.summary(), separators=(",", ":")).encode() + b',"frames":')
         n += self._boxes.copy_to(f, b"{}") + f.write(b',"frame_tracks":') + self._ids.copy_to(f, b"{}")
         return n + f.write(b"}")
+
+    def flush(self) -> None:
+        self._boxes.flush()
+        self._ids.flush()
 
     def close(self) -> None:
         self._boxes.close()
