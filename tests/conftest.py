@@ -13,6 +13,54 @@ ELLIPSE_13 = {"shape": "ellipse", "mask_scale": 1.3}
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def _workers_share_the_cores() -> None:
+    """Under pytest-xdist with a worker per core (``make test``: 2 workers on CI's 2 cores), each worker's
+    onnxruntime sessions would keep their threads spinning between runs (onnxruntime's default, faceveil's for
+    photos: fastest when the detector has the machine to itself) and OpenCV would start a thread per core: both
+    take the core the other worker is computing on. Measured on this suite's detection and replace tests (2 workers,
+    2 cores): spinning off, CPU 193 -> 146 s and wall 246 -> 214 s for the same tests (tests/test_detect.py,
+    test_detections_stable.py, test_eval_bench.py); OpenCV at one thread a worker, replace's tests 91 -> 86 s wall.
+    Outputs are the same (neither setting changes the arithmetic). A test about the spinning itself takes the
+    sessions as faceveil makes them (the ``real_sessions`` fixture)."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
+        return
+    import cv2
+    import onnxruntime as ort
+
+    cv2.setNumThreads(max(1, len(os.sched_getaffinity(0)) // workers))
+    made = ort.InferenceSession
+
+    class SleepingSession(made):
+        def __init__(self, path_or_bytes, sess_options=None, *args, **kwargs):
+            opts = sess_options if sess_options is not None else ort.SessionOptions()
+            try:
+                opts.get_session_config_entry("session.intra_op.allow_spinning")  # set by the caller: kept
+            except RuntimeError:  # absent: onnxruntime would spin
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            super().__init__(path_or_bytes, opts, *args, **kwargs)
+
+    SleepingSession.made = made
+    ort.InferenceSession = SleepingSession
+
+
+_workers_share_the_cores()
+
+
+@pytest.fixture()
+def real_sessions(monkeypatch):
+    """onnxruntime sessions as faceveil makes them, spinning included (_workers_share_the_cores undone), and
+    CenterFace's session cache emptied for the test."""
+    import onnxruntime as ort
+
+    from faceveil.detect import centerface
+
+    monkeypatch.setattr(ort, "InferenceSession", getattr(ort.InferenceSession, "made", ort.InferenceSession))
+    monkeypatch.setattr(centerface, "_SESSIONS", {})
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test with the reason."""
     p = SHARED.joinpath(*parts)

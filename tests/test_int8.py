@@ -169,7 +169,7 @@ def test_packaged_models_load_as_they_are_without_onnx():
     assert r.stdout.split() == ["False"]
 
 
-def test_video_sessions_do_not_spin_between_runs_photo_sessions_do():
+def test_video_sessions_do_not_spin_between_runs_photo_sessions_do(real_sessions):
     """Videos' detector threads sleep between runs (docs/video.md, third pass: spinning took the cores decoding,
     anonymizing and x264 need); photos' keep onnxruntime's spinning, faster when the detector is alone."""
     from faceveil.api import resolved_detector
