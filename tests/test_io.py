@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceveil.errors import InputError
+from faceveil.errors import InputError, UsageError
 from faceveil.io.atomic import atomic_path
 from faceveil.io.images import read_image, write_image
 
@@ -139,6 +139,35 @@ def test_bad_inputs_raise_input_error_naming_the_file(tmp_path, noise_image):
         read_image(tmp_path / "cut.jpg")
     with pytest.raises(InputError, match="no such file"):
         read_image(tmp_path / "missing.jpg")
+
+
+def test_a_file_in_a_folder_that_cannot_be_entered_is_one_input_error(tmp_path, noise_image, monkeypatch):
+    """A photo or video inside a folder that cannot be entered (chmod 000): Path.exists raised PermissionError, which
+    callers catching only faceveil's errors showed as "PermissionError: [Errno 13] ..." (eval privacy, a failed
+    ``process_file``) or "cannot read image ([Errno 13] ...)" (``build_bank``). Now it is the InputError naming the
+    file in the words the commands use for it before any work."""
+    from conftest import unreadable_folders
+    from faceveil.anonymize.bank import build_bank
+    from faceveil.io.images import read_file
+    from faceveil.io.video import VideoSource, probe
+    from faceveil.pipeline import Anonymizer
+
+    (tmp_path / "locked").mkdir()
+    photo, video = tmp_path / "locked" / "a.png", tmp_path / "locked" / "v.mp4"
+    Image.fromarray(noise_image).save(photo)
+    video.write_bytes(b"not looked at")
+    unreadable_folders(monkeypatch, "locked")
+    why = "a folder on the way to it cannot be entered (permission denied)"
+    for call, path in ((read_file, photo), (read_image, photo), (VideoSource, video), (probe, video)):
+        with pytest.raises(InputError) as caught:
+            call(path)
+        assert str(caught.value) == f"{path}: {why}", call
+    result = Anonymizer("blackout", load_detector=False).process_file(photo, tmp_path / "out.png")
+    assert (result.status, result.error) == ("failed", f"{photo}: {why}")
+    errors: list[str] = []
+    with pytest.raises(UsageError, match="no usable face"):  # the only photo failed: named in ``errors``
+        build_bank([(photo, "ann")], detector=object(), errors=errors)
+    assert errors == [f"{photo}: {why}"]
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

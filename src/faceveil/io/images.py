@@ -84,14 +84,27 @@ def max_pixels() -> int | None:
     return n
 
 
+def check_file(path: Path, kind: str) -> None:
+    """InputError naming ``path`` when it is no file to read as ``kind`` ("an image", "a video"): missing, a folder,
+    or inside a folder that cannot be entered (chmod 000), where Path.exists raises PermissionError: eval privacy
+    printed "PermissionError: [Errno 13] ...", the library's bank builder "cannot read image ([Errno 13] ...)"."""
+    try:
+        there, folder = path.exists(), path.is_dir()
+    except PermissionError:  # looking the name up needs every folder on the way; the file itself is not looked at
+        raise InputError(f"{path}: a folder on the way to it cannot be entered (permission denied)") from None
+    except OSError as exc:  # a name too long, say: as reading it would
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not there:
+        raise InputError(f"{path}: no such file")
+    if folder:
+        raise InputError(f"{path}: is a folder, not {kind}")
+
+
 def read_file(path: str | os.PathLike) -> bytes:
     """A photo's bytes, read once: a caller that hashes them too gives them to ``read_image`` (``data``), so the
     hash, the pixels and the EXIF orientation are of one file even if another is moved over the path meanwhile."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image")
+    check_file(path, "an image")
     try:
         data = path.read_bytes()
     except PermissionError:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError, check_bool
 from .atomic import atomic_path
+from .images import check_file
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 
@@ -149,7 +150,7 @@ class VideoSource:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        _check_file(self.path)
+        check_file(self.path, "a video")
         try:
             self._fd = os.open(self.path, os.O_RDONLY)
         except PermissionError:
@@ -178,13 +179,6 @@ class VideoSource:
         self.close()
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a video")
-
-
 def _open_input(src: Path | VideoSource):
     import av
 
@@ -192,7 +186,7 @@ def _open_input(src: Path | VideoSource):
         path, name = src.path, src.name
     else:
         path, name = src, str(src)
-        _check_file(path)
+        check_file(path, "a video")
     try:
         return av.open(name, "r")
     except PermissionError:
