@@ -39,6 +39,7 @@ def far_apart(monkeypatch):
     monkeypatch.setattr(identity, "aligned_descriptor", fake)
 
 
+@pytest.mark.slow
 def test_rejected_candidates_are_passed_over_and_only_reached_ones_are_checked(astronaut, astronaut_faces,
                                                                                far_apart):
     donors = _people(astronaut, astronaut_faces)

@@ -147,6 +147,7 @@ def test_external_outputs_and_bad_usage(portraits, tmp_path, astronaut):
     assert main(["eval", "quality", "--images", str(tmp_path / "missing"), "-o", str(out), "-q"]) == 2
 
 
+@pytest.mark.slow
 def test_detection_on_facemask(tmp_path):
     images = shared_path("facemask", "images")
     labels = shared_path("facemask", "gt.txt")
@@ -161,6 +162,7 @@ def test_detection_on_facemask(tmp_path):
     assert (out / "rate_pipeline_detector.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_privacy_and_bench_on_lfw_subset(tmp_path, capsys):
     lfw = shared_path("lfw")
     out = tmp_path / "p"
@@ -211,6 +213,7 @@ def test_lfw_expected_order():
     assert rank1["strong"] < 0.15 and rank1["blackout"] < 0.15
 
 
+@pytest.mark.slow
 def test_detection_wider_protocol_subset(tmp_path):
     images = shared_path("widerface-val", "images")
     gtdir = shared_path("widerface-val", "ground_truth")

@@ -266,6 +266,7 @@ def test_targets_from_a_batched_torch_forward_are_the_onnx_detectors_boxes(astro
     assert data.cf is None and data.one(0, 0)[4] is None
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_cli_export_loads(tmp_path, noise_image):
     torch = _torch()
     _centerface_path()

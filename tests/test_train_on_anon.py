@@ -171,6 +171,7 @@ def test_onnx_export_matches_torch(tmp_path):
         np.testing.assert_allclose(g, w, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_end_to_end_run_writes_every_report_file(tmp_path):
     pytest.importorskip("torch")
     from faceveil.cli import main

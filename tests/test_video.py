@@ -1018,7 +1018,7 @@ def test_of_two_runs_into_one_output_the_video_that_keeps_the_name_keeps_its_rec
     assert tracks_path(dst).exists() and read_record(dst, dst.parent)["frames"]
 
 
-
+@pytest.mark.slow
 def test_a_long_videos_boxes_wait_on_disk_not_in_memory_and_reach_its_record(tmp_path, monkeypatch):
     """An audit: the per-frame boxes of the track record were held in memory to the end (~500 B a face-frame: an
     hour of a crowd, +3 GB). Now the memory when the record is written is the same after 10 frames as after 90,
