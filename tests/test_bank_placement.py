@@ -143,6 +143,34 @@ def test_bank_build_average_runs_the_placement_check_on_the_folders_photos(astro
         _averages(donors, items, _cli_args(tmp_path))
 
 
+def test_bank_build_report_is_strict_json_with_one_average_kept(astronaut, astronaut_faces, far_apart, monkeypatch,
+                                                                 tmp_path, capsys):
+    """`bank build --average 1`: one average kept has no pairs, so its pairwise spread is undefined. The report line
+    on stderr said so with the bare token NaN (not JSON: jq and strict parsers refused the line); now null."""
+    import json
+
+    from faceveil.anonymize import bank as bank_mod
+    from faceveil.cli import main
+
+    donors = _people(astronaut, astronaut_faces)
+    folder = tmp_path / "people"
+    folder.mkdir()
+    items = [(folder / f"p{i}" / "a.jpg", f"p{i}") for i in range(6)]
+    monkeypatch.setattr(bank_mod, "list_labelled", lambda folder, labels=None: items)
+    monkeypatch.setattr(bank_mod, "build_bank", lambda items, **kw: (donors, {"photos": len(items)}))
+    assert main(["bank", "build", str(folder), "--average", "1", "--k", "3", "--placed-distance", "0", "-q",
+                 "-o", str(tmp_path / "b.npz")]) == 0
+    line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("{"))
+
+    def refuse(token):
+        raise AssertionError(f"not JSON: {token}")
+
+    report = json.loads(line, parse_constant=refuse)
+    av = report["averages"]
+    assert av["kept"] == 1 and av["pairwise_min"] is None and av["pairwise_median"] is None
+    assert av["pairs_below_0.6"] is None and av["distinct_prefix"] == 1
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not DEEPFACE.is_dir(), reason="needs ../shared/data/deepface-unit")
 def test_bank_build_average_cli_on_real_photos(tmp_path):

@@ -245,7 +245,7 @@ def _wait_for(cond, timeout=60.0):
 
 
 # Every 5th frame with the video default: the run still lasts seconds (the signal lands mid-run), in half the time of
-# the `--detect fast --max-size 320` these ran with (which shrinks the 844 px clip only to 422 and adds a tiled pass).
+# the `--detect fast --max-size 320` these ran with (a main pass at 320 px plus one in 320 px tiles at 422 px).
 _SIGNAL_RUN = ("-q", "--detect-every", "5", "-m", "blackout")
 
 

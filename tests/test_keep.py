@@ -83,6 +83,18 @@ def test_match_needs_threshold_and_margin():
     assert match(np.array([np.nan, np.nan])) is None
 
 
+@pytest.mark.parametrize("name", ["threshold", "margin"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "0.4"])
+def test_keep_policy_refuses_a_threshold_or_margin_that_is_not_a_finite_number(name, value):
+    """From the Python API KeepPolicy took NaN/inf unchecked: threshold inf kept any face, NaN kept nobody, margin
+    NaN dropped the second-best check, and a dataset's manifest recorded the bare token NaN (not JSON). Now refused
+    when the policy is made, in one line naming the parameter; finite values are taken as before."""
+    people = People(["a"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64))
+    with pytest.raises(UsageError, match=f"^bad value {name}=.*expected a finite number$"):
+        KeepPolicy(people, **{name: value})
+    assert getattr(KeepPolicy(people, **{name: np.float32(0.25)}), name) == 0.25
+
+
 # --- real photos (deepface-unit: img1, img2, img4... are one person; couple.jpg holds her and a man) ---
 
 @pytest.fixture(scope="module")

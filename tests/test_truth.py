@@ -283,6 +283,29 @@ def test_eval_leaks_help_states_the_defaults_a_run_records(tmp_path, capsys):
     _assert_help_matches_run(_help(["eval", "leaks"], capsys), doc["region"], doc["detector_params"])
 
 
+def test_max_size_help_says_the_presets_still_detect_at_half_size_in_tiles(capsys, monkeypatch):
+    """--max-size said "detect on a copy at most this long", but the presets' main pass alone is that long: their
+    min_factor adds a pass in PX tiles at >= 1/2 the photo's size (fast/video once PX shrinks it more than 2x;
+    balanced/thorough at its own size once PX shrinks it at all), so an 844 px video at --max-size 320 ran 3
+    detector runs a frame instead of 1. The help now says so; the runs below are what it says."""
+    from faceveil.detect import DETECTORS
+    from faceveil.detect.centerface import CenterFace
+    from faceveil.detect.presets import PRESETS, resolve
+
+    line = re.search(r"--max-size PX (.*?\(0: any\))", _help(["anonymize"], capsys)).group(1)
+    assert "main pass at most PX long" in line and ">= 1/2 size in PX tiles" in line, line
+    tiled, real = [], CenterFace.detect_tiled
+    monkeypatch.setattr(CenterFace, "detect_tiled", lambda self, image, factor, *a: tiled.append(factor)
+                        or real(self, image, factor, *a))
+    frame = np.zeros((474, 844, 3), np.uint8)
+    for preset in PRESETS:
+        for px, want in ((320, "tiles"), (600, "tiles" if preset in ("balanced", "thorough") else None)):
+            name, params, _ = resolve(preset, None, {"max_size": px})
+            tiled.clear()
+            DETECTORS.create(name, params).detect(frame)
+            assert (tiled and min(tiled) >= 0.5) if want else not tiled, (preset, px, tiled)
+
+
 def test_detectors_listing_names_the_default_the_cli_runs(capsys):
     from faceveil.detect.presets import DEFAULT_PRESET, PRESETS
 

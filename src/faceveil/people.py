@@ -14,6 +14,8 @@ whose best match is not clearly better than the second-best person's.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,6 +412,15 @@ class KeepPolicy:
     threshold: float = THRESHOLD
     margin: float = MARGIN
     _describer: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        # From the Python API these went unchecked: threshold NaN kept nobody and inf any face (bystanders published),
+        # margin NaN dropped the second-best check, and a dataset's manifest and summary recorded the bare token NaN
+        # (not JSON). Refused at construction, as registry._check_number refuses a method's non-finite parameter.
+        for name in ("threshold", "margin"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise UsageError(f"bad value {name}={v!r} for the keep policy: expected a finite number")
 
     def __bool__(self) -> bool:
         return bool(self.people is not None or self.keep_regions or self.only_regions)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import between, check_result_path, check_writable, whole
+from .common import between, check_result_path, check_writable, strict_json, whole
 
 # --size: replace's dense averaging of a donors bank needs crops of at least 12 px (OpenCV's DIS flow), and a face
 # under 32 px holds no features to average; above 512 px a bank's memory grows (0.8 MB a face) with no detail gained
@@ -104,7 +104,8 @@ def cmd_build(args) -> int:
         _check_average(args, report["people"], "the bank", refuse=False)
         bank, report["averages"] = _averages(bank, items, args)
     bank.save(args.output)  # a killed build's temporary beside it removed first
-    print(json.dumps(report), file=sys.stderr)
+    # strict JSON: with one average kept its pairwise spread is undefined (NaN), printed as the bare token NaN before
+    print(strict_json(report, indent=None).decode(), file=sys.stderr)
     if args.average and len(bank) < args.average:
         av = report["averages"]
         why = (f"the next was within --min-distance {args.min_distance:g} of a kept one (0 keeps going)"

@@ -57,7 +57,10 @@ def add_detection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}"
                    f"{small}; videos {v['threshold']}, {v['small_threshold']}); lower finds more faces; sets every cut "
                    "(haar has none)")
-    g.add_argument("--max-size", type=whole(), metavar="PX", help="detect on a copy at most this long (px; 0: any)")
+    # not a cap on the detector's work: the presets' main pass runs at most PX long, but their min_factor (>= 0.5)
+    # adds a pass in PX tiles so faces are still seen at >= 1/2 size (balanced/thorough: any shrink, at own size)
+    g.add_argument("--max-size", type=whole(), metavar="PX",
+                   help="main pass at most PX long; presets keep >= 1/2 size in PX tiles (0: any)")
     g.add_argument("--detector-param", "--dp", action="append", metavar="NAME=VALUE", default=[],
                    help="any detector parameter, repeatable")
 
@@ -392,11 +395,12 @@ def _faceveil_json(path: Path) -> bool:
     return head.replace(b" ", b"").replace(b"\n", b"").startswith(b'{"faceveil":')
 
 
-def strict_json(doc, default=None) -> bytes:
+def strict_json(doc, default=None, indent: int | None = 1) -> bytes:
     """``doc`` as a results file holds it: strict JSON (RFC 8259), that jq, JavaScript and strict parsers read. An
     undefined number (NaN: nothing measured, e.g. rank-1 without a probe; +-inf) is null: json.dumps wrote the bare
-    tokens NaN and Infinity, which are not JSON. allow_nan=False so that none can slip in again unseen."""
-    return json.dumps(_finite(doc), indent=1, default=default, allow_nan=False).encode()
+    tokens NaN and Infinity, which are not JSON. allow_nan=False so that none can slip in again unseen.
+    ``indent=None``: one line (a report printed on stderr)."""
+    return json.dumps(_finite(doc), indent=indent, default=default, allow_nan=False).encode()
 
 
 def _finite(v):
