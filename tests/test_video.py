@@ -800,6 +800,23 @@ def test_a_fast_face_leaving_the_picture_is_hidden_on_the_frame_after_its_last_s
     assert calls <= 8 + 3, calls
 
 
+# before, a detector run's own frame where the picture's side cut the face to a sliver showed that sliver (the
+# audit of 80 entering and 80 leaving clips: 3 and 1 such frames; frame 4 entering, frame 12, the last run, leaving)
+@pytest.mark.parametrize("side, speed, stop, frac, leave", [("left", 3, 7, 0.0, False), ("left", 6, 6, 0.5, False),
+                                                            ("left", 2, 6, 0.5, True)])
+def test_a_fast_face_cut_by_the_side_on_a_detector_runs_frame_is_hidden(sprites, side, speed, stop, frac, leave):
+    """A face entering (or leaving) at 2-6 face widths a frame whose sliver in the picture the run's detector does
+    not find: first detected on the next run (last on the one before), its pixels changed on that side only; the
+    boxes against the side it crossed are hidden on the run's frame as on a skipped one, with no detector call."""
+    clip = _entering_clip(sprites[(stop + int(2 * frac)) % 3], side, speed, stop, frac)
+    if leave:
+        clip.frames.reverse()
+        clip.boxes.reverse()
+    leaks, calls = _leaked_frames(clip)
+    assert leaks == [], leaks
+    assert calls <= 8 + 3, calls
+
+
 def test_a_look_ahead_shorter_than_the_detector_gap_is_a_risk_warning(clip_file, tmp_path):
     """--lookahead 0 with --detect-every 2: a face appearing on a skipped frame is visible there; said as a risk."""
     anon = anonymizer_with(BoxDetector())

@@ -323,7 +323,7 @@ class Tracker:
         return out
 
     def edge_crossings(self, index: int, max_gap: int, reach: float, changed=None,
-                       max_tracks: int = 8) -> list[tuple[np.ndarray, float, list[np.ndarray]]]:
+                       max_tracks: int = 8, run: bool = False) -> list[tuple[np.ndarray, float, list[np.ndarray]]]:
         """(box, margin in pixels, cut boxes) on frame ``index`` where a fast face may be that enters or leaves the
         picture there: a track first detected on the run just after ``index`` (it entered) or last detected on the
         run just before it and not on the next (it left), with no partner on the other run up to ``reach`` face
@@ -335,16 +335,26 @@ class Tracker:
         ``changed(i, box)``: whether the pixels say the face came to ``box`` (or left it) between frame ``i``, its
         detection's, and ``index`` (None: always); a face missed on one run where it stood did not, nor one moving
         steadily through its box. Where more than ``max_tracks`` tracks qualify (a crowd's faces come and go),
-        none."""
+        none.
+        ``run``: ``index`` is a detector run's own frame, where a face cut to a sliver by the side was not found: a
+        track first detected on the next run (within ``max_gap``) or last detected on the one before, and not on
+        this one (its detections here are no crossing; no pairing: a run shows where the faces are)."""
         if self.frame_size is None:
             return []
         W, H = self.frame_size
-        paired = [(p[0], p[3].id) for p in self._lost_and_found(index, max_gap) if p[-1] <= reach]
+        paired = [] if run else [(p[0], p[3].id) for p in self._lost_and_found(index, max_gap) if p[-1] <= reach]
         lost, found = {a for a, _ in paired}, {b for _, b in paired}
         ends = []  # (frame, box) of each track's detection next to ``index``
         for tr in self.tracks:
             before, after = _next_to(tr.recent, index)
-            if before is None and after is not None and after[0] - index < max_gap and tr.id not in found:
+            if run:
+                if any(r[0] == index for r in tr.recent):
+                    continue  # found on this run
+                if before is None and after is not None and after[0] - index <= max_gap:
+                    ends.append(after[:2])  # entered: first detected on the next run
+                elif before is not None and index - before[0] <= max_gap:
+                    ends.append(before[:2])  # left: detected on the run before, not on this one
+            elif before is None and after is not None and after[0] - index < max_gap and tr.id not in found:
                 ends.append(after[:2])  # entered: first detected on the next run
             elif (before is not None and index - before[0] < max_gap and tr.id not in lost
                   and (after is None or after[0] > before[0] + max_gap)):
