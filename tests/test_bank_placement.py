@@ -171,9 +171,43 @@ def test_bank_build_report_is_strict_json_with_one_average_kept(astronaut, astro
     assert av["pairs_below_0.6"] is None and av["distinct_prefix"] == 1
 
 
+@pytest.fixture
+def each_photo_once(monkeypatch):
+    """CenterFace's detections and dlib's descriptors computed once per photo (and parameters, and box) in the test:
+    the check after the CLI redoes its donors bank and check photos from the same files, and both are deterministic
+    (the same numbers), so what it recomputed (~40 % of the test's time) is looked up instead. Copies: a caller that
+    changed a returned array in place would not change the next caller's."""
+    import copy
+    import hashlib
+
+    from faceveil.anonymize import placement
+    from faceveil.detect.centerface import CenterFace
+
+    seen: dict = {}
+
+    def once(kind: tuple, f, *arrays):
+        k = (*kind, *(hashlib.sha1(np.ascontiguousarray(a)).digest() + repr(np.shape(a)).encode() for a in arrays))
+        if k not in seen:
+            seen[k] = f(*arrays)
+        return copy.deepcopy(seen[k])
+
+    detect, describe = CenterFace.detect, identity.descriptor
+
+    def cf_detect(self, image):
+        return once(("centerface", repr(self.params)), lambda im: detect(self, im), image)
+
+    def dlib_descriptor(img, box):
+        return once(("descriptor",), describe, img, np.asarray(box, np.float64))
+
+    monkeypatch.setattr(CenterFace, "detect", cf_detect)
+    monkeypatch.setattr(identity, "descriptor", dlib_descriptor)
+    monkeypatch.setattr(placement, "descriptor", dlib_descriptor)
+    return seen
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not DEEPFACE.is_dir(), reason="needs ../shared/data/deepface-unit")
-def test_bank_build_average_cli_on_real_photos(tmp_path):
+def test_bank_build_average_cli_on_real_photos(tmp_path, each_photo_once):
     """End to end with dlib: the CLI's averages, fitted by replace into the check photos, stay >= 0.6 from every
     photo of their donors on at least 5 of them, and the file says how it was checked."""
     from faceveil.anonymize.bank import build_bank, list_labelled

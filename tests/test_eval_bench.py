@@ -355,17 +355,25 @@ def _pairs_of_noise_and_faces(tmp_path, faces: dict) -> tuple:
     return images, pairs
 
 
+# eval privacy and bench on the same pairs, and the results file each writes
+_PRIVACY_AND_BENCH = ((["eval", "privacy", "--no-fta", "-m", "blur"], "privacy.json"),
+                      (["bench", "--methods", "blur"], "results.json"))
+
+
+def _refuse_anonymizing(monkeypatch) -> None:
+    def refuse(*a, **k):
+        raise AssertionError("anonymized with nothing to measure")
+
+    monkeypatch.setattr(Workbench, "anonymized", refuse)
+
+
 def test_privacy_and_bench_without_a_face_in_any_photo_say_so_in_one_line(tmp_path, capsys, monkeypatch):
     """No face in any of the pairs' photos (noise under LFW names) was a traceback in the metrics ("cannot reshape
     array of size 0"): now one line saying so, exit 1, nothing anonymized and no results written."""
     images, pairs = _pairs_of_noise_and_faces(tmp_path, {})
 
-    def refuse(*a, **k):
-        raise AssertionError("anonymized with nothing to measure")
-
-    monkeypatch.setattr(Workbench, "anonymized", refuse)
-    for argv, result in ((["eval", "privacy", "--no-fta", "-m", "blur"], "privacy.json"),
-                         (["bench", "--methods", "blur"], "results.json")):
+    _refuse_anonymizing(monkeypatch)
+    for argv, result in _PRIVACY_AND_BENCH:
         out = tmp_path / argv[1]
         assert main([*argv, "--pairs", str(pairs), "--images", str(images), "-o", str(out), "-q"]) == 1, argv
         err = capsys.readouterr().err
@@ -472,12 +480,8 @@ def test_privacy_and_bench_without_a_face_say_that_the_results_in_out_are_an_ear
     to put in its place, and removing it would lose the user's results), and the line says so."""
     images, pairs = _pairs_of_noise_and_faces(tmp_path, {})
 
-    def refuse(*a, **k):
-        raise AssertionError("anonymized with nothing to measure")
-
-    monkeypatch.setattr(Workbench, "anonymized", refuse)
-    for argv, result in ((["eval", "privacy", "--no-fta", "-m", "blur"], "privacy.json"),
-                         (["bench", "--methods", "blur"], "results.json")):
+    _refuse_anonymizing(monkeypatch)
+    for argv, result in _PRIVACY_AND_BENCH:
         out = tmp_path / argv[1]
         out.mkdir()
         earlier = b'{"faceveil": "0.1.0", "baseline": {"n_images": 4}}'

@@ -1230,33 +1230,12 @@ def test_a_full_disk_under_the_keep_people_plan_names_the_plan_not_the_video(tmp
     fault. The line names what could not be written and why; the video is still the file that failed, and nothing
     is left behind (the plan's writes fail at the first pass's write, or, buffered, at its flush before the second
     pass, and again when the file is closed)."""
-    import errno
-    import tempfile
     import types
 
     import faceveil.video.keep as keep
     from faceveil.people import KeepPolicy, People
 
-    class FullDisk:  # a file on a full disk: what reaches the disk fails (a close flushes what is left)
-        def __init__(self, **kw):
-            self.file = tempfile.TemporaryFile(**kw)
-
-        def write(self, data):
-            if fails == "write":
-                self.flush()
-            return self.file.write(data)
-
-        def flush(self):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def close(self):
-            self.file.close()
-            self.flush()
-
-        def __getattr__(self, name):
-            return getattr(self.file, name)
-
-    monkeypatch.setattr(keep, "tempfile", types.SimpleNamespace(TemporaryFile=FullDisk))
+    monkeypatch.setattr(keep, "tempfile", types.SimpleNamespace(TemporaryFile=_full_disk(fails)))
     src = tmp_path / "in" / "clip.mp4"
     src.parent.mkdir()
     write_clip(src, [np.full((48, 64, 3), 90, np.uint8)] * 6, FPS, audio=False)
