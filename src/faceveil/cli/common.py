@@ -351,7 +351,7 @@ def check_result_path(path: str, what: str, inputs=(), outputs=(), folders=(), o
     for folder in folders:
         if folder and (target == Path(folder).resolve() or Path(folder).resolve() in target.parents):
             raise UsageError(f"{path}: {what} would be written inside {folder}; give a path outside it")
-    if p.is_file() and not overwrite and not _faceveil_json(p):
+    if p.is_file() and not overwrite and not faceveil_json(p):
         hint = ", or --overwrite to replace it" if overwrite is not None else ""
         raise UsageError(f"{path}: exists and is not a file faceveil wrote; give another name for {what}{hint}")
 
@@ -375,7 +375,7 @@ def check_result_folder(output: str, names: list[str], what: str, inputs=(), fol
     main = out / names[0]
     check_writable(str(main), what)
     check_result_path(str(main), what, inputs, folders=folders, overwrite=overwrite)
-    ours = overwrite or _faceveil_json(main)
+    ours = overwrite or faceveil_json(main)
     for name in names[1:]:
         p = out / name
         check_result_path(str(p), what, inputs, folders=folders, overwrite=True)
@@ -385,7 +385,7 @@ def check_result_folder(output: str, names: list[str], what: str, inputs=(), fol
                              f"folder for {what}{hint}")
 
 
-def _faceveil_json(path: Path) -> bool:
+def faceveil_json(path: Path) -> bool:
     """Whether a file starts as faceveil's JSON results do: an object whose first key is "faceveil"."""
     try:
         with open(path, "rb") as f:

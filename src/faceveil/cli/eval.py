@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import FaceveilError, UsageError, one_line
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
-from .common import (_faceveil_json, add_detection_args, add_region_args, check_result_folder, preset_name,
+from .common import (add_detection_args, add_region_args, check_result_folder, faceveil_json, preset_name,
                      region_from_args, need_eval_extra, report_missing_images, resolve_detection, strict_json, whole)
 
 EPILOG_PRIVACY = """\
@@ -200,7 +200,7 @@ def check_pair_faces(args, pairset, originals: dict, result: str) -> None:
         # An earlier run's results stay (this run has nothing to put in their place; removing them would lose
         # them without a word), named so that nobody takes them for this run's.
         earlier = Path(args.output) / result
-        left = f" ({one_line(earlier)} is from an earlier run, left as it was)" if _faceveil_json(earlier) else ""
+        left = f" ({one_line(earlier)} is from an earlier run, left as it was)" if faceveil_json(earlier) else ""
         raise FaceveilError(f"{what}: nothing to measure (the attacks need the face on the original); "
                             f"no results written{left}")
     no_face = [f for f in files if f not in face and "error" not in originals.get(f, {})]
