@@ -52,13 +52,18 @@ _workers_share_the_cores()
 @pytest.fixture()
 def real_sessions(monkeypatch):
     """onnxruntime sessions as faceveil makes them, spinning included (_workers_share_the_cores undone), and
-    CenterFace's session cache emptied for the test."""
+    CenterFace's session cache and the API's detector cache emptied for the test."""
     import onnxruntime as ort
 
     from faceveil.detect import centerface
 
+    from faceveil import api
+
     monkeypatch.setattr(ort, "InferenceSession", getattr(ort.InferenceSession, "made", ort.InferenceSession))
     monkeypatch.setattr(centerface, "_SESSIONS", {})
+    api._detector.cache_clear()  # the API's detectors hold the sessions they were made with
+    yield
+    api._detector.cache_clear()
 
 
 def shared_path(*parts: str) -> Path:
