@@ -33,10 +33,12 @@ demo: $(VENV)/.installed
 	$(BIN)/python tools/demo.py
 
 # The suite on every core, at most 4 workers (pytest-xdist; `make test TEST_WORKERS=0` runs it in one process).
+# One test at a time to whichever worker is free (--maxschedchunk 1), slow-marked tests first (tests/conftest.py):
+# xdist's default hands each worker a quarter of the suite up front, which put every slow test on one worker.
 TEST_WORKERS ?= auto
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --maxschedchunk 1
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_images.py

@@ -258,8 +258,10 @@ def replaced_portraits(side: int = 640):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked slow first (in their file order), then the rest: pytest-xdist hands out the first quarter of the
-    tests round-robin and the rest as workers free up, so the many short tests even out the workers at the end
-    instead of one worker finishing a 100 s test alone while the other waits (the suite's slowest, e.g. the int8
-    rebuild, sat in the middle of the alphabetical order)."""
+    """Tests marked slow first (in their file order), then the rest: with ``make test``'s one test at a time to
+    whichever pytest-xdist worker is free (--maxschedchunk 1), the many short tests even out the workers at the end
+    instead of one worker finishing a 100-200 s test alone while the other waits (the suite's slowest, e.g. the
+    int8 rebuild, sat in the middle of the alphabetical order). Without it xdist hands each worker a quarter of the
+    suite up front: this order would give one worker every slow test (measured: the CI run's slowest tests all ran
+    on one worker, the flicker test last)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
