@@ -30,7 +30,9 @@ def _workers_share_the_cores() -> None:
     import cv2
     import onnxruntime as ort
 
-    cv2.setNumThreads(max(1, len(os.sched_getaffinity(0)) // workers))
+    from faceveil.batch import usable_cores
+
+    cv2.setNumThreads(max(1, usable_cores() // workers))
     made = ort.InferenceSession
 
     class SleepingSession(made):
@@ -55,9 +57,8 @@ def real_sessions(monkeypatch):
     CenterFace's session cache and the API's detector cache emptied for the test."""
     import onnxruntime as ort
 
-    from faceveil.detect import centerface
-
     from faceveil import api
+    from faceveil.detect import centerface
 
     monkeypatch.setattr(ort, "InferenceSession", getattr(ort.InferenceSession, "made", ort.InferenceSession))
     monkeypatch.setattr(centerface, "_SESSIONS", {})

@@ -54,7 +54,6 @@ def plan_jobs(
     accept: Callable[[Path], bool],
     in_place: bool = False,
     unfollowed: list[Path] | None = None,
-    unreadable: list[tuple[Path, str]] | None = None,
     special: list[tuple[Path, str]] | None = None,
 ) -> tuple[list[Job], list[Path]]:
     """Map inputs to outputs: a file goes to OUT/name, a folder's tree is mirrored under OUT.
@@ -65,9 +64,8 @@ def plan_jobs(
     that would overwrite or sit inside an input (unless ``in_place``), or two inputs that
     would write one output (the same file given twice is one input). Links to folders inside an input folder are
     not followed (as find and rsync do): they go to ``unfollowed`` for the caller to name, and a folder that holds
-    nothing else is refused with their names. Folders and files that cannot be read go to ``unreadable`` with the
-    cause (the caller counts them failed; without the list they are refused: bad usage naming the first, before any
-    work, as anonymize and detect do); entries of a folder that are no regular file (a FIFO, a socket, a dangling or
+    nothing else is refused with their names. Folders and files that cannot be read are refused: bad usage naming
+    the first, before any work; entries of a folder that are no regular file (a FIFO, a socket, a dangling or
     looping link) are skipped, and go to ``special`` with what they are.
     """
     if not inputs:
@@ -133,13 +131,11 @@ def plan_jobs(
         else:
             dst = src if in_place else out_root / src.name
             jobs.append(Job(src, dst, src.name))
-    if problems and unreadable is None:
+    if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UsageError(f"{one_line(problems[0][0])}: {problems[0][1]}{more}; nothing written (make it readable, or "
                          "move it out)")
-    if unreadable is not None:
-        unreadable += problems
-    if not jobs and skipped and not problems:
+    if not jobs and skipped:
         raise UsageError(f"no supported files among the inputs ({len(skipped)} other files skipped)")
     return _one_output_each(jobs), skipped
 

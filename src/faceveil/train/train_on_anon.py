@@ -128,10 +128,8 @@ def load_samples(images: str | Path, labels: str | Path, max_images: int | None 
     for name in names:
         try:
             samples.append(Sample(name, read_rgb(images / name), gt[name]))
-        except FaceveilError as exc:
+        except FaceveilError as exc:  # a folder on the way that cannot be entered too (io.images.check_file)
             problems.append(str(exc))
-        except PermissionError:  # read_file's Path.exists raises it there
-            problems.append(f"{images / name}: a folder on the way to it cannot be entered (permission denied)")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(f"{one_line(problems[0])}{more}; nothing trained (make it readable, or take it out of the "

@@ -67,10 +67,10 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
                     if t in marks and d.sources[k] == "held":
                         lms[k] = marks[t]
                 item.detections = Detections(xyxy, d.score, lms, d.track_id, d.source, d.sources)
+        nxt = next((b for b in buffer if not b.skipped and b.error is None), None)  # the next detector run
         if tracker is not None and item.skipped and item.error is None:
             # A face faster than a bridge reaches: the hull of its two sightings is a poor guess (it may bounce),
             # so the detector looks on this frame around both; its boxes are added (untracked) to what is held.
-            nxt = next((b for b in buffer if not b.skipped and b.error is None), None)
             around = (last_run[0], nxt.frame) if last_run and nxt is not None else None
             # A face that entered or left the picture that fast: the detector looks toward the sides it may have
             # crossed, once the next run is known (not across a scene cut: the faces found or lost there are not on
@@ -93,17 +93,14 @@ def tracked_frames(frames: Iterable[VideoFrame], detect: Callable[[np.ndarray], 
             # 3 of 744 entering face-frames and 1 leaving one visible on such run frames). The pixel check and
             # the crowd limit are _between_runs' (a scene cut on either side: none).
             # At the end of the video (no next run) a face leaving on the last run is checked against the one before.
-            nxt = next((b for b in buffer if not b.skipped and b.error is None), None)
             if (nxt is None or nxt.shot == item.shot) and item.shot == last_run[1]:
                 edge = tracker.edge_crossings(item.frame.index, n, VIDEO_FAST_REACH,
                                               _crossed(last_run[0], item.frame, nxt and nxt.frame), run=True)
                 d = item.detections
                 seen = d.xyxy[np.asarray(d.sources) == "detected"] if len(d) else d.xyxy  # not its own held box
-                cut = [c for box, m, cuts in edge if not _any_in(seen, box - [m, m, -m, -m]) for c in cuts]
-                if cut:
-                    held = Detections(np.reshape(cut, (-1, 4)), np.zeros(len(cut)), None, None, "track",
-                                      ["held"] * len(cut))
-                    item.detections = Detections.merge([d, held], "track")
+                cut = _cut_boxes(edge, seen)
+                if len(cut):
+                    item.detections = Detections.merge([d, cut], "track")
         if not item.skipped:
             last_run[:] = [item.frame, item.shot]  # the last detector run emitted: the pixel check's "before"
         if tracker is not None and ahead and item.error is None:
@@ -237,11 +234,17 @@ def _between_runs(tracker, detect: Callable[[np.ndarray], Detections], frame: Vi
         found = detect_in_crops(detect, frame.rgb, crops)
     # A face entering or leaving the picture whose crop shows none may be cut by the picture's side there, too
     # little of it left for the detector: the boxes against the sides it reaches are hidden (held, untracked).
-    cut = [c for box, m, cuts in edge if not _any_in(found.xyxy, box - [m, m, -m, -m]) for c in cuts]
     found = Detections.merge([
         Detections(found.xyxy, found.score, found.landmarks, None, "track", ["detected"] * len(found)),
-        Detections(np.reshape(cut, (-1, 4)), np.zeros(len(cut)), None, None, "track", ["held"] * len(cut))])
+        _cut_boxes(edge, found.xyxy)])
     return found if len(found) else None
+
+
+def _cut_boxes(edge: list, seen: np.ndarray) -> Detections:
+    """``Tracker.edge_crossings``' cut boxes (held, untracked) of each crossing whose region (less its margin)
+    holds none of ``seen`` (the faces the detector found there): the side may have cut that face to a sliver."""
+    cut = [c for box, m, cuts in edge if not _any_in(seen, box - [m, m, -m, -m]) for c in cuts]
+    return Detections(np.reshape(cut, (-1, 4)), np.zeros(len(cut)), None, None, "track", ["held"] * len(cut))
 
 
 def _any_in(boxes: np.ndarray, region: np.ndarray) -> bool:
