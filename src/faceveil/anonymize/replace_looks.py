@@ -8,6 +8,41 @@ import cv2
 import numpy as np
 
 
+def nonzero_box(a: np.ndarray) -> tuple[slice, slice] | None:
+    """(rows, columns) slices of the bounding box of the non-zero pixels of 2-D ``a`` (NaN counts as non-zero);
+    None where there are none."""
+    nz = a != 0
+    rows, cols = np.flatnonzero(nz.any(axis=1)), np.flatnonzero(nz.any(axis=0))
+    if not len(rows):
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def weighted_add(comp: np.ndarray, delta, weight: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """``comp + delta * weight[:, :, None]``, the same values and dtype, worked out only inside the bounding box of
+    ``weight``'s non-zero pixels: outside it the term is 0 and the sum is ``comp`` itself (as the whole window's
+    sum, only ever converted to the wider dtype). ``delta(box)``: the term's first factor over the box, HxWx1 or
+    HxWx3 (the face's pixels fill about a third of their work window). ``inplace``: ``comp`` is the caller's
+    scratch, added into where the sum keeps its dtype. The products and sums are numpy's own, in the same dtypes
+    (a float32 operand widened exactly first), written into fresh arrays once instead of into temporaries."""
+    box = nonzero_box(weight) or (slice(0, 0), slice(0, 0))  # none: an empty box, which still gives the dtype
+    d = delta(box)
+    term = d.astype(np.result_type(d, weight))  # a copy, never ``delta``'s own array
+    term *= weight[box][:, :, None]
+    dtype = np.result_type(comp, term)
+    out = comp if inplace and comp.dtype == dtype else comp.astype(dtype)
+    out[box] += term
+    return out
+
+
+def grey_of(comp: np.ndarray) -> np.ndarray:
+    """The grey (float32) of a float RGB image rounded to uint8 (its + 0.5, clipped, truncated): one temporary less
+    than written out."""
+    rounded = comp + 0.5
+    np.clip(rounded, 0, 255, out=rounded)
+    return cv2.cvtColor(rounded.astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
 def fast_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur; large sigmas on a shrunk copy (a 50 px sigma at full size costs ~30 ms)."""
     if sigma <= 3:
@@ -28,9 +63,12 @@ def fill_unknown(img: np.ndarray, known: np.ndarray, size: float) -> np.ndarray:
     for sigma in (size / 2, size / 6, size / 20):
         sigma = max(sigma, 1.0)
         den = fast_blur(k, sigma)
-        est = fast_blur(src, sigma) / np.maximum(den, 1e-6)[:, :, None]
+        est = fast_blur(src, sigma)  # a new array: divided and weighted in place (the same float32 operations)
+        est /= np.maximum(den, 1e-6)[:, :, None]
         w = np.clip(den * 4, 0, 1)[:, :, None]  # finer scales only where enough known pixels are near
-        out = out * (1 - w) + est * w
+        est *= w
+        out *= 1 - w
+        out += est  # out * (1 - w) + est * w
     out[known] = img[known]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
@@ -153,11 +191,11 @@ def noise_sigma(gray: np.ndarray, where: np.ndarray) -> float | None:
     """Noise level (grey levels) by Immerkaer's fast estimate (1996) restricted to a mask:
     skimage's estimate_sigma has no mask, and the ring is not a rectangle."""
     k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-    r = np.abs(cv2.filter2D(gray, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE))
+    r = cv2.filter2D(gray, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE)
     inner = cv2.erode(where.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     if inner.sum() < 32:
         return None
-    return float(np.sqrt(np.pi / 2) / 6 * r[inner].mean())
+    return float(np.sqrt(np.pi / 2) / 6 * np.abs(r[inner]).mean())  # |r| of the pixels read alone
 
 
 TEX_SIGMA = 1.5  # the skin-detail band: the photo minus its Gaussian blur of this sigma (frame px)
@@ -173,16 +211,16 @@ def texture_level(gray: np.ndarray, where: np.ndarray) -> float:
     """How much fine detail the smoother parts of ``where`` hold: the TEX_PCT-th percentile of the local
     RMS of the detail band. A low percentile: hair, lashes, a beaded dress or jewellery that pass the skin
     colour test are the textured tail, skin is the smooth part (the median made faces gritty next to them)."""
-    e = np.sqrt(cv2.GaussianBlur(detail_band(gray) ** 2, (0, 0), 3.0))
-    return float(np.percentile(e[where], TEX_PCT))
+    e = np.sqrt(cv2.GaussianBlur(detail_band(gray) ** 2, (0, 0), 3.0)[where])  # the pixels read alone
+    return float(np.percentile(e, TEX_PCT))
 
 
 def detail_band(gray: np.ndarray) -> np.ndarray:
     return gray - cv2.GaussianBlur(gray, (0, 0), TEX_SIGMA)
 
 
-def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int
-                ) -> np.ndarray:
+def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int,
+                inplace: bool = False) -> np.ndarray:
     """Fine luminance texture so the face's skin detail matches the person's visible skin around it
     (``win_gray``: the frame's window in grey, float32).
 
@@ -194,20 +232,21 @@ def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha:
     that band, fading with the mask. A sharpened average reached the same numbers only with crunchy edges
     and ghosts (bench/replace_results.md); patches of the ring's own detail band copied hair strands onto
     the face where blond hair passed the skin test, and measured lower (0.55-0.59).
+    ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same values either way).
     """
     inner = cv2.erode(skin.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # away from the skin's edges
     core = alpha >= 1
     if inner.sum() < 64 or core.sum() < 64:  # too little visible skin to tell its texture: none added
         return comp
     t = texture_level(win_gray, inner)
-    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gray = grey_of(comp)
     f = texture_level(gray, core)
     if t <= f:
         return comp
     noise = np.random.default_rng(seed).normal(0, 1, gray.shape).astype(np.float32)
     tex = detail_band(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
     tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
-    return comp + (tex * alpha)[:, :, None]
+    return weighted_add(comp, lambda box: tex[box][:, :, None], alpha, inplace)
 
 
 FOCUS_MATCH = True
@@ -223,23 +262,28 @@ def edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
     """The blur (Gaussian sigma, px) of each Canny edge pixel of ``gray`` inside ``where``: the gradient ratio r
     before and after a re-blur of FOCUS_S0 gives s0 / sqrt(r^2 - 1) (Zhuo and Sim, 2011). Written here: OpenCV and
     scikit-image have no defocus estimate of this kind."""
-    grad = lambda a: np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0), cv2.Sobel(a, cv2.CV_32F, 0, 1))  # noqa: E731
     edges = (cv2.Canny(np.clip(gray + 0.5, 0, 255).astype(np.uint8), 50, 120) > 0) & where
-    r = grad(gray)[edges] / np.maximum(grad(cv2.GaussianBlur(gray, (0, 0), FOCUS_S0))[edges], 1e-3)
+
+    def grad(a):  # the gradient's magnitude at the edge pixels alone: hypot per pixel, the same values
+        return np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0)[edges], cv2.Sobel(a, cv2.CV_32F, 0, 1)[edges])
+
+    r = grad(gray) / np.maximum(grad(cv2.GaussianBlur(gray, (0, 0), FOCUS_S0)), 1e-3)
     r = r[r > 1.01]
     return FOCUS_S0 / np.sqrt(r * r - 1)
 
 
-def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray, inplace: bool = False
+                ) -> np.ndarray:
     """The new face blurred as much as the photo around it is, where that is blurrier than the face: the bank
     faces are sharp, and in soft footage (motion, compression) or an out-of-focus part of a photo the face came
     out crisper than everything around it. The scene's blur is read off the ring's sharper edges of the frame's
-    window in grey (``win_gray``; outside the mask: never the original face), the face's off its own core."""
+    window in grey (``win_gray``; outside the mask: never the original face), the face's off its own core.
+    ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same values either way)."""
     inner = cv2.erode(ring.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     e_r = edge_sigmas(win_gray, inner)
     if len(e_r) < 20:
         return comp
-    gray = cv2.cvtColor(np.clip(comp + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gray = grey_of(comp)
     e_f = edge_sigmas(gray, alpha >= 1)
     if len(e_f) < 20:
         return comp
@@ -247,12 +291,14 @@ def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha:
     if s_r <= s_f:
         return comp
     soft = cv2.GaussianBlur(comp, (0, 0), float(np.sqrt(s_r * s_r - s_f * s_f)))
-    return comp + (soft - comp) * alpha[:, :, None]
+    return weighted_add(comp, lambda box: soft[box] - comp[box], alpha, inplace)
 
 
-def add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int) -> np.ndarray:
+def add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int,
+              inplace: bool = False) -> np.ndarray:
     """Gaussian luminance noise so the face's noise level matches the visible ring's (``win_gray``: the frame's
-    window in grey, float32)."""
+    window in grey, float32). ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same
+    values either way)."""
     g_t = noise_sigma(win_gray, ring)
     g_f = noise_sigma(cv2.cvtColor(np.clip(comp, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
                       core)
@@ -260,4 +306,7 @@ def add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np
         return comp
     sigma = min(np.sqrt(g_t**2 - g_f**2), 20.0)
     noise = np.random.default_rng(seed).normal(0, sigma, comp.shape[:2]).astype(np.float32)
+    if inplace:  # the caller's scratch: the same sum, written over it
+        comp += noise[:, :, None]
+        return comp
     return comp + noise[:, :, None]

@@ -800,7 +800,8 @@ class Replace(Method):
         # (not skin, smooth, apart from the upper face's colour, covering the mouth) still decide every pixel.
         if track >= 0 and occluders and region.source != "held":
             self._store(self._cover, track, keep is not None and bool(keep.any()))
-        src_skin = geo.template_skin(sx, sy) & (geo.donor_alpha(sx, sy) >= 1)
+        fa = geo.donor_alpha(sx, sy)  # where the donors' face is used: for its skin here, the blend below
+        src_skin = geo.template_skin(sx, sy) & (fa >= 1)
         tone = None  # what the harmonization does to the face: L*a*b* shift, light gradient, scale
         if measure_tone and p.color_strength > 0 and src_skin.sum() >= 4:
             own = np.median(lab_f[src_skin], axis=0)
@@ -840,7 +841,6 @@ class Replace(Method):
         warped = looks.to_rgb(lab_f)
         # Between the donors' face and the mask's edge (jaw, hairline) their hair and background
         # would show: that band continues the new face's own edge (skin) outward instead.
-        fa = geo.donor_alpha(sx, sy)
         inside = fa >= 0.99
         base = looks.fill_unknown(warped, inside, 0.25 * (g.dst[1, 0] - g.dst[0, 0] + 1)) \
             if inside.sum() >= 16 else warped
@@ -856,17 +856,18 @@ class Replace(Method):
             ring = cv2.resize(ring.astype(np.uint8), (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_NEAREST) > 0
         warped = geo.add_detail(warped, raw, face_hi, g)
         alpha = g.alpha_full(box_ellipse)
-        comp = warped.astype(np.float32)
+        comp = warped.astype(np.float32)  # this face's own scratch: focus, grain and texture may work in place
         # the window's grey, which focus, grain and texture read the scene's from (computed once)
         win_gray = cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32) if looks.FOCUS_MATCH or p.grain else None
         if looks.FOCUS_MATCH:
-            comp = looks.match_focus(comp, win_gray, ring, alpha)
+            comp = looks.match_focus(comp, win_gray, ring, alpha, inplace=True)
         if p.grain:
-            comp = looks.add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])))
+            comp = looks.add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])),
+                                   inplace=True)
             skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), (wx2 - wx1, wy2 - wy1),
                                                        interpolation=cv2.INTER_NEAREST) > 0
             comp = looks.add_texture(comp, win_gray, ring & skin_full, alpha,
-                                     seed_for(seed, "texture", int(box[0]), int(box[1])))
+                                     seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True)
         if keep is not None and keep.any() and f < 1:
             keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
         if reach is not None:
@@ -887,10 +888,19 @@ class Replace(Method):
             comp = comp * (1 - r_w[:, :, None]) + r_px * r_w[:, :, None]
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
             alpha = alpha * (1 - keep)
-        a = alpha[:, :, None]
-        out = np.where(a >= 1, np.clip(comp + 0.5, 0, 255),
-                       np.clip(comp * a + win * (1 - a) + 0.5, 0, 255)).astype(np.uint8)
-        out[alpha <= 0] = win[alpha <= 0]  # byte-identical outside the mask, whatever the float maths did
+        # byte-identical outside the mask, whatever the float maths did: the window's own pixels, the blend worked out
+        # only inside the bounding box of the pixels the mask changes
+        out = win.copy()
+        changed = looks.nonzero_box(~(alpha <= 0))
+        if changed is not None:
+            a, c, w = alpha[changed][:, :, None], comp[changed], win[changed]
+            mix = c * a  # c * a + w * (1 - a) + 0.5, clipped, in place (the same operations, in the same order)
+            mix += w * (1 - a)
+            mix += 0.5
+            np.clip(mix, 0, 255, out=mix)
+            core = c + 0.5
+            np.copyto(mix, np.clip(core, 0, 255, out=core), where=a >= 1)
+            np.copyto(out[changed], mix.astype(np.uint8), where=~(a <= 0))
         ry, rx = region.y1 - wy1, region.x1 - wx1
         return Drawn(out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)], ident, tone)
 
