@@ -95,6 +95,16 @@ def test_keep_policy_refuses_a_threshold_or_margin_that_is_not_a_finite_number(n
     assert getattr(KeepPolicy(people, **{name: np.float32(0.25)}), name) == 0.25
 
 
+def test_keep_policy_refuses_a_negative_margin():
+    """A margin under 0 switched the second-best check off: a face at 0.30 of one enrolled person and 0.31 of another
+    was kept (as the first), where the default margin hides it as undecided. Refused in one line; 0 is taken."""
+    people = People(["a", "b"], np.zeros((2, 128), np.float32), np.arange(2))
+    with pytest.raises(UsageError, match=r"^bad value margin=-0\.01 for the keep policy: expected 0 or more$"):
+        KeepPolicy(people, margin=-0.01)
+    assert KeepPolicy(people, margin=0).margin == 0
+    assert KeepPolicy(people, threshold=-1.0).threshold == -1.0  # keeps nobody: the safe side, taken
+
+
 # --- real photos (deepface-unit: img1, img2, img4... are one person; couple.jpg holds her and a man) ---
 
 @pytest.fixture(scope="module")

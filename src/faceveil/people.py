@@ -421,6 +421,10 @@ class KeepPolicy:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 raise UsageError(f"bad value {name}={v!r} for the keep policy: expected a finite number")
+        # A margin under 0 is the second-best check switched off (no second person is ever nearer than the best): a
+        # face about as near two enrolled people was kept as one of them. A threshold under 0 keeps nobody (safe).
+        if self.margin < 0:
+            raise UsageError(f"bad value margin={self.margin!r} for the keep policy: expected 0 or more")
 
     def __bool__(self) -> bool:
         return bool(self.people is not None or self.keep_regions or self.only_regions)
