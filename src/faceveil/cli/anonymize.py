@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 
 from .. import __version__
@@ -15,8 +14,8 @@ from ..io.video import is_video_path
 from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
                      check_backend, check_jpeg_quality, check_result_path, check_writable, note_int8_build, plan_inputs,
-                     region_from_args, report_failures, warn_unchecked_donors, warn_weak, done_verb, write_result_file,
-                     whole)
+                     region_from_args, report_failures, strict_json, warn_unchecked_donors, warn_weak, done_verb,
+                     write_result_file, whole)
 
 EPILOG_ANON = """\
 examples:
@@ -146,7 +145,7 @@ def cmd_anonymize(args) -> int:
                   "skipped": [str(p) for p in skipped], "existing": [str(j.dst) for j in kept],
                   "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces,
                               "kept": n_kept}}
-        write_result_file(args.report, json.dumps(report, indent=1).encode(), "the report")
+        write_result_file(args.report, strict_json(report), "the report")
     where = one_line(args.output) if args.output else "in place"
     n_files = len(jobs) + len(unwritable)
     msg = f"faceveil: {len(written)} of {n_files} files {done_verb(first.method)} ({_faces_text(written)}) -> {where}"

@@ -11,7 +11,7 @@ from .. import __version__
 from ..errors import UsageError, one_line
 from .common import (add_detection_args, add_region_args, anonymizer_config, at_least, check_backend,
                      check_jpeg_quality, check_result_path, check_writable, done_verb, region_from_args,
-                     warn_many_jobs, warn_unchecked_donors, warn_weak, whole)
+                     strict_json, warn_many_jobs, warn_unchecked_donors, warn_weak, whole)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -144,7 +144,7 @@ def cmd_dataset_anonymize(args) -> int:
     if args.summary:
         from ..io.atomic import write_bytes_atomic
 
-        write_bytes_atomic(args.summary, json.dumps({"faceveil": __version__, **s.to_json()}, indent=1).encode())
+        write_bytes_atomic(args.summary, strict_json({"faceveil": __version__, **s.to_json()}))
     rate = s.done / s.seconds if s.seconds > 0 else 0.0
     from ..anonymize import METHODS
 

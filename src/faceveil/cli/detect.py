@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError, one_line
 from .common import (add_common_args, add_detection_args, anonymizer_config, batch_jobs, check_result_path,
-                     check_writable, note_int8_build, plan_inputs, report_failures, write_result_file)
+                     check_writable, note_int8_build, plan_inputs, report_failures, strict_json, write_result_file)
 
 
 def register(sub) -> None:
@@ -55,7 +54,7 @@ def cmd_detect(args) -> int:
     n_failed = report_failures(results)
     doc = {"faceveil": __version__, "detector": describe["detector"], "detector_params": describe["detector_params"],
            "files": [{"path": r.input, "size": r.size, "faces": r.detections, "error": r.error} for r in results]}
-    text = json.dumps(doc, indent=1)
+    text = strict_json(doc).decode()
     if args.json:
         write_result_file(args.json, text.encode(), "the detections")
         total = sum(r.faces for r in results)
