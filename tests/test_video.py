@@ -962,8 +962,8 @@ def test_an_output_another_run_makes_meanwhile_is_not_replaced_nor_its_record(cl
     tracks_path(dst).write_bytes(b"the other run's record")
     publish = job._Stills.publish
 
-    def other_run_finishes_first(self):  # the earlier record set aside, before our rename: the other video's name
-        publish(self)
+    def other_run_finishes_first(self, *args):  # the earlier record set aside, before our rename: the other video's
+        publish(self, *args)
         dst.write_bytes(b"the other run's video")
 
     monkeypatch.setattr(job._Stills, "publish", other_run_finishes_first)

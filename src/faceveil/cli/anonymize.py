@@ -106,7 +106,9 @@ def cmd_anonymize(args) -> int:
     check_lookaheads(video_jobs, video_options(args))
     from ..io.atomic import remove_stale_temporaries
 
-    stale = remove_stale_temporaries(output_folders(jobs))
+    # the kept outputs' folders too: a run killed before its video had its name set that video's record aside there
+    # (--skip-existing's check below reads it once the sweep has put it back)
+    stale = remove_stale_temporaries(output_folders(jobs + kept))
     # Build once here so bad names, parameters or a missing model fail before any work.
     vanon = first = Anonymizer.from_config(cfg)  # the videos' too, unless they get the video preset below
     warn_unchecked_donors(vanon.method)

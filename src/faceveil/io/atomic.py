@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -157,6 +158,69 @@ def release(lock: int | None) -> None:
         os.close(lock)
 
 
+# Moves made ahead of a commit, undone where the commit never happens (a video's --preview stills moved into place
+# and its earlier track record set aside, just before the video gets its name). Each move is noted in its temporary
+# folder's journal before it is made, so that whatever kills the writer, the sweep that removes the folder can tell
+# what was moved: the writer's own failure undoes them at once (undo_moves), a SIGKILL's by the next run's sweep
+# while the commit's temporary (``pending``) is still there. Written here: no library journals renames.
+_JOURNAL = "moves.journal"  # one JSON list a line: ["pending", rel] first, then ["move", from, to] / ["mkdir", rel]
+
+
+def _rel(base: Path, path: Path) -> str:
+    return os.path.relpath(path, base)
+
+
+def _under(base: Path, rel) -> Path:
+    """``base / rel`` for a journal's path, which must stay under ``base`` (ValueError otherwise: a journal made by
+    hand moves nothing outside the folder it was found in)."""
+    if not isinstance(rel, str) or os.path.isabs(rel) or ".." in Path(rel).parts or rel in ("", "."):
+        raise ValueError(f"not a path under the journal's folder: {rel!r}")
+    return base / rel
+
+
+def journal_start(folder: Path, pending: Path) -> None:
+    """Start ``folder``'s journal (a temporary folder of make_temporary's): its moves stand once ``pending`` (a
+    temporary beside ``folder``) has its final name, and are undone while it is still there."""
+    (folder / _JOURNAL).write_text(json.dumps(["pending", _rel(folder.parent, pending)]) + "\n")
+
+
+def journal_move(folder: Path, src: Path, dst: Path) -> None:
+    """``os.replace(src, dst)`` (both under ``folder``'s parent), noted in ``folder``'s journal first."""
+    with open(folder / _JOURNAL, "a") as f:
+        f.write(json.dumps(["move", _rel(folder.parent, src), _rel(folder.parent, dst)]) + "\n")
+    os.replace(src, dst)
+
+
+def journal_mkdir(folder: Path, path: Path) -> None:
+    """``path.mkdir()``, noted in ``folder``'s journal first (the undo removes it again where it is empty)."""
+    with open(folder / _JOURNAL, "a") as f:
+        f.write(json.dumps(["mkdir", _rel(folder.parent, path)]) + "\n")
+    path.mkdir()
+
+
+def undo_moves(folder: Path, only_uncommitted: bool = False) -> None:
+    """The moves of ``folder``'s journal undone, newest first: each only where it was made (its target there, its
+    source free), a folder it made removed where empty. ``only_uncommitted``: only while the journal's pending
+    temporary is still there (a sweep: the writer died before or after its commit). Never raises: what cannot be
+    put back stays where it is."""
+    base = folder.parent
+    try:
+        entries = [json.loads(line) for line in (folder / _JOURNAL).read_text().splitlines()]
+        if not entries or entries[0][0] != "pending":
+            return
+        if only_uncommitted and not os.path.lexists(_under(base, entries[0][1])):
+            return  # committed: what was moved stays moved
+        steps = [(op[0], *(_under(base, r) for r in op[1:])) for op in entries[1:]]
+    except (OSError, ValueError, TypeError, IndexError):
+        return
+    for op, *paths in reversed(steps):
+        with contextlib.suppress(OSError):
+            if op == "move" and os.path.lexists(paths[1]) and not os.path.lexists(paths[0]):
+                os.replace(paths[1], paths[0])
+            elif op == "mkdir":
+                os.rmdir(paths[0])
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, replace: bool = True, sweep: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
@@ -305,7 +369,8 @@ def _remove_if_unlocked(path: str, is_folder: bool, pid: int) -> bool:
             named = os.lstat(path)
             if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):  # renamed into place meanwhile
                 return False
-        if is_folder:  # a video's --preview stills not yet moved into place
+        if is_folder:  # a video's --preview stills not yet moved into place, and the moves made for its commit
+            undo_moves(Path(path), only_uncommitted=True)
             shutil.rmtree(path, ignore_errors=True)
         else:
             os.unlink(path)
@@ -332,7 +397,8 @@ def remove_stale_temporaries(folders) -> int:
             entries = list(os.scandir(folder))
         except OSError:  # missing or unreadable: nothing of ours there
             continue
-        for e in entries:
+        # folders first: a stills folder's journal asks whether its video's temporary is still there
+        for e in sorted(entries, key=lambda e: not e.name.endswith(".tmpdir")):
             try:
                 m = _TMP_NAME.fullmatch(e.name)
                 if m is None:

@@ -616,6 +616,7 @@ class VideoWriter:
         self.options = options
         self.frames = 0
         self._ctx = None
+        self.tmp: Path | None = None  # __enter__: the temporary file that gets the target's name at the commit
         self._out = None
         self._audio_in = None
         self._audio_packets = None
@@ -632,7 +633,7 @@ class VideoWriter:
     # context management ------------------------------------------------
     def __enter__(self) -> "VideoWriter":
         self._ctx = atomic_path(self.target, self.replace)
-        tmp = self._ctx.__enter__()
+        self.tmp = tmp = self._ctx.__enter__()  # the output till its commit (the video job's stills journal names it)
         try:
             self._open(tmp)
         except BaseException as exc:

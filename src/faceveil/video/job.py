@@ -32,7 +32,8 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
-from ..io.atomic import NAME_MAX, cut_name, exists_now, fit_name, make_temporary, release
+from ..io.atomic import (NAME_MAX, cut_name, exists_now, fit_name, journal_mkdir, journal_move, journal_start,
+                         make_temporary, release, undo_moves)
 from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
 from .threads import EncoderThread, StageClock, background
 from .tracking import tracked_frames
@@ -155,10 +156,7 @@ class _Stills:
     def __init__(self, dst: Path, record: Path | None = None):
         self.dst, self.record, self.tmp, self.lock = dst, record, None, None
         self.names: set[str] = set()
-        self.placed: list[str] | None = None  # publish: this run's stills in preview_dir, till commit or discard
-        self.aside: list[str] = []  # publish: the earlier stills of those names, moved into tmp / _REPLACED
-        self.made = False  # publish made preview_dir
-        self.record_aside = False  # publish moved the earlier record to tmp / _RECORD
+        self.published = False  # publish moved things (in the folder's journal), till commit or discard
 
     def _folder(self) -> Path:
         """The temporary folder, made at its first use."""
@@ -176,29 +174,33 @@ class _Stills:
         self.names.add(name)
         write_image(folder / name, rgb, None, False, 90)
 
-    def publish(self) -> None:
-        """Called just before the video gets its name: the earlier track record moved aside into the temporary
-        folder, this run's stills moved into ``preview_dir``, an earlier still of one of their names moved aside
-        too (``discard`` puts them back). Where that cannot be done, all is put back and a one-line FaceveilError
-        raised: the file fails, the earlier output whole."""
+    def publish(self, pending: Path) -> None:
+        """Called just before the video (``pending``: its temporary) gets its name: the earlier track record moved
+        aside into the temporary folder, this run's stills moved into ``preview_dir``, an earlier still of one of
+        their names moved aside too. Each move is noted in the folder's journal first (io.atomic.journal_move):
+        ``discard`` puts them back, and so does the next run's sweep where this one was killed before the video had
+        its name (before, the earlier video was left without its record and beside this run's stills). Where that
+        cannot be done, all is put back and a one-line FaceveilError raised: the file fails, the earlier output
+        whole."""
         final, where = preview_dir(self.dst), self.record
-        self.placed = []
+        has_record = self.record is not None and os.path.lexists(self.record) and not self.record.is_dir()
+        if not has_record and not self.names:
+            return
         try:
-            if self.record is not None and os.path.lexists(self.record) and not self.record.is_dir():
-                os.replace(self.record, self._folder() / _RECORD)  # a rename: the same bytes, no space needed
-                self.record_aside = True
+            journal_start(self._folder(), pending)
+            self.published = True
+            if has_record:  # a rename: the same bytes, no space needed
+                journal_move(self.tmp, self.record, self.tmp / _RECORD)
             if not self.names:
                 return
             where, old = final, self.tmp / _REPLACED
-            self.made = not os.path.lexists(final)
-            final.mkdir(exist_ok=True)
+            if not os.path.lexists(final):
+                journal_mkdir(self.tmp, final)
             old.mkdir()
             for name in sorted(self.names):
                 if os.path.lexists(final / name) and not (final / name).is_dir():  # a folder there fails the move
-                    os.replace(final / name, old / name)
-                    self.aside.append(name)
-                os.replace(self.tmp / name, final / name)
-                self.placed.append(name)
+                    journal_move(self.tmp, final / name, old / name)
+                journal_move(self.tmp, self.tmp / name, final / name)
         except OSError as exc:
             self._put_back()
             raise FaceveilError(f"{where}: cannot write: {exc.strerror or exc}") from None
@@ -209,7 +211,7 @@ class _Stills:
         rerun with another interval or none left the old ones beside the new (a weaker method's, as if of this
         run). The folder goes too where that left it empty. A still that cannot be removed is returned as a
         warning."""
-        self.placed = None  # theirs for good: nothing to put back
+        self.published = False  # theirs for good: nothing to put back
         left = []
         stale = _stale_stills(self.dst, self.names)
         for p in stale:
@@ -226,27 +228,15 @@ class _Stills:
         return left
 
     def _put_back(self) -> None:
-        """``publish`` undone: this run's stills out of ``preview_dir``, the earlier ones back, the folder gone if
-        publish made it, the earlier record back."""
-        final = preview_dir(self.dst)
-        for name in self.placed or []:
-            with contextlib.suppress(OSError):
-                (final / name).unlink()
-        for name in self.aside:
-            with contextlib.suppress(OSError):
-                os.replace(self.tmp / _REPLACED / name, final / name)
-        if self.made:
-            with contextlib.suppress(OSError):
-                final.rmdir()
-        if self.record_aside:
-            with contextlib.suppress(OSError):
-                os.replace(self.tmp / _RECORD, self.record)
-        self.placed, self.aside, self.made, self.record_aside = None, [], False, False
+        """``publish`` undone from its journal: this run's stills back out of ``preview_dir``, the earlier ones
+        back, the folder gone if publish made it, the earlier record back."""
+        if self.published:
+            undo_moves(self.tmp)
+        self.published = False
 
     def discard(self) -> None:
         """The temporary folder removed; a ``publish`` not committed (the video did not get its name) undone first."""
-        if self.placed is not None:
-            self._put_back()
+        self._put_back()
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             release(self.lock)  # once the folder is gone
@@ -409,7 +399,8 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     def before_commit() -> None:
         # Called by the writer before the video gets its name (VideoWriter.before_commit): its stills moved into
         # place, and its earlier track record set aside: whatever fails until the video has its name puts both
-        # back (stills.discard), the earlier output whole. Moved in after the video had its name, stills failed a
+        # back (stills.discard; a run killed then: the next run's sweep, from the moves' journal), the earlier
+        # output whole. Moved in after the video had its name, stills failed a
         # file whose new video was in place. The new record is written once the video has its name: a run killed
         # in between leaves a video without a record (the review flags it, a resume refuses it), never one beside
         # the record of another render (written first, a failed commit left it beside the earlier video, whose
@@ -422,7 +413,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
             _lock_records(dst, held)
         if not replace and dst.exists():  # another run's output, made meanwhile: its record and stills stay its own
             raise exists_now(dst)
-        stills.publish()
+        stills.publish(writer.tmp)
 
     try:
         with VideoWriter(dst, info, options.encode, replace) as writer:
