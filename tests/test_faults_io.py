@@ -811,3 +811,45 @@ def test_a_temporary_swept_between_its_making_and_its_lock_is_made_again(tmp_pat
     finally:
         folder.rmdir()
         atomic.release(lock)
+
+
+def test_a_dead_writers_journaled_moves_are_undone_only_for_its_own_files_and_only_before_its_commit(tmp_path):
+    """io.atomic's journal of moves made ahead of a commit (a video's earlier record set aside, its stills moved into
+    place): the sweep undoes them while the pending temporary is still there, moves back only the file it moved (a
+    file another run put at that name since stays), and a journal line cut by the kill undoes the moves before it."""
+    import os
+
+    from faceveil.io.atomic import journal_mkdir, journal_move, journal_start, make_temporary, release, undo_moves
+
+    out = tmp_path / "out"
+    (out / "shown").mkdir(parents=True)
+    (out / "record").write_bytes(b"old record")
+    (out / "shown" / "a.jpg").write_bytes(b"old a")
+    pending = out / ".v.mp4.faceveil.1.abcdefgh.tmp.mp4"
+    pending.write_bytes(b"new video")
+    folder, lock = make_temporary(out, "v_preview", directory=True)
+    release(lock)
+    (folder / "new_a.jpg").write_bytes(b"new a")
+    (folder / "new_b.jpg").write_bytes(b"new b")
+    journal_start(folder, pending)
+    journal_move(folder, out / "record", folder / "record")
+    journal_move(folder, out / "shown" / "a.jpg", folder / "old_a.jpg")
+    journal_move(folder, folder / "new_a.jpg", out / "shown" / "a.jpg")
+    journal_mkdir(folder, out / "made")
+    journal_move(folder, folder / "new_b.jpg", out / "made" / "b.jpg")
+    with open(folder / "moves.journal", "a") as f:
+        f.write('["move", "x", ')  # cut by the kill
+    (out / "other").write_bytes(b"another run's b")
+    os.replace(out / "other", out / "made" / "b.jpg")  # not the file this writer moved there
+
+    undo_moves(folder)
+    assert (out / "record").read_bytes() == b"old record" and (out / "shown" / "a.jpg").read_bytes() == b"old a"
+    assert (out / "made" / "b.jpg").read_bytes() == b"another run's b"  # left: another's file, its folder kept
+
+    committed, lock = make_temporary(out, "w_preview", directory=True)
+    release(lock)
+    (out / "shown" / "c.jpg").write_bytes(b"placed")
+    journal_start(committed, out / ".w.mp4.faceveil.1.abcdefgh.tmp.mp4")  # that temporary has its name: committed
+    journal_move(committed, out / "shown" / "c.jpg", committed / "c.jpg")
+    undo_moves(committed, only_uncommitted=True)
+    assert not (out / "shown" / "c.jpg").exists() and (committed / "c.jpg").exists()

@@ -163,7 +163,7 @@ def release(lock: int | None) -> None:
 # folder's journal before it is made, so that whatever kills the writer, the sweep that removes the folder can tell
 # what was moved: the writer's own failure undoes them at once (undo_moves), a SIGKILL's by the next run's sweep
 # while the commit's temporary (``pending``) is still there. Written here: no library journals renames.
-_JOURNAL = "moves.journal"  # one JSON list a line: ["pending", rel] first, then ["move", from, to] / ["mkdir", rel]
+_JOURNAL = "moves.journal"  # one JSON list a line: ["pending", rel], then ["move", from, to, identity] / ["mkdir", rel]
 
 
 def _rel(base: Path, path: Path) -> str:
@@ -185,10 +185,17 @@ def journal_start(folder: Path, pending: Path) -> None:
 
 
 def journal_move(folder: Path, src: Path, dst: Path) -> None:
-    """``os.replace(src, dst)`` (both under ``folder``'s parent), noted in ``folder``'s journal first."""
+    """``os.replace(src, dst)`` (both under ``folder``'s parent), noted in ``folder``'s journal first, with the file's
+    identity (_identity: a rename keeps it): the undo moves back only that file, not one another run put there since."""
     with open(folder / _JOURNAL, "a") as f:
-        f.write(json.dumps(["move", _rel(folder.parent, src), _rel(folder.parent, dst)]) + "\n")
+        f.write(json.dumps(["move", _rel(folder.parent, src), _rel(folder.parent, dst), _identity(src)]) + "\n")
     os.replace(src, dst)
+
+
+def _identity(path: Path) -> list[int]:
+    """Device, inode, size and modification time: an inode number alone is soon reused for another file."""
+    st = os.lstat(path)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
 def journal_mkdir(folder: Path, path: Path) -> None:
@@ -199,24 +206,30 @@ def journal_mkdir(folder: Path, path: Path) -> None:
 
 
 def undo_moves(folder: Path, only_uncommitted: bool = False) -> None:
-    """The moves of ``folder``'s journal undone, newest first: each only where it was made (its target there, its
-    source free), a folder it made removed where empty. ``only_uncommitted``: only while the journal's pending
-    temporary is still there (a sweep: the writer died before or after its commit). Never raises: what cannot be
-    put back stays where it is."""
+    """The moves of ``folder``'s journal undone, newest first: each only where it was made (the moved file itself at
+    its target, its source free), a folder it made removed where empty. ``only_uncommitted``: only while the
+    journal's pending temporary is still there (a sweep: the writer died before or after its commit). Never raises:
+    what cannot be put back stays where it is."""
     base = folder.parent
     try:
-        entries = [json.loads(line) for line in (folder / _JOURNAL).read_text().splitlines()]
+        entries = []
+        for line in (folder / _JOURNAL).read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:  # a line cut by the kill: its move was not made, nor any after it
+                break
         if not entries or entries[0][0] != "pending":
             return
         if only_uncommitted and not os.path.lexists(_under(base, entries[0][1])):
             return  # committed: what was moved stays moved
-        steps = [(op[0], *(_under(base, r) for r in op[1:])) for op in entries[1:]]
+        steps = [(op[0], [_under(base, r) for r in op[1:3]], op[3:]) for op in entries[1:]]
     except (OSError, ValueError, TypeError, IndexError):
         return
-    for op, *paths in reversed(steps):
-        with contextlib.suppress(OSError):
-            if op == "move" and os.path.lexists(paths[1]) and not os.path.lexists(paths[0]):
-                os.replace(paths[1], paths[0])
+    for op, paths, identity in reversed(steps):
+        with contextlib.suppress(OSError, TypeError, ValueError):
+            if op == "move" and not os.path.lexists(paths[0]):
+                if [_identity(paths[1])] == identity:  # not there: never moved, or moved on by someone else
+                    os.replace(paths[1], paths[0])
             elif op == "mkdir":
                 os.rmdir(paths[0])
 
