@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -503,14 +504,10 @@ main(["anonymize", *sys.argv[2:]])
 """
 
 
-@pytest.mark.parametrize("moves", [1, 3, -1], ids=["record-aside", "one-still-placed", "all-moved"])
-def test_a_run_killed_before_its_video_has_its_name_leaves_the_earlier_video_its_record_and_stills(
-        tmp_path, capsys, moves):
-    """A run killed (SIGKILL) after its earlier track record was set aside and its stills moved into place, before
-    its video had its name, left the earlier video without its record (the next run's sweep removed it with the
-    temporary folder: a resume refused the video, the review flagged it) and beside this run's stills. The moves are
-    journaled: the sweep puts the record and the stills back as they were, byte for byte, and the resume takes
-    the video as done."""
+def _killed_rerun(tmp_path, capsys, moves: int, *other) -> tuple[Path, Path, Path, Path, dict]:
+    """A 6-frame clip anonymized with --preview stills into out/clip.mp4, then run again (--overwrite, ``other``
+    settings) in a child process that dies as SIGKILL would where ``moves`` says (_KILLED_IN_PUBLISH). Returns the
+    input clip, the video, its record, its stills folder and their bytes after the first run."""
     import subprocess
     import sys
 
@@ -523,43 +520,40 @@ def test_a_run_killed_before_its_video_has_its_name_leaves_the_earlier_video_its
     assert _run(capsys, src / "clip.mp4", "-o", video, "--preview", "0.1")[0] == 0
     before = {p: p.read_bytes() for p in [video, record, *stills.iterdir()]}
     assert len(before) == 2 + 5
-
     proc = subprocess.run([sys.executable, "-c", _KILLED_IN_PUBLISH, str(moves), str(src / "clip.mp4"), "-o",
-                           str(video), "--preview", "0.1", "-m", "pixelate", "--overwrite", "-q"],
+                           str(video), "--preview", "0.1", *other, "--overwrite", "-q"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 137, proc.stderr
+    return src / "clip.mp4", video, record, stills, before
+
+
+@pytest.mark.parametrize("moves", [1, 3, -1], ids=["record-aside", "one-still-placed", "all-moved"])
+def test_a_run_killed_before_its_video_has_its_name_leaves_the_earlier_video_its_record_and_stills(
+        tmp_path, capsys, moves):
+    """A run killed (SIGKILL) after its earlier track record was set aside and its stills moved into place, before
+    its video had its name, left the earlier video without its record (the next run's sweep removed it with the
+    temporary folder: a resume refused the video, the review flagged it) and beside this run's stills. The moves are
+    journaled: the sweep puts the record and the stills back as they were, byte for byte, and the resume takes
+    the video as done."""
+    clip, video, record, stills, before = _killed_rerun(tmp_path, capsys, moves, "-m", "pixelate")
     assert not record.exists() and video.read_bytes() == before[video]  # the state the kill left
 
-    code, err = _run(capsys, src / "clip.mp4", "-o", video, "--preview", "0.1", "--skip-existing")
+    code, err = _run(capsys, clip, "-o", video, "--preview", "0.1", "--skip-existing")
     assert code == 0 and "1 existing outputs left as they were" in err, err
     assert {p: p.read_bytes() for p in [video, record, *stills.iterdir()]} == before
-    assert not [p for p in out.iterdir() if ".faceveil." in p.name]  # no temporary left
+    assert not [p for p in video.parent.iterdir() if ".faceveil." in p.name]  # no temporary left
 
 
 def test_a_run_killed_after_its_video_has_its_name_leaves_no_earlier_record_beside_it(tmp_path, capsys):
     """The other side of the journal: killed once the new video had its name, before its record was written, the
     sweep must not put the earlier record back beside it (another render's boxes and settings, which a resume would
     take for checked and the review would show): the new video stands without a record, and a resume refuses it."""
-    import subprocess
-    import sys
-
-    rng = np.random.default_rng(10)
-    src = tmp_path / "in"
-    src.mkdir()
-    write_clip(src / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(6)], FPS, audio=False)
-    out = tmp_path / "out"
-    video, record, stills = out / "clip.mp4", out / ".faceveil" / "clip.mp4.tracks.json", out / "clip.mp4_preview"
-    assert _run(capsys, src / "clip.mp4", "-o", video, "--preview", "0.1")[0] == 0
-    old = video.read_bytes()
+    clip, video, record, stills, before = _killed_rerun(tmp_path, capsys, -2, "--crf", "30")
     names = sorted(p.name for p in stills.iterdir())
-    proc = subprocess.run([sys.executable, "-c", _KILLED_IN_PUBLISH, "-2", str(src / "clip.mp4"), "-o", str(video),
-                           "--preview", "0.1", "--crf", "30", "--overwrite", "-q"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 137, proc.stderr
     new = video.read_bytes()
-    assert new != old
-    code, err = _run(capsys, src / "clip.mp4", "-o", video, "--crf", "30", "--preview", "0.1", "--skip-existing")
+    assert new != before[video]
+    code, err = _run(capsys, clip, "-o", video, "--crf", "30", "--preview", "0.1", "--skip-existing")
     assert code == 2 and "output exists with no record of its settings" in err, err
     assert not record.exists() and video.read_bytes() == new
     assert sorted(p.name for p in stills.iterdir()) == names  # this run's, in place with its video
-    assert not [p for p in out.iterdir() if ".faceveil." in p.name]  # no temporary left
+    assert not [p for p in video.parent.iterdir() if ".faceveil." in p.name]  # no temporary left
