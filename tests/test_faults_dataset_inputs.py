@@ -498,3 +498,29 @@ def test_image_names_with_spaces_at_either_end_are_taken_as_written(tmp_path, ca
         f"faceveil: error: {gt}:1: image name ' lead.jpg' begins or ends with white space, which a WIDER line cannot "
         "tell from padding; remove it from the line, or rename the image"]
     assert not (tmp_path / "wout").exists()
+
+
+def test_the_same_dataset_moved_elsewhere_resumes_and_a_changed_one_is_still_refused(tmp_path, capsys):
+    """A dataset folder moved (renamed, or mounted at another path on another machine) was "another dataset": the
+    resume stopped (exit 2) and only --overwrite went on, redoing every image. Its labels naming the same images
+    with the same boxes, it is the same dataset: the run resumes (nothing redone, the same bytes) and the manifest
+    records the new path; moved and relabelled, it is refused as before."""
+    images, gt = _wider(tmp_path / "a", {"a0.png": [(10, 8, 20, 24)], "a1.png": [(10, 8, 20, 24)]})
+    out = tmp_path / "out"
+    assert main(_args(images, gt, out)) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in (out / "images").rglob("*") if p.is_file()}
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    images, gt = tmp_path / "moved" / "images", tmp_path / "moved" / "gt" / "gt.txt"
+    capsys.readouterr()
+    assert main(_args(images, gt, out)) == 0
+    assert "0 images anonymized, 2 already done" in capsys.readouterr().err
+    assert {p.relative_to(out): p.read_bytes() for p in (out / "images").rglob("*") if p.is_file()} == before
+    recorded = next(e for e in read_manifest(out / "manifest.jsonl")[0] if e.get("dataset"))["dataset"]
+    assert recorded["images"] == str(images.resolve())
+    assert main(["dataset", "verify", str(out)]) == 0
+
+    shutil.move(tmp_path / "moved", tmp_path / "again")
+    _relabel(tmp_path / "again" / "gt" / "gt.txt", {"a0.png": [(12, 8, 20, 24)], "a1.png": [(10, 8, 20, 24)]})
+    capsys.readouterr()
+    assert main(_args(tmp_path / "again" / "images", tmp_path / "again" / "gt" / "gt.txt", out)) == 2
+    assert "made from another dataset" in capsys.readouterr().err

@@ -251,9 +251,13 @@ def _union(*lists) -> list[tuple[float, ...]]:
 def _check_dataset(entries: list[dict], p: Plan, where: Path, overwrite: bool) -> None:
     """Another input dataset (images folder or labels) into an OUT made from one is refused unless ``overwrite``:
     it would replace the label files and leave the first dataset's images with no labels describing them."""
-    recorded = next((e["dataset"] for e in entries if e.get("kind") == "labels" and e.get("dataset")), None)
+    first = next((e for e in entries if e.get("kind") == "labels" and e.get("dataset")), None)
+    recorded = first["dataset"] if first else None
     if overwrite or recorded == p.dataset:
         return
+    if first and first.get("images") == sorted(str(p.image_prefix / im.path) for im in p.labels.images) \
+            and first.get("image_labels") == p.digests:
+        return  # the same dataset moved (a folder renamed, mounted elsewhere): the same images with the same boxes
     if recorded is None:  # an output made before the dataset was recorded: the images its labels named tell
         before = named_images(entries)
         if not before or before & p.digests.keys():
