@@ -43,6 +43,10 @@ class VideoInfo:
     has_audio: bool
     audio_codec: str | None = None
     opened: str | None = None  # what the writer opens to copy the audio: the VideoSource's name (default: path)
+    # the source's colour primaries and transfer (FFmpeg's AVColorPrimaries / AVColorTransferCharacteristic; 2:
+    # unspecified): the writer tags its output with them (colour_tags)
+    color_primaries: int = 2
+    color_trc: int = 2
 
     @property
     def estimated_frames(self) -> int:
@@ -74,6 +78,21 @@ _K[1:, 0] -= _K[1:].sum(axis=1)  # keep the chroma rows' sums exactly 0 after ro
 _K = _K.astype(np.int32)
 AVCOL_RANGE_MPEG = 1  # FFmpeg's AVColorRange: limited range
 AVCOL_SPC_SMPTE170M = 6  # FFmpeg's AVColorSpace: the BT.601 matrix
+# FFmpeg's defined AVColorPrimaries and AVColorTransferCharacteristic values (2 is "unspecified", 0 and 3 reserved)
+_PRIMARIES = {1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 22}
+_TRANSFERS = {1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18}
+
+
+def colour_tags(info: "VideoInfo") -> dict[str, int]:
+    """The source's primaries and transfer where it states them, for the output's stream. The pixels keep the
+    source's R'G'B' values (decoded with its own matrix, encoded with BT.601's, tagged so): untagged, an HDR clip
+    (an iPhone's HLG, BT.2020) played as SDR BT.709, flat and washed out, and a BT.2020 one lost its gamut."""
+    tags = {}
+    if info.color_primaries in _PRIMARIES:
+        tags["color_primaries"] = info.color_primaries
+    if info.color_trc in _TRANSFERS:
+        tags["color_trc"] = info.color_trc
+    return tags
 ENCODER_PIX_FMTS = ("yuv420p", "yuv444p")  # what _yuv_frame builds
 
 
@@ -249,7 +268,8 @@ def probe(path: str | os.PathLike | VideoSource) -> VideoInfo:
         return VideoInfo(path, v.codec_context.width, v.codec_context.height, Fraction(fps), tb / _subticks(tb),
                          int(v.frames or 0), duration, rotation, v.codec_context.name, audio is not None,
                          audio.codec_context.name if audio is not None else None,
-                         src.name if isinstance(src, VideoSource) else None)
+                         src.name if isinstance(src, VideoSource) else None,
+                         int(v.codec_context.color_primaries or 2), int(v.codec_context.color_trc or 2))
     finally:
         c.close()
 
@@ -684,6 +704,8 @@ class VideoWriter:
         # the frames come converted by _yuv_frame: BT.601 matrix, limited range; the stream says so
         v.codec_context.color_range = AVCOL_RANGE_MPEG
         v.codec_context.colorspace = AVCOL_SPC_SMPTE170M
+        for name, value in colour_tags(info).items():  # the source's primaries and transfer (an HDR clip's)
+            setattr(v.codec_context, name, value)
         # AVI declares a frame rate, not timestamps: its time base is one frame (with the source's 1/12800 it
         # declared 600 frames a second, and a reader counted 600 frames where 25 were: faceveil called its own
         # output truncated). Frames are numbered in order there; other containers keep the source's timestamps.
