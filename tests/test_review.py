@@ -263,6 +263,23 @@ def test_a_manual_box_dropped_by_a_later_apply_shows_again_and_a_sliver_is_refus
     assert json.loads((out / ".faceveil" / "review.json").read_text())["items"]["sub/noise.png"]["manual"] == [b]
 
 
+def test_a_large_manual_box_does_not_make_its_output_another_photos(env):
+    """After an Apply with a manual box over much of the photo, the check that the output is of this original
+    (its pixels away from faces as the original's) counted the reviewer's own box as "away": 53 % of a facemask
+    photo differed, the review flagged it "not this output's original" and refused every later Apply (409). The
+    applied manual boxes are faces to that check, as the run's regions are."""
+    rs, client, src, out = env
+    big = [0.0, 0.0, 200.0, 150.0]
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "manual": [big], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.data
+    assert "pair" not in [f["kind"] for f in r.get_json()["flags"]], r.get_json()["flags"]
+    small = [210.0, 140.0, 235.0, 175.0]
+    r = client.post("/api/apply", json={"path": "sub/noise.png", "version": r.get_json()["version"],
+                                        "manual": [big, small], "removed": []}, headers=HDR)
+    assert r.status_code == 200, r.data
+    assert r.get_json()["manual"] == [big, small]
+
+
 def test_a_second_tab_never_un_hides_a_box_another_tab_applied(env):
     """Two tabs (or a client naming no version): before, the second Apply dropped the first one's box silently
     (its face showed again, 200). Now an edit on an older version is refused (409, reload), and one that names no

@@ -67,8 +67,9 @@ def _not_read(orig: Path, sha: str | None) -> str | None:
 # not made from it (another photo of the same size; a right pair differs there only by codec noise near faces).
 PAIR_MISMATCH = 0.5
 MAX_THUMBS = 4096  # thumbnails kept in memory (~15 kB each)
-# part of the cache key: analyses cached by earlier versions are redone, never misread (4: on the detection view)
-ANALYSIS_FORMAT = 4
+# part of the cache key: analyses cached by earlier versions are redone, never misread (4: on the detection view;
+# 5: the pair check counts the reviewer's applied boxes as faces, so a check cached before no longer refuses Apply)
+ANALYSIS_FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -479,6 +480,9 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
                 return None
         boxes = [f["box"] for g in ("main", "near", "second") for f in analysis.get(g, [])]
         boxes += self.run.regions.get(item.rel, []) if self.run is not None else []
+        # and the reviewer's boxes an Apply drew: over half the photo, they made it "another photo's output" and
+        # every later Apply was refused
+        boxes += self._manual(item.rel).get("manual", [])
         away = (self.anonymizer.compositor.mask(Detections.from_boxes(boxes), orig.shape) == 0 if boxes
                 else np.ones(orig.shape[:2], bool))
         differ = np.abs(out.astype(np.int16) - base.astype(np.int16)).max(axis=2) > KEEP_TOLERANCE
