@@ -251,3 +251,19 @@ def test_a_live_writers_temporary_stays_even_where_its_pid_is_no_process(photos,
                 w.wait()
     assert (rep / "other.json").read_bytes() == b"the other run's report"
     assert sorted(os.listdir(rep)) == ["mine.json", "other.json"]
+
+
+def test_a_result_file_named_dash_is_standard_output(photos, tmp_path, capsys, monkeypatch):
+    """`--json -`, `--report -`, `--summary -`: a file named "-" appeared in the working folder and nothing was
+    printed (ffmpeg and most tools read "-" as standard output). Now the JSON is printed, and no file is made."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", str(photos / "astro.jpg"), "--json", "-", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"][0]["faces"]
+    assert main(["anonymize", str(photos), "-o", "out", "--report", "-", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["written"] == 1
+    (tmp_path / "ds").mkdir()
+    images, gt = toy_faces_dataset(tmp_path / "ds", 2)
+    assert main(["dataset", "anonymize", "--format", "wider", "--images", str(images), "--labels", str(gt), "-o",
+                 "anon", "-q", "--boxes", "gt", "--summary", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["done"] == 2
+    assert not (tmp_path / "-").exists()

@@ -223,12 +223,20 @@ def anonymizer_config(args, method: str = "blur", method_params: dict | None = N
     )
 
 
+# A result file (--report, --json, --summary) named "-" is standard output, as ffmpeg and most tools read it: a file
+# named "-" was written in the working folder, and nothing printed.
+STDOUT = "-"
+
+
 def check_writable(path: str, what: str) -> None:
     """Refuse (bad usage, before any work) a file that could not be written at the end of a run.
 
     Probes the nearest existing folder with a temporary file: permission bits alone say nothing
     for root, a read-only mount or /proc. Creates no folder."""
     import tempfile
+
+    if path == STDOUT:
+        return
 
     p = Path(path)
     why = too_long(p)
@@ -339,6 +347,8 @@ def check_result_path(path: str, what: str, inputs=(), outputs=(), folders=(), o
     (OUT/.faceveil: track records, the review's state), whose files a result would replace or be taken for."""
     from ..dataset.config import OWN_DIR
 
+    if path == STDOUT:
+        return
     p = Path(path)
     target = p.resolve()
     if OWN_DIR in p.parts or OWN_DIR in target.parts:
@@ -414,8 +424,13 @@ def _finite(v):
 
 
 def write_result_file(path: str, data: bytes, what: str) -> None:
+    """``data`` written atomically to ``path``, or to standard output for "-" (STDOUT)."""
     from ..io.atomic import write_bytes_atomic
 
+    if path == STDOUT:
+        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
+        return
     try:
         write_bytes_atomic(path, data, sweep=True)  # a killed run's temporary of it (its writer gone) removed first
     except OSError as exc:  # e.g. the disk filled up during the run

@@ -11,7 +11,7 @@ from .. import __version__
 from ..errors import UsageError, one_line
 from .common import (add_detection_args, add_region_args, anonymizer_config, at_least, check_backend,
                      check_jpeg_quality, check_result_path, check_writable, done_verb, region_from_args,
-                     strict_json, warn_many_jobs, warn_unchecked_donors, warn_weak, whole)
+                     strict_json, warn_many_jobs, warn_unchecked_donors, warn_weak, whole, write_result_file)
 from .people import add_keep_args, keep_policy
 
 EPILOG = """\
@@ -71,7 +71,7 @@ def register(sub) -> None:
     o.add_argument("--address", help="Ray cluster address, e.g. ray://head:10001 or auto")
     o.add_argument("--overwrite", action="store_true",
                    help="OUT is another dataset's: replace its labels and same-named images")
-    o.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON")
+    o.add_argument("--summary", metavar="FILE", help="also write the run's summary as JSON (-: standard output)")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
     a.set_defaults(func=cmd_dataset_anonymize)
@@ -142,9 +142,7 @@ def cmd_dataset_anonymize(args) -> int:
         print(f"faceveil: warning: {len(s.no_label_file)} images have no label file (e.g. "
               f"{one_line(s.no_label_file[0])}): taken as having no labelled face{risk}", file=sys.stderr)
     if args.summary:
-        from ..io.atomic import write_bytes_atomic
-
-        write_bytes_atomic(args.summary, strict_json({"faceveil": __version__, **s.to_json()}))
+        write_result_file(args.summary, strict_json({"faceveil": __version__, **s.to_json()}), "the summary")
     rate = s.done / s.seconds if s.seconds > 0 else 0.0
     from ..anonymize import METHODS
 
