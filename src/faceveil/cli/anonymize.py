@@ -40,7 +40,7 @@ def register(sub) -> None:
     add_detection_args(a)
     o = a.add_argument_group("output")
     o.add_argument("--report", metavar="FILE",
-                   help="write a JSON summary: per file faces, method, params, time, errors (-: standard output)")
+                   help="JSON summary (-: stdout): per file faces, method, params, time, errors")
     o.add_argument("--keep-metadata", action="store_true",
                    help="photos: keep EXIF (GPS too), XMP, comments, no previews (videos: never)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
