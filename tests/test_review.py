@@ -713,3 +713,25 @@ def test_an_output_name_that_is_not_utf8_is_listed_served_and_applied(tmp_path, 
                     headers=HDR)
     assert r.status_code == 200, r.data
     assert (_read(out / bad) != before).any() and sorted(os.listdir(out)) == [".faceveil", bad, "x1.png", "x2.png"]
+
+
+def test_apply_without_edits_redraws_replace_as_the_run_drew_it(tmp_path):
+    """Apply redrew the run's regions from plain boxes, with a new detection's landmarks and no score: replace
+    drew a new face where the run had drawn its weak-detection blur, and its part past the run's changes showed
+    beside the run's pixels (a face fragment, up to 175 grey levels off on a facemask photo). It takes the run's
+    own detections from the report now (scores, landmarks): an Apply without edits rewrites the run's pixels up to
+    the report's rounding of landmarks (0.01 px) and the JPEG's."""
+    from conftest import shared_path
+    from faceveil.review.runs import load_run_record
+
+    photo = shared_path("facemask", "images", "maksssksksss1.jpg")  # 15 faces, 4 of them weak (scores 0.10-0.16)
+    only, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    only.mkdir()
+    shutil.copy2(photo, only / photo.name)
+    assert main(["anonymize", str(only), "-o", str(out), "-q", "-m", "replace", "--report", str(report)]) == 0
+    before = _read(out / photo.name).astype(int)
+    run = load_run_record(json.loads(report.read_text()), report, out, only)
+    rs = ReviewSet(out, only, AnonymizerConfig(method="replace"), ReviewSettings(second=("none",)),
+                   tmp_path / "cache", run=run)
+    rs.apply(photo.name, [], [])
+    assert np.abs(_read(out / photo.name).astype(int) - before).max() <= 12

@@ -107,6 +107,16 @@ class EditsMixin:
             raise Stale(f"{item.rel}: changed since this page showed it (an Apply in another tab?): reload the page "
                         "and redo the edit")
 
+    def _run_detections(self, rel: str, n: int) -> Detections | None:
+        """The run's detections of ``rel`` as its report has them (its ``n`` regions), where they carry what the
+        method reads (landmarks, for a method that uses them); None otherwise (an older report: plain boxes)."""
+        dets = self.run.detections.get(rel)
+        if dets is None or len(dets) != n or not n:
+            return None
+        if getattr(self.anonymizer.method, "uses_landmarks", False) and dets.landmarks is None:
+            return None
+        return dets
+
     def _keep_run_changes(self, orig: np.ndarray, new: np.ndarray, old_path: Path, removed: list) -> np.ndarray:
         """``new`` with the current output's pixels wherever the run changed the original: a region the
         review does not know of (no record of the run, another shape, scale or strength, a box our
@@ -198,6 +208,7 @@ class EditsMixin:
                 manual_boxes, dropped = manual_boxes + dropped, []
             self._check_writable()  # before the output changes: a state that cannot be saved refuses it
             entry = self.manifest.get(rel) if self.manifest is not None else None
+            run_dets = None
             if entry is not None:
                 # A dataset output: redo exactly the run's regions (labels and detections), not our detections.
                 if "regions" not in entry:
@@ -222,14 +233,22 @@ class EditsMixin:
                     # The regions the run hid first, then any face our detector finds that none of them covers.
                     recorded = self.run.regions[rel]
                     base = recorded + [b for b in base if not matches(b, recorded, iou=0.5)]
+                    run_dets = self._run_detections(rel, len(recorded))
                 # The batch seeds each file by its content (rng_for); the same key gives the same noise.
                 key = sha256_file(self.file("orig", rel))
-            kept = [b for b in base if not matches(b, removed_boxes)]
+            n_run = 0 if run_dets is None else len(run_dets)  # base's first n_run boxes: the run's detections
+            kept = [b for b in base[n_run:] if not matches(b, removed_boxes)]
             kept_dets = Detections.from_boxes(kept, None, None, self.config.detector)
             if getattr(self.anonymizer.method, "uses_landmarks", False) and len(kept_dets):
                 # The recorded regions are plain boxes: give them the detector's landmarks as the run did
                 # (dataset mode's labelled boxes; a detection matches itself), else replace rebuilds the box.
                 kept_dets = kept_dets.with_landmarks_from(self.anonymizer.detect(img.rgb).clipped(w, h))
+            if n_run:
+                # The run's own detections, scores and landmarks as it drew them: from plain boxes with a new
+                # detection's landmarks and no score, replace drew a face where the run had drawn its weak-detection
+                # blur, and the part of it past the run's changes showed beside the run's pixels (a face fragment)
+                run_kept = run_dets[np.array([not matches(b, removed_boxes) for b in base[:n_run]], bool)]
+                kept_dets = Detections.merge([run_kept, kept_dets])
             dets = Detections.merge([
                 kept_dets,
                 Detections.from_boxes(manual_boxes, None, None, "manual")])

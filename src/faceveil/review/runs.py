@@ -43,6 +43,9 @@ class RunRecord:
 
     source: str
     regions: dict[str, list[list[float]]] = field(default_factory=dict)
+    # the same regions as the run's detections (scores, landmarks, sources): a method that reads them (replace's
+    # landmarks, its weak-detection blur) draws as the run did
+    detections: dict[str, Detections] = field(default_factory=dict)
     inputs: set[str] = field(default_factory=set)
     kept: dict[str, list[dict]] = field(default_factory=dict)  # faces the run left as they are (--keep-*)
     # each written output's original (the input the report names for it; two folders' files may go to one OUT)
@@ -140,7 +143,8 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
                     rec.sha256[rel] = f["input_sha256"]
             if rel is not None and not is_video_path(rel):  # a video's record is its track file
                 # float32 -> float is exact: Apply redoes the regions the run hid
-                rec.regions[rel] = [[float(v) for v in b] for b in Detections.from_dict(f.get("detections")).xyxy]
+                rec.detections[rel] = Detections.from_dict(f.get("detections"))
+                rec.regions[rel] = [[float(v) for v in b] for b in rec.detections[rel].xyxy]
                 kept = f.get("kept")
                 if isinstance(kept, list):
                     rec.kept[rel] = [k for k in kept if isinstance(k, dict) and isinstance(k.get("box"), list)
