@@ -715,23 +715,51 @@ def test_an_output_name_that_is_not_utf8_is_listed_served_and_applied(tmp_path, 
     assert (_read(out / bad) != before).any() and sorted(os.listdir(out)) == [".faceveil", bad, "x1.png", "x2.png"]
 
 
-def test_apply_without_edits_redraws_replace_as_the_run_drew_it(tmp_path):
+@pytest.fixture(scope="module")
+def replace_run(tmp_path_factory):
+    """A facemask photo (15 faces, 4 of them weak: scores 0.10-0.16) anonymized with `-m replace --report`:
+    (IN, the pristine OUT, the report, the photo's name)."""
+    from conftest import shared_path
+
+    photo = shared_path("facemask", "images", "maksssksksss1.jpg")
+    root = tmp_path_factory.mktemp("replace_run")
+    only, out, report = root / "in", root / "out", root / "report.json"
+    only.mkdir()
+    shutil.copy2(photo, only / photo.name)
+    assert main(["anonymize", str(only), "-o", str(out), "-q", "-m", "replace", "--report", str(report)]) == 0
+    return only, out, report, photo.name
+
+
+def _replace_review(replace_run, tmp_path):
+    """A review of a copy of the replace run's OUT, started from its report."""
+    from faceveil.review.runs import load_run_record
+
+    only, pristine, report, name = replace_run
+    out = tmp_path / "out"
+    shutil.copytree(pristine, out)
+    run = load_run_record(json.loads(report.read_text()), report, out, only)
+    return ReviewSet(out, only, AnonymizerConfig(method="replace"), ReviewSettings(second=("none",)),
+                     tmp_path / "cache", run=run), out, name
+
+
+def test_apply_without_edits_redraws_replace_as_the_run_drew_it(replace_run, tmp_path):
     """Apply redrew the run's regions from plain boxes, with a new detection's landmarks and no score: replace
     drew a new face where the run had drawn its weak-detection blur, and its part past the run's changes showed
     beside the run's pixels (a face fragment, up to 175 grey levels off on a facemask photo). It takes the run's
     own detections from the report now (scores, landmarks): an Apply without edits rewrites the run's pixels up to
     the report's rounding of landmarks (0.01 px) and the JPEG's."""
-    from conftest import shared_path
-    from faceveil.review.runs import load_run_record
+    rs, out, name = _replace_review(replace_run, tmp_path)
+    before = _read(out / name).astype(int)
+    rs.apply(name, [], [])
+    assert np.abs(_read(out / name).astype(int) - before).max() <= 12
 
-    photo = shared_path("facemask", "images", "maksssksksss1.jpg")  # 15 faces, 4 of them weak (scores 0.10-0.16)
-    only, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
-    only.mkdir()
-    shutil.copy2(photo, only / photo.name)
-    assert main(["anonymize", str(only), "-o", str(out), "-q", "-m", "replace", "--report", str(report)]) == 0
-    before = _read(out / photo.name).astype(int)
-    run = load_run_record(json.loads(report.read_text()), report, out, only)
-    rs = ReviewSet(out, only, AnonymizerConfig(method="replace"), ReviewSettings(second=("none",)),
-                   tmp_path / "cache", run=run)
-    rs.apply(photo.name, [], [])
-    assert np.abs(_read(out / photo.name).astype(int) - before).max() <= 12
+
+def test_the_method_comparison_shows_replace_as_a_run_draws_it(replace_run, tmp_path):
+    """The review's method comparison drew replace on plain boxes: faces fitted to boxes (and on the weak ones),
+    not what `-m replace` writes (12,481 pixels of the facemask photo more than 30 grey levels off the run's
+    output). With the run's detections: its own JPEG's noise (32 such pixels)."""
+    import io
+
+    rs, out, name = _replace_review(replace_run, tmp_path)
+    shown = np.asarray(Image.open(io.BytesIO(rs.compare(name, "replace")))).astype(int)
+    assert (np.abs(shown - _read(out / name).astype(int)).max(axis=2) > 30).sum() < 300

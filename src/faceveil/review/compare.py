@@ -52,14 +52,20 @@ class CompareMixin:
         item = self.items[rel]
         base = [f["box"] for f in item.analysis.get("main", [])
                 if not any(matches(f["box"], [k["box"]], iou=0.5) for k in self.kept_faces(rel))]
+        run_dets = None
         if self.run is not None and rel in self.run.regions:
             recorded = self.run.regions[rel]
             base = recorded + [b for b in base if not matches(b, recorded, iou=0.5)]
+            run_dets = self._run_detections(rel, len(recorded))  # scores and landmarks: replace as the run drew it
         rec = self._manual(rel)
         removed = [list(b) for b in rec.get("removed", [])]
-        kept = [b for b in base if not removed or not matches(b, removed)]
-        return Detections.merge([Detections.from_boxes(kept, None, None, self.config.detector),
-                                 Detections.from_boxes([list(b) for b in rec.get("manual", [])], None, None, "manual")])
+        n_run = 0 if run_dets is None else len(run_dets)
+        kept = [b for b in base[n_run:] if not removed or not matches(b, removed)]
+        parts = [run_dets[np.array([not removed or not matches(b, removed) for b in base[:n_run]], bool)]] \
+            if n_run else []
+        return Detections.merge(parts + [Detections.from_boxes(kept, None, None, self.config.detector),
+                                         Detections.from_boxes([list(b) for b in rec.get("manual", [])], None, None,
+                                                               "manual")])
 
     def compare(self, rel: str, method: str, width: int | None = None) -> bytes:
         """The ORIGINAL of ``rel`` anonymized by ``method`` as JPEG bytes (``width``: downscaled to it).
