@@ -75,7 +75,10 @@ def ease(t: np.ndarray) -> np.ndarray:
     """Smoothstep of a 0..1 ramp: the weight's slope is 0 where it starts and ends, so the edge of
     the changed area carries no step of its own."""
     t = np.clip(t, 0, 1)
-    return (t * t * (3 - 2 * t)).astype(np.float32, copy=False)
+    out = t * t  # t * t * (3 - 2 * t): the same operations, in two arrays
+    np.subtract(3, np.multiply(t, 2, out=t), out=t)
+    out *= t
+    return out.astype(np.float32, copy=False)
 
 
 def shaped_alpha(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
@@ -231,11 +234,35 @@ class Geometry:
                           cv2.resize(self.ty, size, interpolation=cv2.INTER_LINEAR))
         return self._full
 
+    def near(self, tx: np.ndarray, ty: np.ndarray, ellipse, radius: float) -> tuple[slice, slice] | None:
+        """Rows and columns of the frame-resolution window outside which the maps ``tx``, ``ty`` of the work window,
+        resized as coords_full resizes, are nowhere within ``radius`` (elliptic) of ``ellipse`` (cx, cy, ax, ay,
+        template px); None: nowhere. A linear upsampling's value is a weighted mean of its (up to 4) neighbours in
+        the small maps, none further from it than the longest step between two neighbours along x plus along y; so
+        their elliptic radius is within that over min(ax, ay) of its own (1e-3 more: float32 rounding)."""
+        cx, cy, ax, ay = ellipse
+        reach = (np.hypot(np.diff(tx, axis=1), np.diff(ty, axis=1)).max(initial=0.0)
+                 + np.hypot(np.diff(tx, axis=0), np.diff(ty, axis=0)).max(initial=0.0)) / min(ax, ay)
+        box = nonzero_box(((tx - cx) / ax) ** 2 + ((ty - cy) / ay) ** 2 < (radius + reach + 1e-3) ** 2)
+        if box is None or self.f >= 1:
+            return box
+        wx1, wy1, wx2, wy2 = self.window
+        # a frame pixel at y reads small rows floor(ys) and floor(ys) + 1, ys = (y + 0.5) / k - 0.5 (k: frame px per
+        # small px): every y with one of them in rows [a, b), 2 px spare
+        return tuple(slice(max(int(np.floor((s.start - 0.5) * n / m - 0.5)) - 2, 0),
+                           min(int(np.ceil((s.stop + 0.5) * n / m - 0.5)) + 2, n))
+                     for s, n, m in zip(box, (wy2 - wy1, wx2 - wx1), tx.shape))
+
     def alpha_full(self, box_ellipse: bool = True) -> np.ndarray:
         """The blend weight at frame resolution: the template maps are smooth, so they are
         resized and the ellipse drawn at full resolution (a crisp, exactly known mask)."""
         wx1, wy1, wx2, wy2 = self.window
-        alpha = shaped_alpha(*self.coords_full())
+        tx, ty = self.coords_full()
+        # 0 (float32 0.0, as shaped_alpha gives it) wherever the face ellipse and its feather cannot reach
+        alpha = np.zeros(tx.shape, np.float32)
+        near = self.near(self.tx, self.ty, (FACE_CX, FACE_CY, FACE_AX, FACE_AY), 1 + FEATHER)
+        if near is not None:
+            alpha[near] = shaped_alpha(tx[near], ty[near])
         if box_ellipse:
             # pixel centres as a row and a column (the same values as full grids, without building them)
             xx = np.arange(wx1, wx2, dtype=np.float64)[None, :] + 0.5
@@ -247,7 +274,8 @@ class Geometry:
             rows, cols = np.flatnonzero(_box_ease(np.sqrt(dy2[:, 0]))), np.flatnonzero(_box_ease(np.sqrt(dx2[0])))
             if len(rows) and len(cols):
                 ys, xs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-                alpha[ys, xs] = np.maximum(alpha[ys, xs], _box_ease(np.sqrt(dx2[:, xs] + dy2[ys])))
+                radius = dx2[:, xs] + dy2[ys]
+                alpha[ys, xs] = np.maximum(alpha[ys, xs], _box_ease(np.sqrt(radius, out=radius)))
         return alpha * self._edge_fade(alpha.shape)
 
     def _edge_fade(self, shape) -> np.ndarray:
@@ -272,6 +300,17 @@ class Geometry:
         return np.minimum(fade_x, fade_y)
 
 
+def step_bound(g: "Geometry") -> float:
+    """An upper bound of ``template_step`` of the frame-resolution maps of the donors' face (``drawn_at`` of
+    ``g.coords_full()``), read off the small maps: their linear upsampling makes each x difference at frame resolution
+    a weighted mean (weights >= 0, summing to <= 1, the same for tx and ty) of the small maps' x forward differences
+    times sw / the window's width, so its length is at most their longest; drawn_at divides it by g.scale. The slack
+    covers float32 rounding (~1e-4 template px) many times over."""
+    longest = float(np.hypot(np.diff(g.tx, axis=1), np.diff(g.ty, axis=1)).max(initial=0.0))
+    wx1, _, wx2, _ = g.window
+    return longest * g.small_size[0] / (wx2 - wx1) / g.scale * 1.001 + 1e-3
+
+
 def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "Geometry") -> np.ndarray:
     """The harmonized face at frame resolution (``up``, upsampled from the work window) plus the detail
     it lost: the bank face sampled straight at frame resolution, minus the same face through the work
@@ -279,28 +318,39 @@ def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "G
     outside it the band continues the face's edge and has no detail of its own.
     Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
     of the photo's before grain)."""
-    tx, ty = drawn_at(*g.coords_full(), g.scale, g.anchor_y)
-    h, w = tx.shape
-    # the bank face at about the resolution it is shown at (no aliasing from a larger one)
-    step = template_step(tx, ty)
-    side = int(np.clip(round(SIZE / max(step, 1e-3)), SIZE, face_hi.shape[0]))
+    full = g.coords_full()
+    h, w = full[0].shape
+    # the bank face at about the resolution it is shown at (no aliasing from a larger one): its own size wherever
+    # the step is surely under what rounds to it (a large face), without the median over every frame pixel
+    top = face_hi.shape[0]
+    if g.f < 1 and step_bound(g) < SIZE / (top + 0.5):
+        side = top
+    else:
+        side = int(np.clip(round(SIZE / max(template_step(*drawn_at(*full, g.scale, g.anchor_y)), 1e-3)), SIZE, top))
     if g.f >= 1 and side <= SIZE:
         return up  # the work window is the frame and the face template-sized: nothing to add
     face = face_hi if side >= face_hi.shape[0] else cv2.resize(face_hi, (side, side), interpolation=cv2.INTER_AREA)
     k = side / SIZE
     lo = raw_small if raw_small.shape[:2] == (h, w) else cv2.resize(raw_small, (w, h), interpolation=cv2.INTER_CUBIC)
-    fa = donor_alpha(tx, ty)
     # Outside the donors' face fa is 0: there the sum below is up + 0 + 0.5, truncated back to up itself. So it is
-    # worked out only inside fa's bounding box (remap reads each pixel's own map values: the same samples there)
-    box = nonzero_box(fa)
-    if box is None:
+    # worked out only inside fa's bounding box (remap reads each pixel's own map values: the same samples there),
+    # found among the pixels that can be in it (g.near)
+    near = g.near(*drawn_at(g.tx, g.ty, g.scale, g.anchor_y), (DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY), 1.1)
+    if near is None:
         return up
-    detail = cv2.remap(face, tx[box] * k, ty[box] * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    tx, ty = drawn_at(full[0][near], full[1][near], g.scale, g.anchor_y)
+    fa = donor_alpha(tx, ty)
+    inner = nonzero_box(fa)
+    if inner is None:
+        return up
+    box = tuple(slice(o.start + i.start, o.start + i.stop) for i, o in zip(inner, near))
+    fa = fa[inner]
+    detail = cv2.remap(face, tx[inner] * k, ty[inner] * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
                        ).astype(np.float32)
     # up + (hi - lo) * fa * scale^2 + 0.5 in float32, in place (uint8 operands convert exactly: the same sums). The
     # face drawn g.scale times as large: its fine detail as strong as at its own size (Laplacian ~ 1 / scale^2)
     detail -= lo[box]
-    detail *= fa[box][:, :, None]
+    detail *= fa[:, :, None]
     detail *= g.scale**2
     detail += up[box]
     detail += 0.5
@@ -377,11 +427,18 @@ def template_coords(dst: np.ndarray, w: int, h: int, sigma: float = 16.0) -> tup
     u = (np.stack([xx + 0.5, yy + 0.5], -1) - off) @ inv.T - 0.5  # pixel centres
     t = u
     lx, ly = t_lm[:, 0], t_lm[:, 1]
+    d2, dy = np.empty((5, h, w)), np.empty((h, w))
     for _ in range(3):
         # squared distances to the 5 points: x and y apart, the same two terms added in the same order as a sum over
-        # an (h, w, 5, 2) temporary (the same values), without building it
-        d2 = (t[..., 0, None] - lx) ** 2 + (t[..., 1, None] - ly) ** 2
-        t = u - np.exp(-d2 / (2 * sigma**2)) @ wts
+        # an (h, w, 5, 2) temporary, then exp(-d2 / (2 sigma^2)): the same operations, one point's plane at a time
+        # (numpy's loops over an axis of 5 are slow), then laid out (h, w, 5) for the same matrix product
+        tx, ty = np.ascontiguousarray(t[..., 0]), np.ascontiguousarray(t[..., 1])
+        for k in range(5):
+            np.square(np.subtract(tx, lx[k], out=d2[k]), out=d2[k])
+            d2[k] += np.square(np.subtract(ty, ly[k], out=dy), out=dy)
+        np.negative(d2, out=d2)
+        d2 /= 2 * sigma**2
+        t = u - np.ascontiguousarray(np.exp(d2, out=d2).transpose(1, 2, 0)) @ wts
     return t[..., 0].astype(np.float32), t[..., 1].astype(np.float32)
 
 

@@ -18,6 +18,35 @@ def nonzero_box(a: np.ndarray) -> tuple[slice, slice] | None:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
+def grown(box: tuple[slice, slice], margin: int, shape) -> tuple[slice, slice]:
+    """``box`` grown by ``margin`` pixels on every side, within an array of ``shape``."""
+    return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n)) for b, n in zip(box, shape[:2]))
+
+
+def within(box: tuple[slice, slice], outer: tuple[slice, slice]) -> tuple[slice, slice]:
+    """``box`` in the coordinates of the crop ``outer`` that holds it."""
+    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer))
+
+
+def around(img: np.ndarray, where: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` and the mask ``where`` cropped to the bounding box of ``where`` grown by ``reach`` px: a filter that
+    reaches no further gives the same values at ``where``'s pixels (the crop's edges are the image's own where the
+    box meets them), read in the same order."""
+    box = nonzero_box(where)
+    if box is None:
+        return img, where
+    box = grown(box, reach, where.shape)
+    return img[box], where[box]
+
+
+def seeded_noise(seed: int, sigma: float, shape, box: tuple[slice, slice] | None = None) -> np.ndarray:
+    """``np.random.default_rng(seed).normal(0, sigma, shape)`` as float32, or its ``box`` alone: the draws fill the
+    field row by row, so the rows down to the box's last are drawn (the same values), the rest never."""
+    if box is None:
+        return np.random.default_rng(seed).normal(0, sigma, shape).astype(np.float32)
+    return np.random.default_rng(seed).normal(0, sigma, (box[0].stop, shape[1]))[box].astype(np.float32)
+
+
 def weighted_add(comp: np.ndarray, delta, weight: np.ndarray, inplace: bool = False) -> np.ndarray:
     """``comp + delta * weight[:, :, None]``, the same values and dtype, worked out only inside the bounding box of
     ``weight``'s non-zero pixels: outside it the term is 0 and the sum is ``comp`` itself (as the whole window's
@@ -27,8 +56,7 @@ def weighted_add(comp: np.ndarray, delta, weight: np.ndarray, inplace: bool = Fa
     (a float32 operand widened exactly first), written into fresh arrays once instead of into temporaries."""
     box = nonzero_box(weight) or (slice(0, 0), slice(0, 0))  # none: an empty box, which still gives the dtype
     d = delta(box)
-    term = d.astype(np.result_type(d, weight))  # a copy, never ``delta``'s own array
-    term *= weight[box][:, :, None]
+    term = np.multiply(d, weight[box][:, :, None], dtype=np.result_type(d, weight))  # a new array
     dtype = np.result_type(comp, term)
     out = comp if inplace and comp.dtype == dtype else comp.astype(dtype)
     out[box] += term
@@ -190,6 +218,7 @@ def fit_plane(values: np.ndarray, where: np.ndarray, tx: np.ndarray, ty: np.ndar
 def noise_sigma(gray: np.ndarray, where: np.ndarray) -> float | None:
     """Noise level (grey levels) by Immerkaer's fast estimate (1996) restricted to a mask:
     skimage's estimate_sigma has no mask, and the ring is not a rectangle."""
+    gray, where = around(gray, where, 2)  # the filter and the erosion reach 1 px each
     k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
     r = cv2.filter2D(gray, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE)
     inner = cv2.erode(where.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
@@ -204,6 +233,11 @@ TEX_SIGMA = 1.5  # the skin-detail band: the photo minus its Gaussian blur of th
 TEX_GRAIN = 0.5  # the added texture: white noise blurred by this sigma (frame px), then its detail band
 
 
+# How far from the pixels it reads (the face's core, its mask) a face's grain and texture read it: texture_level's
+# blurs (OpenCV's kernels for sigma 1.5 and 3 reach 6 and 12 px), with room to spare
+TEXTURE_REACH = 24
+
+
 TEX_PCT = 15  # see texture_level: 30 made faces next to blond hair or a sequinned dress look gritty
 
 
@@ -211,6 +245,7 @@ def texture_level(gray: np.ndarray, where: np.ndarray) -> float:
     """How much fine detail the smoother parts of ``where`` hold: the TEX_PCT-th percentile of the local
     RMS of the detail band. A low percentile: hair, lashes, a beaded dress or jewellery that pass the skin
     colour test are the textured tail, skin is the smooth part (the median made faces gritty next to them)."""
+    gray, where = around(gray, where, TEXTURE_REACH)
     e = np.sqrt(cv2.GaussianBlur(detail_band(gray) ** 2, (0, 0), 3.0)[where])  # the pixels read alone
     return float(np.percentile(e, TEX_PCT))
 
@@ -220,7 +255,7 @@ def detail_band(gray: np.ndarray) -> np.ndarray:
 
 
 def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int,
-                inplace: bool = False) -> np.ndarray:
+                inplace: bool = False, at: tuple | None = None) -> np.ndarray:
     """Fine luminance texture so the face's skin detail matches the person's visible skin around it
     (``win_gray``: the frame's window in grey, float32).
 
@@ -233,6 +268,7 @@ def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha:
     and ghosts (bench/replace_results.md); patches of the ring's own detail band copied hair strands onto
     the face where blond hair passed the skin test, and measured lower (0.55-0.59).
     ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same values either way).
+    ``at``: (the window's shape, the crop of it that ``comp`` and ``alpha`` are), as for add_grain.
     """
     inner = cv2.erode(skin.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # away from the skin's edges
     core = alpha >= 1
@@ -243,7 +279,7 @@ def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha:
     f = texture_level(gray, core)
     if t <= f:
         return comp
-    noise = np.random.default_rng(seed).normal(0, 1, gray.shape).astype(np.float32)
+    noise = seeded_noise(seed, 1, *(at or (gray.shape,)))
     tex = detail_band(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
     tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
     return weighted_add(comp, lambda box: tex[box][:, :, None], alpha, inplace)
@@ -263,6 +299,7 @@ def edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
     before and after a re-blur of FOCUS_S0 gives s0 / sqrt(r^2 - 1) (Zhuo and Sim, 2011). Written here: OpenCV and
     scikit-image have no defocus estimate of this kind."""
     edges = (cv2.Canny(np.clip(gray + 0.5, 0, 255).astype(np.uint8), 50, 120) > 0) & where
+    gray, edges = around(gray, edges, 8)  # the Sobels, the re-blur and its Sobels reach 1 + 4 + 1 px
 
     def grad(a):  # the gradient's magnitude at the edge pixels alone: hypot per pixel, the same values
         return np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0)[edges], cv2.Sobel(a, cv2.CV_32F, 0, 1)[edges])
@@ -272,40 +309,50 @@ def edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
     return FOCUS_S0 / np.sqrt(r * r - 1)
 
 
-def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray, inplace: bool = False
-                ) -> np.ndarray:
+def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray, inplace: bool = False,
+                crop: tuple[slice, slice] | None = None) -> np.ndarray:
     """The new face blurred as much as the photo around it is, where that is blurrier than the face: the bank
     faces are sharp, and in soft footage (motion, compression) or an out-of-focus part of a photo the face came
     out crisper than everything around it. The scene's blur is read off the ring's sharper edges of the frame's
     window in grey (``win_gray``; outside the mask: never the original face), the face's off its own core.
-    ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same values either way)."""
+    ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same values either way).
+    ``crop``: the result over these rows and columns alone (holding alpha's non-zero pixels; None: all)."""
+    crop = crop or (slice(0, comp.shape[0]), slice(0, comp.shape[1]))
     inner = cv2.erode(ring.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     e_r = edge_sigmas(win_gray, inner)
     if len(e_r) < 20:
-        return comp
+        return comp[crop]
     gray = grey_of(comp)
     e_f = edge_sigmas(gray, alpha >= 1)
     if len(e_f) < 20:
-        return comp
+        return comp[crop]
     s_r, s_f = float(np.percentile(e_r, FOCUS_PCT)), float(np.percentile(e_f, FOCUS_PCT))
     if s_r <= s_f:
-        return comp
-    soft = cv2.GaussianBlur(comp, (0, 0), float(np.sqrt(s_r * s_r - s_f * s_f)))
-    return weighted_add(comp, lambda box: soft[box] - comp[box], alpha, inplace)
+        return comp[crop]
+    sigma = float(np.sqrt(s_r * s_r - s_f * s_f))
+    box, part = nonzero_box(alpha), comp[crop]
+    if box is None:  # nothing blended: weighted_add's empty sum (its dtype)
+        return weighted_add(part, lambda b: part[b], alpha[crop], inplace)
+    # the blur is read inside alpha's box alone: worked out over that box and the kernel's reach around it (OpenCV's
+    # kernel for a float image reaches at most 4 sigma + 1 px: the same sums at the box's pixels)
+    reach = grown(box, int(np.ceil(4 * sigma)) + 2, comp.shape)
+    soft = cv2.GaussianBlur(comp[reach], (0, 0), sigma)[within(box, reach)]
+    return weighted_add(part, lambda b: soft - part[b], alpha[crop], inplace)
 
 
 def add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int,
-              inplace: bool = False) -> np.ndarray:
+              inplace: bool = False, at: tuple | None = None) -> np.ndarray:
     """Gaussian luminance noise so the face's noise level matches the visible ring's (``win_gray``: the frame's
     window in grey, float32). ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same
-    values either way)."""
+    values either way). ``at``: (the window's shape, the crop of it that ``comp`` and ``core`` are) where they are
+    one: the window's own noise there (the ring is read over the whole window all the same)."""
     g_t = noise_sigma(win_gray, ring)
     g_f = noise_sigma(cv2.cvtColor(np.clip(comp, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
                       core)
     if g_t is None or g_f is None or g_t <= g_f:
         return comp
     sigma = min(np.sqrt(g_t**2 - g_f**2), 20.0)
-    noise = np.random.default_rng(seed).normal(0, sigma, comp.shape[:2]).astype(np.float32)
+    noise = seeded_noise(seed, sigma, *(at or (comp.shape[:2],)))
     if inplace:  # the caller's scratch: the same sum, written over it
         comp += noise[:, :, None]
         return comp

@@ -859,50 +859,66 @@ class Replace(Method):
         comp = warped.astype(np.float32)  # this face's own scratch: focus, grain and texture may work in place
         # the window's grey, which focus, grain and texture read the scene's from (computed once)
         win_gray = cv2.cvtColor(win, cv2.COLOR_RGB2GRAY).astype(np.float32) if looks.FOCUS_MATCH or p.grain else None
-        if looks.FOCUS_MATCH:
-            comp = looks.match_focus(comp, win_gray, ring, alpha, inplace=True)
-        if p.grain:
-            comp = looks.add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])),
-                                   inplace=True)
-            skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), (wx2 - wx1, wy2 - wy1),
-                                                       interpolation=cv2.INTER_NEAREST) > 0
-            comp = looks.add_texture(comp, win_gray, ring & skin_full, alpha,
-                                     seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True)
         if keep is not None and keep.any() and f < 1:
             keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
+        if reach is not None and f < 1:
+            reach = tuple(cv2.resize(m, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR) for m in reach)
+        out = win.copy()
+        # The face's own pixels are changed only inside the bounding box of the mask (and of a kept cover's reach),
+        # and read by grain and texture only there and within their filters' reach around it (the scene's ring, over
+        # the whole window): focus, grain, texture and the composite give the face over that crop alone (the same
+        # values there)
+        work = looks.nonzero_box(~(alpha <= 0) | (reach is not None and reach[0] > 0))
+        if work is not None:
+            work = looks.grown(work, looks.TEXTURE_REACH, alpha.shape)
+            if looks.FOCUS_MATCH:
+                comp = looks.match_focus(comp, win_gray, ring, alpha, inplace=True, crop=work)
+            else:
+                comp = comp[work]
+            self._finish(out[work], comp, alpha[work], win[work], win_gray, ring, skin, keep,
+                         None if reach is None else tuple(m[work] for m in reach), (alpha.shape, work), seed, box, f)
+        ry, rx = region.y1 - wy1, region.x1 - wx1
+        return Drawn(out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)], ident, tone)
+
+    def _finish(self, out, comp, alpha, win, win_gray, ring, skin, keep, reach, at, seed, box, f):
+        """Grain, texture, a kept cover's reach and the composite into ``out``, over the crop ``at`` of the work window
+        (``comp``, ``alpha``, ``win`` and ``reach`` are that crop; ``win_gray``, ``ring``, ``skin`` and ``keep``, the
+        whole window's, where the scene's and the kept cover's grain and texture are read)."""
+        p = self.params
+        if p.grain:
+            comp = looks.add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])),
+                                   inplace=True, at=at)
+            skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), ring.shape[::-1],
+                                                       interpolation=cv2.INTER_NEAREST) > 0
+            comp = looks.add_texture(comp, win_gray, ring & skin_full, alpha,
+                                     seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True, at=at)
         if reach is not None:
             # a kept cover goes on above the nostrils (occ.cover_reach): drawn there, and in its fade, instead of the
             # new face, with the scene's grain and the kept cover's own fine texture (its fabric: the continued
             # colour is smooth); after the new face's own focus, grain and texture, which so read the same face
             # with or without a cover
             r_w, r_px = reach
-            if f < 1:
-                r_w = cv2.resize(r_w, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
-                r_px = cv2.resize(r_px, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
             r_px = r_px.astype(np.float32)
             if p.grain:
                 r_px = looks.add_grain(r_px, win_gray, ring, r_w >= 1,
-                                       seed_for(seed, "cover", int(box[0]), int(box[1])))
+                                       seed_for(seed, "cover", int(box[0]), int(box[1])), at=at)
                 r_px = looks.add_texture(r_px, win_gray, keep >= 0.99, r_w,
-                                         seed_for(seed, "cover texture", int(box[0]), int(box[1])))
+                                         seed_for(seed, "cover texture", int(box[0]), int(box[1])), at=at)
             comp = comp * (1 - r_w[:, :, None]) + r_px * r_w[:, :, None]
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
-            alpha = alpha * (1 - keep)
+            alpha = alpha * (1 - keep[at[1]])
         # byte-identical outside the mask, whatever the float maths did: the window's own pixels, the blend worked out
         # only inside the bounding box of the pixels the mask changes
-        out = win.copy()
         changed = looks.nonzero_box(~(alpha <= 0))
         if changed is not None:
             a, c, w = alpha[changed][:, :, None], comp[changed], win[changed]
-            mix = c * a  # c * a + w * (1 - a) + 0.5, clipped, in place (the same operations, in the same order)
+            # c * a + w * (1 - a) + 0.5, clipped, in place (the same operations, in the same order). Where a is 1
+            # (the mask's core: alpha is never above 1) that is c * 1 + w * 0 + 0.5, c + 0.5 itself, as drawn there
+            mix = c * a
             mix += w * (1 - a)
             mix += 0.5
             np.clip(mix, 0, 255, out=mix)
-            core = c + 0.5
-            np.copyto(mix, np.clip(core, 0, 255, out=core), where=a >= 1)
             np.copyto(out[changed], mix.astype(np.uint8), where=~(a <= 0))
-        ry, rx = region.y1 - wy1, region.x1 - wx1
-        return Drawn(out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)], ident, tone)
 
     @staticmethod
     def _ring(sbox, sw, sh, inner: float = 1.1, outer: float = 1.6) -> np.ndarray:
