@@ -876,22 +876,22 @@ class Replace(Method):
             else:
                 comp = comp[work]
             self._finish(out[work], comp, alpha[work], win[work], win_gray, ring, skin, keep,
-                         None if reach is None else tuple(m[work] for m in reach), (alpha.shape, work), seed, box, f)
+                         None if reach is None else tuple(m[work] for m in reach), work, seed, box, f)
         ry, rx = region.y1 - wy1, region.x1 - wx1
         return Drawn(out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)], ident, tone)
 
-    def _finish(self, out, comp, alpha, win, win_gray, ring, skin, keep, reach, at, seed, box, f):
-        """Grain, texture, a kept cover's reach and the composite into ``out``, over the crop ``at`` of the work window
+    def _finish(self, out, comp, alpha, win, win_gray, ring, skin, keep, reach, work, seed, box, f):
+        """Grain, texture, a kept cover's reach and the composite into ``out``, over the crop ``work`` of the window
         (``comp``, ``alpha``, ``win`` and ``reach`` are that crop; ``win_gray``, ``ring``, ``skin`` and ``keep``, the
         whole window's, where the scene's and the kept cover's grain and texture are read)."""
         p = self.params
         if p.grain:
             comp = looks.add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])),
-                                   inplace=True, at=at)
+                                   inplace=True)
             skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), ring.shape[::-1],
                                                        interpolation=cv2.INTER_NEAREST) > 0
             comp = looks.add_texture(comp, win_gray, ring & skin_full, alpha,
-                                     seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True, at=at)
+                                     seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True)
         if reach is not None:
             # a kept cover goes on above the nostrils (occ.cover_reach): drawn there, and in its fade, instead of the
             # new face, with the scene's grain and the kept cover's own fine texture (its fabric: the continued
@@ -901,12 +901,12 @@ class Replace(Method):
             r_px = r_px.astype(np.float32)
             if p.grain:
                 r_px = looks.add_grain(r_px, win_gray, ring, r_w >= 1,
-                                       seed_for(seed, "cover", int(box[0]), int(box[1])), at=at)
+                                       seed_for(seed, "cover", int(box[0]), int(box[1])))
                 r_px = looks.add_texture(r_px, win_gray, keep >= 0.99, r_w,
-                                         seed_for(seed, "cover texture", int(box[0]), int(box[1])), at=at)
+                                         seed_for(seed, "cover texture", int(box[0]), int(box[1])))
             comp = comp * (1 - r_w[:, :, None]) + r_px * r_w[:, :, None]
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
-            alpha = alpha * (1 - keep[at[1]])
+            alpha = alpha * (1 - keep[work])
         # byte-identical outside the mask, whatever the float maths did: the window's own pixels, the blend worked out
         # only inside the bounding box of the pixels the mask changes
         changed = looks.nonzero_box(~(alpha <= 0))
