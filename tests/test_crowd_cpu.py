@@ -169,3 +169,32 @@ def test_region_rectangles_equal_the_per_face_loop():
         assert all(r.weight.shape == (r.y2 - r.y1, r.x2 - r.x1) for r in regions)
         assert all(r.full == (params.shape == "box" and params.feather == 0) for r in regions)
     assert 100 < len(regions) <= 297  # the NaN and zero-width boxes and the one below the frame are left out
+
+
+def test_box_diff_grey_equals_numpy_mean():
+    """video.tracking._grey (the pixel checks' grey levels) gives ``astype(int16).mean(2)``'s float64 values to the
+    bit, so the checks against MOVED_DIFF and CROSS_RATIO decide as before."""
+    from faceveil.video.tracking import _grey
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    for _ in range(200):
+        y1, x1 = rng.integers(0, 60, 2)
+        h, w = rng.integers(1, 40, 2)
+        patch = frame[y1:y1 + h, x1:x1 + w]
+        assert np.array_equal(_grey(patch), patch.astype(np.int16).mean(2))
+
+
+def test_face_generators_only_for_methods_that_draw():
+    """A method without ``uses_rng`` gets None per face (making a generator costs ~20 us a face), and the frame's
+    stream is drawn from as before, so a caller's later draws (learnedblur's priors after its blur) are the same."""
+    from faceveil.anonymize.base import face_rngs
+
+    comp = Compositor(RegionParams())
+    boxes, _ = _crowd(12, 0)
+    regions = comp.regions(Detections.from_boxes(boxes), (720, 1280, 3))
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    drawn = face_rngs(a, regions)
+    assert face_rngs(b, regions, used=False) == [None] * len(regions)
+    assert a.integers(2**62) == b.integers(2**62)  # the same state after either
+    assert all(isinstance(g, np.random.Generator) for g in drawn)

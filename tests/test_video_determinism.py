@@ -204,6 +204,42 @@ def test_encoder_frames_are_built_in_its_pixel_format_with_zeroed_padding():
         assert np.abs(_bt601_rgb(frame).astype(int) - rgb).max() <= (3 if fmt == "yuv420p" else 2)
 
 
+def _integer_planes(rgb: np.ndarray, pix_fmt: str) -> list[np.ndarray]:
+    """The Y'CbCr planes by the integer formula alone (io.video._component on numpy's planar copy, chroma from each
+    2x2 block's sum): the bytes io.video._yuv_planes gave before its Y went through float32 and OpenCV."""
+    from faceveil.io.video import _component
+
+    planar = np.ascontiguousarray(np.moveaxis(rgb, 2, 0))
+    y = _component(0, planar, 0)
+    if pix_fmt == "yuv444p":
+        return [y, _component(1, planar, 0), _component(2, planar, 0)]
+    h, w = planar.shape[1:]
+    planar = np.pad(planar, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge")
+    quad = np.add(planar[:, 0::2, 0::2], planar[:, 0::2, 1::2], dtype=np.uint16)
+    quad += planar[:, 1::2, 0::2]
+    quad += planar[:, 1::2, 1::2]
+    return [y, _component(1, quad, 2), _component(2, quad, 2)]
+
+
+def test_yuv_planes_are_the_integer_formula_to_the_byte():
+    """Y runs in float32 through OpenCV (exact: every product and sum fits float32's 24 bits) and the chroma sums
+    through OpenCV's add: the same bytes as the integer formula, on every one of the 2**24 colours for Y, and on
+    odd sizes, a rotated view and noise for all three planes."""
+    from faceveil.io.video import _component, _luma, _yuv_planes
+
+    v = np.arange(1 << 24, dtype=np.uint32)
+    every = np.stack([v >> 16, (v >> 8) & 255, v & 255], -1).astype(np.uint8).reshape(4096, 4096, 3)
+    assert np.array_equal(_luma(every), _component(0, np.moveaxis(every, 2, 0), 0))
+    rng = np.random.default_rng(0)
+    sizes = ((1, 1), (7, 9), (33, 2), (2, 33), (241, 331))
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    images += [np.rot90(_gradient(331, 241)), np.zeros((4, 6, 3), np.uint8), np.full((5, 4, 3), 255, np.uint8)]
+    for rgb in images:
+        for fmt in ("yuv420p", "yuv444p"):
+            got, want = _yuv_planes(rgb, fmt), _integer_planes(rgb, fmt)
+            assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(got, want)), (rgb.shape, fmt)
+
+
 # bench/bench_video.py's speed table: wall time and peak memory of each command (bench/common.py run_timed) --
 
 def test_run_timed_reports_the_commands_own_peak_memory():
