@@ -99,9 +99,9 @@ ENCODER_PIX_FMTS = ("yuv420p", "yuv444p")  # what _yuv_frame builds
 # Y in float32 through OpenCV's transform: the weights _K[0] / 2**16 (a power of two: exact), the offset 16 and the
 # rounding's half one constant. Every product (a 16-bit weight times an 8-bit value) and every partial sum is a
 # multiple of 2**-16 under 256: 24 significant bits, which float32 holds exactly whatever the order of the sums (SIMD,
-# FMA), so truncating gives the integer formula's bytes (tests/test_video_determinism.py checks all 2**24 colours) in about
-# half its CPU (720p: ~1.3 against ~2.7 ms a frame). Chroma stays in integers: a 4-pixel sum (10 bits) times a 15-bit
-# weight needs 25 bits.
+# FMA), so truncating gives the integer formula's bytes (tests/test_video_determinism.py checks all 2**24 colours) in
+# about half its CPU (720p: ~1.3 against ~2.7 ms a frame). Chroma stays in integers: a 4-pixel sum (10 bits) times a
+# 15-bit weight needs 25 bits.
 _Y_AFFINE = np.array([[*(_K[0] / (1 << _Q)), 16.5]])
 
 
