@@ -217,6 +217,16 @@ def test_other_argparse_errors_are_one_line_and_exit_2(capsys):
     assert "did you mean anonymize" in err
 
 
+def test_a_misspelt_choice_is_matched_against_its_own_options_choices(capsys):
+    """`--detect fastest` was answered "did you mean faster?": every option's choices were searched together, and
+    x264's --preset has "faster" (no --detect value). Now the choices of the option the error names."""
+    for argv, want in ((["anonymize", "x.jpg", "--detect", "fastest"], "did you mean fast?"),
+                       (["anonymize", "x.jpg", "--preset", "fastr"], "did you mean faster?"),
+                       (["anonymize", "x.jpg", "--shape", "elipse"], "did you mean ellipse?")):
+        rc, _, err = _run(argv, capsys)
+        assert rc == 2 and want in err, (argv, err)
+
+
 def test_mask_scale_help_says_what_deface_1_3_is_here(capsys):
     rc, out, _ = _run(["anonymize", "--help"], capsys)
     assert rc == 0

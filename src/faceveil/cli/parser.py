@@ -145,7 +145,12 @@ class ArgumentParser(argparse.ArgumentParser):
             import re
 
             m = re.search(r"invalid choice: '([^']*)'", message)
-            choices = [c for a in self._actions if a.choices for c in a.choices if isinstance(c, str)]
+            # the choices of the argument the message names ("argument --detect: ..."): every option's together
+            # offered x264's "faster" (--preset) for `--detect fastest`
+            named = re.match(r"argument ([^:]+):", message)
+            actions = [a for a in self._actions if named and named.group(1) in
+                       (*a.option_strings, a.dest, a.metavar, "/".join(a.option_strings))] or self._actions
+            choices = [c for a in actions if a.choices for c in a.choices if isinstance(c, str)]
             close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6) if m else []
             if close:
                 message += f"; did you mean {close[0]}?"
