@@ -35,7 +35,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                        description="Run every evaluation for several methods and write a report.")
     b.add_argument("--images", required=True, metavar="DIR", help="photos the pairs CSV refers to")
-    b.add_argument("--pairs", required=True, metavar="CSV")
+    b.add_argument("--pairs", required=True, metavar="CSV", help="file_x,file_y,same (1/0) or Decision (Yes/No)")
     b.add_argument("--methods", default="blur,pixelate,blackout,block,noise,eyebar",
                    help="comma-separated methods (default: the conventional ones)")
     b.add_argument("--param", "-p", action="append", metavar="METHOD.NAME=VALUE", default=[],

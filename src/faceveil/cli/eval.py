@@ -95,7 +95,7 @@ def register_variant_commands(sub) -> None:
 
     d = sub.add_parser("detection", help="do detectors still find faces after anonymization?", formatter_class=fmt,
                        epilog=EPILOG_DETECTION, description="Detection utility of an anonymization method.")
-    d.add_argument("--images", required=True, metavar="DIR")
+    d.add_argument("--images", required=True, metavar="DIR", help="photos to detect faces on, before and after")
     d.add_argument("--labels", metavar="TXT", help="face labels in the WIDER FACE bbx_gt txt layout")
     d.add_argument("--wider-gt", metavar="DIR", help="folder with the official wider_face_val.mat and easy/medium/hard")
     add_variant_args(d)
@@ -103,7 +103,7 @@ def register_variant_commands(sub) -> None:
 
     q = sub.add_parser("quality", help="image quality of the anonymized faces", formatter_class=fmt,
                        epilog=EPILOG_QUALITY, description="Quality and diversity of anonymized faces.")
-    q.add_argument("--images", required=True, metavar="DIR")
+    q.add_argument("--images", required=True, metavar="DIR", help="photos whose faces are anonymized and measured")
     q.add_argument("--seeds", type=whole(), default=0, help="diversity over N seeds (random methods)")
     q.add_argument("--diversity-images", type=whole(1), default=20, help="images used for diversity (default 20)")
     add_variant_args(q)

@@ -89,7 +89,7 @@ def register_learnedblur(sub) -> None:
     p.add_argument("--data-threads", type=whole(1), default=2,
                    help="threads preparing each batch (default 2)")
     p.add_argument("--max-images", type=whole(1), help="use only the first N labelled images (quick runs)")
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_learnedblur)
 
@@ -349,9 +349,9 @@ def register_harmonizer(sub) -> None:
     p.add_argument("--seed", type=whole(), default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=whole(1, MAX_THREADS), default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--batch", type=whole(1), default=16)
+    p.add_argument("--batch", type=whole(1), default=16, help="faces a step (default 16)")
     p.add_argument("--width", type=whole(1), default=16, help="channels of the first level (default 16; ~0.5 MB)")
-    p.add_argument("--lr", type=positive, default=2e-3)
+    p.add_argument("--lr", type=positive, default=2e-3, help="AdamW's learning rate (default 0.002)")
     p.add_argument("--min-face", type=whole(), default=24, help="skip faces narrower than this many pixels")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
