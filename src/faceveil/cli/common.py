@@ -237,7 +237,6 @@ def check_writable(path: str, what: str) -> None:
 
     if path == STDOUT:
         return
-
     p = Path(path)
     why = too_long(p)
     if why:

@@ -8,7 +8,8 @@ from pathlib import Path
 from .. import __version__
 from ..errors import UsageError, one_line
 from .common import (add_common_args, add_detection_args, anonymizer_config, batch_jobs, check_result_path,
-                     check_writable, note_int8_build, plan_inputs, report_failures, strict_json, write_result_file)
+                     STDOUT, check_writable, note_int8_build, plan_inputs, report_failures, strict_json,
+                     write_result_file)
 
 
 def register(sub) -> None:
@@ -54,12 +55,9 @@ def cmd_detect(args) -> int:
     n_failed = report_failures(results)
     doc = {"faceveil": __version__, "detector": describe["detector"], "detector_params": describe["detector_params"],
            "files": [{"path": r.input, "size": r.size, "faces": r.detections, "error": r.error} for r in results]}
-    text = strict_json(doc).decode()
+    write_result_file(args.json or STDOUT, strict_json(doc), "the detections")  # no --json: standard output
     if args.json:
-        write_result_file(args.json, text.encode(), "the detections")
         total = sum(r.faces for r in results)
         print(f"faceveil: {total} faces in {len(results) - n_failed} files -> {one_line(args.json)}",
               file=sys.stderr)
-    else:
-        print(text)
     return 1 if n_failed else 0

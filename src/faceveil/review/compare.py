@@ -52,17 +52,9 @@ class CompareMixin:
         item = self.items[rel]
         base = [f["box"] for f in item.analysis.get("main", [])
                 if not any(matches(f["box"], [k["box"]], iou=0.5) for k in self.kept_faces(rel))]
-        run_dets = None
-        if self.run is not None and rel in self.run.regions:
-            recorded = self.run.regions[rel]
-            base = recorded + [b for b in base if not matches(b, recorded, iou=0.5)]
-            run_dets = self._run_detections(rel, len(recorded))  # scores and landmarks: replace as the run drew it
         rec = self._manual(rel)
-        removed = [list(b) for b in rec.get("removed", [])]
-        n_run = 0 if run_dets is None else len(run_dets)
-        kept = [b for b in base[n_run:] if not removed or not matches(b, removed)]
-        parts = [run_dets[np.array([not removed or not matches(b, removed) for b in base[:n_run]], bool)]] \
-            if n_run else []
+        run_kept, kept = self._with_run_regions(rel, base, [list(b) for b in rec.get("removed", [])])
+        parts = [] if run_kept is None else [run_kept]  # scores and landmarks: replace as the run drew it
         return Detections.merge(parts + [Detections.from_boxes(kept, None, None, self.config.detector),
                                          Detections.from_boxes([list(b) for b in rec.get("manual", [])], None, None,
                                                                "manual")])

@@ -107,15 +107,27 @@ class EditsMixin:
             raise Stale(f"{item.rel}: changed since this page showed it (an Apply in another tab?): reload the page "
                         "and redo the edit")
 
-    def _run_detections(self, rel: str, n: int) -> Detections | None:
-        """The run's detections of ``rel`` as its report has them (its ``n`` regions), where they carry what the
-        method reads (landmarks, for a method that uses them); None otherwise (an older report: plain boxes)."""
-        dets = self.run.detections.get(rel)
-        if dets is None or len(dets) != n or not n:
-            return None
-        if getattr(self.anonymizer.method, "uses_landmarks", False) and dets.landmarks is None:
-            return None
-        return dets
+    def _with_run_regions(self, rel: str, base: list, removed: list) -> tuple[Detections | None, list]:
+        """What Apply and the method comparison redraw of ``rel`` besides the manual boxes, less the ``removed``
+        ones: the regions the run hid first, then the boxes of ``base`` (our detector's faces) none of them covers.
+        Returns (the run's regions as its own detections, or None, and the other boxes). Its own detections where
+        the report has what the method reads (scores, landmarks for a method that uses them): from plain boxes with
+        a new detection's landmarks and no score, replace drew a face where the run had drawn its weak-detection
+        blur, and the part of it past the run's changes showed beside the run's pixels (a face fragment). An older
+        report's regions (plain boxes) are among the other boxes."""
+        run_dets = None
+        if self.run is not None and rel in self.run.regions:
+            recorded = self.run.regions[rel]
+            base = recorded + [b for b in base if not matches(b, recorded, iou=0.5)]
+            dets = self.run.detections.get(rel)
+            if dets is not None and len(dets) == len(recorded) and len(dets) and (
+                    dets.landmarks is not None or not getattr(self.anonymizer.method, "uses_landmarks", False)):
+                run_dets = dets
+        kept = [not matches(b, removed) for b in base]
+        if run_dets is None:
+            return None, [b for b, k in zip(base, kept) if k]
+        n = len(run_dets)
+        return run_dets[np.array(kept[:n], bool)], [b for b, k in zip(base[n:], kept[n:]) if k]
 
     def _keep_run_changes(self, orig: np.ndarray, new: np.ndarray, old_path: Path, removed: list) -> np.ndarray:
         """``new`` with the current output's pixels wherever the run changed the original: a region the
@@ -208,7 +220,6 @@ class EditsMixin:
                 manual_boxes, dropped = manual_boxes + dropped, []
             self._check_writable()  # before the output changes: a state that cannot be saved refuses it
             entry = self.manifest.get(rel) if self.manifest is not None else None
-            run_dets = None
             if entry is not None:
                 # A dataset output: redo exactly the run's regions (labels and detections), not our detections.
                 if "regions" not in entry:
@@ -216,6 +227,7 @@ class EditsMixin:
                                         "run `faceveil dataset anonymize` again with this version first")
                 self._check_manifest_config(rel, entry)
                 base = entry["regions"]
+                run_kept, kept = None, [b for b in base if not matches(b, removed_boxes)]
                 key = entry["input_sha256"]  # the dataset seeds each image by its content, as the CLI does
             else:
                 # Faces the run kept (--keep-*) stay kept unless the reviewer hides them (a manual box).
@@ -229,25 +241,15 @@ class EditsMixin:
                     found = self.anonymizer.detect(img.rgb).clipped(w, h)
                     base += [b for b in found.xyxy.tolist() if not matches(b, base, iou=0.5)
                              and not any(matches(b, [k["box"]], iou=0.5) for k in kept_by_run)]
-                if self.run is not None and rel in self.run.regions:
-                    # The regions the run hid first, then any face our detector finds that none of them covers.
-                    recorded = self.run.regions[rel]
-                    base = recorded + [b for b in base if not matches(b, recorded, iou=0.5)]
-                    run_dets = self._run_detections(rel, len(recorded))
+                run_kept, kept = self._with_run_regions(rel, base, removed_boxes)
                 # The batch seeds each file by its content (rng_for); the same key gives the same noise.
                 key = sha256_file(self.file("orig", rel))
-            n_run = 0 if run_dets is None else len(run_dets)  # base's first n_run boxes: the run's detections
-            kept = [b for b in base[n_run:] if not matches(b, removed_boxes)]
             kept_dets = Detections.from_boxes(kept, None, None, self.config.detector)
             if getattr(self.anonymizer.method, "uses_landmarks", False) and len(kept_dets):
                 # The recorded regions are plain boxes: give them the detector's landmarks as the run did
                 # (dataset mode's labelled boxes; a detection matches itself), else replace rebuilds the box.
                 kept_dets = kept_dets.with_landmarks_from(self.anonymizer.detect(img.rgb).clipped(w, h))
-            if n_run:
-                # The run's own detections, scores and landmarks as it drew them: from plain boxes with a new
-                # detection's landmarks and no score, replace drew a face where the run had drawn its weak-detection
-                # blur, and the part of it past the run's changes showed beside the run's pixels (a face fragment)
-                run_kept = run_dets[np.array([not matches(b, removed_boxes) for b in base[:n_run]], bool)]
+            if run_kept is not None:  # the run's own detections, scores and landmarks as it drew them
                 kept_dets = Detections.merge([run_kept, kept_dets])
             dets = Detections.merge([
                 kept_dets,
