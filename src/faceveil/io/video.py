@@ -93,6 +93,8 @@ def colour_tags(info: "VideoInfo") -> dict[str, int]:
     if info.color_trc in _TRANSFERS:
         tags["color_trc"] = info.color_trc
     return tags
+
+
 ENCODER_PIX_FMTS = ("yuv420p", "yuv444p")  # what _yuv_frame builds
 
 
