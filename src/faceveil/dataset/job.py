@@ -122,7 +122,7 @@ def _run_job(p: Plan, cfg: DatasetConfig, settings: dict, key: str, summary: Sum
         # The first label file's line also lists every image OUT's labels name (as paths under OUT): `dataset verify`
         # calls one that no run wrote (it failed, or the input had no such file) missing; with what the labels say
         # of each (image_labels: a label edit makes an image not done) and the input dataset it was made from.
-        named = sorted(str(p.image_prefix / im.path) for im in p.labels.images)
+        named = _named_images(p)
         for i, (src, rel) in enumerate(p.label_targets):
             data = src.read_bytes()
             in_sha = hashlib.sha256(data).hexdigest()
@@ -248,6 +248,11 @@ def _union(*lists) -> list[tuple[float, ...]]:
     return list(dict.fromkeys(tuple(float(v) for v in b) for boxes in lists for b in boxes))
 
 
+def _named_images(p: Plan) -> list[str]:
+    """Every image the labels name, as sorted paths under OUT: what the first label file's manifest line lists."""
+    return sorted(str(p.image_prefix / im.path) for im in p.labels.images)
+
+
 def _check_dataset(entries: list[dict], p: Plan, where: Path, overwrite: bool) -> None:
     """Another input dataset (images folder or labels) into an OUT made from one is refused unless ``overwrite``:
     it would replace the label files and leave the first dataset's images with no labels describing them."""
@@ -255,8 +260,7 @@ def _check_dataset(entries: list[dict], p: Plan, where: Path, overwrite: bool) -
     recorded = first["dataset"] if first else None
     if overwrite or recorded == p.dataset:
         return
-    if first and first.get("images") == sorted(str(p.image_prefix / im.path) for im in p.labels.images) \
-            and first.get("image_labels") == p.digests:
+    if first and first.get("images") == _named_images(p) and first.get("image_labels") == p.digests:
         return  # the same dataset moved (a folder renamed, mounted elsewhere): the same images with the same boxes
     if recorded is None:  # an output made before the dataset was recorded: the images its labels named tell
         before = named_images(entries)

@@ -178,17 +178,22 @@ def _under(base: Path, rel) -> Path:
     return base / rel
 
 
+def _note(folder: Path, *entry, start: bool = False) -> None:
+    """One line of ``folder``'s journal (``start``: its first, a new journal)."""
+    with open(folder / _JOURNAL, "w" if start else "a") as f:
+        f.write(json.dumps(list(entry)) + "\n")
+
+
 def journal_start(folder: Path, pending: Path) -> None:
     """Start ``folder``'s journal (a temporary folder of make_temporary's): its moves stand once ``pending`` (a
     temporary beside ``folder``) has its final name, and are undone while it is still there."""
-    (folder / _JOURNAL).write_text(json.dumps(["pending", _rel(folder.parent, pending)]) + "\n")
+    _note(folder, "pending", _rel(folder.parent, pending), start=True)
 
 
 def journal_move(folder: Path, src: Path, dst: Path) -> None:
     """``os.replace(src, dst)`` (both under ``folder``'s parent), noted in ``folder``'s journal first, with the file's
     identity (_identity: a rename keeps it): the undo moves back only that file, not one another run put there since."""
-    with open(folder / _JOURNAL, "a") as f:
-        f.write(json.dumps(["move", _rel(folder.parent, src), _rel(folder.parent, dst), _identity(src)]) + "\n")
+    _note(folder, "move", _rel(folder.parent, src), _rel(folder.parent, dst), _identity(src))
     os.replace(src, dst)
 
 
@@ -200,8 +205,7 @@ def _identity(path: Path) -> list[int]:
 
 def journal_mkdir(folder: Path, path: Path) -> None:
     """``path.mkdir()``, noted in ``folder``'s journal first (the undo removes it again where it is empty)."""
-    with open(folder / _JOURNAL, "a") as f:
-        f.write(json.dumps(["mkdir", _rel(folder.parent, path)]) + "\n")
+    _note(folder, "mkdir", _rel(folder.parent, path))
     path.mkdir()
 
 
