@@ -51,6 +51,14 @@ def sprites():
 
 
 @pytest.fixture(scope="module")
+def face_photo_sprites(sprites):
+    """The three deepface-unit faces the fast-face clips were picked on (each case leaked with them before its fix);
+    skipped without ../shared (the fallback's one astronaut face is no stand-in for them)."""
+    shared_path("deepface-unit")
+    return sprites
+
+
+@pytest.fixture(scope="module")
 def clip(sprites):
     return make_clip(sprites, (320, 240), N_FRAMES, FPS, seed=3)
 
@@ -510,9 +518,12 @@ def test_api_track_iterates_frames_with_track_ids(clip_file):
     for frame, faces in faceveil.video.track(clip_file):
         assert frame.shape == (240, 320, 3) and isinstance(faces, Detections)
         ids.update(faces.track_id.tolist())
+        # every box the tracker holds or back-fills is a track's; only the detector's looks around a fast face on a
+        # skipped frame are added untracked (-1; the astronaut clip of a checkout without ../shared has two)
+        assert all(s == "detected" for s, t in zip(faces.sources, faces.track_id) if t == -1)
         seen += 1
     assert seen == N_FRAMES
-    assert -1 not in ids and 3 <= len(ids) <= 6
+    assert 3 <= len(ids - {-1}) <= 6
 
 
 def test_api_track_reads_one_open_file_takes_a_dict_and_refuses_photos(clip_file, tmp_path):
@@ -774,13 +785,14 @@ def _leaked_frames(clip) -> tuple[list[int], int]:
 # face widths a frame, where the picture's side cuts the face: too little of it for the detector, the cut box hides it)
 @pytest.mark.parametrize("side, speed, stop, frac", [("left", 4, 7, 0.0), ("right", 6, 6, 0.0), ("top", 6, 6, 0.5),
                                                      ("left", 2, 6, 0.5)])
-def test_a_fast_face_entering_the_picture_is_hidden_on_the_frame_before_its_first_sighting(sprites, side, speed,
-                                                                                           stop, frac):
+def test_a_fast_face_entering_the_picture_is_hidden_on_the_frame_before_its_first_sighting(face_photo_sprites, side,
+                                                                                           speed, stop, frac):
     """A real face coming in at 2-6 face widths a frame: on the frame skipped before its first sighting it was
     already in the picture, with no track before to bridge from. The detector now looks there, from the new track's
     box toward the sides it may have come by (its pixels say it came between that frame and the run), at the cost
     of one run on that frame; where it finds nothing, the boxes against those sides are hidden."""
-    leaks, calls = _leaked_frames(_entering_clip(sprites[(stop + int(2 * frac)) % 3], side, speed, stop, frac))
+    leaks, calls = _leaked_frames(_entering_clip(face_photo_sprites[(stop + int(2 * frac)) % 3], side, speed, stop,
+                                                 frac))
     assert leaks == [], leaks
     assert calls <= 8 + 3, calls  # frames 0, 2, ..., 12 and the last; the crossing, the stop (far_pairs)
 
@@ -788,11 +800,12 @@ def test_a_fast_face_entering_the_picture_is_hidden_on_the_frame_before_its_firs
 # before, the frame the detector skipped just after the face's last sighting showed it (at 3 face widths a frame
 # a part of it the picture's side cuts)
 @pytest.mark.parametrize("side, speed, stop", [("left", 6, 7), ("right", 4, 6), ("top", 4, 7), ("left", 3, 7)])
-def test_a_fast_face_leaving_the_picture_is_hidden_on_the_frame_after_its_last_sighting(sprites, side, speed, stop):
+def test_a_fast_face_leaving_the_picture_is_hidden_on_the_frame_after_its_last_sighting(face_photo_sprites, side, speed,
+                                                                                        stop):
     """The clips above played backwards: a real face standing in the middle, then leaving the picture at 3-6 face
     widths a frame; the frame after its last sighting (skipped) still shows it, and the next run does not find it.
     The detector now looks there, from its last box toward the sides it may go by."""
-    clip = _entering_clip(sprites[stop % 3], side, speed, stop)
+    clip = _entering_clip(face_photo_sprites[stop % 3], side, speed, stop)
     clip.frames.reverse()
     clip.boxes.reverse()
     leaks, calls = _leaked_frames(clip)
@@ -804,11 +817,12 @@ def test_a_fast_face_leaving_the_picture_is_hidden_on_the_frame_after_its_last_s
 # audit of 80 entering and 80 leaving clips: 3 and 1 such frames; frame 4 entering, frame 12, the last run, leaving)
 @pytest.mark.parametrize("side, speed, stop, frac, leave", [("left", 3, 7, 0.0, False), ("left", 6, 6, 0.5, False),
                                                             ("left", 2, 6, 0.5, True)])
-def test_a_fast_face_cut_by_the_side_on_a_detector_runs_frame_is_hidden(sprites, side, speed, stop, frac, leave):
+def test_a_fast_face_cut_by_the_side_on_a_detector_runs_frame_is_hidden(face_photo_sprites, side, speed, stop, frac,
+                                                                        leave):
     """A face entering (or leaving) at 2-6 face widths a frame whose sliver in the picture the run's detector does
     not find: first detected on the next run (last on the one before), its pixels changed on that side only; the
     boxes against the side it crossed are hidden on the run's frame as on a skipped one, with no detector call."""
-    clip = _entering_clip(sprites[(stop + int(2 * frac)) % 3], side, speed, stop, frac)
+    clip = _entering_clip(face_photo_sprites[(stop + int(2 * frac)) % 3], side, speed, stop, frac)
     if leave:
         clip.frames.reverse()
         clip.boxes.reverse()
