@@ -487,3 +487,16 @@ def test_backend_ray_without_ray_is_refused_before_any_work(command, tmp_path, c
     err = capsys.readouterr().err
     assert "--backend ray needs Ray: pip install 'faceveil[ray]'" in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_one_photo_to_a_name_with_another_extension_is_refused_not_made_a_folder(photos, tmp_path, capsys):
+    """`-o o.txt` (or a typo like `-o blurred.jgp`) for one photo made a folder named o.txt with the photo inside and
+    exited 0; a trailing slash still asks for a folder of that name."""
+    for name in ("o.txt", "blurred.jgp"):
+        code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", tmp_path / name, "-q")
+        assert code == 2 and f"does not write .{name.split('.')[1]} files" in err and f"{tmp_path / name}/" in err
+        assert not (tmp_path / name).exists()
+    code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", f"{tmp_path / 'o.txt'}/", "-q")
+    assert code == 0 and (tmp_path / "o.txt" / "astro.jpg").is_file()
+    code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", tmp_path / "run.2026-12-07", "-q")
+    assert code == 0 and (tmp_path / "run.2026-12-07" / "astro.jpg").is_file()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import os
 import stat
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ UNWRITTEN_MEDIA = {".gif", ".heic", ".heif", ".avif", ".jxl", ".svg", ".pdf", ".
 OTHER_MEDIA = UNWRITTEN_MEDIA | {".jp2", ".j2k", ".jpx", ".jxr", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".psd", ".pcx",
                                  ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".exr", ".hdr",
                                  ".3gp", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".ogv", ".vob"}
+
+
+# What reads as a file name's extension on -o (`o.txt`, `out.jpeg2`): not `run.2026-12-07` or `v1.0-final` folders.
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}")
 
 
 def output_folders(jobs) -> set[Path]:
@@ -92,6 +97,14 @@ def plan_jobs(
         # `-o face.gif` made a folder named face.gif with the output inside
         raise UsageError(f"{out_root}: faceveil does not write {out_root.suffix} files; give a folder, or a file "
                          "name ending in .jpg, .png, .webp (a photo) or .mp4, .mkv, .webm (a video)")
+    if out_root is not None and out_kind is None and not in_place and len(inputs) == 1 \
+            and _kind(Path(inputs[0])) == "file" and _FILE_SUFFIX.fullmatch(out_root.suffix) \
+            and not str(output).endswith(("/", os.sep)):
+        # `-o o.txt` for one photo made a folder named o.txt with the photo inside (a typo of the extension, or a
+        # name that looks like a file): a name with an extension faceveil does not write is refused, and a trailing
+        # slash says "a folder of that name" (as rsync's and cp's do)
+        raise UsageError(f"{out_root}: faceveil does not write {out_root.suffix} files; give a file name ending in "
+                         f".jpg, .png, .webp (a photo) or .mp4, .mkv, .webm (a video), or {out_root}/ for a folder")
     jobs: list[Job] = []
     skipped: list[Path] = []
     problems: list[tuple[Path, str]] = []
