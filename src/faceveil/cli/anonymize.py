@@ -32,7 +32,7 @@ def register(sub) -> None:
     a = sub.add_parser("anonymize", help="hide faces in images, videos or folders", formatter_class=fmt,
                        epilog=EPILOG_ANON, description="Detect faces in images and videos and hide them.")
     a.add_argument("inputs", nargs="+", metavar="INPUT", help="images, videos and/or folders (searched recursively)")
-    a.add_argument("-o", "--output", metavar="OUT", help="output folder (created if missing)")
+    a.add_argument("-o", "--output", metavar="OUT", help="output folder (created if missing), or for one input a file: x.jpg")
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`); default blur")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
                    help="a method parameter, repeatable, e.g. -p relative=0.5")
