@@ -293,6 +293,15 @@ def test_eval_leaks_help_states_the_defaults_a_run_records(tmp_path, capsys):
     _assert_help_matches_run(_help(["eval", "leaks"], capsys), doc["region"], doc["detector_params"])
 
 
+@pytest.mark.parametrize("argv", [["eval", "leaks"], ["eval", "quality"], ["detect"], ["dataset", "anonymize"]])
+def test_photo_only_commands_do_not_promise_video_defaults(argv, capsys):
+    """`eval leaks --help` said "default balanced; videos: video" and "videos 0.15, 0.07": it reads no video."""
+    text = " ".join(_help(argv, capsys).split())
+    assert "default balanced)" in text and "videos" not in text.split("--detect PRESET", 1)[1].split("--max-size")[0]
+    text = " ".join(_help(["anonymize"], capsys).split())
+    assert "default balanced; videos: video)" in text and "videos 0.15, 0.07" in text
+
+
 def test_max_size_help_says_the_presets_still_detect_at_half_size_in_tiles(capsys, monkeypatch):
     """--max-size said "detect on a copy at most this long", but the presets' main pass alone is that long: their
     min_factor adds a pass in PX tiles at >= 1/2 the photo's size (fast/video once PX shrinks it more than 2x;

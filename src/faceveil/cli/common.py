@@ -41,22 +41,24 @@ def add_region_args(p: argparse.ArgumentParser) -> None:
                    help=f"soft edge outside the region, fraction of face size (default {reg['feather']:g})")
 
 
-def add_detection_args(p: argparse.ArgumentParser) -> None:
-    """--detect, --detector, --threshold, --max-size, --detector-param with the defaults a run applies."""
+def add_detection_args(p: argparse.ArgumentParser, videos: bool = True) -> None:
+    """--detect, --detector, --threshold, --max-size, --detector-param with the defaults a run applies; ``videos``:
+    the command reads videos too, whose defaults are the video preset's (photo-only commands' help named them)."""
     g = p.add_argument_group("detection")
     from ..detect.presets import DEFAULT_PRESET, PRESETS
 
     d = default_settings()["detector_params"]
     still = "/".join(k for k in PRESETS if k != VIDEO_PRESET)
     g.add_argument("--detect", choices=list(PRESETS), metavar="PRESET",
-                   help=f"{still}: slower, safer (default {DEFAULT_PRESET}; videos: {VIDEO_PRESET})")
+                   help=f"{still}: slower, safer (default {DEFAULT_PRESET}"
+                        f"{f'; videos: {VIDEO_PRESET}' if videos else ''})")
     g.add_argument("--detector", "-d", metavar="NAME",
                    help="a detector (`faceveil detectors`) with its own defaults, not a preset")
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
     v = PRESETS[VIDEO_PRESET]["params"]  # videos run the video preset's cuts: the help named only the photos'
+    vt = f"; videos {v['threshold']}, {v['small_threshold']}" if videos else ""
     g.add_argument("--threshold", "-t", type=float, metavar="T", help=f"detection score cut (default {d['threshold']}"
-                   f"{small}; videos {v['threshold']}, {v['small_threshold']}); lower finds more faces; sets every cut "
-                   "(haar has none)")
+                   f"{small}{vt}); lower finds more faces; sets every cut (haar has none)")
     # not a cap on the detector's work: the presets' main pass runs at most PX long, but their min_factor (>= 0.5)
     # adds a pass in PX tiles so faces are still seen at >= 1/2 size (balanced/thorough: any shrink, at own size)
     g.add_argument("--max-size", type=whole(), metavar="PX",

@@ -57,7 +57,7 @@ def register(sub) -> None:
                    help="comma-separated label classes that are faces (default: every class)")
     add_region_args(a)
 
-    add_detection_args(a)
+    add_detection_args(a, videos=False)
     add_keep_args(a)  # the same --keep-people, --keep-region, --only-region as `faceveil anonymize`
     o = a.add_argument_group("output and scale")
     o.add_argument("--seed", type=whole(), default=0, help="seed for random methods (recorded in the manifest)")

@@ -20,7 +20,7 @@ def register(sub) -> None:
                        epilog="example:\n  faceveil detect photos/ --json boxes.json --threshold 0.3")
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     d.add_argument("--json", metavar="FILE", help="write results here (default: standard output)")
-    add_detection_args(d)
+    add_detection_args(d, videos=False)
     add_common_args(d)
     d.set_defaults(func=cmd_detect)
 

@@ -63,7 +63,7 @@ def add_variant_args(p: argparse.ArgumentParser, single: bool = True) -> None:
                        help="evaluate outputs made elsewhere: a folder mirroring --images (instead of --method)")
     p.add_argument("--seed", type=whole(), default=0, help="seed for random methods")
     add_region_args(p)  # as `faceveil anonymize`, with the same defaults
-    add_detection_args(p)
+    add_detection_args(p, videos=False)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if missing)")
     p.add_argument("--overwrite", action="store_true", help="replace result files in OUT that faceveil did not write")
     p.add_argument("--cache", metavar="DIR", help="measurement cache (default OUT/cache)")

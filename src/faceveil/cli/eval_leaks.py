@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", metavar="OUTDIR", help="write results.json, pr_curve.png and leaked/ crops here")
     p.add_argument("--overwrite", action="store_true", help="replace files in OUTDIR that faceveil did not write")
     add_region_args(p)
-    add_detection_args(p)
+    add_detection_args(p, videos=False)
     m = p.add_argument_group("measure")
     m.add_argument("--min-size", type=at_least(0), default=10, help="faces smaller than this (shorter side, px) are "
                    "reported in their own bucket only (default 10)")
