@@ -500,3 +500,14 @@ def test_one_photo_to_a_name_with_another_extension_is_refused_not_made_a_folder
     assert code == 0 and (tmp_path / "o.txt" / "astro.jpg").is_file()
     code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", tmp_path / "run.2026-12-07", "-q")
     assert code == 0 and (tmp_path / "run.2026-12-07" / "astro.jpg").is_file()
+
+
+def test_standard_input_and_output_are_refused_in_one_line(photos, tmp_path, capsys, monkeypatch):
+    """`-o -` made a folder named "-" holding the output and exited 0; `-` as an input said "no such file"."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", "-", "-q")
+    assert code == 2 and "-o -: faceveil does not write photos or videos to standard output" in err
+    assert not (tmp_path / "-").exists()
+    code, _, err = run(capsys, "anonymize", "-", "-o", tmp_path / "out", "-q")
+    assert code == 2 and "-: faceveil does not read photos or videos from standard input" in err
+    assert not (tmp_path / "out").exists()
