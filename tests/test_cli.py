@@ -506,8 +506,16 @@ def test_standard_input_and_output_are_refused_in_one_line(photos, tmp_path, cap
     """`-o -` made a folder named "-" holding the output and exited 0; `-` as an input said "no such file"."""
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", "-", "-q")
-    assert code == 2 and "-o -: faceveil does not write photos or videos to standard output" in err
+    assert code == 2 and "-o -: faceveil writes files, not standard output" in err
     assert not (tmp_path / "-").exists()
     code, _, err = run(capsys, "anonymize", "-", "-o", tmp_path / "out", "-q")
     assert code == 2 and "-: faceveil does not read photos or videos from standard input" in err
     assert not (tmp_path / "out").exists()
+    for argv in (["dataset", "anonymize", "--format", "voc", "--images", photos, "--labels", photos, "-o", "-"],
+                 ["people", "build", photos, "-o", "-"], ["eval", "leaks", "--images", photos, "--labels", photos,
+                                                          "-o", "-"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "-o -: faceveil writes files, not standard output" in err, argv
+        assert not (tmp_path / "-").exists()
+    code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", "./-", "-q")  # a folder named "-"
+    assert code == 0 and (tmp_path / "-" / "astro.jpg").is_file()

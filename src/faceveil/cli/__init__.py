@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             from ..io.images import max_pixels
 
             max_pixels()  # a bad FACEVEIL_MAX_PIXELS is bad usage, before any work
+            if getattr(args, "output", None) == "-":
+                # `-o -` made a file or folder named "-" (the pipe habit from ffmpeg, where "-" is standard output);
+                # --json -, --report -, --summary - are standard output
+                raise UsageError("-o -: faceveil writes files, not standard output; give a file or folder name "
+                                 "(one named '-': ./-)")
             return args.func(args)
     except Terminated as exc:
         print("faceveil: terminated; no partial files were left", file=sys.stderr)

@@ -77,10 +77,6 @@ def plan_jobs(
         raise UsageError("no input given")
     if output is None and not in_place:
         raise UsageError("no output folder given: use -o OUT (or --in-place to overwrite the inputs)")
-    if output is not None and str(output) == "-" and not Path("-").is_dir():
-        # `-o -` made a folder named "-" (a pipe's habit from ffmpeg, where "-" is standard output)
-        raise UsageError("-o -: faceveil does not write photos or videos to standard output; give a file name "
-                         "(-o blurred.jpg) or a folder")
     out_root = Path(output) if output is not None else None
     out_kind = _kind(out_root) if out_root is not None else None
     if out_kind == "unreadable":
