@@ -179,8 +179,9 @@ def unwritten(job):
 
     kind = f"faceveil does not write {job.dst.suffix} files" if job.dst.suffix.lower() in OTHER_MEDIA else \
         "not an image or video faceveil writes"
-    return ItemResult(str(job.src), None, "failed", error=f"{job.src}: {kind} (images: .jpg, .png, .webp, .bmp, .tif; "
-                      "videos: .mp4, .mov, .mkv, .avi, .webm); if it is a picture, give it alone with -o NAME.png")
+    return ItemResult(str(job.src), None, "failed", error=f"{job.src}: {kind} (images: .jpg, .png, .webp, .bmp, "
+                      ".tif, .avif, .heic; videos: .mp4, .mov, .mkv, .avi, .webm); if it is a picture, give it alone "
+                      "with -o NAME.png")
 
 
 def _kept(result) -> int:

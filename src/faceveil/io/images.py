@@ -1,7 +1,8 @@
 """Image files in and out, as RGB uint8 arrays.
 
-Pillow reads every format we promise (JPEG, PNG, WebP, BMP, TIFF), applies the
-EXIF orientation to the pixels, and writes without metadata unless asked.
+Pillow reads every format we promise (JPEG, PNG, WebP, BMP, TIFF, AVIF; HEIC/HEIF through the optional
+pillow-heif, ``pip install 'faceveil[heif]'``), applies the EXIF orientation to the pixels, and writes without
+metadata unless asked.
 """
 from __future__ import annotations
 
@@ -20,13 +21,59 @@ import numpy as np
 from ..errors import InputError
 from .atomic import write_bytes_atomic
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif",
+                    ".heic", ".heif"}
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".jif": "JPEG", ".png": "PNG",
-            ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+            ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".avif": "AVIF", ".heic": "HEIF",
+            ".heif": "HEIF"}
+# HEIC/HEIF (the iPhone camera's format) is read and written by pillow-heif, an optional extra: its wheels bundle
+# the x265 encoder (GPL). Its Pillow plugin is registered the first time a HEIF file is read or written.
+HEIF_EXTENSIONS = {".heic", ".heif"}
+HEIF_INSTALL = "pip install 'faceveil[heif]'"
+# ftyp major brands of HEVC-coded HEIF files (mif1/msf1 are AVIF's too: Pillow's AVIF reader tries those first)
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+_HEIF_LOCK = threading.Lock()
+_HEIF_READY: list = []  # [pillow_heif] once its opener is registered
+# What the review page shows as a PNG (display_png): browsers show no HEIC, and ignore an AVIF's EXIF orientation,
+# which faceveil applies.
+NOT_FOR_BROWSERS = {".avif", ".heic", ".heif"}
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_heif(path: str | os.PathLike | None, data: bytes | None = None) -> bool:
+    """Whether a file is HEIC/HEIF: by its name, or by its bytes' ftyp brand (an .jpg that holds a HEIC)."""
+    if path is not None and Path(path).suffix.lower() in HEIF_EXTENSIONS:
+        return True
+    return data is not None and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+def avif_ready(path: str | os.PathLike) -> None:
+    """InputError naming ``path`` when this Pillow reads and writes no AVIF (an old one, or built without libavif)."""
+    from PIL import features
+
+    if not features.check("avif"):
+        raise InputError(f"{path}: this Pillow has no AVIF support (PIL.features.check('avif') is False): "
+                         "pip install -U pillow")
+
+
+def heif_plugin(path: str | os.PathLike):
+    """pillow-heif, its Pillow opener and saver registered (once, on first use); InputError naming ``path`` when
+    it is not installed."""
+    if _HEIF_READY:
+        return _HEIF_READY[0]
+    try:
+        import pillow_heif
+    except ImportError:
+        raise InputError(f"{path}: HEIC/HEIF photos need pillow-heif, which is not installed: {HEIF_INSTALL}") \
+            from None
+    with _HEIF_LOCK:
+        if not _HEIF_READY:
+            pillow_heif.register_heif_opener()
+            _HEIF_READY.append(pillow_heif)
+    return pillow_heif
 
 
 @dataclass
@@ -120,6 +167,10 @@ def _open(path: Path, data: bytes | None = None):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     data = read_file(path) if data is None else data
+    if is_heif(path, data):
+        heif_plugin(path)
+    elif path.suffix.lower() == ".avif":
+        avif_ready(path)
     trusted = max_pixels()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -156,11 +207,15 @@ def _open(path: Path, data: bytes | None = None):
         # Only the first frame would be anonymized and written, the rest silently dropped: refuse.
         # MPO (phone cameras' JPEG) is exempt while its extra images are previews (under half its area), dropped
         # like metadata; a second photo (a stereo camera's other eye, a panorama's next frame) is refused.
-        if frames > 1 and img.format != "MPO":
+        # HEIF likewise: its top-level images other than the primary are dropped while they are previews; its
+        # thumbnails, depth maps and auxiliary images (gain maps, mattes) are never read nor written.
+        if frames > 1 and img.format not in ("MPO", "HEIF"):
             refusal = f"animated/multi-page images are not supported ({frames} frames)"
         elif frames > 1 and (big := _mpo_photos(img)) > 1:
-            refusal = (f"an MPO holding {big} full-size images (a stereo pair?) is not supported: only the first would "
-                       "be written; split them first")
+            what = "an MPO" if img.format == "MPO" else "a HEIF"
+            which = "the first" if img.format == "MPO" else "the primary"
+            refusal = (f"{what} holding {big} full-size images (a stereo pair? a burst?) is not supported: only "
+                       f"{which} would be written; split them first")
         elif img.mode == "F" or img.mode.startswith("I;32") or (img.mode == "I" and img.format != "PNG") \
                 or _deep_colour(img):
             refusal = (f"{_depth_name(img)} images are not supported (the bit depth would be lost); convert to 8 bit "
@@ -198,6 +253,7 @@ def opened(src):
     (and FACEVEIL_MAX_PIXELS promised to take): a YOLO dataset failed with a traceback, a checked output was deleted."""
     from PIL import Image
 
+    _heif_opener_for(src)
     with _LIMIT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         limit = Image.MAX_IMAGE_PIXELS
@@ -210,6 +266,27 @@ def opened(src):
         yield img
 
 
+def _heif_opener_for(src) -> None:
+    """pillow-heif's opener registered when ``src`` (a path or a seekable buffer) is a HEIF file."""
+    if _HEIF_READY:
+        return
+    if isinstance(src, (str, os.PathLike)):
+        if Path(src).suffix.lower() in HEIF_EXTENSIONS:
+            heif_plugin(src)
+            return
+        try:
+            with open(src, "rb") as f:
+                head = f.read(12)
+        except OSError:
+            return  # Pillow's own error follows
+    else:
+        pos = src.tell()
+        head = src.read(12)
+        src.seek(pos)
+    if is_heif(None, head):
+        heif_plugin(getattr(src, "name", "a HEIF image"))
+
+
 def _pixel_limit(trusted: int | None) -> int:
     """The most pixels an image may have: ``FACEVEIL_MAX_PIXELS``, else _MAX_PHOTO_FACTOR x Pillow's limit."""
     from PIL import Image
@@ -218,13 +295,15 @@ def _pixel_limit(trusted: int | None) -> int:
 
 
 def _mpo_photos(img) -> int:
-    """How many of an MPO's images are at least half as large (by area) as its first; the file is left at its first."""
+    """How many of an MPO's (a HEIF's) images are at least half as large (by area) as its first (its primary, which
+    need not be the first); the file is left at that image."""
+    first = img.tell()  # an MPO opens at 0, a HEIF at its primary
     w, h = img.size
     n = 0
     for i in range(img.n_frames):
         img.seek(i)
         n += img.size[0] * img.size[1] * 2 >= w * h
-    img.seek(0)
+    img.seek(first)
     return n
 
 
@@ -295,6 +374,8 @@ def _deep_colour(img) -> bool:
         return False
     if img.format == "TIFF":
         return _tiff_bits(img, 8) > 8
+    if img.format == "HEIF":  # pillow-heif hands 10- and 12-bit HEIC over as 8-bit
+        return int(img.info.get("bit_depth", 8)) > 8
     if img.format == "PNG" and img.fp is not None:
         # Pillow keeps no bit depth for PNG: read it from the IHDR chunk (byte 24 of every PNG).
         pos = img.fp.tell()
@@ -313,6 +394,8 @@ def _tiff_bits(img, default: int) -> int:
 
 
 def _depth_name(img) -> str:
+    if img.format == "HEIF" and img.mode in ("RGB", "RGBA", "L", "LA"):
+        return f"{img.info.get('bit_depth')}-bit HEIF"
     if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "TIFF" and _tiff_bits(img, 32) == 16):
         return "signed 16-bit"  # the unsigned ones are read; a signed 16-bit TIFF was called 32-bit
     return {"F": "floating-point"}.get(img.mode, "32-bit" if img.mode.startswith("I") else "16-bit colour")
@@ -467,6 +550,19 @@ def _srgb_transform(icc: bytes):
         return None  # an unreadable or non-RGB profile: the pixels as stored (dropped with the metadata, as before)
 
 
+def display_png(path: str | os.PathLike) -> bytes:
+    """An image as the review page shows it: upright, in sRGB, as a PNG (for the formats in NOT_FOR_BROWSERS)."""
+    from PIL import Image
+
+    img = read_image(path)
+    shown = Image.fromarray(img.rgb, "RGB")
+    if img.alpha is not None:
+        shown.putalpha(Image.fromarray(img.alpha, "L"))
+    buf = io.BytesIO()
+    shown.save(buf, "PNG", compress_level=1)  # 12 MP in about a second; only this page's browser reads it
+    return buf.getvalue()
+
+
 def read_image_rgba(path: str | os.PathLike) -> np.ndarray:
     img = _open(Path(path))
     if img.mode in GREY16_MODES:
@@ -479,6 +575,22 @@ def read_image_rgba(path: str | os.PathLike) -> np.ndarray:
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Just the RGB pixels (orientation applied)."""
     return read_image(path).rgb
+
+
+_ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF", "HEIF")
+
+
+def heif_write_args(target: Path) -> dict:
+    """pillow-heif ready to write ``target`` and its encoder's settings, or InputError naming it: not installed, or
+    built without an HEVC encoder (its wheels bundle x265; a build from source may have none). No other format is
+    written instead: the output's name says HEIC."""
+    encoder = heif_plugin(target).libheif_info().get("HEIF") or ""
+    if not encoder:
+        raise InputError(f"{target}: this pillow-heif has no HEVC encoder, so faceveil cannot write HEIC/HEIF; "
+                         "install its wheel (pip install --force-reinstall pillow-heif) or give -o NAME.jpg")
+    # x265's ultrafast preset: a 12 MP photo in 4 s instead of 38 s (libheif's default, slow), within 2 % of its
+    # size and error at the same quality (docs/formats.md)
+    return {"enc_params": {"preset": "ultrafast"}} if "x265" in encoder else {}
 
 
 def write_image(
@@ -511,17 +623,22 @@ def write_image(
         up = ((grey.astype(np.uint32) * source.deep_max + 127) // 255).astype(np.uint16)
         img = Image.fromarray(np.where(region, up, source.deep))  # uint16: mode I;16
     elif source is not None:
-        if source.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
+        if source.alpha is not None and fmt in _ALPHA_FORMATS:
             img.putalpha(Image.fromarray(source.alpha, "L"))
-            if source.mode in ("LA", "L"):  # grey with a colour key: grey and alpha
+            if source.mode in ("LA", "L") and fmt != "HEIF":  # grey with a colour key: grey and alpha
                 img = img.convert("LA")
-        elif source.mode in ("L", "1", "I", "I;16", "F") or source.mode == "LA" and fmt not in ("PNG", "WEBP", "TIFF"):
+        elif source.mode in ("L", "1", "I", "I;16", "F") or source.mode == "LA" and fmt not in _ALPHA_FORMATS:
             img = img.convert("L")
     kwargs: dict = {}
     if fmt == "JPEG":
         kwargs.update(quality=jpeg_quality, subsampling=0 if jpeg_quality >= 90 else 2)
     elif fmt == "WEBP":
         kwargs.update(quality=jpeg_quality)
+    elif fmt == "AVIF":  # libavif's defaults otherwise (4:2:0, speed 6)
+        avif_ready(target)
+        kwargs.update(quality=jpeg_quality)
+    elif fmt == "HEIF":  # as a phone writes it (HEVC Main, 4:2:0; 4:4:4 needs a decoder few phones have)
+        kwargs.update(quality=jpeg_quality, **heif_write_args(target))
     same = source is not None and source.encoding.get("format") == fmt
     if same and source.encoding.get("lossless"):  # a lossless WebP stays lossless (it became quality 95)
         kwargs = {"lossless": True}  # Pillow's default effort
@@ -530,9 +647,11 @@ def write_image(
     if keep_metadata and source is not None:
         if source.exif:
             kwargs["exif"] = source.exif
-        kwargs.update({k: v for k, v in source.info.items() if k not in ("xmp", "comment")})
+        # HEIF and AVIF take the profile, not dpi; never a thumbnail (pillow-heif writes info["thumbnails"])
+        kwargs.update({k: v for k, v in source.info.items() if k not in ("xmp", "comment")
+                       and (fmt not in ("AVIF", "HEIF") or k == "icc_profile")})
         xmp = source.info.get("xmp")
-        if xmp and fmt in ("JPEG", "WEBP"):
+        if xmp and fmt in ("JPEG", "WEBP", "AVIF", "HEIF"):
             kwargs["xmp"] = xmp
         elif xmp and fmt == "PNG":
             from PIL.PngImagePlugin import PngInfo

@@ -31,7 +31,7 @@ def is_inside(path: Path, root: Path) -> bool:
 
 
 # Media suffixes an output name may carry that faceveil reads or knows but does not write: such a -o is no folder.
-UNWRITTEN_MEDIA = {".gif", ".heic", ".heif", ".avif", ".jxl", ".svg", ".pdf", ".ico", ".apng"}
+UNWRITTEN_MEDIA = {".gif", ".jxl", ".svg", ".pdf", ".ico", ".apng"}
 # Other pictures and videos faceveil neither reads nor writes: in a folder they are skipped like any other file, but
 # named in a warning (a user publishing OUT/ would otherwise miss them: "6 non-image files skipped").
 OTHER_MEDIA = UNWRITTEN_MEDIA | {".jp2", ".j2k", ".jpx", ".jxr", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".psd", ".pcx",
@@ -89,14 +89,14 @@ def plan_jobs(
         if is_video_path(src) != is_video_path(out_root):  # `-o name.png` for a video: the muxer's error, later
             kind = "a video" if is_video_path(src) else "an image"
             raise UsageError(f"{out_root}: {src} is {kind}; give an output name of its kind "
-                             f"({'.mp4, .mkv, .mov, .webm' if is_video_path(src) else '.jpg, .png, .webp'})")
+                             f"({'.mp4, .mkv, .mov, .webm' if is_video_path(src) else '.jpg, .png, .webp, .heic'})")
         return [Job(src, out_root, src.name)], []
     if out_kind == "file":
         raise UsageError(f"{out_root}: output exists and is not a folder")
     if out_root is not None and out_kind is None and out_root.suffix.lower() in UNWRITTEN_MEDIA:
         # `-o face.gif` made a folder named face.gif with the output inside
         raise UsageError(f"{out_root}: faceveil does not write {out_root.suffix} files; give a folder, or a file "
-                         "name ending in .jpg, .png, .webp (a photo) or .mp4, .mkv, .webm (a video)")
+                         "name ending in .jpg, .png, .webp, .heic (a photo) or .mp4, .mkv, .webm (a video)")
     if out_root is not None and out_kind is None and not in_place and len(inputs) == 1 \
             and _kind(Path(inputs[0])) == "file" and _FILE_SUFFIX.fullmatch(out_root.suffix) \
             and not str(output).endswith(("/", os.sep)):
@@ -104,7 +104,8 @@ def plan_jobs(
         # name that looks like a file): a name with an extension faceveil does not write is refused, and a trailing
         # slash says "a folder of that name" (as rsync's and cp's do)
         raise UsageError(f"{out_root}: faceveil does not write {out_root.suffix} files; give a file name ending in "
-                         f".jpg, .png, .webp (a photo) or .mp4, .mkv, .webm (a video), or {out_root}/ for a folder")
+                         f".jpg, .png, .webp, .heic (a photo) or .mp4, .mkv, .webm (a video), or {out_root}/ for a "
+                         "folder")
     jobs: list[Job] = []
     skipped: list[Path] = []
     problems: list[tuple[Path, str]] = []

@@ -19,7 +19,7 @@ from .voc import read_voc, write_voc
 from .wider import WIDER_ATTRS, read_wider, write_wider
 from .yolo import read_yolo, write_yolo
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif", ".heic", ".heif")
 
 __all__ = [
     "FORMATS", "WIDER_ATTRS", "ImageLabels", "LabelError", "LabelSet", "find_image", "find_images",

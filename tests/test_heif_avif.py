@@ -1,0 +1,201 @@
+"""AVIF (Pillow) and HEIC/HEIF (the optional pillow-heif) photos: read, anonymized, written in their own format with
+nothing of the original but the anonymized primary image (no thumbnail, second image, depth map or metadata)."""
+from __future__ import annotations
+
+import hashlib
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from conftest import shared_path
+from faceveil.cli import main
+from faceveil.io import images
+
+PHOTO = "maksssksksss10"  # one labelled face, 96x116 px, in a 301x400 photo
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator>Alice Example</dc:creator>'
+       b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def heif():
+    return pytest.importorskip("pillow_heif", reason="HEIC needs pillow-heif (pip install 'faceveil[heif]')")
+
+
+def face_photo() -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """The facemask photo and its labelled face boxes (VOC)."""
+    img = Image.open(shared_path("facemask", "images", PHOTO + ".jpg")).convert("RGB")
+    root = ET.parse(shared_path("facemask", "annotations", PHOTO + ".xml")).getroot()
+    boxes = [tuple(int(float(b.find(k).text)) for k in ("xmin", "ymin", "xmax", "ymax"))
+             for b in root.iter("bndbox")]
+    return img, boxes
+
+
+def exif_with_gps() -> bytes:
+    ex = Image.Exif()
+    ex[0x010F], ex[0x0110] = "Apple", "iPhone 15"
+    ex.get_ifd(0x8825)[2] = (48.0, 51.0, 24.0)  # GPS latitude
+    return ex.tobytes()
+
+
+def icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def phone_heic(path, img: Image.Image, second: Image.Image | None = None) -> None:
+    """A HEIC as a phone writes it: EXIF (GPS), XMP, a colour profile and a thumbnail of the face; ``second``: another
+    top-level image (with its own thumbnail)."""
+    pillow_heif = heif()
+    f = pillow_heif.from_pillow(img)
+    f[0].info.update(exif=exif_with_gps(), xmp=XMP, icc_profile=icc(), thumbnails=[96])
+    if second is not None:
+        f.add_from_pillow(second)
+        f[1].info["thumbnails"] = [48]
+    f.save(path, quality=90)
+    back = pillow_heif.open_heif(path)
+    assert len(back) == (2 if second is not None else 1) and back[0].info["thumbnails"] and back[0].info["exif"]
+
+
+def write_input(path, img: Image.Image) -> None:
+    if path.suffix == ".heic":
+        phone_heic(path, img, second=img.resize((img.width // 3, img.height // 3)))  # a small second image
+    else:
+        img.save(path, quality=90, exif=exif_with_gps(), xmp=XMP, icc_profile=icc())
+        with Image.open(path) as back:
+            assert back.format == "AVIF" and {"exif", "xmp", "icc_profile"} <= set(back.info)
+
+
+def decoded(path) -> np.ndarray:
+    images.heif_plugin(path)  # Pillow reads HEIC once pillow-heif's opener is registered
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).astype(np.int16)
+
+
+def assert_only_the_primary(path, keep_metadata: bool = False) -> None:
+    """What the written file holds: one image, no thumbnail, depth map or auxiliary image; metadata only if kept."""
+    if path.suffix == ".heic":
+        pillow_heif = heif()
+        f = pillow_heif.open_heif(path)
+        assert len(f) == 1, f"{len(f)} top-level images"
+        info = f[0].info
+        assert info["thumbnails"] == [] and info["depth_images"] == [] and not info.get("aux"), info
+        assert bool(info.get("exif")) == keep_metadata and bool(info.get("xmp")) == keep_metadata
+        assert ("icc_profile" in info) == keep_metadata
+        if keep_metadata:
+            ex = Image.Exif()
+            ex.load(info["exif"])
+            assert ex[0x010F] == "Apple" and ex.get_ifd(0x8825)[2] == (48.0, 51.0, 24.0)
+    else:
+        with Image.open(path) as im:
+            assert im.format == "AVIF" and getattr(im, "n_frames", 1) == 1
+            meta = {"exif", "xmp", "icc_profile"}
+            assert meta & set(im.info) == (meta if keep_metadata else set()), im.info.keys()
+        data = path.read_bytes()
+        assert (b"Exif" in data) == keep_metadata and (b"xmpmeta" in data) == keep_metadata
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", [".avif", ".heic"])
+def test_a_phone_photo_is_anonymized_in_its_own_format_with_nothing_else(ext, tmp_path, capsys):
+    """`faceveil anonymize a.avif` failed ("faceveil does not write .avif files"), a folder's .heic were skipped.
+    Now the face is hidden, the rest of the photo kept, the output in the input's format holds only the anonymized
+    primary image: a phone's thumbnail and second image (each showing the face) and its EXIF/GPS/XMP are gone."""
+    img, boxes = face_photo()
+    src = tmp_path / "in"
+    src.mkdir()
+    write_input(src / f"phone{ext}", img)
+    digest = hashlib.sha256((src / f"phone{ext}").read_bytes()).hexdigest()
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, "-q")
+    assert code == 0, err
+    dst = out / f"phone{ext}"
+    assert dst.is_file() and hashlib.sha256((src / f"phone{ext}").read_bytes()).hexdigest() == digest
+    with Image.open(dst) as im:
+        assert im.format == {".avif": "AVIF", ".heic": "HEIF"}[ext] and im.size == img.size
+    before, after = decoded(src / f"phone{ext}"), decoded(dst)
+    far = np.ones(before.shape[:2], bool)
+    for x1, y1, x2, y2 in boxes:
+        face = np.abs(after[y1:y2, x1:x2] - before[y1:y2, x1:x2]).mean()
+        assert face > 10, f"face {x1, y1, x2, y2} changed by only {face:.1f}"
+        w, h = (x2 - x1) // 2, (y2 - y1) // 2
+        far[max(0, y1 - h):y2 + h, max(0, x1 - w):x2 + w] = False  # the region around the face may be blurred
+    assert far.mean() > 0.4
+    diff = np.abs(after - before).max(axis=2)[far]
+    assert diff.mean() < 2.5 and np.percentile(diff, 99) < 16, (diff.mean(), np.percentile(diff, 99))
+    assert_only_the_primary(dst)
+    # --keep-metadata keeps EXIF (GPS too), XMP and the profile, never a thumbnail or another image
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "kept", "-q", "--keep-metadata")
+    assert code == 0, err
+    assert_only_the_primary(tmp_path / "kept" / f"phone{ext}", keep_metadata=True)
+
+
+@pytest.mark.parametrize("ext", [".avif", ".heic"])
+def test_orientation_goes_into_the_pixels(ext, tmp_path, capsys):
+    """EXIF orientation 6 (AVIF: written as irot/imir; HEIC: libheif's rotation): the output is upright, untagged."""
+    if ext == ".heic":
+        heif()
+        images.heif_plugin(ext)
+    rng = np.random.default_rng(0)
+    stored = Image.fromarray(rng.integers(0, 256, (60, 90, 3), dtype=np.uint8))
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    (tmp_path / "in").mkdir()
+    stored.save(tmp_path / "in" / f"r{ext}", quality=90, exif=ex.tobytes())
+    read = images.read_image(tmp_path / "in" / f"r{ext}")
+    assert read.rgb.shape[:2] == (90, 60)  # upright: turned a quarter
+    code, _, err = run(capsys, "anonymize", tmp_path / "in", "-o", tmp_path / "out", "-q")
+    assert code == 0, err
+    with Image.open(tmp_path / "out" / f"r{ext}") as im:
+        assert im.size == (60, 90) and im.getexif().get(0x0112, 1) == 1
+    assert np.abs(decoded(tmp_path / "out" / f"r{ext}") - read.rgb).mean() < 12  # the noise, not turned again
+
+
+def test_a_heic_with_two_full_size_images_is_refused_as_an_mpo_pair_is(tmp_path, capsys):
+    """A burst or a stereo pair: only the primary would be written, the other photo silently dropped. Refused, one
+    line naming the file (as an MPO with two full-size images); the batch goes on."""
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (80, 120, 3), dtype=np.uint8))
+    src = tmp_path / "in"
+    src.mkdir()
+    phone_heic(src / "burst.heic", img, second=img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    img.save(src / "other.jpg")
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", "-q")
+    assert code == 1
+    line = [x for x in err.splitlines() if "burst.heic" in x]
+    assert len(line) == 1 and "2 full-size images" in line[0] and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "burst.heic").exists() and (tmp_path / "out" / "other.jpg").is_file()
+
+
+def test_without_pillow_heif_a_heic_fails_naming_the_file_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
+    """Without the heif extra a .heic input is one failed file, its line saying what to install; on main a folder's
+    .heic was skipped as "pictures in other formats" and the run exited 0."""
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # `import pillow_heif` raises ImportError
+    monkeypatch.setattr(images, "_HEIF_READY", [], raising=False)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(src / "b.jpg")
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", "-q")
+    assert code == 1, err
+    line = [x for x in err.splitlines() if "IMG_0001.HEIC" in x]
+    assert len(line) == 1 and "pip install 'faceveil[heif]'" in line[0] and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "IMG_0001.HEIC").exists() and (tmp_path / "out" / "b.jpg").is_file()
+    # a JPEG asked to become a HEIC: the same one line
+    code, _, err = run(capsys, "anonymize", src / "b.jpg", "-o", tmp_path / "b.heic", "-q")
+    assert code == 1 and "pip install 'faceveil[heif]'" in err and not (tmp_path / "b.heic").exists(), err
+
+
+def test_heic_and_avif_are_no_longer_refused_as_output_names(tmp_path, capsys):
+    """`-o face.avif` was refused ("faceveil does not write .avif files"); it writes that file now."""
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    code, _, err = run(capsys, "anonymize", tmp_path / "a.png", "-o", tmp_path / "face.avif", "-q")
+    assert code == 0, err
+    with Image.open(tmp_path / "face.avif") as im:
+        assert im.format == "AVIF"
