@@ -357,7 +357,7 @@ def test_dataset_warnings_escape_control_characters_in_names(tmp_path, capsys):
     rng = np.random.default_rng(0)
     ds = tmp_path / "ds"
     fake = "\nfaceveil: 9 images anonymized, 0 failed"
-    for rel in ["images/a.jpg", f"images/n{fake}.jpg", f"images/h{fake}.avif"]:
+    for rel in ["images/a.jpg", f"images/n{fake}.jpg", f"images/h{fake}.jxl"]:
         (ds / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(ds / rel, format="PNG")
     (ds / "labels").mkdir()
@@ -366,17 +366,18 @@ def test_dataset_warnings_escape_control_characters_in_names(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     shown = fake.replace("\n", "\\n")
     assert not any(ln.startswith("faceveil: 9 images") for ln in lines), lines
-    assert any(ln.endswith(f"not anonymized and not written: h{shown}.avif") for ln in lines), lines
+    assert any(ln.endswith(f"not anonymized and not written: h{shown}.jxl") for ln in lines), lines
     assert any(f"1 images have no label file (e.g. n{shown}.jpg): taken as" in ln for ln in lines), lines
 
 
 def test_yolo_and_voc_inputs_are_named_or_taken_never_dropped(tmp_path, capsys):
-    """g.gif + g.txt was called "g.jpg: in the labels but no such image"; h.avif went unmentioned; UP.TXT and X.XML
-    (upper-case) were ignored, their faces left out of OUT; images/.ipynb_checkpoints/ was copied into OUT."""
+    """g.gif + g.txt was called "g.jpg: in the labels but no such image"; h.avif (h.jxl now that AVIF is read) went
+    unmentioned; UP.TXT and X.XML (upper-case) were ignored, their faces left out of OUT; images/.ipynb_checkpoints/
+    was copied into OUT."""
     rng = np.random.default_rng(0)
     ds = tmp_path / "ds"
     for rel in ["images/a.jpg", "images/UP.JPG", "images/.ipynb_checkpoints/a-checkpoint.jpg", "images/g.gif",
-                "images/h.avif"]:
+                "images/h.jxl"]:
         (ds / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(ds / rel, format="PNG")
     for rel in ["labels/a.txt", "labels/UP.TXT", "labels/g.txt", "labels/.ipynb_checkpoints/a-checkpoint.txt"]:
@@ -389,7 +390,7 @@ def test_yolo_and_voc_inputs_are_named_or_taken_never_dropped(tmp_path, capsys):
     err = capsys.readouterr().err
     assert _error_lines(err) == [f"faceveil: error: {ds / 'images' / 'g.gif'}: labelled, but faceveil does not "
                                  "read .gif pictures; not written"], err
-    assert "g.jpg" not in err and "formats faceveil does not read skipped, not anonymized and not written: h.avif" \
+    assert "g.jpg" not in err and "formats faceveil does not read skipped, not anonymized and not written: h.jxl" \
         in err, err
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == ["images/UP.JPG", "images/a.jpg", "labels/UP.TXT", "labels/a.txt", "labels/g.txt",
