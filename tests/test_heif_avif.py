@@ -3,6 +3,7 @@ nothing of the original but the anonymized primary image (no thumbnail, second i
 from __future__ import annotations
 
 import hashlib
+import io
 import sys
 import xml.etree.ElementTree as ET
 
@@ -12,6 +13,7 @@ from PIL import Image, ImageCms
 
 from conftest import shared_path
 from faceveil.cli import main
+from faceveil.errors import InputError
 from faceveil.io import images
 
 PHOTO = "maksssksksss10"  # one labelled face, 96x116 px, in a 301x400 photo
@@ -173,6 +175,15 @@ def test_a_heic_with_two_full_size_images_is_refused_as_an_mpo_pair_is(tmp_path,
     assert not (tmp_path / "out" / "burst.heic").exists() and (tmp_path / "out" / "other.jpg").is_file()
 
 
+def test_a_10_bit_heic_is_refused_as_a_16_bit_png_is(tmp_path):
+    """pillow-heif hands a 10-bit HEIC over as 8-bit: written back, its depth would be lost without a word."""
+    pillow_heif = heif()
+    deep = np.random.default_rng(2).integers(0, 65536, (64, 96, 3)).astype(np.uint16)
+    pillow_heif.from_bytes(mode="RGB;16", size=(96, 64), data=deep.tobytes()).save(tmp_path / "d.heic", quality=90)
+    with pytest.raises(InputError, match=r"d\.heic: 10-bit HEIF images are not supported"):
+        images.read_image(tmp_path / "d.heic")
+
+
 def test_without_pillow_heif_a_heic_fails_naming_the_file_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
     """Without the heif extra a .heic input is one failed file, its line saying what to install; on main a folder's
     .heic was skipped as "pictures in other formats" and the run exited 0."""
@@ -199,3 +210,33 @@ def test_heic_and_avif_are_no_longer_refused_as_output_names(tmp_path, capsys):
     assert code == 0, err
     with Image.open(tmp_path / "face.avif") as im:
         assert im.format == "AVIF"
+
+
+def test_the_review_page_shows_a_heic_as_png_and_flags_a_reencoded_unhidden_face(tmp_path, astronaut):
+    """Browsers show no HEIC: the page's image endpoint serves a PNG of it (upright, its own size). The page's
+    "unhidden" check compares an output with the original re-encoded as the output is (HEIC/AVIF: at our quality):
+    an output that is the original merely re-encoded is flagged, not taken for anonymized."""
+    pytest.importorskip("flask", reason="the review page needs Flask (pip install 'faceveil[review]')")
+    heif()
+    from faceveil.pipeline import AnonymizerConfig
+    from faceveil.review import ReviewSet, ReviewSettings, create_app
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("astro.heic", "leak.heic", "leak.avif"):
+        images.write_image(src / name, astronaut)
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--detector", "centerface", "--jpeg-quality", "50"]) == 0
+    for name in ("leak.heic", "leak.avif"):  # the face left as it was, re-encoded as that run encodes
+        images.write_image(out / name, images.read_image(src / name).rgb, jpeg_quality=50)
+    cfg = AnonymizerConfig(detector="centerface", jpeg_quality=50)
+    rs = ReviewSet(out, src, cfg, ReviewSettings(second=()), tmp_path / "cache")
+    client = create_app(rs, "t0ken-0123456789").test_client(use_cookies=False)
+    hdr = {"X-Faceveil-Token": "t0ken-0123456789"}
+    r = client.get("/img/out/astro.heic", headers=hdr)
+    assert r.status_code == 200 and r.mimetype == "image/png", r.status_code
+    shown = np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB"))
+    assert shown.shape == astronaut.shape and (shown == images.read_image(out / "astro.heic").rgb).all()
+    items = {i["path"]: i for i in client.get("/api/items", headers=hdr).get_json()["items"]}
+    assert [f["kind"] for f in items["astro.heic"]["flags"]] == [], items["astro.heic"]["flags"]
+    for name in ("leak.heic", "leak.avif"):
+        assert "unhidden" in [f["kind"] for f in items[name]["flags"]], (name, items[name]["flags"])

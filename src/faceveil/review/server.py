@@ -31,6 +31,7 @@ from flask import Flask, Response, abort, jsonify, request, send_file, send_from
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import FaceveilError, one_line
+from ..io.images import NOT_FOR_BROWSERS, display_png
 from .pairs import page_name
 from .store import ReviewSet
 
@@ -131,6 +132,8 @@ def create_app(rs: ReviewSet, token: str, debug: bool = False) -> Flask:
         try:
             # werkzeug names the file and makes its ETag from the path, which fails on a name that is not UTF-8
             path = rs.file(which, rel)
+            if path.suffix.lower() in NOT_FOR_BROWSERS:  # a HEIC (no browser shows it), an AVIF: a PNG of it
+                return guarded(lambda: Response(display_png(path), mimetype="image/png"))
             return send_file(path, max_age=0, conditional=False, etag=False, download_name=page_name(path.name))
         except KeyError:
             abort(404)
