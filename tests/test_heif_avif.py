@@ -240,3 +240,41 @@ def test_the_review_page_shows_a_heic_as_png_and_flags_a_reencoded_unhidden_face
     assert [f["kind"] for f in items["astro.heic"]["flags"]] == [], items["astro.heic"]["flags"]
     for name in ("leak.heic", "leak.avif"):
         assert "unhidden" in [f["kind"] for f in items[name]["flags"]], (name, items[name]["flags"])
+
+
+def test_dataset_mode_takes_heic_and_avif_and_verify_decodes_them(tmp_path, capsys):
+    """A VOC dataset of a HEIC and an AVIF photo: both anonymized in their format, and `dataset verify` (another
+    process would register pillow-heif through io.images.opened) decodes them."""
+    pillow_heif = heif()
+    img, boxes = face_photo()
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    (ds / "ann").mkdir()
+    for ext in (".heic", ".avif"):
+        if ext == ".heic":
+            pillow_heif.from_pillow(img).save(ds / "images" / f"p{ext}", quality=90)
+        else:
+            img.save(ds / "images" / f"p{ext}", quality=90)
+        xml = shared_path("facemask", "annotations", PHOTO + ".xml").read_text()
+        (ds / "ann" / f"p{ext}.xml").write_text(xml.replace(f"{PHOTO}.jpg", f"p{ext}"))
+    out = tmp_path / "out"
+    code = main(["dataset", "anonymize", "--format", "voc", "--images", str(ds / "images"), "--labels",
+                 str(ds / "ann"), "-o", str(out), "--boxes", "gt", "-q"])
+    assert code == 0, capsys.readouterr().err
+    x1, y1, x2, y2 = boxes[0]
+    for ext, fmt in ((".heic", "HEIF"), (".avif", "AVIF")):
+        with Image.open(out / "images" / f"p{ext}") as im:
+            assert im.format == fmt
+        face = np.abs(decoded(out / "images" / f"p{ext}") - decoded(ds / "images" / f"p{ext}"))[y1:y2, x1:x2]
+        assert face.mean() > 10, (ext, face.mean())
+    # in a process of its own, as a user runs it: nothing has read a HEIC there before verify's reader
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import faceveil
+
+    env = {**os.environ, "PYTHONPATH": str(Path(faceveil.__file__).parents[1])}
+    r = subprocess.run([sys.executable, "-m", "faceveil", "dataset", "verify", str(out)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "verify ok: 4 files checked" in r.stderr, r.stderr

@@ -24,6 +24,7 @@ import numpy as np
 
 from .detections import Detections
 from .errors import UsageError
+from .io.images import IMAGE_EXTENSIONS
 
 # Euclidean distance between dlib descriptors (dlib's own "same person" cut is 0.6, tuned for
 # accuracy; this one is tuned for <= 0.1 % strangers kept: see docs/keep.md).
@@ -32,7 +33,7 @@ SAME_PERSON = 0.6  # dlib's own cut: a person's consent photos must each lie thi
 MARGIN = 0.05  # the best person must be at least this much closer than the second-best
 MIN_SIZE = 40  # px, the box's shorter side: smaller faces are never described
 MIN_SHARPNESS = 15.0  # variance of the Laplacian on the face resized to 96 px: below, too blurred
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # consent photos: what faceveil reads (a phone's .heic too)
 # Video: a track is kept when at least this many of its frames could be described, the median
 # distance of its best frames to one person is under THRESHOLD, and no frame matches anybody
 # else under THRESHOLD.

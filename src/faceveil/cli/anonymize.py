@@ -31,7 +31,8 @@ def register(sub) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     a = sub.add_parser("anonymize", help="hide faces in images, videos or folders", formatter_class=fmt,
                        epilog=EPILOG_ANON, description="Detect faces in images and videos and hide them.")
-    a.add_argument("inputs", nargs="+", metavar="INPUT", help="images, videos and/or folders (searched recursively)")
+    a.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="images (jpg png webp bmp tif avif heic), videos, folders (recursive)")
     a.add_argument("-o", "--output", metavar="OUT", help="output folder (created if missing), or for one input a file: x.jpg")
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`); default blur")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
@@ -44,7 +45,7 @@ def register(sub) -> None:
     o.add_argument("--keep-metadata", action="store_true",
                    help="photos: keep EXIF (GPS too), XMP, comments, no previews (videos: never)")
     o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q",
-                   help="JPEG/WebP quality (default 95; a lossless WebP stays lossless)")
+                   help="JPEG/WebP/AVIF/HEIC quality (default 95; a lossless WebP stays lossless)")
     o.add_argument("--in-place", action="store_true", help="overwrite the inputs instead of writing to -o (careful)")
     ex = o.add_mutually_exclusive_group()
     ex.add_argument("--overwrite", action="store_true",

@@ -61,7 +61,7 @@ def register(sub) -> None:
     add_keep_args(a)  # the same --keep-people, --keep-region, --only-region as `faceveil anonymize`
     o = a.add_argument_group("output and scale")
     o.add_argument("--seed", type=whole(), default=0, help="seed for random methods (recorded in the manifest)")
-    o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
+    o.add_argument("--jpeg-quality", type=int, default=95, metavar="Q", help="JPEG/WebP/AVIF/HEIC quality (default 95)")
     o.add_argument("--keep-metadata", action="store_true",
                    help="keep EXIF (GPS too), XMP, comments (stripped by default)")
     o.add_argument("--jobs", "-j", type=int, default=None,

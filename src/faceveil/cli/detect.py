@@ -18,7 +18,8 @@ def register(sub) -> None:
                        description="Detect faces in images only (a video's per-frame faces: `faceveil anonymize` "
                                    "writes them to OUT/.faceveil/<name>.tracks.json).",
                        epilog="example:\n  faceveil detect photos/ --json boxes.json --threshold 0.3")
-    d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    d.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="images (jpg png webp bmp tif avif heic) and/or folders")
     d.add_argument("--json", metavar="FILE", help="write results here (default: standard output)")
     add_detection_args(d, videos=False)
     add_common_args(d)

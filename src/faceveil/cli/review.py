@@ -65,7 +65,7 @@ def register(sub) -> None:
     a.add_argument("--feather", type=float, help=f"soft edge, fraction of face size (default {_REGION['feather']})")
     a.add_argument("--seed", type=whole(), help=f"seed for random methods (default {_CONFIG.seed})")
     a.add_argument("--jpeg-quality", type=int,
-                   help=f"JPEG/WebP quality of rewritten files (default: the report's, else {_CONFIG.jpeg_quality})")
+                   help=f"JPEG/WebP/AVIF/HEIC quality of rewrites (default: the report's, else {_CONFIG.jpeg_quality})")
     a.add_argument("--keep-metadata", action="store_true", default=None,
                    help="keep the originals' metadata in rewritten files (default: the report's)")
     add_detection_args(r)
