@@ -102,6 +102,13 @@ def assert_only_the_primary(path, keep_metadata: bool = False) -> None:
             assert meta & set(im.info) == (meta if keep_metadata else set()), im.info.keys()
         data = path.read_bytes()
         assert (b"Exif" in data) == keep_metadata and (b"xmpmeta" in data) == keep_metadata
+        try:  # libheif lists an AVIF's items without decoding them: one image, no thumbnail or depth map
+            import pillow_heif
+        except ImportError:
+            return
+        f = pillow_heif.open_heif(path)
+        assert len(f) == 1 and f[0].info["thumbnails"] == [] and f[0].info["depth_images"] == [], f[0].info
+        assert not f[0].info.get("aux"), f[0].info
 
 
 @pytest.mark.slow

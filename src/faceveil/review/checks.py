@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..detections import box_iou
-from ..io.images import heif_write_args, opened, webp_is_lossless
+from ..io.images import modern_write_args, opened, webp_is_lossless
 
 # Apply keeps the output's pixel where it differs from the original (re-encoded as the output was)
 # by more than this, per channel: what the run changed stays changed. 0 for lossless outputs.
@@ -61,7 +61,7 @@ def reencoded_like(rgb: np.ndarray, encoded: Path, quality: int) -> np.ndarray:
         elif fmt == "WEBP" and not webp_is_lossless(encoded):
             kwargs = {"quality": quality}  # WebP keeps no tables: assume our own setting
         elif fmt in ("AVIF", "HEIF"):  # lossy, no tables kept: our own setting, as write_image encodes them
-            kwargs = {"quality": quality, **(heif_write_args(encoded) if fmt == "HEIF" else {})}
+            kwargs = modern_write_args(fmt, encoded, quality)
         else:
             fmt = None
     src = Image.fromarray(rgb)
