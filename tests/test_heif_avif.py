@@ -285,3 +285,22 @@ def test_dataset_mode_takes_heic_and_avif_and_verify_decodes_them(tmp_path, caps
     r = subprocess.run([sys.executable, "-m", "faceveil", "dataset", "verify", str(out)], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "verify ok: 4 files checked" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("ext", [".heic", ".avif"])
+def test_a_truncated_heic_or_avif_fails_in_one_line(ext, tmp_path, capsys):
+    """libheif's error ends in a newline, which the message showed as "...(points to file position 379)\\n)".
+    One clean line, exit 1, no output."""
+    if ext == ".heic":
+        heif()
+        images.heif_plugin(ext)
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, "HEIF" if ext == ".heic" else "AVIF", quality=90)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / f"cut{ext}").write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])
+    code, _, err = run(capsys, "anonymize", tmp_path / "in", "-o", tmp_path / "out", "-q")
+    lines = [x for x in err.splitlines() if "error:" in x]
+    assert code == 1 and len(lines) == 1 and f"cut{ext}: " in lines[0] and "Traceback" not in err, err
+    assert err.count("\n") == 2 and "\\n" not in err, err  # the error and the summary
+    assert not (tmp_path / "out" / f"cut{ext}").exists()

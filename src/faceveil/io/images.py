@@ -233,7 +233,8 @@ def _open(path: Path, data: bytes | None = None):
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: cannot decode image ({exc})") from None
+        # libheif's messages end in a newline: "...outside of file bounds (points to file position 3655)\n"
+        raise InputError(f"{path}: cannot decode image ({' '.join(str(exc).split())})") from None
     except Image.DecompressionBombWarning as exc:
         size = _size_text(exc)
         raise InputError(f"{path}: refused as a decompression bomb: {size} in a {len(data):,}-byte file (over "
