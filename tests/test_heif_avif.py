@@ -304,3 +304,27 @@ def test_a_truncated_heic_or_avif_fails_in_one_line(ext, tmp_path, capsys):
     assert code == 1 and len(lines) == 1 and f"cut{ext}: " in lines[0] and "Traceback" not in err, err
     assert err.count("\n") == 2 and "\\n" not in err, err  # the error and the summary
     assert not (tmp_path / "out" / f"cut{ext}").exists()
+
+
+def test_a_heic_named_jpg_is_read_by_its_content_and_an_avif_is_not_taken_for_one(tmp_path, capsys):
+    """A phone export named IMG_1.jpg that holds a HEIC: read by its ftyp brands (written as the JPEG its name says).
+    An AVIF whose brands are the container's (mif1) is not taken for a HEIC (which would need pillow-heif)."""
+    heif()
+    img = Image.fromarray(np.random.default_rng(4).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    images.heif_plugin("x.heic")
+    buf = io.BytesIO()
+    img.save(buf, "HEIF", quality=90)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "IMG_1.jpg").write_bytes(buf.getvalue())
+    code, _, err = run(capsys, "anonymize", tmp_path / "in", "-o", tmp_path / "out", "-q")
+    assert code == 0, err
+    with Image.open(tmp_path / "out" / "IMG_1.jpg") as im:
+        assert im.format == "JPEG" and im.size == (64, 48)
+    head = buf.getvalue()[:64]
+    assert images.is_heif(None, head) and images.is_heif("a.HEIC")
+    avif = io.BytesIO()
+    img.save(avif, "AVIF")
+    data = avif.getvalue()
+    size = int.from_bytes(data[:4], "big")
+    mif1 = data[:8] + b"mif1" + data[12:16] + data[16:size].replace(b"avif", b"mif1") + data[size:]
+    assert not images.is_heif(None, mif1) and not images.is_heif("a.avif", data)

@@ -30,8 +30,8 @@ _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".
 # the x265 encoder (GPL). Its Pillow plugin is registered the first time a HEIF file is read or written.
 HEIF_EXTENSIONS = {".heic", ".heif"}
 HEIF_INSTALL = "pip install 'faceveil[heif]'"
-# ftyp major brands of HEVC-coded HEIF files (mif1/msf1 are AVIF's too: Pillow's AVIF reader tries those first)
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+# ftyp brands of HEVC-coded HEIF files (the container brands mif1/msf1 are AVIF's too, so they say nothing)
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
 _HEIF_LOCK = threading.Lock()
 _HEIF_READY: list = []  # [pillow_heif] once its opener is registered
 # What the review page shows as a PNG (display_png): browsers show no HEIC, and ignore an AVIF's EXIF orientation,
@@ -44,10 +44,14 @@ def is_image_path(path: str | os.PathLike) -> bool:
 
 
 def is_heif(path: str | os.PathLike | None, data: bytes | None = None) -> bool:
-    """Whether a file is HEIC/HEIF: by its name, or by its bytes' ftyp brand (an .jpg that holds a HEIC)."""
+    """Whether a file is HEIC/HEIF: by its name, or by its bytes' ftyp box (a .jpg that holds a HEIC): its major
+    or a compatible brand an HEVC one."""
     if path is not None and Path(path).suffix.lower() in HEIF_EXTENSIONS:
         return True
-    return data is not None and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+    if data is None or data[4:8] != b"ftyp":
+        return False
+    end = min(int.from_bytes(data[:4], "big"), len(data), 256)
+    return data[8:12] in _HEIF_BRANDS or any(data[i:i + 4] in _HEIF_BRANDS for i in range(16, end - 3, 4))
 
 
 def avif_ready(path: str | os.PathLike) -> None:
@@ -277,12 +281,12 @@ def _heif_opener_for(src) -> None:
             return
         try:
             with open(src, "rb") as f:
-                head = f.read(12)
+                head = f.read(256)
         except OSError:
             return  # Pillow's own error follows
     else:
         pos = src.tell()
-        head = src.read(12)
+        head = src.read(256)
         src.seek(pos)
     if is_heif(None, head):
         heif_plugin(getattr(src, "name", "a HEIF image"))
