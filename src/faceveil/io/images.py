@@ -216,10 +216,10 @@ def _open(path: Path, data: bytes | None = None):
         if frames > 1 and img.format not in ("MPO", "HEIF"):
             refusal = f"animated/multi-page images are not supported ({frames} frames)"
         elif frames > 1 and (big := _mpo_photos(img)) > 1:
-            what = "an MPO" if img.format == "MPO" else "a HEIF"
-            which = "the first" if img.format == "MPO" else "the primary"
-            refusal = (f"{what} holding {big} full-size images (a stereo pair? a burst?) is not supported: only "
-                       f"{which} would be written; split them first")
+            what, which = ("an MPO", "the first") if img.format == "MPO" else ("a HEIF", "the primary")
+            guess = "a stereo pair?" if img.format == "MPO" else "a burst? a stereo pair?"
+            refusal = (f"{what} holding {big} full-size images ({guess}) is not supported: only {which} would be "
+                       "written; split them first")
         elif img.mode == "F" or img.mode.startswith("I;32") or (img.mode == "I" and img.format != "PNG") \
                 or _deep_colour(img):
             refusal = (f"{_depth_name(img)} images are not supported (the bit depth would be lost); convert to 8 bit "
