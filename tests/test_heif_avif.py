@@ -90,6 +90,7 @@ def assert_only_the_primary(path, keep_metadata: bool = False) -> None:
         info = f[0].info
         assert info["thumbnails"] == [] and info["depth_images"] == [] and not info.get("aux"), info
         assert bool(info.get("exif")) == keep_metadata and bool(info.get("xmp")) == keep_metadata
+        assert keep_metadata or info["metadata"] == [], info["metadata"]  # no other metadata item (IPTC, ...)
         assert ("icc_profile" in info) == keep_metadata
         if keep_metadata:
             ex = Image.Exif()
