@@ -192,6 +192,29 @@ def test_a_10_bit_heic_is_refused_as_a_16_bit_png_is(tmp_path):
         images.read_image(tmp_path / "d.heic")
 
 
+def test_a_10_bit_avif_is_refused_too(tmp_path, capsys):
+    """Pillow (libavif) hands a 10-bit AVIF over as 8-bit RGB: it was anonymized and written back as 8-bit without a
+    word. Refused as a 10-bit HEIC is (its av1C says the depth); an 8-bit AVIF is read."""
+    import av
+
+    if "libsvtav1" not in av.codecs_available or "avif" not in av.formats_available:
+        pytest.skip("this PyAV has no AV1 encoder or AVIF muxer to make a 10-bit AVIF with")
+    (tmp_path / "in").mkdir()
+    with av.open(str(tmp_path / "in" / "ten.avif"), "w", format="avif") as out:
+        s = out.add_stream("libsvtav1", rate=1)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p10le"
+        rgb = np.random.default_rng(5).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        for packet in [*s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p10le")),
+                       *s.encode()]:
+            out.mux(packet)
+    with Image.open(tmp_path / "in" / "ten.avif") as im:
+        assert im.format == "AVIF" and im.mode == "RGB"  # what Pillow makes of it
+    Image.fromarray(rgb).save(tmp_path / "in" / "eight.avif")
+    code, _, err = run(capsys, "anonymize", tmp_path / "in", "-o", tmp_path / "out", "-q")
+    assert code == 1 and "ten.avif: 10-bit AVIF images are not supported (the bit depth would be lost)" in err, err
+    assert not (tmp_path / "out" / "ten.avif").exists() and (tmp_path / "out" / "eight.avif").is_file()
+
+
 def test_without_pillow_heif_a_heic_fails_naming_the_file_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
     """Without the heif extra a .heic input is one failed file, its line saying what to install; on main a folder's
     .heic was skipped as "pictures in other formats" and the run exited 0."""

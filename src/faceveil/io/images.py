@@ -221,9 +221,9 @@ def _open(path: Path, data: bytes | None = None):
             refusal = (f"{what} holding {big} full-size images ({guess}) is not supported: only {which} would be "
                        "written; split them first")
         elif img.mode == "F" or img.mode.startswith("I;32") or (img.mode == "I" and img.format != "PNG") \
-                or _deep_colour(img):
-            refusal = (f"{_depth_name(img)} images are not supported (the bit depth would be lost); convert to 8 bit "
-                       "first")
+                or _deep_colour(img, data):
+            refusal = (f"{_depth_name(img, data)} images are not supported (the bit depth would be lost); convert to "
+                       "8 bit first")
         if refusal:
             img.close()
             raise InputError(f"{path}: {refusal}")
@@ -373,8 +373,10 @@ def _encoding(img, data: bytes) -> dict:
     return enc
 
 
-def _deep_colour(img) -> bool:
+def _deep_colour(img, data: bytes = b"") -> bool:
     """A colour image with more than 8 bits a channel: Pillow reads it as 8-bit RGB, so it cannot be written back."""
+    if img.format == "AVIF":  # libavif hands 10- and 12-bit AVIF over as 8-bit, grey ones too
+        return avif_bits(data) > 8
     if img.mode not in ("RGB", "RGBA", "CMYK", "LA", "P"):
         return False
     if img.format == "TIFF":
@@ -398,9 +400,37 @@ def _tiff_bits(img, default: int) -> int:
     return max(bits if isinstance(bits, tuple) else (bits,))
 
 
-def _depth_name(img) -> str:
+def avif_bits(data: bytes) -> int:
+    """The largest bit depth (8, 10, 12) that an AVIF file's AV1 configurations (its meta box's av1C properties,
+    one per coded image: the primary, its alpha, thumbnails) declare; 8 when there is none. Pillow does not say."""
+    pos, bits = 0, 8
+    while pos + 8 <= len(data):  # the file's top-level boxes: size, type
+        size, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        if size == 1:
+            size = int.from_bytes(data[pos + 8:pos + 16], "big")
+        elif size == 0:
+            size = len(data) - pos
+        if size < 8:
+            break
+        if kind == b"meta":
+            meta = data[pos:pos + size]
+            i = meta.find(b"av1C")
+            while 4 <= i and i + 7 <= len(meta):
+                # av1C: marker and version (0x81), profile and level, then tier, high_bitdepth, twelve_bit, ...
+                if meta[i + 4] == 0x81:
+                    flags = meta[i + 6]
+                    bits = max(bits, 12 if flags & 0x20 else 10 if flags & 0x40 else 8)
+                i = meta.find(b"av1C", i + 4)
+            return bits
+        pos += size
+    return bits
+
+
+def _depth_name(img, data: bytes = b"") -> str:
     if img.format == "HEIF" and img.mode in ("RGB", "RGBA", "L", "LA"):
         return f"{img.info.get('bit_depth')}-bit HEIF"
+    if img.format == "AVIF":
+        return f"{avif_bits(data)}-bit AVIF"
     if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "TIFF" and _tiff_bits(img, 32) == 16):
         return "signed 16-bit"  # the unsigned ones are read; a signed 16-bit TIFF was called 32-bit
     return {"F": "floating-point"}.get(img.mode, "32-bit" if img.mode.startswith("I") else "16-bit colour")
