@@ -502,14 +502,39 @@ def test_one_photo_to_a_name_with_another_extension_is_refused_not_made_a_folder
     assert code == 0 and (tmp_path / "run.2026-12-07" / "astro.jpg").is_file()
 
 
-def test_standard_input_and_output_are_refused_in_one_line(photos, tmp_path, capsys, monkeypatch):
-    """`-o -` made a folder named "-" holding the output and exited 0; `-` as an input said "no such file"."""
+def test_one_photo_through_a_pipe_gives_the_file_runs_bytes(photos, tmp_path):
+    """`cat a.jpg | faceveil anonymize - -o - > b.jpg` (ffmpeg's and ImageMagick's habit): "-" was "no such file",
+    and `-o -` made a folder named "-". Standard input and output now take one photo, in its own format, with the
+    same bytes as the file run; nothing reaches standard output when the photo fails."""
+    import subprocess
+
+    cli = [sys.executable, "-m", "faceveil", "anonymize"]
+    src = photos / "astro.jpg"
+    assert subprocess.run([*cli, src, "-o", tmp_path / "f.jpg", "-q"]).returncode == 0
+    want = (tmp_path / "f.jpg").read_bytes()
+    piped = subprocess.run([*cli, "-", "-o", "-"], input=src.read_bytes(), capture_output=True, cwd=tmp_path)
+    assert piped.returncode == 0 and piped.stdout == want, piped.stderr
+    assert b"1 of 1 files anonymized (1 face) -> standard output" in piped.stderr
+    out = subprocess.run([*cli, src, "-o", "-", "--report", tmp_path / "r.json"], capture_output=True)
+    assert out.returncode == 0 and out.stdout == want
+    assert json.loads((tmp_path / "r.json").read_text())["files"][0]["output"] == "standard output"
+    into = subprocess.run([*cli, "-", "-o", tmp_path / "p.png"], input=src.read_bytes(), capture_output=True)
+    assert into.returncode == 0 and Image.open(tmp_path / "p.png").format == "PNG"
+    bad = subprocess.run([*cli, "-", "-o", "-"], input=b"not a photo", capture_output=True)
+    assert bad.returncode == 1 and bad.stdout == b"" and b"error: standard input: " in bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jpg", "p.png", "photos", "r.json"]
+
+
+def test_standard_input_and_output_are_refused_in_one_line_where_they_cannot_be(photos, tmp_path, capsys,
+                                                                               monkeypatch):
+    """`-o -` made a folder named "-" holding the output and exited 0 (dataset anonymize, people build, ...)."""
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", "-", "-q")
-    assert code == 2 and "-o -: faceveil writes files, not standard output" in err
-    assert not (tmp_path / "-").exists()
     code, _, err = run(capsys, "anonymize", "-", "-o", tmp_path / "out", "-q")
-    assert code == 2 and "-: faceveil does not read photos or videos from standard input" in err
+    assert code == 2 and "standard input needs an image file name to write" in err
+    code, _, err = run(capsys, "anonymize", "-", photos / "astro.jpg", "-o", tmp_path / "out", "-q")
+    assert code == 2 and "standard input or output takes one photo" in err
+    code, _, err = run(capsys, "detect", "-")
+    assert code == 2 and "standard input is read by `faceveil anonymize - -o OUT` alone" in err
     assert not (tmp_path / "out").exists()
     for argv in (["dataset", "anonymize", "--format", "voc", "--images", photos, "--labels", photos, "-o", "-"],
                  ["people", "build", photos, "-o", "-"], ["eval", "leaks", "--images", photos, "--labels", photos,

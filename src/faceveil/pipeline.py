@@ -21,7 +21,8 @@ from .detect import get_detector
 from .detect.base import detection_view
 from .detections import Detections, box_iou, given_boxes, nms
 from .errors import FaceveilError, InputError, UsageError, check_bool
-from .io.images import GREY16_MODES, ImageFile, decoded_rgb, read_file, read_image, write_image
+from .io.atomic import write_bytes_atomic
+from .io.images import GREY16_MODES, ImageFile, decoded_rgb, encode_image, format_suffix, read_file, read_image
 from .registry import make_params
 
 
@@ -257,23 +258,45 @@ class Anonymizer:
         ``replace=False``: a ``dst`` that another writer made meanwhile is not replaced (the file fails)."""
 
         def work() -> ItemResult:
-            data = read_file(src)  # read once: the seed key is of the pixels anonymized
-            img = read_image(src, data=data)
-            found = self.detect(img.rgb)
-            dets, kept = self.split(img.rgb, found)
-            drawn = self.drawn_by_alpha(img, found)  # hidden whatever --keep-* says: nobody's face to compare
-            dets = Detections.merge([dets, drawn], dets.source) if len(drawn) else dets
-            sha = hashlib.sha256(data).hexdigest()
-            out = self.anonymize(img.rgb, dets, self.rng_for(key or sha))
-            # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
-            region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
-            write_image(dst, out, self.hide_in_alpha(img, dets), self.keep_metadata, self.jpeg_quality, region,
-                        replace)
-            return ItemResult(str(src), str(dst), "written", len(found) + len(drawn),
-                              detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]), kept=kept,
-                              input_sha256=sha)
+            result, encoded = self._encoded(src, read_file(src), dst, key)  # read once: the seed key is of its pixels
+            write_bytes_atomic(dst, encoded, replace)
+            return result
 
         return _guarded(src, work)
+
+    def encode_bytes(self, data: bytes, name: str | Path, target: str | Path | None = None,
+                     key: str | None = None) -> tuple[ItemResult, bytes | None]:
+        """``write_file`` for a photo's bytes (standard input, a buffer): the result, named ``name``, and the output
+        file's bytes (None when it failed), in the format of ``target``'s extension (default: the input's own
+        format). The same bytes ``write_file`` writes for the same input, key and target format."""
+        name = Path(name)
+        encoded: list[bytes] = []
+
+        def work() -> ItemResult:
+            result, out = self._encoded(name, data, target, key)
+            encoded.append(out)
+            return result
+
+        result = _guarded(name, work)
+        return result, (encoded[0] if encoded else None)
+
+    def _encoded(self, src: Path, data: bytes, dst: str | Path | None, key: str | None) -> tuple[ItemResult, bytes]:
+        """Detect and anonymize a photo's bytes, and encode the output for ``dst`` (None: the input's format)."""
+        img = read_image(src, data=data)
+        found = self.detect(img.rgb)
+        dets, kept = self.split(img.rgb, found)
+        drawn = self.drawn_by_alpha(img, found)  # hidden whatever --keep-* says: nobody's face to compare
+        dets = Detections.merge([dets, drawn], dets.source) if len(drawn) else dets
+        sha = hashlib.sha256(data).hexdigest()
+        out = self.anonymize(img.rgb, dets, self.rng_for(key or sha))
+        # A 16-bit source keeps its depth outside the faces; inside, the whole region is replaced.
+        region = self.compositor.mask(dets, out.shape) > 0 if img.deep is not None else None
+        target = Path(dst) if dst is not None else Path(src.stem + format_suffix(img.encoding.get("format")))
+        encoded = encode_image(target, out, self.hide_in_alpha(img, dets), self.keep_metadata, self.jpeg_quality,
+                               region)
+        return ItemResult(str(src), str(dst) if dst is not None else None, "written", len(found) + len(drawn),
+                          detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]), kept=kept,
+                          input_sha256=sha), encoded
 
     def detect_file(self, src: str | Path) -> ItemResult:
         src = Path(src)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             from ..io.images import max_pixels
 
             max_pixels()  # a bad FACEVEIL_MAX_PIXELS is bad usage, before any work
-            if getattr(args, "output", None) == "-":
+            if getattr(args, "output", None) == "-" and not getattr(args, "stdio", False):
                 # `-o -` made a file or folder named "-" (the pipe habit from ffmpeg, where "-" is standard output);
                 # --json -, --report -, --summary - are standard output
                 raise UsageError("-o -: faceveil writes files, not standard output; give a file or folder name "

@@ -15,7 +15,7 @@ from .people import add_keep_args, keep_policy
 from .common import (add_common_args, add_detection_args, add_region_args, anonymizer_config, batch_jobs,
                      check_backend, check_jpeg_quality, check_result_path, check_writable, note_int8_build, plan_inputs,
                      region_from_args, report_failures, strict_json, warn_unchecked_donors, warn_weak, done_verb,
-                     write_result_file, whole)
+                     write_result_file, whole, STDOUT)
 
 EPILOG_ANON = """\
 examples:
@@ -32,8 +32,9 @@ def register(sub) -> None:
     a = sub.add_parser("anonymize", help="hide faces in images, videos or folders", formatter_class=fmt,
                        epilog=EPILOG_ANON, description="Detect faces in images and videos and hide them.")
     a.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="images (jpg png webp bmp tif avif heic), videos, folders (recursive)")
-    a.add_argument("-o", "--output", metavar="OUT", help="output folder (created if missing), or for one input a file: x.jpg")
+                   help="images (jpg png webp bmp tif avif heic; - stdin), videos, folders")
+    a.add_argument("-o", "--output", metavar="OUT",
+                   help="output folder (made if missing); one input: a file (x.jpg), - stdout")
     a.add_argument("--method", "-m", default="blur", help="anonymization method (see `faceveil methods`); default blur")
     a.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", default=[],
                    help="a method parameter, repeatable, e.g. -p relative=0.5")
@@ -60,7 +61,7 @@ def register(sub) -> None:
     add_keep_args(a)
     add_common_args(a)
     add_video_args(a)
-    a.set_defaults(func=cmd_anonymize)
+    a.set_defaults(func=cmd_anonymize, stdio=True)  # "-" in and -o - out: one photo through a pipe
 
 
 def cmd_anonymize(args) -> int:
@@ -81,6 +82,8 @@ def cmd_anonymize(args) -> int:
     check_backend(args)
     keep = keep_policy(args, Anonymizer.from_config(cfg).detector if args.keep_people else None)
     cfg = dataclasses.replace(cfg, keep=keep)
+    if STDIO in map(str, args.inputs) or args.output == STDIO:
+        return _piped(args, cfg)
     jobs, skipped = plan_inputs(args.inputs, args.output, is_media_path, args.in_place)
     # A file named on the command line is planned whatever its name: one faceveil cannot write fails before any work
     # (it was detected first, then failed naming the output), and the batch goes on.
@@ -172,6 +175,86 @@ def cmd_anonymize(args) -> int:
     partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) or getattr(r, "decode_errors", 0)
                   for r in written)
     return 1 if n_failed or partial else 0
+
+
+STDIO = STDOUT  # an input "-" is standard input, -o - standard output (one photo, as in ffmpeg and ImageMagick)
+
+
+def _piped(args, cfg) -> int:
+    """One photo through a pipe: ``-`` in (standard input) and/or ``-o -`` out (standard output), in the input's
+    format unless -o names a file. Written only once the whole output is encoded (a failed photo writes nothing:
+    exit 1); the summary goes to standard error as for files."""
+    import os
+    from pathlib import Path
+
+    from ..io.atomic import write_bytes_atomic
+    from ..io.images import read_file
+    from ..io.inputs import check_existing, Job
+    from ..pipeline import Anonymizer
+
+    inputs = [str(p) for p in args.inputs]
+    if len(inputs) > 1:
+        raise UsageError("standard input or output takes one photo: give '-' or one file, alone")
+    if args.in_place:
+        raise UsageError("--in-place cannot be used with standard input or output")
+    src, out = inputs[0], args.output
+    if out is None:
+        raise UsageError("-: reading standard input needs -o FILE (e.g. -o blurred.jpg) or -o - (standard output)")
+    if src != STDIO and is_video_path(src):
+        raise UsageError(f"{src}: a video cannot go to standard output (its container needs a file): give -o FILE")
+    if src != STDIO and not os.path.isfile(src):
+        raise UsageError(f"{src}: no such file")
+    if out == STDIO and args.report == STDIO:
+        raise UsageError("--report - and -o - both want standard output: give the report a file name")
+    if out == STDIO and sys.stdout.isatty():
+        raise UsageError("-o -: standard output is a terminal; redirect it (> blurred.jpg) or pipe it")
+    if out != STDIO:
+        if os.path.isdir(out) or out.endswith(("/", os.sep)) or not is_image_path(out):
+            raise UsageError(f"{one_line(out)}: standard input needs an image file name to write (e.g. -o "
+                             "blurred.jpg), not a folder" if src == STDIO else
+                             f"{one_line(out)}: not an image file name (e.g. -o blurred.jpg)")
+        todo, _ = check_existing([Job(Path(src), Path(out), src)], "overwrite" if args.overwrite else "refuse")
+        if not todo:  # --skip-existing: the output stays as it is
+            print(f"faceveil: 0 of 1 files anonymized -> {one_line(out)}; 1 existing outputs left as they were",
+                  file=sys.stderr)
+            return 0
+    if args.report:
+        check_result_path(args.report, "the report", [] if src == STDIO else [src], [] if out == STDIO else [out],
+                          overwrite=args.overwrite)
+    anon = Anonymizer.from_config(cfg)
+    warn_unchecked_donors(anon.method)
+    warn_weak(cfg.method, anon.method.params)
+    name = "standard input" if src == STDIO else src
+    try:
+        data = sys.stdin.buffer.read() if src == STDIO else read_file(Path(src))
+    except FaceveilError as exc:
+        result, encoded = None, None
+        error = str(exc)
+    else:
+        result, encoded = anon.encode_bytes(data, name, None if out == STDIO else out)
+        error = result.error
+    if encoded is not None:
+        if out == STDIO:
+            sys.stdout.buffer.write(encoded)
+            sys.stdout.flush()
+        else:
+            write_bytes_atomic(out, encoded, replace=args.overwrite)
+        result.output = "standard output" if out == STDIO else out
+    else:
+        print(f"faceveil: error: {one_line(error)}", file=sys.stderr)
+    if args.report:
+        files = [result.to_json()] if result is not None else [{"input": name, "status": "failed", "error": error}]
+        report = {"faceveil": __version__, **anon.describe(), "jpeg_quality": cfg.jpeg_quality,
+                  "keep_metadata": cfg.keep_metadata, "files": files, "skipped": [], "existing": [],
+                  "summary": {"written": int(encoded is not None), "failed": int(encoded is None), "skipped": 0,
+                              "faces": result.faces if encoded is not None else 0, "kept": 0}}
+        write_result_file(args.report, strict_json(report), "the report")
+    where = "standard output" if out == STDIO else one_line(out)
+    if encoded is None:
+        print(f"faceveil: 0 of 1 files {done_verb(anon.method)} -> {where}; 1 failed (not written)", file=sys.stderr)
+        return 1
+    print(f"faceveil: 1 of 1 files {done_verb(anon.method)} ({_faces_text([result])}) -> {where}", file=sys.stderr)
+    return 0
 
 
 def unwritten(job):

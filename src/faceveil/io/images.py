@@ -39,6 +39,17 @@ _HEIF_READY: list = []  # [pillow_heif] once its opener is registered
 NOT_FOR_BROWSERS = {".avif", ".heic", ".heif"}
 
 
+def format_suffix(fmt: str | None) -> str:
+    """The extension faceveil writes a Pillow format under (an MPO, a phone's JPEG: .jpg); InputError for one it does
+    not write (an image read from standard input: its output's format is its own)."""
+    if fmt == "MPO":
+        return ".jpg"
+    for suffix in (".jpg", ".png", ".webp", ".bmp", ".tif", ".avif", ".heic"):
+        if _FORMATS[suffix] == fmt:
+            return suffix
+    raise InputError(f"faceveil does not write {fmt or 'this'} images")
+
+
 def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
@@ -641,7 +652,21 @@ def write_image(
     region: np.ndarray | None = None,
     replace: bool = True,
 ) -> None:
-    """Write atomically in the format of the target's extension, in the source's colour mode.
+    """Write atomically in the format of the target's extension, in the source's colour mode (``encode_image``)."""
+    # Encoded in memory, then written and size-checked: on a nearly full disk Pillow's JPEG encoder
+    # returned without raising and left a truncated file that was reported (and hashed) as written.
+    write_bytes_atomic(target, encode_image(target, rgb, source, keep_metadata, jpeg_quality, region), replace)
+
+
+def encode_image(
+    target: str | os.PathLike,
+    rgb: np.ndarray,
+    source: ImageFile | None = None,
+    keep_metadata: bool = False,
+    jpeg_quality: int = 95,
+    region: np.ndarray | None = None,
+) -> bytes:
+    """The file's bytes in the format of the target's extension, in the source's colour mode.
 
     Metadata (EXIF, GPS, XMP, ICC, comments) is dropped unless ``keep_metadata``.
     A 16-bit grey source written as PNG or TIFF stays 16-bit: pixels in ``region`` (HxW bool,
@@ -696,8 +721,6 @@ def write_image(
             kwargs["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
         if source.info.get("comment") and fmt == "JPEG":
             kwargs["comment"] = source.info["comment"]
-    # Encoded in memory, then written and size-checked: on a nearly full disk Pillow's JPEG encoder
-    # returned without raising and left a truncated file that was reported (and hashed) as written.
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kwargs)
-    write_bytes_atomic(target, buf.getvalue(), replace)
+    return buf.getvalue()

@@ -113,8 +113,8 @@ def plan_jobs(
         src = Path(raw)
         kind = _kind(src)
         if kind is None and str(raw) == "-":
-            raise UsageError("-: faceveil does not read photos or videos from standard input; save it to a file and "
-                             "name that")
+            raise UsageError("-: standard input is read by `faceveil anonymize - -o OUT` alone (one photo); save it "
+                             "to a file and name that")
         if kind is None:
             raise UsageError(f"{src}: no such file or folder")
         if kind == "unreadable":
