@@ -178,6 +178,48 @@ def test_every_audio_stream_is_copied_and_a_container_that_cannot_hold_one_says_
     assert not (tmp_path / "o" / "x.mov").exists()
 
 
+def test_audio_a_container_refuses_only_in_its_trailer_fails_before_any_frame(tmp_path, capsys, monkeypatch):
+    """Stereo PCM from a Matroska file (the marathon clip's audio; its layout reads as "2 channels") passes an MP4
+    header and is refused by its trailer: `anonymize clip.mkv -o out.mp4` encoded the whole video (40 s) and then
+    failed with "ArgumentError: Invalid argument: '.../.out.mp4.faceveil.<pid>.<random>.tmp.mp4' returned 22"."""
+    from faceveil.cli import main
+    from faceveil.io import video as io_video
+
+    src = tmp_path / "pcm.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream("pcm_s16le", rate=8000)
+        a.layout = "stereo"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 1600), np.int16), format="s16", layout="stereo")
+        af.sample_rate, af.pts = 8000, 0
+        for p in list(a.encode(af)) + list(a.encode(None)):
+            c.mux(p)
+    written = []
+    real_write = io_video.VideoWriter.write
+
+    def write(self, *args, **kwargs):
+        written.append(1)
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(io_video.VideoWriter, "write", write)
+    capsys.readouterr()
+    out = tmp_path / "o" / "x.mp4"
+    assert main(["anonymize", str(src), "-o", str(out), "-q", "--detect", "fast"]) == 1
+    err = capsys.readouterr().err
+    assert ".mp4 cannot hold these streams" in err and "pcm_s16le" in err and "--no-audio" in err, err
+    assert ".tmp" not in err and not written, err  # said before any frame was encoded
+    assert not out.exists() and not list(out.parent.glob(".*tmp*"))
+    assert main(["anonymize", str(src), "-o", str(tmp_path / "o" / "x.mkv"), "-q", "--detect", "fast"]) == 0
+
+
 def test_a_second_video_stream_is_named_as_left_out(clip, tmp_path, capsys):
     """A second video stream (another camera, 25 frames of a face) was dropped with exit 0 and no word (an audit)."""
     import json

@@ -800,6 +800,8 @@ class VideoWriter:
                                  "not copied")
         try:  # the container's header now: a stream it cannot hold fails here with its name, not at the first frame
             self._out.start_encoding()
+            if copied:
+                self._trial_copy(copied)
         except (av.FFmpegError, ValueError) as exc:
             kinds = ", ".join(f"{st.type} {st.codec_context.name}" for st in [self._vstream] + copied)
             raise InputError(f"{info.path}: {self.target.suffix} cannot hold these streams ({kinds}: {_short(exc)}); "
@@ -810,6 +812,37 @@ class VideoWriter:
         elif self._audio_in is not None:
             self._audio_in.close()
             self._audio_in = None
+
+    def _trial_copy(self, copied: list) -> None:
+        """Mux the first packet of each copied stream into a container of the output's format in memory, and close
+        it. A muxer may take a stream in its header and refuse it only in its trailer, after the whole video was
+        encoded: stereo PCM from a Matroska source (its layout read as "2 channels") into .mp4 ended a 40 s
+        encode with "Invalid argument: '.../.x.mp4.faceveil.<pid>.<random>.tmp.mp4' returned 22" (an audit)."""
+        import io
+
+        import av
+
+        with av.open(self.info.opened or str(self.info.path), "r") as src:
+            trial = av.open(io.BytesIO(), "w", format=self._out.format.name, options={"fflags": "+bitexact"})
+            try:
+                streams = {s.index: trial.add_stream_from_template(src.streams[s.index]) for s in copied}
+                trial.start_encoding()
+                todo = set(streams)
+                for n, packet in enumerate(src.demux(*(src.streams[i] for i in streams))):
+                    index = packet.stream.index
+                    if index in todo and packet.dts is not None and packet.size:
+                        todo.discard(index)
+                        packet.stream = streams[index]
+                        trial.mux(packet)
+                    if not todo or n >= 256:  # a subtitle stream's first packet may come late: not waited for
+                        break
+                trial.close()
+            except BaseException:
+                try:
+                    trial.close()
+                except Exception:
+                    pass
+                raise
 
     # audio remux ----------------------------------------------------------------
     def _pull_audio(self) -> None:
