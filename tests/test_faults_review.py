@@ -290,6 +290,22 @@ def test_originals_not_part_of_the_run_are_not_served(env, astronaut):
         assert not (out / "private.jpg").exists()
 
 
+def test_a_file_the_report_does_not_name_is_no_failed_item(env, astronaut):
+    """`anonymize photos/a.jpg -o out/ --report r.json`, then `review out --originals photos --from-report r.json`:
+    every other file of the folder was listed as failed ("no output: the file failed or was skipped (its original is
+    not shown: no report of the run names it)"), ranked above the run's outputs, though the report names every file
+    the run was given and --help says only the run's files are shown (an audit: 3 of 4 clips listed as failed)."""
+    src, out, report = env
+    Image.fromarray(astronaut[::2, ::2].copy()).save(src / "private.jpg")  # in IN, never given to the run
+    rs, client = _review(out, src, "--from-report", str(report), *FAST)
+    items = client.get("/api/items", headers=HDR).get_json()
+    assert sorted(i["path"] for i in items["items"]) == ["m1.jpg", "m2.jpg"]
+    assert not any(f["kind"] == "failed" for i in items["items"] for f in i["flags"])
+    rs, client = _review(out, src, *FAST)  # no report: a file of IN with no output may be one that failed
+    items = client.get("/api/items", headers=HDR).get_json()["items"]
+    assert [f["kind"] for i in items if i["path"] == "private.jpg" for f in i["flags"]][:1] == ["failed"]
+
+
 def test_a_failed_file_in_the_report_is_served(tmp_path, astronaut):
     src = tmp_path / "in"
     src.mkdir()

@@ -1,8 +1,9 @@
 """The review set: output/original pairs checked against detections on the original, cached, served.
 
 - Items are image files found under OUT, plus originals under IN with no output
-  (a failed file). An output pairs with the input the run's report names for it, else OUT/rel with IN/rel,
-  the tree ``faceveil anonymize IN -o OUT`` writes (pairs.py); a pair nothing proves is refused (_pair_problem).
+  (a failed file; with the run's report, only those it names). An output pairs with the input the run's
+  report names for it, else OUT/rel with IN/rel, the tree ``faceveil anonymize IN -o OUT`` writes
+  (pairs.py); a pair nothing proves is refused (_pair_problem).
 - The check: detections on the ORIGINAL (main detector run once at a lowered
   threshold, then split; an independent second detector) tested against the
   OUTPUT's pixels (checks.py): a face whose pixels the output left unchanged is a leak.
@@ -214,6 +215,9 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
             out, orig = outs.get(rel), ins.get(pairs.get(rel, rel))
             if out is None and self.named is not None and rel not in self.named:
                 continue  # an image of the dataset folder its labels do not name: the run never writes it
+            if out is None and pairs and rel not in self.run.inputs:
+                # the report of the run that wrote OUT's files names every file it was given (failed ones too)
+                continue
             # A link leading out of its root would let the page serve (or Apply overwrite) a foreign file.
             if (out is not None and not inside(out.resolve(), self.out_root)) or (
                     orig is not None and not inside(orig.resolve(), self.in_root)):
