@@ -306,6 +306,22 @@ def test_a_file_the_report_does_not_name_is_no_failed_item(env, astronaut):
     assert [f["kind"] for i in items if i["path"] == "private.jpg" for f in i["flags"]][:1] == ["failed"]
 
 
+def test_the_report_of_another_run_is_refused(env, tmp_path):
+    """`review OUT --from-report r.json` with the report of a run that wrote elsewhere (another folder, another clip)
+    was taken without a word: the page listed OUT's files and Apply redrew them with that run's method, detector and
+    regions (an audit: a video run's report, its video preset, over 80 photos)."""
+    from faceveil.errors import UsageError
+
+    src, out, report = env
+    other = tmp_path / "other.json"
+    assert main(["anonymize", str(src / "m1.jpg"), "-o", str(tmp_path / "elsewhere" / "clip.jpg"), "-q", *FAST,
+                 "-m", "pixelate", "--report", str(other)]) == 0
+    with pytest.raises(UsageError, match="none of the 1 files it says were written is in"):
+        _review(out, src, "--from-report", str(other), *FAST)
+    rs, _ = _review(out, src, "--from-report", str(report), *FAST)  # its own report: taken
+    assert sorted(rs.items) == ["m1.jpg", "m2.jpg"]
+
+
 def test_a_failed_file_in_the_report_is_served(tmp_path, astronaut):
     src = tmp_path / "in"
     src.mkdir()

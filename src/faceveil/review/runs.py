@@ -109,9 +109,11 @@ def _locate_targets(rec: RunRecord, unread: dict[str, str], naming: set[tuple[st
 def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.PathLike,
                     in_root: str | os.PathLike) -> RunRecord:
     """The per-file part of an `anonymize --report` document, keyed by paths under OUT and IN."""
+    shown = out_root
     out_root, in_root = Path(out_root).resolve(), Path(in_root).resolve()
     bases = [Path.cwd(), Path(report).resolve().parent]
     rec = RunRecord(str(report))
+    written = placed = 0  # outputs the report says were written; those of them found under OUT
     naming: set[tuple[str, ...]] = set()  # how the written outputs' paths name OUT (one -o: one way)
     unread: dict[str, str] = {}  # targets not found under OUT as they are, by input
     files = doc.get("files")
@@ -128,6 +130,9 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
             (rec.failed if src is not None else rec.failed_elsewhere)[src or f["input"]] = why
         dst = f.get("output") if f.get("status") == "written" else f.get("target")
         found = _rel_under(dst, out_root, bases, str) if isinstance(dst, str) else None  # to write: not a page name
+        if f.get("status") == "written" and isinstance(dst, str):
+            written += 1
+            placed += found is not None
         if src is not None and isinstance(dst, str):
             rec.targets[src] = found
             if found is None and f.get("status") != "written":
@@ -149,6 +154,9 @@ def load_run_record(doc: dict, report: str | os.PathLike, out_root: str | os.Pat
                 if isinstance(kept, list):
                     rec.kept[rel] = [k for k in kept if isinstance(k, dict) and isinstance(k.get("box"), list)
                                      and len(k["box"]) == 4]
+    if written and not placed and out_root.is_dir():  # another run's: Apply would redraw with its method and regions
+        raise UsageError(f"{report}: none of the {written} files it says were written is in {shown} (the report of "
+                         "another run?); give the report of the run that wrote them, or no --from-report")
     _locate_targets(rec, unread, naming)
     return rec
 
