@@ -6,6 +6,7 @@ import pytest
 from faceveil.anonymize import Compositor, RegionParams, get_method
 from faceveil.anonymize.bank import TEMPLATE, load_bank
 from faceveil.detections import Detections
+from faceveil.errors import UsageError
 
 pytest.importorskip("dlib")
 from faceveil.anonymize.identity import MATCH, Synthesizer, descriptor  # noqa: E402
@@ -156,6 +157,8 @@ def test_bank_build_cli_and_a_donor_bank_in_replace(tmp_path, astronaut, face):
     syn = Synthesizer(bank, k=3, reject=False)
     ident = syn.identity(7)
     assert len(set(ident.donors)) == 3
+    with pytest.raises(UsageError, match=r"holds 4 people; k=5 needs at least 5: give -p k=4"):
+        Synthesizer(bank, k=5)  # the default k: the error said so, not what to give
     out, _ = run(astronaut, face, bank=str(tmp_path / "b.npz"), k=3, reject=False)
     assert (out != astronaut).any()
     assert main(["bank", "build", str(tmp_path / "in"), "-o", str(tmp_path / "d.npz"), "-q", "--k", "2"]) == 2

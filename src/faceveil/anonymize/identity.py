@@ -280,7 +280,11 @@ class Synthesizer:
         else:
             self.people = bank.people()
             if len(self.people) < k:
-                raise UsageError(f"the bank holds {len(self.people)} people; k={k} needs at least {k}")
+                n = len(self.people)
+                # the way out named (an audit: a 3-person bank failed with "k=5 needs at least 5" and no hint)
+                fix = f"give -p k={n} (each face then averages all {n})" if n >= 3 else \
+                    "a bank needs at least 3 people (faceveil bank build)"
+                raise UsageError(f"the bank holds {n} people; k={k} needs at least {k}: {fix}")
             self._by_person = {p: np.flatnonzero(bank.identity == p) for p in self.people}
             self._desc: dict[int, np.ndarray] = {}
         self._cache: dict[int, Synthesized] = {}
