@@ -390,14 +390,14 @@ def test_apply_of_a_failed_input_writes_where_the_run_would_have(tmp_path, astro
     (src / "a").mkdir(parents=True)
     Image.fromarray(astronaut).save(src / "a" / "y.png")
     Image.fromarray(astronaut[:, ::-1].copy()).save(src / "z.png")
-    write_image = pipeline.write_image
+    write_bytes_atomic = pipeline.write_bytes_atomic
 
     def full_disk(dst, *a, **k):  # the write of y.png fails for real, as on a full disk
         if Path(dst).name == "y.png":
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
-        return write_image(dst, *a, **k)
+        return write_bytes_atomic(dst, *a, **k)
 
-    monkeypatch.setattr(pipeline, "write_image", full_disk)
+    monkeypatch.setattr(pipeline, "write_bytes_atomic", full_disk)
     assert main(["anonymize", str(src / "a" / "y.png"), str(src / "z.png"), "-o", str(out), "-q", *FAST,
                  "--report", str(report)]) == 1
     monkeypatch.undo()

@@ -50,8 +50,8 @@ def add_detection_args(p: argparse.ArgumentParser, videos: bool = True) -> None:
     d = default_settings()["detector_params"]
     still = "/".join(k for k in PRESETS if k != VIDEO_PRESET)
     g.add_argument("--detect", choices=list(PRESETS), metavar="PRESET",
-                   help=f"{still}: slower, safer (default {DEFAULT_PRESET}"
-                        f"{f'; videos: {VIDEO_PRESET}' if videos else ''})")
+                   help=f"{still}: slower, safer (default {DEFAULT_PRESET}; videos: {VIDEO_PRESET})" if videos else
+                   f"{still}: slower, safer; or {VIDEO_PRESET} (default {DEFAULT_PRESET})")
     g.add_argument("--detector", "-d", metavar="NAME",
                    help="a detector (`faceveil detectors`) with its own defaults, not a preset")
     small = f", {d['small_threshold']} up to {d['small_px']:g} px" if d.get("small_threshold") != d["threshold"] else ""
