@@ -213,7 +213,11 @@ def _piped(args, cfg) -> int:
             raise UsageError(f"{one_line(out)}: standard input needs an image file name to write (e.g. -o "
                              "blurred.jpg), not a folder" if src == STDIO else
                              f"{one_line(out)}: not an image file name (e.g. -o blurred.jpg)")
-        todo, _ = check_existing([Job(Path(src), Path(out), src)], "overwrite" if args.overwrite else "refuse")
+        from ..io.atomic import remove_stale_temporaries
+
+        remove_stale_temporaries({Path(out).parent})  # a killed run's temporary file beside it
+        todo, _ = check_existing([Job(Path(src), Path(out), src)],
+                                 "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
         if not todo:  # --skip-existing: the output stays as it is
             print(f"faceveil: 0 of 1 files anonymized -> {one_line(out)}; 1 existing outputs left as they were",
                   file=sys.stderr)
