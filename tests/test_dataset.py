@@ -394,6 +394,33 @@ def test_face_classes_no_box_has_are_refused_and_yolo_ids_name_classes(tmp_path,
     assert np.abs(after[y + 2:y + h - 2, x + 2:x + w - 2].astype(int) - 128).max() <= 16  # its labelled face hidden
 
 
+def test_yolo_class_names_from_the_datasets_yaml(tmp_path, capsys):
+    """Ultralytics' layout names the classes in data.yaml and has no classes.txt: a run saw ids only ("0"), so
+    `--face-classes with_mask` was refused and the default boxes asked instead of taking the labelled faces."""
+    from test_datasets_io import facemask_subset
+
+    root, voc = facemask_subset(tmp_path, n=3)
+    labels = tmp_path / "fm" / "labels"
+    write_yolo(voc, labels)
+    names = (labels / "classes.txt").read_text().split()
+    (labels / "classes.txt").unlink()
+    (tmp_path / "fm" / "data.yaml").write_text("path: .\ntrain: images\nnames:\n" +
+                                               "".join(f"  {i}: {n}\n" for i, n in enumerate(names)))
+    base = ["dataset", "anonymize", "--format", "yolo", "--images", str(root), "--labels", str(labels), "-m",
+            "blackout", "-p", f"color={GREY}", "-q"]
+    assert main(base + ["-o", str(tmp_path / "o1")]) == 0, capsys.readouterr().err  # mask classes: faces, union
+    assert main(base + ["-o", str(tmp_path / "o2"), "--face-classes", names[0], "--boxes", "gt"]) == 0
+    for im in voc.images[:1]:
+        x, y, w, h = im.xywh[0].astype(int)
+        for out in ("o1", "o2"):
+            after = rgb(tmp_path / out / "images" / im.path)
+            assert np.abs(after[y + 2:y + h - 2, x + 2:x + w - 2].astype(int) - 128).max() <= 16
+    assert not (tmp_path / "o1" / "labels" / "classes.txt").exists() and verify(tmp_path / "o1").ok
+    (tmp_path / "fm" / "data.yaml").write_text("names: face\n")
+    assert main(base + ["-o", str(tmp_path / "o3")]) == 1  # as any label file that cannot be read
+    assert "data.yaml: 'names' is neither a list nor a map" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_ray_backend_equals_local(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'faceveil[ray]')")

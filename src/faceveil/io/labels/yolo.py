@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ...errors import InputError
+from ...errors import InputError, one_line
 from ..atomic import write_bytes_atomic
 from ..images import is_image_path, stored_size
 from .core import ImageLabels, LabelError, LabelSet, check_box, inside_labels, read_text, visible_files
@@ -51,6 +51,8 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
     if names_file.is_file():
         inside_labels(names_file, labels_dir)
         names = [ln.strip() for ln in read_text(names_file).splitlines() if ln.strip()]
+    else:
+        names = _yaml_names(labels_dir)
     by_stem: dict[str, Path] = {}
     others: dict[str, Path] = {}  # files of other types: what a label file without an image may be about
     for p in visible_files(images_root):
@@ -105,6 +107,37 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
             info["normalised"] = True
         images.append(ImageLabels(rel, np.array(boxes).reshape(-1, 4), classes, extra, size, 0, info))
     return LabelSet("yolo", images, labels_dir, {"names": names})
+
+
+# Ultralytics' layout names the classes in the dataset's YAML (`names: [face]` or `names: {0: face}`), beside the
+# labels and images folders or in the labels folder, and writes no classes.txt: the ids were all a run saw ("0"),
+# so `--face-classes face` was refused and a face dataset's default boxes asked instead of taking the labels.
+YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
+
+
+def _yaml_names(labels_dir: Path) -> list[str] | None:
+    """Class names from the first of YAML_NAMES in the labels folder, its parent (the dataset's root) or, for
+    labels/train, the one above; None where none is."""
+    up = [labels_dir.parent.parent] if labels_dir.parent.name.lower() == "labels" else []  # labels/train
+    for folder in (labels_dir, labels_dir.parent, *up):
+        for name in YAML_NAMES:
+            path = folder / name
+            if not path.is_file():
+                continue
+            import yaml  # PyYAML: read only for such a file
+
+            try:
+                doc = yaml.safe_load(read_text(path))
+            except yaml.YAMLError as exc:
+                raise LabelError(f"{path}: not YAML ({one_line(exc)})") from None
+            raw = doc.get("names") if isinstance(doc, dict) else None
+            if isinstance(raw, dict) and raw and all(isinstance(k, int) and k >= 0 for k in raw):
+                return [str(raw.get(i, i)) for i in range(max(raw) + 1)]
+            if isinstance(raw, list) and raw:
+                return [str(n) for n in raw]
+            if raw is not None:
+                raise LabelError(f"{path}: 'names' is neither a list nor a map of class ids to names")
+    return None
 
 
 def write_yolo(labels: LabelSet, labels_dir: str | os.PathLike) -> None:
