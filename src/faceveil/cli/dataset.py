@@ -54,7 +54,7 @@ def register(sub) -> None:
     a.add_argument("--min-size", type=at_least(0), default=0.0, metavar="N",
                    help="leave (and count) faces under N px on their shorter side (default 0)")
     a.add_argument("--face-classes", metavar="NAMES",
-                   help="comma-separated label classes that are faces (default: every class)")
+                   help="face classes, a,b (default: all if named face/mask, else it asks)")
     add_region_args(a)
 
     add_detection_args(a, videos=False)
