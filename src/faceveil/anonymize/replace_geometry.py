@@ -313,13 +313,14 @@ def step_bound(g: "Geometry") -> float:
     return longest * g.small_size[0] / (wx2 - wx1) / g.scale * 1.001 + 1e-3
 
 
-def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "Geometry") -> np.ndarray:
+def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "Geometry",
+               inplace: bool = False) -> np.ndarray:
     """The harmonized face at frame resolution (``up``, upsampled from the work window) plus the detail
     it lost: the bank face sampled straight at frame resolution, minus the same face through the work
     window (``raw_small``, upsampled the same way). Only inside the donors' face (``donor_alpha``):
     outside it the band continues the face's edge and has no detail of its own.
     Without it a 200 px face showed a 128 px bank face seen through a 96 px window (sharpness 0.03
-    of the photo's before grain)."""
+    of the photo's before grain). ``inplace``: ``up`` is the caller's scratch, written into."""
     full = g.coords_full()
     h, w = full[0].shape
     # the bank face at about the resolution it is shown at (no aliasing from a larger one): its own size wherever
@@ -356,7 +357,7 @@ def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "G
     detail *= g.scale**2
     detail += up[box]
     detail += 0.5
-    out = up.copy()
+    out = up if inplace else up.copy()
     out[box] = np.clip(detail, 0, 255, out=detail).astype(np.uint8)
     return out
 

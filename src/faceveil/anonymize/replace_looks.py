@@ -63,12 +63,19 @@ def weighted_add(comp: np.ndarray, delta, weight: np.ndarray, inplace: bool = Fa
     return out
 
 
-def grey_of(comp: np.ndarray) -> np.ndarray:
-    """The grey (float32) of a float RGB image rounded to uint8 (its + 0.5, clipped, truncated): one temporary less
-    than written out."""
+def grey_u8(comp: np.ndarray) -> np.ndarray:
+    """The grey (uint8) of an RGB image: of a float one rounded to uint8 (its + 0.5, clipped, truncated), one
+    temporary less than written out."""
+    if comp.dtype == np.uint8:
+        return cv2.cvtColor(comp, cv2.COLOR_RGB2GRAY)
     rounded = comp + 0.5
     np.clip(rounded, 0, 255, out=rounded)
-    return cv2.cvtColor(rounded.astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.cvtColor(rounded.astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def grey_of(comp: np.ndarray) -> np.ndarray:
+    """``grey_u8`` as float32."""
+    return grey_u8(comp).astype(np.float32)
 
 
 def fast_blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -181,16 +188,23 @@ def skin_pixels(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarr
     ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
     y, cr, cb = ycc[..., 0], ycc[..., 1].astype(np.int16), ycc[..., 2].astype(np.int16)
     cand = where & (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 135) & (y >= 25) & (y <= 250)
+    # The Lab rules below are worked out over the pixels still in question alone (per pixel: the same values there;
+    # the ring is ~15 % of a large face's work window)
+    at = np.nonzero(cand)
+    px = lab[at]
     # skin's hue in Lab lies between ~20 and ~70 degrees with some chroma: blond hair is yellower, grey and
     # pinkish-grey walls greyer (measured on deepface-unit: faces' cheeks have chroma 12-35)
-    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
-    cand &= (hue >= 15) & (hue <= 68) & (np.hypot(lab[..., 1], lab[..., 2]) >= 10)
-    cand &= lab[..., 0] >= 22  # darker is hair or shadow (the darkest skin in deepface-unit and facemask: L* ~30)
-    if cand.sum() < 12:
+    hue = np.degrees(np.arctan2(px[:, 2], px[:, 1]))
+    ok = (hue >= 15) & (hue <= 68) & (np.hypot(px[:, 1], px[:, 2]) >= 10)
+    ok &= px[:, 0] >= 22  # darker is hair or shadow (the darkest skin in deepface-unit and facemask: L* ~30)
+    cand[at] = ok
+    if ok.sum() < 12:
         return cand
-    med = np.median(lab[cand], axis=0)
-    d = np.linalg.norm((lab - med) * [1.0, 2.0, 2.0], axis=-1)  # chroma counts more than light
-    out = cand & (d <= 30)
+    px = px[ok]
+    med = np.median(px, axis=0)
+    d = np.linalg.norm((px - med) * [1.0, 2.0, 2.0], axis=-1)  # chroma counts more than light
+    out = np.zeros_like(cand)
+    out[tuple(i[ok] for i in at)] = d <= 30
     # what was found is no one's skin when its median colour is more saturated, or redder at its saturation, than
     # faces' skin is (SKIN_MAX_CHROMA, SKIN_RED): red or orange clothes, umbrellas and pink coats passed the rule,
     # and the new face took their colour; then none is found (the face keeps its own tone, as with no skin in view)
@@ -293,11 +307,13 @@ FOCUS_PCT = 10  # the ring's sharper edges (this percentile of their widths) tel
 FOCUS_S0 = 1.0  # the re-blur of the edge-width estimate (px)
 
 
-def edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
+def edge_sigmas(gray: np.ndarray, where: np.ndarray, u8: np.ndarray | None = None) -> np.ndarray:
     """The blur (Gaussian sigma, px) of each Canny edge pixel of ``gray`` inside ``where``: the gradient ratio r
     before and after a re-blur of FOCUS_S0 gives s0 / sqrt(r^2 - 1) (Zhuo and Sim, 2011). Written here: OpenCV and
-    scikit-image have no defocus estimate of this kind."""
-    edges = (cv2.Canny(np.clip(gray + 0.5, 0, 255).astype(np.uint8), 50, 120) > 0) & where
+    scikit-image have no defocus estimate of this kind. ``u8``: ``gray`` rounded to uint8 where the caller has it
+    (a grey read from uint8 pixels is that grey itself)."""
+    u8 = np.clip(gray + 0.5, 0, 255).astype(np.uint8) if u8 is None else u8
+    edges = (cv2.Canny(u8, 50, 120) > 0) & where
     gray, edges = around(gray, edges, 8)  # the Sobels, the re-blur and its Sobels reach 1 + 4 + 1 px
 
     def grad(a):  # the gradient's magnitude at the edge pixels alone: hypot per pixel, the same values
@@ -309,34 +325,42 @@ def edge_sigmas(gray: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 
 def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray, inplace: bool = False,
-                crop: tuple[slice, slice] | None = None) -> np.ndarray:
+                crop: tuple[slice, slice] | None = None, win_u8: np.ndarray | None = None) -> np.ndarray:
     """The new face blurred as much as the photo around it is, where that is blurrier than the face: the bank
     faces are sharp, and in soft footage (motion, compression) or an out-of-focus part of a photo the face came
     out crisper than everything around it. The scene's blur is read off the ring's sharper edges of the frame's
     window in grey (``win_gray``; outside the mask: never the original face), the face's off its own core.
     ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same values either way).
-    ``crop``: the result over these rows and columns alone (holding alpha's non-zero pixels; None: all)."""
+    ``crop``: the result over these rows and columns alone (holding alpha's non-zero pixels; None: all). ``comp``
+    may be uint8 (the face as drawn): float32 then only over ``crop`` (and the blur's reach), a new array the result
+    may be; the same values as from its float32 copy. ``win_u8``: ``win_gray``'s uint8 grey, where the caller has it.
+    """
     crop = crop or (slice(0, comp.shape[0]), slice(0, comp.shape[1]))
     inner = cv2.erode(ring.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    e_r = edge_sigmas(win_gray, inner)
+    e_r = edge_sigmas(win_gray, inner, win_u8)
+    if comp.dtype == np.uint8:
+        part, inplace = comp[crop].astype(np.float32), True
+    else:
+        part = comp[crop]
     if len(e_r) < 20:
-        return comp[crop]
+        return part
     # the face's own edges over the crop alone (its core lies TEXTURE_REACH px inside it): Canny's hysteresis no
     # longer follows an edge out of the crop and back (~4 ms less a large face)
-    e_f = edge_sigmas(grey_of(comp[crop]), alpha[crop] >= 1)
+    u8 = grey_u8(comp[crop])
+    e_f = edge_sigmas(u8.astype(np.float32), alpha[crop] >= 1, u8)
     if len(e_f) < 20:
-        return comp[crop]
+        return part
     s_r, s_f = float(np.percentile(e_r, FOCUS_PCT)), float(np.percentile(e_f, FOCUS_PCT))
     if s_r <= s_f:
-        return comp[crop]
+        return part
     sigma = float(np.sqrt(s_r * s_r - s_f * s_f))
-    box, part = nonzero_box(alpha), comp[crop]
+    box = nonzero_box(alpha)
     if box is None:  # nothing blended: weighted_add's empty sum (its dtype)
         return weighted_add(part, lambda b: part[b], alpha[crop], inplace)
     # the blur is read inside alpha's box alone: worked out over that box and the kernel's reach around it (OpenCV's
     # kernel for a float image reaches at most 4 sigma + 1 px: the same sums at the box's pixels)
     reach = grown(box, int(np.ceil(4 * sigma)) + 2, comp.shape)
-    soft = cv2.GaussianBlur(comp[reach], (0, 0), sigma)[within(box, reach)]
+    soft = cv2.GaussianBlur(comp[reach].astype(np.float32, copy=False), (0, 0), sigma)[within(box, reach)]
     return weighted_add(part, lambda b: soft - part[b], alpha[crop], inplace)
 
 

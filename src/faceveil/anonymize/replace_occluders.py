@@ -72,15 +72,21 @@ OCC_REACH_GROW, OCC_REACH_NEAR = 3.0, 15.0
 OCC_CLEAN_SHARE, OCC_CLEAN_MOUTH, OCC_CLEAN_CLOSE, OCC_CLEAN_SOFT = 0.8, 26, 6.0, 8.0
 
 
-def skin_like(rgb: np.ndarray, lab: np.ndarray, skin_lab: np.ndarray | None) -> np.ndarray:
+def skin_like(rgb: np.ndarray, lab: np.ndarray, skin_lab: np.ndarray | None, where: np.ndarray | None = None
+              ) -> np.ndarray:
     """Pixels that may be skin or lips: a loose chroma rule (reddish-to-yellow hue with some chroma) or
-    near the person's own visible skin. Loose on purpose: what may be skin is replaced (fail closed)."""
-    chroma = np.hypot(lab[..., 1], lab[..., 2])
-    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
-    out = (chroma >= 7) & (hue >= -20) & (hue <= 80)
+    near the person's own visible skin. Loose on purpose: what may be skin is replaced (fail closed).
+    ``where``: only among these pixels (False elsewhere; per pixel, the same answer there)."""
+    at = np.nonzero(np.ones(lab.shape[:2], bool) if where is None else where)
+    px = lab[at]
+    chroma = np.hypot(px[:, 1], px[:, 2])
+    hue = np.degrees(np.arctan2(px[:, 2], px[:, 1]))
+    ok = (chroma >= 7) & (hue >= -20) & (hue <= 80)
     if skin_lab is not None and len(skin_lab) >= 12:
         med = np.median(skin_lab, axis=0)
-        out |= np.linalg.norm((lab - med) * [0.5, 1.5, 1.5], axis=-1) <= 20
+        ok |= np.linalg.norm((px - med) * [0.5, 1.5, 1.5], axis=-1) <= 20
+    out = np.zeros(lab.shape[:2], bool)
+    out[at] = ok
     return out
 
 
@@ -129,7 +135,8 @@ def occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarr
     face_lab = np.median(lab[upper], axis=0)
     # smooth and apart from the face's own colour (which is no cover's)
     plain = (sd <= OCC_TEXTURE) & (np.linalg.norm(lab - face_lab, axis=-1) >= OCC_APART)
-    cand = lower & plain & ~skin_like(rgb, lab, skin_lab)
+    cand = lower & plain
+    cand &= ~skin_like(rgb, lab, skin_lab, cand)
     cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     mx1, my1, mx2, my2 = OCC_MOUTH
     mouth = (tx >= mx1) & (tx <= mx2) & (ty >= my1) & (ty <= my2)
