@@ -893,7 +893,8 @@ class Replace(Method):
             skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), ring.shape[::-1],
                                                        interpolation=cv2.INTER_NEAREST) > 0
             comp = looks.add_texture(comp, win_gray, ring & skin_full, alpha,
-                                     seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True)
+                                     seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True,
+                                     step=looks.stat_step(box[2] - box[0]))
         if reach is not None:
             # a kept cover goes on above the nostrils (occ.cover_reach): drawn there, and in its fade, instead of the
             # new face, with the scene's grain and the kept cover's own fine texture (its fabric: the continued
