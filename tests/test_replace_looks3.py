@@ -149,6 +149,26 @@ def test_texture_and_grain_follow_the_photo_a_smooth_photo_gets_none(astronaut, 
 
 
 @pytest.mark.slow
+def test_a_large_faces_texture_level_read_on_2x2_blocks_is_the_frame_resolution_one():
+    """A face >= STAT_FACE px wide reads its texture levels (the scene's visible skin, its own core) on 2 x 2 blocks
+    of the detail band's energy (stop 59 follow-up, speed): the same level within a few percent, read over the
+    blocks wholly inside the pixels asked for."""
+    L = importlib.import_module("faceveil.anonymize.replace_looks")
+    rng = np.random.default_rng(3)
+    gray = cv2.GaussianBlur(rng.normal(128, 20, (301, 261)).astype(np.float32), (0, 0), 0.8)
+    gray[:, 130:] = cv2.GaussianBlur(gray[:, 130:], (0, 0), 1.2)  # a smoother half: the percentile reads both
+    yy, xx = np.mgrid[0:301, 0:261]
+    rho = np.hypot((xx - 130) / 90, (yy - 150) / 110)
+    for where in ((rho >= 1.05) & (rho <= 1.35), rho < 0.9):
+        full, blocks = L.texture_level(gray, where), L.texture_level(gray, where, 2)
+        assert abs(blocks / full - 1) < 0.05, (full, blocks)
+    ring = (rho >= 1.05) & (rho <= 1.35)
+    small, inside = L.shrunk(gray, ring, 2)
+    assert small.shape == inside.shape == (150, 130)
+    assert np.array_equal(inside, ring[:300, :260].reshape(150, 2, 130, 2).all(axis=(1, 3)))
+    assert L.stat_step(L.STAT_FACE - 1) == 1 and L.stat_step(L.STAT_FACE) == L.STAT_STEP == 2
+
+
 def test_the_new_face_fills_its_mask_instead_of_sitting_in_a_flat_plate():
     """Before: the donors' face, placed by its 5 points, was narrower than the mask that must reach the jaw, and the
     band between showed the fill continued from the face's edge: a flat skin-coloured plate on 26 % of the fully
