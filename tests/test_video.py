@@ -154,12 +154,22 @@ def test_every_audio_stream_is_copied_and_a_container_that_cannot_hold_one_says_
 
     pa, pb = packets(src), packets(out)
     assert len(pb) == 2 and pa == pb and all(pa)
-    opus = tmp_path / "opus.webm"
-    with av.open(str(opus), "w") as c:  # VP9 + Opus: .mov takes no Opus
-        v = c.add_stream("libvpx-vp9", rate=FPS)
+    opus = tmp_path / "opus.webm"  # VP9 + Opus: .mov takes no Opus
+    _clip_with_audio(opus, "libvpx-vp9", "libopus", 48000, "mono", np.zeros((1, 960), np.float32), "flt")
+    capsys.readouterr()
+    assert main(["anonymize", str(opus), "-o", str(tmp_path / "o" / "x.mov"), "-q", "--detect", "fast"]) == 1
+    err = capsys.readouterr().err
+    assert ".mov cannot hold these streams" in err and "opus" in err and ".tmp" not in err, err
+    assert not (tmp_path / "o" / "x.mov").exists()
+
+
+def _clip_with_audio(path, vcodec: str, acodec: str, rate: int, layout: str, samples: np.ndarray, fmt: str) -> None:
+    """Three flat 64x48 frames and one audio frame of ``samples`` (packed, ``fmt``) in ``path``'s container."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(vcodec, rate=FPS)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        a = c.add_stream("libopus", rate=48000)
-        a.layout = "mono"
+        a = c.add_stream(acodec, rate=rate)
+        a.layout = layout
         for i in range(3):
             f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")
             f.pts = i
@@ -167,15 +177,10 @@ def test_every_audio_stream_is_copied_and_a_container_that_cannot_hold_one_says_
                 c.mux(p)
         for p in v.encode(None):
             c.mux(p)
-        af = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
-        af.sample_rate, af.pts = 48000, 0
+        af = av.AudioFrame.from_ndarray(samples, format=fmt, layout=layout)
+        af.sample_rate, af.pts = rate, 0
         for p in list(a.encode(af)) + list(a.encode(None)):
             c.mux(p)
-    capsys.readouterr()
-    assert main(["anonymize", str(opus), "-o", str(tmp_path / "o" / "x.mov"), "-q", "--detect", "fast"]) == 1
-    err = capsys.readouterr().err
-    assert ".mov cannot hold these streams" in err and "opus" in err and ".tmp" not in err, err
-    assert not (tmp_path / "o" / "x.mov").exists()
 
 
 def test_audio_a_container_refuses_only_in_its_trailer_fails_before_any_frame(tmp_path, capsys, monkeypatch):
@@ -186,22 +191,7 @@ def test_audio_a_container_refuses_only_in_its_trailer_fails_before_any_frame(tm
     from faceveil.io import video as io_video
 
     src = tmp_path / "pcm.mkv"
-    with av.open(str(src), "w") as c:
-        v = c.add_stream("libx264", rate=FPS)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        a = c.add_stream("pcm_s16le", rate=8000)
-        a.layout = "stereo"
-        for i in range(3):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")
-            f.pts = i
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
-        af = av.AudioFrame.from_ndarray(np.zeros((1, 1600), np.int16), format="s16", layout="stereo")
-        af.sample_rate, af.pts = 8000, 0
-        for p in list(a.encode(af)) + list(a.encode(None)):
-            c.mux(p)
+    _clip_with_audio(src, "libx264", "pcm_s16le", 8000, "stereo", np.zeros((1, 1600), np.int16), "s16")
     written = []
     real_write = io_video.VideoWriter.write
 
