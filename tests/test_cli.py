@@ -522,7 +522,12 @@ def test_one_photo_through_a_pipe_gives_the_file_runs_bytes(photos, tmp_path):
     assert into.returncode == 0 and Image.open(tmp_path / "p.png").format == "PNG"
     bad = subprocess.run([*cli, "-", "-o", "-"], input=b"not a photo", capture_output=True)
     assert bad.returncode == 1 and bad.stdout == b"" and b"error: standard input: " in bad.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jpg", "p.png", "photos", "r.json"]
+    (tmp_path / "afile").write_bytes(b"")  # a file where the output's folder should be: that file fails, one line
+    blocked = subprocess.run([*cli, "-", "-o", tmp_path / "afile" / "x.jpg"], input=src.read_bytes(),
+                             capture_output=True)
+    assert blocked.returncode == 1 and b"0 of 1 files anonymized" in blocked.stderr and b"Traceback" not in \
+        blocked.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "f.jpg", "p.png", "photos", "r.json"]
 
 
 def test_standard_input_and_output_are_refused_in_one_line_where_they_cannot_be(photos, tmp_path, capsys,

@@ -190,7 +190,7 @@ def _piped(args, cfg) -> int:
     from ..io.atomic import write_bytes_atomic
     from ..io.images import read_file
     from ..io.inputs import check_existing, Job
-    from ..pipeline import Anonymizer
+    from ..pipeline import Anonymizer, ItemResult
 
     inputs = [str(p) for p in args.inputs]
     if len(inputs) > 1:
@@ -237,12 +237,16 @@ def _piped(args, cfg) -> int:
     else:
         result, encoded = anon.encode_bytes(data, name, None if out == STDIO else out)
         error = result.error
+    if encoded is not None and out != STDIO:
+        try:
+            write_bytes_atomic(out, encoded, replace=args.overwrite)
+        except FaceveilError as exc:  # the folder cannot be made, a disk full: the file fails, as in a batch
+            encoded, error = None, str(exc)
+            result = ItemResult(str(name), None, "failed", error=error, target=out)  # as a batch's failed file
     if encoded is not None:
         if out == STDIO:
             sys.stdout.buffer.write(encoded)
             sys.stdout.flush()
-        else:
-            write_bytes_atomic(out, encoded, replace=args.overwrite)
         result.output = "standard output" if out == STDIO else out
     else:
         print(f"faceveil: error: {one_line(error)}", file=sys.stderr)
