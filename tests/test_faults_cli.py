@@ -845,3 +845,43 @@ def test_a_path_in_a_folder_that_cannot_be_entered_is_one_line(tmp_path, capsys,
     assert (code, err) == (2, f"faceveil: error: {path}: a folder on the way to it cannot be entered (permission "
                               "denied)\n"), argv
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.onnx").exists(), argv
+
+
+def test_sigterm_between_a_videos_rename_and_its_record_leaves_both(tmp_path):
+    """SIGTERM (or Ctrl-C) after the video got its name and before its track record was written left the video
+    without its record: the re-run with --skip-existing refused it ("output exists with no record of its
+    settings", exit 2; the fault matrix's SIGTERM case, under load). The signal now waits for the record."""
+    import subprocess
+    import sys
+
+    import av
+
+    src = tmp_path / "clip.mp4"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+    out = tmp_path / "out"
+    script = (  # the signal arrives as the record's write starts, the video in place
+        "import os, signal, sys\n"
+        "import faceveil.video.job as job\n"
+        "real = job.write_record\n"
+        "def write_record(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "job.write_record = write_record\n"
+        "from faceveil.cli import main\n"
+        f"sys.exit(main(['anonymize', {str(src)!r}, '-o', {str(out)!r}, '-q', '--detect', 'fast']))\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 143 and "terminated" in r.stderr, r.stderr
+    assert (out / "clip.mp4").is_file() and list((out / ".faceveil").glob("clip.mp4*.tracks.json")), \
+        sorted(p.name for p in out.rglob("*"))
+    again = subprocess.run([sys.executable, "-m", "faceveil", "anonymize", str(src), "-o", str(out), "-q",
+                            "--detect", "fast", "--skip-existing"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr

@@ -31,6 +31,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
                         read_frames)
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
+from ..signals import deferred
 from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
 from ..io.atomic import (NAME_MAX, cut_name, exists_now, fit_name, journal_mkdir, journal_move, journal_start,
                          make_temporary, release, undo_moves)
@@ -395,6 +396,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
     held: list = []  # the records' lock (_lock_records), from before the video's commit to its record's write
 
     stills = _Stills(dst, tracks_path(dst) if record else None)
+    window = contextlib.ExitStack()  # the deferred signals' window (before_commit), closed once the record is written
 
     def before_commit() -> None:
         # Called by the writer before the video gets its name (VideoWriter.before_commit): its stills moved into
@@ -414,6 +416,8 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         if not replace and dst.exists():  # another run's output, made meanwhile: its record and stills stay its own
             raise exists_now(dst)
         stills.publish(writer.tmp)
+        if record:  # from the video's rename to its record's write, Ctrl-C and SIGTERM wait (signals.deferred)
+            window.enter_context(deferred())
 
     try:
         with VideoWriter(dst, info, options.encode, replace) as writer:
@@ -508,6 +512,7 @@ def _process(anonymizer, source, dst, options, progress, key, threaded, t0, manu
         kept_log.close()
         if plan is not None:
             plan.close()
+        window.close()  # a signal that came while the video got its name and record acts now
     if report.errors:
         warnings.extend(f"damaged: {e}" for e in report.errors[:5])
     if report.shortfall:
