@@ -46,8 +46,8 @@ def deferred() -> Iterator[None]:
     """Inside the block SIGINT, SIGTERM and SIGHUP wait: a step that must not stop half-way (a video getting its name
     and then its track record) runs to its end, then the first of them acts as it would have (main thread only:
     elsewhere the block runs as it is). A SIGTERM between a video's rename and its record's write left the video
-    without its record, which a resume refuses (the fault matrix's "SIGTERM during a video run, then again", 1 run in
-    ~10 under load); SIGKILL still can, and the resume says so."""
+    without its record, which a resume refuses (the fault matrix's "SIGTERM during a video run, then again", once in a
+    CI run under load); SIGKILL still can, and the resume says so."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -143,16 +143,9 @@ def cmd_anonymize(args) -> int:
     results += [unwritten(j) for j in unwritable]
     n_failed = report_failures(results)
     written = [r for r in results if r.status == "written"]
-    faces = sum(r.faces for r in written)
     n_kept = sum(_kept(r) for r in written)
     if args.report:
-        # how the files were written too: `review --from-report` rewrites them the same way
-        report = {"faceveil": __version__, **describe, "jpeg_quality": cfg.jpeg_quality,
-                  "keep_metadata": cfg.keep_metadata, "files": [r.to_json() for r in results],
-                  "skipped": [str(p) for p in skipped], "existing": [str(j.dst) for j in kept],
-                  "summary": {"written": len(written), "failed": n_failed, "skipped": len(skipped), "faces": faces,
-                              "kept": n_kept}}
-        write_result_file(args.report, strict_json(report), "the report")
+        _write_report(args.report, cfg, describe, results, skipped, [j.dst for j in kept])
     where = one_line(args.output) if args.output else "in place"
     n_files = len(jobs) + len(unwritable)
     msg = f"faceveil: {len(written)} of {n_files} files {done_verb(first.method)} ({_faces_text(written)}) -> {where}"
@@ -228,41 +221,45 @@ def _piped(args, cfg) -> int:
     anon = Anonymizer.from_config(cfg)
     warn_unchecked_donors(anon.method)
     warn_weak(cfg.method, anon.method.params)
-    name = "standard input" if src == STDIO else src
+    name = "standard input" if src == STDIO else src  # as the results and messages name it
     try:
         data = sys.stdin.buffer.read() if src == STDIO else read_file(Path(src))
     except FaceveilError as exc:
-        result, encoded = None, None
-        error = str(exc)
+        result, encoded = ItemResult(name, None, "failed", error=str(exc)), None
     else:
         result, encoded = anon.encode_bytes(data, name, None if out == STDIO else out)
-        error = result.error
     if encoded is not None and out != STDIO:
         try:
             write_bytes_atomic(out, encoded, replace=args.overwrite)
         except FaceveilError as exc:  # the folder cannot be made, a disk full: the file fails, as in a batch
-            encoded, error = None, str(exc)
-            result = ItemResult(str(name), None, "failed", error=error, target=out)  # as a batch's failed file
+            result, encoded = ItemResult(name, None, "failed", error=str(exc), target=out), None
     if encoded is not None:
         if out == STDIO:
             sys.stdout.buffer.write(encoded)
             sys.stdout.flush()
         result.output = "standard output" if out == STDIO else out
-    else:
-        print(f"faceveil: error: {one_line(error)}", file=sys.stderr)
+    report_failures([result])
     if args.report:
-        files = [result.to_json()] if result is not None else [{"input": name, "status": "failed", "error": error}]
-        report = {"faceveil": __version__, **anon.describe(), "jpeg_quality": cfg.jpeg_quality,
-                  "keep_metadata": cfg.keep_metadata, "files": files, "skipped": [], "existing": [],
-                  "summary": {"written": int(encoded is not None), "failed": int(encoded is None), "skipped": 0,
-                              "faces": result.faces if encoded is not None else 0, "kept": 0}}
-        write_result_file(args.report, strict_json(report), "the report")
+        _write_report(args.report, cfg, anon.describe(), [result])
     where = "standard output" if out == STDIO else one_line(out)
     if encoded is None:
         print(f"faceveil: 0 of 1 files {done_verb(anon.method)} -> {where}; 1 failed (not written)", file=sys.stderr)
         return 1
     print(f"faceveil: 1 of 1 files {done_verb(anon.method)} ({_faces_text([result])}) -> {where}", file=sys.stderr)
     return 0
+
+
+def _write_report(path: str, cfg, describe: dict, results: list, skipped=(), existing=()) -> None:
+    """--report's document: the settings, how the files were written too (`review --from-report` rewrites them the
+    same way), each file's result, the files skipped and the existing outputs left as they were, and the counts."""
+    written = [r for r in results if r.status == "written"]
+    report = {"faceveil": __version__, **describe, "jpeg_quality": cfg.jpeg_quality,
+              "keep_metadata": cfg.keep_metadata, "files": [r.to_json() for r in results],
+              "skipped": [str(p) for p in skipped], "existing": [str(p) for p in existing],
+              "summary": {"written": len(written), "failed": sum(r.status == "failed" for r in results),
+                          "skipped": len(skipped), "faces": sum(r.faces for r in written),
+                          "kept": sum(_kept(r) for r in written)}}
+    write_result_file(path, strict_json(report), "the report")
 
 
 def unwritten(job):
