@@ -335,6 +335,30 @@ def test_no_audio_option_and_rotation_kept(tmp_path, clip):
     assert again.status == "written" and again.frames == 6, again.error
 
 
+def test_sample_aspect_ratio_kept(tmp_path, clip):
+    """An anamorphic clip (HDV's 1440x1080 at 4:3 pixels, DV, DVD) played squeezed after anonymizing: the output
+    lost its sample aspect ratio (SAR 1:1, a 16:9 picture shown at 4:3). It keeps it (mp4, mkv, mov, avi)."""
+    src = tmp_path / "sar.mp4"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for i, rgb in enumerate(clip.frames[:4]):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, FPS)
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+    for name in ("sar.mp4", "sar.mkv", "sar.mov", "sar.avi"):
+        out = tmp_path / "o" / name
+        r = process_video(anonymizer_with(BoxDetector()), src, out, progress=False)
+        assert r.status == "written", r.error
+        with av.open(str(out)) as c:
+            assert c.streams.video[0].sample_aspect_ratio == Fraction(4, 3), name
+    assert probe(src).sar == Fraction(4, 3)
+
+
 def test_no_audio_drops_stream(clip_file, tmp_path):
     out = tmp_path / "x.mkv"
     r = process_video(anonymizer_with(BoxDetector()), clip_file, out,

@@ -47,6 +47,9 @@ class VideoInfo:
     # unspecified): the writer tags its output with them (colour_tags)
     color_primaries: int = 2
     color_trc: int = 2
+    # the stored pixels' width / height as displayed (sample aspect ratio) where it is not 1 (anamorphic DV, HDV,
+    # DVD): the writer keeps it, or a 1440x1080 HDV clip played squeezed at 4:3 instead of 16:9
+    sar: Fraction | None = None
 
     @property
     def estimated_frames(self) -> int:
@@ -302,9 +305,15 @@ def probe(path: str | os.PathLike | VideoSource) -> VideoInfo:
                          int(v.frames or 0), duration, rotation, v.codec_context.name, audio is not None,
                          audio.codec_context.name if audio is not None else None,
                          src.name if isinstance(src, VideoSource) else None,
-                         int(v.codec_context.color_primaries or 2), int(v.codec_context.color_trc or 2))
+                         int(v.codec_context.color_primaries or 2), int(v.codec_context.color_trc or 2),
+                         _sar(v.sample_aspect_ratio))
     finally:
         c.close()
+
+
+def _sar(value) -> Fraction | None:
+    """A stream's sample aspect ratio, None where it is square or unknown (0/1)."""
+    return Fraction(value) if value and value > 0 and value != 1 else None
 
 
 def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
@@ -731,6 +740,8 @@ class VideoWriter:
         self._rotation = 0 if avi else info.rotation
         turned = avi and round(info.rotation / 90) % 2 == 1
         v.width, v.height = (info.height, info.width) if turned else (info.width, info.height)
+        if info.sar is not None:  # x264/x265 write it in the stream, MP4 and MOV in the container (not VP9 in WebM)
+            v.codec_context.sample_aspect_ratio = 1 / info.sar if turned else info.sar
         # yuv420p is what players accept; x264 needs even sizes for it.
         even = v.width % 2 == 0 and v.height % 2 == 0
         v.pix_fmt = "yuv420p" if even or codec not in ("libx264", "libx265") else "yuv444p"
