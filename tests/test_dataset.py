@@ -254,6 +254,18 @@ def test_cli_verify_reports_altered_files(tmp_path, capsys):
     assert "altered: images/ev0/img000.png" in err and "not in the manifest: images/ev0/extra.png" in err
 
 
+def test_cli_verify_of_a_path_that_is_no_folder_is_bad_usage(tmp_path, capsys):
+    """A mistyped OUT said "nosuch/manifest.jsonl: no manifest" with exit 1, as if a dataset had failed its check."""
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    for path, why in (("nosuch", "no such folder"), ("photo.jpg", "not a folder")):
+        assert main(["dataset", "verify", str(tmp_path / path)]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {tmp_path / path}: {why} (give the -o folder of " \
+                                          "`faceveil dataset anonymize`)\n"
+    (tmp_path / "folder").mkdir()
+    assert main(["dataset", "verify", str(tmp_path / "folder")]) == 1  # a folder without its manifest fails the check
+    assert "folder/manifest.jsonl: no manifest" in capsys.readouterr().err
+
+
 def test_cli_verify_reports_links_under_out(tmp_path, capsys):
     """A linked folder of the originals under OUT (not walked into) and links to files passed verify."""
     root, gt = noise_dataset(tmp_path, n=2)

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..io.atomic import refuse_too_long
 from ..io.inputs import folder_problem, is_inside
 from ..io.manifest import read_manifest, sha256_file
@@ -44,8 +44,10 @@ def verify(out: str | os.PathLike) -> VerifyReport:
         with os.scandir(out):  # an OUT that cannot be listed: nothing under it can be accounted for
             pass
         there = manifest_path.is_file()
-    except (FileNotFoundError, NotADirectoryError):
-        there = False
+    except FileNotFoundError:  # a mistyped OUT: bad usage (it said "OUT/manifest.jsonl: no manifest", exit 1)
+        raise UsageError(f"{out}: no such folder (give the -o folder of `faceveil dataset anonymize`)") from None
+    except NotADirectoryError:
+        raise UsageError(f"{out}: not a folder (give the -o folder of `faceveil dataset anonymize`)") from None
     except OSError as exc:  # a traceback before (chmod 000 OUT)
         raise InputError("{}: {}".format(*folder_problem(exc)) if exc.filename == str(out) else
                          f"{manifest_path}: cannot be read ({exc.strerror or exc})") from None
