@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import shared_path
 from faceveil.detections import Detections
+from faceveil.errors import UsageError
 from faceveil.people import KeepPolicy, People, Region, face_groups
 
 DLIB = "face descriptors need dlib (pip install 'faceveil[eval]')"
@@ -273,6 +275,18 @@ def test_a_skipped_consent_photo_is_named_once(tmp_path):
     (tmp_path / "alice" / "bad.jpg").write_bytes(b"not a photo")
     (line,) = People.build(tmp_path).skipped
     assert line.startswith(str(tmp_path / "alice" / "bad.jpg") + ": ") and line.count("bad.jpg") == 1, line
+
+
+def test_a_person_of_one_photo_without_a_usable_face_is_named_by_the_photo(tmp_path):
+    """DIR/<name>.jpg without a usable face was named "DIR/<name>: no usable photo", a path that is not there."""
+    pytest.importorskip("dlib", reason=DLIB)
+    from PIL import Image
+
+    (tmp_path / "alice").mkdir()
+    shutil.copy(shared_path("lfw", "Al_Gore", "Al_Gore_0001.jpg"), tmp_path / "alice" / "good.jpg")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "bob.png")
+    with pytest.raises(UsageError, match="^" + re.escape(f"{tmp_path / 'bob.png'}: no usable photo of bob (no face")):
+        People.build(tmp_path)
 
 
 def _consent_folder(tmp_path):

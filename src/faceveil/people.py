@@ -206,8 +206,9 @@ class People:
                 person.append(len(names))
                 used.append(f)
                 got += 1
-            if got == 0:
-                raise UsageError(f"{folder / name}: no usable photo of {name} "
+            if got == 0:  # DIR/<name>.jpg: named as it is (DIR/<name> is no file, and no folder)
+                where = files[0] if len(files) == 1 and files[0].parent == folder else folder / name
+                raise UsageError(f"{where}: no usable photo of {name} "
                                  f"({'; '.join(s.split(': ', 1)[1] for s in skipped[-len(files):])})")
             _one_person(folder / name, used, np.asarray(rows[-got:], np.float32))
             names.append(name)
