@@ -177,6 +177,22 @@ def test_bad_arguments_are_faceveil_errors():
         get_method("blur", [("kernel", 3)])
 
 
+def test_a_path_or_a_video_where_a_photo_goes_is_named_as_such(tmp_path):
+    """faceveil.detect("photo.jpg") said "expected a uint8 image, got <U9" (None: "got object"); process_file on a
+    video "not an image or unsupported format"."""
+    for bad, what in (("photo.jpg", "a path or bytes ('photo.jpg')"), (None, "None")):
+        for call in (lambda: faceveil.detect(bad), lambda: faceveil.anonymize(bad, detections=[[0, 0, 2, 2]])):
+            with pytest.raises(InputError) as exc:
+                call()
+            assert str(exc.value) == f"expected an image (RGB uint8 HxWx3 array, or a PIL image), got {what}; " \
+                                     "Anonymizer.process_file takes files"
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0" * 64)
+    r = Anonymizer(load_detector=False).process_file(clip, tmp_path / "out.jpg")
+    assert r.status == "failed" and r.error == f"{clip}: is a video, not an image; faceveil.video.anonymize_video " \
+                                               "takes videos", r
+
+
 def test_faceveil_video_is_reachable_after_import_faceveil():
     """The README's `import faceveil; faceveil.video.track("clip.mp4")` raised AttributeError until `import
     faceveil.video`; it is imported on first use, not by `import faceveil`."""

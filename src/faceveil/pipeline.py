@@ -23,6 +23,7 @@ from .detections import Detections, box_iou, given_boxes, nms
 from .errors import FaceveilError, InputError, UsageError, check_bool
 from .io.atomic import write_bytes_atomic
 from .io.images import GREY16_MODES, ImageFile, decoded_rgb, encode_image, format_suffix, read_file, read_image
+from .io.video import is_video_path
 from .registry import make_params
 
 
@@ -251,7 +252,11 @@ class Anonymizer:
             check_output(src, dst, overwrite)
         except UsageError as exc:  # before: the original was overwritten, and any existing output replaced
             return ItemResult(str(src), None, "failed", error=str(exc))
-        return self.write_file(src, dst, key, replace=overwrite)
+        result = self.write_file(src, dst, key, replace=overwrite)
+        if result.status == "failed" and is_video_path(src) and result.error == f"{src}: not an image or unsupported " \
+                "format":  # a video (a photo named .mp4 is read as the photo it is)
+            result.error = f"{src}: is a video, not an image; faceveil.video.anonymize_video takes videos"
+        return result
 
     def write_file(self, src: Path, dst: Path, key: str | None = None, replace: bool = True) -> ItemResult:
         """``process_file`` without its checks on ``dst``: for the CLI's --in-place, its own explicit policy.
@@ -361,6 +366,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
     pil = getattr(sys.modules.get("PIL.Image"), "Image", None)
     if isinstance(pil, type) and isinstance(image, pil):
         image = _pil_rgb(image)
+    if isinstance(image, (str, bytes, os.PathLike)) or image is None:  # "expected a uint8 image, got <U11"
+        what = "None" if image is None else f"a path or bytes ({str(image)[:60]!r})"
+        raise InputError(f"expected an image (RGB uint8 HxWx3 array, or a PIL image), got {what}; "
+                         "Anonymizer.process_file takes files")
     a = np.asarray(image)
     if a.dtype != np.uint8:
         raise InputError(f"expected a uint8 image, got {a.dtype}")
