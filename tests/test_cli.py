@@ -530,6 +530,29 @@ def test_one_photo_through_a_pipe_gives_the_file_runs_bytes(photos, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "f.jpg", "p.png", "photos", "r.json"]
 
 
+def test_standard_input_that_is_a_terminal_or_empty_is_named_as_such(tmp_path, capsys, monkeypatch):
+    """`anonymize - -o x.jpg` typed at a terminal waited silently for a photo; an empty pipe said "standard input:
+    not an image or unsupported format"."""
+    import io
+
+    class Stdin(io.TextIOWrapper):
+        def __init__(self, data, tty):
+            super().__init__(io.BytesIO(data))
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.setattr("sys.stdin", Stdin(b"", True))
+    code, _, err = run(capsys, "anonymize", "-", "-o", tmp_path / "x.jpg", "-q")
+    assert (code, err) == (2, "faceveil: error: -: standard input is a terminal; pipe a photo in (< photo.jpg) or "
+                              "name the file\n")
+    monkeypatch.setattr("sys.stdin", Stdin(b"", False))
+    code, _, err = run(capsys, "anonymize", "-", "-o", tmp_path / "x.jpg", "-q")
+    assert code == 1 and err.startswith("faceveil: error: standard input: empty (0 bytes: nothing was piped in)\n")
+    assert not (tmp_path / "x.jpg").exists()
+
+
 def test_standard_input_and_output_are_refused_in_one_line_where_they_cannot_be(photos, tmp_path, capsys,
                                                                                monkeypatch):
     """`-o -` made a folder named "-" holding the output and exited 0 (dataset anonymize, people build, ...)."""

@@ -7,7 +7,7 @@ import sys
 
 from .. import __version__
 from ..detect.presets import VIDEO_DETECT_EVERY, VIDEO_HOLD_S, VIDEO_LOOKAHEAD_S, VIDEO_PRESET
-from ..errors import FaceveilError, UsageError, one_line
+from ..errors import FaceveilError, InputError, UsageError, one_line
 from ..io.images import is_image_path
 from ..io.inputs import OTHER_MEDIA, output_folders
 from ..io.video import is_video_path
@@ -215,6 +215,8 @@ def _piped(args, cfg) -> int:
             print(f"faceveil: 0 of 1 files anonymized -> {one_line(out)}; 1 existing outputs left as they were",
                   file=sys.stderr)
             return 0
+    if src == STDIO and sys.stdin.isatty():  # it waited, silently, for a photo typed in
+        raise UsageError("-: standard input is a terminal; pipe a photo in (< photo.jpg) or name the file")
     if args.report:
         check_result_path(args.report, "the report", [] if src == STDIO else [src], [] if out == STDIO else [out],
                           overwrite=args.overwrite)
@@ -224,6 +226,8 @@ def _piped(args, cfg) -> int:
     name = "standard input" if src == STDIO else src  # as the results and messages name it
     try:
         data = sys.stdin.buffer.read() if src == STDIO else read_file(Path(src))
+        if not data:  # as an empty file is named ("not an image or unsupported format" before)
+            raise InputError("standard input: empty (0 bytes: nothing was piped in)")
     except FaceveilError as exc:
         result, encoded = ItemResult(name, None, "failed", error=str(exc)), None
     else:
