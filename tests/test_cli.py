@@ -434,6 +434,12 @@ def test_jfif_is_a_jpeg_and_pictures_faceveil_cannot_write_are_named(photos, tmp
     assert f"warning: 1 pictures or videos in formats faceveil does not read skipped, not anonymized and not " \
            f"written: {photos / 'anim.gif'}" in err
     assert "1 other files skipped; 1 pictures or videos in other formats skipped" in err
+    # a Canon or Fujifilm camera's HEIF (.HIF) was counted among the "other files" (a .txt's), not named
+    shutil.copy(photos / "astro.jpg", photos / "IMG_0001.HIF")
+    code, _, err = run(capsys, "anonymize", photos, "-o", tmp_path / "out3", "-q")
+    assert f"warning: 2 pictures or videos in formats faceveil does not read skipped, not anonymized and not " \
+           f"written: {photos / 'IMG_0001.HIF'}, {photos / 'anim.gif'}" in err, err
+    (photos / "IMG_0001.HIF").unlink()
     # named, it fails before any work (it was detected, then failed naming the output), and the batch goes on
     code, _, err = run(capsys, "anonymize", photos / "anim.gif", photos / "astro.jpg", "-o", tmp_path / "out2", "-q")
     assert code == 1 and f"error: {photos / 'anim.gif'}: faceveil does not write .gif files" in err

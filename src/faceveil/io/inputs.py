@@ -34,9 +34,11 @@ def is_inside(path: Path, root: Path) -> bool:
 UNWRITTEN_MEDIA = {".gif", ".jxl", ".svg", ".pdf", ".ico", ".apng"}
 # Other pictures and videos faceveil neither reads nor writes: in a folder they are skipped like any other file, but
 # named in a warning (a user publishing OUT/ would otherwise miss them: "6 non-image files skipped").
+# .hif: the HEIF Canon and Fujifilm cameras write; .heics/.avifs: HEIF/AVIF sequences.
 OTHER_MEDIA = UNWRITTEN_MEDIA | {".jp2", ".j2k", ".jpx", ".jxr", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".psd", ".pcx",
-                                 ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".exr", ".hdr",
-                                 ".3gp", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".ogv", ".vob"}
+                                 ".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw",
+                                 ".exr", ".hdr", ".hif", ".heics", ".avifs", ".3gp", ".3g2", ".mpg", ".mpeg", ".ts",
+                                 ".mts", ".m2ts", ".mxf", ".dv", ".wmv", ".flv", ".ogv", ".vob"}
 
 
 # What reads as a file name's extension on -o (`o.txt`, `out.jpeg2`): not `run.2026-12-07` or `v1.0-final` folders.
