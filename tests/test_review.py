@@ -435,6 +435,16 @@ def test_bad_flag_numbers_address_or_port_are_one_line_usage_errors(base, capsys
             assert err.startswith("faceveil: error: cannot listen on ") and err.count("\n") == 1, err
 
 
+def test_a_cache_dir_that_cannot_be_made_is_one_line_usage_error(base, tmp_path, capsys):
+    """--cache-dir naming a file (or a folder under one) ended in a FileExistsError traceback, exit 1."""
+    src, out, _ = base
+    (tmp_path / "afile").write_bytes(b"x")
+    for cache, why in ((tmp_path / "afile", "a file is there"), (tmp_path / "afile" / "sub", "Not a directory")):
+        code = main(["review", str(out), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second", "none"])
+        err = capsys.readouterr().err
+        assert (code, err) == (2, f"faceveil: error: {cache}: cannot make the cache folder ({why})\n")
+
+
 def test_a_second_review_of_the_same_out_is_refused(base, tmp_path, monkeypatch, capsys):
     """Before, a second server on one OUT saved its own review.json over the first one's (approvals, boxes lost)."""
     from socketserver import BaseServer

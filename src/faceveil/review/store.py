@@ -122,7 +122,12 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.out_root)
         if inside(self.cache_dir.resolve(), self.out_root) and not self.cache_dir.name.startswith("."):
             raise UsageError(f"{cache_dir}: the cache must not be a visible folder inside OUT")
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, a read-only place: a traceback before
+            raise UsageError(f"{one_line(self.cache_dir)}: cannot make the cache folder "
+                             f"({'a file is there' if isinstance(exc, FileExistsError) else exc.strerror or exc})") \
+                from None
         self.progress = progress
         self._lock = threading.RLock()  # state, cache and files
         self._detect_lock = threading.Lock()  # detectors (dlib, yuface) are not known to be thread-safe
