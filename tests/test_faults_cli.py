@@ -650,6 +650,18 @@ def test_an_unreadable_folder_is_bad_usage_before_any_work(coll, tmp_path, capsy
         assert not out.exists() and not (tmp_path / "d.json").exists()
 
 
+def test_a_folder_named_twice_is_one_input_and_its_skips_are_said_once(coll, tmp_path, capsys):
+    """`anonymize d1 d1/ ./d1 -o out` anonymized d1 once, but said each skipped file and each warning three times
+    ("3 other files skipped" for one note.txt)."""
+    d = coll / "d1"
+    (d / "note.txt").write_text("x")
+    (d / "gone.jpg").symlink_to("nowhere.jpg")
+    (coll / "link").symlink_to(d)
+    code, _, err = run(capsys, "anonymize", d, f"{d}/", coll / "link", "-o", tmp_path / "out", *FAST)
+    assert code == 0, err
+    assert err.count("gone.jpg") == 1 and "1 of 1 files anonymized" in err and "2 other files skipped" in err, err
+
+
 def test_entries_that_are_not_regular_files_are_named_and_a_pipe_is_read(coll, tmp_path, capsys):
     """A FIFO, a dangling link and looping links named *.jpg in an input folder were not even counted among the
     files skipped; `cat x.jpg | faceveil anonymize /dev/stdin -o o/x.jpg` failed advising -o NAME.png."""

@@ -111,6 +111,7 @@ def plan_jobs(
     jobs: list[Job] = []
     skipped: list[Path] = []
     problems: list[tuple[Path, str]] = []
+    folders: set[Path] = set()
     for raw in inputs:
         src = Path(raw)
         kind = _kind(src)
@@ -128,6 +129,9 @@ def plan_jobs(
             if kind == "file" and out_root.resolve() == src.parent.resolve():
                 raise UsageError(f"{out_root}: output folder is the input's own folder; it would overwrite {src.name}")
         if kind == "dir":
+            if src.resolve() in folders:  # `in in/ ./in` or a link to it: one input (its skips were counted thrice)
+                continue
+            folders.add(src.resolve())
             found, links, bad, odd = list_folder(src)
             problems += bad
             skipped += [p for p, _ in odd]
