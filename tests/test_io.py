@@ -141,6 +141,22 @@ def test_bad_inputs_raise_input_error_naming_the_file(tmp_path, noise_image):
         read_image(tmp_path / "missing.jpg")
 
 
+def test_a_damaged_exif_block_prints_no_python_warning(tmp_path, noise_image):
+    """A photo with a damaged EXIF block (an editing app's) printed Pillow's two raw lines ("TiffImagePlugin.py:982:
+    UserWarning: Corrupt EXIF data. Expecting to read 12 bytes but only got 8") among the one-line messages. In a
+    fresh process, as a user runs it: pytest keeps the warning filters of its collection apart from the tests'."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad_exif.jpg"
+    Image.fromarray(noise_image).save(path, exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff garbage")
+    r = subprocess.run([sys.executable, "-m", "faceveil", "anonymize", path, "-o", tmp_path / "out", "-q", "--detect",
+                        "fast"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr.startswith("faceveil: 1 of 1 files anonymized") and \
+        r.stderr.count("\n") == 1, r.stderr
+    assert not Image.open(tmp_path / "out" / "bad_exif.jpg").getexif()  # stripped, as by default
+
+
 def test_a_file_in_a_folder_that_cannot_be_entered_is_one_input_error(tmp_path, noise_image, monkeypatch):
     """A photo or video inside a folder that cannot be entered (chmod 000): Path.exists raised PermissionError, which
     callers catching only faceveil's errors showed as "PermissionError: [Errno 13] ..." (eval privacy, a failed

@@ -34,6 +34,12 @@ HEIF_INSTALL = "pip install 'faceveil[heif]'"
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"}
 _HEIF_LOCK = threading.Lock()
 _HEIF_READY: list = []  # [pillow_heif] once its opener is registered
+# Pillow's notes on a damaged EXIF or TIFF tag block ("Corrupt EXIF data. Expecting to read 12 bytes but only got 8",
+# "Tag data larger than file"): Python printed each as two raw lines with Pillow's source path among faceveil's
+# one-line messages. What such a block holds is read as far as it goes (an unreadable orientation is 1) and is
+# stripped from the output by default; the note says nothing a user can act on. Every process that reads images
+# (the pool's spawned workers too) imports this module.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
 # What the review page shows as a PNG (display_png): browsers show no HEIC, and ignore an AVIF's EXIF orientation,
 # which faceveil applies.
 NOT_FOR_BROWSERS = {".avif", ".heic", ".heif"}
