@@ -37,6 +37,14 @@ def test_region_parse_pixels_fractions_and_time():
     for bad in ("1,2,3", "a,b,c,d", "0,0,0,10", "0.5,0.5,0.6,0.2", "1,2,3,4@5-1", "-1,0,10,10"):
         with pytest.raises(UsageError):
             Region.parse(bad)
+    # a region of the right form says what is wrong with it (all said "expected x,y,w,h ...", as if misspelt)
+    for bad, why in (("0.5,0,0.6,1.0", "as fractions of the frame it reaches past its edge (x + w = 1.1, y + h = 1; "
+                                       "at most 1)"),
+                     ("0,0,0,10", "width and height must be above 0"),
+                     ("1,2,3,4@5-1", "it ends at 1 s, before it starts at 5 s")):
+        with pytest.raises(UsageError) as exc:
+            Region.parse(bad)
+        assert str(exc.value) == f"bad region {bad!r}: {why}"
 
 
 def test_keep_region_by_centre_and_only_region_straddling_is_hidden():

@@ -365,11 +365,18 @@ class Region:
         except ValueError:
             raise bad from None
         vals = (x, y, w, h)
-        if not all(np.isfinite(vals)) or min(vals) < 0 or w <= 0 or h <= 0 or (t0 is not None and t1 is not None and t1 < t0):
+        if not all(np.isfinite(vals)):
             raise bad
+        # why, where the form is right ("0.5,0,0.6,1" said only "expected x,y,w,h ...", as if misspelt)
+        why = ("x and y must be 0 or more" if min(vals) < 0 else "width and height must be above 0"
+               if w <= 0 or h <= 0 else f"it ends at {t1:g} s, before it starts at {t0:g} s"
+               if t0 is not None and t1 is not None and t1 < t0 else None)
         fractions = max(vals) <= 1 and any("." in v for v in m.groups()[:4])
-        if fractions and (x + w > 1.0001 or y + h > 1.0001):
-            raise bad
+        if why is None and fractions and (x + w > 1.0001 or y + h > 1.0001):
+            why = (f"as fractions of the frame it reaches past its edge (x + w = {x + w:g}, y + h = {y + h:g}; at "
+                   "most 1)")
+        if why:
+            raise UsageError(f"bad region {text!r}: {why}")
         return cls(x, y, w, h, fractions, t0, t1, text.strip())
 
     def box(self, width: int, height: int) -> tuple[float, float, float, float]:
