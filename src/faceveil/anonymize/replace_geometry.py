@@ -212,7 +212,8 @@ class Geometry:
         self.tx, self.ty = template_coords(pose_points(self.dst), sw, sh)
         rho = np.sqrt(((self.tx - FACE_CX) / FACE_AX) ** 2 + ((self.ty - FACE_CY) / FACE_AY) ** 2)
         # pixel centres of the work window in frame coordinates: the ring stays clear of the box ellipse too
-        yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float64) + 0.5
+        # (as a row and a column: the same values as full grids, broadcast where they meet)
+        xx, yy = np.arange(sw, dtype=np.float64)[None, :] + 0.5, np.arange(sh, dtype=np.float64)[:, None] + 0.5
         px, py = wx1 + xx * (wx2 - wx1) / sw, wy1 + yy * (wy2 - wy1) / sh
         box_rho = box_radius(box, px, py)
         self.ring = self.ring_all = (rho >= RING[0]) & (rho <= RING[1]) & (box_rho >= RING[0])
@@ -222,6 +223,12 @@ class Geometry:
             if x1 < wx2 and x2 > wx1 and y1 < wy2 and y2 > wy1:  # another face in the window
                 self.ring = self.ring & ~((px >= x1) & (px < x2) & (py >= y1) & (py < y2))
         self.rho, self.box_rho = rho, box_rho  # elliptic radii in the face and box ellipses (1: their rims)
+
+    def drawn(self) -> tuple[np.ndarray, np.ndarray]:
+        """``drawn_at`` of the work window's maps (worked out once; read, never written)."""
+        if not hasattr(self, "_drawn"):
+            self._drawn = drawn_at(self.tx, self.ty, self.scale, self.anchor_y)
+        return self._drawn
 
     def coords_full(self) -> tuple[np.ndarray, np.ndarray]:
         """Template coordinates of every frame pixel of the window (the maps are smooth: resized)."""
@@ -274,8 +281,14 @@ class Geometry:
             rows, cols = np.flatnonzero(_box_ease(np.sqrt(dy2[:, 0]))), np.flatnonzero(_box_ease(np.sqrt(dx2[0])))
             if len(rows) and len(cols):
                 ys, xs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-                radius = dx2[:, xs] + dy2[ys]
-                alpha[ys, xs] = np.maximum(alpha[ys, xs], _box_ease(np.sqrt(radius, out=radius)))
+                radius = dx2[:, xs] + dy2[ys]  # squared
+                # Its weight is 1 (a t over 1, clipped) well inside the rim and 0 (a t under 0) well outside the
+                # feather (1e-9 of the radius to spare: the root and the ramp round ~1e-16), there the maximum is 1
+                # and alpha itself (0 <= alpha <= 1); worked out over the band between alone (the same values)
+                a = alpha[ys, xs]  # a view: written into alpha
+                a[radius < (1 - 1e-9) ** 2] = 1.0
+                band = (radius >= (1 - 1e-9) ** 2) & (radius <= (1 + BOX_FEATHER + 1e-9) ** 2)
+                a[band] = np.maximum(a[band], _box_ease(np.sqrt(radius[band])))
         return alpha * self._edge_fade(alpha.shape)
 
     def _edge_fade(self, shape) -> np.ndarray:
@@ -329,7 +342,8 @@ def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "G
     if g.f < 1 and step_bound(g) < SIZE / (top + 0.5):
         side = top
     else:
-        side = int(np.clip(round(SIZE / max(template_step(*drawn_at(*full, g.scale, g.anchor_y)), 1e-3)), SIZE, top))
+        drawn = g.drawn() if g.f >= 1 else drawn_at(*full, g.scale, g.anchor_y)  # full: the work window's maps
+        side = int(np.clip(round(SIZE / max(template_step(*drawn), 1e-3)), SIZE, top))
     if g.f >= 1 and side <= SIZE:
         return up  # the work window is the frame and the face template-sized: nothing to add
     face = face_hi if side >= face_hi.shape[0] else cv2.resize(face_hi, (side, side), interpolation=cv2.INTER_AREA)
@@ -338,10 +352,13 @@ def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "G
     # Outside the donors' face fa is 0: there the sum below is up + 0 + 0.5, truncated back to up itself. So it is
     # worked out only inside fa's bounding box (remap reads each pixel's own map values: the same samples there),
     # found among the pixels that can be in it (g.near)
-    near = g.near(*drawn_at(g.tx, g.ty, g.scale, g.anchor_y), (DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY), 1.1)
+    near = g.near(*g.drawn(), (DONOR_CX, DONOR_CY, DONOR_AX, DONOR_AY), 1.1)
     if near is None:
         return up
-    tx, ty = drawn_at(full[0][near], full[1][near], g.scale, g.anchor_y)
+    if g.f >= 1:  # full: the work window's maps, whose drawn_at g has (per pixel: the same values)
+        tx, ty = (m[near] for m in g.drawn())
+    else:
+        tx, ty = drawn_at(full[0][near], full[1][near], g.scale, g.anchor_y)
     fa = donor_alpha(tx, ty)
     inner = nonzero_box(fa)
     if inner is None:
@@ -440,10 +457,15 @@ def template_coords(dst: np.ndarray, w: int, h: int, sigma: float = 16.0) -> tup
         return (np.stack([xx, yy], -1) - off) @ inv.T - 0.5
 
     def solved(u):
+        # (t_x - x)^2 + (t_y - y)^2, exp(-d2 / (2 sigma^2)): the same float64 operations, in two arrays (-d2 / s is
+        # d2 / -s, exactly)
         t = u
+        d2, dy = np.empty((*u.shape[:-1], 5)), np.empty((*u.shape[:-1], 5))
         for _ in range(3):
-            d2 = (t[..., 0, None] - t_lm[:, 0]) ** 2 + (t[..., 1, None] - t_lm[:, 1]) ** 2
-            t = u - np.exp(-d2 / (2 * sigma**2)) @ wts
+            np.square(np.subtract(t[..., 0, None], t_lm[:, 0], out=d2), out=d2)
+            d2 += np.square(np.subtract(t[..., 1, None], t_lm[:, 1], out=dy), out=dy)
+            np.exp(np.divide(d2, -(2 * sigma**2), out=d2), out=d2)
+            t = u - d2 @ wts
         return t
 
     u = affine(np.arange(w) + 0.5, np.arange(h) + 0.5)

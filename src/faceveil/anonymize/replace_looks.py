@@ -90,30 +90,45 @@ def fast_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def fill_unknown(img: np.ndarray, known: np.ndarray, size: float) -> np.ndarray:
-    """Smooth fill of the unknown pixels from the known ones (normalized convolution,
+    """Smooth fill of the unknown pixels of ``img`` (uint8, 3 channels) from the known ones (normalized convolution,
     coarse to fine); OpenCV's Telea inpainting leaves streaks across large holes."""
-    k = known.astype(np.float32)
-    src = img.astype(np.float32) * k[:, :, None]
-    out = np.broadcast_to(img[known].reshape(-1, 3).mean(axis=0), src.shape).astype(np.float32)
+    k8 = known.astype(np.uint8)
+    k = k8.astype(np.float32)
+    # The same float32 values as written out (img * k, numpy's per-pixel weights broadcast over the channels, the
+    # known pixels' mean colour, the known pixels put back), with the weights repeated over the channels (numpy's
+    # broadcast of an HxWx1 array runs 3 values at a time) and the masked work done by OpenCV's masked copies:
+    # x * 1 is x and x * 0 is 0 (x >= 0), the mean the exact integer sum over the count
+    masked = cv2.copyTo(img, k8)  # the known pixels, 0 elsewhere
+    src = masked.astype(np.float32)
+    n = int(np.count_nonzero(k8))
+    out = np.empty(src.shape, np.float32)
+    out[:] = (np.array(cv2.sumElems(masked)[:3], np.float64) / n).astype(np.float32)
     for sigma in (size / 2, size / 6, size / 20):
         sigma = max(sigma, 1.0)
         den = fast_blur(k, sigma)
         est = fast_blur(src, sigma)  # a new array: divided and weighted in place (the same float32 operations)
-        est /= np.maximum(den, 1e-6)[:, :, None]
-        w = np.clip(den * 4, 0, 1)[:, :, None]  # finer scales only where enough known pixels are near
+        est /= cv2.merge([np.maximum(den, 1e-6)] * 3)
+        w = cv2.merge([np.clip(den * 4, 0, 1)] * 3)  # finer scales only where enough known pixels are near
         est *= w
-        out *= 1 - w
+        out *= np.subtract(1, w, out=w)
         out += est  # out * (1 - w) + est * w
-    out[known] = img[known]
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    cv2.copyTo(src, k8, out)  # out[known] = img[known]
+    out += 0.5
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def to_lab(img: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    x = img.astype(np.float32)
+    x /= 255.0  # a new array (an astype of float32 input too): in place, the same float32 operations
+    return cv2.cvtColor(x, cv2.COLOR_RGB2Lab)
 
 
 def to_rgb(lab: np.ndarray) -> np.ndarray:
-    return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    x = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)  # * 255 + 0.5, clipped, in place (the same float32 operations)
+    x *= 255.0
+    x += 0.5
+    return np.clip(x, 0, 255, out=x).astype(np.uint8)
 
 
 # A black-and-white (or sepia) photo, or a night camera's infrared footage, got a new face in full colour: the face
@@ -136,7 +151,14 @@ def scene_colour(frame: np.ndarray) -> tuple[float, np.ndarray]:
     small = cv2.resize(frame, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) \
         if f < 1 else frame
     lab = to_lab(small).reshape(-1, 3)
-    spread = float(np.percentile(np.linalg.norm(lab[:, 1:] - np.median(lab[:, 1:], axis=0), axis=1), 99))
+    # the chroma's distance from its median: np.linalg.norm's operations over a*, b* (the sum of their squares, its
+    # root), each channel's median over its own contiguous copy (the same values)
+    a, b = lab[:, 1].copy(), lab[:, 2].copy()
+    a -= np.median(a)
+    b -= np.median(b)
+    a *= a
+    a += np.multiply(b, b, out=b)
+    spread = float(np.percentile(np.sqrt(a, out=a), 99))
     lo, hi = SCENE_GREY
     keep = float(np.clip((spread - lo) / (hi - lo), 0.0, 1.0))
     if keep >= 1.0:
@@ -185,12 +207,15 @@ def skin_pixels(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarr
     """Skin-coloured pixels among ``where``: a broad chroma rule in YCrCb (after Chai and
     Ngan's Cr 133-173, Cb 77-127, widened for dark and warm-lit skin), then only the
     pixels near the median of those (a beige wall or wood next to the face drops out)."""
-    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
-    y, cr, cb = ycc[..., 0], ycc[..., 1].astype(np.int16), ycc[..., 2].astype(np.int16)
-    cand = where & (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 135) & (y >= 25) & (y <= 250)
-    # The Lab rules below are worked out over the pixels still in question alone (per pixel: the same values there;
-    # the ring is ~15 % of a large face's work window)
-    at = np.nonzero(cand)
+    # every rule over the pixels still in question alone (per pixel: the same values there; the ring is ~15-30 % of
+    # a face's work window), in the window's row-major order
+    at = np.nonzero(where)
+    ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[at]
+    y, cr, cb = ycc[:, 0], ycc[:, 1].astype(np.int16), ycc[:, 2].astype(np.int16)
+    rule = (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 135) & (y >= 25) & (y <= 250)
+    at = tuple(i[rule] for i in at)
+    cand = np.zeros(where.shape, bool)
+    cand[at] = True
     px = lab[at]
     # skin's hue in Lab lies between ~20 and ~70 degrees with some chroma: blond hair is yellower, grey and
     # pinkish-grey walls greyer (measured on deepface-unit: faces' cheeks have chroma 12-35)
@@ -204,12 +229,13 @@ def skin_pixels(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarr
     med = np.median(px, axis=0)
     d = np.linalg.norm((px - med) * [1.0, 2.0, 2.0], axis=-1)  # chroma counts more than light
     out = np.zeros_like(cand)
-    out[tuple(i[ok] for i in at)] = d <= 30
+    near = d <= 30
+    out[tuple(i[ok] for i in at)] = near
     # what was found is no one's skin when its median colour is more saturated, or redder at its saturation, than
     # faces' skin is (SKIN_MAX_CHROMA, SKIN_RED): red or orange clothes, umbrellas and pink coats passed the rule,
     # and the new face took their colour; then none is found (the face keeps its own tone, as with no skin in view)
-    if out.sum() >= 12:
-        a, b = np.median(lab[out][:, 1:], axis=0)
+    if near.sum() >= 12:
+        a, b = np.median(px[near][:, 1:], axis=0)  # lab[out]: the same pixels, in the same order
         chroma, hue = float(np.hypot(a, b)), float(np.degrees(np.arctan2(b, a)))
         if chroma > SKIN_MAX_CHROMA or (chroma > SKIN_RED[0] and hue < SKIN_RED[1]):
             return np.zeros_like(out)
@@ -327,11 +353,11 @@ def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha:
     if inner.sum() < 64 or core.sum() < 64:  # too little visible skin to tell its texture: none added
         return comp
     t = texture_level(win_gray, inner, step)
-    gray = grey_of(comp)
-    f = texture_level(gray, core, step)
+    part, at = around(comp, core, TEXTURE_REACH)  # the face's grey where texture_level reads it alone (the same)
+    f = texture_level(grey_of(part), at, step)
     if t <= f:
         return comp
-    noise = seeded_noise(seed, 1, gray.shape)
+    noise = seeded_noise(seed, 1, comp.shape[:2])
     tex = detail_band(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
     tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
     return weighted_add(comp, lambda box: tex[box][:, :, None], alpha, inplace)
@@ -409,7 +435,9 @@ def add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np
     window in grey, float32). ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same
     values either way)."""
     g_t = noise_sigma(win_gray, ring)
-    g_f = noise_sigma(cv2.cvtColor(np.clip(comp, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
+    # the face's grey over the pixels noise_sigma reads alone (its core and the filter's reach: per pixel, the same)
+    part, core = around(comp, core, 2)
+    g_f = noise_sigma(cv2.cvtColor(np.clip(part, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
                       core)
     if g_t is None or g_f is None or g_t <= g_f:
         return comp

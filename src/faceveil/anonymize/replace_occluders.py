@@ -119,6 +119,17 @@ def occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarr
     """
     h, w = tx.shape
     none = np.zeros((h, w), np.float32), None
+    mx1, my1, mx2, my2 = OCC_MOUTH
+    mouth = (tx >= mx1) & (tx <= mx2) & (ty >= my1) & (ty <= my2)
+    n_mouth = int(mouth.sum())
+    if n_mouth < OCC_MIN_MOUTH:
+        return none
+    # A cover is one piece of the candidates (below the nostrils, smooth, apart from the face's colour, not skin-like,
+    # then opened: never more pixels), which must span OCC_MOUTH_COVER of the mouth box: with fewer pixels there that
+    # are not skin-like at all (a bare mouth's lips and skin), none is kept. Told first from the mouth box's own
+    # pixels (the rule's answer, none, without its work over the window: most faces wear no cover)
+    if n_mouth - int(skin_like(rgb, lab, skin_lab, mouth).sum()) < OCC_MOUTH_COVER * n_mouth:
+        return none
     # one image pixel in template pixels (the eyes are 36 template pixels apart)
     scale = template_step(tx, ty)
     lower = ty >= OCC_TOP
@@ -138,10 +149,6 @@ def occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarr
     cand = lower & plain
     cand &= ~skin_like(rgb, lab, skin_lab, cand)
     cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    mx1, my1, mx2, my2 = OCC_MOUTH
-    mouth = (tx >= mx1) & (tx <= mx2) & (ty >= my1) & (ty <= my2)
-    if mouth.sum() < OCC_MIN_MOUTH:
-        return none
     n, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
     if n <= 1:
         return none

@@ -775,7 +775,7 @@ class Replace(Method):
         face = cv2.resize(face_hi, (SIZE, SIZE), interpolation=cv2.INTER_AREA) if face_hi.shape[0] > SIZE else face_hi
         tx, ty = g.tx, g.ty
         # where each pixel reads the donors' face (tx, ty: where the person's is)
-        sx, sy = geo.drawn_at(tx, ty, g.scale, g.anchor_y)
+        sx, sy = g.drawn()
         k = face.shape[0] / SIZE
         warped = cv2.remap(face, sx * k, sy * k, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         raw = warped
@@ -833,7 +833,8 @@ class Replace(Method):
                 tone = np.array([0.0, 0.0, 0.0, 0.0, 0.0, min(1.0, cap / max(float(own[0]), 1e-3))])
         tone = self._track_tone(track, tone)
         if tone is not None:
-            lab_f = lab_f * float(tone[5]) + tone[:3].astype(np.float32)
+            lab_f *= float(tone[5])  # this face's own array: the same float32 operations, in place
+            lab_f += tone[:3].astype(np.float32)
             lab_f[..., 0] += tone[3] * (tx - geo.FACE_CX) + tone[4] * (ty - geo.FACE_CY)
         if p.appearance == "blurred":
             m = geo.affine_fit(dst)
@@ -847,7 +848,12 @@ class Replace(Method):
         if p.harmonizer == "poisson":
             warped = self._poisson(warped, base, fa)
         else:
-            warped = np.clip(warped * fa[:, :, None] + base * (1 - fa[:, :, None]) + 0.5, 0, 255).astype(np.uint8)
+            # warped * fa + base * (1 - fa) + 0.5, clipped: the same operations, the weight repeated over the channels
+            fa3 = cv2.merge([fa] * 3)
+            mix = warped * fa3
+            mix += base * np.subtract(1, fa3, out=fa3)
+            mix += 0.5
+            warped = np.clip(mix, 0, 255, out=mix).astype(np.uint8)
             if self.unet is not None:
                 warped = self.unet(warped, fa)
 
@@ -925,7 +931,7 @@ class Replace(Method):
             np.clip(mix, 0, 255, out=mix)
             mix = mix.astype(np.uint8)
             keep_px = a2 <= 0  # the window's own pixels there, whatever the float maths did (out holds them)
-            mix[keep_px] = w[keep_px]
+            cv2.copyTo(w, keep_px.view(np.uint8), mix)  # mix[keep_px] = w[keep_px]
             out[changed] = mix
 
     @staticmethod
