@@ -295,19 +295,24 @@ def test_an_audio_file_with_a_cover_picture_is_no_video(tmp_path):
         probe(src)
 
 
-def test_no_audio_option_and_rotation_kept(tmp_path, clip):
-    src = tmp_path / "rot.mp4"
-    with av.open(str(src), "w") as c:
+def _h264_clip(path, frames, setup):
+    """``frames`` (320x240 RGB) written to ``path`` as H.264 at FPS, ``setup(stream)`` called before the first."""
+    with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=FPS)
         v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
-        v.set_display_rotation(90)
-        for i, rgb in enumerate(clip.frames[:6]):
+        setup(v)
+        for i, rgb in enumerate(frames):
             f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             f.pts, f.time_base = i, Fraction(1, FPS)
             for p in v.encode(f):
                 c.mux(p)
         for p in v.encode(None):
             c.mux(p)
+    return path
+
+
+def test_no_audio_option_and_rotation_kept(tmp_path, clip):
+    src = _h264_clip(tmp_path / "rot.mp4", clip.frames[:6], lambda v: v.set_display_rotation(90))
     assert probe(src).rotation == 90
     first = next(iter(read_frames(src))).rgb
     assert first.shape == (320, 240, 3)  # frames come upright
@@ -338,18 +343,8 @@ def test_no_audio_option_and_rotation_kept(tmp_path, clip):
 def test_sample_aspect_ratio_kept(tmp_path, clip):
     """An anamorphic clip (HDV's 1440x1080 at 4:3 pixels, DV, DVD) played squeezed after anonymizing: the output
     lost its sample aspect ratio (SAR 1:1, a 16:9 picture shown at 4:3). It keeps it (mp4, mkv, mov, avi)."""
-    src = tmp_path / "sar.mp4"
-    with av.open(str(src), "w") as c:
-        v = c.add_stream("libx264", rate=FPS)
-        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
-        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        for i, rgb in enumerate(clip.frames[:4]):
-            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, FPS)
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
+    src = _h264_clip(tmp_path / "sar.mp4", clip.frames[:4],
+                     lambda v: setattr(v.codec_context, "sample_aspect_ratio", Fraction(4, 3)))
     for name in ("sar.mp4", "sar.mkv", "sar.mov", "sar.avi"):
         out = tmp_path / "o" / name
         r = process_video(anonymizer_with(BoxDetector()), src, out, progress=False)
