@@ -619,6 +619,10 @@ def crf_range(codec: str | None) -> tuple[int, int]:
     return 0, 51 if name in ("libx264", "libx265") else 63 - _CRF_OFFSET.get(name, 0)
 
 
+# Encoders whose bitstream holds no sample aspect ratio (VP8, VP9, AV1): in Matroska/WebM it is lost (VideoWriter)
+_NO_SAR_CODECS = ("vpx", "vp8", "vp9", "av1", "aom", "rav1e")
+
+
 def default_codec(suffix: str) -> str:
     # WebM allows only VP8/VP9/AV1; everything else gets H.264.
     return "libvpx-vp9" if suffix.lower() == ".webm" else "libx264"
@@ -742,6 +746,12 @@ class VideoWriter:
         v.width, v.height = (info.height, info.width) if turned else (info.width, info.height)
         if info.sar is not None:  # x264/x265 write it in the stream, MP4 and MOV in the container (not VP9 in WebM)
             v.codec_context.sample_aspect_ratio = 1 / info.sar if turned else info.sar
+            if self._out.format.name in ("matroska", "webm") and any(k in codec for k in _NO_SAR_CODECS):
+                # FFmpeg's Matroska muxer takes it from a field PyAV cannot set, and these bitstreams hold none:
+                # the video would play squeezed without a word (checked: VP9 in .webm and .mkv reads back 1:1)
+                self.left_out.append(f"the pixels' aspect ratio {info.sar.numerator}:{info.sar.denominator} "
+                                     f"({codec} in {self.target.suffix} cannot carry it: the video plays squeezed; "
+                                     "write .mp4, or .mkv with H.264)")
         # yuv420p is what players accept; x264 needs even sizes for it.
         even = v.width % 2 == 0 and v.height % 2 == 0
         v.pix_fmt = "yuv420p" if even or codec not in ("libx264", "libx265") else "yuv444p"
