@@ -80,6 +80,30 @@ def test_an_out_whose_manifest_is_not_faceveils_is_refused(tmp_path, capsys):
     assert main(args) == 0 and rgb(theirs).shape == (64, 96, 3)
 
 
+def test_an_out_holding_only_a_file_managers_litter_is_empty(tmp_path, capsys):
+    """An OUT made in Finder (a .DS_Store) or Explorer (Thumbs.db, desktop.ini) was refused as 'not empty'. It is
+    written into, the litter left as it was; `dataset verify` still names it; any other file is still refused."""
+    root, gt = noise_dataset(tmp_path, n=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in (".DS_Store", "Thumbs.db", "desktop.ini"):
+        (out / name).write_bytes(b"litter " + name.encode())
+    args = ["dataset", "anonymize", "--format", "wider", "--images", str(root), "--labels", str(gt), "-o", str(out),
+            "-q", "-m", "blackout"]
+    assert main(args) == 0
+    assert (out / ".DS_Store").read_bytes() == b"litter .DS_Store" and len(manifest_images(out)) == 2
+    assert main(args) == 0  # the same run again: resumed, nothing to do
+    capsys.readouterr()
+    assert main(["dataset", "verify", str(out)]) == 1
+    assert "not in the manifest: .DS_Store" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".DS_Store").write_bytes(b"")
+    (other / "notes.txt").write_text("mine")
+    assert main(args[:-5] + ["-o", str(other), "-q", "-m", "blackout"]) == 2
+    assert "refusing to write into it" in capsys.readouterr().err
+
+
 def test_gt_boxes_change_exactly_the_labelled_regions(tmp_path):
     # one face partly outside the image (clipped), one below --min-size (left alone), one ordinary
     boxes = [(10, 8, 20, 24), (80, 40, 30, 30), (50, 5, 5, 5)]

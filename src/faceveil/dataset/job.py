@@ -40,6 +40,12 @@ def _remove_stale_tmp(out: Path) -> int:
     return remove_stale_temporaries(root for root, _, _ in os.walk(out))  # os.walk follows no link to a folder
 
 
+# What a file manager leaves in a folder it has only shown (macOS Finder, Windows Explorer): an OUT made in one and
+# holding only these is empty to its user, and was refused as "not empty". faceveil never touches them; `dataset
+# verify` still names each as a file no manifest line accounts for (Thumbs.db may hold thumbnails).
+OS_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
 def anonymize_dataset(
     fmt: str,
     images: str | os.PathLike,
@@ -68,7 +74,7 @@ def anonymize_dataset(
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: output exists and is not a folder")
     manifest_path = out / MANIFEST
-    if out.is_dir() and any(out.iterdir()) and not _faceveils(manifest_path):
+    if out.is_dir() and any(p.name not in OS_LITTER for p in out.iterdir()) and not _faceveils(manifest_path):
         raise UsageError(f"{out}: folder is not empty and has no {MANIFEST} of faceveil's; refusing to write into it")
     p = plan(fmt, images, labels, out, face_classes)
     if cfg.boxes == "auto":
