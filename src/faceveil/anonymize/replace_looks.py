@@ -214,8 +214,7 @@ def skin_pixels(rgb: np.ndarray, lab: np.ndarray, where: np.ndarray) -> np.ndarr
     y, cr, cb = ycc[:, 0], ycc[:, 1].astype(np.int16), ycc[:, 2].astype(np.int16)
     rule = (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 135) & (y >= 25) & (y <= 250)
     at = tuple(i[rule] for i in at)
-    cand = np.zeros(where.shape, bool)
-    cand[at] = True
+    cand = np.zeros(where.shape, bool)  # what passes every rule below
     px = lab[at]
     # skin's hue in Lab lies between ~20 and ~70 degrees with some chroma: blond hair is yellower, grey and
     # pinkish-grey walls greyer (measured on deepface-unit: faces' cheeks have chroma 12-35)

@@ -155,9 +155,9 @@ def occluder_keep(rgb: np.ndarray, lab: np.ndarray, tx: np.ndarray, ty: np.ndarr
     cover = np.bincount(lab_cc[mouth], minlength=n)
     cover[0] = 0
     best = int(cover.argmax())
-    if cover[best] < OCC_MOUTH_COVER * mouth.sum():
+    if cover[best] < OCC_MOUTH_COVER * n_mouth:
         return none
-    clear = bool(cover[best] >= OCC_CLEAN_SHARE * mouth.sum() and mouth.sum() >= OCC_CLEAN_MOUTH)
+    clear = bool(cover[best] >= OCC_CLEAN_SHARE * n_mouth and n_mouth >= OCC_CLEAN_MOUTH)
     keep = (lab_cc == best).astype(np.uint8)
     # its colour over the mouth: a mask that runs smoothly into a dark collar or coat is one piece with it, and the
     # whole piece's median read as a dark cover (refused with no skin in view; research/occluder_labels.py, masked

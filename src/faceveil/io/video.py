@@ -619,8 +619,9 @@ def crf_range(codec: str | None) -> tuple[int, int]:
     return 0, 51 if name in ("libx264", "libx265") else 63 - _CRF_OFFSET.get(name, 0)
 
 
-# Encoders whose bitstream holds no sample aspect ratio (VP8, VP9, AV1): in Matroska/WebM it is lost (VideoWriter)
-_NO_SAR_CODECS = ("vpx", "vp8", "vp9", "av1", "aom", "rav1e")
+# Encoders whose bitstream holds no sample aspect ratio, by a part of their name (libvpx, libvpx-vp9, vp9_vaapi,
+# libaom-av1, librav1e, libsvtav1): in Matroska/WebM it is lost (VideoWriter)
+_NO_SAR_CODECS = ("vpx", "vp8", "vp9", "av1")
 
 
 def default_codec(suffix: str) -> str:
