@@ -231,6 +231,44 @@ def test_kill_9_image_batch_jobs_2_leaves_no_worker(tmp_path):
     assert _no_tmp(out) == [], "a worker stopped by its parent's death must not leave a temporary file"
 
 
+# A worker whose main thread is stuck in native code (an fsync on a busy disk, an encoder) when its grace runs out:
+# the signal's handler never runs (blocked here), or its unwinding blocks (a finally that sleeps); the forced exit
+# must still remove the temporary file being written. The kill -9 test above once found one left under load.
+_STUCK_WORKER = """
+import ctypes, signal, sys, threading, time
+from faceveil import batch
+from faceveil.io.atomic import atomic_path
+batch._GRACE_S = 0.3
+signal.signal(batch._DEATH_SIGNAL, batch._on_sigterm)
+if sys.argv[2] == "handler-never-runs":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {batch._DEATH_SIGNAL})
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half an image")
+    print(tmp, flush=True)
+    t0 = time.monotonic()  # the parent "dies" once the main thread is in native code
+    threading.Thread(target=batch._watch_parent, args=(lambda: time.monotonic() > t0 + 0.5,), daemon=True).start()
+    try:
+        ctypes.CDLL(None).sleep(5)  # native code: no Python signal handler runs in it
+        ctypes.CDLL(None).sleep(30)
+    finally:
+        ctypes.CDLL(None).sleep(30)  # unwinding that blocks
+"""
+
+
+@pytest.mark.parametrize("stuck", ["handler-never-runs", "unwinding-blocks"])
+def test_a_worker_forced_out_removes_the_temporary_it_was_writing(tmp_path, stuck):
+    import subprocess
+    import sys
+
+    target = tmp_path / "out" / "a.png"
+    proc = subprocess.run([sys.executable, "-c", _STUCK_WORKER, str(target), stuck], capture_output=True,
+                          text=True, timeout=60)
+    tmp = Path(proc.stdout.strip())
+    assert tmp.parent == target.parent and ".faceveil." in tmp.name, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(p.name for p in target.parent.iterdir()) == [], "the forced exit left the temporary file"
+
+
 @pytest.mark.slow
 def test_kill_9_ray_local_leaves_no_process(tmp_path):
     pytest.importorskip("ray")

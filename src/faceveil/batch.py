@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 from .progress import still_working, tqdm
 
 from .errors import one_line
+from .io.atomic import remove_live_temporaries
 from .io.inputs import Job
 from .pipeline import Anonymizer, AnonymizerConfig, ItemResult
 
@@ -61,9 +62,9 @@ PR_SET_PDEATHSIG = 1
 # `timeout`), which the parent handles by shutting the pool down; the parent's death is told apart.
 _DEATH_SIGNAL = getattr(signal, "SIGUSR1", signal.SIGTERM)
 _POLL_S = 0.25
-# then os._exit: the next run removes a temporary file this leaves (its pid is dead). 3 s, not 1: a kill -9 test
-# (tests/test_faults_dataset.py) once found a worker's temporary file left; either its unwinding outlived 1 s
-# (an fsync on a busy disk) or the signal came just after the file was made (io.atomic now covers that too).
+# then os._exit (_force_exit), which removes the temporary file the worker was writing first (io.atomic keeps the
+# list: under load a kill -9 test found one left, its main thread still in an fsync or an encoder after the grace).
+# 3 s, not 1: time for the unwinding, which also leaves the process's other state in order.
 _GRACE_S = 3.0
 
 
@@ -96,18 +97,24 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_gone,), name="faceveil-parent-watch", daemon=True).start()
 
 
+def _force_exit(code: int) -> None:
+    """os._exit, which runs no except clause: the temporary file the stuck main thread was writing removed first."""
+    remove_live_temporaries()
+    os._exit(code)
+
+
 def _watch_parent(parent_gone: Callable[[], bool]) -> None:
     while not parent_gone():
         time.sleep(_POLL_S)
     os.kill(os.getpid(), _DEATH_SIGNAL)  # unwind the main thread first (it removes temporary files)
     time.sleep(_GRACE_S)
-    os._exit(1)
+    _force_exit(1)
 
 
 def _on_sigterm(signum, frame) -> None:
     if _initializing:  # SystemExit in the pool's initializer printed "Exception in initializer:" and a traceback
         os._exit(128 + signum)
-    killer = threading.Timer(_GRACE_S, os._exit, (1,))  # in case unwinding blocks (a pipe to a dead parent)
+    killer = threading.Timer(_GRACE_S, _force_exit, (1,))  # in case unwinding blocks (a pipe to a dead parent)
     killer.daemon = True
     killer.start()
     raise SystemExit(128 + signum)

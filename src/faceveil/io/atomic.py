@@ -107,6 +107,21 @@ def temp_affixes(name: str, suffix: str = "", folder: bool = False) -> tuple[str
     return tail, f".{cut_name(name, budget)}{prefix_end}"
 
 
+# This process's temporary files not yet renamed nor removed. A forced exit (batch's os._exit once a worker's
+# unwinding has outlived its grace: its main thread stuck in an fsync or an encoder) removes them first
+# (remove_live_temporaries): os._exit runs no except clause, and under load a kill -9 test found one left.
+_LIVE: set[Path] = set()
+
+
+def remove_live_temporaries() -> None:
+    """Remove this process's temporary files still open for writing (make_temporary's, before their rename): for a
+    forced exit, from another thread, while the main thread may still be writing one (its data goes with the name;
+    a rename that wins the race leaves a whole, fsynced output). Never raises."""
+    for path in list(_LIVE):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def make_temporary(folder: Path, name: str, suffix: str = "", directory: bool = False) -> tuple[Path, int | None]:
     """A new temporary file (``directory``: folder) in ``folder`` for ``name`` (temp_affixes' naming), and an open
     descriptor that holds an exclusive flock on it: close it (``release``) only once the temporary has its final
@@ -127,6 +142,7 @@ def make_temporary(folder: Path, name: str, suffix: str = "", directory: bool = 
         else:
             fd, tmp = tempfile.mkstemp(*temp_affixes(name, suffix), dir=folder)
             path = Path(tmp)
+            _LIVE.add(path)  # dropped by atomic_path once renamed or removed
             if fcntl is None:  # and Windows cannot rename a file that is open
                 os.close(fd)
                 fd = None
@@ -146,8 +162,10 @@ def make_temporary(folder: Path, name: str, suffix: str = "", directory: bool = 
             os.close(fd)
             with contextlib.suppress(OSError):
                 (os.rmdir if directory else os.unlink)(path)
+            _LIVE.discard(path)
             raise
         os.close(fd)
+        _LIVE.discard(path)  # removed by a sweep: another is made
     raise OSError(errno.EAGAIN, "its temporary was removed as soon as it was made, five times over (another run's "
                                 "sweep?)", str(path))
 
@@ -281,6 +299,7 @@ def atomic_path(target: str | os.PathLike, replace: bool = True, sweep: bool = F
                 tmp_path.unlink()
         raise
     finally:
+        _LIVE.discard(tmp_path)
         release(lock)  # after the rename or the removal: never a moment where the name is there unlocked
     _fsync_path(target.parent, directory=True)
 
