@@ -50,6 +50,9 @@ class VideoInfo:
     # the stored pixels' width / height as displayed (sample aspect ratio) where it is not 1 (anamorphic DV, HDV,
     # DVD): the writer keeps it, or a 1440x1080 HDV clip played squeezed at 4:3 instead of 16:9
     sar: Fraction | None = None
+    # bits per sample of the decoded pixels (10 for a 10-bit HDR or log clip): faceveil's frames are 8-bit RGB, so
+    # the output is 8-bit, and the writer says so where the source had more
+    bits: int = 8
 
     @property
     def estimated_frames(self) -> int:
@@ -306,9 +309,19 @@ def probe(path: str | os.PathLike | VideoSource) -> VideoInfo:
                          audio.codec_context.name if audio is not None else None,
                          src.name if isinstance(src, VideoSource) else None,
                          int(v.codec_context.color_primaries or 2), int(v.codec_context.color_trc or 2),
-                         _sar(v.sample_aspect_ratio))
+                         _sar(v.sample_aspect_ratio), _bits(v.codec_context.pix_fmt))
     finally:
         c.close()
+
+
+def _bits(pix_fmt: str | None) -> int:
+    """Bits per sample of a pixel format ("yuv420p10le": 10); 8 where unknown."""
+    import av
+
+    try:
+        return max(8, max(c.bits for c in av.VideoFormat(pix_fmt).components)) if pix_fmt else 8
+    except (ValueError, TypeError, av.FFmpegError):
+        return 8
 
 
 def _sar(value) -> Fraction | None:
@@ -753,6 +766,9 @@ class VideoWriter:
                 self.left_out.append(f"the pixels' aspect ratio {info.sar.numerator}:{info.sar.denominator} "
                                      f"({codec} in {self.target.suffix} cannot carry it: the video plays squeezed; "
                                      "write .mp4, or .mkv with H.264)")
+        if info.bits > 8:
+            self.left_out.append(f"the source's {info.bits}-bit depth (faceveil's frames are 8-bit: the video is "
+                                 "written 8-bit, smooth gradients may show steps)")
         # yuv420p is what players accept; x264 needs even sizes for it.
         even = v.width % 2 == 0 and v.height % 2 == 0
         v.pix_fmt = "yuv420p" if even or codec not in ("libx264", "libx265") else "yuv444p"
