@@ -15,12 +15,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from .progress import still_working, tqdm
 
 from .errors import one_line
-from .io.atomic import remove_live_temporaries
+from .io.atomic import remove_live_temporaries, remove_stale_temporaries
 from .io.inputs import Job
 from .pipeline import Anonymizer, AnonymizerConfig, ItemResult
 
@@ -221,17 +221,8 @@ def run_batch(
                 _init_worker(cfg)
                 consume((i, _run_one(mode, j, overwrite, faces)) for i, j in enumerate(jobs_list))
             else:
-                threads = _threads_per_worker(jobs)
-                cfg = _with_threads(cfg, threads)
-                with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker, mp_context=pool_context(),
-                                         initargs=(os.getpid(), cfg)) as pool:
-                    try:
-                        with group_signals_blocked():  # the workers start (on submit) with them blocked
-                            futures = [pool.submit(_run_one, mode, j, overwrite, faces) for j in jobs_list]
-                        consume(_results(pool, futures, jobs_list))
-                    except BaseException:
-                        pool.shutdown(wait=True, cancel_futures=True)
-                        raise
+                cfg = _with_threads(cfg, _threads_per_worker(jobs))
+                consume(_pooled(cfg, jobs_list, mode, jobs, overwrite, faces, bar))
     finally:
         bar.close()
     return results  # type: ignore[return-value]  # every slot filled
@@ -260,23 +251,104 @@ def group_signals_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _results(pool: ProcessPoolExecutor, futures: list, jobs_list: list[Job]) -> Iterable[tuple[int, ItemResult]]:
-    """(index, result) of each job as it finishes. A worker that dies (the OOM killer, kill -9) breaks the pool: the
-    jobs finished before still count, the others fail with one line each, and the surviving workers are ended.
-    Before, the pool's own clean-up sent them SIGTERM, which they ignore, and the run hung for good (Ctrl-C too)."""
-    broken = False
-    index = {fut: i for i, fut in enumerate(futures)}
-    for fut in as_completed(futures):
-        i = index[fut]
+def _pooled(cfg: AnonymizerConfig, jobs_list: list[Job], mode: str, jobs: int, overwrite: bool, faces: bool,
+            bar) -> Iterator[tuple[int, ItemResult]]:
+    """(index, result) of each job as it finishes, in ``jobs`` worker processes.
+
+    A worker that dies (the OOM killer, kill -9) breaks the pool: the jobs finished before still count, the
+    surviving workers are ended (the pool's own clean-up sent them SIGTERM, which they ignore, and the run hung).
+    Then the batch goes on past it: the unfinished files the dead worker may have held (the pool hands out at
+    most 2 x jobs + 1 ahead: _HELD) are run again one at a time, each in a fresh worker of its own (a photo that
+    needed more memory than it had beside the others gets it alone; one that kills its worker again fails with one
+    line), and the rest in a fresh pool of ``jobs`` workers. Before, every unfinished file failed and the run
+    ended, and a rerun with --skip-existing met the same photo again at once: a batch could never pass it."""
+    in_place = {i: _identity(j.src) for i, j in enumerate(jobs_list) if mode != "detect" and j.dst == j.src}
+    todo = [(i, overwrite) for i in range(len(jobs_list))]
+    while todo:
+        lost = yield from _round(cfg, jobs_list, todo, mode, jobs, faces)
+        if not lost:
+            return
+        # what the dead worker was writing (a SIGKILL runs no clean-up): its pid is gone, the sweep takes it
+        if mode != "detect":
+            remove_stale_temporaries({jobs_list[i].dst.parent for i in lost})
+        bar.write(f"faceveil: warning: a worker process died (out of memory?) with {len(lost)} file"
+                  f"{'s' if len(lost) > 1 else ''} unfinished: the one{'s' if len(lost) > 1 else ''} it may have "
+                  "held are tried again one at a time, the rest go on", file=sys.stderr)
+        again = []
+        for i in lost:
+            retry = _again(jobs_list[i], mode, overwrite, in_place.get(i, False))
+            if isinstance(retry, ItemResult):
+                yield i, retry
+            else:
+                again.append((i, retry))
+        held = _HELD * jobs + 1
+        for i, ow in again[:held]:
+            if (yield from _round(cfg, jobs_list, [(i, ow)], mode, 1, faces)):
+                src = jobs_list[i].src
+                yield i, ItemResult(str(src), None, "failed", error=f"{src}: no result: a worker process died "
+                                    "while it was processed, and again when it was tried alone (out of memory?)")
+        todo = again[held:]
+
+
+# Jobs a pool can have handed out beyond the ones finished, per worker: a worker's own and one in the call queue
+# (concurrent.futures' EXTRA_QUEUED_CALLS adds one for the whole pool: the "+ 1").
+_HELD = 2
+
+
+def _identity(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _again(job: Job, mode: str, overwrite: bool, before) -> bool | ItemResult:
+    """How a job a dead pool left unfinished runs again: its ``overwrite``, or its result where it must not run.
+    Its worker may have written the output before it died (or was ended): the rename was atomic, so a file there
+    is whole, and the same settings write the same bytes again. A new output (no --overwrite: none was there when
+    the run started) is written again over itself; an --in-place original that is no longer the file the run
+    started from was anonymized already, and is not anonymized twice."""
+    if mode == "detect":
+        return overwrite
+    if job.dst == job.src:
+        if _identity(job.src) != before:
+            return ItemResult(str(job.src), None, "failed", error=f"{job.src}: no result: a worker process died "
+                              "after it was written (it is anonymized; its faces were not reported)")
+        return overwrite
+    return overwrite or os.path.lexists(job.dst)
+
+
+def _round(cfg: AnonymizerConfig, jobs_list: list[Job], todo: list[tuple[int, bool]], mode: str, jobs: int,
+           faces: bool):
+    """One pool of ``jobs`` workers over ``todo`` ((index, overwrite) pairs): yields (index, result) as they finish,
+    returns the indices left unfinished where a worker died (in order), [] where none did."""
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker, mp_context=pool_context(),
+                             initargs=(os.getpid(), cfg)) as pool:
         try:
-            yield i, fut.result()
-        except BrokenProcessPool:
-            if not broken:
-                broken = True
+            futures, lost = {}, []
+            with group_signals_blocked():  # the workers start (on submit) with them blocked
+                for n, (i, ow) in enumerate(todo):
+                    try:
+                        futures[pool.submit(_run_one, mode, jobs_list[i], ow, faces)] = i
+                    except BrokenProcessPool:  # a worker died while the jobs were handed in
+                        lost = [k for k, _ in todo[n:]]
+                        break
+            for fut in as_completed(futures):
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    if not lost:
+                        _end_workers(pool)
+                    lost.append(futures[fut])
+                    continue
+                yield futures[fut], result
+            if lost:
                 _end_workers(pool)
-            yield i, ItemResult(str(jobs_list[i].src), None, "failed", error=f"{jobs_list[i].src}: no result: a "
-                                "worker process died (out of memory?); run the same command with --skip-existing "
-                                "to finish (it keeps outputs that were written: each is complete)")
+            return sorted(lost)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _end_workers(pool: ProcessPoolExecutor) -> None:

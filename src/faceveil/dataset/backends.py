@@ -26,19 +26,60 @@ def _threads(cfg: DatasetConfig, workers: int) -> DatasetConfig:
 
 
 def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[dict]:
+    """Each item's result as it finishes, in ``jobs`` worker processes. A worker that dies (the OOM killer on an
+    image too big beside the others, kill -9) breaks the pool: the items it may have held (those in flight) run
+    again one at a time, each in a fresh worker of its own, and one that kills that worker too fails with one line;
+    the rest go on in a fresh pool. Before, the run stopped (resumable), and its resume met the same image at once."""
     if jobs <= 1 or len(items) <= 1:
         init_worker(_threads(cfg, jobs))  # same threads as the pool would use: same numbers
         for it in items:
             yield process_item(it)
         return
+    cfg = _threads(cfg, jobs)
+    todo = list(items)
+    while todo:
+        held, todo = yield from _local_round(cfg, todo, jobs)
+        if not held:
+            continue
+        print(f"faceveil: warning: a worker process died (out of memory?) with {len(held)} image"
+              f"{'s' if len(held) > 1 else ''} in flight: tried again one at a time, the rest go on", file=sys.stderr)
+        for it in held:
+            if (yield from _local_round(cfg, [it], 1))[0]:
+                yield {"error": f"{it.src}: a worker process died while it was processed, and again when it was "
+                                "tried alone (out of memory?); nothing was written", "path": it.rel}
+
+
+def _local_round(cfg: DatasetConfig, items: list[Item], jobs: int):
+    """One pool of ``jobs`` workers, at most 2 x jobs items in flight (a million-image job must not queue everything
+    at once): yields each result, returns ([], []) when every item ran, else (the items in flight when a worker
+    died, the items not yet handed in)."""
+    from ..batch import _end_workers
+
     with ProcessPoolExecutor(max_workers=jobs, initializer=init_pool_worker, mp_context=pool_context(),
-                             initargs=(os.getpid(), _threads(cfg, jobs))) as pool:
+                             initargs=(os.getpid(), cfg)) as pool:
+        queue = iter(enumerate(items))
+        inflight: dict = {}
+        handing: list = []  # the item being handed in: a pool already broken refuses it
         try:
-            yield from _windowed(lambda it: pool.submit(process_item, it), items, 2 * jobs,
-                                 lambda fs: wait(fs, return_when=FIRST_COMPLETED)[0], lambda f: f.result())
+            def hand_in() -> None:
+                nxt = next(queue, None)
+                if nxt is not None:
+                    handing[:] = [nxt]
+                    inflight[pool.submit(process_item, nxt[1])] = nxt
+                    handing.clear()
+            for _ in range(2 * jobs):
+                hand_in()
+            while inflight:
+                for f in wait(inflight, return_when=FIRST_COMPLETED)[0]:
+                    result = f.result()  # BrokenProcessPool: a worker died
+                    del inflight[f]
+                    yield result
+                    hand_in()
+            return [], []
         except BrokenProcessPool:
-            raise FaceveilError("a worker process died (out of memory?); the images finished so far are in the "
-                                "manifest: run the same command again to resume") from None
+            _end_workers(pool)
+            held = sorted([*inflight.values(), *handing], key=lambda kx: kx[0])
+            return [x for _, x in held], [x for _, x in queue]
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
