@@ -5,6 +5,7 @@ import argparse
 import json
 import math
 import numbers
+import os
 import sys
 from pathlib import Path
 
@@ -270,6 +271,7 @@ def plan_inputs(inputs, output, accept, in_place: bool = False):
     links: list = []
     special: list = []
     jobs, skipped = plan_jobs(inputs, output, accept, in_place, links, special=special)
+    check_output_folders(jobs)
     for link in links:
         print(f"faceveil: warning: {one_line(link)}: a link to a folder, not followed (give {one_line(link.resolve())} "
               "as an input)", file=sys.stderr)
@@ -278,6 +280,44 @@ def plan_inputs(inputs, output, accept, in_place: bool = False):
         print(f"faceveil: warning: {len(special)} entries that are not regular files skipped (not read, not written): "
               f"{shown}", file=sys.stderr)
     return jobs, skipped
+
+
+def check_output_folders(jobs) -> None:
+    """Bad usage (one line, before any work) when a job's output folder can neither be written nor made: a file on
+    its way (`-o afile/sub/` with afile a regular file), a place where no folder can be made (/proc, a read-only
+    mount). Before, every photo was detected first and then failed naming its output (exit 1). Probes each nearest
+    existing folder once, with a temporary file where the output folder exists and a temporary folder where it is
+    to be made; leaves nothing behind. In place (an output that is its input) needs no check."""
+    import tempfile
+
+    probed: set = set()
+    for job in jobs:
+        if job.dst == job.src:
+            continue
+        folder = job.dst.parent
+        anc = folder
+        try:
+            while not os.path.lexists(anc) and anc != anc.parent:
+                anc = anc.parent
+            is_dir = anc.is_dir()
+        except OSError as exc:  # a link loop on the way
+            raise UsageError(f"{one_line(folder)}: cannot make the output folder ({exc.strerror or exc})") from None
+        if not is_dir:
+            raise UsageError(f"{one_line(folder)}: cannot make the output folder: {one_line(anc)} is a file, not a "
+                             "folder; nothing written")
+        key = (anc, anc == folder)
+        if key in probed:
+            continue
+        probed.add(key)
+        try:
+            if anc == folder:
+                with tempfile.TemporaryFile(dir=anc, prefix=".faceveil-probe-"):
+                    pass
+            else:
+                os.rmdir(tempfile.mkdtemp(dir=anc, prefix=".faceveil-probe-"))
+        except OSError as exc:
+            what = "cannot write in the output folder" if anc == folder else f"cannot make the output folder in {anc}"
+            raise UsageError(f"{one_line(folder)}: {what} ({exc.strerror or exc}); nothing written") from None
 
 
 def whole(minimum: int = 0, maximum: int | None = None):
