@@ -65,3 +65,29 @@ def test_fresh_nested_output_still_made(photo, tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "new" / "deep" / "photo.jpg").is_file()
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["deep"], "the probe leaves nothing behind"
+
+
+@pytest.mark.parametrize("argv,said", [(("-p", "relative=0.3", "-p", "relative=0.6"), "-p relative: given twice"),
+                                       (("--dp", "threshold=0.3", "--dp", "threshold=0.5"),
+                                        "--detector-param threshold: given twice"),
+                                       (("--dp", "max_size=300", "--max-size", "500"),
+                                        "--max-size 500 and --detector-param max_size=300")])
+def test_a_parameter_given_twice_is_refused(photo, tmp_path, capsys, argv, said):
+    """`-p relative=0.3 -p relative=0.6`: the last won without a word (nothing documents a meaning for a repeat)."""
+    code, _, err = run(capsys, "anonymize", photo, "-o", tmp_path / "out", *FAST, *argv)
+    assert code == 2 and err.count("\n") == 1 and said in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_same_value_twice_is_one_request(photo, tmp_path, capsys):
+    code, _, err = run(capsys, "anonymize", photo, "-o", tmp_path / "out", *FAST, "-p", "relative=0.3",
+                       "-p", "relative=0.3")
+    assert code == 0, err
+
+
+def test_parse_methods_refuses_a_method_parameter_given_twice():
+    from faceveil.errors import UsageError
+    from faceveil.train.train_on_anon import parse_methods
+
+    with pytest.raises(UsageError, match="blur.kernel: given twice"):
+        parse_methods("blur", ["blur.kernel=9", "blur:kernel=11"])

@@ -212,12 +212,18 @@ def split_method_param(item: str, option: str = "-p") -> tuple[str, str, str]:
     return key[:cut].strip(), key[cut + 1:].strip(), value.strip()
 
 
-def parse_assignments(items: list[str] | None) -> dict[str, str]:
-    """Parse ``["kernel=25", "sigma=3"]`` into a dict; raise UsageError on bad syntax."""
+def parse_assignments(items: list[str] | None, option: str = "-p") -> dict[str, str]:
+    """Parse ``["kernel=25", "sigma=3"]`` into a dict; raise UsageError on bad syntax, and on one name given two
+    different values (``-p kernel=5 -p kernel=7``: the last won without a word; nothing documents a meaning for a
+    repeat). The same value twice is the same request, taken once."""
     out: dict[str, str] = {}
     for item in items or []:
         if "=" not in item:
             raise UsageError(f"bad parameter {item!r}: expected name=value")
         key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if key in out and out[key] != value:
+            raise UsageError(f"{option} {key}: given twice ({key}={out[key]} and {key}={value}); give each "
+                             "parameter once")
+        out[key] = value
     return out

@@ -190,8 +190,11 @@ def detector_params_from_args(args) -> dict:
     """--detector-param assignments, plus --max-size."""
     from ..registry import parse_assignments
 
-    params = parse_assignments(args.detector_param)
+    params = parse_assignments(args.detector_param, "--detector-param")
     if args.max_size is not None:
+        if "max_size" in params and params["max_size"] != str(args.max_size):  # --max-size won without a word
+            raise UsageError(f"--max-size {args.max_size} and --detector-param max_size={params['max_size']}: give "
+                             "one of them")
         params["max_size"] = args.max_size
     return params
 

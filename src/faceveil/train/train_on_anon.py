@@ -69,6 +69,8 @@ def parse_methods(text: str, overrides: list[str] | None = None) -> list[MethodS
     extra: dict[str, dict] = {}
     for item in overrides or []:
         m, name, value = split_method_param(item)
+        if extra.get(m, {}).get(name, value) != value:  # the last won without a word
+            raise UsageError(f"-p {m}.{name}: given twice ({extra[m][name]} and {value}); give each parameter once")
         extra.setdefault(m, {})[name] = value
     specs: list[MethodSpec] = []
     for part in [p.strip() for p in text.split(",") if p.strip()]:
