@@ -91,3 +91,81 @@ def test_parse_methods_refuses_a_method_parameter_given_twice():
 
     with pytest.raises(UsageError, match="blur.kernel: given twice"):
         parse_methods("blur", ["blur.kernel=9", "blur:kernel=11"])
+
+
+@pytest.fixture()
+def video_named_jpg(tmp_path) -> Path:
+    """A real MP4 renamed clip.jpg."""
+    import numpy as np
+    from synthetic_video import write_clip
+
+    mp4 = tmp_path / "v" / "clip.mp4"
+    mp4.parent.mkdir()
+    write_clip(mp4, [np.full((64, 96, 3), 40 * i, np.uint8) for i in range(4)], audio=False)
+    return mp4.rename(mp4.with_suffix(".jpg"))
+
+
+@pytest.mark.parametrize("command", ["anonymize", "detect"])
+def test_a_video_named_jpg_is_said_to_be_a_video(video_named_jpg, tmp_path, capsys, command):
+    """clip.mp4 renamed clip.jpg: 'not an image or unsupported format', though faceveil reads the file as a video."""
+    out = ("-o", tmp_path / "out") if command == "anonymize" else ()
+    code, _, err = run(capsys, command, video_named_jpg, *out, "-q")
+    assert code == 1, err
+    assert f"faceveil: error: {video_named_jpg}: is an MP4 video named .jpg, not an image; rename it to clip.mp4 to " \
+        "anonymize it as a video\n" in err, err
+
+
+def test_detect_takes_a_photo_named_mp4(photo, capsys):
+    """holiday.jpg renamed .mp4: `detect` refused it as 'a video' by its name; it is a photo, and detection writes
+    nothing under its name: detected as the photo it is."""
+    import json
+
+    mp4 = photo.rename(photo.with_suffix(".mp4"))
+    code, out, err = run(capsys, "detect", mp4, "-q", "--detect", "fast")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["files"][0]["path"] == str(mp4) and doc["files"][0]["faces"], doc
+
+
+def test_process_file_knows_a_video_by_the_error_type_not_its_words(tmp_path, monkeypatch, video_named_jpg):
+    """Anonymizer.process_file said 'is a video' only while io.images' message read exactly 'not an image or
+    unsupported format': reworded, a video fell back to the image reader's words. Now by the type NotAnImage."""
+    from faceveil.io import images
+    from faceveil.pipeline import Anonymizer
+
+    mp4 = video_named_jpg.rename(video_named_jpg.with_suffix(".mp4"))
+    real = images._not_an_image
+
+    def reworded(path, data):
+        exc = real(path, data)
+        return type(exc)(f"{path}: Pillow does not know this file", exc.video)
+
+    monkeypatch.setattr(images, "_not_an_image", reworded)
+    r = Anonymizer(detector="haar").process_file(mp4, tmp_path / "o.jpg")
+    assert r.status == "failed" and r.error == f"{mp4}: is a video, not an image; faceveil.video.anonymize_video " \
+        "takes videos", r.error
+    assert not (tmp_path / "o.jpg").exists()
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"neither a photo nor a video")
+    r = Anonymizer(detector="haar").process_file(junk, tmp_path / "o.jpg")
+    assert r.error == f"{junk}: is a video, not an image; faceveil.video.anonymize_video takes videos", r.error
+    r = Anonymizer(detector="haar").process_file(junk.rename(tmp_path / "junk.jpg"), tmp_path / "o.jpg")
+    assert r.error == f"{tmp_path / 'junk.jpg'}: Pillow does not know this file", r.error
+
+
+def test_not_an_image_is_typed_and_says_what_the_bytes_are(tmp_path):
+    from faceveil.errors import InputError
+    from faceveil.io.images import NotAnImage, read_image, video_container
+
+    assert issubclass(NotAnImage, InputError)
+    assert video_container(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00") is None  # a HEIC photo
+    assert video_container(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00") == ("QuickTime (MOV)", ".mov")
+    assert video_container(b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81\x01B\x82\x84webm") == ("WebM", ".webm")
+    assert video_container(b"RIFF\x00\x00\x00\x00AVI LIST") == ("AVI", ".avi")
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST" + bytes(100))
+    with pytest.raises(NotAnImage, match=r"x.png: is an AVI video named .png, not an image; rename it to x.avi"):
+        read_image(bad)
+    bad.write_bytes(b"plain text")
+    with pytest.raises(NotAnImage, match=r"x.png: not an image or unsupported format$"):
+        read_image(bad)

@@ -1792,6 +1792,7 @@ def test_a_photo_named_like_a_video_is_refused_not_written_as_a_one_frame_video(
     Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(src, format=fmt)
     out = tmp_path / "out"
     assert main(["anonymize", str(src), "-o", str(out), "-q"]) == 1
-    assert f"faceveil: error: {src}: a {kind} photo, not a video; give it a photo's extension to anonymize it" \
-        in capsys.readouterr().err.splitlines()
+    ext = {"JPEG": ".jpg", "PNG": ".png"}[kind]
+    assert f"faceveil: error: {src}: a {kind} photo named .mp4, not a video; rename it to holiday{ext} to " \
+        "anonymize it" in capsys.readouterr().err.splitlines()
     assert not out.exists() or not any(out.iterdir())

@@ -22,7 +22,8 @@ from .detect.base import detection_view
 from .detections import Detections, box_iou, given_boxes, nms
 from .errors import FaceveilError, InputError, UsageError, check_bool
 from .io.atomic import write_bytes_atomic
-from .io.images import GREY16_MODES, ImageFile, decoded_rgb, encode_image, format_suffix, read_file, read_image
+from .io.images import (GREY16_MODES, ImageFile, NotAnImage, decoded_rgb, encode_image, format_suffix, read_file,
+                        read_image)
 from .io.video import is_video_path
 from .registry import make_params
 
@@ -252,22 +253,27 @@ class Anonymizer:
             check_output(src, dst, overwrite)
         except UsageError as exc:  # before: the original was overwritten, and any existing output replaced
             return ItemResult(str(src), None, "failed", error=str(exc))
-        result = self.write_file(src, dst, key, replace=overwrite)
-        if result.status == "failed" and is_video_path(src) and result.error == f"{src}: not an image or unsupported " \
-                "format":  # a video (a photo named .mp4 is read as the photo it is)
-            result.error = f"{src}: is a video, not an image; faceveil.video.anonymize_video takes videos"
-        return result
+
+        def work() -> ItemResult:
+            try:
+                return self._write(src, dst, key, overwrite)
+            except NotAnImage:  # a video (a photo named .mp4 is read as the photo it is)
+                if is_video_path(src):
+                    raise InputError(f"{src}: is a video, not an image; faceveil.video.anonymize_video takes "
+                                     "videos") from None
+                raise
+
+        return _guarded(src, work)
 
     def write_file(self, src: Path, dst: Path, key: str | None = None, replace: bool = True) -> ItemResult:
         """``process_file`` without its checks on ``dst``: for the CLI's --in-place, its own explicit policy.
         ``replace=False``: a ``dst`` that another writer made meanwhile is not replaced (the file fails)."""
+        return _guarded(src, lambda: self._write(src, dst, key, replace))
 
-        def work() -> ItemResult:
-            result, encoded = self._encoded(src, read_file(src), dst, key)  # read once: the seed key is of its pixels
-            write_bytes_atomic(dst, encoded, replace)
-            return result
-
-        return _guarded(src, work)
+    def _write(self, src: Path, dst: Path, key: str | None, replace: bool) -> ItemResult:
+        result, encoded = self._encoded(src, read_file(src), dst, key)  # read once: the seed key is of its pixels
+        write_bytes_atomic(dst, encoded, replace)
+        return result
 
     def encode_bytes(self, data: bytes, name: str | Path, target: str | Path | None = None,
                      key: str | None = None) -> tuple[ItemResult, bytes | None]:

@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def cmd_detect(args) -> int:
-    from ..io.images import is_image_path
+    from ..io.images import is_image_file, is_image_path
     from ..pipeline import Anonymizer
     from ..batch import run_batch
 
@@ -37,7 +37,7 @@ def cmd_detect(args) -> int:
     refuse_unreachable(*args.inputs, args.json)  # an input there was counted as one failed file, or a traceback
     cfg = anonymizer_config(args)
     for p in args.inputs:
-        if is_video_path(p) and not Path(p).is_dir():
+        if is_video_path(p) and not Path(p).is_dir() and not is_image_file(p):  # a photo named .mp4: detected
             raise UsageError(f"{p}: a video; `faceveil detect` reads images only (`faceveil anonymize {p} -o OUT` "
                              "records a video's faces per frame in OUT/.faceveil/<name>.tracks.json)")
     if args.json:

@@ -168,6 +168,82 @@ def check_file(path: Path, kind: str) -> None:
         raise InputError(f"{path}: is a folder, not {kind}")
 
 
+class NotAnImage(InputError):
+    """A file Pillow reads as no image it knows (``read_image``): callers that can take it as something else (a video
+    named .mp4) decide by this type, not by the message's words. ``video``: the container its first bytes say it is
+    (``video_container``), or None."""
+
+    def __init__(self, message: str, video: tuple[str, str | None] | None = None):
+        super().__init__(message)
+        self.video = video
+
+
+# A video container's first bytes: (name, the extension faceveil reads it under, or None where faceveil does not).
+# MP4's ftyp box also starts HEIF/AVIF photos: their brands are not videos.
+_STILL_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis", b"mif2",
+                 b"crx "}
+
+
+def video_container(head: bytes) -> tuple[str, str | None] | None:
+    """What video container ``head`` (a file's first bytes, 64 are enough) starts, as (name, extension), or None."""
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _STILL_BRANDS:
+            return None
+        if brand == b"qt  ":
+            return "QuickTime (MOV)", ".mov"
+        if brand.startswith(b"3g"):
+            return "3GP", None
+        return "MP4", ".mp4"
+    if head[:4] == b"\x1aE\xdf\xa3":  # EBML
+        return ("WebM", ".webm") if b"webm" in head[:64] else ("Matroska (MKV)", ".mkv")
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI", ".avi"
+    if head[:3] == b"FLV":
+        return "FLV", None
+    if head[:4] == b"\x30\x26\xb2\x75":
+        return "WMV/ASF", None
+    if head[:4] == b"\x00\x00\x01\xba":
+        return "MPEG program stream", None
+    return None
+
+
+def _not_an_image(path: Path, data: bytes) -> NotAnImage:
+    """The typed error for a file Pillow cannot identify, saying what it really is when its bytes are a video's."""
+    video = video_container(data[:64])
+    if video is None:
+        return NotAnImage(f"{path}: not an image or unsupported format")
+    name, ext = video
+    article = "an" if name in ("MP4", "AVI", "FLV", "MPEG program stream") else "a"
+    from .video import VIDEO_EXTENSIONS  # video imports this module
+
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        return NotAnImage(f"{path}: is {article} {name} video, not an image", video)
+    named = f"named {path.suffix}" if path.suffix else "without an extension"
+    todo = f"rename it to {path.stem}{ext} to anonymize it as a video" if ext else \
+        "faceveil does not read this video format"
+    return NotAnImage(f"{path}: is {article} {name} video {named}, not an image; {todo}", video)
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether Pillow (with faceveil's HEIF/AVIF plugins) knows ``path``'s bytes as a picture, whatever its name (a
+    photo named .mp4): its header only is read. False for a file that cannot be opened."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+        if is_heif(path, head):
+            heif_plugin(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path):
+                return True
+    except Exception:  # not an image, unreadable, a decompression bomb: the reader says which when it is read
+        return False
+
+
 def read_file(path: str | os.PathLike) -> bytes:
     """A photo's bytes, read once: a caller that hashes them too gives them to ``read_image`` (``data``), so the
     hash, the pixels and the EXIF orientation are of one file even if another is moved over the path meanwhile."""
@@ -250,7 +326,7 @@ def _open(path: Path, data: bytes | None = None):
         img = ImageOps.exif_transpose(img)  # orientation goes into the pixels
         img.encoding, img.orientation = encoding, orientation
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image or unsupported format") from None
+        raise _not_an_image(path, data) from None
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     except (OSError, ValueError, SyntaxError) as exc:

@@ -268,7 +268,10 @@ def _video_stream(container, path: Path):
     if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg's readers of single pictures (jpeg_pipe, png_pipe ...)
         container.close()  # it went through as a video of one frame, written as .mp4
         kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "picture"
-        raise InputError(f"{path}: a {kind} photo, not a video; give it a photo's extension to anonymize it")
+        ext = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}.get(kind)
+        todo = f"rename it to {path.stem}{ext}" if ext else "give it a photo's extension"
+        raise InputError(f"{path}: a {kind} photo named {path.suffix or 'without an extension'}, not a video; "
+                         f"{todo} to anonymize it")
     if not container.streams.video:
         container.close()
         raise InputError(f"{path}: no video stream")
