@@ -168,6 +168,10 @@ def check_file(path: Path, kind: str) -> None:
         raise InputError(f"{path}: is a folder, not {kind}")
 
 
+# The videos faceveil reads (io.video names them too: it imports this module).
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
+
+
 class NotAnImage(InputError):
     """A file Pillow reads as no image it knows (``read_image``): callers that can take it as something else (a video
     named .mp4) decide by this type, not by the message's words. ``video``: the container its first bytes say it is
@@ -215,8 +219,6 @@ def _not_an_image(path: Path, data: bytes) -> NotAnImage:
         return NotAnImage(f"{path}: not an image or unsupported format")
     name, ext = video
     article = "an" if name in ("MP4", "AVI", "FLV", "MPEG program stream") else "a"
-    from .video import VIDEO_EXTENSIONS  # video imports this module
-
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return NotAnImage(f"{path}: is {article} {name} video, not an image", video)
     named = f"named {path.suffix}" if path.suffix else "without an extension"

@@ -20,9 +20,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError, check_bool
 from .atomic import atomic_path
-from .images import check_file
-
-VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
+from .images import VIDEO_EXTENSIONS, check_file
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
