@@ -169,3 +169,34 @@ def test_not_an_image_is_typed_and_says_what_the_bytes_are(tmp_path):
     bad.write_bytes(b"plain text")
     with pytest.raises(NotAnImage, match=r"x.png: not an image or unsupported format$"):
         read_image(bad)
+
+
+def test_a_file_named_with_a_leading_dash(photo, tmp_path, capsys, monkeypatch):
+    """`faceveil anonymize -dash.jpg -o out/`: argparse read -d ash.jpg (a detector) and said "the following
+    arguments are required: INPUT". Now one line naming the file and the spellings that work; both work, and a
+    folder holding -dash.jpg is processed as any other."""
+    monkeypatch.chdir(tmp_path)
+    dash = Path("-dash.jpg")
+    dash.write_bytes(photo.read_bytes())
+    with pytest.raises(SystemExit) as exc:
+        main(["anonymize", "-dash.jpg", "-o", "out/", *FAST])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err == "faceveil: error: anonymize: -dash.jpg: a file name starting with '-' " \
+        "reads as options; write ./-dash.jpg, or put it after -- (faceveil anonymize -o OUT -- -dash.jpg)\n", err
+    assert not Path("out").exists()
+    assert main(["anonymize", "-o", "out/", *FAST, "--", "-dash.jpg"]) == 0
+    assert Path("out/-dash.jpg").is_file()
+    assert main(["anonymize", "./-dash.jpg", "-o", "out2/", *FAST]) == 0
+    assert Path("out2/-dash.jpg").is_file()
+    folder = Path("photos")
+    folder.mkdir()
+    dash.rename(folder / "-dash.jpg")
+    assert main(["anonymize", "photos", "-o", "out3", *FAST]) == 0
+    assert Path("out3/-dash.jpg").is_file()
+
+
+def test_options_that_are_also_file_names_still_work(photo, tmp_path, capsys, monkeypatch):
+    """A file named like an option (`-q`) in the working folder does not make `-q` a file."""
+    monkeypatch.chdir(tmp_path)
+    Path("-q").write_bytes(b"")
+    assert main(["anonymize", str(photo), "-q", "-o", "out/", "--detect", "fast"]) == 0

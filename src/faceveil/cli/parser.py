@@ -110,6 +110,10 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def parse_args(self, args=None, namespace=None):
+        import sys
+
+        args = list(sys.argv[1:] if args is None else args)
+        self._refuse_dash_named_paths(args)
         ns, extras = self.parse_known_args(args, namespace)
         if extras:  # collected across subcommands: name them against the subcommand that was chosen
             leaf = self._leaf(ns)
@@ -118,6 +122,40 @@ class ArgumentParser(argparse.ArgumentParser):
                 leaf.error(f"unknown option {flags[0].split('=', 1)[0]}" + leaf._suggest(flags[0]))
             leaf.error(f"unexpected argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}")
         return ns
+
+    def _refuse_dash_named_paths(self, args: list[str]) -> None:
+        """A file or folder whose name starts with '-' (`faceveil anonymize -dash.jpg`), before any `--`: argparse
+        reads it as options (-d ash.jpg: the detector "ash.jpg") and said "the following arguments are required:
+        INPUT". One line naming it and the two spellings that work (./-dash.jpg, or after --), as rm's hint does."""
+        import os
+
+        options = {o for p in self._parsers() for a in p._actions for o in a.option_strings}
+        for token in args:
+            if token == "--":
+                return
+            if len(token) < 2 or token[0] != "-" or token in options or token.split("=", 1)[0] in options:
+                continue
+            try:
+                there = os.path.lexists(token)
+            except (OSError, ValueError):  # a name too long or with a NUL: an option's value, or argparse's to say
+                there = False
+            if there:
+                command = args[0] if args and args[0] in self._commands() else ""
+                example = f" (faceveil anonymize -o OUT -- {token})" if command == "anonymize" else ""
+                what = "folder" if os.path.isdir(token) else "file"
+                self.exit(2, f"faceveil: error: {command + ': ' if command else ''}{token}: a {what} name starting "
+                             f"with '-' reads as options; write ./{token}, or put it after --{example}\n")
+
+    def _parsers(self):
+        yield self
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    if isinstance(sub, ArgumentParser):
+                        yield from sub._parsers()
+
+    def _commands(self) -> set:
+        return {name for a in self._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices}
 
     def _leaf(self, ns) -> "ArgumentParser":
         for action in self._actions:
