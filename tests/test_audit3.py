@@ -200,3 +200,24 @@ def test_options_that_are_also_file_names_still_work(photo, tmp_path, capsys, mo
     monkeypatch.chdir(tmp_path)
     Path("-q").write_bytes(b"")
     assert main(["anonymize", str(photo), "-q", "-o", "out/", "--detect", "fast"]) == 0
+
+
+def test_a_misnamed_photo_is_written_as_its_name_says_in_anonymize_and_dataset(tmp_path, capsys, astronaut):
+    """A PNG named x.jpg (a JPEG named y.png): both commands decode by content and write the format the output's
+    extension names (a user's tools trust the name), the same rule in anonymize and dataset anonymize."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(astronaut).save(images / "x.jpg", format="PNG")
+    Image.fromarray(astronaut).save(images / "y.png", format="JPEG", quality=95)
+    (tmp_path / "gt.txt").write_text("x.jpg\n1\n170 30 110 140 0 0 0 0 0 0\ny.png\n1\n170 30 110 140 0 0 0 0 0 0\n")
+    code, _, err = run(capsys, "dataset", "anonymize", "-f", "wider", "--images", images, "--labels",
+                       tmp_path / "gt.txt", "-o", tmp_path / "ds", "--boxes", "gt", "-q")
+    assert code == 0, err
+    code, _, err = run(capsys, "anonymize", images, "-o", tmp_path / "an", *FAST)
+    assert code == 0, err
+    for out in (tmp_path / "ds" / "images", tmp_path / "an"):
+        assert (out / "x.jpg").read_bytes()[:3] == b"\xff\xd8\xff", out
+        assert (out / "y.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", out
+        for name in ("x.jpg", "y.png"):
+            with Image.open(out / name) as im:
+                assert im.size == (512, 512)
