@@ -221,3 +221,50 @@ def test_a_misnamed_photo_is_written_as_its_name_says_in_anonymize_and_dataset(t
         for name in ("x.jpg", "y.png"):
             with Image.open(out / name) as im:
                 assert im.size == (512, 512)
+
+
+def _lab(rgb):
+    from PIL import ImageCms
+
+    t = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+    return ImageCms.applyTransform(Image.fromarray(rgb), t)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_lab_tiff_comes_out_rgb_in_its_colours(tmp_path, capsys, astronaut, keep):
+    """A CIELAB TIFF (Pillow mode LAB): its bands L, A, B made the A taken for alpha, and the output was RGBA. Now
+    converted to sRGB by LittleCMS and written RGB, colours as the original's (outside the faces)."""
+    import numpy as np
+
+    src = tmp_path / "in" / "lab.tif"
+    src.parent.mkdir()
+    _lab(astronaut).save(src)
+    with Image.open(src) as im:
+        assert im.mode == "LAB"
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", src, "-o", out, *FAST, *(("--keep-metadata",) if keep else ()))
+    assert code == 0, err
+    with Image.open(out / "lab.tif") as im:
+        assert im.mode == "RGB" and not im.info.get("icc_profile"), (im.mode, im.info.keys())
+        got = np.asarray(im).astype(int)
+    diff = np.abs(got - astronaut.astype(int)).max(axis=2)
+    assert np.median(diff) <= 2 and (diff > 8).mean() < 0.2, (np.median(diff), (diff > 8).mean())  # faces changed
+
+
+def test_a_cmyk_photo_comes_out_rgb_in_its_colours(tmp_path, capsys, astronaut):
+    """CMYK TIFF and JPEG (no profile): read as Pillow converts CMYK (what browsers show without a profile), written
+    RGB; checked here so the LAB fix did not change it."""
+    import numpy as np
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cmyk = Image.fromarray(astronaut).convert("CMYK")
+    cmyk.save(src / "c.tif")
+    cmyk.save(src / "c.jpg", quality=95)
+    code, _, err = run(capsys, "anonymize", src, "-o", tmp_path / "out", *FAST)
+    assert code == 0, err
+    for name in ("c.tif", "c.jpg"):
+        with Image.open(tmp_path / "out" / name) as im:
+            assert im.mode == "RGB", name
+            diff = np.abs(np.asarray(im).astype(int) - np.asarray(cmyk.convert("RGB")).astype(int)).max(axis=2)
+        assert np.median(diff) <= 6, (name, np.median(diff))

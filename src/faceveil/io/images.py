@@ -545,6 +545,11 @@ def decoded_rgb(img, to_srgb: bool = True) -> tuple[np.ndarray, np.ndarray | Non
         deep = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
         view, deep_max = grey16_view(deep)
         rgb = np.repeat(view[:, :, None], 3, axis=2)
+    elif mode == "LAB":
+        # CIELAB (a TIFF from Photoshop or a scanner): its bands are L, A, B, and that A (green-red) was taken for an
+        # alpha channel: the output came out RGBA. Converted to sRGB by LittleCMS (Pillow's ImageCms; D50 Lab, as
+        # ICC and Photoshop's Lab TIFFs use), written as RGB.
+        rgb = np.asarray(_lab_to_srgb(img))
     elif "A" in img.getbands() or "transparency" in img.info:  # a palette's or a colour key's (tRNS) too
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba)[:, :, 3].copy()
@@ -553,7 +558,16 @@ def decoded_rgb(img, to_srgb: bool = True) -> tuple[np.ndarray, np.ndarray | Non
         rgb = np.asarray(img.convert("RGB"))
     icc = img.info.get("icc_profile")
     srgb = _to_srgb(rgb, icc) if to_srgb and icc and mode in ("RGB", "RGBA", "P", "PA") else None
-    return (rgb if srgb is None else srgb), alpha, deep, deep_max, srgb is not None
+    return (rgb if srgb is None else srgb), alpha, deep, deep_max, srgb is not None or mode == "LAB"
+
+
+def _lab_to_srgb(img):
+    """A LAB image in sRGB (relative colorimetric: colours outside sRGB clipped)."""
+    from PIL import ImageCms
+
+    transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB",
+                                        ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    return ImageCms.applyTransform(img, transform)
 
 
 def read_image(path: str | os.PathLike, to_srgb: bool = True, data: bytes | None = None) -> ImageFile:
