@@ -268,3 +268,26 @@ def test_a_cmyk_photo_comes_out_rgb_in_its_colours(tmp_path, capsys, astronaut):
             assert im.mode == "RGB", name
             diff = np.abs(np.asarray(im).astype(int) - np.asarray(cmyk.convert("RGB")).astype(int)).max(axis=2)
         assert np.median(diff) <= 6, (name, np.median(diff))
+
+
+def test_video_options_in_a_photo_run_are_named_unused(photo, tmp_path, capsys):
+    """`--crf 30` for photos only was ignored without a word: one warning line now, not an error."""
+    code, _, err = run(capsys, "anonymize", photo, "-o", tmp_path / "out", *FAST, "--crf", "30", "--no-audio")
+    assert code == 0, err
+    assert "faceveil: warning: --crf, --no-audio apply to videos only, and this run has only photos: not used\n" \
+        in err, err
+    code, _, err = run(capsys, "anonymize", photo, "-o", tmp_path / "out2", *FAST, "--keep-metadata")
+    assert code == 0 and "warning" not in err, err
+
+
+def test_photo_options_in_a_video_run_are_named_unused(tmp_path, capsys):
+    import numpy as np
+    from synthetic_video import write_clip
+
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, [np.full((64, 96, 3), 40 * i, np.uint8) for i in range(4)], audio=False)
+    code, _, err = run(capsys, "anonymize", clip, "-o", tmp_path / "out", "-q", "--keep-metadata", "--crf", "30")
+    assert code == 0, err
+    assert "faceveil: warning: --keep-metadata applies to photos only, and this run has only videos: not used\n" \
+        in err, err
+    assert err.count("warning") == 1, err

@@ -102,6 +102,7 @@ def cmd_anonymize(args) -> int:
                           overwrite=args.overwrite)
     image_jobs, video_jobs = split_video_jobs(jobs)
     kept_images, kept_videos = split_video_jobs(kept)
+    warn_unused(args, photos=bool(image_jobs or kept_images or unwritable), videos=bool(video_jobs or kept_videos))
     timed = [r for r in (keep.keep_regions + keep.only_regions) if r.t0 is not None or r.t1 is not None] if keep else []
     if timed and image_jobs:  # a photo has no time: such a region keeps nobody there (fails closed), say so
         print(f"faceveil: warning: regions with a time window (@t0-t1) apply to videos only: in the {len(image_jobs)} "
@@ -220,6 +221,7 @@ def _piped(args, cfg) -> int:
     if args.report:
         check_result_path(args.report, "the report", [] if src == STDIO else [src], [] if out == STDIO else [out],
                           overwrite=args.overwrite)
+    warn_unused(args, photos=True, videos=False)
     anon = Anonymizer.from_config(cfg)
     warn_unchecked_donors(anon.method)
     warn_weak(cfg.method, anon.method.params)
@@ -326,6 +328,30 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="also write a still every SECONDS into OUT/<name>_preview/")
     g.add_argument("--allow-truncated", action="store_true",
                    help="write what decodes of a truncated video (exit 1; default: write nothing)")
+
+
+# Output options for photos only (videos never keep metadata; their quality is --crf).
+PHOTO_ONLY = {"keep_metadata": ("--keep-metadata", False), "jpeg_quality": ("--jpeg-quality", 95)}
+
+
+def warn_unused(args, photos: bool, videos: bool) -> None:
+    """One warning line (as ffmpeg's for an option no stream uses) when a run has no file an option given applies
+    to: --crf and the other video options in a run of photos only, --keep-metadata and --jpeg-quality in a run of
+    videos only; they were ignored without a word. A value given equal to the default changes nothing either way."""
+    if not photos and not videos:  # nothing to run
+        return
+    unused = []
+    if not videos:
+        probe = argparse.ArgumentParser(add_help=False)
+        add_video_args(probe)
+        unused += [max(a.option_strings, key=len) for a in probe._actions
+                   if a.option_strings and getattr(args, a.dest, a.default) != a.default]
+    if not photos:
+        unused += [flag for dest, (flag, default) in PHOTO_ONLY.items() if getattr(args, dest, default) != default]
+    if unused:
+        kind, other = ("videos", "photos") if not videos else ("photos", "videos")
+        print(f"faceveil: warning: {', '.join(unused)} appl{'ies' if len(unused) == 1 else 'y'} to {kind} only, and "
+              f"this run has only {other}: not used", file=sys.stderr)
 
 
 def video_options(args):
