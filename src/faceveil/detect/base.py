@@ -54,19 +54,23 @@ def downscale(image: np.ndarray, max_size: int) -> tuple[np.ndarray, float]:
     return small, f
 
 
-def tile_factor(h: int, w: int, max_size: int, min_factor: float) -> float | None:
+def tile_factor(h: int, w: int, max_size: int, min_factor: float, max_pixels: float = 0) -> float | None:
     """The resize factor for a tiled pass, or None when shrinking to ``max_size`` loses little.
 
     Shrinking so the longer side fits ``max_size`` costs a wide panorama or a huge photo its small
     faces (a 36 px face in a 10000 px panorama becomes 7 px, under CenterFace's ~10 px floor).
     When that shrink would go below ``min_factor``, detect in tiles instead: at the factor that
     keeps the pixel count of a ``max_size`` square (no shrink at all for a long, thin panorama),
-    never below ``min_factor``.
+    never below ``min_factor``. ``max_pixels`` (0: any) bounds the pixels the tiles hold, shrinking further where
+    needed: at its own size a 108 MP photo's 42 tiles took 124 of its 130 s of detection.
     """
     side = max(h, w)
     if not max_size or not min_factor or side <= max_size or max_size / side >= min_factor:
         return None
-    return min(1.0, max(min_factor, max_size / float(h * w) ** 0.5))
+    factor = min(1.0, max(min_factor, max_size / float(h * w) ** 0.5))
+    if max_pixels and factor * factor * h * w > max_pixels:
+        factor = (max_pixels / float(h * w)) ** 0.5
+    return factor
 
 
 def fitted_tile(length: int, tile: int, overlap: int, step: int = 32) -> int:

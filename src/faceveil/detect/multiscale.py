@@ -258,6 +258,10 @@ class MultiScale(Detector):
         min_factor: float = param(0.5, "never shrink a photo more than this for max_size: a wide panorama or huge "
                                   "photo also gets a pass in tiles of max_size, at the factor that keeps a "
                                   "max_size square's pixel count (at least this), for its small faces (0: off)")
+        tiled_max_mp: float = param(0.0, "the tiled pass (min_factor) holds at most this many megapixels, shrinking "
+                                    "a larger photo further (0: any): bounds a huge photo's time (a 108 MP photo at "
+                                    "its own size: 42 tiles, about 2 minutes; 24: a quarter) for its faces under "
+                                    "~20 px (docs/recall.md)")
         coarse_size: int = param(640, "also detect on a copy shrunk to this longer side, for very large faces (0: off)")
         big_scales: tuple[float, ...] = param((), "photos enlarged by min_side also get passes at these factors of "
                                               "their own size (e.g. 0.6,0.9), for big faces: enlarged, CenterFace "
@@ -319,6 +323,8 @@ class MultiScale(Detector):
                 raise ValueError("zoom must be >= 1 and sizes >= 0")
             if not 0.0 <= self.min_factor <= 1.0:
                 raise ValueError("min_factor must be between 0 and 1")
+            if self.tiled_max_mp < 0:
+                raise ValueError("tiled_max_mp must be >= 0")
             if not all(0.0 < s <= 1.0 for s in self.big_scales):
                 raise ValueError("big_scales must be factors in (0, 1]")
             if self.big_gate_px < 0 or not 0.0 < self.big_gate_score < 1.0:
@@ -473,7 +479,7 @@ class MultiScale(Detector):
         # Shrunk to max_size, a panorama's or huge photo's small faces fall under what CenterFace finds;
         # the tiled pass sees them at (nearly) their own size. Photos max_size shrinks less than min_factor
         # never take it, so their detections stay exactly what they were.
-        t = tile_factor(*image.shape[:2], p.max_size, p.min_factor)
+        t = tile_factor(*image.shape[:2], p.max_size, p.min_factor, p.tiled_max_mp * 1e6)
         if t is not None:
             out.append(self._net("tiled").detect_tiled(image, t, floor, p.max_size))
         if p.coarse_size and side * f > 1.5 * p.coarse_size:
