@@ -27,16 +27,14 @@ def photo(tmp_path, astronaut) -> Path:
     return p
 
 
-@pytest.mark.parametrize("folder_input", [False, True])
-@pytest.mark.parametrize("out", ["afile/sub/", "afile/sub", "afile/sub/x.jpg", "afile/a/b/"])
+@pytest.mark.parametrize("out,folder_input", [(o, f) for o in ("afile/sub/", "afile/sub", "afile/a/b/") for f in (0, 1)]
+                         + [("afile/sub/x.jpg", 0)])
 def test_output_under_a_file_refused_before_any_work(photo, tmp_path, capsys, monkeypatch, out, folder_input):
     """`-o afile/sub/` with afile a regular file: the photo was detected, then failed writing (exit 1). Now bad
     usage, one line naming the folder and the file in the way, before any model is built."""
     from faceveil import pipeline
 
     (tmp_path / "afile").write_bytes(b"a regular file")
-    if folder_input and out.endswith(".jpg"):
-        pytest.skip("a folder's outputs go into a folder")
 
     def no_work(*a, **k):
         raise AssertionError("an anonymizer was built before the output was refused")
