@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .bank import SIZE, TEMPLATE, yaw_ratio
-from .replace_looks import nonzero_box
+from .replace_looks import nonzero_box, over_channels
 
 WORK_FACE = 96  # faces are composed at this box width at most, then resized (bank faces are 68 px wide)
 
@@ -289,7 +289,8 @@ class Geometry:
                 a[radius < (1 - 1e-9) ** 2] = 1.0
                 band = (radius >= (1 - 1e-9) ** 2) & (radius <= (1 + BOX_FEATHER + 1e-9) ** 2)
                 a[band] = np.maximum(a[band], _box_ease(np.sqrt(radius[band])))
-        return alpha * self._edge_fade(alpha.shape)
+        alpha *= self._edge_fade(alpha.shape)  # this call's own array: the same float32 products, in place
+        return alpha
 
     def _edge_fade(self, shape) -> np.ndarray:
         """1 inside the region, falling to 0 at those of its sides that are not the frame's edge:
@@ -370,7 +371,7 @@ def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "G
     # up + (hi - lo) * fa * scale^2 + 0.5 in float32, in place (uint8 operands convert exactly: the same sums). The
     # face drawn g.scale times as large: its fine detail as strong as at its own size (Laplacian ~ 1 / scale^2)
     detail -= lo[box]
-    detail *= fa[:, :, None]
+    detail *= over_channels(fa, detail.shape[2])  # fa[:, :, None]: the same products
     detail *= g.scale**2
     detail += up[box]
     detail += 0.5

@@ -47,16 +47,33 @@ def seeded_noise(seed: int, sigma: float, shape) -> np.ndarray:
     return noise
 
 
+def over_channels(a: np.ndarray, n: int) -> np.ndarray:
+    """2-D ``a`` repeated over ``n`` channels, HxWxn and contiguous: ``np.repeat(a[:, :, None], n, axis=2)``, the same
+    values and dtype. An operation between an HxWxn array and this runs ~4x faster than numpy's broadcast of
+    ``a[:, :, None]`` (3 values at a time); cv2.merge writes it ~7x faster than np.repeat."""
+    if n >= 2 and a.size and a.dtype in (np.uint8, np.float32, np.float64):
+        return cv2.merge([a] * n)
+    return np.repeat(a[:, :, None], n, axis=2)
+
+
 def weighted_add(comp: np.ndarray, delta, weight: np.ndarray, inplace: bool = False) -> np.ndarray:
     """``comp + delta * weight[:, :, None]``, the same values and dtype, worked out only inside the bounding box of
     ``weight``'s non-zero pixels: outside it the term is 0 and the sum is ``comp`` itself (as the whole window's
     sum, only ever converted to the wider dtype). ``delta(box)``: the term's first factor over the box, HxWx1 or
     HxWx3 (the face's pixels fill about a third of their work window). ``inplace``: ``comp`` is the caller's
     scratch, added into where the sum keeps its dtype. The products and sums are numpy's own, in the same dtypes
-    (a float32 operand widened exactly first), written into fresh arrays once instead of into temporaries."""
+    (a float32 operand widened exactly first), written into fresh arrays once instead of into temporaries; an HxWx1
+    factor or term repeated over the channels first (``over_channels``: the same values, not numpy's slow broadcast)."""
     box = nonzero_box(weight) or (slice(0, 0), slice(0, 0))  # none: an empty box, which still gives the dtype
     d = delta(box)
-    term = np.multiply(d, weight[box][:, :, None], dtype=np.result_type(d, weight))  # a new array
+    w = weight[box]
+    tdtype = np.result_type(d, weight)
+    if d.ndim == 3 and d.shape[2] > 1 and d.dtype == w.dtype == tdtype:  # no dtype argument: numpy's slow path
+        term = np.multiply(d, over_channels(w, d.shape[2]))  # a new array
+    elif d.ndim == 3 and comp.ndim == 3 and d.dtype == w.dtype == tdtype:  # HxWx1: per pixel, then over comp's channels
+        term = over_channels(np.multiply(d[:, :, 0], w), comp.shape[2])
+    else:
+        term = np.multiply(d, w[:, :, None], dtype=tdtype)
     dtype = np.result_type(comp, term)
     out = comp if inplace and comp.dtype == dtype else comp.astype(dtype)
     out[box] += term
@@ -442,7 +459,8 @@ def add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np
         return comp
     sigma = min(np.sqrt(g_t**2 - g_f**2), 20.0)
     noise = seeded_noise(seed, sigma, comp.shape[:2])
+    noise = over_channels(noise, comp.shape[2]) if comp.ndim == 3 else noise[:, :, None]  # the same sums
     if inplace:  # the caller's scratch: the same sum, written over it
-        comp += noise[:, :, None]
+        comp += noise
         return comp
-    return comp + noise[:, :, None]
+    return comp + noise

@@ -876,7 +876,8 @@ class Replace(Method):
         # and read by grain and texture only there and within their filters' reach around it (the scene's ring, over
         # the whole window): focus, grain, texture and the composite give the face over that crop alone (the same
         # values there)
-        work = looks.nonzero_box(~(alpha <= 0) | (reach is not None and reach[0] > 0))
+        # (alpha is >= 0: its non-zero pixels are those not <= 0)
+        work = looks.nonzero_box(alpha if reach is None else ~(alpha <= 0) | (reach[0] > 0))
         if work is not None:
             work = looks.grown(work, looks.TEXTURE_REACH, alpha.shape)
             # the face in float32 over that crop alone: this face's own scratch, where focus, grain and texture work
@@ -920,13 +921,13 @@ class Replace(Method):
             alpha = alpha * (1 - keep[work])
         # byte-identical outside the mask, whatever the float maths did: the window's own pixels, the blend worked out
         # only inside the bounding box of the pixels the mask changes
-        changed = looks.nonzero_box(~(alpha <= 0))
+        changed = looks.nonzero_box(alpha)  # alpha >= 0: the pixels where it is not <= 0
         if changed is not None:
             a2, c, w = alpha[changed], comp[changed], win[changed]
             # c * a + w * (1 - a) + 0.5, clipped, in place (the same operations, in the same order), with the weight
             # repeated over the channels (numpy's broadcast of an HxWx1 weight runs 3 values at a time: ~1/3 slower).
             # Where a is 1 (the mask's core: alpha is never above 1) that is c * 1 + w * 0 + 0.5, c + 0.5 itself
-            a = np.repeat(a2[:, :, None], c.shape[2], axis=2)
+            a = looks.over_channels(a2, c.shape[2])
             mix = np.multiply(c, a, out=c) if c.dtype == np.result_type(c, a) else c * a  # comp: scratch
             mix += np.multiply(w, np.subtract(1, a, out=a), out=a)  # w * (1 - a), in a's own array
             mix += 0.5
