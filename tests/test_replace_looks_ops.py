@@ -32,5 +32,7 @@ def test_weighted_add_is_the_plain_sum(wdtype, channels):
     scratch = comp.copy()
     got = looks.weighted_add(scratch, lambda box: delta[box], weight, inplace=True)
     assert np.array_equal(got, want) and (got is scratch) == (want.dtype == np.float32)
+    given = looks.weighted_add(comp.copy(), lambda box: delta[box], weight, box=looks.nonzero_box(weight))
+    assert given.dtype == want.dtype and np.array_equal(given, want)
     empty = looks.weighted_add(comp, lambda box: delta[box], np.zeros_like(weight))
     assert empty.dtype == want.dtype and np.array_equal(empty, comp)

@@ -56,15 +56,17 @@ def over_channels(a: np.ndarray, n: int) -> np.ndarray:
     return np.repeat(a[:, :, None], n, axis=2)
 
 
-def weighted_add(comp: np.ndarray, delta, weight: np.ndarray, inplace: bool = False) -> np.ndarray:
+def weighted_add(comp: np.ndarray, delta, weight: np.ndarray, inplace: bool = False,
+                 box: tuple[slice, slice] | None = None) -> np.ndarray:
     """``comp + delta * weight[:, :, None]``, the same values and dtype, worked out only inside the bounding box of
     ``weight``'s non-zero pixels: outside it the term is 0 and the sum is ``comp`` itself (as the whole window's
     sum, only ever converted to the wider dtype). ``delta(box)``: the term's first factor over the box, HxWx1 or
     HxWx3 (the face's pixels fill about a third of their work window). ``inplace``: ``comp`` is the caller's
     scratch, added into where the sum keeps its dtype. The products and sums are numpy's own, in the same dtypes
     (a float32 operand widened exactly first), written into fresh arrays once instead of into temporaries; an HxWx1
-    factor or term repeated over the channels first (``over_channels``: the same values, not numpy's slow broadcast)."""
-    box = nonzero_box(weight) or (slice(0, 0), slice(0, 0))  # none: an empty box, which still gives the dtype
+    factor or term repeated over the channels first (``over_channels``: the same values, not numpy's slow broadcast).
+    ``box``: ``nonzero_box(weight)`` where the caller has it (None: found here)."""
+    box = box or nonzero_box(weight) or (slice(0, 0), slice(0, 0))  # none: an empty box, which still gives the dtype
     d = delta(box)
     w = weight[box]
     tdtype = np.result_type(d, weight)
@@ -349,7 +351,7 @@ def detail_band(gray: np.ndarray) -> np.ndarray:
 
 
 def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha: np.ndarray, seed: int,
-                inplace: bool = False, step: int = 1) -> np.ndarray:
+                inplace: bool = False, step: int = 1, alpha_box: tuple[slice, slice] | None = None) -> np.ndarray:
     """Fine luminance texture so the face's skin detail matches the person's visible skin around it
     (``win_gray``: the frame's window in grey, float32).
 
@@ -362,7 +364,8 @@ def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha:
     and ghosts (bench/replace_results.md); patches of the ring's own detail band copied hair strands onto
     the face where blond hair passed the skin test, and measured lower (0.55-0.59).
     ``inplace``: ``comp`` is the caller's scratch, which the result may be (the same values either way).
-    ``step``: both levels read that many times smaller (``stat_step``).
+    ``step``: both levels read that many times smaller (``stat_step``). ``alpha_box``: ``nonzero_box(alpha)`` where
+    the caller has it (None: found where needed).
     """
     inner = cv2.erode(skin.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # away from the skin's edges
     core = alpha >= 1
@@ -376,7 +379,7 @@ def add_texture(comp: np.ndarray, win_gray: np.ndarray, skin: np.ndarray, alpha:
     noise = seeded_noise(seed, 1, comp.shape[:2])
     tex = detail_band(cv2.GaussianBlur(noise, (0, 0), TEX_GRAIN))
     tex *= np.sqrt(t * t - f * f) / max(float(np.sqrt(np.mean(tex[core] ** 2))), 1e-6)
-    return weighted_add(comp, lambda box: tex[box][:, :, None], alpha, inplace)
+    return weighted_add(comp, lambda box: tex[box][:, :, None], alpha, inplace, box=alpha_box)
 
 
 FOCUS_MATCH = True
@@ -406,7 +409,8 @@ def edge_sigmas(gray: np.ndarray, where: np.ndarray, u8: np.ndarray | None = Non
 
 
 def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha: np.ndarray, inplace: bool = False,
-                crop: tuple[slice, slice] | None = None, win_u8: np.ndarray | None = None) -> np.ndarray:
+                crop: tuple[slice, slice] | None = None, win_u8: np.ndarray | None = None,
+                alpha_box: tuple[slice, slice] | None = None) -> np.ndarray:
     """The new face blurred as much as the photo around it is, where that is blurrier than the face: the bank
     faces are sharp, and in soft footage (motion, compression) or an out-of-focus part of a photo the face came
     out crisper than everything around it. The scene's blur is read off the ring's sharper edges of the frame's
@@ -415,6 +419,7 @@ def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha:
     ``crop``: the result over these rows and columns alone (holding alpha's non-zero pixels; None: all). ``comp``
     may be uint8 (the face as drawn): float32 then only over ``crop`` (and the blur's reach), a new array the result
     may be; the same values as from its float32 copy. ``win_u8``: ``win_gray``'s uint8 grey, where the caller has it.
+    ``alpha_box``: ``nonzero_box(alpha)``, where the caller has it (None: found here; ``crop`` holds it).
     """
     crop = crop or (slice(0, comp.shape[0]), slice(0, comp.shape[1]))
     inner = cv2.erode(ring.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
@@ -435,14 +440,14 @@ def match_focus(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, alpha:
     if s_r <= s_f:
         return part
     sigma = float(np.sqrt(s_r * s_r - s_f * s_f))
-    box = nonzero_box(alpha)
+    box = alpha_box or nonzero_box(alpha)
     if box is None:  # nothing blended: weighted_add's empty sum (its dtype)
         return weighted_add(part, lambda b: part[b], alpha[crop], inplace)
     # the blur is read inside alpha's box alone: worked out over that box and the kernel's reach around it (OpenCV's
     # kernel for a float image reaches at most 4 sigma + 1 px: the same sums at the box's pixels)
     reach = grown(box, int(np.ceil(4 * sigma)) + 2, comp.shape)
     soft = cv2.GaussianBlur(comp[reach].astype(np.float32, copy=False), (0, 0), sigma)[within(box, reach)]
-    return weighted_add(part, lambda b: soft - part[b], alpha[crop], inplace)
+    return weighted_add(part, lambda b: soft - part[b], alpha[crop], inplace, box=within(box, crop))
 
 
 def add_grain(comp: np.ndarray, win_gray: np.ndarray, ring: np.ndarray, core: np.ndarray, seed: int,

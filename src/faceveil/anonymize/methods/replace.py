@@ -876,26 +876,31 @@ class Replace(Method):
         # and read by grain and texture only there and within their filters' reach around it (the scene's ring, over
         # the whole window): focus, grain, texture and the composite give the face over that crop alone (the same
         # values there)
-        # (alpha is >= 0: its non-zero pixels are those not <= 0)
-        work = looks.nonzero_box(alpha if reach is None else ~(alpha <= 0) | (reach[0] > 0))
+        # (alpha is >= 0: its non-zero pixels are those not <= 0); alpha's box, found once: focus, texture and the
+        # composite read it
+        abox = looks.nonzero_box(alpha)
+        work = abox if reach is None else looks.nonzero_box(~(alpha <= 0) | (reach[0] > 0))
         if work is not None:
             work = looks.grown(work, looks.TEXTURE_REACH, alpha.shape)
             # the face in float32 over that crop alone: this face's own scratch, where focus, grain and texture work
             # in place
             if looks.FOCUS_MATCH:
-                comp = looks.match_focus(warped, win_gray, ring, alpha, inplace=True, crop=work, win_u8=win_u8)
+                comp = looks.match_focus(warped, win_gray, ring, alpha, inplace=True, crop=work, win_u8=win_u8,
+                                         alpha_box=abox)
             else:
                 comp = warped[work].astype(np.float32)
             self._finish(out[work], comp, alpha[work], win[work], win_gray, ring, skin, keep,
-                         None if reach is None else tuple(m[work] for m in reach), work, seed, box, f)
+                         None if reach is None else tuple(m[work] for m in reach), work, seed, box, f, abox)
         ry, rx = region.y1 - wy1, region.x1 - wx1
         return Drawn(out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)], ident, tone)
 
-    def _finish(self, out, comp, alpha, win, win_gray, ring, skin, keep, reach, work, seed, box, f):
+    def _finish(self, out, comp, alpha, win, win_gray, ring, skin, keep, reach, work, seed, box, f, abox=None):
         """Grain, texture, a kept cover's reach and the composite into ``out``, over the crop ``work`` of the window
         (``comp``, ``alpha``, ``win`` and ``reach`` are that crop; ``win_gray``, ``ring``, ``skin`` and ``keep``, the
-        whole window's, where the scene's and the kept cover's grain and texture are read)."""
+        whole window's, where the scene's and the kept cover's grain and texture are read). ``abox``: the window's
+        alpha's non-zero box (None: none, or not known)."""
         p = self.params
+        abox = None if abox is None else looks.within(abox, work)  # in the crop's coordinates
         if p.grain:
             comp = looks.add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])),
                                    inplace=True)
@@ -903,7 +908,7 @@ class Replace(Method):
                                                        interpolation=cv2.INTER_NEAREST) > 0
             comp = looks.add_texture(comp, win_gray, ring & skin_full, alpha,
                                      seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True,
-                                     step=looks.stat_step(box[2] - box[0]))
+                                     step=looks.stat_step(box[2] - box[0]), alpha_box=abox)
         if reach is not None:
             # a kept cover goes on above the nostrils (occ.cover_reach): drawn there, and in its fade, instead of the
             # new face, with the scene's grain and the kept cover's own fine texture (its fabric: the continued
@@ -919,9 +924,10 @@ class Replace(Method):
             comp = comp * (1 - r_w[:, :, None]) + r_px * r_w[:, :, None]
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
             alpha = alpha * (1 - keep[work])
+            abox = None
         # byte-identical outside the mask, whatever the float maths did: the window's own pixels, the blend worked out
         # only inside the bounding box of the pixels the mask changes
-        changed = looks.nonzero_box(alpha)  # alpha >= 0: the pixels where it is not <= 0
+        changed = abox or looks.nonzero_box(alpha)  # alpha >= 0: the pixels where it is not <= 0
         if changed is not None:
             a2, c, w = alpha[changed], comp[changed], win[changed]
             # c * a + w * (1 - a) + 0.5, clipped, in place (the same operations, in the same order), with the weight
