@@ -82,6 +82,9 @@ def privacy(n_people: int) -> list[dict]:
 
 
 def main() -> None:
+    from faceveil.heap import keep_freed
+
+    keep_freed()  # as the CLI's process and its workers do: the speed a user gets
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="", help="refiner ONNX (default: the shipped one)")
     ap.add_argument("--json", default="")

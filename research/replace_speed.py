@@ -124,6 +124,12 @@ def _run(src: str, *args: str) -> str:
 
 
 def main() -> int:
+    try:  # as the CLI's process and its workers do (faceveil.heap)
+        from faceveil.heap import keep_freed
+
+        keep_freed()
+    except ImportError:  # a source tree from before it (ab, same)
+        pass
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", choices=["cache", "profile", "same", "ab", "_hashes", "_speed"])
     ap.add_argument("arg", nargs="?", default="")

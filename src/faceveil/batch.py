@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 from .progress import still_working, tqdm
 
 from .errors import one_line
+from .heap import keep_freed
 from .io.atomic import remove_live_temporaries, remove_stale_temporaries
 from .io.inputs import Job
 from .pipeline import Anonymizer, AnonymizerConfig, ItemResult
@@ -29,6 +30,7 @@ _worker: Anonymizer | None = None
 
 def _init_worker(cfg: AnonymizerConfig) -> None:
     global _worker
+    keep_freed()  # a worker process is the command's too (heap: freed arrays kept for the next)
     _worker = Anonymizer.from_config(cfg)
 
 

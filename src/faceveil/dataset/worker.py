@@ -22,6 +22,9 @@ _STATE: dict = {}
 
 
 def init_worker(cfg: DatasetConfig) -> None:
+    from ..heap import keep_freed
+
+    keep_freed()  # a dataset run's process or worker (heap: freed arrays kept for the next)
     _STATE["cfg"] = cfg
     _STATE["anon"] = anon = Anonymizer.from_config(cfg.anonymizer)
     _STATE["desc"] = settings_of(anon)

@@ -40,7 +40,6 @@ import numpy as np
 
 from ...detections import box_inside, box_overlap
 from ...errors import UsageError
-from ...heap import keep_freed
 from ...registry import param
 from .. import replace_geometry as geo, replace_looks as looks, replace_occluders as occ
 from ..bank import CANON_BOX, SIZE, TEMPLATE, face_mask, load_bank, plausible, yaw_ratio
@@ -264,7 +263,6 @@ class Replace(Method):
 
     def __init__(self, params=None):
         super().__init__(params)
-        keep_freed()  # its many few-MB arrays a face: without it, the system's page faults cost as much as their maths
         p = self.params
         self.synth = _synthesizer(p.bank, p.k, p.reject)
         self.unet = None
