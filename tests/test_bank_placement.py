@@ -39,9 +39,38 @@ def far_apart(monkeypatch):
     monkeypatch.setattr(identity, "aligned_descriptor", fake)
 
 
+@pytest.fixture
+def each_average_once(monkeypatch):
+    """``dense_average`` (the registration of a candidate's donors, most of a draw's time) computed once per distinct
+    set of donor faces and arguments in the test: a test that calls ``synthesize_bank`` several times with the same
+    donors and seed draws the same candidates each time, and what it checks is which of them are kept, not how an
+    average is made (the same numbers: it is deterministic). Copies: a caller that changed a returned array in place
+    would not change the next caller's."""
+    import copy
+    import hashlib
+
+    seen: dict = {}
+    average = identity.dense_average
+
+    def exact(v):  # arrays by their bytes (their repr rounds)
+        if isinstance(v, np.ndarray):
+            a = np.ascontiguousarray(v)
+            return a.shape, str(a.dtype), hashlib.sha1(a).digest()
+        return repr(v)
+
+    def once(faces, *args, **kwargs):
+        k = (exact(np.asarray(faces)), *map(exact, args), *((n, exact(v)) for n, v in sorted(kwargs.items())))
+        if k not in seen:
+            seen[k] = average(faces, *args, **kwargs)
+        return copy.deepcopy(seen[k])
+
+    monkeypatch.setattr(identity, "dense_average", once)
+    return seen
+
+
 @pytest.mark.slow
 def test_rejected_candidates_are_passed_over_and_only_reached_ones_are_checked(astronaut, astronaut_faces,
-                                                                               far_apart):
+                                                                               far_apart, each_average_once):
     donors = _people(astronaut, astronaut_faces)
     plain, _ = identity.synthesize_bank(donors, 4, k=3, candidates=12, min_distance=0.0)
     first_donors = str(plain.donors[0])
@@ -101,7 +130,7 @@ def _cli_args(tmp_path, **kw):
 
 
 def test_bank_build_average_runs_the_placement_check_on_the_folders_photos(astronaut, astronaut_faces, far_apart,
-                                                                          monkeypatch, tmp_path):
+                                                                          each_average_once, monkeypatch, tmp_path):
     """``faceveil bank build --average``: users' banks get the shipped bank's second check. The targets are DIR's
     photos, evenly spaced up to --check-photos; a candidate placed within --placed-distance of a donor photo, or on
     fewer than 5 photos that are not its donors, is passed over; the bank's source and the report record it;
