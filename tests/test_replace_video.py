@@ -24,8 +24,32 @@ def _face_light(frames, box) -> np.ndarray:
     return np.array([cv2.cvtColor(f[sl], cv2.COLOR_RGB2Lab)[..., 0].mean() * 100 / 255 for f in frames])
 
 
+@pytest.fixture
+def each_frame_detected_once(monkeypatch):
+    """The video preset's detector (MultiScale) run once per distinct image (frame or crop) and parameters in the
+    test: the six seeds' runs anonymize the same 40 frames, whose detections the seed does not change (it picks the
+    identity replace draws), so the runs after the first look them up (copies) instead of detecting again."""
+    import copy
+    import hashlib
+
+    from faceveil.detect.multiscale import MultiScale
+
+    seen: dict = {}
+    detect = MultiScale.detect
+
+    def once(self, image):
+        a = np.ascontiguousarray(image)
+        k = (repr(self.params), a.shape, str(a.dtype), hashlib.sha1(a).digest())
+        if k not in seen:
+            seen[k] = detect(self, image)
+        return copy.deepcopy(seen[k])
+
+    monkeypatch.setattr(MultiScale, "detect", once)
+    return seen
+
+
 @pytest.mark.slow
-def test_a_replaced_face_does_not_flicker(tmp_path):
+def test_a_replaced_face_does_not_flicker(tmp_path, each_frame_detected_once):
     """The new face's mean L* (central half box), change from frame to frame over these 40 frames, mean / 95th
     percentile: the original 0.18 / 0.49. Before, 3.30 / 5.66: the tone and light fitted to each frame's ring
     jumped with the landmarks and the moving mouth; smoothed along the track, 0.58 / 1.79 (stop 26); with the
@@ -61,6 +85,7 @@ def test_a_replaced_face_does_not_flicker(tmp_path):
         assert min(changed) > 8  # a new face on every frame, not the input
         new = np.abs(np.diff(_face_light(done, box)))
         flicker.append((new.mean(), np.percentile(new, 95)))
+    assert each_frame_detected_once  # the runs went through the detector the fixture memoizes
     flicker = np.array(flicker)
     assert flicker[:, 0].mean() <= 0.20 and flicker[:, 1].mean() <= 0.50, flicker.round(3)
 
