@@ -223,6 +223,30 @@ def record_forwards(det) -> list:
     return seen
 
 
+@pytest.fixture
+def each_frame_detected_once(monkeypatch):
+    """The video preset's detector (MultiScale) run once per distinct image (a frame or a crop of one, by its bytes)
+    and parameters in the test, copies handed out after: for tests about what a video job does with the boxes
+    (replace's look over several seeds' runs of one clip, keep's tracks over frames that repeat), not about detection.
+    The same boxes: detection is a function of the image and the parameters."""
+    import copy
+
+    from faceveil.detect.multiscale import MultiScale
+
+    seen: dict = {}
+    detect = MultiScale.detect
+
+    def once(self, image):
+        a = np.ascontiguousarray(image)
+        k = (repr(self.params), a.shape, str(a.dtype), hashlib.sha1(a).digest())
+        if k not in seen:
+            seen[k] = detect(self, image)
+        return copy.deepcopy(seen[k])
+
+    monkeypatch.setattr(MultiScale, "detect", once)
+    return seen
+
+
 def detect_default(img):
     """The default detector's faces (the Python API's faceveil.detect), a fresh copy of them. Many looks
     tests detect the same real photos: each image (by its bytes) is detected once per test process."""

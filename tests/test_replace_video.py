@@ -24,30 +24,6 @@ def _face_light(frames, box) -> np.ndarray:
     return np.array([cv2.cvtColor(f[sl], cv2.COLOR_RGB2Lab)[..., 0].mean() * 100 / 255 for f in frames])
 
 
-@pytest.fixture
-def each_frame_detected_once(monkeypatch):
-    """The video preset's detector (MultiScale) run once per distinct image (frame or crop) and parameters in the
-    test: the six seeds' runs anonymize the same 40 frames, whose detections the seed does not change (it picks the
-    identity replace draws), so the runs after the first look them up (copies) instead of detecting again."""
-    import copy
-    import hashlib
-
-    from faceveil.detect.multiscale import MultiScale
-
-    seen: dict = {}
-    detect = MultiScale.detect
-
-    def once(self, image):
-        a = np.ascontiguousarray(image)
-        k = (repr(self.params), a.shape, str(a.dtype), hashlib.sha1(a).digest())
-        if k not in seen:
-            seen[k] = detect(self, image)
-        return copy.deepcopy(seen[k])
-
-    monkeypatch.setattr(MultiScale, "detect", once)
-    return seen
-
-
 @pytest.mark.slow
 def test_a_replaced_face_does_not_flicker(tmp_path, each_frame_detected_once):
     """The new face's mean L* (central half box), change from frame to frame over these 40 frames, mean / 95th
