@@ -102,7 +102,7 @@ def test_rejected_candidates_are_passed_over_and_only_reached_ones_are_checked(a
 
 @pytest.mark.slow
 @pytest.mark.skipif(not DEEPFACE.is_dir(), reason="needs ../shared/data/deepface-unit")
-def test_shipped_entries_fitted_into_photos_stay_away_from_their_donors(each_photo_once):
+def test_shipped_entries_fitted_into_photos_stay_away_from_their_donors():
     """The shipped bank's first entries placed on deepface-unit photos (LFW's face size): no replaced face within
     0.6 (dlib) of a photo of one of its donors. The bank shipped before this check fails it on these 16 photos at
     3 of its first 4 entries (0.592, 0.569, 0.595; on all 64 photos 35 of its 64 entries came under 0.6). Every 4th
@@ -204,10 +204,8 @@ def test_bank_build_report_is_strict_json_with_one_average_kept(astronaut, astro
 def each_photo_once(monkeypatch):
     """CenterFace's detections and dlib's descriptors computed once per photo (and parameters, and box) in the test:
     the check after the CLI redoes its donors bank and check photos from the same files, and both are deterministic
-    (the same numbers), so what it recomputed (~40 % of the test's time) is looked up instead. The same for dlib's
-    descriptor of an aligned face (aligned_descriptor, ~0.15 s of CPU each): merge_lookalikes takes one of every donor
-    face, and the placement check and the test take the same ones again. Copies: a caller that changed a returned
-    array in place would not change the next caller's."""
+    (the same numbers), so what it recomputed (~40 % of the test's time) is looked up instead. Copies: a caller that
+    changed a returned array in place would not change the next caller's."""
     import copy
     import hashlib
 
@@ -222,7 +220,7 @@ def each_photo_once(monkeypatch):
             seen[k] = f(*arrays)
         return copy.deepcopy(seen[k])
 
-    detect, describe, describe_aligned = CenterFace.detect, identity.descriptor, identity.aligned_descriptor
+    detect, describe = CenterFace.detect, identity.descriptor
 
     def cf_detect(self, image):
         return once(("centerface", repr(self.params)), lambda im: detect(self, im), image)
@@ -230,14 +228,9 @@ def each_photo_once(monkeypatch):
     def dlib_descriptor(img, box):
         return once(("descriptor",), describe, img, np.asarray(box, np.float64))
 
-    def dlib_aligned_descriptor(face):
-        return once(("aligned descriptor",), describe_aligned, face)
-
     monkeypatch.setattr(CenterFace, "detect", cf_detect)
     monkeypatch.setattr(identity, "descriptor", dlib_descriptor)
     monkeypatch.setattr(placement, "descriptor", dlib_descriptor)
-    monkeypatch.setattr(identity, "aligned_descriptor", dlib_aligned_descriptor)
-    monkeypatch.setattr(placement, "aligned_descriptor", dlib_aligned_descriptor)
     return seen
 
 
