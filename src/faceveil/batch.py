@@ -224,7 +224,11 @@ def run_batch(
                 consume((i, _run_one(mode, j, overwrite, faces)) for i, j in enumerate(jobs_list))
             else:
                 cfg = _with_threads(cfg, _threads_per_worker(jobs))
-                consume(_pooled(cfg, jobs_list, mode, jobs, overwrite, faces, bar))
+                pooled = _pooled(cfg, jobs_list, mode, jobs, overwrite, faces, bar)
+                try:
+                    consume(pooled)
+                finally:  # an interrupt raised out here (not in the wait) shuts its pool down now, not when freed
+                    pooled.close()
     finally:
         bar.close()
     return results  # type: ignore[return-value]  # every slot filled
