@@ -50,6 +50,28 @@ def test_load_pairs_decision_and_groups(tmp_path):
         load_pairs(bad)
 
 
+def test_pairs_csv_saved_by_excel_or_not_in_utf8(tmp_path, capsys):
+    """A pairs CSV with a BOM (Excel's "CSV UTF-8") was refused as having no file_x column, one in Latin-1 stopped
+    eval privacy and bench with a UnicodeDecodeError traceback, and a short row with an AttributeError."""
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbffile_x,file_y,same\r\nAnn/a.jpg,Ann/b.jpg,1\r\n\r\nAnn/a.jpg,Bob/c.jpg,0\r\n")
+    ps = load_pairs(bom)
+    assert ps.pairs == [("Ann/a.jpg", "Ann/b.jpg", True), ("Ann/a.jpg", "Bob/c.jpg", False)]
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(b"file_x,file_y,same\nAnn/a.jpg,Ann/b.jpg,1\nCaf\xe9/x.jpg,Ann/b.jpg,0\n")
+    short = tmp_path / "short.csv"
+    short.write_text("same,file_x,file_y\n1,Ann/a.jpg,Ann/b.jpg\n\n0,Ann/a.jpg\n")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path, cause in ((latin1, "line 3: not UTF-8 text"), (short, "line 4: expected file_x, file_y and same")):
+        for cmd in (["eval", "privacy", "--pairs", str(path), "--images", str(photos), "-o", str(tmp_path / "p")],
+                    ["bench", "--pairs", str(path), "--images", str(photos), "-o", str(tmp_path / "b")]):
+            rc = main([*cmd, "-q"])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert rc == 1 and len(err) == 1 and str(path) in err[0] and cause in err[0], (cmd, err)
+    assert not (tmp_path / "p").exists() and not (tmp_path / "b").exists()
+
+
 def _write(path, rgb):
     from PIL import Image
 

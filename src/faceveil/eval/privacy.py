@@ -9,6 +9,7 @@ identities (the folder of each photo, or groups joined by same-person pairs).
 from __future__ import annotations
 
 import csv
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,22 +52,34 @@ def load_pairs(csv_path: str | Path, people: int = 0, seed: int = 0, all_pairs: 
     """
     path = Path(csv_path)
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    try:  # UTF-8 with or without a BOM (Excel's "CSV UTF-8" writes one: its first column was "\ufefffile_x")
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not UTF-8 text; save the pairs as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        rows = [(reader.line_num, r) for r in reader]  # the line each row ends on (blank lines are skipped)
+    except csv.Error as exc:
+        raise InputError(f"{path}: line {reader.line_num}: {exc}") from None
     if not rows:
         raise InputError(f"{path}: no pairs")
-    cols = {c.lower(): c for c in rows[0]}
+    cols = {c.strip().lower(): c for c in reader.fieldnames or [] if c is not None}
     label_col = cols.get("same") or cols.get("decision") or cols.get("label")
     if "file_x" not in cols or "file_y" not in cols or label_col is None:
         raise InputError(f"{path}: expected columns file_x, file_y and same (1/0) or Decision (Yes/No)")
     pairs = []
-    for n, r in enumerate(rows, 2):
-        v = str(r[label_col]).strip().lower()
+    for n, r in rows:
+        values = [r.get(c) for c in (cols["file_x"], cols["file_y"], label_col)]
+        if any(v is None for v in values):
+            raise InputError(f"{path}: line {n}: expected file_x, file_y and {label_col}, got fewer values")
+        v = values[2].strip().lower()
         if v not in _TRUE | _FALSE:
-            raise InputError(f"{path}: line {n}: cannot read {label_col}={r[label_col]!r} as same/different")
-        pairs.append((r[cols["file_x"]].strip(), r[cols["file_y"]].strip(), v in _TRUE))
+            raise InputError(f"{path}: line {n}: cannot read {label_col}={values[2]!r} as same/different")
+        pairs.append((values[0].strip(), values[1].strip(), v in _TRUE))
     files = sorted({f for p in pairs for f in p[:2]})
     if all("/" in f for f in files):
         identity = {f: f.rsplit("/", 1)[0] for f in files}  # LFW layout: person/photo.jpg
