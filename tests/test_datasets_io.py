@@ -200,8 +200,21 @@ def test_yolo_background_images_and_orphan_labels(tmp_path):
     assert not (tmp_path / "out" / "b.txt").exists()
 
 
+def test_yolo_class_ids_written_as_floats_are_read_as_ultralytics_reads_them(tmp_path):
+    """"0.0 cx cy w h" (converters that write every column as a float) was refused as 'not a number', so the dataset
+    could not be anonymized or evaluated at all; Ultralytics reads the file as floats and casts the class."""
+    root = _sizes(tmp_path, {"a.jpg": (200, 100)})
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0.0 0.5 0.5 0.2 0.4\n1.000000 0.1 0.1 0.1 0.1\n")
+    (tmp_path / "labels" / "classes.txt").write_text("face\nhand\n")
+    im = read_yolo(tmp_path / "labels", root).images[0]
+    assert im.classes == ["face", "hand"] and [ex["cls"] for ex in im.extra] == [0, 1]
+    np.testing.assert_allclose(im.xyxy[0], [80, 30, 120, 70])
+
+
 @pytest.mark.parametrize("line, cause", [("0 0.5 0.5 0.2", "expected 'class cx cy w h'"),
                                          ("face 0.5 0.5 0.2 0.2", "not a number"),
+                                         ("0.5 0.5 0.5 0.2 0.2", "class id 0.5 is not a whole number"),
                                          ("0 0.1 0.2 0.3 0.4 0.5 0.6", "polygons")])
 def test_yolo_errors_name_the_line(tmp_path, line, cause):
     root = _sizes(tmp_path, {"a.jpg": (20, 20)})

@@ -85,10 +85,13 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
                     raise LabelError(f"{where}: expected 'class cx cy w h', got {len(t)} values "
                                      "(segmentation polygons are not supported)")
                 try:
-                    cls = int(t[0])
+                    cid = float(t[0])  # "0.0" too: Ultralytics reads a label file as floats and casts the class
                     cx, cy, w, h = (float(v) for v in t[1:])
                 except ValueError:
                     raise LabelError(f"{where}: not a number in {line.strip()!r}") from None
+                if not cid.is_integer():
+                    raise LabelError(f"{where}: class id {t[0]} is not a whole number")
+                cls = int(cid)
                 if cls < 0:
                     raise LabelError(f"{where}: negative class id {cls}")
                 check_box([cx, cy, w, h], where)
