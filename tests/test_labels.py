@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from faceveil.detections import Detections
+from faceveil.errors import UsageError
 from faceveil.io.labels import (
     LabelError, LabelSet, read_coco, read_eval_labels, read_labels, read_voc, read_wider, read_yolo, write_coco,
     write_voc, write_wider, write_yolo,
@@ -135,3 +136,24 @@ def test_the_old_label_stacks_are_gone():
         assert importlib.util.find_spec(name) is None, name
     import faceveil.eval.widerface as widerface
     assert not hasattr(widerface, "read_bbx_gt")
+
+
+def test_the_label_format_of_a_folder_is_guessed_from_its_sub_folders_and_any_case(tmp_path):
+    """`eval leaks --labels ds/labels` (no --format) on Ultralytics' layout, labels/train/*.txt, or on a folder of
+    .XML files said 'no .xml (VOC) or .txt (YOLO) label files in this folder': only the top level was looked at, in
+    lower case, while the readers take both."""
+    _image(tmp_path / "images" / "train" / "a.jpg", (200, 100))
+    (tmp_path / "yolo" / "train").mkdir(parents=True)
+    (tmp_path / "yolo" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.4\n")
+    (tmp_path / "voc").mkdir()
+    (tmp_path / "voc" / "A.XML").write_text("<annotation><filename>train/a.jpg</filename><object><name>face</name>"
+                                            "<bndbox><xmin>80</xmin><ymin>30</ymin><xmax>120</xmax><ymax>70</ymax>"
+                                            "</bndbox></object></annotation>")
+    for folder, fmt in (("yolo", "yolo"), ("voc", "voc")):
+        labels = read_eval_labels(tmp_path / folder, None, tmp_path / "images")
+        assert labels.format == fmt and [im.path for im in labels.images] == ["train/a.jpg"], folder
+        np.testing.assert_allclose(labels.images[0].xyxy, [[80, 30, 120, 70]])
+    (tmp_path / "none" / ".ipynb_checkpoints").mkdir(parents=True)
+    (tmp_path / "none" / ".ipynb_checkpoints" / "a.txt").write_text("0 0.5 0.5 0.2 0.4\n")
+    with pytest.raises(UsageError, match="no .xml"):  # a hidden folder's files are no labels
+        read_labels(tmp_path / "none")

@@ -13,7 +13,7 @@ from pathlib import Path
 from ...errors import InputError, UsageError
 from .coco import read_coco, write_coco
 from .core import (
-    FORMATS, ImageLabels, LabelError, LabelSet, label_files, resolve_image, safe_relpath, split_missing,
+    FORMATS, ImageLabels, LabelError, LabelSet, label_files, resolve_image, safe_relpath, split_missing, visible_files,
 )
 from .voc import read_voc, write_voc
 from .wider import WIDER_ATTRS, read_wider, write_wider
@@ -32,9 +32,12 @@ __all__ = [
 def guess_format(path: str | os.PathLike) -> str:
     p = Path(path)
     if p.is_dir():
-        if any(p.glob("*.xml")):
+        # The files the readers take: in sub-folders too (Ultralytics' labels/train, labels/val), any case (.XML),
+        # hidden ones left out; only the top level, in lower case, was looked at.
+        files = visible_files(p)
+        if any(f.name.lower().endswith(".xml") for f in files):
             return "voc"
-        if any(p.glob("*.txt")):
+        if any(f.name.lower().endswith(".txt") for f in files):
             return "yolo"
         raise UsageError(f"{p}: no .xml (VOC) or .txt (YOLO) label files in this folder")
     if p.suffix.lower() == ".json":
