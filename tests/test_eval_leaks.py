@@ -423,3 +423,23 @@ def test_eval_leaks_searches_a_transparent_photo_as_anonymize_does(tmp_path, ast
                  "-q"]) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["result"]["faces"] == 1 and doc["result"]["leaked"] == 0
+
+
+def test_an_empty_label_file_or_split_side_is_named_as_such(tmp_path, capsys):
+    """An empty label file, or labels none of which fall on the --split side asked for, said 'none of the 0
+    labelled images is in IMAGES', as if the photos were in another folder."""
+    from faceveil.cli import main
+    from faceveil.eval.splits import side
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "images" / "a.jpg")
+    other = "tune" if side("a.jpg") == "held_out" else "held_out"
+    gt = tmp_path / "gt.txt"
+    gt.write_text("a.jpg\n1\n10 10 20 20 0 0 0 0 0 0\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    for labels, extra, cause in ((empty, [], "empty.txt: no labelled images in it"),
+                                 (gt, ["--split", other], f"none of its 1 labelled image is on the '{other}' side")):
+        rc = main(["eval", "leaks", "--images", str(tmp_path / "images"), "--labels", str(labels), "-q", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and cause in err[0], err

@@ -83,15 +83,21 @@ def cmd_leaks(args) -> int:
         check_result_folder(args.output, ["results.json", "pr_curve.png", "leaked"], "the results", [args.labels],
                             [args.images, args.labels], args.overwrite)
     labels = read_eval_labels(args.labels, args.format, images)
+    keys = list(labels)  # before the models load: a run with nothing to measure stops at once
+    if not keys:  # was "none of the 0 labelled images is in IMAGES", as if the photos were elsewhere
+        raise UsageError(f"{args.labels}: no labelled images in it; nothing to measure")
+    if args.split != "all":
+        from ..eval.splits import split
+
+        n = len(keys)
+        keys = split(keys)[0 if args.split == "tune" else 1]
+        if not keys:
+            raise UsageError(f"{args.labels}: none of its {n} labelled image{'s' if n != 1 else ''} is on the "
+                             f"{args.split!r} side of the split (faceveil.eval.splits): give more, or --split all")
     detector, params, region = resolve_detection(args, region_from_args(args))
     anon = Anonymizer(method="blur", detector=detector, detector_params=params, region=region)
     describe = anon.describe()
     note_int8_build(anon.detector, quiet=args.quiet)
-    keys = list(labels)
-    if args.split != "all":
-        from ..eval.splits import split
-
-        keys = split(keys)[0 if args.split == "tune" else 1]
     keys = evenly_spaced(keys, args.limit)
     not_read, keys = _blocked(images, keys, unread)
     found, missing = find_images(images, keys, not_read)
