@@ -514,3 +514,27 @@ def test_privacy_and_bench_without_a_face_say_that_the_results_in_out_are_an_ear
                       f"(the attacks need the face on the original); no results written ({out / result} is from an " \
                       "earlier run, left as it was)\n", err
         assert (out / result).read_bytes() == earlier
+
+
+def test_bench_reads_its_labels_before_measuring_any_photo(tmp_path, capsys, monkeypatch):
+    """bench --det-images --labels read the labels only after measuring every photo of the pairs and of
+    --det-images (detection and descriptors: minutes for --people 100): a bad label file stopped the run then."""
+    from faceveil.eval.workbench import Workbench
+
+    rgb = np.zeros((24, 24, 3), np.uint8)
+    for name in ("in/p/a.png", "in/p/b.png", "in/det/c.png"):
+        _write(tmp_path / name, rgb)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\np/a.png,p/b.png,1\n")
+    labels = tmp_path / "gt.txt"
+    labels.write_text("c.png\n1\n1 2 3\n")
+
+    def refuse(*a, **k):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(Workbench, "originals", refuse)
+    rc = main(["bench", "--images", str(tmp_path / "in"), "--pairs", str(pairs), "--det-images",
+               str(tmp_path / "in" / "det"), "--labels", str(labels), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and f"{labels}:3: expected 'x y w h'" in err[0], err
+    assert not (tmp_path / "out" / "results.json").exists()

@@ -97,6 +97,8 @@ def cmd_bench(args) -> int:
     check_output(args, ["results.json", "report.md", "report.html", *plots] + [f"det_{a}.png" for a in ATTACKS],
                  [args.pairs, args.labels], [args.det_images])
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
+    # read before any photo is measured (the pairs' descriptors take minutes): a bad label file stops the run at once
+    labels, missing = read_wider_labels(args.labels, args.det_images, det_files) if args.labels else (None, [])
     files = pairset.files[: args.limit or None]
     check_pair_photos(args, files)
     wb = workbench(args, args.images)
@@ -107,14 +109,12 @@ def cmd_bench(args) -> int:
                           identity={f: i for f, i in pairset.identity.items() if f in keep})
     originals = wb.originals(files, {"desc", "hog"})
     check_pair_faces(args, pairset, originals, "results.json")
-    det_wb, det_orig, labels, missing = wb, originals, None, []
+    det_wb, det_orig = wb, originals
     measured, det_measured = [originals], []
     if args.det_images:
         det_wb = workbench(args, args.det_images)
         det_orig = det_wb.originals(det_files, {"hog"})
         det_measured.append(det_orig)
-        if args.labels:
-            labels, missing = read_wider_labels(args.labels, args.det_images, det_files)
     config = {**run_settings(args, wb, methods=args.methods, param=args.param, sweep=args.sweep, seeds=args.seeds,
                              diversity_images=args.diversity_images),
               "images": str(args.images), "pairs": str(args.pairs), "people": args.people,
