@@ -538,3 +538,32 @@ def test_bench_reads_its_labels_before_measuring_any_photo(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and f"{labels}:3: expected 'x y w h'" in err[0], err
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_eval_detection_reads_labels_in_every_format_eval_leaks_reads(tmp_path, capsys):
+    """eval detection and bench read --labels as WIDER txt only: a COCO file was 'expected an image file name, got
+    '{"images": ...', a VOC or YOLO folder 'is a folder, expected a label file', though eval leaks reads all four."""
+    _write(tmp_path / "in" / "a.png", np.full((48, 64, 3), 90, np.uint8))
+    (tmp_path / "gt.txt").write_text("a.png\n1\n8 6 20 30 0 0 0 0 0 0\n")
+    (tmp_path / "coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 1, "bbox": [8, 6, 20, 30], "category_id": 2},
+                        {"id": 2, "image_id": 1, "bbox": [40, 6, 10, 10], "category_id": 1}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "face"}]}))
+    (tmp_path / "voc").mkdir()
+    (tmp_path / "voc" / "a.xml").write_text("<annotation><filename>a.png</filename><object><name>face</name><bndbox>"
+                                            "<xmin>8</xmin><ymin>6</ymin><xmax>28</xmax><ymax>36</ymax></bndbox>"
+                                            "</object></annotation>")
+    (tmp_path / "yolo").mkdir()
+    (tmp_path / "yolo" / "a.txt").write_text(f"0 {18 / 64} {21 / 48} {20 / 64} {30 / 48}\n")
+    out = tmp_path / "det"
+    assert main(["eval", "detection", "--images", str(tmp_path / "in"), "--labels", str(tmp_path / "coco.json"),
+                 "-m", "blackout", "-o", str(out), "-q"]) == 0, capsys.readouterr().err
+    r = json.loads((out / "detection.json").read_text())["variants"][0]["pipeline_detector"]["vs_labels"]
+    assert r["n_faces"] == 1 and r["rate"] == 0.0  # the face category's box only, not the person's
+    from faceveil.eval.utility import read_face_labels
+
+    for name in ("gt.txt", "coco.json", "voc", "yolo"):
+        labels, missing = read_face_labels(tmp_path / name, tmp_path / "in", ["a.png"])
+        assert missing == [] and list(labels) == ["a.png"], name
+        np.testing.assert_allclose(labels["a.png"], [[8, 6, 28, 36]], err_msg=name)

@@ -45,7 +45,7 @@ def register(sub) -> None:
     b.add_argument("--people", type=whole(), default=0, help="use only N identities of the pairs (0: all)")
     b.add_argument("--all-pairs", action="store_true", help="verify every pair of the used photos")
     b.add_argument("--det-images", metavar="DIR", help="measure detection utility on these images instead")
-    b.add_argument("--labels", metavar="TXT", help="WIDER-layout labels for --det-images")
+    b.add_argument("--labels", metavar="PATH", help="face labels of --det-images (as eval leaks reads them)")
     b.add_argument("--seeds", type=whole(1), default=3, help="seeds for the diversity of random methods (default 3)")
     b.add_argument("--diversity-images", type=whole(1), default=20, help="images used for diversity (default 20)")
     add_variant_args(b, single=False)
@@ -85,7 +85,7 @@ def cmd_bench(args) -> int:
     from ..report.bench_report import write_report
     from ..eval.privacy import ATTACKS, evaluate_privacy, load_pairs
     from ..eval.quality import evaluate_diversity, evaluate_quality
-    from ..eval.utility import evaluate_detection, read_wider_labels
+    from ..eval.utility import evaluate_detection, read_face_labels
 
     out = Path(args.output)
     if args.labels and not args.det_images:
@@ -98,7 +98,7 @@ def cmd_bench(args) -> int:
                  [args.pairs, args.labels], [args.det_images])
     pairset = load_pairs(args.pairs, args.people, args.seed, args.all_pairs)
     # read before any photo is measured (the pairs' descriptors take minutes): a bad label file stops the run at once
-    labels, missing = read_wider_labels(args.labels, args.det_images, det_files) if args.labels else (None, [])
+    labels, missing = read_face_labels(args.labels, args.det_images, det_files) if args.labels else (None, [])
     files = pairset.files[: args.limit or None]
     check_pair_photos(args, files)
     wb = workbench(args, args.images)

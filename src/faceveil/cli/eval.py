@@ -96,7 +96,8 @@ def register_variant_commands(sub) -> None:
     d = sub.add_parser("detection", help="do detectors still find faces after anonymization?", formatter_class=fmt,
                        epilog=EPILOG_DETECTION, description="Detection utility of an anonymization method.")
     d.add_argument("--images", required=True, metavar="DIR", help="photos to detect faces on, before and after")
-    d.add_argument("--labels", metavar="TXT", help="face labels in the WIDER FACE bbx_gt txt layout")
+    d.add_argument("--labels", metavar="PATH", help="face labels: WIDER gt .txt, VOC folder of .xml, COCO .json or "
+                   "YOLO folder of .txt")
     d.add_argument("--wider-gt", metavar="DIR", help="folder with the official wider_face_val.mat and easy/medium/hard")
     add_variant_args(d)
     d.set_defaults(func=cmd_detection)
@@ -376,14 +377,14 @@ def cmd_detection(args) -> int:
     check_paths(args)
     from .. import __version__
     from ..report.plots import rate_by_size_plot
-    from ..eval.utility import evaluate_detection, read_wider_labels, wider_ap
+    from ..eval.utility import evaluate_detection, read_face_labels, wider_ap
 
     check_labels_file(args.labels)
     if args.wider_gt and not Path(args.wider_gt).is_dir():
         raise UsageError(f"{args.wider_gt}: no such --wider-gt folder")
     plots = [f"rate_{det}.png" for det in DETECTORS]
     out, files, wb, vs = _image_run(args, ["detection.json", *plots], [args.labels], [args.wider_gt])
-    labels, missing = read_wider_labels(args.labels, args.images, files) if args.labels else (None, [])
+    labels, missing = read_face_labels(args.labels, args.images, files) if args.labels else (None, [])
     gt = None
     if args.wider_gt:
         from ..eval.widerface import load_ground_truth

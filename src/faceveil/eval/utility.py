@@ -116,13 +116,15 @@ def wider_key(rel: str) -> str:
     return "/".join(p.split("/")[-2:])
 
 
-def read_wider_labels(path, images, files: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """WIDER-layout txt labels -> (rel -> xyxy for those of ``files``, the labelled images not under ``images``).
-    A label's image is found as `eval leaks` finds it (``find_image``: its relative path, never another folder's)."""
-    from ..io.labels import find_images, read_wider
+def read_face_labels(path, images, files: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Face labels in any format `eval leaks` reads (WIDER txt, COCO .json, VOC or YOLO folder, guessed from the
+    path; a COCO file's face categories only) -> (rel -> xyxy for those of ``files``, the labelled images not under
+    ``images``). A label's image is found as `eval leaks` finds it (``find_image``: its relative path, never another
+    folder's). Only WIDER's txt was read: a COCO file was 'expected an image file name, got {"images": ...'."""
+    from ..io.labels import find_images, read_eval_labels
 
     images, wanted = Path(images), set(files)
-    labelled = {im.path: im for im in read_wider(path).images}
+    labelled = {im.path: im for im in read_eval_labels(path, None, images).images}
     found, missing = find_images(images, list(labelled))
     out = {}
     for key, p in found:
