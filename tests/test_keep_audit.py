@@ -343,6 +343,23 @@ def test_a_consent_photo_with_a_face_over_the_subjects_is_skipped(tmp_path):
 
 
 
+def test_a_close_up_consent_photo_found_at_two_scales_is_one_face(tmp_path):
+    """A close-up, the face filling the photo (a crop of couple.jpg's left face), is found by the default preset as a
+    box inside a larger one (IoU 0.29): people build took the two for two people ('another face at least half the
+    size of the largest: whose photo is it?'), so a person with only such photos could not be enrolled at all, and
+    deepface's img1.jpg (three boxes of one face) was skipped. The boxes are one face when face_groups joins them
+    and dlib describes them as one person (0.04 apart here); the photobomb above is still skipped."""
+    pytest.importorskip("dlib", reason=DLIB)
+    import cv2
+
+    rgb = _rgb(shared_path("deepface-unit", "couple.jpg"))
+    (tmp_path / "consent" / "him").mkdir(parents=True)
+    close = cv2.cvtColor(rgb[350:1400, 200:1150], cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(tmp_path / "consent" / "him" / "close.png"), close)
+    people = People.build(tmp_path / "consent")
+    assert len(people.descriptors) == 1 and people.skipped == [], people.skipped
+
+
 def test_a_person_whose_photos_are_two_people_is_refused(tmp_path):
     """alice/ held Al Gore and, in a sub-folder, Al Sharpton (0.94 apart): both were enrolled as alice, and
     Sharpton was then kept as her. Two people under one name are refused; a sub-folder is not read, and said."""
