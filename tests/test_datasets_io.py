@@ -259,6 +259,22 @@ def test_voc_in_its_declared_encoding_and_coco_given_another_format(tmp_path):
         read_coco(tmp_path / "gt.txt")
 
 
+def test_an_empty_coco_file_is_named_empty(tmp_path, capsys):
+    """An empty (or blank, BOM only) faces.json was 'not JSON, so not COCO labels (--format coco); for WIDER, YOLO or
+    VOC labels give --format wider, yolo or voc', exit 2: as if the user had picked the wrong format."""
+    from faceveil.cli import main
+
+    (tmp_path / "images").mkdir()
+    for text in (b"", b"\xef\xbb\xbf \r\n"):
+        (tmp_path / "faces.json").write_bytes(text)
+        with pytest.raises(LabelError, match=r"faces\.json: empty file: no COCO labels in it"):
+            read_coco(tmp_path / "faces.json")
+        rc = main(["dataset", "anonymize", "--format", "coco", "--images", str(tmp_path / "images"), "--labels",
+                   str(tmp_path / "faces.json"), "-o", str(tmp_path.parent / f"{tmp_path.name}-out"), "-q"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 1 and err == [f"faceveil: error: {tmp_path / 'faces.json'}: empty file: no COCO labels in it"]
+
+
 def test_read_labels_dispatch_and_in_memory_sets(tmp_path):
     ls = LabelSet("wider", [ImageLabels("p.jpg", [[0, 0, 4, 4]])])
     write_wider(ls, tmp_path / "w.txt")

@@ -15,6 +15,8 @@ from .core import ImageLabels, LabelError, LabelSet, check_box, read_text, safe_
 def read_coco(path: str | os.PathLike) -> LabelSet:
     path = Path(path)
     text = read_text(path)
+    if not text.strip():  # was "not JSON, so not COCO labels (--format coco); for WIDER ... give --format wider"
+        raise LabelError(f"{path}: empty file: no COCO labels in it")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
