@@ -562,3 +562,20 @@ def test_an_empty_or_invalid_bank_is_named_in_one_line_before_any_work(tmp_path,
                      "-p", f"bank={path}"]) == 2
         _one_error(capsys, f"{path}: ", why)
         assert not (tmp_path / name).exists()
+
+
+def test_bank_build_with_no_usable_face_names_the_folder_and_why(tmp_path, capsys):
+    """A folder of photos with no face (or only small ones) said 'no usable face found: the bank would be empty': no
+    folder, and no way to tell a wrong folder from a too high --min-face."""
+    from PIL import Image
+
+    from faceveil.cli import main
+
+    (tmp_path / "people" / "ann").mkdir(parents=True)
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "people" / "ann" / "wall.png")
+    (tmp_path / "people" / "ann" / "cut.png").write_bytes(b"\x89PNG\r\n")
+    assert main(["bank", "build", str(tmp_path / "people"), "-q", "-o", str(tmp_path / "b.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"faceveil: error: {tmp_path / 'people'}: no usable face in its 2 photos (1 with no face found, "
+                       "1 unreadable; faces: 0 narrower than 60 px, 0 turned too far): the bank would be empty"), err
+    assert not (tmp_path / "b.npz").exists()

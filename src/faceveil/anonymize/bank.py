@@ -324,8 +324,12 @@ def build_bank(items: Iterable[tuple[Path, str | None]], detector=None, min_face
             yaws.append(yaw_ratio(lm))
             ids.append(ident if ident is not None else f"{Path(path).name}#{j}")
             stats["kept"] += 1
-    if not faces:
-        raise UsageError("no usable face found: the bank would be empty")
+    if not faces:  # why, counted: it said only "no usable face found"
+        n = stats["images"]
+        raise UsageError(f"no usable face in {'its one photo' if n == 1 else f'its {n} photos'} "
+                         f"({stats['no_face']} with no face found, {stats['unreadable']} unreadable; faces: "
+                         f"{stats['small']} narrower than {min_face} px, {stats['implausible']} turned too far): "
+                         "the bank would be empty")
     ids_arr = np.array(ids)
     bank = Bank(np.stack(faces), ids_arr, np.ones(len(faces), np.int32), ids_arr.copy(), "donors", source,
                 TEMPLATE * (size / SIZE), np.array(yaws, np.float32))

@@ -91,6 +91,8 @@ def cmd_build(args) -> int:
     try:
         bank, stats = build_bank(items, min_face=args.min_face, size=args.size, progress=not args.quiet,
                                  source=f"faceveil bank build {args.folder}", errors=errors)
+    except UsageError as exc:  # the folder named: no usable face in it
+        raise UsageError(f"{args.folder}: {exc}") from None
     finally:  # a bad photo is named, also when no face was left
         for line in errors:
             print(f"faceveil: error: {one_line(line)}", file=sys.stderr)
