@@ -21,7 +21,7 @@ from .progress import still_working, tqdm
 
 from .errors import one_line
 from .heap import keep_freed
-from .io.atomic import remove_live_temporaries, remove_stale_temporaries
+from .io.atomic import file_identity, remove_live_temporaries, remove_stale_temporaries
 from .io.inputs import Job
 from .pipeline import Anonymizer, AnonymizerConfig, ItemResult
 
@@ -301,12 +301,12 @@ def _pooled(cfg: AnonymizerConfig, jobs_list: list[Job], mode: str, jobs: int, o
 _HELD = 2
 
 
-def _identity(path) -> tuple | None:
+def _identity(path) -> list[int] | None:
+    """io.atomic's identity of ``path`` (device, inode, size, modification time), None where it is gone."""
     try:
-        st = os.stat(path)
+        return file_identity(path)
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _again(job: Job, mode: str, overwrite: bool, before) -> bool | ItemResult:
@@ -340,12 +340,10 @@ def _round(cfg: AnonymizerConfig, jobs_list: list[Job], todo: list[tuple[int, bo
                     except BrokenProcessPool:  # a worker died while the jobs were handed in
                         lost = [k for k, _ in todo[n:]]
                         break
-            for fut in as_completed(futures):
+            for fut in as_completed(futures):  # a broken pool fails every pending future at once
                 try:
                     result = fut.result()
                 except BrokenProcessPool:
-                    if not lost:
-                        _end_workers(pool)
                     lost.append(futures[fut])
                     continue
                 yield futures[fut], result

@@ -50,31 +50,29 @@ def run_local(cfg: DatasetConfig, items: list[Item], jobs: int = 1) -> Iterator[
 
 
 def _local_round(cfg: DatasetConfig, items: list[Item], jobs: int):
-    """One pool of ``jobs`` workers, at most 2 x jobs items in flight (a million-image job must not queue everything
-    at once): yields each result, returns ([], []) when every item ran, else (the items in flight when a worker
-    died, the items not yet handed in)."""
+    """One pool of ``jobs`` workers, at most 2 x jobs items in flight (``_windowed``): yields each result, returns
+    ([], []) when every item ran, else (the items in flight when a worker died, the items not yet handed in)."""
     from ..batch import _end_workers
 
     with ProcessPoolExecutor(max_workers=jobs, initializer=init_pool_worker, mp_context=pool_context(),
                              initargs=(os.getpid(), cfg)) as pool:
-        queue = iter(enumerate(items))
-        inflight: dict = {}
+        queue = iter(enumerate(items))  # _windowed takes from it: what is left there was never handed in
+        inflight: dict = {}  # future -> (index, item), until its result is taken
         handing: list = []  # the item being handed in: a pool already broken refuses it
+
+        def submit(kx):
+            handing[:] = [kx]
+            f = pool.submit(process_item, kx[1])
+            inflight[f] = handing.pop()
+            return f
+
+        def get(f):
+            result = f.result()  # BrokenProcessPool: a worker died
+            del inflight[f]
+            return result
+
         try:
-            def hand_in() -> None:
-                nxt = next(queue, None)
-                if nxt is not None:
-                    handing[:] = [nxt]
-                    inflight[pool.submit(process_item, nxt[1])] = nxt
-                    handing.clear()
-            for _ in range(2 * jobs):
-                hand_in()
-            while inflight:
-                for f in wait(inflight, return_when=FIRST_COMPLETED)[0]:
-                    result = f.result()  # BrokenProcessPool: a worker died
-                    del inflight[f]
-                    yield result
-                    hand_in()
+            yield from _windowed(submit, queue, 2 * jobs, lambda fs: wait(fs, return_when=FIRST_COMPLETED)[0], get)
             return [], []
         except BrokenProcessPool:
             _end_workers(pool)

@@ -210,12 +210,13 @@ def journal_start(folder: Path, pending: Path) -> None:
 
 def journal_move(folder: Path, src: Path, dst: Path) -> None:
     """``os.replace(src, dst)`` (both under ``folder``'s parent), noted in ``folder``'s journal first, with the file's
-    identity (_identity: a rename keeps it): the undo moves back only that file, not one another run put there since."""
-    _note(folder, "move", _rel(folder.parent, src), _rel(folder.parent, dst), _identity(src))
+    identity (file_identity: a rename keeps it): the undo moves back only that file, not one another run put there
+    since."""
+    _note(folder, "move", _rel(folder.parent, src), _rel(folder.parent, dst), file_identity(src))
     os.replace(src, dst)
 
 
-def _identity(path: Path) -> list[int]:
+def file_identity(path: Path) -> list[int]:
     """Device, inode, size and modification time: an inode number alone is soon reused for another file."""
     st = os.lstat(path)
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
@@ -250,7 +251,7 @@ def undo_moves(folder: Path, only_uncommitted: bool = False) -> None:
     for op, paths, identity in reversed(steps):
         with contextlib.suppress(OSError, TypeError, ValueError):
             if op == "move" and not os.path.lexists(paths[0]):
-                if [_identity(paths[1])] == identity:  # not there: never moved, or moved on by someone else
+                if [file_identity(paths[1])] == identity:  # not there: never moved, or moved on by someone else
                     os.replace(paths[1], paths[0])
             elif op == "mkdir":
                 os.rmdir(paths[0])

@@ -184,8 +184,7 @@ class NotAnImage(InputError):
 
 # A video container's first bytes: (name, the extension faceveil reads it under, or None where faceveil does not).
 # MP4's ftyp box also starts HEIF/AVIF photos: their brands are not videos.
-_STILL_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis", b"mif2",
-                 b"crx "}
+_STILL_BRANDS = _HEIF_BRANDS | {b"mif1", b"msf1", b"mif2", b"avif", b"avis", b"crx "}
 
 
 def video_container(head: bytes) -> tuple[str, str | None] | None:
@@ -232,12 +231,8 @@ def is_image_file(path: str | os.PathLike) -> bool:
     photo named .mp4): its header only is read. False for a file that cannot be opened."""
     from PIL import Image
 
-    path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-        if is_heif(path, head):
-            heif_plugin(path)
+        _heif_opener_for(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path):

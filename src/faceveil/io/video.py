@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError, check_bool
 from .atomic import atomic_path
-from .images import VIDEO_EXTENSIONS, check_file
+from .images import VIDEO_EXTENSIONS, check_file, format_suffix
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
@@ -266,8 +266,10 @@ def _video_stream(container, path: Path):
     if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg's readers of single pictures (jpeg_pipe, png_pipe ...)
         container.close()  # it went through as a video of one frame, written as .mp4
         kind = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "picture"
-        ext = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}.get(kind)
-        todo = f"rename it to {path.stem}{ext}" if ext else "give it a photo's extension"
+        try:  # FFmpeg's picture readers are named as Pillow's formats are (JPEG, PNG, WEBP, BMP, TIFF)
+            todo = f"rename it to {path.stem}{format_suffix(kind)}"
+        except InputError:  # one faceveil does not write (GIF, "picture")
+            todo = "give it a photo's extension"
         raise InputError(f"{path}: a {kind} photo named {path.suffix or 'without an extension'}, not a video; "
                          f"{todo} to anonymize it")
     if not container.streams.video:
