@@ -95,34 +95,81 @@ def run_ray(cfg: DatasetConfig, items: list[Item], jobs: int = 1, address: str |
         actor_cls = ray.remote(num_cpus=1)(_RayWorker)
         cfg_t = _threads(cfg, jobs) if not address else cfg
         driver = os.getpid() if not address else None  # a local instance: actors end when this process dies
-        actors = [actor_cls.remote(cfg_t, driver) for _ in range(max(1, jobs))]
-        load = [0] * len(actors)  # items in flight per actor: the next goes to the least busy
-        pending: dict = {}
 
-        def submit(it: Item):
-            k = load.index(min(load))
-            load[k] += 1
-            ref = actors[k].run.remote(it)
-            pending[ref] = (it, k)
-            return ref
+        def failed(it: Item, exc: Exception | None) -> dict:
+            if exc is None:
+                return {"error": f"{it.src}: a Ray worker died while it was processed, and again when it was tried "
+                                 "alone (out of memory?); nothing was written", "path": it.rel}
+            return {"error": f"{it.src}: Ray worker failed: {str(exc).splitlines()[0]}", "path": it.rel}
 
-        def collect(refs):
-            done, _ = ray.wait(list(refs), num_returns=1)
-            return done
-
-        def result(ref):
-            it, k = pending.pop(ref)
-            load[k] -= 1
-            try:
-                return ray.get(ref)
-            except ray.exceptions.RayError as exc:  # a worker died: the image is not done, report it
-                return {"error": f"{it.src}: Ray worker failed: {str(exc).splitlines()[0]}", "path": it.rel}
-
-        yield from _windowed(submit, items, 2 * max(1, jobs), collect, result)
+        for _, result in on_actors(ray, lambda: actor_cls.remote(cfg_t, driver), max(1, jobs), items,
+                                   2 * max(1, jobs), lambda actor, it: actor.run.remote(it), failed, "image"):
+            yield result
     finally:
         if started:
             ray.shutdown()
             _stop_reaper()
+
+
+def on_actors(ray, make_actor: Callable, n: int, items: Iterable, window: int, call: Callable, failed: Callable,
+              noun: str) -> Iterator[tuple]:
+    """(item, result) as each item finishes on ``n`` Ray actors made by ``make_actor()``: ``call(actor, item)``
+    starts it (an ObjectRef), at most ``window`` in flight, each handed to the least busy actor; a task that
+    raised gives ``failed(item, exc)``.
+
+    An actor that dies (the OOM killer on an item too big beside the others, kill -9, its node lost) fails every
+    task it held and every one handed to it after, so a dead actor once failed 1/n of the rest of the run. It is
+    replaced by a fresh one at the first news of its death; the items it held run again at the end, one at a time,
+    each on a fresh actor of its own, and one that kills that actor too gives ``failed(item, None)`` (as the local
+    pool does, run_local). Written here: Ray's own ``ray.util.ActorPool`` neither replaces nor retries."""
+    actors = [make_actor() for _ in range(n)]
+    load = [0] * n  # tasks in flight per actor
+    pending: dict = {}  # ref -> (item, slot, the actor it went to)
+    held: list = []  # items whose actor died under them
+
+    def submit(item):
+        k = load.index(min(load))
+        load[k] += 1
+        ref = call(actors[k], item)
+        pending[ref] = (item, k, actors[k])
+        return ref
+
+    def collect(refs):
+        return ray.wait(list(refs), num_returns=1)[0]
+
+    def result(ref):
+        item, k, actor = pending.pop(ref)
+        load[k] -= 1
+        try:
+            return item, ray.get(ref)
+        except ray.exceptions.RayActorError:
+            if actors[k] is actor:  # the first of its tasks to say so: a fresh actor takes its place
+                ray.kill(actor, no_restart=True)
+                actors[k] = make_actor()
+            held.append(item)
+            return None
+        except ray.exceptions.RayError as exc:
+            return item, failed(item, exc)
+
+    for r in _windowed(submit, items, window, collect, result):
+        if r is not None:
+            yield r
+    for actor in actors:  # each holds a CPU: the lone tries below would wait for one for ever
+        ray.kill(actor, no_restart=True)
+    if not held:
+        return
+    print(f"faceveil: warning: a Ray worker died (out of memory?) with {len(held)} {noun}"
+          f"{'s' if len(held) > 1 else ''} in flight: tried again one at a time, the rest went on", file=sys.stderr)
+    for item in held:
+        actor = make_actor()
+        try:
+            yield item, ray.get(call(actor, item))
+        except ray.exceptions.RayActorError:
+            yield item, failed(item, None)
+        except ray.exceptions.RayError as exc:
+            yield item, failed(item, exc)
+        finally:
+            ray.kill(actor, no_restart=True)
 
 
 def _import_ray():

@@ -39,7 +39,7 @@ def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions
     """(index into ``jobs``, result) as each video finishes (any order). ``replace=False``: an output another run
     makes meanwhile is not replaced (that video fails)."""
     from ..batch import _with_threads, usable_cores
-    from ..dataset.backends import _import_ray, _stop_reaper, _windowed, start_ray
+    from ..dataset.backends import _import_ray, _stop_reaper, on_actors, start_ray
 
     ray = _import_ray()
     workers = max(1, workers)
@@ -48,33 +48,20 @@ def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions
         cpus = usable_cores() if not address else int(ray.cluster_resources().get("CPU", 1))
         cfg_t = _with_threads(cfg, max(1, cpus // workers))
         driver = os.getpid() if not address else None
-        actors = [ray.remote(num_cpus=1)(_VideoWorker).remote(cfg_t, driver) for _ in range(workers)]
-        load = [0] * len(actors)
-        pending: dict = {}
+        actor_cls = ray.remote(num_cpus=1)(_VideoWorker)
 
-        def submit(k_job):
+        def failed(k_job, exc):
             k, job = k_job
-            a = load.index(min(load))
-            load[a] += 1
-            ref = actors[a].run.remote(job, options, replace)
-            pending[ref] = (k, job, a)
-            return ref
-
-        def collect(refs):
-            return ray.wait(list(refs), num_returns=1)[0]
-
-        def result(ref):
-            k, job, a = pending.pop(ref)
-            load[a] -= 1
-            try:
-                return k, ray.get(ref)
-            except ray.exceptions.RayError as exc:  # the actor died (out of memory?): this video is not done
-                return k, VideoResult(str(job.src), None, "failed", 0, 0.0,
-                                      f"{job.src}: Ray worker failed: {str(exc).splitlines()[0]}")
+            why = ("a Ray worker died while it was encoded, and again when it was tried alone (out of memory?)"
+                   if exc is None else f"Ray worker failed: {str(exc).splitlines()[0]}")
+            return VideoResult(str(job.src), None, "failed", 0, 0.0, f"{job.src}: {why}")
 
         # One video per actor in flight: a video keeps an actor busy for a while, and a queued one would
-        # wait behind it while another actor idles.
-        yield from _windowed(submit, list(enumerate(jobs)), len(actors), collect, result)
+        # wait behind it while another actor idles. An actor that dies is replaced (on_actors).
+        for (k, _), result in on_actors(ray, lambda: actor_cls.remote(cfg_t, driver), workers, list(enumerate(jobs)),
+                                        workers, lambda actor, kj: actor.run.remote(kj[1], options, replace), failed,
+                                        "video"):
+            yield k, result
     finally:
         if started:
             ray.shutdown()
@@ -85,4 +72,3 @@ def run_videos_ray(cfg: AnonymizerConfig, jobs: list[Job], options: VideoOptions
             from ..io.inputs import output_folders
 
             remove_stale_temporaries(output_folders(jobs))
-
