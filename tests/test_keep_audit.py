@@ -360,6 +360,48 @@ def test_a_close_up_consent_photo_found_at_two_scales_is_one_face(tmp_path):
     assert len(people.descriptors) == 1 and people.skipped == [], people.skipped
 
 
+def test_a_part_of_a_kept_face_boxed_again_is_that_face_not_a_stranger():
+    """A box of the group that matched nobody but lies inside the box that matched the person is a part of that
+    face (a close-up's eyes and nose boxed again): kept with it. One reaching out of it stays a reason to hide."""
+    img = np.zeros((300, 300, 3), np.uint8)
+    policy = KeepPolicy(People(["a"], np.zeros((1, 128), np.float32), np.zeros(1, np.int64)))
+    near, far = np.zeros(128, np.float32), np.full(128, 0.1, np.float32)  # distances 0 and 1.13 to a
+    policy.describe_faces = lambda image, d: (np.stack([near, far])[:len(d)], [None] * len(d))
+    part = Detections.from_boxes(np.asarray([[80, 80, 240, 250], [100, 100, 200, 200]], np.float32))
+    hide, kept = policy.decide(img, part)
+    assert len(hide) == 0 and [k["name"] for k in kept] == ["a", "a"]
+    out = Detections.from_boxes(np.asarray([[80, 80, 240, 250], [60, 100, 160, 200]], np.float32))  # 80 % inside
+    assert len(face_groups(out)) == 1
+    hide, kept = policy.decide(img, out)
+    assert kept == [] and len(hide) == 2
+    policy.describe_faces = lambda image, d: (np.stack([far, near])[:len(d)], [None] * len(d))
+    hide, kept = policy.decide(img, part)  # the inner box matched, the outer one not: the outer is no part
+    assert kept == [] and len(hide) == 2
+
+
+def test_a_close_up_of_a_consenting_person_is_kept(tmp_path):
+    """A close-up of a consenting person (a crop of couple.jpg's left face, enrolled from another crop of it) is
+    found by the default preset three times: the face, a box inside it, and its eyes and nose (dlib: 0.71 from the
+    person, nobody). The part matched nobody, so the whole face was hidden: --keep-people hid the consenting person
+    on every selfie-like photo. The part inside the matched box is that face now: the photo is written as it was."""
+    pytest.importorskip("dlib", reason=DLIB)
+    import cv2
+
+    rgb = _rgb(shared_path("deepface-unit", "couple.jpg"))
+    (tmp_path / "consent" / "him").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "consent" / "him" / "close.png"), cv2.cvtColor(rgb[350:1400, 200:1150],
+                                                                              cv2.COLOR_RGB2BGR))
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "selfie.png"), cv2.cvtColor(rgb[330:1420, 180:1170], cv2.COLOR_RGB2BGR))
+    rep = tmp_path / "r.json"
+    r = _faceveil("anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--keep-people",
+                  str(tmp_path / "consent"), "--report", str(rep), "-q")
+    assert r.returncode == 0, r.stderr
+    (f,) = json.loads(rep.read_text())["files"]
+    assert len(f["kept"]) == 3 and {k["name"] for k in f["kept"]} == {"him"} and f["detections"] == [], f
+    assert np.array_equal(_rgb(tmp_path / "out" / "selfie.png"), _rgb(tmp_path / "in" / "selfie.png"))
+
+
 def test_a_person_whose_photos_are_two_people_is_refused(tmp_path):
     """alice/ held Al Gore and, in a sub-folder, Al Sharpton (0.94 apart): both were enrolled as alice, and
     Sharpton was then kept as her. Two people under one name are refused; a sub-folder is not read, and said."""

@@ -414,6 +414,28 @@ def _inside(xyxy: np.ndarray, region, rule: str) -> np.ndarray:
 # --- the decision step -----------------------------------------------------------------------
 
 
+PART_INSIDE = 0.9  # a box with this share of its area inside another box of its face group is a part of that face
+
+
+def _inside_matched(dets: Detections, group: list[int], reasons: list) -> set[int]:
+    """The boxes of ``group`` (``reasons`` in the same order) that matched nobody and lie at least ``PART_INSIDE``
+    inside one of its boxes that matched a person."""
+    xy = dets.xyxy
+    matched = [i for i, r in zip(group, reasons) if r is not None and r["by"] == "person"]
+    out = set()
+    for i, r in zip(group, reasons):
+        if r is not None or not matched:
+            continue
+        area = max(float(dets.areas[i]), 1e-9)
+        for j in matched:
+            w = min(xy[i, 2], xy[j, 2]) - max(xy[i, 0], xy[j, 0])
+            h = min(xy[i, 3], xy[j, 3]) - max(xy[i, 1], xy[j, 1])
+            if max(w, 0.0) * max(h, 0.0) >= PART_INSIDE * area:
+                out.add(i)
+                break
+    return out
+
+
 @dataclass
 class KeepPolicy:
     """Which detected faces are left as they are.
@@ -565,8 +587,13 @@ class KeepPolicy:
             names = {r.get("name") for r in rs if r is not None and r["by"] == "person"}
             if all(r is not None and r["by"] != "person" for r in rs):
                 continue
-            if len(names) == 1 and all(r is not None and r["by"] == "person" or r is None and not described[i]
-                                       for i, r in zip(g, rs)):
+            # A close-up's part boxed again (its eyes and nose found as a face of their own inside the face's box,
+            # deepface's img1.jpg, a selfie) is described as nobody: a box that matched no one and lies inside a box
+            # of the group that matched the person is that face, not another one (a face of its own there would
+            # hide the person's face, which then could not match).
+            parts = _inside_matched(dets, g, rs) if len(names) == 1 else set()
+            if len(names) == 1 and all(r is not None and r["by"] == "person" or r is None and (not described[i]
+                                       or i in parts) for i, r in zip(g, rs)):
                 best = min((r for r in rs if r is not None), key=lambda r: r["distance"])
                 for i in g:
                     reasons[i] = best
