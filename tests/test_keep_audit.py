@@ -402,6 +402,18 @@ def test_a_close_up_of_a_consenting_person_is_kept(tmp_path):
     assert np.array_equal(_rgb(tmp_path / "out" / "selfie.png"), _rgb(tmp_path / "in" / "selfie.png"))
 
 
+def test_a_consent_photo_whose_face_is_boxed_again_inside_is_enrolled(tmp_path):
+    """deepface's img39 and img47 (close portraits): the default preset boxes the face and a part of it inside the
+    face's box, which dlib puts 0.41 and 0.91 from the face: 'another face at least half the size of the largest:
+    whose photo is it?', so neither could be enrolled. A part inside the subject's box is the subject's face."""
+    pytest.importorskip("dlib", reason=DLIB)
+    for name in ("img39", "img47"):
+        (tmp_path / "c" / name).mkdir(parents=True)
+        shutil.copy(shared_path("deepface-unit", f"{name}.jpg"), tmp_path / "c" / name)
+    people = People.build(tmp_path / "c")
+    assert people.names == ["img39", "img47"] and len(people.descriptors) == 2 and people.skipped == []
+
+
 def test_a_person_whose_photos_are_two_people_is_refused(tmp_path):
     """alice/ held Al Gore and, in a sub-folder, Al Sharpton (0.94 apart): both were enrolled as alice, and
     Sharpton was then kept as her. Two people under one name are refused; a sub-folder is not read, and said."""

@@ -46,6 +46,7 @@ SAME_FACE_IOU = 0.5  # dataset mode: a labelled box and a detection this close a
 # head pasted over a consenting face's shoulder was 1.6-2.2 sides away at 3.0-3.5x: a face of its own.
 SAME_FACE_SHIFT = 0.75
 SAME_FACE_SCALE = 2.5
+PART_INSIDE = 0.9  # a box with this share of its area inside another box of its face group is a part of that face
 
 
 def _describer():
@@ -202,11 +203,14 @@ class People:
                     # (IoU 0.3 on a tight crop, deepface's img1.jpg): one face, not a second person, when the
                     # boxes are one face by position and size (face_groups) and dlib describes them as the
                     # same person as the subject, closer than a keep (THRESHOLD); a photobomb's head is not.
+                    # A box of the group inside the subject's (its eyes and nose boxed again) is a part of it, as
+                    # at anonymize time (_inside_matched).
                     group = next(g for g in face_groups(dets) if big in g)
                     near = [i for i in others if i in group]
                     if near:
                         dist = np.linalg.norm(describer.describe(rgb, dets.xyxy[near]) - d, axis=1)
-                        others = np.setdiff1d(others, np.asarray(near)[dist <= THRESHOLD])
+                        part = _parts_of(dets, near, big)
+                        others = np.setdiff1d(others, np.asarray(near)[(dist <= THRESHOLD) | part])
                 if len(others):
                     skipped.append(f"{f}: another face at least half the size of the largest: whose photo is it?")
                     continue
@@ -414,25 +418,22 @@ def _inside(xyxy: np.ndarray, region, rule: str) -> np.ndarray:
 # --- the decision step -----------------------------------------------------------------------
 
 
-PART_INSIDE = 0.9  # a box with this share of its area inside another box of its face group is a part of that face
+def _parts_of(dets: Detections, boxes: list[int], j: int) -> np.ndarray:
+    """Per box of ``boxes``: whether it lies at least ``PART_INSIDE`` (of its area) inside box ``j``."""
+    xy = dets.xyxy[boxes]
+    w = np.minimum(xy[:, 2], dets.xyxy[j, 2]) - np.maximum(xy[:, 0], dets.xyxy[j, 0])
+    h = np.minimum(xy[:, 3], dets.xyxy[j, 3]) - np.maximum(xy[:, 1], dets.xyxy[j, 1])
+    return np.maximum(w, 0) * np.maximum(h, 0) >= PART_INSIDE * np.maximum(dets.areas[boxes], 1e-9)
 
 
 def _inside_matched(dets: Detections, group: list[int], reasons: list) -> set[int]:
     """The boxes of ``group`` (``reasons`` in the same order) that matched nobody and lie at least ``PART_INSIDE``
     inside one of its boxes that matched a person."""
-    xy = dets.xyxy
     matched = [i for i, r in zip(group, reasons) if r is not None and r["by"] == "person"]
-    out = set()
-    for i, r in zip(group, reasons):
-        if r is not None or not matched:
-            continue
-        area = max(float(dets.areas[i]), 1e-9)
-        for j in matched:
-            w = min(xy[i, 2], xy[j, 2]) - max(xy[i, 0], xy[j, 0])
-            h = min(xy[i, 3], xy[j, 3]) - max(xy[i, 1], xy[j, 1])
-            if max(w, 0.0) * max(h, 0.0) >= PART_INSIDE * area:
-                out.add(i)
-                break
+    nobody = [i for i, r in zip(group, reasons) if r is None]
+    out: set[int] = set()
+    for j in matched if nobody else []:
+        out.update(np.asarray(nobody)[_parts_of(dets, nobody, j)].tolist())
     return out
 
 
