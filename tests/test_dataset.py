@@ -285,9 +285,17 @@ def test_cli_verify_of_a_path_that_is_no_folder_is_bad_usage(tmp_path, capsys):
         assert main(["dataset", "verify", str(tmp_path / path)]) == 2
         assert capsys.readouterr().err == f"faceveil: error: {tmp_path / path}: {why} (give the -o folder of " \
                                           "`faceveil dataset anonymize`)\n"
-    (tmp_path / "folder").mkdir()
-    assert main(["dataset", "verify", str(tmp_path / "folder")]) == 1  # a folder without its manifest fails the check
-    assert "folder/manifest.jsonl: no manifest" in capsys.readouterr().err
+
+
+def test_cli_verify_of_a_folder_without_a_manifest_is_bad_usage(tmp_path, capsys):
+    """A folder that is no dataset output (photos, or empty) said "folder/manifest.jsonl: no manifest (not a faceveil
+    dataset output?)" with exit 1, as if a dataset had failed its check: bad usage, one line saying what it lacks."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.jpg")
+    assert main(["dataset", "verify", str(folder)]) == 2
+    assert capsys.readouterr().err == f"faceveil: error: {folder}: no manifest.jsonl in it, so not the output of " \
+                                      "`faceveil dataset anonymize` (give the -o folder of that run)\n"
 
 
 def test_cli_verify_reports_links_under_out(tmp_path, capsys):

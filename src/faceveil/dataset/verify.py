@@ -51,8 +51,9 @@ def verify(out: str | os.PathLike) -> VerifyReport:
     except OSError as exc:  # a traceback before (chmod 000 OUT)
         raise InputError("{}: {}".format(*folder_problem(exc)) if exc.filename == str(out) else
                          f"{manifest_path}: cannot be read ({exc.strerror or exc})") from None
-    if not there:
-        raise InputError(f"{manifest_path}: no manifest (not a faceveil dataset output?)")
+    if not there:  # any folder but a dataset output: bad usage (it said "no manifest (not ... output?)", exit 1)
+        raise UsageError(f"{out}: no {MANIFEST} in it, so not the output of `faceveil dataset anonymize` (give the "
+                         "-o folder of that run)")
     entries, _ = read_manifest(manifest_path)
     latest = {(e.get("kind"), e.get("path")): e for e in entries}
     rep = VerifyReport()
