@@ -482,7 +482,7 @@ def test_open_keeps_the_token_off_the_browsers_command_line(base, tmp_path, monk
         opened.append((stat.S_IMODE(page.stat().st_mode), page.read_text(), page))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url))
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
     monkeypatch.setattr(BaseServer, "serve_forever", look)
     assert main(["review", str(pristine), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second",
                  "none", "--open"]) == 130
@@ -490,6 +490,26 @@ def test_open_keeps_the_token_off_the_browsers_command_line(base, tmp_path, monk
     mode, text, page = opened[1]
     assert opened[0].startswith("file://") and token not in opened[0]
     assert mode == 0o600 and f"token={token}" in text and not page.exists()
+
+
+def test_open_without_a_browser_says_to_open_the_url_by_hand(base, monkeypatch, capsys):
+    """Before, --open where no browser can be started (no display, no BROWSER: webbrowser.open returns False)
+    said nothing: the page just never came. Now one line says so, with the URL to open by hand."""
+    import webbrowser
+    from socketserver import BaseServer
+
+    src, pristine, cache = base
+    left = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: left.append(Path(url.removeprefix("file://"))))
+    monkeypatch.setattr(BaseServer, "serve_forever", _ctrl_c)
+    assert main(["review", str(pristine), "--originals", str(src), "--cache-dir", str(cache), "-q", "--second",
+                 "none", "--open"]) == 130
+    cap = capsys.readouterr()
+    url = cap.out.strip()
+    assert url.startswith("http://127.0.0.1:") and "token=" in url
+    assert [line for line in cap.err.splitlines() if "browser" in line] == [
+        f"faceveil: warning: --open: no browser could be started here; open {url} by hand"]
+    assert not left[0].exists()  # the redirecting page holds the token: not left behind
 
 
 def test_config_from_an_anonymize_report(tmp_path):

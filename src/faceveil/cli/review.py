@@ -213,9 +213,10 @@ def _lock_out(out: str):
     return fd
 
 
-def _open_page(url: str) -> Path:
+def _open_page(url: str) -> Path | None:
     """Open the page through a private (0600) local file that redirects to ``url``, as Jupyter does: the token
-    never goes on the browser's command line, which every local user sees (ps)."""
+    never goes on the browser's command line, which every local user sees (ps). None where no browser could be
+    started (no display, no BROWSER): one line says to open ``url`` by hand (--open said nothing)."""
     import html
     import tempfile
     import webbrowser
@@ -224,8 +225,15 @@ def _open_page(url: str) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(url)}">'
                 f'<a href="{html.escape(url)}">faceveil review</a>\n')
-    webbrowser.open(Path(name).as_uri())
-    return Path(name)
+    try:
+        opened = webbrowser.open(Path(name).as_uri())
+    except (webbrowser.Error, OSError):  # a BROWSER naming a program that is not there
+        opened = False
+    if opened:
+        return Path(name)
+    Path(name).unlink(missing_ok=True)
+    print(f"faceveil: warning: --open: no browser could be started here; open {url} by hand", file=sys.stderr)
+    return None
 
 
 def cmd_review(args) -> int:
