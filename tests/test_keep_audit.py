@@ -225,6 +225,36 @@ def test_people_build_refuses_an_output_in_the_consent_folder_or_an_existing_fil
     assert r.returncode == 2 and "exists" not in r.stderr and old.read_bytes() == b"an earlier gallery"
 
 
+def test_people_build_says_what_to_give_for_a_folder_given_as_file_or_the_reverse(tmp_path, capsys):
+    """Round 5: `-o outdir` (a folder) said "exists; give another name ..., or --overwrite to replace it", and with
+    --overwrite "a people file is an .npz file"; `-o new/` the latter; a people.npz or a photo given as DIR said "no
+    such folder", as if it were not there; a photo given to --keep-people "not a people file (ValueError)". Each is
+    one line now saying what to give instead, exit 2, nothing written."""
+    from faceveil.cli import main
+
+    (tmp_path / "consent" / "ann").mkdir(parents=True)
+    photo = tmp_path / "consent" / "ann" / "a.jpg"
+    photo.write_bytes(b"a photo")
+    folder, npz = tmp_path / "outdir", tmp_path / "people.npz"
+    folder.mkdir()
+    npz.write_bytes(b"a gallery")
+    for out, extra in ((str(folder), []), (str(folder), ["--overwrite"]), (f"{tmp_path / 'new'}/", [])):
+        assert main(["people", "build", str(tmp_path / "consent"), "-o", out, *extra]) == 2
+        assert capsys.readouterr().err == (f"faceveil: error: {out}: a folder; the people file is one .npz file: give "
+                                           f"its name, as in -o {folder if out == str(folder) else tmp_path / 'new'}"
+                                           "/people.npz\n")
+    assert list(folder.iterdir()) == [] and not (tmp_path / "new").exists()
+    for given, what, tail in ((npz, "a people file", "; a people file is read by `anonymize --keep-people`"),
+                              (photo, "a photo", "")):
+        assert main(["people", "build", str(given), "-o", str(tmp_path / "p.npz")]) == 2
+        assert capsys.readouterr().err == (f"faceveil: error: {given}: {what}, not a folder: give the folder of "
+                                           f"consenting people, one folder per person (consent/<name>/*.jpg){tail}\n")
+    assert not (tmp_path / "p.npz").exists()
+    with pytest.raises(UsageError, match=r"a\.jpg: a photo, not a people file: give the folder of consenting people, "
+                                         r"one folder per person \(consent/<name>/\*\.jpg\), or a people\.npz"):
+        People.open(photo)
+
+
 def test_people_build_names_a_folder_it_cannot_read_in_one_line(tmp_path, capsys, monkeypatch):
     """A consent folder, or a person's folder in it, that cannot be read (chmod 000) was a traceback: now one line
     naming it, exit 2 before any photo is described (that person would be hidden like a stranger)."""

@@ -140,8 +140,9 @@ class People:
         from .io.inputs import read_folder
 
         folder = Path(folder)
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: no such folder of consenting people (consent/<name>/*.jpg)")
+        if not folder.is_dir():  # a file said "no such folder" as if it were not there (a people.npz given twice)
+            raise UsageError(f"{folder}: " + (_a_file_given(folder) if folder.exists() else
+                                              "no such folder of consenting people (consent/<name>/*.jpg)"))
         photos: dict[str, list[Path]] = {}
         subfolders = []  # said as skipped: <name>/*.jpg only
         # a folder that cannot be listed is named, one line: a person in it would be hidden like a stranger
@@ -252,6 +253,10 @@ class People:
         except FileNotFoundError:
             raise UsageError(f"{path}: no such file") from None
         except Exception as exc:
+            if path.suffix.lower() in IMAGE_SUFFIXES:  # a consent photo given alone: say what to give instead
+                raise UsageError(f"{path}: a photo, not a people file: give the folder of consenting people, one "
+                                 "folder per person (consent/<name>/*.jpg), or a people.npz `faceveil people build` "
+                                 "made") from None
             raise UsageError(f"{path}: not a people file from `faceveil people build` ({exc.__class__.__name__})") from None
         why = _damage(version, names, desc, person)
         if why:
@@ -289,6 +294,15 @@ class People:
         for k in range(len(self.names)):
             out[:, k] = rows[:, self.person == k].min(axis=1)
         return out
+
+
+def _a_file_given(path: Path) -> str:
+    """What to give instead of a file where the folder of consenting people is read."""
+    suffix = path.suffix.lower()
+    what = "a people file" if suffix == ".npz" else "a photo" if suffix in IMAGE_SUFFIXES else "a file"
+    tail = "; a people file is read by `anonymize --keep-people`" if suffix == ".npz" else ""
+    return f"{what}, not a folder: give the folder of consenting people, one folder per person (consent/<name>/*.jpg)" \
+        + tail
 
 
 def _one_person(folder: Path, files: list[Path], desc: np.ndarray) -> None:

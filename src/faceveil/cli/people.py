@@ -3,6 +3,7 @@ and the keep options of `faceveil anonymize`."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EPILOG = """\
@@ -39,6 +40,9 @@ def cmd_people_build(args) -> int:
     refuse_unreachable(args.folder, args.output)
     # never over a consent photo (or anything else in the consent folder), nor over a file unasked
     check_result_path(args.output, "the people file", folders=[args.folder], overwrite=True)
+    if Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # it said "exists; ... or --overwrite"
+        raise UsageError(f"{args.output}: a folder; the people file is one .npz file: give its name, as in "
+                         f"-o {Path(args.output) / 'people.npz'}")
     if Path(args.output).exists() and not args.overwrite:
         raise UsageError(f"{args.output}: exists; give another name for the people file, or --overwrite to replace it")
     if Path(args.output).suffix.lower() != ".npz":
