@@ -128,6 +128,32 @@ def test_alpha_and_grey_modes_survive(tmp_path):
     assert Image.open(tmp_path / "g2.png").mode == "L"
 
 
+def test_a_transparent_png_written_as_jpeg_says_so_and_its_hidden_face_is_anonymized(
+        tmp_path, astronaut, astronaut_faces, capsys):
+    """Round 5: `anonymize a.png -o a.jpg` of a PNG with transparency dropped the alpha without a word (JPEG has
+    none): what was transparent came out opaque. Now one warning line (exit 0, the file written), none for a .png.
+    And the face, drawn under alpha=0 (invisible in the PNG, shown by the JPEG), is anonymized in the RGB data."""
+    from faceveil.cli import main
+
+    alpha = np.zeros(astronaut.shape[:2], np.uint8)
+    alpha[:, :60] = 255  # a strip on the left opaque, the face (x 170..290) transparent
+    Image.fromarray(np.dstack([astronaut, alpha]), "RGBA").save(tmp_path / "a.png")
+    x1, y1, x2, y2 = (int(v) for v in astronaut_faces.xyxy[0])
+    assert x1 > 60
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.jpg"), "-q"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"faceveil: warning: {tmp_path / 'a.jpg'}: JPEG has no transparency: the transparent pixels of "
+                      "the input were written opaque (their stored colours show), and lossily; name it .png or .webp "
+                      "to keep them") and len(err) == 2, err
+    out = np.asarray(Image.open(tmp_path / "a.jpg").convert("RGB")).astype(int)
+    diff = np.abs(out - astronaut).mean(axis=2)
+    assert diff[y1:y2, x1:x2].mean() > 15, "the face under alpha=0 is anonymized in the colour channels"
+    assert diff[:, :60].mean() < 3 and diff[400:, 300:].mean() < 3, "away from it, only JPEG's loss"
+    assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "-q"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png"))[..., 3][:, :60], alpha[:, :60])
+
+
 def test_bad_inputs_raise_input_error_naming_the_file(tmp_path, noise_image):
     (tmp_path / "text.jpg").write_text("hello")
     with pytest.raises(InputError, match="text.jpg: not an image"):

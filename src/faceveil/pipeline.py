@@ -23,7 +23,7 @@ from .detections import Detections, box_iou, given_boxes, nms
 from .errors import FaceveilError, InputError, UsageError, check_bool
 from .io.atomic import write_bytes_atomic
 from .io.images import (GREY16_MODES, ImageFile, NotAnImage, decoded_rgb, encode_image, format_suffix, read_file,
-                        read_image)
+                        read_image, transparency_dropped)
 from .io.video import is_video_path
 from .registry import make_params
 
@@ -69,6 +69,7 @@ class ItemResult:
     input_sha256: str | None = None  # of the bytes read: the review pairs an output with its original by it
     # a file not written: the output it was to be (the CLI's, in its report), where the review's Apply writes it
     target: str | None = None
+    warnings: list | None = None  # a written file's losses worth a line: its transparency in a .jpg
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("output", "error")}
@@ -305,9 +306,10 @@ class Anonymizer:
         target = Path(dst) if dst is not None else Path(src.stem + format_suffix(img.encoding.get("format")))
         encoded = encode_image(target, out, self.hide_in_alpha(img, dets), self.keep_metadata, self.jpeg_quality,
                                region)
+        lost = transparency_dropped(target, img)  # -o x.jpg of a transparent PNG: it went silently
         return ItemResult(str(src), str(dst) if dst is not None else None, "written", len(found) + len(drawn),
                           detections=dets.to_dict(2, 4)["faces"], size=list(img.rgb.shape[1::-1]), kept=kept,
-                          input_sha256=sha), encoded
+                          input_sha256=sha, warnings=[lost] if lost else None), encoded
 
     def detect_file(self, src: str | Path) -> ItemResult:
         src = Path(src)

@@ -140,6 +140,7 @@ def cmd_anonymize(args) -> int:
     workers = batch_jobs(args.jobs, len(image_jobs))
     results = run_batch(cfg, image_jobs, "anonymize", workers, not args.quiet, args.overwrite,
                         faces=bool(args.report)) if image_jobs else []  # each face's box: for the report only
+    report_photo_warnings(results)
     results += run_videos(vcfg, video_jobs, args)
     results += [unwritten(j) for j in unwritable]
     n_failed = report_failures(results)
@@ -244,6 +245,7 @@ def _piped(args, cfg) -> int:
             sys.stdout.buffer.write(encoded)
             sys.stdout.flush()
         result.output = "standard output" if out == STDIO else out
+    report_photo_warnings([result])
     report_failures([result])
     if args.report:
         _write_report(args.report, cfg, anon.describe(), [result])
@@ -253,6 +255,14 @@ def _piped(args, cfg) -> int:
         return 1
     print(f"faceveil: 1 of 1 files {done_verb(anon.method)} ({_faces_text([result])}) -> {where}", file=sys.stderr)
     return 0
+
+
+def report_photo_warnings(results) -> None:
+    """A written photo's warnings, one line each (a .jpg that lost the input's transparency: it went silently).
+    A video's are said with its other lines (run_videos)."""
+    for r in results:
+        for w in r.warnings or []:
+            print(f"faceveil: warning: {one_line(w)}", file=sys.stderr)
 
 
 def _write_report(path: str, cfg, describe: dict, results: list, skipped=(), existing=()) -> None:

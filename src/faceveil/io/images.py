@@ -719,6 +719,17 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 _ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF", "HEIF")
 
 
+def transparency_dropped(target: str | os.PathLike, source: ImageFile) -> str | None:
+    """Why ``source``'s transparency is lost when written to ``target`` (a format with no alpha channel: JPEG,
+    BMP), or None where it is kept or there is none. ``encode_image`` writes the colour channels alone: what was
+    transparent comes out opaque, showing the colours stored under it (a face there is anonymized all the same)."""
+    fmt = _FORMATS.get(Path(target).suffix.lower())
+    if source.alpha is None or int(source.alpha.min()) == 255 or fmt is None or fmt in _ALPHA_FORMATS:
+        return None
+    return (f"{target}: {fmt} has no transparency: the transparent pixels of the input were written opaque (their "
+            f"stored colours show){', and lossily' if fmt == 'JPEG' else ''}; name it .png or .webp to keep them")
+
+
 def modern_write_args(fmt: str, target: str | os.PathLike, quality: int) -> dict:
     """Pillow's save arguments for an AVIF or HEIF ``target`` at ``quality`` (--jpeg-quality: both encoders take
     0-100, higher better), or InputError naming it when this Pillow (AVIF) or pillow-heif (HEIF: not installed, or

@@ -98,8 +98,7 @@ class VideoResult(ItemResult):
     announced_frames: int = 0  # frames the container announces (0: unknown)
     truncated: str | None = None  # with allow_truncated: what is missing ("decoded 48 of 521 frames ...")
     tracks: int = 0
-    fps: float = 0.0  # processing speed
-    warnings: list | None = None
+    fps: float = 0.0  # processing speed (its warnings: ItemResult.warnings)
     # busy seconds per stage (decode, detect, anonymize, encode); decode and encode run in their own
     # threads, so they overlap detection: fps ~ frames / the largest of them when the cores suffice
     stages: dict | None = None
