@@ -114,6 +114,73 @@ def test_pixels_in_another_colour_profile_are_read_in_srgb(tmp_path, noise_image
     assert np.array_equal(read_image(tmp_path / "s.png").rgb, noise_image)
 
 
+def _cmyk_press_profile() -> bytes:
+    """A minimal ICC v2 CMYK output profile (no CMYK profile ships with Pillow, the system or ../shared): CMYK -> Lab
+    through a 2-point lut16 grid whose corners are a made-up press's colours (warm paper, impure inks, a black at
+    12 %), so that its colours are far from Pillow's naive CMYK -> RGB formula (its cyan is (0, 150, 194), not
+    (0, 255, 255))."""
+    import struct
+
+    from PIL import ImageCms
+
+    paper, inks = np.array([247, 240, 222.0]), [np.array(c, float) / 255 for c in ((0, 160, 225), (225, 0, 130),
+                                                                                   (255, 235, 0))]
+    corners = []
+    for i in range(16):  # c, m, y, k each 0 or 1; the first channel varies slowest
+        on = [(i >> (3 - j)) & 1 for j in range(4)]
+        rgb = paper * np.prod([ink for ink, o in zip(inks, on) if o] or [np.ones(3)], axis=0)
+        corners.append(rgb * 0.12 + 8 if on[3] else rgb)
+    to_lab = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+    lab = np.asarray(ImageCms.applyTransform(Image.fromarray(np.uint8(corners).reshape(1, 16, 3)), to_lab))
+    clut = []
+    for L, a, b in lab.reshape(16, 3).astype(int):  # Pillow's LAB: L * 2.55, a and b signed bytes
+        a, b = (v - 256 if v > 127 else v for v in (a, b))
+        clut += [round(L / 255 * 0xFF00), (a + 128) * 256, (b + 128) * 256]  # lut16's legacy Lab encoding
+    d50 = struct.pack(">3i", 63190, 65536, 54061)
+    a2b0 = (b"mft2\0\0\0\0" + bytes([4, 3, 2, 0]) + struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 65536)
+            + struct.pack(">HH8H", 2, 2, *[0, 65535] * 4) + struct.pack(">48H", *clut)
+            + struct.pack(">6H", *[0, 65535] * 3))
+    text = b"test CMYK press\0"
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(79)),
+            (b"wtpt", b"XYZ \0\0\0\0" + d50), (b"A2B0", a2b0)]
+    table, data, start = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, tag in tags:
+        tag += bytes(-len(tag) % 4)
+        table, data = table + sig + struct.pack(">II", start + len(data), len(tag)), data + tag
+    header = (struct.pack(">I", start + len(data)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"prtrCMYKLab " + bytes(12)
+              + b"acsp" + bytes(28) + d50)
+    return header + bytes(128 - len(header)) + struct.pack(">I", len(tags)) + table + data
+
+
+def test_a_cmyk_photo_is_read_through_its_colour_profile(tmp_path, astronaut, astronaut_faces, capsys):
+    """Round 5: a CMYK JPEG's embedded profile was ignored: Pillow's naive CMYK -> RGB formula gave its colours
+    (12 levels off on average with Artifex's SWOP profile; here its cyan came out (0, 255, 255), not (0, 150, 194)).
+    Now LittleCMS converts it by its profile, as Pillow's ImageCms.profileToProfile does; the anonymized output keeps
+    those colours away from the face."""
+    import io
+
+    from PIL import ImageCms
+
+    from faceveil.cli import main
+
+    icc = _cmyk_press_profile()
+    press = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    Image.fromarray(astronaut).convert("CMYK").save(tmp_path / "c.jpg", quality=95, icc_profile=icc)
+    stored = Image.open(tmp_path / "c.jpg")
+    assert stored.mode == "CMYK" and stored.info["icc_profile"] == icc
+    want = np.asarray(ImageCms.profileToProfile(stored, press, ImageCms.createProfile("sRGB"), outputMode="RGB"))
+    naive = np.asarray(stored.convert("RGB")).astype(int)
+    assert np.abs(naive - want).mean() > 8, "the profile is far from the naive formula: a test that can fail"
+    got = read_image(tmp_path / "c.jpg").rgb
+    assert np.abs(got.astype(int) - want).max() <= 1
+    assert main(["anonymize", str(tmp_path / "c.jpg"), "-o", str(tmp_path / "out"), "-q"]) == 0
+    out = np.asarray(Image.open(tmp_path / "out" / "c.jpg"))
+    assert out.ndim == 3 and "icc_profile" not in Image.open(tmp_path / "out" / "c.jpg").info
+    diff = np.abs(out.astype(int) - want).mean(axis=2)
+    x1, y1, x2, y2 = (int(v) for v in astronaut_faces.xyxy[0])
+    assert diff[y1:y2, x1:x2].mean() > 10 and diff[400:, 350:].mean() < 3, "the face hidden, the rest in sRGB"
+
+
 def test_alpha_and_grey_modes_survive(tmp_path):
     rgba = np.zeros((10, 10, 4), np.uint8)
     rgba[..., 3] = 77

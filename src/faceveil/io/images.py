@@ -545,6 +545,14 @@ def decoded_rgb(img, to_srgb: bool = True) -> tuple[np.ndarray, np.ndarray | Non
         # alpha channel: the output came out RGBA. Converted to sRGB by LittleCMS (Pillow's ImageCms; D50 Lab, as
         # ICC and Photoshop's Lab TIFFs use), written as RGB.
         rgb = np.asarray(_lab_to_srgb(img))
+    elif mode == "CMYK" and to_srgb and _cmyk_transform(img.info.get("icc_profile") or b"") is not None:
+        # A CMYK photo (print work, a stock photo) with its press profile: converted by it, as a colour-managed viewer
+        # shows it. Pillow's convert("RGB") ignores the profile (R = (255 - C)(255 - K) / 255 ...): colours on
+        # Artifex's SWOP profile were off by 12 levels on average (a skin tone redder, blacks lighter).
+        from PIL import ImageCms
+
+        rgb = np.asarray(ImageCms.applyTransform(img, _cmyk_transform(img.info["icc_profile"])))
+        return rgb, None, None, 255, True
     elif "A" in img.getbands() or "transparency" in img.info:  # a palette's or a colour key's (tRNS) too
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba)[:, :, 3].copy()
@@ -687,6 +695,26 @@ def _srgb_transform(icc: bytes):
                                        ImageCms.Intent.RELATIVE_COLORIMETRIC)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None  # an unreadable or non-RGB profile: the pixels as stored (dropped with the metadata, as before)
+
+
+@functools.lru_cache(maxsize=8)
+def _cmyk_transform(icc: bytes):
+    """LittleCMS's CMYK -> sRGB transform for a CMYK profile, or None (no profile, an unreadable one, not CMYK: the
+    pixels then go through Pillow's naive formula, as before). Perceptual, Pillow's ImageCms.profileToProfile
+    default: a press profile's perceptual table maps its paper and its black to sRGB's (relative colorimetric
+    left a SWOP black at 39, not 17, and round-tripped sRGB 7.7 levels off instead of 5.8)."""
+    from PIL import ImageCms
+
+    if not icc:
+        return None
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if src.profile.xcolor_space.strip() != "CMYK":
+            return None
+        return ImageCms.buildTransform(src, ImageCms.createProfile("sRGB"), "CMYK", "RGB",
+                                       ImageCms.Intent.PERCEPTUAL)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
 
 
 def display_png(path: str | os.PathLike) -> bytes:
