@@ -215,7 +215,8 @@ def test_missing_or_wrong_inputs_are_usage_errors(imgs, tmp_path, capsys):
     empty.mkdir()
     cases = [(["eval", "leaks", "--images", imgs, "--labels", tmp_path / "nope.txt"], "nope.txt"),
              (["eval", "leaks", "--images", imgs, "--labels", tmp_path / "gt.txt", "--format", "voc"], "--format wider"),
-             (["eval", "detection", "--images", tmp_path / "nope", "-o", tmp_path / "o"], "nope: not a folder"),
+             (["eval", "detection", "--images", tmp_path / "nope", "-o", tmp_path / "o"],
+              "nope: no such folder (--images)"),
              (["eval", "quality", "--images", empty, "-o", tmp_path / "o"], "no images"),
              (["eval", "detection", "--images", imgs, "--labels", tmp_path / "nope.txt", "-o", tmp_path / "o"],
               "nope.txt"),
@@ -224,6 +225,26 @@ def test_missing_or_wrong_inputs_are_usage_errors(imgs, tmp_path, capsys):
     for argv, said in cases:
         code, err = run(capsys, *argv, "-q")
         assert code == 2 and said in one_line(err), (argv, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_mistyped_folder_option_is_bad_usage_naming_it(imgs, tmp_path, capsys):
+    """Round 5: --anonymized that is not there (or a file) said "/abs/nope: not a folder" with exit 1, as if a file had
+    failed; a missing --images said "not a folder" (detection, quality, leaks) or, in privacy, "none of the 2 photos
+    pairs.csv names is there". Now one line naming the option, "no such folder" or "not a folder", exit 2, nothing
+    written."""
+    (tmp_path / "pairs.csv").write_text("file_x,file_y,same\na.png,b.png,0\n")
+    photo = imgs / "a.png"
+    out = ["-o", tmp_path / "o", "-q"]
+    privacy = ["eval", "privacy", "--pairs", tmp_path / "pairs.csv", "--no-fta"]
+    for cmd in (privacy, ["eval", "detection"], ["eval", "quality"]):
+        for folder, why in ((tmp_path / "nope", "no such folder"), (photo, "not a folder")):
+            code, err = run(capsys, *cmd, "--images", imgs, "--anonymized", folder, *out)
+            assert (code, err) == (2, f"faceveil: error: {folder}: {why} (--anonymized)\n"), (cmd, err)
+            code, err = run(capsys, *cmd, "--images", folder, *out)
+            assert (code, err) == (2, f"faceveil: error: {folder}: {why} (--images)\n"), (cmd, err)
+    code, err = run(capsys, "eval", "leaks", "--images", tmp_path / "nope", "--labels", tmp_path / "gt.txt", *out)
+    assert (code, err) == (2, f"faceveil: error: {tmp_path / 'nope'}: no such folder (--images)\n")
     assert not (tmp_path / "o").exists()
 
 

@@ -92,7 +92,7 @@ def cmd_bench(args) -> int:
         raise UsageError("--labels needs --det-images (the labelled images)")
     check_labels_file(args.pairs, "--pairs")
     check_labels_file(args.labels)
-    det_files = list_images(args.det_images, args.limit) if args.det_images else None
+    det_files = list_images(args.det_images, args.limit, "--det-images") if args.det_images else None
     plots = [f"{kind}_{det}.png" for kind in ("rate", "pareto") for det in DETECTORS]
     check_output(args, ["results.json", "report.md", "report.html", *plots] + [f"det_{a}.png" for a in ATTACKS],
                  [args.pairs, args.labels], [args.det_images])

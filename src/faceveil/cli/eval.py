@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import FaceveilError, UsageError, one_line
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
-from .common import (add_detection_args, add_region_args, check_result_folder, faceveil_json, preset_name,
+from .common import (add_detection_args, add_region_args, check_folder, check_result_folder, faceveil_json, preset_name,
                      region_from_args, need_eval_extra, report_missing_images, resolve_detection, strict_json, whole)
 
 EPILOG_PRIVACY = """\
@@ -129,6 +129,7 @@ def variants(args) -> list:
     if args.anonymized:
         if args.sweep or args.param:
             raise UsageError("--anonymized evaluates a folder of outputs: it takes no --param or --sweep")
+        check_folder(args.anonymized, "--anonymized")
         return [Variant.external(args.anonymized, Path(args.anonymized).name or "external")]
     base = parse_assignments(args.param)
     return [Variant.of(args.method, {**base, **s}, args.seed) for s in parse_sweep(args.method, args.sweep)]
@@ -145,7 +146,7 @@ def check_paths(args) -> None:
     refuse_unreachable(*(getattr(args, name, None) for name in PATH_OPTIONS))
 
 
-def list_images(root, limit: int = 0) -> list[str]:
+def list_images(root, limit: int = 0, option: str = "--images") -> list[str]:
     """The images under ``root`` (relative paths, sorted), listed as anonymize lists a folder (io.inputs.list_folder:
     hidden files and folders are not inputs). A missing folder, one without images, and a folder or file in it that
     cannot be read are bad usage, before any work: a rglob passed over an unreadable sub-folder without a word, and
@@ -153,9 +154,8 @@ def list_images(root, limit: int = 0) -> list[str]:
     from ..io.images import is_image_path
     from ..io.inputs import list_folder
 
+    check_folder(root, option)
     root = Path(root)
-    if not root.is_dir():
-        raise UsageError(f"{root}: not a folder")
     found, _, bad, _ = list_folder(root)
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
@@ -175,6 +175,7 @@ def check_pair_photos(args, files: list[str]) -> None:
 
     from ..io.inputs import read_folder
 
+    check_folder(args.images, "--images")  # "none of the 2602 photos ... is there" of a folder that is not there
     if os.path.isdir(args.images):
         read_folder(args.images)
     if files and not any(os.path.isfile(Path(args.images) / f) for f in files):

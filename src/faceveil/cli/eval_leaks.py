@@ -12,9 +12,9 @@ import numpy as np
 
 from ..errors import FaceveilError, UsageError, one_line
 from ..eval.leaks import SHORT_MIN
-from .common import (add_common_args, add_detection_args, add_region_args, between, check_result_folder, evenly_spaced,
-                     region_from_args, at_least, need_eval_extra, note_int8_build, preset_name, report_missing_images,
-                     resolve_detection, strict_json, whole)
+from .common import (add_common_args, add_detection_args, add_region_args, between, check_folder, check_result_folder,
+                     evenly_spaced, region_from_args, at_least, need_eval_extra, note_int8_build, preset_name,
+                     report_missing_images, resolve_detection, strict_json, whole)
 
 EPILOG = """\
 examples:
@@ -75,8 +75,7 @@ def cmd_leaks(args) -> int:
 
     refuse_unreachable(args.images, args.labels, args.output)  # each was a traceback at its first look
     images = Path(args.images)
-    if not images.is_dir():
-        raise UsageError(f"{images}: not a folder")
+    check_folder(images, "--images")
     unread = _unreadable(images)
     check_labels_path(args.format, Path(args.labels))  # bad usage, as in `dataset anonymize`
     if args.output:
