@@ -248,6 +248,21 @@ def test_a_mistyped_folder_option_is_bad_usage_naming_it(imgs, tmp_path, capsys)
     assert not (tmp_path / "o").exists()
 
 
+def test_a_wider_gt_folder_without_the_official_files_is_bad_usage_naming_them(imgs, tmp_path, capsys):
+    """Round 5: `eval detection --wider-gt DIR` with a folder lacking the official .mat files (the images' folder,
+    the WIDER download's root) said "DIR: cannot read the official WIDER FACE .mat files (Reader needs file name or
+    open file-like object)", exit 1, after OUT was checked: one line naming the files it lacks, exit 2, before any
+    work."""
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "wider_face_val.mat").write_bytes(b"not read: the others are missing")
+    for folder, lacks in ((imgs, "wider_face_val.mat, wider_easy_val.mat, wider_medium_val.mat, wider_hard_val.mat"),
+                          (tmp_path / "gt", "wider_easy_val.mat, wider_medium_val.mat, wider_hard_val.mat")):
+        code, err = run(capsys, "eval", "detection", "--images", imgs, "--wider-gt", folder, "-o", tmp_path / "o", "-q")
+        assert (code, err) == (2, f"faceveil: error: {folder}: no {lacks} in it (--wider-gt: the folder of WIDER "
+                                  "FACE's official evaluation files, its ground_truth/)\n"), err
+    assert not (tmp_path / "o").exists()
+
+
 # 5./6. what the results record, and say --------------------------------------------------------------------------
 
 

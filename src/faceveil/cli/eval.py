@@ -383,6 +383,13 @@ def cmd_detection(args) -> int:
     check_labels_file(args.labels)
     if args.wider_gt and not Path(args.wider_gt).is_dir():
         raise UsageError(f"{args.wider_gt}: no such --wider-gt folder")
+    if args.wider_gt:  # the wrong folder was exit 1 with scipy's words ("Reader needs file name or open file-like ...")
+        from ..eval.widerface import ground_truth_files
+
+        lacks = [name for name in ground_truth_files() if not (Path(args.wider_gt) / name).is_file()]
+        if lacks:
+            raise UsageError(f"{one_line(args.wider_gt)}: no {', '.join(lacks)} in it (--wider-gt: the folder of WIDER "
+                             "FACE's official evaluation files, its ground_truth/)")
     plots = [f"rate_{det}.png" for det in DETECTORS]
     out, files, wb, vs = _image_run(args, ["detection.json", *plots], [args.labels], [args.wider_gt])
     labels, missing = read_face_labels(args.labels, args.images, files) if args.labels else (None, [])

@@ -23,6 +23,11 @@ SETTINGS = ("easy", "medium", "hard")
 THRESH_NUM = 1000
 
 
+def ground_truth_files(split: str = "val") -> list[str]:
+    """The official evaluation files ``load_ground_truth`` reads from its folder."""
+    return [f"wider_face_{split}.mat"] + [f"wider_{s}_{split}.mat" for s in SETTINGS]
+
+
 @dataclass(frozen=True)
 class WiderImage:
     boxes: np.ndarray  # Nx4 x, y, w, h (as in the .mat files)
@@ -35,8 +40,8 @@ def load_ground_truth(gt_dir: str | Path, split: str = "val") -> dict[str, Wider
 
     gt_dir = Path(gt_dir)
     try:
-        face = loadmat(gt_dir / f"wider_face_{split}.mat")
-        lists = {s: loadmat(gt_dir / f"wider_{s}_{split}.mat")["gt_list"] for s in SETTINGS}
+        face = loadmat(gt_dir / ground_truth_files(split)[0])
+        lists = {s: loadmat(gt_dir / name)["gt_list"] for s, name in zip(SETTINGS, ground_truth_files(split)[1:])}
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"{gt_dir}: cannot read the official WIDER FACE .mat files ({exc})") from None
     out: dict[str, WiderImage] = {}
