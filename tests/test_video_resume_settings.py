@@ -71,6 +71,28 @@ def test_resume_over_an_output_without_settings_on_record_is_refused(footage, tm
     assert _run(capsys, footage, "-o", out, "--skip-existing")[0] == 0
 
 
+def test_resume_over_the_output_of_a_replaced_input_is_refused(footage, tmp_path, capsys):
+    """Round 5: a clip replaced under the same name (another cut, a re-export) between a run and its resume kept the
+    old clip's output, "left as it was" (exit 0): the new clip was never anonymized, and nothing said so. Its record
+    holds the key of the input it was made from (io.manifest.sample_sha256): the resume is refused, exit 2, one line
+    naming both, before any work; --overwrite redoes it."""
+    out = tmp_path / "out"
+    assert _run(capsys, footage, "-o", out)[0] == 0
+    a, b = out / "a.mp4", out / "sub" / "b.mp4"
+    b.unlink()  # a run that died after a.mp4
+    before = a.read_bytes()
+    rng = np.random.default_rng(5)
+    write_clip(footage / "a.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(6)], FPS, audio=False)
+    code, err = _run(capsys, footage, "-o", out, "--skip-existing")
+    assert (code, err) == (2, f"faceveil: error: {a}: made from another video than {footage / 'a.mp4'} is now "
+                              f"({footage / 'a.mp4'} changed since, says {out / '.faceveil' / 'a.mp4.tracks.json'}); "
+                              "--overwrite redoes it, or use a new output folder\n"), err
+    assert a.read_bytes() == before and not b.exists()  # refused before any work
+    assert _run(capsys, footage, "-o", out, "--overwrite")[0] == 0 and a.read_bytes() != before
+    assert _run(capsys, footage, "-o", out, "--skip-existing") == (0, f"faceveil: 0 of 0 files anonymized (0 faces) -> "
+                                                                      f"{out}; 2 existing outputs left as they were\n")
+
+
 def test_ray_backend_resume_with_other_settings_is_refused(footage, tmp_path, capsys):
     """The same check before the Ray backend starts (refused runs start no Ray at all)."""
     out = tmp_path / "out"

@@ -136,7 +136,7 @@ def cmd_anonymize(args) -> int:
     if kept_videos:  # --skip-existing: only outputs made with these settings count as done (exit 2 otherwise)
         from ..video.record import check_resume
 
-        check_resume([j.dst for j in kept_videos], vanon, video_options(args))
+        check_resume([j.dst for j in kept_videos], vanon, video_options(args), [j.src for j in kept_videos])
     workers = batch_jobs(args.jobs, len(image_jobs))
     results = run_batch(cfg, image_jobs, "anonymize", workers, not args.quiet, args.overwrite,
                         faces=bool(args.report)) if image_jobs else []  # each face's box: for the report only

@@ -23,7 +23,7 @@ from .. import __version__
 from ..detections import Detections
 from ..errors import FaceveilError, UsageError
 from ..io.atomic import fit_name, write_atomic
-from ..io.manifest import check_settings, settings_key
+from ..io.manifest import check_settings, sample_sha256, settings_key
 from ..io.video import ENCODER_MODE
 from ..pipeline import settings_of
 from .options import VideoOptions, options_json
@@ -184,17 +184,20 @@ def _settings(desc: dict | None, options: VideoOptions) -> dict | None:
     return {**desc, **opts, **enc, "encoder_mode": ENCODER_MODE, "faceveil": __version__}
 
 
-def check_resume(outputs: list[Path], anonymizer, options: VideoOptions) -> None:
+def check_resume(outputs: list[Path], anonymizer, options: VideoOptions, sources: list[Path] | None = None) -> None:
     """Refuse (UsageError, before any work) to leave existing video ``outputs`` alone (--skip-existing) unless
     their track records say they were made with these settings: the dataset mode's resume check
     (io.manifest.check_settings) on each output's record. An output with no settings on record (written
-    by another program or an earlier faceveil, or its record lost) is refused too: nothing says it matches."""
+    by another program or an earlier faceveil, or its record lost) is refused too: nothing says it matches.
+    ``sources`` (each output's input): one whose content is not the one the record's key was taken from (the
+    default key, ``io.manifest.sample_sha256``) is refused too: a clip replaced under the same name kept the old
+    clip's output, said to be left "as it was"."""
     settings = video_settings(anonymizer, options)
     if settings is None:
         return
     key = settings_key(settings)
     advice = "use the same settings, a new output folder or --overwrite"
-    for dst in outputs:
+    for dst, src in zip(outputs, sources or [None] * len(outputs)):
         path = tracks_path(dst)
         try:
             rec = json.loads(path.read_text())
@@ -205,6 +208,19 @@ def check_resume(outputs: list[Path], anonymizer, options: VideoOptions) -> None
         if not isinstance(rec, dict) or "settings" not in rec or "job" not in rec:
             raise UsageError(f"{dst}: output exists with no record of its settings ({path}); {advice}")
         check_settings([rec], settings, key, dst, path, advice)
+        now = _content_key(src) if src is not None else None
+        if now is not None and rec.get("key") != now:
+            raise UsageError(f"{dst}: made from another video than {src} is now ({src} changed since, says {path}); "
+                             "--overwrite redoes it, or use a new output folder")
+
+
+def _content_key(src: Path) -> str | None:
+    """The key a run records for ``src`` (job.py's default), or None where it cannot be read (nothing to compare:
+    the settings alone decide, as before)."""
+    try:
+        return sample_sha256(src)
+    except OSError:
+        return None
 
 
 def write_record(dst: Path, anonymizer, options: VideoOptions, key: str, info, frames: FrameLog,
