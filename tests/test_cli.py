@@ -109,6 +109,31 @@ def test_detect_json(photos, tmp_path, capsys):
     assert files["astro.jpg"]["size"] == [512, 512]
 
 
+def test_detect_help_says_the_box_layout_it_writes(photos, tmp_path, capsys):
+    """Round 5: nothing a user reads said whether a box in `faceveil detect`'s JSON is x, y, w, h (as WIDER and COCO
+    labels are) or corners, nor in which frame of an EXIF-rotated photo. --help says it, and it holds: corners,
+    in the upright image (an orientation-6 copy of the photo gives the same box as the upright one)."""
+    import faceveil
+
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert '"box" [x1, y1, x2, y2] (corners, not x y w h) in pixels of the upright image (EXIF orientation applied)' \
+        in said
+    upright = read_rgb(photos / "astro.jpg")
+    turned = Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1)))  # stored turned, tagged to be shown upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned.save(tmp_path / "turned.png", exif=exif)
+    code, _, err = run(capsys, "detect", photos / "astro.jpg", tmp_path / "turned.png", "--json", tmp_path / "b.json",
+                       "-q")
+    assert code == 0, err
+    boxes = [f["faces"][0]["box"] for f in json.loads((tmp_path / "b.json").read_text())["files"]]
+    want = faceveil.detect(upright).xyxy[0]
+    for box in boxes:
+        assert np.allclose(box, want, atol=1.5) and box[2] > box[0] + 40 and box[3] > box[1] + 40, (box, want)
+
+
 def test_jobs_give_identical_results(photos, tmp_path, capsys):
     for j in ("1", "2"):
         code, _, err = run(capsys, "anonymize", photos, "-o", tmp_path / f"o{j}", "-q", "-j", j, "-m", "noise")

@@ -17,7 +17,10 @@ def register(sub) -> None:
     d = sub.add_parser("detect", help="write face boxes, scores and landmarks as JSON", formatter_class=fmt,
                        description="Detect faces in images only (a video's per-frame faces: `faceveil anonymize` "
                                    "writes them to OUT/.faceveil/<name>.tracks.json).",
-                       epilog="example:\n  faceveil detect photos/ --json boxes.json --threshold 0.3")
+                       epilog="example:\n  faceveil detect photos/ --json boxes.json --threshold 0.3\n\n"
+                              "Each face: \"box\" [x1, y1, x2, y2] (corners, not x y w h) in pixels of the upright\n"
+                              "image (EXIF orientation applied), \"score\", 5 \"landmarks\" [x, y] (eyes, nose,\n"
+                              "mouth corners; image-left first).")
     d.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="images (jpg png webp bmp tif avif heic) and/or folders")
     d.add_argument("--json", metavar="FILE", help="write results here (default: standard output)")
