@@ -134,6 +134,14 @@ def test_detect_help_says_the_box_layout_it_writes(photos, tmp_path, capsys):
         assert np.allclose(box, want, atol=1.5) and box[2] > box[0] + 40 and box[3] > box[1] + 40, (box, want)
 
 
+def test_detect_json_to_standard_output_says_so(photos, capsys):
+    """`detect --json -` ended with "faceveil: 1 faces in 1 files -> -"; anonymize's -o - says "-> standard output",
+    and "1 face"."""
+    code, out, err = run(capsys, "detect", photos / "astro.jpg", "--json", "-", "-q")
+    assert code == 0 and json.loads(out)["files"][0]["path"].endswith("astro.jpg"), err
+    assert err.splitlines()[-1] == "faceveil: 1 face in 1 file -> standard output", err
+
+
 def test_jobs_give_identical_results(photos, tmp_path, capsys):
     for j in ("1", "2"):
         code, _, err = run(capsys, "anonymize", photos, "-o", tmp_path / f"o{j}", "-q", "-j", j, "-m", "noise")

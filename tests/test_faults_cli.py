@@ -875,7 +875,7 @@ def test_an_output_name_with_a_newline_cannot_fake_a_line_of_any_command(tmp_pat
     Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "n.png")
     code, _, err = run(capsys, "detect", tmp_path / "n.png", "-q", "--detect", "fast", "--json",
                        tmp_path / f"{fake}.json")
-    assert code == 0 and err.splitlines() == [f"faceveil: 0 faces in 1 files -> {tmp_path}/{esc}.json"], err
+    assert code == 0 and err.splitlines() == [f"faceveil: 0 faces in 1 file -> {tmp_path}/{esc}.json"], err
 
     images = tmp_path / "images"
     images.mkdir()

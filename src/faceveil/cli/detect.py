@@ -62,6 +62,8 @@ def cmd_detect(args) -> int:
     write_result_file(args.json or STDOUT, strict_json(doc), "the detections")  # no --json: standard output
     if args.json:
         total = sum(r.faces for r in results)
-        print(f"faceveil: {total} faces in {len(results) - n_failed} files -> {one_line(args.json)}",
+        where = "standard output" if args.json == STDOUT else one_line(args.json)  # it said "-> -"
+        n = len(results) - n_failed  # "1 faces in 1 files" before
+        print(f"faceveil: {total} face{'' if total == 1 else 's'} in {n} file{'' if n == 1 else 's'} -> {where}",
               file=sys.stderr)
     return 1 if n_failed else 0
