@@ -263,6 +263,26 @@ def test_a_wider_gt_folder_without_the_official_files_is_bad_usage_naming_them(i
     assert not (tmp_path / "o").exists()
 
 
+def test_quality_seeds_that_measure_no_diversity_say_so(imgs, tmp_path, capsys):
+    """Round 5: `eval quality --seeds 1` (diversity needs two seeds), or --seeds with a method that is not random,
+    measured no diversity, exit 0, its column "-", without a word. --seeds 1 is bad usage (exit 2, before any work);
+    a variant that is not random is named in one warning line, the run goes on."""
+    code, err = run(capsys, "eval", "quality", "--images", imgs, "-m", "noise", "--seeds", "1", "-o", tmp_path / "o",
+                    "-q")
+    assert (code, err) == (2, "faceveil: error: --seeds 1: diversity compares each face over several seeds: give at "
+                              "least 2 (0: none)\n")
+    assert not (tmp_path / "o").exists()
+    code, err = run(capsys, "eval", "quality", "--images", imgs, "-m", "blur", "--sweep", "blur.kernel=5,9", "--seeds",
+                    "2", "-o", tmp_path / "o", "-q")
+    assert code == 0 and err.splitlines()[0] == (
+        "faceveil: warning: --seeds 2: blur(kernel=5), blur(kernel=9) give one output whatever the seed (not random): "
+        "no diversity measured for them"), err
+    code, err = run(capsys, "eval", "quality", "--images", imgs, "-m", "noise", "--seeds", "2", "-o", tmp_path / "n",
+                    "-q")
+    assert code == 0 and "warning" not in err, err
+    assert "diversity" in json.loads((tmp_path / "n" / "quality.json").read_text())["variants"][0]
+
+
 # 5./6. what the results record, and say --------------------------------------------------------------------------
 
 

@@ -105,7 +105,7 @@ def register_variant_commands(sub) -> None:
     q = sub.add_parser("quality", help="image quality of the anonymized faces", formatter_class=fmt,
                        epilog=EPILOG_QUALITY, description="Quality and diversity of anonymized faces.")
     q.add_argument("--images", required=True, metavar="DIR", help="photos whose faces are anonymized and measured")
-    q.add_argument("--seeds", type=whole(), default=0, help="diversity over N seeds (random methods)")
+    q.add_argument("--seeds", type=whole(), default=0, help="diversity over N >= 2 seeds (random methods)")
     q.add_argument("--diversity-images", type=whole(1), default=20, help="images used for diversity (default 20)")
     add_variant_args(q)
     q.set_defaults(func=cmd_quality)
@@ -456,7 +456,14 @@ def cmd_quality(args) -> int:
     from .. import __version__
     from ..eval.quality import evaluate_diversity, evaluate_quality
 
+    if args.seeds == 1:  # it measured no diversity, without a word
+        raise UsageError("--seeds 1: diversity compares each face over several seeds: give at least 2 (0: none)")
     out, files, wb, vs = _image_run(args, ["quality.json"])
+    fixed = [v.label for v in vs if v.anon_dir is not None or not wb.anonymizer(v).method.uses_rng]
+    if args.seeds >= 2 and fixed:  # its diversity column said "-" and nothing else
+        one = len(fixed) == 1
+        print(f"faceveil: warning: --seeds {args.seeds}: {', '.join(fixed)} give{'s' if one else ''} one output "
+              f"whatever the seed (not random): no diversity measured for {'it' if one else 'them'}", file=sys.stderr)
     originals = wb.originals(files, {"desc"})
     settings = run_settings(args, wb, seeds=args.seeds, diversity_images=args.diversity_images)
     doc = {"faceveil": __version__, "settings": settings, "images": str(args.images), "n_files": len(files),
