@@ -541,6 +541,24 @@ def test_one_photo_to_a_name_with_another_extension_is_refused_not_made_a_folder
     assert code == 0 and (tmp_path / "run.2026-12-07" / "astro.jpg").is_file()
 
 
+def test_several_files_to_a_file_name_are_refused_not_made_a_folder(photos, tmp_path, capsys):
+    """Round 5: `a.jpg b.jpg -o two.jpg` or `photos/ -o out.mp4` made a folder named two.jpg (out.mp4) with the
+    outputs inside, exit 0, as `-o o.txt` for one photo did. Refused, one line, exit 2, nothing made; a trailing
+    slash, or a folder of that name that exists, still takes them."""
+    two = [photos / "astro.jpg", photos / "sub" / "mirror.png"]
+    assert all(p.is_file() for p in two)
+    for inputs, name, what in ((two, "two.jpg", "2 inputs"), ([photos], "out.mp4", f"the files of {photos}")):
+        code, _, err = run(capsys, "anonymize", *inputs, "-o", tmp_path / name, "-q")
+        assert (code, err) == (2, f"faceveil: error: {tmp_path / name}: a file name, but {what} go there: give a "
+                                  f"folder, or {tmp_path / name}/ for a folder of that name\n"), err
+        assert not (tmp_path / name).exists()
+    code, _, err = run(capsys, "anonymize", *two, "-o", f"{tmp_path / 'two.jpg'}/", "-q")
+    assert code == 0 and (tmp_path / "two.jpg" / "astro.jpg").is_file(), err
+    (tmp_path / "made.mp4").mkdir()
+    code, _, err = run(capsys, "anonymize", *two, "-o", tmp_path / "made.mp4", "-q")
+    assert code == 0 and (tmp_path / "made.mp4" / "mirror.png").is_file(), err
+
+
 def test_one_photo_through_a_pipe_gives_the_file_runs_bytes(photos, tmp_path):
     """`cat a.jpg | faceveil anonymize - -o - > b.jpg` (ffmpeg's and ImageMagick's habit): "-" was "no such file",
     and `-o -` made a folder named "-". Standard input and output now take one photo, in its own format, with the

@@ -108,6 +108,13 @@ def plan_jobs(
         raise UsageError(f"{out_root}: faceveil does not write {out_root.suffix} files; give a file name ending in "
                          f".jpg, .png, .webp, .heic (a photo) or .mp4, .mkv, .webm (a video), or {out_root}/ for a "
                          "folder")
+    if out_root is not None and out_kind is None and not in_place and accept(out_root) \
+            and not str(output).endswith(("/", os.sep)):
+        # `a.jpg b.jpg -o two.jpg` or `footage/ -o out.mp4` made a folder named two.jpg (out.mp4) with the outputs
+        # inside: a name of the kind of file faceveil writes, for several files, is refused as `-o o.txt` is
+        what = f"{len(inputs)} inputs" if len(inputs) > 1 else f"the files of {inputs[0]}"
+        raise UsageError(f"{out_root}: a file name, but {what} go there: give a folder, or {out_root}/ for a folder "
+                         "of that name")
     jobs: list[Job] = []
     skipped: list[Path] = []
     problems: list[tuple[Path, str]] = []
