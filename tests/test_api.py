@@ -282,3 +282,31 @@ def test_anonymize_takes_the_faces_a_detections_yields(noise_image):
         assert changed(want, noise_image).sum() > 500
         assert np.array_equal(faceveil.anonymize(noise_image, method, detections=list(dets)), want)
     assert np.array_equal(Detections.from_faces(dets).landmarks, lm)
+
+
+def test_a_video_option_given_in_the_wrong_place_says_where_it_goes(tmp_path):
+    """Round 5: anonymize_video(src, dst, crf=30) said only "unknown parameter 'crf' for method 'blur' (known:
+    kernel, relative, sigma)", and options={"crf": 30} "options: VideoOptions.__init__() got an unexpected keyword
+    argument 'crf'": nothing said crf is an encoder option (options={"encode": {"crf": 30}}). Each error now ends
+    with where the name goes; nothing is written."""
+    import faceveil.video
+    from synthetic_video import write_clip
+
+    src, dst = tmp_path / "c.mp4", tmp_path / "o.mp4"
+    write_clip(src, [np.full((32, 32, 3), 90, np.uint8)] * 2, 10, audio=False)
+    cases = [({"crf": 30}, "unknown parameter 'crf' for method 'blur' (known: kernel, relative, sigma); crf is an "
+                           "encoder option: options={'encode': {'crf': 30}}"),
+             ({"hold": 3}, "unknown parameter 'hold' for method 'blur' (known: kernel, relative, sigma); hold is a "
+                           "video option: options={'hold': 3}"),
+             ({"options": {"crf": 30}}, "options: VideoOptions.__init__() got an unexpected keyword argument 'crf'; "
+                                        "crf is an encoder option: options={'encode': {'crf': 30}}")]
+    for kwargs, said in cases:
+        with pytest.raises(UsageError) as exc:
+            faceveil.video.anonymize_video(src, dst, **kwargs)
+        assert str(exc.value) == said
+    with pytest.raises(UsageError) as exc:  # a name that is no option anywhere: the method's own words, as before
+        faceveil.video.anonymize_video(src, dst, nosuch=1)
+    assert str(exc.value) == "unknown parameter 'nosuch' for method 'blur' (known: kernel, relative, sigma)"
+    assert not dst.exists()
+    faceveil.video.anonymize_video(src, dst, options={"encode": {"crf": 30}})
+    assert dst.is_file()

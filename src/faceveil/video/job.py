@@ -32,7 +32,7 @@ from ..io.video import (DecodeReport, VideoFrame, VideoSource, VideoWriter, is_v
 from ..pipeline import Anonymizer, check_output
 from ..progress import tqdm
 from ..signals import deferred
-from .options import VideoOptions, VideoResult, as_video_options, refuse_photo, video_preset
+from .options import VideoOptions, VideoResult, as_video_options, misplaced_option, refuse_photo, video_preset
 from ..io.atomic import (NAME_MAX, cut_name, exists_now, fit_name, journal_mkdir, journal_move, journal_start,
                          make_temporary, release, undo_moves)
 from .record import FrameLog, KeptLog, frame_faces, tracks_path, write_record
@@ -565,9 +565,12 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, method: str 
         raise UsageError(f"{dst}: not a video file name (e.g. .mp4, .mkv, .mov, .webm)")
     check_bool("progress", progress)
     options = as_video_options(options)
-    anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
-                            detector_params=detector_params, region=region, seed=seed,
-                            preset=video_preset(detector, preset), keep=keep)
+    try:
+        anonymizer = Anonymizer(method=method, method_params=method_params, detector=detector,
+                                detector_params=detector_params, region=region, seed=seed,
+                                preset=video_preset(detector, preset), keep=keep)
+    except UsageError as exc:  # crf=30 said only "unknown parameter 'crf' for method 'blur' (known: ...)"
+        raise misplaced_option(exc, method_params) from None
     result = process_video(anonymizer, src, dst, options, progress, replace=overwrite)
     if result.status == "failed":
         raise InputError(result.error)

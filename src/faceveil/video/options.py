@@ -109,6 +109,21 @@ def video_preset(detector: str | None, preset: str | None) -> str | None:
     return preset if preset or detector else VIDEO_PRESET
 
 
+def misplaced_option(exc: UsageError, given: dict) -> UsageError:
+    """``exc`` (a method's "unknown parameter 'crf'", or VideoOptions' own) with where that name goes, when it is a
+    video or encoder option given in the wrong place: anonymize_video(..., crf=30) took crf for a parameter of the
+    method, options={"crf": 30} for one of VideoOptions (it is the encoder's)."""
+    for key, value in given.items():
+        name = str(key).replace("-", "_")
+        if f"{name!r}" not in str(exc):
+            continue
+        if name in EncodeOptions.__dataclass_fields__:
+            return UsageError(f"{exc}; {name} is an encoder option: options={{'encode': {{'{name}': {value!r}}}}}")
+        if name in VideoOptions.__dataclass_fields__:
+            return UsageError(f"{exc}; {name} is a video option: options={{'{name}': {value!r}}}")
+    return exc
+
+
 def as_video_options(options) -> VideoOptions:
     """The Python API's ``options``: a VideoOptions, a dict of its fields, or None (the defaults)."""
     if options is None:
@@ -117,7 +132,7 @@ def as_video_options(options) -> VideoOptions:
         try:
             return VideoOptions(**options)
         except TypeError as exc:
-            raise UsageError(f"options: {exc}") from None
+            raise misplaced_option(UsageError(f"options: {exc}"), options) from None
     if not isinstance(options, VideoOptions):
         raise UsageError(f"options: expected a VideoOptions or a dict of its fields, got {type(options).__name__}")
     return options
