@@ -559,6 +559,22 @@ def test_several_files_to_a_file_name_are_refused_not_made_a_folder(photos, tmp_
     assert code == 0 and (tmp_path / "made.mp4" / "mirror.png").is_file(), err
 
 
+def test_jpeg_quality_for_lossless_outputs_only_says_it_is_not_used(photos, tmp_path, capsys):
+    """Round 5: --jpeg-quality with only PNG (TIFF, BMP) outputs was ignored without a word, as --crf in a run of
+    photos was before warn_unused. One warning line; none where a JPEG is written, or at the default."""
+    said = ("faceveil: warning: --jpeg-quality applies to JPEG, WebP, AVIF and HEIC outputs only, and this run writes "
+            "none (PNG, TIFF, BMP are lossless): not used")
+    png = photos / "sub" / "mirror.png"
+    code, _, err = run(capsys, "anonymize", png, "-o", tmp_path / "o", "--jpeg-quality", "50", "-q")
+    assert code == 0 and err.splitlines()[0] == said, err
+    code, _, err = run(capsys, "anonymize", photos / "astro.jpg", "-o", tmp_path / "a.png", "--jpeg-quality", "50",
+                       "-q")
+    assert code == 0 and err.splitlines()[0] == said, err
+    for args in ([photos, "-o", tmp_path / "all", "--jpeg-quality", "50"], [png, "-o", tmp_path / "d"]):
+        code, _, err = run(capsys, "anonymize", *args, "-q")
+        assert code == 0 and "warning" not in err, err
+
+
 def test_one_photo_through_a_pipe_gives_the_file_runs_bytes(photos, tmp_path):
     """`cat a.jpg | faceveil anonymize - -o - > b.jpg` (ffmpeg's and ImageMagick's habit): "-" was "no such file",
     and `-o -` made a folder named "-". Standard input and output now take one photo, in its own format, with the

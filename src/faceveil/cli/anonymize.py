@@ -103,6 +103,7 @@ def cmd_anonymize(args) -> int:
     image_jobs, video_jobs = split_video_jobs(jobs)
     kept_images, kept_videos = split_video_jobs(kept)
     warn_unused(args, photos=bool(image_jobs or kept_images or unwritable), videos=bool(video_jobs or kept_videos))
+    warn_quality_unused(args, [j.dst for j in image_jobs])
     timed = [r for r in (keep.keep_regions + keep.only_regions) if r.t0 is not None or r.t1 is not None] if keep else []
     if timed and image_jobs:  # a photo has no time: such a region keeps nobody there (fails closed), say so
         print(f"faceveil: warning: regions with a time window (@t0-t1) apply to videos only: in the {len(image_jobs)} "
@@ -223,6 +224,7 @@ def _piped(args, cfg) -> int:
         check_result_path(args.report, "the report", [] if src == STDIO else [src], [] if out == STDIO else [out],
                           overwrite=args.overwrite)
     warn_unused(args, photos=True, videos=False)
+    warn_quality_unused(args, [] if out == STDIO else [out])  # standard output: the input's format, not known yet
     anon = Anonymizer.from_config(cfg)
     warn_unchecked_donors(anon.method)
     warn_weak(cfg.method, anon.method.params)
@@ -362,6 +364,17 @@ def warn_unused(args, photos: bool, videos: bool) -> None:
         kind, other = ("videos", "photos") if not videos else ("photos", "videos")
         print(f"faceveil: warning: {', '.join(unused)} appl{'ies' if len(unused) == 1 else 'y'} to {kind} only, and "
               f"this run has only {other}: not used", file=sys.stderr)
+
+
+def warn_quality_unused(args, outputs) -> None:
+    """One warning line when --jpeg-quality is given and none of the photos to write takes a quality (PNG, TIFF, BMP
+    are lossless): it was ignored without a word, as --crf in a run of photos was before warn_unused."""
+    from ..io.images import takes_quality
+
+    default = PHOTO_ONLY["jpeg_quality"][1]
+    if outputs and args.jpeg_quality != default and not any(takes_quality(p) for p in outputs):
+        print("faceveil: warning: --jpeg-quality applies to JPEG, WebP, AVIF and HEIC outputs only, and this run "
+              "writes none (PNG, TIFF, BMP are lossless): not used", file=sys.stderr)
 
 
 def video_options(args):

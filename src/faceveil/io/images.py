@@ -747,6 +747,11 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 _ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "AVIF", "HEIF")
 
 
+def takes_quality(target: str | os.PathLike) -> bool:
+    """Whether a file of ``target``'s name is written at a quality (--jpeg-quality): JPEG, WebP, AVIF, HEIC."""
+    return _FORMATS.get(Path(target).suffix.lower()) in ("JPEG", "WEBP", "AVIF", "HEIF")
+
+
 def transparency_dropped(target: str | os.PathLike, source: ImageFile) -> str | None:
     """Why ``source``'s transparency is lost when written to ``target`` (a format with no alpha channel: JPEG,
     BMP), or None where it is kept or there is none. ``encode_image`` writes the colour channels alone: what was
