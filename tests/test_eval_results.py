@@ -265,10 +265,16 @@ def test_a_wider_gt_folder_without_the_official_files_is_bad_usage_naming_them(i
 
 def test_quality_seeds_that_measure_no_diversity_say_so(imgs, tmp_path, capsys):
     """Round 5: `eval quality --seeds 1` (diversity needs two seeds), or --seeds with a method that is not random,
-    measured no diversity, exit 0, its column "-", without a word. --seeds 1 is bad usage (exit 2, before any work);
-    a variant that is not random is named in one warning line, the run goes on."""
+    measured no diversity, exit 0, its column "-", without a word (`bench --seeds 1` too). --seeds 1 is bad usage
+    (exit 2, before any work); a variant that is not random is named in one warning line, the run goes on."""
     code, err = run(capsys, "eval", "quality", "--images", imgs, "-m", "noise", "--seeds", "1", "-o", tmp_path / "o",
                     "-q")
+    assert (code, err) == (2, "faceveil: error: --seeds 1: diversity compares each face over several seeds: give at "
+                              "least 2 (0: none)\n")
+    assert not (tmp_path / "o").exists()
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("file_x,file_y,same\na.png,b.png,0\n")
+    code, err = run(capsys, "bench", "--images", imgs, "--pairs", pairs, "--seeds", "1", "-o", tmp_path / "o", "-q")
     assert (code, err) == (2, "faceveil: error: --seeds 1: diversity compares each face over several seeds: give at "
                               "least 2 (0: none)\n")
     assert not (tmp_path / "o").exists()

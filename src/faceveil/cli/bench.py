@@ -46,7 +46,8 @@ def register(sub) -> None:
     b.add_argument("--all-pairs", action="store_true", help="verify every pair of the used photos")
     b.add_argument("--det-images", metavar="DIR", help="measure detection utility on these images instead")
     b.add_argument("--labels", metavar="PATH", help="face labels of --det-images (as eval leaks reads them)")
-    b.add_argument("--seeds", type=whole(1), default=3, help="seeds for the diversity of random methods (default 3)")
+    b.add_argument("--seeds", type=whole(), default=3,
+                   help="seeds for the diversity of random methods, 0 or >= 2 (default 3; 0: none)")
     b.add_argument("--diversity-images", type=whole(1), default=20, help="images used for diversity (default 20)")
     add_variant_args(b, single=False)
     b.set_defaults(func=cmd_bench)
@@ -88,6 +89,8 @@ def cmd_bench(args) -> int:
     from ..eval.utility import evaluate_detection, read_face_labels
 
     out = Path(args.output)
+    if args.seeds == 1:  # it measured no diversity, without a word (as `eval quality --seeds 1`)
+        raise UsageError("--seeds 1: diversity compares each face over several seeds: give at least 2 (0: none)")
     if args.labels and not args.det_images:
         raise UsageError("--labels needs --det-images (the labelled images)")
     check_labels_file(args.pairs, "--pairs")
