@@ -100,3 +100,49 @@ def test_percentile_ranges_drop_rare_outliers_and_keep_zero():
     assert B.tensor_ranges(stats, "minmax")["relu"] == (0.0, 10.0)
     lo, hi = B.tensor_ranges(stats, "percentile", 99.999)["relu"]
     assert lo == 0.0 and 0.9 <= hi <= 1.1
+
+
+def test_one_pass_tails_give_the_ranges_of_the_full_histograms(monkeypatch):
+    """collect_stats(percentile=...) keeps each tensor's smallest and largest values instead of a second pass for
+    its histogram: tensor_ranges must find the same ranges on its histogram as on the full one (skewed tensors,
+    with and without negatives, with outliers), and a tensor too small for its tails takes the full histogram."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import build_centerface_models as B
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    monkeypatch.setattr(B._Tails, "TAIL", 64)
+    rng = np.random.default_rng(0)
+    shapes = [(3, 40, 50), (3, 60, 30)]
+    tensors = {
+        "relu": [np.maximum(rng.normal(0, 1, s), 0).astype(np.float32) for s in shapes],
+        "signed": [(rng.standard_t(3, s) * 2 - 0.5).astype(np.float32) for s in shapes],
+        "outlier": [np.concatenate([rng.uniform(-1, 1, 5000), [40.0, -30.0]]).astype(np.float32) for _ in shapes],
+        "tiny": [rng.normal(0, 1, 50).astype(np.float32) for _ in shapes],
+        "clipped": [np.clip(rng.normal(2, 3, s), 0, 6).astype(np.float32) for s in shapes],  # ~9 % at 6: top bin
+    }
+    for percentile in (99.999, 99.9, 99.0):
+        full, made = {}, []
+        for n, vs in tensors.items():
+            lo, hi = min(float(v.min()) for v in vs), max(float(v.max()) for v in vs)
+            full[n] = (lo, hi, sum(np.histogram(v, bins=2048, range=(lo, hi))[0] for v in vs))
+            t = B._Tails()
+            for v in vs:
+                t.add(v)
+            assert (float(t.low[0]), float(t.top[-1])) == (lo, hi)
+            h = B._tail_histogram(t, lo, hi, 2048, percentile)
+            made.append(h is not None)
+            assert h is None or h.sum() == full[n][2].sum()
+            full_ranges = B.tensor_ranges({n: full[n]}, "percentile", percentile)
+            if h is not None:
+                assert B.tensor_ranges({n: (lo, hi, h)}, "percentile", percentile) == full_ranges, (n, percentile)
+        # ~6,000 values a tensor: 64 values are more than 0.1 % of them, less than 1 % (pass 2 for those); "outlier"
+        # at 99.9 %: the bin of its 64th smallest value holds ~85 values, so its 10 lowest cannot be shown to lie below
+        # it (pass 2); "tiny": 100 values, fewer than two tails' worth (pass 2); "clipped": ~9 % of it in its top bin,
+        # where the range ends (in the bin between the tails' exact bins: the one bin the rest is counted in)
+        assert made == {99.999: [True, True, True, False, True], 99.9: [True, True, False, False, True]}.get(
+            percentile, [False] * 5)
