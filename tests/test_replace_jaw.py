@@ -35,10 +35,8 @@ def test_the_jaw_line_is_under_the_mask_on_95_percent_of_real_faces():
         if f < 1:
             img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         dets = _detect(img)
-        for r, w in _weights(img, dets):
-            box = dets.xyxy[r.index]
-            if box[2] - box[0] >= 24:
-                per["deepface-unit"].append(_jaw_and_inner(w, _dlib68(img, box)))
+        for r, w in _weights(img, dets, keep=lambda r: dets.xyxy[r.index][2] - dets.xyxy[r.index][0] >= 24):
+            per["deepface-unit"].append(_jaw_and_inner(w, _dlib68(img, dets.xyxy[r.index])))
     root = shared_path("facemask")
     for xml in sorted((root / "annotations").glob("*.xml"))[:100]:
         labels = [[float(o.find("bndbox").find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
@@ -48,10 +46,9 @@ def test_the_jaw_line_is_under_the_mask_on_95_percent_of_real_faces():
             continue
         img = read_rgb(root / "images" / (xml.stem + ".jpg"))
         dets = _detect(img)
-        for r, w in _weights(img, dets):
-            iou = box_iou(np.asarray(labels, np.float32), dets.xyxy[[r.index]]).ravel()
-            if iou.max() >= 0.4:
-                per["facemask"].append(_jaw_and_inner(w, _dlib68(img, labels[int(iou.argmax())])))
+        iou = box_iou(np.asarray(labels, np.float32), dets.xyxy)  # label x detection
+        for r, w in _weights(img, dets, keep=lambda r: iou[:, r.index].max() >= 0.4):  # the masks of matched faces
+            per["facemask"].append(_jaw_and_inner(w, _dlib68(img, labels[int(iou[:, r.index].argmax())])))
     for name, vals in per.items():
         jaw, inner = np.array(vals).T
         assert len(jaw) >= 70, (name, len(jaw))

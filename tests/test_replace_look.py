@@ -26,12 +26,14 @@ def _photo(name: str, side: int = 640) -> np.ndarray:
 
 
 
-def _weights(img, dets):
-    """(region, full-frame face mask) of every face that gets the face-shaped mask."""
+def _weights(img, dets, keep=None):
+    """(region, full-frame face mask) of every face that gets the face-shaped mask (and that ``keep(region)`` keeps,
+    when given: a test that measures some of the faces only makes their masks)."""
     out = []
     for r in COMP.regions(dets, img.shape):
         box, lm = dets.xyxy[r.index].astype(np.float64), dets.landmarks[r.index]
-        if np.isfinite(lm).all() and min(box[2] - box[0], box[3] - box[1]) >= 12 and plausible(lm, box):
+        if np.isfinite(lm).all() and min(box[2] - box[0], box[3] - box[1]) >= 12 and plausible(lm, box) and \
+                (keep is None or keep(r)):
             out.append((r, G.face_weight(img.shape, r, box, lm)))
     return out
 

@@ -54,14 +54,17 @@ def test_the_seam_at_a_kept_mask_and_around_the_face_is_no_stronger_than_the_pho
     for path in sorted(shared_path("facemask", "images").glob("*.jpg"))[:60]:
         img = read_rgb(path)
         dets = _detect(img)
+        faces = []  # (region, its face weight) of each face measured: the same for every seed, so made once
+        for r in COMP.regions(dets, img.shape):
+            box, lm = dets.xyxy[r.index].astype(np.float64), dets.landmarks[r.index]
+            small = min(box[2] - box[0], box[3] - box[1]) < 40
+            if small or not np.isfinite(lm).all() or not plausible(lm, box):
+                continue
+            faces.append((r, G.face_weight(img.shape, r, box, lm)))
         for seed in range(4):
             out = _replace(img, dets, seed)
-            for r in COMP.regions(dets, img.shape):
-                box, lm = dets.xyxy[r.index].astype(np.float64), dets.landmarks[r.index]
-                small = min(box[2] - box[0], box[3] - box[1]) < 40
-                if small or not np.isfinite(lm).all() or not plausible(lm, box):
-                    continue
-                s, s_mask = _seams(img, out, r, G.face_weight(img.shape, r, box, lm))
+            for r, weight in faces:
+                s, s_mask = _seams(img, out, r, weight)
                 overall.append(s)
                 at_mask.append(s_mask)
     overall, at_mask = np.array(overall), np.array(at_mask)
