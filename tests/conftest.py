@@ -266,20 +266,30 @@ def replace_default(img, dets, seed=0, **params):
     return get_method("replace", params).apply(img, dets, default_comp(), np.random.default_rng(seed))
 
 
+_REPLACED_PORTRAITS: dict = {}
+
+
 def replaced_portraits(side: int = 640):
     """(photo, its default detections, replaced with the defaults) for each deepface-unit portrait, scaled down to
     at most ``side`` px (skips without ../shared). Photo k is replaced with seed k: with seed 0 everywhere, 54 of
-    the 88 faces drew the same bank entry, and the tests measured that one identity instead of the bank."""
+    the 88 faces drew the same bank entry, and the tests measured that one identity instead of the bank.
+    Made once per test process (three looks tests read them; reading, resizing and replacing the 64 photos again took
+    ~7 s of CPU each time; the same arrays: all three are deterministic), copies handed out."""
     import cv2
 
     from faceveil.io.images import read_rgb
 
-    for k, path in enumerate(sorted(shared_path("deepface-unit").glob("*.jpg"))):
-        img = read_rgb(path)
-        f = side / max(img.shape[:2])
-        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else img
-        dets = detect_default(img)
-        yield img, dets, replace_default(img, dets, seed=k)
+    if side not in _REPLACED_PORTRAITS:
+        made = []
+        for k, path in enumerate(sorted(shared_path("deepface-unit").glob("*.jpg"))):
+            img = read_rgb(path)
+            f = side / max(img.shape[:2])
+            img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else img
+            dets = detect_default(img)
+            made.append((img, dets, replace_default(img, dets, seed=k)))
+        _REPLACED_PORTRAITS[side] = made
+    for img, dets, out in _REPLACED_PORTRAITS[side]:
+        yield img.copy(), dets[np.arange(len(dets))], out.copy()
 
 
 def pytest_collection_modifyitems(config, items):
