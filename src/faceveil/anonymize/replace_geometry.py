@@ -316,6 +316,93 @@ class Geometry:
         return np.minimum(fade_x, fade_y)
 
 
+# A face at least DETAIL_FACE frame px wide gets its drawn face (the harmonized face upsampled from the work window,
+# plus the bank face's detail, add_detail) made DETAIL_STEP times smaller than the frame, then upsampled (cubic) to
+# frame resolution over the pixels it is read at (stop 63: ~4x fewer pixels for the remap and its sums; the mask,
+# focus, grain, texture and the blend stay at frame resolution). The bank faces are 256 px (their box ~135 px, drawn
+# 1.15x as large), but sampled twice (the coarse grid, then the upsampling) the face's edges come out softer, so this
+# is done in a soft scene alone: its ring's sharper edges (match_focus's FOCUS_PCT-th percentile of their blur) at least
+# this blurred (frame px). Drawn on the coarse grid the face's own edges read ~0.2 px more blurred (talking head
+# 0.66 -> 0.83 median; deepface-unit's full-size portraits 0.87 -> 1.04): the talking head's scene reads 0.70-0.85
+# (its face was made sharper than it: 75 % of its faces were blurred to match), the full-size portraits' 0.30-0.68,
+# where the coarse grid softened the faces (the looks table's sharpness 0.82 -> 0.73 with it on every large face)
+DETAIL_FACE, DETAIL_STEP, COARSE_SCENE_BLUR = 200.0, 2, 0.69
+
+
+# On a Coarse grid the bank face is used at its own size down to COARSE_SIDE of the size the step asks for (up to
+# ~1.1 bank px a grid px: no aliasing the eye sees), not resized each face (the talking head's steps ask for 230-256)
+COARSE_SIDE = 0.9
+
+
+class Coarse:
+    """A Geometry's frame-resolution maps read ``step`` times smaller: what add_detail reads (the window's pixel
+    (i, j) here covers frame pixels [step i, step i + step) of the window; OpenCV's resize by the exact factor, whose
+    size rounds: ``size``). ``up(img, interpolation)``: a work-window image resized to this grid."""
+
+    def __init__(self, g: "Geometry", step: int):
+        wx1, wy1, wx2, wy2 = g.window
+        sw, sh = g.small_size
+        self.step, self.f, self.scale, self.anchor_y = step, g.f, g.scale, g.anchor_y
+        self.fx, self.fy = (wx2 - wx1) / (step * sw), (wy2 - wy1) / (step * sh)
+        self.tx, self.ty, self._g = g.tx, g.ty, g
+        self._full = self.up(g.tx, cv2.INTER_LINEAR), self.up(g.ty, cv2.INTER_LINEAR)
+        h, w = self._full[0].shape
+        self.window, self.small_size = (0, 0, w, h), g.small_size
+
+    def up(self, img: np.ndarray, interpolation: int) -> np.ndarray:
+        return cv2.resize(img, (0, 0), fx=self.fx, fy=self.fy, interpolation=interpolation)
+
+    def drawn(self):
+        return self._g.drawn()
+
+    def coords_full(self):
+        return self._full
+
+    def near(self, tx, ty, ellipse, radius):
+        return Geometry.near(self, tx, ty, ellipse, radius)
+
+
+def upsampled(img: np.ndarray, step: int, rows: slice, cols: slice, interpolation: int = cv2.INTER_CUBIC
+              ) -> np.ndarray:
+    """``img``, a Coarse grid's image, resized ``step`` times (cubic by default; OpenCV's mapping: frame pixel x reads
+    the coarse grid at (x + 0.5) / step - 0.5) over the frame rows and columns given alone (the coarse pixels they
+    read and 3 more on each side, edges replicated: the same values as the whole image resized)."""
+    m = 3
+    y0, x0 = max(rows.start // step - m, 0), max(cols.start // step - m, 0)
+    y1, x1 = -(-rows.stop // step) + m, -(-cols.stop // step) + m
+    part = img[y0:y1, x0:x1]
+    pad_y, pad_x = max(y1 - img.shape[0], 0), max(x1 - img.shape[1], 0)
+    if pad_y or pad_x:  # the window's last frame row or column past the coarse grid's (its size rounds down)
+        part = cv2.copyMakeBorder(part, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+    big = cv2.resize(part, (part.shape[1] * step, part.shape[0] * step), interpolation=interpolation)
+    return big[rows.start - y0 * step: rows.stop - y0 * step, cols.start - x0 * step: cols.stop - x0 * step]
+
+
+def nearest(small: np.ndarray, shape, at: tuple[slice, slice]) -> np.ndarray:
+    """``small`` resized to ``shape`` (rows, columns) by nearest neighbour (OpenCV's INTER_NEAREST: frame pixel x
+    reads floor(x * small's size / size)), over the rows and columns ``at`` alone."""
+    if small.shape[:2] == tuple(shape[:2]):
+        return small[at]
+    ys = np.minimum((np.arange(at[0].start, at[0].stop) * (small.shape[0] / shape[0])).astype(np.intp),
+                    small.shape[0] - 1)
+    xs = np.minimum((np.arange(at[1].start, at[1].stop) * (small.shape[1] / shape[1])).astype(np.intp),
+                    small.shape[1] - 1)
+    return small.take(ys, axis=0).take(xs, axis=1)
+
+
+def frame_box(small: np.ndarray, shape, box: tuple[slice, slice]) -> tuple[slice, slice]:
+    """The bounding box (rows, columns of an array of ``shape``) of ``box`` and of the frame pixels that the non-zero
+    pixels of ``small`` (a work-window mask: nearest()) cover."""
+    nz = nonzero_box(small)
+    if nz is None:
+        return box
+    out = []
+    for s, b, n, m in zip(nz, box, shape[:2], small.shape[:2]):
+        lo, hi = int(np.floor(s.start * n / m)), int(np.ceil(s.stop * n / m))
+        out.append(slice(max(min(lo, b.start), 0), min(max(hi, b.stop), n)))
+    return tuple(out)
+
+
 def step_bound(g: "Geometry") -> float:
     """An upper bound of ``template_step`` of the frame-resolution maps of the donors' face (``drawn_at`` of
     ``g.coords_full()``), read off the small maps: their linear upsampling makes each x difference at frame resolution
@@ -328,7 +415,7 @@ def step_bound(g: "Geometry") -> float:
 
 
 def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "Geometry",
-               inplace: bool = False) -> np.ndarray:
+               inplace: bool = False, lo: np.ndarray | None = None) -> np.ndarray:
     """The harmonized face at frame resolution (``up``, upsampled from the work window) plus the detail
     it lost: the bank face sampled straight at frame resolution, minus the same face through the work
     window (``raw_small``, upsampled the same way). Only inside the donors' face (``donor_alpha``):
@@ -340,8 +427,12 @@ def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "G
     # the bank face at about the resolution it is shown at (no aliasing from a larger one): its own size wherever
     # the step is surely under what rounds to it (a large face), without the median over every frame pixel
     top = face_hi.shape[0]
-    if g.f < 1 and step_bound(g) < SIZE / (top + 0.5):
+    if g.f < 1 and step_bound(g) < SIZE / (top + 0.5) / (COARSE_SIDE if isinstance(g, Coarse) else 1):
         side = top
+    elif isinstance(g, Coarse):  # the work window's median step (every 2nd pixel) scaled to the coarse grid
+        step = template_step(*(m[::2, ::2] for m in g.drawn())) * g.small_size[0] / g.window[2]
+        side = int(np.clip(round(SIZE / max(step, 1e-3)), SIZE, top))
+        side = top if side >= COARSE_SIDE * top else side
     else:
         drawn = g.drawn() if g.f >= 1 else drawn_at(*full, g.scale, g.anchor_y)  # full: the work window's maps
         side = int(np.clip(round(SIZE / max(template_step(*drawn), 1e-3)), SIZE, top))
@@ -349,7 +440,9 @@ def add_detail(up: np.ndarray, raw_small: np.ndarray, face_hi: np.ndarray, g: "G
         return up  # the work window is the frame and the face template-sized: nothing to add
     face = face_hi if side >= face_hi.shape[0] else cv2.resize(face_hi, (side, side), interpolation=cv2.INTER_AREA)
     k = side / SIZE
-    lo = raw_small if raw_small.shape[:2] == (h, w) else cv2.resize(raw_small, (w, h), interpolation=cv2.INTER_CUBIC)
+    if lo is None:  # the caller's, resized as up was (a Coarse grid's)
+        lo = raw_small if raw_small.shape[:2] == (h, w) else cv2.resize(raw_small, (w, h),
+                                                                        interpolation=cv2.INTER_CUBIC)
     # Outside the donors' face fa is 0: there the sum below is up + 0 + 0.5, truncated back to up itself. So it is
     # worked out only inside fa's bounding box (remap reads each pixel's own map values: the same samples there),
     # found among the pixels that can be in it (g.near)
@@ -431,8 +524,9 @@ def affine_fit(dst: np.ndarray) -> np.ndarray:
 
 # template_coords' displacement is worked out at every COORDS_STEP-th pixel along x and y where that grid is at most
 # COORDS_SPACING template px apart (faces at the work window's size: ~0.8-1 template px a pixel; smaller faces' windows
-# are small): 0.03 template px at most from the iteration at every pixel on the talking head's and the photos' faces
-COORDS_STEP, COORDS_SPACING = 2, 2.5
+# are small). Every 4th pixel (stop 63; was every 2nd, 2.5 px): at most 0.036 template px from the iteration at every
+# pixel on 10 talking-head and 10 LFW faces (median 0.012; every 2nd: 0.008, 0.003), 6.2 -> 3.8 ms a face
+COORDS_STEP, COORDS_SPACING = 4, 5.0
 
 
 def template_coords(dst: np.ndarray, w: int, h: int, sigma: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
@@ -469,14 +563,21 @@ def template_coords(dst: np.ndarray, w: int, h: int, sigma: float = 16.0) -> tup
             t = u - d2 @ wts
         return t
 
-    u = affine(np.arange(w) + 0.5, np.arange(h) + 0.5)
     cw, ch = -(-w // COORDS_STEP), -(-h // COORDS_STEP)
     if np.sqrt(abs(np.linalg.det(inv))) * COORDS_STEP > COORDS_SPACING or min(cw, ch) < 2:
-        t = solved(u)
+        t = solved(affine(np.arange(w) + 0.5, np.arange(h) + 0.5))
         return t[..., 0].astype(np.float32), t[..., 1].astype(np.float32)
     uc = affine((np.arange(cw) + 0.5) * (w / cw), (np.arange(ch) + 0.5) * (h / ch))
     shift = cv2.resize((solved(uc) - uc).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return (u[..., 0] + shift[..., 0]).astype(np.float32), (u[..., 1] + shift[..., 1]).astype(np.float32)
+    # the affine part at every pixel as a row plus a column (affine's products and sums, without its full grids)
+    xs, ys = (np.arange(w) + 0.5 - off[0])[None, :], (np.arange(h) + 0.5 - off[1])[:, None]
+    out = []
+    for i in range(2):
+        u = xs * inv[i, 0] + ys * inv[i, 1]
+        u -= 0.5
+        u += shift[..., i]
+        out.append(u.astype(np.float32))
+    return out[0], out[1]
 
 
 def template_skin(tx: np.ndarray, ty: np.ndarray) -> np.ndarray:

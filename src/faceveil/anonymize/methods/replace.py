@@ -86,6 +86,7 @@ DARK_FULL = 50.0  # L*: where that percentile is darker, the margin shrinks in p
 # 0.132), most of it in the eye half as the head moved; at 1.1 about the eye line 0.146 (7-bit build 0.152), the
 # clips' plate 41 -> 30 %. Numbers: bench/replace_results.md.
 FACE_SCALE = 1.15
+FOCUS_REACH = 16  # frame px around a face's work crop that its focus blur reads (geo.DETAIL_STEP's upsampling)
 TRACKED_FACE_SCALE = 1.1
 TRACKED_ANCHOR_Y = 50.0  # the template's eye line
 
@@ -765,7 +766,7 @@ class Replace(Method):
         win = frame[wy1:wy2, wx1:wx2]
         sw, sh = g.small_size
         f = g.f
-        small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA) if f < 1 else win
+        small = looks.shrink(win, (sw, sh)) if f < 1 else win
         fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
         dst = g.dst
         ident = self.synth.identity(seed, self._track_yaw(track, yaw_ratio(lm)))
@@ -857,19 +858,40 @@ class Replace(Method):
             if self.unet is not None:
                 warped = self.unet(warped, fa)
 
-        if f < 1:  # back to frame resolution
-            warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
-            ring = cv2.resize(ring.astype(np.uint8), (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_NEAREST) > 0
-        warped = geo.add_detail(warped, raw, face_hi, g, inplace=True)  # warped: a new array, this face's own
-        alpha = g.alpha_full(box_ellipse)
+        shape = (wy2 - wy1, wx2 - wx1)
+        # the window's own pixels where the face is returned (the region) and where _finish writes (its crop of
+        # the window): the rest of the window is never read
+        ry, rx = region.y1 - wy1, region.x1 - wx1
+        rs = slice(ry, ry + region.y2 - region.y1), slice(rx, rx + region.x2 - region.x1)
+        # The scene's statistics (focus, grain, texture) read the ring, its visible skin and a kept cover at frame
+        # resolution, within their filters' reach: the window's grey, the ring and the skin are made over the box
+        # that holds the ring and the region (where the mask lies), grown by that reach, alone (stop 63: ~60 % of a
+        # large face's window; Canny's hysteresis no longer follows an edge out of it and back)
+        sb = looks.grown(geo.frame_box(ring, shape, rs), looks.TEXTURE_REACH + 2, shape)
         # the window's grey, which focus, grain and texture read the scene's from (computed once; uint8 for Canny)
-        win_u8 = cv2.cvtColor(win, cv2.COLOR_RGB2GRAY) if looks.FOCUS_MATCH or p.grain else None
+        win_u8 = cv2.cvtColor(win[sb], cv2.COLOR_RGB2GRAY) if looks.FOCUS_MATCH or p.grain else None
         win_gray = None if win_u8 is None else win_u8.astype(np.float32)
+        ring_at = geo.nearest(ring, shape, sb)
+        # the scene's blur, read first: a large face in a soft scene is drawn on the coarse grid (geo.DETAIL_FACE)
+        e_ring = looks.ring_edges(win_gray, ring_at, win_u8) if looks.FOCUS_MATCH else None
+        soft = e_ring is not None and len(e_ring) >= 20 and \
+            float(np.percentile(e_ring, looks.FOCUS_PCT)) >= geo.COARSE_SCENE_BLUR
+        step = geo.DETAIL_STEP if f < 1 and box[2] - box[0] >= geo.DETAIL_FACE and soft else 1
+        if step > 1:  # the drawn face made step times smaller than the frame (geo.DETAIL_FACE), upsampled below
+            coarse = geo.Coarse(g, step)
+            drawn = geo.add_detail(coarse.up(warped, cv2.INTER_CUBIC), raw, face_hi, coarse, inplace=True,
+                                   lo=coarse.up(raw, cv2.INTER_CUBIC))
+        if f < 1 and step == 1:  # back to frame resolution
+            warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
+        if step == 1:
+            warped = geo.add_detail(warped, raw, face_hi, g, inplace=True)  # warped: a new array, this face's own
+        alpha = g.alpha_full(box_ellipse)
         if keep is not None and keep.any() and f < 1:
             keep = cv2.resize(keep, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR)
         if reach is not None and f < 1:
             reach = tuple(cv2.resize(m, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_LINEAR) for m in reach)
-        out = win.copy()
+        out = np.empty_like(win)
+        out[rs] = win[rs]
         # The face's own pixels are changed only inside the bounding box of the mask (and of a kept cover's reach),
         # and read by grain and texture only there and within their filters' reach around it (the scene's ring, over
         # the whole window): focus, grain, texture and the composite give the face over that crop alone (the same
@@ -880,31 +902,38 @@ class Replace(Method):
         work = abox if reach is None else looks.nonzero_box(~(alpha <= 0) | (reach[0] > 0))
         if work is not None:
             work = looks.grown(work, looks.TEXTURE_REACH, alpha.shape)
+            stats = (win_gray, ring_at, geo.nearest(skin, alpha.shape, sb),
+                     None if keep is None or not keep.any() else keep[sb])
+            if step > 1:
+                # the drawn face at frame resolution over the crop and focus's blur's reach around it (its edges
+                # replicated beyond: the context fill's smooth colour there, which no output pixel reads)
+                at = looks.grown(work, FOCUS_REACH, alpha.shape)
+                warped = np.empty((*alpha.shape, 3), np.uint8)  # read over ``at`` alone (match_focus's valid)
+                warped[at] = geo.upsampled(drawn, step, *at)
             # the face in float32 over that crop alone: this face's own scratch, where focus, grain and texture work
             # in place
             if looks.FOCUS_MATCH:
-                comp = looks.match_focus(warped, win_gray, ring, alpha, inplace=True, crop=work, win_u8=win_u8,
-                                         alpha_box=abox)
+                comp = looks.match_focus(warped, win_gray, ring_at, alpha, inplace=True, crop=work, win_u8=win_u8,
+                                         alpha_box=abox, valid=at if step > 1 else None, e_ring=e_ring)
             else:
                 comp = warped[work].astype(np.float32)
-            self._finish(out[work], comp, alpha[work], win[work], win_gray, ring, skin, keep,
-                         None if reach is None else tuple(m[work] for m in reach), work, seed, box, f, abox)
-        ry, rx = region.y1 - wy1, region.x1 - wx1
-        return Drawn(out[ry: ry + (region.y2 - region.y1), rx: rx + (region.x2 - region.x1)], ident, tone)
+            self._finish(out[work], comp, alpha[work], win[work], stats, keep,
+                         None if reach is None else tuple(m[work] for m in reach), work, seed, box, abox)
+        return Drawn(out[rs], ident, tone)
 
-    def _finish(self, out, comp, alpha, win, win_gray, ring, skin, keep, reach, work, seed, box, f, abox=None):
+    def _finish(self, out, comp, alpha, win, stats, keep, reach, work, seed, box, abox=None):
         """Grain, texture, a kept cover's reach and the composite into ``out``, over the crop ``work`` of the window
-        (``comp``, ``alpha``, ``win`` and ``reach`` are that crop; ``win_gray``, ``ring``, ``skin`` and ``keep``, the
-        whole window's, where the scene's and the kept cover's grain and texture are read). ``abox``: the window's
-        alpha's non-zero box (None: none, or not known)."""
+        (``comp``, ``alpha``, ``win`` and ``reach`` are that crop; ``keep``, the whole window's; ``stats``: the
+        window's grey, the ring, its skin and the kept cover (None: none) at frame resolution over a box of the
+        window, where the scene's and the kept cover's grain and texture are read). ``abox``: the window's alpha's
+        non-zero box (None: none, or not known)."""
         p = self.params
+        win_gray, ring, skin, keep_at = stats
         abox = None if abox is None else looks.within(abox, work)  # in the crop's coordinates
         if p.grain:
             comp = looks.add_grain(comp, win_gray, ring, alpha >= 1, seed_for(seed, int(box[0]), int(box[1])),
                                    inplace=True)
-            skin_full = skin if f >= 1 else cv2.resize(skin.astype(np.uint8), ring.shape[::-1],
-                                                       interpolation=cv2.INTER_NEAREST) > 0
-            comp = looks.add_texture(comp, win_gray, ring & skin_full, alpha,
+            comp = looks.add_texture(comp, win_gray, ring & skin, alpha,
                                      seed_for(seed, "texture", int(box[0]), int(box[1])), inplace=True,
                                      step=looks.stat_step(box[2] - box[0]), alpha_box=abox)
         if reach is not None:
@@ -917,7 +946,7 @@ class Replace(Method):
             if p.grain:
                 r_px = looks.add_grain(r_px, win_gray, ring, r_w >= 1,
                                        seed_for(seed, "cover", int(box[0]), int(box[1])))
-                r_px = looks.add_texture(r_px, win_gray, keep >= 0.99, r_w,
+                r_px = looks.add_texture(r_px, win_gray, keep_at >= 0.99, r_w,
                                          seed_for(seed, "cover texture", int(box[0]), int(box[1])))
             comp = comp * (1 - r_w[:, :, None]) + r_px * r_w[:, :, None]
         if keep is not None and keep.any():  # the occluder stays; the new face is drawn as before around it
@@ -928,15 +957,14 @@ class Replace(Method):
         changed = abox or looks.nonzero_box(alpha)  # alpha >= 0: the pixels where it is not <= 0
         if changed is not None:
             a2, c, w = alpha[changed], comp[changed], win[changed]
-            # c * a + w * (1 - a) + 0.5, clipped, in place (the same operations, in the same order), with the weight
-            # repeated over the channels (numpy's broadcast of an HxWx1 weight runs 3 values at a time: ~1/3 slower).
-            # Where a is 1 (the mask's core: alpha is never above 1) that is c * 1 + w * 0 + 0.5, c + 0.5 itself
-            a = looks.over_channels(a2, c.shape[2])
-            mix = np.multiply(c, a, out=c) if c.dtype == np.result_type(c, a) else c * a  # comp: scratch
-            mix += np.multiply(w, np.subtract(1, a, out=a), out=a)  # w * (1 - a), in a's own array
-            mix += 0.5
-            np.clip(mix, 0, 255, out=mix)
-            mix = mix.astype(np.uint8)
+            # The face rounded to uint8 (+ 0.5, clipped, in place: comp is scratch), then c * a + w * (1 - a) by
+            # OpenCV's blendLinear (one pass, the weight read once for the 3 channels, rounded; stop 63: ~2x fewer
+            # passes than numpy's float sums over 3 channels, pixels within 1 of them)
+            c = c if c.dtype == np.float32 else c.astype(np.float32)
+            c += 0.5
+            np.clip(c, 0, 255, out=c)
+            a2 = a2 if a2.dtype == np.float32 else a2.astype(np.float32)
+            mix = cv2.blendLinear(c.astype(np.uint8), w, a2, np.subtract(np.float32(1), a2))
             keep_px = a2 <= 0  # the window's own pixels there, whatever the float maths did (out holds them)
             cv2.copyTo(w, keep_px.view(np.uint8), mix)  # mix[keep_px] = w[keep_px]
             out[changed] = mix
