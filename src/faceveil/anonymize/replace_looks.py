@@ -45,25 +45,6 @@ def around(img: np.ndarray, where: np.ndarray, reach: int) -> tuple[np.ndarray, 
     return img[box], where[box]
 
 
-def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``img`` resized to ``size`` (width, height; smaller) by area averaging, in two steps: k x k block means first
-    (k = the integer part of the factor; OpenCV's fast path for an integer INTER_AREA), then INTER_AREA at the exact
-    factor that is left, so pixel i still covers [i, i + 1) * (the image's size / size) (the last k - 1 rows or
-    columns, which fill no block, left out, the last pixel replicated if that leaves it short). A slightly wider box:
-    within ~1.4 grey levels (mean) of INTER_AREA in one step on a talking-head window, ~2.7-3 on the detailed astronaut
-    portrait; ~2x faster on a large face's work window (812 x 620 -> 252 x 192: ~3.3 -> ~1.8 ms)."""
-    h, w = img.shape[:2]
-    k = min(w // size[0], h // size[1])
-    if k < 2:
-        return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    part = cv2.resize(img[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
-    out = cv2.resize(part, (0, 0), fx=size[0] * k / w, fy=size[1] * k / h, interpolation=cv2.INTER_AREA)
-    if out.shape[0] < size[1] or out.shape[1] < size[0]:
-        out = cv2.copyMakeBorder(out, 0, max(size[1] - out.shape[0], 0), 0, max(size[0] - out.shape[1], 0),
-                                 cv2.BORDER_REPLICATE)
-    return out[: size[1], : size[0]]
-
-
 # Grain and texture are drawn from two cached tiles of seeded noise (NOISE_TILE px square, made once a process from
 # NOISE_TILE_SEED), each face reading its own window of them at an offset its seed picks (``noise_window``), instead
 # of a fresh draw over every face's crop (~3.7 ms a talking-head face for each of the two, and the texture's two

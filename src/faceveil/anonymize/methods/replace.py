@@ -766,7 +766,7 @@ class Replace(Method):
         win = frame[wy1:wy2, wx1:wx2]
         sw, sh = g.small_size
         f = g.f
-        small = looks.shrink(win, (sw, sh)) if f < 1 else win
+        small = cv2.resize(win, (sw, sh), interpolation=cv2.INTER_AREA) if f < 1 else win
         fx, fy = sw / (wx2 - wx1), sh / (wy2 - wy1)
         dst = g.dst
         ident = self.synth.identity(seed, self._track_yaw(track, yaw_ratio(lm)))
