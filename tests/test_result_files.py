@@ -63,6 +63,20 @@ def test_detections_json_over_the_photo_is_refused(photos, capsys):
     assert photo.read_bytes() == before
 
 
+def test_a_result_file_that_is_a_folder_is_refused_in_a_line_that_reads_right(photos, tmp_path, capsys):
+    """The line was a template filled with each caller's noun: "d.json: the detections is a folder; give a file
+    name". It now names the path, then the cause, then what the file was for, for every result file."""
+    photo = photos / "astro.jpg"
+    folder = tmp_path / "d.json"
+    folder.mkdir()
+    for argv, what in [(["detect", photo, "--json", folder], "the detections"),
+                       (["anonymize", photo, "-o", tmp_path / "o.jpg", "--report", folder], "the report")]:
+        code, err = run(capsys, *argv, "-q")
+        assert code == 2, err
+        assert err == f"faceveil: error: {folder}: is a folder; give a file name for {what}\n", err
+    assert not (tmp_path / "o.jpg").exists() and list(folder.iterdir()) == []
+
+
 def test_a_dataset_summary_inside_a_dataset_or_over_its_labels_is_refused(tmp_path, capsys):
     (tmp_path / "ds").mkdir()
     images, gt = toy_faces_dataset(tmp_path / "ds", 2)

@@ -257,7 +257,7 @@ def check_writable(path: str, what: str) -> None:
         raise UsageError(f"{one_line(path)}: cannot write {what} ({why})")
     try:
         if p.is_dir():
-            raise UsageError(f"{path}: {what} is a folder; give a file name")
+            raise UsageError(f"{one_line(path)}: is a folder; give a file name for {what}")
         anc = p.parent
         while not anc.exists() and anc != anc.parent:
             anc = anc.parent
