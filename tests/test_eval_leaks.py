@@ -203,6 +203,26 @@ def test_eval_leaks_usage_errors(tmp_path, capsys):
     assert code == 2 and "none of the 1 labelled images" in err and "Traceback" not in err
 
 
+def test_labels_in_a_format_not_read_say_which_formats_are(tmp_path, capsys):
+    """A CSV of boxes was told "cannot tell the label format; give --format (wider|coco|yolo|voc)": no --format reads
+    a CSV (and yolo/voc are folders). It now says CSV is not read and what is; a file of another name is pointed at
+    --format wider or coco, the two formats that are files."""
+    from faceveil.cli import main
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"")
+    (tmp_path / "boxes.csv").write_text("image,x,y,w,h,label\na.png,1,1,20,20,face\n")
+    (tmp_path / "gt.lst").write_text("a.png\n1\n1 1 20 20 0 0 0 0 0 0\n")
+    read = "WIDER FACE .txt, COCO .json, or a folder of YOLO .txt or Pascal VOC .xml files"
+    for name, line in [("boxes.csv", "CSV labels are not read; give " + read),
+                       ("gt.lst", "cannot tell the label format from its name; give --format wider or coco "
+                                  f"(faceveil reads {read})")]:
+        code = main(["eval", "leaks", "--images", str(tmp_path / "in"), "--labels", str(tmp_path / name),
+                     "-o", str(tmp_path / "out"), "-q"])
+        assert (code, capsys.readouterr().err) == (2, f"faceveil: error: {tmp_path / name}: {line}\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_eval_leaks_detects_a_1bit_photo_as_anonymize_does(tmp_path, capsys):
     """A dithered 1-bit photo: anonymize smooths it for the detector (detection_view); eval did not and counted the
     face it hides as leaked."""

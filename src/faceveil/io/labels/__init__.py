@@ -44,7 +44,13 @@ def guess_format(path: str | os.PathLike) -> str:
         return "coco"
     if p.suffix.lower() == ".txt":
         return "wider"
-    raise UsageError(f"{p}: cannot tell the label format; give --format ({'|'.join(FORMATS)})")
+    # A file is WIDER txt or COCO json: suggesting --format for a CSV (or --format yolo|voc for any file) sent the
+    # user to options that cannot read it.
+    read = "WIDER FACE .txt, COCO .json, or a folder of YOLO .txt or Pascal VOC .xml files"
+    if p.suffix.lower() in (".csv", ".tsv", ".xls", ".xlsx", ".ods"):
+        raise UsageError(f"{p}: {p.suffix[1:].upper()} labels are not read; give {read}")
+    raise UsageError(f"{p}: cannot tell the label format from its name; give --format wider or coco (faceveil reads "
+                     f"{read})")
 
 
 def read_labels(path: str | os.PathLike, fmt: str | None = None,
