@@ -63,9 +63,9 @@ def test_existing_output_refused_overwritten_or_skipped(coll, tmp_path, capsys):
     code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, "--skip-existing", *FAST)
     assert code == 0, err
     assert (out / "x.jpg").read_bytes() == b"someone else's file"
-    assert "0 of 0 files" in err or "1 existing" in err
     # an image keeps no record of the settings that made it: the run says so instead of implying a match
-    assert "1 images whose settings faceveil cannot check: --overwrite redoes them" in err
+    assert err == (f"faceveil: nothing to do -> {out}; 1 existing output left as it was (an image whose settings "
+                   "faceveil cannot check: --overwrite redoes it)\n"), err
 
     code, _, err = run(capsys, "anonymize", coll / "d1", "-o", out, "--overwrite", *FAST)
     assert code == 0, err
@@ -74,6 +74,23 @@ def test_existing_output_refused_overwritten_or_skipped(coll, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse: the two policies exclude each other
         run(capsys, "anonymize", coll / "d1", "-o", out, "--overwrite", "--skip-existing", *FAST)
     assert exc.value.code == 2
+
+
+def test_skip_existing_says_what_it_left_and_what_it_did(coll, tmp_path, capsys):
+    """Every output there said "0 of 0 files anonymized (0 faces)", and one left "1 existing outputs left as they
+    were (1 images ...)". Now "nothing to do", and the counts read right in the singular."""
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "anonymize", coll, "-o", out, *FAST)
+    assert code == 0 and err.startswith("faceveil: 2 of 2 files anonymized ("), err
+    (out / "d2" / "x.jpg").unlink()
+    code, _, err = run(capsys, "anonymize", coll, "-o", out, "--skip-existing", *FAST)
+    assert code == 0 and (out / "d2" / "x.jpg").exists(), err
+    assert err.startswith("faceveil: 1 of 1 files anonymized (") and err.endswith(
+        f") -> {out}; 1 existing output left as it was (an image whose settings faceveil cannot check: --overwrite "
+        "redoes it)\n"), err
+    code, _, err = run(capsys, "anonymize", coll, "-o", out, "--skip-existing", *FAST)
+    assert (code, err) == (0, f"faceveil: nothing to do -> {out}; 2 existing outputs left as they were (2 images "
+                              "whose settings faceveil cannot check: --overwrite redoes them)\n")
 
 
 def test_single_file_output_name_is_a_file(coll, tmp_path, capsys, astronaut):

@@ -52,7 +52,7 @@ def test_resume_with_other_settings_is_refused(footage, tmp_path, capsys):
     code, err = _run(capsys, footage, "-o", out, "--skip-existing", "--preview", "1")
     assert code == 0, err
     assert b.exists() and a.stat().st_mtime_ns == before
-    assert "1 existing outputs left as they were" in err
+    assert "1 existing output left as it was" in err
 
 
 def test_resume_over_an_output_without_settings_on_record_is_refused(footage, tmp_path, capsys):
@@ -89,8 +89,8 @@ def test_resume_over_the_output_of_a_replaced_input_is_refused(footage, tmp_path
                               "--overwrite redoes it, or use a new output folder\n"), err
     assert a.read_bytes() == before and not b.exists()  # refused before any work
     assert _run(capsys, footage, "-o", out, "--overwrite")[0] == 0 and a.read_bytes() != before
-    assert _run(capsys, footage, "-o", out, "--skip-existing") == (0, f"faceveil: 0 of 0 files anonymized (0 faces) -> "
-                                                                      f"{out}; 2 existing outputs left as they were\n")
+    assert _run(capsys, footage, "-o", out, "--skip-existing") == (0, f"faceveil: nothing to do -> {out}; 2 existing "
+                                                                      "outputs left as they were\n")
 
 
 def test_ray_backend_resume_with_other_settings_is_refused(footage, tmp_path, capsys):
@@ -561,7 +561,7 @@ def test_a_run_killed_before_its_video_has_its_name_leaves_the_earlier_video_its
     assert not record.exists() and video.read_bytes() == before[video]  # the state the kill left
 
     code, err = _run(capsys, clip, "-o", video, "--preview", "0.1", "--skip-existing")
-    assert code == 0 and "1 existing outputs left as they were" in err, err
+    assert code == 0 and "1 existing output left as it was" in err, err
     assert {p: p.read_bytes() for p in [video, record, *stills.iterdir()]} == before
     assert not [p for p in video.parent.iterdir() if ".faceveil." in p.name]  # no temporary left
 

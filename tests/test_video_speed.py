@@ -214,7 +214,7 @@ def test_ray_backend_videos_byte_identical_and_resume(sprites, tmp_path):
     (tmp_path / "ray" / "sub" / "b.mp4").unlink()
     before = (tmp_path / "ray" / "a.mp4").stat().st_mtime_ns
     p = _cli("anonymize", footage, "-o", tmp_path / "ray", "--backend", "ray", "--jobs", "2", "--skip-existing")
-    assert "1 existing outputs left as they were" in p.stderr
+    assert "1 existing output left as it was" in p.stderr
     assert digests(tmp_path / "ray") == local
     assert (tmp_path / "ray" / "a.mp4").stat().st_mtime_ns == before
     assert not [q for q in (tmp_path / "ray").rglob("*") if ".tmp" in q.name]

@@ -151,17 +151,22 @@ def cmd_anonymize(args) -> int:
         _write_report(args.report, cfg, describe, results, skipped, [j.dst for j in kept])
     where = one_line(args.output) if args.output else "in place"
     n_files = len(jobs) + len(unwritable)
-    msg = f"faceveil: {len(written)} of {n_files} files {done_verb(first.method)} ({_faces_text(written)}) -> {where}"
-    if keep:
+    if n_files or not kept:
+        msg = (f"faceveil: {len(written)} of {n_files} files {done_verb(first.method)} ({_faces_text(written)}) "
+               f"-> {where}")
+    else:  # --skip-existing with every output there: "0 of 0 files anonymized (0 faces)" said nothing of it
+        msg = f"faceveil: nothing to do -> {where}"
+    if keep and n_files:
         msg += f"; {n_kept} kept as they are (faces; tracks in videos)"
     if len(skipped) > len(media):
         msg += f"; {len(skipped) - len(media)} other files skipped"
     if media:
         msg += f"; {len(media)} pictures or videos in other formats skipped"
     if kept:
-        msg += f"; {len(kept)} existing outputs left as they were"
+        msg += f"; {_left(len(kept))}"
         if kept_images:  # a video's track record says which settings made it (checked above); an image has none
-            msg += f" ({len(kept_images)} images whose settings faceveil cannot check: --overwrite redoes them)"
+            msg += (" (an image whose settings faceveil cannot check: --overwrite redoes it)" if len(kept_images) == 1
+                    else f" ({len(kept_images)} images whose settings faceveil cannot check: --overwrite redoes them)")
     if stale:
         msg += f"; {stale} temporary files of interrupted runs removed"
     if n_failed:
@@ -171,6 +176,11 @@ def cmd_anonymize(args) -> int:
     partial = any(getattr(r, "failed_frames", 0) or getattr(r, "truncated", None) or getattr(r, "decode_errors", 0)
                   for r in written)
     return 1 if n_failed or partial else 0
+
+
+def _left(n: int) -> str:
+    """The summary's words for the outputs --skip-existing left alone."""
+    return "1 existing output left as it was" if n == 1 else f"{n} existing outputs left as they were"
 
 
 STDIO = STDOUT  # an input "-" is standard input, -o - standard output (one photo, as in ffmpeg and ImageMagick)
@@ -215,8 +225,7 @@ def _piped(args, cfg) -> int:
         todo, _ = check_existing([Job(Path(src), Path(out), src)],
                                  "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse")
         if not todo:  # --skip-existing: the output stays as it is
-            print(f"faceveil: 0 of 1 files anonymized -> {one_line(out)}; 1 existing outputs left as they were",
-                  file=sys.stderr)
+            print(f"faceveil: nothing to do -> {one_line(out)}; {_left(1)}", file=sys.stderr)
             return 0
     if src == STDIO and sys.stdin.isatty():  # it waited, silently, for a photo typed in
         raise UsageError("-: standard input is a terminal; pipe a photo in (< photo.jpg) or name the file")
