@@ -402,10 +402,10 @@ def test_verify_catches_an_output_that_does_not_decode(tmp_path, capsys):
 def test_verify_names_a_folder_of_out_it_cannot_read_and_fails(tmp_path, capsys, monkeypatch):
     """A folder under OUT that cannot be read (chmod 000) was a traceback at its first output; one a walk could not
     list was passed over (verify ok). Now it is named in one error line, its outputs are neither checked nor
-    missing, and verify fails (exit 1); an OUT that cannot be read is one line, exit 1, as a missing one is. The
-    summary said "1 cannot be read" for the folder, as for one file, and not the outputs in it: now it names a
-    folder and counts them as not checked; outputs that can be listed but not looked up (a folder without x) were
-    counted among the files checked."""
+    missing, and verify fails (exit 1); an OUT that cannot be read is one line, exit 1 (a missing one is bad usage,
+    exit 2). The summary said "1 cannot be read" for the folder, as for one file, and not the outputs in it: now it
+    names a folder and counts them as not checked; outputs that can be listed but not looked up (a folder without x)
+    were counted among the files checked."""
     import os
 
     from conftest import unreadable_folders
