@@ -564,6 +564,27 @@ def test_an_empty_or_invalid_bank_is_named_in_one_line_before_any_work(tmp_path,
         assert not (tmp_path / name).exists()
 
 
+def test_a_folder_or_an_incomplete_file_as_a_bank_says_so_in_its_own_words(tmp_path, astronaut, capsys):
+    """A folder given as a bank said "ppl: cannot read bank ([Errno 21] Is a directory: 'ppl')" (the path twice, and
+    Python's error text); a .npz of faceveil's format lacking an array "cannot read bank ('faces is not a file in the
+    archive')"."""
+    from PIL import Image
+
+    from faceveil.cli import main
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    (tmp_path / "ppl").mkdir()
+    np.savez(tmp_path / "part.npz", format=np.array("faceveil-bank/1"))
+    for path, why in [(tmp_path / "ppl", "a folder, not a bank file (.npz: `faceveil bank build` writes one)"),
+                      (tmp_path / "part.npz", "not a complete faceveil bank (faces is not a file in the archive)")]:
+        assert main(["bank", "info", str(path)]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {path}: {why}\n"
+        assert main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "-q", "-m", "replace",
+                     "-p", f"bank={path}"]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {path}: {why}\n"
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_bank_build_with_no_usable_face_names_the_folder_and_why(tmp_path, capsys):
     """A folder of photos with no face (or only small ones) said 'no usable face found: the bank would be empty': no
     folder, and no way to tell a wrong folder from a too high --min-face."""

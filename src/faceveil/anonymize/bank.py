@@ -112,8 +112,12 @@ def _read_bank(path: Path, bad: type[Exception]) -> Bank:
         raise bad(f"{path}: bank file not found") from None
     except (ValueError, zipfile.BadZipFile):  # numpy's text for a foreign file suggests loading it unsafely
         raise bad(f"{path}: not a faceveil bank (not a NumPy .npz file)") from None
-    except (OSError, KeyError) as exc:
-        raise bad(f"{path}: cannot read bank ({exc})") from None
+    except IsADirectoryError:  # OSError's own text repeated the path: "ppl: cannot read bank ([Errno 21] ...: 'ppl')"
+        raise bad(f"{path}: a folder, not a bank file (.npz: `faceveil bank build` writes one)") from None
+    except OSError as exc:
+        raise bad(f"{path}: cannot read bank ({exc.strerror or exc})") from None
+    except KeyError as exc:  # numpy's KeyError text, quoted: "('faces is not a file in the archive')"
+        raise bad(f"{path}: not a complete faceveil bank ({exc.args[0] if exc.args else exc})") from None
     try:
         bank = Bank(*fields)
     except ValueError as exc:  # e.g. an unknown kind: an .npz, but not a bank faceveil can use
