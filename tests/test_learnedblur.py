@@ -555,3 +555,16 @@ def test_train_warns_on_evaluation_only_data_and_needs_torch_as_usage(tmp_path, 
     monkeypatch.setitem(sys.modules, "torch", None)
     for cmd in (["learnedblur", "--labels", "gt.txt"], ["harmonizer"]):
         assert main(["train", *cmd, "--images", str(tmp_path), "-o", str(tmp_path / "x.onnx")]) == 2
+
+
+def test_train_learnedblur_with_a_missing_labels_file_is_bad_usage(tmp_path, capsys):
+    """A missing --labels said "nope.txt: no such label file" with exit 1, as if a file had failed, where a missing
+    --images (and eval train's missing --labels) is bad usage, exit 2. Now exit 2, one line, nothing written."""
+    _torch()
+    from faceveil.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    rc = main(["train", "learnedblur", "--images", str(tmp_path / "imgs"), "--labels", str(tmp_path / "nope.txt"),
+               "-o", str(tmp_path / "m.onnx"), "--steps", "1", "-q"])
+    assert (rc, capsys.readouterr().err) == (2, f"faceveil: error: {tmp_path / 'nope.txt'}: no such --labels file\n")
+    assert not (tmp_path / "m.onnx").exists()

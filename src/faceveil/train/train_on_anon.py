@@ -122,6 +122,8 @@ def load_samples(images: str | Path, labels: str | Path, max_images: int | None 
         raise UsageError(f"--images {images}: not a folder")
     if labels.is_dir():
         raise UsageError(f"--labels {labels}: a folder of annotations is not supported yet; give a WIDER-layout gt.txt")
+    if not labels.exists():  # bad usage, as a missing --images (train learnedblur said it with exit 1)
+        raise UsageError(f"{labels}: no such --labels file")
     gt = read_wider_gt(labels)
     names = sorted(gt)
     if max_images:
