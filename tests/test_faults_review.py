@@ -1000,3 +1000,25 @@ def test_apply_of_a_failed_input_with_a_relative_target_from_another_folder(tmp_
     for text in (flag["text"], r.get_json()["error"]):
         assert "outside" not in text and "relative to the folder the run was started in" in text, text
     assert not (run / "OUT" / "y.jpg").exists()
+
+
+def test_a_report_that_cannot_be_read_says_why_in_its_own_words(tmp_path, astronaut, capsys):
+    """--from-report said "nothere.json: cannot read report ([Errno 2] No such file or directory: 'nothere.json')",
+    a folder "[Errno 21] Is a directory", a text file "cannot read report (Expecting value: line 1 column 1 (char
+    0))", and a dataset manifest that is not there "a manifest with no anonymized image"."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for d in (src, out):
+        d.mkdir()
+        Image.fromarray(astronaut).save(d / "a.png")
+    (tmp_path / "gt.txt").write_text("a.png\n1\n1 1 20 20 0 0 0 0 0 0\n")
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe{")
+    (tmp_path / "folder.jsonl").mkdir()
+    cases = {"nothere.json": "no such file (--from-report)", "nothere.jsonl": "no such file (--from-report)",
+             "out": "a folder, not a report file (--from-report)",
+             "folder.jsonl": "a folder, not a manifest file (--from-report)",
+             "gt.txt": "not a `faceveil anonymize --report` file (not JSON: Expecting value at line 1 column 1)",
+             "bin.json": "not a `faceveil anonymize --report` file (not UTF-8 text)"}
+    for name, why in cases.items():
+        report = tmp_path / name
+        assert main(["review", str(out), "-i", str(src), "--from-report", str(report), "-q"]) == 2, name
+        assert capsys.readouterr().err == f"faceveil: error: {report}: {why}\n", name

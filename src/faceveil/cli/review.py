@@ -97,11 +97,28 @@ def _report_path(args) -> str | None:
     return report
 
 
+def _unreadable(path: str, exc: OSError, what: str) -> str:
+    """The line for a --from-report that cannot be opened: Python's own text repeated the path ("cannot read report
+    ([Errno 2] No such file or directory: 'r.json')")."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{one_line(path)}: no such file (--from-report)"
+    if isinstance(exc, IsADirectoryError):
+        return f"{one_line(path)}: a folder, not a {what} file (--from-report)"
+    return f"{one_line(path)}: cannot read {what} ({exc.strerror or exc})"
+
+
 def _read_report(path: str) -> dict:
+    not_ours = f"{one_line(path)}: not a `faceveil anonymize --report` file"
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        raise UsageError(f"{path}: cannot read report ({exc})") from None
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(_unreadable(path, exc, "report")) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{not_ours} (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:  # "Expecting value: line 1 column 1 (char 0)" did not say it was not JSON
+        raise UsageError(f"{not_ours} (not JSON: {exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{not_ours} ({exc})") from None
     if not isinstance(doc, dict) or "method" not in doc:
         raise UsageError(f"{path}: not a `faceveil anonymize --report` file (no method)")
     return doc
@@ -135,8 +152,12 @@ def config_from_args(args):
         from ..io.manifest import read_manifest
 
         try:
+            with open(report, "rb"):  # a missing one read as empty: "a manifest with no anonymized image"
+                pass
             images = [e for e in read_manifest(report)[0] if e.get("kind") == "image"]
-        except (OSError, FaceveilError) as exc:
+        except OSError as exc:
+            raise UsageError(_unreadable(report, exc, "manifest")) from None
+        except FaceveilError as exc:
             raise UsageError(f"{report}: cannot read manifest ({exc})") from None
         base = images[-1] if images else {}
         if "method" not in base:
