@@ -298,6 +298,20 @@ def test_cli_verify_of_a_folder_without_a_manifest_is_bad_usage(tmp_path, capsys
                                       "`faceveil dataset anonymize` (give the -o folder of that run)\n"
 
 
+def test_cli_verify_of_a_folder_with_another_tools_manifest_is_bad_usage(tmp_path, capsys):
+    """A manifest.jsonl of another tool (JSON lines, none of them faceveil's) was taken as a dataset output's: "verify
+    FAILED: 0 files checked, 0 missing, 0 altered, 0 do not decode, 2 not in the manifest", exit 1, as if an output
+    had been tampered with. It is not faceveil's output at all: bad usage, as a folder without a manifest."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.jpg")
+    (folder / "manifest.jsonl").write_text('{"file": "a.jpg", "sha1": "0"}\n{"file": "b.jpg", "sha1": "1"}\n')
+    assert main(["dataset", "verify", str(folder)]) == 2
+    assert capsys.readouterr().err == (f"faceveil: error: {folder / 'manifest.jsonl'}: no line of it is faceveil's, "
+                                       f"so {folder} is not the output of `faceveil dataset anonymize` (give the -o "
+                                       "folder of that run)\n")
+
+
 def test_cli_verify_reports_links_under_out(tmp_path, capsys):
     """A linked folder of the originals under OUT (not walked into) and links to files passed verify."""
     root, gt = noise_dataset(tmp_path, n=2)

@@ -55,6 +55,10 @@ def verify(out: str | os.PathLike) -> VerifyReport:
         raise UsageError(f"{out}: no {MANIFEST} in it, so not the output of `faceveil dataset anonymize` (give the "
                          "-o folder of that run)")
     entries, _ = read_manifest(manifest_path)
+    if entries and not any("faceveil" in e for e in entries):  # every line faceveil writes says "faceveil"
+        # another tool's manifest.jsonl: it said "verify FAILED: 0 files checked, ..., N not in the manifest"
+        raise UsageError(f"{manifest_path}: no line of it is faceveil's, so {out} is not the output of `faceveil "
+                         "dataset anonymize` (give the -o folder of that run)")
     latest = {(e.get("kind"), e.get("path")): e for e in entries}
     rep = VerifyReport()
     known = {MANIFEST, REVIEW_FILE} | {e["output"] for e in latest.values() if e.get("output")}  # not outputs: ours
