@@ -157,3 +157,21 @@ def test_the_label_format_of_a_folder_is_guessed_from_its_sub_folders_and_any_ca
     (tmp_path / "none" / ".ipynb_checkpoints" / "a.txt").write_text("0 0.5 0.5 0.2 0.4\n")
     with pytest.raises(UsageError, match="no .xml"):  # a hidden folder's files are no labels
         read_labels(tmp_path / "none")
+
+
+def test_a_yolo_line_of_the_wrong_length_is_told_what_it_looks_like(tmp_path):
+    """Every YOLO line of other than 5 values was told "(segmentation polygons are not supported)": a line of 6 (a
+    detector's predictions saved with their confidence) is no polygon, nor is a short line."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "images" / "a.png")
+    cases = {"0 0.5 0.5 0.1 0.1 0.93": " (a 6th value, a detector's confidence in YOLO predictions, is not a label: "
+                                       "give the 5-value labels)",
+             "0 0.4 0.4 0.6 0.4 0.6 0.6 0.4 0.6": " (segmentation polygons and keypoints are not supported)",
+             "0 0.5 0.5": ""}
+    for line, why in cases.items():
+        (tmp_path / "labels" / "a.txt").write_text(line + "\n")
+        with pytest.raises(LabelError) as exc:
+            read_labels(tmp_path / "labels", "yolo", tmp_path / "images")
+        n = len(line.split())
+        assert str(exc.value) == f"{tmp_path / 'labels' / 'a.txt'}:1: expected 'class cx cy w h', got {n} values{why}"

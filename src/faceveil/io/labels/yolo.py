@@ -82,8 +82,12 @@ def read_yolo(labels_dir: str | os.PathLike, images_root: str | os.PathLike) -> 
                     continue
                 where = f"{lf}:{n}"
                 if len(t) != 5:
-                    raise LabelError(f"{where}: expected 'class cx cy w h', got {len(t)} values "
-                                     "(segmentation polygons are not supported)")
+                    # every count was told "(segmentation polygons are not supported)": 6 values are a box and the
+                    # confidence of a detector's predictions (save_conf), 2-4 a short line, 7 or more a polygon
+                    why = (" (a 6th value, a detector's confidence in YOLO predictions, is not a label: give the "
+                           "5-value labels)" if len(t) == 6 else
+                           " (segmentation polygons and keypoints are not supported)" if len(t) > 6 else "")
+                    raise LabelError(f"{where}: expected 'class cx cy w h', got {len(t)} values{why}")
                 try:
                     cid = float(t[0])  # "0.0" too: Ultralytics reads a label file as floats and casts the class
                     cx, cy, w, h = (float(v) for v in t[1:])
