@@ -564,6 +564,20 @@ def test_an_empty_or_invalid_bank_is_named_in_one_line_before_any_work(tmp_path,
         assert not (tmp_path / name).exists()
 
 
+def test_bank_build_labels_of_the_header_alone_name_the_csv(tmp_path, astronaut, capsys, no_work):
+    """A --labels CSV holding its header alone (or nothing) said "DIR: no images found", naming the folder, which
+    holds photos: the CSV is what lists none."""
+    from faceveil.cli import main
+
+    folder = _people_tree(tmp_path, astronaut)
+    for text in ("file,identity\n", ""):
+        labels = tmp_path / "ids.csv"
+        labels.write_text(text)
+        assert main(["bank", "build", str(folder), "-q", "-o", str(tmp_path / "b.npz"), "--labels", str(labels)]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {labels}: no file,identity line in it\n"
+    assert not (tmp_path / "b.npz").exists()
+
+
 def test_a_folder_or_an_incomplete_file_as_a_bank_says_so_in_its_own_words(tmp_path, astronaut, capsys):
     """A folder given as a bank said "ppl: cannot read bank ([Errno 21] Is a directory: 'ppl')" (the path twice, and
     Python's error text); a .npz of faceveil's format lacking an array "cannot read bank ('faces is not a file in the

@@ -82,8 +82,9 @@ def cmd_build(args) -> int:
     # rest (exit 1) lacked that person's faces, and the whole build had to be run again to add them
     items = list_labelled(args.folder, args.labels)
     _check_output(args, items)
-    if not items:
-        raise UsageError(f"{args.folder}: no images found")
+    if not items:  # a --labels CSV of its header alone said "DIR: no images found", naming the folder
+        raise UsageError(f"{args.labels}: no file,identity line in it" if args.labels else
+                         f"{args.folder}: no images found")
     labelled = {ident for _, ident in items}
     if args.average and None not in labelled:  # how many people there are is known before any work
         _check_average(args, len(labelled), args.folder, refuse=True)
