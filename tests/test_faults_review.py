@@ -1022,3 +1022,17 @@ def test_a_report_that_cannot_be_read_says_why_in_its_own_words(tmp_path, astron
         report = tmp_path / name
         assert main(["review", str(out), "-i", str(src), "--from-report", str(report), "-q"]) == 2, name
         assert capsys.readouterr().err == f"faceveil: error: {report}: {why}\n", name
+
+
+def test_a_file_given_as_out_or_originals_is_not_a_folder_not_a_missing_one(tmp_path, astronaut, capsys):
+    """A photo given as OUT or --originals was told "no such folder": it is there, and not a folder."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for d in (src, out):
+        d.mkdir()
+        Image.fromarray(astronaut).save(d / "a.png")
+    review_out, originals = "(the anonymized output to review)", "(--originals must be the input folder)"
+    for argv, line in [([str(out / "a.png"), "-i", str(src)], f"{out / 'a.png'}: not a folder {review_out}"),
+                       ([str(out), "-i", str(src / "a.png")], f"{src / 'a.png'}: not a folder {originals}"),
+                       ([str(tmp_path / "none"), "-i", str(src)], f"{tmp_path / 'none'}: no such folder {review_out}")]:
+        assert main(["review", *argv, "-q"]) == 2
+        assert capsys.readouterr().err == f"faceveil: error: {line}\n"

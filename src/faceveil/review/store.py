@@ -95,6 +95,10 @@ def _faces(d: Detections, by: str) -> list[dict]:
     return [{**f, "by": by} for f in d.to_dict()["faces"]]
 
 
+def _no_folder(path: Path) -> str:
+    return "not a folder" if path.exists() else "no such folder"
+
+
 class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
     """The images under review and everything the page can do to them. Thread-safe."""
 
@@ -107,10 +111,11 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         refuse_unreachable(out_root, originals, cache_dir)  # one line, not the system's traceback at the first look
         self.out_root = Path(out_root).resolve()
         self.in_root = Path(originals).resolve()
+        # a file given for either was told "no such folder"
         if not self.out_root.is_dir():
-            raise UsageError(f"{out_root}: no such folder (the anonymized output to review)")
+            raise UsageError(f"{out_root}: {_no_folder(self.out_root)} (the anonymized output to review)")
         if not self.in_root.is_dir():
-            raise UsageError(f"{originals}: no such folder (--originals must be the input folder)")
+            raise UsageError(f"{originals}: {_no_folder(self.in_root)} (--originals must be the input folder)")
         if self.out_root == self.in_root:
             raise UsageError("OUT and --originals are the same folder: an in-place run has no originals to review")
         for root in (out_root, originals):  # one that cannot be read: named (was a traceback, or "no original there")
