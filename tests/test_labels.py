@@ -175,3 +175,14 @@ def test_a_yolo_line_of_the_wrong_length_is_told_what_it_looks_like(tmp_path):
             read_labels(tmp_path / "labels", "yolo", tmp_path / "images")
         n = len(line.split())
         assert str(exc.value) == f"{tmp_path / 'labels' / 'a.txt'}:1: expected 'class cx cy w h', got {n} values{why}"
+
+
+def test_a_wider_name_line_that_is_no_image_is_quoted_short(tmp_path):
+    """A COCO .json read as WIDER (eval leaks --format wider, train learnedblur) quoted its whole first line: the
+    whole file, kilobytes on one line. The quote now stops after 57 characters."""
+    doc = {"images": [{"id": i, "file_name": f"img{i}.jpg", "width": 64, "height": 48} for i in range(50)]}
+    (tmp_path / "ann.json").write_text(json.dumps(doc))
+    with pytest.raises(LabelError) as exc:
+        read_wider(tmp_path / "ann.json")
+    got = json.dumps(doc)[:57] + "..."
+    assert str(exc.value) == f"{tmp_path / 'ann.json'}:1: expected an image file name, got {got!r}"

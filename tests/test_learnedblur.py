@@ -568,3 +568,23 @@ def test_train_learnedblur_with_a_missing_labels_file_is_bad_usage(tmp_path, cap
                "-o", str(tmp_path / "m.onnx"), "--steps", "1", "-q"])
     assert (rc, capsys.readouterr().err) == (2, f"faceveil: error: {tmp_path / 'nope.txt'}: no such --labels file\n")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_train_learnedblur_with_coco_or_csv_labels_is_bad_usage(tmp_path, capsys):
+    """train learnedblur (and eval train) read WIDER's txt only: a COCO .json was read as one and said "ann.json:1:
+    expected an image file name, got '{"images": ...}'" with the whole file quoted, exit 1; a CSV the same with its
+    header. A VOC folder was already refused as not supported: these now are too, exit 2, one line."""
+    _torch()
+    from faceveil.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "ann.json").write_text('{"images": [], "annotations": []}')
+    (tmp_path / "boxes.csv").write_text("image,x,y,w,h\n")
+    for name, kind in (("ann.json", "COCO .json labels are"), ("boxes.csv", "CSV labels are")):
+        for cmd in (["train", "learnedblur"], ["eval", "train"]):
+            out = tmp_path / ("m.onnx" if cmd[0] == "train" else "et")
+            rc = main([*cmd, "--images", str(tmp_path / "imgs"), "--labels", str(tmp_path / name), "-o", str(out),
+                       "--steps", "1", "-q"])
+            assert (rc, capsys.readouterr().err) == (2, f"faceveil: error: --labels {tmp_path / name}: {kind} not "
+                                                        "supported here; give a WIDER-layout gt.txt\n"), cmd
+            assert not out.exists()

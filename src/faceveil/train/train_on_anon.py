@@ -124,6 +124,10 @@ def load_samples(images: str | Path, labels: str | Path, max_images: int | None 
         raise UsageError(f"--labels {labels}: a folder of annotations is not supported yet; give a WIDER-layout gt.txt")
     if not labels.exists():  # bad usage, as a missing --images (train learnedblur said it with exit 1)
         raise UsageError(f"{labels}: no such --labels file")
+    other = {".json": "COCO .json labels are", ".csv": "CSV labels are", ".xml": "Pascal VOC .xml labels are"}
+    if labels.suffix.lower() in other:  # read as WIDER: "expected an image file name, got '{"images": ...'", exit 1
+        raise UsageError(f"--labels {labels}: {other[labels.suffix.lower()]} not supported here; give a WIDER-layout "
+                         "gt.txt")
     gt = read_wider_gt(labels)
     names = sorted(gt)
     if max_images:

@@ -40,7 +40,9 @@ def read_wider(path: str | os.PathLike) -> LabelSet:
                              "cannot tell from padding; remove it from the line, or rename the image")
         rel = safe_relpath(lines[i], where)
         if not is_image_path(rel):
-            raise LabelError(f"{where}: expected an image file name, got {lines[i].strip()!r}")
+            got = lines[i].strip()  # a JSON or CSV file's first line was quoted whole (a COCO file: kilobytes)
+            got = got if len(got) <= 60 else got[:57] + "..."
+            raise LabelError(f"{where}: expected an image file name, got {got!r}")
         if rel in seen:
             raise LabelError(f"{where}: {rel} is listed twice (first on line {seen[rel]})")
         seen[rel] = name_line
