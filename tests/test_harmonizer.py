@@ -127,7 +127,11 @@ def test_same_seed_same_weights(crops, tmp_path):
     del torch
 
 
-def test_train_cli_end_to_end_then_replace_uses_the_model(tmp_path, astronaut, face):
+def test_train_cli_end_to_end_then_replace_uses_the_model(tmp_path, astronaut, face, capsys):
+    """Also: the summary printed on standard error is strict JSON: with no face held out (two photos), its
+    val_l1_face_* were the bare token NaN, which jq and strict parsers refuse (now null, as in every results file)."""
+    import json
+
     pytest.importorskip("torch", reason="the train extra (torch) is not installed")
     from PIL import Image
 
@@ -140,6 +144,13 @@ def test_train_cli_end_to_end_then_replace_uses_the_model(tmp_path, astronaut, f
     assert main(["train", "harmonizer", "--images", str(tmp_path / "photos"), "-o", str(out), "--steps", "2",
                  "--batch", "2", "--width", "8", "-q"]) == 0
     assert 0 < out.stat().st_size < 4_000_000
+    err = capsys.readouterr().err
+
+    def refuse(token):
+        raise AssertionError(f"not JSON: {token}")
+
+    summary = json.loads(err[err.index("{"):], parse_constant=refuse)
+    assert summary["faces_val"] == 0 and summary["val_l1_face_output"] is None, summary
     res = replace(astronaut, face, harmonizer="unet", harmonizer_model=str(out))
     mask = COMP.mask(face, astronaut.shape)
     assert np.array_equal(res[mask == 0], astronaut[mask == 0])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import re
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from ..errors import UsageError, one_line
 from ..registry import MAX_THREADS
-from .common import between, check_result_path, check_writable, whole
+from .common import between, check_result_path, check_writable, strict_json, whole
 
 LICENCE_NOTE = ("Licences: train only on photos whose licence allows shipping what you compute from them (facemask: "
                 "CC0, deepface-unit: MIT); LFW and WIDER FACE are for evaluation only (a warning names them).")
@@ -380,5 +379,6 @@ def cmd_harmonizer(args) -> int:
                     threads=args.threads, batch_size=args.batch, width=args.width, lr=args.lr,
                     progress=not args.quiet)
     summary.update(data=stats, prepare_seconds=round(prep_s, 1), images=[str(d) for d in args.images])
-    print(json.dumps(summary, indent=1), file=sys.stderr)
+    # strict JSON: with no face held out the validation errors are NaN, printed as the bare token NaN before
+    print(strict_json(summary).decode(), file=sys.stderr)
     return 0
