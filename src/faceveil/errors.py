@@ -21,6 +21,17 @@ class ModelError(FaceveilError):
     """A model file or the package that ships it is missing or broken."""
 
 
+def check_folder(path, what: str) -> None:
+    """A folder named by ``what`` (an option, or what it is for) must be one: a mistyped one is bad usage saying so
+    (the eval commands said "not a folder" of a path that is not there, and --anonymized's was exit 1, as if a file
+    had failed; the review said "no such folder" of a file)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_dir():
+        raise UsageError(f"{one_line(path)}: {'not a folder' if p.exists() else 'no such folder'} ({what})")
+
+
 def check_bool(name: str, value) -> bool:
     """``value`` as a bool, or UsageError naming the option: a truthy string ('false', 'no') turned the option on."""
     import numpy as np

@@ -234,14 +234,6 @@ def anonymizer_config(args, method: str = "blur", method_params: dict | None = N
 STDOUT = "-"
 
 
-def check_folder(path, option: str) -> None:
-    """A folder named by ``option`` must be one: a mistyped one is bad usage saying so (the eval commands said "not a
-    folder" of a path that is not there, and --anonymized's was exit 1, as if a file had failed)."""
-    p = Path(path)
-    if not p.is_dir():
-        raise UsageError(f"{one_line(path)}: {'not a folder' if p.exists() else 'no such folder'} ({option})")
-
-
 def check_writable(path: str, what: str) -> None:
     """Refuse (bad usage, before any work) a file that could not be written at the end of a run.
 

@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import FaceveilError, UsageError, one_line
+from ..errors import FaceveilError, UsageError, check_folder, one_line
 from ..train.train_on_anon import DEFAULT_METHODS
 from . import eval_leaks
-from .common import (add_detection_args, add_region_args, check_folder, check_result_folder, faceveil_json, preset_name,
+from .common import (add_detection_args, add_region_args, check_result_folder, faceveil_json, preset_name,
                      region_from_args, need_eval_extra, report_missing_images, resolve_detection, strict_json, whole)
 
 EPILOG_PRIVACY = """\

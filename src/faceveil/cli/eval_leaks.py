@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FaceveilError, UsageError, one_line
+from ..errors import FaceveilError, UsageError, check_folder, one_line
 from ..eval.leaks import SHORT_MIN
-from .common import (add_common_args, add_detection_args, add_region_args, between, check_folder, check_result_folder,
+from .common import (add_common_args, add_detection_args, add_region_args, between, check_result_folder,
                      evenly_spaced, region_from_args, at_least, need_eval_extra, note_int8_build, preset_name,
                      report_missing_images, resolve_detection, strict_json, whole)
 

@@ -38,7 +38,7 @@ from ..dataset.config import old_state
 from ..detect import DETECTORS, get_detector
 from ..detect.base import detection_view
 from ..detections import Detections, box_iou
-from ..errors import FaceveilError, UsageError, one_line
+from ..errors import FaceveilError, UsageError, check_folder, one_line
 from ..io.atomic import write_bytes_atomic
 from ..io.images import read_image
 from ..io.inputs import read_folder, refuse_unreachable
@@ -95,10 +95,6 @@ def _faces(d: Detections, by: str) -> list[dict]:
     return [{**f, "by": by} for f in d.to_dict()["faces"]]
 
 
-def _no_folder(path: Path) -> str:
-    return "not a folder" if path.exists() else "no such folder"
-
-
 class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
     """The images under review and everything the page can do to them. Thread-safe."""
 
@@ -111,11 +107,8 @@ class ReviewSet(FlagsMixin, EditsMixin, CompareMixin):
         refuse_unreachable(out_root, originals, cache_dir)  # one line, not the system's traceback at the first look
         self.out_root = Path(out_root).resolve()
         self.in_root = Path(originals).resolve()
-        # a file given for either was told "no such folder"
-        if not self.out_root.is_dir():
-            raise UsageError(f"{out_root}: {_no_folder(self.out_root)} (the anonymized output to review)")
-        if not self.in_root.is_dir():
-            raise UsageError(f"{originals}: {_no_folder(self.in_root)} (--originals must be the input folder)")
+        check_folder(out_root, "the anonymized output to review")  # a file given for either: "not a folder"
+        check_folder(originals, "--originals must be the input folder")
         if self.out_root == self.in_root:
             raise UsageError("OUT and --originals are the same folder: an in-place run has no originals to review")
         for root in (out_root, originals):  # one that cannot be read: named (was a traceback, or "no original there")
