@@ -881,9 +881,9 @@ class Replace(Method):
             coarse = geo.Coarse(g, step)
             drawn = geo.add_detail(coarse.up(warped, cv2.INTER_CUBIC), raw, face_hi, coarse, inplace=True,
                                    lo=coarse.up(raw, cv2.INTER_CUBIC))
-        if f < 1 and step == 1:  # back to frame resolution
-            warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
-        if step == 1:
+        else:
+            if f < 1:  # back to frame resolution
+                warped = cv2.resize(warped, (wx2 - wx1, wy2 - wy1), interpolation=cv2.INTER_CUBIC)
             warped = geo.add_detail(warped, raw, face_hi, g, inplace=True)  # warped: a new array, this face's own
         alpha = g.alpha_full(box_ellipse)
         if keep is not None and keep.any() and f < 1:
